@@ -1,0 +1,112 @@
+// swift-tools-version:6.1
+import PackageDescription
+
+let strict: [SwiftSetting] = [
+    .swiftLanguageMode(.v6),
+    .enableUpcomingFeature("ExistentialAny"),
+    .enableUpcomingFeature("InternalImportsByDefault"),
+]
+
+let package = Package(
+    name: "slipway",
+    platforms: [.macOS(.v15)],
+    products: [
+        .executable(name: "slipway", targets: ["slipway"]),
+        .library(name: "SlipwayWire", targets: ["SlipwayWire"]),
+        .library(name: "SlipwayStore", targets: ["SlipwayStore"]),
+        .library(name: "SlipwayProto", targets: ["SlipwayProto"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-protobuf", from: "1.39.0"),
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+    ],
+    targets: [
+        // C libraries, only ever imported by the two wrapper modules.
+        .systemLibrary(
+            name: "CZeroMQ",
+            providers: [.apt(["libzmq3-dev"])]
+        ),
+        .systemLibrary(
+            name: "CLibPQ",
+            pkgConfig: "libpq",
+            providers: [.apt(["libpq-dev"])]
+        ),
+        // protobuf-c code generated from proto/: the wire contract as non-Swift clients see it.
+        .target(
+            name: "CSlipwayProto",
+            linkerSettings: [.linkedLibrary("protobuf-c")]
+        ),
+
+        .target(
+            name: "SlipwayThreads",
+            swiftSettings: strict
+        ),
+        .target(
+            name: "SlipwayProto",
+            dependencies: [.product(name: "SwiftProtobuf", package: "swift-protobuf")],
+            swiftSettings: [.swiftLanguageMode(.v6)]
+        ),
+        .target(
+            name: "SlipwayWire",
+            dependencies: [
+                "CZeroMQ", "SlipwayThreads", "SlipwayProto",
+                .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strict
+        ),
+        .target(
+            name: "SlipwayStore",
+            dependencies: [
+                "CLibPQ", "SlipwayThreads",
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strict
+        ),
+        .executableTarget(
+            name: "slipway",
+            dependencies: [
+                "SlipwayWire", "SlipwayStore", "SlipwayProto",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strict
+        ),
+
+        // Benchmarks: the Swift wrapper vs libzmq driven directly from C, same socket layout.
+        .executableTarget(
+            name: "slipway-bench",
+            dependencies: [
+                "SlipwayWire",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            path: "Benchmarks/slipway-bench",
+            swiftSettings: strict
+        ),
+        .executableTarget(
+            name: "zmq-baseline",
+            path: "Benchmarks/zmq-baseline",
+            linkerSettings: [.linkedLibrary("zmq"), .linkedLibrary("pthread")]
+        ),
+
+        .testTarget(
+            name: "SlipwayWireTests",
+            dependencies: ["SlipwayWire", "SlipwayProto", "SlipwayThreads"],
+            swiftSettings: strict
+        ),
+        .testTarget(
+            name: "SlipwayProtoTests",
+            dependencies: [
+                "SlipwayProto", "CSlipwayProto", "SlipwayWire",
+                .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+            ],
+            swiftSettings: strict
+        ),
+        .testTarget(
+            name: "SlipwayStoreTests",
+            dependencies: ["SlipwayStore", "SlipwayThreads"],
+            swiftSettings: strict
+        ),
+    ]
+)

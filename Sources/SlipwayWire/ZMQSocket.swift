@@ -1,0 +1,103 @@
+import CZeroMQ
+#if canImport(Glibc)
+import Glibc
+#endif
+import SlipwayThreads
+
+/// One libzmq socket, owned by the thread that created it.
+///
+/// libzmq sockets are not thread-safe, so this class is deliberately not
+/// `Sendable`: the compiler keeps it inside the isolation domain that made it
+/// (normally an actor pinned to an ``SlipwayThreads/OwnedThread``). Every call
+/// also checks at run time that it comes from the creating thread, and calls
+/// that can block (``ZMQWait/forever`` and ``ZMQWait/timeout(_:)``) must run on an
+/// `OwnedThread`, never on Swift's cooperative pool.
+///
+/// Sockets are created with LINGER of 1 second so that closing never hangs the
+/// context for long; set ``ZMQOption/linger(_:)`` to change it.
+public final class ZMQSocket {
+    /// The socket pattern.
+    public let type: ZMQSocketType
+    let context: ZMQContext
+    var handle: UnsafeMutableRawPointer?
+    private let owner: pthread_t
+
+    /// Creates a socket on `context`, owned by the calling thread.
+    public init(context: ZMQContext, type: ZMQSocketType) throws(ZMQError) {
+        guard let handle = zmq_socket(context.handle, type.rawValue) else {
+            throw ZMQError(errno: slipway_zmq_errno(), operation: "zmq_socket", context: "\(type)")
+        }
+        self.type = type
+        self.context = context
+        self.handle = handle
+        self.owner = pthread_self()
+        try set(.linger(.seconds(1)))
+    }
+
+    deinit {
+        // The last reference may be released on any thread; nothing else can use
+        // the socket any more, and libzmq allows a socket to migrate threads with a
+        // full memory barrier between uses, which the release provides.
+        if let handle { zmq_close(handle) }
+    }
+
+    /// Accepts connections on `endpoint`, e.g. `tcp://127.0.0.1:*` or `inproc://name`.
+    public func bind(_ endpoint: String) throws(ZMQError) {
+        let handle = try checkedHandle()
+        try ZMQError.check("zmq_bind", context: endpoint) { zmq_bind(handle, endpoint) }
+    }
+
+    /// Connects to `endpoint`; libzmq reconnects by itself when the peer restarts.
+    public func connect(_ endpoint: String) throws(ZMQError) {
+        let handle = try checkedHandle()
+        try ZMQError.check("zmq_connect", context: endpoint) { zmq_connect(handle, endpoint) }
+    }
+
+    /// Stops accepting on an endpoint given to ``bind(_:)``.
+    public func unbind(_ endpoint: String) throws(ZMQError) {
+        let handle = try checkedHandle()
+        try ZMQError.check("zmq_unbind", context: endpoint) { zmq_unbind(handle, endpoint) }
+    }
+
+    /// Drops a connection made with ``connect(_:)``.
+    public func disconnect(_ endpoint: String) throws(ZMQError) {
+        let handle = try checkedHandle()
+        try ZMQError.check("zmq_disconnect", context: endpoint) { zmq_disconnect(handle, endpoint) }
+    }
+
+    /// The endpoint of the last bind, with a wildcard port resolved (`tcp://127.0.0.1:41234`).
+    public func lastEndpoint() throws(ZMQError) -> String {
+        let bytes = try getBytes(ZMQ_LAST_ENDPOINT, capacity: 1_024, name: "ZMQ_LAST_ENDPOINT")
+        return String(decoding: bytes.prefix { $0 != 0 }, as: UTF8.self)
+    }
+
+    /// Closes the socket now; later calls throw `.socketClosed`.
+    public func close() {
+        checkOwner()
+        if let handle {
+            zmq_close(handle)
+            self.handle = nil
+        }
+    }
+
+    /// True until ``close()``.
+    public var isOpen: Bool { handle != nil }
+
+    func checkedHandle() throws(ZMQError) -> UnsafeMutableRawPointer {
+        checkOwner()
+        guard let handle else { throw ZMQError(errno: ENOTSOCK, operation: "socket", context: "closed") }
+        return handle
+    }
+
+    func checkOwner() {
+        precondition(pthread_equal(owner, pthread_self()) != 0,
+                     "ZMQSocket(\(type)) used from a thread that does not own it; keep each socket in one actor or OwnedThread")
+    }
+
+    func checkMayBlock(_ wait: ZMQWait) {
+        if wait.blocks {
+            precondition(OwnedThread.isOnOwnedThread,
+                         "blocking ZMQSocket call off an OwnedThread; use ZMQWait.never here or run the socket on an OwnedThread")
+        }
+    }
+}
