@@ -1,0 +1,203 @@
+import Foundation
+
+/// Lifecycle of a build job, as stored in the `job_status` enum.
+public enum JobStatus: String, Sendable, Hashable, CaseIterable {
+    case queued, running, succeeded, failed, cancelled
+
+    /// True for succeeded, failed and cancelled: the job will never change again.
+    public var isTerminal: Bool { self != .queued && self != .running }
+}
+
+/// A submission to store.
+public struct NewJob: Sendable, Hashable {
+    public var idempotencyKey: String
+    public var repoURL: String
+    public var commitSHA: String
+    public var artifactName: String
+    public var recipe: String
+    public var artifactPath: String
+    /// A worker must carry all of these to claim the job.
+    public var labels: [String: String]
+    public var maxAttempts: Int
+    public var timeoutSeconds: Int
+    public var fresh: Bool
+
+    /// Creates a submission; defaults: 3 attempts, 1 hour timeout.
+    public init(idempotencyKey: String, repoURL: String, commitSHA: String, artifactName: String,
+                recipe: String = "", artifactPath: String = "", labels: [String: String] = [:],
+                maxAttempts: Int = 3, timeoutSeconds: Int = 3_600, fresh: Bool = false) {
+        self.idempotencyKey = idempotencyKey
+        self.repoURL = repoURL
+        self.commitSHA = commitSHA
+        self.artifactName = artifactName
+        self.recipe = recipe
+        self.artifactPath = artifactPath
+        self.labels = labels
+        self.maxAttempts = maxAttempts
+        self.timeoutSeconds = timeoutSeconds
+        self.fresh = fresh
+    }
+}
+
+/// A job as stored.
+public struct JobRecord: Sendable, Hashable {
+    public let id: String
+    public let status: JobStatus
+    public let attempt: Int
+    public let maxAttempts: Int
+    public let workerID: String?
+    public let repoURL: String
+    public let commitSHA: String
+    public let artifactName: String
+    public let artifactDigest: String?
+    public let error: String?
+}
+
+/// A job a worker has just claimed; (id, attempt) fences every later write.
+public struct ClaimedJob: Sendable, Hashable {
+    public let id: String
+    public let attempt: Int
+    public let repoURL: String
+    public let commitSHA: String
+    public let artifactName: String
+    public let recipe: String
+    public let artifactPath: String
+    public let timeoutSeconds: Int
+    /// The attempt's absolute deadline, microseconds since the Unix epoch.
+    public let leaseExpiresAtUnixMicros: Int64
+}
+
+/// The job queue's statements: submission, the one-statement claim, and the
+/// fenced writes that end an attempt. Each function is one round trip and can be
+/// composed with others (an outbox event, say) inside `PGConnection.transaction`.
+public enum JobQueue {
+    /// Stores a job unless one with the same idempotency key exists.
+    /// - Returns: the stored job, and whether it already existed.
+    public static func enqueue(_ db: PGConnection, _ job: NewJob) throws -> (job: JobRecord, duplicate: Bool) {
+        let labels = try encodeLabels(job.labels)
+        let inserted = try db.query("""
+            INSERT INTO jobs (idempotency_key, repo_url, commit_sha, artifact_name, recipe, artifact_path,
+                              labels, max_attempts, timeout_seconds, fresh)
+            VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb, $8, $9, $10)
+            ON CONFLICT (idempotency_key) DO NOTHING
+            RETURNING \(recordColumns)
+            """, [.text(job.idempotencyKey), .text(job.repoURL), .text(job.commitSHA), .text(job.artifactName),
+                  .text(job.recipe), .text(job.artifactPath), .text(labels), .int(job.maxAttempts),
+                  .int(job.timeoutSeconds), .bool(job.fresh)])
+        if let row = inserted.first {
+            return (try record(row), false)
+        }
+        let existing = try db.query("SELECT \(recordColumns) FROM jobs WHERE idempotency_key = $1", [.text(job.idempotencyKey)])
+        guard let row = existing.first else {
+            throw PGError(.badResult, message: "job with idempotency key vanished between insert and select")
+        }
+        return (try record(row), true)
+    }
+
+    /// Claims up to `limit` queued jobs whose labels the worker carries, oldest
+    /// first, in one statement. Rows locked by a concurrent claim are skipped, so
+    /// claimers never wait on each other and no job is claimed twice.
+    public static func claim(_ db: PGConnection, workerID: String, workerLabels: [String: String], limit: Int) throws -> [ClaimedJob] {
+        let result = try db.query("""
+            WITH next AS (
+                SELECT id FROM jobs
+                WHERE status = 'queued' AND not_before <= now() AND labels <@ $2::jsonb
+                ORDER BY created_at, id
+                LIMIT $3
+                FOR UPDATE SKIP LOCKED
+            )
+            UPDATE jobs AS j
+            SET status = 'running', attempt = j.attempt + 1, worker_id = $1,
+                lease_expires_at = now() + make_interval(secs => j.timeout_seconds),
+                started_at = now(), error = NULL
+            FROM next
+            WHERE j.id = next.id
+            RETURNING j.id, j.attempt, j.repo_url, j.commit_sha, j.artifact_name, j.recipe, j.artifact_path,
+                      j.timeout_seconds, (extract(epoch FROM j.lease_expires_at) * 1000000)::bigint AS lease_us
+            """, [.text(workerID), .text(try encodeLabels(workerLabels)), .int(limit)])
+        return try result.rows.map { row in
+            ClaimedJob(id: try row.string("id"), attempt: try row.int("attempt"),
+                       repoURL: try row.string("repo_url"), commitSHA: try row.string("commit_sha"),
+                       artifactName: try row.string("artifact_name"), recipe: try row.string("recipe"),
+                       artifactPath: try row.string("artifact_path"), timeoutSeconds: try row.int("timeout_seconds"),
+                       leaseExpiresAtUnixMicros: Int64(try row.int("lease_us")))
+        }
+    }
+
+    /// Marks an attempt succeeded, if it is still the job's current running attempt.
+    /// - Returns: false when fencing rejected the write: the worker lost the job and must stop.
+    public static func complete(_ db: PGConnection, jobID: String, attempt: Int, artifactDigest: String) throws -> Bool {
+        let result = try db.query("""
+            UPDATE jobs SET status = 'succeeded', finished_at = now(), artifact_digest = $3, error = NULL
+            WHERE id = $1 AND attempt = $2 AND status = 'running'
+            """, [.text(jobID), .int(attempt), .text(artifactDigest)])
+        return result.affectedRows == 1
+    }
+
+    /// Ends an attempt that failed. A retryable failure with attempts left goes
+    /// back to the queue after `backoff`; anything else fails the job.
+    /// - Returns: the job's new status, or nil when fencing rejected the write.
+    public static func fail(_ db: PGConnection, jobID: String, attempt: Int, error: String,
+                            retryable: Bool, backoff: Duration = .zero) throws -> JobStatus? {
+        let result = try db.query("""
+            UPDATE jobs SET
+                status = CASE WHEN $4 AND attempt < max_attempts THEN 'queued'::job_status ELSE 'failed'::job_status END,
+                not_before = CASE WHEN $4 AND attempt < max_attempts THEN now() + make_interval(secs => $5) ELSE not_before END,
+                finished_at = CASE WHEN $4 AND attempt < max_attempts THEN NULL ELSE now() END,
+                error = $3
+            WHERE id = $1 AND attempt = $2 AND status = 'running'
+            RETURNING status
+            """, [.text(jobID), .int(attempt), .text(error), .bool(retryable), .text(seconds(backoff))])
+        return try result.first.map { try status($0) }
+    }
+
+    /// Cancels a job: a queued one at once; a running one is flagged so the
+    /// coordinator aborts the worker's attempt.
+    /// - Returns: the job's status after the call, or nil if there is no such job.
+    public static func cancel(_ db: PGConnection, jobID: String, reason: String) throws -> JobStatus? {
+        let result = try db.query("""
+            UPDATE jobs SET
+                status = CASE WHEN status = 'queued' THEN 'cancelled'::job_status ELSE status END,
+                finished_at = CASE WHEN status = 'queued' THEN now() ELSE finished_at END,
+                cancel_requested = cancel_requested OR status = 'running',
+                error = CASE WHEN status IN ('queued', 'running') THEN $2 ELSE error END
+            WHERE id = $1
+            RETURNING status
+            """, [.text(jobID), .text(reason)])
+        return try result.first.map { try status($0) }
+    }
+
+    /// Reads one job; nil if there is none with that id.
+    public static func job(_ db: PGConnection, id: String) throws -> JobRecord? {
+        try db.query("SELECT \(recordColumns) FROM jobs WHERE id::text = $1", [.text(id)]).first.map(record)
+    }
+
+    static let recordColumns = "id, status, attempt, max_attempts, worker_id, repo_url, commit_sha, artifact_name, artifact_digest, error"
+
+    static func record(_ row: PGRow) throws -> JobRecord {
+        JobRecord(id: try row.string("id"), status: try status(row), attempt: try row.int("attempt"),
+                  maxAttempts: try row.int("max_attempts"), workerID: try row.optionalString("worker_id"),
+                  repoURL: try row.string("repo_url"), commitSHA: try row.string("commit_sha"),
+                  artifactName: try row.string("artifact_name"), artifactDigest: try row.optionalString("artifact_digest"),
+                  error: try row.optionalString("error"))
+    }
+
+    static func status(_ row: PGRow) throws -> JobStatus {
+        let text = try row.string("status")
+        guard let status = JobStatus(rawValue: text) else {
+            throw PGError(.badResult, message: "unknown job status \(text)")
+        }
+        return status
+    }
+
+    static func encodeLabels(_ labels: [String: String]) throws -> String {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = .sortedKeys
+        return String(decoding: try encoder.encode(labels), as: UTF8.self)
+    }
+
+    static func seconds(_ duration: Duration) -> String {
+        let (seconds, attoseconds) = duration.components
+        return String(Double(seconds) + Double(attoseconds) / 1e18)
+    }
+}

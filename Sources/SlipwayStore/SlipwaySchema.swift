@@ -1,0 +1,138 @@
+/// Slipway's schema, as an ordered list of migrations. Append; never edit a released one.
+public enum SlipwaySchema {
+    /// Every migration, oldest first.
+    public static let migrations: [Migration] = [v1]
+
+    /// Schema v1: the whole system's durable state.
+    ///
+    /// Indexes exist only for the hot paths: claiming queued jobs, finding running
+    /// jobs by lease or worker, and idempotent submission. History tables are
+    /// append-only and pruned by age, not indexed for ad-hoc search.
+    static let v1 = Migration(version: 1, name: "initial schema", sql: """
+        CREATE TYPE job_status AS ENUM ('queued', 'running', 'succeeded', 'failed', 'cancelled');
+
+        CREATE TABLE jobs (
+            id               uuid PRIMARY KEY DEFAULT gen_random_uuid(),
+            idempotency_key  text NOT NULL CHECK (length(idempotency_key) BETWEEN 1 AND 200),
+            repo_url         text NOT NULL,
+            commit_sha       text NOT NULL,
+            artifact_name    text NOT NULL,
+            recipe           text NOT NULL DEFAULT '',
+            artifact_path    text NOT NULL DEFAULT '',
+            labels           jsonb NOT NULL DEFAULT '{}' CHECK (jsonb_typeof(labels) = 'object'),
+            status           job_status NOT NULL DEFAULT 'queued',
+            attempt          integer NOT NULL DEFAULT 0 CHECK (attempt >= 0),
+            max_attempts     integer NOT NULL DEFAULT 3 CHECK (max_attempts BETWEEN 1 AND 100),
+            timeout_seconds  integer NOT NULL DEFAULT 3600 CHECK (timeout_seconds > 0),
+            fresh            boolean NOT NULL DEFAULT false,
+            worker_id        text,
+            -- Absolute deadline of the running attempt (start + timeout). Worker
+            -- liveness is per worker (workers.last_heartbeat), never a write per job.
+            lease_expires_at timestamptz,
+            -- Earliest time a queued job may be claimed: retry back-off.
+            not_before       timestamptz NOT NULL DEFAULT now(),
+            cancel_requested boolean NOT NULL DEFAULT false,
+            cache_hit        boolean NOT NULL DEFAULT false,
+            artifact_digest  text,
+            error            text,
+            created_at       timestamptz NOT NULL DEFAULT now(),
+            started_at       timestamptz,
+            finished_at      timestamptz,
+            CONSTRAINT jobs_idempotency_key_unique UNIQUE (idempotency_key),
+            CONSTRAINT jobs_running_has_owner CHECK (status <> 'running' OR (worker_id IS NOT NULL AND lease_expires_at IS NOT NULL)),
+            CONSTRAINT jobs_terminal_has_finish CHECK (status IN ('queued', 'running') OR finished_at IS NOT NULL)
+        );
+        -- The claim path: oldest claimable first, skipping locked rows.
+        CREATE INDEX jobs_claimable ON jobs (created_at, id) WHERE status = 'queued';
+        -- Lease expiry and lost-worker sweeps touch running jobs only.
+        CREATE INDEX jobs_running_lease ON jobs (lease_expires_at) WHERE status = 'running';
+        CREATE INDEX jobs_running_worker ON jobs (worker_id) WHERE status = 'running';
+
+        CREATE TABLE job_logs (
+            job_id     uuid NOT NULL REFERENCES jobs (id) ON DELETE CASCADE,
+            attempt    integer NOT NULL,
+            seq        bigint NOT NULL,
+            stream     smallint NOT NULL,
+            data       bytea NOT NULL,
+            created_at timestamptz NOT NULL DEFAULT now(),
+            PRIMARY KEY (job_id, attempt, seq)
+        );
+
+        -- One row per worker process start.
+        CREATE TABLE workers (
+            id             text PRIMARY KEY,
+            labels         jsonb NOT NULL DEFAULT '{}',
+            slots          integer NOT NULL DEFAULT 1 CHECK (slots >= 0),
+            region         text NOT NULL DEFAULT '',
+            started_at     timestamptz NOT NULL DEFAULT now(),
+            last_heartbeat timestamptz NOT NULL DEFAULT now(),
+            lost_at        timestamptz
+        );
+
+        -- The outbox. Sequence numbers come from event_sequence, not a bigserial:
+        -- taking the counter row's lock in the writing transaction makes numbers
+        -- gap-free and in commit order, which subscribers rely on to detect loss.
+        CREATE TABLE event_sequence (
+            singleton boolean PRIMARY KEY DEFAULT true CHECK (singleton),
+            last_seq  bigint NOT NULL
+        );
+        INSERT INTO event_sequence (singleton, last_seq) VALUES (true, 0);
+
+        CREATE TABLE events (
+            seq        bigint PRIMARY KEY,
+            type       text NOT NULL,
+            topic      text NOT NULL DEFAULT '',
+            payload    bytea NOT NULL,
+            created_at timestamptz NOT NULL DEFAULT now()
+        );
+
+        CREATE TABLE artifacts (
+            digest        text PRIMARY KEY CHECK (digest ~ '^[0-9a-f]{64}$'),
+            name          text NOT NULL,
+            size          bigint NOT NULL CHECK (size >= 0),
+            piece_size    integer NOT NULL CHECK (piece_size > 0),
+            -- The pieces' SHA-256 digests, 32 bytes each, concatenated in order.
+            piece_sha256  bytea NOT NULL,
+            job_id        uuid REFERENCES jobs (id) ON DELETE SET NULL,
+            origin_region text NOT NULL,
+            created_at    timestamptz NOT NULL DEFAULT now(),
+            deployable_at timestamptz
+        );
+
+        CREATE TYPE replica_status AS ENUM ('pending', 'copying', 'complete', 'failed');
+
+        CREATE TABLE replicas (
+            artifact_digest text NOT NULL REFERENCES artifacts (digest) ON DELETE CASCADE,
+            region          text NOT NULL,
+            status          replica_status NOT NULL DEFAULT 'pending',
+            pieces_done     integer NOT NULL DEFAULT 0,
+            error           text,
+            updated_at      timestamptz NOT NULL DEFAULT now(),
+            PRIMARY KEY (artifact_digest, region)
+        );
+
+        -- The target build of a service: region '' is the global target.
+        CREATE TABLE targets (
+            service         text NOT NULL,
+            region          text NOT NULL DEFAULT '',
+            artifact_digest text NOT NULL REFERENCES artifacts (digest),
+            version         bigint NOT NULL CHECK (version > 0),
+            set_by          text NOT NULL,
+            set_at          timestamptz NOT NULL DEFAULT now(),
+            PRIMARY KEY (service, region)
+        );
+
+        -- Every target change ever made: who, when, from, to.
+        CREATE TABLE deployments (
+            id          bigserial PRIMARY KEY,
+            service     text NOT NULL,
+            region      text NOT NULL DEFAULT '',
+            from_digest text,
+            to_digest   text NOT NULL,
+            version     bigint NOT NULL,
+            action      text NOT NULL CHECK (action IN ('deploy', 'rollback')),
+            set_by      text NOT NULL,
+            set_at      timestamptz NOT NULL DEFAULT now()
+        );
+        """)
+}

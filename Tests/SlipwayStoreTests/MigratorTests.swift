@@ -1,0 +1,54 @@
+import Logging
+import SlipwayStore
+import Testing
+
+@Suite("Migrations", .enabled(if: TestDatabase.isConfigured))
+struct MigratorTests {
+    @Test("applying migrations twice is a no-op")
+    func idempotent() async throws {
+        let url = try await TestDatabase.create(migrate: false)
+        let client = PGClient(url: url, logger: TestDatabase.logger)
+        let first = try await client.withConnection { try Migrator.migrate($0, logger: TestDatabase.logger) }
+        let second = try await client.withConnection { try Migrator.migrate($0, logger: TestDatabase.logger) }
+        #expect(first == SlipwaySchema.migrations.map(\.version))
+        #expect(second == [])
+        let recorded = try await client.query("SELECT count(*) AS n FROM schema_migrations").first!.int("n")
+        #expect(recorded == SlipwaySchema.migrations.count)
+        await client.close()
+        await TestDatabase.drop(url)
+    }
+
+    @Test("a failing migration rolls back completely and is not recorded")
+    func failedMigrationRollsBack() async throws {
+        let url = try await TestDatabase.create()
+        let client = PGClient(url: url, logger: TestDatabase.logger)
+        let broken = SlipwaySchema.migrations + [Migration(version: 2, name: "broken", sql: "CREATE TABLE half_done (x int); SELECT 1/0;")]
+        let error = await #expect(throws: PGError.self) {
+            try await client.withConnection { try Migrator.migrate($0, broken, logger: TestDatabase.logger) }
+        }
+        #expect(error?.code == .migrationFailed)
+        #expect(error?.sqlState == "22012")
+        let leftovers = try await client.query("SELECT to_regclass('half_done') IS NULL AS gone, (SELECT count(*) FROM schema_migrations WHERE version = 2) AS v2").first!
+        #expect(try leftovers.bool("gone"))
+        #expect(try leftovers.int("v2") == 0)
+
+        let fixed = SlipwaySchema.migrations + [Migration(version: 2, name: "fixed", sql: "CREATE TABLE half_done (x int);")]
+        let applied = try await client.withConnection { try Migrator.migrate($0, fixed, logger: TestDatabase.logger) }
+        #expect(applied == [2])
+        await client.close()
+        await TestDatabase.drop(url)
+    }
+
+    @Test("a recorded migration whose name changed is refused")
+    func drift() async throws {
+        let url = try await TestDatabase.create()
+        let client = PGClient(url: url, logger: TestDatabase.logger)
+        let renamed = [Migration(version: 1, name: "something else", sql: "SELECT 1")]
+        let error = await #expect(throws: PGError.self) {
+            try await client.withConnection { try Migrator.migrate($0, renamed, logger: TestDatabase.logger) }
+        }
+        #expect(error?.message.contains("recorded as 'initial schema'") == true)
+        await client.close()
+        await TestDatabase.drop(url)
+    }
+}

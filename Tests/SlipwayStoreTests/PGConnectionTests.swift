@@ -1,0 +1,122 @@
+import Foundation
+import SlipwayStore
+import SlipwayThreads
+import Testing
+
+@Suite("libpq connection", .enabled(if: TestDatabase.isConfigured))
+struct PGConnectionTests {
+    @Test("parameters travel apart from SQL: hostile text and binary bytes round-trip")
+    func parameters() async throws {
+        let client = PGClient(url: try require_(TestDatabase.baseURL), logger: TestDatabase.logger)
+        let hostile = "'; DROP TABLE jobs; -- \u{0}".replacingOccurrences(of: "\u{0}", with: "\"ü\\")
+        let blob: [UInt8] = [0, 1, 0x5C, 0x27, 0xFF, 0]
+        let row = try await client.query("SELECT $1::text AS t, $2::bytea AS b, $3::int AS n, $4::text IS NULL AS isnull",
+                                         [.text(hostile), .bytes(blob), .int(-42), .null]).first!
+        #expect(try row.string("t") == hostile)
+        #expect(try row.bytes("b") == blob)
+        #expect(try row.int("n") == -42)
+        #expect(try row.bool("isnull"))
+        await client.close()
+    }
+
+    @Test("server errors carry SQLSTATE; the connection stays usable")
+    func sqlState() async throws {
+        let client = PGClient(url: try require_(TestDatabase.baseURL), logger: TestDatabase.logger)
+        let syntax = await #expect(throws: PGError.self) { try await client.query("SELEC 1") }
+        #expect(syntax?.sqlState == "42601")
+        #expect(syntax?.code == .queryFailed)
+        #expect(syntax?.debugDescription.contains("query: SELEC 1") == true)
+        #expect(syntax?.description.contains("SELEC 1") == false)
+        try await client.query("CREATE TEMP TABLE u (k text PRIMARY KEY)")
+        try await client.query("INSERT INTO u VALUES ($1)", ["a"])
+        let duplicate = await #expect(throws: PGError.self) { try await client.query("INSERT INTO u VALUES ($1)", ["a"]) }
+        #expect(duplicate?.isUniqueViolation == true)
+        #expect(try await client.query("SELECT 1 AS one").first!.int("one") == 1)
+        await client.close()
+    }
+
+    @Test("an error inside a transaction rolls it back")
+    func transactionRollback() async throws {
+        let client = PGClient(url: try require_(TestDatabase.baseURL), logger: TestDatabase.logger)
+        try await client.query("CREATE TEMP TABLE t (n int)")
+        struct Abort: Error {}
+        await #expect(throws: Abort.self) {
+            try await client.transaction { db in
+                try db.query("INSERT INTO t VALUES (1)")
+                throw Abort()
+            }
+        }
+        try await client.transaction { db in _ = try db.query("INSERT INTO t VALUES (2)") }
+        let rows = try await client.query("SELECT n FROM t").rows.map { try $0.int("n") }
+        #expect(rows == [2])
+        await client.close()
+    }
+
+    @Test("LISTEN/NOTIFY delivers, and a NOTIFY inside a transaction arrives at COMMIT")
+    func listenNotify() async throws {
+        let url = try require_(TestDatabase.baseURL)
+        let channel = "test_" + UUID().uuidString.prefix(8).lowercased()
+        let listener = PGClient(url: url, name: "listener", logger: TestDatabase.logger)
+        let notifier = PGClient(url: url, name: "notifier", logger: TestDatabase.logger)
+        try await listener.withConnection { try $0.listen(channel) }
+
+        try await notifier.withConnection { db in
+            try db.execute("BEGIN")
+            try db.notify(channel, payload: "seq=7")
+        }
+        let early = try await listener.withConnection { try $0.waitForNotifications(timeout: .milliseconds(200)) }
+        #expect(early.isEmpty)
+        try await notifier.withConnection { _ = try $0.execute("COMMIT") }
+        let delivered = try await listener.withConnection { try $0.waitForNotifications(timeout: .seconds(5)) }
+        #expect(delivered.map(\.payload) == ["seq=7"])
+        #expect(delivered.first?.channel == channel)
+        await listener.close(); await notifier.close()
+    }
+
+    @Test("connection failures are typed and never echo the password")
+    func connectionFailure() async throws {
+        let client = PGClient(url: "postgresql://slipway:hunter2@127.0.0.1:1/slipway?connect_timeout=2", logger: TestDatabase.logger)
+        let error = await #expect(throws: PGError.self) { try await client.query("SELECT 1") }
+        #expect(error?.code == .connectionFailed)
+        #expect(error?.description.contains("hunter2") == false)
+        await client.close()
+    }
+
+    @Test("a query after a server restart succeeds on a new connection",
+          .enabled(if: TestDatabase.environment["SLIPWAY_TEST_RESTART_DATABASE_URL"] != nil))
+    func reconnectAfterRestart() async throws {
+        let url = try require_(TestDatabase.environment["SLIPWAY_TEST_RESTART_DATABASE_URL"])
+        let restart = try require_(TestDatabase.environment["SLIPWAY_TEST_RESTART_COMMAND"])
+        let client = PGClient(url: url, logger: TestDatabase.logger)
+        let channel = "restart_test"
+        let before = try await client.withConnection { db in
+            try db.listen(channel)
+            return db.backendPID
+        }
+        let status = try await client.thread.run { try runShell(restart) }
+        #expect(status == 0)
+        let (one, after) = try await client.withConnection { db in (try db.query("SELECT 1 AS one").first!.int("one"), db.backendPID) }
+        #expect(one == 1)
+        #expect(after != before)
+        // LISTEN survives the reconnect.
+        try await client.withConnection { try $0.notify(channel, payload: "back") }
+        let notes = try await client.withConnection { try $0.waitForNotifications(timeout: .seconds(5)) }
+        #expect(notes.map(\.payload) == ["back"])
+        await client.close()
+    }
+}
+
+/// Runs a shell command and waits for it by pid (Foundation's Process does not
+/// see its child exit while Swift Testing's exit-test monitor is running).
+func runShell(_ command: String) throws -> Int32 {
+    var pid = pid_t()
+    let argv: [UnsafeMutablePointer<CChar>?] = [strdup("/bin/sh"), strdup("-c"), strdup(command), nil]
+    defer { argv.forEach { free($0) } }
+    let rc = posix_spawn(&pid, "/bin/sh", nil, nil, argv, environ)
+    guard rc == 0 else { throw POSIXError(POSIXErrorCode(rawValue: rc) ?? .EIO) }
+    var status: Int32 = 0
+    while waitpid(pid, &status, 0) < 0 {
+        guard errno == EINTR else { throw POSIXError(POSIXErrorCode(rawValue: errno) ?? .EIO) }
+    }
+    return (status >> 8) & 0xFF
+}
