@@ -1,0 +1,11 @@
+import ArgumentParser
+
+/// The `slipway` executable: argument parsing only; every subcommand calls a library.
+@main
+struct Slipway: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "slipway",
+        abstract: "Build source at a commit into a binary and deploy it to every region.",
+        version: SlipwayVersion.string,
+        subcommands: [VersionCommand.self, MigrateCommand.self])
+}
