@@ -300,6 +300,82 @@ public nonisolated struct Slipway_V1_JobInfo: Sendable {
 
   public var finishedAtUnixMicros: Int64 = 0
 
+  public var cacheHit: Bool = false
+
+  public var recipe: String = String()
+
+  public var region: String = String()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+/// List recent jobs, newest first.
+public nonisolated struct Slipway_V1_JobListQuery: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// Only jobs in this status; UNSPECIFIED for all.
+  public var status: Slipway_V1_JobStatus = .unspecified
+
+  /// Only jobs building this artifact name; empty for all.
+  public var artifactName: String = String()
+
+  public var limit: UInt32 = 0
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Slipway_V1_JobList: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var jobs: [Slipway_V1_JobInfo] = []
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+/// Ask for a job's log from byte `offset` of its latest attempt.
+public nonisolated struct Slipway_V1_LogQuery: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var jobID: String = String()
+
+  public var offset: UInt64 = 0
+
+  public var maxBytes: UInt32 = 0
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+/// Log bytes follow as the raw payload frame.
+public nonisolated struct Slipway_V1_LogData: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var jobID: String = String()
+
+  public var attempt: UInt32 = 0
+
+  public var offset: UInt64 = 0
+
+  /// True when the job is in a terminal state and no bytes follow this offset.
+  public var complete: Bool = false
+
+  public var status: Slipway_V1_JobStatus = .unspecified
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -450,9 +526,21 @@ public nonisolated struct Slipway_V1_BuildResult: Sendable {
 
   public var region: String = String()
 
+  /// The stored artifact's manifest, set on success.
+  public var manifest: Slipway_V1_ArtifactManifest {
+    get {_manifest ?? Slipway_V1_ArtifactManifest()}
+    set {_manifest = newValue}
+  }
+  /// Returns true if `manifest` has been explicitly set.
+  public var hasManifest: Bool {self._manifest != nil}
+  /// Clears the value of `manifest`. Subsequent reads from it will return its default value.
+  public mutating func clearManifest() {self._manifest = nil}
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
+
+  fileprivate var _manifest: Slipway_V1_ArtifactManifest? = nil
 }
 
 /// Coordinator -> worker answer to a BuildResult.
@@ -728,7 +816,7 @@ nonisolated extension Slipway_V1_JobQuery: SwiftProtobuf.Message, SwiftProtobuf.
 
 nonisolated extension Slipway_V1_JobInfo: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".JobInfo"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}job_id\0\u{1}status\0\u{3}repo_url\0\u{1}commit\0\u{3}artifact_name\0\u{1}attempt\0\u{3}max_attempts\0\u{3}worker_id\0\u{1}error\0\u{3}artifact_digest\0\u{3}created_at_unix_micros\0\u{3}started_at_unix_micros\0\u{3}finished_at_unix_micros\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}job_id\0\u{1}status\0\u{3}repo_url\0\u{1}commit\0\u{3}artifact_name\0\u{1}attempt\0\u{3}max_attempts\0\u{3}worker_id\0\u{1}error\0\u{3}artifact_digest\0\u{3}created_at_unix_micros\0\u{3}started_at_unix_micros\0\u{3}finished_at_unix_micros\0\u{3}cache_hit\0\u{1}recipe\0\u{1}region\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -749,6 +837,9 @@ nonisolated extension Slipway_V1_JobInfo: SwiftProtobuf.Message, SwiftProtobuf._
       case 11: try { try decoder.decodeSingularInt64Field(value: &self.createdAtUnixMicros) }()
       case 12: try { try decoder.decodeSingularInt64Field(value: &self.startedAtUnixMicros) }()
       case 13: try { try decoder.decodeSingularInt64Field(value: &self.finishedAtUnixMicros) }()
+      case 14: try { try decoder.decodeSingularBoolField(value: &self.cacheHit) }()
+      case 15: try { try decoder.decodeSingularStringField(value: &self.recipe) }()
+      case 16: try { try decoder.decodeSingularStringField(value: &self.region) }()
       default: break
       }
     }
@@ -794,6 +885,15 @@ nonisolated extension Slipway_V1_JobInfo: SwiftProtobuf.Message, SwiftProtobuf._
     if self.finishedAtUnixMicros != 0 {
       try visitor.visitSingularInt64Field(value: self.finishedAtUnixMicros, fieldNumber: 13)
     }
+    if self.cacheHit != false {
+      try visitor.visitSingularBoolField(value: self.cacheHit, fieldNumber: 14)
+    }
+    if !self.recipe.isEmpty {
+      try visitor.visitSingularStringField(value: self.recipe, fieldNumber: 15)
+    }
+    if !self.region.isEmpty {
+      try visitor.visitSingularStringField(value: self.region, fieldNumber: 16)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -811,6 +911,169 @@ nonisolated extension Slipway_V1_JobInfo: SwiftProtobuf.Message, SwiftProtobuf._
     if lhs.createdAtUnixMicros != rhs.createdAtUnixMicros {return false}
     if lhs.startedAtUnixMicros != rhs.startedAtUnixMicros {return false}
     if lhs.finishedAtUnixMicros != rhs.finishedAtUnixMicros {return false}
+    if lhs.cacheHit != rhs.cacheHit {return false}
+    if lhs.recipe != rhs.recipe {return false}
+    if lhs.region != rhs.region {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Slipway_V1_JobListQuery: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".JobListQuery"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}status\0\u{3}artifact_name\0\u{1}limit\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularEnumField(value: &self.status) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.artifactName) }()
+      case 3: try { try decoder.decodeSingularUInt32Field(value: &self.limit) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if self.status != .unspecified {
+      try visitor.visitSingularEnumField(value: self.status, fieldNumber: 1)
+    }
+    if !self.artifactName.isEmpty {
+      try visitor.visitSingularStringField(value: self.artifactName, fieldNumber: 2)
+    }
+    if self.limit != 0 {
+      try visitor.visitSingularUInt32Field(value: self.limit, fieldNumber: 3)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Slipway_V1_JobListQuery, rhs: Slipway_V1_JobListQuery) -> Bool {
+    if lhs.status != rhs.status {return false}
+    if lhs.artifactName != rhs.artifactName {return false}
+    if lhs.limit != rhs.limit {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Slipway_V1_JobList: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".JobList"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}jobs\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeRepeatedMessageField(value: &self.jobs) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.jobs.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.jobs, fieldNumber: 1)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Slipway_V1_JobList, rhs: Slipway_V1_JobList) -> Bool {
+    if lhs.jobs != rhs.jobs {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Slipway_V1_LogQuery: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".LogQuery"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}job_id\0\u{1}offset\0\u{3}max_bytes\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.jobID) }()
+      case 2: try { try decoder.decodeSingularUInt64Field(value: &self.offset) }()
+      case 3: try { try decoder.decodeSingularUInt32Field(value: &self.maxBytes) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.jobID.isEmpty {
+      try visitor.visitSingularStringField(value: self.jobID, fieldNumber: 1)
+    }
+    if self.offset != 0 {
+      try visitor.visitSingularUInt64Field(value: self.offset, fieldNumber: 2)
+    }
+    if self.maxBytes != 0 {
+      try visitor.visitSingularUInt32Field(value: self.maxBytes, fieldNumber: 3)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Slipway_V1_LogQuery, rhs: Slipway_V1_LogQuery) -> Bool {
+    if lhs.jobID != rhs.jobID {return false}
+    if lhs.offset != rhs.offset {return false}
+    if lhs.maxBytes != rhs.maxBytes {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Slipway_V1_LogData: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".LogData"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}job_id\0\u{1}attempt\0\u{1}offset\0\u{1}complete\0\u{1}status\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.jobID) }()
+      case 2: try { try decoder.decodeSingularUInt32Field(value: &self.attempt) }()
+      case 3: try { try decoder.decodeSingularUInt64Field(value: &self.offset) }()
+      case 4: try { try decoder.decodeSingularBoolField(value: &self.complete) }()
+      case 5: try { try decoder.decodeSingularEnumField(value: &self.status) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.jobID.isEmpty {
+      try visitor.visitSingularStringField(value: self.jobID, fieldNumber: 1)
+    }
+    if self.attempt != 0 {
+      try visitor.visitSingularUInt32Field(value: self.attempt, fieldNumber: 2)
+    }
+    if self.offset != 0 {
+      try visitor.visitSingularUInt64Field(value: self.offset, fieldNumber: 3)
+    }
+    if self.complete != false {
+      try visitor.visitSingularBoolField(value: self.complete, fieldNumber: 4)
+    }
+    if self.status != .unspecified {
+      try visitor.visitSingularEnumField(value: self.status, fieldNumber: 5)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Slipway_V1_LogData, rhs: Slipway_V1_LogData) -> Bool {
+    if lhs.jobID != rhs.jobID {return false}
+    if lhs.attempt != rhs.attempt {return false}
+    if lhs.offset != rhs.offset {return false}
+    if lhs.complete != rhs.complete {return false}
+    if lhs.status != rhs.status {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -1098,7 +1361,7 @@ nonisolated extension Slipway_V1_LogChunk: SwiftProtobuf.Message, SwiftProtobuf.
 
 nonisolated extension Slipway_V1_BuildResult: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".BuildResult"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}job_id\0\u{1}attempt\0\u{1}outcome\0\u{1}error\0\u{3}artifact_digest\0\u{3}artifact_size\0\u{3}duration_millis\0\u{3}exit_code\0\u{1}region\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}job_id\0\u{1}attempt\0\u{1}outcome\0\u{1}error\0\u{3}artifact_digest\0\u{3}artifact_size\0\u{3}duration_millis\0\u{3}exit_code\0\u{1}region\0\u{1}manifest\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -1115,12 +1378,17 @@ nonisolated extension Slipway_V1_BuildResult: SwiftProtobuf.Message, SwiftProtob
       case 7: try { try decoder.decodeSingularUInt64Field(value: &self.durationMillis) }()
       case 8: try { try decoder.decodeSingularInt32Field(value: &self.exitCode) }()
       case 9: try { try decoder.decodeSingularStringField(value: &self.region) }()
+      case 10: try { try decoder.decodeSingularMessageField(value: &self._manifest) }()
       default: break
       }
     }
   }
 
   public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
     if !self.jobID.isEmpty {
       try visitor.visitSingularStringField(value: self.jobID, fieldNumber: 1)
     }
@@ -1148,6 +1416,9 @@ nonisolated extension Slipway_V1_BuildResult: SwiftProtobuf.Message, SwiftProtob
     if !self.region.isEmpty {
       try visitor.visitSingularStringField(value: self.region, fieldNumber: 9)
     }
+    try { if let v = self._manifest {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 10)
+    } }()
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -1161,6 +1432,7 @@ nonisolated extension Slipway_V1_BuildResult: SwiftProtobuf.Message, SwiftProtob
     if lhs.durationMillis != rhs.durationMillis {return false}
     if lhs.exitCode != rhs.exitCode {return false}
     if lhs.region != rhs.region {return false}
+    if lhs._manifest != rhs._manifest {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

@@ -49,6 +49,10 @@ public nonisolated enum Slipway_V1_MessageType: SwiftProtobuf.Enum, Swift.CaseIt
   case errorReply // = 5
   case jobQuery // = 6
   case jobInfo // = 7
+  case jobListQuery // = 8
+  case jobList // = 9
+  case logQuery // = 18
+  case logData // = 19
 
   /// Dispatch (worker <-> coordinator, DEALER -> ROUTER).
   case workRequest // = 10
@@ -100,6 +104,8 @@ public nonisolated enum Slipway_V1_MessageType: SwiftProtobuf.Enum, Swift.CaseIt
     case 5: self = .errorReply
     case 6: self = .jobQuery
     case 7: self = .jobInfo
+    case 8: self = .jobListQuery
+    case 9: self = .jobList
     case 10: self = .workRequest
     case 11: self = .workAssignment
     case 12: self = .workerHeartbeat
@@ -108,6 +114,8 @@ public nonisolated enum Slipway_V1_MessageType: SwiftProtobuf.Enum, Swift.CaseIt
     case 15: self = .buildResult
     case 16: self = .abortJob
     case 17: self = .resultAck
+    case 18: self = .logQuery
+    case 19: self = .logData
     case 20: self = .artifactManifest
     case 21: self = .pieceRequest
     case 22: self = .pieceData
@@ -139,6 +147,8 @@ public nonisolated enum Slipway_V1_MessageType: SwiftProtobuf.Enum, Swift.CaseIt
     case .errorReply: return 5
     case .jobQuery: return 6
     case .jobInfo: return 7
+    case .jobListQuery: return 8
+    case .jobList: return 9
     case .workRequest: return 10
     case .workAssignment: return 11
     case .workerHeartbeat: return 12
@@ -147,6 +157,8 @@ public nonisolated enum Slipway_V1_MessageType: SwiftProtobuf.Enum, Swift.CaseIt
     case .buildResult: return 15
     case .abortJob: return 16
     case .resultAck: return 17
+    case .logQuery: return 18
+    case .logData: return 19
     case .artifactManifest: return 20
     case .pieceRequest: return 21
     case .pieceData: return 22
@@ -178,6 +190,10 @@ public nonisolated enum Slipway_V1_MessageType: SwiftProtobuf.Enum, Swift.CaseIt
     .errorReply,
     .jobQuery,
     .jobInfo,
+    .jobListQuery,
+    .jobList,
+    .logQuery,
+    .logData,
     .workRequest,
     .workAssignment,
     .workerHeartbeat,
@@ -263,7 +279,7 @@ public nonisolated struct Slipway_V1_ErrorReply: Sendable {
 fileprivate nonisolated let _protobuf_package = "slipway.v1"
 
 nonisolated extension Slipway_V1_MessageType: SwiftProtobuf._ProtoNameProviding {
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0MESSAGE_TYPE_UNSPECIFIED\0\u{1}MESSAGE_TYPE_SUBMIT_BUILD\0\u{1}MESSAGE_TYPE_SUBMIT_BUILD_ACK\0\u{1}MESSAGE_TYPE_CANCEL_BUILD\0\u{1}MESSAGE_TYPE_CANCEL_BUILD_ACK\0\u{1}MESSAGE_TYPE_ERROR_REPLY\0\u{1}MESSAGE_TYPE_JOB_QUERY\0\u{1}MESSAGE_TYPE_JOB_INFO\0\u{2}\u{3}MESSAGE_TYPE_WORK_REQUEST\0\u{1}MESSAGE_TYPE_WORK_ASSIGNMENT\0\u{1}MESSAGE_TYPE_WORKER_HEARTBEAT\0\u{1}MESSAGE_TYPE_COORDINATOR_HEARTBEAT\0\u{1}MESSAGE_TYPE_LOG_CHUNK\0\u{1}MESSAGE_TYPE_BUILD_RESULT\0\u{1}MESSAGE_TYPE_ABORT_JOB\0\u{1}MESSAGE_TYPE_RESULT_ACK\0\u{2}\u{3}MESSAGE_TYPE_ARTIFACT_MANIFEST\0\u{1}MESSAGE_TYPE_PIECE_REQUEST\0\u{1}MESSAGE_TYPE_PIECE_DATA\0\u{1}MESSAGE_TYPE_MANIFEST_REQUEST\0\u{1}MESSAGE_TYPE_UPLOAD_BEGIN\0\u{1}MESSAGE_TYPE_UPLOAD_COMMIT\0\u{1}MESSAGE_TYPE_UPLOAD_ACK\0\u{2}\u{4}MESSAGE_TYPE_REPLICATION_STATUS\0\u{2}\u{a}MESSAGE_TYPE_TARGET_CHANGE\0\u{1}MESSAGE_TYPE_AGENT_STATUS\0\u{1}MESSAGE_TYPE_AGENT_REGISTER\0\u{1}MESSAGE_TYPE_PEER_LIST_REQUEST\0\u{1}MESSAGE_TYPE_PEER_LIST\0\u{1}MESSAGE_TYPE_REGION_REPORT\0\u{2}\u{5}MESSAGE_TYPE_EVENT\0\u{1}MESSAGE_TYPE_SNAPSHOT_REQUEST\0\u{1}MESSAGE_TYPE_SNAPSHOT_END\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0MESSAGE_TYPE_UNSPECIFIED\0\u{1}MESSAGE_TYPE_SUBMIT_BUILD\0\u{1}MESSAGE_TYPE_SUBMIT_BUILD_ACK\0\u{1}MESSAGE_TYPE_CANCEL_BUILD\0\u{1}MESSAGE_TYPE_CANCEL_BUILD_ACK\0\u{1}MESSAGE_TYPE_ERROR_REPLY\0\u{1}MESSAGE_TYPE_JOB_QUERY\0\u{1}MESSAGE_TYPE_JOB_INFO\0\u{1}MESSAGE_TYPE_JOB_LIST_QUERY\0\u{1}MESSAGE_TYPE_JOB_LIST\0\u{1}MESSAGE_TYPE_WORK_REQUEST\0\u{1}MESSAGE_TYPE_WORK_ASSIGNMENT\0\u{1}MESSAGE_TYPE_WORKER_HEARTBEAT\0\u{1}MESSAGE_TYPE_COORDINATOR_HEARTBEAT\0\u{1}MESSAGE_TYPE_LOG_CHUNK\0\u{1}MESSAGE_TYPE_BUILD_RESULT\0\u{1}MESSAGE_TYPE_ABORT_JOB\0\u{1}MESSAGE_TYPE_RESULT_ACK\0\u{1}MESSAGE_TYPE_LOG_QUERY\0\u{1}MESSAGE_TYPE_LOG_DATA\0\u{1}MESSAGE_TYPE_ARTIFACT_MANIFEST\0\u{1}MESSAGE_TYPE_PIECE_REQUEST\0\u{1}MESSAGE_TYPE_PIECE_DATA\0\u{1}MESSAGE_TYPE_MANIFEST_REQUEST\0\u{1}MESSAGE_TYPE_UPLOAD_BEGIN\0\u{1}MESSAGE_TYPE_UPLOAD_COMMIT\0\u{1}MESSAGE_TYPE_UPLOAD_ACK\0\u{2}\u{4}MESSAGE_TYPE_REPLICATION_STATUS\0\u{2}\u{a}MESSAGE_TYPE_TARGET_CHANGE\0\u{1}MESSAGE_TYPE_AGENT_STATUS\0\u{1}MESSAGE_TYPE_AGENT_REGISTER\0\u{1}MESSAGE_TYPE_PEER_LIST_REQUEST\0\u{1}MESSAGE_TYPE_PEER_LIST\0\u{1}MESSAGE_TYPE_REGION_REPORT\0\u{2}\u{5}MESSAGE_TYPE_EVENT\0\u{1}MESSAGE_TYPE_SNAPSHOT_REQUEST\0\u{1}MESSAGE_TYPE_SNAPSHOT_END\0")
 }
 
 nonisolated extension Slipway_V1_Envelope: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {

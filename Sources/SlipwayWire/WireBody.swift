@@ -15,6 +15,7 @@ public enum WireRegistry {
             Slipway_V1_SubmitBuild.self, Slipway_V1_SubmitBuildAck.self,
             Slipway_V1_CancelBuild.self, Slipway_V1_CancelBuildAck.self,
             Slipway_V1_ErrorReply.self, Slipway_V1_JobQuery.self, Slipway_V1_JobInfo.self,
+            Slipway_V1_JobListQuery.self, Slipway_V1_JobList.self, Slipway_V1_LogQuery.self, Slipway_V1_LogData.self,
             Slipway_V1_WorkRequest.self, Slipway_V1_WorkAssignment.self,
             Slipway_V1_WorkerHeartbeat.self, Slipway_V1_CoordinatorHeartbeat.self,
             Slipway_V1_LogChunk.self, Slipway_V1_BuildResult.self,
@@ -51,6 +52,10 @@ extension Slipway_V1_CancelBuildAck: WireBody { public static var messageType: S
 extension Slipway_V1_ErrorReply: WireBody { public static var messageType: Slipway_V1_MessageType { .errorReply } }
 extension Slipway_V1_JobQuery: WireBody { public static var messageType: Slipway_V1_MessageType { .jobQuery } }
 extension Slipway_V1_JobInfo: WireBody { public static var messageType: Slipway_V1_MessageType { .jobInfo } }
+extension Slipway_V1_JobListQuery: WireBody { public static var messageType: Slipway_V1_MessageType { .jobListQuery } }
+extension Slipway_V1_JobList: WireBody { public static var messageType: Slipway_V1_MessageType { .jobList } }
+extension Slipway_V1_LogQuery: WireBody { public static var messageType: Slipway_V1_MessageType { .logQuery } }
+extension Slipway_V1_LogData: WireBody { public static var messageType: Slipway_V1_MessageType { .logData } }
 extension Slipway_V1_WorkRequest: WireBody { public static var messageType: Slipway_V1_MessageType { .workRequest } }
 extension Slipway_V1_WorkAssignment: WireBody { public static var messageType: Slipway_V1_MessageType { .workAssignment } }
 extension Slipway_V1_WorkerHeartbeat: WireBody { public static var messageType: Slipway_V1_MessageType { .workerHeartbeat } }

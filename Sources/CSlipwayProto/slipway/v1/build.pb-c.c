@@ -283,6 +283,186 @@ void   slipway__v1__job_info__free_unpacked
   assert(message->base.descriptor == &slipway__v1__job_info__descriptor);
   protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
 }
+void   slipway__v1__job_list_query__init
+                     (Slipway__V1__JobListQuery         *message)
+{
+  static const Slipway__V1__JobListQuery init_value = SLIPWAY__V1__JOB_LIST_QUERY__INIT;
+  *message = init_value;
+}
+size_t slipway__v1__job_list_query__get_packed_size
+                     (const Slipway__V1__JobListQuery *message)
+{
+  assert(message->base.descriptor == &slipway__v1__job_list_query__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t slipway__v1__job_list_query__pack
+                     (const Slipway__V1__JobListQuery *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &slipway__v1__job_list_query__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t slipway__v1__job_list_query__pack_to_buffer
+                     (const Slipway__V1__JobListQuery *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &slipway__v1__job_list_query__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Slipway__V1__JobListQuery *
+       slipway__v1__job_list_query__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Slipway__V1__JobListQuery *)
+     protobuf_c_message_unpack (&slipway__v1__job_list_query__descriptor,
+                                allocator, len, data);
+}
+void   slipway__v1__job_list_query__free_unpacked
+                     (Slipway__V1__JobListQuery *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &slipway__v1__job_list_query__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   slipway__v1__job_list__init
+                     (Slipway__V1__JobList         *message)
+{
+  static const Slipway__V1__JobList init_value = SLIPWAY__V1__JOB_LIST__INIT;
+  *message = init_value;
+}
+size_t slipway__v1__job_list__get_packed_size
+                     (const Slipway__V1__JobList *message)
+{
+  assert(message->base.descriptor == &slipway__v1__job_list__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t slipway__v1__job_list__pack
+                     (const Slipway__V1__JobList *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &slipway__v1__job_list__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t slipway__v1__job_list__pack_to_buffer
+                     (const Slipway__V1__JobList *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &slipway__v1__job_list__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Slipway__V1__JobList *
+       slipway__v1__job_list__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Slipway__V1__JobList *)
+     protobuf_c_message_unpack (&slipway__v1__job_list__descriptor,
+                                allocator, len, data);
+}
+void   slipway__v1__job_list__free_unpacked
+                     (Slipway__V1__JobList *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &slipway__v1__job_list__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   slipway__v1__log_query__init
+                     (Slipway__V1__LogQuery         *message)
+{
+  static const Slipway__V1__LogQuery init_value = SLIPWAY__V1__LOG_QUERY__INIT;
+  *message = init_value;
+}
+size_t slipway__v1__log_query__get_packed_size
+                     (const Slipway__V1__LogQuery *message)
+{
+  assert(message->base.descriptor == &slipway__v1__log_query__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t slipway__v1__log_query__pack
+                     (const Slipway__V1__LogQuery *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &slipway__v1__log_query__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t slipway__v1__log_query__pack_to_buffer
+                     (const Slipway__V1__LogQuery *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &slipway__v1__log_query__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Slipway__V1__LogQuery *
+       slipway__v1__log_query__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Slipway__V1__LogQuery *)
+     protobuf_c_message_unpack (&slipway__v1__log_query__descriptor,
+                                allocator, len, data);
+}
+void   slipway__v1__log_query__free_unpacked
+                     (Slipway__V1__LogQuery *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &slipway__v1__log_query__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   slipway__v1__log_data__init
+                     (Slipway__V1__LogData         *message)
+{
+  static const Slipway__V1__LogData init_value = SLIPWAY__V1__LOG_DATA__INIT;
+  *message = init_value;
+}
+size_t slipway__v1__log_data__get_packed_size
+                     (const Slipway__V1__LogData *message)
+{
+  assert(message->base.descriptor == &slipway__v1__log_data__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t slipway__v1__log_data__pack
+                     (const Slipway__V1__LogData *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &slipway__v1__log_data__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t slipway__v1__log_data__pack_to_buffer
+                     (const Slipway__V1__LogData *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &slipway__v1__log_data__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Slipway__V1__LogData *
+       slipway__v1__log_data__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Slipway__V1__LogData *)
+     protobuf_c_message_unpack (&slipway__v1__log_data__descriptor,
+                                allocator, len, data);
+}
+void   slipway__v1__log_data__free_unpacked
+                     (Slipway__V1__LogData *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &slipway__v1__log_data__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
 void   slipway__v1__work_request__labels_entry__init
                      (Slipway__V1__WorkRequest__LabelsEntry         *message)
 {
@@ -1117,7 +1297,7 @@ const ProtobufCMessageDescriptor slipway__v1__job_query__descriptor =
   (ProtobufCMessageInit) slipway__v1__job_query__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor slipway__v1__job_info__field_descriptors[13] =
+static const ProtobufCFieldDescriptor slipway__v1__job_info__field_descriptors[16] =
 {
   {
     "job_id",
@@ -1275,17 +1455,56 @@ static const ProtobufCFieldDescriptor slipway__v1__job_info__field_descriptors[1
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "cache_hit",
+    14,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_BOOL,
+    0,   /* quantifier_offset */
+    offsetof(Slipway__V1__JobInfo, cache_hit),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "recipe",
+    15,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Slipway__V1__JobInfo, recipe),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "region",
+    16,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Slipway__V1__JobInfo, region),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned slipway__v1__job_info__field_indices_by_name[] = {
   9,   /* field[9] = artifact_digest */
   4,   /* field[4] = artifact_name */
   5,   /* field[5] = attempt */
+  13,   /* field[13] = cache_hit */
   3,   /* field[3] = commit */
   10,   /* field[10] = created_at_unix_micros */
   8,   /* field[8] = error */
   12,   /* field[12] = finished_at_unix_micros */
   0,   /* field[0] = job_id */
   6,   /* field[6] = max_attempts */
+  14,   /* field[14] = recipe */
+  15,   /* field[15] = region */
   2,   /* field[2] = repo_url */
   11,   /* field[11] = started_at_unix_micros */
   1,   /* field[1] = status */
@@ -1294,7 +1513,7 @@ static const unsigned slipway__v1__job_info__field_indices_by_name[] = {
 static const ProtobufCIntRange slipway__v1__job_info__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 13 }
+  { 0, 16 }
 };
 const ProtobufCMessageDescriptor slipway__v1__job_info__descriptor =
 {
@@ -1304,11 +1523,267 @@ const ProtobufCMessageDescriptor slipway__v1__job_info__descriptor =
   "Slipway__V1__JobInfo",
   "slipway.v1",
   sizeof(Slipway__V1__JobInfo),
-  13,
+  16,
   slipway__v1__job_info__field_descriptors,
   slipway__v1__job_info__field_indices_by_name,
   1,  slipway__v1__job_info__number_ranges,
   (ProtobufCMessageInit) slipway__v1__job_info__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor slipway__v1__job_list_query__field_descriptors[3] =
+{
+  {
+    "status",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_ENUM,
+    0,   /* quantifier_offset */
+    offsetof(Slipway__V1__JobListQuery, status),
+    &slipway__v1__job_status__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "artifact_name",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Slipway__V1__JobListQuery, artifact_name),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "limit",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT32,
+    0,   /* quantifier_offset */
+    offsetof(Slipway__V1__JobListQuery, limit),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned slipway__v1__job_list_query__field_indices_by_name[] = {
+  1,   /* field[1] = artifact_name */
+  2,   /* field[2] = limit */
+  0,   /* field[0] = status */
+};
+static const ProtobufCIntRange slipway__v1__job_list_query__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 3 }
+};
+const ProtobufCMessageDescriptor slipway__v1__job_list_query__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "slipway.v1.JobListQuery",
+  "JobListQuery",
+  "Slipway__V1__JobListQuery",
+  "slipway.v1",
+  sizeof(Slipway__V1__JobListQuery),
+  3,
+  slipway__v1__job_list_query__field_descriptors,
+  slipway__v1__job_list_query__field_indices_by_name,
+  1,  slipway__v1__job_list_query__number_ranges,
+  (ProtobufCMessageInit) slipway__v1__job_list_query__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor slipway__v1__job_list__field_descriptors[1] =
+{
+  {
+    "jobs",
+    1,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Slipway__V1__JobList, n_jobs),
+    offsetof(Slipway__V1__JobList, jobs),
+    &slipway__v1__job_info__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned slipway__v1__job_list__field_indices_by_name[] = {
+  0,   /* field[0] = jobs */
+};
+static const ProtobufCIntRange slipway__v1__job_list__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 1 }
+};
+const ProtobufCMessageDescriptor slipway__v1__job_list__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "slipway.v1.JobList",
+  "JobList",
+  "Slipway__V1__JobList",
+  "slipway.v1",
+  sizeof(Slipway__V1__JobList),
+  1,
+  slipway__v1__job_list__field_descriptors,
+  slipway__v1__job_list__field_indices_by_name,
+  1,  slipway__v1__job_list__number_ranges,
+  (ProtobufCMessageInit) slipway__v1__job_list__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor slipway__v1__log_query__field_descriptors[3] =
+{
+  {
+    "job_id",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Slipway__V1__LogQuery, job_id),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "offset",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Slipway__V1__LogQuery, offset),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "max_bytes",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT32,
+    0,   /* quantifier_offset */
+    offsetof(Slipway__V1__LogQuery, max_bytes),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned slipway__v1__log_query__field_indices_by_name[] = {
+  0,   /* field[0] = job_id */
+  2,   /* field[2] = max_bytes */
+  1,   /* field[1] = offset */
+};
+static const ProtobufCIntRange slipway__v1__log_query__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 3 }
+};
+const ProtobufCMessageDescriptor slipway__v1__log_query__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "slipway.v1.LogQuery",
+  "LogQuery",
+  "Slipway__V1__LogQuery",
+  "slipway.v1",
+  sizeof(Slipway__V1__LogQuery),
+  3,
+  slipway__v1__log_query__field_descriptors,
+  slipway__v1__log_query__field_indices_by_name,
+  1,  slipway__v1__log_query__number_ranges,
+  (ProtobufCMessageInit) slipway__v1__log_query__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor slipway__v1__log_data__field_descriptors[5] =
+{
+  {
+    "job_id",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Slipway__V1__LogData, job_id),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "attempt",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT32,
+    0,   /* quantifier_offset */
+    offsetof(Slipway__V1__LogData, attempt),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "offset",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Slipway__V1__LogData, offset),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "complete",
+    4,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_BOOL,
+    0,   /* quantifier_offset */
+    offsetof(Slipway__V1__LogData, complete),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "status",
+    5,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_ENUM,
+    0,   /* quantifier_offset */
+    offsetof(Slipway__V1__LogData, status),
+    &slipway__v1__job_status__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned slipway__v1__log_data__field_indices_by_name[] = {
+  1,   /* field[1] = attempt */
+  3,   /* field[3] = complete */
+  0,   /* field[0] = job_id */
+  2,   /* field[2] = offset */
+  4,   /* field[4] = status */
+};
+static const ProtobufCIntRange slipway__v1__log_data__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 5 }
+};
+const ProtobufCMessageDescriptor slipway__v1__log_data__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "slipway.v1.LogData",
+  "LogData",
+  "Slipway__V1__LogData",
+  "slipway.v1",
+  sizeof(Slipway__V1__LogData),
+  5,
+  slipway__v1__log_data__field_descriptors,
+  slipway__v1__log_data__field_indices_by_name,
+  1,  slipway__v1__log_data__number_ranges,
+  (ProtobufCMessageInit) slipway__v1__log_data__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
 static const ProtobufCFieldDescriptor slipway__v1__work_request__labels_entry__field_descriptors[2] =
@@ -1850,7 +2325,7 @@ const ProtobufCMessageDescriptor slipway__v1__log_chunk__descriptor =
   (ProtobufCMessageInit) slipway__v1__log_chunk__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor slipway__v1__build_result__field_descriptors[9] =
+static const ProtobufCFieldDescriptor slipway__v1__build_result__field_descriptors[10] =
 {
   {
     "job_id",
@@ -1960,6 +2435,18 @@ static const ProtobufCFieldDescriptor slipway__v1__build_result__field_descripto
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "manifest",
+    10,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    0,   /* quantifier_offset */
+    offsetof(Slipway__V1__BuildResult, manifest),
+    &slipway__v1__artifact_manifest__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned slipway__v1__build_result__field_indices_by_name[] = {
   4,   /* field[4] = artifact_digest */
@@ -1969,13 +2456,14 @@ static const unsigned slipway__v1__build_result__field_indices_by_name[] = {
   3,   /* field[3] = error */
   7,   /* field[7] = exit_code */
   0,   /* field[0] = job_id */
+  9,   /* field[9] = manifest */
   2,   /* field[2] = outcome */
   8,   /* field[8] = region */
 };
 static const ProtobufCIntRange slipway__v1__build_result__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 9 }
+  { 0, 10 }
 };
 const ProtobufCMessageDescriptor slipway__v1__build_result__descriptor =
 {
@@ -1985,7 +2473,7 @@ const ProtobufCMessageDescriptor slipway__v1__build_result__descriptor =
   "Slipway__V1__BuildResult",
   "slipway.v1",
   sizeof(Slipway__V1__BuildResult),
-  9,
+  10,
   slipway__v1__build_result__field_descriptors,
   slipway__v1__build_result__field_indices_by_name,
   1,  slipway__v1__build_result__number_ranges,
