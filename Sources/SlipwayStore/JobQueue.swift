@@ -101,7 +101,7 @@ public enum JobQueue {
         let result = try db.query("""
             WITH next AS (
                 SELECT id FROM jobs
-                WHERE status = 'queued' AND not_before <= now() AND labels <@ $2::jsonb
+                WHERE status = 'queued' AND NOT cancel_requested AND not_before <= now() AND labels <@ $2::jsonb
                 ORDER BY created_at, id
                 LIMIT $3
                 FOR UPDATE SKIP LOCKED
@@ -127,25 +127,30 @@ public enum JobQueue {
     /// Marks an attempt succeeded, if it is still the job's current running attempt.
     /// - Returns: false when fencing rejected the write: the worker lost the job and must stop.
     public static func complete(_ db: PGConnection, jobID: String, attempt: Int, artifactDigest: String) throws -> Bool {
+        guard isJobID(jobID) else { return false }
         let result = try db.query("""
             UPDATE jobs SET status = 'succeeded', finished_at = now(), artifact_digest = $3, error = NULL
-            WHERE id = $1 AND attempt = $2 AND status = 'running'
+            WHERE id = $1::uuid AND attempt = $2 AND status = 'running'
             """, [.text(jobID), .int(attempt), .text(artifactDigest)])
         return result.affectedRows == 1
     }
 
     /// Ends an attempt that failed. A retryable failure with attempts left goes
-    /// back to the queue after `backoff`; anything else fails the job.
+    /// back to the queue after `backoff`; anything else fails the job. A job whose
+    /// cancellation was requested ends cancelled instead.
     /// - Returns: the job's new status, or nil when fencing rejected the write.
     public static func fail(_ db: PGConnection, jobID: String, attempt: Int, error: String,
                             retryable: Bool, backoff: Duration = .zero) throws -> JobStatus? {
+        guard isJobID(jobID) else { return nil }
         let result = try db.query("""
             UPDATE jobs SET
-                status = CASE WHEN $4 AND attempt < max_attempts THEN 'queued'::job_status ELSE 'failed'::job_status END,
+                status = CASE WHEN cancel_requested THEN 'cancelled'::job_status
+                              WHEN $4 AND attempt < max_attempts THEN 'queued'::job_status
+                              ELSE 'failed'::job_status END,
                 not_before = CASE WHEN $4 AND attempt < max_attempts THEN now() + make_interval(secs => $5) ELSE not_before END,
-                finished_at = CASE WHEN $4 AND attempt < max_attempts THEN NULL ELSE now() END,
-                error = $3
-            WHERE id = $1 AND attempt = $2 AND status = 'running'
+                finished_at = CASE WHEN $4 AND attempt < max_attempts AND NOT cancel_requested THEN NULL ELSE now() END,
+                error = CASE WHEN cancel_requested THEN error ELSE $3 END
+            WHERE id = $1::uuid AND attempt = $2 AND status = 'running'
             RETURNING status
             """, [.text(jobID), .int(attempt), .text(error), .bool(retryable), .text(seconds(backoff))])
         return try result.first.map { try status($0) }
@@ -155,21 +160,38 @@ public enum JobQueue {
     /// coordinator aborts the worker's attempt.
     /// - Returns: the job's status after the call, or nil if there is no such job.
     public static func cancel(_ db: PGConnection, jobID: String, reason: String) throws -> JobStatus? {
+        guard isJobID(jobID) else { return nil }
         let result = try db.query("""
             UPDATE jobs SET
                 status = CASE WHEN status = 'queued' THEN 'cancelled'::job_status ELSE status END,
                 finished_at = CASE WHEN status = 'queued' THEN now() ELSE finished_at END,
                 cancel_requested = cancel_requested OR status = 'running',
                 error = CASE WHEN status IN ('queued', 'running') THEN $2 ELSE error END
-            WHERE id = $1
+            WHERE id = $1::uuid
             RETURNING status
             """, [.text(jobID), .text(reason)])
         return try result.first.map { try status($0) }
     }
 
+    /// Ends a running attempt as cancelled (the worker confirmed it stopped).
+    /// - Returns: false when fencing rejected the write.
+    public static func finishCancelled(_ db: PGConnection, jobID: String, attempt: Int) throws -> Bool {
+        guard isJobID(jobID) else { return false }
+        return try db.query("""
+            UPDATE jobs SET status = 'cancelled', finished_at = now(), error = coalesce(error, 'cancelled')
+            WHERE id = $1::uuid AND attempt = $2 AND status = 'running'
+            """, [.text(jobID), .int(attempt)]).affectedRows == 1
+    }
+
     /// Reads one job; nil if there is none with that id.
     public static func job(_ db: PGConnection, id: String) throws -> JobRecord? {
-        try db.query("SELECT \(recordColumns) FROM jobs WHERE id::text = $1", [.text(id)]).first.map(record)
+        guard isJobID(id) else { return nil }
+        return try db.query("SELECT \(recordColumns) FROM jobs WHERE id = $1::uuid", [.text(id)]).first.map(record)
+    }
+
+    /// Whether `text` is a job id (a UUID); anything else names no job.
+    public static func isJobID(_ text: String) -> Bool {
+        UUID(uuidString: text) != nil
     }
 
     static let recordColumns = "id, status, attempt, max_attempts, worker_id, repo_url, commit_sha, artifact_name, artifact_digest, error"

@@ -28,7 +28,13 @@ public actor PGClient {
     public func withConnection<T: Sendable>(_ body: @Sendable (PGConnection) throws -> T) throws -> T {
         let connection = try self.connection ?? PGConnection(url: url, logger: logger)
         self.connection = connection
-        return try body(connection)
+        do {
+            return try body(connection)
+        } catch let error as PGError where error.code == .connectionFailed {
+            // The server is unreachable even after a reconnect attempt: start afresh next call.
+            self.connection = nil
+            throw error
+        }
     }
 
     /// Runs `body` in a transaction, on the client's thread.

@@ -21,6 +21,11 @@ public final class PGConnection {
     private var listening: Set<String> = []
     private var transactionDepth = 0
 
+    /// How many times the connection was re-established. Session state (advisory
+    /// locks, temporary tables) does not survive a reconnect; owners of such state
+    /// compare this before and after.
+    public private(set) var reconnectCount = 0
+
     /// Opens a connection from a libpq URL or keyword string,
     /// e.g. `postgresql://app@127.0.0.1:5433/slipway`.
     public init(url: String, logger: Logger) throws(PGError) {
@@ -55,6 +60,9 @@ public final class PGConnection {
     /// Use `$1`, `$2`, … in `sql`; cast where the type is not obvious (`$1::jsonb`).
     @discardableResult
     public func query(_ sql: String, _ parameters: [PGBind] = []) throws(PGError) -> PGResult {
+        for case .text(let text) in parameters where text.utf8.contains(0) {
+            throw PGError(.invalidArgument, message: "a text parameter contains a NUL byte", query: sql)
+        }
         let handle = try liveHandle()
         let result = Self.withCParameters(parameters) { values, lengths, formats in
             PQexecParams(handle, sql, Int32(parameters.count), nil, values, lengths, formats, 0)
@@ -81,6 +89,11 @@ public final class PGConnection {
         defer { transactionDepth = 0 }
         do {
             let value = try body(self)
+            // A statement that failed inside `body` and was caught there has aborted
+            // the transaction; COMMIT would then quietly roll back.
+            if let handle, PQtransactionStatus(handle) == PQTRANS_INERROR {
+                throw PGError(.queryFailed, message: "transaction aborted by an earlier failed statement; rolled back")
+            }
             try execute("COMMIT")
             return value
         } catch {
@@ -141,7 +154,8 @@ public final class PGConnection {
         guard let handle else { throw PGError(.connectionLost, message: "connection is closed") }
         // Reconnecting inside a transaction block would silently drop its earlier
         // statements; only an idle session is replaced.
-        if PQtransactionStatus(handle) == PQTRANS_IDLE, !isAlive(handle) {
+        let broken = PQstatus(handle) != CONNECTION_OK
+        if transactionDepth == 0, broken || (PQtransactionStatus(handle) == PQTRANS_IDLE && !isAlive(handle)) {
             try reconnect(handle)
         }
         return handle
@@ -168,6 +182,7 @@ public final class PGConnection {
         guard PQstatus(handle) == CONNECTION_OK else {
             throw PGError(.connectionFailed, message: Self.libpqMessage(handle))
         }
+        reconnectCount += 1
         logger.info("PostgreSQL connection re-established", metadata: ["backend_pid": "\(PQbackendPID(handle))"])
         _ = PQexec(handle, "SET TIME ZONE 'UTC'").map { PQclear($0) }
         for channel in listening {

@@ -12,6 +12,8 @@ public struct PGError: Error, Sendable, CustomStringConvertible, CustomDebugStri
         case queryFailed = "query_failed"
         /// A result had an unexpected shape or a value could not be decoded.
         case badResult = "bad_result"
+        /// A parameter cannot be sent (a NUL byte in text); nothing was sent.
+        case invalidArgument = "invalid_argument"
         /// A migration failed and was rolled back.
         case migrationFailed = "migration_failed"
     }

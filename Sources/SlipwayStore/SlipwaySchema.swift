@@ -47,11 +47,15 @@ public enum SlipwaySchema {
         -- Lease expiry and lost-worker sweeps touch running jobs only.
         CREATE INDEX jobs_running_lease ON jobs (lease_expires_at) WHERE status = 'running';
         CREATE INDEX jobs_running_worker ON jobs (worker_id) WHERE status = 'running';
+        -- The build cache: a succeeded build of the same (repo, commit, recipe).
+        CREATE INDEX jobs_build_cache ON jobs (repo_url, commit_sha, recipe, artifact_path) WHERE status = 'succeeded';
 
         CREATE TABLE job_logs (
             job_id     uuid NOT NULL REFERENCES jobs (id) ON DELETE CASCADE,
             attempt    integer NOT NULL,
             seq        bigint NOT NULL,
+            -- Where this chunk starts in the attempt's log; lets readers resume by offset.
+            byte_offset bigint NOT NULL,
             stream     smallint NOT NULL,
             data       bytea NOT NULL,
             created_at timestamptz NOT NULL DEFAULT now(),

@@ -33,10 +33,9 @@ public final class OwnedThread: @unchecked Sendable {
 
     /// The name given at creation, used in diagnostics.
     public let name: String
-    private let queue = Mutex<[Item]>([])
+    private let queue = Mutex<(items: [Item], stopped: Bool)>(([], false))
     private let available = DispatchSemaphore(value: 0)
     private let finished = DispatchSemaphore(value: 0)
-    private let stopRequested = Atomic<Bool>(false)
     private var threadID = pthread_t()
 
     /// Starts the thread. It idles until work is submitted.
@@ -84,17 +83,26 @@ public final class OwnedThread: @unchecked Sendable {
     /// Stops the thread after the work already queued, and waits for it to exit.
     public func shutdown() {
         precondition(!isCurrent, "OwnedThread \(name) cannot shut itself down")
-        if stopRequested.exchange(true, ordering: .acquiringAndReleasing) { return }
-        queue.withLock { $0.append(.stop) }
+        let first = queue.withLock { state in
+            if state.stopped { return false }
+            state.stopped = true
+            state.items.append(.stop)
+            return true
+        }
+        guard first else { return }
         available.signal()
         finished.wait()
     }
 
     private func submit(_ item: Item) -> Bool {
-        if stopRequested.load(ordering: .acquiring) { return false }
-        queue.withLock { $0.append(item) }
-        available.signal()
-        return true
+        // Checked and appended under one lock, so nothing lands behind `.stop`.
+        let accepted = queue.withLock { state in
+            if state.stopped { return false }
+            state.items.append(item)
+            return true
+        }
+        if accepted { available.signal() }
+        return accepted
     }
 
     private func main(started: DispatchSemaphore) {
@@ -103,7 +111,7 @@ public final class OwnedThread: @unchecked Sendable {
         started.signal()
         while true {
             available.wait()
-            let item = queue.withLock { $0.isEmpty ? nil : $0.removeFirst() }
+            let item = queue.withLock { $0.items.isEmpty ? nil : $0.items.removeFirst() }
             switch item {
             case .closure(let body): body()
             case .job(let job): job.runSynchronously(on: asUnownedSerialExecutor())
@@ -120,12 +128,10 @@ public final class OwnedThread: @unchecked Sendable {
 extension OwnedThread: SerialExecutor {
     /// Runs actor jobs on this thread; used by actors that pin themselves to it.
     public func enqueue(_ job: consuming ExecutorJob) {
-        let job = UnownedJob(job)
-        // An actor whose thread was shut down has nowhere to run; running the job
-        // here keeps the program from hanging, and the job itself is off-thread only
-        // after shutdown, when no socket may be used any more.
-        if !submit(.job(job)) {
-            job.runSynchronously(on: asUnownedSerialExecutor())
+        // An actor pinned to a thread that was shut down has nowhere to run; running
+        // the job elsewhere would break the one-owner rule, so this is a bug to fix.
+        guard submit(.job(UnownedJob(job))) else {
+            preconditionFailure("actor used after its OwnedThread \(name) was shut down")
         }
     }
 

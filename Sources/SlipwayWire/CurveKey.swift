@@ -30,8 +30,9 @@ public struct CurveKey: Sendable, Hashable, CustomStringConvertible {
         return String(decoding: text.prefix(40).map { UInt8(bitPattern: $0) }, as: UTF8.self)
     }
 
-    /// The Z85 text of a public key; secret keys should not be printed.
-    public var description: String { z85 }
+    /// Redacted (`CurveKey(rq:N…)`): a key interpolated into a log must not leak a
+    /// secret one. Use ``z85`` to print a public key on purpose.
+    public var description: String { "CurveKey(\(z85.prefix(4))…)" }
 
     /// A new random key pair from libsodium via libzmq.
     public static func generatePair() throws(ZMQError) -> (publicKey: CurveKey, secretKey: CurveKey) {

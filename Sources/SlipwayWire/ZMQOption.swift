@@ -14,6 +14,9 @@ public enum ZMQOption: Sendable, Hashable {
     case routingID([UInt8])
     /// ROUTER: fail with `.hostUnreachable` instead of silently dropping unroutable messages.
     case routerMandatory(Bool)
+    /// ROUTER: a new connection with a routing id already in use takes it over
+    /// (a peer that reconnected) instead of being refused.
+    case routerHandover(Bool)
     /// Send a ZMTP PING this often.
     case heartbeatInterval(Duration)
     /// Close the connection if no traffic arrives this long after a PING.
@@ -52,6 +55,7 @@ extension ZMQSocket {
         case .immediate(let on): try setInt(ZMQ_IMMEDIATE, on ? 1 : 0, "ZMQ_IMMEDIATE")
         case .routingID(let id): try setBytes(ZMQ_ROUTING_ID, id, "ZMQ_ROUTING_ID")
         case .routerMandatory(let on): try setInt(ZMQ_ROUTER_MANDATORY, on ? 1 : 0, "ZMQ_ROUTER_MANDATORY")
+        case .routerHandover(let on): try setInt(ZMQ_ROUTER_HANDOVER, on ? 1 : 0, "ZMQ_ROUTER_HANDOVER")
         case .heartbeatInterval(let d): try setInt(ZMQ_HEARTBEAT_IVL, Int32(clamping: d.wholeMilliseconds), "ZMQ_HEARTBEAT_IVL")
         case .heartbeatTimeout(let d): try setInt(ZMQ_HEARTBEAT_TIMEOUT, Int32(clamping: d.wholeMilliseconds), "ZMQ_HEARTBEAT_TIMEOUT")
         case .heartbeatTTL(let d): try setInt(ZMQ_HEARTBEAT_TTL, Int32(clamping: d.wholeMilliseconds), "ZMQ_HEARTBEAT_TTL")

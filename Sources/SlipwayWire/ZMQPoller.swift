@@ -42,7 +42,10 @@ public final class ZMQPoller {
     /// Waits until at least one item is ready or `wait` runs out.
     /// - Returns: for each item, in the order added, the events that are ready (empty after a timeout).
     public func poll(wait: ZMQWait) throws(ZMQError) -> [ZMQPollEvents] {
-        for socket in sockets { socket?.checkOwner() }
+        // Refresh handles each time: a socket closed since `add` must not be polled.
+        for (index, socket) in sockets.enumerated() {
+            if let socket { items[index].socket = try socket.checkedHandle() }
+        }
         if let socket = sockets.first(where: { $0 != nil }) { socket?.checkMayBlock(wait) }
         let count = items.count
         _ = try items.withUnsafeMutableBufferPointer { buffer throws(ZMQError) in

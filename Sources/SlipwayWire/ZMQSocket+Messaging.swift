@@ -16,7 +16,7 @@ extension ZMQSocket {
         for (index, frame) in frames.enumerated() {
             let more = index < frames.count - 1
             // Once the first frame is queued, libzmq accepts the rest of the message.
-            let accepted = try send(frame: frame, more: more, wait: index == 0 ? wait : .forever)
+            let accepted = try send(frame: frame, more: more, wait: index == 0 ? wait : .forever, checkBlocking: index == 0)
             if !accepted { return false }
         }
         return true
@@ -26,8 +26,12 @@ extension ZMQSocket {
     /// - Returns: false when `wait` ran out before the frame could be queued.
     @discardableResult
     public func send(frame: [UInt8], more: Bool = false, wait: ZMQWait = .forever) throws(ZMQError) -> Bool {
+        try send(frame: frame, more: more, wait: wait, checkBlocking: true)
+    }
+
+    private func send(frame: [UInt8], more: Bool, wait: ZMQWait, checkBlocking: Bool) throws(ZMQError) -> Bool {
         let handle = try checkedHandle()
-        checkMayBlock(wait)
+        if checkBlocking { checkMayBlock(wait) }
         if case .timeout = wait, try !poll(ZMQ_POLLOUT, wait) { return false }
         var flags: Int32 = more ? ZMQ_SNDMORE : 0
         if wait != .forever { flags |= ZMQ_DONTWAIT }

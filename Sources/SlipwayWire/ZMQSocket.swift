@@ -14,8 +14,13 @@ import SlipwayThreads
 /// `OwnedThread`, never on Swift's cooperative pool.
 ///
 /// Sockets are created with LINGER of 1 second so that closing never hangs the
-/// context for long; set ``ZMQOption/linger(_:)`` to change it.
+/// context for long, and with a 64 MiB limit on inbound frames so that a hostile
+/// peer cannot make libzmq buffer gigabytes; set ``ZMQOption/linger(_:)`` and
+/// ``ZMQOption/maxMessageSize(_:)`` to change them.
 public final class ZMQSocket {
+    /// The inbound frame limit new sockets get (64 MiB: sixteen 4 MiB artifact pieces).
+    public static let defaultMaxMessageSize: Int64 = 64 << 20
+
     /// The socket pattern.
     public let type: ZMQSocketType
     let context: ZMQContext
@@ -32,6 +37,7 @@ public final class ZMQSocket {
         self.handle = handle
         self.owner = pthread_self()
         try set(.linger(.seconds(1)))
+        try set(.maxMessageSize(Self.defaultMaxMessageSize))
     }
 
     deinit {

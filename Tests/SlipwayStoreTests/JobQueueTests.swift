@@ -129,6 +129,11 @@ struct JobQueueTests {
         #expect(a.job.id == b.job.id)
         #expect(cancelled == .cancelled)
         #expect(unknown == nil)
+        let garbage = try await client.withConnection { db in
+            (try JobQueue.cancel(db, jobID: "not-a-uuid'; --", reason: "x"), try JobQueue.job(db, id: "nope"),
+             try JobQueue.complete(db, jobID: "", attempt: 1, artifactDigest: "x"))
+        }
+        #expect(garbage.0 == nil && garbage.1 == nil && garbage.2 == false)
         let count = try await client.query("SELECT count(*) AS n FROM jobs").first!.int("n")
         #expect(count == 1)
         await client.close()

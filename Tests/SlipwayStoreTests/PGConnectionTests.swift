@@ -52,6 +52,30 @@ struct PGConnectionTests {
         await client.close()
     }
 
+    @Test("a statement that failed inside a transaction makes the whole transaction fail, not commit")
+    func swallowedErrorDoesNotCommit() async throws {
+        let client = PGClient(url: try require_(TestDatabase.baseURL), logger: TestDatabase.logger)
+        try await client.query("CREATE TEMP TABLE s (n int)")
+        let error = await #expect(throws: PGError.self) {
+            try await client.transaction { db in
+                try db.query("INSERT INTO s VALUES (1)")
+                _ = try? db.query("SELECT 1/0")
+            }
+        }
+        #expect(error?.message.contains("rolled back") == true)
+        #expect(try await client.query("SELECT count(*) AS n FROM s").first!.int("n") == 0)
+        await client.close()
+    }
+
+    @Test("a text parameter with a NUL byte is refused before it is sent")
+    func nulParameter() async throws {
+        let client = PGClient(url: try require_(TestDatabase.baseURL), logger: TestDatabase.logger)
+        let error = await #expect(throws: PGError.self) { try await client.query("SELECT $1::text", [.text("key\u{0}suffix")]) }
+        #expect(error?.code == .invalidArgument)
+        #expect(try await client.query("SELECT 2 AS two").first!.int("two") == 2)
+        await client.close()
+    }
+
     @Test("LISTEN/NOTIFY delivers, and a NOTIFY inside a transaction arrives at COMMIT")
     func listenNotify() async throws {
         let url = try require_(TestDatabase.baseURL)

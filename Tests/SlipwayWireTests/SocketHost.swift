@@ -71,3 +71,8 @@ func endpoint(_ transport: String) -> String {
 enum WireMessageID {
     static func next() -> String { SlipwayWire.WireMessage.newMessageID() }
 }
+
+extension ZMQSocket {
+    /// For inproc binds `lastEndpoint` is the bound name itself.
+    func lastEndpointOrInproc() throws -> String { try lastEndpoint() }
+}

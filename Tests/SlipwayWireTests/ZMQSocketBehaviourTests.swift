@@ -9,7 +9,7 @@ struct ZMQSocketBehaviourTests {
         let context = try ZMQContext()
         let a = SocketHost(context, name: "a"), b = SocketHost(context, name: "b")
         try await a.open("push", .push)
-        try await b.open("pull", .pull)
+        try await b.open("pull", .pull, [.maxMessageSize(-1)])
         let address = try await b.bind("pull", "tcp://127.0.0.1:*")
         try await a.connect("push", address)
         let size = 100 << 20
@@ -140,6 +140,28 @@ struct ZMQSocketBehaviourTests {
         #expect(values == [7, 9, 0])
         #expect(try await host.with("d") { try $0.routingID() } == bytes("me"))
         await host.shutdown()
+    }
+
+    @Test("non-blocking multipart send and receive work off an OwnedThread")
+    func nonBlockingOffOwnedThread() throws {
+        let context = try ZMQContext()
+        let pull = try ZMQSocket(context: context, type: .pull)
+        let push = try ZMQSocket(context: context, type: .push)
+        try pull.bind("inproc://never-\(WireMessageID.next())")
+        try push.connect(try pull.lastEndpointOrInproc())
+        #expect(try push.send([bytes("a"), bytes("b"), bytes("c")], wait: .never))
+        #expect(try pull.receive(wait: .never) == [bytes("a"), bytes("b"), bytes("c")])
+    }
+
+    @Test("polling a socket closed after it was added fails cleanly")
+    func pollClosedSocket() throws {
+        let context = try ZMQContext()
+        let socket = try ZMQSocket(context: context, type: .pull)
+        let poller = ZMQPoller()
+        try poller.add(socket)
+        socket.close()
+        let error = #expect(throws: ZMQError.self) { _ = try poller.poll(wait: .never) }
+        #expect(error?.code == .socketClosed)
     }
 
     @Test("a socket used from a thread that does not own it traps")
