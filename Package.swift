@@ -15,11 +15,14 @@ let package = Package(
         .library(name: "SlipwayWire", targets: ["SlipwayWire"]),
         .library(name: "SlipwayStore", targets: ["SlipwayStore"]),
         .library(name: "SlipwayProto", targets: ["SlipwayProto"]),
+        .library(name: "SlipwayProducer", targets: ["SlipwayProducer"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-protobuf", from: "1.39.0"),
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
+        .package(url: "https://github.com/apple/swift-crypto", from: "3.12.3"),
     ],
     targets: [
         // C libraries, only ever imported by the two wrapper modules.
@@ -64,10 +67,55 @@ let package = Package(
             ],
             swiftSettings: strict
         ),
+        .target(
+            name: "SlipwayArtifact",
+            dependencies: [
+                "SlipwayProto",
+                .product(name: "Crypto", package: "swift-crypto"),
+            ],
+            swiftSettings: strict
+        ),
+        .target(
+            name: "SlipwayCoordinator",
+            dependencies: [
+                "SlipwayWire", "SlipwayStore", "SlipwayProto", "SlipwayThreads", "SlipwayArtifact",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: strict
+        ),
+        .target(
+            name: "SlipwayWorker",
+            dependencies: [
+                "SlipwayWire", "SlipwayProto", "SlipwayThreads", "SlipwayArtifact",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: strict
+        ),
+        .target(
+            name: "SlipwayRegion",
+            dependencies: [
+                "SlipwayWire", "SlipwayProto", "SlipwayThreads", "SlipwayArtifact",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: strict
+        ),
+        .target(
+            name: "SlipwayProducer",
+            dependencies: [
+                "SlipwayWire", "SlipwayProto", "SlipwayThreads",
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strict
+        ),
         .executableTarget(
             name: "slipway",
             dependencies: [
                 "SlipwayWire", "SlipwayStore", "SlipwayProto",
+                "SlipwayCoordinator", "SlipwayWorker", "SlipwayRegion", "SlipwayProducer",
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -101,6 +149,11 @@ let package = Package(
                 "SlipwayProto", "CSlipwayProto", "SlipwayWire",
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
             ],
+            swiftSettings: strict
+        ),
+        .testTarget(
+            name: "SlipwayArtifactTests",
+            dependencies: ["SlipwayArtifact", "SlipwayProto"],
             swiftSettings: strict
         ),
         .testTarget(

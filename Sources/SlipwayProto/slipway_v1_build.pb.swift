@@ -396,6 +396,10 @@ public nonisolated struct Slipway_V1_WorkRequest: Sendable {
   /// The worker's region: where its artifacts will be stored.
   public var region: String = String()
 
+  /// WorkAssignments received since the worker started; lets the coordinator
+  /// subtract assignments still in flight from `free_slots`.
+  public var assignmentsReceived: UInt64 = 0
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -1081,7 +1085,7 @@ nonisolated extension Slipway_V1_LogData: SwiftProtobuf.Message, SwiftProtobuf._
 
 nonisolated extension Slipway_V1_WorkRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".WorkRequest"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}worker_id\0\u{1}labels\0\u{3}free_slots\0\u{1}region\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}worker_id\0\u{1}labels\0\u{3}free_slots\0\u{1}region\0\u{3}assignments_received\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -1093,6 +1097,7 @@ nonisolated extension Slipway_V1_WorkRequest: SwiftProtobuf.Message, SwiftProtob
       case 2: try { try decoder.decodeMapField(fieldType: SwiftProtobuf._ProtobufMap<SwiftProtobuf.ProtobufString,SwiftProtobuf.ProtobufString>.self, value: &self.labels) }()
       case 3: try { try decoder.decodeSingularUInt32Field(value: &self.freeSlots) }()
       case 4: try { try decoder.decodeSingularStringField(value: &self.region) }()
+      case 5: try { try decoder.decodeSingularUInt64Field(value: &self.assignmentsReceived) }()
       default: break
       }
     }
@@ -1111,6 +1116,9 @@ nonisolated extension Slipway_V1_WorkRequest: SwiftProtobuf.Message, SwiftProtob
     if !self.region.isEmpty {
       try visitor.visitSingularStringField(value: self.region, fieldNumber: 4)
     }
+    if self.assignmentsReceived != 0 {
+      try visitor.visitSingularUInt64Field(value: self.assignmentsReceived, fieldNumber: 5)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -1119,6 +1127,7 @@ nonisolated extension Slipway_V1_WorkRequest: SwiftProtobuf.Message, SwiftProtob
     if lhs.labels != rhs.labels {return false}
     if lhs.freeSlots != rhs.freeSlots {return false}
     if lhs.region != rhs.region {return false}
+    if lhs.assignmentsReceived != rhs.assignmentsReceived {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

@@ -1837,7 +1837,7 @@ const ProtobufCMessageDescriptor slipway__v1__work_request__labels_entry__descri
   (ProtobufCMessageInit) slipway__v1__work_request__labels_entry__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor slipway__v1__work_request__field_descriptors[4] =
+static const ProtobufCFieldDescriptor slipway__v1__work_request__field_descriptors[5] =
 {
   {
     "worker_id",
@@ -1887,8 +1887,21 @@ static const ProtobufCFieldDescriptor slipway__v1__work_request__field_descripto
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "assignments_received",
+    5,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Slipway__V1__WorkRequest, assignments_received),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned slipway__v1__work_request__field_indices_by_name[] = {
+  4,   /* field[4] = assignments_received */
   2,   /* field[2] = free_slots */
   1,   /* field[1] = labels */
   3,   /* field[3] = region */
@@ -1897,7 +1910,7 @@ static const unsigned slipway__v1__work_request__field_indices_by_name[] = {
 static const ProtobufCIntRange slipway__v1__work_request__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 4 }
+  { 0, 5 }
 };
 const ProtobufCMessageDescriptor slipway__v1__work_request__descriptor =
 {
@@ -1907,7 +1920,7 @@ const ProtobufCMessageDescriptor slipway__v1__work_request__descriptor =
   "Slipway__V1__WorkRequest",
   "slipway.v1",
   sizeof(Slipway__V1__WorkRequest),
-  4,
+  5,
   slipway__v1__work_request__field_descriptors,
   slipway__v1__work_request__field_indices_by_name,
   1,  slipway__v1__work_request__number_ranges,

@@ -307,10 +307,15 @@ struct  Slipway__V1__WorkRequest
    * The worker's region: where its artifacts will be stored.
    */
   char *region;
+  /*
+   * WorkAssignments received since the worker started; lets the coordinator
+   * subtract assignments still in flight from `free_slots`.
+   */
+  uint64_t assignments_received;
 };
 #define SLIPWAY__V1__WORK_REQUEST__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&slipway__v1__work_request__descriptor) \
-    , (char *)protobuf_c_empty_string, 0,NULL, 0, (char *)protobuf_c_empty_string }
+    , (char *)protobuf_c_empty_string, 0,NULL, 0, (char *)protobuf_c_empty_string, 0 }
 
 
 /*

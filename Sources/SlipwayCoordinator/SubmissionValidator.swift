@@ -1,0 +1,67 @@
+import SlipwayProto
+
+/// Checks a submission from outside before anything is stored. Every rule has a
+/// message a CI user can act on.
+enum SubmissionValidator {
+    struct Invalid: Error { let message: String }
+
+    static func validate(_ submit: Slipway_V1_SubmitBuild) throws(Invalid) {
+        let key = submit.idempotencyKey
+        guard (1...200).contains(key.utf8.count), !hasControl(key) else {
+            throw Invalid(message: "idempotency key must be 1 to 200 printable characters")
+        }
+        let repo = submit.repoURL
+        guard (1...2_048).contains(repo.utf8.count), !repo.hasPrefix("-"), !hasControl(repo) else {
+            throw Invalid(message: "repo URL must be 1 to 2048 printable characters and must not start with '-'")
+        }
+        guard isCommitOrRef(submit.commit) else {
+            throw Invalid(message: "commit '\(printable(submit.commit))' is neither a 40-character hex SHA nor a branch or tag name")
+        }
+        guard isName(submit.artifactName, max: 128) else {
+            throw Invalid(message: "artifact name must be 1 to 128 characters of A-Z a-z 0-9 . _ - and start with a letter or digit")
+        }
+        guard submit.artifactPath.utf8.count <= 1_024, !submit.artifactPath.contains("\0") else {
+            throw Invalid(message: "artifact path must be at most 1024 characters")
+        }
+        guard submit.recipe.utf8.count <= 65_536, !submit.recipe.contains("\0") else {
+            throw Invalid(message: "recipe must be at most 64 KiB")
+        }
+        guard submit.labels.count <= 32,
+              submit.labels.allSatisfy({ isName($0.key, max: 64) && $0.value.utf8.count <= 128 && !hasControl($0.value) }) else {
+            throw Invalid(message: "labels: at most 32, keys of A-Z a-z 0-9 . _ - up to 64 characters, values up to 128")
+        }
+        guard submit.maxAttempts <= 20 else { throw Invalid(message: "max attempts must be at most 20") }
+        guard submit.timeoutSeconds <= 86_400 else { throw Invalid(message: "timeout must be at most 24 hours") }
+    }
+
+    static func isFullSHA(_ text: String) -> Bool {
+        text.utf8.count == 40 && text.utf8.allSatisfy { ($0 >= 48 && $0 <= 57) || ($0 >= 97 && $0 <= 102) }
+    }
+
+    static func isCommitOrRef(_ text: String) -> Bool {
+        if isFullSHA(text) { return true }
+        let bytes = Array(text.utf8)
+        guard (1...200).contains(bytes.count), let first = bytes.first, isAlphanumeric(first),
+              !text.contains(".."), !text.hasSuffix("/"), !text.hasSuffix(".lock") else { return false }
+        return bytes.allSatisfy { isAlphanumeric($0) || $0 == UInt8(ascii: ".") || $0 == UInt8(ascii: "_") || $0 == UInt8(ascii: "-") || $0 == UInt8(ascii: "/") }
+    }
+
+    static func isName(_ text: String, max: Int) -> Bool {
+        let bytes = Array(text.utf8)
+        guard (1...max).contains(bytes.count), isAlphanumeric(bytes[0]) else { return false }
+        return bytes.allSatisfy { isAlphanumeric($0) || $0 == UInt8(ascii: ".") || $0 == UInt8(ascii: "_") || $0 == UInt8(ascii: "-") }
+    }
+
+    static func isAlphanumeric(_ byte: UInt8) -> Bool {
+        (48...57).contains(byte) || (65...90).contains(byte) || (97...122).contains(byte)
+    }
+
+    static func hasControl(_ text: String) -> Bool {
+        text.unicodeScalars.contains { $0.value < 32 || $0.value == 127 }
+    }
+
+    /// At most 64 printable characters of untrusted text, for error messages.
+    static func printable(_ text: String) -> String {
+        String(text.unicodeScalars.filter { $0.value >= 32 && $0.value != 127 }.prefix(64).map(Character.init))
+    }
+}
