@@ -7,5 +7,9 @@ struct Slipway: AsyncParsableCommand {
         commandName: "slipway",
         abstract: "Build source at a commit into a binary and deploy it to every region.",
         version: SlipwayVersion.string,
-        subcommands: [VersionCommand.self, MigrateCommand.self])
+        subcommands: [
+            SubmitCommand.self, JobsCommand.self, JobCommand.self, LogsCommand.self, CancelCommand.self,
+            CoordinatorCommand.self, WorkerCommand.self, RegionCommand.self,
+            MigrateCommand.self, VersionCommand.self,
+        ])
 }

@@ -1,0 +1,29 @@
+/// Everything a coordinator needs to run.
+public struct CoordinatorConfig: Sendable {
+    /// libpq URL of the database holding the queue.
+    public var databaseURL: String
+    /// ROUTER for producers and the CLI (submit, cancel, queries).
+    public var intakeEndpoint: String = "tcp://127.0.0.1:7700"
+    /// ROUTER for workers (credit, assignments, heartbeats, logs, results).
+    public var dispatchEndpoint: String = "tcp://127.0.0.1:7701"
+    /// PUB for the event stream.
+    public var eventsEndpoint: String = "tcp://127.0.0.1:7702"
+    /// Heartbeat interval, both ways.
+    public var heartbeatInterval: Duration = .seconds(5)
+    /// Missed heartbeats before a worker is lost.
+    public var liveness: Int = 3
+    /// Attempts per job when the submission does not say.
+    public var defaultMaxAttempts: Int = 3
+    /// Build timeout when the submission does not say.
+    public var defaultTimeoutSeconds: Int = 3_600
+    /// First retry back-off; doubles per attempt, capped at 5 minutes.
+    public var retryBackoff: Duration = .seconds(2)
+    /// This process's name on the wire.
+    public var id: String
+
+    /// A configuration with defaults for everything but the database and id.
+    public init(databaseURL: String, id: String) {
+        self.databaseURL = databaseURL
+        self.id = id
+    }
+}

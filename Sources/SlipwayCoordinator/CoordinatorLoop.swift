@@ -1,0 +1,386 @@
+import Logging
+#if canImport(Glibc)
+import Glibc
+#endif
+import SlipwayProto
+import SlipwayStore
+import SlipwayWire
+import SwiftProtobuf
+
+/// The coordinator's I/O loop. Lives on one thread and owns the database
+/// connection and all three sockets; the protocol decisions sit in
+/// `WorkerRegistry`, the SQL in `CoordinatorQueries`.
+final class CoordinatorLoop {
+    /// Session advisory lock held by the active coordinator ("slipcoor").
+    static let leaderLockKey: Int64 = 0x736c_6970_636f_6f72
+
+    struct LeadershipLost: Error, CustomStringConvertible {
+        var description: String { "lost the coordinator lock after a database reconnect; another coordinator is active" }
+    }
+
+    private let config: CoordinatorConfig
+    private let logger: Logger
+    private let stop: StopSignal
+    private let codec = WireCodec()
+    private let queries: CoordinatorQueries
+    private var registry: WorkerRegistry
+    private let context: ZMQContext
+    private var db: PGConnection!
+    private var intake: ZMQSocket!
+    private var dispatch: ZMQSocket!
+    private var events: ZMQSocket!
+    private var leaderReconnects = 0
+    private var lastEventSequence: UInt64 = 0
+    private var rejected: [WireError.Code: Int] = [:]
+
+    init(config: CoordinatorConfig, logger: Logger, stop: StopSignal) throws {
+        self.config = config
+        self.logger = logger
+        self.stop = stop
+        self.queries = CoordinatorQueries(defaultMaxAttempts: config.defaultMaxAttempts,
+                                          defaultTimeoutSeconds: config.defaultTimeoutSeconds,
+                                          retryBackoff: config.retryBackoff)
+        self.registry = WorkerRegistry(heartbeatInterval: config.heartbeatInterval, liveness: config.liveness)
+        self.context = try ZMQContext()
+    }
+
+    func run() throws {
+        db = try connect()
+        guard try becomeLeader() else { return }
+        try Migrator.migrate(db, logger: logger)
+        try openSockets()
+        defer { closeSockets() }
+        let now = ContinuousClock.now
+        for (worker, attempts) in try queries.runningByWorker(db) {
+            registry.adopt(workerID: worker, running: attempts, now: now)
+        }
+        lastEventSequence = UInt64(try Outbox.lastSequence(db))
+        logger.info("coordinator active", metadata: [
+            "intake": "\(config.intakeEndpoint)", "dispatch": "\(config.dispatchEndpoint)",
+            "events": "\(config.eventsEndpoint)", "adopted_workers": "\(registry.all.count)",
+        ])
+        try serve()
+        logger.info("coordinator stopped")
+    }
+
+    // MARK: leadership
+
+    private func connect() throws -> PGConnection {
+        while true {
+            do {
+                return try PGConnection(url: config.databaseURL, logger: logger)
+            } catch {
+                logger.error("cannot reach the database; retrying", metadata: ["error": "\(error)"])
+                if sleepUnlessStopped(.seconds(1)) { throw error }
+            }
+        }
+    }
+
+    /// Waits as a standby until this process holds the coordinator lock.
+    /// - Returns: false if asked to stop first.
+    private func becomeLeader() throws -> Bool {
+        var announced = false
+        while !stop.isStopped {
+            if try db.query("SELECT pg_try_advisory_lock($1) AS ok", [.int(Self.leaderLockKey)]).first?.bool("ok") == true {
+                leaderReconnects = db.reconnectCount
+                return true
+            }
+            if !announced {
+                logger.info("standby: another coordinator holds the lock; waiting to take over")
+                announced = true
+            }
+            _ = sleepUnlessStopped(.milliseconds(500))
+        }
+        return false
+    }
+
+    /// A reconnect drops the session's advisory lock: take it again or step down.
+    private func checkLeadership() throws {
+        guard db.reconnectCount != leaderReconnects else { return }
+        guard try db.query("SELECT pg_try_advisory_lock($1) AS ok", [.int(Self.leaderLockKey)]).first?.bool("ok") == true else {
+            throw LeadershipLost()
+        }
+        leaderReconnects = db.reconnectCount
+        logger.warning("database reconnected; coordinator lock re-acquired")
+    }
+
+    /// - Returns: true if stop was requested during the sleep.
+    private func sleepUnlessStopped(_ duration: Duration) -> Bool {
+        let deadline = ContinuousClock.now + duration
+        while ContinuousClock.now < deadline {
+            if stop.isStopped { return true }
+            usleep(50_000)
+        }
+        return stop.isStopped
+    }
+
+    // MARK: sockets
+
+    private func openSockets() throws {
+        intake = try ZMQSocket(context: context, type: .router)
+        try intake.set(.routerMandatory(true))
+        try intake.bind(config.intakeEndpoint)
+        dispatch = try ZMQSocket(context: context, type: .router)
+        try dispatch.set(.routerMandatory(true))
+        // A worker that reconnects keeps its routing id (its worker id) and takes over.
+        try dispatch.set(.routerHandover(true))
+        try dispatch.bind(config.dispatchEndpoint)
+        events = try ZMQSocket(context: context, type: .pub)
+        try events.bind(config.eventsEndpoint)
+    }
+
+    private func closeSockets() {
+        intake?.close()
+        dispatch?.close()
+        events?.close()
+    }
+
+    // MARK: loop
+
+    private func serve() throws {
+        let poller = ZMQPoller()
+        try poller.add(intake)
+        try poller.add(dispatch)
+        let tick = min(config.heartbeatInterval, .milliseconds(500))
+        var nextHeartbeat = ContinuousClock.now
+        var nextSweep = ContinuousClock.now
+        while !stop.isStopped {
+            let ready = try poller.poll(wait: .timeout(tick))
+            if ready[0].contains(.readable) { try drain(intake, handler: handleIntake) }
+            if ready[1].contains(.readable) { try drain(dispatch, handler: handleDispatch) }
+            let now = ContinuousClock.now
+            if now >= nextHeartbeat {
+                nextHeartbeat = now + config.heartbeatInterval
+                try guarded("heartbeat") { try heartbeat(now: now) }
+            }
+            if now >= nextSweep {
+                nextSweep = now + tick
+                try guarded("sweep") {
+                    try checkLeadership()
+                    try dispatchWaiting()
+                }
+            }
+        }
+    }
+
+    private func drain(_ socket: ZMQSocket, handler: ([UInt8], WireMessage) throws -> Void) throws {
+        for _ in 0..<256 {
+            guard let frames = try socket.receive(wait: .never) else { return }
+            let routingID: [UInt8], message: WireMessage
+            do {
+                (routingID, message) = try codec.decodeRouted(frames)
+            } catch {
+                rejected[error.code, default: 0] += 1
+                logger.warning("dropped a bad message", metadata: ["error": "\(error)", "total": "\(rejected[error.code]!)"])
+                continue
+            }
+            try guarded("\(message.type)") { try handler(routingID, message) }
+        }
+    }
+
+    /// Runs a handler; database trouble is logged and survived (the loop must
+    /// keep serving), anything else propagates.
+    private func guarded(_ what: String, _ body: () throws -> Void) throws {
+        do {
+            try body()
+        } catch let error as PGError {
+            logger.error("database error", metadata: ["while": "\(what)", "error": "\(error)"])
+        } catch let error as WireError {
+            logger.warning("bad message body", metadata: ["while": "\(what)", "error": "\(error)"])
+        } catch let error as ZMQError where error.code == .hostUnreachable {
+            logger.info("peer went away", metadata: ["while": "\(what)"])
+        }
+    }
+
+    // MARK: intake
+
+    private func handleIntake(_ peer: [UInt8], _ message: WireMessage) throws {
+        let id = message.envelope.messageID
+        do {
+            switch message.type {
+            case .submitBuild:
+                let request = try message.body(as: Slipway_V1_SubmitBuild.self)
+                do {
+                    try SubmissionValidator.validate(request)
+                } catch {
+                    return reply(peer, to: id, error: "invalid_argument", error.message)
+                }
+                let (ack, published) = try queries.submit(db, request)
+                publish(published)
+                reply(peer, to: id, ack)
+                logger.info("job submitted", metadata: ["job_id": "\(ack.jobID)", "duplicate": "\(ack.duplicate)", "cache_hit": "\(ack.cacheHit)"])
+                try dispatchWaiting()
+            case .cancelBuild:
+                let request = try message.body(as: Slipway_V1_CancelBuild.self)
+                let (status, published) = try queries.cancel(db, jobID: request.jobID, reason: request.reason.isEmpty ? "cancelled by user" : request.reason)
+                guard let status else { return reply(peer, to: id, error: "not_found", "no job \(SubmissionValidator.printable(request.jobID))") }
+                publish(published)
+                if status == .running, let (worker, job) = registry.holder(of: request.jobID) {
+                    abort(job, on: worker.routingID, reason: "cancelled")
+                }
+                var ack = Slipway_V1_CancelBuildAck()
+                ack.jobID = request.jobID
+                ack.status = status.proto
+                reply(peer, to: id, ack)
+            case .jobQuery:
+                let request = try message.body(as: Slipway_V1_JobQuery.self)
+                guard let info = try queries.jobInfo(db, id: request.jobID) else {
+                    return reply(peer, to: id, error: "not_found", "no job \(SubmissionValidator.printable(request.jobID))")
+                }
+                reply(peer, to: id, info)
+            case .jobListQuery:
+                reply(peer, to: id, try queries.listJobs(db, try message.body(as: Slipway_V1_JobListQuery.self)))
+            case .logQuery:
+                let request = try message.body(as: Slipway_V1_LogQuery.self)
+                let limit = request.maxBytes == 0 ? 256 << 10 : min(Int(request.maxBytes), 4 << 20)
+                guard let (header, bytes) = try queries.readLog(db, jobID: request.jobID, offset: request.offset, maxBytes: limit) else {
+                    return reply(peer, to: id, error: "not_found", "no job \(SubmissionValidator.printable(request.jobID))")
+                }
+                reply(peer, to: id, header, payload: bytes)
+            default:
+                reply(peer, to: id, error: "unsupported", "the coordinator's intake does not handle \(message.type)")
+            }
+        } catch let error as PGError {
+            logger.error("database error on intake", metadata: ["error": "\(error)"])
+            reply(peer, to: id, error: "unavailable", "the coordinator's database failed this request; retry")
+        } catch let error as WireError {
+            reply(peer, to: id, error: "invalid_argument", error.description)
+        }
+    }
+
+    private func reply(_ peer: [UInt8], to requestID: String, _ body: some WireBody, payload: [UInt8]? = nil) {
+        let message = WireMessage(body, sender: config.id, inReplyTo: requestID, payload: payload)
+        do {
+            _ = try intake.send(codec.encode(message, to: peer), wait: .never)
+        } catch {
+            logger.info("could not reply to a client", metadata: ["error": "\(error)"])
+        }
+    }
+
+    private func reply(_ peer: [UInt8], to requestID: String, error code: String, _ text: String) {
+        var body = Slipway_V1_ErrorReply()
+        body.code = code
+        body.message = text
+        reply(peer, to: requestID, body)
+    }
+
+    // MARK: dispatch
+
+    private func handleDispatch(_ peer: [UInt8], _ message: WireMessage) throws {
+        let now = ContinuousClock.now
+        switch message.type {
+        case .workRequest:
+            let request = try message.body(as: Slipway_V1_WorkRequest.self)
+            guard SubmissionValidator.isName(request.workerID, max: 200), request.workerID.utf8.elementsEqual(peer) else {
+                return logger.warning("work request with a bad worker id dropped")
+            }
+            registry.workRequest(workerID: request.workerID, routingID: peer, labels: request.labels, region: request.region,
+                                 freeSlots: Int(min(request.freeSlots, 1_024)), assignmentsReceived: request.assignmentsReceived, now: now)
+            if let worker = registry.worker(request.workerID) { try assign(to: worker) }
+        case .workerHeartbeat:
+            let beat = try message.body(as: Slipway_V1_WorkerHeartbeat.self)
+            guard beat.workerID.utf8.elementsEqual(peer) else { return }
+            if !registry.heartbeat(workerID: beat.workerID, routingID: peer, now: now) {
+                let running = Set(beat.running.map { JobAttempt(jobID: $0.jobID, attempt: Int($0.attempt)) })
+                registry.adopt(workerID: beat.workerID, running: running, now: now)
+            }
+        case .logChunk:
+            let chunk = try message.body(as: Slipway_V1_LogChunk.self)
+            let live = try queries.appendLog(db, chunk, bytes: message.payload ?? [])
+            if !live {
+                abort(JobAttempt(jobID: chunk.jobID, attempt: Int(chunk.attempt)), on: peer, reason: "attempt is no longer current")
+            }
+        case .buildResult:
+            let result = try message.body(as: Slipway_V1_BuildResult.self)
+            let job = JobAttempt(jobID: result.jobID, attempt: Int(result.attempt))
+            registry.finished(job)
+            let (accepted, published) = try queries.finish(db, result)
+            publish(published)
+            var ack = Slipway_V1_ResultAck()
+            ack.jobID = result.jobID
+            ack.attempt = result.attempt
+            ack.accepted = accepted
+            send(toWorker: peer, ack)
+            logger.info("build result", metadata: ["job_id": "\(result.jobID)", "attempt": "\(result.attempt)",
+                                                   "outcome": "\(result.outcome)", "accepted": "\(accepted)"])
+        default:
+            logger.warning("unexpected message on the dispatch socket", metadata: ["type": "\(message.type)"])
+        }
+    }
+
+    /// Claims as many jobs as the worker has credit for and hands them over.
+    private func assign(to worker: WorkerRegistry.Worker) throws {
+        guard worker.credit > 0 else { return }
+        let (claimed, published) = try queries.claim(db, worker: worker, limit: worker.credit)
+        publish(published)
+        for job in claimed {
+            var assignment = Slipway_V1_WorkAssignment()
+            assignment.jobID = job.id
+            assignment.attempt = UInt32(job.attempt)
+            assignment.repoURL = job.repoURL
+            assignment.commit = job.commitSHA
+            assignment.artifactName = job.artifactName
+            assignment.recipe = job.recipe
+            assignment.artifactPath = job.artifactPath
+            assignment.timeoutSeconds = UInt32(job.timeoutSeconds)
+            assignment.leaseExpiresAtUnixMicros = job.leaseExpiresAtUnixMicros
+            let attempt = JobAttempt(jobID: job.id, attempt: job.attempt)
+            if send(toWorker: worker.routingID, assignment) {
+                registry.assigned(attempt, to: worker.id)
+                logger.info("job assigned", metadata: ["job_id": "\(job.id)", "attempt": "\(job.attempt)", "worker": "\(worker.id)"])
+            } else {
+                publish(try queries.requeue(db, lost: [attempt], reason: "worker \(worker.id) unreachable at dispatch"))
+            }
+        }
+    }
+
+    /// Offers queued work to every worker with credit, longest-waiting first.
+    private func dispatchWaiting() throws {
+        for worker in registry.waiting() { try assign(to: worker) }
+    }
+
+    private func heartbeat(now: ContinuousClock.Instant) throws {
+        var beat = Slipway_V1_CoordinatorHeartbeat()
+        beat.coordinatorID = config.id
+        beat.lastEventSeq = lastEventSequence
+        for worker in registry.all { send(toWorker: worker.routingID, beat) }
+        for lost in registry.expire(now: now) {
+            let seconds = Double((config.heartbeatInterval * config.liveness).components.seconds)
+            logger.warning("worker lost", metadata: ["worker": "\(lost.id)", "jobs": "\(lost.running.count)"])
+            publish(try queries.requeue(db, lost: Array(lost.running), reason: "worker lost: no heartbeat for \(Int(seconds)) s"))
+        }
+        let (overdue, published) = try queries.expireOverdue(db)
+        publish(published)
+        for job in overdue {
+            if let (worker, _) = registry.holder(of: job.jobID) { abort(job, on: worker.routingID, reason: "timed out") }
+            registry.finished(job)
+        }
+    }
+
+    private func abort(_ job: JobAttempt, on peer: [UInt8], reason: String) {
+        var abort = Slipway_V1_AbortJob()
+        abort.jobID = job.jobID
+        abort.attempt = UInt32(job.attempt)
+        abort.reason = reason
+        send(toWorker: peer, abort)
+    }
+
+    @discardableResult
+    private func send(toWorker peer: [UInt8], _ body: some WireBody) -> Bool {
+        do {
+            return try dispatch.send(codec.encode(WireMessage(body, sender: config.id), to: peer), wait: .never)
+        } catch {
+            return false
+        }
+    }
+
+    // MARK: events
+
+    private func publish(_ published: [OutboxEvent]) {
+        for item in published {
+            let message = WireMessage(item.event, sender: config.id, topic: item.topic)
+            _ = try? events.send(codec.encode(message), wait: .never)
+            lastEventSequence = max(lastEventSequence, UInt64(item.sequence))
+        }
+    }
+}

@@ -1,0 +1,171 @@
+public import SlipwayProto
+public import SlipwayThreads
+import SlipwayWire
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The library CI calls: submit a build, wait for it, stream its log, cancel it.
+///
+/// Requests use the Lazy Pirate pattern: send, wait `requestTimeout` for the
+/// reply, and on silence throw the socket away, back off and resend, up to
+/// `retries` times. Replies are matched to requests by message id, so a late
+/// reply to an earlier try is ignored. Resending a submission is safe: the
+/// idempotency key makes the coordinator return the same job.
+///
+/// Socket I/O runs on the client's own thread (the actor is pinned to it).
+public actor SlipwayClient {
+    /// The thread every request runs on.
+    public nonisolated let thread = OwnedThread(name: "producer")
+    /// The actor runs on ``thread``.
+    public nonisolated var unownedExecutor: UnownedSerialExecutor { thread.asUnownedSerialExecutor() }
+
+    /// The coordinator's intake endpoint.
+    public nonisolated let endpoint: String
+    private let requestTimeout: Duration
+    private let retries: Int
+    private let sender: String
+    private let codec = WireCodec()
+    private let context: ZMQContext
+    private var socket: ZMQSocket?
+
+    /// A client for the coordinator at `endpoint` (e.g. `tcp://127.0.0.1:7700`).
+    public init(endpoint: String, requestTimeout: Duration = .seconds(3), retries: Int = 4, sender: String = "producer") throws {
+        self.endpoint = endpoint
+        self.requestTimeout = requestTimeout
+        self.retries = max(1, retries)
+        self.sender = sender
+        self.context = try ZMQContext()
+    }
+
+    /// Submits a build; returns once the job is committed in the coordinator's database.
+    public func submit(_ request: Slipway_V1_SubmitBuild) throws -> Slipway_V1_SubmitBuildAck {
+        try call(request, expecting: Slipway_V1_SubmitBuildAck.self).reply
+    }
+
+    /// The job's current state.
+    public func job(_ id: String) throws -> Slipway_V1_JobInfo {
+        var query = Slipway_V1_JobQuery()
+        query.jobID = id
+        return try call(query, expecting: Slipway_V1_JobInfo.self).reply
+    }
+
+    /// Recent jobs, newest first.
+    public func jobs(_ query: Slipway_V1_JobListQuery) throws -> [Slipway_V1_JobInfo] {
+        try call(query, expecting: Slipway_V1_JobList.self).reply.jobs
+    }
+
+    /// Cancels a job (a running one stops when its worker confirms).
+    public func cancel(_ id: String, reason: String = "") throws -> Slipway_V1_CancelBuildAck {
+        var request = Slipway_V1_CancelBuild()
+        request.jobID = id
+        request.reason = reason
+        return try call(request, expecting: Slipway_V1_CancelBuildAck.self).reply
+    }
+
+    /// Log bytes of the job's latest attempt from `offset`.
+    public func log(_ id: String, from offset: UInt64) throws -> (header: Slipway_V1_LogData, bytes: [UInt8]) {
+        var query = Slipway_V1_LogQuery()
+        query.jobID = id
+        query.offset = offset
+        let (header, payload) = try call(query, expecting: Slipway_V1_LogData.self)
+        return (header, payload ?? [])
+    }
+
+    /// Waits until the job is succeeded, failed or cancelled, or `timeout` passes.
+    /// `update` sees every change of status.
+    public nonisolated func wait(for id: String, timeout: Duration = .seconds(3_600),
+                                 update: @Sendable (Slipway_V1_JobInfo) -> Void = { _ in }) async throws -> Slipway_V1_JobInfo {
+        let deadline = ContinuousClock.now + timeout
+        var last: Slipway_V1_JobStatus?
+        while true {
+            let info = try await job(id)
+            if info.status != last { update(info); last = info.status }
+            if info.status.isTerminal { return info }
+            guard ContinuousClock.now < deadline else { throw ProducerError(.timedOut, "job \(id) still \(info.status) after waiting") }
+            try await Task.sleep(for: .milliseconds(200))
+        }
+    }
+
+    /// Streams the log of the job's latest attempt to `sink` until the job ends.
+    public nonisolated func followLog(_ id: String, timeout: Duration = .seconds(3_600),
+                                      sink: @Sendable ([UInt8]) -> Void) async throws -> Slipway_V1_JobInfo {
+        let deadline = ContinuousClock.now + timeout
+        var offset: UInt64 = 0, attempt: UInt32 = 0
+        while true {
+            let (header, bytes) = try await log(id, from: offset)
+            if header.attempt != attempt {
+                let first = attempt == 0
+                attempt = header.attempt
+                if !first {
+                    // A retried job starts a new log from its beginning.
+                    sink(Array("[slipway] --- attempt \(header.attempt) ---\n".utf8))
+                    offset = 0
+                    continue
+                }
+            }
+            if !bytes.isEmpty {
+                sink(bytes)
+                offset += UInt64(bytes.count)
+                continue
+            }
+            if header.complete { return try await job(id) }
+            guard ContinuousClock.now < deadline else { throw ProducerError(.timedOut, "job \(id) still running after waiting") }
+            try await Task.sleep(for: .milliseconds(200))
+        }
+    }
+
+    /// Closes the socket and stops the client's thread.
+    public nonisolated func close() async {
+        await dropSocket()
+        thread.shutdown()
+    }
+
+    private func dropSocket() {
+        socket?.close()
+        socket = nil
+    }
+
+    private func call<Reply: WireBody>(_ body: some WireBody, expecting: Reply.Type) throws -> (reply: Reply, payload: [UInt8]?) {
+        let message = WireMessage(body, sender: sender)
+        var backoff = Duration.milliseconds(100)
+        for _ in 0..<retries {
+            let socket = try connected()
+            _ = try socket.send(codec.encode(message), wait: .timeout(requestTimeout))
+            let deadline = ContinuousClock.now + requestTimeout
+            while ContinuousClock.now < deadline {
+                guard let frames = try socket.receive(wait: .timeout(deadline - ContinuousClock.now)) else { break }
+                guard let reply = try? codec.decode(frames), reply.envelope.inReplyTo == message.envelope.messageID else {
+                    continue // a late reply to an earlier try, or garbage
+                }
+                if reply.type == .errorReply {
+                    let error = (try? reply.body(as: Slipway_V1_ErrorReply.self)) ?? Slipway_V1_ErrorReply()
+                    throw ProducerError(.rejected, error.message, serverCode: error.code)
+                }
+                do {
+                    return (try reply.body(as: Reply.self), reply.payload)
+                } catch {
+                    throw ProducerError(.invalidReply, "coordinator sent \(reply.type) where \(Reply.messageType) was expected")
+                }
+            }
+            dropSocket()
+            usleep(UInt32(backoff.components.attoseconds / 1_000_000_000_000 + backoff.components.seconds * 1_000_000))
+            backoff *= 2
+        }
+        throw ProducerError(.unreachable, "coordinator unreachable at \(endpoint) (no reply after \(retries) tries)")
+    }
+
+    private func connected() throws -> ZMQSocket {
+        if let socket { return socket }
+        let socket = try ZMQSocket(context: context, type: .dealer)
+        try socket.set(.linger(.zero))
+        try socket.connect(endpoint)
+        self.socket = socket
+        return socket
+    }
+}
+
+extension Slipway_V1_JobStatus {
+    /// True for succeeded, failed and cancelled.
+    public var isTerminal: Bool { self == .succeeded || self == .failed || self == .cancelled }
+}

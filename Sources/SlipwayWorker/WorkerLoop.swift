@@ -1,0 +1,189 @@
+import Logging
+import SlipwayProto
+import SlipwayThreads
+import SlipwayWire
+
+/// The worker's I/O loop: owns the DEALER to the coordinator and the inproc
+/// PULL that running builds report through. Builds run on threads of their own.
+final class WorkerLoop {
+    private struct Running {
+        let attempt: UInt32
+        let control: BuildControl
+        let thread: OwnedThread
+    }
+
+    private let config: WorkerConfig
+    private let logger: Logger
+    private let stop: StopSignal
+    private let codec = WireCodec()
+    private let context: ZMQContext
+    private let outboxEndpoint: String
+    private var coordinator: ZMQSocket!
+    private var outbox: ZMQSocket!
+    private var running: [String: Running] = [:]
+    private var assignmentsReceived: UInt64 = 0
+    private var lastHeard = ContinuousClock.now
+    private var labels: [String: String]
+
+    init(config: WorkerConfig, logger: Logger, stop: StopSignal) throws {
+        self.config = config
+        self.logger = logger
+        self.stop = stop
+        self.context = try ZMQContext()
+        self.outboxEndpoint = "inproc://worker-outbox-\(WireMessage.newMessageID())"
+        var labels = config.labels
+        labels["os", default: "linux"] = labels["os"] ?? "linux"
+        #if arch(x86_64)
+        labels["arch", default: "x86_64"] = labels["arch"] ?? "x86_64"
+        #elseif arch(arm64)
+        labels["arch", default: "arm64"] = labels["arch"] ?? "arm64"
+        #endif
+        labels["region"] = labels["region"] ?? config.region
+        self.labels = labels
+    }
+
+    func run() throws {
+        outbox = try ZMQSocket(context: context, type: .pull)
+        try outbox.bind(outboxEndpoint)
+        try connect()
+        defer {
+            coordinator?.close()
+            outbox?.close()
+        }
+        logger.info("worker started", metadata: ["worker": "\(config.id)", "slots": "\(config.slots)", "labels": "\(labels)"])
+        var nextHeartbeat = ContinuousClock.now
+        var drainDeadline: ContinuousClock.Instant?
+        while true {
+            if stop.isStopped, drainDeadline == nil {
+                // Stop taking work; builds in flight end as retryable so they run elsewhere.
+                drainDeadline = .now + .seconds(10)
+                for build in running.values { build.control.abort(.shutdown) }
+                logger.info("worker draining", metadata: ["builds": "\(running.count)"])
+            }
+            if let deadline = drainDeadline, running.isEmpty || ContinuousClock.now > deadline { break }
+
+            let poller = ZMQPoller()
+            try poller.add(coordinator)
+            try poller.add(outbox)
+            let ready = try poller.poll(wait: .timeout(.milliseconds(100)))
+            if ready[0].contains(.readable) { try drainCoordinator() }
+            if ready[1].contains(.readable) { try drainOutbox() }
+
+            let now = ContinuousClock.now
+            if now >= nextHeartbeat {
+                nextHeartbeat = now + config.heartbeatInterval
+                sendHeartbeat()
+                if now - lastHeard > config.heartbeatInterval * config.liveness {
+                    logger.warning("coordinator silent; reconnecting")
+                    coordinator.close()
+                    try connect()
+                }
+            }
+        }
+        for build in running.values { build.thread.shutdown() }
+        logger.info("worker stopped")
+    }
+
+    private var freeSlots: Int { stop.isStopped ? 0 : max(0, config.slots - running.count) }
+
+    private func connect() throws {
+        coordinator = try ZMQSocket(context: context, type: .dealer)
+        try coordinator.set(.routingID(Array(config.id.utf8)))
+        try coordinator.set(.linger(.seconds(2)))
+        try coordinator.connect(config.coordinatorEndpoint)
+        lastHeard = .now
+        requestWork()
+    }
+
+    private func requestWork() {
+        var request = Slipway_V1_WorkRequest()
+        request.workerID = config.id
+        request.labels = labels
+        request.freeSlots = UInt32(freeSlots)
+        request.region = config.region
+        request.assignmentsReceived = assignmentsReceived
+        send(request)
+    }
+
+    private func sendHeartbeat() {
+        var beat = Slipway_V1_WorkerHeartbeat()
+        beat.workerID = config.id
+        beat.freeSlots = UInt32(freeSlots)
+        beat.running = running.map { id, build in
+            var job = Slipway_V1_RunningJob()
+            job.jobID = id
+            job.attempt = build.attempt
+            return job
+        }
+        send(beat)
+    }
+
+    private func send(_ body: some WireBody, payload: [UInt8]? = nil) {
+        _ = try? coordinator.send(codec.encode(WireMessage(body, sender: config.id, payload: payload)), wait: .never)
+    }
+
+    private func drainCoordinator() throws {
+        for _ in 0..<256 {
+            guard let frames = try coordinator.receive(wait: .never) else { return }
+            lastHeard = .now
+            let message: WireMessage
+            do {
+                message = try codec.decode(frames)
+            } catch {
+                logger.warning("dropped a bad message from the coordinator", metadata: ["error": "\(error)"])
+                continue
+            }
+            do {
+                switch message.type {
+                case .workAssignment: start(try message.body(as: Slipway_V1_WorkAssignment.self))
+                case .abortJob:
+                    let abort = try message.body(as: Slipway_V1_AbortJob.self)
+                    if let build = running[abort.jobID], build.attempt == abort.attempt {
+                        logger.info("aborting build", metadata: ["job_id": "\(abort.jobID)", "reason": "\(abort.reason)"])
+                        build.control.abort(abort.reason == "cancelled" ? .cancelled : .superseded)
+                    }
+                case .coordinatorHeartbeat, .resultAck: break
+                default: logger.warning("unexpected message from the coordinator", metadata: ["type": "\(message.type)"])
+                }
+            } catch {
+                logger.warning("bad message body from the coordinator", metadata: ["error": "\(error)"])
+            }
+        }
+    }
+
+    private func start(_ assignment: Slipway_V1_WorkAssignment) {
+        assignmentsReceived += 1
+        guard running[assignment.jobID] == nil, running.count < config.slots, !stop.isStopped else {
+            // Credit accounting makes this rare; hand the job back rather than queue it here.
+            var result = Slipway_V1_BuildResult()
+            result.jobID = assignment.jobID
+            result.attempt = assignment.attempt
+            result.outcome = .retryable
+            result.error = "worker \(config.id) had no free slot"
+            result.region = config.region
+            send(result)
+            return
+        }
+        let control = BuildControl()
+        let thread = OwnedThread(name: "build")
+        running[assignment.jobID] = Running(attempt: assignment.attempt, control: control, thread: thread)
+        logger.info("build started", metadata: ["job_id": "\(assignment.jobID)", "attempt": "\(assignment.attempt)"])
+        let job = BuildJob(assignment: assignment, config: config, context: context, outbox: outboxEndpoint,
+                           control: control, logger: logger)
+        thread.execute { job.run() }
+    }
+
+    private func drainOutbox() throws {
+        for _ in 0..<256 {
+            guard let frames = try outbox.receive(wait: .never) else { return }
+            _ = try? coordinator.send(frames, wait: .never)
+            guard let message = try? codec.decode(frames), message.type == .buildResult,
+                  let result = try? message.body(as: Slipway_V1_BuildResult.self) else { continue }
+            if let build = running.removeValue(forKey: result.jobID) {
+                build.thread.shutdown()
+            }
+            logger.info("build finished", metadata: ["job_id": "\(result.jobID)", "outcome": "\(result.outcome)"])
+            requestWork()
+        }
+    }
+}

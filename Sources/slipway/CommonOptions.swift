@@ -1,0 +1,73 @@
+import ArgumentParser
+import Logging
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// `5s`, `500ms`, `2m`, `1h` on the command line.
+struct DurationArgument: ExpressibleByArgument {
+    let duration: Duration
+
+    init?(argument: String) {
+        let units: [(String, Double)] = [("ms", 0.001), ("s", 1), ("m", 60), ("h", 3_600)]
+        for (suffix, scale) in units where argument.hasSuffix(suffix) {
+            let number = argument.dropLast(suffix.count)
+            if let value = Double(number), value >= 0, value < 1e7, !(suffix == "m" && argument.hasSuffix("ms")) {
+                duration = .milliseconds(Int64(value * scale * 1_000))
+                return
+            }
+        }
+        return nil
+    }
+
+    var defaultValueDescription: String { "\(duration)" }
+}
+
+/// `key=value` on the command line.
+struct LabelArgument: ExpressibleByArgument {
+    let key: String
+    let value: String
+
+    init?(argument: String) {
+        guard let equals = argument.firstIndex(of: "="), equals != argument.startIndex else { return nil }
+        key = String(argument[..<equals])
+        value = String(argument[argument.index(after: equals)...])
+    }
+}
+
+/// Options every daemon takes.
+struct DaemonOptions: ParsableArguments {
+    @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.")
+    var logLevel = "info"
+
+    @Option(help: "Heartbeat interval, both ways (e.g. 5s, 500ms).")
+    var heartbeat: DurationArgument = DurationArgument(argument: "5s")!
+
+    func validate() throws {
+        guard Logger.Level(rawValue: logLevel) != nil else {
+            throw ValidationError("unknown log level '\(logLevel)'; use trace, debug, info, notice, warning, error or critical")
+        }
+    }
+
+    func bootstrapLogging() {
+        let level = Logger.Level(rawValue: logLevel) ?? .info
+        LoggingSystem.bootstrap { label in
+            var handler = StreamLogHandler.standardError(label: label)
+            handler.logLevel = level
+            return handler
+        }
+    }
+}
+
+
+enum ProcessIdentity {
+    /// `host-pid-abcd`: unique per process start, valid as a routing id.
+    static func make(_ role: String) -> String {
+        var name = [CChar](repeating: 0, count: 256)
+        gethostname(&name, 255)
+        let host = String(decoding: name.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+            .filter { $0.isLetter || $0.isNumber || $0 == "-" || $0 == "." }
+        let suffix = String(UInt16.random(in: 0...UInt16.max), radix: 16)
+        return "\(role)-\(host.isEmpty ? "host" : host)-\(getpid())-\(suffix)"
+    }
+}
