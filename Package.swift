@@ -154,13 +154,29 @@ let package = Package(
             swiftSettings: strict
         ),
         .testTarget(
+            name: "SlipwayCoordinatorTests",
+            dependencies: ["SlipwayCoordinator", "SlipwayProto"],
+            swiftSettings: strict
+        ),
+        .testTarget(
+            name: "SlipwaySystemTests",
+            dependencies: ["SlipwayProducer", "SlipwayProto", "SlipwayWire", "SlipwayStore", "SlipwayThreads", "SlipwayTestSupport"],
+            swiftSettings: strict
+        ),
+        .testTarget(
             name: "SlipwayArtifactTests",
             dependencies: ["SlipwayArtifact", "SlipwayProto"],
             swiftSettings: strict
         ),
+        .target(
+            name: "SlipwayTestSupport",
+            dependencies: ["SlipwayStore", .product(name: "Logging", package: "swift-log")],
+            path: "Tests/SlipwayTestSupport",
+            swiftSettings: strict
+        ),
         .testTarget(
             name: "SlipwayStoreTests",
-            dependencies: ["SlipwayStore", "SlipwayThreads"],
+            dependencies: ["SlipwayStore", "SlipwayThreads", "SlipwayTestSupport"],
             swiftSettings: strict
         ),
     ]

@@ -165,7 +165,16 @@ final class CoordinatorLoop {
 
     private func drain(_ socket: ZMQSocket, handler: ([UInt8], WireMessage) throws -> Void) throws {
         for _ in 0..<256 {
-            guard let frames = try socket.receive(wait: .never) else { return }
+            let received: [[UInt8]]?
+            do {
+                received = try socket.receive(wait: .never)
+            } catch {
+                guard error.code == .messageTooLarge else { throw error }
+                    rejected[.badFrameCount, default: 0] += 1
+                    logger.warning("dropped a message with too many frames", metadata: ["total": "\(rejected[.badFrameCount]!)"])
+                continue
+            }
+            guard let frames = received else { return }
             let routingID: [UInt8], message: WireMessage
             do {
                 (routingID, message) = try codec.decodeRouted(frames)

@@ -31,7 +31,16 @@ final class RegionStoreLoop {
         logger.info("region store serving", metadata: ["region": "\(config.region)", "endpoint": "\(config.storeEndpoint)",
                                                        "artifacts": "\((try? store.committedDigests().count) ?? 0)"])
         while !stop.isStopped {
-            guard let frames = try socket.receive(wait: .timeout(.milliseconds(200)), maxFrames: 8) else { continue }
+            let received: [[UInt8]]?
+            do {
+                received = try socket.receive(wait: .timeout(.milliseconds(200)), maxFrames: 8)
+            } catch {
+                guard error.code == .messageTooLarge else { throw error }
+                    rejected += 1
+                    logger.warning("dropped a message with too many frames", metadata: ["total": "\(rejected)"])
+                continue
+            }
+            guard let frames = received else { continue }
             let peer: [UInt8], message: WireMessage
             do {
                 (peer, message) = try codec.decodeRouted(frames)

@@ -24,6 +24,8 @@ public struct ZMQError: Error, Sendable, Hashable, CustomStringConvertible, Cust
         case invalidArgument
         /// `ENOTSOCK`: the socket was already closed.
         case socketClosed
+        /// `EMSGSIZE`: a received message had more frames than allowed and was dropped whole.
+        case messageTooLarge
         /// Any other errno.
         case other
     }
@@ -50,6 +52,7 @@ public struct ZMQError: Error, Sendable, Hashable, CustomStringConvertible, Cust
         case EADDRINUSE: .addressInUse
         case EINVAL, EPROTONOSUPPORT: .invalidArgument
         case ENOTSOCK: .socketClosed
+        case EMSGSIZE: .messageTooLarge
         default: .other
         }
     }

@@ -14,6 +14,13 @@ enum ArtifactPath {
     /// The artifact's real path, guaranteed inside `workspace` and a regular file.
     static func resolve(_ relative: String, in workspace: URL) throws -> URL {
         guard !relative.isEmpty, !relative.contains("\0") else { throw Escape(description: "artifact path is empty") }
+        // Refuse `..` that climbs out before touching the file system: the target
+        // may not exist, and the answer should not depend on whether it does.
+        var depth = 0
+        for component in relative.split(separator: "/") where component != "." {
+            depth += component == ".." ? -1 : 1
+            if depth < 0 { throw Escape(description: "artifact path \(relative) resolves outside the workspace") }
+        }
         guard let root = realPath(workspace.path) else { throw Escape(description: "workspace is missing") }
         let joined = root + "/" + relative
         guard let real = realPath(joined) else {

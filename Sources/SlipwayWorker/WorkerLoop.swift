@@ -124,7 +124,15 @@ final class WorkerLoop {
 
     private func drainCoordinator() throws {
         for _ in 0..<256 {
-            guard let frames = try coordinator.receive(wait: .never) else { return }
+            let received: [[UInt8]]?
+            do {
+                received = try coordinator.receive(wait: .never)
+            } catch {
+                guard error.code == .messageTooLarge else { throw error }
+                    logger.warning("dropped a message with too many frames from the coordinator")
+                continue
+            }
+            guard let frames = received else { return }
             lastHeard = .now
             let message: WireMessage
             do {

@@ -1,5 +1,6 @@
 import Foundation
 import SlipwayStore
+import SlipwayTestSupport
 import Testing
 
 @Suite("Job queue: claim, fencing, retries", .enabled(if: TestDatabase.isConfigured))

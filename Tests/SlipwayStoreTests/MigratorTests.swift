@@ -1,5 +1,6 @@
 import Logging
 import SlipwayStore
+import SlipwayTestSupport
 import Testing
 
 @Suite("Migrations", .enabled(if: TestDatabase.isConfigured))

@@ -1,6 +1,7 @@
 import Foundation
 import SlipwayStore
 import SlipwayThreads
+import SlipwayTestSupport
 import Testing
 
 @Suite("libpq connection", .enabled(if: TestDatabase.isConfigured))
@@ -130,17 +131,3 @@ struct PGConnectionTests {
     }
 }
 
-/// Runs a shell command and waits for it by pid (Foundation's Process does not
-/// see its child exit while Swift Testing's exit-test monitor is running).
-func runShell(_ command: String) throws -> Int32 {
-    var pid = pid_t()
-    let argv: [UnsafeMutablePointer<CChar>?] = [strdup("/bin/sh"), strdup("-c"), strdup(command), nil]
-    defer { argv.forEach { free($0) } }
-    let rc = posix_spawn(&pid, "/bin/sh", nil, nil, argv, environ)
-    guard rc == 0 else { throw POSIXError(POSIXErrorCode(rawValue: rc) ?? .EIO) }
-    var status: Int32 = 0
-    while waitpid(pid, &status, 0) < 0 {
-        guard errno == EINTR else { throw POSIXError(POSIXErrorCode(rawValue: errno) ?? .EIO) }
-    }
-    return (status >> 8) & 0xFF
-}

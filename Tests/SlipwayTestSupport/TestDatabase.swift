@@ -1,18 +1,18 @@
 import Foundation
-import Logging
+public import Logging
 import SlipwayStore
 
 /// Integration tests get PostgreSQL from `ops/pg` (started by `ops/test`):
 /// `SLIPWAY_TEST_DATABASE_URL` names a server where each test creates a fresh
 /// database of its own, so suites can run in parallel.
-enum TestDatabase {
-    static let environment = ProcessInfo.processInfo.environment
-    static let baseURL = environment["SLIPWAY_TEST_DATABASE_URL"]
-    static var isConfigured: Bool { baseURL != nil }
-    static let logger = Logger(label: "slipway.test.store")
+public enum TestDatabase {
+    public static let environment = ProcessInfo.processInfo.environment
+    public static let baseURL = environment["SLIPWAY_TEST_DATABASE_URL"]
+    public static var isConfigured: Bool { baseURL != nil }
+    public static let logger = Logger(label: "slipway.test.store")
 
     /// A fresh, migrated database; dropped by `drop(_:)`.
-    static func create(migrate: Bool = true) async throws -> String {
+    public static func create(migrate: Bool = true) async throws -> String {
         let base = try require_(baseURL)
         let name = "slipway_test_" + UUID().uuidString.lowercased().replacingOccurrences(of: "-", with: "")
         let admin = PGClient(url: base, name: "pg-admin", logger: logger)
@@ -27,7 +27,7 @@ enum TestDatabase {
         return url
     }
 
-    static func drop(_ url: String) async {
+    public static func drop(_ url: String) async {
         guard let base = baseURL else { return }
         let name = String(url.split(separator: "/").last!)
         let admin = PGClient(url: base, name: "pg-admin", logger: logger)
@@ -42,9 +42,9 @@ enum TestDatabase {
     }
 }
 
-struct MissingConfiguration: Error {}
+public struct MissingConfiguration: Error {}
 
-func require_<T>(_ value: T?) throws -> T {
+public func require_<T>(_ value: T?) throws -> T {
     guard let value else { throw MissingConfiguration() }
     return value
 }

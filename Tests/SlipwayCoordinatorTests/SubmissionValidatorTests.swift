@@ -1,0 +1,41 @@
+@testable import SlipwayCoordinator
+import SlipwayProto
+import Testing
+
+@Suite("Submission validation")
+struct SubmissionValidatorTests {
+    func valid() -> Slipway_V1_SubmitBuild {
+        var submit = Slipway_V1_SubmitBuild()
+        submit.idempotencyKey = "ci-1"
+        submit.repoURL = "https://example.invalid/repo.git"
+        submit.commit = String(repeating: "a", count: 40)
+        submit.artifactName = "svc"
+        return submit
+    }
+
+    @Test("a normal submission passes; refs are accepted")
+    func accepts() throws {
+        try SubmissionValidator.validate(valid())
+        var ref = valid()
+        ref.commit = "release/1.2"
+        try SubmissionValidator.validate(ref)
+    }
+
+    @Test("hostile fields are refused with a reason", arguments: [
+        "key", "repo", "commit-option", "commit-dots", "name", "labels", "attempts", "control",
+    ])
+    func refuses(field: String) {
+        var submit = valid()
+        switch field {
+        case "key": submit.idempotencyKey = ""
+        case "repo": submit.repoURL = "--upload-pack=touch /tmp/pwned"
+        case "commit-option": submit.commit = "--output=/etc/passwd"
+        case "commit-dots": submit.commit = "main/../../x"
+        case "name": submit.artifactName = "../svc"
+        case "labels": submit.labels = Dictionary(uniqueKeysWithValues: (0..<40).map { ("k\($0)", "v") })
+        case "attempts": submit.maxAttempts = 1_000
+        default: submit.idempotencyKey = "key\nwith newline"
+        }
+        #expect(throws: SubmissionValidator.Invalid.self) { try SubmissionValidator.validate(submit) }
+    }
+}

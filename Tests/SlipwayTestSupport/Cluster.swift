@@ -1,0 +1,118 @@
+public import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Real Slipway daemons for system tests: the built `slipway` executable
+/// (`SLIPWAY_TEST_BIN`, set by ops/test), a fresh database, free loopback ports,
+/// and a scratch folder. Every process it starts is stopped by `shutdown()`.
+public final class Cluster: @unchecked Sendable {
+    // @unchecked: used by one test at a time; `processes` is only mutated from that test.
+    public static let binary = TestDatabase.environment["SLIPWAY_TEST_BIN"]
+    public static var isConfigured: Bool { binary != nil && TestDatabase.isConfigured }
+
+    public let directory: URL
+    public let databaseURL: String
+    public let intake: String
+    public let dispatch: String
+    public let events: String
+    public let store: String
+    public let heartbeat: String
+    private(set) public var processes: [String: SpawnedProcess] = [:]
+
+    /// Creates the folder, database and endpoints; starts nothing.
+    public init(heartbeat: String = "400ms") async throws {
+        directory = FileManager.default.temporaryDirectory.appendingPathComponent("slipway-system-\(UUID().uuidString.prefix(8))")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        databaseURL = try await TestDatabase.create(migrate: false)
+        intake = "tcp://127.0.0.1:\(freeLoopbackPort())"
+        dispatch = "tcp://127.0.0.1:\(freeLoopbackPort())"
+        events = "tcp://127.0.0.1:\(freeLoopbackPort())"
+        store = "tcp://127.0.0.1:\(freeLoopbackPort())"
+        self.heartbeat = heartbeat
+    }
+
+    public func log(_ name: String) -> URL { directory.appendingPathComponent("\(name).log") }
+
+    public func logText(_ name: String) -> String { (try? String(contentsOf: log(name), encoding: .utf8)) ?? "" }
+
+    @discardableResult
+    public func start(_ name: String, _ arguments: [String]) throws -> SpawnedProcess {
+        let process = try SpawnedProcess([try require_(Self.binary)] + arguments, log: log(name))
+        processes[name] = process
+        return process
+    }
+
+    @discardableResult
+    public func startCoordinator(_ name: String = "coordinator", extra: [String] = []) throws -> SpawnedProcess {
+        try start(name, ["coordinator", "--database-url", databaseURL, "--intake", intake, "--dispatch", dispatch,
+                         "--events", events, "--heartbeat", heartbeat, "--retry-backoff", "100ms"] + extra)
+    }
+
+    @discardableResult
+    public func startRegion(_ name: String = "region") throws -> SpawnedProcess {
+        try start(name, ["region", "--name", "local", "--store-dir", directory.appendingPathComponent(name).path, "--store", store])
+    }
+
+    @discardableResult
+    public func startWorker(_ name: String, slots: Int = 1) throws -> SpawnedProcess {
+        try start(name, ["worker", "--coordinator", dispatch, "--store", store, "--region", "local", "--slots", String(slots),
+                         "--work-dir", directory.appendingPathComponent(name).path, "--heartbeat", heartbeat])
+    }
+
+    /// Waits until `name`'s log contains `text`.
+    public func waitForLog(_ name: String, _ text: String, timeout: Duration = .seconds(20)) async throws {
+        let deadline = ContinuousClock.now + timeout
+        while !logText(name).contains(text) {
+            guard ContinuousClock.now < deadline else { throw ClusterTimeout(what: "'\(text)' in \(name).log:\n\(logText(name))") }
+            try await Task.sleep(for: .milliseconds(50))
+        }
+    }
+
+    /// Runs `body` with a fresh cluster and always shuts it down, also when `body` throws.
+    /// - Returns: what `body` returned and every daemon's exit status.
+    public static func with<T>(heartbeat: String = "400ms", _ body: (Cluster) async throws -> T) async throws -> (T, [String: Int32]) {
+        let cluster = try await Cluster(heartbeat: heartbeat)
+        do {
+            let value = try await body(cluster)
+            return (value, await cluster.shutdown())
+        } catch {
+            for name in cluster.processes.keys.sorted() {
+                print("---- \(name).log (tail) ----\n" + cluster.logText(name).split(separator: "\n").suffix(15).joined(separator: "\n"))
+            }
+            await cluster.shutdown()
+            throw error
+        }
+    }
+
+    /// Stops every process (SIGTERM, then SIGKILL) and drops the database.
+    /// - Returns: exit statuses by name.
+    @discardableResult
+    public func shutdown() async -> [String: Int32] {
+        var statuses: [String: Int32] = [:]
+        for (name, process) in processes { statuses[name] = process.stop() }
+        await TestDatabase.drop(databaseURL)
+        if statuses.values.allSatisfy({ $0 == 0 }) { try? FileManager.default.removeItem(at: directory) }
+        return statuses
+    }
+}
+
+public struct ClusterTimeout: Error, CustomStringConvertible {
+    public let what: String
+    public var description: String { "timed out waiting for \(what)" }
+}
+
+/// A git repository made for a test, with a `.slipway/build` recipe.
+public enum TestRepository {
+    /// Creates a repo whose recipe writes `out/app` containing `content` and the commit.
+    /// - Returns: the repo folder and the commit SHA.
+    public static func make(in parent: URL, recipe: String? = nil, content: String = "hello") throws -> (URL, String) {
+        let repo = parent.appendingPathComponent("repo-\(UUID().uuidString.prefix(6))")
+        try FileManager.default.createDirectory(at: repo.appendingPathComponent(".slipway"), withIntermediateDirectories: true)
+        let build = recipe ?? "#!/bin/sh\necho \"building $SLIPWAY_COMMIT\"\nmkdir -p out\nprintf '\(content) %s\\n' \"$SLIPWAY_COMMIT\" > out/app\necho 'built' >&2\n"
+        try build.write(to: repo.appendingPathComponent(".slipway/build"), atomically: true, encoding: .utf8)
+        try "out/app\n".write(to: repo.appendingPathComponent(".slipway/artifact"), atomically: true, encoding: .utf8)
+        try runShell("cd '\(repo.path)' && git init -q && git -c user.email=t@t -c user.name=t add -A && git -c user.email=t@t -c user.name=t commit -qm v1")
+        return (repo, try shellOutput("git -C '\(repo.path)' rev-parse HEAD"))
+    }
+}

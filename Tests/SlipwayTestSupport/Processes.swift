@@ -1,0 +1,120 @@
+public import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Runs `/bin/sh -c command`, waiting for it by pid (Foundation's Process does
+/// not see its child exit while Swift Testing's exit-test monitor is running).
+/// - Returns: the exit status.
+@discardableResult
+public func runShell(_ command: String) throws -> Int32 {
+    let process = try SpawnedProcess(["/bin/sh", "-c", command], log: nil)
+    return process.wait()
+}
+
+/// Runs a shell command and returns what it printed on stdout (trimmed).
+public func shellOutput(_ command: String) throws -> String {
+    let file = FileManager.default.temporaryDirectory.appendingPathComponent("slipway-out-\(UUID().uuidString)")
+    defer { try? FileManager.default.removeItem(at: file) }
+    let status = try runShell("(\(command)) > '\(file.path)'")
+    guard status == 0 else { throw ShellFailure(command: command, status: status) }
+    return try String(contentsOf: file, encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)
+}
+
+/// A shell command that exited non-zero.
+public struct ShellFailure: Error, CustomStringConvertible {
+    public let command: String
+    public let status: Int32
+    public var description: String { "`\(command)` exited with \(status)" }
+}
+
+/// A child process started with posix_spawn, output to a log file.
+public final class SpawnedProcess: @unchecked Sendable {
+    // @unchecked: `pid` is immutable; `reaped` is only touched by the test that owns the process.
+    public let pid: pid_t
+    private var reaped = false
+    private var status: Int32 = 0
+
+    /// Starts `arguments` with stdout and stderr appended to `log` (or inherited).
+    public init(_ arguments: [String], log: URL?) throws {
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        if let log {
+            posix_spawn_file_actions_addopen(&actions, 1, log.path, O_WRONLY | O_CREAT | O_APPEND, 0o644)
+            posix_spawn_file_actions_adddup2(&actions, 1, 2)
+        }
+        var attributes = posix_spawnattr_t()
+        posix_spawnattr_init(&attributes)
+        defer { posix_spawnattr_destroy(&attributes) }
+        var empty = sigset_t(), all = sigset_t()
+        sigemptyset(&empty)
+        sigfillset(&all)
+        posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF))
+        posix_spawnattr_setsigmask(&attributes, &empty)
+        posix_spawnattr_setsigdefault(&attributes, &all)
+        let argv: [UnsafeMutablePointer<CChar>?] = arguments.map { strdup($0) } + [nil]
+        defer { argv.forEach { free($0) } }
+        var pid = pid_t()
+        let rc = posix_spawn(&pid, arguments[0], &actions, &attributes, argv, environ)
+        guard rc == 0 else { throw ShellFailure(command: arguments.joined(separator: " "), status: rc) }
+        self.pid = pid
+    }
+
+    /// Sends a signal.
+    public func signal(_ signal: Int32) { kill(pid, signal) }
+
+    /// Waits for exit; returns the exit code or 128 + signal.
+    @discardableResult
+    public func wait() -> Int32 {
+        if !reaped {
+            var raw: Int32 = 0
+            while waitpid(pid, &raw, 0) < 0 && errno == EINTR {}
+            let signal = raw & 0x7F
+            status = signal == 0 ? (raw >> 8) & 0xFF : 128 + signal
+            reaped = true
+        }
+        return status
+    }
+
+    /// Whether the process has exited (reaps it if so).
+    public var hasExited: Bool {
+        if reaped { return true }
+        var raw: Int32 = 0
+        if waitpid(pid, &raw, WNOHANG) == pid {
+            let signal = raw & 0x7F
+            status = signal == 0 ? (raw >> 8) & 0xFF : 128 + signal
+            reaped = true
+        }
+        return reaped
+    }
+
+    /// SIGTERM, then SIGKILL if it is still there after `grace`.
+    /// - Returns: the exit status.
+    @discardableResult
+    public func stop(grace: Duration = .seconds(10)) -> Int32 {
+        signal(SIGTERM)
+        let deadline = ContinuousClock.now + grace
+        while !hasExited, ContinuousClock.now < deadline { usleep(20_000) }
+        if !hasExited { signal(SIGKILL) }
+        return wait()
+    }
+}
+
+/// A TCP port on 127.0.0.1 that was free a moment ago.
+public func freeLoopbackPort() -> Int {
+    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    defer { close(fd) }
+    var address = sockaddr_in()
+    address.sin_family = sa_family_t(AF_INET)
+    address.sin_addr.s_addr = inet_addr("127.0.0.1")
+    address.sin_port = 0
+    var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+    _ = withUnsafeMutablePointer(to: &address) { pointer in
+        pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) }
+    }
+    _ = withUnsafeMutablePointer(to: &address) { pointer in
+        pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) }
+    }
+    return Int(UInt16(bigEndian: address.sin_port))
+}
