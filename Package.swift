@@ -128,7 +128,8 @@ let package = Package(
         .executableTarget(
             name: "slipway-bench",
             dependencies: [
-                "SlipwayWire",
+                "SlipwayWire", "SlipwayStore", "SlipwayProducer", "SlipwayProto", "SlipwayThreads",
+                .product(name: "Logging", package: "swift-log"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             path: "Benchmarks/slipway-bench",

@@ -32,6 +32,19 @@ final class CoordinatorLoop {
     private var leaderReconnects = 0
     private var lastEventSequence: UInt64 = 0
     private var rejected: [WireError.Code: Int] = [:]
+    /// Replies, assignments and events held back until the batch's COMMIT: nothing
+    /// leaves the coordinator before the state it describes is durable.
+    private var outgoing: [Outgoing] = []
+    private var batching = false
+    /// The newest sequence number written to the outbox by this process.
+    private var lastAppendedSequence: Int64 = 0
+
+    private struct Outgoing {
+        let socket: ZMQSocket
+        let frames: [[UInt8]]
+        /// Set for an assignment: requeued if the worker is gone at flush time.
+        let assignment: JobAttempt?
+    }
 
     init(config: CoordinatorConfig, logger: Logger, stop: StopSignal) throws {
         self.config = config
@@ -146,8 +159,12 @@ final class CoordinatorLoop {
         var nextSweep = ContinuousClock.now
         while !stop.isStopped {
             let ready = try poller.poll(wait: .timeout(tick))
-            if ready[0].contains(.readable) { try drain(intake, handler: handleIntake) }
-            if ready[1].contains(.readable) { try drain(dispatch, handler: handleDispatch) }
+            if ready.contains(where: { $0.contains(.readable) }) {
+                try batch {
+                    if ready[0].contains(.readable) { try drain(intake, handler: handleIntake) }
+                    if ready[1].contains(.readable) { try drain(dispatch, handler: handleDispatch) }
+                }
+            }
             let now = ContinuousClock.now
             if now >= nextHeartbeat {
                 nextHeartbeat = now + config.heartbeatInterval
@@ -160,6 +177,64 @@ final class CoordinatorLoop {
                     try dispatchWaiting()
                 }
             }
+        }
+    }
+
+    /// Handles everything that is ready in one transaction, so one COMMIT (one
+    /// fsync) covers many jobs, then sends what the batch produced. Each message
+    /// runs under its own savepoint: a message that fails rolls back alone.
+    private func batch(_ body: () throws -> Void) throws {
+        let saved = registry
+        do {
+            batching = true
+            defer { batching = false }
+            try db.transaction { db in
+                let before = lastAppendedSequence
+                try body()
+                if lastAppendedSequence > before { try Outbox.notifyCommitted(db, through: lastAppendedSequence) }
+            }
+        } catch let error as PGError {
+            logger.error("batch rolled back", metadata: ["error": "\(error)", "dropped_messages": "\(outgoing.count)"])
+            outgoing.removeAll()
+            registry = saved
+            return
+        }
+        flush()
+    }
+
+    private func flush() {
+        let pending = outgoing
+        outgoing.removeAll()
+        var unreachable: [JobAttempt] = []
+        for item in pending {
+            do {
+                _ = try item.socket.send(item.frames, wait: .never)
+            } catch {
+                if let job = item.assignment { unreachable.append(job) }
+            }
+        }
+        if !unreachable.isEmpty {
+            for job in unreachable { registry.finished(job) }
+            try? guarded("requeue unreachable") {
+                publish(try queries.requeue(db, lost: unreachable, reason: "worker unreachable at dispatch"))
+            }
+        }
+    }
+
+    /// Runs one message's handler under a savepoint when batching.
+    private func isolated(_ body: () throws -> Void) throws {
+        guard batching else { return try body() }
+        let mark = outgoing.count
+        let saved = registry
+        try db.execute("SAVEPOINT message")
+        try body()
+        if db.isTransactionFailed {
+            try db.execute("ROLLBACK TO SAVEPOINT message")
+            // Keep only what the handler queued after its failure (an error reply).
+            if outgoing.count > mark, outgoing.count - mark > 1 { outgoing.removeSubrange(mark..<(outgoing.count - 1)) }
+            registry = saved
+        } else {
+            try db.execute("RELEASE SAVEPOINT message")
         }
     }
 
@@ -183,7 +258,7 @@ final class CoordinatorLoop {
                 logger.warning("dropped a bad message", metadata: ["error": "\(error)", "total": "\(rejected[error.code]!)"])
                 continue
             }
-            try guarded("\(message.type)") { try handler(routingID, message) }
+            try isolated { try guarded("\(message.type)") { try handler(routingID, message) } }
         }
     }
 
@@ -259,11 +334,7 @@ final class CoordinatorLoop {
 
     private func reply(_ peer: [UInt8], to requestID: String, _ body: some WireBody, payload: [UInt8]? = nil) {
         let message = WireMessage(body, sender: config.id, inReplyTo: requestID, payload: payload)
-        do {
-            _ = try intake.send(codec.encode(message, to: peer), wait: .never)
-        } catch {
-            logger.info("could not reply to a client", metadata: ["error": "\(error)"])
-        }
+        emit(intake, codec.encode(message, to: peer))
     }
 
     private func reply(_ peer: [UInt8], to requestID: String, error code: String, _ text: String) {
@@ -334,12 +405,9 @@ final class CoordinatorLoop {
             assignment.timeoutSeconds = UInt32(job.timeoutSeconds)
             assignment.leaseExpiresAtUnixMicros = job.leaseExpiresAtUnixMicros
             let attempt = JobAttempt(jobID: job.id, attempt: job.attempt)
-            if send(toWorker: worker.routingID, assignment) {
-                registry.assigned(attempt, to: worker.id)
-                logger.info("job assigned", metadata: ["job_id": "\(job.id)", "attempt": "\(job.attempt)", "worker": "\(worker.id)"])
-            } else {
-                publish(try queries.requeue(db, lost: [attempt], reason: "worker \(worker.id) unreachable at dispatch"))
-            }
+            send(toWorker: worker.routingID, assignment, assignment: attempt)
+            registry.assigned(attempt, to: worker.id)
+            logger.debug("job assigned", metadata: ["job_id": "\(job.id)", "attempt": "\(job.attempt)", "worker": "\(worker.id)"])
         }
     }
 
@@ -374,21 +442,23 @@ final class CoordinatorLoop {
         send(toWorker: peer, abort)
     }
 
-    @discardableResult
-    private func send(toWorker peer: [UInt8], _ body: some WireBody) -> Bool {
-        do {
-            return try dispatch.send(codec.encode(WireMessage(body, sender: config.id), to: peer), wait: .never)
-        } catch {
-            return false
-        }
+    private func send(toWorker peer: [UInt8], _ body: some WireBody, assignment: JobAttempt? = nil) {
+        emit(dispatch, codec.encode(WireMessage(body, sender: config.id), to: peer), assignment: assignment)
+    }
+
+    /// Sends now, or after COMMIT when inside a batch.
+    private func emit(_ socket: ZMQSocket, _ frames: [[UInt8]], assignment: JobAttempt? = nil) {
+        outgoing.append(Outgoing(socket: socket, frames: frames, assignment: assignment))
+        if !batching { flush() }
     }
 
     // MARK: events
 
     private func publish(_ published: [OutboxEvent]) {
         for item in published {
+            lastAppendedSequence = max(lastAppendedSequence, item.sequence)
             let message = WireMessage(item.event, sender: config.id, topic: item.topic)
-            _ = try? events.send(codec.encode(message), wait: .never)
+            emit(events, codec.encode(message))
             lastEventSequence = max(lastEventSequence, UInt64(item.sequence))
         }
     }

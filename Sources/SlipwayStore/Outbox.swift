@@ -11,13 +11,16 @@ public struct StoredEvent: Sendable, Hashable {
 }
 
 /// The events outbox: events are written in the same transaction as the state
-/// change they describe, then published from here. Losing a PUB message never
+/// change they describe, then published from here (a NOTIFY on ``Outbox/channel``
+/// at commit tells other processes there is more to read). Losing a PUB message never
 /// loses the event; subscribers catch up by sequence number.
 public enum Outbox {
     /// The NOTIFY channel that wakes the publisher after a commit.
     public static let channel = "slipway_events"
 
     /// Appends an event inside the caller's transaction and returns its sequence number.
+    /// Call ``notifyCommitted(_:through:)`` before the transaction commits to wake
+    /// other processes that follow the outbox.
     ///
     /// The counter row stays locked until the transaction ends, so concurrent
     /// writers take numbers one at a time, in commit order, and a rolled-back
@@ -30,9 +33,13 @@ public enum Outbox {
             RETURNING seq
             """, [.text(type), .text(topic), .bytes(payload)])
         guard let row = result.first else { throw PGError(.badResult, message: "outbox insert returned no row") }
-        let sequence = Int64(try row.int("seq"))
+        return Int64(try row.int("seq"))
+    }
+
+    /// Wakes listeners on ``channel`` once the caller's transaction commits; call it
+    /// once per transaction that appended events (not once per event).
+    public static func notifyCommitted(_ db: PGConnection, through sequence: Int64) throws {
         try db.notify(channel, payload: String(sequence))
-        return sequence
     }
 
     /// Events with sequence greater than `after`, oldest first, at most `limit`.

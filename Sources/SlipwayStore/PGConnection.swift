@@ -19,6 +19,9 @@ public final class PGConnection {
     private let logger: Logger
     private let noticeSink: NoticeSink
     private var listening: Set<String> = []
+    /// Statements prepared on this session, by SQL text: parsed and planned once,
+    /// not on every call. Cleared on reconnect (prepared statements are per session).
+    private var prepared: [String: String] = [:]
     private var transactionDepth = 0
 
     /// How many times the connection was re-established. Session state (advisory
@@ -49,6 +52,10 @@ public final class PGConnection {
         if let handle { PQfinish(handle) }
     }
 
+    /// True inside a transaction that a failed statement has aborted; only
+    /// `ROLLBACK` (or `ROLLBACK TO SAVEPOINT`) is accepted until then.
+    public var isTransactionFailed: Bool { handle.map { PQtransactionStatus($0) == PQTRANS_INERROR } ?? false }
+
     /// The server's process id for this session (changes after a reconnect).
     public var backendPID: Int32 { handle.map(PQbackendPID) ?? 0 }
 
@@ -64,10 +71,19 @@ public final class PGConnection {
             throw PGError(.invalidArgument, message: "a text parameter contains a NUL byte", query: sql)
         }
         let handle = try liveHandle()
+        let name = try preparedName(for: sql, parameterCount: parameters.count, handle: handle)
         let result = Self.withCParameters(parameters) { values, lengths, formats in
-            PQexecParams(handle, sql, Int32(parameters.count), nil, values, lengths, formats, 0)
+            PQexecPrepared(handle, name, Int32(parameters.count), values, lengths, formats, 0)
         }
         return try consume(result, sql: sql)
+    }
+
+    private func preparedName(for sql: String, parameterCount: Int, handle: OpaquePointer) throws(PGError) -> String {
+        if let name = prepared[sql] { return name }
+        let name = "slipway_\(prepared.count + 1)"
+        _ = try consume(PQprepare(handle, name, sql, Int32(parameterCount), nil), sql: sql)
+        prepared[sql] = name
+        return name
     }
 
     /// Runs SQL without parameters through the simple-query protocol, which allows
@@ -183,6 +199,7 @@ public final class PGConnection {
             throw PGError(.connectionFailed, message: Self.libpqMessage(handle))
         }
         reconnectCount += 1
+        prepared.removeAll()
         logger.info("PostgreSQL connection re-established", metadata: ["backend_pid": "\(PQbackendPID(handle))"])
         _ = PQexec(handle, "SET TIME ZONE 'UTC'").map { PQclear($0) }
         for channel in listening {

@@ -1,6 +1,7 @@
 // Benchmarks that print a ratio against a baseline measured in the same run.
 //
 //   slipway-bench wire [--messages N] [--size BYTES] [--rounds R]
+//   slipway-bench pipeline --database-url URL [--jobs N] [--workers W] [--producers P]
 //
 // wire: 1 KiB PUSH/PULL messages per second through SlipwayWire vs the
 // zmq-baseline C program (libzmq used directly, same socket layout), run
@@ -17,7 +18,7 @@ struct SlipwayBench: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "slipway-bench",
         abstract: "Slipway benchmarks; each prints a ratio against a baseline from the same run.",
-        subcommands: [WireBench.self])
+        subcommands: [WireBench.self, PipelineBench.self])
 }
 
 struct WireBench: AsyncParsableCommand {

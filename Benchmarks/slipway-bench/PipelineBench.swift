@@ -1,0 +1,258 @@
+import ArgumentParser
+import Foundation
+import Logging
+import SlipwayProducer
+import SlipwayProto
+import SlipwayStore
+import SlipwayThreads
+import SlipwayWire
+import Synchronization
+
+/// No-op jobs per second through the real coordinator (submit → claim → fenced
+/// complete, over real sockets and PostgreSQL) vs pgbench running the same claim +
+/// complete SQL directly on the same server, in the same run; and submit →
+/// worker-start latency on an idle system.
+struct PipelineBench: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "pipeline",
+        abstract: "No-op jobs/s end to end vs pgbench on the same SQL; submit→start latency.")
+
+    @Option(name: .customLong("database-url"), help: "A database on the server to use; the bench creates and drops its own databases there.")
+    var databaseURL: String
+    @Option(help: "Jobs in the throughput run.") var jobs = 2_000
+    @Option(help: "No-op workers.") var workers = 4
+    @Option(help: "Concurrent producers submitting.") var producers = 4
+    @Option(help: "Samples for the latency run.") var samples = 200
+
+    func run() async throws {
+        let logger = Logger(label: "bench")
+        let ours = try await measurePipeline(logger: logger)
+        let baseline = try await measurePgbench(logger: logger)
+        print(String(format: "pipeline: %d no-op jobs, %d workers, %d producers: %.0f jobs/s end to end", jobs, workers, producers, ours.rate))
+        print(String(format: "baseline: pgbench claim+complete SQL, %d clients: %.0f jobs/s", workers, baseline))
+        print(String(format: "ratio end-to-end/pgbench = %.3f (goal >= 0.5)", ours.rate / baseline))
+        print(String(format: "submit -> worker start on an idle system (%d samples): p50 %.2f ms, p99 %.2f ms (goal p99 <= 10 ms)",
+                     samples, ours.p50, ours.p99))
+    }
+
+    // MARK: Slipway
+
+    private func measurePipeline(logger: Logger) async throws -> (rate: Double, p50: Double, p99: Double) {
+        let database = try await createDatabase(suffix: "pipeline", logger: logger)
+        let intake = "tcp://127.0.0.1:\(freePort())", dispatch = "tcp://127.0.0.1:\(freePort())"
+        let coordinator = try startCoordinator(database: database, intake: intake, dispatch: dispatch)
+        defer { coordinator.terminate(); coordinator.waitUntilExit() }
+
+        let context = try ZMQContext()
+        let started = Mutex<[String: ContinuousClock.Instant]>([:])
+        let completed = Atomic<Int>(0)
+        let stop = StopSignal()
+        var threads: [OwnedThread] = []
+        for index in 0..<workers {
+            let thread = OwnedThread(name: "noop-\(index)")
+            threads.append(thread)
+            thread.execute {
+                NoOpWorker(id: "bench-worker-\(index)", endpoint: dispatch, context: context).run(stop: stop) { jobID in
+                    started.withLock { $0[jobID] = .now }
+                } completed: {
+                    completed.add(1, ordering: .relaxed)
+                }
+            }
+        }
+        defer {
+            stop.stop()
+            threads.forEach { $0.shutdown() }
+        }
+        let probe = try SlipwayClient(endpoint: intake, requestTimeout: .seconds(10))
+        _ = try await probe.jobs(Slipway_V1_JobListQuery())  // wait until the coordinator answers
+        try await Task.sleep(for: .milliseconds(500))         // and the workers have asked for work
+
+        // Latency: one job at a time on an idle system.
+        var latencies: [Double] = []
+        for sample in 0..<samples {
+            let before = ContinuousClock.now
+            let ack = try await probe.submit(noop("latency-\(sample)"))
+            var start: ContinuousClock.Instant?
+            while start == nil {
+                start = started.withLock { $0[ack.jobID] }
+                if start == nil { try await Task.sleep(for: .microseconds(200)) }
+            }
+            let elapsed = start! - before
+            latencies.append(Double(elapsed.components.attoseconds) / 1e15 + Double(elapsed.components.seconds) * 1e3)
+        }
+        await probe.close()
+        latencies.sort()
+
+        // Throughput: `jobs` submissions from several producers while workers drain the queue.
+        let baseline = completed.load(ordering: .relaxed)
+        let clock = ContinuousClock()
+        let begin = clock.now
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for producer in 0..<producers {
+                let count = jobs / producers + (producer < jobs % producers ? 1 : 0)
+                group.addTask {
+                    let client = try SlipwayClient(endpoint: intake, requestTimeout: .seconds(10))
+                    for index in 0..<count { _ = try await client.submit(noop("throughput-\(producer)-\(index)")) }
+                    await client.close()
+                }
+            }
+            try await group.waitForAll()
+        }
+        while completed.load(ordering: .relaxed) - baseline < jobs { try await Task.sleep(for: .milliseconds(1)) }
+        let elapsed = clock.now - begin
+        let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
+        return (Double(jobs) / seconds, percentile(latencies, 0.50), percentile(latencies, 0.99))
+    }
+
+    private func noop(_ key: String) -> Slipway_V1_SubmitBuild {
+        var request = Slipway_V1_SubmitBuild()
+        request.idempotencyKey = key
+        request.repoURL = "file:///bench/noop"
+        request.commit = "main"
+        request.artifactName = "noop"
+        request.recipe = "true"
+        request.artifactPath = "x"
+        return request
+    }
+
+    // MARK: pgbench
+
+    private func measurePgbench(logger: Logger) async throws -> Double {
+        let database = try await createDatabase(suffix: "pgbench", logger: logger)
+        let client = PGClient(url: database, logger: logger)
+        let transactionsPerClient = jobs / workers
+        try await client.query("""
+            INSERT INTO jobs (idempotency_key, repo_url, commit_sha, artifact_name, recipe, artifact_path)
+            SELECT 'k' || g, 'file:///bench/noop', 'main', 'noop', 'true', 'x' FROM generate_series(1, $1) AS g
+            """, [.int(transactionsPerClient * workers + workers * 10)])
+        await client.close()
+        // The coordinator's claim and fenced completion, as JobQueue runs them.
+        let script = """
+            WITH next AS (SELECT id FROM jobs WHERE status = 'queued' AND NOT cancel_requested AND not_before <= now() AND labels <@ '{}'::jsonb ORDER BY created_at, id LIMIT 1 FOR UPDATE SKIP LOCKED) UPDATE jobs AS j SET status = 'running', attempt = j.attempt + 1, worker_id = 'w' || :client_id::text, lease_expires_at = now() + make_interval(secs => j.timeout_seconds), started_at = now(), error = NULL FROM next WHERE j.id = next.id RETURNING j.id AS job_id, j.attempt AS job_attempt \\gset
+            UPDATE jobs SET status = 'succeeded', finished_at = now(), artifact_digest = repeat('a', 64), error = NULL WHERE id = :job_id::uuid AND attempt = :job_attempt::int AND status = 'running';
+
+            """
+        let file = FileManager.default.temporaryDirectory.appendingPathComponent("slipway-claim-\(UUID().uuidString).sql")
+        try script.write(to: file, atomically: true, encoding: .utf8)
+        defer { try? FileManager.default.removeItem(at: file) }
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/pgbench")
+        process.arguments = ["-n", "-M", "prepared", "-c", String(workers), "-j", String(min(workers, 2)), "-t", String(transactionsPerClient),
+                             "-f", file.path, database]
+        let output = Pipe()
+        process.standardOutput = output
+        process.standardError = output
+        try process.run()
+        let text = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        process.waitUntilExit()
+        guard process.terminationStatus == 0,
+              let line = text.split(separator: "\n").first(where: { $0.hasPrefix("tps = ") }),
+              let tps = Double(line.dropFirst(6).prefix { $0 != " " }) else {
+            throw ValidationError("pgbench failed:\n\(text)")
+        }
+        return tps
+    }
+
+    // MARK: helpers
+
+    private func createDatabase(suffix: String, logger: Logger) async throws -> String {
+        let name = "slipway_bench_\(suffix)_\(UInt32.random(in: 0...UInt32.max))"
+        let admin = PGClient(url: databaseURL, logger: logger)
+        try await admin.query("CREATE DATABASE \(name)")
+        await admin.close()
+        var parts = databaseURL.split(separator: "/", omittingEmptySubsequences: false)
+        parts[parts.count - 1] = Substring(name)
+        let url = parts.joined(separator: "/")
+        let client = PGClient(url: url, logger: logger)
+        _ = try await client.withConnection { try Migrator.migrate($0, logger: logger) }
+        await client.close()
+        return url
+    }
+
+    private func startCoordinator(database: String, intake: String, dispatch: String) throws -> Process {
+        let me = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath()
+        let binary = me.deletingLastPathComponent().appendingPathComponent("slipway")
+        guard FileManager.default.isExecutableFile(atPath: binary.path) else {
+            throw ValidationError("slipway not found next to slipway-bench; build both in the same configuration")
+        }
+        let process = Process()
+        process.executableURL = binary
+        process.arguments = ["coordinator", "--database-url", database, "--intake", intake, "--dispatch", dispatch,
+                             "--events", "tcp://127.0.0.1:\(freePort())", "--log-level", "warning"]
+        try process.run()
+        return process
+    }
+
+    private func percentile(_ sorted: [Double], _ p: Double) -> Double {
+        sorted.isEmpty ? 0 : sorted[min(sorted.count - 1, Int(Double(sorted.count - 1) * p + 0.5))]
+    }
+
+    private func freePort() -> Int {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(fd) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        _ = withUnsafeMutablePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) } }
+        _ = withUnsafeMutablePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) } }
+        return Int(UInt16(bigEndian: address.sin_port))
+    }
+}
+
+/// A worker that speaks the real protocol but builds nothing: it acknowledges
+/// every assignment at once with a valid one-piece manifest.
+struct NoOpWorker {
+    let id: String
+    let endpoint: String
+    let context: ZMQContext
+
+    func run(stop: StopSignal, started: (String) -> Void, completed: () -> Void) {
+        do {
+            let codec = WireCodec()
+            let socket = try ZMQSocket(context: context, type: .dealer)
+            defer { socket.close() }
+            try socket.set(.routingID(Array(id.utf8)))
+            try socket.connect(endpoint)
+            var received: UInt64 = 0
+            var request = Slipway_V1_WorkRequest()
+            request.workerID = id
+            request.freeSlots = 1
+            try socket.send(codec.encode(WireMessage(request, sender: id)))
+            var manifest = Slipway_V1_ArtifactManifest()
+            manifest.digest = String(repeating: "e", count: 64)
+            manifest.size = 1
+            manifest.pieceSize = 1
+            manifest.pieceSha256 = [Data(count: 32)]
+            manifest.name = "noop"
+            var lastBeat = ContinuousClock.now
+            while !stop.isStopped {
+                if ContinuousClock.now - lastBeat > .seconds(1) {
+                    var beat = Slipway_V1_WorkerHeartbeat()
+                    beat.workerID = id
+                    try socket.send(codec.encode(WireMessage(beat, sender: id)), wait: .never)
+                    lastBeat = .now
+                }
+                guard let frames = try socket.receive(wait: .timeout(.milliseconds(100))),
+                      let message = try? codec.decode(frames), message.type == .workAssignment,
+                      let assignment = try? message.body(as: Slipway_V1_WorkAssignment.self) else { continue }
+                received += 1
+                started(assignment.jobID)
+                var result = Slipway_V1_BuildResult()
+                result.jobID = assignment.jobID
+                result.attempt = assignment.attempt
+                result.outcome = .succeeded
+                result.artifactDigest = manifest.digest
+                result.artifactSize = 1
+                result.manifest = manifest
+                result.region = "bench"
+                request.assignmentsReceived = received
+                try socket.send(codec.encode(WireMessage(result, sender: id)))
+                try socket.send(codec.encode(WireMessage(request, sender: id)))
+                completed()
+            }
+        } catch {
+            print("no-op worker \(id) failed: \(error)")
+        }
+    }
+}
