@@ -43,6 +43,7 @@ let package = Package(
 
         .target(
             name: "SlipwayThreads",
+            dependencies: [.product(name: "ServiceLifecycle", package: "swift-service-lifecycle")],
             swiftSettings: strict
         ),
         .target(

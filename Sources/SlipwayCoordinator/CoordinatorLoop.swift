@@ -4,6 +4,7 @@ import Glibc
 #endif
 import SlipwayProto
 import SlipwayStore
+import SlipwayThreads
 import SlipwayWire
 import SwiftProtobuf
 
@@ -44,7 +45,18 @@ final class CoordinatorLoop {
         let frames: [[UInt8]]
         /// Set for an assignment: requeued if the worker is gone at flush time.
         let assignment: JobAttempt?
+        /// An error reply: still sent when the message's work is rolled back.
+        let survivesRollback: Bool
     }
+
+    /// A decoded message waiting to be handled in the current batch.
+    private struct Inbound {
+        let peer: [UInt8]
+        let message: WireMessage
+        let fromIntake: Bool
+    }
+
+    private struct RolledBack: Error {}
 
     init(config: CoordinatorConfig, logger: Logger, stop: StopSignal) throws {
         self.config = config
@@ -159,12 +171,10 @@ final class CoordinatorLoop {
         var nextSweep = ContinuousClock.now
         while !stop.isStopped {
             let ready = try poller.poll(wait: .timeout(tick))
-            if ready.contains(where: { $0.contains(.readable) }) {
-                try batch {
-                    if ready[0].contains(.readable) { try drain(intake, handler: handleIntake) }
-                    if ready[1].contains(.readable) { try drain(dispatch, handler: handleDispatch) }
-                }
-            }
+            var inbox: [Inbound] = []
+            if ready[0].contains(.readable) { try receive(from: intake, intake: true, into: &inbox) }
+            if ready[1].contains(.readable) { try receive(from: dispatch, intake: false, into: &inbox) }
+            if !inbox.isEmpty { try process(inbox) }
             let now = ContinuousClock.now
             if now >= nextHeartbeat {
                 nextHeartbeat = now + config.heartbeatInterval
@@ -180,26 +190,43 @@ final class CoordinatorLoop {
         }
     }
 
-    /// Handles everything that is ready in one transaction, so one COMMIT (one
-    /// fsync) covers many jobs, then sends what the batch produced. Each message
-    /// runs under its own savepoint: a message that fails rolls back alone.
-    private func batch(_ body: () throws -> Void) throws {
-        let saved = registry
+    /// Handles everything that was ready in one transaction, so one COMMIT (one
+    /// fsync) covers many jobs, then sends what the batch produced: nothing
+    /// leaves before the state it describes is durable. With several messages,
+    /// each runs under a savepoint so a failing one rolls back alone.
+    private func process(_ inbox: [Inbound]) throws {
+        let saved = (registry, lastAppendedSequence, lastEventSequence)
+        batching = true
         do {
-            batching = true
             defer { batching = false }
             try db.transaction { db in
                 let before = lastAppendedSequence
-                try body()
+                if inbox.count == 1 {
+                    try handle(inbox[0])
+                    if db.isTransactionFailed { throw RolledBack() }
+                } else {
+                    for item in inbox { try isolated { try handle(item) } }
+                }
                 if lastAppendedSequence > before { try Outbox.notifyCommitted(db, through: lastAppendedSequence) }
             }
-        } catch let error as PGError {
-            logger.error("batch rolled back", metadata: ["error": "\(error)", "dropped_messages": "\(outgoing.count)"])
-            outgoing.removeAll()
-            registry = saved
-            return
+        } catch let error where error is PGError || error is RolledBack {
+            if error is PGError {
+                logger.error("batch rolled back", metadata: ["error": "\(error)", "messages": "\(inbox.count)"])
+            }
+            (registry, lastAppendedSequence, lastEventSequence) = saved
+            outgoing.removeAll { !$0.survivesRollback }
         }
         flush()
+    }
+
+    private func handle(_ item: Inbound) throws {
+        try guarded("\(item.message.type)") {
+            if item.fromIntake {
+                try handleIntake(item.peer, item.message)
+            } else {
+                try handleDispatch(item.peer, item.message)
+            }
+        }
     }
 
     private func flush() {
@@ -221,44 +248,44 @@ final class CoordinatorLoop {
         }
     }
 
-    /// Runs one message's handler under a savepoint when batching.
+    /// Runs one message's handler under a savepoint; if it failed, its work is
+    /// rolled back and only its error reply (if any) stays queued.
     private func isolated(_ body: () throws -> Void) throws {
-        guard batching else { return try body() }
         let mark = outgoing.count
-        let saved = registry
+        let saved = (registry, lastAppendedSequence, lastEventSequence)
         try db.execute("SAVEPOINT message")
         try body()
         if db.isTransactionFailed {
             try db.execute("ROLLBACK TO SAVEPOINT message")
-            // Keep only what the handler queued after its failure (an error reply).
-            if outgoing.count > mark, outgoing.count - mark > 1 { outgoing.removeSubrange(mark..<(outgoing.count - 1)) }
-            registry = saved
+            let survivors = outgoing[mark...].filter(\.survivesRollback)
+            outgoing.removeSubrange(mark...)
+            outgoing.append(contentsOf: survivors)
+            (registry, lastAppendedSequence, lastEventSequence) = saved
         } else {
             try db.execute("RELEASE SAVEPOINT message")
         }
     }
 
-    private func drain(_ socket: ZMQSocket, handler: ([UInt8], WireMessage) throws -> Void) throws {
+    /// Takes every message waiting on `socket` (up to 256), dropping bad ones.
+    private func receive(from socket: ZMQSocket, intake: Bool, into inbox: inout [Inbound]) throws {
         for _ in 0..<256 {
             let received: [[UInt8]]?
             do {
                 received = try socket.receive(wait: .never)
             } catch {
                 guard error.code == .messageTooLarge else { throw error }
-                    rejected[.badFrameCount, default: 0] += 1
-                    logger.warning("dropped a message with too many frames", metadata: ["total": "\(rejected[.badFrameCount]!)"])
+                rejected[.badFrameCount, default: 0] += 1
+                logger.warning("dropped a message with too many frames", metadata: ["total": "\(rejected[.badFrameCount]!)"])
                 continue
             }
             guard let frames = received else { return }
-            let routingID: [UInt8], message: WireMessage
             do {
-                (routingID, message) = try codec.decodeRouted(frames)
+                let (peer, message) = try codec.decodeRouted(frames)
+                inbox.append(Inbound(peer: peer, message: message, fromIntake: intake))
             } catch {
                 rejected[error.code, default: 0] += 1
                 logger.warning("dropped a bad message", metadata: ["error": "\(error)", "total": "\(rejected[error.code]!)"])
-                continue
             }
-            try isolated { try guarded("\(message.type)") { try handler(routingID, message) } }
         }
     }
 
@@ -334,7 +361,7 @@ final class CoordinatorLoop {
 
     private func reply(_ peer: [UInt8], to requestID: String, _ body: some WireBody, payload: [UInt8]? = nil) {
         let message = WireMessage(body, sender: config.id, inReplyTo: requestID, payload: payload)
-        emit(intake, codec.encode(message, to: peer))
+        emit(intake, codec.encode(message, to: peer), survivesRollback: body is Slipway_V1_ErrorReply)
     }
 
     private func reply(_ peer: [UInt8], to requestID: String, error code: String, _ text: String) {
@@ -447,8 +474,8 @@ final class CoordinatorLoop {
     }
 
     /// Sends now, or after COMMIT when inside a batch.
-    private func emit(_ socket: ZMQSocket, _ frames: [[UInt8]], assignment: JobAttempt? = nil) {
-        outgoing.append(Outgoing(socket: socket, frames: frames, assignment: assignment))
+    private func emit(_ socket: ZMQSocket, _ frames: [[UInt8]], assignment: JobAttempt? = nil, survivesRollback: Bool = false) {
+        outgoing.append(Outgoing(socket: socket, frames: frames, assignment: assignment, survivesRollback: survivesRollback))
         if !batching { flush() }
     }
 

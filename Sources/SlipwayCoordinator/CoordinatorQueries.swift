@@ -64,11 +64,10 @@ struct CoordinatorQueries {
     func claim(_ db: PGConnection, worker: WorkerRegistry.Worker, limit: Int) throws -> ([ClaimedJob], [OutboxEvent]) {
         try db.transaction { db in
             let claimed = try JobQueue.claim(db, workerID: worker.id, workerLabels: worker.labels, limit: limit)
+            guard !claimed.isEmpty else { return ([], []) }
             var events: [OutboxEvent] = []
             for job in claimed {
-                if let info = try jobInfo(db, id: job.id) {
-                    events.append(try OutboxEvent.append(db, .jobStarted, jobID: job.id, payload: info))
-                }
+                events.append(try OutboxEvent.append(db, .jobStarted, jobID: job.id, payload: startedInfo(job, worker: worker.id)))
             }
             return (claimed, events)
         }
@@ -231,6 +230,20 @@ struct CoordinatorQueries {
         let terminal = [.succeeded, .failed, .cancelled].contains(info.status)
         header.complete = terminal && rows.count == 0
         return (header, bytes)
+    }
+
+    /// The JobInfo of a job just claimed, from what the claim returned (no read-back).
+    private func startedInfo(_ job: ClaimedJob, worker: String) -> Slipway_V1_JobInfo {
+        var info = Slipway_V1_JobInfo()
+        info.jobID = job.id
+        info.status = .running
+        info.repoURL = job.repoURL
+        info.commit = job.commitSHA
+        info.artifactName = job.artifactName
+        info.attempt = UInt32(job.attempt)
+        info.workerID = worker
+        info.recipe = job.recipe
+        return info
     }
 
     // MARK: queries

@@ -2,6 +2,7 @@ import Foundation
 import Logging
 import SlipwayArtifact
 import SlipwayProto
+import SlipwayThreads
 import SlipwayWire
 
 /// The regional store's I/O loop: one ROUTER, one `BlobStore`, one thread.

@@ -40,7 +40,7 @@ struct CoordinatorCommand: AsyncParsableCommand {
         config.retryBackoff = retryBackoff.duration
         config.defaultMaxAttempts = maxAttempts
         config.defaultTimeoutSeconds = timeout
-        try await runDaemon(Coordinator(config: config, logger: Logger(label: "slipway.coordinator")), label: "slipway.coordinator")
+        try await runDaemon(Coordinator.service(config: config, logger: Logger(label: "slipway.coordinator")), label: "slipway.coordinator")
     }
 }
 
@@ -69,7 +69,7 @@ struct WorkerCommand: AsyncParsableCommand {
         config.slots = slots
         config.labels = Dictionary(labels.map { ($0.key, $0.value) }, uniquingKeysWith: { $1 })
         config.heartbeatInterval = daemon.heartbeat.duration
-        try await runDaemon(Worker(config: config, logger: Logger(label: "slipway.worker")), label: "slipway.worker")
+        try await runDaemon(Worker.service(config: config, logger: Logger(label: "slipway.worker")), label: "slipway.worker")
     }
 }
 
@@ -87,6 +87,6 @@ struct RegionCommand: AsyncParsableCommand {
         daemon.bootstrapLogging()
         var config = RegionConfig(region: name, storePath: storeDir, id: ProcessIdentity.make("region-\(name)"))
         config.storeEndpoint = store
-        try await runDaemon(RegionController(config: config, logger: Logger(label: "slipway.region")), label: "slipway.region")
+        try await runDaemon(RegionController.service(config: config, logger: Logger(label: "slipway.region")), label: "slipway.region")
     }
 }
