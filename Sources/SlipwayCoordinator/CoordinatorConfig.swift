@@ -8,6 +8,8 @@ public struct CoordinatorConfig: Sendable {
     public var dispatchEndpoint: String = "tcp://127.0.0.1:7701"
     /// PUB for the event stream.
     public var eventsEndpoint: String = "tcp://127.0.0.1:7702"
+    /// ROUTER where subscribers ask for the events they missed (catch-up).
+    public var snapshotEndpoint: String = "tcp://127.0.0.1:7703"
     /// Heartbeat interval, both ways.
     public var heartbeatInterval: Duration = .seconds(5)
     /// Missed heartbeats before a worker is lost.

@@ -30,6 +30,7 @@ final class CoordinatorLoop {
     private var intake: ZMQSocket!
     private var dispatch: ZMQSocket!
     private var events: ZMQSocket!
+    private var snapshots: ZMQSocket!
     private var leaderReconnects = 0
     private var lastEventSequence: UInt64 = 0
     private var rejected: [WireError.Code: Int] = [:]
@@ -152,12 +153,17 @@ final class CoordinatorLoop {
         try dispatch.bind(config.dispatchEndpoint)
         events = try ZMQSocket(context: context, type: .pub)
         try events.bind(config.eventsEndpoint)
+        snapshots = try ZMQSocket(context: context, type: .router)
+        // A catch-up reply is many messages at once; do not drop them at the HWM.
+        try snapshots.set(.sendHighWaterMark(Self.snapshotPageLimit * 2))
+        try snapshots.bind(config.snapshotEndpoint)
     }
 
     private func closeSockets() {
         intake?.close()
         dispatch?.close()
         events?.close()
+        snapshots?.close()
     }
 
     // MARK: loop
@@ -166,6 +172,7 @@ final class CoordinatorLoop {
         let poller = ZMQPoller()
         try poller.add(intake)
         try poller.add(dispatch)
+        try poller.add(snapshots)
         let tick = min(config.heartbeatInterval, .milliseconds(500))
         var nextHeartbeat = ContinuousClock.now
         var nextSweep = ContinuousClock.now
@@ -175,6 +182,7 @@ final class CoordinatorLoop {
             if ready[0].contains(.readable) { try receive(from: intake, intake: true, into: &inbox) }
             if ready[1].contains(.readable) { try receive(from: dispatch, intake: false, into: &inbox) }
             if !inbox.isEmpty { try process(inbox) }
+            if ready[2].contains(.readable) { try guarded("snapshot") { try serveSnapshots() } }
             let now = ContinuousClock.now
             if now >= nextHeartbeat {
                 nextHeartbeat = now + config.heartbeatInterval
@@ -448,6 +456,8 @@ final class CoordinatorLoop {
         beat.coordinatorID = config.id
         beat.lastEventSeq = lastEventSequence
         for worker in registry.all { send(toWorker: worker.routingID, beat) }
+        // Subscribers compare this with what they have: a lost last event shows up here.
+        emit(events, codec.encode(WireMessage(beat, sender: config.id, topic: "hb")))
         for lost in registry.expire(now: now) {
             let seconds = Double((config.heartbeatInterval * config.liveness).components.seconds)
             logger.warning("worker lost", metadata: ["worker": "\(lost.id)", "jobs": "\(lost.running.count)"])
@@ -480,6 +490,39 @@ final class CoordinatorLoop {
     }
 
     // MARK: events
+
+    /// Most events sent in answer to one snapshot request; the subscriber asks again for more.
+    static let snapshotPageLimit: Int32 = 10_000
+
+    /// Answers catch-up requests from the outbox: every event after the asked-for
+    /// number, then `SnapshotEnd` with the newest committed number.
+    private func serveSnapshots() throws {
+        for _ in 0..<64 {
+            guard let frames = try? snapshots.receive(wait: .never, maxFrames: 4) else { return }
+            guard let (peer, message) = try? codec.decodeRouted(frames), message.type == .snapshotRequest,
+                  let request = try? message.body(as: Slipway_V1_SnapshotRequest.self) else {
+                rejected[.typeMismatch, default: 0] += 1
+                continue
+            }
+            var after = Int64(clamping: request.afterSequence)
+            var sent: Int32 = 0
+            while sent < Self.snapshotPageLimit {
+                let page = try Outbox.events(db, after: after, limit: 1_000)
+                if page.isEmpty { break }
+                for stored in page {
+                    var event = try Slipway_V1_Event(serializedBytes: stored.payload)
+                    event.sequence = UInt64(stored.sequence)
+                    let reply = WireMessage(event, sender: config.id, topic: stored.topic, inReplyTo: message.envelope.messageID)
+                    _ = try? snapshots.send(codec.encode(reply, to: peer), wait: .never)
+                    after = stored.sequence
+                    sent += 1
+                }
+            }
+            var end = Slipway_V1_SnapshotEnd()
+            end.lastSequence = UInt64(try Outbox.lastSequence(db))
+            _ = try? snapshots.send(codec.encode(WireMessage(end, sender: config.id, inReplyTo: message.envelope.messageID), to: peer), wait: .never)
+        }
+    }
 
     private func publish(_ published: [OutboxEvent]) {
         for item in published {

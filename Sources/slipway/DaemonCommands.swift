@@ -22,6 +22,7 @@ struct CoordinatorCommand: AsyncParsableCommand {
     @Option(help: "ROUTER endpoint for producers and the CLI.") var intake = "tcp://127.0.0.1:7700"
     @Option(help: "ROUTER endpoint for workers.") var dispatch = "tcp://127.0.0.1:7701"
     @Option(help: "PUB endpoint for events.") var events = "tcp://127.0.0.1:7702"
+    @Option(help: "ROUTER endpoint where event subscribers catch up.") var snapshot = "tcp://127.0.0.1:7703"
     @Option(help: "First retry back-off (doubles per attempt).") var retryBackoff = DurationArgument(argument: "2s")!
     @Option(help: "Default attempts per job.") var maxAttempts = 3
     @Option(help: "Default build timeout in seconds.") var timeout = 3_600
@@ -36,6 +37,7 @@ struct CoordinatorCommand: AsyncParsableCommand {
         config.intakeEndpoint = intake
         config.dispatchEndpoint = dispatch
         config.eventsEndpoint = events
+        config.snapshotEndpoint = snapshot
         config.heartbeatInterval = daemon.heartbeat.duration
         config.retryBackoff = retryBackoff.duration
         config.defaultMaxAttempts = maxAttempts

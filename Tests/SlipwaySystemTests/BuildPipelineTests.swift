@@ -79,6 +79,29 @@ struct BuildPipelineTests {
         let cached = try await client.submit(submission(repo, commit, key: "ci-run-2"))
         #expect(cached.cacheHit && cached.status == .succeeded)
         #expect(try await client.job(cached.jobID).artifactDigest == digest)
+
+        // A subscriber that starts after all of it still gets every event, gap-free, in order.
+        let events = try await lateSubscriber(cluster, count: 5)
+        #expect(events.map(\.sequence) == [1, 2, 3, 4, 5])
+        #expect(events.map(\.type) == [.jobQueued, .jobStarted, .jobSucceeded, .artifactPublished, .jobSucceeded])
+        #expect(events[3].artifactDigest == digest)
+    }
+
+    static func lateSubscriber(_ cluster: Cluster, count: Int) async throws -> [Slipway_V1_Event] {
+        let context = try ZMQContext()
+        let thread = OwnedThread(name: "late-subscriber")
+        defer { thread.shutdown() }
+        let (publisher, snapshot) = (cluster.events, cluster.snapshot)
+        return try await thread.run {
+            let subscriber = try EventSubscriber(context: context, publisher: publisher, snapshot: snapshot, sender: "test")
+            defer { subscriber.close() }
+            var events: [Slipway_V1_Event] = []
+            let deadline = ContinuousClock.now + .seconds(10)
+            while events.count < count, ContinuousClock.now < deadline {
+                if let event = try subscriber.next(wait: .timeout(.milliseconds(200))) { events.append(event) }
+            }
+            return events
+        }
     }
 
     static func killedWorker(_ cluster: Cluster) async throws {

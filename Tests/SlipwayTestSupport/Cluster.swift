@@ -16,6 +16,7 @@ public final class Cluster: @unchecked Sendable {
     public let intake: String
     public let dispatch: String
     public let events: String
+    public let snapshot: String
     public let store: String
     public let heartbeat: String
     private(set) public var processes: [String: SpawnedProcess] = [:]
@@ -28,6 +29,7 @@ public final class Cluster: @unchecked Sendable {
         intake = "tcp://127.0.0.1:\(freeLoopbackPort())"
         dispatch = "tcp://127.0.0.1:\(freeLoopbackPort())"
         events = "tcp://127.0.0.1:\(freeLoopbackPort())"
+        snapshot = "tcp://127.0.0.1:\(freeLoopbackPort())"
         store = "tcp://127.0.0.1:\(freeLoopbackPort())"
         self.heartbeat = heartbeat
     }
@@ -46,7 +48,7 @@ public final class Cluster: @unchecked Sendable {
     @discardableResult
     public func startCoordinator(_ name: String = "coordinator", extra: [String] = []) throws -> SpawnedProcess {
         try start(name, ["coordinator", "--database-url", databaseURL, "--intake", intake, "--dispatch", dispatch,
-                         "--events", events, "--heartbeat", heartbeat, "--retry-backoff", "100ms"] + extra)
+                         "--events", events, "--snapshot", snapshot, "--heartbeat", heartbeat, "--retry-backoff", "100ms"] + extra)
     }
 
     @discardableResult

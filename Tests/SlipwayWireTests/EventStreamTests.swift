@@ -1,0 +1,131 @@
+import Foundation
+import SlipwayProto
+import SlipwayThreads
+import SlipwayWire
+import Testing
+
+@Suite("Reliable event stream")
+struct EventStreamTests {
+    @Test("the sequencer applies in order, drops duplicates and reports gaps")
+    func sequencer() {
+        var sequencer = EventSequencer()
+        #expect(sequencer.offer(1) == .apply)
+        #expect(sequencer.offer(1) == .duplicate)
+        #expect(sequencer.offer(3) == .gap)
+        #expect(sequencer.lastApplied == 1)
+        #expect(sequencer.offer(2) == .apply)
+        #expect(sequencer.offer(3) == .apply)
+        #expect(sequencer.isBehind(4) && !sequencer.isBehind(3))
+        var late = EventSequencer(after: 40)
+        #expect(late.offer(12) == .duplicate)
+        #expect(late.offer(41) == .apply)
+    }
+
+    @Test("a late subscriber that also loses live events, the last one included, still gets every event in order")
+    func lossyStream() async throws {
+        let context = try ZMQContext()
+        let publisher = FakePublisher(context)
+        let (pubEndpoint, snapshotEndpoint) = try await publisher.open()
+        // Published before anyone listens: only a snapshot can deliver these.
+        for sequence in 1...5 { try await publisher.publish(sequence, live: false) }
+
+        let serving = Task {
+            while !Task.isCancelled {
+                try await publisher.serveSnapshots()
+                try await Task.sleep(for: .milliseconds(5))
+            }
+        }
+        let subscriberThread = OwnedThread(name: "subscriber")
+        async let received: ([UInt64], Int) = subscriberThread.run {
+            let subscriber = try EventSubscriber(context: context, publisher: pubEndpoint, snapshot: snapshotEndpoint, sender: "test")
+            defer { subscriber.close() }
+            var sequences: [UInt64] = []
+            let deadline = ContinuousClock.now + .seconds(15)
+            while sequences.count < 20, ContinuousClock.now < deadline {
+                if let event = try subscriber.next(wait: .timeout(.milliseconds(100))) { sequences.append(event.sequence) }
+            }
+            return (sequences, subscriber.snapshotRequests)
+        }
+        try await Task.sleep(for: .milliseconds(300))
+        let lost: Set<Int> = [9, 10, 15]
+        for sequence in 6...19 { try await publisher.publish(sequence, live: !lost.contains(sequence)) }
+        try await Task.sleep(for: .milliseconds(500))
+        // The last event is lost too: no later event reveals the gap, only the heartbeat does.
+        try await publisher.publish(20, live: false)
+        for _ in 0..<10 {
+            try await publisher.heartbeat(last: 20)
+            try await Task.sleep(for: .milliseconds(100))
+        }
+        let (sequences, requests) = try await received
+        serving.cancel()
+        subscriberThread.shutdown()
+        #expect(sequences == Array(1...20))
+        #expect(requests >= 3, "late start, the 9–10 gap, the 15 gap and the lost last event each need a catch-up")
+        await publisher.close()
+    }
+}
+
+/// A publisher under the test's control: PUB for live events (some "lost" on
+/// purpose), ROUTER answering snapshot requests from its full log.
+actor FakePublisher {
+    nonisolated let thread = OwnedThread(name: "fake-publisher")
+    nonisolated var unownedExecutor: UnownedSerialExecutor { thread.asUnownedSerialExecutor() }
+    private let context: ZMQContext
+    private var pub: ZMQSocket?
+    private var router: ZMQSocket?
+    private var log: [Slipway_V1_Event] = []
+    private(set) var snapshotsServed = 0
+    private let codec = WireCodec()
+
+    init(_ context: ZMQContext) { self.context = context }
+
+    func open() throws -> (String, String) {
+        let pub = try ZMQSocket(context: context, type: .pub)
+        try pub.bind("tcp://127.0.0.1:*")
+        let router = try ZMQSocket(context: context, type: .router)
+        try router.bind("tcp://127.0.0.1:*")
+        self.pub = pub
+        self.router = router
+        return (try pub.lastEndpoint(), try router.lastEndpoint())
+    }
+
+    func publish(_ sequence: Int, live: Bool) throws {
+        var event = Slipway_V1_Event()
+        event.sequence = UInt64(sequence)
+        event.type = .jobQueued
+        event.jobID = "job-\(sequence)"
+        log.append(event)
+        if live { try pub?.send(codec.encode(WireMessage(event, sender: "fake", topic: "job.queued")), wait: .never) }
+    }
+
+    func heartbeat(last: UInt64) throws {
+        var beat = Slipway_V1_CoordinatorHeartbeat()
+        beat.lastEventSeq = last
+        try pub?.send(codec.encode(WireMessage(beat, sender: "fake", topic: "hb")), wait: .never)
+    }
+
+    func serveSnapshots() throws {
+        guard let router else { return }
+        while let frames = try router.receive(wait: .never) {
+            let (peer, message) = try codec.decodeRouted(frames)
+            let request = try message.body(as: Slipway_V1_SnapshotRequest.self)
+            for event in log where event.sequence > request.afterSequence {
+                try router.send(codec.encode(WireMessage(event, sender: "fake", inReplyTo: message.envelope.messageID), to: peer), wait: .never)
+            }
+            var end = Slipway_V1_SnapshotEnd()
+            end.lastSequence = log.last?.sequence ?? 0
+            try router.send(codec.encode(WireMessage(end, sender: "fake", inReplyTo: message.envelope.messageID), to: peer), wait: .never)
+            snapshotsServed += 1
+        }
+    }
+
+    private func closeSockets() {
+        pub?.close()
+        router?.close()
+    }
+
+    nonisolated func close() async {
+        await closeSockets()
+        thread.shutdown()
+    }
+}
