@@ -112,9 +112,18 @@ let package = Package(
             ],
             swiftSettings: strict
         ),
+        .target(
+            name: "SlipwayTap",
+            dependencies: [
+                "SlipwayWire", "SlipwayProto",
+                .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+            ],
+            swiftSettings: strict
+        ),
         .executableTarget(
             name: "slipway",
             dependencies: [
+                "SlipwayTap",
                 "SlipwayWire", "SlipwayStore", "SlipwayProto",
                 "SlipwayCoordinator", "SlipwayWorker", "SlipwayRegion", "SlipwayProducer",
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
@@ -163,6 +172,11 @@ let package = Package(
         .testTarget(
             name: "SlipwaySystemTests",
             dependencies: ["SlipwayProducer", "SlipwayProto", "SlipwayWire", "SlipwayStore", "SlipwayThreads", "SlipwayTestSupport"],
+            swiftSettings: strict
+        ),
+        .testTarget(
+            name: "SlipwayTapTests",
+            dependencies: ["SlipwayTap", "SlipwayWire", "SlipwayProto"],
             swiftSettings: strict
         ),
         .testTarget(

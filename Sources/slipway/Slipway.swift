@@ -9,7 +9,7 @@ struct Slipway: AsyncParsableCommand {
         version: SlipwayVersion.string,
         subcommands: [
             SubmitCommand.self, JobsCommand.self, JobCommand.self, LogsCommand.self, CancelCommand.self,
-            CoordinatorCommand.self, WorkerCommand.self, RegionCommand.self,
+            CoordinatorCommand.self, WorkerCommand.self, RegionCommand.self, TapCommand.self,
             MigrateCommand.self, VersionCommand.self,
         ])
 }

@@ -1,0 +1,89 @@
+import Foundation
+import SlipwayProto
+import SlipwayTap
+import SlipwayWire
+import SwiftProtobuf
+import Testing
+
+@Suite("slipway tap")
+struct TapTests {
+    static let allTypes = WireRegistry.bodyTypes.keys.sorted { $0.rawValue < $1.rawValue }
+    let time = Date(timeIntervalSince1970: 1_790_000_000.123)
+
+    @Test("every message type decodes to a line naming it", arguments: allTypes)
+    func decodesEveryType(type: Slipway_V1_MessageType) throws {
+        var envelope = Slipway_V1_Envelope()
+        envelope.protocolVersion = 1
+        envelope.type = type
+        envelope.sender = "tester"
+        envelope.messageID = "m1"
+        envelope.body = try WireRegistry.bodyTypes[type]!.init().serializedData()
+        let frames = [Array("topic.x".utf8), try envelope.serializedBytes()]
+        let formatter = TapFormatter()
+        let text = formatter.line(frames, at: time)
+        let name = formatter.typeNames(frames)[0]
+        #expect(!text.contains("undecodable"), "\(text)")
+        #expect(text.contains(" topic.x \(name) from tester"), "\(text)")
+        let json = TapFormatter(json: true).line(frames, at: time)
+        let object = try JSONSerialization.jsonObject(with: Data(json.utf8)) as? [String: Any]
+        #expect(object?["type"] as? String == name)
+        #expect(object?["sender"] as? String == "tester")
+    }
+
+    @Test("events show their sequence, type and decoded payload")
+    func event() throws {
+        var info = Slipway_V1_JobInfo()
+        info.jobID = "j-1"
+        info.status = .succeeded
+        var event = Slipway_V1_Event()
+        event.sequence = 42
+        event.type = .jobSucceeded
+        event.jobID = "j-1"
+        event.payload = try info.serializedData()
+        let frames = WireCodec().encode(WireMessage(event, sender: "coordinator", topic: "job.succeeded"))
+        let formatter = TapFormatter()
+        let text = formatter.line(frames, at: time)
+        #expect(text.hasPrefix("2026-09-21T"))
+        #expect(text.contains("job.succeeded event from coordinator #42 job_succeeded job=j-1"), "\(text)")
+        #expect(text.contains("status: SUCCEEDED") || text.contains("status: JOB_STATUS_SUCCEEDED"), "\(text)")
+        #expect(formatter.typeNames(frames) == ["event", "job_succeeded"])
+    }
+
+    @Test("garbage frames are shown, with hex when asked, never a crash")
+    func garbage() throws {
+        let samples: [[[UInt8]]] = [[], [[0xFF]], [[], [0x0F, 0xFF, 0x00]], Array(repeating: [1], count: 9), [[], [], []]]
+        for frames in samples {
+            let text = TapFormatter(raw: true).line(frames, at: time)
+            #expect(text.contains("! undecodable"), "\(text)")
+            let json = TapFormatter(json: true, raw: true).line(frames, at: time)
+            #expect((try JSONSerialization.jsonObject(with: Data(json.utf8)) as? [String: Any])?["error"] != nil)
+        }
+        #expect(TapFormatter(raw: true).line([[], [0x0F, 0xFF, 0x00]], at: time).hasSuffix(" | 0fff00"))
+    }
+
+    @Test("--replay of a recording prints exactly the lines printed live")
+    func recordReplay() throws {
+        let formatter = TapFormatter()
+        var beat = Slipway_V1_CoordinatorHeartbeat()
+        beat.lastEventSeq = 9
+        let captured: [TapRecording.Entry] = [
+            .init(time: time, frames: WireCodec().encode(WireMessage(beat, sender: "c", topic: "hb"))),
+            .init(time: time.addingTimeInterval(0.5), frames: [[0xDE, 0xAD]]),
+            .init(time: time.addingTimeInterval(1), frames: WireCodec().encode(WireMessage(Slipway_V1_SnapshotEnd(), sender: "c"))),
+        ]
+        let live = captured.map { formatter.line($0.frames, at: $0.time) }
+        let file = FileManager.default.temporaryDirectory.appendingPathComponent("tap-\(UUID().uuidString).rec")
+        defer { try? FileManager.default.removeItem(at: file) }
+        let writer = try TapRecording.Writer(url: file)
+        for entry in captured { try writer.append(entry) }
+        try writer.close()
+        let replayed = try TapRecording.read(file)
+        #expect(replayed == captured)
+        #expect(replayed.map { formatter.line($0.frames, at: $0.time) } == live)
+
+        // A truncated recording is reported, not misread.
+        let data = try Data(contentsOf: file)
+        try data.prefix(data.count - 3).write(to: file)
+        #expect(throws: TapRecording.Corrupt.self) { try TapRecording.read(file) }
+    }
+}
