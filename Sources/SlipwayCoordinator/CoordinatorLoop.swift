@@ -349,6 +349,13 @@ final class CoordinatorLoop {
                 reply(peer, to: id, info)
             case .jobListQuery:
                 reply(peer, to: id, try queries.listJobs(db, try message.body(as: Slipway_V1_JobListQuery.self)))
+            case .artifactQuery:
+                let query = try message.body(as: Slipway_V1_ArtifactQuery.self)
+                let list = try queries.artifacts(db, query)
+                if !query.digest.isEmpty, list.artifacts.isEmpty {
+                    return reply(peer, to: id, error: "not_found", "no artifact \(SubmissionValidator.printable(query.digest))")
+                }
+                reply(peer, to: id, list)
             case .logQuery:
                 let request = try message.body(as: Slipway_V1_LogQuery.self)
                 let limit = request.maxBytes == 0 ? 256 << 10 : min(Int(request.maxBytes), 4 << 20)

@@ -253,6 +253,57 @@ struct CoordinatorQueries {
         return try db.query("SELECT \(Self.infoColumns) FROM jobs WHERE id = $1::uuid", [.text(id)]).first.map(Self.info)
     }
 
+    /// Artifacts with their provenance and per-region replica status: one by
+    /// digest, or the newest (of one name, or of all).
+    func artifacts(_ db: PGConnection, _ query: Slipway_V1_ArtifactQuery) throws -> Slipway_V1_ArtifactList {
+        let limit = query.limit == 0 ? 20 : min(Int(query.limit), 500)
+        let rows = try db.query("""
+            SELECT a.digest, a.name, a.size, a.piece_size, coalesce(a.job_id::text, '') AS job_id, a.origin_region,
+                   coalesce(j.repo_url, '') AS repo_url, coalesce(j.commit_sha, '') AS commit_sha, coalesce(j.recipe, '') AS recipe,
+                   (extract(epoch FROM a.created_at) * 1000000)::bigint AS created_us,
+                   coalesce((extract(epoch FROM a.deployable_at) * 1000000)::bigint, 0) AS deployable_us
+            FROM artifacts a LEFT JOIN jobs j ON j.id = a.job_id
+            WHERE ($1 = '' OR a.digest = $1) AND ($2 = '' OR a.name = $2)
+            ORDER BY a.created_at DESC LIMIT $3
+            """, [.text(query.digest), .text(query.name), .int(limit)]).rows
+        var list = Slipway_V1_ArtifactList()
+        for row in rows {
+            var info = Slipway_V1_ArtifactInfo()
+            info.digest = try row.string("digest")
+            info.name = try row.string("name")
+            info.size = UInt64(try row.int("size"))
+            info.pieceSize = UInt32(try row.int("piece_size"))
+            info.jobID = try row.string("job_id")
+            info.originRegion = try row.string("origin_region")
+            info.repoURL = try row.string("repo_url")
+            info.commit = try row.string("commit_sha")
+            info.recipe = try row.string("recipe")
+            info.createdAtUnixMicros = Int64(try row.int("created_us"))
+            info.deployableAtUnixMicros = Int64(try row.int("deployable_us"))
+            let count = Manifest.pieceCount(size: info.size, pieceSize: info.pieceSize)
+            info.replicas = try db.query("""
+                SELECT region, status::text AS status, pieces_done, coalesce(error, '') AS error
+                FROM replicas WHERE artifact_digest = $1 ORDER BY region
+                """, [.text(info.digest)]).rows.map { replica in
+                var status = Slipway_V1_ReplicationStatus()
+                status.digest = info.digest
+                status.region = try replica.string("region")
+                status.state = switch try replica.string("status") {
+                case "complete": .complete
+                case "copying": .copying
+                case "failed": .failed
+                default: .pending
+                }
+                status.piecesDone = UInt32(try replica.int("pieces_done"))
+                status.piecesTotal = UInt32(count)
+                status.error = try replica.string("error")
+                return status
+            }
+            list.artifacts.append(info)
+        }
+        return list
+    }
+
     func listJobs(_ db: PGConnection, _ query: Slipway_V1_JobListQuery) throws -> Slipway_V1_JobList {
         let status = JobStatus(query.status)
         let limit = query.limit == 0 ? 20 : min(Int(query.limit), 500)

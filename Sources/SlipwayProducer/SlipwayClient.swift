@@ -55,6 +55,11 @@ public actor SlipwayClient {
         try call(query, expecting: Slipway_V1_JobList.self).reply.jobs
     }
 
+    /// Artifacts with provenance and replica status (one digest, or the newest of a name, or of all).
+    public func artifacts(_ query: Slipway_V1_ArtifactQuery) throws -> [Slipway_V1_ArtifactInfo] {
+        try call(query, expecting: Slipway_V1_ArtifactList.self).reply.artifacts
+    }
+
     /// Cancels a job (a running one stops when its worker confirms).
     public func cancel(_ id: String, reason: String = "") throws -> Slipway_V1_CancelBuildAck {
         var request = Slipway_V1_CancelBuild()

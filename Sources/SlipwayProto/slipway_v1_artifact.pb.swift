@@ -232,6 +232,71 @@ public nonisolated struct Slipway_V1_ReplicationStatus: Sendable {
   public init() {}
 }
 
+/// Ask the coordinator about artifacts: one by digest, or the newest of a name (or of all).
+public nonisolated struct Slipway_V1_ArtifactQuery: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var digest: String = String()
+
+  public var name: String = String()
+
+  public var limit: UInt32 = 0
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+/// Where an artifact came from and where it is.
+public nonisolated struct Slipway_V1_ArtifactInfo: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var digest: String = String()
+
+  public var name: String = String()
+
+  public var size: UInt64 = 0
+
+  public var pieceSize: UInt32 = 0
+
+  public var jobID: String = String()
+
+  public var repoURL: String = String()
+
+  public var commit: String = String()
+
+  public var recipe: String = String()
+
+  public var originRegion: String = String()
+
+  public var createdAtUnixMicros: Int64 = 0
+
+  /// 0 until every region has a verified copy.
+  public var deployableAtUnixMicros: Int64 = 0
+
+  public var replicas: [Slipway_V1_ReplicationStatus] = []
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Slipway_V1_ArtifactList: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var artifacts: [Slipway_V1_ArtifactInfo] = []
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
 // MARK: - Code below here is support for the SwiftProtobuf runtime.
 
 fileprivate nonisolated let _protobuf_package = "slipway.v1"
@@ -579,6 +644,161 @@ nonisolated extension Slipway_V1_ReplicationStatus: SwiftProtobuf.Message, Swift
     if lhs.piecesDone != rhs.piecesDone {return false}
     if lhs.piecesTotal != rhs.piecesTotal {return false}
     if lhs.error != rhs.error {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Slipway_V1_ArtifactQuery: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".ArtifactQuery"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}digest\0\u{1}name\0\u{1}limit\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.digest) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.name) }()
+      case 3: try { try decoder.decodeSingularUInt32Field(value: &self.limit) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.digest.isEmpty {
+      try visitor.visitSingularStringField(value: self.digest, fieldNumber: 1)
+    }
+    if !self.name.isEmpty {
+      try visitor.visitSingularStringField(value: self.name, fieldNumber: 2)
+    }
+    if self.limit != 0 {
+      try visitor.visitSingularUInt32Field(value: self.limit, fieldNumber: 3)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Slipway_V1_ArtifactQuery, rhs: Slipway_V1_ArtifactQuery) -> Bool {
+    if lhs.digest != rhs.digest {return false}
+    if lhs.name != rhs.name {return false}
+    if lhs.limit != rhs.limit {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Slipway_V1_ArtifactInfo: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".ArtifactInfo"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}digest\0\u{1}name\0\u{1}size\0\u{3}piece_size\0\u{3}job_id\0\u{3}repo_url\0\u{1}commit\0\u{1}recipe\0\u{3}origin_region\0\u{3}created_at_unix_micros\0\u{3}deployable_at_unix_micros\0\u{1}replicas\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.digest) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.name) }()
+      case 3: try { try decoder.decodeSingularUInt64Field(value: &self.size) }()
+      case 4: try { try decoder.decodeSingularUInt32Field(value: &self.pieceSize) }()
+      case 5: try { try decoder.decodeSingularStringField(value: &self.jobID) }()
+      case 6: try { try decoder.decodeSingularStringField(value: &self.repoURL) }()
+      case 7: try { try decoder.decodeSingularStringField(value: &self.commit) }()
+      case 8: try { try decoder.decodeSingularStringField(value: &self.recipe) }()
+      case 9: try { try decoder.decodeSingularStringField(value: &self.originRegion) }()
+      case 10: try { try decoder.decodeSingularInt64Field(value: &self.createdAtUnixMicros) }()
+      case 11: try { try decoder.decodeSingularInt64Field(value: &self.deployableAtUnixMicros) }()
+      case 12: try { try decoder.decodeRepeatedMessageField(value: &self.replicas) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.digest.isEmpty {
+      try visitor.visitSingularStringField(value: self.digest, fieldNumber: 1)
+    }
+    if !self.name.isEmpty {
+      try visitor.visitSingularStringField(value: self.name, fieldNumber: 2)
+    }
+    if self.size != 0 {
+      try visitor.visitSingularUInt64Field(value: self.size, fieldNumber: 3)
+    }
+    if self.pieceSize != 0 {
+      try visitor.visitSingularUInt32Field(value: self.pieceSize, fieldNumber: 4)
+    }
+    if !self.jobID.isEmpty {
+      try visitor.visitSingularStringField(value: self.jobID, fieldNumber: 5)
+    }
+    if !self.repoURL.isEmpty {
+      try visitor.visitSingularStringField(value: self.repoURL, fieldNumber: 6)
+    }
+    if !self.commit.isEmpty {
+      try visitor.visitSingularStringField(value: self.commit, fieldNumber: 7)
+    }
+    if !self.recipe.isEmpty {
+      try visitor.visitSingularStringField(value: self.recipe, fieldNumber: 8)
+    }
+    if !self.originRegion.isEmpty {
+      try visitor.visitSingularStringField(value: self.originRegion, fieldNumber: 9)
+    }
+    if self.createdAtUnixMicros != 0 {
+      try visitor.visitSingularInt64Field(value: self.createdAtUnixMicros, fieldNumber: 10)
+    }
+    if self.deployableAtUnixMicros != 0 {
+      try visitor.visitSingularInt64Field(value: self.deployableAtUnixMicros, fieldNumber: 11)
+    }
+    if !self.replicas.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.replicas, fieldNumber: 12)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Slipway_V1_ArtifactInfo, rhs: Slipway_V1_ArtifactInfo) -> Bool {
+    if lhs.digest != rhs.digest {return false}
+    if lhs.name != rhs.name {return false}
+    if lhs.size != rhs.size {return false}
+    if lhs.pieceSize != rhs.pieceSize {return false}
+    if lhs.jobID != rhs.jobID {return false}
+    if lhs.repoURL != rhs.repoURL {return false}
+    if lhs.commit != rhs.commit {return false}
+    if lhs.recipe != rhs.recipe {return false}
+    if lhs.originRegion != rhs.originRegion {return false}
+    if lhs.createdAtUnixMicros != rhs.createdAtUnixMicros {return false}
+    if lhs.deployableAtUnixMicros != rhs.deployableAtUnixMicros {return false}
+    if lhs.replicas != rhs.replicas {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Slipway_V1_ArtifactList: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".ArtifactList"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}artifacts\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeRepeatedMessageField(value: &self.artifacts) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.artifacts.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.artifacts, fieldNumber: 1)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Slipway_V1_ArtifactList, rhs: Slipway_V1_ArtifactList) -> Bool {
+    if lhs.artifacts != rhs.artifacts {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

@@ -72,6 +72,8 @@ public nonisolated enum Slipway_V1_MessageType: SwiftProtobuf.Enum, Swift.CaseIt
   case uploadBegin // = 24
   case uploadCommit // = 25
   case uploadAck // = 26
+  case artifactQuery // = 27
+  case artifactList // = 28
 
   /// Replication (region <-> region, region -> coordinator).
   case replicationStatus // = 30
@@ -123,6 +125,8 @@ public nonisolated enum Slipway_V1_MessageType: SwiftProtobuf.Enum, Swift.CaseIt
     case 24: self = .uploadBegin
     case 25: self = .uploadCommit
     case 26: self = .uploadAck
+    case 27: self = .artifactQuery
+    case 28: self = .artifactList
     case 30: self = .replicationStatus
     case 40: self = .targetChange
     case 41: self = .agentStatus
@@ -166,6 +170,8 @@ public nonisolated enum Slipway_V1_MessageType: SwiftProtobuf.Enum, Swift.CaseIt
     case .uploadBegin: return 24
     case .uploadCommit: return 25
     case .uploadAck: return 26
+    case .artifactQuery: return 27
+    case .artifactList: return 28
     case .replicationStatus: return 30
     case .targetChange: return 40
     case .agentStatus: return 41
@@ -209,6 +215,8 @@ public nonisolated enum Slipway_V1_MessageType: SwiftProtobuf.Enum, Swift.CaseIt
     .uploadBegin,
     .uploadCommit,
     .uploadAck,
+    .artifactQuery,
+    .artifactList,
     .replicationStatus,
     .targetChange,
     .agentStatus,
@@ -279,7 +287,7 @@ public nonisolated struct Slipway_V1_ErrorReply: Sendable {
 fileprivate nonisolated let _protobuf_package = "slipway.v1"
 
 nonisolated extension Slipway_V1_MessageType: SwiftProtobuf._ProtoNameProviding {
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0MESSAGE_TYPE_UNSPECIFIED\0\u{1}MESSAGE_TYPE_SUBMIT_BUILD\0\u{1}MESSAGE_TYPE_SUBMIT_BUILD_ACK\0\u{1}MESSAGE_TYPE_CANCEL_BUILD\0\u{1}MESSAGE_TYPE_CANCEL_BUILD_ACK\0\u{1}MESSAGE_TYPE_ERROR_REPLY\0\u{1}MESSAGE_TYPE_JOB_QUERY\0\u{1}MESSAGE_TYPE_JOB_INFO\0\u{1}MESSAGE_TYPE_JOB_LIST_QUERY\0\u{1}MESSAGE_TYPE_JOB_LIST\0\u{1}MESSAGE_TYPE_WORK_REQUEST\0\u{1}MESSAGE_TYPE_WORK_ASSIGNMENT\0\u{1}MESSAGE_TYPE_WORKER_HEARTBEAT\0\u{1}MESSAGE_TYPE_COORDINATOR_HEARTBEAT\0\u{1}MESSAGE_TYPE_LOG_CHUNK\0\u{1}MESSAGE_TYPE_BUILD_RESULT\0\u{1}MESSAGE_TYPE_ABORT_JOB\0\u{1}MESSAGE_TYPE_RESULT_ACK\0\u{1}MESSAGE_TYPE_LOG_QUERY\0\u{1}MESSAGE_TYPE_LOG_DATA\0\u{1}MESSAGE_TYPE_ARTIFACT_MANIFEST\0\u{1}MESSAGE_TYPE_PIECE_REQUEST\0\u{1}MESSAGE_TYPE_PIECE_DATA\0\u{1}MESSAGE_TYPE_MANIFEST_REQUEST\0\u{1}MESSAGE_TYPE_UPLOAD_BEGIN\0\u{1}MESSAGE_TYPE_UPLOAD_COMMIT\0\u{1}MESSAGE_TYPE_UPLOAD_ACK\0\u{2}\u{4}MESSAGE_TYPE_REPLICATION_STATUS\0\u{2}\u{a}MESSAGE_TYPE_TARGET_CHANGE\0\u{1}MESSAGE_TYPE_AGENT_STATUS\0\u{1}MESSAGE_TYPE_AGENT_REGISTER\0\u{1}MESSAGE_TYPE_PEER_LIST_REQUEST\0\u{1}MESSAGE_TYPE_PEER_LIST\0\u{1}MESSAGE_TYPE_REGION_REPORT\0\u{2}\u{5}MESSAGE_TYPE_EVENT\0\u{1}MESSAGE_TYPE_SNAPSHOT_REQUEST\0\u{1}MESSAGE_TYPE_SNAPSHOT_END\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0MESSAGE_TYPE_UNSPECIFIED\0\u{1}MESSAGE_TYPE_SUBMIT_BUILD\0\u{1}MESSAGE_TYPE_SUBMIT_BUILD_ACK\0\u{1}MESSAGE_TYPE_CANCEL_BUILD\0\u{1}MESSAGE_TYPE_CANCEL_BUILD_ACK\0\u{1}MESSAGE_TYPE_ERROR_REPLY\0\u{1}MESSAGE_TYPE_JOB_QUERY\0\u{1}MESSAGE_TYPE_JOB_INFO\0\u{1}MESSAGE_TYPE_JOB_LIST_QUERY\0\u{1}MESSAGE_TYPE_JOB_LIST\0\u{1}MESSAGE_TYPE_WORK_REQUEST\0\u{1}MESSAGE_TYPE_WORK_ASSIGNMENT\0\u{1}MESSAGE_TYPE_WORKER_HEARTBEAT\0\u{1}MESSAGE_TYPE_COORDINATOR_HEARTBEAT\0\u{1}MESSAGE_TYPE_LOG_CHUNK\0\u{1}MESSAGE_TYPE_BUILD_RESULT\0\u{1}MESSAGE_TYPE_ABORT_JOB\0\u{1}MESSAGE_TYPE_RESULT_ACK\0\u{1}MESSAGE_TYPE_LOG_QUERY\0\u{1}MESSAGE_TYPE_LOG_DATA\0\u{1}MESSAGE_TYPE_ARTIFACT_MANIFEST\0\u{1}MESSAGE_TYPE_PIECE_REQUEST\0\u{1}MESSAGE_TYPE_PIECE_DATA\0\u{1}MESSAGE_TYPE_MANIFEST_REQUEST\0\u{1}MESSAGE_TYPE_UPLOAD_BEGIN\0\u{1}MESSAGE_TYPE_UPLOAD_COMMIT\0\u{1}MESSAGE_TYPE_UPLOAD_ACK\0\u{1}MESSAGE_TYPE_ARTIFACT_QUERY\0\u{1}MESSAGE_TYPE_ARTIFACT_LIST\0\u{2}\u{2}MESSAGE_TYPE_REPLICATION_STATUS\0\u{2}\u{a}MESSAGE_TYPE_TARGET_CHANGE\0\u{1}MESSAGE_TYPE_AGENT_STATUS\0\u{1}MESSAGE_TYPE_AGENT_REGISTER\0\u{1}MESSAGE_TYPE_PEER_LIST_REQUEST\0\u{1}MESSAGE_TYPE_PEER_LIST\0\u{1}MESSAGE_TYPE_REGION_REPORT\0\u{2}\u{5}MESSAGE_TYPE_EVENT\0\u{1}MESSAGE_TYPE_SNAPSHOT_REQUEST\0\u{1}MESSAGE_TYPE_SNAPSHOT_END\0")
 }
 
 nonisolated extension Slipway_V1_Envelope: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {

@@ -23,6 +23,7 @@ public enum WireRegistry {
             Slipway_V1_ArtifactManifest.self, Slipway_V1_PieceRequest.self,
             Slipway_V1_PieceData.self, Slipway_V1_ManifestRequest.self,
             Slipway_V1_UploadBegin.self, Slipway_V1_UploadCommit.self, Slipway_V1_UploadAck.self,
+            Slipway_V1_ArtifactQuery.self, Slipway_V1_ArtifactList.self,
             Slipway_V1_ReplicationStatus.self,
             Slipway_V1_TargetChange.self, Slipway_V1_AgentStatus.self,
             Slipway_V1_AgentRegister.self, Slipway_V1_PeerListRequest.self,
@@ -71,6 +72,8 @@ extension Slipway_V1_ManifestRequest: WireBody { public static var messageType: 
 extension Slipway_V1_UploadBegin: WireBody { public static var messageType: Slipway_V1_MessageType { .uploadBegin } }
 extension Slipway_V1_UploadCommit: WireBody { public static var messageType: Slipway_V1_MessageType { .uploadCommit } }
 extension Slipway_V1_UploadAck: WireBody { public static var messageType: Slipway_V1_MessageType { .uploadAck } }
+extension Slipway_V1_ArtifactQuery: WireBody { public static var messageType: Slipway_V1_MessageType { .artifactQuery } }
+extension Slipway_V1_ArtifactList: WireBody { public static var messageType: Slipway_V1_MessageType { .artifactList } }
 extension Slipway_V1_ReplicationStatus: WireBody { public static var messageType: Slipway_V1_MessageType { .replicationStatus } }
 extension Slipway_V1_TargetChange: WireBody { public static var messageType: Slipway_V1_MessageType { .targetChange } }
 extension Slipway_V1_AgentStatus: WireBody { public static var messageType: Slipway_V1_MessageType { .agentStatus } }

@@ -9,6 +9,7 @@ struct Slipway: AsyncParsableCommand {
         version: SlipwayVersion.string,
         subcommands: [
             SubmitCommand.self, JobsCommand.self, JobCommand.self, LogsCommand.self, CancelCommand.self,
+            ArtifactsCommand.self, ArtifactCommand.self,
             CoordinatorCommand.self, WorkerCommand.self, RegionCommand.self, TapCommand.self,
             MigrateCommand.self, VersionCommand.self,
         ])

@@ -80,6 +80,17 @@ struct BuildPipelineTests {
         #expect(cached.cacheHit && cached.status == .succeeded)
         #expect(try await client.job(cached.jobID).artifactDigest == digest)
 
+        // Provenance: where the artifact came from and where it is.
+        var query = Slipway_V1_ArtifactQuery()
+        query.digest = digest
+        let artifact = try #require(try await client.artifacts(query).first)
+        #expect(artifact.jobID == ack.jobID && artifact.commit == commit && artifact.repoURL == repo.path)
+        #expect(artifact.size == UInt64("hello \(commit)\n".utf8.count) && artifact.originRegion == "local")
+        #expect(artifact.replicas.map(\.region) == ["local"] && artifact.replicas.first?.state == .complete)
+        query.digest = String(repeating: "0", count: 64)
+        let unknown = await #expect(throws: ProducerError.self) { _ = try await client.artifacts(query) }
+        #expect(unknown?.serverCode == "not_found")
+
         // A subscriber that starts after all of it still gets every event, gap-free, in order.
         let events = try await lateSubscriber(cluster, count: 5)
         #expect(events.map(\.sequence) == [1, 2, 3, 4, 5])

@@ -367,6 +367,141 @@ void   slipway__v1__replication_status__free_unpacked
   assert(message->base.descriptor == &slipway__v1__replication_status__descriptor);
   protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
 }
+void   slipway__v1__artifact_query__init
+                     (Slipway__V1__ArtifactQuery         *message)
+{
+  static const Slipway__V1__ArtifactQuery init_value = SLIPWAY__V1__ARTIFACT_QUERY__INIT;
+  *message = init_value;
+}
+size_t slipway__v1__artifact_query__get_packed_size
+                     (const Slipway__V1__ArtifactQuery *message)
+{
+  assert(message->base.descriptor == &slipway__v1__artifact_query__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t slipway__v1__artifact_query__pack
+                     (const Slipway__V1__ArtifactQuery *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &slipway__v1__artifact_query__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t slipway__v1__artifact_query__pack_to_buffer
+                     (const Slipway__V1__ArtifactQuery *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &slipway__v1__artifact_query__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Slipway__V1__ArtifactQuery *
+       slipway__v1__artifact_query__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Slipway__V1__ArtifactQuery *)
+     protobuf_c_message_unpack (&slipway__v1__artifact_query__descriptor,
+                                allocator, len, data);
+}
+void   slipway__v1__artifact_query__free_unpacked
+                     (Slipway__V1__ArtifactQuery *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &slipway__v1__artifact_query__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   slipway__v1__artifact_info__init
+                     (Slipway__V1__ArtifactInfo         *message)
+{
+  static const Slipway__V1__ArtifactInfo init_value = SLIPWAY__V1__ARTIFACT_INFO__INIT;
+  *message = init_value;
+}
+size_t slipway__v1__artifact_info__get_packed_size
+                     (const Slipway__V1__ArtifactInfo *message)
+{
+  assert(message->base.descriptor == &slipway__v1__artifact_info__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t slipway__v1__artifact_info__pack
+                     (const Slipway__V1__ArtifactInfo *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &slipway__v1__artifact_info__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t slipway__v1__artifact_info__pack_to_buffer
+                     (const Slipway__V1__ArtifactInfo *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &slipway__v1__artifact_info__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Slipway__V1__ArtifactInfo *
+       slipway__v1__artifact_info__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Slipway__V1__ArtifactInfo *)
+     protobuf_c_message_unpack (&slipway__v1__artifact_info__descriptor,
+                                allocator, len, data);
+}
+void   slipway__v1__artifact_info__free_unpacked
+                     (Slipway__V1__ArtifactInfo *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &slipway__v1__artifact_info__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   slipway__v1__artifact_list__init
+                     (Slipway__V1__ArtifactList         *message)
+{
+  static const Slipway__V1__ArtifactList init_value = SLIPWAY__V1__ARTIFACT_LIST__INIT;
+  *message = init_value;
+}
+size_t slipway__v1__artifact_list__get_packed_size
+                     (const Slipway__V1__ArtifactList *message)
+{
+  assert(message->base.descriptor == &slipway__v1__artifact_list__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t slipway__v1__artifact_list__pack
+                     (const Slipway__V1__ArtifactList *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &slipway__v1__artifact_list__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t slipway__v1__artifact_list__pack_to_buffer
+                     (const Slipway__V1__ArtifactList *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &slipway__v1__artifact_list__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Slipway__V1__ArtifactList *
+       slipway__v1__artifact_list__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Slipway__V1__ArtifactList *)
+     protobuf_c_message_unpack (&slipway__v1__artifact_list__descriptor,
+                                allocator, len, data);
+}
+void   slipway__v1__artifact_list__free_unpacked
+                     (Slipway__V1__ArtifactList *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &slipway__v1__artifact_list__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
 static const ProtobufCFieldDescriptor slipway__v1__artifact_manifest__field_descriptors[7] =
 {
   {
@@ -929,6 +1064,289 @@ const ProtobufCMessageDescriptor slipway__v1__replication_status__descriptor =
   slipway__v1__replication_status__field_indices_by_name,
   1,  slipway__v1__replication_status__number_ranges,
   (ProtobufCMessageInit) slipway__v1__replication_status__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor slipway__v1__artifact_query__field_descriptors[3] =
+{
+  {
+    "digest",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Slipway__V1__ArtifactQuery, digest),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "name",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Slipway__V1__ArtifactQuery, name),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "limit",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT32,
+    0,   /* quantifier_offset */
+    offsetof(Slipway__V1__ArtifactQuery, limit),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned slipway__v1__artifact_query__field_indices_by_name[] = {
+  0,   /* field[0] = digest */
+  2,   /* field[2] = limit */
+  1,   /* field[1] = name */
+};
+static const ProtobufCIntRange slipway__v1__artifact_query__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 3 }
+};
+const ProtobufCMessageDescriptor slipway__v1__artifact_query__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "slipway.v1.ArtifactQuery",
+  "ArtifactQuery",
+  "Slipway__V1__ArtifactQuery",
+  "slipway.v1",
+  sizeof(Slipway__V1__ArtifactQuery),
+  3,
+  slipway__v1__artifact_query__field_descriptors,
+  slipway__v1__artifact_query__field_indices_by_name,
+  1,  slipway__v1__artifact_query__number_ranges,
+  (ProtobufCMessageInit) slipway__v1__artifact_query__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor slipway__v1__artifact_info__field_descriptors[12] =
+{
+  {
+    "digest",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Slipway__V1__ArtifactInfo, digest),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "name",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Slipway__V1__ArtifactInfo, name),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "size",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Slipway__V1__ArtifactInfo, size),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "piece_size",
+    4,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT32,
+    0,   /* quantifier_offset */
+    offsetof(Slipway__V1__ArtifactInfo, piece_size),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "job_id",
+    5,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Slipway__V1__ArtifactInfo, job_id),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "repo_url",
+    6,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Slipway__V1__ArtifactInfo, repo_url),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "commit",
+    7,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Slipway__V1__ArtifactInfo, commit),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "recipe",
+    8,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Slipway__V1__ArtifactInfo, recipe),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "origin_region",
+    9,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Slipway__V1__ArtifactInfo, origin_region),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "created_at_unix_micros",
+    10,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT64,
+    0,   /* quantifier_offset */
+    offsetof(Slipway__V1__ArtifactInfo, created_at_unix_micros),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "deployable_at_unix_micros",
+    11,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT64,
+    0,   /* quantifier_offset */
+    offsetof(Slipway__V1__ArtifactInfo, deployable_at_unix_micros),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "replicas",
+    12,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Slipway__V1__ArtifactInfo, n_replicas),
+    offsetof(Slipway__V1__ArtifactInfo, replicas),
+    &slipway__v1__replication_status__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned slipway__v1__artifact_info__field_indices_by_name[] = {
+  6,   /* field[6] = commit */
+  9,   /* field[9] = created_at_unix_micros */
+  10,   /* field[10] = deployable_at_unix_micros */
+  0,   /* field[0] = digest */
+  4,   /* field[4] = job_id */
+  1,   /* field[1] = name */
+  8,   /* field[8] = origin_region */
+  3,   /* field[3] = piece_size */
+  7,   /* field[7] = recipe */
+  11,   /* field[11] = replicas */
+  5,   /* field[5] = repo_url */
+  2,   /* field[2] = size */
+};
+static const ProtobufCIntRange slipway__v1__artifact_info__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 12 }
+};
+const ProtobufCMessageDescriptor slipway__v1__artifact_info__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "slipway.v1.ArtifactInfo",
+  "ArtifactInfo",
+  "Slipway__V1__ArtifactInfo",
+  "slipway.v1",
+  sizeof(Slipway__V1__ArtifactInfo),
+  12,
+  slipway__v1__artifact_info__field_descriptors,
+  slipway__v1__artifact_info__field_indices_by_name,
+  1,  slipway__v1__artifact_info__number_ranges,
+  (ProtobufCMessageInit) slipway__v1__artifact_info__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor slipway__v1__artifact_list__field_descriptors[1] =
+{
+  {
+    "artifacts",
+    1,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Slipway__V1__ArtifactList, n_artifacts),
+    offsetof(Slipway__V1__ArtifactList, artifacts),
+    &slipway__v1__artifact_info__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned slipway__v1__artifact_list__field_indices_by_name[] = {
+  0,   /* field[0] = artifacts */
+};
+static const ProtobufCIntRange slipway__v1__artifact_list__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 1 }
+};
+const ProtobufCMessageDescriptor slipway__v1__artifact_list__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "slipway.v1.ArtifactList",
+  "ArtifactList",
+  "Slipway__V1__ArtifactList",
+  "slipway.v1",
+  sizeof(Slipway__V1__ArtifactList),
+  1,
+  slipway__v1__artifact_list__field_descriptors,
+  slipway__v1__artifact_list__field_indices_by_name,
+  1,  slipway__v1__artifact_list__number_ranges,
+  (ProtobufCMessageInit) slipway__v1__artifact_list__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
 static const ProtobufCEnumValue slipway__v1__replica_state__enum_values_by_number[5] =

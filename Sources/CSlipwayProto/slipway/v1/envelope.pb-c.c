@@ -277,7 +277,7 @@ const ProtobufCMessageDescriptor slipway__v1__error_reply__descriptor =
   (ProtobufCMessageInit) slipway__v1__error_reply__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCEnumValue slipway__v1__message_type__enum_values_by_number[37] =
+static const ProtobufCEnumValue slipway__v1__message_type__enum_values_by_number[39] =
 {
   { "MESSAGE_TYPE_UNSPECIFIED", "SLIPWAY__V1__MESSAGE_TYPE__MESSAGE_TYPE_UNSPECIFIED", 0 },
   { "MESSAGE_TYPE_SUBMIT_BUILD", "SLIPWAY__V1__MESSAGE_TYPE__MESSAGE_TYPE_SUBMIT_BUILD", 1 },
@@ -306,6 +306,8 @@ static const ProtobufCEnumValue slipway__v1__message_type__enum_values_by_number
   { "MESSAGE_TYPE_UPLOAD_BEGIN", "SLIPWAY__V1__MESSAGE_TYPE__MESSAGE_TYPE_UPLOAD_BEGIN", 24 },
   { "MESSAGE_TYPE_UPLOAD_COMMIT", "SLIPWAY__V1__MESSAGE_TYPE__MESSAGE_TYPE_UPLOAD_COMMIT", 25 },
   { "MESSAGE_TYPE_UPLOAD_ACK", "SLIPWAY__V1__MESSAGE_TYPE__MESSAGE_TYPE_UPLOAD_ACK", 26 },
+  { "MESSAGE_TYPE_ARTIFACT_QUERY", "SLIPWAY__V1__MESSAGE_TYPE__MESSAGE_TYPE_ARTIFACT_QUERY", 27 },
+  { "MESSAGE_TYPE_ARTIFACT_LIST", "SLIPWAY__V1__MESSAGE_TYPE__MESSAGE_TYPE_ARTIFACT_LIST", 28 },
   { "MESSAGE_TYPE_REPLICATION_STATUS", "SLIPWAY__V1__MESSAGE_TYPE__MESSAGE_TYPE_REPLICATION_STATUS", 30 },
   { "MESSAGE_TYPE_TARGET_CHANGE", "SLIPWAY__V1__MESSAGE_TYPE__MESSAGE_TYPE_TARGET_CHANGE", 40 },
   { "MESSAGE_TYPE_AGENT_STATUS", "SLIPWAY__V1__MESSAGE_TYPE__MESSAGE_TYPE_AGENT_STATUS", 41 },
@@ -318,20 +320,22 @@ static const ProtobufCEnumValue slipway__v1__message_type__enum_values_by_number
   { "MESSAGE_TYPE_SNAPSHOT_END", "SLIPWAY__V1__MESSAGE_TYPE__MESSAGE_TYPE_SNAPSHOT_END", 52 },
 };
 static const ProtobufCIntRange slipway__v1__message_type__value_ranges[] = {
-{0, 0},{30, 27},{40, 28},{50, 34},{0, 37}
+{0, 0},{30, 29},{40, 30},{50, 36},{0, 39}
 };
-static const ProtobufCEnumValueIndex slipway__v1__message_type__enum_values_by_name[37] =
+static const ProtobufCEnumValueIndex slipway__v1__message_type__enum_values_by_name[39] =
 {
   { "MESSAGE_TYPE_ABORT_JOB", 16 },
-  { "MESSAGE_TYPE_AGENT_REGISTER", 30 },
-  { "MESSAGE_TYPE_AGENT_STATUS", 29 },
+  { "MESSAGE_TYPE_AGENT_REGISTER", 32 },
+  { "MESSAGE_TYPE_AGENT_STATUS", 31 },
+  { "MESSAGE_TYPE_ARTIFACT_LIST", 28 },
   { "MESSAGE_TYPE_ARTIFACT_MANIFEST", 20 },
+  { "MESSAGE_TYPE_ARTIFACT_QUERY", 27 },
   { "MESSAGE_TYPE_BUILD_RESULT", 15 },
   { "MESSAGE_TYPE_CANCEL_BUILD", 3 },
   { "MESSAGE_TYPE_CANCEL_BUILD_ACK", 4 },
   { "MESSAGE_TYPE_COORDINATOR_HEARTBEAT", 13 },
   { "MESSAGE_TYPE_ERROR_REPLY", 5 },
-  { "MESSAGE_TYPE_EVENT", 34 },
+  { "MESSAGE_TYPE_EVENT", 36 },
   { "MESSAGE_TYPE_JOB_INFO", 7 },
   { "MESSAGE_TYPE_JOB_LIST", 9 },
   { "MESSAGE_TYPE_JOB_LIST_QUERY", 8 },
@@ -340,18 +344,18 @@ static const ProtobufCEnumValueIndex slipway__v1__message_type__enum_values_by_n
   { "MESSAGE_TYPE_LOG_DATA", 19 },
   { "MESSAGE_TYPE_LOG_QUERY", 18 },
   { "MESSAGE_TYPE_MANIFEST_REQUEST", 23 },
-  { "MESSAGE_TYPE_PEER_LIST", 32 },
-  { "MESSAGE_TYPE_PEER_LIST_REQUEST", 31 },
+  { "MESSAGE_TYPE_PEER_LIST", 34 },
+  { "MESSAGE_TYPE_PEER_LIST_REQUEST", 33 },
   { "MESSAGE_TYPE_PIECE_DATA", 22 },
   { "MESSAGE_TYPE_PIECE_REQUEST", 21 },
-  { "MESSAGE_TYPE_REGION_REPORT", 33 },
-  { "MESSAGE_TYPE_REPLICATION_STATUS", 27 },
+  { "MESSAGE_TYPE_REGION_REPORT", 35 },
+  { "MESSAGE_TYPE_REPLICATION_STATUS", 29 },
   { "MESSAGE_TYPE_RESULT_ACK", 17 },
-  { "MESSAGE_TYPE_SNAPSHOT_END", 36 },
-  { "MESSAGE_TYPE_SNAPSHOT_REQUEST", 35 },
+  { "MESSAGE_TYPE_SNAPSHOT_END", 38 },
+  { "MESSAGE_TYPE_SNAPSHOT_REQUEST", 37 },
   { "MESSAGE_TYPE_SUBMIT_BUILD", 1 },
   { "MESSAGE_TYPE_SUBMIT_BUILD_ACK", 2 },
-  { "MESSAGE_TYPE_TARGET_CHANGE", 28 },
+  { "MESSAGE_TYPE_TARGET_CHANGE", 30 },
   { "MESSAGE_TYPE_UNSPECIFIED", 0 },
   { "MESSAGE_TYPE_UPLOAD_ACK", 26 },
   { "MESSAGE_TYPE_UPLOAD_BEGIN", 24 },
@@ -367,9 +371,9 @@ const ProtobufCEnumDescriptor slipway__v1__message_type__descriptor =
   "MessageType",
   "Slipway__V1__MessageType",
   "slipway.v1",
-  37,
+  39,
   slipway__v1__message_type__enum_values_by_number,
-  37,
+  39,
   slipway__v1__message_type__enum_values_by_name,
   4,
   slipway__v1__message_type__value_ranges,

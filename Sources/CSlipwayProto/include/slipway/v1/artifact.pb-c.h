@@ -23,6 +23,9 @@ typedef struct Slipway__V1__UploadBegin Slipway__V1__UploadBegin;
 typedef struct Slipway__V1__UploadCommit Slipway__V1__UploadCommit;
 typedef struct Slipway__V1__UploadAck Slipway__V1__UploadAck;
 typedef struct Slipway__V1__ReplicationStatus Slipway__V1__ReplicationStatus;
+typedef struct Slipway__V1__ArtifactQuery Slipway__V1__ArtifactQuery;
+typedef struct Slipway__V1__ArtifactInfo Slipway__V1__ArtifactInfo;
+typedef struct Slipway__V1__ArtifactList Slipway__V1__ArtifactList;
 
 
 /* --- enums --- */
@@ -179,6 +182,60 @@ struct  Slipway__V1__ReplicationStatus
     , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, SLIPWAY__V1__REPLICA_STATE__REPLICA_STATE_UNSPECIFIED, 0, 0, (char *)protobuf_c_empty_string }
 
 
+/*
+ * Ask the coordinator about artifacts: one by digest, or the newest of a name (or of all).
+ */
+struct  Slipway__V1__ArtifactQuery
+{
+  ProtobufCMessage base;
+  char *digest;
+  char *name;
+  uint32_t limit;
+};
+#define SLIPWAY__V1__ARTIFACT_QUERY__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&slipway__v1__artifact_query__descriptor) \
+    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0 }
+
+
+/*
+ * Where an artifact came from and where it is.
+ */
+struct  Slipway__V1__ArtifactInfo
+{
+  ProtobufCMessage base;
+  char *digest;
+  char *name;
+  uint64_t size;
+  uint32_t piece_size;
+  char *job_id;
+  char *repo_url;
+  char *commit;
+  char *recipe;
+  char *origin_region;
+  int64_t created_at_unix_micros;
+  /*
+   * 0 until every region has a verified copy.
+   */
+  int64_t deployable_at_unix_micros;
+  size_t n_replicas;
+  Slipway__V1__ReplicationStatus **replicas;
+};
+#define SLIPWAY__V1__ARTIFACT_INFO__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&slipway__v1__artifact_info__descriptor) \
+    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0, 0, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0, 0, 0,NULL }
+
+
+struct  Slipway__V1__ArtifactList
+{
+  ProtobufCMessage base;
+  size_t n_artifacts;
+  Slipway__V1__ArtifactInfo **artifacts;
+};
+#define SLIPWAY__V1__ARTIFACT_LIST__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&slipway__v1__artifact_list__descriptor) \
+    , 0,NULL }
+
+
 /* Slipway__V1__ArtifactManifest methods */
 void   slipway__v1__artifact_manifest__init
                      (Slipway__V1__ArtifactManifest         *message);
@@ -331,6 +388,63 @@ Slipway__V1__ReplicationStatus *
 void   slipway__v1__replication_status__free_unpacked
                      (Slipway__V1__ReplicationStatus *message,
                       ProtobufCAllocator *allocator);
+/* Slipway__V1__ArtifactQuery methods */
+void   slipway__v1__artifact_query__init
+                     (Slipway__V1__ArtifactQuery         *message);
+size_t slipway__v1__artifact_query__get_packed_size
+                     (const Slipway__V1__ArtifactQuery   *message);
+size_t slipway__v1__artifact_query__pack
+                     (const Slipway__V1__ArtifactQuery   *message,
+                      uint8_t             *out);
+size_t slipway__v1__artifact_query__pack_to_buffer
+                     (const Slipway__V1__ArtifactQuery   *message,
+                      ProtobufCBuffer     *buffer);
+Slipway__V1__ArtifactQuery *
+       slipway__v1__artifact_query__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   slipway__v1__artifact_query__free_unpacked
+                     (Slipway__V1__ArtifactQuery *message,
+                      ProtobufCAllocator *allocator);
+/* Slipway__V1__ArtifactInfo methods */
+void   slipway__v1__artifact_info__init
+                     (Slipway__V1__ArtifactInfo         *message);
+size_t slipway__v1__artifact_info__get_packed_size
+                     (const Slipway__V1__ArtifactInfo   *message);
+size_t slipway__v1__artifact_info__pack
+                     (const Slipway__V1__ArtifactInfo   *message,
+                      uint8_t             *out);
+size_t slipway__v1__artifact_info__pack_to_buffer
+                     (const Slipway__V1__ArtifactInfo   *message,
+                      ProtobufCBuffer     *buffer);
+Slipway__V1__ArtifactInfo *
+       slipway__v1__artifact_info__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   slipway__v1__artifact_info__free_unpacked
+                     (Slipway__V1__ArtifactInfo *message,
+                      ProtobufCAllocator *allocator);
+/* Slipway__V1__ArtifactList methods */
+void   slipway__v1__artifact_list__init
+                     (Slipway__V1__ArtifactList         *message);
+size_t slipway__v1__artifact_list__get_packed_size
+                     (const Slipway__V1__ArtifactList   *message);
+size_t slipway__v1__artifact_list__pack
+                     (const Slipway__V1__ArtifactList   *message,
+                      uint8_t             *out);
+size_t slipway__v1__artifact_list__pack_to_buffer
+                     (const Slipway__V1__ArtifactList   *message,
+                      ProtobufCBuffer     *buffer);
+Slipway__V1__ArtifactList *
+       slipway__v1__artifact_list__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   slipway__v1__artifact_list__free_unpacked
+                     (Slipway__V1__ArtifactList *message,
+                      ProtobufCAllocator *allocator);
 /* --- per-message closures --- */
 
 typedef void (*Slipway__V1__ArtifactManifest_Closure)
@@ -357,6 +471,15 @@ typedef void (*Slipway__V1__UploadAck_Closure)
 typedef void (*Slipway__V1__ReplicationStatus_Closure)
                  (const Slipway__V1__ReplicationStatus *message,
                   void *closure_data);
+typedef void (*Slipway__V1__ArtifactQuery_Closure)
+                 (const Slipway__V1__ArtifactQuery *message,
+                  void *closure_data);
+typedef void (*Slipway__V1__ArtifactInfo_Closure)
+                 (const Slipway__V1__ArtifactInfo *message,
+                  void *closure_data);
+typedef void (*Slipway__V1__ArtifactList_Closure)
+                 (const Slipway__V1__ArtifactList *message,
+                  void *closure_data);
 
 /* --- services --- */
 
@@ -372,6 +495,9 @@ extern const ProtobufCMessageDescriptor slipway__v1__upload_begin__descriptor;
 extern const ProtobufCMessageDescriptor slipway__v1__upload_commit__descriptor;
 extern const ProtobufCMessageDescriptor slipway__v1__upload_ack__descriptor;
 extern const ProtobufCMessageDescriptor slipway__v1__replication_status__descriptor;
+extern const ProtobufCMessageDescriptor slipway__v1__artifact_query__descriptor;
+extern const ProtobufCMessageDescriptor slipway__v1__artifact_info__descriptor;
+extern const ProtobufCMessageDescriptor slipway__v1__artifact_list__descriptor;
 
 PROTOBUF_C__END_DECLS
 

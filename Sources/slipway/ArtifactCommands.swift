@@ -1,0 +1,66 @@
+import ArgumentParser
+import Foundation
+import SlipwayProto
+
+func describe(_ artifact: Slipway_V1_ArtifactInfo, detailed: Bool) -> String {
+    let regions = artifact.replicas.map { "\($0.region):\(replicaState($0))" }.joined(separator: " ")
+    let deployable = artifact.deployableAtUnixMicros > 0 ? "deployable" : "not deployable yet"
+    guard detailed else {
+        return "\(artifact.name) sha256:\(artifact.digest) \(artifact.size) B \(deployable) [\(regions)]"
+    }
+    return """
+        artifact  \(artifact.name)
+        digest    sha256:\(artifact.digest)
+        size      \(artifact.size) bytes in pieces of \(artifact.pieceSize)
+        built by  job \(artifact.jobID)
+        repo      \(artifact.repoURL)
+        commit    \(artifact.commit)
+        recipe    \(artifact.recipe.isEmpty ? "(.slipway/build)" : artifact.recipe)
+        origin    \(artifact.originRegion)
+        status    \(deployable)
+        regions   \(regions)
+        """
+}
+
+private func replicaState(_ status: Slipway_V1_ReplicationStatus) -> String {
+    switch status.state {
+    case .complete: "complete"
+    case .copying: "copying \(status.piecesDone)/\(status.piecesTotal)"
+    case .failed: "failed (\(status.error))"
+    default: "pending"
+    }
+}
+
+struct ArtifactsCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "artifacts", abstract: "List artifacts and where each is stored.")
+
+    @Argument(help: "Only artifacts of this name.") var name: String?
+    @Option(help: "How many.") var limit: UInt32 = 20
+    @OptionGroup var options: ClientOptions
+
+    func run() async throws {
+        var query = Slipway_V1_ArtifactQuery()
+        query.name = name ?? ""
+        query.limit = limit
+        let json = options.json
+        for artifact in try await withClient(options, { try await $0.artifacts(query) }) {
+            if json { printJSON(artifact) } else { print(describe(artifact, detailed: false)) }
+        }
+    }
+}
+
+struct ArtifactCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "artifact", abstract: "Show an artifact's provenance and regions.")
+
+    @Argument(help: "The artifact's SHA-256 digest (64 hex characters, with or without sha256:).") var digest: String
+    @OptionGroup var options: ClientOptions
+
+    func run() async throws {
+        var query = Slipway_V1_ArtifactQuery()
+        query.digest = digest.hasPrefix("sha256:") ? String(digest.dropFirst(7)) : digest
+        let json = options.json
+        for artifact in try await withClient(options, { try await $0.artifacts(query) }) {
+            if json { printJSON(artifact) } else { print(describe(artifact, detailed: true)) }
+        }
+    }
+}
