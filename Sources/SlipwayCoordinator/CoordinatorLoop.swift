@@ -277,14 +277,9 @@ final class CoordinatorLoop {
     /// Takes every message waiting on `socket` (up to 256), dropping bad ones.
     private func receive(from socket: ZMQSocket, intake: Bool, into inbox: inout [Inbound]) throws {
         for _ in 0..<256 {
-            let received: [[UInt8]]?
-            do {
-                received = try socket.receive(wait: .never)
-            } catch {
-                guard error.code == .messageTooLarge else { throw error }
+            let received = try socket.receive(wait: .never) {
                 rejected[.badFrameCount, default: 0] += 1
                 logger.warning("dropped a message with too many frames", metadata: ["total": "\(rejected[.badFrameCount]!)"])
-                continue
             }
             guard let frames = received else { return }
             do {
@@ -332,7 +327,7 @@ final class CoordinatorLoop {
             case .cancelBuild:
                 let request = try message.body(as: Slipway_V1_CancelBuild.self)
                 let (status, published) = try queries.cancel(db, jobID: request.jobID, reason: request.reason.isEmpty ? "cancelled by user" : request.reason)
-                guard let status else { return reply(peer, to: id, error: "not_found", "no job \(SubmissionValidator.printable(request.jobID))") }
+                guard let status else { return reply(peer, to: id, error: "not_found", "no job \(SafeText.printable(request.jobID))") }
                 publish(published)
                 if status == .running, let (worker, job) = registry.holder(of: request.jobID) {
                     abort(job, on: worker.routingID, reason: "cancelled")
@@ -344,7 +339,7 @@ final class CoordinatorLoop {
             case .jobQuery:
                 let request = try message.body(as: Slipway_V1_JobQuery.self)
                 guard let info = try queries.jobInfo(db, id: request.jobID) else {
-                    return reply(peer, to: id, error: "not_found", "no job \(SubmissionValidator.printable(request.jobID))")
+                    return reply(peer, to: id, error: "not_found", "no job \(SafeText.printable(request.jobID))")
                 }
                 reply(peer, to: id, info)
             case .jobListQuery:
@@ -353,14 +348,14 @@ final class CoordinatorLoop {
                 let query = try message.body(as: Slipway_V1_ArtifactQuery.self)
                 let list = try queries.artifacts(db, query)
                 if !query.digest.isEmpty, list.artifacts.isEmpty {
-                    return reply(peer, to: id, error: "not_found", "no artifact \(SubmissionValidator.printable(query.digest))")
+                    return reply(peer, to: id, error: "not_found", "no artifact \(SafeText.printable(query.digest))")
                 }
                 reply(peer, to: id, list)
             case .logQuery:
                 let request = try message.body(as: Slipway_V1_LogQuery.self)
                 let limit = request.maxBytes == 0 ? 256 << 10 : min(Int(request.maxBytes), 4 << 20)
                 guard let (header, bytes) = try queries.readLog(db, jobID: request.jobID, offset: request.offset, maxBytes: limit) else {
-                    return reply(peer, to: id, error: "not_found", "no job \(SubmissionValidator.printable(request.jobID))")
+                    return reply(peer, to: id, error: "not_found", "no job \(SafeText.printable(request.jobID))")
                 }
                 reply(peer, to: id, header, payload: bytes)
             default:

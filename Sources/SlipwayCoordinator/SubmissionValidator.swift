@@ -1,4 +1,5 @@
 import SlipwayProto
+import SlipwayWire
 
 /// Checks a submission from outside before anything is stored. Every rule has a
 /// message a CI user can act on.
@@ -15,7 +16,7 @@ enum SubmissionValidator {
             throw Invalid(message: "repo URL must be 1 to 2048 printable characters and must not start with '-'")
         }
         guard isCommitOrRef(submit.commit) else {
-            throw Invalid(message: "commit '\(printable(submit.commit))' is neither a 40-character hex SHA nor a branch or tag name")
+            throw Invalid(message: "commit '\(SafeText.printable(submit.commit))' is neither a 40-character hex SHA nor a branch or tag name")
         }
         guard isName(submit.artifactName, max: 128) else {
             throw Invalid(message: "artifact name must be 1 to 128 characters of A-Z a-z 0-9 . _ - and start with a letter or digit")
@@ -58,10 +59,5 @@ enum SubmissionValidator {
 
     static func hasControl(_ text: String) -> Bool {
         text.unicodeScalars.contains { $0.value < 32 || $0.value == 127 }
-    }
-
-    /// At most 64 printable characters of untrusted text, for error messages.
-    static func printable(_ text: String) -> String {
-        String(text.unicodeScalars.filter { $0.value >= 32 && $0.value != 127 }.prefix(64).map(Character.init))
     }
 }

@@ -32,14 +32,9 @@ final class RegionStoreLoop {
         logger.info("region store serving", metadata: ["region": "\(config.region)", "endpoint": "\(config.storeEndpoint)",
                                                        "artifacts": "\((try? store.committedDigests().count) ?? 0)"])
         while !stop.isStopped {
-            let received: [[UInt8]]?
-            do {
-                received = try socket.receive(wait: .timeout(.milliseconds(200)), maxFrames: 8)
-            } catch {
-                guard error.code == .messageTooLarge else { throw error }
-                    rejected += 1
-                    logger.warning("dropped a message with too many frames", metadata: ["total": "\(rejected)"])
-                continue
+            let received = try socket.receive(wait: .timeout(.milliseconds(200)), maxFrames: 8) {
+                rejected += 1
+                logger.warning("dropped a message with too many frames", metadata: ["total": "\(rejected)"])
             }
             guard let frames = received else { continue }
             let peer: [UInt8], message: WireMessage
@@ -91,13 +86,13 @@ final class RegionStoreLoop {
         case .manifestRequest:
             let request = try message.body(as: Slipway_V1_ManifestRequest.self)
             guard let manifest = try store.manifest(request.digest) else {
-                return reply(peer, error: "artifact \(SanitizedText(request.digest)) is not in region \(config.region)", code: "not_found")
+                return reply(peer, error: "artifact \(SafeText.printable(request.digest, limit: 80)) is not in region \(config.region)", code: "not_found")
             }
             send(peer, manifest)
         case .pieceRequest:
             let request = try message.body(as: Slipway_V1_PieceRequest.self)
             guard let manifest = try store.manifest(request.digest) else {
-                return reply(peer, error: "artifact \(SanitizedText(request.digest)) is not in region \(config.region)", code: "not_found")
+                return reply(peer, error: "artifact \(SafeText.printable(request.digest, limit: 80)) is not in region \(config.region)", code: "not_found")
             }
             let first = Int(request.firstPiece)
             let end = min(manifest.pieceSha256.count, first + Int(min(request.count, 64)))
@@ -138,13 +133,5 @@ final class RegionStoreLoop {
         } catch {
             logger.info("could not reply; peer gone", metadata: ["error": "\(error)"])
         }
-    }
-}
-
-/// At most 80 printable characters of untrusted text, for replies and logs.
-struct SanitizedText: CustomStringConvertible {
-    let description: String
-    init(_ text: String) {
-        description = String(text.unicodeScalars.filter { $0.value >= 32 && $0.value != 127 }.prefix(80).map(Character.init))
     }
 }

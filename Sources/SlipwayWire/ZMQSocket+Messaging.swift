@@ -74,6 +74,21 @@ extension ZMQSocket {
         return frames
     }
 
+    /// Receives the next message like ``receive(wait:maxFrames:)``, but a message
+    /// with more than `maxFrames` frames is dropped and reported to `dropped`
+    /// instead of thrown: for a daemon's loop it is bad input to count, not a
+    /// socket failure.
+    public func receive(wait: ZMQWait, maxFrames: Int = 16, droppingOversize dropped: () -> Void) throws(ZMQError) -> [[UInt8]]? {
+        while true {
+            do {
+                return try receive(wait: wait, maxFrames: maxFrames)
+            } catch {
+                guard error.code == .messageTooLarge else { throw error }
+                dropped()
+            }
+        }
+    }
+
     /// Receives one frame and whether more frames of the same message follow.
     /// - Returns: nil when `wait` ran out with nothing to receive.
     public func receiveFrame(wait: ZMQWait = .forever) throws(ZMQError) -> (bytes: [UInt8], more: Bool)? {

@@ -124,13 +124,8 @@ final class WorkerLoop {
 
     private func drainCoordinator() throws {
         for _ in 0..<256 {
-            let received: [[UInt8]]?
-            do {
-                received = try coordinator.receive(wait: .never)
-            } catch {
-                guard error.code == .messageTooLarge else { throw error }
-                    logger.warning("dropped a message with too many frames from the coordinator")
-                continue
+            let received = try coordinator.receive(wait: .never) {
+                logger.warning("dropped a message with too many frames from the coordinator")
             }
             guard let frames = received else { return }
             lastHeard = .now

@@ -56,15 +56,10 @@ struct TapCommand: AsyncParsableCommand {
             for endpoint in endpoints { try socket.connect(endpoint) }
             var printed = 0
             while deadline.map({ ContinuousClock.now < $0 }) ?? true {
-                let frames: [[UInt8]]
-                do {
-                    guard let received = try socket.receive(wait: .timeout(.milliseconds(200)), maxFrames: 64) else { continue }
-                    frames = received
-                } catch let error as ZMQError {
-                    guard error.code == .messageTooLarge else { throw error }
+                let received = try socket.receive(wait: .timeout(.milliseconds(200)), maxFrames: 64) {
                     print("! dropped a message with more than 64 frames")
-                    continue
                 }
+                guard let frames = received else { continue }
                 let now = Date()
                 try recorder?.append(TapRecording.Entry(time: now, frames: frames))
                 guard matches(frames) else { continue }
