@@ -32,13 +32,15 @@ final class WorkerLoop {
         self.context = try ZMQContext()
         self.outboxEndpoint = "inproc://worker-outbox-\(WireMessage.newMessageID())"
         var labels = config.labels
-        labels["os", default: "linux"] = labels["os"] ?? "linux"
+        // Defaults only: a label given on the command line wins.
         #if arch(x86_64)
-        labels["arch", default: "x86_64"] = labels["arch"] ?? "x86_64"
-        #elseif arch(arm64)
-        labels["arch", default: "arm64"] = labels["arch"] ?? "arm64"
+        let arch = "x86_64"
+        #else
+        let arch = "arm64"
         #endif
-        labels["region"] = labels["region"] ?? config.region
+        for (key, value) in ["os": "linux", "arch": arch, "region": config.region] where labels[key] == nil {
+            labels[key] = value
+        }
         self.labels = labels
     }
 
