@@ -33,12 +33,13 @@ final class WorkerLoop {
         self.outboxEndpoint = "inproc://worker-outbox-\(WireMessage.newMessageID())"
         var labels = config.labels
         // Defaults only: a label given on the command line wins.
+        var defaults = ["os": "linux", "region": config.region]
         #if arch(x86_64)
-        let arch = "x86_64"
-        #else
-        let arch = "arm64"
+        defaults["arch"] = "x86_64"
+        #elseif arch(arm64)
+        defaults["arch"] = "arm64"
         #endif
-        for (key, value) in ["os": "linux", "arch": arch, "region": config.region] where labels[key] == nil {
+        for (key, value) in defaults where labels[key] == nil {
             labels[key] = value
         }
         self.labels = labels
