@@ -180,6 +180,11 @@ let package = Package(
             swiftSettings: strict
         ),
         .testTarget(
+            name: "SlipwayRegionTests",
+            dependencies: ["SlipwayRegion", "SlipwayArtifact", "SlipwayProto"],
+            swiftSettings: strict
+        ),
+        .testTarget(
             name: "SlipwayArtifactTests",
             dependencies: ["SlipwayArtifact", "SlipwayProto"],
             swiftSettings: strict

@@ -29,14 +29,49 @@ public final class BlobStore {
     private let files = FileManager.default
 
     /// Opens (creating if needed) a store under `root`.
-    public init(root: URL) throws {
+    ///
+    /// - Parameter cleanTemporary: delete leftovers of a crashed process. Pass
+    ///   false when another instance in this process may already be writing
+    ///   (a second thread of the same region controller).
+    public init(root: URL, cleanTemporary: Bool = true) throws {
         self.root = root
         for folder in ["artifacts", "incoming", "tmp"] {
             try files.createDirectory(at: root.appendingPathComponent(folder), withIntermediateDirectories: true)
         }
-        // Temporary files are only ever half-written pieces of a crashed process.
+        guard cleanTemporary else { return }
+        // Temporary files are only ever half-written pieces or deletions of a crashed process.
         for leftover in (try? files.contentsOfDirectory(atPath: root.appendingPathComponent("tmp").path)) ?? [] {
             try? files.removeItem(at: root.appendingPathComponent("tmp/\(leftover)"))
+        }
+    }
+
+    /// Digests of artifacts whose transfer has begun but not committed (to resume after a restart).
+    public func incomingDigests() -> [String] {
+        ((try? files.contentsOfDirectory(atPath: root.appendingPathComponent("incoming").path)) ?? []).filter(Manifest.isDigest).sorted()
+    }
+
+    /// The manifest given to ``begin(_:)`` for a transfer in progress, or nil.
+    public func incomingManifestIfAny(_ digest: String) -> Slipway_V1_ArtifactManifest? {
+        try? incomingManifest(digest)
+    }
+
+    /// Indices of the verified pieces a transfer in progress already holds.
+    public func receivedPieces(_ digest: String) -> Set<Int> {
+        let names = (try? files.contentsOfDirectory(atPath: staging(digest).appendingPathComponent("pieces").path)) ?? []
+        return Set(names.compactMap { Int($0) })
+    }
+
+    /// Deletes an artifact, committed or in progress. Readers see it vanish at once:
+    /// the folder is renamed into `tmp/` before its files are removed.
+    public func remove(_ digest: String) throws {
+        guard Manifest.isDigest(digest) else { throw ArtifactError(.notFound, "not a digest") }
+        incoming[digest] = nil
+        for folder in [committed(digest), staging(digest)] where files.fileExists(atPath: folder.path) {
+            let doomed = root.appendingPathComponent("tmp/deleted-\(UUID().uuidString)")
+            if rename(folder.path, doomed.path) != 0 {
+                throw ArtifactError(.io, "cannot move \(digest) aside for deletion: errno \(errno)")
+            }
+            try files.removeItem(at: doomed)
         }
     }
 
@@ -81,12 +116,18 @@ public final class BlobStore {
     /// Stores one piece after checking it against the manifest given to ``begin(_:)``.
     /// - Returns: the index of the first piece still needed.
     public func put(_ digest: String, index: Int, bytes: [UInt8]) throws -> Int {
+        try store(digest, index: index, bytes: bytes)
+        return nextMissing(digest, from: 0, count: try incomingManifest(digest).pieceSha256.count)
+    }
+
+    /// Stores one piece after checking it against the manifest given to ``begin(_:)``,
+    /// for callers that track which pieces they still need themselves.
+    public func store(_ digest: String, index: Int, bytes: [UInt8]) throws {
         let manifest = try incomingManifest(digest)
         guard Manifest.verify(piece: bytes, index: index, of: manifest) else {
             throw ArtifactError(.pieceMismatch, "piece \(index) of \(digest) does not match its manifest digest")
         }
         try writeAtomically(Data(bytes), to: staging(digest).appendingPathComponent("pieces/\(index)"))
-        return nextMissing(digest, from: 0, count: manifest.pieceSha256.count)
     }
 
     /// Verifies the whole artifact and makes it visible.

@@ -20,6 +20,14 @@ public struct CoordinatorConfig: Sendable {
     public var defaultTimeoutSeconds: Int = 3_600
     /// First retry back-off; doubles per attempt, capped at 5 minutes.
     public var retryBackoff: Duration = .seconds(2)
+    /// Every region an artifact must reach before it is deployable. Empty: the
+    /// build's own region is enough (a single-region install).
+    public var regions: [String] = []
+    /// Artifacts older than this that are not a current or previous target are
+    /// deleted everywhere; nil keeps every artifact.
+    public var artifactRetention: Duration? = .seconds(14 * 86_400)
+    /// How often garbage collection runs.
+    public var collectionInterval: Duration = .seconds(600)
     /// This process's name on the wire.
     public var id: String
 

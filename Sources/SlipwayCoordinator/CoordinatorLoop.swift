@@ -2,6 +2,7 @@ import Logging
 #if canImport(Glibc)
 import Glibc
 #endif
+import SlipwayArtifact
 import SlipwayProto
 import SlipwayStore
 import SlipwayThreads
@@ -65,7 +66,7 @@ final class CoordinatorLoop {
         self.stop = stop
         self.queries = CoordinatorQueries(defaultMaxAttempts: config.defaultMaxAttempts,
                                           defaultTimeoutSeconds: config.defaultTimeoutSeconds,
-                                          retryBackoff: config.retryBackoff)
+                                          retryBackoff: config.retryBackoff, regions: config.regions)
         self.registry = WorkerRegistry(heartbeatInterval: config.heartbeatInterval, liveness: config.liveness)
         self.context = try ZMQContext()
     }
@@ -176,6 +177,7 @@ final class CoordinatorLoop {
         let tick = min(config.heartbeatInterval, .milliseconds(500))
         var nextHeartbeat = ContinuousClock.now
         var nextSweep = ContinuousClock.now
+        var nextCollection = ContinuousClock.now + config.collectionInterval
         while !stop.isStopped {
             let ready = try poller.poll(wait: .timeout(tick))
             var inbox: [Inbound] = []
@@ -187,6 +189,10 @@ final class CoordinatorLoop {
             if now >= nextHeartbeat {
                 nextHeartbeat = now + config.heartbeatInterval
                 try guarded("heartbeat") { try heartbeat(now: now) }
+            }
+            if now >= nextCollection {
+                nextCollection = now + config.collectionInterval
+                try guarded("garbage collection") { try collectGarbage() }
             }
             if now >= nextSweep {
                 nextSweep = now + tick
@@ -351,6 +357,25 @@ final class CoordinatorLoop {
                     return reply(peer, to: id, error: "not_found", "no artifact \(SafeText.printable(query.digest))")
                 }
                 reply(peer, to: id, list)
+            case .replicationStatus:
+                let report = try message.body(as: Slipway_V1_ReplicationStatus.self)
+                guard Manifest.isDigest(report.digest), SubmissionValidator.isName(report.region, max: 64) else {
+                    return reply(peer, to: id, error: "invalid_argument", "a replication report needs a 64-hex digest and a region name")
+                }
+                guard config.regions.isEmpty || config.regions.contains(report.region) else {
+                    return reply(peer, to: id, error: "invalid_argument",
+                                 "region \(report.region) is not one of this coordinator's regions (\(config.regions.joined(separator: ", ")))")
+                }
+                let (recorded, published) = try queries.recordReplica(db, report)
+                guard let recorded else {
+                    return reply(peer, to: id, error: "not_found", "no artifact \(report.digest); it may have been collected")
+                }
+                publish(published)
+                reply(peer, to: id, recorded)
+                if report.state == .complete || report.state == .failed {
+                    logger.info("replica report", metadata: ["digest": "\(report.digest)", "region": "\(report.region)",
+                                                            "state": "\(report.state)", "error": "\(SafeText.printable(report.error))"])
+                }
             case .logQuery:
                 let request = try message.body(as: Slipway_V1_LogQuery.self)
                 let limit = request.maxBytes == 0 ? 256 << 10 : min(Int(request.maxBytes), 4 << 20)
@@ -470,6 +495,19 @@ final class CoordinatorLoop {
         for job in overdue {
             if let (worker, _) = registry.holder(of: job.jobID) { abort(job, on: worker.routingID, reason: "timed out") }
             registry.finished(job)
+        }
+    }
+
+    /// Deletes expired artifacts in batches and tells every region to drop them.
+    private func collectGarbage() throws {
+        guard let retention = config.artifactRetention else { return }
+        let seconds = Int(retention.components.seconds)
+        while true {
+            let deleted = try queries.collectGarbage(db, retentionSeconds: seconds)
+            if deleted.isEmpty { return }
+            publish(deleted)
+            logger.info("artifacts collected", metadata: ["count": "\(deleted.count)", "retention_seconds": "\(seconds)"])
+            if deleted.count < 100 || stop.isStopped { return }
         }
     }
 

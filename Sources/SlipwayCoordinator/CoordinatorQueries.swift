@@ -11,6 +11,9 @@ struct CoordinatorQueries {
     let defaultTimeoutSeconds: Int
     /// Back-off before attempt n+1 is `retryBackoff * 2^(n-1)`, capped at 5 minutes.
     let retryBackoff: Duration
+    /// Every region an artifact must reach before it is deployable; empty means
+    /// its origin region alone.
+    var regions: [String] = []
 
     // MARK: submission
 
@@ -93,11 +96,6 @@ struct CoordinatorQueries {
                     ON CONFLICT (digest) DO NOTHING
                     """, [.text(manifest.digest), .text(manifest.name), .int(manifest.size), .int(manifest.pieceSize),
                           .bytes(manifest.pieceSha256.flatMap { Array($0) }), .text(result.jobID), .text(result.region)])
-                try db.query("""
-                    INSERT INTO replicas (artifact_digest, region, status, pieces_done)
-                    VALUES ($1, $2, 'complete', $3)
-                    ON CONFLICT (artifact_digest, region) DO UPDATE SET status = 'complete', pieces_done = $3, updated_at = now()
-                    """, [.text(manifest.digest), .text(result.region), .int(manifest.pieceSha256.count)])
                 let info = try jobInfo(db, id: result.jobID)!
                 var published = manifest
                 published.jobID = result.jobID
@@ -106,7 +104,7 @@ struct CoordinatorQueries {
                     try OutboxEvent.append(db, .jobSucceeded, jobID: result.jobID, digest: manifest.digest, payload: info),
                     try OutboxEvent.append(db, .artifactPublished, jobID: result.jobID, digest: manifest.digest,
                                            region: result.region, payload: published),
-                ])
+                ] + (try recordPublished(db, published, origin: result.region)))
             case .cancelled:
                 guard try JobQueue.finishCancelled(db, jobID: result.jobID, attempt: attempt) else { return (false, []) }
                 let info = try jobInfo(db, id: result.jobID)!

@@ -41,6 +41,7 @@ struct OutboxEvent: Sendable {
         case .artifactPublished: "artifact.published"
         case .replicaComplete: "artifact.replica"
         case .artifactDeployable: "artifact.deployable"
+        case .artifactDeleted: "artifact.deleted"
         case .targetChanged: "target.changed"
         default: "other"
         }

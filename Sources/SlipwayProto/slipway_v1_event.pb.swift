@@ -41,6 +41,9 @@ public nonisolated enum Slipway_V1_EventType: SwiftProtobuf.Enum, Swift.CaseIter
   case artifactPublished // = 10
   case replicaComplete // = 11
   case artifactDeployable // = 12
+
+  /// Garbage-collected: regions delete their copy.
+  case artifactDeleted // = 13
   case targetChanged // = 20
   case UNRECOGNIZED(Int)
 
@@ -61,6 +64,7 @@ public nonisolated enum Slipway_V1_EventType: SwiftProtobuf.Enum, Swift.CaseIter
     case 10: self = .artifactPublished
     case 11: self = .replicaComplete
     case 12: self = .artifactDeployable
+    case 13: self = .artifactDeleted
     case 20: self = .targetChanged
     default: self = .UNRECOGNIZED(rawValue)
     }
@@ -79,6 +83,7 @@ public nonisolated enum Slipway_V1_EventType: SwiftProtobuf.Enum, Swift.CaseIter
     case .artifactPublished: return 10
     case .replicaComplete: return 11
     case .artifactDeployable: return 12
+    case .artifactDeleted: return 13
     case .targetChanged: return 20
     case .UNRECOGNIZED(let i): return i
     }
@@ -97,6 +102,7 @@ public nonisolated enum Slipway_V1_EventType: SwiftProtobuf.Enum, Swift.CaseIter
     .artifactPublished,
     .replicaComplete,
     .artifactDeployable,
+    .artifactDeleted,
     .targetChanged,
   ]
 
@@ -125,7 +131,9 @@ public nonisolated struct Slipway_V1_Event: Sendable {
   public var service: String = String()
 
   /// The message the event carries, encoded; its type depends on `type`
-  /// (e.g. TargetChange for TARGET_CHANGED, ArtifactManifest for ARTIFACT_PUBLISHED).
+  /// (TargetChange for TARGET_CHANGED; ArtifactManifest for ARTIFACT_PUBLISHED,
+  /// ARTIFACT_DEPLOYABLE and ARTIFACT_DELETED; ReplicationStatus for REPLICA_COMPLETE;
+  /// JobInfo for the job events).
   public var payload: Data = Data()
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
@@ -167,7 +175,7 @@ public nonisolated struct Slipway_V1_SnapshotEnd: Sendable {
 fileprivate nonisolated let _protobuf_package = "slipway.v1"
 
 nonisolated extension Slipway_V1_EventType: SwiftProtobuf._ProtoNameProviding {
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0EVENT_TYPE_UNSPECIFIED\0\u{1}EVENT_TYPE_JOB_QUEUED\0\u{1}EVENT_TYPE_JOB_STARTED\0\u{1}EVENT_TYPE_JOB_LOG\0\u{1}EVENT_TYPE_JOB_SUCCEEDED\0\u{1}EVENT_TYPE_JOB_FAILED\0\u{1}EVENT_TYPE_JOB_CANCELLED\0\u{1}EVENT_TYPE_JOB_REQUEUED\0\u{2}\u{3}EVENT_TYPE_ARTIFACT_PUBLISHED\0\u{1}EVENT_TYPE_REPLICA_COMPLETE\0\u{1}EVENT_TYPE_ARTIFACT_DEPLOYABLE\0\u{2}\u{8}EVENT_TYPE_TARGET_CHANGED\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0EVENT_TYPE_UNSPECIFIED\0\u{1}EVENT_TYPE_JOB_QUEUED\0\u{1}EVENT_TYPE_JOB_STARTED\0\u{1}EVENT_TYPE_JOB_LOG\0\u{1}EVENT_TYPE_JOB_SUCCEEDED\0\u{1}EVENT_TYPE_JOB_FAILED\0\u{1}EVENT_TYPE_JOB_CANCELLED\0\u{1}EVENT_TYPE_JOB_REQUEUED\0\u{2}\u{3}EVENT_TYPE_ARTIFACT_PUBLISHED\0\u{1}EVENT_TYPE_REPLICA_COMPLETE\0\u{1}EVENT_TYPE_ARTIFACT_DEPLOYABLE\0\u{1}EVENT_TYPE_ARTIFACT_DELETED\0\u{2}\u{7}EVENT_TYPE_TARGET_CHANGED\0")
 }
 
 nonisolated extension Slipway_V1_Event: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {

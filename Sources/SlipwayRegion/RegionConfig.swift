@@ -4,12 +4,29 @@ public struct RegionConfig: Sendable {
     public var region: String
     /// Folder of the regional blob store.
     public var storePath: String
-    /// ROUTER for uploads and downloads.
+    /// ROUTER for uploads and downloads (workers, agents, other regions).
     public var storeEndpoint: String = "tcp://127.0.0.1:7710"
+    /// The other regions' store endpoints by region name: where replicas are copied from.
+    public var peers: [String: String] = [:]
+    /// The coordinator's intake ROUTER, where replication reports go.
+    public var coordinatorIntake: String = "tcp://127.0.0.1:7700"
+    /// The coordinator's event PUB.
+    public var coordinatorEvents: String = "tcp://127.0.0.1:7702"
+    /// The coordinator's snapshot ROUTER (event catch-up).
+    public var coordinatorSnapshot: String = "tcp://127.0.0.1:7703"
+    /// Pieces in flight per source region (credit); times the piece size bounds memory.
+    public var replicationWindow: Int = 16
+    /// Pieces asked for in one request.
+    public var replicationBatch: Int = 8
+    /// Cap on replication bandwidth into this region (bytes per second, 0 = none):
+    /// a share of a cross-region link, enforced on requests.
+    public var replicationMaxBytesPerSecond: UInt64 = 0
+    /// How long a failed replication waits before it is tried again.
+    public var retryAfterFailure: Duration = .seconds(30)
     /// This process's name on the wire.
     public var id: String
 
-    /// A configuration with the default endpoint.
+    /// A configuration with the default endpoints.
     public init(region: String, storePath: String, id: String) {
         self.region = region
         self.storePath = storePath

@@ -1,13 +1,23 @@
+import Foundation
 public import Logging
+import SlipwayArtifact
 public import SlipwayThreads
 
-/// The region controller daemon. Today it serves the regional blob store;
-/// replication and the deploy tracker join it in later work.
+/// The region controller daemon: the regional blob store, served on one thread,
+/// and replication from the other regions, on another. The deploy tracker joins
+/// them in later work.
 public enum RegionController {
-    /// A service that serves until graceful shutdown.
-    public static func service(config: RegionConfig, logger: Logger) -> LoopService {
-        LoopService(name: "region-store") { stop in
-            try RegionStoreLoop(config: config, logger: logger, stop: stop).run()
-        }
+    /// The services to run together until graceful shutdown.
+    public static func services(config: RegionConfig, logger: Logger) throws -> [LoopService] {
+        // Clean up after a crash once, before either thread opens the store.
+        _ = try BlobStore(root: URL(fileURLWithPath: config.storePath))
+        return [
+            LoopService(name: "region-store") { stop in
+                try RegionStoreLoop(config: config, logger: logger, stop: stop).run()
+            },
+            LoopService(name: "region-replication") { stop in
+                try Replicator(config: config, logger: logger, stop: stop).run()
+            },
+        ]
     }
 }

@@ -21,7 +21,7 @@ final class RegionStoreLoop {
         self.logger = logger
         self.stop = stop
         self.context = try ZMQContext()
-        self.store = try BlobStore(root: URL(fileURLWithPath: config.storePath))
+        self.store = try BlobStore(root: URL(fileURLWithPath: config.storePath), cleanTemporary: false)
     }
 
     func run() throws {

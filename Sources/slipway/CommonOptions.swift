@@ -9,7 +9,11 @@ struct DurationArgument: ExpressibleByArgument {
     let duration: Duration
 
     init?(argument: String) {
-        let units: [(String, Double)] = [("ms", 0.001), ("s", 1), ("m", 60), ("h", 3_600)]
+        if argument == "0" {
+            duration = .zero
+            return
+        }
+        let units: [(String, Double)] = [("ms", 0.001), ("s", 1), ("m", 60), ("h", 3_600), ("d", 86_400)]
         for (suffix, scale) in units where argument.hasSuffix(suffix) {
             let number = argument.dropLast(suffix.count)
             if let value = Double(number), value >= 0, value < 1e7, !(suffix == "m" && argument.hasSuffix("ms")) {

@@ -5,10 +5,12 @@ import SlipwayCoordinator
 import SlipwayRegion
 import SlipwayWorker
 
-/// Runs one daemon in a ServiceGroup: SIGTERM and SIGINT shut it down gracefully.
-func runDaemon(_ service: some Service, label: String) async throws {
+/// Runs a daemon's services in one ServiceGroup: SIGTERM and SIGINT shut them all
+/// down gracefully, and one that fails stops the others.
+func runDaemon(_ services: [any Service], label: String) async throws {
     let logger = Logger(label: label)
-    let group = ServiceGroup(configuration: .init(services: [service], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+    let group = ServiceGroup(configuration: .init(services: services.map { .init(service: $0) },
+                                                  gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
     try await group.run()
 }
 
@@ -26,7 +28,22 @@ struct CoordinatorCommand: AsyncParsableCommand {
     @Option(help: "First retry back-off (doubles per attempt).") var retryBackoff = DurationArgument(argument: "2s")!
     @Option(help: "Default attempts per job.") var maxAttempts = 3
     @Option(help: "Default build timeout in seconds.") var timeout = 3_600
+    @Option(help: "Comma-separated regions every artifact must reach before it is deployable (default: its build region alone).")
+    var regions = ""
+    @Option(help: "Delete artifacts older than this that are not a current or previous target; 0 keeps everything.")
+    var artifactRetention = DurationArgument(argument: "14d")!
+    @Option(help: "How often garbage collection runs.") var gcInterval = DurationArgument(argument: "10m")!
     @OptionGroup var daemon: DaemonOptions
+
+    func validate() throws {
+        for region in regionList where !RegionCommand.isRegionName(region) {
+            throw ValidationError("--regions: '\(region)' is not a region name (A-Z a-z 0-9 . _ -, up to 64)")
+        }
+    }
+
+    private var regionList: [String] {
+        regions.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
+    }
 
     func run() async throws {
         guard let url = databaseURL ?? Environment.value("SLIPWAY_DATABASE_URL") else {
@@ -42,7 +59,10 @@ struct CoordinatorCommand: AsyncParsableCommand {
         config.retryBackoff = retryBackoff.duration
         config.defaultMaxAttempts = maxAttempts
         config.defaultTimeoutSeconds = timeout
-        try await runDaemon(Coordinator.service(config: config, logger: Logger(label: "slipway.coordinator")), label: "slipway.coordinator")
+        config.regions = regionList
+        config.artifactRetention = artifactRetention.duration == .zero ? nil : artifactRetention.duration
+        config.collectionInterval = max(gcInterval.duration, .seconds(1))
+        try await runDaemon([Coordinator.service(config: config, logger: Logger(label: "slipway.coordinator"))], label: "slipway.coordinator")
     }
 }
 
@@ -71,24 +91,56 @@ struct WorkerCommand: AsyncParsableCommand {
         config.slots = slots
         config.labels = Dictionary(labels.map { ($0.key, $0.value) }, uniquingKeysWith: { $1 })
         config.heartbeatInterval = daemon.heartbeat.duration
-        try await runDaemon(Worker.service(config: config, logger: Logger(label: "slipway.worker")), label: "slipway.worker")
+        try await runDaemon([Worker.service(config: config, logger: Logger(label: "slipway.worker"))], label: "slipway.worker")
     }
 }
 
 struct RegionCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "region",
-        abstract: "Run a region controller: the regional content-addressed blob store.")
+        abstract: "Run a region controller: the regional content-addressed blob store, and replication from the other regions.")
 
     @Option(help: "The region's name.") var name = "local"
     @Option(help: "Folder of the blob store.") var storeDir = ".local/region"
     @Option(help: "ROUTER endpoint for uploads and downloads.") var store = "tcp://127.0.0.1:7710"
+    @Option(name: .customLong("peer"), help: ArgumentHelp("Another region's store, to replicate from (repeatable).", valueName: "name=endpoint"))
+    var peers: [LabelArgument] = []
+    @Option(help: "The coordinator's intake endpoint (replication reports).") var coordinatorIntake = "tcp://127.0.0.1:7700"
+    @Option(help: "The coordinator's event PUB endpoint.") var coordinatorEvents = "tcp://127.0.0.1:7702"
+    @Option(help: "The coordinator's event catch-up endpoint.") var coordinatorSnapshot = "tcp://127.0.0.1:7703"
+    @Option(help: "Pieces in flight per peer region while replicating.") var replicationWindow = 16
+    @Option(help: "Cap on replication bandwidth into this region, in MiB/s (0: none).") var replicationMaxMibps = 0.0
     @OptionGroup var daemon: DaemonOptions
+
+    static func isRegionName(_ text: String) -> Bool {
+        let bytes = Array(text.utf8)
+        guard (1...64).contains(bytes.count) else { return false }
+        return bytes.allSatisfy { $0 < 128 && (Character(UnicodeScalar($0)).isLetter || Character(UnicodeScalar($0)).isNumber || $0 == 46 || $0 == 95 || $0 == 45) }
+    }
+
+    func validate() throws {
+        guard Self.isRegionName(name) else { throw ValidationError("--name: '\(name)' is not a region name (A-Z a-z 0-9 . _ -, up to 64)") }
+        for peer in peers {
+            guard Self.isRegionName(peer.key) else { throw ValidationError("--peer: '\(peer.key)' is not a region name") }
+            guard peer.value.hasPrefix("tcp://") || peer.value.hasPrefix("ipc://") else {
+                throw ValidationError("--peer \(peer.key): endpoint must start with tcp:// or ipc://")
+            }
+        }
+        guard (1...256).contains(replicationWindow) else { throw ValidationError("--replication-window must be 1…256") }
+        guard replicationMaxMibps >= 0, replicationMaxMibps < 1e6 else { throw ValidationError("--replication-max-mibps must be 0 or positive") }
+    }
 
     func run() async throws {
         daemon.bootstrapLogging()
         var config = RegionConfig(region: name, storePath: storeDir, id: ProcessIdentity.make("region-\(name)"))
         config.storeEndpoint = store
-        try await runDaemon(RegionController.service(config: config, logger: Logger(label: "slipway.region")), label: "slipway.region")
+        config.peers = Dictionary(peers.map { ($0.key, $0.value) }, uniquingKeysWith: { _, last in last })
+        config.coordinatorIntake = coordinatorIntake
+        config.coordinatorEvents = coordinatorEvents
+        config.coordinatorSnapshot = coordinatorSnapshot
+        config.replicationWindow = replicationWindow
+        config.replicationBatch = min(8, replicationWindow)
+        config.replicationMaxBytesPerSecond = UInt64(replicationMaxMibps * 1_048_576)
+        try await runDaemon(try RegionController.services(config: config, logger: Logger(label: "slipway.region")), label: "slipway.region")
     }
 }

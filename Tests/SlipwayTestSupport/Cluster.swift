@@ -53,12 +53,24 @@ public final class Cluster: @unchecked Sendable {
 
     @discardableResult
     public func startRegion(_ name: String = "region") throws -> SpawnedProcess {
-        try start(name, ["region", "--name", "local", "--store-dir", directory.appendingPathComponent(name).path, "--store", store])
+        try startRegion(name, region: "local", store: store)
     }
 
+    /// Starts a region controller following this cluster's coordinator, replicating from `peers`.
     @discardableResult
-    public func startWorker(_ name: String, slots: Int = 1) throws -> SpawnedProcess {
-        try start(name, ["worker", "--coordinator", dispatch, "--store", store, "--region", "local", "--slots", String(slots),
+    public func startRegion(_ name: String, region: String, store: String, peers: [String: String] = [:],
+                            storeOf storeName: String? = nil, extra: [String] = []) throws -> SpawnedProcess {
+        try start(name, ["region", "--name", region, "--store-dir", storeDirectory(storeName ?? name).path, "--store", store,
+                         "--coordinator-intake", intake, "--coordinator-events", events, "--coordinator-snapshot", snapshot]
+                  + peers.sorted { $0.key < $1.key }.flatMap { ["--peer", "\($0.key)=\($0.value)"] } + extra)
+    }
+
+    /// The blob store folder of the region process `name`.
+    public func storeDirectory(_ name: String) -> URL { directory.appendingPathComponent(name) }
+
+    @discardableResult
+    public func startWorker(_ name: String, slots: Int = 1, region: String = "local", store: String? = nil) throws -> SpawnedProcess {
+        try start(name, ["worker", "--coordinator", dispatch, "--store", store ?? self.store, "--region", region, "--slots", String(slots),
                          "--work-dir", directory.appendingPathComponent(name).path, "--heartbeat", heartbeat])
     }
 
@@ -101,6 +113,7 @@ public final class Cluster: @unchecked Sendable {
 
 public struct ClusterTimeout: Error, CustomStringConvertible {
     public let what: String
+    public init(what: String) { self.what = what }
     public var description: String { "timed out waiting for \(what)" }
 }
 

@@ -360,7 +360,7 @@ const ProtobufCMessageDescriptor slipway__v1__snapshot_end__descriptor =
   (ProtobufCMessageInit) slipway__v1__snapshot_end__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCEnumValue slipway__v1__event_type__enum_values_by_number[12] =
+static const ProtobufCEnumValue slipway__v1__event_type__enum_values_by_number[13] =
 {
   { "EVENT_TYPE_UNSPECIFIED", "SLIPWAY__V1__EVENT_TYPE__EVENT_TYPE_UNSPECIFIED", 0 },
   { "EVENT_TYPE_JOB_QUEUED", "SLIPWAY__V1__EVENT_TYPE__EVENT_TYPE_JOB_QUEUED", 1 },
@@ -373,13 +373,15 @@ static const ProtobufCEnumValue slipway__v1__event_type__enum_values_by_number[1
   { "EVENT_TYPE_ARTIFACT_PUBLISHED", "SLIPWAY__V1__EVENT_TYPE__EVENT_TYPE_ARTIFACT_PUBLISHED", 10 },
   { "EVENT_TYPE_REPLICA_COMPLETE", "SLIPWAY__V1__EVENT_TYPE__EVENT_TYPE_REPLICA_COMPLETE", 11 },
   { "EVENT_TYPE_ARTIFACT_DEPLOYABLE", "SLIPWAY__V1__EVENT_TYPE__EVENT_TYPE_ARTIFACT_DEPLOYABLE", 12 },
+  { "EVENT_TYPE_ARTIFACT_DELETED", "SLIPWAY__V1__EVENT_TYPE__EVENT_TYPE_ARTIFACT_DELETED", 13 },
   { "EVENT_TYPE_TARGET_CHANGED", "SLIPWAY__V1__EVENT_TYPE__EVENT_TYPE_TARGET_CHANGED", 20 },
 };
 static const ProtobufCIntRange slipway__v1__event_type__value_ranges[] = {
-{0, 0},{10, 8},{20, 11},{0, 12}
+{0, 0},{10, 8},{20, 12},{0, 13}
 };
-static const ProtobufCEnumValueIndex slipway__v1__event_type__enum_values_by_name[12] =
+static const ProtobufCEnumValueIndex slipway__v1__event_type__enum_values_by_name[13] =
 {
+  { "EVENT_TYPE_ARTIFACT_DELETED", 11 },
   { "EVENT_TYPE_ARTIFACT_DEPLOYABLE", 10 },
   { "EVENT_TYPE_ARTIFACT_PUBLISHED", 8 },
   { "EVENT_TYPE_JOB_CANCELLED", 6 },
@@ -390,7 +392,7 @@ static const ProtobufCEnumValueIndex slipway__v1__event_type__enum_values_by_nam
   { "EVENT_TYPE_JOB_STARTED", 2 },
   { "EVENT_TYPE_JOB_SUCCEEDED", 4 },
   { "EVENT_TYPE_REPLICA_COMPLETE", 9 },
-  { "EVENT_TYPE_TARGET_CHANGED", 11 },
+  { "EVENT_TYPE_TARGET_CHANGED", 12 },
   { "EVENT_TYPE_UNSPECIFIED", 0 },
 };
 const ProtobufCEnumDescriptor slipway__v1__event_type__descriptor =
@@ -400,9 +402,9 @@ const ProtobufCEnumDescriptor slipway__v1__event_type__descriptor =
   "EventType",
   "Slipway__V1__EventType",
   "slipway.v1",
-  12,
+  13,
   slipway__v1__event_type__enum_values_by_number,
-  12,
+  13,
   slipway__v1__event_type__enum_values_by_name,
   3,
   slipway__v1__event_type__value_ranges,

@@ -34,6 +34,10 @@ typedef enum _Slipway__V1__EventType {
   SLIPWAY__V1__EVENT_TYPE__EVENT_TYPE_ARTIFACT_PUBLISHED = 10,
   SLIPWAY__V1__EVENT_TYPE__EVENT_TYPE_REPLICA_COMPLETE = 11,
   SLIPWAY__V1__EVENT_TYPE__EVENT_TYPE_ARTIFACT_DEPLOYABLE = 12,
+  /*
+   * Garbage-collected: regions delete their copy.
+   */
+  SLIPWAY__V1__EVENT_TYPE__EVENT_TYPE_ARTIFACT_DELETED = 13,
   SLIPWAY__V1__EVENT_TYPE__EVENT_TYPE_TARGET_CHANGED = 20
     PROTOBUF_C__FORCE_ENUM_TO_BE_INT_SIZE(SLIPWAY__V1__EVENT_TYPE)
 } Slipway__V1__EventType;
@@ -61,7 +65,9 @@ struct  Slipway__V1__Event
   char *service;
   /*
    * The message the event carries, encoded; its type depends on `type`
-   * (e.g. TargetChange for TARGET_CHANGED, ArtifactManifest for ARTIFACT_PUBLISHED).
+   * (TargetChange for TARGET_CHANGED; ArtifactManifest for ARTIFACT_PUBLISHED,
+   * ARTIFACT_DEPLOYABLE and ARTIFACT_DELETED; ReplicationStatus for REPLICA_COMPLETE;
+   * JobInfo for the job events).
    */
   ProtobufCBinaryData payload;
 };

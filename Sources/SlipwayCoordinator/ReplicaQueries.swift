@@ -1,0 +1,139 @@
+import Foundation
+import SlipwayArtifact
+import SlipwayProto
+import SlipwayStore
+
+/// Replica bookkeeping, deployability and garbage collection: the SQL the
+/// coordinator runs for the replication half of the system.
+extension CoordinatorQueries {
+    /// Records a new artifact's replicas: complete in its origin, pending in every
+    /// other configured region. Marks it deployable at once if no other region needs it.
+    /// Runs inside the caller's transaction.
+    func recordPublished(_ db: PGConnection, _ manifest: Slipway_V1_ArtifactManifest, origin: String) throws -> [OutboxEvent] {
+        try db.query("""
+            INSERT INTO replicas (artifact_digest, region, status, pieces_done)
+            VALUES ($1, $2, 'complete', $3)
+            ON CONFLICT (artifact_digest, region) DO UPDATE SET status = 'complete', pieces_done = $3, error = NULL, updated_at = now()
+            """, [.text(manifest.digest), .text(origin), .int(manifest.pieceSha256.count)])
+        for region in regions where region != origin {
+            try db.query("""
+                INSERT INTO replicas (artifact_digest, region) VALUES ($1, $2)
+                ON CONFLICT (artifact_digest, region) DO NOTHING
+                """, [.text(manifest.digest), .text(region)])
+        }
+        return try markDeployableIfReplicated(db, digest: manifest.digest)
+    }
+
+    /// Applies a region's replication report.
+    /// - Returns: the replica as now recorded (nil if the artifact is unknown, e.g.
+    ///   collected), and the events: `artifact.replica` when it became complete,
+    ///   `artifact.deployable` when that made every region complete.
+    func recordReplica(_ db: PGConnection, _ report: Slipway_V1_ReplicationStatus) throws -> (Slipway_V1_ReplicationStatus?, [OutboxEvent]) {
+        try db.transaction { db in
+            guard let pieceCount = try db.query("SELECT size, piece_size FROM artifacts WHERE digest = $1 FOR SHARE",
+                                                [.text(report.digest)]).first.map({ row in
+                Manifest.pieceCount(size: UInt64(try row.int("size")), pieceSize: UInt32(try row.int("piece_size")))
+            }) else { return (nil, []) }
+            let state: String = switch report.state {
+            case .complete: "complete"
+            case .copying: "copying"
+            case .failed: "failed"
+            default: "pending"
+            }
+            let done = report.state == .complete ? pieceCount : min(Int(report.piecesDone), pieceCount)
+            // A complete replica only goes back on an explicit failure report (a region lost its copy).
+            let previous = try db.query("""
+                SELECT status::text AS status FROM replicas WHERE artifact_digest = $1 AND region = $2 FOR UPDATE
+                """, [.text(report.digest), .text(report.region)]).first.map { try $0.string("status") }
+            guard previous != "complete" || report.state == .failed else {
+                var recorded = report
+                recorded.state = .complete
+                recorded.piecesDone = UInt32(pieceCount)
+                recorded.piecesTotal = UInt32(pieceCount)
+                recorded.error = ""
+                return (recorded, [])
+            }
+            try db.query("""
+                INSERT INTO replicas (artifact_digest, region, status, pieces_done, error)
+                VALUES ($1, $2, $3::replica_status, $4, nullif($5, ''))
+                ON CONFLICT (artifact_digest, region)
+                DO UPDATE SET status = $3::replica_status, pieces_done = $4, error = nullif($5, ''), updated_at = now()
+                """, [.text(report.digest), .text(report.region), .text(state), .int(done), .text(String(report.error.prefix(1_000)))])
+            var recorded = report
+            recorded.piecesDone = UInt32(done)
+            recorded.piecesTotal = UInt32(pieceCount)
+            guard report.state == .complete else { return (recorded, []) }
+            var events = [try OutboxEvent.append(db, .replicaComplete, digest: report.digest, region: report.region, payload: recorded)]
+            events += try markDeployableIfReplicated(db, digest: report.digest)
+            return (recorded, events)
+        }
+    }
+
+    /// Sets `deployable_at` once every configured region (or, with none configured,
+    /// the origin) holds a complete replica, and writes `artifact.deployable`.
+    func markDeployableIfReplicated(_ db: PGConnection, digest: String) throws -> [OutboxEvent] {
+        let updated = try db.query("""
+            UPDATE artifacts a SET deployable_at = now()
+            WHERE a.digest = $1 AND a.deployable_at IS NULL
+              AND NOT EXISTS (
+                SELECT 1 FROM unnest(CASE WHEN $2 = '' THEN ARRAY[a.origin_region] ELSE string_to_array($2, ',') END) AS r(region)
+                WHERE NOT EXISTS (SELECT 1 FROM replicas p WHERE p.artifact_digest = a.digest AND p.region = r.region AND p.status = 'complete'))
+            RETURNING a.digest
+            """, [.text(digest), .text(regions.joined(separator: ","))])
+        guard !updated.rows.isEmpty, let manifest = try manifest(db, digest: digest) else { return [] }
+        return [try OutboxEvent.append(db, .artifactDeployable, digest: digest, region: manifest.originRegion, payload: manifest)]
+    }
+
+    /// The manifest of a recorded artifact, rebuilt from its row.
+    func manifest(_ db: PGConnection, digest: String) throws -> Slipway_V1_ArtifactManifest? {
+        guard let row = try db.query("""
+            SELECT digest, name, size, piece_size, piece_sha256, coalesce(job_id::text, '') AS job_id, origin_region
+            FROM artifacts WHERE digest = $1
+            """, [.text(digest)]).first else { return nil }
+        var manifest = Slipway_V1_ArtifactManifest()
+        manifest.digest = try row.string("digest")
+        manifest.name = try row.string("name")
+        manifest.size = UInt64(try row.int("size"))
+        manifest.pieceSize = UInt32(try row.int("piece_size"))
+        let hashes = try row.bytes("piece_sha256")
+        manifest.pieceSha256 = stride(from: 0, to: hashes.count, by: 32).map { Data(hashes[$0..<min($0 + 32, hashes.count)]) }
+        manifest.jobID = try row.string("job_id")
+        manifest.originRegion = try row.string("origin_region")
+        return manifest
+    }
+
+    /// Deletes up to `limit` artifacts older than `retentionSeconds` that are neither
+    /// a current target nor the target a rollback would return to, and writes one
+    /// `artifact.deleted` per artifact so every region drops its copy.
+    func collectGarbage(_ db: PGConnection, retentionSeconds: Int, limit: Int = 100) throws -> [OutboxEvent] {
+        try db.transaction { db in
+            let deleted = try db.query("""
+                WITH protected AS (
+                    SELECT artifact_digest AS digest FROM targets
+                    UNION
+                    SELECT latest.from_digest FROM (
+                        SELECT DISTINCT ON (service, region) from_digest FROM deployments ORDER BY service, region, id DESC
+                    ) latest WHERE latest.from_digest IS NOT NULL
+                ), doomed AS (
+                    SELECT digest FROM artifacts
+                    WHERE created_at < now() - make_interval(secs => $1)
+                      AND digest NOT IN (SELECT digest FROM protected)
+                    ORDER BY created_at LIMIT $2
+                    FOR UPDATE SKIP LOCKED
+                )
+                DELETE FROM artifacts a USING doomed d WHERE a.digest = d.digest
+                RETURNING a.digest, a.name, a.size, a.origin_region
+                """, [.int(retentionSeconds), .int(limit)])
+            let events = try deleted.rows.map { row in
+                var manifest = Slipway_V1_ArtifactManifest()
+                manifest.digest = try row.string("digest")
+                manifest.name = try row.string("name")
+                manifest.size = UInt64(try row.int("size"))
+                manifest.originRegion = try row.string("origin_region")
+                return try OutboxEvent.append(db, .artifactDeleted, digest: manifest.digest, payload: manifest)
+            }
+            if let last = events.last { try Outbox.notifyCommitted(db, through: last.sequence) }
+            return events
+        }
+    }
+}

@@ -1,0 +1,198 @@
+import Foundation
+import SlipwayProducer
+import SlipwayProto
+import SlipwayTestSupport
+import Testing
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Real region controllers replicating between each other on loopback, with a
+/// real coordinator recording replicas and deployability in PostgreSQL.
+@Suite("Replication between regions", .serialized, .enabled(if: Cluster.isConfigured))
+struct ReplicationTests {
+    static let pieceSize = 4 << 20
+
+    @Test("3 regions: deployable only once B and C have verified copies; a corrupt piece in A is refetched from C, never committed")
+    func threeRegionsAndACorruptPiece() async throws {
+        let (_, statuses) = try await Cluster.with { try await Self.threeRegionsAndACorruptPiece($0) }
+        #expect(statuses.values.allSatisfy { $0 == 0 }, "SIGTERM should drain every daemon to exit 0: \(statuses)")
+    }
+
+    @Test("region C killed mid-replication resumes where it was: verified pieces are not fetched again")
+    func resumeAfterKill() async throws {
+        _ = try await Cluster.with { try await Self.resumeAfterKill($0) }
+    }
+
+    @Test("garbage collection deletes old artifacts everywhere, never a current or previous target")
+    func garbageCollection() async throws {
+        _ = try await Cluster.with { try await Self.garbageCollection($0) }
+    }
+
+    // MARK: scenarios
+
+    static func threeRegionsAndACorruptPiece(_ cluster: Cluster) async throws {
+        let stores = Self.stores(["a", "b", "c"])
+        try cluster.startCoordinator(extra: ["--regions", "a,b,c"])
+        try cluster.startRegion("region-a", region: "a", store: stores["a"]!, peers: stores.filter { $0.key != "a" })
+        try cluster.startRegion("region-c", region: "c", store: stores["c"]!, peers: stores.filter { $0.key != "c" })
+        try cluster.startWorker("w1", region: "a", store: stores["a"]!)
+        let client = try SlipwayClient(endpoint: cluster.intake)
+        defer { Task { await client.close() } }
+
+        // Three pieces: 4 MiB, 4 MiB, 1 MiB.
+        let digest = try await build(client, cluster, bytes: 2 * pieceSize + (1 << 20))
+        try await waitFor("C's replica", timeout: .seconds(30)) {
+            try await artifact(client, digest).replicas.first { $0.region == "c" }?.state == .complete
+        }
+        var info = try await artifact(client, digest)
+        #expect(info.deployableAtUnixMicros == 0, "B has no copy yet, so the artifact must not be deployable")
+        #expect(info.replicas.first { $0.region == "b" }?.state == .pending)
+
+        // Damage A's copy of piece 1, then bring B up: it asks A (the origin) first.
+        let piece = cluster.storeDirectory("region-a").appendingPathComponent("artifacts/\(digest)/pieces/1")
+        try Data(repeating: 0x5a, count: pieceSize).write(to: piece)
+        try cluster.startRegion("region-b", region: "b", store: stores["b"]!, peers: stores.filter { $0.key != "b" })
+
+        try await waitFor("the artifact to become deployable", timeout: .seconds(60)) {
+            try await artifact(client, digest).deployableAtUnixMicros > 0
+        }
+        info = try await artifact(client, digest)
+        #expect(info.replicas.map(\.region) == ["a", "b", "c"])
+        #expect(info.replicas.allSatisfy { $0.state == .complete && $0.piecesDone == 3 })
+        #expect(cluster.logText("region-b").contains("peer served a corrupt piece"), "B must have noticed A's bad piece")
+        let copy = cluster.storeDirectory("region-b").appendingPathComponent("artifacts/\(digest)/pieces").path
+        #expect(try shellOutput("cd '\(copy)' && cat 0 1 2 | sha256sum | cut -d' ' -f1") == digest, "B's copy is the artifact, byte for byte")
+
+        // One replica event per region that copied it, and exactly one deployable event, after both.
+        let events = try shellOutput("""
+            psql '\(cluster.databaseURL)' -Atc "SELECT type FROM events WHERE type LIKE 'artifact_%' ORDER BY seq"
+            """).split(separator: "\n")
+        #expect(events == ["artifact_published", "artifact_replica", "artifact_replica", "artifact_deployable"])
+    }
+
+    static func resumeAfterKill(_ cluster: Cluster) async throws {
+        let stores = Self.stores(["a", "c"])
+        try cluster.startCoordinator(extra: ["--regions", "a,c"])
+        try cluster.startRegion("region-a", region: "a", store: stores["a"]!, peers: ["c": stores["c"]!])
+        try cluster.startWorker("w1", region: "a", store: stores["a"]!)
+        // One piece at a time at 8 MiB/s: 10 pieces take over 4 s, time enough to kill it mid-way.
+        let slow = ["--replication-window", "1", "--replication-max-mibps", "8"]
+        let region = try cluster.startRegion("region-c", region: "c", store: stores["c"]!, peers: ["a": stores["a"]!], extra: slow)
+        let client = try SlipwayClient(endpoint: cluster.intake)
+        defer { Task { await client.close() } }
+
+        let size = 10 * pieceSize
+        let digest = try await build(client, cluster, bytes: size)
+        let pieces = cluster.storeDirectory("region-c").appendingPathComponent("incoming/\(digest)/pieces")
+        try await waitFor("C to hold 2 pieces", timeout: .seconds(30)) {
+            ((try? FileManager.default.contentsOfDirectory(atPath: pieces.path)) ?? []).count >= 2
+        }
+        region.signal(SIGKILL)
+        _ = region.wait()
+        let held = try FileManager.default.contentsOfDirectory(atPath: pieces.path).filter { Int($0) != nil }.count
+        #expect(held >= 2 && held < 10, "killed mid-way: \(held) of 10 pieces")
+        #expect(try await artifact(client, digest).deployableAtUnixMicros == 0)
+
+        try cluster.startRegion("region-c-restarted", region: "c", store: stores["c"]!, peers: ["a": stores["a"]!], storeOf: "region-c")
+        try await waitFor("the artifact to become deployable", timeout: .seconds(60)) {
+            try await artifact(client, digest).deployableAtUnixMicros > 0
+        }
+        let log = cluster.logText("region-c-restarted")
+        let resumedWith = Int(log.firstMatch(of: /already_held=(\d+)/)?.1 ?? "") ?? -1
+        let copied = Int(log.firstMatch(of: /bytes=(\d+)/)?.1 ?? "") ?? -1
+        #expect(resumedWith >= held, "the restarted region starts from the verified pieces on disk")
+        #expect(copied == size - resumedWith * pieceSize, "only the missing pieces cross the network again")
+        let copy = cluster.storeDirectory("region-c").appendingPathComponent("artifacts/\(digest)/pieces").path
+        #expect(try shellOutput("cd '\(copy)' && cat $(seq 0 9) | sha256sum | cut -d' ' -f1") == digest)
+    }
+
+    static func garbageCollection(_ cluster: Cluster) async throws {
+        let stores = Self.stores(["a", "c"])
+        try cluster.startCoordinator(extra: ["--regions", "a,c", "--artifact-retention", "0"])
+        try cluster.startRegion("region-a", region: "a", store: stores["a"]!, peers: ["c": stores["c"]!])
+        try cluster.startRegion("region-c", region: "c", store: stores["c"]!, peers: ["a": stores["a"]!])
+        try cluster.startWorker("w1", region: "a", store: stores["a"]!)
+        let client = try SlipwayClient(endpoint: cluster.intake)
+        defer { Task { await client.close() } }
+        var digests: [String] = []
+        for size in [1_000, 2_000, 3_000] {
+            let digest = try await build(client, cluster, bytes: size)
+            try await waitFor("\(digest) to be deployable", timeout: .seconds(30)) {
+                try await artifact(client, digest).deployableAtUnixMicros > 0
+            }
+            digests.append(digest)
+        }
+        let (previous, current, doomed) = (digests[0], digests[1], digests[2])
+        // The deploy commands come with the deployment work; write what they will write.
+        _ = try shellOutput("""
+            psql '\(cluster.databaseURL)' -v ON_ERROR_STOP=1 -Atc "
+              INSERT INTO targets (service, region, artifact_digest, version, set_by) VALUES ('svc', '', '\(current)', 2, 'test');
+              INSERT INTO deployments (service, region, from_digest, to_digest, version, action, set_by) VALUES
+                ('svc', '', NULL, '\(previous)', 1, 'deploy', 'test'), ('svc', '', '\(previous)', '\(current)', 2, 'deploy', 'test');"
+            """)
+        // A coordinator with a 1 s retention takes over (the first steps down).
+        _ = cluster.processes["coordinator"]!.stop()
+        try cluster.startCoordinator("coordinator-gc", extra: ["--regions", "a,c", "--artifact-retention", "1s", "--gc-interval", "1s"])
+
+        let stored = { (region: String, digest: String) in
+            FileManager.default.fileExists(atPath: cluster.storeDirectory(region).appendingPathComponent("artifacts/\(digest)").path)
+        }
+        try await waitFor("the unprotected artifact to be deleted everywhere", timeout: .seconds(30)) {
+            try await !exists(client, doomed) && !stored("region-a", doomed) && !stored("region-c", doomed)
+        }
+        for digest in [previous, current] {
+            #expect(try await exists(client, digest), "a target must never be collected")
+            #expect(stored("region-a", digest) && stored("region-c", digest))
+        }
+        #expect(cluster.logText("region-c").contains("artifact deleted by garbage collection"))
+    }
+
+    // MARK: helpers
+
+    static func stores(_ regions: [String]) -> [String: String] {
+        Dictionary(uniqueKeysWithValues: regions.map { ($0, "tcp://127.0.0.1:\(freeLoopbackPort())") })
+    }
+
+    /// Builds a random artifact of `bytes` bytes in the cluster's worker; returns its digest.
+    static func build(_ client: SlipwayClient, _ cluster: Cluster, bytes: Int) async throws -> String {
+        let (repo, commit) = try TestRepository.make(in: cluster.directory)
+        var request = Slipway_V1_SubmitBuild()
+        request.idempotencyKey = UUID().uuidString
+        request.repoURL = repo.path
+        request.commit = commit
+        request.artifactName = "blob"
+        request.recipe = "mkdir -p out && head -c \(bytes) /dev/urandom > out/blob"
+        request.artifactPath = "out/blob"
+        let ack = try await client.submit(request)
+        let done = try await client.wait(for: ack.jobID, timeout: .seconds(60))
+        try #require(done.status == .succeeded, "build failed: \(done.error)")
+        return done.artifactDigest
+    }
+
+    static func query(digest: String) -> Slipway_V1_ArtifactQuery {
+        var query = Slipway_V1_ArtifactQuery()
+        query.digest = digest
+        return query
+    }
+
+    static func exists(_ client: SlipwayClient, _ digest: String) async throws -> Bool {
+        do {
+            return try await !client.artifacts(query(digest: digest)).isEmpty
+        } catch let error as ProducerError where error.serverCode == "not_found" {
+            return false
+        }
+    }
+
+    static func artifact(_ client: SlipwayClient, _ digest: String) async throws -> Slipway_V1_ArtifactInfo {
+        try #require(try await client.artifacts(query(digest: digest)).first)
+    }
+
+    static func waitFor(_ what: String, timeout: Duration, _ condition: () async throws -> Bool) async throws {
+        let deadline = ContinuousClock.now + timeout
+        while try await !condition() {
+            guard ContinuousClock.now < deadline else { throw ClusterTimeout(what: what) }
+            try await Task.sleep(for: .milliseconds(100))
+        }
+    }
+}
