@@ -138,7 +138,7 @@ let package = Package(
         .executableTarget(
             name: "slipway-bench",
             dependencies: [
-                "SlipwayWire", "SlipwayStore", "SlipwayProducer", "SlipwayProto", "SlipwayThreads",
+                "SlipwayWire", "SlipwayStore", "SlipwayProducer", "SlipwayProto", "SlipwayThreads", "SlipwayArtifact", "SlipwayRegion",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],

@@ -39,7 +39,7 @@ struct PipelineBench: AsyncParsableCommand {
 
     private func measurePipeline(logger: Logger) async throws -> (rate: Double, p50: Double, p99: Double) {
         let database = try await createDatabase(suffix: "pipeline", logger: logger)
-        let intake = "tcp://127.0.0.1:\(freePort())", dispatch = "tcp://127.0.0.1:\(freePort())"
+        let intake = "tcp://127.0.0.1:\(freeLoopbackPort())", dispatch = "tcp://127.0.0.1:\(freeLoopbackPort())"
         let coordinator = try startCoordinator(database: database, intake: intake, dispatch: dispatch)
         defer { coordinator.terminate(); coordinator.waitUntilExit() }
 
@@ -178,7 +178,7 @@ struct PipelineBench: AsyncParsableCommand {
         let process = Process()
         process.executableURL = binary
         process.arguments = ["coordinator", "--database-url", database, "--intake", intake, "--dispatch", dispatch,
-                             "--events", "tcp://127.0.0.1:\(freePort())", "--log-level", "warning"]
+                             "--events", "tcp://127.0.0.1:\(freeLoopbackPort())", "--log-level", "warning"]
         try process.run()
         return process
     }
@@ -187,17 +187,6 @@ struct PipelineBench: AsyncParsableCommand {
         sorted.isEmpty ? 0 : sorted[min(sorted.count - 1, Int(Double(sorted.count - 1) * p + 0.5))]
     }
 
-    private func freePort() -> Int {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        defer { close(fd) }
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-        _ = withUnsafeMutablePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) } }
-        _ = withUnsafeMutablePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) } }
-        return Int(UInt16(bigEndian: address.sin_port))
-    }
 }
 
 /// A worker that speaks the real protocol but builds nothing: it acknowledges

@@ -2,6 +2,7 @@
 //
 //   slipway-bench wire [--messages N] [--size BYTES] [--rounds R]
 //   slipway-bench pipeline --database-url URL [--jobs N] [--workers W] [--producers P]
+//   slipway-bench replication [--size-mib N] [--rounds R] [--window W]
 //
 // wire: 1 KiB PUSH/PULL messages per second through SlipwayWire vs the
 // zmq-baseline C program (libzmq used directly, same socket layout), run
@@ -18,7 +19,7 @@ struct SlipwayBench: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "slipway-bench",
         abstract: "Slipway benchmarks; each prints a ratio against a baseline from the same run.",
-        subcommands: [WireBench.self, PipelineBench.self])
+        subcommands: [WireBench.self, PipelineBench.self, ReplicationBench.self])
 }
 
 struct WireBench: AsyncParsableCommand {
@@ -111,8 +112,4 @@ struct WireBench: AsyncParsableCommand {
         return path
     }
 
-    private func median(_ values: [Double]) -> Double {
-        let sorted = values.sorted()
-        return sorted[sorted.count / 2]
-    }
 }

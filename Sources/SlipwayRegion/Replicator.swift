@@ -21,12 +21,10 @@ final class Replicator {
     private let config: RegionConfig
     private let logger: Logger
     private let stop: StopSignal
-    private let codec = WireCodec()
     private let context: ZMQContext
     private let store: BlobStore
     private let ledger: ReplicationLedger
     private let peerNames: [String]
-    private var peers: [String: ZMQSocket] = [:]
     private var events: EventSubscriber!
     private var reporter: ReplicationReporter!
     private var queue: [Slipway_V1_ArtifactManifest] = []
@@ -35,25 +33,10 @@ final class Replicator {
     private var savedSequence: UInt64 = 0
     private var rejected = 0
 
-    /// One artifact being copied.
-    private final class Transfer {
-        let manifest: Slipway_V1_ArtifactManifest
-        /// Peer names in the plan's source order.
-        let sources: [String]
-        var plan: ReplicationPlan
-        let startedAt: ContinuousClock.Instant
+    /// The copy in progress, and when it last reported progress.
+    private struct Transfer {
+        let fetcher: PieceFetcher
         var lastReport: ContinuousClock.Instant
-        var bytes: UInt64 = 0
-        /// Bytes asked for so far, for the rate limit.
-        var requested: UInt64 = 0
-
-        init(manifest: Slipway_V1_ArtifactManifest, sources: [String], plan: ReplicationPlan, startedAt: ContinuousClock.Instant) {
-            self.manifest = manifest
-            self.sources = sources
-            self.plan = plan
-            self.startedAt = startedAt
-            self.lastReport = startedAt
-        }
     }
 
     init(config: RegionConfig, logger: Logger, stop: StopSignal) throws {
@@ -119,7 +102,10 @@ final class Replicator {
             guard Manifest.isDigest(digest) else { return }
             queue.removeAll { $0.digest == digest }
             retryLater.removeAll { $0.manifest.digest == digest }
-            if transfer?.manifest.digest == digest { transfer = nil }
+            if transfer?.fetcher.manifest.digest == digest {
+                transfer?.fetcher.close()
+                transfer = nil
+            }
             do {
                 try store.remove(digest)
                 ledger.forget(digest)
@@ -135,7 +121,7 @@ final class Replicator {
     /// Records the intent durably (the manifest in `incoming/`) so a restart resumes it.
     private func enqueue(_ manifest: Slipway_V1_ArtifactManifest) {
         if manifest.originRegion == config.region || queue.contains(where: { $0.digest == manifest.digest })
-            || transfer?.manifest.digest == manifest.digest {
+            || transfer?.fetcher.manifest.digest == manifest.digest {
             return
         }
         if store.has(manifest.digest) {
@@ -198,138 +184,69 @@ final class Replicator {
                 retryLater.append((manifest, now + config.retryAfterFailure))
                 continue
             }
-            let plan = ReplicationPlan(pieceCount: manifest.pieceSha256.count, sourceCount: sources.count,
-                                       alreadyHeld: store.receivedPieces(manifest.digest),
-                                       window: config.replicationWindow, batch: config.replicationBatch)
-            transfer = Transfer(manifest: manifest, sources: sources, plan: plan, startedAt: now)
+            let fetcher = PieceFetcher(manifest: manifest, sources: sources.map { ($0, config.peers[$0]!) }, store: store,
+                                       context: context, sender: config.id, logger: logger, window: config.replicationWindow,
+                                       batch: config.replicationBatch, maxBytesPerSecond: config.replicationMaxBytesPerSecond, now: now)
+            transfer = Transfer(fetcher: fetcher, lastReport: now)
             logger.info("replicating", metadata: ["digest": "\(manifest.digest)", "name": "\(manifest.name)",
-                                                  "from": "\(sources.joined(separator: ","))", "pieces": "\(plan.pieceCount)",
-                                                  "already_held": "\(plan.held.count)"])
-            reporter.report(status(manifest, .copying, done: plan.held.count))
+                                                  "from": "\(sources.joined(separator: ","))", "pieces": "\(fetcher.pieceCount)",
+                                                  "already_held": "\(fetcher.piecesHeld)"])
+            reporter.report(status(manifest, .copying, done: fetcher.piecesHeld))
         }
     }
 
     private func pumpTransfer(now: ContinuousClock.Instant) throws {
-        guard let current = transfer else { return }
-        if current.plan.isComplete { return finish(current, now: now) }
-        if current.plan.isHopeless {
-            let reason = current.plan.badReasons.joined(separator: "; ")
-            logger.error("replication failed: no source left", metadata: ["digest": "\(current.manifest.digest)", "reason": "\(reason)"])
-            reporter.report(status(current.manifest, .failed, done: current.plan.held.count, error: reason))
-            retryLater.append((current.manifest, now + config.retryAfterFailure))
-            transfer = nil
-            return
+        guard let fetcher = transfer?.fetcher else { return }
+        let manifest = fetcher.manifest
+        if fetcher.isComplete {
+            do {
+                try fetcher.commit()
+                let elapsed = (now - fetcher.startedAt).components
+                let seconds = Double(elapsed.seconds) + Double(elapsed.attoseconds) / 1e18
+                logger.info("replica committed", metadata: [
+                    "digest": "\(manifest.digest)", "region": "\(config.region)", "bytes": "\(fetcher.bytesReceived)",
+                    "seconds": "\(String(format: "%.2f", seconds))"])
+                reporter.report(status(manifest, .complete))
+            } catch {
+                // Pieces that each match the manifest but not the digest: the manifest itself is wrong.
+                logger.error("replica failed its final verification", metadata: ["digest": "\(manifest.digest)", "error": "\(error)"])
+                reporter.report(status(manifest, .failed, error: "\(error)"))
+            }
+            return endTransfer()
         }
-        for source in current.plan.expire(now: now) {
-            logger.warning("peer region not answering; resting it", metadata: ["peer": "\(current.sources[source])"])
-            peers.removeValue(forKey: current.sources[source])?.close()
+        if fetcher.isHopeless {
+            logger.error("replication failed: no source left", metadata: ["digest": "\(manifest.digest)", "reason": "\(fetcher.failureReason)"])
+            reporter.report(status(manifest, .failed, done: fetcher.piecesHeld, error: fetcher.failureReason))
+            retryLater.append((manifest, now + config.retryAfterFailure))
+            return endTransfer()
         }
-        if config.replicationMaxBytesPerSecond > 0 {
-            let allowedAt = current.startedAt + .milliseconds(Int64(current.requested * 1_000 / config.replicationMaxBytesPerSecond))
-            guard now >= allowedAt else { return }
-        }
-        for request in current.plan.nextRequests(now: now) {
-            current.requested += UInt64(request.count) * UInt64(current.manifest.pieceSize)
-            var ask = Slipway_V1_PieceRequest()
-            ask.digest = current.manifest.digest
-            ask.firstPiece = UInt32(request.first)
-            ask.count = UInt32(request.count)
-            _ = try socket(for: current.sources[request.source]).send(codec.encode(WireMessage(ask, sender: config.id)), wait: .never)
-        }
-        if now - current.lastReport >= .seconds(5) {
-            current.lastReport = now
-            reporter.report(status(current.manifest, .copying, done: current.plan.held.count))
+        try fetcher.pump(now: now)
+        if now - transfer!.lastReport >= .seconds(5) {
+            transfer!.lastReport = now
+            reporter.report(status(manifest, .copying, done: fetcher.piecesHeld))
         }
     }
 
-    private func finish(_ current: Transfer, now: ContinuousClock.Instant) {
-        let digest = current.manifest.digest
-        do {
-            try store.commit(digest)
-            let elapsed = (now - current.startedAt).components
-            let seconds = Double(elapsed.seconds) + Double(elapsed.attoseconds) / 1e18
-            logger.info("replica committed", metadata: [
-                "digest": "\(digest)", "region": "\(config.region)", "bytes": "\(current.bytes)",
-                "seconds": "\(String(format: "%.2f", seconds))"])
-            reporter.report(status(current.manifest, .complete))
-        } catch {
-            // Pieces that each match the manifest but not the digest: the manifest itself is wrong.
-            logger.error("replica failed its final verification", metadata: ["digest": "\(digest)", "error": "\(error)"])
-            reporter.report(status(current.manifest, .failed, error: "\(error)"))
-        }
+    private func endTransfer() {
+        transfer?.fetcher.close()
         transfer = nil
     }
 
-    // MARK: sockets
-
-    private func socket(for peer: String) throws -> ZMQSocket {
-        if let socket = peers[peer] { return socket }
-        let socket = try ZMQSocket(context: context, type: .dealer)
-        try socket.set(.linger(.zero))
-        // A window of pieces is window × piece size; never drop any of it.
-        try socket.set(.receiveHighWaterMark(0))
-        try socket.connect(config.peers[peer]!)
-        peers[peer] = socket
-        return socket
-    }
+    // MARK: polling
 
     private func poll(wait: Duration) throws {
         let poller = ZMQPoller()
-        var watched: [(name: String, socket: ZMQSocket)] = []
-        if let current = transfer {
-            for name in current.sources { if let socket = peers[name] { watched.append((name, socket)) } }
-        }
-        for item in watched { _ = try poller.add(item.socket) }
+        let sources = transfer?.fetcher.sockets ?? []
+        for item in sources { _ = try poller.add(item.socket) }
         let reporterIndex = try reporter.socket.map { try poller.add($0) }
-        guard !watched.isEmpty || reporterIndex != nil else {
+        guard !sources.isEmpty || reporterIndex != nil else {
             _ = try events.next(wait: .timeout(wait)).map(apply)
             return
         }
         let ready = try poller.poll(wait: .timeout(wait))
         if let reporterIndex, ready[reporterIndex].contains(.readable) { try reporter.receive() }
-        for (position, item) in watched.enumerated() where ready[position].contains(.readable) {
-            try receivePieces(from: item.name, socket: item.socket)
-        }
-    }
-
-    private func receivePieces(from peer: String, socket: ZMQSocket) throws {
-        for _ in 0..<64 {
-            guard let current = transfer, let source = current.sources.firstIndex(of: peer) else { return }
-            let received = try socket.receive(wait: .never, maxFrames: 4) { rejected += 1 }
-            guard let frames = received else { return }
-            guard let message = try? codec.decode(frames) else {
-                rejected += 1
-                continue
-            }
-            let now = ContinuousClock.now
-            switch message.type {
-            case .pieceData:
-                guard let header = try? message.body(as: Slipway_V1_PieceData.self), header.digest == current.manifest.digest else { continue }
-                let index = Int(header.index)
-                let bytes = message.payload ?? []
-                guard !current.plan.held.contains(index) else { continue }
-                do {
-                    try store.store(current.manifest.digest, index: index, bytes: bytes)
-                } catch {
-                    guard let mismatch = error as? ArtifactError, mismatch.code == .pieceMismatch else {
-                        logger.error("cannot store a replicated piece; pausing this peer", metadata: [
-                            "digest": "\(current.manifest.digest)", "piece": "\(index)", "error": "\(error)"])
-                        current.plan.lacking(source, now: now)
-                        continue
-                    }
-                    logger.warning("peer served a corrupt piece; not asking it again for this artifact", metadata: [
-                        "peer": "\(peer)", "digest": "\(current.manifest.digest)", "piece": "\(index)"])
-                    current.plan.corrupt(index, from: source, reason: "region \(peer) served a corrupt piece \(index)")
-                    continue
-                }
-                if current.plan.received(index, from: source, now: now) == .accepted { current.bytes += UInt64(bytes.count) }
-            case .errorReply:
-                let error = try? message.body(as: Slipway_V1_ErrorReply.self)
-                logger.debug("peer lacks the artifact", metadata: ["peer": "\(peer)", "error": "\(error?.message ?? "")"])
-                current.plan.lacking(source, now: now)
-            default:
-                rejected += 1
-            }
+        for (position, item) in sources.enumerated() where ready[position].contains(.readable) {
+            try transfer?.fetcher.receive(from: item.source)
         }
     }
 
@@ -348,6 +265,6 @@ final class Replicator {
     private func close() {
         events?.close()
         reporter?.socket?.close()
-        for socket in peers.values { socket.close() }
+        transfer?.fetcher.close()
     }
 }

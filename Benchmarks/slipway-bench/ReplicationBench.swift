@@ -1,0 +1,171 @@
+import ArgumentParser
+import Foundation
+import Logging
+import SlipwayArtifact
+import SlipwayProto
+import SlipwayRegion
+import SlipwayThreads
+import SlipwayWire
+
+/// Region-to-region replication of one large artifact over loopback vs the two
+/// things it has to do anyway: move the bytes over TCP (`socat` to a file) and
+/// hash them (`sha256sum`), each on the same file in the same run.
+struct ReplicationBench: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "replication",
+        abstract: "Piece transfer + SHA-256 verification between two region stores vs socat and sha256sum.")
+
+    @Option(help: "Artifact size in MiB.") var sizeMib = 1_024
+    @Option(help: "Rounds of each side, alternating; medians are compared.") var rounds = 3
+    @Option(help: "Pieces in flight.") var window = 16
+    @Option(help: "Scratch folder (needs about 4x the artifact size).") var directory: String?
+
+    func validate() throws {
+        guard sizeMib >= 1, rounds >= 1, (1...256).contains(window) else {
+            throw ValidationError("--size-mib and --rounds must be at least 1, --window 1…256")
+        }
+    }
+
+    func run() async throws {
+        for tool in ["/usr/bin/socat", "/usr/bin/sha256sum"] where !FileManager.default.isExecutableFile(atPath: tool) {
+            throw ValidationError("\(tool) is missing; install it (apt-get install -y socat coreutils)")
+        }
+        let scratch = URL(fileURLWithPath: directory ?? FileManager.default.temporaryDirectory.path)
+            .appendingPathComponent("slipway-replication-bench-\(UUID().uuidString.prefix(8))")
+        try FileManager.default.createDirectory(at: scratch, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: scratch) }
+        let bytes = UInt64(sizeMib) << 20
+        let source = scratch.appendingPathComponent("artifact")
+        print("writing a \(sizeMib) MiB random artifact and seeding region a's store…")
+        try writeRandom(to: source, bytes: bytes)
+        let manifest = try Manifest.build(fileAt: source.path, name: "bench")
+        try seed(manifest, from: source, into: scratch.appendingPathComponent("store-a"))
+
+        let endpoint = "tcp://127.0.0.1:\(freeLoopbackPort())"
+        let region = try startRegion(store: scratch.appendingPathComponent("store-a"), endpoint: endpoint)
+        defer { region.terminate(); region.waitUntilExit() }
+
+        var ours: [Double] = [], socat: [Double] = [], hashing: [Double] = []
+        for round in 1...rounds {
+            let copy = try await replicate(manifest, from: endpoint, into: scratch.appendingPathComponent("store-b"))
+            let tcp = try socatCopy(source, to: scratch.appendingPathComponent("socat-out"))
+            let hash = try sha256sum(source, expecting: manifest.digest)
+            ours.append(copy); socat.append(tcp); hashing.append(hash)
+            print(String(format: "round %d: replication %.2f s, socat %.2f s, sha256sum %.2f s", round, copy, tcp, hash))
+        }
+        let mib = Double(sizeMib)
+        let (replication, tcp, hash) = (median(ours), median(socat), median(hashing))
+        let slower = max(tcp, hash), faster = min(tcp, hash)
+        print(String(format: "%d MiB, %d KiB pieces, window %d: replication %.0f MiB/s, socat %.0f MiB/s, sha256sum %.0f MiB/s",
+                     sizeMib, Manifest.defaultPieceSize >> 10, window, mib / replication, mib / tcp, mib / hash))
+        print(String(format: "ratio replication / slower baseline (%@) = %.2f (goal >= 0.7)", tcp > hash ? "socat" : "sha256sum", slower / replication))
+        print(String(format: "ratio replication / faster baseline (%@) = %.2f", tcp > hash ? "sha256sum" : "socat", faster / replication))
+    }
+
+    /// Seconds to copy, verify and commit the artifact into a fresh store through a region's store socket.
+    private func replicate(_ manifest: Slipway_V1_ArtifactManifest, from endpoint: String, into root: URL) async throws -> Double {
+        try? FileManager.default.removeItem(at: root)
+        let thread = OwnedThread(name: "bench-replicate")
+        defer { thread.shutdown() }
+        let window = self.window
+        let seconds = try await thread.run {
+            let context = try ZMQContext()
+            let store = try BlobStore(root: root)
+            _ = try store.begin(manifest)
+            let start = ContinuousClock.now
+            let fetcher = PieceFetcher(manifest: manifest, sources: [("a", endpoint)], store: store, context: context,
+                                       sender: "bench", logger: Logger(label: "bench"), window: window, batch: min(8, window))
+            try fetcher.run(timeout: .seconds(600))
+            guard store.has(manifest.digest) else { throw ValidationError("the copy was not committed") }
+            return elapsed(since: start)
+        }
+        try FileManager.default.removeItem(at: root)
+        return seconds
+    }
+
+    private func socatCopy(_ file: URL, to destination: URL) throws -> Double {
+        try? FileManager.default.removeItem(at: destination)
+        let port = freeLoopbackPort()
+        let receiver = try launch("/usr/bin/socat", ["-u", "TCP-LISTEN:\(port),bind=127.0.0.1,reuseaddr", "CREATE:\(destination.path)"])
+        usleep(200_000)
+        let start = ContinuousClock.now
+        let sender = try launch("/usr/bin/socat", ["-u", "FILE:\(file.path)", "TCP:127.0.0.1:\(port)"])
+        sender.waitUntilExit()
+        receiver.waitUntilExit()
+        let seconds = elapsed(since: start)
+        let size = (try FileManager.default.attributesOfItem(atPath: destination.path)[.size] as? NSNumber)?.uint64Value
+        guard sender.terminationStatus == 0, receiver.terminationStatus == 0, size == UInt64(sizeMib) << 20 else {
+            throw ValidationError("socat copy failed")
+        }
+        try FileManager.default.removeItem(at: destination)
+        return seconds
+    }
+
+    private func sha256sum(_ file: URL, expecting digest: String) throws -> Double {
+        let output = Pipe()
+        let start = ContinuousClock.now
+        let process = try launch("/usr/bin/sha256sum", [file.path], output: output)
+        let text = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        process.waitUntilExit()
+        let seconds = elapsed(since: start)
+        guard text.hasPrefix(digest) else { throw ValidationError("sha256sum disagrees with the manifest: \(text)") }
+        return seconds
+    }
+
+    // MARK: setup
+
+    private func writeRandom(to file: URL, bytes: UInt64) throws {
+        _ = FileManager.default.createFile(atPath: file.path, contents: nil)
+        let out = try FileHandle(forWritingTo: file)
+        defer { try? out.close() }
+        var generator = SystemRandomNumberGenerator()
+        var written: UInt64 = 0
+        var block = [UInt64](repeating: 0, count: 1 << 17)  // 1 MiB
+        while written < bytes {
+            for index in block.indices { block[index] = generator.next() }
+            let data = block.withUnsafeBytes { Data($0.prefix(Int(min(UInt64($0.count), bytes - written)))) }
+            try out.write(contentsOf: data)
+            written += UInt64(data.count)
+        }
+        try out.synchronize()
+    }
+
+    private func seed(_ manifest: Slipway_V1_ArtifactManifest, from file: URL, into root: URL) throws {
+        let store = try BlobStore(root: root)
+        _ = try store.begin(manifest)
+        let handle = try FileHandle(forReadingFrom: file)
+        defer { try? handle.close() }
+        for index in 0..<manifest.pieceSha256.count {
+            try store.store(manifest.digest, index: index, bytes: [UInt8](try handle.read(upToCount: Int(manifest.pieceSize)) ?? Data()))
+        }
+        try store.commit(manifest.digest)
+    }
+
+    private func startRegion(store: URL, endpoint: String) throws -> Process {
+        let binary = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath().deletingLastPathComponent().appendingPathComponent("slipway")
+        guard FileManager.default.isExecutableFile(atPath: binary.path) else {
+            throw ValidationError("slipway not found next to slipway-bench; build both in the same configuration")
+        }
+        // No coordinator runs here: the region only serves its store; its replication side waits harmlessly.
+        let unused = { "tcp://127.0.0.1:\(freeLoopbackPort())" }
+        let process = try launch(binary.path, ["region", "--name", "a", "--store-dir", store.path, "--store", endpoint,
+                                               "--coordinator-intake", unused(), "--coordinator-events", unused(),
+                                               "--coordinator-snapshot", unused(), "--log-level", "warning"])
+        usleep(500_000)
+        return process
+    }
+
+    private func launch(_ path: String, _ arguments: [String], output: Pipe? = nil) throws -> Process {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: path)
+        process.arguments = arguments
+        if let output { process.standardOutput = output }
+        try process.run()
+        return process
+    }
+}
+
+private func elapsed(since start: ContinuousClock.Instant) -> Double {
+    let parts = (ContinuousClock.now - start).components
+    return Double(parts.seconds) + Double(parts.attoseconds) / 1e18
+}
