@@ -26,6 +26,9 @@ public final class BlobStore {
     /// The folder the store lives in.
     public let root: URL
     private var incoming: [String: Slipway_V1_ArtifactManifest] = [:]
+    /// The whole-artifact hash over the pieces stored in order so far, so commit
+    /// need not read them back: pieces usually arrive in order.
+    private var streamed: [String: (hash: SHA256, next: Int)] = [:]
     private let files = FileManager.default
 
     /// Opens (creating if needed) a store under `root`.
@@ -66,6 +69,7 @@ public final class BlobStore {
     public func remove(_ digest: String) throws {
         guard Manifest.isDigest(digest) else { throw ArtifactError(.notFound, "not a digest") }
         incoming[digest] = nil
+        streamed[digest] = nil
         for folder in [committed(digest), staging(digest)] where files.fileExists(atPath: folder.path) {
             let doomed = root.appendingPathComponent("tmp/deleted-\(UUID().uuidString)")
             if rename(folder.path, doomed.path) != 0 {
@@ -104,6 +108,7 @@ public final class BlobStore {
         if let existing = try? Data(contentsOf: manifestFile), existing != encoded {
             // Same digest, different piecing: what was received cannot be reused.
             try files.removeItem(at: folder)
+            streamed[manifest.digest] = nil
         }
         try files.createDirectory(at: folder.appendingPathComponent("pieces"), withIntermediateDirectories: true)
         if !files.fileExists(atPath: manifestFile.path) {
@@ -128,6 +133,12 @@ public final class BlobStore {
             throw ArtifactError(.pieceMismatch, "piece \(index) of \(digest) does not match its manifest digest")
         }
         try writeAtomically(Data(bytes), to: staging(digest).appendingPathComponent("pieces/\(index)"))
+        var stream = streamed[digest] ?? (SHA256(), 0)
+        if stream.next == index {
+            stream.hash.update(data: bytes)
+            stream.next += 1
+            streamed[digest] = stream
+        }
     }
 
     /// Verifies the whole artifact and makes it visible.
@@ -137,8 +148,10 @@ public final class BlobStore {
         let count = manifest.pieceSha256.count
         let missing = nextMissing(digest, from: 0, count: count)
         guard missing == count else { throw ArtifactError(.incomplete, "piece \(missing) of \(digest) has not arrived") }
-        var whole = SHA256()
-        for index in 0..<count {
+        // Pieces hashed as they arrived were verified in memory before they were
+        // written; only the rest are read back and checked.
+        var (whole, first) = streamed.removeValue(forKey: digest) ?? (SHA256(), 0)
+        for index in first..<count {
             let piece = try Data(contentsOf: staging(digest).appendingPathComponent("pieces/\(index)"))
             guard Manifest.verify(piece: piece, index: index, of: manifest) else {
                 throw ArtifactError(.pieceMismatch, "stored piece \(index) of \(digest) is corrupt")

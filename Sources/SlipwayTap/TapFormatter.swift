@@ -77,7 +77,7 @@ public struct TapFormatter: Sendable {
         switch event.type {
         case .jobQueued, .jobStarted, .jobSucceeded, .jobFailed, .jobCancelled, .jobRequeued, .jobLog:
             return try Slipway_V1_JobInfo(serializedBytes: event.payload)
-        case .artifactPublished:
+        case .artifactPublished, .artifactDeployable, .artifactDeleted:
             return try Slipway_V1_ArtifactManifest(serializedBytes: event.payload)
         case .replicaComplete:
             return try Slipway_V1_ReplicationStatus(serializedBytes: event.payload)

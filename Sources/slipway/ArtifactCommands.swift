@@ -51,16 +51,49 @@ struct ArtifactsCommand: AsyncParsableCommand {
 
 struct ArtifactCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(commandName: "artifact", abstract: "Show an artifact's provenance and regions.")
-
     @Argument(help: "The artifact's SHA-256 digest (64 hex characters, with or without sha256:).") var digest: String
+    @Flag(help: "Print replication progress until every region has a verified copy; exit 1 if --timeout passes first.")
+    var waitDeployable = false
+    @Option(help: "Seconds --wait-deployable waits.") var timeout = 600
     @OptionGroup var options: ClientOptions
+
+    func validate() throws {
+        let bare = digest.hasPrefix("sha256:") ? String(digest.dropFirst(7)) : digest
+        guard bare.count == 64, bare.allSatisfy({ $0.isHexDigit && !$0.isUppercase }) else {
+            throw ValidationError("'\(digest)' is not a SHA-256 digest (64 lowercase hex characters)")
+        }
+        guard timeout > 0 else { throw ValidationError("--timeout must be positive") }
+    }
 
     func run() async throws {
         var query = Slipway_V1_ArtifactQuery()
         query.digest = digest.hasPrefix("sha256:") ? String(digest.dropFirst(7)) : digest
         let json = options.json
+        if waitDeployable { return try await waitUntilDeployable(query) }
         for artifact in try await withClient(options, { try await $0.artifacts(query) }) {
             if json { printJSON(artifact) } else { print(describe(artifact, detailed: true)) }
+        }
+    }
+
+    /// Polls the coordinator and prints a line whenever another region completes its copy.
+    private func waitUntilDeployable(_ query: Slipway_V1_ArtifactQuery) async throws {
+        let deadline = ContinuousClock.now + .seconds(timeout)
+        var shown = -1
+        try await withClient(options) { client in
+            while true {
+                guard let artifact = try await client.artifacts(query).first else { throw ValidationError("no such artifact") }
+                let complete = artifact.replicas.filter { $0.state == .complete }.map(\.region)
+                if complete.count != shown {
+                    shown = complete.count
+                    print("   replicated \(complete.count)/\(artifact.replicas.count) (\(complete.joined(separator: " ")))")
+                }
+                if artifact.deployableAtUnixMicros > 0 {
+                    print("   deployable: every region holds a verified copy")
+                    return
+                }
+                guard ContinuousClock.now < deadline else { throw ExitCode(1) }
+                try await Task.sleep(for: .milliseconds(200))
+            }
         }
     }
 }

@@ -35,6 +35,9 @@ func withClient<T>(_ options: ClientOptions, _ body: (SlipwayClient) async throw
         await client.close()
         printError("slipway: \(error.description)")
         throw error.code == .timedOut ? JobExit.timedOut : (error.serverCode == "not_found" ? JobExit.failed : JobExit.unavailable)
+    } catch {
+        await client.close()
+        throw error
     }
 }
 

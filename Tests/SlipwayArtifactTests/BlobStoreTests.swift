@@ -96,4 +96,48 @@ struct BlobStoreTests {
         try reopened.export(manifest.digest, to: exported)
         #expect([UInt8](try Data(contentsOf: exported)) == bytes)
     }
+
+    @Test("out-of-order pieces are read back and re-verified at commit; a piece damaged on disk stops the commit")
+    func outOfOrderCommit() throws {
+        let folder = try Self.scratch()
+        defer { try? FileManager.default.removeItem(at: folder) }
+        let (file, bytes) = try Self.artifact(in: folder, size: 16_384)
+        let manifest = try Manifest.build(fileAt: file.path, name: "svc", pieceSize: 4_096)
+        let piece = { (index: Int) in Array(bytes[(index * 4_096)..<((index + 1) * 4_096)]) }
+        let store = try BlobStore(root: folder.appendingPathComponent("store"))
+        _ = try store.begin(manifest)
+        // 0 and 1 arrive in order (hashed as they come); 3 before 2, so 2 and 3 are read back.
+        for index in [0, 1, 3, 2] { try store.store(manifest.digest, index: index, bytes: piece(index)) }
+        #expect(store.receivedPieces(manifest.digest) == [0, 1, 2, 3])
+        let onDisk = folder.appendingPathComponent("store/incoming/\(manifest.digest)/pieces/3")
+        try Data(repeating: 0, count: 4_096).write(to: onDisk)
+        #expect((#expect(throws: ArtifactError.self) { try store.commit(manifest.digest) })?.code == .pieceMismatch)
+        #expect(!store.has(manifest.digest))
+        try store.store(manifest.digest, index: 3, bytes: piece(3))
+        try store.commit(manifest.digest)
+        let exported = folder.appendingPathComponent("out.bin")
+        try store.export(manifest.digest, to: exported)
+        #expect([UInt8](try Data(contentsOf: exported)) == bytes)
+    }
+
+    @Test("remove makes an artifact vanish, committed or incoming, and a new transfer starts clean")
+    func remove() throws {
+        let folder = try Self.scratch()
+        defer { try? FileManager.default.removeItem(at: folder) }
+        let (file, bytes) = try Self.artifact(in: folder, size: 8_192)
+        let manifest = try Manifest.build(fileAt: file.path, name: "svc", pieceSize: 4_096)
+        let store = try BlobStore(root: folder.appendingPathComponent("store"))
+        _ = try store.begin(manifest)
+        try store.store(manifest.digest, index: 0, bytes: Array(bytes[0..<4_096]))
+        #expect(store.incomingDigests() == [manifest.digest])
+        try store.remove(manifest.digest)
+        #expect(store.incomingDigests().isEmpty)
+        #expect(try store.begin(manifest) == 0, "nothing survives a removal")
+        for index in 0..<2 { try store.store(manifest.digest, index: index, bytes: Array(bytes[(index * 4_096)..<((index + 1) * 4_096)])) }
+        try store.commit(manifest.digest)
+        try store.remove(manifest.digest)
+        #expect(!store.has(manifest.digest))
+        #expect(try store.committedDigests().isEmpty)
+        #expect(throws: ArtifactError.self) { try store.remove("not-a-digest") }
+    }
 }

@@ -87,14 +87,15 @@ struct BuildPipelineTests {
         #expect(artifact.jobID == ack.jobID && artifact.commit == commit && artifact.repoURL == repo.path)
         #expect(artifact.size == UInt64("hello \(commit)\n".utf8.count) && artifact.originRegion == "local")
         #expect(artifact.replicas.map(\.region) == ["local"] && artifact.replicas.first?.state == .complete)
+        #expect(artifact.deployableAtUnixMicros > 0, "with no --regions, the build's own region is all it needs")
         query.digest = String(repeating: "0", count: 64)
         let unknown = await #expect(throws: ProducerError.self) { _ = try await client.artifacts(query) }
         #expect(unknown?.serverCode == "not_found")
 
         // A subscriber that starts after all of it still gets every event, gap-free, in order.
-        let events = try await lateSubscriber(cluster, count: 5)
-        #expect(events.map(\.sequence) == [1, 2, 3, 4, 5])
-        #expect(events.map(\.type) == [.jobQueued, .jobStarted, .jobSucceeded, .artifactPublished, .jobSucceeded])
+        let events = try await lateSubscriber(cluster, count: 6)
+        #expect(events.map(\.sequence) == [1, 2, 3, 4, 5, 6])
+        #expect(events.map(\.type) == [.jobQueued, .jobStarted, .jobSucceeded, .artifactPublished, .artifactDeployable, .jobSucceeded])
         #expect(events[3].artifactDigest == digest)
     }
 

@@ -49,6 +49,32 @@ struct TapTests {
         #expect(formatter.typeNames(frames) == ["event", "job_succeeded"])
     }
 
+    @Test("every artifact event decodes its payload", arguments: [
+        Slipway_V1_EventType.artifactPublished, .replicaComplete, .artifactDeployable, .artifactDeleted,
+    ])
+    func artifactEvents(type: Slipway_V1_EventType) throws {
+        var event = Slipway_V1_Event()
+        event.sequence = 7
+        event.type = type
+        event.artifactDigest = String(repeating: "ab", count: 32)
+        if type == .replicaComplete {
+            var status = Slipway_V1_ReplicationStatus()
+            status.region = "eu-west"
+            status.state = .complete
+            event.payload = try status.serializedData()
+        } else {
+            var manifest = Slipway_V1_ArtifactManifest()
+            manifest.name = "hello-service"
+            manifest.originRegion = "eu-west"
+            event.payload = try manifest.serializedData()
+        }
+        let text = TapFormatter().line(WireCodec().encode(WireMessage(event, sender: "c", topic: "artifact.x")), at: time)
+        let names: [Slipway_V1_EventType: String] = [.artifactPublished: "artifact_published", .replicaComplete: "replica_complete",
+                                                     .artifactDeployable: "artifact_deployable", .artifactDeleted: "artifact_deleted"]
+        #expect(text.contains("#7 \(names[type]!) artifact=abababababab"), "\(text)")
+        #expect(text.contains("eu-west"), "the payload is decoded: \(text)")
+    }
+
     @Test("garbage frames are shown, with hex when asked, never a crash")
     func garbage() throws {
         let samples: [[[UInt8]]] = [[], [[0xFF]], [[], [0x0F, 0xFF, 0x00]], Array(repeating: [1], count: 9), [[], [], []]]
