@@ -2,6 +2,8 @@ import Foundation
 import SlipwayProducer
 import SlipwayProto
 import SlipwayTestSupport
+import SlipwayThreads
+import SlipwayWire
 import Testing
 #if canImport(Glibc)
 import Glibc
@@ -69,6 +71,31 @@ struct ReplicationTests {
             psql '\(cluster.databaseURL)' -Atc "SELECT type FROM events WHERE type LIKE 'artifact_%' ORDER BY seq"
             """).split(separator: "\n")
         #expect(events == ["artifact_published", "artifact_replica", "artifact_replica", "artifact_deployable"])
+
+        // Hostile or confused reports are answered with a reason and change nothing.
+        let report = { (digest: String, region: String, state: Slipway_V1_ReplicaState) in
+            var status = Slipway_V1_ReplicationStatus()
+            status.digest = digest
+            status.region = region
+            status.state = state
+            return status
+        }
+        #expect(try await errorCode(cluster.intake, report("not-a-digest", "b", .complete)) == "invalid_argument")
+        #expect(try await errorCode(cluster.intake, report(digest, "mars", .complete)) == "invalid_argument")
+        #expect(try await errorCode(cluster.intake, report(String(repeating: "0", count: 64), "b", .complete)) == "not_found")
+        let regressed = try await request(cluster.intake, report(digest, "b", .copying))
+        #expect(try regressed.body(as: Slipway_V1_ReplicationStatus.self).state == .complete, "a complete replica stays complete")
+        // Garbage and nonsense piece requests at every store.
+        try await BuildPipelineTests.sendGarbage(to: Array(stores.values))
+        var ask = Slipway_V1_PieceRequest()
+        ask.digest = digest
+        ask.firstPiece = 1_000_000
+        ask.count = 5
+        #expect(try await errorCode(stores["b"]!, ask) == "invalid_argument")
+        ask.digest = String(repeating: "1", count: 64)
+        #expect(try await errorCode(stores["b"]!, ask) == "not_found")
+        info = try await artifact(client, digest)
+        #expect(info.deployableAtUnixMicros > 0 && info.replicas.allSatisfy { $0.state == .complete })
     }
 
     static func resumeAfterKill(_ cluster: Cluster) async throws {
@@ -168,6 +195,27 @@ struct ReplicationTests {
         let done = try await client.wait(for: ack.jobID, timeout: .seconds(60))
         try #require(done.status == .succeeded, "build failed: \(done.error)")
         return done.artifactDigest
+    }
+
+    /// One request over a fresh DEALER; the reply.
+    static func request(_ endpoint: String, _ body: some WireBody & Sendable) async throws -> WireMessage {
+        let context = try ZMQContext()
+        let thread = OwnedThread(name: "raw-request")
+        defer { thread.shutdown() }
+        return try await thread.run {
+            let socket = try ZMQSocket(context: context, type: .dealer)
+            defer { socket.close() }
+            try socket.set(.linger(.zero))
+            try socket.connect(endpoint)
+            _ = try socket.send(WireCodec().encode(WireMessage(body, sender: "test")))
+            let frames = try #require(try socket.receive(wait: .timeout(.seconds(10))), "no reply from \(endpoint)")
+            return try WireCodec().decode(frames)
+        }
+    }
+
+    static func errorCode(_ endpoint: String, _ body: some WireBody & Sendable) async throws -> String {
+        let reply = try await request(endpoint, body)
+        return reply.type == .errorReply ? try reply.body(as: Slipway_V1_ErrorReply.self).code : "none: \(reply.type)"
     }
 
     static func query(digest: String) -> Slipway_V1_ArtifactQuery {
