@@ -11,6 +11,10 @@ struct TapCommand: AsyncParsableCommand {
         discussion: """
             Connects a SUB socket to each --connect endpoint (the coordinator's events by default) and \
             prints one line per message. Undecodable frames are shown, never dropped (--raw adds hex).
+
+            Capture mode (--proxy-frontend and --proxy-backend): runs an XSUB/XPUB proxy (zmq_proxy) \
+            between publishers that connect to the frontend and subscribers that connect to the \
+            backend, and prints every message that crosses it, subscriptions included.
             """)
 
     @Option(name: .customLong("connect"), help: "PUB endpoint to watch (repeatable).")
@@ -24,6 +28,15 @@ struct TapCommand: AsyncParsableCommand {
     @Option(help: "Print a recording instead of connecting.") var replay: String?
     @Option(help: "Stop after this many printed messages.") var count: Int?
     @Option(help: "Stop after this long (e.g. 30s).") var duration: DurationArgument?
+    @Option(help: "Capture mode: XSUB endpoint to bind, where publishers connect.") var proxyFrontend: String?
+    @Option(help: "Capture mode: XPUB endpoint to bind, where subscribers connect.") var proxyBackend: String?
+
+    func validate() throws {
+        guard (proxyFrontend == nil) == (proxyBackend == nil) else {
+            throw ValidationError("--proxy-frontend and --proxy-backend go together")
+        }
+        if let count, count < 1 { throw ValidationError("--count must be at least 1") }
+    }
 
     func run() async throws {
         let formatter = TapFormatter(json: json, raw: raw)
@@ -43,6 +56,9 @@ struct TapCommand: AsyncParsableCommand {
             return
         }
         let writer = try record.map { try TapRecording.Writer(url: URL(fileURLWithPath: $0)) }
+        if let proxyFrontend, let proxyBackend {
+            return try await capture(frontend: proxyFrontend, backend: proxyBackend, formatter: formatter, matches: matches, writer: writer)
+        }
         let thread = OwnedThread(name: "tap")
         defer { thread.shutdown() }
         let (endpoints, topic, count) = (self.endpoints, self.topic, self.count)
@@ -69,5 +85,59 @@ struct TapCommand: AsyncParsableCommand {
             }
             try recorder?.close()
         }
+    }
+    /// Runs the proxy on one thread and prints its capture stream on another.
+    private func capture(frontend: String, backend: String, formatter: TapFormatter,
+                         matches: @escaping @Sendable ([[UInt8]]) -> Bool, writer: TapRecording.Writer?) async throws {
+        let context = try ZMQContext()
+        let proxyThread = OwnedThread(name: "tap-proxy"), printThread = OwnedThread(name: "tap")
+        defer { proxyThread.shutdown(); printThread.shutdown() }
+        let (count, deadline) = (self.count, duration.map { ContinuousClock.now + $0.duration })
+        let (captureEndpoint, controlEndpoint) = ("inproc://tap-capture", "inproc://tap-control")
+        nonisolated(unsafe) let recorder = writer  // used only on the print thread below
+        async let proxy: Void = proxyThread.run {
+            let front = try ZMQSocket(context: context, type: .xsub)
+            let back = try ZMQSocket(context: context, type: .xpub)
+            let copy = try ZMQSocket(context: context, type: .push)
+            let control = try ZMQSocket(context: context, type: .pair)
+            defer { for socket in [front, back, copy, control] { socket.close() } }
+            try front.bind(frontend)
+            try back.bind(backend)
+            try copy.bind(captureEndpoint)
+            try control.bind(controlEndpoint)
+            try ZMQProxy.run(frontend: front, backend: back, capture: copy, control: control)
+        }
+        try await printThread.run {
+            // Connecting to inproc before the bind is fine in libzmq 4.
+            let captured = try ZMQSocket(context: context, type: .pull)
+            let control = try ZMQSocket(context: context, type: .pair)
+            defer { captured.close(); control.close() }
+            try captured.connect(captureEndpoint)
+            try control.connect(controlEndpoint)
+            defer { _ = try? control.send([Array("TERMINATE".utf8)], wait: .timeout(.seconds(1))) }
+            var printed = 0
+            while deadline.map({ ContinuousClock.now < $0 }) ?? true {
+                let received = try captured.receive(wait: .timeout(.milliseconds(200)), maxFrames: 64) {
+                    print("! dropped a message with more than 64 frames")
+                }
+                guard let frames = received else { continue }
+                let now = Date()
+                try recorder?.append(TapRecording.Entry(time: now, frames: frames))
+                let line: String
+                if frames.count == 1, let first = frames[0].first, first <= 1 {
+                    // XPUB -> XSUB traffic: a subscriber subscribing (1) or unsubscribing (0).
+                    let topic = SafeText.printable(String(decoding: frames[0].dropFirst(), as: UTF8.self), limit: 200)
+                    line = "\(ISO8601DateFormatter().string(from: now)) \(first == 1 ? "subscribe" : "unsubscribe") \"\(topic)\""
+                } else {
+                    guard matches(frames) else { continue }
+                    line = formatter.line(frames, at: now)
+                }
+                FileHandle.standardOutput.write(Data((line + "\n").utf8))
+                printed += 1
+                if let count, printed >= count { break }
+            }
+            try recorder?.close()
+        }
+        try await proxy
     }
 }
