@@ -376,6 +376,32 @@ final class CoordinatorLoop {
                     logger.info("replica report", metadata: ["digest": "\(report.digest)", "region": "\(report.region)",
                                                             "state": "\(report.state)", "error": "\(SafeText.printable(report.error))"])
                 }
+            case .deployRequest:
+                let request = try message.body(as: Slipway_V1_DeployRequest.self)
+                if let problem = targetRequestProblem(service: request.service, regions: request.regions, setBy: request.setBy) {
+                    return reply(peer, to: id, error: "invalid_argument", problem)
+                }
+                guard Manifest.isDigest(request.artifactDigest) else {
+                    return reply(peer, to: id, error: "invalid_argument", "artifact digest must be 64 lowercase hex characters")
+                }
+                try changeTargets(peer, id, "deploy", service: request.service) {
+                    try queries.deploy(db, service: request.service, digest: request.artifactDigest, regions: request.regions, setBy: request.setBy)
+                }
+            case .rollbackRequest:
+                let request = try message.body(as: Slipway_V1_RollbackRequest.self)
+                if let problem = targetRequestProblem(service: request.service, regions: request.regions, setBy: request.setBy) {
+                    return reply(peer, to: id, error: "invalid_argument", problem)
+                }
+                try changeTargets(peer, id, "rollback", service: request.service) {
+                    try queries.rollback(db, service: request.service, regions: request.regions, setBy: request.setBy)
+                }
+            case .serviceStatusQuery:
+                let query = try message.body(as: Slipway_V1_ServiceStatusQuery.self)
+                guard SubmissionValidator.isName(query.service, max: 128) else {
+                    return reply(peer, to: id, error: "invalid_argument", "service name must be 1 to 128 characters of A-Z a-z 0-9 . _ -")
+                }
+                let limit = query.historyLimit == 0 ? 20 : min(Int(query.historyLimit), 1_000)
+                reply(peer, to: id, try queries.serviceStatus(db, service: query.service, limit: limit))
             case .logQuery:
                 let request = try message.body(as: Slipway_V1_LogQuery.self)
                 let limit = request.maxBytes == 0 ? 256 << 10 : min(Int(request.maxBytes), 4 << 20)
@@ -391,6 +417,41 @@ final class CoordinatorLoop {
             reply(peer, to: id, error: "unavailable", "the coordinator's database failed this request; retry")
         } catch let error as WireError {
             reply(peer, to: id, error: "invalid_argument", error.description)
+        }
+    }
+
+    /// Why a deploy or rollback request is malformed, or nil.
+    private func targetRequestProblem(service: String, regions: [String], setBy: String) -> String? {
+        guard SubmissionValidator.isName(service, max: 128) else {
+            return "service name must be 1 to 128 characters of A-Z a-z 0-9 . _ -"
+        }
+        guard regions.count <= 64, Set(regions).count == regions.count, regions.allSatisfy({ SubmissionValidator.isName($0, max: 64) }) else {
+            return "regions must be distinct names of A-Z a-z 0-9 . _ -, at most 64"
+        }
+        if !config.regions.isEmpty, let unknown = regions.first(where: { !config.regions.contains($0) }) {
+            return "region \(unknown) is not one of this coordinator's regions (\(config.regions.joined(separator: ", ")))"
+        }
+        guard (1...128).contains(setBy.utf8.count), SafeText.printable(setBy, limit: 128) == setBy else {
+            return "set_by must name who asked: 1 to 128 printable characters"
+        }
+        return nil
+    }
+
+    /// Runs a deploy or rollback; a refusal becomes an error reply with its reason.
+    private func changeTargets(_ peer: [UInt8], _ id: String, _ action: String, service: String,
+                               _ body: () throws -> (Slipway_V1_DeployReply, [OutboxEvent])) throws {
+        do {
+            let (answer, published) = try body()
+            publish(published)
+            reply(peer, to: id, answer)
+            for change in answer.targets where !answer.unchanged.contains(change.region) {
+                logger.info("target changed", metadata: ["action": "\(action)", "service": "\(service)",
+                                                        "region": "\(change.region.isEmpty ? "(global)" : change.region)",
+                                                        "digest": "\(change.artifactDigest)", "version": "\(change.version)",
+                                                        "set_by": "\(change.setBy)"])
+            }
+        } catch let refusal as TargetRefusal {
+            reply(peer, to: id, error: refusal.code, refusal.message)
         }
     }
 

@@ -60,6 +60,27 @@ public actor SlipwayClient {
         try call(query, expecting: Slipway_V1_ArtifactList.self).reply.artifacts
     }
 
+    /// Sets a service's target build, globally or in the request's regions. Refused
+    /// (`ProducerError.rejected`, server code `failed_precondition`) until the
+    /// artifact is replicated to every region the target covers. Setting the
+    /// current target again changes nothing, so retries are safe.
+    public func deploy(_ request: Slipway_V1_DeployRequest) throws -> Slipway_V1_DeployReply {
+        try call(request, expecting: Slipway_V1_DeployReply.self).reply
+    }
+
+    /// Sets each target back to the build its last change replaced.
+    public func rollback(_ request: Slipway_V1_RollbackRequest) throws -> Slipway_V1_DeployReply {
+        try call(request, expecting: Slipway_V1_DeployReply.self).reply
+    }
+
+    /// A service's targets, deployment history and the regions' agent reports.
+    public func status(service: String, historyLimit: UInt32 = 20) throws -> Slipway_V1_ServiceStatus {
+        var query = Slipway_V1_ServiceStatusQuery()
+        query.service = service
+        query.historyLimit = historyLimit
+        return try call(query, expecting: Slipway_V1_ServiceStatus.self).reply
+    }
+
     /// Cancels a job (a running one stops when its worker confirms).
     public func cancel(_ id: String, reason: String = "") throws -> Slipway_V1_CancelBuildAck {
         var request = Slipway_V1_CancelBuild()

@@ -85,6 +85,11 @@ public nonisolated enum Slipway_V1_MessageType: SwiftProtobuf.Enum, Swift.CaseIt
   case peerListRequest // = 43
   case peerList // = 44
   case regionReport // = 45
+  case deployRequest // = 46
+  case deployReply // = 47
+  case rollbackRequest // = 48
+  case serviceStatusQuery // = 49
+  case serviceStatus // = 53
 
   /// Reliable event stream (PUB/SUB plus catch-up over ROUTER).
   case event // = 50
@@ -134,9 +139,14 @@ public nonisolated enum Slipway_V1_MessageType: SwiftProtobuf.Enum, Swift.CaseIt
     case 43: self = .peerListRequest
     case 44: self = .peerList
     case 45: self = .regionReport
+    case 46: self = .deployRequest
+    case 47: self = .deployReply
+    case 48: self = .rollbackRequest
+    case 49: self = .serviceStatusQuery
     case 50: self = .event
     case 51: self = .snapshotRequest
     case 52: self = .snapshotEnd
+    case 53: self = .serviceStatus
     default: self = .UNRECOGNIZED(rawValue)
     }
   }
@@ -179,9 +189,14 @@ public nonisolated enum Slipway_V1_MessageType: SwiftProtobuf.Enum, Swift.CaseIt
     case .peerListRequest: return 43
     case .peerList: return 44
     case .regionReport: return 45
+    case .deployRequest: return 46
+    case .deployReply: return 47
+    case .rollbackRequest: return 48
+    case .serviceStatusQuery: return 49
     case .event: return 50
     case .snapshotRequest: return 51
     case .snapshotEnd: return 52
+    case .serviceStatus: return 53
     case .UNRECOGNIZED(let i): return i
     }
   }
@@ -224,6 +239,11 @@ public nonisolated enum Slipway_V1_MessageType: SwiftProtobuf.Enum, Swift.CaseIt
     .peerListRequest,
     .peerList,
     .regionReport,
+    .deployRequest,
+    .deployReply,
+    .rollbackRequest,
+    .serviceStatusQuery,
+    .serviceStatus,
     .event,
     .snapshotRequest,
     .snapshotEnd,
@@ -287,7 +307,7 @@ public nonisolated struct Slipway_V1_ErrorReply: Sendable {
 fileprivate nonisolated let _protobuf_package = "slipway.v1"
 
 nonisolated extension Slipway_V1_MessageType: SwiftProtobuf._ProtoNameProviding {
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0MESSAGE_TYPE_UNSPECIFIED\0\u{1}MESSAGE_TYPE_SUBMIT_BUILD\0\u{1}MESSAGE_TYPE_SUBMIT_BUILD_ACK\0\u{1}MESSAGE_TYPE_CANCEL_BUILD\0\u{1}MESSAGE_TYPE_CANCEL_BUILD_ACK\0\u{1}MESSAGE_TYPE_ERROR_REPLY\0\u{1}MESSAGE_TYPE_JOB_QUERY\0\u{1}MESSAGE_TYPE_JOB_INFO\0\u{1}MESSAGE_TYPE_JOB_LIST_QUERY\0\u{1}MESSAGE_TYPE_JOB_LIST\0\u{1}MESSAGE_TYPE_WORK_REQUEST\0\u{1}MESSAGE_TYPE_WORK_ASSIGNMENT\0\u{1}MESSAGE_TYPE_WORKER_HEARTBEAT\0\u{1}MESSAGE_TYPE_COORDINATOR_HEARTBEAT\0\u{1}MESSAGE_TYPE_LOG_CHUNK\0\u{1}MESSAGE_TYPE_BUILD_RESULT\0\u{1}MESSAGE_TYPE_ABORT_JOB\0\u{1}MESSAGE_TYPE_RESULT_ACK\0\u{1}MESSAGE_TYPE_LOG_QUERY\0\u{1}MESSAGE_TYPE_LOG_DATA\0\u{1}MESSAGE_TYPE_ARTIFACT_MANIFEST\0\u{1}MESSAGE_TYPE_PIECE_REQUEST\0\u{1}MESSAGE_TYPE_PIECE_DATA\0\u{1}MESSAGE_TYPE_MANIFEST_REQUEST\0\u{1}MESSAGE_TYPE_UPLOAD_BEGIN\0\u{1}MESSAGE_TYPE_UPLOAD_COMMIT\0\u{1}MESSAGE_TYPE_UPLOAD_ACK\0\u{1}MESSAGE_TYPE_ARTIFACT_QUERY\0\u{1}MESSAGE_TYPE_ARTIFACT_LIST\0\u{2}\u{2}MESSAGE_TYPE_REPLICATION_STATUS\0\u{2}\u{a}MESSAGE_TYPE_TARGET_CHANGE\0\u{1}MESSAGE_TYPE_AGENT_STATUS\0\u{1}MESSAGE_TYPE_AGENT_REGISTER\0\u{1}MESSAGE_TYPE_PEER_LIST_REQUEST\0\u{1}MESSAGE_TYPE_PEER_LIST\0\u{1}MESSAGE_TYPE_REGION_REPORT\0\u{2}\u{5}MESSAGE_TYPE_EVENT\0\u{1}MESSAGE_TYPE_SNAPSHOT_REQUEST\0\u{1}MESSAGE_TYPE_SNAPSHOT_END\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0MESSAGE_TYPE_UNSPECIFIED\0\u{1}MESSAGE_TYPE_SUBMIT_BUILD\0\u{1}MESSAGE_TYPE_SUBMIT_BUILD_ACK\0\u{1}MESSAGE_TYPE_CANCEL_BUILD\0\u{1}MESSAGE_TYPE_CANCEL_BUILD_ACK\0\u{1}MESSAGE_TYPE_ERROR_REPLY\0\u{1}MESSAGE_TYPE_JOB_QUERY\0\u{1}MESSAGE_TYPE_JOB_INFO\0\u{1}MESSAGE_TYPE_JOB_LIST_QUERY\0\u{1}MESSAGE_TYPE_JOB_LIST\0\u{1}MESSAGE_TYPE_WORK_REQUEST\0\u{1}MESSAGE_TYPE_WORK_ASSIGNMENT\0\u{1}MESSAGE_TYPE_WORKER_HEARTBEAT\0\u{1}MESSAGE_TYPE_COORDINATOR_HEARTBEAT\0\u{1}MESSAGE_TYPE_LOG_CHUNK\0\u{1}MESSAGE_TYPE_BUILD_RESULT\0\u{1}MESSAGE_TYPE_ABORT_JOB\0\u{1}MESSAGE_TYPE_RESULT_ACK\0\u{1}MESSAGE_TYPE_LOG_QUERY\0\u{1}MESSAGE_TYPE_LOG_DATA\0\u{1}MESSAGE_TYPE_ARTIFACT_MANIFEST\0\u{1}MESSAGE_TYPE_PIECE_REQUEST\0\u{1}MESSAGE_TYPE_PIECE_DATA\0\u{1}MESSAGE_TYPE_MANIFEST_REQUEST\0\u{1}MESSAGE_TYPE_UPLOAD_BEGIN\0\u{1}MESSAGE_TYPE_UPLOAD_COMMIT\0\u{1}MESSAGE_TYPE_UPLOAD_ACK\0\u{1}MESSAGE_TYPE_ARTIFACT_QUERY\0\u{1}MESSAGE_TYPE_ARTIFACT_LIST\0\u{2}\u{2}MESSAGE_TYPE_REPLICATION_STATUS\0\u{2}\u{a}MESSAGE_TYPE_TARGET_CHANGE\0\u{1}MESSAGE_TYPE_AGENT_STATUS\0\u{1}MESSAGE_TYPE_AGENT_REGISTER\0\u{1}MESSAGE_TYPE_PEER_LIST_REQUEST\0\u{1}MESSAGE_TYPE_PEER_LIST\0\u{1}MESSAGE_TYPE_REGION_REPORT\0\u{1}MESSAGE_TYPE_DEPLOY_REQUEST\0\u{1}MESSAGE_TYPE_DEPLOY_REPLY\0\u{1}MESSAGE_TYPE_ROLLBACK_REQUEST\0\u{1}MESSAGE_TYPE_SERVICE_STATUS_QUERY\0\u{1}MESSAGE_TYPE_EVENT\0\u{1}MESSAGE_TYPE_SNAPSHOT_REQUEST\0\u{1}MESSAGE_TYPE_SNAPSHOT_END\0\u{1}MESSAGE_TYPE_SERVICE_STATUS\0")
 }
 
 nonisolated extension Slipway_V1_Envelope: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {

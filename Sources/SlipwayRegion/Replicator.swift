@@ -17,6 +17,10 @@ import SlipwayWire
 ///
 /// One artifact is copied at a time, first come first served; its pieces may
 /// come from several regions at once.
+///
+/// The same stream carries `target.changed`: global and this region's targets
+/// are kept in `targets.json` beside the store, so they survive the coordinator
+/// and this process being down.
 final class Replicator {
     private let config: RegionConfig
     private let logger: Logger
@@ -31,6 +35,8 @@ final class Replicator {
     private var retryLater: [(manifest: Slipway_V1_ArtifactManifest, at: ContinuousClock.Instant)] = []
     private var transfer: Transfer?
     private var savedSequence: UInt64 = 0
+    private var targets = RegionTargets()
+    private let targetsFile: URL
     private var rejected = 0
 
     /// The copy in progress, and when it last reported progress.
@@ -48,10 +54,16 @@ final class Replicator {
         self.store = try BlobStore(root: root, cleanTemporary: false)
         self.ledger = try ReplicationLedger(storeRoot: root)
         self.peerNames = config.peers.keys.filter { $0 != config.region }.sorted()
+        self.targetsFile = root.appendingPathComponent("targets.json")
     }
 
     func run() throws {
         savedSequence = ledger.lastSequence
+        targets = try RegionTargets.load(from: targetsFile)
+        for service in targets.services {
+            let target = targets.effective(service)!
+            logger.info("regional target", metadata: ["service": "\(service)", "digest": "\(target.digest)", "version": "\(target.version)"])
+        }
         events = try EventSubscriber(context: context, publisher: config.coordinatorEvents, snapshot: config.coordinatorSnapshot,
                                      after: savedSequence, sender: config.id)
         reporter = ReplicationReporter(context: context, endpoint: config.coordinatorIntake, sender: config.id, logger: logger)
@@ -113,6 +125,22 @@ final class Replicator {
             } catch {
                 logger.error("could not delete a collected artifact", metadata: ["digest": "\(digest)", "error": "\(error)"])
             }
+        case .targetChanged:
+            guard let change = try? Slipway_V1_TargetChange(serializedBytes: event.payload) else {
+                rejected += 1
+                return logger.warning("target.changed with a bad payload ignored", metadata: ["sequence": "\(event.sequence)"])
+            }
+            guard targets.apply(change, region: config.region) else { return }
+            do {
+                // Saved before the sequence number that covers it: a crash replays the event.
+                try targets.save(to: targetsFile)
+            } catch {
+                logger.error("cannot save the regional targets", metadata: ["error": "\(error)"])
+            }
+            let target = targets.effective(change.service)!
+            logger.info("regional target changed", metadata: [
+                "service": "\(change.service)", "digest": "\(target.digest)", "version": "\(target.version)",
+                "scope": "\(change.region.isEmpty ? "global" : change.region)", "set_by": "\(change.setBy)"])
         default:
             break
         }

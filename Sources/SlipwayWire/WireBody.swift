@@ -28,6 +28,8 @@ public enum WireRegistry {
             Slipway_V1_TargetChange.self, Slipway_V1_AgentStatus.self,
             Slipway_V1_AgentRegister.self, Slipway_V1_PeerListRequest.self,
             Slipway_V1_PeerList.self, Slipway_V1_RegionReport.self,
+            Slipway_V1_DeployRequest.self, Slipway_V1_DeployReply.self, Slipway_V1_RollbackRequest.self,
+            Slipway_V1_ServiceStatusQuery.self, Slipway_V1_ServiceStatus.self,
             Slipway_V1_Event.self, Slipway_V1_SnapshotRequest.self, Slipway_V1_SnapshotEnd.self,
         ]
         return Dictionary(uniqueKeysWithValues: all.map { ($0.messageType, $0) })
@@ -81,6 +83,11 @@ extension Slipway_V1_AgentRegister: WireBody { public static var messageType: Sl
 extension Slipway_V1_PeerListRequest: WireBody { public static var messageType: Slipway_V1_MessageType { .peerListRequest } }
 extension Slipway_V1_PeerList: WireBody { public static var messageType: Slipway_V1_MessageType { .peerList } }
 extension Slipway_V1_RegionReport: WireBody { public static var messageType: Slipway_V1_MessageType { .regionReport } }
+extension Slipway_V1_DeployRequest: WireBody { public static var messageType: Slipway_V1_MessageType { .deployRequest } }
+extension Slipway_V1_DeployReply: WireBody { public static var messageType: Slipway_V1_MessageType { .deployReply } }
+extension Slipway_V1_RollbackRequest: WireBody { public static var messageType: Slipway_V1_MessageType { .rollbackRequest } }
+extension Slipway_V1_ServiceStatusQuery: WireBody { public static var messageType: Slipway_V1_MessageType { .serviceStatusQuery } }
+extension Slipway_V1_ServiceStatus: WireBody { public static var messageType: Slipway_V1_MessageType { .serviceStatus } }
 extension Slipway_V1_Event: WireBody { public static var messageType: Slipway_V1_MessageType { .event } }
 extension Slipway_V1_SnapshotRequest: WireBody { public static var messageType: Slipway_V1_MessageType { .snapshotRequest } }
 extension Slipway_V1_SnapshotEnd: WireBody { public static var messageType: Slipway_V1_MessageType { .snapshotEnd } }

@@ -15,7 +15,7 @@ enum JobExit {
 struct ClientOptions: ParsableArguments {
     @Option(help: "The coordinator's intake endpoint (env: SLIPWAY_COORDINATOR).")
     var coordinator: String?
-    @Option(help: "Print JSON instead of text.")
+    @Flag(help: "Print JSON instead of text.")
     var json = false
 
     func client() throws -> SlipwayClient {

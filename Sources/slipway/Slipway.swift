@@ -9,7 +9,7 @@ struct Slipway: AsyncParsableCommand {
         version: SlipwayVersion.string,
         subcommands: [
             SubmitCommand.self, JobsCommand.self, JobCommand.self, LogsCommand.self, CancelCommand.self,
-            ArtifactsCommand.self, ArtifactCommand.self,
+            ArtifactsCommand.self, ArtifactCommand.self, DeployCommand.self, RollbackCommand.self, StatusCommand.self,
             CoordinatorCommand.self, WorkerCommand.self, RegionCommand.self, TapCommand.self,
             MigrateCommand.self, VersionCommand.self,
         ])

@@ -151,13 +151,9 @@ struct ReplicationTests {
             digests.append(digest)
         }
         let (previous, current, doomed) = (digests[0], digests[1], digests[2])
-        // The deploy commands come with the deployment work; write what they will write.
-        _ = try shellOutput("""
-            psql '\(cluster.databaseURL)' -v ON_ERROR_STOP=1 -Atc "
-              INSERT INTO targets (service, region, artifact_digest, version, set_by) VALUES ('svc', '', '\(current)', 2, 'test');
-              INSERT INTO deployments (service, region, from_digest, to_digest, version, action, set_by) VALUES
-                ('svc', '', NULL, '\(previous)', 1, 'deploy', 'test'), ('svc', '', '\(previous)', '\(current)', 2, 'deploy', 'test');"
-            """)
+        // `previous` was the target before `current`: a rollback would return to it.
+        _ = try await client.deploy(DeployTests.deploy(previous))
+        _ = try await client.deploy(DeployTests.deploy(current))
         // A coordinator with a 1 s retention takes over (the first steps down).
         _ = cluster.processes["coordinator"]!.stop()
         try cluster.startCoordinator("coordinator-gc", extra: ["--regions", "a,c", "--artifact-retention", "1s", "--gc-interval", "1s"])

@@ -367,6 +367,276 @@ void   slipway__v1__region_report__free_unpacked
   assert(message->base.descriptor == &slipway__v1__region_report__descriptor);
   protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
 }
+void   slipway__v1__deploy_request__init
+                     (Slipway__V1__DeployRequest         *message)
+{
+  static const Slipway__V1__DeployRequest init_value = SLIPWAY__V1__DEPLOY_REQUEST__INIT;
+  *message = init_value;
+}
+size_t slipway__v1__deploy_request__get_packed_size
+                     (const Slipway__V1__DeployRequest *message)
+{
+  assert(message->base.descriptor == &slipway__v1__deploy_request__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t slipway__v1__deploy_request__pack
+                     (const Slipway__V1__DeployRequest *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &slipway__v1__deploy_request__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t slipway__v1__deploy_request__pack_to_buffer
+                     (const Slipway__V1__DeployRequest *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &slipway__v1__deploy_request__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Slipway__V1__DeployRequest *
+       slipway__v1__deploy_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Slipway__V1__DeployRequest *)
+     protobuf_c_message_unpack (&slipway__v1__deploy_request__descriptor,
+                                allocator, len, data);
+}
+void   slipway__v1__deploy_request__free_unpacked
+                     (Slipway__V1__DeployRequest *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &slipway__v1__deploy_request__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   slipway__v1__rollback_request__init
+                     (Slipway__V1__RollbackRequest         *message)
+{
+  static const Slipway__V1__RollbackRequest init_value = SLIPWAY__V1__ROLLBACK_REQUEST__INIT;
+  *message = init_value;
+}
+size_t slipway__v1__rollback_request__get_packed_size
+                     (const Slipway__V1__RollbackRequest *message)
+{
+  assert(message->base.descriptor == &slipway__v1__rollback_request__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t slipway__v1__rollback_request__pack
+                     (const Slipway__V1__RollbackRequest *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &slipway__v1__rollback_request__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t slipway__v1__rollback_request__pack_to_buffer
+                     (const Slipway__V1__RollbackRequest *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &slipway__v1__rollback_request__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Slipway__V1__RollbackRequest *
+       slipway__v1__rollback_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Slipway__V1__RollbackRequest *)
+     protobuf_c_message_unpack (&slipway__v1__rollback_request__descriptor,
+                                allocator, len, data);
+}
+void   slipway__v1__rollback_request__free_unpacked
+                     (Slipway__V1__RollbackRequest *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &slipway__v1__rollback_request__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   slipway__v1__deploy_reply__init
+                     (Slipway__V1__DeployReply         *message)
+{
+  static const Slipway__V1__DeployReply init_value = SLIPWAY__V1__DEPLOY_REPLY__INIT;
+  *message = init_value;
+}
+size_t slipway__v1__deploy_reply__get_packed_size
+                     (const Slipway__V1__DeployReply *message)
+{
+  assert(message->base.descriptor == &slipway__v1__deploy_reply__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t slipway__v1__deploy_reply__pack
+                     (const Slipway__V1__DeployReply *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &slipway__v1__deploy_reply__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t slipway__v1__deploy_reply__pack_to_buffer
+                     (const Slipway__V1__DeployReply *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &slipway__v1__deploy_reply__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Slipway__V1__DeployReply *
+       slipway__v1__deploy_reply__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Slipway__V1__DeployReply *)
+     protobuf_c_message_unpack (&slipway__v1__deploy_reply__descriptor,
+                                allocator, len, data);
+}
+void   slipway__v1__deploy_reply__free_unpacked
+                     (Slipway__V1__DeployReply *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &slipway__v1__deploy_reply__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   slipway__v1__service_status_query__init
+                     (Slipway__V1__ServiceStatusQuery         *message)
+{
+  static const Slipway__V1__ServiceStatusQuery init_value = SLIPWAY__V1__SERVICE_STATUS_QUERY__INIT;
+  *message = init_value;
+}
+size_t slipway__v1__service_status_query__get_packed_size
+                     (const Slipway__V1__ServiceStatusQuery *message)
+{
+  assert(message->base.descriptor == &slipway__v1__service_status_query__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t slipway__v1__service_status_query__pack
+                     (const Slipway__V1__ServiceStatusQuery *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &slipway__v1__service_status_query__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t slipway__v1__service_status_query__pack_to_buffer
+                     (const Slipway__V1__ServiceStatusQuery *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &slipway__v1__service_status_query__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Slipway__V1__ServiceStatusQuery *
+       slipway__v1__service_status_query__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Slipway__V1__ServiceStatusQuery *)
+     protobuf_c_message_unpack (&slipway__v1__service_status_query__descriptor,
+                                allocator, len, data);
+}
+void   slipway__v1__service_status_query__free_unpacked
+                     (Slipway__V1__ServiceStatusQuery *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &slipway__v1__service_status_query__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   slipway__v1__deployment_record__init
+                     (Slipway__V1__DeploymentRecord         *message)
+{
+  static const Slipway__V1__DeploymentRecord init_value = SLIPWAY__V1__DEPLOYMENT_RECORD__INIT;
+  *message = init_value;
+}
+size_t slipway__v1__deployment_record__get_packed_size
+                     (const Slipway__V1__DeploymentRecord *message)
+{
+  assert(message->base.descriptor == &slipway__v1__deployment_record__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t slipway__v1__deployment_record__pack
+                     (const Slipway__V1__DeploymentRecord *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &slipway__v1__deployment_record__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t slipway__v1__deployment_record__pack_to_buffer
+                     (const Slipway__V1__DeploymentRecord *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &slipway__v1__deployment_record__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Slipway__V1__DeploymentRecord *
+       slipway__v1__deployment_record__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Slipway__V1__DeploymentRecord *)
+     protobuf_c_message_unpack (&slipway__v1__deployment_record__descriptor,
+                                allocator, len, data);
+}
+void   slipway__v1__deployment_record__free_unpacked
+                     (Slipway__V1__DeploymentRecord *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &slipway__v1__deployment_record__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   slipway__v1__service_status__init
+                     (Slipway__V1__ServiceStatus         *message)
+{
+  static const Slipway__V1__ServiceStatus init_value = SLIPWAY__V1__SERVICE_STATUS__INIT;
+  *message = init_value;
+}
+size_t slipway__v1__service_status__get_packed_size
+                     (const Slipway__V1__ServiceStatus *message)
+{
+  assert(message->base.descriptor == &slipway__v1__service_status__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t slipway__v1__service_status__pack
+                     (const Slipway__V1__ServiceStatus *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &slipway__v1__service_status__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t slipway__v1__service_status__pack_to_buffer
+                     (const Slipway__V1__ServiceStatus *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &slipway__v1__service_status__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Slipway__V1__ServiceStatus *
+       slipway__v1__service_status__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Slipway__V1__ServiceStatus *)
+     protobuf_c_message_unpack (&slipway__v1__service_status__descriptor,
+                                allocator, len, data);
+}
+void   slipway__v1__service_status__free_unpacked
+                     (Slipway__V1__ServiceStatus *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &slipway__v1__service_status__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
 static const ProtobufCFieldDescriptor slipway__v1__target_change__field_descriptors[7] =
 {
   {
@@ -1033,6 +1303,455 @@ const ProtobufCMessageDescriptor slipway__v1__region_report__descriptor =
   slipway__v1__region_report__field_indices_by_name,
   1,  slipway__v1__region_report__number_ranges,
   (ProtobufCMessageInit) slipway__v1__region_report__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor slipway__v1__deploy_request__field_descriptors[4] =
+{
+  {
+    "service",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Slipway__V1__DeployRequest, service),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "artifact_digest",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Slipway__V1__DeployRequest, artifact_digest),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "regions",
+    3,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_STRING,
+    offsetof(Slipway__V1__DeployRequest, n_regions),
+    offsetof(Slipway__V1__DeployRequest, regions),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "set_by",
+    4,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Slipway__V1__DeployRequest, set_by),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned slipway__v1__deploy_request__field_indices_by_name[] = {
+  1,   /* field[1] = artifact_digest */
+  2,   /* field[2] = regions */
+  0,   /* field[0] = service */
+  3,   /* field[3] = set_by */
+};
+static const ProtobufCIntRange slipway__v1__deploy_request__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 4 }
+};
+const ProtobufCMessageDescriptor slipway__v1__deploy_request__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "slipway.v1.DeployRequest",
+  "DeployRequest",
+  "Slipway__V1__DeployRequest",
+  "slipway.v1",
+  sizeof(Slipway__V1__DeployRequest),
+  4,
+  slipway__v1__deploy_request__field_descriptors,
+  slipway__v1__deploy_request__field_indices_by_name,
+  1,  slipway__v1__deploy_request__number_ranges,
+  (ProtobufCMessageInit) slipway__v1__deploy_request__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor slipway__v1__rollback_request__field_descriptors[3] =
+{
+  {
+    "service",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Slipway__V1__RollbackRequest, service),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "regions",
+    2,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_STRING,
+    offsetof(Slipway__V1__RollbackRequest, n_regions),
+    offsetof(Slipway__V1__RollbackRequest, regions),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "set_by",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Slipway__V1__RollbackRequest, set_by),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned slipway__v1__rollback_request__field_indices_by_name[] = {
+  1,   /* field[1] = regions */
+  0,   /* field[0] = service */
+  2,   /* field[2] = set_by */
+};
+static const ProtobufCIntRange slipway__v1__rollback_request__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 3 }
+};
+const ProtobufCMessageDescriptor slipway__v1__rollback_request__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "slipway.v1.RollbackRequest",
+  "RollbackRequest",
+  "Slipway__V1__RollbackRequest",
+  "slipway.v1",
+  sizeof(Slipway__V1__RollbackRequest),
+  3,
+  slipway__v1__rollback_request__field_descriptors,
+  slipway__v1__rollback_request__field_indices_by_name,
+  1,  slipway__v1__rollback_request__number_ranges,
+  (ProtobufCMessageInit) slipway__v1__rollback_request__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor slipway__v1__deploy_reply__field_descriptors[2] =
+{
+  {
+    "targets",
+    1,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Slipway__V1__DeployReply, n_targets),
+    offsetof(Slipway__V1__DeployReply, targets),
+    &slipway__v1__target_change__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "unchanged",
+    2,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_STRING,
+    offsetof(Slipway__V1__DeployReply, n_unchanged),
+    offsetof(Slipway__V1__DeployReply, unchanged),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned slipway__v1__deploy_reply__field_indices_by_name[] = {
+  0,   /* field[0] = targets */
+  1,   /* field[1] = unchanged */
+};
+static const ProtobufCIntRange slipway__v1__deploy_reply__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 2 }
+};
+const ProtobufCMessageDescriptor slipway__v1__deploy_reply__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "slipway.v1.DeployReply",
+  "DeployReply",
+  "Slipway__V1__DeployReply",
+  "slipway.v1",
+  sizeof(Slipway__V1__DeployReply),
+  2,
+  slipway__v1__deploy_reply__field_descriptors,
+  slipway__v1__deploy_reply__field_indices_by_name,
+  1,  slipway__v1__deploy_reply__number_ranges,
+  (ProtobufCMessageInit) slipway__v1__deploy_reply__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor slipway__v1__service_status_query__field_descriptors[2] =
+{
+  {
+    "service",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Slipway__V1__ServiceStatusQuery, service),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "history_limit",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT32,
+    0,   /* quantifier_offset */
+    offsetof(Slipway__V1__ServiceStatusQuery, history_limit),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned slipway__v1__service_status_query__field_indices_by_name[] = {
+  1,   /* field[1] = history_limit */
+  0,   /* field[0] = service */
+};
+static const ProtobufCIntRange slipway__v1__service_status_query__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 2 }
+};
+const ProtobufCMessageDescriptor slipway__v1__service_status_query__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "slipway.v1.ServiceStatusQuery",
+  "ServiceStatusQuery",
+  "Slipway__V1__ServiceStatusQuery",
+  "slipway.v1",
+  sizeof(Slipway__V1__ServiceStatusQuery),
+  2,
+  slipway__v1__service_status_query__field_descriptors,
+  slipway__v1__service_status_query__field_indices_by_name,
+  1,  slipway__v1__service_status_query__number_ranges,
+  (ProtobufCMessageInit) slipway__v1__service_status_query__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor slipway__v1__deployment_record__field_descriptors[8] =
+{
+  {
+    "service",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Slipway__V1__DeploymentRecord, service),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "region",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Slipway__V1__DeploymentRecord, region),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "from_digest",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Slipway__V1__DeploymentRecord, from_digest),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "to_digest",
+    4,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Slipway__V1__DeploymentRecord, to_digest),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "version",
+    5,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Slipway__V1__DeploymentRecord, version),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "action",
+    6,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Slipway__V1__DeploymentRecord, action),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "set_by",
+    7,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Slipway__V1__DeploymentRecord, set_by),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "set_at_unix_micros",
+    8,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT64,
+    0,   /* quantifier_offset */
+    offsetof(Slipway__V1__DeploymentRecord, set_at_unix_micros),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned slipway__v1__deployment_record__field_indices_by_name[] = {
+  5,   /* field[5] = action */
+  2,   /* field[2] = from_digest */
+  1,   /* field[1] = region */
+  0,   /* field[0] = service */
+  7,   /* field[7] = set_at_unix_micros */
+  6,   /* field[6] = set_by */
+  3,   /* field[3] = to_digest */
+  4,   /* field[4] = version */
+};
+static const ProtobufCIntRange slipway__v1__deployment_record__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 8 }
+};
+const ProtobufCMessageDescriptor slipway__v1__deployment_record__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "slipway.v1.DeploymentRecord",
+  "DeploymentRecord",
+  "Slipway__V1__DeploymentRecord",
+  "slipway.v1",
+  sizeof(Slipway__V1__DeploymentRecord),
+  8,
+  slipway__v1__deployment_record__field_descriptors,
+  slipway__v1__deployment_record__field_indices_by_name,
+  1,  slipway__v1__deployment_record__number_ranges,
+  (ProtobufCMessageInit) slipway__v1__deployment_record__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor slipway__v1__service_status__field_descriptors[4] =
+{
+  {
+    "service",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Slipway__V1__ServiceStatus, service),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "targets",
+    2,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Slipway__V1__ServiceStatus, n_targets),
+    offsetof(Slipway__V1__ServiceStatus, targets),
+    &slipway__v1__target_change__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "history",
+    3,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Slipway__V1__ServiceStatus, n_history),
+    offsetof(Slipway__V1__ServiceStatus, history),
+    &slipway__v1__deployment_record__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "regions",
+    4,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Slipway__V1__ServiceStatus, n_regions),
+    offsetof(Slipway__V1__ServiceStatus, regions),
+    &slipway__v1__region_report__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned slipway__v1__service_status__field_indices_by_name[] = {
+  2,   /* field[2] = history */
+  3,   /* field[3] = regions */
+  0,   /* field[0] = service */
+  1,   /* field[1] = targets */
+};
+static const ProtobufCIntRange slipway__v1__service_status__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 4 }
+};
+const ProtobufCMessageDescriptor slipway__v1__service_status__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "slipway.v1.ServiceStatus",
+  "ServiceStatus",
+  "Slipway__V1__ServiceStatus",
+  "slipway.v1",
+  sizeof(Slipway__V1__ServiceStatus),
+  4,
+  slipway__v1__service_status__field_descriptors,
+  slipway__v1__service_status__field_indices_by_name,
+  1,  slipway__v1__service_status__number_ranges,
+  (ProtobufCMessageInit) slipway__v1__service_status__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
 static const ProtobufCEnumValue slipway__v1__agent_state__enum_values_by_number[7] =

@@ -277,7 +277,7 @@ const ProtobufCMessageDescriptor slipway__v1__error_reply__descriptor =
   (ProtobufCMessageInit) slipway__v1__error_reply__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCEnumValue slipway__v1__message_type__enum_values_by_number[39] =
+static const ProtobufCEnumValue slipway__v1__message_type__enum_values_by_number[44] =
 {
   { "MESSAGE_TYPE_UNSPECIFIED", "SLIPWAY__V1__MESSAGE_TYPE__MESSAGE_TYPE_UNSPECIFIED", 0 },
   { "MESSAGE_TYPE_SUBMIT_BUILD", "SLIPWAY__V1__MESSAGE_TYPE__MESSAGE_TYPE_SUBMIT_BUILD", 1 },
@@ -315,14 +315,19 @@ static const ProtobufCEnumValue slipway__v1__message_type__enum_values_by_number
   { "MESSAGE_TYPE_PEER_LIST_REQUEST", "SLIPWAY__V1__MESSAGE_TYPE__MESSAGE_TYPE_PEER_LIST_REQUEST", 43 },
   { "MESSAGE_TYPE_PEER_LIST", "SLIPWAY__V1__MESSAGE_TYPE__MESSAGE_TYPE_PEER_LIST", 44 },
   { "MESSAGE_TYPE_REGION_REPORT", "SLIPWAY__V1__MESSAGE_TYPE__MESSAGE_TYPE_REGION_REPORT", 45 },
+  { "MESSAGE_TYPE_DEPLOY_REQUEST", "SLIPWAY__V1__MESSAGE_TYPE__MESSAGE_TYPE_DEPLOY_REQUEST", 46 },
+  { "MESSAGE_TYPE_DEPLOY_REPLY", "SLIPWAY__V1__MESSAGE_TYPE__MESSAGE_TYPE_DEPLOY_REPLY", 47 },
+  { "MESSAGE_TYPE_ROLLBACK_REQUEST", "SLIPWAY__V1__MESSAGE_TYPE__MESSAGE_TYPE_ROLLBACK_REQUEST", 48 },
+  { "MESSAGE_TYPE_SERVICE_STATUS_QUERY", "SLIPWAY__V1__MESSAGE_TYPE__MESSAGE_TYPE_SERVICE_STATUS_QUERY", 49 },
   { "MESSAGE_TYPE_EVENT", "SLIPWAY__V1__MESSAGE_TYPE__MESSAGE_TYPE_EVENT", 50 },
   { "MESSAGE_TYPE_SNAPSHOT_REQUEST", "SLIPWAY__V1__MESSAGE_TYPE__MESSAGE_TYPE_SNAPSHOT_REQUEST", 51 },
   { "MESSAGE_TYPE_SNAPSHOT_END", "SLIPWAY__V1__MESSAGE_TYPE__MESSAGE_TYPE_SNAPSHOT_END", 52 },
+  { "MESSAGE_TYPE_SERVICE_STATUS", "SLIPWAY__V1__MESSAGE_TYPE__MESSAGE_TYPE_SERVICE_STATUS", 53 },
 };
 static const ProtobufCIntRange slipway__v1__message_type__value_ranges[] = {
-{0, 0},{30, 29},{40, 30},{50, 36},{0, 39}
+{0, 0},{30, 29},{40, 30},{0, 44}
 };
-static const ProtobufCEnumValueIndex slipway__v1__message_type__enum_values_by_name[39] =
+static const ProtobufCEnumValueIndex slipway__v1__message_type__enum_values_by_name[44] =
 {
   { "MESSAGE_TYPE_ABORT_JOB", 16 },
   { "MESSAGE_TYPE_AGENT_REGISTER", 32 },
@@ -334,8 +339,10 @@ static const ProtobufCEnumValueIndex slipway__v1__message_type__enum_values_by_n
   { "MESSAGE_TYPE_CANCEL_BUILD", 3 },
   { "MESSAGE_TYPE_CANCEL_BUILD_ACK", 4 },
   { "MESSAGE_TYPE_COORDINATOR_HEARTBEAT", 13 },
+  { "MESSAGE_TYPE_DEPLOY_REPLY", 37 },
+  { "MESSAGE_TYPE_DEPLOY_REQUEST", 36 },
   { "MESSAGE_TYPE_ERROR_REPLY", 5 },
-  { "MESSAGE_TYPE_EVENT", 36 },
+  { "MESSAGE_TYPE_EVENT", 40 },
   { "MESSAGE_TYPE_JOB_INFO", 7 },
   { "MESSAGE_TYPE_JOB_LIST", 9 },
   { "MESSAGE_TYPE_JOB_LIST_QUERY", 8 },
@@ -351,8 +358,11 @@ static const ProtobufCEnumValueIndex slipway__v1__message_type__enum_values_by_n
   { "MESSAGE_TYPE_REGION_REPORT", 35 },
   { "MESSAGE_TYPE_REPLICATION_STATUS", 29 },
   { "MESSAGE_TYPE_RESULT_ACK", 17 },
-  { "MESSAGE_TYPE_SNAPSHOT_END", 38 },
-  { "MESSAGE_TYPE_SNAPSHOT_REQUEST", 37 },
+  { "MESSAGE_TYPE_ROLLBACK_REQUEST", 38 },
+  { "MESSAGE_TYPE_SERVICE_STATUS", 43 },
+  { "MESSAGE_TYPE_SERVICE_STATUS_QUERY", 39 },
+  { "MESSAGE_TYPE_SNAPSHOT_END", 42 },
+  { "MESSAGE_TYPE_SNAPSHOT_REQUEST", 41 },
   { "MESSAGE_TYPE_SUBMIT_BUILD", 1 },
   { "MESSAGE_TYPE_SUBMIT_BUILD_ACK", 2 },
   { "MESSAGE_TYPE_TARGET_CHANGE", 30 },
@@ -371,11 +381,11 @@ const ProtobufCEnumDescriptor slipway__v1__message_type__descriptor =
   "MessageType",
   "Slipway__V1__MessageType",
   "slipway.v1",
-  39,
+  44,
   slipway__v1__message_type__enum_values_by_number,
-  39,
+  44,
   slipway__v1__message_type__enum_values_by_name,
-  4,
+  3,
   slipway__v1__message_type__value_ranges,
   NULL,NULL,NULL,NULL   /* reserved[1234] */
 };

@@ -23,6 +23,12 @@ typedef struct Slipway__V1__Peer Slipway__V1__Peer;
 typedef struct Slipway__V1__PeerList Slipway__V1__PeerList;
 typedef struct Slipway__V1__BuildCount Slipway__V1__BuildCount;
 typedef struct Slipway__V1__RegionReport Slipway__V1__RegionReport;
+typedef struct Slipway__V1__DeployRequest Slipway__V1__DeployRequest;
+typedef struct Slipway__V1__RollbackRequest Slipway__V1__RollbackRequest;
+typedef struct Slipway__V1__DeployReply Slipway__V1__DeployReply;
+typedef struct Slipway__V1__ServiceStatusQuery Slipway__V1__ServiceStatusQuery;
+typedef struct Slipway__V1__DeploymentRecord Slipway__V1__DeploymentRecord;
+typedef struct Slipway__V1__ServiceStatus Slipway__V1__ServiceStatus;
 
 
 /* --- enums --- */
@@ -193,6 +199,132 @@ struct  Slipway__V1__RegionReport
     , (char *)protobuf_c_empty_string, 0,NULL, 0,NULL }
 
 
+/*
+ * Operator -> coordinator intake: set the target build of a service.
+ */
+struct  Slipway__V1__DeployRequest
+{
+  ProtobufCMessage base;
+  char *service;
+  char *artifact_digest;
+  /*
+   * Empty: the global target. Otherwise one regional target per region listed.
+   */
+  size_t n_regions;
+  char **regions;
+  /*
+   * Who asked (recorded in the deployment history).
+   */
+  char *set_by;
+};
+#define SLIPWAY__V1__DEPLOY_REQUEST__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&slipway__v1__deploy_request__descriptor) \
+    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0,NULL, (char *)protobuf_c_empty_string }
+
+
+/*
+ * Operator -> coordinator intake: set each target back to the one it replaced.
+ */
+struct  Slipway__V1__RollbackRequest
+{
+  ProtobufCMessage base;
+  char *service;
+  /*
+   * Empty: the global target.
+   */
+  size_t n_regions;
+  char **regions;
+  char *set_by;
+};
+#define SLIPWAY__V1__ROLLBACK_REQUEST__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&slipway__v1__rollback_request__descriptor) \
+    , (char *)protobuf_c_empty_string, 0,NULL, (char *)protobuf_c_empty_string }
+
+
+/*
+ * Coordinator -> operator: the targets as they are now, one per region asked for.
+ */
+struct  Slipway__V1__DeployReply
+{
+  ProtobufCMessage base;
+  size_t n_targets;
+  Slipway__V1__TargetChange **targets;
+  /*
+   * Regions whose target already was the requested build (no new version).
+   */
+  size_t n_unchanged;
+  char **unchanged;
+};
+#define SLIPWAY__V1__DEPLOY_REPLY__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&slipway__v1__deploy_reply__descriptor) \
+    , 0,NULL, 0,NULL }
+
+
+/*
+ * Operator -> coordinator intake: where does this service stand?
+ */
+struct  Slipway__V1__ServiceStatusQuery
+{
+  ProtobufCMessage base;
+  char *service;
+  /*
+   * Most history rows to return (0: 20).
+   */
+  uint32_t history_limit;
+};
+#define SLIPWAY__V1__SERVICE_STATUS_QUERY__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&slipway__v1__service_status_query__descriptor) \
+    , (char *)protobuf_c_empty_string, 0 }
+
+
+/*
+ * One row of the deployment history.
+ */
+struct  Slipway__V1__DeploymentRecord
+{
+  ProtobufCMessage base;
+  char *service;
+  char *region;
+  char *from_digest;
+  char *to_digest;
+  uint64_t version;
+  /*
+   * "deploy" or "rollback".
+   */
+  char *action;
+  char *set_by;
+  int64_t set_at_unix_micros;
+};
+#define SLIPWAY__V1__DEPLOYMENT_RECORD__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&slipway__v1__deployment_record__descriptor) \
+    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0 }
+
+
+struct  Slipway__V1__ServiceStatus
+{
+  ProtobufCMessage base;
+  char *service;
+  /*
+   * Every target of the service: the global one (region "") and regional overrides.
+   */
+  size_t n_targets;
+  Slipway__V1__TargetChange **targets;
+  /*
+   * Newest first.
+   */
+  size_t n_history;
+  Slipway__V1__DeploymentRecord **history;
+  /*
+   * The latest aggregated agent report of each region (empty until agents report).
+   */
+  size_t n_regions;
+  Slipway__V1__RegionReport **regions;
+};
+#define SLIPWAY__V1__SERVICE_STATUS__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&slipway__v1__service_status__descriptor) \
+    , (char *)protobuf_c_empty_string, 0,NULL, 0,NULL, 0,NULL }
+
+
 /* Slipway__V1__TargetChange methods */
 void   slipway__v1__target_change__init
                      (Slipway__V1__TargetChange         *message);
@@ -345,6 +477,120 @@ Slipway__V1__RegionReport *
 void   slipway__v1__region_report__free_unpacked
                      (Slipway__V1__RegionReport *message,
                       ProtobufCAllocator *allocator);
+/* Slipway__V1__DeployRequest methods */
+void   slipway__v1__deploy_request__init
+                     (Slipway__V1__DeployRequest         *message);
+size_t slipway__v1__deploy_request__get_packed_size
+                     (const Slipway__V1__DeployRequest   *message);
+size_t slipway__v1__deploy_request__pack
+                     (const Slipway__V1__DeployRequest   *message,
+                      uint8_t             *out);
+size_t slipway__v1__deploy_request__pack_to_buffer
+                     (const Slipway__V1__DeployRequest   *message,
+                      ProtobufCBuffer     *buffer);
+Slipway__V1__DeployRequest *
+       slipway__v1__deploy_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   slipway__v1__deploy_request__free_unpacked
+                     (Slipway__V1__DeployRequest *message,
+                      ProtobufCAllocator *allocator);
+/* Slipway__V1__RollbackRequest methods */
+void   slipway__v1__rollback_request__init
+                     (Slipway__V1__RollbackRequest         *message);
+size_t slipway__v1__rollback_request__get_packed_size
+                     (const Slipway__V1__RollbackRequest   *message);
+size_t slipway__v1__rollback_request__pack
+                     (const Slipway__V1__RollbackRequest   *message,
+                      uint8_t             *out);
+size_t slipway__v1__rollback_request__pack_to_buffer
+                     (const Slipway__V1__RollbackRequest   *message,
+                      ProtobufCBuffer     *buffer);
+Slipway__V1__RollbackRequest *
+       slipway__v1__rollback_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   slipway__v1__rollback_request__free_unpacked
+                     (Slipway__V1__RollbackRequest *message,
+                      ProtobufCAllocator *allocator);
+/* Slipway__V1__DeployReply methods */
+void   slipway__v1__deploy_reply__init
+                     (Slipway__V1__DeployReply         *message);
+size_t slipway__v1__deploy_reply__get_packed_size
+                     (const Slipway__V1__DeployReply   *message);
+size_t slipway__v1__deploy_reply__pack
+                     (const Slipway__V1__DeployReply   *message,
+                      uint8_t             *out);
+size_t slipway__v1__deploy_reply__pack_to_buffer
+                     (const Slipway__V1__DeployReply   *message,
+                      ProtobufCBuffer     *buffer);
+Slipway__V1__DeployReply *
+       slipway__v1__deploy_reply__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   slipway__v1__deploy_reply__free_unpacked
+                     (Slipway__V1__DeployReply *message,
+                      ProtobufCAllocator *allocator);
+/* Slipway__V1__ServiceStatusQuery methods */
+void   slipway__v1__service_status_query__init
+                     (Slipway__V1__ServiceStatusQuery         *message);
+size_t slipway__v1__service_status_query__get_packed_size
+                     (const Slipway__V1__ServiceStatusQuery   *message);
+size_t slipway__v1__service_status_query__pack
+                     (const Slipway__V1__ServiceStatusQuery   *message,
+                      uint8_t             *out);
+size_t slipway__v1__service_status_query__pack_to_buffer
+                     (const Slipway__V1__ServiceStatusQuery   *message,
+                      ProtobufCBuffer     *buffer);
+Slipway__V1__ServiceStatusQuery *
+       slipway__v1__service_status_query__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   slipway__v1__service_status_query__free_unpacked
+                     (Slipway__V1__ServiceStatusQuery *message,
+                      ProtobufCAllocator *allocator);
+/* Slipway__V1__DeploymentRecord methods */
+void   slipway__v1__deployment_record__init
+                     (Slipway__V1__DeploymentRecord         *message);
+size_t slipway__v1__deployment_record__get_packed_size
+                     (const Slipway__V1__DeploymentRecord   *message);
+size_t slipway__v1__deployment_record__pack
+                     (const Slipway__V1__DeploymentRecord   *message,
+                      uint8_t             *out);
+size_t slipway__v1__deployment_record__pack_to_buffer
+                     (const Slipway__V1__DeploymentRecord   *message,
+                      ProtobufCBuffer     *buffer);
+Slipway__V1__DeploymentRecord *
+       slipway__v1__deployment_record__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   slipway__v1__deployment_record__free_unpacked
+                     (Slipway__V1__DeploymentRecord *message,
+                      ProtobufCAllocator *allocator);
+/* Slipway__V1__ServiceStatus methods */
+void   slipway__v1__service_status__init
+                     (Slipway__V1__ServiceStatus         *message);
+size_t slipway__v1__service_status__get_packed_size
+                     (const Slipway__V1__ServiceStatus   *message);
+size_t slipway__v1__service_status__pack
+                     (const Slipway__V1__ServiceStatus   *message,
+                      uint8_t             *out);
+size_t slipway__v1__service_status__pack_to_buffer
+                     (const Slipway__V1__ServiceStatus   *message,
+                      ProtobufCBuffer     *buffer);
+Slipway__V1__ServiceStatus *
+       slipway__v1__service_status__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   slipway__v1__service_status__free_unpacked
+                     (Slipway__V1__ServiceStatus *message,
+                      ProtobufCAllocator *allocator);
 /* --- per-message closures --- */
 
 typedef void (*Slipway__V1__TargetChange_Closure)
@@ -371,6 +617,24 @@ typedef void (*Slipway__V1__BuildCount_Closure)
 typedef void (*Slipway__V1__RegionReport_Closure)
                  (const Slipway__V1__RegionReport *message,
                   void *closure_data);
+typedef void (*Slipway__V1__DeployRequest_Closure)
+                 (const Slipway__V1__DeployRequest *message,
+                  void *closure_data);
+typedef void (*Slipway__V1__RollbackRequest_Closure)
+                 (const Slipway__V1__RollbackRequest *message,
+                  void *closure_data);
+typedef void (*Slipway__V1__DeployReply_Closure)
+                 (const Slipway__V1__DeployReply *message,
+                  void *closure_data);
+typedef void (*Slipway__V1__ServiceStatusQuery_Closure)
+                 (const Slipway__V1__ServiceStatusQuery *message,
+                  void *closure_data);
+typedef void (*Slipway__V1__DeploymentRecord_Closure)
+                 (const Slipway__V1__DeploymentRecord *message,
+                  void *closure_data);
+typedef void (*Slipway__V1__ServiceStatus_Closure)
+                 (const Slipway__V1__ServiceStatus *message,
+                  void *closure_data);
 
 /* --- services --- */
 
@@ -386,6 +650,12 @@ extern const ProtobufCMessageDescriptor slipway__v1__peer__descriptor;
 extern const ProtobufCMessageDescriptor slipway__v1__peer_list__descriptor;
 extern const ProtobufCMessageDescriptor slipway__v1__build_count__descriptor;
 extern const ProtobufCMessageDescriptor slipway__v1__region_report__descriptor;
+extern const ProtobufCMessageDescriptor slipway__v1__deploy_request__descriptor;
+extern const ProtobufCMessageDescriptor slipway__v1__rollback_request__descriptor;
+extern const ProtobufCMessageDescriptor slipway__v1__deploy_reply__descriptor;
+extern const ProtobufCMessageDescriptor slipway__v1__service_status_query__descriptor;
+extern const ProtobufCMessageDescriptor slipway__v1__deployment_record__descriptor;
+extern const ProtobufCMessageDescriptor slipway__v1__service_status__descriptor;
 
 PROTOBUF_C__END_DECLS
 

@@ -1,0 +1,153 @@
+import SlipwayArtifact
+import SlipwayProto
+import SlipwayStore
+
+/// A deploy or rollback the coordinator will not do, with the reason for the operator.
+struct TargetRefusal: Error {
+    /// `failed_precondition` (not replicated, nothing to roll back to) or `not_found`.
+    let code: String
+    let message: String
+}
+
+/// Target builds and their history: the SQL behind deploy, rollback and status.
+/// Every check runs before the first write, so a refusal leaves the caller's
+/// transaction untouched.
+extension CoordinatorQueries {
+    /// Sets `service`'s target to `digest` globally (`regions` empty) or in each listed region.
+    ///
+    /// Refused unless the artifact has a complete replica in every region the
+    /// target covers: every configured region for a global target.
+    func deploy(_ db: PGConnection, service: String, digest: String, regions: [String], setBy: String) throws
+        -> (Slipway_V1_DeployReply, [OutboxEvent]) {
+        guard try db.query("SELECT 1 FROM artifacts WHERE digest = $1", [.text(digest)]).first != nil else {
+            throw TargetRefusal(code: "not_found", message: "no artifact \(digest)")
+        }
+        let needed = regions.isEmpty ? try requiredRegions(db, digest: digest) : regions
+        let rows = try db.query("""
+            SELECT region, status::text AS status, pieces_done FROM replicas WHERE artifact_digest = $1
+            """, [.text(digest)]).rows
+        var states: [String: String] = [:]
+        for row in rows { states[try row.string("region")] = try row.string("status") }
+        let missing = needed.filter { states[$0] != "complete" }
+        guard missing.isEmpty else {
+            let detail = missing.map { "\($0) (\(states[$0] ?? "no replica"))" }.joined(separator: ", ")
+            throw TargetRefusal(code: "failed_precondition",
+                                message: "artifact \(digest) is not replicated to every target region yet: \(detail)")
+        }
+        return try setTargets(db, service: service, regions: regions.isEmpty ? [""] : regions, action: "deploy", setBy: setBy) { _ in digest }
+    }
+
+    /// Sets each target (global when `regions` is empty) back to the build its last change replaced.
+    func rollback(_ db: PGConnection, service: String, regions: [String], setBy: String) throws -> (Slipway_V1_DeployReply, [OutboxEvent]) {
+        var previous: [String: String] = [:]
+        for region in regions.isEmpty ? [""] : regions {
+            let row = try db.query("""
+                SELECT from_digest FROM deployments WHERE service = $1 AND region = $2 ORDER BY id DESC LIMIT 1
+                """, [.text(service), .text(region)]).first
+            guard let from = try row?.optionalString("from_digest") else {
+                let scope = region.isEmpty ? "the global target" : "region \(region)"
+                throw TargetRefusal(code: "failed_precondition", message: "\(service) has no previous target for \(scope) to roll back to")
+            }
+            guard try db.query("SELECT 1 FROM artifacts WHERE digest = $1", [.text(from)]).first != nil else {
+                throw TargetRefusal(code: "failed_precondition", message: "the previous target \(from) no longer exists")
+            }
+            previous[region] = from
+        }
+        return try setTargets(db, service: service, regions: Array(previous.keys).sorted(), action: "rollback", setBy: setBy) { previous[$0]! }
+    }
+
+    /// Regions a global target must be replicated to: every configured one, or the origin alone.
+    private func requiredRegions(_ db: PGConnection, digest: String) throws -> [String] {
+        if !regions.isEmpty { return regions }
+        return try db.query("SELECT origin_region FROM artifacts WHERE digest = $1", [.text(digest)]).rows.map { try $0.string("origin_region") }
+    }
+
+    /// Writes the new targets, their history rows and `target.changed` events.
+    private func setTargets(_ db: PGConnection, service: String, regions: [String], action: String, setBy: String,
+                            digest: (String) -> String) throws -> (Slipway_V1_DeployReply, [OutboxEvent]) {
+        var reply = Slipway_V1_DeployReply()
+        var events: [OutboxEvent] = []
+        for region in regions {
+            let wanted = digest(region)
+            let current = try db.query("""
+                SELECT artifact_digest, version FROM targets WHERE service = $1 AND region = $2 FOR UPDATE
+                """, [.text(service), .text(region)]).first
+            let currentDigest = try current?.string("artifact_digest")
+            let version = (try current?.int("version") ?? 0) + 1
+            if currentDigest == wanted, let existing = try target(db, service: service, region: region) {
+                reply.targets.append(existing)
+                reply.unchanged.append(region)
+                continue
+            }
+            let written = try db.query("""
+                INSERT INTO targets (service, region, artifact_digest, version, set_by, set_at) VALUES ($1, $2, $3, $4, $5, now())
+                ON CONFLICT (service, region) DO UPDATE
+                SET artifact_digest = excluded.artifact_digest, version = excluded.version, set_by = excluded.set_by, set_at = now()
+                RETURNING (extract(epoch FROM set_at) * 1000000)::bigint AS set_us
+                """, [.text(service), .text(region), .text(wanted), .int(version), .text(setBy)])
+            try db.query("""
+                INSERT INTO deployments (service, region, from_digest, to_digest, version, action, set_by)
+                VALUES ($1, $2, $3, $4, $5, $6, $7)
+                """, [.text(service), .text(region), .optional(currentDigest), .text(wanted), .int(version), .text(action), .text(setBy)])
+            var change = Slipway_V1_TargetChange()
+            change.service = service
+            change.region = region
+            change.artifactDigest = wanted
+            change.version = UInt64(version)
+            change.setBy = setBy
+            change.setAtUnixMicros = Int64(try written.first?.int("set_us") ?? 0)
+            change.previousDigest = currentDigest ?? ""
+            reply.targets.append(change)
+            events.append(try OutboxEvent.append(db, .targetChanged, digest: wanted, region: region, service: service, payload: change))
+        }
+        return (reply, events)
+    }
+
+    private func target(_ db: PGConnection, service: String, region: String) throws -> Slipway_V1_TargetChange? {
+        try targets(db, service: service).first { $0.region == region }
+    }
+
+    /// Every target of `service`: global first, then regional overrides by region.
+    func targets(_ db: PGConnection, service: String) throws -> [Slipway_V1_TargetChange] {
+        try db.query("""
+            SELECT t.region, t.artifact_digest, t.version, t.set_by, (extract(epoch FROM t.set_at) * 1000000)::bigint AS set_us,
+                   coalesce((SELECT d.from_digest FROM deployments d WHERE d.service = t.service AND d.region = t.region
+                             ORDER BY d.id DESC LIMIT 1), '') AS previous
+            FROM targets t WHERE t.service = $1 ORDER BY t.region
+            """, [.text(service)]).rows.map { row in
+            var change = Slipway_V1_TargetChange()
+            change.service = service
+            change.region = try row.string("region")
+            change.artifactDigest = try row.string("artifact_digest")
+            change.version = UInt64(try row.int("version"))
+            change.setBy = try row.string("set_by")
+            change.setAtUnixMicros = Int64(try row.int("set_us"))
+            change.previousDigest = try row.string("previous")
+            return change
+        }
+    }
+
+    /// Targets and the newest `limit` history rows of `service`.
+    func serviceStatus(_ db: PGConnection, service: String, limit: Int) throws -> Slipway_V1_ServiceStatus {
+        var status = Slipway_V1_ServiceStatus()
+        status.service = service
+        status.targets = try targets(db, service: service)
+        status.history = try db.query("""
+            SELECT region, coalesce(from_digest, '') AS from_digest, to_digest, version, action, set_by,
+                   (extract(epoch FROM set_at) * 1000000)::bigint AS set_us
+            FROM deployments WHERE service = $1 ORDER BY id DESC LIMIT $2
+            """, [.text(service), .int(limit)]).rows.map { row in
+            var record = Slipway_V1_DeploymentRecord()
+            record.service = service
+            record.region = try row.string("region")
+            record.fromDigest = try row.string("from_digest")
+            record.toDigest = try row.string("to_digest")
+            record.version = UInt64(try row.int("version"))
+            record.action = try row.string("action")
+            record.setBy = try row.string("set_by")
+            record.setAtUnixMicros = Int64(try row.int("set_us"))
+            return record
+        }
+        return status
+    }
+}

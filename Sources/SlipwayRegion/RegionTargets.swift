@@ -1,0 +1,56 @@
+import Foundation
+import SlipwayProto
+
+/// The targets a region controller serves its machines: per service, the global
+/// target and this region's override, each with its version. Kept on disk so
+/// the region's machines keep converging while the coordinator is down.
+///
+/// Pure apart from ``load(from:)`` and ``save(to:)``: ``apply(_:)`` decides.
+struct RegionTargets: Codable, Equatable {
+    /// One target as the coordinator set it.
+    struct Target: Codable, Equatable {
+        var digest: String
+        var version: UInt64
+        var setBy: String
+        var setAtUnixMicros: Int64
+    }
+
+    /// Service → the global target.
+    private(set) var global: [String: Target] = [:]
+    /// Service → this region's override.
+    private(set) var regional: [String: Target] = [:]
+
+    /// What a machine of `service` in this region should run: the override if any, else the global target.
+    func effective(_ service: String) -> Target? { regional[service] ?? global[service] }
+
+    /// Every service with a target here, sorted.
+    var services: [String] { Set(global.keys).union(regional.keys).sorted() }
+
+    /// Applies a change meant for `region` (or global). Older or repeated versions
+    /// are ignored: events may be replayed after a restart.
+    /// - Returns: whether the service's effective target changed.
+    mutating func apply(_ change: Slipway_V1_TargetChange, region: String) -> Bool {
+        guard change.region.isEmpty || change.region == region else { return false }
+        let before = effective(change.service)
+        let target = Target(digest: change.artifactDigest, version: change.version, setBy: change.setBy, setAtUnixMicros: change.setAtUnixMicros)
+        if change.region.isEmpty {
+            guard (global[change.service]?.version ?? 0) < change.version else { return false }
+            global[change.service] = target
+        } else {
+            guard (regional[change.service]?.version ?? 0) < change.version else { return false }
+            regional[change.service] = target
+        }
+        return effective(change.service) != before
+    }
+
+    static func load(from file: URL) throws -> RegionTargets {
+        guard let data = try? Data(contentsOf: file) else { return RegionTargets() }
+        return try JSONDecoder().decode(RegionTargets.self, from: data)
+    }
+
+    func save(to file: URL) throws {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+        try encoder.encode(self).write(to: file, options: .atomic)
+    }
+}

@@ -1,0 +1,53 @@
+import Foundation
+import SlipwayProto
+@testable import SlipwayRegion
+import Testing
+
+@Suite struct RegionTargetsTests {
+    func change(_ service: String, _ digest: String, version: UInt64, region: String = "") -> Slipway_V1_TargetChange {
+        var change = Slipway_V1_TargetChange()
+        change.service = service
+        change.artifactDigest = digest
+        change.version = version
+        change.region = region
+        change.setBy = "test"
+        return change
+    }
+
+    @Test func aRegionalOverrideWinsOverTheGlobalTarget() {
+        var targets = RegionTargets()
+        let applied = [
+            targets.apply(change("svc", "g1", version: 1), region: "eu"),
+            targets.apply(change("svc", "e1", version: 1, region: "eu"), region: "eu"),
+            targets.apply(change("svc", "g2", version: 2), region: "eu"),
+        ]
+        #expect(applied == [true, true, false], "a newer global target does not change what an override decides")
+        #expect(targets.effective("svc")?.digest == "e1")
+        #expect(targets.services == ["svc"])
+    }
+
+    @Test func otherRegionsAndOldOrRepeatedVersionsAreIgnored() {
+        var targets = RegionTargets()
+        let applied = [
+            targets.apply(change("svc", "us1", version: 1, region: "us"), region: "eu"),
+            targets.apply(change("svc", "g3", version: 3), region: "eu"),
+            targets.apply(change("svc", "g2", version: 2), region: "eu"),  // replayed after a restart
+            targets.apply(change("svc", "g3", version: 3), region: "eu"),
+        ]
+        #expect(applied == [false, true, false, false])
+        #expect(targets.effective("svc")?.digest == "g3")
+    }
+
+    @Test func survivesARestartOnDisk() throws {
+        let file = FileManager.default.temporaryDirectory.appendingPathComponent("targets-\(UUID().uuidString).json")
+        defer { try? FileManager.default.removeItem(at: file) }
+        #expect(try RegionTargets.load(from: file) == RegionTargets(), "no file: no targets")
+        var targets = RegionTargets()
+        _ = targets.apply(change("a", "d1", version: 4), region: "eu")
+        _ = targets.apply(change("b", "d2", version: 1, region: "eu"), region: "eu")
+        try targets.save(to: file)
+        #expect(try RegionTargets.load(from: file) == targets)
+        try Data("{not json".utf8).write(to: file)
+        #expect(throws: (any Error).self) { try RegionTargets.load(from: file) }
+    }
+}

@@ -1,0 +1,125 @@
+import Foundation
+import SlipwayProducer
+import SlipwayProto
+import SlipwayTestSupport
+import Testing
+
+/// Target builds end to end: refusal until replicated, history, rollback, and
+/// regions that keep their targets while the coordinator is down.
+@Suite("Target builds", .serialized, .enabled(if: Cluster.isConfigured))
+struct DeployTests {
+    @Test("deploy is refused until replicated; deploy, redeploy, rollback are recorded and reach every region")
+    func deployAndRollback() async throws {
+        let (_, statuses) = try await Cluster.with { try await Self.deployAndRollback($0) }
+        #expect(statuses.values.allSatisfy { $0 == 0 }, "\(statuses)")
+    }
+
+    static func deployAndRollback(_ cluster: Cluster) async throws {
+        let stores = ReplicationTests.stores(["a", "c"])
+        try cluster.startCoordinator(extra: ["--regions", "a,c"])
+        try cluster.startRegion("region-a", region: "a", store: stores["a"]!, peers: ["c": stores["c"]!])
+        try cluster.startWorker("w1", region: "a", store: stores["a"]!)
+        let client = try SlipwayClient(endpoint: cluster.intake)
+        defer { Task { await client.close() } }
+
+        // Region c is down: v1 exists only in a.
+        let v1 = try await ReplicationTests.build(client, cluster, bytes: 5_000)
+        let refused = await #expect(throws: ProducerError.self) { _ = try await client.deploy(Self.deploy(v1)) }
+        #expect(refused?.serverCode == "failed_precondition")
+        #expect(refused?.description.contains("c (pending)") == true, "the reason names the missing region: \(refused?.description ?? "")")
+        let regional = try await client.deploy(Self.deploy(v1, regions: ["a"]))
+        #expect(regional.targets.map(\.region) == ["a"] && regional.targets.first?.version == 1)
+
+        try cluster.startRegion("region-c", region: "c", store: stores["c"]!, peers: ["a": stores["a"]!])
+        try await ReplicationTests.waitFor("v1 deployable", timeout: .seconds(30)) {
+            try await ReplicationTests.artifact(client, v1).deployableAtUnixMicros > 0
+        }
+        let first = try await client.deploy(Self.deploy(v1))
+        #expect(first.targets.first?.version == 1 && first.targets.first?.previousDigest == "" && first.unchanged.isEmpty)
+        let again = try await client.deploy(Self.deploy(v1))
+        #expect(again.unchanged == [""] && again.targets.first?.version == 1, "deploying the current target changes nothing")
+
+        let v2 = try await ReplicationTests.build(client, cluster, bytes: 6_000)
+        try await ReplicationTests.waitFor("v2 deployable", timeout: .seconds(30)) {
+            try await ReplicationTests.artifact(client, v2).deployableAtUnixMicros > 0
+        }
+        let second = try await client.deploy(Self.deploy(v2))
+        #expect(second.targets.first?.version == 2 && second.targets.first?.previousDigest == v1)
+        try await cluster.waitForLog("region-c", "digest=\(v2)")
+
+        var rollback = Slipway_V1_RollbackRequest()
+        rollback.service = "svc"
+        rollback.setBy = "oncall"
+        let back = try await client.rollback(rollback)
+        #expect(back.targets.first?.artifactDigest == v1 && back.targets.first?.version == 3)
+
+        let status = try await client.status(service: "svc")
+        #expect(status.targets.map(\.region) == ["", "a"])
+        #expect(status.targets.first?.artifactDigest == v1)
+        #expect(status.history.map(\.action) == ["rollback", "deploy", "deploy", "deploy"])
+        #expect(status.history.first?.setBy == "oncall" && status.history.first?.fromDigest == v2)
+
+        // Region c follows the global target; region a keeps its override.
+        try await ReplicationTests.waitFor("region c to hold v1 again", timeout: .seconds(10)) {
+            (try? String(contentsOf: cluster.storeDirectory("region-c").appendingPathComponent("targets.json"), encoding: .utf8))?
+                .contains("\"version\" : 3") == true
+        }
+        let saved = try String(contentsOf: cluster.storeDirectory("region-c").appendingPathComponent("targets.json"), encoding: .utf8)
+        #expect(saved.contains(v1) && !saved.contains(v2))
+
+        // The CLI shows the same.
+        let text = try shellOutput("'\(Cluster.binary!)' status svc --coordinator \(cluster.intake)")
+        #expect(text.contains("global: sha256:\(v1) version 3") && text.contains("rollback global v3"), "\(text)")
+
+        // With the coordinator gone, a restarted region still knows its targets.
+        _ = cluster.processes["coordinator"]!.stop()
+        _ = cluster.processes["region-c"]!.stop()
+        try cluster.startRegion("region-c-again", region: "c", store: stores["c"]!, peers: ["a": stores["a"]!], storeOf: "region-c")
+        try await cluster.waitForLog("region-c-again", "digest=\(v1) service=svc version=3")
+    }
+
+    @Test("malformed and impossible deploys and rollbacks are answered with reasons")
+    func badRequests() async throws {
+        _ = try await Cluster.with { cluster in
+            try cluster.startCoordinator(extra: ["--regions", "a,c"])
+            let client = try SlipwayClient(endpoint: cluster.intake)
+            defer { Task { await client.close() } }
+            let digest = String(repeating: "e", count: 64)
+            var bad = Self.deploy(digest)
+            bad.service = "../etc"
+            #expect(await Self.code { _ = try await client.deploy(bad) } == "invalid_argument")
+            #expect(await Self.code { _ = try await client.deploy(Self.deploy("xyz")) } == "invalid_argument")
+            #expect(await Self.code { _ = try await client.deploy(Self.deploy(digest, regions: ["mars"])) } == "invalid_argument")
+            #expect(await Self.code { _ = try await client.deploy(Self.deploy(digest, regions: ["a", "a"])) } == "invalid_argument")
+            #expect(await Self.code { _ = try await client.deploy(Self.deploy(digest)) } == "not_found")
+            var nobody = Self.deploy(digest)
+            nobody.setBy = ""
+            #expect(await Self.code { _ = try await client.deploy(nobody) } == "invalid_argument")
+            var rollback = Slipway_V1_RollbackRequest()
+            rollback.service = "never-deployed"
+            rollback.setBy = "test"
+            #expect(await Self.code { _ = try await client.rollback(rollback) } == "failed_precondition")
+            #expect(try await client.status(service: "never-deployed").targets.isEmpty)
+        }
+    }
+
+    static func deploy(_ digest: String, regions: [String] = []) -> Slipway_V1_DeployRequest {
+        var request = Slipway_V1_DeployRequest()
+        request.service = "svc"
+        request.artifactDigest = digest
+        request.regions = regions
+        request.setBy = "test"
+        return request
+    }
+
+    static func code(_ call: () async throws -> Void) async -> String {
+        do {
+            try await call()
+            return "accepted"
+        } catch let error as ProducerError {
+            return error.serverCode
+        } catch {
+            return "\(error)"
+        }
+    }
+}
