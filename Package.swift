@@ -113,6 +113,10 @@ let package = Package(
             swiftSettings: strict
         ),
         .target(
+            name: "SlipwayAgent",
+            swiftSettings: strict
+        ),
+        .target(
             name: "SlipwayTap",
             dependencies: [
                 "SlipwayWire", "SlipwayProto",
@@ -177,6 +181,11 @@ let package = Package(
         .testTarget(
             name: "SlipwayTapTests",
             dependencies: ["SlipwayTap", "SlipwayWire", "SlipwayProto"],
+            swiftSettings: strict
+        ),
+        .testTarget(
+            name: "SlipwayAgentTests",
+            dependencies: ["SlipwayAgent"],
             swiftSettings: strict
         ),
         .testTarget(

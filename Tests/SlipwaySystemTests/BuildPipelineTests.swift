@@ -121,7 +121,9 @@ struct BuildPipelineTests {
         try cluster.startRegion()
         let w1 = try cluster.startWorker("w1")
         let w2 = try cluster.startWorker("w2")
-        let slow = "#!/bin/sh\necho started\nsleep 2\nmkdir -p out\necho slow > out/app\n"
+        // Attempt 1 outlives any scheduling delay before the kill; attempt 2 finishes at once.
+        let marker = cluster.directory.appendingPathComponent("first-attempt").path
+        let slow = "#!/bin/sh\necho started\nif [ ! -e '\(marker)' ]; then touch '\(marker)'; sleep 60; fi\nmkdir -p out\necho slow > out/app\n"
         let (repo, commit) = try TestRepository.make(in: cluster.directory, recipe: slow)
         let client = try SlipwayClient(endpoint: cluster.intake)
         defer { Task { await client.close() } }
