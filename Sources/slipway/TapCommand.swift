@@ -70,20 +70,9 @@ struct TapCommand: AsyncParsableCommand {
             defer { socket.close() }
             try socket.set(.subscribe(Array(topic.utf8)))
             for endpoint in endpoints { try socket.connect(endpoint) }
-            var printed = 0
-            while deadline.map({ ContinuousClock.now < $0 }) ?? true {
-                let received = try socket.receive(wait: .timeout(.milliseconds(200)), maxFrames: 64) {
-                    print("! dropped a message with more than 64 frames")
-                }
-                guard let frames = received else { continue }
-                let now = Date()
-                try recorder?.append(TapRecording.Entry(time: now, frames: frames))
-                guard matches(frames) else { continue }
-                FileHandle.standardOutput.write(Data((formatter.line(frames, at: now) + "\n").utf8))
-                printed += 1
-                if let count, printed >= count { break }
+            try Self.printMessages(from: socket, until: deadline, count: count, recorder: recorder) { frames, now in
+                matches(frames) ? formatter.line(frames, at: now) : nil
             }
-            try recorder?.close()
         }
     }
     /// Runs the proxy on one thread and prints its capture stream on another.
@@ -115,29 +104,35 @@ struct TapCommand: AsyncParsableCommand {
             try captured.connect(captureEndpoint)
             try control.connect(controlEndpoint)
             defer { _ = try? control.send([Array("TERMINATE".utf8)], wait: .timeout(.seconds(1))) }
-            var printed = 0
-            while deadline.map({ ContinuousClock.now < $0 }) ?? true {
-                let received = try captured.receive(wait: .timeout(.milliseconds(200)), maxFrames: 64) {
-                    print("! dropped a message with more than 64 frames")
+            try Self.printMessages(from: captured, until: deadline, count: count, recorder: recorder) { frames, now in
+                guard frames.count == 1, let first = frames[0].first, first <= 1 else {
+                    return matches(frames) ? formatter.line(frames, at: now) : nil
                 }
-                guard let frames = received else { continue }
-                let now = Date()
-                try recorder?.append(TapRecording.Entry(time: now, frames: frames))
-                let line: String
-                if frames.count == 1, let first = frames[0].first, first <= 1 {
-                    // XPUB -> XSUB traffic: a subscriber subscribing (1) or unsubscribing (0).
-                    let topic = SafeText.printable(String(decoding: frames[0].dropFirst(), as: UTF8.self), limit: 200)
-                    line = "\(ISO8601DateFormatter().string(from: now)) \(first == 1 ? "subscribe" : "unsubscribe") \"\(topic)\""
-                } else {
-                    guard matches(frames) else { continue }
-                    line = formatter.line(frames, at: now)
-                }
-                FileHandle.standardOutput.write(Data((line + "\n").utf8))
-                printed += 1
-                if let count, printed >= count { break }
+                // XPUB -> XSUB traffic: a subscriber subscribing (1) or unsubscribing (0).
+                let topic = SafeText.printable(String(decoding: frames[0].dropFirst(), as: UTF8.self), limit: 200)
+                return "\(ISO8601DateFormatter().string(from: now)) \(first == 1 ? "subscribe" : "unsubscribe") \"\(topic)\""
             }
-            try recorder?.close()
         }
         try await proxy
+    }
+
+    /// Prints what arrives on `socket` until the deadline or `count` lines, recording
+    /// every message; `line` gives the text to print, or nil to skip one.
+    private static func printMessages(from socket: ZMQSocket, until deadline: ContinuousClock.Instant?, count: Int?,
+                                      recorder: TapRecording.Writer?, line: ([[UInt8]], Date) -> String?) throws {
+        var printed = 0
+        while deadline.map({ ContinuousClock.now < $0 }) ?? true {
+            let received = try socket.receive(wait: .timeout(.milliseconds(200)), maxFrames: 64) {
+                print("! dropped a message with more than 64 frames")
+            }
+            guard let frames = received else { continue }
+            let now = Date()
+            try recorder?.append(TapRecording.Entry(time: now, frames: frames))
+            guard let text = line(frames, now) else { continue }
+            FileHandle.standardOutput.write(Data((text + "\n").utf8))
+            printed += 1
+            if let count, printed >= count { break }
+        }
+        try recorder?.close()
     }
 }
