@@ -27,7 +27,7 @@ public enum PieceSource: Hashable, Sendable, CustomStringConvertible {
 /// Pure: no sockets, no clock; the agent feeds it what peers have and what arrived.
 public struct PiecePicker: Sendable {
     /// One request to send.
-    public struct Request: Equatable, Sendable {
+    public struct Request: Hashable, Sendable {
         /// The piece's index.
         public let piece: Int
         /// Who to ask.
@@ -131,8 +131,10 @@ public struct PiecePicker: Sendable {
             if inFlight[piece] == source { inFlight[piece] = nil }
             return .rejected
         }
+        // Held now, whoever was asked: a request to another source for it is moot,
+        // and its slot must not stay taken until an answer that may never come.
+        inFlight[piece] = nil
         guard !held.contains(piece) else { return .ignored }
-        if inFlight[piece] == source { inFlight[piece] = nil }
         held.insert(piece)
         return .accepted
     }

@@ -22,18 +22,7 @@ extension CoordinatorQueries {
         guard try db.query("SELECT 1 FROM artifacts WHERE digest = $1", [.text(digest)]).first != nil else {
             throw TargetRefusal(code: "not_found", message: "no artifact \(digest)")
         }
-        let needed = regions.isEmpty ? try requiredRegions(db, digest: digest) : regions
-        let rows = try db.query("""
-            SELECT region, status::text AS status, pieces_done FROM replicas WHERE artifact_digest = $1
-            """, [.text(digest)]).rows
-        var states: [String: String] = [:]
-        for row in rows { states[try row.string("region")] = try row.string("status") }
-        let missing = needed.filter { states[$0] != "complete" }
-        guard missing.isEmpty else {
-            let detail = missing.map { "\($0) (\(states[$0] ?? "no replica"))" }.joined(separator: ", ")
-            throw TargetRefusal(code: "failed_precondition",
-                                message: "artifact \(digest) is not replicated to every target region yet: \(detail)")
-        }
+        try requireReplicated(db, digest: digest, regions: regions)
         return try setTargets(db, service: service, regions: regions.isEmpty ? [""] : regions, action: "deploy", setBy: setBy) { _ in digest }
     }
 
@@ -51,9 +40,28 @@ extension CoordinatorQueries {
             guard try db.query("SELECT 1 FROM artifacts WHERE digest = $1", [.text(from)]).first != nil else {
                 throw TargetRefusal(code: "failed_precondition", message: "the previous target \(from) no longer exists")
             }
+            // A region may have lost its copy, or joined, since that build was the target.
+            try requireReplicated(db, digest: from, regions: region.isEmpty ? [] : [region])
             previous[region] = from
         }
         return try setTargets(db, service: service, regions: Array(previous.keys).sorted(), action: "rollback", setBy: setBy) { previous[$0]! }
+    }
+
+    /// Refuses unless `digest` has a complete replica in each of `regions` (every
+    /// required region when empty: a global target).
+    private func requireReplicated(_ db: PGConnection, digest: String, regions: [String]) throws {
+        let needed = regions.isEmpty ? try requiredRegions(db, digest: digest) : regions
+        let rows = try db.query("""
+            SELECT region, status::text AS status, pieces_done FROM replicas WHERE artifact_digest = $1
+            """, [.text(digest)]).rows
+        var states: [String: String] = [:]
+        for row in rows { states[try row.string("region")] = try row.string("status") }
+        let missing = needed.filter { states[$0] != "complete" }
+        guard missing.isEmpty else {
+            let detail = missing.map { "\($0) (\(states[$0] ?? "no replica"))" }.joined(separator: ", ")
+            throw TargetRefusal(code: "failed_precondition",
+                                message: "artifact \(digest) is not replicated to every target region yet: \(detail)")
+        }
     }
 
     /// Regions a global target must be replicated to: every configured one, or the origin alone.

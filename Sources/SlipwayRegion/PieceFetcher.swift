@@ -26,6 +26,8 @@ public final class PieceFetcher {
     public let startedAt: ContinuousClock.Instant
     /// Piece bytes received and stored by this copy (not counting pieces held before it started).
     public private(set) var bytesReceived: UInt64 = 0
+    /// When the last new piece arrived (the start, until one does).
+    public private(set) var lastProgress: ContinuousClock.Instant
     /// Messages dropped as malformed.
     public private(set) var rejected = 0
     private var plan: ReplicationPlan
@@ -52,6 +54,7 @@ public final class PieceFetcher {
         self.logger = logger
         self.maxBytesPerSecond = maxBytesPerSecond
         self.startedAt = now
+        self.lastProgress = now
         self.connections = Array(repeating: nil, count: sources.count)
         self.plan = ReplicationPlan(pieceCount: manifest.pieceSha256.count, sourceCount: sources.count,
                                     alreadyHeld: store.receivedPieces(manifest.digest), window: window, batch: batch)
@@ -166,7 +169,10 @@ public final class PieceFetcher {
             plan.corrupt(index, from: source, reason: "\(sourceNames[source]) served a corrupt piece \(index)")
             return
         }
-        if plan.received(index, from: source, now: now) == .accepted { bytesReceived += UInt64(bytes.count) }
+        if plan.received(index, from: source, now: now) == .accepted {
+            bytesReceived += UInt64(bytes.count)
+            lastProgress = now
+        }
     }
 
     private func connection(_ source: Int) throws -> ZMQSocket {

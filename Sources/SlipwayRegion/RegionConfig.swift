@@ -21,6 +21,10 @@ public struct RegionConfig: Sendable {
     /// Cap on replication bandwidth into this region (bytes per second, 0 = none):
     /// a share of a cross-region link, enforced on requests.
     public var replicationMaxBytesPerSecond: UInt64 = 0
+    /// A copy that gets no new piece for this long steps aside (back of the line,
+    /// retried after `retryAfterFailure`) so one unreachable region cannot hold
+    /// up every other artifact.
+    public var stallTimeout: Duration = .seconds(60)
     /// How long a failed replication waits before it is tried again.
     public var retryAfterFailure: Duration = .seconds(30)
     /// This process's name on the wire.

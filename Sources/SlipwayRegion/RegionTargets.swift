@@ -28,10 +28,10 @@ struct RegionTargets: Codable, Equatable {
 
     /// Applies a change meant for `region` (or global). Older or repeated versions
     /// are ignored: events may be replayed after a restart.
-    /// - Returns: whether the service's effective target changed.
+    /// - Returns: whether anything stored changed (and must be saved); a global
+    ///   change behind a regional override changes what is stored, not what runs.
     mutating func apply(_ change: Slipway_V1_TargetChange, region: String) -> Bool {
         guard change.region.isEmpty || change.region == region else { return false }
-        let before = effective(change.service)
         let target = Target(digest: change.artifactDigest, version: change.version, setBy: change.setBy, setAtUnixMicros: change.setAtUnixMicros)
         if change.region.isEmpty {
             guard (global[change.service]?.version ?? 0) < change.version else { return false }
@@ -40,7 +40,7 @@ struct RegionTargets: Codable, Equatable {
             guard (regional[change.service]?.version ?? 0) < change.version else { return false }
             regional[change.service] = target
         }
-        return effective(change.service) != before
+        return true
     }
 
     static func load(from file: URL) throws -> RegionTargets {

@@ -81,7 +81,8 @@ final class ReplicationReporter {
                 if error?.code == "not_found" {
                     acknowledged(waiting.report)  // collected meanwhile: nothing left to report
                 } else if error?.code == "unavailable" {
-                    report(waiting.report)  // the coordinator's database hiccupped: try again
+                    // The coordinator's database hiccupped: try again, unless a newer report is already waiting.
+                    if pending[waiting.report.digest] == nil { report(waiting.report) }
                 } else {
                     logger.error("coordinator refused a replication report", metadata: [
                         "digest": "\(waiting.report.digest)", "code": "\(error?.code ?? "?")", "error": "\(error?.message ?? "")"])

@@ -35,6 +35,15 @@ final class Replicator {
     private var retryLater: [(manifest: Slipway_V1_ArtifactManifest, at: ContinuousClock.Instant)] = []
     private var transfer: Transfer?
     private var savedSequence: UInt64 = 0
+    /// Events whose effect is not durable yet (disk trouble): retried every
+    /// second, and the saved position stays below the oldest of them.
+    private var unfinished: [(sequence: UInt64, work: Unfinished)] = []
+
+    private enum Unfinished {
+        case begin(Slipway_V1_ArtifactManifest)
+        case remove(String)
+        case saveTargets
+    }
     private var targets = RegionTargets()
     private let targetsFile: URL
     private var rejected = 0
@@ -108,36 +117,26 @@ final class Replicator {
                 rejected += 1
                 return logger.warning("artifact.published with a bad manifest ignored", metadata: ["sequence": "\(event.sequence)"])
             }
-            enqueue(manifest)
+            if !enqueue(manifest) { unfinished.append((event.sequence, .begin(manifest))) }
         case .artifactDeleted:
             let digest = event.artifactDigest
             guard Manifest.isDigest(digest) else { return }
             queue.removeAll { $0.digest == digest }
             retryLater.removeAll { $0.manifest.digest == digest }
-            if transfer?.fetcher.manifest.digest == digest {
-                transfer?.fetcher.close()
-                transfer = nil
-            }
-            do {
-                try store.remove(digest)
-                ledger.forget(digest)
-                logger.info("artifact deleted by garbage collection", metadata: ["digest": "\(digest)", "region": "\(config.region)"])
-            } catch {
-                logger.error("could not delete a collected artifact", metadata: ["digest": "\(digest)", "error": "\(error)"])
-            }
+            unfinished.removeAll { if case .begin(let manifest) = $0.work { manifest.digest == digest } else { false } }
+            if transfer?.fetcher.manifest.digest == digest { endTransfer() }
+            if !remove(digest) { unfinished.append((event.sequence, .remove(digest))) }
         case .targetChanged:
             guard let change = try? Slipway_V1_TargetChange(serializedBytes: event.payload) else {
                 rejected += 1
                 return logger.warning("target.changed with a bad payload ignored", metadata: ["sequence": "\(event.sequence)"])
             }
+            let before = targets.effective(change.service)
             guard targets.apply(change, region: config.region) else { return }
-            do {
-                // Saved before the sequence number that covers it: a crash replays the event.
-                try targets.save(to: targetsFile)
-            } catch {
-                logger.error("cannot save the regional targets", metadata: ["error": "\(error)"])
-            }
+            // Saved before the sequence number that covers it: a crash replays the event.
+            if !saveTargets() { unfinished.append((event.sequence, .saveTargets)) }
             let target = targets.effective(change.service)!
+            guard target != before else { return }
             logger.info("regional target changed", metadata: [
                 "service": "\(change.service)", "digest": "\(target.digest)", "version": "\(target.version)",
                 "scope": "\(change.region.isEmpty ? "global" : change.region)", "set_by": "\(change.setBy)"])
@@ -147,20 +146,52 @@ final class Replicator {
     }
 
     /// Records the intent durably (the manifest in `incoming/`) so a restart resumes it.
-    private func enqueue(_ manifest: Slipway_V1_ArtifactManifest) {
+    /// - Returns: false if that could not be written (retried later).
+    private func enqueue(_ manifest: Slipway_V1_ArtifactManifest) -> Bool {
         if manifest.originRegion == config.region || queue.contains(where: { $0.digest == manifest.digest })
             || transfer?.fetcher.manifest.digest == manifest.digest {
-            return
+            return true
         }
         if store.has(manifest.digest) {
             if !ledger.isReported(manifest.digest) { reporter.report(status(manifest, .complete)) }
-            return
+            return true
         }
         do {
             _ = try store.begin(manifest)
             queue.append(manifest)
+            return true
         } catch {
-            logger.error("cannot start replicating an artifact", metadata: ["digest": "\(manifest.digest)", "error": "\(error)"])
+            logger.error("cannot start replicating an artifact; will retry", metadata: ["digest": "\(manifest.digest)", "error": "\(error)"])
+            return false
+        }
+    }
+
+    /// Drops a collected artifact, except an upload by this region's own workers
+    /// that is still in progress (a rebuild of the same bytes).
+    /// - Returns: false if the files could not be removed (retried later).
+    private func remove(_ digest: String) -> Bool {
+        if !store.has(digest), store.incomingManifestIfAny(digest)?.originRegion.isEmpty == true {
+            logger.info("kept a local upload of a collected digest", metadata: ["digest": "\(digest)"])
+            return true
+        }
+        do {
+            try store.remove(digest)
+            ledger.forget(digest)
+            logger.info("artifact deleted by garbage collection", metadata: ["digest": "\(digest)", "region": "\(config.region)"])
+            return true
+        } catch {
+            logger.error("could not delete a collected artifact; will retry", metadata: ["digest": "\(digest)", "error": "\(error)"])
+            return false
+        }
+    }
+
+    private func saveTargets() -> Bool {
+        do {
+            try targets.save(to: targetsFile)
+            return true
+        } catch {
+            logger.error("cannot save the regional targets; will retry", metadata: ["error": "\(error)"])
+            return false
         }
     }
 
@@ -178,11 +209,21 @@ final class Replicator {
         }
     }
 
+    /// Retries unfinished work, then saves the position up to (not past) the oldest event still unfinished.
     private func saveSequence() {
-        guard events.lastSequence != savedSequence else { return }
+        let retrying = unfinished
+        unfinished = retrying.filter { item in
+            switch item.work {
+            case .begin(let manifest): !enqueue(manifest)
+            case .remove(let digest): !remove(digest)
+            case .saveTargets: !saveTargets()
+            }
+        }
+        let position = unfinished.map { $0.sequence - 1 }.min() ?? events.lastSequence
+        guard position != savedSequence else { return }
         do {
-            try ledger.save(lastSequence: events.lastSequence)
-            savedSequence = events.lastSequence
+            try ledger.save(lastSequence: position)
+            savedSequence = position
         } catch {
             logger.error("cannot save the replication position", metadata: ["error": "\(error)"])
         }
@@ -226,6 +267,11 @@ final class Replicator {
     private func pumpTransfer(now: ContinuousClock.Instant) throws {
         guard let fetcher = transfer?.fetcher else { return }
         let manifest = fetcher.manifest
+        if store.has(manifest.digest), !fetcher.isComplete {
+            // Committed meanwhile by this region's own store thread (a local upload of the same bytes).
+            reporter.report(status(manifest, .complete))
+            return endTransfer()
+        }
         if fetcher.isComplete {
             do {
                 try fetcher.commit()
@@ -236,10 +282,23 @@ final class Replicator {
                     "seconds": "\(String(format: "%.2f", seconds))"])
                 reporter.report(status(manifest, .complete))
             } catch {
-                // Pieces that each match the manifest but not the digest: the manifest itself is wrong.
-                logger.error("replica failed its final verification", metadata: ["digest": "\(manifest.digest)", "error": "\(error)"])
-                reporter.report(status(manifest, .failed, error: "\(error)"))
+                if store.has(manifest.digest) {
+                    reporter.report(status(manifest, .complete))  // the store thread committed the same bytes first
+                } else {
+                    logger.error("replica failed its final verification", metadata: ["digest": "\(manifest.digest)", "error": "\(error)"])
+                    reporter.report(status(manifest, .failed, error: "\(error)"))
+                    // Pieces that each match the manifest but not the digest: the manifest itself is wrong, and
+                    // the store has dropped them. Anything else (disk trouble) is worth another try.
+                    if (error as? ArtifactError)?.code != .digestMismatch { retryLater.append((manifest, now + config.retryAfterFailure)) }
+                }
             }
+            return endTransfer()
+        }
+        if now - fetcher.lastProgress >= config.stallTimeout {
+            let reason = "no piece from \(fetcher.sourceNames.joined(separator: ", ")) for \(config.stallTimeout); retrying after the rest of the queue"
+            logger.warning("replication stalled; stepping aside", metadata: ["digest": "\(manifest.digest)", "held": "\(fetcher.piecesHeld)"])
+            reporter.report(status(manifest, .pending, done: fetcher.piecesHeld, error: reason))
+            retryLater.append((manifest, now + config.retryAfterFailure))
             return endTransfer()
         }
         if fetcher.isHopeless {

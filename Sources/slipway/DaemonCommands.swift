@@ -110,6 +110,8 @@ struct RegionCommand: AsyncParsableCommand {
     @Option(help: "The coordinator's event catch-up endpoint.") var coordinatorSnapshot = "tcp://127.0.0.1:7703"
     @Option(help: "Pieces in flight per peer region while replicating.") var replicationWindow = 16
     @Option(help: "Cap on replication bandwidth into this region, in MiB/s (0: none).") var replicationMaxMibps = 0.0
+    @Option(help: "A copy with no new piece for this long steps aside for the rest of the queue.")
+    var replicationStallTimeout = DurationArgument(argument: "60s")!
     @OptionGroup var daemon: DaemonOptions
 
     static func isRegionName(_ text: String) -> Bool {
@@ -141,6 +143,7 @@ struct RegionCommand: AsyncParsableCommand {
         config.replicationWindow = replicationWindow
         config.replicationBatch = min(8, replicationWindow)
         config.replicationMaxBytesPerSecond = UInt64(replicationMaxMibps * 1_048_576)
+        config.stallTimeout = max(replicationStallTimeout.duration, .seconds(1))
         try await runDaemon(try RegionController.services(config: config, logger: Logger(label: "slipway.region")), label: "slipway.region")
     }
 }

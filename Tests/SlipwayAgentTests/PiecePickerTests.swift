@@ -74,6 +74,20 @@ struct SplitMix64: RandomNumberGenerator {
         #expect(again.map(\.source) == [.seed], "both pieces are missing again; the seed takes one at its bound")
     }
 
+    @Test func aLateAnswerFromAnotherSourceFreesTheSlotOfTheRetry() {
+        var random = SplitMix64(state: 6)
+        var picker = PiecePicker(pieceCount: 2, perPeerLimit: 1, seedLimit: 1)
+        picker.peer("a", has: [0])
+        #expect(Set(picker.next(using: &random)) == [.init(piece: 0, source: .peer("a")), .init(piece: 1, source: .seed)])
+        picker.failed(0, from: .peer("a"))  // timed out: piece 0 goes to the seed once it is free
+        #expect(picker.received(1, from: .seed, valid: true) == .accepted)
+        #expect(picker.next(using: &random) == [.init(piece: 0, source: .seed)])
+        // a's answer arrives after all; the seed's request for it must not hold the seed's only slot.
+        #expect(picker.received(0, from: .peer("a"), valid: true) == .accepted)
+        #expect(picker.outstanding(.seed) == 0)
+        #expect(picker.isComplete)
+    }
+
     /// 16 agents starting together, exchanging pieces in rounds: the store
     /// serves each piece about once, not once per agent (measured: 96 pieces of
     /// 64 with one seed request per agent; 128 with two).

@@ -31,7 +31,44 @@ struct ReplicationTests {
         _ = try await Cluster.with { try await Self.garbageCollection($0) }
     }
 
+    @Test("an artifact no reachable region has steps aside; the next one is copied meanwhile")
+    func stalledCopyStepsAside() async throws {
+        _ = try await Cluster.with { try await Self.stalledCopyStepsAside($0) }
+    }
+
     // MARK: scenarios
+
+    static func stalledCopyStepsAside(_ cluster: Cluster) async throws {
+        let stores = Self.stores(["a", "b", "c"])
+        let peers = { (region: String) in stores.filter { $0.key != region } }
+        try cluster.startCoordinator(extra: ["--regions", "a,b,c"])
+        let regionA = try cluster.startRegion("region-a", region: "a", store: stores["a"]!, peers: peers("a"))
+        try cluster.startRegion("region-c", region: "c", store: stores["c"]!, peers: peers("c"))
+        let workerA = try cluster.startWorker("wa", region: "a", store: stores["a"]!)
+        try cluster.startWorker("wc", region: "c", store: stores["c"]!)
+        let client = try SlipwayClient(endpoint: cluster.intake)
+        defer { Task { await client.close() } }
+
+        // Built in a and copied to c; then a goes away, so b (down so far) can get it from no one.
+        let stranded = try await build(client, cluster, bytes: 3_000, labels: ["region": "a"])
+        try await waitFor("c's copy", timeout: .seconds(30)) {
+            try await artifact(client, stranded).replicas.first { $0.region == "c" }?.state == .complete
+        }
+        // c's copy is then lost too (a damaged disk): only a, now down, could serve it.
+        try FileManager.default.removeItem(at: cluster.storeDirectory("region-c").appendingPathComponent("artifacts/\(stranded)"))
+        _ = workerA.stop()
+        _ = regionA.stop()
+        let reachable = try await build(client, cluster, bytes: 4_000, labels: ["region": "c"])
+
+        try cluster.startRegion("region-b", region: "b", store: stores["b"]!, peers: peers("b"),
+                                extra: ["--replication-stall-timeout", "2s"])
+        try await waitFor("b's copy of the artifact c has", timeout: .seconds(30)) {
+            try await artifact(client, reachable).replicas.first { $0.region == "b" }?.state == .complete
+        }
+        #expect(cluster.logText("region-b").contains("replication stalled; stepping aside"))
+        let waiting = try await artifact(client, stranded).replicas.first { $0.region == "b" }
+        #expect(waiting?.state == .pending && waiting?.error.contains("no piece from") == true, "\(String(describing: waiting))")
+    }
 
     static func threeRegionsAndACorruptPiece(_ cluster: Cluster) async throws {
         let stores = Self.stores(["a", "b", "c"])
@@ -178,7 +215,7 @@ struct ReplicationTests {
     }
 
     /// Builds a random artifact of `bytes` bytes in the cluster's worker; returns its digest.
-    static func build(_ client: SlipwayClient, _ cluster: Cluster, bytes: Int) async throws -> String {
+    static func build(_ client: SlipwayClient, _ cluster: Cluster, bytes: Int, labels: [String: String] = [:]) async throws -> String {
         let (repo, commit) = try TestRepository.make(in: cluster.directory)
         var request = Slipway_V1_SubmitBuild()
         request.idempotencyKey = UUID().uuidString
@@ -187,6 +224,7 @@ struct ReplicationTests {
         request.artifactName = "blob"
         request.recipe = "mkdir -p out && head -c \(bytes) /dev/urandom > out/blob"
         request.artifactPath = "out/blob"
+        request.labels = labels
         let ack = try await client.submit(request)
         let done = try await client.wait(for: ack.jobID, timeout: .seconds(60))
         try #require(done.status == .succeeded, "build failed: \(done.error)")
