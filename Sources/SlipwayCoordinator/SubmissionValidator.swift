@@ -47,15 +47,9 @@ enum SubmissionValidator {
         return bytes.allSatisfy { isAlphanumeric($0) || $0 == UInt8(ascii: ".") || $0 == UInt8(ascii: "_") || $0 == UInt8(ascii: "-") || $0 == UInt8(ascii: "/") }
     }
 
-    static func isName(_ text: String, max: Int) -> Bool {
-        let bytes = Array(text.utf8)
-        guard (1...max).contains(bytes.count), isAlphanumeric(bytes[0]) else { return false }
-        return bytes.allSatisfy { isAlphanumeric($0) || $0 == UInt8(ascii: ".") || $0 == UInt8(ascii: "_") || $0 == UInt8(ascii: "-") }
-    }
+    static func isName(_ text: String, max: Int) -> Bool { SafeText.isName(text, max: max) }
 
-    static func isAlphanumeric(_ byte: UInt8) -> Bool {
-        (48...57).contains(byte) || (65...90).contains(byte) || (97...122).contains(byte)
-    }
+    static func isAlphanumeric(_ byte: UInt8) -> Bool { SafeText.isAlphanumeric(byte) }
 
     static func hasControl(_ text: String) -> Bool {
         text.unicodeScalars.contains { $0.value < 32 || $0.value == 127 }

@@ -3,6 +3,7 @@ import Logging
 import ServiceLifecycle
 import SlipwayCoordinator
 import SlipwayRegion
+import SlipwayWire
 import SlipwayWorker
 
 /// Runs a daemon's services in one ServiceGroup: SIGTERM and SIGINT shut them all
@@ -37,7 +38,7 @@ struct CoordinatorCommand: AsyncParsableCommand {
 
     func validate() throws {
         for region in regionList where !RegionCommand.isRegionName(region) {
-            throw ValidationError("--regions: '\(region)' is not a region name (A-Z a-z 0-9 . _ -, up to 64)")
+            throw ValidationError("--regions: '\(region)' is not a region name (A-Z a-z 0-9 . _ -, starting with a letter or digit, up to 64)")
         }
     }
 
@@ -114,14 +115,11 @@ struct RegionCommand: AsyncParsableCommand {
     var replicationStallTimeout = DurationArgument(argument: "60s")!
     @OptionGroup var daemon: DaemonOptions
 
-    static func isRegionName(_ text: String) -> Bool {
-        let bytes = Array(text.utf8)
-        guard (1...64).contains(bytes.count) else { return false }
-        return bytes.allSatisfy { $0 < 128 && (Character(UnicodeScalar($0)).isLetter || Character(UnicodeScalar($0)).isNumber || $0 == 46 || $0 == 95 || $0 == 45) }
-    }
+    /// The coordinator's rule for region names, so a region it would refuse never starts.
+    static func isRegionName(_ text: String) -> Bool { SafeText.isName(text, max: 64) }
 
     func validate() throws {
-        guard Self.isRegionName(name) else { throw ValidationError("--name: '\(name)' is not a region name (A-Z a-z 0-9 . _ -, up to 64)") }
+        guard Self.isRegionName(name) else { throw ValidationError("--name: '\(name)' is not a region name (A-Z a-z 0-9 . _ -, starting with a letter or digit, up to 64)") }
         for peer in peers {
             guard Self.isRegionName(peer.key) else { throw ValidationError("--peer: '\(peer.key)' is not a region name") }
             guard peer.value.hasPrefix("tcp://") || peer.value.hasPrefix("ipc://") else {
