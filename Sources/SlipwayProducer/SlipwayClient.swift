@@ -183,9 +183,7 @@ public actor SlipwayClient {
 
     private func connected() throws -> ZMQSocket {
         if let socket { return socket }
-        let socket = try ZMQSocket(context: context, type: .dealer)
-        try socket.set(.linger(.zero))
-        try socket.connect(endpoint)
+        let socket = try ZMQSocket.requestDealer(context: context, connectedTo: endpoint)
         self.socket = socket
         return socket
     }

@@ -177,11 +177,8 @@ public final class PieceFetcher {
 
     private func connection(_ source: Int) throws -> ZMQSocket {
         if let socket = connections[source] { return socket }
-        let socket = try ZMQSocket(context: context, type: .dealer)
-        try socket.set(.linger(.zero))
         // At most a window of pieces is ever outstanding: never drop any of it.
-        try socket.set(.receiveHighWaterMark(0))
-        try socket.connect(endpoints[source])
+        let socket = try ZMQSocket.requestDealer(context: context, connectedTo: endpoints[source], options: [.receiveHighWaterMark(0)])
         connections[source] = socket
         return socket
     }

@@ -56,13 +56,9 @@ final class ReplicationReporter {
         let digest = order.removeFirst()
         guard let report = pending.removeValue(forKey: digest) else { return }
         let message = WireMessage(report, sender: sender)
-        if socket == nil {
-            let fresh = try ZMQSocket(context: context, type: .dealer)
-            try fresh.set(.linger(.zero))
-            try fresh.connect(endpoint)
-            socket = fresh
-        }
-        _ = try socket!.send(codec.encode(message), wait: .never)
+        let connected = try socket ?? ZMQSocket.requestDealer(context: context, connectedTo: endpoint)
+        socket = connected
+        _ = try connected.send(codec.encode(message), wait: .never)
         outstanding = (message.envelope.messageID, report, now)
     }
 

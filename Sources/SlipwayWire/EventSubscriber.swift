@@ -71,9 +71,7 @@ public final class EventSubscriber {
 
     private func requestSnapshot() throws {
         snapshot?.close()
-        let socket = try ZMQSocket(context: context, type: .dealer)
-        try socket.set(.linger(.zero))
-        try socket.connect(snapshotEndpoint)
+        let socket = try ZMQSocket.requestDealer(context: context, connectedTo: snapshotEndpoint)
         snapshot = socket
         var request = Slipway_V1_SnapshotRequest()
         request.afterSequence = sequencer.lastApplied

@@ -54,6 +54,20 @@ public final class ZMQSocket {
     }
 
     /// Connects to `endpoint`; libzmq reconnects by itself when the peer restarts.
+    /// A DEALER connected to `endpoint` with LINGER 0, for request/reply with
+    /// retries (Lazy Pirate): on a timeout the socket is closed and replaced, and
+    /// whatever it had not sent yet goes with it instead of holding up close.
+    /// `options` are set before connecting (high-water marks apply only to
+    /// connections made after them).
+    public static func requestDealer(context: ZMQContext, connectedTo endpoint: String,
+                                     options: [ZMQOption] = []) throws(ZMQError) -> ZMQSocket {
+        let socket = try ZMQSocket(context: context, type: .dealer)
+        try socket.set(.linger(.zero))
+        for option in options { try socket.set(option) }
+        try socket.connect(endpoint)
+        return socket
+    }
+
     public func connect(_ endpoint: String) throws(ZMQError) {
         let handle = try checkedHandle()
         try ZMQError.check("zmq_connect", context: endpoint) { zmq_connect(handle, endpoint) }
