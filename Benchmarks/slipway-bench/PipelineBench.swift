@@ -170,13 +170,8 @@ struct PipelineBench: AsyncParsableCommand {
     }
 
     private func startCoordinator(database: String, intake: String, dispatch: String) throws -> Process {
-        let me = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath()
-        let binary = me.deletingLastPathComponent().appendingPathComponent("slipway")
-        guard FileManager.default.isExecutableFile(atPath: binary.path) else {
-            throw ValidationError("slipway not found next to slipway-bench; build both in the same configuration")
-        }
         let process = Process()
-        process.executableURL = binary
+        process.executableURL = URL(fileURLWithPath: try siblingExecutable("slipway"))
         process.arguments = ["coordinator", "--database-url", database, "--intake", intake, "--dispatch", dispatch,
                              "--events", "tcp://127.0.0.1:\(freeLoopbackPort())", "--log-level", "warning"]
         try process.run()

@@ -142,13 +142,10 @@ struct ReplicationBench: AsyncParsableCommand {
     }
 
     private func startRegion(store: URL, endpoint: String) throws -> Process {
-        let binary = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath().deletingLastPathComponent().appendingPathComponent("slipway")
-        guard FileManager.default.isExecutableFile(atPath: binary.path) else {
-            throw ValidationError("slipway not found next to slipway-bench; build both in the same configuration")
-        }
+        let binary = try siblingExecutable("slipway")
         // No coordinator runs here: the region only serves its store; its replication side waits harmlessly.
         let unused = { "tcp://127.0.0.1:\(freeLoopbackPort())" }
-        let process = try launch(binary.path, ["region", "--name", "a", "--store-dir", store.path, "--store", endpoint,
+        let process = try launch(binary, ["region", "--name", "a", "--store-dir", store.path, "--store", endpoint,
                                                "--coordinator-intake", unused(), "--coordinator-events", unused(),
                                                "--coordinator-snapshot", unused(), "--log-level", "warning"])
         usleep(500_000)

@@ -38,7 +38,7 @@ struct WireBench: AsyncParsableCommand {
     }
 
     func run() async throws {
-        let baseline = try baselineExecutable()
+        let baseline = try siblingExecutable("zmq-baseline")
         var swiftRates: [Double] = [], cRates: [Double] = []
         for round in 1...rounds {
             let c = try runBaseline(baseline)
@@ -102,14 +102,5 @@ struct WireBench: AsyncParsableCommand {
         return value
     }
 
-    /// zmq-baseline is built next to this executable by `swift build`.
-    private func baselineExecutable() throws -> String {
-        let me = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath()
-        let path = me.deletingLastPathComponent().appendingPathComponent("zmq-baseline").path
-        guard FileManager.default.isExecutableFile(atPath: path) else {
-            throw ValidationError("zmq-baseline not found at \(path); run `swift build -c release --product zmq-baseline` first")
-        }
-        return path
-    }
 
 }
