@@ -362,10 +362,7 @@ final class CoordinatorLoop {
                 guard Manifest.isDigest(report.digest), SubmissionValidator.isName(report.region, max: 64) else {
                     return reply(peer, to: id, error: "invalid_argument", "a replication report needs a 64-hex digest and a region name")
                 }
-                guard config.regions.isEmpty || config.regions.contains(report.region) else {
-                    return reply(peer, to: id, error: "invalid_argument",
-                                 "region \(report.region) is not one of this coordinator's regions (\(config.regions.joined(separator: ", ")))")
-                }
+                if let problem = unknownRegionProblem([report.region]) { return reply(peer, to: id, error: "invalid_argument", problem) }
                 let (recorded, published) = try queries.recordReplica(db, report)
                 guard let recorded else {
                     return reply(peer, to: id, error: "not_found", "no artifact \(report.digest); it may have been collected")
@@ -428,13 +425,17 @@ final class CoordinatorLoop {
         guard regions.count <= 64, Set(regions).count == regions.count, regions.allSatisfy({ SubmissionValidator.isName($0, max: 64) }) else {
             return "regions must be distinct names of A-Z a-z 0-9 . _ -, at most 64"
         }
-        if !config.regions.isEmpty, let unknown = regions.first(where: { !config.regions.contains($0) }) {
-            return "region \(unknown) is not one of this coordinator's regions (\(config.regions.joined(separator: ", ")))"
-        }
+        if let problem = unknownRegionProblem(regions) { return problem }
         guard (1...128).contains(setBy.utf8.count), SafeText.printable(setBy, limit: 128) == setBy else {
             return "set_by must name who asked: 1 to 128 printable characters"
         }
         return nil
+    }
+
+    /// Why one of `regions` is refused: not in `--regions` (any name goes when none are configured).
+    private func unknownRegionProblem(_ regions: [String]) -> String? {
+        guard !config.regions.isEmpty, let unknown = regions.first(where: { !config.regions.contains($0) }) else { return nil }
+        return "region \(unknown) is not one of this coordinator's regions (\(config.regions.joined(separator: ", ")))"
     }
 
     /// Runs a deploy or rollback; a refusal becomes an error reply with its reason.
@@ -564,11 +565,12 @@ final class CoordinatorLoop {
         guard let retention = config.artifactRetention else { return }
         let seconds = Int(retention.components.seconds)
         while true {
-            let deleted = try queries.collectGarbage(db, retentionSeconds: seconds)
+            let batch = 100  // artifacts per transaction
+            let deleted = try queries.collectGarbage(db, retentionSeconds: seconds, limit: batch)
             if deleted.isEmpty { return }
             publish(deleted)
             logger.info("artifacts collected", metadata: ["count": "\(deleted.count)", "retention_seconds": "\(seconds)"])
-            if deleted.count < 100 || stop.isStopped { return }
+            if deleted.count < batch || stop.isStopped { return }
         }
     }
 

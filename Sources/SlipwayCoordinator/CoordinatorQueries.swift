@@ -286,12 +286,7 @@ struct CoordinatorQueries {
                 var status = Slipway_V1_ReplicationStatus()
                 status.digest = info.digest
                 status.region = try replica.string("region")
-                status.state = switch try replica.string("status") {
-                case "complete": .complete
-                case "copying": .copying
-                case "failed": .failed
-                default: .pending
-                }
+                status.state = Slipway_V1_ReplicaState(sqlValue: try replica.string("status"))
                 status.piecesDone = UInt32(try replica.int("pieces_done"))
                 status.piecesTotal = UInt32(count)
                 status.error = try replica.string("error")

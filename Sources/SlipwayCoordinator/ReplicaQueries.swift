@@ -34,12 +34,7 @@ extension CoordinatorQueries {
                                                 [.text(report.digest)]).first.map({ row in
                 Manifest.pieceCount(size: UInt64(try row.int("size")), pieceSize: UInt32(try row.int("piece_size")))
             }) else { return (nil, []) }
-            let state: String = switch report.state {
-            case .complete: "complete"
-            case .copying: "copying"
-            case .failed: "failed"
-            default: "pending"
-            }
+            let state = report.state.sqlValue
             let done = report.state == .complete ? pieceCount : min(Int(report.piecesDone), pieceCount)
             // A complete replica only goes back on an explicit failure report (a region lost its copy).
             let previous = try db.query("""
@@ -105,7 +100,7 @@ extension CoordinatorQueries {
     /// Deletes up to `limit` artifacts older than `retentionSeconds` that are neither
     /// a current target nor the target a rollback would return to, and writes one
     /// `artifact.deleted` per artifact so every region drops its copy.
-    func collectGarbage(_ db: PGConnection, retentionSeconds: Int, limit: Int = 100) throws -> [OutboxEvent] {
+    func collectGarbage(_ db: PGConnection, retentionSeconds: Int, limit: Int) throws -> [OutboxEvent] {
         try db.transaction { db in
             let deleted = try db.query("""
                 WITH protected AS (
@@ -134,6 +129,27 @@ extension CoordinatorQueries {
             }
             if let last = events.last { try Outbox.notifyCommitted(db, through: last.sequence) }
             return events
+        }
+    }
+}
+
+/// The `replica_status` enum in SQL, both ways, in one place.
+extension Slipway_V1_ReplicaState {
+    init(sqlValue: String) {
+        self = switch sqlValue {
+        case "complete": .complete
+        case "copying": .copying
+        case "failed": .failed
+        default: .pending
+        }
+    }
+
+    var sqlValue: String {
+        switch self {
+        case .complete: "complete"
+        case .copying: "copying"
+        case .failed: "failed"
+        default: "pending"
         }
     }
 }

@@ -102,17 +102,12 @@ struct ReplicationPlan {
     /// A piece arrived from `source` and passed verification.
     mutating func received(_ index: Int, from source: Int, now: ContinuousClock.Instant) -> Receipt {
         guard (0..<pieceCount).contains(index), !held.contains(index) else { return .ignored }
-        guard let asked = inFlight[index], asked.source == source else {
-            // A late answer from a source we had given up on: the bytes are verified, keep them.
-            guard missing.contains(index) || inFlight[index] != nil else { return .ignored }
-            missing.remove(index)
-            inFlight[index] = nil
-            held.insert(index)
-            return .accepted
-        }
-        inFlight[index] = nil
+        // Every piece not held is missing or in flight. The bytes are verified, so a
+        // late answer from a source we had given up on counts too.
+        let asked = inFlight.removeValue(forKey: index)
+        missing.remove(index)
         held.insert(index)
-        lastProgress[source] = now
+        if asked?.source == source { lastProgress[source] = now }
         return .accepted
     }
 

@@ -46,7 +46,6 @@ final class Replicator {
     }
     private var targets = RegionTargets()
     private let targetsFile: URL
-    private var rejected = 0
 
     /// The copy in progress, and when it last reported progress.
     private struct Transfer {
@@ -114,7 +113,6 @@ final class Replicator {
         case .artifactPublished:
             guard let manifest = try? Slipway_V1_ArtifactManifest(serializedBytes: event.payload),
                   (try? Manifest.validate(manifest)) != nil else {
-                rejected += 1
                 return logger.warning("artifact.published with a bad manifest ignored", metadata: ["sequence": "\(event.sequence)"])
             }
             if !enqueue(manifest) { unfinished.append((event.sequence, .begin(manifest))) }
@@ -128,7 +126,6 @@ final class Replicator {
             if !remove(digest) { unfinished.append((event.sequence, .remove(digest))) }
         case .targetChanged:
             guard let change = try? Slipway_V1_TargetChange(serializedBytes: event.payload) else {
-                rejected += 1
                 return logger.warning("target.changed with a bad payload ignored", metadata: ["sequence": "\(event.sequence)"])
             }
             let before = targets.effective(change.service)

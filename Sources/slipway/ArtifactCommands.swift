@@ -22,6 +22,11 @@ func describe(_ artifact: Slipway_V1_ArtifactInfo, detailed: Bool) -> String {
         """
 }
 
+/// A digest as typed, with or without the `sha256:` prefix the CLI prints.
+func bareDigest(_ typed: String) -> String {
+    typed.hasPrefix("sha256:") ? String(typed.dropFirst(7)) : typed
+}
+
 private func replicaState(_ status: Slipway_V1_ReplicationStatus) -> String {
     switch status.state {
     case .complete: "complete"
@@ -58,7 +63,7 @@ struct ArtifactCommand: AsyncParsableCommand {
     @OptionGroup var options: ClientOptions
 
     func validate() throws {
-        let bare = digest.hasPrefix("sha256:") ? String(digest.dropFirst(7)) : digest
+        let bare = bareDigest(digest)
         guard bare.count == 64, bare.allSatisfy({ $0.isHexDigit && !$0.isUppercase }) else {
             throw ValidationError("'\(digest)' is not a SHA-256 digest (64 lowercase hex characters)")
         }
@@ -67,7 +72,7 @@ struct ArtifactCommand: AsyncParsableCommand {
 
     func run() async throws {
         var query = Slipway_V1_ArtifactQuery()
-        query.digest = digest.hasPrefix("sha256:") ? String(digest.dropFirst(7)) : digest
+        query.digest = bareDigest(digest)
         let json = options.json
         if waitDeployable { return try await waitUntilDeployable(query) }
         for artifact in try await withClient(options, { try await $0.artifacts(query) }) {

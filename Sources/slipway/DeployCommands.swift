@@ -34,7 +34,7 @@ struct DeployCommand: AsyncParsableCommand {
     func run() async throws {
         var request = Slipway_V1_DeployRequest()
         request.service = service
-        request.artifactDigest = artifact.hasPrefix("sha256:") ? String(artifact.dropFirst(7)) : artifact
+        request.artifactDigest = bareDigest(artifact)
         request.regions = regions
         request.setBy = by ?? currentUser()
         let reply = try await withClient(options) { try await $0.deploy(request) }
