@@ -114,6 +114,10 @@ let package = Package(
         ),
         .target(
             name: "SlipwayAgent",
+            dependencies: [
+                "SlipwayWire", "SlipwayProto", "SlipwayThreads", "SlipwayArtifact",
+                .product(name: "Logging", package: "swift-log"),
+            ],
             swiftSettings: strict
         ),
         .target(
@@ -129,7 +133,7 @@ let package = Package(
             dependencies: [
                 "SlipwayTap",
                 "SlipwayWire", "SlipwayStore", "SlipwayProto",
-                "SlipwayCoordinator", "SlipwayWorker", "SlipwayRegion", "SlipwayProducer",
+                "SlipwayCoordinator", "SlipwayWorker", "SlipwayRegion", "SlipwayAgent", "SlipwayProducer",
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),

@@ -181,6 +181,17 @@ public final class BlobStore {
         return [UInt8](data)
     }
 
+    /// One verified piece, of a committed artifact or of one still arriving (pieces
+    /// are verified before they are written), or nil if it is not here. Agents
+    /// serve these to their peers while they download.
+    public func heldPiece(_ digest: String, index: Int) -> [UInt8]? {
+        guard Manifest.isDigest(digest), index >= 0 else { return nil }
+        for folder in [committed(digest), staging(digest)] {
+            if let data = try? Data(contentsOf: folder.appendingPathComponent("pieces/\(index)")) { return [UInt8](data) }
+        }
+        return nil
+    }
+
     /// Writes a committed artifact out as one file (for agents and tests).
     public func export(_ digest: String, to destination: URL) throws {
         guard let manifest = try manifest(digest) else { throw ArtifactError(.notFound, "artifact \(digest) is not in this store") }

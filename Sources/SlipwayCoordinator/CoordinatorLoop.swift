@@ -373,6 +373,19 @@ final class CoordinatorLoop {
                     logger.info("replica report", metadata: ["digest": "\(report.digest)", "region": "\(report.region)",
                                                             "state": "\(report.state)", "error": "\(SafeText.printable(report.error))"])
                 }
+            case .regionReport:
+                let report = try message.body(as: Slipway_V1_RegionReport.self)
+                guard SubmissionValidator.isName(report.region, max: 64) else {
+                    return reply(peer, to: id, error: "invalid_argument", "a region report needs a region name")
+                }
+                if let problem = unknownRegionProblem([report.region]) { return reply(peer, to: id, error: "invalid_argument", problem) }
+                guard report.counts.count <= 10_000, report.failures.count <= 100 else {
+                    return reply(peer, to: id, error: "invalid_argument", "a region report carries at most 10000 counts and 100 failures")
+                }
+                try queries.recordRegionReport(db, report)
+                var ack = Slipway_V1_RegionReport()
+                ack.region = report.region
+                reply(peer, to: id, ack)
             case .deployRequest:
                 let request = try message.body(as: Slipway_V1_DeployRequest.self)
                 if let problem = targetRequestProblem(service: request.service, regions: request.regions, setBy: request.setBy) {

@@ -156,6 +156,32 @@ extension CoordinatorQueries {
             record.setAtUnixMicros = Int64(try row.int("set_us"))
             return record
         }
+        status.regions = try regionReports(db).map { report in
+            var report = report
+            report.counts = report.counts.filter { $0.service == service }
+            report.failures = report.failures.filter { $0.service == service }
+            return report
+        }
         return status
+    }
+
+    /// Replaces `report`'s region's latest agent report: one row per region, never one per machine.
+    func recordRegionReport(_ db: PGConnection, _ report: Slipway_V1_RegionReport) throws {
+        try db.query("""
+            INSERT INTO region_reports (region, report, received_at) VALUES ($1, $2, now())
+            ON CONFLICT (region) DO UPDATE SET report = excluded.report, received_at = excluded.received_at
+            """, [.text(report.region), .bytes(try report.serializedBytes())])
+    }
+
+    /// Every region's latest agent report, stamped with when it arrived, by region name.
+    func regionReports(_ db: PGConnection) throws -> [Slipway_V1_RegionReport] {
+        try db.query("""
+            SELECT report, (extract(epoch FROM received_at) * 1000000)::bigint AS received_us
+            FROM region_reports ORDER BY region
+            """).rows.compactMap { row in
+            guard var report = try? Slipway_V1_RegionReport(serializedBytes: try row.bytes("report")) else { return nil }
+            report.receivedAtUnixMicros = Int64(try row.int("received_us"))
+            return report
+        }
     }
 }

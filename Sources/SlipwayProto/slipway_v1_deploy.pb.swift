@@ -103,7 +103,8 @@ public nonisolated struct Slipway_V1_TargetChange: Sendable {
   public init() {}
 }
 
-/// Agent -> region controller, once at start and after reconnecting.
+/// Agent -> region tracker: registers the machine, then refreshes it every
+/// heartbeat and at once whenever a service changes state. Answered by AgentTargets.
 public nonisolated struct Slipway_V1_AgentRegister: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
@@ -117,6 +118,32 @@ public nonisolated struct Slipway_V1_AgentRegister: Sendable {
 
   /// Where other agents fetch pieces from this one (ROUTER endpoint).
   public var peerEndpoint: String = String()
+
+  /// Where each service on this machine stands.
+  public var statuses: [Slipway_V1_AgentStatus] = []
+
+  /// Artifacts this machine holds whole and serves to its peers.
+  public var completeDigests: [String] = []
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+/// Region tracker -> agent: the effective target of each service the agent runs
+/// (reply to AgentRegister). Version is the sum of the global and regional
+/// versions, so it grows with every change; an agent ignores lower versions.
+public nonisolated struct Slipway_V1_AgentTargets: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var region: String = String()
+
+  public var targets: [Slipway_V1_TargetChange] = []
+
+  /// The regional store's piece endpoint: the seed of every download.
+  public var seedEndpoint: String = String()
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -179,8 +206,11 @@ public nonisolated struct Slipway_V1_Peer: Sendable {
 
   public var endpoint: String = String()
 
-  /// Indices of the pieces the peer reported having.
+  /// Indices of the pieces the peer reported having (empty when complete).
   public var have: [UInt32] = []
+
+  /// The peer holds the whole artifact.
+  public var complete: Bool = false
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -224,6 +254,8 @@ public nonisolated struct Slipway_V1_BuildCount: Sendable {
 }
 
 /// Region controller -> coordinator: aggregated agent state (never one row per machine).
+/// Sent when the counts change (at most once a second) and every 15 s; the
+/// coordinator keeps the latest per region and echoes the region back.
 public nonisolated struct Slipway_V1_RegionReport: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
@@ -233,8 +265,14 @@ public nonisolated struct Slipway_V1_RegionReport: Sendable {
 
   public var counts: [Slipway_V1_BuildCount] = []
 
-  /// Machines that changed to FAILED or ROLLED_BACK since the last report.
+  /// Machines whose latest status is FAILED or ROLLED_BACK (at most 100).
   public var failures: [Slipway_V1_AgentStatus] = []
+
+  /// Machines reporting to the region (heard from within the agent timeout).
+  public var machines: UInt32 = 0
+
+  /// When the coordinator stored this report (set by the coordinator in ServiceStatus).
+  public var receivedAtUnixMicros: Int64 = 0
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -431,7 +469,7 @@ nonisolated extension Slipway_V1_TargetChange: SwiftProtobuf.Message, SwiftProto
 
 nonisolated extension Slipway_V1_AgentRegister: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".AgentRegister"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}machine_id\0\u{1}region\0\u{1}services\0\u{3}peer_endpoint\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}machine_id\0\u{1}region\0\u{1}services\0\u{3}peer_endpoint\0\u{1}statuses\0\u{3}complete_digests\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -443,6 +481,8 @@ nonisolated extension Slipway_V1_AgentRegister: SwiftProtobuf.Message, SwiftProt
       case 2: try { try decoder.decodeSingularStringField(value: &self.region) }()
       case 3: try { try decoder.decodeRepeatedStringField(value: &self.services) }()
       case 4: try { try decoder.decodeSingularStringField(value: &self.peerEndpoint) }()
+      case 5: try { try decoder.decodeRepeatedMessageField(value: &self.statuses) }()
+      case 6: try { try decoder.decodeRepeatedStringField(value: &self.completeDigests) }()
       default: break
       }
     }
@@ -461,6 +501,12 @@ nonisolated extension Slipway_V1_AgentRegister: SwiftProtobuf.Message, SwiftProt
     if !self.peerEndpoint.isEmpty {
       try visitor.visitSingularStringField(value: self.peerEndpoint, fieldNumber: 4)
     }
+    if !self.statuses.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.statuses, fieldNumber: 5)
+    }
+    if !self.completeDigests.isEmpty {
+      try visitor.visitRepeatedStringField(value: self.completeDigests, fieldNumber: 6)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -469,6 +515,48 @@ nonisolated extension Slipway_V1_AgentRegister: SwiftProtobuf.Message, SwiftProt
     if lhs.region != rhs.region {return false}
     if lhs.services != rhs.services {return false}
     if lhs.peerEndpoint != rhs.peerEndpoint {return false}
+    if lhs.statuses != rhs.statuses {return false}
+    if lhs.completeDigests != rhs.completeDigests {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Slipway_V1_AgentTargets: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".AgentTargets"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}region\0\u{1}targets\0\u{3}seed_endpoint\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.region) }()
+      case 2: try { try decoder.decodeRepeatedMessageField(value: &self.targets) }()
+      case 3: try { try decoder.decodeSingularStringField(value: &self.seedEndpoint) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.region.isEmpty {
+      try visitor.visitSingularStringField(value: self.region, fieldNumber: 1)
+    }
+    if !self.targets.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.targets, fieldNumber: 2)
+    }
+    if !self.seedEndpoint.isEmpty {
+      try visitor.visitSingularStringField(value: self.seedEndpoint, fieldNumber: 3)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Slipway_V1_AgentTargets, rhs: Slipway_V1_AgentTargets) -> Bool {
+    if lhs.region != rhs.region {return false}
+    if lhs.targets != rhs.targets {return false}
+    if lhs.seedEndpoint != rhs.seedEndpoint {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -586,7 +674,7 @@ nonisolated extension Slipway_V1_PeerListRequest: SwiftProtobuf.Message, SwiftPr
 
 nonisolated extension Slipway_V1_Peer: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".Peer"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}machine_id\0\u{1}endpoint\0\u{1}have\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}machine_id\0\u{1}endpoint\0\u{1}have\0\u{1}complete\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -597,6 +685,7 @@ nonisolated extension Slipway_V1_Peer: SwiftProtobuf.Message, SwiftProtobuf._Mes
       case 1: try { try decoder.decodeSingularStringField(value: &self.machineID) }()
       case 2: try { try decoder.decodeSingularStringField(value: &self.endpoint) }()
       case 3: try { try decoder.decodeRepeatedUInt32Field(value: &self.have) }()
+      case 4: try { try decoder.decodeSingularBoolField(value: &self.complete) }()
       default: break
       }
     }
@@ -612,6 +701,9 @@ nonisolated extension Slipway_V1_Peer: SwiftProtobuf.Message, SwiftProtobuf._Mes
     if !self.have.isEmpty {
       try visitor.visitPackedUInt32Field(value: self.have, fieldNumber: 3)
     }
+    if self.complete != false {
+      try visitor.visitSingularBoolField(value: self.complete, fieldNumber: 4)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -619,6 +711,7 @@ nonisolated extension Slipway_V1_Peer: SwiftProtobuf.Message, SwiftProtobuf._Mes
     if lhs.machineID != rhs.machineID {return false}
     if lhs.endpoint != rhs.endpoint {return false}
     if lhs.have != rhs.have {return false}
+    if lhs.complete != rhs.complete {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -711,7 +804,7 @@ nonisolated extension Slipway_V1_BuildCount: SwiftProtobuf.Message, SwiftProtobu
 
 nonisolated extension Slipway_V1_RegionReport: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".RegionReport"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}region\0\u{1}counts\0\u{1}failures\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}region\0\u{1}counts\0\u{1}failures\0\u{1}machines\0\u{3}received_at_unix_micros\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -722,6 +815,8 @@ nonisolated extension Slipway_V1_RegionReport: SwiftProtobuf.Message, SwiftProto
       case 1: try { try decoder.decodeSingularStringField(value: &self.region) }()
       case 2: try { try decoder.decodeRepeatedMessageField(value: &self.counts) }()
       case 3: try { try decoder.decodeRepeatedMessageField(value: &self.failures) }()
+      case 4: try { try decoder.decodeSingularUInt32Field(value: &self.machines) }()
+      case 5: try { try decoder.decodeSingularInt64Field(value: &self.receivedAtUnixMicros) }()
       default: break
       }
     }
@@ -737,6 +832,12 @@ nonisolated extension Slipway_V1_RegionReport: SwiftProtobuf.Message, SwiftProto
     if !self.failures.isEmpty {
       try visitor.visitRepeatedMessageField(value: self.failures, fieldNumber: 3)
     }
+    if self.machines != 0 {
+      try visitor.visitSingularUInt32Field(value: self.machines, fieldNumber: 4)
+    }
+    if self.receivedAtUnixMicros != 0 {
+      try visitor.visitSingularInt64Field(value: self.receivedAtUnixMicros, fieldNumber: 5)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -744,6 +845,8 @@ nonisolated extension Slipway_V1_RegionReport: SwiftProtobuf.Message, SwiftProto
     if lhs.region != rhs.region {return false}
     if lhs.counts != rhs.counts {return false}
     if lhs.failures != rhs.failures {return false}
+    if lhs.machines != rhs.machines {return false}
+    if lhs.receivedAtUnixMicros != rhs.receivedAtUnixMicros {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

@@ -6,6 +6,14 @@ public struct RegionConfig: Sendable {
     public var storePath: String
     /// ROUTER for uploads and downloads (workers, agents, other regions).
     public var storeEndpoint: String = "tcp://127.0.0.1:7710"
+    /// The store endpoint agents are told to use as their seed (the bind endpoint unless set).
+    public var advertisedStoreEndpoint: String?
+    /// ROUTER where agents register, heartbeat and ask for peers (the tracker).
+    public var trackerEndpoint: String = "tcp://127.0.0.1:7720"
+    /// PUB where target changes reach agents at once.
+    public var targetsEndpoint: String = "tcp://127.0.0.1:7721"
+    /// A machine unheard of for this long is no longer counted or handed out as a peer.
+    public var agentTimeout: Duration = .seconds(20)
     /// The other regions' store endpoints by region name: where replicas are copied from.
     public var peers: [String: String] = [:]
     /// The coordinator's intake ROUTER, where replication reports go.

@@ -3,20 +3,25 @@ public import Logging
 import SlipwayArtifact
 public import SlipwayThreads
 
-/// The region controller daemon: the regional blob store, served on one thread,
-/// and replication from the other regions, on another. The deploy tracker joins
-/// them in later work.
+/// The region controller daemon, three threads: the regional blob store; the
+/// follower of the coordinator's events (replication from the other regions,
+/// and the region's targets); and the agent tracker (registrations, peer lists,
+/// target pushes, the region's aggregated report to the coordinator).
 public enum RegionController {
     /// The services to run together until graceful shutdown.
     public static func services(config: RegionConfig, logger: Logger) throws -> [LoopService] {
         // Clean up after a crash once, before either thread opens the store.
         _ = try BlobStore(root: URL(fileURLWithPath: config.storePath))
+        let board = RegionTargetBoard()
         return [
             LoopService(name: "region-store") { stop in
                 try RegionStoreLoop(config: config, logger: logger, stop: stop).run()
             },
             LoopService(name: "region-replication") { stop in
-                try Replicator(config: config, logger: logger, stop: stop).run()
+                try Replicator(config: config, board: board, logger: logger, stop: stop).run()
+            },
+            LoopService(name: "region-tracker") { stop in
+                try TrackerLoop(config: config, board: board, logger: logger, stop: stop).run()
             },
         ]
     }

@@ -23,6 +23,22 @@ struct RegionTargets: Codable, Equatable {
     /// What a machine of `service` in this region should run: the override if any, else the global target.
     func effective(_ service: String) -> Target? { regional[service] ?? global[service] }
 
+    /// What agents in `region` are told to run for `service`: the effective target,
+    /// versioned by the sum of the global and regional versions. Each change bumps
+    /// exactly one of them, so the sum grows with every change agents must see,
+    /// and it survives a restart of the region controller.
+    func agentTarget(_ service: String, region: String) -> Slipway_V1_TargetChange? {
+        guard let target = effective(service) else { return nil }
+        var change = Slipway_V1_TargetChange()
+        change.service = service
+        change.region = region
+        change.artifactDigest = target.digest
+        change.version = (global[service]?.version ?? 0) + (regional[service]?.version ?? 0)
+        change.setBy = target.setBy
+        change.setAtUnixMicros = target.setAtUnixMicros
+        return change
+    }
+
     /// Every service with a target here, sorted.
     var services: [String] { Set(global.keys).union(regional.keys).sorted() }
 

@@ -20,7 +20,8 @@ import SlipwayWire
 ///
 /// The same stream carries `target.changed`: global and this region's targets
 /// are kept in `targets.json` beside the store, so they survive the coordinator
-/// and this process being down.
+/// and this process being down, and posted on the ``RegionTargetBoard`` the
+/// agent tracker serves.
 final class Replicator {
     private let config: RegionConfig
     private let logger: Logger
@@ -46,6 +47,7 @@ final class Replicator {
     }
     private var targets = RegionTargets()
     private let targetsFile: URL
+    private let board: RegionTargetBoard
 
     /// The copy in progress, and when it last reported progress.
     private struct Transfer {
@@ -53,8 +55,9 @@ final class Replicator {
         var lastReport: ContinuousClock.Instant
     }
 
-    init(config: RegionConfig, logger: Logger, stop: StopSignal) throws {
+    init(config: RegionConfig, board: RegionTargetBoard, logger: Logger, stop: StopSignal) throws {
         self.config = config
+        self.board = board
         self.logger = logger
         self.stop = stop
         self.context = try ZMQContext()
@@ -68,6 +71,7 @@ final class Replicator {
     func run() throws {
         savedSequence = ledger.lastSequence
         targets = try RegionTargets.load(from: targetsFile)
+        board.post(targets)
         for service in targets.services {
             let target = targets.effective(service)!
             logger.info("regional target", metadata: ["service": "\(service)", "digest": "\(target.digest)", "version": "\(target.version)"])
@@ -130,6 +134,7 @@ final class Replicator {
             }
             let before = targets.effective(change.service)
             guard targets.apply(change, region: config.region) else { return }
+            board.post(targets)
             // Saved before the sequence number that covers it: a crash replays the event.
             if !saveTargets() { unfinished.append((event.sequence, .saveTargets)) }
             let target = targets.effective(change.service)!

@@ -1,7 +1,7 @@
 /// Slipway's schema, as an ordered list of migrations. Append; never edit a released one.
 public enum SlipwaySchema {
     /// Every migration, oldest first.
-    public static let migrations: [Migration] = [v1]
+    public static let migrations: [Migration] = [v1, v2]
 
     /// Schema v1: the whole system's durable state.
     ///
@@ -137,6 +137,16 @@ public enum SlipwaySchema {
             action      text NOT NULL CHECK (action IN ('deploy', 'rollback')),
             set_by      text NOT NULL,
             set_at      timestamptz NOT NULL DEFAULT now()
+        );
+        """)
+
+    /// Schema v2: each region's latest aggregated agent report. One row per
+    /// region, replaced in place: machines never write to PostgreSQL.
+    static let v2 = Migration(version: 2, name: "region agent reports", sql: """
+        CREATE TABLE region_reports (
+            region      text PRIMARY KEY,
+            report      bytea NOT NULL,
+            received_at timestamptz NOT NULL DEFAULT now()
         );
         """)
 }

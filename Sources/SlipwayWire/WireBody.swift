@@ -26,7 +26,7 @@ public enum WireRegistry {
             Slipway_V1_ArtifactQuery.self, Slipway_V1_ArtifactList.self,
             Slipway_V1_ReplicationStatus.self,
             Slipway_V1_TargetChange.self, Slipway_V1_AgentStatus.self,
-            Slipway_V1_AgentRegister.self, Slipway_V1_PeerListRequest.self,
+            Slipway_V1_AgentRegister.self, Slipway_V1_AgentTargets.self, Slipway_V1_PeerListRequest.self,
             Slipway_V1_PeerList.self, Slipway_V1_RegionReport.self,
             Slipway_V1_DeployRequest.self, Slipway_V1_DeployReply.self, Slipway_V1_RollbackRequest.self,
             Slipway_V1_ServiceStatusQuery.self, Slipway_V1_ServiceStatus.self,
@@ -82,6 +82,7 @@ extension Slipway_V1_AgentStatus: WireBody { public static var messageType: Slip
 extension Slipway_V1_AgentRegister: WireBody { public static var messageType: Slipway_V1_MessageType { .agentRegister } }
 extension Slipway_V1_PeerListRequest: WireBody { public static var messageType: Slipway_V1_MessageType { .peerListRequest } }
 extension Slipway_V1_PeerList: WireBody { public static var messageType: Slipway_V1_MessageType { .peerList } }
+extension Slipway_V1_AgentTargets: WireBody { public static var messageType: Slipway_V1_MessageType { .agentTargets } }
 extension Slipway_V1_RegionReport: WireBody { public static var messageType: Slipway_V1_MessageType { .regionReport } }
 extension Slipway_V1_DeployRequest: WireBody { public static var messageType: Slipway_V1_MessageType { .deployRequest } }
 extension Slipway_V1_DeployReply: WireBody { public static var messageType: Slipway_V1_MessageType { .deployReply } }

@@ -1,18 +1,14 @@
 import Foundation
+import SlipwayThreads
 #if canImport(Glibc)
 import Glibc
 #endif
 
 /// A child process in a process group of its own, with stdout and stderr piped.
 ///
-/// Spawned with an empty signal mask and default signal handlers: the worker's
-/// threads block signals (Swift's runtime does), and children would inherit that.
-/// The group lets a cancel or timeout kill the build and everything it started.
+/// Started by ``ProcessSpawn`` (own process group, clean signal state), so a
+/// cancel or timeout kills the build and everything it started.
 struct ChildProcess {
-    struct SpawnError: Error, CustomStringConvertible {
-        let description: String
-    }
-
     let pid: pid_t
     /// Read ends of the child's stdout and stderr.
     let stdout: Int32
@@ -24,39 +20,22 @@ struct ChildProcess {
         if let directory { argv = ["/usr/bin/env", "-C", directory, "--"] + arguments }
         let out = try makePipe(), err = try makePipe()
 
-        var actions = posix_spawn_file_actions_t()
-        posix_spawn_file_actions_init(&actions)
-        defer { posix_spawn_file_actions_destroy(&actions) }
-        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
-        posix_spawn_file_actions_adddup2(&actions, out.write, 1)
-        posix_spawn_file_actions_adddup2(&actions, err.write, 2)
-
-        var attributes = posix_spawnattr_t()
-        posix_spawnattr_init(&attributes)
-        defer { posix_spawnattr_destroy(&attributes) }
-        posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF))
-        posix_spawnattr_setpgroup(&attributes, 0)
-        var empty = sigset_t(), all = sigset_t()
-        sigemptyset(&empty)
-        sigfillset(&all)
-        posix_spawnattr_setsigmask(&attributes, &empty)
-        posix_spawnattr_setsigdefault(&attributes, &all)
-
-        let cArguments = argv.map { strdup($0) } + [nil]
-        let cEnvironment = environment.map { strdup("\($0.key)=\($0.value)") } + [nil]
-        defer {
-            cArguments.forEach { free($0) }
-            cEnvironment.forEach { free($0) }
-        }
-        var pid = pid_t()
-        let rc = posix_spawn(&pid, argv[0], &actions, &attributes, cArguments, cEnvironment)
-        close(out.write)
-        close(err.write)
-        guard rc == 0 else {
+        let pid: pid_t
+        do {
+            pid = try ProcessSpawn.spawn(argv, environment: environment) { actions in
+                posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+                posix_spawn_file_actions_adddup2(&actions, out.write, 1)
+                posix_spawn_file_actions_adddup2(&actions, err.write, 2)
+            }
+        } catch {
+            close(out.write)
+            close(err.write)
             close(out.read)
             close(err.read)
-            throw SpawnError(description: "cannot start \(arguments[0]): \(String(cString: strerror(rc)))")
+            throw error
         }
+        close(out.write)
+        close(err.write)
         return ChildProcess(pid: pid, stdout: out.read, stderr: err.read)
     }
 
@@ -124,17 +103,15 @@ struct ChildProcess {
 
     /// Reaps the child; closes the pipes. Returns the exit code, or 128 + signal.
     func waitForExit() -> Int32 {
-        var status: Int32 = 0
-        while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
+        let status = ProcessSpawn.waitForExit(pid)
         close(stdout)
         close(stderr)
-        let signal = status & 0x7F
-        return signal == 0 ? (status >> 8) & 0xFF : 128 + signal
+        return status
     }
 
     private static func makePipe() throws -> (read: Int32, write: Int32) {
         var fds: [Int32] = [0, 0]
-        guard pipe(&fds) == 0 else { throw SpawnError(description: "pipe failed: \(String(cString: strerror(errno)))") }
+        guard pipe(&fds) == 0 else { throw SpawnError("pipe failed: \(String(cString: strerror(errno)))") }
         // Close-on-exec for our ends; dup2 in the child clears it on the copies it uses.
         _ = fcntl(fds[0], F_SETFD, FD_CLOEXEC)
         _ = fcntl(fds[1], F_SETFD, FD_CLOEXEC)

@@ -65,13 +65,19 @@ struct DaemonOptions: ParsableArguments {
 
 
 enum ProcessIdentity {
-    /// `host-pid-abcd`: unique per process start, valid as a routing id.
-    static func make(_ role: String) -> String {
+    /// The host name, reduced to characters valid in ids (`host` if none are left).
+    static func hostName() -> String {
         var name = [CChar](repeating: 0, count: 256)
         gethostname(&name, 255)
         let host = String(decoding: name.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
             .filter { $0.isLetter || $0.isNumber || $0 == "-" || $0 == "." }
+        return host.isEmpty ? "host" : host
+    }
+
+    /// `host-pid-abcd`: unique per process start, valid as a routing id.
+    static func make(_ role: String) -> String {
+        let host = hostName()
         let suffix = String(UInt16.random(in: 0...UInt16.max), radix: 16)
-        return "\(role)-\(host.isEmpty ? "host" : host)-\(getpid())-\(suffix)"
+        return "\(role)-\(host)-\(getpid())-\(suffix)"
     }
 }

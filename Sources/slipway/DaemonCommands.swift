@@ -99,7 +99,7 @@ struct WorkerCommand: AsyncParsableCommand {
 struct RegionCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "region",
-        abstract: "Run a region controller: the regional content-addressed blob store, and replication from the other regions.")
+        abstract: "Run a region controller: the regional blob store, replication from the other regions, and the tracker its agents use.")
 
     @Option(help: "The region's name.") var name = "local"
     @Option(help: "Folder of the blob store.") var storeDir = ".local/region"
@@ -109,6 +109,10 @@ struct RegionCommand: AsyncParsableCommand {
     @Option(help: "The coordinator's intake endpoint (replication reports).") var coordinatorIntake = "tcp://127.0.0.1:7700"
     @Option(help: "The coordinator's event PUB endpoint.") var coordinatorEvents = "tcp://127.0.0.1:7702"
     @Option(help: "The coordinator's event catch-up endpoint.") var coordinatorSnapshot = "tcp://127.0.0.1:7703"
+    @Option(help: "ROUTER endpoint where agents register and ask for peers.") var tracker = "tcp://127.0.0.1:7720"
+    @Option(help: "PUB endpoint that pushes target changes to agents.") var targets = "tcp://127.0.0.1:7721"
+    @Option(help: "The store endpoint agents should use, if not --store (e.g. when binding tcp://*).") var advertiseStore: String?
+    @Option(help: "A machine unheard of for this long is no longer counted.") var agentTimeout = DurationArgument(argument: "20s")!
     @Option(help: "Pieces in flight per peer region while replicating.") var replicationWindow = 16
     @Option(help: "Cap on replication bandwidth into this region, in MiB/s (0: none).") var replicationMaxMibps = 0.0
     @Option(help: "A copy with no new piece for this long steps aside for the rest of the queue.")
@@ -138,6 +142,10 @@ struct RegionCommand: AsyncParsableCommand {
         config.coordinatorIntake = coordinatorIntake
         config.coordinatorEvents = coordinatorEvents
         config.coordinatorSnapshot = coordinatorSnapshot
+        config.trackerEndpoint = tracker
+        config.targetsEndpoint = targets
+        config.advertisedStoreEndpoint = advertiseStore
+        config.agentTimeout = max(agentTimeout.duration, .seconds(1))
         config.replicationWindow = replicationWindow
         config.replicationBatch = min(8, replicationWindow)
         config.replicationMaxBytesPerSecond = UInt64(replicationMaxMibps * 1_048_576)

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import SlipwayProto
+import SlipwayWire
 
 /// Who runs this command, for the deployment history.
 private func currentUser() -> String {
@@ -80,14 +81,19 @@ struct StatusCommand: AsyncParsableCommand {
         if status.targets.isEmpty { print("  no target set") }
         for line in describe(status.targets) { print("  target  \(line.dropFirst(status.service.count + 1))") }
         if status.regions.isEmpty {
-            print("  machines: no region has reported agents for this service yet")
+            print("  machines: no region has reported agents yet")
         }
+        let now = Date().timeIntervalSince1970
         for region in status.regions {
-            for count in region.counts where count.service == status.service {
-                print("  \(region.region): \(count.machines) machine(s) \(count.state) on sha256:\(count.artifactDigest.prefix(16))…")
+            let age = max(0, Int(now - Double(region.receivedAtUnixMicros) / 1e6))
+            let counts = region.counts.filter { $0.service == status.service }
+            let total = counts.reduce(0) { $0 + Int($1.machines) }
+            print("  \(region.region): \(total) machine(s) run \(status.service) (report \(age)s old)")
+            for count in counts {
+                print("    \(count.machines) \(Self.stateName(count.state)) sha256:\(count.artifactDigest.prefix(16))…")
             }
             for failure in region.failures where failure.service == status.service {
-                print("  \(region.region): \(failure.machineID) \(failure.state): \(failure.reason)")
+                print("    \(failure.machineID) \(Self.stateName(failure.state)): \(SafeText.printable(failure.reason, limit: 300))")
             }
         }
         if !status.history.isEmpty { print("  history (newest first)") }
@@ -95,6 +101,19 @@ struct StatusCommand: AsyncParsableCommand {
             let when = Date(timeIntervalSince1970: Double(record.setAtUnixMicros) / 1e6)
             let from = record.fromDigest.isEmpty ? "(none)" : "sha256:\(record.fromDigest.prefix(16))…"
             print("    \(ISO8601DateFormatter().string(from: when)) \(record.action) \(record.region.isEmpty ? "global" : record.region) v\(record.version) \(from) -> sha256:\(record.toDigest.prefix(16))… by \(record.setBy)")
+        }
+    }
+
+    /// How an agent state reads in the status table.
+    static func stateName(_ state: Slipway_V1_AgentState) -> String {
+        switch state {
+        case .idle: "idle"
+        case .downloading: "downloading"
+        case .installed: "installed"
+        case .running: "running"
+        case .failed: "failed"
+        case .rolledBack: "rolled-back"
+        case .unspecified, .UNRECOGNIZED: "unknown"
         }
     }
 }

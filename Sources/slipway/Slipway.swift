@@ -10,7 +10,7 @@ struct Slipway: AsyncParsableCommand {
         subcommands: [
             SubmitCommand.self, JobsCommand.self, JobCommand.self, LogsCommand.self, CancelCommand.self,
             ArtifactsCommand.self, ArtifactCommand.self, DeployCommand.self, RollbackCommand.self, StatusCommand.self,
-            CoordinatorCommand.self, WorkerCommand.self, RegionCommand.self, TapCommand.self,
+            CoordinatorCommand.self, WorkerCommand.self, RegionCommand.self, AgentCommand.self, TapCommand.self,
             MigrateCommand.self, VersionCommand.self,
         ])
 }

@@ -23,19 +23,20 @@ struct MigratorTests {
     func failedMigrationRollsBack() async throws {
         let url = try await TestDatabase.create()
         let client = PGClient(url: url, logger: TestDatabase.logger)
-        let broken = SlipwaySchema.migrations + [Migration(version: 2, name: "broken", sql: "CREATE TABLE half_done (x int); SELECT 1/0;")]
+        let next = SlipwaySchema.migrations.last!.version + 1
+        let broken = SlipwaySchema.migrations + [Migration(version: next, name: "broken", sql: "CREATE TABLE half_done (x int); SELECT 1/0;")]
         let error = await #expect(throws: PGError.self) {
             try await client.withConnection { try Migrator.migrate($0, broken, logger: TestDatabase.logger) }
         }
         #expect(error?.code == .migrationFailed)
         #expect(error?.sqlState == "22012")
-        let leftovers = try await client.query("SELECT to_regclass('half_done') IS NULL AS gone, (SELECT count(*) FROM schema_migrations WHERE version = 2) AS v2").first!
+        let leftovers = try await client.query("SELECT to_regclass('half_done') IS NULL AS gone, (SELECT count(*) FROM schema_migrations WHERE version = \(next)) AS v2").first!
         #expect(try leftovers.bool("gone"))
         #expect(try leftovers.int("v2") == 0)
 
-        let fixed = SlipwaySchema.migrations + [Migration(version: 2, name: "fixed", sql: "CREATE TABLE half_done (x int);")]
+        let fixed = SlipwaySchema.migrations + [Migration(version: next, name: "fixed", sql: "CREATE TABLE half_done (x int);")]
         let applied = try await client.withConnection { try Migrator.migrate($0, fixed, logger: TestDatabase.logger) }
-        #expect(applied == [2])
+        #expect(applied == [next])
         await client.close()
         await TestDatabase.drop(url)
     }

@@ -97,6 +97,51 @@ void   slipway__v1__agent_register__free_unpacked
   assert(message->base.descriptor == &slipway__v1__agent_register__descriptor);
   protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
 }
+void   slipway__v1__agent_targets__init
+                     (Slipway__V1__AgentTargets         *message)
+{
+  static const Slipway__V1__AgentTargets init_value = SLIPWAY__V1__AGENT_TARGETS__INIT;
+  *message = init_value;
+}
+size_t slipway__v1__agent_targets__get_packed_size
+                     (const Slipway__V1__AgentTargets *message)
+{
+  assert(message->base.descriptor == &slipway__v1__agent_targets__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t slipway__v1__agent_targets__pack
+                     (const Slipway__V1__AgentTargets *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &slipway__v1__agent_targets__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t slipway__v1__agent_targets__pack_to_buffer
+                     (const Slipway__V1__AgentTargets *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &slipway__v1__agent_targets__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Slipway__V1__AgentTargets *
+       slipway__v1__agent_targets__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Slipway__V1__AgentTargets *)
+     protobuf_c_message_unpack (&slipway__v1__agent_targets__descriptor,
+                                allocator, len, data);
+}
+void   slipway__v1__agent_targets__free_unpacked
+                     (Slipway__V1__AgentTargets *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &slipway__v1__agent_targets__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
 void   slipway__v1__agent_status__init
                      (Slipway__V1__AgentStatus         *message)
 {
@@ -753,7 +798,7 @@ const ProtobufCMessageDescriptor slipway__v1__target_change__descriptor =
   (ProtobufCMessageInit) slipway__v1__target_change__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor slipway__v1__agent_register__field_descriptors[4] =
+static const ProtobufCFieldDescriptor slipway__v1__agent_register__field_descriptors[6] =
 {
   {
     "machine_id",
@@ -803,17 +848,43 @@ static const ProtobufCFieldDescriptor slipway__v1__agent_register__field_descrip
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "statuses",
+    5,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Slipway__V1__AgentRegister, n_statuses),
+    offsetof(Slipway__V1__AgentRegister, statuses),
+    &slipway__v1__agent_status__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "complete_digests",
+    6,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_STRING,
+    offsetof(Slipway__V1__AgentRegister, n_complete_digests),
+    offsetof(Slipway__V1__AgentRegister, complete_digests),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned slipway__v1__agent_register__field_indices_by_name[] = {
+  5,   /* field[5] = complete_digests */
   0,   /* field[0] = machine_id */
   3,   /* field[3] = peer_endpoint */
   1,   /* field[1] = region */
   2,   /* field[2] = services */
+  4,   /* field[4] = statuses */
 };
 static const ProtobufCIntRange slipway__v1__agent_register__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 4 }
+  { 0, 6 }
 };
 const ProtobufCMessageDescriptor slipway__v1__agent_register__descriptor =
 {
@@ -823,11 +894,75 @@ const ProtobufCMessageDescriptor slipway__v1__agent_register__descriptor =
   "Slipway__V1__AgentRegister",
   "slipway.v1",
   sizeof(Slipway__V1__AgentRegister),
-  4,
+  6,
   slipway__v1__agent_register__field_descriptors,
   slipway__v1__agent_register__field_indices_by_name,
   1,  slipway__v1__agent_register__number_ranges,
   (ProtobufCMessageInit) slipway__v1__agent_register__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor slipway__v1__agent_targets__field_descriptors[3] =
+{
+  {
+    "region",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Slipway__V1__AgentTargets, region),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "targets",
+    2,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Slipway__V1__AgentTargets, n_targets),
+    offsetof(Slipway__V1__AgentTargets, targets),
+    &slipway__v1__target_change__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "seed_endpoint",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Slipway__V1__AgentTargets, seed_endpoint),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned slipway__v1__agent_targets__field_indices_by_name[] = {
+  0,   /* field[0] = region */
+  2,   /* field[2] = seed_endpoint */
+  1,   /* field[1] = targets */
+};
+static const ProtobufCIntRange slipway__v1__agent_targets__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 3 }
+};
+const ProtobufCMessageDescriptor slipway__v1__agent_targets__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "slipway.v1.AgentTargets",
+  "AgentTargets",
+  "Slipway__V1__AgentTargets",
+  "slipway.v1",
+  sizeof(Slipway__V1__AgentTargets),
+  3,
+  slipway__v1__agent_targets__field_descriptors,
+  slipway__v1__agent_targets__field_indices_by_name,
+  1,  slipway__v1__agent_targets__number_ranges,
+  (ProtobufCMessageInit) slipway__v1__agent_targets__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
 static const ProtobufCFieldDescriptor slipway__v1__agent_status__field_descriptors[9] =
@@ -1036,7 +1171,7 @@ const ProtobufCMessageDescriptor slipway__v1__peer_list_request__descriptor =
   (ProtobufCMessageInit) slipway__v1__peer_list_request__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor slipway__v1__peer__field_descriptors[3] =
+static const ProtobufCFieldDescriptor slipway__v1__peer__field_descriptors[4] =
 {
   {
     "machine_id",
@@ -1074,8 +1209,21 @@ static const ProtobufCFieldDescriptor slipway__v1__peer__field_descriptors[3] =
     0 | PROTOBUF_C_FIELD_FLAG_PACKED,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "complete",
+    4,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_BOOL,
+    0,   /* quantifier_offset */
+    offsetof(Slipway__V1__Peer, complete),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned slipway__v1__peer__field_indices_by_name[] = {
+  3,   /* field[3] = complete */
   1,   /* field[1] = endpoint */
   2,   /* field[2] = have */
   0,   /* field[0] = machine_id */
@@ -1083,7 +1231,7 @@ static const unsigned slipway__v1__peer__field_indices_by_name[] = {
 static const ProtobufCIntRange slipway__v1__peer__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 3 }
+  { 0, 4 }
 };
 const ProtobufCMessageDescriptor slipway__v1__peer__descriptor =
 {
@@ -1093,7 +1241,7 @@ const ProtobufCMessageDescriptor slipway__v1__peer__descriptor =
   "Slipway__V1__Peer",
   "slipway.v1",
   sizeof(Slipway__V1__Peer),
-  3,
+  4,
   slipway__v1__peer__field_descriptors,
   slipway__v1__peer__field_indices_by_name,
   1,  slipway__v1__peer__number_ranges,
@@ -1241,7 +1389,7 @@ const ProtobufCMessageDescriptor slipway__v1__build_count__descriptor =
   (ProtobufCMessageInit) slipway__v1__build_count__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor slipway__v1__region_report__field_descriptors[3] =
+static const ProtobufCFieldDescriptor slipway__v1__region_report__field_descriptors[5] =
 {
   {
     "region",
@@ -1279,16 +1427,42 @@ static const ProtobufCFieldDescriptor slipway__v1__region_report__field_descript
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "machines",
+    4,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT32,
+    0,   /* quantifier_offset */
+    offsetof(Slipway__V1__RegionReport, machines),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "received_at_unix_micros",
+    5,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT64,
+    0,   /* quantifier_offset */
+    offsetof(Slipway__V1__RegionReport, received_at_unix_micros),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned slipway__v1__region_report__field_indices_by_name[] = {
   1,   /* field[1] = counts */
   2,   /* field[2] = failures */
+  3,   /* field[3] = machines */
+  4,   /* field[4] = received_at_unix_micros */
   0,   /* field[0] = region */
 };
 static const ProtobufCIntRange slipway__v1__region_report__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 3 }
+  { 0, 5 }
 };
 const ProtobufCMessageDescriptor slipway__v1__region_report__descriptor =
 {
@@ -1298,7 +1472,7 @@ const ProtobufCMessageDescriptor slipway__v1__region_report__descriptor =
   "Slipway__V1__RegionReport",
   "slipway.v1",
   sizeof(Slipway__V1__RegionReport),
-  3,
+  5,
   slipway__v1__region_report__field_descriptors,
   slipway__v1__region_report__field_indices_by_name,
   1,  slipway__v1__region_report__number_ranges,

@@ -277,7 +277,7 @@ const ProtobufCMessageDescriptor slipway__v1__error_reply__descriptor =
   (ProtobufCMessageInit) slipway__v1__error_reply__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCEnumValue slipway__v1__message_type__enum_values_by_number[44] =
+static const ProtobufCEnumValue slipway__v1__message_type__enum_values_by_number[45] =
 {
   { "MESSAGE_TYPE_UNSPECIFIED", "SLIPWAY__V1__MESSAGE_TYPE__MESSAGE_TYPE_UNSPECIFIED", 0 },
   { "MESSAGE_TYPE_SUBMIT_BUILD", "SLIPWAY__V1__MESSAGE_TYPE__MESSAGE_TYPE_SUBMIT_BUILD", 1 },
@@ -323,15 +323,17 @@ static const ProtobufCEnumValue slipway__v1__message_type__enum_values_by_number
   { "MESSAGE_TYPE_SNAPSHOT_REQUEST", "SLIPWAY__V1__MESSAGE_TYPE__MESSAGE_TYPE_SNAPSHOT_REQUEST", 51 },
   { "MESSAGE_TYPE_SNAPSHOT_END", "SLIPWAY__V1__MESSAGE_TYPE__MESSAGE_TYPE_SNAPSHOT_END", 52 },
   { "MESSAGE_TYPE_SERVICE_STATUS", "SLIPWAY__V1__MESSAGE_TYPE__MESSAGE_TYPE_SERVICE_STATUS", 53 },
+  { "MESSAGE_TYPE_AGENT_TARGETS", "SLIPWAY__V1__MESSAGE_TYPE__MESSAGE_TYPE_AGENT_TARGETS", 54 },
 };
 static const ProtobufCIntRange slipway__v1__message_type__value_ranges[] = {
-{0, 0},{30, 29},{40, 30},{0, 44}
+{0, 0},{30, 29},{40, 30},{0, 45}
 };
-static const ProtobufCEnumValueIndex slipway__v1__message_type__enum_values_by_name[44] =
+static const ProtobufCEnumValueIndex slipway__v1__message_type__enum_values_by_name[45] =
 {
   { "MESSAGE_TYPE_ABORT_JOB", 16 },
   { "MESSAGE_TYPE_AGENT_REGISTER", 32 },
   { "MESSAGE_TYPE_AGENT_STATUS", 31 },
+  { "MESSAGE_TYPE_AGENT_TARGETS", 44 },
   { "MESSAGE_TYPE_ARTIFACT_LIST", 28 },
   { "MESSAGE_TYPE_ARTIFACT_MANIFEST", 20 },
   { "MESSAGE_TYPE_ARTIFACT_QUERY", 27 },
@@ -381,9 +383,9 @@ const ProtobufCEnumDescriptor slipway__v1__message_type__descriptor =
   "MessageType",
   "Slipway__V1__MessageType",
   "slipway.v1",
-  44,
+  45,
   slipway__v1__message_type__enum_values_by_number,
-  44,
+  45,
   slipway__v1__message_type__enum_values_by_name,
   3,
   slipway__v1__message_type__value_ranges,

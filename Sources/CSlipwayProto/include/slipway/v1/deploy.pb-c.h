@@ -17,6 +17,7 @@ PROTOBUF_C__BEGIN_DECLS
 
 typedef struct Slipway__V1__TargetChange Slipway__V1__TargetChange;
 typedef struct Slipway__V1__AgentRegister Slipway__V1__AgentRegister;
+typedef struct Slipway__V1__AgentTargets Slipway__V1__AgentTargets;
 typedef struct Slipway__V1__AgentStatus Slipway__V1__AgentStatus;
 typedef struct Slipway__V1__PeerListRequest Slipway__V1__PeerListRequest;
 typedef struct Slipway__V1__Peer Slipway__V1__Peer;
@@ -72,7 +73,8 @@ struct  Slipway__V1__TargetChange
 
 
 /*
- * Agent -> region controller, once at start and after reconnecting.
+ * Agent -> region tracker: registers the machine, then refreshes it every
+ * heartbeat and at once whenever a service changes state. Answered by AgentTargets.
  */
 struct  Slipway__V1__AgentRegister
 {
@@ -85,10 +87,41 @@ struct  Slipway__V1__AgentRegister
    * Where other agents fetch pieces from this one (ROUTER endpoint).
    */
   char *peer_endpoint;
+  /*
+   * Where each service on this machine stands.
+   */
+  size_t n_statuses;
+  Slipway__V1__AgentStatus **statuses;
+  /*
+   * Artifacts this machine holds whole and serves to its peers.
+   */
+  size_t n_complete_digests;
+  char **complete_digests;
 };
 #define SLIPWAY__V1__AGENT_REGISTER__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&slipway__v1__agent_register__descriptor) \
-    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0,NULL, (char *)protobuf_c_empty_string }
+    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0,NULL, (char *)protobuf_c_empty_string, 0,NULL, 0,NULL }
+
+
+/*
+ * Region tracker -> agent: the effective target of each service the agent runs
+ * (reply to AgentRegister). Version is the sum of the global and regional
+ * versions, so it grows with every change; an agent ignores lower versions.
+ */
+struct  Slipway__V1__AgentTargets
+{
+  ProtobufCMessage base;
+  char *region;
+  size_t n_targets;
+  Slipway__V1__TargetChange **targets;
+  /*
+   * The regional store's piece endpoint: the seed of every download.
+   */
+  char *seed_endpoint;
+};
+#define SLIPWAY__V1__AGENT_TARGETS__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&slipway__v1__agent_targets__descriptor) \
+    , (char *)protobuf_c_empty_string, 0,NULL, (char *)protobuf_c_empty_string }
 
 
 /*
@@ -137,14 +170,18 @@ struct  Slipway__V1__Peer
   char *machine_id;
   char *endpoint;
   /*
-   * Indices of the pieces the peer reported having.
+   * Indices of the pieces the peer reported having (empty when complete).
    */
   size_t n_have;
   uint32_t *have;
+  /*
+   * The peer holds the whole artifact.
+   */
+  protobuf_c_boolean complete;
 };
 #define SLIPWAY__V1__PEER__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&slipway__v1__peer__descriptor) \
-    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0,NULL }
+    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0,NULL, 0 }
 
 
 struct  Slipway__V1__PeerList
@@ -181,6 +218,8 @@ struct  Slipway__V1__BuildCount
 
 /*
  * Region controller -> coordinator: aggregated agent state (never one row per machine).
+ * Sent when the counts change (at most once a second) and every 15 s; the
+ * coordinator keeps the latest per region and echoes the region back.
  */
 struct  Slipway__V1__RegionReport
 {
@@ -189,14 +228,22 @@ struct  Slipway__V1__RegionReport
   size_t n_counts;
   Slipway__V1__BuildCount **counts;
   /*
-   * Machines that changed to FAILED or ROLLED_BACK since the last report.
+   * Machines whose latest status is FAILED or ROLLED_BACK (at most 100).
    */
   size_t n_failures;
   Slipway__V1__AgentStatus **failures;
+  /*
+   * Machines reporting to the region (heard from within the agent timeout).
+   */
+  uint32_t machines;
+  /*
+   * When the coordinator stored this report (set by the coordinator in ServiceStatus).
+   */
+  int64_t received_at_unix_micros;
 };
 #define SLIPWAY__V1__REGION_REPORT__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&slipway__v1__region_report__descriptor) \
-    , (char *)protobuf_c_empty_string, 0,NULL, 0,NULL }
+    , (char *)protobuf_c_empty_string, 0,NULL, 0,NULL, 0, 0 }
 
 
 /*
@@ -362,6 +409,25 @@ Slipway__V1__AgentRegister *
                       const uint8_t       *data);
 void   slipway__v1__agent_register__free_unpacked
                      (Slipway__V1__AgentRegister *message,
+                      ProtobufCAllocator *allocator);
+/* Slipway__V1__AgentTargets methods */
+void   slipway__v1__agent_targets__init
+                     (Slipway__V1__AgentTargets         *message);
+size_t slipway__v1__agent_targets__get_packed_size
+                     (const Slipway__V1__AgentTargets   *message);
+size_t slipway__v1__agent_targets__pack
+                     (const Slipway__V1__AgentTargets   *message,
+                      uint8_t             *out);
+size_t slipway__v1__agent_targets__pack_to_buffer
+                     (const Slipway__V1__AgentTargets   *message,
+                      ProtobufCBuffer     *buffer);
+Slipway__V1__AgentTargets *
+       slipway__v1__agent_targets__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   slipway__v1__agent_targets__free_unpacked
+                     (Slipway__V1__AgentTargets *message,
                       ProtobufCAllocator *allocator);
 /* Slipway__V1__AgentStatus methods */
 void   slipway__v1__agent_status__init
@@ -599,6 +665,9 @@ typedef void (*Slipway__V1__TargetChange_Closure)
 typedef void (*Slipway__V1__AgentRegister_Closure)
                  (const Slipway__V1__AgentRegister *message,
                   void *closure_data);
+typedef void (*Slipway__V1__AgentTargets_Closure)
+                 (const Slipway__V1__AgentTargets *message,
+                  void *closure_data);
 typedef void (*Slipway__V1__AgentStatus_Closure)
                  (const Slipway__V1__AgentStatus *message,
                   void *closure_data);
@@ -644,6 +713,7 @@ typedef void (*Slipway__V1__ServiceStatus_Closure)
 extern const ProtobufCEnumDescriptor    slipway__v1__agent_state__descriptor;
 extern const ProtobufCMessageDescriptor slipway__v1__target_change__descriptor;
 extern const ProtobufCMessageDescriptor slipway__v1__agent_register__descriptor;
+extern const ProtobufCMessageDescriptor slipway__v1__agent_targets__descriptor;
 extern const ProtobufCMessageDescriptor slipway__v1__agent_status__descriptor;
 extern const ProtobufCMessageDescriptor slipway__v1__peer_list_request__descriptor;
 extern const ProtobufCMessageDescriptor slipway__v1__peer__descriptor;

@@ -1,0 +1,53 @@
+/// One service an agent runs.
+public struct ServiceSpec: Sendable, Equatable {
+    /// The service's name; builds are installed as `services/<name>/versions/<digest>/<name>`.
+    public var name: String
+    /// Shell command that runs the service (`/bin/sh -c`); `$SLIPWAY_BINARY` is the installed build.
+    public var command: String = "exec \"$SLIPWAY_BINARY\""
+    /// Shell command that exits 0 when the service is healthy; nil: healthy once up for ``healthGrace``.
+    public var healthCheck: String?
+    /// How long a new build has to pass its health check before the machine rolls back.
+    public var healthTimeout: Duration = .seconds(30)
+    /// Without a health command: how long the process must stay up to count as healthy.
+    public var healthGrace: Duration = .seconds(2)
+    /// How long a stopping service gets after SIGTERM before SIGKILL.
+    public var stopTimeout: Duration = .seconds(5)
+
+    /// A service named `name` with the default command and checks.
+    public init(name: String) { self.name = name }
+}
+
+/// Everything an agent needs to run.
+public struct AgentConfig: Sendable {
+    /// This machine's name in its region (unique there).
+    public var machineID: String
+    /// The region the machine is in.
+    public var region: String
+    /// The region controller's tracker ROUTER.
+    public var trackerEndpoint: String = "tcp://127.0.0.1:7720"
+    /// The region controller's target PUB.
+    public var targetsEndpoint: String = "tcp://127.0.0.1:7721"
+    /// Where this agent serves pieces to its peers (ROUTER bind).
+    public var listenEndpoint: String = "tcp://127.0.0.1:7730"
+    /// What peers connect to, if not ``listenEndpoint`` (e.g. when binding `tcp://*`).
+    public var advertisedEndpoint: String?
+    /// Folder for the agent's piece store and installed builds.
+    public var root: String
+    /// The services this machine runs.
+    public var services: [ServiceSpec]
+    /// How often the agent reports to its region (and re-reads its targets).
+    public var heartbeatInterval: Duration = .seconds(2)
+    /// Cap on download bandwidth (bytes per second, 0 = none), to spare the machine's service traffic.
+    public var maxDownloadBytesPerSecond: UInt64 = 0
+    /// This process's name on the wire.
+    public var id: String
+
+    /// A configuration with the default endpoints.
+    public init(machineID: String, region: String, root: String, services: [ServiceSpec], id: String) {
+        self.machineID = machineID
+        self.region = region
+        self.root = root
+        self.services = services
+        self.id = id
+    }
+}

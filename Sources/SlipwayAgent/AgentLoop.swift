@@ -1,0 +1,418 @@
+import Foundation
+import Logging
+import SlipwayArtifact
+import SlipwayProto
+import SlipwayThreads
+import SlipwayWire
+
+/// The agent's single I/O loop. One poll covers the tracker DEALER (register,
+/// heartbeat, targets, peer lists), the region's target SUB, this machine's
+/// piece ROUTER (serving peers) and the sockets of the download in progress;
+/// between polls it advances the downloads, the services' processes and
+/// health checks, and each service's ``Rollout``.
+final class AgentLoop {
+    private struct Slot {
+        var rollout: Rollout
+        let runner: ServiceRunner
+        let installer: Installer
+        var retryAt: ContinuousClock.Instant?
+    }
+
+    private let config: AgentConfig
+    private let logger: Logger
+    private let stop: StopSignal
+    private let codec = WireCodec()
+    private let context: ZMQContext
+    private let store: BlobStore
+    private var slots: [String: Slot] = [:]
+    private var downloads: [String: PieceDownload] = [:]
+    private var downloadStarted: [String: ContinuousClock.Instant] = [:]
+    private var tracker: ZMQSocket?
+    private var targets: ZMQSocket!
+    private var server: ZMQSocket!
+    private var seedEndpoint: String?
+    private var lastHeartbeat: ContinuousClock.Instant?
+    private var lastTrackerReply: ContinuousClock.Instant = .now
+    private var lastPeerList: [String: ContinuousClock.Instant] = [:]
+    private var reported: [Slipway_V1_AgentStatus] = []
+    private var manifests: [String: Slipway_V1_ArtifactManifest] = [:]
+    private var piecesServed = 0
+    private var rejected = 0
+
+    init(config: AgentConfig, logger: Logger, stop: StopSignal) throws {
+        self.config = config
+        var logger = logger
+        logger[metadataKey: "machine"] = "\(config.machineID)"
+        self.logger = logger
+        self.stop = stop
+        self.context = try ZMQContext()
+        let root = URL(fileURLWithPath: config.root)
+        self.store = try BlobStore(root: root.appendingPathComponent("store"))
+        var environment: [String: String] = [:]
+        for key in ["PATH", "HOME", "LANG", "TZ"] { environment[key] = ProcessInfo.processInfo.environment[key] }
+        for spec in config.services {
+            let installer = try Installer(service: spec.name, root: root)
+            let (current, previous) = installer.links()
+            slots[spec.name] = Slot(rollout: Rollout(service: spec.name, active: current, previous: previous),
+                                    runner: ServiceRunner(spec: spec, folder: installer.folder, environment: environment),
+                                    installer: installer)
+        }
+    }
+
+    func run() throws {
+        server = try ZMQSocket(context: context, type: .router)
+        try server.set(.routerMandatory(true))
+        try server.bind(config.listenEndpoint)
+        targets = try ZMQSocket(context: context, type: .sub)
+        try targets.set(.subscribe(Array("target.".utf8)))
+        try targets.connect(config.targetsEndpoint)
+        defer { shutdown() }
+        logger.info("agent started", metadata: ["region": "\(config.region)", "services": "\(slots.keys.sorted().joined(separator: ","))",
+                                                "serving": "\(config.listenEndpoint)"])
+        for name in slots.keys.sorted() {
+            if let active = slots[name]!.rollout.active {
+                logger.info("starting the installed build", metadata: ["service": "\(name)", "digest": "\(active)"])
+            }
+            perform(name) { $0.resume() }
+        }
+        while !stop.isStopped {
+            let now = ContinuousClock.now
+            try heartbeat(now: now)
+            try pumpDownloads(now: now)
+            superviseServices(now: now)
+            try poll(wait: .timeout(.milliseconds(50)))
+        }
+    }
+
+    // MARK: rollouts
+
+    /// Feeds one input to a service's rollout and carries out what it asks.
+    private func perform(_ service: String, _ input: (inout Rollout) -> [Rollout.Action]) {
+        guard var slot = slots[service] else { return }
+        var actions = input(&slot.rollout)
+        slots[service] = slot
+        while !actions.isEmpty {
+            let action = actions.removeFirst()
+            actions += carryOut(action, for: service)
+        }
+    }
+
+    private func carryOut(_ action: Rollout.Action, for service: String) -> [Rollout.Action] {
+        guard var slot = slots[service] else { return [] }
+        defer { slots[service] = slot }
+        switch action {
+        case .download(let digest):
+            logger.info("new target", metadata: ["service": "\(service)", "digest": "\(digest)"])
+            if store.has(digest) { return slot.rollout.downloaded(digest) }
+            startDownload(digest)
+            return []
+        case .activate(let digest):
+            do {
+                try slot.installer.install(digest, from: store)
+                try slot.installer.link(current: digest, previous: slot.rollout.previous)
+                try slot.runner.start(digest: digest, binary: slot.installer.binary(digest), now: .now)
+                logger.info("build installed and started", metadata: ["service": "\(service)", "digest": "\(digest)"])
+                return []
+            } catch {
+                logger.error("could not install or start", metadata: ["service": "\(service)", "digest": "\(digest)", "error": "\(error)"])
+                return slot.rollout.unhealthy(digest, reason: "install failed: \(error)")
+            }
+        case .stop:
+            slot.runner.stop()
+            return []
+        }
+    }
+
+    private func superviseServices(now: ContinuousClock.Instant) {
+        for name in slots.keys.sorted() {
+            let slot = slots[name]!
+            if let retryAt = slot.retryAt, now >= retryAt {
+                slots[name]!.retryAt = nil
+                perform(name) { $0.retry() }
+            }
+            guard let event = slot.runner.tick(now: now) else { continue }
+            switch event {
+            case .healthy(let digest):
+                perform(name) { $0.healthy(digest) }
+                let rollout = slots[name]!.rollout
+                logger.info(rollout.state == .rolledBack ? "rolled back; previous build healthy" : "build healthy; running",
+                            metadata: ["service": "\(name)", "digest": "\(digest)", "reason": "\(rollout.reason)"])
+                collectGarbage()
+            case .unhealthy(let digest, let reason):
+                logger.error("build failed its health check", metadata: ["service": "\(name)", "digest": "\(digest)", "reason": "\(reason)"])
+                perform(name) { $0.unhealthy(digest, reason: reason) }
+                if case .crashed = slots[name]!.rollout.phase { slots[name]!.retryAt = now + .seconds(5) }
+            case .exited(let digest, let status):
+                logger.error("service exited; restarting", metadata: ["service": "\(name)", "digest": "\(digest)", "status": "\(status)"])
+                perform(name) { $0.exited(digest, status: status) }
+                slots[name]!.retryAt = now + .seconds(2)
+            }
+        }
+    }
+
+    /// Keeps the builds a service may need (current, previous, target) and the
+    /// artifacts being fetched; everything else leaves the disk.
+    private func collectGarbage() {
+        var keep = Set(downloads.keys)
+        for slot in slots.values {
+            let builds = Set([slot.rollout.active, slot.rollout.previous, slot.rollout.target?.digest].compactMap { $0 })
+            slot.installer.prune(keeping: builds)
+            keep.formUnion(builds)
+        }
+        for digest in (try? store.committedDigests()) ?? [] where !keep.contains(digest) {
+            try? store.remove(digest)
+            manifests[digest] = nil
+        }
+    }
+
+    // MARK: downloads
+
+    private func startDownload(_ digest: String) {
+        guard downloads[digest] == nil, let seedEndpoint else { return }
+        downloads[digest] = PieceDownload(digest: digest, store: store, context: context, sender: config.id,
+                                          seedEndpoint: seedEndpoint, logger: logger,
+                                          maxBytesPerSecond: config.maxDownloadBytesPerSecond)
+        downloadStarted[digest] = .now
+        lastPeerList[digest] = nil
+    }
+
+    private func wanted() -> Set<String> {
+        Set(slots.values.compactMap { if case .downloading(let digest) = $0.rollout.phase { digest } else { nil } })
+    }
+
+    private func pumpDownloads(now: ContinuousClock.Instant) throws {
+        let wanted = wanted()
+        for digest in downloads.keys where !wanted.contains(digest) {
+            // The target moved on; pieces stay on disk in case it comes back.
+            downloads.removeValue(forKey: digest)?.close()
+        }
+        for digest in wanted where downloads[digest] == nil { startDownload(digest) }
+        for (digest, download) in downloads {
+            if download.isComplete {
+                finish(digest, download, now: now)
+                continue
+            }
+            do {
+                try download.pump(now: now)
+            } catch let error as ArtifactError {
+                failDownload(digest, download, reason: error.description, now: now)
+                continue
+            }
+            if download.manifest != nil, lastPeerList[digest].map({ now - $0 >= .seconds(2) }) ?? true {
+                lastPeerList[digest] = now
+                var request = Slipway_V1_PeerListRequest()
+                request.digest = digest
+                request.machineID = config.machineID
+                request.have = download.heldPieces
+                send(toTracker: request)
+            }
+        }
+    }
+
+    private func finish(_ digest: String, _ download: PieceDownload, now: ContinuousClock.Instant) {
+        downloads[digest] = nil
+        let seconds = downloadStarted.removeValue(forKey: digest).map { now - $0 } ?? .zero
+        logger.info("download complete", metadata: [
+            "digest": "\(digest)", "pieces": "\(download.progress.total)", "resumed": "\(download.resumedPieces)",
+            "from_seed": "\(download.fromSeed)", "from_peers": "\(download.fromPeers)", "rejected": "\(download.rejected)",
+            "banned": "\(download.banned.sorted().joined(separator: ","))", "seconds": "\(seconds)"])
+        for name in slots.keys.sorted() where slots[name]!.rollout.phase == .downloading(digest) {
+            perform(name) { $0.downloaded(digest) }
+        }
+    }
+
+    private func failDownload(_ digest: String, _ download: PieceDownload, reason: String, now: ContinuousClock.Instant) {
+        download.close()
+        downloads[digest] = nil
+        logger.error("download failed", metadata: ["digest": "\(digest)", "error": "\(reason)"])
+        for name in slots.keys.sorted() where slots[name]!.rollout.phase == .downloading(digest) {
+            perform(name) { $0.failed(digest, reason: "download failed: \(reason)") }
+            slots[name]!.retryAt = now + .seconds(10)
+        }
+    }
+
+    // MARK: the tracker
+
+    private func heartbeat(now: ContinuousClock.Instant) throws {
+        let statuses = currentStatuses()
+        let due = lastHeartbeat.map { now - $0 >= config.heartbeatInterval } ?? true
+        guard due || statuses != reported else { return }
+        if now - lastTrackerReply > config.heartbeatInterval * 3 + .seconds(1), tracker != nil {
+            // The tracker went silent (restarted, or lost our messages): start over on a fresh socket.
+            logger.info("region tracker silent; reconnecting", metadata: ["tracker": "\(config.trackerEndpoint)"])
+            tracker?.close()
+            tracker = nil
+            lastTrackerReply = now
+        }
+        var register = Slipway_V1_AgentRegister()
+        register.machineID = config.machineID
+        register.region = config.region
+        register.services = config.services.map(\.name)
+        register.peerEndpoint = config.advertisedEndpoint ?? config.listenEndpoint
+        register.statuses = statuses
+        register.completeDigests = Array(((try? store.committedDigests()) ?? []).prefix(256))
+        send(toTracker: register)
+        reported = statuses
+        lastHeartbeat = now
+    }
+
+    private func currentStatuses() -> [Slipway_V1_AgentStatus] {
+        slots.keys.sorted().map { name in
+            let rollout = slots[name]!.rollout
+            var status = Slipway_V1_AgentStatus()
+            status.machineID = config.machineID
+            status.region = config.region
+            status.service = name
+            status.artifactDigest = rollout.statusDigest
+            status.state = rollout.state
+            status.reason = String(SafeText.printable(rollout.reason, limit: 500))
+            status.targetVersion = rollout.target?.version ?? 0
+            if let download = downloads[rollout.statusDigest] {
+                let (held, total) = download.progress
+                status.piecesHave = UInt32(held)
+                status.piecesTotal = UInt32(total)
+            }
+            return status
+        }
+    }
+
+    private func send(toTracker body: some WireBody) {
+        do {
+            let socket = try tracker ?? ZMQSocket.requestDealer(context: context, connectedTo: config.trackerEndpoint)
+            tracker = socket
+            _ = try socket.send(codec.encode(WireMessage(body, sender: config.id)), wait: .never)
+        } catch {
+            logger.warning("cannot reach the region tracker", metadata: ["error": "\(error)"])
+        }
+    }
+
+    private func handleTracker() throws {
+        guard let tracker else { return }
+        while let frames = try tracker.receive(wait: .never, maxFrames: 4) {
+            guard let message = try? codec.decode(frames) else {
+                rejected += 1
+                continue
+            }
+            lastTrackerReply = .now
+            switch message.type {
+            case .agentTargets:
+                guard let reply = try? message.body(as: Slipway_V1_AgentTargets.self) else { continue }
+                if reply.seedEndpoint.hasPrefix("tcp://") || reply.seedEndpoint.hasPrefix("ipc://") { seedEndpoint = reply.seedEndpoint }
+                for target in reply.targets { apply(target) }
+            case .peerList:
+                guard let list = try? message.body(as: Slipway_V1_PeerList.self) else { continue }
+                downloads[list.digest]?.update(peers: list)
+            case .errorReply:
+                let error = try? message.body(as: Slipway_V1_ErrorReply.self)
+                logger.error("the region tracker refused a request", metadata: ["code": "\(error?.code ?? "?")", "error": "\(error?.message ?? "")"])
+            default:
+                rejected += 1
+            }
+        }
+    }
+
+    private func apply(_ target: Slipway_V1_TargetChange) {
+        guard target.region == config.region, slots[target.service] != nil, Manifest.isDigest(target.artifactDigest) else { return }
+        perform(target.service) { $0.targetChanged(digest: target.artifactDigest, version: target.version) }
+    }
+
+    private func handleTargets() throws {
+        while let frames = try targets.receive(wait: .never, maxFrames: 4) {
+            guard let message = try? codec.decode(frames), let change = try? message.body(as: Slipway_V1_TargetChange.self) else {
+                rejected += 1
+                continue
+            }
+            apply(change)
+        }
+    }
+
+    // MARK: serving peers
+
+    private func handleServer() throws {
+        for _ in 0..<64 {
+            guard let frames = try server.receive(wait: .never, maxFrames: 4) else { return }
+            guard let (peer, message) = try? codec.decodeRouted(frames) else {
+                rejected += 1
+                continue
+            }
+            switch message.type {
+            case .pieceRequest:
+                guard let request = try? message.body(as: Slipway_V1_PieceRequest.self) else { continue }
+                serve(request, to: peer, replyingTo: message)
+            default:
+                var error = Slipway_V1_ErrorReply()
+                error.code = "unsupported"
+                error.message = "an agent serves only pieces"
+                reply(peer, to: message, error)
+            }
+        }
+    }
+
+    private func serve(_ request: Slipway_V1_PieceRequest, to peer: [UInt8], replyingTo message: WireMessage) {
+        let manifest = manifests[request.digest] ?? (try? store.manifest(request.digest)) ?? store.incomingManifestIfAny(request.digest)
+        manifests[request.digest] = manifest
+        let first = Int(request.firstPiece)
+        let count = min(Int(request.count), 4)
+        guard let manifest, count > 0, first < manifest.pieceSha256.count else {
+            var error = Slipway_V1_ErrorReply()
+            error.code = "not_found"
+            error.message = "no such artifact or piece here"
+            return reply(peer, to: message, error)
+        }
+        for index in first..<min(first + count, manifest.pieceSha256.count) {
+            guard let bytes = store.heldPiece(request.digest, index: index) else {
+                var error = Slipway_V1_ErrorReply()
+                error.code = "not_found"
+                error.message = "piece \(index) is not here"
+                return reply(peer, to: message, error)
+            }
+            var header = Slipway_V1_PieceData()
+            header.digest = request.digest
+            header.index = UInt32(index)
+            header.offset = UInt64(index) * UInt64(manifest.pieceSize)
+            header.length = UInt32(bytes.count)
+            header.sha256 = manifest.pieceSha256[index]
+            reply(peer, to: message, header, payload: bytes)
+            piecesServed += 1
+        }
+    }
+
+    private func reply(_ peer: [UInt8], to request: WireMessage, _ body: some WireBody, payload: [UInt8]? = nil) {
+        let message = WireMessage(body, sender: config.id, inReplyTo: request.envelope.messageID, payload: payload)
+        _ = try? server.send(codec.encode(message, to: peer), wait: .never)
+    }
+
+    // MARK: polling
+
+    private func poll(wait: ZMQWait) throws {
+        let poller = ZMQPoller()
+        _ = try poller.add(server)
+        _ = try poller.add(targets)
+        if let tracker { _ = try poller.add(tracker) }
+        var sources: [(digest: String, source: PieceSource, index: Int)] = []
+        for (digest, download) in downloads {
+            for (source, socket) in download.sockets { sources.append((digest, source, try poller.add(socket))) }
+        }
+        let ready = try poller.poll(wait: wait)
+        if !ready[0].isEmpty { try handleServer() }
+        if !ready[1].isEmpty { try handleTargets() }
+        if tracker != nil, !ready[2].isEmpty { try handleTracker() }
+        for entry in sources where !ready[entry.index].isEmpty {
+            guard let download = downloads[entry.digest] else { continue }
+            do {
+                try download.receive(from: entry.source, now: .now)
+            } catch let error as ArtifactError {
+                failDownload(entry.digest, download, reason: error.description, now: .now)
+            }
+        }
+    }
+
+    private func shutdown() {
+        for slot in slots.values { slot.runner.stop() }
+        for download in downloads.values { download.close() }
+        tracker?.close()
+        targets?.close()
+        server?.close()
+        logger.info("agent stopped", metadata: ["pieces_served": "\(piecesServed)", "dropped": "\(rejected)"])
+    }
+}

@@ -1,0 +1,240 @@
+import Logging
+import SlipwayArtifact
+import SlipwayProto
+import SlipwayWire
+
+/// Fetches one artifact into the agent's local store: the I/O shell around
+/// ``PiecePicker``. The manifest comes from the regional store; pieces come
+/// from peers the tracker names and from the store as seed. Every piece is
+/// verified (`BlobStore.store`) before it is kept or served; a peer that serves
+/// a bad one is banned and its socket closed. Pieces already on disk from an
+/// interrupted run are never fetched again.
+///
+/// Non-blocking and single-threaded: the agent loop polls ``sockets`` and calls
+/// ``receive(from:now:)``, ``update(peers:)`` and ``pump(now:)``.
+final class PieceDownload {
+    /// The artifact being fetched.
+    let digest: String
+    /// Its manifest, once the store sent it.
+    private(set) var manifest: Slipway_V1_ArtifactManifest?
+    /// Pieces taken from the seed and from peers by this run.
+    private(set) var fromSeed = 0, fromPeers = 0
+    /// Pieces held when this run started (resumed from disk).
+    private(set) var resumedPieces = 0
+    /// Pieces that failed verification.
+    private(set) var rejected = 0
+    /// Set when the whole artifact is committed to the local store.
+    private(set) var isComplete = false
+
+    private let store: BlobStore
+    private let context: ZMQContext
+    private let sender: String
+    private let seedEndpoint: String
+    private let logger: Logger
+    private let maxBytesPerSecond: UInt64
+    private let requestTimeout: Duration
+    private let codec = WireCodec()
+    private var picker: PiecePicker?
+    private var random = SystemRandomNumberGenerator()
+    private var connections: [PieceSource: ZMQSocket] = [:]
+    private var endpoints: [String: String] = [:]
+    private var sent: [Int: (source: PieceSource, at: ContinuousClock.Instant)] = [:]
+    private var manifestAskedAt: ContinuousClock.Instant?
+    private let startedAt: ContinuousClock.Instant
+    private var requestedBytes: UInt64 = 0
+
+    init(digest: String, store: BlobStore, context: ZMQContext, sender: String, seedEndpoint: String, logger: Logger,
+         maxBytesPerSecond: UInt64 = 0, requestTimeout: Duration = .seconds(30), now: ContinuousClock.Instant = .now) {
+        self.digest = digest
+        self.store = store
+        self.context = context
+        self.sender = sender
+        self.seedEndpoint = seedEndpoint
+        self.logger = logger
+        self.maxBytesPerSecond = maxBytesPerSecond
+        self.requestTimeout = requestTimeout
+        self.startedAt = now
+        if store.has(digest) { isComplete = true }
+    }
+
+    /// Pieces held and in the artifact (0 of 0 until the manifest arrived).
+    var progress: (held: Int, total: Int) { (picker?.held.count ?? 0, picker?.pieceCount ?? 0) }
+
+    /// Pieces held, for peer-list requests (the tracker hands them to other agents).
+    var heldPieces: [UInt32] { (picker?.held ?? []).sorted().map(UInt32.init) }
+
+    /// Peers banned for serving corrupt pieces.
+    var banned: Set<String> { picker?.banned ?? [] }
+
+    /// The open sockets, to poll.
+    var sockets: [(source: PieceSource, socket: ZMQSocket)] { connections.map { ($0.key, $0.value) } }
+
+    /// Takes in the tracker's peer list.
+    func update(peers list: Slipway_V1_PeerList) {
+        guard list.digest == digest, var picker else { return }
+        for peer in list.peers where SafeText.isName(peer.machineID, max: 128) && !picker.banned.contains(peer.machineID) {
+            guard peer.endpoint.hasPrefix("tcp://") || peer.endpoint.hasPrefix("ipc://") else { continue }
+            if let known = endpoints[peer.machineID], known != peer.endpoint {
+                connections.removeValue(forKey: .peer(peer.machineID))?.close()
+            }
+            endpoints[peer.machineID] = peer.endpoint
+            let pieces = peer.complete ? Set(0..<picker.pieceCount) : Set(peer.have.map(Int.init))
+            picker.peer(peer.machineID, has: pieces)
+        }
+        self.picker = picker
+    }
+
+    /// Asks for the manifest until it comes; then times out silent requests and
+    /// sends whatever the picker (and the bandwidth cap) allows.
+    func pump(now: ContinuousClock.Instant) throws {
+        guard !isComplete else { return }
+        guard var picker else {
+            if manifestAskedAt.map({ now - $0 >= .seconds(3) }) ?? true {
+                // A fresh socket each time: a request lost to a restarting store is not waited on forever.
+                connections.removeValue(forKey: .seed)?.close()
+                var request = Slipway_V1_ManifestRequest()
+                request.digest = digest
+                _ = try connection(.seed).send(codec.encode(WireMessage(request, sender: sender)), wait: .never)
+                manifestAskedAt = now
+            }
+            return
+        }
+        for (piece, request) in sent where now - request.at >= requestTimeout {
+            sent[piece] = nil
+            picker.failed(piece, from: request.source)
+            logger.info("piece request timed out", metadata: ["digest": "\(digest)", "piece": "\(piece)", "source": "\(request.source)"])
+        }
+        if maxBytesPerSecond > 0 {
+            let allowed = Double(maxBytesPerSecond) * Self.seconds(now - startedAt) + Double(manifest!.pieceSize)
+            guard Double(requestedBytes) < allowed else { return self.picker = picker }
+        }
+        for request in picker.next(using: &random) {
+            var message = Slipway_V1_PieceRequest()
+            message.digest = digest
+            message.firstPiece = UInt32(request.piece)
+            message.count = 1
+            do {
+                _ = try connection(request.source).send(codec.encode(WireMessage(message, sender: sender)), wait: .never)
+                sent[request.piece] = (request.source, now)
+                requestedBytes += UInt64(Manifest.pieceLength(manifest!, index: request.piece))
+            } catch {
+                picker.failed(request.piece, from: request.source)
+            }
+        }
+        self.picker = picker
+    }
+
+    /// Reads every message waiting from `source`.
+    func receive(from source: PieceSource, now: ContinuousClock.Instant) throws {
+        guard let socket = connections[source] else { return }
+        while let frames = try socket.receive(wait: .never, maxFrames: 4) {
+            guard let message = try? codec.decode(frames) else {
+                rejected += 1
+                continue
+            }
+            switch message.type {
+            case .artifactManifest where source == .seed && picker == nil:
+                try accept(manifest: message)
+            case .pieceData:
+                try accept(piece: message, from: source)
+            case .errorReply:
+                // "Not here" from a peer: its piece set changed (it restarted, or collected the artifact).
+                if case .peer(let machine) = source, var picker {
+                    for (piece, request) in sent where request.source == source {
+                        sent[piece] = nil
+                        picker.failed(piece, from: source)
+                    }
+                    picker.remove(machine)
+                    self.picker = picker
+                    connections.removeValue(forKey: source)?.close()
+                    return
+                }
+            default:
+                rejected += 1
+            }
+            if isComplete { return }
+        }
+    }
+
+    /// Closes every socket.
+    func close() {
+        for socket in connections.values { socket.close() }
+        connections = [:]
+    }
+
+    private func accept(manifest message: WireMessage) throws {
+        let manifest = try message.body(as: Slipway_V1_ArtifactManifest.self)
+        guard manifest.digest == digest, (try? Manifest.validate(manifest)) != nil else {
+            logger.warning("the store sent a manifest for another artifact or a malformed one", metadata: ["digest": "\(digest)"])
+            return
+        }
+        _ = try store.begin(manifest)
+        let held = store.receivedPieces(digest)
+        self.manifest = manifest
+        self.resumedPieces = held.count
+        picker = PiecePicker(pieceCount: manifest.pieceSha256.count, held: held)
+        if !held.isEmpty {
+            logger.info("download resumed", metadata: ["digest": "\(digest)", "held": "\(held.count)", "pieces": "\(manifest.pieceSha256.count)"])
+        }
+        try commitIfComplete()
+    }
+
+    private func accept(piece message: WireMessage, from source: PieceSource) throws {
+        guard var picker, let header = try? message.body(as: Slipway_V1_PieceData.self), header.digest == digest else {
+            rejected += 1
+            return
+        }
+        let index = Int(header.index)
+        if sent[index]?.source == source { sent[index] = nil }
+        var valid = true
+        if !picker.held.contains(index), (0..<picker.pieceCount).contains(index) {
+            do {
+                try store.store(digest, index: index, bytes: message.payload ?? [])
+            } catch let error as ArtifactError where error.code == .pieceMismatch {
+                valid = false
+            }
+        }
+        switch picker.received(index, from: source, valid: valid) {
+        case .accepted:
+            if source == .seed { fromSeed += 1 } else { fromPeers += 1 }
+        case .rejected:
+            rejected += 1
+            if case .peer(let machine) = source {
+                logger.warning("peer served a corrupt piece; banned for this artifact", metadata: [
+                    "digest": "\(digest)", "peer": "\(machine)", "piece": "\(index)"])
+                for (piece, request) in sent where request.source == source { sent[piece] = nil }
+                connections.removeValue(forKey: source)?.close()
+            } else {
+                logger.error("the regional store served a corrupt piece", metadata: ["digest": "\(digest)", "piece": "\(index)"])
+            }
+        case .ignored:
+            break
+        }
+        self.picker = picker
+        try commitIfComplete()
+    }
+
+    private func commitIfComplete() throws {
+        guard picker?.isComplete == true, !isComplete else { return }
+        try store.commit(digest)
+        isComplete = true
+        close()
+    }
+
+    private func connection(_ source: PieceSource) throws -> ZMQSocket {
+        if let socket = connections[source] { return socket }
+        let endpoint: String
+        switch source {
+        case .seed: endpoint = seedEndpoint
+        case .peer(let machine): endpoint = endpoints[machine] ?? ""
+        }
+        // Pieces are 4 MiB; a few in flight per source, so the default queue bounds are ample.
+        let socket = try ZMQSocket.requestDealer(context: context, connectedTo: endpoint)
+        connections[source] = socket
+        return socket
+    }
+
+    private static func seconds(_ duration: Duration) -> Double {
+        Double(duration.components.seconds) + Double(duration.components.attoseconds) / 1e18
+    }
+}

@@ -1,0 +1,111 @@
+import SlipwayProto
+
+/// What a region controller knows about its machines: who is alive, where each
+/// service stands on each machine, and which artifact pieces each one can serve.
+/// It answers peer-list requests and folds every machine into the counts the
+/// coordinator gets (``report(region:)``); per-machine state never leaves the region.
+///
+/// Pure: no sockets, no clock; the tracker loop feeds it messages and the time.
+struct AgentTracker {
+    /// One machine, as it last reported.
+    struct Machine {
+        var endpoint: String
+        var statuses: [String: Slipway_V1_AgentStatus]
+        var complete: Set<String>
+        /// Pieces of artifacts still downloading, from its last peer-list request.
+        var partial: [String: Set<Int>]
+        var lastSeen: ContinuousClock.Instant
+    }
+
+    /// A machine unheard of for this long is forgotten (not counted, not handed out as a peer).
+    let timeout: Duration
+    /// Most peers in one peer list.
+    let peerLimit: Int
+    /// Most failing machines named in one report.
+    let failureLimit: Int
+    private(set) var machines: [String: Machine] = [:]
+
+    /// A tracker that forgets silent machines after `timeout`.
+    init(timeout: Duration, peerLimit: Int = 20, failureLimit: Int = 100) {
+        self.timeout = timeout
+        self.peerLimit = peerLimit
+        self.failureLimit = failureLimit
+    }
+
+    /// Records a registration or heartbeat (already validated).
+    mutating func register(_ message: Slipway_V1_AgentRegister, now: ContinuousClock.Instant) {
+        var machine = machines[message.machineID]
+            ?? Machine(endpoint: message.peerEndpoint, statuses: [:], complete: [], partial: [:], lastSeen: now)
+        machine.endpoint = message.peerEndpoint
+        machine.statuses = Dictionary(message.statuses.map { ($0.service, $0) }, uniquingKeysWith: { _, last in last })
+        machine.complete = Set(message.completeDigests)
+        for digest in machine.complete { machine.partial[digest] = nil }
+        machine.lastSeen = now
+        machines[message.machineID] = machine
+    }
+
+    /// Records which pieces of `digest` a downloading machine holds. Unknown
+    /// machines are ignored: they register first.
+    mutating func noteHave(_ request: Slipway_V1_PeerListRequest, now: ContinuousClock.Instant) {
+        guard var machine = machines[request.machineID] else { return }
+        machine.partial[request.digest] = Set(request.have.map(Int.init))
+        machine.lastSeen = now
+        machines[request.machineID] = machine
+    }
+
+    /// Up to ``peerLimit`` live machines other than `asking` that hold pieces of `digest`, in random order.
+    func peers(for digest: String, asking: String, using random: inout some RandomNumberGenerator) -> [Slipway_V1_Peer] {
+        var candidates: [Slipway_V1_Peer] = []
+        for (id, machine) in machines where id != asking && !machine.endpoint.isEmpty {
+            var peer = Slipway_V1_Peer()
+            peer.machineID = id
+            peer.endpoint = machine.endpoint
+            if machine.complete.contains(digest) {
+                peer.complete = true
+            } else if let have = machine.partial[digest], !have.isEmpty {
+                peer.have = have.sorted().map(UInt32.init)
+            } else {
+                continue
+            }
+            candidates.append(peer)
+        }
+        candidates.shuffle(using: &random)
+        return Array(candidates.prefix(peerLimit))
+    }
+
+    /// Forgets machines not heard from within ``timeout``.
+    /// - Returns: the machines forgotten.
+    mutating func expire(now: ContinuousClock.Instant) -> [String] {
+        let gone = machines.filter { now - $0.value.lastSeen > timeout }.map(\.key).sorted()
+        for id in gone { machines[id] = nil }
+        return gone
+    }
+
+    /// The region's counts: machines per (service, build, state), and the failing machines.
+    func report(region: String) -> Slipway_V1_RegionReport {
+        struct Key: Hashable { let service: String, digest: String, state: Slipway_V1_AgentState }
+        var counts: [Key: UInt32] = [:]
+        var failures: [Slipway_V1_AgentStatus] = []
+        for id in machines.keys.sorted() {
+            for status in machines[id]!.statuses.values.sorted(by: { $0.service < $1.service }) {
+                counts[Key(service: status.service, digest: status.artifactDigest, state: status.state), default: 0] += 1
+                if status.state == .failed || status.state == .rolledBack, failures.count < failureLimit {
+                    failures.append(status)
+                }
+            }
+        }
+        var report = Slipway_V1_RegionReport()
+        report.region = region
+        report.machines = UInt32(machines.count)
+        report.failures = failures
+        report.counts = counts.map { key, machines in
+            var count = Slipway_V1_BuildCount()
+            count.service = key.service
+            count.artifactDigest = key.digest
+            count.state = key.state
+            count.machines = machines
+            return count
+        }.sorted { ($0.service, $0.artifactDigest, $0.state.rawValue) < ($1.service, $1.artifactDigest, $1.state.rawValue) }
+        return report
+    }
+}

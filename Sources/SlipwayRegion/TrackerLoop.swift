@@ -1,0 +1,202 @@
+import Foundation
+import Logging
+import SlipwayArtifact
+import SlipwayProto
+import SlipwayThreads
+import SlipwayWire
+
+/// The region controller's agent side, on a thread of its own: a ROUTER where
+/// agents register and heartbeat (answered with their services' targets) and ask
+/// for peers holding an artifact's pieces, a PUB that pushes target changes at
+/// once, and the region's aggregated counts sent to the coordinator.
+///
+/// Heartbeat replies carry the targets too, so an agent that missed a PUB
+/// message (slow joiner, reconnect) still converges within one heartbeat.
+final class TrackerLoop {
+    private let config: RegionConfig
+    private let board: RegionTargetBoard
+    private let logger: Logger
+    private let stop: StopSignal
+    private let codec = WireCodec()
+    private let context: ZMQContext
+    private var tracker: AgentTracker
+    private var router: ZMQSocket!
+    private var publisher: ZMQSocket!
+    private var reports: RegionReportSender!
+    private var published: [String: Slipway_V1_TargetChange] = [:]
+    private var seenGeneration: UInt64 = .max
+    private var rejected = 0
+    private var random = SystemRandomNumberGenerator()
+
+    /// Reports go out when the counts change, at most this often...
+    private let reportInterval: Duration = .seconds(1)
+    /// ...and at least this often, so the coordinator sees the region is alive.
+    private let reportRefresh: Duration = .seconds(15)
+
+    init(config: RegionConfig, board: RegionTargetBoard, logger: Logger, stop: StopSignal) throws {
+        self.config = config
+        self.board = board
+        self.logger = logger
+        self.stop = stop
+        self.context = try ZMQContext()
+        self.tracker = AgentTracker(timeout: config.agentTimeout)
+    }
+
+    func run() throws {
+        router = try ZMQSocket(context: context, type: .router)
+        try router.set(.routerMandatory(true))
+        try router.bind(config.trackerEndpoint)
+        publisher = try ZMQSocket(context: context, type: .pub)
+        try publisher.bind(config.targetsEndpoint)
+        reports = RegionReportSender(context: context, endpoint: config.coordinatorIntake, sender: config.id, logger: logger)
+        defer {
+            router.close()
+            publisher.close()
+            reports.socket?.close()
+        }
+        logger.info("agent tracker serving", metadata: ["region": "\(config.region)", "tracker": "\(config.trackerEndpoint)",
+                                                        "targets": "\(config.targetsEndpoint)"])
+        var nextReport = ContinuousClock.now
+        while !stop.isStopped {
+            publishTargetChanges()
+            try serve(wait: .timeout(.milliseconds(100)))
+            try reports.receive(now: .now)
+            let now = ContinuousClock.now
+            if now >= nextReport {
+                nextReport = now + reportInterval
+                for machine in tracker.expire(now: now) {
+                    logger.info("machine went silent; no longer counted", metadata: ["machine": "\(machine)"])
+                }
+                let report = tracker.report(region: config.region)
+                let stale = reports.deliveredAt.map { now - $0 >= reportRefresh } ?? true
+                if report != reports.delivered || stale { reports.send(report) }
+            }
+            try reports.pump(now: now)
+        }
+    }
+
+    // MARK: targets
+
+    private func publishTargetChanges() {
+        let (targets, generation) = board.read()
+        guard generation != seenGeneration else { return }
+        seenGeneration = generation
+        for service in targets.services {
+            guard let change = targets.agentTarget(service, region: config.region), published[service] != change else { continue }
+            published[service] = change
+            let message = WireMessage(change, sender: config.id, topic: "target.\(service)")
+            _ = try? publisher.send(codec.encode(message), wait: .never)
+            logger.info("target pushed to agents", metadata: ["service": "\(service)", "digest": "\(change.artifactDigest)",
+                                                             "version": "\(change.version)"])
+        }
+    }
+
+    private func targets(for services: [String]) -> Slipway_V1_AgentTargets {
+        let (targets, _) = board.read()
+        var reply = Slipway_V1_AgentTargets()
+        reply.region = config.region
+        reply.seedEndpoint = config.advertisedStoreEndpoint ?? config.storeEndpoint
+        let wanted = services.isEmpty ? targets.services : services
+        reply.targets = wanted.compactMap { targets.agentTarget($0, region: config.region) }
+        return reply
+    }
+
+    // MARK: agents
+
+    private func serve(wait: ZMQWait) throws {
+        var first = true
+        // Up to 1000 messages per turn, so targets and reports are not starved.
+        for _ in 0..<1_000 {
+            let received = try router.receive(wait: first ? wait : .never, maxFrames: 4) {
+                rejected += 1
+                logger.warning("dropped a message with too many frames", metadata: ["total": "\(rejected)"])
+            }
+            first = false
+            guard let frames = received else { return }
+            let peer: [UInt8], message: WireMessage
+            do {
+                (peer, message) = try codec.decodeRouted(frames)
+            } catch {
+                rejected += 1
+                logger.warning("dropped a bad message", metadata: ["error": "\(error)", "total": "\(rejected)"])
+                continue
+            }
+            do {
+                try handle(peer, message)
+            } catch {
+                rejected += 1
+                reply(peer, to: message, error: "invalid_argument", "\(error)")
+            }
+        }
+    }
+
+    private func handle(_ peer: [UInt8], _ message: WireMessage) throws {
+        let now = ContinuousClock.now
+        switch message.type {
+        case .agentRegister:
+            let register = try message.body(as: Slipway_V1_AgentRegister.self)
+            if let problem = Self.problem(with: register, region: config.region) {
+                return reply(peer, to: message, error: "invalid_argument", problem)
+            }
+            if tracker.machines[register.machineID] == nil {
+                logger.info("machine registered", metadata: ["machine": "\(register.machineID)", "services": "\(register.services.joined(separator: ","))"])
+            }
+            tracker.register(register, now: now)
+            reply(peer, to: message, targets(for: register.services))
+        case .peerListRequest:
+            let request = try message.body(as: Slipway_V1_PeerListRequest.self)
+            guard Manifest.isDigest(request.digest), SafeText.isName(request.machineID, max: 128) else {
+                return reply(peer, to: message, error: "invalid_argument", "a peer list request needs a 64-hex digest and a machine id")
+            }
+            tracker.noteHave(request, now: now)
+            var list = Slipway_V1_PeerList()
+            list.digest = request.digest
+            list.peers = tracker.peers(for: request.digest, asking: request.machineID, using: &random)
+            list.seedEndpoint = config.advertisedStoreEndpoint ?? config.storeEndpoint
+            reply(peer, to: message, list)
+        default:
+            reply(peer, to: message, error: "unsupported", "the tracker does not handle \(message.type)")
+        }
+    }
+
+    /// Why a registration cannot be accepted, or nil.
+    static func problem(with register: Slipway_V1_AgentRegister, region: String) -> String? {
+        guard SafeText.isName(register.machineID, max: 128) else { return "machine id must be 1 to 128 characters of A-Z a-z 0-9 . _ -" }
+        guard register.region == region else {
+            return "machine \(register.machineID) says region '\(SafeText.printable(register.region, limit: 64))'; this is region \(region)"
+        }
+        guard register.peerEndpoint.isEmpty || ((register.peerEndpoint.hasPrefix("tcp://") || register.peerEndpoint.hasPrefix("ipc://"))
+                                                && register.peerEndpoint.utf8.count <= 256) else {
+            return "peer endpoint must be empty or a tcp:// or ipc:// endpoint of at most 256 bytes"
+        }
+        guard register.services.count <= 64, register.statuses.count <= 64, register.completeDigests.count <= 256 else {
+            return "at most 64 services and 256 held artifacts per machine"
+        }
+        guard register.services.allSatisfy({ SafeText.isName($0, max: 128) }),
+              register.statuses.allSatisfy({ SafeText.isName($0.service, max: 128) }) else {
+            return "service names must be 1 to 128 characters of A-Z a-z 0-9 . _ -"
+        }
+        guard register.completeDigests.allSatisfy(Manifest.isDigest),
+              register.statuses.allSatisfy({ $0.artifactDigest.isEmpty || Manifest.isDigest($0.artifactDigest) }) else {
+            return "artifact digests must be 64 lowercase hex characters"
+        }
+        guard register.statuses.allSatisfy({ $0.reason.utf8.count <= 1_024 }) else { return "a status reason is limited to 1024 bytes" }
+        return nil
+    }
+
+    private func reply(_ peer: [UInt8], to request: WireMessage, _ body: some WireBody) {
+        let message = WireMessage(body, sender: config.id, inReplyTo: request.envelope.messageID)
+        do {
+            _ = try router.send(codec.encode(message, to: peer), wait: .never)
+        } catch {
+            logger.info("could not reply; agent gone", metadata: ["error": "\(error)"])
+        }
+    }
+
+    private func reply(_ peer: [UInt8], to request: WireMessage, error code: String, _ text: String) {
+        var body = Slipway_V1_ErrorReply()
+        body.code = code
+        body.message = text
+        reply(peer, to: request, body)
+    }
+}

@@ -1,0 +1,73 @@
+import ArgumentParser
+import Logging
+import SlipwayAgent
+import SlipwayWire
+
+struct AgentCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "agent",
+        abstract: "Run a machine's agent: follow its services' targets, fetch builds peer-to-peer, install, supervise, roll back.",
+        discussion: """
+            Each --service is installed under ROOT/services/NAME/versions/DIGEST/NAME with a `current` link \
+            (and `previous`, for rollback), run as `/bin/sh -c COMMAND` with $SLIPWAY_BINARY set (default: the \
+            build itself), and health-checked: by --health NAME=COMMAND exiting 0 within --health-timeout, or \
+            else by staying up for --health-grace. A new build that fails is rolled back on this machine.
+            """)
+
+    @Option(help: "This machine's id in its region (default: the host name).") var machineId: String?
+    @Option(help: "The machine's region.") var region = "local"
+    @Option(help: "The region controller's tracker endpoint.") var tracker = "tcp://127.0.0.1:7720"
+    @Option(help: "The region controller's target PUB endpoint.") var targets = "tcp://127.0.0.1:7721"
+    @Option(help: "ROUTER endpoint where this agent serves pieces to its peers.") var listen = "tcp://127.0.0.1:7730"
+    @Option(help: "The endpoint peers should connect to, if not --listen.") var advertise: String?
+    @Option(help: "Folder for downloaded pieces and installed builds.") var root = ".local/agent"
+    @Option(name: .customLong("service"), help: "A service this machine runs (repeatable).") var services: [String] = []
+    @Option(name: .customLong("run"), help: ArgumentHelp("The command that runs a service (repeatable).", valueName: "service=command"))
+    var commands: [LabelArgument] = []
+    @Option(name: .customLong("health"), help: ArgumentHelp("A command that exits 0 when a service is healthy (repeatable).", valueName: "service=command"))
+    var healthChecks: [LabelArgument] = []
+    @Option(help: "How long a new build has to pass its health check.") var healthTimeout = DurationArgument(argument: "30s")!
+    @Option(help: "Without --health: how long a new build must stay up to count as healthy.") var healthGrace = DurationArgument(argument: "2s")!
+    @Option(help: "Cap on download bandwidth in MiB/s (0: none).") var maxDownloadMibps = 0.0
+    @OptionGroup var daemon: DaemonOptions
+
+    func validate() throws {
+        guard !services.isEmpty else { throw ValidationError("name at least one --service") }
+        for name in services where !SafeText.isName(name, max: 128) {
+            throw ValidationError("--service: '\(name)' is not a service name (A-Z a-z 0-9 . _ -, up to 128)")
+        }
+        guard Set(services).count == services.count else { throw ValidationError("--service: a service is named twice") }
+        for entry in commands + healthChecks where !services.contains(entry.key) {
+            throw ValidationError("--run/--health: '\(entry.key)' is not one of the --service names")
+        }
+        if let machineId, !SafeText.isName(machineId, max: 128) { throw ValidationError("--machine-id: '\(machineId)' is not a valid id") }
+        guard RegionCommand.isRegionName(region) else { throw ValidationError("--region: '\(region)' is not a region name") }
+        for (flag, endpoint) in [("--tracker", tracker), ("--targets", targets), ("--listen", listen), ("--advertise", advertise ?? listen)]
+        where !(endpoint.hasPrefix("tcp://") || endpoint.hasPrefix("ipc://")) {
+            throw ValidationError("\(flag): endpoint must start with tcp:// or ipc://")
+        }
+        guard healthTimeout.duration >= .seconds(1) else { throw ValidationError("--health-timeout must be at least 1s") }
+        guard maxDownloadMibps >= 0, maxDownloadMibps < 1e6 else { throw ValidationError("--max-download-mibps must be 0 or positive") }
+    }
+
+    func run() async throws {
+        daemon.bootstrapLogging()
+        let machine = machineId ?? ProcessIdentity.hostName()
+        let specs = services.map { name in
+            var spec = ServiceSpec(name: name)
+            if let command = commands.last(where: { $0.key == name }) { spec.command = command.value }
+            spec.healthCheck = healthChecks.last(where: { $0.key == name })?.value
+            spec.healthTimeout = healthTimeout.duration
+            spec.healthGrace = healthGrace.duration
+            return spec
+        }
+        var config = AgentConfig(machineID: machine, region: region, root: root, services: specs, id: ProcessIdentity.make("agent-\(machine)"))
+        config.trackerEndpoint = tracker
+        config.targetsEndpoint = targets
+        config.listenEndpoint = listen
+        config.advertisedEndpoint = advertise
+        config.heartbeatInterval = daemon.heartbeat.duration
+        config.maxDownloadBytesPerSecond = UInt64(maxDownloadMibps * 1_048_576)
+        try await runDaemon([Agent.service(config: config, logger: Logger(label: "slipway.agent"))], label: "slipway.agent")
+    }
+}
