@@ -189,7 +189,7 @@ let package = Package(
         ),
         .testTarget(
             name: "SlipwayAgentTests",
-            dependencies: ["SlipwayAgent"],
+            dependencies: ["SlipwayAgent", "SlipwayProto"],
             swiftSettings: strict
         ),
         .testTarget(

@@ -147,7 +147,8 @@ struct ReplicationBench: AsyncParsableCommand {
         let unused = { "tcp://127.0.0.1:\(freeLoopbackPort())" }
         let process = try launch(binary, ["region", "--name", "a", "--store-dir", store.path, "--store", endpoint,
                                                "--coordinator-intake", unused(), "--coordinator-events", unused(),
-                                               "--coordinator-snapshot", unused(), "--log-level", "warning"])
+                                               "--coordinator-snapshot", unused(), "--tracker", unused(), "--targets", unused(),
+                                               "--log-level", "warning"])
         usleep(500_000)
         return process
     }

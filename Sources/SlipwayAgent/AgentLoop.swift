@@ -70,6 +70,7 @@ final class AgentLoop {
         logger.info("agent started", metadata: ["region": "\(config.region)", "services": "\(slots.keys.sorted().joined(separator: ","))",
                                                 "serving": "\(config.listenEndpoint)"])
         for name in slots.keys.sorted() {
+            slots[name]!.runner.stopLeftover()
             if let active = slots[name]!.rollout.active {
                 logger.info("starting the installed build", metadata: ["service": "\(name)", "digest": "\(active)"])
             }
@@ -194,8 +195,8 @@ final class AgentLoop {
             }
             do {
                 try download.pump(now: now)
-            } catch let error as ArtifactError {
-                failDownload(digest, download, reason: error.description, now: now)
+            } catch {
+                failDownload(digest, download, reason: "\(error)", now: now)
                 continue
             }
             if download.manifest != nil, lastPeerList[digest].map({ now - $0 >= .seconds(2) }) ?? true {
@@ -401,8 +402,9 @@ final class AgentLoop {
             guard let download = downloads[entry.digest] else { continue }
             do {
                 try download.receive(from: entry.source, now: .now)
-            } catch let error as ArtifactError {
-                failDownload(entry.digest, download, reason: error.description, now: .now)
+            } catch {
+                // A download's trouble (disk, a socket) ends that download, never the agent.
+                failDownload(entry.digest, download, reason: "\(error)", now: .now)
             }
         }
     }

@@ -42,6 +42,11 @@ final class PieceDownload {
     private var manifestAskedAt: ContinuousClock.Instant?
     private let startedAt: ContinuousClock.Instant
     private var requestedBytes: UInt64 = 0
+    /// When the manifest arrived, and whether a peer list has since: the seed is
+    /// not asked before the first list (or a short wait for it), or every agent
+    /// would take its first pieces from the store.
+    private var manifestAt: ContinuousClock.Instant?
+    private var peersKnown = false
 
     init(digest: String, store: BlobStore, context: ZMQContext, sender: String, seedEndpoint: String, logger: Logger,
          maxBytesPerSecond: UInt64 = 0, requestTimeout: Duration = .seconds(30), now: ContinuousClock.Instant = .now) {
@@ -72,6 +77,7 @@ final class PieceDownload {
     /// Takes in the tracker's peer list.
     func update(peers list: Slipway_V1_PeerList) {
         guard list.digest == digest, var picker else { return }
+        peersKnown = true
         for peer in list.peers where SafeText.isName(peer.machineID, max: 128) && !picker.banned.contains(peer.machineID) {
             guard peer.endpoint.hasPrefix("tcp://") || peer.endpoint.hasPrefix("ipc://") else { continue }
             if let known = endpoints[peer.machineID], known != peer.endpoint {
@@ -99,6 +105,7 @@ final class PieceDownload {
             }
             return
         }
+        if !peersKnown, let manifestAt, now - manifestAt < .seconds(2) { return }
         for (piece, request) in sent where now - request.at >= requestTimeout {
             sent[piece] = nil
             picker.failed(piece, from: request.source)
@@ -137,6 +144,8 @@ final class PieceDownload {
                 try accept(manifest: message)
             case .pieceData:
                 try accept(piece: message, from: source)
+                // A banned source's socket is closed by now.
+                if connections[source] == nil { return }
             case .errorReply:
                 // "Not here" from a peer: its piece set changed (it restarted, or collected the artifact).
                 if case .peer(let machine) = source, var picker {
@@ -171,6 +180,7 @@ final class PieceDownload {
         _ = try store.begin(manifest)
         let held = store.receivedPieces(digest)
         self.manifest = manifest
+        self.manifestAt = .now
         self.resumedPieces = held.count
         picker = PiecePicker(pieceCount: manifest.pieceSha256.count, held: held)
         if !held.isEmpty {

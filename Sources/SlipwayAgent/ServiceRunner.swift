@@ -54,10 +54,25 @@ final class ServiceRunner {
             posix_spawn_file_actions_addopen(&actions, 1, log, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
             posix_spawn_file_actions_adddup2(&actions, 1, 2)
         }
+        try? "\(pid!)\n".write(to: folder.appendingPathComponent("pid"), atomically: true, encoding: .utf8)
         self.digest = digest
         startedAt = now
         checking = true
         nextProbe = now + .milliseconds(200)
+    }
+
+    /// Stops a process group this service left running when the agent was killed
+    /// (its pid file names it, and its environment must name this service: pids are reused).
+    func stopLeftover() {
+        let file = folder.appendingPathComponent("pid")
+        guard let text = try? String(contentsOf: file, encoding: .utf8), let leftover = pid_t(text.trimmingCharacters(in: .whitespacesAndNewlines)),
+              leftover > 1, let environ = try? Data(contentsOf: URL(fileURLWithPath: "/proc/\(leftover)/environ")),
+              environ.split(separator: 0).contains(where: { $0.elementsEqual(Data("SLIPWAY_SERVICE=\(spec.name)".utf8)) }) else { return }
+        kill(-leftover, SIGTERM)
+        let deadline = ContinuousClock.now + spec.stopTimeout
+        while kill(leftover, 0) == 0, ContinuousClock.now < deadline { usleep(20_000) }
+        kill(-leftover, SIGKILL)
+        try? FileManager.default.removeItem(at: file)
     }
 
     /// Stops the process group: SIGTERM, then SIGKILL after the stop timeout.

@@ -20,6 +20,8 @@ public final class Cluster: @unchecked Sendable {
     public let store: String
     public let heartbeat: String
     private(set) public var processes: [String: SpawnedProcess] = [:]
+    /// Each region process's agent endpoints (tracker ROUTER, target PUB), by process name.
+    private(set) public var agentEndpoints: [String: (tracker: String, targets: String)] = [:]
 
     /// Creates the folder, database and endpoints; starts nothing.
     public init(heartbeat: String = "400ms") async throws {
@@ -60,9 +62,34 @@ public final class Cluster: @unchecked Sendable {
     @discardableResult
     public func startRegion(_ name: String, region: String, store: String, peers: [String: String] = [:],
                             storeOf storeName: String? = nil, extra: [String] = []) throws -> SpawnedProcess {
-        try start(name, ["region", "--name", region, "--store-dir", storeDirectory(storeName ?? name).path, "--store", store,
-                         "--coordinator-intake", intake, "--coordinator-events", events, "--coordinator-snapshot", snapshot]
+        let endpoints = agentEndpoints[storeName ?? name]
+            ?? ("tcp://127.0.0.1:\(freeLoopbackPort())", "tcp://127.0.0.1:\(freeLoopbackPort())")
+        agentEndpoints[name] = endpoints
+        agentEndpoints[storeName ?? name] = endpoints
+        return try start(name, ["region", "--name", region, "--store-dir", storeDirectory(storeName ?? name).path, "--store", store,
+                                "--coordinator-intake", intake, "--coordinator-events", events, "--coordinator-snapshot", snapshot,
+                                "--tracker", endpoints.tracker, "--targets", endpoints.targets, "--agent-timeout", "5s"]
                   + peers.sorted { $0.key < $1.key }.flatMap { ["--peer", "\($0.key)=\($0.value)"] } + extra)
+    }
+
+    /// Starts an agent for `service` in the region run by process `regionProcess`,
+    /// with its folder at ``agentDirectory(_:)`` (kept across restarts of the same name).
+    @discardableResult
+    public func startAgent(_ name: String, region: String, regionProcess: String, service: String = "hello",
+                           extra: [String] = []) throws -> SpawnedProcess {
+        let endpoints = try require_(agentEndpoints[regionProcess])
+        return try start(name, ["agent", "--machine-id", name, "--region", region, "--tracker", endpoints.tracker,
+                                "--targets", endpoints.targets, "--listen", "tcp://127.0.0.1:\(freeLoopbackPort())",
+                                "--root", agentDirectory(name).path, "--service", service, "--heartbeat", heartbeat,
+                                "--health-grace", "500ms"] + extra)
+    }
+
+    /// The folder of agent `name`.
+    public func agentDirectory(_ name: String) -> URL { directory.appendingPathComponent("agent-\(name)") }
+
+    /// What agent `name`'s `service` process printed since it was last started.
+    public func serviceOutput(_ name: String, service: String = "hello") -> String {
+        (try? String(contentsOf: agentDirectory(name).appendingPathComponent("services/\(service)/output.log"), encoding: .utf8)) ?? ""
     }
 
     /// The blob store folder of the region process `name`.

@@ -1,0 +1,86 @@
+import SlipwayAgent
+import SlipwayProto
+import Testing
+
+@Suite struct RolloutTests {
+    let v1 = String(repeating: "1", count: 64), v2 = String(repeating: "2", count: 64), v3 = String(repeating: "3", count: 64)
+
+    @Test("a new target is downloaded, activated, and running once healthy; the old build becomes previous")
+    func deploy() {
+        var rollout = Rollout(service: "web", active: v1)
+        #expect(rollout.resume() == [.activate(v1)])
+        #expect(rollout.healthy(v1).isEmpty && rollout.state == .running)
+        #expect(rollout.targetChanged(digest: v2, version: 2) == [.download(v2)])
+        #expect(rollout.state == .downloading && rollout.statusDigest == v2)
+        #expect(rollout.downloaded(v2) == [.activate(v2)])
+        #expect(rollout.active == v2 && rollout.previous == v1 && rollout.state == .installed)
+        _ = rollout.healthy(v2)
+        #expect(rollout.phase == .running(v2) && rollout.state == .running && rollout.statusDigest == v2)
+    }
+
+    @Test("older or repeated target versions are ignored")
+    func versions() {
+        var rollout = Rollout(service: "web")
+        #expect(rollout.targetChanged(digest: v2, version: 5) == [.download(v2)])
+        #expect(rollout.targetChanged(digest: v1, version: 4).isEmpty)
+        #expect(rollout.targetChanged(digest: v2, version: 5).isEmpty)
+        #expect(rollout.target?.digest == v2)
+    }
+
+    @Test("a new build failing its health check rolls the machine back and is not retried for that target version")
+    func healthFailureRollsBack() {
+        var rollout = Rollout(service: "web", active: v1)
+        _ = rollout.resume()
+        _ = rollout.healthy(v1)
+        _ = rollout.targetChanged(digest: v2, version: 2)
+        _ = rollout.downloaded(v2)
+        #expect(rollout.unhealthy(v2, reason: "exited with status 3") == [.activate(v1)])
+        #expect(rollout.state == .failed && rollout.statusDigest == v2)
+        _ = rollout.healthy(v1)
+        #expect(rollout.state == .rolledBack && rollout.statusDigest == v1 && rollout.active == v1)
+        #expect(rollout.reason.contains("exited with status 3") && rollout.reason.contains(String(v2.prefix(12))))
+        #expect(rollout.retry().isEmpty, "the refused build is not tried again")
+        // The operator rolls back to what the machine already runs: it is simply running.
+        #expect(rollout.targetChanged(digest: v1, version: 3).isEmpty)
+        #expect(rollout.state == .running)
+        // A new version of the same build is a new decision.
+        #expect(rollout.targetChanged(digest: v2, version: 4) == [.download(v2)])
+    }
+
+    @Test("without a previous build, a failing build is stopped and reported failed")
+    func failureWithoutPrevious() {
+        var rollout = Rollout(service: "web")
+        _ = rollout.targetChanged(digest: v1, version: 1)
+        _ = rollout.downloaded(v1)
+        #expect(rollout.unhealthy(v1, reason: "health check did not pass") == [.stop])
+        #expect(rollout.state == .failed && rollout.phase == .idle)
+    }
+
+    @Test("a crash after the health check restarts the same build, and never rolls back")
+    func crashRestarts() {
+        var rollout = Rollout(service: "web", active: v1)
+        _ = rollout.resume()
+        _ = rollout.healthy(v1)
+        _ = rollout.targetChanged(digest: v2, version: 2)
+        _ = rollout.downloaded(v2)
+        _ = rollout.healthy(v2)
+        #expect(rollout.exited(v2, status: 1).isEmpty && rollout.state == .failed)
+        #expect(rollout.retry() == [.activate(v2)])
+        #expect(rollout.unhealthy(v2, reason: "exited").isEmpty, "a restart that fails waits and retries; no rollback")
+        #expect(rollout.phase == .crashed(v2) && rollout.active == v2)
+        #expect(rollout.retry() == [.activate(v2)])
+        _ = rollout.healthy(v2)
+        #expect(rollout.state == .running)
+    }
+
+    @Test("a target change during a download abandons it; results for other builds are ignored")
+    func targetMovesOn() {
+        var rollout = Rollout(service: "web")
+        _ = rollout.targetChanged(digest: v1, version: 1)
+        #expect(rollout.targetChanged(digest: v2, version: 2) == [.download(v2)])
+        #expect(rollout.downloaded(v1).isEmpty)
+        #expect(rollout.healthy(v3).isEmpty && rollout.unhealthy(v3, reason: "x").isEmpty)
+        #expect(rollout.failed(v2, reason: "disk full").isEmpty && rollout.state == .failed)
+        #expect(rollout.retry() == [.download(v2)])
+    }
+}

@@ -1,0 +1,184 @@
+import Foundation
+import SlipwayProducer
+import SlipwayProto
+import SlipwayTestSupport
+import Testing
+
+/// Agents end to end: real region controllers, agents and service processes on
+/// loopback. Assertions read what the running service printed.
+@Suite("Agents", .serialized, .enabled(if: Cluster.isConfigured))
+struct AgentTests {
+    @Test("3 regions × 2 agents: deploy, rollback, deploy again; a build failing its health check is rolled back on every machine")
+    func deployEverywhere() async throws {
+        let (_, statuses) = try await Cluster.with { try await Self.deployEverywhere($0) }
+        #expect(statuses.values.allSatisfy { $0 == 0 }, "\(statuses)")
+    }
+
+    static func deployEverywhere(_ cluster: Cluster) async throws {
+        let regions = ["a", "b", "c"]
+        let stores = ReplicationTests.stores(regions)
+        try cluster.startCoordinator(extra: ["--regions", regions.joined(separator: ",")])
+        for region in regions {
+            try cluster.startRegion("region-\(region)", region: region, store: stores[region]!,
+                                    peers: stores.filter { $0.key != region })
+        }
+        try cluster.startWorker("w1", region: "a", store: stores["a"]!)
+        let machines = regions.flatMap { region in (1...2).map { (region: region, name: "\(region)\($0)") } }
+        for machine in machines {
+            try cluster.startAgent(machine.name, region: machine.region, regionProcess: "region-\(machine.region)")
+        }
+        let client = try SlipwayClient(endpoint: cluster.intake)
+        defer { Task { await client.close() } }
+
+        let v1 = try await Self.buildService(client, cluster, version: "v1")
+        let v2 = try await Self.buildService(client, cluster, version: "v2")
+        let broken = try await Self.buildService(client, cluster, version: "broken", exitAtOnce: true)
+        for digest in [v1, v2, broken] {
+            try await ReplicationTests.waitFor("\(digest) deployable", timeout: .seconds(60)) {
+                try await ReplicationTests.artifact(client, digest).deployableAtUnixMicros > 0
+            }
+        }
+
+        try await deploy(client, v1)
+        try await waitUntilEvery(machines.map(\.name), cluster, runs: "hello v1")
+        try await deploy(client, v2)
+        try await waitUntilEvery(machines.map(\.name), cluster, runs: "hello v2")
+        var rollback = Slipway_V1_RollbackRequest()
+        rollback.service = "hello"
+        rollback.setBy = "test"
+        _ = try await client.rollback(rollback)
+        try await waitUntilEvery(machines.map(\.name), cluster, runs: "hello v1")
+        try await deploy(client, v2)
+        try await waitUntilEvery(machines.map(\.name), cluster, runs: "hello v2")
+
+        // Every region reports its machines to the coordinator: 2 running v2 each.
+        try await ReplicationTests.waitFor("every region to report 2 machines on v2", timeout: .seconds(20)) {
+            let status = try await client.status(service: "hello")
+            return status.regions.count == 3 && status.regions.allSatisfy { region in
+                region.counts.contains { $0.artifactDigest == v2 && $0.state == .running && $0.machines == 2 }
+            }
+        }
+
+        // A build that dies at once fails its health check; every machine goes back to v2 and says so.
+        try await deploy(client, broken)
+        try await ReplicationTests.waitFor("every machine to roll back", timeout: .seconds(40)) {
+            let status = try await client.status(service: "hello")
+            let rolledBack = status.regions.flatMap(\.failures).filter { $0.state == .rolledBack && $0.artifactDigest == v2 }
+            return rolledBack.count == machines.count
+        }
+        let status = try await client.status(service: "hello")
+        for failure in status.regions.flatMap(\.failures) {
+            #expect(failure.reason.contains(String(broken.prefix(12))) && failure.reason.contains("exited with status 3"), "\(failure.reason)")
+        }
+        try await waitUntilEvery(machines.map(\.name), cluster, runs: "hello v2")
+        let text = try shellOutput("'\(Cluster.binary!)' status hello --coordinator \(cluster.intake)")
+        #expect(text.contains("2 rolled-back sha256:\(v2.prefix(16))"), "\(text)")
+    }
+
+    @Test("an agent killed mid-download resumes with the pieces it verified; fetches only the rest")
+    func resumeAfterKill() async throws {
+        let (_, statuses) = try await Cluster.with { cluster in
+            try cluster.startCoordinator()
+            try cluster.startRegion("region", region: "local", store: cluster.store)
+            try cluster.startWorker("w1")
+            try cluster.startAgent("m1", region: "local", regionProcess: "region", extra: ["--max-download-mibps", "8"])
+            let client = try SlipwayClient(endpoint: cluster.intake)
+            defer { Task { await client.close() } }
+            let v1 = try await Self.buildService(client, cluster, version: "v1", padding: 48 << 20)
+            try await Self.deploy(client, v1)
+
+            let pieces = cluster.agentDirectory("m1").appendingPathComponent("store/incoming/\(v1)/pieces")
+            try await ReplicationTests.waitFor("3 pieces on disk", timeout: .seconds(30)) {
+                ((try? FileManager.default.contentsOfDirectory(atPath: pieces.path)) ?? []).count >= 3
+            }
+            cluster.processes["m1"]!.signal(SIGKILL)
+            cluster.processes["m1"]!.wait()
+            let held = try FileManager.default.contentsOfDirectory(atPath: pieces.path).count
+            #expect(held < 13, "the cap should have stopped the download before the end")
+
+            try cluster.startAgent("m1", region: "local", regionProcess: "region")
+            try await Self.waitUntilEvery(["m1"], cluster, runs: "hello v1")
+            let log = cluster.logText("m1")
+            let complete = try #require(log.split(separator: "\n").last { $0.contains("download complete") })
+            #expect(complete.contains("resumed=\(held) "), "\(complete)")
+            #expect(complete.contains("from_seed=\(13 - held) "), "only the missing pieces are fetched: \(complete)")
+        }
+        #expect(statuses.filter { $0.key != "m1" }.values.allSatisfy { $0 == 0 }, "\(statuses)")
+    }
+
+    @Test("a peer serving corrupt pieces is banned and the others still install; with the coordinator down a new machine converges")
+    func corruptPeerAndCoordinatorDown() async throws {
+        let (_, statuses) = try await Cluster.with { cluster in
+            try cluster.startCoordinator()
+            try cluster.startRegion("region", region: "local", store: cluster.store)
+            try cluster.startWorker("w1")
+            try cluster.startAgent("bad", region: "local", regionProcess: "region")
+            let client = try SlipwayClient(endpoint: cluster.intake)
+            defer { Task { await client.close() } }
+            let v1 = try await Self.buildService(client, cluster, version: "v1", padding: 40 << 20)
+            try await Self.deploy(client, v1)
+            try await Self.waitUntilEvery(["bad"], cluster, runs: "hello v1")
+
+            // Its disk rots: every piece it serves from now on fails verification.
+            let pieces = cluster.agentDirectory("bad").appendingPathComponent("store/artifacts/\(v1)/pieces")
+            for name in try FileManager.default.contentsOfDirectory(atPath: pieces.path) {
+                let file = pieces.appendingPathComponent(name)
+                let size = try Data(contentsOf: file).count
+                try Data(repeating: 0x5A, count: size).write(to: file)
+            }
+            for name in ["m1", "m2"] { try cluster.startAgent(name, region: "local", regionProcess: "region") }
+            try await Self.waitUntilEvery(["m1", "m2"], cluster, runs: "hello v1")
+            let banned = ["m1", "m2"].filter { cluster.logText($0).contains("peer served a corrupt piece") && cluster.logText($0).contains("peer=bad") }
+            #expect(!banned.isEmpty, "a machine asked the corrupt peer and banned it")
+            for name in ["m1", "m2"] {
+                let installed = cluster.agentDirectory(name).appendingPathComponent("services/hello/current/hello")
+                #expect(try shellOutput("sha256sum '\(installed.path)' | cut -d' ' -f1") == v1)
+            }
+
+            // The coordinator goes away; the region still tells a new machine what to run.
+            _ = cluster.processes["coordinator"]!.stop()
+            try cluster.startAgent("m3", region: "local", regionProcess: "region")
+            try await Self.waitUntilEvery(["m3"], cluster, runs: "hello v1")
+            // Every piece was held by a healthy peer, so none came from the store.
+            let complete = try #require(cluster.logText("m3").split(separator: "\n").last { $0.contains("download complete") })
+            #expect(complete.contains("from_seed=0 "), "\(complete)")
+        }
+        #expect(statuses.values.allSatisfy { $0 == 0 }, "\(statuses)")
+    }
+
+    // MARK: helpers
+
+    /// Builds a service that prints `hello VERSION` and stays up (or exits 3 at once),
+    /// padded with `padding` random bytes the shell never reads.
+    static func buildService(_ client: SlipwayClient, _ cluster: Cluster, version: String, exitAtOnce: Bool = false,
+                             padding: Int = 6 << 20) async throws -> String {
+        let (repo, commit) = try TestRepository.make(in: cluster.directory)
+        let body = exitAtOnce ? "echo hello \(version); exit 3" : "echo hello \(version); exec sleep 600"
+        var request = Slipway_V1_SubmitBuild()
+        request.idempotencyKey = UUID().uuidString
+        request.repoURL = repo.path
+        request.commit = commit
+        request.artifactName = "hello"
+        request.recipe = "mkdir -p out && printf '#!/bin/sh\\n\(body)\\n' > out/hello && head -c \(padding) /dev/urandom >> out/hello"
+        request.artifactPath = "out/hello"
+        let ack = try await client.submit(request)
+        let done = try await client.wait(for: ack.jobID, timeout: .seconds(60))
+        try #require(done.status == .succeeded, "build failed: \(done.error)")
+        return done.artifactDigest
+    }
+
+    static func deploy(_ client: SlipwayClient, _ digest: String) async throws {
+        var request = Slipway_V1_DeployRequest()
+        request.service = "hello"
+        request.artifactDigest = digest
+        request.setBy = "test"
+        _ = try await client.deploy(request)
+    }
+
+    /// Waits until every agent's running service printed `text` (the build it runs).
+    static func waitUntilEvery(_ agents: [String], _ cluster: Cluster, runs text: String) async throws {
+        try await ReplicationTests.waitFor("\(agents) to run '\(text)'", timeout: .seconds(60)) {
+            agents.allSatisfy { cluster.serviceOutput($0).contains(text) }
+        }
+    }
+}
