@@ -1,5 +1,7 @@
 import ArgumentParser
 import Foundation
+import SlipwayArtifact
+import SlipwayProto
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -31,4 +33,49 @@ func siblingExecutable(_ name: String) throws -> String {
         throw ValidationError("\(name) not found at \(path); run `swift build -c release --product \(name)` first")
     }
     return path
+}
+
+/// Seconds since `start`.
+func elapsed(since start: ContinuousClock.Instant) -> Double {
+    let parts = (ContinuousClock.now - start).components
+    return Double(parts.seconds) + Double(parts.attoseconds) / 1e18
+}
+
+/// Writes `bytes` random bytes to `file`.
+func writeRandom(to file: URL, bytes: UInt64) throws {
+    _ = FileManager.default.createFile(atPath: file.path, contents: nil)
+    let out = try FileHandle(forWritingTo: file)
+    defer { try? out.close() }
+    var generator = SystemRandomNumberGenerator()
+    var written: UInt64 = 0
+    var block = [UInt64](repeating: 0, count: 1 << 17)  // 1 MiB
+    while written < bytes {
+        for index in block.indices { block[index] = generator.next() }
+        let data = block.withUnsafeBytes { Data($0.prefix(Int(min(UInt64($0.count), bytes - written)))) }
+        try out.write(contentsOf: data)
+        written += UInt64(data.count)
+    }
+    try out.synchronize()
+}
+
+/// Stores `file` (described by `manifest`) as a committed artifact in the blob store at `root`.
+func seed(_ manifest: Slipway_V1_ArtifactManifest, from file: URL, into root: URL) throws {
+    let store = try BlobStore(root: root)
+    _ = try store.begin(manifest)
+    let handle = try FileHandle(forReadingFrom: file)
+    defer { try? handle.close() }
+    for index in 0..<manifest.pieceSha256.count {
+        try store.store(manifest.digest, index: index, bytes: [UInt8](try handle.read(upToCount: Int(manifest.pieceSize)) ?? Data()))
+    }
+    try store.commit(manifest.digest)
+}
+
+/// Starts `path` with `arguments` (stdout to `output` if given).
+func launch(_ path: String, _ arguments: [String], output: Pipe? = nil) throws -> Process {
+    let process = Process()
+    process.executableURL = URL(fileURLWithPath: path)
+    process.arguments = arguments
+    if let output { process.standardOutput = output }
+    try process.run()
+    return process
 }

@@ -114,33 +114,6 @@ struct ReplicationBench: AsyncParsableCommand {
 
     // MARK: setup
 
-    private func writeRandom(to file: URL, bytes: UInt64) throws {
-        _ = FileManager.default.createFile(atPath: file.path, contents: nil)
-        let out = try FileHandle(forWritingTo: file)
-        defer { try? out.close() }
-        var generator = SystemRandomNumberGenerator()
-        var written: UInt64 = 0
-        var block = [UInt64](repeating: 0, count: 1 << 17)  // 1 MiB
-        while written < bytes {
-            for index in block.indices { block[index] = generator.next() }
-            let data = block.withUnsafeBytes { Data($0.prefix(Int(min(UInt64($0.count), bytes - written)))) }
-            try out.write(contentsOf: data)
-            written += UInt64(data.count)
-        }
-        try out.synchronize()
-    }
-
-    private func seed(_ manifest: Slipway_V1_ArtifactManifest, from file: URL, into root: URL) throws {
-        let store = try BlobStore(root: root)
-        _ = try store.begin(manifest)
-        let handle = try FileHandle(forReadingFrom: file)
-        defer { try? handle.close() }
-        for index in 0..<manifest.pieceSha256.count {
-            try store.store(manifest.digest, index: index, bytes: [UInt8](try handle.read(upToCount: Int(manifest.pieceSize)) ?? Data()))
-        }
-        try store.commit(manifest.digest)
-    }
-
     private func startRegion(store: URL, endpoint: String) throws -> Process {
         let binary = try siblingExecutable("slipway")
         // No coordinator runs here: the region only serves its store; its replication side waits harmlessly.
@@ -152,18 +125,5 @@ struct ReplicationBench: AsyncParsableCommand {
         usleep(500_000)
         return process
     }
-
-    private func launch(_ path: String, _ arguments: [String], output: Pipe? = nil) throws -> Process {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: path)
-        process.arguments = arguments
-        if let output { process.standardOutput = output }
-        try process.run()
-        return process
-    }
 }
 
-private func elapsed(since start: ContinuousClock.Instant) -> Double {
-    let parts = (ContinuousClock.now - start).components
-    return Double(parts.seconds) + Double(parts.attoseconds) / 1e18
-}

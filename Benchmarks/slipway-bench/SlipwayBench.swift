@@ -19,7 +19,7 @@ struct SlipwayBench: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "slipway-bench",
         abstract: "Slipway benchmarks; each prints a ratio against a baseline from the same run.",
-        subcommands: [WireBench.self, PipelineBench.self, ReplicationBench.self])
+        subcommands: [WireBench.self, PipelineBench.self, ReplicationBench.self, DistributionBench.self])
 }
 
 struct WireBench: AsyncParsableCommand {

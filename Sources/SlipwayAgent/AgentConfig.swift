@@ -39,6 +39,10 @@ public struct AgentConfig: Sendable {
     public var heartbeatInterval: Duration = .seconds(2)
     /// Cap on download bandwidth (bytes per second, 0 = none), to spare the machine's service traffic.
     public var maxDownloadBytesPerSecond: UInt64 = 0
+    /// Fetch from the regional store only, never from peers (comparison
+    /// benchmarks; machines that must not depend on their neighbours). Pieces
+    /// held are still served to peers that ask.
+    public var seedOnly = false
     /// This process's name on the wire.
     public var id: String
 

@@ -172,7 +172,7 @@ final class AgentLoop {
         guard downloads[digest] == nil, let seedEndpoint else { return }
         downloads[digest] = PieceDownload(digest: digest, store: store, context: context, sender: config.id,
                                           seedEndpoint: seedEndpoint, logger: logger,
-                                          maxBytesPerSecond: config.maxDownloadBytesPerSecond)
+                                          maxBytesPerSecond: config.maxDownloadBytesPerSecond, seedOnly: config.seedOnly)
         downloadStarted[digest] = .now
         lastPeerList[digest] = nil
     }
@@ -199,7 +199,7 @@ final class AgentLoop {
                 failDownload(digest, download, reason: "\(error)", now: now)
                 continue
             }
-            if download.manifest != nil, lastPeerList[digest].map({ now - $0 >= .seconds(2) }) ?? true {
+            if !config.seedOnly, download.manifest != nil, lastPeerList[digest].map({ now - $0 >= .seconds(2) }) ?? true {
                 lastPeerList[digest] = now
                 var request = Slipway_V1_PeerListRequest()
                 request.digest = digest

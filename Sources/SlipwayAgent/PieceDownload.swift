@@ -33,6 +33,7 @@ final class PieceDownload {
     private let logger: Logger
     private let maxBytesPerSecond: UInt64
     private let requestTimeout: Duration
+    private let seedOnly: Bool
     private let codec = WireCodec()
     private var picker: PiecePicker?
     private var random = SystemRandomNumberGenerator()
@@ -49,7 +50,8 @@ final class PieceDownload {
     private var peersKnown = false
 
     init(digest: String, store: BlobStore, context: ZMQContext, sender: String, seedEndpoint: String, logger: Logger,
-         maxBytesPerSecond: UInt64 = 0, requestTimeout: Duration = .seconds(30), now: ContinuousClock.Instant = .now) {
+         maxBytesPerSecond: UInt64 = 0, seedOnly: Bool = false, requestTimeout: Duration = .seconds(30),
+         now: ContinuousClock.Instant = .now) {
         self.digest = digest
         self.store = store
         self.context = context
@@ -58,6 +60,8 @@ final class PieceDownload {
         self.logger = logger
         self.maxBytesPerSecond = maxBytesPerSecond
         self.requestTimeout = requestTimeout
+        self.seedOnly = seedOnly
+        self.peersKnown = seedOnly
         self.startedAt = now
         if store.has(digest) { isComplete = true }
     }
@@ -182,7 +186,8 @@ final class PieceDownload {
         self.manifest = manifest
         self.manifestAt = .now
         self.resumedPieces = held.count
-        picker = PiecePicker(pieceCount: manifest.pieceSha256.count, held: held)
+        // Alone with the store, two requests in flight keep its link busy between pieces.
+        picker = PiecePicker(pieceCount: manifest.pieceSha256.count, held: held, seedLimit: seedOnly ? 2 : 1)
         if !held.isEmpty {
             logger.info("download resumed", metadata: ["digest": "\(digest)", "held": "\(held.count)", "pieces": "\(manifest.pieceSha256.count)"])
         }

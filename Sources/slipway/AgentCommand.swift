@@ -29,6 +29,7 @@ struct AgentCommand: AsyncParsableCommand {
     @Option(help: "How long a new build has to pass its health check.") var healthTimeout = DurationArgument(argument: "30s")!
     @Option(help: "Without --health: how long a new build must stay up to count as healthy.") var healthGrace = DurationArgument(argument: "2s")!
     @Option(help: "Cap on download bandwidth in MiB/s (0: none).") var maxDownloadMibps = 0.0
+    @Flag(help: "Fetch from the regional store only, never from peers (for comparisons).") var seedOnly = false
     @OptionGroup var daemon: DaemonOptions
 
     func validate() throws {
@@ -68,6 +69,7 @@ struct AgentCommand: AsyncParsableCommand {
         config.advertisedEndpoint = advertise
         config.heartbeatInterval = daemon.heartbeat.duration
         config.maxDownloadBytesPerSecond = UInt64(maxDownloadMibps * 1_048_576)
+        config.seedOnly = seedOnly
         try await runDaemon([Agent.service(config: config, logger: Logger(label: "slipway.agent"))], label: "slipway.agent")
     }
 }
