@@ -170,7 +170,7 @@ final class AgentLoop {
 
     private func startDownload(_ digest: String) {
         guard downloads[digest] == nil, let seedEndpoint else { return }
-        downloads[digest] = PieceDownload(digest: digest, store: store, context: context, sender: config.id,
+        downloads[digest] = PieceDownload(digest: digest, machineID: config.machineID, store: store, context: context, sender: config.id,
                                           seedEndpoint: seedEndpoint, logger: logger,
                                           maxBytesPerSecond: config.maxDownloadBytesPerSecond, seedOnly: config.seedOnly)
         downloadStarted[digest] = .now

@@ -34,6 +34,8 @@ final class PieceDownload {
     private let maxBytesPerSecond: UInt64
     private let requestTimeout: Duration
     private let seedOnly: Bool
+    private let machineID: String
+    private var swarm: Set<String> = []
     private let codec = WireCodec()
     private var picker: PiecePicker?
     private var random = SystemRandomNumberGenerator()
@@ -49,7 +51,7 @@ final class PieceDownload {
     private var manifestAt: ContinuousClock.Instant?
     private var peersKnown = false
 
-    init(digest: String, store: BlobStore, context: ZMQContext, sender: String, seedEndpoint: String, logger: Logger,
+    init(digest: String, machineID: String, store: BlobStore, context: ZMQContext, sender: String, seedEndpoint: String, logger: Logger,
          maxBytesPerSecond: UInt64 = 0, seedOnly: Bool = false, requestTimeout: Duration = .seconds(30),
          now: ContinuousClock.Instant = .now) {
         self.digest = digest
@@ -61,6 +63,8 @@ final class PieceDownload {
         self.maxBytesPerSecond = maxBytesPerSecond
         self.requestTimeout = requestTimeout
         self.seedOnly = seedOnly
+        self.machineID = machineID
+        self.swarm = [machineID]
         self.peersKnown = seedOnly
         self.startedAt = now
         if store.has(digest) { isComplete = true }
@@ -90,7 +94,10 @@ final class PieceDownload {
             endpoints[peer.machineID] = peer.endpoint
             let pieces = peer.complete ? Set(0..<picker.pieceCount) : Set(peer.have.map(Int.init))
             picker.peer(peer.machineID, has: pieces)
+            if !peer.complete { swarm.insert(peer.machineID) }
         }
+        let members = swarm.sorted()
+        picker.seedStripe = (members.firstIndex(of: machineID)!, members.count)
         self.picker = picker
     }
 

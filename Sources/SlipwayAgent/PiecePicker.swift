@@ -60,6 +60,12 @@ public struct PiecePicker: Sendable {
     public private(set) var held: Set<Int>
     /// Peers that served a corrupt piece, never asked again.
     public private(set) var banned: Set<String> = []
+    /// This agent's share of the seed: of the pieces no peer has, it takes from
+    /// the store only those with `piece % count == index`, so agents downloading
+    /// together pull disjoint pieces from the store and trade them, and the store
+    /// sends each piece about once. Outside its stripe it uses the store only
+    /// when no peer can give it anything. Nil: no stripe (any piece no peer has).
+    public var seedStripe: (index: Int, count: Int)?
     private var available: [String: Set<Int>] = [:]
     private var inFlight: [Int: PieceSource] = [:]
 
@@ -103,18 +109,25 @@ public struct PiecePicker: Sendable {
         let rarity = Dictionary(uniqueKeysWithValues: wanted.map { ($0, availability($0)) })
         wanted = wanted.enumerated().sorted { (rarity[$0.element]!, $0.offset) < (rarity[$1.element]!, $1.offset) }.map(\.element)
         var load = Dictionary(uniqueKeysWithValues: available.keys.map { ($0, outstanding(.peer($0))) })
-        var seedLoad = outstanding(.seed)
+        var seedCandidates: [Int] = []
         for piece in wanted {
             let holders = available.filter { !banned.contains($0.key) && $0.value.contains(piece) && load[$0.key]! < perPeerLimit }
             if let peer = holders.keys.min(by: { (load[$0]!, $0) < (load[$1]!, $1) }) {
                 load[peer]! += 1
                 inFlight[piece] = .peer(peer)
                 requests.append(Request(piece: piece, source: .peer(peer)))
-            } else if rarity[piece] == 0, seedLoad < seedLimit {
-                seedLoad += 1
-                inFlight[piece] = .seed
-                requests.append(Request(piece: piece, source: .seed))
+            } else if rarity[piece] == 0 {
+                seedCandidates.append(piece)
             }
+        }
+        var seedLoad = outstanding(.seed)
+        let peersBusy = !requests.isEmpty || inFlight.values.contains { $0 != .seed }
+        let stripe = seedStripe
+        let own = seedCandidates.filter { piece in stripe.map { piece % max(1, $0.count) == $0.index } ?? true }
+        for piece in own.isEmpty && !peersBusy ? seedCandidates : own where seedLoad < seedLimit {
+            seedLoad += 1
+            inFlight[piece] = .seed
+            requests.append(Request(piece: piece, source: .seed))
         }
         return requests
     }

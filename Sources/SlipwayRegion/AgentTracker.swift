@@ -53,7 +53,7 @@ struct AgentTracker {
         machines[request.machineID] = machine
     }
 
-    /// Up to ``peerLimit`` live machines other than `asking` that hold pieces of `digest`, in random order.
+    /// Up to ``peerLimit`` live machines other than `asking` that hold or are fetching `digest`, in random order.
     func peers(for digest: String, asking: String, using random: inout some RandomNumberGenerator) -> [Slipway_V1_Peer] {
         var candidates: [Slipway_V1_Peer] = []
         for (id, machine) in machines where id != asking && !machine.endpoint.isEmpty {
@@ -62,7 +62,8 @@ struct AgentTracker {
             peer.endpoint = machine.endpoint
             if machine.complete.contains(digest) {
                 peer.complete = true
-            } else if let have = machine.partial[digest], !have.isEmpty {
+            } else if let have = machine.partial[digest] {
+                // Also when it holds nothing yet: downloaders split the seed's pieces among themselves.
                 peer.have = have.sorted().map(UInt32.init)
             } else {
                 continue

@@ -113,3 +113,22 @@ struct SplitMix64: RandomNumberGenerator {
         #expect(seedServed <= 2 * pieces, "the store served \(seedServed) pieces for a \(pieces)-piece artifact")
     }
 }
+
+@Suite struct SeedStripeTests {
+    @Test("with a stripe, the seed is asked only for this agent's share, until peers cannot help")
+    func stripe() {
+        var random = SystemRandomNumberGenerator()
+        var picker = PiecePicker(pieceCount: 8, seedLimit: 8)
+        picker.seedStripe = (index: 1, count: 4)
+        picker.peer("p", has: [])
+        #expect(Set(picker.next(using: &random).map(\.piece)) == [1, 5], "only pieces 1 and 5 are this agent's share")
+        _ = picker.received(1, from: .seed, valid: true)
+        _ = picker.received(5, from: .seed, valid: true)
+        picker.peer("p", has: [0])
+        #expect(picker.next(using: &random) == [.init(piece: 0, source: .peer("p"))], "a peer is busy: no seed outside the stripe")
+        _ = picker.received(0, from: .peer("p"), valid: true)
+        let fallback = picker.next(using: &random)
+        #expect(fallback.allSatisfy { $0.source == .seed } && Set(fallback.map(\.piece)) == [2, 3, 4, 6, 7],
+                "nothing left for peers to give: the rest comes from the seed")
+    }
+}

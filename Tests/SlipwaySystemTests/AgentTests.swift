@@ -2,6 +2,7 @@ import Foundation
 import SlipwayProducer
 import SlipwayProto
 import SlipwayTestSupport
+import SlipwayWire
 import Testing
 
 /// Agents end to end: real region controllers, agents and service processes on
@@ -144,6 +145,58 @@ struct AgentTests {
             #expect(complete.contains("from_seed=0 "), "\(complete)")
         }
         #expect(statuses.values.allSatisfy { $0 == 0 }, "\(statuses)")
+    }
+
+    @Test("the tracker, an agent and the report intake answer malformed input with errors and keep serving")
+    func hostileInput() async throws {
+        let (_, statuses) = try await Cluster.with { cluster in
+            try cluster.startCoordinator()
+            try cluster.startRegion("region", region: "local", store: cluster.store)
+            try cluster.startAgent("m1", region: "local", regionProcess: "region")
+            try await cluster.waitForLog("region", "machine registered")
+            let tracker = cluster.agentEndpoints["region"]!.tracker
+            let agent = cluster.agentListenEndpoints["m1"]!
+            try await BuildPipelineTests.sendGarbage(to: [tracker, agent])
+
+            func register(_ change: (inout Slipway_V1_AgentRegister) -> Void) -> Slipway_V1_AgentRegister {
+                var message = Slipway_V1_AgentRegister()
+                message.machineID = "probe"
+                message.region = "local"
+                message.services = ["hello"]
+                change(&message)
+                return message
+            }
+            #expect(try await ReplicationTests.errorCode(tracker, register { $0.region = "mars" }) == "invalid_argument")
+            #expect(try await ReplicationTests.errorCode(tracker, register { $0.machineID = "../etc" }) == "invalid_argument")
+            #expect(try await ReplicationTests.errorCode(tracker, register { $0.peerEndpoint = "http://x" }) == "invalid_argument")
+            #expect(try await ReplicationTests.errorCode(tracker, register { $0.completeDigests = ["zz"] }) == "invalid_argument")
+            #expect(try await ReplicationTests.errorCode(tracker, register {
+                var status = Slipway_V1_AgentStatus()
+                status.service = "hello"
+                status.reason = String(repeating: "x", count: 5_000)
+                $0.statuses = [status]
+            }) == "invalid_argument")
+            var peers = Slipway_V1_PeerListRequest()
+            peers.digest = "not-a-digest"
+            peers.machineID = "probe"
+            #expect(try await ReplicationTests.errorCode(tracker, peers) == "invalid_argument")
+            #expect(try await ReplicationTests.errorCode(tracker, Slipway_V1_JobQuery()) == "unsupported")
+            // Still serving: a valid registration gets the targets.
+            #expect(try await ReplicationTests.request(tracker, register { _ in }).type == .agentTargets)
+
+            var piece = Slipway_V1_PieceRequest()
+            piece.digest = String(repeating: "0", count: 64)
+            piece.count = 1_000_000
+            #expect(try await ReplicationTests.errorCode(agent, piece) == "not_found")
+            #expect(try await ReplicationTests.errorCode(agent, Slipway_V1_JobQuery()) == "unsupported")
+
+            var report = Slipway_V1_RegionReport()
+            report.region = ""
+            #expect(try await ReplicationTests.errorCode(cluster.intake, report) == "invalid_argument")
+            report.region = "local"
+            #expect(try await ReplicationTests.request(cluster.intake, report).type == .regionReport)
+        }
+        #expect(statuses.values.allSatisfy { $0 == 0 }, "every daemon survived and stopped cleanly: \(statuses)")
     }
 
     // MARK: helpers

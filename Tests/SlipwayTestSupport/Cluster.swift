@@ -22,6 +22,8 @@ public final class Cluster: @unchecked Sendable {
     private(set) public var processes: [String: SpawnedProcess] = [:]
     /// Each region process's agent endpoints (tracker ROUTER, target PUB), by process name.
     private(set) public var agentEndpoints: [String: (tracker: String, targets: String)] = [:]
+    /// Where each agent serves its pieces, by agent name.
+    private(set) public var agentListenEndpoints: [String: String] = [:]
 
     /// Creates the folder, database and endpoints; starts nothing.
     public init(heartbeat: String = "400ms") async throws {
@@ -78,8 +80,10 @@ public final class Cluster: @unchecked Sendable {
     public func startAgent(_ name: String, region: String, regionProcess: String, service: String = "hello",
                            extra: [String] = []) throws -> SpawnedProcess {
         let endpoints = try require_(agentEndpoints[regionProcess])
+        let listen = "tcp://127.0.0.1:\(freeLoopbackPort())"
+        agentListenEndpoints[name] = listen
         return try start(name, ["agent", "--machine-id", name, "--region", region, "--tracker", endpoints.tracker,
-                                "--targets", endpoints.targets, "--listen", "tcp://127.0.0.1:\(freeLoopbackPort())",
+                                "--targets", endpoints.targets, "--listen", listen,
                                 "--root", agentDirectory(name).path, "--service", service, "--heartbeat", heartbeat,
                                 "--health-grace", "500ms"] + extra)
     }
