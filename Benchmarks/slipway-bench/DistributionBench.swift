@@ -19,12 +19,15 @@ struct DistributionBench: AsyncParsableCommand {
     @Option(help: "Artifact size in MiB.") var sizeMib = 256
     @Option(help: "Agents, one namespace each.") var agents = 16
     @Option(help: "Upload cap of every namespace (agents and store), in Mbit/s.") var rateMbit = 80
+    @Option(help: "Piece size in KiB (the manifest's; workers use 4096).") var pieceKib = 4_096
     @Option(help: "Which distribution to run: p2p, seed (store only) or both.") var mode = "both"
     @Option(help: "Scratch folder (needs about 2 × (agents + 1) × the artifact size).") var directory: String?
+    @Option(help: "Keep the region's and agents' logs in this folder.") var logs: String?
+    @Flag(help: "Agents log every piece (with --logs: a timeline per agent).") var verbose = false
 
     func validate() throws {
-        guard sizeMib >= 1, (1...200).contains(agents), rateMbit >= 1 else {
-            throw ValidationError("--size-mib and --rate-mbit must be at least 1, --agents 1…200")
+        guard sizeMib >= 1, (1...200).contains(agents), rateMbit >= 1, (64...65_536).contains(pieceKib) else {
+            throw ValidationError("--size-mib and --rate-mbit must be at least 1, --agents 1…200, --piece-kib 64…65536")
         }
         guard ["p2p", "seed", "both"].contains(mode) else { throw ValidationError("--mode is p2p, seed or both") }
     }
@@ -43,7 +46,7 @@ struct DistributionBench: AsyncParsableCommand {
         print("writing a \(sizeMib) MiB random artifact into the regional store…")
         let source = scratch.appendingPathComponent("artifact")
         try writeRandom(to: source, bytes: UInt64(sizeMib) << 20)
-        let manifest = try Manifest.build(fileAt: source.path, name: "bench")
+        let manifest = try Manifest.build(fileAt: source.path, name: "bench", pieceSize: UInt32(pieceKib) << 10)
         let store = scratch.appendingPathComponent("store")
         try seed(manifest, from: source, into: store)
         try FileManager.default.removeItem(at: source)
@@ -57,7 +60,8 @@ struct DistributionBench: AsyncParsableCommand {
 
         let bytes = Double(UInt64(sizeMib) << 20)
         let bound = bytes * 8 / (Double(rateMbit) * 1e6)
-        print(String(format: "%d agents, upload cap %d Mbit/s everywhere: lower bound F/u = %.1f s", agents, rateMbit, bound))
+        print(String(format: "%d agents, %d KiB pieces, upload cap %d Mbit/s everywhere: lower bound F/u = %.1f s",
+                     agents, pieceKib, rateMbit, bound))
         var results: [String: Outcome] = [:]
         for seedOnly in mode == "both" ? [false, true] : [mode == "seed"] {
             let name = seedOnly ? "store only" : "p2p"
@@ -93,7 +97,16 @@ struct DistributionBench: AsyncParsableCommand {
                             timeout: Double) async throws -> Outcome {
         let run = scratch.appendingPathComponent(seedOnly ? "run-seed" : "run-p2p")
         try FileManager.default.createDirectory(at: run, withIntermediateDirectories: true)
-        defer { try? FileManager.default.removeItem(at: run) }
+        defer {
+            if let logs {
+                let kept = URL(fileURLWithPath: logs).appendingPathComponent(run.lastPathComponent)
+                try? FileManager.default.createDirectory(at: kept, withIntermediateDirectories: true)
+                for name in (try? FileManager.default.contentsOfDirectory(atPath: run.path)) ?? [] where name.hasSuffix(".log") {
+                    try? FileManager.default.copyItem(at: run.appendingPathComponent(name), to: kept.appendingPathComponent(name))
+                }
+            }
+            try? FileManager.default.removeItem(at: run)
+        }
         let storeHost = network.address(of: 0)
         let unused = { "tcp://127.0.0.1:\(freeLoopbackPort())" }
         var processes: [Process] = []
@@ -116,6 +129,7 @@ struct DistributionBench: AsyncParsableCommand {
                              "--listen", "tcp://\(host):7730", "--root", run.appendingPathComponent("a\(index)").path,
                              "--service", "bench", "--run", "bench=exec sleep 100000", "--heartbeat", "1s"]
             if seedOnly { arguments.append("--seed-only") }
+            if verbose { arguments += ["--log-level", "debug"] }
             processes.append(try launchLogged(arguments, log: logs[index - 1]))
         }
         let deadline = ContinuousClock.now + .seconds(timeout)
@@ -125,6 +139,8 @@ struct DistributionBench: AsyncParsableCommand {
                 ((try? String(contentsOf: log, encoding: .utf8)) ?? "").split(separator: "\n").last { $0.contains("download complete") }
             }
             if lines.count == agents {
+                let timeouts = logs.map { ((try? String(contentsOf: $0, encoding: .utf8)) ?? "").components(separatedBy: "piece request timed out").count - 1 }
+                if timeouts.contains(where: { $0 > 0 }) { print("   piece requests timed out (per agent): \(timeouts)") }
                 for line in lines {
                     outcome.seconds.append(Double(field("seconds", in: line)) ?? .nan)
                     outcome.fromSeed += Int(field("from_seed", in: line)) ?? 0

@@ -29,14 +29,12 @@ final class AgentLoop {
     private var downloadStarted: [String: ContinuousClock.Instant] = [:]
     private var tracker: ZMQSocket?
     private var targets: ZMQSocket!
-    private var server: ZMQSocket!
+    private var server: PieceServer!
     private var seedEndpoint: String?
     private var lastHeartbeat: ContinuousClock.Instant?
     private var lastTrackerReply: ContinuousClock.Instant = .now
     private var lastPeerList: [String: ContinuousClock.Instant] = [:]
     private var reported: [Slipway_V1_AgentStatus] = []
-    private var manifests: [String: Slipway_V1_ArtifactManifest] = [:]
-    private var piecesServed = 0
     private var rejected = 0
 
     init(config: AgentConfig, logger: Logger, stop: StopSignal) throws {
@@ -60,9 +58,7 @@ final class AgentLoop {
     }
 
     func run() throws {
-        server = try ZMQSocket(context: context, type: .router)
-        try server.set(.routerMandatory(true))
-        try server.bind(config.listenEndpoint)
+        server = try PieceServer(context: context, endpoint: config.listenEndpoint, store: store, sender: config.id)
         targets = try ZMQSocket(context: context, type: .sub)
         try targets.set(.subscribe(Array("target.".utf8)))
         try targets.connect(config.targetsEndpoint)
@@ -162,7 +158,7 @@ final class AgentLoop {
         }
         for digest in (try? store.committedDigests()) ?? [] where !keep.contains(digest) {
             try? store.remove(digest)
-            manifests[digest] = nil
+            server.forget(digest)
         }
     }
 
@@ -199,7 +195,10 @@ final class AgentLoop {
                 failDownload(digest, download, reason: "\(error)", now: now)
                 continue
             }
-            if !config.seedOnly, download.manifest != nil, lastPeerList[digest].map({ now - $0 >= .seconds(2) }) ?? true {
+            // Peers learn of new pieces only through the tracker: ask again soon when
+            // idle (someone may have what we need by now), else once a second.
+            let refresh: Duration = download.isIdle ? .milliseconds(250) : .seconds(1)
+            if !config.seedOnly, download.manifest != nil, lastPeerList[digest].map({ now - $0 >= refresh }) ?? true {
                 lastPeerList[digest] = now
                 var request = Slipway_V1_PeerListRequest()
                 request.digest = digest
@@ -327,67 +326,11 @@ final class AgentLoop {
         }
     }
 
-    // MARK: serving peers
-
-    private func handleServer() throws {
-        for _ in 0..<64 {
-            guard let frames = try server.receive(wait: .never, maxFrames: 4) else { return }
-            guard let (peer, message) = try? codec.decodeRouted(frames) else {
-                rejected += 1
-                continue
-            }
-            switch message.type {
-            case .pieceRequest:
-                guard let request = try? message.body(as: Slipway_V1_PieceRequest.self) else { continue }
-                serve(request, to: peer, replyingTo: message)
-            default:
-                var error = Slipway_V1_ErrorReply()
-                error.code = "unsupported"
-                error.message = "an agent serves only pieces"
-                reply(peer, to: message, error)
-            }
-        }
-    }
-
-    private func serve(_ request: Slipway_V1_PieceRequest, to peer: [UInt8], replyingTo message: WireMessage) {
-        let manifest = manifests[request.digest] ?? (try? store.manifest(request.digest)) ?? store.incomingManifestIfAny(request.digest)
-        manifests[request.digest] = manifest
-        let first = Int(request.firstPiece)
-        let count = min(Int(request.count), 4)
-        guard let manifest, count > 0, first < manifest.pieceSha256.count else {
-            var error = Slipway_V1_ErrorReply()
-            error.code = "not_found"
-            error.message = "no such artifact or piece here"
-            return reply(peer, to: message, error)
-        }
-        for index in first..<min(first + count, manifest.pieceSha256.count) {
-            guard let bytes = store.heldPiece(request.digest, index: index) else {
-                var error = Slipway_V1_ErrorReply()
-                error.code = "not_found"
-                error.message = "piece \(index) is not here"
-                return reply(peer, to: message, error)
-            }
-            var header = Slipway_V1_PieceData()
-            header.digest = request.digest
-            header.index = UInt32(index)
-            header.offset = UInt64(index) * UInt64(manifest.pieceSize)
-            header.length = UInt32(bytes.count)
-            header.sha256 = manifest.pieceSha256[index]
-            reply(peer, to: message, header, payload: bytes)
-            piecesServed += 1
-        }
-    }
-
-    private func reply(_ peer: [UInt8], to request: WireMessage, _ body: some WireBody, payload: [UInt8]? = nil) {
-        let message = WireMessage(body, sender: config.id, inReplyTo: request.envelope.messageID, payload: payload)
-        _ = try? server.send(codec.encode(message, to: peer), wait: .never)
-    }
-
     // MARK: polling
 
     private func poll(wait: ZMQWait) throws {
         let poller = ZMQPoller()
-        _ = try poller.add(server)
+        _ = try poller.add(server.socket)
         _ = try poller.add(targets)
         if let tracker { _ = try poller.add(tracker) }
         var sources: [(digest: String, source: PieceSource, index: Int)] = []
@@ -395,7 +338,7 @@ final class AgentLoop {
             for (source, socket) in download.sockets { sources.append((digest, source, try poller.add(socket))) }
         }
         let ready = try poller.poll(wait: wait)
-        if !ready[0].isEmpty { try handleServer() }
+        if !ready[0].isEmpty { try server.serve() } else { server.flush() }
         if !ready[1].isEmpty { try handleTargets() }
         if tracker != nil, !ready[2].isEmpty { try handleTracker() }
         for entry in sources where !ready[entry.index].isEmpty {
@@ -414,7 +357,7 @@ final class AgentLoop {
         for download in downloads.values { download.close() }
         tracker?.close()
         targets?.close()
-        server?.close()
-        logger.info("agent stopped", metadata: ["pieces_served": "\(piecesServed)", "dropped": "\(rejected)"])
+        server?.socket.close()
+        logger.info("agent stopped", metadata: ["pieces_served": "\(server?.piecesServed ?? 0)", "dropped": "\(rejected + (server?.rejected ?? 0))"])
     }
 }

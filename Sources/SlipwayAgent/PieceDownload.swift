@@ -42,6 +42,8 @@ final class PieceDownload {
     private var connections: [PieceSource: ZMQSocket] = [:]
     private var endpoints: [String: String] = [:]
     private var sent: [Int: (source: PieceSource, at: ContinuousClock.Instant)] = [:]
+    /// Request message id → piece, to match "busy" answers.
+    private var requestIDs: [String: Int] = [:]
     private var manifestAskedAt: ContinuousClock.Instant?
     private let startedAt: ContinuousClock.Instant
     private var requestedBytes: UInt64 = 0
@@ -75,6 +77,9 @@ final class PieceDownload {
 
     /// Pieces held, for peer-list requests (the tracker hands them to other agents).
     var heldPieces: [UInt32] { (picker?.held ?? []).sorted().map(UInt32.init) }
+
+    /// Nothing is in flight: every known source is drained, so a fresh peer list is worth asking for now.
+    var isIdle: Bool { sent.isEmpty }
 
     /// Peers banned for serving corrupt pieces.
     var banned: Set<String> { picker?.banned ?? [] }
@@ -119,6 +124,7 @@ final class PieceDownload {
         if !peersKnown, let manifestAt, now - manifestAt < .seconds(2) { return }
         for (piece, request) in sent where now - request.at >= requestTimeout {
             sent[piece] = nil
+            requestIDs = requestIDs.filter { $0.value != piece }
             picker.failed(piece, from: request.source)
             logger.info("piece request timed out", metadata: ["digest": "\(digest)", "piece": "\(piece)", "source": "\(request.source)"])
         }
@@ -132,8 +138,10 @@ final class PieceDownload {
             message.firstPiece = UInt32(request.piece)
             message.count = 1
             do {
-                _ = try connection(request.source).send(codec.encode(WireMessage(message, sender: sender)), wait: .never)
+                let wire = WireMessage(message, sender: sender)
+                _ = try connection(request.source).send(codec.encode(wire), wait: .never)
                 sent[request.piece] = (request.source, now)
+                requestIDs[wire.envelope.messageID] = request.piece
                 requestedBytes += UInt64(Manifest.pieceLength(manifest!, index: request.piece))
             } catch {
                 picker.failed(request.piece, from: request.source)
@@ -158,17 +166,24 @@ final class PieceDownload {
                 // A banned source's socket is closed by now.
                 if connections[source] == nil { return }
             case .errorReply:
-                // "Not here" from a peer: its piece set changed (it restarted, or collected the artifact).
-                if case .peer(let machine) = source, var picker {
-                    for (piece, request) in sent where request.source == source {
-                        sent[piece] = nil
-                        picker.failed(piece, from: source)
-                    }
-                    picker.remove(machine)
+                guard case .peer(let machine) = source, var picker else { continue }
+                let code = (try? message.body(as: Slipway_V1_ErrorReply.self))?.code
+                if code == "busy", let piece = requestIDs.removeValue(forKey: message.envelope.inReplyTo) {
+                    // Its upload is taken: ask another holder; it is back with the next peer list.
+                    if sent[piece]?.source == source { sent[piece] = nil }
+                    picker.declined(piece, from: source)
                     self.picker = picker
-                    connections.removeValue(forKey: source)?.close()
-                    return
+                    continue
                 }
+                // "Not here": its piece set changed (it restarted, or collected the artifact).
+                for (piece, request) in sent where request.source == source {
+                    sent[piece] = nil
+                    picker.failed(piece, from: source)
+                }
+                picker.remove(machine)
+                self.picker = picker
+                connections.removeValue(forKey: source)?.close()
+                return
             default:
                 rejected += 1
             }
@@ -194,7 +209,7 @@ final class PieceDownload {
         self.manifestAt = .now
         self.resumedPieces = held.count
         // Alone with the store, two requests in flight keep its link busy between pieces.
-        picker = PiecePicker(pieceCount: manifest.pieceSha256.count, held: held, seedLimit: seedOnly ? 2 : 1)
+        picker = PiecePicker(pieceCount: manifest.pieceSha256.count, held: held, perPeerLimit: 1, seedLimit: seedOnly ? 2 : 1)
         if !held.isEmpty {
             logger.info("download resumed", metadata: ["digest": "\(digest)", "held": "\(held.count)", "pieces": "\(manifest.pieceSha256.count)"])
         }
@@ -208,6 +223,7 @@ final class PieceDownload {
         }
         let index = Int(header.index)
         if sent[index]?.source == source { sent[index] = nil }
+        requestIDs.removeValue(forKey: message.envelope.inReplyTo)
         var valid = true
         if !picker.held.contains(index), (0..<picker.pieceCount).contains(index) {
             do {
@@ -219,6 +235,8 @@ final class PieceDownload {
         switch picker.received(index, from: source, valid: valid) {
         case .accepted:
             if source == .seed { fromSeed += 1 } else { fromPeers += 1 }
+            logger.debug("piece", metadata: ["digest": "\(digest)", "piece": "\(index)", "source": "\(source)",
+                                             "held": "\(picker.held.count)", "seconds": "\(Self.seconds(.now - startedAt))"])
         case .rejected:
             rejected += 1
             if case .peer(let machine) = source {

@@ -56,6 +56,10 @@ public struct PiecePicker: Sendable {
     public let perPeerLimit: Int
     /// Requests in flight to the regional store.
     public let seedLimit: Int
+    /// Requests in flight in all. Pieces are large (4 MiB): a deep queue at one
+    /// busy peer would hold pieces that idle peers could send, so demand is kept
+    /// shallow and spread.
+    public let totalLimit: Int
     /// Verified pieces held.
     public private(set) var held: Set<Int>
     /// Peers that served a corrupt piece, never asked again.
@@ -70,11 +74,12 @@ public struct PiecePicker: Sendable {
     private var inFlight: [Int: PieceSource] = [:]
 
     /// A picker for `pieceCount` pieces, `held` of which are already verified on disk (a resumed download).
-    public init(pieceCount: Int, held: Set<Int> = [], perPeerLimit: Int = 4, seedLimit: Int = 1) {
+    public init(pieceCount: Int, held: Set<Int> = [], perPeerLimit: Int = 4, seedLimit: Int = 1, totalLimit: Int = .max) {
         self.pieceCount = pieceCount
         self.held = held.filter { (0..<pieceCount).contains($0) }
         self.perPeerLimit = max(1, perPeerLimit)
         self.seedLimit = max(1, seedLimit)
+        self.totalLimit = max(1, totalLimit)
     }
 
     /// Every piece is held.
@@ -110,10 +115,12 @@ public struct PiecePicker: Sendable {
         wanted = wanted.enumerated().sorted { (rarity[$0.element]!, $0.offset) < (rarity[$1.element]!, $1.offset) }.map(\.element)
         var load = Dictionary(uniqueKeysWithValues: available.keys.map { ($0, outstanding(.peer($0))) })
         var seedCandidates: [Int] = []
-        for piece in wanted {
+        var total = inFlight.count
+        for piece in wanted where total < totalLimit {
             let holders = available.filter { !banned.contains($0.key) && $0.value.contains(piece) && load[$0.key]! < perPeerLimit }
             if let peer = holders.keys.min(by: { (load[$0]!, $0) < (load[$1]!, $1) }) {
                 load[peer]! += 1
+                total += 1
                 inFlight[piece] = .peer(peer)
                 requests.append(Request(piece: piece, source: .peer(peer)))
             } else if rarity[piece] == 0 {
@@ -124,7 +131,8 @@ public struct PiecePicker: Sendable {
         let peersBusy = !requests.isEmpty || inFlight.values.contains { $0 != .seed }
         let stripe = seedStripe
         let own = seedCandidates.filter { piece in stripe.map { piece % max(1, $0.count) == $0.index } ?? true }
-        for piece in own.isEmpty && !peersBusy ? seedCandidates : own where seedLoad < seedLimit {
+        for piece in own.isEmpty && !peersBusy ? seedCandidates : own where seedLoad < seedLimit && total < totalLimit {
+            total += 1
             seedLoad += 1
             inFlight[piece] = .seed
             requests.append(Request(piece: piece, source: .seed))
@@ -150,6 +158,14 @@ public struct PiecePicker: Sendable {
         guard !held.contains(piece) else { return .ignored }
         held.insert(piece)
         return .accepted
+    }
+
+    /// A peer declined a request (busy uploading): the piece may be asked for
+    /// again, elsewhere first; the peer still has it, but is left alone until its
+    /// availability is next reported.
+    public mutating func declined(_ piece: Int, from source: PieceSource) {
+        if inFlight[piece] == source { inFlight[piece] = nil }
+        if case .peer(let machine) = source { available[machine] = nil }
     }
 
     /// A request failed (timeout, "not here"): the piece may be asked for again.

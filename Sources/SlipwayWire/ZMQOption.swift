@@ -6,6 +6,8 @@ public enum ZMQOption: Sendable, Hashable {
     case sendHighWaterMark(Int32)
     /// Messages queued per peer on the receiving side (0 = unlimited).
     case receiveHighWaterMark(Int32)
+    /// ZMQ_SNDBUF: the kernel's send buffer per connection, in bytes (0: the OS default).
+    case sendBuffer(Int32)
     /// How long unsent messages are kept after close; `nil` waits forever.
     case linger(Duration?)
     /// Queue messages only to completed connections (no queueing to a peer not yet up).
@@ -51,6 +53,7 @@ extension ZMQSocket {
         switch option {
         case .sendHighWaterMark(let n): try setInt(ZMQ_SNDHWM, n, "ZMQ_SNDHWM")
         case .receiveHighWaterMark(let n): try setInt(ZMQ_RCVHWM, n, "ZMQ_RCVHWM")
+        case .sendBuffer(let n): try setInt(ZMQ_SNDBUF, n, "ZMQ_SNDBUF")
         case .linger(let d): try setInt(ZMQ_LINGER, d.map { Int32(clamping: $0.wholeMilliseconds) } ?? -1, "ZMQ_LINGER")
         case .immediate(let on): try setInt(ZMQ_IMMEDIATE, on ? 1 : 0, "ZMQ_IMMEDIATE")
         case .routingID(let id): try setBytes(ZMQ_ROUTING_ID, id, "ZMQ_ROUTING_ID")

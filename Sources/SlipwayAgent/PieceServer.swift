@@ -1,0 +1,115 @@
+import Foundation
+import SlipwayArtifact
+import SlipwayProto
+import SlipwayWire
+
+/// Serves this machine's verified pieces to its peers, with backpressure.
+///
+/// Pieces are 4 MiB and uploads are the scarce resource of a swarm: a peer that
+/// accepted every request would build a queue minutes long, holding pieces
+/// other peers could send at once. So each peer's pipe holds at most one piece
+/// beyond the one being sent (send high-water mark, small kernel buffer), the
+/// rest wait here in order, and past ``maxQueued`` new requests are answered
+/// `ErrorReply{busy}` at once: the asker turns to another holder.
+final class PieceServer {
+    /// Requests waiting for pipe space, in all.
+    let maxQueued: Int
+    /// Pieces sent since start.
+    private(set) var piecesServed = 0
+    /// Malformed messages dropped.
+    private(set) var rejected = 0
+    let socket: ZMQSocket
+    private let store: BlobStore
+    private let sender: String
+    private let codec = WireCodec()
+    private var manifests: [String: Slipway_V1_ArtifactManifest] = [:]
+    /// Per peer, in order; a head's bytes stay loaded while its pipe is full.
+    private var queues: [[UInt8]: [(request: WireMessage, digest: String, index: Int, bytes: [UInt8]?)]] = [:]
+
+    /// Binds a ROUTER at `endpoint` serving from `store`.
+    init(context: ZMQContext, endpoint: String, store: BlobStore, sender: String, maxQueued: Int = 2) throws {
+        self.store = store
+        self.sender = sender
+        self.maxQueued = maxQueued
+        socket = try ZMQSocket(context: context, type: .router)
+        try socket.set(.routerMandatory(true))
+        try socket.set(.sendHighWaterMark(1))
+        try socket.set(.sendBuffer(256 << 10))
+        try socket.bind(endpoint)
+    }
+
+    /// Requests waiting, in all.
+    var queued: Int { queues.values.reduce(0) { $0 + $1.count } }
+
+    /// Forgets what it knew about `digest` (deleted from the store).
+    func forget(_ digest: String) { manifests[digest] = nil }
+
+    /// Reads waiting requests (queueing or refusing them), then sends what the pipes take.
+    func serve() throws {
+        for _ in 0..<256 {
+            guard let frames = try socket.receive(wait: .never, maxFrames: 4) else { break }
+            guard let (peer, message) = try? codec.decodeRouted(frames) else {
+                rejected += 1
+                continue
+            }
+            guard message.type == .pieceRequest, let request = try? message.body(as: Slipway_V1_PieceRequest.self) else {
+                reply(peer, to: message, error: "unsupported", "an agent serves only pieces")
+                continue
+            }
+            let manifest = manifests[request.digest] ?? (try? store.manifest(request.digest)) ?? store.incomingManifestIfAny(request.digest)
+            manifests[request.digest] = manifest
+            let first = Int(request.firstPiece)
+            guard let manifest, request.count > 0, first < manifest.pieceSha256.count else {
+                reply(peer, to: message, error: "not_found", "no such artifact or piece here")
+                continue
+            }
+            guard queued < maxQueued else {
+                reply(peer, to: message, error: "busy", "uploading to others; ask another peer")
+                continue
+            }
+            for index in first..<min(first + min(Int(request.count), 4), manifest.pieceSha256.count) {
+                queues[peer, default: []].append((message, request.digest, index, nil))
+            }
+        }
+        flush()
+    }
+
+    /// Sends queued pieces until each peer's pipe is full.
+    func flush() {
+        for peer in Array(queues.keys) {
+            while let next = queues[peer]?.first {
+                guard let manifest = manifests[next.digest], let bytes = next.bytes ?? store.heldPiece(next.digest, index: next.index) else {
+                    queues[peer]!.removeFirst()
+                    reply(peer, to: next.request, error: "not_found", "piece \(next.index) is not here")
+                    continue
+                }
+                var header = Slipway_V1_PieceData()
+                header.digest = next.digest
+                header.index = UInt32(next.index)
+                header.offset = UInt64(next.index) * UInt64(manifest.pieceSize)
+                header.length = UInt32(bytes.count)
+                header.sha256 = manifest.pieceSha256[next.index]
+                let message = WireMessage(header, sender: sender, inReplyTo: next.request.envelope.messageID, payload: bytes)
+                do {
+                    guard try socket.send(codec.encode(message, to: peer), wait: .never) else {
+                        queues[peer]![0].bytes = bytes  // pipe full: try again next turn without rereading
+                        break
+                    }
+                    queues[peer]!.removeFirst()
+                    piecesServed += 1
+                } catch {
+                    queues[peer] = nil  // the peer went away
+                    break
+                }
+            }
+            if queues[peer]?.isEmpty == true { queues[peer] = nil }
+        }
+    }
+
+    private func reply(_ peer: [UInt8], to request: WireMessage, error code: String, _ text: String) {
+        var error = Slipway_V1_ErrorReply()
+        error.code = code
+        error.message = text
+        _ = try? socket.send(codec.encode(WireMessage(error, sender: sender, inReplyTo: request.envelope.messageID), to: peer), wait: .never)
+    }
+}
