@@ -288,7 +288,7 @@ final class AgentLoop {
 
     private func handleTracker() throws {
         guard let tracker else { return }
-        while let frames = try tracker.receive(wait: .never, maxFrames: 4) {
+        while let frames = try tracker.receive(wait: .never, maxFrames: 4, droppingOversize: { rejected += 1 }) {
             guard let message = try? codec.decode(frames) else {
                 rejected += 1
                 continue
@@ -317,7 +317,7 @@ final class AgentLoop {
     }
 
     private func handleTargets() throws {
-        while let frames = try targets.receive(wait: .never, maxFrames: 4) {
+        while let frames = try targets.receive(wait: .never, maxFrames: 4, droppingOversize: { rejected += 1 }) {
             guard let message = try? codec.decode(frames), let change = try? message.body(as: Slipway_V1_TargetChange.self) else {
                 rejected += 1
                 continue

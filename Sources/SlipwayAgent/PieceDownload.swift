@@ -153,7 +153,7 @@ final class PieceDownload {
     /// Reads every message waiting from `source`.
     func receive(from source: PieceSource, now: ContinuousClock.Instant) throws {
         guard let socket = connections[source] else { return }
-        while let frames = try socket.receive(wait: .never, maxFrames: 4) {
+        while let frames = try socket.receive(wait: .never, maxFrames: 4, droppingOversize: { rejected += 1 }) {
             guard let message = try? codec.decode(frames) else {
                 rejected += 1
                 continue

@@ -47,7 +47,7 @@ final class PieceServer {
     /// Reads waiting requests (queueing or refusing them), then sends what the pipes take.
     func serve() throws {
         for _ in 0..<256 {
-            guard let frames = try socket.receive(wait: .never, maxFrames: 4) else { break }
+            guard let frames = try socket.receive(wait: .never, maxFrames: 4, droppingOversize: { rejected += 1 }) else { break }
             guard let (peer, message) = try? codec.decodeRouted(frames) else {
                 rejected += 1
                 continue

@@ -55,7 +55,7 @@ final class RegionReportSender {
     /// Reads every reply waiting on the socket.
     func receive(now: ContinuousClock.Instant) throws {
         guard let socket else { return }
-        while let frames = try socket.receive(wait: .never, maxFrames: 4) {
+        while let frames = try socket.receive(wait: .never, maxFrames: 4, droppingOversize: {}) {
             guard let message = try? codec.decode(frames), let waiting = outstanding,
                   message.envelope.inReplyTo == waiting.id else { continue }
             outstanding = nil

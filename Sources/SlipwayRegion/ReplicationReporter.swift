@@ -65,7 +65,7 @@ final class ReplicationReporter {
     /// Reads every reply waiting on the socket.
     func receive() throws {
         guard let socket else { return }
-        while let frames = try socket.receive(wait: .never, maxFrames: 4) {
+        while let frames = try socket.receive(wait: .never, maxFrames: 4, droppingOversize: {}) {
             guard let message = try? codec.decode(frames), let waiting = outstanding,
                   message.envelope.inReplyTo == waiting.id else { continue }
             outstanding = nil
