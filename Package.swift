@@ -23,6 +23,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
         .package(url: "https://github.com/apple/swift-crypto", from: "3.12.3"),
+        .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
     ],
     targets: [
         // C libraries, only ever imported by the two wrapper modules.
@@ -79,7 +80,7 @@ let package = Package(
         .target(
             name: "SlipwayCoordinator",
             dependencies: [
-                "SlipwayWire", "SlipwayStore", "SlipwayProto", "SlipwayThreads", "SlipwayArtifact",
+                "SlipwayWire", "SlipwayStore", "SlipwayProto", "SlipwayThreads", "SlipwayArtifact", "SlipwayMetrics",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
@@ -98,7 +99,7 @@ let package = Package(
         .target(
             name: "SlipwayRegion",
             dependencies: [
-                "SlipwayWire", "SlipwayProto", "SlipwayThreads", "SlipwayArtifact",
+                "SlipwayWire", "SlipwayProto", "SlipwayThreads", "SlipwayArtifact", "SlipwayMetrics",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
@@ -113,9 +114,14 @@ let package = Package(
             swiftSettings: strict
         ),
         .target(
+            name: "SlipwayMetrics",
+            dependencies: ["SlipwayThreads", .product(name: "Prometheus", package: "swift-prometheus")],
+            swiftSettings: strict
+        ),
+        .target(
             name: "SlipwayAgent",
             dependencies: [
-                "SlipwayWire", "SlipwayProto", "SlipwayThreads", "SlipwayArtifact",
+                "SlipwayWire", "SlipwayProto", "SlipwayThreads", "SlipwayArtifact", "SlipwayMetrics",
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: strict
@@ -133,7 +139,7 @@ let package = Package(
             dependencies: [
                 "SlipwayTap",
                 "SlipwayWire", "SlipwayStore", "SlipwayProto",
-                "SlipwayCoordinator", "SlipwayWorker", "SlipwayRegion", "SlipwayAgent", "SlipwayProducer",
+                "SlipwayCoordinator", "SlipwayWorker", "SlipwayRegion", "SlipwayAgent", "SlipwayProducer", "SlipwayMetrics",
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),

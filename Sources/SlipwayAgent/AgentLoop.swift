@@ -4,6 +4,7 @@ import SlipwayArtifact
 import SlipwayProto
 import SlipwayThreads
 import SlipwayWire
+import SlipwayMetrics
 
 /// The agent's single I/O loop. One poll covers the tracker DEALER (register,
 /// heartbeat, targets, peer lists), the region's target SUB, this machine's
@@ -35,7 +36,9 @@ final class AgentLoop {
     private var lastTrackerReply: ContinuousClock.Instant = .now
     private var lastPeerList: [String: ContinuousClock.Instant] = [:]
     private var reported: [Slipway_V1_AgentStatus] = []
-    private var rejected = 0
+    private var rejected = 0 {
+        didSet { SlipwayMetrics.badFrame(daemon: "agent", socket: "tracker+targets") }
+    }
 
     init(config: AgentConfig, logger: Logger, stop: StopSignal) throws {
         self.config = config

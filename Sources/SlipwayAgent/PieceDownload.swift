@@ -2,6 +2,7 @@ import Logging
 import SlipwayArtifact
 import SlipwayProto
 import SlipwayWire
+import SlipwayMetrics
 
 /// Fetches one artifact into the agent's local store: the I/O shell around
 /// ``PiecePicker``. The manifest comes from the regional store; pieces come
@@ -22,7 +23,9 @@ final class PieceDownload {
     /// Pieces held when this run started (resumed from disk).
     private(set) var resumedPieces = 0
     /// Pieces that failed verification.
-    private(set) var rejected = 0
+    private(set) var rejected = 0 {
+        didSet { SlipwayMetrics.badFrame(daemon: "agent", socket: "downloads") }
+    }
     /// Set when the whole artifact is committed to the local store.
     private(set) var isComplete = false
 
@@ -235,6 +238,7 @@ final class PieceDownload {
         switch picker.received(index, from: source, valid: valid) {
         case .accepted:
             if source == .seed { fromSeed += 1 } else { fromPeers += 1 }
+            SlipwayMetrics.pieceDownloaded(from: source == .seed ? "seed" : "peer")
             logger.debug("piece", metadata: ["digest": "\(digest)", "piece": "\(index)", "source": "\(source)",
                                              "held": "\(picker.held.count)", "seconds": "\(Self.seconds(.now - startedAt))"])
         case .rejected:

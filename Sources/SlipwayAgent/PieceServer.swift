@@ -2,6 +2,7 @@ import Foundation
 import SlipwayArtifact
 import SlipwayProto
 import SlipwayWire
+import SlipwayMetrics
 
 /// Serves this machine's verified pieces to its peers, with backpressure.
 ///
@@ -17,7 +18,9 @@ final class PieceServer {
     /// Pieces sent since start.
     private(set) var piecesServed = 0
     /// Malformed messages dropped.
-    private(set) var rejected = 0
+    private(set) var rejected = 0 {
+        didSet { SlipwayMetrics.badFrame(daemon: "agent", socket: "pieces") }
+    }
     let socket: ZMQSocket
     private let store: BlobStore
     private let sender: String
@@ -97,6 +100,7 @@ final class PieceServer {
                     }
                     queues[peer]!.removeFirst()
                     piecesServed += 1
+                    SlipwayMetrics.pieceServed(by: "agent")
                 } catch {
                     queues[peer] = nil  // the peer went away
                     break

@@ -8,6 +8,7 @@ import SlipwayStore
 import SlipwayThreads
 import SlipwayWire
 import SwiftProtobuf
+import SlipwayMetrics
 
 /// The coordinator's I/O loop. Lives on one thread and owns the database
 /// connection and all three sockets; the protocol decisions sit in
@@ -34,7 +35,10 @@ final class CoordinatorLoop {
     private var snapshots: ZMQSocket!
     private var leaderReconnects = 0
     private var lastEventSequence: UInt64 = 0
-    private var rejected: [WireError.Code: Int] = [:]
+    private var nextJobCount = ContinuousClock.now
+    private var rejected: [WireError.Code: Int] = [:] {
+        didSet { SlipwayMetrics.badFrame(daemon: "coordinator", socket: "intake+dispatch") }
+    }
     /// Replies, assignments and events held back until the batch's COMMIT: nothing
     /// leaves the coordinator before the state it describes is durable.
     private var outgoing: [Outgoing] = []
@@ -528,7 +532,9 @@ final class CoordinatorLoop {
     /// Claims as many jobs as the worker has credit for and hands them over.
     private func assign(to worker: WorkerRegistry.Worker) throws {
         guard worker.credit > 0 else { return }
+        let started = ContinuousClock.now
         let (claimed, published) = try queries.claim(db, worker: worker, limit: worker.credit)
+        SlipwayMetrics.claimLatency.record(.now - started)
         publish(published)
         for job in claimed {
             var assignment = Slipway_V1_WorkAssignment()
@@ -560,7 +566,12 @@ final class CoordinatorLoop {
         for worker in registry.all { send(toWorker: worker.routingID, beat) }
         // Subscribers compare this with what they have: a lost last event shows up here.
         emit(events, codec.encode(WireMessage(beat, sender: config.id, topic: "hb")))
+        if now >= nextJobCount {
+            nextJobCount = now + .seconds(5)
+            for (state, count) in try queries.jobCounts(db) { SlipwayMetrics.jobs(state: state).set(to: Double(count)) }
+        }
         for lost in registry.expire(now: now) {
+            SlipwayMetrics.heartbeatsMissed.increment()
             let seconds = Double((config.heartbeatInterval * config.liveness).components.seconds)
             logger.warning("worker lost", metadata: ["worker": "\(lost.id)", "jobs": "\(lost.running.count)"])
             publish(try queries.requeue(db, lost: Array(lost.running), reason: "worker lost: no heartbeat for \(Int(seconds)) s"))

@@ -377,4 +377,16 @@ extension JobStatus {
         default: return nil
         }
     }
+
+}
+
+extension CoordinatorQueries {
+    /// Queued and running jobs (0 when none): the metrics' gauges. Finished
+    /// states are left out: counting them scans all history, every few seconds.
+    func jobCounts(_ db: PGConnection) throws -> [(String, Int)] {
+        try db.query("""
+            SELECT (SELECT count(*) FROM jobs WHERE status = 'queued') AS queued,
+                   (SELECT count(*) FROM jobs WHERE status = 'running') AS running
+            """).rows.flatMap { [("queued", try $0.int("queued")), ("running", try $0.int("running"))] }
+    }
 }

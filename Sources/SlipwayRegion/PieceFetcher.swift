@@ -2,6 +2,7 @@ public import Logging
 public import SlipwayArtifact
 public import SlipwayProto
 public import SlipwayWire
+import SlipwayMetrics
 
 /// Copies one artifact's pieces from other stores into a local `BlobStore`:
 /// the I/O shell around ``ReplicationPlan``. One DEALER per source; pieces are
@@ -29,7 +30,9 @@ public final class PieceFetcher {
     /// When the last new piece arrived (the start, until one does).
     public private(set) var lastProgress: ContinuousClock.Instant
     /// Messages dropped as malformed.
-    public private(set) var rejected = 0
+    public private(set) var rejected = 0 {
+        didSet { SlipwayMetrics.badFrame(daemon: "region", socket: "replication") }
+    }
     private var plan: ReplicationPlan
     private let endpoints: [String]
     private let store: BlobStore
@@ -171,6 +174,7 @@ public final class PieceFetcher {
         }
         if plan.received(index, from: source, now: now) == .accepted {
             bytesReceived += UInt64(bytes.count)
+            SlipwayMetrics.bytesReplicated.increment(by: Int64(bytes.count))
             lastProgress = now
         }
     }

@@ -4,6 +4,7 @@ import SlipwayArtifact
 import SlipwayProto
 import SlipwayThreads
 import SlipwayWire
+import SlipwayMetrics
 
 /// The regional store's I/O loop: one ROUTER, one `BlobStore`, one thread.
 final class RegionStoreLoop {
@@ -14,7 +15,9 @@ final class RegionStoreLoop {
     private let context: ZMQContext
     private let store: BlobStore
     private var socket: ZMQSocket!
-    private var rejected = 0
+    private var rejected = 0 {
+        didSet { SlipwayMetrics.badFrame(daemon: "region", socket: "store") }
+    }
 
     init(config: RegionConfig, logger: Logger, stop: StopSignal) throws {
         self.config = config
@@ -106,6 +109,7 @@ final class RegionStoreLoop {
                 header.length = UInt32(bytes.count)
                 header.sha256 = manifest.pieceSha256[index]
                 send(peer, header, payload: bytes)
+                SlipwayMetrics.pieceServed(by: "store")
             }
         default:
             reply(peer, error: "the store does not handle \(message.type)", code: "unsupported")

@@ -4,6 +4,7 @@ import SlipwayArtifact
 import SlipwayProto
 import SlipwayThreads
 import SlipwayWire
+import SlipwayMetrics
 
 /// The region controller's agent side, on a thread of its own: a ROUTER where
 /// agents register and heartbeat (answered with their services' targets) and ask
@@ -25,7 +26,9 @@ final class TrackerLoop {
     private var reports: RegionReportSender!
     private var published: [String: Slipway_V1_TargetChange] = [:]
     private var seenGeneration: UInt64 = .max
-    private var rejected = 0
+    private var rejected = 0 {
+        didSet { SlipwayMetrics.badFrame(daemon: "region", socket: "tracker") }
+    }
     private var random = SystemRandomNumberGenerator()
 
     /// Reports go out when the counts change, at most this often...
@@ -68,11 +71,25 @@ final class TrackerLoop {
                     logger.info("machine went silent; no longer counted", metadata: ["machine": "\(machine)"])
                 }
                 let report = tracker.report(region: config.region)
+                exportAgentCounts(report)
                 let stale = reports.deliveredAt.map { now - $0 >= reportRefresh } ?? true
                 if report != reports.delivered || stale { reports.send(report) }
             }
             try reports.pump(now: now)
         }
+    }
+
+    /// Machines per service, build and state as gauges; series that vanished go to 0.
+    private var exported: Set<[String]> = []
+    private func exportAgentCounts(_ report: Slipway_V1_RegionReport) {
+        var now: Set<[String]> = []
+        for count in report.counts {
+            let key = [count.service, count.artifactDigest, "\(count.state)"]
+            now.insert(key)
+            SlipwayMetrics.agents(service: key[0], build: key[1], state: key[2]).set(to: Double(count.machines))
+        }
+        for key in exported.subtracting(now) { SlipwayMetrics.agents(service: key[0], build: key[1], state: key[2]).set(to: 0) }
+        exported = now
     }
 
     // MARK: targets

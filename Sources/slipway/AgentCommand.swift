@@ -70,6 +70,6 @@ struct AgentCommand: AsyncParsableCommand {
         config.heartbeatInterval = daemon.heartbeat.duration
         config.maxDownloadBytesPerSecond = UInt64(maxDownloadMibps * 1_048_576)
         config.seedOnly = seedOnly
-        try await runDaemon([Agent.service(config: config, logger: Logger(label: "slipway.agent"))], label: "slipway.agent")
+        try await runDaemon([Agent.service(config: config, logger: Logger(label: "slipway.agent"))], label: "slipway.agent", options: daemon)
     }
 }

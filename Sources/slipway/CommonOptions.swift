@@ -1,4 +1,5 @@
 import ArgumentParser
+import SlipwayMetrics
 import Logging
 #if canImport(Glibc)
 import Glibc
@@ -47,7 +48,13 @@ struct DaemonOptions: ParsableArguments {
     @Option(help: "Heartbeat interval, both ways (e.g. 5s, 500ms).")
     var heartbeat: DurationArgument = DurationArgument(argument: "5s")!
 
+    @Option(help: "Serve Prometheus metrics on GET /metrics at IPV4:PORT (e.g. 127.0.0.1:9100; default: off).")
+    var metricsListen: String?
+
     func validate() throws {
+        if let metricsListen {
+            do { _ = try MetricsEndpoint.service(listen: metricsListen) } catch { throw ValidationError("--metrics-listen: \(error)") }
+        }
         guard Logger.Level(rawValue: logLevel) != nil else {
             throw ValidationError("unknown log level '\(logLevel)'; use trace, debug, info, notice, warning, error or critical")
         }

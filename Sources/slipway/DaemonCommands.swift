@@ -2,14 +2,20 @@ import ArgumentParser
 import Logging
 import ServiceLifecycle
 import SlipwayCoordinator
+import SlipwayMetrics
 import SlipwayRegion
 import SlipwayWire
 import SlipwayWorker
 
 /// Runs a daemon's services in one ServiceGroup: SIGTERM and SIGINT shut them all
 /// down gracefully, and one that fails stops the others.
-func runDaemon(_ services: [any Service], label: String) async throws {
+func runDaemon(_ services: [any Service], label: String, options: DaemonOptions) async throws {
     let logger = Logger(label: label)
+    var services = services
+    if let listen = options.metricsListen {
+        services.append(try MetricsEndpoint.service(listen: listen))
+        logger.info("metrics served", metadata: ["endpoint": "http://\(listen)/metrics"])
+    }
     let group = ServiceGroup(configuration: .init(services: services.map { .init(service: $0) },
                                                   gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
     try await group.run()
@@ -63,7 +69,7 @@ struct CoordinatorCommand: AsyncParsableCommand {
         config.regions = regionList
         config.artifactRetention = artifactRetention.duration == .zero ? nil : artifactRetention.duration
         config.collectionInterval = max(gcInterval.duration, .seconds(1))
-        try await runDaemon([Coordinator.service(config: config, logger: Logger(label: "slipway.coordinator"))], label: "slipway.coordinator")
+        try await runDaemon([Coordinator.service(config: config, logger: Logger(label: "slipway.coordinator"))], label: "slipway.coordinator", options: daemon)
     }
 }
 
@@ -92,7 +98,7 @@ struct WorkerCommand: AsyncParsableCommand {
         config.slots = slots
         config.labels = Dictionary(labels.map { ($0.key, $0.value) }, uniquingKeysWith: { $1 })
         config.heartbeatInterval = daemon.heartbeat.duration
-        try await runDaemon([Worker.service(config: config, logger: Logger(label: "slipway.worker"))], label: "slipway.worker")
+        try await runDaemon([Worker.service(config: config, logger: Logger(label: "slipway.worker"))], label: "slipway.worker", options: daemon)
     }
 }
 
@@ -150,6 +156,6 @@ struct RegionCommand: AsyncParsableCommand {
         config.replicationBatch = min(8, replicationWindow)
         config.replicationMaxBytesPerSecond = UInt64(replicationMaxMibps * 1_048_576)
         config.stallTimeout = max(replicationStallTimeout.duration, .seconds(1))
-        try await runDaemon(try RegionController.services(config: config, logger: Logger(label: "slipway.region")), label: "slipway.region")
+        try await runDaemon(try RegionController.services(config: config, logger: Logger(label: "slipway.region")), label: "slipway.region", options: daemon)
     }
 }

@@ -150,9 +150,10 @@ struct AgentTests {
     @Test("the tracker, an agent and the report intake answer malformed input with errors and keep serving")
     func hostileInput() async throws {
         let (_, statuses) = try await Cluster.with { cluster in
-            try cluster.startCoordinator()
-            try cluster.startRegion("region", region: "local", store: cluster.store)
-            try cluster.startAgent("m1", region: "local", regionProcess: "region")
+            let metrics = (coordinator: freeLoopbackPort(), region: freeLoopbackPort(), agent: freeLoopbackPort())
+            try cluster.startCoordinator(extra: ["--metrics-listen", "127.0.0.1:\(metrics.coordinator)"])
+            try cluster.startRegion("region", region: "local", store: cluster.store, extra: ["--metrics-listen", "127.0.0.1:\(metrics.region)"])
+            try cluster.startAgent("m1", region: "local", regionProcess: "region", extra: ["--metrics-listen", "127.0.0.1:\(metrics.agent)"])
             try await cluster.waitForLog("region", "machine registered")
             let tracker = cluster.agentEndpoints["region"]!.tracker
             let agent = cluster.agentListenEndpoints["m1"]!
@@ -195,11 +196,30 @@ struct AgentTests {
             #expect(try await ReplicationTests.errorCode(cluster.intake, report) == "invalid_argument")
             report.region = "local"
             #expect(try await ReplicationTests.request(cluster.intake, report).type == .regionReport)
+
+            // Each daemon counts what it dropped, and serves its metrics over HTTP.
+            let region = try Self.scrape(metrics.region), agentMetrics = try Self.scrape(metrics.agent)
+            #expect(try Self.value(of: #"slipway_bad_frames_dropped_total{daemon="region",socket="tracker"}"#, in: region) >= 1, "\(region)")
+            #expect(try Self.value(of: #"slipway_bad_frames_dropped_total{daemon="agent",socket="pieces"}"#, in: agentMetrics) >= 1, "\(agentMetrics)")
+            #expect(try Self.value(of: #"slipway_jobs{state="queued"}"#, in: try Self.scrape(metrics.coordinator)) == 0)
+            #expect(try Self.scrape(metrics.agent, request: "GET /other HTTP/1.0").hasPrefix("HTTP/1.0 404"))
+            #expect(try Self.scrape(metrics.agent, request: "\u{1}garbage").hasPrefix("HTTP/1.0 400"))
         }
         #expect(statuses.values.allSatisfy { $0 == 0 }, "every daemon survived and stopped cleanly: \(statuses)")
     }
 
     // MARK: helpers
+
+    /// The whole HTTP response of a daemon's metrics endpoint.
+    static func scrape(_ port: Int, request: String = "GET /metrics HTTP/1.0") throws -> String {
+        try shellOutput("bash -c 'exec 3<>/dev/tcp/127.0.0.1/\(port); printf \"\(request)\\r\\n\\r\\n\" >&3; cat <&3'")
+    }
+
+    /// The value of one series in Prometheus text.
+    static func value(of series: String, in text: String) throws -> Double {
+        let line = try #require(text.split(separator: "\n").first { $0.hasPrefix(series + " ") }, "no \(series)")
+        return try #require(Double(line.split(separator: " ").last!))
+    }
 
     /// Builds a service that prints `hello VERSION` and stays up (or exits 3 at once),
     /// padded with `padding` random bytes the shell never reads.
