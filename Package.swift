@@ -114,6 +114,10 @@ let package = Package(
             swiftSettings: strict
         ),
         .target(
+            name: "SlipwayConfig",
+            swiftSettings: strict
+        ),
+        .target(
             name: "SlipwayMetrics",
             dependencies: ["SlipwayThreads", .product(name: "Prometheus", package: "swift-prometheus")],
             swiftSettings: strict
@@ -139,7 +143,7 @@ let package = Package(
             dependencies: [
                 "SlipwayTap",
                 "SlipwayWire", "SlipwayStore", "SlipwayProto",
-                "SlipwayCoordinator", "SlipwayWorker", "SlipwayRegion", "SlipwayAgent", "SlipwayProducer", "SlipwayMetrics",
+                "SlipwayCoordinator", "SlipwayWorker", "SlipwayRegion", "SlipwayAgent", "SlipwayProducer", "SlipwayMetrics", "SlipwayConfig",
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
@@ -191,6 +195,11 @@ let package = Package(
         .testTarget(
             name: "SlipwayTapTests",
             dependencies: ["SlipwayTap", "SlipwayWire", "SlipwayProto"],
+            swiftSettings: strict
+        ),
+        .testTarget(
+            name: "SlipwayConfigTests",
+            dependencies: ["SlipwayConfig"],
             swiftSettings: strict
         ),
         .testTarget(

@@ -48,6 +48,10 @@ struct DaemonOptions: ParsableArguments {
     @Option(help: "Heartbeat interval, both ways (e.g. 5s, 500ms).")
     var heartbeat: DurationArgument = DurationArgument(argument: "5s")!
 
+    @Option(help: ArgumentHelp("Read settings from this TOML file's section for the daemon; flags and SLIPWAY_<DAEMON>_<FLAG> variables override it.",
+                               valueName: "file"))
+    var config: String?
+
     @Option(help: "Serve Prometheus metrics on GET /metrics at IPV4:PORT (e.g. 127.0.0.1:9100; default: off).")
     var metricsListen: String?
 

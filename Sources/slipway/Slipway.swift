@@ -1,4 +1,5 @@
 import ArgumentParser
+import Foundation
 
 /// The `slipway` executable: argument parsing only; every subcommand calls a library.
 @main
@@ -11,6 +12,17 @@ struct Slipway: AsyncParsableCommand {
             SubmitCommand.self, JobsCommand.self, JobCommand.self, LogsCommand.self, CancelCommand.self,
             ArtifactsCommand.self, ArtifactCommand.self, DeployCommand.self, RollbackCommand.self, StatusCommand.self,
             CoordinatorCommand.self, WorkerCommand.self, RegionCommand.self, AgentCommand.self, TapCommand.self,
-            MigrateCommand.self, VersionCommand.self,
+            MigrateCommand.self, ConfigCommand.self, VersionCommand.self,
         ])
+
+    /// Expands a daemon's `--config FILE` and `SLIPWAY_<DAEMON>_*` settings, then parses as usual.
+    static func main() async {
+        let arguments = Array(CommandLine.arguments.dropFirst())
+        do {
+            await main(try DaemonSettings.expand(arguments, environment: ProcessInfo.processInfo.environment))
+        } catch {
+            FileHandle.standardError.write(Data("Error: \(error)\n".utf8))
+            Foundation.exit(2)
+        }
+    }
 }
