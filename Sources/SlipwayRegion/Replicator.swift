@@ -31,7 +31,7 @@ final class Replicator {
     private let ledger: ReplicationLedger
     private let peerNames: [String]
     private var events: EventSubscriber!
-    private var reporter: ReplicationReporter!
+    private var reporter: ReportSender<Slipway_V1_ReplicationStatus>!
     private var queue: [Slipway_V1_ArtifactManifest] = []
     private var retryLater: [(manifest: Slipway_V1_ArtifactManifest, at: ContinuousClock.Instant)] = []
     private var transfer: Transfer?
@@ -78,7 +78,7 @@ final class Replicator {
         }
         events = try EventSubscriber(context: context, publisher: config.coordinatorEvents, snapshot: config.coordinatorSnapshot,
                                      after: savedSequence, sender: config.id)
-        reporter = ReplicationReporter(context: context, endpoint: config.coordinatorIntake, sender: config.id, logger: logger)
+        reporter = ReportSender(context: context, endpoint: config.coordinatorIntake, sender: config.id, logger: logger) { $0.digest }
         reporter.acknowledged = { [ledger] report in
             if report.state == .complete { ledger.markReported(report.digest) }
         }

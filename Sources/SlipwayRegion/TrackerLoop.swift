@@ -23,7 +23,9 @@ final class TrackerLoop {
     private var tracker: AgentTracker
     private var router: ZMQSocket!
     private var publisher: ZMQSocket!
-    private var reports: RegionReportSender!
+    private var reports: ReportSender<Slipway_V1_RegionReport>!
+    /// The last report the coordinator recorded, and when.
+    private var delivered: (report: Slipway_V1_RegionReport, at: ContinuousClock.Instant)?
     private var published: [String: Slipway_V1_TargetChange] = [:]
     private var seenGeneration: UInt64 = .max
     private var rejected = 0 {
@@ -51,7 +53,8 @@ final class TrackerLoop {
         try router.bind(config.trackerEndpoint)
         publisher = try ZMQSocket(context: context, type: .pub)
         try publisher.bind(config.targetsEndpoint)
-        reports = RegionReportSender(context: context, endpoint: config.coordinatorIntake, sender: config.id, logger: logger)
+        reports = ReportSender(context: context, endpoint: config.coordinatorIntake, sender: config.id, logger: logger) { $0.region }
+        reports.acknowledged = { [unowned self] report in delivered = (report, .now) }
         defer {
             router.close()
             publisher.close()
@@ -63,7 +66,7 @@ final class TrackerLoop {
         while !stop.isStopped {
             publishTargetChanges()
             try serve(wait: .timeout(.milliseconds(100)))
-            try reports.receive(now: .now)
+            try reports.receive()
             let now = ContinuousClock.now
             if now >= nextReport {
                 nextReport = now + reportInterval
@@ -72,8 +75,8 @@ final class TrackerLoop {
                 }
                 let report = tracker.report(region: config.region)
                 exportAgentCounts(report)
-                let stale = reports.deliveredAt.map { now - $0 >= reportRefresh } ?? true
-                if report != reports.delivered || stale { reports.send(report) }
+                let stale = delivered.map { now - $0.at >= reportRefresh } ?? true
+                if report != delivered?.report || stale { reports.report(report) }
             }
             try reports.pump(now: now)
         }

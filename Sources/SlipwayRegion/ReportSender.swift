@@ -1,0 +1,103 @@
+import Logging
+import SlipwayMetrics
+import SlipwayProto
+import SlipwayWire
+
+/// Delivers a region's reports to the coordinator's intake and keeps each one
+/// until the coordinator answers: a lost replication `complete` would leave an
+/// artifact undeployable, a lost agent report would leave `status` stale. So
+/// reports are requests with replies, one outstanding at a time, re-sent on a
+/// fresh socket after a timeout (Lazy Pirate). Per key (an artifact, or the
+/// region) only the newest report waits: an older one is replaced.
+///
+/// The coordinator answers with the report's own type when it recorded it;
+/// `not_found` also ends a report (its subject is gone), `unavailable` (the
+/// database hiccupped) queues it again unless a newer one waits.
+///
+/// Non-blocking: the owner polls ``socket`` and calls ``receive()`` and ``pump(now:)``.
+final class ReportSender<Report: WireBody> {
+    private let context: ZMQContext
+    private let endpoint: String
+    private let sender: String
+    private let logger: Logger
+    private let codec = WireCodec()
+    private let timeout: Duration
+    private let key: (Report) -> String
+    private(set) var socket: ZMQSocket?
+    private var pending: [String: Report] = [:]
+    private var order: [String] = []
+    private var outstanding: (id: String, report: Report, sentAt: ContinuousClock.Instant)?
+    /// Called when the coordinator has recorded a report (or said its subject no longer exists).
+    var acknowledged: (Report) -> Void = { _ in }
+
+    init(context: ZMQContext, endpoint: String, sender: String, logger: Logger, timeout: Duration = .seconds(3),
+         key: @escaping (Report) -> String) {
+        self.context = context
+        self.endpoint = endpoint
+        self.sender = sender
+        self.logger = logger
+        self.timeout = timeout
+        self.key = key
+    }
+
+    /// Reports not yet acknowledged.
+    var backlog: Int { pending.count + (outstanding == nil ? 0 : 1) }
+
+    /// Queues a report, replacing an unsent older one with the same key.
+    func report(_ report: Report) {
+        let key = key(report)
+        if pending[key] == nil { order.append(key) }
+        pending[key] = report
+    }
+
+    /// Sends the next report if none is outstanding; resends on a new socket after a timeout.
+    func pump(now: ContinuousClock.Instant) throws {
+        if let waiting = outstanding {
+            guard now - waiting.sentAt >= timeout else { return }
+            // No answer: the coordinator is down or the reply was lost. Start over on a new socket.
+            socket?.close()
+            socket = nil
+            outstanding = nil
+            let waitingKey = key(waiting.report)
+            if pending[waitingKey] == nil {
+                order.insert(waitingKey, at: 0)
+                pending[waitingKey] = waiting.report
+            }
+        }
+        guard !order.isEmpty else { return }
+        let next = order.removeFirst()
+        guard let report = pending.removeValue(forKey: next) else { return }
+        let message = WireMessage(report, sender: sender)
+        let connected = try socket ?? ZMQSocket.requestDealer(context: context, connectedTo: endpoint)
+        socket = connected
+        _ = try connected.send(codec.encode(message), wait: .never)
+        outstanding = (message.envelope.messageID, report, now)
+    }
+
+    /// Reads every reply waiting on the socket.
+    func receive() throws {
+        guard let socket else { return }
+        while let frames = try socket.receive(wait: .never, maxFrames: 4, droppingOversize: {
+            SlipwayMetrics.badFrame(daemon: "region", socket: "reports")
+        }) {
+            guard let message = try? codec.decode(frames), let waiting = outstanding,
+                  message.envelope.inReplyTo == waiting.id else { continue }
+            outstanding = nil
+            if message.type == Report.messageType {
+                acknowledged(waiting.report)
+                continue
+            }
+            let error = try? message.body(as: Slipway_V1_ErrorReply.self)
+            switch error?.code {
+            case "not_found":
+                acknowledged(waiting.report)  // its subject is gone (an artifact collected meanwhile): nothing left to report
+            case "unavailable":
+                if pending[key(waiting.report)] == nil { report(waiting.report) }
+            default:
+                logger.error("coordinator refused a report", metadata: [
+                    "type": "\(Report.messageType)", "key": "\(key(waiting.report))",
+                    "code": "\(error?.code ?? "?")", "error": "\(error?.message ?? "")"])
+            }
+        }
+    }
+}
