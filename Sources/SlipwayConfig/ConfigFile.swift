@@ -73,17 +73,18 @@ public struct ConfigFile: Sendable, Equatable {
         }
     }
 
-    /// The command-line arguments `section` stands for: `--key value` per
-    /// setting (repeated for arrays, a bare `--key` for `true`), leaving out
-    /// keys in `overridden` (given on the command line or in the environment).
+    /// The command-line arguments `section` stands for: `--key=value` per
+    /// setting (one word, so a value starting with `-` stays a value; repeated
+    /// for arrays; a bare `--key` for `true`), leaving out keys in `overridden`
+    /// (given on the command line or in the environment).
     public func arguments(for section: String, except overridden: Set<String> = []) -> [String] {
         var arguments: [String] = []
         for setting in sections[section] ?? [] where !overridden.contains(setting.key) {
             switch setting.value {
             case .bool(true): arguments.append("--\(setting.key)")
             case .bool(false): break
-            case .array(let items): for item in items { arguments += ["--\(setting.key)", item.text] }
-            default: arguments += ["--\(setting.key)", setting.value.text]
+            case .array(let items): for item in items { arguments.append("--\(setting.key)=\(item.text)") }
+            default: arguments.append("--\(setting.key)=\(setting.value.text)")
             }
         }
         return arguments
@@ -222,8 +223,9 @@ private struct Scanner {
         while true {
             skipSpaces()
             if take(UInt8(ascii: "]")) { return .array(items) }
+            // Refused before descending: a line of a million '[' must not recurse.
+            if peek == UInt8(ascii: "[") { throw ConfigError(line: line, "arrays of arrays are not settings") }
             let item = try value()
-            if case .array = item { throw ConfigError(line: line, "arrays of arrays are not settings") }
             items.append(item)
             skipSpaces()
             if take(UInt8(ascii: ",")) { continue }

@@ -8,8 +8,9 @@ import Glibc
 /// (HTTP/1.0, one request per connection), on a thread of its own.
 ///
 /// A deliberately small server: scrapes come every few seconds from one
-/// Prometheus, so connections are handled one at a time, each with a 2 s
-/// budget; anything but `GET /metrics` gets 404 or 400.
+/// Prometheus, so connections are handled one at a time, each with a 500 ms
+/// budget for the whole exchange (a client that sends nothing, or reads
+/// slowly, is cut off); anything but `GET /metrics` gets 404 or 400.
 public enum MetricsEndpoint {
     /// Why the endpoint could not start.
     public struct Failure: Error, CustomStringConvertible {
@@ -28,7 +29,7 @@ public enum MetricsEndpoint {
                 guard poll(&descriptor, 1, 200) > 0 else { continue }
                 let client = accept(server, nil, nil)
                 guard client >= 0 else { continue }
-                answer(client)
+                answer(client, deadline: .now + .milliseconds(500))
                 close(client)
             }
         }
@@ -63,12 +64,18 @@ public enum MetricsEndpoint {
         return server
     }
 
-    private static func answer(_ client: Int32) {
-        var timeout = timeval(tv_sec: 2, tv_usec: 0)
+    private static func answer(_ client: Int32, deadline: ContinuousClock.Instant) {
+        var timeout = timeval(tv_sec: 0, tv_usec: 100_000)
         setsockopt(client, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
         setsockopt(client, SOL_SOCKET, SO_SNDTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
         var request = [UInt8](repeating: 0, count: 4_096)
-        let count = request.withUnsafeMutableBytes { recv(client, $0.baseAddress, $0.count, 0) }
+        var count = -1
+        repeat {
+            count = request.withUnsafeMutableBytes { recv(client, $0.baseAddress, $0.count, 0) }
+            if count >= 0 { break }
+            guard errno == EAGAIN || errno == EINTR else { return }
+        } while ContinuousClock.now < deadline
+        guard count >= 0 else { return }
         let line = count > 0 ? String(decoding: request[..<count].prefix { $0 != 13 && $0 != 10 }, as: UTF8.self) : ""
         let parts = line.split(separator: " ")
         let response: (status: String, body: [UInt8])
@@ -82,10 +89,13 @@ public enum MetricsEndpoint {
         let head = "HTTP/1.0 \(response.status)\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: \(response.body.count)\r\nConnection: close\r\n\r\n"
         let bytes = Array(head.utf8) + response.body
         var sent = 0
-        while sent < bytes.count {
+        while sent < bytes.count, ContinuousClock.now < deadline {
             let written = bytes[sent...].withUnsafeBytes { send(client, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
-            guard written > 0 else { return }
-            sent += written
+            if written > 0 {
+                sent += written
+            } else if errno != EAGAIN && errno != EINTR {
+                return
+            }
         }
     }
 }

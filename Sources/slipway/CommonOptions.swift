@@ -59,6 +59,9 @@ struct DaemonOptions: ParsableArguments {
         if let metricsListen {
             do { _ = try MetricsEndpoint.service(listen: metricsListen) } catch { throw ValidationError("--metrics-listen: \(error)") }
         }
+        guard heartbeat.duration >= .milliseconds(100) else {
+            throw ValidationError("--heartbeat must be at least 100ms (liveness is 3 heartbeats)")
+        }
         guard Logger.Level(rawValue: logLevel) != nil else {
             throw ValidationError("unknown log level '\(logLevel)'; use trace, debug, info, notice, warning, error or critical")
         }

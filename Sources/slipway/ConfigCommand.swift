@@ -14,24 +14,42 @@ enum DaemonSettings {
 
     /// `arguments` (without the program name) with the file's and the
     /// environment's settings put before the command line's own, which win.
+    /// Only variables naming one of the daemon's own options count: others
+    /// with the same prefix (Kubernetes service links, say) are not settings.
     static func expand(_ arguments: [String], environment: [String: String]) throws -> [String] {
-        guard let daemon = arguments.first, daemons[daemon] != nil else { return arguments }
+        guard let daemon = arguments.first, let command = daemons[daemon] else { return arguments }
         let given = Array(arguments.dropFirst())
         let onCommandLine = Set(given.compactMap(flagName))
+        let known = options(of: command)
         let prefix = "SLIPWAY_\(daemon.uppercased())_"
         var fromEnvironment: [String] = [], inEnvironment: Set<String> = []
-        for (name, value) in environment.sorted(by: { $0.key < $1.key }) where name.hasPrefix(prefix) {
+        for (name, value) in environment.sorted(by: { $0.key < $1.key }) where name.hasPrefix(prefix) && !value.isEmpty {
             let key = name.dropFirst(prefix.count).lowercased().replacingOccurrences(of: "_", with: "-")
-            guard !key.isEmpty, !onCommandLine.contains(key) else { continue }
+            guard let takesValue = known[key], !onCommandLine.contains(key) else { continue }
             inEnvironment.insert(key)
-            fromEnvironment += value == "true" ? ["--\(key)"] : value == "false" ? [] : ["--\(key)", value]
+            if takesValue {
+                fromEnvironment.append("--\(key)=\(value)")
+            } else if ["1", "true", "yes"].contains(value.lowercased()) {
+                fromEnvironment.append("--\(key)")
+            }
         }
         var fromFile: [String] = []
-        if let path = configPath(in: given) {
-            let file = try load(path)
-            fromFile = file.arguments(for: daemon, except: onCommandLine.union(inEnvironment))
+        let path = configPath(in: given) ?? (inEnvironment.contains("config") ? environment[prefix + "CONFIG"] : nil)
+        if let path {
+            fromFile = try load(path).arguments(for: daemon, except: onCommandLine.union(inEnvironment))
         }
         return [daemon] + fromFile + fromEnvironment + given
+    }
+
+    /// The daemon's long options, and whether each takes a value: from the
+    /// OPTIONS lines of its help (the usage line is abbreviated for long commands).
+    static func options(of command: any ParsableCommand.Type) -> [String: Bool] {
+        var options: [String: Bool] = [:]
+        for line in command.helpMessage(columns: 400).split(separator: "\n") {
+            guard let match = line.prefixMatch(of: /\s+(?:-[A-Za-z], )?--([a-z0-9][a-z0-9-]*)( <)?/) else { continue }
+            options[String(match.output.1)] = match.output.2 != nil
+        }
+        return options
     }
 
     static func load(_ path: String) throws -> ConfigFile {
@@ -44,12 +62,14 @@ enum DaemonSettings {
         }
     }
 
+    /// The last `--config` on the command line: ArgumentParser keeps the last too.
     private static func configPath(in arguments: [String]) -> String? {
+        var path: String?
         for (index, argument) in arguments.enumerated() {
-            if argument == "--config", index + 1 < arguments.count { return arguments[index + 1] }
-            if argument.hasPrefix("--config=") { return String(argument.dropFirst("--config=".count)) }
+            if argument == "--config", index + 1 < arguments.count { path = arguments[index + 1] }
+            if argument.hasPrefix("--config=") { path = String(argument.dropFirst("--config=".count)) }
         }
-        return nil
+        return path
     }
 
     private static func flagName(_ argument: String) -> String? {
@@ -85,8 +105,14 @@ struct ConfigCheckCommand: ParsableCommand {
                 print("[\(section)]: ok (\(settings.count) setting\(settings.count == 1 ? "" : "s"))")
             } catch {
                 let message = command.message(for: error)
-                // Point at the line when the message names one of the settings.
-                let line = settings.first { message.contains("--\($0.key)") }?.line
+                // Point at the line when the message names one of the settings (whole names only).
+                let line = settings.first { setting in
+                    message.ranges(of: "--\(setting.key)").contains { range in
+                        guard range.upperBound < message.endIndex else { return true }
+                        let next = message[range.upperBound]
+                        return !(next.isLetter || next.isNumber || next == "-")
+                    }
+                }?.line
                 problems.append("[\(section)]\(line.map { " line \($0)" } ?? ""): \(message)")
             }
         }

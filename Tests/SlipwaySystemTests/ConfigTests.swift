@@ -49,7 +49,9 @@ struct ConfigTests {
             metrics-listen = "127.0.0.1:\(metrics)"
             """.write(to: file, atomically: true, encoding: .utf8)
         let log = directory.appendingPathComponent("region.log")
+        // SLIPWAY_REGION_EU_SERVICE_HOST is what a Kubernetes service link looks like: not a flag, so not a setting.
         let region = try SpawnedProcess(["/usr/bin/env", "SLIPWAY_REGION_NAME=fromenv", "SLIPWAY_REGION_LOG_LEVEL=debug",
+                                         "SLIPWAY_REGION_EU_SERVICE_HOST=10.0.0.1", "SLIPWAY_REGION_PORT=tcp://10.0.0.1:7710",
                                          Cluster.binary!, "region", "--config", file.path, "--log-level", "info"], log: log)
         defer { _ = region.stop() }
         let text = { (try? String(contentsOf: log, encoding: .utf8)) ?? "" }
