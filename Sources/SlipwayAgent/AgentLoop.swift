@@ -73,7 +73,8 @@ final class AgentLoop {
             if let active = slots[name]!.rollout.active {
                 logger.info("starting the installed build", metadata: ["service": "\(name)", "digest": "\(active)"])
             }
-            perform(name) { $0.resume() }
+            let confirmed = slots[name]!.rollout.active.map { slots[name]!.installer.isHealthy($0) } ?? true
+            perform(name) { $0.resume(confirmed: confirmed) }
         }
         while !stop.isStopped {
             let now = ContinuousClock.now
@@ -119,12 +120,23 @@ final class AgentLoop {
             }
         case .stop:
             slot.runner.stop()
+            slot.installer.unlinkCurrent()
+            return []
+        case .restart(let digest):
+            logger.info("restarting the running build", metadata: ["service": "\(service)", "digest": "\(digest)"])
+            do {
+                try slot.runner.start(digest: digest, binary: slot.installer.binary(digest), now: .now)
+            } catch {
+                logger.error("could not restart", metadata: ["service": "\(service)", "digest": "\(digest)", "error": "\(error)"])
+            }
             return []
         }
     }
 
     private func superviseServices(now: ContinuousClock.Instant) {
         for name in slots.keys.sorted() {
+            // A crashed build always has a restart coming, also when its last activation itself failed.
+            if case .crashed = slots[name]!.rollout.phase, slots[name]!.retryAt == nil { slots[name]!.retryAt = now + .seconds(5) }
             let slot = slots[name]!
             if let retryAt = slot.retryAt, now >= retryAt {
                 slots[name]!.retryAt = nil
@@ -134,6 +146,7 @@ final class AgentLoop {
             switch event {
             case .healthy(let digest):
                 perform(name) { $0.healthy(digest) }
+                if slots[name]!.rollout.phase == .running(digest) { slots[name]!.installer.markHealthy(digest) }
                 let rollout = slots[name]!.rollout
                 logger.info(rollout.state == .rolledBack ? "rolled back; previous build healthy" : "build healthy; running",
                             metadata: ["service": "\(name)", "digest": "\(digest)", "reason": "\(rollout.reason)"])
@@ -159,7 +172,7 @@ final class AgentLoop {
             slot.installer.prune(keeping: builds)
             keep.formUnion(builds)
         }
-        for digest in (try? store.committedDigests()) ?? [] where !keep.contains(digest) {
+        for digest in ((try? store.committedDigests()) ?? []) + store.incomingDigests() where !keep.contains(digest) {
             try? store.remove(digest)
             server.forget(digest)
         }
@@ -239,7 +252,8 @@ final class AgentLoop {
     private func heartbeat(now: ContinuousClock.Instant) throws {
         let statuses = currentStatuses()
         let due = lastHeartbeat.map { now - $0 >= config.heartbeatInterval } ?? true
-        guard due || statuses != reported else { return }
+        // A change of state goes out at once; download progress waits for the next heartbeat.
+        guard due || statuses.map(Self.withoutProgress) != reported.map(Self.withoutProgress) else { return }
         if now - lastTrackerReply > config.heartbeatInterval * 3 + .seconds(1), tracker != nil {
             // The tracker went silent (restarted, or lost our messages): start over on a fresh socket.
             logger.info("region tracker silent; reconnecting", metadata: ["tracker": "\(config.trackerEndpoint)"])
@@ -259,6 +273,12 @@ final class AgentLoop {
         lastHeartbeat = now
     }
 
+    private static func withoutProgress(_ status: Slipway_V1_AgentStatus) -> Slipway_V1_AgentStatus {
+        var status = status
+        status.piecesHave = 0
+        return status
+    }
+
     private func currentStatuses() -> [Slipway_V1_AgentStatus] {
         slots.keys.sorted().map { name in
             let rollout = slots[name]!.rollout
@@ -268,7 +288,8 @@ final class AgentLoop {
             status.service = name
             status.artifactDigest = rollout.statusDigest
             status.state = rollout.state
-            status.reason = String(SafeText.printable(rollout.reason, limit: 500))
+            // 250 characters stay under the tracker's 1024-byte limit whatever their encoding.
+            status.reason = String(SafeText.printable(rollout.reason, limit: 250))
             status.targetVersion = rollout.target?.version ?? 0
             if let download = downloads[rollout.statusDigest] {
                 let (held, total) = download.progress

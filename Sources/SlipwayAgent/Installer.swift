@@ -53,6 +53,22 @@ struct Installer {
         try syncFolder(folder)
     }
 
+    /// Records that build `digest` passed its health check here, so an agent
+    /// restarted later starts it as known-good rather than checking it as new.
+    func markHealthy(_ digest: String) {
+        _ = files.createFile(atPath: folder.appendingPathComponent("versions/\(digest)/.healthy").path, contents: nil)
+    }
+
+    /// Whether build `digest` passed its health check on this machine.
+    func isHealthy(_ digest: String) -> Bool {
+        files.fileExists(atPath: folder.appendingPathComponent("versions/\(digest)/.healthy").path)
+    }
+
+    /// Removes `current`: no build is to run.
+    func unlinkCurrent() {
+        unlink(folder.appendingPathComponent("current").path)
+    }
+
     /// Deletes every build but `keep`.
     func prune(keeping keep: Set<String>) {
         let versions = folder.appendingPathComponent("versions")

@@ -39,6 +39,8 @@ final class PieceDownload {
     private let seedOnly: Bool
     private let machineID: String
     private var swarm: Set<String> = []
+    /// Peers that let a request time out: left alone until then, whatever the tracker says.
+    private var coolingDown: [String: ContinuousClock.Instant] = [:]
     private let codec = WireCodec()
     private var picker: PiecePicker?
     private var random = SystemRandomNumberGenerator()
@@ -94,7 +96,10 @@ final class PieceDownload {
     func update(peers list: Slipway_V1_PeerList) {
         guard list.digest == digest, var picker else { return }
         peersKnown = true
-        for peer in list.peers where SafeText.isName(peer.machineID, max: 128) && !picker.banned.contains(peer.machineID) {
+        let now = ContinuousClock.now
+        coolingDown = coolingDown.filter { $0.value > now }
+        for peer in list.peers where SafeText.isName(peer.machineID, max: 128) && !picker.banned.contains(peer.machineID)
+            && coolingDown[peer.machineID] == nil {
             guard peer.endpoint.hasPrefix("tcp://") || peer.endpoint.hasPrefix("ipc://") else { continue }
             if let known = endpoints[peer.machineID], known != peer.endpoint {
                 connections.removeValue(forKey: .peer(peer.machineID))?.close()
@@ -130,6 +135,14 @@ final class PieceDownload {
             requestIDs = requestIDs.filter { $0.value != piece }
             picker.failed(piece, from: request.source)
             logger.info("piece request timed out", metadata: ["digest": "\(digest)", "piece": "\(piece)", "source": "\(request.source)"])
+            if case .peer(let machine) = request.source {
+                // Gone, or unreachable at the address it advertises: its pieces are not
+                // really available, so stop counting them (they may come from the seed).
+                picker.remove(machine)
+                connections.removeValue(forKey: request.source)?.close()
+                coolingDown[machine] = now + .seconds(60)
+                for (other, pending) in sent where pending.source == request.source { sent[other] = nil }
+            }
         }
         if maxBytesPerSecond > 0 {
             let allowed = Double(maxBytesPerSecond) * Self.seconds(now - startedAt) + Double(manifest!.pieceSize)

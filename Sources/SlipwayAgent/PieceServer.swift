@@ -27,7 +27,10 @@ final class PieceServer {
     private let codec = WireCodec()
     private var manifests: [String: Slipway_V1_ArtifactManifest] = [:]
     /// Per peer, in order; a head's bytes stay loaded while its pipe is full.
-    private var queues: [[UInt8]: [(request: WireMessage, digest: String, index: Int, bytes: [UInt8]?)]] = [:]
+    private var queues: [[UInt8]: [(request: WireMessage, digest: String, index: Int, bytes: [UInt8]?, at: ContinuousClock.Instant)]] = [:]
+    /// A request still queued after this long is answered `busy` and dropped: a
+    /// peer that stopped reading must not hold the queue for everyone.
+    private let queueTimeout: Duration = .seconds(10)
 
     /// Binds a ROUTER at `endpoint` serving from `store`.
     init(context: ZMQContext, endpoint: String, store: BlobStore, sender: String, maxQueued: Int = 2) throws {
@@ -71,7 +74,7 @@ final class PieceServer {
                 continue
             }
             for index in first..<min(first + min(Int(request.count), 4), manifest.pieceSha256.count) {
-                queues[peer, default: []].append((message, request.digest, index, nil))
+                queues[peer, default: []].append((message, request.digest, index, nil, .now))
             }
         }
         flush()
@@ -79,7 +82,12 @@ final class PieceServer {
 
     /// Sends queued pieces until each peer's pipe is full.
     func flush() {
+        let now = ContinuousClock.now
         for peer in Array(queues.keys) {
+            for stale in queues[peer]!.filter({ now - $0.at >= queueTimeout }) {
+                reply(peer, to: stale.request, error: "busy", "queued too long; ask another peer")
+            }
+            queues[peer]!.removeAll { now - $0.at >= queueTimeout }
             while let next = queues[peer]?.first {
                 guard let manifest = manifests[next.digest], let bytes = next.bytes ?? store.heldPiece(next.digest, index: next.index) else {
                     queues[peer]!.removeFirst()

@@ -15,8 +15,11 @@ public struct Rollout: Sendable {
         /// Install this build if needed, point `current` at it, (re)start the
         /// service and begin its health check.
         case activate(String)
-        /// Stop the service's process: no build can run.
+        /// Stop the service's process and unlink `current`: no build can run.
         case stop
+        /// Start this (already installed, current) build again without changing
+        /// what the rollout is doing: its process died while a new target downloads.
+        case restart(String)
     }
 
     /// Where the service stands.
@@ -50,10 +53,13 @@ public struct Rollout: Sendable {
     public private(set) var reason = ""
     /// The build the reported state is about.
     public private(set) var statusDigest = ""
-    /// Builds that failed their health check, by the target version they failed at:
-    /// not tried again until the target changes.
-    private var refused: [String: UInt64] = [:]
+    /// Builds that failed their health check: not tried again until the target
+    /// names another build (a version bump alone, say a global change behind
+    /// this region's override, is not a new decision).
+    private var refused: Set<String> = []
     private var rollingBackFrom: (digest: String, reason: String)?
+    /// The running build died while a new target downloads: ``retry()`` restarts it.
+    private var restartPending = false
 
     /// A rollout for `service` whose installed builds (from the `current` and
     /// `previous` links on disk) are `active` and `previous`.
@@ -63,15 +69,23 @@ public struct Rollout: Sendable {
         self.previous = previous
     }
 
-    /// Starts what was installed before the agent restarted.
-    public mutating func resume() -> [Action] {
+    /// Starts what was installed before the agent restarted. `confirmed`: the
+    /// build had passed its health check; if not (the agent stopped during the
+    /// check), it is checked as a new build, and a failure rolls back.
+    public mutating func resume(confirmed: Bool = true) -> [Action] {
         guard let active, phase == .idle else { return [] }
+        if !confirmed, previous != nil {
+            phase = .starting(active, fresh: true)
+            report(.installed, active, "")
+            return [.activate(active)]
+        }
         return activate(active, fresh: false)
     }
 
     /// The region says the service should run `digest` (target `version`).
     public mutating func targetChanged(digest: String, version: UInt64) -> [Action] {
         if let target, target.version >= version { return [] }
+        if target?.digest != digest { refused = [] }
         target = (digest, version)
         return converge()
     }
@@ -113,7 +127,7 @@ public struct Rollout: Sendable {
             report(.failed, digest, "restart failed: \(reason)")
             return []
         }
-        if let target, target.digest == digest { refused[digest] = target.version }
+        if let target, target.digest == digest { refused.insert(digest) }
         if let previous, previous != digest {
             rollingBackFrom = (digest, reason)
             report(.failed, digest, reason)
@@ -121,12 +135,17 @@ public struct Rollout: Sendable {
             return activate(previous, fresh: false, rollback: true)
         }
         phase = .idle
+        active = nil
         report(.failed, digest, reason)
         return [.stop]
     }
 
     /// The service's process exited on its own after passing its health check.
     public mutating func exited(_ digest: String, status: Int32) -> [Action] {
+        if case .downloading = phase, digest == active {
+            restartPending = true
+            return []
+        }
         guard phase == .running(digest) else { return [] }
         phase = .crashed(digest)
         report(.failed, digest, "exited with status \(status); restarting")
@@ -138,13 +157,17 @@ public struct Rollout: Sendable {
         switch phase {
         case .crashed(let digest): return activate(digest, fresh: false)
         case .idle: return converge()
+        case .downloading:
+            guard restartPending, let active else { return [] }
+            restartPending = false
+            return [.restart(active)]
         default: return []
         }
     }
 
     private mutating func converge() -> [Action] {
         guard let target else { return [] }
-        if refused[target.digest] == target.version { return [] }
+        if refused.contains(target.digest) { return [] }
         switch phase {
         case .running(target.digest):
             // Rolled back by the operator to the build this machine already fell back to.
@@ -155,13 +178,13 @@ public struct Rollout: Sendable {
         default:
             break
         }
-        refused[target.digest] = nil
         phase = .downloading(target.digest)
         report(.downloading, target.digest, "")
         return [.download(target.digest)]
     }
 
     private mutating func activate(_ digest: String, fresh: Bool, rollback: Bool = false) -> [Action] {
+        restartPending = false
         if active != digest {
             if !rollback { previous = active }
             active = digest

@@ -24,6 +24,10 @@ struct AgentTracker {
     /// Most failing machines named in one report.
     let failureLimit: Int
     private(set) var machines: [String: Machine] = [:]
+    /// Artifacts in progress remembered per machine.
+    static let maxPartialDigests = 8
+    /// Piece indices remembered per artifact per machine (a 256 GiB artifact of 4 MiB pieces).
+    static let maxHave = 65_536
 
     /// A tracker that forgets silent machines after `timeout`.
     init(timeout: Duration, peerLimit: Int = 20, failureLimit: Int = 100) {
@@ -37,7 +41,13 @@ struct AgentTracker {
         var machine = machines[message.machineID]
             ?? Machine(endpoint: message.peerEndpoint, statuses: [:], complete: [], partial: [:], lastSeen: now)
         machine.endpoint = message.peerEndpoint
-        machine.statuses = Dictionary(message.statuses.map { ($0.service, $0) }, uniquingKeysWith: { _, last in last })
+        // Statuses speak for the registering machine only, whatever they say.
+        machine.statuses = Dictionary(message.statuses.map { status in
+            var status = status
+            status.machineID = message.machineID
+            status.region = message.region
+            return (status.service, status)
+        }, uniquingKeysWith: { _, last in last })
         machine.complete = Set(message.completeDigests)
         for digest in machine.complete { machine.partial[digest] = nil }
         machine.lastSeen = now
@@ -48,7 +58,11 @@ struct AgentTracker {
     /// machines are ignored: they register first.
     mutating func noteHave(_ request: Slipway_V1_PeerListRequest, now: ContinuousClock.Instant) {
         guard var machine = machines[request.machineID] else { return }
-        machine.partial[request.digest] = Set(request.have.map(Int.init))
+        // Bounded per machine: a few downloads at a time is all an agent does.
+        if machine.partial[request.digest] == nil, machine.partial.count >= Self.maxPartialDigests {
+            machine.partial.remove(at: machine.partial.startIndex)
+        }
+        machine.partial[request.digest] = Set(request.have.prefix(Self.maxHave).map(Int.init))
         machine.lastSeen = now
         machines[request.machineID] = machine
     }

@@ -27,6 +27,8 @@ final class ReportSender<Report: WireBody> {
     private var pending: [String: Report] = [:]
     private var order: [String] = []
     private var outstanding: (id: String, report: Report, sentAt: ContinuousClock.Instant)?
+    /// After an `unavailable` answer, nothing is sent before this.
+    private var pausedUntil: ContinuousClock.Instant?
     /// Called when the coordinator has recorded a report (or said its subject no longer exists).
     var acknowledged: (Report) -> Void = { _ in }
 
@@ -64,7 +66,7 @@ final class ReportSender<Report: WireBody> {
                 pending[waitingKey] = waiting.report
             }
         }
-        guard !order.isEmpty else { return }
+        guard !order.isEmpty, pausedUntil.map({ now >= $0 }) ?? true else { return }
         let next = order.removeFirst()
         guard let report = pending.removeValue(forKey: next) else { return }
         let message = WireMessage(report, sender: sender)
@@ -92,6 +94,8 @@ final class ReportSender<Report: WireBody> {
             case "not_found":
                 acknowledged(waiting.report)  // its subject is gone (an artifact collected meanwhile): nothing left to report
             case "unavailable":
+                // The coordinator's database is struggling: try again in a second, not at once.
+                pausedUntil = .now + .seconds(1)
                 if pending[key(waiting.report)] == nil { report(waiting.report) }
             default:
                 logger.error("coordinator refused a report", metadata: [

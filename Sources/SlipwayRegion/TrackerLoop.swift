@@ -82,7 +82,8 @@ final class TrackerLoop {
         }
     }
 
-    /// Machines per service, build and state as gauges; series that vanished go to 0.
+    /// Machines per service, build and state as gauges; series that vanished are
+    /// dropped, so builds long gone (or names a hostile agent made up) do not pile up.
     private var exported: Set<[String]> = []
     private func exportAgentCounts(_ report: Slipway_V1_RegionReport) {
         var now: Set<[String]> = []
@@ -91,7 +92,9 @@ final class TrackerLoop {
             now.insert(key)
             SlipwayMetrics.agents(service: key[0], build: key[1], state: key[2]).set(to: Double(count.machines))
         }
-        for key in exported.subtracting(now) { SlipwayMetrics.agents(service: key[0], build: key[1], state: key[2]).set(to: 0) }
+        for key in exported.subtracting(now) {
+            SlipwayMetrics.registry.unregisterGauge(SlipwayMetrics.agents(service: key[0], build: key[1], state: key[2]))
+        }
         exported = now
     }
 
@@ -167,6 +170,9 @@ final class TrackerLoop {
             let request = try message.body(as: Slipway_V1_PeerListRequest.self)
             guard Manifest.isDigest(request.digest), SafeText.isName(request.machineID, max: 128) else {
                 return reply(peer, to: message, error: "invalid_argument", "a peer list request needs a 64-hex digest and a machine id")
+            }
+            guard request.have.count <= AgentTracker.maxHave else {
+                return reply(peer, to: message, error: "invalid_argument", "at most \(AgentTracker.maxHave) piece indices")
             }
             tracker.noteHave(request, now: now)
             var list = Slipway_V1_PeerList()

@@ -40,11 +40,14 @@ import Testing
         #expect(rollout.state == .rolledBack && rollout.statusDigest == v1 && rollout.active == v1)
         #expect(rollout.reason.contains("exited with status 3") && rollout.reason.contains(String(v2.prefix(12))))
         #expect(rollout.retry().isEmpty, "the refused build is not tried again")
+        // A version bump that names the same build (a global change behind an override) is not a new decision.
+        #expect(rollout.targetChanged(digest: v2, version: 7).isEmpty)
+        #expect(rollout.state == .rolledBack)
         // The operator rolls back to what the machine already runs: it is simply running.
-        #expect(rollout.targetChanged(digest: v1, version: 3).isEmpty)
+        #expect(rollout.targetChanged(digest: v1, version: 8).isEmpty)
         #expect(rollout.state == .running)
-        // A new version of the same build is a new decision.
-        #expect(rollout.targetChanged(digest: v2, version: 4) == [.download(v2)])
+        // Deployed again after the target moved away: a new decision.
+        #expect(rollout.targetChanged(digest: v2, version: 9) == [.download(v2)])
     }
 
     @Test("without a previous build, a failing build is stopped and reported failed")
@@ -54,6 +57,7 @@ import Testing
         _ = rollout.downloaded(v1)
         #expect(rollout.unhealthy(v1, reason: "health check did not pass") == [.stop])
         #expect(rollout.state == .failed && rollout.phase == .idle)
+        #expect(rollout.active == nil, "a build that never passed is not left as current, nor becomes a rollback target")
     }
 
     @Test("a crash after the health check restarts the same build, and never rolls back")
@@ -82,5 +86,26 @@ import Testing
         #expect(rollout.healthy(v3).isEmpty && rollout.unhealthy(v3, reason: "x").isEmpty)
         #expect(rollout.failed(v2, reason: "disk full").isEmpty && rollout.state == .failed)
         #expect(rollout.retry() == [.download(v2)])
+    }
+
+    @Test("the running build crashing during a download is restarted, and the download goes on")
+    func crashWhileDownloading() {
+        var rollout = Rollout(service: "web", active: v1)
+        _ = rollout.resume()
+        _ = rollout.healthy(v1)
+        #expect(rollout.targetChanged(digest: v2, version: 2) == [.download(v2)])
+        #expect(rollout.exited(v1, status: 9).isEmpty)
+        #expect(rollout.retry() == [.restart(v1)])
+        #expect(rollout.phase == .downloading(v2))
+        #expect(rollout.retry().isEmpty, "one restart per crash")
+    }
+
+    @Test("an agent stopped during a health check checks the build again on restart, and rolls back if it fails")
+    func unconfirmedResume() {
+        var rollout = Rollout(service: "web", active: v2, previous: v1)
+        #expect(rollout.resume(confirmed: false) == [.activate(v2)])
+        #expect(rollout.unhealthy(v2, reason: "exited with status 1") == [.activate(v1)])
+        _ = rollout.healthy(v1)
+        #expect(rollout.state == .rolledBack && rollout.active == v1)
     }
 }
