@@ -68,15 +68,20 @@ public enum MetricsEndpoint {
         var timeout = timeval(tv_sec: 0, tv_usec: 100_000)
         setsockopt(client, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
         setsockopt(client, SOL_SOCKET, SO_SNDTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
-        var request = [UInt8](repeating: 0, count: 4_096)
-        var count = -1
-        repeat {
-            count = request.withUnsafeMutableBytes { recv(client, $0.baseAddress, $0.count, 0) }
-            if count >= 0 { break }
-            guard errno == EAGAIN || errno == EINTR else { return }
-        } while ContinuousClock.now < deadline
-        guard count >= 0 else { return }
-        let line = count > 0 ? String(decoding: request[..<count].prefix { $0 != 13 && $0 != 10 }, as: UTF8.self) : ""
+        // Read until the blank line that ends the request head (or 4 KiB, or the deadline):
+        // closing with unread request bytes would reset the connection, response and all.
+        var request: [UInt8] = []
+        var buffer = [UInt8](repeating: 0, count: 4_096)
+        while request.count < 4_096, !request.suffix(4).elementsEqual([13, 10, 13, 10]), !request.suffix(2).elementsEqual([10, 10]),
+              ContinuousClock.now < deadline {
+            let count = buffer.withUnsafeMutableBytes { recv(client, $0.baseAddress, $0.count, 0) }
+            if count > 0 {
+                request += buffer[..<count]
+            } else if count == 0 || (errno != EAGAIN && errno != EINTR) {
+                break
+            }
+        }
+        let line = String(decoding: request.prefix { $0 != 13 && $0 != 10 }, as: UTF8.self)
         let parts = line.split(separator: " ")
         let response: (status: String, body: [UInt8])
         if parts.count < 2 || !parts[0].allSatisfy(\.isUppercase) {
@@ -97,5 +102,10 @@ public enum MetricsEndpoint {
                 return
             }
         }
+        // Half-close, then let the client's end arrive: a close with bytes in flight
+        // from the client would turn into a reset that can discard the response.
+        shutdown(client, Int32(SHUT_WR))
+        while ContinuousClock.now < deadline,
+              buffer.withUnsafeMutableBytes({ recv(client, $0.baseAddress, $0.count, 0) }) > 0 {}
     }
 }
