@@ -53,10 +53,8 @@ final class PieceServer {
     /// Reads waiting requests (queueing or refusing them), then sends what the pipes take.
     func serve() throws {
         for _ in 0..<256 {
-            guard let frames = try socket.receive(wait: .never, maxFrames: 4, droppingOversize: { rejected += 1 }) else { break }
-            guard let (peer, message) = try? codec.decodeRouted(frames) else {
-                rejected += 1
-                continue
+            guard let (peer, message) = try codec.receiveRouted(from: socket, wait: .never, maxFrames: 4, dropped: { _ in rejected += 1 }) else {
+                break
             }
             guard message.type == .pieceRequest, let request = try? message.body(as: Slipway_V1_PieceRequest.self) else {
                 reply(peer, to: message, error: "unsupported", "an agent serves only pieces")

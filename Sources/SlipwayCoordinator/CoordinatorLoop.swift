@@ -287,18 +287,12 @@ final class CoordinatorLoop {
     /// Takes every message waiting on `socket` (up to 256), dropping bad ones.
     private func receive(from socket: ZMQSocket, intake: Bool, into inbox: inout [Inbound]) throws {
         for _ in 0..<256 {
-            let received = try socket.receive(wait: .never) {
-                rejected[.badFrameCount, default: 0] += 1
-                logger.warning("dropped a message with too many frames", metadata: ["total": "\(rejected[.badFrameCount]!)"])
-            }
-            guard let frames = received else { return }
-            do {
-                let (peer, message) = try codec.decodeRouted(frames)
-                inbox.append(Inbound(peer: peer, message: message, fromIntake: intake))
-            } catch {
+            let received = try codec.receiveRouted(from: socket, wait: .never) { error in
                 rejected[error.code, default: 0] += 1
                 logger.warning("dropped a bad message", metadata: ["error": "\(error)", "total": "\(rejected[error.code]!)"])
             }
+            guard let (peer, message) = received else { return }
+            inbox.append(Inbound(peer: peer, message: message, fromIntake: intake))
         }
     }
 

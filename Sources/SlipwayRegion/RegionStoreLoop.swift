@@ -35,19 +35,11 @@ final class RegionStoreLoop {
         logger.info("region store serving", metadata: ["region": "\(config.region)", "endpoint": "\(config.storeEndpoint)",
                                                        "artifacts": "\((try? store.committedDigests().count) ?? 0)"])
         while !stop.isStopped {
-            let received = try socket.receive(wait: .timeout(.milliseconds(200)), maxFrames: 8) {
-                rejected += 1
-                logger.warning("dropped a message with too many frames", metadata: ["total": "\(rejected)"])
-            }
-            guard let frames = received else { continue }
-            let peer: [UInt8], message: WireMessage
-            do {
-                (peer, message) = try codec.decodeRouted(frames)
-            } catch {
+            let received = try codec.receiveRouted(from: socket, wait: .timeout(.milliseconds(200)), maxFrames: 8) { error in
                 rejected += 1
                 logger.warning("dropped a bad message", metadata: ["error": "\(error)", "total": "\(rejected)"])
-                continue
             }
+            guard let (peer, message) = received else { continue }
             do {
                 try handle(peer, message)
             } catch {

@@ -130,20 +130,12 @@ final class TrackerLoop {
         var first = true
         // Up to 1000 messages per turn, so targets and reports are not starved.
         for _ in 0..<1_000 {
-            let received = try router.receive(wait: first ? wait : .never, maxFrames: 4) {
-                rejected += 1
-                logger.warning("dropped a message with too many frames", metadata: ["total": "\(rejected)"])
-            }
-            first = false
-            guard let frames = received else { return }
-            let peer: [UInt8], message: WireMessage
-            do {
-                (peer, message) = try codec.decodeRouted(frames)
-            } catch {
+            let received = try codec.receiveRouted(from: router, wait: first ? wait : .never, maxFrames: 4) { error in
                 rejected += 1
                 logger.warning("dropped a bad message", metadata: ["error": "\(error)", "total": "\(rejected)"])
-                continue
             }
+            first = false
+            guard let (peer, message) = received else { return }
             do {
                 try handle(peer, message)
             } catch {
