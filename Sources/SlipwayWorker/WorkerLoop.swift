@@ -89,6 +89,9 @@ final class WorkerLoop {
 
     private var freeSlots: Int { stop.isStopped ? 0 : max(0, config.slots - running.count) }
 
+    /// The leader we last heard a heartbeat from.
+    private var coordinatorID: String?
+
     private func connect() throws {
         coordinator = try ZMQSocket(context: context, type: .dealer)
         try coordinator.set(.routingID(Array(config.id.utf8)))
@@ -148,7 +151,16 @@ final class WorkerLoop {
                         logger.info("aborting build", metadata: ["job_id": "\(abort.jobID)", "reason": "\(abort.reason)"])
                         build.control.abort(abort.reason == "cancelled" ? .cancelled : .superseded)
                     }
-                case .coordinatorHeartbeat, .resultAck: break
+                case .coordinatorHeartbeat:
+                    let beat = try message.body(as: Slipway_V1_CoordinatorHeartbeat.self)
+                    if let known = coordinatorID, known != beat.coordinatorID {
+                        // A standby took over and heard our heartbeat before we noticed the silence:
+                        // it knows us only as an adopted worker, without labels or credit. Register again.
+                        logger.info("new coordinator leader; registering again", metadata: ["coordinator": "\(beat.coordinatorID)"])
+                        requestWork()
+                    }
+                    coordinatorID = beat.coordinatorID
+                case .resultAck: break
                 default: logger.warning("unexpected message from the coordinator", metadata: ["type": "\(message.type)"])
                 }
             } catch {
