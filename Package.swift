@@ -24,6 +24,7 @@ let package = Package(
         .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
         .package(url: "https://github.com/apple/swift-crypto", from: "3.12.3"),
         .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
+        .package(url: "https://github.com/apple/swift-metrics", from: "2.13.0"),
     ],
     targets: [
         // C libraries, only ever imported by the two wrapper modules.
@@ -42,6 +43,11 @@ let package = Package(
             linkerSettings: [.linkedLibrary("protobuf-c")]
         ),
 
+        // Domain values parsed once at the edge (endpoints, digests, names), back-off: no dependencies.
+        .target(
+            name: "SlipwayCore",
+            swiftSettings: strict
+        ),
         .target(
             name: "SlipwayThreads",
             dependencies: [.product(name: "ServiceLifecycle", package: "swift-service-lifecycle")],
@@ -55,7 +61,7 @@ let package = Package(
         .target(
             name: "SlipwayWire",
             dependencies: [
-                "CZeroMQ", "SlipwayThreads", "SlipwayProto",
+                "CZeroMQ", "SlipwayCore", "SlipwayThreads", "SlipwayProto", "SlipwayMetrics",
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -72,7 +78,7 @@ let package = Package(
         .target(
             name: "SlipwayArtifact",
             dependencies: [
-                "SlipwayProto",
+                "SlipwayCore", "SlipwayProto",
                 .product(name: "Crypto", package: "swift-crypto"),
             ],
             swiftSettings: strict
@@ -80,7 +86,7 @@ let package = Package(
         .target(
             name: "SlipwayCoordinator",
             dependencies: [
-                "SlipwayWire", "SlipwayStore", "SlipwayProto", "SlipwayThreads", "SlipwayArtifact", "SlipwayMetrics",
+                "SlipwayCore", "SlipwayWire", "SlipwayStore", "SlipwayProto", "SlipwayThreads", "SlipwayArtifact", "SlipwayMetrics",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
@@ -89,7 +95,7 @@ let package = Package(
         .target(
             name: "SlipwayWorker",
             dependencies: [
-                "SlipwayWire", "SlipwayProto", "SlipwayThreads", "SlipwayArtifact", "SlipwayRegion",
+                "SlipwayCore", "SlipwayWire", "SlipwayProto", "SlipwayThreads", "SlipwayArtifact", "SlipwayRegion",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -99,7 +105,7 @@ let package = Package(
         .target(
             name: "SlipwayRegion",
             dependencies: [
-                "SlipwayWire", "SlipwayProto", "SlipwayThreads", "SlipwayArtifact", "SlipwayMetrics",
+                "SlipwayCore", "SlipwayWire", "SlipwayProto", "SlipwayThreads", "SlipwayArtifact", "SlipwayMetrics",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
@@ -108,7 +114,7 @@ let package = Package(
         .target(
             name: "SlipwayProducer",
             dependencies: [
-                "SlipwayWire", "SlipwayProto", "SlipwayThreads",
+                "SlipwayCore", "SlipwayWire", "SlipwayProto", "SlipwayThreads",
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: strict
@@ -119,13 +125,13 @@ let package = Package(
         ),
         .target(
             name: "SlipwayMetrics",
-            dependencies: ["SlipwayThreads", .product(name: "Prometheus", package: "swift-prometheus")],
+            dependencies: ["SlipwayCore", "SlipwayThreads", .product(name: "CoreMetrics", package: "swift-metrics")],
             swiftSettings: strict
         ),
         .target(
             name: "SlipwayAgent",
             dependencies: [
-                "SlipwayWire", "SlipwayProto", "SlipwayThreads", "SlipwayArtifact", "SlipwayMetrics",
+                "SlipwayCore", "SlipwayWire", "SlipwayProto", "SlipwayThreads", "SlipwayArtifact", "SlipwayMetrics",
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: strict
@@ -133,7 +139,7 @@ let package = Package(
         .target(
             name: "SlipwayTap",
             dependencies: [
-                "SlipwayWire", "SlipwayProto",
+                "SlipwayCore", "SlipwayWire", "SlipwayProto",
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
             ],
             swiftSettings: strict
@@ -141,13 +147,15 @@ let package = Package(
         .executableTarget(
             name: "slipway",
             dependencies: [
-                "SlipwayTap",
+                "SlipwayTap", "SlipwayCore", "SlipwayThreads",
                 "SlipwayWire", "SlipwayStore", "SlipwayProto",
                 "SlipwayCoordinator", "SlipwayWorker", "SlipwayRegion", "SlipwayAgent", "SlipwayProducer", "SlipwayMetrics", "SlipwayConfig",
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
             ],
             swiftSettings: strict
         ),
@@ -156,7 +164,7 @@ let package = Package(
         .executableTarget(
             name: "slipway-bench",
             dependencies: [
-                "SlipwayWire", "SlipwayStore", "SlipwayProducer", "SlipwayProto", "SlipwayThreads", "SlipwayArtifact", "SlipwayRegion",
+                "SlipwayCore", "SlipwayWire", "SlipwayStore", "SlipwayProducer", "SlipwayProto", "SlipwayThreads", "SlipwayArtifact", "SlipwayRegion",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
@@ -170,8 +178,13 @@ let package = Package(
         ),
 
         .testTarget(
+            name: "SlipwayCoreTests",
+            dependencies: ["SlipwayCore"],
+            swiftSettings: strict
+        ),
+        .testTarget(
             name: "SlipwayWireTests",
-            dependencies: ["SlipwayWire", "SlipwayProto", "SlipwayThreads"],
+            dependencies: ["SlipwayCore", "SlipwayWire", "SlipwayProto", "SlipwayThreads"],
             swiftSettings: strict
         ),
         .testTarget(
@@ -189,7 +202,7 @@ let package = Package(
         ),
         .testTarget(
             name: "SlipwaySystemTests",
-            dependencies: ["SlipwayProducer", "SlipwayProto", "SlipwayWire", "SlipwayStore", "SlipwayThreads", "SlipwayTestSupport"],
+            dependencies: ["SlipwayCore", "SlipwayProducer", "SlipwayProto", "SlipwayWire", "SlipwayStore", "SlipwayThreads", "SlipwayTestSupport"],
             swiftSettings: strict
         ),
         .testTarget(

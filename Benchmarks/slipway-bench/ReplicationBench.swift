@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import Logging
 import SlipwayArtifact
+import SlipwayCore
 import SlipwayProto
 import SlipwayRegion
 import SlipwayThreads
@@ -73,7 +74,7 @@ struct ReplicationBench: AsyncParsableCommand {
             let store = try BlobStore(root: root)
             _ = try store.begin(manifest)
             let start = ContinuousClock.now
-            let fetcher = PieceFetcher(manifest: manifest, sources: [("a", endpoint)], store: store, context: context,
+            let fetcher = PieceFetcher(manifest: manifest, sources: [("a", try Endpoint(parsing: endpoint))], store: store, context: context,
                                        sender: "bench", logger: Logger(label: "bench"), window: window, batch: min(8, window))
             try fetcher.run(timeout: .seconds(600))
             guard store.has(manifest.digest) else { throw ValidationError("the copy was not committed") }

@@ -9,7 +9,7 @@ public enum Agent {
     /// The service to run until graceful shutdown (which stops the supervised services).
     public static func service(config: AgentConfig, logger: Logger) -> LoopService {
         LoopService(name: "agent") { stop in
-            try AgentLoop(config: config, logger: logger, stop: stop).run()
+            try AgentLoop(config: config, logger: logger, stop: stop)
         }
     }
 }

@@ -1,3 +1,5 @@
+public import SlipwayCore
+
 /// One service an agent runs.
 public struct ServiceSpec: Sendable, Equatable {
     /// The service's name; builds are installed as `services/<name>/versions/<digest>/<name>`.
@@ -24,13 +26,13 @@ public struct AgentConfig: Sendable {
     /// The region the machine is in.
     public var region: String
     /// The region controller's tracker ROUTER.
-    public var trackerEndpoint: String = "tcp://127.0.0.1:7720"
+    public var trackerEndpoint = Endpoint(host: "127.0.0.1", port: 7720)
     /// The region controller's target PUB.
-    public var targetsEndpoint: String = "tcp://127.0.0.1:7721"
+    public var targetsEndpoint = Endpoint(host: "127.0.0.1", port: 7721)
     /// Where this agent serves pieces to its peers (ROUTER bind).
-    public var listenEndpoint: String = "tcp://127.0.0.1:7730"
+    public var listenEndpoint = Endpoint(host: "127.0.0.1", port: 7730)
     /// What peers connect to, if not ``listenEndpoint`` (e.g. when binding `tcp://*`).
-    public var advertisedEndpoint: String?
+    public var advertisedEndpoint: Endpoint?
     /// Folder for the agent's piece store and installed builds.
     public var root: String
     /// The services this machine runs.

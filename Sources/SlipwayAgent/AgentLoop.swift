@@ -1,3 +1,4 @@
+import SlipwayCore
 import Foundation
 import Logging
 import SlipwayArtifact
@@ -11,7 +12,7 @@ import SlipwayMetrics
 /// piece ROUTER (serving peers) and the sockets of the download in progress;
 /// between polls it advances the downloads, the services' processes and
 /// health checks, and each service's ``Rollout``.
-final class AgentLoop {
+final class AgentLoop: ServingLoop {
     private struct Slot {
         var rollout: Rollout
         let runner: ServiceRunner
@@ -31,15 +32,17 @@ final class AgentLoop {
     private var tracker: ZMQSocket?
     private var targets: ZMQSocket!
     private var server: PieceServer!
-    private var seedEndpoint: String?
+    private var seedEndpoint: Endpoint?
     private var lastHeartbeat: ContinuousClock.Instant?
     private var lastTrackerReply: ContinuousClock.Instant = .now
     private var lastPeerList: [String: ContinuousClock.Instant] = [:]
     private var reported: [Slipway_V1_AgentStatus] = []
     private var rejected = 0 {
-        didSet { SlipwayMetrics.badFrame(daemon: "agent", socket: "tracker+targets") }
+        didSet { SlipwayMetrics.rejected(daemon: "agent", socket: "tracker+targets", reason: "bad_message") }
     }
 
+    /// Opens the piece store and every service's folder, binds the piece server
+    /// and subscribes to the region's targets: everything the agent needs before it serves.
     init(config: AgentConfig, logger: Logger, stop: StopSignal) throws {
         self.config = config
         var logger = logger
@@ -47,6 +50,7 @@ final class AgentLoop {
         self.logger = logger
         self.stop = stop
         self.context = try ZMQContext()
+        try StartupCheck.writableDirectory(config.root, setting: "--root")
         let root = URL(fileURLWithPath: config.root)
         self.store = try BlobStore(root: root.appendingPathComponent("store"))
         var environment: [String: String] = [:]
@@ -58,16 +62,19 @@ final class AgentLoop {
                                     runner: ServiceRunner(spec: spec, folder: installer.folder, environment: environment),
                                     installer: installer)
         }
-    }
-
-    func run() throws {
         server = try PieceServer(context: context, endpoint: config.listenEndpoint, store: store, sender: config.id)
         targets = try ZMQSocket(context: context, type: .sub)
         try targets.set(.subscribe(Array("target.".utf8)))
         try targets.connect(config.targetsEndpoint)
+    }
+
+    var opened: [String: String] {
+        ["machine": config.machineID, "region": config.region, "services": slots.keys.sorted().joined(separator: ","),
+         "pieces": "\(config.listenEndpoint)", "tracker": "\(config.trackerEndpoint)", "root": config.root]
+    }
+
+    func serve() throws {
         defer { shutdown() }
-        logger.info("agent started", metadata: ["region": "\(config.region)", "services": "\(slots.keys.sorted().joined(separator: ","))",
-                                                "serving": "\(config.listenEndpoint)"])
         for name in slots.keys.sorted() {
             slots[name]!.runner.stopLeftover()
             if let active = slots[name]!.rollout.active {
@@ -265,7 +272,7 @@ final class AgentLoop {
         register.machineID = config.machineID
         register.region = config.region
         register.services = config.services.map(\.name)
-        register.peerEndpoint = config.advertisedEndpoint ?? config.listenEndpoint
+        register.peerEndpoint = "\(config.advertisedEndpoint ?? config.listenEndpoint)"
         register.statuses = statuses
         register.completeDigests = Array(((try? store.committedDigests()) ?? []).prefix(256))
         send(toTracker: register)
@@ -321,7 +328,7 @@ final class AgentLoop {
             switch message.type {
             case .agentTargets:
                 guard let reply = try? message.body(as: Slipway_V1_AgentTargets.self) else { continue }
-                if reply.seedEndpoint.hasPrefix("tcp://") || reply.seedEndpoint.hasPrefix("ipc://") { seedEndpoint = reply.seedEndpoint }
+                if let seed = try? Endpoint(parsing: reply.seedEndpoint, origin: "the tracker's seed") { seedEndpoint = seed }
                 for target in reply.targets { apply(target) }
             case .peerList:
                 guard let list = try? message.body(as: Slipway_V1_PeerList.self) else { continue }

@@ -1,3 +1,4 @@
+import SlipwayCore
 import Logging
 import SlipwayArtifact
 import SlipwayProto
@@ -14,6 +15,12 @@ import SlipwayMetrics
 /// Non-blocking and single-threaded: the agent loop polls ``sockets`` and calls
 /// ``receive(from:now:)``, ``update(peers:)`` and ``pump(now:)``.
 final class PieceDownload {
+    /// Why a download cannot go on.
+    struct Failure: Error, CustomStringConvertible {
+        let description: String
+        init(_ description: String) { self.description = description }
+    }
+
     /// The artifact being fetched.
     let digest: String
     /// Its manifest, once the store sent it.
@@ -24,7 +31,7 @@ final class PieceDownload {
     private(set) var resumedPieces = 0
     /// Pieces that failed verification.
     private(set) var rejected = 0 {
-        didSet { SlipwayMetrics.badFrame(daemon: "agent", socket: "downloads") }
+        didSet { SlipwayMetrics.rejected(daemon: "agent", socket: "downloads", reason: "bad_message") }
     }
     /// Set when the whole artifact is committed to the local store.
     private(set) var isComplete = false
@@ -32,7 +39,7 @@ final class PieceDownload {
     private let store: BlobStore
     private let context: ZMQContext
     private let sender: String
-    private let seedEndpoint: String
+    private let seedEndpoint: Endpoint
     private let logger: Logger
     private let maxBytesPerSecond: UInt64
     private let requestTimeout: Duration
@@ -45,7 +52,7 @@ final class PieceDownload {
     private var picker: PiecePicker?
     private var random = SystemRandomNumberGenerator()
     private var connections: [PieceSource: ZMQSocket] = [:]
-    private var endpoints: [String: String] = [:]
+    private var endpoints: [String: Endpoint] = [:]
     private var sent: [Int: (source: PieceSource, at: ContinuousClock.Instant)] = [:]
     /// Request message id → piece, to match "busy" answers.
     private var requestIDs: [String: Int] = [:]
@@ -58,7 +65,7 @@ final class PieceDownload {
     private var manifestAt: ContinuousClock.Instant?
     private var peersKnown = false
 
-    init(digest: String, machineID: String, store: BlobStore, context: ZMQContext, sender: String, seedEndpoint: String, logger: Logger,
+    init(digest: String, machineID: String, store: BlobStore, context: ZMQContext, sender: String, seedEndpoint: Endpoint, logger: Logger,
          maxBytesPerSecond: UInt64 = 0, seedOnly: Bool = false, requestTimeout: Duration = .seconds(30),
          now: ContinuousClock.Instant = .now) {
         self.digest = digest
@@ -100,11 +107,11 @@ final class PieceDownload {
         coolingDown = coolingDown.filter { $0.value > now }
         for peer in list.peers where SafeText.isName(peer.machineID, max: 128) && !picker.banned.contains(peer.machineID)
             && coolingDown[peer.machineID] == nil {
-            guard peer.endpoint.hasPrefix("tcp://") || peer.endpoint.hasPrefix("ipc://") else { continue }
-            if let known = endpoints[peer.machineID], known != peer.endpoint {
+            guard let endpoint = try? Endpoint(parsing: peer.endpoint, origin: "peer \(SafeText.printable(peer.machineID))") else { continue }
+            if let known = endpoints[peer.machineID], known != endpoint {
                 connections.removeValue(forKey: .peer(peer.machineID))?.close()
             }
-            endpoints[peer.machineID] = peer.endpoint
+            endpoints[peer.machineID] = endpoint
             let pieces = peer.complete ? Set(0..<picker.pieceCount) : Set(peer.have.map(Int.init))
             picker.peer(peer.machineID, has: pieces)
             if !peer.complete { swarm.insert(peer.machineID) }
@@ -280,10 +287,12 @@ final class PieceDownload {
 
     private func connection(_ source: PieceSource) throws -> ZMQSocket {
         if let socket = connections[source] { return socket }
-        let endpoint: String
+        let endpoint: Endpoint
         switch source {
         case .seed: endpoint = seedEndpoint
-        case .peer(let machine): endpoint = endpoints[machine] ?? ""
+        case .peer(let machine):
+            guard let known = endpoints[machine] else { throw Failure("no endpoint known for peer \(machine)") }
+            endpoint = known
         }
         // Pieces are 4 MiB; a few in flight per source, so the default queue bounds are ample.
         let socket = try ZMQSocket.requestDealer(context: context, connectedTo: endpoint)

@@ -1,3 +1,4 @@
+import SlipwayCore
 import Foundation
 import SlipwayArtifact
 import SlipwayProto
@@ -19,7 +20,7 @@ final class PieceServer {
     private(set) var piecesServed = 0
     /// Malformed messages dropped.
     private(set) var rejected = 0 {
-        didSet { SlipwayMetrics.badFrame(daemon: "agent", socket: "pieces") }
+        didSet { SlipwayMetrics.rejected(daemon: "agent", socket: "pieces", reason: "bad_message") }
     }
     let socket: ZMQSocket
     private let store: BlobStore
@@ -33,7 +34,7 @@ final class PieceServer {
     private let queueTimeout: Duration = .seconds(10)
 
     /// Binds a ROUTER at `endpoint` serving from `store`.
-    init(context: ZMQContext, endpoint: String, store: BlobStore, sender: String, maxQueued: Int = 2) throws {
+    init(context: ZMQContext, endpoint: Endpoint, store: BlobStore, sender: String, maxQueued: Int = 2) throws {
         self.store = store
         self.sender = sender
         self.maxQueued = maxQueued

@@ -5,10 +5,11 @@ public import SlipwayThreads
 /// on a thread of its own; graceful shutdown stops it after the batch in hand,
 /// with every write committed.
 public enum Coordinator {
-    /// A service that waits to become leader (standby until then), then serves until shutdown.
+    /// A service that checks its settings and connects to the database, then
+    /// waits to become leader (standby until then) and serves until shutdown.
     public static func service(config: CoordinatorConfig, logger: Logger) -> LoopService {
         LoopService(name: "coordinator") { stop in
-            try CoordinatorLoop(config: config, logger: logger, stop: stop).run()
+            try CoordinatorLoop(config: config, logger: logger, stop: stop)
         }
     }
 }

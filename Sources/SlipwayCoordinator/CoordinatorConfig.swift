@@ -1,15 +1,17 @@
+public import SlipwayCore
+
 /// Everything a coordinator needs to run.
 public struct CoordinatorConfig: Sendable {
     /// libpq URL of the database holding the queue.
     public var databaseURL: String
     /// ROUTER for producers and the CLI (submit, cancel, queries).
-    public var intakeEndpoint: String = "tcp://127.0.0.1:7700"
+    public var intakeEndpoint = Endpoint(host: "127.0.0.1", port: 7700)
     /// ROUTER for workers (credit, assignments, heartbeats, logs, results).
-    public var dispatchEndpoint: String = "tcp://127.0.0.1:7701"
+    public var dispatchEndpoint = Endpoint(host: "127.0.0.1", port: 7701)
     /// PUB for the event stream.
-    public var eventsEndpoint: String = "tcp://127.0.0.1:7702"
+    public var eventsEndpoint = Endpoint(host: "127.0.0.1", port: 7702)
     /// ROUTER where subscribers ask for the events they missed (catch-up).
-    public var snapshotEndpoint: String = "tcp://127.0.0.1:7703"
+    public var snapshotEndpoint = Endpoint(host: "127.0.0.1", port: 7703)
     /// Heartbeat interval, both ways.
     public var heartbeatInterval: Duration = .seconds(5)
     /// Missed heartbeats before a worker is lost.

@@ -3,6 +3,7 @@ import Logging
 import Glibc
 #endif
 import SlipwayArtifact
+import SlipwayCore
 import SlipwayProto
 import SlipwayStore
 import SlipwayThreads
@@ -13,7 +14,7 @@ import SlipwayMetrics
 /// The coordinator's I/O loop. Lives on one thread and owns the database
 /// connection and all three sockets; the protocol decisions sit in
 /// `WorkerRegistry`, the SQL in `CoordinatorQueries`.
-final class CoordinatorLoop {
+final class CoordinatorLoop: ServingLoop {
     /// Session advisory lock held by the active coordinator ("slipcoor").
     static let leaderLockKey: Int64 = 0x736c_6970_636f_6f72
 
@@ -36,9 +37,9 @@ final class CoordinatorLoop {
     private var leaderReconnects = 0
     private var lastEventSequence: UInt64 = 0
     private var nextJobCount = ContinuousClock.now
-    private var rejected: [WireError.Code: Int] = [:] {
-        didSet { SlipwayMetrics.badFrame(daemon: "coordinator", socket: "intake+dispatch") }
-    }
+    private var intakeRejections = RejectionLog(daemon: "coordinator", socket: "intake")
+    private var dispatchRejections = RejectionLog(daemon: "coordinator", socket: "dispatch")
+    private var snapshotRejections = RejectionLog(daemon: "coordinator", socket: "snapshot")
     /// Replies, assignments and events held back until the batch's COMMIT: nothing
     /// leaves the coordinator before the state it describes is durable.
     private var outgoing: [Outgoing] = []
@@ -64,6 +65,10 @@ final class CoordinatorLoop {
 
     private struct RolledBack: Error {}
 
+    /// Checks everything a standby can check (the database URL, that every
+    /// endpoint is an address of this machine) and connects to the database,
+    /// waiting with back-off while it is down. The sockets are bound on
+    /// becoming leader: until then the active coordinator holds them.
     init(config: CoordinatorConfig, logger: Logger, stop: StopSignal) throws {
         self.config = config
         self.logger = logger
@@ -73,10 +78,23 @@ final class CoordinatorLoop {
                                           retryBackoff: config.retryBackoff, regions: config.regions)
         self.registry = WorkerRegistry(heartbeatInterval: config.heartbeatInterval, liveness: config.liveness)
         self.context = try ZMQContext()
+        do {
+            try PGConnection.checkSyntax(config.databaseURL)
+        } catch {
+            throw StartupError(setting: "--database-url", reason: "not a PostgreSQL URL: \(error.message)")
+        }
+        for endpoint in [config.intakeEndpoint, config.dispatchEndpoint, config.eventsEndpoint, config.snapshotEndpoint] {
+            try endpoint.checkBindable()
+        }
+        db = try connect()
     }
 
-    func run() throws {
-        db = try connect()
+    var opened: [String: String] {
+        ["intake": "\(config.intakeEndpoint)", "dispatch": "\(config.dispatchEndpoint)",
+         "events": "\(config.eventsEndpoint)", "snapshot": "\(config.snapshotEndpoint)"]
+    }
+
+    func serve() throws {
         guard try becomeLeader() else { return }
         try Migrator.migrate(db, logger: logger)
         try openSockets()
@@ -90,37 +108,60 @@ final class CoordinatorLoop {
             "intake": "\(config.intakeEndpoint)", "dispatch": "\(config.dispatchEndpoint)",
             "events": "\(config.eventsEndpoint)", "adopted_workers": "\(registry.all.count)",
         ])
-        try serve()
+        try serveLoop()
         logger.info("coordinator stopped")
     }
 
     // MARK: leadership
 
+    /// Connects, waiting with back-off (0.5 s doubling to 30 s, one log line a
+    /// minute) while the server is unreachable.
+    /// - Throws: `CancellationError` if asked to stop first.
     private func connect() throws -> PGConnection {
+        var backoff = Backoff(initial: .milliseconds(500), cap: .seconds(30))
+        var unreachable = RepeatedEvent(interval: .seconds(60))
         while true {
             do {
-                return try PGConnection(url: config.databaseURL, logger: logger)
+                let connection = try PGConnection(url: config.databaseURL, logger: logger)
+                if backoff.failures > 0 { logger.info("database reachable", metadata: ["failed_attempts": "\(backoff.failures)"]) }
+                return connection
             } catch {
-                logger.error("cannot reach the database; retrying", metadata: ["error": "\(error)"])
-                if sleepUnlessStopped(.seconds(1)) { throw error }
+                let delay = backoff.failed()
+                if let count = unreachable.occurred(now: .now) {
+                    logger.error("cannot reach the database; retrying with back-off",
+                                 metadata: ["error": "\(error.oneLine)", "attempts": "\(count)", "next_try_in": "\(delay)"])
+                }
+                if sleepUnlessStopped(delay) { throw CancellationError() }
             }
         }
     }
 
-    /// Waits as a standby until this process holds the coordinator lock.
+    /// Waits as a standby until this process holds the coordinator lock. A
+    /// database that restarts meanwhile is waited for, not a reason to exit.
     /// - Returns: false if asked to stop first.
     private func becomeLeader() throws -> Bool {
         var announced = false
+        var backoff = Backoff(initial: .milliseconds(500), cap: .seconds(10))
+        var trouble = RepeatedEvent(interval: .seconds(60))
         while !stop.isStopped {
-            if try db.query("SELECT pg_try_advisory_lock($1) AS ok", [.int(Self.leaderLockKey)]).first?.bool("ok") == true {
-                leaderReconnects = db.reconnectCount
-                return true
+            do {
+                if try db.query("SELECT pg_try_advisory_lock($1) AS ok", [.int(Self.leaderLockKey)]).first?.bool("ok") == true {
+                    leaderReconnects = db.reconnectCount
+                    return true
+                }
+                backoff.succeeded()
+                if !announced {
+                    logger.info("standby: another coordinator holds the lock; waiting to take over")
+                    announced = true
+                }
+                _ = sleepUnlessStopped(.milliseconds(500))
+            } catch {
+                let delay = backoff.failed()
+                if let count = trouble.occurred(now: .now) {
+                    logger.warning("standby: database unavailable; waiting", metadata: ["error": "\(error.oneLine)", "attempts": "\(count)"])
+                }
+                _ = sleepUnlessStopped(delay)
             }
-            if !announced {
-                logger.info("standby: another coordinator holds the lock; waiting to take over")
-                announced = true
-            }
-            _ = sleepUnlessStopped(.milliseconds(500))
         }
         return false
     }
@@ -173,7 +214,7 @@ final class CoordinatorLoop {
 
     // MARK: loop
 
-    private func serve() throws {
+    private func serveLoop() throws {
         let poller = ZMQPoller()
         try poller.add(intake)
         try poller.add(dispatch)
@@ -288,8 +329,7 @@ final class CoordinatorLoop {
     private func receive(from socket: ZMQSocket, intake: Bool, into inbox: inout [Inbound]) throws {
         for _ in 0..<256 {
             let received = try codec.receiveRouted(from: socket, wait: .never) { error in
-                rejected[error.code, default: 0] += 1
-                logger.warning("dropped a bad message", metadata: ["error": "\(error)", "total": "\(rejected[error.code]!)"])
+                if intake { intakeRejections.record(error, logger: logger) } else { dispatchRejections.record(error, logger: logger) }
             }
             guard let (peer, message) = received else { return }
             inbox.append(Inbound(peer: peer, message: message, fromIntake: intake))
@@ -528,7 +568,7 @@ final class CoordinatorLoop {
         guard worker.credit > 0 else { return }
         let started = ContinuousClock.now
         let (claimed, published) = try queries.claim(db, worker: worker, limit: worker.credit)
-        SlipwayMetrics.claimLatency.record(.now - started)
+        SlipwayMetrics.claimLatency.recordNanoseconds((ContinuousClock.now - started).nanoseconds)
         publish(published)
         for job in claimed {
             var assignment = Slipway_V1_WorkAssignment()
@@ -562,10 +602,10 @@ final class CoordinatorLoop {
         emit(events, codec.encode(WireMessage(beat, sender: config.id, topic: "hb")))
         if now >= nextJobCount {
             nextJobCount = now + .seconds(5)
-            for (state, count) in try queries.jobCounts(db) { SlipwayMetrics.jobs(state: state).set(to: Double(count)) }
+            for (state, count) in try queries.jobCounts(db) { SlipwayMetrics.jobs(state: state).record(count) }
         }
         for lost in registry.expire(now: now) {
-            SlipwayMetrics.heartbeatsMissed.increment()
+            SlipwayMetrics.workersLost.increment()
             let seconds = Double((config.heartbeatInterval * config.liveness).components.seconds)
             logger.warning("worker lost", metadata: ["worker": "\(lost.id)", "jobs": "\(lost.running.count)"])
             publish(try queries.requeue(db, lost: Array(lost.running), reason: "worker lost: no heartbeat for \(Int(seconds)) s"))
@@ -622,7 +662,7 @@ final class CoordinatorLoop {
             guard let frames = try? snapshots.receive(wait: .never, maxFrames: 4) else { return }
             guard let (peer, message) = try? codec.decodeRouted(frames), message.type == .snapshotRequest,
                   let request = try? message.body(as: Slipway_V1_SnapshotRequest.self) else {
-                rejected[.typeMismatch, default: 0] += 1
+                snapshotRejections.record(reason: "not_a_snapshot_request", detail: "only snapshot requests are served here", logger: logger)
                 continue
             }
             var after = Int64(clamping: request.afterSequence)

@@ -1,48 +1,52 @@
-public import Prometheus
+public import CoreMetrics
 
-/// Every metric a Slipway daemon exports, in one Prometheus registry per process.
-///
-/// The registry hands back the same series for the same name and labels, so
-/// call sites ask for what they record when they record it; the names and
-/// their labels live here, in one place.
+/// Every metric a Slipway daemon records, named in one place, through the
+/// swift-metrics facade. Libraries only record; the executable chooses the
+/// backend (Prometheus, when `--metrics-listen` is given) and bootstraps it.
+/// Without a backend every call is a no-op.
 public enum SlipwayMetrics {
-    /// The process's registry, rendered by ``MetricsEndpoint``.
-    public static let registry = PrometheusCollectorRegistry()
-
-    /// Messages dropped as malformed or over-long, by daemon and socket.
-    public static func badFrame(daemon: String, socket: String) {
-        registry.makeCounter(name: "slipway_bad_frames_dropped_total", labels: [("daemon", daemon), ("socket", socket)]).increment()
+    /// Messages dropped before they were handled, by daemon, socket and reason
+    /// (`malformed_envelope`, `too_many_frames`, `oversize`, …).
+    public static func rejected(daemon: String, socket: String, reason: String, count: Int = 1) {
+        Counter(label: "slipway_messages_rejected_total", dimensions: [("daemon", daemon), ("socket", socket), ("reason", reason)])
+            .increment(by: count)
     }
 
     /// Jobs by state (coordinator; refreshed from the database every few seconds).
     public static func jobs(state: String) -> Gauge {
-        registry.makeGauge(name: "slipway_jobs", labels: [("state", state)])
+        Gauge(label: "slipway_jobs", dimensions: [("state", state)])
     }
 
+    /// The label of the claim-latency histogram, for backends that set its buckets.
+    public static let claimLatencyLabel = "slipway_claim_duration_seconds"
+
     /// How long the claim statement took (coordinator).
-    public static let claimLatency = registry.makeDurationHistogram(
-        name: "slipway_claim_duration_seconds",
-        buckets: [.milliseconds(1), .milliseconds(2), .milliseconds(5), .milliseconds(10), .milliseconds(25),
-                  .milliseconds(50), .milliseconds(100), .milliseconds(250), .milliseconds(1000)])
+    public static var claimLatency: Timer { Timer(label: claimLatencyLabel) }
 
     /// Workers declared lost after missing their heartbeats (coordinator).
-    public static let heartbeatsMissed = registry.makeCounter(name: "slipway_workers_lost_total")
+    public static var workersLost: Counter { Counter(label: "slipway_workers_lost_total") }
 
     /// Piece bytes copied into this region from others (region controller).
-    public static let bytesReplicated = registry.makeCounter(name: "slipway_replicated_bytes_total")
+    public static var bytesReplicated: Counter { Counter(label: "slipway_replicated_bytes_total") }
 
     /// Pieces served, by who serves (`store` or `agent`).
     public static func pieceServed(by server: String) {
-        registry.makeCounter(name: "slipway_pieces_served_total", labels: [("server", server)]).increment()
+        Counter(label: "slipway_pieces_served_total", dimensions: [("server", server)]).increment()
+    }
+
+    /// Requests a server answered `busy` because the asker's queue was full, by server.
+    public static func busy(server: String) {
+        Counter(label: "slipway_busy_replies_total", dimensions: [("server", server)]).increment()
     }
 
     /// Pieces an agent downloaded and verified, by source (`peer` or `seed`).
     public static func pieceDownloaded(from source: String) {
-        registry.makeCounter(name: "slipway_pieces_downloaded_total", labels: [("source", source)]).increment()
+        Counter(label: "slipway_pieces_downloaded_total", dimensions: [("source", source)]).increment()
     }
 
     /// Machines in this region per service, build and state (region controller's tracker).
+    /// Call `destroy()` on a series that no longer exists.
     public static func agents(service: String, build: String, state: String) -> Gauge {
-        registry.makeGauge(name: "slipway_agents", labels: [("service", service), ("build", build), ("state", state)])
+        Gauge(label: "slipway_agents", dimensions: [("service", service), ("build", build), ("state", state)])
     }
 }

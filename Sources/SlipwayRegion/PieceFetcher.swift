@@ -1,3 +1,4 @@
+public import SlipwayCore
 public import Logging
 public import SlipwayArtifact
 public import SlipwayProto
@@ -31,10 +32,10 @@ public final class PieceFetcher {
     public private(set) var lastProgress: ContinuousClock.Instant
     /// Messages dropped as malformed.
     public private(set) var rejected = 0 {
-        didSet { SlipwayMetrics.badFrame(daemon: "region", socket: "replication") }
+        didSet { SlipwayMetrics.rejected(daemon: "region", socket: "replication", reason: "bad_message") }
     }
     private var plan: ReplicationPlan
-    private let endpoints: [String]
+    private let endpoints: [Endpoint]
     private let store: BlobStore
     private let context: ZMQContext
     private let sender: String
@@ -45,7 +46,7 @@ public final class PieceFetcher {
     private var requested: UInt64 = 0
 
     /// Prepares a copy of `manifest` (already begun in `store`) from `sources`, tried in order.
-    public init(manifest: Slipway_V1_ArtifactManifest, sources: [(name: String, endpoint: String)], store: BlobStore,
+    public init(manifest: Slipway_V1_ArtifactManifest, sources: [(name: String, endpoint: Endpoint)], store: BlobStore,
                 context: ZMQContext, sender: String, logger: Logger, window: Int = 16, batch: Int = 8,
                 maxBytesPerSecond: UInt64 = 0, now: ContinuousClock.Instant = .now) {
         self.manifest = manifest

@@ -1,3 +1,5 @@
+public import SlipwayCore
+
 /// Everything a region controller needs to run.
 public struct RegionConfig: Sendable {
     /// The region's name, e.g. `eu-west`.
@@ -5,23 +7,23 @@ public struct RegionConfig: Sendable {
     /// Folder of the regional blob store.
     public var storePath: String
     /// ROUTER for uploads and downloads (workers, agents, other regions).
-    public var storeEndpoint: String = "tcp://127.0.0.1:7710"
+    public var storeEndpoint = Endpoint(host: "127.0.0.1", port: 7710)
     /// The store endpoint agents are told to use as their seed (the bind endpoint unless set).
-    public var advertisedStoreEndpoint: String?
+    public var advertisedStoreEndpoint: Endpoint?
     /// ROUTER where agents register, heartbeat and ask for peers (the tracker).
-    public var trackerEndpoint: String = "tcp://127.0.0.1:7720"
+    public var trackerEndpoint = Endpoint(host: "127.0.0.1", port: 7720)
     /// PUB where target changes reach agents at once.
-    public var targetsEndpoint: String = "tcp://127.0.0.1:7721"
+    public var targetsEndpoint = Endpoint(host: "127.0.0.1", port: 7721)
     /// A machine unheard of for this long is no longer counted or handed out as a peer.
     public var agentTimeout: Duration = .seconds(20)
     /// The other regions' store endpoints by region name: where replicas are copied from.
-    public var peers: [String: String] = [:]
+    public var peers: [String: Endpoint] = [:]
     /// The coordinator's intake ROUTER, where replication reports go.
-    public var coordinatorIntake: String = "tcp://127.0.0.1:7700"
+    public var coordinatorIntake = Endpoint(host: "127.0.0.1", port: 7700)
     /// The coordinator's event PUB.
-    public var coordinatorEvents: String = "tcp://127.0.0.1:7702"
+    public var coordinatorEvents = Endpoint(host: "127.0.0.1", port: 7702)
     /// The coordinator's snapshot ROUTER (event catch-up).
-    public var coordinatorSnapshot: String = "tcp://127.0.0.1:7703"
+    public var coordinatorSnapshot = Endpoint(host: "127.0.0.1", port: 7703)
     /// Pieces in flight per source region (credit); times the piece size bounds memory.
     public var replicationWindow: Int = 16
     /// Pieces asked for in one request.

@@ -1,3 +1,4 @@
+import SlipwayCore
 import Foundation
 public import Logging
 import SlipwayArtifact
@@ -11,17 +12,18 @@ public enum RegionController {
     /// The services to run together until graceful shutdown.
     public static func services(config: RegionConfig, logger: Logger) throws -> [LoopService] {
         // Clean up after a crash once, before either thread opens the store.
+        try StartupCheck.writableDirectory(config.storePath, setting: "--store-dir")
         _ = try BlobStore(root: URL(fileURLWithPath: config.storePath))
         let board = RegionTargetBoard()
         return [
             LoopService(name: "region-store") { stop in
-                try RegionStoreLoop(config: config, logger: logger, stop: stop).run()
+                try RegionStoreLoop(config: config, logger: logger, stop: stop)
             },
             LoopService(name: "region-replication") { stop in
-                try Replicator(config: config, board: board, logger: logger, stop: stop).run()
+                try Replicator(config: config, board: board, logger: logger, stop: stop)
             },
             LoopService(name: "region-tracker") { stop in
-                try TrackerLoop(config: config, board: board, logger: logger, stop: stop).run()
+                try TrackerLoop(config: config, board: board, logger: logger, stop: stop)
             },
         ]
     }

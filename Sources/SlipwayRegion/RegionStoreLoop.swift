@@ -1,3 +1,4 @@
+import SlipwayCore
 import Foundation
 import Logging
 import SlipwayArtifact
@@ -7,7 +8,7 @@ import SlipwayWire
 import SlipwayMetrics
 
 /// The regional store's I/O loop: one ROUTER, one `BlobStore`, one thread.
-final class RegionStoreLoop {
+final class RegionStoreLoop: ServingLoop {
     private let config: RegionConfig
     private let logger: Logger
     private let stop: StopSignal
@@ -15,9 +16,7 @@ final class RegionStoreLoop {
     private let context: ZMQContext
     private let store: BlobStore
     private var socket: ZMQSocket!
-    private var rejected = 0 {
-        didSet { SlipwayMetrics.badFrame(daemon: "region", socket: "store") }
-    }
+    private var rejections = RejectionLog(daemon: "region", socket: "store")
 
     init(config: RegionConfig, logger: Logger, stop: StopSignal) throws {
         self.config = config
@@ -25,19 +24,21 @@ final class RegionStoreLoop {
         self.stop = stop
         self.context = try ZMQContext()
         self.store = try BlobStore(root: URL(fileURLWithPath: config.storePath), cleanTemporary: false)
-    }
-
-    func run() throws {
         socket = try ZMQSocket(context: context, type: .router)
         try socket.set(.routerMandatory(true))
         try socket.bind(config.storeEndpoint)
+    }
+
+    var opened: [String: String] {
+        ["region": config.region, "store": "\(config.storeEndpoint)", "store_dir": config.storePath,
+         "artifacts": "\((try? store.committedDigests().count) ?? 0)"]
+    }
+
+    func serve() throws {
         defer { socket.close() }
-        logger.info("region store serving", metadata: ["region": "\(config.region)", "endpoint": "\(config.storeEndpoint)",
-                                                       "artifacts": "\((try? store.committedDigests().count) ?? 0)"])
         while !stop.isStopped {
             let received = try codec.receiveRouted(from: socket, wait: .timeout(.milliseconds(200)), maxFrames: 8) { error in
-                rejected += 1
-                logger.warning("dropped a bad message", metadata: ["error": "\(error)", "total": "\(rejected)"])
+                rejections.record(error, logger: logger)
             }
             guard let (peer, message) = received else { continue }
             do {

@@ -1,3 +1,4 @@
+import SlipwayCore
 import Foundation
 import Logging
 import SlipwayArtifact
@@ -22,7 +23,7 @@ import SlipwayWire
 /// are kept in `targets.json` beside the store, so they survive the coordinator
 /// and this process being down, and posted on the ``RegionTargetBoard`` the
 /// agent tracker serves.
-final class Replicator {
+final class Replicator: ServingLoop {
     private let config: RegionConfig
     private let logger: Logger
     private let stop: StopSignal
@@ -66,15 +67,11 @@ final class Replicator {
         self.ledger = try ReplicationLedger(storeRoot: root)
         self.peerNames = config.peers.keys.filter { $0 != config.region }.sorted()
         self.targetsFile = root.appendingPathComponent("targets.json")
-    }
-
-    func run() throws {
         savedSequence = ledger.lastSequence
-        targets = try RegionTargets.load(from: targetsFile)
-        board.post(targets)
-        for service in targets.services {
-            let target = targets.effective(service)!
-            logger.info("regional target", metadata: ["service": "\(service)", "digest": "\(target.digest)", "version": "\(target.version)"])
+        do {
+            targets = try RegionTargets.load(from: targetsFile)
+        } catch {
+            throw StartupError(setting: "--store-dir \(config.storePath)", reason: "cannot read targets.json: \(error)")
         }
         events = try EventSubscriber(context: context, publisher: config.coordinatorEvents, snapshot: config.coordinatorSnapshot,
                                      after: savedSequence, sender: config.id)
@@ -82,11 +79,21 @@ final class Replicator {
         reporter.acknowledged = { [ledger] report in
             if report.state == .complete { ledger.markReported(report.digest) }
         }
+    }
+
+    var opened: [String: String] {
+        ["events": "\(config.coordinatorEvents)", "after_sequence": "\(savedSequence)", "peers": peerNames.joined(separator: ","),
+         "services": "\(targets.services.count)"]
+    }
+
+    func serve() throws {
+        board.post(targets)
+        for service in targets.services {
+            let target = targets.effective(service)!
+            logger.info("regional target", metadata: ["service": "\(service)", "digest": "\(target.digest)", "version": "\(target.version)"])
+        }
         defer { close() }
         resumeAfterRestart()
-        logger.info("replication following the coordinator", metadata: [
-            "region": "\(config.region)", "after_sequence": "\(savedSequence)", "peers": "\(peerNames.joined(separator: ","))",
-            "queued": "\(queue.count)"])
         var nextSave = ContinuousClock.now
         while !stop.isStopped {
             try drainEvents()

@@ -1,3 +1,4 @@
+import SlipwayCore
 import Logging
 import SlipwayMetrics
 import SlipwayProto
@@ -17,7 +18,7 @@ import SlipwayWire
 /// Non-blocking: the owner polls ``socket`` and calls ``receive()`` and ``pump(now:)``.
 final class ReportSender<Report: WireBody> {
     private let context: ZMQContext
-    private let endpoint: String
+    private let endpoint: Endpoint
     private let sender: String
     private let logger: Logger
     private let codec = WireCodec()
@@ -32,7 +33,7 @@ final class ReportSender<Report: WireBody> {
     /// Called when the coordinator has recorded a report (or said its subject no longer exists).
     var acknowledged: (Report) -> Void = { _ in }
 
-    init(context: ZMQContext, endpoint: String, sender: String, logger: Logger, timeout: Duration = .seconds(3),
+    init(context: ZMQContext, endpoint: Endpoint, sender: String, logger: Logger, timeout: Duration = .seconds(3),
          key: @escaping (Report) -> String) {
         self.context = context
         self.endpoint = endpoint
@@ -80,7 +81,7 @@ final class ReportSender<Report: WireBody> {
     func receive() throws {
         guard let socket else { return }
         while let frames = try socket.receive(wait: .never, maxFrames: 4, droppingOversize: {
-            SlipwayMetrics.badFrame(daemon: "region", socket: "reports")
+            SlipwayMetrics.rejected(daemon: "region", socket: "reports", reason: "bad_message")
         }) {
             guard let message = try? codec.decode(frames), let waiting = outstanding,
                   message.envelope.inReplyTo == waiting.id else { continue }

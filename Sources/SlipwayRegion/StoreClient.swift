@@ -1,3 +1,4 @@
+public import SlipwayCore
 public import Foundation
 import SlipwayArtifact
 public import SlipwayProto
@@ -16,7 +17,7 @@ public final class StoreClient {
     }
 
     private let context: ZMQContext
-    private let endpoint: String
+    private let endpoint: Endpoint
     private let sender: String
     private let codec = WireCodec()
     private var socket: ZMQSocket?
@@ -28,7 +29,7 @@ public final class StoreClient {
     public var retries = 3
 
     /// A client for the store at `endpoint`.
-    public init(context: ZMQContext, endpoint: String, sender: String) {
+    public init(context: ZMQContext, endpoint: Endpoint, sender: String) {
         self.context = context
         self.endpoint = endpoint
         self.sender = sender

@@ -1,3 +1,4 @@
+import SlipwayCore
 import Foundation
 import Logging
 import SlipwayArtifact
@@ -13,7 +14,7 @@ import SlipwayMetrics
 ///
 /// Heartbeat replies carry the targets too, so an agent that missed a PUB
 /// message (slow joiner, reconnect) still converges within one heartbeat.
-final class TrackerLoop {
+final class TrackerLoop: ServingLoop {
     private let config: RegionConfig
     private let board: RegionTargetBoard
     private let logger: Logger
@@ -28,9 +29,7 @@ final class TrackerLoop {
     private var delivered: (report: Slipway_V1_RegionReport, at: ContinuousClock.Instant)?
     private var published: [String: Slipway_V1_TargetChange] = [:]
     private var seenGeneration: UInt64 = .max
-    private var rejected = 0 {
-        didSet { SlipwayMetrics.badFrame(daemon: "region", socket: "tracker") }
-    }
+    private var rejections = RejectionLog(daemon: "region", socket: "tracker")
     private var random = SystemRandomNumberGenerator()
 
     /// Reports go out when the counts change, at most this often...
@@ -45,9 +44,6 @@ final class TrackerLoop {
         self.stop = stop
         self.context = try ZMQContext()
         self.tracker = AgentTracker(timeout: config.agentTimeout)
-    }
-
-    func run() throws {
         router = try ZMQSocket(context: context, type: .router)
         try router.set(.routerMandatory(true))
         try router.bind(config.trackerEndpoint)
@@ -55,13 +51,18 @@ final class TrackerLoop {
         try publisher.bind(config.targetsEndpoint)
         reports = ReportSender(context: context, endpoint: config.coordinatorIntake, sender: config.id, logger: logger) { $0.region }
         reports.acknowledged = { [unowned self] report in delivered = (report, .now) }
+    }
+
+    var opened: [String: String] {
+        ["tracker": "\(config.trackerEndpoint)", "targets": "\(config.targetsEndpoint)"]
+    }
+
+    func serve() throws {
         defer {
             router.close()
             publisher.close()
             reports.socket?.close()
         }
-        logger.info("agent tracker serving", metadata: ["region": "\(config.region)", "tracker": "\(config.trackerEndpoint)",
-                                                        "targets": "\(config.targetsEndpoint)"])
         var nextReport = ContinuousClock.now
         while !stop.isStopped {
             publishTargetChanges()
@@ -90,10 +91,10 @@ final class TrackerLoop {
         for count in report.counts {
             let key = [count.service, count.artifactDigest, "\(count.state)"]
             now.insert(key)
-            SlipwayMetrics.agents(service: key[0], build: key[1], state: key[2]).set(to: Double(count.machines))
+            SlipwayMetrics.agents(service: key[0], build: key[1], state: key[2]).record(count.machines)
         }
         for key in exported.subtracting(now) {
-            SlipwayMetrics.registry.unregisterGauge(SlipwayMetrics.agents(service: key[0], build: key[1], state: key[2]))
+            SlipwayMetrics.agents(service: key[0], build: key[1], state: key[2]).destroy()
         }
         exported = now
     }
@@ -118,7 +119,7 @@ final class TrackerLoop {
         let (targets, _) = board.read()
         var reply = Slipway_V1_AgentTargets()
         reply.region = config.region
-        reply.seedEndpoint = config.advertisedStoreEndpoint ?? config.storeEndpoint
+        reply.seedEndpoint = "\(config.advertisedStoreEndpoint ?? config.storeEndpoint)"
         let wanted = services.isEmpty ? targets.services : services
         reply.targets = wanted.compactMap { targets.agentTarget($0, region: config.region) }
         return reply
@@ -131,15 +132,14 @@ final class TrackerLoop {
         // Up to 1000 messages per turn, so targets and reports are not starved.
         for _ in 0..<1_000 {
             let received = try codec.receiveRouted(from: router, wait: first ? wait : .never, maxFrames: 4) { error in
-                rejected += 1
-                logger.warning("dropped a bad message", metadata: ["error": "\(error)", "total": "\(rejected)"])
+                rejections.record(error, logger: logger)
             }
             first = false
             guard let (peer, message) = received else { return }
             do {
                 try handle(peer, message)
             } catch {
-                rejected += 1
+                rejections.record(reason: "bad_request", detail: "\(error)", logger: logger)
                 reply(peer, to: message, error: "invalid_argument", "\(error)")
             }
         }
@@ -170,7 +170,7 @@ final class TrackerLoop {
             var list = Slipway_V1_PeerList()
             list.digest = request.digest
             list.peers = tracker.peers(for: request.digest, asking: request.machineID, using: &random)
-            list.seedEndpoint = config.advertisedStoreEndpoint ?? config.storeEndpoint
+            list.seedEndpoint = "\(config.advertisedStoreEndpoint ?? config.storeEndpoint)"
             reply(peer, to: message, list)
         default:
             reply(peer, to: message, error: "unsupported", "the tracker does not handle \(message.type)")
@@ -183,8 +183,7 @@ final class TrackerLoop {
         guard register.region == region else {
             return "machine \(register.machineID) says region '\(SafeText.printable(register.region, limit: 64))'; this is region \(region)"
         }
-        guard register.peerEndpoint.isEmpty || ((register.peerEndpoint.hasPrefix("tcp://") || register.peerEndpoint.hasPrefix("ipc://"))
-                                                && register.peerEndpoint.utf8.count <= 256) else {
+        guard register.peerEndpoint.isEmpty || (register.peerEndpoint.utf8.count <= 256 && (try? Endpoint(parsing: register.peerEndpoint)) != nil) else {
             return "peer endpoint must be empty or a tcp:// or ipc:// endpoint of at most 256 bytes"
         }
         guard register.services.count <= 64, register.statuses.count <= 64, register.completeDigests.count <= 256 else {

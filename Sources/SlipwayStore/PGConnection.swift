@@ -52,6 +52,18 @@ public final class PGConnection {
         if let handle { PQfinish(handle) }
     }
 
+    /// Checks that `url` is something libpq can parse, without connecting: a
+    /// typo in the URL is a configuration error, not a server to wait for.
+    public static func checkSyntax(_ url: String) throws(PGError) {
+        var message: UnsafeMutablePointer<CChar>?
+        guard let options = PQconninfoParse(url, &message) else {
+            let text = message.map { String(cString: $0).trimmingTrailingNewlines() } ?? "not a libpq URL or keyword string"
+            if let message { PQfreemem(message) }
+            throw PGError(.invalidArgument, message: text)
+        }
+        PQconninfoFree(options)
+    }
+
     /// True inside a transaction that a failed statement has aborted; only
     /// `ROLLBACK` (or `ROLLBACK TO SAVEPOINT`) is accepted until then.
     public var isTransactionFailed: Bool { handle.map { PQtransactionStatus($0) == PQTRANS_INERROR } ?? false }

@@ -41,6 +41,11 @@ public struct PGError: Error, Sendable, CustomStringConvertible, CustomDebugStri
         self.query = query
     }
 
+    /// The message on one line (libpq's connection errors span several).
+    public var oneLine: String {
+        message.split(separator: "\n").map { $0.drop { $0 == " " || $0 == "\t" } }.joined(separator: " ")
+    }
+
     /// True for SQLSTATE 23505.
     public var isUniqueViolation: Bool { sqlState == "23505" }
     /// True for SQLSTATE 40001 and 40P01: the transaction may simply be retried.

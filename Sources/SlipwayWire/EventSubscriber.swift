@@ -1,3 +1,4 @@
+public import SlipwayCore
 public import SlipwayProto
 
 /// Receives the coordinator's event stream without losing anything: live events
@@ -9,8 +10,8 @@ public import SlipwayProto
 /// the thread that created it (an `OwnedThread`).
 public final class EventSubscriber {
     private let codec = WireCodec()
-    private let publisher: String
-    private let snapshotEndpoint: String
+    private let publisher: Endpoint
+    private let snapshotEndpoint: Endpoint
     private let sender: String
     private let context: ZMQContext
     private var live: ZMQSocket
@@ -30,7 +31,7 @@ public final class EventSubscriber {
     public var lastSequence: UInt64 { sequencer.lastApplied }
 
     /// Connects to a publisher's PUB and snapshot ROUTER, and asks for every event after `after`.
-    public init(context: ZMQContext, publisher: String, snapshot: String, after: UInt64 = 0,
+    public init(context: ZMQContext, publisher: Endpoint, snapshot: Endpoint, after: UInt64 = 0,
                 sender: String, receiveHighWaterMark: Int32 = 1_000) throws {
         self.context = context
         self.publisher = publisher

@@ -59,8 +59,11 @@ public struct ZMQError: Error, Sendable, Hashable, CustomStringConvertible, Cust
 
     /// `zmq_bind failed: Address already in use`.
     public var description: String {
-        "\(operation) failed: \(String(cString: zmq_strerror(errno)))"
+        "\(operation) failed: \(reason)"
     }
+
+    /// libzmq's text for the errno: `Address already in use`.
+    public var reason: String { String(cString: zmq_strerror(errno)) }
 
     /// The description plus errno and context.
     public var debugDescription: String {

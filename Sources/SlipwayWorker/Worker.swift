@@ -7,7 +7,7 @@ public enum Worker {
     /// A service that serves until graceful shutdown.
     public static func service(config: WorkerConfig, logger: Logger) -> LoopService {
         LoopService(name: "worker") { stop in
-            try WorkerLoop(config: config, logger: logger, stop: stop).run()
+            try WorkerLoop(config: config, logger: logger, stop: stop)
         }
     }
 }

@@ -1,9 +1,11 @@
+public import SlipwayCore
+
 /// Everything a build worker needs to run.
 public struct WorkerConfig: Sendable {
     /// The coordinator's dispatch ROUTER.
-    public var coordinatorEndpoint: String = "tcp://127.0.0.1:7701"
+    public var coordinatorEndpoint = Endpoint(host: "127.0.0.1", port: 7701)
     /// This region's store ROUTER, where artifacts are uploaded.
-    public var storeEndpoint: String = "tcp://127.0.0.1:7710"
+    public var storeEndpoint = Endpoint(host: "127.0.0.1", port: 7710)
     /// The worker's region.
     public var region: String
     /// Builds run at once.

@@ -1,3 +1,4 @@
+import SlipwayCore
 import Logging
 import SlipwayProto
 import SlipwayThreads
@@ -5,7 +6,7 @@ import SlipwayWire
 
 /// The worker's I/O loop: owns the DEALER to the coordinator and the inproc
 /// PULL that running builds report through. Builds run on threads of their own.
-final class WorkerLoop {
+final class WorkerLoop: ServingLoop {
     private struct Running {
         let attempt: UInt32
         let control: BuildControl
@@ -24,6 +25,7 @@ final class WorkerLoop {
     private var assignmentsReceived: UInt64 = 0
     private var lastHeard = ContinuousClock.now
     private var labels: [String: String]
+    private var rejections = RejectionLog(daemon: "worker", socket: "coordinator")
 
     init(config: WorkerConfig, logger: Logger, stop: StopSignal) throws {
         self.config = config
@@ -43,17 +45,22 @@ final class WorkerLoop {
             labels[key] = value
         }
         self.labels = labels
-    }
-
-    func run() throws {
+        try StartupCheck.writableDirectory(config.workDirectory, setting: "--work-dir")
         outbox = try ZMQSocket(context: context, type: .pull)
         try outbox.bind(outboxEndpoint)
         try connect()
+    }
+
+    var opened: [String: String] {
+        ["worker": config.id, "slots": "\(config.slots)", "labels": labels.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: ","),
+         "coordinator": "\(config.coordinatorEndpoint)", "store": "\(config.storeEndpoint)", "work_dir": config.workDirectory]
+    }
+
+    func serve() throws {
         defer {
             coordinator?.close()
             outbox?.close()
         }
-        logger.info("worker started", metadata: ["worker": "\(config.id)", "slots": "\(config.slots)", "labels": "\(labels)"])
         var nextHeartbeat = ContinuousClock.now
         var drainDeadline: ContinuousClock.Instant?
         while true {
@@ -76,10 +83,15 @@ final class WorkerLoop {
             if now >= nextHeartbeat {
                 nextHeartbeat = now + config.heartbeatInterval
                 sendHeartbeat()
-                if now - lastHeard > config.heartbeatInterval * config.liveness {
-                    logger.warning("coordinator silent; reconnecting")
+                if now - lastHeard > config.heartbeatInterval * config.liveness, now >= nextReconnect {
+                    // Silent for a while: a fresh socket, tried less and less often, said once a minute.
+                    nextReconnect = now + reconnectBackoff.failed()
+                    if let attempts = silence.occurred(now: now) {
+                        logger.warning("no answer from the coordinator; reconnecting", metadata: [
+                            "coordinator": "\(config.coordinatorEndpoint)", "silent_for": "\(now - lastHeard)", "attempts": "\(attempts)"])
+                    }
                     coordinator.close()
-                    try connect()
+                    try connect(resetSilence: false)
                 }
             }
         }
@@ -92,13 +104,29 @@ final class WorkerLoop {
     /// The leader we last heard a heartbeat from.
     private var coordinatorID: String?
 
-    private func connect() throws {
+    /// Reconnection after silence: back-off between fresh sockets, and one log line a minute.
+    private var reconnectBackoff = Backoff(initial: .seconds(1), cap: .seconds(30))
+    private var nextReconnect = ContinuousClock.now
+    private var silence = RepeatedEvent(interval: .seconds(60))
+
+    private func connect(resetSilence: Bool = true) throws {
         coordinator = try ZMQSocket(context: context, type: .dealer)
         try coordinator.set(.routingID(Array(config.id.utf8)))
         try coordinator.set(.linger(.seconds(2)))
         try coordinator.connect(config.coordinatorEndpoint)
-        lastHeard = .now
+        if resetSilence { lastHeard = .now }
         requestWork()
+    }
+
+    /// Something arrived from the coordinator.
+    private func heard() {
+        let now = ContinuousClock.now
+        if reconnectBackoff.failures > 0 {
+            logger.info("coordinator answering again", metadata: ["coordinator": "\(config.coordinatorEndpoint)", "silent_for": "\(now - lastHeard)"])
+            reconnectBackoff.succeeded()
+            silence.reset()
+        }
+        lastHeard = now
     }
 
     private func requestWork() {
@@ -131,15 +159,15 @@ final class WorkerLoop {
     private func drainCoordinator() throws {
         for _ in 0..<256 {
             let received = try coordinator.receive(wait: .never) {
-                logger.warning("dropped a message with too many frames from the coordinator")
+                rejections.record(reason: "too_many_frames", detail: "a message from the coordinator had too many frames", logger: logger)
             }
             guard let frames = received else { return }
-            lastHeard = .now
+            heard()
             let message: WireMessage
             do {
                 message = try codec.decode(frames)
             } catch {
-                logger.warning("dropped a bad message from the coordinator", metadata: ["error": "\(error)"])
+                rejections.record(error, logger: logger)
                 continue
             }
             do {

@@ -1,7 +1,7 @@
 import ArgumentParser
 import Logging
 import SlipwayAgent
-import SlipwayWire
+import SlipwayCore
 
 struct AgentCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
@@ -16,10 +16,11 @@ struct AgentCommand: AsyncParsableCommand {
 
     @Option(help: "This machine's id in its region (default: the host name).") var machineId: String?
     @Option(help: "The machine's region.") var region = "local"
-    @Option(help: "The region controller's tracker endpoint.") var tracker = "tcp://127.0.0.1:7720"
-    @Option(help: "The region controller's target PUB endpoint.") var targets = "tcp://127.0.0.1:7721"
-    @Option(help: "ROUTER endpoint where this agent serves pieces to its peers.") var listen = "tcp://127.0.0.1:7730"
-    @Option(help: "The endpoint peers should connect to, if not --listen.") var advertise: String?
+    @Option(help: "The region controller's tracker endpoint.", transform: endpoint) var tracker = Endpoint(host: "127.0.0.1", port: 7720)
+    @Option(help: "The region controller's target PUB endpoint.", transform: endpoint) var targets = Endpoint(host: "127.0.0.1", port: 7721)
+    @Option(help: "ROUTER endpoint where this agent serves pieces to its peers.", transform: endpoint)
+    var listen = Endpoint(host: "127.0.0.1", port: 7730)
+    @Option(help: "The endpoint peers should connect to, if not --listen.", transform: endpoint) var advertise: Endpoint?
     @Option(help: "Folder for downloaded pieces and installed builds.") var root = ".local/agent"
     @Option(name: .customLong("service"), help: "A service this machine runs (repeatable).") var services: [String] = []
     @Option(name: .customLong("run"), help: ArgumentHelp("The command that runs a service (repeatable).", valueName: "service=command"))
@@ -42,11 +43,9 @@ struct AgentCommand: AsyncParsableCommand {
             throw ValidationError("--run/--health: '\(entry.key)' is not one of the --service names")
         }
         if let machineId, !SafeText.isName(machineId, max: 128) { throw ValidationError("--machine-id: '\(machineId)' is not a valid id") }
-        guard RegionCommand.isRegionName(region) else { throw ValidationError("--region: '\(region)' is not a region name") }
-        for (flag, endpoint) in [("--tracker", tracker), ("--targets", targets), ("--listen", listen), ("--advertise", advertise ?? listen)]
-        where !(endpoint.hasPrefix("tcp://") || endpoint.hasPrefix("ipc://")) {
-            throw ValidationError("\(flag): endpoint must start with tcp:// or ipc://")
-        }
+        if let problem = RegionName.problem(with: region) { throw ValidationError("--region: '\(SafeText.printable(region))' is not a region name: \(problem)") }
+        if advertise?.host == "*" { throw ValidationError("--advertise: peers cannot connect to '*'; name this machine's address") }
+        if advertise == nil, listen.host == "*" { throw ValidationError("--listen binds every interface: give --advertise, the address peers should use") }
         guard healthTimeout.duration >= .seconds(1) else { throw ValidationError("--health-timeout must be at least 1s") }
         guard maxDownloadMibps >= 0, maxDownloadMibps < 1e6 else { throw ValidationError("--max-download-mibps must be 0 or positive") }
     }
@@ -63,13 +62,13 @@ struct AgentCommand: AsyncParsableCommand {
             return spec
         }
         var config = AgentConfig(machineID: machine, region: region, root: root, services: specs, id: ProcessIdentity.make("agent-\(machine)"))
-        config.trackerEndpoint = tracker
-        config.targetsEndpoint = targets
-        config.listenEndpoint = listen
-        config.advertisedEndpoint = advertise
+        config.trackerEndpoint = tracker.named("--tracker")
+        config.targetsEndpoint = targets.named("--targets")
+        config.listenEndpoint = listen.named("--listen")
+        config.advertisedEndpoint = advertise?.named("--advertise")
         config.heartbeatInterval = daemon.heartbeat.duration
         config.maxDownloadBytesPerSecond = UInt64(maxDownloadMibps * 1_048_576)
         config.seedOnly = seedOnly
-        try await runDaemon([Agent.service(config: config, logger: Logger(label: "slipway.agent"))], label: "slipway.agent", options: daemon)
+        await DaemonRunner.run("agent", services: [Agent.service(config: config, logger: daemon.logger("agent"))], options: daemon)
     }
 }

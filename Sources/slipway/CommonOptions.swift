@@ -1,5 +1,8 @@
 import ArgumentParser
+import Foundation
+import SlipwayCore
 import SlipwayMetrics
+import SlipwayStore
 import Logging
 #if canImport(Glibc)
 import Glibc
@@ -57,7 +60,7 @@ struct DaemonOptions: ParsableArguments {
 
     func validate() throws {
         if let metricsListen {
-            do { _ = try MetricsEndpoint.service(listen: metricsListen) } catch { throw ValidationError("--metrics-listen: \(error)") }
+            do { _ = try MetricsEndpoint.parse(metricsListen) } catch { throw ValidationError("--metrics-listen: \(error)") }
         }
         guard heartbeat.duration >= .milliseconds(100) else {
             throw ValidationError("--heartbeat must be at least 100ms (liveness is 3 heartbeats)")
@@ -66,6 +69,9 @@ struct DaemonOptions: ParsableArguments {
             throw ValidationError("unknown log level '\(logLevel)'; use trace, debug, info, notice, warning, error or critical")
         }
     }
+
+    /// The daemon's logger: `slipway.NAME`.
+    func logger(_ name: String) -> Logger { Logger(label: "slipway.\(name)") }
 
     func bootstrapLogging() {
         let level = Logger.Level(rawValue: logLevel) ?? .info
@@ -94,4 +100,25 @@ enum ProcessIdentity {
         let suffix = String(UInt16.random(in: 0...UInt16.max), radix: 16)
         return "\(role)-\(host)-\(getpid())-\(suffix)"
     }
+}
+
+/// `--intake tcp://…` and every other endpoint flag: parsed once, the reason
+/// shown when it is not an endpoint.
+func endpoint(_ text: String) throws -> Endpoint {
+    try Endpoint(parsing: text)
+}
+
+/// Refuses a database URL libpq cannot parse, naming the flag.
+func checkDatabaseURL(_ url: String) throws {
+    do {
+        try PGConnection.checkSyntax(url)
+    } catch {
+        throw ValidationError("--database-url: not a PostgreSQL URL: \(error.message)")
+    }
+}
+
+/// A daemon that cannot even build its services: one line, exit 1.
+func daemonStartFailed(_ command: String, _ error: any Error) -> Never {
+    FileHandle.standardError.write(Data("slipway \(command): cannot start: \(error)\n".utf8))
+    exit(1)
 }

@@ -1,25 +1,10 @@
+import SlipwayThreads
 import ArgumentParser
 import Logging
-import ServiceLifecycle
+import SlipwayCore
 import SlipwayCoordinator
-import SlipwayMetrics
 import SlipwayRegion
-import SlipwayWire
 import SlipwayWorker
-
-/// Runs a daemon's services in one ServiceGroup: SIGTERM and SIGINT shut them all
-/// down gracefully, and one that fails stops the others.
-func runDaemon(_ services: [any Service], label: String, options: DaemonOptions) async throws {
-    let logger = Logger(label: label)
-    var services = services
-    if let listen = options.metricsListen {
-        services.append(try MetricsEndpoint.service(listen: listen))
-        logger.info("metrics served", metadata: ["endpoint": "http://\(listen)/metrics"])
-    }
-    let group = ServiceGroup(configuration: .init(services: services.map { .init(service: $0) },
-                                                  gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
-    try await group.run()
-}
 
 struct CoordinatorCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
@@ -28,10 +13,10 @@ struct CoordinatorCommand: AsyncParsableCommand {
 
     @Option(name: .customLong("database-url"), help: "libpq URL of the job database (env: SLIPWAY_DATABASE_URL).")
     var databaseURL: String?
-    @Option(help: "ROUTER endpoint for producers and the CLI.") var intake = "tcp://127.0.0.1:7700"
-    @Option(help: "ROUTER endpoint for workers.") var dispatch = "tcp://127.0.0.1:7701"
-    @Option(help: "PUB endpoint for events.") var events = "tcp://127.0.0.1:7702"
-    @Option(help: "ROUTER endpoint where event subscribers catch up.") var snapshot = "tcp://127.0.0.1:7703"
+    @Option(help: "ROUTER endpoint for producers and the CLI.", transform: endpoint) var intake = Endpoint(host: "127.0.0.1", port: 7700)
+    @Option(help: "ROUTER endpoint for workers.", transform: endpoint) var dispatch = Endpoint(host: "127.0.0.1", port: 7701)
+    @Option(help: "PUB endpoint for events.", transform: endpoint) var events = Endpoint(host: "127.0.0.1", port: 7702)
+    @Option(help: "ROUTER endpoint where event subscribers catch up.", transform: endpoint) var snapshot = Endpoint(host: "127.0.0.1", port: 7703)
     @Option(help: "First retry back-off (doubles per attempt).") var retryBackoff = DurationArgument(argument: "2s")!
     @Option(help: "Default attempts per job.") var maxAttempts = 3
     @Option(help: "Default build timeout in seconds.") var timeout = 3_600
@@ -43,9 +28,12 @@ struct CoordinatorCommand: AsyncParsableCommand {
     @OptionGroup var daemon: DaemonOptions
 
     func validate() throws {
-        for region in regionList where !RegionCommand.isRegionName(region) {
-            throw ValidationError("--regions: '\(region)' is not a region name (A-Z a-z 0-9 . _ -, starting with a letter or digit, up to 64)")
+        for region in regionList where !RegionName.isValid(region) {
+            throw ValidationError("--regions: \(InvalidValue(kind: RegionName.kind, text: region, rule: RegionName.problem(with: region)!))")
         }
+        guard (1...20).contains(maxAttempts) else { throw ValidationError("--max-attempts must be 1…20") }
+        guard (1...86_400).contains(timeout) else { throw ValidationError("--timeout must be 1…86400 seconds") }
+        if let databaseURL { try checkDatabaseURL(databaseURL) }
     }
 
     private var regionList: [String] {
@@ -56,12 +44,13 @@ struct CoordinatorCommand: AsyncParsableCommand {
         guard let url = databaseURL ?? Environment.value("SLIPWAY_DATABASE_URL") else {
             throw ValidationError("no database: pass --database-url or set SLIPWAY_DATABASE_URL")
         }
+        try checkDatabaseURL(url)
         daemon.bootstrapLogging()
         var config = CoordinatorConfig(databaseURL: url, id: ProcessIdentity.make("coordinator"))
-        config.intakeEndpoint = intake
-        config.dispatchEndpoint = dispatch
-        config.eventsEndpoint = events
-        config.snapshotEndpoint = snapshot
+        config.intakeEndpoint = intake.named("--intake")
+        config.dispatchEndpoint = dispatch.named("--dispatch")
+        config.eventsEndpoint = events.named("--events")
+        config.snapshotEndpoint = snapshot.named("--snapshot")
         config.heartbeatInterval = daemon.heartbeat.duration
         config.retryBackoff = retryBackoff.duration
         config.defaultMaxAttempts = maxAttempts
@@ -69,7 +58,7 @@ struct CoordinatorCommand: AsyncParsableCommand {
         config.regions = regionList
         config.artifactRetention = artifactRetention.duration == .zero ? nil : artifactRetention.duration
         config.collectionInterval = max(gcInterval.duration, .seconds(1))
-        try await runDaemon([Coordinator.service(config: config, logger: Logger(label: "slipway.coordinator"))], label: "slipway.coordinator", options: daemon)
+        await DaemonRunner.run("coordinator", services: [Coordinator.service(config: config, logger: daemon.logger("coordinator"))], options: daemon)
     }
 }
 
@@ -78,8 +67,8 @@ struct WorkerCommand: AsyncParsableCommand {
         commandName: "worker",
         abstract: "Run a build worker: takes jobs from the coordinator, builds, uploads to its region's store.")
 
-    @Option(help: "The coordinator's dispatch endpoint.") var coordinator = "tcp://127.0.0.1:7701"
-    @Option(help: "This region's store endpoint.") var store = "tcp://127.0.0.1:7710"
+    @Option(help: "The coordinator's dispatch endpoint.", transform: endpoint) var coordinator = Endpoint(host: "127.0.0.1", port: 7701)
+    @Option(help: "This region's store endpoint.", transform: endpoint) var store = Endpoint(host: "127.0.0.1", port: 7710)
     @Option(help: "This worker's region.") var region = "local"
     @Option(help: "Builds run at once.") var slots = 1
     @Option(name: .customLong("label"), help: "A label jobs may require, key=value (repeatable).") var labels: [LabelArgument] = []
@@ -88,17 +77,21 @@ struct WorkerCommand: AsyncParsableCommand {
 
     func validate() throws {
         guard (1...256).contains(slots) else { throw ValidationError("--slots must be between 1 and 256") }
+        if let problem = RegionName.problem(with: region) { throw ValidationError("--region: '\(SafeText.printable(region))' is not a region name: \(problem)") }
+        for label in labels where !SafeText.isName(label.key, max: 64) || label.value.utf8.count > 128 {
+            throw ValidationError("--label \(SafeText.printable(label.key)): keys are up to 64 characters of A-Z a-z 0-9 . _ -, values up to 128")
+        }
     }
 
     func run() async throws {
         daemon.bootstrapLogging()
         var config = WorkerConfig(region: region, workDirectory: workDir, id: ProcessIdentity.make("worker"))
-        config.coordinatorEndpoint = coordinator
-        config.storeEndpoint = store
+        config.coordinatorEndpoint = coordinator.named("--coordinator")
+        config.storeEndpoint = store.named("--store")
         config.slots = slots
         config.labels = Dictionary(labels.map { ($0.key, $0.value) }, uniquingKeysWith: { $1 })
         config.heartbeatInterval = daemon.heartbeat.duration
-        try await runDaemon([Worker.service(config: config, logger: Logger(label: "slipway.worker"))], label: "slipway.worker", options: daemon)
+        await DaemonRunner.run("worker", services: [Worker.service(config: config, logger: daemon.logger("worker"))], options: daemon)
     }
 }
 
@@ -109,15 +102,18 @@ struct RegionCommand: AsyncParsableCommand {
 
     @Option(help: "The region's name.") var name = "local"
     @Option(help: "Folder of the blob store.") var storeDir = ".local/region"
-    @Option(help: "ROUTER endpoint for uploads and downloads.") var store = "tcp://127.0.0.1:7710"
+    @Option(help: "ROUTER endpoint for uploads and downloads.", transform: endpoint) var store = Endpoint(host: "127.0.0.1", port: 7710)
     @Option(name: .customLong("peer"), help: ArgumentHelp("Another region's store, to replicate from (repeatable).", valueName: "name=endpoint"))
     var peers: [LabelArgument] = []
-    @Option(help: "The coordinator's intake endpoint (replication reports).") var coordinatorIntake = "tcp://127.0.0.1:7700"
-    @Option(help: "The coordinator's event PUB endpoint.") var coordinatorEvents = "tcp://127.0.0.1:7702"
-    @Option(help: "The coordinator's event catch-up endpoint.") var coordinatorSnapshot = "tcp://127.0.0.1:7703"
-    @Option(help: "ROUTER endpoint where agents register and ask for peers.") var tracker = "tcp://127.0.0.1:7720"
-    @Option(help: "PUB endpoint that pushes target changes to agents.") var targets = "tcp://127.0.0.1:7721"
-    @Option(help: "The store endpoint agents should use, if not --store (e.g. when binding tcp://*).") var advertiseStore: String?
+    @Option(help: "The coordinator's intake endpoint (replication reports).", transform: endpoint)
+    var coordinatorIntake = Endpoint(host: "127.0.0.1", port: 7700)
+    @Option(help: "The coordinator's event PUB endpoint.", transform: endpoint) var coordinatorEvents = Endpoint(host: "127.0.0.1", port: 7702)
+    @Option(help: "The coordinator's event catch-up endpoint.", transform: endpoint)
+    var coordinatorSnapshot = Endpoint(host: "127.0.0.1", port: 7703)
+    @Option(help: "ROUTER endpoint where agents register and ask for peers.", transform: endpoint) var tracker = Endpoint(host: "127.0.0.1", port: 7720)
+    @Option(help: "PUB endpoint that pushes target changes to agents.", transform: endpoint) var targets = Endpoint(host: "127.0.0.1", port: 7721)
+    @Option(help: "The store endpoint agents should use, if not --store (e.g. when binding tcp://*).", transform: endpoint)
+    var advertiseStore: Endpoint?
     @Option(help: "A machine unheard of for this long is no longer counted.") var agentTimeout = DurationArgument(argument: "20s")!
     @Option(help: "Pieces in flight per peer region while replicating.") var replicationWindow = 16
     @Option(help: "Cap on replication bandwidth into this region, in MiB/s (0: none).") var replicationMaxMibps = 0.0
@@ -125,15 +121,16 @@ struct RegionCommand: AsyncParsableCommand {
     var replicationStallTimeout = DurationArgument(argument: "60s")!
     @OptionGroup var daemon: DaemonOptions
 
-    /// The coordinator's rule for region names, so a region it would refuse never starts.
-    static func isRegionName(_ text: String) -> Bool { SafeText.isName(text, max: 64) }
-
     func validate() throws {
-        guard Self.isRegionName(name) else { throw ValidationError("--name: '\(name)' is not a region name (A-Z a-z 0-9 . _ -, starting with a letter or digit, up to 64)") }
+        if let problem = RegionName.problem(with: name) { throw ValidationError("--name: '\(SafeText.printable(name))' is not a region name: \(problem)") }
         for peer in peers {
-            guard Self.isRegionName(peer.key) else { throw ValidationError("--peer: '\(peer.key)' is not a region name") }
-            guard peer.value.hasPrefix("tcp://") || peer.value.hasPrefix("ipc://") else {
-                throw ValidationError("--peer \(peer.key): endpoint must start with tcp:// or ipc://")
+            guard RegionName.isValid(peer.key) else { throw ValidationError("--peer: '\(SafeText.printable(peer.key))' is not a region name") }
+            do { _ = try Endpoint(parsing: peer.value, origin: "--peer \(peer.key)") } catch { throw ValidationError("\(error)") }
+        }
+        let bound = [("--store", store), ("--tracker", tracker), ("--targets", targets)]
+        for (index, (flag, endpoint)) in bound.enumerated() {
+            if let other = bound[..<index].first(where: { $0.1 == endpoint }) {
+                throw ValidationError("\(flag) and \(other.0) are both \(endpoint); each needs its own endpoint")
             }
         }
         guard (1...256).contains(replicationWindow) else { throw ValidationError("--replication-window must be 1…256") }
@@ -143,19 +140,26 @@ struct RegionCommand: AsyncParsableCommand {
     func run() async throws {
         daemon.bootstrapLogging()
         var config = RegionConfig(region: name, storePath: storeDir, id: ProcessIdentity.make("region-\(name)"))
-        config.storeEndpoint = store
-        config.peers = Dictionary(peers.map { ($0.key, $0.value) }, uniquingKeysWith: { _, last in last })
-        config.coordinatorIntake = coordinatorIntake
-        config.coordinatorEvents = coordinatorEvents
-        config.coordinatorSnapshot = coordinatorSnapshot
-        config.trackerEndpoint = tracker
-        config.targetsEndpoint = targets
-        config.advertisedStoreEndpoint = advertiseStore
+        config.storeEndpoint = store.named("--store")
+        config.peers = Dictionary(try peers.map { ($0.key, try Endpoint(parsing: $0.value, origin: "--peer \($0.key)")) },
+                                  uniquingKeysWith: { _, last in last })
+        config.coordinatorIntake = coordinatorIntake.named("--coordinator-intake")
+        config.coordinatorEvents = coordinatorEvents.named("--coordinator-events")
+        config.coordinatorSnapshot = coordinatorSnapshot.named("--coordinator-snapshot")
+        config.trackerEndpoint = tracker.named("--tracker")
+        config.targetsEndpoint = targets.named("--targets")
+        config.advertisedStoreEndpoint = advertiseStore?.named("--advertise-store")
         config.agentTimeout = max(agentTimeout.duration, .seconds(1))
         config.replicationWindow = replicationWindow
         config.replicationBatch = min(8, replicationWindow)
         config.replicationMaxBytesPerSecond = UInt64(replicationMaxMibps * 1_048_576)
         config.stallTimeout = max(replicationStallTimeout.duration, .seconds(1))
-        try await runDaemon(try RegionController.services(config: config, logger: Logger(label: "slipway.region")), label: "slipway.region", options: daemon)
+        let services: [LoopService]
+        do {
+            services = try RegionController.services(config: config, logger: daemon.logger("region"))
+        } catch {
+            daemonStartFailed("region", error)
+        }
+        await DaemonRunner.run("region", services: services, options: daemon)
     }
 }

@@ -1,3 +1,4 @@
+import SlipwayCore
 import ArgumentParser
 import Foundation
 import SlipwayProto

@@ -1,3 +1,4 @@
+import SlipwayCore
 import Foundation
 import SlipwayProducer
 import SlipwayProto
@@ -105,7 +106,7 @@ struct BuildPipelineTests {
         defer { thread.shutdown() }
         let (publisher, snapshot) = (cluster.events, cluster.snapshot)
         return try await thread.run {
-            let subscriber = try EventSubscriber(context: context, publisher: publisher, snapshot: snapshot, sender: "test")
+            let subscriber = try EventSubscriber(context: context, publisher: Endpoint(parsing: publisher), snapshot: Endpoint(parsing: snapshot), sender: "test")
             defer { subscriber.close() }
             var events: [Slipway_V1_Event] = []
             let deadline = ContinuousClock.now + .seconds(10)

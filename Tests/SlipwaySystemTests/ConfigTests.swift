@@ -55,7 +55,7 @@ struct ConfigTests {
                                          Cluster.binary!, "region", "--config", file.path, "--log-level", "info"], log: log)
         defer { _ = region.stop() }
         let text = { (try? String(contentsOf: log, encoding: .utf8)) ?? "" }
-        try await ReplicationTests.waitFor("the region to start", timeout: .seconds(20)) { text().contains("agent tracker serving") }
+        try await ReplicationTests.waitFor("the region to start", timeout: .seconds(20)) { text().contains("] serving") }
         #expect(text().contains("region=fromenv") && !text().contains("region=fromfile"), "the environment beats the file: \(text())")
         #expect(!text().contains(" debug "), "the --log-level flag beats SLIPWAY_REGION_LOG_LEVEL")
         // The file's metrics address is in use.

@@ -1,0 +1,147 @@
+import Foundation
+import SlipwayTestSupport
+import Testing
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// How every daemon starts and stops, through the real binary: a daemon that
+/// cannot do its job exits non-zero within 5 s with one line naming the
+/// setting; SIGTERM stops it within the documented 15 s, also after one of its
+/// services failed.
+@Suite("Daemon start and stop", .serialized, .enabled(if: Cluster.isConfigured))
+struct DaemonLifecycleTests {
+    /// What a daemon printed and how it ended.
+    struct Ending {
+        let status: Int32
+        let seconds: Double
+        let output: String
+    }
+
+    /// Runs `slipway ARGS` until it exits (SIGKILL after `limit`).
+    static func run(_ arguments: [String], in directory: URL, limit: Duration = .seconds(10)) throws -> Ending {
+        let log = directory.appendingPathComponent("run-\(UUID().uuidString.prefix(8)).log")
+        let started = ContinuousClock.now
+        let process = try SpawnedProcess([Cluster.binary!] + arguments, log: log)
+        while !process.hasExited, ContinuousClock.now - started < limit { usleep(20_000) }
+        if !process.hasExited { process.signal(SIGKILL) }
+        let status = process.wait()
+        let elapsed = ContinuousClock.now - started
+        let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
+        return Ending(status: status, seconds: seconds, output: (try? String(contentsOf: log, encoding: .utf8)) ?? "")
+    }
+
+    /// A listening TCP socket on 127.0.0.1 that holds a port until closed.
+    static func occupy() -> (port: Int, descriptor: Int32) {
+        while true {
+            let port = freeLoopbackPort()
+            let descriptor = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+            var address = sockaddr_in()
+            address.sin_family = sa_family_t(AF_INET)
+            address.sin_addr.s_addr = inet_addr("127.0.0.1")
+            address.sin_port = UInt16(port).bigEndian
+            let bound = withUnsafePointer(to: &address) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(descriptor, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+            }
+            if bound == 0, listen(descriptor, 1) == 0 { return (port, descriptor) }
+            close(descriptor)
+        }
+    }
+
+    @Test("every daemon refuses a bad endpoint, a taken port, an unusable folder: non-zero within 5 s, the setting named")
+    func startupFailures() async throws {
+        let cluster = try await Cluster()
+        defer { Task { await cluster.shutdown() } }
+        let dir = cluster.directory
+        let file = dir.appendingPathComponent("a-file")
+        try "x".write(to: file, atomically: true, encoding: .utf8)
+        let taken = Self.occupy()
+        defer { close(taken.descriptor) }
+        let busy = "tcp://127.0.0.1:\(taken.port)"
+        let free = { "tcp://127.0.0.1:\(freeLoopbackPort())" }
+        let db = ["--database-url", cluster.databaseURL]
+        let region = { ["region", "--store-dir", dir.appendingPathComponent("r-\(UUID().uuidString.prefix(4))").path,
+                        "--store", free(), "--tracker", free(), "--targets", free()] }
+        let agent = { ["agent", "--service", "s", "--root", dir.appendingPathComponent("a-\(UUID().uuidString.prefix(4))").path,
+                       "--tracker", free(), "--targets", free(), "--listen", free()] }
+        let worker = { ["worker", "--coordinator", free(), "--store", free(), "--work-dir", dir.appendingPathComponent("w").path] }
+        let coordinator = { db + ["--intake", free(), "--dispatch", free(), "--events", free(), "--snapshot", free()] }
+
+        let cases: [(what: String, arguments: [String], mustName: String)] = [
+            ("region, endpoint without tcp://", region() + ["--store", "127.0.0.1:7845"], "--store"),
+            ("region, port out of range", region() + ["--tracker", "tcp://127.0.0.1:77100"], "--tracker"),
+            ("region, tracker port taken", region() + ["--tracker", busy], "--tracker \(busy): cannot bind: Address already in use"),
+            ("region, store folder under a file", region() + ["--store-dir", file.path + "/store"], "--store-dir"),
+            ("region, metrics port taken", region() + ["--metrics-listen", "127.0.0.1:\(taken.port)"], "--metrics-listen"),
+            ("agent, endpoint without tcp://", agent() + ["--listen", "127.0.0.1:7730"], "--listen"),
+            ("agent, piece port taken", agent() + ["--listen", busy], "--listen \(busy): cannot bind"),
+            ("agent, root under a file", agent() + ["--root", file.path + "/agent"], "--root"),
+            ("worker, endpoint without tcp://", worker() + ["--coordinator", "localhost"], "--coordinator"),
+            ("worker, work folder under a file", worker() + ["--work-dir", file.path + "/w"], "--work-dir"),
+            ("worker, metrics port taken", worker() + ["--metrics-listen", "127.0.0.1:\(taken.port)"], "--metrics-listen"),
+            ("coordinator, endpoint without tcp://", ["coordinator"] + coordinator() + ["--events", "127.0.0.1:1"], "--events"),
+            ("coordinator, intake port taken", ["coordinator"] + coordinator() + ["--intake", busy], "--intake \(busy): cannot bind"),
+            ("coordinator, intake on another machine's address", ["coordinator"] + coordinator() + ["--intake", "tcp://192.0.2.1:7700"],
+             "--intake tcp://192.0.2.1:7700: cannot bind"),
+            ("coordinator, database URL libpq cannot parse", ["coordinator", "--database-url", "postgresql://x:y@/db?bogus=1"] + coordinator().dropFirst(2),
+             "--database-url"),
+        ]
+        for item in cases {
+            let ending = try Self.run(item.arguments, in: dir)
+            #expect(ending.status != 0, "\(item.what): exited 0\n\(ending.output)")
+            #expect(ending.seconds < 5, "\(item.what): took \(ending.seconds) s")
+            #expect(ending.output.contains(item.mustName), "\(item.what): \(ending.output)")
+        }
+    }
+
+    @Test("a standby checks its settings before it waits; one whose port is taken exits when it becomes leader, metrics and all")
+    func standbyFailures() async throws {
+        let (_, statuses) = try await Cluster.with { cluster in
+            let leader = try cluster.startCoordinator("leader")
+            try await cluster.waitForLog("leader", "coordinator active")
+            // A standby with an address that is not this machine's says so at once instead of waiting.
+            let bad = try Self.run(["coordinator", "--database-url", cluster.databaseURL, "--intake", "tcp://192.0.2.1:7700"], in: cluster.directory)
+            #expect(bad.status == 1 && bad.seconds < 5 && bad.output.contains("--intake tcp://192.0.2.1:7700"), "\(bad)")
+
+            // A standby whose events port someone else holds waits normally, then fails loudly on taking over,
+            // although its metrics endpoint would happily keep running.
+            let taken = Self.occupy()
+            defer { close(taken.descriptor) }
+            let metrics = freeLoopbackPort()
+            let standby = try cluster.start("standby", ["coordinator", "--database-url", cluster.databaseURL, "--intake", cluster.intake,
+                                                        "--dispatch", cluster.dispatch, "--events", "tcp://127.0.0.1:\(taken.port)",
+                                                        "--snapshot", cluster.snapshot, "--heartbeat", cluster.heartbeat,
+                                                        "--metrics-listen", "127.0.0.1:\(metrics)"])
+            try await cluster.waitForLog("standby", "standby")
+            leader.signal(SIGKILL)
+            leader.wait()
+            let started = ContinuousClock.now
+            while !standby.hasExited, ContinuousClock.now - started < .seconds(10) { try await Task.sleep(for: .milliseconds(20)) }
+            #expect(standby.hasExited, "the failed standby kept running")
+            #expect(standby.wait() == 1)
+            let lines = cluster.logText("standby").split(separator: "\n")
+            #expect(lines.last?.hasPrefix("slipway coordinator: coordinator: --events tcp://127.0.0.1:\(taken.port): cannot bind") == true,
+                    "\(lines.suffix(3))")
+        }
+        #expect(statuses["standby"] == 1)
+    }
+
+    @Test("SIGTERM stops every daemon while it works, within the documented 15 s, with exit 0")
+    func sigtermWhileWorking() async throws {
+        let (_, statuses) = try await Cluster.with { cluster in
+            try cluster.startCoordinator(extra: ["--metrics-listen", "127.0.0.1:\(freeLoopbackPort())"])
+            try cluster.startRegion()
+            try cluster.startWorker("w1")
+            try cluster.startAgent("m1", region: "local", regionProcess: "region")
+            for name in ["coordinator", "region", "w1", "m1"] { try await cluster.waitForLog(name, "] serving") }
+            for (name, process) in cluster.processes.sorted(by: { $0.key < $1.key }) {
+                let started = ContinuousClock.now
+                process.signal(SIGTERM)
+                while !process.hasExited, ContinuousClock.now - started < .seconds(15) { try await Task.sleep(for: .milliseconds(20)) }
+                #expect(process.hasExited, "\(name) ignored SIGTERM")
+                #expect(process.wait() == 0, "\(name): \(cluster.logText(name).split(separator: "\n").suffix(3))")
+            }
+        }
+        #expect(statuses.values.allSatisfy { $0 == 0 }, "\(statuses)")
+    }
+}
