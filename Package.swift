@@ -43,6 +43,8 @@ let package = Package(
             linkerSettings: [.linkedLibrary("protobuf-c")]
         ),
 
+        // libc calls Swift's Glibc module does not declare (they need _GNU_SOURCE).
+        .target(name: "CSystemShims"),
         // Domain values parsed once at the edge (endpoints, digests, names), back-off: no dependencies.
         .target(
             name: "SlipwayCore",
@@ -50,7 +52,7 @@ let package = Package(
         ),
         .target(
             name: "SlipwayThreads",
-            dependencies: [.product(name: "ServiceLifecycle", package: "swift-service-lifecycle")],
+            dependencies: ["CSystemShims", .product(name: "ServiceLifecycle", package: "swift-service-lifecycle")],
             swiftSettings: strict
         ),
         .target(

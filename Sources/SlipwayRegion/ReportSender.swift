@@ -28,8 +28,12 @@ final class ReportSender<Report: WireBody> {
     private var pending: [String: Report] = [:]
     private var order: [String] = []
     private var outstanding: (id: String, report: Report, sentAt: ContinuousClock.Instant)?
-    /// After an `unavailable` answer, nothing is sent before this.
+    /// After an `unavailable` answer or a refusal, nothing is sent before this.
     private var pausedUntil: ContinuousClock.Instant?
+    /// Refusals (an unknown region, say) repeat until an operator fixes the
+    /// configuration: sent less and less often, logged once a minute.
+    private var refusals = Backoff(initial: .seconds(1), cap: .seconds(60))
+    private var refusalLog = RepeatedEvent(interval: .seconds(60))
     /// Called when the coordinator has recorded a report (or said its subject no longer exists).
     var acknowledged: (Report) -> Void = { _ in }
 
@@ -87,6 +91,8 @@ final class ReportSender<Report: WireBody> {
                   message.envelope.inReplyTo == waiting.id else { continue }
             outstanding = nil
             if message.type == Report.messageType {
+                refusals.succeeded()
+                refusalLog.reset()
                 acknowledged(waiting.report)
                 continue
             }
@@ -99,9 +105,14 @@ final class ReportSender<Report: WireBody> {
                 pausedUntil = .now + .seconds(1)
                 if pending[key(waiting.report)] == nil { report(waiting.report) }
             default:
-                logger.error("coordinator refused a report", metadata: [
-                    "type": "\(Report.messageType)", "key": "\(key(waiting.report))",
-                    "code": "\(error?.code ?? "?")", "error": "\(error?.message ?? "")"])
+                let delay = refusals.failed()
+                pausedUntil = .now + delay
+                if let count = refusalLog.occurred(now: .now) {
+                    logger.error("coordinator refused a report; sending less often until it is accepted", metadata: [
+                        "type": "\(Report.messageType)", "key": "\(key(waiting.report))", "refusals": "\(count)",
+                        "code": "\(error?.code ?? "?")", "error": "\(SafeText.printable(error?.message ?? "", limit: 300))",
+                        "next_try_in": "\(delay)"])
+                }
             }
         }
     }

@@ -1,3 +1,4 @@
+import CSystemShims
 #if canImport(Glibc)
 public import Glibc
 #endif
@@ -13,17 +14,23 @@ public struct SpawnError: Error, CustomStringConvertible, Sendable {
 
 /// Starts child processes the way every Slipway daemon needs them: in a process
 /// group of their own (so a stop or timeout reaches everything they started),
-/// with an empty signal mask and default handlers. The daemons' threads block
-/// signals (Swift's runtime does), and children would otherwise inherit that.
+/// with an empty signal mask and default handlers (the daemons' threads block
+/// signals, as Swift's runtime does, and children would otherwise inherit
+/// that), and with **only descriptors 0, 1 and 2**: everything else the daemon
+/// has open (listening sockets, libzmq's and libpq's sockets, files) is closed
+/// in the child, so a build or service that outlives the daemon cannot hold its
+/// ports.
 public enum ProcessSpawn {
     /// Starts `arguments[0]` (an absolute path) with exactly `environment`;
-    /// `configure` sets up the child's file descriptors.
+    /// `configure` sets up the child's descriptors 0, 1 and 2 (anything above
+    /// is closed after it ran).
     public static func spawn(_ arguments: [String], environment: [String: String],
                              fileActions configure: (inout posix_spawn_file_actions_t) -> Void) throws(SpawnError) -> pid_t {
         var actions = posix_spawn_file_actions_t()
         posix_spawn_file_actions_init(&actions)
         defer { posix_spawn_file_actions_destroy(&actions) }
         configure(&actions)
+        guard slipway_spawn_closefrom(&actions, 3) == 0 else { throw SpawnError("cannot set up the child's descriptors") }
 
         var attributes = posix_spawnattr_t()
         posix_spawnattr_init(&attributes)

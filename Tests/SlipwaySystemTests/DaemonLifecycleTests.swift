@@ -1,4 +1,6 @@
 import Foundation
+import SlipwayProducer
+import SlipwayProto
 import SlipwayTestSupport
 import Testing
 #if canImport(Glibc)
@@ -141,6 +143,63 @@ struct DaemonLifecycleTests {
                 #expect(process.hasExited, "\(name) ignored SIGTERM")
                 #expect(process.wait() == 0, "\(name): \(cluster.logText(name).split(separator: "\n").suffix(3))")
             }
+        }
+        #expect(statuses.values.allSatisfy { $0 == 0 }, "\(statuses)")
+    }
+}
+
+extension DaemonLifecycleTests {
+    /// The descriptors a shell listed between `NAME-begin` and `NAME-end` lines.
+    static func descriptors(_ name: String, in text: String) -> [String]? {
+        let lines = text.split(separator: "\n").map(String.init)
+        guard let begin = lines.firstIndex(of: "\(name)-begin"), let end = lines[begin...].firstIndex(of: "\(name)-end") else { return nil }
+        return Array(lines[(begin + 1)..<end])
+    }
+
+    @Test("a build and a service hold only descriptors 0, 1 and 2; an agent restarted after SIGKILL binds its metrics port while its service runs on")
+    func spawnedDescriptors() async throws {
+        let (_, statuses) = try await Cluster.with { cluster in
+            try cluster.startCoordinator()
+            try cluster.startRegion()
+            try cluster.startWorker("w1")
+            let metrics = freeLoopbackPort()
+            // The service lists its shell's descriptors, then runs the build (a script: the shell that runs it
+            // opens it as a descriptor of its own, so the listing comes first).
+            let agentArguments = ["--metrics-listen", "127.0.0.1:\(metrics)",
+                                  "--run", "hello=echo service-begin; ls /proc/$$/fd; echo service-end; exec \"$SLIPWAY_BINARY\""]
+            try cluster.startAgent("m1", region: "local", regionProcess: "region", extra: agentArguments)
+            let client = try SlipwayClient(endpoint: cluster.intake)
+            defer { Task { await client.close() } }
+
+            // The recipe lists its shell's descriptors into the build log.
+            let (repo, commit) = try TestRepository.make(in: cluster.directory)
+            var request = Slipway_V1_SubmitBuild()
+            request.idempotencyKey = UUID().uuidString
+            request.repoURL = repo.path
+            request.commit = commit
+            request.artifactName = "hello"
+            request.recipe = "echo build-begin; ls /proc/$$/fd; echo build-end; mkdir -p out && "
+                + "printf '#!/bin/sh\\necho hello fds\\nexec sleep 600\\n' > out/hello"
+            request.artifactPath = "out/hello"
+            let ack = try await client.submit(request)
+            let done = try await client.wait(for: ack.jobID, timeout: .seconds(60))
+            try #require(done.status == .succeeded, "\(done.error)")
+            let log = String(decoding: try await client.log(ack.jobID, from: 0).bytes, as: UTF8.self)
+            #expect(Self.descriptors("build", in: log) == ["0", "1", "2"], "\(log)")
+
+            try await AgentTests.deploy(client, done.artifactDigest)
+            try await AgentTests.waitUntilEvery(["m1"], cluster, runs: "hello fds")
+            #expect(Self.descriptors("service", in: cluster.serviceOutput("m1")) == ["0", "1", "2"], "\(cluster.serviceOutput("m1"))")
+
+            // The agent dies; its service keeps running in its own process group and must not hold the agent's ports.
+            cluster.processes["m1"]!.signal(SIGKILL)
+            cluster.processes["m1"]!.wait()
+            try cluster.startAgent("m1", region: "local", regionProcess: "region", extra: agentArguments)
+            try await ReplicationTests.waitFor("the restarted agent to serve", timeout: .seconds(20)) {
+                cluster.logText("m1").components(separatedBy: "] serving").count == 3 || cluster.processes["m1"]!.hasExited
+            }
+            #expect(!cluster.processes["m1"]!.hasExited, "\(cluster.logText("m1").split(separator: "\n").suffix(3))")
+            #expect(try AgentTests.scrape(metrics).hasPrefix("HTTP/1.0 200"))
         }
         #expect(statuses.values.allSatisfy { $0 == 0 }, "\(statuses)")
     }
