@@ -72,7 +72,7 @@ let package = Package(
         .target(
             name: "SlipwayStore",
             dependencies: [
-                "CLibPQ", "SlipwayThreads",
+                "CLibPQ", "SlipwayCore", "SlipwayThreads",
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: strict
@@ -199,7 +199,12 @@ let package = Package(
         ),
         .testTarget(
             name: "SlipwayCoordinatorTests",
-            dependencies: ["SlipwayCoordinator", "SlipwayProto"],
+            dependencies: ["SlipwayCoordinator", "SlipwayCore", "SlipwayProto", "SlipwayWire"],
+            swiftSettings: strict
+        ),
+        .testTarget(
+            name: "SlipwayWorkerTests",
+            dependencies: ["SlipwayWorker"],
             swiftSettings: strict
         ),
         .testTarget(
@@ -240,7 +245,7 @@ let package = Package(
         ),
         .testTarget(
             name: "SlipwayStoreTests",
-            dependencies: ["SlipwayStore", "SlipwayThreads", "SlipwayTestSupport"],
+            dependencies: ["SlipwayCore", "SlipwayStore", "SlipwayThreads", "SlipwayTestSupport"],
             swiftSettings: strict
         ),
     ]

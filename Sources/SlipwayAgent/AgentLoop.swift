@@ -335,7 +335,7 @@ final class AgentLoop: ServingLoop {
                 downloads[list.digest]?.update(peers: list)
             case .errorReply:
                 let error = try? message.body(as: Slipway_V1_ErrorReply.self)
-                logger.error("the region tracker refused a request", metadata: ["code": "\(error?.code ?? "?")", "error": "\(error?.message ?? "")"])
+                logger.error("the region tracker refused a request", metadata: ["code": "\(error?.code.name ?? "?")", "error": "\(SafeText.printable(error?.message ?? "", limit: 300))"])
             default:
                 rejected += 1
             }

@@ -191,7 +191,7 @@ final class PieceDownload {
             case .errorReply:
                 guard case .peer(let machine) = source, var picker else { continue }
                 let code = (try? message.body(as: Slipway_V1_ErrorReply.self))?.code
-                if code == "busy", let piece = requestIDs.removeValue(forKey: message.envelope.inReplyTo) {
+                if code == .busy, let piece = requestIDs.removeValue(forKey: message.envelope.inReplyTo) {
                     // Its upload is taken: ask another holder; it is back with the next peer list.
                     if sent[piece]?.source == source { sent[piece] = nil }
                     picker.declined(piece, from: source)

@@ -58,18 +58,18 @@ final class PieceServer {
                 break
             }
             guard message.type == .pieceRequest, let request = try? message.body(as: Slipway_V1_PieceRequest.self) else {
-                reply(peer, to: message, error: "unsupported", "an agent serves only pieces")
+                reply(peer, to: message, error: .unsupported, "an agent serves only pieces")
                 continue
             }
             let manifest = manifests[request.digest] ?? (try? store.manifest(request.digest)) ?? store.incomingManifestIfAny(request.digest)
             manifests[request.digest] = manifest
             let first = Int(request.firstPiece)
             guard let manifest, request.count > 0, first < manifest.pieceSha256.count else {
-                reply(peer, to: message, error: "not_found", "no such artifact or piece here")
+                reply(peer, to: message, error: .notFound, "no such artifact or piece here")
                 continue
             }
             guard queued < maxQueued else {
-                reply(peer, to: message, error: "busy", "uploading to others; ask another peer")
+                reply(peer, to: message, error: .busy, "uploading to others; ask another peer")
                 continue
             }
             for index in first..<min(first + min(Int(request.count), 4), manifest.pieceSha256.count) {
@@ -84,13 +84,13 @@ final class PieceServer {
         let now = ContinuousClock.now
         for peer in Array(queues.keys) {
             for stale in queues[peer]!.filter({ now - $0.at >= queueTimeout }) {
-                reply(peer, to: stale.request, error: "busy", "queued too long; ask another peer")
+                reply(peer, to: stale.request, error: .busy, "queued too long; ask another peer")
             }
             queues[peer]!.removeAll { now - $0.at >= queueTimeout }
             while let next = queues[peer]?.first {
                 guard let manifest = manifests[next.digest], let bytes = next.bytes ?? store.heldPiece(next.digest, index: next.index) else {
                     queues[peer]!.removeFirst()
-                    reply(peer, to: next.request, error: "not_found", "piece \(next.index) is not here")
+                    reply(peer, to: next.request, error: .notFound, "piece \(next.index) is not here")
                     continue
                 }
                 var header = Slipway_V1_PieceData()
@@ -117,10 +117,8 @@ final class PieceServer {
         }
     }
 
-    private func reply(_ peer: [UInt8], to request: WireMessage, error code: String, _ text: String) {
-        var error = Slipway_V1_ErrorReply()
-        error.code = code
-        error.message = text
+    private func reply(_ peer: [UInt8], to request: WireMessage, error code: Slipway_V1_ErrorCode, _ text: String) {
+        let error = Slipway_V1_ErrorReply(code, text)
         _ = try? socket.send(codec.encode(WireMessage(error, sender: sender, inReplyTo: request.envelope.messageID), to: peer), wait: .never)
     }
 }

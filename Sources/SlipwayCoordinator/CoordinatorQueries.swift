@@ -1,7 +1,9 @@
 import Foundation
 import SlipwayArtifact
+import SlipwayCore
 import SlipwayProto
 import SlipwayStore
+import SlipwayWire
 
 /// The coordinator's transactions. Each runs in one PostgreSQL transaction that
 /// writes the state change and its outbox events together, and returns the events
@@ -30,7 +32,7 @@ struct CoordinatorQueries {
             var ack = Slipway_V1_SubmitBuildAck()
             ack.jobID = record.id
             ack.duplicate = duplicate
-            ack.status = record.status.proto
+            ack.status = record.status.wire
             if duplicate {
                 ack.cacheHit = try jobInfo(db, id: record.id)?.cacheHit ?? false
                 return (ack, [])
@@ -76,9 +78,27 @@ struct CoordinatorQueries {
         }
     }
 
-    /// Applies a worker's result, fenced by (job, attempt).
-    /// - Returns: whether fencing accepted it, and the events.
+    /// Whether any job could be claimed now (by a worker with the right labels).
+    func hasClaimableJobs(_ db: PGConnection) throws -> Bool {
+        try db.query("""
+            SELECT EXISTS (SELECT 1 FROM jobs WHERE status = 'queued' AND NOT cancel_requested AND not_before <= now()) AS any
+            """).first?.bool("any") ?? false
+    }
+
+    /// Applies a worker's result, fenced by (job, attempt). Workers resend a
+    /// result until it is acknowledged, so the same result may come twice: a
+    /// copy of one already applied is accepted again and changes nothing.
+    /// - Returns: whether it was accepted (applied now or before), and the events.
     func finish(_ db: PGConnection, _ result: Slipway_V1_BuildResult) throws -> (accepted: Bool, events: [OutboxEvent]) {
+        let (accepted, events) = try apply(db, result)
+        if accepted { return (true, events) }
+        // Fenced out: either stale, or the attempt already ended (an earlier copy was applied).
+        let row = try db.query("SELECT attempt, status::text AS status FROM jobs WHERE id = $1::uuid", [.text(result.jobID)]).first
+        let applied = try row.map { try $0.int("attempt") == Int(result.attempt) && $0.string("status") != JobStatus.running.rawValue } ?? false
+        return (applied, [])
+    }
+
+    private func apply(_ db: PGConnection, _ result: Slipway_V1_BuildResult) throws -> (accepted: Bool, events: [OutboxEvent]) {
         try db.transaction { db in
             let attempt = Int(result.attempt)
             switch result.outcome {
@@ -125,18 +145,59 @@ struct CoordinatorQueries {
         return (true, [try statusEvent(db, jobID: result.jobID, status: status)])
     }
 
-    /// Requeues (or fails, past max attempts) the attempts a lost worker was running.
-    func requeue(_ db: PGConnection, lost attempts: [JobAttempt], reason: String) throws -> [OutboxEvent] {
+    /// Puts attempts back in the queue. `used` attempts count against the job's
+    /// retries (the job fails past its last one); unused ones never reached
+    /// their worker and are undone as if never claimed.
+    func requeue(_ db: PGConnection, _ attempts: [JobAttempt], reason: String, used: Bool) throws -> [OutboxEvent] {
         try db.transaction { db in
             var events: [OutboxEvent] = []
             for job in attempts {
-                if let status = try JobQueue.fail(db, jobID: job.jobID, attempt: job.attempt, error: reason,
-                                                  retryable: true, backoff: backoff(after: job.attempt)) {
-                    events.append(try statusEvent(db, jobID: job.jobID, status: status))
-                }
+                let status = used
+                    ? try JobQueue.fail(db, jobID: job.jobID, attempt: job.attempt, error: reason, retryable: true,
+                                        backoff: backoff(after: job.attempt))
+                    : try JobQueue.unclaim(db, jobID: job.jobID, attempt: job.attempt, reason: reason)
+                if let status { events.append(try statusEvent(db, jobID: job.jobID, status: status)) }
             }
             return events
         }
+    }
+
+    // MARK: worker liveness
+
+    /// Records a worker's heartbeat: one row per worker process, so a new
+    /// leader knows how long each has been silent.
+    func recordHeartbeat(_ db: PGConnection, _ report: WorkerReport) throws {
+        try db.query("""
+            INSERT INTO workers (id, labels, slots, region, last_heartbeat)
+            VALUES ($1, $2::jsonb, $3, $4, now())
+            ON CONFLICT (id) DO UPDATE SET labels = excluded.labels, slots = excluded.slots, region = excluded.region,
+                                           last_heartbeat = now(), lost_at = NULL
+            """, [.text(report.workerID), .text(try JobQueue.encodeLabels(report.labels)),
+                  .int(report.freeSlots + (report.running?.count ?? 0)), .text(report.region)])
+    }
+
+    /// Marks workers lost.
+    func recordLost(_ db: PGConnection, _ workerIDs: [String]) throws {
+        guard !workerIDs.isEmpty else { return }
+        try db.query("UPDATE workers SET lost_at = now() WHERE id = ANY($1::text[])", [PGBind.textArray(workerIDs)])
+    }
+
+    /// Running attempts per worker, and how long ago each worker was last
+    /// heard of by any coordinator: what a new leader adopts.
+    func runningByWorker(_ db: PGConnection) throws -> [String: (attempts: Set<JobAttempt>, silent: Duration)] {
+        var result: [String: (attempts: Set<JobAttempt>, silent: Duration)] = [:]
+        for row in try db.query("""
+            SELECT j.id, j.attempt, j.worker_id,
+                   coalesce((extract(epoch FROM now() - coalesce(w.last_heartbeat, j.started_at)) * 1000)::bigint, 0) AS silent_ms
+            FROM jobs j LEFT JOIN workers w ON w.id = j.worker_id
+            WHERE j.status = 'running'
+            """).rows {
+            let worker = try row.string("worker_id")
+            let job = JobAttempt(jobID: try row.string("id"), attempt: try row.int("attempt"))
+            result[worker, default: ([], .zero)].attempts.insert(job)
+            result[worker]!.silent = .milliseconds(max(0, try row.int("silent_ms")))
+        }
+        return result
     }
 
     /// Fails running attempts past their absolute deadline.
@@ -170,223 +231,4 @@ struct CoordinatorQueries {
         }
     }
 
-    /// Running attempts per worker, for adopting workers after a (re)start.
-    func runningByWorker(_ db: PGConnection) throws -> [String: Set<JobAttempt>] {
-        var result: [String: Set<JobAttempt>] = [:]
-        for row in try db.query("SELECT id, attempt, worker_id FROM jobs WHERE status = 'running'").rows {
-            result[try row.string("worker_id"), default: []].insert(JobAttempt(jobID: try row.string("id"), attempt: try row.int("attempt")))
-        }
-        return result
-    }
-
-    // MARK: logs
-
-    /// Stores a log chunk if its attempt is still the job's running one.
-    /// - Returns: false when fencing rejected it (the worker must stop).
-    func appendLog(_ db: PGConnection, _ chunk: Slipway_V1_LogChunk, bytes: [UInt8]) throws -> Bool {
-        let row = try db.query("""
-            WITH live AS (
-                SELECT id FROM jobs WHERE id::text = $1 AND attempt = $2 AND status = 'running'
-            ), stored AS (
-                INSERT INTO job_logs (job_id, attempt, seq, byte_offset, stream, data)
-                SELECT id, $2, $3, $4, $5, $6 FROM live
-                ON CONFLICT (job_id, attempt, seq) DO NOTHING
-                RETURNING 1
-            )
-            SELECT count(*) AS live FROM live
-            """, [.text(chunk.jobID), .int(chunk.attempt), .int(chunk.sequence), .int(chunk.offset),
-                  .int(chunk.stream.rawValue), .bytes(bytes)]).first
-        return try row?.int("live") == 1
-    }
-
-    /// Log bytes of the job's latest attempt from `offset`, at most about `maxBytes`.
-    func readLog(_ db: PGConnection, jobID: String, offset: UInt64, maxBytes: Int) throws -> (Slipway_V1_LogData, [UInt8])? {
-        guard UUID(uuidString: jobID) != nil, let info = try jobInfo(db, id: jobID) else { return nil }
-        let rows = try db.query("""
-            SELECT byte_offset, data FROM job_logs
-            WHERE job_id = $1::uuid AND attempt = $2 AND byte_offset + length(data) > $3
-            ORDER BY seq LIMIT 64
-            """, [.text(jobID), .int(info.attempt), .int(offset)]).rows
-        var bytes: [UInt8] = []
-        var position = offset
-        for row in rows {
-            let start = UInt64(try row.int("byte_offset"))
-            let data = try row.bytes("data")
-            guard start <= position else { break }
-            let skip = Int(position - start)
-            if skip < data.count {
-                bytes += data[skip...]
-                position = start + UInt64(data.count)
-            }
-            if bytes.count >= maxBytes { break }
-        }
-        var header = Slipway_V1_LogData()
-        header.jobID = jobID
-        header.attempt = info.attempt
-        header.offset = offset
-        header.status = info.status
-        let terminal = [.succeeded, .failed, .cancelled].contains(info.status)
-        header.complete = terminal && rows.count == 0
-        return (header, bytes)
-    }
-
-    /// The JobInfo of a job just claimed, from what the claim returned (no read-back).
-    private func startedInfo(_ job: ClaimedJob, worker: String) -> Slipway_V1_JobInfo {
-        var info = Slipway_V1_JobInfo()
-        info.jobID = job.id
-        info.status = .running
-        info.repoURL = job.repoURL
-        info.commit = job.commitSHA
-        info.artifactName = job.artifactName
-        info.attempt = UInt32(job.attempt)
-        info.workerID = worker
-        info.recipe = job.recipe
-        return info
-    }
-
-    // MARK: queries
-
-    func jobInfo(_ db: PGConnection, id: String) throws -> Slipway_V1_JobInfo? {
-        guard UUID(uuidString: id) != nil else { return nil }
-        return try db.query("SELECT \(Self.infoColumns) FROM jobs WHERE id = $1::uuid", [.text(id)]).first.map(Self.info)
-    }
-
-    /// Artifacts with their provenance and per-region replica status: one by
-    /// digest, or the newest (of one name, or of all).
-    func artifacts(_ db: PGConnection, _ query: Slipway_V1_ArtifactQuery) throws -> Slipway_V1_ArtifactList {
-        let limit = query.limit == 0 ? 20 : min(Int(query.limit), 500)
-        let rows = try db.query("""
-            SELECT a.digest, a.name, a.size, a.piece_size, coalesce(a.job_id::text, '') AS job_id, a.origin_region,
-                   coalesce(j.repo_url, '') AS repo_url, coalesce(j.commit_sha, '') AS commit_sha, coalesce(j.recipe, '') AS recipe,
-                   (extract(epoch FROM a.created_at) * 1000000)::bigint AS created_us,
-                   coalesce((extract(epoch FROM a.deployable_at) * 1000000)::bigint, 0) AS deployable_us
-            FROM artifacts a LEFT JOIN jobs j ON j.id = a.job_id
-            WHERE ($1 = '' OR a.digest = $1) AND ($2 = '' OR a.name = $2)
-            ORDER BY a.created_at DESC LIMIT $3
-            """, [.text(query.digest), .text(query.name), .int(limit)]).rows
-        var list = Slipway_V1_ArtifactList()
-        for row in rows {
-            var info = Slipway_V1_ArtifactInfo()
-            info.digest = try row.string("digest")
-            info.name = try row.string("name")
-            info.size = UInt64(try row.int("size"))
-            info.pieceSize = UInt32(try row.int("piece_size"))
-            info.jobID = try row.string("job_id")
-            info.originRegion = try row.string("origin_region")
-            info.repoURL = try row.string("repo_url")
-            info.commit = try row.string("commit_sha")
-            info.recipe = try row.string("recipe")
-            info.createdAtUnixMicros = Int64(try row.int("created_us"))
-            info.deployableAtUnixMicros = Int64(try row.int("deployable_us"))
-            let count = Manifest.pieceCount(size: info.size, pieceSize: info.pieceSize)
-            info.replicas = try db.query("""
-                SELECT region, status::text AS status, pieces_done, coalesce(error, '') AS error
-                FROM replicas WHERE artifact_digest = $1 ORDER BY region
-                """, [.text(info.digest)]).rows.map { replica in
-                var status = Slipway_V1_ReplicationStatus()
-                status.digest = info.digest
-                status.region = try replica.string("region")
-                status.state = Slipway_V1_ReplicaState(sqlValue: try replica.string("status"))
-                status.piecesDone = UInt32(try replica.int("pieces_done"))
-                status.piecesTotal = UInt32(count)
-                status.error = try replica.string("error")
-                return status
-            }
-            list.artifacts.append(info)
-        }
-        return list
-    }
-
-    func listJobs(_ db: PGConnection, _ query: Slipway_V1_JobListQuery) throws -> Slipway_V1_JobList {
-        let status = JobStatus(query.status)
-        let limit = query.limit == 0 ? 20 : min(Int(query.limit), 500)
-        let rows = try db.query("""
-            SELECT \(Self.infoColumns) FROM jobs
-            WHERE ($1::job_status IS NULL OR status = $1::job_status) AND ($2 = '' OR artifact_name = $2)
-            ORDER BY created_at DESC LIMIT $3
-            """, [.optional(status?.rawValue), .text(query.artifactName), .int(limit)]).rows
-        var list = Slipway_V1_JobList()
-        list.jobs = try rows.map(Self.info)
-        return list
-    }
-
-    func backoff(after attempt: Int) -> Duration {
-        let factor = 1 << min(max(attempt - 1, 0), 16)
-        return min(retryBackoff * factor, .seconds(300))
-    }
-
-    private func statusEvent(_ db: PGConnection, jobID: String, status: JobStatus) throws -> OutboxEvent {
-        let info = try jobInfo(db, id: jobID)!
-        let type: Slipway_V1_EventType = switch status {
-        case .queued: .jobRequeued
-        case .running: .jobStarted
-        case .succeeded: .jobSucceeded
-        case .failed: .jobFailed
-        case .cancelled: .jobCancelled
-        }
-        return try OutboxEvent.append(db, type, jobID: jobID, payload: info)
-    }
-
-    static let infoColumns = """
-        id, status, repo_url, commit_sha, artifact_name, attempt, max_attempts, worker_id, error, artifact_digest,
-        cache_hit, recipe,
-        (extract(epoch FROM created_at) * 1000000)::bigint AS created_us,
-        coalesce((extract(epoch FROM started_at) * 1000000)::bigint, 0) AS started_us,
-        coalesce((extract(epoch FROM finished_at) * 1000000)::bigint, 0) AS finished_us
-        """
-
-    static func info(_ row: PGRow) throws -> Slipway_V1_JobInfo {
-        var info = Slipway_V1_JobInfo()
-        info.jobID = try row.string("id")
-        info.status = (JobStatus(rawValue: try row.string("status")) ?? .failed).proto
-        info.repoURL = try row.string("repo_url")
-        info.commit = try row.string("commit_sha")
-        info.artifactName = try row.string("artifact_name")
-        info.attempt = UInt32(try row.int("attempt"))
-        info.maxAttempts = UInt32(try row.int("max_attempts"))
-        info.workerID = try row.optionalString("worker_id") ?? ""
-        info.error = try row.optionalString("error") ?? ""
-        info.artifactDigest = try row.optionalString("artifact_digest") ?? ""
-        info.cacheHit = try row.bool("cache_hit")
-        info.recipe = try row.string("recipe")
-        info.createdAtUnixMicros = Int64(try row.int("created_us"))
-        info.startedAtUnixMicros = Int64(try row.int("started_us"))
-        info.finishedAtUnixMicros = Int64(try row.int("finished_us"))
-        return info
-    }
-}
-
-extension JobStatus {
-    var proto: Slipway_V1_JobStatus {
-        switch self {
-        case .queued: .queued
-        case .running: .running
-        case .succeeded: .succeeded
-        case .failed: .failed
-        case .cancelled: .cancelled
-        }
-    }
-
-    init?(_ proto: Slipway_V1_JobStatus) {
-        switch proto {
-        case .queued: self = .queued
-        case .running: self = .running
-        case .succeeded: self = .succeeded
-        case .failed: self = .failed
-        case .cancelled: self = .cancelled
-        default: return nil
-        }
-    }
-
-}
-
-extension CoordinatorQueries {
-    /// Queued and running jobs (0 when none): the metrics' gauges. Finished
-    /// states are left out: counting them scans all history, every few seconds.
-    func jobCounts(_ db: PGConnection) throws -> [(String, Int)] {
-        try db.query("""
-            SELECT (SELECT count(*) FROM jobs WHERE status = 'queued') AS queued,
-                   (SELECT count(*) FROM jobs WHERE status = 'running') AS running
-            """).rows.flatMap { [("queued", try $0.int("queued")), ("running", try $0.int("running"))] }
-    }
 }

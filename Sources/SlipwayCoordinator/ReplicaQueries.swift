@@ -127,7 +127,6 @@ extension CoordinatorQueries {
                 manifest.originRegion = try row.string("origin_region")
                 return try OutboxEvent.append(db, .artifactDeleted, digest: manifest.digest, payload: manifest)
             }
-            if let last = events.last { try Outbox.notifyCommitted(db, through: last.sequence) }
             return events
         }
     }

@@ -2,13 +2,6 @@ import SlipwayArtifact
 import SlipwayProto
 import SlipwayStore
 
-/// A deploy or rollback the coordinator will not do, with the reason for the operator.
-struct TargetRefusal: Error {
-    /// `failed_precondition` (not replicated, nothing to roll back to) or `not_found`.
-    let code: String
-    let message: String
-}
-
 /// Target builds and their history: the SQL behind deploy, rollback and status.
 /// Every check runs before the first write, so a refusal leaves the caller's
 /// transaction untouched.
@@ -20,7 +13,7 @@ extension CoordinatorQueries {
     func deploy(_ db: PGConnection, service: String, digest: String, regions: [String], setBy: String) throws
         -> (Slipway_V1_DeployReply, [OutboxEvent]) {
         guard try db.query("SELECT 1 FROM artifacts WHERE digest = $1", [.text(digest)]).first != nil else {
-            throw TargetRefusal(code: "not_found", message: "no artifact \(digest)")
+            throw Rejection(.notFound, "no artifact \(digest)")
         }
         try requireReplicated(db, digest: digest, regions: regions)
         return try setTargets(db, service: service, regions: regions.isEmpty ? [""] : regions, action: "deploy", setBy: setBy) { _ in digest }
@@ -35,10 +28,10 @@ extension CoordinatorQueries {
                 """, [.text(service), .text(region)]).first
             guard let from = try row?.optionalString("from_digest") else {
                 let scope = region.isEmpty ? "the global target" : "region \(region)"
-                throw TargetRefusal(code: "failed_precondition", message: "\(service) has no previous target for \(scope) to roll back to")
+                throw Rejection(.failedPrecondition, "\(service) has no previous target for \(scope) to roll back to")
             }
             guard try db.query("SELECT 1 FROM artifacts WHERE digest = $1", [.text(from)]).first != nil else {
-                throw TargetRefusal(code: "failed_precondition", message: "the previous target \(from) no longer exists")
+                throw Rejection(.failedPrecondition, "the previous target \(from) no longer exists")
             }
             // A region may have lost its copy, or joined, since that build was the target.
             try requireReplicated(db, digest: from, regions: region.isEmpty ? [] : [region])
@@ -59,8 +52,8 @@ extension CoordinatorQueries {
         let missing = needed.filter { states[$0] != "complete" }
         guard missing.isEmpty else {
             let detail = missing.map { "\($0) (\(states[$0] ?? "no replica"))" }.joined(separator: ", ")
-            throw TargetRefusal(code: "failed_precondition",
-                                message: "artifact \(digest) is not replicated to every target region yet: \(detail)")
+            throw Rejection(.failedPrecondition,
+                            "artifact \(digest) is not replicated to every target region yet: \(detail)")
         }
     }
 

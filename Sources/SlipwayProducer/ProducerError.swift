@@ -1,3 +1,5 @@
+public import SlipwayProto
+
 /// Why a producer call failed, in words a CI log can show.
 public struct ProducerError: Error, Sendable, CustomStringConvertible {
     /// The kinds of failure.
@@ -14,12 +16,12 @@ public struct ProducerError: Error, Sendable, CustomStringConvertible {
 
     /// The kind of failure.
     public let code: Code
-    /// The coordinator's error code for `.rejected` (`invalid_argument`, `not_found`, …).
-    public let serverCode: String
+    /// The coordinator's error code for `.rejected` (`.invalidArgument`, `.notFound`, …); unspecified otherwise.
+    public let serverCode: Slipway_V1_ErrorCode
     /// One line for the user.
     public let description: String
 
-    init(_ code: Code, _ description: String, serverCode: String = "") {
+    init(_ code: Code, _ description: String, serverCode: Slipway_V1_ErrorCode = .unspecified) {
         self.code = code
         self.description = description
         self.serverCode = serverCode

@@ -169,6 +169,55 @@ public nonisolated enum Slipway_V1_BuildOutcome: SwiftProtobuf.Enum, Swift.CaseI
 
 }
 
+/// Why the coordinator stops an attempt.
+public nonisolated enum Slipway_V1_AbortReason: SwiftProtobuf.Enum, Swift.CaseIterable {
+  public typealias RawValue = Int
+  case unspecified // = 0
+
+  /// A user cancelled the job: the attempt ends cancelled.
+  case cancelled // = 1
+
+  /// The build ran past its timeout: the job has failed already.
+  case timedOut // = 2
+
+  /// The attempt is no longer the job's current one (requeued or finished elsewhere).
+  case superseded // = 3
+  case UNRECOGNIZED(Int)
+
+  public init() {
+    self = .unspecified
+  }
+
+  public init?(rawValue: Int) {
+    switch rawValue {
+    case 0: self = .unspecified
+    case 1: self = .cancelled
+    case 2: self = .timedOut
+    case 3: self = .superseded
+    default: self = .UNRECOGNIZED(rawValue)
+    }
+  }
+
+  public var rawValue: Int {
+    switch self {
+    case .unspecified: return 0
+    case .cancelled: return 1
+    case .timedOut: return 2
+    case .superseded: return 3
+    case .UNRECOGNIZED(let i): return i
+    }
+  }
+
+  // The compiler won't synthesize support with the UNRECOGNIZED case.
+  public static let allCases: [Slipway_V1_AbortReason] = [
+    .unspecified,
+    .cancelled,
+    .timedOut,
+    .superseded,
+  ]
+
+}
+
 /// "Build repo R at commit C as artifact N." Sent by the producer library.
 public nonisolated struct Slipway_V1_SubmitBuild: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
@@ -269,46 +318,106 @@ public nonisolated struct Slipway_V1_JobQuery: Sendable {
   public init() {}
 }
 
-public nonisolated struct Slipway_V1_JobInfo: Sendable {
+public nonisolated struct Slipway_V1_JobInfo: @unchecked Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
 
-  public var jobID: String = String()
+  public var jobID: String {
+    get {_storage._jobID}
+    set {_uniqueStorage()._jobID = newValue}
+  }
 
-  public var status: Slipway_V1_JobStatus = .unspecified
+  public var status: Slipway_V1_JobStatus {
+    get {_storage._status}
+    set {_uniqueStorage()._status = newValue}
+  }
 
-  public var repoURL: String = String()
+  public var repoURL: String {
+    get {_storage._repoURL}
+    set {_uniqueStorage()._repoURL = newValue}
+  }
 
-  public var commit: String = String()
+  public var commit: String {
+    get {_storage._commit}
+    set {_uniqueStorage()._commit = newValue}
+  }
 
-  public var artifactName: String = String()
+  public var artifactName: String {
+    get {_storage._artifactName}
+    set {_uniqueStorage()._artifactName = newValue}
+  }
 
-  public var attempt: UInt32 = 0
+  /// Attempts used, out of max_attempts. An assignment that provably never
+  /// reached its worker does not count.
+  public var attempt: UInt32 {
+    get {_storage._attempt}
+    set {_uniqueStorage()._attempt = newValue}
+  }
 
-  public var maxAttempts: UInt32 = 0
+  public var maxAttempts: UInt32 {
+    get {_storage._maxAttempts}
+    set {_uniqueStorage()._maxAttempts = newValue}
+  }
 
-  public var workerID: String = String()
+  public var workerID: String {
+    get {_storage._workerID}
+    set {_uniqueStorage()._workerID = newValue}
+  }
 
-  public var error: String = String()
+  public var error: String {
+    get {_storage._error}
+    set {_uniqueStorage()._error = newValue}
+  }
 
-  public var artifactDigest: String = String()
+  public var artifactDigest: String {
+    get {_storage._artifactDigest}
+    set {_uniqueStorage()._artifactDigest = newValue}
+  }
 
-  public var createdAtUnixMicros: Int64 = 0
+  public var createdAtUnixMicros: Int64 {
+    get {_storage._createdAtUnixMicros}
+    set {_uniqueStorage()._createdAtUnixMicros = newValue}
+  }
 
-  public var startedAtUnixMicros: Int64 = 0
+  public var startedAtUnixMicros: Int64 {
+    get {_storage._startedAtUnixMicros}
+    set {_uniqueStorage()._startedAtUnixMicros = newValue}
+  }
 
-  public var finishedAtUnixMicros: Int64 = 0
+  public var finishedAtUnixMicros: Int64 {
+    get {_storage._finishedAtUnixMicros}
+    set {_uniqueStorage()._finishedAtUnixMicros = newValue}
+  }
 
-  public var cacheHit: Bool = false
+  public var cacheHit: Bool {
+    get {_storage._cacheHit}
+    set {_uniqueStorage()._cacheHit = newValue}
+  }
 
-  public var recipe: String = String()
+  public var recipe: String {
+    get {_storage._recipe}
+    set {_uniqueStorage()._recipe = newValue}
+  }
 
-  public var region: String = String()
+  public var region: String {
+    get {_storage._region}
+    set {_uniqueStorage()._region = newValue}
+  }
+
+  /// The fence of the current or last assignment: the `attempt` a worker was
+  /// given, which every later write of that worker carries. It counts every
+  /// assignment, delivered or not, so it is never reused; logs are per fence.
+  public var fence: UInt32 {
+    get {_storage._fence}
+    set {_uniqueStorage()._fence = newValue}
+  }
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
+
+  fileprivate var _storage = _StorageClass.defaultInstance
 }
 
 /// List recent jobs, newest first.
@@ -449,7 +558,11 @@ public nonisolated struct Slipway_V1_RunningJob: Sendable {
   public init() {}
 }
 
-/// Worker -> coordinator liveness (Paranoid Pirate); also renews the worker's leases.
+/// Worker -> coordinator liveness (Paranoid Pirate). It carries everything a
+/// WorkRequest does, so a coordinator that lost the worker's registration (a
+/// new leader, a rolled-back batch) rebuilds it, and credit is reconciled every
+/// beat. `running` lists every attempt the worker holds: building, or finished
+/// with its result not yet acknowledged.
 public nonisolated struct Slipway_V1_WorkerHeartbeat: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
@@ -460,6 +573,12 @@ public nonisolated struct Slipway_V1_WorkerHeartbeat: Sendable {
   public var running: [Slipway_V1_RunningJob] = []
 
   public var freeSlots: UInt32 = 0
+
+  public var labels: Dictionary<String,String> = [:]
+
+  public var region: String = String()
+
+  public var assignmentsReceived: UInt64 = 0
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -565,7 +684,25 @@ public nonisolated struct Slipway_V1_ResultAck: Sendable {
   public init() {}
 }
 
-/// Coordinator -> worker: stop this attempt now (cancelled, or the lease was lost).
+/// Coordinator -> worker: the log chunks of an attempt it has stored; the
+/// worker keeps (and after a while resends) chunks until they are acknowledged.
+public nonisolated struct Slipway_V1_LogAck: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var jobID: String = String()
+
+  public var attempt: UInt32 = 0
+
+  public var sequences: [UInt64] = []
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+/// Coordinator -> worker: stop this attempt now.
 public nonisolated struct Slipway_V1_AbortJob: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
@@ -575,7 +712,10 @@ public nonisolated struct Slipway_V1_AbortJob: Sendable {
 
   public var attempt: UInt32 = 0
 
-  public var reason: String = String()
+  public var reason: Slipway_V1_AbortReason = .unspecified
+
+  /// For people: what happened, in words.
+  public var detail: String = String()
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -596,6 +736,10 @@ nonisolated extension Slipway_V1_LogStream: SwiftProtobuf._ProtoNameProviding {
 
 nonisolated extension Slipway_V1_BuildOutcome: SwiftProtobuf._ProtoNameProviding {
   public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0BUILD_OUTCOME_UNSPECIFIED\0\u{1}BUILD_OUTCOME_SUCCEEDED\0\u{1}BUILD_OUTCOME_FAILED\0\u{1}BUILD_OUTCOME_RETRYABLE\0\u{1}BUILD_OUTCOME_TIMED_OUT\0\u{1}BUILD_OUTCOME_CANCELLED\0")
+}
+
+nonisolated extension Slipway_V1_AbortReason: SwiftProtobuf._ProtoNameProviding {
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0ABORT_REASON_UNSPECIFIED\0\u{1}ABORT_REASON_CANCELLED\0\u{1}ABORT_REASON_TIMED_OUT\0\u{1}ABORT_REASON_SUPERSEDED\0")
 }
 
 nonisolated extension Slipway_V1_SubmitBuild: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
@@ -820,104 +964,177 @@ nonisolated extension Slipway_V1_JobQuery: SwiftProtobuf.Message, SwiftProtobuf.
 
 nonisolated extension Slipway_V1_JobInfo: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".JobInfo"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}job_id\0\u{1}status\0\u{3}repo_url\0\u{1}commit\0\u{3}artifact_name\0\u{1}attempt\0\u{3}max_attempts\0\u{3}worker_id\0\u{1}error\0\u{3}artifact_digest\0\u{3}created_at_unix_micros\0\u{3}started_at_unix_micros\0\u{3}finished_at_unix_micros\0\u{3}cache_hit\0\u{1}recipe\0\u{1}region\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}job_id\0\u{1}status\0\u{3}repo_url\0\u{1}commit\0\u{3}artifact_name\0\u{1}attempt\0\u{3}max_attempts\0\u{3}worker_id\0\u{1}error\0\u{3}artifact_digest\0\u{3}created_at_unix_micros\0\u{3}started_at_unix_micros\0\u{3}finished_at_unix_micros\0\u{3}cache_hit\0\u{1}recipe\0\u{1}region\0\u{1}fence\0")
+
+  fileprivate class _StorageClass {
+    var _jobID: String = String()
+    var _status: Slipway_V1_JobStatus = .unspecified
+    var _repoURL: String = String()
+    var _commit: String = String()
+    var _artifactName: String = String()
+    var _attempt: UInt32 = 0
+    var _maxAttempts: UInt32 = 0
+    var _workerID: String = String()
+    var _error: String = String()
+    var _artifactDigest: String = String()
+    var _createdAtUnixMicros: Int64 = 0
+    var _startedAtUnixMicros: Int64 = 0
+    var _finishedAtUnixMicros: Int64 = 0
+    var _cacheHit: Bool = false
+    var _recipe: String = String()
+    var _region: String = String()
+    var _fence: UInt32 = 0
+
+      // This property is used as the initial default value for new instances of the type.
+      // The type itself is protecting the reference to its storage via CoW semantics.
+      // This will force a copy to be made of this reference when the first mutation occurs;
+      // hence, it is safe to mark this as `nonisolated(unsafe)`.
+      static nonisolated(unsafe) let defaultInstance = _StorageClass()
+
+    private init() {}
+
+    init(copying source: _StorageClass) {
+      _jobID = source._jobID
+      _status = source._status
+      _repoURL = source._repoURL
+      _commit = source._commit
+      _artifactName = source._artifactName
+      _attempt = source._attempt
+      _maxAttempts = source._maxAttempts
+      _workerID = source._workerID
+      _error = source._error
+      _artifactDigest = source._artifactDigest
+      _createdAtUnixMicros = source._createdAtUnixMicros
+      _startedAtUnixMicros = source._startedAtUnixMicros
+      _finishedAtUnixMicros = source._finishedAtUnixMicros
+      _cacheHit = source._cacheHit
+      _recipe = source._recipe
+      _region = source._region
+      _fence = source._fence
+    }
+  }
+
+  fileprivate mutating func _uniqueStorage() -> _StorageClass {
+    if !isKnownUniquelyReferenced(&_storage) {
+      _storage = _StorageClass(copying: _storage)
+    }
+    return _storage
+  }
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
-    while let fieldNumber = try decoder.nextFieldNumber() {
-      // The use of inline closures is to circumvent an issue where the compiler
-      // allocates stack space for every case branch when no optimizations are
-      // enabled. https://github.com/apple/swift-protobuf/issues/1034
-      switch fieldNumber {
-      case 1: try { try decoder.decodeSingularStringField(value: &self.jobID) }()
-      case 2: try { try decoder.decodeSingularEnumField(value: &self.status) }()
-      case 3: try { try decoder.decodeSingularStringField(value: &self.repoURL) }()
-      case 4: try { try decoder.decodeSingularStringField(value: &self.commit) }()
-      case 5: try { try decoder.decodeSingularStringField(value: &self.artifactName) }()
-      case 6: try { try decoder.decodeSingularUInt32Field(value: &self.attempt) }()
-      case 7: try { try decoder.decodeSingularUInt32Field(value: &self.maxAttempts) }()
-      case 8: try { try decoder.decodeSingularStringField(value: &self.workerID) }()
-      case 9: try { try decoder.decodeSingularStringField(value: &self.error) }()
-      case 10: try { try decoder.decodeSingularStringField(value: &self.artifactDigest) }()
-      case 11: try { try decoder.decodeSingularInt64Field(value: &self.createdAtUnixMicros) }()
-      case 12: try { try decoder.decodeSingularInt64Field(value: &self.startedAtUnixMicros) }()
-      case 13: try { try decoder.decodeSingularInt64Field(value: &self.finishedAtUnixMicros) }()
-      case 14: try { try decoder.decodeSingularBoolField(value: &self.cacheHit) }()
-      case 15: try { try decoder.decodeSingularStringField(value: &self.recipe) }()
-      case 16: try { try decoder.decodeSingularStringField(value: &self.region) }()
-      default: break
+    _ = _uniqueStorage()
+    try withExtendedLifetime(_storage) { (_storage: _StorageClass) in
+      while let fieldNumber = try decoder.nextFieldNumber() {
+        // The use of inline closures is to circumvent an issue where the compiler
+        // allocates stack space for every case branch when no optimizations are
+        // enabled. https://github.com/apple/swift-protobuf/issues/1034
+        switch fieldNumber {
+        case 1: try { try decoder.decodeSingularStringField(value: &_storage._jobID) }()
+        case 2: try { try decoder.decodeSingularEnumField(value: &_storage._status) }()
+        case 3: try { try decoder.decodeSingularStringField(value: &_storage._repoURL) }()
+        case 4: try { try decoder.decodeSingularStringField(value: &_storage._commit) }()
+        case 5: try { try decoder.decodeSingularStringField(value: &_storage._artifactName) }()
+        case 6: try { try decoder.decodeSingularUInt32Field(value: &_storage._attempt) }()
+        case 7: try { try decoder.decodeSingularUInt32Field(value: &_storage._maxAttempts) }()
+        case 8: try { try decoder.decodeSingularStringField(value: &_storage._workerID) }()
+        case 9: try { try decoder.decodeSingularStringField(value: &_storage._error) }()
+        case 10: try { try decoder.decodeSingularStringField(value: &_storage._artifactDigest) }()
+        case 11: try { try decoder.decodeSingularInt64Field(value: &_storage._createdAtUnixMicros) }()
+        case 12: try { try decoder.decodeSingularInt64Field(value: &_storage._startedAtUnixMicros) }()
+        case 13: try { try decoder.decodeSingularInt64Field(value: &_storage._finishedAtUnixMicros) }()
+        case 14: try { try decoder.decodeSingularBoolField(value: &_storage._cacheHit) }()
+        case 15: try { try decoder.decodeSingularStringField(value: &_storage._recipe) }()
+        case 16: try { try decoder.decodeSingularStringField(value: &_storage._region) }()
+        case 17: try { try decoder.decodeSingularUInt32Field(value: &_storage._fence) }()
+        default: break
+        }
       }
     }
   }
 
   public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
-    if !self.jobID.isEmpty {
-      try visitor.visitSingularStringField(value: self.jobID, fieldNumber: 1)
-    }
-    if self.status != .unspecified {
-      try visitor.visitSingularEnumField(value: self.status, fieldNumber: 2)
-    }
-    if !self.repoURL.isEmpty {
-      try visitor.visitSingularStringField(value: self.repoURL, fieldNumber: 3)
-    }
-    if !self.commit.isEmpty {
-      try visitor.visitSingularStringField(value: self.commit, fieldNumber: 4)
-    }
-    if !self.artifactName.isEmpty {
-      try visitor.visitSingularStringField(value: self.artifactName, fieldNumber: 5)
-    }
-    if self.attempt != 0 {
-      try visitor.visitSingularUInt32Field(value: self.attempt, fieldNumber: 6)
-    }
-    if self.maxAttempts != 0 {
-      try visitor.visitSingularUInt32Field(value: self.maxAttempts, fieldNumber: 7)
-    }
-    if !self.workerID.isEmpty {
-      try visitor.visitSingularStringField(value: self.workerID, fieldNumber: 8)
-    }
-    if !self.error.isEmpty {
-      try visitor.visitSingularStringField(value: self.error, fieldNumber: 9)
-    }
-    if !self.artifactDigest.isEmpty {
-      try visitor.visitSingularStringField(value: self.artifactDigest, fieldNumber: 10)
-    }
-    if self.createdAtUnixMicros != 0 {
-      try visitor.visitSingularInt64Field(value: self.createdAtUnixMicros, fieldNumber: 11)
-    }
-    if self.startedAtUnixMicros != 0 {
-      try visitor.visitSingularInt64Field(value: self.startedAtUnixMicros, fieldNumber: 12)
-    }
-    if self.finishedAtUnixMicros != 0 {
-      try visitor.visitSingularInt64Field(value: self.finishedAtUnixMicros, fieldNumber: 13)
-    }
-    if self.cacheHit != false {
-      try visitor.visitSingularBoolField(value: self.cacheHit, fieldNumber: 14)
-    }
-    if !self.recipe.isEmpty {
-      try visitor.visitSingularStringField(value: self.recipe, fieldNumber: 15)
-    }
-    if !self.region.isEmpty {
-      try visitor.visitSingularStringField(value: self.region, fieldNumber: 16)
+    try withExtendedLifetime(_storage) { (_storage: _StorageClass) in
+      if !_storage._jobID.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._jobID, fieldNumber: 1)
+      }
+      if _storage._status != .unspecified {
+        try visitor.visitSingularEnumField(value: _storage._status, fieldNumber: 2)
+      }
+      if !_storage._repoURL.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._repoURL, fieldNumber: 3)
+      }
+      if !_storage._commit.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._commit, fieldNumber: 4)
+      }
+      if !_storage._artifactName.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._artifactName, fieldNumber: 5)
+      }
+      if _storage._attempt != 0 {
+        try visitor.visitSingularUInt32Field(value: _storage._attempt, fieldNumber: 6)
+      }
+      if _storage._maxAttempts != 0 {
+        try visitor.visitSingularUInt32Field(value: _storage._maxAttempts, fieldNumber: 7)
+      }
+      if !_storage._workerID.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._workerID, fieldNumber: 8)
+      }
+      if !_storage._error.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._error, fieldNumber: 9)
+      }
+      if !_storage._artifactDigest.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._artifactDigest, fieldNumber: 10)
+      }
+      if _storage._createdAtUnixMicros != 0 {
+        try visitor.visitSingularInt64Field(value: _storage._createdAtUnixMicros, fieldNumber: 11)
+      }
+      if _storage._startedAtUnixMicros != 0 {
+        try visitor.visitSingularInt64Field(value: _storage._startedAtUnixMicros, fieldNumber: 12)
+      }
+      if _storage._finishedAtUnixMicros != 0 {
+        try visitor.visitSingularInt64Field(value: _storage._finishedAtUnixMicros, fieldNumber: 13)
+      }
+      if _storage._cacheHit != false {
+        try visitor.visitSingularBoolField(value: _storage._cacheHit, fieldNumber: 14)
+      }
+      if !_storage._recipe.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._recipe, fieldNumber: 15)
+      }
+      if !_storage._region.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._region, fieldNumber: 16)
+      }
+      if _storage._fence != 0 {
+        try visitor.visitSingularUInt32Field(value: _storage._fence, fieldNumber: 17)
+      }
     }
     try unknownFields.traverse(visitor: &visitor)
   }
 
   public static func ==(lhs: Slipway_V1_JobInfo, rhs: Slipway_V1_JobInfo) -> Bool {
-    if lhs.jobID != rhs.jobID {return false}
-    if lhs.status != rhs.status {return false}
-    if lhs.repoURL != rhs.repoURL {return false}
-    if lhs.commit != rhs.commit {return false}
-    if lhs.artifactName != rhs.artifactName {return false}
-    if lhs.attempt != rhs.attempt {return false}
-    if lhs.maxAttempts != rhs.maxAttempts {return false}
-    if lhs.workerID != rhs.workerID {return false}
-    if lhs.error != rhs.error {return false}
-    if lhs.artifactDigest != rhs.artifactDigest {return false}
-    if lhs.createdAtUnixMicros != rhs.createdAtUnixMicros {return false}
-    if lhs.startedAtUnixMicros != rhs.startedAtUnixMicros {return false}
-    if lhs.finishedAtUnixMicros != rhs.finishedAtUnixMicros {return false}
-    if lhs.cacheHit != rhs.cacheHit {return false}
-    if lhs.recipe != rhs.recipe {return false}
-    if lhs.region != rhs.region {return false}
+    if lhs._storage !== rhs._storage {
+      let storagesAreEqual: Bool = withExtendedLifetime((lhs._storage, rhs._storage)) { (_args: (_StorageClass, _StorageClass)) in
+        let _storage = _args.0
+        let rhs_storage = _args.1
+        if _storage._jobID != rhs_storage._jobID {return false}
+        if _storage._status != rhs_storage._status {return false}
+        if _storage._repoURL != rhs_storage._repoURL {return false}
+        if _storage._commit != rhs_storage._commit {return false}
+        if _storage._artifactName != rhs_storage._artifactName {return false}
+        if _storage._attempt != rhs_storage._attempt {return false}
+        if _storage._maxAttempts != rhs_storage._maxAttempts {return false}
+        if _storage._workerID != rhs_storage._workerID {return false}
+        if _storage._error != rhs_storage._error {return false}
+        if _storage._artifactDigest != rhs_storage._artifactDigest {return false}
+        if _storage._createdAtUnixMicros != rhs_storage._createdAtUnixMicros {return false}
+        if _storage._startedAtUnixMicros != rhs_storage._startedAtUnixMicros {return false}
+        if _storage._finishedAtUnixMicros != rhs_storage._finishedAtUnixMicros {return false}
+        if _storage._cacheHit != rhs_storage._cacheHit {return false}
+        if _storage._recipe != rhs_storage._recipe {return false}
+        if _storage._region != rhs_storage._region {return false}
+        if _storage._fence != rhs_storage._fence {return false}
+        return true
+      }
+      if !storagesAreEqual {return false}
+    }
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -1240,7 +1457,7 @@ nonisolated extension Slipway_V1_RunningJob: SwiftProtobuf.Message, SwiftProtobu
 
 nonisolated extension Slipway_V1_WorkerHeartbeat: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".WorkerHeartbeat"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}worker_id\0\u{1}running\0\u{3}free_slots\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}worker_id\0\u{1}running\0\u{3}free_slots\0\u{1}labels\0\u{1}region\0\u{3}assignments_received\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -1251,6 +1468,9 @@ nonisolated extension Slipway_V1_WorkerHeartbeat: SwiftProtobuf.Message, SwiftPr
       case 1: try { try decoder.decodeSingularStringField(value: &self.workerID) }()
       case 2: try { try decoder.decodeRepeatedMessageField(value: &self.running) }()
       case 3: try { try decoder.decodeSingularUInt32Field(value: &self.freeSlots) }()
+      case 4: try { try decoder.decodeMapField(fieldType: SwiftProtobuf._ProtobufMap<SwiftProtobuf.ProtobufString,SwiftProtobuf.ProtobufString>.self, value: &self.labels) }()
+      case 5: try { try decoder.decodeSingularStringField(value: &self.region) }()
+      case 6: try { try decoder.decodeSingularUInt64Field(value: &self.assignmentsReceived) }()
       default: break
       }
     }
@@ -1266,6 +1486,15 @@ nonisolated extension Slipway_V1_WorkerHeartbeat: SwiftProtobuf.Message, SwiftPr
     if self.freeSlots != 0 {
       try visitor.visitSingularUInt32Field(value: self.freeSlots, fieldNumber: 3)
     }
+    if !self.labels.isEmpty {
+      try visitor.visitMapField(fieldType: SwiftProtobuf._ProtobufMap<SwiftProtobuf.ProtobufString,SwiftProtobuf.ProtobufString>.self, value: self.labels, fieldNumber: 4)
+    }
+    if !self.region.isEmpty {
+      try visitor.visitSingularStringField(value: self.region, fieldNumber: 5)
+    }
+    if self.assignmentsReceived != 0 {
+      try visitor.visitSingularUInt64Field(value: self.assignmentsReceived, fieldNumber: 6)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -1273,6 +1502,9 @@ nonisolated extension Slipway_V1_WorkerHeartbeat: SwiftProtobuf.Message, SwiftPr
     if lhs.workerID != rhs.workerID {return false}
     if lhs.running != rhs.running {return false}
     if lhs.freeSlots != rhs.freeSlots {return false}
+    if lhs.labels != rhs.labels {return false}
+    if lhs.region != rhs.region {return false}
+    if lhs.assignmentsReceived != rhs.assignmentsReceived {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -1487,9 +1719,9 @@ nonisolated extension Slipway_V1_ResultAck: SwiftProtobuf.Message, SwiftProtobuf
   }
 }
 
-nonisolated extension Slipway_V1_AbortJob: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
-  public static let protoMessageName: String = _protobuf_package + ".AbortJob"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}job_id\0\u{1}attempt\0\u{1}reason\0")
+nonisolated extension Slipway_V1_LogAck: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".LogAck"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}job_id\0\u{1}attempt\0\u{1}sequences\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -1499,7 +1731,7 @@ nonisolated extension Slipway_V1_AbortJob: SwiftProtobuf.Message, SwiftProtobuf.
       switch fieldNumber {
       case 1: try { try decoder.decodeSingularStringField(value: &self.jobID) }()
       case 2: try { try decoder.decodeSingularUInt32Field(value: &self.attempt) }()
-      case 3: try { try decoder.decodeSingularStringField(value: &self.reason) }()
+      case 3: try { try decoder.decodeRepeatedUInt64Field(value: &self.sequences) }()
       default: break
       }
     }
@@ -1512,8 +1744,52 @@ nonisolated extension Slipway_V1_AbortJob: SwiftProtobuf.Message, SwiftProtobuf.
     if self.attempt != 0 {
       try visitor.visitSingularUInt32Field(value: self.attempt, fieldNumber: 2)
     }
-    if !self.reason.isEmpty {
-      try visitor.visitSingularStringField(value: self.reason, fieldNumber: 3)
+    if !self.sequences.isEmpty {
+      try visitor.visitPackedUInt64Field(value: self.sequences, fieldNumber: 3)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Slipway_V1_LogAck, rhs: Slipway_V1_LogAck) -> Bool {
+    if lhs.jobID != rhs.jobID {return false}
+    if lhs.attempt != rhs.attempt {return false}
+    if lhs.sequences != rhs.sequences {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Slipway_V1_AbortJob: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".AbortJob"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}job_id\0\u{1}attempt\0\u{2}\u{2}reason\0\u{1}detail\0\u{c}\u{3}\u{1}")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.jobID) }()
+      case 2: try { try decoder.decodeSingularUInt32Field(value: &self.attempt) }()
+      case 4: try { try decoder.decodeSingularEnumField(value: &self.reason) }()
+      case 5: try { try decoder.decodeSingularStringField(value: &self.detail) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.jobID.isEmpty {
+      try visitor.visitSingularStringField(value: self.jobID, fieldNumber: 1)
+    }
+    if self.attempt != 0 {
+      try visitor.visitSingularUInt32Field(value: self.attempt, fieldNumber: 2)
+    }
+    if self.reason != .unspecified {
+      try visitor.visitSingularEnumField(value: self.reason, fieldNumber: 4)
+    }
+    if !self.detail.isEmpty {
+      try visitor.visitSingularStringField(value: self.detail, fieldNumber: 5)
     }
     try unknownFields.traverse(visitor: &visitor)
   }
@@ -1522,6 +1798,7 @@ nonisolated extension Slipway_V1_AbortJob: SwiftProtobuf.Message, SwiftProtobuf.
     if lhs.jobID != rhs.jobID {return false}
     if lhs.attempt != rhs.attempt {return false}
     if lhs.reason != rhs.reason {return false}
+    if lhs.detail != rhs.detail {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

@@ -53,6 +53,7 @@ public nonisolated enum Slipway_V1_MessageType: SwiftProtobuf.Enum, Swift.CaseIt
   case jobList // = 9
   case logQuery // = 18
   case logData // = 19
+  case logAck // = 55
 
   /// Dispatch (worker <-> coordinator, DEALER -> ROUTER).
   case workRequest // = 10
@@ -149,6 +150,7 @@ public nonisolated enum Slipway_V1_MessageType: SwiftProtobuf.Enum, Swift.CaseIt
     case 52: self = .snapshotEnd
     case 53: self = .serviceStatus
     case 54: self = .agentTargets
+    case 55: self = .logAck
     default: self = .UNRECOGNIZED(rawValue)
     }
   }
@@ -200,6 +202,7 @@ public nonisolated enum Slipway_V1_MessageType: SwiftProtobuf.Enum, Swift.CaseIt
     case .snapshotEnd: return 52
     case .serviceStatus: return 53
     case .agentTargets: return 54
+    case .logAck: return 55
     case .UNRECOGNIZED(let i): return i
     }
   }
@@ -218,6 +221,7 @@ public nonisolated enum Slipway_V1_MessageType: SwiftProtobuf.Enum, Swift.CaseIt
     .jobList,
     .logQuery,
     .logData,
+    .logAck,
     .workRequest,
     .workAssignment,
     .workerHeartbeat,
@@ -251,6 +255,81 @@ public nonisolated enum Slipway_V1_MessageType: SwiftProtobuf.Enum, Swift.CaseIt
     .event,
     .snapshotRequest,
     .snapshotEnd,
+  ]
+
+}
+
+/// Why a request was answered with ErrorReply instead of its normal reply.
+/// Programs branch on the code; `ErrorReply.message` is for people.
+public nonisolated enum Slipway_V1_ErrorCode: SwiftProtobuf.Enum, Swift.CaseIterable {
+  public typealias RawValue = Int
+  case unspecified // = 0
+
+  /// The request is malformed or names something impossible; resending it cannot help.
+  case invalidArgument // = 1
+
+  /// What the request names (a job, an artifact, a piece) does not exist here.
+  case notFound // = 2
+
+  /// The request is well-formed but the system is not in a state to do it
+  /// (e.g. deploying a build that is not in every region yet).
+  case failedPrecondition // = 3
+
+  /// Transient trouble on the server (its database is down): resend later.
+  case unavailable // = 4
+
+  /// This socket does not handle this message type.
+  case unsupported // = 5
+
+  /// The server's queue for this peer is full: ask another peer, or later.
+  case busy // = 6
+
+  /// The server tried and failed (a disk error, say); the message says how.
+  case `internal` // = 7
+  case UNRECOGNIZED(Int)
+
+  public init() {
+    self = .unspecified
+  }
+
+  public init?(rawValue: Int) {
+    switch rawValue {
+    case 0: self = .unspecified
+    case 1: self = .invalidArgument
+    case 2: self = .notFound
+    case 3: self = .failedPrecondition
+    case 4: self = .unavailable
+    case 5: self = .unsupported
+    case 6: self = .busy
+    case 7: self = .internal
+    default: self = .UNRECOGNIZED(rawValue)
+    }
+  }
+
+  public var rawValue: Int {
+    switch self {
+    case .unspecified: return 0
+    case .invalidArgument: return 1
+    case .notFound: return 2
+    case .failedPrecondition: return 3
+    case .unavailable: return 4
+    case .unsupported: return 5
+    case .busy: return 6
+    case .internal: return 7
+    case .UNRECOGNIZED(let i): return i
+    }
+  }
+
+  // The compiler won't synthesize support with the UNRECOGNIZED case.
+  public static let allCases: [Slipway_V1_ErrorCode] = [
+    .unspecified,
+    .invalidArgument,
+    .notFound,
+    .failedPrecondition,
+    .unavailable,
+    .unsupported,
+    .busy,
+    .internal,
   ]
 
 }
@@ -295,8 +374,7 @@ public nonisolated struct Slipway_V1_ErrorReply: Sendable {
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
 
-  /// Stable machine-readable code, e.g. "invalid_argument", "not_found", "unavailable".
-  public var code: String = String()
+  public var code: Slipway_V1_ErrorCode = .unspecified
 
   /// Human-readable, safe to show to a user.
   public var message: String = String()
@@ -311,7 +389,11 @@ public nonisolated struct Slipway_V1_ErrorReply: Sendable {
 fileprivate nonisolated let _protobuf_package = "slipway.v1"
 
 nonisolated extension Slipway_V1_MessageType: SwiftProtobuf._ProtoNameProviding {
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0MESSAGE_TYPE_UNSPECIFIED\0\u{1}MESSAGE_TYPE_SUBMIT_BUILD\0\u{1}MESSAGE_TYPE_SUBMIT_BUILD_ACK\0\u{1}MESSAGE_TYPE_CANCEL_BUILD\0\u{1}MESSAGE_TYPE_CANCEL_BUILD_ACK\0\u{1}MESSAGE_TYPE_ERROR_REPLY\0\u{1}MESSAGE_TYPE_JOB_QUERY\0\u{1}MESSAGE_TYPE_JOB_INFO\0\u{1}MESSAGE_TYPE_JOB_LIST_QUERY\0\u{1}MESSAGE_TYPE_JOB_LIST\0\u{1}MESSAGE_TYPE_WORK_REQUEST\0\u{1}MESSAGE_TYPE_WORK_ASSIGNMENT\0\u{1}MESSAGE_TYPE_WORKER_HEARTBEAT\0\u{1}MESSAGE_TYPE_COORDINATOR_HEARTBEAT\0\u{1}MESSAGE_TYPE_LOG_CHUNK\0\u{1}MESSAGE_TYPE_BUILD_RESULT\0\u{1}MESSAGE_TYPE_ABORT_JOB\0\u{1}MESSAGE_TYPE_RESULT_ACK\0\u{1}MESSAGE_TYPE_LOG_QUERY\0\u{1}MESSAGE_TYPE_LOG_DATA\0\u{1}MESSAGE_TYPE_ARTIFACT_MANIFEST\0\u{1}MESSAGE_TYPE_PIECE_REQUEST\0\u{1}MESSAGE_TYPE_PIECE_DATA\0\u{1}MESSAGE_TYPE_MANIFEST_REQUEST\0\u{1}MESSAGE_TYPE_UPLOAD_BEGIN\0\u{1}MESSAGE_TYPE_UPLOAD_COMMIT\0\u{1}MESSAGE_TYPE_UPLOAD_ACK\0\u{1}MESSAGE_TYPE_ARTIFACT_QUERY\0\u{1}MESSAGE_TYPE_ARTIFACT_LIST\0\u{2}\u{2}MESSAGE_TYPE_REPLICATION_STATUS\0\u{2}\u{a}MESSAGE_TYPE_TARGET_CHANGE\0\u{1}MESSAGE_TYPE_AGENT_STATUS\0\u{1}MESSAGE_TYPE_AGENT_REGISTER\0\u{1}MESSAGE_TYPE_PEER_LIST_REQUEST\0\u{1}MESSAGE_TYPE_PEER_LIST\0\u{1}MESSAGE_TYPE_REGION_REPORT\0\u{1}MESSAGE_TYPE_DEPLOY_REQUEST\0\u{1}MESSAGE_TYPE_DEPLOY_REPLY\0\u{1}MESSAGE_TYPE_ROLLBACK_REQUEST\0\u{1}MESSAGE_TYPE_SERVICE_STATUS_QUERY\0\u{1}MESSAGE_TYPE_EVENT\0\u{1}MESSAGE_TYPE_SNAPSHOT_REQUEST\0\u{1}MESSAGE_TYPE_SNAPSHOT_END\0\u{1}MESSAGE_TYPE_SERVICE_STATUS\0\u{1}MESSAGE_TYPE_AGENT_TARGETS\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0MESSAGE_TYPE_UNSPECIFIED\0\u{1}MESSAGE_TYPE_SUBMIT_BUILD\0\u{1}MESSAGE_TYPE_SUBMIT_BUILD_ACK\0\u{1}MESSAGE_TYPE_CANCEL_BUILD\0\u{1}MESSAGE_TYPE_CANCEL_BUILD_ACK\0\u{1}MESSAGE_TYPE_ERROR_REPLY\0\u{1}MESSAGE_TYPE_JOB_QUERY\0\u{1}MESSAGE_TYPE_JOB_INFO\0\u{1}MESSAGE_TYPE_JOB_LIST_QUERY\0\u{1}MESSAGE_TYPE_JOB_LIST\0\u{1}MESSAGE_TYPE_WORK_REQUEST\0\u{1}MESSAGE_TYPE_WORK_ASSIGNMENT\0\u{1}MESSAGE_TYPE_WORKER_HEARTBEAT\0\u{1}MESSAGE_TYPE_COORDINATOR_HEARTBEAT\0\u{1}MESSAGE_TYPE_LOG_CHUNK\0\u{1}MESSAGE_TYPE_BUILD_RESULT\0\u{1}MESSAGE_TYPE_ABORT_JOB\0\u{1}MESSAGE_TYPE_RESULT_ACK\0\u{1}MESSAGE_TYPE_LOG_QUERY\0\u{1}MESSAGE_TYPE_LOG_DATA\0\u{1}MESSAGE_TYPE_ARTIFACT_MANIFEST\0\u{1}MESSAGE_TYPE_PIECE_REQUEST\0\u{1}MESSAGE_TYPE_PIECE_DATA\0\u{1}MESSAGE_TYPE_MANIFEST_REQUEST\0\u{1}MESSAGE_TYPE_UPLOAD_BEGIN\0\u{1}MESSAGE_TYPE_UPLOAD_COMMIT\0\u{1}MESSAGE_TYPE_UPLOAD_ACK\0\u{1}MESSAGE_TYPE_ARTIFACT_QUERY\0\u{1}MESSAGE_TYPE_ARTIFACT_LIST\0\u{2}\u{2}MESSAGE_TYPE_REPLICATION_STATUS\0\u{2}\u{a}MESSAGE_TYPE_TARGET_CHANGE\0\u{1}MESSAGE_TYPE_AGENT_STATUS\0\u{1}MESSAGE_TYPE_AGENT_REGISTER\0\u{1}MESSAGE_TYPE_PEER_LIST_REQUEST\0\u{1}MESSAGE_TYPE_PEER_LIST\0\u{1}MESSAGE_TYPE_REGION_REPORT\0\u{1}MESSAGE_TYPE_DEPLOY_REQUEST\0\u{1}MESSAGE_TYPE_DEPLOY_REPLY\0\u{1}MESSAGE_TYPE_ROLLBACK_REQUEST\0\u{1}MESSAGE_TYPE_SERVICE_STATUS_QUERY\0\u{1}MESSAGE_TYPE_EVENT\0\u{1}MESSAGE_TYPE_SNAPSHOT_REQUEST\0\u{1}MESSAGE_TYPE_SNAPSHOT_END\0\u{1}MESSAGE_TYPE_SERVICE_STATUS\0\u{1}MESSAGE_TYPE_AGENT_TARGETS\0\u{1}MESSAGE_TYPE_LOG_ACK\0")
+}
+
+nonisolated extension Slipway_V1_ErrorCode: SwiftProtobuf._ProtoNameProviding {
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0ERROR_CODE_UNSPECIFIED\0\u{1}ERROR_CODE_INVALID_ARGUMENT\0\u{1}ERROR_CODE_NOT_FOUND\0\u{1}ERROR_CODE_FAILED_PRECONDITION\0\u{1}ERROR_CODE_UNAVAILABLE\0\u{1}ERROR_CODE_UNSUPPORTED\0\u{1}ERROR_CODE_BUSY\0\u{1}ERROR_CODE_INTERNAL\0")
 }
 
 nonisolated extension Slipway_V1_Envelope: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
@@ -381,7 +463,7 @@ nonisolated extension Slipway_V1_Envelope: SwiftProtobuf.Message, SwiftProtobuf.
 
 nonisolated extension Slipway_V1_ErrorReply: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".ErrorReply"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}code\0\u{1}message\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\u{2}message\0\u{1}code\0\u{c}\u{1}\u{1}")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -389,19 +471,19 @@ nonisolated extension Slipway_V1_ErrorReply: SwiftProtobuf.Message, SwiftProtobu
       // allocates stack space for every case branch when no optimizations are
       // enabled. https://github.com/apple/swift-protobuf/issues/1034
       switch fieldNumber {
-      case 1: try { try decoder.decodeSingularStringField(value: &self.code) }()
       case 2: try { try decoder.decodeSingularStringField(value: &self.message) }()
+      case 3: try { try decoder.decodeSingularEnumField(value: &self.code) }()
       default: break
       }
     }
   }
 
   public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
-    if !self.code.isEmpty {
-      try visitor.visitSingularStringField(value: self.code, fieldNumber: 1)
-    }
     if !self.message.isEmpty {
       try visitor.visitSingularStringField(value: self.message, fieldNumber: 2)
+    }
+    if self.code != .unspecified {
+      try visitor.visitSingularEnumField(value: self.code, fieldNumber: 3)
     }
     try unknownFields.traverse(visitor: &visitor)
   }

@@ -82,17 +82,17 @@ final class RegionStoreLoop: ServingLoop {
         case .manifestRequest:
             let request = try message.body(as: Slipway_V1_ManifestRequest.self)
             guard let manifest = try store.manifest(request.digest) else {
-                return reply(peer, error: "artifact \(SafeText.printable(request.digest, limit: 80)) is not in region \(config.region)", code: "not_found")
+                return reply(peer, error: "artifact \(SafeText.printable(request.digest, limit: 80)) is not in region \(config.region)", code: .notFound)
             }
             send(peer, manifest)
         case .pieceRequest:
             let request = try message.body(as: Slipway_V1_PieceRequest.self)
             guard let manifest = try store.manifest(request.digest) else {
-                return reply(peer, error: "artifact \(SafeText.printable(request.digest, limit: 80)) is not in region \(config.region)", code: "not_found")
+                return reply(peer, error: "artifact \(SafeText.printable(request.digest, limit: 80)) is not in region \(config.region)", code: .notFound)
             }
             let first = Int(request.firstPiece)
             let end = min(manifest.pieceSha256.count, first + Int(min(request.count, 64)))
-            guard first < end else { return reply(peer, error: "no pieces in the requested range", code: "invalid_argument") }
+            guard first < end else { return reply(peer, error: "no pieces in the requested range", code: .invalidArgument) }
             for index in first..<end {
                 let bytes = try store.piece(request.digest, index: index)
                 var header = Slipway_V1_PieceData()
@@ -105,7 +105,7 @@ final class RegionStoreLoop: ServingLoop {
                 SlipwayMetrics.pieceServed(by: "store")
             }
         default:
-            reply(peer, error: "the store does not handle \(message.type)", code: "unsupported")
+            reply(peer, error: "the store does not handle \(message.type)", code: .unsupported)
         }
     }
 
@@ -117,11 +117,8 @@ final class RegionStoreLoop: ServingLoop {
         send(peer, ack)
     }
 
-    private func reply(_ peer: [UInt8], error text: String, code: String = "failed") {
-        var body = Slipway_V1_ErrorReply()
-        body.code = code
-        body.message = text
-        send(peer, body)
+    private func reply(_ peer: [UInt8], error text: String, code: Slipway_V1_ErrorCode = .internal) {
+        send(peer, Slipway_V1_ErrorReply(code, text))
     }
 
     private func send(_ peer: [UInt8], _ body: some WireBody, payload: [UInt8]? = nil) {

@@ -98,9 +98,9 @@ final class ReportSender<Report: WireBody> {
             }
             let error = try? message.body(as: Slipway_V1_ErrorReply.self)
             switch error?.code {
-            case "not_found":
+            case .notFound:
                 acknowledged(waiting.report)  // its subject is gone (an artifact collected meanwhile): nothing left to report
-            case "unavailable":
+            case .unavailable:
                 // The coordinator's database is struggling: try again in a second, not at once.
                 pausedUntil = .now + .seconds(1)
                 if pending[key(waiting.report)] == nil { report(waiting.report) }
@@ -110,7 +110,7 @@ final class ReportSender<Report: WireBody> {
                 if let count = refusalLog.occurred(now: .now) {
                     logger.error("coordinator refused a report; sending less often until it is accepted", metadata: [
                         "type": "\(Report.messageType)", "key": "\(key(waiting.report))", "refusals": "\(count)",
-                        "code": "\(error?.code ?? "?")", "error": "\(SafeText.printable(error?.message ?? "", limit: 300))",
+                        "code": "\(error?.code.name ?? "?")", "error": "\(SafeText.printable(error?.message ?? "", limit: 300))",
                         "next_try_in": "\(delay)"])
                 }
             }

@@ -140,7 +140,7 @@ final class TrackerLoop: ServingLoop {
                 try handle(peer, message)
             } catch {
                 rejections.record(reason: "bad_request", detail: "\(error)", logger: logger)
-                reply(peer, to: message, error: "invalid_argument", "\(error)")
+                reply(peer, to: message, error: .invalidArgument, "\(error)")
             }
         }
     }
@@ -151,7 +151,7 @@ final class TrackerLoop: ServingLoop {
         case .agentRegister:
             let register = try message.body(as: Slipway_V1_AgentRegister.self)
             if let problem = Self.problem(with: register, region: config.region) {
-                return reply(peer, to: message, error: "invalid_argument", problem)
+                return reply(peer, to: message, error: .invalidArgument, problem)
             }
             if tracker.machines[register.machineID] == nil {
                 logger.info("machine registered", metadata: ["machine": "\(register.machineID)", "services": "\(register.services.joined(separator: ","))"])
@@ -161,10 +161,10 @@ final class TrackerLoop: ServingLoop {
         case .peerListRequest:
             let request = try message.body(as: Slipway_V1_PeerListRequest.self)
             guard Manifest.isDigest(request.digest), SafeText.isName(request.machineID, max: 128) else {
-                return reply(peer, to: message, error: "invalid_argument", "a peer list request needs a 64-hex digest and a machine id")
+                return reply(peer, to: message, error: .invalidArgument, "a peer list request needs a 64-hex digest and a machine id")
             }
             guard request.have.count <= AgentTracker.maxHave else {
-                return reply(peer, to: message, error: "invalid_argument", "at most \(AgentTracker.maxHave) piece indices")
+                return reply(peer, to: message, error: .invalidArgument, "at most \(AgentTracker.maxHave) piece indices")
             }
             tracker.noteHave(request, now: now)
             var list = Slipway_V1_PeerList()
@@ -173,7 +173,7 @@ final class TrackerLoop: ServingLoop {
             list.seedEndpoint = "\(config.advertisedStoreEndpoint ?? config.storeEndpoint)"
             reply(peer, to: message, list)
         default:
-            reply(peer, to: message, error: "unsupported", "the tracker does not handle \(message.type)")
+            reply(peer, to: message, error: .unsupported, "the tracker does not handle \(message.type)")
         }
     }
 
@@ -210,10 +210,7 @@ final class TrackerLoop: ServingLoop {
         }
     }
 
-    private func reply(_ peer: [UInt8], to request: WireMessage, error code: String, _ text: String) {
-        var body = Slipway_V1_ErrorReply()
-        body.code = code
-        body.message = text
-        reply(peer, to: request, body)
+    private func reply(_ peer: [UInt8], to request: WireMessage, error code: Slipway_V1_ErrorCode, _ text: String) {
+        reply(peer, to: request, Slipway_V1_ErrorReply(code, text))
     }
 }

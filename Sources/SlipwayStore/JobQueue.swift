@@ -1,12 +1,5 @@
 import Foundation
-
-/// Lifecycle of a build job, as stored in the `job_status` enum.
-public enum JobStatus: String, Sendable, Hashable, CaseIterable {
-    case queued, running, succeeded, failed, cancelled
-
-    /// True for succeeded, failed and cancelled: the job will never change again.
-    public var isTerminal: Bool { self != .queued && self != .running }
-}
+public import SlipwayCore
 
 /// A submission to store.
 public struct NewJob: Sendable, Hashable {
@@ -56,7 +49,11 @@ public struct JobRecord: Sendable, Hashable {
 /// A job a worker has just claimed; (id, attempt) fences every later write.
 public struct ClaimedJob: Sendable, Hashable {
     public let id: String
+    /// The fence: every later write about this attempt carries it.
     public let attempt: Int
+    /// Attempts charged so far, this one included (assignments that never
+    /// reached a worker are not).
+    public let attemptsUsed: Int
     public let repoURL: String
     public let commitSHA: String
     public let artifactName: String
@@ -112,11 +109,11 @@ public enum JobQueue {
                 started_at = now(), error = NULL
             FROM next
             WHERE j.id = next.id
-            RETURNING j.id, j.attempt, j.repo_url, j.commit_sha, j.artifact_name, j.recipe, j.artifact_path,
+            RETURNING j.id, j.attempt, j.attempt - j.attempts_unused AS attempts_used, j.repo_url, j.commit_sha, j.artifact_name, j.recipe, j.artifact_path,
                       j.timeout_seconds, (extract(epoch FROM j.lease_expires_at) * 1000000)::bigint AS lease_us
             """, [.text(workerID), .text(try encodeLabels(workerLabels)), .int(limit)])
         return try result.rows.map { row in
-            ClaimedJob(id: try row.string("id"), attempt: try row.int("attempt"),
+            ClaimedJob(id: try row.string("id"), attempt: try row.int("attempt"), attemptsUsed: try row.int("attempts_used"),
                        repoURL: try row.string("repo_url"), commitSHA: try row.string("commit_sha"),
                        artifactName: try row.string("artifact_name"), recipe: try row.string("recipe"),
                        artifactPath: try row.string("artifact_path"), timeoutSeconds: try row.int("timeout_seconds"),
@@ -145,14 +142,37 @@ public enum JobQueue {
         let result = try db.query("""
             UPDATE jobs SET
                 status = CASE WHEN cancel_requested THEN 'cancelled'::job_status
-                              WHEN $4 AND attempt < max_attempts THEN 'queued'::job_status
+                              WHEN $4 AND attempt - attempts_unused < max_attempts THEN 'queued'::job_status
                               ELSE 'failed'::job_status END,
-                not_before = CASE WHEN $4 AND attempt < max_attempts THEN now() + make_interval(secs => $5) ELSE not_before END,
-                finished_at = CASE WHEN $4 AND attempt < max_attempts AND NOT cancel_requested THEN NULL ELSE now() END,
+                not_before = CASE WHEN $4 AND attempt - attempts_unused < max_attempts THEN now() + make_interval(secs => $5) ELSE not_before END,
+                finished_at = CASE WHEN $4 AND attempt - attempts_unused < max_attempts AND NOT cancel_requested THEN NULL ELSE now() END,
                 error = CASE WHEN cancel_requested THEN error ELSE $3 END
             WHERE id = $1::uuid AND attempt = $2 AND status = 'running'
             RETURNING status
             """, [.text(jobID), .int(attempt), .text(error), .bool(retryable), .text(seconds(backoff))])
+        return try result.first.map { try status($0) }
+    }
+
+    /// Puts an attempt back in the queue without charging it: its worker
+    /// provably never received the assignment. The fence (`attempt`) is kept,
+    /// so a late message for it is still refused; `attempts_unused` makes the
+    /// retry cap ignore it. A job whose cancellation was requested ends
+    /// cancelled instead.
+    /// - Returns: the job's new status, or nil when fencing rejected the write.
+    public static func unclaim(_ db: PGConnection, jobID: String, attempt: Int, reason: String) throws -> JobStatus? {
+        guard isJobID(jobID) else { return nil }
+        let result = try db.query("""
+            UPDATE jobs SET
+                status = CASE WHEN cancel_requested THEN 'cancelled'::job_status ELSE 'queued'::job_status END,
+                attempts_unused = attempts_unused + 1,
+                worker_id = CASE WHEN cancel_requested THEN worker_id ELSE NULL END,
+                lease_expires_at = NULL,
+                started_at = CASE WHEN cancel_requested THEN started_at ELSE NULL END,
+                finished_at = CASE WHEN cancel_requested THEN now() ELSE NULL END,
+                error = CASE WHEN cancel_requested THEN error ELSE $3 END
+            WHERE id = $1::uuid AND attempt = $2 AND status = 'running'
+            RETURNING status
+            """, [.text(jobID), .int(attempt), .text(reason)])
         return try result.first.map { try status($0) }
     }
 
@@ -212,7 +232,7 @@ public enum JobQueue {
         return status
     }
 
-    static func encodeLabels(_ labels: [String: String]) throws -> String {
+    public static func encodeLabels(_ labels: [String: String]) throws -> String {
         let encoder = JSONEncoder()
         encoder.outputFormatting = .sortedKeys
         return String(decoding: try encoder.encode(labels), as: UTF8.self)

@@ -14,6 +14,14 @@ public enum PGBind: Sendable, Hashable {
     public static func bool(_ value: Bool) -> PGBind { .text(value ? "t" : "f") }
     /// A text parameter that is NULL when `value` is nil.
     public static func optional(_ value: String?) -> PGBind { value.map(PGBind.text) ?? .null }
+
+    /// A `text[]` parameter (cast it: `$1::text[]`), every element quoted and escaped.
+    public static func textArray(_ values: [String]) -> PGBind {
+        let quoted = values.map { value in
+            "\"" + value.replacingAll("\\", with: "\\\\").replacingAll("\"", with: "\\\"") + "\""
+        }
+        return .text("{" + quoted.joined(separator: ",") + "}")
+    }
 }
 
 extension PGBind: ExpressibleByStringLiteral {
@@ -24,4 +32,10 @@ extension PGBind: ExpressibleByStringLiteral {
 extension PGBind: ExpressibleByIntegerLiteral {
     /// An integer parameter from a literal.
     public init(integerLiteral value: Int) { self = .int(value) }
+}
+
+extension String {
+    fileprivate func replacingAll(_ target: String, with replacement: String) -> String {
+        split(separator: target, omittingEmptySubsequences: false).joined(separator: replacement)
+    }
 }

@@ -1,7 +1,7 @@
 /// Slipway's schema, as an ordered list of migrations. Append; never edit a released one.
 public enum SlipwaySchema {
     /// Every migration, oldest first.
-    public static let migrations: [Migration] = [v1, v2]
+    public static let migrations: [Migration] = [v1, v2, v3]
 
     /// Schema v1: the whole system's durable state.
     ///
@@ -148,5 +148,12 @@ public enum SlipwaySchema {
             report      bytea NOT NULL,
             received_at timestamptz NOT NULL DEFAULT now()
         );
+        """)
+
+    /// Schema v3: attempts that never reached a worker. `attempt` stays the
+    /// fence (it counts every assignment and is never reused); the retry cap
+    /// counts `attempt - attempts_unused`.
+    static let v3 = Migration(version: 3, name: "attempts that never reached a worker", sql: """
+        ALTER TABLE jobs ADD COLUMN attempts_unused integer NOT NULL DEFAULT 0 CHECK (attempts_unused >= 0);
         """)
 }

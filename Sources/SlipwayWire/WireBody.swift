@@ -19,7 +19,7 @@ public enum WireRegistry {
             Slipway_V1_WorkRequest.self, Slipway_V1_WorkAssignment.self,
             Slipway_V1_WorkerHeartbeat.self, Slipway_V1_CoordinatorHeartbeat.self,
             Slipway_V1_LogChunk.self, Slipway_V1_BuildResult.self,
-            Slipway_V1_AbortJob.self, Slipway_V1_ResultAck.self,
+            Slipway_V1_AbortJob.self, Slipway_V1_ResultAck.self, Slipway_V1_LogAck.self,
             Slipway_V1_ArtifactManifest.self, Slipway_V1_PieceRequest.self,
             Slipway_V1_PieceData.self, Slipway_V1_ManifestRequest.self,
             Slipway_V1_UploadBegin.self, Slipway_V1_UploadCommit.self, Slipway_V1_UploadAck.self,
@@ -67,6 +67,7 @@ extension Slipway_V1_LogChunk: WireBody { public static var messageType: Slipway
 extension Slipway_V1_BuildResult: WireBody { public static var messageType: Slipway_V1_MessageType { .buildResult } }
 extension Slipway_V1_AbortJob: WireBody { public static var messageType: Slipway_V1_MessageType { .abortJob } }
 extension Slipway_V1_ResultAck: WireBody { public static var messageType: Slipway_V1_MessageType { .resultAck } }
+extension Slipway_V1_LogAck: WireBody { public static var messageType: Slipway_V1_MessageType { .logAck } }
 extension Slipway_V1_ArtifactManifest: WireBody { public static var messageType: Slipway_V1_MessageType { .artifactManifest } }
 extension Slipway_V1_PieceRequest: WireBody { public static var messageType: Slipway_V1_MessageType { .pieceRequest } }
 extension Slipway_V1_PieceData: WireBody { public static var messageType: Slipway_V1_MessageType { .pieceData } }

@@ -70,7 +70,8 @@ final class WorkerLoop: ServingLoop {
                 for build in running.values { build.control.abort(.shutdown) }
                 logger.info("worker draining", metadata: ["builds": "\(running.count)"])
             }
-            if let deadline = drainDeadline, running.isEmpty || ContinuousClock.now > deadline { break }
+            // Draining ends when the builds are done and the coordinator has their results (or at the deadline).
+            if let deadline = drainDeadline, (running.isEmpty && deliveries.isEmpty) || ContinuousClock.now > deadline { break }
 
             let poller = ZMQPoller()
             try poller.add(coordinator)
@@ -80,6 +81,7 @@ final class WorkerLoop: ServingLoop {
             if ready[1].contains(.readable) { try drainOutbox() }
 
             let now = ContinuousClock.now
+            for frames in deliveries.due(now: now) { _ = try? coordinator.send(frames, wait: .never) }
             if now >= nextHeartbeat {
                 nextHeartbeat = now + config.heartbeatInterval
                 sendHeartbeat()
@@ -92,6 +94,7 @@ final class WorkerLoop: ServingLoop {
                     }
                     coordinator.close()
                     try connect(resetSilence: false)
+                    deliveries.resendAll()
                 }
             }
         }
@@ -100,6 +103,9 @@ final class WorkerLoop: ServingLoop {
     }
 
     private var freeSlots: Int { stop.isStopped ? 0 : max(0, config.slots - running.count) }
+
+    /// Log chunks and results the coordinator has not acknowledged yet.
+    private var deliveries = Deliveries()
 
     /// The leader we last heard a heartbeat from.
     private var coordinatorID: String?
@@ -139,14 +145,20 @@ final class WorkerLoop: ServingLoop {
         send(request)
     }
 
+    /// Liveness, and everything a work request says, so a coordinator that
+    /// lost this worker's registration or credit rebuilds it from one beat.
     private func sendHeartbeat() {
         var beat = Slipway_V1_WorkerHeartbeat()
         beat.workerID = config.id
         beat.freeSlots = UInt32(freeSlots)
-        beat.running = running.map { id, build in
+        beat.labels = labels
+        beat.region = config.region
+        beat.assignmentsReceived = assignmentsReceived
+        let held = Set(running.map { Deliveries.Attempt(jobID: $0.key, attempt: $0.value.attempt) }).union(deliveries.unacknowledgedResults)
+        beat.running = held.sorted().map { attempt in
             var job = Slipway_V1_RunningJob()
-            job.jobID = id
-            job.attempt = build.attempt
+            job.jobID = attempt.jobID
+            job.attempt = attempt.attempt
             return job
         }
         send(beat)
@@ -157,6 +169,10 @@ final class WorkerLoop: ServingLoop {
     }
 
     private func drainCoordinator() throws {
+        let before = assignmentsReceived
+        // Confirm new assignments at once (with the credit they used): a coordinator that
+        // loses this worker knows which jobs it got and which never arrived.
+        defer { if assignmentsReceived != before { requestWork() } }
         for _ in 0..<256 {
             let received = try coordinator.receive(wait: .never) {
                 rejections.record(reason: "too_many_frames", detail: "a message from the coordinator had too many frames", logger: logger)
@@ -176,8 +192,9 @@ final class WorkerLoop: ServingLoop {
                 case .abortJob:
                     let abort = try message.body(as: Slipway_V1_AbortJob.self)
                     if let build = running[abort.jobID], build.attempt == abort.attempt {
-                        logger.info("aborting build", metadata: ["job_id": "\(abort.jobID)", "reason": "\(abort.reason)"])
-                        build.control.abort(abort.reason == "cancelled" ? .cancelled : .superseded)
+                        logger.info("aborting build", metadata: ["job_id": "\(abort.jobID)", "reason": "\(abort.reason.name)",
+                                                                 "detail": "\(SafeText.printable(abort.detail, limit: 200))"])
+                        build.control.abort(abort.reason == .cancelled ? .cancelled : .superseded)
                     }
                 case .coordinatorHeartbeat:
                     let beat = try message.body(as: Slipway_V1_CoordinatorHeartbeat.self)
@@ -188,7 +205,12 @@ final class WorkerLoop: ServingLoop {
                         requestWork()
                     }
                     coordinatorID = beat.coordinatorID
-                case .resultAck: break
+                case .resultAck:
+                    let ack = try message.body(as: Slipway_V1_ResultAck.self)
+                    deliveries.resultAcknowledged(Deliveries.Attempt(jobID: ack.jobID, attempt: ack.attempt))
+                case .logAck:
+                    let ack = try message.body(as: Slipway_V1_LogAck.self)
+                    deliveries.logAcknowledged(Deliveries.Attempt(jobID: ack.jobID, attempt: ack.attempt), sequences: ack.sequences)
                 default: logger.warning("unexpected message from the coordinator", metadata: ["type": "\(message.type)"])
                 }
             } catch {
@@ -219,17 +241,30 @@ final class WorkerLoop: ServingLoop {
         thread.execute { job.run() }
     }
 
+    /// Takes what builds produced: log chunks and results go to ``deliveries``,
+    /// which sends them and keeps them until the coordinator acknowledges them.
     private func drainOutbox() throws {
+        let now = ContinuousClock.now
         for _ in 0..<256 {
-            guard let frames = try outbox.receive(wait: .never) else { return }
-            _ = try? coordinator.send(frames, wait: .never)
-            guard let message = try? codec.decode(frames), message.type == .buildResult,
-                  let result = try? message.body(as: Slipway_V1_BuildResult.self) else { continue }
-            if let build = running.removeValue(forKey: result.jobID) {
-                build.thread.shutdown()
+            guard let frames = try outbox.receive(wait: .never), let message = try? codec.decode(frames) else { return }
+            switch message.type {
+            case .logChunk:
+                guard let chunk = try? message.body(as: Slipway_V1_LogChunk.self) else { continue }
+                let attempt = Deliveries.Attempt(jobID: chunk.jobID, attempt: chunk.attempt)
+                if !deliveries.log(attempt, sequence: chunk.sequence, frames: frames) {
+                    _ = try? coordinator.send(frames, wait: .never)
+                }
+            case .buildResult:
+                guard let result = try? message.body(as: Slipway_V1_BuildResult.self) else { continue }
+                deliveries.result(Deliveries.Attempt(jobID: result.jobID, attempt: result.attempt), frames: frames, now: now)
+                if let build = running.removeValue(forKey: result.jobID) {
+                    build.thread.shutdown()
+                }
+                logger.info("build finished", metadata: ["job_id": "\(result.jobID)", "outcome": "\(result.outcome)"])
+                requestWork()
+            default:
+                continue
             }
-            logger.info("build finished", metadata: ["job_id": "\(result.jobID)", "outcome": "\(result.outcome)"])
-            requestWork()
         }
     }
 }

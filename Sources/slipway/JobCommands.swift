@@ -1,7 +1,9 @@
 import ArgumentParser
+import SlipwayCore
 import Foundation
 import SlipwayProducer
 import SlipwayProto
+import SlipwayWire
 import SwiftProtobuf
 
 /// Exit codes of the job commands, for CI scripts.
@@ -34,7 +36,7 @@ func withClient<T>(_ options: ClientOptions, _ body: (SlipwayClient) async throw
     } catch let error as ProducerError {
         await client.close()
         printError("slipway: \(error.description)")
-        throw error.code == .timedOut ? JobExit.timedOut : (error.serverCode == "not_found" ? JobExit.failed : JobExit.unavailable)
+        throw error.code == .timedOut ? JobExit.timedOut : (error.serverCode == .notFound ? JobExit.failed : JobExit.unavailable)
     } catch {
         await client.close()
         throw error
@@ -58,26 +60,13 @@ func printJSON(_ message: some SwiftProtobuf.Message) {
 }
 
 extension Slipway_V1_JobStatus {
-    var name: String {
-        switch self {
-        case .queued: "queued"
-        case .running: "running"
-        case .succeeded: "succeeded"
-        case .failed: "failed"
-        case .cancelled: "cancelled"
-        default: "unknown"
-        }
-    }
+    /// The status as people read it: the one spelling in `SlipwayCore.JobStatus`.
+    var name: String { JobStatus(self)?.rawValue ?? "unknown" }
 
+    /// The wire status a user typed (`queued`, `running`, …), or nil.
     init?(name: String) {
-        switch name {
-        case "queued": self = .queued
-        case "running": self = .running
-        case "succeeded": self = .succeeded
-        case "failed": self = .failed
-        case "cancelled": self = .cancelled
-        default: return nil
-        }
+        guard let status = JobStatus(rawValue: name) else { return nil }
+        self = status.wire
     }
 }
 

@@ -91,7 +91,7 @@ struct BuildPipelineTests {
         #expect(artifact.deployableAtUnixMicros > 0, "with no --regions, the build's own region is all it needs")
         query.digest = String(repeating: "0", count: 64)
         let unknown = await #expect(throws: ProducerError.self) { _ = try await client.artifacts(query) }
-        #expect(unknown?.serverCode == "not_found")
+        #expect(unknown?.serverCode.name == "not_found")
 
         // A subscriber that starts after all of it still gets every event, gap-free, in order.
         let events = try await lateSubscriber(cluster, count: 6)
@@ -284,9 +284,9 @@ struct BuildPipelineTests {
         let invalid = await #expect(throws: ProducerError.self) {
             _ = try await client.submit(submission(repo, "--upload-pack=touch /tmp/x"))
         }
-        #expect(invalid?.serverCode == "invalid_argument")
+        #expect(invalid?.serverCode.name == "invalid_argument")
         let missing = await #expect(throws: ProducerError.self) { _ = try await client.job("not-a-job") }
-        #expect(missing?.serverCode == "not_found")
+        #expect(missing?.serverCode.name == "not_found")
 
         // Still serving after all of it.
         let fine = try await finished(client, submission(repo, commit, key: "after-garbage"))

@@ -25,7 +25,7 @@ struct DeployTests {
         // Region c is down: v1 exists only in a.
         let v1 = try await ReplicationTests.build(client, cluster, bytes: 5_000)
         let refused = await #expect(throws: ProducerError.self) { _ = try await client.deploy(Self.deploy(v1)) }
-        #expect(refused?.serverCode == "failed_precondition")
+        #expect(refused?.serverCode.name == "failed_precondition")
         #expect(refused?.description.contains("c (pending)") == true, "the reason names the missing region: \(refused?.description ?? "")")
         let regional = try await client.deploy(Self.deploy(v1, regions: ["a"]))
         #expect(regional.targets.map(\.region) == ["a"] && regional.targets.first?.version == 1)
@@ -117,7 +117,7 @@ struct DeployTests {
             try await call()
             return "accepted"
         } catch let error as ProducerError {
-            return error.serverCode
+            return error.serverCode.name
         } catch {
             return "\(error)"
         }

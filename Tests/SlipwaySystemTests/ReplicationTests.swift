@@ -250,7 +250,7 @@ struct ReplicationTests {
 
     static func errorCode(_ endpoint: String, _ body: some WireBody & Sendable) async throws -> String {
         let reply = try await request(endpoint, body)
-        return reply.type == .errorReply ? try reply.body(as: Slipway_V1_ErrorReply.self).code : "none: \(reply.type)"
+        return reply.type == .errorReply ? try reply.body(as: Slipway_V1_ErrorReply.self).code.name : "none: \(reply.type)"
     }
 
     static func query(digest: String) -> Slipway_V1_ArtifactQuery {
@@ -262,7 +262,7 @@ struct ReplicationTests {
     static func exists(_ client: SlipwayClient, _ digest: String) async throws -> Bool {
         do {
             return try await !client.artifacts(query(digest: digest)).isEmpty
-        } catch let error as ProducerError where error.serverCode == "not_found" {
+        } catch let error as ProducerError where error.serverCode == .notFound {
             return false
         }
     }

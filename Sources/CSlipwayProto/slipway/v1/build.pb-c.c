@@ -604,6 +604,12 @@ void   slipway__v1__running_job__free_unpacked
   assert(message->base.descriptor == &slipway__v1__running_job__descriptor);
   protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
 }
+void   slipway__v1__worker_heartbeat__labels_entry__init
+                     (Slipway__V1__WorkerHeartbeat__LabelsEntry         *message)
+{
+  static const Slipway__V1__WorkerHeartbeat__LabelsEntry init_value = SLIPWAY__V1__WORKER_HEARTBEAT__LABELS_ENTRY__INIT;
+  *message = init_value;
+}
 void   slipway__v1__worker_heartbeat__init
                      (Slipway__V1__WorkerHeartbeat         *message)
 {
@@ -827,6 +833,51 @@ void   slipway__v1__result_ack__free_unpacked
   if(!message)
     return;
   assert(message->base.descriptor == &slipway__v1__result_ack__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   slipway__v1__log_ack__init
+                     (Slipway__V1__LogAck         *message)
+{
+  static const Slipway__V1__LogAck init_value = SLIPWAY__V1__LOG_ACK__INIT;
+  *message = init_value;
+}
+size_t slipway__v1__log_ack__get_packed_size
+                     (const Slipway__V1__LogAck *message)
+{
+  assert(message->base.descriptor == &slipway__v1__log_ack__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t slipway__v1__log_ack__pack
+                     (const Slipway__V1__LogAck *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &slipway__v1__log_ack__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t slipway__v1__log_ack__pack_to_buffer
+                     (const Slipway__V1__LogAck *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &slipway__v1__log_ack__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Slipway__V1__LogAck *
+       slipway__v1__log_ack__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Slipway__V1__LogAck *)
+     protobuf_c_message_unpack (&slipway__v1__log_ack__descriptor,
+                                allocator, len, data);
+}
+void   slipway__v1__log_ack__free_unpacked
+                     (Slipway__V1__LogAck *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &slipway__v1__log_ack__descriptor);
   protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
 }
 void   slipway__v1__abort_job__init
@@ -1297,7 +1348,7 @@ const ProtobufCMessageDescriptor slipway__v1__job_query__descriptor =
   (ProtobufCMessageInit) slipway__v1__job_query__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor slipway__v1__job_info__field_descriptors[16] =
+static const ProtobufCFieldDescriptor slipway__v1__job_info__field_descriptors[17] =
 {
   {
     "job_id",
@@ -1491,6 +1542,18 @@ static const ProtobufCFieldDescriptor slipway__v1__job_info__field_descriptors[1
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "fence",
+    17,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT32,
+    0,   /* quantifier_offset */
+    offsetof(Slipway__V1__JobInfo, fence),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned slipway__v1__job_info__field_indices_by_name[] = {
   9,   /* field[9] = artifact_digest */
@@ -1500,6 +1563,7 @@ static const unsigned slipway__v1__job_info__field_indices_by_name[] = {
   3,   /* field[3] = commit */
   10,   /* field[10] = created_at_unix_micros */
   8,   /* field[8] = error */
+  16,   /* field[16] = fence */
   12,   /* field[12] = finished_at_unix_micros */
   0,   /* field[0] = job_id */
   6,   /* field[6] = max_attempts */
@@ -1513,7 +1577,7 @@ static const unsigned slipway__v1__job_info__field_indices_by_name[] = {
 static const ProtobufCIntRange slipway__v1__job_info__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 16 }
+  { 0, 17 }
 };
 const ProtobufCMessageDescriptor slipway__v1__job_info__descriptor =
 {
@@ -1523,7 +1587,7 @@ const ProtobufCMessageDescriptor slipway__v1__job_info__descriptor =
   "Slipway__V1__JobInfo",
   "slipway.v1",
   sizeof(Slipway__V1__JobInfo),
-  16,
+  17,
   slipway__v1__job_info__field_descriptors,
   slipway__v1__job_info__field_indices_by_name,
   1,  slipway__v1__job_info__number_ranges,
@@ -2120,7 +2184,58 @@ const ProtobufCMessageDescriptor slipway__v1__running_job__descriptor =
   (ProtobufCMessageInit) slipway__v1__running_job__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor slipway__v1__worker_heartbeat__field_descriptors[3] =
+static const ProtobufCFieldDescriptor slipway__v1__worker_heartbeat__labels_entry__field_descriptors[2] =
+{
+  {
+    "key",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Slipway__V1__WorkerHeartbeat__LabelsEntry, key),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "value",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Slipway__V1__WorkerHeartbeat__LabelsEntry, value),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned slipway__v1__worker_heartbeat__labels_entry__field_indices_by_name[] = {
+  0,   /* field[0] = key */
+  1,   /* field[1] = value */
+};
+static const ProtobufCIntRange slipway__v1__worker_heartbeat__labels_entry__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 2 }
+};
+const ProtobufCMessageDescriptor slipway__v1__worker_heartbeat__labels_entry__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "slipway.v1.WorkerHeartbeat.LabelsEntry",
+  "LabelsEntry",
+  "Slipway__V1__WorkerHeartbeat__LabelsEntry",
+  "slipway.v1",
+  sizeof(Slipway__V1__WorkerHeartbeat__LabelsEntry),
+  2,
+  slipway__v1__worker_heartbeat__labels_entry__field_descriptors,
+  slipway__v1__worker_heartbeat__labels_entry__field_indices_by_name,
+  1,  slipway__v1__worker_heartbeat__labels_entry__number_ranges,
+  (ProtobufCMessageInit) slipway__v1__worker_heartbeat__labels_entry__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor slipway__v1__worker_heartbeat__field_descriptors[6] =
 {
   {
     "worker_id",
@@ -2158,16 +2273,55 @@ static const ProtobufCFieldDescriptor slipway__v1__worker_heartbeat__field_descr
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "labels",
+    4,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Slipway__V1__WorkerHeartbeat, n_labels),
+    offsetof(Slipway__V1__WorkerHeartbeat, labels),
+    &slipway__v1__worker_heartbeat__labels_entry__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "region",
+    5,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Slipway__V1__WorkerHeartbeat, region),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "assignments_received",
+    6,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Slipway__V1__WorkerHeartbeat, assignments_received),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned slipway__v1__worker_heartbeat__field_indices_by_name[] = {
+  5,   /* field[5] = assignments_received */
   2,   /* field[2] = free_slots */
+  3,   /* field[3] = labels */
+  4,   /* field[4] = region */
   1,   /* field[1] = running */
   0,   /* field[0] = worker_id */
 };
 static const ProtobufCIntRange slipway__v1__worker_heartbeat__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 3 }
+  { 0, 6 }
 };
 const ProtobufCMessageDescriptor slipway__v1__worker_heartbeat__descriptor =
 {
@@ -2177,7 +2331,7 @@ const ProtobufCMessageDescriptor slipway__v1__worker_heartbeat__descriptor =
   "Slipway__V1__WorkerHeartbeat",
   "slipway.v1",
   sizeof(Slipway__V1__WorkerHeartbeat),
-  3,
+  6,
   slipway__v1__worker_heartbeat__field_descriptors,
   slipway__v1__worker_heartbeat__field_indices_by_name,
   1,  slipway__v1__worker_heartbeat__number_ranges,
@@ -2557,7 +2711,71 @@ const ProtobufCMessageDescriptor slipway__v1__result_ack__descriptor =
   (ProtobufCMessageInit) slipway__v1__result_ack__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor slipway__v1__abort_job__field_descriptors[3] =
+static const ProtobufCFieldDescriptor slipway__v1__log_ack__field_descriptors[3] =
+{
+  {
+    "job_id",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Slipway__V1__LogAck, job_id),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "attempt",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT32,
+    0,   /* quantifier_offset */
+    offsetof(Slipway__V1__LogAck, attempt),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "sequences",
+    3,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_UINT64,
+    offsetof(Slipway__V1__LogAck, n_sequences),
+    offsetof(Slipway__V1__LogAck, sequences),
+    NULL,
+    NULL,
+    0 | PROTOBUF_C_FIELD_FLAG_PACKED,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned slipway__v1__log_ack__field_indices_by_name[] = {
+  1,   /* field[1] = attempt */
+  0,   /* field[0] = job_id */
+  2,   /* field[2] = sequences */
+};
+static const ProtobufCIntRange slipway__v1__log_ack__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 3 }
+};
+const ProtobufCMessageDescriptor slipway__v1__log_ack__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "slipway.v1.LogAck",
+  "LogAck",
+  "Slipway__V1__LogAck",
+  "slipway.v1",
+  sizeof(Slipway__V1__LogAck),
+  3,
+  slipway__v1__log_ack__field_descriptors,
+  slipway__v1__log_ack__field_indices_by_name,
+  1,  slipway__v1__log_ack__number_ranges,
+  (ProtobufCMessageInit) slipway__v1__log_ack__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor slipway__v1__abort_job__field_descriptors[4] =
 {
   {
     "job_id",
@@ -2585,11 +2803,23 @@ static const ProtobufCFieldDescriptor slipway__v1__abort_job__field_descriptors[
   },
   {
     "reason",
-    3,
+    4,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_ENUM,
+    0,   /* quantifier_offset */
+    offsetof(Slipway__V1__AbortJob, reason),
+    &slipway__v1__abort_reason__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "detail",
+    5,
     PROTOBUF_C_LABEL_NONE,
     PROTOBUF_C_TYPE_STRING,
     0,   /* quantifier_offset */
-    offsetof(Slipway__V1__AbortJob, reason),
+    offsetof(Slipway__V1__AbortJob, detail),
     NULL,
     &protobuf_c_empty_string,
     0,             /* flags */
@@ -2598,13 +2828,15 @@ static const ProtobufCFieldDescriptor slipway__v1__abort_job__field_descriptors[
 };
 static const unsigned slipway__v1__abort_job__field_indices_by_name[] = {
   1,   /* field[1] = attempt */
+  3,   /* field[3] = detail */
   0,   /* field[0] = job_id */
   2,   /* field[2] = reason */
 };
-static const ProtobufCIntRange slipway__v1__abort_job__number_ranges[1 + 1] =
+static const ProtobufCIntRange slipway__v1__abort_job__number_ranges[2 + 1] =
 {
   { 1, 0 },
-  { 0, 3 }
+  { 4, 2 },
+  { 0, 4 }
 };
 const ProtobufCMessageDescriptor slipway__v1__abort_job__descriptor =
 {
@@ -2614,10 +2846,10 @@ const ProtobufCMessageDescriptor slipway__v1__abort_job__descriptor =
   "Slipway__V1__AbortJob",
   "slipway.v1",
   sizeof(Slipway__V1__AbortJob),
-  3,
+  4,
   slipway__v1__abort_job__field_descriptors,
   slipway__v1__abort_job__field_indices_by_name,
-  1,  slipway__v1__abort_job__number_ranges,
+  2,  slipway__v1__abort_job__number_ranges,
   (ProtobufCMessageInit) slipway__v1__abort_job__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
@@ -2723,5 +2955,37 @@ const ProtobufCEnumDescriptor slipway__v1__build_outcome__descriptor =
   slipway__v1__build_outcome__enum_values_by_name,
   1,
   slipway__v1__build_outcome__value_ranges,
+  NULL,NULL,NULL,NULL   /* reserved[1234] */
+};
+static const ProtobufCEnumValue slipway__v1__abort_reason__enum_values_by_number[4] =
+{
+  { "ABORT_REASON_UNSPECIFIED", "SLIPWAY__V1__ABORT_REASON__ABORT_REASON_UNSPECIFIED", 0 },
+  { "ABORT_REASON_CANCELLED", "SLIPWAY__V1__ABORT_REASON__ABORT_REASON_CANCELLED", 1 },
+  { "ABORT_REASON_TIMED_OUT", "SLIPWAY__V1__ABORT_REASON__ABORT_REASON_TIMED_OUT", 2 },
+  { "ABORT_REASON_SUPERSEDED", "SLIPWAY__V1__ABORT_REASON__ABORT_REASON_SUPERSEDED", 3 },
+};
+static const ProtobufCIntRange slipway__v1__abort_reason__value_ranges[] = {
+{0, 0},{0, 4}
+};
+static const ProtobufCEnumValueIndex slipway__v1__abort_reason__enum_values_by_name[4] =
+{
+  { "ABORT_REASON_CANCELLED", 1 },
+  { "ABORT_REASON_SUPERSEDED", 3 },
+  { "ABORT_REASON_TIMED_OUT", 2 },
+  { "ABORT_REASON_UNSPECIFIED", 0 },
+};
+const ProtobufCEnumDescriptor slipway__v1__abort_reason__descriptor =
+{
+  PROTOBUF_C__ENUM_DESCRIPTOR_MAGIC,
+  "slipway.v1.AbortReason",
+  "AbortReason",
+  "Slipway__V1__AbortReason",
+  "slipway.v1",
+  4,
+  slipway__v1__abort_reason__enum_values_by_number,
+  4,
+  slipway__v1__abort_reason__enum_values_by_name,
+  1,
+  slipway__v1__abort_reason__value_ranges,
   NULL,NULL,NULL,NULL   /* reserved[1234] */
 };

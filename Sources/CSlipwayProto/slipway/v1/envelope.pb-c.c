@@ -229,18 +229,6 @@ const ProtobufCMessageDescriptor slipway__v1__envelope__descriptor =
 static const ProtobufCFieldDescriptor slipway__v1__error_reply__field_descriptors[2] =
 {
   {
-    "code",
-    1,
-    PROTOBUF_C_LABEL_NONE,
-    PROTOBUF_C_TYPE_STRING,
-    0,   /* quantifier_offset */
-    offsetof(Slipway__V1__ErrorReply, code),
-    NULL,
-    &protobuf_c_empty_string,
-    0,             /* flags */
-    0,NULL,NULL    /* reserved1,reserved2, etc */
-  },
-  {
     "message",
     2,
     PROTOBUF_C_LABEL_NONE,
@@ -252,14 +240,26 @@ static const ProtobufCFieldDescriptor slipway__v1__error_reply__field_descriptor
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "code",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_ENUM,
+    0,   /* quantifier_offset */
+    offsetof(Slipway__V1__ErrorReply, code),
+    &slipway__v1__error_code__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned slipway__v1__error_reply__field_indices_by_name[] = {
-  0,   /* field[0] = code */
-  1,   /* field[1] = message */
+  1,   /* field[1] = code */
+  0,   /* field[0] = message */
 };
 static const ProtobufCIntRange slipway__v1__error_reply__number_ranges[1 + 1] =
 {
-  { 1, 0 },
+  { 2, 0 },
   { 0, 2 }
 };
 const ProtobufCMessageDescriptor slipway__v1__error_reply__descriptor =
@@ -277,7 +277,7 @@ const ProtobufCMessageDescriptor slipway__v1__error_reply__descriptor =
   (ProtobufCMessageInit) slipway__v1__error_reply__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCEnumValue slipway__v1__message_type__enum_values_by_number[45] =
+static const ProtobufCEnumValue slipway__v1__message_type__enum_values_by_number[46] =
 {
   { "MESSAGE_TYPE_UNSPECIFIED", "SLIPWAY__V1__MESSAGE_TYPE__MESSAGE_TYPE_UNSPECIFIED", 0 },
   { "MESSAGE_TYPE_SUBMIT_BUILD", "SLIPWAY__V1__MESSAGE_TYPE__MESSAGE_TYPE_SUBMIT_BUILD", 1 },
@@ -324,11 +324,12 @@ static const ProtobufCEnumValue slipway__v1__message_type__enum_values_by_number
   { "MESSAGE_TYPE_SNAPSHOT_END", "SLIPWAY__V1__MESSAGE_TYPE__MESSAGE_TYPE_SNAPSHOT_END", 52 },
   { "MESSAGE_TYPE_SERVICE_STATUS", "SLIPWAY__V1__MESSAGE_TYPE__MESSAGE_TYPE_SERVICE_STATUS", 53 },
   { "MESSAGE_TYPE_AGENT_TARGETS", "SLIPWAY__V1__MESSAGE_TYPE__MESSAGE_TYPE_AGENT_TARGETS", 54 },
+  { "MESSAGE_TYPE_LOG_ACK", "SLIPWAY__V1__MESSAGE_TYPE__MESSAGE_TYPE_LOG_ACK", 55 },
 };
 static const ProtobufCIntRange slipway__v1__message_type__value_ranges[] = {
-{0, 0},{30, 29},{40, 30},{0, 45}
+{0, 0},{30, 29},{40, 30},{0, 46}
 };
-static const ProtobufCEnumValueIndex slipway__v1__message_type__enum_values_by_name[45] =
+static const ProtobufCEnumValueIndex slipway__v1__message_type__enum_values_by_name[46] =
 {
   { "MESSAGE_TYPE_ABORT_JOB", 16 },
   { "MESSAGE_TYPE_AGENT_REGISTER", 32 },
@@ -349,6 +350,7 @@ static const ProtobufCEnumValueIndex slipway__v1__message_type__enum_values_by_n
   { "MESSAGE_TYPE_JOB_LIST", 9 },
   { "MESSAGE_TYPE_JOB_LIST_QUERY", 8 },
   { "MESSAGE_TYPE_JOB_QUERY", 6 },
+  { "MESSAGE_TYPE_LOG_ACK", 45 },
   { "MESSAGE_TYPE_LOG_CHUNK", 14 },
   { "MESSAGE_TYPE_LOG_DATA", 19 },
   { "MESSAGE_TYPE_LOG_QUERY", 18 },
@@ -383,11 +385,51 @@ const ProtobufCEnumDescriptor slipway__v1__message_type__descriptor =
   "MessageType",
   "Slipway__V1__MessageType",
   "slipway.v1",
-  45,
+  46,
   slipway__v1__message_type__enum_values_by_number,
-  45,
+  46,
   slipway__v1__message_type__enum_values_by_name,
   3,
   slipway__v1__message_type__value_ranges,
+  NULL,NULL,NULL,NULL   /* reserved[1234] */
+};
+static const ProtobufCEnumValue slipway__v1__error_code__enum_values_by_number[8] =
+{
+  { "ERROR_CODE_UNSPECIFIED", "SLIPWAY__V1__ERROR_CODE__ERROR_CODE_UNSPECIFIED", 0 },
+  { "ERROR_CODE_INVALID_ARGUMENT", "SLIPWAY__V1__ERROR_CODE__ERROR_CODE_INVALID_ARGUMENT", 1 },
+  { "ERROR_CODE_NOT_FOUND", "SLIPWAY__V1__ERROR_CODE__ERROR_CODE_NOT_FOUND", 2 },
+  { "ERROR_CODE_FAILED_PRECONDITION", "SLIPWAY__V1__ERROR_CODE__ERROR_CODE_FAILED_PRECONDITION", 3 },
+  { "ERROR_CODE_UNAVAILABLE", "SLIPWAY__V1__ERROR_CODE__ERROR_CODE_UNAVAILABLE", 4 },
+  { "ERROR_CODE_UNSUPPORTED", "SLIPWAY__V1__ERROR_CODE__ERROR_CODE_UNSUPPORTED", 5 },
+  { "ERROR_CODE_BUSY", "SLIPWAY__V1__ERROR_CODE__ERROR_CODE_BUSY", 6 },
+  { "ERROR_CODE_INTERNAL", "SLIPWAY__V1__ERROR_CODE__ERROR_CODE_INTERNAL", 7 },
+};
+static const ProtobufCIntRange slipway__v1__error_code__value_ranges[] = {
+{0, 0},{0, 8}
+};
+static const ProtobufCEnumValueIndex slipway__v1__error_code__enum_values_by_name[8] =
+{
+  { "ERROR_CODE_BUSY", 6 },
+  { "ERROR_CODE_FAILED_PRECONDITION", 3 },
+  { "ERROR_CODE_INTERNAL", 7 },
+  { "ERROR_CODE_INVALID_ARGUMENT", 1 },
+  { "ERROR_CODE_NOT_FOUND", 2 },
+  { "ERROR_CODE_UNAVAILABLE", 4 },
+  { "ERROR_CODE_UNSPECIFIED", 0 },
+  { "ERROR_CODE_UNSUPPORTED", 5 },
+};
+const ProtobufCEnumDescriptor slipway__v1__error_code__descriptor =
+{
+  PROTOBUF_C__ENUM_DESCRIPTOR_MAGIC,
+  "slipway.v1.ErrorCode",
+  "ErrorCode",
+  "Slipway__V1__ErrorCode",
+  "slipway.v1",
+  8,
+  slipway__v1__error_code__enum_values_by_number,
+  8,
+  slipway__v1__error_code__enum_values_by_name,
+  1,
+  slipway__v1__error_code__value_ranges,
   NULL,NULL,NULL,NULL   /* reserved[1234] */
 };

@@ -32,10 +32,12 @@ typedef struct Slipway__V1__WorkRequest__LabelsEntry Slipway__V1__WorkRequest__L
 typedef struct Slipway__V1__WorkAssignment Slipway__V1__WorkAssignment;
 typedef struct Slipway__V1__RunningJob Slipway__V1__RunningJob;
 typedef struct Slipway__V1__WorkerHeartbeat Slipway__V1__WorkerHeartbeat;
+typedef struct Slipway__V1__WorkerHeartbeat__LabelsEntry Slipway__V1__WorkerHeartbeat__LabelsEntry;
 typedef struct Slipway__V1__CoordinatorHeartbeat Slipway__V1__CoordinatorHeartbeat;
 typedef struct Slipway__V1__LogChunk Slipway__V1__LogChunk;
 typedef struct Slipway__V1__BuildResult Slipway__V1__BuildResult;
 typedef struct Slipway__V1__ResultAck Slipway__V1__ResultAck;
+typedef struct Slipway__V1__LogAck Slipway__V1__LogAck;
 typedef struct Slipway__V1__AbortJob Slipway__V1__AbortJob;
 
 
@@ -75,6 +77,25 @@ typedef enum _Slipway__V1__BuildOutcome {
   SLIPWAY__V1__BUILD_OUTCOME__BUILD_OUTCOME_CANCELLED = 5
     PROTOBUF_C__FORCE_ENUM_TO_BE_INT_SIZE(SLIPWAY__V1__BUILD_OUTCOME)
 } Slipway__V1__BuildOutcome;
+/*
+ * Why the coordinator stops an attempt.
+ */
+typedef enum _Slipway__V1__AbortReason {
+  SLIPWAY__V1__ABORT_REASON__ABORT_REASON_UNSPECIFIED = 0,
+  /*
+   * A user cancelled the job: the attempt ends cancelled.
+   */
+  SLIPWAY__V1__ABORT_REASON__ABORT_REASON_CANCELLED = 1,
+  /*
+   * The build ran past its timeout: the job has failed already.
+   */
+  SLIPWAY__V1__ABORT_REASON__ABORT_REASON_TIMED_OUT = 2,
+  /*
+   * The attempt is no longer the job's current one (requeued or finished elsewhere).
+   */
+  SLIPWAY__V1__ABORT_REASON__ABORT_REASON_SUPERSEDED = 3
+    PROTOBUF_C__FORCE_ENUM_TO_BE_INT_SIZE(SLIPWAY__V1__ABORT_REASON)
+} Slipway__V1__AbortReason;
 
 /* --- messages --- */
 
@@ -198,6 +219,10 @@ struct  Slipway__V1__JobInfo
   char *repo_url;
   char *commit;
   char *artifact_name;
+  /*
+   * Attempts used, out of max_attempts. An assignment that provably never
+   * reached its worker does not count.
+   */
   uint32_t attempt;
   uint32_t max_attempts;
   char *worker_id;
@@ -209,10 +234,16 @@ struct  Slipway__V1__JobInfo
   protobuf_c_boolean cache_hit;
   char *recipe;
   char *region;
+  /*
+   * The fence of the current or last assignment: the `attempt` a worker was
+   * given, which every later write of that worker carries. It counts every
+   * assignment, delivered or not, so it is never reused; logs are per fence.
+   */
+  uint32_t fence;
 };
 #define SLIPWAY__V1__JOB_INFO__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&slipway__v1__job_info__descriptor) \
-    , (char *)protobuf_c_empty_string, SLIPWAY__V1__JOB_STATUS__JOB_STATUS_UNSPECIFIED, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0, 0, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0, 0, 0, 0, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string }
+    , (char *)protobuf_c_empty_string, SLIPWAY__V1__JOB_STATUS__JOB_STATUS_UNSPECIFIED, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0, 0, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0, 0, 0, 0, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0 }
 
 
 /*
@@ -353,8 +384,23 @@ struct  Slipway__V1__RunningJob
     , (char *)protobuf_c_empty_string, 0 }
 
 
+struct  Slipway__V1__WorkerHeartbeat__LabelsEntry
+{
+  ProtobufCMessage base;
+  char *key;
+  char *value;
+};
+#define SLIPWAY__V1__WORKER_HEARTBEAT__LABELS_ENTRY__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&slipway__v1__worker_heartbeat__labels_entry__descriptor) \
+    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string }
+
+
 /*
- * Worker -> coordinator liveness (Paranoid Pirate); also renews the worker's leases.
+ * Worker -> coordinator liveness (Paranoid Pirate). It carries everything a
+ * WorkRequest does, so a coordinator that lost the worker's registration (a
+ * new leader, a rolled-back batch) rebuilds it, and credit is reconciled every
+ * beat. `running` lists every attempt the worker holds: building, or finished
+ * with its result not yet acknowledged.
  */
 struct  Slipway__V1__WorkerHeartbeat
 {
@@ -363,10 +409,14 @@ struct  Slipway__V1__WorkerHeartbeat
   size_t n_running;
   Slipway__V1__RunningJob **running;
   uint32_t free_slots;
+  size_t n_labels;
+  Slipway__V1__WorkerHeartbeat__LabelsEntry **labels;
+  char *region;
+  uint64_t assignments_received;
 };
 #define SLIPWAY__V1__WORKER_HEARTBEAT__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&slipway__v1__worker_heartbeat__descriptor) \
-    , (char *)protobuf_c_empty_string, 0,NULL, 0 }
+    , (char *)protobuf_c_empty_string, 0,NULL, 0, 0,NULL, (char *)protobuf_c_empty_string, 0 }
 
 
 /*
@@ -451,18 +501,39 @@ struct  Slipway__V1__ResultAck
 
 
 /*
- * Coordinator -> worker: stop this attempt now (cancelled, or the lease was lost).
+ * Coordinator -> worker: the log chunks of an attempt it has stored; the
+ * worker keeps (and after a while resends) chunks until they are acknowledged.
+ */
+struct  Slipway__V1__LogAck
+{
+  ProtobufCMessage base;
+  char *job_id;
+  uint32_t attempt;
+  size_t n_sequences;
+  uint64_t *sequences;
+};
+#define SLIPWAY__V1__LOG_ACK__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&slipway__v1__log_ack__descriptor) \
+    , (char *)protobuf_c_empty_string, 0, 0,NULL }
+
+
+/*
+ * Coordinator -> worker: stop this attempt now.
  */
 struct  Slipway__V1__AbortJob
 {
   ProtobufCMessage base;
   char *job_id;
   uint32_t attempt;
-  char *reason;
+  Slipway__V1__AbortReason reason;
+  /*
+   * For people: what happened, in words.
+   */
+  char *detail;
 };
 #define SLIPWAY__V1__ABORT_JOB__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&slipway__v1__abort_job__descriptor) \
-    , (char *)protobuf_c_empty_string, 0, (char *)protobuf_c_empty_string }
+    , (char *)protobuf_c_empty_string, 0, SLIPWAY__V1__ABORT_REASON__ABORT_REASON_UNSPECIFIED, (char *)protobuf_c_empty_string }
 
 
 /* Slipway__V1__SubmitBuild__LabelsEntry methods */
@@ -718,6 +789,9 @@ Slipway__V1__RunningJob *
 void   slipway__v1__running_job__free_unpacked
                      (Slipway__V1__RunningJob *message,
                       ProtobufCAllocator *allocator);
+/* Slipway__V1__WorkerHeartbeat__LabelsEntry methods */
+void   slipway__v1__worker_heartbeat__labels_entry__init
+                     (Slipway__V1__WorkerHeartbeat__LabelsEntry         *message);
 /* Slipway__V1__WorkerHeartbeat methods */
 void   slipway__v1__worker_heartbeat__init
                      (Slipway__V1__WorkerHeartbeat         *message);
@@ -813,6 +887,25 @@ Slipway__V1__ResultAck *
 void   slipway__v1__result_ack__free_unpacked
                      (Slipway__V1__ResultAck *message,
                       ProtobufCAllocator *allocator);
+/* Slipway__V1__LogAck methods */
+void   slipway__v1__log_ack__init
+                     (Slipway__V1__LogAck         *message);
+size_t slipway__v1__log_ack__get_packed_size
+                     (const Slipway__V1__LogAck   *message);
+size_t slipway__v1__log_ack__pack
+                     (const Slipway__V1__LogAck   *message,
+                      uint8_t             *out);
+size_t slipway__v1__log_ack__pack_to_buffer
+                     (const Slipway__V1__LogAck   *message,
+                      ProtobufCBuffer     *buffer);
+Slipway__V1__LogAck *
+       slipway__v1__log_ack__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   slipway__v1__log_ack__free_unpacked
+                     (Slipway__V1__LogAck *message,
+                      ProtobufCAllocator *allocator);
 /* Slipway__V1__AbortJob methods */
 void   slipway__v1__abort_job__init
                      (Slipway__V1__AbortJob         *message);
@@ -879,6 +972,9 @@ typedef void (*Slipway__V1__WorkAssignment_Closure)
 typedef void (*Slipway__V1__RunningJob_Closure)
                  (const Slipway__V1__RunningJob *message,
                   void *closure_data);
+typedef void (*Slipway__V1__WorkerHeartbeat__LabelsEntry_Closure)
+                 (const Slipway__V1__WorkerHeartbeat__LabelsEntry *message,
+                  void *closure_data);
 typedef void (*Slipway__V1__WorkerHeartbeat_Closure)
                  (const Slipway__V1__WorkerHeartbeat *message,
                   void *closure_data);
@@ -894,6 +990,9 @@ typedef void (*Slipway__V1__BuildResult_Closure)
 typedef void (*Slipway__V1__ResultAck_Closure)
                  (const Slipway__V1__ResultAck *message,
                   void *closure_data);
+typedef void (*Slipway__V1__LogAck_Closure)
+                 (const Slipway__V1__LogAck *message,
+                  void *closure_data);
 typedef void (*Slipway__V1__AbortJob_Closure)
                  (const Slipway__V1__AbortJob *message,
                   void *closure_data);
@@ -906,6 +1005,7 @@ typedef void (*Slipway__V1__AbortJob_Closure)
 extern const ProtobufCEnumDescriptor    slipway__v1__job_status__descriptor;
 extern const ProtobufCEnumDescriptor    slipway__v1__log_stream__descriptor;
 extern const ProtobufCEnumDescriptor    slipway__v1__build_outcome__descriptor;
+extern const ProtobufCEnumDescriptor    slipway__v1__abort_reason__descriptor;
 extern const ProtobufCMessageDescriptor slipway__v1__submit_build__descriptor;
 extern const ProtobufCMessageDescriptor slipway__v1__submit_build__labels_entry__descriptor;
 extern const ProtobufCMessageDescriptor slipway__v1__submit_build_ack__descriptor;
@@ -922,10 +1022,12 @@ extern const ProtobufCMessageDescriptor slipway__v1__work_request__labels_entry_
 extern const ProtobufCMessageDescriptor slipway__v1__work_assignment__descriptor;
 extern const ProtobufCMessageDescriptor slipway__v1__running_job__descriptor;
 extern const ProtobufCMessageDescriptor slipway__v1__worker_heartbeat__descriptor;
+extern const ProtobufCMessageDescriptor slipway__v1__worker_heartbeat__labels_entry__descriptor;
 extern const ProtobufCMessageDescriptor slipway__v1__coordinator_heartbeat__descriptor;
 extern const ProtobufCMessageDescriptor slipway__v1__log_chunk__descriptor;
 extern const ProtobufCMessageDescriptor slipway__v1__build_result__descriptor;
 extern const ProtobufCMessageDescriptor slipway__v1__result_ack__descriptor;
+extern const ProtobufCMessageDescriptor slipway__v1__log_ack__descriptor;
 extern const ProtobufCMessageDescriptor slipway__v1__abort_job__descriptor;
 
 PROTOBUF_C__END_DECLS

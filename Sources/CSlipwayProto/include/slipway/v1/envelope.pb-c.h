@@ -40,6 +40,7 @@ typedef enum _Slipway__V1__MessageType {
   SLIPWAY__V1__MESSAGE_TYPE__MESSAGE_TYPE_JOB_LIST = 9,
   SLIPWAY__V1__MESSAGE_TYPE__MESSAGE_TYPE_LOG_QUERY = 18,
   SLIPWAY__V1__MESSAGE_TYPE__MESSAGE_TYPE_LOG_DATA = 19,
+  SLIPWAY__V1__MESSAGE_TYPE__MESSAGE_TYPE_LOG_ACK = 55,
   /*
    * Dispatch (worker <-> coordinator, DEALER -> ROUTER).
    */
@@ -90,6 +91,43 @@ typedef enum _Slipway__V1__MessageType {
   SLIPWAY__V1__MESSAGE_TYPE__MESSAGE_TYPE_SNAPSHOT_END = 52
     PROTOBUF_C__FORCE_ENUM_TO_BE_INT_SIZE(SLIPWAY__V1__MESSAGE_TYPE)
 } Slipway__V1__MessageType;
+/*
+ * Why a request was answered with ErrorReply instead of its normal reply.
+ * Programs branch on the code; `ErrorReply.message` is for people.
+ */
+typedef enum _Slipway__V1__ErrorCode {
+  SLIPWAY__V1__ERROR_CODE__ERROR_CODE_UNSPECIFIED = 0,
+  /*
+   * The request is malformed or names something impossible; resending it cannot help.
+   */
+  SLIPWAY__V1__ERROR_CODE__ERROR_CODE_INVALID_ARGUMENT = 1,
+  /*
+   * What the request names (a job, an artifact, a piece) does not exist here.
+   */
+  SLIPWAY__V1__ERROR_CODE__ERROR_CODE_NOT_FOUND = 2,
+  /*
+   * The request is well-formed but the system is not in a state to do it
+   * (e.g. deploying a build that is not in every region yet).
+   */
+  SLIPWAY__V1__ERROR_CODE__ERROR_CODE_FAILED_PRECONDITION = 3,
+  /*
+   * Transient trouble on the server (its database is down): resend later.
+   */
+  SLIPWAY__V1__ERROR_CODE__ERROR_CODE_UNAVAILABLE = 4,
+  /*
+   * This socket does not handle this message type.
+   */
+  SLIPWAY__V1__ERROR_CODE__ERROR_CODE_UNSUPPORTED = 5,
+  /*
+   * The server's queue for this peer is full: ask another peer, or later.
+   */
+  SLIPWAY__V1__ERROR_CODE__ERROR_CODE_BUSY = 6,
+  /*
+   * The server tried and failed (a disk error, say); the message says how.
+   */
+  SLIPWAY__V1__ERROR_CODE__ERROR_CODE_INTERNAL = 7
+    PROTOBUF_C__FORCE_ENUM_TO_BE_INT_SIZE(SLIPWAY__V1__ERROR_CODE)
+} Slipway__V1__ErrorCode;
 
 /* --- messages --- */
 
@@ -140,10 +178,7 @@ struct  Slipway__V1__Envelope
 struct  Slipway__V1__ErrorReply
 {
   ProtobufCMessage base;
-  /*
-   * Stable machine-readable code, e.g. "invalid_argument", "not_found", "unavailable".
-   */
-  char *code;
+  Slipway__V1__ErrorCode code;
   /*
    * Human-readable, safe to show to a user.
    */
@@ -151,7 +186,7 @@ struct  Slipway__V1__ErrorReply
 };
 #define SLIPWAY__V1__ERROR_REPLY__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&slipway__v1__error_reply__descriptor) \
-    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string }
+    , SLIPWAY__V1__ERROR_CODE__ERROR_CODE_UNSPECIFIED, (char *)protobuf_c_empty_string }
 
 
 /* Slipway__V1__Envelope methods */
@@ -207,6 +242,7 @@ typedef void (*Slipway__V1__ErrorReply_Closure)
 /* --- descriptors --- */
 
 extern const ProtobufCEnumDescriptor    slipway__v1__message_type__descriptor;
+extern const ProtobufCEnumDescriptor    slipway__v1__error_code__descriptor;
 extern const ProtobufCMessageDescriptor slipway__v1__envelope__descriptor;
 extern const ProtobufCMessageDescriptor slipway__v1__error_reply__descriptor;
 

@@ -1,0 +1,51 @@
+import Logging
+import SlipwayCore
+import SlipwayStore
+
+/// Whether the coordinator should touch its database now. After a failure it
+/// backs off (0.2 s doubling to 10 s): intake requests meanwhile are answered
+/// `unavailable` at once, worker messages are left for the workers to resend,
+/// and the trouble is logged once a minute with counts.
+struct DatabaseHealth {
+    private var backoff = Backoff(initial: .milliseconds(200), cap: .seconds(10))
+    private var retryAt: ContinuousClock.Instant?
+    private var trouble = RepeatedEvent(interval: .seconds(60))
+    private var lastError = ""
+    /// Worker messages not handled because the database was unavailable since the last line.
+    var deferred = 0
+
+    /// False while backing off after a failure.
+    func isUsable(now: ContinuousClock.Instant = .now) -> Bool {
+        retryAt.map { now >= $0 } ?? true
+    }
+
+    /// A statement or commit failed: wait before the next try.
+    mutating func failed(_ error: PGError, logger: Logger, now: ContinuousClock.Instant = .now) {
+        let delay = backoff.failed()
+        retryAt = now + delay
+        lastError = error.oneLine
+        if let count = trouble.occurred(now: now) { write(logger, failures: count, delay: delay) }
+    }
+
+    /// A transaction committed: the database is back.
+    mutating func succeeded(logger: Logger) {
+        guard backoff.failures > 0 else { return }
+        logger.notice("database available again", metadata: ["failed_attempts": "\(backoff.failures)", "deferred_worker_messages": "\(deferred)"])
+        backoff.succeeded()
+        trouble.reset()
+        retryAt = nil
+        deferred = 0
+    }
+
+    /// Writes the pending summary if a minute has passed.
+    mutating func report(logger: Logger, now: ContinuousClock.Instant = .now) {
+        if let count = trouble.flush(now: now) { write(logger, failures: count, delay: nil) }
+    }
+
+    private mutating func write(_ logger: Logger, failures: Int, delay: Duration?) {
+        logger.error("database unavailable; intake answered 'unavailable', worker messages left to be resent", metadata: [
+            "error": "\(lastError)", "failures": "\(failures)", "deferred_worker_messages": "\(deferred)",
+            "next_try_in": "\(delay.map { "\($0)" } ?? "-")"])
+        deferred = 0
+    }
+}

@@ -1,0 +1,113 @@
+import Logging
+import SlipwayCore
+import SlipwayMetrics
+import SlipwayProto
+import SlipwayStore
+import SlipwayWire
+
+/// The worker half of the coordinator: credit and registration, assignments,
+/// log chunks, results, and the sweep that finds lost workers and overdue
+/// builds. The decisions sit in ``WorkerRegistry``; this runs its actions
+/// against the turn's ``Batch``.
+struct Dispatch {
+    let queries: CoordinatorQueries
+    let logger: Logger
+
+    func handle(_ request: DispatchRequest, from routingID: [UInt8], in batch: inout Batch) throws {
+        switch request {
+        case .work(let report):
+            try apply(batch.registry.report(report, now: .now), in: &batch)
+            try assign(to: report.workerID, in: &batch)
+        case .heartbeat(let report):
+            try apply(batch.registry.report(report, now: .now), in: &batch)
+            try queries.recordHeartbeat(batch.db, report)
+            try assign(to: report.workerID, in: &batch)
+        case .log(let chunk, let bytes):
+            let job = JobAttempt(jobID: chunk.jobID, attempt: Int(chunk.attempt))
+            if try queries.appendLog(batch.db, chunk, bytes: bytes) {
+                batch.registry.confirmed(job)
+                batch.storedLog(job, sequence: chunk.sequence, worker: routingID)
+            } else {
+                batch.abort(job, on: routingID, .superseded, "attempt \(job.attempt) is no longer the job's current one")
+            }
+        case .result(let result):
+            let job = JobAttempt(jobID: result.jobID, attempt: Int(result.attempt))
+            batch.registry.finished(job)
+            let (accepted, events) = try queries.finish(batch.db, result)
+            batch.publish(events)
+            var ack = Slipway_V1_ResultAck()
+            ack.jobID = result.jobID
+            ack.attempt = result.attempt
+            ack.accepted = accepted
+            batch.send(toWorker: routingID, ack)
+            logger.info("build result", metadata: ["job_id": "\(result.jobID)", "attempt": "\(result.attempt)",
+                                                   "outcome": "\(result.outcome)", "accepted": "\(accepted)"])
+        }
+    }
+
+    /// Claims as many jobs as the worker has credit for and queues the assignments.
+    func assign(to workerID: String, in batch: inout Batch) throws {
+        guard let worker = batch.registry.worker(workerID), worker.credit > 0, worker.registered, !worker.unreachable else { return }
+        let started = ContinuousClock.now
+        let (claimed, events) = try queries.claim(batch.db, worker: worker, limit: worker.credit)
+        SlipwayMetrics.claimLatency.recordNanoseconds((ContinuousClock.now - started).nanoseconds)
+        batch.publish(events)
+        for job in claimed {
+            var assignment = Slipway_V1_WorkAssignment()
+            assignment.jobID = job.id
+            assignment.attempt = UInt32(job.attempt)
+            assignment.repoURL = job.repoURL
+            assignment.commit = job.commitSHA
+            assignment.artifactName = job.artifactName
+            assignment.recipe = job.recipe
+            assignment.artifactPath = job.artifactPath
+            assignment.timeoutSeconds = UInt32(job.timeoutSeconds)
+            assignment.leaseExpiresAtUnixMicros = job.leaseExpiresAtUnixMicros
+            let attempt = JobAttempt(jobID: job.id, attempt: job.attempt)
+            batch.send(toWorker: worker.routingID, assignment, assignment: (attempt, worker.id))
+            batch.registry.assigned(attempt, to: worker.id)
+            logger.debug("job assigned", metadata: ["job_id": "\(job.id)", "attempt": "\(job.attempt)", "worker": "\(worker.id)"])
+        }
+    }
+
+    /// Offers queued work to every worker with credit, longest-waiting first;
+    /// one cheap look first, so idle workers cost nothing when nothing waits.
+    func assignWaiting(in batch: inout Batch) throws {
+        let waiting = batch.registry.waiting()
+        guard !waiting.isEmpty, try queries.hasClaimableJobs(batch.db) else { return }
+        for worker in waiting { try assign(to: worker.id, in: &batch) }
+    }
+
+    /// Finds lost workers (their attempts go back to the queue) and builds past
+    /// their deadline (failed, and their workers told to stop).
+    func sweep(now: ContinuousClock.Instant, in batch: inout Batch) throws {
+        let (lost, actions) = batch.registry.expire(now: now)
+        for worker in lost {
+            SlipwayMetrics.workersLost.increment()
+            logger.warning("worker lost", metadata: ["worker": "\(worker)"])
+        }
+        try queries.recordLost(batch.db, lost)
+        try apply(actions, in: &batch)
+        let (overdue, events) = try queries.expireOverdue(batch.db)
+        batch.publish(events)
+        for job in overdue {
+            if let (worker, _) = batch.registry.holder(of: job.jobID) {
+                batch.abort(job, on: worker.routingID, .timedOut, "the build ran past its timeout")
+            }
+            batch.registry.finished(job)
+        }
+    }
+
+    /// Carries out what the registry decided.
+    func apply(_ actions: [DispatchAction], in batch: inout Batch) throws {
+        for action in actions {
+            switch action {
+            case .requeue(let jobs, let reason, let used):
+                for job in jobs { batch.registry.finished(job) }
+                batch.publish(try queries.requeue(batch.db, jobs, reason: reason, used: used))
+                logger.warning("attempts requeued", metadata: ["jobs": "\(jobs.map(\.jobID).joined(separator: ","))",
+                                                              "reason": "\(reason)", "attempt_used": "\(used)"])
+            }
+        }
+    }
+}

@@ -1,0 +1,71 @@
+import Logging
+import SlipwayCore
+import SlipwayProto
+import SlipwayStore
+import SlipwayWire
+
+/// Requests on the intake ROUTER: jobs and logs here; replication reports to
+/// ``Replicas``, deploys and region reports to ``Targets``. Each works on the
+/// turn's ``Batch`` and queues its reply there.
+struct Intake {
+    let queries: CoordinatorQueries
+    let dispatch: Dispatch
+    let replicas: Replicas
+    let targets: Targets
+    let logger: Logger
+
+    func handle(_ request: IntakeRequest, from peer: [UInt8], id: String, in batch: inout Batch) throws {
+        do {
+            try route(request, from: peer, id: id, in: &batch)
+        } catch let rejection as Rejection {
+            batch.reply(peer, to: id, rejection)
+        }
+    }
+
+    private func route(_ request: IntakeRequest, from peer: [UInt8], id: String, in batch: inout Batch) throws {
+        let db = batch.db
+        switch request {
+        case .submit(let submission):
+            let (ack, events) = try queries.submit(db, submission)
+            batch.publish(events)
+            batch.reply(peer, to: id, ack)
+            logger.info("job submitted", metadata: ["job_id": "\(ack.jobID)", "duplicate": "\(ack.duplicate)", "cache_hit": "\(ack.cacheHit)"])
+            if !ack.duplicate, ack.status == .queued { try dispatch.assignWaiting(in: &batch) }
+        case .cancel(let job, let reason):
+            let (status, events) = try queries.cancel(db, jobID: job.rawValue, reason: reason)
+            guard let status else { throw Rejection(.notFound, "no job \(job)") }
+            batch.publish(events)
+            if status == .running, let (worker, attempt) = batch.registry.holder(of: job.rawValue) {
+                batch.abort(attempt, on: worker.routingID, .cancelled, reason)
+            }
+            var ack = Slipway_V1_CancelBuildAck()
+            ack.jobID = job.rawValue
+            ack.status = status.wire
+            batch.reply(peer, to: id, ack)
+        case .job(let job):
+            guard let info = try queries.jobInfo(db, id: job.rawValue) else { throw Rejection(.notFound, "no job \(job)") }
+            batch.reply(peer, to: id, info)
+        case .listJobs(let status, let artifactName, let limit):
+            batch.reply(peer, to: id, try queries.listJobs(db, status: status, artifactName: artifactName, limit: limit))
+        case .artifacts(let digest, let name, let limit):
+            let list = try queries.artifacts(db, digest: digest, name: name, limit: limit)
+            if let digest, list.artifacts.isEmpty { throw Rejection(.notFound, "no artifact \(digest)") }
+            batch.reply(peer, to: id, list)
+        case .log(let job, let offset, let maxBytes):
+            guard let (header, bytes) = try queries.readLog(db, jobID: job.rawValue, offset: offset, maxBytes: maxBytes) else {
+                throw Rejection(.notFound, "no job \(job)")
+            }
+            batch.reply(peer, to: id, header, payload: bytes)
+        case .replication(let report, _):
+            try replicas.record(report, from: peer, id: id, in: &batch)
+        case .regionReport(let report, let region):
+            try targets.record(report, region: region, from: peer, id: id, in: &batch)
+        case .deploy(let service, let digest, let regions, let setBy):
+            try targets.deploy(service, digest, regions: regions, setBy: setBy, from: peer, id: id, in: &batch)
+        case .rollback(let service, let regions, let setBy):
+            try targets.rollback(service, regions: regions, setBy: setBy, from: peer, id: id, in: &batch)
+        case .serviceStatus(let service, let limit):
+            batch.reply(peer, to: id, try queries.serviceStatus(db, service: service.rawValue, limit: limit))
+        }
+    }
+}

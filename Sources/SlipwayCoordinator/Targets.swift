@@ -1,0 +1,44 @@
+import Logging
+import SlipwayCore
+import SlipwayProto
+import SlipwayStore
+import SlipwayWire
+
+/// The deployment half of the coordinator: target builds (deploy, rollback)
+/// and the regions' aggregated machine reports.
+struct Targets {
+    let queries: CoordinatorQueries
+    let logger: Logger
+
+    func deploy(_ service: ServiceName, _ digest: Digest, regions: [RegionName], setBy: String,
+                from peer: [UInt8], id: String, in batch: inout Batch) throws {
+        let (reply, events) = try queries.deploy(batch.db, service: service.rawValue, digest: digest.rawValue,
+                                                 regions: regions.map(\.rawValue), setBy: setBy)
+        changed(reply, events, action: "deploy", service: service, from: peer, id: id, in: &batch)
+    }
+
+    func rollback(_ service: ServiceName, regions: [RegionName], setBy: String, from peer: [UInt8], id: String, in batch: inout Batch) throws {
+        let (reply, events) = try queries.rollback(batch.db, service: service.rawValue, regions: regions.map(\.rawValue), setBy: setBy)
+        changed(reply, events, action: "rollback", service: service, from: peer, id: id, in: &batch)
+    }
+
+    /// Replaces the region's latest report; the reply echoes the region.
+    func record(_ report: Slipway_V1_RegionReport, region: RegionName, from peer: [UInt8], id: String, in batch: inout Batch) throws {
+        try queries.recordRegionReport(batch.db, report)
+        var ack = Slipway_V1_RegionReport()
+        ack.region = region.rawValue
+        batch.reply(peer, to: id, ack)
+    }
+
+    private func changed(_ reply: Slipway_V1_DeployReply, _ events: [OutboxEvent], action: String, service: ServiceName,
+                         from peer: [UInt8], id: String, in batch: inout Batch) {
+        batch.publish(events)
+        batch.reply(peer, to: id, reply)
+        for change in reply.targets where !reply.unchanged.contains(change.region) {
+            logger.info("target changed", metadata: ["action": "\(action)", "service": "\(service)",
+                                                    "region": "\(change.region.isEmpty ? "(global)" : change.region)",
+                                                    "digest": "\(change.artifactDigest)", "version": "\(change.version)",
+                                                    "set_by": "\(change.setBy)"])
+        }
+    }
+}
