@@ -21,6 +21,9 @@ public struct ProducerError: Error, Sendable, CustomStringConvertible {
     /// One line for the user.
     public let description: String
 
+    /// Worth asking again later: no answer, or the coordinator's database was unavailable.
+    public var isTransient: Bool { code == .unreachable || (code == .rejected && serverCode == .unavailable) }
+
     init(_ code: Code, _ description: String, serverCode: Slipway_V1_ErrorCode = .unspecified) {
         self.code = code
         self.description = description

@@ -105,7 +105,7 @@ public actor SlipwayClient {
         let deadline = ContinuousClock.now + timeout
         var last: Slipway_V1_JobStatus?
         while true {
-            let info = try await job(id)
+            guard let info = try await riding(out: deadline, { try await self.job(id) }) else { continue }
             if info.status != last { update(info); last = info.status }
             if info.status.isTerminal { return info }
             guard ContinuousClock.now < deadline else { throw ProducerError(.timedOut, "job \(id) still \(info.status) after waiting") }
@@ -119,7 +119,8 @@ public actor SlipwayClient {
         let deadline = ContinuousClock.now + timeout
         var offset: UInt64 = 0, attempt: UInt32 = 0
         while true {
-            let (header, bytes) = try await log(id, from: offset)
+            let from = offset
+            guard let (header, bytes) = try await riding(out: deadline, { try await self.log(id, from: from) }) else { continue }
             if header.attempt != attempt {
                 let first = attempt == 0
                 attempt = header.attempt
@@ -141,6 +142,19 @@ public actor SlipwayClient {
         }
     }
 
+    /// Runs one poll of a long wait; a coordinator that is briefly unreachable
+    /// or unavailable (its database restarting) is waited out until `deadline`.
+    /// - Returns: nil after a transient failure (try again), else the value.
+    private nonisolated func riding<T: Sendable>(out deadline: ContinuousClock.Instant,
+                                                 _ poll: @Sendable () async throws -> T) async throws -> T? {
+        do {
+            return try await poll()
+        } catch let error as ProducerError where error.isTransient && ContinuousClock.now < deadline {
+            try await Task.sleep(for: .seconds(1))
+            return nil
+        }
+    }
+
     /// Closes the socket and stops the client's thread.
     public nonisolated func close() async {
         await dropSocket()
@@ -155,7 +169,7 @@ public actor SlipwayClient {
     private func call<Reply: WireBody>(_ body: some WireBody, expecting: Reply.Type) throws -> (reply: Reply, payload: [UInt8]?) {
         let message = WireMessage(body, sender: sender)
         var backoff = Duration.milliseconds(100)
-        for _ in 0..<retries {
+        for attempt in 0..<retries {
             let socket = try connected()
             _ = try socket.send(codec.encode(message), wait: .timeout(requestTimeout))
             let deadline = ContinuousClock.now + requestTimeout
@@ -166,6 +180,8 @@ public actor SlipwayClient {
                 }
                 if reply.type == .errorReply {
                     let error = (try? reply.body(as: Slipway_V1_ErrorReply.self)) ?? Slipway_V1_ErrorReply()
+                    // The coordinator's database is away for a moment: the request did nothing; ask again.
+                    if error.code == .unavailable, attempt < retries - 1 { break }
                     throw ProducerError(.rejected, error.message, serverCode: error.code)
                 }
                 do {

@@ -1,4 +1,5 @@
 import Logging
+import SlipwayCore
 import SlipwayStore
 import SlipwayTestSupport
 import Testing
@@ -52,5 +53,18 @@ struct MigratorTests {
         #expect(error?.message.contains("recorded as 'initial schema'") == true)
         await client.close()
         await TestDatabase.drop(url)
+    }
+}
+
+@Suite("Job status is spelled once", .enabled(if: TestDatabase.isConfigured))
+struct JobStatusSpellingTests {
+    @Test("the job_status enum in PostgreSQL has exactly SlipwayCore.JobStatus's names, in order")
+    func sqlEnumMatches() async throws {
+        let url = try await TestDatabase.create()
+        defer { Task { await TestDatabase.drop(url) } }
+        let client = PGClient(url: url, logger: TestDatabase.logger)
+        let labels = try await client.query("SELECT unnest(enum_range(NULL::job_status))::text AS label").rows.map { try $0.string("label") }
+        await client.close()
+        #expect(labels == JobStatus.allCases.map(\.rawValue))
     }
 }

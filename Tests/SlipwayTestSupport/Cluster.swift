@@ -25,11 +25,11 @@ public final class Cluster: @unchecked Sendable {
     /// Where each agent serves its pieces, by agent name.
     private(set) public var agentListenEndpoints: [String: String] = [:]
 
-    /// Creates the folder, database and endpoints; starts nothing.
-    public init(heartbeat: String = "400ms") async throws {
+    /// Creates the folder, database (on `server`, default the shared test server) and endpoints; starts nothing.
+    public init(heartbeat: String = "400ms", server: String? = nil) async throws {
         directory = FileManager.default.temporaryDirectory.appendingPathComponent("slipway-system-\(UUID().uuidString.prefix(8))")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
-        databaseURL = try await TestDatabase.create(migrate: false)
+        databaseURL = try await TestDatabase.create(migrate: false, server: server)
         intake = "tcp://127.0.0.1:\(freeLoopbackPort())"
         dispatch = "tcp://127.0.0.1:\(freeLoopbackPort())"
         events = "tcp://127.0.0.1:\(freeLoopbackPort())"
@@ -116,8 +116,9 @@ public final class Cluster: @unchecked Sendable {
 
     /// Runs `body` with a fresh cluster and always shuts it down, also when `body` throws.
     /// - Returns: what `body` returned and every daemon's exit status.
-    public static func with<T>(heartbeat: String = "400ms", _ body: (Cluster) async throws -> T) async throws -> (T, [String: Int32]) {
-        let cluster = try await Cluster(heartbeat: heartbeat)
+    public static func with<T>(heartbeat: String = "400ms", server: String? = nil,
+                               _ body: (Cluster) async throws -> T) async throws -> (T, [String: Int32]) {
+        let cluster = try await Cluster(heartbeat: heartbeat, server: server)
         do {
             let value = try await body(cluster)
             return (value, await cluster.shutdown())

@@ -11,9 +11,10 @@ public enum TestDatabase {
     public static var isConfigured: Bool { baseURL != nil }
     public static let logger = Logger(label: "slipway.test.store")
 
-    /// A fresh, migrated database; dropped by `drop(_:)`.
-    public static func create(migrate: Bool = true) async throws -> String {
-        let base = try require_(baseURL)
+    /// A fresh, migrated database on the server at `server` (the shared test
+    /// server by default); dropped by `drop(_:)`.
+    public static func create(migrate: Bool = true, server: String? = nil) async throws -> String {
+        let base = try require_(server ?? baseURL)
         let name = "slipway_test_" + UUID().uuidString.lowercased().replacingOccurrences(of: "-", with: "")
         let admin = PGClient(url: base, name: "pg-admin", logger: logger)
         try await admin.query("CREATE DATABASE \(name)")
@@ -28,8 +29,8 @@ public enum TestDatabase {
     }
 
     public static func drop(_ url: String) async {
-        guard let base = baseURL else { return }
         let name = String(url.split(separator: "/").last!)
+        let base = replacingDatabase(in: url, with: "postgres")
         let admin = PGClient(url: base, name: "pg-admin", logger: logger)
         _ = try? await admin.query("DROP DATABASE IF EXISTS \(name) WITH (FORCE)")
         await admin.close()
