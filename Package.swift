@@ -63,7 +63,7 @@ let package = Package(
         .target(
             name: "SlipwayWire",
             dependencies: [
-                "CZeroMQ", "SlipwayCore", "SlipwayThreads", "SlipwayProto", "SlipwayMetrics",
+                "CZeroMQ", "CSystemShims", "SlipwayCore", "SlipwayThreads", "SlipwayProto", "SlipwayMetrics",
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
                 .product(name: "Logging", package: "swift-log"),
             ],

@@ -1,7 +1,72 @@
 #define _GNU_SOURCE
 #include <spawn.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+#include <malloc.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <linux/tcp.h>
 #include "CSystemShims.h"
 
 int slipway_spawn_closefrom(void *actions, int from) {
     return posix_spawn_file_actions_addclosefrom_np((posix_spawn_file_actions_t *)actions, from);
+}
+
+long long slipway_tcp_bytes_received(int fd) {
+    struct tcp_info info;
+    socklen_t length = sizeof(info);
+    memset(&info, 0, sizeof(info));
+    if (getsockopt(fd, IPPROTO_TCP, TCP_INFO, &info, &length) != 0) return -1;
+    if (length < offsetof(struct tcp_info, tcpi_bytes_received) + sizeof(info.tcpi_bytes_received)) return -1;
+    return (long long)info.tcpi_bytes_received;
+}
+
+int slipway_unread_bytes(int fd) {
+    int pending = 0;
+    if (ioctl(fd, FIONREAD, &pending) != 0) return -1;
+    return pending;
+}
+
+static int format_address(const struct sockaddr_storage *address, char *out, int capacity, int *port) {
+    char host[INET6_ADDRSTRLEN] = {0};
+    if (address->ss_family == AF_INET) {
+        const struct sockaddr_in *v4 = (const struct sockaddr_in *)address;
+        inet_ntop(AF_INET, &v4->sin_addr, host, sizeof(host));
+        *port = ntohs(v4->sin_port);
+    } else if (address->ss_family == AF_INET6) {
+        const struct sockaddr_in6 *v6 = (const struct sockaddr_in6 *)address;
+        inet_ntop(AF_INET6, &v6->sin6_addr, host, sizeof(host));
+        *port = ntohs(v6->sin6_port);
+    } else {
+        return -1;
+    }
+    if (out != NULL) snprintf(out, (size_t)capacity, "%s:%d", host, *port);
+    return 0;
+}
+
+int slipway_socket_identity(int fd, int *local_port, char *peer, int peer_capacity) {
+    struct sockaddr_storage local, remote;
+    socklen_t local_length = sizeof(local), remote_length = sizeof(remote);
+    if (getsockname(fd, (struct sockaddr *)&local, &local_length) != 0) return -1;
+    if (getpeername(fd, (struct sockaddr *)&remote, &remote_length) != 0) return -1;
+    int remote_port = 0;
+    if (format_address(&local, NULL, 0, local_port) != 0) return -1;
+    return format_address(&remote, peer, peer_capacity, &remote_port);
+}
+
+int slipway_trim_memory(void) {
+    return malloc_trim(0);
+}
+
+long long slipway_resident_bytes(void) {
+    FILE *statm = fopen("/proc/self/statm", "re");
+    if (statm == NULL) return -1;
+    long long size = 0, resident = 0;
+    int read = fscanf(statm, "%lld %lld", &size, &resident);
+    fclose(statm);
+    if (read != 2) return -1;
+    return resident * (long long)sysconf(_SC_PAGESIZE);
 }

@@ -62,7 +62,7 @@ final class AgentLoop: ServingLoop {
                                     runner: ServiceRunner(spec: spec, folder: installer.folder, environment: environment),
                                     installer: installer)
         }
-        server = try PieceServer(context: context, endpoint: config.listenEndpoint, store: store, sender: config.id)
+        server = try PieceServer(context: context, endpoint: config.listenEndpoint, store: store, sender: config.id, logger: logger)
         targets = try ZMQSocket(context: context, type: .sub)
         try targets.set(.subscribe(Array("target.".utf8)))
         try targets.connect(config.targetsEndpoint)
@@ -84,6 +84,7 @@ final class AgentLoop: ServingLoop {
             perform(name) { $0.resume(confirmed: confirmed) }
         }
         while !stop.isStopped {
+            server.connections.poll()
             let now = ContinuousClock.now
             try heartbeat(now: now)
             try pumpDownloads(now: now)

@@ -1,5 +1,6 @@
 import SlipwayCore
 import Foundation
+import Logging
 import SlipwayArtifact
 import SlipwayProto
 import SlipwayWire
@@ -23,6 +24,8 @@ final class PieceServer {
         didSet { SlipwayMetrics.rejected(daemon: "agent", socket: "pieces", reason: "bad_message") }
     }
     let socket: ZMQSocket
+    /// Watches the peers' connections.
+    let connections: ConnectionGuard
     private let store: BlobStore
     private let sender: String
     private let codec = WireCodec()
@@ -34,15 +37,16 @@ final class PieceServer {
     private let queueTimeout: Duration = .seconds(10)
 
     /// Binds a ROUTER at `endpoint` serving from `store`.
-    init(context: ZMQContext, endpoint: Endpoint, store: BlobStore, sender: String, maxQueued: Int = 2) throws {
+    init(context: ZMQContext, endpoint: Endpoint, store: BlobStore, sender: String, logger: Logger, maxQueued: Int = 2) throws {
         self.store = store
         self.sender = sender
         self.maxQueued = maxQueued
-        socket = try ZMQSocket(context: context, type: .router)
-        try socket.set(.routerMandatory(true))
-        try socket.set(.sendHighWaterMark(1))
-        try socket.set(.sendBuffer(256 << 10))
-        try socket.bind(endpoint)
+        // One piece in each peer's pipe beyond the one being sent, and a small kernel buffer.
+        (socket, connections) = try ZMQSocket.boundedRouter(context: context, endpoint: endpoint,
+                                                            limits: ServerLimits(largestMessage: 64 << 10, receiveQueue: 16, sendQueue: 1),
+                                                            daemon: "agent", name: "pieces", logger: logger) {
+            try $0.set(.sendBuffer(256 << 10))
+        }
     }
 
     /// Requests waiting, in all.

@@ -8,6 +8,9 @@ public enum Manifest {
     /// 4 MiB: big enough that per-piece overhead is small, small enough that a
     /// piece fits comfortably in one ZeroMQ frame and in memory.
     public static let defaultPieceSize: UInt32 = 4 << 20
+    /// The largest piece a manifest may have: one piece travels as one frame,
+    /// and the wire codec takes payload frames up to 16 MiB.
+    public static let maxPieceSize: UInt32 = 16 << 20
 
     /// Reads `path` once, in piece-sized blocks (bounded memory for any size).
     public static func build(fileAt path: String, name: String, pieceSize: UInt32 = defaultPieceSize) throws -> Slipway_V1_ArtifactManifest {
@@ -48,8 +51,8 @@ public enum Manifest {
     /// Checks a manifest received from outside before anything is written for it.
     public static func validate(_ manifest: Slipway_V1_ArtifactManifest) throws(ArtifactError) {
         guard isDigest(manifest.digest) else { throw ArtifactError(.invalidManifest, "digest is not 64 lowercase hex characters") }
-        guard manifest.pieceSize > 0, manifest.pieceSize <= 64 << 20 else {
-            throw ArtifactError(.invalidManifest, "piece size \(manifest.pieceSize) outside 1 B…64 MiB")
+        guard manifest.pieceSize > 0, manifest.pieceSize <= Manifest.maxPieceSize else {
+            throw ArtifactError(.invalidManifest, "piece size \(manifest.pieceSize) outside 1 B…16 MiB")
         }
         guard manifest.size <= 1 << 44 else { throw ArtifactError(.invalidManifest, "size \(manifest.size) exceeds 16 TiB") }
         let expected = pieceCount(size: manifest.size, pieceSize: manifest.pieceSize)

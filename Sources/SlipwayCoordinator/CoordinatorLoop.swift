@@ -23,6 +23,8 @@ final class CoordinatorLoop: ServingLoop {
     private let logger: Logger
     private let stop: StopSignal
     private let codec = WireCodec()
+    /// Dispatch carries log chunks of at most 1 MiB.
+    private let dispatchCodec = WireCodec(maxPayloadBytes: 1 << 20)
     private let context: ZMQContext
     private let db: PGConnection
     private var leadership: Leadership
@@ -87,7 +89,7 @@ final class CoordinatorLoop: ServingLoop {
 
     private func lead() throws {
         try prepareToLead()
-        let sockets = try CoordinatorSockets(context: context, config: config)
+        let sockets = try CoordinatorSockets(context: context, config: config, logger: logger)
         self.sockets = sockets
         defer {
             sockets.close()
@@ -100,7 +102,8 @@ final class CoordinatorLoop: ServingLoop {
         try poller.add(sockets.snapshots)
         var timers = CoordinatorTimers(now: .now, config: config)
         while !stop.isStopped {
-            let ready = try poller.poll(wait: .timeout(timers.tick))
+            sockets.pollGuards()
+            let ready = try poller.poll(wait: .timeout(min(timers.tick, .milliseconds(100))))
             var work: [Work] = []
             if ready[0].contains(.readable) { try receiveIntake(sockets.intake, into: &work) }
             if ready[1].contains(.readable) { try receiveDispatch(sockets.dispatch, into: &work) }
@@ -155,7 +158,7 @@ final class CoordinatorLoop: ServingLoop {
 
     private func receiveDispatch(_ socket: ZMQSocket, into work: inout [Work]) throws {
         for _ in 0..<256 {
-            guard let (routingID, message) = try codec.receiveRouted(from: socket, wait: .never,
+            guard let (routingID, message) = try dispatchCodec.receiveRouted(from: socket, wait: .never,
                                                                      dropped: { dispatchRejections.record($0, logger: logger) })
             else { return }
             do {

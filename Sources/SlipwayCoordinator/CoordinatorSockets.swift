@@ -1,8 +1,19 @@
+import Logging
 import SlipwayCore
 import SlipwayWire
 
-/// The leader's four sockets, bound together and closed together.
+/// The leader's four sockets, bound together and closed together, each with
+/// the limits on what one peer can make it hold (see ``ServerLimits``).
 struct CoordinatorSockets {
+    /// Intake: requests up to 1 MiB; replies (log pages) up to 1 MiB, 64 waiting per peer.
+    static let intakeLimits = ServerLimits.control
+    /// Dispatch: log chunks of 1 MiB and their envelope; assignments and acknowledgements out.
+    static let dispatchLimits = ServerLimits(largestMessage: (2 << 20) + (64 << 10), receiveQueue: 64, sendQueue: 256)
+    /// Snapshots: tiny requests; a catch-up reply is many messages at once, all sent.
+    static let snapshotLimits = ServerLimits(largestMessage: 64 << 10, receiveQueue: 16, sendQueue: Snapshots.pageLimit * 2)
+
+    /// Watches each ROUTER's connections.
+    let guards: [ConnectionGuard]
     /// ROUTER for CI, the CLI and region controllers.
     let intake: ZMQSocket
     /// ROUTER for workers.
@@ -13,26 +24,35 @@ struct CoordinatorSockets {
     let snapshots: ZMQSocket
 
     /// Binds every endpoint; the error names the one that failed and its flag.
-    init(context: ZMQContext, config: CoordinatorConfig) throws {
-        intake = try ZMQSocket(context: context, type: .router)
-        try intake.set(.routerMandatory(true))
-        dispatch = try ZMQSocket(context: context, type: .router)
-        try dispatch.set(.routerMandatory(true))
-        // A worker that reconnects keeps its routing id (its worker id) and takes over.
-        try dispatch.set(.routerHandover(true))
-        events = try ZMQSocket(context: context, type: .pub)
-        snapshots = try ZMQSocket(context: context, type: .router)
-        // A catch-up reply is many messages at once; do not drop them at the HWM.
-        try snapshots.set(.sendHighWaterMark(Snapshots.pageLimit * 2))
+    init(context: ZMQContext, config: CoordinatorConfig, logger: Logger) throws {
+        var opened: [ZMQSocket] = []
         do {
-            try intake.bind(config.intakeEndpoint)
-            try dispatch.bind(config.dispatchEndpoint)
+            let (intake, intakeGuard) = try ZMQSocket.boundedRouter(context: context, endpoint: config.intakeEndpoint, limits: Self.intakeLimits,
+                                                                     daemon: "coordinator", name: "intake", logger: logger)
+            opened.append(intake)
+            // A worker that reconnects keeps its routing id (its worker id) and takes over.
+            let (dispatch, dispatchGuard) = try ZMQSocket.boundedRouter(context: context, endpoint: config.dispatchEndpoint,
+                                                                         limits: Self.dispatchLimits, daemon: "coordinator", name: "dispatch",
+                                                                         logger: logger) { try $0.set(.routerHandover(true)) }
+            opened.append(dispatch)
+            let events = try ZMQSocket(context: context, type: .pub)
+            opened.append(events)
+            try events.set(.maxMessageSize(64 << 10))
             try events.bind(config.eventsEndpoint)
-            try snapshots.bind(config.snapshotEndpoint)
+            let (snapshots, snapshotGuard) = try ZMQSocket.boundedRouter(context: context, endpoint: config.snapshotEndpoint,
+                                                                          limits: Self.snapshotLimits, daemon: "coordinator", name: "snapshot",
+                                                                          logger: logger)
+            (self.intake, self.dispatch, self.events, self.snapshots) = (intake, dispatch, events, snapshots)
+            guards = [intakeGuard, dispatchGuard, snapshotGuard]
         } catch {
-            close()
+            for socket in opened { socket.close() }
             throw error
         }
+    }
+
+    /// Takes in new and closed connections for the guards.
+    func pollGuards() {
+        for watch in guards { watch.poll() }
     }
 
     func close() {

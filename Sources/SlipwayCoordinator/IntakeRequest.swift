@@ -102,7 +102,7 @@ enum IntakeRequest: Equatable {
         case .logQuery:
             let query = try message.body(as: Slipway_V1_LogQuery.self)
             return .log(try jobID(query.jobID), offset: query.offset,
-                        maxBytes: query.maxBytes == 0 ? 256 << 10 : min(Int(query.maxBytes), 4 << 20))
+                        maxBytes: query.maxBytes == 0 ? 256 << 10 : min(Int(query.maxBytes), 1 << 20))
         default:
             throw Rejection(.unsupported, "the coordinator's intake does not handle \(message.type)")
         }

@@ -12,6 +12,12 @@ public enum SlipwayMetrics {
             .increment(by: count)
     }
 
+    /// Connections a daemon cut because their peer made it hold too much (an
+    /// unfinished or unread message past the socket's bound), by daemon and socket.
+    public static func connectionCut(daemon: String, socket: String) {
+        Counter(label: "slipway_connections_cut_total", dimensions: [("daemon", daemon), ("socket", socket)]).increment()
+    }
+
     /// Jobs by state (coordinator; refreshed from the database every few seconds).
     public static func jobs(state: String) -> Gauge {
         Gauge(label: "slipway_jobs", dimensions: [("state", state)])

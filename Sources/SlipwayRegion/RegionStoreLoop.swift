@@ -8,15 +8,29 @@ import SlipwayWire
 import SlipwayMetrics
 
 /// The regional store's I/O loop: one ROUTER, one `BlobStore`, one thread.
+///
+/// What a peer can make it hold is bounded (``limits``): one upload piece in
+/// progress and 8 complete messages waiting to be read, per peer; pieces it
+/// asked for leave through a send queue of 4 messages per peer, the rest wait
+/// in a ``PieceQueue`` (64 per peer, then `busy`) with one piece's bytes kept
+/// for a peer whose queue is full.
 final class RegionStoreLoop: ServingLoop {
+    /// A piece (16 MiB at most) and its envelope; 8 of them waiting; 4 on their way out.
+    static let limits = ServerLimits(largestMessage: Int(Manifest.maxPieceSize) + (1 << 20), receiveQueue: 8, sendQueue: 4)
     private let config: RegionConfig
     private let logger: Logger
     private let stop: StopSignal
     private let codec = WireCodec()
     private let context: ZMQContext
     private let store: BlobStore
-    private var socket: ZMQSocket!
+    private let socket: ZMQSocket
+    private let connections: ConnectionGuard
     private var rejections = RejectionLog(daemon: "region", socket: "store")
+    private var owed = PieceQueue()
+    /// The bytes of a peer's next piece, kept while its send queue is full.
+    private var loaded: [[UInt8]: (entry: PieceQueue.Entry, bytes: [UInt8])] = [:]
+    /// Manifests of artifacts being served (at most 64; committed artifacts never change).
+    private var manifests: [String: Slipway_V1_ArtifactManifest] = [:]
 
     init(config: RegionConfig, logger: Logger, stop: StopSignal) throws {
         self.config = config
@@ -24,9 +38,8 @@ final class RegionStoreLoop: ServingLoop {
         self.stop = stop
         self.context = try ZMQContext()
         self.store = try BlobStore(root: URL(fileURLWithPath: config.storePath), cleanTemporary: false)
-        socket = try ZMQSocket(context: context, type: .router)
-        try socket.set(.routerMandatory(true))
-        try socket.bind(config.storeEndpoint)
+        (socket, connections) = try ZMQSocket.boundedRouter(context: context, endpoint: config.storeEndpoint, limits: Self.limits,
+                                                            daemon: "region", name: "store", logger: logger)
     }
 
     var opened: [String: String] {
@@ -37,7 +50,11 @@ final class RegionStoreLoop: ServingLoop {
     func serve() throws {
         defer { socket.close() }
         while !stop.isStopped {
-            let received = try codec.receiveRouted(from: socket, wait: .timeout(.milliseconds(200)), maxFrames: 8) { error in
+            connections.poll()
+            rejections.flush(logger: logger)
+            sendOwedPieces()
+            let received = try codec.receiveRouted(from: socket, wait: .timeout(owed.count > 0 ? .milliseconds(5) : .milliseconds(100)),
+                                                   maxFrames: 8) { error in
                 rejections.record(error, logger: logger)
             }
             guard let (peer, message) = received else { continue }
@@ -93,20 +110,68 @@ final class RegionStoreLoop: ServingLoop {
             let first = Int(request.firstPiece)
             let end = min(manifest.pieceSha256.count, first + Int(min(request.count, 64)))
             guard first < end else { return reply(peer, error: "no pieces in the requested range", code: .invalidArgument) }
-            for index in first..<end {
-                let bytes = try store.piece(request.digest, index: index)
-                var header = Slipway_V1_PieceData()
-                header.digest = request.digest
-                header.index = UInt32(index)
-                header.offset = UInt64(index) * UInt64(manifest.pieceSize)
-                header.length = UInt32(bytes.count)
-                header.sha256 = manifest.pieceSha256[index]
-                send(peer, header, payload: bytes)
-                SlipwayMetrics.pieceServed(by: "store")
+            let entries = (first..<end).map { PieceQueue.Entry(requestID: message.envelope.messageID, digest: request.digest, index: $0) }
+            guard owed.enqueue(entries, for: peer, now: .now) else {
+                SlipwayMetrics.busy(server: "store")
+                return reply(peer, error: "\(owed.perPeer) pieces already wait for you; ask again when they have arrived", code: .busy)
             }
+            sendOwedPieces()
         default:
             reply(peer, error: "the store does not handle \(message.type)", code: .unsupported)
         }
+    }
+
+    /// Sends owed pieces while each peer's send queue takes them.
+    private func sendOwedPieces() {
+        let now = ContinuousClock.now
+        for (peer, entries) in owed.stale(now: now) {
+            loaded[peer] = nil
+            logger.info("a peer read nothing for 30 s; its queued pieces were dropped", metadata: ["pieces": "\(entries.count)"])
+        }
+        for peer in owed.peers {
+            while let entry = owed.next(for: peer) {
+                guard let message = pieceMessage(entry, for: peer) else {
+                    owed.sent(to: peer, now: now)
+                    reply(peer, error: "piece \(entry.index) of \(entry.digest) is not in region \(config.region)", code: .notFound)
+                    continue
+                }
+                do {
+                    // Its send queue is full: the bytes stay loaded until it has room.
+                    guard try socket.send(codec.encode(message, to: peer), wait: .never) else { break }
+                } catch {
+                    owed.drop(peer)  // gone
+                    loaded[peer] = nil
+                    break
+                }
+                owed.sent(to: peer, now: now)
+                loaded[peer] = nil
+                SlipwayMetrics.pieceServed(by: "store")
+            }
+        }
+    }
+
+    /// The `PieceData` for `entry`, its bytes read once and kept while they wait.
+    private func pieceMessage(_ entry: PieceQueue.Entry, for peer: [UInt8]) -> WireMessage? {
+        guard let manifest = manifests[entry.digest] ?? (try? store.manifest(entry.digest)), entry.index < manifest.pieceSha256.count else {
+            return nil
+        }
+        if manifests.count > 64 { manifests.removeAll() }
+        manifests[entry.digest] = manifest
+        let bytes: [UInt8]
+        if let kept = loaded[peer], kept.entry == entry {
+            bytes = kept.bytes
+        } else {
+            guard let read = try? store.piece(entry.digest, index: entry.index) else { return nil }
+            bytes = read
+            loaded[peer] = (entry, read)
+        }
+        var header = Slipway_V1_PieceData()
+        header.digest = entry.digest
+        header.index = UInt32(entry.index)
+        header.offset = UInt64(entry.index) * UInt64(manifest.pieceSize)
+        header.length = UInt32(bytes.count)
+        header.sha256 = manifest.pieceSha256[entry.index]
+        return WireMessage(header, sender: config.id, inReplyTo: entry.requestID, payload: bytes)
     }
 
     private func ack(_ peer: [UInt8], digest: String, next: Int, error: String = "") {

@@ -23,6 +23,7 @@ final class TrackerLoop: ServingLoop {
     private let context: ZMQContext
     private var tracker: AgentTracker
     private var router: ZMQSocket!
+    private var connections: ConnectionGuard!
     private var publisher: ZMQSocket!
     private var reports: ReportSender<Slipway_V1_RegionReport>!
     /// The last report the coordinator recorded, and when.
@@ -44,9 +45,8 @@ final class TrackerLoop: ServingLoop {
         self.stop = stop
         self.context = try ZMQContext()
         self.tracker = AgentTracker(timeout: config.agentTimeout)
-        router = try ZMQSocket(context: context, type: .router)
-        try router.set(.routerMandatory(true))
-        try router.bind(config.trackerEndpoint)
+        (router, connections) = try ZMQSocket.boundedRouter(context: context, endpoint: config.trackerEndpoint, limits: .control,
+                                                            daemon: "region", name: "tracker", logger: logger)
         publisher = try ZMQSocket(context: context, type: .pub)
         try publisher.bind(config.targetsEndpoint)
         reports = ReportSender(context: context, endpoint: config.coordinatorIntake, sender: config.id, logger: logger) { $0.region }
@@ -65,6 +65,8 @@ final class TrackerLoop: ServingLoop {
         }
         var nextReport = ContinuousClock.now
         while !stop.isStopped {
+            connections.poll()
+            rejections.flush(logger: logger)
             publishTargetChanges()
             try serve(wait: .timeout(.milliseconds(100)))
             try reports.receive()

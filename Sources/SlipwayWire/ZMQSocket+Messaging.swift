@@ -58,15 +58,20 @@ extension ZMQSocket {
     /// whole and reported as `EMSGSIZE`, so the socket stays in step with its peer.
     /// - Returns: nil when `wait` ran out with nothing to receive.
     public func receive(wait: ZMQWait = .forever, maxFrames: Int = 16) throws(ZMQError) -> [[UInt8]]? {
-        guard let first = try receiveFrame(wait: wait) else { return nil }
+        guard let first = try receiveFrame(wait: wait, checkBlocking: true, keep: true, onWire: type != .router) else {
+            ledger?.foundNothing()
+            return nil
+        }
         var frames = [first.bytes]
         var more = first.more
         var overflow = false
         while more {
             // The rest of a multipart message is already here: libzmq delivers it atomically.
-            guard let next = try receiveFrame(wait: .forever, checkBlocking: false) else { break }
+            // Frames past the limit are read (to stay in step) but not copied out.
+            let keep = frames.count < maxFrames
+            guard let next = try receiveFrame(wait: .forever, checkBlocking: false, keep: keep, onWire: true) else { break }
             more = next.more
-            if frames.count < maxFrames { frames.append(next.bytes) } else { overflow = true }
+            if keep { frames.append(next.bytes) } else { overflow = true }
         }
         if overflow {
             throw ZMQError(errno: EMSGSIZE, operation: "zmq_msg_recv", context: "message has more than \(maxFrames) frames")
@@ -92,10 +97,12 @@ extension ZMQSocket {
     /// Receives one frame and whether more frames of the same message follow.
     /// - Returns: nil when `wait` ran out with nothing to receive.
     public func receiveFrame(wait: ZMQWait = .forever) throws(ZMQError) -> (bytes: [UInt8], more: Bool)? {
-        try receiveFrame(wait: wait, checkBlocking: true)
+        try receiveFrame(wait: wait, checkBlocking: true, keep: true, onWire: true)
     }
 
-    private func receiveFrame(wait: ZMQWait, checkBlocking: Bool) throws(ZMQError) -> (bytes: [UInt8], more: Bool)? {
+    /// `keep`: copy the bytes out (else an empty array stands for them).
+    /// `onWire`: the frame crossed the connection (a ROUTER's routing-id frame did not).
+    private func receiveFrame(wait: ZMQWait, checkBlocking: Bool, keep: Bool, onWire: Bool) throws(ZMQError) -> (bytes: [UInt8], more: Bool)? {
         let handle = try checkedHandle()
         if checkBlocking { checkMayBlock(wait) }
         if case .timeout = wait, try !poll(ZMQ_POLLIN, wait) { return nil }
@@ -109,7 +116,10 @@ extension ZMQSocket {
             throw error
         }
         let size = zmq_msg_size(&message)
-        let bytes = size == 0 ? [] : [UInt8](UnsafeRawBufferPointer(start: zmq_msg_data(&message), count: size))
+        if onWire, let ledger {
+            ledger.delivered(size, from: zmq_msg_get(&message, ZMQ_SRCFD))
+        }
+        let bytes = size == 0 || !keep ? [] : [UInt8](UnsafeRawBufferPointer(start: zmq_msg_data(&message), count: size))
         return (bytes, zmq_msg_more(&message) != 0)
     }
 

@@ -26,6 +26,9 @@ public final class ZMQSocket {
     let context: ZMQContext
     var handle: UnsafeMutableRawPointer?
     private let owner: pthread_t
+    /// Counts the wire bytes of every message received, per connection, when a
+    /// ``ConnectionGuard`` watches this socket.
+    var ledger: DeliveryLedger?
 
     /// Creates a socket on `context`, owned by the calling thread.
     public init(context: ZMQContext, type: ZMQSocketType) throws(ZMQError) {

@@ -28,6 +28,7 @@ enum DaemonRunner {
         let logger = Logger(label: "slipway.\(command)")
         let control = StopControl(name: name)
         control.installSignalHandlers()
+        raiseDescriptorLimit()
 
         var services = services
         do {
@@ -70,6 +71,15 @@ enum DaemonRunner {
         guard control.isStopRequested else { control.fail("a service ended without being asked to stop") }
         logger.notice("stopped")
         control.exit(0)
+    }
+
+    /// A tracker serves thousands of agents, a store many downloaders: every
+    /// one is a descriptor. The soft limit goes up to the hard one.
+    private static func raiseDescriptorLimit() {
+        var limit = rlimit()
+        guard getrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit) == 0, limit.rlim_cur < limit.rlim_max else { return }
+        limit.rlim_cur = limit.rlim_max
+        _ = setrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit)
     }
 
     /// Sends swift-metrics to a Prometheus registry and returns what renders it.

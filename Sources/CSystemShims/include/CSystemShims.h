@@ -8,4 +8,23 @@
    does not bring its own copy of <spawn.h>'s types into Swift. */
 int slipway_spawn_closefrom(void *actions, int from);
 
+/* Bytes the kernel has received on the TCP socket `fd` (tcpi_bytes_received,
+   Linux 4.1+; glibc's struct tcp_info predates the field), or -1. */
+long long slipway_tcp_bytes_received(int fd);
+
+/* Bytes waiting unread in the receive queue of socket `fd` (FIONREAD), or -1. */
+int slipway_unread_bytes(int fd);
+
+/* The local port of socket `fd` and its peer's address ("ADDR:PORT"), so a
+   descriptor number can be checked to still be the same connection.
+   Returns 0 on success, -1 otherwise. */
+int slipway_socket_identity(int fd, int *local_port, char *peer, int peer_capacity);
+
+/* Hands memory the allocator keeps but does not use back to the system
+   (malloc_trim(0), every arena). */
+int slipway_trim_memory(void);
+
+/* This process's resident set in bytes (from /proc/self/statm), or -1. */
+long long slipway_resident_bytes(void);
+
 #endif

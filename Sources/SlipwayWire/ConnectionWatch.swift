@@ -1,0 +1,157 @@
+import CSystemShims
+import Logging
+import SlipwayMetrics
+import SlipwayThreads
+import Synchronization
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The one thread per process that looks after every ``ConnectionGuard``'s
+/// connections (system calls only: it touches no libzmq socket).
+///
+/// Every 20 ms it reads the process's resident memory. Once a second, or at
+/// once when memory grew by 16 MiB since the last look or is past the ceiling,
+/// it computes what libzmq holds for each guarded connection and cuts those
+/// past their socket's bound, and, past the ceiling, the connection holding the
+/// most. The ceiling is ``ceiling`` above the resident memory when the first
+/// guard was made. Freed memory is returned to the system within a second.
+final class ConnectionWatch: Sendable {
+    /// A guarded socket, as the watch sees it.
+    struct Watched: Sendable {
+        let ledger: DeliveryLedger
+        let daemon: String
+        let name: String
+        let partialBound: Int
+        let queuedBound: Int
+        let logger: Logger
+    }
+
+    private struct State {
+        var next = 0
+        var watched: [Int: Watched] = [:]
+        var cuts: [Int: Int] = [:]
+        var started = false
+        var baseline: Int64 = 0
+        var trimDue = false
+    }
+
+    static let shared = ConnectionWatch()
+    /// Memory over the starting level past which the largest holder is cut whatever its socket's bound.
+    static let ceiling: Int64 = 256 << 20
+    /// What crosses a connection besides messages (greeting, handshake, pings), never counted as held.
+    static let slack = 64 << 10
+    /// A connection must hold at least this much to be cut for the ceiling.
+    static let smallestCut = 256 << 10
+    static let tick: Duration = .milliseconds(20)
+    static let scanInterval: Duration = .seconds(1)
+    static let growthTrigger: Int64 = 16 << 20
+
+    private let state = Mutex(State())
+
+    func add(_ watched: Watched) -> Int {
+        let (id, start) = state.withLock { state in
+            state.next += 1
+            state.watched[state.next] = watched
+            defer { state.started = true }
+            if !state.started { state.baseline = slipway_resident_bytes() }
+            return (state.next, !state.started)
+        }
+        if start {
+            let thread = OwnedThread(name: "connection-watch")
+            thread.execute { [self] in run() }
+        }
+        return id
+    }
+
+    func remove(_ id: Int) { state.withLock { _ = $0.watched.removeValue(forKey: id) } }
+    func cut(_ id: Int) -> Int { state.withLock { $0.cuts[id] ?? 0 } }
+    func trimSoon() { state.withLock { $0.trimDue = true } }
+
+    /// The local port and peer of an accepted TCP connection.
+    static func identity(of descriptor: Int32) -> DeliveryLedger.Identity? {
+        var port: Int32 = 0
+        var peer = [CChar](repeating: 0, count: 128)
+        guard slipway_socket_identity(descriptor, &port, &peer, 128) == 0 else { return nil }
+        return DeliveryLedger.Identity(localPort: port, peer: String(decoding: peer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self))
+    }
+
+    private func run() {
+        var lastScan = ContinuousClock.now
+        var lastTrim = ContinuousClock.now
+        var residentAtScan = slipway_resident_bytes()
+        while true {
+            usleep(UInt32(Self.tick.components.attoseconds / 1_000_000_000_000))
+            let now = ContinuousClock.now
+            let resident = slipway_resident_bytes()
+            let (baseline, trimDue) = state.withLock { ($0.baseline, $0.trimDue) }
+            let overCeiling = resident - baseline > Self.ceiling
+            if now - lastScan >= Self.scanInterval || resident - residentAtScan > Self.growthTrigger || overCeiling {
+                if scan(overCeiling: overCeiling) { state.withLock { $0.trimDue = true } }
+                lastScan = now
+                residentAtScan = slipway_resident_bytes()
+            }
+            if trimDue, now - lastTrim >= .seconds(1) {
+                _ = slipway_trim_memory()
+                state.withLock { $0.trimDue = false }
+                lastTrim = now
+                residentAtScan = slipway_resident_bytes()
+            }
+        }
+    }
+
+    /// One look at every guarded connection. - Returns: whether it cut any.
+    private func scan(overCeiling: Bool) -> Bool {
+        let watched = state.withLock { $0.watched }
+        var largest: (id: Int, descriptor: Int32, held: Int, identity: DeliveryLedger.Identity)?
+        var cutAny = false
+        for (id, socket) in watched {
+            let bound = socket.ledger.drained ? socket.partialBound : socket.queuedBound
+            for (descriptor, identity) in socket.ledger.connections {
+                guard let held = held(descriptor, socket.ledger) else { continue }
+                if held > bound {
+                    cutAny = cut(descriptor, identity, id, socket, held: held, reason: "more than its socket's bound of \(bound) bytes") || cutAny
+                } else if held > largest?.held ?? Self.smallestCut {
+                    largest = (id, descriptor, held, identity)
+                }
+            }
+        }
+        if overCeiling, let largest, let socket = watched[largest.id] {
+            cutAny = cut(largest.descriptor, largest.identity, largest.id, socket, held: largest.held,
+                         reason: "the most while the process is past its memory ceiling") || cutAny
+        }
+        return cutAny
+    }
+
+    /// What libzmq holds for the connection, beyond the slack; nil when it cannot be read.
+    private func held(_ descriptor: Int32, _ ledger: DeliveryLedger) -> Int? {
+        let received = slipway_tcp_bytes_received(descriptor)
+        let unread = slipway_unread_bytes(descriptor)
+        guard received >= 0, unread >= 0, received >= Int64(unread) else { return nil }
+        let arrived = UInt64(received - Int64(unread))
+        let delivered = ledger.bytes(descriptor)
+        guard arrived > delivered else {
+            // Framing estimates never build up credit for later.
+            ledger.reset(descriptor, to: arrived)
+            return nil
+        }
+        return Int(clamping: arrived - delivered) - Self.slack
+    }
+
+    private func cut(_ descriptor: Int32, _ identity: DeliveryLedger.Identity, _ id: Int, _ socket: Watched,
+                     held: Int, reason: String) -> Bool {
+        // The descriptor must still be that connection (not closed and reused meanwhile).
+        guard Self.identity(of: descriptor) == identity else { return false }
+        shutdown(descriptor, Int32(SHUT_RDWR))
+        socket.ledger.forget(descriptor)
+        let total = state.withLock { state in
+            state.cuts[id, default: 0] += 1
+            return state.cuts[id]!
+        }
+        SlipwayMetrics.connectionCut(daemon: socket.daemon, socket: socket.name)
+        socket.logger.warning("cut a connection holding too much in unread or unfinished messages", metadata: [
+            "socket": "\(socket.name)", "peer": "\(identity.peer)", "held_bytes": "\(held)", "why": "\(reason)",
+            "connections_cut": "\(total)"])
+        return true
+    }
+}
