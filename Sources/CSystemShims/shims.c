@@ -61,6 +61,11 @@ int slipway_trim_memory(void) {
     return malloc_trim(0);
 }
 
+long long slipway_heap_in_use(void) {
+    struct mallinfo2 info = mallinfo2();
+    return (long long)(info.uordblks + info.hblkhd);
+}
+
 long long slipway_resident_bytes(void) {
     FILE *statm = fopen("/proc/self/statm", "re");
     if (statm == NULL) return -1;

@@ -365,6 +365,8 @@ final class AgentLoop: ServingLoop {
         _ = try poller.add(server.socket)
         _ = try poller.add(targets)
         if let tracker { _ = try poller.add(tracker) }
+        // New connections wake the loop too: the guard must know them at once.
+        _ = try poller.add(server.connections.events)
         var sources: [(digest: String, source: PieceSource, index: Int)] = []
         for (digest, download) in downloads {
             for (source, socket) in download.sockets { sources.append((digest, source, try poller.add(socket))) }

@@ -100,6 +100,8 @@ final class CoordinatorLoop: ServingLoop {
         try poller.add(sockets.intake)
         try poller.add(sockets.dispatch)
         try poller.add(sockets.snapshots)
+        // New connections wake the loop: the guards must know them at once.
+        for watch in sockets.guards { try poller.add(watch.events) }
         var timers = CoordinatorTimers(now: .now, config: config)
         while !stop.isStopped {
             sockets.pollGuards()

@@ -49,12 +49,15 @@ final class RegionStoreLoop: ServingLoop {
 
     func serve() throws {
         defer { socket.close() }
+        let poller = ZMQPoller()
+        try poller.add(socket)
+        try poller.add(connections.events)
         while !stop.isStopped {
             connections.poll()
             rejections.flush(logger: logger)
             sendOwedPieces()
-            let received = try codec.receiveRouted(from: socket, wait: .timeout(owed.count > 0 ? .milliseconds(5) : .milliseconds(100)),
-                                                   maxFrames: 8) { error in
+            guard try poller.poll(wait: .timeout(owed.count > 0 ? .milliseconds(5) : .milliseconds(100)))[0].contains(.readable) else { continue }
+            let received = try codec.receiveRouted(from: socket, wait: .never, maxFrames: 8) { error in
                 rejections.record(error, logger: logger)
             }
             guard let (peer, message) = received else { continue }

@@ -130,13 +130,16 @@ final class TrackerLoop: ServingLoop {
     // MARK: agents
 
     private func serve(wait: ZMQWait) throws {
-        var first = true
+        // New connections wake the loop too: the guard must know them at once.
+        let poller = ZMQPoller()
+        try poller.add(router)
+        try poller.add(connections.events)
+        guard try poller.poll(wait: wait)[0].contains(.readable) else { return }
         // Up to 1000 messages per turn, so targets and reports are not starved.
         for _ in 0..<1_000 {
-            let received = try codec.receiveRouted(from: router, wait: first ? wait : .never, maxFrames: 4) { error in
+            let received = try codec.receiveRouted(from: router, wait: .never, maxFrames: 4) { error in
                 rejections.record(error, logger: logger)
             }
-            first = false
             guard let (peer, message) = received else { return }
             do {
                 try handle(peer, message)

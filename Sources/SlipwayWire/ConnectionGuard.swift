@@ -84,7 +84,9 @@ final class DeliveryLedger: Sendable {
 /// system (`malloc_trim`).
 ///
 /// Create it on the socket's thread, right after binding; keep it as long as
-/// the socket, and call ``poll()`` every loop turn (it takes in new connections).
+/// the socket, and poll ``events`` with the socket: when it is readable, call
+/// ``poll()`` (it takes in new connections, which must be known before the
+/// watch can see what they hold).
 public final class ConnectionGuard {
     let ledger: DeliveryLedger
     private let socket: ZMQSocket
@@ -122,6 +124,9 @@ public final class ConnectionGuard {
         if let handle = socket.handle { _ = zmq_socket_monitor(handle, nil, 0) }
         monitor.close()
     }
+
+    /// The socket that is readable when connections were accepted or closed.
+    public var events: ZMQSocket { monitor }
 
     /// Takes in connections accepted and closed since the last call.
     public func poll() {

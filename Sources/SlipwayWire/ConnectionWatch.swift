@@ -10,12 +10,14 @@ import Glibc
 /// The one thread per process that looks after every ``ConnectionGuard``'s
 /// connections (system calls only: it touches no libzmq socket).
 ///
-/// Every 20 ms it reads the process's resident memory. Once a second, or at
-/// once when memory grew by 16 MiB since the last look or is past the ceiling,
-/// it computes what libzmq holds for each guarded connection and cuts those
-/// past their socket's bound, and, past the ceiling, the connection holding the
-/// most. The ceiling is ``ceiling`` above the resident memory when the first
-/// guard was made. Freed memory is returned to the system within a second.
+/// Every 20 ms it reads how much memory the allocator has handed out (which,
+/// unlike the resident set, grows also when freed memory is reused). Once a
+/// second, or at once when that grew by 16 MiB since the last look or is past
+/// the ceiling, it computes what libzmq holds for each guarded connection and
+/// cuts those past their socket's bound, and, past the ceiling, the connection
+/// holding the most. The ceiling is ``ceiling`` above what was in use when the
+/// first guard was made. Freed memory is returned to the system within a second
+/// of a cut or a disconnect, and whenever the allocator keeps 64 MiB it does not use.
 final class ConnectionWatch: Sendable {
     /// A guarded socket, as the watch sees it.
     struct Watched: Sendable {
@@ -54,7 +56,7 @@ final class ConnectionWatch: Sendable {
             state.next += 1
             state.watched[state.next] = watched
             defer { state.started = true }
-            if !state.started { state.baseline = slipway_resident_bytes() }
+            if !state.started { state.baseline = slipway_heap_in_use() }
             return (state.next, !state.started)
         }
         if start {
@@ -79,23 +81,27 @@ final class ConnectionWatch: Sendable {
     private func run() {
         var lastScan = ContinuousClock.now
         var lastTrim = ContinuousClock.now
-        var residentAtScan = slipway_resident_bytes()
+        var inUseAtScan = slipway_heap_in_use()
         while true {
             usleep(UInt32(Self.tick.components.attoseconds / 1_000_000_000_000))
             let now = ContinuousClock.now
-            let resident = slipway_resident_bytes()
+            let inUse = slipway_heap_in_use()
             let (baseline, trimDue) = state.withLock { ($0.baseline, $0.trimDue) }
-            let overCeiling = resident - baseline > Self.ceiling
-            if now - lastScan >= Self.scanInterval || resident - residentAtScan > Self.growthTrigger || overCeiling {
+            let overCeiling = inUse - baseline > Self.ceiling
+            // Growth counts from the lowest point since the last look (a cut frees a lot at once).
+            inUseAtScan = min(inUseAtScan, inUse)
+            if now - lastScan >= Self.scanInterval || inUse - inUseAtScan > Self.growthTrigger || overCeiling {
                 if scan(overCeiling: overCeiling) { state.withLock { $0.trimDue = true } }
                 lastScan = now
-                residentAtScan = slipway_resident_bytes()
+                inUseAtScan = slipway_heap_in_use()
             }
-            if trimDue, now - lastTrim >= .seconds(1) {
+            // Freed memory goes back to the system: after cuts and disconnects, and whenever
+            // the allocator keeps 64 MiB more than it has handed out.
+            let kept = slipway_resident_bytes() - inUse
+            if trimDue || kept > 64 << 20, now - lastTrim >= .seconds(1) {
                 _ = slipway_trim_memory()
                 state.withLock { $0.trimDue = false }
                 lastTrim = now
-                residentAtScan = slipway_resident_bytes()
             }
         }
     }

@@ -24,6 +24,11 @@ int slipway_socket_identity(int fd, int *local_port, char *peer, int peer_capaci
    (malloc_trim(0), every arena). */
 int slipway_trim_memory(void);
 
+/* Bytes the allocator has handed out and not had back (mallinfo2: heap
+   chunks in use plus mmapped ones): grows with every allocation, also when it
+   reuses freed memory, which the resident set does not show. */
+long long slipway_heap_in_use(void);
+
 /* This process's resident set in bytes (from /proc/self/statm), or -1. */
 long long slipway_resident_bytes(void);
 
