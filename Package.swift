@@ -239,7 +239,7 @@ let package = Package(
         ),
         .target(
             name: "SlipwayTestSupport",
-            dependencies: ["SlipwayStore", .product(name: "Logging", package: "swift-log")],
+            dependencies: ["CSystemShims", "SlipwayStore", .product(name: "Logging", package: "swift-log")],
             path: "Tests/SlipwayTestSupport",
             swiftSettings: strict
         ),

@@ -39,6 +39,13 @@ final class CoordinatorLoop: ServingLoop {
     private var snapshotRejections = RejectionLog(daemon: "coordinator", socket: "snapshot")
     private var lastEventSequence: UInt64 = 0
     private var database = DatabaseHealth()
+    /// Requeues decided after a commit (an assignment found undeliverable) that
+    /// still need their own transaction; kept until one commits.
+    private var pendingActions: [DispatchAction] = []
+    /// A batch failed with its outcome unknown: the registry is reconciled with
+    /// the database at the next chance.
+    private var reconcileSoon = false
+    private var lastTurn = ContinuousClock.now
 
     /// Checks everything a standby can check (the database URL, that every
     /// endpoint is an address of this machine) and connects to the database,
@@ -103,8 +110,14 @@ final class CoordinatorLoop: ServingLoop {
         // New connections wake the loop: the guards must know them at once.
         for watch in sockets.guards { try poller.add(watch.events) }
         var timers = CoordinatorTimers(now: .now, config: config)
+        lastTurn = .now
         while !stop.isStopped {
             sockets.pollGuards()
+            // A turn that took long (a slow commit, a paused process): heartbeats may be
+            // waiting unread, so nobody's silence during it counts.
+            let turnStart = ContinuousClock.now
+            if turnStart - lastTurn > .seconds(1) { registry.stalled(for: turnStart - lastTurn, now: turnStart) }
+            lastTurn = turnStart
             let ready = try poller.poll(wait: .timeout(min(timers.tick, .milliseconds(100))))
             var work: [Work] = []
             if ready[0].contains(.readable) { try receiveIntake(sockets.intake, into: &work) }
@@ -124,8 +137,11 @@ final class CoordinatorLoop: ServingLoop {
             do {
                 try Migrator.migrate(db, logger: logger)
                 let now = ContinuousClock.now
+                // Heartbeats are recorded only while the database works: if none is recent (it was
+                // down, or the old leader stuck), nobody's silence is known, and everyone gets a full period.
+                let recorded = try dispatch.queries.freshestHeartbeat(db).map { $0 <= config.heartbeatInterval * 2 } ?? false
                 for (worker, held) in try dispatch.queries.runningByWorker(db) {
-                    registry.adopt(workerID: worker, running: held.attempts, lastSeen: now - held.silent)
+                    registry.adopt(workerID: worker, running: held.attempts, lastSeen: recorded ? now - held.silent : now)
                 }
                 lastEventSequence = UInt64(try Outbox.lastSequence(db))
                 try db.transaction { try leadership.confirm($0) }
@@ -186,7 +202,9 @@ final class CoordinatorLoop: ServingLoop {
     /// are several, so a failing one rolls back alone), then sends what it
     /// produced. If the transaction cannot commit, intake requests are answered
     /// `unavailable` and nothing else leaves: workers resend what matters.
-    private func run(_ work: [Work]) throws {
+    /// - Returns: whether the transaction committed.
+    @discardableResult
+    private func run(_ work: [Work]) throws -> Bool {
         var batch = Batch(db: db, registry: registry, sender: config.id)
         do {
             try db.transaction { db in
@@ -195,22 +213,28 @@ final class CoordinatorLoop: ServingLoop {
                 if let last = batch.published.last { try Outbox.notifyCommitted(db, through: last.sequence) }
             }
         } catch let error as PGError {
-            if error.code == .queryFailed, work.count == 1, case .intake(let peer, let id, _) = work[0] {
+            if !error.isConnectionTrouble, work.count == 1 {
+                // The request itself failed in the database, alone: not an outage.
                 logger.error("request failed in the database", metadata: ["error": "\(error.oneLine)"])
-                let reply = Slipway_V1_ErrorReply(.internal, "the coordinator's database refused this request: \(error.message)")
-                send(.intake(peer), WireMessage(reply, sender: config.id, inReplyTo: id))
-                return
+                if case .intake(let peer, let id, _) = work[0] {
+                    let reply = Slipway_V1_ErrorReply(.internal, "the coordinator's database refused this request: \(error.message)")
+                    send(.intake(peer), WireMessage(reply, sender: config.id, inReplyTo: id))
+                }
+                return false
             }
+            // With the connection gone during COMMIT the outcome is unknown: check the registry against the database.
+            reconcileSoon = true
             noteDatabase(error)
             for case .intake(let peer, let id, _) in work {
                 send(.intake(peer), WireMessage(Slipway_V1_ErrorReply(.unavailable, Self.unavailable), sender: config.id, inReplyTo: id))
             }
             database.deferred += work.filter { if case .dispatch = $0 { true } else { false } }.count
-            return
+            return false
         }
         database.succeeded(logger: logger)
         registry = batch.registry
         try deliver(batch)
+        return true
     }
 
     private func run(_ item: Work, in batch: inout Batch, alone: Bool) throws {
@@ -224,7 +248,7 @@ final class CoordinatorLoop: ServingLoop {
             }
             if db.isTransactionFailed { throw PGError(.queryFailed, message: "a statement failed inside the request") }
             if !alone { try db.execute("RELEASE SAVEPOINT message") }
-        } catch let error as PGError where error.code == .queryFailed && !alone {
+        } catch let error as PGError where !error.isConnectionTrouble && !alone {
             try db.execute("ROLLBACK TO SAVEPOINT message")
             batch = saved
             logger.error("request failed in the database; rolled back alone", metadata: ["error": "\(error.oneLine)"])
@@ -252,7 +276,17 @@ final class CoordinatorLoop: ServingLoop {
             send(.worker(key.worker), WireMessage(ack, sender: config.id))
         }
         if !undeliverable.isEmpty {
-            try run([.task("requeue undeliverable assignments") { [dispatch] batch in try dispatch.apply(undeliverable, in: &batch) }])
+            pendingActions += undeliverable
+            try runPendingActions()
+        }
+    }
+
+    /// Runs the requeues that need a transaction of their own; they stay pending until one commits.
+    private func runPendingActions() throws {
+        guard !pendingActions.isEmpty else { return }
+        let actions = pendingActions
+        if try run([.task("pending requeues") { [dispatch] batch in try dispatch.apply(actions, in: &batch) }]) {
+            pendingActions.removeFirst(actions.count)
         }
     }
 
@@ -291,10 +325,14 @@ final class CoordinatorLoop: ServingLoop {
             }
         }
         if timers.due(.sweep, now), database.isUsable() {
-            try run([.task("sweep") { [dispatch] batch in
+            try runPendingActions()
+            let reconcile = reconcileSoon || timers.due(.reconcile, now)
+            let swept = try run([.task("sweep") { [dispatch] batch in
+                if reconcile { try dispatch.reconcile(now: now, in: &batch) }
                 try dispatch.sweep(now: now, in: &batch)
                 try dispatch.assignWaiting(in: &batch)
             }])
+            if reconcile, swept { reconcileSoon = false }
             intakeRejections.flush(logger: logger)
             dispatchRejections.flush(logger: logger)
             snapshotRejections.flush(logger: logger)

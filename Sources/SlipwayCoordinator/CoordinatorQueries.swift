@@ -139,7 +139,7 @@ struct CoordinatorQueries {
 
     private func fail(_ db: PGConnection, _ result: Slipway_V1_BuildResult, error: String, retryable: Bool) throws -> (accepted: Bool, events: [OutboxEvent]) {
         guard let status = try JobQueue.fail(db, jobID: result.jobID, attempt: Int(result.attempt), error: error,
-                                             retryable: retryable, backoff: backoff(after: Int(result.attempt))) else {
+                                             retryable: retryable, backoff: retryBackoff) else {
             return (false, [])
         }
         return (true, [try statusEvent(db, jobID: result.jobID, status: status)])
@@ -154,7 +154,7 @@ struct CoordinatorQueries {
             for job in attempts {
                 let status = used
                     ? try JobQueue.fail(db, jobID: job.jobID, attempt: job.attempt, error: reason, retryable: true,
-                                        backoff: backoff(after: job.attempt))
+                                        backoff: retryBackoff)
                     : try JobQueue.unclaim(db, jobID: job.jobID, attempt: job.attempt, reason: reason)
                 if let status { events.append(try statusEvent(db, jobID: job.jobID, status: status)) }
             }
@@ -174,6 +174,30 @@ struct CoordinatorQueries {
                                            last_heartbeat = now(), lost_at = NULL
             """, [.text(report.workerID), .text(try JobQueue.encodeLabels(report.labels)),
                   .int(report.freeSlots + (report.running?.count ?? 0)), .text(report.region)])
+    }
+
+    /// Which of `attempts` are the current running attempts of their jobs on `workerID`.
+    func current(_ db: PGConnection, _ attempts: [JobAttempt], on workerID: String) throws -> Set<JobAttempt> {
+        guard !attempts.isEmpty else { return [] }
+        let rows = try db.query("""
+            SELECT id::text AS id, attempt FROM jobs
+            WHERE status = 'running' AND worker_id = $1 AND id::text = ANY($2::text[])
+            """, [.text(workerID), PGBind.textArray(attempts.map(\.jobID))]).rows
+        let running = Set(try rows.map { JobAttempt(jobID: try $0.string("id"), attempt: try $0.int("attempt")) })
+        return running.intersection(attempts)
+    }
+
+    /// The attempt a running job is on, or nil.
+    func currentAttempt(_ db: PGConnection, _ jobID: String) throws -> JobAttempt? {
+        try db.query("SELECT attempt FROM jobs WHERE id = $1::uuid AND status = 'running'", [.text(jobID)]).first
+            .map { JobAttempt(jobID: jobID, attempt: try $0.int("attempt")) }
+    }
+
+    /// How long ago any worker's heartbeat was last recorded, or nil if none ever was.
+    func freshestHeartbeat(_ db: PGConnection) throws -> Duration? {
+        try db.query("""
+            SELECT (extract(epoch FROM now() - max(last_heartbeat)) * 1000)::bigint AS ms FROM workers WHERE lost_at IS NULL
+            """).first.flatMap { try $0.optionalString("ms") }.flatMap(Int64.init).map { .milliseconds(max(0, $0)) }
     }
 
     /// Marks workers lost.

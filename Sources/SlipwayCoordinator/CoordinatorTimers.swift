@@ -9,6 +9,8 @@ struct CoordinatorTimers {
         case metrics
         /// Garbage collection of old artifacts.
         case collection
+        /// The registry checked against what the database says runs where.
+        case reconcile
     }
 
     /// The longest the loop waits in a poll.
@@ -18,8 +20,9 @@ struct CoordinatorTimers {
 
     init(now: ContinuousClock.Instant, config: CoordinatorConfig) {
         tick = min(config.heartbeatInterval, .milliseconds(500))
-        intervals = [.heartbeat: config.heartbeatInterval, .sweep: tick, .metrics: .seconds(5), .collection: config.collectionInterval]
-        next = [.heartbeat: now, .sweep: now, .metrics: now, .collection: now + config.collectionInterval]
+        intervals = [.heartbeat: config.heartbeatInterval, .sweep: tick, .metrics: .seconds(5), .collection: config.collectionInterval,
+                     .reconcile: .seconds(10)]
+        next = [.heartbeat: now, .sweep: now, .metrics: now, .collection: now + config.collectionInterval, .reconcile: now + .seconds(10)]
     }
 
     /// Whether `kind` is due at `now`; if so, schedules its next run.

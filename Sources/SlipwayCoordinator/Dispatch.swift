@@ -65,7 +65,7 @@ struct Dispatch {
             assignment.leaseExpiresAtUnixMicros = job.leaseExpiresAtUnixMicros
             let attempt = JobAttempt(jobID: job.id, attempt: job.attempt)
             batch.send(toWorker: worker.routingID, assignment, assignment: (attempt, worker.id))
-            batch.registry.assigned(attempt, to: worker.id)
+            batch.registry.assigned(attempt, to: worker.id, now: .now)
             logger.debug("job assigned", metadata: ["job_id": "\(job.id)", "attempt": "\(job.attempt)", "worker": "\(worker.id)"])
         }
     }
@@ -91,11 +91,28 @@ struct Dispatch {
         let (overdue, events) = try queries.expireOverdue(batch.db)
         batch.publish(events)
         for job in overdue {
-            if let (worker, _) = batch.registry.holder(of: job.jobID) {
+            if let worker = batch.registry.holder(of: job) {
                 batch.abort(job, on: worker.routingID, .timedOut, "the build ran past its timeout")
             }
             batch.registry.finished(job)
         }
+    }
+
+    /// Brings the registry in line with what the database says runs where: an
+    /// attempt the registry lost track of (a transaction whose outcome was
+    /// unknown) is tracked as sent, so its worker's heartbeats confirm it or
+    /// send it back; one the database no longer runs is forgotten.
+    func reconcile(now: ContinuousClock.Instant, in batch: inout Batch) throws {
+        let running = try queries.runningByWorker(batch.db)
+        var current: Set<JobAttempt> = []
+        for (worker, held) in running {
+            current.formUnion(held.attempts)
+            for job in held.attempts where batch.registry.holder(of: job) == nil {
+                batch.registry.track(job, on: worker, now: now)
+                logger.warning("tracking an attempt the registry had lost", metadata: ["job_id": "\(job.jobID)", "worker": "\(worker)"])
+            }
+        }
+        for job in batch.registry.attempts.subtracting(current) { batch.registry.finished(job) }
     }
 
     /// Carries out what the registry decided.
@@ -107,6 +124,13 @@ struct Dispatch {
                 batch.publish(try queries.requeue(batch.db, jobs, reason: reason, used: used))
                 logger.warning("attempts requeued", metadata: ["jobs": "\(jobs.map(\.jobID).joined(separator: ","))",
                                                               "reason": "\(reason)", "attempt_used": "\(used)"])
+            case .verify(let workerID, let routingID, let jobs):
+                let current = try queries.current(batch.db, jobs, on: workerID)
+                for job in jobs where !current.contains(job) {
+                    batch.registry.finished(job)
+                    batch.abort(job, on: routingID, .superseded, "attempt \(job.attempt) is no longer the job's current one")
+                    logger.info("stale attempt stopped", metadata: ["job_id": "\(job.jobID)", "attempt": "\(job.attempt)", "worker": "\(workerID)"])
+                }
             }
         }
     }

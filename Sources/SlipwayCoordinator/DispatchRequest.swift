@@ -48,7 +48,15 @@ enum DispatchRequest: Equatable {
             case .buildResult:
                 let result = try message.body(as: Slipway_V1_BuildResult.self)
                 guard JobID.isValid(result.jobID) else { throw Rejection.invalid("a build result needs a job id") }
-                guard result.error.utf8.count <= 8_192 else { throw Rejection.invalid("a build result's error is at most 8 KiB") }
+                guard result.error.utf8.count <= 8_192, !result.error.utf8.contains(0) else {
+                    throw Rejection.invalid("a build result's error is at most 8 KiB of text")
+                }
+                guard result.region.isEmpty || RegionName.isValid(result.region) else {
+                    throw Rejection.invalid("'\(SafeText.printable(result.region))' is not a region name")
+                }
+                guard result.outcome != .succeeded || SafeText.isName(result.manifest.name, max: 128) else {
+                    throw Rejection.invalid("a succeeded result needs an artifact name of A-Z a-z 0-9 . _ -")
+                }
                 return .result(result)
             default:
                 throw Rejection(.unsupported, "the dispatch socket does not handle \(message.type)")
@@ -64,7 +72,9 @@ enum DispatchRequest: Equatable {
         guard SafeText.isName(id, max: 200), id.utf8.elementsEqual(routingID) else {
             throw .invalid("a worker's id must be its routing id, 1 to 200 characters of A-Z a-z 0-9 . _ -")
         }
-        guard labels.count <= 32, labels.allSatisfy({ SafeText.isName($0.key, max: 64) && $0.value.utf8.count <= 128 }) else {
+        guard labels.count <= 32, labels.allSatisfy({ label in
+            SafeText.isName(label.key, max: 64) && label.value.utf8.count <= 128 && !label.value.unicodeScalars.contains { $0.value < 32 }
+        }) else {
             throw .invalid("labels: at most 32, keys of A-Z a-z 0-9 . _ - up to 64 characters, values up to 128")
         }
         guard region.isEmpty || RegionName.isValid(region) else { throw .invalid("'\(SafeText.printable(region))' is not a region name") }

@@ -35,7 +35,8 @@ struct Intake {
             let (status, events) = try queries.cancel(db, jobID: job.rawValue, reason: reason)
             guard let status else { throw Rejection(.notFound, "no job \(job)") }
             batch.publish(events)
-            if status == .running, let (worker, attempt) = batch.registry.holder(of: job.rawValue) {
+            if status == .running, let attempt = try queries.currentAttempt(db, job.rawValue),
+               let worker = batch.registry.holder(of: attempt) {
                 batch.abort(attempt, on: worker.routingID, .cancelled, reason)
             }
             var ack = Slipway_V1_CancelBuildAck()

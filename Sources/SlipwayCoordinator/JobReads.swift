@@ -136,10 +136,6 @@ extension CoordinatorQueries {
         return list
     }
 
-    func backoff(after attempt: Int) -> Duration {
-        let factor = 1 << min(max(attempt - 1, 0), 16)
-        return min(retryBackoff * factor, .seconds(300))
-    }
 
     func statusEvent(_ db: PGConnection, jobID: String, status: JobStatus) throws -> OutboxEvent {
         let info = try jobInfo(db, id: jobID)!

@@ -20,7 +20,21 @@ extension CoordinatorQueries {
     }
 
     /// Sets each target (global when `regions` is empty) back to the build its last change replaced.
-    func rollback(_ db: PGConnection, service: String, regions: [String], setBy: String) throws -> (Slipway_V1_DeployReply, [OutboxEvent]) {
+    /// `requestID` identifies the request: the same request resent (its answer
+    /// was lost) finds its rollback done and changes nothing more.
+    func rollback(_ db: PGConnection, service: String, regions: [String], setBy: String,
+                  requestID: String) throws -> (Slipway_V1_DeployReply, [OutboxEvent]) {
+        if try db.query("SELECT 1 FROM deployments WHERE service = $1 AND request_id = $2 LIMIT 1",
+                        [.text(service), .text(requestID)]).first != nil {
+            var reply = Slipway_V1_DeployReply()
+            for region in regions.isEmpty ? [""] : regions {
+                if let existing = try target(db, service: service, region: region) {
+                    reply.targets.append(existing)
+                    reply.unchanged.append(region)
+                }
+            }
+            return (reply, [])
+        }
         var previous: [String: String] = [:]
         for region in regions.isEmpty ? [""] : regions {
             let row = try db.query("""
@@ -37,7 +51,8 @@ extension CoordinatorQueries {
             try requireReplicated(db, digest: from, regions: region.isEmpty ? [] : [region])
             previous[region] = from
         }
-        return try setTargets(db, service: service, regions: Array(previous.keys).sorted(), action: "rollback", setBy: setBy) { previous[$0]! }
+        return try setTargets(db, service: service, regions: Array(previous.keys).sorted(), action: "rollback", setBy: setBy,
+                              requestID: requestID) { previous[$0]! }
     }
 
     /// Refuses unless `digest` has a complete replica in each of `regions` (every
@@ -65,7 +80,7 @@ extension CoordinatorQueries {
 
     /// Writes the new targets, their history rows and `target.changed` events.
     private func setTargets(_ db: PGConnection, service: String, regions: [String], action: String, setBy: String,
-                            digest: (String) -> String) throws -> (Slipway_V1_DeployReply, [OutboxEvent]) {
+                            requestID: String? = nil, digest: (String) -> String) throws -> (Slipway_V1_DeployReply, [OutboxEvent]) {
         var reply = Slipway_V1_DeployReply()
         var events: [OutboxEvent] = []
         for region in regions {
@@ -87,9 +102,10 @@ extension CoordinatorQueries {
                 RETURNING (extract(epoch FROM set_at) * 1000000)::bigint AS set_us
                 """, [.text(service), .text(region), .text(wanted), .int(version), .text(setBy)])
             try db.query("""
-                INSERT INTO deployments (service, region, from_digest, to_digest, version, action, set_by)
-                VALUES ($1, $2, $3, $4, $5, $6, $7)
-                """, [.text(service), .text(region), .optional(currentDigest), .text(wanted), .int(version), .text(action), .text(setBy)])
+                INSERT INTO deployments (service, region, from_digest, to_digest, version, action, set_by, request_id)
+                VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+                """, [.text(service), .text(region), .optional(currentDigest), .text(wanted), .int(version), .text(action), .text(setBy),
+                      .optional(requestID)])
             var change = Slipway_V1_TargetChange()
             change.service = service
             change.region = region

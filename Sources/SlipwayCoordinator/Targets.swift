@@ -17,8 +17,10 @@ struct Targets {
         changed(reply, events, action: "deploy", service: service, from: peer, id: id, in: &batch)
     }
 
+    /// A resent request (the same envelope id, from a client that missed the answer) is applied once.
     func rollback(_ service: ServiceName, regions: [RegionName], setBy: String, from peer: [UInt8], id: String, in batch: inout Batch) throws {
-        let (reply, events) = try queries.rollback(batch.db, service: service.rawValue, regions: regions.map(\.rawValue), setBy: setBy)
+        let (reply, events) = try queries.rollback(batch.db, service: service.rawValue, regions: regions.map(\.rawValue), setBy: setBy,
+                                                   requestID: id)
         changed(reply, events, action: "rollback", service: service, from: peer, id: id, in: &batch)
     }
 

@@ -2,7 +2,7 @@
 public struct JobAttempt: Hashable, Sendable, Comparable {
     /// The job's id.
     public let jobID: String
-    /// The attempt number the worker was given.
+    /// The attempt number (fence) the worker was given.
     public let attempt: Int
 
     /// Creates a pair.
@@ -26,7 +26,7 @@ public struct WorkerReport: Sendable, Equatable {
     public var region: String
     /// Slots it has free now.
     public var freeSlots: Int
-    /// Assignments it has received since it started.
+    /// Assignments it has received since it started (informational).
     public var assignmentsReceived: UInt64
     /// Every attempt it holds (building, or finished with the result not yet
     /// acknowledged); nil in a work request, which does not list them.
@@ -48,9 +48,12 @@ public struct WorkerReport: Sendable, Equatable {
 /// What the coordinator's I/O shell must do after the registry changed.
 public enum DispatchAction: Sendable, Equatable {
     /// Put attempts back in the queue. `used` says whether the attempt counts
-    /// against the job's retries: false when the worker provably never received
-    /// the assignment (the job never ran), true when it may have run.
+    /// against the job's retries: false when the worker provably never had it
+    /// (the job never ran), true when it may have run.
     case requeue([JobAttempt], reason: String, used: Bool)
+    /// A worker says it runs attempts this coordinator did not know of: ask the
+    /// database which are current, and stop the others.
+    case verify(workerID: String, routingID: [UInt8], [JobAttempt])
 }
 
 /// The coordinator's view of its workers: credit, liveness and what each runs.
@@ -58,24 +61,34 @@ public enum DispatchAction: Sendable, Equatable {
 /// A pure state machine: no sockets, no clock of its own (callers pass `now`),
 /// so dispatch and lease logic is tested without I/O.
 ///
-/// **Credit.** A worker says how many slots it has free and how many
-/// assignments it has received so far. Assignments still in flight are
-/// `sent - received`, so the credit is exact even when a request crosses an
-/// assignment on the wire: a worker is never handed more jobs than it can
-/// start. Heartbeats carry the same numbers, so credit is reconciled every beat
-/// (a work request lost with a rolled-back batch costs one heartbeat, not the
-/// worker's work).
+/// **What each worker holds.** An assignment is *sent* until the worker shows
+/// it has it (lists it in a heartbeat, or sends a log chunk for it); then it is
+/// *confirmed*. A heartbeat that no longer lists a confirmed attempt means the
+/// worker lost it: it goes back to the queue and counts. An assignment still
+/// unconfirmed a liveness period after it was sent, while the worker keeps
+/// reporting, never arrived (its connection dropped with it queued): it goes
+/// back without counting. A worker that lists attempts this coordinator did not
+/// know (a new leader, a worker that was declared lost and came back) has them
+/// checked against the database.
 ///
-/// **What each worker runs.** Every assignment gets the worker's next sequence
-/// number. Heartbeats list what the worker holds: an assignment it has received
-/// (sequence ≤ received) but does not list was lost on the worker's side and
-/// goes back to the queue. When a worker is lost, the assignments it never
-/// confirmed receiving go back without using an attempt; the rest count.
+/// **Credit.** Free slots, minus assignments sent and not yet confirmed: a
+/// worker is never handed more jobs than it can start, also when a request
+/// crosses an assignment on the wire. Heartbeats carry the same numbers, so
+/// credit is reconciled every beat.
 ///
 /// **Liveness.** A worker that has not been heard from for `liveness`
-/// intervals is lost (Paranoid Pirate). `heard` is separate from the rest so
-/// the shell can record it even when the database is down.
+/// intervals is lost (Paranoid Pirate): its confirmed attempts go back and
+/// count, the ones it never confirmed do not. `heard` is separate from the rest
+/// so the shell can record it even when the database is down.
 public struct WorkerRegistry: Sendable {
+    /// How far along an assignment is.
+    public enum Holding: Sendable, Equatable {
+        /// Sent at this time; the worker has not shown it has it yet.
+        case sent(ContinuousClock.Instant)
+        /// The worker has it.
+        case confirmed
+    }
+
     /// What the registry knows about one worker process.
     public struct Worker: Sendable, Equatable {
         /// The worker's id (one per process start).
@@ -88,22 +101,20 @@ public struct WorkerRegistry: Sendable {
         public var region: String
         /// Jobs it may be handed now.
         public var credit: Int
-        /// Assignments sent to it, counted like the worker counts what it received.
-        public var assignmentsSent: UInt64
-        /// Assignments it last said it had received.
-        public var assignmentsConfirmed: UInt64
         /// When it was last heard from.
         public var lastSeen: ContinuousClock.Instant
         /// When it last asked for work; the longest-waiting worker is served first.
         public var waitingSince: ContinuousClock.Instant
-        /// Attempts it runs, each with the sequence number of its assignment
-        /// (0: adopted after a restart, so known to have been received).
-        public var running: [JobAttempt: UInt64]
+        /// Attempts it runs.
+        public var running: [JobAttempt: Holding]
         /// False until the worker itself reported its labels and credit (an
         /// adopted worker is known only from the database).
         public var registered: Bool
         /// A send to it failed: no work goes to it until it is heard again.
         public var unreachable: Bool
+
+        /// Assignments on their way.
+        var inFlight: Int { running.values.filter { if case .sent = $0 { true } else { false } }.count }
     }
 
     /// Time between heartbeats.
@@ -117,6 +128,9 @@ public struct WorkerRegistry: Sendable {
         self.heartbeatInterval = heartbeatInterval
         self.liveness = liveness
     }
+
+    /// How long a worker may stay silent, and an assignment unconfirmed.
+    public var livenessPeriod: Duration { heartbeatInterval * liveness }
 
     /// A worker by id.
     public func worker(_ id: String) -> Worker? { workers[id] }
@@ -134,43 +148,50 @@ public struct WorkerRegistry: Sendable {
         workers[workerID] = worker
     }
 
+    /// The shell could not listen for `gap` (a long transaction, a paused
+    /// process): nobody's silence during it counts.
+    public mutating func stalled(for gap: Duration, now: ContinuousClock.Instant) {
+        for id in workers.keys { workers[id]!.lastSeen = min(now, workers[id]!.lastSeen + gap) }
+    }
+
     /// Takes in a work request or heartbeat: registers the worker (again, after
     /// a restart of this coordinator), refreshes its credit and, for a
     /// heartbeat, reconciles what it runs.
     public mutating func report(_ report: WorkerReport, now: ContinuousClock.Instant) -> [DispatchAction] {
         var actions: [DispatchAction] = []
         let known = workers[report.workerID]
-        var worker = known ?? Worker(
-            id: report.workerID, routingID: report.routingID, labels: report.labels, region: report.region, credit: 0,
-            assignmentsSent: report.assignmentsReceived, assignmentsConfirmed: report.assignmentsReceived,
-            lastSeen: now, waitingSince: now, running: [:],
-            registered: true, unreachable: false)
-        // A coordinator that started after the worker counts from the worker's tally.
-        if !worker.registered || worker.assignmentsSent < report.assignmentsReceived {
-            worker.assignmentsSent = max(worker.assignmentsSent, report.assignmentsReceived)
-        }
+        var worker = known ?? Worker(id: report.workerID, routingID: report.routingID, labels: report.labels, region: report.region,
+                                     credit: 0, lastSeen: now, waitingSince: now, running: [:], registered: true, unreachable: false)
         if let listed = report.running {
-            // Received (sequence ≤ received) but not held: lost on the worker's side.
-            let dropped = worker.running.filter { job, sequence in
-                sequence <= report.assignmentsReceived && !listed.contains(job)
-            }.keys.sorted()
-            if !dropped.isEmpty {
-                for job in dropped { worker.running[job] = nil }
-                actions.append(.requeue(dropped, reason: "worker \(report.workerID) no longer holds the attempt", used: true))
+            var dropped: [JobAttempt] = [], neverArrived: [JobAttempt] = []
+            for (job, holding) in worker.running {
+                if listed.contains(job) {
+                    worker.running[job] = .confirmed
+                } else if case .sent(let at) = holding {
+                    if now - at > livenessPeriod { neverArrived.append(job) }
+                } else {
+                    dropped.append(job)
+                }
             }
-            // A worker this coordinator did not know (a new leader): trust what it runs; fencing checks it.
-            if known == nil || known?.registered == false {
-                for job in listed where worker.running[job] == nil { worker.running[job] = 0 }
+            for job in dropped + neverArrived { worker.running[job] = nil }
+            if !dropped.isEmpty {
+                actions.append(.requeue(dropped.sorted(), reason: "worker \(report.workerID) no longer holds the attempt", used: true))
+            }
+            if !neverArrived.isEmpty {
+                actions.append(.requeue(neverArrived.sorted(), reason: "the assignment never reached worker \(report.workerID)", used: false))
+            }
+            let unknown = listed.filter { worker.running[$0] == nil }.sorted()
+            if !unknown.isEmpty {
+                for job in unknown { worker.running[job] = .confirmed }
+                actions.append(.verify(workerID: report.workerID, routingID: report.routingID, unknown))
             }
         }
-        let inFlight = Int(worker.assignmentsSent - report.assignmentsReceived)
-        let credit = max(0, report.freeSlots - inFlight)
+        let credit = max(0, report.freeSlots - worker.inFlight)
         if credit > 0 && (known?.credit ?? 0) == 0 { worker.waitingSince = now }
         worker.routingID = report.routingID
         worker.labels = report.labels
         worker.region = report.region
         worker.credit = credit
-        worker.assignmentsConfirmed = max(worker.assignmentsConfirmed, report.assignmentsReceived)
         worker.lastSeen = now
         worker.registered = true
         worker.unreachable = false
@@ -184,34 +205,45 @@ public struct WorkerRegistry: Sendable {
             .sorted { ($0.waitingSince, $0.id) < ($1.waitingSince, $1.id) }
     }
 
-    /// Records that `job` was handed to the worker: one credit spent, the next sequence number.
-    public mutating func assigned(_ job: JobAttempt, to workerID: String) {
+    /// Records that `job` was handed to the worker at `now`: one credit spent.
+    public mutating func assigned(_ job: JobAttempt, to workerID: String, now: ContinuousClock.Instant) {
         guard var worker = workers[workerID] else { return }
         worker.credit = max(0, worker.credit - 1)
-        worker.assignmentsSent += 1
-        worker.running[job] = worker.assignmentsSent
+        worker.running[job] = .sent(now)
         workers[workerID] = worker
+    }
+
+    /// The database says `job` runs on `workerID`, but this registry had lost
+    /// track of it (a transaction whose outcome was unknown): track it as sent
+    /// now, so the worker's next heartbeats confirm it or send it back.
+    public mutating func track(_ job: JobAttempt, on workerID: String, now: ContinuousClock.Instant) {
+        guard holder(of: job) == nil else { return }
+        if workers[workerID] == nil {
+            adopt(workerID: workerID, running: [job], lastSeen: now)
+        } else {
+            workers[workerID]!.running[job] = .sent(now)
+        }
+    }
+
+    /// Something the worker sent for `job` (a log chunk) proves it has it.
+    public mutating func confirmed(_ job: JobAttempt) {
+        for (id, var worker) in workers where worker.running[job] != nil && worker.running[job] != .confirmed {
+            worker.running[job] = .confirmed
+            workers[id] = worker
+        }
     }
 
     /// An assignment could not be handed to its worker (it is not connected):
     /// the job goes back without using an attempt, and the worker gets no more
     /// work until it is heard from again.
     public mutating func undeliverable(_ job: JobAttempt, to workerID: String) -> [DispatchAction] {
-        guard var worker = workers[workerID] else { return [.requeue([job], reason: "worker unreachable at dispatch", used: false)] }
-        worker.running[job] = nil
-        worker.assignmentsSent -= 1
-        worker.credit = 0
-        worker.unreachable = true
-        workers[workerID] = worker
-        return [.requeue([job], reason: "worker \(workerID) unreachable at dispatch", used: false)]
-    }
-
-    /// Something the worker sent for `job` (a log chunk) proves it received the assignment.
-    public mutating func confirmed(_ job: JobAttempt) {
-        for (id, var worker) in workers where worker.running[job] != nil && worker.running[job] != 0 {
-            worker.running[job] = 0
-            workers[id] = worker
+        if var worker = workers[workerID] {
+            worker.running[job] = nil
+            worker.credit = 0
+            worker.unreachable = true
+            workers[workerID] = worker
         }
+        return [.requeue([job], reason: "worker \(workerID) unreachable at dispatch", used: false)]
     }
 
     /// Records that an attempt ended (result, abort or requeue).
@@ -227,36 +259,35 @@ public struct WorkerRegistry: Sendable {
     /// full liveness period after every change of leader.
     public mutating func adopt(workerID: String, running: Set<JobAttempt>, lastSeen: ContinuousClock.Instant) {
         if var worker = workers[workerID] {
-            for job in running where worker.running[job] == nil { worker.running[job] = 0 }
+            for job in running where worker.running[job] == nil { worker.running[job] = .confirmed }
             workers[workerID] = worker
         } else {
-            workers[workerID] = Worker(id: workerID, routingID: Array(workerID.utf8), labels: [:], region: "",
-                                       credit: 0, assignmentsSent: 0, assignmentsConfirmed: 0, lastSeen: lastSeen, waitingSince: lastSeen,
-                                       running: Dictionary(uniqueKeysWithValues: running.map { ($0, 0) }),
+            workers[workerID] = Worker(id: workerID, routingID: Array(workerID.utf8), labels: [:], region: "", credit: 0,
+                                       lastSeen: lastSeen, waitingSince: lastSeen,
+                                       running: Dictionary(uniqueKeysWithValues: running.map { ($0, .confirmed) }),
                                        registered: false, unreachable: false)
         }
     }
 
-    /// The worker running `jobID`, if any.
-    public func holder(of jobID: String) -> (worker: Worker, job: JobAttempt)? {
-        for worker in workers.values {
-            if let job = worker.running.keys.first(where: { $0.jobID == jobID }) { return (worker, job) }
-        }
-        return nil
+    /// The worker running exactly this attempt, if any.
+    public func holder(of job: JobAttempt) -> Worker? {
+        workers.values.first { $0.running[job] != nil }
     }
+
+    /// Every attempt some worker runs.
+    public var attempts: Set<JobAttempt> { Set(workers.values.flatMap { $0.running.keys }) }
 
     /// Removes workers not heard from for `liveness` intervals.
     /// - Returns: the lost workers' ids and what to do with their attempts.
     public mutating func expire(now: ContinuousClock.Instant) -> (lost: [String], actions: [DispatchAction]) {
-        let limit = heartbeatInterval * liveness
-        let lost = workers.values.filter { now - $0.lastSeen > limit }.sorted { $0.id < $1.id }
+        let lost = workers.values.filter { now - $0.lastSeen > livenessPeriod }.sorted { $0.id < $1.id }
         var actions: [DispatchAction] = []
-        let seconds = (limit.components.seconds * 1_000 + limit.components.attoseconds / 1_000_000_000_000_000) / 1_000
+        let limit = livenessPeriod.components
+        let seconds = (limit.seconds * 1_000 + limit.attoseconds / 1_000_000_000_000_000) / 1_000
         for worker in lost {
             workers[worker.id] = nil
-            // Assignments with a sequence above what the worker last confirmed may never have arrived.
-            let confirmed = worker.running.filter { $0.value <= worker.assignmentsConfirmed }.keys.sorted()
-            let unconfirmed = worker.running.filter { $0.value > worker.assignmentsConfirmed }.keys.sorted()
+            let confirmed = worker.running.filter { $0.value == .confirmed }.keys.sorted()
+            let unconfirmed = worker.running.filter { $0.value != .confirmed }.keys.sorted()
             if !confirmed.isEmpty {
                 actions.append(.requeue(confirmed, reason: "worker lost: no heartbeat for \(seconds) s", used: true))
             }

@@ -133,8 +133,9 @@ public enum JobQueue {
     }
 
     /// Ends an attempt that failed. A retryable failure with attempts left goes
-    /// back to the queue after `backoff`; anything else fails the job. A job whose
-    /// cancellation was requested ends cancelled instead.
+    /// back to the queue after `backoff` × 2^(attempts used − 1), at most 5
+    /// minutes; anything else fails the job. A job whose cancellation was
+    /// requested ends cancelled instead.
     /// - Returns: the job's new status, or nil when fencing rejected the write.
     public static func fail(_ db: PGConnection, jobID: String, attempt: Int, error: String,
                             retryable: Bool, backoff: Duration = .zero) throws -> JobStatus? {
@@ -144,7 +145,7 @@ public enum JobQueue {
                 status = CASE WHEN cancel_requested THEN 'cancelled'::job_status
                               WHEN $4 AND attempt - attempts_unused < max_attempts THEN 'queued'::job_status
                               ELSE 'failed'::job_status END,
-                not_before = CASE WHEN $4 AND attempt - attempts_unused < max_attempts THEN now() + make_interval(secs => $5) ELSE not_before END,
+                not_before = CASE WHEN $4 AND attempt - attempts_unused < max_attempts THEN now() + make_interval(secs => least(300, $5::float8 * power(2, greatest(attempt - attempts_unused - 1, 0)))) ELSE not_before END,
                 finished_at = CASE WHEN $4 AND attempt - attempts_unused < max_attempts AND NOT cancel_requested THEN NULL ELSE now() END,
                 error = CASE WHEN cancel_requested THEN error ELSE $3 END
             WHERE id = $1::uuid AND attempt = $2 AND status = 'running'

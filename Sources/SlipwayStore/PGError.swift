@@ -46,6 +46,9 @@ public struct PGError: Error, Sendable, CustomStringConvertible, CustomDebugStri
         message.split(separator: "\n").map { $0.drop { $0 == " " || $0 == "\t" } }.joined(separator: " ")
     }
 
+    /// The connection failed or broke: the server may be down, and a write's outcome may be unknown.
+    public var isConnectionTrouble: Bool { code == .connectionFailed || code == .connectionLost }
+
     /// True for SQLSTATE 23505.
     public var isUniqueViolation: Bool { sqlState == "23505" }
     /// True for SQLSTATE 40001 and 40P01: the transaction may simply be retried.

@@ -1,7 +1,7 @@
 /// Slipway's schema, as an ordered list of migrations. Append; never edit a released one.
 public enum SlipwaySchema {
     /// Every migration, oldest first.
-    public static let migrations: [Migration] = [v1, v2, v3]
+    public static let migrations: [Migration] = [v1, v2, v3, v4]
 
     /// Schema v1: the whole system's durable state.
     ///
@@ -155,5 +155,13 @@ public enum SlipwaySchema {
     /// counts `attempt - attempts_unused`.
     static let v3 = Migration(version: 3, name: "attempts that never reached a worker", sql: """
         ALTER TABLE jobs ADD COLUMN attempts_unused integer NOT NULL DEFAULT 0 CHECK (attempts_unused >= 0);
+        """)
+
+    /// Schema v4: the request a target change answered. A rollback is not
+    /// idempotent (a second one goes back further), and a client resends a
+    /// request whose answer it missed: the same request is applied once.
+    static let v4 = Migration(version: 4, name: "target changes remember their request", sql: """
+        ALTER TABLE deployments ADD COLUMN request_id text;
+        CREATE UNIQUE INDEX deployments_request ON deployments (service, region, request_id) WHERE request_id IS NOT NULL;
         """)
 }

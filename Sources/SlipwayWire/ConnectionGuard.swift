@@ -23,7 +23,8 @@ final class DeliveryLedger: Sendable {
     private struct State {
         var bytes: [Int32: UInt64] = [:]
         var connections: [Int32: Identity] = [:]
-        var drained = true
+        /// When the owner last found nothing complete waiting on the socket.
+        var drainedAt = ContinuousClock.now
     }
 
     private let curve: Bool
@@ -37,24 +38,42 @@ final class DeliveryLedger: Sendable {
         // ZMTP 3 frame header (2 bytes, 9 past 255), plus CURVE's MESSAGE command (33 bytes) when encrypted.
         let body = curve ? size + 33 : size
         let onWire = UInt64(body + (body < 256 ? 2 : 9))
-        state.withLock {
-            $0.bytes[descriptor, default: 0] += onWire
-            $0.drained = false
+        state.withLock { $0.bytes[descriptor, default: 0] += onWire }
+    }
+
+    /// The owner found nothing complete waiting on the socket.
+    func foundNothing(now: ContinuousClock.Instant = .now) { state.withLock { $0.drainedAt = now } }
+
+    /// Whether the owner found nothing waiting within the last `recent`: then
+    /// all a connection holds is a message in progress. A busy owner (messages
+    /// waiting unread) says nothing about the messages, so this stays false.
+    func drained(within recent: Duration, now: ContinuousClock.Instant = .now) -> Bool {
+        state.withLock { now - $0.drainedAt <= recent }
+    }
+    var connections: [Int32: Identity] { state.withLock { $0.connections } }
+    /// Bytes delivered from the connection so far.
+    func delivered(_ descriptor: Int32) -> UInt64 { state.withLock { $0.bytes[descriptor] ?? 0 } }
+
+    /// What libzmq holds for the connection: `arrived` minus what was delivered.
+    /// Delivered past arrived (framing estimates) is brought down to it, in the
+    /// same step, so estimates never build up credit.
+    func held(_ descriptor: Int32, arrived: UInt64) -> UInt64 {
+        state.withLock { state in
+            let delivered = state.bytes[descriptor] ?? 0
+            guard arrived > delivered else {
+                state.bytes[descriptor] = arrived
+                return 0
+            }
+            return arrived - delivered
         }
     }
 
-    /// The owner's receive found nothing waiting.
-    func foundNothing() { state.withLock { $0.drained = true } }
-
-    var drained: Bool { state.withLock { $0.drained } }
-    var connections: [Int32: Identity] { state.withLock { $0.connections } }
-    func bytes(_ descriptor: Int32) -> UInt64 { state.withLock { $0.bytes[descriptor] ?? 0 } }
-    func reset(_ descriptor: Int32, to value: UInt64) { state.withLock { $0.bytes[descriptor] = value } }
-
-    func accepted(_ descriptor: Int32, _ identity: Identity) {
+    /// A new connection: what arrived on it before now counts as delivered (the
+    /// handshake, and frames the owner read before it saw the connection).
+    func accepted(_ descriptor: Int32, _ identity: Identity, arrived: UInt64) {
         state.withLock {
             $0.connections[descriptor] = identity
-            $0.bytes[descriptor] = 0
+            $0.bytes[descriptor] = max($0.bytes[descriptor] ?? 0, arrived)
         }
     }
 
@@ -128,13 +147,17 @@ public final class ConnectionGuard {
     /// The socket that is readable when connections were accepted or closed.
     public var events: ZMQSocket { monitor }
 
-    /// Takes in connections accepted and closed since the last call.
+    /// Takes in connections accepted and closed since the last call, and notes
+    /// whether complete messages wait on the socket.
     public func poll() {
+        if ((try? socket.intOption(ZMQ_EVENTS)) ?? ZMQ_POLLIN) & ZMQ_POLLIN == 0 { ledger.foundNothing() }
         while let frames = try? monitor.receive(wait: .never, maxFrames: 2), let event = frames.first, event.count >= 6 {
             let kind = Int32(UInt16(event[0]) | UInt16(event[1]) << 8)
             let descriptor = Int32(bitPattern: UInt32(event[2]) | UInt32(event[3]) << 8 | UInt32(event[4]) << 16 | UInt32(event[5]) << 24)
             if kind == ZMQ_EVENT_ACCEPTED {
-                if let identity = ConnectionWatch.identity(of: descriptor) { ledger.accepted(descriptor, identity) }
+                if let identity = ConnectionWatch.identity(of: descriptor) {
+                    ledger.accepted(descriptor, identity, arrived: ConnectionWatch.arrived(descriptor) ?? 0)
+                }
             } else {
                 ledger.forget(descriptor)
                 ConnectionWatch.shared.trimSoon()

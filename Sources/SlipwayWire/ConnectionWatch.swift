@@ -30,6 +30,8 @@ final class ConnectionWatch: Sendable {
     }
 
     private struct State {
+        /// Per guarded connection (guard id, descriptor): bytes delivered at the last look.
+        var deliveredAtScan: [[Int]: UInt64] = [:]
         var next = 0
         var watched: [Int: Watched] = [:]
         var cuts: [Int: Int] = [:]
@@ -82,6 +84,8 @@ final class ConnectionWatch: Sendable {
         var lastScan = ContinuousClock.now
         var lastTrim = ContinuousClock.now
         var inUseAtScan = slipway_heap_in_use()
+        // Code, stacks and the like: resident memory the allocator does not account for.
+        let keptAtStart = slipway_resident_bytes() - inUseAtScan
         while true {
             usleep(UInt32(Self.tick.components.attoseconds / 1_000_000_000_000))
             let now = ContinuousClock.now
@@ -97,7 +101,7 @@ final class ConnectionWatch: Sendable {
             }
             // Freed memory goes back to the system: after cuts and disconnects, and whenever
             // the allocator keeps 64 MiB more than it has handed out.
-            let kept = slipway_resident_bytes() - inUse
+            let kept = slipway_resident_bytes() - inUse - keptAtStart
             if trimDue || kept > 64 << 20, now - lastTrim >= .seconds(1) {
                 _ = slipway_trim_memory()
                 state.withLock { $0.trimDue = false }
@@ -111,17 +115,26 @@ final class ConnectionWatch: Sendable {
         let watched = state.withLock { $0.watched }
         var largest: (id: Int, descriptor: Int32, held: Int, identity: DeliveryLedger.Identity)?
         var cutAny = false
+        var delivered: [[Int]: UInt64] = [:]
+        let before = state.withLock { $0.deliveredAtScan }
         for (id, socket) in watched {
-            let bound = socket.ledger.drained ? socket.partialBound : socket.queuedBound
+            // Drained lately: what a connection holds is a message in progress.
+            let bound = socket.ledger.drained(within: .milliseconds(250)) ? socket.partialBound : socket.queuedBound
             for (descriptor, identity) in socket.ledger.connections {
                 guard let held = held(descriptor, socket.ledger) else { continue }
+                let key = [id, Int(descriptor)]
+                delivered[key] = socket.ledger.delivered(descriptor)
                 if held > bound {
                     cutAny = cut(descriptor, identity, id, socket, held: held, reason: "more than its socket's bound of \(bound) bytes") || cutAny
-                } else if held > largest?.held ?? Self.smallestCut {
+                } else if held > largest?.held ?? Self.smallestCut, before[key] == delivered[key] {
+                    // Only a connection that delivered nothing since the last look: one message that
+                    // does not end, not an upload in full flow.
                     largest = (id, descriptor, held, identity)
                 }
             }
         }
+        state.withLock { $0.deliveredAtScan = delivered }
+        // Past the ceiling: the largest such holder goes.
         if overCeiling, let largest, let socket = watched[largest.id] {
             cutAny = cut(largest.descriptor, largest.identity, largest.id, socket, held: largest.held,
                          reason: "the most while the process is past its memory ceiling") || cutAny
@@ -131,17 +144,16 @@ final class ConnectionWatch: Sendable {
 
     /// What libzmq holds for the connection, beyond the slack; nil when it cannot be read.
     private func held(_ descriptor: Int32, _ ledger: DeliveryLedger) -> Int? {
+        guard let arrived = Self.arrived(descriptor) else { return nil }
+        return Int(clamping: ledger.held(descriptor, arrived: arrived)) - Self.slack
+    }
+
+    /// Bytes the kernel received on the connection and libzmq has read.
+    static func arrived(_ descriptor: Int32) -> UInt64? {
         let received = slipway_tcp_bytes_received(descriptor)
         let unread = slipway_unread_bytes(descriptor)
         guard received >= 0, unread >= 0, received >= Int64(unread) else { return nil }
-        let arrived = UInt64(received - Int64(unread))
-        let delivered = ledger.bytes(descriptor)
-        guard arrived > delivered else {
-            // Framing estimates never build up credit for later.
-            ledger.reset(descriptor, to: arrived)
-            return nil
-        }
-        return Int(clamping: arrived - delivered) - Self.slack
+        return UInt64(received - Int64(unread))
     }
 
     private func cut(_ descriptor: Int32, _ identity: DeliveryLedger.Identity, _ id: Int, _ socket: Watched,

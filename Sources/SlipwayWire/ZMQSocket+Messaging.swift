@@ -59,7 +59,6 @@ extension ZMQSocket {
     /// - Returns: nil when `wait` ran out with nothing to receive.
     public func receive(wait: ZMQWait = .forever, maxFrames: Int = 16) throws(ZMQError) -> [[UInt8]]? {
         guard let first = try receiveFrame(wait: wait, checkBlocking: true, keep: true, onWire: type != .router) else {
-            ledger?.foundNothing()
             return nil
         }
         var frames = [first.bytes]

@@ -49,7 +49,9 @@ struct BuildJob {
         } catch {
             return outcome(.retryable, "cannot create the workspace: \(error)")
         }
-        let git = GitCheckout(cacheRoot: URL(fileURLWithPath: config.workDirectory).appendingPathComponent("cache"))
+        let control = self.control
+        let git = GitCheckout(cacheRoot: URL(fileURLWithPath: config.workDirectory).appendingPathComponent("cache"),
+                              cancelled: { control.aborted != nil })
         let commit: String
         do {
             var messages: [String] = []

@@ -41,14 +41,17 @@ struct ChildProcess {
 
     /// Runs a command to completion and returns its exit status and combined output
     /// (at most 64 KiB kept). For short helper commands such as git.
+    /// A command that ran past its timeout or was cancelled has its whole
+    /// process group killed before it is reaped.
     static func run(_ arguments: [String], environment: [String: String], directory: String? = nil,
-                    timeout: Duration = .seconds(600)) throws -> (status: Int32, output: String) {
+                    timeout: Duration = .seconds(600), cancelled: () -> Bool = { false }) throws -> (status: Int32, output: String) {
         let child = try spawn(arguments, environment: environment, directory: directory)
         var output: [UInt8] = []
         let deadline = ContinuousClock.now + timeout
-        _ = child.pump(until: deadline, cancelled: { false }) { _, bytes in
+        let end = child.pump(until: deadline, cancelled: cancelled) { _, bytes in
             if output.count < 65_536 { output += bytes.prefix(65_536 - output.count) }
         }
+        if end != .finished { child.killGroup() }
         return (child.waitForExit(), String(decoding: output, as: UTF8.self))
     }
 

@@ -15,6 +15,8 @@ struct GitCheckout {
     }
 
     let cacheRoot: URL
+    /// True once the build was asked to stop: a running git is killed.
+    var cancelled: @Sendable () -> Bool = { false }
 
     /// Checks out `commit` of `repo` into `workspace` (which must not exist).
     /// - Returns: the full SHA checked out.
@@ -67,7 +69,8 @@ struct GitCheckout {
             // No ext:: or other exotic transports from a hostile repo URL.
             "GIT_ALLOW_PROTOCOL": "file:git:http:https:ssh",
         ]
-        let (status, output) = try ChildProcess.run(["/usr/bin/git"] + arguments, environment: environment)
+        let (status, output) = try ChildProcess.run(["/usr/bin/git"] + arguments, environment: environment, cancelled: cancelled)
+        if cancelled() { throw Failure(description: "git \(what) stopped: the build was asked to stop", retryable: true) }
         guard status == 0 else {
             let detail = output.split(separator: "\n").last.map(String.init) ?? "exit \(status)"
             throw Failure(description: "git \(what) failed: \(detail)", retryable: retryable)

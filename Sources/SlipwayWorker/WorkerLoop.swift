@@ -170,9 +170,9 @@ final class WorkerLoop: ServingLoop {
 
     private func drainCoordinator() throws {
         let before = assignmentsReceived
-        // Confirm new assignments at once (with the credit they used): a coordinator that
-        // loses this worker knows which jobs it got and which never arrived.
-        defer { if assignmentsReceived != before { requestWork() } }
+        // Confirm new assignments at once (a heartbeat lists what this worker holds, with the
+        // credit left): a coordinator that loses this worker knows which jobs it got.
+        defer { if assignmentsReceived != before { sendHeartbeat() } }
         for _ in 0..<256 {
             let received = try coordinator.receive(wait: .never) {
                 rejections.record(reason: "too_many_frames", detail: "a message from the coordinator had too many frames", logger: logger)

@@ -103,6 +103,8 @@ private struct Watched: Service {
     func run() async throws {
         do {
             try await service.run()
+        } catch is CancellationError where control.isStopRequested {
+            return  // stopped while it was still getting ready: a clean stop
         } catch {
             control.armDeadline()
             throw ServiceFailure(service: service.name, cause: error)

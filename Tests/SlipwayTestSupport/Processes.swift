@@ -1,4 +1,5 @@
 public import Foundation
+import CSystemShims
 import Synchronization
 #if canImport(Glibc)
 import Glibc
@@ -45,6 +46,8 @@ public final class SpawnedProcess: @unchecked Sendable {
             posix_spawn_file_actions_addopen(&actions, 1, log.path, O_WRONLY | O_CREAT | O_APPEND, 0o644)
             posix_spawn_file_actions_adddup2(&actions, 1, 2)
         }
+        // Nothing else of the test process (other tests' sockets, thousands in the hostile-peer test).
+        _ = slipway_spawn_closefrom(&actions, 3)
         var attributes = posix_spawnattr_t()
         posix_spawnattr_init(&attributes)
         defer { posix_spawnattr_destroy(&attributes) }
