@@ -70,9 +70,19 @@ struct Batch {
         send(toWorker: routingID, abort)
     }
 
-    /// Records events the transaction wrote to the outbox.
+    /// Records events of this transaction's state changes, to write before COMMIT and publish after.
     mutating func publish(_ events: [OutboxEvent]) {
         published += events
+    }
+
+    /// Writes the batch's events to the outbox (one statement) and gives each its sequence number.
+    mutating func writeEvents() throws {
+        guard !published.isEmpty else { return }
+        let first = try Outbox.append(db, published.map { ($0.typeName, $0.topic, $0.stored) })
+        for index in published.indices {
+            published[index].sequence = first + Int64(index)
+            published[index].event.sequence = UInt64(first) + UInt64(index)
+        }
     }
 
     /// Records a stored log chunk.

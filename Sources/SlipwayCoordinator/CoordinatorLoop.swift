@@ -198,10 +198,12 @@ final class CoordinatorLoop: ServingLoop {
 
     // MARK: batches
 
-    /// Runs `work` in one transaction (each item under a savepoint when there
-    /// are several, so a failing one rolls back alone), then sends what it
-    /// produced. If the transaction cannot commit, intake requests are answered
-    /// `unavailable` and nothing else leaves: workers resend what matters.
+    /// Runs `work` in one transaction, then sends what it produced. Requests are
+    /// checked before they get here, so one failing in the database is rare: then
+    /// the whole batch rolls back and each request runs again alone (no savepoint
+    /// per request in the common case: two round trips each). If the transaction
+    /// cannot commit, intake requests are answered `unavailable` and nothing else
+    /// leaves: workers resend what matters.
     /// - Returns: whether the transaction committed.
     @discardableResult
     private func run(_ work: [Work]) throws -> Bool {
@@ -209,11 +211,16 @@ final class CoordinatorLoop: ServingLoop {
         do {
             try db.transaction { db in
                 try leadership.confirm(db)
-                for item in work { try run(item, in: &batch, alone: work.count == 1) }
-                if let last = batch.published.last { try Outbox.notifyCommitted(db, through: last.sequence) }
+                for item in work { try run(item, in: &batch) }
+                try batch.writeEvents()
             }
+        } catch let error as PGError where !error.isConnectionTrouble && work.count > 1 {
+            // One request failed in the database: the others must not fail with it.
+            var committed = false
+            for item in work { committed = try run([item]) || committed }
+            return committed
         } catch let error as PGError {
-            if !error.isConnectionTrouble, work.count == 1 {
+            if !error.isConnectionTrouble {
                 // The request itself failed in the database, alone: not an outage.
                 logger.error("request failed in the database", metadata: ["error": "\(error.oneLine)"])
                 if case .intake(let peer, let id, _) = work[0] {
@@ -237,25 +244,13 @@ final class CoordinatorLoop: ServingLoop {
         return true
     }
 
-    private func run(_ item: Work, in batch: inout Batch, alone: Bool) throws {
-        let saved = batch
-        if !alone { try db.execute("SAVEPOINT message") }
-        do {
-            switch item {
-            case .intake(let peer, let id, let request): try intake.handle(request, from: peer, id: id, in: &batch)
-            case .dispatch(let routingID, let request): try dispatch.handle(request, from: routingID, in: &batch)
-            case .task(_, let body): try body(&batch)
-            }
-            if db.isTransactionFailed { throw PGError(.queryFailed, message: "a statement failed inside the request") }
-            if !alone { try db.execute("RELEASE SAVEPOINT message") }
-        } catch let error as PGError where !error.isConnectionTrouble && !alone {
-            try db.execute("ROLLBACK TO SAVEPOINT message")
-            batch = saved
-            logger.error("request failed in the database; rolled back alone", metadata: ["error": "\(error.oneLine)"])
-            if case .intake(let peer, let id, _) = item {
-                batch.reply(peer, to: id, Rejection(.internal, "the coordinator's database refused this request: \(error.message)"))
-            }
+    private func run(_ item: Work, in batch: inout Batch) throws {
+        switch item {
+        case .intake(let peer, let id, let request): try intake.handle(request, from: peer, id: id, in: &batch)
+        case .dispatch(let routingID, let request): try dispatch.handle(request, from: routingID, in: &batch)
+        case .task(_, let body): try body(&batch)
         }
+        if db.isTransactionFailed { throw PGError(.queryFailed, message: "a statement failed inside the request") }
     }
 
     /// Sends a committed batch's replies, assignments, events and log acknowledgements.

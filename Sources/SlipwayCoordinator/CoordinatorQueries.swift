@@ -28,15 +28,28 @@ struct CoordinatorQueries {
                 maxAttempts: request.maxAttempts == 0 ? defaultMaxAttempts : Int(request.maxAttempts),
                 timeoutSeconds: request.timeoutSeconds == 0 ? defaultTimeoutSeconds : Int(request.timeoutSeconds),
                 fresh: request.fresh)
-            let (record, duplicate) = try JobQueue.enqueue(db, job)
+            // The new job's JobInfo comes back from the insert itself: one round trip, not two.
+            let inserted = try db.query("""
+                INSERT INTO jobs (idempotency_key, repo_url, commit_sha, artifact_name, recipe, artifact_path,
+                                  labels, max_attempts, timeout_seconds, fresh)
+                VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb, $8, $9, $10)
+                ON CONFLICT (idempotency_key) DO NOTHING
+                RETURNING \(Self.infoColumns)
+                """, [.text(job.idempotencyKey), .text(job.repoURL), .text(job.commitSHA), .text(job.artifactName),
+                      .text(job.recipe), .text(job.artifactPath), .text(try JobQueue.encodeLabels(job.labels)), .int(job.maxAttempts),
+                      .int(job.timeoutSeconds), .bool(job.fresh)]).first.map(Self.info)
             var ack = Slipway_V1_SubmitBuildAck()
-            ack.jobID = record.id
-            ack.duplicate = duplicate
-            ack.status = record.status.wire
-            if duplicate {
+            guard let info = inserted else {
+                let (record, _) = try JobQueue.enqueue(db, job)
+                ack.jobID = record.id
+                ack.duplicate = true
+                ack.status = record.status.wire
                 ack.cacheHit = try jobInfo(db, id: record.id)?.cacheHit ?? false
                 return (ack, [])
             }
+            let record = (id: info.jobID, status: JobStatus.queued)
+            ack.jobID = record.id
+            ack.status = record.status.wire
             if !request.fresh, SubmissionValidator.isFullSHA(request.commit),
                let digest = try cachedArtifact(db, request) {
                 try db.query("""
@@ -47,10 +60,9 @@ struct CoordinatorQueries {
                 ack.status = .succeeded
                 ack.cacheHit = true
                 let info = try jobInfo(db, id: record.id)!
-                return (ack, [try OutboxEvent.append(db, .jobSucceeded, jobID: record.id, digest: digest, payload: info)])
+                return (ack, [try OutboxEvent.make(.jobSucceeded, jobID: record.id, digest: digest, payload: info)])
             }
-            let info = try jobInfo(db, id: record.id)!
-            return (ack, [try OutboxEvent.append(db, .jobQueued, jobID: record.id, payload: info)])
+            return (ack, [try OutboxEvent.make(.jobQueued, jobID: record.id, payload: info)])
         }
     }
 
@@ -72,7 +84,7 @@ struct CoordinatorQueries {
             guard !claimed.isEmpty else { return ([], []) }
             var events: [OutboxEvent] = []
             for job in claimed {
-                events.append(try OutboxEvent.append(db, .jobStarted, jobID: job.id, payload: startedInfo(job, worker: worker.id)))
+                events.append(try OutboxEvent.make(.jobStarted, jobID: job.id, payload: startedInfo(job, worker: worker.id)))
             }
             return (claimed, events)
         }
@@ -107,7 +119,12 @@ struct CoordinatorQueries {
                 guard (try? Manifest.validate(manifest)) != nil, manifest.digest == result.artifactDigest else {
                     return try fail(db, result, error: "worker reported an invalid artifact manifest", retryable: true)
                 }
-                guard try JobQueue.complete(db, jobID: result.jobID, attempt: attempt, artifactDigest: manifest.digest) else {
+                // Fenced like JobQueue.complete, with the JobInfo back from the same statement.
+                guard let info = try db.query("""
+                    UPDATE jobs SET status = 'succeeded', finished_at = now(), artifact_digest = $3, error = NULL
+                    WHERE id = $1::uuid AND attempt = $2 AND status = 'running'
+                    RETURNING \(Self.infoColumns)
+                    """, [.text(result.jobID), .int(attempt), .text(manifest.digest)]).first.map(Self.info) else {
                     return (false, [])
                 }
                 try db.query("""
@@ -116,19 +133,18 @@ struct CoordinatorQueries {
                     ON CONFLICT (digest) DO NOTHING
                     """, [.text(manifest.digest), .text(manifest.name), .int(manifest.size), .int(manifest.pieceSize),
                           .bytes(manifest.pieceSha256.flatMap { Array($0) }), .text(result.jobID), .text(result.region)])
-                let info = try jobInfo(db, id: result.jobID)!
                 var published = manifest
                 published.jobID = result.jobID
                 published.originRegion = result.region
                 return (true, [
-                    try OutboxEvent.append(db, .jobSucceeded, jobID: result.jobID, digest: manifest.digest, payload: info),
-                    try OutboxEvent.append(db, .artifactPublished, jobID: result.jobID, digest: manifest.digest,
+                    try OutboxEvent.make(.jobSucceeded, jobID: result.jobID, digest: manifest.digest, payload: info),
+                    try OutboxEvent.make(.artifactPublished, jobID: result.jobID, digest: manifest.digest,
                                            region: result.region, payload: published),
                 ] + (try recordPublished(db, published, origin: result.region)))
             case .cancelled:
                 guard try JobQueue.finishCancelled(db, jobID: result.jobID, attempt: attempt) else { return (false, []) }
                 let info = try jobInfo(db, id: result.jobID)!
-                return (true, [try OutboxEvent.append(db, .jobCancelled, jobID: result.jobID, payload: info)])
+                return (true, [try OutboxEvent.make(.jobCancelled, jobID: result.jobID, payload: info)])
             case .retryable:
                 return try fail(db, result, error: result.error, retryable: true)
             case .timedOut, .failed, .unspecified, .UNRECOGNIZED:

@@ -146,7 +146,7 @@ extension CoordinatorQueries {
         case .failed: .jobFailed
         case .cancelled: .jobCancelled
         }
-        return try OutboxEvent.append(db, type, jobID: jobID, payload: info)
+        return try OutboxEvent.make(type, jobID: jobID, payload: info)
     }
 
     static let infoColumns = """

@@ -4,15 +4,21 @@ import SlipwayWire
 import SlipwayStore
 import SwiftProtobuf
 
-/// An event written to the outbox in the current transaction, to publish after commit.
+/// An event the current transaction produces: the ``Batch`` writes all of its
+/// events to the outbox with one statement just before COMMIT (that is when
+/// each gets its sequence number) and publishes them after.
 struct OutboxEvent: Sendable {
-    let sequence: Int64
+    /// Set when the batch writes it.
+    var sequence: Int64 = 0
     let topic: String
-    let event: Slipway_V1_Event
+    var event: Slipway_V1_Event
+    /// The event as stored: encoded without its sequence number (the publisher
+    /// and catch-up fill it in from the row).
+    let stored: [UInt8]
 
-    /// Writes the event in the caller's transaction; the sequence number comes from the outbox.
-    static func append(_ db: PGConnection, _ type: Slipway_V1_EventType, jobID: String = "", digest: String = "",
-                       region: String = "", service: String = "", payload: some SwiftProtobuf.Message) throws -> OutboxEvent {
+    /// An event about the state change the caller is making in its transaction.
+    static func make(_ type: Slipway_V1_EventType, jobID: String = "", digest: String = "",
+                     region: String = "", service: String = "", payload: some SwiftProtobuf.Message) throws -> OutboxEvent {
         var event = Slipway_V1_Event()
         event.type = type
         event.jobID = jobID
@@ -21,12 +27,11 @@ struct OutboxEvent: Sendable {
         event.service = service
         event.createdAtUnixMicros = WireMessage.nowUnixMicros()
         event.payload = try payload.serializedData()
-        let topic = topic(for: type)
-        // Stored without its sequence number; the publisher fills it in from the row.
-        let sequence = try Outbox.append(db, type: name(of: type), topic: topic, payload: try event.serializedBytes())
-        event.sequence = UInt64(sequence)
-        return OutboxEvent(sequence: sequence, topic: topic, event: event)
+        return OutboxEvent(topic: topic(for: type), event: event, stored: try event.serializedBytes())
     }
+
+    /// The name stored in `events.type`.
+    var typeName: String { Self.name(of: event.type) }
 
     /// The PUB topic: subscribers filter on `job.`, `artifact.`, `target.` prefixes.
     static func topic(for type: Slipway_V1_EventType) -> String {

@@ -58,7 +58,7 @@ extension CoordinatorQueries {
             recorded.piecesDone = UInt32(done)
             recorded.piecesTotal = UInt32(pieceCount)
             guard report.state == .complete else { return (recorded, []) }
-            var events = [try OutboxEvent.append(db, .replicaComplete, digest: report.digest, region: report.region, payload: recorded)]
+            var events = [try OutboxEvent.make(.replicaComplete, digest: report.digest, region: report.region, payload: recorded)]
             events += try markDeployableIfReplicated(db, digest: report.digest)
             return (recorded, events)
         }
@@ -73,10 +73,11 @@ extension CoordinatorQueries {
               AND NOT EXISTS (
                 SELECT 1 FROM unnest(CASE WHEN $2 = '' THEN ARRAY[a.origin_region] ELSE string_to_array($2, ',') END) AS r(region)
                 WHERE NOT EXISTS (SELECT 1 FROM replicas p WHERE p.artifact_digest = a.digest AND p.region = r.region AND p.status = 'complete'))
-            RETURNING a.digest
+            RETURNING a.digest, a.name, a.size, a.piece_size, a.piece_sha256, coalesce(a.job_id::text, '') AS job_id, a.origin_region
             """, [.text(digest), .text(regions.joined(separator: ","))])
-        guard !updated.rows.isEmpty, let manifest = try manifest(db, digest: digest) else { return [] }
-        return [try OutboxEvent.append(db, .artifactDeployable, digest: digest, region: manifest.originRegion, payload: manifest)]
+        guard let row = updated.first else { return [] }
+        let manifest = try Self.manifest(row)
+        return [try OutboxEvent.make(.artifactDeployable, digest: digest, region: manifest.originRegion, payload: manifest)]
     }
 
     /// The manifest of a recorded artifact, rebuilt from its row.
@@ -85,6 +86,11 @@ extension CoordinatorQueries {
             SELECT digest, name, size, piece_size, piece_sha256, coalesce(job_id::text, '') AS job_id, origin_region
             FROM artifacts WHERE digest = $1
             """, [.text(digest)]).first else { return nil }
+        return try Self.manifest(row)
+    }
+
+    /// A manifest from an `artifacts` row (digest, name, size, piece_size, piece_sha256, job_id, origin_region).
+    static func manifest(_ row: PGRow) throws -> Slipway_V1_ArtifactManifest {
         var manifest = Slipway_V1_ArtifactManifest()
         manifest.digest = try row.string("digest")
         manifest.name = try row.string("name")
@@ -125,7 +131,7 @@ extension CoordinatorQueries {
                 manifest.name = try row.string("name")
                 manifest.size = UInt64(try row.int("size"))
                 manifest.originRegion = try row.string("origin_region")
-                return try OutboxEvent.append(db, .artifactDeleted, digest: manifest.digest, payload: manifest)
+                return try OutboxEvent.make(.artifactDeleted, digest: manifest.digest, payload: manifest)
             }
             return events
         }

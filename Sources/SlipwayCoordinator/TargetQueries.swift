@@ -115,7 +115,7 @@ extension CoordinatorQueries {
             change.setAtUnixMicros = Int64(try written.first?.int("set_us") ?? 0)
             change.previousDigest = currentDigest ?? ""
             reply.targets.append(change)
-            events.append(try OutboxEvent.append(db, .targetChanged, digest: wanted, region: region, service: service, payload: change))
+            events.append(try OutboxEvent.make(.targetChanged, digest: wanted, region: region, service: service, payload: change))
         }
         return (reply, events)
     }

@@ -36,6 +36,41 @@ public enum Outbox {
         return Int64(try row.int("seq"))
     }
 
+    /// Appends several events inside the caller's transaction, in order, with one
+    /// statement that also sends the NOTIFY on ``channel`` (delivered at COMMIT):
+    /// what a coordinator batch wrote, just before it commits. Taking the counter
+    /// at the end of the transaction holds its lock for the shortest time.
+    /// - Returns: the sequence number of the first (the rest follow one by one).
+    public static func append(_ db: PGConnection, _ events: [(type: String, topic: String, payload: [UInt8])]) throws -> Int64 {
+        guard !events.isEmpty else { return 0 }
+        let hex = events.map { hexText($0.payload) }
+        let result = try db.query("""
+            WITH next AS (UPDATE event_sequence SET last_seq = last_seq + $1 RETURNING last_seq),
+            stored AS (
+                INSERT INTO events (seq, type, topic, payload)
+                SELECT next.last_seq - $1 + e.ord, e.type, e.topic, decode(e.payload, 'hex')
+                FROM next, unnest($2::text[], $3::text[], $4::text[]) WITH ORDINALITY AS e(type, topic, payload, ord)
+                RETURNING seq
+            ),
+            woken AS (SELECT pg_notify('\(channel)', last_seq::text) FROM next)
+            SELECT (SELECT last_seq - $1 + 1 FROM next) AS first, (SELECT count(*) FROM woken) AS woken, (SELECT count(*) FROM stored) AS stored
+            """, [.int(events.count), PGBind.textArray(events.map(\.type)), PGBind.textArray(events.map(\.topic)), PGBind.textArray(hex)])
+        guard let row = result.first else { throw PGError(.badResult, message: "outbox insert returned no row") }
+        return Int64(try row.int("first"))
+    }
+
+    /// Payloads travel as hex text inside a text array (bytea arrays have no simple binary form here).
+    private static func hexText(_ bytes: [UInt8]) -> String {
+        let digits = Array("0123456789abcdef".utf8)
+        var text = [UInt8]()
+        text.reserveCapacity(bytes.count * 2)
+        for byte in bytes {
+            text.append(digits[Int(byte >> 4)])
+            text.append(digits[Int(byte & 0x0f)])
+        }
+        return String(decoding: text, as: UTF8.self)
+    }
+
     /// Wakes listeners on ``channel`` once the caller's transaction commits; call it
     /// once per transaction that appended events (not once per event).
     public static func notifyCommitted(_ db: PGConnection, through sequence: Int64) throws {

@@ -145,10 +145,11 @@ struct JobQueueTests {
 
 @Suite("Events outbox", .enabled(if: TestDatabase.isConfigured))
 struct OutboxTests {
-    @Test("concurrent writers with rollbacks leave a gap-free sequence")
+    @Test("concurrent writers with rollbacks leave a gap-free sequence; a batch is stored in order with its bytes intact")
     func gapFree() async throws {
         let url = try await TestDatabase.create()
         struct Rollback: Error {}
+        // Writers 0 and 2 append three events per transaction with one statement, 1 and 3 one at a time.
         try await withThrowingTaskGroup(of: Void.self) { group in
             for writer in 0..<4 {
                 group.addTask {
@@ -156,7 +157,13 @@ struct OutboxTests {
                     for index in 0..<40 {
                         do {
                             try await client.transaction { db in
-                                _ = try Outbox.append(db, type: "job_queued", topic: "job.", payload: [UInt8(writer), UInt8(index)])
+                                if writer % 2 == 0 {
+                                    _ = try Outbox.append(db, (0..<3).map { part in
+                                        ("job_queued", "job.", [UInt8(writer), UInt8(index), UInt8(part), 0x00, 0xff])
+                                    })
+                                } else {
+                                    _ = try Outbox.append(db, type: "job_queued", topic: "job.", payload: [UInt8(writer), UInt8(index)])
+                                }
                                 if index % 5 == 0 { throw Rollback() }
                             }
                         } catch is Rollback {}
@@ -168,11 +175,17 @@ struct OutboxTests {
         }
         let client = PGClient(url: url, logger: TestDatabase.logger)
         let events = try await client.withConnection { try Outbox.events($0, after: 0, limit: 10_000) }
-        #expect(events.count == 4 * 32)
-        #expect(events.map(\.sequence) == Array(1...Int64(4 * 32)))
-        #expect(try await client.withConnection { try Outbox.lastSequence($0) } == 128)
-        let tail = try await client.withConnection { try Outbox.events($0, after: 120) }
-        #expect(tail.map(\.sequence) == Array(121...128))
+        let total = 2 * 32 * 3 + 2 * 32
+        #expect(events.count == total)
+        #expect(events.map(\.sequence) == Array(1...Int64(total)))
+        #expect(try await client.withConnection { try Outbox.lastSequence($0) } == Int64(total))
+        for (offset, event) in events.enumerated() where event.payload.count == 5 && event.payload[2] == 0 {
+            let batch = events[offset..<min(offset + 3, events.count)].map(\.payload)
+            #expect(batch == (0..<3).map { [event.payload[0], event.payload[1], UInt8($0), 0x00, 0xff] },
+                    "a batch's events are consecutive, in order, bytes intact")
+        }
+        let tail = try await client.withConnection { try Outbox.events($0, after: Int64(total - 8)) }
+        #expect(tail.map(\.sequence) == Array(Int64(total - 7)...Int64(total)))
         await client.close()
         await TestDatabase.drop(url)
     }

@@ -46,7 +46,7 @@ struct DatabaseOutageTests {
 
             #expect(try runShell("\(control) down > /dev/null") == 0)
             // The build ends while the database is down: its result cannot be recorded yet.
-            FileManager.default.createFile(atPath: marker, contents: nil)
+            _ = FileManager.default.createFile(atPath: marker, contents: nil)
             try await cluster.waitForLog("w1", "build finished")
             try await Task.sleep(for: .seconds(20))
             let unavailable = await #expect(throws: ProducerError.self) { _ = try await client.job(ack.jobID) }
@@ -60,7 +60,7 @@ struct DatabaseOutageTests {
             #expect(log.contains("waiting") && log.contains("build succeeded"), "the log has its end: \(log)")
 
             // Credit came back with the worker's heartbeats: the next job starts at once.
-            FileManager.default.createFile(atPath: marker, contents: nil)
+            _ = FileManager.default.createFile(atPath: marker, contents: nil)
             let next = try await client.submit(BuildPipelineTests.submission(repo, commit, recipe: "mkdir -p out && echo two > out/app",
                                                                              path: "out/app"))
             let started = ContinuousClock.now

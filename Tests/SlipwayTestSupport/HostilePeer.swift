@@ -66,7 +66,20 @@ public final class HostilePeer: @unchecked Sendable {
         var timeout = timeval(tv_sec: 0, tv_usec: 200_000)
         setsockopt(descriptor, SOL_SOCKET, SO_SNDTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
         while ContinuousClock.now < deadline {
-            guard write(chunk) else { return errno != EAGAIN && errno != EWOULDBLOCK }
+            guard write(chunk) else { return errno != EAGAIN && errno != EWOULDBLOCK || closedByServer(within: .milliseconds(500)) }
+        }
+        return false
+    }
+
+    /// Whether the server closed the connection (within `wait`): its end of the stream, or a reset.
+    private func closedByServer(within wait: Duration) -> Bool {
+        var buffer = [UInt8](repeating: 0, count: 4_096)
+        let deadline = ContinuousClock.now + wait
+        while ContinuousClock.now < deadline {
+            var descriptor = pollfd(fd: descriptor, events: Int16(POLLIN), revents: 0)
+            guard poll(&descriptor, 1, 50) > 0 else { continue }
+            let count = buffer.withUnsafeMutableBytes { recv(self.descriptor, $0.baseAddress, $0.count, Int32(MSG_DONTWAIT)) }
+            if count == 0 || (count < 0 && errno == ECONNRESET) { return true }
         }
         return false
     }
