@@ -97,7 +97,7 @@ let package = Package(
         .target(
             name: "SlipwayWorker",
             dependencies: [
-                "SlipwayCore", "SlipwayWire", "SlipwayProto", "SlipwayThreads", "SlipwayArtifact", "SlipwayRegion",
+                "SlipwayCore", "SlipwayWire", "SlipwayProto", "SlipwayThreads", "SlipwayArtifact", "SlipwayRegionStore",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -105,9 +105,17 @@ let package = Package(
             swiftSettings: strict
         ),
         .target(
+            name: "SlipwayRegionStore",
+            dependencies: [
+                "SlipwayCore", "SlipwayWire", "SlipwayProto", "SlipwayThreads", "SlipwayArtifact", "SlipwayMetrics", "CSystemShims",
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strict
+        ),
+        .target(
             name: "SlipwayRegion",
             dependencies: [
-                "SlipwayCore", "SlipwayWire", "SlipwayProto", "SlipwayThreads", "SlipwayArtifact", "SlipwayMetrics",
+                "SlipwayCore", "SlipwayWire", "SlipwayProto", "SlipwayThreads", "SlipwayArtifact", "SlipwayMetrics", "SlipwayRegionStore",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
@@ -167,6 +175,7 @@ let package = Package(
             name: "slipway-bench",
             dependencies: [
                 "SlipwayCore", "SlipwayWire", "SlipwayStore", "SlipwayProducer", "SlipwayProto", "SlipwayThreads", "SlipwayArtifact", "SlipwayRegion",
+                "SlipwayRegionStore",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
@@ -229,7 +238,7 @@ let package = Package(
         ),
         .testTarget(
             name: "SlipwayRegionTests",
-            dependencies: ["SlipwayRegion", "SlipwayArtifact", "SlipwayProto"],
+            dependencies: ["SlipwayRegion", "SlipwayRegionStore", "SlipwayArtifact", "SlipwayProto", "SlipwayWire", "SlipwayCore"],
             swiftSettings: strict
         ),
         .testTarget(

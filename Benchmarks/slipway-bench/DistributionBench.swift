@@ -51,7 +51,7 @@ struct DistributionBench: AsyncParsableCommand {
         try seed(manifest, from: source, into: store)
         try FileManager.default.removeItem(at: source)
         // The region serves this target to its agents; no coordinator is needed.
-        let targets = #"{"global":{"bench":{"digest":"\#(manifest.digest)","version":1,"setBy":"bench","setAtUnixMicros":0}},"regional":{}}"#
+        let targets = #"{"appliedThrough":0,"targets":{"global":{"bench":{"digest":"\#(manifest.digest)","version":1,"setBy":"bench","setAtUnixMicros":0}},"regional":{}}}"#
         try targets.write(to: store.appendingPathComponent("targets.json"), atomically: true, encoding: .utf8)
 
         let network = Network(agents: agents, rateMbit: rateMbit)

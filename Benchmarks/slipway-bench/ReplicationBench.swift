@@ -5,6 +5,7 @@ import SlipwayArtifact
 import SlipwayCore
 import SlipwayProto
 import SlipwayRegion
+import SlipwayRegionStore
 import SlipwayThreads
 import SlipwayWire
 
@@ -63,25 +64,43 @@ struct ReplicationBench: AsyncParsableCommand {
         print(String(format: "ratio replication / faster baseline (%@) = %.2f", tcp > hash ? "sha256sum" : "socat", faster / replication))
     }
 
-    /// Seconds to copy, verify and commit the artifact into a fresh store through a region's store socket.
+    /// Seconds to copy, verify and commit the artifact into a fresh store through a region's store socket,
+    /// written as a region controller writes it: through the destination store's owner thread.
     private func replicate(_ manifest: Slipway_V1_ArtifactManifest, from endpoint: String, into root: URL) async throws -> Double {
         try? FileManager.default.removeItem(at: root)
-        let thread = OwnedThread(name: "bench-replicate")
-        defer { thread.shutdown() }
-        let window = self.window
-        let seconds = try await thread.run {
-            let context = try ZMQContext()
-            let store = try BlobStore(root: root)
-            _ = try store.begin(manifest)
-            let start = ContinuousClock.now
-            let fetcher = PieceFetcher(manifest: manifest, sources: [("a", try Endpoint(parsing: endpoint))], store: store, context: context,
-                                       sender: "bench", logger: Logger(label: "bench"), window: window, batch: min(8, window))
-            try fetcher.run(timeout: .seconds(600))
-            guard store.has(manifest.digest) else { throw ValidationError("the copy was not committed") }
-            return elapsed(since: start)
+        let mailbox = try BlobStoreMailbox()
+        let stop = StopSignal()
+        let owner = OwnedThread(name: "bench-store-owner"), copier = OwnedThread(name: "bench-replicate")
+        defer {
+            owner.shutdown()
+            copier.shutdown()
         }
+        let settings = StoreServer.Settings(region: "b", id: "bench-store", endpoint: try Endpoint(parsing: "tcp://127.0.0.1:\(freeLoopbackPort())"),
+                                            path: root.path)
+        async let serving: Void = owner.run {
+            try StoreServer(config: settings, mailbox: mailbox, logger: Logger(label: "bench"), stop: stop).serve()
+        }
+        let window = self.window
+        let copied: Result<Double, any Error>
+        do {
+            copied = .success(try await copier.run {
+                let context = try ZMQContext()
+                _ = try mailbox.perform { try $0.begin(manifest) }
+                let start = ContinuousClock.now
+                let fetcher = try PieceFetcher(manifest: manifest, sources: [("a", try Endpoint(parsing: endpoint))], store: mailbox,
+                                               context: context, sender: "bench", logger: Logger(label: "bench"), window: window,
+                                               batch: min(8, window))
+                try fetcher.run(timeout: .seconds(600))
+                guard try mailbox.perform({ $0.has(manifest.digest) }) else { throw ValidationError("the copy was not committed") }
+                return elapsed(since: start)
+            })
+        } catch {
+            copied = .failure(error)
+        }
+        stop.stop()
+        try await serving
         try FileManager.default.removeItem(at: root)
-        return seconds
+        return try copied.get()
     }
 
     private func socatCopy(_ file: URL, to destination: URL) throws -> Double {

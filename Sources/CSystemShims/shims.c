@@ -4,6 +4,8 @@
 #include <string.h>
 #include <unistd.h>
 #include <malloc.h>
+#include <stdint.h>
+#include <sys/eventfd.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <arpa/inet.h>
@@ -74,4 +76,19 @@ long long slipway_resident_bytes(void) {
     fclose(statm);
     if (read != 2) return -1;
     return resident * (long long)sysconf(_SC_PAGESIZE);
+}
+
+int slipway_wake_open(void) {
+    return eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+}
+
+void slipway_wake_signal(int fd) {
+    uint64_t one = 1;
+    /* EAGAIN means the counter is already huge: it is readable either way. */
+    (void)!write(fd, &one, sizeof(one));
+}
+
+void slipway_wake_clear(int fd) {
+    uint64_t count;
+    (void)!read(fd, &count, sizeof(count));
 }

@@ -21,7 +21,10 @@ import Glibc
 /// complete artifact visible, and an interrupted upload resumes from the pieces
 /// already verified. Memory use is one piece, whatever the artifact size.
 ///
-/// Not thread-safe: one owner (the region's I/O thread) uses it.
+/// Not thread-safe, and one instance per folder: it keeps transfer state in
+/// memory. In a region controller its owner is the store server's thread and
+/// every other thread goes through that thread (`BlobStoreMailbox`); an agent
+/// has one loop thread.
 public final class BlobStore {
     /// The folder the store lives in.
     public let root: URL
@@ -31,17 +34,13 @@ public final class BlobStore {
     private var streamed: [String: (hash: SHA256, next: Int)] = [:]
     private let files = FileManager.default
 
-    /// Opens (creating if needed) a store under `root`.
-    ///
-    /// - Parameter cleanTemporary: delete leftovers of a crashed process. Pass
-    ///   false when another instance in this process may already be writing
-    ///   (a second thread of the same region controller).
-    public init(root: URL, cleanTemporary: Bool = true) throws {
+    /// Opens (creating if needed) a store under `root`, deleting what a crashed
+    /// process left half-written.
+    public init(root: URL) throws {
         self.root = root
         for folder in ["artifacts", "incoming", "tmp"] {
             try files.createDirectory(at: root.appendingPathComponent(folder), withIntermediateDirectories: true)
         }
-        guard cleanTemporary else { return }
         // Temporary files are only ever half-written pieces or deletions of a crashed process.
         for leftover in (try? files.contentsOfDirectory(atPath: root.appendingPathComponent("tmp").path)) ?? [] {
             try? files.removeItem(at: root.appendingPathComponent("tmp/\(leftover)"))

@@ -1,11 +1,13 @@
 public import SlipwayCore
 public import Logging
-public import SlipwayArtifact
+import SlipwayArtifact
 public import SlipwayProto
 public import SlipwayWire
+public import SlipwayRegionStore
 import SlipwayMetrics
 
-/// Copies one artifact's pieces from other stores into a local `BlobStore`:
+/// Copies one artifact's pieces from other stores into a local store (a
+/// ``PieceSink``: the region's store through its owner, or a `BlobStore`):
 /// the I/O shell around ``ReplicationPlan``. One DEALER per source; pieces are
 /// verified as they are stored (`BlobStore.store`), and a source that serves a
 /// corrupt piece is not asked again.
@@ -36,7 +38,7 @@ public final class PieceFetcher {
     }
     private var plan: ReplicationPlan
     private let endpoints: [Endpoint]
-    private let store: BlobStore
+    private let store: any PieceSink
     private let context: ZMQContext
     private let sender: String
     private let logger: Logger
@@ -46,9 +48,10 @@ public final class PieceFetcher {
     private var requested: UInt64 = 0
 
     /// Prepares a copy of `manifest` (already begun in `store`) from `sources`, tried in order.
-    public init(manifest: Slipway_V1_ArtifactManifest, sources: [(name: String, endpoint: Endpoint)], store: BlobStore,
+    /// - Throws: when the store cannot say which pieces it already holds.
+    public init(manifest: Slipway_V1_ArtifactManifest, sources: [(name: String, endpoint: Endpoint)], store: any PieceSink,
                 context: ZMQContext, sender: String, logger: Logger, window: Int = 16, batch: Int = 8,
-                maxBytesPerSecond: UInt64 = 0, now: ContinuousClock.Instant = .now) {
+                maxBytesPerSecond: UInt64 = 0, now: ContinuousClock.Instant = .now) throws {
         self.manifest = manifest
         self.sourceNames = sources.map(\.name)
         self.endpoints = sources.map(\.endpoint)
@@ -61,7 +64,7 @@ public final class PieceFetcher {
         self.lastProgress = now
         self.connections = Array(repeating: nil, count: sources.count)
         self.plan = ReplicationPlan(pieceCount: manifest.pieceSha256.count, sourceCount: sources.count,
-                                    alreadyHeld: store.receivedPieces(manifest.digest), window: window, batch: batch)
+                                    alreadyHeld: try store.receivedPieces(manifest.digest), window: window, batch: batch)
     }
 
     /// Pieces held, out of ``pieceCount``.
@@ -129,8 +132,10 @@ public final class PieceFetcher {
     }
 
     /// Verifies the whole artifact and makes it visible in the store.
-    public func commit() throws {
-        try store.commit(manifest.digest)
+    /// - Returns: false if the store already had it committed (an upload of the same bytes).
+    @discardableResult
+    public func commit() throws -> Bool {
+        try store.commitIfNeeded(manifest.digest)
     }
 
     /// Closes every socket.
@@ -161,6 +166,7 @@ public final class PieceFetcher {
         do {
             try store.store(manifest.digest, index: index, bytes: bytes)
         } catch {
+            if error is BlobStoreMailbox.Closed { throw error }
             guard let artifactError = error as? ArtifactError, artifactError.code == .pieceMismatch else {
                 // The local disk failed, not the source: retry later rather than ban it.
                 logger.error("cannot store a piece; pausing this source", metadata: [

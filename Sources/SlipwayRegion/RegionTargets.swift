@@ -5,7 +5,7 @@ import SlipwayProto
 /// target and this region's override, each with its version. Kept on disk so
 /// the region's machines keep converging while the coordinator is down.
 ///
-/// Pure apart from ``load(from:)`` and ``save(to:)``: ``apply(_:)`` decides.
+/// Pure: ``apply(_:region:)`` decides; ``SavedTargets`` keeps it on disk.
 struct RegionTargets: Codable, Equatable {
     /// One target as the coordinator set it.
     struct Target: Codable, Equatable {
@@ -57,16 +57,5 @@ struct RegionTargets: Codable, Equatable {
             regional[change.service] = target
         }
         return true
-    }
-
-    static func load(from file: URL) throws -> RegionTargets {
-        guard let data = try? Data(contentsOf: file) else { return RegionTargets() }
-        return try JSONDecoder().decode(RegionTargets.self, from: data)
-    }
-
-    func save(to file: URL) throws {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-        try encoder.encode(self).write(to: file, options: .atomic)
     }
 }

@@ -3,6 +3,7 @@ import Foundation
 import Logging
 import SlipwayArtifact
 import SlipwayProto
+import SlipwayRegionStore
 import SlipwayThreads
 import SlipwayWire
 
@@ -19,16 +20,16 @@ import SlipwayWire
 /// One artifact is copied at a time, first come first served; its pieces may
 /// come from several regions at once.
 ///
-/// The same stream carries `target.changed`: global and this region's targets
-/// are kept in `targets.json` beside the store, so they survive the coordinator
-/// and this process being down, and posted on the ``RegionTargetBoard`` the
-/// agent tracker serves.
+/// It never opens the store: everything it reads or writes there goes through
+/// the store's owner (``BlobStoreMailbox``), so a check and the change that
+/// depends on it (has it? then begin; committed? else commit) run together on
+/// the owner's thread, never interleaved with an upload of the same bytes.
 final class Replicator: ServingLoop {
     private let config: RegionConfig
     private let logger: Logger
     private let stop: StopSignal
     private let context: ZMQContext
-    private let store: BlobStore
+    private let store: BlobStoreMailbox
     private let ledger: ReplicationLedger
     private let peerNames: [String]
     private var events: EventSubscriber!
@@ -44,35 +45,28 @@ final class Replicator: ServingLoop {
     private enum Unfinished {
         case begin(Slipway_V1_ArtifactManifest)
         case remove(String)
-        case saveTargets
     }
-    private var targets = RegionTargets()
-    private let targetsFile: URL
-    private let board: RegionTargetBoard
 
-    /// The copy in progress, and when it last reported progress.
+    /// The copy in progress, when it last reported progress, and when the store was last asked whether it already has it.
     private struct Transfer {
         let fetcher: PieceFetcher
         var lastReport: ContinuousClock.Instant
+        var lastHeldCheck: ContinuousClock.Instant
     }
 
-    init(config: RegionConfig, board: RegionTargetBoard, logger: Logger, stop: StopSignal) throws {
+    init(config: RegionConfig, store: BlobStoreMailbox, logger: Logger, stop: StopSignal) throws {
         self.config = config
-        self.board = board
+        self.store = store
         self.logger = logger
         self.stop = stop
         self.context = try ZMQContext()
-        let root = URL(fileURLWithPath: config.storePath)
-        self.store = try BlobStore(root: root, cleanTemporary: false)
-        self.ledger = try ReplicationLedger(storeRoot: root)
-        self.peerNames = config.peers.keys.filter { $0 != config.region }.sorted()
-        self.targetsFile = root.appendingPathComponent("targets.json")
-        savedSequence = ledger.lastSequence
         do {
-            targets = try RegionTargets.load(from: targetsFile)
+            self.ledger = try ReplicationLedger(storeRoot: URL(fileURLWithPath: config.storePath))
         } catch {
-            throw StartupError(setting: "--store-dir \(config.storePath)", reason: "cannot read targets.json: \(error)")
+            throw StartupError(setting: "--store-dir \(config.storePath)", reason: "cannot open the replication ledger: \(error)")
         }
+        self.peerNames = config.peers.keys.filter { $0 != config.region }.sorted()
+        savedSequence = ledger.lastSequence
         events = try EventSubscriber(context: context, publisher: config.coordinatorEvents, snapshot: config.coordinatorSnapshot,
                                      after: savedSequence, sender: config.id)
         reporter = ReportSender(context: context, endpoint: config.coordinatorIntake, sender: config.id, logger: logger) { $0.digest }
@@ -82,23 +76,31 @@ final class Replicator: ServingLoop {
     }
 
     var opened: [String: String] {
-        ["events": "\(config.coordinatorEvents)", "after_sequence": "\(savedSequence)", "peers": peerNames.joined(separator: ","),
-         "services": "\(targets.services.count)"]
+        ["events": "\(config.coordinatorEvents)", "after_sequence": "\(savedSequence)", "peers": peerNames.joined(separator: ",")]
     }
 
     func serve() throws {
-        board.post(targets)
-        for service in targets.services {
-            let target = targets.effective(service)!
-            logger.info("regional target", metadata: ["service": "\(service)", "digest": "\(target.digest)", "version": "\(target.version)"])
+        defer {
+            saveSequence()
+            close()
         }
-        defer { close() }
-        resumeAfterRestart()
+        do {
+            try replicate()
+        } catch let closed as BlobStoreMailbox.Closed {
+            // The store thread stops when the daemon does; anything else that stops it is the daemon's failure.
+            let deadline = ContinuousClock.now + .seconds(2)
+            while !stop.isStopped, ContinuousClock.now < deadline { Thread.sleep(forTimeInterval: 0.01) }
+            guard stop.isStopped else { throw closed }
+        }
+    }
+
+    private func replicate() throws {
+        try resumeAfterRestart()
         var nextSave = ContinuousClock.now
         while !stop.isStopped {
             try drainEvents()
             let now = ContinuousClock.now
-            if transfer == nil { startNext(now: now) }
+            if transfer == nil { try startNext(now: now) }
             try pumpTransfer(now: now)
             try poll(wait: transfer == nil ? .milliseconds(200) : .milliseconds(50))
             try reporter.pump(now: .now)
@@ -107,7 +109,6 @@ final class Replicator: ServingLoop {
                 saveSequence()
             }
         }
-        saveSequence()
     }
 
     // MARK: events
@@ -115,18 +116,18 @@ final class Replicator: ServingLoop {
     private func drainEvents() throws {
         for _ in 0..<1_000 {
             guard let event = try events.next(wait: .never) else { return }
-            apply(event)
+            try apply(event)
         }
     }
 
-    private func apply(_ event: Slipway_V1_Event) {
+    private func apply(_ event: Slipway_V1_Event) throws {
         switch event.type {
         case .artifactPublished:
             guard let manifest = try? Slipway_V1_ArtifactManifest(serializedBytes: event.payload),
                   (try? Manifest.validate(manifest)) != nil else {
                 return logger.warning("artifact.published with a bad manifest ignored", metadata: ["sequence": "\(event.sequence)"])
             }
-            if !enqueue(manifest) { unfinished.append((event.sequence, .begin(manifest))) }
+            if !(try enqueue(manifest)) { unfinished.append((event.sequence, .begin(manifest))) }
         case .artifactDeleted:
             let digest = event.artifactDigest
             guard Manifest.isDigest(digest) else { return }
@@ -134,21 +135,7 @@ final class Replicator: ServingLoop {
             retryLater.removeAll { $0.manifest.digest == digest }
             unfinished.removeAll { if case .begin(let manifest) = $0.work { manifest.digest == digest } else { false } }
             if transfer?.fetcher.manifest.digest == digest { endTransfer() }
-            if !remove(digest) { unfinished.append((event.sequence, .remove(digest))) }
-        case .targetChanged:
-            guard let change = try? Slipway_V1_TargetChange(serializedBytes: event.payload) else {
-                return logger.warning("target.changed with a bad payload ignored", metadata: ["sequence": "\(event.sequence)"])
-            }
-            let before = targets.effective(change.service)
-            guard targets.apply(change, region: config.region) else { return }
-            board.post(targets)
-            // Saved before the sequence number that covers it: a crash replays the event.
-            if !saveTargets() { unfinished.append((event.sequence, .saveTargets)) }
-            let target = targets.effective(change.service)!
-            guard target != before else { return }
-            logger.info("regional target changed", metadata: [
-                "service": "\(change.service)", "digest": "\(target.digest)", "version": "\(target.version)",
-                "scope": "\(change.region.isEmpty ? "global" : change.region)", "set_by": "\(change.setBy)"])
+            if !(try remove(digest)) { unfinished.append((event.sequence, .remove(digest))) }
         default:
             break
         }
@@ -156,19 +143,25 @@ final class Replicator: ServingLoop {
 
     /// Records the intent durably (the manifest in `incoming/`) so a restart resumes it.
     /// - Returns: false if that could not be written (retried later).
-    private func enqueue(_ manifest: Slipway_V1_ArtifactManifest) -> Bool {
+    private func enqueue(_ manifest: Slipway_V1_ArtifactManifest) throws(BlobStoreMailbox.Closed) -> Bool {
         if manifest.originRegion == config.region || queue.contains(where: { $0.digest == manifest.digest })
             || transfer?.fetcher.manifest.digest == manifest.digest {
             return true
         }
-        if store.has(manifest.digest) {
-            if !ledger.isReported(manifest.digest) { reporter.report(status(manifest, .complete)) }
-            return true
-        }
         do {
-            _ = try store.begin(manifest)
-            queue.append(manifest)
+            let held = try store.perform { store in
+                if store.has(manifest.digest) { return true }
+                _ = try store.begin(manifest)
+                return false
+            }
+            if held {
+                if !ledger.isReported(manifest.digest) { reporter.report(status(manifest, .complete)) }
+            } else {
+                queue.append(manifest)
+            }
             return true
+        } catch let closed as BlobStoreMailbox.Closed {
+            throw closed
         } catch {
             logger.error("cannot start replicating an artifact; will retry", metadata: ["digest": "\(manifest.digest)", "error": "\(error)"])
             return false
@@ -178,42 +171,40 @@ final class Replicator: ServingLoop {
     /// Drops a collected artifact, except an upload by this region's own workers
     /// that is still in progress (a rebuild of the same bytes).
     /// - Returns: false if the files could not be removed (retried later).
-    private func remove(_ digest: String) -> Bool {
-        if !store.has(digest), store.incomingManifestIfAny(digest)?.originRegion.isEmpty == true {
-            logger.info("kept a local upload of a collected digest", metadata: ["digest": "\(digest)"])
-            return true
-        }
+    private func remove(_ digest: String) throws(BlobStoreMailbox.Closed) -> Bool {
         do {
-            try store.remove(digest)
+            let removed = try store.perform { store in
+                if !store.has(digest), store.incomingManifestIfAny(digest)?.originRegion.isEmpty == true { return false }
+                try store.remove(digest)
+                return true
+            }
+            guard removed else {
+                logger.info("kept a local upload of a collected digest", metadata: ["digest": "\(digest)"])
+                return true
+            }
             ledger.forget(digest)
             logger.info("artifact deleted by garbage collection", metadata: ["digest": "\(digest)", "region": "\(config.region)"])
             return true
+        } catch let closed as BlobStoreMailbox.Closed {
+            throw closed
         } catch {
             logger.error("could not delete a collected artifact; will retry", metadata: ["digest": "\(digest)", "error": "\(error)"])
             return false
         }
     }
 
-    private func saveTargets() -> Bool {
-        do {
-            try targets.save(to: targetsFile)
-            return true
-        } catch {
-            logger.error("cannot save the regional targets; will retry", metadata: ["error": "\(error)"])
-            return false
-        }
-    }
-
     /// Queues transfers interrupted by a restart and re-reports commits the coordinator never acknowledged.
-    private func resumeAfterRestart() {
-        for digest in store.incomingDigests() {
+    private func resumeAfterRestart() throws {
+        let region = config.region
+        let (interrupted, committed) = try store.perform { store in
             // Uploads by this region's workers sit in incoming/ too; they have no origin elsewhere.
-            guard let manifest = store.incomingManifestIfAny(digest), !manifest.originRegion.isEmpty,
-                  manifest.originRegion != config.region else { continue }
-            queue.append(manifest)
+            let interrupted = store.incomingDigests().compactMap(store.incomingManifestIfAny).filter {
+                !$0.originRegion.isEmpty && $0.originRegion != region
+            }
+            return (interrupted, ((try? store.committedDigests()) ?? []).compactMap { try? store.manifest($0) })
         }
-        for digest in (try? store.committedDigests()) ?? [] where !ledger.isReported(digest) {
-            guard let manifest = try? store.manifest(digest) else { continue }
+        queue.append(contentsOf: interrupted)
+        for manifest in committed where !ledger.isReported(manifest.digest) {
             reporter.report(status(manifest, .complete))
         }
     }
@@ -221,12 +212,14 @@ final class Replicator: ServingLoop {
     /// Retries unfinished work, then saves the position up to (not past) the oldest event still unfinished.
     private func saveSequence() {
         let retrying = unfinished
-        unfinished = retrying.filter { item in
-            switch item.work {
-            case .begin(let manifest): !enqueue(manifest)
-            case .remove(let digest): !remove(digest)
-            case .saveTargets: !saveTargets()
+        unfinished = []
+        for item in retrying {
+            // With the store stopped (the daemon is stopping) the item stays unfinished and the event is replayed.
+            let done = switch item.work {
+            case .begin(let manifest): (try? enqueue(manifest)) ?? false
+            case .remove(let digest): (try? remove(digest)) ?? false
             }
+            if !done { unfinished.append(item) }
         }
         let position = unfinished.map { $0.sequence - 1 }.min() ?? events.lastSequence
         guard position != savedSequence else { return }
@@ -240,16 +233,15 @@ final class Replicator: ServingLoop {
 
     // MARK: transfers
 
-    private func startNext(now: ContinuousClock.Instant) {
+    private func startNext(now: ContinuousClock.Instant) throws {
         if let due = retryLater.firstIndex(where: { now >= $0.at }) {
-            let item = retryLater.remove(at: due)
-            if store.incomingManifestIfAny(item.manifest.digest) != nil || (try? store.begin(item.manifest)) != nil {
-                queue.append(item.manifest)
-            }
+            let manifest = retryLater.remove(at: due).manifest
+            let begun = try store.perform { store in store.incomingManifestIfAny(manifest.digest) != nil || (try? store.begin(manifest)) != nil }
+            if begun { queue.append(manifest) }
         }
         while transfer == nil, !queue.isEmpty {
             let manifest = queue.removeFirst()
-            if store.has(manifest.digest) {
+            if try store.perform({ $0.has(manifest.digest) }) {
                 reporter.report(status(manifest, .complete))
                 continue
             }
@@ -262,10 +254,10 @@ final class Replicator: ServingLoop {
                 retryLater.append((manifest, now + config.retryAfterFailure))
                 continue
             }
-            let fetcher = PieceFetcher(manifest: manifest, sources: sources.map { ($0, config.peers[$0]!) }, store: store,
-                                       context: context, sender: config.id, logger: logger, window: config.replicationWindow,
-                                       batch: config.replicationBatch, maxBytesPerSecond: config.replicationMaxBytesPerSecond, now: now)
-            transfer = Transfer(fetcher: fetcher, lastReport: now)
+            let fetcher = try PieceFetcher(manifest: manifest, sources: sources.map { ($0, config.peers[$0]!) }, store: store,
+                                           context: context, sender: config.id, logger: logger, window: config.replicationWindow,
+                                           batch: config.replicationBatch, maxBytesPerSecond: config.replicationMaxBytesPerSecond, now: now)
+            transfer = Transfer(fetcher: fetcher, lastReport: now, lastHeldCheck: now)
             logger.info("replicating", metadata: ["digest": "\(manifest.digest)", "name": "\(manifest.name)",
                                                   "from": "\(sources.joined(separator: ","))", "pieces": "\(fetcher.pieceCount)",
                                                   "already_held": "\(fetcher.piecesHeld)"])
@@ -276,10 +268,13 @@ final class Replicator: ServingLoop {
     private func pumpTransfer(now: ContinuousClock.Instant) throws {
         guard let fetcher = transfer?.fetcher else { return }
         let manifest = fetcher.manifest
-        if store.has(manifest.digest), !fetcher.isComplete {
-            // Committed meanwhile by this region's own store thread (a local upload of the same bytes).
-            reporter.report(status(manifest, .complete))
-            return endTransfer()
+        if !fetcher.isComplete, now - transfer!.lastHeldCheck >= .seconds(1) {
+            transfer!.lastHeldCheck = now
+            if try store.perform({ $0.has(manifest.digest) }) {
+                // Committed meanwhile by an upload of the same bytes from this region's workers.
+                reporter.report(status(manifest, .complete))
+                return endTransfer()
+            }
         }
         if fetcher.isComplete {
             do {
@@ -290,16 +285,14 @@ final class Replicator: ServingLoop {
                     "digest": "\(manifest.digest)", "region": "\(config.region)", "bytes": "\(fetcher.bytesReceived)",
                     "seconds": "\(String(format: "%.2f", seconds))"])
                 reporter.report(status(manifest, .complete))
+            } catch let closed as BlobStoreMailbox.Closed {
+                throw closed
             } catch {
-                if store.has(manifest.digest) {
-                    reporter.report(status(manifest, .complete))  // the store thread committed the same bytes first
-                } else {
-                    logger.error("replica failed its final verification", metadata: ["digest": "\(manifest.digest)", "error": "\(error)"])
-                    reporter.report(status(manifest, .failed, error: "\(error)"))
-                    // Pieces that each match the manifest but not the digest: the manifest itself is wrong, and
-                    // the store has dropped them. Anything else (disk trouble) is worth another try.
-                    if (error as? ArtifactError)?.code != .digestMismatch { retryLater.append((manifest, now + config.retryAfterFailure)) }
-                }
+                logger.error("replica failed its final verification", metadata: ["digest": "\(manifest.digest)", "error": "\(error)"])
+                reporter.report(status(manifest, .failed, error: "\(error)"))
+                // Pieces that each match the manifest but not the digest: the manifest itself is wrong, and
+                // the store has dropped them. Anything else (disk trouble) is worth another try.
+                if (error as? ArtifactError)?.code != .digestMismatch { retryLater.append((manifest, now + config.retryAfterFailure)) }
             }
             return endTransfer()
         }
@@ -336,7 +329,7 @@ final class Replicator: ServingLoop {
         for item in sources { _ = try poller.add(item.socket) }
         let reporterIndex = try reporter.socket.map { try poller.add($0) }
         guard !sources.isEmpty || reporterIndex != nil else {
-            _ = try events.next(wait: .timeout(wait)).map(apply)
+            if let event = try events.next(wait: .timeout(wait)) { try apply(event) }
             return
         }
         let ready = try poller.poll(wait: .timeout(wait))

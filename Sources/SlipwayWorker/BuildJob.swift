@@ -2,7 +2,7 @@ import Foundation
 import Logging
 import SlipwayArtifact
 import SlipwayProto
-import SlipwayRegion
+import SlipwayRegionStore
 import SlipwayWire
 
 /// One build attempt, run start to finish on a thread of its own. It talks to

@@ -38,16 +38,24 @@ import Testing
         #expect(targets.effective("svc")?.digest == "g3")
     }
 
-    @Test func survivesARestartOnDisk() throws {
+    @Test func survivesARestartOnDiskWithItsPosition() throws {
         let file = FileManager.default.temporaryDirectory.appendingPathComponent("targets-\(UUID().uuidString).json")
         defer { try? FileManager.default.removeItem(at: file) }
-        #expect(try RegionTargets.load(from: file) == RegionTargets(), "no file: no targets")
+        #expect(try SavedTargets.load(from: file) == SavedTargets(), "no file: no targets, from the first event")
         var targets = RegionTargets()
         _ = targets.apply(change("a", "d1", version: 4), region: "eu")
         _ = targets.apply(change("b", "d2", version: 1, region: "eu"), region: "eu")
-        try targets.save(to: file)
-        #expect(try RegionTargets.load(from: file) == targets)
+        let saved = SavedTargets(appliedThrough: 42, targets: targets)
+        try saved.save(to: file)
+        #expect(try SavedTargets.load(from: file) == saved)
+
+        // A file from before the position was kept: the targets, replayed from the first event.
+        let legacy = #"{"global":{"a":{"digest":"d1","version":4,"setBy":"t","setAtUnixMicros":0}},"regional":{}}"#
+        try Data(legacy.utf8).write(to: file)
+        let read = try SavedTargets.load(from: file)
+        #expect(read.appliedThrough == 0 && read.targets.effective("a")?.digest == "d1")
+
         try Data("{not json".utf8).write(to: file)
-        #expect(throws: (any Error).self) { try RegionTargets.load(from: file) }
+        #expect(throws: (any Error).self) { try SavedTargets.load(from: file) }
     }
 }

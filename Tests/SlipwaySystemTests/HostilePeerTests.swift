@@ -42,17 +42,19 @@ struct HostilePeerTests {
 
     /// Floods `target` with one never-ending message for `seconds`, reconnecting whenever it is cut,
     /// while probing it; returns the most memory seen, and how many times the peer was cut.
-    static func flood(_ target: Target, _ kind: HostilePeer.Flood, seconds: Int) async throws -> (maxMiB: Int, dropped: Int) {
+    static func flood(_ target: Target, _ kind: HostilePeer.Flood, seconds: Int) async throws -> (maxMiB: Int, dropped: Int, peers: Int, sentMiB: Int) {
         let thread = OwnedThread(name: "hostile")
         defer { thread.shutdown() }
         let deadline = ContinuousClock.now + .seconds(seconds)
-        async let cuts: Int = thread.run {
-            var cuts = 0
+        async let attackers: (cuts: Int, peers: Int, sent: Int) = thread.run {
+            var cuts = 0, peers = 0, sent = 0
             while ContinuousClock.now < deadline {
                 guard let peer = try? HostilePeer(port: target.port) else { usleep(20_000); continue }
+                peers += 1
                 if peer.flood(kind, until: deadline) { cuts += 1 }
+                sent += peer.sent
             }
-            return cuts
+            return (cuts, peers, sent)
         }
         var most = 0
         var probes = 0
@@ -64,7 +66,8 @@ struct HostilePeerTests {
             }
             try await Task.sleep(for: .milliseconds(20))
         }
-        return (most, try await cuts)
+        let (cuts, peers, sent) = try await attackers
+        return (most, cuts, peers, sent >> 20)
     }
 
     /// Every attack on `target`, with the checks.
@@ -72,10 +75,11 @@ struct HostilePeerTests {
         let baseline = residentMiB(target.pid)
         for kind in [HostilePeer.Flood.tinyFrames, .bigFrames] {
             let cutBefore = target.cuts
-            let (most, dropped) = try await flood(target, kind, seconds: 3)
+            let (most, dropped, peers, sentMiB) = try await flood(target, kind, seconds: 3)
             #expect(most - baseline < boundMiB, "\(target.name) \(kind): \(baseline) → \(most) MiB")
             // Cut by the guard, or (a frame past the socket's limit) dropped by libzmq.
-            #expect(target.cuts > cutBefore || dropped > 0, "\(target.name) \(kind): the endless message was never cut")
+            #expect(target.cuts > cutBefore || dropped > 0,
+                    "\(target.name) \(kind): the endless message was never cut (\(peers) connections, \(sentMiB) MiB sent)")
             try await Task.sleep(for: .seconds(2))
             #expect(residentMiB(target.pid) - baseline < leftoverMiB, "\(target.name) \(kind): \(residentMiB(target.pid)) MiB after, \(baseline) before")
             try await target.probe()

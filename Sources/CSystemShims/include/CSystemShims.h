@@ -32,4 +32,14 @@ long long slipway_heap_in_use(void);
 /* This process's resident set in bytes (from /proc/self/statm), or -1. */
 long long slipway_resident_bytes(void);
 
+/* A counter descriptor another thread can wake a poller with (eventfd,
+   non-blocking, close-on-exec), or -1. */
+int slipway_wake_open(void);
+
+/* Makes `fd` readable. */
+void slipway_wake_signal(int fd);
+
+/* Makes `fd` unreadable again until the next signal. */
+void slipway_wake_clear(int fd);
+
 #endif

@@ -1,23 +1,47 @@
-import SlipwayCore
+public import SlipwayCore
 import Foundation
-import Logging
+public import Logging
 import SlipwayArtifact
 import SlipwayProto
-import SlipwayThreads
+public import SlipwayThreads
 import SlipwayWire
 import SlipwayMetrics
 
-/// The regional store's I/O loop: one ROUTER, one `BlobStore`, one thread.
+/// A region's blob store served on a ROUTER: uploads from the region's workers,
+/// manifests and pieces for its agents and for other regions' replication. Its
+/// thread is the store's one owner: the rest of the process reaches the store
+/// through the ``BlobStoreMailbox`` it serves between requests.
 ///
 /// What a peer can make it hold is bounded (``limits``): one upload piece in
 /// progress and 8 complete messages waiting to be read, per peer; pieces it
 /// asked for leave through a send queue of 4 messages per peer, the rest wait
 /// in a ``PieceQueue`` (64 per peer, then `busy`) with one piece's bytes kept
 /// for a peer whose queue is full.
-final class RegionStoreLoop: ServingLoop {
+public final class StoreServer: ServingLoop {
     /// A piece (16 MiB at most) and its envelope; 8 of them waiting; 4 on their way out.
     static let limits = ServerLimits(largestMessage: Int(Manifest.maxPieceSize) + (1 << 20), receiveQueue: 8, sendQueue: 4)
-    private let config: RegionConfig
+    /// What the server is: its region, its identity on the bus, where it listens, where its files are.
+    public struct Settings: Sendable {
+        /// The region whose store this is.
+        public var region: String
+        /// The process identity it sends as.
+        public var id: String
+        /// Where the ROUTER binds.
+        public var endpoint: Endpoint
+        /// The store's folder.
+        public var path: String
+
+        /// Settings for the store of `region` in `path`, bound at `endpoint`.
+        public init(region: String, id: String, endpoint: Endpoint, path: String) {
+            self.region = region
+            self.id = id
+            self.endpoint = endpoint
+            self.path = path
+        }
+    }
+
+    private let config: Settings
+    private let mailbox: BlobStoreMailbox
     private let logger: Logger
     private let stop: StopSignal
     private let codec = WireCodec()
@@ -32,31 +56,45 @@ final class RegionStoreLoop: ServingLoop {
     /// Manifests of artifacts being served (at most 64; committed artifacts never change).
     private var manifests: [String: Slipway_V1_ArtifactManifest] = [:]
 
-    init(config: RegionConfig, logger: Logger, stop: StopSignal) throws {
+    /// Opens the store (the only `BlobStore` on its folder in this process, so it
+    /// also clears what a crash left half-written) and binds the ROUTER.
+    public init(config: Settings, mailbox: BlobStoreMailbox, logger: Logger, stop: StopSignal) throws {
         self.config = config
+        self.mailbox = mailbox
         self.logger = logger
         self.stop = stop
         self.context = try ZMQContext()
-        self.store = try BlobStore(root: URL(fileURLWithPath: config.storePath), cleanTemporary: false)
-        (socket, connections) = try ZMQSocket.boundedRouter(context: context, endpoint: config.storeEndpoint, limits: Self.limits,
+        do {
+            self.store = try BlobStore(root: URL(fileURLWithPath: config.path))
+        } catch {
+            throw StartupError(setting: "--store-dir \(config.path)", reason: "cannot open the store: \(error)")
+        }
+        (socket, connections) = try ZMQSocket.boundedRouter(context: context, endpoint: config.endpoint, limits: Self.limits,
                                                             daemon: "region", name: "store", logger: logger)
     }
 
-    var opened: [String: String] {
-        ["region": config.region, "store": "\(config.storeEndpoint)", "store_dir": config.storePath,
+    public var opened: [String: String] {
+        ["region": config.region, "store": "\(config.endpoint)", "store_dir": config.path,
          "artifacts": "\((try? store.committedDigests().count) ?? 0)"]
     }
 
-    func serve() throws {
-        defer { socket.close() }
+    public func serve() throws {
+        defer {
+            mailbox.close()
+            socket.close()
+        }
         let poller = ZMQPoller()
         try poller.add(socket)
         try poller.add(connections.events)
+        let wake = poller.add(fileDescriptor: mailbox.wakeDescriptor)
         while !stop.isStopped {
+            mailbox.runWaiting(on: store)
             connections.poll()
             rejections.flush(logger: logger)
             sendOwedPieces()
-            guard try poller.poll(wait: .timeout(owed.count > 0 ? .milliseconds(5) : .milliseconds(100)))[0].contains(.readable) else { continue }
+            let ready = try poller.poll(wait: .timeout(owed.count > 0 ? .milliseconds(5) : .milliseconds(100)))
+            if ready[wake].contains(.readable) { mailbox.runWaiting(on: store) }
+            guard ready[0].contains(.readable) else { continue }
             let received = try codec.receiveRouted(from: socket, wait: .never, maxFrames: 8) { error in
                 rejections.record(error, logger: logger)
             }
