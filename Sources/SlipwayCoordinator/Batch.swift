@@ -36,6 +36,9 @@ struct Batch {
     /// Requeues that need a database write of their own (an assignment found
     /// undeliverable while sending): the loop runs them in the next batch.
     var followUp: [DispatchAction] = []
+    /// New work or new credit arrived in this batch: work is offered to waiting
+    /// workers once, after every request (one claim per worker per batch, not per message).
+    var dispatchDue = false
     let sender: String
 
     init(db: PGConnection, registry: WorkerRegistry, sender: String) {

@@ -60,7 +60,7 @@ final class CoordinatorLoop: ServingLoop {
         registry = WorkerRegistry(heartbeatInterval: config.heartbeatInterval, liveness: config.liveness)
         dispatch = Dispatch(queries: queries, logger: logger)
         replicas = Replicas(queries: queries, logger: logger, retention: config.artifactRetention)
-        intake = Intake(queries: queries, dispatch: dispatch, replicas: replicas, targets: Targets(queries: queries, logger: logger), logger: logger)
+        intake = Intake(queries: queries, replicas: replicas, targets: Targets(queries: queries, logger: logger), logger: logger)
         snapshots = Snapshots(sender: config.id, logger: logger)
         context = try ZMQContext()
         do {
@@ -212,6 +212,7 @@ final class CoordinatorLoop: ServingLoop {
             try db.transaction { db in
                 try leadership.confirm(db)
                 for item in work { try run(item, in: &batch) }
+                if batch.dispatchDue { try dispatch.assignWaiting(in: &batch, lookFirst: false) }
                 try batch.writeEvents()
             }
         } catch let error as PGError where !error.isConnectionTrouble && work.count > 1 {
@@ -325,7 +326,7 @@ final class CoordinatorLoop: ServingLoop {
             let swept = try run([.task("sweep") { [dispatch] batch in
                 if reconcile { try dispatch.reconcile(now: now, in: &batch) }
                 try dispatch.sweep(now: now, in: &batch)
-                try dispatch.assignWaiting(in: &batch)
+                try dispatch.assignWaiting(in: &batch, lookFirst: true)
             }])
             if reconcile, swept { reconcileSoon = false }
             intakeRejections.flush(logger: logger)

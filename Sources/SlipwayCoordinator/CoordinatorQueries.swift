@@ -119,28 +119,7 @@ struct CoordinatorQueries {
                 guard (try? Manifest.validate(manifest)) != nil, manifest.digest == result.artifactDigest else {
                     return try fail(db, result, error: "worker reported an invalid artifact manifest", retryable: true)
                 }
-                // Fenced like JobQueue.complete, with the JobInfo back from the same statement.
-                guard let info = try db.query("""
-                    UPDATE jobs SET status = 'succeeded', finished_at = now(), artifact_digest = $3, error = NULL
-                    WHERE id = $1::uuid AND attempt = $2 AND status = 'running'
-                    RETURNING \(Self.infoColumns)
-                    """, [.text(result.jobID), .int(attempt), .text(manifest.digest)]).first.map(Self.info) else {
-                    return (false, [])
-                }
-                try db.query("""
-                    INSERT INTO artifacts (digest, name, size, piece_size, piece_sha256, job_id, origin_region)
-                    VALUES ($1, $2, $3, $4, $5, $6::uuid, $7)
-                    ON CONFLICT (digest) DO NOTHING
-                    """, [.text(manifest.digest), .text(manifest.name), .int(manifest.size), .int(manifest.pieceSize),
-                          .bytes(manifest.pieceSha256.flatMap { Array($0) }), .text(result.jobID), .text(result.region)])
-                var published = manifest
-                published.jobID = result.jobID
-                published.originRegion = result.region
-                return (true, [
-                    try OutboxEvent.make(.jobSucceeded, jobID: result.jobID, digest: manifest.digest, payload: info),
-                    try OutboxEvent.make(.artifactPublished, jobID: result.jobID, digest: manifest.digest,
-                                           region: result.region, payload: published),
-                ] + (try recordPublished(db, published, origin: result.region)))
+                return try succeed(db, result, manifest)
             case .cancelled:
                 guard try JobQueue.finishCancelled(db, jobID: result.jobID, attempt: attempt) else { return (false, []) }
                 let info = try jobInfo(db, id: result.jobID)!

@@ -17,11 +17,11 @@ struct Dispatch {
         switch request {
         case .work(let report):
             try apply(batch.registry.report(report, now: .now), in: &batch)
-            try assign(to: report.workerID, in: &batch)
+            batch.dispatchDue = true
         case .heartbeat(let report):
             try apply(batch.registry.report(report, now: .now), in: &batch)
             try queries.recordHeartbeat(batch.db, report)
-            try assign(to: report.workerID, in: &batch)
+            batch.dispatchDue = true
         case .log(let chunk, let bytes):
             let job = JobAttempt(jobID: chunk.jobID, attempt: Int(chunk.attempt))
             if try queries.appendLog(batch.db, chunk, bytes: bytes) {
@@ -46,8 +46,9 @@ struct Dispatch {
     }
 
     /// Claims as many jobs as the worker has credit for and queues the assignments.
-    func assign(to workerID: String, in batch: inout Batch) throws {
-        guard let worker = batch.registry.worker(workerID), worker.credit > 0, worker.registered, !worker.unreachable else { return }
+    /// - Returns: whether the queue ran short (fewer jobs than the credit).
+    @discardableResult
+    func assign(to worker: WorkerRegistry.Worker, in batch: inout Batch) throws -> Bool {
         let started = ContinuousClock.now
         let (claimed, events) = try queries.claim(batch.db, worker: worker, limit: worker.credit)
         SlipwayMetrics.claimLatency.recordNanoseconds((ContinuousClock.now - started).nanoseconds)
@@ -68,14 +69,25 @@ struct Dispatch {
             batch.registry.assigned(attempt, to: worker.id, now: .now)
             logger.debug("job assigned", metadata: ["job_id": "\(job.id)", "attempt": "\(job.attempt)", "worker": "\(worker.id)"])
         }
+        return claimed.count < worker.credit
     }
 
-    /// Offers queued work to every worker with credit, longest-waiting first;
-    /// one cheap look first, so idle workers cost nothing when nothing waits.
-    func assignWaiting(in batch: inout Batch) throws {
+    /// Offers queued work to every worker with credit, longest-waiting first.
+    /// Once a claim comes back short, the queue holds nothing more that worker
+    /// could run, so workers whose labels are a subset of its labels are not
+    /// asked about (a job a worker can run, every worker with more labels can
+    /// run too). `lookFirst` adds one cheap look before any claim, for the
+    /// timer, so idle workers cost nothing when nothing waits.
+    func assignWaiting(in batch: inout Batch, lookFirst: Bool) throws {
         let waiting = batch.registry.waiting()
-        guard !waiting.isEmpty, try queries.hasClaimableJobs(batch.db) else { return }
-        for worker in waiting { try assign(to: worker.id, in: &batch) }
+        guard !waiting.isEmpty else { return }
+        if lookFirst, try !queries.hasClaimableJobs(batch.db) { return }
+        var ranShort: [[String: String]] = []
+        for worker in waiting {
+            let labels = worker.labels
+            if ranShort.contains(where: { short in labels.allSatisfy { short[$0.key] == $0.value } }) { continue }
+            if try assign(to: worker, in: &batch) { ranShort.append(labels) }
+        }
     }
 
     /// Finds lost workers (their attempts go back to the queue) and builds past

@@ -9,7 +9,6 @@ import SlipwayWire
 /// turn's ``Batch`` and queues its reply there.
 struct Intake {
     let queries: CoordinatorQueries
-    let dispatch: Dispatch
     let replicas: Replicas
     let targets: Targets
     let logger: Logger
@@ -30,7 +29,7 @@ struct Intake {
             batch.publish(events)
             batch.reply(peer, to: id, ack)
             logger.info("job submitted", metadata: ["job_id": "\(ack.jobID)", "duplicate": "\(ack.duplicate)", "cache_hit": "\(ack.cacheHit)"])
-            if !ack.duplicate, ack.status == .queued { try dispatch.assignWaiting(in: &batch) }
+            if !ack.duplicate, ack.status == .queued { batch.dispatchDue = true }
         case .cancel(let job, let reason):
             let (status, events) = try queries.cancel(db, jobID: job.rawValue, reason: reason)
             guard let status else { throw Rejection(.notFound, "no job \(job)") }

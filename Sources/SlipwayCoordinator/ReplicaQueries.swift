@@ -6,22 +6,63 @@ import SlipwayStore
 /// Replica bookkeeping, deployability and garbage collection: the SQL the
 /// coordinator runs for the replication half of the system.
 extension CoordinatorQueries {
-    /// Records a new artifact's replicas: complete in its origin, pending in every
-    /// other configured region. Marks it deployable at once if no other region needs it.
-    /// Runs inside the caller's transaction.
-    func recordPublished(_ db: PGConnection, _ manifest: Slipway_V1_ArtifactManifest, origin: String) throws -> [OutboxEvent] {
-        try db.query("""
-            INSERT INTO replicas (artifact_digest, region, status, pieces_done)
-            VALUES ($1, $2, 'complete', $3)
-            ON CONFLICT (artifact_digest, region) DO UPDATE SET status = 'complete', pieces_done = $3, error = NULL, updated_at = now()
-            """, [.text(manifest.digest), .text(origin), .int(manifest.pieceSha256.count)])
-        for region in regions where region != origin {
-            try db.query("""
-                INSERT INTO replicas (artifact_digest, region) VALUES ($1, $2)
-                ON CONFLICT (artifact_digest, region) DO NOTHING
-                """, [.text(manifest.digest), .text(region)])
+    /// Applies a successful result in one statement: the job ends `succeeded`
+    /// (fenced like `JobQueue.complete`: this attempt, still running), its
+    /// artifact is recorded, with a replica row per configured region (complete
+    /// in the origin, pending elsewhere), deployable at once when no other region
+    /// needs it. A fenced-out result changes nothing. Runs inside the caller's
+    /// transaction; one round trip instead of one per table (and per region).
+    /// - Returns: whether it was applied, and the events.
+    func succeed(_ db: PGConnection, _ result: Slipway_V1_BuildResult,
+                 _ manifest: Slipway_V1_ArtifactManifest) throws -> (accepted: Bool, events: [OutboxEvent]) {
+        let origin = result.region
+        let everywhere = [origin] + regions.filter { $0 != origin }
+        let deployableAtOnce = regions.allSatisfy { $0 == origin }
+        let rows = try db.query("""
+            WITH done AS (
+                UPDATE jobs SET status = 'succeeded', finished_at = now(), artifact_digest = $3, error = NULL
+                WHERE id = $1::uuid AND attempt = $2 AND status = 'running'
+                RETURNING \(Self.infoColumns)
+            ),
+            stored AS (
+                INSERT INTO artifacts (digest, name, size, piece_size, piece_sha256, job_id, origin_region, deployable_at)
+                SELECT $3::text, $4::text, $5::bigint, $6::integer, $7::bytea, $1::uuid, $8::text, CASE WHEN $9::boolean THEN now() END
+                FROM done
+                ON CONFLICT (digest) DO NOTHING
+                RETURNING deployable_at IS NOT NULL AS deployable
+            ),
+            copies AS (
+                INSERT INTO replicas (artifact_digest, region, status, pieces_done)
+                SELECT $3::text, r.region, CASE WHEN r.region = $8::text THEN 'complete' ELSE 'pending' END::replica_status,
+                       CASE WHEN r.region = $8::text THEN $10::integer ELSE 0 END
+                FROM done, unnest($11::text[]) AS r(region)
+                ON CONFLICT (artifact_digest, region) DO UPDATE
+                    SET status = 'complete', pieces_done = EXCLUDED.pieces_done, error = NULL, updated_at = now()
+                    WHERE EXCLUDED.status = 'complete'
+                RETURNING region
+            )
+            SELECT done.*, (SELECT count(*) FROM stored) AS inserted,
+                   coalesce((SELECT bool_or(deployable) FROM stored), false) AS deployable_now,
+                   (SELECT count(*) FROM copies) AS copies
+            FROM done
+            """, [.text(result.jobID), .int(Int(result.attempt)), .text(manifest.digest), .text(manifest.name), .int(manifest.size),
+                  .int(manifest.pieceSize), .bytes(manifest.pieceSha256.flatMap { Array($0) }), .text(origin),
+                  .bool(deployableAtOnce), .int(manifest.pieceSha256.count), PGBind.textArray(everywhere)])
+        guard let row = rows.first else { return (false, []) }
+        var published = manifest
+        published.jobID = result.jobID
+        published.originRegion = origin
+        var events = [
+            try OutboxEvent.make(.jobSucceeded, jobID: result.jobID, digest: manifest.digest, payload: try Self.info(row)),
+            try OutboxEvent.make(.artifactPublished, jobID: result.jobID, digest: manifest.digest, region: origin, payload: published),
+        ]
+        if try row.bool("deployable_now") {
+            events.append(try OutboxEvent.make(.artifactDeployable, digest: manifest.digest, region: origin, payload: published))
+        } else if try row.int("inserted") == 0 {
+            // Built before: its other replicas may all be complete already.
+            events += try markDeployableIfReplicated(db, digest: manifest.digest)
         }
-        return try markDeployableIfReplicated(db, digest: manifest.digest)
+        return (true, events)
     }
 
     /// Applies a region's replication report.
