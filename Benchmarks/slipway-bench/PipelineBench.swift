@@ -186,18 +186,9 @@ struct PipelineBench: AsyncParsableCommand {
         let file = FileManager.default.temporaryDirectory.appendingPathComponent("slipway-claim-\(UUID().uuidString).sql")
         try script.write(to: file, atomically: true, encoding: .utf8)
         defer { try? FileManager.default.removeItem(at: file) }
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/pgbench")
-        process.arguments = ["-n", "-M", "prepared", "-c", String(workers), "-j", String(min(workers, 2)), "-t", String(transactionsPerClient),
-                             "-f", file.path, database]
-        let output = Pipe()
-        process.standardOutput = output
-        process.standardError = output
-        try process.run()
-        let text = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        process.waitUntilExit()
-        guard process.terminationStatus == 0,
-              let line = text.split(separator: "\n").first(where: { $0.hasPrefix("tps = ") }),
+        let text = try runTool("/usr/bin/pgbench", ["-n", "-M", "prepared", "-c", String(workers), "-j", String(min(workers, 2)),
+                                                    "-t", String(transactionsPerClient), "-f", file.path, database])
+        guard let line = text.split(separator: "\n").first(where: { $0.hasPrefix("tps = ") }),
               let tps = Double(line.dropFirst(6).prefix { $0 != " " }) else {
             throw ValidationError("pgbench failed:\n\(text)")
         }

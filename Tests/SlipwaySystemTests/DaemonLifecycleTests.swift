@@ -142,6 +142,7 @@ struct DaemonLifecycleTests {
                 while !process.hasExited, ContinuousClock.now - started < .seconds(15) { try await Task.sleep(for: .milliseconds(20)) }
                 #expect(process.hasExited, "\(name) ignored SIGTERM")
                 #expect(process.wait() == 0, "\(name): \(cluster.logText(name).split(separator: "\n").suffix(3))")
+                print("stop time: \(name) \(ContinuousClock.now - started)")  // the figure docs/operations.md quotes
             }
         }
         #expect(statuses.values.allSatisfy { $0 == 0 }, "\(statuses)")
