@@ -54,13 +54,16 @@ public final class BlobStoreMailbox: Sendable {
     }
 
     /// Runs everything posted so far, in order. Only the owner calls it, with its store.
-    public func runWaiting(on store: BlobStore) {
+    /// - Returns: how many work items ran.
+    @discardableResult
+    public func runWaiting(on store: BlobStore) -> Int {
         slipway_wake_clear(wakeDescriptor)
         let batch = state.withLock { state in
             defer { state.waiting.removeAll() }
             return state.waiting
         }
         for work in batch { work.run(store) }
+        return batch.count
     }
 
     /// The owner is stopping: work still waiting, and any posted later, fails with ``Closed``.
