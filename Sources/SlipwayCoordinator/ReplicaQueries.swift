@@ -16,7 +16,8 @@ extension CoordinatorQueries {
     func succeed(_ db: PGConnection, _ result: Slipway_V1_BuildResult,
                  _ manifest: Slipway_V1_ArtifactManifest) throws -> (accepted: Bool, events: [OutboxEvent]) {
         let origin = result.region
-        let everywhere = [origin] + regions.filter { $0 != origin }
+        // Each region once: two rows with one key in one ON CONFLICT DO UPDATE would fail the statement.
+        let everywhere = regions.reduce(into: [origin]) { list, region in if !list.contains(region) { list.append(region) } }
         let deployableAtOnce = regions.allSatisfy { $0 == origin }
         let rows = try db.query("""
             WITH done AS (

@@ -1,5 +1,6 @@
 import Foundation
 import SlipwayArtifact
+import SlipwayCore
 
 /// What a region controller remembers about replication across restarts, next
 /// to its store: the last coordinator event it applied, and which committed
@@ -23,7 +24,7 @@ struct ReplicationLedger {
     }
 
     func save(lastSequence: UInt64) throws {
-        try Data("\(lastSequence)\n".utf8).write(to: folder.appendingPathComponent("last-event-seq"), options: .atomic)
+        try DurableFile.write(Data("\(lastSequence)\n".utf8), to: folder.appendingPathComponent("last-event-seq"))
     }
 
     func isReported(_ digest: String) -> Bool {

@@ -38,6 +38,9 @@ final class Replicator: ServingLoop {
     private var retryLater: [(manifest: Slipway_V1_ArtifactManifest, at: ContinuousClock.Instant)] = []
     private var transfer: Transfer?
     private var savedSequence: UInt64 = 0
+    /// The newest event whose ``apply(_:)`` returned (durably done, or in ``unfinished``).
+    /// Not the subscriber's count: that includes events received and not yet applied.
+    private var appliedSequence: UInt64 = 0
     /// Events whose effect is not durable yet (disk trouble): retried every
     /// second, and the saved position stays below the oldest of them.
     private var unfinished: [(sequence: UInt64, work: Unfinished)] = []
@@ -67,6 +70,7 @@ final class Replicator: ServingLoop {
         }
         self.peerNames = config.peers.keys.filter { $0 != config.region }.sorted()
         savedSequence = ledger.lastSequence
+        appliedSequence = savedSequence
         events = try EventSubscriber(context: context, publisher: config.coordinatorEvents, snapshot: config.coordinatorSnapshot,
                                      after: savedSequence, sender: config.id)
         reporter = ReportSender(context: context, endpoint: config.coordinatorIntake, sender: config.id, logger: logger) { $0.digest }
@@ -117,6 +121,7 @@ final class Replicator: ServingLoop {
         for _ in 0..<1_000 {
             guard let event = try events.next(wait: .never) else { return }
             try apply(event)
+            appliedSequence = event.sequence
         }
     }
 
@@ -221,7 +226,7 @@ final class Replicator: ServingLoop {
             }
             if !done { unfinished.append(item) }
         }
-        let position = unfinished.map { $0.sequence - 1 }.min() ?? events.lastSequence
+        let position = unfinished.map { $0.sequence - 1 }.min() ?? appliedSequence
         guard position != savedSequence else { return }
         do {
             try ledger.save(lastSequence: position)
@@ -329,7 +334,10 @@ final class Replicator: ServingLoop {
         for item in sources { _ = try poller.add(item.socket) }
         let reporterIndex = try reporter.socket.map { try poller.add($0) }
         guard !sources.isEmpty || reporterIndex != nil else {
-            if let event = try events.next(wait: .timeout(wait)) { try apply(event) }
+            if let event = try events.next(wait: .timeout(wait)) {
+                try apply(event)
+                appliedSequence = event.sequence
+            }
             return
         }
         let ready = try poller.poll(wait: .timeout(wait))

@@ -113,6 +113,6 @@ struct SavedTargets: Codable, Equatable {
     func save(to file: URL) throws {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-        try encoder.encode(self).write(to: file, options: .atomic)
+        try DurableFile.write(try encoder.encode(self), to: file)
     }
 }

@@ -11,13 +11,14 @@ struct BlobStoreMailboxTests {
     static func ownerLoop(_ mailbox: BlobStoreMailbox, folder: URL, owner: OwnedThread, stop: StopSignal) -> Task<Void, any Error> {
         Task {
             try await owner.run {
+                // Closed whatever happens, so a failing test fails instead of leaving callers waiting.
+                defer { mailbox.close() }
                 let store = try BlobStore(root: folder)
                 while !stop.isStopped {
                     var wake = pollfd(fd: mailbox.wakeDescriptor, events: Int16(POLLIN), revents: 0)
                     _ = Glibc.poll(&wake, 1, 200)
                     mailbox.runWaiting(on: store)
                 }
-                mailbox.close()
             }
         }
     }
@@ -41,6 +42,7 @@ struct BlobStoreMailboxTests {
             caller.shutdown()
         }
         let stop = StopSignal()
+        defer { stop.stop() }
         let loop = Self.ownerLoop(mailbox, folder: folder.appendingPathComponent("store"), owner: owner, stop: stop)
 
         let (onOwner, heldBefore, committed, committedAgain, held) = try await caller.run {
@@ -105,6 +107,7 @@ struct BlobStoreMailboxTests {
         let woken = try await owner.run { readable(10_000) }
         #expect(woken, "the call did not wake the owner")
         #expect(try await owner.run { mailbox.runWaiting(on: try BlobStore(root: folder)) } == 1)
+        mailbox.close()  // a call that was not run fails now instead of waiting forever
         #expect(try await answer.value == false)
         #expect(!readable(0), "running what waited cleared the wake")
     }
