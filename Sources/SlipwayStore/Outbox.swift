@@ -43,32 +43,19 @@ public enum Outbox {
     /// - Returns: the sequence number of the first (the rest follow one by one).
     public static func append(_ db: PGConnection, _ events: [(type: String, topic: String, payload: [UInt8])]) throws -> Int64 {
         guard !events.isEmpty else { return 0 }
-        let hex = events.map { hexText($0.payload) }
         let result = try db.query("""
             WITH next AS (UPDATE event_sequence SET last_seq = last_seq + $1 RETURNING last_seq),
             stored AS (
                 INSERT INTO events (seq, type, topic, payload)
-                SELECT next.last_seq - $1 + e.ord, e.type, e.topic, decode(e.payload, 'hex')
-                FROM next, unnest($2::text[], $3::text[], $4::text[]) WITH ORDINALITY AS e(type, topic, payload, ord)
+                SELECT next.last_seq - $1 + e.ord, e.type, e.topic, e.payload
+                FROM next, unnest($2::text[], $3::text[], $4::bytea[]) WITH ORDINALITY AS e(type, topic, payload, ord)
                 RETURNING seq
             ),
             woken AS (SELECT pg_notify('\(channel)', last_seq::text) FROM next)
             SELECT (SELECT last_seq - $1 + 1 FROM next) AS first, (SELECT count(*) FROM woken) AS woken, (SELECT count(*) FROM stored) AS stored
-            """, [.int(events.count), PGBind.textArray(events.map(\.type)), PGBind.textArray(events.map(\.topic)), PGBind.textArray(hex)])
+            """, [.int(events.count), PGBind.textArray(events.map(\.type)), PGBind.textArray(events.map(\.topic)), PGBind.byteaArray(events.map(\.payload))])
         guard let row = result.first else { throw PGError(.badResult, message: "outbox insert returned no row") }
         return Int64(try row.int("first"))
-    }
-
-    /// Payloads travel as hex text inside a text array (bytea arrays have no simple binary form here).
-    private static func hexText(_ bytes: [UInt8]) -> String {
-        let digits = Array("0123456789abcdef".utf8)
-        var text = [UInt8]()
-        text.reserveCapacity(bytes.count * 2)
-        for byte in bytes {
-            text.append(digits[Int(byte >> 4)])
-            text.append(digits[Int(byte & 0x0f)])
-        }
-        return String(decoding: text, as: UTF8.self)
     }
 
     /// Wakes listeners on ``channel`` once the caller's transaction commits; call it

@@ -264,38 +264,32 @@ public final class PGConnection {
         _ parameters: [PGBind],
         _ body: ([UnsafePointer<CChar>?], [Int32], [Int32]) -> R
     ) -> R {
-        // Copy every value into one buffer so the pointers stay valid for the call.
-        var storage: [[CChar]] = []
+        // Every value goes into one buffer (text NUL-terminated), so one set of
+        // pointers into it stays valid for the call.
+        var buffer: [CChar] = []
+        var offsets: [Int?] = []
         var lengths: [Int32] = []
         var formats: [Int32] = []
-        var isNull: [Bool] = []
+        offsets.reserveCapacity(parameters.count)
         for parameter in parameters {
             switch parameter {
             case .null:
-                storage.append([]); lengths.append(0); formats.append(0); isNull.append(true)
+                offsets.append(nil); lengths.append(0); formats.append(0)
             case .text(let text):
-                storage.append(text.utf8.map { CChar(bitPattern: $0) } + [0])
-                lengths.append(0); formats.append(0); isNull.append(false)
+                offsets.append(buffer.count)
+                buffer.append(contentsOf: text.utf8.lazy.map { CChar(bitPattern: $0) })
+                buffer.append(0)
+                lengths.append(0); formats.append(0)
             case .bytes(let bytes):
-                storage.append(bytes.map { CChar(bitPattern: $0) } + [0])
-                lengths.append(Int32(bytes.count)); formats.append(1); isNull.append(false)
+                offsets.append(buffer.count)
+                buffer.append(contentsOf: bytes.lazy.map { CChar(bitPattern: $0) })
+                lengths.append(Int32(bytes.count)); formats.append(1)
             }
         }
-        return withPointers(storage[...], isNull[...], accumulated: []) { pointers in
-            body(pointers, lengths, formats)
-        }
-    }
-
-    private static func withPointers<R>(
-        _ storage: ArraySlice<[CChar]>, _ isNull: ArraySlice<Bool>,
-        accumulated: [UnsafePointer<CChar>?], _ body: ([UnsafePointer<CChar>?]) -> R
-    ) -> R {
-        guard let head = storage.first else { return body(accumulated) }
-        if isNull.first! {
-            return withPointers(storage.dropFirst(), isNull.dropFirst(), accumulated: accumulated + [nil], body)
-        }
-        return head.withUnsafeBufferPointer { buffer in
-            withPointers(storage.dropFirst(), isNull.dropFirst(), accumulated: accumulated + [buffer.baseAddress], body)
+        if buffer.isEmpty { buffer.append(0) }  // a base address for empty byte strings
+        return buffer.withUnsafeBufferPointer { storage in
+            let pointers = offsets.map { offset in offset.map { UnsafePointer(storage.baseAddress! + $0) } }
+            return body(pointers, lengths, formats)
         }
     }
 

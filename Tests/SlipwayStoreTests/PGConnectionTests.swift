@@ -20,6 +20,29 @@ struct PGConnectionTests {
         await client.close()
     }
 
+    @Test("text[] and bytea[] parameters round-trip element by element, quotes, backslashes and empty ones included")
+    func arrays() async throws {
+        let client = PGClient(url: try require_(TestDatabase.baseURL), logger: TestDatabase.logger)
+        let texts = ["plain", "", "a\"b", "back\\slash", "{,}", "NULL", "ü \\\""]
+        let blobs: [[UInt8]] = [[], [0], [0x5C, 0x22, 0x7B, 0xFF], Array(repeating: 0xAB, count: 70_000)]
+        let row = try await client.query("""
+            SELECT (SELECT count(*) FROM unnest($1::text[])) AS text_count,
+                   (SELECT count(*) FROM unnest($2::bytea[])) AS blob_count,
+                   (SELECT array_agg(length(b) ORDER BY n) FROM unnest($2::bytea[]) WITH ORDINALITY AS y(b, n))::text AS lengths,
+                   ($2::bytea[])[3] AS third, cardinality($3::bytea[]) AS empty_count
+            """, [PGBind.textArray(texts), PGBind.byteaArray(blobs), PGBind.byteaArray([])]).first!
+        #expect(try row.int("text_count") == texts.count)
+        for (index, text) in texts.enumerated() {
+            let element = try await client.query("SELECT ($1::text[])[$2::int] AS e", [PGBind.textArray(texts), .int(index + 1)]).first!
+            #expect(try element.string("e") == text)
+        }
+        #expect(try row.int("blob_count") == blobs.count)
+        #expect(try row.string("lengths") == "{0,1,4,70000}")
+        #expect(try row.bytes("third") == blobs[2])
+        #expect(try row.int("empty_count") == 0)
+        await client.close()
+    }
+
     @Test("server errors carry SQLSTATE; the connection stays usable")
     func sqlState() async throws {
         let client = PGClient(url: try require_(TestDatabase.baseURL), logger: TestDatabase.logger)
