@@ -78,13 +78,12 @@ struct CoordinatorQueries {
 
     // MARK: dispatch
 
-    func claim(_ db: PGConnection, worker: WorkerRegistry.Worker, limit: Int) throws -> ([ClaimedJob], [OutboxEvent]) {
+    /// Claims for workers that carry `labels`, one slot per entry of `slots` (a worker id), in one statement.
+    func claim(_ db: PGConnection, slots: [String], labels: [String: String]) throws -> ([ClaimedJob], [OutboxEvent]) {
         try db.transaction { db in
-            let claimed = try JobQueue.claim(db, workerID: worker.id, workerLabels: worker.labels, limit: limit)
-            guard !claimed.isEmpty else { return ([], []) }
-            var events: [OutboxEvent] = []
-            for job in claimed {
-                events.append(try OutboxEvent.make(.jobStarted, jobID: job.id, payload: startedInfo(job, worker: worker.id)))
+            let claimed = try JobQueue.claim(db, slots: slots, workerLabels: labels)
+            let events = try claimed.map { job in
+                try OutboxEvent.make(.jobStarted, jobID: job.id, payload: startedInfo(job, worker: job.workerID))
             }
             return (claimed, events)
         }

@@ -45,15 +45,23 @@ struct Dispatch {
         }
     }
 
-    /// Claims as many jobs as the worker has credit for and queues the assignments.
+    /// Claims work for `workers` (all carrying the same labels) in one statement,
+    /// a slot per unit of credit taken in turns, so a short queue is spread over
+    /// the longest-waiting workers, and queues the assignments.
     /// - Returns: whether the queue ran short (fewer jobs than the credit).
-    @discardableResult
-    func assign(to worker: WorkerRegistry.Worker, in batch: inout Batch) throws -> Bool {
+    func assign(to workers: [WorkerRegistry.Worker], in batch: inout Batch) throws -> Bool {
+        guard let labels = workers.first?.labels else { return false }
+        var slots: [String] = []
+        for round in 0..<(workers.map(\.credit).max() ?? 0) {
+            slots += workers.filter { $0.credit > round }.map(\.id)
+        }
         let started = ContinuousClock.now
-        let (claimed, events) = try queries.claim(batch.db, worker: worker, limit: worker.credit)
+        let (claimed, events) = try queries.claim(batch.db, slots: slots, labels: labels)
         SlipwayMetrics.claimLatency.recordNanoseconds((ContinuousClock.now - started).nanoseconds)
         batch.publish(events)
+        let routes = Dictionary(workers.map { ($0.id, $0.routingID) }, uniquingKeysWith: { first, _ in first })
         for job in claimed {
+            guard let routingID = routes[job.workerID] else { continue }
             var assignment = Slipway_V1_WorkAssignment()
             assignment.jobID = job.id
             assignment.attempt = UInt32(job.attempt)
@@ -65,28 +73,36 @@ struct Dispatch {
             assignment.timeoutSeconds = UInt32(job.timeoutSeconds)
             assignment.leaseExpiresAtUnixMicros = job.leaseExpiresAtUnixMicros
             let attempt = JobAttempt(jobID: job.id, attempt: job.attempt)
-            batch.send(toWorker: worker.routingID, assignment, assignment: (attempt, worker.id))
-            batch.registry.assigned(attempt, to: worker.id, now: .now)
-            logger.debug("job assigned", metadata: ["job_id": "\(job.id)", "attempt": "\(job.attempt)", "worker": "\(worker.id)"])
+            batch.send(toWorker: routingID, assignment, assignment: (attempt, job.workerID))
+            batch.registry.assigned(attempt, to: job.workerID, now: .now)
+            logger.debug("job assigned", metadata: ["job_id": "\(job.id)", "attempt": "\(job.attempt)", "worker": "\(job.workerID)"])
         }
-        return claimed.count < worker.credit
+        return claimed.count < slots.count
     }
 
-    /// Offers queued work to every worker with credit, longest-waiting first.
-    /// Once a claim comes back short, the queue holds nothing more that worker
-    /// could run, so workers whose labels are a subset of its labels are not
-    /// asked about (a job a worker can run, every worker with more labels can
-    /// run too). `lookFirst` adds one cheap look before any claim, for the
-    /// timer, so idle workers cost nothing when nothing waits.
+    /// Offers queued work to every worker with credit, longest-waiting first,
+    /// one claim per set of labels. Once a claim comes back short, the queue
+    /// holds nothing more those workers could run, so workers whose labels are
+    /// a subset of theirs are not asked about (a job a worker can run, every
+    /// worker with more labels can run too). `lookFirst` adds one cheap look
+    /// before any claim, for the timer, so idle workers cost nothing when
+    /// nothing waits.
     func assignWaiting(in batch: inout Batch, lookFirst: Bool) throws {
         let waiting = batch.registry.waiting()
         guard !waiting.isEmpty else { return }
         if lookFirst, try !queries.hasClaimableJobs(batch.db) { return }
-        var ranShort: [[String: String]] = []
+        var groups: [(labels: [String: String], workers: [WorkerRegistry.Worker])] = []
         for worker in waiting {
-            let labels = worker.labels
-            if ranShort.contains(where: { short in labels.allSatisfy { short[$0.key] == $0.value } }) { continue }
-            if try assign(to: worker, in: &batch) { ranShort.append(labels) }
+            if let index = groups.firstIndex(where: { $0.labels == worker.labels }) {
+                groups[index].workers.append(worker)
+            } else {
+                groups.append((worker.labels, [worker]))
+            }
+        }
+        var ranShort: [[String: String]] = []
+        for group in groups {
+            if ranShort.contains(where: { short in group.labels.allSatisfy { short[$0.key] == $0.value } }) { continue }
+            if try assign(to: group.workers, in: &batch) { ranShort.append(group.labels) }
         }
     }
 

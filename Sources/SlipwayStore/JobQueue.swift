@@ -49,6 +49,8 @@ public struct JobRecord: Sendable, Hashable {
 /// A job a worker has just claimed; (id, attempt) fences every later write.
 public struct ClaimedJob: Sendable, Hashable {
     public let id: String
+    /// The worker it was claimed for.
+    public let workerID: String
     /// The fence: every later write about this attempt carries it.
     public let attempt: Int
     /// Attempts charged so far, this one included (assignments that never
@@ -95,25 +97,38 @@ public enum JobQueue {
     /// first, in one statement. Rows locked by a concurrent claim are skipped, so
     /// claimers never wait on each other and no job is claimed twice.
     public static func claim(_ db: PGConnection, workerID: String, workerLabels: [String: String], limit: Int) throws -> [ClaimedJob] {
+        try claim(db, slots: Array(repeating: workerID, count: max(0, limit)), workerLabels: workerLabels)
+    }
+
+    /// Claims for several workers that carry the same labels, in one statement:
+    /// `slots` names a worker for each free slot, in the order they are served
+    /// (the oldest claimable job goes to the first slot, the next to the
+    /// second…), so a short queue reaches the first slots, not one worker's.
+    public static func claim(_ db: PGConnection, slots: [String], workerLabels: [String: String]) throws -> [ClaimedJob] {
+        guard !slots.isEmpty else { return [] }
         let result = try db.query("""
-            WITH next AS (
-                SELECT id FROM jobs
+            WITH picked AS (
+                SELECT id, created_at FROM jobs
                 WHERE status = 'queued' AND NOT cancel_requested AND not_before <= now() AND labels <@ $2::jsonb
                 ORDER BY created_at, id
-                LIMIT $3
+                LIMIT cardinality($1::text[])
                 FOR UPDATE SKIP LOCKED
-            )
+            ),
+            next AS (SELECT id, row_number() OVER (ORDER BY created_at, id) AS n FROM picked),
+            slot AS (SELECT worker, n FROM unnest($1::text[]) WITH ORDINALITY AS s(worker, n))
             UPDATE jobs AS j
-            SET status = 'running', attempt = j.attempt + 1, worker_id = $1,
+            SET status = 'running', attempt = j.attempt + 1, worker_id = slot.worker,
                 lease_expires_at = now() + make_interval(secs => j.timeout_seconds),
                 started_at = now(), error = NULL
-            FROM next
+            FROM next JOIN slot ON slot.n = next.n
             WHERE j.id = next.id
-            RETURNING j.id, j.attempt, j.attempt - j.attempts_unused AS attempts_used, j.repo_url, j.commit_sha, j.artifact_name, j.recipe, j.artifact_path,
-                      j.timeout_seconds, (extract(epoch FROM j.lease_expires_at) * 1000000)::bigint AS lease_us
-            """, [.text(workerID), .text(try encodeLabels(workerLabels)), .int(limit)])
+            RETURNING j.id, j.worker_id, j.attempt, j.attempt - j.attempts_unused AS attempts_used, j.repo_url, j.commit_sha,
+                      j.artifact_name, j.recipe, j.artifact_path, j.timeout_seconds,
+                      (extract(epoch FROM j.lease_expires_at) * 1000000)::bigint AS lease_us
+            """, [PGBind.textArray(slots), .text(try encodeLabels(workerLabels))])
         return try result.rows.map { row in
-            ClaimedJob(id: try row.string("id"), attempt: try row.int("attempt"), attemptsUsed: try row.int("attempts_used"),
+            ClaimedJob(id: try row.string("id"), workerID: try row.string("worker_id"), attempt: try row.int("attempt"),
+                       attemptsUsed: try row.int("attempts_used"),
                        repoURL: try row.string("repo_url"), commitSHA: try row.string("commit_sha"),
                        artifactName: try row.string("artifact_name"), recipe: try row.string("recipe"),
                        artifactPath: try row.string("artifact_path"), timeoutSeconds: try row.int("timeout_seconds"),

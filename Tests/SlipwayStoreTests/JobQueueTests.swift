@@ -99,6 +99,27 @@ struct JobQueueTests {
         await TestDatabase.drop(url)
     }
 
+    @Test("one claim for several workers gives the oldest jobs to the slots in order and records each job's worker")
+    func claimForSeveralWorkers() async throws {
+        let url = try await TestDatabase.create()
+        let client = PGClient(url: url, logger: TestDatabase.logger)
+        let (claimed, stored, empty) = try await client.withConnection { db in
+            var ids: [String] = []
+            for index in 0..<5 { ids.append(try JobQueue.enqueue(db, Self.job("multi-\(index)")).job.id) }
+            let claimed = try JobQueue.claim(db, slots: ["a", "b", "a", "b", "c", "a"], workerLabels: [:])
+            let stored = try ids.map { try db.query("SELECT worker_id FROM jobs WHERE id = $1::uuid", [.text($0)]).first!.string("worker_id") }
+            let empty = try JobQueue.claim(db, slots: ["a", "b"], workerLabels: [:])
+            return (claimed, stored, empty)
+        }
+        #expect(claimed.count == 5)
+        #expect(stored == ["a", "b", "a", "b", "c"])
+        #expect(Dictionary(uniqueKeysWithValues: claimed.map { ($0.id, $0.workerID) }).values.sorted() == ["a", "a", "b", "b", "c"])
+        #expect(claimed.allSatisfy { $0.attempt == 1 })
+        #expect(empty.isEmpty)
+        await client.close()
+        await TestDatabase.drop(url)
+    }
+
     @Test("a worker claims only jobs whose labels it carries")
     func labels() async throws {
         let url = try await TestDatabase.create()
