@@ -78,10 +78,12 @@ struct Batch {
         published += events
     }
 
-    /// Writes the batch's events to the outbox (one statement) and gives each its sequence number.
-    mutating func writeEvents() throws {
+    /// Writes the batch's events to the outbox (one statement), gives each its
+    /// sequence number, and commits in the same round trip: the last step of a
+    /// batch's transaction. A batch without events commits as usual.
+    mutating func writeEventsAndCommit() throws {
         guard !published.isEmpty else { return }
-        let first = try Outbox.append(db, published.map { ($0.typeName, $0.topic, $0.stored) })
+        let first = try Outbox.append(db, published.map { ($0.typeName, $0.topic, $0.stored) }, commit: true)
         for index in published.indices {
             published[index].sequence = first + Int64(index)
             published[index].event.sequence = UInt64(first) + UInt64(index)

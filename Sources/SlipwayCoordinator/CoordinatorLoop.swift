@@ -213,7 +213,7 @@ final class CoordinatorLoop: ServingLoop {
                 try leadership.confirm(db)
                 for item in work { try run(item, in: &batch) }
                 if batch.dispatchDue { try dispatch.assignWaiting(in: &batch, lookFirst: false) }
-                try batch.writeEvents()
+                try batch.writeEventsAndCommit()
             }
         } catch let error as PGError where !error.isConnectionTrouble && work.count > 1 {
             // One request failed in the database: the others must not fail with it.

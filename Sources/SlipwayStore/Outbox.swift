@@ -41,9 +41,13 @@ public enum Outbox {
     /// what a coordinator batch wrote, just before it commits. Taking the counter
     /// at the end of the transaction holds its lock for the shortest time.
     /// - Returns: the sequence number of the first (the rest follow one by one).
-    public static func append(_ db: PGConnection, _ events: [(type: String, topic: String, payload: [UInt8])]) throws -> Int64 {
+    /// With `commit`, the statement ends the caller's transaction: it and COMMIT
+    /// go in one round trip (see ``PGConnection/queryAndCommit(_:_:)``).
+    public static func append(_ db: PGConnection, _ events: [(type: String, topic: String, payload: [UInt8])],
+                              commit: Bool = false) throws -> Int64 {
         guard !events.isEmpty else { return 0 }
-        let result = try db.query("""
+        let run = commit ? db.queryAndCommit : db.query
+        let result = try run("""
             WITH next AS (UPDATE event_sequence SET last_seq = last_seq + $1 RETURNING last_seq),
             stored AS (
                 INSERT INTO events (seq, type, topic, payload)

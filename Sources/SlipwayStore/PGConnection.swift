@@ -23,6 +23,11 @@ public final class PGConnection {
     /// not on every call. Cleared on reconnect (prepared statements are per session).
     private var prepared: [String: String] = [:]
     private var transactionDepth = 0
+    /// Inside ``transaction(_:)`` before its first statement: BEGIN travels
+    /// with that statement, in one round trip.
+    private var beginPending = false
+    /// ``queryAndCommit(_:_:)`` ended the current transaction.
+    private var committedEarly = false
 
     /// How many times the connection was re-established. Session state (advisory
     /// locks, temporary tables) does not survive a reconnect; owners of such state
@@ -79,15 +84,41 @@ public final class PGConnection {
     /// Use `$1`, `$2`, … in `sql`; cast where the type is not obvious (`$1::jsonb`).
     @discardableResult
     public func query(_ sql: String, _ parameters: [PGBind] = []) throws(PGError) -> PGResult {
-        for case .text(let text) in parameters where text.utf8.contains(0) {
-            throw PGError(.invalidArgument, message: "a text parameter contains a NUL byte", query: sql)
+        let (handle, name) = try prepareToSend(sql, parameters)
+        if beginPending {
+            beginPending = false
+            return try pipelined(handle, [.begin, .prepared(name, sql, parameters)])[1]
         }
-        let handle = try liveHandle()
-        let name = try preparedName(for: sql, parameterCount: parameters.count, handle: handle)
         let result = Self.withCParameters(parameters) { values, lengths, formats in
             PQexecPrepared(handle, name, Int32(parameters.count), values, lengths, formats, 0)
         }
         return try consume(result, sql: sql)
+    }
+
+    /// Runs the last statement of the current ``transaction(_:)`` and COMMIT in one
+    /// round trip (with BEGIN too, if it is the first); the transaction then ends
+    /// without another. If the statement fails, nothing commits and the error is
+    /// thrown as from ``query(_:_:)``. Outside a transaction it is ``query(_:_:)``.
+    @discardableResult
+    public func queryAndCommit(_ sql: String, _ parameters: [PGBind] = []) throws(PGError) -> PGResult {
+        guard transactionDepth > 0 else { return try query(sql, parameters) }
+        let (handle, name) = try prepareToSend(sql, parameters)
+        let steps: [PipelineStep] = (beginPending ? [.begin] : []) + [.prepared(name, sql, parameters), .commit]
+        beginPending = false
+        let results = try pipelined(handle, steps)
+        committedEarly = true
+        return results[results.count - 2]
+    }
+
+    private func prepareToSend(_ sql: String, _ parameters: [PGBind]) throws(PGError) -> (OpaquePointer, String) {
+        for case .text(let text) in parameters where text.utf8.contains(0) {
+            throw PGError(.invalidArgument, message: "a text parameter contains a NUL byte", query: sql)
+        }
+        if committedEarly {
+            throw PGError(.invalidArgument, message: "a statement after its transaction committed", query: sql)
+        }
+        let handle = try liveHandle()
+        return (handle, try preparedName(for: sql, parameterCount: parameters.count, handle: handle))
     }
 
     private func preparedName(for sql: String, parameterCount: Int, handle: OpaquePointer) throws(PGError) -> String {
@@ -103,18 +134,31 @@ public final class PGConnection {
     @discardableResult
     public func execute(_ sql: String) throws(PGError) -> PGResult {
         let handle = try liveHandle()
+        if beginPending {
+            beginPending = false
+            return try consume(PQexec(handle, "BEGIN;\n" + sql), sql: sql)
+        }
         return try consume(PQexec(handle, sql), sql: sql)
     }
 
     /// Runs `body` inside BEGIN … COMMIT; any error rolls back and is rethrown.
-    /// Nested calls join the outer transaction.
+    /// Nested calls join the outer transaction. BEGIN is sent with the first
+    /// statement (a transaction that runs none sends nothing), and COMMIT with
+    /// the last if `body` ends with ``queryAndCommit(_:_:)``.
     public func transaction<T>(_ body: (PGConnection) throws -> T) throws -> T {
         if transactionDepth > 0 {
             return try body(self)
         }
-        try execute("BEGIN")
+        // A dead session is replaced here, before the transaction, as BEGIN would have been.
+        _ = try liveHandle()
         transactionDepth = 1
-        defer { transactionDepth = 0 }
+        beginPending = true
+        committedEarly = false
+        defer {
+            transactionDepth = 0
+            beginPending = false
+            committedEarly = false
+        }
         do {
             let value = try body(self)
             // A statement that failed inside `body` and was caught there has aborted
@@ -122,10 +166,10 @@ public final class PGConnection {
             if let handle, PQtransactionStatus(handle) == PQTRANS_INERROR {
                 throw PGError(.queryFailed, message: "transaction aborted by an earlier failed statement; rolled back")
             }
-            try execute("COMMIT")
+            if !beginPending && !committedEarly { try execute("COMMIT") }
             return value
         } catch {
-            if let handle, PQstatus(handle) == CONNECTION_OK {
+            if let handle, PQstatus(handle) == CONNECTION_OK, PQtransactionStatus(handle) != PQTRANS_IDLE {
                 _ = try? execute("ROLLBACK")
             }
             throw error
@@ -204,7 +248,7 @@ public final class PGConnection {
         return PQstatus(handle) == CONNECTION_OK
     }
 
-    private func reconnect(_ handle: OpaquePointer) throws(PGError) {
+    func reconnect(_ handle: OpaquePointer) throws(PGError) {
         logger.warning("PostgreSQL connection lost; reconnecting", metadata: ["error": "\(Self.libpqMessage(handle))"])
         PQreset(handle)
         guard PQstatus(handle) == CONNECTION_OK else {
@@ -219,7 +263,7 @@ public final class PGConnection {
         }
     }
 
-    private func consume(_ result: OpaquePointer?, sql: String) throws(PGError) -> PGResult {
+    func consume(_ result: OpaquePointer?, sql: String) throws(PGError) -> PGResult {
         guard let result else {
             throw PGError(handle.map { PQstatus($0) == CONNECTION_OK } == true ? .queryFailed : .connectionLost,
                           message: handle.map(Self.libpqMessage) ?? "no connection", query: sql)
@@ -230,7 +274,9 @@ public final class PGConnection {
             return Self.copy(result)
         default:
             let field = { (code: Int32) -> String? in PQresultErrorField(result, code).map { String(cString: $0) } }
-            let lost = handle.map { PQstatus($0) != CONNECTION_OK } ?? true
+            // A FATAL error ends the session even if libpq has not seen the socket close yet.
+            let fatal = ["FATAL", "PANIC"].contains(field(slipway_pg_diag_severity()))
+            let lost = fatal || (handle.map { PQstatus($0) != CONNECTION_OK } ?? true)
             let message = field(slipway_pg_diag_message_primary()) ?? String(cString: PQresultErrorMessage(result))
             throw PGError(lost ? .connectionLost : .queryFailed,
                           message: message.trimmingTrailingNewlines(),
@@ -260,7 +306,7 @@ public final class PGConnection {
         return PGResult(columns: columns, rows: rows, affectedRows: affected)
     }
 
-    private static func withCParameters<R>(
+    static func withCParameters<R>(
         _ parameters: [PGBind],
         _ body: ([UnsafePointer<CChar>?], [Int32], [Int32]) -> R
     ) -> R {

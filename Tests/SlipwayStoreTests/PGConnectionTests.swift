@@ -91,6 +91,70 @@ struct PGConnectionTests {
         await client.close()
     }
 
+    @Test("BEGIN goes with the first statement and COMMIT with the last, and it is still one transaction")
+    func pipelinedTransaction() async throws {
+        let client = PGClient(url: try require_(TestDatabase.baseURL), logger: TestDatabase.logger)
+        try await client.query("CREATE TEMP TABLE p (n int)")
+        let ids = try await client.transaction { db in
+            let first = try db.query("INSERT INTO p VALUES (1) RETURNING txid_current() AS x").first!.int("x")
+            let second = try db.query("SELECT txid_current() AS x").first!.int("x")
+            let last = try db.queryAndCommit("INSERT INTO p VALUES (2) RETURNING txid_current() AS x").first!.int("x")
+            return [first, second, last]
+        }
+        #expect(Set(ids).count == 1)
+        let after = try await client.query("SELECT txid_current() AS x").first!.int("x")
+        #expect(after != ids[0])
+        #expect(try await client.query("SELECT array_agg(n ORDER BY n)::text AS a FROM p").first!.string("a") == "{1,2}")
+
+        // BEGIN, the statement and COMMIT at once.
+        try await client.transaction { db in _ = try db.queryAndCommit("INSERT INTO p VALUES (3)") }
+        #expect(try await client.query("SELECT count(*) AS n FROM p").first!.int("n") == 3)
+        await client.close()
+    }
+
+    @Test("a last statement that fails commits nothing of its transaction; the connection stays usable")
+    func pipelinedFailure() async throws {
+        let client = PGClient(url: try require_(TestDatabase.baseURL), logger: TestDatabase.logger)
+        try await client.query("CREATE TEMP TABLE q (n int)")
+        let failed = await #expect(throws: PGError.self) {
+            try await client.transaction { db in
+                try db.query("INSERT INTO q VALUES (1)")
+                try db.queryAndCommit("INSERT INTO q VALUES (1/0)")
+            }
+        }
+        #expect(failed?.sqlState == "22012")
+        #expect(try await client.query("SELECT count(*) AS n FROM q").first!.int("n") == 0)
+        // A statement after the commit is refused, not run outside the transaction.
+        let late = await #expect(throws: PGError.self) {
+            try await client.transaction { db in
+                try db.queryAndCommit("INSERT INTO q VALUES (2)")
+                try db.query("INSERT INTO q VALUES (3)")
+            }
+        }
+        #expect(late?.code == .invalidArgument)
+        #expect(try await client.query("SELECT array_agg(n)::text AS a FROM q").first!.string("a") == "{2}")
+        await client.close()
+    }
+
+    @Test("a session killed in the middle of a pipeline: connection lost, nothing committed, the next call reconnects")
+    func pipelinedConnectionLoss() async throws {
+        let url = try await TestDatabase.create()
+        let client = PGClient(url: url, logger: TestDatabase.logger)
+        try await client.query("CREATE TABLE r (n int)")
+        let before = try await client.withConnection { $0.reconnectCount }
+        let lost = await #expect(throws: PGError.self) {
+            try await client.transaction { db in
+                try db.query("INSERT INTO r VALUES (1)")
+                try db.queryAndCommit("SELECT pg_terminate_backend(pg_backend_pid())")
+            }
+        }
+        #expect(lost?.code == .connectionLost)
+        #expect(try await client.query("SELECT count(*) AS n FROM r").first!.int("n") == 0)
+        #expect(try await client.withConnection { $0.reconnectCount } == before + 1)
+        await client.close()
+        await TestDatabase.drop(url)
+    }
+
     @Test("a text parameter with a NUL byte is refused before it is sent")
     func nulParameter() async throws {
         let client = PGClient(url: try require_(TestDatabase.baseURL), logger: TestDatabase.logger)
