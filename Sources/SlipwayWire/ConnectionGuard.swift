@@ -25,6 +25,8 @@ final class DeliveryLedger: Sendable {
         var connections: [Int32: Identity] = [:]
         /// When the owner last found nothing complete waiting on the socket.
         var drainedAt = ContinuousClock.now
+        /// Wire bytes delivered on the whole socket since the owner last took in connection events.
+        var sinceEvents: UInt64 = 0
     }
 
     private let curve: Bool
@@ -38,7 +40,10 @@ final class DeliveryLedger: Sendable {
         // ZMTP 3 frame header (2 bytes, 9 past 255), plus CURVE's MESSAGE command (33 bytes) when encrypted.
         let body = curve ? size + 33 : size
         let onWire = UInt64(body + (body < 256 ? 2 : 9))
-        state.withLock { $0.bytes[descriptor, default: 0] += onWire }
+        state.withLock {
+            $0.bytes[descriptor, default: 0] += onWire
+            $0.sinceEvents += onWire
+        }
     }
 
     /// The owner found nothing complete waiting on the socket.
@@ -68,12 +73,27 @@ final class DeliveryLedger: Sendable {
         }
     }
 
-    /// A new connection: what arrived on it before now counts as delivered (the
-    /// handshake, and frames the owner read before it saw the connection).
-    func accepted(_ descriptor: Int32, _ identity: Identity, arrived: UInt64) {
+    /// A new connection, taken in by the owner now, possibly well after libzmq
+    /// accepted it. Frames the owner read from it meanwhile were counted, but
+    /// may have been wiped when the connection that had the descriptor number
+    /// before was forgotten; so what arrived counts as delivered up to what the
+    /// whole socket delivered since the owner last took in events, and no more:
+    /// a peer that streamed a never-ending message while the owner was busy is
+    /// not forgiven for it. (The handshake is within the watch's slack.)
+    /// `socketDelivered` is what ``takingEvents()`` returned for this round of events.
+    func accepted(_ descriptor: Int32, _ identity: Identity, arrived: UInt64, socketDelivered: UInt64) {
         state.withLock {
             $0.connections[descriptor] = identity
-            $0.bytes[descriptor] = max($0.bytes[descriptor] ?? 0, arrived)
+            $0.bytes[descriptor] = max($0.bytes[descriptor] ?? 0, min(arrived, socketDelivered))
+        }
+    }
+
+    /// The owner is about to take in connection events: returns what the whole
+    /// socket delivered since the last time, and counts anew from here.
+    func takingEvents() -> UInt64 {
+        state.withLock { state in
+            defer { state.sinceEvents = 0 }
+            return state.sinceEvents
         }
     }
 
@@ -151,12 +171,13 @@ public final class ConnectionGuard {
     /// whether complete messages wait on the socket.
     public func poll() {
         if ((try? socket.intOption(ZMQ_EVENTS)) ?? ZMQ_POLLIN) & ZMQ_POLLIN == 0 { ledger.foundNothing() }
+        let socketDelivered = ledger.takingEvents()
         while let frames = try? monitor.receive(wait: .never, maxFrames: 2), let event = frames.first, event.count >= 6 {
             let kind = Int32(UInt16(event[0]) | UInt16(event[1]) << 8)
             let descriptor = Int32(bitPattern: UInt32(event[2]) | UInt32(event[3]) << 8 | UInt32(event[4]) << 16 | UInt32(event[5]) << 24)
             if kind == ZMQ_EVENT_ACCEPTED {
                 if let identity = ConnectionWatch.identity(of: descriptor) {
-                    ledger.accepted(descriptor, identity, arrived: ConnectionWatch.arrived(descriptor) ?? 0)
+                    ledger.accepted(descriptor, identity, arrived: ConnectionWatch.arrived(descriptor) ?? 0, socketDelivered: socketDelivered)
                 }
             } else {
                 ledger.forget(descriptor)
