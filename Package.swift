@@ -69,6 +69,15 @@ let package = Package(
             ],
             swiftSettings: strict
         ),
+        // Keys, certificates, trust folders and the ZAP handler: who a peer is.
+        .target(
+            name: "SlipwayAuth",
+            dependencies: [
+                "SlipwayCore", "SlipwayWire", "SlipwayThreads",
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strict
+        ),
         .target(
             name: "SlipwayStore",
             dependencies: [
@@ -160,6 +169,7 @@ let package = Package(
                 "SlipwayTap", "SlipwayCore", "SlipwayThreads",
                 "SlipwayWire", "SlipwayStore", "SlipwayProto",
                 "SlipwayCoordinator", "SlipwayWorker", "SlipwayRegion", "SlipwayAgent", "SlipwayProducer", "SlipwayMetrics", "SlipwayConfig",
+                "SlipwayAuth",
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
@@ -191,6 +201,11 @@ let package = Package(
         .testTarget(
             name: "SlipwayCoreTests",
             dependencies: ["SlipwayCore"],
+            swiftSettings: strict
+        ),
+        .testTarget(
+            name: "SlipwayAuthTests",
+            dependencies: ["SlipwayAuth", "SlipwayWire", "SlipwayThreads", .product(name: "Logging", package: "swift-log")],
             swiftSettings: strict
         ),
         .testTarget(

@@ -34,6 +34,14 @@ public struct CurveKey: Sendable, Hashable, CustomStringConvertible {
     /// secret one. Use ``z85`` to print a public key on purpose.
     public var description: String { "CurveKey(\(z85.prefix(4))…)" }
 
+    /// The public key that belongs to `secretKey`.
+    public static func publicKey(of secretKey: CurveKey) throws(ZMQError) -> CurveKey {
+        var publicText = [CChar](repeating: 0, count: 41)
+        let secretText = secretKey.z85.utf8.map { CChar(bitPattern: $0) } + [0]
+        try ZMQError.check("zmq_curve_public") { zmq_curve_public(&publicText, secretText) }
+        return CurveKey(z85: String(decoding: publicText.prefix(40).map { UInt8(bitPattern: $0) }, as: UTF8.self))!
+    }
+
     /// A new random key pair from libsodium via libzmq.
     public static func generatePair() throws(ZMQError) -> (publicKey: CurveKey, secretKey: CurveKey) {
         var publicText = [CChar](repeating: 0, count: 41)

@@ -37,6 +37,11 @@ public enum ZMQOption: Sendable, Hashable {
     case curveSecretKey(CurveKey)
     /// Client: the server's CURVE public key.
     case curveServerKey(CurveKey)
+    /// The ZAP domain: which trust folder the context's ZAP handler checks clients against.
+    case zapDomain(String)
+    /// Refuse clients when no ZAP handler answers, instead of admitting them
+    /// (libzmq's default, kept for old code); libzmq's option 93, a draft.
+    case zapEnforceDomain(Bool)
     /// Largest inbound frame accepted; larger ones drop the connection (-1 = no limit).
     case maxMessageSize(Int64)
     /// Delay before reconnecting after a dropped connection.
@@ -68,6 +73,8 @@ extension ZMQSocket {
         case .curvePublicKey(let key): try setBytes(ZMQ_CURVE_PUBLICKEY, key.bytes, "ZMQ_CURVE_PUBLICKEY")
         case .curveSecretKey(let key): try setBytes(ZMQ_CURVE_SECRETKEY, key.bytes, "ZMQ_CURVE_SECRETKEY")
         case .curveServerKey(let key): try setBytes(ZMQ_CURVE_SERVERKEY, key.bytes, "ZMQ_CURVE_SERVERKEY")
+        case .zapDomain(let domain): try setBytes(ZMQ_ZAP_DOMAIN, Array(domain.utf8), "ZMQ_ZAP_DOMAIN")
+        case .zapEnforceDomain(let on): try setInt(93, on ? 1 : 0, "ZMQ_ZAP_ENFORCE_DOMAIN")
         case .maxMessageSize(let n):
             var value = n
             let handle = try checkedHandle()

@@ -29,6 +29,12 @@ public final class ZMQSocket {
     /// Counts the wire bytes of every message received, per connection, when a
     /// ``ConnectionGuard`` watches this socket.
     var ledger: DeliveryLedger?
+    /// The authenticated identity (the ZAP handler's user id, `role/name`) of the
+    /// peer that sent the message received last; nil when no ZAP handler vouched
+    /// for it. Read it right after receiving, before the next receive.
+    public internal(set) var peerUserID: String?
+    /// Inside a multipart message (the user id is the first one its frames carry).
+    var receivingMessage = false
 
     /// Creates a socket on `context`, owned by the calling thread.
     public init(context: ZMQContext, type: ZMQSocketType) throws(ZMQError) {

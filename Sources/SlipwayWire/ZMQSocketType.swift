@@ -3,6 +3,8 @@ import CZeroMQ
 /// The socket patterns Slipway uses.
 public enum ZMQSocketType: Sendable, Hashable, CaseIterable {
     case push, pull, pub, sub, xpub, xsub, router, dealer, pair
+    /// Only for answering libzmq's ZAP requests, which arrive REQ-style.
+    case rep
 
     var rawValue: Int32 {
         switch self {
@@ -15,6 +17,7 @@ public enum ZMQSocketType: Sendable, Hashable, CaseIterable {
         case .router: ZMQ_ROUTER
         case .dealer: ZMQ_DEALER
         case .pair: ZMQ_PAIR
+        case .rep: ZMQ_REP
         }
     }
 }

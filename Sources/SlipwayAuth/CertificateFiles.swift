@@ -1,0 +1,86 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
+extension Certificate {
+    /// Reads a certificate or secret file (at most ``maxFileBytes``). A file that
+    /// holds a secret key must be readable by its owner only, as ssh insists.
+    public static func load(path: String) throws(AuthError) -> Certificate {
+        let descriptor = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)
+        guard descriptor >= 0 else { throw AuthError("\(path): \(String(cString: strerror(errno)))") }
+        defer { close(descriptor) }
+        var info = stat()
+        guard fstat(descriptor, &info) == 0, info.st_mode & S_IFMT == S_IFREG else { throw AuthError("\(path): not a regular file") }
+        guard info.st_size <= maxFileBytes else { throw AuthError("\(path): \(info.st_size) bytes, more than a certificate's \(maxFileBytes)") }
+        var bytes = [UInt8](repeating: 0, count: maxFileBytes + 1)
+        var total = 0
+        while total < bytes.count {
+            let count = bytes.withUnsafeMutableBytes { read(descriptor, $0.baseAddress! + total, $0.count - total) }
+            if count < 0, errno == EINTR { continue }
+            guard count >= 0 else { throw AuthError("\(path): \(String(cString: strerror(errno)))") }
+            if count == 0 { break }
+            total += count
+        }
+        guard total <= maxFileBytes else { throw AuthError("\(path): more than a certificate's \(maxFileBytes) bytes") }
+        guard let text = String(validating: bytes[..<total], as: UTF8.self) else { throw AuthError("\(path): not UTF-8 text") }
+        let certificate = try Certificate(parsing: text, source: path)
+        if certificate.secretKey != nil, info.st_mode & (S_IRWXG | S_IRWXO) != 0 {
+            throw AuthError("\(path): holds a secret key but its mode is \(String(info.st_mode & 0o777, radix: 8)); run chmod 600 \(path)")
+        }
+        return certificate
+    }
+
+    /// The file names ``write(to:)`` uses: `ROLE-NAME.cert` and `ROLE-NAME.secret`.
+    public var fileStem: String { "\(identity.role.rawValue)-\(identity.name)" }
+
+    /// Writes `ROLE-NAME.cert` (mode 0644) and, if this holds a secret key,
+    /// `ROLE-NAME.secret` (created with mode 0600) into `directory`. Neither may
+    /// exist already: a key is never overwritten.
+    /// - Returns: the paths written, public first.
+    @discardableResult
+    public func write(to directory: String) throws(AuthError) -> [String] {
+        var written: [String] = []
+        let publicPath = directory + "/" + fileStem + ".cert"
+        try Self.create(publicPath, text: publicPart.text(), mode: 0o644)
+        written.append(publicPath)
+        if secretKey != nil {
+            let secretPath = directory + "/" + fileStem + ".secret"
+            do {
+                try Self.create(secretPath, text: text(includingSecret: true), mode: 0o600)
+            } catch {
+                unlink(publicPath)
+                throw error
+            }
+            written.append(secretPath)
+        }
+        return written
+    }
+
+    private static func create(_ path: String, text: String, mode: mode_t) throws(AuthError) {
+        let descriptor = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, mode)
+        guard descriptor >= 0 else {
+            let reason = errno == EEXIST ? "exists already; keys are never overwritten" : String(cString: strerror(errno))
+            throw AuthError("\(path): \(reason)")
+        }
+        // The umask may have taken bits away; the mode asked for is the mode meant.
+        fchmod(descriptor, mode)
+        let bytes = Array(text.utf8)
+        var offset = 0
+        while offset < bytes.count {
+            let count = bytes.withUnsafeBytes { Glibc.write(descriptor, $0.baseAddress! + offset, $0.count - offset) }
+            if count < 0, errno == EINTR { continue }
+            guard count > 0 else {
+                let reason = String(cString: strerror(errno))
+                close(descriptor)
+                unlink(path)
+                throw AuthError("\(path): \(reason)")
+            }
+            offset += count
+        }
+        let synced = fsync(descriptor) == 0
+        guard close(descriptor) == 0, synced else {
+            unlink(path)
+            throw AuthError("\(path): could not be written durably")
+        }
+    }
+}

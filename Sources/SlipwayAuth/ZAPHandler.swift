@@ -1,0 +1,143 @@
+import Dispatch
+public import Logging
+public import SlipwayWire
+import SlipwayThreads
+import Synchronization
+
+/// Answers libzmq's ZAP requests (RFC 27) for every CURVE server socket of one
+/// ``ZMQContext``, on a thread of its own: a client is admitted only if its
+/// public key is in the ``TrustDirectory`` of the socket's ZAP domain, and the
+/// reply's user id (`role/name`) then travels with every message from it.
+///
+/// CURVE without a ZAP handler authenticates nobody (libzmq admits every client
+/// that knows the server key when no handler is bound), so a daemon starts this
+/// before it binds any CURVE socket, and fails to start if it cannot. Anything
+/// but CURVE, an unknown domain and an unknown key are refused.
+public final class ZAPHandler: Sendable {
+    /// Where libzmq sends ZAP requests, per context.
+    public static let endpoint = "inproc://zeromq.zap.01"
+
+    private let thread: OwnedThread
+    private let stopped = StopSignal()
+    private let stopping = Mutex(false)
+    private let finished = DispatchSemaphore(value: 0)
+
+    /// Binds the ZAP endpoint in `context` and starts answering.
+    /// - Parameters:
+    ///   - domains: the trust folder for each ZAP domain (a socket's `ZMQ_ZAP_DOMAIN`).
+    ///   - daemon: the daemon's name, for metrics and logs.
+    /// - Throws: ``AuthError`` if the endpoint cannot be bound (another handler has it).
+    public init(context: ZMQContext, domains: [String: TrustDirectory], daemon: String, logger: Logger) throws(AuthError) {
+        thread = OwnedThread(name: "zap")
+        let bound = DispatchSemaphore(value: 0)
+        let failure = Mutex<String?>(nil)
+        let (stopped, finished) = (self.stopped, self.finished)
+        _ = thread.execute {
+            let socket: ZMQSocket
+            do {
+                socket = try ZMQSocket(context: context, type: .rep)
+                try socket.set(.linger(.zero))
+                try socket.bind(Self.endpoint)
+            } catch {
+                failure.withLock { $0 = "the ZAP handler could not bind \(Self.endpoint): \(error)" }
+                stopped.stop()
+                bound.signal()
+                finished.signal()
+                return
+            }
+            bound.signal()
+            Self.serve(socket, domains: domains, log: RejectionLog(daemon: daemon, socket: "zap"), logger: logger, stopped: stopped)
+            socket.close()
+            finished.signal()
+        }
+        bound.wait()
+        if let message = failure.withLock({ $0 }) {
+            stopping.withLock { $0 = true }
+            thread.shutdown()
+            throw AuthError(message)
+        }
+    }
+
+    /// Stops answering and unbinds; handshakes after this wait for a handler that is gone (and fail).
+    public func stop() {
+        let first = stopping.withLock { already in
+            defer { already = true }
+            return !already
+        }
+        guard first else { return }
+        stopped.stop()
+        finished.wait()
+        thread.shutdown()
+    }
+
+    deinit { stop() }
+
+    private static func serve(_ socket: ZMQSocket, domains: [String: TrustDirectory], log: RejectionLog, logger: Logger,
+                              stopped: StopSignal) {
+        var log = log
+        let poller = ZMQPoller()
+        _ = try? poller.add(socket)
+        while !stopped.isStopped {
+            guard let ready = try? poller.poll(wait: .timeout(.milliseconds(100))), ready[0].contains(.readable),
+                  let request = try? socket.receive(wait: .never, maxFrames: 16)
+            else {
+                log.flush(logger: logger)
+                continue
+            }
+            let decision = ZAPRequest(frames: request).map { $0.decide(domains) } ?? .refused(requestID: [], reason: "malformed_request", detail: "not a ZAP 1.0 request")
+            if case .refused(_, let reason, let detail) = decision {
+                log.record(reason: reason, detail: detail, logger: logger)
+            }
+            _ = try? socket.send(decision.replyFrames, wait: .timeout(.seconds(1)))
+        }
+    }
+}
+
+/// One ZAP request as libzmq sends it: version, request id, domain, address,
+/// routing id, mechanism, credentials.
+struct ZAPRequest: Equatable {
+    let requestID: [UInt8]
+    let domain: String
+    let address: String
+    let mechanism: String
+    let credentials: [[UInt8]]
+
+    init?(frames: [[UInt8]]) {
+        guard frames.count >= 6, frames[0] == Array("1.0".utf8) else { return nil }
+        requestID = frames[1]
+        domain = String(decoding: frames[2], as: UTF8.self)
+        address = String(decoding: frames[3], as: UTF8.self)
+        mechanism = String(decoding: frames[5], as: UTF8.self)
+        credentials = Array(frames.dropFirst(6))
+    }
+
+    /// Admits a CURVE client whose key the domain's trust folder holds; refuses anything else.
+    func decide(_ domains: [String: TrustDirectory]) -> ZAPDecision {
+        guard let trust = domains[domain] else {
+            return .refused(requestID: requestID, reason: "unknown_domain", detail: "ZAP domain \"\(domain)\" from \(address)")
+        }
+        guard mechanism == "CURVE", credentials.count == 1, let key = CurveKey(bytes: credentials[0]) else {
+            return .refused(requestID: requestID, reason: "not_curve", detail: "mechanism \(mechanism) from \(address)")
+        }
+        guard let identity = trust.identity(of: key) else {
+            return .refused(requestID: requestID, reason: "untrusted_key", detail: "key \(key.z85) from \(address) is not in \(trust.path)")
+        }
+        return .admitted(requestID: requestID, identity)
+    }
+}
+
+/// What the handler answers.
+enum ZAPDecision: Equatable {
+    case admitted(requestID: [UInt8], Identity)
+    case refused(requestID: [UInt8], reason: String, detail: String)
+
+    /// Version, request id, status code, status text, user id, metadata (none).
+    var replyFrames: [[UInt8]] {
+        switch self {
+        case .admitted(let requestID, let identity):
+            [Array("1.0".utf8), requestID, Array("200".utf8), Array("OK".utf8), Array(identity.userID.utf8), []]
+        case .refused(let requestID, let reason, _):
+            [Array("1.0".utf8), requestID, Array("400".utf8), Array(reason.utf8), [], []]
+        }
+    }
+}

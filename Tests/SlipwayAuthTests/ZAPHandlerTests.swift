@@ -1,0 +1,133 @@
+import Foundation
+import Logging
+import SlipwayAuth
+import SlipwayThreads
+import SlipwayWire
+import Testing
+
+/// Real CURVE sockets over TCP on 127.0.0.1, with the ZAP handler and a trust folder.
+@Suite("ZAP handler: who gets in")
+struct ZAPHandlerTests {
+    static let logger = Logger(label: "slipway.test.auth")
+
+    /// A CURVE server (ROUTER, domain "slipway") that echoes each request's user id, and a way to ask it.
+    final class Bench {
+        let folder: String
+        let trustFolder: String
+        let context: ZMQContext
+        let server: Certificate
+        let router: ZMQSocket
+        let endpoint: String
+
+        init() throws {
+            folder = try CertificateTests.folder()
+            trustFolder = folder + "/trusted"
+            try FileManager.default.createDirectory(atPath: trustFolder, withIntermediateDirectories: true)
+            context = try ZMQContext()
+            server = try Certificate.generate(for: try Identity(role: .coordinator, name: "c1"))
+            router = try ZMQSocket(context: context, type: .router)
+            try router.set(.linger(.zero))
+            try router.set(.curveServer(true))
+            try router.set(.curveSecretKey(server.secretKey!))
+            try router.set(.zapDomain("slipway"))
+            try router.set(.zapEnforceDomain(true))
+            try router.bind("tcp://127.0.0.1:0")
+            endpoint = try router.lastEndpoint()
+        }
+
+        /// A key pair; with `trusted`, its certificate goes into the trust folder.
+        func key(_ name: String, trusted: Bool) throws -> Certificate {
+            let certificate = try Certificate.generate(for: try Identity(role: .worker, name: name))
+            try certificate.write(to: folder)
+            if trusted { try grant(certificate) }
+            return certificate
+        }
+
+        func grant(_ certificate: Certificate) throws {
+            try FileManager.default.copyItem(atPath: folder + "/\(certificate.fileStem).cert", toPath: trustFolder + "/\(certificate.fileStem).cert")
+        }
+
+        func revoke(_ certificate: Certificate) throws {
+            try FileManager.default.removeItem(atPath: trustFolder + "/\(certificate.fileStem).cert")
+        }
+
+        /// Connects a client (CURVE with `key`, or plain without), sends one request and
+        /// returns the user id the server saw, or nil if the server never got it.
+        func ask(as key: Certificate?, serverKey: CurveKey? = nil) throws -> String? {
+            let client = try ZMQSocket(context: context, type: .dealer)
+            defer { client.close() }
+            try client.set(.linger(.zero))
+            if let key {
+                try client.set(.curvePublicKey(key.publicKey))
+                try client.set(.curveSecretKey(key.secretKey!))
+                try client.set(.curveServerKey(serverKey ?? server.publicKey))
+            }
+            try client.connect(endpoint)
+            _ = try client.send([Array("hello".utf8)], wait: .timeout(.seconds(2)))
+            guard let request = try router.receive(wait: .timeout(.milliseconds(1_500))) else { return nil }
+            let seen = router.peerUserID ?? "(none)"
+            _ = try router.send([request[0], Array(seen.utf8)], wait: .timeout(.seconds(2)))
+            let reply = try client.receive(wait: .timeout(.seconds(2)))
+            #expect(reply == [Array(seen.utf8)])
+            return seen
+        }
+
+        func close() {
+            router.close()
+            try? FileManager.default.removeItem(atPath: folder)
+        }
+    }
+
+    @Test("only keys in the trust folder get a request through; the user id is role/name; grants and revocations need no restart")
+    func admission() async throws {
+        let thread = OwnedThread(name: "zap-test")
+        defer { thread.shutdown() }
+        try await thread.run {
+            let bench = try Bench()
+            defer { bench.close() }
+            let handler = try ZAPHandler(context: bench.context,
+                                         domains: ["slipway": try TrustDirectory(path: bench.trustFolder, logger: Self.logger)],
+                                         daemon: "test", logger: Self.logger)
+            defer { handler.stop() }
+            let trusted = try bench.key("w1", trusted: true)
+            let stranger = try bench.key("w2", trusted: false)
+
+            #expect(try bench.ask(as: trusted) == "worker/w1")
+            #expect(try bench.ask(as: stranger) == nil, "a key outside the trust folder got in")
+            #expect(try bench.ask(as: nil) == nil, "a client without CURVE got in")
+            #expect(try bench.ask(as: trusted, serverKey: stranger.publicKey) == nil, "a client pinned to the wrong server key got in")
+
+            try bench.grant(stranger)
+            #expect(try bench.ask(as: stranger) == "worker/w2")
+            try bench.revoke(trusted)
+            #expect(try bench.ask(as: trusted) == nil, "a revoked key got in")
+            #expect(try bench.ask(as: stranger) == "worker/w2")
+        }
+    }
+
+    @Test("a second handler on the same context is refused; once stopped, nobody gets in")
+    func oneHandler() async throws {
+        let thread = OwnedThread(name: "zap-test")
+        defer { thread.shutdown() }
+        try await thread.run {
+            let bench = try Bench()
+            defer { bench.close() }
+            let trust = try TrustDirectory(path: bench.trustFolder, logger: Self.logger)
+            let handler = try ZAPHandler(context: bench.context, domains: ["slipway": trust], daemon: "test", logger: Self.logger)
+            let second = #expect(throws: AuthError.self) {
+                _ = try ZAPHandler(context: bench.context, domains: ["slipway": trust], daemon: "test", logger: Self.logger)
+            }
+            #expect(second?.message.contains(ZAPHandler.endpoint) == true)
+            let trusted = try bench.key("w1", trusted: true)
+            #expect(try bench.ask(as: trusted) == "worker/w1")
+            handler.stop()
+            #expect(try bench.ask(as: trusted) == nil, "with the handler gone, a client still got in")
+        }
+    }
+
+    @Test("a trust folder that is missing or not a folder is an error naming it")
+    func badFolder() throws {
+        let error = #expect(throws: AuthError.self) { try TrustDirectory(path: "/nonexistent/slipway-trust", logger: Self.logger) }
+        #expect(error?.message.hasPrefix("/nonexistent/slipway-trust") == true)
+    }
+}
