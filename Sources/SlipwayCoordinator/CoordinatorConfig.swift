@@ -25,6 +25,8 @@ public struct CoordinatorConfig: Sendable {
     /// Every region an artifact must reach before it is deployable. Empty: the
     /// build's own region is enough (a single-region install).
     public var regions: [String] = []
+    /// How submitted repositories may be reached (`--repo-transports`).
+    public var repoTransports: Set<RepoTransport> = RepoTransport.defaultAllowed
     /// Artifacts older than this that are not a current or previous target are
     /// deleted everywhere; nil keeps every artifact.
     public var artifactRetention: Duration? = .seconds(14 * 86_400)

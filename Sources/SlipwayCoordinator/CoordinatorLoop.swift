@@ -161,7 +161,7 @@ final class CoordinatorLoop: ServingLoop {
             else { return }
             let id = message.envelope.messageID
             do {
-                let request = try IntakeRequest.decode(message, regions: config.regions)
+                let request = try IntakeRequest.decode(message, regions: config.regions, transports: config.repoTransports)
                 if database.isUsable() {
                     work.append(.intake(peer: peer, id: id, request))
                 } else {

@@ -33,9 +33,10 @@ enum IntakeRequest: Equatable {
 
     /// Decodes and checks `message`. `regions` are the coordinator's configured
     /// regions (any region name goes when it is empty).
-    static func decode(_ message: WireMessage, regions: [String]) throws(Rejection) -> IntakeRequest {
+    static func decode(_ message: WireMessage, regions: [String],
+                       transports: Set<RepoTransport> = RepoTransport.defaultAllowed) throws(Rejection) -> IntakeRequest {
         do {
-            return try decodeBody(message, regions: regions)
+            return try decodeBody(message, regions: regions, transports: transports)
         } catch let error as Rejection {
             throw error
         } catch let error as WireError {
@@ -45,12 +46,12 @@ enum IntakeRequest: Equatable {
         }
     }
 
-    private static func decodeBody(_ message: WireMessage, regions: [String]) throws -> IntakeRequest {
+    private static func decodeBody(_ message: WireMessage, regions: [String], transports: Set<RepoTransport>) throws -> IntakeRequest {
         switch message.type {
         case .submitBuild:
             let request = try message.body(as: Slipway_V1_SubmitBuild.self)
             do {
-                try SubmissionValidator.validate(request)
+                try SubmissionValidator.validate(request, transports: transports)
             } catch {
                 throw Rejection.invalid(error.message)
             }

@@ -7,7 +7,8 @@ import SlipwayWire
 enum SubmissionValidator {
     struct Invalid: Error { let message: String }
 
-    static func validate(_ submit: Slipway_V1_SubmitBuild) throws(Invalid) {
+    /// `transports`: the repository transports the operator allows (`--repo-transports`).
+    static func validate(_ submit: Slipway_V1_SubmitBuild, transports: Set<RepoTransport> = RepoTransport.defaultAllowed) throws(Invalid) {
         let key = submit.idempotencyKey
         guard (1...200).contains(key.utf8.count), !hasControl(key) else {
             throw Invalid(message: "idempotency key must be 1 to 200 printable characters")
@@ -15,6 +16,11 @@ enum SubmissionValidator {
         let repo = submit.repoURL
         guard (1...2_048).contains(repo.utf8.count), !repo.hasPrefix("-"), !hasControl(repo) else {
             throw Invalid(message: "repo URL must be 1 to 2048 printable characters and must not start with '-'")
+        }
+        let transport: RepoTransport
+        do { transport = try RepoTransport(address: repo) } catch { throw Invalid(message: "\(error)") }
+        guard transports.contains(transport) else {
+            throw Invalid(message: "repo URL uses \(transport.rawValue), which this coordinator does not build from (it allows: \(transports.map(\.rawValue).sorted().joined(separator: ", ")))")
         }
         guard isCommitOrRef(submit.commit) else {
             throw Invalid(message: "commit '\(SafeText.printable(submit.commit))' is neither a 40-character hex SHA nor a branch or tag name")

@@ -22,6 +22,8 @@ struct CoordinatorCommand: AsyncParsableCommand {
     @Option(help: "Default build timeout in seconds.") var timeout = 3_600
     @Option(help: "Comma-separated regions every artifact must reach before it is deployable (default: its build region alone).")
     var regions = ""
+    @Option(help: "How submitted repositories may be reached, comma-separated: https, http, ssh, git, file. Remote helpers such as ext:: are always refused.")
+    var repoTransports = "https,ssh,git,file"
     @Option(help: "Delete artifacts older than this that are not a current or previous target; 0 keeps everything.")
     var artifactRetention = DurationArgument(argument: "14d")!
     @Option(help: "How often garbage collection runs.") var gcInterval = DurationArgument(argument: "10m")!
@@ -32,6 +34,7 @@ struct CoordinatorCommand: AsyncParsableCommand {
             throw ValidationError("--regions: \(InvalidValue(kind: RegionName.kind, text: region, rule: RegionName.problem(with: region)!))")
         }
         guard (1...20).contains(maxAttempts) else { throw ValidationError("--max-attempts must be 1…20") }
+        do { _ = try RepoTransport.parseList(repoTransports) } catch { throw ValidationError("--repo-transports: \(error)") }
         guard (1...86_400).contains(timeout) else { throw ValidationError("--timeout must be 1…86400 seconds") }
         if let databaseURL { try checkDatabaseURL(databaseURL) }
     }
@@ -56,6 +59,7 @@ struct CoordinatorCommand: AsyncParsableCommand {
         config.defaultMaxAttempts = maxAttempts
         config.defaultTimeoutSeconds = timeout
         config.regions = regionList
+        config.repoTransports = (try? RepoTransport.parseList(repoTransports)) ?? RepoTransport.defaultAllowed
         config.artifactRetention = artifactRetention.duration == .zero ? nil : artifactRetention.duration
         config.collectionInterval = max(gcInterval.duration, .seconds(1))
         await DaemonRunner.run("coordinator", services: [Coordinator.service(config: config, logger: daemon.logger("coordinator"))], options: daemon)

@@ -85,7 +85,7 @@ struct SubmitCommand: AsyncParsableCommand {
         abstract: "Submit a build of a repository at a commit.",
         discussion: "Exit codes: 0 submitted (or succeeded with --wait), 1 failed, 2 cancelled, 3 timed out waiting, 4 coordinator unreachable or request refused.")
 
-    @Option(help: "Repository URL or path.") var repo: String
+    @Option(help: "Repository URL (https, ssh, git; git@host:path) or path (a relative path to a folder here is made absolute).") var repo: String
     @Option(help: "Commit SHA (40 hex) or a branch/tag name.") var commit: String
     @Option(help: "Artifact name.") var artifact: String
     @Option(help: "Build command (default: the repository's .slipway/build).") var recipe = ""
@@ -100,10 +100,19 @@ struct SubmitCommand: AsyncParsableCommand {
     @Option(help: "How long --wait/--follow waits.") var waitTimeout = DurationArgument(argument: "60m")!
     @OptionGroup var options: ClientOptions
 
+    /// A relative path to a folder that exists here becomes absolute: the
+    /// coordinator refuses relative paths (they would mean the worker's folder).
+    static func absoluteIfLocal(_ repo: String) -> String {
+        var isFolder: ObjCBool = false
+        guard !repo.hasPrefix("/"), !repo.contains(":"), FileManager.default.fileExists(atPath: repo, isDirectory: &isFolder), isFolder.boolValue
+        else { return repo }
+        return URL(fileURLWithPath: repo).standardizedFileURL.path
+    }
+
     func run() async throws {
         var request = Slipway_V1_SubmitBuild()
         request.idempotencyKey = idempotencyKey ?? "cli-\(UUID().uuidString.lowercased())"
-        request.repoURL = repo
+        request.repoURL = Self.absoluteIfLocal(repo)
         request.commit = commit
         request.artifactName = artifact
         request.recipe = recipe

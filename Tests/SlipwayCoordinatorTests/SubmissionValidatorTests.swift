@@ -1,4 +1,5 @@
 @testable import SlipwayCoordinator
+import SlipwayCore
 import SlipwayProto
 import Testing
 
@@ -37,5 +38,19 @@ struct SubmissionValidatorTests {
         default: submit.idempotencyKey = "key\nwith newline"
         }
         #expect(throws: SubmissionValidator.Invalid.self) { try SubmissionValidator.validate(submit) }
+    }
+
+    @Test("repository transports: remote helpers never, http only when allowed")
+    func transports() throws {
+        var submit = valid()
+        submit.repoURL = "ext::sh -c touch% /tmp/pwned"
+        let helper = #expect(throws: SubmissionValidator.Invalid.self) { try SubmissionValidator.validate(submit) }
+        #expect(helper?.message.contains("remote helper") == true)
+        submit.repoURL = "http://example.invalid/repo.git"
+        let http = #expect(throws: SubmissionValidator.Invalid.self) { try SubmissionValidator.validate(submit) }
+        #expect(http?.message.contains("does not build from") == true)
+        try SubmissionValidator.validate(submit, transports: [.http])
+        submit.repoURL = "/srv/repos/app"
+        #expect(throws: SubmissionValidator.Invalid.self) { try SubmissionValidator.validate(submit, transports: [.https]) }
     }
 }

@@ -285,6 +285,14 @@ struct BuildPipelineTests {
             _ = try await client.submit(submission(repo, "--upload-pack=touch /tmp/x"))
         }
         #expect(invalid?.serverCode.name == "invalid_argument")
+        // A command-running transport is refused at submit, naming why; nothing ran.
+        let pwned = cluster.directory.appendingPathComponent("pwned").path
+        var helper = submission(repo, commit, key: "ext-transport")
+        helper.repoURL = "ext::sh -c touch% \(pwned)"
+        let refusedHelper = await #expect(throws: ProducerError.self) { _ = try await client.submit(helper) }
+        #expect(refusedHelper?.serverCode.name == "invalid_argument")
+        #expect(refusedHelper.map { "\($0)" }?.contains("remote helper") == true, "\(String(describing: refusedHelper))")
+        #expect(!FileManager.default.fileExists(atPath: pwned))
         let missing = await #expect(throws: ProducerError.self) { _ = try await client.job("not-a-job") }
         #expect(missing?.serverCode.name == "not_found")
 
