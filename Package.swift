@@ -73,7 +73,7 @@ let package = Package(
         .target(
             name: "SlipwayAuth",
             dependencies: [
-                "SlipwayCore", "SlipwayWire", "SlipwayThreads",
+                "SlipwayCore", "SlipwayWire", "SlipwayThreads", "SlipwayProto",
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: strict
@@ -205,7 +205,7 @@ let package = Package(
         ),
         .testTarget(
             name: "SlipwayAuthTests",
-            dependencies: ["SlipwayAuth", "SlipwayWire", "SlipwayThreads", .product(name: "Logging", package: "swift-log")],
+            dependencies: ["SlipwayAuth", "SlipwayWire", "SlipwayThreads", "SlipwayProto", .product(name: "Logging", package: "swift-log")],
             swiftSettings: strict
         ),
         .testTarget(
