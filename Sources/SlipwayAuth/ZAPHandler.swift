@@ -3,6 +3,9 @@ public import Logging
 public import SlipwayWire
 import SlipwayThreads
 import Synchronization
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// Answers libzmq's ZAP requests (RFC 27) for every CURVE server socket of one
 /// ``ZMQContext``, on a thread of its own: a client is admitted only if its
@@ -35,7 +38,8 @@ public final class ZAPHandler: Sendable {
         _ = thread.execute {
             let socket: ZMQSocket
             do {
-                socket = try ZMQSocket(context: context, type: .rep)
+                // A ROUTER, not a REP: a reply that cannot be sent must not wedge a state machine.
+                socket = try ZMQSocket(context: context, type: .router)
                 try socket.set(.linger(.zero))
                 try socket.bind(Self.endpoint)
             } catch {
@@ -78,17 +82,33 @@ public final class ZAPHandler: Sendable {
         let poller = ZMQPoller()
         _ = try? poller.add(socket)
         while !stopped.isStopped {
-            guard let ready = try? poller.poll(wait: .timeout(.milliseconds(100))), ready[0].contains(.readable),
-                  let request = try? socket.receive(wait: .never, maxFrames: 16)
-            else {
+            let frames: [[UInt8]]?
+            do {
+                let ready = try poller.poll(wait: .timeout(.milliseconds(100)))
+                frames = ready[0].contains(.readable) ? try socket.receive(wait: .never, maxFrames: 18) : nil
+            } catch {
+                // The context is ending: nothing more will come, and the socket must close for it to end.
+                if error.code == .contextTerminated { return }
+                logger.warning("ZAP handler: \(error)")
+                usleep(100_000)
+                continue
+            }
+            guard let frames else {
                 log.flush(logger: logger)
                 continue
             }
-            let decision = ZAPRequest(frames: request).map { $0.decide(domains) } ?? .refused(requestID: [], reason: "malformed_request", detail: "not a ZAP 1.0 request")
+            // Routing id, the empty delimiter libzmq's ZAP client sends, then the request.
+            guard frames.count >= 2, frames[1].isEmpty else { continue }
+            let decision = ZAPRequest(frames: Array(frames.dropFirst(2))).map { $0.decide(domains) }
+                ?? .refused(requestID: frames.count > 3 ? frames[3] : [], reason: "malformed_request", detail: "not a ZAP 1.0 request")
             if case .refused(_, let reason, let detail) = decision {
                 log.record(reason: reason, detail: detail, logger: logger)
             }
-            _ = try? socket.send(decision.replyFrames, wait: .timeout(.seconds(1)))
+            do {
+                _ = try socket.send([frames[0], []] + decision.replyFrames, wait: .timeout(.seconds(1)))
+            } catch {
+                if error.code == .contextTerminated { return }
+            }
         }
     }
 }

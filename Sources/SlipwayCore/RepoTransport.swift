@@ -17,12 +17,17 @@ public enum RepoTransport: String, CaseIterable, Sendable, Hashable {
     /// Slipway accepts (a remote helper, an unknown scheme, a relative path).
     public init(address: String) throws(InvalidValue) {
         func refuse(_ rule: String) -> InvalidValue { InvalidValue(kind: "repository address", text: address, rule: rule) }
-        if let helper = address.firstRange(of: "::") {
+        // git's rule: NAME::ADDRESS with NAME a transport name is a remote helper. (`::` later,
+        // as in ssh://[::1]/repo, is not.)
+        if let helper = address.firstRange(of: "::"), Self.isTransportName(address[..<helper.lowerBound]) {
             let name = address[..<helper.lowerBound]
             throw refuse("'\(name.prefix(20))::' is a git remote helper (it can run commands); use https, ssh, git or a path")
         }
         if let separator = address.firstRange(of: "://") {
-            let scheme = address[..<separator.lowerBound].lowercased()
+            let scheme = String(address[..<separator.lowerBound])
+            guard scheme == scheme.lowercased() else {
+                throw refuse("git reads '\(scheme.prefix(20))://' as a remote helper's name (schemes are case-sensitive); write it in lowercase")
+            }
             switch scheme {
             case "https": self = .https
             case "http": self = .http
@@ -43,6 +48,15 @@ public enum RepoTransport: String, CaseIterable, Sendable, Hashable {
             return
         }
         throw refuse("a relative path depends on the worker's folder; give an absolute path or a URL")
+    }
+
+    /// `[A-Za-z][A-Za-z0-9+.-]*`: what git takes for a transport's name.
+    static func isTransportName(_ text: Substring) -> Bool {
+        guard let first = text.utf8.first, (UInt8(ascii: "a")...UInt8(ascii: "z")).contains(first | 0x20) else { return false }
+        return text.utf8.allSatisfy { byte in
+            (UInt8(ascii: "a")...UInt8(ascii: "z")).contains(byte | 0x20) || (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(byte)
+                || byte == UInt8(ascii: "+") || byte == UInt8(ascii: ".") || byte == UInt8(ascii: "-")
+        }
     }
 
     /// Parses `https,ssh,git,file` (a flag's value). - Throws: naming the unknown one.

@@ -118,6 +118,7 @@ public final class PGConnection {
             throw PGError(.invalidArgument, message: "a statement after its transaction committed", query: sql)
         }
         let handle = try liveHandle()
+        try checkTransactionIsOpen(handle, sql: sql)
         return (handle, try preparedName(for: sql, parameterCount: parameters.count, handle: handle))
     }
 
@@ -134,6 +135,7 @@ public final class PGConnection {
     @discardableResult
     public func execute(_ sql: String) throws(PGError) -> PGResult {
         let handle = try liveHandle()
+        try checkTransactionIsOpen(handle, sql: sql)
         if beginPending {
             beginPending = false
             return try consume(PQexec(handle, "BEGIN;\n" + sql), sql: sql)
@@ -174,6 +176,15 @@ public final class PGConnection {
             }
             throw error
         }
+    }
+
+    /// Inside ``transaction(_:)`` once BEGIN went out, the session must still be in
+    /// that transaction. It is not if BEGIN itself failed or the session was
+    /// replaced: a statement run now would commit on its own, outside it.
+    private func checkTransactionIsOpen(_ handle: OpaquePointer, sql: String) throws(PGError) {
+        guard transactionDepth > 0, !beginPending, !committedEarly, PQtransactionStatus(handle) == PQTRANS_IDLE else { return }
+        throw PGError(.connectionLost, message: "the transaction is gone (BEGIN failed or the session was replaced); nothing more runs in it",
+                      query: sql)
     }
 
     /// Subscribes this session to NOTIFY on `channel`; kept across reconnects.

@@ -25,8 +25,9 @@ final class DeliveryLedger: Sendable {
         var connections: [Int32: Identity] = [:]
         /// When the owner last found nothing complete waiting on the socket.
         var drainedAt = ContinuousClock.now
-        /// Wire bytes delivered on the whole socket since the owner last took in connection events.
-        var sinceEvents: UInt64 = 0
+        /// Wire bytes delivered per descriptor since the owner last took in
+        /// connection events; unlike `bytes`, not wiped when a connection is forgotten.
+        var sinceEvents: [Int32: UInt64] = [:]
     }
 
     private let curve: Bool
@@ -42,7 +43,7 @@ final class DeliveryLedger: Sendable {
         let onWire = UInt64(body + (body < 256 ? 2 : 9))
         state.withLock {
             $0.bytes[descriptor, default: 0] += onWire
-            $0.sinceEvents += onWire
+            $0.sinceEvents[descriptor, default: 0] += onWire
         }
     }
 
@@ -76,23 +77,23 @@ final class DeliveryLedger: Sendable {
     /// A new connection, taken in by the owner now, possibly well after libzmq
     /// accepted it. Frames the owner read from it meanwhile were counted, but
     /// may have been wiped when the connection that had the descriptor number
-    /// before was forgotten; so what arrived counts as delivered up to what the
-    /// whole socket delivered since the owner last took in events, and no more:
-    /// a peer that streamed a never-ending message while the owner was busy is
-    /// not forgiven for it. (The handshake is within the watch's slack.)
-    /// `socketDelivered` is what ``takingEvents()`` returned for this round of events.
-    func accepted(_ descriptor: Int32, _ identity: Identity, arrived: UInt64, socketDelivered: UInt64) {
+    /// before was forgotten; so what arrived counts as delivered up to what was
+    /// delivered from that descriptor since the owner last took in events, and
+    /// no more: a peer that streamed a never-ending message while the owner was
+    /// busy is not forgiven for it. (The handshake is within the watch's slack.)
+    /// `recentlyDelivered` is what ``takingEvents()`` returned for this round.
+    func accepted(_ descriptor: Int32, _ identity: Identity, arrived: UInt64, recentlyDelivered: [Int32: UInt64]) {
         state.withLock {
             $0.connections[descriptor] = identity
-            $0.bytes[descriptor] = max($0.bytes[descriptor] ?? 0, min(arrived, socketDelivered))
+            $0.bytes[descriptor] = max($0.bytes[descriptor] ?? 0, min(arrived, recentlyDelivered[descriptor] ?? 0))
         }
     }
 
-    /// The owner is about to take in connection events: returns what the whole
-    /// socket delivered since the last time, and counts anew from here.
-    func takingEvents() -> UInt64 {
+    /// The owner is about to take in connection events: returns what each
+    /// descriptor delivered since the last time, and counts anew from here.
+    func takingEvents() -> [Int32: UInt64] {
         state.withLock { state in
-            defer { state.sinceEvents = 0 }
+            defer { state.sinceEvents.removeAll(keepingCapacity: true) }
             return state.sinceEvents
         }
     }
@@ -123,9 +124,10 @@ final class DeliveryLedger: Sendable {
 /// system (`malloc_trim`).
 ///
 /// Create it on the socket's thread, right after binding; keep it as long as
-/// the socket, and poll ``events`` with the socket: when it is readable, call
-/// ``poll()`` (it takes in new connections, which must be known before the
-/// watch can see what they hold).
+/// the socket, and poll ``events`` with the socket. Call ``poll()`` on every
+/// turn of the owner's loop (not only when ``events`` is readable): it takes in
+/// new connections, which must be known before the watch can see what they
+/// hold, and notes whether the socket had anything waiting.
 public final class ConnectionGuard {
     let ledger: DeliveryLedger
     private let socket: ZMQSocket
@@ -171,13 +173,13 @@ public final class ConnectionGuard {
     /// whether complete messages wait on the socket.
     public func poll() {
         if ((try? socket.intOption(ZMQ_EVENTS)) ?? ZMQ_POLLIN) & ZMQ_POLLIN == 0 { ledger.foundNothing() }
-        let socketDelivered = ledger.takingEvents()
+        let recentlyDelivered = ledger.takingEvents()
         while let frames = try? monitor.receive(wait: .never, maxFrames: 2), let event = frames.first, event.count >= 6 {
             let kind = Int32(UInt16(event[0]) | UInt16(event[1]) << 8)
             let descriptor = Int32(bitPattern: UInt32(event[2]) | UInt32(event[3]) << 8 | UInt32(event[4]) << 16 | UInt32(event[5]) << 24)
             if kind == ZMQ_EVENT_ACCEPTED {
                 if let identity = ConnectionWatch.identity(of: descriptor) {
-                    ledger.accepted(descriptor, identity, arrived: ConnectionWatch.arrived(descriptor) ?? 0, socketDelivered: socketDelivered)
+                    ledger.accepted(descriptor, identity, arrived: ConnectionWatch.arrived(descriptor) ?? 0, recentlyDelivered: recentlyDelivered)
                 }
             } else {
                 ledger.forget(descriptor)

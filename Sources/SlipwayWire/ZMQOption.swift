@@ -69,12 +69,18 @@ extension ZMQSocket {
         case .heartbeatTTL(let d): try setInt(ZMQ_HEARTBEAT_TTL, Int32(clamping: d.wholeMilliseconds), "ZMQ_HEARTBEAT_TTL")
         case .subscribe(let prefix): try setBytes(ZMQ_SUBSCRIBE, prefix, "ZMQ_SUBSCRIBE")
         case .unsubscribe(let prefix): try setBytes(ZMQ_UNSUBSCRIBE, prefix, "ZMQ_UNSUBSCRIBE")
-        case .curveServer(let on): try setInt(ZMQ_CURVE_SERVER, on ? 1 : 0, "ZMQ_CURVE_SERVER")
+        case .curveServer(let on):
+            try setInt(ZMQ_CURVE_SERVER, on ? 1 : 0, "ZMQ_CURVE_SERVER")
+            zap.curveServer = on
         case .curvePublicKey(let key): try setBytes(ZMQ_CURVE_PUBLICKEY, key.bytes, "ZMQ_CURVE_PUBLICKEY")
         case .curveSecretKey(let key): try setBytes(ZMQ_CURVE_SECRETKEY, key.bytes, "ZMQ_CURVE_SECRETKEY")
         case .curveServerKey(let key): try setBytes(ZMQ_CURVE_SERVERKEY, key.bytes, "ZMQ_CURVE_SERVERKEY")
-        case .zapDomain(let domain): try setBytes(ZMQ_ZAP_DOMAIN, Array(domain.utf8), "ZMQ_ZAP_DOMAIN")
-        case .zapEnforceDomain(let on): try setInt(93, on ? 1 : 0, "ZMQ_ZAP_ENFORCE_DOMAIN")
+        case .zapDomain(let domain):
+            try setBytes(ZMQ_ZAP_DOMAIN, Array(domain.utf8), "ZMQ_ZAP_DOMAIN")
+            zap.domain = !domain.isEmpty
+        case .zapEnforceDomain(let on):
+            try setInt(93, on ? 1 : 0, "ZMQ_ZAP_ENFORCE_DOMAIN")
+            zap.enforced = on
         case .maxMessageSize(let n):
             var value = n
             let handle = try checkedHandle()

@@ -117,7 +117,9 @@ extension ZMQSocket {
         let size = zmq_msg_size(&message)
         // A ROUTER's routing-id frame is made locally and carries no metadata: take the first frame that does.
         if !receivingMessage { peerUserID = nil }
-        if peerUserID == nil { peerUserID = zmq_msg_gets(&message, "User-Id").map { String(cString: $0) } }
+        if peerUserID == nil, zap.curveServer, zap.domain, zap.enforced {
+            peerUserID = zmq_msg_gets(&message, "User-Id").map { String(cString: $0) }
+        }
         receivingMessage = zmq_msg_more(&message) != 0
         if onWire, let ledger {
             ledger.delivered(size, from: zmq_msg_get(&message, ZMQ_SRCFD))

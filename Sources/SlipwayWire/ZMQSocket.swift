@@ -30,9 +30,14 @@ public final class ZMQSocket {
     /// ``ConnectionGuard`` watches this socket.
     var ledger: DeliveryLedger?
     /// The authenticated identity (the ZAP handler's user id, `role/name`) of the
-    /// peer that sent the message received last; nil when no ZAP handler vouched
-    /// for it. Read it right after receiving, before the next receive.
+    /// peer that sent the message received last. Set only on a CURVE server socket
+    /// with a ZAP domain and ``ZMQOption/zapEnforceDomain(_:)``: anywhere else a
+    /// peer could name itself (libzmq passes a peer's own "User-Id" property
+    /// through when ZAP did not run), so it stays nil. Read it right after
+    /// receiving, before the next receive.
     public internal(set) var peerUserID: String?
+    /// What the options say about ZAP: ``peerUserID`` is only trusted when all hold.
+    var zap = (curveServer: false, domain: false, enforced: false)
     /// Inside a multipart message (the user id is the first one its frames carry).
     var receivingMessage = false
 

@@ -4,7 +4,7 @@ import Testing
 @Suite("Repository transports")
 struct RepoTransportTests {
     @Test("addresses are classified as git would reach them", arguments: [
-        ("https://github.com/org/repo.git", RepoTransport.https), ("HTTPS://example.com/r", .https),
+        ("https://github.com/org/repo.git", RepoTransport.https), ("ssh://git@[::1]:22/r.git", .ssh),
         ("http://example.com/r", .http), ("ssh://git@example.com:2222/r.git", .ssh), ("git+ssh://example.com/r", .ssh),
         ("git@github.com:org/repo.git", .ssh), ("example.com:repo", .ssh), ("git://example.com/r", .git),
         ("/srv/repos/app", .file), ("file:///srv/repos/app", .file),
@@ -16,6 +16,7 @@ struct RepoTransportTests {
     @Test("remote helpers, unknown schemes and relative paths are refused with the reason", arguments: [
         ("ext::sh -c touch% /tmp/pwned", "remote helper"), ("fd::17", "remote helper"), ("https::example.com/r", "remote helper"),
         ("ftp://example.com/r", "not a transport"), ("rsync://example.com/r", "not a transport"),
+        ("HTTPS://example.com/r", "case-sensitive"), ("Ext::sh -c x", "remote helper"),
         ("repo", "relative path"), ("./repo", "relative path"), ("dir/sub:thing", "relative path"), (":repo", "relative path"),
     ])
     func refused(address: String, reason: String) {
