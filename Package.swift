@@ -74,6 +74,7 @@ let package = Package(
             name: "SlipwayAuth",
             dependencies: [
                 "SlipwayCore", "SlipwayWire", "SlipwayThreads", "SlipwayProto",
+                .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: strict
@@ -205,7 +206,10 @@ let package = Package(
         ),
         .testTarget(
             name: "SlipwayAuthTests",
-            dependencies: ["SlipwayAuth", "SlipwayWire", "SlipwayThreads", "SlipwayProto", .product(name: "Logging", package: "swift-log")],
+            dependencies: [
+                "SlipwayAuth", "SlipwayWire", "SlipwayThreads", "SlipwayProto",
+                .product(name: "Crypto", package: "swift-crypto"), .product(name: "Logging", package: "swift-log"),
+            ],
             swiftSettings: strict
         ),
         .testTarget(
