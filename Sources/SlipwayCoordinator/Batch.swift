@@ -31,7 +31,8 @@ struct Batch {
     private(set) var outgoing: [Outgoing] = []
     /// Events written to the outbox in this transaction, to publish after COMMIT.
     private(set) var published: [OutboxEvent] = []
-    /// Log chunks stored in this transaction, by worker and attempt, to acknowledge after COMMIT.
+    /// Log chunks handled in this transaction (stored, or refused for an ended
+    /// attempt), by worker and attempt, to acknowledge after COMMIT.
     private(set) var storedLogs: [StoredLogKey: [UInt64]] = [:]
     /// Requeues that need a database write of their own (an assignment found
     /// undeliverable while sending): the loop runs them in the next batch.
@@ -90,7 +91,7 @@ struct Batch {
         }
     }
 
-    /// Records a stored log chunk.
+    /// Records a log chunk to acknowledge: stored, or refused because its attempt ended.
     mutating func storedLog(_ job: JobAttempt, sequence: UInt64, worker: [UInt8]) {
         storedLogs[StoredLogKey(worker: worker, job: job), default: []].append(sequence)
     }

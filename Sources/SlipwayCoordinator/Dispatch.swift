@@ -29,6 +29,10 @@ struct Dispatch {
                 batch.storedLog(job, sequence: chunk.sequence, worker: routingID)
             } else {
                 batch.abort(job, on: routingID, .superseded, "attempt \(job.attempt) is no longer the job's current one")
+                // Acknowledged all the same: nothing more is stored for an ended attempt, and a
+                // worker that already finished it holds the attempt's result until its log is
+                // acknowledged (unacknowledged, it resent the chunk forever and stopped only when killed).
+                batch.storedLog(job, sequence: chunk.sequence, worker: routingID)
             }
         case .result(let result):
             let job = JobAttempt(jobID: result.jobID, attempt: Int(result.attempt))
