@@ -40,11 +40,11 @@ struct CoordinatorQueries {
                       .int(job.timeoutSeconds), .bool(job.fresh)]).first.map(Self.info)
             var ack = Slipway_V1_SubmitBuildAck()
             guard let info = inserted else {
-                let (record, _) = try JobQueue.enqueue(db, job)
-                ack.jobID = record.id
+                let existing = try existingJob(db, job)
+                ack.jobID = existing.jobID
                 ack.duplicate = true
-                ack.status = record.status.wire
-                ack.cacheHit = try jobInfo(db, id: record.id)?.cacheHit ?? false
+                ack.status = existing.status
+                ack.cacheHit = existing.cacheHit
                 return (ack, [])
             }
             let record = (id: info.jobID, status: JobStatus.queued)
@@ -64,6 +64,32 @@ struct CoordinatorQueries {
             }
             return (ack, [try OutboxEvent.make(.jobQueued, jobID: record.id, payload: info)])
         }
+    }
+
+    /// The job an idempotency key already names. A retry must ask for the same
+    /// build: a key reused for a different one is refused, naming what differs,
+    /// rather than answered with the old job as if it were the new one.
+    private func existingJob(_ db: PGConnection, _ job: NewJob) throws -> Slipway_V1_JobInfo {
+        let row = try db.query("""
+            SELECT \(Self.infoColumns),
+                   array_to_string(ARRAY[
+                       CASE WHEN repo_url <> $2 THEN 'repo' END,
+                       CASE WHEN commit_sha <> $3 THEN 'commit' END,
+                       CASE WHEN artifact_name <> $4 THEN 'artifact name' END,
+                       CASE WHEN recipe <> $5 THEN 'recipe' END,
+                       CASE WHEN artifact_path <> $6 THEN 'artifact path' END,
+                       CASE WHEN labels <> $7::jsonb THEN 'labels' END], ', ') AS differs
+            FROM jobs WHERE idempotency_key = $1
+            """, [.text(job.idempotencyKey), .text(job.repoURL), .text(job.commitSHA), .text(job.artifactName), .text(job.recipe),
+                  .text(job.artifactPath), .text(try JobQueue.encodeLabels(job.labels))]).first
+        guard let row else { throw PGError(.badResult, message: "the job with idempotency key \(job.idempotencyKey) vanished") }
+        let info = try Self.info(row)
+        let differs = try row.string("differs")
+        guard differs.isEmpty else {
+            throw Rejection(.failedPrecondition, "idempotency key '\(SafeText.printable(job.idempotencyKey))' already names job \(info.jobID), "
+                            + "which has a different \(differs); use a new key for a different build")
+        }
+        return info
     }
 
     private func cachedArtifact(_ db: PGConnection, _ request: Slipway_V1_SubmitBuild) throws -> String? {

@@ -75,6 +75,14 @@ struct BuildPipelineTests {
         #expect(String(decoding: log, as: UTF8.self).contains("building \(commit)"))
         let again = try await client.submit(submission(repo, commit, key: "ci-run-1"))
         #expect(again.jobID == ack.jobID && again.duplicate)
+        #expect(again.status == .succeeded)
+        // The same key for a different build is refused, naming what differs; nothing is stored.
+        var other = submission(repo, commit, key: "ci-run-1")
+        other.recipe = "echo other > out"
+        other.artifactName = "other"
+        let reused = await #expect(throws: ProducerError.self) { _ = try await client.submit(other) }
+        #expect(reused?.serverCode.name == "failed_precondition")
+        #expect(reused.map { "\($0)" }?.contains("different artifact name, recipe") == true, "\(String(describing: reused))")
 
         // A different key for the same commit and recipe is a cache hit.
         let cached = try await client.submit(submission(repo, commit, key: "ci-run-2"))
@@ -265,6 +273,9 @@ struct BuildPipelineTests {
 
         let slow = try await finished(client, submission(repo, commit, recipe: "sleep 30", path: "x", attempts: 1, timeout: 1))
         #expect(slow.status == .failed && slow.error.contains("timed out"), "\(slow.error)")
+        // The worker's own result for the timed-out attempt still gets through: its last log
+        // chunk, refused for the ended attempt, is acknowledged all the same.
+        try await cluster.waitForLog("coordinator", "job_id=\(slow.jobID) outcome=", timeout: .seconds(15))
 
         // Cancel kills the build's whole process group, grandchildren included.
         let marker = cluster.directory.appendingPathComponent("sleeper.pid").path
