@@ -114,7 +114,7 @@ final class DeliveryLedger: Sendable {
 /// daemon inside libzmq, by about 64 bytes per empty frame it sends. What libzmq
 /// holds for a connection is what the kernel received on it (`TCP_INFO`), minus
 /// what is still unread in the kernel, minus what the socket delivered. The
-/// process-wide ``ConnectionWatch`` looks at that every 20 ms when memory
+/// process-wide ``ConnectionWatch`` looks at that every 20 ms (5 ms in a flood) when memory
 /// grows (once a second otherwise) and cuts (`shutdown`) a connection that
 /// holds more than one largest legitimate message while its socket has nothing
 /// complete to read (``partialBound``), more than ``queuedBound`` otherwise, or

@@ -10,7 +10,7 @@ import Glibc
 /// The one thread per process that looks after every ``ConnectionGuard``'s
 /// connections (system calls only: it touches no libzmq socket).
 ///
-/// Every 20 ms it reads how much memory the allocator has handed out (which,
+/// Every 20 ms (5 ms while it climbs fast) it reads how much memory the allocator has handed out (which,
 /// unlike the resident set, grows also when freed memory is reused). Once a
 /// second, or at once when that grew by 16 MiB since the last look or is past
 /// the ceiling, it computes what libzmq holds for each guarded connection and
