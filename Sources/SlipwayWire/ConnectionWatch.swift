@@ -48,8 +48,6 @@ final class ConnectionWatch: Sendable {
     /// A connection must hold at least this much to be cut for the ceiling.
     static let smallestCut = 256 << 10
     static let tick: Duration = .milliseconds(20)
-    /// The tick while memory grew by more than ``growthTrigger`` since the last one.
-    static let floodTick: Duration = .milliseconds(5)
     static let scanInterval: Duration = .seconds(1)
     static let growthTrigger: Int64 = 16 << 20
 
@@ -86,17 +84,12 @@ final class ConnectionWatch: Sendable {
         var lastScan = ContinuousClock.now
         var lastTrim = ContinuousClock.now
         var inUseAtScan = slipway_heap_in_use()
-        var inUseAtTick = inUseAtScan
         // Code, stacks and the like: resident memory the allocator does not account for.
         let keptAtStart = slipway_resident_bytes() - inUseAtScan
         while true {
-            // While memory climbs fast (a flood over loopback moves gigabytes a second), look
-            // four times as often: what a peer can pile up before its cut scales with the tick.
-            let climbing = slipway_heap_in_use() - inUseAtTick > Self.growthTrigger
-            usleep(UInt32((climbing ? Self.floodTick : Self.tick).components.attoseconds / 1_000_000_000_000))
+            usleep(UInt32(Self.tick.components.attoseconds / 1_000_000_000_000))
             let now = ContinuousClock.now
             let inUse = slipway_heap_in_use()
-            inUseAtTick = inUse
             let (baseline, trimDue) = state.withLock { ($0.baseline, $0.trimDue) }
             let overCeiling = inUse - baseline > Self.ceiling
             // Growth counts from the lowest point since the last look (a cut frees a lot at once).
