@@ -32,8 +32,22 @@ final class DeliveryLedger: Sendable {
 
     private let curve: Bool
     private let state = Mutex(State())
+    /// The port the guarded socket listens on: accepted connections have it as their local port.
+    let listeningPort: Int32?
 
-    init(curve: Bool) { self.curve = curve }
+    init(curve: Bool, listeningPort: Int32? = nil) {
+        self.curve = curve
+        self.listeningPort = listeningPort
+    }
+
+    /// A connection the watch found itself before the owner took in its event:
+    /// watched from now, nothing forgiven (what it delivered is already counted).
+    func adopt(_ descriptor: Int32, _ identity: Identity) {
+        state.withLock { state in
+            guard state.connections[descriptor] == nil else { return }
+            state.connections[descriptor] = identity
+        }
+    }
 
     /// One frame of `size` bytes arrived from the connection `descriptor`.
     func delivered(_ size: Int, from descriptor: Int32) {
@@ -114,7 +128,7 @@ final class DeliveryLedger: Sendable {
 /// daemon inside libzmq, by about 64 bytes per empty frame it sends. What libzmq
 /// holds for a connection is what the kernel received on it (`TCP_INFO`), minus
 /// what is still unread in the kernel, minus what the socket delivered. The
-/// process-wide ``ConnectionWatch`` looks at that every 20 ms (5 ms in a flood) when memory
+/// process-wide ``ConnectionWatch`` looks at that every 20 ms when memory
 /// grows (once a second otherwise) and cuts (`shutdown`) a connection that
 /// holds more than one largest legitimate message while its socket has nothing
 /// complete to read (``partialBound``), more than ``queuedBound`` otherwise, or
@@ -143,7 +157,8 @@ public final class ConnectionGuard {
     public init(socket: ZMQSocket, daemon: String, name: String, partialBound: Int, queuedBound: Int,
                 curve: Bool = false, logger: Logger) throws {
         self.socket = socket
-        ledger = DeliveryLedger(curve: curve)
+        let port = (try? socket.lastEndpoint()).flatMap { $0.split(separator: ":").last }.flatMap { Int32($0) }
+        ledger = DeliveryLedger(curve: curve, listeningPort: port)
         let endpoint = "inproc://slipway-guard-\(WireMessage.newMessageID())"
         let handle = try socket.checkedHandle()
         try ZMQError.check("zmq_socket_monitor", context: endpoint) {

@@ -10,7 +10,7 @@ import Glibc
 /// The one thread per process that looks after every ``ConnectionGuard``'s
 /// connections (system calls only: it touches no libzmq socket).
 ///
-/// Every 20 ms (5 ms while it climbs fast) it reads how much memory the allocator has handed out (which,
+/// Every 20 ms it reads how much memory the allocator has handed out (which,
 /// unlike the resident set, grows also when freed memory is reused). Once a
 /// second, or at once when that grew by 16 MiB since the last look or is past
 /// the ceiling, it computes what libzmq holds for each guarded connection and
@@ -113,6 +113,7 @@ final class ConnectionWatch: Sendable {
     /// One look at every guarded connection. - Returns: whether it cut any.
     private func scan(overCeiling: Bool) -> Bool {
         let watched = state.withLock { $0.watched }
+        adoptUnseenConnections(watched)
         var largest: (id: Int, descriptor: Int32, held: Int, identity: DeliveryLedger.Identity)?
         var cutAny = false
         var delivered: [[Int]: UInt64] = [:]
@@ -140,6 +141,24 @@ final class ConnectionWatch: Sendable {
                          reason: "the most while the process is past its memory ceiling") || cutAny
         }
         return cutAny
+    }
+
+    /// Finds accepted connections of the guarded sockets that their owners have not
+    /// taken in yet (from `/proc/self/fd`: a TCP socket whose local port is a guarded
+    /// socket's listening port), so an owner that is busy or starved cannot hide a
+    /// flood from the watch.
+    private func adoptUnseenConnections(_ watched: [Int: Watched]) {
+        var byPort: [Int32: DeliveryLedger] = [:]
+        for socket in watched.values { if let port = socket.ledger.listeningPort { byPort[port] = socket.ledger } }
+        guard !byPort.isEmpty, let folder = opendir("/proc/self/fd") else { return }
+        defer { closedir(folder) }
+        while let item = readdir(folder) {
+            guard item.pointee.d_type == UInt8(DT_LNK),
+                  let descriptor = withUnsafeBytes(of: item.pointee.d_name, { Int32(String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self)) }),
+                  let identity = Self.identity(of: descriptor), let ledger = byPort[identity.localPort]
+            else { continue }
+            ledger.adopt(descriptor, identity)
+        }
     }
 
     /// What libzmq holds for the connection, beyond the slack; nil when it cannot be read.

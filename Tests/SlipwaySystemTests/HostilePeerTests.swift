@@ -76,6 +76,7 @@ struct HostilePeerTests {
         for kind in [HostilePeer.Flood.tinyFrames, .bigFrames] {
             let cutBefore = target.cuts
             let (most, dropped, peers, sentMiB) = try await flood(target, kind, seconds: 3)
+            print("memory: \(target.name) \(kind): +\(most - baseline) MiB over \(baseline) MiB, \(peers) connections")
             let lastCuts = target.log().split(separator: "\n").filter { $0.contains("cut a connection") }.suffix(5).joined(separator: "\n")
             #expect(most - baseline < boundMiB, "\(target.name) \(kind): \(baseline) → \(most) MiB, \(peers) connections; last cuts:\n\(lastCuts)")
             // Cut by the guard, or (a frame past the socket's limit) dropped by libzmq.
