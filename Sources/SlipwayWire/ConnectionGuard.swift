@@ -25,29 +25,12 @@ final class DeliveryLedger: Sendable {
         var connections: [Int32: Identity] = [:]
         /// When the owner last found nothing complete waiting on the socket.
         var drainedAt = ContinuousClock.now
-        /// Wire bytes delivered per descriptor since the owner last took in
-        /// connection events; unlike `bytes`, not wiped when a connection is forgotten.
-        var sinceEvents: [Int32: UInt64] = [:]
     }
 
     private let curve: Bool
     private let state = Mutex(State())
-    /// The port the guarded socket listens on: accepted connections have it as their local port.
-    let listeningPort: Int32?
 
-    init(curve: Bool, listeningPort: Int32? = nil) {
-        self.curve = curve
-        self.listeningPort = listeningPort
-    }
-
-    /// A connection the watch found itself before the owner took in its event:
-    /// watched from now, nothing forgiven (what it delivered is already counted).
-    func adopt(_ descriptor: Int32, _ identity: Identity) {
-        state.withLock { state in
-            guard state.connections[descriptor] == nil else { return }
-            state.connections[descriptor] = identity
-        }
-    }
+    init(curve: Bool) { self.curve = curve }
 
     /// One frame of `size` bytes arrived from the connection `descriptor`.
     func delivered(_ size: Int, from descriptor: Int32) {
@@ -55,10 +38,7 @@ final class DeliveryLedger: Sendable {
         // ZMTP 3 frame header (2 bytes, 9 past 255), plus CURVE's MESSAGE command (33 bytes) when encrypted.
         let body = curve ? size + 33 : size
         let onWire = UInt64(body + (body < 256 ? 2 : 9))
-        state.withLock {
-            $0.bytes[descriptor, default: 0] += onWire
-            $0.sinceEvents[descriptor, default: 0] += onWire
-        }
+        state.withLock { $0.bytes[descriptor, default: 0] += onWire }
     }
 
     /// The owner found nothing complete waiting on the socket.
@@ -88,27 +68,12 @@ final class DeliveryLedger: Sendable {
         }
     }
 
-    /// A new connection, taken in by the owner now, possibly well after libzmq
-    /// accepted it. Frames the owner read from it meanwhile were counted, but
-    /// may have been wiped when the connection that had the descriptor number
-    /// before was forgotten; so what arrived counts as delivered up to what was
-    /// delivered from that descriptor since the owner last took in events, and
-    /// no more: a peer that streamed a never-ending message while the owner was
-    /// busy is not forgiven for it. (The handshake is within the watch's slack.)
-    /// `recentlyDelivered` is what ``takingEvents()`` returned for this round.
-    func accepted(_ descriptor: Int32, _ identity: Identity, arrived: UInt64, recentlyDelivered: [Int32: UInt64]) {
+    /// A new connection: what arrived on it before now counts as delivered (the
+    /// handshake, and frames the owner read before it saw the connection).
+    func accepted(_ descriptor: Int32, _ identity: Identity, arrived: UInt64) {
         state.withLock {
             $0.connections[descriptor] = identity
-            $0.bytes[descriptor] = max($0.bytes[descriptor] ?? 0, min(arrived, recentlyDelivered[descriptor] ?? 0))
-        }
-    }
-
-    /// The owner is about to take in connection events: returns what each
-    /// descriptor delivered since the last time, and counts anew from here.
-    func takingEvents() -> [Int32: UInt64] {
-        state.withLock { state in
-            defer { state.sinceEvents.removeAll(keepingCapacity: true) }
-            return state.sinceEvents
+            $0.bytes[descriptor] = max($0.bytes[descriptor] ?? 0, arrived)
         }
     }
 
@@ -138,10 +103,9 @@ final class DeliveryLedger: Sendable {
 /// system (`malloc_trim`).
 ///
 /// Create it on the socket's thread, right after binding; keep it as long as
-/// the socket, and poll ``events`` with the socket. Call ``poll()`` on every
-/// turn of the owner's loop (not only when ``events`` is readable): it takes in
-/// new connections, which must be known before the watch can see what they
-/// hold, and notes whether the socket had anything waiting.
+/// the socket, and poll ``events`` with the socket: when it is readable, call
+/// ``poll()`` (it takes in new connections, which must be known before the
+/// watch can see what they hold).
 public final class ConnectionGuard {
     let ledger: DeliveryLedger
     private let socket: ZMQSocket
@@ -157,8 +121,7 @@ public final class ConnectionGuard {
     public init(socket: ZMQSocket, daemon: String, name: String, partialBound: Int, queuedBound: Int,
                 curve: Bool = false, logger: Logger) throws {
         self.socket = socket
-        let port = (try? socket.lastEndpoint()).flatMap { $0.split(separator: ":").last }.flatMap { Int32($0) }
-        ledger = DeliveryLedger(curve: curve, listeningPort: port)
+        ledger = DeliveryLedger(curve: curve)
         let endpoint = "inproc://slipway-guard-\(WireMessage.newMessageID())"
         let handle = try socket.checkedHandle()
         try ZMQError.check("zmq_socket_monitor", context: endpoint) {
@@ -188,13 +151,12 @@ public final class ConnectionGuard {
     /// whether complete messages wait on the socket.
     public func poll() {
         if ((try? socket.intOption(ZMQ_EVENTS)) ?? ZMQ_POLLIN) & ZMQ_POLLIN == 0 { ledger.foundNothing() }
-        let recentlyDelivered = ledger.takingEvents()
         while let frames = try? monitor.receive(wait: .never, maxFrames: 2), let event = frames.first, event.count >= 6 {
             let kind = Int32(UInt16(event[0]) | UInt16(event[1]) << 8)
             let descriptor = Int32(bitPattern: UInt32(event[2]) | UInt32(event[3]) << 8 | UInt32(event[4]) << 16 | UInt32(event[5]) << 24)
             if kind == ZMQ_EVENT_ACCEPTED {
                 if let identity = ConnectionWatch.identity(of: descriptor) {
-                    ledger.accepted(descriptor, identity, arrived: ConnectionWatch.arrived(descriptor) ?? 0, recentlyDelivered: recentlyDelivered)
+                    ledger.accepted(descriptor, identity, arrived: ConnectionWatch.arrived(descriptor) ?? 0)
                 }
             } else {
                 ledger.forget(descriptor)

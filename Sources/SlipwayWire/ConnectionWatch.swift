@@ -113,7 +113,6 @@ final class ConnectionWatch: Sendable {
     /// One look at every guarded connection. - Returns: whether it cut any.
     private func scan(overCeiling: Bool) -> Bool {
         let watched = state.withLock { $0.watched }
-        adoptUnseenConnections(watched)
         var largest: (id: Int, descriptor: Int32, held: Int, identity: DeliveryLedger.Identity)?
         var cutAny = false
         var delivered: [[Int]: UInt64] = [:]
@@ -141,24 +140,6 @@ final class ConnectionWatch: Sendable {
                          reason: "the most while the process is past its memory ceiling") || cutAny
         }
         return cutAny
-    }
-
-    /// Finds accepted connections of the guarded sockets that their owners have not
-    /// taken in yet (from `/proc/self/fd`: a TCP socket whose local port is a guarded
-    /// socket's listening port), so an owner that is busy or starved cannot hide a
-    /// flood from the watch.
-    private func adoptUnseenConnections(_ watched: [Int: Watched]) {
-        var byPort: [Int32: DeliveryLedger] = [:]
-        for socket in watched.values { if let port = socket.ledger.listeningPort { byPort[port] = socket.ledger } }
-        guard !byPort.isEmpty, let folder = opendir("/proc/self/fd") else { return }
-        defer { closedir(folder) }
-        while let item = readdir(folder) {
-            guard item.pointee.d_type == UInt8(DT_LNK),
-                  let descriptor = withUnsafeBytes(of: item.pointee.d_name, { Int32(String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self)) }),
-                  let identity = Self.identity(of: descriptor), let ledger = byPort[identity.localPort]
-            else { continue }
-            ledger.adopt(descriptor, identity)
-        }
     }
 
     /// What libzmq holds for the connection, beyond the slack; nil when it cannot be read.
