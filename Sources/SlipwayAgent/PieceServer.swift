@@ -97,12 +97,7 @@ final class PieceServer {
                     reply(peer, to: next.request, error: .notFound, "piece \(next.index) is not here")
                     continue
                 }
-                var header = Slipway_V1_PieceData()
-                header.digest = next.digest
-                header.index = UInt32(next.index)
-                header.offset = UInt64(next.index) * UInt64(manifest.pieceSize)
-                header.length = UInt32(bytes.count)
-                header.sha256 = manifest.pieceSha256[next.index]
+                let header = Manifest.pieceHeader(manifest, index: next.index, length: bytes.count)
                 let message = WireMessage(header, sender: sender, inReplyTo: next.request.envelope.messageID, payload: bytes)
                 do {
                     guard try socket.send(codec.encode(message, to: peer), wait: .never) else {

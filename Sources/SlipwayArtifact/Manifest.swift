@@ -48,6 +48,18 @@ public enum Manifest {
         return Int(min(UInt64(manifest.pieceSize), manifest.size - start))
     }
 
+    /// The header a piece travels under when served: where it sits in the
+    /// artifact and the SHA-256 the receiver checks it against.
+    public static func pieceHeader(_ manifest: Slipway_V1_ArtifactManifest, index: Int, length: Int) -> Slipway_V1_PieceData {
+        var header = Slipway_V1_PieceData()
+        header.digest = manifest.digest
+        header.index = UInt32(index)
+        header.offset = UInt64(index) * UInt64(manifest.pieceSize)
+        header.length = UInt32(length)
+        header.sha256 = manifest.pieceSha256[index]
+        return header
+    }
+
     /// Checks a manifest received from outside before anything is written for it.
     public static func validate(_ manifest: Slipway_V1_ArtifactManifest) throws(ArtifactError) {
         guard isDigest(manifest.digest) else { throw ArtifactError(.invalidManifest, "digest is not 64 lowercase hex characters") }

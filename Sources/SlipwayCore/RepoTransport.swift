@@ -52,11 +52,8 @@ public enum RepoTransport: String, CaseIterable, Sendable, Hashable {
 
     /// `[A-Za-z][A-Za-z0-9+.-]*`: what git takes for a transport's name.
     static func isTransportName(_ text: Substring) -> Bool {
-        guard let first = text.utf8.first, (UInt8(ascii: "a")...UInt8(ascii: "z")).contains(first | 0x20) else { return false }
-        return text.utf8.allSatisfy { byte in
-            (UInt8(ascii: "a")...UInt8(ascii: "z")).contains(byte | 0x20) || (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(byte)
-                || byte == UInt8(ascii: "+") || byte == UInt8(ascii: ".") || byte == UInt8(ascii: "-")
-        }
+        guard let first = text.utf8.first, SafeText.isAlphanumeric(first), first > UInt8(ascii: "9") else { return false }
+        return text.utf8.allSatisfy { SafeText.isAlphanumeric($0) || $0 == UInt8(ascii: "+") || $0 == UInt8(ascii: ".") || $0 == UInt8(ascii: "-") }
     }
 
     /// Parses `https,ssh,git,file` (a flag's value). - Throws: naming the unknown one.

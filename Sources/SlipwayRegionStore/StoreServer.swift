@@ -206,12 +206,7 @@ public final class StoreServer: ServingLoop {
             bytes = read
             loaded[peer] = (entry, read)
         }
-        var header = Slipway_V1_PieceData()
-        header.digest = entry.digest
-        header.index = UInt32(entry.index)
-        header.offset = UInt64(entry.index) * UInt64(manifest.pieceSize)
-        header.length = UInt32(bytes.count)
-        header.sha256 = manifest.pieceSha256[entry.index]
+        let header = Manifest.pieceHeader(manifest, index: entry.index, length: bytes.count)
         return WireMessage(header, sender: config.id, inReplyTo: entry.requestID, payload: bytes)
     }
 
