@@ -98,7 +98,7 @@ let package = Package(
         .target(
             name: "SlipwayCoordinator",
             dependencies: [
-                "SlipwayCore", "SlipwayWire", "SlipwayStore", "SlipwayProto", "SlipwayThreads", "SlipwayArtifact", "SlipwayMetrics",
+                "SlipwayCore", "SlipwayWire", "SlipwayAuth", "SlipwayStore", "SlipwayProto", "SlipwayThreads", "SlipwayArtifact", "SlipwayMetrics",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
@@ -125,7 +125,7 @@ let package = Package(
         .target(
             name: "SlipwayRegion",
             dependencies: [
-                "SlipwayCore", "SlipwayWire", "SlipwayProto", "SlipwayThreads", "SlipwayArtifact", "SlipwayMetrics", "SlipwayRegionStore",
+                "SlipwayCore", "SlipwayWire", "SlipwayAuth", "SlipwayProto", "SlipwayThreads", "SlipwayArtifact", "SlipwayMetrics", "SlipwayRegionStore",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
@@ -237,7 +237,7 @@ let package = Package(
         ),
         .testTarget(
             name: "SlipwaySystemTests",
-            dependencies: ["SlipwayCore", "SlipwayProducer", "SlipwayProto", "SlipwayWire", "SlipwayStore", "SlipwayThreads", "SlipwayTestSupport"],
+            dependencies: ["SlipwayCore", "SlipwayProducer", "SlipwayProto", "SlipwayWire", "SlipwayStore", "SlipwayThreads", "SlipwayTestSupport", "SlipwayAuth"],
             swiftSettings: strict
         ),
         .testTarget(
@@ -267,7 +267,7 @@ let package = Package(
         ),
         .target(
             name: "SlipwayTestSupport",
-            dependencies: ["CSystemShims", "SlipwayStore", .product(name: "Logging", package: "swift-log")],
+            dependencies: ["CSystemShims", "SlipwayStore", "SlipwayAuth", "SlipwayWire", .product(name: "Logging", package: "swift-log")],
             path: "Tests/SlipwayTestSupport",
             swiftSettings: strict
         ),

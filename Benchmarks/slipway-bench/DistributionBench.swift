@@ -118,7 +118,7 @@ struct DistributionBench: AsyncParsableCommand {
                                            "--store-dir", store.path, "--store", "tcp://\(storeHost):7710",
                                            "--tracker", "tcp://\(storeHost):7720", "--targets", "tcp://\(storeHost):7721",
                                            "--coordinator-intake", unused(), "--coordinator-events", unused(),
-                                           "--coordinator-snapshot", unused(), "--log-level", "warning"],
+                                           "--coordinator-snapshot", unused(), "--log-level", "warning", "--insecure"],
                                           log: run.appendingPathComponent("region.log")))
         usleep(500_000)
         let logs = (1...agents).map { run.appendingPathComponent("agent-\($0).log") }

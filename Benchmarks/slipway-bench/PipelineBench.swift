@@ -216,7 +216,7 @@ struct PipelineBench: AsyncParsableCommand {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: try siblingExecutable("slipway"))
         process.arguments = ["coordinator", "--database-url", database, "--intake", intake, "--dispatch", dispatch,
-                             "--events", "tcp://127.0.0.1:\(freeLoopbackPort())", "--log-level", "warning"]
+                             "--events", "tcp://127.0.0.1:\(freeLoopbackPort())", "--log-level", "warning", "--insecure"]
         try process.run()
         return process
     }

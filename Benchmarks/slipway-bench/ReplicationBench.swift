@@ -141,7 +141,7 @@ struct ReplicationBench: AsyncParsableCommand {
         let process = try launch(binary, ["region", "--name", "a", "--store-dir", store.path, "--store", endpoint,
                                                "--coordinator-intake", unused(), "--coordinator-events", unused(),
                                                "--coordinator-snapshot", unused(), "--tracker", unused(), "--targets", unused(),
-                                               "--log-level", "warning"])
+                                               "--log-level", "warning", "--insecure"])
         usleep(500_000)
         return process
     }

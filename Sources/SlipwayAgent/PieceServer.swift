@@ -44,7 +44,7 @@ final class PieceServer {
         // One piece in each peer's pipe beyond the one being sent, and a small kernel buffer.
         (socket, connections) = try ZMQSocket.boundedRouter(context: context, endpoint: endpoint,
                                                             limits: ServerLimits(largestMessage: 64 << 10, receiveQueue: 16, sendQueue: 1),
-                                                            daemon: "agent", name: "pieces", logger: logger) {
+                                                            security: .plain, daemon: "agent", name: "pieces", logger: logger) {
             try $0.set(.sendBuffer(256 << 10))
         }
     }

@@ -29,6 +29,8 @@ struct Batch {
     var registry: WorkerRegistry
     /// Replies and worker messages, in order.
     private(set) var outgoing: [Outgoing] = []
+    /// Worker messages refused for their object (not the attempt's worker), to log once committed.
+    var refusals: [String] = []
     /// Events written to the outbox in this transaction, to publish after COMMIT.
     private(set) var published: [OutboxEvent] = []
     /// Log chunks handled in this transaction (stored, or refused for an ended

@@ -1,3 +1,4 @@
+public import SlipwayAuth
 public import SlipwayCore
 
 /// Everything a coordinator needs to run.
@@ -32,6 +33,9 @@ public struct CoordinatorConfig: Sendable {
     public var artifactRetention: Duration? = .seconds(14 * 86_400)
     /// How often garbage collection runs.
     public var collectionInterval: Duration = .seconds(600)
+    /// Its key and the keys it admits (CURVE with a ZAP handler on every socket),
+    /// or `.insecure`: then anyone who can connect may do anything.
+    public var security: DaemonSecurity = .insecure
     /// This process's name on the wire.
     public var id: String
 

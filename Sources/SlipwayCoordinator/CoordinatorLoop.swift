@@ -1,4 +1,5 @@
 import Logging
+import SlipwayAuth
 import SlipwayCore
 import SlipwayMetrics
 import SlipwayProto
@@ -14,7 +15,7 @@ import SlipwayWire
 final class CoordinatorLoop: ServingLoop {
     /// One piece of work for a turn's transaction.
     private enum Work {
-        case intake(peer: [UInt8], id: String, IntakeRequest)
+        case intake(peer: [UInt8], id: String, IntakeRequest, sender: Identity?)
         case dispatch(routingID: [UInt8], DispatchRequest)
         case task(String, (inout Batch) throws -> Void)
     }
@@ -26,6 +27,9 @@ final class CoordinatorLoop: ServingLoop {
     /// Dispatch carries log chunks of at most 1 MiB.
     private let dispatchCodec = WireCodec(maxPayloadBytes: 1 << 20)
     private let context: ZMQContext
+    /// Answers the CURVE handshakes of the context's sockets (nil when `--insecure`).
+    private let zap: ZAPHandler?
+    private let authorization: Authorization
     private let db: PGConnection
     private var leadership: Leadership
     private var registry: WorkerRegistry
@@ -63,6 +67,13 @@ final class CoordinatorLoop: ServingLoop {
         intake = Intake(queries: queries, replicas: replicas, targets: Targets(queries: queries, logger: logger), logger: logger)
         snapshots = Snapshots(sender: config.id, logger: logger)
         context = try ZMQContext()
+        authorization = Authorization(enforced: config.security.isAuthenticated)
+        do {
+            zap = try config.security.startZAP(context: context, daemon: "coordinator", logger: logger)
+        } catch {
+            throw StartupError(setting: "--trust-dir", reason: error.message)
+        }
+        SlipwayMetrics.insecure(daemon: "coordinator", !config.security.isAuthenticated)
         do {
             try PGConnection.checkSyntax(config.databaseURL)
         } catch {
@@ -124,7 +135,7 @@ final class CoordinatorLoop: ServingLoop {
             if ready[1].contains(.readable) { try receiveDispatch(sockets.dispatch, into: &work) }
             if !work.isEmpty { try run(work) }
             if ready[2].contains(.readable), database.isUsable() {
-                do { try snapshots.serve(sockets.snapshots, db: db, rejections: &snapshotRejections) } catch { noteDatabase(error) }
+                do { try snapshots.serve(sockets.snapshots, db: db, authorization: authorization, rejections: &snapshotRejections) } catch { noteDatabase(error) }
             }
             try onTimers(&timers, sockets)
         }
@@ -160,15 +171,19 @@ final class CoordinatorLoop: ServingLoop {
             guard let (peer, message) = try codec.receiveRouted(from: socket, wait: .never, dropped: { intakeRejections.record($0, logger: logger) })
             else { return }
             let id = message.envelope.messageID
-            do {
+            let sender = DaemonSecurity.sender(of: socket)
+            do throws(Rejection) {
+                if let refusal = authorization.refusal(message.type, from: sender) { throw refused(refusal, message.type, sender) }
                 let request = try IntakeRequest.decode(message, regions: config.regions, transports: config.repoTransports)
+                if let refusal = authorization.refusal(request, from: sender) { throw refused(refusal, message.type, sender) }
                 if database.isUsable() {
-                    work.append(.intake(peer: peer, id: id, request))
+                    work.append(.intake(peer: peer, id: id, request, sender: sender))
                 } else {
                     send(.intake(peer), WireMessage(Slipway_V1_ErrorReply(.unavailable, Self.unavailable), sender: config.id, inReplyTo: id))
                 }
             } catch {
-                intakeRejections.record(reason: "bad_request", detail: error.message, logger: logger)
+                intakeRejections.record(reason: error.code == .permissionDenied ? "permission_denied" : "bad_request", detail: error.message,
+                                        logger: logger)
                 send(.intake(peer), WireMessage(Slipway_V1_ErrorReply(error.code, error.message), sender: config.id, inReplyTo: id))
             }
         }
@@ -179,7 +194,15 @@ final class CoordinatorLoop: ServingLoop {
             guard let (routingID, message) = try dispatchCodec.receiveRouted(from: socket, wait: .never,
                                                                      dropped: { dispatchRejections.record($0, logger: logger) })
             else { return }
-            do {
+            let sender = DaemonSecurity.sender(of: socket)
+            do throws(Rejection) {
+                if let refusal = authorization.refusal(message.type, from: sender)
+                    ?? authorization.refusal(workerRoutingID: routingID, from: sender) {
+                    let rejection = refused(refusal, message.type, sender)
+                    send(.worker(routingID), WireMessage(Slipway_V1_ErrorReply(rejection.code, rejection.message), sender: config.id,
+                                                         inReplyTo: message.envelope.messageID))
+                    throw rejection
+                }
                 let request = try DispatchRequest.decode(message, routingID: routingID)
                 // Liveness is what was heard, database or not.
                 registry.heard(String(decoding: routingID, as: UTF8.self), routingID: routingID, now: .now)
@@ -189,12 +212,19 @@ final class CoordinatorLoop: ServingLoop {
                     database.deferred += 1  // the worker resends it (results, logs) or repeats it (credit)
                 }
             } catch {
-                dispatchRejections.record(reason: "bad_request", detail: error.message, logger: logger)
+                dispatchRejections.record(reason: error.code == .permissionDenied ? "permission_denied" : "bad_request",
+                                          detail: error.message, logger: logger)
             }
         }
     }
 
     static let unavailable = "the coordinator's database is unavailable; retry"
+
+    /// Counts a refusal by role and type, and hands it back to be answered and logged.
+    private func refused(_ refusal: Rejection, _ type: Slipway_V1_MessageType, _ sender: Identity?) -> Rejection {
+        Authorization.count(type, from: sender)
+        return refusal
+    }
 
     // MARK: batches
 
@@ -224,7 +254,7 @@ final class CoordinatorLoop: ServingLoop {
             if !error.isConnectionTrouble {
                 // The request itself failed in the database, alone: not an outage.
                 logger.error("request failed in the database", metadata: ["error": "\(error.oneLine)"])
-                if case .intake(let peer, let id, _) = work[0] {
+                if case .intake(let peer, let id, _, _) = work[0] {
                     let reply = Slipway_V1_ErrorReply(.internal, "the coordinator's database refused this request: \(error.message)")
                     send(.intake(peer), WireMessage(reply, sender: config.id, inReplyTo: id))
                 }
@@ -233,7 +263,7 @@ final class CoordinatorLoop: ServingLoop {
             // With the connection gone during COMMIT the outcome is unknown: check the registry against the database.
             reconcileSoon = true
             noteDatabase(error)
-            for case .intake(let peer, let id, _) in work {
+            for case .intake(let peer, let id, _, _) in work {
                 send(.intake(peer), WireMessage(Slipway_V1_ErrorReply(.unavailable, Self.unavailable), sender: config.id, inReplyTo: id))
             }
             database.deferred += work.filter { if case .dispatch = $0 { true } else { false } }.count
@@ -247,7 +277,7 @@ final class CoordinatorLoop: ServingLoop {
 
     private func run(_ item: Work, in batch: inout Batch) throws {
         switch item {
-        case .intake(let peer, let id, let request): try intake.handle(request, from: peer, id: id, in: &batch)
+        case .intake(let peer, let id, let request, let sender): try intake.handle(request, from: peer, sender: sender, id: id, in: &batch)
         case .dispatch(let routingID, let request): try dispatch.handle(request, from: routingID, in: &batch)
         case .task(_, let body): try body(&batch)
         }
@@ -256,6 +286,7 @@ final class CoordinatorLoop: ServingLoop {
 
     /// Sends a committed batch's replies, assignments, events and log acknowledgements.
     private func deliver(_ batch: Batch) throws {
+        for refusal in batch.refusals { dispatchRejections.record(reason: "permission_denied", detail: refusal, logger: logger) }
         var undeliverable: [DispatchAction] = []
         for item in batch.outgoing where !send(item.destination, item.message) {
             if let (job, workerID) = item.assignment { undeliverable += registry.undeliverable(job, to: workerID) }

@@ -19,7 +19,7 @@ struct CoordinatorQueries {
 
     // MARK: submission
 
-    func submit(_ db: PGConnection, _ request: Slipway_V1_SubmitBuild) throws -> (Slipway_V1_SubmitBuildAck, [OutboxEvent]) {
+    func submit(_ db: PGConnection, _ request: Slipway_V1_SubmitBuild, by submitter: String?) throws -> (Slipway_V1_SubmitBuildAck, [OutboxEvent]) {
         try db.transaction { db in
             let job = NewJob(
                 idempotencyKey: request.idempotencyKey, repoURL: request.repoURL, commitSHA: request.commit,
@@ -31,13 +31,13 @@ struct CoordinatorQueries {
             // The new job's JobInfo comes back from the insert itself: one round trip, not two.
             let inserted = try db.query("""
                 INSERT INTO jobs (idempotency_key, repo_url, commit_sha, artifact_name, recipe, artifact_path,
-                                  labels, max_attempts, timeout_seconds, fresh)
-                VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb, $8, $9, $10)
+                                  labels, max_attempts, timeout_seconds, fresh, submitted_by)
+                VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb, $8, $9, $10, $11)
                 ON CONFLICT (idempotency_key) DO NOTHING
                 RETURNING \(Self.infoColumns)
                 """, [.text(job.idempotencyKey), .text(job.repoURL), .text(job.commitSHA), .text(job.artifactName),
                       .text(job.recipe), .text(job.artifactPath), .text(try JobQueue.encodeLabels(job.labels)), .int(job.maxAttempts),
-                      .int(job.timeoutSeconds), .bool(job.fresh)]).first.map(Self.info)
+                      .int(job.timeoutSeconds), .bool(job.fresh), .optional(submitter)]).first.map(Self.info)
             var ack = Slipway_V1_SubmitBuildAck()
             guard let info = inserted else {
                 let existing = try existingJob(db, job)
@@ -263,6 +263,19 @@ struct CoordinatorQueries {
             }
             return (aborted, events)
         }
+    }
+
+    /// The authenticated identity that submitted the job (nil: unknown, or submitted without authentication);
+    /// `exists` is false when there is no such job.
+    func submitter(_ db: PGConnection, jobID: String) throws -> (exists: Bool, submitter: String?) {
+        guard let row = try db.query("SELECT submitted_by FROM jobs WHERE id = $1::uuid", [.text(jobID)]).first else { return (false, nil) }
+        return (true, try row.optionalString("submitted_by"))
+    }
+
+    /// The worker that holds (or last held) `attempt` of the job; nil when no worker took it.
+    func holder(_ db: PGConnection, _ attempt: JobAttempt) throws -> String? {
+        try db.query("SELECT worker_id FROM jobs WHERE id::text = $1 AND attempt = $2", [.text(attempt.jobID), .int(attempt.attempt)])
+            .first.flatMap { try $0.optionalString("worker_id") }
     }
 
     func cancel(_ db: PGConnection, jobID: String, reason: String) throws -> (JobStatus?, [OutboxEvent]) {

@@ -1,4 +1,5 @@
 import Logging
+import SlipwayAuth
 import SlipwayCore
 import SlipwayWire
 
@@ -28,19 +29,22 @@ struct CoordinatorSockets {
         var opened: [ZMQSocket] = []
         do {
             let (intake, intakeGuard) = try ZMQSocket.boundedRouter(context: context, endpoint: config.intakeEndpoint, limits: Self.intakeLimits,
-                                                                     daemon: "coordinator", name: "intake", logger: logger)
+                                                                     security: config.security.server, daemon: "coordinator", name: "intake", logger: logger)
             opened.append(intake)
             // A worker that reconnects keeps its routing id (its worker id) and takes over.
             let (dispatch, dispatchGuard) = try ZMQSocket.boundedRouter(context: context, endpoint: config.dispatchEndpoint,
-                                                                         limits: Self.dispatchLimits, daemon: "coordinator", name: "dispatch",
+                                                                         limits: Self.dispatchLimits, security: config.security.server,
+                                                                         daemon: "coordinator", name: "dispatch",
                                                                          logger: logger) { try $0.set(.routerHandover(true)) }
             opened.append(dispatch)
             let events = try ZMQSocket(context: context, type: .pub)
             opened.append(events)
             try events.set(.maxMessageSize(64 << 10))
+            for option in config.security.server.options { try events.set(option) }
             try events.bind(config.eventsEndpoint)
             let (snapshots, snapshotGuard) = try ZMQSocket.boundedRouter(context: context, endpoint: config.snapshotEndpoint,
-                                                                          limits: Self.snapshotLimits, daemon: "coordinator", name: "snapshot",
+                                                                          limits: Self.snapshotLimits, security: config.security.server,
+                                                                          daemon: "coordinator", name: "snapshot",
                                                                           logger: logger)
             (self.intake, self.dispatch, self.events, self.snapshots) = (intake, dispatch, events, snapshots)
             guards = [intakeGuard, dispatchGuard, snapshotGuard]

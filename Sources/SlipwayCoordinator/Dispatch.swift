@@ -24,7 +24,7 @@ struct Dispatch {
             batch.dispatchDue = true
         case .log(let chunk, let bytes):
             let job = JobAttempt(jobID: chunk.jobID, attempt: Int(chunk.attempt))
-            if try queries.appendLog(batch.db, chunk, bytes: bytes) {
+            if try queries.appendLog(batch.db, chunk, bytes: bytes, from: String(decoding: routingID, as: UTF8.self)) {
                 batch.registry.confirmed(job)
                 batch.storedLog(job, sequence: chunk.sequence, worker: routingID)
             } else {
@@ -36,6 +36,14 @@ struct Dispatch {
             }
         case .result(let result):
             let job = JobAttempt(jobID: result.jobID, attempt: Int(result.attempt))
+            // Only the worker the attempt was assigned to may end it.
+            if let holder = try queries.holder(batch.db, job), !holder.utf8.elementsEqual(routingID) {
+                SlipwayMetrics.permissionDenied(daemon: "coordinator", role: "worker", type: "\(Slipway_V1_MessageType.buildResult)")
+                batch.send(toWorker: routingID, Slipway_V1_ErrorReply(.permissionDenied,
+                                                                      "attempt \(job.attempt) of job \(job.jobID) was assigned to another worker"))
+                batch.refusals.append("a result for attempt \(job.attempt) of job \(job.jobID) from \(String(decoding: routingID, as: UTF8.self)); it is held by \(holder)")
+                return
+            }
             batch.registry.finished(job)
             let (accepted, events) = try queries.finish(batch.db, result)
             batch.publish(events)

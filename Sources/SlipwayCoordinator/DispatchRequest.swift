@@ -69,8 +69,8 @@ enum DispatchRequest: Equatable {
     }
 
     private static func checkWorker(_ id: String, _ routingID: [UInt8], _ labels: [String: String], _ region: String) throws(Rejection) {
-        guard SafeText.isName(id, max: 200), id.utf8.elementsEqual(routingID) else {
-            throw .invalid("a worker's id must be its routing id, 1 to 200 characters of A-Z a-z 0-9 . _ -")
+        guard WorkerID.isValid(id), id.utf8.elementsEqual(routingID) else {
+            throw .invalid("a worker's id must be its routing id, 1 to 200 characters of A-Z a-z 0-9 . _ - (and one @ after its key's name)")
         }
         guard labels.count <= 32, labels.allSatisfy({ label in
             SafeText.isName(label.key, max: 64) && label.value.utf8.count <= 128 && !label.value.unicodeScalars.contains { $0.value < 32 }

@@ -1,4 +1,5 @@
 import Logging
+import SlipwayAuth
 import SlipwayCore
 import SlipwayProto
 import SlipwayStore
@@ -13,24 +14,34 @@ struct Intake {
     let targets: Targets
     let logger: Logger
 
-    func handle(_ request: IntakeRequest, from peer: [UInt8], id: String, in batch: inout Batch) throws {
+    /// Runs `request` from `sender` (nil: the coordinator runs `--insecure`, or
+    /// the request came without an identity and the role check already let it through).
+    func handle(_ request: IntakeRequest, from peer: [UInt8], sender: Identity?, id: String, in batch: inout Batch) throws {
         do {
-            try route(request, from: peer, id: id, in: &batch)
+            try route(request, from: peer, sender: sender, id: id, in: &batch)
         } catch let rejection as Rejection {
             batch.reply(peer, to: id, rejection)
         }
     }
 
-    private func route(_ request: IntakeRequest, from peer: [UInt8], id: String, in batch: inout Batch) throws {
+    private func route(_ request: IntakeRequest, from peer: [UInt8], sender: Identity?, id: String, in batch: inout Batch) throws {
         let db = batch.db
         switch request {
         case .submit(let submission):
-            let (ack, events) = try queries.submit(db, submission)
+            let (ack, events) = try queries.submit(db, submission, by: sender?.userID)
             batch.publish(events)
             batch.reply(peer, to: id, ack)
             logger.info("job submitted", metadata: ["job_id": "\(ack.jobID)", "duplicate": "\(ack.duplicate)", "cache_hit": "\(ack.cacheHit)"])
             if !ack.duplicate, ack.status == .queued { batch.dispatchDue = true }
         case .cancel(let job, let reason):
+            if let sender, sender.role == .ci {
+                // A CI key cancels only what it submitted itself; an operator cancels anything.
+                let (exists, submitter) = try queries.submitter(db, jobID: job.rawValue)
+                guard exists else { throw Rejection(.notFound, "no job \(job)") }
+                guard submitter == sender.userID else {
+                    throw Rejection(.permissionDenied, "\(sender) may cancel only the jobs it submitted; job \(job) was submitted by \(submitter ?? "an unauthenticated client")")
+                }
+            }
             let (status, events) = try queries.cancel(db, jobID: job.rawValue, reason: reason)
             guard let status else { throw Rejection(.notFound, "no job \(job)") }
             batch.publish(events)
@@ -61,9 +72,9 @@ struct Intake {
         case .regionReport(let report, let region):
             try targets.record(report, region: region, from: peer, id: id, in: &batch)
         case .deploy(let service, let digest, let regions, let setBy):
-            try targets.deploy(service, digest, regions: regions, setBy: setBy, from: peer, id: id, in: &batch)
+            try targets.deploy(service, digest, regions: regions, setBy: setBy, actor: sender, from: peer, id: id, in: &batch)
         case .rollback(let service, let regions, let setBy):
-            try targets.rollback(service, regions: regions, setBy: setBy, from: peer, id: id, in: &batch)
+            try targets.rollback(service, regions: regions, setBy: setBy, actor: sender, from: peer, id: id, in: &batch)
         case .serviceStatus(let service, let limit):
             batch.reply(peer, to: id, try queries.serviceStatus(db, service: service.rawValue, limit: limit))
         }

@@ -9,12 +9,12 @@ import SlipwayWire
 extension CoordinatorQueries {
     // MARK: logs
 
-    /// Stores a log chunk if its attempt is still the job's running one.
+    /// Stores a log chunk if its attempt is still the job's running one, on this worker.
     /// - Returns: false when fencing rejected it (the worker must stop).
-    func appendLog(_ db: PGConnection, _ chunk: Slipway_V1_LogChunk, bytes: [UInt8]) throws -> Bool {
+    func appendLog(_ db: PGConnection, _ chunk: Slipway_V1_LogChunk, bytes: [UInt8], from workerID: String) throws -> Bool {
         let row = try db.query("""
             WITH live AS (
-                SELECT id FROM jobs WHERE id::text = $1 AND attempt = $2 AND status = 'running'
+                SELECT id FROM jobs WHERE id::text = $1 AND attempt = $2 AND status = 'running' AND worker_id = $7
             ), stored AS (
                 INSERT INTO job_logs (job_id, attempt, seq, byte_offset, stream, data)
                 SELECT id, $2, $3, $4, $5, $6 FROM live
@@ -23,7 +23,7 @@ extension CoordinatorQueries {
             )
             SELECT count(*) AS live FROM live
             """, [.text(chunk.jobID), .int(chunk.attempt), .int(chunk.sequence), .int(chunk.offset),
-                  .int(chunk.stream.rawValue), .bytes(bytes)]).first
+                  .int(chunk.stream.rawValue), .bytes(bytes), .text(workerID)]).first
         return try row?.int("live") == 1
     }
 

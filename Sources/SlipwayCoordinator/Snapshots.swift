@@ -1,4 +1,5 @@
 import Logging
+import SlipwayAuth
 import SlipwayProto
 import SlipwayStore
 import SlipwayWire
@@ -20,11 +21,19 @@ struct Snapshots {
     }
 
     /// Answers up to 64 waiting requests on `socket` from the outbox.
-    func serve(_ socket: ZMQSocket, db: PGConnection, rejections: inout RejectionLog) throws {
+    func serve(_ socket: ZMQSocket, db: PGConnection, authorization: Authorization, rejections: inout RejectionLog) throws {
         for _ in 0..<64 {
             guard let (peer, message) = try codec.receiveRouted(from: socket, wait: .never, maxFrames: 4, dropped: { error in
                 rejections.record(error, logger: logger)
             }) else { return }
+            let identity = DaemonSecurity.sender(of: socket)
+            if let refusal = authorization.refusal(message.type, from: identity) {
+                Authorization.count(message.type, from: identity)
+                rejections.record(reason: "permission_denied", detail: refusal.message, logger: logger)
+                let reply = WireMessage(Slipway_V1_ErrorReply(refusal.code, refusal.message), sender: sender, inReplyTo: message.envelope.messageID)
+                _ = try? socket.send(codec.encode(reply, to: peer), wait: .never)
+                continue
+            }
             guard message.type == .snapshotRequest, let request = try? message.body(as: Slipway_V1_SnapshotRequest.self) else {
                 rejections.record(reason: "not_a_snapshot_request", detail: "only snapshot requests are served here", logger: logger)
                 continue

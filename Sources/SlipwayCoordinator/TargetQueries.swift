@@ -10,19 +10,19 @@ extension CoordinatorQueries {
     ///
     /// Refused unless the artifact has a complete replica in every region the
     /// target covers: every configured region for a global target.
-    func deploy(_ db: PGConnection, service: String, digest: String, regions: [String], setBy: String) throws
+    func deploy(_ db: PGConnection, service: String, digest: String, regions: [String], setBy: String, actor: String?) throws
         -> (Slipway_V1_DeployReply, [OutboxEvent]) {
         guard try db.query("SELECT 1 FROM artifacts WHERE digest = $1", [.text(digest)]).first != nil else {
             throw Rejection(.notFound, "no artifact \(digest)")
         }
         try requireReplicated(db, digest: digest, regions: regions)
-        return try setTargets(db, service: service, regions: regions.isEmpty ? [""] : regions, action: "deploy", setBy: setBy) { _ in digest }
+        return try setTargets(db, service: service, regions: regions.isEmpty ? [""] : regions, action: "deploy", setBy: setBy, actor: actor) { _ in digest }
     }
 
     /// Sets each target (global when `regions` is empty) back to the build its last change replaced.
     /// `requestID` identifies the request: the same request resent (its answer
     /// was lost) finds its rollback done and changes nothing more.
-    func rollback(_ db: PGConnection, service: String, regions: [String], setBy: String,
+    func rollback(_ db: PGConnection, service: String, regions: [String], setBy: String, actor: String?,
                   requestID: String) throws -> (Slipway_V1_DeployReply, [OutboxEvent]) {
         if try db.query("SELECT 1 FROM deployments WHERE service = $1 AND request_id = $2 LIMIT 1",
                         [.text(service), .text(requestID)]).first != nil {
@@ -51,7 +51,7 @@ extension CoordinatorQueries {
             try requireReplicated(db, digest: from, regions: region.isEmpty ? [] : [region])
             previous[region] = from
         }
-        return try setTargets(db, service: service, regions: Array(previous.keys).sorted(), action: "rollback", setBy: setBy,
+        return try setTargets(db, service: service, regions: Array(previous.keys).sorted(), action: "rollback", setBy: setBy, actor: actor,
                               requestID: requestID) { previous[$0]! }
     }
 
@@ -79,7 +79,7 @@ extension CoordinatorQueries {
     }
 
     /// Writes the new targets, their history rows and `target.changed` events.
-    private func setTargets(_ db: PGConnection, service: String, regions: [String], action: String, setBy: String,
+    private func setTargets(_ db: PGConnection, service: String, regions: [String], action: String, setBy: String, actor: String?,
                             requestID: String? = nil, digest: (String) -> String) throws -> (Slipway_V1_DeployReply, [OutboxEvent]) {
         var reply = Slipway_V1_DeployReply()
         var events: [OutboxEvent] = []
@@ -102,10 +102,10 @@ extension CoordinatorQueries {
                 RETURNING (extract(epoch FROM set_at) * 1000000)::bigint AS set_us
                 """, [.text(service), .text(region), .text(wanted), .int(version), .text(setBy)])
             try db.query("""
-                INSERT INTO deployments (service, region, from_digest, to_digest, version, action, set_by, request_id)
-                VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+                INSERT INTO deployments (service, region, from_digest, to_digest, version, action, set_by, request_id, actor)
+                VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
                 """, [.text(service), .text(region), .optional(currentDigest), .text(wanted), .int(version), .text(action), .text(setBy),
-                      .optional(requestID)])
+                      .optional(requestID), .optional(actor)])
             var change = Slipway_V1_TargetChange()
             change.service = service
             change.region = region

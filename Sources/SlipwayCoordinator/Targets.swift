@@ -1,4 +1,5 @@
 import Logging
+import SlipwayAuth
 import SlipwayCore
 import SlipwayProto
 import SlipwayStore
@@ -10,17 +11,18 @@ struct Targets {
     let queries: CoordinatorQueries
     let logger: Logger
 
-    func deploy(_ service: ServiceName, _ digest: Digest, regions: [RegionName], setBy: String,
+    func deploy(_ service: ServiceName, _ digest: Digest, regions: [RegionName], setBy: String, actor: Identity?,
                 from peer: [UInt8], id: String, in batch: inout Batch) throws {
         let (reply, events) = try queries.deploy(batch.db, service: service.rawValue, digest: digest.rawValue,
-                                                 regions: regions.map(\.rawValue), setBy: setBy)
+                                                 regions: regions.map(\.rawValue), setBy: setBy, actor: actor?.userID)
         changed(reply, events, action: "deploy", service: service, from: peer, id: id, in: &batch)
     }
 
     /// A resent request (the same envelope id, from a client that missed the answer) is applied once.
-    func rollback(_ service: ServiceName, regions: [RegionName], setBy: String, from peer: [UInt8], id: String, in batch: inout Batch) throws {
+    func rollback(_ service: ServiceName, regions: [RegionName], setBy: String, actor: Identity?,
+                  from peer: [UInt8], id: String, in batch: inout Batch) throws {
         let (reply, events) = try queries.rollback(batch.db, service: service.rawValue, regions: regions.map(\.rawValue), setBy: setBy,
-                                                   requestID: id)
+                                                   actor: actor?.userID, requestID: id)
         changed(reply, events, action: "rollback", service: service, from: peer, id: id, in: &batch)
     }
 

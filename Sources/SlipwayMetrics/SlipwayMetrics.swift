@@ -18,6 +18,17 @@ public enum SlipwayMetrics {
         Counter(label: "slipway_connections_cut_total", dimensions: [("daemon", daemon), ("socket", socket)]).increment()
     }
 
+    /// Messages refused because their sender's authenticated identity may not
+    /// send them, by daemon, the sender's role (`none` without one) and message type.
+    public static func permissionDenied(daemon: String, role: String, type: String) {
+        Counter(label: "slipway_permission_denied_total", dimensions: [("daemon", daemon), ("role", role), ("type", type)]).increment()
+    }
+
+    /// 1 when the daemon runs `--insecure` (no CURVE, nobody authenticated), 0 otherwise.
+    public static func insecure(daemon: String, _ on: Bool) {
+        Gauge(label: "slipway_insecure", dimensions: [("daemon", daemon)]).record(on ? 1 : 0)
+    }
+
     /// Jobs by state (coordinator; refreshed from the database every few seconds).
     public static func jobs(state: String) -> Gauge {
         Gauge(label: "slipway_jobs", dimensions: [("state", state)])

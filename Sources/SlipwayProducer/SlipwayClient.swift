@@ -1,6 +1,6 @@
 public import SlipwayProto
 public import SlipwayThreads
-import SlipwayWire
+public import SlipwayWire
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -25,13 +25,18 @@ public actor SlipwayClient {
     private let requestTimeout: Duration
     private let retries: Int
     private let sender: String
+    private let security: ClientSecurity
     private let codec = WireCodec()
     private let context: ZMQContext
     private var socket: ZMQSocket?
 
-    /// A client for the coordinator at `endpoint` (e.g. `tcp://127.0.0.1:7700`).
-    public init(endpoint: String, requestTimeout: Duration = .seconds(3), retries: Int = 4, sender: String = "producer") throws {
+    /// A client for the coordinator at `endpoint` (e.g. `tcp://127.0.0.1:7700`),
+    /// authenticated with `security` (CURVE with the caller's `ci` or `operator`
+    /// key and the coordinator's public key; `.plain` for a coordinator run `--insecure`).
+    public init(endpoint: String, security: ClientSecurity = .plain, requestTimeout: Duration = .seconds(3), retries: Int = 4,
+                sender: String = "producer") throws {
         self.endpoint = endpoint
+        self.security = security
         self.requestTimeout = requestTimeout
         self.retries = max(1, retries)
         self.sender = sender
@@ -199,7 +204,7 @@ public actor SlipwayClient {
 
     private func connected() throws -> ZMQSocket {
         if let socket { return socket }
-        let socket = try ZMQSocket.requestDealer(context: context, connectedTo: endpoint)
+        let socket = try ZMQSocket.requestDealer(context: context, connectedTo: endpoint, options: security.options)
         self.socket = socket
         return socket
     }

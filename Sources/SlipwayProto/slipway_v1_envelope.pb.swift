@@ -286,6 +286,10 @@ public nonisolated enum Slipway_V1_ErrorCode: SwiftProtobuf.Enum, Swift.CaseIter
 
   /// The server tried and failed (a disk error, say); the message says how.
   case `internal` // = 7
+
+  /// The sender's authenticated identity may not do this (wrong role, or not the
+  /// identity the object belongs to); nothing changed. Resending cannot help.
+  case permissionDenied // = 8
   case UNRECOGNIZED(Int)
 
   public init() {
@@ -302,6 +306,7 @@ public nonisolated enum Slipway_V1_ErrorCode: SwiftProtobuf.Enum, Swift.CaseIter
     case 5: self = .unsupported
     case 6: self = .busy
     case 7: self = .internal
+    case 8: self = .permissionDenied
     default: self = .UNRECOGNIZED(rawValue)
     }
   }
@@ -316,6 +321,7 @@ public nonisolated enum Slipway_V1_ErrorCode: SwiftProtobuf.Enum, Swift.CaseIter
     case .unsupported: return 5
     case .busy: return 6
     case .internal: return 7
+    case .permissionDenied: return 8
     case .UNRECOGNIZED(let i): return i
     }
   }
@@ -330,6 +336,7 @@ public nonisolated enum Slipway_V1_ErrorCode: SwiftProtobuf.Enum, Swift.CaseIter
     .unsupported,
     .busy,
     .internal,
+    .permissionDenied,
   ]
 
 }
@@ -393,7 +400,7 @@ nonisolated extension Slipway_V1_MessageType: SwiftProtobuf._ProtoNameProviding 
 }
 
 nonisolated extension Slipway_V1_ErrorCode: SwiftProtobuf._ProtoNameProviding {
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0ERROR_CODE_UNSPECIFIED\0\u{1}ERROR_CODE_INVALID_ARGUMENT\0\u{1}ERROR_CODE_NOT_FOUND\0\u{1}ERROR_CODE_FAILED_PRECONDITION\0\u{1}ERROR_CODE_UNAVAILABLE\0\u{1}ERROR_CODE_UNSUPPORTED\0\u{1}ERROR_CODE_BUSY\0\u{1}ERROR_CODE_INTERNAL\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0ERROR_CODE_UNSPECIFIED\0\u{1}ERROR_CODE_INVALID_ARGUMENT\0\u{1}ERROR_CODE_NOT_FOUND\0\u{1}ERROR_CODE_FAILED_PRECONDITION\0\u{1}ERROR_CODE_UNAVAILABLE\0\u{1}ERROR_CODE_UNSUPPORTED\0\u{1}ERROR_CODE_BUSY\0\u{1}ERROR_CODE_INTERNAL\0\u{1}ERROR_CODE_PERMISSION_DENIED\0")
 }
 
 nonisolated extension Slipway_V1_Envelope: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {

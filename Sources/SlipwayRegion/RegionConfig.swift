@@ -1,4 +1,5 @@
 public import SlipwayCore
+public import SlipwayWire
 
 /// Everything a region controller needs to run.
 public struct RegionConfig: Sendable {
@@ -20,6 +21,9 @@ public struct RegionConfig: Sendable {
     public var peers: [String: Endpoint] = [:]
     /// The coordinator's intake ROUTER, where replication reports go.
     public var coordinatorIntake = Endpoint(host: "127.0.0.1", port: 7700)
+    /// How the region proves itself to the coordinator (its `region` key, the
+    /// coordinator's key pinned), or `.plain` when run `--insecure`.
+    public var coordinatorSecurity: ClientSecurity = .plain
     /// The coordinator's event PUB.
     public var coordinatorEvents = Endpoint(host: "127.0.0.1", port: 7702)
     /// The coordinator's snapshot ROUTER (event catch-up).

@@ -72,8 +72,9 @@ final class Replicator: ServingLoop {
         savedSequence = ledger.lastSequence
         appliedSequence = savedSequence
         events = try EventSubscriber(context: context, publisher: config.coordinatorEvents, snapshot: config.coordinatorSnapshot,
-                                     after: savedSequence, sender: config.id)
-        reporter = ReportSender(context: context, endpoint: config.coordinatorIntake, sender: config.id, logger: logger) { $0.digest }
+                                     after: savedSequence, sender: config.id, security: config.coordinatorSecurity)
+        reporter = ReportSender(context: context, endpoint: config.coordinatorIntake, sender: config.id,
+                                  security: config.coordinatorSecurity, logger: logger) { $0.digest }
         reporter.acknowledged = { [ledger] report in
             if report.state == .complete { ledger.markReported(report.digest) }
         }

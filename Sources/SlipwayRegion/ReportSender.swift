@@ -20,6 +20,7 @@ final class ReportSender<Report: WireBody> {
     private let context: ZMQContext
     private let endpoint: Endpoint
     private let sender: String
+    private let security: ClientSecurity
     private let logger: Logger
     private let codec = WireCodec()
     private let timeout: Duration
@@ -37,11 +38,12 @@ final class ReportSender<Report: WireBody> {
     /// Called when the coordinator has recorded a report (or said its subject no longer exists).
     var acknowledged: (Report) -> Void = { _ in }
 
-    init(context: ZMQContext, endpoint: Endpoint, sender: String, logger: Logger, timeout: Duration = .seconds(3),
-         key: @escaping (Report) -> String) {
+    init(context: ZMQContext, endpoint: Endpoint, sender: String, security: ClientSecurity, logger: Logger,
+         timeout: Duration = .seconds(3), key: @escaping (Report) -> String) {
         self.context = context
         self.endpoint = endpoint
         self.sender = sender
+        self.security = security
         self.logger = logger
         self.timeout = timeout
         self.key = key
@@ -75,7 +77,7 @@ final class ReportSender<Report: WireBody> {
         let next = order.removeFirst()
         guard let report = pending.removeValue(forKey: next) else { return }
         let message = WireMessage(report, sender: sender)
-        let connected = try socket ?? ZMQSocket.requestDealer(context: context, connectedTo: endpoint)
+        let connected = try socket ?? ZMQSocket.requestDealer(context: context, connectedTo: endpoint, options: security.options)
         socket = connected
         _ = try connected.send(codec.encode(message), wait: .never)
         outstanding = (message.envelope.messageID, report, now)

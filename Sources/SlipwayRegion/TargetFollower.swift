@@ -42,7 +42,8 @@ final class TargetFollower: ServingLoop {
         }
         current = saved
         events = try EventSubscriber(context: context, publisher: config.coordinatorEvents, snapshot: config.coordinatorSnapshot,
-                                     after: saved.appliedThrough, sender: config.id)
+                                     after: saved.appliedThrough, sender: config.id,
+                                     security: config.coordinatorSecurity)
     }
 
     var opened: [String: String] {

@@ -45,11 +45,12 @@ final class TrackerLoop: ServingLoop {
         self.stop = stop
         self.context = try ZMQContext()
         self.tracker = AgentTracker(timeout: config.agentTimeout)
-        (router, connections) = try ZMQSocket.boundedRouter(context: context, endpoint: config.trackerEndpoint, limits: .control,
+        (router, connections) = try ZMQSocket.boundedRouter(context: context, endpoint: config.trackerEndpoint, limits: .control, security: .plain,
                                                             daemon: "region", name: "tracker", logger: logger)
         publisher = try ZMQSocket(context: context, type: .pub)
         try publisher.bind(config.targetsEndpoint)
-        reports = ReportSender(context: context, endpoint: config.coordinatorIntake, sender: config.id, logger: logger) { $0.region }
+        reports = ReportSender(context: context, endpoint: config.coordinatorIntake, sender: config.id,
+                               security: config.coordinatorSecurity, logger: logger) { $0.region }
         reports.acknowledged = { [unowned self] report in delivered = (report, .now) }
     }
 

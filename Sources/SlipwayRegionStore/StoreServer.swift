@@ -70,7 +70,7 @@ public final class StoreServer: ServingLoop {
             throw StartupError(setting: "--store-dir \(config.path)", reason: "cannot open the store: \(error)")
         }
         (socket, connections) = try ZMQSocket.boundedRouter(context: context, endpoint: config.endpoint, limits: Self.limits,
-                                                            daemon: "region", name: "store", logger: logger)
+                                                            security: .plain, daemon: "region", name: "store", logger: logger)
     }
 
     public var opened: [String: String] {

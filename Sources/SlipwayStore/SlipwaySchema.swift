@@ -1,7 +1,7 @@
 /// Slipway's schema, as an ordered list of migrations. Append; never edit a released one.
 public enum SlipwaySchema {
     /// Every migration, oldest first.
-    public static let migrations: [Migration] = [v1, v2, v3, v4]
+    public static let migrations: [Migration] = [v1, v2, v3, v4, v5]
 
     /// Schema v1: the whole system's durable state.
     ///
@@ -163,5 +163,13 @@ public enum SlipwaySchema {
     static let v4 = Migration(version: 4, name: "target changes remember their request", sql: """
         ALTER TABLE deployments ADD COLUMN request_id text;
         CREATE UNIQUE INDEX deployments_request ON deployments (service, region, request_id) WHERE request_id IS NOT NULL;
+        """)
+
+    /// Schema v5: who did it, as authenticated (the `role/name` of the key the
+    /// request came with; NULL when the coordinator ran `--insecure`). `set_by`
+    /// stays the free-text comment the operator typed.
+    static let v5 = Migration(version: 5, name: "authenticated identities in jobs and deployments", sql: """
+        ALTER TABLE jobs ADD COLUMN submitted_by text;
+        ALTER TABLE deployments ADD COLUMN actor text;
         """)
 }

@@ -13,6 +13,7 @@ public final class EventSubscriber {
     private let publisher: Endpoint
     private let snapshotEndpoint: Endpoint
     private let sender: String
+    private let security: ClientSecurity
     private let context: ZMQContext
     private var live: ZMQSocket
     private var snapshot: ZMQSocket?
@@ -30,10 +31,11 @@ public final class EventSubscriber {
     /// The newest sequence number delivered.
     public var lastSequence: UInt64 { sequencer.lastApplied }
 
-    /// Connects to a publisher's PUB and snapshot ROUTER, and asks for every event after `after`.
+    /// Connects to a publisher's PUB and snapshot ROUTER with `security`, and asks for every event after `after`.
     public init(context: ZMQContext, publisher: Endpoint, snapshot: Endpoint, after: UInt64 = 0,
-                sender: String, receiveHighWaterMark: Int32 = 1_000) throws {
+                sender: String, security: ClientSecurity, receiveHighWaterMark: Int32 = 1_000) throws {
         self.context = context
+        self.security = security
         self.publisher = publisher
         self.snapshotEndpoint = snapshot
         self.sender = sender
@@ -41,6 +43,7 @@ public final class EventSubscriber {
         live = try ZMQSocket(context: context, type: .sub)
         try live.set(.receiveHighWaterMark(receiveHighWaterMark))
         try live.set(.subscribe([]))
+        for option in security.options { try live.set(option) }
         try live.connect(publisher)
         try requestSnapshot()
     }
@@ -72,7 +75,7 @@ public final class EventSubscriber {
 
     private func requestSnapshot() throws {
         snapshot?.close()
-        let socket = try ZMQSocket.requestDealer(context: context, connectedTo: snapshotEndpoint)
+        let socket = try ZMQSocket.requestDealer(context: context, connectedTo: snapshotEndpoint, options: security.options)
         snapshot = socket
         var request = Slipway_V1_SnapshotRequest()
         request.afterSequence = sequencer.lastApplied

@@ -30,12 +30,13 @@ public struct ServerLimits: Sendable {
 }
 
 extension ZMQSocket {
-    /// A ROUTER bound to `endpoint` with `limits`, watched by a ``ConnectionGuard``
-    /// that cuts a peer holding more than they allow.
+    /// A ROUTER bound to `endpoint` with `limits` and `security`, watched by a
+    /// ``ConnectionGuard`` that cuts a peer holding more than they allow.
     public static func boundedRouter(context: ZMQContext, endpoint: Endpoint, limits: ServerLimits,
-                                     daemon: String, name: String, logger: Logger,
+                                     security: ServerSecurity, daemon: String, name: String, logger: Logger,
                                      configure: (ZMQSocket) throws -> Void = { _ in }) throws -> (ZMQSocket, ConnectionGuard) {
         let socket = try ZMQSocket(context: context, type: .router)
+        for option in security.options { try socket.set(option) }
         try socket.set(.routerMandatory(true))
         try socket.set(.maxMessageSize(Int64(limits.largestMessage)))
         try socket.set(.receiveHighWaterMark(limits.receiveQueue))
@@ -43,7 +44,8 @@ extension ZMQSocket {
         try configure(socket)
         try socket.bind(endpoint)
         let watch = try ConnectionGuard(socket: socket, daemon: daemon, name: name, partialBound: limits.largestMessage,
-                                        queuedBound: limits.largestMessage * Int(limits.receiveQueue), logger: logger)
+                                        queuedBound: limits.largestMessage * Int(limits.receiveQueue),
+                                        curve: security.isCurve, logger: logger)
         return (socket, watch)
     }
 }

@@ -47,6 +47,7 @@ extension Slipway_V1_ErrorCode {
         case .unsupported: "unsupported"
         case .busy: "busy"
         case .internal: "internal"
+        case .permissionDenied: "permission_denied"
         case .UNRECOGNIZED(let value): "code_\(value)"
         }
     }

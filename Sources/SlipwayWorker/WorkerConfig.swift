@@ -1,9 +1,14 @@
 public import SlipwayCore
+public import SlipwayWire
 
 /// Everything a build worker needs to run.
 public struct WorkerConfig: Sendable {
     /// The coordinator's dispatch ROUTER.
     public var coordinatorEndpoint = Endpoint(host: "127.0.0.1", port: 7701)
+    /// How the worker proves itself to the coordinator (its `worker` key, the
+    /// coordinator's key pinned), or `.plain` when run `--insecure`. With a key,
+    /// ``id`` must be a ``SlipwayCore/WorkerID`` naming it.
+    public var coordinatorSecurity: ClientSecurity = .plain
     /// This region's store ROUTER, where artifacts are uploaded.
     public var storeEndpoint = Endpoint(host: "127.0.0.1", port: 7710)
     /// The worker's region.

@@ -119,6 +119,7 @@ final class WorkerLoop: ServingLoop {
         coordinator = try ZMQSocket(context: context, type: .dealer)
         try coordinator.set(.routingID(Array(config.id.utf8)))
         try coordinator.set(.linger(.seconds(2)))
+        for option in config.coordinatorSecurity.options { try coordinator.set(option) }
         try coordinator.connect(config.coordinatorEndpoint)
         if resetSilence { lastHeard = .now }
         requestWork()

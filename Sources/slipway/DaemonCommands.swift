@@ -1,4 +1,5 @@
 import SlipwayThreads
+import SlipwayAuth
 import ArgumentParser
 import Logging
 import SlipwayCore
@@ -27,6 +28,7 @@ struct CoordinatorCommand: AsyncParsableCommand {
     @Option(help: "Delete artifacts older than this that are not a current or previous target; 0 keeps everything.")
     var artifactRetention = DurationArgument(argument: "14d")!
     @Option(help: "How often garbage collection runs.") var gcInterval = DurationArgument(argument: "10m")!
+    @OptionGroup var keys: ServerKeyOptions
     @OptionGroup var daemon: DaemonOptions
 
     func validate() throws {
@@ -62,6 +64,7 @@ struct CoordinatorCommand: AsyncParsableCommand {
         config.repoTransports = (try? RepoTransport.parseList(repoTransports)) ?? RepoTransport.defaultAllowed
         config.artifactRetention = artifactRetention.duration == .zero ? nil : artifactRetention.duration
         config.collectionInterval = max(gcInterval.duration, .seconds(1))
+        config.security = try keys.load(role: .coordinator, daemon: "coordinator", logger: daemon.logger("coordinator"))
         await DaemonRunner.run("coordinator", services: [Coordinator.service(config: config, logger: daemon.logger("coordinator"))], options: daemon)
     }
 }
@@ -77,6 +80,7 @@ struct WorkerCommand: AsyncParsableCommand {
     @Option(help: "Builds run at once.") var slots = 1
     @Option(name: .customLong("label"), help: "A label jobs may require, key=value (repeatable).") var labels: [LabelArgument] = []
     @Option(help: "Folder for workspaces and the repository cache.") var workDir = ".local/worker"
+    @OptionGroup var keys: ClientKeyOptions
     @OptionGroup var daemon: DaemonOptions
 
     func validate() throws {
@@ -89,8 +93,12 @@ struct WorkerCommand: AsyncParsableCommand {
 
     func run() async throws {
         daemon.bootstrapLogging()
-        var config = WorkerConfig(region: region, workDirectory: workDir, id: ProcessIdentity.make("worker"))
+        let (security, coordinatorSecurity) = try keys.load(role: .worker, daemon: "worker", logger: daemon.logger("worker"))
+        // With a key, the worker id names it: the coordinator accepts the id only from that key.
+        let id = security.identity.map { "\($0.name)@\(ProcessIdentity.make("w"))" } ?? ProcessIdentity.make("worker")
+        var config = WorkerConfig(region: region, workDirectory: workDir, id: id)
         config.coordinatorEndpoint = coordinator.named("--coordinator")
+        config.coordinatorSecurity = coordinatorSecurity
         config.storeEndpoint = store.named("--store")
         config.slots = slots
         config.labels = Dictionary(labels.map { ($0.key, $0.value) }, uniquingKeysWith: { $1 })
@@ -123,6 +131,7 @@ struct RegionCommand: AsyncParsableCommand {
     @Option(help: "Cap on replication bandwidth into this region, in MiB/s (0: none).") var replicationMaxMibps = 0.0
     @Option(help: "A copy with no new piece for this long steps aside for the rest of the queue.")
     var replicationStallTimeout = DurationArgument(argument: "60s")!
+    @OptionGroup var keys: ClientKeyOptions
     @OptionGroup var daemon: DaemonOptions
 
     func validate() throws {
@@ -150,6 +159,11 @@ struct RegionCommand: AsyncParsableCommand {
         config.coordinatorIntake = coordinatorIntake.named("--coordinator-intake")
         config.coordinatorEvents = coordinatorEvents.named("--coordinator-events")
         config.coordinatorSnapshot = coordinatorSnapshot.named("--coordinator-snapshot")
+        let (security, coordinatorSecurity) = try keys.load(role: .region, daemon: "region", logger: daemon.logger("region"))
+        if let identity = security.identity, identity.name != name {
+            throw ValidationError("--key: is the key of region \(identity.name); this region is --name \(name)")
+        }
+        config.coordinatorSecurity = coordinatorSecurity
         config.trackerEndpoint = tracker.named("--tracker")
         config.targetsEndpoint = targets.named("--targets")
         config.advertisedStoreEndpoint = advertiseStore?.named("--advertise-store")

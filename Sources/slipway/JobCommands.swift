@@ -12,17 +12,19 @@ enum JobExit {
     static let cancelled = ExitCode(2)
     static let timedOut = ExitCode(3)
     static let unavailable = ExitCode(4)
+    static let permissionDenied = ExitCode(5)
 }
 
 struct ClientOptions: ParsableArguments {
     @Option(help: "The coordinator's intake endpoint (env: SLIPWAY_COORDINATOR).")
     var coordinator: String?
+    @OptionGroup var keys: UserKeyOptions
     @Flag(help: "Print JSON instead of text.")
     var json = false
 
     func client() throws -> SlipwayClient {
         try SlipwayClient(endpoint: coordinator ?? Environment.value("SLIPWAY_COORDINATOR") ?? "tcp://127.0.0.1:7700",
-                          sender: "cli")
+                          security: try keys.security(), sender: "cli")
     }
 }
 
@@ -36,7 +38,12 @@ func withClient<T>(_ options: ClientOptions, _ body: (SlipwayClient) async throw
     } catch let error as ProducerError {
         await client.close()
         printError("slipway: \(error.description)")
-        throw error.code == .timedOut ? JobExit.timedOut : (error.serverCode == .notFound ? JobExit.failed : JobExit.unavailable)
+        switch (error.code, error.serverCode) {
+        case (.timedOut, _): throw JobExit.timedOut
+        case (_, .notFound): throw JobExit.failed
+        case (_, .permissionDenied): throw JobExit.permissionDenied
+        default: throw JobExit.unavailable
+        }
     } catch {
         await client.close()
         throw error

@@ -29,6 +29,7 @@ struct TapCommand: AsyncParsableCommand {
     @Option(help: "Print a recording instead of connecting.") var replay: String?
     @Option(help: "Stop after this many printed messages.") var count: Int?
     @Option(help: "Stop after this long (e.g. 30s).") var duration: DurationArgument?
+    @OptionGroup var keys: UserKeyOptions
     @Option(help: "Capture mode: XSUB endpoint to bind, where publishers connect.") var proxyFrontend: String?
     @Option(help: "Capture mode: XPUB endpoint to bind, where subscribers connect.") var proxyBackend: String?
 
@@ -63,6 +64,7 @@ struct TapCommand: AsyncParsableCommand {
         let thread = OwnedThread(name: "tap")
         defer { thread.shutdown() }
         let (endpoints, topic, count) = (self.endpoints, self.topic, self.count)
+        let security = try keys.security()
         let deadline = duration.map { ContinuousClock.now + $0.duration }
         nonisolated(unsafe) let recorder = writer  // used only on the tap thread below
         try await thread.run {
@@ -70,6 +72,7 @@ struct TapCommand: AsyncParsableCommand {
             let socket = try ZMQSocket(context: context, type: .sub)
             defer { socket.close() }
             try socket.set(.subscribe(Array(topic.utf8)))
+            for option in security.options { try socket.set(option) }
             for endpoint in endpoints { try socket.connect(endpoint) }
             try Self.printMessages(from: socket, until: deadline, count: count, recorder: recorder) { frames, now in
                 matches(frames) ? formatter.line(frames, at: now) : nil

@@ -1,4 +1,5 @@
 import Foundation
+import SlipwayAuth
 import SlipwayProducer
 import SlipwayProto
 import SlipwayTestSupport
@@ -28,7 +29,7 @@ struct AgentTests {
         for machine in machines {
             try cluster.startAgent(machine.name, region: machine.region, regionProcess: "region-\(machine.region)")
         }
-        let client = try SlipwayClient(endpoint: cluster.intake)
+        let client = try SlipwayClient(endpoint: cluster.intake, security: cluster.security())
         defer { Task { await client.close() } }
 
         let v1 = try await Self.buildService(client, cluster, version: "v1")
@@ -72,7 +73,7 @@ struct AgentTests {
             #expect(failure.reason.contains(String(broken.prefix(12))) && failure.reason.contains("exited with status 3"), "\(failure.reason)")
         }
         try await waitUntilEvery(machines.map(\.name), cluster, runs: "hello v2")
-        let text = try shellOutput("'\(Cluster.binary!)' status hello --coordinator \(cluster.intake)")
+        let text = try shellOutput("'\(Cluster.binary!)' status hello --coordinator \(cluster.intake) \(try cluster.clientKeyFlags(.operator, "tester").joined(separator: " "))")
         #expect(text.contains("2 rolled-back sha256:\(v2.prefix(16))"), "\(text)")
     }
 
@@ -83,7 +84,7 @@ struct AgentTests {
             try cluster.startRegion("region", region: "local", store: cluster.store)
             try cluster.startWorker("w1")
             try cluster.startAgent("m1", region: "local", regionProcess: "region", extra: ["--max-download-mibps", "8"])
-            let client = try SlipwayClient(endpoint: cluster.intake)
+            let client = try SlipwayClient(endpoint: cluster.intake, security: cluster.security())
             defer { Task { await client.close() } }
             let v1 = try await Self.buildService(client, cluster, version: "v1", padding: 48 << 20)
             try await Self.deploy(client, v1)
@@ -114,7 +115,7 @@ struct AgentTests {
             try cluster.startRegion("region", region: "local", store: cluster.store)
             try cluster.startWorker("w1")
             try cluster.startAgent("bad", region: "local", regionProcess: "region")
-            let client = try SlipwayClient(endpoint: cluster.intake)
+            let client = try SlipwayClient(endpoint: cluster.intake, security: cluster.security())
             defer { Task { await client.close() } }
             let v1 = try await Self.buildService(client, cluster, version: "v1", padding: 40 << 20)
             try await Self.deploy(client, v1)
@@ -193,9 +194,10 @@ struct AgentTests {
 
             var report = Slipway_V1_RegionReport()
             report.region = ""
-            #expect(try await ReplicationTests.errorCode(cluster.intake, report) == "invalid_argument")
+            let regionKey = try cluster.security(.region, "local")
+            #expect(try await ReplicationTests.errorCode(cluster.intake, report, security: regionKey) == "invalid_argument")
             report.region = "local"
-            #expect(try await ReplicationTests.request(cluster.intake, report).type == .regionReport)
+            #expect(try await ReplicationTests.request(cluster.intake, report, security: regionKey).type == .regionReport)
 
             // Each daemon counts what it dropped, and serves its metrics over HTTP.
             let region = try Self.scrape(metrics.region), agentMetrics = try Self.scrape(metrics.agent)

@@ -1,5 +1,6 @@
 import SlipwayCore
 import Foundation
+import SlipwayAuth
 import SlipwayProducer
 import SlipwayProto
 import SlipwayStore
@@ -54,7 +55,7 @@ struct BuildPipelineTests {
         try cluster.startWorker("w1")
         try cluster.startWorker("w2")
         let (repo, commit) = try TestRepository.make(in: cluster.directory)
-        let client = try SlipwayClient(endpoint: cluster.intake)
+        let client = try SlipwayClient(endpoint: cluster.intake, security: cluster.security())
         defer { Task { await client.close() } }
 
         let ack = try await client.submit(submission(repo, commit, key: "ci-run-1"))
@@ -113,8 +114,10 @@ struct BuildPipelineTests {
         let thread = OwnedThread(name: "late-subscriber")
         defer { thread.shutdown() }
         let (publisher, snapshot) = (cluster.events, cluster.snapshot)
+        let security = try cluster.security(.operator, "tester")
         return try await thread.run {
-            let subscriber = try EventSubscriber(context: context, publisher: Endpoint(parsing: publisher), snapshot: Endpoint(parsing: snapshot), sender: "test")
+            let subscriber = try EventSubscriber(context: context, publisher: Endpoint(parsing: publisher), snapshot: Endpoint(parsing: snapshot), sender: "test",
+                                                 security: security)
             defer { subscriber.close() }
             var events: [Slipway_V1_Event] = []
             let deadline = ContinuousClock.now + .seconds(10)
@@ -132,9 +135,11 @@ struct BuildPipelineTests {
         let w2 = try cluster.startWorker("w2")
         // Attempt 1 outlives any scheduling delay before the kill; attempt 2 finishes at once.
         let marker = cluster.directory.appendingPathComponent("first-attempt").path
-        let slow = "#!/bin/sh\necho started\nif [ ! -e '\(marker)' ]; then touch '\(marker)'; sleep 60; fi\nmkdir -p out\necho slow > out/app\n"
+        // The marker exists before the first log line, so the kill (which waits for that line) cannot
+        // land before it and leave attempt 2 sleeping too (seen once under a loaded machine).
+        let slow = "#!/bin/sh\nif [ ! -e '\(marker)' ]; then touch '\(marker)'; echo started; sleep 60; fi\necho again\nmkdir -p out\necho slow > out/app\n"
         let (repo, commit) = try TestRepository.make(in: cluster.directory, recipe: slow)
-        let client = try SlipwayClient(endpoint: cluster.intake)
+        let client = try SlipwayClient(endpoint: cluster.intake, security: cluster.security())
         defer { Task { await client.close() } }
         let ack = try await client.submit(submission(repo, commit))
 
@@ -157,7 +162,8 @@ struct BuildPipelineTests {
         #expect(done.workerID != lostWorkerID)
 
         // The dead worker's attempt-1 result, arriving late, changes nothing.
-        let accepted = try await lateResult(to: cluster.dispatch, from: lostWorkerID, jobID: ack.jobID)
+        let accepted = try await lateResult(to: cluster.dispatch, from: lostWorkerID, jobID: ack.jobID,
+                                            security: try cluster.security(.worker, "builder"))
         #expect(accepted == false)
         let after = try await client.job(ack.jobID)
         #expect(after.status == .succeeded && after.attempt == 2 && after.error.isEmpty)
@@ -169,7 +175,7 @@ struct BuildPipelineTests {
 
     /// Plays a dead worker whose attempt-1 result arrives after the job moved on.
     /// - Returns: whether the coordinator accepted it (nil: no answer).
-    static func lateResult(to dispatch: String, from workerID: String, jobID: String) async throws -> Bool? {
+    static func lateResult(to dispatch: String, from workerID: String, jobID: String, security: ClientSecurity) async throws -> Bool? {
         let context = try ZMQContext()
         let thread = OwnedThread(name: "late-worker")
         defer { thread.shutdown() }
@@ -177,6 +183,7 @@ struct BuildPipelineTests {
             let socket = try ZMQSocket(context: context, type: .dealer)
             defer { socket.close() }
             try socket.set(.routingID(Array(workerID.utf8)))
+            for option in security.options { try socket.set(option) }
             try socket.connect(dispatch)
             var late = Slipway_V1_BuildResult()
             late.jobID = jobID
@@ -202,7 +209,7 @@ struct BuildPipelineTests {
         try cluster.startWorker("w1")
         let slow = "#!/bin/sh\nsleep 2\nmkdir -p out\necho slow > out/app\n"
         let (repo, commit) = try TestRepository.make(in: cluster.directory, recipe: slow)
-        let client = try SlipwayClient(endpoint: cluster.intake, requestTimeout: .seconds(2), retries: 8)
+        let client = try SlipwayClient(endpoint: cluster.intake, security: cluster.security(), requestTimeout: .seconds(2), retries: 8)
         defer { Task { await client.close() } }
         let first = try await client.submit(submission(repo, commit))
         var info = try await client.job(first.jobID)
@@ -225,13 +232,14 @@ struct BuildPipelineTests {
     }
 
     /// Sends malformed messages to every ROUTER the daemons expose.
-    static func sendGarbage(to targets: [String]) async throws {
+    static func sendGarbage(to targets: [String], security: ClientSecurity = .plain) async throws {
         let context = try ZMQContext()
         let thread = OwnedThread(name: "garbage")
         defer { thread.shutdown() }
         try await thread.run {
             for target in targets {
                 let socket = try ZMQSocket(context: context, type: .dealer)
+                for option in security.options { try socket.set(option) }
                 try socket.connect(target)
                 let samples: [[[UInt8]]] = [
                     [[0x0F, 0xFF]],
@@ -255,10 +263,12 @@ struct BuildPipelineTests {
         try cluster.startRegion()
         try cluster.startWorker("w1", slots: 2)
         let (repo, commit) = try TestRepository.make(in: cluster.directory)
-        let client = try SlipwayClient(endpoint: cluster.intake)
+        let client = try SlipwayClient(endpoint: cluster.intake, security: cluster.security())
         defer { Task { await client.close() } }
         try await cluster.waitForLog("coordinator", "coordinator active")
-        try await sendGarbage(to: [cluster.intake, cluster.dispatch, cluster.store])
+        // From a peer with a trusted key: what a compromised key can send, past the handshake.
+        try await sendGarbage(to: [cluster.intake, cluster.dispatch], security: try cluster.security(.worker, "builder"))
+        try await sendGarbage(to: [cluster.store])
 
         let unknown = try await finished(client, submission(repo, String(repeating: "0", count: 40)))
         #expect(unknown.status == .failed && unknown.error.contains("not found in repo"), "\(unknown.error)")

@@ -47,6 +47,7 @@ struct ConfigTests {
             coordinator-events = "\(port())"
             coordinator-snapshot = "\(port())"
             metrics-listen = "127.0.0.1:\(metrics)"
+            insecure = true
             """.write(to: file, atomically: true, encoding: .utf8)
         let log = directory.appendingPathComponent("region.log")
         // SLIPWAY_REGION_EU_SERVICE_HOST is what a Kubernetes service link looks like: not a flag, so not a setting.

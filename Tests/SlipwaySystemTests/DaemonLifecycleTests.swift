@@ -1,4 +1,5 @@
 import Foundation
+import SlipwayAuth
 import SlipwayProducer
 import SlipwayProto
 import SlipwayTestSupport
@@ -63,11 +64,14 @@ struct DaemonLifecycleTests {
         let free = { "tcp://127.0.0.1:\(freeLoopbackPort())" }
         let db = ["--database-url", cluster.databaseURL]
         let region = { ["region", "--store-dir", dir.appendingPathComponent("r-\(UUID().uuidString.prefix(4))").path,
-                        "--store", free(), "--tracker", free(), "--targets", free()] }
+                        "--store", free(), "--tracker", free(), "--targets", free(), "--insecure"] }
         let agent = { ["agent", "--service", "s", "--root", dir.appendingPathComponent("a-\(UUID().uuidString.prefix(4))").path,
                        "--tracker", free(), "--targets", free(), "--listen", free()] }
-        let worker = { ["worker", "--coordinator", free(), "--store", free(), "--work-dir", dir.appendingPathComponent("w").path] }
-        let coordinator = { db + ["--intake", free(), "--dispatch", free(), "--events", free(), "--snapshot", free()] }
+        let worker = { ["worker", "--coordinator", free(), "--store", free(), "--work-dir", dir.appendingPathComponent("w").path, "--insecure"] }
+        let keyless = { db + ["--intake", free(), "--dispatch", free(), "--events", free(), "--snapshot", free()] }
+        let coordinator = { keyless() + ["--insecure"] }
+        let coordinatorKey = try cluster.keyFile(.coordinator, "main")
+        let publicCertificate = try cluster.coordinatorCertificate()
 
         let cases: [(what: String, arguments: [String], mustName: String)] = [
             ("region, endpoint without tcp://", region() + ["--store", "127.0.0.1:7845"], "--store"),
@@ -85,6 +89,19 @@ struct DaemonLifecycleTests {
             ("coordinator, intake port taken", ["coordinator"] + coordinator() + ["--intake", busy], "--intake \(busy): cannot bind"),
             ("coordinator, intake on another machine's address", ["coordinator"] + coordinator() + ["--intake", "tcp://192.0.2.1:7700"],
              "--intake tcp://192.0.2.1:7700: cannot bind"),
+            ("coordinator without a key", ["coordinator"] + keyless(), "no key: pass --key"),
+            ("coordinator with a key but no trust folder", ["coordinator"] + keyless() + ["--key", coordinatorKey], "--trust-dir"),
+            ("coordinator given a public certificate as its key", ["coordinator"] + keyless() + ["--key", publicCertificate,
+                                                                                                   "--trust-dir", cluster.trustDirectory.path],
+             "holds no secret key"),
+            ("coordinator, trust folder that is a file", ["coordinator"] + keyless() + ["--key", coordinatorKey, "--trust-dir", file.path],
+             "--trust-dir"),
+            ("worker with the coordinator's key", worker().dropLast() + ["--key", coordinatorKey, "--coordinator-key", publicCertificate],
+             "is a coordinator key; this daemon needs a worker key"),
+            ("worker with a key but no coordinator key", worker().dropLast() + ["--key", try cluster.keyFile(.worker, "w")],
+             "--coordinator-key"),
+            ("region whose key names another region", region().dropLast() + ["--name", "eu", "--key", try cluster.keyFile(.region, "us"),
+                                                                             "--coordinator-key", publicCertificate], "--key"),
             ("coordinator, database URL libpq cannot parse", ["coordinator", "--database-url", "postgresql://x:y@/db?bogus=1"] + coordinator().dropFirst(2),
              "--database-url"),
         ]
@@ -102,7 +119,8 @@ struct DaemonLifecycleTests {
             let leader = try cluster.startCoordinator("leader")
             try await cluster.waitForLog("leader", "coordinator active")
             // A standby with an address that is not this machine's says so at once instead of waiting.
-            let bad = try Self.run(["coordinator", "--database-url", cluster.databaseURL, "--intake", "tcp://192.0.2.1:7700"], in: cluster.directory)
+            let bad = try Self.run(["coordinator", "--database-url", cluster.databaseURL, "--intake", "tcp://192.0.2.1:7700", "--insecure"],
+                                   in: cluster.directory)
             #expect(bad.status == 1 && bad.seconds < 5 && bad.output.contains("--intake tcp://192.0.2.1:7700"), "\(bad)")
 
             // A standby whose events port someone else holds waits normally, then fails loudly on taking over,
@@ -113,7 +131,8 @@ struct DaemonLifecycleTests {
             let standby = try cluster.start("standby", ["coordinator", "--database-url", cluster.databaseURL, "--intake", cluster.intake,
                                                         "--dispatch", cluster.dispatch, "--events", "tcp://127.0.0.1:\(taken.port)",
                                                         "--snapshot", cluster.snapshot, "--heartbeat", cluster.heartbeat,
-                                                        "--metrics-listen", "127.0.0.1:\(metrics)"])
+                                                        "--metrics-listen", "127.0.0.1:\(metrics)",
+                                                        "--key", try cluster.keyFile(.coordinator, "main"), "--trust-dir", cluster.trustDirectory.path])
             try await cluster.waitForLog("standby", "standby")
             leader.signal(SIGKILL)
             leader.wait()
@@ -169,7 +188,7 @@ extension DaemonLifecycleTests {
             let agentArguments = ["--metrics-listen", "127.0.0.1:\(metrics)",
                                   "--run", "hello=echo service-begin; ls /proc/$$/fd; echo service-end; exec \"$SLIPWAY_BINARY\""]
             try cluster.startAgent("m1", region: "local", regionProcess: "region", extra: agentArguments)
-            let client = try SlipwayClient(endpoint: cluster.intake)
+            let client = try SlipwayClient(endpoint: cluster.intake, security: cluster.security())
             defer { Task { await client.close() } }
 
             // The recipe lists its shell's descriptors into the build log.

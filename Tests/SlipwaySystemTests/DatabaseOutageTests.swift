@@ -39,7 +39,7 @@ struct DatabaseOutageTests {
             let marker = cluster.directory.appendingPathComponent("go").path
             let recipe = "#!/bin/sh\necho waiting\nwhile [ ! -e '\(marker)' ]; do sleep 0.1; done\nmkdir -p out\necho done > out/app\n"
             let (repo, commit) = try TestRepository.make(in: cluster.directory, recipe: recipe)
-            let client = try SlipwayClient(endpoint: cluster.intake, requestTimeout: .seconds(2), retries: 3)
+            let client = try SlipwayClient(endpoint: cluster.intake, security: cluster.security(), requestTimeout: .seconds(2), retries: 3)
             defer { Task { await client.close() } }
             let ack = try await client.submit(BuildPipelineTests.submission(repo, commit))
             _ = try await Self.waitForStatus(client, ack.jobID, .running)
@@ -80,7 +80,7 @@ struct DatabaseOutageTests {
             let doomed = try cluster.startWorker("doomed")
             try await cluster.waitForLog("doomed", "] serving")
             try await Task.sleep(for: .milliseconds(500))  // registered, with credit
-            let client = try SlipwayClient(endpoint: cluster.intake)
+            let client = try SlipwayClient(endpoint: cluster.intake, security: cluster.security())
             defer { Task { await client.close() } }
             let (repo, commit) = try TestRepository.make(in: cluster.directory)
 

@@ -1,4 +1,5 @@
 import Foundation
+import SlipwayAuth
 import SlipwayProducer
 import SlipwayProto
 import SlipwayTestSupport
@@ -19,7 +20,7 @@ struct DeployTests {
         try cluster.startCoordinator(extra: ["--regions", "a,c"])
         try cluster.startRegion("region-a", region: "a", store: stores["a"]!, peers: ["c": stores["c"]!])
         try cluster.startWorker("w1", region: "a", store: stores["a"]!)
-        let client = try SlipwayClient(endpoint: cluster.intake)
+        let client = try SlipwayClient(endpoint: cluster.intake, security: cluster.security())
         defer { Task { await client.close() } }
 
         // Region c is down: v1 exists only in a.
@@ -68,7 +69,7 @@ struct DeployTests {
         #expect(saved.contains(v1) && !saved.contains(v2))
 
         // The CLI shows the same.
-        let text = try shellOutput("'\(Cluster.binary!)' status svc --coordinator \(cluster.intake)")
+        let text = try shellOutput("'\(Cluster.binary!)' status svc --coordinator \(cluster.intake) \(try cluster.clientKeyFlags(.operator, "tester").joined(separator: " "))")
         #expect(text.contains("global: sha256:\(v1) version 3") && text.contains("rollback global v3"), "\(text)")
 
         // With the coordinator gone, a restarted region still knows its targets.
@@ -82,7 +83,7 @@ struct DeployTests {
     func badRequests() async throws {
         _ = try await Cluster.with { cluster in
             try cluster.startCoordinator(extra: ["--regions", "a,c"])
-            let client = try SlipwayClient(endpoint: cluster.intake)
+            let client = try SlipwayClient(endpoint: cluster.intake, security: cluster.security())
             defer { Task { await client.close() } }
             let digest = String(repeating: "e", count: 64)
             var bad = Self.deploy(digest)

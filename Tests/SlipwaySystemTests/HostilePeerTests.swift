@@ -102,7 +102,8 @@ struct HostilePeerTests {
 
     @Test("the coordinator's intake, dispatch and snapshot sockets stay bounded and keep serving")
     func coordinator() async throws {
-        let (_, statuses) = try await Cluster.with { cluster in
+        // Insecure: the flood must reach past the handshake (what a peer holding a stolen key could send).
+        let (_, statuses) = try await Cluster.with(insecure: true) { cluster in
             let coordinator = try cluster.startCoordinator()
             try await cluster.waitForLog("coordinator", "coordinator active")
             let intake = cluster.intake
@@ -151,7 +152,7 @@ struct HostilePeerTests {
             // its share of the send queue and one piece; past 64 owed pieces it hears 'busy'.
             let (repo, commit) = try TestRepository.make(in: cluster.directory)
             try cluster.startWorker("w1")
-            let client = try SlipwayClient(endpoint: cluster.intake)
+            let client = try SlipwayClient(endpoint: cluster.intake, security: cluster.security())
             defer { Task { await client.close() } }
             var build = BuildPipelineTests.submission(repo, commit, recipe: "mkdir -p out && head -c 41943040 /dev/urandom > out/app", path: "out/app")
             build.artifactName = "big"

@@ -1,4 +1,5 @@
 import Foundation
+import SlipwayAuth
 import SlipwayProducer
 import SlipwayProto
 import SlipwayTestSupport
@@ -46,7 +47,7 @@ struct ReplicationTests {
         try cluster.startRegion("region-c", region: "c", store: stores["c"]!, peers: peers("c"))
         let workerA = try cluster.startWorker("wa", region: "a", store: stores["a"]!)
         try cluster.startWorker("wc", region: "c", store: stores["c"]!)
-        let client = try SlipwayClient(endpoint: cluster.intake)
+        let client = try SlipwayClient(endpoint: cluster.intake, security: cluster.security())
         defer { Task { await client.close() } }
 
         // Built in a and copied to c; then a goes away, so b (down so far) can get it from no one.
@@ -76,7 +77,7 @@ struct ReplicationTests {
         try cluster.startRegion("region-a", region: "a", store: stores["a"]!, peers: stores.filter { $0.key != "a" })
         try cluster.startRegion("region-c", region: "c", store: stores["c"]!, peers: stores.filter { $0.key != "c" })
         try cluster.startWorker("w1", region: "a", store: stores["a"]!)
-        let client = try SlipwayClient(endpoint: cluster.intake)
+        let client = try SlipwayClient(endpoint: cluster.intake, security: cluster.security())
         defer { Task { await client.close() } }
 
         // Three pieces: 4 MiB, 4 MiB, 1 MiB.
@@ -117,10 +118,11 @@ struct ReplicationTests {
             status.state = state
             return status
         }
-        #expect(try await errorCode(cluster.intake, report("not-a-digest", "b", .complete)) == "invalid_argument")
-        #expect(try await errorCode(cluster.intake, report(digest, "mars", .complete)) == "invalid_argument")
-        #expect(try await errorCode(cluster.intake, report(String(repeating: "0", count: 64), "b", .complete)) == "not_found")
-        let regressed = try await request(cluster.intake, report(digest, "b", .copying))
+        let regionB = try cluster.security(.region, "b")
+        #expect(try await errorCode(cluster.intake, report("not-a-digest", "b", .complete), security: regionB) == "invalid_argument")
+        #expect(try await errorCode(cluster.intake, report(digest, "mars", .complete), security: regionB) == "invalid_argument")
+        #expect(try await errorCode(cluster.intake, report(String(repeating: "0", count: 64), "b", .complete), security: regionB) == "not_found")
+        let regressed = try await request(cluster.intake, report(digest, "b", .copying), security: regionB)
         #expect(try regressed.body(as: Slipway_V1_ReplicationStatus.self).state == .complete, "a complete replica stays complete")
         // Garbage and nonsense piece requests at every store.
         try await BuildPipelineTests.sendGarbage(to: Array(stores.values))
@@ -143,7 +145,7 @@ struct ReplicationTests {
         // One piece at a time at 8 MiB/s: 10 pieces take over 4 s, time enough to kill it mid-way.
         let slow = ["--replication-window", "1", "--replication-max-mibps", "8"]
         let region = try cluster.startRegion("region-c", region: "c", store: stores["c"]!, peers: ["a": stores["a"]!], extra: slow)
-        let client = try SlipwayClient(endpoint: cluster.intake)
+        let client = try SlipwayClient(endpoint: cluster.intake, security: cluster.security())
         defer { Task { await client.close() } }
 
         let size = 10 * pieceSize
@@ -177,7 +179,7 @@ struct ReplicationTests {
         try cluster.startRegion("region-a", region: "a", store: stores["a"]!, peers: ["c": stores["c"]!])
         try cluster.startRegion("region-c", region: "c", store: stores["c"]!, peers: ["a": stores["a"]!])
         try cluster.startWorker("w1", region: "a", store: stores["a"]!)
-        let client = try SlipwayClient(endpoint: cluster.intake)
+        let client = try SlipwayClient(endpoint: cluster.intake, security: cluster.security())
         defer { Task { await client.close() } }
         var digests: [String] = []
         for size in [1_000, 2_000, 3_000] {
@@ -233,7 +235,7 @@ struct ReplicationTests {
     }
 
     /// One request over a fresh DEALER; the reply.
-    static func request(_ endpoint: String, _ body: some WireBody & Sendable) async throws -> WireMessage {
+    static func request(_ endpoint: String, _ body: some WireBody & Sendable, security: ClientSecurity = .plain) async throws -> WireMessage {
         let context = try ZMQContext()
         let thread = OwnedThread(name: "raw-request")
         defer { thread.shutdown() }
@@ -241,6 +243,7 @@ struct ReplicationTests {
             let socket = try ZMQSocket(context: context, type: .dealer)
             defer { socket.close() }
             try socket.set(.linger(.zero))
+            for option in security.options { try socket.set(option) }
             try socket.connect(endpoint)
             _ = try socket.send(WireCodec().encode(WireMessage(body, sender: "test")))
             let frames = try #require(try socket.receive(wait: .timeout(.seconds(10))), "no reply from \(endpoint)")
@@ -248,8 +251,8 @@ struct ReplicationTests {
         }
     }
 
-    static func errorCode(_ endpoint: String, _ body: some WireBody & Sendable) async throws -> String {
-        let reply = try await request(endpoint, body)
+    static func errorCode(_ endpoint: String, _ body: some WireBody & Sendable, security: ClientSecurity = .plain) async throws -> String {
+        let reply = try await request(endpoint, body, security: security)
         return reply.type == .errorReply ? try reply.body(as: Slipway_V1_ErrorReply.self).code.name : "none: \(reply.type)"
     }
 

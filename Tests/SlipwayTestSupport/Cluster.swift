@@ -1,4 +1,6 @@
 public import Foundation
+public import SlipwayAuth
+public import SlipwayWire
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -24,9 +26,17 @@ public final class Cluster: @unchecked Sendable {
     private(set) public var agentEndpoints: [String: (tracker: String, targets: String)] = [:]
     /// Where each agent serves its pieces, by agent name.
     private(set) public var agentListenEndpoints: [String: String] = [:]
+    /// Every daemon runs authenticated: keys are made on first use, into `keys/`,
+    /// and the coordinator admits the certificates in `trust/`.
+    public let keyDirectory: URL
+    public let trustDirectory: URL
+    /// Every daemon runs `--insecure` instead (for tests of what happens past the handshake).
+    public let insecure: Bool
+    private var certificates: [Identity: Certificate] = [:]
 
     /// Creates the folder, database (on `server`, default the shared test server) and endpoints; starts nothing.
-    public init(heartbeat: String = "400ms", server: String? = nil) async throws {
+    public init(heartbeat: String = "400ms", server: String? = nil, insecure: Bool = false) async throws {
+        self.insecure = insecure
         directory = FileManager.default.temporaryDirectory.appendingPathComponent("slipway-system-\(UUID().uuidString.prefix(8))")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         databaseURL = try await TestDatabase.create(migrate: false, server: server)
@@ -36,6 +46,46 @@ public final class Cluster: @unchecked Sendable {
         snapshot = "tcp://127.0.0.1:\(freeLoopbackPort())"
         store = "tcp://127.0.0.1:\(freeLoopbackPort())"
         self.heartbeat = heartbeat
+        keyDirectory = directory.appendingPathComponent("keys")
+        trustDirectory = directory.appendingPathComponent("trust")
+        try FileManager.default.createDirectory(at: keyDirectory, withIntermediateDirectories: true)
+        try FileManager.default.createDirectory(at: trustDirectory, withIntermediateDirectories: true)
+    }
+
+    /// The key pair of `role`/`name`, made (and, unless `trusted` is false, put in the
+    /// coordinator's trust folder) on first use.
+    public func certificate(_ role: Role, _ name: String, trusted: Bool = true) throws -> Certificate {
+        let identity = try Identity(role: role, name: name)
+        if let known = certificates[identity] { return known }
+        let made = try Certificate.generate(for: identity)
+        try made.write(to: keyDirectory.path)
+        if trusted, role != .coordinator { try made.publicPart.write(to: trustDirectory.path) }
+        certificates[identity] = made
+        return made
+    }
+
+    /// The secret key file of `role`/`name` (made on first use).
+    public func keyFile(_ role: Role, _ name: String) throws -> String {
+        let made = try certificate(role, name)
+        return keyDirectory.appendingPathComponent(made.fileStem + ".secret").path
+    }
+
+    /// The coordinator's public certificate file.
+    public func coordinatorCertificate() throws -> String {
+        let made = try certificate(.coordinator, "main")
+        return keyDirectory.appendingPathComponent(made.fileStem + ".cert").path
+    }
+
+    /// How a client with the key of `role`/`name` connects to the coordinator.
+    public func security(_ role: Role = .operator, _ name: String = "tester") throws -> ClientSecurity {
+        if insecure { return .plain }
+        return .curve(try certificate(role, name).keyPair, server: try certificate(.coordinator, "main").publicKey)
+    }
+
+    /// `--key … --coordinator-key …` for a daemon or CLI call with the key of `role`/`name`.
+    public func clientKeyFlags(_ role: Role, _ name: String) throws -> [String] {
+        if insecure { return ["--insecure"] }
+        return ["--key", try keyFile(role, name), "--coordinator-key", try coordinatorCertificate()]
     }
 
     public func log(_ name: String) -> URL { directory.appendingPathComponent("\(name).log") }
@@ -51,8 +101,9 @@ public final class Cluster: @unchecked Sendable {
 
     @discardableResult
     public func startCoordinator(_ name: String = "coordinator", extra: [String] = []) throws -> SpawnedProcess {
-        try start(name, ["coordinator", "--database-url", databaseURL, "--intake", intake, "--dispatch", dispatch,
-                         "--events", events, "--snapshot", snapshot, "--heartbeat", heartbeat, "--retry-backoff", "100ms"] + extra)
+        let keys = insecure ? ["--insecure"] : ["--key", try keyFile(.coordinator, "main"), "--trust-dir", trustDirectory.path]
+        return try start(name, ["coordinator", "--database-url", databaseURL, "--intake", intake, "--dispatch", dispatch,
+                                "--events", events, "--snapshot", snapshot, "--heartbeat", heartbeat, "--retry-backoff", "100ms"] + keys + extra)
     }
 
     @discardableResult
@@ -71,7 +122,8 @@ public final class Cluster: @unchecked Sendable {
         return try start(name, ["region", "--name", region, "--store-dir", storeDirectory(storeName ?? name).path, "--store", store,
                                 "--coordinator-intake", intake, "--coordinator-events", events, "--coordinator-snapshot", snapshot,
                                 "--tracker", endpoints.tracker, "--targets", endpoints.targets, "--agent-timeout", "5s"]
-                  + peers.sorted { $0.key < $1.key }.flatMap { ["--peer", "\($0.key)=\($0.value)"] } + extra)
+                  + peers.sorted { $0.key < $1.key }.flatMap { ["--peer", "\($0.key)=\($0.value)"] }
+                  + clientKeyFlags(.region, region) + extra)
     }
 
     /// Starts an agent for `service` in the region run by process `regionProcess`,
@@ -102,7 +154,8 @@ public final class Cluster: @unchecked Sendable {
     @discardableResult
     public func startWorker(_ name: String, slots: Int = 1, region: String = "local", store: String? = nil) throws -> SpawnedProcess {
         try start(name, ["worker", "--coordinator", dispatch, "--store", store ?? self.store, "--region", region, "--slots", String(slots),
-                         "--work-dir", directory.appendingPathComponent(name).path, "--heartbeat", heartbeat])
+                         "--work-dir", directory.appendingPathComponent(name).path, "--heartbeat", heartbeat]
+                  + clientKeyFlags(.worker, "builder"))
     }
 
     /// Waits until `name`'s log contains `text`.
@@ -116,9 +169,9 @@ public final class Cluster: @unchecked Sendable {
 
     /// Runs `body` with a fresh cluster and always shuts it down, also when `body` throws.
     /// - Returns: what `body` returned and every daemon's exit status.
-    public static func with<T>(heartbeat: String = "400ms", server: String? = nil,
+    public static func with<T>(heartbeat: String = "400ms", server: String? = nil, insecure: Bool = false,
                                _ body: (Cluster) async throws -> T) async throws -> (T, [String: Int32]) {
-        let cluster = try await Cluster(heartbeat: heartbeat, server: server)
+        let cluster = try await Cluster(heartbeat: heartbeat, server: server, insecure: insecure)
         do {
             let value = try await body(cluster)
             return (value, await cluster.shutdown())

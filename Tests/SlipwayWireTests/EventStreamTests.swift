@@ -38,7 +38,7 @@ struct EventStreamTests {
         }
         let subscriberThread = OwnedThread(name: "subscriber")
         async let received: ([UInt64], Int) = subscriberThread.run {
-            let subscriber = try EventSubscriber(context: context, publisher: Endpoint(parsing: pubEndpoint), snapshot: Endpoint(parsing: snapshotEndpoint), sender: "test")
+            let subscriber = try EventSubscriber(context: context, publisher: Endpoint(parsing: pubEndpoint), snapshot: Endpoint(parsing: snapshotEndpoint), sender: "test", security: .plain)
             defer { subscriber.close() }
             var sequences: [UInt64] = []
             let deadline = ContinuousClock.now + .seconds(15)

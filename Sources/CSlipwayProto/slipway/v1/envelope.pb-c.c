@@ -393,7 +393,7 @@ const ProtobufCEnumDescriptor slipway__v1__message_type__descriptor =
   slipway__v1__message_type__value_ranges,
   NULL,NULL,NULL,NULL   /* reserved[1234] */
 };
-static const ProtobufCEnumValue slipway__v1__error_code__enum_values_by_number[8] =
+static const ProtobufCEnumValue slipway__v1__error_code__enum_values_by_number[9] =
 {
   { "ERROR_CODE_UNSPECIFIED", "SLIPWAY__V1__ERROR_CODE__ERROR_CODE_UNSPECIFIED", 0 },
   { "ERROR_CODE_INVALID_ARGUMENT", "SLIPWAY__V1__ERROR_CODE__ERROR_CODE_INVALID_ARGUMENT", 1 },
@@ -403,17 +403,19 @@ static const ProtobufCEnumValue slipway__v1__error_code__enum_values_by_number[8
   { "ERROR_CODE_UNSUPPORTED", "SLIPWAY__V1__ERROR_CODE__ERROR_CODE_UNSUPPORTED", 5 },
   { "ERROR_CODE_BUSY", "SLIPWAY__V1__ERROR_CODE__ERROR_CODE_BUSY", 6 },
   { "ERROR_CODE_INTERNAL", "SLIPWAY__V1__ERROR_CODE__ERROR_CODE_INTERNAL", 7 },
+  { "ERROR_CODE_PERMISSION_DENIED", "SLIPWAY__V1__ERROR_CODE__ERROR_CODE_PERMISSION_DENIED", 8 },
 };
 static const ProtobufCIntRange slipway__v1__error_code__value_ranges[] = {
-{0, 0},{0, 8}
+{0, 0},{0, 9}
 };
-static const ProtobufCEnumValueIndex slipway__v1__error_code__enum_values_by_name[8] =
+static const ProtobufCEnumValueIndex slipway__v1__error_code__enum_values_by_name[9] =
 {
   { "ERROR_CODE_BUSY", 6 },
   { "ERROR_CODE_FAILED_PRECONDITION", 3 },
   { "ERROR_CODE_INTERNAL", 7 },
   { "ERROR_CODE_INVALID_ARGUMENT", 1 },
   { "ERROR_CODE_NOT_FOUND", 2 },
+  { "ERROR_CODE_PERMISSION_DENIED", 8 },
   { "ERROR_CODE_UNAVAILABLE", 4 },
   { "ERROR_CODE_UNSPECIFIED", 0 },
   { "ERROR_CODE_UNSUPPORTED", 5 },
@@ -425,9 +427,9 @@ const ProtobufCEnumDescriptor slipway__v1__error_code__descriptor =
   "ErrorCode",
   "Slipway__V1__ErrorCode",
   "slipway.v1",
-  8,
+  9,
   slipway__v1__error_code__enum_values_by_number,
-  8,
+  9,
   slipway__v1__error_code__enum_values_by_name,
   1,
   slipway__v1__error_code__value_ranges,

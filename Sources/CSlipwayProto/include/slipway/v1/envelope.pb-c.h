@@ -125,7 +125,12 @@ typedef enum _Slipway__V1__ErrorCode {
   /*
    * The server tried and failed (a disk error, say); the message says how.
    */
-  SLIPWAY__V1__ERROR_CODE__ERROR_CODE_INTERNAL = 7
+  SLIPWAY__V1__ERROR_CODE__ERROR_CODE_INTERNAL = 7,
+  /*
+   * The sender's authenticated identity may not do this (wrong role, or not the
+   * identity the object belongs to); nothing changed. Resending cannot help.
+   */
+  SLIPWAY__V1__ERROR_CODE__ERROR_CODE_PERMISSION_DENIED = 8
     PROTOBUF_C__FORCE_ENUM_TO_BE_INT_SIZE(SLIPWAY__V1__ERROR_CODE)
 } Slipway__V1__ErrorCode;
 

@@ -1,0 +1,111 @@
+public import Logging
+public import SlipwayWire
+
+/// How a daemon proves who it is and whom it admits, from `--key`,
+/// `--trust-dir` and `--insecure`, loaded once at start.
+public enum DaemonSecurity: Sendable {
+    /// No CURVE: every peer that can connect is served and trusted (`--insecure`).
+    case insecure
+    /// The daemon's own certificate (with its secret key) and, for a daemon
+    /// that binds, the folder of the keys it admits.
+    case authenticated(own: Certificate, trust: TrustDirectory?)
+
+    /// The ZAP domain every Slipway server socket uses: one trust folder per daemon.
+    public static let zapDomain = "slipway"
+
+    /// Loads `--key` (a secret key file written by `slipway keys new`) and
+    /// `--trust-dir`, checking the key's role; `--insecure` with neither.
+    /// - Throws: ``AuthError`` naming the flag when a file is missing or
+    ///   wrong, or when neither keys nor `--insecure` were given.
+    public static func load(keyPath: String?, trustDirectory: String?, insecure: Bool, role: Role,
+                            needsTrust: Bool, logger: Logger) throws(AuthError) -> DaemonSecurity {
+        if insecure {
+            guard keyPath == nil, trustDirectory == nil else {
+                throw AuthError("--insecure cannot be combined with --key or --trust-dir")
+            }
+            return .insecure
+        }
+        guard let keyPath else {
+            throw AuthError("no key: pass --key FILE (a secret key file from `slipway keys new --role \(role.rawValue)`), or --insecure to run without authentication")
+        }
+        let own: Certificate
+        do {
+            own = try Certificate.load(path: keyPath)
+        } catch {
+            throw AuthError("--key: \(error.message)")
+        }
+        guard own.secretKey != nil else { throw AuthError("--key \(keyPath): holds no secret key (it is a public certificate)") }
+        guard own.identity.role == role else {
+            throw AuthError("--key \(keyPath): is a \(own.identity.role.rawValue) key; this daemon needs a \(role.rawValue) key")
+        }
+        var trust: TrustDirectory?
+        if let trustDirectory {
+            do { trust = try TrustDirectory(path: trustDirectory, logger: logger) } catch { throw AuthError("--trust-dir: \(error.message)") }
+        } else if needsTrust {
+            throw AuthError("no --trust-dir: a daemon that serves needs the folder of the keys it admits")
+        }
+        return .authenticated(own: own, trust: trust)
+    }
+
+    /// Whether peers are authenticated.
+    public var isAuthenticated: Bool { if case .authenticated = self { true } else { false } }
+
+    /// The identity this daemon speaks as, if authenticated.
+    public var identity: Identity? { if case .authenticated(let own, _) = self { own.identity } else { nil } }
+
+    /// The options for a socket this daemon binds.
+    public var server: ServerSecurity {
+        switch self {
+        case .insecure: .plain
+        case .authenticated(let own, _): .curve(own.keyPair, zapDomain: Self.zapDomain)
+        }
+    }
+
+    /// The options for a socket this daemon connects to a server whose public key is `server`.
+    public func client(server: CurveKey?) -> ClientSecurity {
+        switch self {
+        case .insecure: .plain
+        case .authenticated(let own, _):
+            // A nil server key with keys loaded is refused where the flags are parsed.
+            server.map { .curve(own.keyPair, server: $0) } ?? .plain
+        }
+    }
+
+    /// Starts the ZAP handler for `context`, before any CURVE socket of it binds;
+    /// nil when insecure. - Throws: if the handler cannot start (the daemon must not serve then).
+    public func startZAP(context: ZMQContext, daemon: String, logger: Logger) throws(AuthError) -> ZAPHandler? {
+        guard case .authenticated(_, let trust?) = self else { return nil }
+        return try ZAPHandler(context: context, domains: [Self.zapDomain: trust], daemon: daemon, logger: logger)
+    }
+
+    /// The sender of a message received on a socket this daemon bound: the
+    /// identity the ZAP handler vouched for; nil when insecure (nobody is
+    /// authenticated, everything is allowed) or when no identity came with it.
+    public static func sender(of socket: ZMQSocket) -> Identity? {
+        socket.peerUserID.flatMap(Identity.init(userID:))
+    }
+}
+
+extension Certificate {
+    /// The key pair, for a certificate that holds its secret key.
+    public var keyPair: CurveKeyPair { CurveKeyPair(publicKey: publicKey, secretKey: secretKey!) }
+}
+
+/// Reads a server's public key from `--coordinator-key` and similar flags: a
+/// certificate file (public, or a secret key file, whose public half is used)
+/// or the 40-character Z85 key itself.
+public enum ServerKey {
+    public static func load(_ text: String, flag: String, role: Role) throws(AuthError) -> CurveKey {
+        if let key = CurveKey(z85: text) { return key }
+        let certificate: Certificate
+        do {
+            certificate = try Certificate.load(path: text)
+        } catch {
+            throw AuthError("\(flag): \(error.message) (give a certificate file or a 40-character Z85 key)")
+        }
+        guard certificate.identity.role == role else {
+            throw AuthError("\(flag) \(text): is a \(certificate.identity.role.rawValue) certificate; expected a \(role.rawValue) one")
+        }
+        return certificate.publicKey
+    }
+}

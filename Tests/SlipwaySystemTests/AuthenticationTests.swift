@@ -1,0 +1,156 @@
+import Foundation
+import Logging
+import SlipwayAuth
+import SlipwayProducer
+import SlipwayProto
+import SlipwayStore
+import SlipwayTestSupport
+import SlipwayThreads
+import SlipwayWire
+import Testing
+
+/// The coordinator's CURVE handshake and per-message authorization, through
+/// real processes and real sockets: who gets in, and what each key may do.
+@Suite("Authentication and authorization", .serialized, .enabled(if: Cluster.isConfigured))
+struct AuthenticationTests {
+    /// One request over a fresh DEALER with `security`; nil when nothing answers within `timeout`
+    /// (a failed handshake answers nothing: libzmq drops the connection).
+    static func reply(_ endpoint: String, _ body: some WireBody & Sendable, security: ClientSecurity, routingID: String? = nil,
+                      timeout: Duration = .seconds(3)) async throws -> WireMessage? {
+        let context = try ZMQContext()
+        let thread = OwnedThread(name: "auth-request")
+        defer { thread.shutdown() }
+        return try await thread.run {
+            let socket = try ZMQSocket(context: context, type: .dealer)
+            defer { socket.close() }
+            try socket.set(.linger(.zero))
+            if let routingID { try socket.set(.routingID(Array(routingID.utf8))) }
+            for option in security.options { try socket.set(option) }
+            try socket.connect(endpoint)
+            _ = try socket.send(WireCodec().encode(WireMessage(body, sender: routingID ?? "test")))
+            let deadline = ContinuousClock.now + timeout
+            while ContinuousClock.now < deadline {
+                guard let frames = try socket.receive(wait: .timeout(.milliseconds(200))) else { continue }
+                return try WireCodec().decode(frames)
+            }
+            return nil
+        }
+    }
+
+    /// The error code of the reply, `none: TYPE` for another reply, `silence` for none.
+    static func code(_ reply: WireMessage?) throws -> String {
+        guard let reply else { return "silence" }
+        return reply.type == .errorReply ? try reply.body(as: Slipway_V1_ErrorReply.self).code.name : "none: \(reply.type)"
+    }
+
+    static func unknownJob() -> Slipway_V1_JobQuery {
+        var query = Slipway_V1_JobQuery()
+        query.jobID = UUID().uuidString.lowercased()
+        return query
+    }
+
+    @Test("no key, an untrusted key and a revoked key get nothing handled; trusted clients are served throughout")
+    func handshake() async throws {
+        let (_, statuses) = try await Cluster.with { cluster in
+            try cluster.startCoordinator()
+            try await cluster.waitForLog("coordinator", "coordinator active")
+            let trusted = try cluster.security(.operator, "alice")
+            #expect(try Self.code(await Self.reply(cluster.intake, Self.unknownJob(), security: trusted)) == "not_found")
+
+            #expect(try Self.code(await Self.reply(cluster.intake, Self.unknownJob(), security: .plain)) == "silence", "no key")
+            let stranger = try cluster.certificate(.operator, "stranger", trusted: false)
+            let coordinatorKey = try cluster.certificate(.coordinator, "main").publicKey
+            #expect(try Self.code(await Self.reply(cluster.intake, Self.unknownJob(), security: .curve(stranger.keyPair, server: coordinatorKey)))
+                    == "silence", "a key not in the trust folder")
+            // The right key, but pinned to a server key that is not the coordinator's: the client cannot even say hello.
+            let impostor = try Certificate.generate(for: try Identity(role: .coordinator, name: "impostor"))
+            #expect(try Self.code(await Self.reply(cluster.intake, Self.unknownJob(), security: .curve(try cluster.certificate(.operator, "alice").keyPair,
+                                                                                                       server: impostor.publicKey)))
+                    == "silence", "a client pinned to another server key")
+
+            // Revocation: the certificate file goes, and the next handshake with that key fails.
+            let temporary = try cluster.security(.operator, "temporary")
+            #expect(try Self.code(await Self.reply(cluster.intake, Self.unknownJob(), security: temporary)) == "not_found")
+            try FileManager.default.removeItem(at: cluster.trustDirectory.appendingPathComponent("operator-temporary.cert"))
+            #expect(try Self.code(await Self.reply(cluster.intake, Self.unknownJob(), security: temporary)) == "silence", "a revoked key")
+            #expect(try Self.code(await Self.reply(cluster.dispatch, Slipway_V1_WorkRequest(), security: temporary)) == "silence")
+
+            // Everyone else is still served.
+            #expect(try Self.code(await Self.reply(cluster.intake, Self.unknownJob(), security: trusted)) == "not_found")
+            #expect(cluster.logText("coordinator").contains("untrusted_key"))
+        }
+        #expect(statuses.values.allSatisfy { $0 == 0 }, "\(statuses)")
+    }
+
+    @Test("keys of the wrong role or identity are refused with permission_denied, and nothing changes")
+    func forgedActions() async throws {
+        let (_, statuses) = try await Cluster.with { cluster in
+            try cluster.startCoordinator()
+            try cluster.startRegion()
+            try cluster.startWorker("w1")
+            let (repo, commit) = try TestRepository.make(in: cluster.directory, recipe: "#!/bin/sh\necho started\nsleep 4\nmkdir -p out\necho hi > out/app\n")
+            let ciA = try SlipwayClient(endpoint: cluster.intake, security: cluster.security(.ci, "pipeline-a"))
+            defer { Task { await ciA.close() } }
+            let running = try await ciA.submit(BuildPipelineTests.submission(repo, commit))
+            try await ReplicationTests.waitFor("the build to start", timeout: .seconds(30)) {
+                try await ciA.job(running.jobID).status == .running
+            }
+            let database = try PGConnection(url: cluster.databaseURL, logger: Logger(label: "test"))
+            let before = try Self.snapshot(database)
+
+            var deploy = Slipway_V1_DeployRequest()
+            deploy.service = "svc"
+            deploy.artifactDigest = String(repeating: "a", count: 64)
+            var cancel = Slipway_V1_CancelBuild()
+            cancel.jobID = running.jobID
+            var report = Slipway_V1_RegionReport()
+            report.region = "local"
+            var result = Slipway_V1_BuildResult()
+            result.jobID = running.jobID
+            result.attempt = 1
+            result.outcome = .failed
+            result.error = "forged"
+            var work = Slipway_V1_WorkRequest()
+            work.workerID = "builder@forged"
+            work.freeSlots = 4
+            let attempts: [(what: String, endpoint: String, body: any WireBody & Sendable, security: ClientSecurity, routingID: String?)] = [
+                ("a worker key deploys", cluster.intake, deploy, try cluster.security(.worker, "builder"), nil),
+                ("a ci key deploys", cluster.intake, deploy, try cluster.security(.ci, "pipeline-a"), nil),
+                ("an agent key submits", cluster.intake, BuildPipelineTests.submission(repo, commit), try cluster.security(.agent, "m1"), nil),
+                ("another ci key cancels the job", cluster.intake, cancel, try cluster.security(.ci, "pipeline-b"), nil),
+                ("region b reports for region local", cluster.intake, report, try cluster.security(.region, "b"), nil),
+                ("an operator key asks for work", cluster.dispatch, work, try cluster.security(.operator, "alice"), "builder@forged"),
+                ("another worker key speaks as builder", cluster.dispatch, work, try cluster.security(.worker, "intruder"), "builder@forged"),
+                ("a worker key ends another worker's attempt", cluster.dispatch, result, try cluster.security(.worker, "builder"), "builder@forged"),
+                ("a worker key asks for the event snapshot", cluster.snapshot, Slipway_V1_SnapshotRequest(), try cluster.security(.worker, "builder"), nil),
+            ]
+            for attempt in attempts {
+                let answer = try await Self.reply(attempt.endpoint, attempt.body, security: attempt.security, routingID: attempt.routingID)
+                let code = try Self.code(answer)
+                #expect(code == "permission_denied", "\(attempt.what): \(code)")
+            }
+            #expect(try Self.snapshot(database) == before, "a refused request changed the database")
+            #expect(try await ciA.job(running.jobID).status == .running, "the real worker's build was disturbed")
+
+            // The owner of the job may cancel it, and the database records who submitted it.
+            #expect(try database.query("SELECT submitted_by FROM jobs WHERE id = $1::uuid", [.text(running.jobID)]).first?
+                .optionalString("submitted_by") == "ci/pipeline-a")
+            _ = try await ciA.cancel(running.jobID)
+            let ended = try await ciA.wait(for: running.jobID, timeout: .seconds(30))
+            #expect(ended.status == .cancelled)
+            #expect(cluster.logText("coordinator").contains("permission_denied"))
+        }
+        #expect(statuses.values.allSatisfy { $0 == 0 }, "\(statuses)")
+    }
+
+    /// What a forged action could change: jobs, targets, deployments. (Region reports are
+    /// replaced by the real region every few seconds, so they are not compared.)
+    static func snapshot(_ database: PGConnection) throws -> [String] {
+        try database.query("""
+            SELECT 'job ' || id || ' ' || status || ' ' || attempt || ' ' || coalesce(worker_id, '') || ' ' || cancel_requested AS line FROM jobs
+            UNION ALL SELECT 'target ' || service || ' ' || region || ' ' || artifact_digest FROM targets
+            UNION ALL SELECT 'deployment ' || id FROM deployments
+            ORDER BY 1
+            """).rows.map { try $0.string("line") }
+    }
+}
