@@ -73,7 +73,7 @@ let package = Package(
         .target(
             name: "SlipwayAuth",
             dependencies: [
-                "SlipwayCore", "SlipwayWire", "SlipwayThreads", "SlipwayProto",
+                "SlipwayCore", "SlipwayWire", "SlipwayThreads", "SlipwayProto", "SlipwayMetrics",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -117,7 +117,7 @@ let package = Package(
         .target(
             name: "SlipwayRegionStore",
             dependencies: [
-                "SlipwayCore", "SlipwayWire", "SlipwayProto", "SlipwayThreads", "SlipwayArtifact", "SlipwayMetrics", "CSystemShims",
+                "SlipwayAuth", "SlipwayCore", "SlipwayWire", "SlipwayProto", "SlipwayThreads", "SlipwayArtifact", "SlipwayMetrics", "CSystemShims",
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: strict
@@ -151,7 +151,7 @@ let package = Package(
         .target(
             name: "SlipwayAgent",
             dependencies: [
-                "SlipwayCore", "SlipwayWire", "SlipwayProto", "SlipwayThreads", "SlipwayArtifact", "SlipwayMetrics",
+                "SlipwayAuth", "SlipwayCore", "SlipwayWire", "SlipwayProto", "SlipwayThreads", "SlipwayArtifact", "SlipwayMetrics",
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: strict
@@ -186,7 +186,7 @@ let package = Package(
             name: "slipway-bench",
             dependencies: [
                 "SlipwayCore", "SlipwayWire", "SlipwayStore", "SlipwayProducer", "SlipwayProto", "SlipwayThreads", "SlipwayArtifact", "SlipwayRegion",
-                "SlipwayRegionStore",
+                "SlipwayRegionStore", "SlipwayAuth",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],

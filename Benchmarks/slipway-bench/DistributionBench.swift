@@ -127,7 +127,7 @@ struct DistributionBench: AsyncParsableCommand {
             var arguments = ["/usr/sbin/ip", "netns", "exec", network.namespace(index), binary, "agent", "--machine-id", "a\(index)",
                              "--region", "bench", "--tracker", "tcp://\(storeHost):7720", "--targets", "tcp://\(storeHost):7721",
                              "--listen", "tcp://\(host):7730", "--root", run.appendingPathComponent("a\(index)").path,
-                             "--service", "bench", "--run", "bench=exec sleep 100000", "--heartbeat", "1s"]
+                             "--service", "bench", "--run", "bench=exec sleep 100000", "--heartbeat", "1s", "--insecure"]
             if seedOnly { arguments.append("--seed-only") }
             if verbose { arguments += ["--log-level", "debug"] }
             processes.append(try launchLogged(arguments, log: logs[index - 1]))

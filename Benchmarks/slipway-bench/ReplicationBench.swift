@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import Logging
 import SlipwayArtifact
+import SlipwayAuth
 import SlipwayCore
 import SlipwayProto
 import SlipwayRegion
@@ -76,7 +77,7 @@ struct ReplicationBench: AsyncParsableCommand {
             copier.shutdown()
         }
         let settings = StoreServer.Settings(region: "b", id: "bench-store", endpoint: try Endpoint(parsing: "tcp://127.0.0.1:\(freeLoopbackPort())"),
-                                            path: root.path)
+                                            path: root.path, security: .insecure)
         async let serving: Void = owner.run {
             try StoreServer(config: settings, mailbox: mailbox, logger: Logger(label: "bench"), stop: stop).serve()
         }
@@ -87,7 +88,7 @@ struct ReplicationBench: AsyncParsableCommand {
                 let context = try ZMQContext()
                 _ = try mailbox.perform { try $0.begin(manifest) }
                 let start = ContinuousClock.now
-                let fetcher = try PieceFetcher(manifest: manifest, sources: [("a", try Endpoint(parsing: endpoint))], store: mailbox,
+                let fetcher = try PieceFetcher(manifest: manifest, sources: [("a", try Endpoint(parsing: endpoint), .plain)], store: mailbox,
                                                context: context, sender: "bench", logger: Logger(label: "bench"), window: window,
                                                batch: min(8, window))
                 try fetcher.run(timeout: .seconds(600))

@@ -1,4 +1,5 @@
 public import SlipwayCore
+public import SlipwayWire
 
 /// One service an agent runs.
 public struct ServiceSpec: Sendable, Equatable {
@@ -26,6 +27,9 @@ public struct AgentConfig: Sendable {
     /// The region the machine is in.
     public var region: String
     /// The region controller's tracker ROUTER.
+    /// How the agent proves itself to its region (its `agent` key, named after
+    /// the machine, and the region's key pinned): tracker, target PUB and store.
+    public var regionSecurity: ClientSecurity = .plain
     public var trackerEndpoint = Endpoint(host: "127.0.0.1", port: 7720)
     /// The region controller's target PUB.
     public var targetsEndpoint = Endpoint(host: "127.0.0.1", port: 7721)

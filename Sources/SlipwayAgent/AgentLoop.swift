@@ -65,6 +65,7 @@ final class AgentLoop: ServingLoop {
         server = try PieceServer(context: context, endpoint: config.listenEndpoint, store: store, sender: config.id, logger: logger)
         targets = try ZMQSocket(context: context, type: .sub)
         try targets.set(.subscribe(Array("target.".utf8)))
+        for option in config.regionSecurity.options { try targets.set(option) }
         try targets.connect(config.targetsEndpoint)
     }
 
@@ -191,7 +192,7 @@ final class AgentLoop: ServingLoop {
     private func startDownload(_ digest: String) {
         guard downloads[digest] == nil, let seedEndpoint else { return }
         downloads[digest] = PieceDownload(digest: digest, machineID: config.machineID, store: store, context: context, sender: config.id,
-                                          seedEndpoint: seedEndpoint, logger: logger,
+                                          seedEndpoint: seedEndpoint, seedSecurity: config.regionSecurity, logger: logger,
                                           maxBytesPerSecond: config.maxDownloadBytesPerSecond, seedOnly: config.seedOnly)
         downloadStarted[digest] = .now
         lastPeerList[digest] = nil
@@ -310,7 +311,8 @@ final class AgentLoop: ServingLoop {
 
     private func send(toTracker body: some WireBody) {
         do {
-            let socket = try tracker ?? ZMQSocket.requestDealer(context: context, connectedTo: config.trackerEndpoint)
+            let socket = try tracker ?? ZMQSocket.requestDealer(context: context, connectedTo: config.trackerEndpoint,
+                                                                        options: config.regionSecurity.options)
             tracker = socket
             _ = try socket.send(codec.encode(WireMessage(body, sender: config.id)), wait: .never)
         } catch {

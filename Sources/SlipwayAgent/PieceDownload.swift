@@ -40,6 +40,8 @@ final class PieceDownload {
     private let context: ZMQContext
     private let sender: String
     private let seedEndpoint: Endpoint
+    /// How the agent proves itself to the region's store (the region's key pinned).
+    private let seedSecurity: ClientSecurity
     private let logger: Logger
     private let maxBytesPerSecond: UInt64
     private let requestTimeout: Duration
@@ -65,14 +67,15 @@ final class PieceDownload {
     private var manifestAt: ContinuousClock.Instant?
     private var peersKnown = false
 
-    init(digest: String, machineID: String, store: BlobStore, context: ZMQContext, sender: String, seedEndpoint: Endpoint, logger: Logger,
-         maxBytesPerSecond: UInt64 = 0, seedOnly: Bool = false, requestTimeout: Duration = .seconds(30),
+    init(digest: String, machineID: String, store: BlobStore, context: ZMQContext, sender: String, seedEndpoint: Endpoint,
+         seedSecurity: ClientSecurity, logger: Logger, maxBytesPerSecond: UInt64 = 0, seedOnly: Bool = false, requestTimeout: Duration = .seconds(30),
          now: ContinuousClock.Instant = .now) {
         self.digest = digest
         self.store = store
         self.context = context
         self.sender = sender
         self.seedEndpoint = seedEndpoint
+        self.seedSecurity = seedSecurity
         self.logger = logger
         self.maxBytesPerSecond = maxBytesPerSecond
         self.requestTimeout = requestTimeout
@@ -288,14 +291,18 @@ final class PieceDownload {
     private func connection(_ source: PieceSource) throws -> ZMQSocket {
         if let socket = connections[source] { return socket }
         let endpoint: Endpoint
+        var security = ClientSecurity.plain
         switch source {
-        case .seed: endpoint = seedEndpoint
+        case .seed:
+            endpoint = seedEndpoint
+            security = seedSecurity
         case .peer(let machine):
+            // Agents' piece servers do not authenticate yet (issue 12): pieces are verified, not secret.
             guard let known = endpoints[machine] else { throw Failure("no endpoint known for peer \(machine)") }
             endpoint = known
         }
         // Pieces are 4 MiB; a few in flight per source, so the default queue bounds are ample.
-        let socket = try ZMQSocket.requestDealer(context: context, connectedTo: endpoint)
+        let socket = try ZMQSocket.requestDealer(context: context, connectedTo: endpoint, options: security.options)
         connections[source] = socket
         return socket
     }

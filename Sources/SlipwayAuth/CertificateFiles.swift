@@ -30,6 +30,13 @@ extension Certificate {
         return certificate
     }
 
+    /// Reads a secret key file: a certificate that must hold its secret key.
+    public static func loadSecret(path: String) throws(AuthError) -> Certificate {
+        let certificate = try load(path: path)
+        guard certificate.secretKey != nil else { throw AuthError("\(path): holds no secret key (it is a public certificate)") }
+        return certificate
+    }
+
     /// The file names ``write(to:)`` uses: `ROLE-NAME.cert` and `ROLE-NAME.secret`.
     public var fileStem: String { "\(identity.role.rawValue)-\(identity.name)" }
 

@@ -1,5 +1,7 @@
 public import Logging
+public import SlipwayProto
 public import SlipwayWire
+import SlipwayMetrics
 
 /// How a daemon proves who it is and whom it admits, from `--key`,
 /// `--trust-dir` and `--insecure`, loaded once at start.
@@ -30,11 +32,10 @@ public enum DaemonSecurity: Sendable {
         }
         let own: Certificate
         do {
-            own = try Certificate.load(path: keyPath)
+            own = try Certificate.loadSecret(path: keyPath)
         } catch {
             throw AuthError("--key: \(error.message)")
         }
-        guard own.secretKey != nil else { throw AuthError("--key \(keyPath): holds no secret key (it is a public certificate)") }
         guard own.identity.role == role else {
             throw AuthError("--key \(keyPath): is a \(own.identity.role.rawValue) key; this daemon needs a \(role.rawValue) key")
         }
@@ -76,6 +77,26 @@ public enum DaemonSecurity: Sendable {
     public func startZAP(context: ZMQContext, daemon: String, logger: Logger) throws(AuthError) -> ZAPHandler? {
         guard case .authenticated(_, let trust?) = self else { return nil }
         return try ZAPHandler(context: context, domains: [Self.zapDomain: trust], daemon: daemon, logger: logger)
+    }
+
+    /// Why `sender` may not send a message of `type` to this daemon (its role,
+    /// per ``Permissions``), or nil to go on. Nothing is refused when insecure.
+    public func refusal(_ type: Slipway_V1_MessageType, from sender: Identity?) -> String? {
+        guard isAuthenticated else { return nil }
+        if case .denied(let reason) = Permissions.check(type, from: sender) { return reason }
+        return nil
+    }
+
+    /// Counts a refusal in `slipway_permission_denied_total` by role and message type.
+    public static func countRefusal(daemon: String, _ type: Slipway_V1_MessageType, from sender: Identity?) {
+        SlipwayMetrics.permissionDenied(daemon: daemon, role: sender?.role.rawValue ?? "none", type: "\(type)")
+    }
+
+    /// The public key of `identity` from the trust folder (to pin a peer daemon
+    /// this one also admits, e.g. another region); nil when insecure or unknown.
+    public func trustedKey(of identity: Identity) -> CurveKey? {
+        guard case .authenticated(_, let trust?) = self else { return nil }
+        return trust.publicKey(of: identity)
     }
 
     /// The sender of a message received on a socket this daemon bound: the

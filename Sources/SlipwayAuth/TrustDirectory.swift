@@ -80,6 +80,15 @@ public final class TrustDirectory: Sendable {
         }
     }
 
+    /// The public key of `identity`'s certificate in the folder (the first by file
+    /// name if several), read again first if the folder changed; nil if none.
+    public func publicKey(of identity: Identity) -> CurveKey? {
+        state.withLock { state in
+            if Stamp(path) != state.folder { rescan(&state) }
+            return state.files.sorted { $0.key < $1.key }.first { $0.value.identity == identity }?.value.key
+        }
+    }
+
     /// The key's entry if its file is unchanged since it was read; otherwise reads again.
     private func current(_ key: CurveKey, _ state: inout State) -> Identity? {
         guard let file = state.keys[key], let entry = state.files[file] else { return nil }

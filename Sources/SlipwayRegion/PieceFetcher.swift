@@ -38,6 +38,7 @@ public final class PieceFetcher {
     }
     private var plan: ReplicationPlan
     private let endpoints: [Endpoint]
+    private let securities: [ClientSecurity]
     private let store: any PieceSink
     private let context: ZMQContext
     private let sender: String
@@ -49,12 +50,13 @@ public final class PieceFetcher {
 
     /// Prepares a copy of `manifest` (already begun in `store`) from `sources`, tried in order.
     /// - Throws: when the store cannot say which pieces it already holds.
-    public init(manifest: Slipway_V1_ArtifactManifest, sources: [(name: String, endpoint: Endpoint)], store: any PieceSink,
+    public init(manifest: Slipway_V1_ArtifactManifest, sources: [(name: String, endpoint: Endpoint, security: ClientSecurity)], store: any PieceSink,
                 context: ZMQContext, sender: String, logger: Logger, window: Int = 16, batch: Int = 8,
                 maxBytesPerSecond: UInt64 = 0, now: ContinuousClock.Instant = .now) throws {
         self.manifest = manifest
         self.sourceNames = sources.map(\.name)
         self.endpoints = sources.map(\.endpoint)
+        self.securities = sources.map(\.security)
         self.store = store
         self.context = context
         self.sender = sender
@@ -189,7 +191,8 @@ public final class PieceFetcher {
     private func connection(_ source: Int) throws -> ZMQSocket {
         if let socket = connections[source] { return socket }
         // At most a window of pieces is ever outstanding: never drop any of it.
-        let socket = try ZMQSocket.requestDealer(context: context, connectedTo: endpoints[source], options: [.receiveHighWaterMark(0)])
+        let socket = try ZMQSocket.requestDealer(context: context, connectedTo: endpoints[source],
+                                                options: [.receiveHighWaterMark(0)] + securities[source].options)
         connections[source] = socket
         return socket
     }

@@ -1,3 +1,4 @@
+public import SlipwayAuth
 public import SlipwayCore
 public import SlipwayWire
 
@@ -21,6 +22,11 @@ public struct RegionConfig: Sendable {
     public var peers: [String: Endpoint] = [:]
     /// The coordinator's intake ROUTER, where replication reports go.
     public var coordinatorIntake = Endpoint(host: "127.0.0.1", port: 7700)
+    /// The region's key and the keys its store and tracker admit (workers,
+    /// agents, other regions), or `.insecure`.
+    public var security: DaemonSecurity = .insecure
+    /// How the region reaches each peer region's store (that region's key pinned), by name.
+    public var peerSecurity: [String: ClientSecurity] = [:]
     /// How the region proves itself to the coordinator (its `region` key, the
     /// coordinator's key pinned), or `.plain` when run `--insecure`.
     public var coordinatorSecurity: ClientSecurity = .plain

@@ -15,7 +15,8 @@ public enum RegionController {
         try StartupCheck.writableDirectory(config.storePath, setting: "--store-dir")
         let mailbox = try BlobStoreMailbox()
         let board = RegionTargetBoard()
-        let store = StoreServer.Settings(region: config.region, id: config.id, endpoint: config.storeEndpoint, path: config.storePath)
+        let store = StoreServer.Settings(region: config.region, id: config.id, endpoint: config.storeEndpoint, path: config.storePath,
+                                           security: config.security)
         return [
             LoopService(name: "region-store") { stop in
                 try StoreServer(config: store, mailbox: mailbox, logger: logger, stop: stop)

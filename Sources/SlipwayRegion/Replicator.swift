@@ -260,7 +260,8 @@ final class Replicator: ServingLoop {
                 retryLater.append((manifest, now + config.retryAfterFailure))
                 continue
             }
-            let fetcher = try PieceFetcher(manifest: manifest, sources: sources.map { ($0, config.peers[$0]!) }, store: store,
+            let fetcher = try PieceFetcher(manifest: manifest, sources: sources.map { ($0, config.peers[$0]!, config.peerSecurity[$0] ?? .plain) },
+                                           store: store,
                                            context: context, sender: config.id, logger: logger, window: config.replicationWindow,
                                            batch: config.replicationBatch, maxBytesPerSecond: config.replicationMaxBytesPerSecond, now: now)
             transfer = Transfer(fetcher: fetcher, lastReport: now, lastHeldCheck: now)

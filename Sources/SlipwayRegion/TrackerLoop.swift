@@ -2,6 +2,7 @@ import SlipwayCore
 import Foundation
 import Logging
 import SlipwayArtifact
+import SlipwayAuth
 import SlipwayProto
 import SlipwayThreads
 import SlipwayWire
@@ -25,6 +26,8 @@ final class TrackerLoop: ServingLoop {
     private var router: ZMQSocket!
     private var connections: ConnectionGuard!
     private var publisher: ZMQSocket!
+    /// Answers the tracker's and the target PUB's CURVE handshakes (nil when insecure).
+    private var zap: ZAPHandler?
     private var reports: ReportSender<Slipway_V1_RegionReport>!
     /// The last report the coordinator recorded, and when.
     private var delivered: (report: Slipway_V1_RegionReport, at: ContinuousClock.Instant)?
@@ -45,9 +48,15 @@ final class TrackerLoop: ServingLoop {
         self.stop = stop
         self.context = try ZMQContext()
         self.tracker = AgentTracker(timeout: config.agentTimeout)
-        (router, connections) = try ZMQSocket.boundedRouter(context: context, endpoint: config.trackerEndpoint, limits: .control, security: .plain,
-                                                            daemon: "region", name: "tracker", logger: logger)
+        do {
+            zap = try config.security.startZAP(context: context, daemon: "region", logger: logger)
+        } catch {
+            throw StartupError(setting: "--trust-dir", reason: error.message)
+        }
+        (router, connections) = try ZMQSocket.boundedRouter(context: context, endpoint: config.trackerEndpoint, limits: .control,
+                                                            security: config.security.server, daemon: "region", name: "tracker", logger: logger)
         publisher = try ZMQSocket(context: context, type: .pub)
+        for option in config.security.server.options { try publisher.set(option) }
         try publisher.bind(config.targetsEndpoint)
         reports = ReportSender(context: context, endpoint: config.coordinatorIntake, sender: config.id,
                                security: config.coordinatorSecurity, logger: logger) { $0.region }
@@ -142,6 +151,13 @@ final class TrackerLoop: ServingLoop {
                 rejections.record(error, logger: logger)
             }
             guard let (peer, message) = received else { return }
+            let sender = DaemonSecurity.sender(of: router)
+            if let refusal = config.security.refusal(message.type, from: sender) ?? machineRefusal(message, from: sender) {
+                DaemonSecurity.countRefusal(daemon: "region", message.type, from: sender)
+                rejections.record(reason: "permission_denied", detail: refusal, logger: logger)
+                reply(peer, to: message, error: .permissionDenied, refusal)
+                continue
+            }
             do {
                 try handle(peer, message)
             } catch {
@@ -181,6 +197,22 @@ final class TrackerLoop: ServingLoop {
         default:
             reply(peer, to: message, error: .unsupported, "the tracker does not handle \(message.type)")
         }
+    }
+
+    /// An agent key speaks only for the machine it is named after: why `message`
+    /// claims another machine, or nil (also when the region runs insecure).
+    private func machineRefusal(_ message: WireMessage, from sender: Identity?) -> String? {
+        guard config.security.isAuthenticated, let sender else { return nil }
+        let machine: String
+        switch message.type {
+        case .agentRegister: machine = (try? message.body(as: Slipway_V1_AgentRegister.self).machineID) ?? ""
+        case .peerListRequest: machine = (try? message.body(as: Slipway_V1_PeerListRequest.self).machineID) ?? ""
+        default: return nil
+        }
+        guard machine == sender.name else {
+            return "\(sender) may speak only for machine \(sender.name), not for \(SafeText.printable(machine, limit: 128))"
+        }
+        return nil
     }
 
     /// Why a registration cannot be accepted, or nil.

@@ -19,6 +19,7 @@ public final class StoreClient {
     private let context: ZMQContext
     private let endpoint: Endpoint
     private let sender: String
+    private let security: ClientSecurity
     private let codec = WireCodec()
     private var socket: ZMQSocket?
     /// Pieces sent before waiting for an acknowledgement.
@@ -28,11 +29,12 @@ public final class StoreClient {
     /// Attempts per request before giving up.
     public var retries = 3
 
-    /// A client for the store at `endpoint`.
-    public init(context: ZMQContext, endpoint: Endpoint, sender: String) {
+    /// A client for the store at `endpoint`, connecting with `security` (the region's key pinned).
+    public init(context: ZMQContext, endpoint: Endpoint, sender: String, security: ClientSecurity) {
         self.context = context
         self.endpoint = endpoint
         self.sender = sender
+        self.security = security
     }
 
     /// Uploads `file`, described by `manifest`, and waits until the store has committed it.
@@ -131,7 +133,7 @@ public final class StoreClient {
 
     private func connected() throws -> ZMQSocket {
         if let socket { return socket }
-        let socket = try ZMQSocket.requestDealer(context: context, connectedTo: endpoint)
+        let socket = try ZMQSocket.requestDealer(context: context, connectedTo: endpoint, options: security.options)
         self.socket = socket
         return socket
     }

@@ -2,6 +2,7 @@ public import SlipwayCore
 import Foundation
 public import Logging
 import SlipwayArtifact
+public import SlipwayAuth
 import SlipwayProto
 public import SlipwayThreads
 import SlipwayWire
@@ -30,13 +31,16 @@ public final class StoreServer: ServingLoop {
         public var endpoint: Endpoint
         /// The store's folder.
         public var path: String
+        /// Its key and the keys it admits (workers upload, agents and regions read), or `.insecure`.
+        public var security: DaemonSecurity
 
-        /// Settings for the store of `region` in `path`, bound at `endpoint`.
-        public init(region: String, id: String, endpoint: Endpoint, path: String) {
+        /// Settings for the store of `region` in `path`, bound at `endpoint` with `security`.
+        public init(region: String, id: String, endpoint: Endpoint, path: String, security: DaemonSecurity) {
             self.region = region
             self.id = id
             self.endpoint = endpoint
             self.path = path
+            self.security = security
         }
     }
 
@@ -49,6 +53,8 @@ public final class StoreServer: ServingLoop {
     private let store: BlobStore
     private let socket: ZMQSocket
     private let connections: ConnectionGuard
+    /// Answers the store socket's CURVE handshakes (nil when insecure).
+    private let zap: ZAPHandler?
     private var rejections = RejectionLog(daemon: "region", socket: "store")
     private var owed = PieceQueue()
     /// The bytes of a peer's next piece, kept while its send queue is full.
@@ -69,8 +75,13 @@ public final class StoreServer: ServingLoop {
         } catch {
             throw StartupError(setting: "--store-dir \(config.path)", reason: "cannot open the store: \(error)")
         }
+        do {
+            zap = try config.security.startZAP(context: context, daemon: "region", logger: logger)
+        } catch {
+            throw StartupError(setting: "--trust-dir", reason: error.message)
+        }
         (socket, connections) = try ZMQSocket.boundedRouter(context: context, endpoint: config.endpoint, limits: Self.limits,
-                                                            security: .plain, daemon: "region", name: "store", logger: logger)
+                                                            security: config.security.server, daemon: "region", name: "store", logger: logger)
     }
 
     public var opened: [String: String] {
@@ -99,6 +110,13 @@ public final class StoreServer: ServingLoop {
                 rejections.record(error, logger: logger)
             }
             guard let (peer, message) = received else { continue }
+            let sender = DaemonSecurity.sender(of: socket)
+            if let refusal = config.security.refusal(message.type, from: sender) {
+                DaemonSecurity.countRefusal(daemon: "region", message.type, from: sender)
+                rejections.record(reason: "permission_denied", detail: refusal, logger: logger)
+                reply(peer, error: refusal, code: .permissionDenied)
+                continue
+            }
             do {
                 try handle(peer, message)
             } catch {

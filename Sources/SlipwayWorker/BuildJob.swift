@@ -113,7 +113,7 @@ struct BuildJob {
             manifest.jobID = assignment.jobID
             manifest.originRegion = config.region
             log.system("uploading \(manifest.size) bytes (sha256 \(manifest.digest)) to \(config.storeEndpoint)\n")
-            let client = StoreClient(context: context, endpoint: config.storeEndpoint, sender: config.id)
+            let client = StoreClient(context: context, endpoint: config.storeEndpoint, sender: config.id, security: config.storeSecurity)
             defer { client.close() }
             try client.upload(artifact, manifest: manifest, cancelled: { control.aborted != nil })
             var result = outcome(.succeeded, "")

@@ -9,6 +9,8 @@ public struct WorkerConfig: Sendable {
     /// coordinator's key pinned), or `.plain` when run `--insecure`. With a key,
     /// ``id`` must be a ``SlipwayCore/WorkerID`` naming it.
     public var coordinatorSecurity: ClientSecurity = .plain
+    /// How the worker proves itself to its region's store (the region's key pinned).
+    public var storeSecurity: ClientSecurity = .plain
     /// This region's store ROUTER, where artifacts are uploaded.
     public var storeEndpoint = Endpoint(host: "127.0.0.1", port: 7710)
     /// The worker's region.

@@ -31,6 +31,7 @@ struct AgentCommand: AsyncParsableCommand {
     @Option(help: "Without --health: how long a new build must stay up to count as healthy.") var healthGrace = DurationArgument(argument: "2s")!
     @Option(help: "Cap on download bandwidth in MiB/s (0: none).") var maxDownloadMibps = 0.0
     @Flag(help: "Fetch from the regional store only, never from peers (for comparisons).") var seedOnly = false
+    @OptionGroup var keys: AgentKeyOptions
     @OptionGroup var daemon: DaemonOptions
 
     func validate() throws {
@@ -69,6 +70,7 @@ struct AgentCommand: AsyncParsableCommand {
         config.heartbeatInterval = daemon.heartbeat.duration
         config.maxDownloadBytesPerSecond = UInt64(maxDownloadMibps * 1_048_576)
         config.seedOnly = seedOnly
+        (_, config.regionSecurity) = try keys.load(machine: machine, logger: daemon.logger("agent"))
         await DaemonRunner.run("agent", services: [Agent.service(config: config, logger: daemon.logger("agent"))], options: daemon)
     }
 }

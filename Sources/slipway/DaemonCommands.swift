@@ -80,7 +80,7 @@ struct WorkerCommand: AsyncParsableCommand {
     @Option(help: "Builds run at once.") var slots = 1
     @Option(name: .customLong("label"), help: "A label jobs may require, key=value (repeatable).") var labels: [LabelArgument] = []
     @Option(help: "Folder for workspaces and the repository cache.") var workDir = ".local/worker"
-    @OptionGroup var keys: ClientKeyOptions
+    @OptionGroup var keys: WorkerKeyOptions
     @OptionGroup var daemon: DaemonOptions
 
     func validate() throws {
@@ -93,12 +93,13 @@ struct WorkerCommand: AsyncParsableCommand {
 
     func run() async throws {
         daemon.bootstrapLogging()
-        let (security, coordinatorSecurity) = try keys.load(role: .worker, daemon: "worker", logger: daemon.logger("worker"))
+        let (security, coordinatorSecurity, storeSecurity) = try keys.load(logger: daemon.logger("worker"))
         // With a key, the worker id names it: the coordinator accepts the id only from that key.
         let id = security.identity.map { "\($0.name)@\(ProcessIdentity.make("w"))" } ?? ProcessIdentity.make("worker")
         var config = WorkerConfig(region: region, workDirectory: workDir, id: id)
         config.coordinatorEndpoint = coordinator.named("--coordinator")
         config.coordinatorSecurity = coordinatorSecurity
+        config.storeSecurity = storeSecurity
         config.storeEndpoint = store.named("--store")
         config.slots = slots
         config.labels = Dictionary(labels.map { ($0.key, $0.value) }, uniquingKeysWith: { $1 })
@@ -131,7 +132,7 @@ struct RegionCommand: AsyncParsableCommand {
     @Option(help: "Cap on replication bandwidth into this region, in MiB/s (0: none).") var replicationMaxMibps = 0.0
     @Option(help: "A copy with no new piece for this long steps aside for the rest of the queue.")
     var replicationStallTimeout = DurationArgument(argument: "60s")!
-    @OptionGroup var keys: ClientKeyOptions
+    @OptionGroup var keys: RegionKeyOptions
     @OptionGroup var daemon: DaemonOptions
 
     func validate() throws {
@@ -159,11 +160,8 @@ struct RegionCommand: AsyncParsableCommand {
         config.coordinatorIntake = coordinatorIntake.named("--coordinator-intake")
         config.coordinatorEvents = coordinatorEvents.named("--coordinator-events")
         config.coordinatorSnapshot = coordinatorSnapshot.named("--coordinator-snapshot")
-        let (security, coordinatorSecurity) = try keys.load(role: .region, daemon: "region", logger: daemon.logger("region"))
-        if let identity = security.identity, identity.name != name {
-            throw ValidationError("--key: is the key of region \(identity.name); this region is --name \(name)")
-        }
-        config.coordinatorSecurity = coordinatorSecurity
+        (config.security, config.coordinatorSecurity, config.peerSecurity) = try keys.load(
+            region: name, peers: config.peers.keys.filter { $0 != name }.sorted(), logger: daemon.logger("region"))
         config.trackerEndpoint = tracker.named("--tracker")
         config.targetsEndpoint = targets.named("--targets")
         config.advertisedStoreEndpoint = advertiseStore?.named("--advertise-store")

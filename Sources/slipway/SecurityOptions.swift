@@ -5,7 +5,7 @@ import SlipwayCore
 import SlipwayMetrics
 import SlipwayWire
 
-/// `--key`, `--trust-dir` and `--insecure` for a daemon that binds sockets.
+/// `--key`, `--trust-dir` and `--insecure` for the coordinator.
 struct ServerKeyOptions: ParsableArguments {
     @Option(help: ArgumentHelp("This daemon's secret key file (from `slipway keys new`).", valueName: "file"))
     var key: String?
@@ -17,52 +17,78 @@ struct ServerKeyOptions: ParsableArguments {
 
     /// Loads the key and the trust folder; one line naming the flag when they are missing or wrong.
     func load(role: Role, daemon: String, logger: Logger) throws -> DaemonSecurity {
-        let security: DaemonSecurity
-        do {
-            security = try DaemonSecurity.load(keyPath: key, trustDirectory: trustDir, insecure: insecure, role: role,
-                                               needsTrust: true, logger: logger)
-        } catch {
-            throw ValidationError(error.message)
-        }
-        announce(security, daemon: daemon, logger: logger)
-        return security
+        try loadKeys(key: key, trustDir: trustDir, insecure: insecure, role: role, needsTrust: true, daemon: daemon, logger: logger)
     }
 }
 
-/// `--key`, `--coordinator-key` and `--insecure` for a daemon that only connects to the coordinator.
-struct ClientKeyOptions: ParsableArguments {
-    @Option(help: ArgumentHelp("This daemon's secret key file (from `slipway keys new`).", valueName: "file"))
+/// `--key`, `--trust-dir`, `--coordinator-key` and `--insecure` for a region controller.
+struct RegionKeyOptions: ParsableArguments {
+    @Option(help: ArgumentHelp("This region's secret key file (a region key named after the region).", valueName: "file"))
+    var key: String?
+    @Option(help: ArgumentHelp("Folder of the certificates its store and tracker admit (workers, agents, other regions, whose keys are pinned from here).",
+                               valueName: "dir"))
+    var trustDir: String?
+    @Option(help: ArgumentHelp("The coordinator's public key: its certificate file or the 40-character Z85 key.", valueName: "file"))
+    var coordinatorKey: String?
+    @Flag(help: "Run without CURVE: anyone who can reach the store and tracker may do anything.")
+    var insecure = false
+
+    /// The region's security, how it reaches the coordinator, and how it reaches each of `peers`' stores.
+    func load(region: String, peers: [String], logger: Logger) throws -> (DaemonSecurity, ClientSecurity, [String: ClientSecurity]) {
+        let security = try loadKeys(key: key, trustDir: trustDir, insecure: insecure, role: .region, needsTrust: true,
+                                    daemon: "region", logger: logger)
+        if let identity = security.identity, identity.name != region {
+            throw ValidationError("--key: is the key of region \(identity.name); this region is --name \(region)")
+        }
+        let coordinator = try pin(coordinatorKey, flag: "--coordinator-key", role: .coordinator, security)
+        var peerSecurity: [String: ClientSecurity] = [:]
+        for peer in peers where security.isAuthenticated {
+            guard let name = try? Identity(role: .region, name: peer), let key = security.trustedKey(of: name) else {
+                throw ValidationError("--peer \(peer): no certificate of region \(peer) in --trust-dir (it is needed to admit that region and to pin its store's key)")
+            }
+            peerSecurity[peer] = security.client(server: key)
+        }
+        return (security, coordinator, peerSecurity)
+    }
+}
+
+/// `--key`, `--coordinator-key`, `--store-key` and `--insecure` for a worker.
+struct WorkerKeyOptions: ParsableArguments {
+    @Option(help: ArgumentHelp("This worker's secret key file (from `slipway keys new --role worker`).", valueName: "file"))
     var key: String?
     @Option(help: ArgumentHelp("The coordinator's public key: its certificate file or the 40-character Z85 key.", valueName: "file"))
     var coordinatorKey: String?
-    @Flag(help: "Run without CURVE, against a coordinator that runs --insecure.")
+    @Option(help: ArgumentHelp("The public key of the region whose store --store is (its region certificate or Z85 key).", valueName: "file"))
+    var storeKey: String?
+    @Flag(help: "Run without CURVE, against a coordinator and store that run --insecure.")
     var insecure = false
 
-    /// This daemon's key and how it connects to the coordinator.
-    func load(role: Role, daemon: String, logger: Logger) throws -> (DaemonSecurity, ClientSecurity) {
-        do throws(AuthError) {
-            if insecure, coordinatorKey != nil { throw AuthError("--insecure cannot be combined with --coordinator-key") }
-            let security = try DaemonSecurity.load(keyPath: key, trustDirectory: nil, insecure: insecure,
-                                                   role: role, needsTrust: false, logger: logger)
-            announce(security, daemon: daemon, logger: logger)
-            guard security.isAuthenticated else { return (security, .plain) }
-            guard let coordinatorKey else {
-                throw AuthError("no --coordinator-key: a daemon with a key pins the coordinator's public key (its certificate file)")
-            }
-            return (security, security.client(server: try ServerKey.load(coordinatorKey, flag: "--coordinator-key", role: .coordinator)))
-        } catch {
-            throw ValidationError(error.message)
-        }
+    /// The worker's security, and how it reaches the coordinator and the store.
+    func load(logger: Logger) throws -> (DaemonSecurity, ClientSecurity, ClientSecurity) {
+        let security = try loadKeys(key: key, trustDir: nil, insecure: insecure, role: .worker, needsTrust: false,
+                                    daemon: "worker", logger: logger)
+        return (security, try pin(coordinatorKey, flag: "--coordinator-key", role: .coordinator, security),
+                try pin(storeKey, flag: "--store-key", role: .region, security))
     }
 }
 
-/// One warning at start, and the `slipway_insecure` gauge, for a daemon run `--insecure`.
-private func announce(_ security: DaemonSecurity, daemon: String, logger: Logger) {
-    SlipwayMetrics.insecure(daemon: daemon, !security.isAuthenticated)
-    if security.isAuthenticated {
-        logger.info("authenticated", metadata: ["key": "\(security.identity.map(\.userID) ?? "")"])
-    } else {
-        logger.warning("running --insecure: no CURVE, no authentication; anyone who can reach this daemon's sockets may do anything")
+/// `--key`, `--region-key` and `--insecure` for an agent.
+struct AgentKeyOptions: ParsableArguments {
+    @Option(help: ArgumentHelp("This machine's secret key file (an agent key named after its machine id).", valueName: "file"))
+    var key: String?
+    @Option(help: ArgumentHelp("Its region's public key (the region certificate or Z85 key): tracker, targets and store.", valueName: "file"))
+    var regionKey: String?
+    @Flag(help: "Run without CURVE, against a region that runs --insecure.")
+    var insecure = false
+
+    /// The agent's security and how it reaches its region.
+    func load(machine: String, logger: Logger) throws -> (DaemonSecurity, ClientSecurity) {
+        let security = try loadKeys(key: key, trustDir: nil, insecure: insecure, role: .agent, needsTrust: false,
+                                    daemon: "agent", logger: logger)
+        if let identity = security.identity, identity.name != machine {
+            throw ValidationError("--key: is the key of machine \(identity.name); this agent is --machine-id \(machine)")
+        }
+        return (security, try pin(regionKey, flag: "--region-key", role: .region, security))
     }
 }
 
@@ -87,15 +113,48 @@ struct UserKeyOptions: ParsableArguments {
         let coordinatorPath = coordinatorKey ?? Environment.value("SLIPWAY_COORDINATOR_KEY") ?? folder + "/coordinator.cert"
         let own: Certificate
         do {
-            own = try Certificate.load(path: keyPath)
+            own = try Certificate.loadSecret(path: keyPath)
         } catch {
             throw ValidationError("no usable key (\(error.message)): pass --key FILE, set SLIPWAY_KEY, or put your secret key file at \(folder)/key; --insecure for a coordinator without authentication")
         }
-        guard own.secretKey != nil else { throw ValidationError("\(keyPath): holds no secret key (it is a public certificate)") }
         do {
             return .curve(own.keyPair, server: try ServerKey.load(coordinatorPath, flag: "--coordinator-key", role: .coordinator))
         } catch {
             throw ValidationError("\(error.message); pass --coordinator-key, set SLIPWAY_COORDINATOR_KEY, or put the coordinator's certificate at \(folder)/coordinator.cert")
         }
+    }
+}
+
+/// Loads a daemon's own key (and trust folder), announcing how it runs.
+private func loadKeys(key: String?, trustDir: String?, insecure: Bool, role: Role, needsTrust: Bool,
+                      daemon: String, logger: Logger) throws -> DaemonSecurity {
+    let security: DaemonSecurity
+    do {
+        security = try DaemonSecurity.load(keyPath: key, trustDirectory: trustDir, insecure: insecure, role: role,
+                                           needsTrust: needsTrust, logger: logger)
+    } catch {
+        throw ValidationError(error.message)
+    }
+    SlipwayMetrics.insecure(daemon: daemon, !security.isAuthenticated)
+    if let identity = security.identity {
+        logger.info("authenticated", metadata: ["key": "\(identity.userID)"])
+    } else {
+        logger.warning("running --insecure: no CURVE, no authentication; anyone who can reach this daemon's sockets may do anything")
+    }
+    return security
+}
+
+/// How a daemon with `security` connects to a server whose key `flag` gives: `.plain` when
+/// insecure (and then the flag must be absent), pinned to that key otherwise (and then it must be there).
+private func pin(_ value: String?, flag: String, role: Role, _ security: DaemonSecurity) throws -> ClientSecurity {
+    guard security.isAuthenticated else {
+        guard value == nil else { throw ValidationError("--insecure cannot be combined with \(flag)") }
+        return .plain
+    }
+    guard let value else { throw ValidationError("no \(flag): a daemon with a key pins its server's public key (its certificate file)") }
+    do {
+        return security.client(server: try ServerKey.load(value, flag: flag, role: role))
+    } catch {
+        throw ValidationError(error.message)
     }
 }

@@ -158,7 +158,10 @@ struct AgentTests {
             try await cluster.waitForLog("region", "machine registered")
             let tracker = cluster.agentEndpoints["region"]!.tracker
             let agent = cluster.agentListenEndpoints["m1"]!
-            try await BuildPipelineTests.sendGarbage(to: [tracker, agent])
+            // The tracker's garbage comes from a trusted agent key: what a stolen key could send past the handshake.
+            let probe = try cluster.security(.agent, "probe", region: "local")
+            try await BuildPipelineTests.sendGarbage(to: [tracker], security: probe)
+            try await BuildPipelineTests.sendGarbage(to: [agent])
 
             func register(_ change: (inout Slipway_V1_AgentRegister) -> Void) -> Slipway_V1_AgentRegister {
                 var message = Slipway_V1_AgentRegister()
@@ -168,23 +171,23 @@ struct AgentTests {
                 change(&message)
                 return message
             }
-            #expect(try await ReplicationTests.errorCode(tracker, register { $0.region = "mars" }) == "invalid_argument")
-            #expect(try await ReplicationTests.errorCode(tracker, register { $0.machineID = "../etc" }) == "invalid_argument")
-            #expect(try await ReplicationTests.errorCode(tracker, register { $0.peerEndpoint = "http://x" }) == "invalid_argument")
-            #expect(try await ReplicationTests.errorCode(tracker, register { $0.completeDigests = ["zz"] }) == "invalid_argument")
+            #expect(try await ReplicationTests.errorCode(tracker, register { $0.region = "mars" }, security: probe) == "invalid_argument")
+            #expect(try await ReplicationTests.errorCode(tracker, register { $0.machineID = "../etc" }, security: probe) == "permission_denied")
+            #expect(try await ReplicationTests.errorCode(tracker, register { $0.peerEndpoint = "http://x" }, security: probe) == "invalid_argument")
+            #expect(try await ReplicationTests.errorCode(tracker, register { $0.completeDigests = ["zz"] }, security: probe) == "invalid_argument")
             #expect(try await ReplicationTests.errorCode(tracker, register {
                 var status = Slipway_V1_AgentStatus()
                 status.service = "hello"
                 status.reason = String(repeating: "x", count: 5_000)
                 $0.statuses = [status]
-            }) == "invalid_argument")
+            }, security: probe) == "invalid_argument")
             var peers = Slipway_V1_PeerListRequest()
             peers.digest = "not-a-digest"
             peers.machineID = "probe"
-            #expect(try await ReplicationTests.errorCode(tracker, peers) == "invalid_argument")
-            #expect(try await ReplicationTests.errorCode(tracker, Slipway_V1_JobQuery()) == "unsupported")
+            #expect(try await ReplicationTests.errorCode(tracker, peers, security: probe) == "invalid_argument")
+            #expect(try await ReplicationTests.errorCode(tracker, Slipway_V1_JobQuery(), security: probe) == "permission_denied")
             // Still serving: a valid registration gets the targets.
-            #expect(try await ReplicationTests.request(tracker, register { _ in }).type == .agentTargets)
+            #expect(try await ReplicationTests.request(tracker, register { _ in }, security: probe).type == .agentTargets)
 
             var piece = Slipway_V1_PieceRequest()
             piece.digest = String(repeating: "0", count: 64)

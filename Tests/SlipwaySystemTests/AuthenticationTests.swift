@@ -143,6 +143,40 @@ struct AuthenticationTests {
         #expect(statuses.values.allSatisfy { $0 == 0 }, "\(statuses)")
     }
 
+    @Test("a region's store and tracker admit only trusted keys, each to what its role may do")
+    func regionSockets() async throws {
+        let (_, statuses) = try await Cluster.with { cluster in
+            try cluster.startCoordinator()
+            try cluster.startRegion()
+            try await cluster.waitForLog("region", "] serving")
+            let (store, tracker) = (cluster.store, cluster.agentEndpoints["region"]!.tracker)
+            var manifest = Slipway_V1_ManifestRequest()
+            manifest.digest = String(repeating: "0", count: 64)
+            var upload = Slipway_V1_UploadBegin()
+            upload.manifest.digest = String(repeating: "0", count: 64)
+            let agent = try cluster.security(.agent, "m9", region: "local")
+            #expect(try Self.code(await Self.reply(store, manifest, security: agent)) == "not_found", "an agent reads")
+            #expect(try Self.code(await Self.reply(store, manifest, security: .plain)) == "silence", "no key")
+            let stranger = try cluster.certificate(.agent, "m10", trusted: false)
+            let regionKey = try cluster.certificate(.region, "local").publicKey
+            #expect(try Self.code(await Self.reply(store, manifest, security: .curve(stranger.keyPair, server: regionKey))) == "silence")
+            #expect(try Self.code(await Self.reply(store, upload, security: agent)) == "permission_denied", "an agent uploads")
+            #expect(try Self.code(await Self.reply(store, manifest, security: cluster.security(.ci, "pipeline-a", region: "local")))
+                    == "permission_denied", "a ci key reads pieces")
+
+            var register = Slipway_V1_AgentRegister()
+            register.region = "local"
+            register.machineID = "m8"
+            #expect(try Self.code(await Self.reply(tracker, register, security: agent)) == "permission_denied", "m9 speaks for m8")
+            register.machineID = "m9"
+            #expect(try Self.code(await Self.reply(tracker, register, security: agent)) == "none: agentTargets", "m9 registers itself")
+            #expect(try Self.code(await Self.reply(tracker, register, security: .plain)) == "silence", "no key at the tracker")
+            #expect(try Self.code(await Self.reply(tracker, register, security: cluster.security(.worker, "builder", region: "local")))
+                    == "permission_denied", "a worker registers a machine")
+        }
+        #expect(statuses.values.allSatisfy { $0 == 0 }, "\(statuses)")
+    }
+
     /// What a forged action could change: jobs, targets, deployments. (Region reports are
     /// replaced by the real region every few seconds, so they are not compared.)
     static func snapshot(_ database: PGConnection) throws -> [String] {

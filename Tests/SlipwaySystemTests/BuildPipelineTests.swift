@@ -268,7 +268,7 @@ struct BuildPipelineTests {
         try await cluster.waitForLog("coordinator", "coordinator active")
         // From a peer with a trusted key: what a compromised key can send, past the handshake.
         try await sendGarbage(to: [cluster.intake, cluster.dispatch], security: try cluster.security(.worker, "builder"))
-        try await sendGarbage(to: [cluster.store])
+        try await sendGarbage(to: [cluster.store], security: try cluster.security(.worker, "builder", region: "local"))
 
         let unknown = try await finished(client, submission(repo, String(repeating: "0", count: 40)))
         #expect(unknown.status == .failed && unknown.error.contains("not found in repo"), "\(unknown.error)")

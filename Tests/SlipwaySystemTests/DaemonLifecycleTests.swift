@@ -66,7 +66,7 @@ struct DaemonLifecycleTests {
         let region = { ["region", "--store-dir", dir.appendingPathComponent("r-\(UUID().uuidString.prefix(4))").path,
                         "--store", free(), "--tracker", free(), "--targets", free(), "--insecure"] }
         let agent = { ["agent", "--service", "s", "--root", dir.appendingPathComponent("a-\(UUID().uuidString.prefix(4))").path,
-                       "--tracker", free(), "--targets", free(), "--listen", free()] }
+                       "--tracker", free(), "--targets", free(), "--listen", free(), "--insecure"] }
         let worker = { ["worker", "--coordinator", free(), "--store", free(), "--work-dir", dir.appendingPathComponent("w").path, "--insecure"] }
         let keyless = { db + ["--intake", free(), "--dispatch", free(), "--events", free(), "--snapshot", free()] }
         let coordinator = { keyless() + ["--insecure"] }
@@ -101,7 +101,18 @@ struct DaemonLifecycleTests {
             ("worker with a key but no coordinator key", worker().dropLast() + ["--key", try cluster.keyFile(.worker, "w")],
              "--coordinator-key"),
             ("region whose key names another region", region().dropLast() + ["--name", "eu", "--key", try cluster.keyFile(.region, "us"),
-                                                                             "--coordinator-key", publicCertificate], "--key"),
+                                                                             "--coordinator-key", publicCertificate,
+                                                                             "--trust-dir", cluster.trustDirectory.path], "--key"),
+            ("region peering with a region it has no certificate of", region().dropLast() + ["--name", "eu", "--key", try cluster.keyFile(.region, "eu"),
+                                                                                             "--coordinator-key", publicCertificate,
+                                                                                             "--trust-dir", cluster.trustDirectory.path,
+                                                                                             "--peer", "mars=tcp://127.0.0.1:1"],
+             "--peer mars: no certificate of region mars"),
+            ("agent whose key names another machine", agent().dropLast() + ["--machine-id", "m1", "--key", try cluster.keyFile(.agent, "m2"),
+                                                                            "--region-key", try cluster.publicCertificate(.region, "eu")],
+             "--key: is the key of machine m2"),
+            ("agent with a key but no region key", agent().dropLast() + ["--machine-id", "m1", "--key", try cluster.keyFile(.agent, "m1")],
+             "--region-key"),
             ("coordinator, database URL libpq cannot parse", ["coordinator", "--database-url", "postgresql://x:y@/db?bogus=1"] + coordinator().dropFirst(2),
              "--database-url"),
         ]

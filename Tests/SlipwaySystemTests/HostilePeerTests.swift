@@ -123,7 +123,7 @@ struct HostilePeerTests {
 
     @Test("a region's store and tracker stay bounded; a store client that never reads costs one piece queue")
     func region() async throws {
-        let (_, statuses) = try await Cluster.with { cluster in
+        let (_, statuses) = try await Cluster.with(insecure: true) { cluster in
             try cluster.startCoordinator()
             let region = try cluster.startRegion()
             try await cluster.waitForLog("region", "] serving")
@@ -185,7 +185,7 @@ struct HostilePeerTests {
 
     @Test("an agent's piece server stays bounded and keeps serving")
     func agent() async throws {
-        let (_, statuses) = try await Cluster.with { cluster in
+        let (_, statuses) = try await Cluster.with(insecure: true) { cluster in
             try cluster.startCoordinator()
             try cluster.startRegion()
             let agent = try cluster.startAgent("m1", region: "local", regionProcess: "region")

@@ -124,15 +124,18 @@ struct ReplicationTests {
         #expect(try await errorCode(cluster.intake, report(String(repeating: "0", count: 64), "b", .complete), security: regionB) == "not_found")
         let regressed = try await request(cluster.intake, report(digest, "b", .copying), security: regionB)
         #expect(try regressed.body(as: Slipway_V1_ReplicationStatus.self).state == .complete, "a complete replica stays complete")
-        // Garbage and nonsense piece requests at every store.
-        try await BuildPipelineTests.sendGarbage(to: Array(stores.values))
+        // Garbage and nonsense piece requests at every store, from a trusted agent key of each region.
+        for (name, endpoint) in stores {
+            try await BuildPipelineTests.sendGarbage(to: [endpoint], security: try cluster.security(.agent, "probe", region: name))
+        }
         var ask = Slipway_V1_PieceRequest()
         ask.digest = digest
         ask.firstPiece = 1_000_000
         ask.count = 5
-        #expect(try await errorCode(stores["b"]!, ask) == "invalid_argument")
+        let agentInB = try cluster.security(.agent, "probe", region: "b")
+        #expect(try await errorCode(stores["b"]!, ask, security: agentInB) == "invalid_argument")
         ask.digest = String(repeating: "1", count: 64)
-        #expect(try await errorCode(stores["b"]!, ask) == "not_found")
+        #expect(try await errorCode(stores["b"]!, ask, security: agentInB) == "not_found")
         info = try await artifact(client, digest)
         #expect(info.deployableAtUnixMicros > 0 && info.replicas.allSatisfy { $0.state == .complete })
     }

@@ -71,15 +71,26 @@ public final class Cluster: @unchecked Sendable {
     }
 
     /// The coordinator's public certificate file.
-    public func coordinatorCertificate() throws -> String {
-        let made = try certificate(.coordinator, "main")
-        return keyDirectory.appendingPathComponent(made.fileStem + ".cert").path
+    public func coordinatorCertificate() throws -> String { try publicCertificate(.coordinator, "main") }
+
+    /// The public certificate file of `role`/`name` (made on first use).
+    public func publicCertificate(_ role: Role, _ name: String) throws -> String {
+        keyDirectory.appendingPathComponent(try certificate(role, name).fileStem + ".cert").path
     }
 
-    /// How a client with the key of `role`/`name` connects to the coordinator.
-    public func security(_ role: Role = .operator, _ name: String = "tester") throws -> ClientSecurity {
+    /// How a client with the key of `role`/`name` connects to the coordinator, or to
+    /// the region named `region` (its store and tracker).
+    public func security(_ role: Role = .operator, _ name: String = "tester", region: String? = nil) throws -> ClientSecurity {
         if insecure { return .plain }
-        return .curve(try certificate(role, name).keyPair, server: try certificate(.coordinator, "main").publicKey)
+        let server = try region.map { try certificate(.region, $0) } ?? certificate(.coordinator, "main")
+        return .curve(try certificate(role, name).keyPair, server: server.publicKey)
+    }
+
+    /// A region's key flags; its peers' certificates are made (and trusted) first.
+    public func regionKeyFlags(_ region: String, peers: [String]) throws -> [String] {
+        if insecure { return ["--insecure"] }
+        for peer in peers { _ = try certificate(.region, peer) }
+        return try clientKeyFlags(.region, region) + ["--trust-dir", trustDirectory.path]
     }
 
     /// `--key … --coordinator-key …` for a daemon or CLI call with the key of `role`/`name`.
@@ -123,7 +134,7 @@ public final class Cluster: @unchecked Sendable {
                                 "--coordinator-intake", intake, "--coordinator-events", events, "--coordinator-snapshot", snapshot,
                                 "--tracker", endpoints.tracker, "--targets", endpoints.targets, "--agent-timeout", "5s"]
                   + peers.sorted { $0.key < $1.key }.flatMap { ["--peer", "\($0.key)=\($0.value)"] }
-                  + clientKeyFlags(.region, region) + extra)
+                  + regionKeyFlags(region, peers: Array(peers.keys)) + extra)
     }
 
     /// Starts an agent for `service` in the region run by process `regionProcess`,
@@ -137,7 +148,9 @@ public final class Cluster: @unchecked Sendable {
         return try start(name, ["agent", "--machine-id", name, "--region", region, "--tracker", endpoints.tracker,
                                 "--targets", endpoints.targets, "--listen", listen,
                                 "--root", agentDirectory(name).path, "--service", service, "--heartbeat", heartbeat,
-                                "--health-grace", "500ms"] + extra)
+                                "--health-grace", "500ms"]
+                  + (insecure ? ["--insecure"] : ["--key", try keyFile(.agent, name), "--region-key", try publicCertificate(.region, region)])
+                  + extra)
     }
 
     /// The folder of agent `name`.
@@ -155,7 +168,7 @@ public final class Cluster: @unchecked Sendable {
     public func startWorker(_ name: String, slots: Int = 1, region: String = "local", store: String? = nil) throws -> SpawnedProcess {
         try start(name, ["worker", "--coordinator", dispatch, "--store", store ?? self.store, "--region", region, "--slots", String(slots),
                          "--work-dir", directory.appendingPathComponent(name).path, "--heartbeat", heartbeat]
-                  + clientKeyFlags(.worker, "builder"))
+                  + clientKeyFlags(.worker, "builder") + (insecure ? [] : ["--store-key", try publicCertificate(.region, region)]))
     }
 
     /// Waits until `name`'s log contains `text`.
