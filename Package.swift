@@ -152,6 +152,7 @@ let package = Package(
             name: "SlipwayAgent",
             dependencies: [
                 "SlipwayAuth", "SlipwayCore", "SlipwayWire", "SlipwayProto", "SlipwayThreads", "SlipwayArtifact", "SlipwayMetrics",
+                .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: strict
@@ -252,7 +253,7 @@ let package = Package(
         ),
         .testTarget(
             name: "SlipwayAgentTests",
-            dependencies: ["SlipwayAgent", "SlipwayProto"],
+            dependencies: ["SlipwayAgent", "SlipwayProto", "SlipwayAuth", .product(name: "Crypto", package: "swift-crypto")],
             swiftSettings: strict
         ),
         .testTarget(

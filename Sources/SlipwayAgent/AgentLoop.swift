@@ -37,6 +37,8 @@ final class AgentLoop: ServingLoop {
     private var lastTrackerReply: ContinuousClock.Instant = .now
     private var lastPeerList: [String: ContinuousClock.Instant] = [:]
     private var reported: [Slipway_V1_AgentStatus] = []
+    /// Per service, the last target refused for its signature, reported in its status until a good one comes.
+    private var refusedTargets: [String: String] = [:]
     private var rejected = 0 {
         didSet { SlipwayMetrics.rejected(daemon: "agent", socket: "tracker+targets", reason: "bad_message") }
     }
@@ -298,7 +300,8 @@ final class AgentLoop: ServingLoop {
             status.artifactDigest = rollout.statusDigest
             status.state = rollout.state
             // 250 characters stay under the tracker's 1024-byte limit whatever their encoding.
-            status.reason = String(SafeText.printable(rollout.reason, limit: 250))
+            let reason = [refusedTargets[name], rollout.reason.isEmpty ? nil : rollout.reason].compactMap { $0 }.joined(separator: "; ")
+            status.reason = String(SafeText.printable(reason, limit: 250))
             status.targetVersion = rollout.target?.version ?? 0
             if let download = downloads[rollout.statusDigest] {
                 let (held, total) = download.progress
@@ -347,6 +350,18 @@ final class AgentLoop: ServingLoop {
 
     private func apply(_ target: Slipway_V1_TargetChange) {
         guard target.region == config.region, slots[target.service] != nil, Manifest.isDigest(target.artifactDigest) else { return }
+        if let verifier = config.targetVerifier?.verifier, let problem = TargetCheck.problem(with: target, region: config.region, verifier: verifier) {
+            let note = "refused target sha256:\(target.artifactDigest.prefix(12)) v\(target.version): \(problem)"
+            if refusedTargets[target.service] != note {
+                // Targets come again with every heartbeat reply: one line per refused change, not per reply.
+                logger.error("refused a target the coordinator did not sign", metadata: [
+                    "service": "\(target.service)", "digest": "\(target.artifactDigest)", "version": "\(target.version)", "problem": "\(problem)"])
+                SlipwayMetrics.targetRefused(service: target.service)
+                refusedTargets[target.service] = note
+            }
+            return
+        }
+        refusedTargets[target.service] = nil
         perform(target.service) { $0.targetChanged(digest: target.artifactDigest, version: target.version) }
     }
 

@@ -1,3 +1,5 @@
+public import Crypto
+import Foundation
 public import SlipwayWire
 
 /// A CURVE key pair's certificate: the identity it speaks for and its public
@@ -15,30 +17,56 @@ public import SlipwayWire
 ///     public-key = "Yne@$w-vo<fVvi]a<NY6T1ed:M$fCG*[IaLV{hID"
 /// ```
 ///
-/// The secret file has the same lines plus `secret-key = "…"`.
+/// The secret file has the same lines plus `secret-key = "…"`. A coordinator's
+/// certificate also has a `signing` section: the Ed25519 key it signs targets
+/// with (agents check them with the public half), in Z85 like the CURVE keys.
 public struct Certificate: Sendable, Hashable {
     public let identity: Identity
     public let publicKey: CurveKey
     /// Present only when read from a secret file.
     public let secretKey: CurveKey?
+    /// The target-signing key (coordinator certificates only).
+    public let signing: SigningKey?
+
+    /// An Ed25519 key pair as a certificate holds it: 32 raw bytes each.
+    public struct SigningKey: Sendable, Hashable {
+        public let publicKey: [UInt8]
+        /// Present only in the secret file.
+        public let secretKey: [UInt8]?
+
+        /// The key to verify signatures with.
+        public var verifier: Curve25519.Signing.PublicKey? { try? Curve25519.Signing.PublicKey(rawRepresentation: publicKey) }
+        /// Without the secret half.
+        public var publicPart: SigningKey { SigningKey(publicKey: publicKey, secretKey: nil) }
+        /// The key to sign with, when the secret half is here.
+        public var signer: Curve25519.Signing.PrivateKey? { secretKey.flatMap { try? Curve25519.Signing.PrivateKey(rawRepresentation: $0) } }
+    }
 
     /// Larger files are refused unread: a certificate is a few hundred bytes.
     public static let maxFileBytes = 4_096
 
-    public init(identity: Identity, publicKey: CurveKey, secretKey: CurveKey? = nil) {
+    public init(identity: Identity, publicKey: CurveKey, secretKey: CurveKey? = nil, signing: SigningKey? = nil) {
         self.identity = identity
         self.publicKey = publicKey
         self.secretKey = secretKey
+        self.signing = signing
     }
 
-    /// A new random key pair for `identity`.
+    /// A new random key pair for `identity`; a coordinator's also gets a signing key pair.
     public static func generate(for identity: Identity) throws -> Certificate {
         let pair = try CurveKey.generatePair()
-        return Certificate(identity: identity, publicKey: pair.publicKey, secretKey: pair.secretKey)
+        var signing: SigningKey?
+        if identity.role == .coordinator {
+            let key = Curve25519.Signing.PrivateKey()
+            signing = SigningKey(publicKey: Array(key.publicKey.rawRepresentation), secretKey: Array(key.rawRepresentation))
+        }
+        return Certificate(identity: identity, publicKey: pair.publicKey, secretKey: pair.secretKey, signing: signing)
     }
 
-    /// The certificate without its secret key: what trust directories hold.
-    public var publicPart: Certificate { Certificate(identity: identity, publicKey: publicKey) }
+    /// The certificate without its secret keys: what trust directories and agents hold.
+    public var publicPart: Certificate {
+        Certificate(identity: identity, publicKey: publicKey, signing: signing.map { SigningKey(publicKey: $0.publicKey, secretKey: nil) })
+    }
 
     /// The file text: the public certificate, or with `includingSecret` the secret file.
     public func text(includingSecret: Bool = false) -> String {
@@ -51,6 +79,10 @@ public struct Certificate: Sendable, Hashable {
             "    public-key = \"\(publicKey.z85)\"",
         ]
         if includingSecret, let secretKey { lines.append("    secret-key = \"\(secretKey.z85)\"") }
+        if let signing, let publicText = CurveKey(bytes: signing.publicKey)?.z85 {
+            lines += ["signing", "    public-key = \"\(publicText)\""]
+            if includingSecret, let secret = signing.secretKey.flatMap({ CurveKey(bytes: $0) }) { lines.append("    secret-key = \"\(secret.z85)\"") }
+        }
         return lines.joined(separator: "\n") + "\n"
     }
 
@@ -64,7 +96,7 @@ public struct Certificate: Sendable, Hashable {
             if trimmed.isEmpty || trimmed.hasPrefix("#") { continue }
             let place = "\(source) line \(index + 1)"
             if trimmed.count == line.count {
-                guard trimmed == "metadata" || trimmed == "curve" else { throw AuthError("\(place): unknown section \"\(trimmed.prefix(40))\"") }
+                guard trimmed == "metadata" || trimmed == "curve" || trimmed == "signing" else { throw AuthError("\(place): unknown section \"\(trimmed.prefix(40))\"") }
                 section = String(trimmed)
                 continue
             }
@@ -79,7 +111,8 @@ public struct Certificate: Sendable, Hashable {
             guard values[key] == nil else { throw AuthError("\(place): \(key) appears twice") }
             values[key] = String(quoted.dropFirst().dropLast())
         }
-        let known: Set<String> = ["metadata.role", "metadata.name", "curve.public-key", "curve.secret-key"]
+        let known: Set<String> = ["metadata.role", "metadata.name", "curve.public-key", "curve.secret-key",
+                                  "signing.public-key", "signing.secret-key"]
         if let unknown = values.keys.sorted().first(where: { !known.contains($0) }) {
             throw AuthError("\(source): unknown setting \(unknown)")
         }
@@ -100,7 +133,25 @@ public struct Certificate: Sendable, Hashable {
             }
             secretKey = key
         }
-        self.init(identity: identity, publicKey: publicKey, secretKey: secretKey)
+        var signing: SigningKey?
+        if let signingText = values["signing.public-key"] {
+            guard let key = CurveKey(z85: signingText), (try? Curve25519.Signing.PublicKey(rawRepresentation: key.bytes)) != nil else {
+                throw AuthError("\(source): signing public-key is not an Ed25519 key in 40 Z85 characters")
+            }
+            var secret: [UInt8]?
+            if let secretText = values["signing.secret-key"] {
+                guard let bytes = CurveKey(z85: secretText)?.bytes,
+                      let signer = try? Curve25519.Signing.PrivateKey(rawRepresentation: bytes),
+                      Array(signer.publicKey.rawRepresentation) == key.bytes else {
+                    throw AuthError("\(source): signing secret-key does not belong to signing public-key")
+                }
+                secret = bytes
+            }
+            signing = SigningKey(publicKey: key.bytes, secretKey: secret)
+        } else if values["signing.secret-key"] != nil {
+            throw AuthError("\(source): a signing secret-key without its public-key")
+        }
+        self.init(identity: identity, publicKey: publicKey, secretKey: secretKey, signing: signing)
     }
 }
 

@@ -39,6 +39,9 @@ public enum DaemonSecurity: Sendable {
         guard own.identity.role == role else {
             throw AuthError("--key \(keyPath): is a \(own.identity.role.rawValue) key; this daemon needs a \(role.rawValue) key")
         }
+        if role == .coordinator, own.signing?.signer == nil {
+            throw AuthError("--key \(keyPath): has no target-signing key; make the coordinator's key with `slipway keys new --role coordinator`")
+        }
         var trust: TrustDirectory?
         if let trustDirectory {
             do { trust = try TrustDirectory(path: trustDirectory, logger: logger) } catch { throw AuthError("--trust-dir: \(error.message)") }
@@ -46,6 +49,11 @@ public enum DaemonSecurity: Sendable {
             throw AuthError("no --trust-dir: a daemon that serves needs the folder of the keys it admits")
         }
         return .authenticated(own: own, trust: trust)
+    }
+
+    /// The coordinator's target-signing key, if this is an authenticated coordinator.
+    public var targetSigner: Certificate.SigningKey? {
+        if case .authenticated(let own, _) = self { own.signing } else { nil }
     }
 
     /// Whether peers are authenticated.

@@ -60,7 +60,7 @@ final class CoordinatorLoop: ServingLoop {
         self.logger = logger
         self.stop = stop
         let queries = CoordinatorQueries(defaultMaxAttempts: config.defaultMaxAttempts, defaultTimeoutSeconds: config.defaultTimeoutSeconds,
-                                         retryBackoff: config.retryBackoff, regions: config.regions)
+                                         retryBackoff: config.retryBackoff, regions: config.regions, signer: config.security.targetSigner)
         registry = WorkerRegistry(heartbeatInterval: config.heartbeatInterval, liveness: config.liveness)
         dispatch = Dispatch(queries: queries, logger: logger)
         replicas = Replicas(queries: queries, logger: logger, retention: config.artifactRetention)

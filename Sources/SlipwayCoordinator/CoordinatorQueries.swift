@@ -1,3 +1,4 @@
+import SlipwayAuth
 import Foundation
 import SlipwayArtifact
 import SlipwayCore
@@ -16,6 +17,8 @@ struct CoordinatorQueries {
     /// Every region an artifact must reach before it is deployable; empty means
     /// its origin region alone.
     var regions: [String] = []
+    /// Signs every target change (nil: the coordinator runs `--insecure`, and changes go unsigned).
+    var signer: Certificate.SigningKey?
 
     // MARK: submission
 

@@ -1,4 +1,6 @@
+import Foundation
 import SlipwayArtifact
+import SlipwayAuth
 import SlipwayProto
 import SlipwayStore
 
@@ -114,6 +116,7 @@ extension CoordinatorQueries {
             change.setBy = setBy
             change.setAtUnixMicros = Int64(try written.first?.int("set_us") ?? 0)
             change.previousDigest = currentDigest ?? ""
+            if let signer = signer?.signer { change.signature = Data(try TargetSignature.sign(change, with: signer)) }
             reply.targets.append(change)
             events.append(try OutboxEvent.make(.targetChanged, digest: wanted, region: region, service: service, payload: change))
         }

@@ -24,6 +24,11 @@ public enum SlipwayMetrics {
         Counter(label: "slipway_permission_denied_total", dimensions: [("daemon", daemon), ("role", role), ("type", type)]).increment()
     }
 
+    /// Target changes an agent refused because the coordinator's signature was missing or wrong, by service.
+    public static func targetRefused(service: String) {
+        Counter(label: "slipway_targets_refused_total", dimensions: [("service", service)]).increment()
+    }
+
     /// 1 when the daemon runs `--insecure` (no CURVE, nobody authenticated), 0 otherwise.
     public static func insecure(daemon: String, _ on: Bool) {
         Gauge(label: "slipway_insecure", dimensions: [("daemon", daemon)]).record(on ? 1 : 0)

@@ -10,6 +10,11 @@
 
 /// Target builds, agents and the regional peer-to-peer tracker.
 
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
+import Foundation
+#endif
 import SwiftProtobuf
 
 // If the compiler emits an error on this type, it is because this file
@@ -97,6 +102,17 @@ public nonisolated struct Slipway_V1_TargetChange: Sendable {
   public var setAtUnixMicros: Int64 = 0
 
   public var previousDigest: String = String()
+
+  /// The coordinator's Ed25519 signature over fields 1-7 as it set them (see
+  /// docs/protocol.md, "Signed targets"); empty from a coordinator run --insecure.
+  public var signature: Data = Data()
+
+  /// A region controller tells its agents a change of its own making (region =
+  /// the agent's region, version = global + regional versions); these are the
+  /// region and version the coordinator signed, so an agent can check the signature.
+  public var signedRegion: String = String()
+
+  public var signedVersion: UInt64 = 0
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -409,7 +425,7 @@ nonisolated extension Slipway_V1_AgentState: SwiftProtobuf._ProtoNameProviding {
 
 nonisolated extension Slipway_V1_TargetChange: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".TargetChange"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}service\0\u{1}region\0\u{3}artifact_digest\0\u{1}version\0\u{3}set_by\0\u{3}set_at_unix_micros\0\u{3}previous_digest\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}service\0\u{1}region\0\u{3}artifact_digest\0\u{1}version\0\u{3}set_by\0\u{3}set_at_unix_micros\0\u{3}previous_digest\0\u{1}signature\0\u{3}signed_region\0\u{3}signed_version\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -424,6 +440,9 @@ nonisolated extension Slipway_V1_TargetChange: SwiftProtobuf.Message, SwiftProto
       case 5: try { try decoder.decodeSingularStringField(value: &self.setBy) }()
       case 6: try { try decoder.decodeSingularInt64Field(value: &self.setAtUnixMicros) }()
       case 7: try { try decoder.decodeSingularStringField(value: &self.previousDigest) }()
+      case 8: try { try decoder.decodeSingularBytesField(value: &self.signature) }()
+      case 9: try { try decoder.decodeSingularStringField(value: &self.signedRegion) }()
+      case 10: try { try decoder.decodeSingularUInt64Field(value: &self.signedVersion) }()
       default: break
       }
     }
@@ -451,6 +470,15 @@ nonisolated extension Slipway_V1_TargetChange: SwiftProtobuf.Message, SwiftProto
     if !self.previousDigest.isEmpty {
       try visitor.visitSingularStringField(value: self.previousDigest, fieldNumber: 7)
     }
+    if !self.signature.isEmpty {
+      try visitor.visitSingularBytesField(value: self.signature, fieldNumber: 8)
+    }
+    if !self.signedRegion.isEmpty {
+      try visitor.visitSingularStringField(value: self.signedRegion, fieldNumber: 9)
+    }
+    if self.signedVersion != 0 {
+      try visitor.visitSingularUInt64Field(value: self.signedVersion, fieldNumber: 10)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -462,6 +490,9 @@ nonisolated extension Slipway_V1_TargetChange: SwiftProtobuf.Message, SwiftProto
     if lhs.setBy != rhs.setBy {return false}
     if lhs.setAtUnixMicros != rhs.setAtUnixMicros {return false}
     if lhs.previousDigest != rhs.previousDigest {return false}
+    if lhs.signature != rhs.signature {return false}
+    if lhs.signedRegion != rhs.signedRegion {return false}
+    if lhs.signedVersion != rhs.signedVersion {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

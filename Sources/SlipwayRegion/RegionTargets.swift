@@ -13,6 +13,10 @@ struct RegionTargets: Codable, Equatable {
         var version: UInt64
         var setBy: String
         var setAtUnixMicros: Int64
+        /// The build it replaced and the coordinator's signature, passed on to agents
+        /// unchanged so they can check it (nil in files saved before targets were signed).
+        var previousDigest: String?
+        var signature: Data?
     }
 
     /// Service → the global target.
@@ -29,6 +33,7 @@ struct RegionTargets: Codable, Equatable {
     /// and it survives a restart of the region controller.
     func agentTarget(_ service: String, region: String) -> Slipway_V1_TargetChange? {
         guard let target = effective(service) else { return nil }
+        let fromOverride = regional[service] != nil
         var change = Slipway_V1_TargetChange()
         change.service = service
         change.region = region
@@ -36,6 +41,10 @@ struct RegionTargets: Codable, Equatable {
         change.version = (global[service]?.version ?? 0) + (regional[service]?.version ?? 0)
         change.setBy = target.setBy
         change.setAtUnixMicros = target.setAtUnixMicros
+        change.previousDigest = target.previousDigest ?? ""
+        change.signature = target.signature ?? Data()
+        change.signedRegion = fromOverride ? region : ""
+        change.signedVersion = target.version
         return change
     }
 
@@ -48,7 +57,8 @@ struct RegionTargets: Codable, Equatable {
     ///   change behind a regional override changes what is stored, not what runs.
     mutating func apply(_ change: Slipway_V1_TargetChange, region: String) -> Bool {
         guard change.region.isEmpty || change.region == region else { return false }
-        let target = Target(digest: change.artifactDigest, version: change.version, setBy: change.setBy, setAtUnixMicros: change.setAtUnixMicros)
+        let target = Target(digest: change.artifactDigest, version: change.version, setBy: change.setBy, setAtUnixMicros: change.setAtUnixMicros,
+                            previousDigest: change.previousDigest, signature: change.signature.isEmpty ? nil : change.signature)
         if change.region.isEmpty {
             guard (global[change.service]?.version ?? 0) < change.version else { return false }
             global[change.service] = target

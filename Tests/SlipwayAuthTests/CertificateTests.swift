@@ -34,6 +34,28 @@ struct CertificateTests {
         #expect(again?.message.contains("exists already") == true)
     }
 
+    @Test("a coordinator's key pair carries an Ed25519 signing pair; its certificate carries only the public half")
+    func signingKeys() throws {
+        let folder = try Self.folder()
+        defer { try? FileManager.default.removeItem(atPath: folder) }
+        let coordinator = try Certificate.generate(for: try Identity(role: .coordinator, name: "main"))
+        let signing = try #require(coordinator.signing)
+        #expect(signing.signer != nil && signing.verifier != nil)
+        #expect(try Certificate.generate(for: try Identity(role: .worker, name: "w1")).signing == nil)
+        let paths = try coordinator.write(to: folder)
+        let publicOnly = try Certificate.load(path: paths[0])
+        #expect(publicOnly.signing?.publicKey == signing.publicKey && publicOnly.signing?.secretKey == nil)
+        #expect(try Certificate.load(path: paths[1]).signing == signing)
+        let secretText = CurveKey(bytes: signing.secretKey!)!.z85
+        #expect(!(try String(contentsOfFile: paths[0], encoding: .utf8)).contains(secretText))
+        // A signing secret that does not belong to the public half is refused.
+        let other = try #require(try Certificate.generate(for: try Identity(role: .coordinator, name: "other")).signing)
+        let mixed = try String(contentsOfFile: paths[1], encoding: .utf8)
+            .replacingOccurrences(of: secretText, with: CurveKey(bytes: other.secretKey!)!.z85)
+        let refused = #expect(throws: AuthError.self) { try Certificate(parsing: mixed, source: "mixed") }
+        #expect(refused?.message.contains("signing secret-key does not belong") == true)
+    }
+
     @Test("a secret file others can read is refused, naming the chmod")
     func looseSecret() throws {
         let folder = try Self.folder()

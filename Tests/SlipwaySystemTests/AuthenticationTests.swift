@@ -177,6 +177,56 @@ struct AuthenticationTests {
         #expect(statuses.values.allSatisfy { $0 == 0 }, "\(statuses)")
     }
 
+    @Test("a region controller that tells its agents a target the coordinator never signed: every agent refuses it and keeps its build")
+    func forgedTarget() async throws {
+        let (_, statuses) = try await Cluster.with { cluster in
+            try cluster.startCoordinator()
+            try cluster.startRegion()
+            try cluster.startWorker("w1")
+            for name in ["m1", "m2"] { try cluster.startAgent(name, region: "local", regionProcess: "region") }
+            let client = try SlipwayClient(endpoint: cluster.intake, security: cluster.security())
+            defer { Task { await client.close() } }
+            let v1 = try await AgentTests.buildService(client, cluster, version: "v1")
+            let v2 = try await AgentTests.buildService(client, cluster, version: "v2")
+            try await AgentTests.deploy(client, v1)
+            try await AgentTests.waitUntilEvery(["m1", "m2"], cluster, runs: "hello v1")
+
+            // The region controller is taken over: its saved targets now say v2, newer, under v1's signature.
+            _ = cluster.processes["region"]!.stop()
+            let file = cluster.storeDirectory("region").appendingPathComponent("targets.json")
+            var saved = try #require(try JSONSerialization.jsonObject(with: Data(contentsOf: file)) as? [String: Any])
+            var targets = try #require(saved["targets"] as? [String: Any])
+            var global = try #require(targets["global"] as? [String: Any])
+            var hello = try #require(global["hello"] as? [String: Any])
+            #expect(hello["digest"] as? String == v1)
+            hello["digest"] = v2
+            hello["version"] = ((hello["version"] as? Int) ?? 1) + 1
+            global["hello"] = hello
+            targets["global"] = global
+            saved["targets"] = targets
+            try JSONSerialization.data(withJSONObject: saved).write(to: file)
+            try cluster.startRegion("region-taken", region: "local", store: cluster.store, storeOf: "region")
+            try await ReplicationTests.waitFor("both agents to refuse the forged target", timeout: .seconds(30)) {
+                ["m1", "m2"].allSatisfy { cluster.logText($0).contains("refused a target the coordinator did not sign") }
+            }
+            try await Task.sleep(for: .seconds(2))
+            for name in ["m1", "m2"] {
+                let installed = cluster.agentDirectory(name).appendingPathComponent("services/hello/current/hello")
+                #expect(try shellOutput("sha256sum '\(installed.path)' | cut -d' ' -f1") == v1, "\(name) left v1")
+                #expect(!cluster.serviceOutput(name).contains("hello v2"), "\(name) ran v2")
+            }
+
+            // Rebuilt from a clean state (its saved targets gone, caught up from the coordinator's events),
+            // the region passes on what the coordinator signs.
+            _ = cluster.processes["region-taken"]!.stop()
+            try FileManager.default.removeItem(at: file)
+            try cluster.startRegion("region-clean", region: "local", store: cluster.store, storeOf: "region")
+            try await AgentTests.deploy(client, v2)
+            try await AgentTests.waitUntilEvery(["m1", "m2"], cluster, runs: "hello v2")
+        }
+        #expect(statuses.values.allSatisfy { $0 == 0 }, "\(statuses)")
+    }
+
     /// What a forged action could change: jobs, targets, deployments. (Region reports are
     /// replaced by the real region every few seconds, so they are not compared.)
     static func snapshot(_ database: PGConnection) throws -> [String] {

@@ -65,8 +65,10 @@ struct DeployTests {
             (try? String(contentsOf: cluster.storeDirectory("region-c").appendingPathComponent("targets.json"), encoding: .utf8))?
                 .contains("\"version\" : 3") == true
         }
-        let saved = try String(contentsOf: cluster.storeDirectory("region-c").appendingPathComponent("targets.json"), encoding: .utf8)
-        #expect(saved.contains(v1) && !saved.contains(v2))
+        let saved = try Data(contentsOf: cluster.storeDirectory("region-c").appendingPathComponent("targets.json"))
+        let global = (try JSONSerialization.jsonObject(with: saved) as? [String: Any])
+            .flatMap { $0["targets"] as? [String: Any] }.flatMap { $0["global"] as? [String: Any] }.flatMap { $0["svc"] as? [String: Any] }
+        #expect(global?["digest"] as? String == v1 && global?["previousDigest"] as? String == v2, "\(String(decoding: saved, as: UTF8.self))")
 
         // The CLI shows the same.
         let text = try shellOutput("'\(Cluster.binary!)' status svc --coordinator \(cluster.intake) \(try cluster.clientKeyFlags(.operator, "tester").joined(separator: " "))")

@@ -682,7 +682,7 @@ void   slipway__v1__service_status__free_unpacked
   assert(message->base.descriptor == &slipway__v1__service_status__descriptor);
   protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
 }
-static const ProtobufCFieldDescriptor slipway__v1__target_change__field_descriptors[7] =
+static const ProtobufCFieldDescriptor slipway__v1__target_change__field_descriptors[10] =
 {
   {
     "service",
@@ -768,6 +768,42 @@ static const ProtobufCFieldDescriptor slipway__v1__target_change__field_descript
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "signature",
+    8,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_BYTES,
+    0,   /* quantifier_offset */
+    offsetof(Slipway__V1__TargetChange, signature),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "signed_region",
+    9,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Slipway__V1__TargetChange, signed_region),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "signed_version",
+    10,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Slipway__V1__TargetChange, signed_version),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned slipway__v1__target_change__field_indices_by_name[] = {
   2,   /* field[2] = artifact_digest */
@@ -776,12 +812,15 @@ static const unsigned slipway__v1__target_change__field_indices_by_name[] = {
   0,   /* field[0] = service */
   5,   /* field[5] = set_at_unix_micros */
   4,   /* field[4] = set_by */
+  7,   /* field[7] = signature */
+  8,   /* field[8] = signed_region */
+  9,   /* field[9] = signed_version */
   3,   /* field[3] = version */
 };
 static const ProtobufCIntRange slipway__v1__target_change__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 7 }
+  { 0, 10 }
 };
 const ProtobufCMessageDescriptor slipway__v1__target_change__descriptor =
 {
@@ -791,7 +830,7 @@ const ProtobufCMessageDescriptor slipway__v1__target_change__descriptor =
   "Slipway__V1__TargetChange",
   "slipway.v1",
   sizeof(Slipway__V1__TargetChange),
-  7,
+  10,
   slipway__v1__target_change__field_descriptors,
   slipway__v1__target_change__field_indices_by_name,
   1,  slipway__v1__target_change__number_ranges,

@@ -66,10 +66,22 @@ struct  Slipway__V1__TargetChange
   char *set_by;
   int64_t set_at_unix_micros;
   char *previous_digest;
+  /*
+   * The coordinator's Ed25519 signature over fields 1-7 as it set them (see
+   * docs/protocol.md, "Signed targets"); empty from a coordinator run --insecure.
+   */
+  ProtobufCBinaryData signature;
+  /*
+   * A region controller tells its agents a change of its own making (region =
+   * the agent's region, version = global + regional versions); these are the
+   * region and version the coordinator signed, so an agent can check the signature.
+   */
+  char *signed_region;
+  uint64_t signed_version;
 };
 #define SLIPWAY__V1__TARGET_CHANGE__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&slipway__v1__target_change__descriptor) \
-    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0, (char *)protobuf_c_empty_string, 0, (char *)protobuf_c_empty_string }
+    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0, (char *)protobuf_c_empty_string, 0, (char *)protobuf_c_empty_string, {0,NULL}, (char *)protobuf_c_empty_string, 0 }
 
 
 /*

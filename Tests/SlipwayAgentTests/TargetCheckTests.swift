@@ -1,0 +1,68 @@
+import Crypto
+import Foundation
+@testable import SlipwayAgent
+import SlipwayAuth
+import SlipwayProto
+import Testing
+
+/// An agent applies only the target changes the coordinator signed for its region.
+@Suite("Target signatures at the agent")
+struct TargetCheckTests {
+    /// The coordinator's key, from a fixed seed (the key type is not Sendable, so it is made where used).
+    static let seed = [UInt8](repeating: 7, count: 32)
+    static var coordinator: Curve25519.Signing.PrivateKey { try! Curve25519.Signing.PrivateKey(rawRepresentation: seed) }
+
+    /// A change as the coordinator makes it (global when `region` is empty), signed.
+    static func signed(region: String = "", version: UInt64 = 3, digest: String = String(repeating: "a", count: 64)) throws -> Slipway_V1_TargetChange {
+        var change = Slipway_V1_TargetChange()
+        change.service = "web"
+        change.region = region
+        change.artifactDigest = digest
+        change.version = version
+        change.setBy = "alice"
+        change.setAtUnixMicros = 1_700_000_000_000_000
+        change.previousDigest = String(repeating: "b", count: 64)
+        change.signature = Data(try TargetSignature.sign(change, with: coordinator))
+        return change
+    }
+
+    /// What region `region` tells its agents: its own region and combined version, the signed ones beside.
+    static func asRegionTells(_ change: Slipway_V1_TargetChange, region: String, combinedVersion: UInt64) -> Slipway_V1_TargetChange {
+        var told = change
+        told.signedRegion = change.region
+        told.signedVersion = change.version
+        told.region = region
+        told.version = combinedVersion
+        return told
+    }
+
+    @Test("a global or own-region change the coordinator signed passes, as the region passes it on")
+    func accepted() throws {
+        let verifier = Self.coordinator.publicKey
+        #expect(TargetCheck.problem(with: Self.asRegionTells(try Self.signed(), region: "eu", combinedVersion: 7), region: "eu", verifier: verifier) == nil)
+        #expect(TargetCheck.problem(with: Self.asRegionTells(try Self.signed(region: "eu"), region: "eu", combinedVersion: 9),
+                                    region: "eu", verifier: verifier) == nil)
+    }
+
+    @Test("unsigned, altered, another region's or another key's changes are refused with the reason")
+    func refused() throws {
+        let verifier = Self.coordinator.publicKey
+        var unsigned = Self.asRegionTells(try Self.signed(), region: "eu", combinedVersion: 3)
+        unsigned.signature = Data()
+        #expect(TargetCheck.problem(with: unsigned, region: "eu", verifier: verifier)?.contains("no signature") == true)
+
+        var altered = Self.asRegionTells(try Self.signed(), region: "eu", combinedVersion: 3)
+        altered.artifactDigest = String(repeating: "c", count: 64)
+        #expect(TargetCheck.problem(with: altered, region: "eu", verifier: verifier)?.contains("does not verify") == true)
+
+        var newer = Self.asRegionTells(try Self.signed(), region: "eu", combinedVersion: 3)
+        newer.signedVersion += 1
+        #expect(TargetCheck.problem(with: newer, region: "eu", verifier: verifier)?.contains("does not verify") == true)
+
+        let elsewhere = Self.asRegionTells(try Self.signed(region: "us"), region: "eu", combinedVersion: 3)
+        #expect(TargetCheck.problem(with: elsewhere, region: "eu", verifier: verifier)?.contains("region us") == true)
+
+        let stranger = Curve25519.Signing.PrivateKey().publicKey
+        #expect(TargetCheck.problem(with: Self.asRegionTells(try Self.signed(), region: "eu", combinedVersion: 3), region: "eu", verifier: stranger) != nil)
+    }
+}
