@@ -79,10 +79,17 @@ struct BuildJob {
             "SLIPWAY_COMMIT": commit,
             "SLIPWAY_ARTIFACT_NAME": assignment.artifactName,
         ]
-        log.system("running recipe at \(commit)\n")
+        if let user = config.buildUser {
+            // The recipe writes only into its workspace, which it then owns; the worker's files stay the worker's.
+            let (status, output) = (try? ChildProcess.run(["/bin/chown", "-R", "--no-dereference", "\(user.uid):\(user.gid)", workspace.path],
+                                                          environment: [:])) ?? (-1, "cannot run chown")
+            guard status == 0 else { return outcome(.retryable, "cannot hand the workspace to \(user.name): \(output)") }
+        }
+        log.system("running recipe at \(commit)\(config.buildUser.map { " as \($0.name)" } ?? "")\n")
         let child: ChildProcess
         do {
-            child = try ChildProcess.spawn(["/bin/sh", "-c", recipe], environment: environment, directory: workspace.path)
+            child = try ChildProcess.spawn(["/bin/sh", "-c", recipe], environment: environment, directory: workspace.path,
+                                           user: config.buildUser)
         } catch {
             return outcome(.retryable, "\(error)")
         }

@@ -14,10 +14,12 @@ struct ChildProcess {
     let stdout: Int32
     let stderr: Int32
 
-    /// Starts `arguments[0]` (an absolute path) in `directory` with exactly `environment`.
-    static func spawn(_ arguments: [String], environment: [String: String], directory: String? = nil) throws -> ChildProcess {
+    /// Starts `arguments[0]` (an absolute path) in `directory` with exactly `environment`, as `user` if given.
+    static func spawn(_ arguments: [String], environment: [String: String], directory: String? = nil,
+                      user: BuildUser? = nil) throws -> ChildProcess {
         var argv = arguments
         if let directory { argv = ["/usr/bin/env", "-C", directory, "--"] + arguments }
+        if let user { argv = user.wrap(argv) }
         let out = try makePipe(), err = try makePipe()
 
         let pid: pid_t

@@ -11,6 +11,9 @@ public struct WorkerConfig: Sendable {
     public var coordinatorSecurity: ClientSecurity = .plain
     /// How the worker proves itself to its region's store (the region's key pinned).
     public var storeSecurity: ClientSecurity = .plain
+    /// The unprivileged user recipes run as (`--build-user`), so a build cannot read
+    /// the worker's key or speak as the worker; nil: recipes run as the worker's user.
+    public var buildUser: BuildUser?
     /// This region's store ROUTER, where artifacts are uploaded.
     public var storeEndpoint = Endpoint(host: "127.0.0.1", port: 7710)
     /// The worker's region.
@@ -33,5 +36,27 @@ public struct WorkerConfig: Sendable {
         self.region = region
         self.workDirectory = workDirectory
         self.id = id
+    }
+}
+
+/// A user account recipes run as: resolved once at start.
+public struct BuildUser: Sendable, Equatable {
+    public let name: String
+    public let uid: UInt32
+    public let gid: UInt32
+
+    public init(name: String, uid: UInt32, gid: UInt32) {
+        self.name = name
+        self.uid = uid
+        self.gid = gid
+    }
+
+    /// The program that drops to the user before the recipe starts (util-linux, always on Debian).
+    public static let setpriv = "/usr/bin/setpriv"
+
+    /// The command that runs `arguments` as this user: no supplementary groups, and
+    /// no way back up (`no_new_privs`: setuid programs such as sudo gain nothing).
+    func wrap(_ arguments: [String]) -> [String] {
+        [Self.setpriv, "--reuid=\(uid)", "--regid=\(gid)", "--clear-groups", "--no-new-privs", "--"] + arguments
     }
 }

@@ -6,6 +6,9 @@ import SlipwayCore
 import SlipwayCoordinator
 import SlipwayRegion
 import SlipwayWorker
+#if canImport(Glibc)
+import Glibc
+#endif
 
 struct CoordinatorCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
@@ -80,6 +83,9 @@ struct WorkerCommand: AsyncParsableCommand {
     @Option(help: "Builds run at once.") var slots = 1
     @Option(name: .customLong("label"), help: "A label jobs may require, key=value (repeatable).") var labels: [LabelArgument] = []
     @Option(help: "Folder for workspaces and the repository cache.") var workDir = ".local/worker"
+    @Option(help: ArgumentHelp("Run recipes as this unprivileged user, so a build cannot read the worker's key (the worker must run as root).",
+                               valueName: "user"))
+    var buildUser: String?
     @OptionGroup var keys: WorkerKeyOptions
     @OptionGroup var daemon: DaemonOptions
 
@@ -100,11 +106,27 @@ struct WorkerCommand: AsyncParsableCommand {
         config.coordinatorEndpoint = coordinator.named("--coordinator")
         config.coordinatorSecurity = coordinatorSecurity
         config.storeSecurity = storeSecurity
+        if let buildUser { config.buildUser = try Self.resolve(buildUser) }
         config.storeEndpoint = store.named("--store")
         config.slots = slots
         config.labels = Dictionary(labels.map { ($0.key, $0.value) }, uniquingKeysWith: { $1 })
         config.heartbeatInterval = daemon.heartbeat.duration
         await DaemonRunner.run("worker", services: [Worker.service(config: config, logger: daemon.logger("worker"))], options: daemon)
+    }
+}
+
+extension WorkerCommand {
+    /// The `--build-user` account, checked at start: it exists, is not root, and the
+    /// worker can switch to it (it runs as root, with setpriv at hand).
+    static func resolve(_ name: String) throws -> BuildUser {
+        guard let entry = getpwnam(name) else { throw ValidationError("--build-user: no user \(SafeText.printable(name)) on this machine") }
+        let user = BuildUser(name: name, uid: entry.pointee.pw_uid, gid: entry.pointee.pw_gid)
+        guard user.uid != 0 else { throw ValidationError("--build-user: \(name) is root; recipes must run unprivileged") }
+        guard geteuid() == 0 else {
+            throw ValidationError("--build-user: the worker runs as uid \(geteuid()); switching builds to \(name) needs the worker to run as root")
+        }
+        guard access(BuildUser.setpriv, X_OK) == 0 else { throw ValidationError("--build-user: \(BuildUser.setpriv) is missing (util-linux)") }
+        return user
     }
 }
 

@@ -8,6 +8,9 @@ import SlipwayTestSupport
 import SlipwayThreads
 import SlipwayWire
 import Testing
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// The coordinator's CURVE handshake and per-message authorization, through
 /// real processes and real sockets: who gets in, and what each key may do.
@@ -223,6 +226,33 @@ struct AuthenticationTests {
             try cluster.startRegion("region-clean", region: "local", store: cluster.store, storeOf: "region")
             try await AgentTests.deploy(client, v2)
             try await AgentTests.waitUntilEvery(["m1", "m2"], cluster, runs: "hello v2")
+        }
+        #expect(statuses.values.allSatisfy { $0 == 0 }, "\(statuses)")
+    }
+
+    @Test("a recipe run as the build user cannot read the worker's key; the build's outcome is its own", .enabled(if: geteuid() == 0))
+    func recipeCannotReadKey() async throws {
+        let (_, statuses) = try await Cluster.with { cluster in
+            try cluster.startCoordinator()
+            try cluster.startRegion()
+            try cluster.startWorker("w1", extra: ["--build-user", "nobody"])
+            let key = try cluster.keyFile(.worker, "builder")
+            let recipe = """
+                #!/bin/sh
+                if cat '\(key)' >/dev/null 2>&1; then echo "worker key: READ"; else echo "worker key: unreadable"; fi
+                echo "uid: $(id -u)"
+                mkdir -p out && echo built > out/app
+                """
+            let (repo, commit) = try TestRepository.make(in: cluster.directory, recipe: recipe + "\n")
+            let client = try SlipwayClient(endpoint: cluster.intake, security: cluster.security(.ci, "pipeline-a"))
+            defer { Task { await client.close() } }
+            let ack = try await client.submit(BuildPipelineTests.submission(repo, commit))
+            let done = try await client.wait(for: ack.jobID, timeout: .seconds(60))
+            #expect(done.status == .succeeded, "\(done.error)")
+            let log = String(decoding: try await client.log(ack.jobID, from: 0).bytes, as: UTF8.self)
+            #expect(log.contains("worker key: unreadable") && !log.contains("worker key: READ"), "\(log)")
+            #expect(log.contains("uid: 65534"), "\(log)")
+            #expect(log.contains("running recipe at \(commit) as nobody"), "\(log)")
         }
         #expect(statuses.values.allSatisfy { $0 == 0 }, "\(statuses)")
     }

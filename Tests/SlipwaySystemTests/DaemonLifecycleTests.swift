@@ -98,6 +98,8 @@ struct DaemonLifecycleTests {
              "--trust-dir"),
             ("worker with the coordinator's key", worker().dropLast() + ["--key", coordinatorKey, "--coordinator-key", publicCertificate],
              "is a coordinator key; this daemon needs a worker key"),
+            ("worker building as root", worker() + ["--build-user", "root"], "--build-user: root is root"),
+            ("worker building as a user that does not exist", worker() + ["--build-user", "no-such-user-here"], "--build-user: no user"),
             ("worker with a key but no coordinator key", worker().dropLast() + ["--key", try cluster.keyFile(.worker, "w")],
              "--coordinator-key"),
             ("region whose key names another region", region().dropLast() + ["--name", "eu", "--key", try cluster.keyFile(.region, "us"),

@@ -166,10 +166,11 @@ public final class Cluster: @unchecked Sendable {
     public func storeDirectory(_ name: String) -> URL { directory.appendingPathComponent(name) }
 
     @discardableResult
-    public func startWorker(_ name: String, slots: Int = 1, region: String = "local", store: String? = nil) throws -> SpawnedProcess {
+    public func startWorker(_ name: String, slots: Int = 1, region: String = "local", store: String? = nil,
+                            extra: [String] = []) throws -> SpawnedProcess {
         try start(name, ["worker", "--coordinator", dispatch, "--store", store ?? self.store, "--region", region, "--slots", String(slots),
                          "--work-dir", directory.appendingPathComponent(name).path, "--heartbeat", heartbeat]
-                  + clientKeyFlags(.worker, "builder") + (insecure ? [] : ["--store-key", try publicCertificate(.region, region)]))
+                  + clientKeyFlags(.worker, "builder") + (insecure ? [] : ["--store-key", try publicCertificate(.region, region)]) + extra)
     }
 
     /// Waits until `name`'s log contains `text`.
