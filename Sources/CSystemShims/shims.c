@@ -1,4 +1,6 @@
 #define _GNU_SOURCE
+#include <pthread.h>
+#include <sched.h>
 #include <spawn.h>
 #include <stdio.h>
 #include <string.h>
@@ -66,6 +68,11 @@ int slipway_trim_memory(void) {
 long long slipway_heap_in_use(void) {
     struct mallinfo2 info = mallinfo2();
     return (long long)(info.uordblks + info.hblkhd);
+}
+
+int slipway_raise_thread_priority(void) {
+    struct sched_param param = { .sched_priority = sched_get_priority_min(SCHED_FIFO) };
+    return pthread_setschedparam(pthread_self(), SCHED_FIFO, &param);
 }
 
 long long slipway_resident_bytes(void) {

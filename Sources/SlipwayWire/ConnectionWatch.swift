@@ -81,6 +81,10 @@ final class ConnectionWatch: Sendable {
     }
 
     private func run() {
+        // A flood fills memory at gigabytes per second while every core is busy copying it:
+        // the watch must run the moment it wakes, not when the scheduler gets round to it.
+        // Best effort: without CAP_SYS_NICE it runs at normal priority.
+        _ = slipway_raise_thread_priority()
         var lastScan = ContinuousClock.now
         var lastTrim = ContinuousClock.now
         var inUseAtScan = slipway_heap_in_use()

@@ -145,8 +145,9 @@ struct ReplicationTests {
         try cluster.startCoordinator(extra: ["--regions", "a,c"])
         try cluster.startRegion("region-a", region: "a", store: stores["a"]!, peers: ["c": stores["c"]!])
         try cluster.startWorker("w1", region: "a", store: stores["a"]!)
-        // One piece at a time at 8 MiB/s: 10 pieces take over 4 s, time enough to kill it mid-way.
-        let slow = ["--replication-window", "1", "--replication-max-mibps", "8"]
+        // One piece at a time at 2 MiB/s: 10 pieces take 20 s, time enough to see two arrive and kill it
+        // mid-way even on a loaded machine (at 8 MiB/s the 4 s window was missed now and then).
+        let slow = ["--replication-window", "1", "--replication-max-mibps", "2"]
         let region = try cluster.startRegion("region-c", region: "c", store: stores["c"]!, peers: ["a": stores["a"]!], extra: slow)
         let client = try SlipwayClient(endpoint: cluster.intake, security: cluster.security())
         defer { Task { await client.close() } }

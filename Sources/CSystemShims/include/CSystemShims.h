@@ -29,6 +29,12 @@ int slipway_trim_memory(void);
    reuses freed memory, which the resident set does not show. */
 long long slipway_heap_in_use(void);
 
+/* Runs the calling thread under SCHED_FIFO at the lowest real-time priority, so
+   a thread that sleeps almost always is scheduled at once when it wakes, even
+   when every core is busy. Returns 0, or the errno (EPERM without
+   CAP_SYS_NICE): the caller goes on at normal priority. */
+int slipway_raise_thread_priority(void);
+
 /* This process's resident set in bytes (from /proc/self/statm), or -1. */
 long long slipway_resident_bytes(void);
 
