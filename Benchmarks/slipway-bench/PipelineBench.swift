@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import Logging
+import SlipwayAuth
 import SlipwayProducer
 import SlipwayProto
 import SlipwayStore
@@ -30,7 +31,10 @@ struct PipelineBench: AsyncParsableCommand {
 
     func run() async throws {
         let logger = Logger(label: "bench")
-        let ours = try await measurePipeline(logger: logger)
+        let ours = try await measurePipeline(curve: nil, logger: logger)
+        let keys = try CurveBenchKeys(clientRole: .worker, clientName: "bench")
+        defer { keys.remove() }
+        let curve = try await measurePipeline(curve: keys, logger: logger)
         let baseline = try await measurePgbench(logger: logger)
         let peer = try await measurePeer(logger: logger)
         print(String(format: "pipeline: %d no-op jobs, %d workers with %d slots, %d producers: %.0f jobs/s end to end",
@@ -42,6 +46,9 @@ struct PipelineBench: AsyncParsableCommand {
         print(String(format: "ratio end-to-end/pgbench = %.3f (goal >= 0.6)", ours.rate / baseline))
         print(String(format: "submit -> worker start on an idle system (%d samples): p50 %.2f ms, p99 %.2f ms (goal p99 <= 5 ms)",
                      samples, ours.p50, ours.p99))
+        print(String(format: "pipeline with CURVE (every socket encrypted, ZAP, permission checks): %.0f jobs/s; submit -> start p50 %.2f ms, p99 %.2f ms",
+                     curve.rate, curve.p50, curve.p99))
+        print(String(format: "ratio CURVE/plain = %.3f (goal >= 0.8)", curve.rate / ours.rate))
     }
 
     // MARK: pgqueuer
@@ -88,10 +95,22 @@ struct PipelineBench: AsyncParsableCommand {
 
     // MARK: Slipway
 
-    private func measurePipeline(logger: Logger) async throws -> (rate: Double, p50: Double, p99: Double) {
-        let database = try await createDatabase(suffix: "pipeline", logger: logger)
+    /// Jobs/s and submit → start latency; with `curve`, the coordinator runs with its key and
+    /// trust folder, the workers and producers with theirs (as `--insecure` otherwise).
+    private func measurePipeline(curve: CurveBenchKeys?, logger: Logger) async throws -> (rate: Double, p50: Double, p99: Double) {
+        let database = try await createDatabase(suffix: curve == nil ? "pipeline" : "pipeline_curve", logger: logger)
         let intake = "tcp://127.0.0.1:\(freeLoopbackPort())", dispatch = "tcp://127.0.0.1:\(freeLoopbackPort())"
-        let coordinator = try startCoordinator(database: database, intake: intake, dispatch: dispatch)
+        var producerSecurity = ClientSecurity.plain, workerSecurity = ClientSecurity.plain
+        var keyFlags = ["--insecure"]
+        if let curve {
+            let ci = try Certificate.generate(for: try Identity(role: .ci, name: "bench"))
+            try curve.trust(ci)
+            producerSecurity = .curve(ci.keyPair, server: curve.server.publicKey)
+            workerSecurity = .curve(curve.client.keyPair, server: curve.server.publicKey)
+            keyFlags = ["--key", curve.secretFile(curve.server), "--trust-dir", curve.folder.appendingPathComponent("trust").path]
+        }
+        let coordinator = try startCoordinator(database: database, intake: intake, dispatch: dispatch, keyFlags: keyFlags)
+        let (workerID, workerKeys) = (curve == nil ? "bench-worker-" : "bench@worker-", workerSecurity)
         defer { coordinator.terminate(); coordinator.waitUntilExit() }
 
         let context = try ZMQContext()
@@ -103,7 +122,8 @@ struct PipelineBench: AsyncParsableCommand {
             let thread = OwnedThread(name: "noop-\(index)")
             threads.append(thread)
             thread.execute {
-                NoOpWorker(id: "bench-worker-\(index)", endpoint: dispatch, context: context, slots: slots).run(stop: stop) { jobID in
+                NoOpWorker(id: workerID + String(index), endpoint: dispatch, context: context,
+                           slots: slots, security: workerKeys).run(stop: stop) { jobID in
                     started.withLock { $0[jobID] = .now }
                 } completed: {
                     completed.add(1, ordering: .relaxed)
@@ -114,7 +134,7 @@ struct PipelineBench: AsyncParsableCommand {
             stop.stop()
             threads.forEach { $0.shutdown() }
         }
-        let probe = try SlipwayClient(endpoint: intake, requestTimeout: .seconds(10))
+        let probe = try SlipwayClient(endpoint: intake, security: producerSecurity, requestTimeout: .seconds(10))
         _ = try await probe.jobs(Slipway_V1_JobListQuery())  // wait until the coordinator answers
         try await Task.sleep(for: .milliseconds(500))         // and the workers have asked for work
 
@@ -138,11 +158,12 @@ struct PipelineBench: AsyncParsableCommand {
         let baseline = completed.load(ordering: .relaxed)
         let clock = ContinuousClock()
         let begin = clock.now
+        let producerKeys = producerSecurity
         try await withThrowingTaskGroup(of: Void.self) { group in
             for producer in 0..<producers {
                 let count = jobs / producers + (producer < jobs % producers ? 1 : 0)
                 group.addTask {
-                    let client = try SlipwayClient(endpoint: intake, requestTimeout: .seconds(10))
+                    let client = try SlipwayClient(endpoint: intake, security: producerKeys, requestTimeout: .seconds(10))
                     for index in 0..<count { _ = try await client.submit(noop("throughput-\(producer)-\(index)")) }
                     await client.close()
                 }
@@ -212,11 +233,11 @@ struct PipelineBench: AsyncParsableCommand {
         return url
     }
 
-    private func startCoordinator(database: String, intake: String, dispatch: String) throws -> Process {
+    private func startCoordinator(database: String, intake: String, dispatch: String, keyFlags: [String]) throws -> Process {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: try siblingExecutable("slipway"))
         process.arguments = ["coordinator", "--database-url", database, "--intake", intake, "--dispatch", dispatch,
-                             "--events", "tcp://127.0.0.1:\(freeLoopbackPort())", "--log-level", "warning", "--insecure"]
+                             "--events", "tcp://127.0.0.1:\(freeLoopbackPort())", "--log-level", "warning"] + keyFlags
         try process.run()
         return process
     }
@@ -236,6 +257,7 @@ struct NoOpWorker {
     let endpoint: String
     let context: ZMQContext
     let slots: Int
+    let security: ClientSecurity
 
     func run(stop: StopSignal, started: (String) -> Void, completed: () -> Void) {
         do {
@@ -243,6 +265,7 @@ struct NoOpWorker {
             let socket = try ZMQSocket(context: context, type: .dealer)
             defer { socket.close() }
             try socket.set(.routingID(Array(id.utf8)))
+            for option in security.options { try socket.set(option) }
             try socket.connect(endpoint)
             var received: UInt64 = 0
             var request = Slipway_V1_WorkRequest()

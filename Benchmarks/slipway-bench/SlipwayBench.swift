@@ -6,10 +6,14 @@
 //
 // wire: 1 KiB PUSH/PULL messages per second through SlipwayWire vs the
 // zmq-baseline C program (libzmq used directly, same socket layout), run
-// alternately, R rounds each; prints the medians and their ratio.
+// alternately, R rounds each; prints the medians and their ratio; then the
+// Swift side again with CURVE (a ZAP handler and a trust folder, as the
+// daemons run), and the ratio CURVE/plain.
 import ArgumentParser
 import Dispatch
 import Foundation
+import Logging
+import SlipwayAuth
 import SlipwayThreads
 import SlipwayWire
 import Synchronization
@@ -39,20 +43,29 @@ struct WireBench: AsyncParsableCommand {
 
     func run() async throws {
         let baseline = try siblingExecutable("zmq-baseline")
-        var swiftRates: [Double] = [], cRates: [Double] = []
+        let keys = try CurveBenchKeys()
+        defer { keys.remove() }
+        var swiftRates: [Double] = [], cRates: [Double] = [], curveRates: [Double] = []
         for round in 1...rounds {
             let c = try runBaseline(baseline)
-            let swift = try await runSwift()
-            cRates.append(c); swiftRates.append(swift)
-            print("round \(round): C \(Int(c)) msg/s, Swift \(Int(swift)) msg/s")
+            let swift = try await runSwift(curve: nil)
+            let curve = try await runSwift(curve: keys)
+            cRates.append(c); swiftRates.append(swift); curveRates.append(curve)
+            print("round \(round): C \(Int(c)) msg/s, Swift \(Int(swift)) msg/s, Swift with CURVE \(Int(curve)) msg/s")
         }
-        let c = median(cRates), swift = median(swiftRates)
-        print("wire push/pull \(size) B x \(messages): C (libzmq direct) \(Int(c)) msg/s, Swift (SlipwayWire) \(Int(swift)) msg/s")
+        let c = median(cRates), swift = median(swiftRates), curve = median(curveRates)
+        print("wire push/pull \(size) B x \(messages): C (libzmq direct) \(Int(c)) msg/s, Swift (SlipwayWire) \(Int(swift)) msg/s, "
+              + "Swift with CURVE \(Int(curve)) msg/s")
         print(String(format: "ratio Swift/C = %.3f (goal >= 0.9)", swift / c))
+        print(String(format: "ratio CURVE/plain = %.3f (the cost of encryption per message)", curve / swift))
     }
 
-    private func runSwift() async throws -> Double {
+    /// Messages/s from PUSH to PULL; with `curve`, the PULL is a CURVE server whose ZAP handler admits the PUSH's key.
+    private func runSwift(curve: CurveBenchKeys?) async throws -> Double {
         let context = try ZMQContext()
+        let zap = try curve.map { try ZAPHandler(context: context, domains: [DaemonSecurity.zapDomain: $0.trust], daemon: "bench",
+                                                 logger: Logger(label: "bench")) }
+        defer { zap?.stop() }
         let receiverThread = OwnedThread(name: "bench-pull"), senderThread = OwnedThread(name: "bench-push")
         defer { receiverThread.shutdown(); senderThread.shutdown() }
         let endpoint = Mutex<String?>(nil)
@@ -61,6 +74,9 @@ struct WireBench: AsyncParsableCommand {
 
         async let rate: Double = receiverThread.run {
             let pull = try ZMQSocket(context: context, type: .pull)
+            for option in curve.map({ ServerSecurity.curve($0.server.keyPair, zapDomain: DaemonSecurity.zapDomain).options }) ?? [] {
+                try pull.set(option)
+            }
             try pull.bind("tcp://127.0.0.1:*")
             let address = try pull.lastEndpoint()
             endpoint.withLock { $0 = address }
@@ -78,6 +94,9 @@ struct WireBench: AsyncParsableCommand {
         try await senderThread.run {
             bound.wait()
             let push = try ZMQSocket(context: context, type: .push)
+            for option in curve.map({ ClientSecurity.curve($0.client.keyPair, server: $0.server.publicKey).options }) ?? [] {
+                try push.set(option)
+            }
             try push.connect(endpoint.withLock { $0! })
             let payload = [UInt8](repeating: 0, count: size)
             for _ in 0..<messages { try push.send(frame: payload) }
@@ -104,3 +123,34 @@ struct WireBench: AsyncParsableCommand {
 
 
 }
+
+/// Keys for a benchmark with CURVE on: a server key, a client key, and a trust
+/// folder (in a temporary folder) that admits the client, as the daemons run.
+final class CurveBenchKeys: @unchecked Sendable {
+    // @unchecked: immutable after init.
+    let folder: URL
+    let server: Certificate
+    let client: Certificate
+    let trust: TrustDirectory
+
+    init(clientRole: Role = .worker, clientName: String = "bench") throws {
+        folder = FileManager.default.temporaryDirectory.appendingPathComponent("slipway-bench-keys-\(UUID().uuidString.prefix(8))")
+        let trusted = folder.appendingPathComponent("trust")
+        try FileManager.default.createDirectory(at: trusted, withIntermediateDirectories: true)
+        server = try Certificate.generate(for: try Identity(role: .coordinator, name: "bench"))
+        client = try Certificate.generate(for: try Identity(role: clientRole, name: clientName))
+        try server.write(to: folder.path)
+        try client.write(to: folder.path)
+        try client.publicPart.write(to: trusted.path)
+        trust = try TrustDirectory(path: trusted.path, logger: Logger(label: "bench"))
+    }
+
+    /// Admits another client key too.
+    func trust(_ certificate: Certificate) throws { try certificate.publicPart.write(to: folder.appendingPathComponent("trust").path) }
+
+    /// The secret file of `certificate`, written by init.
+    func secretFile(_ certificate: Certificate) -> String { folder.appendingPathComponent(certificate.fileStem + ".secret").path }
+
+    func remove() { try? FileManager.default.removeItem(at: folder) }
+}
+

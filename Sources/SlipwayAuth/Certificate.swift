@@ -18,8 +18,8 @@ public import SlipwayWire
 /// ```
 ///
 /// The secret file has the same lines plus `secret-key = "…"`. A coordinator's
-/// certificate also has a `signing` section: the Ed25519 key it signs targets
-/// with (agents check them with the public half), in Z85 like the CURVE keys.
+/// certificate also has a `signing` section with `ed25519-public-key` (and, in
+/// the secret file, `ed25519-secret-key`): the key it signs targets with, in Z85.
 public struct Certificate: Sendable, Hashable {
     public let identity: Identity
     public let publicKey: CurveKey
@@ -80,8 +80,12 @@ public struct Certificate: Sendable, Hashable {
         ]
         if includingSecret, let secretKey { lines.append("    secret-key = \"\(secretKey.z85)\"") }
         if let signing, let publicText = CurveKey(bytes: signing.publicKey)?.z85 {
-            lines += ["signing", "    public-key = \"\(publicText)\""]
-            if includingSecret, let secret = signing.secretKey.flatMap({ CurveKey(bytes: $0) }) { lines.append("    secret-key = \"\(secret.z85)\"") }
+            // Not `public-key`: tools that read ZPL certificates line by line (pyzmq's
+            // load_certificate) would take it for the CURVE key.
+            lines += ["signing", "    ed25519-public-key = \"\(publicText)\""]
+            if includingSecret, let secret = signing.secretKey.flatMap({ CurveKey(bytes: $0) }) {
+                lines.append("    ed25519-secret-key = \"\(secret.z85)\"")
+            }
         }
         return lines.joined(separator: "\n") + "\n"
     }
@@ -112,7 +116,7 @@ public struct Certificate: Sendable, Hashable {
             values[key] = String(quoted.dropFirst().dropLast())
         }
         let known: Set<String> = ["metadata.role", "metadata.name", "curve.public-key", "curve.secret-key",
-                                  "signing.public-key", "signing.secret-key"]
+                                  "signing.ed25519-public-key", "signing.ed25519-secret-key"]
         if let unknown = values.keys.sorted().first(where: { !known.contains($0) }) {
             throw AuthError("\(source): unknown setting \(unknown)")
         }
@@ -134,12 +138,12 @@ public struct Certificate: Sendable, Hashable {
             secretKey = key
         }
         var signing: SigningKey?
-        if let signingText = values["signing.public-key"] {
+        if let signingText = values["signing.ed25519-public-key"] {
             guard let key = CurveKey(z85: signingText), (try? Curve25519.Signing.PublicKey(rawRepresentation: key.bytes)) != nil else {
                 throw AuthError("\(source): signing public-key is not an Ed25519 key in 40 Z85 characters")
             }
             var secret: [UInt8]?
-            if let secretText = values["signing.secret-key"] {
+            if let secretText = values["signing.ed25519-secret-key"] {
                 guard let bytes = CurveKey(z85: secretText)?.bytes,
                       let signer = try? Curve25519.Signing.PrivateKey(rawRepresentation: bytes),
                       Array(signer.publicKey.rawRepresentation) == key.bytes else {
@@ -148,7 +152,7 @@ public struct Certificate: Sendable, Hashable {
                 secret = bytes
             }
             signing = SigningKey(publicKey: key.bytes, secretKey: secret)
-        } else if values["signing.secret-key"] != nil {
+        } else if values["signing.ed25519-secret-key"] != nil {
             throw AuthError("\(source): a signing secret-key without its public-key")
         }
         self.init(identity: identity, publicKey: publicKey, secretKey: secretKey, signing: signing)

@@ -95,6 +95,19 @@ public enum DaemonSecurity: Sendable {
         return nil
     }
 
+    /// Why the peer that sent the message just received on `socket` may no longer
+    /// be heard: its key left the trust folder after the handshake (a connection
+    /// stays up until it reconnects; what comes over it is refused). nil when
+    /// insecure or still trusted.
+    public func revocation(of socket: ZMQSocket) -> String? {
+        guard case .authenticated(_, let trust?) = self, let sender = Self.sender(of: socket) else { return nil }
+        guard let text = socket.peerCurveKey, let key = CurveKey(z85: text) else {
+            return "\(sender): the handshake recorded no key for this connection"
+        }
+        guard trust.identity(of: key) == sender else { return "\(sender): its key was revoked (it is no longer in the trust folder)" }
+        return nil
+    }
+
     /// Counts a refusal in `slipway_permission_denied_total` by role and message type.
     public static func countRefusal(daemon: String, _ type: Slipway_V1_MessageType, from sender: Identity?) {
         SlipwayMetrics.permissionDenied(daemon: daemon, role: sender?.role.rawValue ?? "none", type: "\(type)")

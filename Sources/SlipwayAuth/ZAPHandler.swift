@@ -142,22 +142,32 @@ struct ZAPRequest: Equatable {
         guard let identity = trust.identity(of: key) else {
             return .refused(requestID: requestID, reason: "untrusted_key", detail: "key \(key.z85) from \(address) is not in \(trust.path)")
         }
-        return .admitted(requestID: requestID, identity)
+        return .admitted(requestID: requestID, identity, key: key)
     }
 }
 
 /// What the handler answers.
 enum ZAPDecision: Equatable {
-    case admitted(requestID: [UInt8], Identity)
+    case admitted(requestID: [UInt8], Identity, key: CurveKey)
     case refused(requestID: [UInt8], reason: String, detail: String)
 
-    /// Version, request id, status code, status text, user id, metadata (none).
+    /// Version, request id, status code, status text, user id, metadata: for an
+    /// admitted client its public key, which libzmq attaches to every message
+    /// from it (``ZMQSocket/peerCurveKey``), ZAP's properties winning over any the
+    /// client sent about itself.
     var replyFrames: [[UInt8]] {
         switch self {
-        case .admitted(let requestID, let identity):
-            [Array("1.0".utf8), requestID, Array("200".utf8), Array("OK".utf8), Array(identity.userID.utf8), []]
+        case .admitted(let requestID, let identity, let key):
+            [Array("1.0".utf8), requestID, Array("200".utf8), Array("OK".utf8), Array(identity.userID.utf8),
+             Self.property(ZMQSocket.curveKeyProperty, Array(key.z85.utf8))]
         case .refused(let requestID, let reason, _):
             [Array("1.0".utf8), requestID, Array("400".utf8), Array(reason.utf8), [], []]
         }
+    }
+
+    /// One ZMTP metadata property: name length (1 byte), name, value length (4 bytes, big-endian), value.
+    static func property(_ name: String, _ value: [UInt8]) -> [UInt8] {
+        let nameBytes = Array(name.utf8)
+        return [UInt8(nameBytes.count)] + nameBytes + withUnsafeBytes(of: UInt32(value.count).bigEndian) { Array($0) } + value
     }
 }

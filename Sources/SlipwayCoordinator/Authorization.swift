@@ -2,6 +2,7 @@ import SlipwayAuth
 import SlipwayCore
 import SlipwayMetrics
 import SlipwayProto
+import SlipwayWire
 
 /// Who may send what to the coordinator: ``Permissions``' table of roles, and
 /// the object rules that the message alone decides (a region reports only for
@@ -10,13 +11,15 @@ import SlipwayProto
 /// worker) are checked where the request runs. Nothing is enforced when the
 /// coordinator runs `--insecure`: then nobody is authenticated.
 struct Authorization {
-    let enforced: Bool
+    let security: DaemonSecurity
+    var enforced: Bool { security.isAuthenticated }
 
-    /// The refusal for a message of `type` from `sender`, or nil to go on.
-    func refusal(_ type: Slipway_V1_MessageType, from sender: Identity?) -> Rejection? {
+    /// The refusal for a message of `type` from `sender`, just received on `socket`, or nil to go on:
+    /// its role may not send it, or its key was revoked since the connection was made.
+    func refusal(_ type: Slipway_V1_MessageType, from sender: Identity?, on socket: ZMQSocket) -> Rejection? {
         guard enforced else { return nil }
         if case .denied(let reason) = Permissions.check(type, from: sender) { return Rejection(.permissionDenied, reason) }
-        return nil
+        return security.revocation(of: socket).map { Rejection(.permissionDenied, $0) }
     }
 
     /// The refusal for a decoded intake request from `sender` (whose role was allowed), or nil.

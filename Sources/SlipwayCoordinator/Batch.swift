@@ -31,6 +31,8 @@ struct Batch {
     private(set) var outgoing: [Outgoing] = []
     /// Worker messages refused for their object (not the attempt's worker), to log once committed.
     var refusals: [String] = []
+    /// Audit rows, written in the batch's transaction.
+    var audits: [AuditRecord] = []
     /// Events written to the outbox in this transaction, to publish after COMMIT.
     private(set) var published: [OutboxEvent] = []
     /// Log chunks handled in this transaction (stored, or refused for an ended

@@ -50,6 +50,8 @@ final class CoordinatorLoop: ServingLoop {
     /// the database at the next chance.
     private var reconcileSoon = false
     private var lastTurn = ContinuousClock.now
+    /// Refusals made before a transaction (role checks), written with the next batch.
+    private var pendingAudit = PendingAudit()
 
     /// Checks everything a standby can check (the database URL, that every
     /// endpoint is an address of this machine) and connects to the database,
@@ -67,7 +69,7 @@ final class CoordinatorLoop: ServingLoop {
         intake = Intake(queries: queries, replicas: replicas, targets: Targets(queries: queries, logger: logger), logger: logger)
         snapshots = Snapshots(sender: config.id, logger: logger)
         context = try ZMQContext()
-        authorization = Authorization(enforced: config.security.isAuthenticated)
+        authorization = Authorization(security: config.security)
         do {
             zap = try config.security.startZAP(context: context, daemon: "coordinator", logger: logger)
         } catch {
@@ -133,9 +135,11 @@ final class CoordinatorLoop: ServingLoop {
             var work: [Work] = []
             if ready[0].contains(.readable) { try receiveIntake(sockets.intake, into: &work) }
             if ready[1].contains(.readable) { try receiveDispatch(sockets.dispatch, into: &work) }
+            if work.isEmpty, !pendingAudit.isEmpty, database.isUsable() { work.append(.task("audit") { _ in }) }
             if !work.isEmpty { try run(work) }
             if ready[2].contains(.readable), database.isUsable() {
-                do { try snapshots.serve(sockets.snapshots, db: db, authorization: authorization, rejections: &snapshotRejections) } catch { noteDatabase(error) }
+                do { try snapshots.serve(sockets.snapshots, db: db, authorization: authorization, rejections: &snapshotRejections,
+                                             audit: &pendingAudit) } catch { noteDatabase(error) }
             }
             try onTimers(&timers, sockets)
         }
@@ -173,7 +177,7 @@ final class CoordinatorLoop: ServingLoop {
             let id = message.envelope.messageID
             let sender = DaemonSecurity.sender(of: socket)
             do throws(Rejection) {
-                if let refusal = authorization.refusal(message.type, from: sender) { throw refused(refusal, message.type, sender) }
+                if let refusal = authorization.refusal(message.type, from: sender, on: socket) { throw refused(refusal, message.type, sender) }
                 let request = try IntakeRequest.decode(message, regions: config.regions, transports: config.repoTransports)
                 if let refusal = authorization.refusal(request, from: sender) { throw refused(refusal, message.type, sender) }
                 if database.isUsable() {
@@ -196,7 +200,7 @@ final class CoordinatorLoop: ServingLoop {
             else { return }
             let sender = DaemonSecurity.sender(of: socket)
             do throws(Rejection) {
-                if let refusal = authorization.refusal(message.type, from: sender)
+                if let refusal = authorization.refusal(message.type, from: sender, on: socket)
                     ?? authorization.refusal(workerRoutingID: routingID, from: sender) {
                     let rejection = refused(refusal, message.type, sender)
                     send(.worker(routingID), WireMessage(Slipway_V1_ErrorReply(rejection.code, rejection.message), sender: config.id,
@@ -220,9 +224,10 @@ final class CoordinatorLoop: ServingLoop {
 
     static let unavailable = "the coordinator's database is unavailable; retry"
 
-    /// Counts a refusal by role and type, and hands it back to be answered and logged.
+    /// Counts a refusal by role and type, queues it for the audit log, and hands it back to be answered and logged.
     private func refused(_ refusal: Rejection, _ type: Slipway_V1_MessageType, _ sender: Identity?) -> Rejection {
         Authorization.count(type, from: sender)
+        pendingAudit.append(AuditRecord(sender, action: "\(type)", object: "", outcome: .refused, detail: refusal.message))
         return refusal
     }
 
@@ -238,19 +243,23 @@ final class CoordinatorLoop: ServingLoop {
     @discardableResult
     private func run(_ work: [Work]) throws -> Bool {
         var batch = Batch(db: db, registry: registry, sender: config.id)
+        let refusals = pendingAudit.take()
         do {
             try db.transaction { db in
                 try leadership.confirm(db)
                 for item in work { try run(item, in: &batch) }
                 if batch.dispatchDue { try dispatch.assignWaiting(in: &batch, lookFirst: false) }
+                try intake.queries.writeAudit(db, refusals + batch.audits)
                 try batch.writeEventsAndCommit()
             }
         } catch let error as PGError where !error.isConnectionTrouble && work.count > 1 {
             // One request failed in the database: the others must not fail with it.
+            for record in refusals { pendingAudit.append(record) }
             var committed = false
             for item in work { committed = try run([item]) || committed }
             return committed
         } catch let error as PGError {
+            for record in refusals { pendingAudit.append(record) }
             if !error.isConnectionTrouble {
                 // The request itself failed in the database, alone: not an outage.
                 logger.error("request failed in the database", metadata: ["error": "\(error.oneLine)"])

@@ -19,7 +19,13 @@ struct Intake {
     func handle(_ request: IntakeRequest, from peer: [UInt8], sender: Identity?, id: String, in batch: inout Batch) throws {
         do {
             try route(request, from: peer, sender: sender, id: id, in: &batch)
+            if let (action, object) = request.audited { batch.audits.append(AuditRecord(sender, action: action, object: object, outcome: .ok)) }
         } catch let rejection as Rejection {
+            if let (action, object) = request.audited {
+                batch.audits.append(AuditRecord(sender, action: action, object: object,
+                                                outcome: rejection.code == .permissionDenied ? .refused : .failed,
+                                                detail: "\(rejection.code.name): \(rejection.message)"))
+            }
             batch.reply(peer, to: id, rejection)
         }
     }
@@ -75,8 +81,24 @@ struct Intake {
             try targets.deploy(service, digest, regions: regions, setBy: setBy, actor: sender, from: peer, id: id, in: &batch)
         case .rollback(let service, let regions, let setBy):
             try targets.rollback(service, regions: regions, setBy: setBy, actor: sender, from: peer, id: id, in: &batch)
+        case .audit(let since, let limit):
+            batch.reply(peer, to: id, try queries.audit(db, since: since, limit: limit))
         case .serviceStatus(let service, let limit):
             batch.reply(peer, to: id, try queries.serviceStatus(db, service: service.rawValue, limit: limit))
         }
     }
 }
+
+extension IntakeRequest {
+    /// The privileged actions the audit log records, with what they are about; nil for the rest.
+    var audited: (action: String, object: String)? {
+        switch self {
+        case .cancel(let job, _): ("cancel", job.rawValue)
+        case .deploy(let service, let digest, let regions, _):
+            ("deploy", "\(service)@\(regions.isEmpty ? "global" : regions.map(\.rawValue).joined(separator: ",")) sha256:\(digest)")
+        case .rollback(let service, let regions, _): ("rollback", "\(service)@\(regions.isEmpty ? "global" : regions.map(\.rawValue).joined(separator: ","))")
+        default: nil
+        }
+    }
+}
+

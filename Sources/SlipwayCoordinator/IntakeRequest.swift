@@ -30,6 +30,7 @@ enum IntakeRequest: Equatable {
     case rollback(ServiceName, regions: [RegionName], setBy: String)
     case serviceStatus(ServiceName, historyLimit: Int)
     case log(JobID, offset: UInt64, maxBytes: Int)
+    case audit(sinceMicros: Int64, limit: Int)
 
     /// Decodes and checks `message`. `regions` are the coordinator's configured
     /// regions (any region name goes when it is empty).
@@ -96,6 +97,10 @@ enum IntakeRequest: Equatable {
             let request = try message.body(as: Slipway_V1_RollbackRequest.self)
             let (service, targets, setBy) = try targetScope(request.service, request.regions, request.setBy, regions)
             return .rollback(service, regions: targets, setBy: setBy)
+        case .auditQuery:
+            let query = try message.body(as: Slipway_V1_AuditQuery.self)
+            guard query.sinceUnixMicros >= 0 else { throw Rejection.invalid("since must not be negative") }
+            return .audit(sinceMicros: query.sinceUnixMicros, limit: query.limit == 0 ? 100 : min(Int(query.limit), 1_000))
         case .serviceStatusQuery:
             let query = try message.body(as: Slipway_V1_ServiceStatusQuery.self)
             return .serviceStatus(try checked(ServiceName.self, query.service),

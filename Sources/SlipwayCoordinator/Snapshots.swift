@@ -21,14 +21,16 @@ struct Snapshots {
     }
 
     /// Answers up to 64 waiting requests on `socket` from the outbox.
-    func serve(_ socket: ZMQSocket, db: PGConnection, authorization: Authorization, rejections: inout RejectionLog) throws {
+    func serve(_ socket: ZMQSocket, db: PGConnection, authorization: Authorization, rejections: inout RejectionLog,
+               audit: inout PendingAudit) throws {
         for _ in 0..<64 {
             guard let (peer, message) = try codec.receiveRouted(from: socket, wait: .never, maxFrames: 4, dropped: { error in
                 rejections.record(error, logger: logger)
             }) else { return }
             let identity = DaemonSecurity.sender(of: socket)
-            if let refusal = authorization.refusal(message.type, from: identity) {
+            if let refusal = authorization.refusal(message.type, from: identity, on: socket) {
                 Authorization.count(message.type, from: identity)
+                audit.append(AuditRecord(identity, action: "\(message.type)", object: "", outcome: .refused, detail: refusal.message))
                 rejections.record(reason: "permission_denied", detail: refusal.message, logger: logger)
                 let reply = WireMessage(Slipway_V1_ErrorReply(refusal.code, refusal.message), sender: sender, inReplyTo: message.envelope.messageID)
                 _ = try? socket.send(codec.encode(reply, to: peer), wait: .never)

@@ -86,6 +86,11 @@ public actor SlipwayClient {
         return try call(query, expecting: Slipway_V1_ServiceStatus.self).reply
     }
 
+    /// The audit log: privileged actions and refusals, newest first (an `operator` key only).
+    public func audit(_ query: Slipway_V1_AuditQuery) throws -> [Slipway_V1_AuditEntry] {
+        try call(query, expecting: Slipway_V1_AuditList.self).reply.entries
+    }
+
     /// Cancels a job (a running one stops when its worker confirms).
     public func cancel(_ id: String, reason: String = "") throws -> Slipway_V1_CancelBuildAck {
         var request = Slipway_V1_CancelBuild()

@@ -152,7 +152,8 @@ final class TrackerLoop: ServingLoop {
             }
             guard let (peer, message) = received else { return }
             let sender = DaemonSecurity.sender(of: router)
-            if let refusal = config.security.refusal(message.type, from: sender) ?? machineRefusal(message, from: sender) {
+            if let refusal = config.security.refusal(message.type, from: sender) ?? config.security.revocation(of: router)
+                ?? machineRefusal(message, from: sender) {
                 DaemonSecurity.countRefusal(daemon: "region", message.type, from: sender)
                 rejections.record(reason: "permission_denied", detail: refusal, logger: logger)
                 reply(peer, to: message, error: .permissionDenied, refusal)

@@ -111,7 +111,7 @@ public final class StoreServer: ServingLoop {
             }
             guard let (peer, message) = received else { continue }
             let sender = DaemonSecurity.sender(of: socket)
-            if let refusal = config.security.refusal(message.type, from: sender) {
+            if let refusal = config.security.refusal(message.type, from: sender) ?? config.security.revocation(of: socket) {
                 DaemonSecurity.countRefusal(daemon: "region", message.type, from: sender)
                 rejections.record(reason: "permission_denied", detail: refusal, logger: logger)
                 reply(peer, error: refusal, code: .permissionDenied)

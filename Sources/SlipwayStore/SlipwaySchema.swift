@@ -168,8 +168,20 @@ public enum SlipwaySchema {
     /// Schema v5: who did it, as authenticated (the `role/name` of the key the
     /// request came with; NULL when the coordinator ran `--insecure`). `set_by`
     /// stays the free-text comment the operator typed.
-    static let v5 = Migration(version: 5, name: "authenticated identities in jobs and deployments", sql: """
+    static let v5 = Migration(version: 5, name: "authenticated identities in jobs and deployments; the audit log", sql: """
         ALTER TABLE jobs ADD COLUMN submitted_by text;
         ALTER TABLE deployments ADD COLUMN actor text;
+
+        -- Every privileged action (cancel, deploy, rollback) and every refusal.
+        CREATE TABLE audit (
+            id       bigserial PRIMARY KEY,
+            at       timestamptz NOT NULL DEFAULT now(),
+            identity text NOT NULL DEFAULT '',
+            action   text NOT NULL,
+            object   text NOT NULL DEFAULT '',
+            outcome  text NOT NULL CHECK (outcome IN ('ok', 'refused', 'failed')),
+            detail   text NOT NULL DEFAULT ''
+        );
+        CREATE INDEX audit_at ON audit (at);
         """)
 }

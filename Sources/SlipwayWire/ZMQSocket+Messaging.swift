@@ -116,9 +116,13 @@ extension ZMQSocket {
         }
         let size = zmq_msg_size(&message)
         // A ROUTER's routing-id frame is made locally and carries no metadata: take the first frame that does.
-        if !receivingMessage { peerUserID = nil }
+        if !receivingMessage {
+            peerUserID = nil
+            peerCurveKey = nil
+        }
         if peerUserID == nil, zap.curveServer, zap.domain, zap.enforced {
             peerUserID = zmq_msg_gets(&message, "User-Id").map { String(cString: $0) }
+            peerCurveKey = zmq_msg_gets(&message, Self.curveKeyProperty).map { String(cString: $0) }
         }
         receivingMessage = zmq_msg_more(&message) != 0
         if onWire, let ledger {

@@ -36,6 +36,12 @@ public final class ZMQSocket {
     /// through when ZAP did not run), so it stays nil. Read it right after
     /// receiving, before the next receive.
     public internal(set) var peerUserID: String?
+    /// The CURVE public key (Z85) the ZAP handler admitted that peer with (its
+    /// `X-Curve-Key` property), set when ``peerUserID`` is: a daemon checks it is
+    /// still trusted, so a revoked key is refused on connections made before.
+    public internal(set) var peerCurveKey: String?
+    /// The property the ZAP handler sets to the admitted client's public key.
+    public static let curveKeyProperty = "X-Curve-Key"
     /// What the options say about ZAP: ``peerUserID`` is only trusted when all hold.
     var zap = (curveServer: false, domain: false, enforced: false)
     /// Inside a multipart message (the user id is the first one its frames carry).

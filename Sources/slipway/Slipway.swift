@@ -12,7 +12,7 @@ struct Slipway: AsyncParsableCommand {
             SubmitCommand.self, JobsCommand.self, JobCommand.self, LogsCommand.self, CancelCommand.self,
             ArtifactsCommand.self, ArtifactCommand.self, DeployCommand.self, RollbackCommand.self, StatusCommand.self,
             CoordinatorCommand.self, WorkerCommand.self, RegionCommand.self, AgentCommand.self, TapCommand.self,
-            MigrateCommand.self, ConfigCommand.self, KeysCommand.self, VersionCommand.self,
+            MigrateCommand.self, ConfigCommand.self, KeysCommand.self, AuditCommand.self, VersionCommand.self,
         ])
 
     /// Expands a daemon's `--config FILE` and `SLIPWAY_<DAEMON>_*` settings, then parses as usual.

@@ -40,6 +40,28 @@ struct AuthenticationTests {
         }
     }
 
+    /// Two job queries over one connection, `between` run in between; the two answers' codes.
+    static func twoRequests(_ endpoint: String, security: ClientSecurity,
+                            between: @escaping @Sendable () throws -> Void) async throws -> (String, String) {
+        let context = try ZMQContext()
+        let thread = OwnedThread(name: "auth-held")
+        defer { thread.shutdown() }
+        return try await thread.run {
+            let socket = try ZMQSocket(context: context, type: .dealer)
+            defer { socket.close() }
+            try socket.set(.linger(.zero))
+            for option in security.options { try socket.set(option) }
+            try socket.connect(endpoint)
+            func ask() throws -> String {
+                _ = try socket.send(WireCodec().encode(WireMessage(Self.unknownJob(), sender: "test")))
+                return try Self.code(try socket.receive(wait: .timeout(.seconds(3))).map { try WireCodec().decode($0) })
+            }
+            let first = try ask()
+            try between()
+            return (first, try ask())
+        }
+    }
+
     /// The error code of the reply, `none: TYPE` for another reply, `silence` for none.
     static func code(_ reply: WireMessage?) throws -> String {
         guard let reply else { return "silence" }
@@ -77,6 +99,14 @@ struct AuthenticationTests {
             try FileManager.default.removeItem(at: cluster.trustDirectory.appendingPathComponent("operator-temporary.cert"))
             #expect(try Self.code(await Self.reply(cluster.intake, Self.unknownJob(), security: temporary)) == "silence", "a revoked key")
             #expect(try Self.code(await Self.reply(cluster.dispatch, Slipway_V1_WorkRequest(), security: temporary)) == "silence")
+
+            // A connection made before the revocation is refused from then on, without reconnecting.
+            let held = try cluster.security(.operator, "held")
+            let trustFile = cluster.trustDirectory.appendingPathComponent("operator-held.cert")
+            let (before, after) = try await Self.twoRequests(cluster.intake, security: held) {
+                try FileManager.default.removeItem(at: trustFile)
+            }
+            #expect(before == "not_found" && after == "permission_denied", "before \(before), after \(after)")
 
             // Everyone else is still served.
             #expect(try Self.code(await Self.reply(cluster.intake, Self.unknownJob(), security: trusted)) == "not_found")
@@ -142,6 +172,21 @@ struct AuthenticationTests {
             let ended = try await ciA.wait(for: running.jobID, timeout: .seconds(30))
             #expect(ended.status == .cancelled)
             #expect(cluster.logText("coordinator").contains("permission_denied"))
+
+            // Every refusal and the cancel are in the audit log, which only an operator may read.
+            let entries = try await Self.auditEntries(cluster)
+            let lines = entries.map { "\($0.identity) \($0.action) \($0.object) \($0.outcome)" }
+            #expect(entries.contains { $0.identity == "worker/builder" && $0.action == "deployRequest" && $0.outcome == "refused" }, "\(lines)")
+            #expect(entries.contains { $0.identity == "ci/pipeline-b" && $0.action == "cancel" && $0.object == running.jobID && $0.outcome == "refused" },
+                    "\(lines)")
+            #expect(entries.contains { $0.identity == "ci/pipeline-a" && $0.action == "cancel" && $0.object == running.jobID && $0.outcome == "ok" },
+                    "\(lines)")
+            #expect(entries.contains { $0.identity == "region/b" && $0.action == "regionReport" && $0.outcome == "refused" }, "\(lines)")
+            let cli = "'\(Cluster.binary!)' audit --coordinator \(cluster.intake) --json"
+            let json = try shellOutput("\(cli) \(try cluster.clientKeyFlags(.operator, "alice").joined(separator: " "))")
+            #expect(json.contains("\"action\":\"cancel\"") && json.contains("\"outcome\":\"refused\""), "\(json)")
+            let byCI = try shellOutput("\(cli) \(try cluster.clientKeyFlags(.ci, "pipeline-a").joined(separator: " ")) 2>&1; echo \"exit $?\"")
+            #expect(byCI.contains("may not send auditQuery") && byCI.hasSuffix("exit 5"), "\(byCI)")
         }
         #expect(statuses.values.allSatisfy { $0 == 0 }, "\(statuses)")
     }
@@ -255,6 +300,13 @@ struct AuthenticationTests {
             #expect(log.contains("running recipe at \(commit) as nobody"), "\(log)")
         }
         #expect(statuses.values.allSatisfy { $0 == 0 }, "\(statuses)")
+    }
+
+    /// The audit log, read with an operator key.
+    static func auditEntries(_ cluster: Cluster) async throws -> [Slipway_V1_AuditEntry] {
+        let client = try SlipwayClient(endpoint: cluster.intake, security: cluster.security(.operator, "alice"))
+        defer { Task { await client.close() } }
+        return try await client.audit(Slipway_V1_AuditQuery())
     }
 
     /// What a forged action could change: jobs, targets, deployments. (Region reports are

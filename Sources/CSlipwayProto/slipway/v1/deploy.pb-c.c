@@ -682,6 +682,141 @@ void   slipway__v1__service_status__free_unpacked
   assert(message->base.descriptor == &slipway__v1__service_status__descriptor);
   protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
 }
+void   slipway__v1__audit_query__init
+                     (Slipway__V1__AuditQuery         *message)
+{
+  static const Slipway__V1__AuditQuery init_value = SLIPWAY__V1__AUDIT_QUERY__INIT;
+  *message = init_value;
+}
+size_t slipway__v1__audit_query__get_packed_size
+                     (const Slipway__V1__AuditQuery *message)
+{
+  assert(message->base.descriptor == &slipway__v1__audit_query__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t slipway__v1__audit_query__pack
+                     (const Slipway__V1__AuditQuery *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &slipway__v1__audit_query__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t slipway__v1__audit_query__pack_to_buffer
+                     (const Slipway__V1__AuditQuery *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &slipway__v1__audit_query__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Slipway__V1__AuditQuery *
+       slipway__v1__audit_query__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Slipway__V1__AuditQuery *)
+     protobuf_c_message_unpack (&slipway__v1__audit_query__descriptor,
+                                allocator, len, data);
+}
+void   slipway__v1__audit_query__free_unpacked
+                     (Slipway__V1__AuditQuery *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &slipway__v1__audit_query__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   slipway__v1__audit_entry__init
+                     (Slipway__V1__AuditEntry         *message)
+{
+  static const Slipway__V1__AuditEntry init_value = SLIPWAY__V1__AUDIT_ENTRY__INIT;
+  *message = init_value;
+}
+size_t slipway__v1__audit_entry__get_packed_size
+                     (const Slipway__V1__AuditEntry *message)
+{
+  assert(message->base.descriptor == &slipway__v1__audit_entry__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t slipway__v1__audit_entry__pack
+                     (const Slipway__V1__AuditEntry *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &slipway__v1__audit_entry__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t slipway__v1__audit_entry__pack_to_buffer
+                     (const Slipway__V1__AuditEntry *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &slipway__v1__audit_entry__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Slipway__V1__AuditEntry *
+       slipway__v1__audit_entry__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Slipway__V1__AuditEntry *)
+     protobuf_c_message_unpack (&slipway__v1__audit_entry__descriptor,
+                                allocator, len, data);
+}
+void   slipway__v1__audit_entry__free_unpacked
+                     (Slipway__V1__AuditEntry *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &slipway__v1__audit_entry__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   slipway__v1__audit_list__init
+                     (Slipway__V1__AuditList         *message)
+{
+  static const Slipway__V1__AuditList init_value = SLIPWAY__V1__AUDIT_LIST__INIT;
+  *message = init_value;
+}
+size_t slipway__v1__audit_list__get_packed_size
+                     (const Slipway__V1__AuditList *message)
+{
+  assert(message->base.descriptor == &slipway__v1__audit_list__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t slipway__v1__audit_list__pack
+                     (const Slipway__V1__AuditList *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &slipway__v1__audit_list__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t slipway__v1__audit_list__pack_to_buffer
+                     (const Slipway__V1__AuditList *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &slipway__v1__audit_list__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Slipway__V1__AuditList *
+       slipway__v1__audit_list__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Slipway__V1__AuditList *)
+     protobuf_c_message_unpack (&slipway__v1__audit_list__descriptor,
+                                allocator, len, data);
+}
+void   slipway__v1__audit_list__free_unpacked
+                     (Slipway__V1__AuditList *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &slipway__v1__audit_list__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
 static const ProtobufCFieldDescriptor slipway__v1__target_change__field_descriptors[10] =
 {
   {
@@ -1965,6 +2100,198 @@ const ProtobufCMessageDescriptor slipway__v1__service_status__descriptor =
   slipway__v1__service_status__field_indices_by_name,
   1,  slipway__v1__service_status__number_ranges,
   (ProtobufCMessageInit) slipway__v1__service_status__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor slipway__v1__audit_query__field_descriptors[2] =
+{
+  {
+    "since_unix_micros",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT64,
+    0,   /* quantifier_offset */
+    offsetof(Slipway__V1__AuditQuery, since_unix_micros),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "limit",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT32,
+    0,   /* quantifier_offset */
+    offsetof(Slipway__V1__AuditQuery, limit),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned slipway__v1__audit_query__field_indices_by_name[] = {
+  1,   /* field[1] = limit */
+  0,   /* field[0] = since_unix_micros */
+};
+static const ProtobufCIntRange slipway__v1__audit_query__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 2 }
+};
+const ProtobufCMessageDescriptor slipway__v1__audit_query__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "slipway.v1.AuditQuery",
+  "AuditQuery",
+  "Slipway__V1__AuditQuery",
+  "slipway.v1",
+  sizeof(Slipway__V1__AuditQuery),
+  2,
+  slipway__v1__audit_query__field_descriptors,
+  slipway__v1__audit_query__field_indices_by_name,
+  1,  slipway__v1__audit_query__number_ranges,
+  (ProtobufCMessageInit) slipway__v1__audit_query__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor slipway__v1__audit_entry__field_descriptors[6] =
+{
+  {
+    "at_unix_micros",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT64,
+    0,   /* quantifier_offset */
+    offsetof(Slipway__V1__AuditEntry, at_unix_micros),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "identity",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Slipway__V1__AuditEntry, identity),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "action",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Slipway__V1__AuditEntry, action),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "object",
+    4,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Slipway__V1__AuditEntry, object),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "outcome",
+    5,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Slipway__V1__AuditEntry, outcome),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "detail",
+    6,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Slipway__V1__AuditEntry, detail),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned slipway__v1__audit_entry__field_indices_by_name[] = {
+  2,   /* field[2] = action */
+  0,   /* field[0] = at_unix_micros */
+  5,   /* field[5] = detail */
+  1,   /* field[1] = identity */
+  3,   /* field[3] = object */
+  4,   /* field[4] = outcome */
+};
+static const ProtobufCIntRange slipway__v1__audit_entry__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 6 }
+};
+const ProtobufCMessageDescriptor slipway__v1__audit_entry__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "slipway.v1.AuditEntry",
+  "AuditEntry",
+  "Slipway__V1__AuditEntry",
+  "slipway.v1",
+  sizeof(Slipway__V1__AuditEntry),
+  6,
+  slipway__v1__audit_entry__field_descriptors,
+  slipway__v1__audit_entry__field_indices_by_name,
+  1,  slipway__v1__audit_entry__number_ranges,
+  (ProtobufCMessageInit) slipway__v1__audit_entry__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor slipway__v1__audit_list__field_descriptors[1] =
+{
+  {
+    "entries",
+    1,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Slipway__V1__AuditList, n_entries),
+    offsetof(Slipway__V1__AuditList, entries),
+    &slipway__v1__audit_entry__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned slipway__v1__audit_list__field_indices_by_name[] = {
+  0,   /* field[0] = entries */
+};
+static const ProtobufCIntRange slipway__v1__audit_list__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 1 }
+};
+const ProtobufCMessageDescriptor slipway__v1__audit_list__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "slipway.v1.AuditList",
+  "AuditList",
+  "Slipway__V1__AuditList",
+  "slipway.v1",
+  sizeof(Slipway__V1__AuditList),
+  1,
+  slipway__v1__audit_list__field_descriptors,
+  slipway__v1__audit_list__field_indices_by_name,
+  1,  slipway__v1__audit_list__number_ranges,
+  (ProtobufCMessageInit) slipway__v1__audit_list__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
 static const ProtobufCEnumValue slipway__v1__agent_state__enum_values_by_number[7] =

@@ -277,7 +277,7 @@ const ProtobufCMessageDescriptor slipway__v1__error_reply__descriptor =
   (ProtobufCMessageInit) slipway__v1__error_reply__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCEnumValue slipway__v1__message_type__enum_values_by_number[46] =
+static const ProtobufCEnumValue slipway__v1__message_type__enum_values_by_number[48] =
 {
   { "MESSAGE_TYPE_UNSPECIFIED", "SLIPWAY__V1__MESSAGE_TYPE__MESSAGE_TYPE_UNSPECIFIED", 0 },
   { "MESSAGE_TYPE_SUBMIT_BUILD", "SLIPWAY__V1__MESSAGE_TYPE__MESSAGE_TYPE_SUBMIT_BUILD", 1 },
@@ -325,11 +325,13 @@ static const ProtobufCEnumValue slipway__v1__message_type__enum_values_by_number
   { "MESSAGE_TYPE_SERVICE_STATUS", "SLIPWAY__V1__MESSAGE_TYPE__MESSAGE_TYPE_SERVICE_STATUS", 53 },
   { "MESSAGE_TYPE_AGENT_TARGETS", "SLIPWAY__V1__MESSAGE_TYPE__MESSAGE_TYPE_AGENT_TARGETS", 54 },
   { "MESSAGE_TYPE_LOG_ACK", "SLIPWAY__V1__MESSAGE_TYPE__MESSAGE_TYPE_LOG_ACK", 55 },
+  { "MESSAGE_TYPE_AUDIT_QUERY", "SLIPWAY__V1__MESSAGE_TYPE__MESSAGE_TYPE_AUDIT_QUERY", 57 },
+  { "MESSAGE_TYPE_AUDIT_LIST", "SLIPWAY__V1__MESSAGE_TYPE__MESSAGE_TYPE_AUDIT_LIST", 58 },
 };
 static const ProtobufCIntRange slipway__v1__message_type__value_ranges[] = {
-{0, 0},{30, 29},{40, 30},{0, 46}
+{0, 0},{30, 29},{40, 30},{57, 46},{0, 48}
 };
-static const ProtobufCEnumValueIndex slipway__v1__message_type__enum_values_by_name[46] =
+static const ProtobufCEnumValueIndex slipway__v1__message_type__enum_values_by_name[48] =
 {
   { "MESSAGE_TYPE_ABORT_JOB", 16 },
   { "MESSAGE_TYPE_AGENT_REGISTER", 32 },
@@ -338,6 +340,8 @@ static const ProtobufCEnumValueIndex slipway__v1__message_type__enum_values_by_n
   { "MESSAGE_TYPE_ARTIFACT_LIST", 28 },
   { "MESSAGE_TYPE_ARTIFACT_MANIFEST", 20 },
   { "MESSAGE_TYPE_ARTIFACT_QUERY", 27 },
+  { "MESSAGE_TYPE_AUDIT_LIST", 47 },
+  { "MESSAGE_TYPE_AUDIT_QUERY", 46 },
   { "MESSAGE_TYPE_BUILD_RESULT", 15 },
   { "MESSAGE_TYPE_CANCEL_BUILD", 3 },
   { "MESSAGE_TYPE_CANCEL_BUILD_ACK", 4 },
@@ -385,11 +389,11 @@ const ProtobufCEnumDescriptor slipway__v1__message_type__descriptor =
   "MessageType",
   "Slipway__V1__MessageType",
   "slipway.v1",
-  46,
+  48,
   slipway__v1__message_type__enum_values_by_number,
-  46,
+  48,
   slipway__v1__message_type__enum_values_by_name,
-  3,
+  4,
   slipway__v1__message_type__value_ranges,
   NULL,NULL,NULL,NULL   /* reserved[1234] */
 };

@@ -30,6 +30,9 @@ typedef struct Slipway__V1__DeployReply Slipway__V1__DeployReply;
 typedef struct Slipway__V1__ServiceStatusQuery Slipway__V1__ServiceStatusQuery;
 typedef struct Slipway__V1__DeploymentRecord Slipway__V1__DeploymentRecord;
 typedef struct Slipway__V1__ServiceStatus Slipway__V1__ServiceStatus;
+typedef struct Slipway__V1__AuditQuery Slipway__V1__AuditQuery;
+typedef struct Slipway__V1__AuditEntry Slipway__V1__AuditEntry;
+typedef struct Slipway__V1__AuditList Slipway__V1__AuditList;
 
 
 /* --- enums --- */
@@ -384,6 +387,67 @@ struct  Slipway__V1__ServiceStatus
     , (char *)protobuf_c_empty_string, 0,NULL, 0,NULL, 0,NULL }
 
 
+/*
+ * CLI -> coordinator: the audit log (privileged actions and refusals), newest first.
+ */
+struct  Slipway__V1__AuditQuery
+{
+  ProtobufCMessage base;
+  /*
+   * Only entries at or after this time (0: any).
+   */
+  int64_t since_unix_micros;
+  /*
+   * Most entries to return (0: 100; at most 1000).
+   */
+  uint32_t limit;
+};
+#define SLIPWAY__V1__AUDIT_QUERY__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&slipway__v1__audit_query__descriptor) \
+    , 0, 0 }
+
+
+/*
+ * One privileged action or refusal, as the coordinator recorded it.
+ */
+struct  Slipway__V1__AuditEntry
+{
+  ProtobufCMessage base;
+  int64_t at_unix_micros;
+  /*
+   * The authenticated identity (role/name); empty when the coordinator ran --insecure.
+   */
+  char *identity;
+  /*
+   * What was asked: deploy, rollback, cancel, or the message type refused.
+   */
+  char *action;
+  /*
+   * What it was about: service[@region], job id, ...
+   */
+  char *object;
+  /*
+   * "ok", "refused" (permission denied) or "failed" (and why, in detail).
+   */
+  char *outcome;
+  char *detail;
+};
+#define SLIPWAY__V1__AUDIT_ENTRY__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&slipway__v1__audit_entry__descriptor) \
+    , 0, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string }
+
+
+struct  Slipway__V1__AuditList
+{
+  ProtobufCMessage base;
+  size_t n_entries;
+  Slipway__V1__AuditEntry **entries;
+};
+#define SLIPWAY__V1__AUDIT_LIST__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&slipway__v1__audit_list__descriptor) \
+    , 0,NULL }
+
+
 /* Slipway__V1__TargetChange methods */
 void   slipway__v1__target_change__init
                      (Slipway__V1__TargetChange         *message);
@@ -669,6 +733,63 @@ Slipway__V1__ServiceStatus *
 void   slipway__v1__service_status__free_unpacked
                      (Slipway__V1__ServiceStatus *message,
                       ProtobufCAllocator *allocator);
+/* Slipway__V1__AuditQuery methods */
+void   slipway__v1__audit_query__init
+                     (Slipway__V1__AuditQuery         *message);
+size_t slipway__v1__audit_query__get_packed_size
+                     (const Slipway__V1__AuditQuery   *message);
+size_t slipway__v1__audit_query__pack
+                     (const Slipway__V1__AuditQuery   *message,
+                      uint8_t             *out);
+size_t slipway__v1__audit_query__pack_to_buffer
+                     (const Slipway__V1__AuditQuery   *message,
+                      ProtobufCBuffer     *buffer);
+Slipway__V1__AuditQuery *
+       slipway__v1__audit_query__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   slipway__v1__audit_query__free_unpacked
+                     (Slipway__V1__AuditQuery *message,
+                      ProtobufCAllocator *allocator);
+/* Slipway__V1__AuditEntry methods */
+void   slipway__v1__audit_entry__init
+                     (Slipway__V1__AuditEntry         *message);
+size_t slipway__v1__audit_entry__get_packed_size
+                     (const Slipway__V1__AuditEntry   *message);
+size_t slipway__v1__audit_entry__pack
+                     (const Slipway__V1__AuditEntry   *message,
+                      uint8_t             *out);
+size_t slipway__v1__audit_entry__pack_to_buffer
+                     (const Slipway__V1__AuditEntry   *message,
+                      ProtobufCBuffer     *buffer);
+Slipway__V1__AuditEntry *
+       slipway__v1__audit_entry__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   slipway__v1__audit_entry__free_unpacked
+                     (Slipway__V1__AuditEntry *message,
+                      ProtobufCAllocator *allocator);
+/* Slipway__V1__AuditList methods */
+void   slipway__v1__audit_list__init
+                     (Slipway__V1__AuditList         *message);
+size_t slipway__v1__audit_list__get_packed_size
+                     (const Slipway__V1__AuditList   *message);
+size_t slipway__v1__audit_list__pack
+                     (const Slipway__V1__AuditList   *message,
+                      uint8_t             *out);
+size_t slipway__v1__audit_list__pack_to_buffer
+                     (const Slipway__V1__AuditList   *message,
+                      ProtobufCBuffer     *buffer);
+Slipway__V1__AuditList *
+       slipway__v1__audit_list__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   slipway__v1__audit_list__free_unpacked
+                     (Slipway__V1__AuditList *message,
+                      ProtobufCAllocator *allocator);
 /* --- per-message closures --- */
 
 typedef void (*Slipway__V1__TargetChange_Closure)
@@ -716,6 +837,15 @@ typedef void (*Slipway__V1__DeploymentRecord_Closure)
 typedef void (*Slipway__V1__ServiceStatus_Closure)
                  (const Slipway__V1__ServiceStatus *message,
                   void *closure_data);
+typedef void (*Slipway__V1__AuditQuery_Closure)
+                 (const Slipway__V1__AuditQuery *message,
+                  void *closure_data);
+typedef void (*Slipway__V1__AuditEntry_Closure)
+                 (const Slipway__V1__AuditEntry *message,
+                  void *closure_data);
+typedef void (*Slipway__V1__AuditList_Closure)
+                 (const Slipway__V1__AuditList *message,
+                  void *closure_data);
 
 /* --- services --- */
 
@@ -738,6 +868,9 @@ extern const ProtobufCMessageDescriptor slipway__v1__deploy_reply__descriptor;
 extern const ProtobufCMessageDescriptor slipway__v1__service_status_query__descriptor;
 extern const ProtobufCMessageDescriptor slipway__v1__deployment_record__descriptor;
 extern const ProtobufCMessageDescriptor slipway__v1__service_status__descriptor;
+extern const ProtobufCMessageDescriptor slipway__v1__audit_query__descriptor;
+extern const ProtobufCMessageDescriptor slipway__v1__audit_entry__descriptor;
+extern const ProtobufCMessageDescriptor slipway__v1__audit_list__descriptor;
 
 PROTOBUF_C__END_DECLS
 
