@@ -36,8 +36,11 @@ struct Dispatch {
             }
         case .result(let result):
             let job = JobAttempt(jobID: result.jobID, attempt: Int(result.attempt))
-            // Only the worker the attempt was assigned to may end it.
-            if let holder = try queries.holder(batch.db, job), !holder.utf8.elementsEqual(routingID) {
+            // Only the worker the attempt was assigned to may end it. The registry knows who holds each
+            // running attempt (adopted from the database on taking over): the database is asked only
+            // about attempts it does not know, so the check costs no round trip in the common case.
+            let holder = try batch.registry.holder(of: job).map { $0.id } ?? queries.holder(batch.db, job)
+            if let holder, !holder.utf8.elementsEqual(routingID) {
                 SlipwayMetrics.permissionDenied(daemon: "coordinator", role: "worker", type: "\(Slipway_V1_MessageType.buildResult)")
                 batch.send(toWorker: routingID, Slipway_V1_ErrorReply(.permissionDenied,
                                                                       "attempt \(job.attempt) of job \(job.jobID) was assigned to another worker"))
