@@ -1,5 +1,6 @@
 public import SlipwayAuth
 public import SlipwayCore
+import SlipwayWire
 
 /// Everything a coordinator needs to run.
 public struct CoordinatorConfig: Sendable {
@@ -36,6 +37,9 @@ public struct CoordinatorConfig: Sendable {
     /// Its key and the keys it admits (CURVE with a ZAP handler on every socket),
     /// or `.insecure`: then anyone who can connect may do anything.
     public var security: DaemonSecurity = .insecure
+    /// During a rotation of its key: the next key and the endpoints where each
+    /// socket also listens with it, so clients can move over one by one.
+    public var next: NextListeners?
     /// This process's name on the wire.
     public var id: String
 
@@ -45,3 +49,26 @@ public struct CoordinatorConfig: Sendable {
         self.id = id
     }
 }
+
+/// The coordinator's next key and where each of its sockets also listens with
+/// it (`--next-key`, `--next-intake` …): one socket, two listeners, each with
+/// its own CURVE key (libzmq takes a listener's options when it binds).
+public struct NextListeners: Sendable {
+    public var key: Certificate
+    public var intake: Endpoint
+    public var dispatch: Endpoint
+    public var events: Endpoint
+    public var snapshot: Endpoint
+
+    public init(key: Certificate, intake: Endpoint, dispatch: Endpoint, events: Endpoint, snapshot: Endpoint) {
+        self.key = key
+        self.intake = intake
+        self.dispatch = dispatch
+        self.events = events
+        self.snapshot = snapshot
+    }
+
+    /// The options that give a listener bound after them the next key.
+    var options: [ZMQOption] { [.curvePublicKey(key.publicKey), .curveSecretKey(key.secretKey!)] }
+}
+

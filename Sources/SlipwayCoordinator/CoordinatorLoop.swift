@@ -81,7 +81,8 @@ final class CoordinatorLoop: ServingLoop {
         } catch {
             throw StartupError(setting: "--database-url", reason: "not a PostgreSQL URL: \(error.message)")
         }
-        for endpoint in [config.intakeEndpoint, config.dispatchEndpoint, config.eventsEndpoint, config.snapshotEndpoint] {
+        let nextEndpoints = config.next.map { [$0.intake, $0.dispatch, $0.events, $0.snapshot] } ?? []
+        for endpoint in [config.intakeEndpoint, config.dispatchEndpoint, config.eventsEndpoint, config.snapshotEndpoint] + nextEndpoints {
             try endpoint.checkBindable()
         }
         leadership = Leadership(url: config.databaseURL, logger: logger, stop: stop)
@@ -89,8 +90,16 @@ final class CoordinatorLoop: ServingLoop {
     }
 
     var opened: [String: String] {
-        ["intake": "\(config.intakeEndpoint)", "dispatch": "\(config.dispatchEndpoint)",
-         "events": "\(config.eventsEndpoint)", "snapshot": "\(config.snapshotEndpoint)"]
+        var opened = ["intake": "\(config.intakeEndpoint)", "dispatch": "\(config.dispatchEndpoint)",
+                      "events": "\(config.eventsEndpoint)", "snapshot": "\(config.snapshotEndpoint)"]
+        if let next = config.next {
+            opened["next_key"] = next.key.identity.userID
+            opened["next_intake"] = "\(next.intake)"
+            opened["next_dispatch"] = "\(next.dispatch)"
+            opened["next_events"] = "\(next.events)"
+            opened["next_snapshot"] = "\(next.snapshot)"
+        }
+        return opened
     }
 
     /// Waits to lead, leads until stopped; a leader that loses its lock steps down and waits again.

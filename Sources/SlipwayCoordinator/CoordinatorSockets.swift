@@ -46,6 +46,12 @@ struct CoordinatorSockets {
                                                                           limits: Self.snapshotLimits, security: config.security.server,
                                                                           daemon: "coordinator", name: "snapshot",
                                                                           logger: logger)
+            if let next = config.next {
+                for (socket, endpoint) in [(intake, next.intake), (dispatch, next.dispatch), (events, next.events), (snapshots, next.snapshot)] {
+                    for option in next.options { try socket.set(option) }
+                    try socket.bind(endpoint)
+                }
+            }
             (self.intake, self.dispatch, self.events, self.snapshots) = (intake, dispatch, events, snapshots)
             guards = [intakeGuard, dispatchGuard, snapshotGuard]
         } catch {

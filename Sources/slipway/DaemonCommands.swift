@@ -32,9 +32,20 @@ struct CoordinatorCommand: AsyncParsableCommand {
     var artifactRetention = DurationArgument(argument: "14d")!
     @Option(help: "How often garbage collection runs.") var gcInterval = DurationArgument(argument: "10m")!
     @OptionGroup var keys: ServerKeyOptions
+    @Option(help: ArgumentHelp("During a key rotation: the next secret key file; every socket also listens with it on the --next-* endpoints.",
+                               valueName: "file"))
+    var nextKey: String?
+    @Option(help: "With --next-key: where intake also listens.", transform: endpoint) var nextIntake: Endpoint?
+    @Option(help: "With --next-key: where dispatch also listens.", transform: endpoint) var nextDispatch: Endpoint?
+    @Option(help: "With --next-key: where events are also published.", transform: endpoint) var nextEvents: Endpoint?
+    @Option(help: "With --next-key: where the snapshot socket also listens.", transform: endpoint) var nextSnapshot: Endpoint?
     @OptionGroup var daemon: DaemonOptions
 
     func validate() throws {
+        let next = [nextIntake, nextDispatch, nextEvents, nextSnapshot]
+        guard next.allSatisfy({ ($0 == nil) == (nextKey == nil) }) else {
+            throw ValidationError("--next-key goes with all four of --next-intake, --next-dispatch, --next-events and --next-snapshot")
+        }
         for region in regionList where !RegionName.isValid(region) {
             throw ValidationError("--regions: \(InvalidValue(kind: RegionName.kind, text: region, rule: RegionName.problem(with: region)!))")
         }
@@ -68,6 +79,14 @@ struct CoordinatorCommand: AsyncParsableCommand {
         config.artifactRetention = artifactRetention.duration == .zero ? nil : artifactRetention.duration
         config.collectionInterval = max(gcInterval.duration, .seconds(1))
         config.security = try keys.load(role: .coordinator, daemon: "coordinator", logger: daemon.logger("coordinator"))
+        if let nextKey, let nextIntake, let nextDispatch, let nextEvents, let nextSnapshot {
+            guard config.security.isAuthenticated else { throw ValidationError("--next-key cannot be combined with --insecure") }
+            let key: Certificate
+            do { key = try Certificate.loadSecret(path: nextKey) } catch { throw ValidationError("--next-key: \(error.message)") }
+            guard key.identity.role == .coordinator else { throw ValidationError("--next-key \(nextKey): is a \(key.identity.role.rawValue) key") }
+            config.next = NextListeners(key: key, intake: nextIntake.named("--next-intake"), dispatch: nextDispatch.named("--next-dispatch"),
+                                        events: nextEvents.named("--next-events"), snapshot: nextSnapshot.named("--next-snapshot"))
+        }
         await DaemonRunner.run("coordinator", services: [Coordinator.service(config: config, logger: daemon.logger("coordinator"))], options: daemon)
     }
 }

@@ -7,6 +7,7 @@ import SlipwayStore
 import SlipwayTestSupport
 import SlipwayThreads
 import SlipwayWire
+import Synchronization
 import Testing
 #if canImport(Glibc)
 import Glibc
@@ -302,6 +303,74 @@ struct AuthenticationTests {
         #expect(statuses.values.allSatisfy { $0 == 0 }, "\(statuses)")
     }
 
+    @Test("the coordinator's key is rotated with traffic running: no request fails")
+    func keyRotation() async throws {
+        let (_, statuses) = try await Cluster.with { cluster in
+            let port = { "tcp://127.0.0.1:\(freeLoopbackPort())" }
+            let next = (intake: port(), dispatch: port(), events: port(), snapshot: port())
+            let current = try cluster.keyFile(.coordinator, "main")
+            let upcoming = try cluster.certificate(.coordinator, "next")
+            let upcomingKey = cluster.keyDirectory.appendingPathComponent(upcoming.fileStem + ".secret").path
+            let common = ["coordinator", "--database-url", cluster.databaseURL, "--heartbeat", cluster.heartbeat,
+                          "--trust-dir", cluster.trustDirectory.path]
+            let oldPorts = ["--intake", cluster.intake, "--dispatch", cluster.dispatch, "--events", cluster.events, "--snapshot", cluster.snapshot]
+            let newPorts = ["--intake", next.intake, "--dispatch", next.dispatch, "--events", next.events, "--snapshot", next.snapshot]
+            let c1 = try cluster.start("c1", common + oldPorts + ["--key", current])
+            try await cluster.waitForLog("c1", "coordinator active")
+
+            // Clients keep asking throughout, each pinned to one key; they retry a silent coordinator (Lazy Pirate).
+            let operatorKey = try cluster.certificate(.operator, "rotation").keyPair
+            let onOld = try SlipwayClient(endpoint: cluster.intake, security: .curve(operatorKey, server: try cluster.certificate(.coordinator, "main").publicKey),
+                                          requestTimeout: .seconds(2), retries: 10)
+            let onNew = try SlipwayClient(endpoint: next.intake, security: .curve(operatorKey, server: upcoming.publicKey),
+                                          requestTimeout: .seconds(2), retries: 10)
+            defer { Task { await onOld.close(); await onNew.close() } }
+            let tally = Tally()
+            func traffic(_ client: SlipwayClient, _ name: String, while running: @escaping @Sendable () -> Bool) -> Task<Void, Never> {
+                Task { [tally] in
+                    while running() {
+                        do {
+                            _ = try await client.jobs(Slipway_V1_JobListQuery())
+                            tally.answered(name)
+                        } catch {
+                            tally.failed("\(name): \(error)")
+                        }
+                        try? await Task.sleep(for: .milliseconds(20))
+                    }
+                }
+            }
+            let oldRunning = Flag(), newRunning = Flag()
+            let oldTraffic = traffic(onOld, "old key", while: { oldRunning.isSet })
+
+            // 1. A standby with both keys takes over: the old endpoints keep the old key, the new ones have the next.
+            let c2 = try cluster.start("c2", common + oldPorts + ["--key", current, "--next-key", upcomingKey,
+                                                                   "--next-intake", next.intake, "--next-dispatch", next.dispatch,
+                                                                   "--next-events", next.events, "--next-snapshot", next.snapshot])
+            try await cluster.waitForLog("c2", "standby")
+            #expect(c1.stop() == 0)
+            try await cluster.waitForLog("c2", "coordinator active")
+            let newTraffic = traffic(onNew, "next key", while: { newRunning.isSet })
+            try await Task.sleep(for: .seconds(2))
+
+            // 2. Every client has moved: the old key goes, with a standby that has only the next one.
+            oldRunning.clear()
+            await oldTraffic.value
+            let c3 = try cluster.start("c3", common + newPorts + ["--key", upcomingKey])
+            try await cluster.waitForLog("c3", "standby")
+            #expect(c2.stop() == 0)
+            try await cluster.waitForLog("c3", "coordinator active")
+            try await Task.sleep(for: .seconds(2))
+            newRunning.clear()
+            await newTraffic.value
+            _ = c3
+
+            #expect(tally.failures.isEmpty, "\(tally.failures)")
+            let counts = tally.counts
+            #expect((counts["old key"] ?? 0) > 10 && (counts["next key"] ?? 0) > 10, "\(counts)")
+        }
+        #expect(statuses.values.allSatisfy { $0 == 0 }, "\(statuses)")
+    }
+
     /// The audit log, read with an operator key.
     static func auditEntries(_ cluster: Cluster) async throws -> [Slipway_V1_AuditEntry] {
         let client = try SlipwayClient(endpoint: cluster.intake, security: cluster.security(.operator, "alice"))
@@ -320,3 +389,20 @@ struct AuthenticationTests {
             """).rows.map { try $0.string("line") }
     }
 }
+
+/// Answers and failures of the rotation test's clients, counted from their tasks.
+final class Tally: Sendable {
+    private let state = Mutex((counts: [String: Int](), failures: [String]()))
+    func answered(_ name: String) { state.withLock { $0.counts[name, default: 0] += 1 } }
+    func failed(_ what: String) { state.withLock { $0.failures.append(what) } }
+    var counts: [String: Int] { state.withLock { $0.counts } }
+    var failures: [String] { state.withLock { $0.failures } }
+}
+
+/// A flag one task clears and another reads.
+final class Flag: Sendable {
+    private let value = Atomic<Bool>(true)
+    var isSet: Bool { value.load(ordering: .relaxed) }
+    func clear() { value.store(false, ordering: .relaxed) }
+}
+
