@@ -31,9 +31,10 @@ public struct AgentConfig: Sendable {
     /// How the agent proves itself to its region (its `agent` key, named after
     /// the machine, and the region's key pinned): tracker, target PUB and store.
     public var regionSecurity: ClientSecurity = .plain
-    /// The coordinator's target-signing key: with it, a target change is applied
-    /// only if the coordinator signed it (nil: `--insecure`, nothing is checked).
-    public var targetVerifier: Certificate.SigningKey?
+    /// The coordinator's target-signing keys: with any, a target change is applied
+    /// only if one of them signed it (two during a rotation of the coordinator's
+    /// key; empty: `--insecure`, nothing is checked).
+    public var targetVerifiers: [Certificate.SigningKey] = []
     public var trackerEndpoint = Endpoint(host: "127.0.0.1", port: 7720)
     /// The region controller's target PUB.
     public var targetsEndpoint = Endpoint(host: "127.0.0.1", port: 7721)

@@ -350,7 +350,8 @@ final class AgentLoop: ServingLoop {
 
     private func apply(_ target: Slipway_V1_TargetChange) {
         guard target.region == config.region, slots[target.service] != nil, Manifest.isDigest(target.artifactDigest) else { return }
-        if let verifier = config.targetVerifier?.verifier, let problem = TargetCheck.problem(with: target, region: config.region, verifier: verifier) {
+        if !config.targetVerifiers.isEmpty,
+           let problem = TargetCheck.problem(with: target, region: config.region, verifiers: config.targetVerifiers.compactMap(\.verifier)) {
             let note = "refused target sha256:\(target.artifactDigest.prefix(12)) v\(target.version): \(problem)"
             if refusedTargets[target.service] != note {
                 // Targets come again with every heartbeat reply: one line per refused change, not per reply.

@@ -7,8 +7,9 @@ import SlipwayProto
 /// change on in its own form (the agent's region, a combined version) with the
 /// signed region and version beside it; the agent rebuilds what was signed.
 enum TargetCheck {
-    /// Why `change` must not be applied, or nil when the coordinator signed it for `region` (or globally).
-    static func problem(with change: Slipway_V1_TargetChange, region: String, verifier: Curve25519.Signing.PublicKey) -> String? {
+    /// Why `change` must not be applied, or nil when one of the coordinator's keys
+    /// (two during a rotation) signed it for `region` (or globally).
+    static func problem(with change: Slipway_V1_TargetChange, region: String, verifiers: [Curve25519.Signing.PublicKey]) -> String? {
         guard !change.signature.isEmpty else { return "it carries no signature" }
         guard change.signedRegion.isEmpty || change.signedRegion == region else {
             return "it was signed for region \(change.signedRegion), not \(region)"
@@ -16,7 +17,7 @@ enum TargetCheck {
         var signed = change
         signed.region = change.signedRegion
         signed.version = change.signedVersion
-        guard TargetSignature.verify(signed, signature: Array(change.signature), publicKey: verifier) else {
+        guard verifiers.contains(where: { TargetSignature.verify(signed, signature: Array(change.signature), publicKey: $0) }) else {
             return "its signature does not verify with the coordinator's key"
         }
         return nil

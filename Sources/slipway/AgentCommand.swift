@@ -70,7 +70,7 @@ struct AgentCommand: AsyncParsableCommand {
         config.heartbeatInterval = daemon.heartbeat.duration
         config.maxDownloadBytesPerSecond = UInt64(maxDownloadMibps * 1_048_576)
         config.seedOnly = seedOnly
-        (_, config.regionSecurity, config.targetVerifier) = try keys.load(machine: machine, logger: daemon.logger("agent"))
+        (_, config.regionSecurity, config.targetVerifiers) = try keys.load(machine: machine, logger: daemon.logger("agent"))
         await DaemonRunner.run("agent", services: [Agent.service(config: config, logger: daemon.logger("agent"))], options: daemon)
     }
 }

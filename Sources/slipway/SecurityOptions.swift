@@ -78,13 +78,14 @@ struct AgentKeyOptions: ParsableArguments {
     var key: String?
     @Option(help: ArgumentHelp("Its region's public key (the region certificate or Z85 key): tracker, targets and store.", valueName: "file"))
     var regionKey: String?
-    @Option(help: ArgumentHelp("The coordinator's certificate: its target-signing key, which every target must be signed with.", valueName: "file"))
-    var coordinatorKey: String?
+    @Option(help: ArgumentHelp("The coordinator's certificate: its target-signing key, which every target must be signed with (repeat it for the next key during a rotation).",
+                               valueName: "file"))
+    var coordinatorKey: [String] = []
     @Flag(help: "Run without CURVE, against a region that runs --insecure.")
     var insecure = false
 
     /// The agent's security, how it reaches its region, and the key targets must be signed with.
-    func load(machine: String, logger: Logger) throws -> (DaemonSecurity, ClientSecurity, Certificate.SigningKey?) {
+    func load(machine: String, logger: Logger) throws -> (DaemonSecurity, ClientSecurity, [Certificate.SigningKey]) {
         let security = try loadKeys(key: key, trustDir: nil, insecure: insecure, role: .agent, needsTrust: false,
                                     daemon: "agent", logger: logger)
         if let identity = security.identity, identity.name != machine {
@@ -92,18 +93,21 @@ struct AgentKeyOptions: ParsableArguments {
         }
         let region = try pin(regionKey, flag: "--region-key", role: .region, security)
         guard security.isAuthenticated else {
-            guard coordinatorKey == nil else { throw ValidationError("--insecure cannot be combined with --coordinator-key") }
-            return (security, region, nil)
+            guard coordinatorKey.isEmpty else { throw ValidationError("--insecure cannot be combined with --coordinator-key") }
+            return (security, region, [])
         }
-        guard let coordinatorKey else {
+        guard !coordinatorKey.isEmpty else {
             throw ValidationError("no --coordinator-key: an agent with a key checks every target against the coordinator's signing key (its certificate)")
         }
-        let certificate: Certificate
-        do { certificate = try Certificate.load(path: coordinatorKey) } catch { throw ValidationError("--coordinator-key: \(error.message)") }
-        guard certificate.identity.role == .coordinator, let signing = certificate.signing, signing.verifier != nil else {
-            throw ValidationError("--coordinator-key \(coordinatorKey): not a coordinator certificate with a signing key")
+        let signing = try coordinatorKey.map { path throws -> Certificate.SigningKey in
+            let certificate: Certificate
+            do throws(AuthError) { certificate = try Certificate.load(path: path) } catch { throw ValidationError("--coordinator-key: \(error.message)") }
+            guard certificate.identity.role == .coordinator, let signing = certificate.signing, signing.verifier != nil else {
+                throw ValidationError("--coordinator-key \(path): not a coordinator certificate with a signing key")
+            }
+            return signing.publicPart
         }
-        return (security, region, signing.publicPart)
+        return (security, region, signing)
     }
 }
 

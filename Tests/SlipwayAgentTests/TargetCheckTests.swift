@@ -39,9 +39,9 @@ struct TargetCheckTests {
     @Test("a global or own-region change the coordinator signed passes, as the region passes it on")
     func accepted() throws {
         let verifier = Self.coordinator.publicKey
-        #expect(TargetCheck.problem(with: Self.asRegionTells(try Self.signed(), region: "eu", combinedVersion: 7), region: "eu", verifier: verifier) == nil)
+        #expect(TargetCheck.problem(with: Self.asRegionTells(try Self.signed(), region: "eu", combinedVersion: 7), region: "eu", verifiers: [verifier]) == nil)
         #expect(TargetCheck.problem(with: Self.asRegionTells(try Self.signed(region: "eu"), region: "eu", combinedVersion: 9),
-                                    region: "eu", verifier: verifier) == nil)
+                                    region: "eu", verifiers: [verifier]) == nil)
     }
 
     @Test("unsigned, altered, another region's or another key's changes are refused with the reason")
@@ -49,20 +49,23 @@ struct TargetCheckTests {
         let verifier = Self.coordinator.publicKey
         var unsigned = Self.asRegionTells(try Self.signed(), region: "eu", combinedVersion: 3)
         unsigned.signature = Data()
-        #expect(TargetCheck.problem(with: unsigned, region: "eu", verifier: verifier)?.contains("no signature") == true)
+        #expect(TargetCheck.problem(with: unsigned, region: "eu", verifiers: [verifier])?.contains("no signature") == true)
 
         var altered = Self.asRegionTells(try Self.signed(), region: "eu", combinedVersion: 3)
         altered.artifactDigest = String(repeating: "c", count: 64)
-        #expect(TargetCheck.problem(with: altered, region: "eu", verifier: verifier)?.contains("does not verify") == true)
+        #expect(TargetCheck.problem(with: altered, region: "eu", verifiers: [verifier])?.contains("does not verify") == true)
 
         var newer = Self.asRegionTells(try Self.signed(), region: "eu", combinedVersion: 3)
         newer.signedVersion += 1
-        #expect(TargetCheck.problem(with: newer, region: "eu", verifier: verifier)?.contains("does not verify") == true)
+        #expect(TargetCheck.problem(with: newer, region: "eu", verifiers: [verifier])?.contains("does not verify") == true)
 
         let elsewhere = Self.asRegionTells(try Self.signed(region: "us"), region: "eu", combinedVersion: 3)
-        #expect(TargetCheck.problem(with: elsewhere, region: "eu", verifier: verifier)?.contains("region us") == true)
+        #expect(TargetCheck.problem(with: elsewhere, region: "eu", verifiers: [verifier])?.contains("region us") == true)
 
         let stranger = Curve25519.Signing.PrivateKey().publicKey
-        #expect(TargetCheck.problem(with: Self.asRegionTells(try Self.signed(), region: "eu", combinedVersion: 3), region: "eu", verifier: stranger) != nil)
+        let good = Self.asRegionTells(try Self.signed(), region: "eu", combinedVersion: 3)
+        #expect(TargetCheck.problem(with: good, region: "eu", verifiers: [stranger]) != nil)
+        // During a rotation an agent holds both keys: either one's signature passes.
+        #expect(TargetCheck.problem(with: good, region: "eu", verifiers: [stranger, verifier]) == nil)
     }
 }
