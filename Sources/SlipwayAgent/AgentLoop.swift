@@ -37,8 +37,7 @@ final class AgentLoop: ServingLoop {
     private var lastTrackerReply: ContinuousClock.Instant = .now
     private var lastPeerList: [String: ContinuousClock.Instant] = [:]
     private var reported: [Slipway_V1_AgentStatus] = []
-    /// Per service, the last target refused for its signature, reported in its status until a good one comes.
-    private var refusedTargets: [String: String] = [:]
+    private var gate: TargetGate
     private var rejected = 0 {
         didSet { SlipwayMetrics.rejected(daemon: "agent", socket: "tracker+targets", reason: "bad_message") }
     }
@@ -52,6 +51,7 @@ final class AgentLoop: ServingLoop {
         self.logger = logger
         self.stop = stop
         self.context = try ZMQContext()
+        gate = TargetGate(region: config.region, keys: config.targetVerifiers)
         try StartupCheck.writableDirectory(config.root, setting: "--root")
         let root = URL(fileURLWithPath: config.root)
         self.store = try BlobStore(root: root.appendingPathComponent("store"))
@@ -264,7 +264,7 @@ final class AgentLoop: ServingLoop {
         let statuses = currentStatuses()
         let due = lastHeartbeat.map { now - $0 >= config.heartbeatInterval } ?? true
         // A change of state goes out at once; download progress waits for the next heartbeat.
-        guard due || statuses.map(Self.withoutProgress) != reported.map(Self.withoutProgress) else { return }
+        guard due || statuses.map(AgentStatusReport.withoutProgress) != reported.map(AgentStatusReport.withoutProgress) else { return }
         if now - lastTrackerReply > config.heartbeatInterval * 3 + .seconds(1), tracker != nil {
             // The tracker went silent (restarted, or lost our messages): start over on a fresh socket.
             logger.info("region tracker silent; reconnecting", metadata: ["tracker": "\(config.trackerEndpoint)"])
@@ -284,31 +284,11 @@ final class AgentLoop: ServingLoop {
         lastHeartbeat = now
     }
 
-    private static func withoutProgress(_ status: Slipway_V1_AgentStatus) -> Slipway_V1_AgentStatus {
-        var status = status
-        status.piecesHave = 0
-        return status
-    }
-
     private func currentStatuses() -> [Slipway_V1_AgentStatus] {
         slots.keys.sorted().map { name in
             let rollout = slots[name]!.rollout
-            var status = Slipway_V1_AgentStatus()
-            status.machineID = config.machineID
-            status.region = config.region
-            status.service = name
-            status.artifactDigest = rollout.statusDigest
-            status.state = rollout.state
-            // 250 characters stay under the tracker's 1024-byte limit whatever their encoding.
-            let reason = [refusedTargets[name], rollout.reason.isEmpty ? nil : rollout.reason].compactMap { $0 }.joined(separator: "; ")
-            status.reason = String(SafeText.printable(reason, limit: 250))
-            status.targetVersion = rollout.target?.version ?? 0
-            if let download = downloads[rollout.statusDigest] {
-                let (held, total) = download.progress
-                status.piecesHave = UInt32(held)
-                status.piecesTotal = UInt32(total)
-            }
-            return status
+            return AgentStatusReport.status(machineID: config.machineID, region: config.region, service: name, rollout: rollout,
+                                            refusal: gate.refusal(for: name), progress: downloads[rollout.statusDigest]?.progress)
         }
     }
 
@@ -350,19 +330,14 @@ final class AgentLoop: ServingLoop {
 
     private func apply(_ target: Slipway_V1_TargetChange) {
         guard target.region == config.region, slots[target.service] != nil, Manifest.isDigest(target.artifactDigest) else { return }
-        if !config.targetVerifiers.isEmpty,
-           let problem = TargetCheck.problem(with: target, region: config.region, verifiers: config.targetVerifiers.compactMap(\.verifier)) {
-            let note = "refused target sha256:\(target.artifactDigest.prefix(12)) v\(target.version): \(problem)"
-            if refusedTargets[target.service] != note {
-                // Targets come again with every heartbeat reply: one line per refused change, not per reply.
+        if case .refuse(let problem, let new) = gate.admit(target) {
+            if new {
                 logger.error("refused a target the coordinator did not sign", metadata: [
                     "service": "\(target.service)", "digest": "\(target.artifactDigest)", "version": "\(target.version)", "problem": "\(problem)"])
                 SlipwayMetrics.targetRefused(service: target.service)
-                refusedTargets[target.service] = note
             }
             return
         }
-        refusedTargets[target.service] = nil
         perform(target.service) { $0.targetChanged(digest: target.artifactDigest, version: target.version) }
     }
 

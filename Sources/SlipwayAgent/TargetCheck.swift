@@ -23,3 +23,39 @@ enum TargetCheck {
         return nil
     }
 }
+
+/// The agent's gate for target changes: applies only what ``TargetCheck`` passes
+/// (everything when the agent runs `--insecure`, with no keys), and remembers
+/// per service the last change it refused, which the service's status reports
+/// until a good one comes. Targets come again with every heartbeat reply, so a
+/// refusal is new (worth a log line and a count) only once per change.
+struct TargetGate {
+    /// What to do with a change.
+    enum Decision: Equatable {
+        case apply
+        case refuse(problem: String, new: Bool)
+    }
+
+    private let region: String
+    /// Built once from the certificates' raw keys.
+    private let verifiers: [Curve25519.Signing.PublicKey]
+    private var refused: [String: String] = [:]
+
+    init(region: String, keys: [Certificate.SigningKey]) {
+        self.region = region
+        self.verifiers = keys.compactMap(\.verifier)
+    }
+
+    mutating func admit(_ change: Slipway_V1_TargetChange) -> Decision {
+        guard !verifiers.isEmpty, let problem = TargetCheck.problem(with: change, region: region, verifiers: verifiers) else {
+            refused[change.service] = nil
+            return .apply
+        }
+        let note = "refused target sha256:\(change.artifactDigest.prefix(12)) v\(change.version): \(problem)"
+        defer { refused[change.service] = note }
+        return .refuse(problem: problem, new: refused[change.service] != note)
+    }
+
+    /// The last change refused for `service`, as its status says it; nil once a good one came.
+    func refusal(for service: String) -> String? { refused[service] }
+}

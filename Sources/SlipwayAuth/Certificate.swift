@@ -65,7 +65,7 @@ public struct Certificate: Sendable, Hashable {
 
     /// The certificate without its secret keys: what trust directories and agents hold.
     public var publicPart: Certificate {
-        Certificate(identity: identity, publicKey: publicKey, signing: signing.map { SigningKey(publicKey: $0.publicKey, secretKey: nil) })
+        Certificate(identity: identity, publicKey: publicKey, signing: signing?.publicPart)
     }
 
     /// The file text: the public certificate, or with `includingSecret` the secret file.

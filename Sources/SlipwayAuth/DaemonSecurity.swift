@@ -1,4 +1,5 @@
 public import Logging
+public import SlipwayCore
 public import SlipwayProto
 public import SlipwayWire
 import SlipwayMetrics
@@ -71,35 +72,37 @@ public enum DaemonSecurity: Sendable {
     }
 
     /// The options for a socket this daemon connects to a server whose public key is `server`.
-    public func client(server: CurveKey?) -> ClientSecurity {
+    public func client(server: CurveKey) -> ClientSecurity {
         switch self {
         case .insecure: .plain
-        case .authenticated(let own, _):
-            // A nil server key with keys loaded is refused where the flags are parsed.
-            server.map { .curve(own.keyPair, server: $0) } ?? .plain
+        case .authenticated(let own, _): .curve(own.keyPair, server: server)
         }
     }
 
     /// Starts the ZAP handler for `context`, before any CURVE socket of it binds;
-    /// nil when insecure. - Throws: if the handler cannot start (the daemon must not serve then).
-    public func startZAP(context: ZMQContext, daemon: String, logger: Logger) throws(AuthError) -> ZAPHandler? {
+    /// nil when insecure. - Throws: naming `--trust-dir`, if the handler cannot
+    /// start (the daemon must not serve then).
+    public func startZAP(context: ZMQContext, daemon: String, logger: Logger) throws(StartupError) -> ZAPHandler? {
         guard case .authenticated(_, let trust?) = self else { return nil }
-        return try ZAPHandler(context: context, domains: [Self.zapDomain: trust], daemon: daemon, logger: logger)
+        do {
+            return try ZAPHandler(context: context, domains: [Self.zapDomain: trust], daemon: daemon, logger: logger)
+        } catch {
+            throw StartupError(setting: "--trust-dir", reason: error.message)
+        }
     }
 
-    /// Why `sender` may not send a message of `type` to this daemon (its role,
-    /// per ``Permissions``), or nil to go on. Nothing is refused when insecure.
-    public func refusal(_ type: Slipway_V1_MessageType, from sender: Identity?) -> String? {
+    /// Why `sender` may not send the message of `type` it just sent on `socket`
+    /// (a socket this daemon bound), or nil to go on: its role may not send it
+    /// (``Permissions``), or its key left the trust folder after the handshake
+    /// (the connection stays up until it reconnects; what comes over it is
+    /// refused). Nothing is refused when insecure.
+    public func refusal(_ type: Slipway_V1_MessageType, from sender: Identity?, on socket: ZMQSocket) -> String? {
         guard isAuthenticated else { return nil }
         if case .denied(let reason) = Permissions.check(type, from: sender) { return reason }
-        return nil
+        return revocation(of: socket)
     }
 
-    /// Why the peer that sent the message just received on `socket` may no longer
-    /// be heard: its key left the trust folder after the handshake (a connection
-    /// stays up until it reconnects; what comes over it is refused). nil when
-    /// insecure or still trusted.
-    public func revocation(of socket: ZMQSocket) -> String? {
+    private func revocation(of socket: ZMQSocket) -> String? {
         guard case .authenticated(_, let trust?) = self, let sender = Self.sender(of: socket) else { return nil }
         guard let text = socket.peerCurveKey, let key = CurveKey(z85: text) else {
             return "\(sender): the handshake recorded no key for this connection"

@@ -1,6 +1,5 @@
 import SlipwayAuth
 import SlipwayCore
-import SlipwayMetrics
 import SlipwayProto
 import SlipwayWire
 
@@ -17,9 +16,7 @@ struct Authorization {
     /// The refusal for a message of `type` from `sender`, just received on `socket`, or nil to go on:
     /// its role may not send it, or its key was revoked since the connection was made.
     func refusal(_ type: Slipway_V1_MessageType, from sender: Identity?, on socket: ZMQSocket) -> Rejection? {
-        guard enforced else { return nil }
-        if case .denied(let reason) = Permissions.check(type, from: sender) { return Rejection(.permissionDenied, reason) }
-        return security.revocation(of: socket).map { Rejection(.permissionDenied, $0) }
+        security.refusal(type, from: sender, on: socket).map { Rejection(.permissionDenied, $0) }
     }
 
     /// The refusal for a decoded intake request from `sender` (whose role was allowed), or nil.
@@ -47,8 +44,8 @@ struct Authorization {
         return nil
     }
 
-    /// Counts a refusal in metrics.
+    /// Counts a refusal in `slipway_permission_denied_total`.
     static func count(_ type: Slipway_V1_MessageType, from sender: Identity?) {
-        SlipwayMetrics.permissionDenied(daemon: "coordinator", role: sender?.role.rawValue ?? "none", type: "\(type)")
+        DaemonSecurity.countRefusal(daemon: "coordinator", type, from: sender)
     }
 }

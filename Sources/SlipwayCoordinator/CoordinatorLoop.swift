@@ -70,12 +70,7 @@ final class CoordinatorLoop: ServingLoop {
         snapshots = Snapshots(sender: config.id, logger: logger)
         context = try ZMQContext()
         authorization = Authorization(security: config.security)
-        do {
-            zap = try config.security.startZAP(context: context, daemon: "coordinator", logger: logger)
-        } catch {
-            throw StartupError(setting: "--trust-dir", reason: error.message)
-        }
-        SlipwayMetrics.insecure(daemon: "coordinator", !config.security.isAuthenticated)
+        zap = try config.security.startZAP(context: context, daemon: "coordinator", logger: logger)
         do {
             try PGConnection.checkSyntax(config.databaseURL)
         } catch {

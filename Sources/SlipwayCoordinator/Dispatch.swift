@@ -41,7 +41,7 @@ struct Dispatch {
             // about attempts it does not know, so the check costs no round trip in the common case.
             let holder = try batch.registry.holder(of: job).map { $0.id } ?? queries.holder(batch.db, job)
             if let holder, !holder.utf8.elementsEqual(routingID) {
-                SlipwayMetrics.permissionDenied(daemon: "coordinator", role: "worker", type: "\(Slipway_V1_MessageType.buildResult)")
+                Authorization.count(.buildResult, from: nil)
                 batch.send(toWorker: routingID, Slipway_V1_ErrorReply(.permissionDenied,
                                                                       "attempt \(job.attempt) of job \(job.jobID) was assigned to another worker"))
                 batch.refusals.append("a result for attempt \(job.attempt) of job \(job.jobID) from \(String(decoding: routingID, as: UTF8.self)); it is held by \(holder)")

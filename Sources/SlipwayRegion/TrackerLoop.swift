@@ -48,11 +48,7 @@ final class TrackerLoop: ServingLoop {
         self.stop = stop
         self.context = try ZMQContext()
         self.tracker = AgentTracker(timeout: config.agentTimeout)
-        do {
-            zap = try config.security.startZAP(context: context, daemon: "region", logger: logger)
-        } catch {
-            throw StartupError(setting: "--trust-dir", reason: error.message)
-        }
+        zap = try config.security.startZAP(context: context, daemon: "region", logger: logger)
         (router, connections) = try ZMQSocket.boundedRouter(context: context, endpoint: config.trackerEndpoint, limits: .control,
                                                             security: config.security.server, daemon: "region", name: "tracker", logger: logger)
         publisher = try ZMQSocket(context: context, type: .pub)
@@ -152,8 +148,7 @@ final class TrackerLoop: ServingLoop {
             }
             guard let (peer, message) = received else { return }
             let sender = DaemonSecurity.sender(of: router)
-            if let refusal = config.security.refusal(message.type, from: sender) ?? config.security.revocation(of: router)
-                ?? machineRefusal(message, from: sender) {
+            if let refusal = config.security.refusal(message.type, from: sender, on: router) ?? machineRefusal(message, from: sender) {
                 DaemonSecurity.countRefusal(daemon: "region", message.type, from: sender)
                 rejections.record(reason: "permission_denied", detail: refusal, logger: logger)
                 reply(peer, to: message, error: .permissionDenied, refusal)

@@ -75,11 +75,7 @@ public final class StoreServer: ServingLoop {
         } catch {
             throw StartupError(setting: "--store-dir \(config.path)", reason: "cannot open the store: \(error)")
         }
-        do {
-            zap = try config.security.startZAP(context: context, daemon: "region", logger: logger)
-        } catch {
-            throw StartupError(setting: "--trust-dir", reason: error.message)
-        }
+        zap = try config.security.startZAP(context: context, daemon: "region", logger: logger)
         (socket, connections) = try ZMQSocket.boundedRouter(context: context, endpoint: config.endpoint, limits: Self.limits,
                                                             security: config.security.server, daemon: "region", name: "store", logger: logger)
     }
@@ -111,7 +107,7 @@ public final class StoreServer: ServingLoop {
             }
             guard let (peer, message) = received else { continue }
             let sender = DaemonSecurity.sender(of: socket)
-            if let refusal = config.security.refusal(message.type, from: sender) ?? config.security.revocation(of: socket) {
+            if let refusal = config.security.refusal(message.type, from: sender, on: socket) {
                 DaemonSecurity.countRefusal(daemon: "region", message.type, from: sender)
                 rejections.record(reason: "permission_denied", detail: refusal, logger: logger)
                 reply(peer, error: refusal, code: .permissionDenied)

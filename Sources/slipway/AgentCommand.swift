@@ -1,6 +1,7 @@
 import ArgumentParser
 import Logging
 import SlipwayAgent
+import SlipwayAuth
 import SlipwayCore
 
 struct AgentCommand: AsyncParsableCommand {
@@ -70,7 +71,9 @@ struct AgentCommand: AsyncParsableCommand {
         config.heartbeatInterval = daemon.heartbeat.duration
         config.maxDownloadBytesPerSecond = UInt64(maxDownloadMibps * 1_048_576)
         config.seedOnly = seedOnly
-        (_, config.regionSecurity, config.targetVerifiers) = try keys.load(machine: machine, logger: daemon.logger("agent"))
-        await DaemonRunner.run("agent", services: [Agent.service(config: config, logger: daemon.logger("agent"))], options: daemon)
+        let security: DaemonSecurity
+        (security, config.regionSecurity, config.targetVerifiers) = try keys.load(machine: machine, logger: daemon.logger("agent"))
+        await DaemonRunner.run("agent", services: [Agent.service(config: config, logger: daemon.logger("agent"))], options: daemon,
+                               insecure: !security.isAuthenticated)
     }
 }

@@ -78,7 +78,7 @@ struct CoordinatorCommand: AsyncParsableCommand {
         config.repoTransports = (try? RepoTransport.parseList(repoTransports)) ?? RepoTransport.defaultAllowed
         config.artifactRetention = artifactRetention.duration == .zero ? nil : artifactRetention.duration
         config.collectionInterval = max(gcInterval.duration, .seconds(1))
-        config.security = try keys.load(role: .coordinator, daemon: "coordinator", logger: daemon.logger("coordinator"))
+        config.security = try keys.load(role: .coordinator, logger: daemon.logger("coordinator"))
         if let nextKey, let nextIntake, let nextDispatch, let nextEvents, let nextSnapshot {
             guard config.security.isAuthenticated else { throw ValidationError("--next-key cannot be combined with --insecure") }
             let key: Certificate
@@ -87,7 +87,8 @@ struct CoordinatorCommand: AsyncParsableCommand {
             config.next = NextListeners(key: key, intake: nextIntake.named("--next-intake"), dispatch: nextDispatch.named("--next-dispatch"),
                                         events: nextEvents.named("--next-events"), snapshot: nextSnapshot.named("--next-snapshot"))
         }
-        await DaemonRunner.run("coordinator", services: [Coordinator.service(config: config, logger: daemon.logger("coordinator"))], options: daemon)
+        await DaemonRunner.run("coordinator", services: [Coordinator.service(config: config, logger: daemon.logger("coordinator"))], options: daemon,
+                               insecure: !config.security.isAuthenticated)
     }
 }
 
@@ -130,7 +131,8 @@ struct WorkerCommand: AsyncParsableCommand {
         config.slots = slots
         config.labels = Dictionary(labels.map { ($0.key, $0.value) }, uniquingKeysWith: { $1 })
         config.heartbeatInterval = daemon.heartbeat.duration
-        await DaemonRunner.run("worker", services: [Worker.service(config: config, logger: daemon.logger("worker"))], options: daemon)
+        await DaemonRunner.run("worker", services: [Worker.service(config: config, logger: daemon.logger("worker"))], options: daemon,
+                               insecure: !security.isAuthenticated)
     }
 }
 
@@ -217,6 +219,6 @@ struct RegionCommand: AsyncParsableCommand {
         } catch {
             daemonStartFailed("region", error)
         }
-        await DaemonRunner.run("region", services: services, options: daemon)
+        await DaemonRunner.run("region", services: services, options: daemon, insecure: !config.security.isAuthenticated)
     }
 }

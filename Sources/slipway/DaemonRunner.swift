@@ -23,7 +23,8 @@ enum DaemonRunner {
     static let stopLimit: Duration = .seconds(15)
 
     /// Runs `services` as the daemon `command` (e.g. `region`) and exits the process.
-    static func run(_ command: String, services: [LoopService], options: DaemonOptions) async -> Never {
+    /// `insecure`: it runs without CURVE, which `slipway_insecure` says once metrics are up.
+    static func run(_ command: String, services: [LoopService], options: DaemonOptions, insecure: Bool) async -> Never {
         let name = "slipway \(command)"
         let logger = Logger(label: "slipway.\(command)")
         let control = StopControl(name: name)
@@ -35,6 +36,7 @@ enum DaemonRunner {
             if let listen = options.metricsListen {
                 services.append(try MetricsEndpoint.service(listen: listen, render: bootstrapPrometheus()))
             }
+            SlipwayMetrics.insecure(daemon: command, insecure)
         } catch {
             control.fail("cannot start: --metrics-listen: \(error)")
         }

@@ -2,7 +2,6 @@ import ArgumentParser
 import Logging
 import SlipwayAuth
 import SlipwayCore
-import SlipwayMetrics
 import SlipwayWire
 
 /// `--key`, `--trust-dir` and `--insecure` for the coordinator.
@@ -16,8 +15,8 @@ struct ServerKeyOptions: ParsableArguments {
     var insecure = false
 
     /// Loads the key and the trust folder; one line naming the flag when they are missing or wrong.
-    func load(role: Role, daemon: String, logger: Logger) throws -> DaemonSecurity {
-        try loadKeys(key: key, trustDir: trustDir, insecure: insecure, role: role, needsTrust: true, daemon: daemon, logger: logger)
+    func load(role: Role, logger: Logger) throws -> DaemonSecurity {
+        try loadKeys(key: key, trustDir: trustDir, insecure: insecure, role: role, needsTrust: true, logger: logger)
     }
 }
 
@@ -35,8 +34,7 @@ struct RegionKeyOptions: ParsableArguments {
 
     /// The region's security, how it reaches the coordinator, and how it reaches each of `peers`' stores.
     func load(region: String, peers: [String], logger: Logger) throws -> (DaemonSecurity, ClientSecurity, [String: ClientSecurity]) {
-        let security = try loadKeys(key: key, trustDir: trustDir, insecure: insecure, role: .region, needsTrust: true,
-                                    daemon: "region", logger: logger)
+        let security = try loadKeys(key: key, trustDir: trustDir, insecure: insecure, role: .region, needsTrust: true, logger: logger)
         if let identity = security.identity, identity.name != region {
             throw ValidationError("--key: is the key of region \(identity.name); this region is --name \(region)")
         }
@@ -65,8 +63,7 @@ struct WorkerKeyOptions: ParsableArguments {
 
     /// The worker's security, and how it reaches the coordinator and the store.
     func load(logger: Logger) throws -> (DaemonSecurity, ClientSecurity, ClientSecurity) {
-        let security = try loadKeys(key: key, trustDir: nil, insecure: insecure, role: .worker, needsTrust: false,
-                                    daemon: "worker", logger: logger)
+        let security = try loadKeys(key: key, trustDir: nil, insecure: insecure, role: .worker, needsTrust: false, logger: logger)
         return (security, try pin(coordinatorKey, flag: "--coordinator-key", role: .coordinator, security),
                 try pin(storeKey, flag: "--store-key", role: .region, security))
     }
@@ -86,8 +83,7 @@ struct AgentKeyOptions: ParsableArguments {
 
     /// The agent's security, how it reaches its region, and the key targets must be signed with.
     func load(machine: String, logger: Logger) throws -> (DaemonSecurity, ClientSecurity, [Certificate.SigningKey]) {
-        let security = try loadKeys(key: key, trustDir: nil, insecure: insecure, role: .agent, needsTrust: false,
-                                    daemon: "agent", logger: logger)
+        let security = try loadKeys(key: key, trustDir: nil, insecure: insecure, role: .agent, needsTrust: false, logger: logger)
         if let identity = security.identity, identity.name != machine {
             throw ValidationError("--key: is the key of machine \(identity.name); this agent is --machine-id \(machine)")
         }
@@ -146,7 +142,7 @@ struct UserKeyOptions: ParsableArguments {
 
 /// Loads a daemon's own key (and trust folder), announcing how it runs.
 private func loadKeys(key: String?, trustDir: String?, insecure: Bool, role: Role, needsTrust: Bool,
-                      daemon: String, logger: Logger) throws -> DaemonSecurity {
+                      logger: Logger) throws -> DaemonSecurity {
     let security: DaemonSecurity
     do {
         security = try DaemonSecurity.load(keyPath: key, trustDirectory: trustDir, insecure: insecure, role: role,
@@ -154,7 +150,6 @@ private func loadKeys(key: String?, trustDir: String?, insecure: Bool, role: Rol
     } catch {
         throw ValidationError(error.message)
     }
-    SlipwayMetrics.insecure(daemon: daemon, !security.isAuthenticated)
     if let identity = security.identity {
         logger.info("authenticated", metadata: ["key": "\(identity.userID)"])
     } else {

@@ -60,7 +60,10 @@ struct ConfigTests {
         #expect(text().contains("region=fromenv") && !text().contains("region=fromfile"), "the environment beats the file: \(text())")
         #expect(!text().contains(" debug "), "the --log-level flag beats SLIPWAY_REGION_LOG_LEVEL")
         // The file's metrics address is in use.
-        #expect(try AgentTests.scrape(metrics).hasPrefix("HTTP/1.0 200"))
+        let scraped = try AgentTests.scrape(metrics)
+        #expect(scraped.hasPrefix("HTTP/1.0 200"))
+        // insecure = true in the file: /metrics says so.
+        #expect(scraped.contains("slipway_insecure{daemon=\"region\"} 1"), "\(scraped)")
         #expect(region.stop() == 0)
     }
 }

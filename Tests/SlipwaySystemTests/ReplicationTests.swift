@@ -240,19 +240,7 @@ struct ReplicationTests {
 
     /// One request over a fresh DEALER; the reply.
     static func request(_ endpoint: String, _ body: some WireBody & Sendable, security: ClientSecurity = .plain) async throws -> WireMessage {
-        let context = try ZMQContext()
-        let thread = OwnedThread(name: "raw-request")
-        defer { thread.shutdown() }
-        return try await thread.run {
-            let socket = try ZMQSocket(context: context, type: .dealer)
-            defer { socket.close() }
-            try socket.set(.linger(.zero))
-            for option in security.options { try socket.set(option) }
-            try socket.connect(endpoint)
-            _ = try socket.send(WireCodec().encode(WireMessage(body, sender: "test")))
-            let frames = try #require(try socket.receive(wait: .timeout(.seconds(10))), "no reply from \(endpoint)")
-            return try WireCodec().decode(frames)
-        }
+        try #require(try await AuthenticationTests.reply(endpoint, body, security: security, timeout: .seconds(10)), "no reply from \(endpoint)")
     }
 
     static func errorCode(_ endpoint: String, _ body: some WireBody & Sendable, security: ClientSecurity = .plain) async throws -> String {
