@@ -2,6 +2,7 @@ import SlipwayCore
 import Foundation
 import Logging
 import SlipwayArtifact
+import SlipwayAuth
 import SlipwayProto
 import SlipwayThreads
 import SlipwayWire
@@ -338,7 +339,14 @@ final class AgentLoop: ServingLoop {
             }
             return
         }
-        perform(target.service) { $0.targetChanged(digest: target.artifactDigest, version: target.version) }
+        // In a rollout, the region's cutoff says which of the two signed builds this machine runs.
+        let digest = WaveMembership.digest(for: config.machineID, in: target)
+        guard Manifest.isDigest(digest) else { return }  // outside the waves of a first rollout: nothing to run yet
+        if digest != slots[target.service]?.rollout.target?.digest, target.rolloutID != 0 {
+            logger.info("rollout target", metadata: ["service": "\(target.service)", "rollout": "\(target.rolloutID)", "digest": "\(digest)",
+                                                    "in_wave": "\(digest == target.artifactDigest)"])
+        }
+        perform(target.service) { $0.targetChanged(digest: digest, version: target.version) }
     }
 
     private func handleTargets() throws {

@@ -12,6 +12,7 @@ enum AgentStatusReport {
         status.service = service
         status.artifactDigest = rollout.statusDigest
         status.state = rollout.state
+        status.failedDigest = rollout.failedDigest
         // 250 characters stay under the tracker's 1024-byte limit whatever their encoding.
         let reason = [refusal, rollout.reason.isEmpty ? nil : rollout.reason].compactMap { $0 }.joined(separator: "; ")
         status.reason = String(SafeText.printable(reason, limit: 250))

@@ -53,6 +53,8 @@ public struct Rollout: Sendable {
     public private(set) var reason = ""
     /// The build the reported state is about.
     public private(set) var statusDigest = ""
+    /// When rolled back: the build that failed.
+    public private(set) var failedDigest = ""
     /// Builds that failed their health check: not tried again until the target
     /// names another build (a version bump alone, say a global change behind
     /// this region's override, is not a new decision).
@@ -82,9 +84,12 @@ public struct Rollout: Sendable {
         return activate(active, fresh: false)
     }
 
-    /// The region says the service should run `digest` (target `version`).
+    /// The region says the service should run `digest` (target `version`). A
+    /// rollout's waves may move a machine between two builds within one
+    /// version (the region widens or recomputes its share), so the same version
+    /// with another build is a change too.
     public mutating func targetChanged(digest: String, version: UInt64) -> [Action] {
-        if let target, target.version >= version { return [] }
+        if let target, target.version > version || (target.version == version && target.digest == digest) { return [] }
         if target?.digest != digest { refused = [] }
         target = (digest, version)
         return converge()
@@ -112,6 +117,7 @@ public struct Rollout: Sendable {
         phase = .running(digest)
         if let from = rollingBackFrom {
             report(.rolledBack, digest, "sha256:\(from.digest.prefix(12)) failed: \(from.reason); rolled back")
+            failedDigest = from.digest
         } else {
             report(.running, digest, "")
         }
@@ -195,6 +201,7 @@ public struct Rollout: Sendable {
     }
 
     private mutating func report(_ state: Slipway_V1_AgentState, _ digest: String, _ reason: String) {
+        if state != .rolledBack { failedDigest = "" }
         self.state = state
         self.statusDigest = digest
         self.reason = reason

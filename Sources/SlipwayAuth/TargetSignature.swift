@@ -14,16 +14,29 @@ public enum TargetSignature {
     static let domain = Array("slipway target change v1\n".utf8)
 
     /// The bytes the signature covers: service, region scope, digest, version,
-    /// who set it, when, and the digest it replaces.
+    /// who set it, when, and the digest it replaces; for a rollout's target also
+    /// the rollout, the stable build and every region's share (the wave cutoff a
+    /// region adds is not signed: it only chooses between the two signed builds).
     public static func signedBytes(_ change: Slipway_V1_TargetChange) -> [UInt8] {
         var bytes = domain
         for text in [change.service, change.region, change.artifactDigest] { append(Array(text.utf8), to: &bytes) }
-        append(withUnsafeBytes(of: change.version.bigEndian) { Array($0) }, to: &bytes)
+        append(number(change.version), to: &bytes)
         append(Array(change.setBy.utf8), to: &bytes)
         append(withUnsafeBytes(of: change.setAtUnixMicros.bigEndian) { Array($0) }, to: &bytes)
         append(Array(change.previousDigest.utf8), to: &bytes)
+        guard change.rolloutID != 0 else { return bytes }
+        append(number(change.rolloutID), to: &bytes)
+        append(Array(change.stableDigest.utf8), to: &bytes)
+        append(number(UInt64(change.shares.count)), to: &bytes)
+        for share in change.shares {
+            append(Array(share.region.utf8), to: &bytes)
+            append(number(UInt64(share.machines)), to: &bytes)
+            append(number(UInt64(share.perMille)), to: &bytes)
+        }
         return bytes
     }
+
+    private static func number(_ value: UInt64) -> [UInt8] { withUnsafeBytes(of: value.bigEndian) { Array($0) } }
 
     /// Signs `change` with the coordinator's key. - Returns: the 64-byte signature.
     public static func sign(_ change: Slipway_V1_TargetChange, with key: Curve25519.Signing.PrivateKey) throws -> [UInt8] {

@@ -27,6 +27,8 @@ public struct CoordinatorConfig: Sendable {
     /// Every region an artifact must reach before it is deployable. Empty: the
     /// build's own region is enough (a single-region install).
     public var regions: [String] = []
+    /// Rollout plans and the gates' limits.
+    public var plans = RolloutPlans()
     /// How submitted repositories may be reached (`--repo-transports`).
     public var repoTransports: Set<RepoTransport> = RepoTransport.defaultAllowed
     /// Artifacts older than this that are not a current or previous target are

@@ -36,6 +36,7 @@ final class CoordinatorLoop: ServingLoop {
     private let dispatch: Dispatch
     private let intake: Intake
     private let replicas: Replicas
+    private let rollouts: Rollouts
     private let snapshots: Snapshots
     private var sockets: CoordinatorSockets?
     private var intakeRejections = RejectionLog(daemon: "coordinator", socket: "intake")
@@ -66,7 +67,8 @@ final class CoordinatorLoop: ServingLoop {
         registry = WorkerRegistry(heartbeatInterval: config.heartbeatInterval, liveness: config.liveness)
         dispatch = Dispatch(queries: queries, logger: logger)
         replicas = Replicas(queries: queries, logger: logger, retention: config.artifactRetention)
-        intake = Intake(queries: queries, replicas: replicas, targets: Targets(queries: queries, logger: logger), logger: logger)
+        rollouts = Rollouts(queries: queries, plans: config.plans, logger: logger)
+        intake = Intake(queries: queries, replicas: replicas, targets: Targets(queries: queries, logger: logger), rollouts: rollouts, logger: logger)
         snapshots = Snapshots(sender: config.id, logger: logger)
         context = try ZMQContext()
         authorization = Authorization(security: config.security)
@@ -360,6 +362,7 @@ final class CoordinatorLoop: ServingLoop {
         if timers.due(.metrics, now), database.isUsable() {
             do {
                 for (state, count) in try dispatch.queries.jobCounts(db) { SlipwayMetrics.jobs(state: state).record(count) }
+                for (state, count) in try rollouts.counts(db) { SlipwayMetrics.rollouts(state: state).record(count) }
             } catch {
                 noteDatabase(error)
             }
@@ -377,6 +380,9 @@ final class CoordinatorLoop: ServingLoop {
             dispatchRejections.flush(logger: logger)
             snapshotRejections.flush(logger: logger)
             database.report(logger: logger)
+        }
+        if timers.due(.rollouts, now), database.isUsable() {
+            try run([.task("rollouts") { [rollouts, config] batch in try rollouts.tick(staleAfter: config.plans.reportStaleAfter, in: &batch) }])
         }
         if timers.due(.collection, now), database.isUsable() {
             var deleted = Replicas.batchSize

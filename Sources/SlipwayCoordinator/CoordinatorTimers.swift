@@ -11,6 +11,8 @@ struct CoordinatorTimers {
         case collection
         /// The registry checked against what the database says runs where.
         case reconcile
+        /// Progressing rollouts judged on the regions' latest reports.
+        case rollouts
     }
 
     /// The longest the loop waits in a poll.
@@ -21,8 +23,8 @@ struct CoordinatorTimers {
     init(now: ContinuousClock.Instant, config: CoordinatorConfig) {
         tick = min(config.heartbeatInterval, .milliseconds(500))
         intervals = [.heartbeat: config.heartbeatInterval, .sweep: tick, .metrics: .seconds(5), .collection: config.collectionInterval,
-                     .reconcile: .seconds(10)]
-        next = [.heartbeat: now, .sweep: now, .metrics: now, .collection: now + config.collectionInterval, .reconcile: now + .seconds(10)]
+                     .reconcile: .seconds(10), .rollouts: .seconds(1)]
+        next = [.heartbeat: now, .sweep: now, .metrics: now, .collection: now + config.collectionInterval, .reconcile: now + .seconds(10), .rollouts: now]
     }
 
     /// Whether `kind` is due at `now`; if so, schedules its next run.

@@ -12,6 +12,7 @@ struct Intake {
     let queries: CoordinatorQueries
     let replicas: Replicas
     let targets: Targets
+    let rollouts: Rollouts
     let logger: Logger
 
     /// Runs `request` from `sender` (nil: the coordinator runs `--insecure`, or
@@ -77,10 +78,24 @@ struct Intake {
             try replicas.record(report, from: peer, id: id, in: &batch)
         case .regionReport(let report, let region):
             try targets.record(report, region: region, from: peer, id: id, in: &batch)
-        case .deploy(let service, let digest, let regions, let setBy):
-            try targets.deploy(service, digest, regions: regions, setBy: setBy, actor: sender, from: peer, id: id, in: &batch)
+        case .deploy(let service, let digest, let regions, let plan, let setBy):
+            if regions.isEmpty {
+                batch.reply(peer, to: id, try rollouts.deploy(service, digest, plan: plan, setBy: setBy, actor: sender, requestID: id, in: &batch))
+            } else {
+                try targets.deploy(service, digest, regions: regions, setBy: setBy, actor: sender, from: peer, id: id, in: &batch)
+            }
+        case .clearOverrides(let service, let regions, let setBy):
+            try targets.clear(service, regions: regions, setBy: setBy, actor: sender, from: peer, id: id, in: &batch)
         case .rollback(let service, let regions, let setBy):
-            try targets.rollback(service, regions: regions, setBy: setBy, actor: sender, from: peer, id: id, in: &batch)
+            if regions.isEmpty {
+                batch.reply(peer, to: id, try rollouts.rollback(service, setBy: setBy, actor: sender, requestID: id, in: &batch))
+            } else {
+                try targets.rollback(service, regions: regions, setBy: setBy, actor: sender, from: peer, id: id, in: &batch)
+            }
+        case .rollout(let service, let rolloutID):
+            batch.reply(peer, to: id, try rollouts.status(service, id: rolloutID, db: db))
+        case .rolloutControl(let service, let command, let setBy):
+            batch.reply(peer, to: id, try rollouts.control(service, command, setBy: setBy, in: &batch))
         case .audit(let since, let limit):
             batch.reply(peer, to: id, try queries.audit(db, since: since, limit: limit))
         case .serviceStatus(let service, let limit):
@@ -94,8 +109,11 @@ extension IntakeRequest {
     var audited: (action: String, object: String)? {
         switch self {
         case .cancel(let job, _): ("cancel", job.rawValue)
-        case .deploy(let service, let digest, let regions, _):
-            ("deploy", "\(service)@\(regions.isEmpty ? "global" : regions.map(\.rawValue).joined(separator: ",")) sha256:\(digest)")
+        case .deploy(let service, let digest, let regions, let plan, _):
+            ("deploy", "\(service)@\(regions.isEmpty ? "global" : regions.map(\.rawValue).joined(separator: ",")) sha256:\(digest)"
+                + (plan.isEmpty ? "" : " plan \(plan)"))
+        case .clearOverrides(let service, let regions, _): ("clear", "\(service)@\(regions.map(\.rawValue).joined(separator: ","))")
+        case .rolloutControl(let service, let command, _): ("rollout \(command)", "\(service)")
         case .rollback(let service, let regions, _): ("rollback", "\(service)@\(regions.isEmpty ? "global" : regions.map(\.rawValue).joined(separator: ","))")
         default: nil
         }

@@ -26,8 +26,13 @@ enum IntakeRequest: Equatable {
     case artifacts(digest: Digest?, name: String, limit: Int)
     case replication(Slipway_V1_ReplicationStatus, region: RegionName)
     case regionReport(Slipway_V1_RegionReport, region: RegionName)
-    case deploy(ServiceName, Digest, regions: [RegionName], setBy: String)
+    /// A global deploy (no regions) starts a rollout with `plan`; a regional one sets the overrides at once.
+    case deploy(ServiceName, Digest, regions: [RegionName], plan: String, setBy: String)
+    /// Removes regional overrides.
+    case clearOverrides(ServiceName, regions: [RegionName], setBy: String)
     case rollback(ServiceName, regions: [RegionName], setBy: String)
+    case rollout(ServiceName, id: UInt64?)
+    case rolloutControl(ServiceName, RolloutMachine.Command, setBy: String)
     case serviceStatus(ServiceName, historyLimit: Int)
     case log(JobID, offset: UInt64, maxBytes: Int)
     case audit(sinceMicros: Int64, limit: Int)
@@ -85,18 +90,43 @@ enum IntakeRequest: Equatable {
         case .regionReport:
             let report = try message.body(as: Slipway_V1_RegionReport.self)
             let region = try knownRegion(report.region, regions)
-            guard report.counts.count <= 10_000, report.failures.count <= 100 else {
-                throw Rejection.invalid("a region report carries at most 10000 counts and 100 failures")
+            guard report.counts.count <= 10_000, report.failures.count <= 100, report.missing.count <= 100, report.waves.count <= 1_000 else {
+                throw Rejection.invalid("a region report carries at most 10000 counts, 100 failures, 100 missing machines and 1000 waves")
             }
             return .regionReport(report, region: region)
         case .deployRequest:
             let request = try message.body(as: Slipway_V1_DeployRequest.self)
             let (service, targets, setBy) = try targetScope(request.service, request.regions, request.setBy, regions)
-            return .deploy(service, try checked(Digest.self, request.artifactDigest), regions: targets, setBy: setBy)
+            if request.clear {
+                guard !targets.isEmpty, request.artifactDigest.isEmpty, request.plan.isEmpty else {
+                    throw Rejection.invalid("clear removes regional overrides: it takes regions, and no artifact or plan")
+                }
+                return .clearOverrides(service, regions: targets, setBy: setBy)
+            }
+            guard request.plan.isEmpty || targets.isEmpty else {
+                throw Rejection.invalid("a plan orders a global rollout; a regional override is set at once")
+            }
+            guard request.plan.isEmpty || SafeText.isName(request.plan, max: 64) else { throw Rejection.invalid("a plan name is 1 to 64 characters of A-Z a-z 0-9 . _ -") }
+            return .deploy(service, try checked(Digest.self, request.artifactDigest), regions: targets, plan: request.plan, setBy: setBy)
         case .rollbackRequest:
             let request = try message.body(as: Slipway_V1_RollbackRequest.self)
             let (service, targets, setBy) = try targetScope(request.service, request.regions, request.setBy, regions)
             return .rollback(service, regions: targets, setBy: setBy)
+        case .rolloutQuery:
+            let query = try message.body(as: Slipway_V1_RolloutQuery.self)
+            return .rollout(try checked(ServiceName.self, query.service), id: query.rolloutID == 0 ? nil : query.rolloutID)
+        case .rolloutControl:
+            let request = try message.body(as: Slipway_V1_RolloutControl.self)
+            let (service, _, setBy) = try targetScope(request.service, [], request.setBy, regions)
+            let command: RolloutMachine.Command
+            switch request.action {
+            case .pause: command = .pause
+            case .resume: command = .resume
+            case .promote: command = .promote
+            case .abort: command = .abort
+            default: throw Rejection.invalid("a rollout action is pause, resume, promote or abort")
+            }
+            return .rolloutControl(service, command, setBy: setBy)
         case .auditQuery:
             let query = try message.body(as: Slipway_V1_AuditQuery.self)
             guard query.sinceUnixMicros >= 0 else { throw Rejection.invalid("since must not be negative") }

@@ -33,7 +33,7 @@ struct OutboxEvent: Sendable {
     /// The name stored in `events.type`.
     var typeName: String { Self.name(of: event.type) }
 
-    /// The PUB topic: subscribers filter on `job.`, `artifact.`, `target.` prefixes.
+    /// The PUB topic: subscribers filter on `job.`, `artifact.`, `target.`, `rollout.`, `wave.` prefixes.
     static func topic(for type: Slipway_V1_EventType) -> String {
         switch type {
         case .jobQueued: "job.queued"
@@ -48,6 +48,15 @@ struct OutboxEvent: Sendable {
         case .artifactDeployable: "artifact.deployable"
         case .artifactDeleted: "artifact.deleted"
         case .targetChanged: "target.changed"
+        case .rolloutStarted: "rollout.started"
+        case .waveStarted: "wave.started"
+        case .wavePassed: "wave.passed"
+        case .rolloutPaused: "rollout.paused"
+        case .rolloutResumed: "rollout.resumed"
+        case .rolloutHalted: "rollout.halted"
+        case .rolloutRolledBack: "rollout.rolled_back"
+        case .rolloutSucceeded: "rollout.succeeded"
+        case .rolloutAborted: "rollout.aborted"
         default: "other"
         }
     }

@@ -146,13 +146,16 @@ extension CoordinatorQueries {
     }
 
     /// Deletes up to `limit` artifacts older than `retentionSeconds` that are neither
-    /// a current target nor the target a rollback would return to, and writes one
+    /// a current target (either build of a rollout's) nor the target a rollback
+    /// would return to, and writes one
     /// `artifact.deleted` per artifact so every region drops its copy.
     func collectGarbage(_ db: PGConnection, retentionSeconds: Int, limit: Int) throws -> [OutboxEvent] {
         try db.transaction { db in
             let deleted = try db.query("""
                 WITH protected AS (
-                    SELECT artifact_digest AS digest FROM targets
+                    SELECT artifact_digest AS digest FROM targets WHERE artifact_digest IS NOT NULL
+                    UNION
+                    SELECT stable_digest FROM targets WHERE stable_digest IS NOT NULL
                     UNION
                     SELECT latest.from_digest FROM (
                         SELECT DISTINCT ON (service, region) from_digest FROM deployments ORDER BY service, region, id DESC

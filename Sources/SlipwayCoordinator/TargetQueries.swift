@@ -59,7 +59,7 @@ extension CoordinatorQueries {
 
     /// Refuses unless `digest` has a complete replica in each of `regions` (every
     /// required region when empty: a global target).
-    private func requireReplicated(_ db: PGConnection, digest: String, regions: [String]) throws {
+    func requireReplicated(_ db: PGConnection, digest: String, regions: [String]) throws {
         let needed = regions.isEmpty ? try requiredRegions(db, digest: digest) : regions
         let rows = try db.query("""
             SELECT region, status::text AS status, pieces_done FROM replicas WHERE artifact_digest = $1
@@ -87,40 +87,99 @@ extension CoordinatorQueries {
         var events: [OutboxEvent] = []
         for region in regions {
             let wanted = digest(region)
-            let current = try db.query("""
-                SELECT artifact_digest, version FROM targets WHERE service = $1 AND region = $2 FOR UPDATE
-                """, [.text(service), .text(region)]).first
-            let currentDigest = try current?.string("artifact_digest")
-            let version = (try current?.int("version") ?? 0) + 1
-            if currentDigest == wanted, let existing = try target(db, service: service, region: region) {
+            if try currentTarget(db, service: service, region: region)?.digest == wanted,
+               let existing = try target(db, service: service, region: region) {
                 reply.targets.append(existing)
                 reply.unchanged.append(region)
                 continue
             }
-            let written = try db.query("""
-                INSERT INTO targets (service, region, artifact_digest, version, set_by, set_at) VALUES ($1, $2, $3, $4, $5, now())
-                ON CONFLICT (service, region) DO UPDATE
-                SET artifact_digest = excluded.artifact_digest, version = excluded.version, set_by = excluded.set_by, set_at = now()
-                RETURNING (extract(epoch FROM set_at) * 1000000)::bigint AS set_us
-                """, [.text(service), .text(region), .text(wanted), .int(version), .text(setBy)])
-            try db.query("""
-                INSERT INTO deployments (service, region, from_digest, to_digest, version, action, set_by, request_id, actor)
-                VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
-                """, [.text(service), .text(region), .optional(currentDigest), .text(wanted), .int(version), .text(action), .text(setBy),
-                      .optional(requestID), .optional(actor)])
-            var change = Slipway_V1_TargetChange()
-            change.service = service
-            change.region = region
-            change.artifactDigest = wanted
-            change.version = UInt64(version)
-            change.setBy = setBy
-            change.setAtUnixMicros = Int64(try written.first?.int("set_us") ?? 0)
-            change.previousDigest = currentDigest ?? ""
-            if let signer = signer?.signer { change.signature = Data(try TargetSignature.sign(change, with: signer)) }
+            let (change, event) = try writeTarget(db, service: service, region: region, digest: wanted, setBy: setBy,
+                                                  history: TargetHistory(action: action, actor: actor, requestID: requestID))
             reply.targets.append(change)
-            events.append(try OutboxEvent.make(.targetChanged, digest: wanted, region: region, service: service, payload: change))
+            events.append(event)
         }
         return (reply, events)
+    }
+
+    /// Removes each region's override of `service`, so the region follows the
+    /// global target again. The row stays, without a build, so the region's
+    /// version keeps growing; a region without an override is left alone.
+    func clearOverrides(_ db: PGConnection, service: String, regions: [String], setBy: String, actor: String?) throws
+        -> (Slipway_V1_DeployReply, [OutboxEvent]) {
+        var reply = Slipway_V1_DeployReply()
+        var events: [OutboxEvent] = []
+        for region in regions {
+            guard try currentTarget(db, service: service, region: region)?.digest != nil else {
+                reply.unchanged.append(region)
+                continue
+            }
+            let (change, event) = try writeTarget(db, service: service, region: region, digest: nil, setBy: setBy,
+                                                  history: TargetHistory(action: "clear", actor: actor, requestID: nil))
+            reply.targets.append(change)
+            events.append(event)
+        }
+        return (reply, events)
+    }
+
+    /// What a target change writes to the deployment history.
+    struct TargetHistory {
+        var action: String
+        var actor: String?
+        var requestID: String?
+        var rolloutID: UInt64? = nil
+    }
+
+    /// A target row as stored: its build (nil: a cleared override) and version.
+    func currentTarget(_ db: PGConnection, service: String, region: String) throws -> (digest: String?, version: Int, rolloutID: UInt64?)? {
+        guard let row = try db.query("""
+            SELECT artifact_digest, version, rollout_id FROM targets WHERE service = $1 AND region = $2 FOR UPDATE
+            """, [.text(service), .text(region)]).first else { return nil }
+        return (try row.optionalString("artifact_digest"), try row.int("version"), try row.optionalInt("rollout_id").map(UInt64.init))
+    }
+
+    /// Writes one target (the next version), signs it, and makes its
+    /// `target.changed` event; with `history`, also a row of the deployment history.
+    /// `rollout`: the rollout this target carries (id, the build outside its waves, the shares).
+    func writeTarget(_ db: PGConnection, service: String, region: String, digest: String?,
+                     rollout: (id: UInt64, stable: String?, shares: [RolloutPlan.Share])? = nil, setBy: String,
+                     history: TargetHistory?) throws -> (Slipway_V1_TargetChange, OutboxEvent) {
+        let current = try currentTarget(db, service: service, region: region)
+        let version = (current?.version ?? 0) + 1
+        let shares = try rollout.map { String(decoding: try JSONEncoder().encode($0.shares), as: UTF8.self) }
+        let written = try db.query("""
+            INSERT INTO targets (service, region, artifact_digest, version, set_by, set_at, rollout_id, stable_digest, shares)
+            VALUES ($1, $2, $3, $4, $5, now(), $6, $7, $8::jsonb)
+            ON CONFLICT (service, region) DO UPDATE
+            SET artifact_digest = excluded.artifact_digest, version = excluded.version, set_by = excluded.set_by, set_at = now(),
+                rollout_id = excluded.rollout_id, stable_digest = excluded.stable_digest, shares = excluded.shares
+            RETURNING (extract(epoch FROM set_at) * 1000000)::bigint AS set_us
+            """, [.text(service), .text(region), .optional(digest), .int(version), .text(setBy), .optional(rollout.map { String($0.id) }),
+                  .optional(rollout?.stable), .optional(shares)])
+        let previous = try db.query("""
+            SELECT coalesce((SELECT d.from_digest FROM deployments d WHERE d.service = $1 AND d.region = $2 ORDER BY d.id DESC LIMIT 1), '') AS p
+            """, [.text(service), .text(region)]).first?.string("p") ?? ""
+        if let history {
+            try db.query("""
+                INSERT INTO deployments (service, region, from_digest, to_digest, version, action, set_by, request_id, actor, rollout_id)
+                VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+                """, [.text(service), .text(region), .optional(current?.digest), .optional(digest), .int(version), .text(history.action),
+                      .text(setBy), .optional(history.requestID), .optional(history.actor), .optional(history.rolloutID.map { String($0) })])
+        }
+        var change = Slipway_V1_TargetChange()
+        change.service = service
+        change.region = region
+        change.artifactDigest = digest ?? ""
+        change.version = UInt64(version)
+        change.setBy = setBy
+        change.setAtUnixMicros = Int64(try written.first?.int("set_us") ?? 0)
+        change.previousDigest = history == nil ? previous : (current?.digest ?? "")
+        if let rollout {
+            change.rolloutID = rollout.id
+            change.stableDigest = rollout.stable ?? ""
+            change.shares = rollout.shares.map(\.wire)
+        }
+        if let signer = signer?.signer { change.signature = Data(try TargetSignature.sign(change, with: signer)) }
+        return (change, try OutboxEvent.make(.targetChanged, digest: digest ?? "", region: region, service: service, payload: change))
     }
 
     private func target(_ db: PGConnection, service: String, region: String) throws -> Slipway_V1_TargetChange? {
@@ -132,8 +191,9 @@ extension CoordinatorQueries {
         try db.query("""
             SELECT t.region, t.artifact_digest, t.version, t.set_by, (extract(epoch FROM t.set_at) * 1000000)::bigint AS set_us,
                    coalesce((SELECT d.from_digest FROM deployments d WHERE d.service = t.service AND d.region = t.region
-                             ORDER BY d.id DESC LIMIT 1), '') AS previous
-            FROM targets t WHERE t.service = $1 ORDER BY t.region
+                             ORDER BY d.id DESC LIMIT 1), '') AS previous,
+                   t.rollout_id, coalesce(t.stable_digest, '') AS stable, coalesce(t.shares::text, '[]') AS shares
+            FROM targets t WHERE t.service = $1 AND t.artifact_digest IS NOT NULL ORDER BY t.region
             """, [.text(service)]).rows.map { row in
             var change = Slipway_V1_TargetChange()
             change.service = service
@@ -143,6 +203,11 @@ extension CoordinatorQueries {
             change.setBy = try row.string("set_by")
             change.setAtUnixMicros = Int64(try row.int("set_us"))
             change.previousDigest = try row.string("previous")
+            if let rollout = try row.optionalInt("rollout_id") {
+                change.rolloutID = UInt64(rollout)
+                change.stableDigest = try row.string("stable")
+                change.shares = try JSONDecoder().decode([RolloutPlan.Share].self, from: Data(try row.string("shares").utf8)).map(\.wire)
+            }
             return change
         }
     }
@@ -153,7 +218,7 @@ extension CoordinatorQueries {
         status.service = service
         status.targets = try targets(db, service: service)
         status.history = try db.query("""
-            SELECT region, coalesce(from_digest, '') AS from_digest, to_digest, version, action, set_by,
+            SELECT region, coalesce(from_digest, '') AS from_digest, coalesce(to_digest, '') AS to_digest, version, action, set_by,
                    (extract(epoch FROM set_at) * 1000000)::bigint AS set_us
             FROM deployments WHERE service = $1 ORDER BY id DESC LIMIT $2
             """, [.text(service), .int(limit)]).rows.map { row in
@@ -172,8 +237,12 @@ extension CoordinatorQueries {
             var report = report
             report.counts = report.counts.filter { $0.service == service }
             report.failures = report.failures.filter { $0.service == service }
+            report.missing = report.missing.filter { $0.service == service }
+            report.waves = report.waves.filter { $0.service == service }
             return report
         }
+        // Read after the reports: what a report counts happened in the rollout's current wave or before.
+        status.rollouts = try rollouts(db, service: service, limit: 5).map { $0.status() }
         return status
     }
 

@@ -18,6 +18,14 @@ struct Targets {
         changed(reply, events, action: "deploy", service: service, from: peer, id: id, in: &batch)
     }
 
+    /// Removes regional overrides, so those regions follow the global target again.
+    func clear(_ service: ServiceName, regions: [RegionName], setBy: String, actor: Identity?, from peer: [UInt8], id: String,
+               in batch: inout Batch) throws {
+        let (reply, events) = try queries.clearOverrides(batch.db, service: service.rawValue, regions: regions.map(\.rawValue), setBy: setBy,
+                                                         actor: actor?.userID)
+        changed(reply, events, action: "clear", service: service, from: peer, id: id, in: &batch)
+    }
+
     /// A resent request (the same envelope id, from a client that missed the answer) is applied once.
     func rollback(_ service: ServiceName, regions: [RegionName], setBy: String, actor: Identity?,
                   from peer: [UInt8], id: String, in batch: inout Batch) throws {

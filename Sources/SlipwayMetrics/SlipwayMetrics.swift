@@ -39,6 +39,11 @@ public enum SlipwayMetrics {
         Gauge(label: "slipway_jobs", dimensions: [("state", state)])
     }
 
+    /// Rollouts by state (progressing, paused, halted, rolled_back, succeeded, aborted), from the database.
+    public static func rollouts(state: String) -> Gauge {
+        Gauge(label: "slipway_rollouts", dimensions: [("state", state)])
+    }
+
     /// The label of the claim-latency histogram, for backends that set its buckets.
     public static let claimLatencyLabel = "slipway_claim_duration_seconds"
 

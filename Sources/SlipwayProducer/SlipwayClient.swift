@@ -65,10 +65,11 @@ public actor SlipwayClient {
         try call(query, expecting: Slipway_V1_ArtifactList.self).reply.artifacts
     }
 
-    /// Sets a service's target build, globally or in the request's regions. Refused
-    /// (`ProducerError.rejected`, server code `failed_precondition`) until the
-    /// artifact is replicated to every region the target covers. Setting the
-    /// current target again changes nothing, so retries are safe.
+    /// Sets a service's target build: globally, which starts a rollout with the
+    /// request's plan (the reply carries it), or at once in the request's regions.
+    /// Refused (`ProducerError.rejected`, server code `failed_precondition`) until
+    /// the artifact is replicated to every region the target covers. Deploying
+    /// the build a rollout already goes to changes nothing, so retries are safe.
     public func deploy(_ request: Slipway_V1_DeployRequest) throws -> Slipway_V1_DeployReply {
         try call(request, expecting: Slipway_V1_DeployReply.self).reply
     }
@@ -76,6 +77,23 @@ public actor SlipwayClient {
     /// Sets each target back to the build its last change replaced.
     public func rollback(_ request: Slipway_V1_RollbackRequest) throws -> Slipway_V1_DeployReply {
         try call(request, expecting: Slipway_V1_DeployReply.self).reply
+    }
+
+    /// A service's newest rollout (or rollout `id`), with each region's latest wave progress.
+    public func rollout(service: String, id: UInt64 = 0) throws -> Slipway_V1_RolloutStatus {
+        var query = Slipway_V1_RolloutQuery()
+        query.service = service
+        query.rolloutID = id
+        return try call(query, expecting: Slipway_V1_RolloutStatus.self).reply
+    }
+
+    /// Pauses, resumes, promotes or aborts a service's rollout.
+    public func control(service: String, _ action: Slipway_V1_RolloutAction, setBy: String) throws -> Slipway_V1_RolloutStatus {
+        var request = Slipway_V1_RolloutControl()
+        request.service = service
+        request.action = action
+        request.setBy = setBy
+        return try call(request, expecting: Slipway_V1_RolloutStatus.self).reply
     }
 
     /// A service's targets, deployment history and the regions' agent reports.

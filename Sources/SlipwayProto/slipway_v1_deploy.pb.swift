@@ -81,6 +81,123 @@ public nonisolated enum Slipway_V1_AgentState: SwiftProtobuf.Enum, Swift.CaseIte
 
 }
 
+public nonisolated enum Slipway_V1_RolloutState: SwiftProtobuf.Enum, Swift.CaseIterable {
+  public typealias RawValue = Int
+  case unspecified // = 0
+
+  /// Waves are being applied and judged.
+  case progressing // = 1
+
+  /// Stopped by an operator, or by a gate that could not see enough (stale
+  /// reports, silent machines, a wave that did not become healthy in time).
+  case paused // = 2
+
+  /// A wave failed its gate and the plan says to wait for an operator.
+  case halted // = 3
+
+  /// A wave failed its gate; every machine was sent back to the previous build.
+  case rolledBack // = 4
+
+  /// Every wave passed: the new build is the target everywhere.
+  case succeeded // = 5
+
+  /// Ended by an operator (or superseded by a newer deploy), back on the previous build.
+  case aborted // = 6
+  case UNRECOGNIZED(Int)
+
+  public init() {
+    self = .unspecified
+  }
+
+  public init?(rawValue: Int) {
+    switch rawValue {
+    case 0: self = .unspecified
+    case 1: self = .progressing
+    case 2: self = .paused
+    case 3: self = .halted
+    case 4: self = .rolledBack
+    case 5: self = .succeeded
+    case 6: self = .aborted
+    default: self = .UNRECOGNIZED(rawValue)
+    }
+  }
+
+  public var rawValue: Int {
+    switch self {
+    case .unspecified: return 0
+    case .progressing: return 1
+    case .paused: return 2
+    case .halted: return 3
+    case .rolledBack: return 4
+    case .succeeded: return 5
+    case .aborted: return 6
+    case .UNRECOGNIZED(let i): return i
+    }
+  }
+
+  // The compiler won't synthesize support with the UNRECOGNIZED case.
+  public static let allCases: [Slipway_V1_RolloutState] = [
+    .unspecified,
+    .progressing,
+    .paused,
+    .halted,
+    .rolledBack,
+    .succeeded,
+    .aborted,
+  ]
+
+}
+
+public nonisolated enum Slipway_V1_RolloutAction: SwiftProtobuf.Enum, Swift.CaseIterable {
+  public typealias RawValue = Int
+  case unspecified // = 0
+  case pause // = 1
+  case resume // = 2
+
+  /// Pass the current wave now, without its gate.
+  case promote // = 3
+
+  /// End the rollout and send every machine back to the previous build.
+  case abort // = 4
+  case UNRECOGNIZED(Int)
+
+  public init() {
+    self = .unspecified
+  }
+
+  public init?(rawValue: Int) {
+    switch rawValue {
+    case 0: self = .unspecified
+    case 1: self = .pause
+    case 2: self = .resume
+    case 3: self = .promote
+    case 4: self = .abort
+    default: self = .UNRECOGNIZED(rawValue)
+    }
+  }
+
+  public var rawValue: Int {
+    switch self {
+    case .unspecified: return 0
+    case .pause: return 1
+    case .resume: return 2
+    case .promote: return 3
+    case .abort: return 4
+    case .UNRECOGNIZED(let i): return i
+    }
+  }
+
+  // The compiler won't synthesize support with the UNRECOGNIZED case.
+  public static let allCases: [Slipway_V1_RolloutAction] = [
+    .unspecified,
+    .pause,
+    .resume,
+    .promote,
+    .abort,
+  ]
+
+}
+
 /// "Service S should run artifact D", globally (region empty) or in one region.
 public nonisolated struct Slipway_V1_TargetChange: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
@@ -113,6 +230,42 @@ public nonisolated struct Slipway_V1_TargetChange: Sendable {
   public var signedRegion: String = String()
 
   public var signedVersion: UInt64 = 0
+
+  /// Set while a rollout moves this (global) target in waves; 0 otherwise.
+  /// Signed with the rest: which two builds a machine may be told to run.
+  public var rolloutID: UInt64 = 0
+
+  /// The build machines outside the waves so far keep running (empty: none,
+  /// the service's first rollout). Only meaningful with rollout_id.
+  public var stableDigest: String = String()
+
+  /// How many machines of each region the waves so far cover.
+  public var shares: [Slipway_V1_WaveShare] = []
+
+  /// Region -> agent only, not signed: machines whose wave score (see
+  /// docs/protocol.md, "Rollouts") is at most this run artifact_digest, the
+  /// others stable_digest. The region picks it so the share holds for its machines.
+  public var waveCutoff: UInt64 = 0
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+/// The machines of one region a rollout's waves cover so far.
+public nonisolated struct Slipway_V1_WaveShare: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// A region, or "*": every region not named in another share.
+  public var region: String = String()
+
+  /// Exactly this many machines (at most all), when set...
+  public var machines: UInt32 = 0
+
+  /// ...else this share of them, in thousandths (1000: every machine).
+  public var perMille: UInt32 = 0
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -189,6 +342,9 @@ public nonisolated struct Slipway_V1_AgentStatus: Sendable {
   public var piecesTotal: UInt32 = 0
 
   public var targetVersion: UInt64 = 0
+
+  /// ROLLED_BACK: the build that failed and was rolled back from.
+  public var failedDigest: String = String()
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -290,6 +446,57 @@ public nonisolated struct Slipway_V1_RegionReport: Sendable {
   /// When the coordinator stored this report (set by the coordinator in ServiceStatus).
   public var receivedAtUnixMicros: Int64 = 0
 
+  /// Per service whose target is in a rollout: how its wave stands here.
+  public var waves: [Slipway_V1_WaveProgress] = []
+
+  /// Machines silent for longer than the agent timeout but not yet forgotten
+  /// (at most 100), each with its last status per service and the silence in
+  /// `reason`. They count as not healthy.
+  public var missing: [Slipway_V1_AgentStatus] = []
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+/// One service's rollout wave in one region, as the region controller sees it.
+public nonisolated struct Slipway_V1_WaveProgress: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var service: String = String()
+
+  public var rolloutID: UInt64 = 0
+
+  /// The global target version the region applied: the coordinator judges a
+  /// wave only on reports made after the region saw it.
+  public var targetVersion: UInt64 = 0
+
+  /// The build the wave brings.
+  public var artifactDigest: String = String()
+
+  /// Machines of the service here, silent ones included.
+  public var machines: UInt32 = 0
+
+  /// Of them, the ones the waves so far cover.
+  public var selected: UInt32 = 0
+
+  /// Selected and running artifact_digest after passing its health check.
+  public var healthy: UInt32 = 0
+
+  /// Selected and failed on artifact_digest (or rolled back from it).
+  public var failed: UInt32 = 0
+
+  /// Selected and silent.
+  public var missing: UInt32 = 0
+
+  /// Set by the coordinator in RolloutStatus: the region this is about.
+  public var region: String = String()
+
+  /// Set by the coordinator: when it received the report this came in.
+  public var receivedAtUnixMicros: Int64 = 0
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -310,6 +517,14 @@ public nonisolated struct Slipway_V1_DeployRequest: Sendable {
 
   /// Who asked (recorded in the deployment history).
   public var setBy: String = String()
+
+  /// The rollout plan of a global deploy: "all", "canary" or a plan named in
+  /// the coordinator's configuration (empty: the coordinator's default plan).
+  public var plan: String = String()
+
+  /// With regions: remove those regions' overrides, so they follow the global
+  /// target again (artifact_digest must be empty).
+  public var clear: Bool = false
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -344,6 +559,193 @@ public nonisolated struct Slipway_V1_DeployReply: Sendable {
 
   /// Regions whose target already was the requested build (no new version).
   public var unchanged: [String] = []
+
+  /// A global deploy: the rollout it started (or the one already moving there).
+  public var rollout: Slipway_V1_RolloutStatus {
+    get {_rollout ?? Slipway_V1_RolloutStatus()}
+    set {_rollout = newValue}
+  }
+  /// Returns true if `rollout` has been explicitly set.
+  public var hasRollout: Bool {self._rollout != nil}
+  /// Clears the value of `rollout`. Subsequent reads from it will return its default value.
+  public mutating func clearRollout() {self._rollout = nil}
+
+  /// Regions with an override of their own, which a global target does not reach.
+  public var pinnedRegions: [String] = []
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _rollout: Slipway_V1_RolloutStatus? = nil
+}
+
+/// One wave of a rollout plan, and how it went.
+public nonisolated struct Slipway_V1_RolloutWave: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// The regions this wave adds, with their shares (cumulative with earlier waves).
+  public var shares: [Slipway_V1_WaveShare] = []
+
+  /// How long the gate must hold before the wave passes.
+  public var bakeSeconds: UInt32 = 0
+
+  /// Of the machines the waves cover, the share (thousandths) that must run the
+  /// new build healthy.
+  public var minHealthyPerMille: UInt32 = 0
+
+  /// Most machines that may fail on the new build before the rollout halts.
+  public var maxFailed: UInt32 = 0
+
+  /// "", "passed", "promoted", "failed", "paused", "aborted".
+  public var result: String = String()
+
+  public var startedAtUnixMicros: Int64 = 0
+
+  public var endedAtUnixMicros: Int64 = 0
+
+  /// Why it ended as it did.
+  public var detail: String = String()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+/// A rollout: the durable object the coordinator moves through its waves.
+public nonisolated struct Slipway_V1_RolloutStatus: @unchecked Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var id: UInt64 {
+    get {_storage._id}
+    set {_uniqueStorage()._id = newValue}
+  }
+
+  public var service: String {
+    get {_storage._service}
+    set {_uniqueStorage()._service = newValue}
+  }
+
+  /// Empty for a service's first rollout.
+  public var fromDigest: String {
+    get {_storage._fromDigest}
+    set {_uniqueStorage()._fromDigest = newValue}
+  }
+
+  public var toDigest: String {
+    get {_storage._toDigest}
+    set {_uniqueStorage()._toDigest = newValue}
+  }
+
+  public var plan: String {
+    get {_storage._plan}
+    set {_uniqueStorage()._plan = newValue}
+  }
+
+  public var state: Slipway_V1_RolloutState {
+    get {_storage._state}
+    set {_uniqueStorage()._state = newValue}
+  }
+
+  /// The wave in progress (0-based); the last wave once ended.
+  public var wave: UInt32 {
+    get {_storage._wave}
+    set {_uniqueStorage()._wave = newValue}
+  }
+
+  public var waves: [Slipway_V1_RolloutWave] {
+    get {_storage._waves}
+    set {_uniqueStorage()._waves = newValue}
+  }
+
+  /// Why the rollout is paused, halted, rolled back or aborted.
+  public var reason: String {
+    get {_storage._reason}
+    set {_uniqueStorage()._reason = newValue}
+  }
+
+  public var setBy: String {
+    get {_storage._setBy}
+    set {_uniqueStorage()._setBy = newValue}
+  }
+
+  /// The authenticated identity that started it.
+  public var actor: String {
+    get {_storage._actor}
+    set {_uniqueStorage()._actor = newValue}
+  }
+
+  public var createdAtUnixMicros: Int64 {
+    get {_storage._createdAtUnixMicros}
+    set {_uniqueStorage()._createdAtUnixMicros = newValue}
+  }
+
+  public var updatedAtUnixMicros: Int64 {
+    get {_storage._updatedAtUnixMicros}
+    set {_uniqueStorage()._updatedAtUnixMicros = newValue}
+  }
+
+  /// Per region: the latest wave progress its controller reported.
+  public var progress: [Slipway_V1_WaveProgress] {
+    get {_storage._progress}
+    set {_uniqueStorage()._progress = newValue}
+  }
+
+  /// Machines that failed on the new build (from the regions' reports).
+  public var failures: [Slipway_V1_AgentStatus] {
+    get {_storage._failures}
+    set {_uniqueStorage()._failures = newValue}
+  }
+
+  /// On a failed gate: halt and wait (true) or roll back at once (false).
+  public var pauseOnFailure: Bool {
+    get {_storage._pauseOnFailure}
+    set {_uniqueStorage()._pauseOnFailure = newValue}
+  }
+
+  /// How long a wave may take to become healthy before the gate pauses.
+  public var waveDeadlineSeconds: UInt32 {
+    get {_storage._waveDeadlineSeconds}
+    set {_uniqueStorage()._waveDeadlineSeconds = newValue}
+  }
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _storage = _StorageClass.defaultInstance
+}
+
+/// Operator -> coordinator: a service's latest rollout (or the one with this id).
+public nonisolated struct Slipway_V1_RolloutQuery: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var service: String = String()
+
+  public var rolloutID: UInt64 = 0
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+/// Operator -> coordinator: act on a service's active rollout. Answered with RolloutStatus.
+public nonisolated struct Slipway_V1_RolloutControl: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var service: String = String()
+
+  public var action: Slipway_V1_RolloutAction = .unspecified
+
+  public var setBy: String = String()
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -409,6 +811,9 @@ public nonisolated struct Slipway_V1_ServiceStatus: Sendable {
 
   /// The latest aggregated agent report of each region (empty until agents report).
   public var regions: [Slipway_V1_RegionReport] = []
+
+  /// The newest rollouts, newest first.
+  public var rollouts: [Slipway_V1_RolloutStatus] = []
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -479,9 +884,17 @@ nonisolated extension Slipway_V1_AgentState: SwiftProtobuf._ProtoNameProviding {
   public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0AGENT_STATE_UNSPECIFIED\0\u{1}AGENT_STATE_IDLE\0\u{1}AGENT_STATE_DOWNLOADING\0\u{1}AGENT_STATE_INSTALLED\0\u{1}AGENT_STATE_RUNNING\0\u{1}AGENT_STATE_FAILED\0\u{1}AGENT_STATE_ROLLED_BACK\0")
 }
 
+nonisolated extension Slipway_V1_RolloutState: SwiftProtobuf._ProtoNameProviding {
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0ROLLOUT_STATE_UNSPECIFIED\0\u{1}ROLLOUT_STATE_PROGRESSING\0\u{1}ROLLOUT_STATE_PAUSED\0\u{1}ROLLOUT_STATE_HALTED\0\u{1}ROLLOUT_STATE_ROLLED_BACK\0\u{1}ROLLOUT_STATE_SUCCEEDED\0\u{1}ROLLOUT_STATE_ABORTED\0")
+}
+
+nonisolated extension Slipway_V1_RolloutAction: SwiftProtobuf._ProtoNameProviding {
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0ROLLOUT_ACTION_UNSPECIFIED\0\u{1}ROLLOUT_ACTION_PAUSE\0\u{1}ROLLOUT_ACTION_RESUME\0\u{1}ROLLOUT_ACTION_PROMOTE\0\u{1}ROLLOUT_ACTION_ABORT\0")
+}
+
 nonisolated extension Slipway_V1_TargetChange: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".TargetChange"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}service\0\u{1}region\0\u{3}artifact_digest\0\u{1}version\0\u{3}set_by\0\u{3}set_at_unix_micros\0\u{3}previous_digest\0\u{1}signature\0\u{3}signed_region\0\u{3}signed_version\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}service\0\u{1}region\0\u{3}artifact_digest\0\u{1}version\0\u{3}set_by\0\u{3}set_at_unix_micros\0\u{3}previous_digest\0\u{1}signature\0\u{3}signed_region\0\u{3}signed_version\0\u{3}rollout_id\0\u{3}stable_digest\0\u{1}shares\0\u{3}wave_cutoff\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -499,6 +912,10 @@ nonisolated extension Slipway_V1_TargetChange: SwiftProtobuf.Message, SwiftProto
       case 8: try { try decoder.decodeSingularBytesField(value: &self.signature) }()
       case 9: try { try decoder.decodeSingularStringField(value: &self.signedRegion) }()
       case 10: try { try decoder.decodeSingularUInt64Field(value: &self.signedVersion) }()
+      case 11: try { try decoder.decodeSingularUInt64Field(value: &self.rolloutID) }()
+      case 12: try { try decoder.decodeSingularStringField(value: &self.stableDigest) }()
+      case 13: try { try decoder.decodeRepeatedMessageField(value: &self.shares) }()
+      case 14: try { try decoder.decodeSingularUInt64Field(value: &self.waveCutoff) }()
       default: break
       }
     }
@@ -535,6 +952,18 @@ nonisolated extension Slipway_V1_TargetChange: SwiftProtobuf.Message, SwiftProto
     if self.signedVersion != 0 {
       try visitor.visitSingularUInt64Field(value: self.signedVersion, fieldNumber: 10)
     }
+    if self.rolloutID != 0 {
+      try visitor.visitSingularUInt64Field(value: self.rolloutID, fieldNumber: 11)
+    }
+    if !self.stableDigest.isEmpty {
+      try visitor.visitSingularStringField(value: self.stableDigest, fieldNumber: 12)
+    }
+    if !self.shares.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.shares, fieldNumber: 13)
+    }
+    if self.waveCutoff != 0 {
+      try visitor.visitSingularUInt64Field(value: self.waveCutoff, fieldNumber: 14)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -549,6 +978,50 @@ nonisolated extension Slipway_V1_TargetChange: SwiftProtobuf.Message, SwiftProto
     if lhs.signature != rhs.signature {return false}
     if lhs.signedRegion != rhs.signedRegion {return false}
     if lhs.signedVersion != rhs.signedVersion {return false}
+    if lhs.rolloutID != rhs.rolloutID {return false}
+    if lhs.stableDigest != rhs.stableDigest {return false}
+    if lhs.shares != rhs.shares {return false}
+    if lhs.waveCutoff != rhs.waveCutoff {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Slipway_V1_WaveShare: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".WaveShare"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}region\0\u{1}machines\0\u{3}per_mille\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.region) }()
+      case 2: try { try decoder.decodeSingularUInt32Field(value: &self.machines) }()
+      case 3: try { try decoder.decodeSingularUInt32Field(value: &self.perMille) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.region.isEmpty {
+      try visitor.visitSingularStringField(value: self.region, fieldNumber: 1)
+    }
+    if self.machines != 0 {
+      try visitor.visitSingularUInt32Field(value: self.machines, fieldNumber: 2)
+    }
+    if self.perMille != 0 {
+      try visitor.visitSingularUInt32Field(value: self.perMille, fieldNumber: 3)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Slipway_V1_WaveShare, rhs: Slipway_V1_WaveShare) -> Bool {
+    if lhs.region != rhs.region {return false}
+    if lhs.machines != rhs.machines {return false}
+    if lhs.perMille != rhs.perMille {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -651,7 +1124,7 @@ nonisolated extension Slipway_V1_AgentTargets: SwiftProtobuf.Message, SwiftProto
 
 nonisolated extension Slipway_V1_AgentStatus: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".AgentStatus"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}machine_id\0\u{1}region\0\u{1}service\0\u{3}artifact_digest\0\u{1}state\0\u{1}reason\0\u{3}pieces_have\0\u{3}pieces_total\0\u{3}target_version\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}machine_id\0\u{1}region\0\u{1}service\0\u{3}artifact_digest\0\u{1}state\0\u{1}reason\0\u{3}pieces_have\0\u{3}pieces_total\0\u{3}target_version\0\u{3}failed_digest\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -668,6 +1141,7 @@ nonisolated extension Slipway_V1_AgentStatus: SwiftProtobuf.Message, SwiftProtob
       case 7: try { try decoder.decodeSingularUInt32Field(value: &self.piecesHave) }()
       case 8: try { try decoder.decodeSingularUInt32Field(value: &self.piecesTotal) }()
       case 9: try { try decoder.decodeSingularUInt64Field(value: &self.targetVersion) }()
+      case 10: try { try decoder.decodeSingularStringField(value: &self.failedDigest) }()
       default: break
       }
     }
@@ -701,6 +1175,9 @@ nonisolated extension Slipway_V1_AgentStatus: SwiftProtobuf.Message, SwiftProtob
     if self.targetVersion != 0 {
       try visitor.visitSingularUInt64Field(value: self.targetVersion, fieldNumber: 9)
     }
+    if !self.failedDigest.isEmpty {
+      try visitor.visitSingularStringField(value: self.failedDigest, fieldNumber: 10)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -714,6 +1191,7 @@ nonisolated extension Slipway_V1_AgentStatus: SwiftProtobuf.Message, SwiftProtob
     if lhs.piecesHave != rhs.piecesHave {return false}
     if lhs.piecesTotal != rhs.piecesTotal {return false}
     if lhs.targetVersion != rhs.targetVersion {return false}
+    if lhs.failedDigest != rhs.failedDigest {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -891,7 +1369,7 @@ nonisolated extension Slipway_V1_BuildCount: SwiftProtobuf.Message, SwiftProtobu
 
 nonisolated extension Slipway_V1_RegionReport: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".RegionReport"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}region\0\u{1}counts\0\u{1}failures\0\u{1}machines\0\u{3}received_at_unix_micros\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}region\0\u{1}counts\0\u{1}failures\0\u{1}machines\0\u{3}received_at_unix_micros\0\u{1}waves\0\u{1}missing\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -904,6 +1382,8 @@ nonisolated extension Slipway_V1_RegionReport: SwiftProtobuf.Message, SwiftProto
       case 3: try { try decoder.decodeRepeatedMessageField(value: &self.failures) }()
       case 4: try { try decoder.decodeSingularUInt32Field(value: &self.machines) }()
       case 5: try { try decoder.decodeSingularInt64Field(value: &self.receivedAtUnixMicros) }()
+      case 6: try { try decoder.decodeRepeatedMessageField(value: &self.waves) }()
+      case 7: try { try decoder.decodeRepeatedMessageField(value: &self.missing) }()
       default: break
       }
     }
@@ -925,6 +1405,12 @@ nonisolated extension Slipway_V1_RegionReport: SwiftProtobuf.Message, SwiftProto
     if self.receivedAtUnixMicros != 0 {
       try visitor.visitSingularInt64Field(value: self.receivedAtUnixMicros, fieldNumber: 5)
     }
+    if !self.waves.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.waves, fieldNumber: 6)
+    }
+    if !self.missing.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.missing, fieldNumber: 7)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -934,6 +1420,88 @@ nonisolated extension Slipway_V1_RegionReport: SwiftProtobuf.Message, SwiftProto
     if lhs.failures != rhs.failures {return false}
     if lhs.machines != rhs.machines {return false}
     if lhs.receivedAtUnixMicros != rhs.receivedAtUnixMicros {return false}
+    if lhs.waves != rhs.waves {return false}
+    if lhs.missing != rhs.missing {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Slipway_V1_WaveProgress: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".WaveProgress"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}service\0\u{3}rollout_id\0\u{3}target_version\0\u{3}artifact_digest\0\u{1}machines\0\u{1}selected\0\u{1}healthy\0\u{1}failed\0\u{1}missing\0\u{1}region\0\u{3}received_at_unix_micros\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.service) }()
+      case 2: try { try decoder.decodeSingularUInt64Field(value: &self.rolloutID) }()
+      case 3: try { try decoder.decodeSingularUInt64Field(value: &self.targetVersion) }()
+      case 4: try { try decoder.decodeSingularStringField(value: &self.artifactDigest) }()
+      case 5: try { try decoder.decodeSingularUInt32Field(value: &self.machines) }()
+      case 6: try { try decoder.decodeSingularUInt32Field(value: &self.selected) }()
+      case 7: try { try decoder.decodeSingularUInt32Field(value: &self.healthy) }()
+      case 8: try { try decoder.decodeSingularUInt32Field(value: &self.failed) }()
+      case 9: try { try decoder.decodeSingularUInt32Field(value: &self.missing) }()
+      case 10: try { try decoder.decodeSingularStringField(value: &self.region) }()
+      case 11: try { try decoder.decodeSingularInt64Field(value: &self.receivedAtUnixMicros) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.service.isEmpty {
+      try visitor.visitSingularStringField(value: self.service, fieldNumber: 1)
+    }
+    if self.rolloutID != 0 {
+      try visitor.visitSingularUInt64Field(value: self.rolloutID, fieldNumber: 2)
+    }
+    if self.targetVersion != 0 {
+      try visitor.visitSingularUInt64Field(value: self.targetVersion, fieldNumber: 3)
+    }
+    if !self.artifactDigest.isEmpty {
+      try visitor.visitSingularStringField(value: self.artifactDigest, fieldNumber: 4)
+    }
+    if self.machines != 0 {
+      try visitor.visitSingularUInt32Field(value: self.machines, fieldNumber: 5)
+    }
+    if self.selected != 0 {
+      try visitor.visitSingularUInt32Field(value: self.selected, fieldNumber: 6)
+    }
+    if self.healthy != 0 {
+      try visitor.visitSingularUInt32Field(value: self.healthy, fieldNumber: 7)
+    }
+    if self.failed != 0 {
+      try visitor.visitSingularUInt32Field(value: self.failed, fieldNumber: 8)
+    }
+    if self.missing != 0 {
+      try visitor.visitSingularUInt32Field(value: self.missing, fieldNumber: 9)
+    }
+    if !self.region.isEmpty {
+      try visitor.visitSingularStringField(value: self.region, fieldNumber: 10)
+    }
+    if self.receivedAtUnixMicros != 0 {
+      try visitor.visitSingularInt64Field(value: self.receivedAtUnixMicros, fieldNumber: 11)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Slipway_V1_WaveProgress, rhs: Slipway_V1_WaveProgress) -> Bool {
+    if lhs.service != rhs.service {return false}
+    if lhs.rolloutID != rhs.rolloutID {return false}
+    if lhs.targetVersion != rhs.targetVersion {return false}
+    if lhs.artifactDigest != rhs.artifactDigest {return false}
+    if lhs.machines != rhs.machines {return false}
+    if lhs.selected != rhs.selected {return false}
+    if lhs.healthy != rhs.healthy {return false}
+    if lhs.failed != rhs.failed {return false}
+    if lhs.missing != rhs.missing {return false}
+    if lhs.region != rhs.region {return false}
+    if lhs.receivedAtUnixMicros != rhs.receivedAtUnixMicros {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -941,7 +1509,7 @@ nonisolated extension Slipway_V1_RegionReport: SwiftProtobuf.Message, SwiftProto
 
 nonisolated extension Slipway_V1_DeployRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".DeployRequest"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}service\0\u{3}artifact_digest\0\u{1}regions\0\u{3}set_by\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}service\0\u{3}artifact_digest\0\u{1}regions\0\u{3}set_by\0\u{1}plan\0\u{1}clear\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -953,6 +1521,8 @@ nonisolated extension Slipway_V1_DeployRequest: SwiftProtobuf.Message, SwiftProt
       case 2: try { try decoder.decodeSingularStringField(value: &self.artifactDigest) }()
       case 3: try { try decoder.decodeRepeatedStringField(value: &self.regions) }()
       case 4: try { try decoder.decodeSingularStringField(value: &self.setBy) }()
+      case 5: try { try decoder.decodeSingularStringField(value: &self.plan) }()
+      case 6: try { try decoder.decodeSingularBoolField(value: &self.clear) }()
       default: break
       }
     }
@@ -971,6 +1541,12 @@ nonisolated extension Slipway_V1_DeployRequest: SwiftProtobuf.Message, SwiftProt
     if !self.setBy.isEmpty {
       try visitor.visitSingularStringField(value: self.setBy, fieldNumber: 4)
     }
+    if !self.plan.isEmpty {
+      try visitor.visitSingularStringField(value: self.plan, fieldNumber: 5)
+    }
+    if self.clear != false {
+      try visitor.visitSingularBoolField(value: self.clear, fieldNumber: 6)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -979,6 +1555,8 @@ nonisolated extension Slipway_V1_DeployRequest: SwiftProtobuf.Message, SwiftProt
     if lhs.artifactDigest != rhs.artifactDigest {return false}
     if lhs.regions != rhs.regions {return false}
     if lhs.setBy != rhs.setBy {return false}
+    if lhs.plan != rhs.plan {return false}
+    if lhs.clear != rhs.clear {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -1026,7 +1604,7 @@ nonisolated extension Slipway_V1_RollbackRequest: SwiftProtobuf.Message, SwiftPr
 
 nonisolated extension Slipway_V1_DeployReply: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".DeployReply"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}targets\0\u{1}unchanged\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}targets\0\u{1}unchanged\0\u{1}rollout\0\u{3}pinned_regions\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -1036,17 +1614,29 @@ nonisolated extension Slipway_V1_DeployReply: SwiftProtobuf.Message, SwiftProtob
       switch fieldNumber {
       case 1: try { try decoder.decodeRepeatedMessageField(value: &self.targets) }()
       case 2: try { try decoder.decodeRepeatedStringField(value: &self.unchanged) }()
+      case 3: try { try decoder.decodeSingularMessageField(value: &self._rollout) }()
+      case 4: try { try decoder.decodeRepeatedStringField(value: &self.pinnedRegions) }()
       default: break
       }
     }
   }
 
   public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
     if !self.targets.isEmpty {
       try visitor.visitRepeatedMessageField(value: self.targets, fieldNumber: 1)
     }
     if !self.unchanged.isEmpty {
       try visitor.visitRepeatedStringField(value: self.unchanged, fieldNumber: 2)
+    }
+    try { if let v = self._rollout {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 3)
+    } }()
+    if !self.pinnedRegions.isEmpty {
+      try visitor.visitRepeatedStringField(value: self.pinnedRegions, fieldNumber: 4)
     }
     try unknownFields.traverse(visitor: &visitor)
   }
@@ -1054,6 +1644,326 @@ nonisolated extension Slipway_V1_DeployReply: SwiftProtobuf.Message, SwiftProtob
   public static func ==(lhs: Slipway_V1_DeployReply, rhs: Slipway_V1_DeployReply) -> Bool {
     if lhs.targets != rhs.targets {return false}
     if lhs.unchanged != rhs.unchanged {return false}
+    if lhs._rollout != rhs._rollout {return false}
+    if lhs.pinnedRegions != rhs.pinnedRegions {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Slipway_V1_RolloutWave: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".RolloutWave"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}shares\0\u{3}bake_seconds\0\u{3}min_healthy_per_mille\0\u{3}max_failed\0\u{1}result\0\u{3}started_at_unix_micros\0\u{3}ended_at_unix_micros\0\u{1}detail\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeRepeatedMessageField(value: &self.shares) }()
+      case 2: try { try decoder.decodeSingularUInt32Field(value: &self.bakeSeconds) }()
+      case 3: try { try decoder.decodeSingularUInt32Field(value: &self.minHealthyPerMille) }()
+      case 4: try { try decoder.decodeSingularUInt32Field(value: &self.maxFailed) }()
+      case 5: try { try decoder.decodeSingularStringField(value: &self.result) }()
+      case 6: try { try decoder.decodeSingularInt64Field(value: &self.startedAtUnixMicros) }()
+      case 7: try { try decoder.decodeSingularInt64Field(value: &self.endedAtUnixMicros) }()
+      case 8: try { try decoder.decodeSingularStringField(value: &self.detail) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.shares.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.shares, fieldNumber: 1)
+    }
+    if self.bakeSeconds != 0 {
+      try visitor.visitSingularUInt32Field(value: self.bakeSeconds, fieldNumber: 2)
+    }
+    if self.minHealthyPerMille != 0 {
+      try visitor.visitSingularUInt32Field(value: self.minHealthyPerMille, fieldNumber: 3)
+    }
+    if self.maxFailed != 0 {
+      try visitor.visitSingularUInt32Field(value: self.maxFailed, fieldNumber: 4)
+    }
+    if !self.result.isEmpty {
+      try visitor.visitSingularStringField(value: self.result, fieldNumber: 5)
+    }
+    if self.startedAtUnixMicros != 0 {
+      try visitor.visitSingularInt64Field(value: self.startedAtUnixMicros, fieldNumber: 6)
+    }
+    if self.endedAtUnixMicros != 0 {
+      try visitor.visitSingularInt64Field(value: self.endedAtUnixMicros, fieldNumber: 7)
+    }
+    if !self.detail.isEmpty {
+      try visitor.visitSingularStringField(value: self.detail, fieldNumber: 8)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Slipway_V1_RolloutWave, rhs: Slipway_V1_RolloutWave) -> Bool {
+    if lhs.shares != rhs.shares {return false}
+    if lhs.bakeSeconds != rhs.bakeSeconds {return false}
+    if lhs.minHealthyPerMille != rhs.minHealthyPerMille {return false}
+    if lhs.maxFailed != rhs.maxFailed {return false}
+    if lhs.result != rhs.result {return false}
+    if lhs.startedAtUnixMicros != rhs.startedAtUnixMicros {return false}
+    if lhs.endedAtUnixMicros != rhs.endedAtUnixMicros {return false}
+    if lhs.detail != rhs.detail {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Slipway_V1_RolloutStatus: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".RolloutStatus"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{1}service\0\u{3}from_digest\0\u{3}to_digest\0\u{1}plan\0\u{1}state\0\u{1}wave\0\u{1}waves\0\u{1}reason\0\u{3}set_by\0\u{1}actor\0\u{3}created_at_unix_micros\0\u{3}updated_at_unix_micros\0\u{1}progress\0\u{1}failures\0\u{3}pause_on_failure\0\u{3}wave_deadline_seconds\0")
+
+  fileprivate class _StorageClass {
+    var _id: UInt64 = 0
+    var _service: String = String()
+    var _fromDigest: String = String()
+    var _toDigest: String = String()
+    var _plan: String = String()
+    var _state: Slipway_V1_RolloutState = .unspecified
+    var _wave: UInt32 = 0
+    var _waves: [Slipway_V1_RolloutWave] = []
+    var _reason: String = String()
+    var _setBy: String = String()
+    var _actor: String = String()
+    var _createdAtUnixMicros: Int64 = 0
+    var _updatedAtUnixMicros: Int64 = 0
+    var _progress: [Slipway_V1_WaveProgress] = []
+    var _failures: [Slipway_V1_AgentStatus] = []
+    var _pauseOnFailure: Bool = false
+    var _waveDeadlineSeconds: UInt32 = 0
+
+      // This property is used as the initial default value for new instances of the type.
+      // The type itself is protecting the reference to its storage via CoW semantics.
+      // This will force a copy to be made of this reference when the first mutation occurs;
+      // hence, it is safe to mark this as `nonisolated(unsafe)`.
+      static nonisolated(unsafe) let defaultInstance = _StorageClass()
+
+    private init() {}
+
+    init(copying source: _StorageClass) {
+      _id = source._id
+      _service = source._service
+      _fromDigest = source._fromDigest
+      _toDigest = source._toDigest
+      _plan = source._plan
+      _state = source._state
+      _wave = source._wave
+      _waves = source._waves
+      _reason = source._reason
+      _setBy = source._setBy
+      _actor = source._actor
+      _createdAtUnixMicros = source._createdAtUnixMicros
+      _updatedAtUnixMicros = source._updatedAtUnixMicros
+      _progress = source._progress
+      _failures = source._failures
+      _pauseOnFailure = source._pauseOnFailure
+      _waveDeadlineSeconds = source._waveDeadlineSeconds
+    }
+  }
+
+  fileprivate mutating func _uniqueStorage() -> _StorageClass {
+    if !isKnownUniquelyReferenced(&_storage) {
+      _storage = _StorageClass(copying: _storage)
+    }
+    return _storage
+  }
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    _ = _uniqueStorage()
+    try withExtendedLifetime(_storage) { (_storage: _StorageClass) in
+      while let fieldNumber = try decoder.nextFieldNumber() {
+        // The use of inline closures is to circumvent an issue where the compiler
+        // allocates stack space for every case branch when no optimizations are
+        // enabled. https://github.com/apple/swift-protobuf/issues/1034
+        switch fieldNumber {
+        case 1: try { try decoder.decodeSingularUInt64Field(value: &_storage._id) }()
+        case 2: try { try decoder.decodeSingularStringField(value: &_storage._service) }()
+        case 3: try { try decoder.decodeSingularStringField(value: &_storage._fromDigest) }()
+        case 4: try { try decoder.decodeSingularStringField(value: &_storage._toDigest) }()
+        case 5: try { try decoder.decodeSingularStringField(value: &_storage._plan) }()
+        case 6: try { try decoder.decodeSingularEnumField(value: &_storage._state) }()
+        case 7: try { try decoder.decodeSingularUInt32Field(value: &_storage._wave) }()
+        case 8: try { try decoder.decodeRepeatedMessageField(value: &_storage._waves) }()
+        case 9: try { try decoder.decodeSingularStringField(value: &_storage._reason) }()
+        case 10: try { try decoder.decodeSingularStringField(value: &_storage._setBy) }()
+        case 11: try { try decoder.decodeSingularStringField(value: &_storage._actor) }()
+        case 12: try { try decoder.decodeSingularInt64Field(value: &_storage._createdAtUnixMicros) }()
+        case 13: try { try decoder.decodeSingularInt64Field(value: &_storage._updatedAtUnixMicros) }()
+        case 14: try { try decoder.decodeRepeatedMessageField(value: &_storage._progress) }()
+        case 15: try { try decoder.decodeRepeatedMessageField(value: &_storage._failures) }()
+        case 16: try { try decoder.decodeSingularBoolField(value: &_storage._pauseOnFailure) }()
+        case 17: try { try decoder.decodeSingularUInt32Field(value: &_storage._waveDeadlineSeconds) }()
+        default: break
+        }
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    try withExtendedLifetime(_storage) { (_storage: _StorageClass) in
+      if _storage._id != 0 {
+        try visitor.visitSingularUInt64Field(value: _storage._id, fieldNumber: 1)
+      }
+      if !_storage._service.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._service, fieldNumber: 2)
+      }
+      if !_storage._fromDigest.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._fromDigest, fieldNumber: 3)
+      }
+      if !_storage._toDigest.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._toDigest, fieldNumber: 4)
+      }
+      if !_storage._plan.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._plan, fieldNumber: 5)
+      }
+      if _storage._state != .unspecified {
+        try visitor.visitSingularEnumField(value: _storage._state, fieldNumber: 6)
+      }
+      if _storage._wave != 0 {
+        try visitor.visitSingularUInt32Field(value: _storage._wave, fieldNumber: 7)
+      }
+      if !_storage._waves.isEmpty {
+        try visitor.visitRepeatedMessageField(value: _storage._waves, fieldNumber: 8)
+      }
+      if !_storage._reason.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._reason, fieldNumber: 9)
+      }
+      if !_storage._setBy.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._setBy, fieldNumber: 10)
+      }
+      if !_storage._actor.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._actor, fieldNumber: 11)
+      }
+      if _storage._createdAtUnixMicros != 0 {
+        try visitor.visitSingularInt64Field(value: _storage._createdAtUnixMicros, fieldNumber: 12)
+      }
+      if _storage._updatedAtUnixMicros != 0 {
+        try visitor.visitSingularInt64Field(value: _storage._updatedAtUnixMicros, fieldNumber: 13)
+      }
+      if !_storage._progress.isEmpty {
+        try visitor.visitRepeatedMessageField(value: _storage._progress, fieldNumber: 14)
+      }
+      if !_storage._failures.isEmpty {
+        try visitor.visitRepeatedMessageField(value: _storage._failures, fieldNumber: 15)
+      }
+      if _storage._pauseOnFailure != false {
+        try visitor.visitSingularBoolField(value: _storage._pauseOnFailure, fieldNumber: 16)
+      }
+      if _storage._waveDeadlineSeconds != 0 {
+        try visitor.visitSingularUInt32Field(value: _storage._waveDeadlineSeconds, fieldNumber: 17)
+      }
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Slipway_V1_RolloutStatus, rhs: Slipway_V1_RolloutStatus) -> Bool {
+    if lhs._storage !== rhs._storage {
+      let storagesAreEqual: Bool = withExtendedLifetime((lhs._storage, rhs._storage)) { (_args: (_StorageClass, _StorageClass)) in
+        let _storage = _args.0
+        let rhs_storage = _args.1
+        if _storage._id != rhs_storage._id {return false}
+        if _storage._service != rhs_storage._service {return false}
+        if _storage._fromDigest != rhs_storage._fromDigest {return false}
+        if _storage._toDigest != rhs_storage._toDigest {return false}
+        if _storage._plan != rhs_storage._plan {return false}
+        if _storage._state != rhs_storage._state {return false}
+        if _storage._wave != rhs_storage._wave {return false}
+        if _storage._waves != rhs_storage._waves {return false}
+        if _storage._reason != rhs_storage._reason {return false}
+        if _storage._setBy != rhs_storage._setBy {return false}
+        if _storage._actor != rhs_storage._actor {return false}
+        if _storage._createdAtUnixMicros != rhs_storage._createdAtUnixMicros {return false}
+        if _storage._updatedAtUnixMicros != rhs_storage._updatedAtUnixMicros {return false}
+        if _storage._progress != rhs_storage._progress {return false}
+        if _storage._failures != rhs_storage._failures {return false}
+        if _storage._pauseOnFailure != rhs_storage._pauseOnFailure {return false}
+        if _storage._waveDeadlineSeconds != rhs_storage._waveDeadlineSeconds {return false}
+        return true
+      }
+      if !storagesAreEqual {return false}
+    }
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Slipway_V1_RolloutQuery: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".RolloutQuery"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}service\0\u{3}rollout_id\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.service) }()
+      case 2: try { try decoder.decodeSingularUInt64Field(value: &self.rolloutID) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.service.isEmpty {
+      try visitor.visitSingularStringField(value: self.service, fieldNumber: 1)
+    }
+    if self.rolloutID != 0 {
+      try visitor.visitSingularUInt64Field(value: self.rolloutID, fieldNumber: 2)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Slipway_V1_RolloutQuery, rhs: Slipway_V1_RolloutQuery) -> Bool {
+    if lhs.service != rhs.service {return false}
+    if lhs.rolloutID != rhs.rolloutID {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Slipway_V1_RolloutControl: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".RolloutControl"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}service\0\u{1}action\0\u{3}set_by\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.service) }()
+      case 2: try { try decoder.decodeSingularEnumField(value: &self.action) }()
+      case 3: try { try decoder.decodeSingularStringField(value: &self.setBy) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.service.isEmpty {
+      try visitor.visitSingularStringField(value: self.service, fieldNumber: 1)
+    }
+    if self.action != .unspecified {
+      try visitor.visitSingularEnumField(value: self.action, fieldNumber: 2)
+    }
+    if !self.setBy.isEmpty {
+      try visitor.visitSingularStringField(value: self.setBy, fieldNumber: 3)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Slipway_V1_RolloutControl, rhs: Slipway_V1_RolloutControl) -> Bool {
+    if lhs.service != rhs.service {return false}
+    if lhs.action != rhs.action {return false}
+    if lhs.setBy != rhs.setBy {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -1161,7 +2071,7 @@ nonisolated extension Slipway_V1_DeploymentRecord: SwiftProtobuf.Message, SwiftP
 
 nonisolated extension Slipway_V1_ServiceStatus: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".ServiceStatus"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}service\0\u{1}targets\0\u{1}history\0\u{1}regions\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}service\0\u{1}targets\0\u{1}history\0\u{1}regions\0\u{1}rollouts\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -1173,6 +2083,7 @@ nonisolated extension Slipway_V1_ServiceStatus: SwiftProtobuf.Message, SwiftProt
       case 2: try { try decoder.decodeRepeatedMessageField(value: &self.targets) }()
       case 3: try { try decoder.decodeRepeatedMessageField(value: &self.history) }()
       case 4: try { try decoder.decodeRepeatedMessageField(value: &self.regions) }()
+      case 5: try { try decoder.decodeRepeatedMessageField(value: &self.rollouts) }()
       default: break
       }
     }
@@ -1191,6 +2102,9 @@ nonisolated extension Slipway_V1_ServiceStatus: SwiftProtobuf.Message, SwiftProt
     if !self.regions.isEmpty {
       try visitor.visitRepeatedMessageField(value: self.regions, fieldNumber: 4)
     }
+    if !self.rollouts.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.rollouts, fieldNumber: 5)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -1199,6 +2113,7 @@ nonisolated extension Slipway_V1_ServiceStatus: SwiftProtobuf.Message, SwiftProt
     if lhs.targets != rhs.targets {return false}
     if lhs.history != rhs.history {return false}
     if lhs.regions != rhs.regions {return false}
+    if lhs.rollouts != rhs.rollouts {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

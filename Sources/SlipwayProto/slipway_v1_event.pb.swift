@@ -45,6 +45,17 @@ public nonisolated enum Slipway_V1_EventType: SwiftProtobuf.Enum, Swift.CaseIter
   /// Garbage-collected: regions delete their copy.
   case artifactDeleted // = 13
   case targetChanged // = 20
+
+  /// Rollout steps; each carries the RolloutStatus after the step.
+  case rolloutStarted // = 30
+  case waveStarted // = 31
+  case wavePassed // = 32
+  case rolloutPaused // = 33
+  case rolloutResumed // = 34
+  case rolloutHalted // = 35
+  case rolloutRolledBack // = 36
+  case rolloutSucceeded // = 37
+  case rolloutAborted // = 38
   case UNRECOGNIZED(Int)
 
   public init() {
@@ -66,6 +77,15 @@ public nonisolated enum Slipway_V1_EventType: SwiftProtobuf.Enum, Swift.CaseIter
     case 12: self = .artifactDeployable
     case 13: self = .artifactDeleted
     case 20: self = .targetChanged
+    case 30: self = .rolloutStarted
+    case 31: self = .waveStarted
+    case 32: self = .wavePassed
+    case 33: self = .rolloutPaused
+    case 34: self = .rolloutResumed
+    case 35: self = .rolloutHalted
+    case 36: self = .rolloutRolledBack
+    case 37: self = .rolloutSucceeded
+    case 38: self = .rolloutAborted
     default: self = .UNRECOGNIZED(rawValue)
     }
   }
@@ -85,6 +105,15 @@ public nonisolated enum Slipway_V1_EventType: SwiftProtobuf.Enum, Swift.CaseIter
     case .artifactDeployable: return 12
     case .artifactDeleted: return 13
     case .targetChanged: return 20
+    case .rolloutStarted: return 30
+    case .waveStarted: return 31
+    case .wavePassed: return 32
+    case .rolloutPaused: return 33
+    case .rolloutResumed: return 34
+    case .rolloutHalted: return 35
+    case .rolloutRolledBack: return 36
+    case .rolloutSucceeded: return 37
+    case .rolloutAborted: return 38
     case .UNRECOGNIZED(let i): return i
     }
   }
@@ -104,6 +133,15 @@ public nonisolated enum Slipway_V1_EventType: SwiftProtobuf.Enum, Swift.CaseIter
     .artifactDeployable,
     .artifactDeleted,
     .targetChanged,
+    .rolloutStarted,
+    .waveStarted,
+    .wavePassed,
+    .rolloutPaused,
+    .rolloutResumed,
+    .rolloutHalted,
+    .rolloutRolledBack,
+    .rolloutSucceeded,
+    .rolloutAborted,
   ]
 
 }
@@ -133,7 +171,7 @@ public nonisolated struct Slipway_V1_Event: Sendable {
   /// The message the event carries, encoded; its type depends on `type`
   /// (TargetChange for TARGET_CHANGED; ArtifactManifest for ARTIFACT_PUBLISHED,
   /// ARTIFACT_DEPLOYABLE and ARTIFACT_DELETED; ReplicationStatus for REPLICA_COMPLETE;
-  /// JobInfo for the job events).
+  /// JobInfo for the job events; RolloutStatus for the rollout events).
   public var payload: Data = Data()
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
@@ -175,7 +213,7 @@ public nonisolated struct Slipway_V1_SnapshotEnd: Sendable {
 fileprivate nonisolated let _protobuf_package = "slipway.v1"
 
 nonisolated extension Slipway_V1_EventType: SwiftProtobuf._ProtoNameProviding {
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0EVENT_TYPE_UNSPECIFIED\0\u{1}EVENT_TYPE_JOB_QUEUED\0\u{1}EVENT_TYPE_JOB_STARTED\0\u{1}EVENT_TYPE_JOB_LOG\0\u{1}EVENT_TYPE_JOB_SUCCEEDED\0\u{1}EVENT_TYPE_JOB_FAILED\0\u{1}EVENT_TYPE_JOB_CANCELLED\0\u{1}EVENT_TYPE_JOB_REQUEUED\0\u{2}\u{3}EVENT_TYPE_ARTIFACT_PUBLISHED\0\u{1}EVENT_TYPE_REPLICA_COMPLETE\0\u{1}EVENT_TYPE_ARTIFACT_DEPLOYABLE\0\u{1}EVENT_TYPE_ARTIFACT_DELETED\0\u{2}\u{7}EVENT_TYPE_TARGET_CHANGED\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0EVENT_TYPE_UNSPECIFIED\0\u{1}EVENT_TYPE_JOB_QUEUED\0\u{1}EVENT_TYPE_JOB_STARTED\0\u{1}EVENT_TYPE_JOB_LOG\0\u{1}EVENT_TYPE_JOB_SUCCEEDED\0\u{1}EVENT_TYPE_JOB_FAILED\0\u{1}EVENT_TYPE_JOB_CANCELLED\0\u{1}EVENT_TYPE_JOB_REQUEUED\0\u{2}\u{3}EVENT_TYPE_ARTIFACT_PUBLISHED\0\u{1}EVENT_TYPE_REPLICA_COMPLETE\0\u{1}EVENT_TYPE_ARTIFACT_DEPLOYABLE\0\u{1}EVENT_TYPE_ARTIFACT_DELETED\0\u{2}\u{7}EVENT_TYPE_TARGET_CHANGED\0\u{2}\u{a}EVENT_TYPE_ROLLOUT_STARTED\0\u{1}EVENT_TYPE_WAVE_STARTED\0\u{1}EVENT_TYPE_WAVE_PASSED\0\u{1}EVENT_TYPE_ROLLOUT_PAUSED\0\u{1}EVENT_TYPE_ROLLOUT_RESUMED\0\u{1}EVENT_TYPE_ROLLOUT_HALTED\0\u{1}EVENT_TYPE_ROLLOUT_ROLLED_BACK\0\u{1}EVENT_TYPE_ROLLOUT_SUCCEEDED\0\u{1}EVENT_TYPE_ROLLOUT_ABORTED\0")
 }
 
 nonisolated extension Slipway_V1_Event: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {

@@ -1,3 +1,4 @@
+import SlipwayAuth
 import SlipwayProto
 
 /// What a region controller knows about its machines: who is alive, where each
@@ -15,10 +16,17 @@ struct AgentTracker {
         /// Pieces of artifacts still downloading, from its last peer-list request.
         var partial: [String: Set<Int>]
         var lastSeen: ContinuousClock.Instant
+        /// The services it runs, as it registered them.
+        var services: [String] = []
+        /// Unheard of for longer than the timeout: reported missing, never handed out as a peer.
+        var silent = false
     }
 
-    /// A machine unheard of for this long is forgotten (not counted, not handed out as a peer).
+    /// A machine unheard of for this long is silent: not counted as running
+    /// anything, not handed out as a peer, reported as missing.
     let timeout: Duration
+    /// A machine silent for this long is forgotten (decommissioned, renamed).
+    let forgetAfter: Duration
     /// Most peers in one peer list.
     let peerLimit: Int
     /// Most failing machines named in one report.
@@ -30,8 +38,9 @@ struct AgentTracker {
     static let maxHave = 65_536
 
     /// A tracker that forgets silent machines after `timeout`.
-    init(timeout: Duration, peerLimit: Int = 20, failureLimit: Int = 100) {
+    init(timeout: Duration, forgetAfter: Duration = .seconds(900), peerLimit: Int = 20, failureLimit: Int = 100) {
         self.timeout = timeout
+        self.forgetAfter = max(forgetAfter, timeout)
         self.peerLimit = peerLimit
         self.failureLimit = failureLimit
     }
@@ -41,6 +50,8 @@ struct AgentTracker {
         var machine = machines[message.machineID]
             ?? Machine(endpoint: message.peerEndpoint, statuses: [:], complete: [], partial: [:], lastSeen: now)
         machine.endpoint = message.peerEndpoint
+        machine.services = message.services
+        machine.silent = false
         // Statuses speak for the registering machine only, whatever they say.
         machine.statuses = Dictionary(message.statuses.map { status in
             var status = status
@@ -57,7 +68,7 @@ struct AgentTracker {
     /// Records which pieces of `digest` a downloading machine holds. Unknown
     /// machines are ignored: they register first.
     mutating func noteHave(_ request: Slipway_V1_PeerListRequest, now: ContinuousClock.Instant) {
-        guard var machine = machines[request.machineID] else { return }
+        guard var machine = machines[request.machineID], !machine.silent else { return }
         // Bounded per machine: a few downloads at a time is all an agent does.
         if machine.partial[request.digest] == nil, machine.partial.count >= Self.maxPartialDigests {
             machine.partial.remove(at: machine.partial.startIndex)
@@ -70,7 +81,7 @@ struct AgentTracker {
     /// Up to ``peerLimit`` live machines other than `asking` that hold or are fetching `digest`, in random order.
     func peers(for digest: String, asking: String, using random: inout some RandomNumberGenerator) -> [Slipway_V1_Peer] {
         var candidates: [Slipway_V1_Peer] = []
-        for (id, machine) in machines where id != asking && !machine.endpoint.isEmpty {
+        for (id, machine) in machines where id != asking && !machine.endpoint.isEmpty && !machine.silent {
             var peer = Slipway_V1_Peer()
             peer.machineID = id
             peer.endpoint = machine.endpoint
@@ -88,12 +99,46 @@ struct AgentTracker {
         return Array(candidates.prefix(peerLimit))
     }
 
-    /// Forgets machines not heard from within ``timeout``.
-    /// - Returns: the machines forgotten.
-    mutating func expire(now: ContinuousClock.Instant) -> [String] {
-        let gone = machines.filter { now - $0.value.lastSeen > timeout }.map(\.key).sorted()
-        for id in gone { machines[id] = nil }
-        return gone
+    /// Marks machines not heard from within ``timeout`` silent, and forgets
+    /// those silent for ``forgetAfter``.
+    /// - Returns: the machines that went silent now, and those forgotten.
+    mutating func expire(now: ContinuousClock.Instant) -> (silenced: [String], forgotten: [String]) {
+        let forgotten = machines.filter { now - $0.value.lastSeen > forgetAfter }.map(\.key).sorted()
+        for id in forgotten { machines[id] = nil }
+        let silenced = machines.filter { !$0.value.silent && now - $0.value.lastSeen > timeout }.map(\.key).sorted()
+        for id in silenced { machines[id]?.silent = true }
+        return (silenced, forgotten)
+    }
+
+    /// For a rollout's target of `service`: the cutoff that puts this region's
+    /// share of its machines (silent ones included: they keep their place) in
+    /// the waves, and how those machines stand on the new build.
+    func wave(_ target: Slipway_V1_TargetChange, region: String) -> (cutoff: UInt64, progress: Slipway_V1_WaveProgress) {
+        let ids = machines.filter { $0.value.services.contains(target.service) }.map(\.key)
+        let scores = Dictionary(uniqueKeysWithValues: ids.map { ($0, WaveMembership.score(rollout: target.rolloutID, machine: $0)) })
+        let count = WaveMembership.count(of: WaveMembership.share(of: region, in: target), total: ids.count)
+        let cutoff = WaveMembership.cutoff(selecting: count, of: Array(scores.values))
+        var progress = Slipway_V1_WaveProgress()
+        progress.service = target.service
+        progress.rolloutID = target.rolloutID
+        progress.targetVersion = target.version
+        progress.artifactDigest = target.artifactDigest
+        progress.machines = UInt32(ids.count)
+        for id in ids where scores[id]! <= cutoff {
+            let machine = machines[id]!
+            progress.selected += 1
+            if machine.silent {
+                progress.missing += 1
+                continue
+            }
+            guard let status = machine.statuses[target.service] else { continue }
+            if status.state == .running, status.artifactDigest == target.artifactDigest { progress.healthy += 1 }
+            if (status.state == .failed && status.artifactDigest == target.artifactDigest)
+                || (status.state == .rolledBack && status.failedDigest == target.artifactDigest) {
+                progress.failed += 1
+            }
+        }
+        return (cutoff, progress)
     }
 
     /// The region's counts: machines per (service, build, state), and the failing machines.
@@ -101,8 +146,20 @@ struct AgentTracker {
         struct Key: Hashable { let service: String, digest: String, state: Slipway_V1_AgentState }
         var counts: [Key: UInt32] = [:]
         var failures: [Slipway_V1_AgentStatus] = []
+        var missing: [Slipway_V1_AgentStatus] = []
         for id in machines.keys.sorted() {
-            for status in machines[id]!.statuses.values.sorted(by: { $0.service < $1.service }) {
+            let machine = machines[id]!
+            if machine.silent {
+                for service in machine.services.sorted() where missing.count < failureLimit {
+                    var status = machine.statuses[service] ?? Slipway_V1_AgentStatus()
+                    status.machineID = id
+                    status.service = service
+                    status.reason = "no report since the agent timeout; last state \(status.state)"
+                    missing.append(status)
+                }
+                continue
+            }
+            for status in machine.statuses.values.sorted(by: { $0.service < $1.service }) {
                 counts[Key(service: status.service, digest: status.artifactDigest, state: status.state), default: 0] += 1
                 if status.state == .failed || status.state == .rolledBack, failures.count < failureLimit {
                     failures.append(status)
@@ -111,8 +168,9 @@ struct AgentTracker {
         }
         var report = Slipway_V1_RegionReport()
         report.region = region
-        report.machines = UInt32(machines.count)
+        report.machines = UInt32(machines.values.filter { !$0.silent }.count)
         report.failures = failures
+        report.missing = missing
         report.counts = counts.map { key, machines in
             var count = Slipway_V1_BuildCount()
             count.service = key.service

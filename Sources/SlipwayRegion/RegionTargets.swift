@@ -17,6 +17,21 @@ struct RegionTargets: Codable, Equatable {
         /// unchanged so they can check it (nil in files saved before targets were signed).
         var previousDigest: String?
         var signature: Data?
+        /// A rollout's target: the rollout, the build outside its waves and each region's share (nil otherwise).
+        var rollout: RolloutPart?
+    }
+
+    /// The part of a target a rollout adds.
+    struct RolloutPart: Codable, Equatable {
+        struct Share: Codable, Equatable {
+            var region: String
+            var machines: UInt32
+            var perMille: UInt32
+        }
+
+        var id: UInt64
+        var stableDigest: String
+        var shares: [Share]
     }
 
     /// Service → the global target.
@@ -24,16 +39,30 @@ struct RegionTargets: Codable, Equatable {
     /// Service → this region's override.
     private(set) var regional: [String: Target] = [:]
 
-    /// What a machine of `service` in this region should run: the override if any, else the global target.
-    func effective(_ service: String) -> Target? { regional[service] ?? global[service] }
+    /// What a machine of `service` in this region should run: the override if
+    /// any (an override an operator cleared is kept, empty, for its version), else the global target.
+    func effective(_ service: String) -> Target? {
+        if let override = regional[service], !override.digest.isEmpty { return override }
+        return global[service]
+    }
+
+    /// The rollout's target `service` follows here, as signed; nil when it is in
+    /// no rollout or this region's override takes precedence.
+    func rolloutTarget(_ service: String, region: String) -> Slipway_V1_TargetChange? {
+        guard let change = agentTarget(service, region: region, cutoff: 0), change.rolloutID != 0 else { return nil }
+        var signed = change
+        signed.version = change.signedVersion
+        return signed
+    }
 
     /// What agents in `region` are told to run for `service`: the effective target,
     /// versioned by the sum of the global and regional versions. Each change bumps
     /// exactly one of them, so the sum grows with every change agents must see,
-    /// and it survives a restart of the region controller.
-    func agentTarget(_ service: String, region: String) -> Slipway_V1_TargetChange? {
+    /// and it survives a restart of the region controller. In a rollout,
+    /// `cutoff` says which machines the waves cover here.
+    func agentTarget(_ service: String, region: String, cutoff: UInt64) -> Slipway_V1_TargetChange? {
         guard let target = effective(service) else { return nil }
-        let fromOverride = regional[service] != nil
+        let fromOverride = regional[service].map { !$0.digest.isEmpty } ?? false
         var change = Slipway_V1_TargetChange()
         change.service = service
         change.region = region
@@ -45,11 +74,26 @@ struct RegionTargets: Codable, Equatable {
         change.signature = target.signature ?? Data()
         change.signedRegion = fromOverride ? region : ""
         change.signedVersion = target.version
+        if let rollout = target.rollout {
+            change.rolloutID = rollout.id
+            change.stableDigest = rollout.stableDigest
+            change.shares = rollout.shares.map { share in
+                var wire = Slipway_V1_WaveShare()
+                wire.region = share.region
+                wire.machines = share.machines
+                wire.perMille = share.perMille
+                return wire
+            }
+            change.waveCutoff = cutoff
+        }
         return change
     }
 
     /// Every service with a target here, sorted.
-    var services: [String] { Set(global.keys).union(regional.keys).sorted() }
+    var services: [String] { Set(global.keys).union(regional.keys).filter { effective($0) != nil }.sorted() }
+
+    /// Services whose override here keeps them out of the global target.
+    var pinned: [String] { regional.filter { !$0.value.digest.isEmpty }.keys.sorted() }
 
     /// Applies a change meant for `region` (or global). Older or repeated versions
     /// are ignored: events may be replayed after a restart.
@@ -57,8 +101,12 @@ struct RegionTargets: Codable, Equatable {
     ///   change behind a regional override changes what is stored, not what runs.
     mutating func apply(_ change: Slipway_V1_TargetChange, region: String) -> Bool {
         guard change.region.isEmpty || change.region == region else { return false }
+        let rollout = change.rolloutID == 0 ? nil : RolloutPart(
+            id: change.rolloutID, stableDigest: change.stableDigest,
+            shares: change.shares.map { RolloutPart.Share(region: $0.region, machines: $0.machines, perMille: $0.perMille) })
         let target = Target(digest: change.artifactDigest, version: change.version, setBy: change.setBy, setAtUnixMicros: change.setAtUnixMicros,
-                            previousDigest: change.previousDigest, signature: change.signature.isEmpty ? nil : change.signature)
+                            previousDigest: change.previousDigest, signature: change.signature.isEmpty ? nil : change.signature,
+                            rollout: rollout)
         if change.region.isEmpty {
             guard (global[change.service]?.version ?? 0) < change.version else { return false }
             global[change.service] = target

@@ -75,8 +75,11 @@ final class TargetFollower: ServingLoop {
         let before = current.targets.effective(change.service)
         guard current.targets.apply(change, region: config.region) else { return }
         board.post(current.targets)
-        let target = current.targets.effective(change.service)!
+        let target = current.targets.effective(change.service)
         guard target != before else { return }
+        guard let target else {
+            return logger.info("regional target removed", metadata: ["service": "\(change.service)", "scope": "\(change.region)"])
+        }
         logger.info("regional target changed", metadata: [
             "service": "\(change.service)", "digest": "\(target.digest)", "version": "\(target.version)",
             "scope": "\(change.region.isEmpty ? "global" : change.region)", "set_by": "\(change.setBy)"])

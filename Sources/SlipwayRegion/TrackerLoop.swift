@@ -32,6 +32,8 @@ final class TrackerLoop: ServingLoop {
     /// The last report the coordinator recorded, and when.
     private var delivered: (report: Slipway_V1_RegionReport, at: ContinuousClock.Instant)?
     private var published: [String: Slipway_V1_TargetChange] = [:]
+    /// Per service in a rollout: the cutoff of this region's wave, and how its machines stand.
+    private var waves: [String: (cutoff: UInt64, progress: Slipway_V1_WaveProgress)] = [:]
     private var seenGeneration: UInt64 = .max
     private var rejections = RejectionLog(daemon: "region", socket: "tracker")
     private var random = SystemRandomNumberGenerator()
@@ -73,16 +75,21 @@ final class TrackerLoop: ServingLoop {
         while !stop.isStopped {
             connections.poll()
             rejections.flush(logger: logger)
-            publishTargetChanges()
+            publishTargetChanges(force: false)
             try serve(wait: .timeout(.milliseconds(100)))
             try reports.receive()
             let now = ContinuousClock.now
             if now >= nextReport {
                 nextReport = now + reportInterval
-                for machine in tracker.expire(now: now) {
-                    logger.info("machine went silent; no longer counted", metadata: ["machine": "\(machine)"])
+                let (silenced, forgotten) = tracker.expire(now: now)
+                for machine in silenced {
+                    logger.warning("machine went silent; reported missing", metadata: ["machine": "\(machine)"])
                 }
-                let report = tracker.report(region: config.region)
+                for machine in forgotten { logger.info("silent machine forgotten", metadata: ["machine": "\(machine)"]) }
+                // Machines came and went: a wave's cutoff may have moved.
+                publishTargetChanges(force: true)
+                var report = tracker.report(region: config.region)
+                report.waves = waves.keys.sorted().map { waves[$0]!.progress }
                 exportAgentCounts(report)
                 let stale = delivered.map { now - $0.at >= reportRefresh } ?? true
                 if report != delivered?.report || stale { reports.report(report) }
@@ -109,17 +116,27 @@ final class TrackerLoop: ServingLoop {
 
     // MARK: targets
 
-    private func publishTargetChanges() {
+    /// Pushes every service's target whose form for agents changed: on a new
+    /// board generation, or (`force`) when machines may have moved a wave's cutoff.
+    private func publishTargetChanges(force: Bool) {
         let (targets, generation) = board.read()
-        guard generation != seenGeneration else { return }
+        guard generation != seenGeneration || force else { return }
         seenGeneration = generation
+        waves = [:]
         for service in targets.services {
-            guard let change = targets.agentTarget(service, region: config.region), published[service] != change else { continue }
+            if let rollout = targets.rolloutTarget(service, region: config.region) {
+                waves[service] = tracker.wave(rollout, region: config.region)
+            }
+        }
+        for service in targets.services {
+            guard let change = targets.agentTarget(service, region: config.region, cutoff: waves[service]?.cutoff ?? 0),
+                  published[service] != change else { continue }
             published[service] = change
             let message = WireMessage(change, sender: config.id, topic: "target.\(service)")
             _ = try? publisher.send(codec.encode(message), wait: .never)
             logger.info("target pushed to agents", metadata: ["service": "\(service)", "digest": "\(change.artifactDigest)",
-                                                             "version": "\(change.version)"])
+                                                             "version": "\(change.version)", "rollout": "\(change.rolloutID)",
+                                                             "wave_machines": "\(waves[service].map { "\($0.progress.selected)/\($0.progress.machines)" } ?? "all")"])
         }
     }
 
@@ -129,7 +146,7 @@ final class TrackerLoop: ServingLoop {
         reply.region = config.region
         reply.seedEndpoint = "\(config.advertisedStoreEndpoint ?? config.storeEndpoint)"
         let wanted = services.isEmpty ? targets.services : services
-        reply.targets = wanted.compactMap { targets.agentTarget($0, region: config.region) }
+        reply.targets = wanted.compactMap { targets.agentTarget($0, region: config.region, cutoff: waves[$0]?.cutoff ?? 0) }
         return reply
     }
 
@@ -228,7 +245,8 @@ final class TrackerLoop: ServingLoop {
             return "service names must be 1 to 128 characters of A-Z a-z 0-9 . _ -"
         }
         guard register.completeDigests.allSatisfy(Manifest.isDigest),
-              register.statuses.allSatisfy({ $0.artifactDigest.isEmpty || Manifest.isDigest($0.artifactDigest) }) else {
+              register.statuses.allSatisfy({ ($0.artifactDigest.isEmpty || Manifest.isDigest($0.artifactDigest))
+                                                 && ($0.failedDigest.isEmpty || Manifest.isDigest($0.failedDigest)) }) else {
             return "artifact digests must be 64 lowercase hex characters"
         }
         guard register.statuses.allSatisfy({ $0.reason.utf8.count <= 1_024 }) else { return "a status reason is limited to 1024 bytes" }

@@ -1,7 +1,7 @@
 /// Slipway's schema, as an ordered list of migrations. Append; never edit a released one.
 public enum SlipwaySchema {
     /// Every migration, oldest first.
-    public static let migrations: [Migration] = [v1, v2, v3, v4, v5]
+    public static let migrations: [Migration] = [v1, v2, v3, v4, v5, v6]
 
     /// Schema v1: the whole system's durable state.
     ///
@@ -183,5 +183,45 @@ public enum SlipwaySchema {
             detail   text NOT NULL DEFAULT ''
         );
         CREATE INDEX audit_at ON audit (at);
+        """)
+
+    /// Schema v6: rollouts. A global deploy is a rollout moved wave by wave; the
+    /// global target carries the rollout, the build outside its waves and each
+    /// region's share. A regional override an operator cleared keeps its row
+    /// (no build) so its version stays monotonic.
+    static let v6 = Migration(version: 6, name: "rollouts in waves; clearing regional overrides", sql: """
+        CREATE TABLE rollouts (
+            id            bigserial PRIMARY KEY,
+            service       text NOT NULL,
+            from_digest   text,
+            to_digest     text NOT NULL,
+            plan_name     text NOT NULL,
+            plan          jsonb NOT NULL,
+            state         text NOT NULL CHECK (state IN ('progressing', 'paused', 'halted', 'rolled_back', 'succeeded', 'aborted')),
+            wave          integer NOT NULL DEFAULT 0,
+            waves         jsonb NOT NULL,
+            reason        text NOT NULL DEFAULT '',
+            holding_since bigint,
+            wave_version  bigint NOT NULL DEFAULT 0,
+            -- The machines that failed the gate, as the regions reported them when it halted.
+            failures      jsonb NOT NULL DEFAULT '[]',
+            set_by        text NOT NULL,
+            actor         text,
+            request_id    text,
+            created_at    timestamptz NOT NULL DEFAULT now(),
+            updated_at    timestamptz NOT NULL DEFAULT now()
+        );
+        -- At most one rollout per service is not over.
+        CREATE UNIQUE INDEX rollouts_active ON rollouts (service) WHERE state IN ('progressing', 'paused', 'halted');
+        CREATE INDEX rollouts_service ON rollouts (service, id);
+
+        ALTER TABLE targets ALTER COLUMN artifact_digest DROP NOT NULL;
+        ALTER TABLE targets ADD COLUMN rollout_id bigint REFERENCES rollouts (id),
+                            ADD COLUMN stable_digest text,
+                            ADD COLUMN shares jsonb;
+        ALTER TABLE deployments ALTER COLUMN to_digest DROP NOT NULL;
+        ALTER TABLE deployments DROP CONSTRAINT deployments_action_check;
+        ALTER TABLE deployments ADD CONSTRAINT deployments_action_check CHECK (action IN ('deploy', 'rollback', 'clear', 'abort'));
+        ALTER TABLE deployments ADD COLUMN rollout_id bigint;
         """)
 }

@@ -83,6 +83,9 @@ public struct TapFormatter: Sendable {
             return try Slipway_V1_ReplicationStatus(serializedBytes: event.payload)
         case .targetChanged:
             return try Slipway_V1_TargetChange(serializedBytes: event.payload)
+        case .rolloutStarted, .waveStarted, .wavePassed, .rolloutPaused, .rolloutResumed, .rolloutHalted, .rolloutRolledBack,
+             .rolloutSucceeded, .rolloutAborted:
+            return try Slipway_V1_RolloutStatus(serializedBytes: event.payload)
         default:
             return nil
         }

@@ -31,6 +31,7 @@ public enum WireRegistry {
             Slipway_V1_DeployRequest.self, Slipway_V1_DeployReply.self, Slipway_V1_RollbackRequest.self,
             Slipway_V1_ServiceStatusQuery.self, Slipway_V1_ServiceStatus.self,
             Slipway_V1_AuditQuery.self, Slipway_V1_AuditList.self,
+            Slipway_V1_RolloutQuery.self, Slipway_V1_RolloutControl.self, Slipway_V1_RolloutStatus.self,
             Slipway_V1_Event.self, Slipway_V1_SnapshotRequest.self, Slipway_V1_SnapshotEnd.self,
         ]
         return Dictionary(uniqueKeysWithValues: all.map { ($0.messageType, $0) })
@@ -53,6 +54,9 @@ extension Slipway_V1_SubmitBuild: WireBody { public static var messageType: Slip
 extension Slipway_V1_SubmitBuildAck: WireBody { public static var messageType: Slipway_V1_MessageType { .submitBuildAck } }
 extension Slipway_V1_CancelBuild: WireBody { public static var messageType: Slipway_V1_MessageType { .cancelBuild } }
 extension Slipway_V1_CancelBuildAck: WireBody { public static var messageType: Slipway_V1_MessageType { .cancelBuildAck } }
+extension Slipway_V1_RolloutQuery: WireBody { public static var messageType: Slipway_V1_MessageType { .rolloutQuery } }
+extension Slipway_V1_RolloutControl: WireBody { public static var messageType: Slipway_V1_MessageType { .rolloutControl } }
+extension Slipway_V1_RolloutStatus: WireBody { public static var messageType: Slipway_V1_MessageType { .rolloutStatus } }
 extension Slipway_V1_ErrorReply: WireBody { public static var messageType: Slipway_V1_MessageType { .errorReply } }
 extension Slipway_V1_JobQuery: WireBody { public static var messageType: Slipway_V1_MessageType { .jobQuery } }
 extension Slipway_V1_JobInfo: WireBody { public static var messageType: Slipway_V1_MessageType { .jobInfo } }

@@ -13,19 +13,8 @@ struct DurationArgument: ExpressibleByArgument {
     let duration: Duration
 
     init?(argument: String) {
-        if argument == "0" {
-            duration = .zero
-            return
-        }
-        let units: [(String, Double)] = [("ms", 0.001), ("s", 1), ("m", 60), ("h", 3_600), ("d", 86_400)]
-        for (suffix, scale) in units where argument.hasSuffix(suffix) {
-            let number = argument.dropLast(suffix.count)
-            if let value = Double(number), value >= 0, value < 1e7, !(suffix == "m" && argument.hasSuffix("ms")) {
-                duration = .milliseconds(Int64(value * scale * 1_000))
-                return
-            }
-        }
-        return nil
+        guard let duration = DurationText.parse(argument) else { return nil }
+        self.duration = duration
     }
 
     var defaultValueDescription: String { "\(duration)" }

@@ -31,6 +31,16 @@ struct CoordinatorCommand: AsyncParsableCommand {
     @Option(help: "Delete artifacts older than this that are not a current or previous target; 0 keeps everything.")
     var artifactRetention = DurationArgument(argument: "14d")!
     @Option(help: "How often garbage collection runs.") var gcInterval = DurationArgument(argument: "10m")!
+    @Option(name: .customLong("rollout-plan"), help: ArgumentHelp(
+        "A named rollout plan (repeatable): NAME=WAVE;WAVE;…[;pause-on-failure][;deadline=D], a wave being SHARES [bake=D] [min-healthy=P%] [max-failed=N] and SHARES REGION:COUNT or REGION:P% (REGION may be *), comma-separated.",
+        valueName: "plan"))
+    var rolloutPlans: [String] = []
+    @Option(help: "The plan of a global deploy that names none: all, canary or a --rollout-plan.") var defaultPlan = "all"
+    @Option(help: "The canary plan's bake time per wave.") var canaryBake = DurationArgument(argument: "1m")!
+    @Option(help: "How long the built-in plans' waves may take to become healthy before the rollout pauses.")
+    var waveDeadline = DurationArgument(argument: "10m")!
+    @Option(help: "A region report older than this leaves a rollout's gate unable to see that region: the rollout pauses.")
+    var reportStaleAfter = DurationArgument(argument: "45s")!
     @OptionGroup var keys: ServerKeyOptions
     @Option(help: ArgumentHelp("During a key rotation: the next secret key file; every socket also listens with it on the --next-* endpoints.",
                                valueName: "file"))
@@ -53,6 +63,28 @@ struct CoordinatorCommand: AsyncParsableCommand {
         do { _ = try RepoTransport.parseList(repoTransports) } catch { throw ValidationError("--repo-transports: \(error)") }
         guard (1...86_400).contains(timeout) else { throw ValidationError("--timeout must be 1…86400 seconds") }
         if let databaseURL { try checkDatabaseURL(databaseURL) }
+        let plans = try rolloutPlanSet()
+        guard plans.plan(defaultPlan, regions: regionList) != nil else {
+            throw ValidationError("--default-plan: no plan '\(defaultPlan)'; plans: \(plans.names.joined(separator: ", "))")
+        }
+        guard reportStaleAfter.duration >= .seconds(16) else {
+            throw ValidationError("--report-stale-after must be at least 16s: regions refresh their reports every 15s")
+        }
+    }
+
+    private func rolloutPlanSet() throws -> RolloutPlans {
+        var plans = RolloutPlans()
+        for text in rolloutPlans {
+            let plan: RolloutPlan
+            do { plan = try RolloutPlan.parse(text) } catch { throw ValidationError("--rollout-plan: \(error)") }
+            guard plans.named[plan.name] == nil else { throw ValidationError("--rollout-plan: plan '\(plan.name)' is defined twice") }
+            plans.named[plan.name] = plan
+        }
+        plans.defaultPlan = defaultPlan
+        plans.canaryBake = canaryBake.duration
+        plans.waveDeadline = max(waveDeadline.duration, .seconds(1))
+        plans.reportStaleAfter = reportStaleAfter.duration
+        return plans
     }
 
     private var regionList: [String] {
@@ -75,6 +107,7 @@ struct CoordinatorCommand: AsyncParsableCommand {
         config.defaultMaxAttempts = maxAttempts
         config.defaultTimeoutSeconds = timeout
         config.regions = regionList
+        config.plans = try rolloutPlanSet()
         config.repoTransports = (try? RepoTransport.parseList(repoTransports)) ?? RepoTransport.defaultAllowed
         config.artifactRetention = artifactRetention.duration == .zero ? nil : artifactRetention.duration
         config.collectionInterval = max(gcInterval.duration, .seconds(1))

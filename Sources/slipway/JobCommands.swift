@@ -40,7 +40,8 @@ func withClient<T>(_ options: ClientOptions, _ body: (SlipwayClient) async throw
         printError("slipway: \(error.description)")
         switch (error.code, error.serverCode) {
         case (.timedOut, _): throw JobExit.timedOut
-        case (_, .notFound): throw JobExit.failed
+        // Refused for what was asked (no such thing, not now, malformed): the request failed, the coordinator did not.
+        case (_, .notFound), (_, .failedPrecondition), (_, .invalidArgument), (_, .unsupported): throw JobExit.failed
         case (_, .permissionDenied): throw JobExit.permissionDenied
         default: throw JobExit.unavailable
         }

@@ -10,7 +10,7 @@ struct Slipway: AsyncParsableCommand {
         version: SlipwayVersion.string,
         subcommands: [
             SubmitCommand.self, JobsCommand.self, JobCommand.self, LogsCommand.self, CancelCommand.self,
-            ArtifactsCommand.self, ArtifactCommand.self, DeployCommand.self, RollbackCommand.self, StatusCommand.self,
+            ArtifactsCommand.self, ArtifactCommand.self, DeployCommand.self, RollbackCommand.self, RolloutCommand.self, StatusCommand.self,
             CoordinatorCommand.self, WorkerCommand.self, RegionCommand.self, AgentCommand.self, TapCommand.self,
             MigrateCommand.self, ConfigCommand.self, KeysCommand.self, AuditCommand.self, VersionCommand.self,
         ])

@@ -27,6 +27,17 @@ import Testing
         #expect(rollout.target?.digest == v2)
     }
 
+    @Test("within one version, a rollout's wave may move the machine between its two builds")
+    func waveMoves() {
+        var rollout = Rollout(service: "web", active: v1)
+        _ = rollout.resume()
+        _ = rollout.healthy(v1)
+        #expect(rollout.targetChanged(digest: v1, version: 3).isEmpty, "outside the wave: stays on the stable build")
+        #expect(rollout.targetChanged(digest: v2, version: 3) == [.download(v2)], "the region's cutoff widened to this machine")
+        #expect(rollout.targetChanged(digest: v2, version: 3).isEmpty, "the same build again is nothing new")
+        #expect(rollout.targetChanged(digest: v1, version: 2).isEmpty, "an older version never moves it")
+    }
+
     @Test("a new build failing its health check rolls the machine back and is not retried for that target version")
     func healthFailureRollsBack() {
         var rollout = Rollout(service: "web", active: v1)
@@ -39,13 +50,14 @@ import Testing
         _ = rollout.healthy(v1)
         #expect(rollout.state == .rolledBack && rollout.statusDigest == v1 && rollout.active == v1)
         #expect(rollout.reason.contains("exited with status 3") && rollout.reason.contains(String(v2.prefix(12))))
+        #expect(rollout.failedDigest == v2, "the region counts the machine as failed on v2")
         #expect(rollout.retry().isEmpty, "the refused build is not tried again")
         // A version bump that names the same build (a global change behind an override) is not a new decision.
         #expect(rollout.targetChanged(digest: v2, version: 7).isEmpty)
         #expect(rollout.state == .rolledBack)
         // The operator rolls back to what the machine already runs: it is simply running.
         #expect(rollout.targetChanged(digest: v1, version: 8).isEmpty)
-        #expect(rollout.state == .running)
+        #expect(rollout.state == .running && rollout.failedDigest == "")
         // Deployed again after the target moved away: a new decision.
         #expect(rollout.targetChanged(digest: v2, version: 9) == [.download(v2)])
     }

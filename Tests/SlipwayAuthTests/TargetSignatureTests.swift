@@ -50,4 +50,56 @@ struct TargetSignatureTests {
         }
         #expect(!TargetSignature.verify(forged, signature: signature, publicKey: key.publicKey))
     }
+
+    static func rolloutChange() -> Slipway_V1_TargetChange {
+        var change = change()
+        change.region = ""
+        change.rolloutID = 4
+        change.stableDigest = String(repeating: "b", count: 64)
+        var share = Slipway_V1_WaveShare()
+        share.region = "eu"
+        share.machines = 1
+        change.shares = [share]
+        return change
+    }
+
+    @Test("a rollout's target signs its rollout, stable build and shares; the region's cutoff is not signed", arguments: [
+        "rollout", "stable", "share", "extra share", "cutoff",
+    ])
+    func rolloutFields(field: String) throws {
+        let key = Curve25519.Signing.PrivateKey()
+        let signature = try TargetSignature.sign(Self.rolloutChange(), with: key)
+        var changed = Self.rolloutChange()
+        switch field {
+        case "rollout": changed.rolloutID = 5
+        case "stable": changed.stableDigest = String(repeating: "c", count: 64)
+        case "share": changed.shares[0].machines = 1_000
+        case "extra share": changed.shares.append(changed.shares[0])
+        default: changed.waveCutoff = 12_345
+        }
+        #expect(TargetSignature.verify(changed, signature: signature, publicKey: key.publicKey) == (field == "cutoff"))
+    }
+
+    @Test("which machines a wave covers: stable scores, a cutoff, the stable build for the rest")
+    func membership() {
+        var change = Self.rolloutChange()
+        let score = WaveMembership.score(rollout: 4, machine: "m1")
+        #expect(score == WaveMembership.score(rollout: 4, machine: "m1") && score != WaveMembership.score(rollout: 5, machine: "m1"))
+        change.waveCutoff = score
+        #expect(WaveMembership.digest(for: "m1", in: change) == change.artifactDigest)
+        change.waveCutoff = score - 1
+        #expect(WaveMembership.digest(for: "m1", in: change) == change.stableDigest)
+        change.waveCutoff = 0
+        #expect(WaveMembership.digest(for: "m1", in: change) == change.stableDigest, "cutoff 0: nobody")
+        change.rolloutID = 0
+        #expect(WaveMembership.digest(for: "m1", in: change) == change.artifactDigest, "not a rollout: everyone")
+        #expect(WaveMembership.cutoff(selecting: 2, of: [9, 3, 7]) == 7 && WaveMembership.cutoff(selecting: 3, of: [9, 3, 7]) == .max)
+        #expect(WaveMembership.cutoff(selecting: 0, of: [9]) == 0)
+        var share = Slipway_V1_WaveShare()
+        share.perMille = 250
+        #expect(WaveMembership.count(of: share, total: 10) == 3 && WaveMembership.count(of: share, total: 0) == 0)
+        share.machines = 50
+        #expect(WaveMembership.count(of: share, total: 10) == 10)
+        #expect(WaveMembership.count(of: nil, total: 10) == 0)
+    }
 }

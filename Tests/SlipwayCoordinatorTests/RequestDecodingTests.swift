@@ -28,7 +28,7 @@ struct RequestDecodingTests {
         deploy.regions = ["eu"]
         deploy.setBy = "alice"
         let request = try IntakeRequest.decode(message(deploy), regions: ["eu", "us"])
-        #expect(request == .deploy(try ServiceName("api"), try Digest(digest), regions: [try RegionName("eu")], setBy: "alice"))
+        #expect(request == .deploy(try ServiceName("api"), try Digest(digest), regions: [try RegionName("eu")], plan: "", setBy: "alice"))
 
         var bad = deploy
         bad.artifactDigest = "abc"

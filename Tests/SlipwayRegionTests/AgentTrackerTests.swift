@@ -1,3 +1,4 @@
+import SlipwayAuth
 import SlipwayProto
 @testable import SlipwayRegion
 import Testing
@@ -42,7 +43,7 @@ import Testing
         #expect(tracker.peers(for: other, asking: "m3", using: &random).isEmpty)
 
         tracker.register(register("m2"), now: start + .seconds(8))
-        #expect(tracker.expire(now: start + .seconds(11)) == ["m1", "m3"])
+        #expect(tracker.expire(now: start + .seconds(11)).silenced == ["m1", "m3"])
         #expect(tracker.peers(for: digest, asking: "x", using: &random).map(\.machineID) == ["m2"])
     }
 
@@ -58,5 +59,73 @@ import Testing
         let counts = report.counts.map { "\($0.service) \($0.artifactDigest.prefix(1)) \($0.state) \($0.machines)" }
         #expect(counts == ["db b running 1", "web a running 2", "web a rolledBack 1", "web b failed 1"])
         #expect(report.failures.map(\.machineID) == ["m3"], "at most failureLimit failures")
+    }
+
+    func rolloutTarget(perMille: UInt32 = 0, machines: UInt32 = 0, region: String = "eu") -> Slipway_V1_TargetChange {
+        var target = Slipway_V1_TargetChange()
+        target.service = "web"
+        target.artifactDigest = digest
+        target.stableDigest = other
+        target.version = 4
+        target.rolloutID = 9
+        var share = Slipway_V1_WaveShare()
+        share.region = region
+        share.machines = machines
+        share.perMille = perMille
+        target.shares = [share]
+        return target
+    }
+
+    @Test("a wave takes the machines with the lowest scores; wider waves keep them; silent machines keep their place and count as missing")
+    func waves() {
+        var tracker = AgentTracker(timeout: .seconds(10), forgetAfter: .seconds(60))
+        let names = (1...10).map { "m\($0)" }
+        for name in names { tracker.register(register(name, statuses: [("web", other, .running)]).with(services: ["web"]), now: start) }
+        tracker.register(register("db1").with(services: ["db"]), now: start)
+
+        let one = tracker.wave(rolloutTarget(machines: 1), region: "eu")
+        let chosen = names.filter { WaveMembership.score(rollout: 9, machine: $0) <= one.cutoff }
+        let lowest = names.min { WaveMembership.score(rollout: 9, machine: $0) < WaveMembership.score(rollout: 9, machine: $1) }!
+        #expect(chosen == [lowest], "only machines running the service count, and the lowest score wins")
+        #expect(one.progress.selected == 1 && one.progress.machines == 10 && one.progress.healthy == 0 && one.progress.targetVersion == 4)
+
+        let third = tracker.wave(rolloutTarget(perMille: 300), region: "eu")
+        let thirdChosen = names.filter { WaveMembership.score(rollout: 9, machine: $0) <= third.cutoff }
+        #expect(thirdChosen.count == 3 && thirdChosen.contains(lowest), "30% of 10; a wider wave keeps the narrower one's machines")
+        #expect(tracker.wave(rolloutTarget(perMille: 1_000), region: "eu").cutoff == .max, "everyone, and machines that join later")
+        #expect(tracker.wave(rolloutTarget(machines: 3, region: "us"), region: "eu").cutoff == 0, "no share for this region: nobody")
+        #expect(tracker.wave(rolloutTarget(perMille: 1), region: "eu").progress.selected == 1, "a share above zero covers at least one machine")
+
+        // The chosen machines report: one healthy on the new build, one rolled back from it, one silent.
+        let (healthy, rolledBack, silent) = (thirdChosen[0], thirdChosen[1], thirdChosen[2])
+        tracker.register(register(healthy, statuses: [("web", digest, .running)]).with(services: ["web"]), now: start + .seconds(8))
+        var back = register(rolledBack, statuses: [("web", other, .rolledBack)]).with(services: ["web"])
+        back.statuses[0].failedDigest = digest
+        tracker.register(back, now: start + .seconds(8))
+        for name in names where name != silent && name != healthy && name != rolledBack {
+            tracker.register(register(name, statuses: [("web", other, .running)]).with(services: ["web"]), now: start + .seconds(8))
+        }
+        tracker.register(register("db1").with(services: ["db"]), now: start + .seconds(8))
+        #expect(tracker.expire(now: start + .seconds(11)).silenced.contains(silent))
+        let judged = tracker.wave(rolloutTarget(perMille: 300), region: "eu")
+        #expect(judged.cutoff == third.cutoff, "a silent machine keeps its place in the wave")
+        #expect(judged.progress.selected == 3 && judged.progress.healthy == 1 && judged.progress.failed == 1 && judged.progress.missing == 1)
+        let report = tracker.report(region: "eu")
+        #expect(report.machines == 10 && report.missing.map(\.machineID) == [silent])
+        var random = SystemRandomNumberGenerator()
+        var ask = Slipway_V1_PeerListRequest()
+        ask.digest = digest
+        ask.machineID = silent
+        tracker.noteHave(ask, now: start + .seconds(12))
+        #expect(tracker.peers(for: digest, asking: "x", using: &random).allSatisfy { $0.machineID != silent }, "never a peer while silent")
+        #expect(tracker.expire(now: start + .seconds(65)).forgotten == [silent])
+    }
+}
+
+extension Slipway_V1_AgentRegister {
+    func with(services: [String]) -> Slipway_V1_AgentRegister {
+        var copy = self
+        copy.services = services
+        return copy
     }
 }

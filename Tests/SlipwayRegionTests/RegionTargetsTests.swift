@@ -26,6 +26,42 @@ import Testing
         #expect(targets.services == ["svc"])
     }
 
+    @Test func aClearedOverrideHandsTheRegionBackToTheGlobalTargetAndKeepsItsVersion() {
+        var targets = RegionTargets()
+        _ = targets.apply(change("svc", "g1", version: 1), region: "eu")
+        _ = targets.apply(change("svc", "e1", version: 1, region: "eu"), region: "eu")
+        #expect(targets.pinned == ["svc"])
+        let cleared = targets.apply(change("svc", "", version: 2, region: "eu"), region: "eu")
+        #expect(cleared)
+        #expect(targets.effective("svc")?.digest == "g1" && targets.pinned.isEmpty)
+        #expect(targets.agentTarget("svc", region: "eu", cutoff: 0)?.version == 3, "1 global + 2 regional: above what agents had")
+        let replayed = targets.apply(change("svc", "e1", version: 1, region: "eu"), region: "eu")
+        #expect(!replayed, "a replayed older override stays cleared")
+        var lone = RegionTargets()
+        _ = lone.apply(change("other", "e1", version: 1, region: "eu"), region: "eu")
+        _ = lone.apply(change("other", "", version: 2, region: "eu"), region: "eu")
+        #expect(lone.services.isEmpty && lone.agentTarget("other", region: "eu", cutoff: 0) == nil)
+    }
+
+    @Test func aRolloutTargetCarriesItsWaveToAgentsWithTheRegionsCutoff() {
+        var targets = RegionTargets()
+        var rollout = change("svc", "new", version: 5)
+        rollout.rolloutID = 12
+        rollout.stableDigest = "old"
+        var share = Slipway_V1_WaveShare()
+        share.region = "eu"
+        share.machines = 1
+        rollout.shares = [share]
+        let applied = targets.apply(rollout, region: "eu")
+        #expect(applied)
+        let agent = targets.agentTarget("svc", region: "eu", cutoff: 77)
+        #expect(agent?.rolloutID == 12 && agent?.stableDigest == "old" && agent?.shares == [share] && agent?.waveCutoff == 77)
+        #expect(targets.rolloutTarget("svc", region: "eu")?.version == 5, "the tracker judges the wave by the global version")
+        _ = targets.apply(change("svc", "pinned", version: 1, region: "eu"), region: "eu")
+        #expect(targets.rolloutTarget("svc", region: "eu") == nil && targets.agentTarget("svc", region: "eu", cutoff: 77)?.rolloutID == 0,
+                "an override keeps the region out of the rollout")
+    }
+
     @Test func otherRegionsAndOldOrRepeatedVersionsAreIgnored() {
         var targets = RegionTargets()
         let applied = [

@@ -61,20 +61,20 @@ struct AgentTests {
             }
         }
 
-        // A build that dies at once fails its health check; every machine goes back to v2 and says so.
+        // A build that dies at once fails its health check: the rollout (plan all) halts on the first
+        // failures and sends the fleet back; every machine runs v2 again, and the rollout names the failures.
         try await deploy(client, broken)
-        try await ReplicationTests.waitFor("every machine to roll back", timeout: .seconds(40)) {
-            let status = try await client.status(service: "hello")
-            let rolledBack = status.regions.flatMap(\.failures).filter { $0.state == .rolledBack && $0.artifactDigest == v2 }
-            return rolledBack.count == machines.count
+        try await ReplicationTests.waitFor("the rollout to roll back", timeout: .seconds(40)) {
+            try await client.rollout(service: "hello").state == .rolledBack
         }
-        let status = try await client.status(service: "hello")
-        for failure in status.regions.flatMap(\.failures) {
-            #expect(failure.reason.contains(String(broken.prefix(12))) && failure.reason.contains("exited with status 3"), "\(failure.reason)")
+        let rollout = try await client.rollout(service: "hello")
+        #expect(!rollout.failures.isEmpty && rollout.reason.contains("failed on the new build"), "\(rollout)")
+        for failure in rollout.failures {
+            #expect(failure.reason.contains("exited with status 3"), "\(failure.reason)")
         }
         try await waitUntilEvery(machines.map(\.name), cluster, runs: "hello v2")
-        let text = try shellOutput("'\(Cluster.binary!)' status hello --coordinator \(cluster.intake) \(try cluster.clientKeyFlags(.operator, "tester").joined(separator: " "))")
-        #expect(text.contains("2 rolled-back sha256:\(v2.prefix(16))"), "\(text)")
+        let text = try shellOutput("'\(Cluster.binary!)' rollout status hello --coordinator \(cluster.intake) \(try cluster.clientKeyFlags(.operator, "tester").joined(separator: " "))")
+        #expect(text.contains("rolled_back") && text.contains("failing: \(rollout.failures[0].machineID)"), "\(text)")
     }
 
     @Test("an agent killed mid-download resumes with the pieces it verified; fetches only the rest")

@@ -122,7 +122,7 @@ struct AuthenticationTests {
             try cluster.startCoordinator()
             try cluster.startRegion()
             try cluster.startWorker("w1")
-            let (repo, commit) = try TestRepository.make(in: cluster.directory, recipe: "#!/bin/sh\necho started\nsleep 4\nmkdir -p out\necho hi > out/app\n")
+            let (repo, commit) = try TestRepository.make(in: cluster.directory, recipe: "#!/bin/sh\necho started\nsleep 60\nmkdir -p out\necho hi > out/app\n")
             let ciA = try SlipwayClient(endpoint: cluster.intake, security: cluster.security(.ci, "pipeline-a"))
             defer { Task { await ciA.close() } }
             let running = try await ciA.submit(BuildPipelineTests.submission(repo, commit))

@@ -49,6 +49,28 @@ struct TapTests {
         #expect(formatter.typeNames(frames) == ["event", "job_succeeded"])
     }
 
+    @Test("every rollout event decodes its rollout", arguments: [
+        Slipway_V1_EventType.rolloutStarted, .waveStarted, .wavePassed, .rolloutPaused, .rolloutResumed, .rolloutHalted,
+        .rolloutRolledBack, .rolloutSucceeded, .rolloutAborted,
+    ])
+    func rolloutEvents(type: Slipway_V1_EventType) throws {
+        var rollout = Slipway_V1_RolloutStatus()
+        rollout.id = 31
+        rollout.service = "hello"
+        rollout.plan = "canary"
+        rollout.state = .halted
+        rollout.reason = "wave 1 failed"
+        var event = Slipway_V1_Event()
+        event.sequence = 9
+        event.type = type
+        event.service = "hello"
+        event.payload = try rollout.serializedData()
+        let frames = WireCodec().encode(WireMessage(event, sender: "coordinator", topic: "rollout.x"))
+        let text = TapFormatter().line(frames, at: time)
+        #expect(text.contains("#9 rollout_") || text.contains("#9 wave_"), "\(text)")
+        #expect(text.contains("id: 31") && text.contains("plan: \"canary\"") && text.contains("wave 1 failed"), "\(text)")
+    }
+
     @Test("every artifact event decodes its payload", arguments: [
         Slipway_V1_EventType.artifactPublished, .replicaComplete, .artifactDeployable, .artifactDeleted,
     ])

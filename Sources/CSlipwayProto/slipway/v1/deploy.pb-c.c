@@ -52,6 +52,51 @@ void   slipway__v1__target_change__free_unpacked
   assert(message->base.descriptor == &slipway__v1__target_change__descriptor);
   protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
 }
+void   slipway__v1__wave_share__init
+                     (Slipway__V1__WaveShare         *message)
+{
+  static const Slipway__V1__WaveShare init_value = SLIPWAY__V1__WAVE_SHARE__INIT;
+  *message = init_value;
+}
+size_t slipway__v1__wave_share__get_packed_size
+                     (const Slipway__V1__WaveShare *message)
+{
+  assert(message->base.descriptor == &slipway__v1__wave_share__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t slipway__v1__wave_share__pack
+                     (const Slipway__V1__WaveShare *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &slipway__v1__wave_share__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t slipway__v1__wave_share__pack_to_buffer
+                     (const Slipway__V1__WaveShare *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &slipway__v1__wave_share__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Slipway__V1__WaveShare *
+       slipway__v1__wave_share__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Slipway__V1__WaveShare *)
+     protobuf_c_message_unpack (&slipway__v1__wave_share__descriptor,
+                                allocator, len, data);
+}
+void   slipway__v1__wave_share__free_unpacked
+                     (Slipway__V1__WaveShare *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &slipway__v1__wave_share__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
 void   slipway__v1__agent_register__init
                      (Slipway__V1__AgentRegister         *message)
 {
@@ -412,6 +457,51 @@ void   slipway__v1__region_report__free_unpacked
   assert(message->base.descriptor == &slipway__v1__region_report__descriptor);
   protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
 }
+void   slipway__v1__wave_progress__init
+                     (Slipway__V1__WaveProgress         *message)
+{
+  static const Slipway__V1__WaveProgress init_value = SLIPWAY__V1__WAVE_PROGRESS__INIT;
+  *message = init_value;
+}
+size_t slipway__v1__wave_progress__get_packed_size
+                     (const Slipway__V1__WaveProgress *message)
+{
+  assert(message->base.descriptor == &slipway__v1__wave_progress__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t slipway__v1__wave_progress__pack
+                     (const Slipway__V1__WaveProgress *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &slipway__v1__wave_progress__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t slipway__v1__wave_progress__pack_to_buffer
+                     (const Slipway__V1__WaveProgress *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &slipway__v1__wave_progress__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Slipway__V1__WaveProgress *
+       slipway__v1__wave_progress__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Slipway__V1__WaveProgress *)
+     protobuf_c_message_unpack (&slipway__v1__wave_progress__descriptor,
+                                allocator, len, data);
+}
+void   slipway__v1__wave_progress__free_unpacked
+                     (Slipway__V1__WaveProgress *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &slipway__v1__wave_progress__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
 void   slipway__v1__deploy_request__init
                      (Slipway__V1__DeployRequest         *message)
 {
@@ -545,6 +635,186 @@ void   slipway__v1__deploy_reply__free_unpacked
   if(!message)
     return;
   assert(message->base.descriptor == &slipway__v1__deploy_reply__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   slipway__v1__rollout_wave__init
+                     (Slipway__V1__RolloutWave         *message)
+{
+  static const Slipway__V1__RolloutWave init_value = SLIPWAY__V1__ROLLOUT_WAVE__INIT;
+  *message = init_value;
+}
+size_t slipway__v1__rollout_wave__get_packed_size
+                     (const Slipway__V1__RolloutWave *message)
+{
+  assert(message->base.descriptor == &slipway__v1__rollout_wave__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t slipway__v1__rollout_wave__pack
+                     (const Slipway__V1__RolloutWave *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &slipway__v1__rollout_wave__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t slipway__v1__rollout_wave__pack_to_buffer
+                     (const Slipway__V1__RolloutWave *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &slipway__v1__rollout_wave__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Slipway__V1__RolloutWave *
+       slipway__v1__rollout_wave__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Slipway__V1__RolloutWave *)
+     protobuf_c_message_unpack (&slipway__v1__rollout_wave__descriptor,
+                                allocator, len, data);
+}
+void   slipway__v1__rollout_wave__free_unpacked
+                     (Slipway__V1__RolloutWave *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &slipway__v1__rollout_wave__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   slipway__v1__rollout_status__init
+                     (Slipway__V1__RolloutStatus         *message)
+{
+  static const Slipway__V1__RolloutStatus init_value = SLIPWAY__V1__ROLLOUT_STATUS__INIT;
+  *message = init_value;
+}
+size_t slipway__v1__rollout_status__get_packed_size
+                     (const Slipway__V1__RolloutStatus *message)
+{
+  assert(message->base.descriptor == &slipway__v1__rollout_status__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t slipway__v1__rollout_status__pack
+                     (const Slipway__V1__RolloutStatus *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &slipway__v1__rollout_status__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t slipway__v1__rollout_status__pack_to_buffer
+                     (const Slipway__V1__RolloutStatus *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &slipway__v1__rollout_status__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Slipway__V1__RolloutStatus *
+       slipway__v1__rollout_status__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Slipway__V1__RolloutStatus *)
+     protobuf_c_message_unpack (&slipway__v1__rollout_status__descriptor,
+                                allocator, len, data);
+}
+void   slipway__v1__rollout_status__free_unpacked
+                     (Slipway__V1__RolloutStatus *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &slipway__v1__rollout_status__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   slipway__v1__rollout_query__init
+                     (Slipway__V1__RolloutQuery         *message)
+{
+  static const Slipway__V1__RolloutQuery init_value = SLIPWAY__V1__ROLLOUT_QUERY__INIT;
+  *message = init_value;
+}
+size_t slipway__v1__rollout_query__get_packed_size
+                     (const Slipway__V1__RolloutQuery *message)
+{
+  assert(message->base.descriptor == &slipway__v1__rollout_query__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t slipway__v1__rollout_query__pack
+                     (const Slipway__V1__RolloutQuery *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &slipway__v1__rollout_query__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t slipway__v1__rollout_query__pack_to_buffer
+                     (const Slipway__V1__RolloutQuery *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &slipway__v1__rollout_query__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Slipway__V1__RolloutQuery *
+       slipway__v1__rollout_query__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Slipway__V1__RolloutQuery *)
+     protobuf_c_message_unpack (&slipway__v1__rollout_query__descriptor,
+                                allocator, len, data);
+}
+void   slipway__v1__rollout_query__free_unpacked
+                     (Slipway__V1__RolloutQuery *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &slipway__v1__rollout_query__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   slipway__v1__rollout_control__init
+                     (Slipway__V1__RolloutControl         *message)
+{
+  static const Slipway__V1__RolloutControl init_value = SLIPWAY__V1__ROLLOUT_CONTROL__INIT;
+  *message = init_value;
+}
+size_t slipway__v1__rollout_control__get_packed_size
+                     (const Slipway__V1__RolloutControl *message)
+{
+  assert(message->base.descriptor == &slipway__v1__rollout_control__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t slipway__v1__rollout_control__pack
+                     (const Slipway__V1__RolloutControl *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &slipway__v1__rollout_control__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t slipway__v1__rollout_control__pack_to_buffer
+                     (const Slipway__V1__RolloutControl *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &slipway__v1__rollout_control__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Slipway__V1__RolloutControl *
+       slipway__v1__rollout_control__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Slipway__V1__RolloutControl *)
+     protobuf_c_message_unpack (&slipway__v1__rollout_control__descriptor,
+                                allocator, len, data);
+}
+void   slipway__v1__rollout_control__free_unpacked
+                     (Slipway__V1__RolloutControl *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &slipway__v1__rollout_control__descriptor);
   protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
 }
 void   slipway__v1__service_status_query__init
@@ -817,7 +1087,7 @@ void   slipway__v1__audit_list__free_unpacked
   assert(message->base.descriptor == &slipway__v1__audit_list__descriptor);
   protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
 }
-static const ProtobufCFieldDescriptor slipway__v1__target_change__field_descriptors[10] =
+static const ProtobufCFieldDescriptor slipway__v1__target_change__field_descriptors[14] =
 {
   {
     "service",
@@ -939,23 +1209,75 @@ static const ProtobufCFieldDescriptor slipway__v1__target_change__field_descript
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "rollout_id",
+    11,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Slipway__V1__TargetChange, rollout_id),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "stable_digest",
+    12,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Slipway__V1__TargetChange, stable_digest),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "shares",
+    13,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Slipway__V1__TargetChange, n_shares),
+    offsetof(Slipway__V1__TargetChange, shares),
+    &slipway__v1__wave_share__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "wave_cutoff",
+    14,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Slipway__V1__TargetChange, wave_cutoff),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned slipway__v1__target_change__field_indices_by_name[] = {
   2,   /* field[2] = artifact_digest */
   6,   /* field[6] = previous_digest */
   1,   /* field[1] = region */
+  10,   /* field[10] = rollout_id */
   0,   /* field[0] = service */
   5,   /* field[5] = set_at_unix_micros */
   4,   /* field[4] = set_by */
+  12,   /* field[12] = shares */
   7,   /* field[7] = signature */
   8,   /* field[8] = signed_region */
   9,   /* field[9] = signed_version */
+  11,   /* field[11] = stable_digest */
   3,   /* field[3] = version */
+  13,   /* field[13] = wave_cutoff */
 };
 static const ProtobufCIntRange slipway__v1__target_change__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 10 }
+  { 0, 14 }
 };
 const ProtobufCMessageDescriptor slipway__v1__target_change__descriptor =
 {
@@ -965,11 +1287,75 @@ const ProtobufCMessageDescriptor slipway__v1__target_change__descriptor =
   "Slipway__V1__TargetChange",
   "slipway.v1",
   sizeof(Slipway__V1__TargetChange),
-  10,
+  14,
   slipway__v1__target_change__field_descriptors,
   slipway__v1__target_change__field_indices_by_name,
   1,  slipway__v1__target_change__number_ranges,
   (ProtobufCMessageInit) slipway__v1__target_change__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor slipway__v1__wave_share__field_descriptors[3] =
+{
+  {
+    "region",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Slipway__V1__WaveShare, region),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "machines",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT32,
+    0,   /* quantifier_offset */
+    offsetof(Slipway__V1__WaveShare, machines),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "per_mille",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT32,
+    0,   /* quantifier_offset */
+    offsetof(Slipway__V1__WaveShare, per_mille),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned slipway__v1__wave_share__field_indices_by_name[] = {
+  1,   /* field[1] = machines */
+  2,   /* field[2] = per_mille */
+  0,   /* field[0] = region */
+};
+static const ProtobufCIntRange slipway__v1__wave_share__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 3 }
+};
+const ProtobufCMessageDescriptor slipway__v1__wave_share__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "slipway.v1.WaveShare",
+  "WaveShare",
+  "Slipway__V1__WaveShare",
+  "slipway.v1",
+  sizeof(Slipway__V1__WaveShare),
+  3,
+  slipway__v1__wave_share__field_descriptors,
+  slipway__v1__wave_share__field_indices_by_name,
+  1,  slipway__v1__wave_share__number_ranges,
+  (ProtobufCMessageInit) slipway__v1__wave_share__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
 static const ProtobufCFieldDescriptor slipway__v1__agent_register__field_descriptors[6] =
@@ -1139,7 +1525,7 @@ const ProtobufCMessageDescriptor slipway__v1__agent_targets__descriptor =
   (ProtobufCMessageInit) slipway__v1__agent_targets__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor slipway__v1__agent_status__field_descriptors[9] =
+static const ProtobufCFieldDescriptor slipway__v1__agent_status__field_descriptors[10] =
 {
   {
     "machine_id",
@@ -1249,9 +1635,22 @@ static const ProtobufCFieldDescriptor slipway__v1__agent_status__field_descripto
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "failed_digest",
+    10,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Slipway__V1__AgentStatus, failed_digest),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned slipway__v1__agent_status__field_indices_by_name[] = {
   3,   /* field[3] = artifact_digest */
+  9,   /* field[9] = failed_digest */
   0,   /* field[0] = machine_id */
   6,   /* field[6] = pieces_have */
   7,   /* field[7] = pieces_total */
@@ -1264,7 +1663,7 @@ static const unsigned slipway__v1__agent_status__field_indices_by_name[] = {
 static const ProtobufCIntRange slipway__v1__agent_status__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 9 }
+  { 0, 10 }
 };
 const ProtobufCMessageDescriptor slipway__v1__agent_status__descriptor =
 {
@@ -1274,7 +1673,7 @@ const ProtobufCMessageDescriptor slipway__v1__agent_status__descriptor =
   "Slipway__V1__AgentStatus",
   "slipway.v1",
   sizeof(Slipway__V1__AgentStatus),
-  9,
+  10,
   slipway__v1__agent_status__field_descriptors,
   slipway__v1__agent_status__field_indices_by_name,
   1,  slipway__v1__agent_status__number_ranges,
@@ -1563,7 +1962,7 @@ const ProtobufCMessageDescriptor slipway__v1__build_count__descriptor =
   (ProtobufCMessageInit) slipway__v1__build_count__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor slipway__v1__region_report__field_descriptors[5] =
+static const ProtobufCFieldDescriptor slipway__v1__region_report__field_descriptors[7] =
 {
   {
     "region",
@@ -1625,18 +2024,44 @@ static const ProtobufCFieldDescriptor slipway__v1__region_report__field_descript
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "waves",
+    6,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Slipway__V1__RegionReport, n_waves),
+    offsetof(Slipway__V1__RegionReport, waves),
+    &slipway__v1__wave_progress__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "missing",
+    7,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Slipway__V1__RegionReport, n_missing),
+    offsetof(Slipway__V1__RegionReport, missing),
+    &slipway__v1__agent_status__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned slipway__v1__region_report__field_indices_by_name[] = {
   1,   /* field[1] = counts */
   2,   /* field[2] = failures */
   3,   /* field[3] = machines */
+  6,   /* field[6] = missing */
   4,   /* field[4] = received_at_unix_micros */
   0,   /* field[0] = region */
+  5,   /* field[5] = waves */
 };
 static const ProtobufCIntRange slipway__v1__region_report__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 5 }
+  { 0, 7 }
 };
 const ProtobufCMessageDescriptor slipway__v1__region_report__descriptor =
 {
@@ -1646,14 +2071,182 @@ const ProtobufCMessageDescriptor slipway__v1__region_report__descriptor =
   "Slipway__V1__RegionReport",
   "slipway.v1",
   sizeof(Slipway__V1__RegionReport),
-  5,
+  7,
   slipway__v1__region_report__field_descriptors,
   slipway__v1__region_report__field_indices_by_name,
   1,  slipway__v1__region_report__number_ranges,
   (ProtobufCMessageInit) slipway__v1__region_report__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor slipway__v1__deploy_request__field_descriptors[4] =
+static const ProtobufCFieldDescriptor slipway__v1__wave_progress__field_descriptors[11] =
+{
+  {
+    "service",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Slipway__V1__WaveProgress, service),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "rollout_id",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Slipway__V1__WaveProgress, rollout_id),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "target_version",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Slipway__V1__WaveProgress, target_version),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "artifact_digest",
+    4,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Slipway__V1__WaveProgress, artifact_digest),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "machines",
+    5,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT32,
+    0,   /* quantifier_offset */
+    offsetof(Slipway__V1__WaveProgress, machines),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "selected",
+    6,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT32,
+    0,   /* quantifier_offset */
+    offsetof(Slipway__V1__WaveProgress, selected),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "healthy",
+    7,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT32,
+    0,   /* quantifier_offset */
+    offsetof(Slipway__V1__WaveProgress, healthy),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "failed",
+    8,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT32,
+    0,   /* quantifier_offset */
+    offsetof(Slipway__V1__WaveProgress, failed),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "missing",
+    9,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT32,
+    0,   /* quantifier_offset */
+    offsetof(Slipway__V1__WaveProgress, missing),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "region",
+    10,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Slipway__V1__WaveProgress, region),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "received_at_unix_micros",
+    11,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT64,
+    0,   /* quantifier_offset */
+    offsetof(Slipway__V1__WaveProgress, received_at_unix_micros),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned slipway__v1__wave_progress__field_indices_by_name[] = {
+  3,   /* field[3] = artifact_digest */
+  7,   /* field[7] = failed */
+  6,   /* field[6] = healthy */
+  4,   /* field[4] = machines */
+  8,   /* field[8] = missing */
+  10,   /* field[10] = received_at_unix_micros */
+  9,   /* field[9] = region */
+  1,   /* field[1] = rollout_id */
+  5,   /* field[5] = selected */
+  0,   /* field[0] = service */
+  2,   /* field[2] = target_version */
+};
+static const ProtobufCIntRange slipway__v1__wave_progress__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 11 }
+};
+const ProtobufCMessageDescriptor slipway__v1__wave_progress__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "slipway.v1.WaveProgress",
+  "WaveProgress",
+  "Slipway__V1__WaveProgress",
+  "slipway.v1",
+  sizeof(Slipway__V1__WaveProgress),
+  11,
+  slipway__v1__wave_progress__field_descriptors,
+  slipway__v1__wave_progress__field_indices_by_name,
+  1,  slipway__v1__wave_progress__number_ranges,
+  (ProtobufCMessageInit) slipway__v1__wave_progress__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor slipway__v1__deploy_request__field_descriptors[6] =
 {
   {
     "service",
@@ -1703,9 +2296,35 @@ static const ProtobufCFieldDescriptor slipway__v1__deploy_request__field_descrip
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "plan",
+    5,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Slipway__V1__DeployRequest, plan),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "clear",
+    6,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_BOOL,
+    0,   /* quantifier_offset */
+    offsetof(Slipway__V1__DeployRequest, clear),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned slipway__v1__deploy_request__field_indices_by_name[] = {
   1,   /* field[1] = artifact_digest */
+  5,   /* field[5] = clear */
+  4,   /* field[4] = plan */
   2,   /* field[2] = regions */
   0,   /* field[0] = service */
   3,   /* field[3] = set_by */
@@ -1713,7 +2332,7 @@ static const unsigned slipway__v1__deploy_request__field_indices_by_name[] = {
 static const ProtobufCIntRange slipway__v1__deploy_request__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 4 }
+  { 0, 6 }
 };
 const ProtobufCMessageDescriptor slipway__v1__deploy_request__descriptor =
 {
@@ -1723,7 +2342,7 @@ const ProtobufCMessageDescriptor slipway__v1__deploy_request__descriptor =
   "Slipway__V1__DeployRequest",
   "slipway.v1",
   sizeof(Slipway__V1__DeployRequest),
-  4,
+  6,
   slipway__v1__deploy_request__field_descriptors,
   slipway__v1__deploy_request__field_indices_by_name,
   1,  slipway__v1__deploy_request__number_ranges,
@@ -1794,7 +2413,7 @@ const ProtobufCMessageDescriptor slipway__v1__rollback_request__descriptor =
   (ProtobufCMessageInit) slipway__v1__rollback_request__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor slipway__v1__deploy_reply__field_descriptors[2] =
+static const ProtobufCFieldDescriptor slipway__v1__deploy_reply__field_descriptors[4] =
 {
   {
     "targets",
@@ -1820,15 +2439,41 @@ static const ProtobufCFieldDescriptor slipway__v1__deploy_reply__field_descripto
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "rollout",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    0,   /* quantifier_offset */
+    offsetof(Slipway__V1__DeployReply, rollout),
+    &slipway__v1__rollout_status__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "pinned_regions",
+    4,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_STRING,
+    offsetof(Slipway__V1__DeployReply, n_pinned_regions),
+    offsetof(Slipway__V1__DeployReply, pinned_regions),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned slipway__v1__deploy_reply__field_indices_by_name[] = {
+  3,   /* field[3] = pinned_regions */
+  2,   /* field[2] = rollout */
   0,   /* field[0] = targets */
   1,   /* field[1] = unchanged */
 };
 static const ProtobufCIntRange slipway__v1__deploy_reply__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 2 }
+  { 0, 4 }
 };
 const ProtobufCMessageDescriptor slipway__v1__deploy_reply__descriptor =
 {
@@ -1838,11 +2483,501 @@ const ProtobufCMessageDescriptor slipway__v1__deploy_reply__descriptor =
   "Slipway__V1__DeployReply",
   "slipway.v1",
   sizeof(Slipway__V1__DeployReply),
-  2,
+  4,
   slipway__v1__deploy_reply__field_descriptors,
   slipway__v1__deploy_reply__field_indices_by_name,
   1,  slipway__v1__deploy_reply__number_ranges,
   (ProtobufCMessageInit) slipway__v1__deploy_reply__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor slipway__v1__rollout_wave__field_descriptors[8] =
+{
+  {
+    "shares",
+    1,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Slipway__V1__RolloutWave, n_shares),
+    offsetof(Slipway__V1__RolloutWave, shares),
+    &slipway__v1__wave_share__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "bake_seconds",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT32,
+    0,   /* quantifier_offset */
+    offsetof(Slipway__V1__RolloutWave, bake_seconds),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "min_healthy_per_mille",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT32,
+    0,   /* quantifier_offset */
+    offsetof(Slipway__V1__RolloutWave, min_healthy_per_mille),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "max_failed",
+    4,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT32,
+    0,   /* quantifier_offset */
+    offsetof(Slipway__V1__RolloutWave, max_failed),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "result",
+    5,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Slipway__V1__RolloutWave, result),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "started_at_unix_micros",
+    6,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT64,
+    0,   /* quantifier_offset */
+    offsetof(Slipway__V1__RolloutWave, started_at_unix_micros),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "ended_at_unix_micros",
+    7,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT64,
+    0,   /* quantifier_offset */
+    offsetof(Slipway__V1__RolloutWave, ended_at_unix_micros),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "detail",
+    8,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Slipway__V1__RolloutWave, detail),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned slipway__v1__rollout_wave__field_indices_by_name[] = {
+  1,   /* field[1] = bake_seconds */
+  7,   /* field[7] = detail */
+  6,   /* field[6] = ended_at_unix_micros */
+  3,   /* field[3] = max_failed */
+  2,   /* field[2] = min_healthy_per_mille */
+  4,   /* field[4] = result */
+  0,   /* field[0] = shares */
+  5,   /* field[5] = started_at_unix_micros */
+};
+static const ProtobufCIntRange slipway__v1__rollout_wave__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 8 }
+};
+const ProtobufCMessageDescriptor slipway__v1__rollout_wave__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "slipway.v1.RolloutWave",
+  "RolloutWave",
+  "Slipway__V1__RolloutWave",
+  "slipway.v1",
+  sizeof(Slipway__V1__RolloutWave),
+  8,
+  slipway__v1__rollout_wave__field_descriptors,
+  slipway__v1__rollout_wave__field_indices_by_name,
+  1,  slipway__v1__rollout_wave__number_ranges,
+  (ProtobufCMessageInit) slipway__v1__rollout_wave__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor slipway__v1__rollout_status__field_descriptors[17] =
+{
+  {
+    "id",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Slipway__V1__RolloutStatus, id),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "service",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Slipway__V1__RolloutStatus, service),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "from_digest",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Slipway__V1__RolloutStatus, from_digest),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "to_digest",
+    4,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Slipway__V1__RolloutStatus, to_digest),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "plan",
+    5,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Slipway__V1__RolloutStatus, plan),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "state",
+    6,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_ENUM,
+    0,   /* quantifier_offset */
+    offsetof(Slipway__V1__RolloutStatus, state),
+    &slipway__v1__rollout_state__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "wave",
+    7,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT32,
+    0,   /* quantifier_offset */
+    offsetof(Slipway__V1__RolloutStatus, wave),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "waves",
+    8,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Slipway__V1__RolloutStatus, n_waves),
+    offsetof(Slipway__V1__RolloutStatus, waves),
+    &slipway__v1__rollout_wave__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "reason",
+    9,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Slipway__V1__RolloutStatus, reason),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "set_by",
+    10,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Slipway__V1__RolloutStatus, set_by),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "actor",
+    11,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Slipway__V1__RolloutStatus, actor),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "created_at_unix_micros",
+    12,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT64,
+    0,   /* quantifier_offset */
+    offsetof(Slipway__V1__RolloutStatus, created_at_unix_micros),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "updated_at_unix_micros",
+    13,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT64,
+    0,   /* quantifier_offset */
+    offsetof(Slipway__V1__RolloutStatus, updated_at_unix_micros),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "progress",
+    14,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Slipway__V1__RolloutStatus, n_progress),
+    offsetof(Slipway__V1__RolloutStatus, progress),
+    &slipway__v1__wave_progress__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "failures",
+    15,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Slipway__V1__RolloutStatus, n_failures),
+    offsetof(Slipway__V1__RolloutStatus, failures),
+    &slipway__v1__agent_status__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "pause_on_failure",
+    16,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_BOOL,
+    0,   /* quantifier_offset */
+    offsetof(Slipway__V1__RolloutStatus, pause_on_failure),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "wave_deadline_seconds",
+    17,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT32,
+    0,   /* quantifier_offset */
+    offsetof(Slipway__V1__RolloutStatus, wave_deadline_seconds),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned slipway__v1__rollout_status__field_indices_by_name[] = {
+  10,   /* field[10] = actor */
+  11,   /* field[11] = created_at_unix_micros */
+  14,   /* field[14] = failures */
+  2,   /* field[2] = from_digest */
+  0,   /* field[0] = id */
+  15,   /* field[15] = pause_on_failure */
+  4,   /* field[4] = plan */
+  13,   /* field[13] = progress */
+  8,   /* field[8] = reason */
+  1,   /* field[1] = service */
+  9,   /* field[9] = set_by */
+  5,   /* field[5] = state */
+  3,   /* field[3] = to_digest */
+  12,   /* field[12] = updated_at_unix_micros */
+  6,   /* field[6] = wave */
+  16,   /* field[16] = wave_deadline_seconds */
+  7,   /* field[7] = waves */
+};
+static const ProtobufCIntRange slipway__v1__rollout_status__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 17 }
+};
+const ProtobufCMessageDescriptor slipway__v1__rollout_status__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "slipway.v1.RolloutStatus",
+  "RolloutStatus",
+  "Slipway__V1__RolloutStatus",
+  "slipway.v1",
+  sizeof(Slipway__V1__RolloutStatus),
+  17,
+  slipway__v1__rollout_status__field_descriptors,
+  slipway__v1__rollout_status__field_indices_by_name,
+  1,  slipway__v1__rollout_status__number_ranges,
+  (ProtobufCMessageInit) slipway__v1__rollout_status__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor slipway__v1__rollout_query__field_descriptors[2] =
+{
+  {
+    "service",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Slipway__V1__RolloutQuery, service),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "rollout_id",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Slipway__V1__RolloutQuery, rollout_id),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned slipway__v1__rollout_query__field_indices_by_name[] = {
+  1,   /* field[1] = rollout_id */
+  0,   /* field[0] = service */
+};
+static const ProtobufCIntRange slipway__v1__rollout_query__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 2 }
+};
+const ProtobufCMessageDescriptor slipway__v1__rollout_query__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "slipway.v1.RolloutQuery",
+  "RolloutQuery",
+  "Slipway__V1__RolloutQuery",
+  "slipway.v1",
+  sizeof(Slipway__V1__RolloutQuery),
+  2,
+  slipway__v1__rollout_query__field_descriptors,
+  slipway__v1__rollout_query__field_indices_by_name,
+  1,  slipway__v1__rollout_query__number_ranges,
+  (ProtobufCMessageInit) slipway__v1__rollout_query__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor slipway__v1__rollout_control__field_descriptors[3] =
+{
+  {
+    "service",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Slipway__V1__RolloutControl, service),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "action",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_ENUM,
+    0,   /* quantifier_offset */
+    offsetof(Slipway__V1__RolloutControl, action),
+    &slipway__v1__rollout_action__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "set_by",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Slipway__V1__RolloutControl, set_by),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned slipway__v1__rollout_control__field_indices_by_name[] = {
+  1,   /* field[1] = action */
+  0,   /* field[0] = service */
+  2,   /* field[2] = set_by */
+};
+static const ProtobufCIntRange slipway__v1__rollout_control__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 3 }
+};
+const ProtobufCMessageDescriptor slipway__v1__rollout_control__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "slipway.v1.RolloutControl",
+  "RolloutControl",
+  "Slipway__V1__RolloutControl",
+  "slipway.v1",
+  sizeof(Slipway__V1__RolloutControl),
+  3,
+  slipway__v1__rollout_control__field_descriptors,
+  slipway__v1__rollout_control__field_indices_by_name,
+  1,  slipway__v1__rollout_control__number_ranges,
+  (ProtobufCMessageInit) slipway__v1__rollout_control__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
 static const ProtobufCFieldDescriptor slipway__v1__service_status_query__field_descriptors[2] =
@@ -2025,7 +3160,7 @@ const ProtobufCMessageDescriptor slipway__v1__deployment_record__descriptor =
   (ProtobufCMessageInit) slipway__v1__deployment_record__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor slipway__v1__service_status__field_descriptors[4] =
+static const ProtobufCFieldDescriptor slipway__v1__service_status__field_descriptors[5] =
 {
   {
     "service",
@@ -2075,17 +3210,30 @@ static const ProtobufCFieldDescriptor slipway__v1__service_status__field_descrip
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "rollouts",
+    5,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Slipway__V1__ServiceStatus, n_rollouts),
+    offsetof(Slipway__V1__ServiceStatus, rollouts),
+    &slipway__v1__rollout_status__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned slipway__v1__service_status__field_indices_by_name[] = {
   2,   /* field[2] = history */
   3,   /* field[3] = regions */
+  4,   /* field[4] = rollouts */
   0,   /* field[0] = service */
   1,   /* field[1] = targets */
 };
 static const ProtobufCIntRange slipway__v1__service_status__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 4 }
+  { 0, 5 }
 };
 const ProtobufCMessageDescriptor slipway__v1__service_status__descriptor =
 {
@@ -2095,7 +3243,7 @@ const ProtobufCMessageDescriptor slipway__v1__service_status__descriptor =
   "Slipway__V1__ServiceStatus",
   "slipway.v1",
   sizeof(Slipway__V1__ServiceStatus),
-  4,
+  5,
   slipway__v1__service_status__field_descriptors,
   slipway__v1__service_status__field_indices_by_name,
   1,  slipway__v1__service_status__number_ranges,
@@ -2330,5 +3478,77 @@ const ProtobufCEnumDescriptor slipway__v1__agent_state__descriptor =
   slipway__v1__agent_state__enum_values_by_name,
   1,
   slipway__v1__agent_state__value_ranges,
+  NULL,NULL,NULL,NULL   /* reserved[1234] */
+};
+static const ProtobufCEnumValue slipway__v1__rollout_state__enum_values_by_number[7] =
+{
+  { "ROLLOUT_STATE_UNSPECIFIED", "SLIPWAY__V1__ROLLOUT_STATE__ROLLOUT_STATE_UNSPECIFIED", 0 },
+  { "ROLLOUT_STATE_PROGRESSING", "SLIPWAY__V1__ROLLOUT_STATE__ROLLOUT_STATE_PROGRESSING", 1 },
+  { "ROLLOUT_STATE_PAUSED", "SLIPWAY__V1__ROLLOUT_STATE__ROLLOUT_STATE_PAUSED", 2 },
+  { "ROLLOUT_STATE_HALTED", "SLIPWAY__V1__ROLLOUT_STATE__ROLLOUT_STATE_HALTED", 3 },
+  { "ROLLOUT_STATE_ROLLED_BACK", "SLIPWAY__V1__ROLLOUT_STATE__ROLLOUT_STATE_ROLLED_BACK", 4 },
+  { "ROLLOUT_STATE_SUCCEEDED", "SLIPWAY__V1__ROLLOUT_STATE__ROLLOUT_STATE_SUCCEEDED", 5 },
+  { "ROLLOUT_STATE_ABORTED", "SLIPWAY__V1__ROLLOUT_STATE__ROLLOUT_STATE_ABORTED", 6 },
+};
+static const ProtobufCIntRange slipway__v1__rollout_state__value_ranges[] = {
+{0, 0},{0, 7}
+};
+static const ProtobufCEnumValueIndex slipway__v1__rollout_state__enum_values_by_name[7] =
+{
+  { "ROLLOUT_STATE_ABORTED", 6 },
+  { "ROLLOUT_STATE_HALTED", 3 },
+  { "ROLLOUT_STATE_PAUSED", 2 },
+  { "ROLLOUT_STATE_PROGRESSING", 1 },
+  { "ROLLOUT_STATE_ROLLED_BACK", 4 },
+  { "ROLLOUT_STATE_SUCCEEDED", 5 },
+  { "ROLLOUT_STATE_UNSPECIFIED", 0 },
+};
+const ProtobufCEnumDescriptor slipway__v1__rollout_state__descriptor =
+{
+  PROTOBUF_C__ENUM_DESCRIPTOR_MAGIC,
+  "slipway.v1.RolloutState",
+  "RolloutState",
+  "Slipway__V1__RolloutState",
+  "slipway.v1",
+  7,
+  slipway__v1__rollout_state__enum_values_by_number,
+  7,
+  slipway__v1__rollout_state__enum_values_by_name,
+  1,
+  slipway__v1__rollout_state__value_ranges,
+  NULL,NULL,NULL,NULL   /* reserved[1234] */
+};
+static const ProtobufCEnumValue slipway__v1__rollout_action__enum_values_by_number[5] =
+{
+  { "ROLLOUT_ACTION_UNSPECIFIED", "SLIPWAY__V1__ROLLOUT_ACTION__ROLLOUT_ACTION_UNSPECIFIED", 0 },
+  { "ROLLOUT_ACTION_PAUSE", "SLIPWAY__V1__ROLLOUT_ACTION__ROLLOUT_ACTION_PAUSE", 1 },
+  { "ROLLOUT_ACTION_RESUME", "SLIPWAY__V1__ROLLOUT_ACTION__ROLLOUT_ACTION_RESUME", 2 },
+  { "ROLLOUT_ACTION_PROMOTE", "SLIPWAY__V1__ROLLOUT_ACTION__ROLLOUT_ACTION_PROMOTE", 3 },
+  { "ROLLOUT_ACTION_ABORT", "SLIPWAY__V1__ROLLOUT_ACTION__ROLLOUT_ACTION_ABORT", 4 },
+};
+static const ProtobufCIntRange slipway__v1__rollout_action__value_ranges[] = {
+{0, 0},{0, 5}
+};
+static const ProtobufCEnumValueIndex slipway__v1__rollout_action__enum_values_by_name[5] =
+{
+  { "ROLLOUT_ACTION_ABORT", 4 },
+  { "ROLLOUT_ACTION_PAUSE", 1 },
+  { "ROLLOUT_ACTION_PROMOTE", 3 },
+  { "ROLLOUT_ACTION_RESUME", 2 },
+  { "ROLLOUT_ACTION_UNSPECIFIED", 0 },
+};
+const ProtobufCEnumDescriptor slipway__v1__rollout_action__descriptor =
+{
+  PROTOBUF_C__ENUM_DESCRIPTOR_MAGIC,
+  "slipway.v1.RolloutAction",
+  "RolloutAction",
+  "Slipway__V1__RolloutAction",
+  "slipway.v1",
+  5,
+  slipway__v1__rollout_action__enum_values_by_number,
+  5,
+  slipway__v1__rollout_action__enum_values_by_name,
+  1,
+  slipway__v1__rollout_action__value_ranges,
   NULL,NULL,NULL,NULL   /* reserved[1234] */
 };

@@ -360,7 +360,7 @@ const ProtobufCMessageDescriptor slipway__v1__snapshot_end__descriptor =
   (ProtobufCMessageInit) slipway__v1__snapshot_end__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCEnumValue slipway__v1__event_type__enum_values_by_number[13] =
+static const ProtobufCEnumValue slipway__v1__event_type__enum_values_by_number[22] =
 {
   { "EVENT_TYPE_UNSPECIFIED", "SLIPWAY__V1__EVENT_TYPE__EVENT_TYPE_UNSPECIFIED", 0 },
   { "EVENT_TYPE_JOB_QUEUED", "SLIPWAY__V1__EVENT_TYPE__EVENT_TYPE_JOB_QUEUED", 1 },
@@ -375,11 +375,20 @@ static const ProtobufCEnumValue slipway__v1__event_type__enum_values_by_number[1
   { "EVENT_TYPE_ARTIFACT_DEPLOYABLE", "SLIPWAY__V1__EVENT_TYPE__EVENT_TYPE_ARTIFACT_DEPLOYABLE", 12 },
   { "EVENT_TYPE_ARTIFACT_DELETED", "SLIPWAY__V1__EVENT_TYPE__EVENT_TYPE_ARTIFACT_DELETED", 13 },
   { "EVENT_TYPE_TARGET_CHANGED", "SLIPWAY__V1__EVENT_TYPE__EVENT_TYPE_TARGET_CHANGED", 20 },
+  { "EVENT_TYPE_ROLLOUT_STARTED", "SLIPWAY__V1__EVENT_TYPE__EVENT_TYPE_ROLLOUT_STARTED", 30 },
+  { "EVENT_TYPE_WAVE_STARTED", "SLIPWAY__V1__EVENT_TYPE__EVENT_TYPE_WAVE_STARTED", 31 },
+  { "EVENT_TYPE_WAVE_PASSED", "SLIPWAY__V1__EVENT_TYPE__EVENT_TYPE_WAVE_PASSED", 32 },
+  { "EVENT_TYPE_ROLLOUT_PAUSED", "SLIPWAY__V1__EVENT_TYPE__EVENT_TYPE_ROLLOUT_PAUSED", 33 },
+  { "EVENT_TYPE_ROLLOUT_RESUMED", "SLIPWAY__V1__EVENT_TYPE__EVENT_TYPE_ROLLOUT_RESUMED", 34 },
+  { "EVENT_TYPE_ROLLOUT_HALTED", "SLIPWAY__V1__EVENT_TYPE__EVENT_TYPE_ROLLOUT_HALTED", 35 },
+  { "EVENT_TYPE_ROLLOUT_ROLLED_BACK", "SLIPWAY__V1__EVENT_TYPE__EVENT_TYPE_ROLLOUT_ROLLED_BACK", 36 },
+  { "EVENT_TYPE_ROLLOUT_SUCCEEDED", "SLIPWAY__V1__EVENT_TYPE__EVENT_TYPE_ROLLOUT_SUCCEEDED", 37 },
+  { "EVENT_TYPE_ROLLOUT_ABORTED", "SLIPWAY__V1__EVENT_TYPE__EVENT_TYPE_ROLLOUT_ABORTED", 38 },
 };
 static const ProtobufCIntRange slipway__v1__event_type__value_ranges[] = {
-{0, 0},{10, 8},{20, 12},{0, 13}
+{0, 0},{10, 8},{20, 12},{30, 13},{0, 22}
 };
-static const ProtobufCEnumValueIndex slipway__v1__event_type__enum_values_by_name[13] =
+static const ProtobufCEnumValueIndex slipway__v1__event_type__enum_values_by_name[22] =
 {
   { "EVENT_TYPE_ARTIFACT_DELETED", 11 },
   { "EVENT_TYPE_ARTIFACT_DEPLOYABLE", 10 },
@@ -392,8 +401,17 @@ static const ProtobufCEnumValueIndex slipway__v1__event_type__enum_values_by_nam
   { "EVENT_TYPE_JOB_STARTED", 2 },
   { "EVENT_TYPE_JOB_SUCCEEDED", 4 },
   { "EVENT_TYPE_REPLICA_COMPLETE", 9 },
+  { "EVENT_TYPE_ROLLOUT_ABORTED", 21 },
+  { "EVENT_TYPE_ROLLOUT_HALTED", 18 },
+  { "EVENT_TYPE_ROLLOUT_PAUSED", 16 },
+  { "EVENT_TYPE_ROLLOUT_RESUMED", 17 },
+  { "EVENT_TYPE_ROLLOUT_ROLLED_BACK", 19 },
+  { "EVENT_TYPE_ROLLOUT_STARTED", 13 },
+  { "EVENT_TYPE_ROLLOUT_SUCCEEDED", 20 },
   { "EVENT_TYPE_TARGET_CHANGED", 12 },
   { "EVENT_TYPE_UNSPECIFIED", 0 },
+  { "EVENT_TYPE_WAVE_PASSED", 15 },
+  { "EVENT_TYPE_WAVE_STARTED", 14 },
 };
 const ProtobufCEnumDescriptor slipway__v1__event_type__descriptor =
 {
@@ -402,11 +420,11 @@ const ProtobufCEnumDescriptor slipway__v1__event_type__descriptor =
   "EventType",
   "Slipway__V1__EventType",
   "slipway.v1",
-  13,
+  22,
   slipway__v1__event_type__enum_values_by_number,
-  13,
+  22,
   slipway__v1__event_type__enum_values_by_name,
-  3,
+  4,
   slipway__v1__event_type__value_ranges,
   NULL,NULL,NULL,NULL   /* reserved[1234] */
 };

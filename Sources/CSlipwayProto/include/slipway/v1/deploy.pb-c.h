@@ -16,6 +16,7 @@ PROTOBUF_C__BEGIN_DECLS
 
 
 typedef struct Slipway__V1__TargetChange Slipway__V1__TargetChange;
+typedef struct Slipway__V1__WaveShare Slipway__V1__WaveShare;
 typedef struct Slipway__V1__AgentRegister Slipway__V1__AgentRegister;
 typedef struct Slipway__V1__AgentTargets Slipway__V1__AgentTargets;
 typedef struct Slipway__V1__AgentStatus Slipway__V1__AgentStatus;
@@ -24,9 +25,14 @@ typedef struct Slipway__V1__Peer Slipway__V1__Peer;
 typedef struct Slipway__V1__PeerList Slipway__V1__PeerList;
 typedef struct Slipway__V1__BuildCount Slipway__V1__BuildCount;
 typedef struct Slipway__V1__RegionReport Slipway__V1__RegionReport;
+typedef struct Slipway__V1__WaveProgress Slipway__V1__WaveProgress;
 typedef struct Slipway__V1__DeployRequest Slipway__V1__DeployRequest;
 typedef struct Slipway__V1__RollbackRequest Slipway__V1__RollbackRequest;
 typedef struct Slipway__V1__DeployReply Slipway__V1__DeployReply;
+typedef struct Slipway__V1__RolloutWave Slipway__V1__RolloutWave;
+typedef struct Slipway__V1__RolloutStatus Slipway__V1__RolloutStatus;
+typedef struct Slipway__V1__RolloutQuery Slipway__V1__RolloutQuery;
+typedef struct Slipway__V1__RolloutControl Slipway__V1__RolloutControl;
 typedef struct Slipway__V1__ServiceStatusQuery Slipway__V1__ServiceStatusQuery;
 typedef struct Slipway__V1__DeploymentRecord Slipway__V1__DeploymentRecord;
 typedef struct Slipway__V1__ServiceStatus Slipway__V1__ServiceStatus;
@@ -47,6 +53,49 @@ typedef enum _Slipway__V1__AgentState {
   SLIPWAY__V1__AGENT_STATE__AGENT_STATE_ROLLED_BACK = 6
     PROTOBUF_C__FORCE_ENUM_TO_BE_INT_SIZE(SLIPWAY__V1__AGENT_STATE)
 } Slipway__V1__AgentState;
+typedef enum _Slipway__V1__RolloutState {
+  SLIPWAY__V1__ROLLOUT_STATE__ROLLOUT_STATE_UNSPECIFIED = 0,
+  /*
+   * Waves are being applied and judged.
+   */
+  SLIPWAY__V1__ROLLOUT_STATE__ROLLOUT_STATE_PROGRESSING = 1,
+  /*
+   * Stopped by an operator, or by a gate that could not see enough (stale
+   * reports, silent machines, a wave that did not become healthy in time).
+   */
+  SLIPWAY__V1__ROLLOUT_STATE__ROLLOUT_STATE_PAUSED = 2,
+  /*
+   * A wave failed its gate and the plan says to wait for an operator.
+   */
+  SLIPWAY__V1__ROLLOUT_STATE__ROLLOUT_STATE_HALTED = 3,
+  /*
+   * A wave failed its gate; every machine was sent back to the previous build.
+   */
+  SLIPWAY__V1__ROLLOUT_STATE__ROLLOUT_STATE_ROLLED_BACK = 4,
+  /*
+   * Every wave passed: the new build is the target everywhere.
+   */
+  SLIPWAY__V1__ROLLOUT_STATE__ROLLOUT_STATE_SUCCEEDED = 5,
+  /*
+   * Ended by an operator (or superseded by a newer deploy), back on the previous build.
+   */
+  SLIPWAY__V1__ROLLOUT_STATE__ROLLOUT_STATE_ABORTED = 6
+    PROTOBUF_C__FORCE_ENUM_TO_BE_INT_SIZE(SLIPWAY__V1__ROLLOUT_STATE)
+} Slipway__V1__RolloutState;
+typedef enum _Slipway__V1__RolloutAction {
+  SLIPWAY__V1__ROLLOUT_ACTION__ROLLOUT_ACTION_UNSPECIFIED = 0,
+  SLIPWAY__V1__ROLLOUT_ACTION__ROLLOUT_ACTION_PAUSE = 1,
+  SLIPWAY__V1__ROLLOUT_ACTION__ROLLOUT_ACTION_RESUME = 2,
+  /*
+   * Pass the current wave now, without its gate.
+   */
+  SLIPWAY__V1__ROLLOUT_ACTION__ROLLOUT_ACTION_PROMOTE = 3,
+  /*
+   * End the rollout and send every machine back to the previous build.
+   */
+  SLIPWAY__V1__ROLLOUT_ACTION__ROLLOUT_ACTION_ABORT = 4
+    PROTOBUF_C__FORCE_ENUM_TO_BE_INT_SIZE(SLIPWAY__V1__ROLLOUT_ACTION)
+} Slipway__V1__RolloutAction;
 
 /* --- messages --- */
 
@@ -81,10 +130,55 @@ struct  Slipway__V1__TargetChange
    */
   char *signed_region;
   uint64_t signed_version;
+  /*
+   * Set while a rollout moves this (global) target in waves; 0 otherwise.
+   * Signed with the rest: which two builds a machine may be told to run.
+   */
+  uint64_t rollout_id;
+  /*
+   * The build machines outside the waves so far keep running (empty: none,
+   * the service's first rollout). Only meaningful with rollout_id.
+   */
+  char *stable_digest;
+  /*
+   * How many machines of each region the waves so far cover.
+   */
+  size_t n_shares;
+  Slipway__V1__WaveShare **shares;
+  /*
+   * Region -> agent only, not signed: machines whose wave score (see
+   * docs/protocol.md, "Rollouts") is at most this run artifact_digest, the
+   * others stable_digest. The region picks it so the share holds for its machines.
+   */
+  uint64_t wave_cutoff;
 };
 #define SLIPWAY__V1__TARGET_CHANGE__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&slipway__v1__target_change__descriptor) \
-    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0, (char *)protobuf_c_empty_string, 0, (char *)protobuf_c_empty_string, {0,NULL}, (char *)protobuf_c_empty_string, 0 }
+    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0, (char *)protobuf_c_empty_string, 0, (char *)protobuf_c_empty_string, {0,NULL}, (char *)protobuf_c_empty_string, 0, 0, (char *)protobuf_c_empty_string, 0,NULL, 0 }
+
+
+/*
+ * The machines of one region a rollout's waves cover so far.
+ */
+struct  Slipway__V1__WaveShare
+{
+  ProtobufCMessage base;
+  /*
+   * A region, or "*": every region not named in another share.
+   */
+  char *region;
+  /*
+   * Exactly this many machines (at most all), when set...
+   */
+  uint32_t machines;
+  /*
+   * ...else this share of them, in thousandths (1000: every machine).
+   */
+  uint32_t per_mille;
+};
+#define SLIPWAY__V1__WAVE_SHARE__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&slipway__v1__wave_share__descriptor) \
+    , (char *)protobuf_c_empty_string, 0, 0 }
 
 
 /*
@@ -154,10 +248,14 @@ struct  Slipway__V1__AgentStatus
   uint32_t pieces_have;
   uint32_t pieces_total;
   uint64_t target_version;
+  /*
+   * ROLLED_BACK: the build that failed and was rolled back from.
+   */
+  char *failed_digest;
 };
 #define SLIPWAY__V1__AGENT_STATUS__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&slipway__v1__agent_status__descriptor) \
-    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, SLIPWAY__V1__AGENT_STATE__AGENT_STATE_UNSPECIFIED, (char *)protobuf_c_empty_string, 0, 0, 0 }
+    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, SLIPWAY__V1__AGENT_STATE__AGENT_STATE_UNSPECIFIED, (char *)protobuf_c_empty_string, 0, 0, 0, (char *)protobuf_c_empty_string }
 
 
 /*
@@ -255,10 +353,73 @@ struct  Slipway__V1__RegionReport
    * When the coordinator stored this report (set by the coordinator in ServiceStatus).
    */
   int64_t received_at_unix_micros;
+  /*
+   * Per service whose target is in a rollout: how its wave stands here.
+   */
+  size_t n_waves;
+  Slipway__V1__WaveProgress **waves;
+  /*
+   * Machines silent for longer than the agent timeout but not yet forgotten
+   * (at most 100), each with its last status per service and the silence in
+   * `reason`. They count as not healthy.
+   */
+  size_t n_missing;
+  Slipway__V1__AgentStatus **missing;
 };
 #define SLIPWAY__V1__REGION_REPORT__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&slipway__v1__region_report__descriptor) \
-    , (char *)protobuf_c_empty_string, 0,NULL, 0,NULL, 0, 0 }
+    , (char *)protobuf_c_empty_string, 0,NULL, 0,NULL, 0, 0, 0,NULL, 0,NULL }
+
+
+/*
+ * One service's rollout wave in one region, as the region controller sees it.
+ */
+struct  Slipway__V1__WaveProgress
+{
+  ProtobufCMessage base;
+  char *service;
+  uint64_t rollout_id;
+  /*
+   * The global target version the region applied: the coordinator judges a
+   * wave only on reports made after the region saw it.
+   */
+  uint64_t target_version;
+  /*
+   * The build the wave brings.
+   */
+  char *artifact_digest;
+  /*
+   * Machines of the service here, silent ones included.
+   */
+  uint32_t machines;
+  /*
+   * Of them, the ones the waves so far cover.
+   */
+  uint32_t selected;
+  /*
+   * Selected and running artifact_digest after passing its health check.
+   */
+  uint32_t healthy;
+  /*
+   * Selected and failed on artifact_digest (or rolled back from it).
+   */
+  uint32_t failed;
+  /*
+   * Selected and silent.
+   */
+  uint32_t missing;
+  /*
+   * Set by the coordinator in RolloutStatus: the region this is about.
+   */
+  char *region;
+  /*
+   * Set by the coordinator: when it received the report this came in.
+   */
+  int64_t received_at_unix_micros;
+};
+#define SLIPWAY__V1__WAVE_PROGRESS__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&slipway__v1__wave_progress__descriptor) \
+    , (char *)protobuf_c_empty_string, 0, 0, (char *)protobuf_c_empty_string, 0, 0, 0, 0, 0, (char *)protobuf_c_empty_string, 0 }
 
 
 /*
@@ -278,10 +439,20 @@ struct  Slipway__V1__DeployRequest
    * Who asked (recorded in the deployment history).
    */
   char *set_by;
+  /*
+   * The rollout plan of a global deploy: "all", "canary" or a plan named in
+   * the coordinator's configuration (empty: the coordinator's default plan).
+   */
+  char *plan;
+  /*
+   * With regions: remove those regions' overrides, so they follow the global
+   * target again (artifact_digest must be empty).
+   */
+  protobuf_c_boolean clear;
 };
 #define SLIPWAY__V1__DEPLOY_REQUEST__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&slipway__v1__deploy_request__descriptor) \
-    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0,NULL, (char *)protobuf_c_empty_string }
+    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0,NULL, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0 }
 
 
 /*
@@ -316,10 +487,144 @@ struct  Slipway__V1__DeployReply
    */
   size_t n_unchanged;
   char **unchanged;
+  /*
+   * A global deploy: the rollout it started (or the one already moving there).
+   */
+  Slipway__V1__RolloutStatus *rollout;
+  /*
+   * Regions with an override of their own, which a global target does not reach.
+   */
+  size_t n_pinned_regions;
+  char **pinned_regions;
 };
 #define SLIPWAY__V1__DEPLOY_REPLY__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&slipway__v1__deploy_reply__descriptor) \
-    , 0,NULL, 0,NULL }
+    , 0,NULL, 0,NULL, NULL, 0,NULL }
+
+
+/*
+ * One wave of a rollout plan, and how it went.
+ */
+struct  Slipway__V1__RolloutWave
+{
+  ProtobufCMessage base;
+  /*
+   * The regions this wave adds, with their shares (cumulative with earlier waves).
+   */
+  size_t n_shares;
+  Slipway__V1__WaveShare **shares;
+  /*
+   * How long the gate must hold before the wave passes.
+   */
+  uint32_t bake_seconds;
+  /*
+   * Of the machines the waves cover, the share (thousandths) that must run the
+   * new build healthy.
+   */
+  uint32_t min_healthy_per_mille;
+  /*
+   * Most machines that may fail on the new build before the rollout halts.
+   */
+  uint32_t max_failed;
+  /*
+   * "", "passed", "promoted", "failed", "paused", "aborted".
+   */
+  char *result;
+  int64_t started_at_unix_micros;
+  int64_t ended_at_unix_micros;
+  /*
+   * Why it ended as it did.
+   */
+  char *detail;
+};
+#define SLIPWAY__V1__ROLLOUT_WAVE__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&slipway__v1__rollout_wave__descriptor) \
+    , 0,NULL, 0, 0, 0, (char *)protobuf_c_empty_string, 0, 0, (char *)protobuf_c_empty_string }
+
+
+/*
+ * A rollout: the durable object the coordinator moves through its waves.
+ */
+struct  Slipway__V1__RolloutStatus
+{
+  ProtobufCMessage base;
+  uint64_t id;
+  char *service;
+  /*
+   * Empty for a service's first rollout.
+   */
+  char *from_digest;
+  char *to_digest;
+  char *plan;
+  Slipway__V1__RolloutState state;
+  /*
+   * The wave in progress (0-based); the last wave once ended.
+   */
+  uint32_t wave;
+  size_t n_waves;
+  Slipway__V1__RolloutWave **waves;
+  /*
+   * Why the rollout is paused, halted, rolled back or aborted.
+   */
+  char *reason;
+  char *set_by;
+  /*
+   * The authenticated identity that started it.
+   */
+  char *actor;
+  int64_t created_at_unix_micros;
+  int64_t updated_at_unix_micros;
+  /*
+   * Per region: the latest wave progress its controller reported.
+   */
+  size_t n_progress;
+  Slipway__V1__WaveProgress **progress;
+  /*
+   * Machines that failed on the new build (from the regions' reports).
+   */
+  size_t n_failures;
+  Slipway__V1__AgentStatus **failures;
+  /*
+   * On a failed gate: halt and wait (true) or roll back at once (false).
+   */
+  protobuf_c_boolean pause_on_failure;
+  /*
+   * How long a wave may take to become healthy before the gate pauses.
+   */
+  uint32_t wave_deadline_seconds;
+};
+#define SLIPWAY__V1__ROLLOUT_STATUS__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&slipway__v1__rollout_status__descriptor) \
+    , 0, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, SLIPWAY__V1__ROLLOUT_STATE__ROLLOUT_STATE_UNSPECIFIED, 0, 0,NULL, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0, 0, 0,NULL, 0,NULL, 0, 0 }
+
+
+/*
+ * Operator -> coordinator: a service's latest rollout (or the one with this id).
+ */
+struct  Slipway__V1__RolloutQuery
+{
+  ProtobufCMessage base;
+  char *service;
+  uint64_t rollout_id;
+};
+#define SLIPWAY__V1__ROLLOUT_QUERY__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&slipway__v1__rollout_query__descriptor) \
+    , (char *)protobuf_c_empty_string, 0 }
+
+
+/*
+ * Operator -> coordinator: act on a service's active rollout. Answered with RolloutStatus.
+ */
+struct  Slipway__V1__RolloutControl
+{
+  ProtobufCMessage base;
+  char *service;
+  Slipway__V1__RolloutAction action;
+  char *set_by;
+};
+#define SLIPWAY__V1__ROLLOUT_CONTROL__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&slipway__v1__rollout_control__descriptor) \
+    , (char *)protobuf_c_empty_string, SLIPWAY__V1__ROLLOUT_ACTION__ROLLOUT_ACTION_UNSPECIFIED, (char *)protobuf_c_empty_string }
 
 
 /*
@@ -381,10 +686,15 @@ struct  Slipway__V1__ServiceStatus
    */
   size_t n_regions;
   Slipway__V1__RegionReport **regions;
+  /*
+   * The newest rollouts, newest first.
+   */
+  size_t n_rollouts;
+  Slipway__V1__RolloutStatus **rollouts;
 };
 #define SLIPWAY__V1__SERVICE_STATUS__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&slipway__v1__service_status__descriptor) \
-    , (char *)protobuf_c_empty_string, 0,NULL, 0,NULL, 0,NULL }
+    , (char *)protobuf_c_empty_string, 0,NULL, 0,NULL, 0,NULL, 0,NULL }
 
 
 /*
@@ -466,6 +776,25 @@ Slipway__V1__TargetChange *
                       const uint8_t       *data);
 void   slipway__v1__target_change__free_unpacked
                      (Slipway__V1__TargetChange *message,
+                      ProtobufCAllocator *allocator);
+/* Slipway__V1__WaveShare methods */
+void   slipway__v1__wave_share__init
+                     (Slipway__V1__WaveShare         *message);
+size_t slipway__v1__wave_share__get_packed_size
+                     (const Slipway__V1__WaveShare   *message);
+size_t slipway__v1__wave_share__pack
+                     (const Slipway__V1__WaveShare   *message,
+                      uint8_t             *out);
+size_t slipway__v1__wave_share__pack_to_buffer
+                     (const Slipway__V1__WaveShare   *message,
+                      ProtobufCBuffer     *buffer);
+Slipway__V1__WaveShare *
+       slipway__v1__wave_share__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   slipway__v1__wave_share__free_unpacked
+                     (Slipway__V1__WaveShare *message,
                       ProtobufCAllocator *allocator);
 /* Slipway__V1__AgentRegister methods */
 void   slipway__v1__agent_register__init
@@ -619,6 +948,25 @@ Slipway__V1__RegionReport *
 void   slipway__v1__region_report__free_unpacked
                      (Slipway__V1__RegionReport *message,
                       ProtobufCAllocator *allocator);
+/* Slipway__V1__WaveProgress methods */
+void   slipway__v1__wave_progress__init
+                     (Slipway__V1__WaveProgress         *message);
+size_t slipway__v1__wave_progress__get_packed_size
+                     (const Slipway__V1__WaveProgress   *message);
+size_t slipway__v1__wave_progress__pack
+                     (const Slipway__V1__WaveProgress   *message,
+                      uint8_t             *out);
+size_t slipway__v1__wave_progress__pack_to_buffer
+                     (const Slipway__V1__WaveProgress   *message,
+                      ProtobufCBuffer     *buffer);
+Slipway__V1__WaveProgress *
+       slipway__v1__wave_progress__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   slipway__v1__wave_progress__free_unpacked
+                     (Slipway__V1__WaveProgress *message,
+                      ProtobufCAllocator *allocator);
 /* Slipway__V1__DeployRequest methods */
 void   slipway__v1__deploy_request__init
                      (Slipway__V1__DeployRequest         *message);
@@ -675,6 +1023,82 @@ Slipway__V1__DeployReply *
                       const uint8_t       *data);
 void   slipway__v1__deploy_reply__free_unpacked
                      (Slipway__V1__DeployReply *message,
+                      ProtobufCAllocator *allocator);
+/* Slipway__V1__RolloutWave methods */
+void   slipway__v1__rollout_wave__init
+                     (Slipway__V1__RolloutWave         *message);
+size_t slipway__v1__rollout_wave__get_packed_size
+                     (const Slipway__V1__RolloutWave   *message);
+size_t slipway__v1__rollout_wave__pack
+                     (const Slipway__V1__RolloutWave   *message,
+                      uint8_t             *out);
+size_t slipway__v1__rollout_wave__pack_to_buffer
+                     (const Slipway__V1__RolloutWave   *message,
+                      ProtobufCBuffer     *buffer);
+Slipway__V1__RolloutWave *
+       slipway__v1__rollout_wave__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   slipway__v1__rollout_wave__free_unpacked
+                     (Slipway__V1__RolloutWave *message,
+                      ProtobufCAllocator *allocator);
+/* Slipway__V1__RolloutStatus methods */
+void   slipway__v1__rollout_status__init
+                     (Slipway__V1__RolloutStatus         *message);
+size_t slipway__v1__rollout_status__get_packed_size
+                     (const Slipway__V1__RolloutStatus   *message);
+size_t slipway__v1__rollout_status__pack
+                     (const Slipway__V1__RolloutStatus   *message,
+                      uint8_t             *out);
+size_t slipway__v1__rollout_status__pack_to_buffer
+                     (const Slipway__V1__RolloutStatus   *message,
+                      ProtobufCBuffer     *buffer);
+Slipway__V1__RolloutStatus *
+       slipway__v1__rollout_status__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   slipway__v1__rollout_status__free_unpacked
+                     (Slipway__V1__RolloutStatus *message,
+                      ProtobufCAllocator *allocator);
+/* Slipway__V1__RolloutQuery methods */
+void   slipway__v1__rollout_query__init
+                     (Slipway__V1__RolloutQuery         *message);
+size_t slipway__v1__rollout_query__get_packed_size
+                     (const Slipway__V1__RolloutQuery   *message);
+size_t slipway__v1__rollout_query__pack
+                     (const Slipway__V1__RolloutQuery   *message,
+                      uint8_t             *out);
+size_t slipway__v1__rollout_query__pack_to_buffer
+                     (const Slipway__V1__RolloutQuery   *message,
+                      ProtobufCBuffer     *buffer);
+Slipway__V1__RolloutQuery *
+       slipway__v1__rollout_query__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   slipway__v1__rollout_query__free_unpacked
+                     (Slipway__V1__RolloutQuery *message,
+                      ProtobufCAllocator *allocator);
+/* Slipway__V1__RolloutControl methods */
+void   slipway__v1__rollout_control__init
+                     (Slipway__V1__RolloutControl         *message);
+size_t slipway__v1__rollout_control__get_packed_size
+                     (const Slipway__V1__RolloutControl   *message);
+size_t slipway__v1__rollout_control__pack
+                     (const Slipway__V1__RolloutControl   *message,
+                      uint8_t             *out);
+size_t slipway__v1__rollout_control__pack_to_buffer
+                     (const Slipway__V1__RolloutControl   *message,
+                      ProtobufCBuffer     *buffer);
+Slipway__V1__RolloutControl *
+       slipway__v1__rollout_control__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   slipway__v1__rollout_control__free_unpacked
+                     (Slipway__V1__RolloutControl *message,
                       ProtobufCAllocator *allocator);
 /* Slipway__V1__ServiceStatusQuery methods */
 void   slipway__v1__service_status_query__init
@@ -795,6 +1219,9 @@ void   slipway__v1__audit_list__free_unpacked
 typedef void (*Slipway__V1__TargetChange_Closure)
                  (const Slipway__V1__TargetChange *message,
                   void *closure_data);
+typedef void (*Slipway__V1__WaveShare_Closure)
+                 (const Slipway__V1__WaveShare *message,
+                  void *closure_data);
 typedef void (*Slipway__V1__AgentRegister_Closure)
                  (const Slipway__V1__AgentRegister *message,
                   void *closure_data);
@@ -819,6 +1246,9 @@ typedef void (*Slipway__V1__BuildCount_Closure)
 typedef void (*Slipway__V1__RegionReport_Closure)
                  (const Slipway__V1__RegionReport *message,
                   void *closure_data);
+typedef void (*Slipway__V1__WaveProgress_Closure)
+                 (const Slipway__V1__WaveProgress *message,
+                  void *closure_data);
 typedef void (*Slipway__V1__DeployRequest_Closure)
                  (const Slipway__V1__DeployRequest *message,
                   void *closure_data);
@@ -827,6 +1257,18 @@ typedef void (*Slipway__V1__RollbackRequest_Closure)
                   void *closure_data);
 typedef void (*Slipway__V1__DeployReply_Closure)
                  (const Slipway__V1__DeployReply *message,
+                  void *closure_data);
+typedef void (*Slipway__V1__RolloutWave_Closure)
+                 (const Slipway__V1__RolloutWave *message,
+                  void *closure_data);
+typedef void (*Slipway__V1__RolloutStatus_Closure)
+                 (const Slipway__V1__RolloutStatus *message,
+                  void *closure_data);
+typedef void (*Slipway__V1__RolloutQuery_Closure)
+                 (const Slipway__V1__RolloutQuery *message,
+                  void *closure_data);
+typedef void (*Slipway__V1__RolloutControl_Closure)
+                 (const Slipway__V1__RolloutControl *message,
                   void *closure_data);
 typedef void (*Slipway__V1__ServiceStatusQuery_Closure)
                  (const Slipway__V1__ServiceStatusQuery *message,
@@ -853,7 +1295,10 @@ typedef void (*Slipway__V1__AuditList_Closure)
 /* --- descriptors --- */
 
 extern const ProtobufCEnumDescriptor    slipway__v1__agent_state__descriptor;
+extern const ProtobufCEnumDescriptor    slipway__v1__rollout_state__descriptor;
+extern const ProtobufCEnumDescriptor    slipway__v1__rollout_action__descriptor;
 extern const ProtobufCMessageDescriptor slipway__v1__target_change__descriptor;
+extern const ProtobufCMessageDescriptor slipway__v1__wave_share__descriptor;
 extern const ProtobufCMessageDescriptor slipway__v1__agent_register__descriptor;
 extern const ProtobufCMessageDescriptor slipway__v1__agent_targets__descriptor;
 extern const ProtobufCMessageDescriptor slipway__v1__agent_status__descriptor;
@@ -862,9 +1307,14 @@ extern const ProtobufCMessageDescriptor slipway__v1__peer__descriptor;
 extern const ProtobufCMessageDescriptor slipway__v1__peer_list__descriptor;
 extern const ProtobufCMessageDescriptor slipway__v1__build_count__descriptor;
 extern const ProtobufCMessageDescriptor slipway__v1__region_report__descriptor;
+extern const ProtobufCMessageDescriptor slipway__v1__wave_progress__descriptor;
 extern const ProtobufCMessageDescriptor slipway__v1__deploy_request__descriptor;
 extern const ProtobufCMessageDescriptor slipway__v1__rollback_request__descriptor;
 extern const ProtobufCMessageDescriptor slipway__v1__deploy_reply__descriptor;
+extern const ProtobufCMessageDescriptor slipway__v1__rollout_wave__descriptor;
+extern const ProtobufCMessageDescriptor slipway__v1__rollout_status__descriptor;
+extern const ProtobufCMessageDescriptor slipway__v1__rollout_query__descriptor;
+extern const ProtobufCMessageDescriptor slipway__v1__rollout_control__descriptor;
 extern const ProtobufCMessageDescriptor slipway__v1__service_status_query__descriptor;
 extern const ProtobufCMessageDescriptor slipway__v1__deployment_record__descriptor;
 extern const ProtobufCMessageDescriptor slipway__v1__service_status__descriptor;

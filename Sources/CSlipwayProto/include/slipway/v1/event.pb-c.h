@@ -38,7 +38,19 @@ typedef enum _Slipway__V1__EventType {
    * Garbage-collected: regions delete their copy.
    */
   SLIPWAY__V1__EVENT_TYPE__EVENT_TYPE_ARTIFACT_DELETED = 13,
-  SLIPWAY__V1__EVENT_TYPE__EVENT_TYPE_TARGET_CHANGED = 20
+  SLIPWAY__V1__EVENT_TYPE__EVENT_TYPE_TARGET_CHANGED = 20,
+  /*
+   * Rollout steps; each carries the RolloutStatus after the step.
+   */
+  SLIPWAY__V1__EVENT_TYPE__EVENT_TYPE_ROLLOUT_STARTED = 30,
+  SLIPWAY__V1__EVENT_TYPE__EVENT_TYPE_WAVE_STARTED = 31,
+  SLIPWAY__V1__EVENT_TYPE__EVENT_TYPE_WAVE_PASSED = 32,
+  SLIPWAY__V1__EVENT_TYPE__EVENT_TYPE_ROLLOUT_PAUSED = 33,
+  SLIPWAY__V1__EVENT_TYPE__EVENT_TYPE_ROLLOUT_RESUMED = 34,
+  SLIPWAY__V1__EVENT_TYPE__EVENT_TYPE_ROLLOUT_HALTED = 35,
+  SLIPWAY__V1__EVENT_TYPE__EVENT_TYPE_ROLLOUT_ROLLED_BACK = 36,
+  SLIPWAY__V1__EVENT_TYPE__EVENT_TYPE_ROLLOUT_SUCCEEDED = 37,
+  SLIPWAY__V1__EVENT_TYPE__EVENT_TYPE_ROLLOUT_ABORTED = 38
     PROTOBUF_C__FORCE_ENUM_TO_BE_INT_SIZE(SLIPWAY__V1__EVENT_TYPE)
 } Slipway__V1__EventType;
 
@@ -67,7 +79,7 @@ struct  Slipway__V1__Event
    * The message the event carries, encoded; its type depends on `type`
    * (TargetChange for TARGET_CHANGED; ArtifactManifest for ARTIFACT_PUBLISHED,
    * ARTIFACT_DEPLOYABLE and ARTIFACT_DELETED; ReplicationStatus for REPLICA_COMPLETE;
-   * JobInfo for the job events).
+   * JobInfo for the job events; RolloutStatus for the rollout events).
    */
   ProtobufCBinaryData payload;
 };

@@ -1,0 +1,48 @@
+public import SlipwayProto
+import Crypto
+
+/// Which machines a rollout's waves cover, decided the same way by the region
+/// controller (which knows its machines and picks a cutoff) and by each agent
+/// (which knows only itself): every machine has a score per rollout (rendezvous
+/// hashing of the rollout id and machine id), and a region's wave is its
+/// machines with the lowest scores. The scores do not depend on which other
+/// machines exist, so a restarted controller picks the same machines, and a
+/// wider wave keeps every machine of a narrower one.
+public enum WaveMembership {
+    /// The machine's score in a rollout: the first 8 bytes of
+    /// SHA-256("slipway wave\n<rollout id>\n<machine id>"), at least 1.
+    public static func score(rollout: UInt64, machine: String) -> UInt64 {
+        let digest = SHA256.hash(data: Array("slipway wave\n\(rollout)\n\(machine)".utf8))
+        let value = digest.prefix(8).reduce(UInt64(0)) { $0 << 8 | UInt64($1) }
+        return max(value, 1)
+    }
+
+    /// The build `machine` must run under `change`: its artifact, unless the
+    /// change is a rollout's and the machine's score is above the region's
+    /// cutoff (then the stable build, which may be empty: nothing to run yet).
+    public static func digest(for machine: String, in change: Slipway_V1_TargetChange) -> String {
+        guard change.rolloutID != 0 else { return change.artifactDigest }
+        return score(rollout: change.rolloutID, machine: machine) <= change.waveCutoff ? change.artifactDigest : change.stableDigest
+    }
+
+    /// The share of `region` in a rollout target: its own, else the `*` one, else none.
+    public static func share(of region: String, in change: Slipway_V1_TargetChange) -> Slipway_V1_WaveShare? {
+        change.shares.first { $0.region == region } ?? change.shares.first { $0.region == "*" }
+    }
+
+    /// How many of `total` machines `share` covers (a percentage rounds up, so a
+    /// share above zero of a region with machines covers at least one).
+    public static func count(of share: Slipway_V1_WaveShare?, total: Int) -> Int {
+        guard let share, total > 0 else { return 0 }
+        if share.machines > 0 { return min(Int(share.machines), total) }
+        return min(total, (Int(share.perMille) * total + 999) / 1_000)
+    }
+
+    /// The cutoff that selects the `count` lowest of `scores`: 0 selects none,
+    /// `UInt64.max` every machine (machines that join later too).
+    public static func cutoff(selecting count: Int, of scores: [UInt64]) -> UInt64 {
+        guard count > 0 else { return 0 }
+        guard count < scores.count else { return .max }
+        return scores.sorted()[count - 1]
+    }
+}

@@ -1,0 +1,172 @@
+import ArgumentParser
+import Foundation
+import SlipwayCore
+import SlipwayProducer
+import SlipwayProto
+
+/// How a rollout reads for people.
+enum RolloutText {
+    static func stateName(_ state: Slipway_V1_RolloutState) -> String {
+        switch state {
+        case .progressing: "progressing"
+        case .paused: "paused"
+        case .halted: "halted"
+        case .rolledBack: "rolled_back"
+        case .succeeded: "succeeded"
+        case .aborted: "aborted"
+        case .unspecified, .UNRECOGNIZED: "unknown"
+        }
+    }
+
+    static func shares(_ shares: [Slipway_V1_WaveShare]) -> String {
+        shares.map { share in
+            let size = share.machines > 0 ? "\(share.machines) machine\(share.machines == 1 ? "" : "s")"
+                : share.perMille == 1_000 ? "all" : "\(Double(share.perMille) / 10)%"
+            return "\(share.region == "*" ? "every region" : share.region): \(size)"
+        }.joined(separator: ", ")
+    }
+
+    /// The headline: rollout, builds, plan, state and wave.
+    static func headline(_ rollout: Slipway_V1_RolloutStatus) -> String {
+        let from = rollout.fromDigest.isEmpty ? "(nothing)" : "sha256:\(rollout.fromDigest.prefix(12))"
+        var line = "rollout \(rollout.id) of \(rollout.service): \(from) -> sha256:\(rollout.toDigest.prefix(12)), plan \(rollout.plan), "
+            + "\(stateName(rollout.state)), wave \(rollout.wave + 1)/\(rollout.waves.count)"
+        if !rollout.reason.isEmpty { line += " — \(SafeText.printable(rollout.reason, limit: 400))" }
+        return line
+    }
+
+    /// Every line of a full status: headline, waves, per-region progress, failing machines.
+    static func lines(_ rollout: Slipway_V1_RolloutStatus, now: Date = Date()) -> [String] {
+        var lines = [headline(rollout)]
+        for (index, wave) in rollout.waves.enumerated() {
+            var line = "  wave \(index + 1): \(shares(wave.shares)), bake \(wave.bakeSeconds)s"
+            if wave.result.isEmpty, wave.startedAtUnixMicros > 0 {
+                line += " — in progress for \(Int(now.timeIntervalSince1970 - Double(wave.startedAtUnixMicros) / 1e6))s"
+            } else if !wave.result.isEmpty {
+                line += " — \(wave.result)"
+                if !wave.detail.isEmpty { line += ": \(SafeText.printable(wave.detail, limit: 300))" }
+            }
+            lines.append(line)
+        }
+        for progress in rollout.progress { lines.append("  " + self.progress(progress)) }
+        for machine in rollout.failures.prefix(20) {
+            lines.append("  failing: \(machine.machineID) in \(machine.region): \(SafeText.printable(machine.reason, limit: 300))")
+        }
+        return lines
+    }
+
+    static func progress(_ progress: Slipway_V1_WaveProgress) -> String {
+        "\(progress.region): \(progress.selected) of \(progress.machines) machine(s) in the waves, \(progress.healthy) healthy on the new build, "
+            + "\(progress.failed) failed, \(progress.missing) missing"
+    }
+}
+
+/// Follows a rollout until it ends: prints each change of wave, state or
+/// progress, and maps the end to an exit code (0 succeeded, 1 halted, rolled
+/// back or aborted, 3 timed out).
+struct RolloutWatch {
+    let service: String
+    let id: UInt64
+    let timeout: Duration
+    let json: Bool
+
+    func run(_ client: SlipwayClient) async throws -> ExitCode {
+        let deadline = ContinuousClock.now + timeout
+        var shown: [String] = []
+        while true {
+            let rollout = try await client.rollout(service: service, id: id)
+            if !json {
+                let lines = [RolloutText.headline(rollout)] + rollout.progress.map { "  " + RolloutText.progress($0) }
+                if lines != shown { lines.forEach { print($0) } }
+                shown = lines
+            }
+            switch rollout.state {
+            case .succeeded:
+                if json { printJSON(rollout) }
+                return .success
+            case .halted, .rolledBack, .aborted:
+                if json {
+                    printJSON(rollout)
+                } else {
+                    for machine in rollout.failures.prefix(50) {
+                        print("  failing: \(machine.machineID) in \(machine.region): \(SafeText.printable(machine.reason, limit: 300))")
+                    }
+                }
+                return JobExit.failed
+            default:
+                break
+            }
+            guard ContinuousClock.now < deadline else {
+                if json { printJSON(rollout) }
+                printError("slipway: rollout \(rollout.id) is still \(RolloutText.stateName(rollout.state)) after \(timeout)")
+                return JobExit.timedOut
+            }
+            try await Task.sleep(for: .seconds(1))
+        }
+    }
+}
+
+struct RolloutCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "rollout",
+        abstract: "Show or steer a service's rollout: status, pause, resume, promote, abort.",
+        subcommands: [Status.self, Pause.self, Resume.self, Promote.self, Abort.self])
+
+    struct Status: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Show a service's newest rollout (or --id), wave by wave, region by region.")
+        @Argument(help: "The service.") var service: String
+        @Option(help: "A rollout id (default: the newest).") var id: UInt64 = 0
+        @Flag(help: "Follow it until it ends; the exit code says how (0 succeeded, 1 halted/rolled back/aborted, 3 timed out).")
+        var wait = false
+        @Option(help: "With --wait: give up after this long.") var timeout = DurationArgument(argument: "30m")!
+        @OptionGroup var options: ClientOptions
+
+        func run() async throws {
+            let (service, id) = (self.service, self.id)
+            let rollout = try await withClient(options) { try await $0.rollout(service: service, id: id) }
+            guard wait else {
+                if options.json { printJSON(rollout) } else { RolloutText.lines(rollout).forEach { print($0) } }
+                return
+            }
+            let watch = RolloutWatch(service: service, id: rollout.id, timeout: timeout.duration, json: options.json)
+            let code = try await withClient(options) { try await watch.run($0) }
+            if code != .success { throw code }
+        }
+    }
+
+    struct Pause: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Stop a rollout where it is (the gate stops judging).")
+        @OptionGroup var control: ControlOptions
+        func run() async throws { try await control.send(.pause) }
+    }
+
+    struct Resume: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Continue a paused rollout; its current wave is judged afresh.")
+        @OptionGroup var control: ControlOptions
+        func run() async throws { try await control.send(.resume) }
+    }
+
+    struct Promote: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Pass the current wave now, without its gate, and start the next.")
+        @OptionGroup var control: ControlOptions
+        func run() async throws { try await control.send(.promote) }
+    }
+
+    struct Abort: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "End the rollout and send every machine back to the previous build.")
+        @OptionGroup var control: ControlOptions
+        func run() async throws { try await control.send(.abort) }
+    }
+
+    struct ControlOptions: ParsableArguments {
+        @Argument(help: "The service.") var service: String
+        @Option(help: "Who is acting, for the record (default: $SLIPWAY_USER or $USER).") var by: String?
+        @OptionGroup var options: ClientOptions
+
+        func send(_ action: Slipway_V1_RolloutAction) async throws {
+            let (service, by) = (self.service, self.by ?? currentUser())
+            let rollout = try await withClient(options) { try await $0.control(service: service, action, setBy: by) }
+            if options.json { printJSON(rollout) } else { print(RolloutText.headline(rollout)) }
+        }
+    }
+}
