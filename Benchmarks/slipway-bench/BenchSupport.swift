@@ -1,5 +1,7 @@
 import ArgumentParser
 import Foundation
+import Logging
+import SlipwayStore
 import SlipwayArtifact
 import SlipwayProto
 #if canImport(Glibc)
@@ -78,4 +80,34 @@ func launch(_ path: String, _ arguments: [String], output: Pipe? = nil) throws -
     if let output { process.standardOutput = output }
     try process.run()
     return process
+}
+
+/// Starts `arguments` with stdout and stderr to `log`.
+func launchLogged(_ arguments: [String], log: URL) throws -> Process {
+    _ = FileManager.default.createFile(atPath: log.path, contents: nil)
+    let process = Process()
+    process.executableURL = URL(fileURLWithPath: arguments[0])
+    process.arguments = Array(arguments.dropFirst())
+    let handle = try FileHandle(forWritingTo: log)
+    process.standardOutput = handle
+    process.standardError = handle
+    try process.run()
+    return process
+}
+
+/// Creates a fresh database beside the one `adminURL` names (migrated to the
+/// current schema unless `migrate` is false). - Returns: its URL.
+func createBenchDatabase(adminURL: String, suffix: String, logger: Logger, migrate: Bool = true) async throws -> String {
+    let name = "slipway_bench_\(suffix)_\(UInt32.random(in: 0...UInt32.max))"
+    let admin = PGClient(url: adminURL, logger: logger)
+    try await admin.query("CREATE DATABASE \(name)")
+    await admin.close()
+    var parts = adminURL.split(separator: "/", omittingEmptySubsequences: false)
+    parts[parts.count - 1] = Substring(name)
+    let url = parts.joined(separator: "/")
+    guard migrate else { return url }
+    let client = PGClient(url: url, logger: logger)
+    _ = try await client.withConnection { try Migrator.migrate($0, logger: logger) }
+    await client.close()
+    return url
 }

@@ -219,18 +219,7 @@ struct PipelineBench: AsyncParsableCommand {
     // MARK: helpers
 
     private func createDatabase(suffix: String, logger: Logger, migrate: Bool = true) async throws -> String {
-        let name = "slipway_bench_\(suffix)_\(UInt32.random(in: 0...UInt32.max))"
-        let admin = PGClient(url: databaseURL, logger: logger)
-        try await admin.query("CREATE DATABASE \(name)")
-        await admin.close()
-        var parts = databaseURL.split(separator: "/", omittingEmptySubsequences: false)
-        parts[parts.count - 1] = Substring(name)
-        let url = parts.joined(separator: "/")
-        guard migrate else { return url }
-        let client = PGClient(url: url, logger: logger)
-        _ = try await client.withConnection { try Migrator.migrate($0, logger: logger) }
-        await client.close()
-        return url
+        try await createBenchDatabase(adminURL: databaseURL, suffix: suffix, logger: logger, migrate: migrate)
     }
 
     private func startCoordinator(database: String, intake: String, dispatch: String, keyFlags: [String]) throws -> Process {

@@ -107,7 +107,7 @@ public struct Rollout: Sendable {
     public mutating func failed(_ digest: String, reason: String) -> [Action] {
         guard phase == .downloading(digest) else { return [] }
         phase = .idle
-        report(.failed, digest, reason)
+        report(.downloadFailed, digest, reason)
         return []
     }
 

@@ -15,7 +15,7 @@ public enum TargetSignature {
 
     /// The bytes the signature covers: service, region scope, digest, version,
     /// who set it, when, and the digest it replaces; for a rollout's target also
-    /// the rollout, the stable build and every region's share (the wave cutoff a
+    /// the rollout, the stable build, every region's share and whether to prefetch (the wave cutoff a
     /// region adds is not signed: it only chooses between the two signed builds).
     public static func signedBytes(_ change: Slipway_V1_TargetChange) -> [UInt8] {
         var bytes = domain
@@ -33,6 +33,7 @@ public enum TargetSignature {
             append(number(UInt64(share.machines)), to: &bytes)
             append(number(UInt64(share.perMille)), to: &bytes)
         }
+        append([change.prefetch ? 1 : 0], to: &bytes)
         return bytes
     }
 

@@ -43,6 +43,10 @@ public struct RolloutPlan: Codable, Equatable, Sendable {
     public var waves: [Wave]
     /// On a failed gate: wait for an operator instead of rolling back.
     public var pauseOnFailure = false
+    /// Machines outside the waves fetch the new build ahead (not installing it):
+    /// waves then cost installs, not downloads, but every machine downloads a
+    /// build that may halt at the canary.
+    public var prefetch = false
     /// How long a wave may take to become healthy before the gate, seeing too
     /// little, pauses the rollout.
     public var waveDeadlineSeconds = 600
@@ -83,8 +87,8 @@ public struct RolloutPlan: Codable, Equatable, Sendable {
     /// configuration file's `rollout-plan` take it. A wave is comma-separated
     /// shares (`REGION:COUNT` or `REGION:PERCENT%`, `*` for every region not
     /// named), then optional `bake=DURATION`, `min-healthy=PERCENT%` and
-    /// `max-failed=N`, separated by spaces. Options: `pause-on-failure` and
-    /// `deadline=DURATION`. Example:
+    /// `max-failed=N`, separated by spaces. Options: `pause-on-failure`,
+    /// `prefetch` and `deadline=DURATION`. Example:
     /// `careful=eu:1 bake=10m; eu:100% bake=30m; *:100% min-healthy=99% max-failed=5; deadline=20m`.
     public static func parse(_ text: String) throws(InvalidValue) -> RolloutPlan {
         func invalid(_ rule: String) -> InvalidValue { InvalidValue(kind: "rollout plan", text: text, rule: rule) }
@@ -96,6 +100,8 @@ public struct RolloutPlan: Codable, Equatable, Sendable {
         for part in text[text.index(after: equals)...].split(separator: ";").map({ $0.trimmingCharacters(in: .whitespaces) }) where !part.isEmpty {
             if part == "pause-on-failure" {
                 plan.pauseOnFailure = true
+            } else if part == "prefetch" {
+                plan.prefetch = true
             } else if part.hasPrefix("deadline=") {
                 guard let deadline = DurationText.parse(String(part.dropFirst("deadline=".count))), deadline >= .seconds(1) else {
                     throw invalid("deadline= takes a duration of at least 1s, e.g. 10m")

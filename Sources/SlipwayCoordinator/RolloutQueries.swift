@@ -124,10 +124,12 @@ extension CoordinatorQueries {
             """, [.text(service)]).rows.map { try $0.string("region") }
     }
 
-    /// Every region the coordinator knows: configured, or heard from.
+    /// Every region a `*` share covers: the configured ones (a region dropped from
+    /// the configuration stops counting, whatever report it left), or without
+    /// configured regions, every region that ever reported.
     func knownRegions(_ db: PGConnection) throws -> [String] {
-        let reporting = try db.query("SELECT region FROM region_reports ORDER BY region").rows.map { try $0.string("region") }
-        return regions + reporting.filter { !regions.contains($0) }
+        guard regions.isEmpty else { return regions }
+        return try db.query("SELECT region FROM region_reports ORDER BY region").rows.map { try $0.string("region") }
     }
 
     private static func rollout(_ row: PGRow) throws -> StoredRollout {
@@ -174,6 +176,7 @@ extension StoredRollout {
         status.createdAtUnixMicros = createdAt
         status.updatedAtUnixMicros = updatedAt
         status.pauseOnFailure = machine.plan.pauseOnFailure
+        status.prefetch = machine.plan.prefetch
         status.waveDeadlineSeconds = UInt32(machine.plan.waveDeadlineSeconds)
         status.waves = zip(machine.plan.waves, machine.waves).map { wave, record in
             var wire = Slipway_V1_RolloutWave()

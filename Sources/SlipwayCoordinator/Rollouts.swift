@@ -203,7 +203,8 @@ struct Rollouts {
             switch effect {
             case .applyWaves(let shares):
                 let (change, event) = try queries.writeTarget(db, service: machine.service, region: "", digest: machine.to,
-                                                              rollout: (machine.id, machine.from, shares), setBy: setBy, history: history)
+                                                              rollout: (machine.id, machine.from, shares, machine.plan.prefetch), setBy: setBy,
+                                                              history: history)
                 history = nil
                 stored.machine.waveVersion = change.version
                 batch.publish([event])
@@ -219,7 +220,7 @@ struct Rollouts {
                 } else {
                     // The service's first rollout: nothing to go back to, so no machine is left in a wave.
                     (_, event) = try queries.writeTarget(db, service: machine.service, region: "", digest: machine.to,
-                                                         rollout: (machine.id, nil, []), setBy: setBy, history: back)
+                                                         rollout: (machine.id, nil, [], false), setBy: setBy, history: back)
                 }
                 batch.publish([event])
             case .event(let type):

@@ -141,20 +141,21 @@ extension CoordinatorQueries {
     /// `target.changed` event; with `history`, also a row of the deployment history.
     /// `rollout`: the rollout this target carries (id, the build outside its waves, the shares).
     func writeTarget(_ db: PGConnection, service: String, region: String, digest: String?,
-                     rollout: (id: UInt64, stable: String?, shares: [RolloutPlan.Share])? = nil, setBy: String,
+                     rollout: (id: UInt64, stable: String?, shares: [RolloutPlan.Share], prefetch: Bool)? = nil, setBy: String,
                      history: TargetHistory?) throws -> (Slipway_V1_TargetChange, OutboxEvent) {
         let current = try currentTarget(db, service: service, region: region)
         let version = (current?.version ?? 0) + 1
         let shares = try rollout.map { String(decoding: try JSONEncoder().encode($0.shares), as: UTF8.self) }
         let written = try db.query("""
-            INSERT INTO targets (service, region, artifact_digest, version, set_by, set_at, rollout_id, stable_digest, shares)
-            VALUES ($1, $2, $3, $4, $5, now(), $6, $7, $8::jsonb)
+            INSERT INTO targets (service, region, artifact_digest, version, set_by, set_at, rollout_id, stable_digest, shares, prefetch)
+            VALUES ($1, $2, $3, $4, $5, now(), $6, $7, $8::jsonb, $9)
             ON CONFLICT (service, region) DO UPDATE
             SET artifact_digest = excluded.artifact_digest, version = excluded.version, set_by = excluded.set_by, set_at = now(),
-                rollout_id = excluded.rollout_id, stable_digest = excluded.stable_digest, shares = excluded.shares
+                rollout_id = excluded.rollout_id, stable_digest = excluded.stable_digest, shares = excluded.shares,
+                prefetch = excluded.prefetch
             RETURNING (extract(epoch FROM set_at) * 1000000)::bigint AS set_us
             """, [.text(service), .text(region), .optional(digest), .int(version), .text(setBy), .optional(rollout.map { String($0.id) }),
-                  .optional(rollout?.stable), .optional(shares)])
+                  .optional(rollout?.stable), .optional(shares), .text(rollout?.prefetch == true ? "true" : "false")])
         let previous = try db.query("""
             SELECT coalesce((SELECT d.from_digest FROM deployments d WHERE d.service = $1 AND d.region = $2 ORDER BY d.id DESC LIMIT 1), '') AS p
             """, [.text(service), .text(region)]).first?.string("p") ?? ""
@@ -177,6 +178,7 @@ extension CoordinatorQueries {
             change.rolloutID = rollout.id
             change.stableDigest = rollout.stable ?? ""
             change.shares = rollout.shares.map(\.wire)
+            change.prefetch = rollout.prefetch
         }
         if let signer = signer?.signer { change.signature = Data(try TargetSignature.sign(change, with: signer)) }
         return (change, try OutboxEvent.make(.targetChanged, digest: digest ?? "", region: region, service: service, payload: change))
@@ -192,7 +194,7 @@ extension CoordinatorQueries {
             SELECT t.region, t.artifact_digest, t.version, t.set_by, (extract(epoch FROM t.set_at) * 1000000)::bigint AS set_us,
                    coalesce((SELECT d.from_digest FROM deployments d WHERE d.service = t.service AND d.region = t.region
                              ORDER BY d.id DESC LIMIT 1), '') AS previous,
-                   t.rollout_id, coalesce(t.stable_digest, '') AS stable, coalesce(t.shares::text, '[]') AS shares
+                   t.rollout_id, coalesce(t.stable_digest, '') AS stable, coalesce(t.shares::text, '[]') AS shares, t.prefetch
             FROM targets t WHERE t.service = $1 AND t.artifact_digest IS NOT NULL ORDER BY t.region
             """, [.text(service)]).rows.map { row in
             var change = Slipway_V1_TargetChange()
@@ -207,6 +209,7 @@ extension CoordinatorQueries {
                 change.rolloutID = UInt64(rollout)
                 change.stableDigest = try row.string("stable")
                 change.shares = try JSONDecoder().decode([RolloutPlan.Share].self, from: Data(try row.string("shares").utf8)).map(\.wire)
+                change.prefetch = try row.bool("prefetch")
             }
             return change
         }

@@ -36,6 +36,11 @@ public nonisolated enum Slipway_V1_AgentState: SwiftProtobuf.Enum, Swift.CaseIte
   case running // = 4
   case failed // = 5
   case rolledBack // = 6
+
+  /// The target could not be fetched (no peer or store reachable, a corrupt
+  /// copy); retried. Not the build's fault: a rollout's gate does not count it
+  /// as failed, only as not healthy yet.
+  case downloadFailed // = 7
   case UNRECOGNIZED(Int)
 
   public init() {
@@ -51,6 +56,7 @@ public nonisolated enum Slipway_V1_AgentState: SwiftProtobuf.Enum, Swift.CaseIte
     case 4: self = .running
     case 5: self = .failed
     case 6: self = .rolledBack
+    case 7: self = .downloadFailed
     default: self = .UNRECOGNIZED(rawValue)
     }
   }
@@ -64,6 +70,7 @@ public nonisolated enum Slipway_V1_AgentState: SwiftProtobuf.Enum, Swift.CaseIte
     case .running: return 4
     case .failed: return 5
     case .rolledBack: return 6
+    case .downloadFailed: return 7
     case .UNRECOGNIZED(let i): return i
     }
   }
@@ -77,6 +84,7 @@ public nonisolated enum Slipway_V1_AgentState: SwiftProtobuf.Enum, Swift.CaseIte
     .running,
     .failed,
     .rolledBack,
+    .downloadFailed,
   ]
 
 }
@@ -246,6 +254,10 @@ public nonisolated struct Slipway_V1_TargetChange: Sendable {
   /// docs/protocol.md, "Rollouts") is at most this run artifact_digest, the
   /// others stable_digest. The region picks it so the share holds for its machines.
   public var waveCutoff: UInt64 = 0
+
+  /// Machines outside the waves fetch artifact_digest ahead (without installing
+  /// it), so a wave costs an install, not a download. Signed.
+  public var prefetch: Bool = false
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -437,7 +449,7 @@ public nonisolated struct Slipway_V1_RegionReport: Sendable {
 
   public var counts: [Slipway_V1_BuildCount] = []
 
-  /// Machines whose latest status is FAILED or ROLLED_BACK (at most 100).
+  /// Machines whose latest status is FAILED, ROLLED_BACK or DOWNLOAD_FAILED (at most 100).
   public var failures: [Slipway_V1_AgentStatus] = []
 
   /// Machines reporting to the region (heard from within the agent timeout).
@@ -713,6 +725,12 @@ public nonisolated struct Slipway_V1_RolloutStatus: @unchecked Sendable {
     set {_uniqueStorage()._waveDeadlineSeconds = newValue}
   }
 
+  /// Machines outside the waves fetch the new build ahead.
+  public var prefetch: Bool {
+    get {_storage._prefetch}
+    set {_uniqueStorage()._prefetch = newValue}
+  }
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -881,7 +899,7 @@ public nonisolated struct Slipway_V1_AuditList: Sendable {
 fileprivate nonisolated let _protobuf_package = "slipway.v1"
 
 nonisolated extension Slipway_V1_AgentState: SwiftProtobuf._ProtoNameProviding {
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0AGENT_STATE_UNSPECIFIED\0\u{1}AGENT_STATE_IDLE\0\u{1}AGENT_STATE_DOWNLOADING\0\u{1}AGENT_STATE_INSTALLED\0\u{1}AGENT_STATE_RUNNING\0\u{1}AGENT_STATE_FAILED\0\u{1}AGENT_STATE_ROLLED_BACK\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0AGENT_STATE_UNSPECIFIED\0\u{1}AGENT_STATE_IDLE\0\u{1}AGENT_STATE_DOWNLOADING\0\u{1}AGENT_STATE_INSTALLED\0\u{1}AGENT_STATE_RUNNING\0\u{1}AGENT_STATE_FAILED\0\u{1}AGENT_STATE_ROLLED_BACK\0\u{1}AGENT_STATE_DOWNLOAD_FAILED\0")
 }
 
 nonisolated extension Slipway_V1_RolloutState: SwiftProtobuf._ProtoNameProviding {
@@ -894,7 +912,7 @@ nonisolated extension Slipway_V1_RolloutAction: SwiftProtobuf._ProtoNameProvidin
 
 nonisolated extension Slipway_V1_TargetChange: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".TargetChange"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}service\0\u{1}region\0\u{3}artifact_digest\0\u{1}version\0\u{3}set_by\0\u{3}set_at_unix_micros\0\u{3}previous_digest\0\u{1}signature\0\u{3}signed_region\0\u{3}signed_version\0\u{3}rollout_id\0\u{3}stable_digest\0\u{1}shares\0\u{3}wave_cutoff\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}service\0\u{1}region\0\u{3}artifact_digest\0\u{1}version\0\u{3}set_by\0\u{3}set_at_unix_micros\0\u{3}previous_digest\0\u{1}signature\0\u{3}signed_region\0\u{3}signed_version\0\u{3}rollout_id\0\u{3}stable_digest\0\u{1}shares\0\u{3}wave_cutoff\0\u{1}prefetch\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -916,6 +934,7 @@ nonisolated extension Slipway_V1_TargetChange: SwiftProtobuf.Message, SwiftProto
       case 12: try { try decoder.decodeSingularStringField(value: &self.stableDigest) }()
       case 13: try { try decoder.decodeRepeatedMessageField(value: &self.shares) }()
       case 14: try { try decoder.decodeSingularUInt64Field(value: &self.waveCutoff) }()
+      case 15: try { try decoder.decodeSingularBoolField(value: &self.prefetch) }()
       default: break
       }
     }
@@ -964,6 +983,9 @@ nonisolated extension Slipway_V1_TargetChange: SwiftProtobuf.Message, SwiftProto
     if self.waveCutoff != 0 {
       try visitor.visitSingularUInt64Field(value: self.waveCutoff, fieldNumber: 14)
     }
+    if self.prefetch != false {
+      try visitor.visitSingularBoolField(value: self.prefetch, fieldNumber: 15)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -982,6 +1004,7 @@ nonisolated extension Slipway_V1_TargetChange: SwiftProtobuf.Message, SwiftProto
     if lhs.stableDigest != rhs.stableDigest {return false}
     if lhs.shares != rhs.shares {return false}
     if lhs.waveCutoff != rhs.waveCutoff {return false}
+    if lhs.prefetch != rhs.prefetch {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -1718,7 +1741,7 @@ nonisolated extension Slipway_V1_RolloutWave: SwiftProtobuf.Message, SwiftProtob
 
 nonisolated extension Slipway_V1_RolloutStatus: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".RolloutStatus"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{1}service\0\u{3}from_digest\0\u{3}to_digest\0\u{1}plan\0\u{1}state\0\u{1}wave\0\u{1}waves\0\u{1}reason\0\u{3}set_by\0\u{1}actor\0\u{3}created_at_unix_micros\0\u{3}updated_at_unix_micros\0\u{1}progress\0\u{1}failures\0\u{3}pause_on_failure\0\u{3}wave_deadline_seconds\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{1}service\0\u{3}from_digest\0\u{3}to_digest\0\u{1}plan\0\u{1}state\0\u{1}wave\0\u{1}waves\0\u{1}reason\0\u{3}set_by\0\u{1}actor\0\u{3}created_at_unix_micros\0\u{3}updated_at_unix_micros\0\u{1}progress\0\u{1}failures\0\u{3}pause_on_failure\0\u{3}wave_deadline_seconds\0\u{1}prefetch\0")
 
   fileprivate class _StorageClass {
     var _id: UInt64 = 0
@@ -1738,6 +1761,7 @@ nonisolated extension Slipway_V1_RolloutStatus: SwiftProtobuf.Message, SwiftProt
     var _failures: [Slipway_V1_AgentStatus] = []
     var _pauseOnFailure: Bool = false
     var _waveDeadlineSeconds: UInt32 = 0
+    var _prefetch: Bool = false
 
       // This property is used as the initial default value for new instances of the type.
       // The type itself is protecting the reference to its storage via CoW semantics.
@@ -1765,6 +1789,7 @@ nonisolated extension Slipway_V1_RolloutStatus: SwiftProtobuf.Message, SwiftProt
       _failures = source._failures
       _pauseOnFailure = source._pauseOnFailure
       _waveDeadlineSeconds = source._waveDeadlineSeconds
+      _prefetch = source._prefetch
     }
   }
 
@@ -1800,6 +1825,7 @@ nonisolated extension Slipway_V1_RolloutStatus: SwiftProtobuf.Message, SwiftProt
         case 15: try { try decoder.decodeRepeatedMessageField(value: &_storage._failures) }()
         case 16: try { try decoder.decodeSingularBoolField(value: &_storage._pauseOnFailure) }()
         case 17: try { try decoder.decodeSingularUInt32Field(value: &_storage._waveDeadlineSeconds) }()
+        case 18: try { try decoder.decodeSingularBoolField(value: &_storage._prefetch) }()
         default: break
         }
       }
@@ -1859,6 +1885,9 @@ nonisolated extension Slipway_V1_RolloutStatus: SwiftProtobuf.Message, SwiftProt
       if _storage._waveDeadlineSeconds != 0 {
         try visitor.visitSingularUInt32Field(value: _storage._waveDeadlineSeconds, fieldNumber: 17)
       }
+      if _storage._prefetch != false {
+        try visitor.visitSingularBoolField(value: _storage._prefetch, fieldNumber: 18)
+      }
     }
     try unknownFields.traverse(visitor: &visitor)
   }
@@ -1885,6 +1914,7 @@ nonisolated extension Slipway_V1_RolloutStatus: SwiftProtobuf.Message, SwiftProt
         if _storage._failures != rhs_storage._failures {return false}
         if _storage._pauseOnFailure != rhs_storage._pauseOnFailure {return false}
         if _storage._waveDeadlineSeconds != rhs_storage._waveDeadlineSeconds {return false}
+        if _storage._prefetch != rhs_storage._prefetch {return false}
         return true
       }
       if !storagesAreEqual {return false}

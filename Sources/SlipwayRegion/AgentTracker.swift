@@ -161,7 +161,7 @@ struct AgentTracker {
             }
             for status in machine.statuses.values.sorted(by: { $0.service < $1.service }) {
                 counts[Key(service: status.service, digest: status.artifactDigest, state: status.state), default: 0] += 1
-                if status.state == .failed || status.state == .rolledBack, failures.count < failureLimit {
+                if [.failed, .rolledBack, .downloadFailed].contains(status.state), failures.count < failureLimit {
                     failures.append(status)
                 }
             }

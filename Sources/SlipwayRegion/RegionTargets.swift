@@ -32,6 +32,8 @@ struct RegionTargets: Codable, Equatable {
         var id: UInt64
         var stableDigest: String
         var shares: [Share]
+        /// Machines outside the waves fetch the new build ahead (nil in files saved before prefetching existed).
+        var prefetch: Bool?
     }
 
     /// Service → the global target.
@@ -85,6 +87,7 @@ struct RegionTargets: Codable, Equatable {
                 return wire
             }
             change.waveCutoff = cutoff
+            change.prefetch = rollout.prefetch ?? false
         }
         return change
     }
@@ -103,7 +106,8 @@ struct RegionTargets: Codable, Equatable {
         guard change.region.isEmpty || change.region == region else { return false }
         let rollout = change.rolloutID == 0 ? nil : RolloutPart(
             id: change.rolloutID, stableDigest: change.stableDigest,
-            shares: change.shares.map { RolloutPart.Share(region: $0.region, machines: $0.machines, perMille: $0.perMille) })
+            shares: change.shares.map { RolloutPart.Share(region: $0.region, machines: $0.machines, perMille: $0.perMille) },
+            prefetch: change.prefetch)
         let target = Target(digest: change.artifactDigest, version: change.version, setBy: change.setBy, setAtUnixMicros: change.setAtUnixMicros,
                             previousDigest: change.previousDigest, signature: change.signature.isEmpty ? nil : change.signature,
                             rollout: rollout)

@@ -124,12 +124,7 @@ final class TrackerLoop: ServingLoop {
         seenGeneration = generation
         waves = [:]
         for service in targets.services {
-            if let rollout = targets.rolloutTarget(service, region: config.region) {
-                waves[service] = tracker.wave(rollout, region: config.region)
-            }
-        }
-        for service in targets.services {
-            guard let change = targets.agentTarget(service, region: config.region, cutoff: waves[service]?.cutoff ?? 0),
+            guard let change = targets.agentTarget(service, region: config.region, cutoff: cutoff(service, in: targets)),
                   published[service] != change else { continue }
             published[service] = change
             let message = WireMessage(change, sender: config.id, topic: "target.\(service)")
@@ -146,8 +141,21 @@ final class TrackerLoop: ServingLoop {
         reply.region = config.region
         reply.seedEndpoint = "\(config.advertisedStoreEndpoint ?? config.storeEndpoint)"
         let wanted = services.isEmpty ? targets.services : services
-        reply.targets = wanted.compactMap { targets.agentTarget($0, region: config.region, cutoff: waves[$0]?.cutoff ?? 0) }
+        reply.targets = wanted.compactMap { targets.agentTarget($0, region: config.region, cutoff: cutoff($0, in: targets)) }
         return reply
+    }
+
+    /// The cutoff of `service`'s rollout here, for exactly the rollout target on
+    /// the board: a heartbeat answered between a new target and the next
+    /// recomputation must not pair it with the previous rollout's cutoff.
+    private func cutoff(_ service: String, in targets: RegionTargets) -> UInt64 {
+        guard let rollout = targets.rolloutTarget(service, region: config.region) else { return 0 }
+        if let cached = waves[service], cached.progress.rolloutID == rollout.rolloutID, cached.progress.targetVersion == rollout.version {
+            return cached.cutoff
+        }
+        let computed = tracker.wave(rollout, region: config.region)
+        waves[service] = computed
+        return computed.cutoff
     }
 
     // MARK: agents

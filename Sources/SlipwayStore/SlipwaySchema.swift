@@ -218,7 +218,8 @@ public enum SlipwaySchema {
         ALTER TABLE targets ALTER COLUMN artifact_digest DROP NOT NULL;
         ALTER TABLE targets ADD COLUMN rollout_id bigint REFERENCES rollouts (id),
                             ADD COLUMN stable_digest text,
-                            ADD COLUMN shares jsonb;
+                            ADD COLUMN shares jsonb,
+                            ADD COLUMN prefetch boolean NOT NULL DEFAULT false;
         ALTER TABLE deployments ALTER COLUMN to_digest DROP NOT NULL;
         ALTER TABLE deployments DROP CONSTRAINT deployments_action_check;
         ALTER TABLE deployments ADD CONSTRAINT deployments_action_check CHECK (action IN ('deploy', 'rollback', 'clear', 'abort'));

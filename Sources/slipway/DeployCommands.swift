@@ -177,6 +177,7 @@ struct StatusCommand: AsyncParsableCommand {
         case .running: "running"
         case .failed: "failed"
         case .rolledBack: "rolled-back"
+        case .downloadFailed: "download-failed"
         case .unspecified, .UNRECOGNIZED: "unknown"
         }
     }

@@ -64,7 +64,7 @@ struct TargetSignatureTests {
     }
 
     @Test("a rollout's target signs its rollout, stable build and shares; the region's cutoff is not signed", arguments: [
-        "rollout", "stable", "share", "extra share", "cutoff",
+        "rollout", "stable", "share", "extra share", "prefetch", "cutoff",
     ])
     func rolloutFields(field: String) throws {
         let key = Curve25519.Signing.PrivateKey()
@@ -75,6 +75,7 @@ struct TargetSignatureTests {
         case "stable": changed.stableDigest = String(repeating: "c", count: 64)
         case "share": changed.shares[0].machines = 1_000
         case "extra share": changed.shares.append(changed.shares[0])
+        case "prefetch": changed.prefetch = true
         default: changed.waveCutoff = 12_345
         }
         #expect(TargetSignature.verify(changed, signature: signature, publicKey: key.publicKey) == (field == "cutoff"))

@@ -239,8 +239,8 @@ enum RolloutText {
 @Suite struct RolloutPlanTests {
     @Test("named plans parse, with shares, bake, gate limits and options")
     func parse() throws {
-        let plan = try RolloutPlan.parse("careful=eu:1 bake=10m; eu:25%,us:2 bake=30s min-healthy=95% max-failed=2; *:100%; pause-on-failure; deadline=20m")
-        #expect(plan.name == "careful" && plan.pauseOnFailure && plan.waveDeadlineSeconds == 1_200)
+        let plan = try RolloutPlan.parse("careful=eu:1 bake=10m; eu:25%,us:2 bake=30s min-healthy=95% max-failed=2; *:100%; pause-on-failure; prefetch; deadline=20m")
+        #expect(plan.name == "careful" && plan.pauseOnFailure && plan.prefetch && plan.waveDeadlineSeconds == 1_200)
         #expect(plan.waves.count == 3)
         #expect(plan.waves[0] == RolloutPlan.Wave(shares: [RolloutPlan.Share(region: "eu", machines: 1)], bakeSeconds: 600))
         #expect(plan.waves[1].shares == [RolloutPlan.Share(region: "eu", machines: nil, perMille: 250), RolloutPlan.Share(region: "us", machines: 2)])

@@ -52,6 +52,21 @@ struct DeployTests {
         try await ReplicationTests.waitFor("the v2 rollout to succeed", timeout: .seconds(30)) {
             try await client.rollout(service: "svc").state == .succeeded
         }
+        func regionATargets(_ digest: String) -> Bool {
+            cluster.logText("region-a").split(separator: "\n").contains { $0.contains("regional target changed") && $0.contains("digest=\(digest)") }
+        }
+        #expect(!regionATargets(v2), "region a is pinned to v1")
+
+        // Clearing the override hands region a back to the global target (v2).
+        let clearText = try shellOutput("'\(Cluster.binary!)' deploy svc --clear --region a --by oncall --coordinator \(cluster.intake) \(try cluster.clientKeyFlags(.operator, "tester").joined(separator: " "))")
+        #expect(clearText.contains("region a: override cleared"), "\(clearText)")
+        try await ReplicationTests.waitFor("region a to follow the global target", timeout: .seconds(10)) { regionATargets(v2) }
+        var clearAgain = Slipway_V1_DeployRequest()
+        clearAgain.service = "svc"
+        clearAgain.regions = ["a"]
+        clearAgain.clear = true
+        clearAgain.setBy = "oncall"
+        #expect(try await client.deploy(clearAgain).unchanged == ["a"], "clearing twice changes nothing")
 
         var rollback = Slipway_V1_RollbackRequest()
         rollback.service = "svc"
@@ -60,9 +75,9 @@ struct DeployTests {
         #expect(back.targets.first?.artifactDigest == v1 && back.rollout.fromDigest == v2 && back.rollout.plan == "all")
 
         let status = try await client.status(service: "svc")
-        #expect(status.targets.map(\.region) == ["", "a"])
+        #expect(status.targets.map(\.region) == [""], "the cleared override is no target")
         #expect(status.targets.first?.artifactDigest == v1)
-        #expect(status.history.map(\.action) == ["rollback", "deploy", "deploy", "deploy"])
+        #expect(status.history.map(\.action) == ["rollback", "clear", "deploy", "deploy", "deploy"])
         #expect(status.history.first?.setBy == "oncall" && status.history.first?.fromDigest == v2)
 
         // Region c follows the global target; region a keeps its override.
@@ -76,7 +91,7 @@ struct DeployTests {
 
         // The CLI shows the same.
         let text = try shellOutput("'\(Cluster.binary!)' status svc --coordinator \(cluster.intake) \(try cluster.clientKeyFlags(.operator, "tester").joined(separator: " "))")
-        #expect(text.contains("global: sha256:\(v1) version") && text.contains("rollback global v") && text.contains("pinned: a"), "\(text)")
+        #expect(text.contains("global: sha256:\(v1) version") && text.contains("rollback global v") && !text.contains("pinned"), "\(text)")
 
         // With the coordinator gone, a restarted region still knows its targets.
         _ = cluster.processes["coordinator"]!.stop()

@@ -45,6 +45,25 @@ struct RolloutTests {
         return done.artifactDigest
     }
 
+    /// Deploys `digest` as service `hello` with `plan` (the coordinator's default when empty). - Returns: the rollout it started.
+    @discardableResult
+    static func deploy(_ client: SlipwayClient, _ digest: String, plan: String = "") async throws -> Slipway_V1_RolloutStatus {
+        var request = Slipway_V1_DeployRequest()
+        request.service = "hello"
+        request.artifactDigest = digest
+        request.plan = plan
+        request.setBy = "test"
+        return try await client.deploy(request).rollout
+    }
+
+    /// Deploys `digest` to every machine (plan `all`) and waits until the rollout succeeded.
+    static func deployEverywhere(_ client: SlipwayClient, _ digest: String) async throws {
+        let rollout = try await deploy(client, digest, plan: "all")
+        try await ReplicationTests.waitFor("\(digest.prefix(12)) rolled out", timeout: .seconds(60)) {
+            try await client.rollout(service: "hello", id: rollout.id).state == .succeeded
+        }
+    }
+
     /// `slipway deploy hello DIGEST --wait` as a separate process (the CI job), its output in `deploy-LABEL.log`.
     static func deployWaiting(_ cluster: Cluster, _ digest: String, plan: String, label: String, timeout: String = "5m") throws -> SpawnedProcess {
         try SpawnedProcess([Cluster.binary!, "deploy", "hello", digest, "--plan", plan, "--wait", "--timeout", timeout, "--by", "ci",
@@ -73,13 +92,8 @@ struct RolloutTests {
         let v2 = try await build(client, cluster, "v2")
         let broken = try await build(client, cluster, "broken", exitAtOnce: true)
 
-        var first = Slipway_V1_DeployRequest()
-        first.service = "hello"
-        first.artifactDigest = v1
-        first.plan = "all"
-        first.setBy = "test"
-        let started = try await client.deploy(first)
-        #expect(started.rollout.plan == "all" && started.rollout.state == .progressing && started.rollout.fromDigest.isEmpty)
+        let started = try await deploy(client, v1, plan: "all")
+        #expect(started.plan == "all" && started.state == .progressing && started.fromDigest.isEmpty)
         try await ReplicationTests.waitFor("v1 rolled out", timeout: .seconds(60)) {
             try await client.rollout(service: "hello").state == .succeeded
         }
@@ -142,12 +156,7 @@ struct RolloutTests {
         defer { Task { await client.close() } }
         let v1 = try await build(client, cluster, "v1")
         let dying = try await build(client, cluster, "dying", dieAfter: 3)
-        var first = Slipway_V1_DeployRequest()
-        first.service = "hello"
-        first.artifactDigest = v1
-        first.setBy = "test"
-        _ = try await client.deploy(first)
-        try await ReplicationTests.waitFor("v1 rolled out", timeout: .seconds(60)) { try await client.rollout(service: "hello").state == .succeeded }
+        try await deployEverywhere(client, v1)
 
         let deploy = try deployWaiting(cluster, dying, plan: "canary", label: "dying")
         #expect(deploy.wait() == 1, "\(cluster.logText("deploy-dying"))")
@@ -174,16 +183,8 @@ struct RolloutTests {
         defer { Task { await client.close() } }
         let v1 = try await build(client, cluster, "v1")
         let v2 = try await build(client, cluster, "v2")
-        var request = Slipway_V1_DeployRequest()
-        request.service = "hello"
-        request.artifactDigest = v1
-        request.setBy = "test"
-        _ = try await client.deploy(request)
-        try await ReplicationTests.waitFor("v1 rolled out", timeout: .seconds(60)) { try await client.rollout(service: "hello").state == .succeeded }
-
-        request.artifactDigest = v2
-        request.plan = "three"
-        let started = try await client.deploy(request).rollout
+        try await deployEverywhere(client, v1)
+        let started = try await deploy(client, v2, plan: "three")
         try await ReplicationTests.waitFor("wave 2", timeout: .seconds(60)) { try await client.rollout(service: "hello").wave >= 1 }
         cluster.processes["coordinator"]!.signal(SIGKILL)
         _ = cluster.processes["coordinator"]!.wait()
@@ -205,22 +206,14 @@ struct RolloutTests {
     }
 
     static func staleRegion(_ cluster: Cluster) async throws {
-        let plan = "slow=a:100% bake=2s; b:100% bake=60s; c:100% bake=2s"
+        let plan = "slow=a:100% bake=2s; b:100% bake=60s; c:100% bake=2s; prefetch"
         let machines = try fleet(cluster, perRegion: 2, coordinator: ["--rollout-plan", plan])
         let client = try SlipwayClient(endpoint: cluster.intake, security: cluster.security())
         defer { Task { await client.close() } }
         let v1 = try await build(client, cluster, "v1")
         let v2 = try await build(client, cluster, "v2")
-        var request = Slipway_V1_DeployRequest()
-        request.service = "hello"
-        request.artifactDigest = v1
-        request.setBy = "test"
-        _ = try await client.deploy(request)
-        try await ReplicationTests.waitFor("v1 rolled out", timeout: .seconds(60)) { try await client.rollout(service: "hello").state == .succeeded }
-
-        request.artifactDigest = v2
-        request.plan = "slow"
-        _ = try await client.deploy(request)
+        try await deployEverywhere(client, v1)
+        try await deploy(client, v2, plan: "slow")
         try await ReplicationTests.waitFor("wave 2 healthy in b", timeout: .seconds(60)) {
             let rollout = try await client.rollout(service: "hello")
             return rollout.wave == 1 && rollout.progress.contains { $0.region == "b" && $0.healthy == 2 }
@@ -250,6 +243,14 @@ struct RolloutTests {
         let status = try await client.status(service: "hello")
         #expect(status.rollouts.first?.state == .aborted && status.rollouts.first?.reason == "aborted by oncall")
         #expect(status.targets.first { $0.region.isEmpty }?.artifactDigest == v1)
+        // The plan prefetches: region c's machines fetched v2 ahead of their wave, and never ran it.
+        for machine in machines where machine.region == "c" {
+            let log = cluster.logText(machine.name).split(separator: "\n")
+            #expect(log.contains { $0.contains("download complete") && $0.contains(v2) },
+                    "\(machine.name) prefetched v2: \(log.suffix(12).joined(separator: "\n"))\n\(cluster.logText("region-c").split(separator: "\n").suffix(8).joined(separator: "\n"))")
+            #expect(!log.contains { $0.contains("new target") && $0.contains(v2) },
+                    "\(machine.name) never installed v2: \(log.filter { $0.contains("target") || $0.contains("download") }.suffix(12).joined(separator: "\n"))\n\(cluster.logText("region-c").split(separator: "\n").filter { $0.contains("target") }.suffix(8).joined(separator: "\n"))")
+        }
         let refused = try runShell("'\(Cluster.binary!)' rollout resume hello --coordinator \(cluster.intake) \(try cluster.clientKeyFlags(.operator, "tester").joined(separator: " ")) 2>/dev/null")
         #expect(refused == 1, "an ended rollout cannot be resumed")
     }

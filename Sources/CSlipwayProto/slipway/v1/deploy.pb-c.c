@@ -1087,7 +1087,7 @@ void   slipway__v1__audit_list__free_unpacked
   assert(message->base.descriptor == &slipway__v1__audit_list__descriptor);
   protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
 }
-static const ProtobufCFieldDescriptor slipway__v1__target_change__field_descriptors[14] =
+static const ProtobufCFieldDescriptor slipway__v1__target_change__field_descriptors[15] =
 {
   {
     "service",
@@ -1257,9 +1257,22 @@ static const ProtobufCFieldDescriptor slipway__v1__target_change__field_descript
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "prefetch",
+    15,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_BOOL,
+    0,   /* quantifier_offset */
+    offsetof(Slipway__V1__TargetChange, prefetch),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned slipway__v1__target_change__field_indices_by_name[] = {
   2,   /* field[2] = artifact_digest */
+  14,   /* field[14] = prefetch */
   6,   /* field[6] = previous_digest */
   1,   /* field[1] = region */
   10,   /* field[10] = rollout_id */
@@ -1277,7 +1290,7 @@ static const unsigned slipway__v1__target_change__field_indices_by_name[] = {
 static const ProtobufCIntRange slipway__v1__target_change__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 14 }
+  { 0, 15 }
 };
 const ProtobufCMessageDescriptor slipway__v1__target_change__descriptor =
 {
@@ -1287,7 +1300,7 @@ const ProtobufCMessageDescriptor slipway__v1__target_change__descriptor =
   "Slipway__V1__TargetChange",
   "slipway.v1",
   sizeof(Slipway__V1__TargetChange),
-  14,
+  15,
   slipway__v1__target_change__field_descriptors,
   slipway__v1__target_change__field_indices_by_name,
   1,  slipway__v1__target_change__number_ranges,
@@ -2619,7 +2632,7 @@ const ProtobufCMessageDescriptor slipway__v1__rollout_wave__descriptor =
   (ProtobufCMessageInit) slipway__v1__rollout_wave__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor slipway__v1__rollout_status__field_descriptors[17] =
+static const ProtobufCFieldDescriptor slipway__v1__rollout_status__field_descriptors[18] =
 {
   {
     "id",
@@ -2825,6 +2838,18 @@ static const ProtobufCFieldDescriptor slipway__v1__rollout_status__field_descrip
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "prefetch",
+    18,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_BOOL,
+    0,   /* quantifier_offset */
+    offsetof(Slipway__V1__RolloutStatus, prefetch),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned slipway__v1__rollout_status__field_indices_by_name[] = {
   10,   /* field[10] = actor */
@@ -2834,6 +2859,7 @@ static const unsigned slipway__v1__rollout_status__field_indices_by_name[] = {
   0,   /* field[0] = id */
   15,   /* field[15] = pause_on_failure */
   4,   /* field[4] = plan */
+  17,   /* field[17] = prefetch */
   13,   /* field[13] = progress */
   8,   /* field[8] = reason */
   1,   /* field[1] = service */
@@ -2848,7 +2874,7 @@ static const unsigned slipway__v1__rollout_status__field_indices_by_name[] = {
 static const ProtobufCIntRange slipway__v1__rollout_status__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 17 }
+  { 0, 18 }
 };
 const ProtobufCMessageDescriptor slipway__v1__rollout_status__descriptor =
 {
@@ -2858,7 +2884,7 @@ const ProtobufCMessageDescriptor slipway__v1__rollout_status__descriptor =
   "Slipway__V1__RolloutStatus",
   "slipway.v1",
   sizeof(Slipway__V1__RolloutStatus),
-  17,
+  18,
   slipway__v1__rollout_status__field_descriptors,
   slipway__v1__rollout_status__field_indices_by_name,
   1,  slipway__v1__rollout_status__number_ranges,
@@ -3442,7 +3468,7 @@ const ProtobufCMessageDescriptor slipway__v1__audit_list__descriptor =
   (ProtobufCMessageInit) slipway__v1__audit_list__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCEnumValue slipway__v1__agent_state__enum_values_by_number[7] =
+static const ProtobufCEnumValue slipway__v1__agent_state__enum_values_by_number[8] =
 {
   { "AGENT_STATE_UNSPECIFIED", "SLIPWAY__V1__AGENT_STATE__AGENT_STATE_UNSPECIFIED", 0 },
   { "AGENT_STATE_IDLE", "SLIPWAY__V1__AGENT_STATE__AGENT_STATE_IDLE", 1 },
@@ -3451,13 +3477,15 @@ static const ProtobufCEnumValue slipway__v1__agent_state__enum_values_by_number[
   { "AGENT_STATE_RUNNING", "SLIPWAY__V1__AGENT_STATE__AGENT_STATE_RUNNING", 4 },
   { "AGENT_STATE_FAILED", "SLIPWAY__V1__AGENT_STATE__AGENT_STATE_FAILED", 5 },
   { "AGENT_STATE_ROLLED_BACK", "SLIPWAY__V1__AGENT_STATE__AGENT_STATE_ROLLED_BACK", 6 },
+  { "AGENT_STATE_DOWNLOAD_FAILED", "SLIPWAY__V1__AGENT_STATE__AGENT_STATE_DOWNLOAD_FAILED", 7 },
 };
 static const ProtobufCIntRange slipway__v1__agent_state__value_ranges[] = {
-{0, 0},{0, 7}
+{0, 0},{0, 8}
 };
-static const ProtobufCEnumValueIndex slipway__v1__agent_state__enum_values_by_name[7] =
+static const ProtobufCEnumValueIndex slipway__v1__agent_state__enum_values_by_name[8] =
 {
   { "AGENT_STATE_DOWNLOADING", 2 },
+  { "AGENT_STATE_DOWNLOAD_FAILED", 7 },
   { "AGENT_STATE_FAILED", 5 },
   { "AGENT_STATE_IDLE", 1 },
   { "AGENT_STATE_INSTALLED", 3 },
@@ -3472,9 +3500,9 @@ const ProtobufCEnumDescriptor slipway__v1__agent_state__descriptor =
   "AgentState",
   "Slipway__V1__AgentState",
   "slipway.v1",
-  7,
+  8,
   slipway__v1__agent_state__enum_values_by_number,
-  7,
+  8,
   slipway__v1__agent_state__enum_values_by_name,
   1,
   slipway__v1__agent_state__value_ranges,

@@ -50,7 +50,13 @@ typedef enum _Slipway__V1__AgentState {
   SLIPWAY__V1__AGENT_STATE__AGENT_STATE_INSTALLED = 3,
   SLIPWAY__V1__AGENT_STATE__AGENT_STATE_RUNNING = 4,
   SLIPWAY__V1__AGENT_STATE__AGENT_STATE_FAILED = 5,
-  SLIPWAY__V1__AGENT_STATE__AGENT_STATE_ROLLED_BACK = 6
+  SLIPWAY__V1__AGENT_STATE__AGENT_STATE_ROLLED_BACK = 6,
+  /*
+   * The target could not be fetched (no peer or store reachable, a corrupt
+   * copy); retried. Not the build's fault: a rollout's gate does not count it
+   * as failed, only as not healthy yet.
+   */
+  SLIPWAY__V1__AGENT_STATE__AGENT_STATE_DOWNLOAD_FAILED = 7
     PROTOBUF_C__FORCE_ENUM_TO_BE_INT_SIZE(SLIPWAY__V1__AGENT_STATE)
 } Slipway__V1__AgentState;
 typedef enum _Slipway__V1__RolloutState {
@@ -151,10 +157,15 @@ struct  Slipway__V1__TargetChange
    * others stable_digest. The region picks it so the share holds for its machines.
    */
   uint64_t wave_cutoff;
+  /*
+   * Machines outside the waves fetch artifact_digest ahead (without installing
+   * it), so a wave costs an install, not a download. Signed.
+   */
+  protobuf_c_boolean prefetch;
 };
 #define SLIPWAY__V1__TARGET_CHANGE__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&slipway__v1__target_change__descriptor) \
-    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0, (char *)protobuf_c_empty_string, 0, (char *)protobuf_c_empty_string, {0,NULL}, (char *)protobuf_c_empty_string, 0, 0, (char *)protobuf_c_empty_string, 0,NULL, 0 }
+    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0, (char *)protobuf_c_empty_string, 0, (char *)protobuf_c_empty_string, {0,NULL}, (char *)protobuf_c_empty_string, 0, 0, (char *)protobuf_c_empty_string, 0,NULL, 0, 0 }
 
 
 /*
@@ -341,7 +352,7 @@ struct  Slipway__V1__RegionReport
   size_t n_counts;
   Slipway__V1__BuildCount **counts;
   /*
-   * Machines whose latest status is FAILED or ROLLED_BACK (at most 100).
+   * Machines whose latest status is FAILED, ROLLED_BACK or DOWNLOAD_FAILED (at most 100).
    */
   size_t n_failures;
   Slipway__V1__AgentStatus **failures;
@@ -592,10 +603,14 @@ struct  Slipway__V1__RolloutStatus
    * How long a wave may take to become healthy before the gate pauses.
    */
   uint32_t wave_deadline_seconds;
+  /*
+   * Machines outside the waves fetch the new build ahead.
+   */
+  protobuf_c_boolean prefetch;
 };
 #define SLIPWAY__V1__ROLLOUT_STATUS__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&slipway__v1__rollout_status__descriptor) \
-    , 0, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, SLIPWAY__V1__ROLLOUT_STATE__ROLLOUT_STATE_UNSPECIFIED, 0, 0,NULL, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0, 0, 0,NULL, 0,NULL, 0, 0 }
+    , 0, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, SLIPWAY__V1__ROLLOUT_STATE__ROLLOUT_STATE_UNSPECIFIED, 0, 0,NULL, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0, 0, 0,NULL, 0,NULL, 0, 0, 0 }
 
 
 /*
