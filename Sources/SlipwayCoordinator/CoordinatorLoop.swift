@@ -18,6 +18,10 @@ final class CoordinatorLoop: ServingLoop {
         case intake(peer: [UInt8], id: String, IntakeRequest, sender: Identity?)
         case dispatch(routingID: [UInt8], DispatchRequest)
         case task(String, (inout Batch) throws -> Void)
+
+        var isRegionReport: Bool {
+            if case .intake(_, _, .regionReport, _) = self { true } else { false }
+        }
     }
 
     private let config: CoordinatorConfig
@@ -50,6 +54,9 @@ final class CoordinatorLoop: ServingLoop {
     /// A batch failed with its outcome unknown: the registry is reconciled with
     /// the database at the next chance.
     private var reconcileSoon = false
+    /// A region report arrived: progressing rollouts are judged at once rather
+    /// than at the next tick, so each wave waits on the gate as little as possible.
+    private var rolloutsDue = false
     private var lastTurn = ContinuousClock.now
     /// Refusals made before a transaction (role checks), written with the next batch.
     private var pendingAudit = PendingAudit()
@@ -142,7 +149,9 @@ final class CoordinatorLoop: ServingLoop {
             if ready[0].contains(.readable) { try receiveIntake(sockets.intake, into: &work) }
             if ready[1].contains(.readable) { try receiveDispatch(sockets.dispatch, into: &work) }
             if work.isEmpty, !pendingAudit.isEmpty, database.isUsable() { work.append(.task("audit") { _ in }) }
-            if !work.isEmpty { try run(work) }
+            if !work.isEmpty {
+                if try run(work), work.contains(where: \.isRegionReport) { rolloutsDue = true }
+            }
             if ready[2].contains(.readable), database.isUsable() {
                 do { try snapshots.serve(sockets.snapshots, db: db, authorization: authorization, rejections: &snapshotRejections,
                                              audit: &pendingAudit) } catch { noteDatabase(error) }
@@ -381,7 +390,8 @@ final class CoordinatorLoop: ServingLoop {
             snapshotRejections.flush(logger: logger)
             database.report(logger: logger)
         }
-        if timers.due(.rollouts, now), database.isUsable() {
+        if timers.due(.rollouts, now) || rolloutsDue, database.isUsable() {
+            rolloutsDue = false
             try run([.task("rollouts") { [rollouts, config] batch in try rollouts.tick(staleAfter: config.plans.reportStaleAfter, in: &batch) }])
         }
         if timers.due(.collection, now), database.isUsable() {
