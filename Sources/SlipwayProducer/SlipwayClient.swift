@@ -1,4 +1,5 @@
 public import SlipwayProto
+import SlipwayCore
 public import SlipwayThreads
 public import SlipwayWire
 #if canImport(Glibc)
@@ -136,7 +137,9 @@ public actor SlipwayClient {
             guard let info = try await riding(out: deadline, { try await self.job(id) }) else { continue }
             if info.status != last { update(info); last = info.status }
             if info.status.isTerminal { return info }
-            guard ContinuousClock.now < deadline else { throw ProducerError(.timedOut, "job \(id) still \(info.status) after waiting") }
+            guard ContinuousClock.now < deadline else {
+                throw ProducerError(.timedOut, "job \(id) still \(JobStatus(info.status)?.rawValue ?? "unknown") after waiting")
+            }
             try await Task.sleep(for: .milliseconds(200))
         }
     }
@@ -165,7 +168,10 @@ public actor SlipwayClient {
                 continue
             }
             if header.complete { return try await job(id) }
-            guard ContinuousClock.now < deadline else { throw ProducerError(.timedOut, "job \(id) still running after waiting") }
+            guard ContinuousClock.now < deadline else {
+                let status = (try? await job(id)).map { JobStatus($0.status)?.rawValue ?? "unknown" } ?? "not finished"
+                throw ProducerError(.timedOut, "job \(id) still \(status) after waiting")
+            }
             try await Task.sleep(for: .milliseconds(200))
         }
     }

@@ -96,7 +96,7 @@ struct ArtifactCommand: AsyncParsableCommand {
                     print("   deployable: every region holds a verified copy")
                     return
                 }
-                guard ContinuousClock.now < deadline else { throw ExitCode(1) }
+                guard ContinuousClock.now < deadline else { throw CLIExit.timedOut }
                 try await Task.sleep(for: .milliseconds(200))
             }
         }

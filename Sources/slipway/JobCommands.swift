@@ -6,13 +6,21 @@ import SlipwayProto
 import SlipwayWire
 import SwiftProtobuf
 
-/// Exit codes of the job commands, for CI scripts.
-enum JobExit {
+/// The exit codes of every client command, for CI scripts (docs/operations.md, "Exit codes").
+enum CLIExit {
+    /// The build or the rollout failed.
     static let failed = ExitCode(1)
+    /// The job was cancelled.
     static let cancelled = ExitCode(2)
+    /// A wait ran out (the job or rollout goes on).
     static let timedOut = ExitCode(3)
+    /// No answer from the coordinator, or it could not serve (its database down).
     static let unavailable = ExitCode(4)
-    static let permissionDenied = ExitCode(5)
+    /// The coordinator refused: not now (a precondition) or not this key (permission).
+    static let refused = ExitCode(5)
+    /// Bad input: a malformed flag, address, digest or duration (ArgumentParser's
+    /// usage code), or a name the coordinator does not know (job, artifact, commit).
+    static let badInput = ExitCode(64)
 }
 
 struct ClientOptions: ParsableArguments {
@@ -22,9 +30,19 @@ struct ClientOptions: ParsableArguments {
     @Flag(help: "Print JSON instead of text.")
     var json = false
 
+    /// The intake endpoint: the flag, else the environment, else the default.
+    var endpoint: String { coordinator ?? Environment.value("SLIPWAY_COORDINATOR") ?? "tcp://127.0.0.1:7700" }
+
+    func validate() throws {
+        do {
+            _ = try Endpoint(parsing: endpoint)
+        } catch {
+            throw ValidationError("\(coordinator == nil ? "SLIPWAY_COORDINATOR" : "--coordinator"): \(error)")
+        }
+    }
+
     func client() throws -> SlipwayClient {
-        try SlipwayClient(endpoint: coordinator ?? Environment.value("SLIPWAY_COORDINATOR") ?? "tcp://127.0.0.1:7700",
-                          security: try keys.security(), sender: "cli")
+        try SlipwayClient(endpoint: endpoint, security: try keys.security(), sender: "cli")
     }
 }
 
@@ -39,11 +57,10 @@ func withClient<T>(_ options: ClientOptions, _ body: (SlipwayClient) async throw
         await client.close()
         printError("slipway: \(error.description)")
         switch (error.code, error.serverCode) {
-        case (.timedOut, _): throw JobExit.timedOut
-        // Refused for what was asked (no such thing, not now, malformed): the request failed, the coordinator did not.
-        case (_, .notFound), (_, .failedPrecondition), (_, .invalidArgument), (_, .unsupported): throw JobExit.failed
-        case (_, .permissionDenied): throw JobExit.permissionDenied
-        default: throw JobExit.unavailable
+        case (.timedOut, _): throw CLIExit.timedOut
+        case (_, .notFound), (_, .invalidArgument), (_, .unsupported): throw CLIExit.badInput
+        case (_, .failedPrecondition), (_, .permissionDenied): throw CLIExit.refused
+        default: throw CLIExit.unavailable
         }
     } catch {
         await client.close()
@@ -82,8 +99,8 @@ extension Slipway_V1_JobStatus {
 func jobExitCode(for info: Slipway_V1_JobInfo) -> ExitCode {
     switch info.status {
     case .succeeded: .success
-    case .cancelled: JobExit.cancelled
-    default: JobExit.failed
+    case .cancelled: CLIExit.cancelled
+    default: CLIExit.failed
     }
 }
 
@@ -91,7 +108,7 @@ struct SubmitCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "submit",
         abstract: "Submit a build of a repository at a commit.",
-        discussion: "Exit codes: 0 submitted (or succeeded with --wait), 1 failed, 2 cancelled, 3 timed out waiting, 4 coordinator unreachable or request refused.")
+        discussion: "Exit codes: 0 submitted (or succeeded with --wait), 1 failed, 2 cancelled, 3 timed out waiting, 4 coordinator unreachable, 5 refused, 64 bad input.")
 
     @Option(help: "Repository URL (https, ssh, git; git@host:path) or path (a relative path to a folder here is made absolute).") var repo: String
     @Option(help: "Commit SHA (40 hex) or a branch/tag name.") var commit: String
@@ -134,10 +151,12 @@ struct SubmitCommand: AsyncParsableCommand {
             let ack = try await client.submit(request)
             if json && !(wait || follow) { printJSON(ack) }
             if !json { print("job \(ack.jobID) \(ack.status.name)\(ack.duplicate ? " (existing job for this idempotency key)" : "")\(ack.cacheHit ? " (cache hit)" : "")") }
+            // Now, not when the job ends: a CI log must show the id to cancel while the build runs.
+            fflush(nil)  // every stream: stdout included
             if follow {
-                return try await client.followLog(ack.jobID, timeout: waitFor) { bytes in
-                    FileHandle.standardOutput.write(Data(bytes))
-                }
+                // Under --json stdout carries JSON only; the log goes to stderr.
+                let out = json ? FileHandle.standardError : FileHandle.standardOutput
+                return try await client.followLog(ack.jobID, timeout: waitFor) { bytes in out.write(Data(bytes)) }
             }
             if wait {
                 return try await client.wait(for: ack.jobID, timeout: waitFor) { info in
@@ -192,18 +211,20 @@ struct JobCommand: AsyncParsableCommand {
 }
 
 struct LogsCommand: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "logs", abstract: "Print a job's build log.")
+    static let configuration = CommandConfiguration(
+        commandName: "logs", abstract: "Print a job's build log.",
+        discussion: "With -f the exit code is the job's outcome: 0 succeeded, 1 failed, 2 cancelled, 3 --timeout passed.")
 
     @Argument(help: "The job id.") var id: String
     @Flag(name: .shortAndLong, help: "Keep streaming until the job ends.") var follow = false
+    @Option(help: "With -f: how long to follow.") var timeout = DurationArgument(argument: "60m")!
     @OptionGroup var options: ClientOptions
 
     func run() async throws {
-        let (id, follow) = (self.id, self.follow)
-        try await withClient(options) { client in
+        let (id, follow, timeout) = (self.id, self.follow, self.timeout.duration)
+        let final = try await withClient(options) { client -> Slipway_V1_JobInfo? in
             if follow {
-                _ = try await client.followLog(id) { FileHandle.standardOutput.write(Data($0)) }
-                return
+                return try await client.followLog(id, timeout: timeout) { FileHandle.standardOutput.write(Data($0)) }
             }
             var offset: UInt64 = 0
             while true {
@@ -212,7 +233,33 @@ struct LogsCommand: AsyncParsableCommand {
                 FileHandle.standardOutput.write(Data(bytes))
                 offset += UInt64(bytes.count)
             }
+            return nil
         }
+        if let final, jobExitCode(for: final) != .success { throw jobExitCode(for: final) }
+    }
+}
+
+struct WaitCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "wait", abstract: "Wait for a job to end; the exit code is its outcome.",
+        discussion: "0 succeeded, 1 failed, 2 cancelled, 3 --timeout passed (the job goes on), 4 coordinator unreachable, 64 no such job.")
+
+    @Argument(help: "The job id.") var id: String
+    @Option(help: "Give up after this long.") var timeout = DurationArgument(argument: "60m")!
+    @OptionGroup var options: ClientOptions
+
+    func run() async throws {
+        let (id, json, timeout) = (self.id, options.json, self.timeout.duration)
+        let final = try await withClient(options) { client in
+            try await client.wait(for: id, timeout: timeout) { info in
+                if !json {
+                    print("job \(info.jobID) \(info.status.name)")
+                    fflush(nil)  // every stream: stdout included
+                }
+            }
+        }
+        if json { printJSON(final) } else { print(describe(final)) }
+        if jobExitCode(for: final) != .success { throw jobExitCode(for: final) }
     }
 }
 

@@ -92,14 +92,14 @@ struct RolloutWatch {
                         print("  failing: \(machine.machineID) in \(machine.region): \(SafeText.printable(machine.reason, limit: 300))")
                     }
                 }
-                return JobExit.failed
+                return CLIExit.failed
             default:
                 break
             }
             guard ContinuousClock.now < deadline else {
                 if json { printJSON(rollout) }
                 printError("slipway: rollout \(rollout.id) is still \(RolloutText.stateName(rollout.state)) after \(timeout)")
-                return JobExit.timedOut
+                return CLIExit.timedOut
             }
             try await Task.sleep(for: .seconds(1))
         }

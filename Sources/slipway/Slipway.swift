@@ -9,7 +9,7 @@ struct Slipway: AsyncParsableCommand {
         abstract: "Build source at a commit into a binary and deploy it to every region.",
         version: SlipwayVersion.string,
         subcommands: [
-            SubmitCommand.self, JobsCommand.self, JobCommand.self, LogsCommand.self, CancelCommand.self,
+            SubmitCommand.self, JobsCommand.self, JobCommand.self, WaitCommand.self, LogsCommand.self, CancelCommand.self,
             ArtifactsCommand.self, ArtifactCommand.self, DeployCommand.self, RollbackCommand.self, RolloutCommand.self, StatusCommand.self,
             CoordinatorCommand.self, WorkerCommand.self, RegionCommand.self, AgentCommand.self, TapCommand.self,
             MigrateCommand.self, ConfigCommand.self, KeysCommand.self, AuditCommand.self, VersionCommand.self,
