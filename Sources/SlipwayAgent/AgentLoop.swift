@@ -354,6 +354,7 @@ final class AgentLoop: ServingLoop {
         if ahead != prefetch[target.service] {
             if let ahead { logger.info("prefetching a rollout's build ahead of this machine's wave", metadata: ["service": "\(target.service)", "digest": "\(ahead)"]) }
             prefetch[target.service] = ahead
+            prefetchRetry = prefetchRetry.filter { prefetch.values.contains($0.key) }
         }
         guard Manifest.isDigest(digest) else { return }  // outside the waves of a first rollout: nothing to run yet
         if digest != slots[target.service]?.rollout.target?.digest, target.rolloutID != 0 {

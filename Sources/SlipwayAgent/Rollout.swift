@@ -90,7 +90,11 @@ public struct Rollout: Sendable {
     /// with another build is a change too.
     public mutating func targetChanged(digest: String, version: UInt64) -> [Action] {
         if let target, target.version > version || (target.version == version && target.digest == digest) { return [] }
-        if target?.digest != digest { refused = [] }
+        // A new decision (a newer version naming another build) lifts the refusals; a wave moving
+        // this machine between its two builds within one version is no decision: a build that
+        // failed here is not tried again when the machine moves back into the wave.
+        if let target, target.digest != digest, version > target.version { refused = [] }
+        if target == nil { refused = [] }
         target = (digest, version)
         return converge()
     }

@@ -38,11 +38,19 @@ public enum WaveMembership {
         return min(total, (Int(share.perMille) * total + 999) / 1_000)
     }
 
-    /// The cutoff that selects the `count` lowest of `scores`: 0 selects none,
-    /// `UInt64.max` every machine (machines that join later too).
-    public static func cutoff(selecting count: Int, of scores: [UInt64]) -> UInt64 {
-        guard count > 0 else { return 0 }
-        guard count < scores.count else { return .max }
-        return scores.sorted()[count - 1]
+    /// The cutoff that selects the `count` lowest of `scores` (0 selects none).
+    /// Only a share of every machine (`all`) gets `UInt64.max`, which also takes
+    /// in machines that join later; a count that happens to equal the machines
+    /// known now must not.
+    public static func cutoff(selecting count: Int, of scores: [UInt64], all: Bool = false) -> UInt64 {
+        if all { return .max }
+        guard count > 0, !scores.isEmpty else { return 0 }
+        return scores.sorted()[min(count, scores.count) - 1]
+    }
+
+    /// Whether `share` covers every machine of its region.
+    public static func coversAll(_ share: Slipway_V1_WaveShare?) -> Bool {
+        guard let share else { return false }
+        return share.machines == 0 && share.perMille >= 1_000
     }
 }

@@ -95,7 +95,7 @@ struct Intake {
         case .rollout(let service, let rolloutID):
             batch.reply(peer, to: id, try rollouts.status(service, id: rolloutID, db: db))
         case .rolloutControl(let service, let command, let setBy):
-            batch.reply(peer, to: id, try rollouts.control(service, command, setBy: setBy, in: &batch))
+            batch.reply(peer, to: id, try rollouts.control(service, command, setBy: setBy, requestID: id, in: &batch))
         case .audit(let since, let limit):
             batch.reply(peer, to: id, try queries.audit(db, since: since, limit: limit))
         case .serviceStatus(let service, let limit):

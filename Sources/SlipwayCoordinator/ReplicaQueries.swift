@@ -157,6 +157,10 @@ extension CoordinatorQueries {
                     UNION
                     SELECT stable_digest FROM targets WHERE stable_digest IS NOT NULL
                     UNION
+                    -- What `rollback` returns to: the start of the rollout that brought a current target.
+                    SELECT r.from_digest FROM rollouts r JOIN targets t ON t.service = r.service AND t.region = '' AND t.artifact_digest = r.to_digest
+                    WHERE r.state = 'succeeded' AND r.from_digest IS NOT NULL
+                    UNION
                     SELECT latest.from_digest FROM (
                         SELECT DISTINCT ON (service, region) from_digest FROM deployments ORDER BY service, region, id DESC
                     ) latest WHERE latest.from_digest IS NOT NULL

@@ -120,10 +120,13 @@ struct RolloutMachine: Equatable, Sendable {
     /// Judges the current wave on the regions' latest reports; passes it after
     /// its bake time, halts on failures, pauses when the gate cannot see enough
     /// or the wave is not healthy by its deadline. Only a progressing rollout moves.
-    mutating func tick(now: Int64, views: [String: RegionView], regions: [String], staleAfterMicros: Int64) -> [Effect] {
+    /// `regions` are those a `*` share covers; `pinned` regions keep an override
+    /// of their own, so the rollout does not reach them and they are not judged.
+    mutating func tick(now: Int64, views: [String: RegionView], regions: [String], pinned: Set<String> = [],
+                       staleAfterMicros: Int64) -> [Effect] {
         guard state == .progressing else { return [] }
         let gate = RolloutGate(rolloutID: id, waveVersion: waveVersion, wave: plan.waves[wave],
-                               regions: coveredRegions(known: regions), staleAfterMicros: staleAfterMicros)
+                               regions: coveredRegions(known: regions).filter { !pinned.contains($0) }, staleAfterMicros: staleAfterMicros)
         switch gate.judge(views, now: now) {
         case .holding:
             let since = holdingSince ?? now

@@ -83,6 +83,9 @@ public struct RolloutPlan: Codable, Equatable, Sendable {
         return RolloutPlan(name: "canary", waves: waves)
     }
 
+    /// The longest bake or deadline, in seconds (30 days).
+    public static let longest: Int64 = 30 * 86_400
+
     /// Reads `NAME=WAVE;WAVE;...[;OPTION...]`, as `--rollout-plan` and the
     /// configuration file's `rollout-plan` take it. A wave is comma-separated
     /// shares (`REGION:COUNT` or `REGION:PERCENT%`, `*` for every region not
@@ -103,8 +106,9 @@ public struct RolloutPlan: Codable, Equatable, Sendable {
             } else if part == "prefetch" {
                 plan.prefetch = true
             } else if part.hasPrefix("deadline=") {
-                guard let deadline = DurationText.parse(String(part.dropFirst("deadline=".count))), deadline >= .seconds(1) else {
-                    throw invalid("deadline= takes a duration of at least 1s, e.g. 10m")
+                guard let deadline = DurationText.parse(String(part.dropFirst("deadline=".count))), deadline >= .seconds(1),
+                      deadline <= .seconds(Self.longest) else {
+                    throw invalid("deadline= takes a duration from 1s to 30d, e.g. 10m")
                 }
                 plan.waveDeadlineSeconds = Int(deadline.components.seconds)
             } else {
@@ -133,15 +137,15 @@ public struct RolloutPlan: Codable, Equatable, Sendable {
             }
         }
         for word in words.dropFirst() {
-            if word.hasPrefix("bake="), let bake = DurationText.parse(String(word.dropFirst(5))) {
+            if word.hasPrefix("bake="), let bake = DurationText.parse(String(word.dropFirst(5))), bake <= .seconds(longest) {
                 wave.bakeSeconds = Int(bake.components.seconds)
             } else if word.hasPrefix("min-healthy="), word.hasSuffix("%"), let percent = Double(word.dropFirst(12).dropLast()),
                       percent >= 0, percent <= 100 {
                 wave.minHealthyPerMille = Int((percent * 10).rounded(.up))
-            } else if word.hasPrefix("max-failed="), let count = Int(word.dropFirst(11)), count >= 0 {
+            } else if word.hasPrefix("max-failed="), let count = Int(word.dropFirst(11)), (0...1_000_000).contains(count) {
                 wave.maxFailed = count
             } else {
-                throw invalid("'\(word)' is not bake=DURATION, min-healthy=PERCENT% or max-failed=N")
+                throw invalid("'\(word)' is not bake=DURATION (up to 30d), min-healthy=PERCENT% or max-failed=N (up to 1000000)")
             }
         }
         return wave
@@ -181,4 +185,27 @@ public struct RolloutPlans: Sendable {
 
     /// Every plan name a deploy may use.
     public var names: [String] { ["all", "canary"] + named.keys.sorted() }
+}
+
+// Stored plans outlive the code that wrote them: a field added later decodes
+// to its default in a plan stored before it existed.
+extension RolloutPlan {
+    public init(from decoder: any Decoder) throws {
+        let values = try decoder.container(keyedBy: CodingKeys.self)
+        name = try values.decode(String.self, forKey: .name)
+        waves = try values.decode([Wave].self, forKey: .waves)
+        pauseOnFailure = try values.decodeIfPresent(Bool.self, forKey: .pauseOnFailure) ?? false
+        prefetch = try values.decodeIfPresent(Bool.self, forKey: .prefetch) ?? false
+        waveDeadlineSeconds = try values.decodeIfPresent(Int.self, forKey: .waveDeadlineSeconds) ?? 600
+    }
+}
+
+extension RolloutPlan.Wave {
+    public init(from decoder: any Decoder) throws {
+        let values = try decoder.container(keyedBy: CodingKeys.self)
+        shares = try values.decode([RolloutPlan.Share].self, forKey: .shares)
+        bakeSeconds = try values.decodeIfPresent(Int.self, forKey: .bakeSeconds) ?? 0
+        minHealthyPerMille = try values.decodeIfPresent(Int.self, forKey: .minHealthyPerMille) ?? 1_000
+        maxFailed = try values.decodeIfPresent(Int.self, forKey: .maxFailed) ?? 0
+    }
 }

@@ -1,4 +1,5 @@
 import Foundation
+import Logging
 import SlipwayProto
 import SlipwayStore
 
@@ -12,6 +13,8 @@ struct StoredRollout {
     /// The machines that failed the gate, kept from the moment it halted
     /// (machines soon report healthy again on the old build).
     var failures: [FailedMachine] = []
+    /// The last operator request applied to it, so a resend is not applied twice.
+    var lastRequestID: String?
 }
 
 /// A machine that failed a rollout's gate, as its region reported it.
@@ -45,7 +48,7 @@ struct FailedMachine: Codable, Equatable {
 extension CoordinatorQueries {
     private static let columns = """
         id, service, from_digest, to_digest, plan::text AS plan, state, wave, waves::text AS waves, reason, holding_since, wave_version,
-        set_by, actor, failures::text AS failures, (extract(epoch FROM created_at) * 1000000)::bigint AS created_us,
+        set_by, actor, failures::text AS failures, last_request_id, (extract(epoch FROM created_at) * 1000000)::bigint AS created_us,
         (extract(epoch FROM updated_at) * 1000000)::bigint AS updated_us
         """
 
@@ -61,9 +64,24 @@ extension CoordinatorQueries {
             """, [.text(service)]).rows.first.map(Self.rollout)
     }
 
-    /// Every progressing rollout, locked for this transaction.
-    func progressingRollouts(_ db: PGConnection) throws -> [StoredRollout] {
-        try db.query("SELECT \(Self.columns) FROM rollouts WHERE state = 'progressing' ORDER BY id FOR UPDATE").rows.map(Self.rollout)
+    /// Every progressing rollout, locked for this transaction. A row that cannot be
+    /// read is logged and left out, so it never stops the others.
+    func progressingRollouts(_ db: PGConnection, logger: Logger) throws -> [StoredRollout] {
+        try db.query("SELECT \(Self.columns) FROM rollouts WHERE state = 'progressing' ORDER BY id FOR UPDATE").rows.compactMap { row in
+            do {
+                return try Self.rollout(row)
+            } catch {
+                logger.error("a stored rollout cannot be read; it is left as it is", metadata: [
+                    "rollout": "\((try? row.int("id")) ?? -1)", "error": "\(error)"])
+                return nil
+            }
+        }
+    }
+
+    /// The service's rollout that last applied the operator request `requestID`, if any.
+    func rolloutHandling(_ db: PGConnection, service: String, requestID: String) throws -> StoredRollout? {
+        try db.query("SELECT \(Self.columns) FROM rollouts WHERE service = $1 AND last_request_id = $2 ORDER BY id DESC LIMIT 1",
+                     [.text(service), .text(requestID)]).rows.first.map(Self.rollout)
     }
 
     /// The service's newest rollouts, newest first; or the one with `id`.
@@ -95,11 +113,11 @@ extension CoordinatorQueries {
         let machine = stored.machine
         try db.query("""
             UPDATE rollouts SET state = $2, wave = $3, waves = $4::jsonb, reason = $5, holding_since = $6, wave_version = $7,
-                                failures = $8::jsonb, updated_at = now()
+                                failures = $8::jsonb, last_request_id = coalesce($9, last_request_id), updated_at = now()
             WHERE id = $1
             """, [.int(machine.id), .text(machine.state.rawValue), .int(machine.wave), .text(try Self.json(machine.waves)),
                   .text(machine.reason), .optional(machine.holdingSince.map { String($0) }), .int(machine.waveVersion),
-                  .text(try Self.json(stored.failures))])
+                  .text(try Self.json(stored.failures)), .optional(stored.lastRequestID)])
     }
 
     /// What each region last reported about `service`'s rollout, by region.
@@ -129,11 +147,14 @@ extension CoordinatorQueries {
     /// configured regions, every region that ever reported.
     func knownRegions(_ db: PGConnection) throws -> [String] {
         guard regions.isEmpty else { return regions }
-        return try db.query("SELECT region FROM region_reports ORDER BY region").rows.map { try $0.string("region") }
+        // Without configured regions, one silent for a day is taken as retired, not as unseen.
+        return try db.query("SELECT region FROM region_reports WHERE received_at > now() - interval '1 day' ORDER BY region")
+            .rows.map { try $0.string("region") }
     }
 
     private static func rollout(_ row: PGRow) throws -> StoredRollout {
         let plan = try JSONDecoder().decode(RolloutPlan.self, from: Data(try row.string("plan").utf8))
+        guard !plan.waves.isEmpty else { throw PGError(.queryFailed, message: "rollout \(try row.int("id")) has a plan without waves") }
         let waves = try JSONDecoder().decode([RolloutMachine.WaveRecord].self, from: Data(try row.string("waves").utf8))
         let machine = RolloutMachine(
             id: UInt64(try row.int("id")), service: try row.string("service"), from: try row.optionalString("from_digest"),
@@ -142,7 +163,8 @@ extension CoordinatorQueries {
             holdingSince: try row.optionalInt("holding_since").map(Int64.init), waveVersion: UInt64(try row.int("wave_version")))
         return StoredRollout(machine: machine, setBy: try row.string("set_by"), actor: try row.optionalString("actor"),
                              createdAt: Int64(try row.int("created_us")), updatedAt: Int64(try row.int("updated_us")),
-                             failures: (try? JSONDecoder().decode([FailedMachine].self, from: Data(try row.string("failures").utf8))) ?? [])
+                             failures: (try? JSONDecoder().decode([FailedMachine].self, from: Data(try row.string("failures").utf8))) ?? [],
+                             lastRequestID: try row.optionalString("last_request_id"))
     }
 
     private static func json(_ value: some Encodable) throws -> String {
@@ -177,13 +199,13 @@ extension StoredRollout {
         status.updatedAtUnixMicros = updatedAt
         status.pauseOnFailure = machine.plan.pauseOnFailure
         status.prefetch = machine.plan.prefetch
-        status.waveDeadlineSeconds = UInt32(machine.plan.waveDeadlineSeconds)
+        status.waveDeadlineSeconds = UInt32(clamping: machine.plan.waveDeadlineSeconds)
         status.waves = zip(machine.plan.waves, machine.waves).map { wave, record in
             var wire = Slipway_V1_RolloutWave()
             wire.shares = wave.shares.map(\.wire)
-            wire.bakeSeconds = UInt32(wave.bakeSeconds)
-            wire.minHealthyPerMille = UInt32(wave.minHealthyPerMille)
-            wire.maxFailed = UInt32(wave.maxFailed)
+            wire.bakeSeconds = UInt32(clamping: wave.bakeSeconds)
+            wire.minHealthyPerMille = UInt32(clamping: wave.minHealthyPerMille)
+            wire.maxFailed = UInt32(clamping: wave.maxFailed)
             wire.result = record.result
             wire.startedAtUnixMicros = record.startedAt ?? 0
             wire.endedAtUnixMicros = record.endedAt ?? 0

@@ -38,13 +38,29 @@ struct Rollouts {
             reply.targets = try queries.targets(db, service: service.rawValue).filter { $0.region.isEmpty }
             return reply
         }
-        if active == nil, current?.digest == digest.rawValue {
+        // What every machine runs now: the target's build, unless the target is still a
+        // rollout's (one in progress, or a first rollout reverted to nothing): then its stable build.
+        let running: String?
+        if let active {
+            // Superseded: its stable build, or, for a service's first rollout still going well,
+            // the build it brings (the only one the fleet has); never one a failed gate halted on.
+            running = active.machine.from ?? (active.machine.state == .halted ? nil : active.machine.to)
+        } else if current?.rolloutID != nil {
+            running = current?.stable
+        } else {
+            running = current?.digest
+        }
+        if active == nil, current?.rolloutID == nil, let current, current.digest == digest.rawValue {
             reply.unchanged = [""]
             reply.targets = try queries.targets(db, service: service.rawValue).filter { $0.region.isEmpty }
-            if let last = try queries.rollouts(db, service: service.rawValue, limit: 1).first { reply.rollout = last.status() }
+            // Only a rollout that brought this build answers for it (not one that went elsewhere and came back).
+            if let last = try queries.rollouts(db, service: service.rawValue, limit: 1).first,
+               last.machine.to == digest.rawValue, last.machine.state == .succeeded {
+                reply.rollout = last.status()
+            }
             return reply
         }
-        let from = active?.machine.from ?? current?.digest
+        let from = running
         return try start(service.rawValue, from: from, to: digest.rawValue, plan: plan, superseding: active, setBy: setBy,
                          actor: actor?.userID, requestID: requestID, action: "deploy", reply: reply, in: &batch)
     }
@@ -65,7 +81,7 @@ struct Rollouts {
         var reply = Slipway_V1_DeployReply()
         reply.pinnedRegions = try queries.pinnedRegions(db, service: service.rawValue)
         if let active = try queries.activeRollout(db, service: service.rawValue) {
-            let stored = try command(active, .abort, by: setBy, in: &batch)
+            let stored = try command(active, .abort, by: setBy, requestID: requestID, in: &batch)
             reply.rollout = stored.status()
             reply.targets = try queries.targets(db, service: service.rawValue).filter { $0.region.isEmpty }
             return reply
@@ -122,20 +138,28 @@ struct Rollouts {
     }
 
     /// An operator's command on the service's rollout.
-    func control(_ service: ServiceName, _ action: RolloutMachine.Command, setBy: String, in batch: inout Batch) throws -> Slipway_V1_RolloutStatus {
+    /// A resent request (the same envelope id: its answer was lost) is answered, not applied again.
+    func control(_ service: ServiceName, _ action: RolloutMachine.Command, setBy: String, requestID: String,
+                 in batch: inout Batch) throws -> Slipway_V1_RolloutStatus {
+        if let done = try queries.rolloutHandling(batch.db, service: service.rawValue, requestID: requestID) {
+            let (views, failures, missing) = try queries.regionViews(batch.db, service: service.rawValue)
+            return done.status(views: views, failures: failures, missing: missing)
+        }
         guard let active = try queries.activeRollout(batch.db, service: service.rawValue) else {
             if let last = try queries.rollouts(batch.db, service: service.rawValue, limit: 1).first {
                 throw Rejection(.failedPrecondition, "rollout \(last.machine.id) of \(service) already ended: \(last.machine.state.rawValue)")
             }
             throw Rejection(.notFound, "\(service) has no rollout")
         }
-        let stored = try command(active, action, by: setBy, in: &batch)
+        let stored = try command(active, action, by: setBy, requestID: requestID, in: &batch)
         let (views, failures, missing) = try queries.regionViews(batch.db, service: service.rawValue)
         return stored.status(views: views, failures: failures, missing: missing)
     }
 
-    private func command(_ active: StoredRollout, _ action: RolloutMachine.Command, by who: String, in batch: inout Batch) throws -> StoredRollout {
+    private func command(_ active: StoredRollout, _ action: RolloutMachine.Command, by who: String, requestID: String,
+                         in batch: inout Batch) throws -> StoredRollout {
         var stored = active
+        stored.lastRequestID = requestID
         let effects: [RolloutMachine.Effect]
         let now = try queries.databaseNow(batch.db)
         do {
@@ -143,7 +167,8 @@ struct Rollouts {
         } catch {
             throw Rejection(.failedPrecondition, error.message)
         }
-        try carryOut(effects, on: &stored, setBy: who, in: &batch)
+        // The revert of an abort is recorded with the request, so a resent rollback finds it done.
+        try carryOut(effects, on: &stored, setBy: who, revertRequestID: requestID, in: &batch)
         logger.info("rollout \(action)", metadata: ["rollout": "\(stored.machine.id)", "service": "\(stored.machine.service)", "by": "\(who)",
                                                    "state": "\(stored.machine.state.rawValue)"])
         return stored
@@ -161,7 +186,7 @@ struct Rollouts {
     /// Judges every progressing rollout on the regions' latest reports.
     func tick(staleAfter: Duration, in batch: inout Batch) throws {
         let db = batch.db
-        let progressing = try queries.progressingRollouts(db)
+        let progressing = try queries.progressingRollouts(db, logger: logger)
         guard !progressing.isEmpty else { return }
         let now = try queries.databaseNow(db)
         let known = try queries.knownRegions(db)
@@ -169,7 +194,7 @@ struct Rollouts {
             let before = stored.machine
             let pinned = try queries.pinnedRegions(db, service: stored.machine.service)
             let (views, failures, missing) = try queries.regionViews(db, service: stored.machine.service)
-            let effects = stored.machine.tick(now: now, views: views, regions: known.filter { !pinned.contains($0) },
+            let effects = stored.machine.tick(now: now, views: views, regions: known, pinned: Set(pinned),
                                               staleAfterMicros: Int64(staleAfter.components.seconds) * 1_000_000)
             guard stored.machine != before else { continue }
             if stored.machine.state == .halted || stored.machine.state == .rolledBack {
@@ -195,7 +220,7 @@ struct Rollouts {
 
     /// Applies the machine's effects in order (target changes, events) and saves it.
     private func carryOut(_ effects: [RolloutMachine.Effect], on stored: inout StoredRollout, setBy: String,
-                          history: CoordinatorQueries.TargetHistory? = nil, in batch: inout Batch) throws {
+                          history: CoordinatorQueries.TargetHistory? = nil, revertRequestID: String? = nil, in batch: inout Batch) throws {
         let db = batch.db
         let machine = stored.machine
         var history = history  // the start's deploy or rollback row, written once
@@ -212,8 +237,8 @@ struct Rollouts {
                 let (_, event) = try queries.writeTarget(db, service: machine.service, region: "", digest: machine.to, setBy: setBy, history: nil)
                 batch.publish([event])
             case .revert:
-                let back = CoordinatorQueries.TargetHistory(action: machine.state == .aborted ? "abort" : "rollback", actor: nil, requestID: nil,
-                                                            rolloutID: machine.id)
+                let back = CoordinatorQueries.TargetHistory(action: machine.state == .aborted ? "abort" : "rollback", actor: nil,
+                                                            requestID: revertRequestID, rolloutID: machine.id)
                 let (_, event): (Slipway_V1_TargetChange, OutboxEvent)
                 if let from = machine.from {
                     (_, event) = try queries.writeTarget(db, service: machine.service, region: "", digest: from, setBy: setBy, history: back)

@@ -129,12 +129,15 @@ extension CoordinatorQueries {
         var rolloutID: UInt64? = nil
     }
 
-    /// A target row as stored: its build (nil: a cleared override) and version.
-    func currentTarget(_ db: PGConnection, service: String, region: String) throws -> (digest: String?, version: Int, rolloutID: UInt64?)? {
+    /// A target row as stored: its build (nil: a cleared override), version, and
+    /// for a rollout's target the rollout and the build outside its waves.
+    func currentTarget(_ db: PGConnection, service: String, region: String) throws
+        -> (digest: String?, version: Int, rolloutID: UInt64?, stable: String?)? {
         guard let row = try db.query("""
-            SELECT artifact_digest, version, rollout_id FROM targets WHERE service = $1 AND region = $2 FOR UPDATE
+            SELECT artifact_digest, version, rollout_id, stable_digest FROM targets WHERE service = $1 AND region = $2 FOR UPDATE
             """, [.text(service), .text(region)]).first else { return nil }
-        return (try row.optionalString("artifact_digest"), try row.int("version"), try row.optionalInt("rollout_id").map(UInt64.init))
+        return (try row.optionalString("artifact_digest"), try row.int("version"), try row.optionalInt("rollout_id").map(UInt64.init),
+                try row.optionalString("stable_digest"))
     }
 
     /// Writes one target (the next version), signs it, and makes its

@@ -116,8 +116,9 @@ struct AgentTracker {
     func wave(_ target: Slipway_V1_TargetChange, region: String) -> (cutoff: UInt64, progress: Slipway_V1_WaveProgress) {
         let ids = machines.filter { $0.value.services.contains(target.service) }.map(\.key)
         let scores = Dictionary(uniqueKeysWithValues: ids.map { ($0, WaveMembership.score(rollout: target.rolloutID, machine: $0)) })
-        let count = WaveMembership.count(of: WaveMembership.share(of: region, in: target), total: ids.count)
-        let cutoff = WaveMembership.cutoff(selecting: count, of: Array(scores.values))
+        let share = WaveMembership.share(of: region, in: target)
+        let count = WaveMembership.count(of: share, total: ids.count)
+        let cutoff = WaveMembership.cutoff(selecting: count, of: Array(scores.values), all: WaveMembership.coversAll(share))
         var progress = Slipway_V1_WaveProgress()
         progress.service = target.service
         progress.rolloutID = target.rolloutID

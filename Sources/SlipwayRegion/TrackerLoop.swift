@@ -38,6 +38,13 @@ final class TrackerLoop: ServingLoop {
     private var rejections = RejectionLog(daemon: "region", socket: "tracker")
     private var random = SystemRandomNumberGenerator()
 
+    /// Until every machine alive had a chance to register (one agent timeout
+    /// after start), the region does not know its machines, so it cannot place
+    /// a wave's cutoff: rollout targets are held back (agents keep what they
+    /// run) and no wave progress is reported.
+    private let startedAt = ContinuousClock.now
+    private var knowsItsMachines: Bool { ContinuousClock.now - startedAt >= config.agentTimeout }
+
     /// Reports go out when the counts change, at most this often...
     private let reportInterval: Duration = .seconds(1)
     /// ...and at least this often, so the coordinator sees the region is alive.
@@ -89,7 +96,7 @@ final class TrackerLoop: ServingLoop {
                 // Machines came and went: a wave's cutoff may have moved.
                 publishTargetChanges(force: true)
                 var report = tracker.report(region: config.region)
-                report.waves = waves.keys.sorted().map { waves[$0]!.progress }
+                report.waves = knowsItsMachines ? waves.keys.sorted().map { waves[$0]!.progress } : []
                 exportAgentCounts(report)
                 let stale = delivered.map { now - $0.at >= reportRefresh } ?? true
                 if report != delivered?.report || stale { reports.report(report) }
@@ -125,7 +132,7 @@ final class TrackerLoop: ServingLoop {
         waves = [:]
         for service in targets.services {
             guard let change = targets.agentTarget(service, region: config.region, cutoff: cutoff(service, in: targets)),
-                  published[service] != change else { continue }
+                  change.rolloutID == 0 || knowsItsMachines, published[service] != change else { continue }
             published[service] = change
             let message = WireMessage(change, sender: config.id, topic: "target.\(service)")
             _ = try? publisher.send(codec.encode(message), wait: .never)
@@ -142,6 +149,7 @@ final class TrackerLoop: ServingLoop {
         reply.seedEndpoint = "\(config.advertisedStoreEndpoint ?? config.storeEndpoint)"
         let wanted = services.isEmpty ? targets.services : services
         reply.targets = wanted.compactMap { targets.agentTarget($0, region: config.region, cutoff: cutoff($0, in: targets)) }
+            .filter { $0.rolloutID == 0 || knowsItsMachines }
         return reply
     }
 

@@ -205,6 +205,8 @@ public enum SlipwaySchema {
             wave_version  bigint NOT NULL DEFAULT 0,
             -- The machines that failed the gate, as the regions reported them when it halted.
             failures      jsonb NOT NULL DEFAULT '[]',
+            -- The last operator request applied (pause, resume, promote, abort), so a resend is answered, not applied twice.
+            last_request_id text,
             set_by        text NOT NULL,
             actor         text,
             request_id    text,

@@ -32,7 +32,7 @@ struct CoordinatorCommand: AsyncParsableCommand {
     var artifactRetention = DurationArgument(argument: "14d")!
     @Option(help: "How often garbage collection runs.") var gcInterval = DurationArgument(argument: "10m")!
     @Option(name: .customLong("rollout-plan"), help: ArgumentHelp(
-        "A named rollout plan (repeatable): NAME=WAVE;WAVE;…[;pause-on-failure][;deadline=D], a wave being SHARES [bake=D] [min-healthy=P%] [max-failed=N] and SHARES REGION:COUNT or REGION:P% (REGION may be *), comma-separated.",
+        "A named rollout plan (repeatable): NAME=WAVE;WAVE;…[;pause-on-failure][;prefetch][;deadline=D], a wave being SHARES [bake=D] [min-healthy=P%] [max-failed=N] and SHARES REGION:COUNT or REGION:P% (REGION may be *), comma-separated.",
         valueName: "plan"))
     var rolloutPlans: [String] = []
     @Option(help: "The plan of a global deploy that names none: all, canary or a --rollout-plan.") var defaultPlan = "all"
@@ -78,11 +78,17 @@ struct CoordinatorCommand: AsyncParsableCommand {
             let plan: RolloutPlan
             do { plan = try RolloutPlan.parse(text) } catch { throw ValidationError("--rollout-plan: \(error)") }
             guard plans.named[plan.name] == nil else { throw ValidationError("--rollout-plan: plan '\(plan.name)' is defined twice") }
+            // A wave naming a region nobody reports for would only ever pause.
+            let unknown = Set(plan.waves.flatMap(\.shares).map(\.region)).subtracting(regionList + ["*"])
+            guard regionList.isEmpty || unknown.isEmpty else {
+                throw ValidationError("--rollout-plan \(plan.name): \(unknown.sorted().joined(separator: ", ")) not in --regions")
+            }
             plans.named[plan.name] = plan
         }
         plans.defaultPlan = defaultPlan
         plans.canaryBake = canaryBake.duration
-        plans.waveDeadline = max(waveDeadline.duration, .seconds(1))
+        plans.waveDeadline = min(max(waveDeadline.duration, .seconds(1)), .seconds(RolloutPlan.longest))
+        plans.canaryBake = min(canaryBake.duration, .seconds(RolloutPlan.longest))
         plans.reportStaleAfter = reportStaleAfter.duration
         return plans
     }

@@ -74,7 +74,14 @@ struct RolloutWatch {
         let deadline = ContinuousClock.now + timeout
         var shown: [String] = []
         while true {
-            let rollout = try await client.rollout(service: service, id: id)
+            let rollout: Slipway_V1_RolloutStatus
+            do {
+                rollout = try await client.rollout(service: service, id: id)
+            } catch let error as ProducerError where error.isTransient && ContinuousClock.now < deadline {
+                // The coordinator is failing over or its database restarting; the rollout goes on.
+                try await Task.sleep(for: .seconds(1))
+                continue
+            }
             if !json {
                 let lines = [RolloutText.headline(rollout)] + rollout.progress.map { "  " + RolloutText.progress($0) }
                 if lines != shown { lines.forEach { print($0) } }

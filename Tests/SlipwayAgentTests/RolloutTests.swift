@@ -36,6 +36,17 @@ import Testing
         #expect(rollout.targetChanged(digest: v2, version: 3) == [.download(v2)], "the region's cutoff widened to this machine")
         #expect(rollout.targetChanged(digest: v2, version: 3).isEmpty, "the same build again is nothing new")
         #expect(rollout.targetChanged(digest: v1, version: 2).isEmpty, "an older version never moves it")
+
+        // v2 fails here and the machine rolls back; the wave moves it out and in again: v2 is not retried.
+        _ = rollout.downloaded(v2)
+        _ = rollout.unhealthy(v2, reason: "exit 1")
+        _ = rollout.healthy(v1)
+        #expect(rollout.state == .rolledBack)
+        _ = rollout.targetChanged(digest: v1, version: 3)
+        #expect(rollout.targetChanged(digest: v2, version: 3).isEmpty, "a build that failed here is not tried again within the version")
+        #expect(rollout.targetChanged(digest: v2, version: 4).isEmpty, "nor when a later version still names it")
+        _ = rollout.targetChanged(digest: v1, version: 5)
+        #expect(rollout.targetChanged(digest: v2, version: 6) == [.download(v2)], "after the target named another build, it is a new decision")
     }
 
     @Test("a new build failing its health check rolls the machine back and is not retried for that target version")

@@ -161,6 +161,15 @@ import Testing
                 "region b never reported: nothing proves it healthy")
     }
 
+    @Test("a pinned region is not judged, whether a wave names it or `*` covers it")
+    func pinned() {
+        var machine = started()
+        let healthyB = ["b": view("b", at: Self.second, version: 1, selected: 2, healthy: 2)]
+        // Wave 1 names region a, which keeps an override: nothing to judge, so the wave holds.
+        #expect(machine.tick(now: Self.second, views: healthyB, regions: ["a", "b"], pinned: ["a"], staleAfterMicros: stale).isEmpty)
+        #expect(machine.holdingSince == Self.second && machine.state == .progressing)
+    }
+
     @Test("operator commands in every state")
     func commands() throws {
         // progressing

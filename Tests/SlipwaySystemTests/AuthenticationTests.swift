@@ -20,7 +20,7 @@ struct AuthenticationTests {
     /// One request over a fresh DEALER with `security`; nil when nothing answers within `timeout`
     /// (a failed handshake answers nothing: libzmq drops the connection).
     static func reply(_ endpoint: String, _ body: some WireBody & Sendable, security: ClientSecurity, routingID: String? = nil,
-                      timeout: Duration = .seconds(3)) async throws -> WireMessage? {
+                      messageID: String? = nil, timeout: Duration = .seconds(3)) async throws -> WireMessage? {
         let context = try ZMQContext()
         let thread = OwnedThread(name: "auth-request")
         defer { thread.shutdown() }
@@ -31,7 +31,9 @@ struct AuthenticationTests {
             if let routingID { try socket.set(.routingID(Array(routingID.utf8))) }
             for option in security.options { try socket.set(option) }
             try socket.connect(endpoint)
-            _ = try socket.send(WireCodec().encode(WireMessage(body, sender: routingID ?? "test")))
+            var message = WireMessage(body, sender: routingID ?? "test")
+            if let messageID { message.envelope.messageID = messageID }  // a resend of an earlier request
+            _ = try socket.send(WireCodec().encode(message))
             let deadline = ContinuousClock.now + timeout
             while ContinuousClock.now < deadline {
                 guard let frames = try socket.receive(wait: .timeout(.milliseconds(200))) else { continue }

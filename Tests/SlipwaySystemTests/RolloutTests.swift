@@ -154,9 +154,21 @@ struct RolloutTests {
         let machines = try fleet(cluster, perRegion: 2, coordinator: ["--canary-bake", "8s"])
         let client = try SlipwayClient(endpoint: cluster.intake, security: cluster.security())
         defer { Task { await client.close() } }
+        let broken = try await build(client, cluster, "broken", exitAtOnce: true)
         let v1 = try await build(client, cluster, "v1")
         let dying = try await build(client, cluster, "dying", dieAfter: 3)
-        try await deployEverywhere(client, v1)
+
+        // The service's first rollout fails: nothing to go back to. The next one starts from nothing, not from it.
+        let first = try await deploy(client, broken, plan: "all")
+        try await ReplicationTests.waitFor("the first rollout to roll back", timeout: .seconds(60)) {
+            try await client.rollout(service: "hello", id: first.id).state == .rolledBack
+        }
+        let next = try await deploy(client, v1, plan: "all")
+        #expect(next.fromDigest.isEmpty, "a failed first build is nobody's stable build: \(next.fromDigest)")
+        try await ReplicationTests.waitFor("v1 rolled out", timeout: .seconds(60)) {
+            try await client.rollout(service: "hello", id: next.id).state == .succeeded
+        }
+        try await AgentTests.waitUntilEvery(machines.map(\.name), cluster, runs: "hello v1")
 
         let deploy = try deployWaiting(cluster, dying, plan: "canary", label: "dying")
         #expect(deploy.wait() == 1, "\(cluster.logText("deploy-dying"))")
@@ -237,6 +249,17 @@ struct RolloutTests {
         try await ReplicationTests.waitFor("the rollout to continue into wave 2's bake", timeout: .seconds(30)) {
             let rollout = try await client.rollout(service: "hello")
             return rollout.state == .progressing && rollout.wave == 1
+        }
+        // A pause resent with the same request id (its answer lost) is answered, not refused as "not progressing".
+        var pause = Slipway_V1_RolloutControl()
+        pause.service = "hello"
+        pause.action = .pause
+        pause.setBy = "oncall"
+        let requestID = UUID().uuidString
+        for attempt in 1...2 {
+            let answer = try #require(try await AuthenticationTests.reply(cluster.intake, pause, security: cluster.security(), messageID: requestID))
+            #expect(answer.type == .rolloutStatus, "attempt \(attempt): \(answer.type)")
+            #expect(try answer.body(as: Slipway_V1_RolloutStatus.self).state == .paused)
         }
         // The operator aborts: every machine goes back to v1.
         let aborted = try shellOutput("'\(Cluster.binary!)' rollout abort hello --by oncall --coordinator \(cluster.intake) \(try cluster.clientKeyFlags(.operator, "tester").joined(separator: " "))")

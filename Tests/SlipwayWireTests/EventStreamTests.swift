@@ -4,6 +4,7 @@ import SlipwayProto
 import SlipwayThreads
 import SlipwayWire
 import Testing
+import Synchronization
 
 @Suite("Reliable event stream")
 struct EventStreamTests {
@@ -37,7 +38,9 @@ struct EventStreamTests {
             }
         }
         let subscriberThread = OwnedThread(name: "subscriber")
+        let finished = Mutex(false)
         async let received: ([UInt64], Int) = subscriberThread.run {
+            defer { finished.withLock { $0 = true } }
             let subscriber = try EventSubscriber(context: context, publisher: Endpoint(parsing: pubEndpoint), snapshot: Endpoint(parsing: snapshotEndpoint), sender: "test", security: .plain)
             defer { subscriber.close() }
             var sequences: [UInt64] = []
@@ -55,7 +58,8 @@ struct EventStreamTests {
         try await Task.sleep(for: .milliseconds(500))
         // The last event is lost too: no later event reveals the gap, only the heartbeat does.
         try await publisher.publish(20, live: false)
-        for _ in 0..<10 {
+        // Heartbeats until the subscriber is done (a loaded machine may need more than a few).
+        for _ in 0..<150 where !finished.withLock({ $0 }) {
             try await publisher.heartbeat(last: 20)
             try await Task.sleep(for: .milliseconds(100))
         }
