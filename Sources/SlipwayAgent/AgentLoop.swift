@@ -29,11 +29,7 @@ final class AgentLoop: ServingLoop {
     private let store: BlobStore
     private var slots: [String: Slot] = [:]
     private var downloads: [String: PieceDownload] = [:]
-    /// Per service: the new build of a rollout whose plan prefetches, which this
-    /// machine (outside the waves so far) fetches ahead but does not install.
-    private var prefetch: [String: String] = [:]
-    /// A prefetch that failed is tried again after this.
-    private var prefetchRetry: [String: ContinuousClock.Instant] = [:]
+    private var prefetches = Prefetches()
     private var downloadStarted: [String: ContinuousClock.Instant] = [:]
     private var tracker: ZMQSocket?
     private var targets: ZMQSocket!
@@ -183,7 +179,7 @@ final class AgentLoop: ServingLoop {
     /// Keeps the builds a service may need (current, previous, target) and the
     /// artifacts being fetched; everything else leaves the disk.
     private func collectGarbage() {
-        var keep = Set(downloads.keys).union(prefetch.values)
+        var keep = Set(downloads.keys).union(prefetches.digests)
         for slot in slots.values {
             let builds = Set([slot.rollout.active, slot.rollout.previous, slot.rollout.target?.digest].compactMap { $0 })
             slot.installer.prune(keeping: builds)
@@ -209,7 +205,7 @@ final class AgentLoop: ServingLoop {
     private func wanted() -> Set<String> {
         let now = ContinuousClock.now
         // One in progress stays wanted until it is finished (and logged), though the store already has it.
-        let ahead = prefetch.values.filter { downloads[$0] != nil || (!store.has($0) && prefetchRetry[$0].map { now >= $0 } ?? true) }
+        let ahead = prefetches.digests.filter { downloads[$0] != nil } + prefetches.due(now: now).filter { !store.has($0) }
         return Set(slots.values.compactMap { if case .downloading(let digest) = $0.rollout.phase { digest } else { nil } }).union(ahead)
     }
 
@@ -261,7 +257,7 @@ final class AgentLoop: ServingLoop {
         download.close()
         downloads[digest] = nil
         logger.error("download failed", metadata: ["digest": "\(digest)", "error": "\(reason)"])
-        if prefetch.values.contains(digest) { prefetchRetry[digest] = now + .seconds(10) }
+        prefetches.failed(digest, now: now)
         for name in slots.keys.sorted() where slots[name]!.rollout.phase == .downloading(digest) {
             perform(name) { $0.failed(digest, reason: "download failed: \(reason)") }
             slots[name]!.retryAt = now + .seconds(10)
@@ -340,21 +336,11 @@ final class AgentLoop: ServingLoop {
 
     private func apply(_ target: Slipway_V1_TargetChange) {
         guard target.region == config.region, slots[target.service] != nil, Manifest.isDigest(target.artifactDigest) else { return }
-        if case .refuse(let problem, let new) = gate.admit(target) {
-            if new {
-                logger.error("refused a target the coordinator did not sign", metadata: [
-                    "service": "\(target.service)", "digest": "\(target.artifactDigest)", "version": "\(target.version)", "problem": "\(problem)"])
-                SlipwayMetrics.targetRefused(service: target.service)
-            }
-            return
-        }
+        guard gate.admit(target, logger: logger) else { return }
         // In a rollout, the region's cutoff says which of the two signed builds this machine runs.
-        let digest = WaveMembership.digest(for: config.machineID, in: target)
-        let ahead = target.rolloutID != 0 && target.prefetch && digest != target.artifactDigest ? target.artifactDigest : nil
-        if ahead != prefetch[target.service] {
-            if let ahead { logger.info("prefetching a rollout's build ahead of this machine's wave", metadata: ["service": "\(target.service)", "digest": "\(ahead)"]) }
-            prefetch[target.service] = ahead
-            prefetchRetry = prefetchRetry.filter { prefetch.values.contains($0.key) }
+        let (digest, ahead) = WaveMembership.assignment(for: config.machineID, in: target)
+        if prefetches.set(ahead, for: target.service), let ahead {
+            logger.info("prefetching a rollout's build ahead of this machine's wave", metadata: ["service": "\(target.service)", "digest": "\(ahead)"])
         }
         guard Manifest.isDigest(digest) else { return }  // outside the waves of a first rollout: nothing to run yet
         if digest != slots[target.service]?.rollout.target?.digest, target.rolloutID != 0 {

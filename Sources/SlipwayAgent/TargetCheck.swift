@@ -1,4 +1,6 @@
 import Crypto
+import Logging
+import SlipwayMetrics
 import SlipwayAuth
 import SlipwayProto
 
@@ -54,6 +56,17 @@ struct TargetGate {
         let note = "refused target sha256:\(change.artifactDigest.prefix(12)) v\(change.version): \(problem)"
         defer { refused[change.service] = note }
         return .refuse(problem: problem, new: refused[change.service] != note)
+    }
+
+    /// Whether to apply `change`; a refusal new for its service is logged and counted once.
+    mutating func admit(_ change: Slipway_V1_TargetChange, logger: Logger) -> Bool {
+        guard case .refuse(let problem, let new) = admit(change) else { return true }
+        if new {
+            logger.error("refused a target the coordinator did not sign", metadata: [
+                "service": "\(change.service)", "digest": "\(change.artifactDigest)", "version": "\(change.version)", "problem": "\(problem)"])
+            SlipwayMetrics.targetRefused(service: change.service)
+        }
+        return false
     }
 
     /// The last change refused for `service`, as its status says it; nil once a good one came.

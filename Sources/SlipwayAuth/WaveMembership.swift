@@ -25,6 +25,15 @@ public enum WaveMembership {
         return score(rollout: change.rolloutID, machine: machine) <= change.waveCutoff ? change.artifactDigest : change.stableDigest
     }
 
+    /// What `machine` does with `change`: the build it runs (empty: none yet) and,
+    /// when the plan prefetches and the machine is outside the waves so far,
+    /// the new build it fetches ahead without installing.
+    public static func assignment(for machine: String, in change: Slipway_V1_TargetChange) -> (run: String, fetchAhead: String?) {
+        let run = digest(for: machine, in: change)
+        let inWave = run == change.artifactDigest
+        return (run, change.rolloutID != 0 && change.prefetch && !inWave ? change.artifactDigest : nil)
+    }
+
     /// The share of `region` in a rollout target: its own, else the `*` one, else none.
     public static func share(of region: String, in change: Slipway_V1_TargetChange) -> Slipway_V1_WaveShare? {
         change.shares.first { $0.region == region } ?? change.shares.first { $0.region == "*" }

@@ -13,17 +13,6 @@ import SlipwayWire
 /// ``Dispatch``, ``Replicas``, ``Targets`` decide what to write and send),
 /// and sends what the batch produced once it has committed.
 final class CoordinatorLoop: ServingLoop {
-    /// One piece of work for a turn's transaction.
-    private enum Work {
-        case intake(peer: [UInt8], id: String, IntakeRequest, sender: Identity?)
-        case dispatch(routingID: [UInt8], DispatchRequest)
-        case task(String, (inout Batch) throws -> Void)
-
-        var isRegionReport: Bool {
-            if case .intake(_, _, .regionReport, _) = self { true } else { false }
-        }
-    }
-
     private let config: CoordinatorConfig
     private let logger: Logger
     private let stop: StopSignal
@@ -145,7 +134,7 @@ final class CoordinatorLoop: ServingLoop {
             if turnStart - lastTurn > .seconds(1) { registry.stalled(for: turnStart - lastTurn, now: turnStart) }
             lastTurn = turnStart
             let ready = try poller.poll(wait: .timeout(min(timers.tick, .milliseconds(100))))
-            var work: [Work] = []
+            var work: [CoordinatorWork] = []
             if ready[0].contains(.readable) { try receiveIntake(sockets.intake, into: &work) }
             if ready[1].contains(.readable) { try receiveDispatch(sockets.dispatch, into: &work) }
             if work.isEmpty, !pendingAudit.isEmpty, database.isUsable() { work.append(.task("audit") { _ in }) }
@@ -185,7 +174,7 @@ final class CoordinatorLoop: ServingLoop {
 
     // MARK: receiving
 
-    private func receiveIntake(_ socket: ZMQSocket, into work: inout [Work]) throws {
+    private func receiveIntake(_ socket: ZMQSocket, into work: inout [CoordinatorWork]) throws {
         for _ in 0..<256 {
             guard let (peer, message) = try codec.receiveRouted(from: socket, wait: .never, dropped: { intakeRejections.record($0, logger: logger) })
             else { return }
@@ -208,7 +197,7 @@ final class CoordinatorLoop: ServingLoop {
         }
     }
 
-    private func receiveDispatch(_ socket: ZMQSocket, into work: inout [Work]) throws {
+    private func receiveDispatch(_ socket: ZMQSocket, into work: inout [CoordinatorWork]) throws {
         for _ in 0..<256 {
             guard let (routingID, message) = try dispatchCodec.receiveRouted(from: socket, wait: .never,
                                                                      dropped: { dispatchRejections.record($0, logger: logger) })
@@ -256,7 +245,7 @@ final class CoordinatorLoop: ServingLoop {
     /// leaves: workers resend what matters.
     /// - Returns: whether the transaction committed.
     @discardableResult
-    private func run(_ work: [Work]) throws -> Bool {
+    private func run(_ work: [CoordinatorWork]) throws -> Bool {
         var batch = Batch(db: db, registry: registry, sender: config.id)
         let refusals = pendingAudit.take()
         do {
@@ -299,7 +288,7 @@ final class CoordinatorLoop: ServingLoop {
         return true
     }
 
-    private func run(_ item: Work, in batch: inout Batch) throws {
+    private func run(_ item: CoordinatorWork, in batch: inout Batch) throws {
         switch item {
         case .intake(let peer, let id, let request, let sender): try intake.handle(request, from: peer, sender: sender, id: id, in: &batch)
         case .dispatch(let routingID, let request): try dispatch.handle(request, from: routingID, in: &batch)

@@ -69,3 +69,21 @@ struct TargetCheckTests {
         #expect(TargetCheck.problem(with: good, region: "eu", verifiers: [stranger, verifier]) == nil)
     }
 }
+
+@Suite("Builds fetched ahead of a wave")
+struct PrefetchesTests {
+    @Test("one per service, kept while set, paused after a failure, forgotten when unset")
+    func prefetches() {
+        var prefetches = Prefetches()
+        let now = ContinuousClock.now
+        #expect(prefetches.set("b", for: "web") && !prefetches.set("b", for: "web"), "a change only once")
+        #expect(prefetches.due(now: now) == ["b"] && prefetches.digests == ["b"])
+        prefetches.failed("b", now: now)
+        prefetches.failed("other", now: now)
+        #expect(prefetches.due(now: now).isEmpty && prefetches.digests == ["b"], "paused, still kept on disk")
+        #expect(prefetches.due(now: now + Prefetches.retryPause) == ["b"])
+        #expect(prefetches.set(nil, for: "web") && prefetches.digests.isEmpty)
+        _ = prefetches.set("b", for: "web")
+        #expect(prefetches.due(now: now) == ["b"], "a new prefetch of the same build is not paused by an old failure")
+    }
+}

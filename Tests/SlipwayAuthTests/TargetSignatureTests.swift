@@ -90,6 +90,13 @@ struct TargetSignatureTests {
         #expect(WaveMembership.digest(for: "m1", in: change) == change.artifactDigest)
         change.waveCutoff = score - 1
         #expect(WaveMembership.digest(for: "m1", in: change) == change.stableDigest)
+        #expect(WaveMembership.assignment(for: "m1", in: change).fetchAhead == nil, "no prefetch unless the plan says so")
+        change.prefetch = true
+        #expect(WaveMembership.assignment(for: "m1", in: change) == (change.stableDigest, change.artifactDigest), "outside: fetch ahead")
+        change.waveCutoff = score
+        #expect(WaveMembership.assignment(for: "m1", in: change) == (change.artifactDigest, nil), "inside: run it, nothing ahead")
+        change.prefetch = false
+        change.waveCutoff = score - 1
         change.waveCutoff = 0
         #expect(WaveMembership.digest(for: "m1", in: change) == change.stableDigest, "cutoff 0: nobody")
         change.rolloutID = 0
