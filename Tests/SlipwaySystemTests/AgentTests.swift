@@ -83,18 +83,24 @@ struct AgentTests {
             try cluster.startCoordinator()
             try cluster.startRegion("region", region: "local", store: cluster.store)
             try cluster.startWorker("w1")
-            try cluster.startAgent("m1", region: "local", regionProcess: "region", extra: ["--max-download-mibps", "8"])
+            // Slow enough (48 MiB in ~24 s) that a poller starved by parallel tests still sees it mid-download.
+            try cluster.startAgent("m1", region: "local", regionProcess: "region", extra: ["--max-download-mibps", "2"])
             let client = try SlipwayClient(endpoint: cluster.intake, security: cluster.security())
             defer { Task { await client.close() } }
             let v1 = try await Self.buildService(client, cluster, version: "v1", padding: 48 << 20)
             try await Self.deploy(client, v1)
 
             let pieces = cluster.agentDirectory("m1").appendingPathComponent("store/incoming/\(v1)/pieces")
-            try await ReplicationTests.waitFor("3 pieces on disk", timeout: .seconds(30)) {
-                ((try? FileManager.default.contentsOfDirectory(atPath: pieces.path)) ?? []).count >= 3
+            do {
+                try await ReplicationTests.waitFor("3 pieces on disk", timeout: .seconds(40)) {
+                    ((try? FileManager.default.contentsOfDirectory(atPath: pieces.path)) ?? []).count >= 3
+                }
+            } catch {
+                Issue.record("\(error); m1 log:\n\(cluster.logText("m1").suffix(3000))")
+                throw error
             }
             cluster.processes["m1"]!.signal(SIGKILL)
-            cluster.processes["m1"]!.wait()
+            await cluster.processes["m1"]!.exited()
             let held = try FileManager.default.contentsOfDirectory(atPath: pieces.path).count
             #expect(held < 13, "the cap should have stopped the download before the end")
 
@@ -138,7 +144,7 @@ struct AgentTests {
             }
 
             // The coordinator goes away; the region still tells a new machine what to run.
-            _ = cluster.processes["coordinator"]!.stop()
+            _ = await cluster.processes["coordinator"]!.stopped()
             try cluster.startAgent("m3", region: "local", regionProcess: "region")
             try await Self.waitUntilEvery(["m3"], cluster, runs: "hello v1")
             // Every piece was held by a healthy peer, so none came from the store.

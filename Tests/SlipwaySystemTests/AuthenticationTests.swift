@@ -243,7 +243,7 @@ struct AuthenticationTests {
             try await AgentTests.waitUntilEvery(["m1", "m2"], cluster, runs: "hello v1")
 
             // The region controller is taken over: its saved targets now say v2, newer, under v1's signature.
-            _ = cluster.processes["region"]!.stop()
+            _ = await cluster.processes["region"]!.stopped()
             let file = cluster.storeDirectory("region").appendingPathComponent("targets.json")
             var saved = try #require(try JSONSerialization.jsonObject(with: Data(contentsOf: file)) as? [String: Any])
             var targets = try #require(saved["targets"] as? [String: Any])
@@ -269,7 +269,7 @@ struct AuthenticationTests {
 
             // Rebuilt from a clean state (its saved targets gone, caught up from the coordinator's events),
             // the region passes on what the coordinator signs.
-            _ = cluster.processes["region-taken"]!.stop()
+            _ = await cluster.processes["region-taken"]!.stopped()
             try FileManager.default.removeItem(at: file)
             try cluster.startRegion("region-clean", region: "local", store: cluster.store, storeOf: "region")
             try await AgentTests.deploy(client, v2)
@@ -349,7 +349,7 @@ struct AuthenticationTests {
                                                                    "--next-intake", next.intake, "--next-dispatch", next.dispatch,
                                                                    "--next-events", next.events, "--next-snapshot", next.snapshot])
             try await cluster.waitForLog("c2", "standby")
-            #expect(c1.stop() == 0)
+            #expect(await c1.stopped() == 0)
             try await cluster.waitForLog("c2", "coordinator active")
             let newTraffic = traffic(onNew, "next key", while: { newRunning.isSet })
             try await Task.sleep(for: .seconds(2))
@@ -359,7 +359,7 @@ struct AuthenticationTests {
             await oldTraffic.value
             let c3 = try cluster.start("c3", common + newPorts + ["--key", upcomingKey])
             try await cluster.waitForLog("c3", "standby")
-            #expect(c2.stop() == 0)
+            #expect(await c2.stopped() == 0)
             try await cluster.waitForLog("c3", "coordinator active")
             try await Task.sleep(for: .seconds(2))
             newRunning.clear()

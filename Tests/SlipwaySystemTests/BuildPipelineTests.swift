@@ -154,7 +154,7 @@ struct BuildPipelineTests {
         let victim = running.workerID.contains("-\(w1.pid)-") ? w1 : w2
         let lostWorkerID = running.workerID
         victim.signal(SIGKILL)
-        victim.wait()
+        await victim.exited()
 
         let done = try await client.wait(for: ack.jobID, timeout: .seconds(60))
         #expect(done.status == .succeeded, "\(done.error)")
@@ -219,7 +219,7 @@ struct BuildPipelineTests {
         }
 
         primary.signal(SIGKILL)
-        primary.wait()
+        await primary.exited()
         try await cluster.waitForLog("standby", "coordinator active")
 
         // Submitted to the new leader through the same endpoint (the client retries).

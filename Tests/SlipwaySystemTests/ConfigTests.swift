@@ -64,6 +64,6 @@ struct ConfigTests {
         #expect(scraped.hasPrefix("HTTP/1.0 200"))
         // insecure = true in the file: /metrics says so.
         #expect(scraped.contains("slipway_insecure{daemon=\"region\"} 1"), "\(scraped)")
-        #expect(region.stop() == 0)
+        #expect(await region.stopped() == 0)
     }
 }

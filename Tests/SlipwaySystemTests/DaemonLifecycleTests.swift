@@ -22,13 +22,13 @@ struct DaemonLifecycleTests {
     }
 
     /// Runs `slipway ARGS` until it exits (SIGKILL after `limit`).
-    static func run(_ arguments: [String], in directory: URL, limit: Duration = .seconds(10)) throws -> Ending {
+    static func run(_ arguments: [String], in directory: URL, limit: Duration = .seconds(10)) async throws -> Ending {
         let log = directory.appendingPathComponent("run-\(UUID().uuidString.prefix(8)).log")
         let started = ContinuousClock.now
         let process = try SpawnedProcess([Cluster.binary!] + arguments, log: log)
-        while !process.hasExited, ContinuousClock.now - started < limit { usleep(20_000) }
+        while !process.hasExited, ContinuousClock.now - started < limit { try await Task.sleep(for: .milliseconds(20)) }
         if !process.hasExited { process.signal(SIGKILL) }
-        let status = process.wait()
+        let status = await process.exited()
         let elapsed = ContinuousClock.now - started
         let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
         return Ending(status: status, seconds: seconds, output: (try? String(contentsOf: log, encoding: .utf8)) ?? "")
@@ -119,7 +119,7 @@ struct DaemonLifecycleTests {
              "--database-url"),
         ]
         for item in cases {
-            let ending = try Self.run(item.arguments, in: dir)
+            let ending = try await Self.run(item.arguments, in: dir)
             #expect(ending.status != 0, "\(item.what): exited 0\n\(ending.output)")
             #expect(ending.seconds < 5, "\(item.what): took \(ending.seconds) s")
             #expect(ending.output.contains(item.mustName), "\(item.what): \(ending.output)")
@@ -132,7 +132,7 @@ struct DaemonLifecycleTests {
             let leader = try cluster.startCoordinator("leader")
             try await cluster.waitForLog("leader", "coordinator active")
             // A standby with an address that is not this machine's says so at once instead of waiting.
-            let bad = try Self.run(["coordinator", "--database-url", cluster.databaseURL, "--intake", "tcp://192.0.2.1:7700", "--insecure"],
+            let bad = try await Self.run(["coordinator", "--database-url", cluster.databaseURL, "--intake", "tcp://192.0.2.1:7700", "--insecure"],
                                    in: cluster.directory)
             #expect(bad.status == 1 && bad.seconds < 5 && bad.output.contains("--intake tcp://192.0.2.1:7700"), "\(bad)")
 
@@ -148,11 +148,11 @@ struct DaemonLifecycleTests {
                                                         "--key", try cluster.keyFile(.coordinator, "main"), "--trust-dir", cluster.trustDirectory.path])
             try await cluster.waitForLog("standby", "standby")
             leader.signal(SIGKILL)
-            leader.wait()
+            await leader.exited()
             let started = ContinuousClock.now
             while !standby.hasExited, ContinuousClock.now - started < .seconds(10) { try await Task.sleep(for: .milliseconds(20)) }
             #expect(standby.hasExited, "the failed standby kept running")
-            #expect(standby.wait() == 1)
+            #expect(await standby.exited() == 1)
             let lines = cluster.logText("standby").split(separator: "\n")
             #expect(lines.last?.hasPrefix("slipway coordinator: coordinator: --events tcp://127.0.0.1:\(taken.port): cannot bind") == true,
                     "\(lines.suffix(3))")
@@ -173,7 +173,7 @@ struct DaemonLifecycleTests {
                 process.signal(SIGTERM)
                 while !process.hasExited, ContinuousClock.now - started < .seconds(15) { try await Task.sleep(for: .milliseconds(20)) }
                 #expect(process.hasExited, "\(name) ignored SIGTERM")
-                #expect(process.wait() == 0, "\(name): \(cluster.logText(name).split(separator: "\n").suffix(3))")
+                #expect(await process.exited() == 0, "\(name): \(cluster.logText(name).split(separator: "\n").suffix(3))")
                 print("stop time: \(name) \(ContinuousClock.now - started)")  // the figure docs/operations.md quotes
             }
         }
@@ -226,7 +226,7 @@ extension DaemonLifecycleTests {
 
             // The agent dies; its service keeps running in its own process group and must not hold the agent's ports.
             cluster.processes["m1"]!.signal(SIGKILL)
-            cluster.processes["m1"]!.wait()
+            await cluster.processes["m1"]!.exited()
             try cluster.startAgent("m1", region: "local", regionProcess: "region", extra: agentArguments)
             try await ReplicationTests.waitFor("the restarted agent to serve", timeout: .seconds(20)) {
                 cluster.logText("m1").components(separatedBy: "] serving").count == 3 || cluster.processes["m1"]!.hasExited

@@ -93,7 +93,7 @@ struct DatabaseOutageTests {
                 try await client.job(ack.jobID).fence >= 1
             }
             doomed.signal(SIGKILL)
-            doomed.wait()
+            await doomed.exited()
 
             try cluster.startWorker("healthy")
             let done = try await client.wait(for: ack.jobID, timeout: .seconds(60))

@@ -94,8 +94,8 @@ struct DeployTests {
         #expect(text.contains("global: sha256:\(v1) version") && text.contains("rollback global v") && !text.contains("pinned"), "\(text)")
 
         // With the coordinator gone, a restarted region still knows its targets.
-        _ = cluster.processes["coordinator"]!.stop()
-        _ = cluster.processes["region-c"]!.stop()
+        _ = await cluster.processes["coordinator"]!.stopped()
+        _ = await cluster.processes["region-c"]!.stopped()
         try cluster.startRegion("region-c-again", region: "c", store: stores["c"]!, peers: ["a": stores["a"]!], storeOf: "region-c")
         try await cluster.waitForLog("region-c-again", "digest=\(v1) service=svc")
     }

@@ -57,8 +57,8 @@ struct ReplicationTests {
         }
         // c's copy is then lost too (a damaged disk): only a, now down, could serve it.
         try FileManager.default.removeItem(at: cluster.storeDirectory("region-c").appendingPathComponent("artifacts/\(stranded)"))
-        _ = workerA.stop()
-        _ = regionA.stop()
+        _ = await workerA.stopped()
+        _ = await regionA.stopped()
         let reachable = try await build(client, cluster, bytes: 4_000, labels: ["region": "c"])
 
         try cluster.startRegion("region-b", region: "b", store: stores["b"]!, peers: peers("b"),
@@ -159,7 +159,7 @@ struct ReplicationTests {
             ((try? FileManager.default.contentsOfDirectory(atPath: pieces.path)) ?? []).count >= 2
         }
         region.signal(SIGKILL)
-        _ = region.wait()
+        _ = await region.exited()
         let held = try FileManager.default.contentsOfDirectory(atPath: pieces.path).filter { Int($0) != nil }.count
         #expect(held >= 2 && held < 10, "killed mid-way: \(held) of 10 pieces")
         #expect(try await artifact(client, digest).deployableAtUnixMicros == 0)
@@ -198,7 +198,7 @@ struct ReplicationTests {
         _ = try await client.deploy(DeployTests.deploy(previous))
         _ = try await client.deploy(DeployTests.deploy(current))
         // A coordinator with a 1 s retention takes over (the first steps down).
-        _ = cluster.processes["coordinator"]!.stop()
+        _ = await cluster.processes["coordinator"]!.stopped()
         try cluster.startCoordinator("coordinator-gc", extra: ["--regions", "a,c", "--artifact-retention", "1s", "--gc-interval", "1s"])
 
         let stored = { (region: String, digest: String) in

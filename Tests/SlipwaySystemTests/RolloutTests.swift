@@ -122,13 +122,13 @@ struct RolloutTests {
         #expect(zip(rollout.waves, rollout.waves.dropFirst()).allSatisfy { $0.endedAtUnixMicros <= $1.startedAtUnixMicros },
                 "each wave started after the one before it passed")
         #expect(seenWaves.count >= 3, "the waves were seen one by one: \(seenWaves.sorted())")
-        #expect(deploy.wait() == 0, "\(cluster.logText("deploy-v2"))")
+        #expect(await deploy.exited() == 0, "\(cluster.logText("deploy-v2"))")
         #expect(cluster.logText("deploy-v2").contains("succeeded"))
         try await AgentTests.waitUntilEvery(machines.map(\.name), cluster, runs: "hello v2")
 
         // The broken build: the canary machine fails its health check, the rollout halts there and rolls back.
         let failing = try deployWaiting(cluster, broken, plan: "canary", label: "broken")
-        #expect(failing.wait() == 1, "\(cluster.logText("deploy-broken"))")
+        #expect(await failing.exited() == 1, "\(cluster.logText("deploy-broken"))")
         let final = try await client.rollout(service: "hello")
         #expect(final.toDigest == broken && final.state == .rolledBack && final.wave == 0 && final.waves[0].result == "failed", "\(final)")
         let canaries = downloaders(of: broken, machines, cluster)
@@ -171,7 +171,7 @@ struct RolloutTests {
         try await AgentTests.waitUntilEvery(machines.map(\.name), cluster, runs: "hello v1")
 
         let deploy = try deployWaiting(cluster, dying, plan: "canary", label: "dying")
-        #expect(deploy.wait() == 1, "\(cluster.logText("deploy-dying"))")
+        #expect(await deploy.exited() == 1, "\(cluster.logText("deploy-dying"))")
         let rollout = try await client.rollout(service: "hello")
         #expect(rollout.state == .rolledBack && rollout.wave == 0, "\(rollout)")
         let canary = downloaders(of: dying, machines, cluster)
@@ -201,7 +201,7 @@ struct RolloutTests {
         let started = try await deploy(client, v2, plan: "three")
         try await ReplicationTests.waitFor("wave 2", timeout: .seconds(60)) { try await client.rollout(service: "hello").wave >= 1 }
         cluster.processes["coordinator"]!.signal(SIGKILL)
-        _ = cluster.processes["coordinator"]!.wait()
+        _ = await cluster.processes["coordinator"]!.exited()
         try await cluster.waitForLog("standby", "coordinator active", timeout: .seconds(30))
         try await ReplicationTests.waitFor("the rollout to end under the standby", timeout: .seconds(90)) {
             let rollout = try? await client.rollout(service: "hello")

@@ -48,7 +48,7 @@ struct TapCaptureTests {
             #expect(log.contains("subscribe \"job.\""), "the subscription crossing the proxy is shown: \(log)")
             #expect(!log.contains("other.topic"), "XPUB forwards only subscribed topics upstream, so nothing else is captured")
             tap.signal(SIGTERM)
-            _ = tap.wait()
+            _ = await tap.exited()
         }
     }
 }

@@ -204,7 +204,9 @@ public final class Cluster: @unchecked Sendable {
     @discardableResult
     public func shutdown() async -> [String: Int32] {
         var statuses: [String: Int32] = [:]
-        for (name, process) in processes { statuses[name] = process.stop() }
+        // Every process hears SIGTERM at once, so the waits overlap.
+        for process in processes.values { process.signal(SIGTERM) }
+        for (name, process) in processes { statuses[name] = await process.exited(killAfter: .seconds(10)) }
         await TestDatabase.drop(databaseURL)
         if statuses.values.allSatisfy({ $0 == 0 }) { try? FileManager.default.removeItem(at: directory) }
         return statuses

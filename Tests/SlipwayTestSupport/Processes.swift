@@ -103,6 +103,27 @@ public final class SpawnedProcess: @unchecked Sendable {
         if !hasExited { signal(SIGKILL) }
         return wait()
     }
+
+    /// ``stop(grace:)`` without holding a thread while it waits: tests run in
+    /// parallel on a cooperative pool of one thread per core, and a teardown that
+    /// sleeps on one starves the other tests' polling for as long as it takes.
+    @discardableResult
+    public func stopped(grace: Duration = .seconds(10)) async -> Int32 {
+        signal(SIGTERM)
+        return await exited(killAfter: grace)
+    }
+
+    /// ``wait()`` without holding a thread of the cooperative pool; SIGKILL
+    /// after `killAfter` if given.
+    @discardableResult
+    public func exited(killAfter limit: Duration? = nil) async -> Int32 {
+        let deadline = limit.map { ContinuousClock.now + $0 }
+        while !hasExited {
+            if let deadline, ContinuousClock.now >= deadline { signal(SIGKILL); break }
+            if (try? await Task.sleep(for: .milliseconds(20))) == nil { usleep(20_000) }
+        }
+        return wait()
+    }
 }
 
 /// A TCP port on 127.0.0.1 that was free a moment ago, from below the kernel's
