@@ -73,7 +73,7 @@ struct AgentTests {
             #expect(failure.reason.contains("exited with status 3"), "\(failure.reason)")
         }
         try await waitUntilEvery(machines.map(\.name), cluster, runs: "hello v2")
-        let text = try shellOutput("'\(Cluster.binary!)' rollout status hello --coordinator \(cluster.intake) \(try cluster.clientKeyFlags(.operator, "tester").joined(separator: " "))")
+        let text = try await shellOutput("'\(Cluster.binary!)' rollout status hello --coordinator \(cluster.intake) \(try cluster.clientKeyFlags(.operator, "tester").joined(separator: " "))")
         #expect(text.contains("rolled_back") && text.contains("failing: \(rollout.failures[0].machineID)"), "\(text)")
     }
 
@@ -140,7 +140,7 @@ struct AgentTests {
             #expect(!banned.isEmpty, "a machine asked the corrupt peer and banned it")
             for name in ["m1", "m2"] {
                 let installed = cluster.agentDirectory(name).appendingPathComponent("services/hello/current/hello")
-                #expect(try shellOutput("sha256sum '\(installed.path)' | cut -d' ' -f1") == v1)
+                #expect(try await shellOutput("sha256sum '\(installed.path)' | cut -d' ' -f1") == v1)
             }
 
             // The coordinator goes away; the region still tells a new machine what to run.

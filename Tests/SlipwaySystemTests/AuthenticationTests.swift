@@ -186,9 +186,9 @@ struct AuthenticationTests {
                     "\(lines)")
             #expect(entries.contains { $0.identity == "region/b" && $0.action == "regionReport" && $0.outcome == "refused" }, "\(lines)")
             let cli = "'\(Cluster.binary!)' audit --coordinator \(cluster.intake) --json"
-            let json = try shellOutput("\(cli) \(try cluster.clientKeyFlags(.operator, "alice").joined(separator: " "))")
+            let json = try await shellOutput("\(cli) \(try cluster.clientKeyFlags(.operator, "alice").joined(separator: " "))")
             #expect(json.contains("\"action\":\"cancel\"") && json.contains("\"outcome\":\"refused\""), "\(json)")
-            let byCI = try shellOutput("\(cli) \(try cluster.clientKeyFlags(.ci, "pipeline-a").joined(separator: " ")) 2>&1; echo \"exit $?\"")
+            let byCI = try await shellOutput("\(cli) \(try cluster.clientKeyFlags(.ci, "pipeline-a").joined(separator: " ")) 2>&1; echo \"exit $?\"")
             #expect(byCI.contains("may not send auditQuery") && byCI.hasSuffix("exit 5"), "\(byCI)")
         }
         #expect(statuses.values.allSatisfy { $0 == 0 }, "\(statuses)")
@@ -263,7 +263,7 @@ struct AuthenticationTests {
             try await Task.sleep(for: .seconds(2))
             for name in ["m1", "m2"] {
                 let installed = cluster.agentDirectory(name).appendingPathComponent("services/hello/current/hello")
-                #expect(try shellOutput("sha256sum '\(installed.path)' | cut -d' ' -f1") == v1, "\(name) left v1")
+                #expect(try await shellOutput("sha256sum '\(installed.path)' | cut -d' ' -f1") == v1, "\(name) left v1")
                 #expect(!cluster.serviceOutput(name).contains("hello v2"), "\(name) ran v2")
             }
 

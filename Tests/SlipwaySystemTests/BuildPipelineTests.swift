@@ -66,7 +66,7 @@ struct BuildPipelineTests {
         // What the recipe wrote, hashed independently of Slipway.
         let expected = cluster.directory.appendingPathComponent("expected")
         try "hello \(commit)\n".write(to: expected, atomically: true, encoding: .utf8)
-        let digest = try shellOutput("sha256sum '\(expected.path)' | cut -d' ' -f1")
+        let digest = try await shellOutput("sha256sum '\(expected.path)' | cut -d' ' -f1")
         #expect(done.artifactDigest == digest)
         let stored = cluster.directory.appendingPathComponent("region/artifacts/\(digest)/pieces/0")
         #expect(try Data(contentsOf: stored) == Data(contentsOf: expected))
@@ -298,7 +298,7 @@ struct BuildPipelineTests {
         #expect(end.status == .cancelled)
         // Dead means gone or a zombie (this container's PID 1 may not reap orphans).
         try await Task.sleep(for: .milliseconds(200))
-        #expect(try runShell("test ! -e /proc/\(sleeper) || grep -q '^State:.*Z' /proc/\(sleeper)/status") == 0,
+        #expect(try await runShell("test ! -e /proc/\(sleeper) || grep -q '^State:.*Z' /proc/\(sleeper)/status") == 0,
                 "the recipe's background sleep must die with its group")
 
         // Refused before anything is stored.

@@ -44,14 +44,14 @@ struct DatabaseOutageTests {
             let ack = try await client.submit(BuildPipelineTests.submission(repo, commit))
             _ = try await Self.waitForStatus(client, ack.jobID, .running)
 
-            #expect(try runShell("\(control) down > /dev/null") == 0)
+            #expect(try await runShell("\(control) down > /dev/null") == 0)
             // The build ends while the database is down: its result cannot be recorded yet.
             _ = FileManager.default.createFile(atPath: marker, contents: nil)
             try await cluster.waitForLog("w1", "build finished")
             try await Task.sleep(for: .seconds(20))
             let unavailable = await #expect(throws: ProducerError.self) { _ = try await client.job(ack.jobID) }
             #expect(unavailable?.serverCode == .unavailable, "intake answers 'unavailable' while the database is down")
-            #expect(try runShell("\(control) up > /dev/null") == 0)
+            #expect(try await runShell("\(control) up > /dev/null") == 0)
 
             let done = try await client.wait(for: ack.jobID, timeout: .seconds(30))
             #expect(done.status == .succeeded, "\(done.error)")

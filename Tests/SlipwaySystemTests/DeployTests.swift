@@ -58,7 +58,7 @@ struct DeployTests {
         #expect(!regionATargets(v2), "region a is pinned to v1")
 
         // Clearing the override hands region a back to the global target (v2).
-        let clearText = try shellOutput("'\(Cluster.binary!)' deploy svc --clear --region a --by oncall --coordinator \(cluster.intake) \(try cluster.clientKeyFlags(.operator, "tester").joined(separator: " "))")
+        let clearText = try await shellOutput("'\(Cluster.binary!)' deploy svc --clear --region a --by oncall --coordinator \(cluster.intake) \(try cluster.clientKeyFlags(.operator, "tester").joined(separator: " "))")
         #expect(clearText.contains("region a: override cleared"), "\(clearText)")
         try await ReplicationTests.waitFor("region a to follow the global target", timeout: .seconds(10)) { regionATargets(v2) }
         var clearAgain = Slipway_V1_DeployRequest()
@@ -90,7 +90,7 @@ struct DeployTests {
         #expect(savedGlobal()?["previousDigest"] as? String == v2, "\(savedGlobal() ?? [:])")
 
         // The CLI shows the same.
-        let text = try shellOutput("'\(Cluster.binary!)' status svc --coordinator \(cluster.intake) \(try cluster.clientKeyFlags(.operator, "tester").joined(separator: " "))")
+        let text = try await shellOutput("'\(Cluster.binary!)' status svc --coordinator \(cluster.intake) \(try cluster.clientKeyFlags(.operator, "tester").joined(separator: " "))")
         #expect(text.contains("global: sha256:\(v1) version") && text.contains("rollback global v") && !text.contains("pinned"), "\(text)")
 
         // With the coordinator gone, a restarted region still knows its targets.

@@ -102,10 +102,10 @@ struct ReplicationTests {
         #expect(info.replicas.allSatisfy { $0.state == .complete && $0.piecesDone == 3 })
         #expect(cluster.logText("region-b").contains("peer served a corrupt piece"), "B must have noticed A's bad piece")
         let copy = cluster.storeDirectory("region-b").appendingPathComponent("artifacts/\(digest)/pieces").path
-        #expect(try shellOutput("cd '\(copy)' && cat 0 1 2 | sha256sum | cut -d' ' -f1") == digest, "B's copy is the artifact, byte for byte")
+        #expect(try await shellOutput("cd '\(copy)' && cat 0 1 2 | sha256sum | cut -d' ' -f1") == digest, "B's copy is the artifact, byte for byte")
 
         // One replica event per region that copied it, and exactly one deployable event, after both.
-        let events = try shellOutput("""
+        let events = try await shellOutput("""
             psql '\(cluster.databaseURL)' -Atc "SELECT type FROM events WHERE type LIKE 'artifact_%' ORDER BY seq"
             """).split(separator: "\n")
         #expect(events == ["artifact_published", "artifact_replica", "artifact_replica", "artifact_deployable"])
@@ -174,7 +174,7 @@ struct ReplicationTests {
         #expect(resumedWith >= held, "the restarted region starts from the verified pieces on disk")
         #expect(copied == size - resumedWith * pieceSize, "only the missing pieces cross the network again")
         let copy = cluster.storeDirectory("region-c").appendingPathComponent("artifacts/\(digest)/pieces").path
-        #expect(try shellOutput("cd '\(copy)' && cat $(seq 0 9) | sha256sum | cut -d' ' -f1") == digest)
+        #expect(try await shellOutput("cd '\(copy)' && cat $(seq 0 9) | sha256sum | cut -d' ' -f1") == digest)
     }
 
     static func garbageCollection(_ cluster: Cluster) async throws {

@@ -244,7 +244,7 @@ struct RolloutTests {
             let report = try await client.status(service: "hello").regions.first { $0.region == "b" }
             return report.map { Date().timeIntervalSince1970 - Double($0.receivedAtUnixMicros) / 1e6 < 5 } ?? false
         }
-        let resumed = try shellOutput("'\(Cluster.binary!)' rollout resume hello --by oncall --coordinator \(cluster.intake) \(try cluster.clientKeyFlags(.operator, "tester").joined(separator: " "))")
+        let resumed = try await shellOutput("'\(Cluster.binary!)' rollout resume hello --by oncall --coordinator \(cluster.intake) \(try cluster.clientKeyFlags(.operator, "tester").joined(separator: " "))")
         #expect(resumed.contains("progressing"), "\(resumed)")
         try await ReplicationTests.waitFor("the rollout to continue into wave 2's bake", timeout: .seconds(30)) {
             let rollout = try await client.rollout(service: "hello")
@@ -262,7 +262,7 @@ struct RolloutTests {
             #expect(try answer.body(as: Slipway_V1_RolloutStatus.self).state == .paused)
         }
         // The operator aborts: every machine goes back to v1.
-        let aborted = try shellOutput("'\(Cluster.binary!)' rollout abort hello --by oncall --coordinator \(cluster.intake) \(try cluster.clientKeyFlags(.operator, "tester").joined(separator: " "))")
+        let aborted = try await shellOutput("'\(Cluster.binary!)' rollout abort hello --by oncall --coordinator \(cluster.intake) \(try cluster.clientKeyFlags(.operator, "tester").joined(separator: " "))")
         #expect(aborted.contains("aborted"), "\(aborted)")
         try await AgentTests.waitUntilEvery(machines.map(\.name), cluster, runs: "hello v1")
         let status = try await client.status(service: "hello")
@@ -276,7 +276,7 @@ struct RolloutTests {
             #expect(!log.contains { $0.contains("new target") && $0.contains(v2) },
                     "\(machine.name) never installed v2: \(log.filter { $0.contains("target") || $0.contains("download") }.suffix(12).joined(separator: "\n"))\n\(cluster.logText("region-c").split(separator: "\n").filter { $0.contains("target") }.suffix(8).joined(separator: "\n"))")
         }
-        let refused = try runShell("'\(Cluster.binary!)' rollout resume hello --coordinator \(cluster.intake) \(try cluster.clientKeyFlags(.operator, "tester").joined(separator: " ")) 2>/dev/null")
+        let refused = try await runShell("'\(Cluster.binary!)' rollout resume hello --coordinator \(cluster.intake) \(try cluster.clientKeyFlags(.operator, "tester").joined(separator: " ")) 2>/dev/null")
         #expect(refused == 5, "an ended rollout cannot be resumed: refused")
     }
 }

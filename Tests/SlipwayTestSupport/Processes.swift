@@ -23,6 +23,23 @@ public func shellOutput(_ command: String) throws -> String {
     return try String(contentsOf: file, encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)
 }
 
+/// ``runShell(_:)`` for async code: waits without holding a thread of the
+/// cooperative pool (one per core), which parallel tests share.
+@discardableResult
+public func runShell(_ command: String) async throws -> Int32 {
+    let process = try SpawnedProcess(["/bin/sh", "-c", command], log: nil)
+    return await process.exited()
+}
+
+/// ``shellOutput(_:)`` for async code (see the async ``runShell(_:)``).
+public func shellOutput(_ command: String) async throws -> String {
+    let file = FileManager.default.temporaryDirectory.appendingPathComponent("slipway-out-\(UUID().uuidString)")
+    defer { try? FileManager.default.removeItem(at: file) }
+    let status = try await runShell("(\(command)) > '\(file.path)'")
+    guard status == 0 else { throw ShellFailure(command: command, status: status) }
+    return try String(contentsOf: file, encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)
+}
+
 /// A shell command that exited non-zero.
 public struct ShellFailure: Error, CustomStringConvertible {
     public let command: String
