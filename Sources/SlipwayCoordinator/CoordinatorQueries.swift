@@ -34,13 +34,14 @@ struct CoordinatorQueries {
             // The new job's JobInfo comes back from the insert itself: one round trip, not two.
             let inserted = try db.query("""
                 INSERT INTO jobs (idempotency_key, repo_url, commit_sha, artifact_name, recipe, artifact_path,
-                                  labels, max_attempts, timeout_seconds, fresh, submitted_by)
-                VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb, $8, $9, $10, $11)
+                                  labels, max_attempts, timeout_seconds, fresh, submitted_by, resolved_sha)
+                VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb, $8, $9, $10, $11, $12)
                 ON CONFLICT (idempotency_key) DO NOTHING
                 RETURNING \(Self.infoColumns)
                 """, [.text(job.idempotencyKey), .text(job.repoURL), .text(job.commitSHA), .text(job.artifactName),
                       .text(job.recipe), .text(job.artifactPath), .text(try JobQueue.encodeLabels(job.labels)), .int(job.maxAttempts),
-                      .int(job.timeoutSeconds), .bool(job.fresh), .optional(submitter)]).first.map(Self.info)
+                      .int(job.timeoutSeconds), .bool(job.fresh), .optional(submitter),
+                      .optional(SubmissionValidator.isFullSHA(job.commitSHA) ? job.commitSHA : nil)]).first.map(Self.info)
             var ack = Slipway_V1_SubmitBuildAck()
             guard let info = inserted else {
                 let existing = try existingJob(db, job)
@@ -53,17 +54,16 @@ struct CoordinatorQueries {
             let record = (id: info.jobID, status: JobStatus.queued)
             ack.jobID = record.id
             ack.status = record.status.wire
-            if !request.fresh, SubmissionValidator.isFullSHA(request.commit),
-               let digest = try cachedArtifact(db, request) {
+            if !request.fresh, let cached = try cachedArtifact(db, request) {
                 try db.query("""
-                    UPDATE jobs SET status = 'succeeded', cache_hit = true, artifact_digest = $2,
+                    UPDATE jobs SET status = 'succeeded', cache_hit = true, artifact_digest = $2, resolved_sha = $3,
                                     started_at = now(), finished_at = now()
                     WHERE id = $1
-                    """, [.text(record.id), .text(digest)])
+                    """, [.text(record.id), .text(cached.digest), .text(cached.commit)])
                 ack.status = .succeeded
                 ack.cacheHit = true
                 let info = try jobInfo(db, id: record.id)!
-                return (ack, [try OutboxEvent.make(.jobSucceeded, jobID: record.id, digest: digest, payload: info)])
+                return (ack, [try OutboxEvent.make(.jobSucceeded, jobID: record.id, digest: cached.digest, payload: info)])
             }
             return (ack, [try OutboxEvent.make(.jobQueued, jobID: record.id, payload: info)])
         }
@@ -95,14 +95,27 @@ struct CoordinatorQueries {
         return info
     }
 
-    private func cachedArtifact(_ db: PGConnection, _ request: Slipway_V1_SubmitBuild) throws -> String? {
-        try db.query("""
-            SELECT j.artifact_digest FROM jobs j JOIN artifacts a ON a.digest = j.artifact_digest
-            WHERE j.status = 'succeeded' AND j.repo_url = $1 AND j.commit_sha = $2 AND j.recipe = $3
-              AND j.artifact_path = $4 AND j.artifact_name = $5
-            ORDER BY j.finished_at DESC LIMIT 1
+    /// The newest artifact built from the same repository, commit, recipe and
+    /// artifact, and the full SHA it was built at. A full SHA matches itself; a
+    /// short one matches only when it names one built commit and is long
+    /// enough (``SubmissionValidator/minimumCachedPrefix``) that the repository
+    /// is unlikely to hold another commit it could mean. Refs never match: they move.
+    private func cachedArtifact(_ db: PGConnection, _ request: Slipway_V1_SubmitBuild) throws -> (commit: String, digest: String)? {
+        guard SubmissionValidator.isSHAPrefix(request.commit, minimum: SubmissionValidator.minimumCachedPrefix) else { return nil }
+        let row = try db.query("""
+            WITH matches AS (
+                SELECT j.resolved_sha, j.artifact_digest, j.finished_at
+                FROM jobs j JOIN artifacts a ON a.digest = j.artifact_digest
+                WHERE j.status = 'succeeded' AND j.repo_url = $1 AND j.resolved_sha LIKE $2 || '%' AND j.recipe = $3
+                  AND j.artifact_path = $4 AND j.artifact_name = $5
+            )
+            SELECT resolved_sha, artifact_digest FROM matches
+            WHERE (SELECT count(DISTINCT resolved_sha) FROM matches) = 1
+            ORDER BY finished_at DESC LIMIT 1
             """, [.text(request.repoURL), .text(request.commit), .text(request.recipe),
-                  .text(request.artifactPath), .text(request.artifactName)]).first?.optionalString("artifact_digest")
+                  .text(request.artifactPath), .text(request.artifactName)]).first
+        guard let row else { return nil }
+        return (try row.string("resolved_sha"), try row.string("artifact_digest"))
     }
 
     // MARK: dispatch
@@ -141,6 +154,11 @@ struct CoordinatorQueries {
     private func apply(_ db: PGConnection, _ result: Slipway_V1_BuildResult) throws -> (accepted: Bool, events: [OutboxEvent]) {
         try db.transaction { db in
             let attempt = Int(result.attempt)
+            if result.outcome != .succeeded, SubmissionValidator.isFullSHA(result.commit) {
+                // What a failed attempt checked out is provenance too (and pins the ref for its retries).
+                try db.query("UPDATE jobs SET resolved_sha = $3 WHERE id = $1::uuid AND attempt = $2 AND status = 'running'",
+                             [.text(result.jobID), .int(attempt), .text(result.commit)])
+            }
             switch result.outcome {
             case .succeeded:
                 let manifest = result.manifest

@@ -65,6 +65,7 @@ extension CoordinatorQueries {
         info.status = .running
         info.repoURL = job.repoURL
         info.commit = job.commitSHA
+        info.requestedCommit = job.requestedCommit
         info.artifactName = job.artifactName
         info.attempt = UInt32(job.attemptsUsed)
         info.fence = UInt32(job.attempt)
@@ -85,7 +86,7 @@ extension CoordinatorQueries {
     func artifacts(_ db: PGConnection, digest: Digest?, name: String, limit: Int) throws -> Slipway_V1_ArtifactList {
         let rows = try db.query("""
             SELECT a.digest, a.name, a.size, a.piece_size, coalesce(a.job_id::text, '') AS job_id, a.origin_region,
-                   coalesce(j.repo_url, '') AS repo_url, coalesce(j.commit_sha, '') AS commit_sha, coalesce(j.recipe, '') AS recipe,
+                   coalesce(j.repo_url, '') AS repo_url, coalesce(j.resolved_sha, j.commit_sha, '') AS commit_sha, coalesce(j.recipe, '') AS recipe,
                    (extract(epoch FROM a.created_at) * 1000000)::bigint AS created_us,
                    coalesce((extract(epoch FROM a.deployable_at) * 1000000)::bigint, 0) AS deployable_us
             FROM artifacts a LEFT JOIN jobs j ON j.id = a.job_id
@@ -150,7 +151,8 @@ extension CoordinatorQueries {
     }
 
     static let infoColumns = """
-        id, status, repo_url, commit_sha, artifact_name, attempt, attempt - attempts_unused AS attempts_used, max_attempts,
+        id, status, repo_url, coalesce(resolved_sha, commit_sha) AS commit_sha, commit_sha AS requested_commit, artifact_name,
+        attempt, attempt - attempts_unused AS attempts_used, max_attempts,
         worker_id, error, artifact_digest,
         cache_hit, recipe,
         (extract(epoch FROM created_at) * 1000000)::bigint AS created_us,
@@ -164,6 +166,7 @@ extension CoordinatorQueries {
         info.status = (JobStatus(rawValue: try row.string("status")) ?? .failed).wire
         info.repoURL = try row.string("repo_url")
         info.commit = try row.string("commit_sha")
+        info.requestedCommit = try row.string("requested_commit")
         info.artifactName = try row.string("artifact_name")
         info.attempt = UInt32(try row.int("attempts_used"))
         info.fence = UInt32(try row.int("attempt"))

@@ -46,6 +46,17 @@ enum SubmissionValidator {
         text.utf8.count == 40 && text.utf8.allSatisfy { ($0 >= 48 && $0 <= 57) || ($0 >= 97 && $0 <= 102) }
     }
 
+    /// Hex digits a short SHA needs before the build cache answers it: with
+    /// 12, a repository of a million commits holds another commit of the same
+    /// prefix about once in 280 million lookups (git itself would call that
+    /// ambiguous and the build fail); shorter ones are built, and the worker resolves them.
+    static let minimumCachedPrefix = 12
+
+    /// Whether `text` is lowercase hex of `minimum`…40 characters.
+    static func isSHAPrefix(_ text: String, minimum: Int) -> Bool {
+        (minimum...40).contains(text.utf8.count) && text.utf8.allSatisfy { ($0 >= 48 && $0 <= 57) || ($0 >= 97 && $0 <= 102) }
+    }
+
     static func isCommitOrRef(_ text: String) -> Bool {
         if isFullSHA(text) { return true }
         let bytes = Array(text.utf8)

@@ -229,7 +229,8 @@ public nonisolated struct Slipway_V1_SubmitBuild: Sendable {
 
   public var repoURL: String = String()
 
-  /// Full commit SHA, or a ref the coordinator resolves before queueing.
+  /// Full commit SHA, or a short SHA or ref, which the worker resolves to the
+  /// full SHA when it checks the repository out (JobInfo.commit then says which).
   public var commit: String = String()
 
   public var artifactName: String = String()
@@ -411,6 +412,13 @@ public nonisolated struct Slipway_V1_JobInfo: @unchecked Sendable {
   public var fence: UInt32 {
     get {_storage._fence}
     set {_uniqueStorage()._fence = newValue}
+  }
+
+  /// The commit as submitted (a SHA, a short SHA or a ref); `commit` is the
+  /// full SHA a worker resolved it to, once one has checked it out.
+  public var requestedCommit: String {
+    get {_storage._requestedCommit}
+    set {_uniqueStorage()._requestedCommit = newValue}
   }
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
@@ -625,45 +633,79 @@ public nonisolated struct Slipway_V1_LogChunk: Sendable {
   public init() {}
 }
 
-public nonisolated struct Slipway_V1_BuildResult: Sendable {
+public nonisolated struct Slipway_V1_BuildResult: @unchecked Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
 
-  public var jobID: String = String()
+  public var jobID: String {
+    get {_storage._jobID}
+    set {_uniqueStorage()._jobID = newValue}
+  }
 
-  public var attempt: UInt32 = 0
+  public var attempt: UInt32 {
+    get {_storage._attempt}
+    set {_uniqueStorage()._attempt = newValue}
+  }
 
-  public var outcome: Slipway_V1_BuildOutcome = .unspecified
+  public var outcome: Slipway_V1_BuildOutcome {
+    get {_storage._outcome}
+    set {_uniqueStorage()._outcome = newValue}
+  }
 
-  public var error: String = String()
+  public var error: String {
+    get {_storage._error}
+    set {_uniqueStorage()._error = newValue}
+  }
 
   /// Lowercase hex SHA-256 of the artifact, set on success.
-  public var artifactDigest: String = String()
+  public var artifactDigest: String {
+    get {_storage._artifactDigest}
+    set {_uniqueStorage()._artifactDigest = newValue}
+  }
 
-  public var artifactSize: UInt64 = 0
+  public var artifactSize: UInt64 {
+    get {_storage._artifactSize}
+    set {_uniqueStorage()._artifactSize = newValue}
+  }
 
-  public var durationMillis: UInt64 = 0
+  public var durationMillis: UInt64 {
+    get {_storage._durationMillis}
+    set {_uniqueStorage()._durationMillis = newValue}
+  }
 
-  public var exitCode: Int32 = 0
+  public var exitCode: Int32 {
+    get {_storage._exitCode}
+    set {_uniqueStorage()._exitCode = newValue}
+  }
 
-  public var region: String = String()
+  public var region: String {
+    get {_storage._region}
+    set {_uniqueStorage()._region = newValue}
+  }
 
   /// The stored artifact's manifest, set on success.
   public var manifest: Slipway_V1_ArtifactManifest {
-    get {_manifest ?? Slipway_V1_ArtifactManifest()}
-    set {_manifest = newValue}
+    get {_storage._manifest ?? Slipway_V1_ArtifactManifest()}
+    set {_uniqueStorage()._manifest = newValue}
   }
   /// Returns true if `manifest` has been explicitly set.
-  public var hasManifest: Bool {self._manifest != nil}
+  public var hasManifest: Bool {_storage._manifest != nil}
   /// Clears the value of `manifest`. Subsequent reads from it will return its default value.
-  public mutating func clearManifest() {self._manifest = nil}
+  public mutating func clearManifest() {_uniqueStorage()._manifest = nil}
+
+  /// The full 40-hex SHA the worker checked out, whatever the submission named
+  /// (a ref, a short SHA); set once the checkout succeeded.
+  public var commit: String {
+    get {_storage._commit}
+    set {_uniqueStorage()._commit = newValue}
+  }
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
 
-  fileprivate var _manifest: Slipway_V1_ArtifactManifest? = nil
+  fileprivate var _storage = _StorageClass.defaultInstance
 }
 
 /// Coordinator -> worker answer to a BuildResult.
@@ -964,7 +1006,7 @@ nonisolated extension Slipway_V1_JobQuery: SwiftProtobuf.Message, SwiftProtobuf.
 
 nonisolated extension Slipway_V1_JobInfo: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".JobInfo"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}job_id\0\u{1}status\0\u{3}repo_url\0\u{1}commit\0\u{3}artifact_name\0\u{1}attempt\0\u{3}max_attempts\0\u{3}worker_id\0\u{1}error\0\u{3}artifact_digest\0\u{3}created_at_unix_micros\0\u{3}started_at_unix_micros\0\u{3}finished_at_unix_micros\0\u{3}cache_hit\0\u{1}recipe\0\u{1}region\0\u{1}fence\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}job_id\0\u{1}status\0\u{3}repo_url\0\u{1}commit\0\u{3}artifact_name\0\u{1}attempt\0\u{3}max_attempts\0\u{3}worker_id\0\u{1}error\0\u{3}artifact_digest\0\u{3}created_at_unix_micros\0\u{3}started_at_unix_micros\0\u{3}finished_at_unix_micros\0\u{3}cache_hit\0\u{1}recipe\0\u{1}region\0\u{1}fence\0\u{3}requested_commit\0")
 
   fileprivate class _StorageClass {
     var _jobID: String = String()
@@ -984,6 +1026,7 @@ nonisolated extension Slipway_V1_JobInfo: SwiftProtobuf.Message, SwiftProtobuf._
     var _recipe: String = String()
     var _region: String = String()
     var _fence: UInt32 = 0
+    var _requestedCommit: String = String()
 
       // This property is used as the initial default value for new instances of the type.
       // The type itself is protecting the reference to its storage via CoW semantics.
@@ -1011,6 +1054,7 @@ nonisolated extension Slipway_V1_JobInfo: SwiftProtobuf.Message, SwiftProtobuf._
       _recipe = source._recipe
       _region = source._region
       _fence = source._fence
+      _requestedCommit = source._requestedCommit
     }
   }
 
@@ -1046,6 +1090,7 @@ nonisolated extension Slipway_V1_JobInfo: SwiftProtobuf.Message, SwiftProtobuf._
         case 15: try { try decoder.decodeSingularStringField(value: &_storage._recipe) }()
         case 16: try { try decoder.decodeSingularStringField(value: &_storage._region) }()
         case 17: try { try decoder.decodeSingularUInt32Field(value: &_storage._fence) }()
+        case 18: try { try decoder.decodeSingularStringField(value: &_storage._requestedCommit) }()
         default: break
         }
       }
@@ -1105,6 +1150,9 @@ nonisolated extension Slipway_V1_JobInfo: SwiftProtobuf.Message, SwiftProtobuf._
       if _storage._fence != 0 {
         try visitor.visitSingularUInt32Field(value: _storage._fence, fieldNumber: 17)
       }
+      if !_storage._requestedCommit.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._requestedCommit, fieldNumber: 18)
+      }
     }
     try unknownFields.traverse(visitor: &visitor)
   }
@@ -1131,6 +1179,7 @@ nonisolated extension Slipway_V1_JobInfo: SwiftProtobuf.Message, SwiftProtobuf._
         if _storage._recipe != rhs_storage._recipe {return false}
         if _storage._region != rhs_storage._region {return false}
         if _storage._fence != rhs_storage._fence {return false}
+        if _storage._requestedCommit != rhs_storage._requestedCommit {return false}
         return true
       }
       if !storagesAreEqual {return false}
@@ -1602,78 +1651,139 @@ nonisolated extension Slipway_V1_LogChunk: SwiftProtobuf.Message, SwiftProtobuf.
 
 nonisolated extension Slipway_V1_BuildResult: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".BuildResult"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}job_id\0\u{1}attempt\0\u{1}outcome\0\u{1}error\0\u{3}artifact_digest\0\u{3}artifact_size\0\u{3}duration_millis\0\u{3}exit_code\0\u{1}region\0\u{1}manifest\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}job_id\0\u{1}attempt\0\u{1}outcome\0\u{1}error\0\u{3}artifact_digest\0\u{3}artifact_size\0\u{3}duration_millis\0\u{3}exit_code\0\u{1}region\0\u{1}manifest\0\u{1}commit\0")
+
+  fileprivate class _StorageClass {
+    var _jobID: String = String()
+    var _attempt: UInt32 = 0
+    var _outcome: Slipway_V1_BuildOutcome = .unspecified
+    var _error: String = String()
+    var _artifactDigest: String = String()
+    var _artifactSize: UInt64 = 0
+    var _durationMillis: UInt64 = 0
+    var _exitCode: Int32 = 0
+    var _region: String = String()
+    var _manifest: Slipway_V1_ArtifactManifest? = nil
+    var _commit: String = String()
+
+      // This property is used as the initial default value for new instances of the type.
+      // The type itself is protecting the reference to its storage via CoW semantics.
+      // This will force a copy to be made of this reference when the first mutation occurs;
+      // hence, it is safe to mark this as `nonisolated(unsafe)`.
+      static nonisolated(unsafe) let defaultInstance = _StorageClass()
+
+    private init() {}
+
+    init(copying source: _StorageClass) {
+      _jobID = source._jobID
+      _attempt = source._attempt
+      _outcome = source._outcome
+      _error = source._error
+      _artifactDigest = source._artifactDigest
+      _artifactSize = source._artifactSize
+      _durationMillis = source._durationMillis
+      _exitCode = source._exitCode
+      _region = source._region
+      _manifest = source._manifest
+      _commit = source._commit
+    }
+  }
+
+  fileprivate mutating func _uniqueStorage() -> _StorageClass {
+    if !isKnownUniquelyReferenced(&_storage) {
+      _storage = _StorageClass(copying: _storage)
+    }
+    return _storage
+  }
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
-    while let fieldNumber = try decoder.nextFieldNumber() {
-      // The use of inline closures is to circumvent an issue where the compiler
-      // allocates stack space for every case branch when no optimizations are
-      // enabled. https://github.com/apple/swift-protobuf/issues/1034
-      switch fieldNumber {
-      case 1: try { try decoder.decodeSingularStringField(value: &self.jobID) }()
-      case 2: try { try decoder.decodeSingularUInt32Field(value: &self.attempt) }()
-      case 3: try { try decoder.decodeSingularEnumField(value: &self.outcome) }()
-      case 4: try { try decoder.decodeSingularStringField(value: &self.error) }()
-      case 5: try { try decoder.decodeSingularStringField(value: &self.artifactDigest) }()
-      case 6: try { try decoder.decodeSingularUInt64Field(value: &self.artifactSize) }()
-      case 7: try { try decoder.decodeSingularUInt64Field(value: &self.durationMillis) }()
-      case 8: try { try decoder.decodeSingularInt32Field(value: &self.exitCode) }()
-      case 9: try { try decoder.decodeSingularStringField(value: &self.region) }()
-      case 10: try { try decoder.decodeSingularMessageField(value: &self._manifest) }()
-      default: break
+    _ = _uniqueStorage()
+    try withExtendedLifetime(_storage) { (_storage: _StorageClass) in
+      while let fieldNumber = try decoder.nextFieldNumber() {
+        // The use of inline closures is to circumvent an issue where the compiler
+        // allocates stack space for every case branch when no optimizations are
+        // enabled. https://github.com/apple/swift-protobuf/issues/1034
+        switch fieldNumber {
+        case 1: try { try decoder.decodeSingularStringField(value: &_storage._jobID) }()
+        case 2: try { try decoder.decodeSingularUInt32Field(value: &_storage._attempt) }()
+        case 3: try { try decoder.decodeSingularEnumField(value: &_storage._outcome) }()
+        case 4: try { try decoder.decodeSingularStringField(value: &_storage._error) }()
+        case 5: try { try decoder.decodeSingularStringField(value: &_storage._artifactDigest) }()
+        case 6: try { try decoder.decodeSingularUInt64Field(value: &_storage._artifactSize) }()
+        case 7: try { try decoder.decodeSingularUInt64Field(value: &_storage._durationMillis) }()
+        case 8: try { try decoder.decodeSingularInt32Field(value: &_storage._exitCode) }()
+        case 9: try { try decoder.decodeSingularStringField(value: &_storage._region) }()
+        case 10: try { try decoder.decodeSingularMessageField(value: &_storage._manifest) }()
+        case 11: try { try decoder.decodeSingularStringField(value: &_storage._commit) }()
+        default: break
+        }
       }
     }
   }
 
   public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
-    // The use of inline closures is to circumvent an issue where the compiler
-    // allocates stack space for every if/case branch local when no optimizations
-    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
-    // https://github.com/apple/swift-protobuf/issues/1182
-    if !self.jobID.isEmpty {
-      try visitor.visitSingularStringField(value: self.jobID, fieldNumber: 1)
+    try withExtendedLifetime(_storage) { (_storage: _StorageClass) in
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every if/case branch local when no optimizations
+      // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+      // https://github.com/apple/swift-protobuf/issues/1182
+      if !_storage._jobID.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._jobID, fieldNumber: 1)
+      }
+      if _storage._attempt != 0 {
+        try visitor.visitSingularUInt32Field(value: _storage._attempt, fieldNumber: 2)
+      }
+      if _storage._outcome != .unspecified {
+        try visitor.visitSingularEnumField(value: _storage._outcome, fieldNumber: 3)
+      }
+      if !_storage._error.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._error, fieldNumber: 4)
+      }
+      if !_storage._artifactDigest.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._artifactDigest, fieldNumber: 5)
+      }
+      if _storage._artifactSize != 0 {
+        try visitor.visitSingularUInt64Field(value: _storage._artifactSize, fieldNumber: 6)
+      }
+      if _storage._durationMillis != 0 {
+        try visitor.visitSingularUInt64Field(value: _storage._durationMillis, fieldNumber: 7)
+      }
+      if _storage._exitCode != 0 {
+        try visitor.visitSingularInt32Field(value: _storage._exitCode, fieldNumber: 8)
+      }
+      if !_storage._region.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._region, fieldNumber: 9)
+      }
+      try { if let v = _storage._manifest {
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 10)
+      } }()
+      if !_storage._commit.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._commit, fieldNumber: 11)
+      }
     }
-    if self.attempt != 0 {
-      try visitor.visitSingularUInt32Field(value: self.attempt, fieldNumber: 2)
-    }
-    if self.outcome != .unspecified {
-      try visitor.visitSingularEnumField(value: self.outcome, fieldNumber: 3)
-    }
-    if !self.error.isEmpty {
-      try visitor.visitSingularStringField(value: self.error, fieldNumber: 4)
-    }
-    if !self.artifactDigest.isEmpty {
-      try visitor.visitSingularStringField(value: self.artifactDigest, fieldNumber: 5)
-    }
-    if self.artifactSize != 0 {
-      try visitor.visitSingularUInt64Field(value: self.artifactSize, fieldNumber: 6)
-    }
-    if self.durationMillis != 0 {
-      try visitor.visitSingularUInt64Field(value: self.durationMillis, fieldNumber: 7)
-    }
-    if self.exitCode != 0 {
-      try visitor.visitSingularInt32Field(value: self.exitCode, fieldNumber: 8)
-    }
-    if !self.region.isEmpty {
-      try visitor.visitSingularStringField(value: self.region, fieldNumber: 9)
-    }
-    try { if let v = self._manifest {
-      try visitor.visitSingularMessageField(value: v, fieldNumber: 10)
-    } }()
     try unknownFields.traverse(visitor: &visitor)
   }
 
   public static func ==(lhs: Slipway_V1_BuildResult, rhs: Slipway_V1_BuildResult) -> Bool {
-    if lhs.jobID != rhs.jobID {return false}
-    if lhs.attempt != rhs.attempt {return false}
-    if lhs.outcome != rhs.outcome {return false}
-    if lhs.error != rhs.error {return false}
-    if lhs.artifactDigest != rhs.artifactDigest {return false}
-    if lhs.artifactSize != rhs.artifactSize {return false}
-    if lhs.durationMillis != rhs.durationMillis {return false}
-    if lhs.exitCode != rhs.exitCode {return false}
-    if lhs.region != rhs.region {return false}
-    if lhs._manifest != rhs._manifest {return false}
+    if lhs._storage !== rhs._storage {
+      let storagesAreEqual: Bool = withExtendedLifetime((lhs._storage, rhs._storage)) { (_args: (_StorageClass, _StorageClass)) in
+        let _storage = _args.0
+        let rhs_storage = _args.1
+        if _storage._jobID != rhs_storage._jobID {return false}
+        if _storage._attempt != rhs_storage._attempt {return false}
+        if _storage._outcome != rhs_storage._outcome {return false}
+        if _storage._error != rhs_storage._error {return false}
+        if _storage._artifactDigest != rhs_storage._artifactDigest {return false}
+        if _storage._artifactSize != rhs_storage._artifactSize {return false}
+        if _storage._durationMillis != rhs_storage._durationMillis {return false}
+        if _storage._exitCode != rhs_storage._exitCode {return false}
+        if _storage._region != rhs_storage._region {return false}
+        if _storage._manifest != rhs_storage._manifest {return false}
+        if _storage._commit != rhs_storage._commit {return false}
+        return true
+      }
+      if !storagesAreEqual {return false}
+    }
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

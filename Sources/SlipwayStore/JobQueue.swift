@@ -57,7 +57,11 @@ public struct ClaimedJob: Sendable, Hashable {
     /// reached a worker are not).
     public let attemptsUsed: Int
     public let repoURL: String
+    /// What to check out: the full SHA once an earlier attempt resolved the
+    /// submitted ref (so every retry builds the same commit), else as submitted.
     public let commitSHA: String
+    /// The commit as submitted: a full SHA, a short SHA or a ref.
+    public let requestedCommit: String
     public let artifactName: String
     public let recipe: String
     public let artifactPath: String
@@ -122,15 +126,17 @@ public enum JobQueue {
                 started_at = now(), error = NULL
             FROM next JOIN slot ON slot.n = next.n
             WHERE j.id = next.id
-            RETURNING j.id, j.worker_id, j.attempt, j.attempt - j.attempts_unused AS attempts_used, j.repo_url, j.commit_sha,
-                      j.artifact_name, j.recipe, j.artifact_path, j.timeout_seconds,
+            RETURNING j.id, j.worker_id, j.attempt, j.attempt - j.attempts_unused AS attempts_used, j.repo_url,
+                      coalesce(j.resolved_sha, j.commit_sha) AS commit_sha, j.commit_sha AS requested_commit, j.artifact_name,
+                      j.recipe, j.artifact_path, j.timeout_seconds,
                       (extract(epoch FROM j.lease_expires_at) * 1000000)::bigint AS lease_us
             """, [PGBind.textArray(slots), .text(try encodeLabels(workerLabels))])
         return try result.rows.map { row in
             ClaimedJob(id: try row.string("id"), workerID: try row.string("worker_id"), attempt: try row.int("attempt"),
                        attemptsUsed: try row.int("attempts_used"),
                        repoURL: try row.string("repo_url"), commitSHA: try row.string("commit_sha"),
-                       artifactName: try row.string("artifact_name"), recipe: try row.string("recipe"),
+                       requestedCommit: try row.string("requested_commit"), artifactName: try row.string("artifact_name"),
+                       recipe: try row.string("recipe"),
                        artifactPath: try row.string("artifact_path"), timeoutSeconds: try row.int("timeout_seconds"),
                        leaseExpiresAtUnixMicros: Int64(try row.int("lease_us")))
         }

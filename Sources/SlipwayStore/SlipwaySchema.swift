@@ -1,7 +1,7 @@
 /// Slipway's schema, as an ordered list of migrations. Append; never edit a released one.
 public enum SlipwaySchema {
     /// Every migration, oldest first.
-    public static let migrations: [Migration] = [v1, v2, v3, v4, v5, v6]
+    public static let migrations: [Migration] = [v1, v2, v3, v4, v5, v6, v7]
 
     /// Schema v1: the whole system's durable state.
     ///
@@ -226,5 +226,17 @@ public enum SlipwaySchema {
         ALTER TABLE deployments DROP CONSTRAINT deployments_action_check;
         ALTER TABLE deployments ADD CONSTRAINT deployments_action_check CHECK (action IN ('deploy', 'rollback', 'clear', 'abort'));
         ALTER TABLE deployments ADD COLUMN rollout_id bigint;
+        """)
+
+    /// Schema v7: provenance by full SHA. `commit_sha` stays what was
+    /// submitted (a ref or short SHA too: retries of the same idempotency key
+    /// compare against it); `resolved_sha` is the full SHA a worker checked out,
+    /// known at once for a full-SHA submission. The build cache looks builds up
+    /// by it, so a long enough short SHA of a built commit is a hit too.
+    static let v7 = Migration(version: 7, name: "jobs record the full SHA they built", sql: """
+        ALTER TABLE jobs ADD COLUMN resolved_sha text CHECK (resolved_sha ~ '^[0-9a-f]{40}$');
+        UPDATE jobs SET resolved_sha = commit_sha WHERE commit_sha ~ '^[0-9a-f]{40}$';
+        DROP INDEX jobs_build_cache;
+        CREATE INDEX jobs_build_cache ON jobs (repo_url, resolved_sha text_pattern_ops) WHERE status = 'succeeded';
         """)
 }

@@ -62,6 +62,13 @@ struct BuildJob {
         } catch {
             return outcome(.retryable, "checkout failed: \(error)")
         }
+        var result = build(commit, in: workspace, log: &log)
+        result.commit = commit
+        return result
+    }
+
+    /// Runs the recipe on the checked-out `commit` (a full SHA) and uploads what it made.
+    private func build(_ commit: String, in workspace: URL, log: inout LogWriter) -> Slipway_V1_BuildResult {
         if let stopped = stoppedOutcome() { return stopped }
 
         guard let recipe = recipeCommand(in: workspace) else {

@@ -1348,7 +1348,7 @@ const ProtobufCMessageDescriptor slipway__v1__job_query__descriptor =
   (ProtobufCMessageInit) slipway__v1__job_query__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor slipway__v1__job_info__field_descriptors[17] =
+static const ProtobufCFieldDescriptor slipway__v1__job_info__field_descriptors[18] =
 {
   {
     "job_id",
@@ -1554,6 +1554,18 @@ static const ProtobufCFieldDescriptor slipway__v1__job_info__field_descriptors[1
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "requested_commit",
+    18,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Slipway__V1__JobInfo, requested_commit),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned slipway__v1__job_info__field_indices_by_name[] = {
   9,   /* field[9] = artifact_digest */
@@ -1570,6 +1582,7 @@ static const unsigned slipway__v1__job_info__field_indices_by_name[] = {
   14,   /* field[14] = recipe */
   15,   /* field[15] = region */
   2,   /* field[2] = repo_url */
+  17,   /* field[17] = requested_commit */
   11,   /* field[11] = started_at_unix_micros */
   1,   /* field[1] = status */
   7,   /* field[7] = worker_id */
@@ -1577,7 +1590,7 @@ static const unsigned slipway__v1__job_info__field_indices_by_name[] = {
 static const ProtobufCIntRange slipway__v1__job_info__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 17 }
+  { 0, 18 }
 };
 const ProtobufCMessageDescriptor slipway__v1__job_info__descriptor =
 {
@@ -1587,7 +1600,7 @@ const ProtobufCMessageDescriptor slipway__v1__job_info__descriptor =
   "Slipway__V1__JobInfo",
   "slipway.v1",
   sizeof(Slipway__V1__JobInfo),
-  17,
+  18,
   slipway__v1__job_info__field_descriptors,
   slipway__v1__job_info__field_indices_by_name,
   1,  slipway__v1__job_info__number_ranges,
@@ -2492,7 +2505,7 @@ const ProtobufCMessageDescriptor slipway__v1__log_chunk__descriptor =
   (ProtobufCMessageInit) slipway__v1__log_chunk__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor slipway__v1__build_result__field_descriptors[10] =
+static const ProtobufCFieldDescriptor slipway__v1__build_result__field_descriptors[11] =
 {
   {
     "job_id",
@@ -2614,11 +2627,24 @@ static const ProtobufCFieldDescriptor slipway__v1__build_result__field_descripto
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "commit",
+    11,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Slipway__V1__BuildResult, commit),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned slipway__v1__build_result__field_indices_by_name[] = {
   4,   /* field[4] = artifact_digest */
   5,   /* field[5] = artifact_size */
   1,   /* field[1] = attempt */
+  10,   /* field[10] = commit */
   6,   /* field[6] = duration_millis */
   3,   /* field[3] = error */
   7,   /* field[7] = exit_code */
@@ -2630,7 +2656,7 @@ static const unsigned slipway__v1__build_result__field_indices_by_name[] = {
 static const ProtobufCIntRange slipway__v1__build_result__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 10 }
+  { 0, 11 }
 };
 const ProtobufCMessageDescriptor slipway__v1__build_result__descriptor =
 {
@@ -2640,7 +2666,7 @@ const ProtobufCMessageDescriptor slipway__v1__build_result__descriptor =
   "Slipway__V1__BuildResult",
   "slipway.v1",
   sizeof(Slipway__V1__BuildResult),
-  10,
+  11,
   slipway__v1__build_result__field_descriptors,
   slipway__v1__build_result__field_indices_by_name,
   1,  slipway__v1__build_result__number_ranges,

@@ -122,7 +122,8 @@ struct  Slipway__V1__SubmitBuild
   char *idempotency_key;
   char *repo_url;
   /*
-   * Full commit SHA, or a ref the coordinator resolves before queueing.
+   * Full commit SHA, or a short SHA or ref, which the worker resolves to the
+   * full SHA when it checks the repository out (JobInfo.commit then says which).
    */
   char *commit;
   char *artifact_name;
@@ -240,10 +241,15 @@ struct  Slipway__V1__JobInfo
    * assignment, delivered or not, so it is never reused; logs are per fence.
    */
   uint32_t fence;
+  /*
+   * The commit as submitted (a SHA, a short SHA or a ref); `commit` is the
+   * full SHA a worker resolved it to, once one has checked it out.
+   */
+  char *requested_commit;
 };
 #define SLIPWAY__V1__JOB_INFO__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&slipway__v1__job_info__descriptor) \
-    , (char *)protobuf_c_empty_string, SLIPWAY__V1__JOB_STATUS__JOB_STATUS_UNSPECIFIED, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0, 0, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0, 0, 0, 0, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0 }
+    , (char *)protobuf_c_empty_string, SLIPWAY__V1__JOB_STATUS__JOB_STATUS_UNSPECIFIED, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0, 0, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0, 0, 0, 0, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0, (char *)protobuf_c_empty_string }
 
 
 /*
@@ -476,10 +482,15 @@ struct  Slipway__V1__BuildResult
    * The stored artifact's manifest, set on success.
    */
   Slipway__V1__ArtifactManifest *manifest;
+  /*
+   * The full 40-hex SHA the worker checked out, whatever the submission named
+   * (a ref, a short SHA); set once the checkout succeeded.
+   */
+  char *commit;
 };
 #define SLIPWAY__V1__BUILD_RESULT__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&slipway__v1__build_result__descriptor) \
-    , (char *)protobuf_c_empty_string, 0, SLIPWAY__V1__BUILD_OUTCOME__BUILD_OUTCOME_UNSPECIFIED, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0, 0, 0, (char *)protobuf_c_empty_string, NULL }
+    , (char *)protobuf_c_empty_string, 0, SLIPWAY__V1__BUILD_OUTCOME__BUILD_OUTCOME_UNSPECIFIED, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0, 0, 0, (char *)protobuf_c_empty_string, NULL, (char *)protobuf_c_empty_string }
 
 
 /*
