@@ -139,6 +139,12 @@ let package = Package(
             ],
             swiftSettings: strict
         ),
+        // How results read as JSON (docs/json-output.md): one shape for the CLI and the console.
+        .target(
+            name: "SlipwayJSON",
+            dependencies: ["SlipwayCore", "SlipwayProto", "SlipwayWire"],
+            swiftSettings: strict
+        ),
         .target(
             name: "SlipwayConfig",
             swiftSettings: strict
@@ -171,7 +177,7 @@ let package = Package(
                 "SlipwayTap", "SlipwayCore", "SlipwayThreads",
                 "SlipwayWire", "SlipwayStore", "SlipwayProto",
                 "SlipwayCoordinator", "SlipwayWorker", "SlipwayRegion", "SlipwayAgent", "SlipwayProducer", "SlipwayMetrics", "SlipwayConfig",
-                "SlipwayAuth",
+                "SlipwayAuth", "SlipwayJSON",
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
@@ -200,6 +206,11 @@ let package = Package(
             linkerSettings: [.linkedLibrary("zmq"), .linkedLibrary("pthread")]
         ),
 
+        .testTarget(
+            name: "SlipwayJSONTests",
+            dependencies: ["SlipwayJSON", "SlipwayProto"],
+            swiftSettings: strict
+        ),
         .testTarget(
             name: "SlipwayCoreTests",
             dependencies: ["SlipwayCore"],

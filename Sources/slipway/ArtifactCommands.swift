@@ -1,12 +1,14 @@
 import ArgumentParser
 import Foundation
+import SlipwayJSON
 import SlipwayProto
 
-func describe(_ artifact: Slipway_V1_ArtifactInfo, detailed: Bool) -> String {
+func describe(_ artifact: Slipway_V1_ArtifactInfo, detailed: Bool, wide: Bool = false) -> String {
     let regions = artifact.replicas.map { "\($0.region):\(replicaState($0))" }.joined(separator: " ")
     let deployable = artifact.deployableAtUnixMicros > 0 ? "deployable" : "not deployable yet"
     guard detailed else {
-        return "\(artifact.name) sha256:\(artifact.digest) \(artifact.size) B \(deployable) [\(regions)]"
+        let provenance = wide ? " job \(artifact.jobID) \(artifact.repoURL)@\(artifact.commit) from \(artifact.originRegion)" : ""
+        return "\(artifact.name) sha256:\(artifact.digest) \(artifact.size) B \(deployable) [\(regions)]\(provenance)"
     }
     return """
         artifact  \(artifact.name)
@@ -47,11 +49,16 @@ struct ArtifactsCommand: AsyncParsableCommand {
         var query = Slipway_V1_ArtifactQuery()
         query.name = name ?? ""
         query.limit = limit
-        let json = options.json
-        for artifact in try await withClient(options, { try await $0.artifacts(query) }) {
-            if json { printJSON(artifact) } else { print(describe(artifact, detailed: false)) }
-        }
+        let format = options.format
+        let artifacts = try await withClient(options) { try await $0.artifacts(query) }
+        JSONReport.shared["artifacts"] = .array(artifacts.map(\.json))
+        if format != .json { for artifact in artifacts { print(describe(artifact, detailed: false, wide: format == .wide)) } }
     }
+}
+
+extension ArtifactsCommand: JSONOutputCommand {
+    static let jsonKeys = ["artifacts"]
+    var output: OutputFormat { options.format }
 }
 
 struct ArtifactCommand: AsyncParsableCommand {
@@ -59,7 +66,7 @@ struct ArtifactCommand: AsyncParsableCommand {
     @Argument(help: "The artifact's SHA-256 digest (64 hex characters, with or without sha256:).") var digest: String
     @Flag(help: "Print replication progress until every region has a verified copy; exit 1 if --timeout passes first.")
     var waitDeployable = false
-    @Option(help: "Seconds --wait-deployable waits.") var timeout = 600
+    @Option(help: "How long --wait-deployable waits (exit 3 after).") var timeout = DurationArgument(argument: "10m")!
     @OptionGroup var options: ClientOptions
 
     func validate() throws {
@@ -67,38 +74,52 @@ struct ArtifactCommand: AsyncParsableCommand {
         guard bare.count == 64, bare.allSatisfy({ $0.isHexDigit && !$0.isUppercase }) else {
             throw ValidationError("'\(digest)' is not a SHA-256 digest (64 lowercase hex characters)")
         }
-        guard timeout > 0 else { throw ValidationError("--timeout must be positive") }
+        guard timeout.duration > .zero else { throw ValidationError("--timeout must be positive") }
     }
 
     func run() async throws {
         var query = Slipway_V1_ArtifactQuery()
         query.digest = bareDigest(digest)
-        let json = options.json
+        let format = options.format
         if waitDeployable { return try await waitUntilDeployable(query) }
-        for artifact in try await withClient(options, { try await $0.artifacts(query) }) {
-            if json { printJSON(artifact) } else { print(describe(artifact, detailed: true)) }
+        guard let artifact = try await withClient(options, { try await $0.artifacts(query) }).first else {
+            throw CLIFailure(.badInput, "no artifact sha256:\(query.digest)")
         }
+        JSONReport.shared["artifact"] = artifact.json
+        if format != .json { print(describe(artifact, detailed: true)) }
     }
 
-    /// Polls the coordinator and prints a line whenever another region completes its copy.
+    /// Polls the coordinator and prints a line (on stderr under --json) whenever
+    /// another region completes its copy.
     private func waitUntilDeployable(_ query: Slipway_V1_ArtifactQuery) async throws {
-        let deadline = ContinuousClock.now + .seconds(timeout)
+        let deadline = ContinuousClock.now + timeout.duration
+        let say: (String) -> Void = options.format == .json ? { printError($0) } : { print($0) }
         var shown = -1
         try await withClient(options) { client in
             while true {
-                guard let artifact = try await client.artifacts(query).first else { throw ValidationError("no such artifact") }
+                guard let artifact = try await client.artifacts(query).first else {
+                    throw CLIFailure(.badInput, "no artifact sha256:\(query.digest)")
+                }
+                JSONReport.shared["artifact"] = artifact.json
                 let complete = artifact.replicas.filter { $0.state == .complete }.map(\.region)
                 if complete.count != shown {
                     shown = complete.count
-                    print("   replicated \(complete.count)/\(artifact.replicas.count) (\(complete.joined(separator: " ")))")
+                    say("   replicated \(complete.count)/\(artifact.replicas.count) (\(complete.joined(separator: " ")))")
                 }
                 if artifact.deployableAtUnixMicros > 0 {
-                    print("   deployable: every region holds a verified copy")
+                    say("   deployable: every region holds a verified copy")
                     return
                 }
-                guard ContinuousClock.now < deadline else { throw CLIExit.timedOut }
+                guard ContinuousClock.now < deadline else {
+                    throw CLIFailure(.timedOut, "sha256:\(query.digest) is in \(complete.count) of \(artifact.replicas.count) regions after \(timeout.duration)")
+                }
                 try await Task.sleep(for: .milliseconds(200))
             }
         }
     }
+}
+
+extension ArtifactCommand: JSONOutputCommand {
+    static let jsonKeys = ["artifact"]
+    var output: OutputFormat { options.format }
 }

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import SlipwayJSON
 import SlipwayProto
 
 struct AuditCommand: AsyncParsableCommand {
@@ -22,12 +23,10 @@ struct AuditCommand: AsyncParsableCommand {
             let micros = Int64(Date().timeIntervalSince1970 * 1_000_000) - Int64(since.duration.components.seconds) * 1_000_000
             query.sinceUnixMicros = max(0, micros)
         }
-        let json = options.json
         let entries = try await withClient(options) { try await $0.audit(query) }
-        for entry in entries {
-            if json {
-                printJSON(entry)
-            } else {
+        JSONReport.shared["entries"] = .array(entries.map(\.json))
+        if options.format != .json {
+            for entry in entries {
                 let at = ISO8601DateFormatter().string(from: Date(timeIntervalSince1970: Double(entry.atUnixMicros) / 1_000_000))
                 let who = entry.identity.isEmpty ? "(unauthenticated)" : entry.identity
                 let detail = entry.detail.isEmpty ? "" : " — \(entry.detail)"
@@ -35,4 +34,9 @@ struct AuditCommand: AsyncParsableCommand {
             }
         }
     }
+}
+
+extension AuditCommand: JSONOutputCommand {
+    static let jsonKeys = ["entries"]
+    var output: OutputFormat { options.format }
 }

@@ -1,6 +1,7 @@
 import SlipwayCore
 import ArgumentParser
 import Foundation
+import SlipwayJSON
 import SlipwayProto
 import SlipwayWire
 
@@ -75,20 +76,25 @@ struct DeployCommand: AsyncParsableCommand {
         request.plan = plan ?? ""
         request.clear = clear
         let reply = try await withClient(options) { try await $0.deploy(request) }
+        let report = JSONReport.shared
+        for (key, value) in reply.jsonFields { report[key] = value }
         if !reply.pinnedRegions.isEmpty {
             printError("slipway: warning: \(service) has an override in \(reply.pinnedRegions.joined(separator: ", ")); the global target does not "
                        + "reach \(reply.pinnedRegions.count == 1 ? "it" : "them") until `slipway deploy \(service) --clear --region …`")
         }
-        if options.json, !wait { return printJSON(reply) }
-        if !options.json {
+        if options.format != .json {
             describe(reply.targets, unchanged: reply.unchanged).forEach { print($0) }
             if reply.hasRollout { print(RolloutText.headline(reply.rollout)) }
         }
         guard wait, reply.hasRollout else { return }
-        let watch = RolloutWatch(service: service, id: reply.rollout.id, timeout: timeout.duration, json: options.json)
-        let code = try await withClient(options) { try await watch.run($0) }
-        if code != .success { throw code }
+        let watch = RolloutWatch(service: service, id: reply.rollout.id, timeout: timeout.duration, format: options.format)
+        try await withClient(options) { try await watch.run($0) }
     }
+}
+
+extension DeployCommand: JSONOutputCommand {
+    static let jsonKeys = ["targets", "unchanged", "pinned_regions", "rollout"]
+    var output: OutputFormat { options.format }
 }
 
 struct RollbackCommand: AsyncParsableCommand {
@@ -109,10 +115,16 @@ struct RollbackCommand: AsyncParsableCommand {
         request.regions = regions
         request.setBy = by ?? currentUser()
         let reply = try await withClient(options) { try await $0.rollback(request) }
-        if options.json { return printJSON(reply) }
+        for (key, value) in reply.jsonFields { JSONReport.shared[key] = value }
+        guard options.format != .json else { return }
         describe(reply.targets).forEach { print($0) }
         if reply.hasRollout { print(RolloutText.headline(reply.rollout)) }
     }
+}
+
+extension RollbackCommand: JSONOutputCommand {
+    static let jsonKeys = DeployCommand.jsonKeys
+    var output: OutputFormat { options.format }
 }
 
 struct StatusCommand: AsyncParsableCommand {
@@ -129,7 +141,17 @@ struct StatusCommand: AsyncParsableCommand {
     func run() async throws {
         let (service, history) = (self.service, self.history)
         let status = try await withClient(options) { try await $0.status(service: service, historyLimit: history) }
-        if options.json { return printJSON(status) }
+        let nowMicros = Int64(Date().timeIntervalSince1970 * 1_000_000)
+        let report = JSONReport.shared
+        report["service"] = .string(status.service)
+        report["targets"] = .array(status.targets.map(\.json))
+        report["rollout"] = status.rollouts.first?.json ?? .null
+        report["regions"] = .array(status.regions.map {
+            $0.json(service: status.service, nowMicros: nowMicros, staleAfterMicros: Int64(staleAfter.duration.components.seconds) * 1_000_000)
+        })
+        report["history"] = .array(status.history.map(\.json))
+        guard options.format != .json else { return }
+        let wide = options.format == .wide
         print("service \(status.service)")
         if status.targets.isEmpty { print("  no target set") }
         for line in describe(status.targets) { print("  target  \(line.dropFirst(status.service.count + 1))") }
@@ -151,10 +173,10 @@ struct StatusCommand: AsyncParsableCommand {
             let stale = age > Int(staleAfter.duration.components.seconds) ? " STALE: the region controller has not reported since" : ""
             print("  \(region.region): \(total) machine(s) run \(status.service) (report \(age)s old\(stale))")
             for count in counts {
-                print("    \(count.machines) \(Self.stateName(count.state)) sha256:\(count.artifactDigest.prefix(16))…")
+                print("    \(count.machines) \(count.state.word) sha256:\(wide ? count.artifactDigest : String(count.artifactDigest.prefix(16)) + "…")")
             }
             for failure in region.failures where failure.service == status.service {
-                print("    \(failure.machineID) \(Self.stateName(failure.state)): \(SafeText.printable(failure.reason, limit: 300))")
+                print("    \(failure.machineID) \(failure.state.word): \(SafeText.printable(failure.reason, limit: 300))")
             }
             for machine in region.missing where machine.service == status.service {
                 print("    \(machine.machineID) MISSING: \(SafeText.printable(machine.reason, limit: 300))")
@@ -167,18 +189,9 @@ struct StatusCommand: AsyncParsableCommand {
             print("    \(ISO8601DateFormatter().string(from: when)) \(record.action) \(record.region.isEmpty ? "global" : record.region) v\(record.version) \(from) -> sha256:\(record.toDigest.prefix(16))… by \(record.setBy)")
         }
     }
+}
 
-    /// How an agent state reads in the status table.
-    static func stateName(_ state: Slipway_V1_AgentState) -> String {
-        switch state {
-        case .idle: "idle"
-        case .downloading: "downloading"
-        case .installed: "installed"
-        case .running: "running"
-        case .failed: "failed"
-        case .rolledBack: "rolled-back"
-        case .downloadFailed: "download-failed"
-        case .unspecified, .UNRECOGNIZED: "unknown"
-        }
-    }
+extension StatusCommand: JSONOutputCommand {
+    static let jsonKeys = ["service", "targets", "rollout", "regions", "history"]
+    var output: OutputFormat { options.format }
 }

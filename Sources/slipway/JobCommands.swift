@@ -1,34 +1,23 @@
 import ArgumentParser
 import SlipwayCore
+import SlipwayJSON
 import Foundation
 import SlipwayProducer
 import SlipwayProto
 import SlipwayWire
 import SwiftProtobuf
 
-/// The exit codes of every client command, for CI scripts (docs/operations.md, "Exit codes").
-enum CLIExit {
-    /// The build or the rollout failed.
-    static let failed = ExitCode(1)
-    /// The job was cancelled.
-    static let cancelled = ExitCode(2)
-    /// A wait ran out (the job or rollout goes on).
-    static let timedOut = ExitCode(3)
-    /// No answer from the coordinator, or it could not serve (its database down).
-    static let unavailable = ExitCode(4)
-    /// The coordinator refused: not now (a precondition) or not this key (permission).
-    static let refused = ExitCode(5)
-    /// Bad input: a malformed flag, address, digest or duration (ArgumentParser's
-    /// usage code), or a name the coordinator does not know (job, artifact, commit).
-    static let badInput = ExitCode(64)
-}
-
 struct ClientOptions: ParsableArguments {
     @Option(help: "The coordinator's intake endpoint (env: SLIPWAY_COORDINATOR).")
     var coordinator: String?
     @OptionGroup var keys: UserKeyOptions
-    @Flag(help: "Print JSON instead of text.")
+    @Flag(help: "Print one JSON object on stdout, logs and progress on stderr (docs/json-output.md); the same as -o json.")
     var json = false
+    @Option(name: .shortAndLong, help: "text, wide (more columns) or json.")
+    var output: OutputFormat = .text
+
+    /// The format asked for: `--json` or `-o`.
+    var format: OutputFormat { json ? .json : output }
 
     /// The intake endpoint: the flag, else the environment, else the default.
     var endpoint: String { coordinator ?? Environment.value("SLIPWAY_COORDINATOR") ?? "tcp://127.0.0.1:7700" }
@@ -39,6 +28,7 @@ struct ClientOptions: ParsableArguments {
         } catch {
             throw ValidationError("\(coordinator == nil ? "SLIPWAY_COORDINATOR" : "--coordinator"): \(error)")
         }
+        if json && output == .wide { throw ValidationError("--json and -o wide ask for two formats; use one") }
     }
 
     func client() throws -> SlipwayClient {
@@ -46,25 +36,44 @@ struct ClientOptions: ParsableArguments {
     }
 }
 
-/// Runs a client call; producer errors become one line on stderr and an exit code.
+/// Runs a client call; its errors become a ``CLIFailure`` (one line on
+/// stderr, the `error` object under --json, an exit code of the table).
 func withClient<T>(_ options: ClientOptions, _ body: (SlipwayClient) async throws -> T) async throws -> T {
     let client = try options.client()
     do {
         let value = try await body(client)
         await client.close()
         return value
-    } catch let error as ProducerError {
-        await client.close()
-        printError("slipway: \(error.description)")
-        switch (error.code, error.serverCode) {
-        case (.timedOut, _): throw CLIExit.timedOut
-        case (_, .notFound), (_, .invalidArgument), (_, .unsupported): throw CLIExit.badInput
-        case (_, .failedPrecondition), (_, .permissionDenied): throw CLIExit.refused
-        default: throw CLIExit.unavailable
-        }
     } catch {
         await client.close()
-        throw error
+        throw CLIFailure(error)
+    }
+}
+
+extension CLIFailure {
+    /// What a producer error means for the exit code; other errors pass as they are.
+    init(_ error: any Error) {
+        switch error {
+        case let failure as CLIFailure: self = failure
+        case let error as ProducerError:
+            switch (error.code, error.serverCode) {
+            case (.timedOut, _): self.init(.timedOut, error.description)
+            case (_, .notFound), (_, .invalidArgument), (_, .unsupported): self.init(.badInput, error.description)
+            case (_, .failedPrecondition), (_, .permissionDenied): self.init(.refused, error.description)
+            default: self.init(.unavailable, error.description)
+            }
+        case let error as ValidationError: self.init(.badInput, error.message)
+        default: self.init(.error, "\(error)")
+        }
+    }
+
+    /// How a finished job ended, as a failure; nil when it succeeded.
+    init?(job info: Slipway_V1_JobInfo) {
+        switch info.status {
+        case .succeeded: return nil
+        case .cancelled: self.init(.cancelled, "job \(info.jobID) was cancelled\(info.error.isEmpty ? "" : ": \(info.error)")")
+        default: self.init(.failed, "job \(info.jobID) \(info.status.word)\(info.error.isEmpty ? "" : ": \(info.error)")")
+        }
     }
 }
 
@@ -72,22 +81,22 @@ func printError(_ text: String) {
     FileHandle.standardError.write(Data((text + "\n").utf8))
 }
 
-func describe(_ info: Slipway_V1_JobInfo) -> String {
-    var line = "job \(info.jobID) \(info.status.name) attempt \(info.attempt)/\(info.maxAttempts) \(info.artifactName) @ \(info.commit.prefix(12))"
+func describe(_ info: Slipway_V1_JobInfo, wide: Bool = false) -> String {
+    var line = "job \(info.jobID) \(info.status.word) attempt \(info.attempt)/\(info.maxAttempts) \(info.artifactName) @ \(info.commit.prefix(wide ? 40 : 12))"
     if !info.artifactDigest.isEmpty { line += " artifact sha256:\(info.artifactDigest)" }
     if info.cacheHit { line += " (cache hit)" }
+    if wide {
+        line += " repo \(info.repoURL)"
+        if !info.workerID.isEmpty { line += " worker \(info.workerID)" }
+        if !info.region.isEmpty { line += " region \(info.region)" }
+        if case let .string(created) = JSONValue.time(unixMicros: info.createdAtUnixMicros) { line += " created \(created)" }
+        if case let .string(finished) = JSONValue.time(unixMicros: info.finishedAtUnixMicros) { line += " finished \(finished)" }
+    }
     if !info.error.isEmpty { line += " — \(info.error)" }
     return line
 }
 
-func printJSON(_ message: some SwiftProtobuf.Message) {
-    print((try? message.jsonString()) ?? "{}")
-}
-
 extension Slipway_V1_JobStatus {
-    /// The status as people read it: the one spelling in `SlipwayCore.JobStatus`.
-    var name: String { JobStatus(self)?.rawValue ?? "unknown" }
-
     /// The wire status a user typed (`queued`, `running`, …), or nil.
     init?(name: String) {
         guard let status = JobStatus(rawValue: name) else { return nil }
@@ -95,12 +104,25 @@ extension Slipway_V1_JobStatus {
     }
 }
 
-/// The exit code a finished job maps to.
-func jobExitCode(for info: Slipway_V1_JobInfo) -> ExitCode {
-    switch info.status {
-    case .succeeded: .success
-    case .cancelled: CLIExit.cancelled
-    default: CLIExit.failed
+/// Waits for or follows a job; under --json the job as last seen is in the
+/// report whatever happens, a timeout included.
+func awaitJob(_ client: SlipwayClient, _ id: String, follow: Bool, timeout: Duration, format: OutputFormat,
+              log: @escaping @Sendable ([UInt8]) -> Void) async throws -> Slipway_V1_JobInfo {
+    let report = JSONReport.shared
+    do {
+        if follow {
+            return try await client.followLog(id, timeout: timeout, sink: log)
+        }
+        return try await client.wait(for: id, timeout: timeout) { info in
+            report["job"] = info.json
+            if format != .json {
+                print("job \(info.jobID) \(info.status.word)")
+                fflush(nil)  // every stream: stdout included
+            }
+        }
+    } catch let error as ProducerError where error.code == .timedOut {
+        if let info = try? await client.job(id) { report["job"] = info.json }
+        throw error
     }
 }
 
@@ -146,30 +168,48 @@ struct SubmitCommand: AsyncParsableCommand {
         request.maxAttempts = maxAttempts
         request.timeoutSeconds = timeout
         request.fresh = fresh
-        let (json, follow, wait, waitFor) = (options.json, self.follow, self.wait, waitTimeout.duration)
-        let final = try await withClient(options) { client -> Slipway_V1_JobInfo? in
+        let (format, follow, wait, waitFor) = (options.format, self.follow, self.wait, waitTimeout.duration)
+        let report = JSONReport.shared
+        let final = try await withClient(options) { client -> Slipway_V1_JobInfo in
             let ack = try await client.submit(request)
-            if json && !(wait || follow) { printJSON(ack) }
-            if !json { print("job \(ack.jobID) \(ack.status.name)\(ack.duplicate ? " (existing job for this idempotency key)" : "")\(ack.cacheHit ? " (cache hit)" : "")") }
+            report["duplicate"] = .bool(ack.duplicate)
+            report["job"] = Self.accepted(request, ack).json
+            if format != .json {
+                print("job \(ack.jobID) \(ack.status.word)\(ack.duplicate ? " (existing job for this idempotency key)" : "")\(ack.cacheHit ? " (cache hit)" : "")")
+            }
             // Now, not when the job ends: a CI log must show the id to cancel while the build runs.
             fflush(nil)  // every stream: stdout included
-            if follow {
-                // Under --json stdout carries JSON only; the log goes to stderr.
-                let out = json ? FileHandle.standardError : FileHandle.standardOutput
-                return try await client.followLog(ack.jobID, timeout: waitFor) { bytes in out.write(Data(bytes)) }
+            guard follow || wait else {
+                // Under --json the whole job, every key known, for one more query.
+                return format == .json ? (try? await client.job(ack.jobID)) ?? Self.accepted(request, ack) : Self.accepted(request, ack)
             }
-            if wait {
-                return try await client.wait(for: ack.jobID, timeout: waitFor) { info in
-                    if !json { print("  \(info.status.name)") }
-                }
-            }
-            return nil
+            // Under --json stdout carries JSON only; the log goes to stderr.
+            return try await awaitJob(client, ack.jobID, follow: follow, timeout: waitFor, format: format,
+                                      log: { (format == .json ? FileHandle.standardError : .standardOutput).write(Data($0)) })
         }
-        guard let final else { return }
-        if json { printJSON(final) } else { print(describe(final)) }
-        let code = jobExitCode(for: final)
-        if code != .success { throw code }
+        report["job"] = final.json
+        guard follow || wait else { return }
+        if format != .json { print(describe(final, wide: format == .wide)) }
+        if let failure = CLIFailure(job: final) { throw failure }
     }
+
+    /// The job as the ack describes it, for when the coordinator cannot be asked again.
+    static func accepted(_ request: Slipway_V1_SubmitBuild, _ ack: Slipway_V1_SubmitBuildAck) -> Slipway_V1_JobInfo {
+        var info = Slipway_V1_JobInfo()
+        info.jobID = ack.jobID
+        info.status = ack.status
+        info.repoURL = request.repoURL
+        info.commit = request.commit
+        info.artifactName = request.artifactName
+        info.recipe = request.recipe
+        info.cacheHit = ack.cacheHit
+        return info
+    }
+}
+
+extension SubmitCommand: JSONOutputCommand {
+    static let jsonKeys = ["job", "duplicate"]
+    var output: OutputFormat { options.format }
 }
 
 struct JobsCommand: AsyncParsableCommand {
@@ -191,10 +231,16 @@ struct JobsCommand: AsyncParsableCommand {
         query.status = status.flatMap(Slipway_V1_JobStatus.init(name:)) ?? .unspecified
         query.artifactName = artifact
         query.limit = limit
-        let json = options.json
+        let format = options.format
         let jobs = try await withClient(options) { try await $0.jobs(query) }
-        for job in jobs { if json { printJSON(job) } else { print(describe(job)) } }
+        JSONReport.shared["jobs"] = .array(jobs.map(\.json))
+        if format != .json { for job in jobs { print(describe(job, wide: format == .wide)) } }
     }
+}
+
+extension JobsCommand: JSONOutputCommand {
+    static let jsonKeys = ["jobs"]
+    var output: OutputFormat { options.format }
 }
 
 struct JobCommand: AsyncParsableCommand {
@@ -204,16 +250,25 @@ struct JobCommand: AsyncParsableCommand {
     @OptionGroup var options: ClientOptions
 
     func run() async throws {
-        let (id, json) = (self.id, options.json)
+        let (id, format) = (self.id, options.format)
         let info = try await withClient(options) { try await $0.job(id) }
-        if json { printJSON(info) } else { print(describe(info)) }
+        JSONReport.shared["job"] = info.json
+        if format != .json { print(describe(info, wide: format == .wide)) }
     }
+}
+
+extension JobCommand: JSONOutputCommand {
+    static let jsonKeys = ["job"]
+    var output: OutputFormat { options.format }
 }
 
 struct LogsCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "logs", abstract: "Print a job's build log.",
-        discussion: "With -f the exit code is the job's outcome: 0 succeeded, 1 failed, 2 cancelled, 3 --timeout passed.")
+        discussion: """
+            With -f the exit code is the job's outcome: 0 succeeded, 1 failed, 2 cancelled, 3 --timeout passed. \
+            With --json the output is JSON Lines: one {"type":"log","text":…} per log line, then one {"type":"result","job":…,"error":…}.
+            """)
 
     @Argument(help: "The job id.") var id: String
     @Flag(name: .shortAndLong, help: "Keep streaming until the job ends.") var follow = false
@@ -221,21 +276,66 @@ struct LogsCommand: AsyncParsableCommand {
     @OptionGroup var options: ClientOptions
 
     func run() async throws {
-        let (id, follow, timeout) = (self.id, self.follow, self.timeout.duration)
-        let final = try await withClient(options) { client -> Slipway_V1_JobInfo? in
+        let (id, follow, timeout, format) = (self.id, self.follow, self.timeout.duration, options.format)
+        let report = JSONReport.shared
+        report["type"] = "result"
+        let sink = LogSink(json: format == .json)
+        defer { sink.flush() }
+        let final = try await withClient(options) { client -> Slipway_V1_JobInfo in
             if follow {
-                return try await client.followLog(id, timeout: timeout) { FileHandle.standardOutput.write(Data($0)) }
+                return try await awaitJob(client, id, follow: true, timeout: timeout, format: format, log: sink.write)
             }
             var offset: UInt64 = 0
             while true {
                 let (_, bytes) = try await client.log(id, from: offset)
                 if bytes.isEmpty { break }
-                FileHandle.standardOutput.write(Data(bytes))
+                sink.write(bytes)
                 offset += UInt64(bytes.count)
             }
-            return nil
+            return try await client.job(id)
         }
-        if let final, jobExitCode(for: final) != .success { throw jobExitCode(for: final) }
+        sink.flush()
+        report["job"] = final.json
+        if follow, let failure = CLIFailure(job: final) { throw failure }
+    }
+}
+
+extension LogsCommand: JSONOutputCommand {
+    static let jsonKeys = ["type", "job"]
+    var output: OutputFormat { options.format }
+}
+
+/// Where `logs` writes the log: stdout as it is, or under --json as one
+/// `{"type":"log","text":…}` line per log line (invalid UTF-8 replaced).
+final class LogSink: @unchecked Sendable {
+    private let json: Bool
+    private let lock = NSLock()
+    private var pending: [UInt8] = []
+
+    init(json: Bool) { self.json = json }
+
+    func write(_ bytes: [UInt8]) {
+        guard json else { return FileHandle.standardOutput.write(Data(bytes)) }
+        lock.withLock {
+            pending += bytes
+            while let newline = pending.firstIndex(of: 0x0A) {
+                emit(pending[..<newline])
+                pending.removeSubrange(...newline)
+            }
+        }
+    }
+
+    /// Writes out a last line that has no newline.
+    func flush() {
+        guard json else { return }
+        lock.withLock {
+            if !pending.isEmpty { emit(pending[...]) }
+            pending = []
+        }
+    }
+
+    private func emit(_ line: ArraySlice<UInt8>) {
+        print(JSONValue.object(["type": "log", "text": .string(String(decoding: line, as: UTF8.self))]).rendered)
     }
 }
 
@@ -249,18 +349,19 @@ struct WaitCommand: AsyncParsableCommand {
     @OptionGroup var options: ClientOptions
 
     func run() async throws {
-        let (id, json, timeout) = (self.id, options.json, self.timeout.duration)
+        let (id, format, timeout) = (self.id, options.format, self.timeout.duration)
         let final = try await withClient(options) { client in
-            try await client.wait(for: id, timeout: timeout) { info in
-                if !json {
-                    print("job \(info.jobID) \(info.status.name)")
-                    fflush(nil)  // every stream: stdout included
-                }
-            }
+            try await awaitJob(client, id, follow: false, timeout: timeout, format: format, log: { _ in })
         }
-        if json { printJSON(final) } else { print(describe(final)) }
-        if jobExitCode(for: final) != .success { throw jobExitCode(for: final) }
+        JSONReport.shared["job"] = final.json
+        if format != .json { print(describe(final, wide: format == .wide)) }
+        if let failure = CLIFailure(job: final) { throw failure }
     }
+}
+
+extension WaitCommand: JSONOutputCommand {
+    static let jsonKeys = ["job"]
+    var output: OutputFormat { options.format }
 }
 
 struct CancelCommand: AsyncParsableCommand {
@@ -271,8 +372,19 @@ struct CancelCommand: AsyncParsableCommand {
     @OptionGroup var options: ClientOptions
 
     func run() async throws {
-        let (id, reason) = (self.id, self.reason)
+        let (id, reason, format) = (self.id, self.reason, options.format)
         let ack = try await withClient(options) { try await $0.cancel(id, reason: reason) }
-        print(ack.status == .running ? "job \(id) cancelling (its worker is stopping the build)" : "job \(id) \(ack.status.name)")
+        let report = JSONReport.shared
+        report["job_id"] = .string(id)
+        report["status"] = .string(ack.status.word)
+        report["stopping"] = .bool(ack.status == .running)
+        if format != .json {
+            print(ack.status == .running ? "job \(id) cancelling (its worker is stopping the build)" : "job \(id) \(ack.status.word)")
+        }
     }
+}
+
+extension CancelCommand: JSONOutputCommand {
+    static let jsonKeys = ["job_id", "status", "stopping"]
+    var output: OutputFormat { options.format }
 }

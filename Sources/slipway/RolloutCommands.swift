@@ -1,23 +1,12 @@
 import ArgumentParser
 import Foundation
 import SlipwayCore
+import SlipwayJSON
 import SlipwayProducer
 import SlipwayProto
 
 /// How a rollout reads for people.
 enum RolloutText {
-    static func stateName(_ state: Slipway_V1_RolloutState) -> String {
-        switch state {
-        case .progressing: "progressing"
-        case .paused: "paused"
-        case .halted: "halted"
-        case .rolledBack: "rolled_back"
-        case .succeeded: "succeeded"
-        case .aborted: "aborted"
-        case .unspecified, .UNRECOGNIZED: "unknown"
-        }
-    }
-
     static func shares(_ shares: [Slipway_V1_WaveShare]) -> String {
         shares.map { share in
             let size = share.machines > 0 ? "\(share.machines) machine\(share.machines == 1 ? "" : "s")"
@@ -30,7 +19,7 @@ enum RolloutText {
     static func headline(_ rollout: Slipway_V1_RolloutStatus) -> String {
         let from = rollout.fromDigest.isEmpty ? "(nothing)" : "sha256:\(rollout.fromDigest.prefix(12))"
         var line = "rollout \(rollout.id) of \(rollout.service): \(from) -> sha256:\(rollout.toDigest.prefix(12)), plan \(rollout.plan), "
-            + "\(stateName(rollout.state)), wave \(rollout.wave + 1)/\(rollout.waves.count)"
+            + "\(rollout.state.word), wave \(rollout.wave + 1)/\(rollout.waves.count)"
         if !rollout.reason.isEmpty { line += " — \(SafeText.printable(rollout.reason, limit: 400))" }
         return line
     }
@@ -62,16 +51,18 @@ enum RolloutText {
 }
 
 /// Follows a rollout until it ends: prints each change of wave, state or
-/// progress, and maps the end to an exit code (0 succeeded, 1 halted, rolled
-/// back or aborted, 3 timed out).
+/// progress (on stderr under --json) and ends as the rollout did: returns when
+/// it succeeded, throws ``CLIFailure`` `failed` when it halted, rolled back or
+/// was aborted, `timed_out` when the wait ran out. The report holds the rollout as last seen.
 struct RolloutWatch {
     let service: String
     let id: UInt64
     let timeout: Duration
-    let json: Bool
+    let format: OutputFormat
 
-    func run(_ client: SlipwayClient) async throws -> ExitCode {
+    func run(_ client: SlipwayClient) async throws {
         let deadline = ContinuousClock.now + timeout
+        let say: (String) -> Void = format == .json ? { printError($0) } : { print($0) }
         var shown: [String] = []
         while true {
             let rollout: Slipway_V1_RolloutStatus
@@ -82,31 +73,24 @@ struct RolloutWatch {
                 try await Task.sleep(for: .seconds(1))
                 continue
             }
-            if !json {
-                let lines = [RolloutText.headline(rollout)] + rollout.progress.map { "  " + RolloutText.progress($0) }
-                if lines != shown { lines.forEach { print($0) } }
-                shown = lines
-            }
+            JSONReport.shared["rollout"] = rollout.json
+            let lines = [RolloutText.headline(rollout)] + rollout.progress.map { "  " + RolloutText.progress($0) }
+            if lines != shown { lines.forEach(say) }
+            shown = lines
             switch rollout.state {
             case .succeeded:
-                if json { printJSON(rollout) }
-                return .success
+                return
             case .halted, .rolledBack, .aborted:
-                if json {
-                    printJSON(rollout)
-                } else {
-                    for machine in rollout.failures.prefix(50) {
-                        print("  failing: \(machine.machineID) in \(machine.region): \(SafeText.printable(machine.reason, limit: 300))")
-                    }
+                for machine in rollout.failures.prefix(50) {
+                    say("  failing: \(machine.machineID) in \(machine.region): \(SafeText.printable(machine.reason, limit: 300))")
                 }
-                return CLIExit.failed
+                throw CLIFailure(.failed, "rollout \(rollout.id) \(rollout.state.word)"
+                                 + (rollout.reason.isEmpty ? "" : ": \(SafeText.printable(rollout.reason, limit: 400))"))
             default:
                 break
             }
             guard ContinuousClock.now < deadline else {
-                if json { printJSON(rollout) }
-                printError("slipway: rollout \(rollout.id) is still \(RolloutText.stateName(rollout.state)) after \(timeout)")
-                return CLIExit.timedOut
+                throw CLIFailure(.timedOut, "rollout \(rollout.id) is still \(rollout.state.word) after \(timeout)")
             }
             try await Task.sleep(for: .seconds(1))
         }
@@ -131,13 +115,13 @@ struct RolloutCommand: AsyncParsableCommand {
         func run() async throws {
             let (service, id) = (self.service, self.id)
             let rollout = try await withClient(options) { try await $0.rollout(service: service, id: id) }
+            JSONReport.shared["rollout"] = rollout.json
             guard wait else {
-                if options.json { printJSON(rollout) } else { RolloutText.lines(rollout).forEach { print($0) } }
+                if options.format != .json { RolloutText.lines(rollout).forEach { print($0) } }
                 return
             }
-            let watch = RolloutWatch(service: service, id: rollout.id, timeout: timeout.duration, json: options.json)
-            let code = try await withClient(options) { try await watch.run($0) }
-            if code != .success { throw code }
+            let watch = RolloutWatch(service: service, id: rollout.id, timeout: timeout.duration, format: options.format)
+            try await withClient(options) { try await watch.run($0) }
         }
     }
 
@@ -173,7 +157,33 @@ struct RolloutCommand: AsyncParsableCommand {
         func send(_ action: Slipway_V1_RolloutAction) async throws {
             let (service, by) = (self.service, self.by ?? currentUser())
             let rollout = try await withClient(options) { try await $0.control(service: service, action, setBy: by) }
-            if options.json { printJSON(rollout) } else { print(RolloutText.headline(rollout)) }
+            JSONReport.shared["rollout"] = rollout.json
+            if options.format != .json { print(RolloutText.headline(rollout)) }
         }
     }
+}
+
+extension RolloutCommand.Status: JSONOutputCommand {
+    static let jsonKeys = ["rollout"]
+    var output: OutputFormat { options.format }
+}
+
+extension RolloutCommand.Pause: JSONOutputCommand {
+    static let jsonKeys = ["rollout"]
+    var output: OutputFormat { control.options.format }
+}
+
+extension RolloutCommand.Resume: JSONOutputCommand {
+    static let jsonKeys = ["rollout"]
+    var output: OutputFormat { control.options.format }
+}
+
+extension RolloutCommand.Promote: JSONOutputCommand {
+    static let jsonKeys = ["rollout"]
+    var output: OutputFormat { control.options.format }
+}
+
+extension RolloutCommand.Abort: JSONOutputCommand {
+    static let jsonKeys = ["rollout"]
+    var output: OutputFormat { control.options.format }
 }

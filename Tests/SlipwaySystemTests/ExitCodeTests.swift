@@ -18,44 +18,44 @@ struct ExitCodeTests {
             let binary = "'\(Cluster.binary!)'"
             let ciKey = try cluster.clientKeyFlags(.ci, "pipeline").joined(separator: " ")
             let operatorKey = try cluster.clientKeyFlags(.operator, "tester").joined(separator: " ")
-            func exit(_ arguments: String, key: String? = nil, coordinator: String? = nil) throws -> Int32 {
-                try runShell("\(binary) \(arguments) --coordinator \(coordinator ?? cluster.intake) \(key ?? ciKey) > /dev/null 2>&1")
+            func exit(_ arguments: String, key: String? = nil, coordinator: String? = nil) async throws -> Int32 {
+                try await runShell("\(binary) \(arguments) --coordinator \(coordinator ?? cluster.intake) \(key ?? ciKey) > /dev/null 2>&1")
             }
 
             // 0: a build that succeeds; its --follow --json stdout is one JSON object (the log went to stderr).
             let (repo, commit) = try TestRepository.make(in: cluster.directory)
-            #expect(try exit("submit --repo \(repo.path) --commit \(commit) --artifact app --wait") == 0)
-            let followed = try shellOutput("\(binary) submit --repo \(repo.path) --commit \(commit) --artifact app --fresh --follow --json --coordinator \(cluster.intake) \(ciKey) 2>/dev/null")
+            #expect(try await exit("submit --repo \(repo.path) --commit \(commit) --artifact app --wait") == 0)
+            let followed = try await shellOutput("\(binary) submit --repo \(repo.path) --commit \(commit) --artifact app --fresh --follow --json --coordinator \(cluster.intake) \(ciKey) 2>/dev/null")
             let object = try JSONSerialization.jsonObject(with: Data(followed.utf8)) as? [String: Any]
-            #expect(object?["status"] != nil, "stdout under --json is JSON only: \(followed)")
+            #expect((object?["job"] as? [String: Any])?["status"] as? String == "succeeded", "stdout under --json is JSON only: \(followed)")
 
             // 1: a build that fails.
             let (failing, failingCommit) = try TestRepository.make(in: cluster.directory, recipe: "#!/bin/sh\necho nope\nexit 7\n")
-            #expect(try exit("submit --repo \(failing.path) --commit \(failingCommit) --artifact app --max-attempts 1 --wait") == 1)
+            #expect(try await exit("submit --repo \(failing.path) --commit \(failingCommit) --artifact app --max-attempts 1 --wait") == 1)
 
             // 3: a wait that runs out while the job goes on; 2: the job cancelled, by wait and by logs -f.
             let (slow, slowCommit) = try TestRepository.make(in: cluster.directory, recipe: "#!/bin/sh\necho started\nsleep 60\n")
             let client = try SlipwayClient(endpoint: cluster.intake, security: cluster.security(.ci, "pipeline"))
             defer { Task { await client.close() } }
             let job = try await client.submit(BuildPipelineTests.submission(slow, slowCommit)).jobID
-            #expect(try exit("wait \(job) --timeout 1s") == 3)
-            #expect(try exit("cancel \(job)") == 0)
-            #expect(try exit("wait \(job) --timeout 60s") == 2)
-            #expect(try exit("logs -f \(job)") == 2)
+            #expect(try await exit("wait \(job) --timeout 1s") == 3)
+            #expect(try await exit("cancel \(job)") == 0)
+            #expect(try await exit("wait \(job) --timeout 60s") == 2)
+            #expect(try await exit("logs -f \(job)") == 2)
 
             // 4: nobody answers at the address.
-            #expect(try exit("job \(job)", coordinator: "tcp://127.0.0.1:\(freeLoopbackPort())") == 4)
+            #expect(try await exit("job \(job)", coordinator: "tcp://127.0.0.1:\(freeLoopbackPort())") == 4)
 
             // 5: refused: a ci key may not deploy; an operator may not roll back what was never deployed.
-            #expect(try exit("deploy svc \(String(repeating: "a", count: 64))") == 5)
-            #expect(try exit("rollback never-deployed", key: operatorKey) == 5)
+            #expect(try await exit("deploy svc \(String(repeating: "a", count: 64))") == 5)
+            #expect(try await exit("rollback never-deployed", key: operatorKey) == 5)
 
             // 64: bad input, on the command line or as the coordinator found it.
-            #expect(try exit("wait \(job) --timeout banana") == 64)
-            #expect(try exit("job \(job)", coordinator: "127.0.0.1:7700") == 64, "an address without tcp://")
-            #expect(try exit("deploy svc not-a-digest", key: operatorKey) == 64)
-            #expect(try exit("job \(UUID().uuidString.lowercased())") == 64, "no such job")
-            #expect(try exit("rollout status never-deployed", key: operatorKey) == 64, "no such rollout")
+            #expect(try await exit("wait \(job) --timeout banana") == 64)
+            #expect(try await exit("job \(job)", coordinator: "127.0.0.1:7700") == 64, "an address without tcp://")
+            #expect(try await exit("deploy svc not-a-digest", key: operatorKey) == 64)
+            #expect(try await exit("job \(UUID().uuidString.lowercased())") == 64, "no such job")
+            #expect(try await exit("rollout status never-deployed", key: operatorKey) == 64, "no such rollout")
         }
         #expect(statuses.values.allSatisfy { $0 == 0 }, "\(statuses)")
     }

@@ -1,0 +1,26 @@
+public import SlipwayProto
+
+extension Slipway_V1_JobInfo {
+    /// The `job` object of docs/json-output.md.
+    public var json: JSONValue {
+        .object([
+            "id": .string(jobID),
+            "status": .string(status.word),
+            "repo": .string(repoURL),
+            "commit": .string(commit),
+            "requested_commit": .string(requestedCommit.isEmpty ? commit : requestedCommit),
+            "artifact_name": .string(artifactName),
+            "recipe": .text(recipe),
+            "region": .text(region),
+            "attempt": .count(attempt),
+            "max_attempts": .count(maxAttempts),
+            "worker": .text(workerID),
+            "artifact_digest": .text(artifactDigest),
+            "cache_hit": .bool(cacheHit),
+            "failure": .text(error),
+            "created_at": .time(unixMicros: createdAtUnixMicros),
+            "started_at": .time(unixMicros: startedAtUnixMicros),
+            "finished_at": .time(unixMicros: finishedAtUnixMicros),
+        ])
+    }
+}
