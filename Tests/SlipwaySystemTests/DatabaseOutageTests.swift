@@ -56,7 +56,13 @@ struct DatabaseOutageTests {
             let done = try await client.wait(for: ack.jobID, timeout: .seconds(30))
             #expect(done.status == .succeeded, "\(done.error)")
             #expect(done.attempt == 1 && done.fence == 1, "the first attempt's result, resent until recorded")
-            let log = String(decoding: try await client.log(ack.jobID, from: 0).bytes, as: UTF8.self)
+            // The result may be recorded before the log chunks lost in the outage are resent (a result
+            // waits for its log only so long); the worker resends them until they are stored.
+            var log = ""
+            try? await ReplicationTests.waitFor("the whole log", timeout: .seconds(20)) {
+                log = String(decoding: try await client.log(ack.jobID, from: 0).bytes, as: UTF8.self)
+                return log.contains("build succeeded")
+            }
             #expect(log.contains("waiting") && log.contains("build succeeded"), "the log has its end: \(log)")
 
             // Credit came back with the worker's heartbeats: the next job starts at once.
