@@ -135,6 +135,7 @@ struct RolloutBench: AsyncParsableCommand {
         var request = Slipway_V1_DeployRequest()
         request.service = "bench"
         request.artifactDigest = digest
+        request.newService = true  // the first deploy may come before the regions report the agents
         request.plan = plan
         request.setBy = "bench"
         let start = ContinuousClock.now

@@ -27,7 +27,7 @@ public enum Permissions {
         switch type {
         case .submitBuild: ([.ci, .operator], nil)
         case .cancelBuild: ([.ci, .operator], .ciOnlyItsOwnJobs)
-        case .jobQuery, .jobListQuery, .logQuery, .artifactQuery, .serviceStatusQuery, .rolloutQuery: ([.ci, .operator], nil)
+        case .jobQuery, .jobListQuery, .logQuery, .artifactQuery, .serviceStatusQuery, .serviceListQuery, .rolloutQuery: ([.ci, .operator], nil)
         case .deployRequest, .rollbackRequest, .rolloutControl, .auditQuery: ([.operator], nil)
         case .workRequest, .workerHeartbeat: ([.worker], nil)
         case .logChunk, .buildResult: ([.worker], .assignedWorker)
@@ -38,7 +38,8 @@ public enum Permissions {
         case .snapshotRequest: ([.region, .ci, .operator], nil)
         case .unspecified, .submitBuildAck, .cancelBuildAck, .errorReply, .jobInfo, .jobList, .logData, .logAck,
              .workAssignment, .coordinatorHeartbeat, .abortJob, .resultAck, .uploadAck, .artifactList, .targetChange,
-             .peerList, .deployReply, .serviceStatus, .agentTargets, .event, .snapshotEnd, .auditList, .rolloutStatus, .UNRECOGNIZED:
+             .peerList, .deployReply, .serviceStatus, .serviceList, .agentTargets, .event, .snapshotEnd, .auditList, .rolloutStatus,
+             .UNRECOGNIZED:
             ([], nil)
         }
     }

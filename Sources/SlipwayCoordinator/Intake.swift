@@ -67,7 +67,7 @@ struct Intake {
             batch.reply(peer, to: id, try queries.listJobs(db, status: status, artifactName: artifactName, limit: limit))
         case .artifacts(let digest, let name, let limit):
             let list = try queries.artifacts(db, digest: digest, name: name, limit: limit)
-            if let digest, list.artifacts.isEmpty { throw Rejection(.notFound, "no artifact \(digest)") }
+            if let digest, list.artifacts.isEmpty { throw Rejection(.notFound, "no artifact sha256:\(digest)") }
             batch.reply(peer, to: id, list)
         case .log(let job, let offset, let maxBytes):
             guard let (header, bytes) = try queries.readLog(db, jobID: job.rawValue, offset: offset, maxBytes: maxBytes) else {
@@ -78,7 +78,12 @@ struct Intake {
             try replicas.record(report, from: peer, id: id, in: &batch)
         case .regionReport(let report, let region):
             try targets.record(report, region: region, from: peer, id: id, in: &batch)
-        case .deploy(let service, let digest, let regions, let plan, let setBy):
+        case .deploy(let service, let typed, let regions, let plan, let setBy, let newService):
+            let digest = try queries.resolve(db, typed)
+            guard try newService || queries.isKnown(db, service: service.rawValue) else {
+                throw Rejection(.notFound, "no machine has reported service \(service) and it has no target: check the name, "
+                                + "or deploy with --new-service for a service whose machines come later")
+            }
             if regions.isEmpty {
                 batch.reply(peer, to: id, try rollouts.deploy(service, digest, plan: plan, setBy: setBy, actor: sender, requestID: id, in: &batch))
             } else {
@@ -100,6 +105,8 @@ struct Intake {
             batch.reply(peer, to: id, try queries.audit(db, since: since, limit: limit))
         case .serviceStatus(let service, let limit):
             batch.reply(peer, to: id, try queries.serviceStatus(db, service: service.rawValue, limit: limit))
+        case .services:
+            batch.reply(peer, to: id, try queries.services(db))
         }
     }
 }
@@ -109,7 +116,7 @@ extension IntakeRequest {
     var audited: (action: String, object: String)? {
         switch self {
         case .cancel(let job, _): ("cancel", job.rawValue)
-        case .deploy(let service, let digest, let regions, let plan, _):
+        case .deploy(let service, let digest, let regions, let plan, _, _):
             ("deploy", "\(service)@\(regions.isEmpty ? "global" : regions.map(\.rawValue).joined(separator: ",")) sha256:\(digest)"
                 + (plan.isEmpty ? "" : " plan \(plan)"))
         case .clearOverrides(let service, let regions, _): ("clear", "\(service)@\(regions.map(\.rawValue).joined(separator: ","))")

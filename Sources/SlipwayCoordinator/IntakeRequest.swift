@@ -23,17 +23,19 @@ enum IntakeRequest: Equatable {
     case cancel(JobID, reason: String)
     case job(JobID)
     case listJobs(status: JobStatus?, artifactName: String, limit: Int)
-    case artifacts(digest: Digest?, name: String, limit: Int)
+    case artifacts(digest: DigestPrefix?, name: String, limit: Int)
     case replication(Slipway_V1_ReplicationStatus, region: RegionName)
     case regionReport(Slipway_V1_RegionReport, region: RegionName)
     /// A global deploy (no regions) starts a rollout with `plan`; a regional one sets the overrides at once.
-    case deploy(ServiceName, Digest, regions: [RegionName], plan: String, setBy: String)
+    /// The digest may be a prefix, which the coordinator resolves before anything changes.
+    case deploy(ServiceName, DigestPrefix, regions: [RegionName], plan: String, setBy: String, newService: Bool)
     /// Removes regional overrides.
     case clearOverrides(ServiceName, regions: [RegionName], setBy: String)
     case rollback(ServiceName, regions: [RegionName], setBy: String)
     case rollout(ServiceName, id: UInt64?)
     case rolloutControl(ServiceName, RolloutMachine.Command, setBy: String)
     case serviceStatus(ServiceName, historyLimit: Int)
+    case services
     case log(JobID, offset: UInt64, maxBytes: Int)
     case audit(sinceMicros: Int64, limit: Int)
 
@@ -77,7 +79,7 @@ enum IntakeRequest: Equatable {
                              limit: query.limit == 0 ? 20 : min(Int(query.limit), 500))
         case .artifactQuery:
             let query = try message.body(as: Slipway_V1_ArtifactQuery.self)
-            let digest = query.digest.isEmpty ? nil : try checked(Digest.self, query.digest)
+            let digest = query.digest.isEmpty ? nil : try checked(DigestPrefix.self, query.digest)
             guard query.name.isEmpty || SafeText.isName(query.name, max: 128) else {
                 throw Rejection.invalid("artifact name must be 1 to 128 characters of A-Z a-z 0-9 . _ -")
             }
@@ -107,7 +109,8 @@ enum IntakeRequest: Equatable {
                 throw Rejection.invalid("a plan orders a global rollout; a regional override is set at once")
             }
             guard request.plan.isEmpty || SafeText.isName(request.plan, max: 64) else { throw Rejection.invalid("a plan name is 1 to 64 characters of A-Z a-z 0-9 . _ -") }
-            return .deploy(service, try checked(Digest.self, request.artifactDigest), regions: targets, plan: request.plan, setBy: setBy)
+            return .deploy(service, try checked(DigestPrefix.self, request.artifactDigest), regions: targets, plan: request.plan, setBy: setBy,
+                           newService: request.newService)
         case .rollbackRequest:
             let request = try message.body(as: Slipway_V1_RollbackRequest.self)
             let (service, targets, setBy) = try targetScope(request.service, request.regions, request.setBy, regions)
@@ -131,6 +134,9 @@ enum IntakeRequest: Equatable {
             let query = try message.body(as: Slipway_V1_AuditQuery.self)
             guard query.sinceUnixMicros >= 0 else { throw Rejection.invalid("since must not be negative") }
             return .audit(sinceMicros: query.sinceUnixMicros, limit: query.limit == 0 ? 100 : min(Int(query.limit), 1_000))
+        case .serviceListQuery:
+            _ = try message.body(as: Slipway_V1_ServiceListQuery.self)
+            return .services
         case .serviceStatusQuery:
             let query = try message.body(as: Slipway_V1_ServiceStatusQuery.self)
             return .serviceStatus(try checked(ServiceName.self, query.service),

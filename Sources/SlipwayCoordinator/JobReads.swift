@@ -81,16 +81,31 @@ extension CoordinatorQueries {
         return try db.query("SELECT \(Self.infoColumns) FROM jobs WHERE id = $1::uuid", [.text(id)]).first.map(Self.info)
     }
 
+    /// The one artifact whose digest starts with `prefix` (a full digest is
+    /// itself, stored or not: what uses it says what is missing).
+    func resolve(_ db: PGConnection, _ prefix: DigestPrefix) throws -> Digest {
+        if let full = prefix.full { return full }
+        let rows = try db.query("SELECT digest FROM artifacts WHERE left(digest, length($1)) = $1 ORDER BY digest LIMIT 3",
+                                [.text(prefix.rawValue)]).rows
+        let matches = try rows.map { Digest(unchecked: try $0.string("digest")) }
+        guard let only = matches.first else { throw Rejection(.notFound, "no artifact's digest starts with \(prefix)") }
+        guard matches.count == 1 else {
+            throw Rejection(.invalidArgument, "\(prefix) is the start of more than one digest (\(matches.map { "sha256:\($0.rawValue.prefix(16))" }.joined(separator: ", "))"
+                            + "\(matches.count > 2 ? ", …" : "")); give more of it")
+        }
+        return only
+    }
+
     /// Artifacts with their provenance and per-region replica status: one by
     /// digest, or the newest (of one name, or of all).
-    func artifacts(_ db: PGConnection, digest: Digest?, name: String, limit: Int) throws -> Slipway_V1_ArtifactList {
+    func artifacts(_ db: PGConnection, digest: DigestPrefix?, name: String, limit: Int) throws -> Slipway_V1_ArtifactList {
         let rows = try db.query("""
             SELECT a.digest, a.name, a.size, a.piece_size, coalesce(a.job_id::text, '') AS job_id, a.origin_region,
                    coalesce(j.repo_url, '') AS repo_url, coalesce(j.resolved_sha, j.commit_sha, '') AS commit_sha, coalesce(j.recipe, '') AS recipe,
                    (extract(epoch FROM a.created_at) * 1000000)::bigint AS created_us,
                    coalesce((extract(epoch FROM a.deployable_at) * 1000000)::bigint, 0) AS deployable_us
             FROM artifacts a LEFT JOIN jobs j ON j.id = a.job_id
-            WHERE ($1 = '' OR a.digest = $1) AND ($2 = '' OR a.name = $2)
+            WHERE ($1 = '' OR a.digest = $1 OR (length($1) < 64 AND left(a.digest, length($1)) = $1)) AND ($2 = '' OR a.name = $2)
             ORDER BY a.created_at DESC LIMIT $3
             """, [.text(digest?.rawValue ?? ""), .text(name), .int(limit)]).rows
         var list = Slipway_V1_ArtifactList()

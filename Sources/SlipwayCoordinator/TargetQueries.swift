@@ -239,14 +239,7 @@ extension CoordinatorQueries {
             record.setAtUnixMicros = Int64(try row.int("set_us"))
             return record
         }
-        status.regions = try regionReports(db).map { report in
-            var report = report
-            report.counts = report.counts.filter { $0.service == service }
-            report.failures = report.failures.filter { $0.service == service }
-            report.missing = report.missing.filter { $0.service == service }
-            report.waves = report.waves.filter { $0.service == service }
-            return report
-        }
+        status.regions = try regionReports(db).map { $0.only(service) }
         // Read after the reports: what a report counts happened in the rollout's current wave or before.
         status.rollouts = try rollouts(db, service: service, limit: 5).map { $0.status() }
         return status
@@ -261,6 +254,39 @@ extension CoordinatorQueries {
     }
 
     /// Every region's latest agent report, stamped with when it arrived, by region name.
+    /// Every service with a target or reported by a region, by name, each with
+    /// its targets, newest rollout and its machines per region.
+    func services(_ db: PGConnection) throws -> Slipway_V1_ServiceList {
+        let reports = try regionReports(db)
+        var names = Set(try db.query("SELECT DISTINCT service FROM targets").rows.map { try $0.string("service") })
+        for report in reports {
+            names.formUnion(report.counts.map(\.service))
+            names.formUnion(report.failures.map(\.service))
+            names.formUnion(report.missing.map(\.service))
+        }
+        var list = Slipway_V1_ServiceList()
+        list.services = try names.filter { !$0.isEmpty }.sorted().map { service in
+            var status = Slipway_V1_ServiceStatus()
+            status.service = service
+            status.targets = try targets(db, service: service)
+            status.regions = reports.map { $0.only(service) }
+            status.rollouts = try rollouts(db, service: service, limit: 1).map { $0.status() }
+            return status
+        }
+        return list
+    }
+
+    /// Whether `service` has a target, or a machine of any region reported it.
+    func isKnown(_ db: PGConnection, service: String) throws -> Bool {
+        if try db.query("SELECT EXISTS (SELECT 1 FROM targets WHERE service = $1) AS known", [.text(service)]).first?.bool("known") == true {
+            return true
+        }
+        return try regionReports(db).contains { report in
+            report.counts.contains { $0.service == service } || report.failures.contains { $0.service == service }
+                || report.missing.contains { $0.service == service }
+        }
+    }
+
     func regionReports(_ db: PGConnection) throws -> [Slipway_V1_RegionReport] {
         try db.query("""
             SELECT report, (extract(epoch FROM received_at) * 1000000)::bigint AS received_us
@@ -270,5 +296,17 @@ extension CoordinatorQueries {
             report.receivedAtUnixMicros = Int64(try row.int("received_us"))
             return report
         }
+    }
+}
+
+extension Slipway_V1_RegionReport {
+    /// The report with what concerns `service` only.
+    func only(_ service: String) -> Slipway_V1_RegionReport {
+        var report = self
+        report.counts = counts.filter { $0.service == service }
+        report.failures = failures.filter { $0.service == service }
+        report.missing = missing.filter { $0.service == service }
+        report.waves = waves.filter { $0.service == service }
+        return report
     }
 }

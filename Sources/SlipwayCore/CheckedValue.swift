@@ -67,6 +67,27 @@ public struct Digest: CheckedValue {
     public var short: String { "sha256:\(rawValue.prefix(12))" }
 }
 
+/// A digest as people type it: the full 64 hex characters, or a prefix of at
+/// least 8 (what `status` and the other commands print), which the
+/// coordinator resolves when exactly one artifact starts with it.
+public struct DigestPrefix: CheckedValue {
+    /// The fewest hex characters a prefix may have.
+    public static let minimumLength = 8
+
+    public let rawValue: String
+    public static let kind = "digest"
+    public init(unchecked text: String) { rawValue = text }
+
+    public static func problem(with text: String) -> String? {
+        let isHex = (minimumLength...64).contains(text.utf8.count)
+            && text.utf8.allSatisfy { ($0 >= 48 && $0 <= 57) || ($0 >= 97 && $0 <= 102) }
+        return isHex ? nil : "a digest is 64 lowercase hex characters (SHA-256), or at least its first \(minimumLength)"
+    }
+
+    /// The digest itself when all 64 characters are given.
+    public var full: Digest? { Digest(validating: rawValue) }
+}
+
 /// The rule shared by names Slipway takes from outside.
 enum NameRule {
     static func problem(with text: String, max: Int) -> String? {

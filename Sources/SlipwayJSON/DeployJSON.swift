@@ -42,6 +42,19 @@ extension Slipway_V1_DeployReply {
     }
 }
 
+extension Slipway_V1_ServiceStatus {
+    /// The `service_summary` object of `slipway services`: targets, the newest
+    /// rollout, and this service's machines per region.
+    public func summaryJSON(nowMicros: Int64, staleAfterMicros: Int64) -> JSONValue {
+        .object([
+            "service": .string(service),
+            "targets": .array(targets.map(\.json)),
+            "rollout": rollouts.first?.json ?? .null,
+            "regions": .array(regions.map { $0.json(service: service, nowMicros: nowMicros, staleAfterMicros: staleAfterMicros) }),
+        ])
+    }
+}
+
 extension Slipway_V1_DeploymentRecord {
     /// The `deployment` object: one row of a service's history.
     public var json: JSONValue {

@@ -105,6 +105,12 @@ public actor SlipwayClient {
         return try call(query, expecting: Slipway_V1_ServiceStatus.self).reply
     }
 
+    /// Every service (with a target, or reported by a region's machines), by
+    /// name: its targets, newest rollout and machines per region.
+    public func services() throws -> [Slipway_V1_ServiceStatus] {
+        try call(Slipway_V1_ServiceListQuery(), expecting: Slipway_V1_ServiceList.self).reply.services
+    }
+
     /// The audit log: privileged actions and refusals, newest first (an `operator` key only).
     public func audit(_ query: Slipway_V1_AuditQuery) throws -> [Slipway_V1_AuditEntry] {
         try call(query, expecting: Slipway_V1_AuditList.self).reply.entries

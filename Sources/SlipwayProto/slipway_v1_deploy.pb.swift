@@ -538,6 +538,10 @@ public nonisolated struct Slipway_V1_DeployRequest: Sendable {
   /// target again (artifact_digest must be empty).
   public var clear: Bool = false
 
+  /// Deploy even though no machine has reported the service and it has no
+  /// target yet: without it such a deploy is refused (a mistyped name).
+  public var newService: Bool = false
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -764,6 +768,32 @@ public nonisolated struct Slipway_V1_RolloutControl: Sendable {
   public var action: Slipway_V1_RolloutAction = .unspecified
 
   public var setBy: String = String()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+/// CI or operator -> coordinator intake: every service there is (with a
+/// target, or reported by any region's machines) and where each stands.
+public nonisolated struct Slipway_V1_ServiceListQuery: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+/// One ServiceStatus per service, by name: targets, the newest rollout, and
+/// each region's report of its machines; no history.
+public nonisolated struct Slipway_V1_ServiceList: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var services: [Slipway_V1_ServiceStatus] = []
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -1532,7 +1562,7 @@ nonisolated extension Slipway_V1_WaveProgress: SwiftProtobuf.Message, SwiftProto
 
 nonisolated extension Slipway_V1_DeployRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".DeployRequest"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}service\0\u{3}artifact_digest\0\u{1}regions\0\u{3}set_by\0\u{1}plan\0\u{1}clear\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}service\0\u{3}artifact_digest\0\u{1}regions\0\u{3}set_by\0\u{1}plan\0\u{1}clear\0\u{3}new_service\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -1546,6 +1576,7 @@ nonisolated extension Slipway_V1_DeployRequest: SwiftProtobuf.Message, SwiftProt
       case 4: try { try decoder.decodeSingularStringField(value: &self.setBy) }()
       case 5: try { try decoder.decodeSingularStringField(value: &self.plan) }()
       case 6: try { try decoder.decodeSingularBoolField(value: &self.clear) }()
+      case 7: try { try decoder.decodeSingularBoolField(value: &self.newService) }()
       default: break
       }
     }
@@ -1570,6 +1601,9 @@ nonisolated extension Slipway_V1_DeployRequest: SwiftProtobuf.Message, SwiftProt
     if self.clear != false {
       try visitor.visitSingularBoolField(value: self.clear, fieldNumber: 6)
     }
+    if self.newService != false {
+      try visitor.visitSingularBoolField(value: self.newService, fieldNumber: 7)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -1580,6 +1614,7 @@ nonisolated extension Slipway_V1_DeployRequest: SwiftProtobuf.Message, SwiftProt
     if lhs.setBy != rhs.setBy {return false}
     if lhs.plan != rhs.plan {return false}
     if lhs.clear != rhs.clear {return false}
+    if lhs.newService != rhs.newService {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -1994,6 +2029,55 @@ nonisolated extension Slipway_V1_RolloutControl: SwiftProtobuf.Message, SwiftPro
     if lhs.service != rhs.service {return false}
     if lhs.action != rhs.action {return false}
     if lhs.setBy != rhs.setBy {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Slipway_V1_ServiceListQuery: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".ServiceListQuery"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap()
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    // Load everything into unknown fields
+    while try decoder.nextFieldNumber() != nil {}
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Slipway_V1_ServiceListQuery, rhs: Slipway_V1_ServiceListQuery) -> Bool {
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Slipway_V1_ServiceList: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".ServiceList"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}services\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeRepeatedMessageField(value: &self.services) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.services.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.services, fieldNumber: 1)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Slipway_V1_ServiceList, rhs: Slipway_V1_ServiceList) -> Bool {
+    if lhs.services != rhs.services {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

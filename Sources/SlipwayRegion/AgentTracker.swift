@@ -160,6 +160,10 @@ struct AgentTracker {
                 }
                 continue
             }
+            // A service the machine runs but has no build of yet counts as idle: the service exists.
+            for service in machine.services where machine.statuses[service] == nil {
+                counts[Key(service: service, digest: "", state: .idle), default: 0] += 1
+            }
             for status in machine.statuses.values.sorted(by: { $0.service < $1.service }) {
                 counts[Key(service: status.service, digest: status.artifactDigest, state: status.state), default: 0] += 1
                 if [.failed, .rolledBack, .downloadFailed].contains(status.state), failures.count < failureLimit {

@@ -30,6 +30,7 @@ public enum WireRegistry {
             Slipway_V1_PeerList.self, Slipway_V1_RegionReport.self,
             Slipway_V1_DeployRequest.self, Slipway_V1_DeployReply.self, Slipway_V1_RollbackRequest.self,
             Slipway_V1_ServiceStatusQuery.self, Slipway_V1_ServiceStatus.self,
+            Slipway_V1_ServiceListQuery.self, Slipway_V1_ServiceList.self,
             Slipway_V1_AuditQuery.self, Slipway_V1_AuditList.self,
             Slipway_V1_RolloutQuery.self, Slipway_V1_RolloutControl.self, Slipway_V1_RolloutStatus.self,
             Slipway_V1_Event.self, Slipway_V1_SnapshotRequest.self, Slipway_V1_SnapshotEnd.self,
@@ -95,6 +96,8 @@ extension Slipway_V1_DeployReply: WireBody { public static var messageType: Slip
 extension Slipway_V1_RollbackRequest: WireBody { public static var messageType: Slipway_V1_MessageType { .rollbackRequest } }
 extension Slipway_V1_ServiceStatusQuery: WireBody { public static var messageType: Slipway_V1_MessageType { .serviceStatusQuery } }
 extension Slipway_V1_ServiceStatus: WireBody { public static var messageType: Slipway_V1_MessageType { .serviceStatus } }
+extension Slipway_V1_ServiceListQuery: WireBody { public static var messageType: Slipway_V1_MessageType { .serviceListQuery } }
+extension Slipway_V1_ServiceList: WireBody { public static var messageType: Slipway_V1_MessageType { .serviceList } }
 extension Slipway_V1_AuditQuery: WireBody { public static var messageType: Slipway_V1_MessageType { .auditQuery } }
 extension Slipway_V1_AuditList: WireBody { public static var messageType: Slipway_V1_MessageType { .auditList } }
 extension Slipway_V1_Event: WireBody { public static var messageType: Slipway_V1_MessageType { .event } }

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import SlipwayCore
 import SlipwayJSON
 import SlipwayProto
 
@@ -63,7 +64,7 @@ extension ArtifactsCommand: JSONOutputCommand {
 
 struct ArtifactCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(commandName: "artifact", abstract: "Show an artifact's provenance and regions.")
-    @Argument(help: "The artifact's SHA-256 digest (64 hex characters, with or without sha256:).") var digest: String
+    @Argument(help: "The artifact's SHA-256 digest, or its first 8+ hex characters (with or without sha256:).") var digest: String
     @Flag(help: "Print replication progress until every region has a verified copy; exit 1 if --timeout passes first.")
     var waitDeployable = false
     @Option(help: "How long --wait-deployable waits (exit 3 after).") var timeout = DurationArgument(argument: "10m")!
@@ -71,8 +72,8 @@ struct ArtifactCommand: AsyncParsableCommand {
 
     func validate() throws {
         let bare = bareDigest(digest)
-        guard bare.count == 64, bare.allSatisfy({ $0.isHexDigit && !$0.isUppercase }) else {
-            throw ValidationError("'\(digest)' is not a SHA-256 digest (64 lowercase hex characters)")
+        guard DigestPrefix.isValid(bare) else {
+            throw ValidationError("'\(SafeText.printable(digest, limit: 80))' is not a digest: 64 lowercase hex characters or at least the first 8, optionally after sha256:")
         }
         guard timeout.duration > .zero else { throw ValidationError("--timeout must be positive") }
     }
@@ -82,11 +83,19 @@ struct ArtifactCommand: AsyncParsableCommand {
         query.digest = bareDigest(digest)
         let format = options.format
         if waitDeployable { return try await waitUntilDeployable(query) }
-        guard let artifact = try await withClient(options, { try await $0.artifacts(query) }).first else {
-            throw CLIFailure(.badInput, "no artifact sha256:\(query.digest)")
-        }
+        let artifact = try await withClient(options) { try Self.one(try await $0.artifacts(query), query.digest) }
         JSONReport.shared["artifact"] = artifact.json
         if format != .json { print(describe(artifact, detailed: true)) }
+    }
+
+    /// The artifact a digest or prefix names; more than one is bad input.
+    static func one(_ artifacts: [Slipway_V1_ArtifactInfo], _ typed: String) throws -> Slipway_V1_ArtifactInfo {
+        guard let first = artifacts.first else { throw CLIFailure(.badInput, "no artifact sha256:\(typed)") }
+        guard artifacts.count == 1 else {
+            throw CLIFailure(.badInput, "sha256:\(typed) is the start of \(artifacts.count) digests ("
+                             + artifacts.prefix(3).map { "sha256:\($0.digest.prefix(16))" }.joined(separator: ", ") + "); give more of it")
+        }
+        return first
     }
 
     /// Polls the coordinator and prints a line (on stderr under --json) whenever
@@ -97,9 +106,7 @@ struct ArtifactCommand: AsyncParsableCommand {
         var shown = -1
         try await withClient(options) { client in
             while true {
-                guard let artifact = try await client.artifacts(query).first else {
-                    throw CLIFailure(.badInput, "no artifact sha256:\(query.digest)")
-                }
+                let artifact = try Self.one(try await client.artifacts(query), query.digest)
                 JSONReport.shared["artifact"] = artifact.json
                 let complete = artifact.replicas.filter { $0.state == .complete }.map(\.region)
                 if complete.count != shown {

@@ -97,6 +97,20 @@ func endpoint(_ text: String) throws -> Endpoint {
     try Endpoint(parsing: text)
 }
 
+/// The coordinator `--coordinator` names (HOST[:PORT] or tcp://HOST:PORT), else
+/// `SLIPWAY_COORDINATOR`, else 127.0.0.1:7700; a malformed one is bad input naming where it came from.
+func coordinatorAddress(_ flag: String?) throws -> CoordinatorAddress {
+    do {
+        if let flag { return try CoordinatorAddress(parsing: flag, origin: "--coordinator") }
+        if let variable = Environment.value("SLIPWAY_COORDINATOR") {
+            return try CoordinatorAddress(parsing: variable, origin: "SLIPWAY_COORDINATOR")
+        }
+        return CoordinatorAddress(host: "127.0.0.1")
+    } catch {
+        throw ValidationError("\(error)")
+    }
+}
+
 /// Refuses a database URL libpq cannot parse, naming the flag.
 func checkDatabaseURL(_ url: String) throws {
     do {

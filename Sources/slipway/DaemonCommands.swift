@@ -136,7 +136,11 @@ struct WorkerCommand: AsyncParsableCommand {
         commandName: "worker",
         abstract: "Run a build worker: takes jobs from the coordinator, builds, uploads to its region's store.")
 
-    @Option(help: "The coordinator's dispatch endpoint.", transform: endpoint) var coordinator = Endpoint(host: "127.0.0.1", port: 7701)
+    @Option(help: ArgumentHelp("The coordinator: HOST[:PORT] or tcp://HOST:PORT, PORT its intake port (default 7700; dispatch is PORT+1; env: SLIPWAY_COORDINATOR).",
+                               valueName: "address"))
+    var coordinator: String?
+    @Option(help: "The coordinator's dispatch endpoint, where it is not at --coordinator's PORT+1.", transform: endpoint)
+    var coordinatorDispatch: Endpoint?
     @Option(help: "This region's store endpoint.", transform: endpoint) var store = Endpoint(host: "127.0.0.1", port: 7710)
     @Option(help: "This worker's region.") var region = "local"
     @Option(help: "Builds run at once.") var slots = 1
@@ -150,6 +154,7 @@ struct WorkerCommand: AsyncParsableCommand {
 
     func validate() throws {
         guard (1...256).contains(slots) else { throw ValidationError("--slots must be between 1 and 256") }
+        if coordinatorDispatch == nil { _ = try coordinatorAddress(coordinator) }
         if let problem = RegionName.problem(with: region) { throw ValidationError("--region: '\(SafeText.printable(region))' is not a region name: \(problem)") }
         for label in labels where !SafeText.isName(label.key, max: 64) || label.value.utf8.count > 128 {
             throw ValidationError("--label \(SafeText.printable(label.key)): keys are up to 64 characters of A-Z a-z 0-9 . _ -, values up to 128")
@@ -162,7 +167,7 @@ struct WorkerCommand: AsyncParsableCommand {
         // With a key, the worker id names it: the coordinator accepts the id only from that key.
         let id = security.identity.map { "\($0.name)@\(ProcessIdentity.make("w"))" } ?? ProcessIdentity.make("worker")
         var config = WorkerConfig(region: region, workDirectory: workDir, id: id)
-        config.coordinatorEndpoint = coordinator.named("--coordinator")
+        config.coordinatorEndpoint = try coordinatorDispatch?.named("--coordinator-dispatch") ?? coordinatorAddress(coordinator).dispatch
         config.coordinatorSecurity = coordinatorSecurity
         config.storeSecurity = storeSecurity
         if let buildUser { config.buildUser = try Self.resolve(buildUser) }
@@ -200,11 +205,15 @@ struct RegionCommand: AsyncParsableCommand {
     @Option(help: "ROUTER endpoint for uploads and downloads.", transform: endpoint) var store = Endpoint(host: "127.0.0.1", port: 7710)
     @Option(name: .customLong("peer"), help: ArgumentHelp("Another region's store, to replicate from (repeatable).", valueName: "name=endpoint"))
     var peers: [LabelArgument] = []
-    @Option(help: "The coordinator's intake endpoint (replication reports).", transform: endpoint)
-    var coordinatorIntake = Endpoint(host: "127.0.0.1", port: 7700)
-    @Option(help: "The coordinator's event PUB endpoint.", transform: endpoint) var coordinatorEvents = Endpoint(host: "127.0.0.1", port: 7702)
-    @Option(help: "The coordinator's event catch-up endpoint.", transform: endpoint)
-    var coordinatorSnapshot = Endpoint(host: "127.0.0.1", port: 7703)
+    @Option(help: ArgumentHelp("The coordinator: HOST[:PORT] or tcp://HOST:PORT, PORT its intake port (default 7700; events PORT+2, snapshots PORT+3; env: SLIPWAY_COORDINATOR).",
+                               valueName: "address"))
+    var coordinator: String?
+    @Option(help: "The coordinator's intake endpoint (replication reports), where it is not --coordinator's.", transform: endpoint)
+    var coordinatorIntake: Endpoint?
+    @Option(help: "The coordinator's event PUB endpoint, where it is not at --coordinator's PORT+2.", transform: endpoint)
+    var coordinatorEvents: Endpoint?
+    @Option(help: "The coordinator's event catch-up endpoint, where it is not at --coordinator's PORT+3.", transform: endpoint)
+    var coordinatorSnapshot: Endpoint?
     @Option(help: "ROUTER endpoint where agents register and ask for peers.", transform: endpoint) var tracker = Endpoint(host: "127.0.0.1", port: 7720)
     @Option(help: "PUB endpoint that pushes target changes to agents.", transform: endpoint) var targets = Endpoint(host: "127.0.0.1", port: 7721)
     @Option(help: "The store endpoint agents should use, if not --store (e.g. when binding tcp://*).", transform: endpoint)
@@ -230,6 +239,7 @@ struct RegionCommand: AsyncParsableCommand {
             }
         }
         guard (1...256).contains(replicationWindow) else { throw ValidationError("--replication-window must be 1…256") }
+        _ = try coordinatorAddress(coordinator)
         guard replicationMaxMibps >= 0, replicationMaxMibps < 1e6 else { throw ValidationError("--replication-max-mibps must be 0 or positive") }
     }
 
@@ -239,9 +249,10 @@ struct RegionCommand: AsyncParsableCommand {
         config.storeEndpoint = store.named("--store")
         config.peers = Dictionary(try peers.map { ($0.key, try Endpoint(parsing: $0.value, origin: "--peer \($0.key)")) },
                                   uniquingKeysWith: { _, last in last })
-        config.coordinatorIntake = coordinatorIntake.named("--coordinator-intake")
-        config.coordinatorEvents = coordinatorEvents.named("--coordinator-events")
-        config.coordinatorSnapshot = coordinatorSnapshot.named("--coordinator-snapshot")
+        let address = try coordinatorAddress(coordinator)
+        config.coordinatorIntake = coordinatorIntake?.named("--coordinator-intake") ?? address.intake
+        config.coordinatorEvents = coordinatorEvents?.named("--coordinator-events") ?? address.events
+        config.coordinatorSnapshot = coordinatorSnapshot?.named("--coordinator-snapshot") ?? address.snapshot
         (config.security, config.coordinatorSecurity, config.peerSecurity) = try keys.load(
             region: name, peers: config.peers.keys.filter { $0 != name }.sorted(), logger: daemon.logger("region"))
         config.trackerEndpoint = tracker.named("--tracker")

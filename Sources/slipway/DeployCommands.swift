@@ -18,10 +18,10 @@ private func describe(_ targets: [Slipway_V1_TargetChange], unchanged: [String] 
         guard !target.artifactDigest.isEmpty else { return "\(target.service) \(scope): override cleared (version \(target.version)); follows the global target" }
         var note = unchanged.contains(target.region) ? " (already the target)" : ""
         if target.rolloutID != 0 {
-            let rest = target.stableDigest.isEmpty ? "nothing" : "sha256:\(target.stableDigest.prefix(16))…"
+            let rest = target.stableDigest.isEmpty ? "nothing" : "sha256:\(target.stableDigest.prefix(16))"
             note += " in rollout \(target.rolloutID) (\(RolloutText.shares(target.shares)); the rest run \(rest))"
         }
-        let from = target.previousDigest.isEmpty ? "" : " (was sha256:\(target.previousDigest.prefix(16))…)"
+        let from = target.previousDigest.isEmpty ? "" : " (was sha256:\(target.previousDigest.prefix(16)))"
         return "\(target.service) \(scope): sha256:\(target.artifactDigest) version \(target.version) set by \(target.setBy)\(note.isEmpty ? from : note)"
     }
 }
@@ -40,13 +40,16 @@ struct DeployCommand: AsyncParsableCommand {
             """)
 
     @Argument(help: "The service.") var service: String
-    @Argument(help: "The artifact's SHA-256 digest (with or without sha256:); omitted with --clear.") var artifact: String?
+    @Argument(help: "The artifact's SHA-256 digest, or its first 8+ hex characters (with or without sha256:); omitted with --clear.")
+    var artifact: String?
     @Option(name: .customLong("region"), help: "Set this region's override only (repeatable); default: the global target.")
     var regions: [String] = []
     @Flag(help: "With --region: remove the override, so the region follows the global target again.") var clear = false
     @Option(help: "The rollout plan: all, canary, or one the coordinator was configured with (default: the coordinator's).")
     var plan: String?
     @Flag(help: "Follow the rollout until it ends; the exit code says how it ended.") var wait = false
+    @Flag(help: "Deploy a service no machine has reported yet (without it, an unknown name is refused as a likely typo).")
+    var newService = false
     @Option(help: "With --wait: give up (exit 3) after this long.") var timeout = DurationArgument(argument: "30m")!
     @Option(help: "Who is deploying, for the history (default: $SLIPWAY_USER or $USER).") var by: String?
     @OptionGroup var options: ClientOptions
@@ -58,8 +61,8 @@ struct DeployCommand: AsyncParsableCommand {
             }
         } else {
             guard let artifact, !artifact.isEmpty else { throw ValidationError("missing the artifact digest to deploy") }
-            guard Digest.isValid(bareDigest(artifact)) else {
-                throw ValidationError("'\(SafeText.printable(artifact, limit: 80))' is not a digest: 64 hex characters, optionally after sha256:")
+            guard DigestPrefix.isValid(bareDigest(artifact)) else {
+                throw ValidationError("'\(SafeText.printable(artifact, limit: 80))' is not a digest: 64 lowercase hex characters or at least the first 8, optionally after sha256:")
             }
             guard regions.isEmpty || (plan == nil && !wait) else {
                 throw ValidationError("--plan and --wait are for global deploys; a regional override is set at once")
@@ -75,6 +78,7 @@ struct DeployCommand: AsyncParsableCommand {
         request.setBy = by ?? currentUser()
         request.plan = plan ?? ""
         request.clear = clear
+        request.newService = newService
         let reply = try await withClient(options) { try await $0.deploy(request) }
         let report = JSONReport.shared
         for (key, value) in reply.jsonFields { report[key] = value }
@@ -173,7 +177,8 @@ struct StatusCommand: AsyncParsableCommand {
             let stale = age > Int(staleAfter.duration.components.seconds) ? " STALE: the region controller has not reported since" : ""
             print("  \(region.region): \(total) machine(s) run \(status.service) (report \(age)s old\(stale))")
             for count in counts {
-                print("    \(count.machines) \(count.state.word) sha256:\(wide ? count.artifactDigest : String(count.artifactDigest.prefix(16)) + "…")")
+                print("    \(count.machines) \(count.state.word) " + (count.artifactDigest.isEmpty ? "(no build yet)"
+                      : "sha256:\(wide ? count.artifactDigest : String(count.artifactDigest.prefix(16)))"))
             }
             for failure in region.failures where failure.service == status.service {
                 print("    \(failure.machineID) \(failure.state.word): \(SafeText.printable(failure.reason, limit: 300))")
@@ -185,8 +190,8 @@ struct StatusCommand: AsyncParsableCommand {
         if !status.history.isEmpty { print("  history (newest first)") }
         for record in status.history {
             let when = Date(timeIntervalSince1970: Double(record.setAtUnixMicros) / 1e6)
-            let from = record.fromDigest.isEmpty ? "(none)" : "sha256:\(record.fromDigest.prefix(16))…"
-            print("    \(ISO8601DateFormatter().string(from: when)) \(record.action) \(record.region.isEmpty ? "global" : record.region) v\(record.version) \(from) -> sha256:\(record.toDigest.prefix(16))… by \(record.setBy)")
+            let from = record.fromDigest.isEmpty ? "(none)" : "sha256:\(record.fromDigest.prefix(16))"
+            print("    \(ISO8601DateFormatter().string(from: when)) \(record.action) \(record.region.isEmpty ? "global" : record.region) v\(record.version) \(from) -> sha256:\(record.toDigest.prefix(16)) by \(record.setBy)")
         }
     }
 }

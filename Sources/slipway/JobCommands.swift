@@ -8,7 +8,8 @@ import SlipwayWire
 import SwiftProtobuf
 
 struct ClientOptions: ParsableArguments {
-    @Option(help: "The coordinator's intake endpoint (env: SLIPWAY_COORDINATOR).")
+    @Option(help: ArgumentHelp("The coordinator: HOST[:PORT] (PORT its intake's, default 7700), tcp://HOST:PORT or ipc://PATH (env: SLIPWAY_COORDINATOR).",
+                               valueName: "address"))
     var coordinator: String?
     @OptionGroup var keys: UserKeyOptions
     @Flag(help: "Print one JSON object on stdout, logs and progress on stderr (docs/json-output.md); the same as -o json.")
@@ -19,20 +20,28 @@ struct ClientOptions: ParsableArguments {
     /// The format asked for: `--json` or `-o`.
     var format: OutputFormat { json ? .json : output }
 
-    /// The intake endpoint: the flag, else the environment, else the default.
-    var endpoint: String { coordinator ?? Environment.value("SLIPWAY_COORDINATOR") ?? "tcp://127.0.0.1:7700" }
+    /// The intake endpoint: of the flag, else of the environment, else of 127.0.0.1:7700.
+    var endpoint: String {
+        get throws {
+            let text = coordinator ?? Environment.value("SLIPWAY_COORDINATOR")
+            if let text, text.hasPrefix("ipc://") {
+                return "\(try Endpoint(parsing: text, origin: coordinator == nil ? "SLIPWAY_COORDINATOR" : "--coordinator"))"
+            }
+            return "\(try coordinatorAddress(coordinator).intake)"
+        }
+    }
 
     func validate() throws {
         do {
-            _ = try Endpoint(parsing: endpoint)
-        } catch {
-            throw ValidationError("\(coordinator == nil ? "SLIPWAY_COORDINATOR" : "--coordinator"): \(error)")
+            _ = try endpoint
+        } catch let error as EndpointError {
+            throw ValidationError("\(error)")
         }
         if json && output == .wide { throw ValidationError("--json and -o wide ask for two formats; use one") }
     }
 
     func client() throws -> SlipwayClient {
-        try SlipwayClient(endpoint: endpoint, security: try keys.security(), sender: "cli")
+        try SlipwayClient(endpoint: try endpoint, security: try keys.security(), sender: "cli")
     }
 }
 

@@ -18,8 +18,11 @@ struct TapCommand: AsyncParsableCommand {
             backend, and prints every message that crosses it, subscriptions included.
             """)
 
-    @Option(name: .customLong("connect"), help: "PUB endpoint to watch (repeatable).")
-    var endpoints: [String] = ["tcp://127.0.0.1:7702"]
+    @Option(name: .customLong("connect"), help: "PUB endpoint to watch (repeatable; default: the coordinator's events).")
+    var endpoints: [String] = []
+    @Option(help: ArgumentHelp("The coordinator whose events to watch when no --connect is given: HOST[:PORT] (events on PORT+2; env: SLIPWAY_COORDINATOR).",
+                               valueName: "address"))
+    var coordinator: String?
     @Option(help: "Only topics starting with this prefix (SUB filtering).") var topic = ""
     @Option(name: .customLong("type"), help: "Only this message or event type, e.g. event, job_succeeded (repeatable).")
     var types: [String] = []
@@ -38,6 +41,7 @@ struct TapCommand: AsyncParsableCommand {
             throw ValidationError("--proxy-frontend and --proxy-backend go together")
         }
         if let count, count < 1 { throw ValidationError("--count must be at least 1") }
+        if endpoints.isEmpty { _ = try coordinatorAddress(coordinator) }
     }
 
     func run() async throws {
@@ -63,7 +67,8 @@ struct TapCommand: AsyncParsableCommand {
         }
         let thread = OwnedThread(name: "tap")
         defer { thread.shutdown() }
-        let (endpoints, topic, count) = (self.endpoints, self.topic, self.count)
+        let endpoints = try self.endpoints.isEmpty ? ["\(coordinatorAddress(coordinator).events)"] : self.endpoints
+        let (topic, count) = (self.topic, self.count)
         let security = try keys.security()
         let deadline = duration.map { ContinuousClock.now + $0.duration }
         nonisolated(unsafe) let recorder = writer  // used only on the tap thread below

@@ -28,11 +28,12 @@ struct RequestDecodingTests {
         deploy.regions = ["eu"]
         deploy.setBy = "alice"
         let request = try IntakeRequest.decode(message(deploy), regions: ["eu", "us"])
-        #expect(request == .deploy(try ServiceName("api"), try Digest(digest), regions: [try RegionName("eu")], plan: "", setBy: "alice"))
+        #expect(request == .deploy(try ServiceName("api"), try DigestPrefix(digest), regions: [try RegionName("eu")], plan: "", setBy: "alice",
+                                   newService: false))
 
         var bad = deploy
         bad.artifactDigest = "abc"
-        #expect(rejection(bad) == .invalid("'abc' is not a digest: a digest is 64 lowercase hex characters (SHA-256)"))
+        #expect(rejection(bad) == .invalid("'abc' is not a digest: a digest is 64 lowercase hex characters (SHA-256), or at least its first 8"))
         bad = deploy
         bad.regions = ["mars"]
         #expect(rejection(bad)?.message.contains("region mars is not one of this coordinator's regions (eu, us)") == true)

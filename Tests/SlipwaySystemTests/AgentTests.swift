@@ -261,6 +261,7 @@ struct AgentTests {
         request.service = "hello"
         request.artifactDigest = digest
         request.setBy = "test"
+        request.newService = true  // agents started a moment ago may not be in a region report yet
         _ = try await client.deploy(request)
     }
 

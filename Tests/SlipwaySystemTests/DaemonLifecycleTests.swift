@@ -67,7 +67,7 @@ struct DaemonLifecycleTests {
                         "--store", free(), "--tracker", free(), "--targets", free(), "--insecure"] }
         let agent = { ["agent", "--service", "s", "--root", dir.appendingPathComponent("a-\(UUID().uuidString.prefix(4))").path,
                        "--tracker", free(), "--targets", free(), "--listen", free(), "--insecure"] }
-        let worker = { ["worker", "--coordinator", free(), "--store", free(), "--work-dir", dir.appendingPathComponent("w").path, "--insecure"] }
+        let worker = { ["worker", "--coordinator-dispatch", free(), "--store", free(), "--work-dir", dir.appendingPathComponent("w").path, "--insecure"] }
         let keyless = { db + ["--intake", free(), "--dispatch", free(), "--events", free(), "--snapshot", free()] }
         let coordinator = { keyless() + ["--insecure"] }
         let coordinatorKey = try cluster.keyFile(.coordinator, "main")
@@ -82,7 +82,10 @@ struct DaemonLifecycleTests {
             ("agent, endpoint without tcp://", agent() + ["--listen", "127.0.0.1:7730"], "--listen"),
             ("agent, piece port taken", agent() + ["--listen", busy], "--listen \(busy): cannot bind"),
             ("agent, root under a file", agent() + ["--root", file.path + "/agent"], "--root"),
-            ("worker, endpoint without tcp://", worker() + ["--coordinator", "localhost"], "--coordinator"),
+            ("worker, endpoint without tcp://", worker() + ["--coordinator-dispatch", "localhost"], "--coordinator-dispatch"),
+            ("worker, coordinator address with no room for its sockets", ["worker", "--coordinator", "127.0.0.1:65534"] + worker().dropFirst(3),
+             "--coordinator: '127.0.0.1:65534' is not a valid endpoint: port 65534 leaves no room"),
+            ("region, coordinator address that is not one", region() + ["--coordinator", "ipc:///tmp/x"], "--coordinator: 'ipc:///tmp/x'"),
             ("worker, work folder under a file", worker() + ["--work-dir", file.path + "/w"], "--work-dir"),
             ("worker, metrics port taken", worker() + ["--metrics-listen", "127.0.0.1:\(taken.port)"], "--metrics-listen"),
             ("coordinator, endpoint without tcp://", ["coordinator"] + coordinator() + ["--events", "127.0.0.1:1"], "--events"),

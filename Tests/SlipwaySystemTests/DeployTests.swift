@@ -131,6 +131,7 @@ struct DeployTests {
         request.artifactDigest = digest
         request.regions = regions
         request.setBy = "test"
+        request.newService = true  // these clusters run no agents: no machine ever reports svc
         return request
     }
 

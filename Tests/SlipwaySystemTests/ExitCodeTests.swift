@@ -52,7 +52,7 @@ struct ExitCodeTests {
 
             // 64: bad input, on the command line or as the coordinator found it.
             #expect(try await exit("wait \(job) --timeout banana") == 64)
-            #expect(try await exit("job \(job)", coordinator: "127.0.0.1:7700") == 64, "an address without tcp://")
+            #expect(try await exit("job \(job)", coordinator: "127.0.0.1:http") == 64, "a port that is not a number")
             #expect(try await exit("deploy svc not-a-digest", key: operatorKey) == 64)
             #expect(try await exit("job \(UUID().uuidString.lowercased())") == 64, "no such job")
             #expect(try await exit("rollout status never-deployed", key: operatorKey) == 64, "no such rollout")

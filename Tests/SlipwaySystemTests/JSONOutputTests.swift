@@ -1,6 +1,8 @@
 import Foundation
+import Logging
 import SlipwayProducer
 import SlipwayProto
+import SlipwayStore
 import SlipwayTestSupport
 import Testing
 
@@ -13,7 +15,7 @@ struct JSONOutputTests {
     func pageIsComplete() throws {
         let contract = try JSONContract.load()
         for name in ["submit", "job_result", "jobs", "cancel", "log_line", "log_result", "artifacts", "artifact_result",
-                     "deploy", "rollout_result", "status", "audit", "error"] {
+                     "deploy", "rollout_result", "status", "services", "audit", "error"] {
             #expect(contract.objects[name]?.isEmpty == false, "\(name) is not documented")
         }
         for (name, keys) in contract.objects {
@@ -118,6 +120,26 @@ struct JSONOutputTests {
             let region = (status["regions"] as? [[String: Any]])?.first
             #expect(region?["machines"] as? Int == 1, "the service's machines: \(status)")
             _ = try await run("rollout status hello", key: op, shape: "rollout_result")
+            let services = try await run("services", shape: "services")
+            let hello = (services["services"] as? [[String: Any]])?.first { $0["service"] as? String == "hello" }
+            #expect(((hello?["regions"] as? [[String: Any]])?.first?["machines"] as? Int) == 1, "\(services)")
+
+            // Digests by prefix: 8 hex digits (status prints 16) name an artifact; a prefix two share is refused.
+            let byPrefix = try await run("artifact sha256:\(v1.prefix(8))", shape: "artifact_result")
+            #expect((byPrefix["artifact"] as? [String: Any])?["digest"] as? String == v1)
+            _ = try await run("deploy hello \(v1.prefix(12)) --plan all", key: op, shape: "deploy")
+            let database = try PGConnection(url: cluster.databaseURL, logger: Logger(label: "test"))
+            for last in ["0", "1"] {
+                _ = try database.query("INSERT INTO artifacts (digest, name, size, piece_size, piece_sha256, origin_region) VALUES ($1, 'twin', 0, 1, $2, 'local')",
+                                   [.text("deadbeef" + String(repeating: "0", count: 55) + last), .bytes([])])
+            }
+            let ambiguous = try await run("artifact deadbeef", shape: "artifact_result", exit: 64)
+            #expect("\(ambiguous["error"] ?? "")".contains("is the start of 2 digests"), "\(ambiguous)")
+            let twin = try await run("deploy hello deadbeef0 --plan all", key: op, shape: "deploy", exit: 64)
+            #expect("\(twin["error"] ?? "")".contains("more than one digest"), "\(twin)")
+            // A service nobody runs is most likely a typo.
+            let typo = try await run("deploy helo \(v1) --plan all", key: op, shape: "deploy", exit: 64)
+            #expect("\(typo["error"] ?? "")".contains("--new-service"), "\(typo)")
             _ = try await run("audit", key: op, shape: "audit")
 
             // Failures keep the shape: refused, unreachable, bad input.

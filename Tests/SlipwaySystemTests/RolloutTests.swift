@@ -49,6 +49,7 @@ struct RolloutTests {
     @discardableResult
     static func deploy(_ client: SlipwayClient, _ digest: String, plan: String = "") async throws -> Slipway_V1_RolloutStatus {
         var request = Slipway_V1_DeployRequest()
+        request.newService = true  // agents started a moment ago may not be in a region report yet
         request.service = "hello"
         request.artifactDigest = digest
         request.plan = plan

@@ -15,6 +15,8 @@ public final class Cluster: @unchecked Sendable {
 
     public let directory: URL
     public let databaseURL: String
+    /// The coordinator's intake port; its other sockets follow it.
+    public let coordinatorPort: Int
     public let intake: String
     public let dispatch: String
     public let events: String
@@ -40,10 +42,12 @@ public final class Cluster: @unchecked Sendable {
         directory = FileManager.default.temporaryDirectory.appendingPathComponent("slipway-system-\(UUID().uuidString.prefix(8))")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         databaseURL = try await TestDatabase.create(migrate: false, server: server)
-        intake = "tcp://127.0.0.1:\(freeLoopbackPort())"
-        dispatch = "tcp://127.0.0.1:\(freeLoopbackPort())"
-        events = "tcp://127.0.0.1:\(freeLoopbackPort())"
-        snapshot = "tcp://127.0.0.1:\(freeLoopbackPort())"
+        // The documented layout (intake, dispatch, events, snapshot on consecutive ports), so `--coordinator 127.0.0.1:PORT` finds them all.
+        coordinatorPort = freeLoopbackPorts(4)
+        intake = "tcp://127.0.0.1:\(coordinatorPort)"
+        dispatch = "tcp://127.0.0.1:\(coordinatorPort + 1)"
+        events = "tcp://127.0.0.1:\(coordinatorPort + 2)"
+        snapshot = "tcp://127.0.0.1:\(coordinatorPort + 3)"
         store = "tcp://127.0.0.1:\(freeLoopbackPort())"
         self.heartbeat = heartbeat
         keyDirectory = directory.appendingPathComponent("keys")
@@ -125,14 +129,15 @@ public final class Cluster: @unchecked Sendable {
     /// Starts a region controller following this cluster's coordinator, replicating from `peers`.
     @discardableResult
     public func startRegion(_ name: String, region: String, store: String, peers: [String: String] = [:],
-                            storeOf storeName: String? = nil, extra: [String] = []) throws -> SpawnedProcess {
+                            storeOf storeName: String? = nil, byAddress: Bool = false, extra: [String] = []) throws -> SpawnedProcess {
         let endpoints = agentEndpoints[storeName ?? name]
             ?? ("tcp://127.0.0.1:\(freeLoopbackPort())", "tcp://127.0.0.1:\(freeLoopbackPort())")
         agentEndpoints[name] = endpoints
         agentEndpoints[storeName ?? name] = endpoints
         return try start(name, ["region", "--name", region, "--store-dir", storeDirectory(storeName ?? name).path, "--store", store,
-                                "--coordinator-intake", intake, "--coordinator-events", events, "--coordinator-snapshot", snapshot,
                                 "--tracker", endpoints.tracker, "--targets", endpoints.targets, "--agent-timeout", "5s"]
+                  + coordinatorFlags(byAddress ? nil : ["--coordinator-intake": intake, "--coordinator-events": events,
+                                                        "--coordinator-snapshot": snapshot])
                   + peers.sorted { $0.key < $1.key }.flatMap { ["--peer", "\($0.key)=\($0.value)"] }
                   + regionKeyFlags(region, peers: Array(peers.keys)) + extra)
     }
@@ -167,10 +172,16 @@ public final class Cluster: @unchecked Sendable {
 
     @discardableResult
     public func startWorker(_ name: String, slots: Int = 1, region: String = "local", store: String? = nil,
-                            extra: [String] = []) throws -> SpawnedProcess {
-        try start(name, ["worker", "--coordinator", dispatch, "--store", store ?? self.store, "--region", region, "--slots", String(slots),
+                            byAddress: Bool = false, extra: [String] = []) throws -> SpawnedProcess {
+        try start(name, ["worker"] + coordinatorFlags(byAddress ? nil : ["--coordinator-dispatch": dispatch]) + ["--store", store ?? self.store, "--region", region, "--slots", String(slots),
                          "--work-dir", directory.appendingPathComponent(name).path, "--heartbeat", heartbeat]
                   + clientKeyFlags(.worker, "builder") + (insecure ? [] : ["--store-key", try publicCertificate(.region, region)]) + extra)
+    }
+
+    /// The per-socket flags given, or (nil) the one `--coordinator 127.0.0.1:PORT` they all follow from.
+    private func coordinatorFlags(_ sockets: [String: String]?) -> [String] {
+        guard let sockets else { return ["--coordinator", "127.0.0.1:\(coordinatorPort)"] }
+        return sockets.sorted { $0.key < $1.key }.flatMap { [$0.key, $0.value] }
     }
 
     /// Waits until `name`'s log contains `text`.

@@ -157,6 +157,18 @@ public func freeLoopbackPort() -> Int {
     }
 }
 
+/// `count` consecutive free ports on 127.0.0.1 (see ``freeLoopbackPort()``),
+/// as a coordinator lays its sockets out from its intake port.
+public func freeLoopbackPorts(_ count: Int) -> Int {
+    portCursor.withLock { next in
+        while true {
+            let first = next
+            next = next + count > 32_000 ? 20_000 : next + count
+            if (first..<first + count).allSatisfy(canBind) { return first }
+        }
+    }
+}
+
 private let portCursor = Mutex<Int>(Int.random(in: 20_000..<32_000))
 
 private func canBind(_ port: Int) -> Bool {

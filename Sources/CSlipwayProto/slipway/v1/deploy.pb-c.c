@@ -817,6 +817,96 @@ void   slipway__v1__rollout_control__free_unpacked
   assert(message->base.descriptor == &slipway__v1__rollout_control__descriptor);
   protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
 }
+void   slipway__v1__service_list_query__init
+                     (Slipway__V1__ServiceListQuery         *message)
+{
+  static const Slipway__V1__ServiceListQuery init_value = SLIPWAY__V1__SERVICE_LIST_QUERY__INIT;
+  *message = init_value;
+}
+size_t slipway__v1__service_list_query__get_packed_size
+                     (const Slipway__V1__ServiceListQuery *message)
+{
+  assert(message->base.descriptor == &slipway__v1__service_list_query__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t slipway__v1__service_list_query__pack
+                     (const Slipway__V1__ServiceListQuery *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &slipway__v1__service_list_query__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t slipway__v1__service_list_query__pack_to_buffer
+                     (const Slipway__V1__ServiceListQuery *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &slipway__v1__service_list_query__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Slipway__V1__ServiceListQuery *
+       slipway__v1__service_list_query__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Slipway__V1__ServiceListQuery *)
+     protobuf_c_message_unpack (&slipway__v1__service_list_query__descriptor,
+                                allocator, len, data);
+}
+void   slipway__v1__service_list_query__free_unpacked
+                     (Slipway__V1__ServiceListQuery *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &slipway__v1__service_list_query__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   slipway__v1__service_list__init
+                     (Slipway__V1__ServiceList         *message)
+{
+  static const Slipway__V1__ServiceList init_value = SLIPWAY__V1__SERVICE_LIST__INIT;
+  *message = init_value;
+}
+size_t slipway__v1__service_list__get_packed_size
+                     (const Slipway__V1__ServiceList *message)
+{
+  assert(message->base.descriptor == &slipway__v1__service_list__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t slipway__v1__service_list__pack
+                     (const Slipway__V1__ServiceList *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &slipway__v1__service_list__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t slipway__v1__service_list__pack_to_buffer
+                     (const Slipway__V1__ServiceList *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &slipway__v1__service_list__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Slipway__V1__ServiceList *
+       slipway__v1__service_list__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Slipway__V1__ServiceList *)
+     protobuf_c_message_unpack (&slipway__v1__service_list__descriptor,
+                                allocator, len, data);
+}
+void   slipway__v1__service_list__free_unpacked
+                     (Slipway__V1__ServiceList *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &slipway__v1__service_list__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
 void   slipway__v1__service_status_query__init
                      (Slipway__V1__ServiceStatusQuery         *message)
 {
@@ -2259,7 +2349,7 @@ const ProtobufCMessageDescriptor slipway__v1__wave_progress__descriptor =
   (ProtobufCMessageInit) slipway__v1__wave_progress__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor slipway__v1__deploy_request__field_descriptors[6] =
+static const ProtobufCFieldDescriptor slipway__v1__deploy_request__field_descriptors[7] =
 {
   {
     "service",
@@ -2333,10 +2423,23 @@ static const ProtobufCFieldDescriptor slipway__v1__deploy_request__field_descrip
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "new_service",
+    7,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_BOOL,
+    0,   /* quantifier_offset */
+    offsetof(Slipway__V1__DeployRequest, new_service),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned slipway__v1__deploy_request__field_indices_by_name[] = {
   1,   /* field[1] = artifact_digest */
   5,   /* field[5] = clear */
+  6,   /* field[6] = new_service */
   4,   /* field[4] = plan */
   2,   /* field[2] = regions */
   0,   /* field[0] = service */
@@ -2345,7 +2448,7 @@ static const unsigned slipway__v1__deploy_request__field_indices_by_name[] = {
 static const ProtobufCIntRange slipway__v1__deploy_request__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 6 }
+  { 0, 7 }
 };
 const ProtobufCMessageDescriptor slipway__v1__deploy_request__descriptor =
 {
@@ -2355,7 +2458,7 @@ const ProtobufCMessageDescriptor slipway__v1__deploy_request__descriptor =
   "Slipway__V1__DeployRequest",
   "slipway.v1",
   sizeof(Slipway__V1__DeployRequest),
-  6,
+  7,
   slipway__v1__deploy_request__field_descriptors,
   slipway__v1__deploy_request__field_indices_by_name,
   1,  slipway__v1__deploy_request__number_ranges,
@@ -3004,6 +3107,62 @@ const ProtobufCMessageDescriptor slipway__v1__rollout_control__descriptor =
   slipway__v1__rollout_control__field_indices_by_name,
   1,  slipway__v1__rollout_control__number_ranges,
   (ProtobufCMessageInit) slipway__v1__rollout_control__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+#define slipway__v1__service_list_query__field_descriptors NULL
+#define slipway__v1__service_list_query__field_indices_by_name NULL
+#define slipway__v1__service_list_query__number_ranges NULL
+const ProtobufCMessageDescriptor slipway__v1__service_list_query__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "slipway.v1.ServiceListQuery",
+  "ServiceListQuery",
+  "Slipway__V1__ServiceListQuery",
+  "slipway.v1",
+  sizeof(Slipway__V1__ServiceListQuery),
+  0,
+  slipway__v1__service_list_query__field_descriptors,
+  slipway__v1__service_list_query__field_indices_by_name,
+  0,  slipway__v1__service_list_query__number_ranges,
+  (ProtobufCMessageInit) slipway__v1__service_list_query__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor slipway__v1__service_list__field_descriptors[1] =
+{
+  {
+    "services",
+    1,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Slipway__V1__ServiceList, n_services),
+    offsetof(Slipway__V1__ServiceList, services),
+    &slipway__v1__service_status__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned slipway__v1__service_list__field_indices_by_name[] = {
+  0,   /* field[0] = services */
+};
+static const ProtobufCIntRange slipway__v1__service_list__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 1 }
+};
+const ProtobufCMessageDescriptor slipway__v1__service_list__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "slipway.v1.ServiceList",
+  "ServiceList",
+  "Slipway__V1__ServiceList",
+  "slipway.v1",
+  sizeof(Slipway__V1__ServiceList),
+  1,
+  slipway__v1__service_list__field_descriptors,
+  slipway__v1__service_list__field_indices_by_name,
+  1,  slipway__v1__service_list__number_ranges,
+  (ProtobufCMessageInit) slipway__v1__service_list__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
 static const ProtobufCFieldDescriptor slipway__v1__service_status_query__field_descriptors[2] =

@@ -277,7 +277,7 @@ const ProtobufCMessageDescriptor slipway__v1__error_reply__descriptor =
   (ProtobufCMessageInit) slipway__v1__error_reply__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCEnumValue slipway__v1__message_type__enum_values_by_number[51] =
+static const ProtobufCEnumValue slipway__v1__message_type__enum_values_by_number[53] =
 {
   { "MESSAGE_TYPE_UNSPECIFIED", "SLIPWAY__V1__MESSAGE_TYPE__MESSAGE_TYPE_UNSPECIFIED", 0 },
   { "MESSAGE_TYPE_SUBMIT_BUILD", "SLIPWAY__V1__MESSAGE_TYPE__MESSAGE_TYPE_SUBMIT_BUILD", 1 },
@@ -330,11 +330,13 @@ static const ProtobufCEnumValue slipway__v1__message_type__enum_values_by_number
   { "MESSAGE_TYPE_ROLLOUT_QUERY", "SLIPWAY__V1__MESSAGE_TYPE__MESSAGE_TYPE_ROLLOUT_QUERY", 59 },
   { "MESSAGE_TYPE_ROLLOUT_CONTROL", "SLIPWAY__V1__MESSAGE_TYPE__MESSAGE_TYPE_ROLLOUT_CONTROL", 60 },
   { "MESSAGE_TYPE_ROLLOUT_STATUS", "SLIPWAY__V1__MESSAGE_TYPE__MESSAGE_TYPE_ROLLOUT_STATUS", 61 },
+  { "MESSAGE_TYPE_SERVICE_LIST_QUERY", "SLIPWAY__V1__MESSAGE_TYPE__MESSAGE_TYPE_SERVICE_LIST_QUERY", 62 },
+  { "MESSAGE_TYPE_SERVICE_LIST", "SLIPWAY__V1__MESSAGE_TYPE__MESSAGE_TYPE_SERVICE_LIST", 63 },
 };
 static const ProtobufCIntRange slipway__v1__message_type__value_ranges[] = {
-{0, 0},{30, 29},{40, 30},{57, 46},{0, 51}
+{0, 0},{30, 29},{40, 30},{57, 46},{0, 53}
 };
-static const ProtobufCEnumValueIndex slipway__v1__message_type__enum_values_by_name[51] =
+static const ProtobufCEnumValueIndex slipway__v1__message_type__enum_values_by_name[53] =
 {
   { "MESSAGE_TYPE_ABORT_JOB", 16 },
   { "MESSAGE_TYPE_AGENT_REGISTER", 32 },
@@ -373,6 +375,8 @@ static const ProtobufCEnumValueIndex slipway__v1__message_type__enum_values_by_n
   { "MESSAGE_TYPE_ROLLOUT_CONTROL", 49 },
   { "MESSAGE_TYPE_ROLLOUT_QUERY", 48 },
   { "MESSAGE_TYPE_ROLLOUT_STATUS", 50 },
+  { "MESSAGE_TYPE_SERVICE_LIST", 52 },
+  { "MESSAGE_TYPE_SERVICE_LIST_QUERY", 51 },
   { "MESSAGE_TYPE_SERVICE_STATUS", 43 },
   { "MESSAGE_TYPE_SERVICE_STATUS_QUERY", 39 },
   { "MESSAGE_TYPE_SNAPSHOT_END", 42 },
@@ -395,9 +399,9 @@ const ProtobufCEnumDescriptor slipway__v1__message_type__descriptor =
   "MessageType",
   "Slipway__V1__MessageType",
   "slipway.v1",
-  51,
+  53,
   slipway__v1__message_type__enum_values_by_number,
-  51,
+  53,
   slipway__v1__message_type__enum_values_by_name,
   4,
   slipway__v1__message_type__value_ranges,

@@ -33,6 +33,8 @@ typedef struct Slipway__V1__RolloutWave Slipway__V1__RolloutWave;
 typedef struct Slipway__V1__RolloutStatus Slipway__V1__RolloutStatus;
 typedef struct Slipway__V1__RolloutQuery Slipway__V1__RolloutQuery;
 typedef struct Slipway__V1__RolloutControl Slipway__V1__RolloutControl;
+typedef struct Slipway__V1__ServiceListQuery Slipway__V1__ServiceListQuery;
+typedef struct Slipway__V1__ServiceList Slipway__V1__ServiceList;
 typedef struct Slipway__V1__ServiceStatusQuery Slipway__V1__ServiceStatusQuery;
 typedef struct Slipway__V1__DeploymentRecord Slipway__V1__DeploymentRecord;
 typedef struct Slipway__V1__ServiceStatus Slipway__V1__ServiceStatus;
@@ -460,10 +462,15 @@ struct  Slipway__V1__DeployRequest
    * target again (artifact_digest must be empty).
    */
   protobuf_c_boolean clear;
+  /*
+   * Deploy even though no machine has reported the service and it has no
+   * target yet: without it such a deploy is refused (a mistyped name).
+   */
+  protobuf_c_boolean new_service;
 };
 #define SLIPWAY__V1__DEPLOY_REQUEST__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&slipway__v1__deploy_request__descriptor) \
-    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0,NULL, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0 }
+    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0,NULL, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0, 0 }
 
 
 /*
@@ -640,6 +647,34 @@ struct  Slipway__V1__RolloutControl
 #define SLIPWAY__V1__ROLLOUT_CONTROL__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&slipway__v1__rollout_control__descriptor) \
     , (char *)protobuf_c_empty_string, SLIPWAY__V1__ROLLOUT_ACTION__ROLLOUT_ACTION_UNSPECIFIED, (char *)protobuf_c_empty_string }
+
+
+/*
+ * CI or operator -> coordinator intake: every service there is (with a
+ * target, or reported by any region's machines) and where each stands.
+ */
+struct  Slipway__V1__ServiceListQuery
+{
+  ProtobufCMessage base;
+};
+#define SLIPWAY__V1__SERVICE_LIST_QUERY__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&slipway__v1__service_list_query__descriptor) \
+     }
+
+
+/*
+ * One ServiceStatus per service, by name: targets, the newest rollout, and
+ * each region's report of its machines; no history.
+ */
+struct  Slipway__V1__ServiceList
+{
+  ProtobufCMessage base;
+  size_t n_services;
+  Slipway__V1__ServiceStatus **services;
+};
+#define SLIPWAY__V1__SERVICE_LIST__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&slipway__v1__service_list__descriptor) \
+    , 0,NULL }
 
 
 /*
@@ -1115,6 +1150,44 @@ Slipway__V1__RolloutControl *
 void   slipway__v1__rollout_control__free_unpacked
                      (Slipway__V1__RolloutControl *message,
                       ProtobufCAllocator *allocator);
+/* Slipway__V1__ServiceListQuery methods */
+void   slipway__v1__service_list_query__init
+                     (Slipway__V1__ServiceListQuery         *message);
+size_t slipway__v1__service_list_query__get_packed_size
+                     (const Slipway__V1__ServiceListQuery   *message);
+size_t slipway__v1__service_list_query__pack
+                     (const Slipway__V1__ServiceListQuery   *message,
+                      uint8_t             *out);
+size_t slipway__v1__service_list_query__pack_to_buffer
+                     (const Slipway__V1__ServiceListQuery   *message,
+                      ProtobufCBuffer     *buffer);
+Slipway__V1__ServiceListQuery *
+       slipway__v1__service_list_query__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   slipway__v1__service_list_query__free_unpacked
+                     (Slipway__V1__ServiceListQuery *message,
+                      ProtobufCAllocator *allocator);
+/* Slipway__V1__ServiceList methods */
+void   slipway__v1__service_list__init
+                     (Slipway__V1__ServiceList         *message);
+size_t slipway__v1__service_list__get_packed_size
+                     (const Slipway__V1__ServiceList   *message);
+size_t slipway__v1__service_list__pack
+                     (const Slipway__V1__ServiceList   *message,
+                      uint8_t             *out);
+size_t slipway__v1__service_list__pack_to_buffer
+                     (const Slipway__V1__ServiceList   *message,
+                      ProtobufCBuffer     *buffer);
+Slipway__V1__ServiceList *
+       slipway__v1__service_list__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   slipway__v1__service_list__free_unpacked
+                     (Slipway__V1__ServiceList *message,
+                      ProtobufCAllocator *allocator);
 /* Slipway__V1__ServiceStatusQuery methods */
 void   slipway__v1__service_status_query__init
                      (Slipway__V1__ServiceStatusQuery         *message);
@@ -1285,6 +1358,12 @@ typedef void (*Slipway__V1__RolloutQuery_Closure)
 typedef void (*Slipway__V1__RolloutControl_Closure)
                  (const Slipway__V1__RolloutControl *message,
                   void *closure_data);
+typedef void (*Slipway__V1__ServiceListQuery_Closure)
+                 (const Slipway__V1__ServiceListQuery *message,
+                  void *closure_data);
+typedef void (*Slipway__V1__ServiceList_Closure)
+                 (const Slipway__V1__ServiceList *message,
+                  void *closure_data);
 typedef void (*Slipway__V1__ServiceStatusQuery_Closure)
                  (const Slipway__V1__ServiceStatusQuery *message,
                   void *closure_data);
@@ -1330,6 +1409,8 @@ extern const ProtobufCMessageDescriptor slipway__v1__rollout_wave__descriptor;
 extern const ProtobufCMessageDescriptor slipway__v1__rollout_status__descriptor;
 extern const ProtobufCMessageDescriptor slipway__v1__rollout_query__descriptor;
 extern const ProtobufCMessageDescriptor slipway__v1__rollout_control__descriptor;
+extern const ProtobufCMessageDescriptor slipway__v1__service_list_query__descriptor;
+extern const ProtobufCMessageDescriptor slipway__v1__service_list__descriptor;
 extern const ProtobufCMessageDescriptor slipway__v1__service_status_query__descriptor;
 extern const ProtobufCMessageDescriptor slipway__v1__deployment_record__descriptor;
 extern const ProtobufCMessageDescriptor slipway__v1__service_status__descriptor;
