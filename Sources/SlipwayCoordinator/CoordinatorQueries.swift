@@ -154,10 +154,13 @@ struct CoordinatorQueries {
     private func apply(_ db: PGConnection, _ result: Slipway_V1_BuildResult) throws -> (accepted: Bool, events: [OutboxEvent]) {
         try db.transaction { db in
             let attempt = Int(result.attempt)
-            if result.outcome != .succeeded, SubmissionValidator.isFullSHA(result.commit) {
-                // What a failed attempt checked out is provenance too (and pins the ref for its retries).
-                try db.query("UPDATE jobs SET resolved_sha = $3 WHERE id = $1::uuid AND attempt = $2 AND status = 'running'",
-                             [.text(result.jobID), .int(attempt), .text(result.commit)])
+            if result.outcome != .succeeded, SubmissionValidator.isFullSHA(result.commit) || !result.environment.isEmpty {
+                // What a failed attempt checked out, and with what, is provenance too (and pins the ref for its retries).
+                try db.query("""
+                    UPDATE jobs SET resolved_sha = coalesce($3, resolved_sha), build_env = coalesce($4::jsonb, build_env)
+                    WHERE id = $1::uuid AND attempt = $2 AND status = 'running'
+                    """, [.text(result.jobID), .int(attempt), .optional(SubmissionValidator.isFullSHA(result.commit) ? result.commit : nil),
+                          .optional(Self.environmentJSON(result))])
             }
             switch result.outcome {
             case .succeeded:
@@ -176,6 +179,14 @@ struct CoordinatorQueries {
                 return try fail(db, result, error: result.error.isEmpty ? "build failed" : result.error, retryable: false)
             }
         }
+    }
+
+    /// A result's build environment as stored: at most 256 entries of at most
+    /// 8 KiB each (a worker's report is trusted only so far); nil when it has none.
+    static func environmentJSON(_ result: Slipway_V1_BuildResult) -> String? {
+        guard !result.environment.isEmpty else { return nil }
+        let bounded = result.environment.prefix(256).map { String(decoding: Array($0.utf8.prefix(8_192)), as: UTF8.self) }
+        return (try? JSONEncoder().encode(bounded)).map { String(decoding: $0, as: UTF8.self) }
     }
 
     private func fail(_ db: PGConnection, _ result: Slipway_V1_BuildResult, error: String, retryable: Bool) throws -> (accepted: Bool, events: [OutboxEvent]) {

@@ -167,6 +167,7 @@ extension CoordinatorQueries {
 
     static let infoColumns = """
         id, status, repo_url, coalesce(resolved_sha, commit_sha) AS commit_sha, commit_sha AS requested_commit, artifact_name,
+        coalesce(build_env, '[]')::text AS build_env,
         attempt, attempt - attempts_unused AS attempts_used, max_attempts,
         worker_id, error, artifact_digest,
         cache_hit, recipe,
@@ -182,6 +183,7 @@ extension CoordinatorQueries {
         info.repoURL = try row.string("repo_url")
         info.commit = try row.string("commit_sha")
         info.requestedCommit = try row.string("requested_commit")
+        info.environment = (try? JSONDecoder().decode([String].self, from: Data(try row.string("build_env").utf8))) ?? []
         info.artifactName = try row.string("artifact_name")
         info.attempt = UInt32(try row.int("attempts_used"))
         info.fence = UInt32(try row.int("attempt"))

@@ -22,7 +22,7 @@ extension CoordinatorQueries {
         let rows = try db.query("""
             WITH done AS (
                 UPDATE jobs SET status = 'succeeded', finished_at = now(), artifact_digest = $3, error = NULL,
-                                resolved_sha = coalesce($12::text, resolved_sha)
+                                resolved_sha = coalesce($12::text, resolved_sha), build_env = coalesce($13::jsonb, build_env)
                 WHERE id = $1::uuid AND attempt = $2 AND status = 'running'
                 RETURNING \(Self.infoColumns)
             ),
@@ -50,7 +50,7 @@ extension CoordinatorQueries {
             """, [.text(result.jobID), .int(Int(result.attempt)), .text(manifest.digest), .text(manifest.name), .int(manifest.size),
                   .int(manifest.pieceSize), .bytes(manifest.pieceSha256.flatMap { Array($0) }), .text(origin),
                   .bool(deployableAtOnce), .int(manifest.pieceSha256.count), PGBind.textArray(everywhere),
-                  .optional(SubmissionValidator.isFullSHA(result.commit) ? result.commit : nil)])
+                  .optional(SubmissionValidator.isFullSHA(result.commit) ? result.commit : nil), .optional(Self.environmentJSON(result))])
         guard let row = rows.first else { return (false, []) }
         var published = manifest
         published.jobID = result.jobID

@@ -17,6 +17,7 @@ extension Slipway_V1_JobInfo {
             "worker": .text(workerID),
             "artifact_digest": .text(artifactDigest),
             "cache_hit": .bool(cacheHit),
+            "environment": .array(environment.map { .string($0) }),
             "failure": .text(error),
             "created_at": .time(unixMicros: createdAtUnixMicros),
             "started_at": .time(unixMicros: startedAtUnixMicros),

@@ -421,6 +421,13 @@ public nonisolated struct Slipway_V1_JobInfo: @unchecked Sendable {
     set {_uniqueStorage()._requestedCommit = newValue}
   }
 
+  /// The build environment the worker of the last attempt gave the recipe
+  /// (BuildResult.environment); empty until an attempt has ended.
+  public var environment: [String] {
+    get {_storage._environment}
+    set {_uniqueStorage()._environment = newValue}
+  }
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -699,6 +706,13 @@ public nonisolated struct Slipway_V1_BuildResult: @unchecked Sendable {
   public var commit: String {
     get {_storage._commit}
     set {_uniqueStorage()._commit = newValue}
+  }
+
+  /// What the recipe got from the worker: "PATH=...", then "NAME=value" per
+  /// variable, a secret's value written "(secret)".
+  public var environment: [String] {
+    get {_storage._environment}
+    set {_uniqueStorage()._environment = newValue}
   }
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
@@ -1006,7 +1020,7 @@ nonisolated extension Slipway_V1_JobQuery: SwiftProtobuf.Message, SwiftProtobuf.
 
 nonisolated extension Slipway_V1_JobInfo: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".JobInfo"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}job_id\0\u{1}status\0\u{3}repo_url\0\u{1}commit\0\u{3}artifact_name\0\u{1}attempt\0\u{3}max_attempts\0\u{3}worker_id\0\u{1}error\0\u{3}artifact_digest\0\u{3}created_at_unix_micros\0\u{3}started_at_unix_micros\0\u{3}finished_at_unix_micros\0\u{3}cache_hit\0\u{1}recipe\0\u{1}region\0\u{1}fence\0\u{3}requested_commit\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}job_id\0\u{1}status\0\u{3}repo_url\0\u{1}commit\0\u{3}artifact_name\0\u{1}attempt\0\u{3}max_attempts\0\u{3}worker_id\0\u{1}error\0\u{3}artifact_digest\0\u{3}created_at_unix_micros\0\u{3}started_at_unix_micros\0\u{3}finished_at_unix_micros\0\u{3}cache_hit\0\u{1}recipe\0\u{1}region\0\u{1}fence\0\u{3}requested_commit\0\u{1}environment\0")
 
   fileprivate class _StorageClass {
     var _jobID: String = String()
@@ -1027,6 +1041,7 @@ nonisolated extension Slipway_V1_JobInfo: SwiftProtobuf.Message, SwiftProtobuf._
     var _region: String = String()
     var _fence: UInt32 = 0
     var _requestedCommit: String = String()
+    var _environment: [String] = []
 
       // This property is used as the initial default value for new instances of the type.
       // The type itself is protecting the reference to its storage via CoW semantics.
@@ -1055,6 +1070,7 @@ nonisolated extension Slipway_V1_JobInfo: SwiftProtobuf.Message, SwiftProtobuf._
       _region = source._region
       _fence = source._fence
       _requestedCommit = source._requestedCommit
+      _environment = source._environment
     }
   }
 
@@ -1091,6 +1107,7 @@ nonisolated extension Slipway_V1_JobInfo: SwiftProtobuf.Message, SwiftProtobuf._
         case 16: try { try decoder.decodeSingularStringField(value: &_storage._region) }()
         case 17: try { try decoder.decodeSingularUInt32Field(value: &_storage._fence) }()
         case 18: try { try decoder.decodeSingularStringField(value: &_storage._requestedCommit) }()
+        case 19: try { try decoder.decodeRepeatedStringField(value: &_storage._environment) }()
         default: break
         }
       }
@@ -1153,6 +1170,9 @@ nonisolated extension Slipway_V1_JobInfo: SwiftProtobuf.Message, SwiftProtobuf._
       if !_storage._requestedCommit.isEmpty {
         try visitor.visitSingularStringField(value: _storage._requestedCommit, fieldNumber: 18)
       }
+      if !_storage._environment.isEmpty {
+        try visitor.visitRepeatedStringField(value: _storage._environment, fieldNumber: 19)
+      }
     }
     try unknownFields.traverse(visitor: &visitor)
   }
@@ -1180,6 +1200,7 @@ nonisolated extension Slipway_V1_JobInfo: SwiftProtobuf.Message, SwiftProtobuf._
         if _storage._region != rhs_storage._region {return false}
         if _storage._fence != rhs_storage._fence {return false}
         if _storage._requestedCommit != rhs_storage._requestedCommit {return false}
+        if _storage._environment != rhs_storage._environment {return false}
         return true
       }
       if !storagesAreEqual {return false}
@@ -1651,7 +1672,7 @@ nonisolated extension Slipway_V1_LogChunk: SwiftProtobuf.Message, SwiftProtobuf.
 
 nonisolated extension Slipway_V1_BuildResult: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".BuildResult"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}job_id\0\u{1}attempt\0\u{1}outcome\0\u{1}error\0\u{3}artifact_digest\0\u{3}artifact_size\0\u{3}duration_millis\0\u{3}exit_code\0\u{1}region\0\u{1}manifest\0\u{1}commit\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}job_id\0\u{1}attempt\0\u{1}outcome\0\u{1}error\0\u{3}artifact_digest\0\u{3}artifact_size\0\u{3}duration_millis\0\u{3}exit_code\0\u{1}region\0\u{1}manifest\0\u{1}commit\0\u{1}environment\0")
 
   fileprivate class _StorageClass {
     var _jobID: String = String()
@@ -1665,6 +1686,7 @@ nonisolated extension Slipway_V1_BuildResult: SwiftProtobuf.Message, SwiftProtob
     var _region: String = String()
     var _manifest: Slipway_V1_ArtifactManifest? = nil
     var _commit: String = String()
+    var _environment: [String] = []
 
       // This property is used as the initial default value for new instances of the type.
       // The type itself is protecting the reference to its storage via CoW semantics.
@@ -1686,6 +1708,7 @@ nonisolated extension Slipway_V1_BuildResult: SwiftProtobuf.Message, SwiftProtob
       _region = source._region
       _manifest = source._manifest
       _commit = source._commit
+      _environment = source._environment
     }
   }
 
@@ -1715,6 +1738,7 @@ nonisolated extension Slipway_V1_BuildResult: SwiftProtobuf.Message, SwiftProtob
         case 9: try { try decoder.decodeSingularStringField(value: &_storage._region) }()
         case 10: try { try decoder.decodeSingularMessageField(value: &_storage._manifest) }()
         case 11: try { try decoder.decodeSingularStringField(value: &_storage._commit) }()
+        case 12: try { try decoder.decodeRepeatedStringField(value: &_storage._environment) }()
         default: break
         }
       }
@@ -1760,6 +1784,9 @@ nonisolated extension Slipway_V1_BuildResult: SwiftProtobuf.Message, SwiftProtob
       if !_storage._commit.isEmpty {
         try visitor.visitSingularStringField(value: _storage._commit, fieldNumber: 11)
       }
+      if !_storage._environment.isEmpty {
+        try visitor.visitRepeatedStringField(value: _storage._environment, fieldNumber: 12)
+      }
     }
     try unknownFields.traverse(visitor: &visitor)
   }
@@ -1780,6 +1807,7 @@ nonisolated extension Slipway_V1_BuildResult: SwiftProtobuf.Message, SwiftProtob
         if _storage._region != rhs_storage._region {return false}
         if _storage._manifest != rhs_storage._manifest {return false}
         if _storage._commit != rhs_storage._commit {return false}
+        if _storage._environment != rhs_storage._environment {return false}
         return true
       }
       if !storagesAreEqual {return false}

@@ -233,8 +233,11 @@ public enum SlipwaySchema {
     /// compare against it); `resolved_sha` is the full SHA a worker checked out,
     /// known at once for a full-SHA submission. The build cache looks builds up
     /// by it, so a long enough short SHA of a built commit is a hit too.
-    static let v7 = Migration(version: 7, name: "jobs record the full SHA they built", sql: """
+    /// `build_env` records the environment the worker gave the recipe.
+    static let v7 = Migration(version: 7, name: "jobs record the full SHA they built and their build environment", sql: """
         ALTER TABLE jobs ADD COLUMN resolved_sha text CHECK (resolved_sha ~ '^[0-9a-f]{40}$');
+        -- What the recipe got from its worker (PATH, variables; secrets as "(secret)").
+        ALTER TABLE jobs ADD COLUMN build_env jsonb;
         UPDATE jobs SET resolved_sha = commit_sha WHERE commit_sha ~ '^[0-9a-f]{40}$';
         DROP INDEX jobs_build_cache;
         CREATE INDEX jobs_build_cache ON jobs (repo_url, resolved_sha text_pattern_ops) WHERE status = 'succeeded';

@@ -29,12 +29,13 @@ struct BuildJob {
             return
         }
         defer { push.close() }
-        var log = LogWriter(assignment: assignment, push: push, sender: config.id)
+        var log = LogWriter(assignment: assignment, push: push, sender: config.id, secrets: config.buildEnvironment.secretValues)
         let workspace = URL(fileURLWithPath: config.workDirectory).appendingPathComponent("jobs/\(assignment.jobID)-\(assignment.attempt)")
         result = execute(in: workspace, log: &log)
         result.jobID = assignment.jobID
         result.attempt = assignment.attempt
         result.region = config.region
+        result.environment = config.buildEnvironment.described
         let elapsed = clock.now - started
         result.durationMillis = UInt64(elapsed.components.seconds * 1_000 + elapsed.components.attoseconds / 1_000_000_000_000_000)
         log.system("build \(result.outcome) in \(result.durationMillis) ms\(result.error.isEmpty ? "" : ": \(result.error)")\n")
@@ -77,15 +78,14 @@ struct BuildJob {
         guard let artifactPath = artifactPath(in: workspace) else {
             return outcome(.failed, "no artifact path: the submission has none and the repository has no .slipway/artifact")
         }
-        let environment = [
-            "PATH": "/usr/local/bin:/usr/bin:/bin",
+        let environment = config.buildEnvironment.applied(to: [
             "HOME": workspace.path,
-            "LANG": "C.UTF-8",
             "SLIPWAY_JOB_ID": assignment.jobID,
             "SLIPWAY_ATTEMPT": String(assignment.attempt),
             "SLIPWAY_COMMIT": commit,
             "SLIPWAY_ARTIFACT_NAME": assignment.artifactName,
-        ]
+        ])
+        log.system("environment: \(config.buildEnvironment.described.joined(separator: " "))\n")
         if let user = config.buildUser {
             // The recipe writes only into its workspace, which it then owns; the worker's files stay the worker's.
             let (status, output) = (try? ChildProcess.run(["/bin/chown", "-R", "--no-dereference", "\(user.uid):\(user.gid)", workspace.path],
@@ -105,6 +105,7 @@ struct BuildJob {
             log.write(bytes, stream: isStderr ? .stderr : .stdout)
         }
         if end != .finished { child.killGroup() }
+        log.flush()
         let status = child.waitForExit()
         switch end {
         case .cancelled: return stoppedOutcome()!
@@ -168,38 +169,5 @@ struct BuildJob {
         result.outcome = outcome
         result.error = error
         return result
-    }
-}
-
-/// Turns build output into ordered `LogChunk` messages for the worker loop.
-struct LogWriter {
-    let assignment: Slipway_V1_WorkAssignment
-    let push: ZMQSocket
-    let sender: String
-    private var sequence: UInt64 = 0
-    private var offset: UInt64 = 0
-
-    init(assignment: Slipway_V1_WorkAssignment, push: ZMQSocket, sender: String) {
-        self.assignment = assignment
-        self.push = push
-        self.sender = sender
-    }
-
-    mutating func system(_ text: String) {
-        write(Array(("[slipway] " + text).utf8), stream: .system)
-    }
-
-    mutating func write(_ bytes: [UInt8], stream: Slipway_V1_LogStream) {
-        guard !bytes.isEmpty else { return }
-        var chunk = Slipway_V1_LogChunk()
-        chunk.jobID = assignment.jobID
-        chunk.attempt = assignment.attempt
-        chunk.sequence = sequence
-        chunk.stream = stream
-        chunk.offset = offset
-        chunk.length = UInt32(bytes.count)
-        sequence += 1
-        offset += UInt64(bytes.count)
-        _ = try? push.send(WireCodec().encode(WireMessage(chunk, sender: sender, payload: bytes)))
     }
 }

@@ -14,6 +14,8 @@ public struct WorkerConfig: Sendable {
     /// The unprivileged user recipes run as (`--build-user`), so a build cannot read
     /// the worker's key or speak as the worker; nil: recipes run as the worker's user.
     public var buildUser: BuildUser?
+    /// What recipes get on top of the clean environment: toolchain folders first on `PATH`, variables, secrets.
+    public var buildEnvironment = BuildEnvironment()
     /// This region's store ROUTER, where artifacts are uploaded.
     public var storeEndpoint = Endpoint(host: "127.0.0.1", port: 7710)
     /// The worker's region.

@@ -1,6 +1,7 @@
 import SlipwayThreads
 import SlipwayAuth
 import ArgumentParser
+import Foundation
 import Logging
 import SlipwayCore
 import SlipwayCoordinator
@@ -149,12 +150,24 @@ struct WorkerCommand: AsyncParsableCommand {
     @Option(help: ArgumentHelp("Run recipes as this unprivileged user, so a build cannot read the worker's key (the worker must run as root).",
                                valueName: "user"))
     var buildUser: String?
+    @Option(name: .customLong("path"), help: ArgumentHelp("A folder put first on recipes' PATH, e.g. a toolchain's bin (repeatable, in order).",
+                                                          valueName: "folder"))
+    var paths: [String] = []
+    @Option(name: .customLong("env"), help: ArgumentHelp("A variable recipes get (repeatable); shown in `slipway job`.", valueName: "name=value"))
+    var variables: [String] = []
+    @Option(name: .customLong("secret-env"), help: ArgumentHelp("A variable recipes get whose value is never recorded, logged or shown (masked as *** in build logs).",
+                                                                valueName: "name=value"))
+    var secrets: [String] = []
+    @Option(help: ArgumentHelp("A file of build settings, one per line: NAME=VALUE, 'secret NAME=VALUE' or 'path /FOLDER' (# comments); flags add to it.",
+                               valueName: "file"))
+    var envFile: String?
     @OptionGroup var keys: WorkerKeyOptions
     @OptionGroup var daemon: DaemonOptions
 
     func validate() throws {
         guard (1...256).contains(slots) else { throw ValidationError("--slots must be between 1 and 256") }
         if coordinatorDispatch == nil { _ = try coordinatorAddress(coordinator) }
+        _ = try buildEnvironment()
         if let problem = RegionName.problem(with: region) { throw ValidationError("--region: '\(SafeText.printable(region))' is not a region name: \(problem)") }
         for label in labels where !SafeText.isName(label.key, max: 64) || label.value.utf8.count > 128 {
             throw ValidationError("--label \(SafeText.printable(label.key)): keys are up to 64 characters of A-Z a-z 0-9 . _ -, values up to 128")
@@ -171,6 +184,7 @@ struct WorkerCommand: AsyncParsableCommand {
         config.coordinatorSecurity = coordinatorSecurity
         config.storeSecurity = storeSecurity
         if let buildUser { config.buildUser = try Self.resolve(buildUser) }
+        config.buildEnvironment = try buildEnvironment()
         config.storeEndpoint = store.named("--store")
         config.slots = slots
         config.labels = Dictionary(labels.map { ($0.key, $0.value) }, uniquingKeysWith: { $1 })
@@ -181,6 +195,31 @@ struct WorkerCommand: AsyncParsableCommand {
 }
 
 extension WorkerCommand {
+    /// What recipes get from this worker: the file first, then the flags; each refusal names its flag or line.
+    func buildEnvironment() throws -> BuildEnvironment {
+        var environment = BuildEnvironment()
+        func named(_ flag: String, _ apply: () throws -> Void) throws {
+            do { try apply() } catch { throw ValidationError("\(flag): \(error)") }
+        }
+        if let envFile {
+            let text: String
+            do { text = try String(contentsOfFile: envFile, encoding: .utf8) } catch {
+                throw ValidationError("--env-file \(envFile): cannot read it: \(error.localizedDescription)")
+            }
+            try named("--env-file \(envFile)") { try environment.load(file: text) }
+        }
+        for folder in paths {
+            try named("--path") { try environment.prepend(path: folder) }
+            var isFolder: ObjCBool = false
+            guard FileManager.default.fileExists(atPath: folder, isDirectory: &isFolder), isFolder.boolValue else {
+                throw ValidationError("--path \(SafeText.printable(folder, limit: 200)): no such folder on this machine")
+            }
+        }
+        for variable in variables { try named("--env") { try environment.add(variable, secret: false) } }
+        for secret in secrets { try named("--secret-env") { try environment.add(secret, secret: true) } }
+        return environment
+    }
+
     /// The `--build-user` account, checked at start: it exists, is not root, and the
     /// worker can switch to it (it runs as root, with setpriv at hand).
     static func resolve(_ name: String) throws -> BuildUser {

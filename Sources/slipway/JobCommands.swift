@@ -144,8 +144,9 @@ struct SubmitCommand: AsyncParsableCommand {
     @Option(help: "Repository URL (https, ssh, git; git@host:path) or path (a relative path to a folder here is made absolute).") var repo: String
     @Option(help: "Commit SHA (40 hex) or a branch/tag name.") var commit: String
     @Option(help: "Artifact name.") var artifact: String
-    @Option(help: "Build command (default: the repository's .slipway/build).") var recipe = ""
-    @Option(help: "Path of the produced binary in the checkout (default: .slipway/artifact).") var artifactPath = ""
+    @Option(help: "Build command, run with /bin/sh in the checkout (default: the repository's .slipway/build script).") var recipe = ""
+    @Option(help: "Where the recipe leaves the binary, relative to the checkout (default: the path written in the repository's .slipway/artifact file).")
+    var artifactPath = ""
     @Option(name: .customLong("label"), help: "Required worker label key=value (repeatable).") var labels: [LabelArgument] = []
     @Option(help: "Idempotency key; resubmitting it returns the same job (default: new).") var idempotencyKey: String?
     @Option(help: "Attempts before the job fails.") var maxAttempts: UInt32 = 0
@@ -262,7 +263,10 @@ struct JobCommand: AsyncParsableCommand {
         let (id, format) = (self.id, options.format)
         let info = try await withClient(options) { try await $0.job(id) }
         JSONReport.shared["job"] = info.json
-        if format != .json { print(describe(info, wide: format == .wide)) }
+        guard format != .json else { return }
+        print(describe(info, wide: format == .wide))
+        if info.requestedCommit != info.commit, !info.requestedCommit.isEmpty { print("  commit \(info.commit) (asked for \(info.requestedCommit))") }
+        if !info.environment.isEmpty { print("  environment \(info.environment.joined(separator: " "))") }
     }
 }
 

@@ -1348,7 +1348,7 @@ const ProtobufCMessageDescriptor slipway__v1__job_query__descriptor =
   (ProtobufCMessageInit) slipway__v1__job_query__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor slipway__v1__job_info__field_descriptors[18] =
+static const ProtobufCFieldDescriptor slipway__v1__job_info__field_descriptors[19] =
 {
   {
     "job_id",
@@ -1566,6 +1566,18 @@ static const ProtobufCFieldDescriptor slipway__v1__job_info__field_descriptors[1
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "environment",
+    19,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_STRING,
+    offsetof(Slipway__V1__JobInfo, n_environment),
+    offsetof(Slipway__V1__JobInfo, environment),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned slipway__v1__job_info__field_indices_by_name[] = {
   9,   /* field[9] = artifact_digest */
@@ -1574,6 +1586,7 @@ static const unsigned slipway__v1__job_info__field_indices_by_name[] = {
   13,   /* field[13] = cache_hit */
   3,   /* field[3] = commit */
   10,   /* field[10] = created_at_unix_micros */
+  18,   /* field[18] = environment */
   8,   /* field[8] = error */
   16,   /* field[16] = fence */
   12,   /* field[12] = finished_at_unix_micros */
@@ -1590,7 +1603,7 @@ static const unsigned slipway__v1__job_info__field_indices_by_name[] = {
 static const ProtobufCIntRange slipway__v1__job_info__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 18 }
+  { 0, 19 }
 };
 const ProtobufCMessageDescriptor slipway__v1__job_info__descriptor =
 {
@@ -1600,7 +1613,7 @@ const ProtobufCMessageDescriptor slipway__v1__job_info__descriptor =
   "Slipway__V1__JobInfo",
   "slipway.v1",
   sizeof(Slipway__V1__JobInfo),
-  18,
+  19,
   slipway__v1__job_info__field_descriptors,
   slipway__v1__job_info__field_indices_by_name,
   1,  slipway__v1__job_info__number_ranges,
@@ -2505,7 +2518,7 @@ const ProtobufCMessageDescriptor slipway__v1__log_chunk__descriptor =
   (ProtobufCMessageInit) slipway__v1__log_chunk__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor slipway__v1__build_result__field_descriptors[11] =
+static const ProtobufCFieldDescriptor slipway__v1__build_result__field_descriptors[12] =
 {
   {
     "job_id",
@@ -2639,6 +2652,18 @@ static const ProtobufCFieldDescriptor slipway__v1__build_result__field_descripto
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "environment",
+    12,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_STRING,
+    offsetof(Slipway__V1__BuildResult, n_environment),
+    offsetof(Slipway__V1__BuildResult, environment),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned slipway__v1__build_result__field_indices_by_name[] = {
   4,   /* field[4] = artifact_digest */
@@ -2646,6 +2671,7 @@ static const unsigned slipway__v1__build_result__field_indices_by_name[] = {
   1,   /* field[1] = attempt */
   10,   /* field[10] = commit */
   6,   /* field[6] = duration_millis */
+  11,   /* field[11] = environment */
   3,   /* field[3] = error */
   7,   /* field[7] = exit_code */
   0,   /* field[0] = job_id */
@@ -2656,7 +2682,7 @@ static const unsigned slipway__v1__build_result__field_indices_by_name[] = {
 static const ProtobufCIntRange slipway__v1__build_result__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 11 }
+  { 0, 12 }
 };
 const ProtobufCMessageDescriptor slipway__v1__build_result__descriptor =
 {
@@ -2666,7 +2692,7 @@ const ProtobufCMessageDescriptor slipway__v1__build_result__descriptor =
   "Slipway__V1__BuildResult",
   "slipway.v1",
   sizeof(Slipway__V1__BuildResult),
-  11,
+  12,
   slipway__v1__build_result__field_descriptors,
   slipway__v1__build_result__field_indices_by_name,
   1,  slipway__v1__build_result__number_ranges,

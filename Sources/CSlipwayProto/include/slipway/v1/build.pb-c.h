@@ -246,10 +246,16 @@ struct  Slipway__V1__JobInfo
    * full SHA a worker resolved it to, once one has checked it out.
    */
   char *requested_commit;
+  /*
+   * The build environment the worker of the last attempt gave the recipe
+   * (BuildResult.environment); empty until an attempt has ended.
+   */
+  size_t n_environment;
+  char **environment;
 };
 #define SLIPWAY__V1__JOB_INFO__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&slipway__v1__job_info__descriptor) \
-    , (char *)protobuf_c_empty_string, SLIPWAY__V1__JOB_STATUS__JOB_STATUS_UNSPECIFIED, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0, 0, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0, 0, 0, 0, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0, (char *)protobuf_c_empty_string }
+    , (char *)protobuf_c_empty_string, SLIPWAY__V1__JOB_STATUS__JOB_STATUS_UNSPECIFIED, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0, 0, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0, 0, 0, 0, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0, (char *)protobuf_c_empty_string, 0,NULL }
 
 
 /*
@@ -487,10 +493,16 @@ struct  Slipway__V1__BuildResult
    * (a ref, a short SHA); set once the checkout succeeded.
    */
   char *commit;
+  /*
+   * What the recipe got from the worker: "PATH=...", then "NAME=value" per
+   * variable, a secret's value written "(secret)".
+   */
+  size_t n_environment;
+  char **environment;
 };
 #define SLIPWAY__V1__BUILD_RESULT__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&slipway__v1__build_result__descriptor) \
-    , (char *)protobuf_c_empty_string, 0, SLIPWAY__V1__BUILD_OUTCOME__BUILD_OUTCOME_UNSPECIFIED, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0, 0, 0, (char *)protobuf_c_empty_string, NULL, (char *)protobuf_c_empty_string }
+    , (char *)protobuf_c_empty_string, 0, SLIPWAY__V1__BUILD_OUTCOME__BUILD_OUTCOME_UNSPECIFIED, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0, 0, 0, (char *)protobuf_c_empty_string, NULL, (char *)protobuf_c_empty_string, 0,NULL }
 
 
 /*
