@@ -43,6 +43,14 @@ let package = Package(
             linkerSettings: [.linkedLibrary("protobuf-c")]
         ),
 
+        // libslipway: the producer library for C (and any C FFI) on libzmq and the protobuf-c code;
+        // ops/install-libslipway builds the shared library and its pkg-config file from these sources.
+        .target(
+            name: "CSlipwayProducer",
+            dependencies: ["CSlipwayProto"],
+            cSettings: [.define("_DEFAULT_SOURCE")],
+            linkerSettings: [.linkedLibrary("zmq")]
+        ),
         // libc calls Swift's Glibc module does not declare (they need _GNU_SOURCE).
         .target(name: "CSystemShims"),
         // Domain values parsed once at the edge (endpoints, digests, names), back-off: no dependencies.

@@ -28,8 +28,8 @@ struct AgentCommand: AsyncParsableCommand {
     var commands: [LabelArgument] = []
     @Option(name: .customLong("health"), help: ArgumentHelp("A command that exits 0 when a service is healthy (repeatable).", valueName: "service=command"))
     var healthChecks: [LabelArgument] = []
-    @Option(help: "How long a new build has to pass its health check.") var healthTimeout = DurationArgument(argument: "30s")!
-    @Option(help: "Without --health: how long a new build must stay up to count as healthy.") var healthGrace = DurationArgument(argument: "2s")!
+    @Option(help: "How long a new build has to pass its health check.", transform: parseDuration) var healthTimeout = DurationArgument(argument: "30s")!
+    @Option(help: "Without --health: how long a new build must stay up to count as healthy.", transform: parseDuration) var healthGrace = DurationArgument(argument: "2s")!
     @Option(help: "Cap on download bandwidth in MiB/s (0: none).") var maxDownloadMibps = 0.0
     @Flag(help: "Fetch from the regional store only, never from peers (for comparisons).") var seedOnly = false
     @OptionGroup var keys: AgentKeyOptions

@@ -67,7 +67,7 @@ struct ArtifactCommand: AsyncParsableCommand {
     @Argument(help: "The artifact's SHA-256 digest, or its first 8+ hex characters (with or without sha256:).") var digest: String
     @Flag(help: "Print replication progress until every region has a verified copy; exit 1 if --timeout passes first.")
     var waitDeployable = false
-    @Option(help: "How long --wait-deployable waits (exit 3 after).") var timeout = DurationArgument(argument: "10m")!
+    @Option(help: "How long --wait-deployable waits (exit 3 after).", transform: parseDuration) var timeout = DurationArgument(argument: "10m")!
     @OptionGroup var options: ClientOptions
 
     func validate() throws {

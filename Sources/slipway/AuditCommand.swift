@@ -8,7 +8,7 @@ struct AuditCommand: AsyncParsableCommand {
         commandName: "audit",
         abstract: "The audit log: every cancel, deploy and rollback, and every refused request, newest first (operator keys only).")
 
-    @Option(help: "Only entries from this long ago on (e.g. 30m, 24h, 7d).") var since: DurationArgument?
+    @Option(help: "Only entries from this long ago on (e.g. 30m, 24h, 7d).", transform: parseDuration) var since: DurationArgument?
     @Option(help: "How many (at most 1000).") var limit: UInt32 = 100
     @OptionGroup var options: ClientOptions
 

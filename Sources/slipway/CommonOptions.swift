@@ -20,6 +20,15 @@ struct DurationArgument: ExpressibleByArgument {
     var defaultValueDescription: String { "\(duration)" }
 }
 
+/// Parses a duration flag, saying the one syntax when `text` breaks it: a
+/// number with its unit (bare numbers are refused: seconds or minutes?).
+func parseDuration(_ text: String) throws -> DurationArgument {
+    guard let duration = DurationArgument(argument: text) else {
+        throw ValidationError("'\(SafeText.printable(text, limit: 40))' is not a duration: a number and a unit, e.g. 500ms, 90s, 15m, 1h, 7d")
+    }
+    return duration
+}
+
 /// `key=value` on the command line.
 struct LabelArgument: ExpressibleByArgument {
     let key: String

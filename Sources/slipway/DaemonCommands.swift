@@ -22,25 +22,26 @@ struct CoordinatorCommand: AsyncParsableCommand {
     @Option(help: "ROUTER endpoint for workers.", transform: endpoint) var dispatch = Endpoint(host: "127.0.0.1", port: 7701)
     @Option(help: "PUB endpoint for events.", transform: endpoint) var events = Endpoint(host: "127.0.0.1", port: 7702)
     @Option(help: "ROUTER endpoint where event subscribers catch up.", transform: endpoint) var snapshot = Endpoint(host: "127.0.0.1", port: 7703)
-    @Option(help: "First retry back-off (doubles per attempt).") var retryBackoff = DurationArgument(argument: "2s")!
+    @Option(help: "First retry back-off (doubles per attempt).", transform: parseDuration) var retryBackoff = DurationArgument(argument: "2s")!
     @Option(help: "Default attempts per job.") var maxAttempts = 3
-    @Option(help: "Default build timeout in seconds.") var timeout = 3_600
+    @Option(help: "Default build timeout (e.g. 60m), for submissions that give none.", transform: parseDuration)
+    var timeout = DurationArgument(argument: "60m")!
     @Option(help: "Comma-separated regions every artifact must reach before it is deployable (default: its build region alone).")
     var regions = ""
     @Option(help: "How submitted repositories may be reached, comma-separated: https, http, ssh, git, file. Remote helpers such as ext:: are always refused.")
     var repoTransports = "https,ssh,git,file"
-    @Option(help: "Delete artifacts older than this that are not a current or previous target; 0 keeps everything.")
+    @Option(help: "Delete artifacts older than this that are not a current or previous target; 0 keeps everything.", transform: parseDuration)
     var artifactRetention = DurationArgument(argument: "14d")!
-    @Option(help: "How often garbage collection runs.") var gcInterval = DurationArgument(argument: "10m")!
+    @Option(help: "How often garbage collection runs.", transform: parseDuration) var gcInterval = DurationArgument(argument: "10m")!
     @Option(name: .customLong("rollout-plan"), help: ArgumentHelp(
         "A named rollout plan (repeatable): NAME=WAVE;WAVE;…[;pause-on-failure][;prefetch][;deadline=D], a wave being SHARES [bake=D] [min-healthy=P%] [max-failed=N] and SHARES REGION:COUNT or REGION:P% (REGION may be *), comma-separated.",
         valueName: "plan"))
     var rolloutPlans: [String] = []
     @Option(help: "The plan of a global deploy that names none: all, canary or a --rollout-plan.") var defaultPlan = "all"
-    @Option(help: "The canary plan's bake time per wave.") var canaryBake = DurationArgument(argument: "1m")!
-    @Option(help: "How long the built-in plans' waves may take to become healthy before the rollout pauses.")
+    @Option(help: "The canary plan's bake time per wave.", transform: parseDuration) var canaryBake = DurationArgument(argument: "1m")!
+    @Option(help: "How long the built-in plans' waves may take to become healthy before the rollout pauses.", transform: parseDuration)
     var waveDeadline = DurationArgument(argument: "10m")!
-    @Option(help: "A region report older than this leaves a rollout's gate unable to see that region: the rollout pauses.")
+    @Option(help: "A region report older than this leaves a rollout's gate unable to see that region: the rollout pauses.", transform: parseDuration)
     var reportStaleAfter = DurationArgument(argument: "45s")!
     @OptionGroup var keys: ServerKeyOptions
     @Option(help: ArgumentHelp("During a key rotation: the next secret key file; every socket also listens with it on the --next-* endpoints.",
@@ -62,7 +63,7 @@ struct CoordinatorCommand: AsyncParsableCommand {
         }
         guard (1...20).contains(maxAttempts) else { throw ValidationError("--max-attempts must be 1…20") }
         do { _ = try RepoTransport.parseList(repoTransports) } catch { throw ValidationError("--repo-transports: \(error)") }
-        guard (1...86_400).contains(timeout) else { throw ValidationError("--timeout must be 1…86400 seconds") }
+        guard (.seconds(1) ... .seconds(86_400)).contains(timeout.duration) else { throw ValidationError("--timeout must be 1s…24h") }
         if let databaseURL { try checkDatabaseURL(databaseURL) }
         let plans = try rolloutPlanSet()
         guard plans.plan(defaultPlan, regions: regionList) != nil else {
@@ -112,7 +113,7 @@ struct CoordinatorCommand: AsyncParsableCommand {
         config.heartbeatInterval = daemon.heartbeat.duration
         config.retryBackoff = retryBackoff.duration
         config.defaultMaxAttempts = maxAttempts
-        config.defaultTimeoutSeconds = timeout
+        config.defaultTimeoutSeconds = Int(timeout.duration.components.seconds)
         config.regions = regionList
         config.plans = try rolloutPlanSet()
         config.repoTransports = (try? RepoTransport.parseList(repoTransports)) ?? RepoTransport.defaultAllowed
@@ -257,10 +258,10 @@ struct RegionCommand: AsyncParsableCommand {
     @Option(help: "PUB endpoint that pushes target changes to agents.", transform: endpoint) var targets = Endpoint(host: "127.0.0.1", port: 7721)
     @Option(help: "The store endpoint agents should use, if not --store (e.g. when binding tcp://*).", transform: endpoint)
     var advertiseStore: Endpoint?
-    @Option(help: "A machine unheard of for this long is no longer counted.") var agentTimeout = DurationArgument(argument: "20s")!
+    @Option(help: "A machine unheard of for this long is no longer counted.", transform: parseDuration) var agentTimeout = DurationArgument(argument: "20s")!
     @Option(help: "Pieces in flight per peer region while replicating.") var replicationWindow = 16
     @Option(help: "Cap on replication bandwidth into this region, in MiB/s (0: none).") var replicationMaxMibps = 0.0
-    @Option(help: "A copy with no new piece for this long steps aside for the rest of the queue.")
+    @Option(help: "A copy with no new piece for this long steps aside for the rest of the queue.", transform: parseDuration)
     var replicationStallTimeout = DurationArgument(argument: "60s")!
     @OptionGroup var keys: RegionKeyOptions
     @OptionGroup var daemon: DaemonOptions

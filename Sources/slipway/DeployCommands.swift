@@ -50,7 +50,7 @@ struct DeployCommand: AsyncParsableCommand {
     @Flag(help: "Follow the rollout until it ends; the exit code says how it ended.") var wait = false
     @Flag(help: "Deploy a service no machine has reported yet (without it, an unknown name is refused as a likely typo).")
     var newService = false
-    @Option(help: "With --wait: give up (exit 3) after this long.") var timeout = DurationArgument(argument: "30m")!
+    @Option(help: "With --wait: give up (exit 3) after this long.", transform: parseDuration) var timeout = DurationArgument(argument: "30m")!
     @Option(help: "Who is deploying, for the history (default: $SLIPWAY_USER or $USER).") var by: String?
     @OptionGroup var options: ClientOptions
 
@@ -138,7 +138,7 @@ struct StatusCommand: AsyncParsableCommand {
 
     @Argument(help: "The service.") var service: String
     @Option(help: "History rows to show.") var history: UInt32 = 10
-    @Option(help: "Call a region's report stale when it is older than this (regions refresh theirs every 15s).")
+    @Option(help: "Call a region's report stale when it is older than this (regions refresh theirs every 15s).", transform: parseDuration)
     var staleAfter = DurationArgument(argument: "45s")!
     @OptionGroup var options: ClientOptions
 

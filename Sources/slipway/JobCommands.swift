@@ -150,11 +150,11 @@ struct SubmitCommand: AsyncParsableCommand {
     @Option(name: .customLong("label"), help: "Required worker label key=value (repeatable).") var labels: [LabelArgument] = []
     @Option(help: "Idempotency key; resubmitting it returns the same job (default: new).") var idempotencyKey: String?
     @Option(help: "Attempts before the job fails.") var maxAttempts: UInt32 = 0
-    @Option(help: "Build timeout in seconds.") var timeout: UInt32 = 0
+    @Option(help: "Build timeout, e.g. 30m (default: the coordinator's).", transform: parseDuration) var timeout: DurationArgument?
     @Flag(help: "Build even if the cache has this commit's artifact.") var fresh = false
     @Flag(help: "Wait until the job ends; exit code reflects the outcome.") var wait = false
     @Flag(help: "Stream the build log until the job ends (implies --wait).") var follow = false
-    @Option(help: "How long --wait/--follow waits.") var waitTimeout = DurationArgument(argument: "60m")!
+    @Option(help: "How long --wait/--follow waits.", transform: parseDuration) var waitTimeout = DurationArgument(argument: "60m")!
     @OptionGroup var options: ClientOptions
 
     /// A relative path to a folder that exists here becomes absolute: the
@@ -176,7 +176,7 @@ struct SubmitCommand: AsyncParsableCommand {
         request.artifactPath = artifactPath
         request.labels = Dictionary(labels.map { ($0.key, $0.value) }, uniquingKeysWith: { $1 })
         request.maxAttempts = maxAttempts
-        request.timeoutSeconds = timeout
+        request.timeoutSeconds = UInt32(clamping: timeout?.duration.components.seconds ?? 0)
         request.fresh = fresh
         let (format, follow, wait, waitFor) = (options.format, self.follow, self.wait, waitTimeout.duration)
         let report = JSONReport.shared
@@ -285,7 +285,7 @@ struct LogsCommand: AsyncParsableCommand {
 
     @Argument(help: "The job id.") var id: String
     @Flag(name: .shortAndLong, help: "Keep streaming until the job ends.") var follow = false
-    @Option(help: "With -f: how long to follow.") var timeout = DurationArgument(argument: "60m")!
+    @Option(help: "With -f: how long to follow.", transform: parseDuration) var timeout = DurationArgument(argument: "60m")!
     @OptionGroup var options: ClientOptions
 
     func run() async throws {
@@ -358,7 +358,7 @@ struct WaitCommand: AsyncParsableCommand {
         discussion: "0 succeeded, 1 failed, 2 cancelled, 3 --timeout passed (the job goes on), 4 coordinator unreachable, 64 no such job.")
 
     @Argument(help: "The job id.") var id: String
-    @Option(help: "Give up after this long.") var timeout = DurationArgument(argument: "60m")!
+    @Option(help: "Give up after this long.", transform: parseDuration) var timeout = DurationArgument(argument: "60m")!
     @OptionGroup var options: ClientOptions
 
     func run() async throws {

@@ -109,7 +109,7 @@ struct RolloutCommand: AsyncParsableCommand {
         @Option(help: "A rollout id (default: the newest).") var id: UInt64 = 0
         @Flag(help: "Follow it until it ends; the exit code says how (0 succeeded, 1 halted/rolled back/aborted, 3 timed out).")
         var wait = false
-        @Option(help: "With --wait: give up after this long.") var timeout = DurationArgument(argument: "30m")!
+        @Option(help: "With --wait: give up after this long.", transform: parseDuration) var timeout = DurationArgument(argument: "30m")!
         @OptionGroup var options: ClientOptions
 
         func run() async throws {

@@ -31,7 +31,7 @@ struct TapCommand: AsyncParsableCommand {
     @Option(help: "Also save every message to this file.") var record: String?
     @Option(help: "Print a recording instead of connecting.") var replay: String?
     @Option(help: "Stop after this many printed messages.") var count: Int?
-    @Option(help: "Stop after this long (e.g. 30s).") var duration: DurationArgument?
+    @Option(help: "Stop after this long (e.g. 30s).", transform: parseDuration) var duration: DurationArgument?
     @OptionGroup var keys: UserKeyOptions
     @Option(help: "Capture mode: XSUB endpoint to bind, where publishers connect.") var proxyFrontend: String?
     @Option(help: "Capture mode: XPUB endpoint to bind, where subscribers connect.") var proxyBackend: String?

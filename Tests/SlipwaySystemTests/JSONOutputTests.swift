@@ -148,6 +148,8 @@ struct JSONOutputTests {
             _ = try await run("jobs", shape: "jobs", exit: 4, coordinator: "tcp://127.0.0.1:\(freeLoopbackPort())")
             _ = try await run("job", shape: "job_result", exit: 64)
             _ = try await run("wait \(jobID) --timeout banana", shape: "job_result", exit: 64)
+            let bare = try await run("wait \(jobID) --timeout 90", shape: "job_result", exit: 64)
+            #expect("\(bare["error"] ?? "")".contains("a number and a unit, e.g. 500ms, 90s, 15m"), "one duration syntax, shown: \(bare)")
             _ = try await run("job \(UUID().uuidString.lowercased())", shape: "job_result", exit: 64)
         }
         #expect(statuses.values.allSatisfy { $0 == 0 }, "\(statuses)")
