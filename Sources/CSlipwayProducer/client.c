@@ -127,7 +127,11 @@ static int send_request(slipway_client *client, const uint8_t *envelope, size_t 
 /* Receives one whole message within `wait_ms`: its frames, bounded. Returns 1 with frames, 0 on silence. */
 static int receive_frames(void *socket, long long wait_ms, zmq_msg_t frames[3], int *count) {
     zmq_pollitem_t item = {socket, 0, ZMQ_POLLIN, 0};
-    if (zmq_poll(&item, 1, (long)wait_ms) <= 0) return 0;
+    long long deadline = now_ms() + wait_ms;
+    int ready;
+    /* A signal to the host program is not a lost reply: wait out the time left. */
+    while ((ready = zmq_poll(&item, 1, (long)(deadline - now_ms() > 0 ? deadline - now_ms() : 0))) < 0 && zmq_errno() == EINTR) {}
+    if (ready <= 0) return 0;
     *count = 0;
     int more = 1;
     while (more) {
@@ -246,9 +250,10 @@ int slipway_call(slipway_client *client, Slipway__V1__MessageType type, const Pr
                 if (server_code == SLIPWAY_SERVER_UNAVAILABLE && attempt < client->retries - 1) break;
                 result = slipway_fail(error, SLIPWAY_REJECTED, server_code, "%s", message);
             } else if (reply->type != expected) {
+                int received = (int)reply->type;
                 slipway_free_reply(reply);
                 result = slipway_fail(error, SLIPWAY_INVALID_REPLY, 0, "the coordinator sent message type %d where %d was expected",
-                                      (int)reply->type, (int)expected);
+                                      received, (int)expected);
             } else {
                 result = SLIPWAY_OK;
             }
@@ -256,7 +261,8 @@ int slipway_call(slipway_client *client, Slipway__V1__MessageType type, const Pr
         }
         if (result == SLIPWAY_UNREACHABLE) {
             drop_socket(client);
-            usleep((useconds_t)(backoff_ms * 1000));
+            struct timespec pause = {backoff_ms / 1000, (backoff_ms % 1000) * 1000000L};
+            while (nanosleep(&pause, &pause) < 0 && errno == EINTR) {}
             backoff_ms *= 2;
         }
     }

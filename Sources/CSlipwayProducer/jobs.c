@@ -132,10 +132,15 @@ static int transient(const slipway_error *error) {
     return error->code == SLIPWAY_UNREACHABLE || (error->code == SLIPWAY_REJECTED && error->server_code == SLIPWAY_SERVER_UNAVAILABLE);
 }
 
-/* Passes the log bytes from `*offset` on to `log`; a new attempt's log starts over. */
+static long long now_ms(void);
+
+/* Passes the log bytes from `*offset` on to `log` until none are left or
+ * `deadline` passes (a build that prints without pause must not hold a wait
+ * past its timeout); a new attempt's log starts over. */
 static int pump_log(slipway_client *client, const char *job_id, unsigned long long *offset, unsigned *attempt,
-                    slipway_log_fn log, void *context, int *complete, slipway_error *error) {
+                    slipway_log_fn log, void *context, int *complete, long long deadline, slipway_error *error) {
     for (;;) {
+        if (now_ms() >= deadline) return SLIPWAY_OK;
         Slipway__V1__LogQuery query = SLIPWAY__V1__LOG_QUERY__INIT;
         query.job_id = (char *)job_id;
         query.offset = *offset;
@@ -168,8 +173,11 @@ static int pump_log(slipway_client *client, const char *job_id, unsigned long lo
 }
 
 int slipway_wait(slipway_client *client, const char *job_id, long timeout_ms, slipway_log_fn log, void *context,
-                 slipway_job *job, slipway_error *error) {
-    if (!client || !job) return slipway_fail(error, SLIPWAY_BAD_ARGUMENT, 0, "a client and a job are required");
+                 slipway_job *job, slipway_error *caller_error) {
+    if (!client || !job) return slipway_fail(caller_error, SLIPWAY_BAD_ARGUMENT, 0, "a client and a job are required");
+    /* Whether a failure is worth waiting out is read from the error: keep one even if the caller passed none. */
+    slipway_error local = {0};
+    slipway_error *error = caller_error ? caller_error : &local;
     int code = required(job_id, "job_id", error);
     if (code) return code;
     long long deadline = now_ms() + (timeout_ms > 0 ? timeout_ms : 3600000L);
@@ -178,7 +186,7 @@ int slipway_wait(slipway_client *client, const char *job_id, long timeout_ms, sl
     int seen = 0;
     for (;;) {
         int complete = 0;
-        code = log ? pump_log(client, job_id, &offset, &attempt, log, context, &complete, error) : SLIPWAY_OK;
+        code = log ? pump_log(client, job_id, &offset, &attempt, log, context, &complete, deadline, error) : SLIPWAY_OK;
         if (!code) code = slipway_job_info(client, job_id, job, error);
         if (code && !(transient(error) && now_ms() < deadline)) return code;
         if (!code) {
@@ -189,7 +197,8 @@ int slipway_wait(slipway_client *client, const char *job_id, long timeout_ms, sl
         if (now_ms() >= deadline) {
             return slipway_fail(error, SLIPWAY_TIMED_OUT, 0, "job %s still %s after waiting", job_id, seen ? job->status : "not seen");
         }
-        usleep(code ? 1000000 : 200000);
+        struct timespec pause = {code ? 1 : 0, code ? 0 : 200000000L};
+        nanosleep(&pause, NULL);
     }
 }
 

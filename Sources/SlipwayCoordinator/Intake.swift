@@ -19,8 +19,9 @@ struct Intake {
     /// the request came without an identity and the role check already let it through).
     func handle(_ request: IntakeRequest, from peer: [UInt8], sender: Identity?, id: String, in batch: inout Batch) throws {
         do {
-            try route(request, from: peer, sender: sender, id: id, in: &batch)
-            if let (action, object) = request.audited { batch.audits.append(AuditRecord(sender, action: action, object: object, outcome: .ok)) }
+            // What was done, as the audit log should name it: a digest prefix resolved to the digest.
+            let done = try route(request, from: peer, sender: sender, id: id, in: &batch)
+            if let (action, object) = done.audited { batch.audits.append(AuditRecord(sender, action: action, object: object, outcome: .ok)) }
         } catch let rejection as Rejection {
             if let (action, object) = request.audited {
                 batch.audits.append(AuditRecord(sender, action: action, object: object,
@@ -31,7 +32,8 @@ struct Intake {
         }
     }
 
-    private func route(_ request: IntakeRequest, from peer: [UInt8], sender: Identity?, id: String, in batch: inout Batch) throws {
+    /// - Returns: the request as carried out (a deploy's digest prefix resolved).
+    private func route(_ request: IntakeRequest, from peer: [UInt8], sender: Identity?, id: String, in batch: inout Batch) throws -> IntakeRequest {
         let db = batch.db
         switch request {
         case .submit(let submission):
@@ -89,6 +91,7 @@ struct Intake {
             } else {
                 try targets.deploy(service, digest, regions: regions, setBy: setBy, actor: sender, from: peer, id: id, in: &batch)
             }
+            return .deploy(service, DigestPrefix(unchecked: digest.rawValue), regions: regions, plan: plan, setBy: setBy, newService: newService)
         case .clearOverrides(let service, let regions, let setBy):
             try targets.clear(service, regions: regions, setBy: setBy, actor: sender, from: peer, id: id, in: &batch)
         case .rollback(let service, let regions, let setBy):
@@ -108,6 +111,7 @@ struct Intake {
         case .services:
             batch.reply(peer, to: id, try queries.services(db))
         }
+        return request
     }
 }
 

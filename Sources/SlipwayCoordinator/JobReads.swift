@@ -9,19 +9,22 @@ import SlipwayWire
 extension CoordinatorQueries {
     // MARK: logs
 
-    /// Stores a log chunk if its attempt is still the job's running one, on this worker.
-    /// - Returns: false when fencing rejected it (the worker must stop).
+    /// Stores a log chunk of an attempt this worker was given (the job's current
+    /// attempt number on this worker), also when the attempt has just ended: a
+    /// result recorded before the chunks lost with the database were resent
+    /// must not cost the log its end.
+    /// - Returns: false unless the attempt is still running there (the worker must stop it).
     func appendLog(_ db: PGConnection, _ chunk: Slipway_V1_LogChunk, bytes: [UInt8], from workerID: String) throws -> Bool {
         let row = try db.query("""
-            WITH live AS (
-                SELECT id FROM jobs WHERE id::text = $1 AND attempt = $2 AND status = 'running' AND worker_id = $7
+            WITH attempt AS (
+                SELECT id, status = 'running' AS running FROM jobs WHERE id::text = $1 AND attempt = $2 AND worker_id = $7
             ), stored AS (
                 INSERT INTO job_logs (job_id, attempt, seq, byte_offset, stream, data)
-                SELECT id, $2, $3, $4, $5, $6 FROM live
+                SELECT id, $2, $3, $4, $5, $6 FROM attempt
                 ON CONFLICT (job_id, attempt, seq) DO NOTHING
                 RETURNING 1
             )
-            SELECT count(*) AS live FROM live
+            SELECT count(*) FILTER (WHERE running) AS live FROM attempt
             """, [.text(chunk.jobID), .int(chunk.attempt), .int(chunk.sequence), .int(chunk.offset),
                   .int(chunk.stream.rawValue), .bytes(bytes), .text(workerID)]).first
         return try row?.int("live") == 1
@@ -148,7 +151,12 @@ extension CoordinatorQueries {
             ORDER BY created_at DESC LIMIT $3
             """, [.optional(status?.rawValue), .text(artifactName), .int(limit)]).rows
         var list = Slipway_V1_JobList()
-        list.jobs = try rows.map(Self.info)
+        // A build environment is up to 2 MiB; 500 of them would outgrow a reply. `job ID` shows it.
+        list.jobs = try rows.map { row in
+            var info = try Self.info(row)
+            info.environment = []
+            return info
+        }
         return list
     }
 

@@ -171,7 +171,8 @@ public actor SlipwayClient {
             if !bytes.isEmpty {
                 sink(bytes)
                 offset += UInt64(bytes.count)
-                continue
+                // A build that prints without pause must not hold the follower past its deadline.
+                if ContinuousClock.now < deadline { continue }
             }
             if header.complete { return try await job(id) }
             guard ContinuousClock.now < deadline else {

@@ -1,3 +1,4 @@
+import Foundation
 import SlipwayCore
 
 /// What a worker gives every recipe on top of the clean environment: folders
@@ -47,6 +48,10 @@ public struct BuildEnvironment: Sendable, Equatable {
         guard !secret || value.utf8.count >= 4 else {
             throw Problem(description: "\(name): a secret of fewer than 4 characters cannot be masked in build logs")
         }
+        guard !secret || value.trimmingCharacters(in: .whitespaces) == value else {
+            // A shell's word splitting drops the blanks, and the log would show the secret unmasked.
+            throw Problem(description: "\(name): a secret with leading or trailing blanks could be printed without them, unmasked")
+        }
         variables.removeAll { $0.name == name }
         variables.append(Variable(name: name, value: value, secret: secret))
     }
@@ -56,7 +61,8 @@ public struct BuildEnvironment: Sendable, Equatable {
     public mutating func load(file text: String) throws(Problem) {
         // "\r\n" is one Character, a newline like "\n": Windows line endings split the same.
         for (index, line) in text.split(omittingEmptySubsequences: false, whereSeparator: \.isNewline).enumerated() {
-            let trimmed = line.drop { $0 == " " || $0 == "\t" }
+            // Blanks around a line are layout, not value (a trailing one would make a secret unmaskable).
+            let trimmed = line.trimmingCharacters(in: .whitespaces)
             guard !trimmed.isEmpty, !trimmed.hasPrefix("#") else { continue }
             do {
                 if trimmed.hasPrefix("path ") {

@@ -79,10 +79,12 @@ struct Deliveries {
         if logs[attempt]?.isEmpty == true { logs[attempt] = nil }
     }
 
-    /// The coordinator recorded the result (or found it stale): nothing more is owed for the attempt.
+    /// The coordinator recorded the result (or found it stale). Its log chunks
+    /// still unacknowledged stay owed: after a database outage the result can be
+    /// recorded before them, and the coordinator still stores (and in any case
+    /// acknowledges) each, so they end.
     mutating func resultAcknowledged(_ attempt: Attempt) {
         results[attempt] = nil
-        logs[attempt] = nil
     }
 
     /// After a new connection: everything is sent again at once.

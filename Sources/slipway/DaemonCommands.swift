@@ -167,7 +167,16 @@ struct WorkerCommand: AsyncParsableCommand {
 
     func validate() throws {
         guard (1...256).contains(slots) else { throw ValidationError("--slots must be between 1 and 256") }
-        if coordinatorDispatch == nil { _ = try coordinatorAddress(coordinator) }
+        if coordinatorDispatch == nil {
+            let address = try coordinatorAddress(coordinator)
+            // Before, the worker's --coordinator was the dispatch endpoint: an old unit file would now
+            // point dispatch at the events socket and the worker would wait for work forever.
+            if let coordinator, coordinator.hasPrefix("tcp://"), address.port == CoordinatorAddress.defaultPort + 1 {
+                throw ValidationError("--coordinator \(coordinator) looks like the coordinator's dispatch endpoint, which this flag used to take; "
+                                      + "it is now the coordinator's address (its intake port): write --coordinator \(address.host), "
+                                      + "or --coordinator-dispatch \(coordinator)")
+            }
+        }
         _ = try buildEnvironment()
         if let problem = RegionName.problem(with: region) { throw ValidationError("--region: '\(SafeText.printable(region))' is not a region name: \(problem)") }
         for label in labels where !SafeText.isName(label.key, max: 64) || label.value.utf8.count > 128 {

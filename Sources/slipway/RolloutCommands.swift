@@ -168,22 +168,17 @@ extension RolloutCommand.Status: JSONOutputCommand {
     var output: OutputFormat { options.format }
 }
 
-extension RolloutCommand.Pause: JSONOutputCommand {
-    static let jsonKeys = ["rollout"]
+/// Pause, resume, promote and abort: each prints the rollout as it left it.
+protocol RolloutControlCommand: JSONOutputCommand {
+    var control: RolloutCommand.ControlOptions { get }
+}
+
+extension RolloutControlCommand {
+    static var jsonKeys: [String] { ["rollout"] }
     var output: OutputFormat { control.options.format }
 }
 
-extension RolloutCommand.Resume: JSONOutputCommand {
-    static let jsonKeys = ["rollout"]
-    var output: OutputFormat { control.options.format }
-}
-
-extension RolloutCommand.Promote: JSONOutputCommand {
-    static let jsonKeys = ["rollout"]
-    var output: OutputFormat { control.options.format }
-}
-
-extension RolloutCommand.Abort: JSONOutputCommand {
-    static let jsonKeys = ["rollout"]
-    var output: OutputFormat { control.options.format }
-}
+extension RolloutCommand.Pause: RolloutControlCommand {}
+extension RolloutCommand.Resume: RolloutControlCommand {}
+extension RolloutCommand.Promote: RolloutControlCommand {}
+extension RolloutCommand.Abort: RolloutControlCommand {}

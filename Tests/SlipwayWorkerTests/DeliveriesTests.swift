@@ -39,6 +39,21 @@ struct DeliveriesTests {
         #expect(deliveries.due(now: start + .seconds(11)) == [frames(1), frames(9)])
     }
 
+    @Test("a result recorded before its log (after an outage) leaves the log owed: resent until acknowledged")
+    func resultBeforeLog() {
+        var deliveries = Deliveries(resendAfter: .seconds(3), logWait: .seconds(10))
+        _ = deliveries.log(job, sequence: 0, frames: frames(1))
+        deliveries.result(job, frames: frames(9), now: start)
+        _ = deliveries.due(now: start)
+        #expect(deliveries.due(now: start + .seconds(10)) == [frames(1), frames(9)], "the log had long enough: the result goes too")
+        // The database comes back: the result's copy is recorded, the chunk's was lost with the outage.
+        deliveries.resultAcknowledged(job)
+        #expect(!deliveries.isEmpty, "the chunk is still owed")
+        #expect(deliveries.due(now: start + .seconds(13)) == [frames(1)])
+        deliveries.logAcknowledged(job, sequences: [0])
+        #expect(deliveries.isEmpty)
+    }
+
     @Test("unacknowledged log bytes are capped per attempt; the rest is sent once and not kept")
     func budget() {
         var deliveries = Deliveries(logBudget: 100)
