@@ -175,7 +175,7 @@ extension CoordinatorQueries {
 
     static let infoColumns = """
         id, status, repo_url, coalesce(resolved_sha, commit_sha) AS commit_sha, commit_sha AS requested_commit, artifact_name,
-        coalesce(build_env, '[]')::text AS build_env,
+        coalesce(build_env, '[]')::text AS build_env, coalesce(submitted_by, '') AS submitted_by, labels::text AS labels,
         attempt, attempt - attempts_unused AS attempts_used, max_attempts,
         worker_id, error, artifact_digest,
         cache_hit, recipe,
@@ -192,6 +192,9 @@ extension CoordinatorQueries {
         info.commit = try row.string("commit_sha")
         info.requestedCommit = try row.string("requested_commit")
         info.environment = (try? JSONDecoder().decode([String].self, from: Data(try row.string("build_env").utf8))) ?? []
+        info.submittedBy = try row.string("submitted_by")
+        let labels = (try? JSONDecoder().decode([String: String].self, from: Data(try row.string("labels").utf8))) ?? [:]
+        info.labels = labels.keys.sorted().map { "\($0)=\(labels[$0]!)" }
         info.artifactName = try row.string("artifact_name")
         info.attempt = UInt32(try row.int("attempts_used"))
         info.fence = UInt32(try row.int("attempt"))

@@ -18,6 +18,8 @@ extension Slipway_V1_JobInfo {
             "artifact_digest": .text(artifactDigest),
             "cache_hit": .bool(cacheHit),
             "environment": .array(environment.map { .string($0) }),
+            "labels": .array(labels.map { .string($0) }),
+            "submitted_by": .text(submittedBy),
             "failure": .text(error),
             "created_at": .time(unixMicros: createdAtUnixMicros),
             "started_at": .time(unixMicros: startedAtUnixMicros),

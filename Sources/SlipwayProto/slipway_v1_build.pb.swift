@@ -428,6 +428,18 @@ public nonisolated struct Slipway_V1_JobInfo: @unchecked Sendable {
     set {_uniqueStorage()._environment = newValue}
   }
 
+  /// The key that submitted it ("role/name"); empty when the coordinator runs --insecure.
+  public var submittedBy: String {
+    get {_storage._submittedBy}
+    set {_uniqueStorage()._submittedBy = newValue}
+  }
+
+  /// The labels a worker must carry to take it, each "key=value", sorted.
+  public var labels: [String] {
+    get {_storage._labels}
+    set {_uniqueStorage()._labels = newValue}
+  }
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -1020,7 +1032,7 @@ nonisolated extension Slipway_V1_JobQuery: SwiftProtobuf.Message, SwiftProtobuf.
 
 nonisolated extension Slipway_V1_JobInfo: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".JobInfo"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}job_id\0\u{1}status\0\u{3}repo_url\0\u{1}commit\0\u{3}artifact_name\0\u{1}attempt\0\u{3}max_attempts\0\u{3}worker_id\0\u{1}error\0\u{3}artifact_digest\0\u{3}created_at_unix_micros\0\u{3}started_at_unix_micros\0\u{3}finished_at_unix_micros\0\u{3}cache_hit\0\u{1}recipe\0\u{1}region\0\u{1}fence\0\u{3}requested_commit\0\u{1}environment\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}job_id\0\u{1}status\0\u{3}repo_url\0\u{1}commit\0\u{3}artifact_name\0\u{1}attempt\0\u{3}max_attempts\0\u{3}worker_id\0\u{1}error\0\u{3}artifact_digest\0\u{3}created_at_unix_micros\0\u{3}started_at_unix_micros\0\u{3}finished_at_unix_micros\0\u{3}cache_hit\0\u{1}recipe\0\u{1}region\0\u{1}fence\0\u{3}requested_commit\0\u{1}environment\0\u{3}submitted_by\0\u{1}labels\0")
 
   fileprivate class _StorageClass {
     var _jobID: String = String()
@@ -1042,6 +1054,8 @@ nonisolated extension Slipway_V1_JobInfo: SwiftProtobuf.Message, SwiftProtobuf._
     var _fence: UInt32 = 0
     var _requestedCommit: String = String()
     var _environment: [String] = []
+    var _submittedBy: String = String()
+    var _labels: [String] = []
 
       // This property is used as the initial default value for new instances of the type.
       // The type itself is protecting the reference to its storage via CoW semantics.
@@ -1071,6 +1085,8 @@ nonisolated extension Slipway_V1_JobInfo: SwiftProtobuf.Message, SwiftProtobuf._
       _fence = source._fence
       _requestedCommit = source._requestedCommit
       _environment = source._environment
+      _submittedBy = source._submittedBy
+      _labels = source._labels
     }
   }
 
@@ -1108,6 +1124,8 @@ nonisolated extension Slipway_V1_JobInfo: SwiftProtobuf.Message, SwiftProtobuf._
         case 17: try { try decoder.decodeSingularUInt32Field(value: &_storage._fence) }()
         case 18: try { try decoder.decodeSingularStringField(value: &_storage._requestedCommit) }()
         case 19: try { try decoder.decodeRepeatedStringField(value: &_storage._environment) }()
+        case 20: try { try decoder.decodeSingularStringField(value: &_storage._submittedBy) }()
+        case 21: try { try decoder.decodeRepeatedStringField(value: &_storage._labels) }()
         default: break
         }
       }
@@ -1173,6 +1191,12 @@ nonisolated extension Slipway_V1_JobInfo: SwiftProtobuf.Message, SwiftProtobuf._
       if !_storage._environment.isEmpty {
         try visitor.visitRepeatedStringField(value: _storage._environment, fieldNumber: 19)
       }
+      if !_storage._submittedBy.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._submittedBy, fieldNumber: 20)
+      }
+      if !_storage._labels.isEmpty {
+        try visitor.visitRepeatedStringField(value: _storage._labels, fieldNumber: 21)
+      }
     }
     try unknownFields.traverse(visitor: &visitor)
   }
@@ -1201,6 +1225,8 @@ nonisolated extension Slipway_V1_JobInfo: SwiftProtobuf.Message, SwiftProtobuf._
         if _storage._fence != rhs_storage._fence {return false}
         if _storage._requestedCommit != rhs_storage._requestedCommit {return false}
         if _storage._environment != rhs_storage._environment {return false}
+        if _storage._submittedBy != rhs_storage._submittedBy {return false}
+        if _storage._labels != rhs_storage._labels {return false}
         return true
       }
       if !storagesAreEqual {return false}

@@ -266,6 +266,10 @@ struct JobCommand: AsyncParsableCommand {
         guard format != .json else { return }
         print(describe(info, wide: format == .wide))
         if info.requestedCommit != info.commit, !info.requestedCommit.isEmpty { print("  commit \(info.commit) (asked for \(info.requestedCommit))") }
+        if !info.submittedBy.isEmpty || !info.labels.isEmpty {
+            print("  submitted by \(info.submittedBy.isEmpty ? "(unauthenticated)" : info.submittedBy)"
+                  + (info.labels.isEmpty ? "" : ", needs labels \(info.labels.joined(separator: " "))"))
+        }
         if !info.environment.isEmpty { print("  environment \(info.environment.joined(separator: " "))") }
     }
 }

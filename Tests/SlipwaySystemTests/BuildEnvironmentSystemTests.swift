@@ -33,6 +33,7 @@ struct BuildEnvironmentSystemTests {
             #expect(log.contains("greeting: hello from the worker") && log.contains("note: filled in by the file"), "\(log)")
             #expect(log.contains("token: ***") && log.contains("length 15"), "the recipe had the secret; the log shows ***: \(log)")
             #expect(!log.contains("s3cr3t"), "\(log)")
+            #expect(done.labels == ["swift=6"] && done.submittedBy == "ci/pipeline", "what it needed, and who asked: \(done)")
             #expect(done.environment == ["PATH=\(toolchain):/usr/local/bin:/usr/bin:/bin", "CACHE_NOTE=filled in by the file",
                                          "GREETING=hello from the worker", "API_TOKEN=(secret)"], "\(done.environment)")
             // The binary swift built is the artifact, and it runs.

@@ -78,6 +78,7 @@ struct JSONOutputTests {
             #expect(submitted["duplicate"] as? Bool == false)
             let built = try await run("submit --repo \(repo.path) --commit \(commit) --artifact app --fresh --wait", shape: "submit")
             #expect(job(built)["status"] as? String == "succeeded" && job(built)["artifact_digest"] is String, "\(built)")
+            #expect(job(built)["submitted_by"] as? String == "ci/pipeline", "\(built)")
             let jobID = try #require(job(built)["id"] as? String)
             let digest = try #require(job(built)["artifact_digest"] as? String)
 

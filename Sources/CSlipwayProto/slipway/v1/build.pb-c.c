@@ -1348,7 +1348,7 @@ const ProtobufCMessageDescriptor slipway__v1__job_query__descriptor =
   (ProtobufCMessageInit) slipway__v1__job_query__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor slipway__v1__job_info__field_descriptors[19] =
+static const ProtobufCFieldDescriptor slipway__v1__job_info__field_descriptors[21] =
 {
   {
     "job_id",
@@ -1578,6 +1578,30 @@ static const ProtobufCFieldDescriptor slipway__v1__job_info__field_descriptors[1
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "submitted_by",
+    20,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Slipway__V1__JobInfo, submitted_by),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "labels",
+    21,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_STRING,
+    offsetof(Slipway__V1__JobInfo, n_labels),
+    offsetof(Slipway__V1__JobInfo, labels),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned slipway__v1__job_info__field_indices_by_name[] = {
   9,   /* field[9] = artifact_digest */
@@ -1591,6 +1615,7 @@ static const unsigned slipway__v1__job_info__field_indices_by_name[] = {
   16,   /* field[16] = fence */
   12,   /* field[12] = finished_at_unix_micros */
   0,   /* field[0] = job_id */
+  20,   /* field[20] = labels */
   6,   /* field[6] = max_attempts */
   14,   /* field[14] = recipe */
   15,   /* field[15] = region */
@@ -1598,12 +1623,13 @@ static const unsigned slipway__v1__job_info__field_indices_by_name[] = {
   17,   /* field[17] = requested_commit */
   11,   /* field[11] = started_at_unix_micros */
   1,   /* field[1] = status */
+  19,   /* field[19] = submitted_by */
   7,   /* field[7] = worker_id */
 };
 static const ProtobufCIntRange slipway__v1__job_info__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 19 }
+  { 0, 21 }
 };
 const ProtobufCMessageDescriptor slipway__v1__job_info__descriptor =
 {
@@ -1613,7 +1639,7 @@ const ProtobufCMessageDescriptor slipway__v1__job_info__descriptor =
   "Slipway__V1__JobInfo",
   "slipway.v1",
   sizeof(Slipway__V1__JobInfo),
-  19,
+  21,
   slipway__v1__job_info__field_descriptors,
   slipway__v1__job_info__field_indices_by_name,
   1,  slipway__v1__job_info__number_ranges,

@@ -252,10 +252,19 @@ struct  Slipway__V1__JobInfo
    */
   size_t n_environment;
   char **environment;
+  /*
+   * The key that submitted it ("role/name"); empty when the coordinator runs --insecure.
+   */
+  char *submitted_by;
+  /*
+   * The labels a worker must carry to take it, each "key=value", sorted.
+   */
+  size_t n_labels;
+  char **labels;
 };
 #define SLIPWAY__V1__JOB_INFO__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&slipway__v1__job_info__descriptor) \
-    , (char *)protobuf_c_empty_string, SLIPWAY__V1__JOB_STATUS__JOB_STATUS_UNSPECIFIED, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0, 0, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0, 0, 0, 0, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0, (char *)protobuf_c_empty_string, 0,NULL }
+    , (char *)protobuf_c_empty_string, SLIPWAY__V1__JOB_STATUS__JOB_STATUS_UNSPECIFIED, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0, 0, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0, 0, 0, 0, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0, (char *)protobuf_c_empty_string, 0,NULL, (char *)protobuf_c_empty_string, 0,NULL }
 
 
 /*
