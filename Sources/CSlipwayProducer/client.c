@@ -31,7 +31,7 @@ void slipway_copy(char *destination, size_t size, const char *source) {
     snprintf(destination, size, "%s", source ? source : "");
 }
 
-static long long now_ms(void) {
+long long slipway_now_ms(void) {
     struct timespec now;
     clock_gettime(CLOCK_MONOTONIC, &now);
     return (long long)now.tv_sec * 1000 + now.tv_nsec / 1000000;
@@ -127,10 +127,10 @@ static int send_request(slipway_client *client, const uint8_t *envelope, size_t 
 /* Receives one whole message within `wait_ms`: its frames, bounded. Returns 1 with frames, 0 on silence. */
 static int receive_frames(void *socket, long long wait_ms, zmq_msg_t frames[3], int *count) {
     zmq_pollitem_t item = {socket, 0, ZMQ_POLLIN, 0};
-    long long deadline = now_ms() + wait_ms;
+    long long deadline = slipway_now_ms() + wait_ms;
     int ready;
     /* A signal to the host program is not a lost reply: wait out the time left. */
-    while ((ready = zmq_poll(&item, 1, (long)(deadline - now_ms() > 0 ? deadline - now_ms() : 0))) < 0 && zmq_errno() == EINTR) {}
+    while ((ready = zmq_poll(&item, 1, (long)(deadline - slipway_now_ms() > 0 ? deadline - slipway_now_ms() : 0))) < 0 && zmq_errno() == EINTR) {}
     if (ready <= 0) return 0;
     *count = 0;
     int more = 1;
@@ -227,11 +227,11 @@ int slipway_call(slipway_client *client, Slipway__V1__MessageType type, const Pr
             result = code;
             break;
         }
-        long long deadline = now_ms() + client->request_timeout_ms;
-        while (code == SLIPWAY_OK && now_ms() < deadline) {
+        long long deadline = slipway_now_ms() + client->request_timeout_ms;
+        while (code == SLIPWAY_OK && slipway_now_ms() < deadline) {
             zmq_msg_t frames[3];
             int count = 0;
-            if (!receive_frames(client->socket, deadline - now_ms(), frames, &count)) break;
+            if (!receive_frames(client->socket, deadline - slipway_now_ms(), frames, &count)) break;
             int taken = take_reply(frames, count, id, reply);
             close_frames(frames, count);
             if (taken < 0) {

@@ -39,6 +39,9 @@ int slipway_call(slipway_client *client, Slipway__V1__MessageType type, const Pr
 /* The status word of a wire JobStatus ("unknown" for others). */
 const char *slipway_status_word(Slipway__V1__JobStatus status);
 
+/* Milliseconds on the monotonic clock: deadlines, never wall time. */
+long long slipway_now_ms(void);
+
 /* Copies `source` (may be NULL) into `destination` of `size` bytes, cut if need be. */
 void slipway_copy(char *destination, size_t size, const char *source);
 

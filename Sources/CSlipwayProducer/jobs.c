@@ -121,18 +121,10 @@ int slipway_job_info(slipway_client *client, const char *job_id, slipway_job *jo
     return SLIPWAY_OK;
 }
 
-static long long now_ms(void) {
-    struct timespec now;
-    clock_gettime(CLOCK_MONOTONIC, &now);
-    return (long long)now.tv_sec * 1000 + now.tv_nsec / 1000000;
-}
-
 /* A failure worth waiting out: no answer, or the coordinator's database away for a moment. */
 static int transient(const slipway_error *error) {
     return error->code == SLIPWAY_UNREACHABLE || (error->code == SLIPWAY_REJECTED && error->server_code == SLIPWAY_SERVER_UNAVAILABLE);
 }
-
-static long long now_ms(void);
 
 /* Passes the log bytes from `*offset` on to `log` until none are left or
  * `deadline` passes (a build that prints without pause must not hold a wait
@@ -140,7 +132,7 @@ static long long now_ms(void);
 static int pump_log(slipway_client *client, const char *job_id, unsigned long long *offset, unsigned *attempt,
                     slipway_log_fn log, void *context, int *complete, long long deadline, slipway_error *error) {
     for (;;) {
-        if (now_ms() >= deadline) return SLIPWAY_OK;
+        if (slipway_now_ms() >= deadline) return SLIPWAY_OK;
         Slipway__V1__LogQuery query = SLIPWAY__V1__LOG_QUERY__INIT;
         query.job_id = (char *)job_id;
         query.offset = *offset;
@@ -180,7 +172,7 @@ int slipway_wait(slipway_client *client, const char *job_id, long timeout_ms, sl
     slipway_error *error = caller_error ? caller_error : &local;
     int code = required(job_id, "job_id", error);
     if (code) return code;
-    long long deadline = now_ms() + (timeout_ms > 0 ? timeout_ms : 3600000L);
+    long long deadline = slipway_now_ms() + (timeout_ms > 0 ? timeout_ms : 3600000L);
     unsigned long long offset = 0;
     unsigned attempt = 0;
     int seen = 0;
@@ -188,13 +180,13 @@ int slipway_wait(slipway_client *client, const char *job_id, long timeout_ms, sl
         int complete = 0;
         code = log ? pump_log(client, job_id, &offset, &attempt, log, context, &complete, deadline, error) : SLIPWAY_OK;
         if (!code) code = slipway_job_info(client, job_id, job, error);
-        if (code && !(transient(error) && now_ms() < deadline)) return code;
+        if (code && !(transient(error) && slipway_now_ms() < deadline)) return code;
         if (!code) {
             seen = 1;
             /* With a log: done once the log is complete too (its last bytes may trail the status). */
             if (terminal(job->status) && (!log || complete)) return SLIPWAY_OK;
         }
-        if (now_ms() >= deadline) {
+        if (slipway_now_ms() >= deadline) {
             return slipway_fail(error, SLIPWAY_TIMED_OUT, 0, "job %s still %s after waiting", job_id, seen ? job->status : "not seen");
         }
         struct timespec pause = {code ? 1 : 0, code ? 0 : 200000000L};

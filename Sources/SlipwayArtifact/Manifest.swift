@@ -1,4 +1,5 @@
 import Crypto
+import SlipwayCore
 public import Foundation
 public import SlipwayProto
 
@@ -84,7 +85,7 @@ public enum Manifest {
 
     /// True for 64 lowercase hex characters: the only digest form Slipway accepts.
     public static func isDigest(_ text: String) -> Bool {
-        text.utf8.count == 64 && text.utf8.allSatisfy { ($0 >= 48 && $0 <= 57) || ($0 >= 97 && $0 <= 102) }
+        Digest.isValid(text)
     }
 
     /// Lowercase hex of a digest.

@@ -43,7 +43,7 @@ enum SubmissionValidator {
     }
 
     static func isFullSHA(_ text: String) -> Bool {
-        text.utf8.count == 40 && text.utf8.allSatisfy { ($0 >= 48 && $0 <= 57) || ($0 >= 97 && $0 <= 102) }
+        SafeText.isLowercaseHex(text, lengths: 40...40)
     }
 
     /// Hex digits a short SHA needs before the build cache answers it: with
@@ -54,7 +54,7 @@ enum SubmissionValidator {
 
     /// Whether `text` is lowercase hex of `minimum`…40 characters.
     static func isSHAPrefix(_ text: String, minimum: Int) -> Bool {
-        (minimum...40).contains(text.utf8.count) && text.utf8.allSatisfy { ($0 >= 48 && $0 <= 57) || ($0 >= 97 && $0 <= 102) }
+        SafeText.isLowercaseHex(text, lengths: minimum...40)
     }
 
     static func isCommitOrRef(_ text: String) -> Bool {

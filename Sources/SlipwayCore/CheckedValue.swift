@@ -59,8 +59,7 @@ public struct Digest: CheckedValue {
     public init(unchecked text: String) { rawValue = text }
 
     public static func problem(with text: String) -> String? {
-        let isHex = text.utf8.count == 64 && text.utf8.allSatisfy { ($0 >= 48 && $0 <= 57) || ($0 >= 97 && $0 <= 102) }
-        return isHex ? nil : "a digest is 64 lowercase hex characters (SHA-256)"
+        SafeText.isLowercaseHex(text, lengths: 64...64) ? nil : "a digest is 64 lowercase hex characters (SHA-256)"
     }
 
     /// `sha256:` and the first 12 hex characters, for people; commands accept the full form.
@@ -79,9 +78,8 @@ public struct DigestPrefix: CheckedValue {
     public init(unchecked text: String) { rawValue = text }
 
     public static func problem(with text: String) -> String? {
-        let isHex = (minimumLength...64).contains(text.utf8.count)
-            && text.utf8.allSatisfy { ($0 >= 48 && $0 <= 57) || ($0 >= 97 && $0 <= 102) }
-        return isHex ? nil : "a digest is 64 lowercase hex characters (SHA-256), or at least its first \(minimumLength)"
+        SafeText.isLowercaseHex(text, lengths: minimumLength...64) ? nil
+            : "a digest is 64 lowercase hex characters (SHA-256), or at least its first \(minimumLength)"
     }
 
     /// The digest itself when all 64 characters are given.

@@ -1,5 +1,6 @@
 import Crypto
 import Foundation
+import SlipwayCore
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -34,7 +35,7 @@ struct GitCheckout {
         defer { close(lock) }
         while flock(lock, LOCK_EX) != 0 && errno == EINTR {}
 
-        let isFullSHA = commit.utf8.count == 40 && commit.utf8.allSatisfy { ($0 >= 48 && $0 <= 57) || ($0 >= 97 && $0 <= 102) }
+        let isFullSHA = SafeText.isLowercaseHex(commit, lengths: 40...40)
         if !FileManager.default.fileExists(atPath: mirror.path) {
             log("cloning \(repo)\n")
             let staging = repos.appendingPathComponent("\(key).git.tmp-\(getpid())")
