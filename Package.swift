@@ -25,6 +25,10 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-crypto", from: "3.12.3"),
         .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
         .package(url: "https://github.com/apple/swift-metrics", from: "2.13.0"),
+        // The console's HTTP side (issue 14); no traits: swift-configuration is not needed.
+        .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1", traits: []),
+        .package(url: "https://github.com/hummingbird-project/hummingbird-auth", from: "2.5.0"),
+        .package(url: "https://github.com/apple/swift-http-types", from: "1.8.0"),
     ],
     targets: [
         // C libraries, only ever imported by the two wrapper modules.
@@ -153,6 +157,21 @@ let package = Package(
             dependencies: ["SlipwayCore", "SlipwayProto", "SlipwayWire"],
             swiftSettings: strict
         ),
+        // The web console and its HTTP API: a stateless client of the coordinator (docs/console.md).
+        .target(
+            name: "SlipwayConsole",
+            dependencies: [
+                "SlipwayCore", "SlipwayWire", "SlipwayProto", "SlipwayThreads", "SlipwayProducer", "SlipwayJSON",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HummingbirdBcrypt", package: "hummingbird-auth"),
+                .product(name: "HTTPTypes", package: "swift-http-types"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: strict
+        ),
         .target(
             name: "SlipwayConfig",
             swiftSettings: strict
@@ -185,7 +204,7 @@ let package = Package(
                 "SlipwayTap", "SlipwayCore", "SlipwayThreads",
                 "SlipwayWire", "SlipwayStore", "SlipwayProto",
                 "SlipwayCoordinator", "SlipwayWorker", "SlipwayRegion", "SlipwayAgent", "SlipwayProducer", "SlipwayMetrics", "SlipwayConfig",
-                "SlipwayAuth", "SlipwayJSON",
+                "SlipwayAuth", "SlipwayJSON", "SlipwayConsole",
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
@@ -217,6 +236,11 @@ let package = Package(
         .testTarget(
             name: "SlipwayJSONTests",
             dependencies: ["SlipwayJSON", "SlipwayProto"],
+            swiftSettings: strict
+        ),
+        .testTarget(
+            name: "SlipwayConsoleTests",
+            dependencies: ["SlipwayConsole"],
             swiftSettings: strict
         ),
         .testTarget(

@@ -11,6 +11,19 @@ public protocol ServingLoop: AnyObject {
     func serve() throws
 }
 
+/// One part of a daemon as ``DaemonRunner`` runs it: opened first (everything
+/// bound and checked, or a reason naming the setting), then run until graceful
+/// shutdown or cancellation; discarded if another part could not open.
+public protocol DaemonService: Service {
+    /// The name in logs and in the one failure line.
+    var name: String { get }
+    /// Binds and checks what the service needs; what it opened, for the "serving" line.
+    @discardableResult
+    func open() async throws -> [String: String]
+    /// Releases what ``open()`` took, for a service that will not run.
+    func discard() async
+}
+
 /// A daemon's I/O loop on a thread of its own, as a `Service`, in two phases:
 ///
 /// 1. ``open()`` builds the loop on the service's thread: it binds every
@@ -23,7 +36,7 @@ public protocol ServingLoop: AnyObject {
 ///
 /// Blocking libzmq and libpq calls are safe on the service's thread; it is
 /// never one of Swift's cooperative threads.
-public final class LoopService: Service, Sendable {
+public final class LoopService: DaemonService, Sendable {
     /// The service's name in logs and thread names.
     public let name: String
     private let make: @Sendable (StopSignal) throws -> any ServingLoop

@@ -19,6 +19,8 @@ public final class EventSubscriber {
     private var snapshot: ZMQSocket?
     private var sequencer: EventSequencer
     private var catchingUp = false
+    /// Started `fromNewest` and not yet told where the stream is: history is skipped.
+    private var skippingHistory: Bool
     private var pendingLive: [Slipway_V1_Event] = []
     private var ready: [Slipway_V1_Event] = []
     private var requestID = ""
@@ -31,9 +33,11 @@ public final class EventSubscriber {
     /// The newest sequence number delivered.
     public var lastSequence: UInt64 { sequencer.lastApplied }
 
-    /// Connects to a publisher's PUB and snapshot ROUTER with `security`, and asks for every event after `after`.
-    public init(context: ZMQContext, publisher: Endpoint, snapshot: Endpoint, after: UInt64 = 0,
+    /// Connects to a publisher's PUB and snapshot ROUTER with `security`, and asks for every event after `after`;
+    /// `fromNewest` skips the history instead: the first event delivered is the first one published after the start.
+    public init(context: ZMQContext, publisher: Endpoint, snapshot: Endpoint, after: UInt64 = 0, fromNewest: Bool = false,
                 sender: String, security: ClientSecurity, receiveHighWaterMark: Int32 = 1_000) throws {
+        self.skippingHistory = fromNewest
         self.context = context
         self.security = security
         self.publisher = publisher
@@ -78,7 +82,8 @@ public final class EventSubscriber {
         let socket = try ZMQSocket.requestDealer(context: context, connectedTo: snapshotEndpoint, options: security.options)
         snapshot = socket
         var request = Slipway_V1_SnapshotRequest()
-        request.afterSequence = sequencer.lastApplied
+        // Asking for what follows the largest number returns no events, only where the stream is.
+        request.afterSequence = skippingHistory ? .max : sequencer.lastApplied
         let message = WireMessage(request, sender: sender)
         requestID = message.envelope.messageID
         _ = try socket.send(codec.encode(message), wait: .never)
@@ -97,6 +102,11 @@ public final class EventSubscriber {
                     ready.append(event)
                 }
             case .snapshotEnd:
+                if skippingHistory {
+                    guard let end = try? message.body(as: Slipway_V1_SnapshotEnd.self) else { continue }
+                    sequencer = EventSequencer(after: end.lastSequence)
+                    skippingHistory = false
+                }
                 catchingUp = false
                 let held = pendingLive
                 pendingLive = []

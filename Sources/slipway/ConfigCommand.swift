@@ -9,7 +9,7 @@ enum DaemonSettings {
     /// The daemons a configuration file may have a section for.
     static let daemons: [String: any ParsableCommand.Type] = [
         "coordinator": CoordinatorCommand.self, "worker": WorkerCommand.self,
-        "region": RegionCommand.self, "agent": AgentCommand.self,
+        "region": RegionCommand.self, "agent": AgentCommand.self, "console": ConsoleCommand.self,
     ]
 
     /// `arguments` (without the program name) with the file's and the

@@ -24,7 +24,7 @@ enum DaemonRunner {
 
     /// Runs `services` as the daemon `command` (e.g. `region`) and exits the process.
     /// `insecure`: it runs without CURVE, which `slipway_insecure` says once metrics are up.
-    static func run(_ command: String, services: [LoopService], options: DaemonOptions, insecure: Bool) async -> Never {
+    static func run(_ command: String, services: [any DaemonService], options: DaemonOptions, insecure: Bool) async -> Never {
         let name = "slipway \(command)"
         let logger = Logger(label: "slipway.\(command)")
         let control = StopControl(name: name)
@@ -34,7 +34,7 @@ enum DaemonRunner {
         var services = services
         do {
             if let listen = options.metricsListen {
-                services.append(try MetricsEndpoint.service(listen: listen, render: bootstrapPrometheus()))
+                services.append(try MetricsEndpoint.service(listen: listen, render: metrics))
             }
             SlipwayMetrics.insecure(daemon: command, insecure)
         } catch {
@@ -84,6 +84,9 @@ enum DaemonRunner {
         _ = setrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit)
     }
 
+    /// Renders this process's metrics as Prometheus text; the first use sends swift-metrics to the registry.
+    static let metrics: @Sendable () -> [UInt8] = bootstrapPrometheus()
+
     /// Sends swift-metrics to a Prometheus registry and returns what renders it.
     private static func bootstrapPrometheus() -> @Sendable () -> [UInt8] {
         let registry = PrometheusCollectorRegistry()
@@ -99,7 +102,7 @@ enum DaemonRunner {
 /// A service whose failure starts the stop deadline at once: the group then
 /// cancels the others, and one that does not stop must not keep the process.
 private struct Watched: Service {
-    let service: LoopService
+    let service: any DaemonService
     let control: StopControl
 
     func run() async throws {

@@ -11,7 +11,7 @@ struct Slipway: AsyncParsableCommand {
         subcommands: [
             SubmitCommand.self, JobsCommand.self, JobCommand.self, WaitCommand.self, LogsCommand.self, CancelCommand.self,
             ArtifactsCommand.self, ArtifactCommand.self, DeployCommand.self, RollbackCommand.self, RolloutCommand.self, StatusCommand.self,
-            ServicesCommand.self,
+            ServicesCommand.self, ConsoleCommand.self, ConsoleUsersCommand.self,
             CoordinatorCommand.self, WorkerCommand.self, RegionCommand.self, AgentCommand.self, TapCommand.self,
             MigrateCommand.self, ConfigCommand.self, KeysCommand.self, AuditCommand.self, VersionCommand.self,
         ])

@@ -1,0 +1,16 @@
+import Metrics
+
+/// The console's own metrics (next to the process metrics every daemon has).
+enum ConsoleMetrics {
+    static func request(status: Int) {
+        Counter(label: "slipway_console_requests_total", dimensions: [("status", "\(status / 100)xx")]).increment()
+    }
+
+    static func action(_ word: String, outcome: String) {
+        Counter(label: "slipway_console_actions_total", dimensions: [("action", word), ("outcome", outcome)]).increment()
+    }
+
+    static func signIn(_ outcome: String) {
+        Counter(label: "slipway_console_sign_ins_total", dimensions: [("outcome", outcome)]).increment()
+    }
+}

@@ -1,0 +1,165 @@
+public import SlipwayCore
+public import SlipwayJSON
+import SlipwayProto
+public import SlipwayThreads
+public import SlipwayWire
+import Synchronization
+
+/// Fans the coordinator's event stream out to the browsers watching it.
+///
+/// Each watcher gets a bounded buffer: one that does not keep up loses its
+/// oldest events, never the console's memory. The pages treat an event as
+/// "this changed, look again" and re-read what it names, so a lost hint costs
+/// a refresh a moment later (each page also re-reads every few seconds).
+public final class LiveEventHub: Sendable {
+    private struct State {
+        var watchers: [Int: AsyncStream<String>.Continuation] = [:]
+        var nextID = 0
+    }
+
+    private let state = Mutex(State())
+    /// Events each watcher may have waiting before the oldest is dropped.
+    public let bufferLimit: Int
+    /// Watchers at once; more are refused (HTTP 503) instead of growing without bound.
+    public let watcherLimit: Int
+
+    public init(bufferLimit: Int = 256, watcherLimit: Int = 1_000) {
+        self.bufferLimit = bufferLimit
+        self.watcherLimit = watcherLimit
+    }
+
+    /// A new watcher's stream of Server-Sent Event lines (`data: {…}`), or nil when there are too many.
+    public func watch() -> AsyncStream<String>? {
+        let (stream, continuation) = AsyncStream<String>.makeStream(bufferingPolicy: .bufferingNewest(bufferLimit))
+        let id: Int? = state.withLock { state in
+            guard state.watchers.count < watcherLimit else { return nil }
+            defer { state.nextID += 1 }
+            state.watchers[state.nextID] = continuation
+            return state.nextID
+        }
+        guard let id else { return nil }
+        continuation.onTermination = { [weak self] _ in
+            _ = self?.state.withLock { $0.watchers.removeValue(forKey: id) }
+        }
+        return stream
+    }
+
+    /// Watchers connected now.
+    public var watcherCount: Int { state.withLock { $0.watchers.count } }
+
+    /// Sends one event's JSON to every watcher.
+    public func publish(_ json: JSONValue) {
+        let line = json.rendered
+        let watchers = state.withLock { Array($0.watchers.values) }
+        for watcher in watchers { watcher.yield(line) }
+    }
+
+    /// Ends every watcher's stream (the console is stopping).
+    public func finishAll() {
+        let watchers = state.withLock { state in
+            defer { state.watchers.removeAll() }
+            return Array(state.watchers.values)
+        }
+        for watcher in watchers { watcher.finish() }
+    }
+}
+
+/// The thread that follows the coordinator's event stream for a ``LiveEventHub``.
+final class LiveEventLoop: ServingLoop {
+    private let subscriber: EventSubscriber
+    private let context: ZMQContext
+    private let hub: LiveEventHub
+    private let stop: StopSignal
+    let opened: [String: String]
+
+    init(events: Endpoint, snapshot: Endpoint, security: ClientSecurity, hub: LiveEventHub, stop: StopSignal) throws {
+        context = try ZMQContext()
+        subscriber = try EventSubscriber(context: context, publisher: events, snapshot: snapshot, fromNewest: true,
+                                         sender: "console", security: security)
+        self.hub = hub
+        self.stop = stop
+        opened = ["events": "\(events)"]
+    }
+
+    func serve() throws {
+        defer {
+            subscriber.close()
+            hub.finishAll()
+        }
+        while !stop.isStopped {
+            if let event = try subscriber.next(wait: .timeout(.milliseconds(250))) {
+                hub.publish(event.consoleJSON)
+            }
+        }
+    }
+
+    /// The service that runs the loop on its own thread.
+    static func service(events: Endpoint, snapshot: Endpoint, security: ClientSecurity, hub: LiveEventHub) -> LoopService {
+        LoopService(name: "console-events") { stop in
+            try LiveEventLoop(events: events, snapshot: snapshot, security: security, hub: hub, stop: stop)
+        }
+    }
+}
+
+extension Slipway_V1_Event {
+    /// What a page needs to know to refresh: the event, and the job or rollout it carries.
+    var consoleJSON: JSONValue {
+        var job: JSONValue = .null, rollout: JSONValue = .null
+        switch type {
+        case .jobQueued, .jobStarted, .jobSucceeded, .jobFailed, .jobCancelled, .jobRequeued:
+            if let info = try? Slipway_V1_JobInfo(serializedBytes: payload) { job = info.json }
+        case .rolloutStarted, .waveStarted, .wavePassed, .rolloutPaused, .rolloutResumed, .rolloutHalted,
+             .rolloutRolledBack, .rolloutSucceeded, .rolloutAborted:
+            if let status = try? Slipway_V1_RolloutStatus(serializedBytes: payload) { rollout = status.json }
+        default: break
+        }
+        return .object([
+            "sequence": .count(sequence),
+            "type": .string(type.consoleWord),
+            "at": .time(unixMicros: createdAtUnixMicros),
+            "job_id": .text(jobID),
+            "artifact_digest": .text(artifactDigest),
+            "region": .text(region),
+            "service": .text(service),
+            "job": job,
+            "rollout": rollout,
+        ])
+    }
+}
+
+extension Slipway_V1_EventType {
+    /// `job_succeeded`, `rollout_halted`, …: the proto name without its prefix, lowercase.
+    var consoleWord: String {
+        switch self {
+        case .jobQueued: "job_queued"
+        case .jobStarted: "job_started"
+        case .jobLog: "job_log"
+        case .jobSucceeded: "job_succeeded"
+        case .jobFailed: "job_failed"
+        case .jobCancelled: "job_cancelled"
+        case .jobRequeued: "job_requeued"
+        case .artifactPublished: "artifact_published"
+        case .replicaComplete: "replica_complete"
+        case .artifactDeployable: "artifact_deployable"
+        case .artifactDeleted: "artifact_deleted"
+        case .targetChanged: "target_changed"
+        case .rolloutStarted: "rollout_started"
+        case .waveStarted: "wave_started"
+        case .wavePassed: "wave_passed"
+        case .rolloutPaused: "rollout_paused"
+        case .rolloutResumed: "rollout_resumed"
+        case .rolloutHalted: "rollout_halted"
+        case .rolloutRolledBack: "rollout_rolled_back"
+        case .rolloutSucceeded: "rollout_succeeded"
+        case .rolloutAborted: "rollout_aborted"
+        default: "unknown"
+        }
+    }
+}
+
+extension LiveEventHub {
+    /// The daemon part that follows the coordinator's events (`events` PUB, `snapshot` ROUTER) into this hub.
+    public static func service(events: Endpoint, snapshot: Endpoint, security: ClientSecurity, hub: LiveEventHub) -> LoopService {
+        LiveEventLoop.service(events: events, snapshot: snapshot, security: security, hub: hub)
+    }
+}

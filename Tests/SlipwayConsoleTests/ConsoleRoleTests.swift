@@ -1,0 +1,7 @@
+import Testing
+@testable import SlipwayConsole
+
+@Test func operatorOutranksViewer() {
+    #expect(ConsoleRole.viewer < .operator)
+    #expect(!(ConsoleRole.operator < .viewer))
+}
