@@ -55,6 +55,7 @@ enum ArtifactPages {
                 <label>Plan <input name="plan" list="plans" placeholder="the coordinator's default"></label>
                 <datalist id="plans"><option value="all"><option value="canary"></datalist>
                 <label>Only region <input name="region" placeholder="every region (global)"></label>
+                <label><input type="checkbox" name="new_service"> a new service (no machine has reported it yet)</label>
                 <button id="deploy-globally">Deploy build \(HTML.escape(artifact.name)) sha256:\(HTML.escape(String(artifact.digest.prefix(12)))) globally…</button>
                 </form>
                 """
@@ -64,7 +65,8 @@ enum ArtifactPages {
         return layout.render("""
             <section id="artifact-summary" data-live><table class="details">\(details.map { "<tr><th>\($0.0)</th><td>\($0.1)</td></tr>" }.joined())</table>
             <h2>Replicas</h2><table id="replicas"><thead><tr><th>Region</th><th>State</th><th>Pieces</th><th>Failure</th></tr></thead>
-            <tbody>\(replicas)</tbody></table></section>\(deploy)
+            <tbody>\(replicas)</tbody></table></section>
+            <section id="artifact-deploy" data-live>\(deploy)</section>
             """)
     }
 

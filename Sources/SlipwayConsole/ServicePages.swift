@@ -129,7 +129,7 @@ enum ServicePages {
         }
         return """
             <section id="service-actions"><h2>Actions</h2>
-            <p>\(controls) <a class="button danger" id="rollback" href="\(base)rollback">Roll back…</a></p>
+            <p id="rollout-controls" data-live>\(controls) <a class="button danger" id="rollback" href="\(base)rollback">Roll back…</a></p>
             <form method="get" action="/deploy" class="action"><input type="hidden" name="service" value="\(HTML.escape(name))">
             <label>Build <input name="artifact" placeholder="sha256 digest or a prefix of it" required></label>
             <label>Plan <input name="plan" list="plans" placeholder="the coordinator's default"></label>

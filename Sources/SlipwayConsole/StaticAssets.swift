@@ -44,7 +44,12 @@ enum StaticAssets {
                 const fresh = new DOMParser().parseFromString(await response.text(), 'text/html');
                 document.querySelectorAll('[data-live]').forEach(function (old) {
                   const next = old.id && fresh.getElementById(old.id);
-                  if (next) old.replaceWith(next);
+                  // A section someone is typing in stays as it is.
+                  const busy = old.contains(document.activeElement) && document.activeElement !== document.body ||
+                    Array.from(old.querySelectorAll('input')).some(function (input) {
+                      return input.type === 'checkbox' ? input.checked !== input.defaultChecked : input.value !== input.defaultValue;
+                    });
+                  if (next && !busy) old.replaceWith(next);
                 });
                 document.dispatchEvent(new Event('slipway:refreshed'));
               }
