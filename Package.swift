@@ -29,6 +29,9 @@ let package = Package(
         .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1", traits: []),
         .package(url: "https://github.com/hummingbird-project/hummingbird-auth", from: "2.5.0"),
         .package(url: "https://github.com/apple/swift-http-types", from: "1.8.0"),
+        // Webhook deliveries (issue 14): HTTP and HTTPS with timeouts, from the coordinator.
+        .package(url: "https://github.com/swift-server/async-http-client", from: "1.37.0"),
+        .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
     ],
     targets: [
         // C libraries, only ever imported by the two wrapper modules.
@@ -172,6 +175,20 @@ let package = Package(
             ],
             swiftSettings: strict
         ),
+        // Webhooks: the outbox's notable events posted to configured URLs, at least once, in order.
+        .target(
+            name: "SlipwayNotify",
+            dependencies: [
+                "SlipwayCore", "SlipwayStore", "SlipwayProto", "SlipwayThreads", "SlipwayJSON",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+            ],
+            swiftSettings: strict
+        ),
         .target(
             name: "SlipwayConfig",
             swiftSettings: strict
@@ -204,7 +221,7 @@ let package = Package(
                 "SlipwayTap", "SlipwayCore", "SlipwayThreads",
                 "SlipwayWire", "SlipwayStore", "SlipwayProto",
                 "SlipwayCoordinator", "SlipwayWorker", "SlipwayRegion", "SlipwayAgent", "SlipwayProducer", "SlipwayMetrics", "SlipwayConfig",
-                "SlipwayAuth", "SlipwayJSON", "SlipwayConsole",
+                "SlipwayAuth", "SlipwayJSON", "SlipwayConsole", "SlipwayNotify",
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
@@ -236,6 +253,11 @@ let package = Package(
         .testTarget(
             name: "SlipwayJSONTests",
             dependencies: ["SlipwayJSON", "SlipwayProto"],
+            swiftSettings: strict
+        ),
+        .testTarget(
+            name: "SlipwayNotifyTests",
+            dependencies: ["SlipwayNotify", "SlipwayProto", "SlipwayJSON"],
             swiftSettings: strict
         ),
         .testTarget(

@@ -88,7 +88,7 @@ final class LiveEventLoop: ServingLoop {
         }
         while !stop.isStopped {
             if let event = try subscriber.next(wait: .timeout(.milliseconds(250))) {
-                hub.publish(event.consoleJSON)
+                hub.publish(event.json)
             }
         }
     }
@@ -97,62 +97,6 @@ final class LiveEventLoop: ServingLoop {
     static func service(events: Endpoint, snapshot: Endpoint, security: ClientSecurity, hub: LiveEventHub) -> LoopService {
         LoopService(name: "console-events") { stop in
             try LiveEventLoop(events: events, snapshot: snapshot, security: security, hub: hub, stop: stop)
-        }
-    }
-}
-
-extension Slipway_V1_Event {
-    /// What a page needs to know to refresh: the event, and the job or rollout it carries.
-    var consoleJSON: JSONValue {
-        var job: JSONValue = .null, rollout: JSONValue = .null
-        switch type {
-        case .jobQueued, .jobStarted, .jobSucceeded, .jobFailed, .jobCancelled, .jobRequeued:
-            if let info = try? Slipway_V1_JobInfo(serializedBytes: payload) { job = info.json }
-        case .rolloutStarted, .waveStarted, .wavePassed, .rolloutPaused, .rolloutResumed, .rolloutHalted,
-             .rolloutRolledBack, .rolloutSucceeded, .rolloutAborted:
-            if let status = try? Slipway_V1_RolloutStatus(serializedBytes: payload) { rollout = status.json }
-        default: break
-        }
-        return .object([
-            "sequence": .count(sequence),
-            "type": .string(type.consoleWord),
-            "at": .time(unixMicros: createdAtUnixMicros),
-            "job_id": .text(jobID),
-            "artifact_digest": .text(artifactDigest),
-            "region": .text(region),
-            "service": .text(service),
-            "job": job,
-            "rollout": rollout,
-        ])
-    }
-}
-
-extension Slipway_V1_EventType {
-    /// `job_succeeded`, `rollout_halted`, …: the proto name without its prefix, lowercase.
-    var consoleWord: String {
-        switch self {
-        case .jobQueued: "job_queued"
-        case .jobStarted: "job_started"
-        case .jobLog: "job_log"
-        case .jobSucceeded: "job_succeeded"
-        case .jobFailed: "job_failed"
-        case .jobCancelled: "job_cancelled"
-        case .jobRequeued: "job_requeued"
-        case .artifactPublished: "artifact_published"
-        case .replicaComplete: "replica_complete"
-        case .artifactDeployable: "artifact_deployable"
-        case .artifactDeleted: "artifact_deleted"
-        case .targetChanged: "target_changed"
-        case .rolloutStarted: "rollout_started"
-        case .waveStarted: "wave_started"
-        case .wavePassed: "wave_passed"
-        case .rolloutPaused: "rollout_paused"
-        case .rolloutResumed: "rollout_resumed"
-        case .rolloutHalted: "rollout_halted"
-        case .rolloutRolledBack: "rollout_rolled_back"
-        case .rolloutSucceeded: "rollout_succeeded"
-        case .rolloutAborted: "rollout_aborted"
-        default: "unknown"
         }
     }
 }

@@ -1,7 +1,7 @@
 /// Slipway's schema, as an ordered list of migrations. Append; never edit a released one.
 public enum SlipwaySchema {
     /// Every migration, oldest first.
-    public static let migrations: [Migration] = [v1, v2, v3, v4, v5, v6, v7]
+    public static let migrations: [Migration] = [v1, v2, v3, v4, v5, v6, v7, v8]
 
     /// Schema v1: the whole system's durable state.
     ///
@@ -241,5 +241,20 @@ public enum SlipwaySchema {
         UPDATE jobs SET resolved_sha = commit_sha WHERE commit_sha ~ '^[0-9a-f]{40}$';
         DROP INDEX jobs_build_cache;
         CREATE INDEX jobs_build_cache ON jobs (repo_url, resolved_sha text_pattern_ops) WHERE status = 'succeeded';
+        """)
+
+    /// Schema v8: webhook deliveries. One row per webhook URL: the last outbox
+    /// event its receiver acknowledged, and how delivery is going, so a coordinator
+    /// that restarts (or a standby that takes over) continues where delivery stopped.
+    static let v8 = Migration(version: 8, name: "webhook delivery cursors", sql: """
+        CREATE TABLE webhook_cursors (
+            url             text PRIMARY KEY,
+            last_seq        bigint NOT NULL,
+            delivered_at    timestamptz,
+            failures        integer NOT NULL DEFAULT 0,
+            last_error      text,
+            last_failure_at timestamptz,
+            created_at      timestamptz NOT NULL DEFAULT now()
+        );
         """)
 }

@@ -5,6 +5,7 @@ import Foundation
 import Logging
 import SlipwayCore
 import SlipwayCoordinator
+import SlipwayNotify
 import SlipwayRegion
 import SlipwayWorker
 #if canImport(Glibc)
@@ -43,6 +44,16 @@ struct CoordinatorCommand: AsyncParsableCommand {
     var waveDeadline = DurationArgument(argument: "10m")!
     @Option(help: "A region report older than this leaves a rollout's gate unable to see that region: the rollout pauses.", transform: parseDuration)
     var reportStaleAfter = DurationArgument(argument: "45s")!
+    @Option(name: .customLong("webhook"), help: ArgumentHelp(
+        "POST notable events as JSON to this URL, at least once and in order, retried with back-off while it fails (repeatable; docs/console.md).",
+        valueName: "url"))
+    var webhooks: [String] = []
+    @Option(help: ArgumentHelp("Comma-separated event types webhooks get (default: \(WebhookTarget.defaultEvents.joined(separator: ","))).", valueName: "types"))
+    var webhookEvents: String?
+    @Option(help: ArgumentHelp("A file whose bytes sign every webhook body (HMAC-SHA256, hex, in X-Slipway-Signature).", valueName: "file"))
+    var webhookSecretFile: String?
+    @Option(help: "How long a webhook receiver has to answer before the attempt counts as failed.", transform: parseDuration)
+    var webhookTimeout = DurationArgument(argument: "10s")!
     @OptionGroup var keys: ServerKeyOptions
     @Option(help: ArgumentHelp("During a key rotation: the next secret key file; every socket also listens with it on the --next-* endpoints.",
                                valueName: "file"))
@@ -71,6 +82,19 @@ struct CoordinatorCommand: AsyncParsableCommand {
         }
         guard reportStaleAfter.duration >= .seconds(16) else {
             throw ValidationError("--report-stale-after must be at least 16s: regions refresh their reports every 15s")
+        }
+        _ = try webhookTargets(secret: nil)
+        guard (.seconds(1) ... .seconds(120)).contains(webhookTimeout.duration) else { throw ValidationError("--webhook-timeout must be 1s…2m") }
+    }
+
+    /// The `--webhook` URLs with their event list and secret; one line naming the flag when one is wrong.
+    private func webhookTargets(secret: [UInt8]?) throws -> [WebhookTarget] {
+        let events = webhookEvents.map { $0.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) } } ?? WebhookTarget.defaultEvents
+        guard Set(webhooks).count == webhooks.count else { throw ValidationError("--webhook: a URL is given twice") }
+        return try webhooks.map { url in
+            do { return try WebhookTarget(url: url, events: events, secret: secret) } catch let error as InvalidValue {
+                throw ValidationError("\(error.kind == "webhook URL" ? "--webhook" : "--webhook-events"): \(error)")
+            }
         }
     }
 
@@ -128,8 +152,17 @@ struct CoordinatorCommand: AsyncParsableCommand {
             config.next = NextListeners(key: key, intake: nextIntake.named("--next-intake"), dispatch: nextDispatch.named("--next-dispatch"),
                                         events: nextEvents.named("--next-events"), snapshot: nextSnapshot.named("--next-snapshot"))
         }
-        await DaemonRunner.run("coordinator", services: [Coordinator.service(config: config, logger: daemon.logger("coordinator"))], options: daemon,
-                               insecure: !config.security.isAuthenticated)
+        var secret: [UInt8]?
+        if let webhookSecretFile {
+            guard let data = FileManager.default.contents(atPath: webhookSecretFile), data.count >= 16 else {
+                throw ValidationError("--webhook-secret-file \(webhookSecretFile): not a readable file of at least 16 bytes")
+            }
+            secret = Array(data.prefix(4_096))
+        }
+        let hooks = Webhooks.services(try webhookTargets(secret: secret), databaseURL: url, timeout: webhookTimeout.duration,
+                                      logger: daemon.logger("coordinator"))
+        await DaemonRunner.run("coordinator", services: [Coordinator.service(config: config, logger: daemon.logger("coordinator"))] + hooks,
+                               options: daemon, insecure: !config.security.isAuthenticated)
     }
 }
 
