@@ -160,11 +160,22 @@ let package = Package(
             dependencies: ["SlipwayCore", "SlipwayProto", "SlipwayWire"],
             swiftSettings: strict
         ),
+        // HTTP servers as daemon parts, on Hummingbird: the console, every daemon's /metrics.
+        .target(
+            name: "SlipwayHTTP",
+            dependencies: [
+                "SlipwayCore", "SlipwayThreads",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: strict
+        ),
         // The web console and its HTTP API: a stateless client of the coordinator (docs/console.md).
         .target(
             name: "SlipwayConsole",
             dependencies: [
-                "SlipwayCore", "SlipwayWire", "SlipwayProto", "SlipwayThreads", "SlipwayProducer", "SlipwayJSON",
+                "SlipwayCore", "SlipwayWire", "SlipwayProto", "SlipwayThreads", "SlipwayProducer", "SlipwayJSON", "SlipwayHTTP",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdBcrypt", package: "hummingbird-auth"),
                 .product(name: "HTTPTypes", package: "swift-http-types"),
@@ -221,7 +232,7 @@ let package = Package(
                 "SlipwayTap", "SlipwayCore", "SlipwayThreads",
                 "SlipwayWire", "SlipwayStore", "SlipwayProto",
                 "SlipwayCoordinator", "SlipwayWorker", "SlipwayRegion", "SlipwayAgent", "SlipwayProducer", "SlipwayMetrics", "SlipwayConfig",
-                "SlipwayAuth", "SlipwayJSON", "SlipwayConsole", "SlipwayNotify",
+                "SlipwayAuth", "SlipwayJSON", "SlipwayConsole", "SlipwayNotify", "SlipwayHTTP",
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),

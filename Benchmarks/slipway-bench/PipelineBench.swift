@@ -28,9 +28,14 @@ struct PipelineBench: AsyncParsableCommand {
     @Option(help: "Samples for the latency run.") var samples = 200
     @Option(help: "A Python with pgqueuer and asyncpg (default: a venv made under .local/bench-venv from PyPI).")
     var peerPython: String?
+    @Option(help: "Rounds of the pipeline without and with a webhook whose receiver is down (0: skip).")
+    var webhookRounds = 0
+    @Flag(help: "Only the webhook rounds (no pgbench, pgqueuer or CURVE runs).") var webhookOnly = false
 
     func run() async throws {
         let logger = Logger(label: "bench")
+        if webhookRounds > 0 { try await measureDeadWebhook(logger: logger) }
+        if webhookOnly { return }
         let ours = try await measurePipeline(curve: nil, logger: logger)
         let keys = try CurveBenchKeys(clientRole: .worker, clientName: "bench")
         defer { keys.remove() }
@@ -49,6 +54,26 @@ struct PipelineBench: AsyncParsableCommand {
         print(String(format: "pipeline with CURVE (every socket encrypted, ZAP, permission checks): %.0f jobs/s; submit -> start p50 %.2f ms, p99 %.2f ms",
                      curve.rate, curve.p50, curve.p99))
         print(String(format: "ratio CURVE/plain = %.3f (goal >= 0.8)", curve.rate / ours.rate))
+    }
+
+    // MARK: a webhook that never answers
+
+    /// The pipeline with and without a coordinator whose webhook receiver is down (every
+    /// build outcome queued for it, retried with back-off), in alternating rounds.
+    private func measureDeadWebhook(logger: Logger) async throws {
+        let dead = "http://127.0.0.1:\(freeLoopbackPort())/hook"
+        var ratios: [Double] = []
+        for round in 1...webhookRounds {
+            let without = try await measurePipeline(curve: nil, logger: logger)
+            let with = try await measurePipeline(curve: nil, logger: logger,
+                                                 coordinatorFlags: ["--webhook", dead, "--webhook-events", "job_queued,job_started,job_succeeded,job_failed"])
+            ratios.append(with.rate / without.rate)
+            print(String(format: "round %d: without a webhook %.0f jobs/s (p99 %.2f ms); with a dead webhook %.0f jobs/s (p99 %.2f ms); ratio %.3f",
+                         round, without.rate, without.p99, with.rate, with.p99, with.rate / without.rate))
+        }
+        ratios.sort()
+        print(String(format: "ratio dead-webhook/none: median %.3f over %d rounds (min %.3f, max %.3f) (goal >= 0.95)",
+                     ratios[ratios.count / 2], ratios.count, ratios.first!, ratios.last!))
     }
 
     // MARK: pgqueuer
@@ -97,7 +122,8 @@ struct PipelineBench: AsyncParsableCommand {
 
     /// Jobs/s and submit → start latency; with `curve`, the coordinator runs with its key and
     /// trust folder, the workers and producers with theirs (as `--insecure` otherwise).
-    private func measurePipeline(curve: CurveBenchKeys?, logger: Logger) async throws -> (rate: Double, p50: Double, p99: Double) {
+    private func measurePipeline(curve: CurveBenchKeys?, logger: Logger,
+                                 coordinatorFlags: [String] = []) async throws -> (rate: Double, p50: Double, p99: Double) {
         let database = try await createDatabase(suffix: curve == nil ? "pipeline" : "pipeline_curve", logger: logger)
         let intake = "tcp://127.0.0.1:\(freeLoopbackPort())", dispatch = "tcp://127.0.0.1:\(freeLoopbackPort())"
         var producerSecurity = ClientSecurity.plain, workerSecurity = ClientSecurity.plain
@@ -109,7 +135,7 @@ struct PipelineBench: AsyncParsableCommand {
             workerSecurity = .curve(curve.client.keyPair, server: curve.server.publicKey)
             keyFlags = ["--key", curve.secretFile(curve.server), "--trust-dir", curve.folder.appendingPathComponent("trust").path]
         }
-        let coordinator = try startCoordinator(database: database, intake: intake, dispatch: dispatch, keyFlags: keyFlags)
+        let coordinator = try startCoordinator(database: database, intake: intake, dispatch: dispatch, keyFlags: keyFlags + coordinatorFlags)
         let (workerID, workerKeys) = (curve == nil ? "bench-worker-" : "bench@worker-", workerSecurity)
         defer { coordinator.terminate(); coordinator.waitUntilExit() }
 

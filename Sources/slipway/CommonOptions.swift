@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import SlipwayCore
+import SlipwayHTTP
 import SlipwayMetrics
 import SlipwayStore
 import Logging

@@ -4,7 +4,7 @@ import Logging
 import SlipwayAuth
 import SlipwayConsole
 import SlipwayCore
-import SlipwayMetrics
+import SlipwayHTTP
 import SlipwayThreads
 import SlipwayWire
 
@@ -81,7 +81,7 @@ struct ConsoleCommand: AsyncParsableCommand {
         }
         let app = ConsoleApp(gateway: gateway, access: access, hub: hub, secureCookies: secureCookies, metrics: DaemonRunner.metrics)
         let services: [any DaemonService] = [
-            ConsoleHTTPService(host: host, port: Int(port), app: app, logger: logger),
+            HTTPDaemonService(name: "http", host: host, port: Int(port), flag: "--listen", logger: logger) { app.router() },
             LiveEventHub.service(events: address.events, snapshot: address.snapshot, security: security, hub: hub),
         ]
         await DaemonRunner.run("console", services: services, options: daemon, insecure: insecure)
@@ -172,7 +172,10 @@ enum UsersFileEditor {
         lines.removeAll { $0.split(separator: " ").dropFirst().first.map(String.init) == name && !$0.hasPrefix("#") }
         lines.append(line)
         let temporary = path + ".tmp"
-        FileManager.default.createFile(atPath: temporary, contents: Data((lines.joined(separator: "\n") + "\n").utf8), attributes: [.posixPermissions: 0o600])
+        guard FileManager.default.createFile(atPath: temporary, contents: Data((lines.joined(separator: "\n") + "\n").utf8),
+                                             attributes: [.posixPermissions: 0o600]) else {
+            throw ValidationError("cannot write \(temporary)")
+        }
         guard rename(temporary, path) == 0 else { throw ValidationError("cannot write \(path): \(String(cString: strerror(errno)))") }
     }
 }

@@ -4,6 +4,7 @@ import Logging
 import Metrics
 import Prometheus
 import ServiceLifecycle
+import SlipwayHTTP
 import SlipwayMetrics
 import SlipwayThreads
 import Synchronization
@@ -34,7 +35,7 @@ enum DaemonRunner {
         var services = services
         do {
             if let listen = options.metricsListen {
-                services.append(try MetricsEndpoint.service(listen: listen, render: metrics))
+                services.append(try MetricsEndpoint.service(listen: listen, logger: logger, render: metrics))
             }
             SlipwayMetrics.insecure(daemon: command, insecure)
         } catch {

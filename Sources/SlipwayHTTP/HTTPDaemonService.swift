@@ -1,39 +1,45 @@
-import Hummingbird
+public import Hummingbird
 public import Logging
-import NIOCore
 public import ServiceLifecycle
 public import SlipwayThreads
 import Synchronization
 
-/// The console's HTTP server as a daemon part: ``open()`` binds the port (or
-/// says why it cannot, naming `--listen`), ``run()`` serves until graceful
-/// shutdown or cancellation, then lets open requests finish.
-public final class ConsoleHTTPService: DaemonService, Sendable {
-    public let name = "console-http"
+/// An HTTP server on Hummingbird as one part of a daemon (the console, every
+/// daemon's `/metrics`): ``open()`` binds the port, or says why it cannot,
+/// naming the flag; ``run()`` serves until graceful shutdown or cancellation,
+/// then lets open requests finish. Idle connections (half-sent requests, a
+/// client that never reads) are closed after 30 s, and one slow client never
+/// holds up another: each connection is served on its own.
+public final class HTTPDaemonService<Responder: HTTPResponderBuilder>: DaemonService, Sendable
+where Responder.Responder.Context: InitializableFromSource<ApplicationRequestContextSource> {
+    public let name: String
     private let host: String
     private let port: Int
-    private let app: ConsoleApp
+    private let flag: String
     private let logger: Logger
+    private let makeResponder: @Sendable () -> Responder
     private let started = Mutex<(group: ServiceGroup, task: Task<Void, any Error>)?>(nil)
 
-    /// A server for `app` on `host:port`.
-    public init(host: String, port: Int, app: ConsoleApp, logger: Logger) {
+    /// A server named `name` for what `makeResponder` builds, on `host:port` (from `flag`, for messages).
+    public init(name: String, host: String, port: Int, flag: String, logger: Logger, makeResponder: @escaping @Sendable () -> Responder) {
+        self.name = name
         self.host = host
         self.port = port
-        self.app = app
+        self.flag = flag
         self.logger = logger
+        self.makeResponder = makeResponder
     }
 
     @discardableResult
     public func open() async throws -> [String: String] {
         let (bound, boundContinuation) = AsyncStream<String>.makeStream()
+        let fallback = "\(host):\(port)"
         let app = Application(
-            router: self.app.router(),
-            // Idle connections (half-sent requests, a client that never reads) are closed, not kept.
+            router: makeResponder(),
             server: .http1(configuration: .init(idleTimeout: .seconds(30))),
-            configuration: .init(address: .hostname(host, port: port), serverName: "slipway-console"),
+            configuration: .init(address: .hostname(host, port: port), serverName: "slipway"),
             onServerRunning: { channel in
-                boundContinuation.yield(channel.localAddress.map { "\($0.ipAddress ?? "?"):\($0.port ?? 0)" } ?? "\(self.port)")
+                boundContinuation.yield(channel.localAddress.map { "\($0.ipAddress ?? "?"):\($0.port ?? 0)" } ?? fallback)
                 boundContinuation.finish()
             },
             logger: logger)
@@ -43,14 +49,14 @@ public final class ConsoleHTTPService: DaemonService, Sendable {
             try await group.run()
         }
         started.withLock { $0 = (group, task) }
-        for await address in bound { return ["http": "http://\(address)"] }
+        for await address in bound { return [name: "http://\(address)"] }
         // The server ended before it was running: its error names the cause (port taken, bad address).
         do {
             try await task.value
         } catch {
-            throw ListenFailure(description: "--listen \(host):\(port): \(error)")
+            throw ListenFailure(description: "\(flag) \(host):\(port): cannot listen: \(error)")
         }
-        throw ListenFailure(description: "--listen \(host):\(port): the server stopped before it was serving")
+        throw ListenFailure(description: "\(flag) \(host):\(port): the server stopped before it was serving")
     }
 
     public func run() async throws {
@@ -74,7 +80,7 @@ public final class ConsoleHTTPService: DaemonService, Sendable {
     }
 }
 
-/// The console could not listen where it was told to.
+/// An HTTP server could not listen where it was told to.
 struct ListenFailure: Error, CustomStringConvertible {
     let description: String
 }
