@@ -106,10 +106,12 @@ final class WebhookLoop: ServingLoop {
     static func event(_ stored: (sequence: Int64, type: String, payload: [UInt8])) -> WebhookEvent {
         var event = (try? Slipway_V1_Event(serializedBytes: stored.payload)) ?? Slipway_V1_Event()
         event.sequence = UInt64(stored.sequence)
-        let delivery = WebhookEvent(sequence: stored.sequence, type: stored.type, body: [])
+        // The type as the body spells it (the outbox's own names are the same for every type a webhook can ask for).
+        let type = event.type == .unspecified ? stored.type : event.type.word
+        let delivery = WebhookEvent(sequence: stored.sequence, type: type, body: [])
         guard case .object(let fields) = event.json else { return delivery }
         let body = JSONValue.object([("id", .string(delivery.deliveryID))] + fields).rendered
-        return WebhookEvent(sequence: stored.sequence, type: stored.type, body: Array(body.utf8))
+        return WebhookEvent(sequence: stored.sequence, type: type, body: Array(body.utf8))
     }
 }
 
