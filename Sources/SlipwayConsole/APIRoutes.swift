@@ -112,8 +112,7 @@ extension ConsoleApp {
             return Self.ok(["entries": .array(try await gateway.call { try await $0.audit(auditQuery) }.map(\.json))])
         }
         api.get("/events") { request, context in
-            _ = try context.requireViewer()
-            return try liveEvents(request)
+            return try liveEvents(request, viewer: try context.requireViewer())
         }
     }
 
@@ -135,11 +134,15 @@ extension ConsoleApp {
     }
 
     /// Server-Sent Events: one `data:` line of JSON per coordinator event, and a comment every 15 s to keep proxies
-    /// from closing it. The stream ends, and its watcher slot is freed, as soon as the browser goes away.
-    private func liveEvents(_ request: Request) throws -> Response {
-        guard let stream = hub.watch() else {
-            throw ConsoleError(.serviceUnavailable, "busy", "too many live connections; try again later")
+    /// from closing it. The stream ends, and its watcher slot is freed, as soon as the browser goes away, and
+    /// within 15 s of its account's removal from the users file or its session's end.
+    private func liveEvents(_ request: Request, viewer: Viewer) throws -> Response {
+        guard let stream = hub.watch(owner: viewer.name) else {
+            throw ConsoleError(.serviceUnavailable, "busy", "too many live connections (for this account, or in all); try again later")
         }
+        let bearer = request.headers[.authorization].flatMap(ConsoleAccess.bearerToken)
+        let cookie = request.cookies[ConsoleAccess.cookieName]?.value
+        let access = self.access
         let body = ResponseBody { writer in
             try await writer.write(ByteBuffer(string: "retry: 2000\n: connected\n\n"))
             let (chunks, chunk) = AsyncStream<String>.makeStream(bufferingPolicy: .bufferingNewest(hub.bufferLimit))
@@ -149,6 +152,11 @@ extension ConsoleApp {
                         group.addTask {
                             while true {
                                 try await Task.sleep(for: .seconds(15))
+                                // Revoked or expired since the stream opened: it ends here.
+                                guard access.viewer(bearer: bearer, cookie: cookie) != nil else {
+                                    chunk.finish()
+                                    return
+                                }
                                 chunk.yield(": keep-alive\n\n")
                             }
                         }

@@ -60,18 +60,18 @@ extension ConsoleApp {
                 request.regions = region.map { [$0.rawValue] } ?? []
                 request.setBy = actor
                 request.newService = newService
-                fields = try await gateway.call { [request] in try await $0.deploy(request) }.jsonFields
+                fields = try await gateway.act { [request] in try await $0.deploy(request) }.jsonFields
             case .rollback(let service, let region):
                 var request = Slipway_V1_RollbackRequest()
                 request.service = service.rawValue
                 request.regions = region.map { [$0.rawValue] } ?? []
                 request.setBy = actor
-                fields = try await gateway.call { [request] in try await $0.rollback(request) }.jsonFields
+                fields = try await gateway.act { [request] in try await $0.rollback(request) }.jsonFields
             case .control(let service, let control):
-                let status = try await gateway.call { try await $0.control(service: service.rawValue, control, setBy: actor) }
+                let status = try await gateway.act { try await $0.control(service: service.rawValue, control, setBy: actor) }
                 fields = [("rollout", status.json)]
             case .cancel(let job):
-                let ack = try await gateway.call { try await $0.cancel(job.rawValue, reason: "cancelled by \(actor)") }
+                let ack = try await gateway.act { try await $0.cancel(job.rawValue, reason: "cancelled by \(actor)") }
                 fields = [("job_id", .string(ack.jobID)), ("status", .string(ack.status.word)), ("stopping", .bool(ack.status == .running))]
             }
             ConsoleMetrics.action(action.word, outcome: "done")
@@ -85,6 +85,12 @@ extension ConsoleApp {
     /// The page that names what `action` will change, with the form that does it.
     func confirmation(_ action: ConsoleAction, viewer: Viewer, problem: String = "",
                       status: HTTPResponse.Status = .ok) async throws(ConsoleError) -> Response {
+        var action = action
+        // The confirmation describes one build: the form it posts names that build in full, not the prefix typed.
+        if case .deploy(let service, let prefix, let plan, let region, let newService) = action {
+            let full = try await artifact(prefix).digest
+            action = .deploy(service: service, artifact: DigestPrefix(unchecked: full), plan: plan, region: region, newService: newService)
+        }
         let (title, what) = try await describe(action)
         let hidden = ([("action", action.word)] + action.fields).map {
             "<input type=\"hidden\" name=\"\($0.0)\" value=\"\(HTML.escape($0.1))\">"

@@ -1,4 +1,7 @@
 import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
 public import Logging
 import Synchronization
 
@@ -9,7 +12,7 @@ import Synchronization
 public final class ConsoleAccess: Sendable {
     private struct Loaded {
         var users: ConsoleUsers
-        var modified: Date?
+        var modified: String?
         var checkedAt: ContinuousClock.Instant
     }
 
@@ -60,9 +63,9 @@ public final class ConsoleAccess: Sendable {
     }
 
     /// The viewer a request proves to be: a bearer token, else a valid session cookie of a user still in the file.
-    func viewer(authorization: String?, cookie: String?) -> (Viewer, SessionSigner.Session?)? {
-        if let authorization {
-            guard authorization.hasPrefix("Bearer "), let account = users.account(bearer: String(authorization.dropFirst(7))) else { return nil }
+    func viewer(bearer: String?, cookie: String?) -> (Viewer, SessionSigner.Session?)? {
+        if let bearer {
+            guard let account = users.account(bearer: bearer) else { return nil }
             return (Viewer(name: account.name, role: account.role, csrfToken: nil), nil)
         }
         guard let cookie, let session = signer.session(from: cookie, now: Self.now()),
@@ -92,7 +95,16 @@ public final class ConsoleAccess: Sendable {
 
     static func now() -> Int64 { Int64(Date().timeIntervalSince1970) }
 
-    private static func modified(_ path: String) -> Date? {
-        (try? FileManager.default.attributesOfItem(atPath: path))?[.modificationDate] as? Date
+    /// The token of an `Authorization: Bearer TOKEN` header (the scheme in any case), or nil for another scheme.
+    static func bearerToken(_ header: String) -> String? {
+        guard header.count > 7, header.prefix(7).lowercased() == "bearer " else { return nil }
+        return String(header.dropFirst(7)).trimmingCharacters(in: .whitespaces)
+    }
+
+    /// What identifies a version of the file: through symlinks (a Kubernetes Secret mount swaps its target).
+    private static func modified(_ path: String) -> String? {
+        var info = stat()
+        guard stat(path, &info) == 0 else { return nil }
+        return "\(info.st_dev):\(info.st_ino):\(info.st_size):\(info.st_mtim.tv_sec).\(info.st_mtim.tv_nsec):\(info.st_ctim.tv_sec).\(info.st_ctim.tv_nsec)"
     }
 }

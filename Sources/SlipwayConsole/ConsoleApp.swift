@@ -27,6 +27,7 @@ public struct ConsoleApp: Sendable {
     public func router() -> Router<ConsoleContext> {
         let router = Router(context: ConsoleContext.self)
         router.add(middleware: RequestMetrics())
+        router.add(middleware: SecurityHeaders())
         router.add(middleware: ErrorRenderer())
         router.add(middleware: Authenticator(access: access))
         router.get("/healthz") { _, _ in Response.json(.object(["status": "ok", "watchers": .count(hub.watcherCount)])) }

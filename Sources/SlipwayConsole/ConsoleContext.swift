@@ -1,4 +1,5 @@
 public import Hummingbird
+import HTTPTypes
 import SlipwayJSON
 
 /// The request context: Hummingbird's, plus who is asking.
@@ -36,11 +37,12 @@ struct Authenticator: RouterMiddleware {
 
     func handle(_ request: Request, context: ConsoleContext, next: (Request, ConsoleContext) async throws -> Response) async throws -> Response {
         var context = context
-        if let (viewer, session) = access.viewer(authorization: request.headers[.authorization],
-                                                 cookie: request.cookies[ConsoleAccess.cookieName]?.value) {
+        // Only a Bearer header is ours: a proxy's Basic credentials leave the cookie to decide.
+        let bearer = request.headers[.authorization].flatMap(ConsoleAccess.bearerToken)
+        if let (viewer, session) = access.viewer(bearer: bearer, cookie: request.cookies[ConsoleAccess.cookieName]?.value) {
             context.viewer = viewer
             context.session = session
-        } else if request.headers[.authorization] != nil {
+        } else if bearer != nil {
             // A wrong token is an error, not an anonymous visit.
             throw ConsoleError(.unauthorized, "bad_token", "unknown or revoked bearer token")
         }
@@ -95,6 +97,23 @@ struct ErrorRenderer: RouterMiddleware {
         case .badRequest: "the request is malformed"
         default: status.reasonPhrase
         }
+    }
+}
+
+/// Headers every reply carries: no framing (clickjacking), scripts and styles from the console only,
+/// no MIME sniffing, no URLs leaked to other sites.
+struct SecurityHeaders: RouterMiddleware {
+    typealias Context = ConsoleContext
+    static let frameOptions = HTTPField.Name("X-Frame-Options")!
+    static let referrerPolicy = HTTPField.Name("Referrer-Policy")!
+
+    func handle(_ request: Request, context: ConsoleContext, next: (Request, ConsoleContext) async throws -> Response) async throws -> Response {
+        var response = try await next(request, context)
+        response.headers[.contentSecurityPolicy] = "default-src 'self'; frame-ancestors 'none'; form-action 'self'; base-uri 'none'"
+        response.headers[Self.frameOptions] = "DENY"
+        response.headers[.xContentTypeOptions] = "nosniff"
+        response.headers[Self.referrerPolicy] = "same-origin"
+        return response
     }
 }
 

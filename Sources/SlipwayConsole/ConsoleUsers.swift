@@ -2,6 +2,7 @@ import Crypto
 import Foundation
 import HummingbirdBcrypt
 import SlipwayCore
+import Synchronization
 
 /// Who may use the console: the users file, one account per line.
 ///
@@ -102,7 +103,7 @@ public struct ConsoleUsers: Sendable, Equatable {
     /// for an unknown name, so a reply's timing does not tell which names exist.
     public func signIn(name: String, password: String) -> Account? {
         guard let account = account(named: name), case .password(let hash) = account.secret else {
-            _ = Bcrypt.verify(password, hash: Self.decoyHash)
+            _ = Bcrypt.verify(password, hash: Self.decoyHash(cost: decoyCost))
             return nil
         }
         return Bcrypt.verify(password, hash: hash) ? account : nil
@@ -139,8 +140,23 @@ public struct ConsoleUsers: Sendable, Equatable {
         }
     }
 
-    // A valid hash of a password nobody has: makes a wrong name cost what a wrong password costs.
-    private static let decoyHash = Bcrypt.hash("slipway console decoy", cost: 12)
+    /// The cost of the file's first password hash (`$2b$12$…`): what a decoy check must cost.
+    private var decoyCost: UInt8 {
+        for account in accounts {
+            if case .password(let hash) = account.secret, let cost = UInt8(hash.dropFirst(4).prefix(2)) { return cost }
+        }
+        return 12
+    }
+
+    // Valid hashes of a password nobody has, one per cost: a wrong name costs what a wrong password costs.
+    private static let decoys = Mutex<[UInt8: String]>([:])
+
+    private static func decoyHash(cost: UInt8) -> String {
+        if let known = decoys.withLock({ $0[cost] }) { return known }
+        let made = Bcrypt.hash("slipway console decoy", cost: cost)
+        decoys.withLock { $0[cost] = made }
+        return made
+    }
 
     private static func constantTimeEqual(_ a: [UInt8], _ b: [UInt8]) -> Bool {
         guard a.count == b.count else { return false }

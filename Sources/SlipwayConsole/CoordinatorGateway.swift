@@ -1,4 +1,4 @@
-public import SlipwayProto
+import SlipwayProto
 public import SlipwayProducer
 public import SlipwayWire
 import Synchronization
@@ -9,20 +9,31 @@ import Synchronization
 /// Every call is a coordinator request like any CLI command's, under the
 /// console's own key; failures become ``ConsoleError``s.
 public final class CoordinatorGateway: Sendable {
-    private let clients: [SlipwayClient]
+    private let readers: [SlipwayClient]
+    private let actor: SlipwayClient
     private let next = Atomic<Int>(0)
 
-    /// `clients` clients, each with its own socket and thread, for the intake at `endpoint`.
+    /// `clients` clients for reads, each with its own socket and thread, and one for actions, for the intake at `endpoint`.
     public init(endpoint: String, security: ClientSecurity, clients count: Int = 4) throws {
-        clients = try (0..<max(1, count)).map { _ in
+        readers = try (0..<max(1, count)).map { _ in
             // Two tries of two seconds: a page says "coordinator unavailable" within about five seconds.
             try SlipwayClient(endpoint: endpoint, security: security, requestTimeout: .seconds(2), retries: 2, sender: "console")
         }
+        // An action is sent once: a resent rollback or promote would be applied twice. Its timeout is longer instead.
+        actor = try SlipwayClient(endpoint: endpoint, security: security, requestTimeout: .seconds(8), retries: 1, sender: "console")
     }
 
-    /// Runs `call` on the next client; a coordinator failure becomes a ``ConsoleError``.
+    /// Runs a read on the next client; a coordinator failure becomes a ``ConsoleError``.
     public func call<T: Sendable>(_ call: @Sendable (SlipwayClient) async throws -> T) async throws(ConsoleError) -> T {
-        let client = clients[next.wrappingAdd(1, ordering: .relaxed).oldValue % clients.count]
+        try await run(readers[next.wrappingAdd(1, ordering: .relaxed).oldValue % readers.count], call)
+    }
+
+    /// Runs an action, sent once (no answer: 503, and it may or may not have happened; the page shows the state).
+    public func act<T: Sendable>(_ call: @Sendable (SlipwayClient) async throws -> T) async throws(ConsoleError) -> T {
+        try await run(actor, call)
+    }
+
+    private func run<T: Sendable>(_ client: SlipwayClient, _ call: @Sendable (SlipwayClient) async throws -> T) async throws(ConsoleError) -> T {
         do {
             return try await call(client)
         } catch let error as ProducerError {
@@ -36,6 +47,6 @@ public final class CoordinatorGateway: Sendable {
 
     /// Closes every client.
     public func close() async {
-        for client in clients { await client.close() }
+        for client in readers + [actor] { await client.close() }
     }
 }

@@ -13,7 +13,7 @@ import Synchronization
 /// a refresh a moment later (each page also re-reads every few seconds).
 public final class LiveEventHub: Sendable {
     private struct State {
-        var watchers: [Int: AsyncStream<String>.Continuation] = [:]
+        var watchers: [Int: (owner: String, continuation: AsyncStream<String>.Continuation)] = [:]
         var nextID = 0
     }
 
@@ -22,19 +22,23 @@ public final class LiveEventHub: Sendable {
     public let bufferLimit: Int
     /// Watchers at once; more are refused (HTTP 503) instead of growing without bound.
     public let watcherLimit: Int
+    /// Watchers of one account at once: a few tabs, not the whole allowance.
+    public let watcherLimitPerAccount: Int
 
-    public init(bufferLimit: Int = 256, watcherLimit: Int = 1_000) {
+    public init(bufferLimit: Int = 256, watcherLimit: Int = 1_000, watcherLimitPerAccount: Int = 20) {
         self.bufferLimit = bufferLimit
         self.watcherLimit = watcherLimit
+        self.watcherLimitPerAccount = watcherLimitPerAccount
     }
 
-    /// A new watcher's stream of Server-Sent Event lines (`data: {…}`), or nil when there are too many.
-    public func watch() -> AsyncStream<String>? {
+    /// A new stream of event JSON lines for account `owner`, or nil when there are too many.
+    public func watch(owner: String) -> AsyncStream<String>? {
         let (stream, continuation) = AsyncStream<String>.makeStream(bufferingPolicy: .bufferingNewest(bufferLimit))
         let id: Int? = state.withLock { state in
-            guard state.watchers.count < watcherLimit else { return nil }
+            guard state.watchers.count < watcherLimit,
+                  state.watchers.values.filter({ $0.owner == owner }).count < watcherLimitPerAccount else { return nil }
             defer { state.nextID += 1 }
-            state.watchers[state.nextID] = continuation
+            state.watchers[state.nextID] = (owner, continuation)
             return state.nextID
         }
         guard let id else { return nil }
@@ -50,7 +54,7 @@ public final class LiveEventHub: Sendable {
     /// Sends one event's JSON to every watcher.
     public func publish(_ json: JSONValue) {
         let line = json.rendered
-        let watchers = state.withLock { Array($0.watchers.values) }
+        let watchers = state.withLock { $0.watchers.values.map(\.continuation) }
         for watcher in watchers { watcher.yield(line) }
     }
 
@@ -58,7 +62,7 @@ public final class LiveEventHub: Sendable {
     public func finishAll() {
         let watchers = state.withLock { state in
             defer { state.watchers.removeAll() }
-            return Array(state.watchers.values)
+            return state.watchers.values.map(\.continuation)
         }
         for watcher in watchers { watcher.finish() }
     }

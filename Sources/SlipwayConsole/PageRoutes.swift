@@ -49,12 +49,14 @@ extension ConsoleApp {
         }
     }
 
-    /// One artifact by digest or prefix; 404 when none.
+    /// One artifact by digest or prefix; 404 when none, 400 when the prefix fits several.
     func artifact(_ digest: DigestPrefix) async throws(ConsoleError) -> Slipway_V1_ArtifactInfo {
         var query = Slipway_V1_ArtifactQuery()
         query.digest = digest.rawValue
-        guard let artifact = try await gateway.call({ [query] in try await $0.artifacts(query) }).first else {
-            throw .notFound("no artifact sha256:\(digest.rawValue)")
+        let found = try await gateway.call({ [query] in try await $0.artifacts(query) })
+        guard let artifact = found.first else { throw .notFound("no artifact sha256:\(digest.rawValue)") }
+        guard found.count == 1 else {
+            throw .badInput("sha256:\(digest.rawValue) is the start of \(found.count) artifacts' digests; give more of it")
         }
         return artifact
     }

@@ -3,7 +3,7 @@ import Foundation
 
 /// Signed sign-in cookies and the CSRF tokens bound to them.
 ///
-/// A cookie is `v1.NAME.EXPIRES.NONCE.MAC`: the user, when the session ends
+/// A cookie is `v1.NAME.EXPIRES.NONCE.MAC`: the user (hex, since names may hold dots), when the session ends
 /// (Unix seconds), 16 random bytes, and an HMAC-SHA256 over the rest with the
 /// console's session key. It carries no role: each request looks the user up
 /// in the users file, so a removed or demoted user loses access at once.
@@ -33,7 +33,7 @@ public struct SessionSigner: Sendable {
     public func cookie(user: String, expires: Int64) -> String {
         var generator = SystemRandomNumberGenerator()
         let nonce = (0..<16).map { _ in String(format: "%02x", UInt8.random(in: 0...255, using: &generator)) }.joined()
-        let body = "v1.\(user).\(expires).\(nonce)"
+        let body = "v1.\(Self.hex(Array(user.utf8))).\(expires).\(nonce)"
         return "\(body).\(mac(body))"
     }
 
@@ -45,8 +45,9 @@ public struct SessionSigner: Sendable {
         let body = parts[0..<4].joined(separator: ".")
         guard let given = Self.bytes(hex: parts[4]),
               HMAC<SHA256>.isValidAuthenticationCode(given, authenticating: Array(body.utf8), using: key) else { return nil }
-        guard expires > now, ConsoleUsers.isValidName(String(parts[1])) else { return nil }
-        return Session(user: String(parts[1]), expires: expires, nonce: String(parts[3]))
+        guard expires > now, let nameBytes = Self.bytes(hex: parts[1], length: parts[1].utf8.count),
+              let user = String(bytes: nameBytes, encoding: .utf8), ConsoleUsers.isValidName(user) else { return nil }
+        return Session(user: user, expires: expires, nonce: String(parts[3]))
     }
 
     /// The CSRF token that goes with `session`.
@@ -67,11 +68,15 @@ public struct SessionSigner: Sendable {
     }
 
     private func mac(_ text: String) -> String {
-        HMAC<SHA256>.authenticationCode(for: Array(text.utf8), using: key).map { String(format: "%02x", $0) }.joined()
+        Self.hex(Array(HMAC<SHA256>.authenticationCode(for: Array(text.utf8), using: key)))
     }
 
-    private static func bytes(hex: Substring) -> [UInt8]? {
-        guard hex.utf8.count == 64 else { return nil }
+    private static func hex(_ bytes: [UInt8]) -> String {
+        bytes.map { String(format: "%02x", $0) }.joined()
+    }
+
+    private static func bytes(hex: Substring, length: Int = 64) -> [UInt8]? {
+        guard hex.utf8.count == length, length % 2 == 0, length > 0 else { return nil }
         var bytes: [UInt8] = []
         bytes.reserveCapacity(32)
         var index = hex.startIndex

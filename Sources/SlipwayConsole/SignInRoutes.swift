@@ -50,8 +50,10 @@ extension ConsoleApp {
 
     /// A path on this console to return to after signing in; anything else (another site, `//host`) goes home.
     static func safeNext(_ next: String) -> String {
-        guard next.hasPrefix("/"), !next.hasPrefix("//"), !next.hasPrefix("/\\"), !next.contains(where: { $0.isNewline }),
-              next.utf8.count <= 512, !next.hasPrefix("/login") else { return "/" }
+        // Browsers drop tabs and line breaks from a Location and read `\` as `/`: `/\tevil` would be `//evil`.
+        guard next.hasPrefix("/"), next.utf8.count <= 512, !next.hasPrefix("/login"),
+              next.unicodeScalars.allSatisfy({ $0.value > 0x20 && $0.value != 0x7F && $0 != "\\" }),
+              !next.hasPrefix("//") else { return "/" }
         return next
     }
 }

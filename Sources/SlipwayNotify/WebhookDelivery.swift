@@ -34,6 +34,8 @@ public struct WebhookDelivery: Sendable {
 
     /// The last event the receiver acknowledged (what the cursor row holds).
     public private(set) var cursor: Int64
+    /// The outbox is read up to here: events the webhook does not want are not read twice.
+    public private(set) var scanned: Int64
     private var queue: [WebhookEvent] = []
     private var backoff: Backoff
     private var retryAt: ContinuousClock.Instant?
@@ -44,6 +46,7 @@ public struct WebhookDelivery: Sendable {
     /// new, the outbox is read again after `idlePoll` (or when woken).
     public init(cursor: Int64, firstRetry: Duration = .seconds(1), maxRetry: Duration = .seconds(300), idlePoll: Duration = .seconds(2)) {
         self.cursor = cursor
+        self.scanned = cursor
         self.backoff = Backoff(initial: firstRetry, cap: maxRetry)
         self.idlePoll = idlePoll
     }
@@ -57,12 +60,14 @@ public struct WebhookDelivery: Sendable {
         if let retryAt, now < retryAt { return .wait(retryAt - now) }
         if let head = queue.first { return .send(head, attempt: backoff.failures + 1) }
         if let idleSince, now - idleSince < idlePoll { return .wait(idlePoll - (now - idleSince)) }
-        return .fetch(after: cursor)
+        return .fetch(after: scanned)
     }
 
-    /// The events after the cursor, oldest first (only those the webhook wants).
-    public mutating func fetched(_ events: [WebhookEvent], now: ContinuousClock.Instant) {
-        queue = events.filter { $0.sequence > cursor }.sorted { $0.sequence < $1.sequence }
+    /// The events the webhook wants among those after ``scanned`` up to `through` (all of the
+    /// outbox read, wanted or not), oldest first.
+    public mutating func fetched(_ events: [WebhookEvent], through: Int64, now: ContinuousClock.Instant) {
+        queue = events.filter { $0.sequence > scanned && $0.sequence <= max(through, scanned) }.sorted { $0.sequence < $1.sequence }
+        scanned = max(scanned, through)
         idleSince = queue.isEmpty ? now : nil
     }
 

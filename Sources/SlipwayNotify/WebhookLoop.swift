@@ -52,7 +52,11 @@ final class WebhookLoop: ServingLoop {
 
     private func step() throws {
         let db = try connection()
-        guard try WebhookCursors.holdDeliveryLock(db, url: target.url) else {
+        switch try WebhookCursors.holdDeliveryLock(db, url: target.url) {
+        case .held: break
+        case .taken: delivery = nil  // start from the stored cursor: another process may have moved it
+        case .busy:
+            delivery = nil
             pause(.seconds(5))  // another coordinator delivers this webhook
             return
         }
@@ -66,8 +70,8 @@ final class WebhookLoop: ServingLoop {
         case .wait(let duration):
             if try !db.waitForNotifications(timeout: min(duration, .milliseconds(500))).isEmpty { delivery!.woken() }
         case .fetch(let after):
-            let stored = try WebhookCursors.events(db, after: after, types: target.events, limit: 100)
-            delivery!.fetched(stored.map(Self.event), now: .now)
+            let page = try WebhookCursors.events(db, after: after, types: target.events, limit: 100)
+            delivery!.fetched(page.events.map(Self.event), through: page.through, now: .now)
             Gauge(label: "slipway_webhook_backlog", dimensions: [("webhook", target.redacted)]).record(delivery!.backlog)
         case .send(let event, let attempt):
             switch poster.post(event, to: target, attempt: attempt) {

@@ -3,6 +3,7 @@ import Crypto
 import Foundation
 import NIOCore
 import NIOHTTP1
+import Synchronization
 
 /// Posts one event to a webhook with AsyncHTTPClient, from a blocking thread:
 /// connect and read time out, redirects are not followed, and the receiver's
@@ -58,10 +59,11 @@ final class WebhookPoster {
 /// Keeps the status line of a reply and drops its body as it arrives.
 private final class StatusOnly: HTTPClientResponseDelegate {
     typealias Response = UInt
-    private var status: UInt = 0
+    // Written and read on the request's event loop; atomic so the class is Sendable without a lock.
+    private let status = Atomic<UInt>(0)
 
     func didReceiveHead(task: HTTPClient.Task<UInt>, _ head: HTTPResponseHead) -> EventLoopFuture<Void> {
-        status = head.status.code
+        status.store(head.status.code, ordering: .relaxed)
         return task.eventLoop.makeSucceededVoidFuture()
     }
 
@@ -69,5 +71,5 @@ private final class StatusOnly: HTTPClientResponseDelegate {
         task.eventLoop.makeSucceededVoidFuture()
     }
 
-    func didFinishRequest(task: HTTPClient.Task<UInt>) throws -> UInt { status }
+    func didFinishRequest(task: HTTPClient.Task<UInt>) throws -> UInt { status.load(ordering: .relaxed) }
 }

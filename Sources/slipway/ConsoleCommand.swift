@@ -165,11 +165,23 @@ struct ConsoleUsersCommand: ParsableCommand {
 /// Replaces or appends one account's line in a users file, atomically.
 enum UsersFileEditor {
     static func replace(name: String, line: String, in path: String) throws {
-        let existing = (try? String(contentsOfFile: path, encoding: .utf8)) ?? "# slipway console users: KIND NAME ROLE SECRET\n"
-        if !existing.isEmpty { _ = try ConsoleUsers(parsing: existing) }
-        var lines = existing.split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
+        // Only a file that is not there starts afresh; one that cannot be read is an error, never overwritten.
+        let existing: String
+        if FileManager.default.fileExists(atPath: path) {
+            guard let data = FileManager.default.contents(atPath: path), let text = String(data: data, encoding: .utf8) else {
+                throw ValidationError("cannot read \(path) as UTF-8 text; it is left as it is")
+            }
+            do { _ = try ConsoleUsers(parsing: text) } catch { throw ValidationError("\(path): \(error); fix it first") }
+            existing = text
+        } else {
+            existing = "# slipway console users: KIND NAME ROLE SECRET\n"
+        }
+        var lines = existing.split(omittingEmptySubsequences: false, whereSeparator: \.isNewline).map(String.init)
         if lines.last == "" { lines.removeLast() }
-        lines.removeAll { $0.split(separator: " ").dropFirst().first.map(String.init) == name && !$0.hasPrefix("#") }
+        lines.removeAll { line in
+            let fields = line.split(whereSeparator: { $0 == " " || $0 == "\t" })
+            return fields.count > 1 && !line.hasPrefix("#") && fields[1] == name
+        }
         lines.append(line)
         let temporary = path + ".tmp"
         guard FileManager.default.createFile(atPath: temporary, contents: Data((lines.joined(separator: "\n") + "\n").utf8),

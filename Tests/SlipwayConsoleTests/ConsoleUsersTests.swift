@@ -1,3 +1,4 @@
+import Foundation
 import Testing
 @testable import SlipwayConsole
 
@@ -41,7 +42,12 @@ import Testing
         let session = try #require(signer.session(from: cookie, now: 1_000))
         #expect(session.user == "alice")
         #expect(signer.session(from: cookie, now: 2_000) == nil, "expired")
-        #expect(signer.session(from: cookie.replacingOccurrences(of: "alice", with: "admin"), now: 1_000) == nil, "another name breaks the MAC")
+        let hex = { (name: String) in name.utf8.map { String(format: "%02x", $0) }.joined() }
+        #expect(cookie.contains(".\(hex("alice")).") && !cookie.contains("alice"))
+        #expect(signer.session(from: cookie.replacingOccurrences(of: hex("alice"), with: hex("admin")), now: 1_000) == nil,
+                "another name breaks the MAC")
+        let dotted = signer.cookie(user: "alice.smith@example.com", expires: 2_000)
+        #expect(signer.session(from: dotted, now: 1_000)?.user == "alice.smith@example.com", "names with dots stay signed in")
         #expect(signer.session(from: cookie.replacingOccurrences(of: ".2000.", with: ".9999."), now: 1_000) == nil, "a later expiry breaks the MAC")
         #expect(SessionSigner(key: Array(repeating: 8, count: 32)).session(from: cookie, now: 1_000) == nil, "another console's key")
         for junk in ["", "v1", "v1.a.b.c.d", String(repeating: "x", count: 10_000), "v1.alice.2000.00.zz"] {
@@ -74,7 +80,8 @@ import Testing
 
     @Test func signInReturnsOnlyToPagesOfThisConsole() {
         #expect(ConsoleApp.safeNext("/services/hello") == "/services/hello")
-        for hostile in ["https://evil.example/", "//evil.example/", "/\\evil.example", "javascript:alert(1)", "/login", "/x\r\nSet-Cookie: a=b"] {
+        for hostile in ["https://evil.example/", "//evil.example/", "/\\evil.example", "javascript:alert(1)", "/login", "/x\r\nSet-Cookie: a=b",
+                        "/\t/evil.example", "/ /evil.example", "/%09/evil.example".removingPercentEncoding!] {
             #expect(ConsoleApp.safeNext(hostile) == "/", "\(hostile)")
         }
     }

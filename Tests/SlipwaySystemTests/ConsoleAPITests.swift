@@ -138,6 +138,10 @@ struct ConsoleAPITests {
             let signIn = try await HTTPReply.call("POST", console.base + "/login", cookies: jar,
                                                   form: ["name": "alice", "password": ConsoleHarness.operatorPassword, "next": "https://evil.example/"])
             #expect(signIn.status == 302 && signIn.headers.lowercased().contains("location: /\r") && signIn.headers.contains("HttpOnly"), "\(signIn.headers)")
+            let behindProxy = try await HTTPReply.call("GET", api + "/me", cookies: jar, headers: ["Authorization: Basic cHJveHk6cGFzcw=="])
+            #expect(behindProxy.status == 200, "a proxy's Basic credentials leave the cookie to decide: \(behindProxy.body)")
+            let builds = try await HTTPReply.call("GET", console.base + "/builds", cookies: jar)
+            #expect(builds.headers.lowercased().contains("x-frame-options: deny") && builds.headers.contains("frame-ancestors 'none'"))
             let noToken = try await HTTPReply.call("POST", api + "/services/hello/rollback", cookies: jar, json: "{}")
             #expect(noToken.status == 403 && noToken.errorCode == "csrf")
             let formNoToken = try await HTTPReply.call("POST", console.base + "/actions", cookies: jar, form: ["action": "rollback", "service": "hello"])

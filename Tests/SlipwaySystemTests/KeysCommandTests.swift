@@ -40,3 +40,30 @@ struct KeysCommandTests {
         #expect(unreadable.contains("garbage.cert line 1: unknown section") && unreadable.hasSuffix("exit 1"), "\(unreadable)")
     }
 }
+
+/// `slipway console-users`: lines written without secrets, replaced by name, and a file it cannot read left alone.
+@Suite("Console users file", .enabled(if: Cluster.isConfigured))
+struct ConsoleUsersCommandTests {
+    @Test func addReplacesByNameAndNeverOverwritesWhatItCannotRead() async throws {
+        let bin = try #require(Cluster.binary)
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("users-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: folder) }
+        let file = folder.appendingPathComponent("users").path
+        // A hand-written file with a tab-separated line for alice.
+        let token = try await shellOutput("'\(bin)' console-users token --file '\(file)' --name bot --role viewer")
+        try (String(contentsOfFile: file, encoding: .utf8) + "user\talice\tviewer\t$2b$04$abcdefghijklmnopqrstuuSbyhWxOi9J6Y4Jn3ZPsuLAQEVQ0Zk9K\n")
+            .write(toFile: file, atomically: true, encoding: .utf8)
+        #expect(try await runShell("printf 'new password\\n' | '\(bin)' console-users add --file '\(file)' --name alice --role operator --cost 10 >/dev/null") == 0)
+        let listed = try await shellOutput("'\(bin)' console-users list --file '\(file)'")
+        #expect(listed == "token bot viewer\nuser alice operator", "alice replaced, not added twice: \(listed)")
+        let text = try String(contentsOfFile: file, encoding: .utf8)
+        #expect(!text.contains("new password") && !text.contains(token))
+        let mode = try #require(try FileManager.default.attributesOfItem(atPath: file)[.posixPermissions] as? Int)
+        #expect(mode == 0o600)
+        // Not UTF-8: refused, and the file is as it was.
+        try Data([0x75, 0x73, 0xFF, 0xFE, 0x0A]).write(to: URL(fileURLWithPath: file))
+        #expect(try await runShell("printf 'another one\\n' | '\(bin)' console-users add --file '\(file)' --name carol --role viewer --cost 10 2>/dev/null") != 0)
+        #expect(try Data(contentsOf: URL(fileURLWithPath: file)) == Data([0x75, 0x73, 0xFF, 0xFE, 0x0A]))
+    }
+}

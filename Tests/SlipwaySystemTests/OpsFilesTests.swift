@@ -20,7 +20,7 @@ struct OpsFilesTests {
             }
         }
         let daemons = Set(commands.compactMap(\.arguments.first))
-        #expect(daemons == ["coordinator", "worker", "region", "agent"], "every daemon is covered: \(daemons)")
+        #expect(daemons == ["coordinator", "worker", "region", "agent", "console"], "every daemon is covered: \(daemons)")
         #expect(commands.count >= 14, "found \(commands.count) command lines")
         var help: [String: Set<String>] = [:]
         for (file, arguments) in commands {

@@ -17,6 +17,7 @@ import urllib.request
 
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
+from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
@@ -47,9 +48,19 @@ def shot(name):
 
 def wait_for(what, condition, timeout=90):
     try:
-        return WebDriverWait(driver, timeout, poll_frequency=0.25).until(lambda _: condition())
+        # A live update may replace an element between finding and using it: that is a retry, not a failure.
+        return WebDriverWait(driver, timeout, poll_frequency=0.25,
+                             ignored_exceptions=(NoSuchElementException, StaleElementReferenceException)).until(lambda _: condition())
     except Exception:
         raise AssertionError(f"timed out after {timeout}s waiting for {what} on {driver.current_url}")
+
+
+def click(element_id, by=By.ID):
+    """Clicks the element, again if a live update replaced it between finding and clicking."""
+    def attempt():
+        driver.find_element(by, element_id).click()
+        return True
+    wait_for(f"{element_id} to be clickable", attempt, timeout=20)
 
 
 def api(path):
@@ -77,7 +88,7 @@ def confirm(expected_words):
     for word in expected_words:
         assert word in what.text, f"the confirmation does not say '{word}': {what.text}"
     shot("confirm-" + driver.find_element(By.TAG_NAME, "h1").text.split()[0].lower())
-    driver.find_element(By.ID, "confirm").click()
+    click("confirm")
 
 
 def machines_on(digest):
@@ -131,19 +142,29 @@ try:
     shot("builds")
 
     step("the job page streams its log")
-    driver.find_element(By.CSS_SELECTOR, f'tr[data-job="{job}"] a').click()
+    click(f'tr[data-job="{job}"] a', By.CSS_SELECTOR)
     wait_for("the log", lambda: "building v1" in driver.find_element(By.ID, "log").text)
     shot("job-log")
-    v1 = driver.find_element(By.CSS_SELECTOR, "#job-summary a.digest").get_attribute("title").removeprefix("sha256:")
+    v1 = wait_for("the digest", lambda: driver.find_element(By.CSS_SELECTOR, "#job-summary a.digest").get_attribute("title")).removeprefix("sha256:")
 
     step("Deploy build globally, from the artifact page")
-    driver.find_element(By.CSS_SELECTOR, "#job-summary a.digest").click()
-    button = wait_for("the deploy button (once every region holds the build)", lambda: driver.find_element(By.ID, "deploy-globally"))
+    click("#job-summary a.digest", By.CSS_SELECTOR)
+    wait_for("the deploy button (once every region holds the build)", lambda: driver.find_element(By.ID, "deploy-globally"))
     shot("artifact")
-    assert "globally" in button.text, button.text
-    driver.find_element(By.CSS_SELECTOR, "#deploy-form [name=plan]").send_keys("all")
-    driver.find_element(By.CSS_SELECTOR, "#deploy-form [name=new_service]").click()
-    button.click()
+
+    def press_deploy():
+        # Typing marks the form's section busy, so live updates leave it alone from then on.
+        plan = driver.find_element(By.CSS_SELECTOR, "#deploy-form [name=plan]")
+        plan.clear()
+        plan.send_keys("all")
+        new_service = driver.find_element(By.CSS_SELECTOR, "#deploy-form [name=new_service]")
+        if not new_service.is_selected():
+            new_service.click()
+        button = driver.find_element(By.ID, "deploy-globally")
+        assert "globally" in button.text, button.text
+        button.click()
+        return True
+    wait_for("the deploy form", press_deploy, timeout=20)
     confirm(["every region", "all"])
     wait_for("the deploy notice", lambda: "Deploy started" in driver.find_element(By.ID, "notice").text)
     wait_for("every region's machines on v1", lambda: machines_on(v1))
@@ -159,7 +180,7 @@ try:
     shot("service-v2")
 
     step("roll back")
-    driver.find_element(By.ID, "rollback").click()
+    click("rollback")
     confirm(["back to the build its last change replaced"])
     wait_for("the rollback notice", lambda: "Rolled back" in driver.find_element(By.ID, "notice").text)
     wait_for("every region's machines back on v1", lambda: machines_on(v1))
@@ -176,14 +197,14 @@ try:
     assert reason.text, "a halted rollout shows no reason"
     print("    halted:", reason.text, flush=True)
     shot("halted")
-    driver.find_element(By.ID, "rollout-abort").click()
+    click("rollout-abort")
     confirm(["Abort"])
     wait_for("the rollout aborted", lambda: driver.find_elements(By.CSS_SELECTOR, '#rollout[data-state="aborted"]'))
     wait_for("every region's machines on v1 again", lambda: machines_on(v1))
     shot("aborted")
 
     step("a viewer sees everything and can press nothing")
-    driver.find_element(By.ID, "sign-out").click()
+    click("sign-out")
     sign_in(*config["viewer"])
     driver.get(f"{base}/services/{service}")
     assert not driver.find_elements(By.ID, "rollback") and not driver.find_elements(By.ID, "service-actions")
