@@ -12,7 +12,6 @@ what a viewer sees. A screenshot of each page goes to the configured folder.
 import json
 import subprocess
 import sys
-import time
 import urllib.request
 
 from selenium import webdriver
@@ -114,11 +113,13 @@ def deploy_from_service_page(digest, plan):
     confirm(["every region", plan])
 
 
-def wait_deployable(digest):
-    deadline = time.time() + 90
-    while not api(f"/api/v1/artifacts/{digest}")["artifact"]["deployable"]:
-        assert time.time() < deadline, f"{digest[:12]} never became deployable"
-        time.sleep(0.3)
+def built_and_deployable(version):
+    """Submits `version`, waits until it is built and in every region; returns its digest."""
+    job = submit(version)
+    wait_for(f"{version} built", lambda: api(f"/api/v1/jobs/{job}")["job"]["status"] == "succeeded")
+    digest = api(f"/api/v1/jobs/{job}")["job"]["artifact_digest"]
+    wait_for(f"{version} deployable", lambda: api(f"/api/v1/artifacts/{digest}")["artifact"]["deployable"])
+    return digest
 
 
 try:
@@ -171,10 +172,7 @@ try:
     shot("service-v1")
 
     step("a second build, deployed from the service page")
-    v2_job = submit("v2")
-    wait_for("v2 built", lambda: api(f"/api/v1/jobs/{v2_job}")["job"]["status"] == "succeeded")
-    v2 = api(f"/api/v1/jobs/{v2_job}")["job"]["artifact_digest"]
-    wait_deployable(v2)
+    v2 = built_and_deployable("v2")
     deploy_from_service_page(v2, "all")
     wait_for("every region's machines on v2", lambda: machines_on(v2))
     shot("service-v2")
@@ -187,11 +185,7 @@ try:
     shot("rolled-back")
 
     step("a broken build halts at its canary; the page shows why")
-    v3_job = submit("v3")
-    wait_for("v3 built", lambda: api(f"/api/v1/jobs/{v3_job}")["job"]["status"] == "succeeded")
-    v3 = api(f"/api/v1/jobs/{v3_job}")["job"]["artifact_digest"]
-    wait_deployable(v3)
-    deploy_from_service_page(v3, config["halting_plan"])
+    deploy_from_service_page(built_and_deployable("v3"), config["halting_plan"])
     reason = wait_for("the halted rollout's reason",
                       lambda: driver.find_element(By.CSS_SELECTOR, '#rollout[data-state="halted"] #rollout-reason'))
     assert reason.text, "a halted rollout shows no reason"
