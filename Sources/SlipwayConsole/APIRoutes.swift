@@ -40,14 +40,16 @@ extension ConsoleApp {
             let offsetText = request.uri.queryParameters["offset"].map(String.init) ?? "0"
             guard let offset = UInt64(offsetText) else { throw ConsoleError.badInput("offset must be a byte count") }
             let (header, bytes) = try await gateway.call { try await $0.log(id.rawValue, from: offset) }
+            // A character cut at the chunk's end waits for the next read (at the log's end it is shown as it is).
+            let whole = header.complete ? bytes.count : LogText.completePrefix(bytes)
             return Self.ok([
                 "job_id": .string(header.jobID.isEmpty ? id.rawValue : header.jobID),
                 "attempt": .count(header.attempt),
                 "offset": .count(header.offset),
-                "next_offset": .count(header.offset + UInt64(bytes.count)),
+                "next_offset": .count(header.offset + UInt64(whole)),
                 "complete": .bool(header.complete),
                 "status": .string(header.status.word),
-                "text": .string(String(decoding: bytes, as: UTF8.self)),
+                "text": .string(String(decoding: bytes[..<whole], as: UTF8.self)),
             ])
         }
         api.post("/jobs/:id/cancel") { request, context in

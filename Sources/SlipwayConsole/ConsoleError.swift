@@ -26,7 +26,7 @@ public struct ConsoleError: Error, Sendable, CustomStringConvertible {
     }
 
     static let notSignedIn = ConsoleError(.unauthorized, "not_signed_in", "sign in first (or send Authorization: Bearer TOKEN)")
-    static let viewerOnly = ConsoleError(.forbidden, "forbidden", "this needs the operator role; you are signed in as a viewer")
+    static let viewerOnly = ConsoleError(.forbidden, "forbidden", "this needs the operator role; this account is a viewer")
     static let csrf = ConsoleError(.forbidden, "csrf", "missing or wrong CSRF token: reload the page and try again")
 
     static func badInput(_ message: String) -> ConsoleError { ConsoleError(.badRequest, "bad_input", message) }

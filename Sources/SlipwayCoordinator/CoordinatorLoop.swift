@@ -111,7 +111,7 @@ final class CoordinatorLoop: ServingLoop {
 
     private func lead() throws {
         try prepareToLead()
-        let sockets = try CoordinatorSockets(context: context, config: config, logger: logger)
+        let sockets = try CoordinatorSockets.takingOver(context: context, config: config, logger: logger) { leadership.sleep($0) }
         self.sockets = sockets
         defer {
             sockets.close()

@@ -1,3 +1,6 @@
+#if canImport(Glibc)
+import Glibc
+#endif
 import Logging
 import SlipwayAuth
 import SlipwayCore
@@ -23,6 +26,27 @@ struct CoordinatorSockets {
     let events: ZMQSocket
     /// ROUTER where subscribers catch up.
     let snapshots: ZMQSocket
+
+    /// Binds the leader's sockets. Right after leadership changes hands the previous leader may
+    /// still hold the ports for a moment: another process that has not yet seen it lost the lock
+    /// (it can no longer commit), or this process's own sockets, closed a moment ago when it
+    /// stepped down. A port in use is tried again for 5 s; only then is it the daemon's error.
+    /// (Chaos found both coordinators exiting after a PostgreSQL restart: each found the other's ports.)
+    /// - Parameter sleep: waits between tries; true when the daemon is stopping.
+    static func takingOver(context: ZMQContext, config: CoordinatorConfig, logger: Logger,
+                           sleep: (Duration) -> Bool) throws -> CoordinatorSockets {
+        let deadline = ContinuousClock.now + .seconds(5)
+        let inUse = String(cString: strerror(EADDRINUSE))
+        while true {
+            do {
+                return try CoordinatorSockets(context: context, config: config, logger: logger)
+            } catch let failure as EndpointFailure where failure.reason.contains(inUse) && ContinuousClock.now < deadline {
+                logger.warning("taking over: a port is still held by the previous leader; trying again",
+                               metadata: ["endpoint": "\(failure.endpoint.labelled)"])
+                if sleep(.milliseconds(250)) { throw CancellationError() }
+            }
+        }
+    }
 
     /// Binds every endpoint; the error names the one that failed and its flag.
     init(context: ZMQContext, config: CoordinatorConfig, logger: Logger) throws {

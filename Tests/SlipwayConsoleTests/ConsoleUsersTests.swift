@@ -92,3 +92,15 @@ import Testing
         #expect(HTML.urlComponent("a b/ü") == "a%20b%2F%C3%BC")
     }
 }
+
+@Test func aLogChunkEndsOnACharacterBoundary() {
+    let text = Array("build ✓ done 🚀".utf8)
+    #expect(LogText.completePrefix(text) == text.count)
+    let check = Array("✓".utf8), rocket = Array("🚀".utf8)
+    #expect(LogText.completePrefix(Array("a".utf8) + check.prefix(2)) == 1, "a cut ✓ waits for the next chunk")
+    #expect(LogText.completePrefix(Array("a".utf8) + rocket.prefix(3)) == 1)
+    #expect(LogText.completePrefix(Array("a".utf8) + rocket.prefix(1)) == 1)
+    #expect(LogText.completePrefix([]) == 0)
+    #expect(LogText.completePrefix([0x80, 0x80, 0x80, 0x80]) == 4, "garbage is shown, not held back for ever")
+}
+

@@ -85,6 +85,14 @@ struct ConsoleAPITests {
             #expect(try await HTTPReply.call("POST", api + "/jobs/\(jobs[0])/cancel", token: viewer).status == 403)
             #expect(try await Self.target(client) == nil)
 
+            // Live events: a viewer's stream sees the deploy below as it happens.
+            let stream = cluster.directory.appendingPathComponent("events.sse")
+            let watcher = try SpawnedProcess(["/usr/bin/curl", "-s", "-N", "--max-time", "20", "-o", stream.path,
+                                              "-H", "Authorization: Bearer \(viewer)", api + "/events"], log: nil)
+            try await ReplicationTests.waitFor("the event stream to open", timeout: .seconds(10)) {
+                ((try? String(contentsOf: stream, encoding: .utf8)) ?? "").contains(": connected")
+            }
+
             // The operator deploys v1, then v2; both reach every machine.
             let op = console.operatorToken
             let first = try await HTTPReply.call("POST", api + "/services/hello/deploy", token: op,
@@ -98,6 +106,13 @@ struct ConsoleAPITests {
                 let state = try await client.rollout(service: "hello").state
                 return cluster.serviceOutput("m1").contains("hello v2") && cluster.serviceOutput("m2").contains("hello v2") && state == .succeeded
             }
+            let events = ((try? String(contentsOf: stream, encoding: .utf8)) ?? "").split(separator: "\n").filter { $0.hasPrefix("data: ") }
+            let types = events.compactMap { line in
+                (try? JSONSerialization.jsonObject(with: Data(line.dropFirst(6).utf8)) as? [String: Any])?["type"] as? String
+            }
+            #expect(types.contains("target_changed") && types.contains("rollout_started") && types.contains("rollout_succeeded"), "\(types)")
+            watcher.signal(SIGTERM)
+            _ = await watcher.exited(killAfter: .seconds(5))
             let status = try await HTTPReply.call("GET", api + "/services/hello", token: viewer)
             #expect(((status.json["targets"] as? [[String: Any]])?.first?["artifact_digest"] as? String) == digests[1])
             let rollout = try await HTTPReply.call("GET", api + "/services/hello/rollout", token: viewer)

@@ -169,6 +169,32 @@ struct DaemonLifecycleTests {
         #expect(statuses["standby"] == 1)
     }
 
+    @Test("a standby taking over while the old leader still holds a port for a moment waits for it, and leads")
+    func takeOverWaitsForAPortBeingReleased() async throws {
+        let (_, statuses) = try await Cluster.with { cluster in
+            let leader = try cluster.startCoordinator("leader")
+            try await cluster.waitForLog("leader", "coordinator active")
+            // The events port stands for one the previous leader has not let go of yet.
+            let held = Self.occupy()
+            let standby = try cluster.start("standby", ["coordinator", "--database-url", cluster.databaseURL, "--intake", cluster.intake,
+                                                        "--dispatch", cluster.dispatch, "--events", "tcp://127.0.0.1:\(held.port)",
+                                                        "--snapshot", cluster.snapshot, "--heartbeat", cluster.heartbeat,
+                                                        "--key", try cluster.keyFile(.coordinator, "main"), "--trust-dir", cluster.trustDirectory.path])
+            try await cluster.waitForLog("standby", "standby")
+            leader.signal(SIGKILL)
+            await leader.exited()
+            try await cluster.waitForLog("standby", "a port is still held by the previous leader")
+            close(held.descriptor)
+            try await cluster.waitForLog("standby", "coordinator active", timeout: .seconds(10))
+            #expect(!standby.hasExited)
+            // And it serves.
+            let client = try SlipwayClient(endpoint: cluster.intake, security: try cluster.security())
+            defer { Task { await client.close() } }
+            #expect(try await client.jobs(Slipway_V1_JobListQuery()).isEmpty)
+        }
+        #expect(statuses["standby"] == 0)
+    }
+
     @Test("SIGTERM stops every daemon while it works, within the documented 15 s, with exit 0")
     func sigtermWhileWorking() async throws {
         let (_, statuses) = try await Cluster.with { cluster in
