@@ -20,7 +20,8 @@ struct PageLayout {
 
     func render(_ body: String) -> String {
         let nav = viewer.map { viewer in
-            let links = [("builds", "/builds", "Builds"), ("artifacts", "/artifacts", "Artifacts"), ("services", "/services", "Services")]
+            let links = ([("builds", "/builds", "Builds"), ("artifacts", "/artifacts", "Artifacts"), ("services", "/services", "Services")]
+                + (viewer.isOperator ? [("audit", "/audit", "Audit")] : []))
                 .map { key, href, label in "<a href=\"\(href)\"\(key == section ? " class=\"current\"" : "")>\(label)</a>" }
                 .joined()
             return """

@@ -36,6 +36,16 @@ extension ConsoleApp {
             let builder = artifact.jobID.isEmpty ? "" : ((try? await gateway.call { try await $0.job(artifact.jobID) })?.workerID ?? "")
             return Response.html(ArtifactPages.artifact(artifact, builder: builder, viewer: viewer))
         }
+        router.get("/audit") { request, context in
+            let viewer = try context.requireOperator()
+            let since = request.uri.queryParameters["since"].map(String.init) ?? "24h"
+            guard let period = DurationText.parse(since) else { throw ConsoleError.badInput("since: a duration such as 1h, 24h or 7d") }
+            var query = Slipway_V1_AuditQuery()
+            query.limit = 500
+            query.sinceUnixMicros = Self.nowMicros - Int64(period.components.seconds) * 1_000_000
+            let entries = try await gateway.call { [query] in try await $0.audit(query) }
+            return Response.html(AuditPage.render(entries, since: since, viewer: viewer))
+        }
         router.get("/services") { _, context in
             let viewer = try context.requireViewer()
             let services = try await gateway.call { try await $0.services() }

@@ -106,11 +106,16 @@ struct ConsoleAPITests {
                 let state = try await client.rollout(service: "hello").state
                 return cluster.serviceOutput("m1").contains("hello v2") && cluster.serviceOutput("m2").contains("hello v2") && state == .succeeded
             }
-            let events = ((try? String(contentsOf: stream, encoding: .utf8)) ?? "").split(separator: "\n").filter { $0.hasPrefix("data: ") }
-            let types = events.compactMap { line in
-                (try? JSONSerialization.jsonObject(with: Data(line.dropFirst(6).utf8)) as? [String: Any])?["type"] as? String
+            func streamed() -> [String] {
+                ((try? String(contentsOf: stream, encoding: .utf8)) ?? "").split(separator: "\n").filter { $0.hasPrefix("data: ") }.compactMap { line in
+                    (try? JSONSerialization.jsonObject(with: Data(line.dropFirst(6).utf8)) as? [String: Any])?["type"] as? String
+                }
             }
-            #expect(types.contains("target_changed") && types.contains("rollout_started") && types.contains("rollout_succeeded"), "\(types)")
+            // The console relays what the coordinator published a moment ago.
+            try? await ReplicationTests.waitFor("the deploy's events on the stream", timeout: .seconds(10)) {
+                Set(streamed()).isSuperset(of: ["target_changed", "rollout_started", "rollout_succeeded"])
+            }
+            #expect(Set(streamed()).isSuperset(of: ["target_changed", "rollout_started", "rollout_succeeded"]), "\(streamed())")
             watcher.signal(SIGTERM)
             _ = await watcher.exited(killAfter: .seconds(5))
             let status = try await HTTPReply.call("GET", api + "/services/hello", token: viewer)
@@ -182,6 +187,10 @@ struct ConsoleAPITests {
             let viewerPage = try await HTTPReply.call("GET", console.base + "/services/hello", cookies: viewerJar)
             #expect(viewerPage.status == 200 && !viewerPage.body.contains("Roll back") && viewerPage.body.contains("victor (viewer)"))
             #expect(try await HTTPReply.call("GET", console.base + "/services/hello/confirm?action=rollback", cookies: viewerJar).status == 403)
+            #expect(try await HTTPReply.call("GET", console.base + "/audit", cookies: viewerJar).status == 403)
+            let auditPage = try await HTTPReply.call("GET", console.base + "/audit?since=1h", cookies: jar)
+            #expect(auditPage.status == 200 && auditPage.body.contains("operator/console") && auditPage.body.contains(">Audit</a>"))
+            #expect(try await HTTPReply.call("GET", console.base + "/audit?since=soon", cookies: jar).status == 400)
 
             // The audit log records the console's key as the identity and the user as the actor.
             let audit = try await HTTPReply.call("GET", api + "/audit?since=1h", token: op)

@@ -197,6 +197,11 @@ try:
     wait_for("every region's machines on v1 again", lambda: machines_on(v1))
     shot("aborted")
 
+    step("the audit log names the console's key for every action")
+    driver.get(base + "/audit?since=1h")
+    assert "operator/console" in wait_for("the audit table", lambda: driver.find_element(By.ID, "audit")).text
+    shot("audit")
+
     step("a viewer sees everything and can press nothing")
     click("sign-out")
     sign_in(*config["viewer"])
