@@ -90,18 +90,22 @@ def confirm(expected_words):
     click("confirm")
 
 
-def machines_on(digest):
-    """Whether every region's row shows all its machines running `digest`."""
+def machines_on(digest, states=("running",)):
+    """Whether every region's row shows all its machines on `digest`, each in one of `states`
+    (a machine that rolled a failed build back runs the previous one as `rolled_back`)."""
     rows = driver.execute_script("""
         return Array.from(document.querySelectorAll('#machines tr[data-region]')).map(function (row) {
-          return { region: row.dataset.region, count: row.querySelector('.machine-count').textContent,
-                   builds: row.cells[2].innerHTML };
+          return { region: row.dataset.region, builds: row.cells[2].innerHTML.split('<br>').map(function (part) {
+            const cell = document.createElement('div'); cell.innerHTML = part;
+            const badge = cell.querySelector('[data-status]'), link = cell.querySelector('a.digest');
+            return { machines: parseInt(cell.textContent, 10), state: badge ? badge.dataset.status : '',
+                     digest: link ? link.title.replace('sha256:', '') : '' };
+          }) };
         });""")
-    by_region = {row["region"]: row for row in rows}
-    return all(region in by_region and by_region[region]["count"] == str(per_region)
-               and by_region[region]["builds"].count('data-status="running"') == 1
-               and f"sha256:{digest}" in by_region[region]["builds"]
-               and f"{per_region} <span" in by_region[region]["builds"] for region in regions)
+    by_region = {row["region"]: row["builds"] for row in rows}
+    return all(region in by_region
+               and all(build["digest"] == digest and build["state"] in states for build in by_region[region])
+               and sum(build["machines"] for build in by_region[region]) == per_region for region in regions)
 
 
 def deploy_from_service_page(digest, plan):
@@ -194,7 +198,7 @@ try:
     click("rollout-abort")
     confirm(["Abort"])
     wait_for("the rollout aborted", lambda: driver.find_elements(By.CSS_SELECTOR, '#rollout[data-state="aborted"]'))
-    wait_for("every region's machines on v1 again", lambda: machines_on(v1))
+    wait_for("every region's machines on v1 again", lambda: machines_on(v1, ("running", "rolled_back")))
     shot("aborted")
 
     step("the audit log names the console's key for every action")
