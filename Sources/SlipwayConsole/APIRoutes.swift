@@ -80,14 +80,7 @@ extension ConsoleApp {
             _ = try context.requireViewer()
             let service = try Self.serviceName(context)
             let status = try await gateway.call { try await $0.status(service: service.rawValue) }
-            let now = Self.nowMicros
-            return Self.ok([
-                "service": .string(status.service),
-                "targets": .array(status.targets.map(\.json)),
-                "rollout": status.rollouts.first?.json ?? .null,
-                "regions": .array(status.regions.map { $0.json(service: status.service, nowMicros: now, staleAfterMicros: Self.staleMicros) }),
-                "history": .array(status.history.map(\.json)),
-            ])
+            return Self.ok(status.statusJSONFields(nowMicros: Self.nowMicros, staleAfterMicros: Self.staleMicros))
         }
         api.get("/services/:service/rollout") { _, context in
             _ = try context.requireViewer()
@@ -104,14 +97,8 @@ extension ConsoleApp {
         }
         api.get("/audit") { request, context in
             _ = try context.requireOperator()
-            var query = Slipway_V1_AuditQuery()
-            query.limit = 200
-            if let since = request.uri.queryParameters["since"].map(String.init) {
-                guard let seconds = DurationText.parse(since) else { throw ConsoleError.badInput("since: a duration such as 30m, 2h or 7d") }
-                query.sinceUnixMicros = Self.nowMicros - Int64(seconds.components.seconds) * 1_000_000
-            }
-            let auditQuery = query
-            return Self.ok(["entries": .array(try await gateway.call { try await $0.audit(auditQuery) }.map(\.json))])
+            let query = try Self.auditQuery(since: request.uri.queryParameters["since"].map(String.init), limit: 200)
+            return Self.ok(["entries": .array(try await gateway.call { try await $0.audit(query) }.map(\.json))])
         }
         api.get("/events") { request, context in
             return try liveEvents(request, viewer: try context.requireViewer())

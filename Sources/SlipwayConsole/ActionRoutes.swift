@@ -71,8 +71,7 @@ extension ConsoleApp {
                 let status = try await gateway.act { try await $0.control(service: service.rawValue, control, setBy: actor) }
                 fields = [("rollout", status.json)]
             case .cancel(let job):
-                let ack = try await gateway.act { try await $0.cancel(job.rawValue, reason: "cancelled by \(actor)") }
-                fields = [("job_id", .string(ack.jobID)), ("status", .string(ack.status.word)), ("stopping", .bool(ack.status == .running))]
+                fields = try await gateway.act { try await $0.cancel(job.rawValue, reason: "cancelled by \(actor)") }.jsonFields
             }
             ConsoleMetrics.action(action.word, outcome: "done")
             return fields

@@ -73,7 +73,7 @@ public struct ConsoleUsers: Sendable, Equatable {
                 guard text.hasPrefix("sha256:"), SafeText.isLowercaseHex(String(text.dropFirst(7)), lengths: 64...64) else {
                     throw Invalid(line: line, reason: "a token's secret is sha256:<64 lowercase hex>; make one with `slipway console-users token`")
                 }
-                secret = .token(sha256: Self.bytes(hex: text.dropFirst(7)))
+                secret = .token(sha256: Hex.decode(text.dropFirst(7))!)
             default:
                 throw Invalid(line: line, reason: "kind '\(SafeText.printable(kind))' is not user or token")
             }
@@ -127,8 +127,8 @@ public struct ConsoleUsers: Sendable, Equatable {
     /// A new bearer token and its line for the users file.
     public static func newToken(name: String, role: ConsoleRole) -> (token: String, line: String) {
         var generator = SystemRandomNumberGenerator()
-        let token = "slw_" + (0..<32).map { _ in String(format: "%02x", UInt8.random(in: 0...255, using: &generator)) }.joined()
-        let digest = SHA256.hash(data: Array(token.utf8)).map { String(format: "%02x", $0) }.joined()
+        let token = "slw_" + Hex.encode((0..<32).map { _ in UInt8.random(in: 0...255, using: &generator) })
+        let digest = Hex.encode(SHA256.hash(data: Array(token.utf8)))
         return (token, "token \(name) \(role.rawValue) sha256:\(digest)")
     }
 
@@ -163,16 +163,5 @@ public struct ConsoleUsers: Sendable, Equatable {
         var difference: UInt8 = 0
         for index in a.indices { difference |= a[index] ^ b[index] }
         return difference == 0
-    }
-
-    private static func bytes(hex: Substring) -> [UInt8] {
-        var bytes: [UInt8] = []
-        var index = hex.startIndex
-        while index < hex.endIndex {
-            let next = hex.index(index, offsetBy: 2)
-            bytes.append(UInt8(hex[index..<next], radix: 16)!)
-            index = next
-        }
-        return bytes
     }
 }

@@ -96,18 +96,13 @@ final class LiveEventLoop: ServingLoop {
             }
         }
     }
-
-    /// The service that runs the loop on its own thread.
-    static func service(events: Endpoint, snapshot: Endpoint, security: ClientSecurity, hub: LiveEventHub) -> LoopService {
-        LoopService(name: "console-events") { stop in
-            try LiveEventLoop(events: events, snapshot: snapshot, security: security, hub: hub, stop: stop)
-        }
-    }
 }
 
 extension LiveEventHub {
     /// The daemon part that follows the coordinator's events (`events` PUB, `snapshot` ROUTER) into this hub.
     public static func service(events: Endpoint, snapshot: Endpoint, security: ClientSecurity, hub: LiveEventHub) -> LoopService {
-        LiveEventLoop.service(events: events, snapshot: snapshot, security: security, hub: hub)
+        LoopService(name: "console-events") { stop in
+            try LiveEventLoop(events: events, snapshot: snapshot, security: security, hub: hub, stop: stop)
+        }
     }
 }

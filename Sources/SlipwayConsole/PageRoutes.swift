@@ -39,11 +39,8 @@ extension ConsoleApp {
         router.get("/audit") { request, context in
             let viewer = try context.requireOperator()
             let since = request.uri.queryParameters["since"].map(String.init) ?? "24h"
-            guard let period = DurationText.parse(since) else { throw ConsoleError.badInput("since: a duration such as 1h, 24h or 7d") }
-            var query = Slipway_V1_AuditQuery()
-            query.limit = 500
-            query.sinceUnixMicros = Self.nowMicros - Int64(period.components.seconds) * 1_000_000
-            let entries = try await gateway.call { [query] in try await $0.audit(query) }
+            let query = try Self.auditQuery(since: since, limit: 500)
+            let entries = try await gateway.call { try await $0.audit(query) }
             return Response.html(AuditPage.render(entries, since: since, viewer: viewer))
         }
         router.get("/services") { _, context in
@@ -86,6 +83,17 @@ extension ConsoleApp {
         if let limit = request.uri.queryParameters["limit"].map(String.init) {
             guard let value = UInt32(limit), (1...1_000).contains(value) else { throw .badInput("limit must be 1…1000") }
             query.limit = value
+        }
+        return query
+    }
+
+    /// The newest `limit` audit entries, from `since` ago (a duration) or from the start.
+    static func auditQuery(since: String?, limit: UInt32) throws(ConsoleError) -> Slipway_V1_AuditQuery {
+        var query = Slipway_V1_AuditQuery()
+        query.limit = limit
+        if let since {
+            guard let period = DurationText.parse(since) else { throw .badInput("since: a duration such as 1h, 24h or 7d") }
+            query.sinceUnixMicros = nowMicros - Int64(period.components.seconds) * 1_000_000
         }
         return query
     }

@@ -1,5 +1,6 @@
 import Crypto
 import Foundation
+import SlipwayCore
 
 /// Signed sign-in cookies and the CSRF tokens bound to them.
 ///
@@ -32,8 +33,8 @@ public struct SessionSigner: Sendable {
     /// A new session cookie value for `user`, valid until `expires` (Unix seconds).
     public func cookie(user: String, expires: Int64) -> String {
         var generator = SystemRandomNumberGenerator()
-        let nonce = (0..<16).map { _ in String(format: "%02x", UInt8.random(in: 0...255, using: &generator)) }.joined()
-        let body = "v1.\(Self.hex(Array(user.utf8))).\(expires).\(nonce)"
+        let nonce = Hex.encode((0..<16).map { _ in UInt8.random(in: 0...255, using: &generator) })
+        let body = "v1.\(Hex.encode(user.utf8)).\(expires).\(nonce)"
         return "\(body).\(mac(body))"
     }
 
@@ -43,9 +44,9 @@ public struct SessionSigner: Sendable {
         let parts = cookie.split(separator: ".", omittingEmptySubsequences: false)
         guard parts.count == 5, parts[0] == "v1", let expires = Int64(parts[2]) else { return nil }
         let body = parts[0..<4].joined(separator: ".")
-        guard let given = Self.bytes(hex: parts[4]),
+        guard let given = Self.mac(hex: parts[4]),
               HMAC<SHA256>.isValidAuthenticationCode(given, authenticating: Array(body.utf8), using: key) else { return nil }
-        guard expires > now, let nameBytes = Self.bytes(hex: parts[1], length: parts[1].utf8.count),
+        guard expires > now, !parts[1].isEmpty, let nameBytes = Hex.decode(parts[1]),
               let user = String(bytes: nameBytes, encoding: .utf8), ConsoleUsers.isValidName(user) else { return nil }
         return Session(user: user, expires: expires, nonce: String(parts[3]))
     }
@@ -57,7 +58,7 @@ public struct SessionSigner: Sendable {
 
     /// Whether `token` is `session`'s CSRF token (compared in constant time).
     public func checkCSRF(_ token: String?, for session: Session) -> Bool {
-        guard let token, let given = Self.bytes(hex: Substring(token)) else { return false }
+        guard let token, let given = Self.mac(hex: Substring(token)) else { return false }
         return HMAC<SHA256>.isValidAuthenticationCode(given, authenticating: Array("csrf\n\(session.nonce)".utf8), using: key)
     }
 
@@ -68,24 +69,11 @@ public struct SessionSigner: Sendable {
     }
 
     private func mac(_ text: String) -> String {
-        Self.hex(Array(HMAC<SHA256>.authenticationCode(for: Array(text.utf8), using: key)))
+        Hex.encode(HMAC<SHA256>.authenticationCode(for: Array(text.utf8), using: key))
     }
 
-    private static func hex(_ bytes: [UInt8]) -> String {
-        bytes.map { String(format: "%02x", $0) }.joined()
-    }
-
-    private static func bytes(hex: Substring, length: Int = 64) -> [UInt8]? {
-        guard hex.utf8.count == length, length % 2 == 0, length > 0 else { return nil }
-        var bytes: [UInt8] = []
-        bytes.reserveCapacity(32)
-        var index = hex.startIndex
-        while index < hex.endIndex {
-            let next = hex.index(index, offsetBy: 2)
-            guard let byte = UInt8(hex[index..<next], radix: 16) else { return nil }
-            bytes.append(byte)
-            index = next
-        }
-        return bytes
+    /// A MAC as written: 64 hex digits.
+    private static func mac(hex: Substring) -> [UInt8]? {
+        hex.utf8.count == 64 ? Hex.decode(hex) : nil
     }
 }

@@ -1,6 +1,6 @@
 public import Hummingbird
 public import Logging
-public import ServiceLifecycle
+import ServiceLifecycle
 public import SlipwayThreads
 import Synchronization
 

@@ -55,6 +55,20 @@ extension Slipway_V1_ServiceStatus {
     }
 }
 
+extension Slipway_V1_ServiceStatus {
+    /// The fields of `status` output, `error` aside: targets, the newest rollout, this
+    /// service's machines per region, history (the CLI and the console's API alike).
+    public func statusJSONFields(nowMicros: Int64, staleAfterMicros: Int64) -> [(key: String, value: JSONValue)] {
+        [
+            ("service", .string(service)),
+            ("targets", .array(targets.map(\.json))),
+            ("rollout", rollouts.first?.json ?? .null),
+            ("regions", .array(regions.map { $0.json(service: service, nowMicros: nowMicros, staleAfterMicros: staleAfterMicros) })),
+            ("history", .array(history.map(\.json))),
+        ]
+    }
+}
+
 extension Slipway_V1_DeploymentRecord {
     /// The `deployment` object: one row of a service's history.
     public var json: JSONValue {

@@ -27,3 +27,10 @@ extension Slipway_V1_JobInfo {
         ])
     }
 }
+
+extension Slipway_V1_CancelBuildAck {
+    /// The fields of `cancel` output, `error` aside; `stopping` while the worker stops a running build.
+    public var jsonFields: [(key: String, value: JSONValue)] {
+        [("job_id", .string(jobID)), ("status", .string(status.word)), ("stopping", .bool(status == .running))]
+    }
+}

@@ -19,7 +19,7 @@ enum WebhookCursors {
     static func events(_ db: PGConnection, after: Int64, types: [String], limit: Int)
         throws -> (events: [(sequence: Int64, type: String, payload: [UInt8])], through: Int64) {
         // Numbers up to the counter belong to committed events: the counter's row lock is held to commit.
-        let newest = Int64(try db.query("SELECT last_seq FROM event_sequence").first?.int("last_seq") ?? 0)
+        let newest = try Outbox.lastSequence(db)
         let rows = try db.query("SELECT seq, type, payload FROM events WHERE seq > $1 AND seq <= $2 AND type = ANY($3::text[]) ORDER BY seq LIMIT $4",
                                 [.int(after), .int(newest), PGBind.textArray(types), .int(limit)]).rows.map { row in
             (sequence: Int64(try row.int("seq")), type: try row.string("type"), payload: try row.bytes("payload"))

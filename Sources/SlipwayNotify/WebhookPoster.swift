@@ -1,6 +1,7 @@
 import AsyncHTTPClient
 import Crypto
 import Foundation
+import SlipwayCore
 import NIOCore
 import NIOHTTP1
 import Synchronization
@@ -41,7 +42,7 @@ final class WebhookPoster {
             headers.add(name: "X-Slipway-Attempt", value: String(attempt))
             if let secret = target.secret {
                 let mac = HMAC<SHA256>.authenticationCode(for: event.body, using: SymmetricKey(data: secret))
-                headers.add(name: "X-Slipway-Signature", value: "sha256=" + mac.map { String(format: "%02x", $0) }.joined())
+                headers.add(name: "X-Slipway-Signature", value: "sha256=" + Hex.encode(mac))
             }
             let request = try HTTPClient.Request(url: target.url, method: .POST, headers: headers, body: .bytes(event.body))
             let status = try client.execute(request: request, delegate: StatusOnly(), deadline: .now() + timeout).wait()

@@ -121,6 +121,15 @@ func coordinatorAddress(_ flag: String?) throws -> CoordinatorAddress {
     }
 }
 
+/// The bytes of a secret file given by `flag` (its first 4 KiB); one line naming the flag
+/// when it cannot be read or is shorter than `minimum` bytes.
+func secretFileBytes(_ path: String, flag: String, minimum: Int) throws -> [UInt8] {
+    guard let data = FileManager.default.contents(atPath: path), data.count >= minimum else {
+        throw ValidationError("\(flag) \(path): not a readable file of at least \(minimum) bytes")
+    }
+    return Array(data.prefix(4_096))
+}
+
 /// Refuses a database URL libpq cannot parse, naming the flag.
 func checkDatabaseURL(_ url: String) throws {
     do {

@@ -58,10 +58,7 @@ struct ConsoleCommand: AsyncParsableCommand {
         }
         let sessionKey: [UInt8]
         if let sessionKeyFile {
-            guard let data = FileManager.default.contents(atPath: sessionKeyFile), data.count >= 32 else {
-                daemonStartFailed("console", ValidationError("--session-key-file \(sessionKeyFile): not a readable file of at least 32 bytes"))
-            }
-            sessionKey = Array(data.prefix(4_096))
+            do { sessionKey = try secretFileBytes(sessionKeyFile, flag: "--session-key-file", minimum: 32) } catch { daemonStartFailed("console", error) }
         } else {
             logger.warning("no --session-key-file: sign-ins end when this console restarts and do not carry to other consoles")
             sessionKey = SessionSigner.randomKey()

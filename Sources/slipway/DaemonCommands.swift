@@ -152,13 +152,7 @@ struct CoordinatorCommand: AsyncParsableCommand {
             config.next = NextListeners(key: key, intake: nextIntake.named("--next-intake"), dispatch: nextDispatch.named("--next-dispatch"),
                                         events: nextEvents.named("--next-events"), snapshot: nextSnapshot.named("--next-snapshot"))
         }
-        var secret: [UInt8]?
-        if let webhookSecretFile {
-            guard let data = FileManager.default.contents(atPath: webhookSecretFile), data.count >= 16 else {
-                throw ValidationError("--webhook-secret-file \(webhookSecretFile): not a readable file of at least 16 bytes")
-            }
-            secret = Array(data.prefix(4_096))
-        }
+        let secret = try webhookSecretFile.map { try secretFileBytes($0, flag: "--webhook-secret-file", minimum: 16) }
         let hooks = Webhooks.services(try webhookTargets(secret: secret), databaseURL: url, timeout: webhookTimeout.duration,
                                       logger: daemon.logger("coordinator"))
         await DaemonRunner.run("coordinator", services: [Coordinator.service(config: config, logger: daemon.logger("coordinator"))] + hooks,

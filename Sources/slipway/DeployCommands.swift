@@ -146,14 +146,8 @@ struct StatusCommand: AsyncParsableCommand {
         let (service, history) = (self.service, self.history)
         let status = try await withClient(options) { try await $0.status(service: service, historyLimit: history) }
         let nowMicros = Int64(Date().timeIntervalSince1970 * 1_000_000)
-        let report = JSONReport.shared
-        report["service"] = .string(status.service)
-        report["targets"] = .array(status.targets.map(\.json))
-        report["rollout"] = status.rollouts.first?.json ?? .null
-        report["regions"] = .array(status.regions.map {
-            $0.json(service: status.service, nowMicros: nowMicros, staleAfterMicros: Int64(staleAfter.duration.components.seconds) * 1_000_000)
-        })
-        report["history"] = .array(status.history.map(\.json))
+        let staleMicros = Int64(staleAfter.duration.components.seconds) * 1_000_000
+        for (key, value) in status.statusJSONFields(nowMicros: nowMicros, staleAfterMicros: staleMicros) { JSONReport.shared[key] = value }
         guard options.format != .json else { return }
         let wide = options.format == .wide
         print("service \(status.service)")

@@ -314,10 +314,7 @@ struct CancelCommand: AsyncParsableCommand {
     func run() async throws {
         let (id, reason, format) = (self.id, self.reason, options.format)
         let ack = try await withClient(options) { try await $0.cancel(id, reason: reason) }
-        let report = JSONReport.shared
-        report["job_id"] = .string(id)
-        report["status"] = .string(ack.status.word)
-        report["stopping"] = .bool(ack.status == .running)
+        for (key, value) in ack.jsonFields { JSONReport.shared[key] = value }
         if format != .json {
             print(ack.status == .running ? "job \(id) cancelling (its worker is stopping the build)" : "job \(id) \(ack.status.word)")
         }
