@@ -38,3 +38,29 @@ struct Network {
         guard process.terminationStatus == 0 else { throw ValidationError("network setup failed: \(command)") }
     }
 }
+
+extension Network {
+    /// Bytes each namespace has sent so far (the bridge side's receive counter of its veth), index 0 the store.
+    func sentBytes() -> [UInt64] {
+        (0...agents).map { index in
+            let counter = "/sys/class/net/swv\(index)/statistics/rx_bytes"
+            return UInt64(((try? String(contentsOfFile: counter, encoding: .utf8)) ?? "0").trimmingCharacters(in: .whitespacesAndNewlines)) ?? 0
+        }
+    }
+}
+
+/// CPU seconds a running process has used in user and in kernel mode, from `/proc/PID/stat`; nil once it is gone.
+func cpuSeconds(of pid: Int32) -> (user: Double, system: Double)? {
+    guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+          let end = stat.lastIndex(of: ")") else { return nil }
+    // After "pid (comm) ": state is field 3, utime 14 and stime 15.
+    let fields = stat[stat.index(after: end)...].split(separator: " ")
+    guard fields.count > 13, let user = Double(fields[11]), let system = Double(fields[12]) else { return nil }
+    let ticks = Double(sysconf(Int32(_SC_CLK_TCK)))
+    return (user / ticks, system / ticks)
+}
+
+/// The CPU seconds `processes` have used together, in user and in kernel mode.
+func cpuSeconds(of processes: some Sequence<Process>) -> (user: Double, system: Double) {
+    processes.compactMap { cpuSeconds(of: $0.processIdentifier) }.reduce((0, 0)) { ($0.user + $1.user, $0.system + $1.system) }
+}

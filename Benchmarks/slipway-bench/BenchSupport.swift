@@ -14,6 +14,12 @@ func median(_ values: [Double]) -> Double {
     return sorted[sorted.count / 2]
 }
 
+/// Prints `text` and flushes at once, so a run's progress shows in a log as it happens.
+func say(_ text: String) {
+    print(text)
+    fflush(nil)
+}
+
 /// A TCP port on 127.0.0.1 that was free a moment ago.
 func freeLoopbackPort() -> Int {
     let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
@@ -80,6 +86,16 @@ func launch(_ path: String, _ arguments: [String], output: Pipe? = nil) throws -
     if let output { process.standardOutput = output }
     try process.run()
     return process
+}
+
+/// Asks every process to stop, and kills those still running after `grace`
+/// (aria2c's graceful stop waits on trackers and peers that may be gone).
+func stopAll(_ processes: [Process], grace: Double = 5) {
+    for process in processes where process.isRunning { process.terminate() }
+    let deadline = Date().addingTimeInterval(grace)
+    while processes.contains(where: \.isRunning), Date() < deadline { usleep(50_000) }
+    for process in processes where process.isRunning { kill(process.processIdentifier, SIGKILL) }
+    for process in processes { process.waitUntilExit() }
 }
 
 /// Starts `arguments` with stdout and stderr to `log`.

@@ -4,13 +4,15 @@ import SlipwayArtifact
 
 /// One artifact to N agents, each in its own network namespace with its upload
 /// capped by `tc` (the store's too), so links, not CPUs, set the pace.
-/// Peer-to-peer distribution is compared with the baseline of every agent
-/// fetching from the regional store only, in the same run, and with the lower
-/// bound F/u (with a seed and N peers all uploading at u, no schedule finishes
-/// before the seed has sent every byte once).
+/// Peer-to-peer distribution is compared, in the same run, with a stock
+/// BitTorrent swarm over the same namespaces, caps and file (``BitTorrentSwarm``),
+/// optionally with every agent fetching from the regional store only, and with
+/// the lower bound F/u (with a seed and N peers all uploading at u, no schedule
+/// finishes before the seed has sent every byte once).
 ///
-/// Needs root, `ip` and `tc`; it creates namespaces `sw-st` and `sw-a1`…, a
-/// bridge `swbr0` and 10.77.0.0/24 addresses, and removes them on exit.
+/// Needs root, `ip` and `tc` (and aria2c, opentracker and mktorrent for the
+/// baseline); it creates namespaces `sw-st` and `sw-a1`…, a bridge `swbr0` and
+/// 10.77.0.0/24 addresses, and removes them on exit.
 struct DistributionBench: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "distribution",
@@ -20,22 +22,31 @@ struct DistributionBench: AsyncParsableCommand {
     @Option(help: "Agents, one namespace each.") var agents = 16
     @Option(help: "Upload cap of every namespace (agents and store), in Mbit/s.") var rateMbit = 80
     @Option(help: "Piece size in KiB (the manifest's; workers use 4096).") var pieceKib = 4_096
-    @Option(help: "Which distribution to run: p2p, seed (store only) or both.") var mode = "both"
-    @Option(help: "Scratch folder (needs about 2 × (agents + 1) × the artifact size).") var directory: String?
+    @Option(help: "What to run, comma-separated: p2p (Slipway), bittorrent (aria2c and opentracker), seed (Slipway, store only).")
+    var mode = "p2p,bittorrent"
+    @Option(help: "Piece size of the BitTorrent baseline in KiB (its best here: 256).") var btPieceKib = 256
+    @Option(help: "Scratch folder (needs about 2 × (agents + 2) × the artifact size).") var directory: String?
     @Option(help: "Keep the region's and agents' logs in this folder.") var logs: String?
     @Flag(help: "Agents log every piece (with --logs: a timeline per agent).") var verbose = false
 
+    private var modes: [String] { mode.split(separator: ",").map { String($0) } }
+
     func validate() throws {
-        guard sizeMib >= 1, (1...200).contains(agents), rateMbit >= 1, (64...65_536).contains(pieceKib) else {
-            throw ValidationError("--size-mib and --rate-mbit must be at least 1, --agents 1…200, --piece-kib 64…65536")
+        guard sizeMib >= 1, (1...200).contains(agents), rateMbit >= 1, (64...65_536).contains(pieceKib), (16...65_536).contains(btPieceKib) else {
+            throw ValidationError("--size-mib and --rate-mbit must be at least 1, --agents 1…200, --piece-kib 64…65536, --bt-piece-kib 16…65536")
         }
-        guard ["p2p", "seed", "both"].contains(mode) else { throw ValidationError("--mode is p2p, seed or both") }
+        guard !modes.isEmpty, modes.allSatisfy(["p2p", "seed", "bittorrent"].contains) else {
+            throw ValidationError("--mode is a comma-separated list of p2p, seed and bittorrent")
+        }
+        guard btPieceKib.nonzeroBitCount == 1 else { throw ValidationError("--bt-piece-kib must be a power of two") }
     }
 
     func run() async throws {
         guard getuid() == 0 else { throw ValidationError("needs root (network namespaces and tc)") }
-        for tool in ["/usr/sbin/ip", "/usr/sbin/tc"] where !FileManager.default.isExecutableFile(atPath: tool) {
-            throw ValidationError("\(tool) is missing (apt-get install -y iproute2)")
+        var tools = ["/usr/sbin/ip", "/usr/sbin/tc"]
+        if modes.contains("bittorrent") { tools += BitTorrentSwarm.tools }
+        for tool in tools where !FileManager.default.isExecutableFile(atPath: tool) {
+            throw ValidationError("\(tool) is missing (apt-get install -y iproute2 aria2 opentracker mktorrent)")
         }
         let binary = try siblingExecutable("slipway")
         let scratch = URL(fileURLWithPath: directory ?? FileManager.default.temporaryDirectory.path)
@@ -43,13 +54,12 @@ struct DistributionBench: AsyncParsableCommand {
         try FileManager.default.createDirectory(at: scratch, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: scratch) }
 
-        print("writing a \(sizeMib) MiB random artifact into the regional store…")
+        say("writing a \(sizeMib) MiB random artifact into the regional store…")
         let source = scratch.appendingPathComponent("artifact")
         try writeRandom(to: source, bytes: UInt64(sizeMib) << 20)
         let manifest = try Manifest.build(fileAt: source.path, name: "bench", pieceSize: UInt32(pieceKib) << 10)
         let store = scratch.appendingPathComponent("store")
         try seed(manifest, from: source, into: store)
-        try FileManager.default.removeItem(at: source)
         // The region serves this target to its agents; no coordinator is needed.
         let targets = #"{"appliedThrough":0,"targets":{"global":{"bench":{"digest":"\#(manifest.digest)","version":1,"setBy":"bench","setAtUnixMicros":0}},"regional":{}}}"#
         try targets.write(to: store.appendingPathComponent("targets.json"), atomically: true, encoding: .utf8)
@@ -60,53 +70,68 @@ struct DistributionBench: AsyncParsableCommand {
 
         let bytes = Double(UInt64(sizeMib) << 20)
         let bound = bytes * 8 / (Double(rateMbit) * 1e6)
-        print(String(format: "%d agents, %d KiB pieces, upload cap %d Mbit/s everywhere: lower bound F/u = %.1f s",
-                     agents, pieceKib, rateMbit, bound))
-        var results: [String: Outcome] = [:]
-        for seedOnly in mode == "both" ? [false, true] : [mode == "seed"] {
-            let name = seedOnly ? "store only" : "p2p"
-            print("== \(name)")
-            let outcome = try await distribute(binary: binary, scratch: scratch, store: store, network: network,
-                                               seedOnly: seedOnly, timeout: bound * Double(agents) * 2 + 120)
-            let egress = Double(outcome.fromSeed) * Double(manifest.pieceSize) / bytes
-            let times = outcome.seconds.sorted()
-            print(String(format: "   per agent (s): %@", times.map { String(format: "%.1f", $0) }.joined(separator: " ")))
-            print(String(format: "   p50 %.1f s = %.2f × bound, p99 %.1f s = %.2f × bound; store egress %.2f F",
-                         percentile(times, 0.5), percentile(times, 0.5) / bound, percentile(times, 0.99),
-                         percentile(times, 0.99) / bound, egress))
+        say(String(format: "%d agents, upload cap %d Mbit/s everywhere: lower bound F/u = %.1f s", agents, rateMbit, bound))
+        let timeout = bound * Double(agents) * 2 + 120
+        var results: [String: SwarmOutcome] = [:]
+        for name in modes {
+            let outcome: SwarmOutcome
+            if name == "bittorrent" {
+                say("== bittorrent (aria2c, \(btPieceKib) KiB pieces, opentracker)")
+                let run = scratch.appendingPathComponent("run-bittorrent")
+                try FileManager.default.createDirectory(at: run, withIntermediateDirectories: true)
+                defer { keepLogs(of: run) }
+                outcome = try await BitTorrentSwarm(network: network, pieceKib: btPieceKib).distribute(file: source, run: run, timeout: timeout)
+            } else {
+                say("== \(name == "seed" ? "store only" : "p2p") (Slipway, \(pieceKib) KiB pieces)")
+                outcome = try await distribute(binary: binary, scratch: scratch, store: store, network: network,
+                                               seedOnly: name == "seed", timeout: timeout)
+            }
+            report(outcome, bytes: bytes, bound: bound)
             results[name] = outcome
         }
-        if let p2p = results["p2p"] {
-            let p50 = percentile(p2p.seconds.sorted(), 0.5), p99 = percentile(p2p.seconds.sorted(), 0.99)
-            let egress = Double(p2p.fromSeed) * Double(manifest.pieceSize) / bytes
-            print(String(format: "goals: p50 %.2f × bound (≤ 1.1), p99 %.2f × bound (≤ 1.5), store egress %.2f F (≤ 2)",
-                         p50 / bound, p99 / bound, egress))
-            if let seed = results["store only"] {
-                print(String(format: "ratio store-only p50 / p2p p50 = %.2f", percentile(seed.seconds.sorted(), 0.5) / p50))
-            }
+        guard let p2p = results["p2p"] else { return }
+        let p50 = percentile(p2p.seconds.sorted(), 0.5), p99 = percentile(p2p.seconds.sorted(), 0.99)
+        say(String(format: "goals: p50 %.2f × bound (≤ 1.1), p99 %.2f × bound (≤ 1.2), origin egress %.2f F (≤ 1.1), uplink use %.0f %% (≥ 85)",
+                     p50 / bound, p99 / bound, Double(p2p.sent[0]) / bytes, uplinkUse(p2p) * 100))
+        if let torrent = results["bittorrent"] {
+            say(String(format: "vs bittorrent: p99 %.0f %% sooner (≥ 15), p50 ratio %.2f, downloaders' CPU ratio %.2f (≤ 1)",
+                         (1 - p99 / percentile(torrent.seconds.sorted(), 0.99)) * 100, p50 / percentile(torrent.seconds.sorted(), 0.5),
+                         p2p.cpuSeconds / torrent.cpuSeconds))
+        }
+        if let seed = results["seed"] {
+            say(String(format: "ratio store-only p50 / p2p p50 = %.2f", percentile(seed.seconds.sorted(), 0.5) / p50))
         }
     }
 
-    private struct Outcome {
-        var seconds: [Double] = []
-        var fromSeed = 0
+    private func report(_ outcome: SwarmOutcome, bytes: Double, bound: Double) {
+        let times = outcome.seconds.sorted()
+        say(String(format: "   per downloader (s): %@", times.map { String(format: "%.1f", $0) }.joined(separator: " ")))
+        say(String(format: "   p50 %.1f s = %.2f × bound, p99 %.1f s = %.2f × bound; origin egress %.2f F; uplink use %.0f %%; downloaders' CPU %.1f s (%.0f %% of a core, %.0f %% in the kernel)",
+                     percentile(times, 0.5), percentile(times, 0.5) / bound, percentile(times, 0.99), percentile(times, 0.99) / bound,
+                     Double(outcome.sent[0]) / bytes, uplinkUse(outcome) * 100, outcome.cpuSeconds, outcome.cpuSeconds / outcome.window * 100, outcome.cpu.system / outcome.cpuSeconds * 100))
+    }
+
+    /// What every machine sent until the last downloader finished, over what their links could have carried meanwhile.
+    private func uplinkUse(_ outcome: SwarmOutcome) -> Double {
+        Double(outcome.sent.reduce(0, +)) / (Double(agents + 1) * Double(rateMbit) * 1e6 / 8 * outcome.window)
+    }
+
+    private func keepLogs(of run: URL) {
+        defer { try? FileManager.default.removeItem(at: run) }
+        guard let logs else { return }
+        let kept = URL(fileURLWithPath: logs).appendingPathComponent(run.lastPathComponent)
+        try? FileManager.default.createDirectory(at: kept, withIntermediateDirectories: true)
+        for name in (try? FileManager.default.contentsOfDirectory(atPath: run.path)) ?? [] where name.hasSuffix(".log") {
+            try? FileManager.default.copyItem(at: run.appendingPathComponent(name), to: kept.appendingPathComponent(name))
+        }
     }
 
     /// Starts the region in its namespace and every agent in theirs; waits until each has the artifact.
     private func distribute(binary: String, scratch: URL, store: URL, network: Network, seedOnly: Bool,
-                            timeout: Double) async throws -> Outcome {
+                            timeout: Double) async throws -> SwarmOutcome {
         let run = scratch.appendingPathComponent(seedOnly ? "run-seed" : "run-p2p")
         try FileManager.default.createDirectory(at: run, withIntermediateDirectories: true)
-        defer {
-            if let logs {
-                let kept = URL(fileURLWithPath: logs).appendingPathComponent(run.lastPathComponent)
-                try? FileManager.default.createDirectory(at: kept, withIntermediateDirectories: true)
-                for name in (try? FileManager.default.contentsOfDirectory(atPath: run.path)) ?? [] where name.hasSuffix(".log") {
-                    try? FileManager.default.copyItem(at: run.appendingPathComponent(name), to: kept.appendingPathComponent(name))
-                }
-            }
-            try? FileManager.default.removeItem(at: run)
-        }
+        defer { keepLogs(of: run) }
         let storeHost = network.address(of: 0)
         let unused = { "tcp://127.0.0.1:\(freeLoopbackPort())" }
         var processes: [Process] = []
@@ -132,20 +157,20 @@ struct DistributionBench: AsyncParsableCommand {
             if verbose { arguments += ["--log-level", "debug"] }
             processes.append(try launchLogged(arguments, log: logs[index - 1]))
         }
-        let deadline = ContinuousClock.now + .seconds(timeout)
-        var outcome = Outcome()
+        let before = network.sentBytes()
+        let startedAt = ContinuousClock.now
+        let deadline = startedAt + .seconds(timeout)
         while true {
             let lines = logs.compactMap { log in
                 ((try? String(contentsOf: log, encoding: .utf8)) ?? "").split(separator: "\n").last { $0.contains("download complete") }
             }
             if lines.count == agents {
                 let timeouts = logs.map { ((try? String(contentsOf: $0, encoding: .utf8)) ?? "").components(separatedBy: "piece request timed out").count - 1 }
-                if timeouts.contains(where: { $0 > 0 }) { print("   piece requests timed out (per agent): \(timeouts)") }
-                for line in lines {
-                    outcome.seconds.append(Double(field("seconds", in: line)) ?? .nan)
-                    outcome.fromSeed += Int(field("from_seed", in: line)) ?? 0
-                }
-                return outcome
+                if timeouts.contains(where: { $0 > 0 }) { say("   piece requests timed out (per agent): \(timeouts)") }
+                let agentProcesses = processes.dropFirst()
+                return SwarmOutcome(seconds: lines.map { Double(field("seconds", in: $0)) ?? .nan },
+                                    sent: zip(network.sentBytes(), before).map { $0 - $1 }, window: elapsed(since: startedAt),
+                                    cpu: cpuSeconds(of: agentProcesses))
             }
             guard ContinuousClock.now < deadline else { throw ValidationError("only \(lines.count) of \(agents) agents finished; logs in \(run.path)") }
             try await Task.sleep(for: .milliseconds(200))
