@@ -105,7 +105,7 @@ let package = Package(
         .target(
             name: "SlipwayArtifact",
             dependencies: [
-                "SlipwayCore", "SlipwayProto",
+                "SlipwayCore", "SlipwayProto", "CSystemShims",
                 .product(name: "Crypto", package: "swift-crypto"),
             ],
             swiftSettings: strict

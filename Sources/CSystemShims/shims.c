@@ -99,3 +99,7 @@ void slipway_wake_clear(int fd) {
     uint64_t count;
     (void)!read(fd, &count, sizeof(count));
 }
+
+int slipway_syncfs(int fd) {
+    return syncfs(fd);
+}

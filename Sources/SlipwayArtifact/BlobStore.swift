@@ -1,4 +1,3 @@
-import Crypto
 public import Foundation
 public import SlipwayProto
 #if canImport(Glibc)
@@ -15,11 +14,15 @@ import Glibc
 /// incoming/<digest>/pieces/<index>
 /// ```
 /// Every piece is verified against the manifest before it is written, and is
-/// written to a temporary name, fsynced and renamed. Commit checks that every
-/// piece is present, re-hashes the whole artifact, then renames the incoming
-/// folder into `artifacts/`: a crash at any point leaves either nothing or a
-/// complete artifact visible, and an interrupted upload resumes from the pieces
-/// already verified. Memory use is one piece, whatever the artifact size.
+/// written to a temporary name and renamed. The whole-artifact digest is built
+/// on a queue of its own as pieces land (``IncomingDigest``), which also makes
+/// every piece durable once the last one is hashed; commit then renames the
+/// incoming folder into `artifacts/`. A crash at any point leaves either nothing
+/// or a complete artifact visible, and an interrupted transfer resumes from the
+/// pieces already on disk, each checked again when the transfer is taken up by
+/// a new process (a piece not yet synced may not have survived a power loss).
+/// Memory use is one piece plus up to 64 MiB of early pieces per transfer,
+/// whatever the artifact size.
 ///
 /// Not thread-safe, and one instance per folder: it keeps transfer state in
 /// memory. In a region controller its owner is the store server's thread and
@@ -29,15 +32,18 @@ public final class BlobStore {
     /// The folder the store lives in.
     public let root: URL
     private var incoming: [String: Slipway_V1_ArtifactManifest] = [:]
-    /// The whole-artifact hash over the pieces stored in order so far, so commit
-    /// need not read them back: pieces usually arrive in order.
-    private var streamed: [String: (hash: SHA256, next: Int)] = [:]
+    /// Per transfer taken up by this process, its whole-artifact digest in the making.
+    private var digests: [String: IncomingDigest] = [:]
     private let files = FileManager.default
+    private let earlyPieceMemory: Int
 
     /// Opens (creating if needed) a store under `root`, deleting what a crashed
-    /// process left half-written.
-    public init(root: URL) throws {
+    /// process left half-written. Each transfer keeps up to `earlyPieceMemory`
+    /// bytes of pieces that arrived ahead of their turn to be hashed; the rest
+    /// are read back from disk then.
+    public init(root: URL, earlyPieceMemory: Int = 64 << 20) throws {
         self.root = root
+        self.earlyPieceMemory = earlyPieceMemory
         for folder in ["artifacts", "incoming", "tmp"] {
             try files.createDirectory(at: root.appendingPathComponent(folder), withIntermediateDirectories: true)
         }
@@ -68,7 +74,7 @@ public final class BlobStore {
     public func remove(_ digest: String) throws {
         guard Manifest.isDigest(digest) else { throw ArtifactError(.notFound, "not a digest") }
         incoming[digest] = nil
-        streamed[digest] = nil
+        digests[digest] = nil
         for folder in [committed(digest), staging(digest)] where files.fileExists(atPath: folder.path) {
             let doomed = root.appendingPathComponent("tmp/deleted-\(UUID().uuidString)")
             if rename(folder.path, doomed.path) != 0 {
@@ -107,13 +113,15 @@ public final class BlobStore {
         if let existing = try? Data(contentsOf: manifestFile), existing != encoded {
             // Same digest, different piecing: what was received cannot be reused.
             try files.removeItem(at: folder)
-            streamed[manifest.digest] = nil
+            incoming[manifest.digest] = nil
+            digests[manifest.digest] = nil
         }
         try files.createDirectory(at: folder.appendingPathComponent("pieces"), withIntermediateDirectories: true)
         if !files.fileExists(atPath: manifestFile.path) {
             try writeAtomically(encoded, to: manifestFile)
         }
         incoming[manifest.digest] = manifest
+        _ = try takeUp(manifest.digest)
         return nextMissing(manifest.digest, from: 0, count: count)
     }
 
@@ -131,36 +139,54 @@ public final class BlobStore {
         guard Manifest.verify(piece: bytes, index: index, of: manifest) else {
             throw ArtifactError(.pieceMismatch, "piece \(index) of \(digest) does not match its manifest digest")
         }
-        try writeAtomically(Data(bytes), to: staging(digest).appendingPathComponent("pieces/\(index)"))
-        var stream = streamed[digest] ?? (SHA256(), 0)
-        if stream.next == index {
-            stream.hash.update(data: bytes)
-            stream.next += 1
-            streamed[digest] = stream
-        }
+        let transfer = try takeUp(digest)
+        let file = staging(digest).appendingPathComponent("pieces/\(index)")
+        // A piece sent twice (a retried upload, two peers) is written and hashed once.
+        guard !files.fileExists(atPath: file.path) else { return }
+        // Not synced here: the digest's queue syncs every piece once the artifact is whole.
+        try writeAtomically(bytes, to: file, sync: false)
+        transfer.landed(index, bytes: bytes)
     }
 
-    /// Verifies the whole artifact and makes it visible.
+    /// Waits for the whole-artifact check, then makes the artifact visible.
     public func commit(_ digest: String) throws {
         if has(digest) { return }
-        let manifest = try incomingManifest(digest)
-        let count = manifest.pieceSha256.count
+        try checkComplete(digest)
+        try finish(digest, try takeUp(digest).settled())
+    }
+
+    /// Makes the artifact visible if its whole-artifact check is done, without
+    /// waiting for it: for an owner that must keep serving meanwhile.
+    /// - Returns: true once committed, false while the check is still running.
+    public func commitIfVerified(_ digest: String) throws -> Bool {
+        if has(digest) { return true }
+        try checkComplete(digest)
+        let state = try takeUp(digest).state
+        if state == .hashing { return false }
+        try finish(digest, state)
+        return true
+    }
+
+    private func checkComplete(_ digest: String) throws {
+        let count = try incomingManifest(digest).pieceSha256.count
         let missing = nextMissing(digest, from: 0, count: count)
         guard missing == count else { throw ArtifactError(.incomplete, "piece \(missing) of \(digest) has not arrived") }
-        // Pieces hashed as they arrived were verified in memory before they were
-        // written; only the rest are read back and checked.
-        var (whole, first) = streamed.removeValue(forKey: digest) ?? (SHA256(), 0)
-        for index in first..<count {
-            let piece = try Data(contentsOf: staging(digest).appendingPathComponent("pieces/\(index)"))
-            guard Manifest.verify(piece: piece, index: index, of: manifest) else {
-                throw ArtifactError(.pieceMismatch, "stored piece \(index) of \(digest) is corrupt")
+    }
+
+    /// Renames a verified transfer into `artifacts/`, or drops one whose pieces make another artifact.
+    private func finish(_ digest: String, _ state: IncomingDigest.State) throws {
+        switch state {
+        case .hashing:
+            throw ArtifactError(.incomplete, "\(digest) is still being hashed")
+        case .failed(let error):
+            digests[digest] = nil
+            if error.code == .digestMismatch {
+                try files.removeItem(at: staging(digest))
+                incoming[digest] = nil
             }
-            whole.update(data: piece)
-        }
-        guard Manifest.hex(whole.finalize()) == digest else {
-            try files.removeItem(at: staging(digest))
-            incoming[digest] = nil
-            throw ArtifactError(.digestMismatch, "pieces of \(digest) hash to a different artifact")
+            throw error
+        case .verified:
+            break
         }
         try syncDirectory(staging(digest).appendingPathComponent("pieces"))
         try syncDirectory(staging(digest))
@@ -168,16 +194,17 @@ public final class BlobStore {
         try syncDirectory(root.appendingPathComponent("artifacts"))
         try syncDirectory(root.appendingPathComponent("incoming"))
         incoming[digest] = nil
+        digests[digest] = nil
     }
 
     /// One piece of a committed artifact.
     public func piece(_ digest: String, index: Int) throws -> [UInt8] {
         guard has(digest) else { throw ArtifactError(.notFound, "artifact \(digest) is not in this store") }
         let file = committed(digest).appendingPathComponent("pieces/\(index)")
-        guard let data = try? Data(contentsOf: file) else {
+        guard let bytes = Self.read(file) else {
             throw ArtifactError(.notFound, "piece \(index) of \(digest) is not in this store")
         }
-        return [UInt8](data)
+        return bytes
     }
 
     /// One verified piece, of a committed artifact or of one still arriving (pieces
@@ -186,7 +213,7 @@ public final class BlobStore {
     public func heldPiece(_ digest: String, index: Int) -> [UInt8]? {
         guard Manifest.isDigest(digest), index >= 0 else { return nil }
         for folder in [committed(digest), staging(digest)] {
-            if let data = try? Data(contentsOf: folder.appendingPathComponent("pieces/\(index)")) { return [UInt8](data) }
+            if let bytes = Self.read(folder.appendingPathComponent("pieces/\(index)")) { return bytes }
         }
         return nil
     }
@@ -214,6 +241,28 @@ public final class BlobStore {
         return manifest
     }
 
+    /// The transfer's digest in the making; the first time this process touches a
+    /// transfer, the pieces already on disk are checked again (dropping any that
+    /// do not match) and handed to it.
+    private func takeUp(_ digest: String) throws -> IncomingDigest {
+        if let transfer = digests[digest] { return transfer }
+        let manifest = try incomingManifest(digest)
+        let folder = staging(digest).appendingPathComponent("pieces")
+        let transfer = IncomingDigest(digest: digest, pieceCount: manifest.pieceSha256.count, pieces: folder,
+                                      memoryLimit: earlyPieceMemory)
+        for name in (try? files.contentsOfDirectory(atPath: folder.path)) ?? [] {
+            guard let index = Int(name), String(index) == name else { continue }
+            let file = folder.appendingPathComponent(name)
+            if let bytes = Self.read(file), Manifest.verify(piece: bytes, index: index, of: manifest) {
+                transfer.landed(index, bytes: bytes)
+            } else {
+                try? files.removeItem(at: file)
+            }
+        }
+        digests[digest] = transfer
+        return transfer
+    }
+
     private func nextMissing(_ digest: String, from start: Int, count: Int) -> Int {
         let folder = staging(digest).appendingPathComponent("pieces")
         var index = start
@@ -224,7 +273,29 @@ public final class BlobStore {
     private func committed(_ digest: String) -> URL { root.appendingPathComponent("artifacts/\(digest)") }
     private func staging(_ digest: String) -> URL { root.appendingPathComponent("incoming/\(digest)") }
 
-    private func writeAtomically(_ data: Data, to destination: URL) throws {
+    /// A whole file's bytes, read into one buffer (no intermediate `Data`: pieces are
+    /// megabytes, and every extra copy is a fresh allocation the kernel must zero).
+    static func read(_ file: URL) -> [UInt8]? {
+        let descriptor = open(file.path, O_RDONLY | O_CLOEXEC)
+        guard descriptor >= 0 else { return nil }
+        defer { close(descriptor) }
+        var status = stat()
+        guard fstat(descriptor, &status) == 0 else { return nil }
+        let size = Int(status.st_size)
+        var complete = false
+        let bytes = [UInt8](unsafeUninitializedCapacity: size) { buffer, count in
+            while count < size {
+                let got = Glibc.read(descriptor, buffer.baseAddress! + count, size - count)
+                if got < 0, errno == EINTR { continue }
+                guard got > 0 else { break }
+                count += got
+            }
+            complete = count == size
+        }
+        return complete ? bytes : nil
+    }
+
+    private func writeAtomically(_ data: some DataProtocol, to destination: URL, sync: Bool = true) throws {
         let temporary = root.appendingPathComponent("tmp/\(UUID().uuidString)")
         guard files.createFile(atPath: temporary.path, contents: nil) else {
             throw ArtifactError(.io, "cannot create \(temporary.lastPathComponent) in the store's tmp folder")
@@ -232,7 +303,7 @@ public final class BlobStore {
         let handle = try FileHandle(forWritingTo: temporary)
         do {
             try handle.write(contentsOf: data)
-            try handle.synchronize()
+            if sync { try handle.synchronize() }
             try handle.close()
         } catch {
             try? handle.close()

@@ -20,6 +20,12 @@ int slipway_unread_bytes(int fd);
    Returns 0 on success, -1 otherwise. */
 int slipway_socket_identity(int fd, int *local_port, char *peer, int peer_capacity);
 
+/* Writes every dirty page and inode of the file system holding `fd` to
+   stable storage in one call (syncfs(2), declared only under _GNU_SOURCE):
+   one journal commit instead of one fsync per file. 0 on success, else -1
+   with errno set. */
+int slipway_syncfs(int fd);
+
 /* Hands memory the allocator keeps but does not use back to the system
    (malloc_trim(0), every arena). */
 int slipway_trim_memory(void);
