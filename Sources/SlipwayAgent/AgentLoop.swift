@@ -94,8 +94,13 @@ final class AgentLoop: ServingLoop {
             try heartbeat(now: now)
             try pumpDownloads(now: now)
             superviseServices(now: now)
-            try poll(wait: .timeout(.milliseconds(50)))
+            try poll(wait: .timeout(isIdle ? .milliseconds(500) : .milliseconds(50)))
         }
+    }
+
+    /// Nothing to fetch, upload or health-check: the loop wakes twice a second (messages wake it at once).
+    private var isIdle: Bool {
+        downloads.isEmpty && server.queued == 0 && slots.values.allSatisfy { $0.runner.isSettled && $0.retryAt == nil }
     }
 
     // MARK: rollouts
@@ -232,11 +237,7 @@ final class AgentLoop: ServingLoop {
             let refresh: Duration = download.isIdle ? .milliseconds(250) : .seconds(1)
             if !config.seedOnly, download.manifest != nil, lastPeerList[digest].map({ now - $0 >= refresh }) ?? true {
                 lastPeerList[digest] = now
-                var request = Slipway_V1_PeerListRequest()
-                request.digest = digest
-                request.machineID = config.machineID
-                request.have = download.heldPieces
-                send(toTracker: request)
+                send(toTracker: download.peerListRequest)
             }
         }
     }

@@ -93,6 +93,15 @@ final class PieceDownload {
     /// Pieces held, for peer-list requests (the tracker hands them to other agents).
     var heldPieces: [UInt32] { (picker?.held ?? []).sorted().map(UInt32.init) }
 
+    /// Asks the tracker for this artifact's peers, telling it the pieces held.
+    var peerListRequest: Slipway_V1_PeerListRequest {
+        var request = Slipway_V1_PeerListRequest()
+        request.digest = digest
+        request.machineID = machineID
+        request.have = heldPieces
+        return request
+    }
+
     /// Nothing is in flight: every known source is drained, so a fresh peer list is worth asking for now.
     var isIdle: Bool { sent.isEmpty }
 
@@ -128,6 +137,7 @@ final class PieceDownload {
     /// sends whatever the picker (and the bandwidth cap) allows.
     func pump(now: ContinuousClock.Instant) throws {
         guard !isComplete else { return }
+        if picker?.isComplete == true { return try commitIfComplete() }
         guard var picker else {
             if manifestAskedAt.map({ now - $0 >= .seconds(3) }) ?? true {
                 // A fresh socket each time: a request lost to a restarting store is not waited on forever.
@@ -281,9 +291,10 @@ final class PieceDownload {
         try commitIfComplete()
     }
 
+    /// Commits once every piece is here and the store's digest queue has checked
+    /// the whole artifact; until then the loop goes on serving peers.
     private func commitIfComplete() throws {
-        guard picker?.isComplete == true, !isComplete else { return }
-        try store.commit(digest)
+        guard picker?.isComplete == true, !isComplete, try store.commitIfVerified(digest) else { return }
         isComplete = true
         close()
     }

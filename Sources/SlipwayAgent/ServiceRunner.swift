@@ -96,6 +96,9 @@ final class ServiceRunner {
         checking = false
     }
 
+    /// True unless a health check is in progress (it wants ticks several times a second).
+    var isSettled: Bool { !checking }
+
     /// What happened since the last call.
     func tick(now: ContinuousClock.Instant) -> Event? {
         guard let pid, let digest, let startedAt else { return nil }
