@@ -103,3 +103,7 @@ void slipway_wake_clear(int fd) {
 int slipway_syncfs(int fd) {
     return syncfs(fd);
 }
+
+long long slipway_copy_file_range(int in, int out, long long length) {
+    return copy_file_range(in, NULL, out, NULL, (size_t)length, 0);
+}

@@ -26,6 +26,12 @@ int slipway_socket_identity(int fd, int *local_port, char *peer, int peer_capaci
    with errno set. */
 int slipway_syncfs(int fd);
 
+/* Copies up to `length` bytes from `in` to `out`, at both files' offsets,
+   inside the kernel (copy_file_range(2), declared only under _GNU_SOURCE; a
+   reflink where the file system can share blocks). Bytes copied, 0 at the end
+   of `in`, or -1 with errno set. */
+long long slipway_copy_file_range(int in, int out, long long length);
+
 /* Hands memory the allocator keeps but does not use back to the system
    (malloc_trim(0), every arena). */
 int slipway_trim_memory(void);
