@@ -5,7 +5,6 @@
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
-#include <fcntl.h>
 #include <malloc.h>
 #include <stdint.h>
 #include <sys/eventfd.h>
@@ -101,14 +100,6 @@ void slipway_wake_clear(int fd) {
     (void)!read(fd, &count, sizeof(count));
 }
 
-int slipway_syncfs(int fd) {
-    return syncfs(fd);
-}
-
 long long slipway_copy_file_range(int in, int out, long long length) {
     return copy_file_range(in, NULL, out, NULL, (size_t)length, 0);
-}
-
-int slipway_start_writeback(int fd) {
-    return sync_file_range(fd, 0, 0, SYNC_FILE_RANGE_WRITE);
 }

@@ -17,7 +17,7 @@ import Glibc
 /// Every piece is verified against the manifest before it is written, and is
 /// written to a temporary name and renamed. The whole-artifact digest is built
 /// on a queue of its own as pieces land (``IncomingDigest``), which also makes
-/// every piece durable once the last one is hashed; commit then renames the
+/// each piece durable after hashing it; commit then renames the
 /// incoming folder into `artifacts/`. A crash at any point leaves either nothing
 /// or a complete artifact visible, and an interrupted transfer resumes from the
 /// pieces already on disk, each checked again when the transfer is taken up by
@@ -144,7 +144,7 @@ public final class BlobStore {
         let file = staging(digest).appendingPathComponent("pieces/\(index)")
         // A piece sent twice (a retried upload, two peers) is written and hashed once.
         guard !files.fileExists(atPath: file.path) else { return }
-        // Not synced here: the digest's queue syncs every piece once the artifact is whole.
+        // Not synced here: the digest's queue syncs each piece after hashing it, off this thread.
         try writeAtomically(bytes, to: file, sync: false)
         transfer.landed(index, bytes: bytes)
     }

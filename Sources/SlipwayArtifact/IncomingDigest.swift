@@ -1,4 +1,3 @@
-import CSystemShims
 import Crypto
 import Dispatch
 import Foundation
@@ -15,13 +14,11 @@ import Glibc
 /// Pieces are hashed in order. One that lands ahead of the next in line is kept
 /// in memory while the kept bytes stay under ``memoryLimit``, else read back from
 /// the store's folder (most often from the page cache) when its turn comes.
-/// Each piece's writeback is started as it is hashed (not waited for); when the
-/// last piece is hashed the queue compares the digest and makes every piece
-/// durable with one `syncfs` (one journal commit, where an fsync per piece file
-/// costs a commit each, up to 40 ms apiece on this project's machines), so the
-/// owner's commit is left only the renames. `syncfs` also writes what other
-/// processes left dirty on the same file system: the early writeback keeps
-/// this artifact's share of that small.
+/// Each piece is made durable (`fsync`) on the queue right after it is hashed,
+/// while later pieces still travel; when the last one is done the queue compares
+/// the digest, so the owner's commit is left only the renames. (One `syncfs` at
+/// the end was tried: it also writes whatever every other process left dirty on
+/// the file system, and made commits slow and unpredictable on a shared disk.)
 final class IncomingDigest: Sendable {
     /// Where the hashing stands.
     enum State: Sendable, Equatable {
@@ -96,14 +93,13 @@ final class IncomingDigest: Sendable {
                     return fail(ArtifactError(.io, "piece \(index) of \(digest) vanished before it was hashed"))
                 }
                 running.hash.update(data: bytes)
-                startWriteback(index)
+                if let error = sync(index) { return fail(error) }
                 running.next += 1
             }
             guard running.next == pieceCount, case .hashing = state else { return }
             guard Manifest.hex(running.hash.finalize()) == digest else {
                 return fail(ArtifactError(.digestMismatch, "pieces of \(digest) hash to a different artifact"))
             }
-            if let error = syncPieces() { return fail(error) }
             landed.withLock { $0.state = .verified }
         }
     }
@@ -116,19 +112,10 @@ final class IncomingDigest: Sendable {
         }
     }
 
-    /// Hands piece `index` to the disk now, without waiting, so the sync at the end
-    /// has little left to write (and does not flush the whole artifact at once).
-    private func startWriteback(_ index: Int) {
+    private func sync(_ index: Int) -> ArtifactError? {
         let descriptor = open(pieces.appendingPathComponent("\(index)").path, O_RDONLY | O_CLOEXEC)
-        guard descriptor >= 0 else { return }
-        _ = slipway_start_writeback(descriptor)
-        close(descriptor)
-    }
-
-    private func syncPieces() -> ArtifactError? {
-        let descriptor = open(pieces.path, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
-        guard descriptor >= 0 else { return ArtifactError(.io, "cannot open the pieces of \(digest) to sync them: errno \(errno)") }
+        guard descriptor >= 0 else { return ArtifactError(.io, "cannot open piece \(index) of \(digest) to sync it: errno \(errno)") }
         defer { close(descriptor) }
-        return slipway_syncfs(descriptor) == 0 ? nil : ArtifactError(.io, "syncfs for the pieces of \(digest) failed: errno \(errno)")
+        return fsync(descriptor) == 0 ? nil : ArtifactError(.io, "fsync of piece \(index) of \(digest) failed: errno \(errno)")
     }
 }

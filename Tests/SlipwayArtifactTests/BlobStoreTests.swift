@@ -19,6 +19,33 @@ struct BlobStoreTests {
         return (file, bytes)
     }
 
+    /// A random artifact of `size` bytes in a fresh folder, its manifest, and its piece `i`.
+    struct Fixture {
+        let folder: URL
+        let bytes: [UInt8]
+        let manifest: Slipway_V1_ArtifactManifest
+        let pieceSize: Int
+
+        init(size: Int, pieceSize: Int = 4_096) throws {
+            folder = try BlobStoreTests.scratch()
+            let (file, bytes) = try BlobStoreTests.artifact(in: folder, size: size)
+            self.bytes = bytes
+            self.pieceSize = pieceSize
+            manifest = try Manifest.build(fileAt: file.path, name: "svc", pieceSize: UInt32(pieceSize))
+        }
+
+        func piece(_ index: Int) -> [UInt8] { Array(bytes[(index * pieceSize)..<min(bytes.count, (index + 1) * pieceSize)]) }
+        func store(earlyPieceMemory: Int = 64 << 20) throws -> BlobStore {
+            try BlobStore(root: folder.appendingPathComponent("store"), earlyPieceMemory: earlyPieceMemory)
+        }
+        /// The committed artifact written out as one file.
+        func exported(from store: BlobStore) throws -> [UInt8] {
+            let out = folder.appendingPathComponent("out.bin")
+            try store.export(manifest.digest, to: out)
+            return [UInt8](try Data(contentsOf: out))
+        }
+    }
+
     @Test("a manifest matches sha256sum and covers every piece")
     func manifest() throws {
         let folder = try Self.scratch()
@@ -99,82 +126,71 @@ struct BlobStoreTests {
 
     @Test("pieces in any order, some twice, are hashed in order on the digest's queue; commit needs no read-back", arguments: [0, 64 << 20])
     func anyOrderCommit(earlyPieceMemory: Int) throws {
-        let folder = try Self.scratch()
-        defer { try? FileManager.default.removeItem(at: folder) }
-        let (file, bytes) = try Self.artifact(in: folder, size: 40_000)
-        let manifest = try Manifest.build(fileAt: file.path, name: "svc", pieceSize: 4_096)
-        let piece = { (index: Int) in Array(bytes[(index * 4_096)..<min(bytes.count, (index + 1) * 4_096)]) }
-        let store = try BlobStore(root: folder.appendingPathComponent("store"), earlyPieceMemory: earlyPieceMemory)
-        _ = try store.begin(manifest)
-        for index in [9, 3, 0, 3, 1, 8, 2, 4, 7, 6, 5, 9] { try store.store(manifest.digest, index: index, bytes: piece(index)) }
-        try store.commit(manifest.digest)
-        let exported = folder.appendingPathComponent("out.bin")
-        try store.export(manifest.digest, to: exported)
-        #expect([UInt8](try Data(contentsOf: exported)) == bytes)
+        let fixture = try Fixture(size: 40_000)
+        defer { try? FileManager.default.removeItem(at: fixture.folder) }
+        let store = try fixture.store(earlyPieceMemory: earlyPieceMemory)
+        _ = try store.begin(fixture.manifest)
+        for index in [9, 3, 0, 3, 1, 8, 2, 4, 7, 6, 5, 9] { try store.store(fixture.manifest.digest, index: index, bytes: fixture.piece(index)) }
+        try store.commit(fixture.manifest.digest)
+        #expect(try fixture.exported(from: store) == fixture.bytes)
     }
 
     @Test("commitIfVerified never waits: incomplete throws, then it commits once the queue has checked the artifact")
     func commitWithoutWaiting() async throws {
-        let folder = try Self.scratch()
-        defer { try? FileManager.default.removeItem(at: folder) }
-        let (file, bytes) = try Self.artifact(in: folder, size: 1 << 20)
-        let manifest = try Manifest.build(fileAt: file.path, name: "svc", pieceSize: 16_384)
-        let store = try BlobStore(root: folder.appendingPathComponent("store"))
-        _ = try store.begin(manifest)
-        for index in (0..<64).reversed() { try store.store(manifest.digest, index: index, bytes: Array(bytes[(index * 16_384)..<((index + 1) * 16_384)])) }
+        let fixture = try Fixture(size: 1 << 20, pieceSize: 16_384)
+        defer { try? FileManager.default.removeItem(at: fixture.folder) }
+        let digest = fixture.manifest.digest
+        let store = try fixture.store()
+        _ = try store.begin(fixture.manifest)
+        try store.store(digest, index: 63, bytes: fixture.piece(63))
+        #expect((#expect(throws: ArtifactError.self) { try store.commitIfVerified(digest) })?.code == .incomplete)
+        for index in (0..<63).reversed() { try store.store(digest, index: index, bytes: fixture.piece(index)) }
         var polls = 0
-        while try !store.commitIfVerified(manifest.digest) {
+        while try !store.commitIfVerified(digest) {
             polls += 1
-            #expect(!store.has(manifest.digest))
+            #expect(!store.has(digest))
             try await Task.sleep(for: .milliseconds(5))
         }
-        #expect(store.has(manifest.digest) && polls < 2_000)
-        #expect(try store.commitIfVerified(manifest.digest), "committed stays committed")
+        #expect(store.has(digest) && polls < 2_000)
+        #expect(try store.commitIfVerified(digest), "committed stays committed")
     }
 
     @Test("a piece damaged on disk before its turn fails the whole-artifact check; nothing becomes visible and a retry starts clean")
     func damagedBeforeHashing() throws {
-        let folder = try Self.scratch()
-        defer { try? FileManager.default.removeItem(at: folder) }
-        let (file, bytes) = try Self.artifact(in: folder, size: 16_384)
-        let manifest = try Manifest.build(fileAt: file.path, name: "svc", pieceSize: 4_096)
-        let piece = { (index: Int) in Array(bytes[(index * 4_096)..<((index + 1) * 4_096)]) }
+        let fixture = try Fixture(size: 16_384)
+        defer { try? FileManager.default.removeItem(at: fixture.folder) }
+        let digest = fixture.manifest.digest
         // No early piece is kept in memory: 3 arrives before 2 and is read back when its turn comes.
-        let store = try BlobStore(root: folder.appendingPathComponent("store"), earlyPieceMemory: 0)
-        _ = try store.begin(manifest)
-        for index in [0, 1, 3] { try store.store(manifest.digest, index: index, bytes: piece(index)) }
-        let onDisk = folder.appendingPathComponent("store/incoming/\(manifest.digest)/pieces/3")
-        try Data(repeating: 0, count: 4_096).write(to: onDisk)
-        try store.store(manifest.digest, index: 2, bytes: piece(2))
-        #expect((#expect(throws: ArtifactError.self) { try store.commit(manifest.digest) })?.code == .digestMismatch)
-        #expect(!store.has(manifest.digest) && store.incomingDigests().isEmpty)
-        #expect(try store.begin(manifest) == 0)
-        for index in 0..<4 { try store.store(manifest.digest, index: index, bytes: piece(index)) }
-        try store.commit(manifest.digest)
-        #expect(store.has(manifest.digest))
+        let store = try fixture.store(earlyPieceMemory: 0)
+        _ = try store.begin(fixture.manifest)
+        for index in [0, 1, 3] { try store.store(digest, index: index, bytes: fixture.piece(index)) }
+        try Data(repeating: 0, count: 4_096).write(to: fixture.folder.appendingPathComponent("store/incoming/\(digest)/pieces/3"))
+        try store.store(digest, index: 2, bytes: fixture.piece(2))
+        #expect((#expect(throws: ArtifactError.self) { try store.commit(digest) })?.code == .digestMismatch)
+        #expect(!store.has(digest) && store.incomingDigests().isEmpty)
+        #expect(try store.begin(fixture.manifest) == 0)
+        for index in 0..<4 { try store.store(digest, index: index, bytes: fixture.piece(index)) }
+        try store.commit(digest)
+        #expect(store.has(digest))
     }
 
     @Test("a transfer taken up by a new process checks the pieces on disk again and drops a damaged one")
     func resumeChecksPieces() throws {
-        let folder = try Self.scratch()
-        defer { try? FileManager.default.removeItem(at: folder) }
-        let (file, bytes) = try Self.artifact(in: folder, size: 16_384)
-        let manifest = try Manifest.build(fileAt: file.path, name: "svc", pieceSize: 4_096)
-        let piece = { (index: Int) in Array(bytes[(index * 4_096)..<((index + 1) * 4_096)]) }
-        let store = try BlobStore(root: folder.appendingPathComponent("store"))
-        _ = try store.begin(manifest)
-        for index in [0, 1, 2] { try store.store(manifest.digest, index: index, bytes: piece(index)) }
+        let fixture = try Fixture(size: 16_384)
+        defer { try? FileManager.default.removeItem(at: fixture.folder) }
+        let digest = fixture.manifest.digest
+        let store = try fixture.store()
+        _ = try store.begin(fixture.manifest)
+        for index in [0, 1, 2] { try store.store(digest, index: index, bytes: fixture.piece(index)) }
         // Pieces are synced only at commit: after a power loss one may be torn.
-        try Data(repeating: 0, count: 100).write(to: folder.appendingPathComponent("store/incoming/\(manifest.digest)/pieces/1"))
+        try Data(repeating: 0, count: 100).write(to: fixture.folder.appendingPathComponent("store/incoming/\(digest)/pieces/1"))
 
-        let reopened = try BlobStore(root: folder.appendingPathComponent("store"))
-        #expect(try reopened.begin(manifest) == 1)
-        #expect(reopened.receivedPieces(manifest.digest) == [0, 2])
-        for index in [3, 1] { try reopened.store(manifest.digest, index: index, bytes: piece(index)) }
-        try reopened.commit(manifest.digest)
-        let exported = folder.appendingPathComponent("out.bin")
-        try reopened.export(manifest.digest, to: exported)
-        #expect([UInt8](try Data(contentsOf: exported)) == bytes)
+        let reopened = try fixture.store()
+        #expect(try reopened.begin(fixture.manifest) == 1)
+        #expect(reopened.receivedPieces(digest) == [0, 2])
+        for index in [3, 1] { try reopened.store(digest, index: index, bytes: fixture.piece(index)) }
+        try reopened.commit(digest)
+        #expect(try fixture.exported(from: reopened) == fixture.bytes)
     }
 
     @Test("remove makes an artifact vanish, committed or incoming, and a new transfer starts clean")

@@ -20,17 +20,6 @@ int slipway_unread_bytes(int fd);
    Returns 0 on success, -1 otherwise. */
 int slipway_socket_identity(int fd, int *local_port, char *peer, int peer_capacity);
 
-/* Writes every dirty page and inode of the file system holding `fd` to
-   stable storage in one call (syncfs(2), declared only under _GNU_SOURCE):
-   one journal commit instead of one fsync per file. 0 on success, else -1
-   with errno set. */
-int slipway_syncfs(int fd);
-
-/* Starts writing `fd`'s dirty pages to disk without waiting for them
-   (sync_file_range(2) with SYNC_FILE_RANGE_WRITE, declared only under
-   _GNU_SOURCE): a later sync then finds little left to write. 0 or -1. */
-int slipway_start_writeback(int fd);
-
 /* Copies up to `length` bytes from `in` to `out`, at both files' offsets,
    inside the kernel (copy_file_range(2), declared only under _GNU_SOURCE; a
    reflink where the file system can share blocks). Bytes copied, 0 at the end
