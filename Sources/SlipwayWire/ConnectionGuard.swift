@@ -157,6 +157,7 @@ public final class ConnectionGuard {
             if kind == ZMQ_EVENT_ACCEPTED {
                 if let identity = ConnectionWatch.identity(of: descriptor) {
                     ledger.accepted(descriptor, identity, arrived: ConnectionWatch.arrived(descriptor) ?? 0)
+                    ConnectionWatch.shared.connectionAccepted()
                 }
             } else {
                 ledger.forget(descriptor)
