@@ -18,6 +18,8 @@ struct CoordinatorSockets {
 
     /// Watches each ROUTER's connections.
     let guards: [ConnectionGuard]
+    /// Every endpoint bound, per socket, to release at close.
+    private let bound: [(socket: ZMQSocket, endpoints: [Endpoint])]
     /// ROUTER for CI, the CLI and region controllers.
     let intake: ZMQSocket
     /// ROUTER for workers.
@@ -77,6 +79,10 @@ struct CoordinatorSockets {
                 }
             }
             (self.intake, self.dispatch, self.events, self.snapshots) = (intake, dispatch, events, snapshots)
+            bound = [(intake, [config.intakeEndpoint] + [config.next?.intake].compactMap { $0 }),
+                     (dispatch, [config.dispatchEndpoint] + [config.next?.dispatch].compactMap { $0 }),
+                     (events, [config.eventsEndpoint] + [config.next?.events].compactMap { $0 }),
+                     (snapshots, [config.snapshotEndpoint] + [config.next?.snapshot].compactMap { $0 })]
             guards = [intakeGuard, dispatchGuard, snapshotGuard]
         } catch {
             for socket in opened { socket.close() }
@@ -89,10 +95,13 @@ struct CoordinatorSockets {
         for watch in guards { watch.poll() }
     }
 
+    /// Releases the ports at once, then closes. (Chaos saw a leader that stepped down
+    /// keep its events port past the 5 s a standby taking over waits for it: a closed
+    /// socket's listener lives until libzmq reaps the socket.)
     func close() {
-        intake.close()
-        dispatch.close()
-        events.close()
-        snapshots.close()
+        for (socket, endpoints) in bound {
+            for endpoint in endpoints { try? socket.unbind(endpoint.description) }
+            socket.close()
+        }
     }
 }
