@@ -52,11 +52,13 @@ struct BitTorrentSwarm {
         }
         let marks = (1...network.agents).map { run.appendingPathComponent("l\($0)/\(file.lastPathComponent).done") }
         while true {
-            let finished = marks.compactMap { try? String(contentsOf: $0, encoding: .utf8) }.compactMap { Double($0.trimmingCharacters(in: .whitespacesAndNewlines)) }
+            let doneTimes = marks.map { mark in
+                (try? String(contentsOf: mark, encoding: .utf8)).flatMap { Double($0.trimmingCharacters(in: .whitespacesAndNewlines)) }
+            }
+            let finished = doneTimes.compactMap { $0 }
             if finished.count == network.agents {
                 let after = network.sentBytes()
-                let doneTimes = marks.map { Double((try? String(contentsOf: $0, encoding: .utf8))?.trimmingCharacters(in: .whitespacesAndNewlines) ?? "") ?? .nan }
-                return SwarmOutcome(seconds: zip(doneTimes, started).map { $0 - $1 },
+                return SwarmOutcome(seconds: zip(finished, started).map { $0 - $1 },
                                     sent: zip(after, before).map { $0 - $1 },
                                     window: elapsed(since: startedAt),
                                     cpu: cpuSeconds(of: leechers))

@@ -135,10 +135,7 @@ struct DistributionBench: AsyncParsableCommand {
         let storeHost = network.address(of: 0)
         let unused = { "tcp://127.0.0.1:\(freeLoopbackPort())" }
         var processes: [Process] = []
-        defer {
-            for process in processes { process.terminate() }
-            for process in processes { process.waitUntilExit() }
-        }
+        defer { stopAll(processes, grace: 20) }
         processes.append(try launchLogged(["/usr/sbin/ip", "netns", "exec", network.namespace(0), binary, "region", "--name", "bench",
                                            "--store-dir", store.path, "--store", "tcp://\(storeHost):7710",
                                            "--tracker", "tcp://\(storeHost):7720", "--targets", "tcp://\(storeHost):7721",

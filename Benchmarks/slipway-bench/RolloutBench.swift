@@ -81,10 +81,7 @@ struct RolloutBench: AsyncParsableCommand {
                          events: "tcp://\(coordinatorHost):7802", snapshot: "tcp://\(coordinatorHost):7803")
         let waves = "bench:25%; bench:50%; bench:75%; bench:100%"
         var processes: [Process] = []
-        defer {
-            for process in processes { process.terminate() }
-            for process in processes { process.waitUntilExit() }
-        }
+        defer { stopAll(processes, grace: 20) }
         let logs = scratch.appendingPathComponent("logs")
         try FileManager.default.createDirectory(at: logs, withIntermediateDirectories: true)
         processes.append(try launchLogged([binary, "coordinator", "--database-url", database, "--intake", endpoints.intake,

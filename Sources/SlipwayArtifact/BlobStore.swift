@@ -161,8 +161,12 @@ public final class BlobStore {
     /// - Returns: true once committed, false while the check is still running.
     public func commitIfVerified(_ digest: String) throws -> Bool {
         if has(digest) { return true }
+        let transfer = try takeUp(digest)
+        // Polled every turn while the queue works: the piece files are looked at
+        // only once it is done, or when a piece has not landed (to name it).
+        if transfer.state == .hashing, transfer.hasEveryPiece { return false }
         try checkComplete(digest)
-        let state = try takeUp(digest).state
+        let state = transfer.state
         if state == .hashing { return false }
         try finish(digest, state)
         return true

@@ -59,10 +59,15 @@ final class IncomingDigest: Sendable {
     /// Where the hashing stands now.
     var state: State { landed.withLock { $0.state } }
 
+    /// Every piece has landed (hashed or waiting its turn).
+    var hasEveryPiece: Bool { landed.withLock { $0.seen.count == pieceCount } }
+
     /// Takes in piece `index`, verified and written: hashed now if it is next, else when its turn comes.
     func landed(_ index: Int, bytes: [UInt8]) {
         let fresh = landed.withLock { shared -> Bool in
             guard shared.seen.insert(index).inserted else { return false }
+            // After a failure nothing is hashed any more: keep no bytes for it.
+            guard case .hashing = shared.state else { return false }
             if shared.keptBytes + bytes.count <= memoryLimit {
                 shared.waiting[index] = bytes
                 shared.keptBytes += bytes.count
