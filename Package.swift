@@ -314,7 +314,7 @@ let package = Package(
         ),
         .testTarget(
             name: "SlipwaySystemTests",
-            dependencies: ["SlipwayCore", "SlipwayProducer", "SlipwayProto", "SlipwayWire", "SlipwayStore", "SlipwayThreads", "SlipwayTestSupport", "SlipwayAuth"],
+            dependencies: ["SlipwayCore", "SlipwayProducer", "SlipwayProto", "SlipwayWire", "SlipwayStore", "SlipwayThreads", "SlipwayTestSupport", "SlipwayAuth", "SlipwayArtifact"],
             swiftSettings: strict
         ),
         .testTarget(

@@ -246,7 +246,13 @@ final class PieceDownload {
         self.resumedPieces = held.count
         // Alone with the store, two requests in flight keep its link busy between pieces.
         picker = PiecePicker(pieceCount: manifest.pieceSha256.count, held: held, perPeerLimit: 1, seedLimit: seedOnly ? 2 : 1)
-        if !held.isEmpty {
+        let taken = store.takeReused(digest)
+        if taken.pieces > 0 {
+            SlipwayMetrics.piecesReused(by: "agent", pieces: taken.pieces, bytes: taken.bytes)
+            logger.info("download shares pieces with earlier builds", metadata: [
+                "digest": "\(digest)", "reused": "\(taken.pieces)", "bytes": "\(taken.bytes)", "pieces": "\(manifest.pieceSha256.count)"])
+        }
+        if held.count > taken.pieces {
             logger.info("download resumed", metadata: ["digest": "\(digest)", "held": "\(held.count)", "pieces": "\(manifest.pieceSha256.count)"])
         }
         try commitIfComplete()

@@ -23,7 +23,8 @@ import Glibc
 /// pieces already on disk, each checked again when the transfer is taken up by
 /// a new process (a piece not yet synced may not have survived a power loss).
 /// Memory use is one piece plus up to 64 MiB of early pieces per transfer,
-/// whatever the artifact size.
+/// whatever the artifact size. Pieces a new artifact shares with earlier builds
+/// held here are hard links to theirs (``PieceReuse``), received once.
 ///
 /// Not thread-safe, and one instance per folder: it keeps transfer state in
 /// memory. In a region controller its owner is the store server's thread and
@@ -37,6 +38,8 @@ public final class BlobStore {
     private var digests: [String: IncomingDigest] = [:]
     private let files = FileManager.default
     private let earlyPieceMemory: Int
+    private var reuse = PieceReuse()
+    private var reusedPieces: [String: ReusedPieces] = [:]
 
     /// Opens (creating if needed) a store under `root`, deleting what a crashed
     /// process left half-written. Each transfer keeps up to `earlyPieceMemory`
@@ -76,6 +79,8 @@ public final class BlobStore {
         guard Manifest.isDigest(digest) else { throw ArtifactError(.notFound, "not a digest") }
         incoming[digest] = nil
         digests[digest] = nil
+        reusedPieces[digest] = nil
+        reuse.removed(digest)
         for folder in [committed(digest), staging(digest)] where files.fileExists(atPath: folder.path) {
             let doomed = root.appendingPathComponent("tmp/deleted-\(UUID().uuidString)")
             if rename(folder.path, doomed.path) != 0 {
@@ -102,7 +107,8 @@ public final class BlobStore {
         try files.contentsOfDirectory(atPath: root.appendingPathComponent("artifacts").path).filter(Manifest.isDigest).sorted()
     }
 
-    /// Starts (or resumes) receiving an artifact.
+    /// Starts (or resumes) receiving an artifact. Pieces that earlier builds of the
+    /// same name hold here are linked in at once (``takeReused(_:)`` tells how many).
     /// - Returns: the index of the first piece still needed (piece count when all are here).
     public func begin(_ manifest: Slipway_V1_ArtifactManifest) throws -> Int {
         try Manifest.validate(manifest)
@@ -122,15 +128,24 @@ public final class BlobStore {
             try writeAtomically(encoded, to: manifestFile)
         }
         incoming[manifest.digest] = manifest
-        _ = try takeUp(manifest.digest)
-        return nextMissing(manifest.digest, from: 0, count: count)
+        let transfer = try takeUp(manifest.digest)
+        let taken = reuse.link(manifest, into: folder.appendingPathComponent("pieces"), store: self,
+                               has: transfer.has, landed: { transfer.landed($0, bytes: nil) })
+        if taken.pieces > 0 { reusedPieces[manifest.digest, default: ReusedPieces()].add(taken) }
+        return transfer.firstMissing
+    }
+
+    /// What transfers of `digest` took from earlier builds held here since the
+    /// last call (each ``begin(_:)`` may link more, as earlier builds commit).
+    public func takeReused(_ digest: String) -> ReusedPieces {
+        reusedPieces.removeValue(forKey: digest) ?? ReusedPieces()
     }
 
     /// Stores one piece after checking it against the manifest given to ``begin(_:)``.
     /// - Returns: the index of the first piece still needed.
     public func put(_ digest: String, index: Int, bytes: [UInt8]) throws -> Int {
         try store(digest, index: index, bytes: bytes)
-        return nextMissing(digest, from: 0, count: try incomingManifest(digest).pieceSha256.count)
+        return try takeUp(digest).firstMissing
     }
 
     /// Stores one piece after checking it against the manifest given to ``begin(_:)``,
@@ -174,7 +189,7 @@ public final class BlobStore {
 
     private func checkComplete(_ digest: String) throws {
         let count = try incomingManifest(digest).pieceSha256.count
-        let missing = nextMissing(digest, from: 0, count: count)
+        let missing = try takeUp(digest).firstMissing
         guard missing == count else { throw ArtifactError(.incomplete, "piece \(missing) of \(digest) has not arrived") }
     }
 
@@ -188,6 +203,7 @@ public final class BlobStore {
             if error.code == .digestMismatch {
                 try files.removeItem(at: staging(digest))
                 incoming[digest] = nil
+                reuse.failed(digest)
             }
             throw error
         case .verified:
@@ -198,6 +214,7 @@ public final class BlobStore {
         try files.moveItem(at: staging(digest), to: committed(digest))
         try syncDirectory(root.appendingPathComponent("artifacts"))
         try syncDirectory(root.appendingPathComponent("incoming"))
+        reuse.committed(digest, name: incoming[digest]?.name ?? "")
         incoming[digest] = nil
         digests[digest] = nil
     }
@@ -299,14 +316,9 @@ public final class BlobStore {
         return transfer
     }
 
-    private func nextMissing(_ digest: String, from start: Int, count: Int) -> Int {
-        let folder = staging(digest).appendingPathComponent("pieces")
-        var index = start
-        while index < count, files.fileExists(atPath: folder.appendingPathComponent("\(index)").path) { index += 1 }
-        return index
-    }
-
-    private func committed(_ digest: String) -> URL { root.appendingPathComponent("artifacts/\(digest)") }
+    private func committed(_ digest: String) -> URL { committedFolder(digest) }
+    /// Where a committed artifact's manifest and pieces live.
+    func committedFolder(_ digest: String) -> URL { root.appendingPathComponent("artifacts/\(digest)") }
     private func staging(_ digest: String) -> URL { root.appendingPathComponent("incoming/\(digest)") }
 
     /// A whole file's bytes, read into one buffer (no intermediate `Data`: pieces are

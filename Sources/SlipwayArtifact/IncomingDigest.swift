@@ -32,6 +32,8 @@ final class IncomingDigest: Sendable {
         /// Pieces landed and not hashed yet; nil bytes mean "read it back".
         var waiting: [Int: [UInt8]?] = [:]
         var seen: Set<Int> = []
+        /// Every piece below this has landed.
+        var contiguous = 0
         var keptBytes = 0
         var state = State.hashing
     }
@@ -62,13 +64,21 @@ final class IncomingDigest: Sendable {
     /// Every piece has landed (hashed or waiting its turn).
     var hasEveryPiece: Bool { landed.withLock { $0.seen.count == pieceCount } }
 
-    /// Takes in piece `index`, verified and written: hashed now if it is next, else when its turn comes.
-    func landed(_ index: Int, bytes: [UInt8]) {
+    /// The first piece that has not landed (the piece count when all have).
+    var firstMissing: Int { landed.withLock { $0.contiguous } }
+
+    /// Whether piece `index` has landed.
+    func has(_ index: Int) -> Bool { landed.withLock { $0.seen.contains(index) } }
+
+    /// Takes in piece `index`, verified and written: hashed now if it is next, else
+    /// when its turn comes. Without `bytes` it is read back from its file then.
+    func landed(_ index: Int, bytes: [UInt8]?) {
         let fresh = landed.withLock { shared -> Bool in
             guard shared.seen.insert(index).inserted else { return false }
+            while shared.seen.contains(shared.contiguous) { shared.contiguous += 1 }
             // After a failure nothing is hashed any more: keep no bytes for it.
             guard case .hashing = shared.state else { return false }
-            if shared.keptBytes + bytes.count <= memoryLimit {
+            if let bytes, shared.keptBytes + bytes.count <= memoryLimit {
                 shared.waiting[index] = bytes
                 shared.keptBytes += bytes.count
             } else {

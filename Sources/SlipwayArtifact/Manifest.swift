@@ -1,10 +1,13 @@
 import Crypto
 import SlipwayCore
 public import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
 public import SlipwayProto
 
-/// Builds and checks artifact manifests: size, SHA-256 of the whole, piece
-/// size and the SHA-256 of every piece.
+/// Builds and checks artifact manifests: size, SHA-256 of the whole, how the
+/// artifact is cut into pieces and the SHA-256 of every piece.
 public enum Manifest {
     /// 4 MiB: big enough that per-piece overhead is small, small enough that a
     /// piece fits comfortably in one ZeroMQ frame and in memory.
@@ -13,29 +16,92 @@ public enum Manifest {
     /// and the wire codec takes payload frames up to 16 MiB.
     public static let maxPieceSize: UInt32 = 16 << 20
 
-    /// Reads `path` once, in piece-sized blocks (bounded memory for any size).
-    public static func build(fileAt path: String, name: String, pieceSize: UInt32 = defaultPieceSize) throws -> Slipway_V1_ArtifactManifest {
-        guard let handle = FileHandle(forReadingAtPath: path) else {
-            throw ArtifactError(.io, "cannot open \(path)")
+    /// How a manifest cuts an artifact into pieces.
+    public enum Cutting: Sendable, Equatable {
+        /// Every piece but the last this long.
+        case fixed(UInt32)
+        /// Where the content says (``ContentChunker``): what builds share, they ship once.
+        case byContent(ContentChunker)
+
+        /// Pieces cut by content, averaging 1 MiB (256 KiB…4 MiB): what workers publish.
+        public static let standard = Cutting.byContent(ContentChunker())
+    }
+
+    /// Reads `path` once, a few pieces at a time (bounded memory for any size),
+    /// in fixed pieces of `pieceSize`.
+    public static func build(fileAt path: String, name: String, pieceSize: UInt32) throws -> Slipway_V1_ArtifactManifest {
+        try build(fileAt: path, name: name, cutting: .fixed(pieceSize))
+    }
+
+    /// Reads `path` once, a few pieces at a time (bounded memory for any size).
+    public static func build(fileAt path: String, name: String, cutting: Cutting = .standard) throws -> Slipway_V1_ArtifactManifest {
+        let descriptor = open(path, O_RDONLY | O_CLOEXEC)
+        guard descriptor >= 0 else { throw ArtifactError(.io, "cannot open \(path): errno \(errno)") }
+        defer { close(descriptor) }
+        let longest: Int
+        switch cutting {
+        case .fixed(let size): longest = Int(size)
+        case .byContent(let chunker): longest = chunker.maximum
         }
-        defer { try? handle.close() }
         var whole = SHA256()
         var pieces: [Data] = []
+        var lengths: [UInt32] = []
         var size: UInt64 = 0
+        var buffer = [UInt8](repeating: 0, count: 2 * longest)
+        var start = 0, end = 0, atEnd = false
         while true {
-            let block = try handle.read(upToCount: Int(pieceSize)) ?? Data()
-            if block.isEmpty { break }
-            whole.update(data: block)
-            pieces.append(Data(SHA256.hash(data: block)))
-            size += UInt64(block.count)
+            if !atEnd, end - start < longest {
+                (start, end, atEnd) = try buffer.withUnsafeMutableBytes { bytes in
+                    try refill(bytes, start: start, end: end, from: descriptor, path: path)
+                }
+            }
+            if start == end { break }
+            let length = buffer.withUnsafeBytes { bytes -> Int in
+                let rest = UnsafeRawBufferPointer(rebasing: bytes[start..<end])
+                switch cutting {
+                case .fixed: return min(longest, rest.count)
+                case .byContent(let chunker): return chunker.cut(rest, atEnd: atEnd) ?? rest.count
+                }
+            }
+            buffer.withUnsafeBytes { bytes in
+                let piece = UnsafeRawBufferPointer(rebasing: bytes[start..<start + length])
+                whole.update(bufferPointer: piece)
+                pieces.append(Data(SHA256.hash(data: piece)))
+            }
+            lengths.append(UInt32(length))
+            size += UInt64(length)
+            start += length
         }
         var manifest = Slipway_V1_ArtifactManifest()
         manifest.digest = hex(whole.finalize())
         manifest.size = size
-        manifest.pieceSize = pieceSize
         manifest.pieceSha256 = pieces
         manifest.name = name
+        switch cutting {
+        case .fixed(let pieceSize):
+            manifest.pieceSize = pieceSize
+        case .byContent:
+            manifest.pieceSize = lengths.max() ?? 1
+            manifest.pieceLength = lengths
+        }
         return manifest
+    }
+
+    /// Moves what is left of `bytes[start..<end]` to the front and reads until the
+    /// buffer is full or the file ends.
+    private static func refill(_ bytes: UnsafeMutableRawBufferPointer, start: Int, end: Int, from descriptor: Int32,
+                               path: String) throws -> (Int, Int, Bool) {
+        let kept = end - start
+        if start > 0, kept > 0 { memmove(bytes.baseAddress!, bytes.baseAddress! + start, kept) }
+        var filled = kept
+        while filled < bytes.count {
+            let got = read(descriptor, bytes.baseAddress! + filled, bytes.count - filled)
+            if got < 0, errno == EINTR { continue }
+            guard got >= 0 else { throw ArtifactError(.io, "cannot read \(path): errno \(errno)") }
+            if got == 0 { return (0, filled, true) }
+            filled += got
+        }
+        return (0, filled, false)
     }
 
     /// Number of pieces an artifact of `size` bytes has.
@@ -45,8 +111,24 @@ public enum Manifest {
 
     /// Length of piece `index`.
     public static func pieceLength(_ manifest: Slipway_V1_ArtifactManifest, index: Int) -> Int {
+        if !manifest.pieceLength.isEmpty { return Int(manifest.pieceLength[index]) }
         let start = UInt64(index) * UInt64(manifest.pieceSize)
         return Int(min(UInt64(manifest.pieceSize), manifest.size - start))
+    }
+
+    /// Where piece `index` starts in the artifact.
+    public static func pieceOffset(_ manifest: Slipway_V1_ArtifactManifest, index: Int) -> UInt64 {
+        guard !manifest.pieceLength.isEmpty else { return UInt64(index) * UInt64(manifest.pieceSize) }
+        return manifest.pieceLength[..<index].reduce(0) { $0 + UInt64($1) }
+    }
+
+    /// Where every piece starts, in order (one pass, for callers that walk them all).
+    public static func pieceOffsets(_ manifest: Slipway_V1_ArtifactManifest) -> [UInt64] {
+        var offset: UInt64 = 0
+        return (0..<manifest.pieceSha256.count).map { index in
+            defer { offset += UInt64(pieceLength(manifest, index: index)) }
+            return offset
+        }
     }
 
     /// The header a piece travels under when served: where it sits in the
@@ -55,7 +137,7 @@ public enum Manifest {
         var header = Slipway_V1_PieceData()
         header.digest = manifest.digest
         header.index = UInt32(index)
-        header.offset = UInt64(index) * UInt64(manifest.pieceSize)
+        header.offset = pieceOffset(manifest, index: index)
         header.length = UInt32(length)
         header.sha256 = manifest.pieceSha256[index]
         return header
@@ -68,9 +150,22 @@ public enum Manifest {
             throw ArtifactError(.invalidManifest, "piece size \(manifest.pieceSize) outside 1 B…16 MiB")
         }
         guard manifest.size <= 1 << 44 else { throw ArtifactError(.invalidManifest, "size \(manifest.size) exceeds 16 TiB") }
-        let expected = pieceCount(size: manifest.size, pieceSize: manifest.pieceSize)
-        guard manifest.pieceSha256.count == expected else {
-            throw ArtifactError(.invalidManifest, "\(manifest.pieceSha256.count) piece digests for \(expected) pieces")
+        if manifest.pieceLength.isEmpty {
+            let expected = pieceCount(size: manifest.size, pieceSize: manifest.pieceSize)
+            guard manifest.pieceSha256.count == expected else {
+                throw ArtifactError(.invalidManifest, "\(manifest.pieceSha256.count) piece digests for \(expected) pieces")
+            }
+        } else {
+            guard manifest.pieceLength.count == manifest.pieceSha256.count else {
+                throw ArtifactError(.invalidManifest, "\(manifest.pieceSha256.count) piece digests for \(manifest.pieceLength.count) piece lengths")
+            }
+            guard manifest.pieceLength.allSatisfy({ $0 > 0 && $0 <= manifest.pieceSize }) else {
+                throw ArtifactError(.invalidManifest, "a piece length is 0 or longer than the piece size \(manifest.pieceSize)")
+            }
+            let total = manifest.pieceLength.reduce(UInt64(0)) { $0 + UInt64($1) }
+            guard total == manifest.size else {
+                throw ArtifactError(.invalidManifest, "piece lengths add up to \(total) bytes, not the size \(manifest.size)")
+            }
         }
         guard manifest.pieceSha256.allSatisfy({ $0.count == 32 }) else {
             throw ArtifactError(.invalidManifest, "a piece digest is not 32 bytes")

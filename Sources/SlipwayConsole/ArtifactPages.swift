@@ -29,7 +29,8 @@ enum ArtifactPages {
         let details: [(String, String)] = [
             ("Digest", "<code>sha256:\(HTML.escape(artifact.digest))</code>"),
             ("Name", HTML.escape(artifact.name)),
-            ("Size", size(artifact.size) + " in pieces of \(size(UInt64(artifact.pieceSize)))"),
+            ("Size", size(artifact.size) + " in \(artifact.pieceCount) pieces "
+                + (artifact.piecesByContent ? "cut by content, up to " : "of ") + size(UInt64(artifact.pieceSize))),
             ("Repository", HTML.escape(artifact.repoURL)),
             ("Commit", "<code>\(HTML.escape(artifact.commit))</code>"),
             ("Job", artifact.jobID.isEmpty ? "—" : "<a href=\"/builds/\(HTML.escape(artifact.jobID))\">\(HTML.escape(artifact.jobID))</a>"),

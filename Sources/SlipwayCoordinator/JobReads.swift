@@ -103,7 +103,8 @@ extension CoordinatorQueries {
     /// digest, or the newest (of one name, or of all).
     func artifacts(_ db: PGConnection, digest: DigestPrefix?, name: String, limit: Int) throws -> Slipway_V1_ArtifactList {
         let rows = try db.query("""
-            SELECT a.digest, a.name, a.size, a.piece_size, coalesce(a.job_id::text, '') AS job_id, a.origin_region,
+            SELECT a.digest, a.name, a.size, a.piece_size, length(a.piece_sha256) / 32 AS pieces, a.piece_lengths IS NOT NULL AS by_content,
+                   coalesce(a.job_id::text, '') AS job_id, a.origin_region,
                    coalesce(j.repo_url, '') AS repo_url, coalesce(j.resolved_sha, j.commit_sha, '') AS commit_sha, coalesce(j.recipe, '') AS recipe,
                    (extract(epoch FROM a.created_at) * 1000000)::bigint AS created_us,
                    coalesce((extract(epoch FROM a.deployable_at) * 1000000)::bigint, 0) AS deployable_us
@@ -118,6 +119,8 @@ extension CoordinatorQueries {
             info.name = try row.string("name")
             info.size = UInt64(try row.int("size"))
             info.pieceSize = UInt32(try row.int("piece_size"))
+            info.pieceCount = UInt32(try row.int("pieces"))
+            info.piecesByContent = try row.bool("by_content")
             info.jobID = try row.string("job_id")
             info.originRegion = try row.string("origin_region")
             info.repoURL = try row.string("repo_url")
@@ -125,7 +128,7 @@ extension CoordinatorQueries {
             info.recipe = try row.string("recipe")
             info.createdAtUnixMicros = Int64(try row.int("created_us"))
             info.deployableAtUnixMicros = Int64(try row.int("deployable_us"))
-            let count = Manifest.pieceCount(size: info.size, pieceSize: info.pieceSize)
+            let count = info.pieceCount
             info.replicas = try db.query("""
                 SELECT region, status::text AS status, pieces_done, coalesce(error, '') AS error
                 FROM replicas WHERE artifact_digest = $1 ORDER BY region
@@ -135,7 +138,7 @@ extension CoordinatorQueries {
                 status.region = try replica.string("region")
                 status.state = Slipway_V1_ReplicaState(sqlValue: try replica.string("status"))
                 status.piecesDone = UInt32(try replica.int("pieces_done"))
-                status.piecesTotal = UInt32(count)
+                status.piecesTotal = count
                 status.error = try replica.string("error")
                 return status
             }

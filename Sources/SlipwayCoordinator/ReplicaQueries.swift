@@ -27,8 +27,8 @@ extension CoordinatorQueries {
                 RETURNING \(Self.infoColumns)
             ),
             stored AS (
-                INSERT INTO artifacts (digest, name, size, piece_size, piece_sha256, job_id, origin_region, deployable_at)
-                SELECT $3::text, $4::text, $5::bigint, $6::integer, $7::bytea, $1::uuid, $8::text, CASE WHEN $9::boolean THEN now() END
+                INSERT INTO artifacts (digest, name, size, piece_size, piece_sha256, piece_lengths, job_id, origin_region, deployable_at)
+                SELECT $3::text, $4::text, $5::bigint, $6::integer, $7::bytea, $14::bytea, $1::uuid, $8::text, CASE WHEN $9::boolean THEN now() END
                 FROM done
                 ON CONFLICT (digest) DO NOTHING
                 RETURNING deployable_at IS NOT NULL AS deployable
@@ -50,7 +50,8 @@ extension CoordinatorQueries {
             """, [.text(result.jobID), .int(Int(result.attempt)), .text(manifest.digest), .text(manifest.name), .int(manifest.size),
                   .int(manifest.pieceSize), .bytes(manifest.pieceSha256.flatMap { Array($0) }), .text(origin),
                   .bool(deployableAtOnce), .int(manifest.pieceSha256.count), PGBind.textArray(everywhere),
-                  .optional(SubmissionValidator.isFullSHA(result.commit) ? result.commit : nil), .optional(Self.environmentJSON(result))])
+                  .optional(SubmissionValidator.isFullSHA(result.commit) ? result.commit : nil), .optional(Self.environmentJSON(result)),
+                  Self.packedLengths(manifest)])
         guard let row = rows.first else { return (false, []) }
         var published = manifest
         published.jobID = result.jobID
@@ -74,10 +75,8 @@ extension CoordinatorQueries {
     ///   `artifact.deployable` when that made every region complete.
     func recordReplica(_ db: PGConnection, _ report: Slipway_V1_ReplicationStatus) throws -> (Slipway_V1_ReplicationStatus?, [OutboxEvent]) {
         try db.transaction { db in
-            guard let pieceCount = try db.query("SELECT size, piece_size FROM artifacts WHERE digest = $1 FOR SHARE",
-                                                [.text(report.digest)]).first.map({ row in
-                Manifest.pieceCount(size: UInt64(try row.int("size")), pieceSize: UInt32(try row.int("piece_size")))
-            }) else { return (nil, []) }
+            guard let pieceCount = try db.query("SELECT length(piece_sha256) / 32 AS pieces FROM artifacts WHERE digest = $1 FOR SHARE",
+                                                [.text(report.digest)]).first.map({ try $0.int("pieces") }) else { return (nil, []) }
             let state = report.state.sqlValue
             let done = report.state == .complete ? pieceCount : min(Int(report.piecesDone), pieceCount)
             // A complete replica only goes back on an explicit failure report (a region lost its copy).
@@ -117,7 +116,7 @@ extension CoordinatorQueries {
               AND NOT EXISTS (
                 SELECT 1 FROM unnest(CASE WHEN $2 = '' THEN ARRAY[a.origin_region] ELSE string_to_array($2, ',') END) AS r(region)
                 WHERE NOT EXISTS (SELECT 1 FROM replicas p WHERE p.artifact_digest = a.digest AND p.region = r.region AND p.status = 'complete'))
-            RETURNING a.digest, a.name, a.size, a.piece_size, a.piece_sha256, coalesce(a.job_id::text, '') AS job_id, a.origin_region
+            RETURNING a.digest, a.name, a.size, a.piece_size, a.piece_sha256, a.piece_lengths, coalesce(a.job_id::text, '') AS job_id, a.origin_region
             """, [.text(digest), .text(regions.joined(separator: ","))])
         guard let row = updated.first else { return [] }
         let manifest = try Self.manifest(row)
@@ -127,13 +126,13 @@ extension CoordinatorQueries {
     /// The manifest of a recorded artifact, rebuilt from its row.
     func manifest(_ db: PGConnection, digest: String) throws -> Slipway_V1_ArtifactManifest? {
         guard let row = try db.query("""
-            SELECT digest, name, size, piece_size, piece_sha256, coalesce(job_id::text, '') AS job_id, origin_region
+            SELECT digest, name, size, piece_size, piece_sha256, piece_lengths, coalesce(job_id::text, '') AS job_id, origin_region
             FROM artifacts WHERE digest = $1
             """, [.text(digest)]).first else { return nil }
         return try Self.manifest(row)
     }
 
-    /// A manifest from an `artifacts` row (digest, name, size, piece_size, piece_sha256, job_id, origin_region).
+    /// A manifest from an `artifacts` row (digest, name, size, piece_size, piece_sha256, piece_lengths, job_id, origin_region).
     static func manifest(_ row: PGRow) throws -> Slipway_V1_ArtifactManifest {
         var manifest = Slipway_V1_ArtifactManifest()
         manifest.digest = try row.string("digest")
@@ -142,9 +141,20 @@ extension CoordinatorQueries {
         manifest.pieceSize = UInt32(try row.int("piece_size"))
         let hashes = try row.bytes("piece_sha256")
         manifest.pieceSha256 = stride(from: 0, to: hashes.count, by: 32).map { Data(hashes[$0..<min($0 + 32, hashes.count)]) }
+        let lengths = try row.optionalBytes("piece_lengths") ?? []
+        manifest.pieceLength = stride(from: 0, to: lengths.count - 3, by: 4).map { at in
+            lengths[at..<at + 4].reduce(UInt32(0)) { $0 << 8 | UInt32($1) }
+        }
         manifest.jobID = try row.string("job_id")
         manifest.originRegion = try row.string("origin_region")
         return manifest
+    }
+
+    /// The `piece_lengths` column for a manifest: 4 bytes big-endian per piece, or
+    /// NULL for fixed-size pieces.
+    static func packedLengths(_ manifest: Slipway_V1_ArtifactManifest) -> PGBind {
+        guard !manifest.pieceLength.isEmpty else { return .null }
+        return .bytes(manifest.pieceLength.flatMap { length in (0..<4).map { UInt8(truncatingIfNeeded: length >> (24 - 8 * $0)) } })
     }
 
     /// Deletes up to `limit` artifacts older than `retentionSeconds` that are neither

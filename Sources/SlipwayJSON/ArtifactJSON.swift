@@ -8,6 +8,8 @@ extension Slipway_V1_ArtifactInfo {
             "name": .string(name),
             "size": .count(size),
             "piece_size": .count(pieceSize),
+            "pieces": .count(pieceCount),
+            "pieces_by_content": .bool(piecesByContent),
             "job_id": .text(jobID),
             "repo": .string(repoURL),
             "commit": .string(commit),

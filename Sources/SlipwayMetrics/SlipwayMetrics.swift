@@ -71,6 +71,13 @@ public enum SlipwayMetrics {
         Counter(label: "slipway_pieces_downloaded_total", dimensions: [("source", source)]).increment()
     }
 
+    /// Pieces, and their bytes, that a transfer took from earlier builds held in the
+    /// same store instead of receiving them, by daemon (`agent` or `store`).
+    public static func piecesReused(by daemon: String, pieces: Int, bytes: UInt64) {
+        Counter(label: "slipway_pieces_reused_total", dimensions: [("daemon", daemon)]).increment(by: pieces)
+        Counter(label: "slipway_reused_bytes_total", dimensions: [("daemon", daemon)]).increment(by: Int(bytes))
+    }
+
     /// Machines in this region per service, build and state (region controller's tracker).
     /// Call `destroy()` on a series that no longer exists.
     public static func agents(service: String, build: String, state: String) -> Gauge {

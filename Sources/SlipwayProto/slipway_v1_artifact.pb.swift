@@ -84,7 +84,8 @@ public nonisolated struct Slipway_V1_ArtifactManifest: Sendable {
 
   public var size: UInt64 = 0
 
-  /// Every piece but the last is exactly this long.
+  /// With piece_length empty, every piece but the last is exactly this long;
+  /// with it, the longest piece.
   public var pieceSize: UInt32 = 0
 
   /// SHA-256 of each piece, 32 bytes each, in order.
@@ -96,6 +97,11 @@ public nonisolated struct Slipway_V1_ArtifactManifest: Sendable {
 
   /// Region whose store first held it.
   public var originRegion: String = String()
+
+  /// Each piece's length, in order, when the pieces were cut by content
+  /// (where a rolling hash says, so an edit moves few boundaries and a new build
+  /// shares most pieces with the one before). Empty for fixed-size pieces.
+  public var pieceLength: [UInt32] = []
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -204,6 +210,11 @@ public nonisolated struct Slipway_V1_UploadAck: Sendable {
 
   public var error: String = String()
 
+  /// In reply to UploadBegin: the pieces the store already holds (from an
+  /// interrupted upload, or shared with an earlier build), bit i % 8 of byte i / 8.
+  /// The uploader skips them.
+  public var held: Data = Data()
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -261,6 +272,7 @@ public nonisolated struct Slipway_V1_ArtifactInfo: Sendable {
 
   public var size: UInt64 = 0
 
+  /// The longest piece (every piece but the last, unless cut by content).
   public var pieceSize: UInt32 = 0
 
   public var jobID: String = String()
@@ -279,6 +291,11 @@ public nonisolated struct Slipway_V1_ArtifactInfo: Sendable {
   public var deployableAtUnixMicros: Int64 = 0
 
   public var replicas: [Slipway_V1_ReplicationStatus] = []
+
+  public var pieceCount: UInt32 = 0
+
+  /// Pieces cut where the content says (ArtifactManifest.piece_length).
+  public var piecesByContent: Bool = false
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -307,7 +324,7 @@ nonisolated extension Slipway_V1_ReplicaState: SwiftProtobuf._ProtoNameProviding
 
 nonisolated extension Slipway_V1_ArtifactManifest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".ArtifactManifest"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}digest\0\u{1}size\0\u{3}piece_size\0\u{3}piece_sha256\0\u{1}name\0\u{3}job_id\0\u{3}origin_region\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}digest\0\u{1}size\0\u{3}piece_size\0\u{3}piece_sha256\0\u{1}name\0\u{3}job_id\0\u{3}origin_region\0\u{3}piece_length\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -322,6 +339,7 @@ nonisolated extension Slipway_V1_ArtifactManifest: SwiftProtobuf.Message, SwiftP
       case 5: try { try decoder.decodeSingularStringField(value: &self.name) }()
       case 6: try { try decoder.decodeSingularStringField(value: &self.jobID) }()
       case 7: try { try decoder.decodeSingularStringField(value: &self.originRegion) }()
+      case 8: try { try decoder.decodeRepeatedUInt32Field(value: &self.pieceLength) }()
       default: break
       }
     }
@@ -349,6 +367,9 @@ nonisolated extension Slipway_V1_ArtifactManifest: SwiftProtobuf.Message, SwiftP
     if !self.originRegion.isEmpty {
       try visitor.visitSingularStringField(value: self.originRegion, fieldNumber: 7)
     }
+    if !self.pieceLength.isEmpty {
+      try visitor.visitPackedUInt32Field(value: self.pieceLength, fieldNumber: 8)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -360,6 +381,7 @@ nonisolated extension Slipway_V1_ArtifactManifest: SwiftProtobuf.Message, SwiftP
     if lhs.name != rhs.name {return false}
     if lhs.jobID != rhs.jobID {return false}
     if lhs.originRegion != rhs.originRegion {return false}
+    if lhs.pieceLength != rhs.pieceLength {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -551,7 +573,7 @@ nonisolated extension Slipway_V1_UploadCommit: SwiftProtobuf.Message, SwiftProto
 
 nonisolated extension Slipway_V1_UploadAck: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".UploadAck"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}digest\0\u{3}next_piece\0\u{1}committed\0\u{1}error\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}digest\0\u{3}next_piece\0\u{1}committed\0\u{1}error\0\u{1}held\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -563,6 +585,7 @@ nonisolated extension Slipway_V1_UploadAck: SwiftProtobuf.Message, SwiftProtobuf
       case 2: try { try decoder.decodeSingularUInt32Field(value: &self.nextPiece) }()
       case 3: try { try decoder.decodeSingularBoolField(value: &self.committed) }()
       case 4: try { try decoder.decodeSingularStringField(value: &self.error) }()
+      case 5: try { try decoder.decodeSingularBytesField(value: &self.held) }()
       default: break
       }
     }
@@ -581,6 +604,9 @@ nonisolated extension Slipway_V1_UploadAck: SwiftProtobuf.Message, SwiftProtobuf
     if !self.error.isEmpty {
       try visitor.visitSingularStringField(value: self.error, fieldNumber: 4)
     }
+    if !self.held.isEmpty {
+      try visitor.visitSingularBytesField(value: self.held, fieldNumber: 5)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -589,6 +615,7 @@ nonisolated extension Slipway_V1_UploadAck: SwiftProtobuf.Message, SwiftProtobuf
     if lhs.nextPiece != rhs.nextPiece {return false}
     if lhs.committed != rhs.committed {return false}
     if lhs.error != rhs.error {return false}
+    if lhs.held != rhs.held {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -691,7 +718,7 @@ nonisolated extension Slipway_V1_ArtifactQuery: SwiftProtobuf.Message, SwiftProt
 
 nonisolated extension Slipway_V1_ArtifactInfo: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".ArtifactInfo"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}digest\0\u{1}name\0\u{1}size\0\u{3}piece_size\0\u{3}job_id\0\u{3}repo_url\0\u{1}commit\0\u{1}recipe\0\u{3}origin_region\0\u{3}created_at_unix_micros\0\u{3}deployable_at_unix_micros\0\u{1}replicas\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}digest\0\u{1}name\0\u{1}size\0\u{3}piece_size\0\u{3}job_id\0\u{3}repo_url\0\u{1}commit\0\u{1}recipe\0\u{3}origin_region\0\u{3}created_at_unix_micros\0\u{3}deployable_at_unix_micros\0\u{1}replicas\0\u{3}piece_count\0\u{3}pieces_by_content\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -711,6 +738,8 @@ nonisolated extension Slipway_V1_ArtifactInfo: SwiftProtobuf.Message, SwiftProto
       case 10: try { try decoder.decodeSingularInt64Field(value: &self.createdAtUnixMicros) }()
       case 11: try { try decoder.decodeSingularInt64Field(value: &self.deployableAtUnixMicros) }()
       case 12: try { try decoder.decodeRepeatedMessageField(value: &self.replicas) }()
+      case 13: try { try decoder.decodeSingularUInt32Field(value: &self.pieceCount) }()
+      case 14: try { try decoder.decodeSingularBoolField(value: &self.piecesByContent) }()
       default: break
       }
     }
@@ -753,6 +782,12 @@ nonisolated extension Slipway_V1_ArtifactInfo: SwiftProtobuf.Message, SwiftProto
     if !self.replicas.isEmpty {
       try visitor.visitRepeatedMessageField(value: self.replicas, fieldNumber: 12)
     }
+    if self.pieceCount != 0 {
+      try visitor.visitSingularUInt32Field(value: self.pieceCount, fieldNumber: 13)
+    }
+    if self.piecesByContent != false {
+      try visitor.visitSingularBoolField(value: self.piecesByContent, fieldNumber: 14)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -769,6 +804,8 @@ nonisolated extension Slipway_V1_ArtifactInfo: SwiftProtobuf.Message, SwiftProto
     if lhs.createdAtUnixMicros != rhs.createdAtUnixMicros {return false}
     if lhs.deployableAtUnixMicros != rhs.deployableAtUnixMicros {return false}
     if lhs.replicas != rhs.replicas {return false}
+    if lhs.pieceCount != rhs.pieceCount {return false}
+    if lhs.piecesByContent != rhs.piecesByContent {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

@@ -96,7 +96,7 @@ public final class PieceFetcher {
             guard now >= startedAt + .milliseconds(Int64(requested * 1_000 / maxBytesPerSecond)) else { return }
         }
         for request in plan.nextRequests(now: now) {
-            requested += UInt64(request.count) * UInt64(manifest.pieceSize)
+            requested += (request.first..<request.first + request.count).reduce(0) { $0 + UInt64(Manifest.pieceLength(manifest, index: $1)) }
             var ask = Slipway_V1_PieceRequest()
             ask.digest = manifest.digest
             ask.firstPiece = UInt32(request.first)

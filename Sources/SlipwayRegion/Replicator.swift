@@ -2,6 +2,7 @@ import SlipwayCore
 import Foundation
 import Logging
 import SlipwayArtifact
+import SlipwayMetrics
 import SlipwayProto
 import SlipwayRegionStore
 import SlipwayThreads
@@ -155,11 +156,12 @@ final class Replicator: ServingLoop {
             return true
         }
         do {
-            let held = try store.perform { store in
-                if store.has(manifest.digest) { return true }
+            let (held, reused) = try store.perform { store -> (Bool, ReusedPieces) in
+                if store.has(manifest.digest) { return (true, ReusedPieces()) }
                 _ = try store.begin(manifest)
-                return false
+                return (false, store.takeReused(manifest.digest))
             }
+            noteReused(reused, of: manifest)
             if held {
                 if !ledger.isReported(manifest.digest) { reporter.report(status(manifest, .complete)) }
             } else {
@@ -247,10 +249,17 @@ final class Replicator: ServingLoop {
         }
         while transfer == nil, !queue.isEmpty {
             let manifest = queue.removeFirst()
-            if try store.perform({ $0.has(manifest.digest) }) {
+            let (held, reused) = try store.perform { store -> (Bool, ReusedPieces) in
+                if store.has(manifest.digest) { return (true, ReusedPieces()) }
+                // Begun again: earlier builds committed since it was queued may share pieces.
+                _ = try? store.begin(manifest)
+                return (false, store.takeReused(manifest.digest))
+            }
+            if held {
                 reporter.report(status(manifest, .complete))
                 continue
             }
+            noteReused(reused, of: manifest)
             let sources = ([manifest.originRegion] + peerNames).reduce(into: [String]()) { list, name in
                 if name != config.region, config.peers[name] != nil, !list.contains(name) { list.append(name) }
             }
@@ -270,6 +279,14 @@ final class Replicator: ServingLoop {
                                                   "already_held": "\(fetcher.piecesHeld)"])
             reporter.report(status(manifest, .copying, done: fetcher.piecesHeld))
         }
+    }
+
+    /// Pieces linked from earlier builds instead of copied: counted and logged.
+    private func noteReused(_ reused: ReusedPieces, of manifest: Slipway_V1_ArtifactManifest) {
+        guard reused.pieces > 0 else { return }
+        SlipwayMetrics.piecesReused(by: "region", pieces: reused.pieces, bytes: reused.bytes)
+        logger.info("replica shares pieces with earlier builds", metadata: [
+            "digest": "\(manifest.digest)", "pieces": "\(reused.pieces)", "bytes": "\(reused.bytes)"])
     }
 
     private func pumpTransfer(now: ContinuousClock.Instant) throws {

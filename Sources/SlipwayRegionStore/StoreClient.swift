@@ -38,50 +38,61 @@ public final class StoreClient {
     }
 
     /// Uploads `file`, described by `manifest`, and waits until the store has committed it.
+    /// Pieces the store already holds (an interrupted upload, or pieces an earlier
+    /// build shares) are not sent.
     public func upload(_ file: URL, manifest: Slipway_V1_ArtifactManifest, cancelled: () -> Bool = { false }) throws {
         guard let handle = FileHandle(forReadingAtPath: file.path) else { throw Failure(description: "cannot read \(file.lastPathComponent)") }
         defer { try? handle.close() }
         var begin = Slipway_V1_UploadBegin()
         begin.manifest = manifest
-        var next = Int(try request(begin, expecting: Slipway_V1_UploadAck.self).nextPiece)
-        let count = manifest.pieceSha256.count
+        let offsets = Manifest.pieceOffsets(manifest)
+        var pending = try piecesToSend(begin)
         var attemptsLeft = retries
-        while next < count {
+        while let first = pending.first {
             if cancelled() { throw Failure(description: "upload cancelled") }
-            let batchEnd = min(count, next + window)
+            let batch = pending.prefix(window)
             let socket = try connected()
-            for index in next..<batchEnd {
-                try handle.seek(toOffset: UInt64(index) * UInt64(manifest.pieceSize))
+            for index in batch {
+                try handle.seek(toOffset: offsets[index])
                 let bytes = [UInt8](try handle.read(upToCount: Manifest.pieceLength(manifest, index: index)) ?? Data())
                 var header = Slipway_V1_PieceData()
                 header.digest = manifest.digest
                 header.index = UInt32(index)
-                header.offset = UInt64(index) * UInt64(manifest.pieceSize)
+                header.offset = offsets[index]
                 header.length = UInt32(bytes.count)
                 _ = try socket.send(codec.encode(WireMessage(header, sender: sender, payload: bytes)), wait: .timeout(replyTimeout))
             }
-            var acknowledged = next
+            // The store acknowledges with the first piece it still needs: past the batch once all of it is in.
+            var acknowledged = first
             var progressed = false
-            while acknowledged < batchEnd {
+            while acknowledged <= batch.last! {
                 guard let ack = try receive(Slipway_V1_UploadAck.self) else { break }
                 guard ack.error.isEmpty else { throw Failure(description: "store refused upload: \(ack.error)") }
                 acknowledged = max(acknowledged, Int(ack.nextPiece))
                 progressed = true
             }
-            if acknowledged >= batchEnd || progressed {
-                next = acknowledged
+            if progressed {
+                pending.removeFirst(pending.prefix { $0 < acknowledged }.count)
                 attemptsLeft = retries
             } else {
                 attemptsLeft -= 1
                 reset()
                 guard attemptsLeft > 0 else { throw Failure(description: "store at \(endpoint) stopped answering during upload") }
-                next = Int(try request(begin, expecting: Slipway_V1_UploadAck.self).nextPiece)
+                pending = try piecesToSend(begin)
             }
         }
         var commit = Slipway_V1_UploadCommit()
         commit.digest = manifest.digest
         let done = try request(commit, expecting: Slipway_V1_UploadAck.self)
         guard done.committed else { throw Failure(description: "store did not commit \(manifest.digest): \(done.error)") }
+    }
+
+    /// Begins (or resumes) the upload: the pieces the store lacks, in order.
+    private func piecesToSend(_ begin: Slipway_V1_UploadBegin) throws -> [Int] {
+        let ack = try request(begin, expecting: Slipway_V1_UploadAck.self)
+        guard ack.error.isEmpty else { throw Failure(description: "store refused upload: \(ack.error)") }
+        let held = PieceBitmap(bytes: ack.held)
+        return (Int(ack.nextPiece)..<max(Int(ack.nextPiece), begin.manifest.pieceSha256.count)).filter { !held.contains($0) }
     }
 
     /// The store's manifest for `digest`, or nil if it does not have the artifact.

@@ -127,7 +127,14 @@ public final class StoreServer: ServingLoop {
         case .uploadBegin:
             let begin = try message.body(as: Slipway_V1_UploadBegin.self)
             let next = try store.begin(begin.manifest)
-            ack(peer, digest: begin.manifest.digest, next: next)
+            let taken = store.takeReused(begin.manifest.digest)
+            if taken.pieces > 0 {
+                SlipwayMetrics.piecesReused(by: "store", pieces: taken.pieces, bytes: taken.bytes)
+                logger.info("upload shares pieces with earlier builds", metadata: [
+                    "digest": "\(begin.manifest.digest)", "pieces": "\(taken.pieces)", "bytes": "\(taken.bytes)"])
+            }
+            ack(peer, digest: begin.manifest.digest, next: next,
+                held: PieceBitmap(store.receivedPieces(begin.manifest.digest), count: begin.manifest.pieceSha256.count))
         case .pieceData:
             let header = try message.body(as: Slipway_V1_PieceData.self)
             do {
@@ -224,11 +231,12 @@ public final class StoreServer: ServingLoop {
         return WireMessage(header, sender: config.id, inReplyTo: entry.requestID, payload: bytes)
     }
 
-    private func ack(_ peer: [UInt8], digest: String, next: Int, error: String = "") {
+    private func ack(_ peer: [UInt8], digest: String, next: Int, error: String = "", held: PieceBitmap? = nil) {
         var ack = Slipway_V1_UploadAck()
         ack.digest = digest
         ack.nextPiece = UInt32(next)
         ack.error = error
+        if let held { ack.held = held.bytes }
         send(peer, ack)
     }
 

@@ -57,6 +57,11 @@ public struct PGRow: Sendable {
         }
     }
 
+    /// A `bytea` column, nil for NULL.
+    public func optionalBytes(_ column: String) throws(PGError) -> [UInt8]? {
+        try optionalString(column) == nil ? nil : try bytes(column)
+    }
+
     /// A non-NULL `bytea` column (decoded from PostgreSQL's `\x` hex text form).
     public func bytes(_ column: String) throws(PGError) -> [UInt8] {
         let text = Array(try string(column).utf8)

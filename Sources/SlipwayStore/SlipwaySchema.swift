@@ -1,7 +1,7 @@
 /// Slipway's schema, as an ordered list of migrations. Append; never edit a released one.
 public enum SlipwaySchema {
     /// Every migration, oldest first.
-    public static let migrations: [Migration] = [v1, v2, v3, v4, v5, v6, v7, v8]
+    public static let migrations: [Migration] = [v1, v2, v3, v4, v5, v6, v7, v8, v9]
 
     /// Schema v1: the whole system's durable state.
     ///
@@ -256,5 +256,12 @@ public enum SlipwaySchema {
             last_failure_at timestamptz,
             created_at      timestamptz NOT NULL DEFAULT now()
         );
+        """)
+
+    /// Schema v9: pieces cut by content. Their lengths, 4 bytes each (big-endian)
+    /// in order; NULL for an artifact of fixed-size pieces.
+    static let v9 = Migration(version: 9, name: "content-defined pieces", sql: """
+        ALTER TABLE artifacts ADD COLUMN piece_lengths bytea
+            CHECK (piece_lengths IS NULL OR length(piece_lengths) * 8 = length(piece_sha256));
         """)
 }

@@ -14,7 +14,7 @@ func describe(_ artifact: Slipway_V1_ArtifactInfo, detailed: Bool, wide: Bool = 
     return """
         artifact  \(artifact.name)
         digest    sha256:\(artifact.digest)
-        size      \(artifact.size) bytes in pieces of \(artifact.pieceSize)
+        size      \(artifact.size) bytes in \(artifact.pieceCount) pieces \(artifact.piecesByContent ? "cut by content, up to" : "of") \(artifact.pieceSize) bytes
         built by  job \(artifact.jobID)
         repo      \(artifact.repoURL)
         commit    \(artifact.commit)

@@ -32,9 +32,9 @@ struct AgentTests {
         let client = try SlipwayClient(endpoint: cluster.intake, security: cluster.security())
         defer { Task { await client.close() } }
 
-        let v1 = try await Self.buildService(client, cluster, version: "v1")
-        let v2 = try await Self.buildService(client, cluster, version: "v2")
-        let broken = try await Self.buildService(client, cluster, version: "broken", exitAtOnce: true)
+        let v1 = try await Self.buildService(client, cluster, version: "v1", paddingSeed: 7)
+        let v2 = try await Self.buildService(client, cluster, version: "v2", paddingSeed: 7)
+        let broken = try await Self.buildService(client, cluster, version: "broken", exitAtOnce: true, paddingSeed: 7)
         for digest in [v1, v2, broken] {
             try await ReplicationTests.waitFor("\(digest) deployable", timeout: .seconds(60)) {
                 try await ReplicationTests.artifact(client, digest).deployableAtUnixMicros > 0
@@ -45,6 +45,18 @@ struct AgentTests {
         try await waitUntilEvery(machines.map(\.name), cluster, runs: "hello v1")
         try await deploy(client, v2)
         try await waitUntilEvery(machines.map(\.name), cluster, runs: "hello v2")
+        // v2 differs from v1 in its first line: the upload, each replication and each
+        // download linked the pieces the two share instead of moving them again.
+        #expect(cluster.logText("region-a").contains("upload shares pieces with earlier builds"))
+        for region in ["b", "c"] {
+            #expect(cluster.logText("region-\(region)").contains("replica shares pieces with earlier builds"), "region \(region)")
+        }
+        for machine in machines {
+            let line = cluster.logText(machine.name).split(separator: "\n").first { $0.contains("download shares pieces") && $0.contains(v2) }
+            let reused = Int(line?.firstMatch(of: /reused=(\d+)/)?.1 ?? "") ?? 0
+            let pieces = Int(line?.firstMatch(of: /pieces=(\d+)/)?.1 ?? "") ?? 0
+            #expect(pieces > 2 && reused >= pieces - 2, "\(machine.name) took \(reused) of \(pieces) pieces from v1: \(String(describing: line))")
+        }
         var rollback = Slipway_V1_RollbackRequest()
         rollback.service = "hello"
         rollback.setBy = "test"
@@ -102,14 +114,15 @@ struct AgentTests {
             cluster.processes["m1"]!.signal(SIGKILL)
             await cluster.processes["m1"]!.exited()
             let held = try FileManager.default.contentsOfDirectory(atPath: pieces.path).count
-            #expect(held < 13, "the cap should have stopped the download before the end")
+            #expect(held < 24, "the cap should have stopped the download before the end (48 MiB is about 48 pieces)")
 
             try cluster.startAgent("m1", region: "local", regionProcess: "region")
             try await Self.waitUntilEvery(["m1"], cluster, runs: "hello v1")
             let log = cluster.logText("m1")
             let complete = try #require(log.split(separator: "\n").last { $0.contains("download complete") })
             #expect(complete.contains("resumed=\(held) "), "\(complete)")
-            #expect(complete.contains("from_seed=\(13 - held) "), "only the missing pieces are fetched: \(complete)")
+            let count = Int(complete.firstMatch(of: /pieces=(\d+)/)?.1 ?? "") ?? -1
+            #expect(held < count && complete.contains("from_seed=\(count - held) "), "only the missing pieces are fetched: \(complete)")
         }
         #expect(statuses.filter { $0.key != "m1" }.values.allSatisfy { $0 == 0 }, "\(statuses)")
     }
@@ -248,8 +261,12 @@ struct AgentTests {
 
     /// Builds a service that prints `hello VERSION` and stays up (or exits 3 at once),
     /// padded with `padding` random bytes the shell never reads.
+    /// Builds service `hello` printing `version`, followed by `padding` bytes: from
+    /// /dev/urandom, or the same bytes for every build with the same `paddingSeed`
+    /// (builds that differ only in their first line, as consecutive builds of a
+    /// real service differ a little).
     static func buildService(_ client: SlipwayClient, _ cluster: Cluster, version: String, exitAtOnce: Bool = false,
-                             padding: Int = 6 << 20) async throws -> String {
+                             padding: Int = 6 << 20, paddingSeed: Int? = nil) async throws -> String {
         let (repo, commit) = try TestRepository.make(in: cluster.directory)
         let body = exitAtOnce ? "echo hello \(version); exit 3" : "echo hello \(version); exec sleep 600"
         var request = Slipway_V1_SubmitBuild()
@@ -257,7 +274,9 @@ struct AgentTests {
         request.repoURL = repo.path
         request.commit = commit
         request.artifactName = "hello"
-        request.recipe = "mkdir -p out && printf '#!/bin/sh\\n\(body)\\n' > out/hello && head -c \(padding) /dev/urandom >> out/hello"
+        let bytes = paddingSeed.map { "python3 -c 'import random, sys; random.seed(\($0)); sys.stdout.buffer.write(random.randbytes(\(padding)))'" }
+            ?? "head -c \(padding) /dev/urandom"
+        request.recipe = "mkdir -p out && printf '#!/bin/sh\\n\(body)\\n' > out/hello && \(bytes) >> out/hello"
         request.artifactPath = "out/hello"
         let ack = try await client.submit(request)
         let done = try await client.wait(for: ack.jobID, timeout: .seconds(60))

@@ -502,7 +502,7 @@ void   slipway__v1__artifact_list__free_unpacked
   assert(message->base.descriptor == &slipway__v1__artifact_list__descriptor);
   protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
 }
-static const ProtobufCFieldDescriptor slipway__v1__artifact_manifest__field_descriptors[7] =
+static const ProtobufCFieldDescriptor slipway__v1__artifact_manifest__field_descriptors[8] =
 {
   {
     "digest",
@@ -588,12 +588,25 @@ static const ProtobufCFieldDescriptor slipway__v1__artifact_manifest__field_desc
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "piece_length",
+    8,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_UINT32,
+    offsetof(Slipway__V1__ArtifactManifest, n_piece_length),
+    offsetof(Slipway__V1__ArtifactManifest, piece_length),
+    NULL,
+    NULL,
+    0 | PROTOBUF_C_FIELD_FLAG_PACKED,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned slipway__v1__artifact_manifest__field_indices_by_name[] = {
   0,   /* field[0] = digest */
   5,   /* field[5] = job_id */
   4,   /* field[4] = name */
   6,   /* field[6] = origin_region */
+  7,   /* field[7] = piece_length */
   3,   /* field[3] = piece_sha256 */
   2,   /* field[2] = piece_size */
   1,   /* field[1] = size */
@@ -601,7 +614,7 @@ static const unsigned slipway__v1__artifact_manifest__field_indices_by_name[] = 
 static const ProtobufCIntRange slipway__v1__artifact_manifest__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 7 }
+  { 0, 8 }
 };
 const ProtobufCMessageDescriptor slipway__v1__artifact_manifest__descriptor =
 {
@@ -611,7 +624,7 @@ const ProtobufCMessageDescriptor slipway__v1__artifact_manifest__descriptor =
   "Slipway__V1__ArtifactManifest",
   "slipway.v1",
   sizeof(Slipway__V1__ArtifactManifest),
-  7,
+  8,
   slipway__v1__artifact_manifest__field_descriptors,
   slipway__v1__artifact_manifest__field_indices_by_name,
   1,  slipway__v1__artifact_manifest__number_ranges,
@@ -886,7 +899,7 @@ const ProtobufCMessageDescriptor slipway__v1__upload_commit__descriptor =
   (ProtobufCMessageInit) slipway__v1__upload_commit__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor slipway__v1__upload_ack__field_descriptors[4] =
+static const ProtobufCFieldDescriptor slipway__v1__upload_ack__field_descriptors[5] =
 {
   {
     "digest",
@@ -936,17 +949,30 @@ static const ProtobufCFieldDescriptor slipway__v1__upload_ack__field_descriptors
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "held",
+    5,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_BYTES,
+    0,   /* quantifier_offset */
+    offsetof(Slipway__V1__UploadAck, held),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned slipway__v1__upload_ack__field_indices_by_name[] = {
   2,   /* field[2] = committed */
   0,   /* field[0] = digest */
   3,   /* field[3] = error */
+  4,   /* field[4] = held */
   1,   /* field[1] = next_piece */
 };
 static const ProtobufCIntRange slipway__v1__upload_ack__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 4 }
+  { 0, 5 }
 };
 const ProtobufCMessageDescriptor slipway__v1__upload_ack__descriptor =
 {
@@ -956,7 +982,7 @@ const ProtobufCMessageDescriptor slipway__v1__upload_ack__descriptor =
   "Slipway__V1__UploadAck",
   "slipway.v1",
   sizeof(Slipway__V1__UploadAck),
-  4,
+  5,
   slipway__v1__upload_ack__field_descriptors,
   slipway__v1__upload_ack__field_indices_by_name,
   1,  slipway__v1__upload_ack__number_ranges,
@@ -1130,7 +1156,7 @@ const ProtobufCMessageDescriptor slipway__v1__artifact_query__descriptor =
   (ProtobufCMessageInit) slipway__v1__artifact_query__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor slipway__v1__artifact_info__field_descriptors[12] =
+static const ProtobufCFieldDescriptor slipway__v1__artifact_info__field_descriptors[14] =
 {
   {
     "digest",
@@ -1276,6 +1302,30 @@ static const ProtobufCFieldDescriptor slipway__v1__artifact_info__field_descript
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "piece_count",
+    13,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT32,
+    0,   /* quantifier_offset */
+    offsetof(Slipway__V1__ArtifactInfo, piece_count),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "pieces_by_content",
+    14,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_BOOL,
+    0,   /* quantifier_offset */
+    offsetof(Slipway__V1__ArtifactInfo, pieces_by_content),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned slipway__v1__artifact_info__field_indices_by_name[] = {
   6,   /* field[6] = commit */
@@ -1285,7 +1335,9 @@ static const unsigned slipway__v1__artifact_info__field_indices_by_name[] = {
   4,   /* field[4] = job_id */
   1,   /* field[1] = name */
   8,   /* field[8] = origin_region */
+  12,   /* field[12] = piece_count */
   3,   /* field[3] = piece_size */
+  13,   /* field[13] = pieces_by_content */
   7,   /* field[7] = recipe */
   11,   /* field[11] = replicas */
   5,   /* field[5] = repo_url */
@@ -1294,7 +1346,7 @@ static const unsigned slipway__v1__artifact_info__field_indices_by_name[] = {
 static const ProtobufCIntRange slipway__v1__artifact_info__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 12 }
+  { 0, 14 }
 };
 const ProtobufCMessageDescriptor slipway__v1__artifact_info__descriptor =
 {
@@ -1304,7 +1356,7 @@ const ProtobufCMessageDescriptor slipway__v1__artifact_info__descriptor =
   "Slipway__V1__ArtifactInfo",
   "slipway.v1",
   sizeof(Slipway__V1__ArtifactInfo),
-  12,
+  14,
   slipway__v1__artifact_info__field_descriptors,
   slipway__v1__artifact_info__field_indices_by_name,
   1,  slipway__v1__artifact_info__number_ranges,

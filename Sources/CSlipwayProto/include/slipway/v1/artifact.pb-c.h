@@ -53,7 +53,8 @@ struct  Slipway__V1__ArtifactManifest
   char *digest;
   uint64_t size;
   /*
-   * Every piece but the last is exactly this long.
+   * With piece_length empty, every piece but the last is exactly this long;
+   * with it, the longest piece.
    */
   uint32_t piece_size;
   /*
@@ -67,10 +68,17 @@ struct  Slipway__V1__ArtifactManifest
    * Region whose store first held it.
    */
   char *origin_region;
+  /*
+   * Each piece's length, in order, when the pieces were cut by content
+   * (where a rolling hash says, so an edit moves few boundaries and a new build
+   * shares most pieces with the one before). Empty for fixed-size pieces.
+   */
+  size_t n_piece_length;
+  uint32_t *piece_length;
 };
 #define SLIPWAY__V1__ARTIFACT_MANIFEST__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&slipway__v1__artifact_manifest__descriptor) \
-    , (char *)protobuf_c_empty_string, 0, 0, 0,NULL, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string }
+    , (char *)protobuf_c_empty_string, 0, 0, 0,NULL, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0,NULL }
 
 
 /*
@@ -158,10 +166,16 @@ struct  Slipway__V1__UploadAck
   uint32_t next_piece;
   protobuf_c_boolean committed;
   char *error;
+  /*
+   * In reply to UploadBegin: the pieces the store already holds (from an
+   * interrupted upload, or shared with an earlier build), bit i % 8 of byte i / 8.
+   * The uploader skips them.
+   */
+  ProtobufCBinaryData held;
 };
 #define SLIPWAY__V1__UPLOAD_ACK__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&slipway__v1__upload_ack__descriptor) \
-    , (char *)protobuf_c_empty_string, 0, 0, (char *)protobuf_c_empty_string }
+    , (char *)protobuf_c_empty_string, 0, 0, (char *)protobuf_c_empty_string, {0,NULL} }
 
 
 /*
@@ -206,6 +220,9 @@ struct  Slipway__V1__ArtifactInfo
   char *digest;
   char *name;
   uint64_t size;
+  /*
+   * The longest piece (every piece but the last, unless cut by content).
+   */
   uint32_t piece_size;
   char *job_id;
   char *repo_url;
@@ -219,10 +236,15 @@ struct  Slipway__V1__ArtifactInfo
   int64_t deployable_at_unix_micros;
   size_t n_replicas;
   Slipway__V1__ReplicationStatus **replicas;
+  uint32_t piece_count;
+  /*
+   * Pieces cut where the content says (ArtifactManifest.piece_length).
+   */
+  protobuf_c_boolean pieces_by_content;
 };
 #define SLIPWAY__V1__ARTIFACT_INFO__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&slipway__v1__artifact_info__descriptor) \
-    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0, 0, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0, 0, 0,NULL }
+    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0, 0, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0, 0, 0,NULL, 0, 0 }
 
 
 struct  Slipway__V1__ArtifactList
