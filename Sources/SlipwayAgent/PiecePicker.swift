@@ -56,22 +56,44 @@ public struct PiecePicker: Sendable {
     public let perPeerLimit: Int
     /// Requests in flight to the regional store.
     public let seedLimit: Int
-    /// Requests in flight in all. Pieces are large (4 MiB): a deep queue at one
-    /// busy peer would hold pieces that idle peers could send, so demand is kept
-    /// shallow and spread.
+    /// Requests in flight in all. Pieces are large (up to 4 MiB): a deep queue at
+    /// one busy peer would hold pieces that idle peers could send, so demand is
+    /// kept shallow and spread.
     public let totalLimit: Int
     /// Verified pieces held.
-    public private(set) var held: Set<Int>
+    public private(set) var held: Set<Int> {
+        didSet { quiet = false }
+    }
     /// Peers that served a corrupt piece, never asked again.
-    public private(set) var banned: Set<String> = []
+    public private(set) var banned: Set<String> = [] {
+        didSet { orderIsStale = true; quiet = false }
+    }
     /// This agent's share of the seed: of the pieces no peer has, it takes from
     /// the store only those with `piece % count == index`, so agents downloading
     /// together pull disjoint pieces from the store and trade them, and the store
     /// sends each piece about once. Outside its stripe it uses the store only
     /// when no peer can give it anything. Nil: no stripe (any piece no peer has).
-    public var seedStripe: (index: Int, count: Int)?
-    private var available: [String: Set<Int>] = [:]
-    private var inFlight: [Int: PieceSource] = [:]
+    public var seedStripe: (index: Int, count: Int)? {
+        didSet { quiet = false }
+    }
+    private var available: [String: Set<Int>] = [:] {
+        didSet { orderIsStale = true; quiet = false }
+    }
+    private var inFlight: [Int: PieceSource] = [:] {
+        didSet { quiet = false }
+    }
+    /// Pieces by how many usable peers hold them, rarest first, random among
+    /// equals; rebuilt only when who holds what changes (held and requested
+    /// pieces are skipped when it is read), so a turn costs little even with
+    /// tens of thousands of pieces.
+    private var order: [Int] = []
+    /// Every piece of `order` before this one is held.
+    private var orderStart = 0
+    private var rarity: [Int] = []
+    private var orderIsStale = true
+    /// Nothing changed since a call that found nothing to ask for: the next call
+    /// returns at once (the agent asks every turn of its loop).
+    private var quiet = false
 
     /// A picker for `pieceCount` pieces, `held` of which are already verified on disk (a resumed download).
     public init(pieceCount: Int, held: Set<Int> = [], perPeerLimit: Int = 4, seedLimit: Int = 1, totalLimit: Int = .max) {
@@ -96,7 +118,9 @@ public struct PiecePicker: Sendable {
     /// Records which pieces `peer` has (from the tracker's peer list or the peer itself).
     public mutating func peer(_ peer: String, has pieces: Set<Int>) {
         guard !banned.contains(peer) else { return }
-        available[peer] = pieces.filter { (0..<pieceCount).contains($0) }
+        let usable = pieces.filter { (0..<pieceCount).contains($0) }
+        // Refreshed lists often say nothing new: the order stands.
+        if available[peer] != usable { available[peer] = usable }
     }
 
     /// Forgets a peer that went away; its requests go back to missing.
@@ -107,37 +131,66 @@ public struct PiecePicker: Sendable {
 
     /// The requests to send now.
     public mutating func next(using random: inout some RandomNumberGenerator) -> [Request] {
+        guard !quiet, inFlight.count < totalLimit else { return [] }
+        if orderIsStale { rebuildOrder(using: &random) }
+        var load: [String: Int] = [:]
+        var seedLoad = 0
+        for source in inFlight.values {
+            switch source {
+            case .peer(let machine): load[machine, default: 0] += 1
+            case .seed: seedLoad += 1
+            }
+        }
+        var open = available.keys.filter { !banned.contains($0) && load[$0, default: 0] < perPeerLimit }
         var requests: [Request] = []
-        var wanted = (0..<pieceCount).filter { !held.contains($0) && inFlight[$0] == nil }
-        wanted.shuffle(using: &random)
-        // Stable sort keeps the shuffle as the tie-break between equally rare pieces.
-        let rarity = Dictionary(uniqueKeysWithValues: wanted.map { ($0, availability($0)) })
-        wanted = wanted.enumerated().sorted { (rarity[$0.element]!, $0.offset) < (rarity[$1.element]!, $1.offset) }.map(\.element)
-        var load = Dictionary(uniqueKeysWithValues: available.keys.map { ($0, outstanding(.peer($0))) })
         var seedCandidates: [Int] = []
+        var ownCandidates = 0
+        let stripe = seedStripe
+        let seedRoom = seedLimit - seedLoad
         var total = inFlight.count
-        for piece in wanted where total < totalLimit {
-            let holders = available.filter { !banned.contains($0.key) && $0.value.contains(piece) && load[$0.key]! < perPeerLimit }
-            if let peer = holders.keys.min(by: { (load[$0]!, $0) < (load[$1]!, $1) }) {
-                load[peer]! += 1
+        while orderStart < order.count, held.contains(order[orderStart]) { orderStart += 1 }
+        for piece in order[orderStart...] where total < totalLimit {
+            guard !held.contains(piece), inFlight[piece] == nil else { continue }
+            // Pieces no peer has come first in the order: past them, with every peer
+            // busy, nothing is left to find.
+            if open.isEmpty, rarity[piece] > 0 || seedRoom <= 0 || ownCandidates >= seedRoom { break }
+            if rarity[piece] > 0 {
+                guard let peer = open.filter({ available[$0]!.contains(piece) })
+                    .min(by: { (load[$0, default: 0], $0) < (load[$1, default: 0], $1) }) else { continue }
+                load[peer, default: 0] += 1
+                if load[peer]! >= perPeerLimit { open.removeAll { $0 == peer } }
                 total += 1
                 inFlight[piece] = .peer(peer)
                 requests.append(Request(piece: piece, source: .peer(peer)))
-            } else if rarity[piece] == 0 {
+            } else if seedRoom > 0, ownCandidates < seedRoom || seedCandidates.count < seedRoom {
                 seedCandidates.append(piece)
+                if stripe.map({ piece % max(1, $0.count) == $0.index }) ?? true { ownCandidates += 1 }
             }
         }
-        var seedLoad = outstanding(.seed)
         let peersBusy = !requests.isEmpty || inFlight.values.contains { $0 != .seed }
-        let stripe = seedStripe
         let own = seedCandidates.filter { piece in stripe.map { piece % max(1, $0.count) == $0.index } ?? true }
-        for piece in own.isEmpty && !peersBusy ? seedCandidates : own where seedLoad < seedLimit && total < totalLimit {
+        var room = seedRoom
+        for piece in own.isEmpty && !peersBusy ? seedCandidates : own where room > 0 && total < totalLimit {
             total += 1
-            seedLoad += 1
+            room -= 1
             inFlight[piece] = .seed
             requests.append(Request(piece: piece, source: .seed))
         }
+        if requests.isEmpty { quiet = true }
         return requests
+    }
+
+    private mutating func rebuildOrder(using random: inout some RandomNumberGenerator) {
+        rarity = Array(repeating: 0, count: pieceCount)
+        for (peer, pieces) in available where !banned.contains(peer) {
+            for piece in pieces { rarity[piece] += 1 }
+        }
+        var wanted = (0..<pieceCount).filter { !held.contains($0) }
+        wanted.shuffle(using: &random)
+        // Stable sort keeps the shuffle as the tie-break between equally rare pieces.
+        order = wanted.enumerated().sorted { (rarity[$0.element], $0.offset) < (rarity[$1.element], $1.offset) }.map(\.element)
+        orderStart = 0
+        orderIsStale = false
     }
 
     /// A piece arrived from `source`; `valid` says whether it matched its SHA-256.
