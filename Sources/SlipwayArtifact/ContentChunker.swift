@@ -20,8 +20,10 @@ public struct ContentChunker: Sendable, Equatable {
     private let looseMask: UInt64
 
     /// A chunker whose pieces average `average` bytes (rounded to a power of two,
-    /// 4 KiB…4 MiB), from a quarter of that to four times it.
-    public init(average requested: Int = 1 << 20) {
+    /// 4 KiB…4 MiB), from a quarter of that to four times it. The default, 256 KiB,
+    /// is where a one-line change to a 107 MiB Swift binary shipped 2.6 % of it
+    /// (1 MiB: 11 %; docs/benchmarks.md, *Delta deploys*).
+    public init(average requested: Int = 256 << 10) {
         let bits = max(12, min(22, Int.bitWidth - 1 - max(1, requested).leadingZeroBitCount))
         average = 1 << bits
         minimum = average / 4
