@@ -20,8 +20,16 @@ import Glibc
 /// the ceiling, it computes what libzmq holds for each guarded connection and
 /// cuts those past their socket's bound, and, past the ceiling, the connection
 /// holding the most. The ceiling is ``ceiling`` above what was in use when the
-/// first guard was made. Freed memory is returned to the system within a second
+/// first guard was made, plus ``allowancePerConnection`` per open connection. Freed memory is returned to the system within a second
 /// of a cut or a disconnect, and whenever the allocator keeps 64 MiB it does not use.
+///
+/// A look costs two system calls per connection, and a region's tracker holds a
+/// connection per agent: past 1,000 connections the regular looks are spaced a
+/// millisecond per connection (10 s at 10,000, about 2.5 % of a core) and looks
+/// for growth a quarter of a millisecond per connection past 1,000; the ceiling
+/// still brings one at once. (At 9,500 agents the region's memory was past a
+/// ceiling that did not grow with connections, so it looked every 20 ms: 55 %
+/// of its CPU went there; `docs/benchmarks.md`, *Tracker*.)
 final class ConnectionWatch: Sendable {
     /// A guarded socket, as the watch sees it.
     struct Watched: Sendable {
@@ -49,6 +57,10 @@ final class ConnectionWatch: Sendable {
     static let shared = ConnectionWatch()
     /// Memory over the starting level past which the largest holder is cut whatever its socket's bound.
     static let ceiling: Int64 = 256 << 20
+    /// What the ceiling rises by per guarded connection: what libzmq keeps for
+    /// an idle one (batches and pipes; a region's agent measured about 64 KiB
+    /// for its two), so a fleet that connects is not taken for a flood.
+    static let allowancePerConnection: Int64 = 128 << 10
     /// What crosses a connection besides messages (greeting, handshake, pings), never counted as held.
     static let slack = 64 << 10
     /// A connection must hold at least this much to be cut for the ceiling.
@@ -111,17 +123,19 @@ final class ConnectionWatch: Sendable {
                 state.sleepingQuiet = true
                 return Array(state.watched.values)
             }
-            let quiet = watched.allSatisfy { $0.ledger.connections.isEmpty }
+            let connections = watched.reduce(0) { $0 + $1.ledger.connections.count }
+            let quiet = connections == 0
             if !quiet { state.withLock { $0.sleepingQuiet = false } }
             _ = accepted.wait(timeout: .now() + .milliseconds(Int((quiet ? Self.quietTick : Self.tick) / .milliseconds(1))))
             state.withLock { $0.sleepingQuiet = false }
             let now = ContinuousClock.now
             let inUse = slipway_heap_in_use()
             let (baseline, trimDue) = state.withLock { ($0.baseline, $0.trimDue) }
-            let overCeiling = inUse - baseline > Self.ceiling
+            let overCeiling = inUse - baseline > Self.ceiling + Int64(connections) * Self.allowancePerConnection
             // Growth counts from the lowest point since the last look (a cut frees a lot at once).
             inUseAtScan = min(inUseAtScan, inUse)
-            if now - lastScan >= Self.scanInterval || inUse - inUseAtScan > Self.growthTrigger || overCeiling {
+            let (interval, growthGap) = Self.spacing(connections: connections)
+            if now - lastScan >= interval || (inUse - inUseAtScan > Self.growthTrigger && now - lastScan >= growthGap) || overCeiling {
                 if scan(overCeiling: overCeiling) { state.withLock { $0.trimDue = true } }
                 lastScan = now
                 inUseAtScan = slipway_heap_in_use()
@@ -135,6 +149,12 @@ final class ConnectionWatch: Sendable {
                 lastTrim = now
             }
         }
+    }
+
+    /// How far apart regular looks, and looks for growth, are with `connections` open.
+    static func spacing(connections: Int) -> (regular: Duration, growth: Duration) {
+        let beyond = max(0, connections - 1_000)
+        return (max(scanInterval, .milliseconds(connections)), .microseconds(beyond * 250))
     }
 
     /// One look at every guarded connection. - Returns: whether it cut any.

@@ -10,13 +10,17 @@ public final class ZMQContext: @unchecked Sendable {
     // immutable for the object's life.
     let handle: UnsafeMutableRawPointer
 
-    /// Creates a context with `ioThreads` libzmq I/O threads.
-    public init(ioThreads: Int32 = 1) throws(ZMQError) {
+    /// Creates a context with `ioThreads` libzmq I/O threads, and room for
+    /// `maxSockets` sockets (libzmq's default is 1023).
+    public init(ioThreads: Int32 = 1, maxSockets: Int32? = nil) throws(ZMQError) {
         guard let handle = zmq_ctx_new() else {
             throw ZMQError(errno: slipway_zmq_errno(), operation: "zmq_ctx_new")
         }
         self.handle = handle
         try ZMQError.check("zmq_ctx_set", context: "ZMQ_IO_THREADS") { zmq_ctx_set(handle, ZMQ_IO_THREADS, ioThreads) }
+        if let maxSockets {
+            try ZMQError.check("zmq_ctx_set", context: "ZMQ_MAX_SOCKETS") { zmq_ctx_set(handle, ZMQ_MAX_SOCKETS, maxSockets) }
+        }
     }
 
     /// Makes every blocking call on this context's sockets fail with `.contextTerminated`,
