@@ -248,7 +248,8 @@ let package = Package(
             name: "slipway-bench",
             dependencies: [
                 "SlipwayCore", "SlipwayWire", "SlipwayStore", "SlipwayProducer", "SlipwayProto", "SlipwayThreads", "SlipwayArtifact", "SlipwayRegion",
-                "SlipwayRegionStore", "SlipwayAuth",
+                "SlipwayRegionStore", "SlipwayAuth", "SlipwayAgent",
+                .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],

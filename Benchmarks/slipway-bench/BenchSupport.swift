@@ -45,8 +45,12 @@ func siblingExecutable(_ name: String) throws -> String {
 
 /// Seconds since `start`.
 func elapsed(since start: ContinuousClock.Instant) -> Double {
-    let parts = (ContinuousClock.now - start).components
-    return Double(parts.seconds) + Double(parts.attoseconds) / 1e18
+    seconds(ContinuousClock.now - start)
+}
+
+/// A duration in seconds.
+func seconds(_ duration: Duration) -> Double {
+    Double(duration.components.seconds) + Double(duration.components.attoseconds) / 1e18
 }
 
 /// Writes `bytes` random bytes to `file`.
@@ -73,7 +77,8 @@ func seed(_ manifest: Slipway_V1_ArtifactManifest, from file: URL, into root: UR
     let handle = try FileHandle(forReadingFrom: file)
     defer { try? handle.close() }
     for index in 0..<manifest.pieceSha256.count {
-        try store.store(manifest.digest, index: index, bytes: [UInt8](try handle.read(upToCount: Int(manifest.pieceSize)) ?? Data()))
+        try store.store(manifest.digest, index: index,
+                        bytes: [UInt8](try handle.read(upToCount: Manifest.pieceLength(manifest, index: index)) ?? Data()))
     }
     try store.commit(manifest.digest)
 }

@@ -21,7 +21,7 @@ struct DistributionBench: AsyncParsableCommand {
     @Option(help: "Artifact size in MiB.") var sizeMib = 256
     @Option(help: "Agents, one namespace each.") var agents = 16
     @Option(help: "Upload cap of every namespace (agents and store), in Mbit/s.") var rateMbit = 80
-    @Option(help: "Piece size in KiB (the manifest's; workers use 4096).") var pieceKib = 4_096
+    @Option(help: "Fixed piece size in KiB; 0: cut by content as workers cut (256 KiB average).") var pieceKib = 0
     @Option(help: "What to run, comma-separated: p2p (Slipway), bittorrent (aria2c and opentracker), seed (Slipway, store only).")
     var mode = "p2p,bittorrent"
     @Option(help: "Piece size of the BitTorrent baseline in KiB (its best here: 256).") var btPieceKib = 256
@@ -32,8 +32,8 @@ struct DistributionBench: AsyncParsableCommand {
     private var modes: [String] { mode.split(separator: ",").map { String($0) } }
 
     func validate() throws {
-        guard sizeMib >= 1, (1...200).contains(agents), rateMbit >= 1, (64...65_536).contains(pieceKib), (16...65_536).contains(btPieceKib) else {
-            throw ValidationError("--size-mib and --rate-mbit must be at least 1, --agents 1…200, --piece-kib 64…65536, --bt-piece-kib 16…65536")
+        guard sizeMib >= 1, (1...200).contains(agents), rateMbit >= 1, pieceKib == 0 || (64...65_536).contains(pieceKib), (16...65_536).contains(btPieceKib) else {
+            throw ValidationError("--size-mib and --rate-mbit must be at least 1, --agents 1…200, --piece-kib 0 or 64…65536, --bt-piece-kib 16…65536")
         }
         guard !modes.isEmpty, modes.allSatisfy(["p2p", "seed", "bittorrent"].contains) else {
             throw ValidationError("--mode is a comma-separated list of p2p, seed and bittorrent")
@@ -57,7 +57,8 @@ struct DistributionBench: AsyncParsableCommand {
         say("writing a \(sizeMib) MiB random artifact into the regional store…")
         let source = scratch.appendingPathComponent("artifact")
         try writeRandom(to: source, bytes: UInt64(sizeMib) << 20)
-        let manifest = try Manifest.build(fileAt: source.path, name: "bench", pieceSize: UInt32(pieceKib) << 10)
+        let manifest = try Manifest.build(fileAt: source.path, name: "bench",
+                                          cutting: pieceKib == 0 ? .standard : .fixed(UInt32(pieceKib) << 10))
         let store = scratch.appendingPathComponent("store")
         try seed(manifest, from: source, into: store)
         // The region serves this target to its agents; no coordinator is needed.
@@ -82,7 +83,7 @@ struct DistributionBench: AsyncParsableCommand {
                 defer { keepLogs(of: run) }
                 outcome = try await BitTorrentSwarm(network: network, pieceKib: btPieceKib).distribute(file: source, run: run, timeout: timeout)
             } else {
-                say("== \(name == "seed" ? "store only" : "p2p") (Slipway, \(pieceKib) KiB pieces)")
+                say("== \(name == "seed" ? "store only" : "p2p") (Slipway, \(manifest.pieceSha256.count) pieces, \(pieceKib == 0 ? "cut by content" : "\(pieceKib) KiB"))")
                 outcome = try await distribute(binary: binary, scratch: scratch, store: store, network: network,
                                                seedOnly: name == "seed", timeout: timeout)
             }

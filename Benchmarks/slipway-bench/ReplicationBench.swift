@@ -45,12 +45,15 @@ struct ReplicationBench: AsyncParsableCommand {
         try seed(manifest, from: source, into: scratch.appendingPathComponent("store-a"))
 
         let endpoint = "tcp://127.0.0.1:\(freeLoopbackPort())"
-        let region = try startRegion(store: scratch.appendingPathComponent("store-a"), endpoint: endpoint)
+        let region = try startStoreRegion(store: scratch.appendingPathComponent("store-a"), endpoint: endpoint)
         defer { region.terminate(); region.waitUntilExit() }
 
         var ours: [Double] = [], socat: [Double] = [], hashing: [Double] = []
         for round in 1...rounds {
-            let copy = try await replicate(manifest, from: endpoint, into: scratch.appendingPathComponent("store-b"))
+            let destination = scratch.appendingPathComponent("store-b")
+            try? FileManager.default.removeItem(at: destination)
+            let copy = try await replicate(manifest, from: endpoint, into: destination, window: window).seconds
+            try FileManager.default.removeItem(at: destination)
             let tcp = try socatCopy(source, to: scratch.appendingPathComponent("socat-out"))
             let hash = try sha256sum(source, expecting: manifest.digest)
             ours.append(copy); socat.append(tcp); hashing.append(hash)
@@ -59,49 +62,10 @@ struct ReplicationBench: AsyncParsableCommand {
         let mib = Double(sizeMib)
         let (replication, tcp, hash) = (median(ours), median(socat), median(hashing))
         let slower = max(tcp, hash), faster = min(tcp, hash)
-        print(String(format: "%d MiB, %d KiB pieces, window %d: replication %.0f MiB/s, socat %.0f MiB/s, sha256sum %.0f MiB/s",
-                     sizeMib, Manifest.defaultPieceSize >> 10, window, mib / replication, mib / tcp, mib / hash))
+        print(String(format: "%d MiB, %d pieces cut by content, window %d: replication %.0f MiB/s, socat %.0f MiB/s, sha256sum %.0f MiB/s",
+                     sizeMib, manifest.pieceSha256.count, window, mib / replication, mib / tcp, mib / hash))
         print(String(format: "ratio replication / slower baseline (%@) = %.2f (goal >= 0.7)", tcp > hash ? "socat" : "sha256sum", slower / replication))
         print(String(format: "ratio replication / faster baseline (%@) = %.2f", tcp > hash ? "sha256sum" : "socat", faster / replication))
-    }
-
-    /// Seconds to copy, verify and commit the artifact into a fresh store through a region's store socket,
-    /// written as a region controller writes it: through the destination store's owner thread.
-    private func replicate(_ manifest: Slipway_V1_ArtifactManifest, from endpoint: String, into root: URL) async throws -> Double {
-        try? FileManager.default.removeItem(at: root)
-        let mailbox = try BlobStoreMailbox()
-        let stop = StopSignal()
-        let owner = OwnedThread(name: "bench-store-owner"), copier = OwnedThread(name: "bench-replicate")
-        defer {
-            owner.shutdown()
-            copier.shutdown()
-        }
-        let settings = StoreServer.Settings(region: "b", id: "bench-store", endpoint: try Endpoint(parsing: "tcp://127.0.0.1:\(freeLoopbackPort())"),
-                                            path: root.path, security: .insecure)
-        async let serving: Void = owner.run {
-            try StoreServer(config: settings, mailbox: mailbox, logger: Logger(label: "bench"), stop: stop).serve()
-        }
-        let window = self.window
-        let copied: Result<Double, any Error>
-        do {
-            copied = .success(try await copier.run {
-                let context = try ZMQContext()
-                _ = try mailbox.perform { try $0.begin(manifest) }
-                let start = ContinuousClock.now
-                let fetcher = try PieceFetcher(manifest: manifest, sources: [("a", try Endpoint(parsing: endpoint), .plain)], store: mailbox,
-                                               context: context, sender: "bench", logger: Logger(label: "bench"), window: window,
-                                               batch: min(8, window))
-                try fetcher.run(timeout: .seconds(600))
-                guard try mailbox.perform({ $0.has(manifest.digest) }) else { throw ValidationError("the copy was not committed") }
-                return elapsed(since: start)
-            })
-        } catch {
-            copied = .failure(error)
-        }
-        stop.stop()
-        try await serving
-        try FileManager.default.removeItem(at: root)
-        return try copied.get()
     }
 
     private func socatCopy(_ file: URL, to destination: URL) throws -> Double {
@@ -131,20 +95,6 @@ struct ReplicationBench: AsyncParsableCommand {
         let seconds = elapsed(since: start)
         guard text.hasPrefix(digest) else { throw ValidationError("sha256sum disagrees with the manifest: \(text)") }
         return seconds
-    }
-
-    // MARK: setup
-
-    private func startRegion(store: URL, endpoint: String) throws -> Process {
-        let binary = try siblingExecutable("slipway")
-        // No coordinator runs here: the region only serves its store; its replication side waits harmlessly.
-        let unused = { "tcp://127.0.0.1:\(freeLoopbackPort())" }
-        let process = try launch(binary, ["region", "--name", "a", "--store-dir", store.path, "--store", endpoint,
-                                               "--coordinator-intake", unused(), "--coordinator-events", unused(),
-                                               "--coordinator-snapshot", unused(), "--tracker", unused(), "--targets", unused(),
-                                               "--log-level", "warning", "--insecure"])
-        usleep(500_000)
-        return process
     }
 }
 

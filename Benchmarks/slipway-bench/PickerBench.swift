@@ -1,0 +1,58 @@
+import ArgumentParser
+import Crypto
+import Foundation
+import SlipwayAgent
+
+/// What choosing pieces costs an agent per piece, for artifacts of many pieces
+/// (10 GB cut by content is about 40,000), against the work every piece costs
+/// anyway: its SHA-256, in the same run. One agent, `peers` peers that hold
+/// everything, one request in flight per peer as agents run; the agent's loop
+/// asks the picker every turn, and most turns bring nothing new.
+struct PickerBench: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "picker",
+        abstract: "Piece-picking CPU per piece at tens of thousands of pieces vs SHA-256 of a piece.")
+
+    @Option(help: "Pieces in the artifact.") var pieces = 40_000
+    @Option(help: "Peers holding every piece.") var peers = 16
+    @Option(help: "Loop turns per piece that bring nothing new.") var idleTurns = 4
+    @Option(help: "Pieces between two peer-list refreshes.") var refreshEvery = 100
+    @Option(help: "Piece size for the SHA-256 baseline, KiB.") var pieceKib = 256
+
+    func validate() throws {
+        guard (1...1_000_000).contains(pieces), (1...1_000).contains(peers), idleTurns >= 0, refreshEvery >= 1, pieceKib >= 1 else {
+            throw ValidationError("--pieces 1…1000000, --peers 1…1000, --idle-turns ≥ 0, --refresh-every ≥ 1, --piece-kib ≥ 1")
+        }
+    }
+
+    func run() throws {
+        var random = SystemRandomNumberGenerator()
+        var picker = PiecePicker(pieceCount: pieces, perPeerLimit: 1, seedLimit: 1)
+        let everything = Set(0..<pieces)
+        let names = (0..<peers).map { "peer-\($0)" }
+        for name in names { picker.peer(name, has: everything) }
+        var inFlight: [PiecePicker.Request] = []
+        var delivered = 0
+        let start = ContinuousClock.now
+        while !picker.isComplete {
+            inFlight += picker.next(using: &random)
+            for _ in 0..<idleTurns { inFlight += picker.next(using: &random) }
+            guard !inFlight.isEmpty else { throw ValidationError("the picker asked for nothing with \(pieces - picker.held.count) pieces missing") }
+            let arrived = inFlight.removeFirst()
+            _ = picker.received(arrived.piece, from: arrived.source, valid: true)
+            delivered += 1
+            if delivered % refreshEvery == 0 { for name in names { picker.peer(name, has: everything) } }
+        }
+        let picking = elapsed(since: start) / Double(pieces)
+
+        let piece = [UInt8](repeating: 0x5a, count: pieceKib << 10)
+        let rounds = 200
+        let hashStart = ContinuousClock.now
+        var sink: UInt8 = 0
+        for _ in 0..<rounds { sink ^= Array(SHA256.hash(data: piece))[0] }
+        let hashing = elapsed(since: hashStart) / Double(rounds)
+        say(String(format: "%d pieces, %d peers, %d idle turns per piece: picking %.1f µs per piece; SHA-256 of a %d KiB piece %.1f µs (%d)",
+                   pieces, peers, idleTurns, picking * 1e6, pieceKib, hashing * 1e6, sink & 1))
+        say(String(format: "ratio picking / hashing per piece = %.3f (goal: well under 1, so picking never bounds an agent)", picking / hashing))
+    }
+}
