@@ -23,7 +23,7 @@ public enum Manifest {
         /// Where the content says (``ContentChunker``): what builds share, they ship once.
         case byContent(ContentChunker)
 
-        /// Pieces cut by content, averaging 256 KiB (64 KiB…1 MiB): what workers publish.
+        /// Pieces cut by content, averaging 1 MiB (256 KiB…4 MiB): what workers publish.
         public static let standard = Cutting.byContent(ContentChunker())
     }
 

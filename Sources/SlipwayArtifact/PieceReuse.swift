@@ -37,19 +37,23 @@ struct PieceReuse {
         guard !receiveWhole.contains(manifest.digest) else { return ReusedPieces() }
         let missing = (0..<manifest.pieceSha256.count).filter { !has($0) }
         guard !missing.isEmpty else { return ReusedPieces() }
-        var held: [Data: URL] = [:]
+        var held: [Data: (file: URL, length: Int)] = [:]
         for digest in earlierBuilds(named: manifest.name, excluding: manifest.digest, in: store) {
             guard let earlier = try? store.manifest(digest) else { continue }
             let pieces = store.committedFolder(digest).appendingPathComponent("pieces")
             for (index, sha) in earlier.pieceSha256.enumerated() where held[sha] == nil {
-                held[sha] = pieces.appendingPathComponent("\(index)")
+                held[sha] = (pieces.appendingPathComponent("\(index)"), Manifest.pieceLength(earlier, index: index))
             }
         }
         var taken = ReusedPieces()
         for index in missing {
-            guard let source = held[manifest.pieceSha256[index]] else { continue }
+            // Same SHA-256 and the same length: a manifest that moved lengths between
+            // pieces would otherwise commit with pieces no downloader could verify.
+            guard let source = held[manifest.pieceSha256[index]], source.length == Manifest.pieceLength(manifest, index: index) else {
+                continue
+            }
             // A failed link (the piece is gone, the file system cannot) only means receiving it.
-            guard Glibc.link(source.path, folder.appendingPathComponent("\(index)").path) == 0 else { continue }
+            guard Glibc.link(source.file.path, folder.appendingPathComponent("\(index)").path) == 0 else { continue }
             landed(index)
             taken.pieces += 1
             taken.bytes += UInt64(Manifest.pieceLength(manifest, index: index))

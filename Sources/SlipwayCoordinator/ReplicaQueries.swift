@@ -54,6 +54,12 @@ extension CoordinatorQueries {
                   Self.packedLengths(manifest)])
         guard let row = rows.first else { return (false, []) }
         var published = manifest
+        if try row.int("inserted") == 0, let recorded = try self.manifest(db, digest: manifest.digest) {
+            // Built before (perhaps cut otherwise, by an older worker): regions copy the pieces as recorded.
+            published.pieceSize = recorded.pieceSize
+            published.pieceSha256 = recorded.pieceSha256
+            published.pieceLength = recorded.pieceLength
+        }
         published.jobID = result.jobID
         published.originRegion = origin
         var events = [

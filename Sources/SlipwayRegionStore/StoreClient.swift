@@ -64,14 +64,14 @@ public final class StoreClient {
             }
             // The store acknowledges with the first piece it still needs: past the batch once all of it is in.
             var acknowledged = first
-            var progressed = false
             while acknowledged <= batch.last! {
                 guard let ack = try receive(Slipway_V1_UploadAck.self) else { break }
                 guard ack.error.isEmpty else { throw Failure(description: "store refused upload: \(ack.error)") }
                 acknowledged = max(acknowledged, Int(ack.nextPiece))
-                progressed = true
             }
-            if progressed {
+            // Progress is the store needing a later piece: a store that keeps asking for
+            // the same one (it claimed to hold pieces it does not) uses up the retries.
+            if acknowledged > first {
                 pending.removeFirst(pending.prefix { $0 < acknowledged }.count)
                 attemptsLeft = retries
             } else {

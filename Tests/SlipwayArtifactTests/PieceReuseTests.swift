@@ -148,6 +148,21 @@ struct PieceReuseTests {
         #expect([UInt8](try Data(contentsOf: out)) == builds.newBytes)
     }
 
+    @Test("a piece is linked only at its own length: a manifest that moves lengths between pieces links none of those")
+    func lengthsMustMatch() throws {
+        let builds = try TwoBuilds()
+        defer { try? FileManager.default.removeItem(at: builds.folder) }
+        var moved = builds.old
+        moved.digest = String(repeating: "b", count: 64)
+        moved.pieceLength[0] += 1
+        moved.pieceLength[1] -= 1
+        moved.pieceSize = max(moved.pieceSize, moved.pieceLength[0])
+        try Manifest.validate(moved)
+        _ = try builds.store.begin(moved)
+        #expect(builds.store.takeReused(moved.digest).pieces == moved.pieceSha256.count - 2)
+        #expect(!builds.store.receivedPieces(moved.digest).contains(0) && !builds.store.receivedPieces(moved.digest).contains(1))
+    }
+
     @Test("an artifact of another name takes nothing")
     func otherNameTakesNothing() throws {
         let builds = try TwoBuilds(newName: "other")

@@ -81,7 +81,7 @@ struct ReplicationTests {
         let client = try SlipwayClient(endpoint: cluster.intake, security: cluster.security())
         defer { Task { await client.close() } }
 
-        // Pieces cut by content: about 9 of 256 KiB to 4 MiB.
+        // Pieces cut by content: about 9, of 256 KiB to 4 MiB.
         let digest = try await build(client, cluster, bytes: 2 * pieceSize + (1 << 20))
         try await waitFor("C's replica", timeout: .seconds(30)) {
             try await artifact(client, digest).replicas.first { $0.region == "c" }?.state == .complete
@@ -148,8 +148,8 @@ struct ReplicationTests {
         try cluster.startCoordinator(extra: ["--regions", "a,c"])
         try cluster.startRegion("region-a", region: "a", store: stores["a"]!, peers: ["c": stores["c"]!])
         try cluster.startWorker("w1", region: "a", store: stores["a"]!)
-        // One piece at a time at 2 MiB/s: 10 pieces take 20 s, time enough to see two arrive and kill it
-        // mid-way even on a loaded machine (at 8 MiB/s the 4 s window was missed now and then).
+        // One piece at a time at 2 MiB/s: 40 MiB (about 40 pieces cut by content) take 20 s, time enough to
+        // see two arrive and kill it mid-way even on a loaded machine (at 8 MiB/s the window was missed now and then).
         let slow = ["--replication-window", "1", "--replication-max-mibps", "2"]
         let region = try cluster.startRegion("region-c", region: "c", store: stores["c"]!, peers: ["a": stores["a"]!], extra: slow)
         let client = try SlipwayClient(endpoint: cluster.intake, security: cluster.security())
