@@ -10,6 +10,7 @@ import Glibc
 /// Layout under `root`:
 /// ```
 /// artifacts/<digest>/manifest        committed: visible to readers
+/// artifacts/<digest>/name            its name (which builds may share pieces)
 /// artifacts/<digest>/pieces/<index>
 /// incoming/<digest>/manifest         being uploaded or replicated
 /// incoming/<digest>/pieces/<index>
@@ -209,6 +210,8 @@ public final class BlobStore {
         case .verified:
             break
         }
+        // The name alone, so a later process finds earlier builds without parsing every manifest.
+        try writeAtomically(Data((incoming[digest]?.name ?? "").utf8), to: staging(digest).appendingPathComponent(PieceReuse.nameFile))
         try syncDirectory(staging(digest).appendingPathComponent("pieces"))
         try syncDirectory(staging(digest))
         try files.moveItem(at: staging(digest), to: committed(digest))

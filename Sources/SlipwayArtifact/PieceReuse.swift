@@ -9,8 +9,9 @@ import Glibc
 /// store links those pieces into the transfer instead of receiving them.
 ///
 /// Candidates are the newest committed artifacts of the same name (the earlier
-/// builds of the same service); their manifests are read per transfer, so
-/// nothing grows with the number of artifacts but a name per artifact.
+/// builds of the same service), found by the small `name` file beside each
+/// manifest; the candidates' manifests are read per transfer, so nothing grows
+/// with the number of artifacts but a name per artifact.
 /// A linked piece is not read here: the transfer's whole-artifact digest reads
 /// and checks it with every other piece. If that check fails for a transfer that
 /// linked pieces (a held piece rotted on disk), the transfer is received whole
@@ -22,6 +23,8 @@ struct PieceReuse {
 
     /// Earlier builds looked at per transfer, newest first.
     static let candidates = 4
+    /// The file beside a committed artifact's manifest that holds its name.
+    static let nameFile = "name"
 
     /// Name and manifest time of each committed artifact looked at so far.
     private var known: [String: (name: String, written: Date)] = [:]
@@ -83,10 +86,15 @@ struct PieceReuse {
     private mutating func earlierBuilds(named name: String, excluding digest: String, in store: BlobStore) -> [String] {
         guard !name.isEmpty else { return [] }
         for committed in (try? store.committedDigests()) ?? [] where known[committed] == nil {
-            let file = store.committedFolder(committed).appendingPathComponent("manifest")
-            guard let manifest = try? store.manifest(committed),
-                  let written = try? FileManager.default.attributesOfItem(atPath: file.path)[.modificationDate] as? Date else { continue }
-            known[committed] = (manifest.name, written)
+            let folder = store.committedFolder(committed)
+            // Artifacts committed before the name file existed: their manifest says it.
+            let file = folder.appendingPathComponent(Self.nameFile)
+            let named = (try? Data(contentsOf: file)).map { String(decoding: $0, as: UTF8.self) }
+            guard let name = named ?? (try? store.manifest(committed))?.name,
+                  let written = try? FileManager.default.attributesOfItem(
+                      atPath: named == nil ? folder.appendingPathComponent("manifest").path : file.path)[.modificationDate] as? Date
+            else { continue }
+            known[committed] = (name, written)
         }
         return known.filter { $0.key != digest && $0.value.name == name }
             .sorted { $0.value.written > $1.value.written }

@@ -85,10 +85,15 @@ struct DatabaseOutageTests {
             try cluster.startRegion()
             let doomed = try cluster.startWorker("doomed")
             try await cluster.waitForLog("doomed", "] serving")
-            try await Task.sleep(for: .milliseconds(500))  // registered, with credit
             let client = try SlipwayClient(endpoint: cluster.intake, security: cluster.security())
             defer { Task { await client.close() } }
             let (repo, commit) = try TestRepository.make(in: cluster.directory)
+            // A first job proves the worker registered (half a second after "serving" was not always enough
+            // on a loaded machine); it asks for more work as it reports, so a moment later it has credit.
+            let warmUp = try await client.submit(BuildPipelineTests.submission(repo, commit, recipe: "mkdir -p out && echo warm > out/app",
+                                                                               path: "out/app"))
+            #expect(try await client.wait(for: warmUp.jobID, timeout: .seconds(30)).status == .succeeded)
+            try await Task.sleep(for: .milliseconds(500))
 
             // Frozen, the worker cannot read: the assignment is sent but never received. Then it dies.
             doomed.signal(SIGSTOP)
