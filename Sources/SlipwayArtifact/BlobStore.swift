@@ -211,13 +211,14 @@ public final class BlobStore {
             break
         }
         // The name alone, so a later process finds earlier builds without parsing every manifest.
-        try writeAtomically(Data((incoming[digest]?.name ?? "").utf8), to: staging(digest).appendingPathComponent(PieceReuse.nameFile))
+        let name = incoming[digest]?.name ?? ""
+        try writeAtomically(Data(name.utf8), to: staging(digest).appendingPathComponent(PieceReuse.nameFile))
         try syncDirectory(staging(digest).appendingPathComponent("pieces"))
         try syncDirectory(staging(digest))
         try files.moveItem(at: staging(digest), to: committed(digest))
         try syncDirectory(root.appendingPathComponent("artifacts"))
         try syncDirectory(root.appendingPathComponent("incoming"))
-        reuse.committed(digest, name: incoming[digest]?.name ?? "")
+        reuse.committed(digest, name: name)
         incoming[digest] = nil
         digests[digest] = nil
     }
@@ -319,9 +320,8 @@ public final class BlobStore {
         return transfer
     }
 
-    private func committed(_ digest: String) -> URL { committedFolder(digest) }
     /// Where a committed artifact's manifest and pieces live.
-    func committedFolder(_ digest: String) -> URL { root.appendingPathComponent("artifacts/\(digest)") }
+    func committed(_ digest: String) -> URL { root.appendingPathComponent("artifacts/\(digest)") }
     private func staging(_ digest: String) -> URL { root.appendingPathComponent("incoming/\(digest)") }
 
     /// A whole file's bytes, read into one buffer (no intermediate `Data`: pieces are

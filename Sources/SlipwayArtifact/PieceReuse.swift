@@ -43,7 +43,7 @@ struct PieceReuse {
         var held: [Data: (file: URL, length: Int)] = [:]
         for digest in earlierBuilds(named: manifest.name, excluding: manifest.digest, in: store) {
             guard let earlier = try? store.manifest(digest) else { continue }
-            let pieces = store.committedFolder(digest).appendingPathComponent("pieces")
+            let pieces = store.committed(digest).appendingPathComponent("pieces")
             for (index, sha) in earlier.pieceSha256.enumerated() where held[sha] == nil {
                 held[sha] = (pieces.appendingPathComponent("\(index)"), Manifest.pieceLength(earlier, index: index))
             }
@@ -86,7 +86,7 @@ struct PieceReuse {
     private mutating func earlierBuilds(named name: String, excluding digest: String, in store: BlobStore) -> [String] {
         guard !name.isEmpty else { return [] }
         for committed in (try? store.committedDigests()) ?? [] where known[committed] == nil {
-            let folder = store.committedFolder(committed)
+            let folder = store.committed(committed)
             // Artifacts committed before the name file existed: their manifest says it.
             let file = folder.appendingPathComponent(Self.nameFile)
             let named = (try? Data(contentsOf: file)).map { String(decoding: $0, as: UTF8.self) }
