@@ -96,22 +96,40 @@ final class CoordinatorLoop: ServingLoop {
     }
 
     /// Waits to lead, leads until stopped; a leader that loses its lock steps down and waits again.
+    /// A coordinator that took the lock but found a port held hands the lock back and waits
+    /// again (the holder may be a leader that has not yet seen it lost the lock, and may take
+    /// it back); this many take-overs in a row failing that way end the process.
+    static let takeOverAttempts = 3
+
     func serve() throws {
+        var portsHeld = 0
         while !stop.isStopped {
             guard leadership.waitUntilLeader(db) else { break }
             do {
-                try lead()
+                try lead { portsHeld = 0 }
             } catch let lost as Leadership.Lost {
                 logger.error("stepping down to standby", metadata: ["reason": "\(lost)"])
                 registry = WorkerRegistry(heartbeatInterval: config.heartbeatInterval, liveness: config.liveness)
+            } catch let held as CoordinatorSockets.PortHeld {
+                portsHeld += 1
+                guard portsHeld < Self.takeOverAttempts else { throw held.failure }
+                logger.error("cannot take over: a port is still in use; handing the lock back and waiting again",
+                             metadata: ["endpoint": "\(held.failure.endpoint.labelled)", "attempt": "\(portsHeld)",
+                                        "attempts_left": "\(Self.takeOverAttempts - portsHeld)"])
+                leadership.release(db)
+                registry = WorkerRegistry(heartbeatInterval: config.heartbeatInterval, liveness: config.liveness)
+                // Long enough for a leader that lost its lock only across a reconnect to take it back.
+                if leadership.sleep(.seconds(2)) { break }
             }
         }
         logger.info("coordinator stopped")
     }
 
-    private func lead() throws {
+    /// - Parameter bound: called once every socket is bound.
+    private func lead(bound: () -> Void) throws {
         try prepareToLead()
         let sockets = try CoordinatorSockets.takingOver(context: context, config: config, logger: logger) { leadership.sleep($0) }
+        bound()
         self.sockets = sockets
         defer {
             sockets.close()

@@ -29,20 +29,33 @@ struct CoordinatorSockets {
     /// ROUTER where subscribers catch up.
     let snapshots: ZMQSocket
 
+    /// A port was still in use when the wait for it ran out.
+    struct PortHeld: Error, CustomStringConvertible {
+        let failure: EndpointFailure
+        var description: String { failure.description }
+    }
+
+    /// How long a coordinator taking over waits for a port still in use. A leader that
+    /// loses its lock learns it within about a second of reaching the database again
+    /// (``DatabaseHealth`` retries at least every second), and then releases its ports at once.
+    static let takeOverWait: Duration = .seconds(5)
+
     /// Binds the leader's sockets. Right after leadership changes hands the previous leader may
     /// still hold the ports for a moment: another process that has not yet seen it lost the lock
     /// (it can no longer commit), or this process's own sockets, closed a moment ago when it
-    /// stepped down. A port in use is tried again for 5 s; only then is it the daemon's error.
+    /// stepped down. A port in use is tried again for ``takeOverWait``.
     /// (Chaos found both coordinators exiting after a PostgreSQL restart: each found the other's ports.)
     /// - Parameter sleep: waits between tries; true when the daemon is stopping.
+    /// - Throws: ``PortHeld`` when a port is still in use after the wait; any other failure as it came.
     static func takingOver(context: ZMQContext, config: CoordinatorConfig, logger: Logger,
                            sleep: (Duration) -> Bool) throws -> CoordinatorSockets {
-        let deadline = ContinuousClock.now + .seconds(5)
+        let deadline = ContinuousClock.now + takeOverWait
         let inUse = String(cString: strerror(EADDRINUSE))
         while true {
             do {
                 return try CoordinatorSockets(context: context, config: config, logger: logger)
-            } catch let failure as EndpointFailure where failure.reason.contains(inUse) && ContinuousClock.now < deadline {
+            } catch let failure as EndpointFailure where failure.reason.contains(inUse) {
+                guard ContinuousClock.now < deadline else { throw PortHeld(failure: failure) }
                 logger.warning("taking over: a port is still held by the previous leader; trying again",
                                metadata: ["endpoint": "\(failure.endpoint.labelled)"])
                 if sleep(.milliseconds(250)) { throw CancellationError() }

@@ -3,11 +3,16 @@ import SlipwayCore
 import SlipwayStore
 
 /// Whether the coordinator should touch its database now. After a failure it
-/// backs off (0.2 s doubling to 10 s): intake requests meanwhile are answered
+/// backs off (0.2 s doubling to 1 s): intake requests meanwhile are answered
 /// `unavailable` at once, worker messages are left for the workers to resend,
 /// and the trouble is logged once a minute with counts.
+///
+/// The cap is short because each retry is also the leader's check of its lock:
+/// a standby may take the lock the moment the database is back, and waits only
+/// ``CoordinatorSockets/takeOverWait`` for this leader to see that and release
+/// its ports. (Chaos saw a 10 s cap leave a new leader unable to bind for 5 s.)
 struct DatabaseHealth {
-    private var backoff = Backoff(initial: .milliseconds(200), cap: .seconds(10))
+    private var backoff = Backoff(initial: .milliseconds(200), cap: .seconds(1))
     private var retryAt: ContinuousClock.Instant?
     private var trouble = RepeatedEvent(interval: .seconds(60))
     private var lastError = ""

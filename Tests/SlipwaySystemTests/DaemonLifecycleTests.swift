@@ -2,6 +2,7 @@ import Foundation
 import SlipwayAuth
 import SlipwayProducer
 import SlipwayProto
+import SlipwayStore
 import SlipwayTestSupport
 import Testing
 #if canImport(Glibc)
@@ -135,7 +136,7 @@ struct DaemonLifecycleTests {
         }
     }
 
-    @Test("a standby checks its settings before it waits; one whose port is taken exits when it becomes leader, metrics and all")
+    @Test("a standby checks its settings before it waits; one whose port stays taken hands the lock back twice, then exits, metrics and all")
     func standbyFailures() async throws {
         let (_, statuses) = try await Cluster.with { cluster in
             let leader = try cluster.startCoordinator("leader")
@@ -159,9 +160,11 @@ struct DaemonLifecycleTests {
             leader.signal(SIGKILL)
             await leader.exited()
             let started = ContinuousClock.now
-            while !standby.hasExited, ContinuousClock.now - started < .seconds(10) { try await Task.sleep(for: .milliseconds(20)) }
+            // Three take-overs of 5 s each, with 2 s after each of the first two.
+            while !standby.hasExited, ContinuousClock.now - started < .seconds(35) { try await Task.sleep(for: .milliseconds(20)) }
             #expect(standby.hasExited, "the failed standby kept running")
             #expect(await standby.exited() == 1)
+            #expect(cluster.logText("standby").components(separatedBy: "handing the lock back").count - 1 == 2)
             let lines = cluster.logText("standby").split(separator: "\n")
             #expect(lines.last?.hasPrefix("slipway coordinator: coordinator: --events tcp://127.0.0.1:\(taken.port): cannot bind") == true,
                     "\(lines.suffix(3))")
@@ -169,7 +172,7 @@ struct DaemonLifecycleTests {
         #expect(statuses["standby"] == 1)
     }
 
-    @Test("a standby taking over while the old leader still holds a port for a moment waits for it, and leads")
+    @Test("a standby taking over while the old leader still holds a port waits for it, hands the lock back after 5 s, and leads once it is free")
     func takeOverWaitsForAPortBeingReleased() async throws {
         let (_, statuses) = try await Cluster.with { cluster in
             let leader = try cluster.startCoordinator("leader")
@@ -184,6 +187,7 @@ struct DaemonLifecycleTests {
             leader.signal(SIGKILL)
             await leader.exited()
             try await cluster.waitForLog("standby", "a port is still held by the previous leader")
+            try await cluster.waitForLog("standby", "handing the lock back and waiting again", timeout: .seconds(10))
             close(held.descriptor)
             try await cluster.waitForLog("standby", "coordinator active", timeout: .seconds(10))
             #expect(!standby.hasExited)
@@ -194,6 +198,56 @@ struct DaemonLifecycleTests {
         }
         #expect(statuses["standby"] == 0)
     }
+
+    @Test("a leader that lost its lock while its database was unreachable releases its ports within 3 s of the database returning, and leads again once the lock is free")
+    func leaderLosingItsLockDuringAnOutage() async throws {
+        let (_, statuses) = try await Cluster.with { cluster in
+            try cluster.startCoordinator()
+            try await cluster.waitForLog("coordinator", "coordinator active")
+            let database = String(cluster.databaseURL.split(separator: "/").last!)
+            // Plays a standby: keeps a session while the leader's is ended and new ones are refused.
+            let rival = try PGConnection(url: cluster.databaseURL, logger: TestDatabase.logger)
+            let rivalPID = try #require(try rival.query("SELECT pg_backend_pid()::text AS pid").first?.string("pid"))
+            let admin = try PGConnection(url: cluster.databaseURL.replacingOccurrences(of: "/\(database)", with: "/postgres"),
+                                         logger: TestDatabase.logger)
+            _ = try admin.query("ALTER DATABASE \(database) ALLOW_CONNECTIONS false")
+            _ = try admin.query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1 AND pid <> $2::int",
+                                [.text(database), .text(rivalPID)])
+            _ = try rival.query("SELECT pg_advisory_lock($1)", [.int(Self.coordinatorLock)])
+            // Long enough for the leader's retries to back off past the 5 s a standby waits for its ports.
+            try await Task.sleep(for: .seconds(8))
+            _ = try admin.query("ALTER DATABASE \(database) ALLOW_CONNECTIONS true")
+            let returned = ContinuousClock.now
+            try await cluster.waitForLog("coordinator", "stepping down to standby", timeout: .seconds(15))
+            #expect(ContinuousClock.now - returned < .seconds(3), "stepped down \(ContinuousClock.now - returned) after the database returned")
+            let intakePort = try #require(Int(cluster.intake.split(separator: ":").last!))
+            var free = false
+            for _ in 0..<20 where !free {
+                let probe = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+                var address = sockaddr_in()
+                address.sin_family = sa_family_t(AF_INET)
+                address.sin_addr.s_addr = inet_addr("127.0.0.1")
+                address.sin_port = UInt16(intakePort).bigEndian
+                free = withUnsafePointer(to: &address) {
+                    $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(probe, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+                } == 0
+                close(probe)
+                if !free { try await Task.sleep(for: .milliseconds(100)) }
+            }
+            #expect(free, "the intake port is free for the new leader")
+            _ = try rival.query("SELECT pg_advisory_unlock($1)", [.int(Self.coordinatorLock)])
+            try await ReplicationTests.waitFor("the coordinator to lead again", timeout: .seconds(15)) {
+                cluster.logText("coordinator").components(separatedBy: "coordinator active").count - 1 == 2
+            }
+            let client = try SlipwayClient(endpoint: cluster.intake, security: try cluster.security())
+            defer { Task { await client.close() } }
+            #expect(try await client.jobs(Slipway_V1_JobListQuery()).isEmpty)
+        }
+        #expect(statuses["coordinator"] == 0)
+    }
+
+    /// The coordinators' advisory lock key ("slipcoor", `Leadership.lockKey`).
+    static let coordinatorLock: Int64 = 0x736c_6970_636f_6f72
 
     @Test("SIGTERM stops every daemon while it works, within the documented 15 s, with exit 0")
     func sigtermWhileWorking() async throws {
