@@ -40,6 +40,8 @@ final class AgentLoop: ServingLoop {
     private var lastPeerList: [String: ContinuousClock.Instant] = [:]
     private var reported: [Slipway_V1_AgentStatus] = []
     private var gate: TargetGate
+    /// Where the gate's highest signed versions are kept across restarts.
+    private let versionsFile: URL
     private var rejected = 0 {
         didSet { SlipwayMetrics.rejected(daemon: "agent", socket: "tracker+targets", reason: "bad_message") }
     }
@@ -53,9 +55,10 @@ final class AgentLoop: ServingLoop {
         self.logger = logger
         self.stop = stop
         self.context = try ZMQContext()
-        gate = TargetGate(region: config.region, keys: config.targetVerifiers)
         try StartupCheck.writableDirectory(config.root, setting: "--root")
         let root = URL(fileURLWithPath: config.root)
+        versionsFile = root.appendingPathComponent("signed-versions.json")
+        gate = TargetGate(region: config.region, keys: config.targetVerifiers, versions: try SignedVersions.load(versionsFile))
         self.store = try BlobStore(root: root.appendingPathComponent("store"))
         var environment: [String: String] = [:]
         for key in ["PATH", "HOME", "LANG", "TZ"] { environment[key] = ProcessInfo.processInfo.environment[key] }
@@ -338,6 +341,15 @@ final class AgentLoop: ServingLoop {
     private func apply(_ target: Slipway_V1_TargetChange) {
         guard target.region == config.region, slots[target.service] != nil, Manifest.isDigest(target.artifactDigest) else { return }
         guard gate.admit(target, logger: logger) else { return }
+        if gate.versionsRaised {
+            do {
+                try gate.versions.save(versionsFile)
+                gate.versionsSaved()
+            } catch {
+                // Applied all the same: the guard holds in memory, and the save is tried with the next raise.
+                logger.error("cannot save the signed target versions", metadata: ["file": "\(versionsFile.path)", "error": "\(error)"])
+            }
+        }
         // In a rollout, the region's cutoff says which of the two signed builds this machine runs.
         let (digest, ahead) = WaveMembership.assignment(for: config.machineID, in: target)
         if prefetches.set(ahead, for: target.service), let ahead {

@@ -27,10 +27,13 @@ enum TargetCheck {
 }
 
 /// The agent's gate for target changes: applies only what ``TargetCheck`` passes
-/// (everything when the agent runs `--insecure`, with no keys), and remembers
-/// per service the last change it refused, which the service's status reports
-/// until a good one comes. Targets come again with every heartbeat reply, so a
-/// refusal is new (worth a log line and a count) only once per change.
+/// (everything when the agent runs `--insecure`, with no keys) and what is not
+/// older than a signed change it already applied in the same scope (a replay:
+/// a region controller or store that was taken over could otherwise send an old,
+/// genuinely signed target and pin machines to a build the coordinator has since
+/// replaced). It remembers per service the last change it refused, which the
+/// service's status reports until a good one comes. Targets come again with every
+/// heartbeat reply, so a refusal is new (worth a log line and a count) only once per change.
 struct TargetGate {
     /// What to do with a change.
     enum Decision: Equatable {
@@ -42,15 +45,28 @@ struct TargetGate {
     /// Built once from the certificates' raw keys.
     private let verifiers: [Curve25519.Signing.PublicKey]
     private var refused: [String: String] = [:]
+    /// The highest signed versions applied; to be saved when ``versionsRaised``.
+    private(set) var versions: SignedVersions
+    /// A change admitted since the last ``versionsSaved()`` raised a highest version.
+    private(set) var versionsRaised = false
 
-    init(region: String, keys: [Certificate.SigningKey]) {
+    init(region: String, keys: [Certificate.SigningKey], versions: SignedVersions = SignedVersions()) {
         self.region = region
         self.verifiers = keys.compactMap(\.verifier)
+        self.versions = versions
     }
 
     mutating func admit(_ change: Slipway_V1_TargetChange) -> Decision {
-        guard !verifiers.isEmpty, let problem = TargetCheck.problem(with: change, region: region, verifiers: verifiers) else {
+        guard !verifiers.isEmpty else { return .apply }
+        let highest = versions.version(change.service, scope: change.signedRegion)
+        let problem = TargetCheck.problem(with: change, region: region, verifiers: verifiers)
+            ?? (change.signedVersion < highest
+                ? "it is signed version \(change.signedVersion), older than the \(highest) this machine already applied (a replay, "
+                  + "or the coordinator's database was restored from an older backup)"
+                : nil)
+        guard let problem else {
             refused[change.service] = nil
+            if versions.applied(change.service, scope: change.signedRegion, version: change.signedVersion) { versionsRaised = true }
             return .apply
         }
         let note = "refused target sha256:\(change.artifactDigest.prefix(12)) v\(change.version): \(problem)"
@@ -62,12 +78,15 @@ struct TargetGate {
     mutating func admit(_ change: Slipway_V1_TargetChange, logger: Logger) -> Bool {
         guard case .refuse(let problem, let new) = admit(change) else { return true }
         if new {
-            logger.error("refused a target the coordinator did not sign", metadata: [
+            logger.error("refused a target", metadata: [
                 "service": "\(change.service)", "digest": "\(change.artifactDigest)", "version": "\(change.version)", "problem": "\(problem)"])
             SlipwayMetrics.targetRefused(service: change.service)
         }
         return false
     }
+
+    /// The raised versions were saved.
+    mutating func versionsSaved() { versionsRaised = false }
 
     /// The last change refused for `service`, as its status says it; nil once a good one came.
     func refusal(for service: String) -> String? { refused[service] }

@@ -1,7 +1,7 @@
 import Crypto
 import Foundation
 @testable import SlipwayAgent
-import SlipwayAuth
+@testable import SlipwayAuth
 import SlipwayProto
 import Testing
 
@@ -67,6 +67,61 @@ struct TargetCheckTests {
         #expect(TargetCheck.problem(with: good, region: "eu", verifiers: [stranger]) != nil)
         // During a rotation an agent holds both keys: either one's signature passes.
         #expect(TargetCheck.problem(with: good, region: "eu", verifiers: [stranger, verifier]) == nil)
+    }
+}
+
+@Suite("Replayed targets at the agent")
+struct TargetReplayTests {
+    static func gate(_ versions: SignedVersions = SignedVersions()) -> TargetGate {
+        let key = Certificate.SigningKey(publicKey: Array(TargetCheckTests.coordinator.publicKey.rawRepresentation), secretKey: nil)
+        return TargetGate(region: "eu", keys: [key], versions: versions)
+    }
+
+    @Test("an older signed version of the same scope is refused; the same or a newer one passes; scopes count apart")
+    func olderRefused() throws {
+        var gate = Self.gate()
+        let v3 = TargetCheckTests.asRegionTells(try TargetCheckTests.signed(version: 3), region: "eu", combinedVersion: 3)
+        let v2 = TargetCheckTests.asRegionTells(try TargetCheckTests.signed(version: 2), region: "eu", combinedVersion: 2)
+        #expect(gate.admit(v3) == .apply && gate.versionsRaised)
+        gate.versionsSaved()
+        #expect(gate.admit(v3) == .apply && !gate.versionsRaised, "the same change again, as every heartbeat brings it")
+        guard case .refuse(let problem, true) = gate.admit(v2) else { Issue.record("v2 after v3 passed"); return }
+        #expect(problem.contains("older than the 3"), "\(problem)")
+        #expect(gate.refusal(for: "web") != nil)
+        // An override of this region is numbered on its own: its version 1 is new.
+        let override = TargetCheckTests.asRegionTells(try TargetCheckTests.signed(region: "eu", version: 1), region: "eu", combinedVersion: 4)
+        #expect(gate.admit(override) == .apply && gate.refusal(for: "web") == nil)
+        // Cleared again, the region follows the global v3 it already applied.
+        #expect(gate.admit(v3) == .apply)
+        #expect(gate.versions.version("web", scope: "") == 3 && gate.versions.version("web", scope: "eu") == 1)
+    }
+
+    @Test("what was applied survives a restart through the state file; an unreadable file names itself")
+    func persisted() throws {
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("signed-versions-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: folder) }
+        let file = folder.appendingPathComponent("signed-versions.json")
+        #expect(try SignedVersions.load(file) == SignedVersions(), "a new machine has applied nothing")
+
+        var gate = Self.gate()
+        #expect(gate.admit(TargetCheckTests.asRegionTells(try TargetCheckTests.signed(version: 5), region: "eu", combinedVersion: 5)) == .apply)
+        try gate.versions.save(file)
+
+        var restarted = Self.gate(try SignedVersions.load(file))
+        let old = TargetCheckTests.asRegionTells(try TargetCheckTests.signed(version: 4), region: "eu", combinedVersion: 4)
+        #expect(restarted.admit(old) != .apply, "a restart does not make v4 acceptable again")
+
+        try Data("{\"web\": [1]}".utf8).write(to: file)
+        let error = #expect(throws: SignedVersions.Unreadable.self) { try SignedVersions.load(file) }
+        #expect(error?.description.contains(file.path) == true)
+    }
+
+    @Test("an agent without keys (--insecure) has nothing to check against and applies any change")
+    func insecure() throws {
+        var gate = TargetGate(region: "eu", keys: [])
+        #expect(gate.admit(TargetCheckTests.asRegionTells(try TargetCheckTests.signed(version: 5), region: "eu", combinedVersion: 5)) == .apply)
+        #expect(gate.admit(TargetCheckTests.asRegionTells(try TargetCheckTests.signed(version: 1), region: "eu", combinedVersion: 1)) == .apply)
     }
 }
 

@@ -228,7 +228,7 @@ struct AuthenticationTests {
         #expect(statuses.values.allSatisfy { $0 == 0 }, "\(statuses)")
     }
 
-    @Test("a region controller that tells its agents a target the coordinator never signed: every agent refuses it and keeps its build")
+    @Test("a region controller that tells its agents a target the coordinator never signed, or replays an older signed one: every agent refuses it and keeps its build")
     func forgedTarget() async throws {
         let (_, statuses) = try await Cluster.with { cluster in
             try cluster.startCoordinator()
@@ -245,7 +245,8 @@ struct AuthenticationTests {
             // The region controller is taken over: its saved targets now say v2, newer, under v1's signature.
             _ = await cluster.processes["region"]!.stopped()
             let file = cluster.storeDirectory("region").appendingPathComponent("targets.json")
-            var saved = try #require(try JSONSerialization.jsonObject(with: Data(contentsOf: file)) as? [String: Any])
+            let genuine = try Data(contentsOf: file)
+            var saved = try #require(try JSONSerialization.jsonObject(with: genuine) as? [String: Any])
             var targets = try #require(saved["targets"] as? [String: Any])
             var global = try #require(targets["global"] as? [String: Any])
             var hello = try #require(global["hello"] as? [String: Any])
@@ -258,7 +259,7 @@ struct AuthenticationTests {
             try JSONSerialization.data(withJSONObject: saved).write(to: file)
             try cluster.startRegion("region-taken", region: "local", store: cluster.store, storeOf: "region")
             try await ReplicationTests.waitFor("both agents to refuse the forged target", timeout: .seconds(30)) {
-                ["m1", "m2"].allSatisfy { cluster.logText($0).contains("refused a target the coordinator did not sign") }
+                ["m1", "m2"].allSatisfy { cluster.logText($0).contains("refused a target") && cluster.logText($0).contains("does not verify") }
             }
             try await Task.sleep(for: .seconds(2))
             for name in ["m1", "m2"] {
@@ -274,6 +275,24 @@ struct AuthenticationTests {
             try cluster.startRegion("region-clean", region: "local", store: cluster.store, storeOf: "region")
             try await AgentTests.deploy(client, v2)
             try await AgentTests.waitUntilEvery(["m1", "m2"], cluster, runs: "hello v2")
+
+            // Taken over again, it replays what the coordinator really signed before (v1, an older version),
+            // and claims to have seen every later event, so nothing newer replaces it.
+            _ = await cluster.processes["region-clean"]!.stopped()
+            var replay = try #require(try JSONSerialization.jsonObject(with: genuine) as? [String: Any])
+            replay["appliedThrough"] = 1_000_000_000
+            try JSONSerialization.data(withJSONObject: replay).write(to: file)
+            try cluster.startRegion("region-replay", region: "local", store: cluster.store, storeOf: "region")
+            try await ReplicationTests.waitFor("both agents to refuse the replayed target", timeout: .seconds(30)) {
+                ["m1", "m2"].allSatisfy { cluster.logText($0).contains("older than the") }
+            }
+            try await Task.sleep(for: .seconds(2))
+            for name in ["m1", "m2"] {
+                let installed = cluster.agentDirectory(name).appendingPathComponent("services/hello/current/hello")
+                #expect(try await shellOutput("sha256sum '\(installed.path)' | cut -d' ' -f1") == v2, "\(name) went back to v1")
+                let kept = try Data(contentsOf: cluster.agentDirectory(name).appendingPathComponent("signed-versions.json"))
+                #expect(String(decoding: kept, as: UTF8.self).contains("\"hello\""), "\(name) keeps what it applied on disk")
+            }
         }
         #expect(statuses.values.allSatisfy { $0 == 0 }, "\(statuses)")
     }
