@@ -330,7 +330,8 @@ let package = Package(
         ),
         .testTarget(
             name: "SlipwayAgentTests",
-            dependencies: ["SlipwayAgent", "SlipwayProto", "SlipwayAuth", .product(name: "Crypto", package: "swift-crypto")],
+            dependencies: ["SlipwayAgent", "SlipwayProto", "SlipwayAuth", "SlipwayArtifact", "SlipwayCore", "SlipwayWire",
+                           .product(name: "Crypto", package: "swift-crypto"), .product(name: "Logging", package: "swift-log")],
             swiftSettings: strict
         ),
         .testTarget(

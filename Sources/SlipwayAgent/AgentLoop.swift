@@ -69,7 +69,8 @@ final class AgentLoop: ServingLoop {
                                     runner: ServiceRunner(spec: spec, folder: installer.folder, environment: environment),
                                     installer: installer)
         }
-        server = try PieceServer(context: context, endpoint: config.listenEndpoint, store: store, sender: config.id, logger: logger)
+        server = try PieceServer(context: context, endpoint: config.listenEndpoint, store: store, machineID: config.machineID,
+                                 sender: config.id, logger: logger)
         targets = try ZMQSocket(context: context, type: .sub)
         try targets.set(.subscribe(Array("target.".utf8)))
         for option in config.regionSecurity.options { try targets.set(option) }
@@ -247,6 +248,7 @@ final class AgentLoop: ServingLoop {
 
     private func finish(_ digest: String, _ download: PieceDownload, now: ContinuousClock.Instant) {
         downloads[digest] = nil
+        if let arrived = download.takeArrived() { server.announce(digest, arrived) }
         let seconds = downloadStarted.removeValue(forKey: digest).map { now - $0 } ?? .zero
         logger.info("download complete", metadata: [
             "digest": "\(digest)", "pieces": "\(download.progress.total)", "resumed": "\(download.resumedPieces)",
@@ -387,7 +389,15 @@ final class AgentLoop: ServingLoop {
             for (source, socket) in download.sockets { sources.append((digest, source, try poller.add(socket))) }
         }
         let ready = try poller.poll(wait: wait)
-        if !ready[0].isEmpty { try server.serve() } else { server.flush() }
+        if !ready[0].isEmpty {
+            let haves = try server.serve { digest in
+                if store.has(digest) { return PieceHolding(complete: true) }
+                return downloads[digest].map { PieceHolding(pieces: $0.heldSet) }
+            }
+            for have in haves where have.machineID != config.machineID { downloads[have.digest]?.learned(have) }
+        } else {
+            server.flush()
+        }
         if !ready[1].isEmpty { try handleTargets() }
         if tracker != nil, !ready[2].isEmpty { try handleTracker() }
         for entry in sources where !ready[entry.index].isEmpty {
@@ -399,6 +409,14 @@ final class AgentLoop: ServingLoop {
                 failDownload(entry.digest, download, reason: "\(error)", now: .now)
             }
         }
+        // Peers that asked hear of each new piece now, not at their next tracker list.
+        var told = false
+        for (digest, download) in downloads {
+            guard let arrived = download.takeArrived() else { continue }
+            server.announce(digest, arrived)
+            told = true
+        }
+        if told { server.flush() }
     }
 
     private func shutdown() {

@@ -66,6 +66,11 @@ final class PieceDownload {
     /// would take its first pieces from the store.
     private var manifestAt: ContinuousClock.Instant?
     private var peersKnown = false
+    /// Pieces verified since ``takeArrived()`` last ran, and whether the whole artifact was announced.
+    private var arrived: [Int] = []
+    private var completionAnnounced = false
+    /// Peers this download keeps a connection to, to hear their `PieceHave`s; more are asked only as requests need them.
+    static let maxPeerConnections = 24
 
     init(digest: String, machineID: String, store: BlobStore, context: ZMQContext, sender: String, seedEndpoint: Endpoint,
          seedSecurity: ClientSecurity, logger: Logger, maxBytesPerSecond: UInt64 = 0, seedOnly: Bool = false, requestTimeout: Duration = .seconds(30),
@@ -91,7 +96,32 @@ final class PieceDownload {
     var progress: (held: Int, total: Int) { (picker?.held.count ?? 0, picker?.pieceCount ?? 0) }
 
     /// Pieces held, for peer-list requests (the tracker hands them to other agents).
-    var heldPieces: [UInt32] { (picker?.held ?? []).sorted().map(UInt32.init) }
+    var heldPieces: [UInt32] { heldSet.sorted().map(UInt32.init) }
+
+    /// Pieces held.
+    var heldSet: Set<Int> { picker?.held ?? [] }
+
+    /// What was verified since the last call, for the peers that asked; the whole
+    /// artifact once, when committed; nil when nothing is new.
+    func takeArrived() -> PieceHolding? {
+        if isComplete {
+            guard !completionAnnounced else { return nil }
+            completionAnnounced = true
+            return PieceHolding(complete: true)
+        }
+        guard !arrived.isEmpty else { return nil }
+        defer { arrived = [] }
+        return PieceHolding(pieces: Set(arrived))
+    }
+
+    /// A peer's `PieceHave`: what it holds now. Only a peer the tracker named (so its address is known) counts.
+    func learned(_ have: Slipway_V1_PieceHave, from machine: String? = nil) {
+        let machine = machine ?? have.machineID
+        guard have.digest == digest, var picker, endpoints[machine] != nil, coolingDown[machine] == nil,
+              !picker.banned.contains(machine) else { return }
+        picker.peer(machine, adds: have.complete ? Array(0..<picker.pieceCount) : have.pieces.map(Int.init))
+        self.picker = picker
+    }
 
     /// Asks the tracker for this artifact's peers, telling it the pieces held.
     var peerListRequest: Slipway_V1_PeerListRequest {
@@ -131,6 +161,19 @@ final class PieceDownload {
         let members = swarm.sorted()
         picker.seedStripe = (members.firstIndex(of: machineID)!, members.count)
         self.picker = picker
+        greet(list.peers.map(\.machineID).filter { endpoints[$0] != nil && coolingDown[$0] == nil && !picker.banned.contains($0) })
+    }
+
+    /// Opens a connection to peers not yet connected and tells them what is held here,
+    /// which also asks each for its pieces as it verifies them.
+    private func greet(_ machines: [String]) {
+        var hello = Slipway_V1_PieceHave()
+        hello.digest = digest
+        hello.machineID = machineID
+        hello.pieces = Array(heldPieces.prefix(PieceServer.indicesPerHave))
+        for machine in machines where connections[.peer(machine)] == nil && connections.count < Self.maxPeerConnections {
+            _ = try? connection(.peer(machine)).send(codec.encode(WireMessage(hello, sender: sender)), wait: .never)
+        }
     }
 
     /// Asks for the manifest until it comes; then times out silent requests and
@@ -201,6 +244,12 @@ final class PieceDownload {
                 try accept(piece: message, from: source)
                 // A banned source's socket is closed by now.
                 if connections[source] == nil { return }
+            case .pieceHave:
+                guard case .peer(let machine) = source, let have = try? message.body(as: Slipway_V1_PieceHave.self) else {
+                    rejected += 1
+                    continue
+                }
+                learned(have, from: machine)
             case .errorReply:
                 guard case .peer(let machine) = source, var picker else { continue }
                 let code = (try? message.body(as: Slipway_V1_ErrorReply.self))?.code
@@ -276,6 +325,7 @@ final class PieceDownload {
         }
         switch picker.received(index, from: source, valid: valid) {
         case .accepted:
+            arrived.append(index)
             if source == .seed { fromSeed += 1 } else { fromPeers += 1 }
             SlipwayMetrics.pieceDownloaded(from: source == .seed ? "seed" : "peer")
             logger.debug("piece", metadata: ["digest": "\(digest)", "piece": "\(index)", "source": "\(source)",

@@ -123,6 +123,14 @@ public struct PiecePicker: Sendable {
         if available[peer] != usable { available[peer] = usable }
     }
 
+    /// Adds pieces `peer` says it has just verified (its `have` messages), to what it was known to hold.
+    public mutating func peer(_ peer: String, adds pieces: some Sequence<Int>) {
+        guard !banned.contains(peer) else { return }
+        let known = available[peer] ?? []
+        let new = pieces.filter { (0..<pieceCount).contains($0) && !known.contains($0) }
+        if !new.isEmpty { available[peer] = known.union(new) }
+    }
+
     /// Forgets a peer that went away; its requests go back to missing.
     public mutating func remove(_ peer: String) {
         available[peer] = nil

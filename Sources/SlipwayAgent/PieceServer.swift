@@ -6,7 +6,8 @@ import SlipwayProto
 import SlipwayWire
 import SlipwayMetrics
 
-/// Serves this machine's verified pieces to its peers, with backpressure.
+/// Serves this machine's verified pieces to its peers, with backpressure, and
+/// tells the peers that asked (`PieceHave`) each piece it verifies as it verifies it.
 ///
 /// Pieces are 4 MiB and uploads are the scarce resource of a swarm: a peer that
 /// accepted every request would build a queue minutes long, holding pieces
@@ -28,6 +29,8 @@ final class PieceServer {
     let connections: ConnectionGuard
     private let store: BlobStore
     private let sender: String
+    /// This machine, as `PieceHave`s name it.
+    private let machineID: String
     private let codec = WireCodec()
     private var manifests: [String: Slipway_V1_ArtifactManifest] = [:]
     /// Per peer, in order; a head's bytes stay loaded while its pipe is full.
@@ -35,10 +38,23 @@ final class PieceServer {
     /// A request still queued after this long is answered `busy` and dropped: a
     /// peer that stopped reading must not hold the queue for everyone.
     private let queueTimeout: Duration = .seconds(10)
+    /// Per artifact, the peers that asked for this machine's pieces as they arrive
+    /// (routing id → when they asked), at most ``maxSubscribers`` each.
+    private var subscribers: [String: [[UInt8]: ContinuousClock.Instant]] = [:]
+    /// Pieces verified here that a subscriber has not been told of yet (its pipe was full).
+    private var untold: [[UInt8]: [String: PieceHolding]] = [:]
+    /// Peers told of this machine's pieces, per artifact; the oldest make way.
+    static let maxSubscribers = 64
+    /// Artifacts with subscribers; the one asked about longest ago makes way.
+    static let maxSubscribedArtifacts = 4
+    /// Indices per `PieceHave`, so one stays well inside a peer's 64 KiB frame limit.
+    static let indicesPerHave = 8_192
 
     /// Binds a ROUTER at `endpoint` serving from `store`.
-    init(context: ZMQContext, endpoint: Endpoint, store: BlobStore, sender: String, logger: Logger, maxQueued: Int = 2) throws {
+    init(context: ZMQContext, endpoint: Endpoint, store: BlobStore, machineID: String, sender: String, logger: Logger,
+         maxQueued: Int = 2) throws {
         self.store = store
+        self.machineID = machineID
         self.sender = sender
         self.maxQueued = maxQueued
         // One piece in each peer's pipe beyond the one being sent, and a small kernel buffer.
@@ -53,13 +69,30 @@ final class PieceServer {
     var queued: Int { queues.values.reduce(0) { $0 + $1.count } }
 
     /// Forgets what it knew about `digest` (deleted from the store).
-    func forget(_ digest: String) { manifests[digest] = nil }
+    func forget(_ digest: String) {
+        manifests[digest] = nil
+        unsubscribe(from: digest)
+    }
 
     /// Reads waiting requests (queueing or refusing them), then sends what the pipes take.
-    func serve() throws {
+    /// - Parameter holdings: what this machine holds of an artifact (nil: nothing, and not downloading it).
+    /// - Returns: the `PieceHave`s peers sent: what they hold, for this machine's own downloads.
+    @discardableResult
+    func serve(holdings: (String) -> PieceHolding? = { _ in nil }) throws -> [Slipway_V1_PieceHave] {
+        var haves: [Slipway_V1_PieceHave] = []
         for _ in 0..<256 {
             guard let (peer, message) = try codec.receiveRouted(from: socket, wait: .never, maxFrames: 4, dropped: { _ in rejected += 1 }) else {
                 break
+            }
+            if message.type == .pieceHave {
+                guard let have = try? message.body(as: Slipway_V1_PieceHave.self), Manifest.isDigest(have.digest),
+                      SafeText.isName(have.machineID, max: 128) else {
+                    rejected += 1
+                    continue
+                }
+                haves.append(have)
+                if let held = holdings(have.digest) { subscribe(peer, to: have.digest, telling: held) }
+                continue
             }
             guard message.type == .pieceRequest, let request = try? message.body(as: Slipway_V1_PieceRequest.self) else {
                 reply(peer, to: message, error: .unsupported, "an agent serves only pieces")
@@ -81,12 +114,72 @@ final class PieceServer {
             }
         }
         flush()
+        return haves
     }
 
-    /// Sends queued pieces until each peer's pipe is full.
+    /// Peers told of `digest`'s pieces as they arrive.
+    func subscriberCount(_ digest: String) -> Int { subscribers[digest]?.count ?? 0 }
+
+    /// Pieces of `digest` verified here since the last call (or all of it): every subscriber is told.
+    func announce(_ digest: String, _ held: PieceHolding) {
+        guard let peers = subscribers[digest] else { return }
+        for peer in peers.keys { untold[peer, default: [:]][digest, default: PieceHolding()].merge(held) }
+    }
+
+    private func subscribe(_ peer: [UInt8], to digest: String, telling held: PieceHolding) {
+        if subscribers[digest] == nil, subscribers.count >= Self.maxSubscribedArtifacts,
+           let stalest = subscribers.min(by: { ($0.value.values.max() ?? .now) < ($1.value.values.max() ?? .now) })?.key {
+            unsubscribe(from: stalest)
+        }
+        var peers = subscribers[digest] ?? [:]
+        if peers[peer] == nil, peers.count >= Self.maxSubscribers, let oldest = peers.min(by: { $0.value < $1.value })?.key {
+            peers[oldest] = nil
+            untold[oldest]?[digest] = nil
+        }
+        peers[peer] = .now
+        subscribers[digest] = peers
+        untold[peer, default: [:]][digest, default: PieceHolding()].merge(held)
+    }
+
+    private func unsubscribe(from digest: String) {
+        guard let peers = subscribers.removeValue(forKey: digest) else { return }
+        for peer in peers.keys { untold[peer]?[digest] = nil }
+    }
+
+    /// Sends each subscriber what it has not been told, while its pipe takes it.
+    /// - Returns: false if the peer's pipe is full (its pieces wait too).
+    private func tell(_ peer: [UInt8]) -> Bool {
+        while let (digest, held) = untold[peer]?.first.map({ ($0.key, $0.value) }) {
+            var have = Slipway_V1_PieceHave()
+            have.digest = digest
+            have.machineID = machineID
+            have.complete = held.complete
+            let pieces = held.complete ? [] : held.pieces.sorted()
+            have.pieces = pieces.prefix(Self.indicesPerHave).map(UInt32.init)
+            do {
+                guard try socket.send(codec.encode(WireMessage(have, sender: sender), to: peer), wait: .never) else { return false }
+            } catch {
+                // Gone: it is told nothing more.
+                untold[peer] = nil
+                for digest in subscribers.keys { subscribers[digest]?[peer] = nil }
+                return true
+            }
+            if pieces.count > Self.indicesPerHave {
+                untold[peer]![digest]!.pieces.subtract(pieces.prefix(Self.indicesPerHave))
+            } else {
+                untold[peer]![digest] = nil
+            }
+        }
+        untold[peer] = nil
+        return true
+    }
+
+    /// Tells subscribers what arrived, then sends queued pieces until each peer's pipe is full.
     func flush() {
         let now = ContinuousClock.now
+        for peer in Array(untold.keys) where queues[peer] == nil { _ = tell(peer) }
         for peer in Array(queues.keys) {
+            guard untold[peer] == nil || tell(peer) else { continue }
             for stale in queues[peer]!.filter({ now - $0.at >= queueTimeout }) {
                 reply(peer, to: stale.request, error: .busy, "queued too long; ask another peer")
             }
@@ -119,5 +212,17 @@ final class PieceServer {
     private func reply(_ peer: [UInt8], to request: WireMessage, error code: Slipway_V1_ErrorCode, _ text: String) {
         let error = Slipway_V1_ErrorReply(code, text)
         _ = try? socket.send(codec.encode(WireMessage(error, sender: sender, inReplyTo: request.envelope.messageID), to: peer), wait: .never)
+    }
+}
+
+/// Pieces of one artifact a machine holds (or all of it), as `PieceHave` says it.
+struct PieceHolding: Equatable {
+    var pieces: Set<Int> = []
+    var complete = false
+
+    /// Adds what `other` says.
+    mutating func merge(_ other: PieceHolding) {
+        complete = complete || other.complete
+        pieces = complete ? [] : pieces.union(other.pieces)
     }
 }

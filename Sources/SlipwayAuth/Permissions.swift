@@ -33,6 +33,7 @@ public enum Permissions {
         case .logChunk, .buildResult: ([.worker], .assignedWorker)
         case .uploadBegin, .uploadCommit, .pieceData, .artifactManifest: ([.worker], nil)
         case .manifestRequest, .pieceRequest: ([.agent, .region], nil)
+        case .pieceHave: ([.agent], nil)
         case .replicationStatus, .regionReport: ([.region], .ownRegion)
         case .agentRegister, .agentStatus, .peerListRequest: ([.agent], .boundMachine)
         case .snapshotRequest: ([.region, .ci, .operator], nil)

@@ -160,6 +160,31 @@ public nonisolated struct Slipway_V1_PieceData: Sendable {
   public init() {}
 }
 
+/// Agent <-> agent, over a peer's piece socket: pieces of an artifact the sender
+/// holds. A downloader sends its own on connecting to a peer, which also asks the
+/// peer for its updates; the peer answers with what it holds, then sends each
+/// piece it verifies as it verifies it, until the downloader goes away. A hint,
+/// like the tracker's lists: every piece is still checked against the manifest.
+public nonisolated struct Slipway_V1_PieceHave: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var digest: String = String()
+
+  /// The sending machine (agents' piece sockets carry no key to name it).
+  public var machineID: String = String()
+
+  public var pieces: [UInt32] = []
+
+  /// The sender holds the whole artifact (`pieces` may then be empty).
+  public var complete: Bool = false
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
 /// Worker -> store: an upload of this manifest begins; the reply says which pieces
 /// the store already has, so an interrupted upload resumes.
 public nonisolated struct Slipway_V1_UploadBegin: Sendable {
@@ -502,6 +527,51 @@ nonisolated extension Slipway_V1_PieceData: SwiftProtobuf.Message, SwiftProtobuf
     if lhs.offset != rhs.offset {return false}
     if lhs.length != rhs.length {return false}
     if lhs.sha256 != rhs.sha256 {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Slipway_V1_PieceHave: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".PieceHave"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}digest\0\u{3}machine_id\0\u{1}pieces\0\u{1}complete\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.digest) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.machineID) }()
+      case 3: try { try decoder.decodeRepeatedUInt32Field(value: &self.pieces) }()
+      case 4: try { try decoder.decodeSingularBoolField(value: &self.complete) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.digest.isEmpty {
+      try visitor.visitSingularStringField(value: self.digest, fieldNumber: 1)
+    }
+    if !self.machineID.isEmpty {
+      try visitor.visitSingularStringField(value: self.machineID, fieldNumber: 2)
+    }
+    if !self.pieces.isEmpty {
+      try visitor.visitPackedUInt32Field(value: self.pieces, fieldNumber: 3)
+    }
+    if self.complete != false {
+      try visitor.visitSingularBoolField(value: self.complete, fieldNumber: 4)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Slipway_V1_PieceHave, rhs: Slipway_V1_PieceHave) -> Bool {
+    if lhs.digest != rhs.digest {return false}
+    if lhs.machineID != rhs.machineID {return false}
+    if lhs.pieces != rhs.pieces {return false}
+    if lhs.complete != rhs.complete {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

@@ -26,6 +26,24 @@ struct SplitMix64: RandomNumberGenerator {
         #expect(requests.allSatisfy { $0.source != .seed }, "the store is not asked while peers have the pieces")
     }
 
+    @Test func aPeersHaveMessagesAddToWhatItIsKnownToHold() throws {
+        var random = SplitMix64(state: 9)
+        var picker = PiecePicker(pieceCount: 4, perPeerLimit: 4, seedLimit: 1)
+        picker.peer("a", has: [0])
+        picker.peer("a", adds: [2, 7, -1])
+        #expect(picker.availability(0) == 1 && picker.availability(2) == 1, "added to, not replaced")
+        let first = picker.next(using: &random)
+        #expect(first.filter { $0.source == .peer("a") }.map(\.piece).sorted() == [0, 2],
+                "asked at once for what it said it has; indices outside the artifact ignored")
+        // The one piece neither the store (one request) nor a peer was asked for, heard of from a new peer.
+        let other = try #require(Set([1, 3]).subtracting(first.map(\.piece)).first)
+        picker.peer("b", adds: [other])
+        #expect(picker.next(using: &random) == [.init(piece: other, source: .peer("b"))])
+        _ = picker.received(other, from: .peer("b"), valid: false)
+        picker.peer("b", adds: [1, 3])
+        #expect(picker.availability(1) == 0 && picker.availability(3) == 0, "a banned peer's haves count for nothing")
+    }
+
     @Test func theSeedServesOnlyPiecesNoPeerHasWithinItsBound() {
         var random = SplitMix64(state: 2)
         var picker = PiecePicker(pieceCount: 10, perPeerLimit: 4, seedLimit: 2)

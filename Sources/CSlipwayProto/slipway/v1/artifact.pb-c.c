@@ -187,6 +187,51 @@ void   slipway__v1__piece_data__free_unpacked
   assert(message->base.descriptor == &slipway__v1__piece_data__descriptor);
   protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
 }
+void   slipway__v1__piece_have__init
+                     (Slipway__V1__PieceHave         *message)
+{
+  static const Slipway__V1__PieceHave init_value = SLIPWAY__V1__PIECE_HAVE__INIT;
+  *message = init_value;
+}
+size_t slipway__v1__piece_have__get_packed_size
+                     (const Slipway__V1__PieceHave *message)
+{
+  assert(message->base.descriptor == &slipway__v1__piece_have__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t slipway__v1__piece_have__pack
+                     (const Slipway__V1__PieceHave *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &slipway__v1__piece_have__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t slipway__v1__piece_have__pack_to_buffer
+                     (const Slipway__V1__PieceHave *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &slipway__v1__piece_have__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Slipway__V1__PieceHave *
+       slipway__v1__piece_have__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Slipway__V1__PieceHave *)
+     protobuf_c_message_unpack (&slipway__v1__piece_have__descriptor,
+                                allocator, len, data);
+}
+void   slipway__v1__piece_have__free_unpacked
+                     (Slipway__V1__PieceHave *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &slipway__v1__piece_have__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
 void   slipway__v1__upload_begin__init
                      (Slipway__V1__UploadBegin         *message)
 {
@@ -821,6 +866,83 @@ const ProtobufCMessageDescriptor slipway__v1__piece_data__descriptor =
   slipway__v1__piece_data__field_indices_by_name,
   1,  slipway__v1__piece_data__number_ranges,
   (ProtobufCMessageInit) slipway__v1__piece_data__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor slipway__v1__piece_have__field_descriptors[4] =
+{
+  {
+    "digest",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Slipway__V1__PieceHave, digest),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "machine_id",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Slipway__V1__PieceHave, machine_id),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "pieces",
+    3,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_UINT32,
+    offsetof(Slipway__V1__PieceHave, n_pieces),
+    offsetof(Slipway__V1__PieceHave, pieces),
+    NULL,
+    NULL,
+    0 | PROTOBUF_C_FIELD_FLAG_PACKED,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "complete",
+    4,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_BOOL,
+    0,   /* quantifier_offset */
+    offsetof(Slipway__V1__PieceHave, complete),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned slipway__v1__piece_have__field_indices_by_name[] = {
+  3,   /* field[3] = complete */
+  0,   /* field[0] = digest */
+  1,   /* field[1] = machine_id */
+  2,   /* field[2] = pieces */
+};
+static const ProtobufCIntRange slipway__v1__piece_have__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 4 }
+};
+const ProtobufCMessageDescriptor slipway__v1__piece_have__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "slipway.v1.PieceHave",
+  "PieceHave",
+  "Slipway__V1__PieceHave",
+  "slipway.v1",
+  sizeof(Slipway__V1__PieceHave),
+  4,
+  slipway__v1__piece_have__field_descriptors,
+  slipway__v1__piece_have__field_indices_by_name,
+  1,  slipway__v1__piece_have__number_ranges,
+  (ProtobufCMessageInit) slipway__v1__piece_have__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
 static const ProtobufCFieldDescriptor slipway__v1__upload_begin__field_descriptors[1] =

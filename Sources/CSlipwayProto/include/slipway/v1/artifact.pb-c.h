@@ -19,6 +19,7 @@ typedef struct Slipway__V1__ArtifactManifest Slipway__V1__ArtifactManifest;
 typedef struct Slipway__V1__ManifestRequest Slipway__V1__ManifestRequest;
 typedef struct Slipway__V1__PieceRequest Slipway__V1__PieceRequest;
 typedef struct Slipway__V1__PieceData Slipway__V1__PieceData;
+typedef struct Slipway__V1__PieceHave Slipway__V1__PieceHave;
 typedef struct Slipway__V1__UploadBegin Slipway__V1__UploadBegin;
 typedef struct Slipway__V1__UploadCommit Slipway__V1__UploadCommit;
 typedef struct Slipway__V1__UploadAck Slipway__V1__UploadAck;
@@ -127,6 +128,33 @@ struct  Slipway__V1__PieceData
 #define SLIPWAY__V1__PIECE_DATA__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&slipway__v1__piece_data__descriptor) \
     , (char *)protobuf_c_empty_string, 0, 0, 0, {0,NULL} }
+
+
+/*
+ * Agent <-> agent, over a peer's piece socket: pieces of an artifact the sender
+ * holds. A downloader sends its own on connecting to a peer, which also asks the
+ * peer for its updates; the peer answers with what it holds, then sends each
+ * piece it verifies as it verifies it, until the downloader goes away. A hint,
+ * like the tracker's lists: every piece is still checked against the manifest.
+ */
+struct  Slipway__V1__PieceHave
+{
+  ProtobufCMessage base;
+  char *digest;
+  /*
+   * The sending machine (agents' piece sockets carry no key to name it).
+   */
+  char *machine_id;
+  size_t n_pieces;
+  uint32_t *pieces;
+  /*
+   * The sender holds the whole artifact (`pieces` may then be empty).
+   */
+  protobuf_c_boolean complete;
+};
+#define SLIPWAY__V1__PIECE_HAVE__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&slipway__v1__piece_have__descriptor) \
+    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0,NULL, 0 }
 
 
 /*
@@ -334,6 +362,25 @@ Slipway__V1__PieceData *
 void   slipway__v1__piece_data__free_unpacked
                      (Slipway__V1__PieceData *message,
                       ProtobufCAllocator *allocator);
+/* Slipway__V1__PieceHave methods */
+void   slipway__v1__piece_have__init
+                     (Slipway__V1__PieceHave         *message);
+size_t slipway__v1__piece_have__get_packed_size
+                     (const Slipway__V1__PieceHave   *message);
+size_t slipway__v1__piece_have__pack
+                     (const Slipway__V1__PieceHave   *message,
+                      uint8_t             *out);
+size_t slipway__v1__piece_have__pack_to_buffer
+                     (const Slipway__V1__PieceHave   *message,
+                      ProtobufCBuffer     *buffer);
+Slipway__V1__PieceHave *
+       slipway__v1__piece_have__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   slipway__v1__piece_have__free_unpacked
+                     (Slipway__V1__PieceHave *message,
+                      ProtobufCAllocator *allocator);
 /* Slipway__V1__UploadBegin methods */
 void   slipway__v1__upload_begin__init
                      (Slipway__V1__UploadBegin         *message);
@@ -481,6 +528,9 @@ typedef void (*Slipway__V1__PieceRequest_Closure)
 typedef void (*Slipway__V1__PieceData_Closure)
                  (const Slipway__V1__PieceData *message,
                   void *closure_data);
+typedef void (*Slipway__V1__PieceHave_Closure)
+                 (const Slipway__V1__PieceHave *message,
+                  void *closure_data);
 typedef void (*Slipway__V1__UploadBegin_Closure)
                  (const Slipway__V1__UploadBegin *message,
                   void *closure_data);
@@ -513,6 +563,7 @@ extern const ProtobufCMessageDescriptor slipway__v1__artifact_manifest__descript
 extern const ProtobufCMessageDescriptor slipway__v1__manifest_request__descriptor;
 extern const ProtobufCMessageDescriptor slipway__v1__piece_request__descriptor;
 extern const ProtobufCMessageDescriptor slipway__v1__piece_data__descriptor;
+extern const ProtobufCMessageDescriptor slipway__v1__piece_have__descriptor;
 extern const ProtobufCMessageDescriptor slipway__v1__upload_begin__descriptor;
 extern const ProtobufCMessageDescriptor slipway__v1__upload_commit__descriptor;
 extern const ProtobufCMessageDescriptor slipway__v1__upload_ack__descriptor;

@@ -1,0 +1,118 @@
+import Foundation
+import Logging
+@testable import SlipwayAgent
+import SlipwayArtifact
+import SlipwayCore
+import SlipwayProto
+import SlipwayWire
+import Testing
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// An agent's piece server tells the peers that asked what it holds, then each
+/// piece as it arrives: real sockets on 127.0.0.1, in this process.
+@Suite("Pieces told as they arrive")
+struct PieceHaveTests {
+    static let digest = String(repeating: "d", count: 64)
+
+    /// A server for machine m1 on a free loopback port, and its address.
+    static func server(in folder: URL, context: ZMQContext) throws -> (PieceServer, String) {
+        let store = try BlobStore(root: folder.appendingPathComponent("store"))
+        for _ in 0..<20 {
+            let port = Int.random(in: 20_000..<60_000)
+            let address = "tcp://127.0.0.1:\(port)"
+            if let server = try? PieceServer(context: context, endpoint: Endpoint(parsing: address, origin: "test"), store: store,
+                                             machineID: "m1", sender: "agent-m1", logger: Logger(label: "test")) {
+                return (server, address)
+            }
+        }
+        throw CancellationError()
+    }
+
+    static func have(_ digest: String = digest, machine: String = "m2", pieces: [UInt32] = []) -> [[UInt8]] {
+        var have = Slipway_V1_PieceHave()
+        have.digest = digest
+        have.machineID = machine
+        have.pieces = pieces
+        return WireCodec().encode(WireMessage(have, sender: "agent-\(machine)"))
+    }
+
+    /// The next `PieceHave` the client gets within `wait`, or nil.
+    static func heard(_ client: ZMQSocket, wait: Duration = .seconds(3)) throws -> Slipway_V1_PieceHave? {
+        let deadline = ContinuousClock.now + wait
+        while ContinuousClock.now < deadline {
+            // Blocking calls belong to an OwnedThread: this one looks, then sleeps.
+            if let frames = try client.receive(wait: .never, maxFrames: 4, droppingOversize: {}) {
+                return try WireCodec().decode(frames).body(as: Slipway_V1_PieceHave.self)
+            }
+            usleep(5_000)
+        }
+        return nil
+    }
+
+    /// Serves until `count` haves came in (or 3 s passed).
+    static func serve(_ server: PieceServer, until count: Int, holdings: (String) -> PieceHolding?) throws -> [Slipway_V1_PieceHave] {
+        var haves: [Slipway_V1_PieceHave] = []
+        let deadline = ContinuousClock.now + .seconds(3)
+        while haves.count < count, ContinuousClock.now < deadline {
+            haves += try server.serve(holdings: holdings)
+            usleep(5_000)
+        }
+        return haves
+    }
+
+    @Test("a peer that says what it holds hears what is held here, then each new piece and the end; nothing of other artifacts")
+    func toldAsTheyArrive() throws {
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("piece-have-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: folder) }
+        let context = try ZMQContext()
+        let (server, address) = try Self.server(in: folder, context: context)
+        let client = try ZMQSocket.requestDealer(context: context, connectedTo: address)
+        defer { client.close() }
+
+        _ = try client.send(Self.have(pieces: [1]), wait: .never)
+        let haves = try Self.serve(server, until: 1) { $0 == Self.digest ? PieceHolding(pieces: [0, 3]) : nil }
+        #expect(haves.map(\.machineID) == ["m2"] && haves.first?.pieces == [1], "what the peer holds, for this machine's download")
+        let first = try #require(try Self.heard(client))
+        #expect(first.digest == Self.digest && first.machineID == "m1" && first.pieces == [0, 3] && !first.complete)
+        #expect(server.subscriberCount(Self.digest) == 1)
+
+        server.announce(Self.digest, PieceHolding(pieces: [5]))
+        server.announce(String(repeating: "e", count: 64), PieceHolding(pieces: [9]))
+        server.flush()
+        #expect(try Self.heard(client)?.pieces == [5])
+        server.announce(Self.digest, PieceHolding(complete: true))
+        server.flush()
+        let end = try #require(try Self.heard(client))
+        #expect(end.complete && end.pieces.isEmpty)
+        #expect(try Self.heard(client, wait: .milliseconds(300)) == nil, "nothing about an artifact it did not ask about")
+    }
+
+    @Test("a have for an artifact not here subscribes nobody; a malformed one is dropped; subscribers per artifact are bounded")
+    func bounded() throws {
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("piece-have-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: folder) }
+        let context = try ZMQContext()
+        let (server, address) = try Self.server(in: folder, context: context)
+        let client = try ZMQSocket.requestDealer(context: context, connectedTo: address)
+        defer { client.close() }
+        _ = try client.send(Self.have("not-a-digest"), wait: .never)
+        _ = try client.send(Self.have(machine: "bad name!"), wait: .never)
+        _ = try client.send(Self.have(), wait: .never)
+        let haves = try Self.serve(server, until: 1) { _ in nil }
+        #expect(haves.count == 1 && server.rejected == 2)
+        #expect(server.subscriberCount(Self.digest) == 0)
+        #expect(try Self.heard(client, wait: .milliseconds(300)) == nil)
+
+        var peers: [ZMQSocket] = []
+        defer { for peer in peers { peer.close() } }
+        for index in 0..<(PieceServer.maxSubscribers + 6) {
+            let peer = try ZMQSocket.requestDealer(context: context, connectedTo: address)
+            peers.append(peer)
+            _ = try peer.send(Self.have(machine: "p\(index)"), wait: .never)
+        }
+        _ = try Self.serve(server, until: PieceServer.maxSubscribers + 6) { _ in PieceHolding(complete: true) }
+        #expect(server.subscriberCount(Self.digest) == PieceServer.maxSubscribers)
+    }
+}
