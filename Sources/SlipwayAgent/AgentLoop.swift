@@ -236,8 +236,8 @@ final class AgentLoop: ServingLoop {
                 failDownload(digest, download, reason: "\(error)", now: now)
                 continue
             }
-            // Peers learn of new pieces only through the tracker: ask again soon when
-            // idle (someone may have what we need by now), else once a second.
+            // Peers named by the tracker tell of new pieces themselves (PieceHave); the list
+            // brings new peers and corrects what is known: soon when idle, else once a second.
             let refresh: Duration = download.isIdle ? .milliseconds(250) : .seconds(1)
             if !config.seedOnly, download.manifest != nil, lastPeerList[digest].map({ now - $0 >= refresh }) ?? true {
                 lastPeerList[digest] = now
@@ -341,7 +341,10 @@ final class AgentLoop: ServingLoop {
     }
 
     private func apply(_ target: Slipway_V1_TargetChange) {
-        guard target.region == config.region, slots[target.service] != nil, Manifest.isDigest(target.artifactDigest) else { return }
+        guard target.region == config.region, let slot = slots[target.service], Manifest.isDigest(target.artifactDigest) else { return }
+        // Older than what runs here (a region controller restarted with older saved targets):
+        // the rollout would ignore it; no refusal to report.
+        if let current = slot.rollout.target, target.version < current.version { return }
         guard gate.admit(target, logger: logger) else { return }
         if gate.versionsRaised {
             do {
@@ -390,11 +393,10 @@ final class AgentLoop: ServingLoop {
         }
         let ready = try poller.poll(wait: wait)
         if !ready[0].isEmpty {
-            let haves = try server.serve { digest in
+            try server.serve { digest in
                 if store.has(digest) { return PieceHolding(complete: true) }
                 return downloads[digest].map { PieceHolding(pieces: $0.heldSet) }
             }
-            for have in haves where have.machineID != config.machineID { downloads[have.digest]?.learned(have) }
         } else {
             server.flush()
         }

@@ -69,8 +69,12 @@ final class PieceDownload {
     /// Pieces verified since ``takeArrived()`` last ran, and whether the whole artifact was announced.
     private var arrived: [Int] = []
     private var completionAnnounced = false
-    /// Peers this download keeps a connection to, to hear their `PieceHave`s; more are asked only as requests need them.
+    /// Connections this download keeps (the store's included), to hear peers' `PieceHave`s; more open only as requests need them.
     static let maxPeerConnections = 24
+    /// Peers are greeted again this often: a peer's server may have let this subscription
+    /// go (it keeps a bounded number), and the answer brings its holdings in full.
+    static let greetingInterval: Duration = .seconds(5)
+    private var greetedAt: ContinuousClock.Instant?
 
     init(digest: String, machineID: String, store: BlobStore, context: ZMQContext, sender: String, seedEndpoint: Endpoint,
          seedSecurity: ClientSecurity, logger: Logger, maxBytesPerSecond: UInt64 = 0, seedOnly: Bool = false, requestTimeout: Duration = .seconds(30),
@@ -114,9 +118,9 @@ final class PieceDownload {
         return PieceHolding(pieces: Set(arrived))
     }
 
-    /// A peer's `PieceHave`: what it holds now. Only a peer the tracker named (so its address is known) counts.
-    func learned(_ have: Slipway_V1_PieceHave, from machine: String? = nil) {
-        let machine = machine ?? have.machineID
+    /// A peer's `PieceHave`, on this download's own connection to it (so the sender is
+    /// the machine at the address the tracker gave, whatever the message says).
+    private func learned(_ have: Slipway_V1_PieceHave, from machine: String) {
         guard have.digest == digest, var picker, endpoints[machine] != nil, coolingDown[machine] == nil,
               !picker.banned.contains(machine) else { return }
         picker.peer(machine, adds: have.complete ? Array(0..<picker.pieceCount) : have.pieces.map(Int.init))
@@ -161,18 +165,23 @@ final class PieceDownload {
         let members = swarm.sorted()
         picker.seedStripe = (members.firstIndex(of: machineID)!, members.count)
         self.picker = picker
-        greet(list.peers.map(\.machineID).filter { endpoints[$0] != nil && coolingDown[$0] == nil && !picker.banned.contains($0) })
+        let listed = list.peers.map(\.machineID).filter { endpoints[$0] != nil && coolingDown[$0] == nil && !picker.banned.contains($0) }
+        let again = greetedAt.map { now - $0 >= Self.greetingInterval } ?? true
+        if again { greetedAt = now }
+        greet(listed.filter { connections[.peer($0)] == nil } + (again ? connections.keys.compactMap(\.machine) : []))
     }
 
-    /// Opens a connection to peers not yet connected and tells them what is held here,
-    /// which also asks each for its pieces as it verifies them.
+    /// Tells each of `machines` what is held here (connecting first, within
+    /// ``maxPeerConnections``), which also asks it for its pieces as it verifies them.
     private func greet(_ machines: [String]) {
+        guard !machines.isEmpty else { return }
         var hello = Slipway_V1_PieceHave()
         hello.digest = digest
         hello.machineID = machineID
         hello.pieces = Array(heldPieces.prefix(PieceServer.indicesPerHave))
-        for machine in machines where connections[.peer(machine)] == nil && connections.count < Self.maxPeerConnections {
-            _ = try? connection(.peer(machine)).send(codec.encode(WireMessage(hello, sender: sender)), wait: .never)
+        let message = codec.encode(WireMessage(hello, sender: sender))
+        for machine in Set(machines) where connections[.peer(machine)] != nil || connections.count < Self.maxPeerConnections {
+            _ = try? connection(.peer(machine)).send(message, wait: .never)
         }
     }
 

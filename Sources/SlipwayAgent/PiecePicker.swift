@@ -5,6 +5,11 @@ public enum PieceSource: Hashable, Sendable, CustomStringConvertible {
     /// The regional store, which has every piece (the seed).
     case seed
 
+    /// The peer's machine id; nil for the seed.
+    public var machine: String? {
+        if case .peer(let machine) = self { machine } else { nil }
+    }
+
     /// `peer ID` or `seed`, for logs.
     public var description: String {
         switch self {
@@ -123,10 +128,11 @@ public struct PiecePicker: Sendable {
         if available[peer] != usable { available[peer] = usable }
     }
 
-    /// Adds pieces `peer` says it has just verified (its `have` messages), to what it was known to hold.
+    /// Adds pieces `peer` says it has just verified (its `have` messages) to what it
+    /// was known to hold. Only for a peer the tracker listed and that has not since
+    /// declined or gone: those wait for the next list.
     public mutating func peer(_ peer: String, adds pieces: some Sequence<Int>) {
-        guard !banned.contains(peer) else { return }
-        let known = available[peer] ?? []
+        guard !banned.contains(peer), let known = available[peer] else { return }
         let new = pieces.filter { (0..<pieceCount).contains($0) && !known.contains($0) }
         if !new.isEmpty { available[peer] = known.union(new) }
     }

@@ -43,10 +43,15 @@ final class PieceServer {
     private var subscribers: [String: [[UInt8]: ContinuousClock.Instant]] = [:]
     /// Pieces verified here that a subscriber has not been told of yet (its pipe was full).
     private var untold: [[UInt8]: [String: PieceHolding]] = [:]
+    /// The origin of ``lastAsked(_:)``'s durations.
+    private let subscribedSince = ContinuousClock.now
     /// Peers told of this machine's pieces, per artifact; the oldest make way.
     static let maxSubscribers = 64
     /// Artifacts with subscribers; the one asked about longest ago makes way.
     static let maxSubscribedArtifacts = 4
+    /// Answers waiting for a peer's pipe (it holds one message), in order.
+    private var unsent: [[UInt8]: [[[UInt8]]]] = [:]
+    static let maxUnsentReplies = 16
     /// Indices per `PieceHave`, so one stays well inside a peer's 64 KiB frame limit.
     static let indicesPerHave = 8_192
 
@@ -75,11 +80,12 @@ final class PieceServer {
     }
 
     /// Reads waiting requests (queueing or refusing them), then sends what the pipes take.
+    /// A `PieceHave` subscribes its sender to this machine's pieces of that artifact; what
+    /// it says the sender holds is not used: this socket cannot tell who sent it, and a
+    /// downloader learns a peer's pieces from the peer's answers on its own connection,
+    /// to the address the tracker gave.
     /// - Parameter holdings: what this machine holds of an artifact (nil: nothing, and not downloading it).
-    /// - Returns: the `PieceHave`s peers sent: what they hold, for this machine's own downloads.
-    @discardableResult
-    func serve(holdings: (String) -> PieceHolding? = { _ in nil }) throws -> [Slipway_V1_PieceHave] {
-        var haves: [Slipway_V1_PieceHave] = []
+    func serve(holdings: (String) -> PieceHolding? = { _ in nil }) throws {
         for _ in 0..<256 {
             guard let (peer, message) = try codec.receiveRouted(from: socket, wait: .never, maxFrames: 4, dropped: { _ in rejected += 1 }) else {
                 break
@@ -90,7 +96,6 @@ final class PieceServer {
                     rejected += 1
                     continue
                 }
-                haves.append(have)
                 if let held = holdings(have.digest) { subscribe(peer, to: have.digest, telling: held) }
                 continue
             }
@@ -114,7 +119,6 @@ final class PieceServer {
             }
         }
         flush()
-        return haves
     }
 
     /// Peers told of `digest`'s pieces as they arrive.
@@ -128,7 +132,7 @@ final class PieceServer {
 
     private func subscribe(_ peer: [UInt8], to digest: String, telling held: PieceHolding) {
         if subscribers[digest] == nil, subscribers.count >= Self.maxSubscribedArtifacts,
-           let stalest = subscribers.min(by: { ($0.value.values.max() ?? .now) < ($1.value.values.max() ?? .now) })?.key {
+           let stalest = subscribers.min(by: { lastAsked($0.value) < lastAsked($1.value) })?.key {
             unsubscribe(from: stalest)
         }
         var peers = subscribers[digest] ?? [:]
@@ -141,14 +145,18 @@ final class PieceServer {
         untold[peer, default: [:]][digest, default: PieceHolding()].merge(held)
     }
 
+    /// When a subscriber of an artifact last asked; an artifact nobody listens to any more counts as asked first.
+    private func lastAsked(_ peers: [[UInt8]: ContinuousClock.Instant]) -> Duration {
+        peers.values.max().map { $0 - subscribedSince } ?? .zero
+    }
+
     private func unsubscribe(from digest: String) {
         guard let peers = subscribers.removeValue(forKey: digest) else { return }
         for peer in peers.keys { untold[peer]?[digest] = nil }
     }
 
-    /// Sends each subscriber what it has not been told, while its pipe takes it.
-    /// - Returns: false if the peer's pipe is full (its pieces wait too).
-    private func tell(_ peer: [UInt8]) -> Bool {
+    /// Sends a subscriber what it has not been told, while its pipe takes it.
+    private func tell(_ peer: [UInt8]) {
         while let (digest, held) = untold[peer]?.first.map({ ($0.key, $0.value) }) {
             var have = Slipway_V1_PieceHave()
             have.digest = digest
@@ -157,12 +165,15 @@ final class PieceServer {
             let pieces = held.complete ? [] : held.pieces.sorted()
             have.pieces = pieces.prefix(Self.indicesPerHave).map(UInt32.init)
             do {
-                guard try socket.send(codec.encode(WireMessage(have, sender: sender), to: peer), wait: .never) else { return false }
+                guard try socket.send(codec.encode(WireMessage(have, sender: sender), to: peer), wait: .never) else { return }
             } catch {
                 // Gone: it is told nothing more.
                 untold[peer] = nil
-                for digest in subscribers.keys { subscribers[digest]?[peer] = nil }
-                return true
+                for digest in subscribers.keys {
+                    subscribers[digest]?[peer] = nil
+                    if subscribers[digest]?.isEmpty == true { subscribers[digest] = nil }
+                }
+                return
             }
             if pieces.count > Self.indicesPerHave {
                 untold[peer]![digest]!.pieces.subtract(pieces.prefix(Self.indicesPerHave))
@@ -171,15 +182,18 @@ final class PieceServer {
             }
         }
         untold[peer] = nil
-        return true
     }
 
-    /// Tells subscribers what arrived, then sends queued pieces until each peer's pipe is full.
+    /// Sends queued pieces until each peer's pipe is full, then tells the subscribers
+    /// with no piece waiting what arrived. A peer being sent pieces hears of new ones
+    /// only after them: each pipe holds one message, and a have in it would hold back
+    /// the piece the peer asked for (measured: requests then waited until they timed out).
     func flush() {
+        defer { for peer in Array(untold.keys) where queues[peer] == nil && unsent[peer] == nil { tell(peer) } }
         let now = ContinuousClock.now
-        for peer in Array(untold.keys) where queues[peer] == nil { _ = tell(peer) }
+        for peer in Array(unsent.keys) { _ = sendUnsent(peer) }
         for peer in Array(queues.keys) {
-            guard untold[peer] == nil || tell(peer) else { continue }
+            guard unsent[peer] == nil else { continue }
             for stale in queues[peer]!.filter({ now - $0.at >= queueTimeout }) {
                 reply(peer, to: stale.request, error: .busy, "queued too long; ask another peer")
             }
@@ -209,9 +223,31 @@ final class PieceServer {
         }
     }
 
+    /// Answers at once, or as soon as the peer's pipe has room: an answer lost to a
+    /// full pipe left its asker waiting out its 30 s request timeout (measured: several
+    /// per agent per download once peers heard of pieces as they arrived).
     private func reply(_ peer: [UInt8], to request: WireMessage, error code: Slipway_V1_ErrorCode, _ text: String) {
         let error = Slipway_V1_ErrorReply(code, text)
-        _ = try? socket.send(codec.encode(WireMessage(error, sender: sender, inReplyTo: request.envelope.messageID), to: peer), wait: .never)
+        let frames = codec.encode(WireMessage(error, sender: sender, inReplyTo: request.envelope.messageID), to: peer)
+        if unsent[peer] == nil, (try? socket.send(frames, wait: .never)) != false { return }
+        // A peer that asks and never reads is answered at most this far behind.
+        guard unsent[peer, default: []].count < Self.maxUnsentReplies else { return }
+        unsent[peer, default: []].append(frames)
+    }
+
+    /// Sends a peer's waiting answers. - Returns: true when none is left waiting.
+    private func sendUnsent(_ peer: [UInt8]) -> Bool {
+        while let frames = unsent[peer]?.first {
+            do {
+                guard try socket.send(frames, wait: .never) else { return false }
+                unsent[peer]!.removeFirst()
+            } catch {
+                unsent[peer] = nil  // gone
+                return true
+            }
+        }
+        unsent[peer] = nil
+        return true
     }
 }
 

@@ -98,11 +98,13 @@ final class CoordinatorLoop: ServingLoop {
     /// Waits to lead, leads until stopped; a leader that loses its lock steps down and waits again.
     /// A coordinator that took the lock but found a port held hands the lock back and waits
     /// again (the holder may be a leader that has not yet seen it lost the lock, and may take
-    /// it back); this many take-overs in a row failing that way end the process.
+    /// it back); this many take-overs in a row (each within a minute of the last) failing that
+    /// way end the process.
     static let takeOverAttempts = 3
 
     func serve() throws {
         var portsHeld = 0
+        var lastHeld: ContinuousClock.Instant?
         while !stop.isStopped {
             guard leadership.waitUntilLeader(db) else { break }
             do {
@@ -111,6 +113,9 @@ final class CoordinatorLoop: ServingLoop {
                 logger.error("stepping down to standby", metadata: ["reason": "\(lost)"])
                 registry = WorkerRegistry(heartbeatInterval: config.heartbeatInterval, liveness: config.liveness)
             } catch let held as CoordinatorSockets.PortHeld {
+                // In a row: a failure long after the last one (another leader served between) starts the count again.
+                if let lastHeld, ContinuousClock.now - lastHeld > .seconds(60) { portsHeld = 0 }
+                lastHeld = .now
                 portsHeld += 1
                 guard portsHeld < Self.takeOverAttempts else { throw held.failure }
                 logger.error("cannot take over: a port is still in use; handing the lock back and waiting again",

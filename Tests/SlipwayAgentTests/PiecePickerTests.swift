@@ -35,13 +35,19 @@ struct SplitMix64: RandomNumberGenerator {
         let first = picker.next(using: &random)
         #expect(first.filter { $0.source == .peer("a") }.map(\.piece).sorted() == [0, 2],
                 "asked at once for what it said it has; indices outside the artifact ignored")
-        // The one piece neither the store (one request) nor a peer was asked for, heard of from a new peer.
+        // The one piece neither the store (one request) nor a peer was asked for, heard of from another listed peer.
         let other = try #require(Set([1, 3]).subtracting(first.map(\.piece)).first)
+        picker.peer("c", adds: [other])
+        #expect(picker.availability(other) == 0, "a peer no list named is not asked on its word")
+        picker.peer("b", has: [])
         picker.peer("b", adds: [other])
         #expect(picker.next(using: &random) == [.init(piece: other, source: .peer("b"))])
         _ = picker.received(other, from: .peer("b"), valid: false)
         picker.peer("b", adds: [1, 3])
         #expect(picker.availability(1) == 0 && picker.availability(3) == 0, "a banned peer's haves count for nothing")
+        picker.declined(0, from: .peer("a"))
+        picker.peer("a", adds: [1])
+        #expect(picker.availability(1) == 0, "a peer that declined is left alone until the next list")
     }
 
     @Test func theSeedServesOnlyPiecesNoPeerHasWithinItsBound() {

@@ -277,10 +277,17 @@ struct AuthenticationTests {
             try await AgentTests.waitUntilEvery(["m1", "m2"], cluster, runs: "hello v2")
 
             // Taken over again, it replays what the coordinator really signed before (v1, an older version),
-            // and claims to have seen every later event, so nothing newer replaces it.
+            // claims to have seen every later event, so nothing newer replaces it, and raises the version
+            // it tells agents (global + regional, not signed) past theirs with an empty override of its own.
             _ = await cluster.processes["region-clean"]!.stopped()
             var replay = try #require(try JSONSerialization.jsonObject(with: genuine) as? [String: Any])
             replay["appliedThrough"] = 1_000_000_000
+            var replayed = try #require(replay["targets"] as? [String: Any])
+            var cleared = try #require((replayed["global"] as? [String: Any])?["hello"] as? [String: Any])
+            cleared["digest"] = ""
+            cleared["version"] = 1_000
+            replayed["regional"] = ["hello": cleared]
+            replay["targets"] = replayed
             try JSONSerialization.data(withJSONObject: replay).write(to: file)
             try cluster.startRegion("region-replay", region: "local", store: cluster.store, storeOf: "region")
             try await ReplicationTests.waitFor("both agents to refuse the replayed target", timeout: .seconds(30)) {
