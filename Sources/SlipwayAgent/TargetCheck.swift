@@ -24,6 +24,18 @@ enum TargetCheck {
         }
         return nil
     }
+
+    /// Why `clearing` is not the coordinator's signed clearing of `service`'s override in `region`, or nil.
+    static func clearingProblem(_ clearing: Slipway_V1_TargetChange, service: String, region: String,
+                                verifiers: [Curve25519.Signing.PublicKey]) -> String? {
+        guard clearing.service == service, clearing.region == region, clearing.artifactDigest.isEmpty, clearing.rolloutID == 0 else {
+            return "the clearing it carries is not of this service's override in \(region)"
+        }
+        guard verifiers.contains(where: { TargetSignature.verify(clearing, signature: Array(clearing.signature), publicKey: $0) }) else {
+            return "the clearing it carries does not verify with the coordinator's key"
+        }
+        return nil
+    }
 }
 
 /// The agent's gate for target changes: applies only what ``TargetCheck`` passes
@@ -58,15 +70,15 @@ struct TargetGate {
 
     mutating func admit(_ change: Slipway_V1_TargetChange) -> Decision {
         guard !verifiers.isEmpty else { return .apply }
-        let highest = versions.version(change.service, scope: change.signedRegion)
-        let problem = TargetCheck.problem(with: change, region: region, verifiers: verifiers)
-            ?? (change.signedVersion < highest
-                ? "it is signed version \(change.signedVersion), older than the \(highest) this machine already applied (a replay, "
-                  + "or the coordinator's database was restored from an older backup)"
-                : nil)
-        guard let problem else {
+        let clearing = change.signedRegion.isEmpty && change.hasClearedOverride
+            && TargetCheck.clearingProblem(change.clearedOverride, service: change.service, region: region, verifiers: verifiers) == nil
+            ? change.clearedOverride.version : nil
+        guard let problem = TargetCheck.problem(with: change, region: region, verifiers: verifiers)
+                ?? replayProblem(change, clearing: clearing) else {
             refused[change.service] = nil
             if versions.applied(change.service, scope: change.signedRegion, version: change.signedVersion) { versionsRaised = true }
+            // A clearing counts as applied too: the override it cleared cannot come back either.
+            if let clearing, versions.applied(change.service, scope: region, version: clearing) { versionsRaised = true }
             return .apply
         }
         let note = "refused target sha256:\(change.artifactDigest.prefix(12)) v\(change.version): \(problem)"
@@ -83,6 +95,21 @@ struct TargetGate {
             SlipwayMetrics.targetRefused(service: change.service)
         }
         return false
+    }
+
+    /// Why a correctly signed `change` would take this machine back: a lower version
+    /// of its scope, or the global target while the machine runs under this region's
+    /// override with no signed clearing (`clearing`: its version, when one came) of it.
+    private func replayProblem(_ change: Slipway_V1_TargetChange, clearing: UInt64?) -> String? {
+        let highest = versions.version(change.service, scope: change.signedRegion)
+        if change.signedVersion < highest {
+            return "it is signed version \(change.signedVersion), older than the \(highest) this machine already applied (a replay, "
+                + "or the coordinator's database was restored from an older backup)"
+        }
+        let overridden = change.signedRegion.isEmpty ? versions.version(change.service, scope: region) : 0
+        guard overridden > 0, (clearing ?? 0) < overridden else { return nil }
+        return "it is the global target, and this machine runs under region \(region)'s override (v\(overridden)); "
+            + (clearing.map { "the clearing that came along (v\($0)) is older" } ?? "no signed clearing of it came along")
     }
 
     /// The raised versions were saved.

@@ -96,10 +96,11 @@ final class CoordinatorLoop: ServingLoop {
     }
 
     /// Waits to lead, leads until stopped; a leader that loses its lock steps down and waits again.
-    /// A coordinator that took the lock but found a port held hands the lock back and waits
-    /// again (the holder may be a leader that has not yet seen it lost the lock, and may take
-    /// it back); this many take-overs in a row (each within a minute of the last) failing that
-    /// way end the process.
+    /// A coordinator that took the lock from another (it waited as a standby) but found a
+    /// port held hands the lock back and waits again (the holder may be a leader that has
+    /// not yet seen it lost the lock, and may take it back); this many take-overs in a row
+    /// (each within a minute of the last) failing that way end the process. A first take-over
+    /// that found the lock free exits at once: the holder is no leader it replaces.
     static let takeOverAttempts = 3
 
     func serve() throws {
@@ -117,7 +118,8 @@ final class CoordinatorLoop: ServingLoop {
                 if let lastHeld, ContinuousClock.now - lastHeld > .seconds(60) { portsHeld = 0 }
                 lastHeld = .now
                 portsHeld += 1
-                guard portsHeld < Self.takeOverAttempts else { throw held.failure }
+                // A first take-over that found the lock free replaces no leader: the port's holder is something else.
+                guard leadership.tookOverFromAnother || portsHeld > 1, portsHeld < Self.takeOverAttempts else { throw held.failure }
                 logger.error("cannot take over: a port is still in use; handing the lock back and waiting again",
                              metadata: ["endpoint": "\(held.failure.endpoint.labelled)", "attempt": "\(portsHeld)",
                                         "attempts_left": "\(Self.takeOverAttempts - portsHeld)"])

@@ -24,6 +24,8 @@ struct Leadership {
     private let stop: StopSignal
     /// The connection's reconnect count when the lock was last known held.
     private var heldSince: Int?
+    /// The last ``waitUntilLeader(_:)`` found another coordinator holding the lock at first.
+    private(set) var tookOverFromAnother = false
 
     init(url: String, logger: Logger, stop: StopSignal) {
         self.url = url
@@ -60,12 +62,14 @@ struct Leadership {
         var announced = false
         var backoff = Backoff(initial: .milliseconds(500), cap: .seconds(10))
         var trouble = RepeatedEvent(interval: .seconds(60))
+        tookOverFromAnother = false
         while !stop.isStopped {
             do {
                 if try tryLock(db) {
                     heldSince = db.reconnectCount
                     return true
                 }
+                tookOverFromAnother = true
                 backoff.succeeded()
                 if !announced {
                     logger.info("standby: another coordinator holds the lock; waiting to take over")

@@ -207,61 +207,122 @@ public nonisolated enum Slipway_V1_RolloutAction: SwiftProtobuf.Enum, Swift.Case
 }
 
 /// "Service S should run artifact D", globally (region empty) or in one region.
-public nonisolated struct Slipway_V1_TargetChange: Sendable {
+public nonisolated struct Slipway_V1_TargetChange: @unchecked Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
 
-  public var service: String = String()
+  public var service: String {
+    get {_storage._service}
+    set {_uniqueStorage()._service = newValue}
+  }
 
   /// Empty for the global target.
-  public var region: String = String()
+  public var region: String {
+    get {_storage._region}
+    set {_uniqueStorage()._region = newValue}
+  }
 
-  public var artifactDigest: String = String()
+  public var artifactDigest: String {
+    get {_storage._artifactDigest}
+    set {_uniqueStorage()._artifactDigest = newValue}
+  }
 
   /// Monotonic per (service, region); a receiver ignores older versions.
-  public var version: UInt64 = 0
+  public var version: UInt64 {
+    get {_storage._version}
+    set {_uniqueStorage()._version = newValue}
+  }
 
-  public var setBy: String = String()
+  public var setBy: String {
+    get {_storage._setBy}
+    set {_uniqueStorage()._setBy = newValue}
+  }
 
-  public var setAtUnixMicros: Int64 = 0
+  public var setAtUnixMicros: Int64 {
+    get {_storage._setAtUnixMicros}
+    set {_uniqueStorage()._setAtUnixMicros = newValue}
+  }
 
-  public var previousDigest: String = String()
+  public var previousDigest: String {
+    get {_storage._previousDigest}
+    set {_uniqueStorage()._previousDigest = newValue}
+  }
 
   /// The coordinator's Ed25519 signature over fields 1-7 as it set them (see
   /// docs/protocol.md, "Signed targets"); empty from a coordinator run --insecure.
-  public var signature: Data = Data()
+  public var signature: Data {
+    get {_storage._signature}
+    set {_uniqueStorage()._signature = newValue}
+  }
 
   /// A region controller tells its agents a change of its own making (region =
   /// the agent's region, version = global + regional versions); these are the
   /// region and version the coordinator signed, so an agent can check the signature.
-  public var signedRegion: String = String()
+  public var signedRegion: String {
+    get {_storage._signedRegion}
+    set {_uniqueStorage()._signedRegion = newValue}
+  }
 
-  public var signedVersion: UInt64 = 0
+  public var signedVersion: UInt64 {
+    get {_storage._signedVersion}
+    set {_uniqueStorage()._signedVersion = newValue}
+  }
 
   /// Set while a rollout moves this (global) target in waves; 0 otherwise.
   /// Signed with the rest: which two builds a machine may be told to run.
-  public var rolloutID: UInt64 = 0
+  public var rolloutID: UInt64 {
+    get {_storage._rolloutID}
+    set {_uniqueStorage()._rolloutID = newValue}
+  }
 
   /// The build machines outside the waves so far keep running (empty: none,
   /// the service's first rollout). Only meaningful with rollout_id.
-  public var stableDigest: String = String()
+  public var stableDigest: String {
+    get {_storage._stableDigest}
+    set {_uniqueStorage()._stableDigest = newValue}
+  }
 
   /// How many machines of each region the waves so far cover.
-  public var shares: [Slipway_V1_WaveShare] = []
+  public var shares: [Slipway_V1_WaveShare] {
+    get {_storage._shares}
+    set {_uniqueStorage()._shares = newValue}
+  }
 
   /// Region -> agent only, not signed: machines whose wave score (see
   /// docs/protocol.md, "Rollouts") is at most this run artifact_digest, the
   /// others stable_digest. The region picks it so the share holds for its machines.
-  public var waveCutoff: UInt64 = 0
+  public var waveCutoff: UInt64 {
+    get {_storage._waveCutoff}
+    set {_uniqueStorage()._waveCutoff = newValue}
+  }
 
   /// Machines outside the waves fetch artifact_digest ahead (without installing
   /// it), so a wave costs an install, not a download. Signed.
-  public var prefetch: Bool = false
+  public var prefetch: Bool {
+    get {_storage._prefetch}
+    set {_uniqueStorage()._prefetch = newValue}
+  }
+
+  /// Region -> agent only, with the global target: this region's override of the
+  /// service as the coordinator cleared it (empty artifact_digest, the regional
+  /// version and signature), if it ever had one. A machine that ran under an
+  /// override goes back to the global target only with this, so a region
+  /// controller cannot send it back while the override is in force.
+  public var clearedOverride: Slipway_V1_TargetChange {
+    get {_storage._clearedOverride ?? Slipway_V1_TargetChange()}
+    set {_uniqueStorage()._clearedOverride = newValue}
+  }
+  /// Returns true if `clearedOverride` has been explicitly set.
+  public var hasClearedOverride: Bool {_storage._clearedOverride != nil}
+  /// Clears the value of `clearedOverride`. Subsequent reads from it will return its default value.
+  public mutating func clearClearedOverride() {_uniqueStorage()._clearedOverride = nil}
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
+
+  fileprivate var _storage = _StorageClass.defaultInstance
 }
 
 /// The machines of one region a rollout's waves cover so far.
@@ -942,99 +1003,174 @@ nonisolated extension Slipway_V1_RolloutAction: SwiftProtobuf._ProtoNameProvidin
 
 nonisolated extension Slipway_V1_TargetChange: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".TargetChange"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}service\0\u{1}region\0\u{3}artifact_digest\0\u{1}version\0\u{3}set_by\0\u{3}set_at_unix_micros\0\u{3}previous_digest\0\u{1}signature\0\u{3}signed_region\0\u{3}signed_version\0\u{3}rollout_id\0\u{3}stable_digest\0\u{1}shares\0\u{3}wave_cutoff\0\u{1}prefetch\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}service\0\u{1}region\0\u{3}artifact_digest\0\u{1}version\0\u{3}set_by\0\u{3}set_at_unix_micros\0\u{3}previous_digest\0\u{1}signature\0\u{3}signed_region\0\u{3}signed_version\0\u{3}rollout_id\0\u{3}stable_digest\0\u{1}shares\0\u{3}wave_cutoff\0\u{1}prefetch\0\u{3}cleared_override\0")
+
+  fileprivate class _StorageClass {
+    var _service: String = String()
+    var _region: String = String()
+    var _artifactDigest: String = String()
+    var _version: UInt64 = 0
+    var _setBy: String = String()
+    var _setAtUnixMicros: Int64 = 0
+    var _previousDigest: String = String()
+    var _signature: Data = Data()
+    var _signedRegion: String = String()
+    var _signedVersion: UInt64 = 0
+    var _rolloutID: UInt64 = 0
+    var _stableDigest: String = String()
+    var _shares: [Slipway_V1_WaveShare] = []
+    var _waveCutoff: UInt64 = 0
+    var _prefetch: Bool = false
+    var _clearedOverride: Slipway_V1_TargetChange? = nil
+
+      // This property is used as the initial default value for new instances of the type.
+      // The type itself is protecting the reference to its storage via CoW semantics.
+      // This will force a copy to be made of this reference when the first mutation occurs;
+      // hence, it is safe to mark this as `nonisolated(unsafe)`.
+      static nonisolated(unsafe) let defaultInstance = _StorageClass()
+
+    private init() {}
+
+    init(copying source: _StorageClass) {
+      _service = source._service
+      _region = source._region
+      _artifactDigest = source._artifactDigest
+      _version = source._version
+      _setBy = source._setBy
+      _setAtUnixMicros = source._setAtUnixMicros
+      _previousDigest = source._previousDigest
+      _signature = source._signature
+      _signedRegion = source._signedRegion
+      _signedVersion = source._signedVersion
+      _rolloutID = source._rolloutID
+      _stableDigest = source._stableDigest
+      _shares = source._shares
+      _waveCutoff = source._waveCutoff
+      _prefetch = source._prefetch
+      _clearedOverride = source._clearedOverride
+    }
+  }
+
+  fileprivate mutating func _uniqueStorage() -> _StorageClass {
+    if !isKnownUniquelyReferenced(&_storage) {
+      _storage = _StorageClass(copying: _storage)
+    }
+    return _storage
+  }
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
-    while let fieldNumber = try decoder.nextFieldNumber() {
-      // The use of inline closures is to circumvent an issue where the compiler
-      // allocates stack space for every case branch when no optimizations are
-      // enabled. https://github.com/apple/swift-protobuf/issues/1034
-      switch fieldNumber {
-      case 1: try { try decoder.decodeSingularStringField(value: &self.service) }()
-      case 2: try { try decoder.decodeSingularStringField(value: &self.region) }()
-      case 3: try { try decoder.decodeSingularStringField(value: &self.artifactDigest) }()
-      case 4: try { try decoder.decodeSingularUInt64Field(value: &self.version) }()
-      case 5: try { try decoder.decodeSingularStringField(value: &self.setBy) }()
-      case 6: try { try decoder.decodeSingularInt64Field(value: &self.setAtUnixMicros) }()
-      case 7: try { try decoder.decodeSingularStringField(value: &self.previousDigest) }()
-      case 8: try { try decoder.decodeSingularBytesField(value: &self.signature) }()
-      case 9: try { try decoder.decodeSingularStringField(value: &self.signedRegion) }()
-      case 10: try { try decoder.decodeSingularUInt64Field(value: &self.signedVersion) }()
-      case 11: try { try decoder.decodeSingularUInt64Field(value: &self.rolloutID) }()
-      case 12: try { try decoder.decodeSingularStringField(value: &self.stableDigest) }()
-      case 13: try { try decoder.decodeRepeatedMessageField(value: &self.shares) }()
-      case 14: try { try decoder.decodeSingularUInt64Field(value: &self.waveCutoff) }()
-      case 15: try { try decoder.decodeSingularBoolField(value: &self.prefetch) }()
-      default: break
+    _ = _uniqueStorage()
+    try withExtendedLifetime(_storage) { (_storage: _StorageClass) in
+      while let fieldNumber = try decoder.nextFieldNumber() {
+        // The use of inline closures is to circumvent an issue where the compiler
+        // allocates stack space for every case branch when no optimizations are
+        // enabled. https://github.com/apple/swift-protobuf/issues/1034
+        switch fieldNumber {
+        case 1: try { try decoder.decodeSingularStringField(value: &_storage._service) }()
+        case 2: try { try decoder.decodeSingularStringField(value: &_storage._region) }()
+        case 3: try { try decoder.decodeSingularStringField(value: &_storage._artifactDigest) }()
+        case 4: try { try decoder.decodeSingularUInt64Field(value: &_storage._version) }()
+        case 5: try { try decoder.decodeSingularStringField(value: &_storage._setBy) }()
+        case 6: try { try decoder.decodeSingularInt64Field(value: &_storage._setAtUnixMicros) }()
+        case 7: try { try decoder.decodeSingularStringField(value: &_storage._previousDigest) }()
+        case 8: try { try decoder.decodeSingularBytesField(value: &_storage._signature) }()
+        case 9: try { try decoder.decodeSingularStringField(value: &_storage._signedRegion) }()
+        case 10: try { try decoder.decodeSingularUInt64Field(value: &_storage._signedVersion) }()
+        case 11: try { try decoder.decodeSingularUInt64Field(value: &_storage._rolloutID) }()
+        case 12: try { try decoder.decodeSingularStringField(value: &_storage._stableDigest) }()
+        case 13: try { try decoder.decodeRepeatedMessageField(value: &_storage._shares) }()
+        case 14: try { try decoder.decodeSingularUInt64Field(value: &_storage._waveCutoff) }()
+        case 15: try { try decoder.decodeSingularBoolField(value: &_storage._prefetch) }()
+        case 16: try { try decoder.decodeSingularMessageField(value: &_storage._clearedOverride) }()
+        default: break
+        }
       }
     }
   }
 
   public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
-    if !self.service.isEmpty {
-      try visitor.visitSingularStringField(value: self.service, fieldNumber: 1)
-    }
-    if !self.region.isEmpty {
-      try visitor.visitSingularStringField(value: self.region, fieldNumber: 2)
-    }
-    if !self.artifactDigest.isEmpty {
-      try visitor.visitSingularStringField(value: self.artifactDigest, fieldNumber: 3)
-    }
-    if self.version != 0 {
-      try visitor.visitSingularUInt64Field(value: self.version, fieldNumber: 4)
-    }
-    if !self.setBy.isEmpty {
-      try visitor.visitSingularStringField(value: self.setBy, fieldNumber: 5)
-    }
-    if self.setAtUnixMicros != 0 {
-      try visitor.visitSingularInt64Field(value: self.setAtUnixMicros, fieldNumber: 6)
-    }
-    if !self.previousDigest.isEmpty {
-      try visitor.visitSingularStringField(value: self.previousDigest, fieldNumber: 7)
-    }
-    if !self.signature.isEmpty {
-      try visitor.visitSingularBytesField(value: self.signature, fieldNumber: 8)
-    }
-    if !self.signedRegion.isEmpty {
-      try visitor.visitSingularStringField(value: self.signedRegion, fieldNumber: 9)
-    }
-    if self.signedVersion != 0 {
-      try visitor.visitSingularUInt64Field(value: self.signedVersion, fieldNumber: 10)
-    }
-    if self.rolloutID != 0 {
-      try visitor.visitSingularUInt64Field(value: self.rolloutID, fieldNumber: 11)
-    }
-    if !self.stableDigest.isEmpty {
-      try visitor.visitSingularStringField(value: self.stableDigest, fieldNumber: 12)
-    }
-    if !self.shares.isEmpty {
-      try visitor.visitRepeatedMessageField(value: self.shares, fieldNumber: 13)
-    }
-    if self.waveCutoff != 0 {
-      try visitor.visitSingularUInt64Field(value: self.waveCutoff, fieldNumber: 14)
-    }
-    if self.prefetch != false {
-      try visitor.visitSingularBoolField(value: self.prefetch, fieldNumber: 15)
+    try withExtendedLifetime(_storage) { (_storage: _StorageClass) in
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every if/case branch local when no optimizations
+      // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+      // https://github.com/apple/swift-protobuf/issues/1182
+      if !_storage._service.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._service, fieldNumber: 1)
+      }
+      if !_storage._region.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._region, fieldNumber: 2)
+      }
+      if !_storage._artifactDigest.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._artifactDigest, fieldNumber: 3)
+      }
+      if _storage._version != 0 {
+        try visitor.visitSingularUInt64Field(value: _storage._version, fieldNumber: 4)
+      }
+      if !_storage._setBy.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._setBy, fieldNumber: 5)
+      }
+      if _storage._setAtUnixMicros != 0 {
+        try visitor.visitSingularInt64Field(value: _storage._setAtUnixMicros, fieldNumber: 6)
+      }
+      if !_storage._previousDigest.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._previousDigest, fieldNumber: 7)
+      }
+      if !_storage._signature.isEmpty {
+        try visitor.visitSingularBytesField(value: _storage._signature, fieldNumber: 8)
+      }
+      if !_storage._signedRegion.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._signedRegion, fieldNumber: 9)
+      }
+      if _storage._signedVersion != 0 {
+        try visitor.visitSingularUInt64Field(value: _storage._signedVersion, fieldNumber: 10)
+      }
+      if _storage._rolloutID != 0 {
+        try visitor.visitSingularUInt64Field(value: _storage._rolloutID, fieldNumber: 11)
+      }
+      if !_storage._stableDigest.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._stableDigest, fieldNumber: 12)
+      }
+      if !_storage._shares.isEmpty {
+        try visitor.visitRepeatedMessageField(value: _storage._shares, fieldNumber: 13)
+      }
+      if _storage._waveCutoff != 0 {
+        try visitor.visitSingularUInt64Field(value: _storage._waveCutoff, fieldNumber: 14)
+      }
+      if _storage._prefetch != false {
+        try visitor.visitSingularBoolField(value: _storage._prefetch, fieldNumber: 15)
+      }
+      try { if let v = _storage._clearedOverride {
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 16)
+      } }()
     }
     try unknownFields.traverse(visitor: &visitor)
   }
 
   public static func ==(lhs: Slipway_V1_TargetChange, rhs: Slipway_V1_TargetChange) -> Bool {
-    if lhs.service != rhs.service {return false}
-    if lhs.region != rhs.region {return false}
-    if lhs.artifactDigest != rhs.artifactDigest {return false}
-    if lhs.version != rhs.version {return false}
-    if lhs.setBy != rhs.setBy {return false}
-    if lhs.setAtUnixMicros != rhs.setAtUnixMicros {return false}
-    if lhs.previousDigest != rhs.previousDigest {return false}
-    if lhs.signature != rhs.signature {return false}
-    if lhs.signedRegion != rhs.signedRegion {return false}
-    if lhs.signedVersion != rhs.signedVersion {return false}
-    if lhs.rolloutID != rhs.rolloutID {return false}
-    if lhs.stableDigest != rhs.stableDigest {return false}
-    if lhs.shares != rhs.shares {return false}
-    if lhs.waveCutoff != rhs.waveCutoff {return false}
-    if lhs.prefetch != rhs.prefetch {return false}
+    if lhs._storage !== rhs._storage {
+      let storagesAreEqual: Bool = withExtendedLifetime((lhs._storage, rhs._storage)) { (_args: (_StorageClass, _StorageClass)) in
+        let _storage = _args.0
+        let rhs_storage = _args.1
+        if _storage._service != rhs_storage._service {return false}
+        if _storage._region != rhs_storage._region {return false}
+        if _storage._artifactDigest != rhs_storage._artifactDigest {return false}
+        if _storage._version != rhs_storage._version {return false}
+        if _storage._setBy != rhs_storage._setBy {return false}
+        if _storage._setAtUnixMicros != rhs_storage._setAtUnixMicros {return false}
+        if _storage._previousDigest != rhs_storage._previousDigest {return false}
+        if _storage._signature != rhs_storage._signature {return false}
+        if _storage._signedRegion != rhs_storage._signedRegion {return false}
+        if _storage._signedVersion != rhs_storage._signedVersion {return false}
+        if _storage._rolloutID != rhs_storage._rolloutID {return false}
+        if _storage._stableDigest != rhs_storage._stableDigest {return false}
+        if _storage._shares != rhs_storage._shares {return false}
+        if _storage._waveCutoff != rhs_storage._waveCutoff {return false}
+        if _storage._prefetch != rhs_storage._prefetch {return false}
+        if _storage._clearedOverride != rhs_storage._clearedOverride {return false}
+        return true
+      }
+      if !storagesAreEqual {return false}
+    }
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

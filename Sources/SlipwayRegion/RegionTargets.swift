@@ -76,6 +76,18 @@ struct RegionTargets: Codable, Equatable {
         change.signature = target.signature ?? Data()
         change.signedRegion = fromOverride ? region : ""
         change.signedVersion = target.version
+        if !fromOverride, let cleared = regional[service] {
+            // The signed clearing: what lets a machine that ran under the override follow this target again.
+            var clearing = Slipway_V1_TargetChange()
+            clearing.service = service
+            clearing.region = region
+            clearing.version = cleared.version
+            clearing.setBy = cleared.setBy
+            clearing.setAtUnixMicros = cleared.setAtUnixMicros
+            clearing.previousDigest = cleared.previousDigest ?? ""
+            clearing.signature = cleared.signature ?? Data()
+            change.clearedOverride = clearing
+        }
         if let rollout = target.rollout {
             change.rolloutID = rollout.id
             change.stableDigest = rollout.stableDigest

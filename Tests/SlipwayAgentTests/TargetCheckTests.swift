@@ -91,9 +91,50 @@ struct TargetReplayTests {
         // An override of this region is numbered on its own: its version 1 is new.
         let override = TargetCheckTests.asRegionTells(try TargetCheckTests.signed(region: "eu", version: 1), region: "eu", combinedVersion: 4)
         #expect(gate.admit(override) == .apply && gate.refusal(for: "web") == nil)
-        // Cleared again, the region follows the global v3 it already applied.
-        #expect(gate.admit(v3) == .apply)
-        #expect(gate.versions.version("web", scope: "") == 3 && gate.versions.version("web", scope: "eu") == 1)
+        // Cleared again (the coordinator's signed clearing comes along), the region follows the global v3 it already applied.
+        var back = v3
+        back.clearedOverride = try Self.clearing(version: 2)
+        #expect(gate.admit(back) == .apply)
+        #expect(gate.versions.version("web", scope: "") == 3 && gate.versions.version("web", scope: "eu") == 2)
+    }
+
+    /// The coordinator's clearing of `web`'s override in eu, signed.
+    static func clearing(version: UInt64, key: Curve25519.Signing.PrivateKey = TargetCheckTests.coordinator) throws -> Slipway_V1_TargetChange {
+        var change = Slipway_V1_TargetChange()
+        change.service = "web"
+        change.region = "eu"
+        change.version = version
+        change.setBy = "alice"
+        change.setAtUnixMicros = 1_700_000_000_000_000
+        change.previousDigest = String(repeating: "e", count: 64)
+        change.signature = Data(try TargetSignature.sign(change, with: key))
+        return change
+    }
+
+    @Test("back to the global target after an override only with the coordinator's signed clearing of it; a cleared override cannot come back")
+    func overrideClearing() throws {
+        var gate = Self.gate()
+        let global = TargetCheckTests.asRegionTells(try TargetCheckTests.signed(version: 3), region: "eu", combinedVersion: 3)
+        let override = TargetCheckTests.asRegionTells(try TargetCheckTests.signed(region: "eu", version: 1, digest: String(repeating: "e", count: 64)),
+                                                      region: "eu", combinedVersion: 4)
+        #expect(gate.admit(global) == .apply && gate.admit(override) == .apply)
+        // A region controller that was taken over sends the global target again while the override is in force.
+        guard case .refuse(let problem, _) = gate.admit(global) else { Issue.record("back to global without a clearing"); return }
+        #expect(problem.contains("no signed clearing"), "\(problem)")
+        var forged = global
+        forged.clearedOverride = try Self.clearing(version: 2, key: Curve25519.Signing.PrivateKey())
+        #expect(gate.admit(forged) != .apply, "a clearing the coordinator did not sign")
+        var cleared = global
+        cleared.clearedOverride = try Self.clearing(version: 2)
+        cleared.version = 5
+        #expect(gate.admit(cleared) == .apply && gate.versions.version("web", scope: "eu") == 2)
+        guard case .refuse(let again, _) = gate.admit(override) else { Issue.record("the cleared override came back"); return }
+        #expect(again.contains("older than the 2"), "\(again)")
+        let newer = TargetCheckTests.asRegionTells(try TargetCheckTests.signed(region: "eu", version: 3), region: "eu", combinedVersion: 6)
+        #expect(gate.admit(newer) == .apply, "a new override")
+        // The global target with the earlier clearing, while the new override is in force.
+        guard case .refuse(let stale, _) = gate.admit(cleared) else { Issue.record("an earlier clearing let it back"); return }
+        #expect(stale.contains("the clearing that came along (v2) is older"), "\(stale)")
     }
 
     @Test("what was applied survives a restart through the state file; an unreadable file names itself")

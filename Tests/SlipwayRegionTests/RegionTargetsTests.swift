@@ -31,10 +31,15 @@ import Testing
         _ = targets.apply(change("svc", "g1", version: 1), region: "eu")
         _ = targets.apply(change("svc", "e1", version: 1, region: "eu"), region: "eu")
         #expect(targets.pinned == ["svc"])
+        #expect(targets.agentTarget("svc", region: "eu", cutoff: 0)?.hasClearedOverride == false, "an override in force carries none")
         let cleared = targets.apply(change("svc", "", version: 2, region: "eu"), region: "eu")
         #expect(cleared)
         #expect(targets.effective("svc")?.digest == "g1" && targets.pinned.isEmpty)
         #expect(targets.agentTarget("svc", region: "eu", cutoff: 0)?.version == 3, "1 global + 2 regional: above what agents had")
+        let told = targets.agentTarget("svc", region: "eu", cutoff: 0)
+        #expect(told?.clearedOverride.version == 2 && told?.clearedOverride.region == "eu"
+                && told?.clearedOverride.artifactDigest == "" && told?.clearedOverride.service == "svc",
+                "the global target carries the clearing, for machines that ran under the override")
         let replayed = targets.apply(change("svc", "e1", version: 1, region: "eu"), region: "eu")
         #expect(!replayed, "a replayed older override stays cleared")
         var lone = RegionTargets()

@@ -304,6 +304,74 @@ struct AuthenticationTests {
         #expect(statuses.values.allSatisfy { $0 == 0 }, "\(statuses)")
     }
 
+    @Test("an override in force cannot be undone by a region controller: agents refuse the global target without the coordinator's signed clearing, and follow it once cleared")
+    func overrideNotUndoneByRegion() async throws {
+        let (_, statuses) = try await Cluster.with { cluster in
+            try cluster.startCoordinator()
+            try cluster.startRegion()
+            try cluster.startWorker("w1")
+            for name in ["m1", "m2"] { try cluster.startAgent(name, region: "local", regionProcess: "region") }
+            let client = try SlipwayClient(endpoint: cluster.intake, security: cluster.security())
+            defer { Task { await client.close() } }
+            let v1 = try await AgentTests.buildService(client, cluster, version: "v1")
+            let v2 = try await AgentTests.buildService(client, cluster, version: "v2")
+            try await AgentTests.deploy(client, v1)
+            try await AgentTests.waitUntilEvery(["m1", "m2"], cluster, runs: "hello v1")
+            var override = Slipway_V1_DeployRequest()
+            override.service = "hello"
+            override.artifactDigest = v2
+            override.regions = ["local"]
+            override.setBy = "test"
+            _ = try await client.deploy(override)
+            try await AgentTests.waitUntilEvery(["m1", "m2"], cluster, runs: "hello v2")
+
+            // Taken over, the region clears the override itself (unsigned, with a version above the agents'):
+            // the signed global v1 shows through.
+            _ = await cluster.processes["region"]!.stopped()
+            let file = cluster.storeDirectory("region").appendingPathComponent("targets.json")
+            let genuine = try Data(contentsOf: file)
+            var forged = try #require(try JSONSerialization.jsonObject(with: genuine) as? [String: Any])
+            forged["appliedThrough"] = 1_000_000_000
+            var targets = try #require(forged["targets"] as? [String: Any])
+            var cleared = try #require((targets["regional"] as? [String: Any])?["hello"] as? [String: Any])
+            cleared["digest"] = ""
+            cleared["version"] = 1_000
+            cleared["signature"] = nil
+            targets["regional"] = ["hello": cleared]
+            forged["targets"] = targets
+            try JSONSerialization.data(withJSONObject: forged).write(to: file)
+            try cluster.startRegion("region-taken", region: "local", store: cluster.store, storeOf: "region")
+            try await ReplicationTests.waitFor("both agents to refuse the global target", timeout: .seconds(30)) {
+                ["m1", "m2"].allSatisfy { cluster.logText($0).contains("no signed clearing of it came along") }
+            }
+            try await Task.sleep(for: .seconds(2))
+            for name in ["m1", "m2"] {
+                let installed = cluster.agentDirectory(name).appendingPathComponent("services/hello/current/hello")
+                #expect(try await shellOutput("sha256sum '\(installed.path)' | cut -d' ' -f1") == v2, "\(name) left its override")
+            }
+
+            // The honest region again; the coordinator clears the override: agents follow the global target.
+            _ = await cluster.processes["region-taken"]!.stopped()
+            try genuine.write(to: file)
+            try cluster.startRegion("region-clean", region: "local", store: cluster.store, storeOf: "region")
+            var clear = Slipway_V1_DeployRequest()
+            clear.service = "hello"
+            clear.regions = ["local"]
+            clear.clear = true
+            clear.setBy = "test"
+            _ = try await client.deploy(clear)
+            try await ReplicationTests.waitFor("both agents back on v1", timeout: .seconds(60)) {
+                var back = true
+                for name in ["m1", "m2"] {
+                    let installed = cluster.agentDirectory(name).appendingPathComponent("services/hello/current/hello")
+                    back = try await shellOutput("sha256sum '\(installed.path)' | cut -d' ' -f1") == v1 && back
+                }
+                return back
+            }
+        }
+        #expect(statuses.values.allSatisfy { $0 == 0 }, "\(statuses)")
+    }
+
     @Test("a recipe run as the build user cannot read the worker's key; the build's outcome is its own", .enabled(if: geteuid() == 0))
     func recipeCannotReadKey() async throws {
         let (_, statuses) = try await Cluster.with { cluster in

@@ -1177,7 +1177,7 @@ void   slipway__v1__audit_list__free_unpacked
   assert(message->base.descriptor == &slipway__v1__audit_list__descriptor);
   protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
 }
-static const ProtobufCFieldDescriptor slipway__v1__target_change__field_descriptors[15] =
+static const ProtobufCFieldDescriptor slipway__v1__target_change__field_descriptors[16] =
 {
   {
     "service",
@@ -1359,9 +1359,22 @@ static const ProtobufCFieldDescriptor slipway__v1__target_change__field_descript
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "cleared_override",
+    16,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    0,   /* quantifier_offset */
+    offsetof(Slipway__V1__TargetChange, cleared_override),
+    &slipway__v1__target_change__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned slipway__v1__target_change__field_indices_by_name[] = {
   2,   /* field[2] = artifact_digest */
+  15,   /* field[15] = cleared_override */
   14,   /* field[14] = prefetch */
   6,   /* field[6] = previous_digest */
   1,   /* field[1] = region */
@@ -1380,7 +1393,7 @@ static const unsigned slipway__v1__target_change__field_indices_by_name[] = {
 static const ProtobufCIntRange slipway__v1__target_change__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 15 }
+  { 0, 16 }
 };
 const ProtobufCMessageDescriptor slipway__v1__target_change__descriptor =
 {
@@ -1390,7 +1403,7 @@ const ProtobufCMessageDescriptor slipway__v1__target_change__descriptor =
   "Slipway__V1__TargetChange",
   "slipway.v1",
   sizeof(Slipway__V1__TargetChange),
-  15,
+  16,
   slipway__v1__target_change__field_descriptors,
   slipway__v1__target_change__field_indices_by_name,
   1,  slipway__v1__target_change__number_ranges,

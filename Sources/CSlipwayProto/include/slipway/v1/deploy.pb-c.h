@@ -164,10 +164,18 @@ struct  Slipway__V1__TargetChange
    * it), so a wave costs an install, not a download. Signed.
    */
   protobuf_c_boolean prefetch;
+  /*
+   * Region -> agent only, with the global target: this region's override of the
+   * service as the coordinator cleared it (empty artifact_digest, the regional
+   * version and signature), if it ever had one. A machine that ran under an
+   * override goes back to the global target only with this, so a region
+   * controller cannot send it back while the override is in force.
+   */
+  Slipway__V1__TargetChange *cleared_override;
 };
 #define SLIPWAY__V1__TARGET_CHANGE__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&slipway__v1__target_change__descriptor) \
-    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0, (char *)protobuf_c_empty_string, 0, (char *)protobuf_c_empty_string, {0,NULL}, (char *)protobuf_c_empty_string, 0, 0, (char *)protobuf_c_empty_string, 0,NULL, 0, 0 }
+    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0, (char *)protobuf_c_empty_string, 0, (char *)protobuf_c_empty_string, {0,NULL}, (char *)protobuf_c_empty_string, 0, 0, (char *)protobuf_c_empty_string, 0,NULL, 0, 0, NULL }
 
 
 /*
