@@ -30,6 +30,17 @@ struct PieceHaveTests {
         throw CancellationError()
     }
 
+    /// Runs `body` with a server for machine m1, its context and address, and a client connected to it.
+    static func withServer(_ body: (PieceServer, ZMQContext, String, ZMQSocket) throws -> Void) throws {
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("piece-have-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: folder) }
+        let context = try ZMQContext()
+        let (server, address) = try server(in: folder, context: context)
+        let client = try ZMQSocket.requestDealer(context: context, connectedTo: address)
+        defer { client.close() }
+        try body(server, context, address, client)
+    }
+
     static func have(_ digest: String = digest, machine: String = "m2", pieces: [UInt32] = []) -> [[UInt8]] {
         var have = Slipway_V1_PieceHave()
         have.digest = digest
@@ -72,58 +83,49 @@ struct PieceHaveTests {
 
     @Test("a peer that says what it holds hears what is held here, then each new piece and the end; nothing of other artifacts")
     func toldAsTheyArrive() throws {
-        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("piece-have-\(UUID().uuidString)")
-        defer { try? FileManager.default.removeItem(at: folder) }
-        let context = try ZMQContext()
-        let (server, address) = try Self.server(in: folder, context: context)
-        let client = try ZMQSocket.requestDealer(context: context, connectedTo: address)
-        defer { client.close() }
+        try Self.withServer { server, _, _, client in
+            _ = try client.send(Self.have(pieces: [1]), wait: .never)
+            try Self.serve(server, until: { server.subscriberCount(Self.digest) == 1 }) { $0 == Self.digest ? PieceHolding(pieces: [0, 3]) : nil }
+            let first = try #require(try Self.heard(client))
+            #expect(first.digest == Self.digest && first.machineID == "m1" && first.pieces == [0, 3] && !first.complete)
+            #expect(server.subscriberCount(Self.digest) == 1)
 
-        _ = try client.send(Self.have(pieces: [1]), wait: .never)
-        try Self.serve(server, until: { server.subscriberCount(Self.digest) == 1 }) { $0 == Self.digest ? PieceHolding(pieces: [0, 3]) : nil }
-        let first = try #require(try Self.heard(client))
-        #expect(first.digest == Self.digest && first.machineID == "m1" && first.pieces == [0, 3] && !first.complete)
-        #expect(server.subscriberCount(Self.digest) == 1)
-
-        server.announce(Self.digest, PieceHolding(pieces: [5]))
-        server.announce(String(repeating: "e", count: 64), PieceHolding(pieces: [9]))
-        #expect(try Self.flushed(server, client)?.pieces == [5])
-        server.announce(Self.digest, PieceHolding(complete: true))
-        let end = try #require(try Self.flushed(server, client))
-        #expect(end.complete && end.pieces.isEmpty)
-        #expect(try Self.flushed(server, client) == nil, "nothing about an artifact it did not ask about")
+            server.announce(Self.digest, PieceHolding(pieces: [5]))
+            server.announce(String(repeating: "e", count: 64), PieceHolding(pieces: [9]))
+            #expect(try Self.flushed(server, client)?.pieces == [5])
+            server.announce(Self.digest, PieceHolding(complete: true))
+            let end = try #require(try Self.flushed(server, client))
+            #expect(end.complete && end.pieces.isEmpty)
+            #expect(try Self.flushed(server, client) == nil, "nothing about an artifact it did not ask about")
+        }
     }
 
     @Test("a have for an artifact not here subscribes nobody; a malformed one is dropped; subscribers per artifact are bounded")
     func bounded() throws {
-        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("piece-have-\(UUID().uuidString)")
-        defer { try? FileManager.default.removeItem(at: folder) }
-        let context = try ZMQContext()
-        let (server, address) = try Self.server(in: folder, context: context)
-        let client = try ZMQSocket.requestDealer(context: context, connectedTo: address)
-        defer { client.close() }
-        _ = try client.send(Self.have("not-a-digest"), wait: .never)
-        _ = try client.send(Self.have(machine: "bad name!"), wait: .never)
-        _ = try client.send(Self.have(), wait: .never)
-        try Self.serve(server, until: { server.rejected == 2 }) { _ in nil }
-        #expect(server.rejected == 2)
-        #expect(server.subscriberCount(Self.digest) == 0)
-        #expect(try Self.heard(client, wait: .milliseconds(300)) == nil)
+        try Self.withServer { server, context, address, client in
+            _ = try client.send(Self.have("not-a-digest"), wait: .never)
+            _ = try client.send(Self.have(machine: "bad name!"), wait: .never)
+            _ = try client.send(Self.have(), wait: .never)
+            try Self.serve(server, until: { server.rejected == 2 }) { _ in nil }
+            #expect(server.rejected == 2)
+            #expect(server.subscriberCount(Self.digest) == 0)
+            #expect(try Self.heard(client, wait: .milliseconds(300)) == nil)
 
-        var peers: [ZMQSocket] = []
-        defer { for peer in peers { peer.close() } }
-        for index in 0..<(PieceServer.maxSubscribers + 6) {
-            let peer = try ZMQSocket.requestDealer(context: context, connectedTo: address)
-            peers.append(peer)
-            _ = try peer.send(Self.have(machine: "p\(index)"), wait: .never)
+            var peers: [ZMQSocket] = []
+            defer { for peer in peers { peer.close() } }
+            for index in 0..<(PieceServer.maxSubscribers + 6) {
+                let peer = try ZMQSocket.requestDealer(context: context, connectedTo: address)
+                peers.append(peer)
+                _ = try peer.send(Self.have(machine: "p\(index)"), wait: .never)
+            }
+            var answered = 0
+            try Self.serve(server, until: {
+                answered += peers.filter { (try? Self.heard($0, wait: .zero)) != nil }.count
+                return answered >= PieceServer.maxSubscribers
+            }) { _ in PieceHolding(complete: true) }
+            // Those that made way before their answer left go unanswered: they greet again later.
+            #expect(answered >= PieceServer.maxSubscribers, "the greetings were answered")
+            #expect(server.subscriberCount(Self.digest) == PieceServer.maxSubscribers, "the oldest made way")
         }
-        var answered = 0
-        try Self.serve(server, until: {
-            answered += peers.filter { (try? Self.heard($0, wait: .zero)) != nil }.count
-            return answered >= PieceServer.maxSubscribers
-        }) { _ in PieceHolding(complete: true) }
-        // Those that made way before their answer left go unanswered: they greet again later.
-        #expect(answered >= PieceServer.maxSubscribers, "the greetings were answered")
-        #expect(server.subscriberCount(Self.digest) == PieceServer.maxSubscribers, "the oldest made way")
     }
 }

@@ -228,19 +228,31 @@ struct AuthenticationTests {
         #expect(statuses.values.allSatisfy { $0 == 0 }, "\(statuses)")
     }
 
+    /// Starts a region, a worker and agents m1 and m2, builds v1 and v2 of `hello`, and deploys v1 to both.
+    static func twoAgentsRunningV1(_ cluster: Cluster, _ client: SlipwayClient) async throws -> (v1: String, v2: String) {
+        try cluster.startCoordinator()
+        try cluster.startRegion()
+        try cluster.startWorker("w1")
+        for name in ["m1", "m2"] { try cluster.startAgent(name, region: "local", regionProcess: "region") }
+        let v1 = try await AgentTests.buildService(client, cluster, version: "v1")
+        let v2 = try await AgentTests.buildService(client, cluster, version: "v2")
+        try await AgentTests.deploy(client, v1)
+        try await AgentTests.waitUntilEvery(["m1", "m2"], cluster, runs: "hello v1")
+        return (v1, v2)
+    }
+
+    /// The SHA-256 of the binary agent `name` has installed as `hello`.
+    static func installed(_ cluster: Cluster, _ name: String) async throws -> String {
+        let binary = cluster.agentDirectory(name).appendingPathComponent("services/hello/current/hello")
+        return try await shellOutput("sha256sum '\(binary.path)' | cut -d' ' -f1")
+    }
+
     @Test("a region controller that tells its agents a target the coordinator never signed, or replays an older signed one: every agent refuses it and keeps its build")
     func forgedTarget() async throws {
         let (_, statuses) = try await Cluster.with { cluster in
-            try cluster.startCoordinator()
-            try cluster.startRegion()
-            try cluster.startWorker("w1")
-            for name in ["m1", "m2"] { try cluster.startAgent(name, region: "local", regionProcess: "region") }
             let client = try SlipwayClient(endpoint: cluster.intake, security: cluster.security())
             defer { Task { await client.close() } }
-            let v1 = try await AgentTests.buildService(client, cluster, version: "v1")
-            let v2 = try await AgentTests.buildService(client, cluster, version: "v2")
-            try await AgentTests.deploy(client, v1)
-            try await AgentTests.waitUntilEvery(["m1", "m2"], cluster, runs: "hello v1")
+            let (v1, v2) = try await Self.twoAgentsRunningV1(cluster, client)
 
             // The region controller is taken over: its saved targets now say v2, newer, under v1's signature.
             _ = await cluster.processes["region"]!.stopped()
@@ -263,8 +275,7 @@ struct AuthenticationTests {
             }
             try await Task.sleep(for: .seconds(2))
             for name in ["m1", "m2"] {
-                let installed = cluster.agentDirectory(name).appendingPathComponent("services/hello/current/hello")
-                #expect(try await shellOutput("sha256sum '\(installed.path)' | cut -d' ' -f1") == v1, "\(name) left v1")
+                #expect(try await Self.installed(cluster, name) == v1, "\(name) left v1")
                 #expect(!cluster.serviceOutput(name).contains("hello v2"), "\(name) ran v2")
             }
 
@@ -295,8 +306,7 @@ struct AuthenticationTests {
             }
             try await Task.sleep(for: .seconds(2))
             for name in ["m1", "m2"] {
-                let installed = cluster.agentDirectory(name).appendingPathComponent("services/hello/current/hello")
-                #expect(try await shellOutput("sha256sum '\(installed.path)' | cut -d' ' -f1") == v2, "\(name) went back to v1")
+                #expect(try await Self.installed(cluster, name) == v2, "\(name) went back to v1")
                 let kept = try Data(contentsOf: cluster.agentDirectory(name).appendingPathComponent("signed-versions.json"))
                 #expect(String(decoding: kept, as: UTF8.self).contains("\"hello\""), "\(name) keeps what it applied on disk")
             }
@@ -307,16 +317,9 @@ struct AuthenticationTests {
     @Test("an override in force cannot be undone by a region controller: agents refuse the global target without the coordinator's signed clearing, and follow it once cleared")
     func overrideNotUndoneByRegion() async throws {
         let (_, statuses) = try await Cluster.with { cluster in
-            try cluster.startCoordinator()
-            try cluster.startRegion()
-            try cluster.startWorker("w1")
-            for name in ["m1", "m2"] { try cluster.startAgent(name, region: "local", regionProcess: "region") }
             let client = try SlipwayClient(endpoint: cluster.intake, security: cluster.security())
             defer { Task { await client.close() } }
-            let v1 = try await AgentTests.buildService(client, cluster, version: "v1")
-            let v2 = try await AgentTests.buildService(client, cluster, version: "v2")
-            try await AgentTests.deploy(client, v1)
-            try await AgentTests.waitUntilEvery(["m1", "m2"], cluster, runs: "hello v1")
+            let (v1, v2) = try await Self.twoAgentsRunningV1(cluster, client)
             var override = Slipway_V1_DeployRequest()
             override.service = "hello"
             override.artifactDigest = v2
@@ -345,10 +348,7 @@ struct AuthenticationTests {
                 ["m1", "m2"].allSatisfy { cluster.logText($0).contains("no signed clearing of it came along") }
             }
             try await Task.sleep(for: .seconds(2))
-            for name in ["m1", "m2"] {
-                let installed = cluster.agentDirectory(name).appendingPathComponent("services/hello/current/hello")
-                #expect(try await shellOutput("sha256sum '\(installed.path)' | cut -d' ' -f1") == v2, "\(name) left its override")
-            }
+            for name in ["m1", "m2"] { #expect(try await Self.installed(cluster, name) == v2, "\(name) left its override") }
 
             // The honest region again; the coordinator clears the override: agents follow the global target.
             _ = await cluster.processes["region-taken"]!.stopped()
@@ -361,12 +361,8 @@ struct AuthenticationTests {
             clear.setBy = "test"
             _ = try await client.deploy(clear)
             try await ReplicationTests.waitFor("both agents back on v1", timeout: .seconds(60)) {
-                var back = true
-                for name in ["m1", "m2"] {
-                    let installed = cluster.agentDirectory(name).appendingPathComponent("services/hello/current/hello")
-                    back = try await shellOutput("sha256sum '\(installed.path)' | cut -d' ' -f1") == v1 && back
-                }
-                return back
+                let (m1, m2) = (try await Self.installed(cluster, "m1"), try await Self.installed(cluster, "m2"))
+                return m1 == v1 && m2 == v1
             }
         }
         #expect(statuses.values.allSatisfy { $0 == 0 }, "\(statuses)")
