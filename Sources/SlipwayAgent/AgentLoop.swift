@@ -40,8 +40,6 @@ final class AgentLoop: ServingLoop {
     private var lastPeerList: [String: ContinuousClock.Instant] = [:]
     private var reported: [Slipway_V1_AgentStatus] = []
     private var gate: TargetGate
-    /// Where the gate's highest signed versions are kept across restarts.
-    private let versionsFile: URL
     private var rejected = 0 {
         didSet { SlipwayMetrics.rejected(daemon: "agent", socket: "tracker+targets", reason: "bad_message") }
     }
@@ -57,8 +55,8 @@ final class AgentLoop: ServingLoop {
         self.context = try ZMQContext()
         try StartupCheck.writableDirectory(config.root, setting: "--root")
         let root = URL(fileURLWithPath: config.root)
-        versionsFile = root.appendingPathComponent("signed-versions.json")
-        gate = TargetGate(region: config.region, keys: config.targetVerifiers, versions: try SignedVersions.load(versionsFile))
+        let versionsFile = root.appendingPathComponent("signed-versions.json")
+        gate = TargetGate(region: config.region, keys: config.targetVerifiers, versions: try SignedVersions.load(versionsFile), file: versionsFile)
         self.store = try BlobStore(root: root.appendingPathComponent("store"))
         var environment: [String: String] = [:]
         for key in ["PATH", "HOME", "LANG", "TZ"] { environment[key] = ProcessInfo.processInfo.environment[key] }
@@ -346,15 +344,6 @@ final class AgentLoop: ServingLoop {
         // the rollout would ignore it; no refusal to report.
         if let current = slot.rollout.target, target.version < current.version { return }
         guard gate.admit(target, logger: logger) else { return }
-        if gate.versionsRaised {
-            do {
-                try gate.versions.save(versionsFile)
-                gate.versionsSaved()
-            } catch {
-                // Applied all the same: the guard holds in memory, and the save is tried with the next raise.
-                logger.error("cannot save the signed target versions", metadata: ["file": "\(versionsFile.path)", "error": "\(error)"])
-            }
-        }
         // In a rollout, the region's cutoff says which of the two signed builds this machine runs.
         let (digest, ahead) = WaveMembership.assignment(for: config.machineID, in: target)
         if prefetches.set(ahead, for: target.service), let ahead {

@@ -191,7 +191,7 @@ final class PieceServer {
     func flush() {
         defer { for peer in Array(untold.keys) where queues[peer] == nil && unsent[peer] == nil { tell(peer) } }
         let now = ContinuousClock.now
-        for peer in Array(unsent.keys) { _ = sendUnsent(peer) }
+        for peer in Array(unsent.keys) { sendUnsent(peer) }
         for peer in Array(queues.keys) {
             guard unsent[peer] == nil else { continue }
             for stale in queues[peer]!.filter({ now - $0.at >= queueTimeout }) {
@@ -235,19 +235,18 @@ final class PieceServer {
         unsent[peer, default: []].append(frames)
     }
 
-    /// Sends a peer's waiting answers. - Returns: true when none is left waiting.
-    private func sendUnsent(_ peer: [UInt8]) -> Bool {
+    /// Sends a peer's waiting answers while its pipe takes them.
+    private func sendUnsent(_ peer: [UInt8]) {
         while let frames = unsent[peer]?.first {
             do {
-                guard try socket.send(frames, wait: .never) else { return false }
+                guard try socket.send(frames, wait: .never) else { return }
                 unsent[peer]!.removeFirst()
             } catch {
                 unsent[peer] = nil  // gone
-                return true
+                return
             }
         }
         unsent[peer] = nil
-        return true
     }
 }
 

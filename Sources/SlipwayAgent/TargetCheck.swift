@@ -1,4 +1,5 @@
 import Crypto
+import Foundation
 import Logging
 import SlipwayMetrics
 import SlipwayAuth
@@ -61,11 +62,14 @@ struct TargetGate {
     private(set) var versions: SignedVersions
     /// A change admitted since the last ``versionsSaved()`` raised a highest version.
     private(set) var versionsRaised = false
+    /// Where ``admit(_:logger:)`` keeps ``versions`` across restarts (nil: in memory only).
+    private let file: URL?
 
-    init(region: String, keys: [Certificate.SigningKey], versions: SignedVersions = SignedVersions()) {
+    init(region: String, keys: [Certificate.SigningKey], versions: SignedVersions = SignedVersions(), file: URL? = nil) {
         self.region = region
         self.verifiers = keys.compactMap(\.verifier)
         self.versions = versions
+        self.file = file
     }
 
     mutating func admit(_ change: Slipway_V1_TargetChange) -> Decision {
@@ -86,9 +90,21 @@ struct TargetGate {
         return .refuse(problem: problem, new: refused[change.service] != note)
     }
 
-    /// Whether to apply `change`; a refusal new for its service is logged and counted once.
+    /// Whether to apply `change`; a refusal new for its service is logged and counted once,
+    /// and versions it raised are saved first.
     mutating func admit(_ change: Slipway_V1_TargetChange, logger: Logger) -> Bool {
-        guard case .refuse(let problem, let new) = admit(change) else { return true }
+        guard case .refuse(let problem, let new) = admit(change) else {
+            if versionsRaised, let file {
+                do {
+                    try versions.save(file)
+                    versionsSaved()
+                } catch {
+                    // Applied all the same: the guard holds in memory, and the save is tried with the next raise.
+                    logger.error("cannot save the signed target versions", metadata: ["file": "\(file.path)", "error": "\(error)"])
+                }
+            }
+            return true
+        }
         if new {
             logger.error("refused a target", metadata: [
                 "service": "\(change.service)", "digest": "\(change.artifactDigest)", "version": "\(change.version)", "problem": "\(problem)"])
