@@ -95,7 +95,6 @@ final class CoordinatorLoop: ServingLoop {
         return opened
     }
 
-    /// Waits to lead, leads until stopped; a leader that loses its lock steps down and waits again.
     /// A coordinator that took the lock from another (it waited as a standby) but found a
     /// port held hands the lock back and waits again (the holder may be a leader that has
     /// not yet seen it lost the lock, and may take it back); this many take-overs in a row
@@ -103,6 +102,7 @@ final class CoordinatorLoop: ServingLoop {
     /// that found the lock free exits at once: the holder is no leader it replaces.
     static let takeOverAttempts = 3
 
+    /// Waits to lead, leads until stopped; a leader that loses its lock steps down and waits again.
     func serve() throws {
         var portsHeld = 0
         var lastHeld: ContinuousClock.Instant?
