@@ -48,7 +48,9 @@ final class TrackerLoop: ServingLoop {
     /// Reports go out when the counts change, at most this often...
     private let reportInterval: Duration = .seconds(1)
     /// ...and at least this often, so the coordinator sees the region is alive.
-    private let reportRefresh: Duration = .seconds(15)
+    /// A third of the smallest `--report-stale-after` (16 s): one late or lost
+    /// refresh must not make a quiet, healthy region look stale to a rollout.
+    private let reportRefresh: Duration = .seconds(5)
 
     init(config: RegionConfig, board: RegionTargetBoard, logger: Logger, stop: StopSignal) throws {
         self.config = config

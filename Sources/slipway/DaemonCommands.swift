@@ -81,7 +81,7 @@ struct CoordinatorCommand: AsyncParsableCommand {
             throw ValidationError("--default-plan: no plan '\(defaultPlan)'; plans: \(plans.names.joined(separator: ", "))")
         }
         guard reportStaleAfter.duration >= .seconds(16) else {
-            throw ValidationError("--report-stale-after must be at least 16s: regions refresh their reports every 15s")
+            throw ValidationError("--report-stale-after must be at least 16s: regions refresh their reports every 5s, and one late refresh must not pause a rollout")
         }
         _ = try webhookTargets(secret: nil)
         guard (.seconds(1) ... .seconds(120)).contains(webhookTimeout.duration) else { throw ValidationError("--webhook-timeout must be 1s…2m") }
