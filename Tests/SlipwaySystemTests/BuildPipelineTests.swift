@@ -103,10 +103,19 @@ struct BuildPipelineTests {
         #expect(unknown?.serverCode.name == "not_found")
 
         // A subscriber that starts after all of it still gets every event, gap-free, in order.
-        let events = try await lateSubscriber(cluster, count: 6)
-        #expect(events.map(\.sequence) == [1, 2, 3, 4, 5, 6])
-        #expect(events.map(\.type) == [.jobQueued, .jobStarted, .jobSucceeded, .artifactPublished, .artifactDeployable, .jobSucceeded])
-        #expect(events[3].artifactDigest == digest)
+        // On a loaded machine an assignment may be handed back unstarted and given out again
+        // (uncharged: the attempt stays 1, checked above); that pair is the only extra allowed.
+        let database = PGClient(url: cluster.databaseURL, logger: TestDatabase.logger)
+        let eventCount = try await database.query("SELECT count(*) AS n FROM events").first!.int("n")
+        await database.close()
+        let events = try await lateSubscriber(cluster, count: eventCount)
+        #expect(events.map(\.sequence) == Array(1...UInt64(max(eventCount, 1))))
+        var types = events.map(\.type)
+        while let requeued = types.firstIndex(of: .jobRequeued), types.indices.contains(requeued + 1), types[requeued + 1] == .jobStarted {
+            types.removeSubrange(requeued...requeued + 1)
+        }
+        #expect(types == [.jobQueued, .jobStarted, .jobSucceeded, .artifactPublished, .artifactDeployable, .jobSucceeded], "\(events.map(\.type))")
+        #expect(events.first { $0.type == .artifactPublished }?.artifactDigest == digest)
     }
 
     static func lateSubscriber(_ cluster: Cluster, count: Int) async throws -> [Slipway_V1_Event] {
