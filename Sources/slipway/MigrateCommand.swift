@@ -7,7 +7,7 @@ struct MigrateCommand: AsyncParsableCommand {
         commandName: "migrate",
         abstract: "Apply Slipway's schema migrations to a PostgreSQL database (safe to re-run).")
 
-    @Option(name: .customLong("database-url"), help: "libpq URL, e.g. postgresql://slipway@127.0.0.1:55432/slipway (env: SLIPWAY_DATABASE_URL).")
+    @Option(name: .customLong("database-url"), help: "libpq URL, e.g. postgresql://slipway@127.0.0.1:15432/slipway (env: SLIPWAY_DATABASE_URL).")
     var databaseURL: String?
 
     func run() async throws {
