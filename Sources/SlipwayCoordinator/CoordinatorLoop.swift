@@ -13,42 +13,42 @@ import SlipwayWire
 /// ``Dispatch``, ``Replicas``, ``Targets`` decide what to write and send),
 /// and sends what the batch produced once it has committed.
 final class CoordinatorLoop: ServingLoop {
-    private let config: CoordinatorConfig
-    private let logger: Logger
-    private let stop: StopSignal
-    private let codec = WireCodec()
+    let config: CoordinatorConfig
+    let logger: Logger
+    let stop: StopSignal
+    let codec = WireCodec()
     /// Dispatch carries log chunks of at most 1 MiB.
-    private let dispatchCodec = WireCodec(maxPayloadBytes: 1 << 20)
-    private let context: ZMQContext
+    let dispatchCodec = WireCodec(maxPayloadBytes: 1 << 20)
+    let context: ZMQContext
     /// Answers the CURVE handshakes of the context's sockets (nil when `--insecure`).
-    private let zap: ZAPHandler?
-    private let authorization: Authorization
-    private let db: PGConnection
-    private var leadership: Leadership
-    private var registry: WorkerRegistry
-    private let dispatch: Dispatch
-    private let intake: Intake
-    private let replicas: Replicas
-    private let rollouts: Rollouts
-    private let snapshots: Snapshots
-    private var sockets: CoordinatorSockets?
-    private var intakeRejections = RejectionLog(daemon: "coordinator", socket: "intake")
-    private var dispatchRejections = RejectionLog(daemon: "coordinator", socket: "dispatch")
-    private var snapshotRejections = RejectionLog(daemon: "coordinator", socket: "snapshot")
-    private var lastEventSequence: UInt64 = 0
-    private var database = DatabaseHealth()
+    let zap: ZAPHandler?
+    let authorization: Authorization
+    let db: PGConnection
+    var leadership: Leadership
+    var registry: WorkerRegistry
+    let dispatch: Dispatch
+    let intake: Intake
+    let replicas: Replicas
+    let rollouts: Rollouts
+    let snapshots: Snapshots
+    var sockets: CoordinatorSockets?
+    var intakeRejections = RejectionLog(daemon: "coordinator", socket: "intake")
+    var dispatchRejections = RejectionLog(daemon: "coordinator", socket: "dispatch")
+    var snapshotRejections = RejectionLog(daemon: "coordinator", socket: "snapshot")
+    var lastEventSequence: UInt64 = 0
+    var database = DatabaseHealth()
     /// Requeues decided after a commit (an assignment found undeliverable) that
     /// still need their own transaction; kept until one commits.
-    private var pendingActions: [DispatchAction] = []
+    var pendingActions: [DispatchAction] = []
     /// A batch failed with its outcome unknown: the registry is reconciled with
     /// the database at the next chance.
-    private var reconcileSoon = false
+    var reconcileSoon = false
     /// A region report arrived: progressing rollouts are judged at once rather
     /// than at the next tick, so each wave waits on the gate as little as possible.
-    private var rolloutsDue = false
-    private var lastTurn = ContinuousClock.now
+    var rolloutsDue = false
+    var lastTurn = ContinuousClock.now
     /// Refusals made before a transaction (role checks), written with the next batch.
-    private var pendingAudit = PendingAudit()
+    var pendingAudit = PendingAudit()
 
     /// Checks everything a standby can check (the database URL, that every
     /// endpoint is an address of this machine) and connects to the database,
@@ -193,226 +193,6 @@ final class CoordinatorLoop: ServingLoop {
             } catch let error as PGError where error.code == .connectionLost || error.code == .connectionFailed {
                 logger.warning("database unavailable while taking over; retrying", metadata: ["error": "\(error.oneLine)"])
                 if leadership.sleep(backoff.failed()) { throw CancellationError() }
-            }
-        }
-    }
-
-    // MARK: receiving
-
-    private func receiveIntake(_ socket: ZMQSocket, into work: inout [CoordinatorWork]) throws {
-        for _ in 0..<256 {
-            guard let (peer, message) = try codec.receiveRouted(from: socket, wait: .never, dropped: { intakeRejections.record($0, logger: logger) })
-            else { return }
-            let id = message.envelope.messageID
-            let sender = DaemonSecurity.sender(of: socket)
-            do throws(Rejection) {
-                if let refusal = authorization.refusal(message.type, from: sender, on: socket) { throw refused(refusal, message.type, sender) }
-                let request = try IntakeRequest.decode(message, regions: config.regions, transports: config.repoTransports)
-                if let refusal = authorization.refusal(request, from: sender) { throw refused(refusal, message.type, sender) }
-                if database.isUsable() {
-                    work.append(.intake(peer: peer, id: id, request, sender: sender))
-                } else {
-                    send(.intake(peer), WireMessage(Slipway_V1_ErrorReply(.unavailable, Self.unavailable), sender: config.id, inReplyTo: id))
-                }
-            } catch {
-                intakeRejections.record(reason: error.code == .permissionDenied ? "permission_denied" : "bad_request", detail: error.message,
-                                        logger: logger)
-                send(.intake(peer), WireMessage(Slipway_V1_ErrorReply(error.code, error.message), sender: config.id, inReplyTo: id))
-            }
-        }
-    }
-
-    private func receiveDispatch(_ socket: ZMQSocket, into work: inout [CoordinatorWork]) throws {
-        for _ in 0..<256 {
-            guard let (routingID, message) = try dispatchCodec.receiveRouted(from: socket, wait: .never,
-                                                                     dropped: { dispatchRejections.record($0, logger: logger) })
-            else { return }
-            let sender = DaemonSecurity.sender(of: socket)
-            do throws(Rejection) {
-                if let refusal = authorization.refusal(message.type, from: sender, on: socket)
-                    ?? authorization.refusal(workerRoutingID: routingID, from: sender) {
-                    let rejection = refused(refusal, message.type, sender)
-                    send(.worker(routingID), WireMessage(Slipway_V1_ErrorReply(rejection.code, rejection.message), sender: config.id,
-                                                         inReplyTo: message.envelope.messageID))
-                    throw rejection
-                }
-                let request = try DispatchRequest.decode(message, routingID: routingID)
-                // Liveness is what was heard, database or not.
-                registry.heard(String(decoding: routingID, as: UTF8.self), routingID: routingID, now: .now)
-                if database.isUsable() {
-                    work.append(.dispatch(routingID: routingID, request))
-                } else {
-                    database.deferred += 1  // the worker resends it (results, logs) or repeats it (credit)
-                }
-            } catch {
-                dispatchRejections.record(reason: error.code == .permissionDenied ? "permission_denied" : "bad_request",
-                                          detail: error.message, logger: logger)
-            }
-        }
-    }
-
-    static let unavailable = "the coordinator's database is unavailable; retry"
-
-    /// Counts a refusal by role and type, queues it for the audit log, and hands it back to be answered and logged.
-    private func refused(_ refusal: Rejection, _ type: Slipway_V1_MessageType, _ sender: Identity?) -> Rejection {
-        Authorization.count(type, from: sender)
-        pendingAudit.append(AuditRecord(sender, action: "\(type)", object: "", outcome: .refused, detail: refusal.message))
-        return refusal
-    }
-
-    // MARK: batches
-
-    /// Runs `work` in one transaction, then sends what it produced. Requests are
-    /// checked before they get here, so one failing in the database is rare: then
-    /// the whole batch rolls back and each request runs again alone (no savepoint
-    /// per request in the common case: two round trips each). If the transaction
-    /// cannot commit, intake requests are answered `unavailable` and nothing else
-    /// leaves: workers resend what matters.
-    /// - Returns: whether the transaction committed.
-    @discardableResult
-    private func run(_ work: [CoordinatorWork]) throws -> Bool {
-        var batch = Batch(db: db, registry: registry, sender: config.id)
-        let refusals = pendingAudit.take()
-        do {
-            try db.transaction { db in
-                try leadership.confirm(db)
-                for item in work { try run(item, in: &batch) }
-                if batch.dispatchDue { try dispatch.assignWaiting(in: &batch, lookFirst: false) }
-                try intake.queries.writeAudit(db, refusals + batch.audits)
-                try batch.writeEventsAndCommit()
-            }
-        } catch let error as PGError where !error.isConnectionTrouble && work.count > 1 {
-            // One request failed in the database: the others must not fail with it.
-            for record in refusals { pendingAudit.append(record) }
-            var committed = false
-            for item in work { committed = try run([item]) || committed }
-            return committed
-        } catch let error as PGError {
-            for record in refusals { pendingAudit.append(record) }
-            if !error.isConnectionTrouble {
-                // The request itself failed in the database, alone: not an outage.
-                logger.error("request failed in the database", metadata: ["error": "\(error.oneLine)"])
-                if case .intake(let peer, let id, _, _) = work[0] {
-                    let reply = Slipway_V1_ErrorReply(.internal, "the coordinator's database refused this request: \(error.message)")
-                    send(.intake(peer), WireMessage(reply, sender: config.id, inReplyTo: id))
-                }
-                return false
-            }
-            // With the connection gone during COMMIT the outcome is unknown: check the registry against the database.
-            reconcileSoon = true
-            noteDatabase(error)
-            for case .intake(let peer, let id, _, _) in work {
-                send(.intake(peer), WireMessage(Slipway_V1_ErrorReply(.unavailable, Self.unavailable), sender: config.id, inReplyTo: id))
-            }
-            database.deferred += work.filter { if case .dispatch = $0 { true } else { false } }.count
-            return false
-        }
-        database.succeeded(logger: logger)
-        registry = batch.registry
-        try deliver(batch)
-        return true
-    }
-
-    private func run(_ item: CoordinatorWork, in batch: inout Batch) throws {
-        switch item {
-        case .intake(let peer, let id, let request, let sender): try intake.handle(request, from: peer, sender: sender, id: id, in: &batch)
-        case .dispatch(let routingID, let request): try dispatch.handle(request, from: routingID, in: &batch)
-        case .task(_, let body): try body(&batch)
-        }
-        if db.isTransactionFailed { throw PGError(.queryFailed, message: "a statement failed inside the request") }
-    }
-
-    /// Sends a committed batch's replies, assignments, events and log acknowledgements.
-    private func deliver(_ batch: Batch) throws {
-        for refusal in batch.refusals { dispatchRejections.record(reason: "permission_denied", detail: refusal, logger: logger) }
-        var undeliverable: [DispatchAction] = []
-        for item in batch.outgoing where !send(item.destination, item.message) {
-            if let (job, workerID) = item.assignment { undeliverable += registry.undeliverable(job, to: workerID) }
-        }
-        for item in batch.published {
-            _ = try? sockets?.events.send(codec.encode(WireMessage(item.event, sender: config.id, topic: item.topic)), wait: .never)
-            lastEventSequence = max(lastEventSequence, UInt64(item.sequence))
-        }
-        for (key, sequences) in batch.storedLogs {
-            var ack = Slipway_V1_LogAck()
-            ack.jobID = key.job.jobID
-            ack.attempt = UInt32(key.job.attempt)
-            ack.sequences = sequences
-            send(.worker(key.worker), WireMessage(ack, sender: config.id))
-        }
-        if !undeliverable.isEmpty {
-            pendingActions += undeliverable
-            try runPendingActions()
-        }
-    }
-
-    /// Runs the requeues that need a transaction of their own; they stay pending until one commits.
-    private func runPendingActions() throws {
-        guard !pendingActions.isEmpty else { return }
-        let actions = pendingActions
-        if try run([.task("pending requeues") { [dispatch] batch in try dispatch.apply(actions, in: &batch) }]) {
-            pendingActions.removeFirst(actions.count)
-        }
-    }
-
-    /// Sends one message now. - Returns: false if its peer is not connected (or its queue is full).
-    @discardableResult
-    private func send(_ destination: Outgoing.Destination, _ message: WireMessage) -> Bool {
-        guard let sockets else { return false }
-        switch destination {
-        case .intake(let peer): return (try? sockets.intake.send(codec.encode(message, to: peer), wait: .never)) == true
-        case .worker(let peer): return (try? sockets.dispatch.send(codec.encode(message, to: peer), wait: .never)) == true
-        }
-    }
-
-    private func noteDatabase(_ error: any Error) {
-        guard let error = error as? PGError else { return }
-        database.failed(error, logger: logger)
-    }
-
-    // MARK: timers
-
-    private func onTimers(_ timers: inout CoordinatorTimers, _ sockets: CoordinatorSockets) throws {
-        let now = ContinuousClock.now
-        if timers.due(.heartbeat, now) {
-            var beat = Slipway_V1_CoordinatorHeartbeat()
-            beat.coordinatorID = config.id
-            beat.lastEventSeq = lastEventSequence
-            for worker in registry.all { send(.worker(worker.routingID), WireMessage(beat, sender: config.id)) }
-            // Subscribers compare this with what they have: a lost last event shows up here.
-            _ = try? sockets.events.send(codec.encode(WireMessage(beat, sender: config.id, topic: "hb")), wait: .never)
-        }
-        if timers.due(.metrics, now), database.isUsable() {
-            do {
-                for (state, count) in try dispatch.queries.jobCounts(db) { SlipwayMetrics.jobs(state: state).record(count) }
-                for (state, count) in try rollouts.counts(db) { SlipwayMetrics.rollouts(state: state).record(count) }
-            } catch {
-                noteDatabase(error)
-            }
-        }
-        if timers.due(.sweep, now), database.isUsable() {
-            try runPendingActions()
-            let reconcile = reconcileSoon || timers.due(.reconcile, now)
-            let swept = try run([.task("sweep") { [dispatch] batch in
-                if reconcile { try dispatch.reconcile(now: now, in: &batch) }
-                try dispatch.sweep(now: now, in: &batch)
-                try dispatch.assignWaiting(in: &batch, lookFirst: true)
-            }])
-            if reconcile, swept { reconcileSoon = false }
-            intakeRejections.flush(logger: logger)
-            dispatchRejections.flush(logger: logger)
-            snapshotRejections.flush(logger: logger)
-            database.report(logger: logger)
-        }
-        if timers.due(.rollouts, now) || rolloutsDue, database.isUsable() {
-            rolloutsDue = false
-            try run([.task("rollouts") { [rollouts, config] batch in try rollouts.tick(staleAfter: config.plans.reportStaleAfter, in: &batch) }])
-        }
-        if timers.due(.collection, now), database.isUsable() {
-            var deleted = Replicas.batchSize
-            while deleted == Replicas.batchSize, !stop.isStopped, database.isUsable() {
-                deleted = 0
-                try run([.task("garbage collection") { [replicas] batch in deleted = try replicas.collectGarbage(in: &batch) }])
             }
         }
     }

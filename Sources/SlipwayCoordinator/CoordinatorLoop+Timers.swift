@@ -1,0 +1,56 @@
+import Logging
+import SlipwayAuth
+import SlipwayCore
+import SlipwayMetrics
+import SlipwayProto
+import SlipwayStore
+import SlipwayThreads
+import SlipwayWire
+
+/// What the coordinator does on its timers: heartbeats, metrics, sweeps, rollouts, garbage collection.
+extension CoordinatorLoop {
+    func onTimers(_ timers: inout CoordinatorTimers, _ sockets: CoordinatorSockets) throws {
+        let now = ContinuousClock.now
+        if timers.due(.heartbeat, now) {
+            var beat = Slipway_V1_CoordinatorHeartbeat()
+            beat.coordinatorID = config.id
+            beat.lastEventSeq = lastEventSequence
+            for worker in registry.all { send(.worker(worker.routingID), WireMessage(beat, sender: config.id)) }
+            // Subscribers compare this with what they have: a lost last event shows up here.
+            _ = try? sockets.events.send(codec.encode(WireMessage(beat, sender: config.id, topic: "hb")), wait: .never)
+        }
+        if timers.due(.metrics, now), database.isUsable() {
+            do {
+                for (state, count) in try dispatch.queries.jobCounts(db) { SlipwayMetrics.jobs(state: state).record(count) }
+                for (state, count) in try rollouts.counts(db) { SlipwayMetrics.rollouts(state: state).record(count) }
+            } catch {
+                noteDatabase(error)
+            }
+        }
+        if timers.due(.sweep, now), database.isUsable() {
+            try runPendingActions()
+            let reconcile = reconcileSoon || timers.due(.reconcile, now)
+            let swept = try run([.task("sweep") { [dispatch] batch in
+                if reconcile { try dispatch.reconcile(now: now, in: &batch) }
+                try dispatch.sweep(now: now, in: &batch)
+                try dispatch.assignWaiting(in: &batch, lookFirst: true)
+            }])
+            if reconcile, swept { reconcileSoon = false }
+            intakeRejections.flush(logger: logger)
+            dispatchRejections.flush(logger: logger)
+            snapshotRejections.flush(logger: logger)
+            database.report(logger: logger)
+        }
+        if timers.due(.rollouts, now) || rolloutsDue, database.isUsable() {
+            rolloutsDue = false
+            try run([.task("rollouts") { [rollouts, config] batch in try rollouts.tick(staleAfter: config.plans.reportStaleAfter, in: &batch) }])
+        }
+        if timers.due(.collection, now), database.isUsable() {
+            var deleted = Replicas.batchSize
+            while deleted == Replicas.batchSize, !stop.isStopped, database.isUsable() {
+                deleted = 0
+                try run([.task("garbage collection") { [replicas] batch in deleted = try replicas.collectGarbage(in: &batch) }])
+            }
+        }
+    }
+}
