@@ -6,7 +6,8 @@ extension Certificate {
     /// Reads a certificate or secret file (at most ``maxFileBytes``). A file that
     /// holds a secret key must be readable by its owner only, as ssh insists.
     public static func load(path: String) throws(AuthError) -> Certificate {
-        let descriptor = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)
+        // Symbolic links are followed: Kubernetes mounts each Secret file as one (NAME -> ..data/NAME).
+        let descriptor = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK)
         guard descriptor >= 0 else { throw AuthError("\(path): \(String(cString: strerror(errno)))") }
         defer { close(descriptor) }
         var info = stat()

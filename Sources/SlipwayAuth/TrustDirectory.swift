@@ -29,7 +29,8 @@ public final class TrustDirectory: Sendable {
 
         init?(_ path: String) {
             var info = stat()
-            guard lstat(path, &info) == 0 else { return nil }
+            // stat, not lstat: a file that is a link (a Kubernetes Secret) changes when what it points to does.
+            guard stat(path, &info) == 0 else { return nil }
             inode = UInt64(info.st_ino)
             size = Int64(info.st_size)
             seconds = info.st_mtim.tv_sec
