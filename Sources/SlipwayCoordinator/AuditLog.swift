@@ -17,7 +17,12 @@ struct AuditRecord: Equatable {
     let detail: String
 
     init(_ identity: Identity?, action: String, object: String, outcome: Outcome, detail: String = "") {
-        self.identity = identity?.userID ?? ""
+        self.init(identityText: identity?.userID ?? "", action: action, object: object, outcome: outcome, detail: detail)
+    }
+
+    /// A record for an identity another daemon authenticated (a region's refusals), as text.
+    init(identityText: String, action: String, object: String, outcome: Outcome, detail: String = "") {
+        self.identity = String(identityText.prefix(200))
         self.action = action
         self.object = String(object.prefix(200))
         self.outcome = outcome

@@ -92,8 +92,9 @@ enum IntakeRequest: Equatable {
         case .regionReport:
             let report = try message.body(as: Slipway_V1_RegionReport.self)
             let region = try knownRegion(report.region, regions)
-            guard report.counts.count <= 10_000, report.failures.count <= 100, report.missing.count <= 100, report.waves.count <= 1_000 else {
-                throw Rejection.invalid("a region report carries at most 10000 counts, 100 failures, 100 missing machines and 1000 waves")
+            guard report.counts.count <= 10_000, report.failures.count <= 100, report.missing.count <= 100, report.waves.count <= 1_000,
+                  report.refusals.count <= 100 else {
+                throw Rejection.invalid("a region report carries at most 10000 counts, 100 failures, 100 missing machines, 1000 waves and 100 refusals")
             }
             return .regionReport(report, region: region)
         case .deployRequest:

@@ -287,6 +287,12 @@ extension CoordinatorQueries {
         }
     }
 
+    /// `region`'s latest stored report, or nil.
+    func regionReport(_ db: PGConnection, region: String) throws -> Slipway_V1_RegionReport? {
+        try db.query("SELECT report FROM region_reports WHERE region = $1", [.text(region)]).rows.first
+            .flatMap { try? Slipway_V1_RegionReport(serializedBytes: try $0.bytes("report")) }
+    }
+
     func regionReports(_ db: PGConnection) throws -> [Slipway_V1_RegionReport] {
         try db.query("""
             SELECT report, (extract(epoch FROM received_at) * 1000000)::bigint AS received_us

@@ -36,7 +36,10 @@ struct Targets {
 
     /// Replaces the region's latest report; the reply echoes the region.
     func record(_ report: Slipway_V1_RegionReport, region: RegionName, from peer: [UInt8], id: String, in batch: inout Batch) throws {
-        try queries.recordRegionReport(batch.db, report)
+        if !report.refusals.isEmpty || report.refusalsNotListed > 0 {
+            batch.audits += RegionRefusals.audits(report, previous: try queries.regionReport(batch.db, region: region.rawValue))
+        }
+        try queries.recordRegionReport(batch.db, RegionRefusals.stripped(report))
         var ack = Slipway_V1_RegionReport()
         ack.region = region.rawValue
         batch.reply(peer, to: id, ack)

@@ -527,6 +527,23 @@ public nonisolated struct Slipway_V1_RegionReport: Sendable {
   /// `reason`. They count as not healthy.
   public var missing: [Slipway_V1_AgentStatus] = []
 
+  /// Requests the region's store and tracker refused (permission denied) that no
+  /// acknowledged report has carried yet, oldest first (at most 100); the
+  /// coordinator writes them to its audit log. `at_unix_micros` is the region's clock.
+  public var refusals: [Slipway_V1_AuditEntry] = []
+
+  /// Refusals since the region controller started that it counted but could not
+  /// keep for a report (it keeps 1,000).
+  public var refusalsNotListed: UInt64 = 0
+
+  /// The region's number for the last refusal in `refusals` (they are numbered
+  /// from 1 at start, within `refusals_epoch`): a resent report's refusals that
+  /// the coordinator already recorded are skipped.
+  public var refusalsThrough: UInt64 = 0
+
+  /// Chosen at random when the region controller starts.
+  public var refusalsEpoch: UInt64 = 0
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -1558,7 +1575,7 @@ nonisolated extension Slipway_V1_BuildCount: SwiftProtobuf.Message, SwiftProtobu
 
 nonisolated extension Slipway_V1_RegionReport: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".RegionReport"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}region\0\u{1}counts\0\u{1}failures\0\u{1}machines\0\u{3}received_at_unix_micros\0\u{1}waves\0\u{1}missing\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}region\0\u{1}counts\0\u{1}failures\0\u{1}machines\0\u{3}received_at_unix_micros\0\u{1}waves\0\u{1}missing\0\u{1}refusals\0\u{3}refusals_not_listed\0\u{3}refusals_through\0\u{3}refusals_epoch\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -1573,6 +1590,10 @@ nonisolated extension Slipway_V1_RegionReport: SwiftProtobuf.Message, SwiftProto
       case 5: try { try decoder.decodeSingularInt64Field(value: &self.receivedAtUnixMicros) }()
       case 6: try { try decoder.decodeRepeatedMessageField(value: &self.waves) }()
       case 7: try { try decoder.decodeRepeatedMessageField(value: &self.missing) }()
+      case 8: try { try decoder.decodeRepeatedMessageField(value: &self.refusals) }()
+      case 9: try { try decoder.decodeSingularUInt64Field(value: &self.refusalsNotListed) }()
+      case 10: try { try decoder.decodeSingularUInt64Field(value: &self.refusalsThrough) }()
+      case 11: try { try decoder.decodeSingularUInt64Field(value: &self.refusalsEpoch) }()
       default: break
       }
     }
@@ -1600,6 +1621,18 @@ nonisolated extension Slipway_V1_RegionReport: SwiftProtobuf.Message, SwiftProto
     if !self.missing.isEmpty {
       try visitor.visitRepeatedMessageField(value: self.missing, fieldNumber: 7)
     }
+    if !self.refusals.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.refusals, fieldNumber: 8)
+    }
+    if self.refusalsNotListed != 0 {
+      try visitor.visitSingularUInt64Field(value: self.refusalsNotListed, fieldNumber: 9)
+    }
+    if self.refusalsThrough != 0 {
+      try visitor.visitSingularUInt64Field(value: self.refusalsThrough, fieldNumber: 10)
+    }
+    if self.refusalsEpoch != 0 {
+      try visitor.visitSingularUInt64Field(value: self.refusalsEpoch, fieldNumber: 11)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -1611,6 +1644,10 @@ nonisolated extension Slipway_V1_RegionReport: SwiftProtobuf.Message, SwiftProto
     if lhs.receivedAtUnixMicros != rhs.receivedAtUnixMicros {return false}
     if lhs.waves != rhs.waves {return false}
     if lhs.missing != rhs.missing {return false}
+    if lhs.refusals != rhs.refusals {return false}
+    if lhs.refusalsNotListed != rhs.refusalsNotListed {return false}
+    if lhs.refusalsThrough != rhs.refusalsThrough {return false}
+    if lhs.refusalsEpoch != rhs.refusalsEpoch {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

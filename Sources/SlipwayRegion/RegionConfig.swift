@@ -49,6 +49,8 @@ public struct RegionConfig: Sendable {
     public var retryAfterFailure: Duration = .seconds(30)
     /// This process's name on the wire.
     public var id: String
+    /// Requests the store and tracker refused, until a report carries them to the coordinator's audit log.
+    public var refusals = RefusalJournal()
 
     /// A configuration with the default endpoints.
     public init(region: String, storePath: String, id: String) {

@@ -67,7 +67,10 @@ final class TrackerLoop: ServingLoop {
         try publisher.bind(config.targetsEndpoint)
         reports = ReportSender(context: context, endpoint: config.coordinatorIntake, sender: config.id,
                                security: config.coordinatorSecurity, logger: logger) { $0.region }
-        reports.acknowledged = { [unowned self] report in delivered = (report, .now) }
+        reports.acknowledged = { [unowned self] report in
+            delivered = (report, .now)
+            config.refusals.acknowledge(through: report.refusalsThrough)
+        }
     }
 
     var opened: [String: String] {
@@ -99,6 +102,11 @@ final class TrackerLoop: ServingLoop {
                 publishTargetChanges(force: true)
                 var report = tracker.report(region: config.region)
                 report.waves = knowsItsMachines ? waves.keys.sorted().map { waves[$0]!.progress } : []
+                let refusals = config.refusals.pending()
+                report.refusals = refusals.entries
+                report.refusalsThrough = refusals.through
+                report.refusalsNotListed = refusals.notListed
+                report.refusalsEpoch = refusals.epoch
                 exportAgentCounts(report)
                 let stale = delivered.map { now - $0.at >= reportRefresh } ?? true
                 if report != delivered?.report || stale { reports.report(report) }
@@ -185,6 +193,7 @@ final class TrackerLoop: ServingLoop {
             let sender = DaemonSecurity.sender(of: router)
             if let refusal = config.security.refusal(message.type, from: sender, on: router) ?? machineRefusal(message, from: sender) {
                 DaemonSecurity.countRefusal(daemon: "region", message.type, from: sender)
+                config.refusals.record(message.type, from: sender, at: "tracker of region \(config.region)", reason: refusal)
                 rejections.record(reason: "permission_denied", detail: refusal, logger: logger)
                 reply(peer, to: message, error: .permissionDenied, refusal)
                 continue

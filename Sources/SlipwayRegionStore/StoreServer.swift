@@ -33,14 +33,18 @@ public final class StoreServer: ServingLoop {
         public var path: String
         /// Its key and the keys it admits (workers upload, agents and regions read), or `.insecure`.
         public var security: DaemonSecurity
+        /// Where refusals wait for the region's report to the coordinator's audit log.
+        public var refusals: RefusalJournal
 
         /// Settings for the store of `region` in `path`, bound at `endpoint` with `security`.
-        public init(region: String, id: String, endpoint: Endpoint, path: String, security: DaemonSecurity) {
+        public init(region: String, id: String, endpoint: Endpoint, path: String, security: DaemonSecurity,
+                    refusals: RefusalJournal = RefusalJournal()) {
             self.region = region
             self.id = id
             self.endpoint = endpoint
             self.path = path
             self.security = security
+            self.refusals = refusals
         }
     }
 
@@ -109,6 +113,7 @@ public final class StoreServer: ServingLoop {
             let sender = DaemonSecurity.sender(of: socket)
             if let refusal = config.security.refusal(message.type, from: sender, on: socket) {
                 DaemonSecurity.countRefusal(daemon: "region", message.type, from: sender)
+                config.refusals.record(message.type, from: sender, at: "store of region \(config.region)", reason: refusal)
                 rejections.record(reason: "permission_denied", detail: refusal, logger: logger)
                 reply(peer, error: refusal, code: .permissionDenied)
                 continue

@@ -194,7 +194,7 @@ struct AuthenticationTests {
         #expect(statuses.values.allSatisfy { $0 == 0 }, "\(statuses)")
     }
 
-    @Test("a region's store and tracker admit only trusted keys, each to what its role may do")
+    @Test("a region's store and tracker admit only trusted keys, each to what its role may do; their refusals reach the audit log once")
     func regionSockets() async throws {
         let (_, statuses) = try await Cluster.with { cluster in
             try cluster.startCoordinator()
@@ -224,6 +224,22 @@ struct AuthenticationTests {
             #expect(try Self.code(await Self.reply(tracker, register, security: .plain)) == "silence", "no key at the tracker")
             #expect(try Self.code(await Self.reply(tracker, register, security: cluster.security(.worker, "builder", region: "local")))
                     == "permission_denied", "a worker registers a machine")
+
+            // The region's refusals reach the coordinator's audit log with its next report, each once, however often it is resent.
+            let expected: Set<String> = ["agent/m9 uploadBegin store of region local", "ci/pipeline-a manifestRequest store of region local",
+                                         "agent/m9 agentRegister tracker of region local", "worker/builder agentRegister tracker of region local"]
+            var found: [String] = []
+            let deadline = ContinuousClock.now + .seconds(20)
+            while ContinuousClock.now < deadline {
+                found = try await Self.auditEntries(cluster).filter { $0.object.hasSuffix("of region local") }
+                    .map { "\($0.identity) \($0.action) \($0.object)" }
+                if Set(found) == expected { break }
+                try await Task.sleep(for: .milliseconds(250))
+            }
+            try await Task.sleep(for: .seconds(7))  // past a report refresh, which must not bring them again
+            let entries = try await Self.auditEntries(cluster).filter { $0.object.hasSuffix("of region local") }
+            #expect(entries.count == 4 && Set(entries.map { "\($0.identity) \($0.action) \($0.object)" }) == expected, "\(entries)")
+            #expect(entries.allSatisfy { $0.outcome == "refused" && !$0.detail.isEmpty }, "\(entries)")
         }
         #expect(statuses.values.allSatisfy { $0 == 0 }, "\(statuses)")
     }

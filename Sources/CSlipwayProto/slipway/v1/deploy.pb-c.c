@@ -2078,7 +2078,7 @@ const ProtobufCMessageDescriptor slipway__v1__build_count__descriptor =
   (ProtobufCMessageInit) slipway__v1__build_count__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor slipway__v1__region_report__field_descriptors[7] =
+static const ProtobufCFieldDescriptor slipway__v1__region_report__field_descriptors[11] =
 {
   {
     "region",
@@ -2164,6 +2164,54 @@ static const ProtobufCFieldDescriptor slipway__v1__region_report__field_descript
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "refusals",
+    8,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Slipway__V1__RegionReport, n_refusals),
+    offsetof(Slipway__V1__RegionReport, refusals),
+    &slipway__v1__audit_entry__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "refusals_not_listed",
+    9,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Slipway__V1__RegionReport, refusals_not_listed),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "refusals_through",
+    10,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Slipway__V1__RegionReport, refusals_through),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "refusals_epoch",
+    11,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Slipway__V1__RegionReport, refusals_epoch),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned slipway__v1__region_report__field_indices_by_name[] = {
   1,   /* field[1] = counts */
@@ -2171,13 +2219,17 @@ static const unsigned slipway__v1__region_report__field_indices_by_name[] = {
   3,   /* field[3] = machines */
   6,   /* field[6] = missing */
   4,   /* field[4] = received_at_unix_micros */
+  7,   /* field[7] = refusals */
+  10,   /* field[10] = refusals_epoch */
+  8,   /* field[8] = refusals_not_listed */
+  9,   /* field[9] = refusals_through */
   0,   /* field[0] = region */
   5,   /* field[5] = waves */
 };
 static const ProtobufCIntRange slipway__v1__region_report__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 7 }
+  { 0, 11 }
 };
 const ProtobufCMessageDescriptor slipway__v1__region_report__descriptor =
 {
@@ -2187,7 +2239,7 @@ const ProtobufCMessageDescriptor slipway__v1__region_report__descriptor =
   "Slipway__V1__RegionReport",
   "slipway.v1",
   sizeof(Slipway__V1__RegionReport),
-  7,
+  11,
   slipway__v1__region_report__field_descriptors,
   slipway__v1__region_report__field_indices_by_name,
   1,  slipway__v1__region_report__number_ranges,

@@ -386,10 +386,32 @@ struct  Slipway__V1__RegionReport
    */
   size_t n_missing;
   Slipway__V1__AgentStatus **missing;
+  /*
+   * Requests the region's store and tracker refused (permission denied) that no
+   * acknowledged report has carried yet, oldest first (at most 100); the
+   * coordinator writes them to its audit log. `at_unix_micros` is the region's clock.
+   */
+  size_t n_refusals;
+  Slipway__V1__AuditEntry **refusals;
+  /*
+   * Refusals since the region controller started that it counted but could not
+   * keep for a report (it keeps 1,000).
+   */
+  uint64_t refusals_not_listed;
+  /*
+   * The region's number for the last refusal in `refusals` (they are numbered
+   * from 1 at start, within `refusals_epoch`): a resent report's refusals that
+   * the coordinator already recorded are skipped.
+   */
+  uint64_t refusals_through;
+  /*
+   * Chosen at random when the region controller starts.
+   */
+  uint64_t refusals_epoch;
 };
 #define SLIPWAY__V1__REGION_REPORT__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&slipway__v1__region_report__descriptor) \
-    , (char *)protobuf_c_empty_string, 0,NULL, 0,NULL, 0, 0, 0,NULL, 0,NULL }
+    , (char *)protobuf_c_empty_string, 0,NULL, 0,NULL, 0, 0, 0,NULL, 0,NULL, 0,NULL, 0, 0, 0 }
 
 
 /*

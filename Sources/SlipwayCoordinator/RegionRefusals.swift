@@ -1,0 +1,33 @@
+import SlipwayProto
+
+/// The refusals a region's report brings to the audit log: pure. A report is
+/// resent until acknowledged and repeats refusals until then, so those its
+/// region's previous report (same epoch, numbered at or below its `through`)
+/// already brought are skipped; counted-only refusals become one summary row.
+enum RegionRefusals {
+    static func audits(_ report: Slipway_V1_RegionReport, previous: Slipway_V1_RegionReport?) -> [AuditRecord] {
+        let sameRun = previous.map { $0.refusalsEpoch == report.refusalsEpoch && report.refusalsEpoch != 0 } ?? false
+        let recorded = sameRun ? previous!.refusalsThrough : 0
+        let first = report.refusalsThrough &- UInt64(report.refusals.count) &+ 1
+        var audits: [AuditRecord] = []
+        for (offset, entry) in report.refusals.enumerated() where first &+ UInt64(offset) > recorded {
+            audits.append(AuditRecord(identityText: entry.identity, action: entry.action, object: entry.object, outcome: .refused,
+                                      detail: entry.detail))
+        }
+        let alreadyCounted = sameRun ? previous!.refusalsNotListed : 0
+        if report.refusalsNotListed > alreadyCounted {
+            let more = report.refusalsNotListed - alreadyCounted
+            audits.append(AuditRecord(identityText: "region/\(report.region)", action: "refusals_not_listed", object: "region \(report.region)",
+                                      outcome: .refused,
+                                      detail: "\(more) more refusal(s) at the region, past what it keeps for its reports"))
+        }
+        return audits
+    }
+
+    /// What is stored as the region's latest report: the refusals are in the audit log.
+    static func stripped(_ report: Slipway_V1_RegionReport) -> Slipway_V1_RegionReport {
+        var kept = report
+        kept.refusals = []
+        return kept
+    }
+}
