@@ -278,6 +278,11 @@ let package = Package(
             swiftSettings: strict
         ),
         .testTarget(
+            name: "SlipwayHTTPTests",
+            dependencies: ["SlipwayHTTP"],
+            swiftSettings: strict
+        ),
+        .testTarget(
             name: "SlipwayCoreTests",
             dependencies: ["SlipwayCore"],
             swiftSettings: strict

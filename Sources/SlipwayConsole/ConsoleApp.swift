@@ -1,5 +1,6 @@
 public import Hummingbird
-import Logging
+public import Logging
+public import SlipwayHTTP
 import SlipwayJSON
 
 /// The console's HTTP application: pages, the JSON API, live events, sign-in,
@@ -11,12 +12,18 @@ public struct ConsoleApp: Sendable {
     let access: ConsoleAccess
     let hub: LiveEventHub
     let metrics: @Sendable () -> [UInt8]
+    /// Besides a signed-in user, who may read `/metrics` (a Prometheus server): nil, nobody else.
+    let metricsToken: MetricsToken?
+    let metricsWarnings = RateLimitedWarning(every: .seconds(60))
+    let logger: Logger
     /// Whether cookies carry `Secure` (the console is reached over HTTPS through a proxy).
     let secureCookies: Bool
 
     public init(gateway: CoordinatorGateway, access: ConsoleAccess, hub: LiveEventHub, secureCookies: Bool,
-                metrics: @escaping @Sendable () -> [UInt8]) {
+                metrics: @escaping @Sendable () -> [UInt8], metricsToken: MetricsToken? = nil, logger: Logger = Logger(label: "slipway.console")) {
         self.gateway = gateway
+        self.metricsToken = metricsToken
+        self.logger = logger
         self.access = access
         self.hub = hub
         self.secureCookies = secureCookies
@@ -31,8 +38,11 @@ public struct ConsoleApp: Sendable {
         router.add(middleware: ErrorRenderer())
         router.add(middleware: Authenticator(access: access))
         router.get("/healthz") { _, _ in Response.json(.object(["status": "ok", "watchers": .count(hub.watcherCount)])) }
-        router.get("/metrics") { _, _ in
-            Response(status: .ok, headers: [.contentType: "text/plain; version=0.0.4"], body: .init(byteBuffer: ByteBuffer(bytes: metrics())))
+        router.get("/metrics") { request, context in
+            // A signed-in user, or Prometheus with the --metrics-token-file token; never anyone.
+            guard context.viewer == nil else { return MetricsEndpoint.response(metrics()) }
+            let verdict = metricsToken?.check(authorization: request.headers[.authorization]) ?? .refused
+            return MetricsEndpoint.refusal(verdict, logger: logger, warnings: metricsWarnings) ?? MetricsEndpoint.response(metrics())
         }
         router.get("/static/console.css") { _, _ in StaticAssets.response(StaticAssets.css, type: "text/css; charset=utf-8") }
         router.get("/static/console.js") { _, _ in StaticAssets.response(StaticAssets.script, type: "text/javascript; charset=utf-8") }

@@ -42,8 +42,8 @@ struct Authenticator: RouterMiddleware {
         if let (viewer, session) = access.viewer(bearer: bearer, cookie: request.cookies[ConsoleAccess.cookieName]?.value) {
             context.viewer = viewer
             context.session = session
-        } else if bearer != nil {
-            // A wrong token is an error, not an anonymous visit.
+        } else if bearer != nil, request.uri.path != "/metrics" {
+            // A wrong token is an error, not an anonymous visit (on /metrics it may be the metrics token).
             throw ConsoleError(.unauthorized, "bad_token", "unknown or revoked bearer token")
         }
         return try await next(request, context)

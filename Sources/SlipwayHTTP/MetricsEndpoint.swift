@@ -1,6 +1,7 @@
 public import Hummingbird
 public import Logging
 import SlipwayCore
+import Synchronization
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -23,15 +24,70 @@ public enum MetricsEndpoint {
         return (String(listen[..<colon]), port)
     }
 
-    /// The daemon part that binds `listen` (from `--metrics-listen`) and serves what `render` returns.
-    public static func service(listen: String, logger: Logger, render: @escaping @Sendable () -> [UInt8]) throws -> HTTPDaemonService<Router<BasicRequestContext>> {
+    /// Refuses to serve metrics to other hosts without a token: a daemon that
+    /// runs authenticated (not `--insecure`) and listens beyond 127.0.0.0/8 needs a token file.
+    public static func checkExposure(listen: String, tokenGiven: Bool, insecure: Bool) throws {
+        let (host, _) = try parse(listen)
+        guard !tokenGiven, !insecure, !host.hasPrefix("127.") else { return }
+        throw Failure(description: "\(listen) is reachable from other hosts, and nothing else a daemon serves is without a key: "
+                      + "give --metrics-token-file FILE (Prometheus sends it with authorization.credentials_file), or listen on 127.0.0.1")
+    }
+
+    /// The daemon part that binds `listen` (from `--metrics-listen`) and serves what
+    /// `render` returns; with `token`, only to requests that carry it.
+    public static func service(listen: String, token: MetricsToken?, logger: Logger,
+                               render: @escaping @Sendable () -> [UInt8]) throws -> HTTPDaemonService<Router<BasicRequestContext>> {
         let (host, port) = try parse(listen)
+        let warnings = RateLimitedWarning(every: .seconds(60))
         return HTTPDaemonService(name: "metrics", host: host, port: Int(port), flag: "--metrics-listen", logger: logger) {
             let router = Router()
-            router.get("/metrics") { _, _ in
-                Response(status: .ok, headers: [.contentType: "text/plain; version=0.0.4"], body: .init(byteBuffer: ByteBuffer(bytes: render())))
+            router.get("/metrics") { request, _ in
+                if let refusal = refusal(token?.check(authorization: request.headers[.authorization]), logger: logger, warnings: warnings) {
+                    return refusal
+                }
+                return response(render())
             }
             return router
+        }
+    }
+
+    /// `text` as Prometheus exposition.
+    public static func response(_ text: [UInt8]) -> Response {
+        Response(status: .ok, headers: [.contentType: "text/plain; version=0.0.4"], body: .init(byteBuffer: ByteBuffer(bytes: text)))
+    }
+
+    /// The answer to a request the token does not admit, or nil when it may read:
+    /// 401 without the token, 503 (logged at most once a minute) when the file cannot be used.
+    public static func refusal(_ verdict: MetricsToken.Verdict?, logger: Logger, warnings: RateLimitedWarning) -> Response? {
+        switch verdict {
+        case nil, .admitted?:
+            return nil
+        case .refused?:
+            return Response(status: .unauthorized, headers: [.wwwAuthenticate: "Bearer realm=\"slipway metrics\"", .contentType: "text/plain"],
+                            body: .init(byteBuffer: ByteBuffer(string: "a bearer token is needed (--metrics-token-file)\n")))
+        case .unavailable(let reason)?:
+            if warnings.due() { logger.warning("/metrics refused every request: --metrics-token-file \(reason)") }
+            return Response(status: .serviceUnavailable, headers: [.contentType: "text/plain"],
+                            body: .init(byteBuffer: ByteBuffer(string: "the metrics token file cannot be read; see the daemon's log\n")))
+        }
+    }
+}
+
+/// Says yes at most once per interval: for warnings a request can trigger.
+public final class RateLimitedWarning: Sendable {
+    private let interval: Duration
+    private let last = Mutex<ContinuousClock.Instant?>(nil)
+
+    /// Due at once, then at most once per `interval`.
+    public init(every interval: Duration) { self.interval = interval }
+
+    /// Whether to warn now.
+    public func due() -> Bool {
+        let now = ContinuousClock.now
+        return last.withLock { last in
+            if let previous = last, now - previous < interval { return false }
+            last = now
+            return true
         }
     }
 }

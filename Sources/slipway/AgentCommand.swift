@@ -36,6 +36,7 @@ struct AgentCommand: AsyncParsableCommand {
     @OptionGroup var daemon: DaemonOptions
 
     func validate() throws {
+        try daemon.checkMetricsExposure(insecure: keys.insecure)
         guard !services.isEmpty else { throw ValidationError("name at least one --service") }
         for name in services where !SafeText.isName(name, max: 128) {
             throw ValidationError("--service: '\(name)' is not a service name (A-Z a-z 0-9 . _ -, up to 128)")

@@ -57,6 +57,10 @@ struct DaemonOptions: ParsableArguments {
     @Option(help: "Serve Prometheus metrics on GET /metrics at IPV4:PORT (e.g. 127.0.0.1:9100; default: off).")
     var metricsListen: String?
 
+    @Option(help: ArgumentHelp("Serve /metrics only to requests with `Authorization: Bearer` and this file's token (mode 600, at least 32 characters; re-read on every scrape). Needed when --metrics-listen is not on 127.0.0.1, unless --insecure.",
+                               valueName: "file"))
+    var metricsTokenFile: String?
+
     func validate() throws {
         if let metricsListen {
             do { _ = try MetricsEndpoint.parse(metricsListen) } catch { throw ValidationError("--metrics-listen: \(error)") }
@@ -66,6 +70,22 @@ struct DaemonOptions: ParsableArguments {
         }
         guard Logger.Level(rawValue: logLevel) != nil else {
             throw ValidationError("unknown log level '\(logLevel)'; use trace, debug, info, notice, warning, error or critical")
+        }
+    }
+
+    /// The token `/metrics` asks for, checked now; nil without `--metrics-token-file`.
+    func metricsToken() throws -> MetricsToken? {
+        guard let metricsTokenFile else { return nil }
+        do { return try MetricsToken(path: metricsTokenFile) } catch { throw ValidationError("--metrics-token-file \(error)") }
+    }
+
+    /// Refuses `--metrics-listen` beyond 127.0.0.0/8 without `--metrics-token-file`,
+    /// unless the daemon runs `insecure` anyway: call from the daemon's `validate()`.
+    /// The file itself is read when the daemon starts, as key files are (`config check` runs elsewhere).
+    func checkMetricsExposure(insecure: Bool) throws {
+        guard let metricsListen else { return }
+        do { try MetricsEndpoint.checkExposure(listen: metricsListen, tokenGiven: metricsTokenFile != nil, insecure: insecure) } catch {
+            throw ValidationError("--metrics-listen \(error)")
         }
     }
 

@@ -43,6 +43,7 @@ struct ConsoleCommand: AsyncParsableCommand {
         if !insecure, key == nil || coordinatorKey == nil {
             throw ValidationError("the console needs --key (its operator key) and --coordinator-key, or --insecure for a coordinator without authentication")
         }
+        try daemon.checkMetricsExposure(insecure: insecure)
     }
 
     func run() async throws {
@@ -76,7 +77,10 @@ struct ConsoleCommand: AsyncParsableCommand {
         } catch {
             daemonStartFailed("console", error)
         }
-        let app = ConsoleApp(gateway: gateway, access: access, hub: hub, secureCookies: secureCookies, metrics: DaemonRunner.metrics)
+        let metricsToken: MetricsToken?
+        do { metricsToken = try daemon.metricsToken() } catch { daemonStartFailed("console", error) }
+        let app = ConsoleApp(gateway: gateway, access: access, hub: hub, secureCookies: secureCookies, metrics: DaemonRunner.metrics,
+                             metricsToken: metricsToken, logger: logger)
         let services: [any DaemonService] = [
             HTTPDaemonService(name: "http", host: host, port: Int(port), flag: "--listen", logger: logger) { app.router() },
             LiveEventHub.service(events: address.events, snapshot: address.snapshot, security: security, hub: hub),

@@ -65,6 +65,7 @@ struct CoordinatorCommand: AsyncParsableCommand {
     @OptionGroup var daemon: DaemonOptions
 
     func validate() throws {
+        try daemon.checkMetricsExposure(insecure: keys.insecure)
         let next = [nextIntake, nextDispatch, nextEvents, nextSnapshot]
         guard next.allSatisfy({ ($0 == nil) == (nextKey == nil) }) else {
             throw ValidationError("--next-key goes with all four of --next-intake, --next-dispatch, --next-events and --next-snapshot")
@@ -193,6 +194,7 @@ struct WorkerCommand: AsyncParsableCommand {
     @OptionGroup var daemon: DaemonOptions
 
     func validate() throws {
+        try daemon.checkMetricsExposure(insecure: keys.insecure)
         guard (1...256).contains(slots) else { throw ValidationError("--slots must be between 1 and 256") }
         if coordinatorDispatch == nil {
             let address = try coordinatorAddress(coordinator)
@@ -303,6 +305,7 @@ struct RegionCommand: AsyncParsableCommand {
     @OptionGroup var daemon: DaemonOptions
 
     func validate() throws {
+        try daemon.checkMetricsExposure(insecure: keys.insecure)
         if let problem = RegionName.problem(with: name) { throw ValidationError("--name: '\(SafeText.printable(name))' is not a region name: \(problem)") }
         for peer in peers {
             guard RegionName.isValid(peer.key) else { throw ValidationError("--peer: '\(SafeText.printable(peer.key))' is not a region name") }

@@ -1,3 +1,4 @@
+import ArgumentParser
 import Dispatch
 import Foundation
 import Logging
@@ -35,9 +36,11 @@ enum DaemonRunner {
         var services = services
         do {
             if let listen = options.metricsListen {
-                services.append(try MetricsEndpoint.service(listen: listen, logger: logger, render: metrics))
+                services.append(try MetricsEndpoint.service(listen: listen, token: try options.metricsToken(), logger: logger, render: metrics))
             }
             SlipwayMetrics.insecure(daemon: command, insecure)
+        } catch let error as ValidationError {
+            control.fail("cannot start: \(error)")
         } catch {
             control.fail("cannot start: --metrics-listen: \(error)")
         }

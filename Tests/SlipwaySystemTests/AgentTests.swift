@@ -237,8 +237,10 @@ struct AgentTests {
     // MARK: helpers
 
     /// The whole HTTP response of a daemon's metrics endpoint.
+    /// One request on its own connection, `Connection: close` so the answer ends it (Hummingbird keeps
+    /// an HTTP/1.0 connection open without it, until its 30 s idle timeout).
     static func scrape(_ port: Int, request: String = "GET /metrics HTTP/1.0") throws -> String {
-        try shellOutput("bash -c 'exec 3<>/dev/tcp/127.0.0.1/\(port); printf \"\(request)\\r\\n\\r\\n\" >&3; cat <&3'")
+        try shellOutput("bash -c 'exec 3<>/dev/tcp/127.0.0.1/\(port); printf \"\(request)\\r\\nConnection: close\\r\\n\\r\\n\" >&3; cat <&3'")
     }
 
     /// The status code of an HTTP response (`HTTP/1.0 200 OK` or `HTTP/1.1 200 OK`), or nil.

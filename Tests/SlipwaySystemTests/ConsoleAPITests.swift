@@ -75,7 +75,11 @@ struct ConsoleAPITests {
             let byPrefix = try await HTTPReply.call("GET", api + "/artifacts/sha256:\(digests[1].prefix(12))", token: viewer)
             #expect((byPrefix.json["artifact"] as? [String: Any])?["digest"] as? String == digests[1])
             #expect(try await HTTPReply.call("GET", api + "/services", token: viewer).status == 200)
-            #expect(try await HTTPReply.call("GET", console.base + "/metrics").body.contains("slipway_console_requests_total"))
+            // Metrics are for signed-in users (or Prometheus with --metrics-token-file), never anonymous.
+            #expect(try await HTTPReply.call("GET", console.base + "/metrics", token: viewer).body.contains("slipway_console_requests_total"))
+            let anonymousScrape = try await HTTPReply.call("GET", console.base + "/metrics")
+            #expect(anonymousScrape.status == 401 && !anonymousScrape.body.contains("slipway_"), "\(anonymousScrape.body)")
+            #expect(try await HTTPReply.call("GET", console.base + "/metrics", token: String(repeating: "f", count: 64)).status == 401)
 
             // A viewer may not act; nothing changes.
             let viewerDeploy = try await HTTPReply.call("POST", api + "/services/hello/deploy", token: viewer,

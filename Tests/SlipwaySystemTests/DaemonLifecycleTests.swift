@@ -73,6 +73,8 @@ struct DaemonLifecycleTests {
         let coordinator = { keyless() + ["--insecure"] }
         let coordinatorKey = try cluster.keyFile(.coordinator, "main")
         let publicCertificate = try cluster.coordinatorCertificate()
+        let looseToken = dir.appendingPathComponent("loose-token").path
+        #expect(FileManager.default.createFile(atPath: looseToken, contents: Data(String(repeating: "ab", count: 20).utf8), attributes: [.posixPermissions: 0o644]))
 
         let cases: [(what: String, arguments: [String], mustName: String)] = [
             ("region, endpoint without tcp://", region() + ["--store", "127.0.0.1:7845"], "--store"),
@@ -124,6 +126,14 @@ struct DaemonLifecycleTests {
              "--key: is the key of machine m2"),
             ("agent with a key but no region key", agent().dropLast() + ["--machine-id", "m1", "--key", try cluster.keyFile(.agent, "m1")],
              "--region-key"),
+            ("coordinator with a key, metrics on every interface without a token",
+             ["coordinator"] + keyless() + ["--key", coordinatorKey, "--trust-dir", cluster.trustDirectory.path, "--metrics-listen", "0.0.0.0:\(freeLoopbackPort())"],
+             "--metrics-listen 0.0.0.0:"),
+            ("agent with a key, metrics on every interface without a token",
+             agent().dropLast() + ["--machine-id", "m1", "--key", try cluster.keyFile(.agent, "m1"), "--region-key", try cluster.publicCertificate(.region, "eu"),
+                                   "--metrics-listen", "0.0.0.0:\(freeLoopbackPort())"], "give --metrics-token-file"),
+            ("worker, metrics token file others can read", worker() + ["--metrics-listen", "127.0.0.1:\(freeLoopbackPort())", "--metrics-token-file", looseToken],
+             "--metrics-token-file \(looseToken): holds a secret but its mode is 644"),
             ("coordinator, database URL libpq cannot parse", ["coordinator", "--database-url", "postgresql://x:y@/db?bogus=1"] + coordinator().dropFirst(2),
              "--database-url"),
         ]
@@ -134,6 +144,40 @@ struct DaemonLifecycleTests {
             #expect(ending.seconds < 15, "\(item.what): took \(ending.seconds) s")
             #expect(ending.output.contains(item.mustName), "\(item.what): \(ending.output)")
         }
+    }
+
+    @Test("/metrics with a token file: 401 without the token, 200 with it; a replaced file rotates it and a loosened one shuts it, without a restart")
+    func metricsToken() async throws {
+        let (_, statuses) = try await Cluster.with { cluster in
+            let file = cluster.directory.appendingPathComponent("metrics-token").path
+            func writeToken(_ token: String, mode: Int = 0o600) {
+                try? FileManager.default.removeItem(atPath: file)
+                #expect(FileManager.default.createFile(atPath: file, contents: Data((token + "\n").utf8), attributes: [.posixPermissions: mode]))
+            }
+            let (first, second) = (String(repeating: "1f", count: 16), String(repeating: "2e", count: 24))
+            writeToken(first)
+            let port = freeLoopbackPort()
+            try cluster.startCoordinator(extra: ["--metrics-listen", "0.0.0.0:\(port)", "--metrics-token-file", file])
+            try await cluster.waitForLog("coordinator", "coordinator active")
+            func scrape(_ token: String?) throws -> (status: Int?, body: String) {
+                let header = token.map { "\\r\\nAuthorization: Bearer \($0)" } ?? ""
+                let reply = try AgentTests.scrape(port, request: "GET /metrics HTTP/1.0\(header)")
+                return (AgentTests.status(of: reply), reply)
+            }
+            let anonymous = try scrape(nil)
+            #expect(anonymous.status == 401 && !anonymous.body.contains("slipway_jobs"), "\(anonymous.body)")
+            #expect(anonymous.body.contains("WWW-Authenticate: Bearer") || anonymous.body.contains("www-authenticate: Bearer"), "\(anonymous.body)")
+            #expect(try scrape(second).status == 401)
+            let admitted = try scrape(first)
+            #expect(admitted.status == 200 && admitted.body.contains("slipway_insecure"), "\(admitted.body.prefix(400))")
+            writeToken(second)
+            #expect(try scrape(first).status == 401)
+            #expect(try scrape(second).status == 200)
+            #expect(chmod(file, 0o644) == 0)
+            #expect(try scrape(second).status == 503)
+            try await cluster.waitForLog("coordinator", "/metrics refused every request: --metrics-token-file")
+        }
+        #expect(statuses.values.allSatisfy { $0 == 0 }, "\(statuses)")
     }
 
     @Test("a standby checks its settings before it waits; one whose port stays taken hands the lock back twice, then exits, metrics and all")
