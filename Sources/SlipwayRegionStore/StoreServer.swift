@@ -63,6 +63,13 @@ public final class StoreServer: ServingLoop {
     private var owed = PieceQueue()
     /// The bytes of a peer's next piece, kept while its send queue is full.
     private var loaded: [[UInt8]: (entry: PieceQueue.Entry, bytes: [UInt8])] = [:]
+    /// Answers waiting for a peer's full send queue, in order, and when one last left.
+    private var unsent: [[UInt8]: (messages: [[[UInt8]]], progress: ContinuousClock.Instant)] = [:]
+    private var unsentBytes = 0
+    /// A peer that asks and never reads is answered at most this far behind...
+    static let maxUnsentReplies = 16
+    /// ...and all such peers together hold at most this much (a manifest can be 1 MiB).
+    static let maxUnsentBytes = 64 << 20
     /// Manifests of artifacts being served (at most 64; committed artifacts never change).
     private var manifests: [String: Slipway_V1_ArtifactManifest] = [:]
 
@@ -103,7 +110,7 @@ public final class StoreServer: ServingLoop {
             connections.poll()
             rejections.flush(logger: logger)
             sendOwedPieces()
-            let ready = try poller.poll(wait: .timeout(owed.count > 0 ? .milliseconds(5) : .milliseconds(100)))
+            let ready = try poller.poll(wait: .timeout(owed.count > 0 || !unsent.isEmpty ? .milliseconds(5) : .milliseconds(100)))
             if ready[wake].contains(.readable) { mailbox.runWaiting(on: store) }
             guard ready[0].contains(.readable) else { continue }
             let received = try codec.receiveRouted(from: socket, wait: .never, maxFrames: 8) { error in
@@ -188,14 +195,15 @@ public final class StoreServer: ServingLoop {
         }
     }
 
-    /// Sends owed pieces while each peer's send queue takes them.
+    /// Sends waiting answers, then owed pieces, while each peer's send queue takes them.
     private func sendOwedPieces() {
         let now = ContinuousClock.now
+        sendUnsent(now: now)
         for (peer, entries) in owed.stale(now: now) {
             loaded[peer] = nil
             logger.info("a peer read nothing for 30 s; its queued pieces were dropped", metadata: ["pieces": "\(entries.count)"])
         }
-        for peer in owed.peers {
+        for peer in owed.peers where unsent[peer] == nil {
             while let entry = owed.next(for: peer) {
                 guard let message = pieceMessage(entry, for: peer) else {
                     owed.sent(to: peer, now: now)
@@ -249,11 +257,45 @@ public final class StoreServer: ServingLoop {
         send(peer, Slipway_V1_ErrorReply(code, text))
     }
 
+    /// Answers at once, or as soon as the peer's send queue has room: an answer lost to a
+    /// full queue (a `busy` to a peer still reading its pieces) left its asker waiting out
+    /// its request timeout.
     private func send(_ peer: [UInt8], _ body: some WireBody, payload: [UInt8]? = nil) {
+        let message = codec.encode(WireMessage(body, sender: config.id, payload: payload), to: peer)
         do {
-            _ = try socket.send(codec.encode(WireMessage(body, sender: config.id, payload: payload), to: peer), wait: .never)
+            if unsent[peer] == nil, try socket.send(message, wait: .never) { return }
         } catch {
             logger.info("could not reply; peer gone", metadata: ["error": "\(error)"])
+            return
         }
+        let size = message.reduce(0) { $0 + $1.count }
+        guard (unsent[peer]?.messages.count ?? 0) < Self.maxUnsentReplies, unsentBytes + size <= Self.maxUnsentBytes else {
+            rejections.record(reason: "reply_dropped", detail: "a peer's send queue stayed full", logger: logger)
+            return
+        }
+        unsent[peer, default: ([], .now)].messages.append(message)
+        unsentBytes += size
+    }
+
+    /// Sends each peer's waiting answers while its queue takes them; a peer that read
+    /// none of them for as long as owed pieces are kept loses them.
+    private func sendUnsent(now: ContinuousClock.Instant) {
+        for peer in Array(unsent.keys) {
+            while let message = unsent[peer]?.messages.first {
+                let sent: Bool
+                do { sent = try socket.send(message, wait: .never) } catch { sent = false; forgetUnsent(peer) }
+                guard sent else { break }
+                unsent[peer]!.messages.removeFirst()
+                unsent[peer]!.progress = now
+                unsentBytes -= message.reduce(0) { $0 + $1.count }
+            }
+            if unsent[peer]?.messages.isEmpty == true { unsent[peer] = nil }
+            if let waiting = unsent[peer], now - waiting.progress >= owed.staleAfter { forgetUnsent(peer) }
+        }
+    }
+
+    private func forgetUnsent(_ peer: [UInt8]) {
+        guard let waiting = unsent.removeValue(forKey: peer) else { return }
+        unsentBytes -= waiting.messages.reduce(0) { total, message in total + message.reduce(0) { $0 + $1.count } }
     }
 }

@@ -188,6 +188,31 @@ struct HostilePeerTests {
             #expect(residentMiB(region.pid) - baseline < 64, "a client that never reads pinned \(residentMiB(region.pid) - baseline) MiB")
             try await storeProbe()
             #expect(cluster.logText("region").contains("cut a connection"))
+
+            // A client that asks for more than the store queues, and reads only later, still hears
+            // 'busy' for what did not fit: the answer waits for room in its full queue, not dropped.
+            let answers = try await thread.run {
+                let socket = try ZMQSocket(context: context, type: .dealer)
+                defer { socket.close() }
+                try socket.set(.linger(.zero))
+                try socket.set(.receiveHighWaterMark(1))
+                try socket.connect(store)
+                var ask = Slipway_V1_PieceRequest()
+                ask.digest = digest
+                ask.firstPiece = 0
+                ask.count = 10
+                for _ in 0..<10 { _ = try socket.send(WireCodec().encode(WireMessage(ask, sender: "reads-late")), wait: .never) }
+                usleep(1_000_000)
+                var types: [String] = []
+                let deadline = ContinuousClock.now + .seconds(20)
+                while ContinuousClock.now < deadline, !types.contains("busy") {
+                    guard let frames = try socket.receive(wait: .timeout(.seconds(2))) else { break }
+                    guard let message = try? WireCodec().decode(frames) else { continue }
+                    types.append(message.type == .errorReply ? (try message.body(as: Slipway_V1_ErrorReply.self)).code.name : "\(message.type)")
+                }
+                return types
+            }
+            #expect(answers.contains("busy") && answers.contains("pieceData"), "\(answers.prefix(20))")
         }
         #expect(statuses.values.allSatisfy { $0 == 0 }, "\(statuses)")
     }
