@@ -23,7 +23,7 @@ struct AuditRecord: Equatable {
     /// A record for an identity another daemon authenticated (a region's refusals), as text.
     init(identityText: String, action: String, object: String, outcome: Outcome, detail: String = "") {
         self.identity = String(identityText.prefix(200))
-        self.action = action
+        self.action = String(action.prefix(64))
         self.object = String(object.prefix(200))
         self.outcome = outcome
         self.detail = String(detail.prefix(500))

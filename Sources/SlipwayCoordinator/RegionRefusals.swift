@@ -4,15 +4,19 @@ import SlipwayProto
 /// resent until acknowledged and repeats refusals until then, so those its
 /// region's previous report (same epoch, numbered at or below its `through`)
 /// already brought are skipped; counted-only refusals become one summary row.
+/// What a region reports is its word: the detail says which region said it,
+/// and the place is one of that region's own sockets.
 enum RegionRefusals {
     static func audits(_ report: Slipway_V1_RegionReport, previous: Slipway_V1_RegionReport?) -> [AuditRecord] {
         let sameRun = previous.map { $0.refusalsEpoch == report.refusalsEpoch && report.refusalsEpoch != 0 } ?? false
         let recorded = sameRun ? previous!.refusalsThrough : 0
         let first = report.refusalsThrough &- UInt64(report.refusals.count) &+ 1
         var audits: [AuditRecord] = []
+        let places: Set<String> = ["store of region \(report.region)", "tracker of region \(report.region)"]
         for (offset, entry) in report.refusals.enumerated() where first &+ UInt64(offset) > recorded {
-            audits.append(AuditRecord(identityText: entry.identity, action: entry.action, object: entry.object, outcome: .refused,
-                                      detail: entry.detail))
+            audits.append(AuditRecord(identityText: entry.identity, action: entry.action,
+                                      object: places.contains(entry.object) ? entry.object : "region \(report.region)", outcome: .refused,
+                                      detail: "reported by region \(report.region): \(entry.detail)"))
         }
         let alreadyCounted = sameRun ? previous!.refusalsNotListed : 0
         if report.refusalsNotListed > alreadyCounted {
@@ -24,10 +28,16 @@ enum RegionRefusals {
         return audits
     }
 
-    /// What is stored as the region's latest report: the refusals are in the audit log.
-    static func stripped(_ report: Slipway_V1_RegionReport) -> Slipway_V1_RegionReport {
+    /// What is stored as the region's latest report: the refusals are in the audit log,
+    /// and within one epoch what was recorded never goes back (a late resend of an
+    /// older report must not make a newer one's refusals look new again).
+    static func stored(_ report: Slipway_V1_RegionReport, previous: Slipway_V1_RegionReport?) -> Slipway_V1_RegionReport {
         var kept = report
         kept.refusals = []
+        if let previous, previous.refusalsEpoch == report.refusalsEpoch {
+            kept.refusalsThrough = max(report.refusalsThrough, previous.refusalsThrough)
+            kept.refusalsNotListed = max(report.refusalsNotListed, previous.refusalsNotListed)
+        }
         return kept
     }
 }

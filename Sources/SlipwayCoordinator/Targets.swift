@@ -36,10 +36,14 @@ struct Targets {
 
     /// Replaces the region's latest report; the reply echoes the region.
     func record(_ report: Slipway_V1_RegionReport, region: RegionName, from peer: [UInt8], id: String, in batch: inout Batch) throws {
+        // Only a report with refusals can repeat or undo what was recorded (an empty one carries
+        // the region's last acknowledged number), so only then is the previous one read.
+        var previous: Slipway_V1_RegionReport?
         if !report.refusals.isEmpty || report.refusalsNotListed > 0 {
-            batch.audits += RegionRefusals.audits(report, previous: try queries.regionReport(batch.db, region: region.rawValue))
+            previous = try queries.regionReport(batch.db, region: region.rawValue)
+            batch.audits += RegionRefusals.audits(report, previous: previous)
         }
-        try queries.recordRegionReport(batch.db, RegionRefusals.stripped(report))
+        try queries.recordRegionReport(batch.db, RegionRefusals.stored(report, previous: previous))
         var ack = Slipway_V1_RegionReport()
         ack.region = region.rawValue
         batch.reply(peer, to: id, ack)

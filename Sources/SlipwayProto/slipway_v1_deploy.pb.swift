@@ -499,7 +499,7 @@ public nonisolated struct Slipway_V1_BuildCount: Sendable {
 }
 
 /// Region controller -> coordinator: aggregated agent state (never one row per machine).
-/// Sent when the counts change (at most once a second) and every 15 s; the
+/// Sent when the counts change (at most once a second) and every 5 s; the
 /// coordinator keeps the latest per region and echoes the region back.
 public nonisolated struct Slipway_V1_RegionReport: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the

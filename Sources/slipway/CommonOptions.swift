@@ -82,8 +82,14 @@ struct DaemonOptions: ParsableArguments {
     /// Refuses `--metrics-listen` beyond 127.0.0.0/8 without `--metrics-token-file`,
     /// unless the daemon runs `insecure` anyway: call from the daemon's `validate()`.
     /// The file itself is read when the daemon starts, as key files are (`config check` runs elsewhere).
-    func checkMetricsExposure(insecure: Bool) throws {
-        guard let metricsListen else { return }
+    /// `servesMetricsAnyway`: the console, whose own port has `/metrics` too.
+    func checkMetricsExposure(insecure: Bool, servesMetricsAnyway: Bool = false) throws {
+        guard let metricsListen else {
+            if metricsTokenFile != nil, !servesMetricsAnyway {
+                throw ValidationError("--metrics-token-file guards --metrics-listen's /metrics, and there is no --metrics-listen")
+            }
+            return
+        }
         do { try MetricsEndpoint.checkExposure(listen: metricsListen, tokenGiven: metricsTokenFile != nil, insecure: insecure) } catch {
             throw ValidationError("--metrics-listen \(error)")
         }

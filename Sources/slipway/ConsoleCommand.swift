@@ -43,7 +43,7 @@ struct ConsoleCommand: AsyncParsableCommand {
         if !insecure, key == nil || coordinatorKey == nil {
             throw ValidationError("the console needs --key (its operator key) and --coordinator-key, or --insecure for a coordinator without authentication")
         }
-        try daemon.checkMetricsExposure(insecure: insecure)
+        try daemon.checkMetricsExposure(insecure: insecure, servesMetricsAnyway: true)
     }
 
     func run() async throws {

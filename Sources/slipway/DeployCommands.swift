@@ -138,7 +138,7 @@ struct StatusCommand: AsyncParsableCommand {
 
     @Argument(help: "The service.") var service: String
     @Option(help: "History rows to show.") var history: UInt32 = 10
-    @Option(help: "Call a region's report stale when it is older than this (regions refresh theirs every 15s).", transform: parseDuration)
+    @Option(help: "Call a region's report stale when it is older than this (regions refresh theirs every 5s).", transform: parseDuration)
     var staleAfter = DurationArgument(argument: "45s")!
     @OptionGroup var options: ClientOptions
 

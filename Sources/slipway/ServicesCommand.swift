@@ -9,7 +9,7 @@ struct ServicesCommand: AsyncParsableCommand {
         commandName: "services",
         abstract: "List every service: its target, its rollout, and what its machines run in each region (missing machines and stale reports marked).")
 
-    @Option(help: "Call a region's report stale when it is older than this (regions refresh theirs every 15s).", transform: parseDuration)
+    @Option(help: "Call a region's report stale when it is older than this (regions refresh theirs every 5s).", transform: parseDuration)
     var staleAfter = DurationArgument(argument: "45s")!
     @OptionGroup var options: ClientOptions
 

@@ -27,14 +27,23 @@ struct RegionRefusalsTests {
         #expect(RegionRefusals.audits(first, previous: nil).map(\.identity) == ["agent/a", "agent/b"])
         // Sent again with one more (its acknowledgement was lost): only the new one.
         let again = Self.report(epoch: 7, through: 3, refusals: ["agent/a", "agent/b", "agent/c"])
-        #expect(RegionRefusals.audits(again, previous: RegionRefusals.stripped(first)).map(\.identity) == ["agent/c"])
+        #expect(RegionRefusals.audits(again, previous: RegionRefusals.stored(first, previous: nil)).map(\.identity) == ["agent/c"])
         #expect(RegionRefusals.audits(again, previous: again).isEmpty)
         // The region restarted: numbers start over under a new epoch, and count.
         let restarted = Self.report(epoch: 8, through: 1, refusals: ["agent/d"])
         #expect(RegionRefusals.audits(restarted, previous: again).map(\.identity) == ["agent/d"])
         let record = RegionRefusals.audits(first, previous: nil)[0]
         #expect(record.outcome == .refused && record.action == "uploadBegin" && record.object == "store of region eu")
-        #expect(RegionRefusals.stripped(again).refusals.isEmpty && RegionRefusals.stripped(again).refusalsThrough == 3)
+        #expect(record.detail.hasPrefix("reported by region eu: "))
+        #expect(RegionRefusals.stored(again, previous: nil).refusals.isEmpty && RegionRefusals.stored(again, previous: nil).refusalsThrough == 3)
+        // A late resend of the first report after `again` was stored: nothing again, and the record does not go back.
+        let storedAgain = RegionRefusals.stored(again, previous: nil)
+        #expect(RegionRefusals.audits(first, previous: storedAgain).isEmpty)
+        #expect(RegionRefusals.stored(first, previous: storedAgain).refusalsThrough == 3)
+        // A region names only its own sockets as the place.
+        var elsewhere = Self.report(epoch: 9, through: 1, refusals: ["agent/e"])
+        elsewhere.refusals[0].object = "store of region us"
+        #expect(RegionRefusals.audits(elsewhere, previous: nil)[0].object == "region eu")
     }
 
     @Test("refusals counted past what the region keeps become one row for the increase")

@@ -104,7 +104,7 @@ struct BuildPipelineTests {
 
         // A subscriber that starts after all of it still gets every event, gap-free, in order.
         // On a loaded machine an assignment may be handed back unstarted and given out again
-        // (uncharged: the attempt stays 1, checked above); that pair is the only extra allowed.
+        // (uncharged: the attempt stays 1, checked above); such pairs are the only extras allowed.
         let database = PGClient(url: cluster.databaseURL, logger: TestDatabase.logger)
         let eventCount = try await database.query("SELECT count(*) AS n FROM events").first!.int("n")
         await database.close()

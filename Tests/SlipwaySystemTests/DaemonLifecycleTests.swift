@@ -132,6 +132,7 @@ struct DaemonLifecycleTests {
             ("agent with a key, metrics on every interface without a token",
              agent().dropLast() + ["--machine-id", "m1", "--key", try cluster.keyFile(.agent, "m1"), "--region-key", try cluster.publicCertificate(.region, "eu"),
                                    "--metrics-listen", "0.0.0.0:\(freeLoopbackPort())"], "give --metrics-token-file"),
+            ("worker, a metrics token with no metrics to guard", worker() + ["--metrics-token-file", looseToken], "there is no --metrics-listen"),
             ("worker, metrics token file others can read", worker() + ["--metrics-listen", "127.0.0.1:\(freeLoopbackPort())", "--metrics-token-file", looseToken],
              "--metrics-token-file \(looseToken): holds a secret but its mode is 644"),
             ("coordinator, database URL libpq cannot parse", ["coordinator", "--database-url", "postgresql://x:y@/db?bogus=1"] + coordinator().dropFirst(2),

@@ -352,7 +352,7 @@ struct  Slipway__V1__BuildCount
 
 /*
  * Region controller -> coordinator: aggregated agent state (never one row per machine).
- * Sent when the counts change (at most once a second) and every 15 s; the
+ * Sent when the counts change (at most once a second) and every 5 s; the
  * coordinator keeps the latest per region and echoes the region back.
  */
 struct  Slipway__V1__RegionReport
