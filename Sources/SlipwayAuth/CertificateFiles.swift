@@ -1,3 +1,4 @@
+import SlipwayCore
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -6,27 +7,21 @@ extension Certificate {
     /// Reads a certificate or secret file (at most ``maxFileBytes``). A file that
     /// holds a secret key must be readable by its owner only, as ssh insists.
     public static func load(path: String) throws(AuthError) -> Certificate {
-        // Symbolic links are followed: Kubernetes mounts each Secret file as one (NAME -> ..data/NAME).
-        let descriptor = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK)
-        guard descriptor >= 0 else { throw AuthError("\(path): \(String(cString: strerror(errno)))") }
-        defer { close(descriptor) }
-        var info = stat()
-        guard fstat(descriptor, &info) == 0, info.st_mode & S_IFMT == S_IFREG else { throw AuthError("\(path): not a regular file") }
-        guard info.st_size <= maxFileBytes else { throw AuthError("\(path): \(info.st_size) bytes, more than a certificate's \(maxFileBytes)") }
-        var bytes = [UInt8](repeating: 0, count: maxFileBytes + 1)
-        var total = 0
-        while total < bytes.count {
-            let count = bytes.withUnsafeMutableBytes { read(descriptor, $0.baseAddress! + total, $0.count - total) }
-            if count < 0, errno == EINTR { continue }
-            guard count >= 0 else { throw AuthError("\(path): \(String(cString: strerror(errno)))") }
-            if count == 0 { break }
-            total += count
+        let file: (bytes: [UInt8], mode: UInt32)
+        do {
+            file = try SmallFile.read(path, limit: maxFileBytes)
+        } catch {
+            switch error {
+            case .unreadable(let reason): throw AuthError("\(path): \(reason)")
+            case .notRegular: throw AuthError("\(path): not a regular file")
+            case .tooLarge(let size?): throw AuthError("\(path): \(size) bytes, more than a certificate's \(maxFileBytes)")
+            case .tooLarge(nil): throw AuthError("\(path): more than a certificate's \(maxFileBytes) bytes")
+            }
         }
-        guard total <= maxFileBytes else { throw AuthError("\(path): more than a certificate's \(maxFileBytes) bytes") }
-        guard let text = String(validating: bytes[..<total], as: UTF8.self) else { throw AuthError("\(path): not UTF-8 text") }
+        guard let text = String(validating: file.bytes, as: UTF8.self) else { throw AuthError("\(path): not UTF-8 text") }
         let certificate = try Certificate(parsing: text, source: path)
-        if certificate.secretKey != nil, info.st_mode & (S_IRWXG | S_IRWXO) != 0 {
-            throw AuthError("\(path): holds a secret key but its mode is \(String(info.st_mode & 0o777, radix: 8)); run chmod 600 \(path)")
+        if certificate.secretKey != nil, file.mode & (S_IRWXG | S_IRWXO) != 0 {
+            throw AuthError("\(path): holds a secret key but its mode is \(String(file.mode & 0o777, radix: 8)); run chmod 600 \(path)")
         }
         return certificate
     }

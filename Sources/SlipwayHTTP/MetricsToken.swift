@@ -1,3 +1,4 @@
+import SlipwayCore
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -66,25 +67,20 @@ public struct MetricsToken: Sendable {
     /// The token in `path`: a regular file only its owner can read, holding
     /// printable ASCII of at least ``minimumLength`` characters and one optional newline.
     static func read(_ path: String) throws(Problem) -> [UInt8] {
-        let descriptor = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK)
-        guard descriptor >= 0 else { throw Problem(description: "\(path): \(String(cString: strerror(errno)))") }
-        defer { close(descriptor) }
-        var info = stat()
-        guard fstat(descriptor, &info) == 0, info.st_mode & S_IFMT == S_IFREG else { throw Problem(description: "\(path): not a regular file") }
-        guard info.st_mode & (S_IRWXG | S_IRWXO) == 0 else {
-            throw Problem(description: "\(path): holds a secret but its mode is \(String(info.st_mode & 0o777, radix: 8)); run chmod 600 \(path)")
+        let file: (bytes: [UInt8], mode: UInt32)
+        do {
+            file = try SmallFile.read(path, limit: maximumBytes)
+        } catch {
+            switch error {
+            case .unreadable(let reason): throw Problem(description: "\(path): \(reason)")
+            case .notRegular: throw Problem(description: "\(path): not a regular file")
+            case .tooLarge: throw Problem(description: "\(path): more than \(maximumBytes) bytes; a token is one line")
+            }
         }
-        var bytes = [UInt8](repeating: 0, count: maximumBytes + 1)
-        var total = 0
-        while total < bytes.count {
-            let count = bytes.withUnsafeMutableBytes { Glibc.read(descriptor, $0.baseAddress! + total, $0.count - total) }
-            if count < 0, errno == EINTR { continue }
-            guard count >= 0 else { throw Problem(description: "\(path): \(String(cString: strerror(errno)))") }
-            if count == 0 { break }
-            total += count
+        guard file.mode & (S_IRWXG | S_IRWXO) == 0 else {
+            throw Problem(description: "\(path): holds a secret but its mode is \(String(file.mode & 0o777, radix: 8)); run chmod 600 \(path)")
         }
-        guard total <= maximumBytes else { throw Problem(description: "\(path): more than \(maximumBytes) bytes; a token is one line") }
-        var token = bytes[..<total]
+        var token = file.bytes[...]
         if token.last == UInt8(ascii: "\n") { token = token.dropLast() }
         if token.last == UInt8(ascii: "\r") { token = token.dropLast() }
         guard token.allSatisfy({ (0x21...0x7e).contains($0) }) else {
