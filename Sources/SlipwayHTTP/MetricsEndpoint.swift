@@ -73,21 +73,16 @@ public enum MetricsEndpoint {
     }
 }
 
-/// Says yes at most once per interval: for warnings a request can trigger.
+/// Says yes at most once per interval, for warnings a request can trigger:
+/// ``RepeatedEvent`` shared by the server's connections.
 public final class RateLimitedWarning: Sendable {
-    private let interval: Duration
-    private let last = Mutex<ContinuousClock.Instant?>(nil)
+    private let gate: Mutex<RepeatedEvent>
 
     /// Due at once, then at most once per `interval`.
-    public init(every interval: Duration) { self.interval = interval }
+    public init(every interval: Duration) { gate = Mutex(RepeatedEvent(interval: interval)) }
 
     /// Whether to warn now.
     public func due() -> Bool {
-        let now = ContinuousClock.now
-        return last.withLock { last in
-            if let previous = last, now - previous < interval { return false }
-            last = now
-            return true
-        }
+        gate.withLock { $0.occurred(now: .now) != nil }
     }
 }
