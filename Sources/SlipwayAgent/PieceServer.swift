@@ -49,9 +49,9 @@ final class PieceServer {
     static let maxSubscribers = 64
     /// Artifacts with subscribers; the one asked about longest ago makes way.
     static let maxSubscribedArtifacts = 4
-    /// Answers waiting for a peer's pipe (it holds one message), in order.
-    private var unsent: [[UInt8]: [[[UInt8]]]] = [:]
-    static let maxUnsentReplies = 16
+    /// Answers waiting for a peer's pipe (it holds one message), in order; a peer that
+    /// asks and never reads is answered at most 16 behind.
+    private var unsent = ReplyBacklog(perPeer: 16)
     /// Indices per `PieceHave`, so one stays well inside a peer's 64 KiB frame limit.
     static let indicesPerHave = 8_192
 
@@ -189,11 +189,11 @@ final class PieceServer {
     /// only after them: each pipe holds one message, and a have in it would hold back
     /// the piece the peer asked for (measured: requests then waited until they timed out).
     func flush() {
-        defer { for peer in Array(untold.keys) where queues[peer] == nil && unsent[peer] == nil { tell(peer) } }
+        defer { for peer in Array(untold.keys) where queues[peer] == nil && !unsent.isWaiting(for: peer) { tell(peer) } }
         let now = ContinuousClock.now
-        for peer in Array(unsent.keys) { sendUnsent(peer) }
+        unsent.flush(on: socket, now: now)
         for peer in Array(queues.keys) {
-            guard unsent[peer] == nil else { continue }
+            guard !unsent.isWaiting(for: peer) else { continue }
             for stale in queues[peer]!.filter({ now - $0.at >= queueTimeout }) {
                 reply(peer, to: stale.request, error: .busy, "queued too long; ask another peer")
             }
@@ -228,25 +228,7 @@ final class PieceServer {
     /// per agent per download once peers heard of pieces as they arrived).
     private func reply(_ peer: [UInt8], to request: WireMessage, error code: Slipway_V1_ErrorCode, _ text: String) {
         let error = Slipway_V1_ErrorReply(code, text)
-        let frames = codec.encode(WireMessage(error, sender: sender, inReplyTo: request.envelope.messageID), to: peer)
-        if unsent[peer] == nil, (try? socket.send(frames, wait: .never)) != false { return }
-        // A peer that asks and never reads is answered at most this far behind.
-        guard unsent[peer, default: []].count < Self.maxUnsentReplies else { return }
-        unsent[peer, default: []].append(frames)
-    }
-
-    /// Sends a peer's waiting answers while its pipe takes them.
-    private func sendUnsent(_ peer: [UInt8]) {
-        while let frames = unsent[peer]?.first {
-            do {
-                guard try socket.send(frames, wait: .never) else { return }
-                unsent[peer]!.removeFirst()
-            } catch {
-                unsent[peer] = nil  // gone
-                return
-            }
-        }
-        unsent[peer] = nil
+        _ = unsent.send(codec.encode(WireMessage(error, sender: sender, inReplyTo: request.envelope.messageID), to: peer), to: peer, on: socket)
     }
 }
 

@@ -63,13 +63,9 @@ public final class StoreServer: ServingLoop {
     private var owed = PieceQueue()
     /// The bytes of a peer's next piece, kept while its send queue is full.
     private var loaded: [[UInt8]: (entry: PieceQueue.Entry, bytes: [UInt8])] = [:]
-    /// Answers waiting for a peer's full send queue, in order, and when one last left.
-    private var unsent: [[UInt8]: (messages: [[[UInt8]]], progress: ContinuousClock.Instant)] = [:]
-    private var unsentBytes = 0
-    /// A peer that asks and never reads is answered at most this far behind...
-    static let maxUnsentReplies = 16
-    /// ...and all such peers together hold at most this much (a manifest can be 1 MiB).
-    static let maxUnsentBytes = 64 << 20
+    /// Answers waiting for a peer's full send queue: 16 per peer, 64 MiB for all (a
+    /// manifest can be 1 MiB); a peer that reads none for as long as owed pieces are kept loses them.
+    private lazy var unsent = ReplyBacklog(perPeer: 16, maxBytes: 64 << 20, staleAfter: owed.staleAfter)
     /// Manifests of artifacts being served (at most 64; committed artifacts never change).
     private var manifests: [String: Slipway_V1_ArtifactManifest] = [:]
 
@@ -198,12 +194,12 @@ public final class StoreServer: ServingLoop {
     /// Sends waiting answers, then owed pieces, while each peer's send queue takes them.
     private func sendOwedPieces() {
         let now = ContinuousClock.now
-        sendUnsent(now: now)
+        unsent.flush(on: socket, now: now)
         for (peer, entries) in owed.stale(now: now) {
             loaded[peer] = nil
             logger.info("a peer read nothing for 30 s; its queued pieces were dropped", metadata: ["pieces": "\(entries.count)"])
         }
-        for peer in owed.peers where unsent[peer] == nil {
+        for peer in owed.peers where !unsent.isWaiting(for: peer) {
             while let entry = owed.next(for: peer) {
                 guard let message = pieceMessage(entry, for: peer) else {
                     owed.sent(to: peer, now: now)
@@ -261,41 +257,10 @@ public final class StoreServer: ServingLoop {
     /// full queue (a `busy` to a peer still reading its pieces) left its asker waiting out
     /// its request timeout.
     private func send(_ peer: [UInt8], _ body: some WireBody, payload: [UInt8]? = nil) {
-        let message = codec.encode(WireMessage(body, sender: config.id, payload: payload), to: peer)
-        do {
-            if unsent[peer] == nil, try socket.send(message, wait: .never) { return }
-        } catch {
-            logger.info("could not reply; peer gone", metadata: ["error": "\(error)"])
-            return
+        switch unsent.send(codec.encode(WireMessage(body, sender: config.id, payload: payload), to: peer), to: peer, on: socket) {
+        case .sent, .queued: break
+        case .gone: logger.info("could not reply; peer gone")
+        case .dropped: rejections.record(reason: "reply_dropped", detail: "a peer's send queue stayed full", logger: logger)
         }
-        let size = message.reduce(0) { $0 + $1.count }
-        guard (unsent[peer]?.messages.count ?? 0) < Self.maxUnsentReplies, unsentBytes + size <= Self.maxUnsentBytes else {
-            rejections.record(reason: "reply_dropped", detail: "a peer's send queue stayed full", logger: logger)
-            return
-        }
-        unsent[peer, default: ([], .now)].messages.append(message)
-        unsentBytes += size
-    }
-
-    /// Sends each peer's waiting answers while its queue takes them; a peer that read
-    /// none of them for as long as owed pieces are kept loses them.
-    private func sendUnsent(now: ContinuousClock.Instant) {
-        for peer in Array(unsent.keys) {
-            while let message = unsent[peer]?.messages.first {
-                let sent: Bool
-                do { sent = try socket.send(message, wait: .never) } catch { sent = false; forgetUnsent(peer) }
-                guard sent else { break }
-                unsent[peer]!.messages.removeFirst()
-                unsent[peer]!.progress = now
-                unsentBytes -= message.reduce(0) { $0 + $1.count }
-            }
-            if unsent[peer]?.messages.isEmpty == true { unsent[peer] = nil }
-            if let waiting = unsent[peer], now - waiting.progress >= owed.staleAfter { forgetUnsent(peer) }
-        }
-    }
-
-    private func forgetUnsent(_ peer: [UInt8]) {
-        guard let waiting = unsent.removeValue(forKey: peer) else { return }
-        unsentBytes -= waiting.messages.reduce(0) { total, message in total + message.reduce(0) { $0 + $1.count } }
     }
 }
