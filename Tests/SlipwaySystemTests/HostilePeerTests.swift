@@ -172,7 +172,8 @@ struct HostilePeerTests {
             let thread = OwnedThread(name: "never-reads")
             defer { thread.shutdown() }
             let digest = done.artifactDigest
-            try await thread.run {
+            // Asks `times` for 10 pieces each, from a socket that takes one message in at a time.
+            let asking: @Sendable (Int, String) throws -> ZMQSocket = { times, sender in
                 let socket = try ZMQSocket(context: context, type: .dealer)
                 try socket.set(.linger(.zero))
                 try socket.set(.receiveHighWaterMark(1))
@@ -181,7 +182,11 @@ struct HostilePeerTests {
                 ask.digest = digest
                 ask.firstPiece = 0
                 ask.count = 10
-                for _ in 0..<200 { _ = try socket.send(WireCodec().encode(WireMessage(ask, sender: "never-reads")), wait: .never) }
+                for _ in 0..<times { _ = try socket.send(WireCodec().encode(WireMessage(ask, sender: sender)), wait: .never) }
+                return socket
+            }
+            try await thread.run {
+                let socket = try asking(200, "never-reads")
                 usleep(3_000_000)
                 socket.close()
             }
@@ -192,16 +197,8 @@ struct HostilePeerTests {
             // A client that asks for more than the store queues, and reads only later, still hears
             // 'busy' for what did not fit: the answer waits for room in its full queue, not dropped.
             let answers = try await thread.run {
-                let socket = try ZMQSocket(context: context, type: .dealer)
+                let socket = try asking(10, "reads-late")
                 defer { socket.close() }
-                try socket.set(.linger(.zero))
-                try socket.set(.receiveHighWaterMark(1))
-                try socket.connect(store)
-                var ask = Slipway_V1_PieceRequest()
-                ask.digest = digest
-                ask.firstPiece = 0
-                ask.count = 10
-                for _ in 0..<10 { _ = try socket.send(WireCodec().encode(WireMessage(ask, sender: "reads-late")), wait: .never) }
                 usleep(1_000_000)
                 var types: [String] = []
                 let deadline = ContinuousClock.now + .seconds(20)
