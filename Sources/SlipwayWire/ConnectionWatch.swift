@@ -49,7 +49,9 @@ final class ConnectionWatch: Sendable {
         var cuts: [Int: Int] = [:]
         var started = false
         var baseline: Int64 = 0
-        var trimDue = false
+        /// Trims still to make: a cut or disconnect owes two, one at once and one a
+        /// second later for what libzmq frees only once its I/O thread has closed the pipe.
+        var trimsOwed = 0
         /// The watch sleeps a quiet tick: an accepted connection must wake it.
         var sleepingQuiet = false
     }
@@ -96,7 +98,7 @@ final class ConnectionWatch: Sendable {
 
     func remove(_ id: Int) { state.withLock { _ = $0.watched.removeValue(forKey: id) } }
     func cut(_ id: Int) -> Int { state.withLock { $0.cuts[id] ?? 0 } }
-    func trimSoon() { state.withLock { $0.trimDue = true } }
+    func trimSoon() { state.withLock { $0.trimsOwed = 2 } }
 
     /// The local port and peer of an accepted TCP connection.
     static func identity(of descriptor: Int32) -> DeliveryLedger.Identity? {
@@ -130,22 +132,22 @@ final class ConnectionWatch: Sendable {
             state.withLock { $0.sleepingQuiet = false }
             let now = ContinuousClock.now
             let inUse = slipway_heap_in_use()
-            let (baseline, trimDue) = state.withLock { ($0.baseline, $0.trimDue) }
+            let (baseline, trimsOwed) = state.withLock { ($0.baseline, $0.trimsOwed) }
             let overCeiling = inUse - baseline > Self.ceiling + Int64(connections) * Self.allowancePerConnection
             // Growth counts from the lowest point since the last look (a cut frees a lot at once).
             inUseAtScan = min(inUseAtScan, inUse)
             let (interval, growthGap) = Self.spacing(connections: connections)
             if now - lastScan >= interval || (inUse - inUseAtScan > Self.growthTrigger && now - lastScan >= growthGap) || overCeiling {
-                if scan(overCeiling: overCeiling) { state.withLock { $0.trimDue = true } }
+                if scan(overCeiling: overCeiling) { trimSoon() }
                 lastScan = now
                 inUseAtScan = slipway_heap_in_use()
             }
             // Freed memory goes back to the system: after cuts and disconnects, and whenever
             // the allocator keeps 64 MiB more than it has handed out.
             let kept = slipway_resident_bytes() - inUse - keptAtStart
-            if trimDue || kept > 64 << 20, now - lastTrim >= .seconds(1) {
+            if trimsOwed > 0 || kept > 64 << 20, now - lastTrim >= .seconds(1) {
                 _ = slipway_trim_memory()
-                state.withLock { $0.trimDue = false }
+                state.withLock { $0.trimsOwed = max(0, $0.trimsOwed - 1) }
                 lastTrim = now
             }
         }
