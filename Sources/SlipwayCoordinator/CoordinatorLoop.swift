@@ -121,7 +121,7 @@ final class CoordinatorLoop: ServingLoop {
                 // A first take-over that found the lock free replaces no leader: the port's holder is something else.
                 guard leadership.tookOverFromAnother || portsHeld > 1, portsHeld < Self.takeOverAttempts else { throw held.failure }
                 logger.error("cannot take over: a port is still in use; handing the lock back and waiting again",
-                             metadata: ["endpoint": "\(held.failure.endpoint.labelled)", "attempt": "\(portsHeld)",
+                             metadata: ["endpoint": "\(held.failure.endpoint.labelled)", "reason": "\(held.failure.reason)", "attempt": "\(portsHeld)",
                                         "attempts_left": "\(Self.takeOverAttempts - portsHeld)"])
                 leadership.release(db)
                 registry = WorkerRegistry(heartbeatInterval: config.heartbeatInterval, liveness: config.liveness)

@@ -57,7 +57,7 @@ struct CoordinatorSockets {
             } catch let failure as EndpointFailure where failure.reason.contains(inUse) {
                 guard ContinuousClock.now < deadline else { throw PortHeld(failure: failure) }
                 logger.warning("taking over: a port is still held by the previous leader; trying again",
-                               metadata: ["endpoint": "\(failure.endpoint.labelled)"])
+                               metadata: ["endpoint": "\(failure.endpoint.labelled)", "reason": "\(failure.reason)"])
                 if sleep(.milliseconds(250)) { throw CancellationError() }
             }
         }
@@ -65,40 +65,42 @@ struct CoordinatorSockets {
 
     /// Binds every endpoint; the error names the one that failed and its flag.
     init(context: ZMQContext, config: CoordinatorConfig, logger: Logger) throws {
-        var opened: [ZMQSocket] = []
+        // What is bound so far, released on failure: a socket merely closed keeps its listener until
+        // libzmq reaps it, so the next try (and the other coordinator) would find this process's own ports taken.
+        var opened: [(socket: ZMQSocket, endpoints: [Endpoint])] = []
         do {
             let (intake, intakeGuard) = try ZMQSocket.boundedRouter(context: context, endpoint: config.intakeEndpoint, limits: Self.intakeLimits,
                                                                      security: config.security.server, daemon: "coordinator", name: "intake", logger: logger)
-            opened.append(intake)
+            opened.append((intake, [config.intakeEndpoint]))
             // A worker that reconnects keeps its routing id (its worker id) and takes over.
             let (dispatch, dispatchGuard) = try ZMQSocket.boundedRouter(context: context, endpoint: config.dispatchEndpoint,
                                                                          limits: Self.dispatchLimits, security: config.security.server,
                                                                          daemon: "coordinator", name: "dispatch",
                                                                          logger: logger) { try $0.set(.routerHandover(true)) }
-            opened.append(dispatch)
+            opened.append((dispatch, [config.dispatchEndpoint]))
             let events = try ZMQSocket(context: context, type: .pub)
-            opened.append(events)
+            opened.append((events, []))
             try events.set(.maxMessageSize(64 << 10))
             for option in config.security.server.options { try events.set(option) }
             try events.bind(config.eventsEndpoint)
+            opened[opened.count - 1].endpoints.append(config.eventsEndpoint)
             let (snapshots, snapshotGuard) = try ZMQSocket.boundedRouter(context: context, endpoint: config.snapshotEndpoint,
                                                                           limits: Self.snapshotLimits, security: config.security.server,
                                                                           daemon: "coordinator", name: "snapshot",
                                                                           logger: logger)
+            opened.append((snapshots, [config.snapshotEndpoint]))
             if let next = config.next {
-                for (socket, endpoint) in [(intake, next.intake), (dispatch, next.dispatch), (events, next.events), (snapshots, next.snapshot)] {
-                    for option in next.options { try socket.set(option) }
-                    try socket.bind(endpoint)
+                for (index, endpoint) in [next.intake, next.dispatch, next.events, next.snapshot].enumerated() {
+                    for option in next.options { try opened[index].socket.set(option) }
+                    try opened[index].socket.bind(endpoint)
+                    opened[index].endpoints.append(endpoint)
                 }
             }
             (self.intake, self.dispatch, self.events, self.snapshots) = (intake, dispatch, events, snapshots)
-            bound = [(intake, [config.intakeEndpoint] + [config.next?.intake].compactMap { $0 }),
-                     (dispatch, [config.dispatchEndpoint] + [config.next?.dispatch].compactMap { $0 }),
-                     (events, [config.eventsEndpoint] + [config.next?.events].compactMap { $0 }),
-                     (snapshots, [config.snapshotEndpoint] + [config.next?.snapshot].compactMap { $0 })]
+            bound = opened
             guards = [intakeGuard, dispatchGuard, snapshotGuard]
         } catch {
-            for socket in opened { socket.close() }
+            Self.release(opened)
             throw error
         }
     }
@@ -111,8 +113,10 @@ struct CoordinatorSockets {
     /// Releases the ports at once, then closes. (Chaos saw a leader that stepped down
     /// keep its events port past the 5 s a standby taking over waits for it: a closed
     /// socket's listener lives until libzmq reaps the socket.)
-    func close() {
-        for (socket, endpoints) in bound {
+    func close() { Self.release(bound) }
+
+    private static func release(_ sockets: [(socket: ZMQSocket, endpoints: [Endpoint])]) {
+        for (socket, endpoints) in sockets {
             for endpoint in endpoints { try? socket.unbind(endpoint.description) }
             socket.close()
         }

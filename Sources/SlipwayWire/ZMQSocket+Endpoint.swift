@@ -22,7 +22,11 @@ extension ZMQSocket {
         do {
             try bind(endpoint.description)
         } catch {
-            throw EndpointFailure(endpoint: endpoint, action: "bind", reason: error.reason)
+            var reason = error.reason
+            if error.code == .addressInUse, case .tcp(_, let port) = endpoint.transport, let holder = PortHolder.describe(port: Int(port)) {
+                reason += " (\(holder))"
+            }
+            throw EndpointFailure(endpoint: endpoint, action: "bind", reason: reason)
         }
     }
 
