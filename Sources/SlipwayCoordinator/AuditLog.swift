@@ -15,14 +15,17 @@ struct AuditRecord: Equatable {
     let object: String
     let outcome: Outcome
     let detail: String
+    /// Whose refusals these count against in the ``AuditBudget``: the identity, or the region that reported it.
+    let source: String
 
     init(_ identity: Identity?, action: String, object: String, outcome: Outcome, detail: String = "") {
         self.init(identityText: identity?.userID ?? "", action: action, object: object, outcome: outcome, detail: detail)
     }
 
     /// A record for an identity another daemon authenticated (a region's refusals), as text.
-    init(identityText: String, action: String, object: String, outcome: Outcome, detail: String = "") {
+    init(identityText: String, action: String, object: String, outcome: Outcome, detail: String = "", source: String? = nil) {
         self.identity = String(identityText.prefix(200))
+        self.source = source.map { String($0.prefix(200)) } ?? self.identity
         self.action = String(action.prefix(64))
         self.object = String(object.prefix(200))
         self.outcome = outcome
@@ -67,6 +70,14 @@ extension CoordinatorQueries {
             """, [PGBind.textArray(records.map(\.identity)), PGBind.textArray(records.map(\.action)),
                   PGBind.textArray(records.map(\.object)), PGBind.textArray(records.map(\.outcome.rawValue)),
                   PGBind.textArray(records.map(\.detail))])
+    }
+
+    /// Deletes up to `limit` of the oldest entries older than `retention`. - Returns: how many.
+    func expireAudit(_ db: PGConnection, olderThan retention: Duration, limit: Int) throws -> Int {
+        try db.query("""
+            DELETE FROM audit WHERE id IN (
+                SELECT id FROM audit WHERE at < now() - make_interval(secs => $1) ORDER BY at LIMIT $2)
+            """, [.int(Int(retention.components.seconds)), .int(limit)]).affectedRows
     }
 
     /// The newest `limit` entries at or after `since` (microseconds since the epoch; 0: any).

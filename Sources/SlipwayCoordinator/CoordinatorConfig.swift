@@ -34,6 +34,8 @@ public struct CoordinatorConfig: Sendable {
     /// Artifacts older than this that are not a current or previous target are
     /// deleted everywhere; nil keeps every artifact.
     public var artifactRetention: Duration? = .seconds(14 * 86_400)
+    /// Audit rows older than this are deleted by garbage collection; nil keeps them all.
+    public var auditRetention: Duration? = .seconds(365 * 86_400)
     /// How often garbage collection runs.
     public var collectionInterval: Duration = .seconds(600)
     /// Its key and the keys it admits (CURVE with a ZAP handler on every socket),

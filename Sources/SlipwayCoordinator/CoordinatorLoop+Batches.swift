@@ -20,12 +20,14 @@ extension CoordinatorLoop {
     func run(_ work: [CoordinatorWork]) throws -> Bool {
         var batch = Batch(db: db, registry: registry, sender: config.id)
         let refusals = pendingAudit.take()
+        // Spent only if the transaction commits, like the registry.
+        var budget = auditBudget
         do {
             try db.transaction { db in
                 try leadership.confirm(db)
                 for item in work { try run(item, in: &batch) }
                 if batch.dispatchDue { try dispatch.assignWaiting(in: &batch, lookFirst: false) }
-                try intake.queries.writeAudit(db, refusals + batch.audits)
+                try intake.queries.writeAudit(db, budget.admit(refusals + batch.audits, now: .now))
                 try batch.writeEventsAndCommit()
             }
         } catch let error as PGError where !error.isConnectionTrouble && work.count > 1 {
@@ -56,6 +58,7 @@ extension CoordinatorLoop {
         }
         database.succeeded(logger: logger)
         registry = batch.registry
+        auditBudget = budget
         try deliver(batch)
         return true
     }

@@ -9,6 +9,9 @@ import SlipwayWire
 
 /// What the coordinator does on its timers: heartbeats, metrics, sweeps, rollouts, garbage collection.
 extension CoordinatorLoop {
+    /// Audit rows deleted per transaction by retention.
+    static let auditExpiryBatch = 10_000
+
     func onTimers(_ timers: inout CoordinatorTimers, _ sockets: CoordinatorSockets) throws {
         let now = ContinuousClock.now
         if timers.due(.heartbeat, now) {
@@ -50,6 +53,19 @@ extension CoordinatorLoop {
             while deleted == Replicas.batchSize, !stop.isStopped, database.isUsable() {
                 deleted = 0
                 try run([.task("garbage collection") { [replicas] batch in deleted = try replicas.collectGarbage(in: &batch) }])
+            }
+            if let retention = config.auditRetention {
+                var expired = Self.auditExpiryBatch, total = 0
+                while expired == Self.auditExpiryBatch, !stop.isStopped, database.isUsable() {
+                    expired = 0
+                    try run([.task("audit retention") { [queries = intake.queries] batch in
+                        expired = try queries.expireAudit(batch.db, olderThan: retention, limit: Self.auditExpiryBatch)
+                    }])
+                    total += expired
+                }
+                if total > 0 {
+                    logger.info("audit entries expired", metadata: ["count": "\(total)", "retention_seconds": "\(retention.components.seconds)"])
+                }
             }
         }
     }

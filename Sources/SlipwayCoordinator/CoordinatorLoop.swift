@@ -49,6 +49,8 @@ final class CoordinatorLoop: ServingLoop {
     var lastTurn = ContinuousClock.now
     /// Refusals made before a transaction (role checks), written with the next batch.
     var pendingAudit = PendingAudit()
+    /// What each source may still add to the audit log this minute.
+    var auditBudget = AuditBudget()
 
     /// Checks everything a standby can check (the database URL, that every
     /// endpoint is an address of this machine) and connects to the database,
@@ -162,7 +164,7 @@ final class CoordinatorLoop: ServingLoop {
             var work: [CoordinatorWork] = []
             if ready[0].contains(.readable) { try receiveIntake(sockets.intake, into: &work) }
             if ready[1].contains(.readable) { try receiveDispatch(sockets.dispatch, into: &work) }
-            if work.isEmpty, !pendingAudit.isEmpty, database.isUsable() { work.append(.task("audit") { _ in }) }
+            if work.isEmpty, !pendingAudit.isEmpty || auditBudget.summaryDue(now: .now), database.isUsable() { work.append(.task("audit") { _ in }) }
             if !work.isEmpty {
                 if try run(work), work.contains(where: \.isRegionReport) { rolloutsDue = true }
             }

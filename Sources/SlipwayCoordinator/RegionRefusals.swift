@@ -16,7 +16,7 @@ enum RegionRefusals {
         for (offset, entry) in report.refusals.enumerated() where first &+ UInt64(offset) > recorded {
             audits.append(AuditRecord(identityText: entry.identity, action: entry.action,
                                       object: places.contains(entry.object) ? entry.object : "region \(report.region)", outcome: .refused,
-                                      detail: "reported by region \(report.region): \(entry.detail)"))
+                                      detail: "reported by region \(report.region): \(entry.detail)", source: "region/\(report.region)"))
         }
         let alreadyCounted = sameRun ? previous!.refusalsNotListed : 0
         if report.refusalsNotListed > alreadyCounted {

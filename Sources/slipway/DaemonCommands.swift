@@ -33,6 +33,8 @@ struct CoordinatorCommand: AsyncParsableCommand {
     var repoTransports = "https,ssh,git,file"
     @Option(help: "Delete artifacts older than this that are not a current or previous target; 0 keeps everything.", transform: parseDuration)
     var artifactRetention = DurationArgument(argument: "14d")!
+    @Option(help: "Delete audit log entries older than this; 0 keeps everything.", transform: parseDuration)
+    var auditRetention = DurationArgument(argument: "365d")!
     @Option(help: "How often garbage collection runs.", transform: parseDuration) var gcInterval = DurationArgument(argument: "10m")!
     @Option(name: .customLong("rollout-plan"), help: ArgumentHelp(
         "A named rollout plan (repeatable): NAME=WAVE;WAVE;…[;pause-on-failure][;prefetch][;deadline=D], a wave being SHARES [bake=D] [min-healthy=P%] [max-failed=N] and SHARES REGION:COUNT or REGION:P% (REGION may be *), comma-separated.",
@@ -143,6 +145,7 @@ struct CoordinatorCommand: AsyncParsableCommand {
         config.plans = try rolloutPlanSet()
         config.repoTransports = (try? RepoTransport.parseList(repoTransports)) ?? RepoTransport.defaultAllowed
         config.artifactRetention = artifactRetention.duration == .zero ? nil : artifactRetention.duration
+        config.auditRetention = auditRetention.duration == .zero ? nil : auditRetention.duration
         config.collectionInterval = max(gcInterval.duration, .seconds(1))
         config.security = try keys.load(role: .coordinator, logger: daemon.logger("coordinator"))
         if let nextKey, let nextIntake, let nextDispatch, let nextEvents, let nextSnapshot {

@@ -492,6 +492,39 @@ struct AuthenticationTests {
         try database.query("""
             SELECT 'job ' || id || ' ' || status || ' ' || attempt || ' ' || coalesce(worker_id, '') || ' ' || cancel_requested AS line FROM jobs
             UNION ALL SELECT 'target ' || service || ' ' || region || ' ' || artifact_digest FROM targets
+    @Test("one key refused over and over writes at most 100 audit rows a minute, and rows past --audit-retention are deleted")
+    func auditBudgetAndRetention() async throws {
+        let (_, statuses) = try await Cluster.with { cluster in
+            try cluster.startCoordinator(extra: ["--audit-retention", "8s", "--gc-interval", "1s"])
+            try await cluster.waitForLog("coordinator", "coordinator active")
+            let ci = try SlipwayClient(endpoint: cluster.intake, security: cluster.security(.ci, "flood"))
+            defer { Task { await ci.close() } }
+            var deploy = Slipway_V1_DeployRequest()
+            deploy.service = "svc"
+            deploy.artifactDigest = String(repeating: "a", count: 64)
+            var refused = 0
+            for _ in 0..<130 {
+                do { _ = try await ci.deploy(deploy) } catch let error as ProducerError where error.serverCode == .permissionDenied {
+                    refused += 1
+                }
+            }
+            #expect(refused == 130, "every deploy by a ci key is refused")
+            // Written with the batches they came in, all within the minute.
+            try await ReplicationTests.waitFor("the refusals to be recorded", timeout: .seconds(5)) {
+                try await Self.auditEntries(cluster).filter { $0.identity == "ci/flood" }.count >= 100
+            }
+            let recorded = try await Self.auditEntries(cluster).filter { $0.identity == "ci/flood" }
+            #expect(recorded.count == 100 && recorded.allSatisfy { $0.action == "deployRequest" && $0.outcome == "refused" },
+                    "\(recorded.count) rows")
+            // Past the retention the garbage collection deletes them.
+            try await ReplicationTests.waitFor("the rows to expire", timeout: .seconds(20)) {
+                try await Self.auditEntries(cluster).filter { $0.identity == "ci/flood" }.isEmpty
+            }
+            #expect(cluster.logText("coordinator").contains("audit entries expired"))
+        }
+        #expect(statuses.values.allSatisfy { $0 == 0 }, "\(statuses)")
+    }
+
             UNION ALL SELECT 'deployment ' || id FROM deployments
             ORDER BY 1
             """).rows.map { try $0.string("line") }
