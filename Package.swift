@@ -341,7 +341,7 @@ let package = Package(
         ),
         .testTarget(
             name: "SlipwayRegionTests",
-            dependencies: ["SlipwayRegion", "SlipwayRegionStore", "SlipwayArtifact", "SlipwayProto", "SlipwayWire", "SlipwayCore"],
+            dependencies: ["SlipwayRegion", "SlipwayRegionStore", "SlipwayArtifact", "SlipwayProto", "SlipwayWire", "SlipwayCore", "SlipwayAuth"],
             swiftSettings: strict
         ),
         .testTarget(

@@ -35,6 +35,9 @@ public struct AgentConfig: Sendable {
     /// only if one of them signed it (two during a rotation of the coordinator's
     /// key; empty: `--insecure`, nothing is checked).
     public var targetVerifiers: [Certificate.SigningKey] = []
+    /// A signed target new to this machine is applied only if it was set, or the
+    /// coordinator vouched for it, within this long (nil: no limit).
+    public var targetMaxAge: Duration? = .seconds(86_400)
     public var trackerEndpoint = Endpoint(host: "127.0.0.1", port: 7720)
     /// The region controller's target PUB.
     public var targetsEndpoint = Endpoint(host: "127.0.0.1", port: 7721)

@@ -56,7 +56,8 @@ final class AgentLoop: ServingLoop {
         try StartupCheck.writableDirectory(config.root, setting: "--root")
         let root = URL(fileURLWithPath: config.root)
         let versionsFile = root.appendingPathComponent("signed-versions.json")
-        gate = TargetGate(region: config.region, keys: config.targetVerifiers, versions: try SignedVersions.load(versionsFile), file: versionsFile)
+        gate = TargetGate(region: config.region, keys: config.targetVerifiers, maxAge: config.targetMaxAge,
+                          versions: try SignedVersions.load(versionsFile), file: versionsFile)
         self.store = try BlobStore(root: root.appendingPathComponent("store"))
         var environment: [String: String] = [:]
         for key in ["PATH", "HOME", "LANG", "TZ"] { environment[key] = ProcessInfo.processInfo.environment[key] }

@@ -26,6 +26,19 @@ enum TargetCheck {
         return nil
     }
 
+    /// Whether the vouch `change` carries is one of the coordinator's keys' word that
+    /// exactly this signed target (scope and version) was still current at its time.
+    static func vouchVerifies(_ change: Slipway_V1_TargetChange, verifiers: [Curve25519.Signing.PublicKey]) -> Bool {
+        guard change.vouchedAtUnixMicros > 0, !change.vouchSignature.isEmpty else { return false }
+        var vouch = Slipway_V1_TargetVouch()
+        vouch.service = change.service
+        vouch.region = change.signedRegion
+        vouch.version = change.signedVersion
+        vouch.vouchedAtUnixMicros = change.vouchedAtUnixMicros
+        vouch.signature = change.vouchSignature
+        return verifiers.contains { TargetVouchSignature.verify(vouch, publicKey: $0) }
+    }
+
     /// Why `clearing` is not the coordinator's signed clearing of `service`'s override in `region`, or nil.
     static func clearingProblem(_ clearing: Slipway_V1_TargetChange, service: String, region: String,
                                 verifiers: [Curve25519.Signing.PublicKey]) -> String? {
@@ -40,11 +53,13 @@ enum TargetCheck {
 }
 
 /// The agent's gate for target changes: applies only what ``TargetCheck`` passes
-/// (everything when the agent runs `--insecure`, with no keys) and what is not
+/// (everything when the agent runs `--insecure`, with no keys), what is not
 /// older than a signed change it already applied in the same scope (a replay:
 /// a region controller or store that was taken over could otherwise send an old,
 /// genuinely signed target and pin machines to a build the coordinator has since
-/// replaced). It remembers per service the last change it refused, which the
+/// replaced), and, when it is new to this machine, what was set or vouched for
+/// by the coordinator within `maxAge` (so even a machine with no history cannot
+/// be sent a target replaced long ago). It remembers per service the last change it refused, which the
 /// service's status reports until a good one comes. Targets come again with every
 /// heartbeat reply, so a refusal is new (worth a log line and a count) only once per change.
 struct TargetGate {
@@ -65,20 +80,25 @@ struct TargetGate {
     /// Where ``admit(_:logger:)`` keeps ``versions`` across restarts (nil: in memory only).
     private let file: URL?
 
-    init(region: String, keys: [Certificate.SigningKey], versions: SignedVersions = SignedVersions(), file: URL? = nil) {
+    /// How recently a new target must have been set or vouched for (nil: no limit).
+    private let maxAge: Duration?
+
+    init(region: String, keys: [Certificate.SigningKey], maxAge: Duration? = nil, versions: SignedVersions = SignedVersions(), file: URL? = nil) {
         self.region = region
         self.verifiers = keys.compactMap(\.verifier)
+        self.maxAge = maxAge
         self.versions = versions
         self.file = file
     }
 
-    mutating func admit(_ change: Slipway_V1_TargetChange) -> Decision {
+    /// - Parameter now: the wall clock, in microseconds since the epoch (the coordinator's times are wall-clock times).
+    mutating func admit(_ change: Slipway_V1_TargetChange, now: Int64 = Self.wallClockMicros()) -> Decision {
         guard !verifiers.isEmpty else { return .apply }
         let clearing = change.signedRegion.isEmpty && change.hasClearedOverride
             && TargetCheck.clearingProblem(change.clearedOverride, service: change.service, region: region, verifiers: verifiers) == nil
             ? change.clearedOverride.version : nil
         guard let problem = TargetCheck.problem(with: change, region: region, verifiers: verifiers)
-                ?? replayProblem(change, clearing: clearing) else {
+                ?? replayProblem(change, clearing: clearing) ?? staleProblem(change, now: now) else {
             refused[change.service] = nil
             if versions.applied(change.service, scope: change.signedRegion, version: change.signedVersion) { versionsRaised = true }
             // A clearing counts as applied too: the override it cleared cannot come back either.
@@ -127,6 +147,36 @@ struct TargetGate {
         return "it is the global target, and this machine runs under region \(region)'s override (v\(overridden)); "
             + (clearing.map { "the clearing that came along (v\($0)) is older" } ?? "no signed clearing of it came along")
     }
+
+    /// Why `change`, a signed target this machine has not applied yet, cannot be
+    /// taken for a current one: neither set nor vouched for within ``maxAge``.
+    /// (A change it already applied comes with every heartbeat and changes nothing.)
+    private func staleProblem(_ change: Slipway_V1_TargetChange, now: Int64) -> String? {
+        guard let maxAge, change.signedVersion > versions.version(change.service, scope: change.signedRegion) else { return nil }
+        let vouched = TargetCheck.vouchVerifies(change, verifiers: verifiers) ? change.vouchedAtUnixMicros : nil
+        let newest = max(change.setAtUnixMicros, vouched ?? 0)
+        let limit = Int64(maxAge.components.seconds) * 1_000_000
+        guard now - newest > limit else { return nil }
+        // Times, not ages: the same refusal reads the same at every heartbeat, so it is logged once.
+        let time = { (micros: Int64) in Date(timeIntervalSince1970: Double(micros) / 1_000_000).formatted(.iso8601) }
+        return "it was set at \(time(change.setAtUnixMicros)) and "
+            + (vouched.map { "last vouched for by the coordinator at \(time($0))" } ?? "carries no vouch of the coordinator's that it is still current")
+            + "; a new target must be set or vouched for within --target-max-age \(Self.describe(maxAge)) (a replay of a replaced target, "
+            + "or the region has had no word from the coordinator for that long)"
+    }
+
+    /// `90s`, `3m`, `26h`, `3d`: whole units, enough to read.
+    static func describe(_ duration: Duration) -> String {
+        let seconds = duration.components.seconds
+        switch seconds {
+        case ..<120: return "\(seconds)s"
+        case ..<7_200: return "\(seconds / 60)m"
+        case ..<172_800: return "\(seconds / 3_600)h"
+        default: return "\(seconds / 86_400)d"
+        }
+    }
+
+    static func wallClockMicros() -> Int64 { Int64(Date().timeIntervalSince1970 * 1_000_000) }
 
     /// The raised versions were saved.
     mutating func versionsSaved() { versionsRaised = false }

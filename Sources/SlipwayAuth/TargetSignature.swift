@@ -37,7 +37,7 @@ public enum TargetSignature {
         return bytes
     }
 
-    private static func number(_ value: UInt64) -> [UInt8] { withUnsafeBytes(of: value.bigEndian) { Array($0) } }
+    static func number(_ value: UInt64) -> [UInt8] { withUnsafeBytes(of: value.bigEndian) { Array($0) } }
 
     /// Signs `change` with the coordinator's key. - Returns: the 64-byte signature.
     public static func sign(_ change: Slipway_V1_TargetChange, with key: Curve25519.Signing.PrivateKey) throws -> [UInt8] {
@@ -49,7 +49,7 @@ public enum TargetSignature {
         signature.count == 64 && publicKey.isValidSignature(signature, for: signedBytes(change))
     }
 
-    private static func append(_ field: [UInt8], to bytes: inout [UInt8]) {
+    static func append(_ field: [UInt8], to bytes: inout [UInt8]) {
         bytes += withUnsafeBytes(of: UInt32(field.count).bigEndian) { Array($0) }
         bytes += field
     }

@@ -43,9 +43,14 @@ struct Targets {
             previous = try queries.regionReport(batch.db, region: region.rawValue)
             batch.audits += RegionRefusals.audits(report, previous: previous)
         }
-        try queries.recordRegionReport(batch.db, RegionRefusals.stored(report, previous: previous))
+        var stored = RegionRefusals.stored(report, previous: previous)
+        // The vouch request is a question for this turn, not part of what the region reports.
+        stored.vouchesWanted = false
+        stored.vouchesAfter = ""
+        try queries.recordRegionReport(batch.db, stored)
         var ack = Slipway_V1_RegionReport()
         ack.region = region.rawValue
+        if report.vouchesWanted { ack.vouches = try queries.vouches(batch.db, region: region.rawValue, after: report.vouchesAfter) }
         batch.reply(peer, to: id, ack)
     }
 

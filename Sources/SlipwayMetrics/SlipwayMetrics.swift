@@ -29,6 +29,14 @@ public enum SlipwayMetrics {
         Counter(label: "slipway_targets_refused_total", dimensions: [("service", service)]).increment()
     }
 
+    /// A region's vouches from the coordinator: how many targets it holds one for,
+    /// and when its last round of them ended (alert when that is more than two
+    /// `--vouch-interval`s ago: new machines will soon refuse older targets).
+    public static func vouches(targets: Int, roundEndedAt seconds: Double) {
+        Gauge(label: "slipway_region_vouched_targets").record(targets)
+        Gauge(label: "slipway_region_vouches_renewed_timestamp_seconds").record(seconds)
+    }
+
     /// 1 when the daemon runs `--insecure` (no CURVE, nobody authenticated), 0 otherwise.
     public static func insecure(daemon: String, _ on: Bool) {
         Gauge(label: "slipway_insecure", dimensions: [("daemon", daemon)]).record(on ? 1 : 0)

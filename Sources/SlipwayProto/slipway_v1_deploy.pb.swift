@@ -318,6 +318,18 @@ public nonisolated struct Slipway_V1_TargetChange: @unchecked Sendable {
   /// Clears the value of `clearedOverride`. Subsequent reads from it will return its default value.
   public mutating func clearClearedOverride() {_uniqueStorage()._clearedOverride = nil}
 
+  /// Region -> agent only: the coordinator's latest vouch that the signed target
+  /// (signed_region, signed_version) is still current, if the region has one.
+  public var vouchedAtUnixMicros: Int64 {
+    get {_storage._vouchedAtUnixMicros}
+    set {_uniqueStorage()._vouchedAtUnixMicros = newValue}
+  }
+
+  public var vouchSignature: Data {
+    get {_storage._vouchSignature}
+    set {_uniqueStorage()._vouchSignature = newValue}
+  }
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -543,6 +555,45 @@ public nonisolated struct Slipway_V1_RegionReport: Sendable {
 
   /// Chosen at random when the region controller starts.
   public var refusalsEpoch: UInt64 = 0
+
+  /// Region -> coordinator: send vouches for this region's targets, those of
+  /// services after `vouches_after` in name order (a page at a time).
+  public var vouchesWanted: Bool = false
+
+  public var vouchesAfter: String = String()
+
+  /// Coordinator -> region, in the reply: the vouches of up to 1,000 services
+  /// (a global target and an override each), by service name; fewer services
+  /// means the last page.
+  public var vouches: [Slipway_V1_TargetVouch] = []
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+/// The coordinator's signed word that a target is still the current one of its
+/// scope (docs/protocol.md, "Signed targets"). An agent applies a signed target
+/// only if it was set, or vouched for, within its --target-max-age: a region
+/// controller that was taken over cannot send a machine a target the
+/// coordinator replaced long ago, even a machine with no history.
+public nonisolated struct Slipway_V1_TargetVouch: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var service: String = String()
+
+  /// Empty for the global target.
+  public var region: String = String()
+
+  /// The target's version in its scope (its signed version).
+  public var version: UInt64 = 0
+
+  public var vouchedAtUnixMicros: Int64 = 0
+
+  /// Ed25519 over the fields above (docs/protocol.md).
+  public var signature: Data = Data()
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -1020,7 +1071,7 @@ nonisolated extension Slipway_V1_RolloutAction: SwiftProtobuf._ProtoNameProvidin
 
 nonisolated extension Slipway_V1_TargetChange: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".TargetChange"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}service\0\u{1}region\0\u{3}artifact_digest\0\u{1}version\0\u{3}set_by\0\u{3}set_at_unix_micros\0\u{3}previous_digest\0\u{1}signature\0\u{3}signed_region\0\u{3}signed_version\0\u{3}rollout_id\0\u{3}stable_digest\0\u{1}shares\0\u{3}wave_cutoff\0\u{1}prefetch\0\u{3}cleared_override\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}service\0\u{1}region\0\u{3}artifact_digest\0\u{1}version\0\u{3}set_by\0\u{3}set_at_unix_micros\0\u{3}previous_digest\0\u{1}signature\0\u{3}signed_region\0\u{3}signed_version\0\u{3}rollout_id\0\u{3}stable_digest\0\u{1}shares\0\u{3}wave_cutoff\0\u{1}prefetch\0\u{3}cleared_override\0\u{3}vouched_at_unix_micros\0\u{3}vouch_signature\0")
 
   fileprivate class _StorageClass {
     var _service: String = String()
@@ -1039,6 +1090,8 @@ nonisolated extension Slipway_V1_TargetChange: SwiftProtobuf.Message, SwiftProto
     var _waveCutoff: UInt64 = 0
     var _prefetch: Bool = false
     var _clearedOverride: Slipway_V1_TargetChange? = nil
+    var _vouchedAtUnixMicros: Int64 = 0
+    var _vouchSignature: Data = Data()
 
       // This property is used as the initial default value for new instances of the type.
       // The type itself is protecting the reference to its storage via CoW semantics.
@@ -1065,6 +1118,8 @@ nonisolated extension Slipway_V1_TargetChange: SwiftProtobuf.Message, SwiftProto
       _waveCutoff = source._waveCutoff
       _prefetch = source._prefetch
       _clearedOverride = source._clearedOverride
+      _vouchedAtUnixMicros = source._vouchedAtUnixMicros
+      _vouchSignature = source._vouchSignature
     }
   }
 
@@ -1099,6 +1154,8 @@ nonisolated extension Slipway_V1_TargetChange: SwiftProtobuf.Message, SwiftProto
         case 14: try { try decoder.decodeSingularUInt64Field(value: &_storage._waveCutoff) }()
         case 15: try { try decoder.decodeSingularBoolField(value: &_storage._prefetch) }()
         case 16: try { try decoder.decodeSingularMessageField(value: &_storage._clearedOverride) }()
+        case 17: try { try decoder.decodeSingularInt64Field(value: &_storage._vouchedAtUnixMicros) }()
+        case 18: try { try decoder.decodeSingularBytesField(value: &_storage._vouchSignature) }()
         default: break
         }
       }
@@ -1159,6 +1216,12 @@ nonisolated extension Slipway_V1_TargetChange: SwiftProtobuf.Message, SwiftProto
       try { if let v = _storage._clearedOverride {
         try visitor.visitSingularMessageField(value: v, fieldNumber: 16)
       } }()
+      if _storage._vouchedAtUnixMicros != 0 {
+        try visitor.visitSingularInt64Field(value: _storage._vouchedAtUnixMicros, fieldNumber: 17)
+      }
+      if !_storage._vouchSignature.isEmpty {
+        try visitor.visitSingularBytesField(value: _storage._vouchSignature, fieldNumber: 18)
+      }
     }
     try unknownFields.traverse(visitor: &visitor)
   }
@@ -1184,6 +1247,8 @@ nonisolated extension Slipway_V1_TargetChange: SwiftProtobuf.Message, SwiftProto
         if _storage._waveCutoff != rhs_storage._waveCutoff {return false}
         if _storage._prefetch != rhs_storage._prefetch {return false}
         if _storage._clearedOverride != rhs_storage._clearedOverride {return false}
+        if _storage._vouchedAtUnixMicros != rhs_storage._vouchedAtUnixMicros {return false}
+        if _storage._vouchSignature != rhs_storage._vouchSignature {return false}
         return true
       }
       if !storagesAreEqual {return false}
@@ -1575,7 +1640,7 @@ nonisolated extension Slipway_V1_BuildCount: SwiftProtobuf.Message, SwiftProtobu
 
 nonisolated extension Slipway_V1_RegionReport: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".RegionReport"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}region\0\u{1}counts\0\u{1}failures\0\u{1}machines\0\u{3}received_at_unix_micros\0\u{1}waves\0\u{1}missing\0\u{1}refusals\0\u{3}refusals_not_listed\0\u{3}refusals_through\0\u{3}refusals_epoch\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}region\0\u{1}counts\0\u{1}failures\0\u{1}machines\0\u{3}received_at_unix_micros\0\u{1}waves\0\u{1}missing\0\u{1}refusals\0\u{3}refusals_not_listed\0\u{3}refusals_through\0\u{3}refusals_epoch\0\u{3}vouches_wanted\0\u{3}vouches_after\0\u{1}vouches\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -1594,6 +1659,9 @@ nonisolated extension Slipway_V1_RegionReport: SwiftProtobuf.Message, SwiftProto
       case 9: try { try decoder.decodeSingularUInt64Field(value: &self.refusalsNotListed) }()
       case 10: try { try decoder.decodeSingularUInt64Field(value: &self.refusalsThrough) }()
       case 11: try { try decoder.decodeSingularUInt64Field(value: &self.refusalsEpoch) }()
+      case 12: try { try decoder.decodeSingularBoolField(value: &self.vouchesWanted) }()
+      case 13: try { try decoder.decodeSingularStringField(value: &self.vouchesAfter) }()
+      case 14: try { try decoder.decodeRepeatedMessageField(value: &self.vouches) }()
       default: break
       }
     }
@@ -1633,6 +1701,15 @@ nonisolated extension Slipway_V1_RegionReport: SwiftProtobuf.Message, SwiftProto
     if self.refusalsEpoch != 0 {
       try visitor.visitSingularUInt64Field(value: self.refusalsEpoch, fieldNumber: 11)
     }
+    if self.vouchesWanted != false {
+      try visitor.visitSingularBoolField(value: self.vouchesWanted, fieldNumber: 12)
+    }
+    if !self.vouchesAfter.isEmpty {
+      try visitor.visitSingularStringField(value: self.vouchesAfter, fieldNumber: 13)
+    }
+    if !self.vouches.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.vouches, fieldNumber: 14)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -1648,6 +1725,59 @@ nonisolated extension Slipway_V1_RegionReport: SwiftProtobuf.Message, SwiftProto
     if lhs.refusalsNotListed != rhs.refusalsNotListed {return false}
     if lhs.refusalsThrough != rhs.refusalsThrough {return false}
     if lhs.refusalsEpoch != rhs.refusalsEpoch {return false}
+    if lhs.vouchesWanted != rhs.vouchesWanted {return false}
+    if lhs.vouchesAfter != rhs.vouchesAfter {return false}
+    if lhs.vouches != rhs.vouches {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Slipway_V1_TargetVouch: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".TargetVouch"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}service\0\u{1}region\0\u{1}version\0\u{3}vouched_at_unix_micros\0\u{1}signature\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.service) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.region) }()
+      case 3: try { try decoder.decodeSingularUInt64Field(value: &self.version) }()
+      case 4: try { try decoder.decodeSingularInt64Field(value: &self.vouchedAtUnixMicros) }()
+      case 5: try { try decoder.decodeSingularBytesField(value: &self.signature) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.service.isEmpty {
+      try visitor.visitSingularStringField(value: self.service, fieldNumber: 1)
+    }
+    if !self.region.isEmpty {
+      try visitor.visitSingularStringField(value: self.region, fieldNumber: 2)
+    }
+    if self.version != 0 {
+      try visitor.visitSingularUInt64Field(value: self.version, fieldNumber: 3)
+    }
+    if self.vouchedAtUnixMicros != 0 {
+      try visitor.visitSingularInt64Field(value: self.vouchedAtUnixMicros, fieldNumber: 4)
+    }
+    if !self.signature.isEmpty {
+      try visitor.visitSingularBytesField(value: self.signature, fieldNumber: 5)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Slipway_V1_TargetVouch, rhs: Slipway_V1_TargetVouch) -> Bool {
+    if lhs.service != rhs.service {return false}
+    if lhs.region != rhs.region {return false}
+    if lhs.version != rhs.version {return false}
+    if lhs.vouchedAtUnixMicros != rhs.vouchedAtUnixMicros {return false}
+    if lhs.signature != rhs.signature {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

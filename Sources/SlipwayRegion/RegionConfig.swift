@@ -18,6 +18,9 @@ public struct RegionConfig: Sendable {
     public var targetsEndpoint = Endpoint(host: "127.0.0.1", port: 7721)
     /// A machine unheard of for this long is no longer counted or handed out as a peer.
     public var agentTimeout: Duration = .seconds(20)
+    /// How often the region asks the coordinator to vouch afresh for its targets
+    /// (agents apply a target only if it was set or vouched for within their `--target-max-age`).
+    public var vouchInterval: Duration = .seconds(600)
     /// The other regions' store endpoints by region name: where replicas are copied from.
     public var peers: [String: Endpoint] = [:]
     /// The coordinator's intake ROUTER, where replication reports go.

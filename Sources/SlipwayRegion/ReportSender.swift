@@ -37,6 +37,8 @@ final class ReportSender<Report: WireBody> {
     private var refusalLog = RepeatedEvent(interval: .seconds(60))
     /// Called when the coordinator has recorded a report (or said its subject no longer exists).
     var acknowledged: (Report) -> Void = { _ in }
+    /// Called before ``acknowledged`` with the coordinator's answer, when it recorded the report.
+    var answered: (_ sent: Report, _ answer: Report) -> Void = { _, _ in }
 
     init(context: ZMQContext, endpoint: Endpoint, sender: String, security: ClientSecurity, logger: Logger,
          timeout: Duration = .seconds(3), key: @escaping (Report) -> String) {
@@ -95,6 +97,7 @@ final class ReportSender<Report: WireBody> {
             if message.type == Report.messageType {
                 refusals.succeeded()
                 refusalLog.reset()
+                if let answer = try? message.body(as: Report.self) { answered(waiting.report, answer) }
                 acknowledged(waiting.report)
                 continue
             }

@@ -32,6 +32,8 @@ final class TrackerLoop: ServingLoop {
     /// The last report the coordinator recorded, and when.
     private var delivered: (report: Slipway_V1_RegionReport, at: ContinuousClock.Instant)?
     private var published: [String: Slipway_V1_TargetChange] = [:]
+    /// The coordinator's word that the targets are still current, passed on with them.
+    private var vouches: RegionVouches
     /// Per service in a rollout: the cutoff of this region's wave, and how its machines stand.
     private var waves: [String: (cutoff: UInt64, progress: Slipway_V1_WaveProgress)] = [:]
     private var seenGeneration: UInt64 = .max
@@ -59,6 +61,7 @@ final class TrackerLoop: ServingLoop {
         self.stop = stop
         self.context = try ZMQContext()
         self.tracker = AgentTracker(timeout: config.agentTimeout)
+        vouches = RegionVouches(interval: config.vouchInterval, now: .now)
         zap = try config.security.startZAP(context: context, daemon: "region", logger: logger)
         (router, connections) = try ZMQSocket.boundedRouter(context: context, endpoint: config.trackerEndpoint, limits: .control,
                                                             security: config.security.server, daemon: "region", name: "tracker", logger: logger)
@@ -67,6 +70,11 @@ final class TrackerLoop: ServingLoop {
         try publisher.bind(config.targetsEndpoint)
         reports = ReportSender(context: context, endpoint: config.coordinatorIntake, sender: config.id,
                                security: config.coordinatorSecurity, logger: logger) { $0.region }
+        reports.answered = { [unowned self] sent, answer in
+            let ended = vouches.roundsEnded
+            vouches.received(answer.vouches, for: sent, now: .now)
+            if vouches.roundsEnded > ended { SlipwayMetrics.vouches(targets: vouches.count, roundEndedAt: Date().timeIntervalSince1970) }
+        }
         reports.acknowledged = { [unowned self] report in
             delivered = (report, .now)
             config.refusals.acknowledge(through: report.refusalsThrough)
@@ -107,6 +115,7 @@ final class TrackerLoop: ServingLoop {
                 report.refusalsThrough = refusals.through
                 report.refusalsNotListed = refusals.notListed
                 report.refusalsEpoch = refusals.epoch
+                (report.vouchesWanted, report.vouchesAfter) = vouches.request(now: now)
                 exportAgentCounts(report)
                 let stale = delivered.map { now - $0.at >= reportRefresh } ?? true
                 if report != delivered?.report || stale { reports.report(report) }
@@ -144,7 +153,7 @@ final class TrackerLoop: ServingLoop {
             guard let change = targets.agentTarget(service, region: config.region, cutoff: cutoff(service, in: targets)),
                   change.rolloutID == 0 || knowsItsMachines, published[service] != change else { continue }
             published[service] = change
-            let message = WireMessage(change, sender: config.id, topic: "target.\(service)")
+            let message = WireMessage(vouches.vouched(change), sender: config.id, topic: "target.\(service)")
             _ = try? publisher.send(codec.encode(message), wait: .never)
             logger.info("target pushed to agents", metadata: ["service": "\(service)", "digest": "\(change.artifactDigest)",
                                                              "version": "\(change.version)", "rollout": "\(change.rolloutID)",
@@ -159,7 +168,7 @@ final class TrackerLoop: ServingLoop {
         reply.seedEndpoint = "\(config.advertisedStoreEndpoint ?? config.storeEndpoint)"
         let wanted = services.isEmpty ? targets.services : services
         reply.targets = wanted.compactMap { targets.agentTarget($0, region: config.region, cutoff: cutoff($0, in: targets)) }
-            .filter { $0.rolloutID == 0 || knowsItsMachines }
+            .filter { $0.rolloutID == 0 || knowsItsMachines }.map(vouches.vouched)
         return reply
     }
 

@@ -32,6 +32,9 @@ struct AgentCommand: AsyncParsableCommand {
     @Option(help: "Without --health: how long a new build must stay up to count as healthy.", transform: parseDuration) var healthGrace = DurationArgument(argument: "2s")!
     @Option(help: "Cap on download bandwidth in MiB/s (0: none).") var maxDownloadMibps = 0.0
     @Flag(help: "Fetch from the regional store only, never from peers (for comparisons).") var seedOnly = false
+    @Option(help: "Apply a signed target new to this machine only if it was set, or the coordinator vouched for it, within this long; 0: no limit.",
+            transform: parseDuration)
+    var targetMaxAge = DurationArgument(argument: "24h")!
     @OptionGroup var keys: AgentKeyOptions
     @OptionGroup var daemon: DaemonOptions
 
@@ -72,6 +75,7 @@ struct AgentCommand: AsyncParsableCommand {
         config.heartbeatInterval = daemon.heartbeat.duration
         config.maxDownloadBytesPerSecond = UInt64(maxDownloadMibps * 1_048_576)
         config.seedOnly = seedOnly
+        config.targetMaxAge = targetMaxAge.duration == .zero ? nil : targetMaxAge.duration
         let security: DaemonSecurity
         (security, config.regionSecurity, config.targetVerifiers) = try keys.load(machine: machine, logger: daemon.logger("agent"))
         await DaemonRunner.run("agent", services: [Agent.service(config: config, logger: daemon.logger("agent"))], options: daemon,

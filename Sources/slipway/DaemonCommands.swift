@@ -300,6 +300,9 @@ struct RegionCommand: AsyncParsableCommand {
     @Option(help: "The store endpoint agents should use, if not --store (e.g. when binding tcp://*).", transform: endpoint)
     var advertiseStore: Endpoint?
     @Option(help: "A machine unheard of for this long is no longer counted.", transform: parseDuration) var agentTimeout = DurationArgument(argument: "20s")!
+    @Option(help: "How often to ask the coordinator to vouch afresh for this region's targets; keep it well under the agents' --target-max-age.",
+            transform: parseDuration)
+    var vouchInterval = DurationArgument(argument: "10m")!
     @Option(help: "Pieces in flight per peer region while replicating.") var replicationWindow = 16
     @Option(help: "Cap on replication bandwidth into this region, in MiB/s (0: none).") var replicationMaxMibps = 0.0
     @Option(help: "A copy with no new piece for this long steps aside for the rest of the queue.", transform: parseDuration)
@@ -341,6 +344,7 @@ struct RegionCommand: AsyncParsableCommand {
         config.targetsEndpoint = targets.named("--targets")
         config.advertisedStoreEndpoint = advertiseStore?.named("--advertise-store")
         config.agentTimeout = max(agentTimeout.duration, .seconds(1))
+        config.vouchInterval = max(vouchInterval.duration, .seconds(1))
         config.replicationWindow = replicationWindow
         config.replicationBatch = min(8, replicationWindow)
         config.replicationMaxBytesPerSecond = UInt64(replicationMaxMibps * 1_048_576)

@@ -11,6 +11,8 @@ struct TargetCheckTests {
     /// The coordinator's key, from a fixed seed (the key type is not Sendable, so it is made where used).
     static let seed = [UInt8](repeating: 7, count: 32)
     static var coordinator: Curve25519.Signing.PrivateKey { try! Curve25519.Signing.PrivateKey(rawRepresentation: seed) }
+    /// When the coordinator set the changes: 2023-11-14T22:13:20Z.
+    static let setAt: Int64 = 1_700_000_000_000_000
 
     /// A change as the coordinator makes it (global when `region` is empty), signed.
     static func signed(region: String = "", version: UInt64 = 3, digest: String = String(repeating: "a", count: 64)) throws -> Slipway_V1_TargetChange {
@@ -20,7 +22,7 @@ struct TargetCheckTests {
         change.artifactDigest = digest
         change.version = version
         change.setBy = "alice"
-        change.setAtUnixMicros = 1_700_000_000_000_000
+        change.setAtUnixMicros = setAt
         change.previousDigest = String(repeating: "b", count: 64)
         change.signature = Data(try TargetSignature.sign(change, with: coordinator))
         return change

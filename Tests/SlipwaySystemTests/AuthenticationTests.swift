@@ -263,7 +263,7 @@ struct AuthenticationTests {
         return try await shellOutput("sha256sum '\(binary.path)' | cut -d' ' -f1")
     }
 
-    @Test("a region controller that tells its agents a target the coordinator never signed, or replays an older signed one: every agent refuses it and keeps its build")
+    @Test("a region controller that tells its agents a target the coordinator never signed, or replays an older signed one: every agent refuses it and keeps its build, and a new machine refuses a target replaced long ago that the coordinator no longer vouches for")
     func forgedTarget() async throws {
         let (_, statuses) = try await Cluster.with { cluster in
             let client = try SlipwayClient(endpoint: cluster.intake, security: cluster.security())
@@ -299,9 +299,14 @@ struct AuthenticationTests {
             // the region passes on what the coordinator signs.
             _ = await cluster.processes["region-taken"]!.stopped()
             try FileManager.default.removeItem(at: file)
-            try cluster.startRegion("region-clean", region: "local", store: cluster.store, storeOf: "region")
+            try cluster.startRegion("region-clean", region: "local", store: cluster.store, storeOf: "region", extra: ["--vouch-interval", "1s"])
             try await AgentTests.deploy(client, v2)
             try await AgentTests.waitUntilEvery(["m1", "m2"], cluster, runs: "hello v2")
+            // A new machine that accepts only targets set or vouched for within 4 s still installs v2, set
+            // longer ago than that: the region passes on the coordinator's vouches, renewed every second.
+            try await Task.sleep(for: .seconds(5))
+            try cluster.startAgent("m3", region: "local", regionProcess: "region", extra: ["--target-max-age", "4s"])
+            try await AgentTests.waitUntilEvery(["m3"], cluster, runs: "hello v2")
 
             // Taken over again, it replays what the coordinator really signed before (v1, an older version),
             // claims to have seen every later event, so nothing newer replaces it, and raises the version
@@ -326,6 +331,14 @@ struct AuthenticationTests {
                 let kept = try Data(contentsOf: cluster.agentDirectory(name).appendingPathComponent("signed-versions.json"))
                 #expect(String(decoding: kept, as: UTF8.self).contains("\"hello\""), "\(name) keeps what it applied on disk")
             }
+            // A machine with no history has nothing to compare v1 with, but v1 was set long before its
+            // --target-max-age and the coordinator vouches only for v2 now, so it refuses v1 all the same.
+            try cluster.startAgent("m4", region: "local", regionProcess: "region", extra: ["--target-max-age", "4s"])
+            try await ReplicationTests.waitFor("the new machine to refuse the replayed target", timeout: .seconds(30)) {
+                cluster.logText("m4").contains("carries no vouch of the coordinator's")
+            }
+            try await Task.sleep(for: .seconds(2))
+            #expect(!cluster.serviceOutput("m4").contains("hello v1"), "the new machine ran the replaced v1")
         }
         #expect(statuses.values.allSatisfy { $0 == 0 }, "\(statuses)")
     }
@@ -479,19 +492,6 @@ struct AuthenticationTests {
         #expect(statuses.values.allSatisfy { $0 == 0 }, "\(statuses)")
     }
 
-    /// The audit log, read with an operator key.
-    static func auditEntries(_ cluster: Cluster) async throws -> [Slipway_V1_AuditEntry] {
-        let client = try SlipwayClient(endpoint: cluster.intake, security: cluster.security(.operator, "alice"))
-        defer { Task { await client.close() } }
-        return try await client.audit(Slipway_V1_AuditQuery())
-    }
-
-    /// What a forged action could change: jobs, targets, deployments. (Region reports are
-    /// replaced by the real region every few seconds, so they are not compared.)
-    static func snapshot(_ database: PGConnection) throws -> [String] {
-        try database.query("""
-            SELECT 'job ' || id || ' ' || status || ' ' || attempt || ' ' || coalesce(worker_id, '') || ' ' || cancel_requested AS line FROM jobs
-            UNION ALL SELECT 'target ' || service || ' ' || region || ' ' || artifact_digest FROM targets
     @Test("one key refused over and over writes at most 100 audit rows a minute, and rows past --audit-retention are deleted")
     func auditBudgetAndRetention() async throws {
         let (_, statuses) = try await Cluster.with { cluster in
@@ -525,6 +525,19 @@ struct AuthenticationTests {
         #expect(statuses.values.allSatisfy { $0 == 0 }, "\(statuses)")
     }
 
+    /// The audit log, read with an operator key.
+    static func auditEntries(_ cluster: Cluster) async throws -> [Slipway_V1_AuditEntry] {
+        let client = try SlipwayClient(endpoint: cluster.intake, security: cluster.security(.operator, "alice"))
+        defer { Task { await client.close() } }
+        return try await client.audit(Slipway_V1_AuditQuery())
+    }
+
+    /// What a forged action could change: jobs, targets, deployments. (Region reports are
+    /// replaced by the real region every few seconds, so they are not compared.)
+    static func snapshot(_ database: PGConnection) throws -> [String] {
+        try database.query("""
+            SELECT 'job ' || id || ' ' || status || ' ' || attempt || ' ' || coalesce(worker_id, '') || ' ' || cancel_requested AS line FROM jobs
+            UNION ALL SELECT 'target ' || service || ' ' || region || ' ' || artifact_digest FROM targets
             UNION ALL SELECT 'deployment ' || id FROM deployments
             ORDER BY 1
             """).rows.map { try $0.string("line") }

@@ -457,6 +457,51 @@ void   slipway__v1__region_report__free_unpacked
   assert(message->base.descriptor == &slipway__v1__region_report__descriptor);
   protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
 }
+void   slipway__v1__target_vouch__init
+                     (Slipway__V1__TargetVouch         *message)
+{
+  static const Slipway__V1__TargetVouch init_value = SLIPWAY__V1__TARGET_VOUCH__INIT;
+  *message = init_value;
+}
+size_t slipway__v1__target_vouch__get_packed_size
+                     (const Slipway__V1__TargetVouch *message)
+{
+  assert(message->base.descriptor == &slipway__v1__target_vouch__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t slipway__v1__target_vouch__pack
+                     (const Slipway__V1__TargetVouch *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &slipway__v1__target_vouch__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t slipway__v1__target_vouch__pack_to_buffer
+                     (const Slipway__V1__TargetVouch *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &slipway__v1__target_vouch__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Slipway__V1__TargetVouch *
+       slipway__v1__target_vouch__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Slipway__V1__TargetVouch *)
+     protobuf_c_message_unpack (&slipway__v1__target_vouch__descriptor,
+                                allocator, len, data);
+}
+void   slipway__v1__target_vouch__free_unpacked
+                     (Slipway__V1__TargetVouch *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &slipway__v1__target_vouch__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
 void   slipway__v1__wave_progress__init
                      (Slipway__V1__WaveProgress         *message)
 {
@@ -1177,7 +1222,7 @@ void   slipway__v1__audit_list__free_unpacked
   assert(message->base.descriptor == &slipway__v1__audit_list__descriptor);
   protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
 }
-static const ProtobufCFieldDescriptor slipway__v1__target_change__field_descriptors[16] =
+static const ProtobufCFieldDescriptor slipway__v1__target_change__field_descriptors[18] =
 {
   {
     "service",
@@ -1371,6 +1416,30 @@ static const ProtobufCFieldDescriptor slipway__v1__target_change__field_descript
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "vouched_at_unix_micros",
+    17,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT64,
+    0,   /* quantifier_offset */
+    offsetof(Slipway__V1__TargetChange, vouched_at_unix_micros),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "vouch_signature",
+    18,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_BYTES,
+    0,   /* quantifier_offset */
+    offsetof(Slipway__V1__TargetChange, vouch_signature),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned slipway__v1__target_change__field_indices_by_name[] = {
   2,   /* field[2] = artifact_digest */
@@ -1388,12 +1457,14 @@ static const unsigned slipway__v1__target_change__field_indices_by_name[] = {
   9,   /* field[9] = signed_version */
   11,   /* field[11] = stable_digest */
   3,   /* field[3] = version */
+  17,   /* field[17] = vouch_signature */
+  16,   /* field[16] = vouched_at_unix_micros */
   13,   /* field[13] = wave_cutoff */
 };
 static const ProtobufCIntRange slipway__v1__target_change__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 16 }
+  { 0, 18 }
 };
 const ProtobufCMessageDescriptor slipway__v1__target_change__descriptor =
 {
@@ -1403,7 +1474,7 @@ const ProtobufCMessageDescriptor slipway__v1__target_change__descriptor =
   "Slipway__V1__TargetChange",
   "slipway.v1",
   sizeof(Slipway__V1__TargetChange),
-  16,
+  18,
   slipway__v1__target_change__field_descriptors,
   slipway__v1__target_change__field_indices_by_name,
   1,  slipway__v1__target_change__number_ranges,
@@ -2078,7 +2149,7 @@ const ProtobufCMessageDescriptor slipway__v1__build_count__descriptor =
   (ProtobufCMessageInit) slipway__v1__build_count__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor slipway__v1__region_report__field_descriptors[11] =
+static const ProtobufCFieldDescriptor slipway__v1__region_report__field_descriptors[14] =
 {
   {
     "region",
@@ -2212,6 +2283,42 @@ static const ProtobufCFieldDescriptor slipway__v1__region_report__field_descript
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "vouches_wanted",
+    12,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_BOOL,
+    0,   /* quantifier_offset */
+    offsetof(Slipway__V1__RegionReport, vouches_wanted),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "vouches_after",
+    13,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Slipway__V1__RegionReport, vouches_after),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "vouches",
+    14,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Slipway__V1__RegionReport, n_vouches),
+    offsetof(Slipway__V1__RegionReport, vouches),
+    &slipway__v1__target_vouch__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned slipway__v1__region_report__field_indices_by_name[] = {
   1,   /* field[1] = counts */
@@ -2224,12 +2331,15 @@ static const unsigned slipway__v1__region_report__field_indices_by_name[] = {
   8,   /* field[8] = refusals_not_listed */
   9,   /* field[9] = refusals_through */
   0,   /* field[0] = region */
+  13,   /* field[13] = vouches */
+  12,   /* field[12] = vouches_after */
+  11,   /* field[11] = vouches_wanted */
   5,   /* field[5] = waves */
 };
 static const ProtobufCIntRange slipway__v1__region_report__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 11 }
+  { 0, 14 }
 };
 const ProtobufCMessageDescriptor slipway__v1__region_report__descriptor =
 {
@@ -2239,11 +2349,101 @@ const ProtobufCMessageDescriptor slipway__v1__region_report__descriptor =
   "Slipway__V1__RegionReport",
   "slipway.v1",
   sizeof(Slipway__V1__RegionReport),
-  11,
+  14,
   slipway__v1__region_report__field_descriptors,
   slipway__v1__region_report__field_indices_by_name,
   1,  slipway__v1__region_report__number_ranges,
   (ProtobufCMessageInit) slipway__v1__region_report__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor slipway__v1__target_vouch__field_descriptors[5] =
+{
+  {
+    "service",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Slipway__V1__TargetVouch, service),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "region",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Slipway__V1__TargetVouch, region),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "version",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Slipway__V1__TargetVouch, version),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "vouched_at_unix_micros",
+    4,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT64,
+    0,   /* quantifier_offset */
+    offsetof(Slipway__V1__TargetVouch, vouched_at_unix_micros),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "signature",
+    5,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_BYTES,
+    0,   /* quantifier_offset */
+    offsetof(Slipway__V1__TargetVouch, signature),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned slipway__v1__target_vouch__field_indices_by_name[] = {
+  1,   /* field[1] = region */
+  0,   /* field[0] = service */
+  4,   /* field[4] = signature */
+  2,   /* field[2] = version */
+  3,   /* field[3] = vouched_at_unix_micros */
+};
+static const ProtobufCIntRange slipway__v1__target_vouch__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 5 }
+};
+const ProtobufCMessageDescriptor slipway__v1__target_vouch__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "slipway.v1.TargetVouch",
+  "TargetVouch",
+  "Slipway__V1__TargetVouch",
+  "slipway.v1",
+  sizeof(Slipway__V1__TargetVouch),
+  5,
+  slipway__v1__target_vouch__field_descriptors,
+  slipway__v1__target_vouch__field_indices_by_name,
+  1,  slipway__v1__target_vouch__number_ranges,
+  (ProtobufCMessageInit) slipway__v1__target_vouch__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
 static const ProtobufCFieldDescriptor slipway__v1__wave_progress__field_descriptors[11] =

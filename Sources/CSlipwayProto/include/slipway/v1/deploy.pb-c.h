@@ -25,6 +25,7 @@ typedef struct Slipway__V1__Peer Slipway__V1__Peer;
 typedef struct Slipway__V1__PeerList Slipway__V1__PeerList;
 typedef struct Slipway__V1__BuildCount Slipway__V1__BuildCount;
 typedef struct Slipway__V1__RegionReport Slipway__V1__RegionReport;
+typedef struct Slipway__V1__TargetVouch Slipway__V1__TargetVouch;
 typedef struct Slipway__V1__WaveProgress Slipway__V1__WaveProgress;
 typedef struct Slipway__V1__DeployRequest Slipway__V1__DeployRequest;
 typedef struct Slipway__V1__RollbackRequest Slipway__V1__RollbackRequest;
@@ -172,10 +173,16 @@ struct  Slipway__V1__TargetChange
    * controller cannot send it back while the override is in force.
    */
   Slipway__V1__TargetChange *cleared_override;
+  /*
+   * Region -> agent only: the coordinator's latest vouch that the signed target
+   * (signed_region, signed_version) is still current, if the region has one.
+   */
+  int64_t vouched_at_unix_micros;
+  ProtobufCBinaryData vouch_signature;
 };
 #define SLIPWAY__V1__TARGET_CHANGE__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&slipway__v1__target_change__descriptor) \
-    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0, (char *)protobuf_c_empty_string, 0, (char *)protobuf_c_empty_string, {0,NULL}, (char *)protobuf_c_empty_string, 0, 0, (char *)protobuf_c_empty_string, 0,NULL, 0, 0, NULL }
+    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0, (char *)protobuf_c_empty_string, 0, (char *)protobuf_c_empty_string, {0,NULL}, (char *)protobuf_c_empty_string, 0, 0, (char *)protobuf_c_empty_string, 0,NULL, 0, 0, NULL, 0, {0,NULL} }
 
 
 /*
@@ -408,10 +415,53 @@ struct  Slipway__V1__RegionReport
    * Chosen at random when the region controller starts.
    */
   uint64_t refusals_epoch;
+  /*
+   * Region -> coordinator: send vouches for this region's targets, those of
+   * services after `vouches_after` in name order (a page at a time).
+   */
+  protobuf_c_boolean vouches_wanted;
+  char *vouches_after;
+  /*
+   * Coordinator -> region, in the reply: the vouches of up to 1,000 services
+   * (a global target and an override each), by service name; fewer services
+   * means the last page.
+   */
+  size_t n_vouches;
+  Slipway__V1__TargetVouch **vouches;
 };
 #define SLIPWAY__V1__REGION_REPORT__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&slipway__v1__region_report__descriptor) \
-    , (char *)protobuf_c_empty_string, 0,NULL, 0,NULL, 0, 0, 0,NULL, 0,NULL, 0,NULL, 0, 0, 0 }
+    , (char *)protobuf_c_empty_string, 0,NULL, 0,NULL, 0, 0, 0,NULL, 0,NULL, 0,NULL, 0, 0, 0, 0, (char *)protobuf_c_empty_string, 0,NULL }
+
+
+/*
+ * The coordinator's signed word that a target is still the current one of its
+ * scope (docs/protocol.md, "Signed targets"). An agent applies a signed target
+ * only if it was set, or vouched for, within its --target-max-age: a region
+ * controller that was taken over cannot send a machine a target the
+ * coordinator replaced long ago, even a machine with no history.
+ */
+struct  Slipway__V1__TargetVouch
+{
+  ProtobufCMessage base;
+  char *service;
+  /*
+   * Empty for the global target.
+   */
+  char *region;
+  /*
+   * The target's version in its scope (its signed version).
+   */
+  uint64_t version;
+  int64_t vouched_at_unix_micros;
+  /*
+   * Ed25519 over the fields above (docs/protocol.md).
+   */
+  ProtobufCBinaryData signature;
+};
+#define SLIPWAY__V1__TARGET_VOUCH__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&slipway__v1__target_vouch__descriptor) \
+    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0, 0, {0,NULL} }
 
 
 /*
@@ -1028,6 +1078,25 @@ Slipway__V1__RegionReport *
 void   slipway__v1__region_report__free_unpacked
                      (Slipway__V1__RegionReport *message,
                       ProtobufCAllocator *allocator);
+/* Slipway__V1__TargetVouch methods */
+void   slipway__v1__target_vouch__init
+                     (Slipway__V1__TargetVouch         *message);
+size_t slipway__v1__target_vouch__get_packed_size
+                     (const Slipway__V1__TargetVouch   *message);
+size_t slipway__v1__target_vouch__pack
+                     (const Slipway__V1__TargetVouch   *message,
+                      uint8_t             *out);
+size_t slipway__v1__target_vouch__pack_to_buffer
+                     (const Slipway__V1__TargetVouch   *message,
+                      ProtobufCBuffer     *buffer);
+Slipway__V1__TargetVouch *
+       slipway__v1__target_vouch__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   slipway__v1__target_vouch__free_unpacked
+                     (Slipway__V1__TargetVouch *message,
+                      ProtobufCAllocator *allocator);
 /* Slipway__V1__WaveProgress methods */
 void   slipway__v1__wave_progress__init
                      (Slipway__V1__WaveProgress         *message);
@@ -1364,6 +1433,9 @@ typedef void (*Slipway__V1__BuildCount_Closure)
 typedef void (*Slipway__V1__RegionReport_Closure)
                  (const Slipway__V1__RegionReport *message,
                   void *closure_data);
+typedef void (*Slipway__V1__TargetVouch_Closure)
+                 (const Slipway__V1__TargetVouch *message,
+                  void *closure_data);
 typedef void (*Slipway__V1__WaveProgress_Closure)
                  (const Slipway__V1__WaveProgress *message,
                   void *closure_data);
@@ -1431,6 +1503,7 @@ extern const ProtobufCMessageDescriptor slipway__v1__peer__descriptor;
 extern const ProtobufCMessageDescriptor slipway__v1__peer_list__descriptor;
 extern const ProtobufCMessageDescriptor slipway__v1__build_count__descriptor;
 extern const ProtobufCMessageDescriptor slipway__v1__region_report__descriptor;
+extern const ProtobufCMessageDescriptor slipway__v1__target_vouch__descriptor;
 extern const ProtobufCMessageDescriptor slipway__v1__wave_progress__descriptor;
 extern const ProtobufCMessageDescriptor slipway__v1__deploy_request__descriptor;
 extern const ProtobufCMessageDescriptor slipway__v1__rollback_request__descriptor;
