@@ -6,7 +6,8 @@
 /// A source is the identity refused, or the region that reported refusals (a
 /// region whose key was stolen could otherwise fill the table as fast as its
 /// reports are acknowledged). So a key that hammers the coordinator costs at
-/// most ``perSource`` + 1 rows a minute, and nobody else's refusals are lost.
+/// most ``perSource`` + 1 rows per window (the window is fixed, opened by the
+/// first refusal), and nobody else's refusals are lost.
 struct AuditBudget: Equatable {
     static let perSource = 100
     static let window: Duration = .seconds(60)
@@ -18,12 +19,13 @@ struct AuditBudget: Equatable {
     private var written: [String: Int] = [:]
     private var counted: [String: Int] = [:]
 
-    /// The rows of `records` to write now: every one that is not a refusal, the
-    /// refusals still within their source's budget, and the summaries of a minute that ended.
+    /// The rows of `records` to write now: every one that is not a refusal, every
+    /// summary row, the refusals still within their source's budget, and the
+    /// summaries of a minute that ended.
     mutating func admit(_ records: [AuditRecord], now: ContinuousClock.Instant) -> [AuditRecord] {
         var rows = closeWindow(now: now)
         for record in records {
-            guard record.outcome == .refused else {
+            guard record.outcome == .refused, !record.isSummary else {
                 rows.append(record)
                 continue
             }
@@ -52,7 +54,8 @@ struct AuditBudget: Equatable {
             let named = source.isEmpty ? "unauthenticated peers" : source
             return AuditRecord(identityText: source == Self.otherSources ? "" : source, action: "refusals_not_recorded", object: named,
                                outcome: .refused,
-                               detail: "\(count) more refusal(s) from \(named) in a minute, past the \(Self.perSource) recorded one by one")
+                               detail: "\(count) more refusal(s) from \(named) in a minute, past the \(Self.perSource) recorded one by one",
+                               isSummary: true)
         }
         self = AuditBudget()
         return summaries

@@ -17,15 +17,19 @@ struct AuditRecord: Equatable {
     let detail: String
     /// Whose refusals these count against in the ``AuditBudget``: the identity, or the region that reported it.
     let source: String
+    /// A row that counts refusals not written one by one: never held back by the budget.
+    let isSummary: Bool
 
     init(_ identity: Identity?, action: String, object: String, outcome: Outcome, detail: String = "") {
         self.init(identityText: identity?.userID ?? "", action: action, object: object, outcome: outcome, detail: detail)
     }
 
     /// A record for an identity another daemon authenticated (a region's refusals), as text.
-    init(identityText: String, action: String, object: String, outcome: Outcome, detail: String = "", source: String? = nil) {
+    init(identityText: String, action: String, object: String, outcome: Outcome, detail: String = "", source: String? = nil,
+         isSummary: Bool = false) {
         self.identity = String(identityText.prefix(200))
         self.source = source.map { String($0.prefix(200)) } ?? self.identity
+        self.isSummary = isSummary
         self.action = String(action.prefix(64))
         self.object = String(object.prefix(200))
         self.outcome = outcome
@@ -49,8 +53,9 @@ struct PendingAudit {
     mutating func take() -> [AuditRecord] {
         var taken = records
         if dropped > 0 {
-            taken.append(AuditRecord(nil, action: "refusals", object: "", outcome: .refused,
-                                     detail: "\(dropped) more refusals were not recorded one by one (more than \(Self.capacity) in a turn)"))
+            taken.append(AuditRecord(identityText: "", action: "refusals", object: "", outcome: .refused,
+                                     detail: "\(dropped) more refusals were not recorded one by one (more than \(Self.capacity) in a turn)",
+                                     isSummary: true))
         }
         records = []
         dropped = 0

@@ -11,6 +11,8 @@ import SlipwayWire
 extension CoordinatorLoop {
     /// Audit rows deleted per transaction by retention.
     static let auditExpiryBatch = 10_000
+    /// Transactions of each kind of collection per `--gc-interval` tick.
+    static let collectionBatches = 10
 
     func onTimers(_ timers: inout CoordinatorTimers, _ sockets: CoordinatorSockets) throws {
         let now = ContinuousClock.now
@@ -49,18 +51,21 @@ extension CoordinatorLoop {
             try run([.task("rollouts") { [rollouts, config] batch in try rollouts.tick(staleAfter: config.plans.reportStaleAfter, in: &batch) }])
         }
         if timers.due(.collection, now), database.isUsable() {
+            // A batch at a time, with the loop's other work between; what does not fit in
+            // ``collectionBatches`` batches (a retention just shortened) waits for the next tick.
             var deleted = Replicas.batchSize
-            while deleted == Replicas.batchSize, !stop.isStopped, database.isUsable() {
+            for _ in 0..<Self.collectionBatches where deleted == Replicas.batchSize && !stop.isStopped && database.isUsable() {
                 deleted = 0
-                try run([.task("garbage collection") { [replicas] batch in deleted = try replicas.collectGarbage(in: &batch) }])
+                // Counted only once committed: a batch that rolled back deleted nothing.
+                guard try run([.task("garbage collection") { [replicas] batch in deleted = try replicas.collectGarbage(in: &batch) }]) else { break }
             }
             if let retention = config.auditRetention {
                 var expired = Self.auditExpiryBatch, total = 0
-                while expired == Self.auditExpiryBatch, !stop.isStopped, database.isUsable() {
+                for _ in 0..<Self.collectionBatches where expired == Self.auditExpiryBatch && !stop.isStopped && database.isUsable() {
                     expired = 0
-                    try run([.task("audit retention") { [queries = intake.queries] batch in
+                    guard try run([.task("audit retention") { [queries = intake.queries] batch in
                         expired = try queries.expireAudit(batch.db, olderThan: retention, limit: Self.auditExpiryBatch)
-                    }])
+                    }]) else { break }
                     total += expired
                 }
                 if total > 0 {

@@ -1,4 +1,5 @@
 @testable import SlipwayCoordinator
+import SlipwayProto
 import Testing
 
 @Suite("The audit log's budget per source")
@@ -37,6 +38,12 @@ struct AuditBudgetTests {
         let now = ContinuousClock.now
         let reported = (0..<120).map { Self.refusal("agent/m\($0)", source: "region/eu") }
         #expect(budget.admit(reported, now: now).count == 100)
+        // The region's own count of what it could not list is a summary: written whatever the budget, with its number.
+        var report = Slipway_V1_RegionReport()
+        report.region = "eu"
+        report.refusalsNotListed = 5_000
+        let notListed = RegionRefusals.audits(report, previous: nil)
+        #expect(budget.admit(notListed, now: now) == notListed && notListed.first?.detail.hasPrefix("5000 more") == true)
         let summary = budget.admit([], now: now + .seconds(60))
         #expect(summary.map(\.identity) == ["region/eu"])
         #expect(summary.first?.detail.hasPrefix("20 more refusal(s) from region/eu") == true)
