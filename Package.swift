@@ -310,7 +310,8 @@ let package = Package(
         ),
         .testTarget(
             name: "SlipwayCoordinatorTests",
-            dependencies: ["SlipwayCoordinator", "SlipwayCore", "SlipwayProto", "SlipwayWire"],
+            dependencies: ["SlipwayCoordinator", "SlipwayCore", "SlipwayProto", "SlipwayWire", "SlipwayStore", "SlipwayAuth", "SlipwayTestSupport",
+                           .product(name: "Crypto", package: "swift-crypto")],
             swiftSettings: strict
         ),
         .testTarget(
@@ -341,7 +342,7 @@ let package = Package(
         ),
         .testTarget(
             name: "SlipwayRegionTests",
-            dependencies: ["SlipwayRegion", "SlipwayRegionStore", "SlipwayArtifact", "SlipwayProto", "SlipwayWire", "SlipwayCore", "SlipwayAuth"],
+            dependencies: ["SlipwayRegion", "SlipwayRegionStore", "SlipwayArtifact", "SlipwayProto", "SlipwayWire", "SlipwayCore"],
             swiftSettings: strict
         ),
         .testTarget(

@@ -27,13 +27,15 @@ enum TargetCheck {
     }
 
     /// Whether the vouch `change` carries is one of the coordinator's keys' word that
-    /// exactly this signed target (scope and version) was still current at its time.
+    /// exactly this signed target (scope, version, build, time set) was still current at its time.
     static func vouchVerifies(_ change: Slipway_V1_TargetChange, verifiers: [Curve25519.Signing.PublicKey]) -> Bool {
         guard change.vouchedAtUnixMicros > 0, !change.vouchSignature.isEmpty else { return false }
         var vouch = Slipway_V1_TargetVouch()
         vouch.service = change.service
         vouch.region = change.signedRegion
         vouch.version = change.signedVersion
+        vouch.artifactDigest = change.artifactDigest
+        vouch.setAtUnixMicros = change.setAtUnixMicros
         vouch.vouchedAtUnixMicros = change.vouchedAtUnixMicros
         vouch.signature = change.vouchSignature
         return verifiers.contains { TargetVouchSignature.verify(vouch, publicKey: $0) }
@@ -82,6 +84,12 @@ struct TargetGate {
 
     /// How recently a new target must have been set or vouched for (nil: no limit).
     private let maxAge: Duration?
+    /// Per service: the latest time the coordinator set or vouched for the target this
+    /// machine follows (microseconds since the epoch). Scraped from the agent itself, it
+    /// shows a region that holds back newer targets, which no report through that region can.
+    private(set) var currentAsOf: [String: Int64] = [:]
+    /// Services whose ``currentAsOf`` went past ``maxAge`` and were warned about.
+    private var warnedStale: Set<String> = []
 
     init(region: String, keys: [Certificate.SigningKey], maxAge: Duration? = nil, versions: SignedVersions = SignedVersions(), file: URL? = nil) {
         self.region = region
@@ -100,6 +108,7 @@ struct TargetGate {
         guard let problem = TargetCheck.problem(with: change, region: region, verifiers: verifiers)
                 ?? replayProblem(change, clearing: clearing) ?? staleProblem(change, now: now) else {
             refused[change.service] = nil
+            noteCurrent(change)
             if versions.applied(change.service, scope: change.signedRegion, version: change.signedVersion) { versionsRaised = true }
             // A clearing counts as applied too: the override it cleared cannot come back either.
             if let clearing, versions.applied(change.service, scope: region, version: clearing) { versionsRaised = true }
@@ -113,7 +122,13 @@ struct TargetGate {
     /// Whether to apply `change`; a refusal new for its service is logged and counted once,
     /// and versions it raised are saved first.
     mutating func admit(_ change: Slipway_V1_TargetChange, logger: Logger) -> Bool {
-        guard case .refuse(let problem, let new) = admit(change) else {
+        let now = Self.wallClockMicros()
+        let asOf = currentAsOf[change.service]
+        guard case .refuse(let problem, let new) = admit(change, now: now) else {
+            if let current = currentAsOf[change.service] {
+                if current != asOf { SlipwayMetrics.targetCurrentAsOf(service: change.service, seconds: Double(current) / 1_000_000) }
+                warnIfStale(change.service, asOf: current, now: now, logger: logger)
+            }
             if versionsRaised, let file {
                 do {
                     try versions.save(file)
@@ -131,6 +146,29 @@ struct TargetGate {
             SlipwayMetrics.targetRefused(service: change.service)
         }
         return false
+    }
+
+    /// Raises ``currentAsOf`` for an applied `change`: its own time, or a later vouch that verifies.
+    private mutating func noteCurrent(_ change: Slipway_V1_TargetChange) {
+        let known = currentAsOf[change.service] ?? 0
+        var newest = change.setAtUnixMicros
+        if change.vouchedAtUnixMicros > max(newest, known), TargetCheck.vouchVerifies(change, verifiers: verifiers) {
+            newest = change.vouchedAtUnixMicros
+        }
+        if newest > known { currentAsOf[change.service] = newest }
+    }
+
+    /// Logs once (until fresh word comes) that `service`'s target has had no word from the coordinator for ``maxAge``.
+    private mutating func warnIfStale(_ service: String, asOf: Int64, now: Int64, logger: Logger) {
+        guard let maxAge else { return }
+        guard now - asOf > Self.micros(maxAge) else {
+            warnedStale.remove(service)
+            return
+        }
+        guard warnedStale.insert(service).inserted else { return }
+        logger.warning("no word from the coordinator that this service's target is still current; its region may be holding back a newer one",
+                       metadata: ["service": "\(service)", "current_as_of": "\(Date(timeIntervalSince1970: Double(asOf) / 1_000_000).formatted(.iso8601))",
+                                  "target_max_age": "\(Self.describe(maxAge))"])
     }
 
     /// Why a correctly signed `change` would take this machine back: a lower version
@@ -155,8 +193,7 @@ struct TargetGate {
         guard let maxAge, change.signedVersion > versions.version(change.service, scope: change.signedRegion) else { return nil }
         let vouched = TargetCheck.vouchVerifies(change, verifiers: verifiers) ? change.vouchedAtUnixMicros : nil
         let newest = max(change.setAtUnixMicros, vouched ?? 0)
-        let limit = Int64(maxAge.components.seconds) * 1_000_000
-        guard now - newest > limit else { return nil }
+        guard now - newest > Self.micros(maxAge) else { return nil }
         // Times, not ages: the same refusal reads the same at every heartbeat, so it is logged once.
         let time = { (micros: Int64) in Date(timeIntervalSince1970: Double(micros) / 1_000_000).formatted(.iso8601) }
         return "it was set at \(time(change.setAtUnixMicros)) and "
@@ -177,6 +214,8 @@ struct TargetGate {
     }
 
     static func wallClockMicros() -> Int64 { Int64(Date().timeIntervalSince1970 * 1_000_000) }
+
+    static func micros(_ duration: Duration) -> Int64 { Int64((duration / .microseconds(1)).rounded()) }
 
     /// The raised versions were saved.
     mutating func versionsSaved() { versionsRaised = false }

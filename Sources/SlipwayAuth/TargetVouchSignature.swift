@@ -13,17 +13,23 @@ public import SlipwayProto
 /// never verifies as a vouch, nor the other way round) and every field with its length.
 public enum TargetVouchSignature {
     static let domain = Array("slipway target vouch v1\n".utf8)
-    /// Services per page when a region asks for vouches: a page with fewer is the last
-    /// (1,000 signatures take the coordinator about 50 ms and fit a control message).
-    public static let pageServices = 1_000
 
-    /// The bytes the signature covers: service, region scope, version, time.
+    /// The bytes the signature covers: service, region scope, version, build,
+    /// when the target was set, and when it was vouched for.
     public static func signedBytes(_ vouch: Slipway_V1_TargetVouch) -> [UInt8] {
         var bytes = domain
         for text in [vouch.service, vouch.region] { TargetSignature.append(Array(text.utf8), to: &bytes) }
         TargetSignature.append(TargetSignature.number(vouch.version), to: &bytes)
+        TargetSignature.append(Array(vouch.artifactDigest.utf8), to: &bytes)
+        TargetSignature.append(TargetSignature.number(UInt64(bitPattern: vouch.setAtUnixMicros)), to: &bytes)
         TargetSignature.append(TargetSignature.number(UInt64(bitPattern: vouch.vouchedAtUnixMicros)), to: &bytes)
         return bytes
+    }
+
+    /// Whether `vouch` speaks of exactly the target `change` carries (as signed: its scope and version).
+    public static func matches(_ vouch: Slipway_V1_TargetVouch, _ change: Slipway_V1_TargetChange) -> Bool {
+        vouch.service == change.service && vouch.region == change.signedRegion && vouch.version == change.signedVersion
+            && vouch.artifactDigest == change.artifactDigest && vouch.setAtUnixMicros == change.setAtUnixMicros
     }
 
     /// Signs `vouch` with the coordinator's key. - Returns: the 64-byte signature.

@@ -10,6 +10,7 @@ import SlipwayWire
 struct Targets {
     let queries: CoordinatorQueries
     let logger: Logger
+    let vouchPacer = VouchPacer()
 
     func deploy(_ service: ServiceName, _ digest: Digest, regions: [RegionName], setBy: String, actor: Identity?,
                 from peer: [UInt8], id: String, in batch: inout Batch) throws {
@@ -50,7 +51,15 @@ struct Targets {
         try queries.recordRegionReport(batch.db, stored)
         var ack = Slipway_V1_RegionReport()
         ack.region = region.rawValue
-        if report.vouchesWanted { ack.vouches = try queries.vouches(batch.db, region: region.rawValue, after: report.vouchesAfter) }
+        if report.vouchesWanted, vouchPacer.allow(region.rawValue) {
+            // A page that cannot be made is left unanswered (the region asks again); the report is recorded all the same.
+            do {
+                (ack.vouches, ack.vouchesLast) = try queries.vouches(batch.db, region: region.rawValue, after: report.vouchesAfter)
+                ack.vouchesAnswered = true
+            } catch let error where !(error is PGError) {
+                logger.error("cannot vouch for a region's targets", metadata: ["region": "\(region)", "error": "\(error)"])
+            }
+        }
         batch.reply(peer, to: id, ack)
     }
 

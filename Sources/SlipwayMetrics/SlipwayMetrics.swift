@@ -37,6 +37,13 @@ public enum SlipwayMetrics {
         Gauge(label: "slipway_region_vouches_renewed_timestamp_seconds").record(seconds)
     }
 
+    /// An agent: the latest time the coordinator set or vouched for the target
+    /// `service` follows (alert when it is more than two of its region's
+    /// `--vouch-interval`s old: the region may be holding back newer targets).
+    public static func targetCurrentAsOf(service: String, seconds: Double) {
+        Gauge(label: "slipway_target_current_as_of_timestamp_seconds", dimensions: [("service", service)]).record(seconds)
+    }
+
     /// 1 when the daemon runs `--insecure` (no CURVE, nobody authenticated), 0 otherwise.
     public static func insecure(daemon: String, _ on: Bool) {
         Gauge(label: "slipway_insecure", dimensions: [("daemon", daemon)]).record(on ? 1 : 0)

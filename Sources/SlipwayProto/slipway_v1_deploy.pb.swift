@@ -563,9 +563,15 @@ public nonisolated struct Slipway_V1_RegionReport: Sendable {
   public var vouchesAfter: String = String()
 
   /// Coordinator -> region, in the reply: the vouches of up to 1,000 services
-  /// (a global target and an override each), by service name; fewer services
-  /// means the last page.
+  /// (the target a machine of the region follows), by service name, when
+  /// `vouches_answered` (a coordinator answers at most one page per region a
+  /// second; unanswered, the region asks again); `vouches_last`: no services
+  /// follow this page.
   public var vouches: [Slipway_V1_TargetVouch] = []
+
+  public var vouchesAnswered: Bool = false
+
+  public var vouchesLast: Bool = false
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -587,8 +593,14 @@ public nonisolated struct Slipway_V1_TargetVouch: Sendable {
   /// Empty for the global target.
   public var region: String = String()
 
-  /// The target's version in its scope (its signed version).
+  /// The target as signed: its version in its scope, build and time set, so a
+  /// vouch never covers another target that reuses the version (a database
+  /// restored from an older backup).
   public var version: UInt64 = 0
+
+  public var artifactDigest: String = String()
+
+  public var setAtUnixMicros: Int64 = 0
 
   public var vouchedAtUnixMicros: Int64 = 0
 
@@ -1640,7 +1652,7 @@ nonisolated extension Slipway_V1_BuildCount: SwiftProtobuf.Message, SwiftProtobu
 
 nonisolated extension Slipway_V1_RegionReport: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".RegionReport"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}region\0\u{1}counts\0\u{1}failures\0\u{1}machines\0\u{3}received_at_unix_micros\0\u{1}waves\0\u{1}missing\0\u{1}refusals\0\u{3}refusals_not_listed\0\u{3}refusals_through\0\u{3}refusals_epoch\0\u{3}vouches_wanted\0\u{3}vouches_after\0\u{1}vouches\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}region\0\u{1}counts\0\u{1}failures\0\u{1}machines\0\u{3}received_at_unix_micros\0\u{1}waves\0\u{1}missing\0\u{1}refusals\0\u{3}refusals_not_listed\0\u{3}refusals_through\0\u{3}refusals_epoch\0\u{3}vouches_wanted\0\u{3}vouches_after\0\u{1}vouches\0\u{3}vouches_answered\0\u{3}vouches_last\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -1662,6 +1674,8 @@ nonisolated extension Slipway_V1_RegionReport: SwiftProtobuf.Message, SwiftProto
       case 12: try { try decoder.decodeSingularBoolField(value: &self.vouchesWanted) }()
       case 13: try { try decoder.decodeSingularStringField(value: &self.vouchesAfter) }()
       case 14: try { try decoder.decodeRepeatedMessageField(value: &self.vouches) }()
+      case 15: try { try decoder.decodeSingularBoolField(value: &self.vouchesAnswered) }()
+      case 16: try { try decoder.decodeSingularBoolField(value: &self.vouchesLast) }()
       default: break
       }
     }
@@ -1710,6 +1724,12 @@ nonisolated extension Slipway_V1_RegionReport: SwiftProtobuf.Message, SwiftProto
     if !self.vouches.isEmpty {
       try visitor.visitRepeatedMessageField(value: self.vouches, fieldNumber: 14)
     }
+    if self.vouchesAnswered != false {
+      try visitor.visitSingularBoolField(value: self.vouchesAnswered, fieldNumber: 15)
+    }
+    if self.vouchesLast != false {
+      try visitor.visitSingularBoolField(value: self.vouchesLast, fieldNumber: 16)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -1728,6 +1748,8 @@ nonisolated extension Slipway_V1_RegionReport: SwiftProtobuf.Message, SwiftProto
     if lhs.vouchesWanted != rhs.vouchesWanted {return false}
     if lhs.vouchesAfter != rhs.vouchesAfter {return false}
     if lhs.vouches != rhs.vouches {return false}
+    if lhs.vouchesAnswered != rhs.vouchesAnswered {return false}
+    if lhs.vouchesLast != rhs.vouchesLast {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -1735,7 +1757,7 @@ nonisolated extension Slipway_V1_RegionReport: SwiftProtobuf.Message, SwiftProto
 
 nonisolated extension Slipway_V1_TargetVouch: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".TargetVouch"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}service\0\u{1}region\0\u{1}version\0\u{3}vouched_at_unix_micros\0\u{1}signature\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}service\0\u{1}region\0\u{1}version\0\u{3}artifact_digest\0\u{3}set_at_unix_micros\0\u{3}vouched_at_unix_micros\0\u{1}signature\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -1746,8 +1768,10 @@ nonisolated extension Slipway_V1_TargetVouch: SwiftProtobuf.Message, SwiftProtob
       case 1: try { try decoder.decodeSingularStringField(value: &self.service) }()
       case 2: try { try decoder.decodeSingularStringField(value: &self.region) }()
       case 3: try { try decoder.decodeSingularUInt64Field(value: &self.version) }()
-      case 4: try { try decoder.decodeSingularInt64Field(value: &self.vouchedAtUnixMicros) }()
-      case 5: try { try decoder.decodeSingularBytesField(value: &self.signature) }()
+      case 4: try { try decoder.decodeSingularStringField(value: &self.artifactDigest) }()
+      case 5: try { try decoder.decodeSingularInt64Field(value: &self.setAtUnixMicros) }()
+      case 6: try { try decoder.decodeSingularInt64Field(value: &self.vouchedAtUnixMicros) }()
+      case 7: try { try decoder.decodeSingularBytesField(value: &self.signature) }()
       default: break
       }
     }
@@ -1763,11 +1787,17 @@ nonisolated extension Slipway_V1_TargetVouch: SwiftProtobuf.Message, SwiftProtob
     if self.version != 0 {
       try visitor.visitSingularUInt64Field(value: self.version, fieldNumber: 3)
     }
+    if !self.artifactDigest.isEmpty {
+      try visitor.visitSingularStringField(value: self.artifactDigest, fieldNumber: 4)
+    }
+    if self.setAtUnixMicros != 0 {
+      try visitor.visitSingularInt64Field(value: self.setAtUnixMicros, fieldNumber: 5)
+    }
     if self.vouchedAtUnixMicros != 0 {
-      try visitor.visitSingularInt64Field(value: self.vouchedAtUnixMicros, fieldNumber: 4)
+      try visitor.visitSingularInt64Field(value: self.vouchedAtUnixMicros, fieldNumber: 6)
     }
     if !self.signature.isEmpty {
-      try visitor.visitSingularBytesField(value: self.signature, fieldNumber: 5)
+      try visitor.visitSingularBytesField(value: self.signature, fieldNumber: 7)
     }
     try unknownFields.traverse(visitor: &visitor)
   }
@@ -1776,6 +1806,8 @@ nonisolated extension Slipway_V1_TargetVouch: SwiftProtobuf.Message, SwiftProtob
     if lhs.service != rhs.service {return false}
     if lhs.region != rhs.region {return false}
     if lhs.version != rhs.version {return false}
+    if lhs.artifactDigest != rhs.artifactDigest {return false}
+    if lhs.setAtUnixMicros != rhs.setAtUnixMicros {return false}
     if lhs.vouchedAtUnixMicros != rhs.vouchedAtUnixMicros {return false}
     if lhs.signature != rhs.signature {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}

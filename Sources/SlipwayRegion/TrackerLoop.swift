@@ -72,7 +72,7 @@ final class TrackerLoop: ServingLoop {
                                security: config.coordinatorSecurity, logger: logger) { $0.region }
         reports.answered = { [unowned self] sent, answer in
             let ended = vouches.roundsEnded
-            vouches.received(answer.vouches, for: sent, now: .now)
+            vouches.received(answer, for: sent, now: .now)
             if vouches.roundsEnded > ended { SlipwayMetrics.vouches(targets: vouches.count, roundEndedAt: Date().timeIntervalSince1970) }
         }
         reports.acknowledged = { [unowned self] report in
@@ -118,7 +118,7 @@ final class TrackerLoop: ServingLoop {
                 (report.vouchesWanted, report.vouchesAfter) = vouches.request(now: now)
                 exportAgentCounts(report)
                 let stale = delivered.map { now - $0.at >= reportRefresh } ?? true
-                if report != delivered?.report || stale { reports.report(report) }
+                if report != delivered?.report || stale || report.vouchesWanted { reports.report(report) }
             }
             try reports.pump(now: now)
         }

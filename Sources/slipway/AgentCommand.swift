@@ -53,6 +53,9 @@ struct AgentCommand: AsyncParsableCommand {
         if advertise?.host == "*" { throw ValidationError("--advertise: peers cannot connect to '*'; name this machine's address") }
         if advertise == nil, listen.host == "*" { throw ValidationError("--listen binds every interface: give --advertise, the address peers should use") }
         guard healthTimeout.duration >= .seconds(1) else { throw ValidationError("--health-timeout must be at least 1s") }
+        guard targetMaxAge.duration == .zero || targetMaxAge.duration >= .seconds(1) else {
+            throw ValidationError("--target-max-age must be 0 (no limit) or at least 1s")
+        }
         guard maxDownloadMibps >= 0, maxDownloadMibps < 1e6 else { throw ValidationError("--max-download-mibps must be 0 or positive") }
     }
 

@@ -18,7 +18,7 @@ struct TargetFreshnessTests {
     }
 
     /// The global v3 as region eu tells it, with the coordinator's vouch of `at` for `version` signed by `key`.
-    static func told(vouchedAt at: Int64? = nil, version: UInt64 = 3,
+    static func told(vouchedAt at: Int64? = nil, version: UInt64 = 3, digest: String? = nil,
                      key: Curve25519.Signing.PrivateKey = TargetCheckTests.coordinator) throws -> Slipway_V1_TargetChange {
         var change = TargetCheckTests.asRegionTells(try TargetCheckTests.signed(), region: "eu", combinedVersion: 3)
         guard let at else { return change }
@@ -26,6 +26,8 @@ struct TargetFreshnessTests {
         vouch.service = "web"
         vouch.region = ""
         vouch.version = version
+        vouch.artifactDigest = digest ?? change.artifactDigest
+        vouch.setAtUnixMicros = change.setAtUnixMicros
         vouch.vouchedAtUnixMicros = at
         change.vouchedAtUnixMicros = at
         change.vouchSignature = Data(try TargetVouchSignature.sign(vouch, with: key))
@@ -60,6 +62,9 @@ struct TargetFreshnessTests {
         var otherVersion = Self.gate()
         #expect(otherVersion.admit(try Self.told(vouchedAt: now - Self.hour, version: 2), now: now) != .apply,
                 "a vouch for v2 says nothing about v3")
+        var otherBuild = Self.gate()
+        #expect(otherBuild.admit(try Self.told(vouchedAt: now - Self.hour, digest: String(repeating: "c", count: 64)), now: now) != .apply,
+                "a vouch for another build under the same version (a database restored from an older backup) says nothing about this one")
         var otherKey = Self.gate()
         #expect(otherKey.admit(try Self.told(vouchedAt: now - Self.hour, key: Curve25519.Signing.PrivateKey()), now: now) != .apply)
         var moved = Self.gate()
@@ -83,16 +88,48 @@ struct TargetFreshnessTests {
         }
     }
 
-    @Test("a target signature never verifies as a vouch")
-    func domains() throws {
-        let change = try TargetCheckTests.signed()
+    @Test("what the machine runs is known current as of its latest verified vouch; a forged or older vouch moves nothing")
+    func currentAsOf() throws {
+        var versions = SignedVersions()
+        _ = versions.applied("web", scope: "", version: 3)
+        var gate = Self.gate(versions: versions)
+        let now = Self.setAt + 30 * 24 * Self.hour
+        #expect(gate.admit(try Self.told(), now: now) == .apply)
+        #expect(gate.currentAsOf["web"] == Self.setAt)
+        #expect(gate.admit(try Self.told(vouchedAt: now - Self.hour), now: now) == .apply)
+        #expect(gate.currentAsOf["web"] == now - Self.hour)
+        #expect(gate.admit(try Self.told(vouchedAt: now, key: Curve25519.Signing.PrivateKey()), now: now) == .apply,
+                "the applied target, with a vouch that does not verify, is still the applied target")
+        #expect(gate.currentAsOf["web"] == now - Self.hour, "a vouch that does not verify moves nothing")
+        #expect(gate.admit(try Self.told(vouchedAt: now - 2 * Self.hour), now: now) == .apply)
+        #expect(gate.currentAsOf["web"] == now - Self.hour, "never backwards")
+    }
+
+    @Test("a vouch covers every field it names, and only with its own domain")
+    func coverage() throws {
         var vouch = Slipway_V1_TargetVouch()
-        vouch.service = change.service
-        vouch.version = change.version
-        vouch.vouchedAtUnixMicros = change.setAtUnixMicros
-        vouch.signature = change.signature
-        #expect(!TargetVouchSignature.verify(vouch, publicKey: TargetCheckTests.coordinator.publicKey))
+        vouch.service = "web"
+        vouch.version = 3
+        vouch.artifactDigest = String(repeating: "a", count: 64)
+        vouch.setAtUnixMicros = Self.setAt
+        vouch.vouchedAtUnixMicros = Self.setAt + Self.hour
         vouch.signature = Data(try TargetVouchSignature.sign(vouch, with: TargetCheckTests.coordinator))
-        #expect(TargetVouchSignature.verify(vouch, publicKey: TargetCheckTests.coordinator.publicKey))
+        let key = TargetCheckTests.coordinator.publicKey
+        #expect(TargetVouchSignature.verify(vouch, publicKey: key))
+        let changes: [(String, (inout Slipway_V1_TargetVouch) -> Void)] = [
+            ("service", { $0.service = "api" }), ("region", { $0.region = "eu" }), ("version", { $0.version = 4 }),
+            ("build", { $0.artifactDigest = String(repeating: "b", count: 64) }), ("time set", { $0.setAtUnixMicros += 1 }),
+            ("time vouched", { $0.vouchedAtUnixMicros += 1 }),
+        ]
+        for (field, change) in changes {
+            var moved = vouch
+            change(&moved)
+            #expect(!TargetVouchSignature.verify(moved, publicKey: key), "a vouch with another \(field) still verified")
+        }
+        // The same key signs targets: the same bytes under the target domain must not pass as a vouch.
+        let body = Array(TargetVouchSignature.signedBytes(vouch).dropFirst(TargetVouchSignature.domain.count))
+        var borrowed = vouch
+        borrowed.signature = Data(try TargetCheckTests.coordinator.signature(for: TargetSignature.domain + body))
+        #expect(!TargetVouchSignature.verify(borrowed, publicKey: key))
     }
 }

@@ -135,6 +135,7 @@ struct DaemonLifecycleTests {
             ("worker, a metrics token with no metrics to guard", worker() + ["--metrics-token-file", looseToken], "there is no --metrics-listen"),
             ("worker, metrics token file others can read", worker() + ["--metrics-listen", "127.0.0.1:\(freeLoopbackPort())", "--metrics-token-file", looseToken],
              "--metrics-token-file \(looseToken): holds a secret but its mode is 644"),
+            ("agent, a target age limit under a second", agent() + ["--target-max-age", "500ms"], "--target-max-age must be 0 (no limit) or at least 1s"),
             ("coordinator, database URL libpq cannot parse", ["coordinator", "--database-url", "postgresql://x:y@/db?bogus=1"] + coordinator().dropFirst(2),
              "--database-url"),
         ]

@@ -2149,7 +2149,7 @@ const ProtobufCMessageDescriptor slipway__v1__build_count__descriptor =
   (ProtobufCMessageInit) slipway__v1__build_count__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor slipway__v1__region_report__field_descriptors[14] =
+static const ProtobufCFieldDescriptor slipway__v1__region_report__field_descriptors[16] =
 {
   {
     "region",
@@ -2319,6 +2319,30 @@ static const ProtobufCFieldDescriptor slipway__v1__region_report__field_descript
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "vouches_answered",
+    15,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_BOOL,
+    0,   /* quantifier_offset */
+    offsetof(Slipway__V1__RegionReport, vouches_answered),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "vouches_last",
+    16,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_BOOL,
+    0,   /* quantifier_offset */
+    offsetof(Slipway__V1__RegionReport, vouches_last),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned slipway__v1__region_report__field_indices_by_name[] = {
   1,   /* field[1] = counts */
@@ -2333,13 +2357,15 @@ static const unsigned slipway__v1__region_report__field_indices_by_name[] = {
   0,   /* field[0] = region */
   13,   /* field[13] = vouches */
   12,   /* field[12] = vouches_after */
+  14,   /* field[14] = vouches_answered */
+  15,   /* field[15] = vouches_last */
   11,   /* field[11] = vouches_wanted */
   5,   /* field[5] = waves */
 };
 static const ProtobufCIntRange slipway__v1__region_report__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 14 }
+  { 0, 16 }
 };
 const ProtobufCMessageDescriptor slipway__v1__region_report__descriptor =
 {
@@ -2349,14 +2375,14 @@ const ProtobufCMessageDescriptor slipway__v1__region_report__descriptor =
   "Slipway__V1__RegionReport",
   "slipway.v1",
   sizeof(Slipway__V1__RegionReport),
-  14,
+  16,
   slipway__v1__region_report__field_descriptors,
   slipway__v1__region_report__field_indices_by_name,
   1,  slipway__v1__region_report__number_ranges,
   (ProtobufCMessageInit) slipway__v1__region_report__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor slipway__v1__target_vouch__field_descriptors[5] =
+static const ProtobufCFieldDescriptor slipway__v1__target_vouch__field_descriptors[7] =
 {
   {
     "service",
@@ -2395,8 +2421,32 @@ static const ProtobufCFieldDescriptor slipway__v1__target_vouch__field_descripto
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
   {
-    "vouched_at_unix_micros",
+    "artifact_digest",
     4,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Slipway__V1__TargetVouch, artifact_digest),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "set_at_unix_micros",
+    5,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT64,
+    0,   /* quantifier_offset */
+    offsetof(Slipway__V1__TargetVouch, set_at_unix_micros),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "vouched_at_unix_micros",
+    6,
     PROTOBUF_C_LABEL_NONE,
     PROTOBUF_C_TYPE_INT64,
     0,   /* quantifier_offset */
@@ -2408,7 +2458,7 @@ static const ProtobufCFieldDescriptor slipway__v1__target_vouch__field_descripto
   },
   {
     "signature",
-    5,
+    7,
     PROTOBUF_C_LABEL_NONE,
     PROTOBUF_C_TYPE_BYTES,
     0,   /* quantifier_offset */
@@ -2420,16 +2470,18 @@ static const ProtobufCFieldDescriptor slipway__v1__target_vouch__field_descripto
   },
 };
 static const unsigned slipway__v1__target_vouch__field_indices_by_name[] = {
+  3,   /* field[3] = artifact_digest */
   1,   /* field[1] = region */
   0,   /* field[0] = service */
-  4,   /* field[4] = signature */
+  4,   /* field[4] = set_at_unix_micros */
+  6,   /* field[6] = signature */
   2,   /* field[2] = version */
-  3,   /* field[3] = vouched_at_unix_micros */
+  5,   /* field[5] = vouched_at_unix_micros */
 };
 static const ProtobufCIntRange slipway__v1__target_vouch__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 5 }
+  { 0, 7 }
 };
 const ProtobufCMessageDescriptor slipway__v1__target_vouch__descriptor =
 {
@@ -2439,7 +2491,7 @@ const ProtobufCMessageDescriptor slipway__v1__target_vouch__descriptor =
   "Slipway__V1__TargetVouch",
   "slipway.v1",
   sizeof(Slipway__V1__TargetVouch),
-  5,
+  7,
   slipway__v1__target_vouch__field_descriptors,
   slipway__v1__target_vouch__field_indices_by_name,
   1,  slipway__v1__target_vouch__number_ranges,

@@ -423,15 +423,19 @@ struct  Slipway__V1__RegionReport
   char *vouches_after;
   /*
    * Coordinator -> region, in the reply: the vouches of up to 1,000 services
-   * (a global target and an override each), by service name; fewer services
-   * means the last page.
+   * (the target a machine of the region follows), by service name, when
+   * `vouches_answered` (a coordinator answers at most one page per region a
+   * second; unanswered, the region asks again); `vouches_last`: no services
+   * follow this page.
    */
   size_t n_vouches;
   Slipway__V1__TargetVouch **vouches;
+  protobuf_c_boolean vouches_answered;
+  protobuf_c_boolean vouches_last;
 };
 #define SLIPWAY__V1__REGION_REPORT__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&slipway__v1__region_report__descriptor) \
-    , (char *)protobuf_c_empty_string, 0,NULL, 0,NULL, 0, 0, 0,NULL, 0,NULL, 0,NULL, 0, 0, 0, 0, (char *)protobuf_c_empty_string, 0,NULL }
+    , (char *)protobuf_c_empty_string, 0,NULL, 0,NULL, 0, 0, 0,NULL, 0,NULL, 0,NULL, 0, 0, 0, 0, (char *)protobuf_c_empty_string, 0,NULL, 0, 0 }
 
 
 /*
@@ -450,9 +454,13 @@ struct  Slipway__V1__TargetVouch
    */
   char *region;
   /*
-   * The target's version in its scope (its signed version).
+   * The target as signed: its version in its scope, build and time set, so a
+   * vouch never covers another target that reuses the version (a database
+   * restored from an older backup).
    */
   uint64_t version;
+  char *artifact_digest;
+  int64_t set_at_unix_micros;
   int64_t vouched_at_unix_micros;
   /*
    * Ed25519 over the fields above (docs/protocol.md).
@@ -461,7 +469,7 @@ struct  Slipway__V1__TargetVouch
 };
 #define SLIPWAY__V1__TARGET_VOUCH__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&slipway__v1__target_vouch__descriptor) \
-    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0, 0, {0,NULL} }
+    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0, (char *)protobuf_c_empty_string, 0, 0, {0,NULL} }
 
 
 /*
