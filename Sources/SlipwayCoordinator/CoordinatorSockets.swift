@@ -68,16 +68,19 @@ struct CoordinatorSockets {
         // What is bound so far, released on failure: a socket merely closed keeps its listener until
         // libzmq reaps it, so the next try (and the other coordinator) would find this process's own ports taken.
         var opened: [(socket: ZMQSocket, endpoints: [Endpoint])] = []
+        var watches: [ConnectionGuard] = []
         do {
             let (intake, intakeGuard) = try ZMQSocket.boundedRouter(context: context, endpoint: config.intakeEndpoint, limits: Self.intakeLimits,
                                                                      security: config.security.server, daemon: "coordinator", name: "intake", logger: logger)
             opened.append((intake, [config.intakeEndpoint]))
+            watches.append(intakeGuard)
             // A worker that reconnects keeps its routing id (its worker id) and takes over.
             let (dispatch, dispatchGuard) = try ZMQSocket.boundedRouter(context: context, endpoint: config.dispatchEndpoint,
                                                                          limits: Self.dispatchLimits, security: config.security.server,
                                                                          daemon: "coordinator", name: "dispatch",
                                                                          logger: logger) { try $0.set(.routerHandover(true)) }
             opened.append((dispatch, [config.dispatchEndpoint]))
+            watches.append(dispatchGuard)
             let events = try ZMQSocket(context: context, type: .pub)
             opened.append((events, []))
             try events.set(.maxMessageSize(64 << 10))
@@ -89,6 +92,7 @@ struct CoordinatorSockets {
                                                                           daemon: "coordinator", name: "snapshot",
                                                                           logger: logger)
             opened.append((snapshots, [config.snapshotEndpoint]))
+            watches.append(snapshotGuard)
             if let next = config.next {
                 for (index, endpoint) in [next.intake, next.dispatch, next.events, next.snapshot].enumerated() {
                     for option in next.options { try opened[index].socket.set(option) }
@@ -98,9 +102,9 @@ struct CoordinatorSockets {
             }
             (self.intake, self.dispatch, self.events, self.snapshots) = (intake, dispatch, events, snapshots)
             bound = opened
-            guards = [intakeGuard, dispatchGuard, snapshotGuard]
+            guards = watches
         } catch {
-            Self.release(opened)
+            Self.release(opened, watches)
             throw error
         }
     }
@@ -113,10 +117,14 @@ struct CoordinatorSockets {
     /// Releases the ports at once, then closes. (Chaos saw a leader that stepped down
     /// keep its events port past the 5 s a standby taking over waits for it: a closed
     /// socket's listener lives until libzmq reaps the socket.)
-    func close() { Self.release(bound) }
+    func close() { Self.release(bound, guards) }
 
-    private static func release(_ sockets: [(socket: ZMQSocket, endpoints: [Endpoint])]) {
+    /// Stops the watches first (see ``ConnectionGuard/stop()``), then unbinds and closes
+    /// with no linger: a coordinator that stops leading has nothing left to deliver.
+    private static func release(_ sockets: [(socket: ZMQSocket, endpoints: [Endpoint])], _ watches: [ConnectionGuard]) {
+        for watch in watches { watch.stop() }
         for (socket, endpoints) in sockets {
+            try? socket.set(.linger(.zero))
             for endpoint in endpoints { try? socket.unbind(endpoint.description) }
             socket.close()
         }

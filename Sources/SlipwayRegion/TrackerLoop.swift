@@ -87,6 +87,7 @@ final class TrackerLoop: ServingLoop {
 
     func serve() throws {
         defer {
+            connections.stop()
             router.close()
             publisher.close()
             reports.socket?.close()

@@ -95,6 +95,7 @@ public final class StoreServer: ServingLoop {
     public func serve() throws {
         defer {
             mailbox.close()
+            connections.stop()
             socket.close()
         }
         let poller = ZMQPoller()

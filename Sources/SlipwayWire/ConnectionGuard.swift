@@ -137,7 +137,15 @@ public final class ConnectionGuard {
             partialBound: partialBound, queuedBound: max(queuedBound, partialBound), logger: logger))
     }
 
-    deinit {
+    deinit { stop() }
+
+    /// Stops watching; call it before closing the socket. libzmq sends monitor
+    /// events from its I/O thread with blocking sends: once the reading end is
+    /// gone, the events of a socket still shutting down (a disconnect per peer,
+    /// its listeners closing) block that thread, and every socket it serves with
+    /// it; a coordinator that stepped down kept its ports for half a minute so.
+    public func stop() {
+        guard monitor.isOpen else { return }
         ConnectionWatch.shared.remove(id)
         socket.ledger = nil
         if let handle = socket.handle { _ = zmq_socket_monitor(handle, nil, 0) }

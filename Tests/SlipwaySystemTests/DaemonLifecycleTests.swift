@@ -4,6 +4,7 @@ import SlipwayProducer
 import SlipwayProto
 import SlipwayStore
 import SlipwayTestSupport
+@testable import SlipwayWire
 import Testing
 #if canImport(Glibc)
 import Glibc
@@ -249,11 +250,39 @@ struct DaemonLifecycleTests {
         #expect(statuses["standby"] == 0)
     }
 
-    @Test("a leader that lost its lock while its database was unreachable releases its ports within 3 s of the database returning, and waits as a standby")
+    @Test("a leader that lost its lock while its database was unreachable releases all four ports within 3 s of the database returning, clients connected, and waits as a standby")
     func leaderLosingItsLockDuringAnOutage() async throws {
         let (_, statuses) = try await Cluster.with { cluster in
             try cluster.startCoordinator()
             try await cluster.waitForLog("coordinator", "coordinator active")
+            // Clients stay connected through the step-down, as workers, regions and CLIs are in production:
+            // closing their connections is what once kept a stepped-down leader's ports for half a minute.
+            var clients: [SlipwayClient] = []
+            for _ in 0..<8 {
+                let client = try SlipwayClient(endpoint: cluster.intake, security: try cluster.security())
+                _ = try await client.jobs(Slipway_V1_JobListQuery())
+                clients.append(client)
+            }
+            // And TCP connections that never finish their handshake, on the other three sockets.
+            var idle: [Int32] = []
+            for endpoint in [cluster.dispatch, cluster.snapshot, cluster.events] {
+                for _ in 0..<4 {
+                    let descriptor = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+                    var address = sockaddr_in()
+                    address.sin_family = sa_family_t(AF_INET)
+                    address.sin_addr.s_addr = inet_addr("127.0.0.1")
+                    address.sin_port = UInt16(Int(endpoint.split(separator: ":").last!)!).bigEndian
+                    let connected = withUnsafePointer(to: &address) {
+                        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(descriptor, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+                    }
+                    #expect(connected == 0)
+                    idle.append(descriptor)
+                }
+            }
+            defer {
+                for client in clients { Task { await client.close() } }
+                for descriptor in idle { close(descriptor) }
+            }
             let database = String(cluster.databaseURL.split(separator: "/").last!)
             // Plays a standby: keeps a session while the leader's is ended and new ones are refused.
             let rival = try PGConnection(url: cluster.databaseURL, logger: TestDatabase.logger)
@@ -270,21 +299,25 @@ struct DaemonLifecycleTests {
             let returned = ContinuousClock.now
             try await cluster.waitForLog("coordinator", "stepping down to standby", timeout: .seconds(15))
             #expect(ContinuousClock.now - returned < .seconds(3), "stepped down \(ContinuousClock.now - returned) after the database returned")
-            let intakePort = try #require(Int(cluster.intake.split(separator: ":").last!))
-            var free = false
-            for _ in 0..<20 where !free {
-                let probe = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-                var address = sockaddr_in()
-                address.sin_family = sa_family_t(AF_INET)
-                address.sin_addr.s_addr = inet_addr("127.0.0.1")
-                address.sin_port = UInt16(intakePort).bigEndian
-                free = withUnsafePointer(to: &address) {
-                    $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(probe, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-                } == 0
-                close(probe)
-                if !free { try await Task.sleep(for: .milliseconds(100)) }
+            for endpoint in [cluster.intake, cluster.dispatch, cluster.events, cluster.snapshot] {
+                let port = try #require(Int(endpoint.split(separator: ":").last!))
+                var free = false
+                for _ in 0..<20 where !free {
+                    let probe = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+                    var address = sockaddr_in()
+                    address.sin_family = sa_family_t(AF_INET)
+                    address.sin_addr.s_addr = inet_addr("127.0.0.1")
+                    address.sin_port = UInt16(port).bigEndian
+                    var reuse: Int32 = 1
+                    setsockopt(probe, SOL_SOCKET, SO_REUSEADDR, &reuse, socklen_t(MemoryLayout<Int32>.size))
+                    free = withUnsafePointer(to: &address) {
+                        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(probe, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+                    } == 0
+                    close(probe)
+                    if !free { try await Task.sleep(for: .milliseconds(100)) }
+                }
+                #expect(free, "\(endpoint) is free for the new leader (\(PortHolder.describe(port: port) ?? "no socket"))")
             }
-            #expect(free, "the intake port is free for the new leader")
             // It waits as a standby; that it leads again once the lock is free is the take-over tests' part
             // (here, with the port released for seconds under a parallel test run, something else once took it).
             try await Task.sleep(for: .seconds(1))
