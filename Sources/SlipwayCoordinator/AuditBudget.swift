@@ -5,9 +5,11 @@
 /// counted, and one summary row per source says how many when the minute ends.
 /// A source is the identity refused, or the region that reported refusals (a
 /// region whose key was stolen could otherwise fill the table as fast as its
-/// reports are acknowledged). So a key that hammers the coordinator costs at
-/// most ``perSource`` + 1 rows per window (the window is fixed, opened by the
-/// first refusal), and nobody else's refusals are lost.
+/// reports are acknowledged). A row that counts refusals (``AuditRecord/counts``)
+/// is written whatever the budget, once per source and window; the counts of
+/// later ones go into the window's summary. So a key that hammers the
+/// coordinator costs at most ``perSource`` + 2 rows per window (the window is
+/// fixed, opened by the first refusal), and no refusal goes uncounted.
 struct AuditBudget: Equatable {
     static let perSource = 100
     static let window: Duration = .seconds(60)
@@ -18,20 +20,30 @@ struct AuditBudget: Equatable {
     private var windowEnds: ContinuousClock.Instant?
     private var written: [String: Int] = [:]
     private var counted: [String: Int] = [:]
+    /// Sources whose counting row this window was written.
+    private var countsWritten: Set<String> = []
 
-    /// The rows of `records` to write now: every one that is not a refusal, every
-    /// summary row, the refusals still within their source's budget, and the
-    /// summaries of a minute that ended.
+    /// The rows of `records` to write now: every one that is not a refusal, the
+    /// refusals still within their source's budget, each source's first counting
+    /// row of the window, and the summaries of a window that ended.
     mutating func admit(_ records: [AuditRecord], now: ContinuousClock.Instant) -> [AuditRecord] {
         var rows = closeWindow(now: now)
         for record in records {
-            guard record.outcome == .refused, !record.isSummary else {
+            guard record.outcome == .refused else {
                 rows.append(record)
                 continue
             }
             if windowEnds == nil { windowEnds = now + Self.window }
-            let source = written[record.source] != nil || written.count < Self.sourcesTracked ? record.source : Self.otherSources
-            if written[source, default: 0] < Self.perSource {
+            let tracked = written[record.source] != nil || countsWritten.contains(record.source)
+                || written.count + countsWritten.count < Self.sourcesTracked
+            let source = tracked ? record.source : Self.otherSources
+            if let counts = record.counts {
+                if countsWritten.insert(source).inserted {
+                    rows.append(record)
+                } else {
+                    counted[source, default: 0] += counts
+                }
+            } else if written[source, default: 0] < Self.perSource {
                 written[source, default: 0] += 1
                 rows.append(record)
             } else {
@@ -54,8 +66,7 @@ struct AuditBudget: Equatable {
             let named = source.isEmpty ? "unauthenticated peers" : source
             return AuditRecord(identityText: source == Self.otherSources ? "" : source, action: "refusals_not_recorded", object: named,
                                outcome: .refused,
-                               detail: "\(count) more refusal(s) from \(named) in a minute, past the \(Self.perSource) recorded one by one",
-                               isSummary: true)
+                               detail: "\(count) more refusal(s) from \(named) in a minute, past the \(Self.perSource) recorded one by one")
         }
         self = AuditBudget()
         return summaries

@@ -17,8 +17,8 @@ struct AuditRecord: Equatable {
     let detail: String
     /// Whose refusals these count against in the ``AuditBudget``: the identity, or the region that reported it.
     let source: String
-    /// A row that counts refusals not written one by one: never held back by the budget.
-    let isSummary: Bool
+    /// A row that counts refusals not written one by one: how many.
+    let counts: Int?
 
     init(_ identity: Identity?, action: String, object: String, outcome: Outcome, detail: String = "") {
         self.init(identityText: identity?.userID ?? "", action: action, object: object, outcome: outcome, detail: detail)
@@ -26,10 +26,10 @@ struct AuditRecord: Equatable {
 
     /// A record for an identity another daemon authenticated (a region's refusals), as text.
     init(identityText: String, action: String, object: String, outcome: Outcome, detail: String = "", source: String? = nil,
-         isSummary: Bool = false) {
+         counts: Int? = nil) {
         self.identity = String(identityText.prefix(200))
         self.source = source.map { String($0.prefix(200)) } ?? self.identity
-        self.isSummary = isSummary
+        self.counts = counts
         self.action = String(action.prefix(64))
         self.object = String(object.prefix(200))
         self.outcome = outcome
@@ -55,7 +55,7 @@ struct PendingAudit {
         if dropped > 0 {
             taken.append(AuditRecord(identityText: "", action: "refusals", object: "", outcome: .refused,
                                      detail: "\(dropped) more refusals were not recorded one by one (more than \(Self.capacity) in a turn)",
-                                     isSummary: true))
+                                     counts: dropped))
         }
         records = []
         dropped = 0

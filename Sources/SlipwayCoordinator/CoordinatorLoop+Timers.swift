@@ -51,8 +51,8 @@ extension CoordinatorLoop {
             try run([.task("rollouts") { [rollouts, config] batch in try rollouts.tick(staleAfter: config.plans.reportStaleAfter, in: &batch) }])
         }
         if timers.due(.collection, now), database.isUsable() {
-            // A batch at a time, with the loop's other work between; what does not fit in
-            // ``collectionBatches`` batches (a retention just shortened) waits for the next tick.
+            // At most ``collectionBatches`` transactions of each kind per tick, back to back; the rest
+            // (a retention just shortened) waits for the next tick rather than holding the loop.
             var deleted = Replicas.batchSize
             for _ in 0..<Self.collectionBatches where deleted == Replicas.batchSize && !stop.isStopped && database.isUsable() {
                 deleted = 0

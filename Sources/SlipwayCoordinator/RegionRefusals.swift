@@ -23,7 +23,8 @@ enum RegionRefusals {
             let more = report.refusalsNotListed - alreadyCounted
             audits.append(AuditRecord(identityText: "region/\(report.region)", action: "refusals_not_listed", object: "region \(report.region)",
                                       outcome: .refused,
-                                      detail: "\(more) more refusal(s) at the region, past what it keeps for its reports", isSummary: true))
+                                      detail: "\(more) more refusal(s) at the region, past what it keeps for its reports",
+                                      counts: Int(clamping: more)))
         }
         return audits
     }
