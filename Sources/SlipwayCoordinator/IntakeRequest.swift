@@ -96,6 +96,10 @@ enum IntakeRequest: Equatable {
                   report.refusals.count <= 100 else {
                 throw Rejection.invalid("a region report carries at most 10000 counts, 100 failures, 100 missing machines, 1000 waves and 100 refusals")
             }
+            // The page cursor goes into a query: a service name or nothing (a NUL byte would fail the whole batch).
+            guard report.vouchesAfter.isEmpty || SafeText.isName(report.vouchesAfter, max: 128) else {
+                throw Rejection.invalid("vouches_after must be empty or a service name")
+            }
             return .regionReport(report, region: region)
         case .deployRequest:
             let request = try message.body(as: Slipway_V1_DeployRequest.self)

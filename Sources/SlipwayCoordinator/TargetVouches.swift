@@ -4,10 +4,11 @@ import SlipwayProto
 import SlipwayStore
 import Synchronization
 
-/// One page of vouches at most per region and second: a region asks a page per
-/// report (one a second), and a region key that asks faster gets nothing more.
+/// About one page of vouches per region and second: a region asks a page per
+/// report (one a second at most), and a region key that asks faster gets
+/// nothing more. Half a second apart, so reports that queued unevenly still pass.
 final class VouchPacer: Sendable {
-    static let spacing: Duration = .seconds(1)
+    static let spacing: Duration = .milliseconds(500)
     private let last = Mutex<[String: ContinuousClock.Instant]>([:])
 
     /// Whether `region` may have a page now (and then it is counted).

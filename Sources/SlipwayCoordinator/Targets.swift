@@ -45,9 +45,12 @@ struct Targets {
             batch.audits += RegionRefusals.audits(report, previous: previous)
         }
         var stored = RegionRefusals.stored(report, previous: previous)
-        // The vouch request is a question for this turn, not part of what the region reports.
+        // The vouch question (and anything a region put in the answer's fields) is not part of what it reports.
         stored.vouchesWanted = false
         stored.vouchesAfter = ""
+        stored.vouches = []
+        stored.vouchesAnswered = false
+        stored.vouchesLast = false
         try queries.recordRegionReport(batch.db, stored)
         var ack = Slipway_V1_RegionReport()
         ack.region = region.rawValue

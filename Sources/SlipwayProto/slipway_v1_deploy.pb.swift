@@ -557,7 +557,7 @@ public nonisolated struct Slipway_V1_RegionReport: Sendable {
   public var refusalsEpoch: UInt64 = 0
 
   /// Region -> coordinator: send vouches for this region's targets, those of
-  /// services after `vouches_after` in name order (a page at a time).
+  /// services after `vouches_after` in byte order (a page at a time).
   public var vouchesWanted: Bool = false
 
   public var vouchesAfter: String = String()

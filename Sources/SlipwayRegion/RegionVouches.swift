@@ -9,7 +9,8 @@ import SlipwayProto
 ///
 /// Kept in memory only: after a restart the first report asks again.
 struct RegionVouches {
-    /// A question unanswered for this long (its report replaced or lost) is asked again.
+    /// A question unanswered for this long (its report replaced or lost), or this long after
+    /// an answer that did not answer it, is asked again.
     static let answerWait: Duration = .seconds(10)
 
     private let interval: Duration
@@ -46,8 +47,12 @@ struct RegionVouches {
     /// The coordinator answered `sent` (a report that asked, or not).
     mutating func received(_ answer: Slipway_V1_RegionReport, for sent: Slipway_V1_RegionReport, now: ContinuousClock.Instant) {
         guard sent.vouchesWanted, sent.vouchesAfter == (cursor ?? "") else { return }
+        // Paced, failed, or a coordinator that does not vouch yet (older than the region): asked again after a while.
+        guard answer.vouchesAnswered else {
+            askedAt = now
+            return
+        }
         askedAt = nil
-        guard answer.vouchesAnswered else { return }  // paced or failed: asked again with the next report
         if cursor == nil { seen = [] }
         for vouch in answer.vouches {
             let current = held[vouch.service]?[vouch.region]
@@ -57,7 +62,9 @@ struct RegionVouches {
             held[vouch.service, default: [:]][vouch.region] = vouch
         }
         seen.formUnion(answer.vouches.map { [$0.service, $0.region] })
-        if answer.vouchesLast {
+        // Pages move forward in byte order; one that does not (empty, or out of order) ends the round.
+        let next = answer.vouches.last?.service
+        if answer.vouchesLast || next.map({ !Self.byteOrder($0, after: cursor ?? "") }) ?? true {
             for (service, scopes) in held {
                 let kept = scopes.filter { seen.contains([service, $0.key]) }
                 held[service] = kept.isEmpty ? nil : kept
@@ -65,9 +72,14 @@ struct RegionVouches {
             cursor = nil
             nextRound = now + interval
             roundsEnded += 1
-        } else if let last = answer.vouches.last?.service {
-            cursor = last  // pages come in the coordinator's byte order
+        } else {
+            cursor = next
         }
+    }
+
+    /// Whether `name` comes after `cursor` in byte order (the coordinator's `COLLATE "C"`).
+    static func byteOrder(_ name: String, after cursor: String) -> Bool {
+        name.utf8.lexicographicallyPrecedes(cursor.utf8) == false && name != cursor
     }
 
     /// `change` (an agent's target) with the vouch for exactly it, if one is held.

@@ -49,6 +49,20 @@ struct RequestDecodingTests {
         #expect(rejection(deploy, regions: []) == nil, "with no regions configured, any region name goes")
     }
 
+    @Test("a region report's vouch page cursor is empty or a service name: it goes into a query")
+    func vouchCursor() {
+        var report = Slipway_V1_RegionReport()
+        report.region = "eu"
+        report.vouchesWanted = true
+        #expect(rejection(report) == nil)
+        report.vouchesAfter = "web-2.api"
+        #expect(rejection(report) == nil)
+        for bad in ["a\u{0}b", "../x", String(repeating: "s", count: 129)] {
+            report.vouchesAfter = bad
+            #expect(rejection(report) == .invalid("vouches_after must be empty or a service name"))
+        }
+    }
+
     @Test("job ids that are not UUIDs name no job; limits are clamped; unknown types are unsupported")
     func jobsAndLimits() throws {
         var query = Slipway_V1_JobQuery()

@@ -59,14 +59,15 @@ struct RegionVouchesTests {
         // The first question's answer, resent late, changes nothing.
         vouches.received(Self.answer([Self.vouch("zz", at: 99)]), for: first, now: start)
         #expect(vouches.vouched(Self.target("zz")).vouchedAtUnixMicros == 0)
-        // Paced (or failed): unanswered, the same page is asked again.
+        // Paced, failed, or an older coordinator: unanswered, the same page is asked again after a while.
         vouches.received(Self.answer([], answered: false), for: second, now: start + .seconds(1))
-        let again = Self.asked(vouches.request(now: start + .seconds(2)))
+        #expect(!vouches.request(now: start + .seconds(2)).wanted, "not every second")
+        let again = Self.asked(vouches.request(now: start + .seconds(12)))
         #expect(again.vouchesWanted && again.vouchesAfter == "b")
-        vouches.received(Self.answer([Self.vouch("c")]), for: again, now: start + .seconds(2))
+        vouches.received(Self.answer([Self.vouch("c")]), for: again, now: start + .seconds(12))
         #expect(vouches.roundsEnded == 1 && vouches.count == 3)
         #expect(!vouches.request(now: start + .seconds(500)).wanted, "the round is over")
-        let next = vouches.request(now: start + .seconds(603))
+        let next = vouches.request(now: start + .seconds(613))
         #expect(next.wanted && next.after == "")
         #expect(vouches.vouched(Self.target("a")).vouchedAtUnixMicros == 10)
         #expect(vouches.vouched(Self.target("c")).vouchSignature.count == 64)

@@ -417,7 +417,7 @@ struct  Slipway__V1__RegionReport
   uint64_t refusals_epoch;
   /*
    * Region -> coordinator: send vouches for this region's targets, those of
-   * services after `vouches_after` in name order (a page at a time).
+   * services after `vouches_after` in byte order (a page at a time).
    */
   protobuf_c_boolean vouches_wanted;
   char *vouches_after;
