@@ -30,14 +30,7 @@ enum TargetCheck {
     /// exactly this signed target (scope, version, build, time set) was still current at its time.
     static func vouchVerifies(_ change: Slipway_V1_TargetChange, verifiers: [Curve25519.Signing.PublicKey]) -> Bool {
         guard change.vouchedAtUnixMicros > 0, !change.vouchSignature.isEmpty else { return false }
-        var vouch = Slipway_V1_TargetVouch()
-        vouch.service = change.service
-        vouch.region = change.signedRegion
-        vouch.version = change.signedVersion
-        vouch.artifactDigest = change.artifactDigest
-        vouch.setAtUnixMicros = change.setAtUnixMicros
-        vouch.vouchedAtUnixMicros = change.vouchedAtUnixMicros
-        vouch.signature = change.vouchSignature
+        let vouch = TargetVouchSignature.vouch(carriedBy: change)
         return verifiers.contains { TargetVouchSignature.verify(vouch, publicKey: $0) }
     }
 

@@ -26,10 +26,26 @@ public enum TargetVouchSignature {
         return bytes
     }
 
-    /// Whether `vouch` speaks of exactly the target `change` carries (as signed: its scope and version).
+    /// The vouch for exactly the target `change` carries (as signed: its scope and
+    /// version), with the time and signature `change` brings along (none: zero and empty).
+    public static func vouch(carriedBy change: Slipway_V1_TargetChange) -> Slipway_V1_TargetVouch {
+        var vouch = Slipway_V1_TargetVouch()
+        vouch.service = change.service
+        vouch.region = change.signedRegion
+        vouch.version = change.signedVersion
+        vouch.artifactDigest = change.artifactDigest
+        vouch.setAtUnixMicros = change.setAtUnixMicros
+        vouch.vouchedAtUnixMicros = change.vouchedAtUnixMicros
+        vouch.signature = change.vouchSignature
+        return vouch
+    }
+
+    /// Whether `vouch` speaks of exactly the target `change` carries.
     public static func matches(_ vouch: Slipway_V1_TargetVouch, _ change: Slipway_V1_TargetChange) -> Bool {
-        vouch.service == change.service && vouch.region == change.signedRegion && vouch.version == change.signedVersion
-            && vouch.artifactDigest == change.artifactDigest && vouch.setAtUnixMicros == change.setAtUnixMicros
+        var carried = self.vouch(carriedBy: change)
+        carried.vouchedAtUnixMicros = vouch.vouchedAtUnixMicros
+        carried.signature = vouch.signature
+        return carried == vouch
     }
 
     /// Signs `vouch` with the coordinator's key. - Returns: the 64-byte signature.

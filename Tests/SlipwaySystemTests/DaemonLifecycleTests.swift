@@ -36,18 +36,29 @@ struct DaemonLifecycleTests {
         return Ending(status: status, seconds: seconds, output: (try? String(contentsOf: log, encoding: .utf8)) ?? "")
     }
 
+    /// A TCP socket and what `call` (bind or connect) returned for 127.0.0.1:`port`.
+    static func loopbackSocket(_ port: Int, reuseAddress: Bool = false,
+                               _ call: (Int32, UnsafePointer<sockaddr>, socklen_t) -> Int32) -> (descriptor: Int32, result: Int32) {
+        let descriptor = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        if reuseAddress {
+            var on: Int32 = 1
+            setsockopt(descriptor, SOL_SOCKET, SO_REUSEADDR, &on, socklen_t(MemoryLayout<Int32>.size))
+        }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        address.sin_port = UInt16(port).bigEndian
+        let result = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { call(descriptor, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        return (descriptor, result)
+    }
+
     /// A listening TCP socket on 127.0.0.1 that holds a port until closed.
     static func occupy() -> (port: Int, descriptor: Int32) {
         while true {
             let port = freeLoopbackPort()
-            let descriptor = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-            var address = sockaddr_in()
-            address.sin_family = sa_family_t(AF_INET)
-            address.sin_addr.s_addr = inet_addr("127.0.0.1")
-            address.sin_port = UInt16(port).bigEndian
-            let bound = withUnsafePointer(to: &address) {
-                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(descriptor, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-            }
+            let (descriptor, bound) = loopbackSocket(port, Glibc.bind)
             if bound == 0, listen(descriptor, 1) == 0 { return (port, descriptor) }
             close(descriptor)
         }
@@ -267,14 +278,7 @@ struct DaemonLifecycleTests {
             var idle: [Int32] = []
             for endpoint in [cluster.dispatch, cluster.snapshot, cluster.events] {
                 for _ in 0..<4 {
-                    let descriptor = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-                    var address = sockaddr_in()
-                    address.sin_family = sa_family_t(AF_INET)
-                    address.sin_addr.s_addr = inet_addr("127.0.0.1")
-                    address.sin_port = UInt16(Int(endpoint.split(separator: ":").last!)!).bigEndian
-                    let connected = withUnsafePointer(to: &address) {
-                        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(descriptor, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-                    }
+                    let (descriptor, connected) = Self.loopbackSocket(Int(endpoint.split(separator: ":").last!)!, Glibc.connect)
                     #expect(connected == 0)
                     idle.append(descriptor)
                 }
@@ -303,16 +307,9 @@ struct DaemonLifecycleTests {
                 let port = try #require(Int(endpoint.split(separator: ":").last!))
                 var free = false
                 for _ in 0..<20 where !free {
-                    let probe = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-                    var address = sockaddr_in()
-                    address.sin_family = sa_family_t(AF_INET)
-                    address.sin_addr.s_addr = inet_addr("127.0.0.1")
-                    address.sin_port = UInt16(port).bigEndian
-                    var reuse: Int32 = 1
-                    setsockopt(probe, SOL_SOCKET, SO_REUSEADDR, &reuse, socklen_t(MemoryLayout<Int32>.size))
-                    free = withUnsafePointer(to: &address) {
-                        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(probe, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-                    } == 0
+                    // As libzmq binds: SO_REUSEADDR, so only a listener (not the connections it accepted) is in the way.
+                    let (probe, bound) = Self.loopbackSocket(port, reuseAddress: true, Glibc.bind)
+                    free = bound == 0
                     close(probe)
                     if !free { try await Task.sleep(for: .milliseconds(100)) }
                 }
