@@ -1,6 +1,7 @@
 import Crypto
 import Foundation
 import Logging
+import SlipwayCore
 import SlipwayMetrics
 import SlipwayAuth
 import SlipwayProto
@@ -160,7 +161,7 @@ struct TargetGate {
         }
         guard warnedStale.insert(service).inserted else { return }
         logger.warning("no word from the coordinator that this service's target is still current; its region may be holding back a newer one",
-                       metadata: ["service": "\(service)", "current_as_of": "\(Date(timeIntervalSince1970: Double(asOf) / 1_000_000).formatted(.iso8601))",
+                       metadata: ["service": "\(service)", "current_as_of": "\(Self.time(asOf))",
                                   "target_max_age": "\(Self.describe(maxAge))"])
     }
 
@@ -188,9 +189,8 @@ struct TargetGate {
         let newest = max(change.setAtUnixMicros, vouched ?? 0)
         guard now - newest > Self.micros(maxAge) else { return nil }
         // Times, not ages: the same refusal reads the same at every heartbeat, so it is logged once.
-        let time = { (micros: Int64) in Date(timeIntervalSince1970: Double(micros) / 1_000_000).formatted(.iso8601) }
-        return "it was set at \(time(change.setAtUnixMicros)) and "
-            + (vouched.map { "last vouched for by the coordinator at \(time($0))" } ?? "carries no vouch of the coordinator's that it is still current")
+        return "it was set at \(Self.time(change.setAtUnixMicros)) and "
+            + (vouched.map { "last vouched for by the coordinator at \(Self.time($0))" } ?? "carries no vouch of the coordinator's that it is still current")
             + "; a new target must be set or vouched for within --target-max-age \(Self.describe(maxAge)) (a replay of a replaced target, "
             + "or the region has had no word from the coordinator for that long)"
     }
@@ -208,7 +208,10 @@ struct TargetGate {
 
     static func wallClockMicros() -> Int64 { Int64(Date().timeIntervalSince1970 * 1_000_000) }
 
-    static func micros(_ duration: Duration) -> Int64 { Int64((duration / .microseconds(1)).rounded()) }
+    static func micros(_ duration: Duration) -> Int64 { duration.nanoseconds / 1_000 }
+
+    /// `2023-11-14T22:13:20Z` for microseconds since the epoch.
+    static func time(_ micros: Int64) -> String { Date(timeIntervalSince1970: Double(micros) / 1_000_000).formatted(.iso8601) }
 
     /// The raised versions were saved.
     mutating func versionsSaved() { versionsRaised = false }

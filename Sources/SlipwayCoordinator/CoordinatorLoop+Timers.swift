@@ -51,27 +51,32 @@ extension CoordinatorLoop {
             try run([.task("rollouts") { [rollouts, config] batch in try rollouts.tick(staleAfter: config.plans.reportStaleAfter, in: &batch) }])
         }
         if timers.due(.collection, now), database.isUsable() {
-            // At most ``collectionBatches`` transactions of each kind per tick, back to back; the rest
-            // (a retention just shortened) waits for the next tick rather than holding the loop.
-            var deleted = Replicas.batchSize
-            for _ in 0..<Self.collectionBatches where deleted == Replicas.batchSize && !stop.isStopped && database.isUsable() {
-                deleted = 0
-                // Counted only once committed: a batch that rolled back deleted nothing.
-                guard try run([.task("garbage collection") { [replicas] batch in deleted = try replicas.collectGarbage(in: &batch) }]) else { break }
+            _ = try collectInBatches("garbage collection", full: Replicas.batchSize) { [replicas] batch in
+                try replicas.collectGarbage(in: &batch)
             }
             if let retention = config.auditRetention {
-                var expired = Self.auditExpiryBatch, total = 0
-                for _ in 0..<Self.collectionBatches where expired == Self.auditExpiryBatch && !stop.isStopped && database.isUsable() {
-                    expired = 0
-                    guard try run([.task("audit retention") { [queries = intake.queries] batch in
-                        expired = try queries.expireAudit(batch.db, olderThan: retention, limit: Self.auditExpiryBatch)
-                    }]) else { break }
-                    total += expired
+                let total = try collectInBatches("audit retention", full: Self.auditExpiryBatch) { [queries = intake.queries] batch in
+                    try queries.expireAudit(batch.db, olderThan: retention, limit: Self.auditExpiryBatch)
                 }
                 if total > 0 {
                     logger.info("audit entries expired", metadata: ["count": "\(total)", "retention_seconds": "\(retention.components.seconds)"])
                 }
             }
         }
+    }
+
+    /// Runs `collect` (one transaction deleting up to `full` rows, returning how many) until one
+    /// deletes fewer, at most ``collectionBatches`` times back to back; the rest (a retention just
+    /// shortened) waits for the next tick rather than holding the loop. A transaction that did not
+    /// commit deleted nothing, and ends the run. - Returns: the rows deleted.
+    private func collectInBatches(_ name: String, full: Int, _ collect: @escaping (inout Batch) throws -> Int) throws -> Int {
+        var total = 0
+        for _ in 0..<Self.collectionBatches where !stop.isStopped && database.isUsable() {
+            var deleted = 0
+            guard try run([.task(name) { batch in deleted = try collect(&batch) }]) else { break }
+            total += deleted
+            if deleted < full { break }
+        }
+        return total
     }
 }
