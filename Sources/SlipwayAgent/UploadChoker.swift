@@ -1,0 +1,146 @@
+/// Which downloaders an agent uploads to now: a few at a time, in turn.
+///
+/// A machine's upload link is the scarce resource of a swarm. Shared among every
+/// peer that asks, each piece crawls to all of them at once and none can pass it
+/// on early (measured: requests then waited out their timeout). So, as
+/// BitTorrent's choking does, an uploader serves at most ``slots`` peers at a
+/// time and tells the others to wait (`PieceChoke`); a waiting peer keeps
+/// knowing what the uploader holds and asks elsewhere meanwhile. Only peers
+/// that want something held here (`PieceInterest`) get or wait for a slot.
+/// Agents cooperate, so there is no tit-for-tat: slots go round in the order
+/// peers began to wait. A peer gives its slot up to the longest waiting one
+/// after ``turn``, or once it has asked for nothing for ``idleGrace``; it then
+/// waits at the back of the line again. A waiting peer not heard from for
+/// ``forgetAfter`` is forgotten (downloaders say they are interested again
+/// every few seconds while they are).
+///
+/// Pure: no sockets, no clock. The piece server reports what peers do and
+/// sends the actions.
+public struct UploadChoker<Peer: Hashable & Sendable>: Sendable {
+    /// What to tell a peer.
+    public enum Action: Equatable, Sendable {
+        /// Its requests are taken from now on.
+        case unchoke(Peer)
+        /// Ask elsewhere; requests already taken are still served.
+        case choke(Peer)
+    }
+
+    private struct Slot: Sendable {
+        var since: ContinuousClock.Instant
+        var active: ContinuousClock.Instant
+        var pending: Int
+    }
+
+    /// Peers served at once.
+    public let slots: Int
+    /// How long a peer keeps its slot while others wait.
+    public let turn: Duration
+    /// A peer with a slot that asks for nothing this long gives it up to a waiting one.
+    public let idleGrace: Duration
+    /// A waiting peer not heard from this long is forgotten.
+    public let forgetAfter: Duration
+    /// Peers waiting for a slot, at most this many (the longest waiting makes way).
+    public let maxWaiting: Int
+    private var unchoked: [Peer: Slot] = [:]
+    /// In the order they began to wait, with when each was last heard from.
+    private var line: [(peer: Peer, heard: ContinuousClock.Instant)] = []
+
+    /// A choker with `slots` upload slots.
+    public init(slots: Int = 4, turn: Duration = .seconds(4), idleGrace: Duration = .seconds(1),
+                forgetAfter: Duration = .seconds(15), maxWaiting: Int = 256) {
+        self.slots = max(1, slots)
+        self.turn = turn
+        self.idleGrace = idleGrace
+        self.forgetAfter = forgetAfter
+        self.maxWaiting = max(1, maxWaiting)
+    }
+
+    /// Whether `peer`'s requests are taken now.
+    public func isUnchoked(_ peer: Peer) -> Bool { unchoked[peer] != nil }
+
+    /// Peers with a slot.
+    public var served: Set<Peer> { Set(unchoked.keys) }
+
+    /// Peers waiting for a slot, longest waiting first.
+    public var waiting: [Peer] { line.map(\.peer) }
+
+    /// `peer` said it wants pieces held here. A new peer gets a free slot at once,
+    /// or is told to wait: a downloader takes a peer as unchoked until told otherwise.
+    public mutating func interested(_ peer: Peer, now: ContinuousClock.Instant) -> [Action] {
+        if unchoked[peer] != nil { return [] }
+        if let place = line.firstIndex(where: { $0.peer == peer }) {
+            line[place].heard = now
+            return []
+        }
+        if unchoked.count < slots {
+            unchoked[peer] = Slot(since: now, active: now, pending: 0)
+            return [.unchoke(peer)]
+        }
+        if line.count >= maxWaiting { line.removeFirst() }
+        line.append((peer, now))
+        return [.choke(peer)]
+    }
+
+    /// `peer` asked for a piece. Taken if it holds a slot; else it is told (again) to wait.
+    public mutating func request(from peer: Peer, now: ContinuousClock.Instant) -> (taken: Bool, actions: [Action]) {
+        var actions: [Action] = []
+        if unchoked[peer] == nil {
+            actions = interested(peer, now: now)
+            // As the answer to this request: it was not taken.
+            guard unchoked[peer] != nil else { return (false, [.choke(peer)]) }
+        }
+        unchoked[peer]!.pending += 1
+        unchoked[peer]!.active = now
+        return (true, actions)
+    }
+
+    /// A taken request of `peer` was answered (its piece handed to the socket, or refused).
+    public mutating func answered(_ peer: Peer, now: ContinuousClock.Instant) {
+        guard unchoked[peer] != nil else { return }
+        unchoked[peer]!.pending = max(0, unchoked[peer]!.pending - 1)
+        unchoked[peer]!.active = now
+    }
+
+    /// `peer` wants nothing held here now: it leaves the line, and its slot goes to the longest waiting.
+    public mutating func notInterested(_ peer: Peer, now: ContinuousClock.Instant) -> [Action] {
+        line.removeAll { $0.peer == peer }
+        guard unchoked.removeValue(forKey: peer) != nil else { return [] }
+        return [.choke(peer)] + fill(now: now)
+    }
+
+    /// `peer` is gone (its connection failed): its slot goes to the longest waiting.
+    public mutating func gone(_ peer: Peer, now: ContinuousClock.Instant) -> [Action] {
+        line.removeAll { $0.peer == peer }
+        guard unchoked.removeValue(forKey: peer) != nil else { return [] }
+        return fill(now: now)
+    }
+
+    /// Hands slots on: a peer whose turn is over, or that asks for nothing, makes way
+    /// for the longest waiting; waiting peers not heard from lately are forgotten.
+    public mutating func tick(now: ContinuousClock.Instant) -> [Action] {
+        line.removeAll { now - $0.heard >= forgetAfter }
+        var actions: [Action] = []
+        // Longest served first, so that turns go round in order.
+        for (peer, slot) in unchoked.sorted(by: { $0.value.since < $1.value.since }) where !line.isEmpty {
+            let idle = slot.pending == 0 && now - slot.active >= idleGrace
+            guard idle || now - slot.since >= turn else { continue }
+            unchoked[peer] = nil
+            actions.append(.choke(peer))
+            let next = line.removeFirst()
+            unchoked[next.peer] = Slot(since: now, active: now, pending: 0)
+            actions.append(.unchoke(next.peer))
+            line.append((peer, now))
+        }
+        return actions + fill(now: now)
+    }
+
+    private mutating func fill(now: ContinuousClock.Instant) -> [Action] {
+        var actions: [Action] = []
+        while unchoked.count < slots, !line.isEmpty {
+            let next = line.removeFirst()
+            unchoked[next.peer] = Slot(since: now, active: now, pending: 0)
+            actions.append(.unchoke(next.peer))
+        }
+        return actions
+    }
+}
