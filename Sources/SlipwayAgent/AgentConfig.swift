@@ -27,7 +27,6 @@ public struct AgentConfig: Sendable {
     public var machineID: String
     /// The region the machine is in.
     public var region: String
-    /// The region controller's tracker ROUTER.
     /// How the agent proves itself to its region (its `agent` key, named after
     /// the machine, and the region's key pinned): tracker, target PUB and store.
     public var regionSecurity: ClientSecurity = .plain
@@ -38,6 +37,7 @@ public struct AgentConfig: Sendable {
     /// A signed target new to this machine is applied only if it was set, or the
     /// coordinator vouched for it, within this long (nil: no limit).
     public var targetMaxAge: Duration? = .seconds(86_400)
+    /// The region controller's tracker ROUTER.
     public var trackerEndpoint = Endpoint(host: "127.0.0.1", port: 7720)
     /// The region controller's target PUB.
     public var targetsEndpoint = Endpoint(host: "127.0.0.1", port: 7721)
@@ -57,6 +57,8 @@ public struct AgentConfig: Sendable {
     /// benchmarks; machines that must not depend on their neighbours). Pieces
     /// held are still served to peers that ask.
     public var seedOnly = false
+    /// Peers this machine uploads to at once (``UploadChoker``); the others wait their turn.
+    public var uploadSlots = 4
     /// This process's name on the wire.
     public var id: String
 

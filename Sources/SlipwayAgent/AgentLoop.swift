@@ -69,7 +69,7 @@ final class AgentLoop: ServingLoop {
                                     installer: installer)
         }
         server = try PieceServer(context: context, endpoint: config.listenEndpoint, store: store, machineID: config.machineID,
-                                 sender: config.id, logger: logger)
+                                 sender: config.id, logger: logger, uploadSlots: config.uploadSlots)
         targets = try ZMQSocket(context: context, type: .sub)
         try targets.set(.subscribe(Array("target.".utf8)))
         for option in config.regionSecurity.options { try targets.set(option) }

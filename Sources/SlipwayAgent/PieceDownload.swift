@@ -75,6 +75,8 @@ final class PieceDownload {
     /// go (it keeps a bounded number), and the answer brings its holdings in full.
     static let greetingInterval: Duration = .seconds(5)
     private var greetedAt: ContinuousClock.Instant?
+    /// What each connected peer was last told of this download's interest in its pieces.
+    private var interestTold: [String: Bool] = [:]
 
     init(digest: String, machineID: String, store: BlobStore, context: ZMQContext, sender: String, seedEndpoint: Endpoint,
          seedSecurity: ClientSecurity, logger: Logger, maxBytesPerSecond: UInt64 = 0, seedOnly: Bool = false, requestTimeout: Duration = .seconds(30),
@@ -179,9 +181,11 @@ final class PieceDownload {
         hello.digest = digest
         hello.machineID = machineID
         hello.pieces = Array(heldPieces.prefix(PieceServer.indicesPerHave))
+        hello.heedsChoke = true
         let message = codec.encode(WireMessage(hello, sender: sender))
         for machine in Set(machines) where connections[.peer(machine)] != nil || connections.count < Self.maxPeerConnections {
             _ = try? connection(.peer(machine)).send(message, wait: .never)
+            interestTold[machine] = nil  // said again after each greeting
         }
     }
 
@@ -216,6 +220,7 @@ final class PieceDownload {
                 for (other, pending) in sent where pending.source == request.source { sent[other] = nil }
             }
         }
+        tellInterest(picker)
         if maxBytesPerSecond > 0 {
             let allowed = Double(maxBytesPerSecond) * Self.seconds(now - startedAt) + Double(manifest!.pieceSize)
             guard Double(requestedBytes) < allowed else { return self.picker = picker }
@@ -225,6 +230,7 @@ final class PieceDownload {
             message.digest = digest
             message.firstPiece = UInt32(request.piece)
             message.count = 1
+            message.heedsChoke = request.source != .seed
             do {
                 let wire = WireMessage(message, sender: sender)
                 _ = try connection(request.source).send(codec.encode(wire), wait: .never)
@@ -236,6 +242,21 @@ final class PieceDownload {
             }
         }
         self.picker = picker
+    }
+
+    /// Tells each connected peer whether it holds pieces this download lacks, when
+    /// that changed: only interested downloaders are given its upload slots.
+    private func tellInterest(_ picker: PiecePicker) {
+        for case .peer(let machine) in connections.keys {
+            let wants = picker.wants(from: machine)
+            guard interestTold[machine] != wants else { continue }
+            var interest = Slipway_V1_PieceInterest()
+            interest.digest = digest
+            interest.interested = wants
+            if (try? connections[.peer(machine)]?.send(codec.encode(WireMessage(interest, sender: sender)), wait: .never)) == true {
+                interestTold[machine] = wants
+            }
+        }
     }
 
     /// Reads every message waiting from `source`.
@@ -259,6 +280,22 @@ final class PieceDownload {
                     continue
                 }
                 learned(have, from: machine)
+            case .pieceChoke:
+                guard case .peer(let machine) = source, var picker, let choke = try? message.body(as: Slipway_V1_PieceChoke.self),
+                      choke.digest == digest else {
+                    rejected += 1
+                    continue
+                }
+                if choke.choked {
+                    SlipwayMetrics.choke("received")
+                    // In reply to a request: that one was not taken. Others it took are still coming.
+                    let refused = requestIDs.removeValue(forKey: message.envelope.inReplyTo)
+                    if let refused, sent[refused]?.source == source { sent[refused] = nil }
+                    picker.choked(by: machine, refused: refused)
+                } else {
+                    picker.unchoked(by: machine)
+                }
+                self.picker = picker
             case .errorReply:
                 guard case .peer(let machine) = source, var picker else { continue }
                 let code = (try? message.body(as: Slipway_V1_ErrorReply.self))?.code
@@ -302,8 +339,10 @@ final class PieceDownload {
         self.manifest = manifest
         self.manifestAt = .now
         self.resumedPieces = held.count
-        // Alone with the store, two requests in flight keep its link busy between pieces.
-        picker = PiecePicker(pieceCount: manifest.pieceSha256.count, held: held, perPeerLimit: 1, seedLimit: seedOnly ? 2 : 1)
+        // One request per peer, two to a peer that gave this downloader an upload
+        // slot (the next waits there while one is sent). Alone with the store, two
+        // requests in flight keep its link busy between pieces.
+        picker = PiecePicker(pieceCount: manifest.pieceSha256.count, held: held, perPeerLimit: 1, unchokedLimit: 2, seedLimit: seedOnly ? 2 : 1)
         let taken = store.takeReused(digest)
         if taken.pieces > 0 {
             SlipwayMetrics.piecesReused(by: "agent", pieces: taken.pieces, bytes: taken.bytes)
@@ -380,6 +419,7 @@ final class PieceDownload {
         // Pieces are 4 MiB; a few in flight per source, so the default queue bounds are ample.
         let socket = try ZMQSocket.requestDealer(context: context, connectedTo: endpoint, options: security.options)
         connections[source] = socket
+        if let machine = source.machine { interestTold[machine] = nil }
         return socket
     }
 

@@ -59,6 +59,10 @@ public struct PiecePicker: Sendable {
     public let pieceCount: Int
     /// Requests in flight per peer.
     public let perPeerLimit: Int
+    /// Requests in flight to a peer that gave this downloader one of its upload
+    /// slots (`PieceChoke{choked: false}`): the next waits there while one is sent,
+    /// so the slot's share of the peer's link does not idle between pieces.
+    public let unchokedLimit: Int
     /// Requests in flight to the regional store.
     public let seedLimit: Int
     /// Requests in flight in all. Pieces are large (up to 4 MiB): a deep queue at
@@ -67,6 +71,15 @@ public struct PiecePicker: Sendable {
     public let totalLimit: Int
     /// Verified pieces held.
     public private(set) var held: Set<Int> {
+        didSet { quiet = false }
+    }
+    /// Peers that told this downloader to wait (`PieceChoke`): not asked until they
+    /// unchoke it; what they hold is still known and counted.
+    public private(set) var chokedBy: Set<String> = [] {
+        didSet { quiet = false }
+    }
+    /// Peers that said this downloader holds one of their upload slots.
+    public private(set) var unchokedBy: Set<String> = [] {
         didSet { quiet = false }
     }
     /// Peers that served a corrupt piece, never asked again.
@@ -84,6 +97,9 @@ public struct PiecePicker: Sendable {
     private var available: [String: Set<Int>] = [:] {
         didSet { orderIsStale = true; quiet = false }
     }
+    /// Per peer, how many pieces it holds that are not held here; kept as pieces
+    /// arrive, so ``wants(from:)`` costs nothing however many pieces there are.
+    private var wanted: [String: Int] = [:]
     private var inFlight: [Int: PieceSource] = [:] {
         didSet { quiet = false }
     }
@@ -101,10 +117,11 @@ public struct PiecePicker: Sendable {
     private var quiet = false
 
     /// A picker for `pieceCount` pieces, `held` of which are already verified on disk (a resumed download).
-    public init(pieceCount: Int, held: Set<Int> = [], perPeerLimit: Int = 4, seedLimit: Int = 1, totalLimit: Int = .max) {
+    public init(pieceCount: Int, held: Set<Int> = [], perPeerLimit: Int = 4, unchokedLimit: Int? = nil, seedLimit: Int = 1, totalLimit: Int = .max) {
         self.pieceCount = pieceCount
         self.held = held.filter { (0..<pieceCount).contains($0) }
         self.perPeerLimit = max(1, perPeerLimit)
+        self.unchokedLimit = max(1, unchokedLimit ?? perPeerLimit)
         self.seedLimit = max(1, seedLimit)
         self.totalLimit = max(1, totalLimit)
     }
@@ -114,6 +131,9 @@ public struct PiecePicker: Sendable {
 
     /// Requests in flight to `source`.
     public func outstanding(_ source: PieceSource) -> Int { inFlight.values.count { $0 == source } }
+
+    /// Whether `peer` holds pieces not held here (this downloader is interested in it).
+    public func wants(from peer: String) -> Bool { wanted[peer, default: 0] > 0 }
 
     /// How many usable peers hold `piece`.
     public func availability(_ piece: Int) -> Int {
@@ -125,7 +145,10 @@ public struct PiecePicker: Sendable {
         guard !banned.contains(peer) else { return }
         let usable = pieces.filter { (0..<pieceCount).contains($0) }
         // Refreshed lists often say nothing new: the order stands.
-        if available[peer] != usable { available[peer] = usable }
+        if available[peer] != usable {
+            available[peer] = usable
+            wanted[peer] = usable.count { !held.contains($0) }
+        }
     }
 
     /// Adds pieces `peer` says it has just verified (its `have` messages) to what it
@@ -134,12 +157,18 @@ public struct PiecePicker: Sendable {
     public mutating func peer(_ peer: String, adds pieces: some Sequence<Int>) {
         guard !banned.contains(peer), let known = available[peer] else { return }
         let new = pieces.filter { (0..<pieceCount).contains($0) && !known.contains($0) }
-        if !new.isEmpty { available[peer] = known.union(new) }
+        if !new.isEmpty {
+            available[peer] = known.union(new)
+            wanted[peer, default: 0] += new.count { !held.contains($0) }
+        }
     }
 
     /// Forgets a peer that went away; its requests go back to missing.
     public mutating func remove(_ peer: String) {
         available[peer] = nil
+        wanted[peer] = nil
+        chokedBy.remove(peer)
+        unchokedBy.remove(peer)
         returnRequests(of: .peer(peer))
     }
 
@@ -155,7 +184,7 @@ public struct PiecePicker: Sendable {
             case .seed: seedLoad += 1
             }
         }
-        var open = available.keys.filter { !banned.contains($0) && load[$0, default: 0] < perPeerLimit }
+        var open = available.keys.filter { !banned.contains($0) && !chokedBy.contains($0) && load[$0, default: 0] < limit($0) }
         var requests: [Request] = []
         var seedCandidates: [Int] = []
         var ownCandidates = 0
@@ -172,7 +201,7 @@ public struct PiecePicker: Sendable {
                 guard let peer = open.filter({ available[$0]!.contains(piece) })
                     .min(by: { (load[$0, default: 0], $0) < (load[$1, default: 0], $1) }) else { continue }
                 load[peer, default: 0] += 1
-                if load[peer]! >= perPeerLimit { open.removeAll { $0 == peer } }
+                if load[peer]! >= limit(peer) { open.removeAll { $0 == peer } }
                 total += 1
                 inFlight[piece] = .peer(peer)
                 requests.append(Request(piece: piece, source: .peer(peer)))
@@ -214,6 +243,7 @@ public struct PiecePicker: Sendable {
             if case .peer(let machine) = source {
                 banned.insert(machine)
                 available[machine] = nil
+                wanted[machine] = nil
                 returnRequests(of: source)
             }
             if inFlight[piece] == source { inFlight[piece] = nil }
@@ -224,6 +254,7 @@ public struct PiecePicker: Sendable {
         inFlight[piece] = nil
         guard !held.contains(piece) else { return .ignored }
         held.insert(piece)
+        for (peer, pieces) in available where pieces.contains(piece) { wanted[peer, default: 1] -= 1 }
         return .accepted
     }
 
@@ -232,13 +263,34 @@ public struct PiecePicker: Sendable {
     /// availability is next reported.
     public mutating func declined(_ piece: Int, from source: PieceSource) {
         if inFlight[piece] == source { inFlight[piece] = nil }
-        if case .peer(let machine) = source { available[machine] = nil }
+        if case .peer(let machine) = source {
+            available[machine] = nil
+            wanted[machine] = nil
+        }
     }
+
+    /// `peer` told this downloader to wait. Requests it already took are still
+    /// served; `refused`, the request it answered with the choke, goes back to missing.
+    public mutating func choked(by peer: String, refused: Int? = nil) {
+        chokedBy.insert(peer)
+        unchokedBy.remove(peer)
+        if let refused, inFlight[refused] == .peer(peer) { inFlight[refused] = nil }
+    }
+
+    /// `peer` takes this downloader's requests again.
+    public mutating func unchoked(by peer: String) {
+        chokedBy.remove(peer)
+        unchokedBy.insert(peer)
+    }
+
+    private func limit(_ peer: String) -> Int { unchokedBy.contains(peer) ? unchokedLimit : perPeerLimit }
 
     /// A request failed (timeout, "not here"): the piece may be asked for again.
     public mutating func failed(_ piece: Int, from source: PieceSource) {
         if inFlight[piece] == source { inFlight[piece] = nil }
-        if case .peer(let machine) = source { available[machine]?.remove(piece) }
+        if case .peer(let machine) = source, available[machine]?.remove(piece) != nil, !held.contains(piece) {
+            wanted[machine, default: 1] -= 1
+        }
     }
 
     private mutating func returnRequests(of source: PieceSource) {

@@ -9,15 +9,19 @@ import SlipwayMetrics
 /// Serves this machine's verified pieces to its peers, with backpressure, and
 /// tells the peers that asked (`PieceHave`) each piece it verifies as it verifies it.
 ///
-/// Pieces are 4 MiB and uploads are the scarce resource of a swarm: a peer that
-/// accepted every request would build a queue minutes long, holding pieces
-/// other peers could send at once. So each peer's pipe holds at most one piece
-/// beyond the one being sent (send high-water mark, small kernel buffer), the
-/// rest wait here in order, and past ``maxQueued`` new requests are answered
-/// `ErrorReply{busy}` at once: the asker turns to another holder.
+/// Pieces are up to 4 MiB and uploads are the scarce resource of a swarm: a
+/// peer that accepted every request would build a queue minutes long, holding
+/// pieces other peers could send at once. So each peer's pipe holds at most one
+/// piece beyond the one being sent (send high-water mark, small kernel buffer),
+/// and the rest wait here in order. Downloaders that heed `PieceChoke` are
+/// served a few at a time (``UploadChoker``), each with at most
+/// ``maxQueuedPerPeer`` pieces waiting; an older downloader's requests past
+/// ``maxQueued`` are answered `ErrorReply{busy}` at once (ask another holder).
 final class PieceServer {
-    /// Requests waiting for pipe space, in all.
+    /// Requests of downloaders that do not heed `PieceChoke` waiting for pipe space, in all.
     let maxQueued: Int
+    /// Pieces waiting per downloader with an upload slot.
+    static let maxQueuedPerPeer = 4
     /// Pieces sent since start.
     private(set) var piecesServed = 0
     /// Malformed messages dropped.
@@ -54,14 +58,19 @@ final class PieceServer {
     private var unsent = ReplyBacklog(perPeer: 16)
     /// Indices per `PieceHave`, so one stays well inside a peer's 64 KiB frame limit.
     static let indicesPerHave = 8_192
+    /// Which downloaders that heed `PieceChoke` are served now.
+    private var choker: UploadChoker<[UInt8]>
+    /// The artifact each of them downloads, for its `PieceChoke`s.
+    private var heeding: [[UInt8]: String] = [:]
 
     /// Binds a ROUTER at `endpoint` serving from `store`.
     init(context: ZMQContext, endpoint: Endpoint, store: BlobStore, machineID: String, sender: String, logger: Logger,
-         maxQueued: Int = 2) throws {
+         maxQueued: Int = 2, uploadSlots: Int = 4) throws {
         self.store = store
         self.machineID = machineID
         self.sender = sender
         self.maxQueued = maxQueued
+        self.choker = UploadChoker(slots: uploadSlots)
         // One piece in each peer's pipe beyond the one being sent, and a small kernel buffer.
         (socket, connections) = try ZMQSocket.boundedRouter(context: context, endpoint: endpoint,
                                                             limits: ServerLimits(largestMessage: 64 << 10, receiveQueue: 16, sendQueue: 1),
@@ -73,6 +82,12 @@ final class PieceServer {
     /// Requests waiting, in all.
     var queued: Int { queues.values.reduce(0) { $0 + $1.count } }
 
+    /// Requests of downloaders that do not heed `PieceChoke` waiting.
+    private var queuedForOlderPeers: Int { queues.reduce(0) { $0 + (heeding[$1.key] == nil ? $1.value.count : 0) } }
+
+    /// Downloaders being uploaded to now, of those that heed `PieceChoke`.
+    var uploadingTo: Int { choker.served.count }
+
     /// Forgets what it knew about `digest` (deleted from the store).
     func forget(_ digest: String) {
         manifests[digest] = nil
@@ -80,6 +95,7 @@ final class PieceServer {
     }
 
     /// Reads waiting requests (queueing or refusing them), then sends what the pipes take.
+    /// A `PieceInterest` puts its sender in line for an upload slot, or out of it.
     /// A `PieceHave` subscribes its sender to this machine's pieces of that artifact; what
     /// it says the sender holds is not used: this socket cannot tell who sent it, and a
     /// downloader learns a peer's pieces from the peer's answers on its own connection,
@@ -96,7 +112,20 @@ final class PieceServer {
                     rejected += 1
                     continue
                 }
-                if let held = holdings(have.digest) { subscribe(peer, to: have.digest, telling: held) }
+                if let held = holdings(have.digest) {
+                    subscribe(peer, to: have.digest, telling: held)
+                    if have.heedsChoke { heeding[peer] = have.digest }
+                }
+                continue
+            }
+            if message.type == .pieceInterest {
+                guard let interest = try? message.body(as: Slipway_V1_PieceInterest.self), Manifest.isDigest(interest.digest) else {
+                    rejected += 1
+                    continue
+                }
+                guard holdings(interest.digest) != nil else { continue }
+                heeding[peer] = interest.digest
+                apply(interest.interested ? choker.interested(peer, now: .now) : choker.notInterested(peer, now: .now))
                 continue
             }
             guard message.type == .pieceRequest, let request = try? message.body(as: Slipway_V1_PieceRequest.self) else {
@@ -110,7 +139,20 @@ final class PieceServer {
                 reply(peer, to: message, error: .notFound, "no such artifact or piece here")
                 continue
             }
-            guard queued < maxQueued else {
+            if request.heedsChoke {
+                guard queues[peer, default: []].count < Self.maxQueuedPerPeer else {
+                    reply(peer, to: message, error: .busy, "too many requests waiting; ask another peer")
+                    continue
+                }
+                heeding[peer] = request.digest
+                let (taken, actions) = choker.request(from: peer, now: .now)
+                guard taken else {
+                    // The answer to this request: it was not taken; wait for an unchoke.
+                    choke(peer, digest: request.digest, choked: true, inReplyTo: message)
+                    continue
+                }
+                apply(actions)
+            } else if queuedForOlderPeers >= maxQueued {
                 reply(peer, to: message, error: .busy, "uploading to others; ask another peer")
                 continue
             }
@@ -169,6 +211,8 @@ final class PieceServer {
             } catch {
                 // Gone: it is told nothing more.
                 untold[peer] = nil
+                heeding[peer] = nil
+                apply(choker.gone(peer, now: .now))
                 for digest in subscribers.keys {
                     subscribers[digest]?[peer] = nil
                     if subscribers[digest]?.isEmpty == true { subscribers[digest] = nil }
@@ -191,16 +235,24 @@ final class PieceServer {
     func flush() {
         defer { for peer in Array(untold.keys) where queues[peer] == nil && !unsent.isWaiting(for: peer) { tell(peer) } }
         let now = ContinuousClock.now
+        apply(choker.tick(now: now))
+        if heeding.count > choker.maxWaiting + choker.slots {
+            // Peers the choker forgot (not heard from lately) need no digest kept.
+            let known = choker.served.union(choker.waiting)
+            heeding = heeding.filter { known.contains($0.key) }
+        }
         unsent.flush(on: socket, now: now)
         for peer in Array(queues.keys) {
             guard !unsent.isWaiting(for: peer) else { continue }
             for stale in queues[peer]!.filter({ now - $0.at >= queueTimeout }) {
                 reply(peer, to: stale.request, error: .busy, "queued too long; ask another peer")
+                choker.answered(peer, now: now)
             }
             queues[peer]!.removeAll { now - $0.at >= queueTimeout }
             while let next = queues[peer]?.first {
                 guard let manifest = manifests[next.digest], let bytes = next.bytes ?? store.heldPiece(next.digest, index: next.index) else {
                     queues[peer]!.removeFirst()
+                    choker.answered(peer, now: now)
                     reply(peer, to: next.request, error: .notFound, "piece \(next.index) is not here")
                     continue
                 }
@@ -212,14 +264,41 @@ final class PieceServer {
                         break
                     }
                     queues[peer]!.removeFirst()
+                    choker.answered(peer, now: now)
                     piecesServed += 1
                     SlipwayMetrics.pieceServed(by: "agent")
                 } catch {
                     queues[peer] = nil  // the peer went away
+                    heeding[peer] = nil
+                    apply(choker.gone(peer, now: now))
                     break
                 }
             }
             if queues[peer]?.isEmpty == true { queues[peer] = nil }
+        }
+    }
+
+    /// Sends the choker's decisions, each as soon as its peer's pipe has room.
+    private func apply(_ actions: [UploadChoker<[UInt8]>.Action]) {
+        guard !actions.isEmpty else { return }
+        for action in actions {
+            switch action {
+            case .unchoke(let peer): choke(peer, digest: heeding[peer] ?? "", choked: false)
+            case .choke(let peer): choke(peer, digest: heeding[peer] ?? "", choked: true)
+            }
+        }
+        SlipwayMetrics.uploadSlots(inUse: choker.served.count, waiting: choker.waiting.count)
+    }
+
+    private func choke(_ peer: [UInt8], digest: String, choked: Bool, inReplyTo request: WireMessage? = nil) {
+        var message = Slipway_V1_PieceChoke()
+        message.digest = digest
+        message.choked = choked
+        if choked { SlipwayMetrics.choke("sent") }
+        let wire = WireMessage(message, sender: sender, inReplyTo: request?.envelope.messageID ?? "")
+        if unsent.send(codec.encode(wire, to: peer), to: peer, on: socket) == .gone {
+            heeding[peer] = nil
+            apply(choker.gone(peer, now: .now))
         }
     }
 

@@ -76,6 +76,17 @@ public enum SlipwayMetrics {
         Counter(label: "slipway_pieces_served_total", dimensions: [("server", server)]).increment()
     }
 
+    /// The agent's upload slots: downloaders it uploads to now, and those waiting for a slot.
+    public static func uploadSlots(inUse: Int, waiting: Int) {
+        Gauge(label: "slipway_agent_uploading_to").record(inUse)
+        Gauge(label: "slipway_agent_waiting_for_upload").record(waiting)
+    }
+
+    /// `PieceChoke`s this agent sent (`direction="sent"`) or was sent by its peers (`"received"`).
+    public static func choke(_ direction: String) {
+        Counter(label: "slipway_agent_chokes_total", dimensions: [("direction", direction)]).increment()
+    }
+
     /// Requests a server answered `busy` because the asker's queue was full, by server.
     public static func busy(server: String) {
         Counter(label: "slipway_busy_replies_total", dimensions: [("server", server)]).increment()

@@ -133,6 +133,11 @@ public nonisolated struct Slipway_V1_PieceRequest: Sendable {
 
   public var count: UInt32 = 0
 
+  /// Agent -> agent: the sender heeds `PieceChoke`, so the peer may keep it waiting
+  /// for an upload slot. Without it (an agent older than choking) the peer serves
+  /// it as it asks.
+  public var heedsChoke: Bool = false
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -179,6 +184,48 @@ public nonisolated struct Slipway_V1_PieceHave: Sendable {
 
   /// The sender holds the whole artifact (`pieces` may then be empty).
   public var complete: Bool = false
+
+  /// From a downloader: it heeds `PieceChoke` (as in `PieceRequest`).
+  public var heedsChoke: Bool = false
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+/// Agent -> agent, from a downloader that heeds `PieceChoke`: whether the peer
+/// holds pieces the sender lacks (BitTorrent's interested and not interested).
+/// Only interested downloaders are given upload slots. Sent when it changes,
+/// and again after each greeting.
+public nonisolated struct Slipway_V1_PieceInterest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var digest: String = String()
+
+  public var interested: Bool = false
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+/// Agent -> agent, over a peer's piece socket: whether the sender will take the
+/// receiver's requests for an artifact (BitTorrent's choke and unchoke). An
+/// uploader serves a few peers at a time so each piece it sends lands soon and
+/// is forwarded; a choked downloader keeps what it knows the uploader holds and
+/// asks it again once unchoked. Only downloaders that said they are interested
+/// (`PieceInterest`) or asked for a piece are given a slot. Sent only to downloaders that said they heed it;
+/// as the answer to a request (`in_reply_to`), the request was not taken.
+public nonisolated struct Slipway_V1_PieceChoke: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var digest: String = String()
+
+  public var choked: Bool = false
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -444,7 +491,7 @@ nonisolated extension Slipway_V1_ManifestRequest: SwiftProtobuf.Message, SwiftPr
 
 nonisolated extension Slipway_V1_PieceRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".PieceRequest"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}digest\0\u{3}first_piece\0\u{1}count\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}digest\0\u{3}first_piece\0\u{1}count\0\u{3}heeds_choke\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -455,6 +502,7 @@ nonisolated extension Slipway_V1_PieceRequest: SwiftProtobuf.Message, SwiftProto
       case 1: try { try decoder.decodeSingularStringField(value: &self.digest) }()
       case 2: try { try decoder.decodeSingularUInt32Field(value: &self.firstPiece) }()
       case 3: try { try decoder.decodeSingularUInt32Field(value: &self.count) }()
+      case 4: try { try decoder.decodeSingularBoolField(value: &self.heedsChoke) }()
       default: break
       }
     }
@@ -470,6 +518,9 @@ nonisolated extension Slipway_V1_PieceRequest: SwiftProtobuf.Message, SwiftProto
     if self.count != 0 {
       try visitor.visitSingularUInt32Field(value: self.count, fieldNumber: 3)
     }
+    if self.heedsChoke != false {
+      try visitor.visitSingularBoolField(value: self.heedsChoke, fieldNumber: 4)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -477,6 +528,7 @@ nonisolated extension Slipway_V1_PieceRequest: SwiftProtobuf.Message, SwiftProto
     if lhs.digest != rhs.digest {return false}
     if lhs.firstPiece != rhs.firstPiece {return false}
     if lhs.count != rhs.count {return false}
+    if lhs.heedsChoke != rhs.heedsChoke {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -534,7 +586,7 @@ nonisolated extension Slipway_V1_PieceData: SwiftProtobuf.Message, SwiftProtobuf
 
 nonisolated extension Slipway_V1_PieceHave: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".PieceHave"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}digest\0\u{3}machine_id\0\u{1}pieces\0\u{1}complete\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}digest\0\u{3}machine_id\0\u{1}pieces\0\u{1}complete\0\u{3}heeds_choke\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -546,6 +598,7 @@ nonisolated extension Slipway_V1_PieceHave: SwiftProtobuf.Message, SwiftProtobuf
       case 2: try { try decoder.decodeSingularStringField(value: &self.machineID) }()
       case 3: try { try decoder.decodeRepeatedUInt32Field(value: &self.pieces) }()
       case 4: try { try decoder.decodeSingularBoolField(value: &self.complete) }()
+      case 5: try { try decoder.decodeSingularBoolField(value: &self.heedsChoke) }()
       default: break
       }
     }
@@ -564,6 +617,9 @@ nonisolated extension Slipway_V1_PieceHave: SwiftProtobuf.Message, SwiftProtobuf
     if self.complete != false {
       try visitor.visitSingularBoolField(value: self.complete, fieldNumber: 4)
     }
+    if self.heedsChoke != false {
+      try visitor.visitSingularBoolField(value: self.heedsChoke, fieldNumber: 5)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -572,6 +628,77 @@ nonisolated extension Slipway_V1_PieceHave: SwiftProtobuf.Message, SwiftProtobuf
     if lhs.machineID != rhs.machineID {return false}
     if lhs.pieces != rhs.pieces {return false}
     if lhs.complete != rhs.complete {return false}
+    if lhs.heedsChoke != rhs.heedsChoke {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Slipway_V1_PieceInterest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".PieceInterest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}digest\0\u{1}interested\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.digest) }()
+      case 2: try { try decoder.decodeSingularBoolField(value: &self.interested) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.digest.isEmpty {
+      try visitor.visitSingularStringField(value: self.digest, fieldNumber: 1)
+    }
+    if self.interested != false {
+      try visitor.visitSingularBoolField(value: self.interested, fieldNumber: 2)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Slipway_V1_PieceInterest, rhs: Slipway_V1_PieceInterest) -> Bool {
+    if lhs.digest != rhs.digest {return false}
+    if lhs.interested != rhs.interested {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Slipway_V1_PieceChoke: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".PieceChoke"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}digest\0\u{1}choked\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.digest) }()
+      case 2: try { try decoder.decodeSingularBoolField(value: &self.choked) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.digest.isEmpty {
+      try visitor.visitSingularStringField(value: self.digest, fieldNumber: 1)
+    }
+    if self.choked != false {
+      try visitor.visitSingularBoolField(value: self.choked, fieldNumber: 2)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Slipway_V1_PieceChoke, rhs: Slipway_V1_PieceChoke) -> Bool {
+    if lhs.digest != rhs.digest {return false}
+    if lhs.choked != rhs.choked {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

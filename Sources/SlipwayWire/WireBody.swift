@@ -21,7 +21,7 @@ public enum WireRegistry {
             Slipway_V1_LogChunk.self, Slipway_V1_BuildResult.self,
             Slipway_V1_AbortJob.self, Slipway_V1_ResultAck.self, Slipway_V1_LogAck.self,
             Slipway_V1_ArtifactManifest.self, Slipway_V1_PieceRequest.self,
-            Slipway_V1_PieceData.self, Slipway_V1_PieceHave.self, Slipway_V1_ManifestRequest.self,
+            Slipway_V1_PieceData.self, Slipway_V1_PieceHave.self, Slipway_V1_PieceChoke.self, Slipway_V1_PieceInterest.self, Slipway_V1_ManifestRequest.self,
             Slipway_V1_UploadBegin.self, Slipway_V1_UploadCommit.self, Slipway_V1_UploadAck.self,
             Slipway_V1_ArtifactQuery.self, Slipway_V1_ArtifactList.self,
             Slipway_V1_ReplicationStatus.self,
@@ -78,6 +78,8 @@ extension Slipway_V1_ArtifactManifest: WireBody { public static var messageType:
 extension Slipway_V1_PieceRequest: WireBody { public static var messageType: Slipway_V1_MessageType { .pieceRequest } }
 extension Slipway_V1_PieceData: WireBody { public static var messageType: Slipway_V1_MessageType { .pieceData } }
 extension Slipway_V1_PieceHave: WireBody { public static var messageType: Slipway_V1_MessageType { .pieceHave } }
+extension Slipway_V1_PieceChoke: WireBody { public static var messageType: Slipway_V1_MessageType { .pieceChoke } }
+extension Slipway_V1_PieceInterest: WireBody { public static var messageType: Slipway_V1_MessageType { .pieceInterest } }
 extension Slipway_V1_ManifestRequest: WireBody { public static var messageType: Slipway_V1_MessageType { .manifestRequest } }
 extension Slipway_V1_UploadBegin: WireBody { public static var messageType: Slipway_V1_MessageType { .uploadBegin } }
 extension Slipway_V1_UploadCommit: WireBody { public static var messageType: Slipway_V1_MessageType { .uploadCommit } }

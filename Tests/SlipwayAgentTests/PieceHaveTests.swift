@@ -17,13 +17,13 @@ struct PieceHaveTests {
     static let digest = String(repeating: "d", count: 64)
 
     /// A server for machine m1 on a free loopback port, and its address.
-    static func server(in folder: URL, context: ZMQContext) throws -> (PieceServer, String) {
-        let store = try BlobStore(root: folder.appendingPathComponent("store"))
+    static func server(in folder: URL, context: ZMQContext, store: BlobStore? = nil, uploadSlots: Int = 4) throws -> (PieceServer, String) {
+        let store = try store ?? BlobStore(root: folder.appendingPathComponent("store"))
         for _ in 0..<20 {
             let port = Int.random(in: 20_000..<60_000)
             let address = "tcp://127.0.0.1:\(port)"
             if let server = try? PieceServer(context: context, endpoint: Endpoint(parsing: address, origin: "test"), store: store,
-                                             machineID: "m1", sender: "agent-m1", logger: Logger(label: "test")) {
+                                             machineID: "m1", sender: "agent-m1", logger: Logger(label: "test"), uploadSlots: uploadSlots) {
                 return (server, address)
             }
         }

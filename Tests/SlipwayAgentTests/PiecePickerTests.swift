@@ -98,6 +98,58 @@ struct SplitMix64: RandomNumberGenerator {
         #expect(again.map(\.source) == [.seed], "both pieces are missing again; the seed takes one at its bound")
     }
 
+    @Test func aChokingPeerIsNotAskedUntilItUnchokesAndStillCountsAsAHolder() throws {
+        var random = SplitMix64(state: 8)
+        var picker = PiecePicker(pieceCount: 3, perPeerLimit: 2, seedLimit: 1)
+        picker.peer("a", has: [0, 1, 2])
+        picker.peer("b", has: [2])
+        let first = picker.next(using: &random)
+        #expect(first.count == 3 && first.allSatisfy { $0.source != .seed })
+        let refused = try #require(first.first { $0.source == .peer("a") })
+        picker.choked(by: "a", refused: refused.piece)
+        #expect(picker.outstanding(.peer("a")) == first.count { $0.source == .peer("a") } - 1, "the other request a took still comes")
+        #expect(picker.availability(0) == 1, "a still holds what it holds")
+        let meanwhile = picker.next(using: &random)
+        #expect(meanwhile.allSatisfy { $0.source != .peer("a") }, "a is not asked while it chokes")
+        #expect(meanwhile.allSatisfy { $0.source != .seed }, "and the seed is not asked for what a peer holds")
+        picker.unchoked(by: "a")
+        #expect(picker.next(using: &random).contains(.init(piece: refused.piece, source: .peer("a"))), "asked again once unchoked")
+        picker.choked(by: "a")
+        picker.remove("a")
+        picker.peer("a", has: [0, 1, 2])
+        #expect(!picker.chokedBy.contains("a"), "a peer that went and came back starts unchoked, as its server tells it anew")
+    }
+
+    @Test func aPeerThatGaveThisDownloaderASlotIsAskedForTheNextPieceAhead() {
+        var random = SplitMix64(state: 10)
+        var picker = PiecePicker(pieceCount: 4, perPeerLimit: 1, unchokedLimit: 2, seedLimit: 1)
+        picker.peer("a", has: [0, 1, 2, 3])
+        #expect(picker.next(using: &random).count == 1, "one at a time while a has said nothing")
+        picker.unchoked(by: "a")
+        #expect(picker.next(using: &random).count == 1, "one more once a gave a slot")
+        #expect(picker.outstanding(.peer("a")) == 2)
+        picker.choked(by: "a")
+        #expect(picker.next(using: &random).isEmpty)
+        #expect(picker.outstanding(.peer("a")) == 2, "what a took still comes")
+    }
+
+    @Test func interestFollowsWhatAPeerHoldsThatIsNotHeldHere() {
+        var picker = PiecePicker(pieceCount: 4, held: [0])
+        picker.peer("a", has: [0, 1])
+        #expect(picker.wants(from: "a"))
+        #expect(picker.received(1, from: .seed, valid: true) == .accepted)
+        #expect(!picker.wants(from: "a"), "everything a holds is held here now")
+        picker.peer("a", adds: [2, 3])
+        #expect(picker.wants(from: "a"))
+        picker.failed(2, from: .peer("a"))
+        #expect(picker.wants(from: "a"), "it still holds 3")
+        picker.failed(3, from: .peer("a"))
+        #expect(!picker.wants(from: "a"), "a said 'not here' for both")
+        picker.peer("a", has: [3])
+        #expect(picker.wants(from: "a"), "a fresh list counts again")
+        #expect(!picker.wants(from: "b"), "a peer never listed")
+    }
+
     @Test func aLateAnswerFromAnotherSourceFreesTheSlotOfTheRetry() {
         var random = SplitMix64(state: 6)
         var picker = PiecePicker(pieceCount: 2, perPeerLimit: 1, seedLimit: 1)

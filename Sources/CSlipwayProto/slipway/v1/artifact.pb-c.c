@@ -232,6 +232,96 @@ void   slipway__v1__piece_have__free_unpacked
   assert(message->base.descriptor == &slipway__v1__piece_have__descriptor);
   protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
 }
+void   slipway__v1__piece_interest__init
+                     (Slipway__V1__PieceInterest         *message)
+{
+  static const Slipway__V1__PieceInterest init_value = SLIPWAY__V1__PIECE_INTEREST__INIT;
+  *message = init_value;
+}
+size_t slipway__v1__piece_interest__get_packed_size
+                     (const Slipway__V1__PieceInterest *message)
+{
+  assert(message->base.descriptor == &slipway__v1__piece_interest__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t slipway__v1__piece_interest__pack
+                     (const Slipway__V1__PieceInterest *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &slipway__v1__piece_interest__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t slipway__v1__piece_interest__pack_to_buffer
+                     (const Slipway__V1__PieceInterest *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &slipway__v1__piece_interest__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Slipway__V1__PieceInterest *
+       slipway__v1__piece_interest__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Slipway__V1__PieceInterest *)
+     protobuf_c_message_unpack (&slipway__v1__piece_interest__descriptor,
+                                allocator, len, data);
+}
+void   slipway__v1__piece_interest__free_unpacked
+                     (Slipway__V1__PieceInterest *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &slipway__v1__piece_interest__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   slipway__v1__piece_choke__init
+                     (Slipway__V1__PieceChoke         *message)
+{
+  static const Slipway__V1__PieceChoke init_value = SLIPWAY__V1__PIECE_CHOKE__INIT;
+  *message = init_value;
+}
+size_t slipway__v1__piece_choke__get_packed_size
+                     (const Slipway__V1__PieceChoke *message)
+{
+  assert(message->base.descriptor == &slipway__v1__piece_choke__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t slipway__v1__piece_choke__pack
+                     (const Slipway__V1__PieceChoke *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &slipway__v1__piece_choke__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t slipway__v1__piece_choke__pack_to_buffer
+                     (const Slipway__V1__PieceChoke *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &slipway__v1__piece_choke__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Slipway__V1__PieceChoke *
+       slipway__v1__piece_choke__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Slipway__V1__PieceChoke *)
+     protobuf_c_message_unpack (&slipway__v1__piece_choke__descriptor,
+                                allocator, len, data);
+}
+void   slipway__v1__piece_choke__free_unpacked
+                     (Slipway__V1__PieceChoke *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &slipway__v1__piece_choke__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
 void   slipway__v1__upload_begin__init
                      (Slipway__V1__UploadBegin         *message)
 {
@@ -714,7 +804,7 @@ const ProtobufCMessageDescriptor slipway__v1__manifest_request__descriptor =
   (ProtobufCMessageInit) slipway__v1__manifest_request__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor slipway__v1__piece_request__field_descriptors[3] =
+static const ProtobufCFieldDescriptor slipway__v1__piece_request__field_descriptors[4] =
 {
   {
     "digest",
@@ -752,16 +842,29 @@ static const ProtobufCFieldDescriptor slipway__v1__piece_request__field_descript
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "heeds_choke",
+    4,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_BOOL,
+    0,   /* quantifier_offset */
+    offsetof(Slipway__V1__PieceRequest, heeds_choke),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned slipway__v1__piece_request__field_indices_by_name[] = {
   2,   /* field[2] = count */
   0,   /* field[0] = digest */
   1,   /* field[1] = first_piece */
+  3,   /* field[3] = heeds_choke */
 };
 static const ProtobufCIntRange slipway__v1__piece_request__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 3 }
+  { 0, 4 }
 };
 const ProtobufCMessageDescriptor slipway__v1__piece_request__descriptor =
 {
@@ -771,7 +874,7 @@ const ProtobufCMessageDescriptor slipway__v1__piece_request__descriptor =
   "Slipway__V1__PieceRequest",
   "slipway.v1",
   sizeof(Slipway__V1__PieceRequest),
-  3,
+  4,
   slipway__v1__piece_request__field_descriptors,
   slipway__v1__piece_request__field_indices_by_name,
   1,  slipway__v1__piece_request__number_ranges,
@@ -868,7 +971,7 @@ const ProtobufCMessageDescriptor slipway__v1__piece_data__descriptor =
   (ProtobufCMessageInit) slipway__v1__piece_data__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor slipway__v1__piece_have__field_descriptors[4] =
+static const ProtobufCFieldDescriptor slipway__v1__piece_have__field_descriptors[5] =
 {
   {
     "digest",
@@ -918,17 +1021,30 @@ static const ProtobufCFieldDescriptor slipway__v1__piece_have__field_descriptors
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "heeds_choke",
+    5,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_BOOL,
+    0,   /* quantifier_offset */
+    offsetof(Slipway__V1__PieceHave, heeds_choke),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned slipway__v1__piece_have__field_indices_by_name[] = {
   3,   /* field[3] = complete */
   0,   /* field[0] = digest */
+  4,   /* field[4] = heeds_choke */
   1,   /* field[1] = machine_id */
   2,   /* field[2] = pieces */
 };
 static const ProtobufCIntRange slipway__v1__piece_have__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 4 }
+  { 0, 5 }
 };
 const ProtobufCMessageDescriptor slipway__v1__piece_have__descriptor =
 {
@@ -938,11 +1054,113 @@ const ProtobufCMessageDescriptor slipway__v1__piece_have__descriptor =
   "Slipway__V1__PieceHave",
   "slipway.v1",
   sizeof(Slipway__V1__PieceHave),
-  4,
+  5,
   slipway__v1__piece_have__field_descriptors,
   slipway__v1__piece_have__field_indices_by_name,
   1,  slipway__v1__piece_have__number_ranges,
   (ProtobufCMessageInit) slipway__v1__piece_have__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor slipway__v1__piece_interest__field_descriptors[2] =
+{
+  {
+    "digest",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Slipway__V1__PieceInterest, digest),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "interested",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_BOOL,
+    0,   /* quantifier_offset */
+    offsetof(Slipway__V1__PieceInterest, interested),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned slipway__v1__piece_interest__field_indices_by_name[] = {
+  0,   /* field[0] = digest */
+  1,   /* field[1] = interested */
+};
+static const ProtobufCIntRange slipway__v1__piece_interest__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 2 }
+};
+const ProtobufCMessageDescriptor slipway__v1__piece_interest__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "slipway.v1.PieceInterest",
+  "PieceInterest",
+  "Slipway__V1__PieceInterest",
+  "slipway.v1",
+  sizeof(Slipway__V1__PieceInterest),
+  2,
+  slipway__v1__piece_interest__field_descriptors,
+  slipway__v1__piece_interest__field_indices_by_name,
+  1,  slipway__v1__piece_interest__number_ranges,
+  (ProtobufCMessageInit) slipway__v1__piece_interest__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor slipway__v1__piece_choke__field_descriptors[2] =
+{
+  {
+    "digest",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Slipway__V1__PieceChoke, digest),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "choked",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_BOOL,
+    0,   /* quantifier_offset */
+    offsetof(Slipway__V1__PieceChoke, choked),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned slipway__v1__piece_choke__field_indices_by_name[] = {
+  1,   /* field[1] = choked */
+  0,   /* field[0] = digest */
+};
+static const ProtobufCIntRange slipway__v1__piece_choke__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 2 }
+};
+const ProtobufCMessageDescriptor slipway__v1__piece_choke__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "slipway.v1.PieceChoke",
+  "PieceChoke",
+  "Slipway__V1__PieceChoke",
+  "slipway.v1",
+  sizeof(Slipway__V1__PieceChoke),
+  2,
+  slipway__v1__piece_choke__field_descriptors,
+  slipway__v1__piece_choke__field_indices_by_name,
+  1,  slipway__v1__piece_choke__number_ranges,
+  (ProtobufCMessageInit) slipway__v1__piece_choke__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
 static const ProtobufCFieldDescriptor slipway__v1__upload_begin__field_descriptors[1] =

@@ -277,7 +277,7 @@ const ProtobufCMessageDescriptor slipway__v1__error_reply__descriptor =
   (ProtobufCMessageInit) slipway__v1__error_reply__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCEnumValue slipway__v1__message_type__enum_values_by_number[54] =
+static const ProtobufCEnumValue slipway__v1__message_type__enum_values_by_number[56] =
 {
   { "MESSAGE_TYPE_UNSPECIFIED", "SLIPWAY__V1__MESSAGE_TYPE__MESSAGE_TYPE_UNSPECIFIED", 0 },
   { "MESSAGE_TYPE_SUBMIT_BUILD", "SLIPWAY__V1__MESSAGE_TYPE__MESSAGE_TYPE_SUBMIT_BUILD", 1 },
@@ -333,11 +333,13 @@ static const ProtobufCEnumValue slipway__v1__message_type__enum_values_by_number
   { "MESSAGE_TYPE_SERVICE_LIST_QUERY", "SLIPWAY__V1__MESSAGE_TYPE__MESSAGE_TYPE_SERVICE_LIST_QUERY", 62 },
   { "MESSAGE_TYPE_SERVICE_LIST", "SLIPWAY__V1__MESSAGE_TYPE__MESSAGE_TYPE_SERVICE_LIST", 63 },
   { "MESSAGE_TYPE_PIECE_HAVE", "SLIPWAY__V1__MESSAGE_TYPE__MESSAGE_TYPE_PIECE_HAVE", 64 },
+  { "MESSAGE_TYPE_PIECE_CHOKE", "SLIPWAY__V1__MESSAGE_TYPE__MESSAGE_TYPE_PIECE_CHOKE", 65 },
+  { "MESSAGE_TYPE_PIECE_INTEREST", "SLIPWAY__V1__MESSAGE_TYPE__MESSAGE_TYPE_PIECE_INTEREST", 66 },
 };
 static const ProtobufCIntRange slipway__v1__message_type__value_ranges[] = {
-{0, 0},{30, 29},{40, 30},{57, 46},{0, 54}
+{0, 0},{30, 29},{40, 30},{57, 46},{0, 56}
 };
-static const ProtobufCEnumValueIndex slipway__v1__message_type__enum_values_by_name[54] =
+static const ProtobufCEnumValueIndex slipway__v1__message_type__enum_values_by_name[56] =
 {
   { "MESSAGE_TYPE_ABORT_JOB", 16 },
   { "MESSAGE_TYPE_AGENT_REGISTER", 32 },
@@ -367,8 +369,10 @@ static const ProtobufCEnumValueIndex slipway__v1__message_type__enum_values_by_n
   { "MESSAGE_TYPE_MANIFEST_REQUEST", 23 },
   { "MESSAGE_TYPE_PEER_LIST", 34 },
   { "MESSAGE_TYPE_PEER_LIST_REQUEST", 33 },
+  { "MESSAGE_TYPE_PIECE_CHOKE", 54 },
   { "MESSAGE_TYPE_PIECE_DATA", 22 },
   { "MESSAGE_TYPE_PIECE_HAVE", 53 },
+  { "MESSAGE_TYPE_PIECE_INTEREST", 55 },
   { "MESSAGE_TYPE_PIECE_REQUEST", 21 },
   { "MESSAGE_TYPE_REGION_REPORT", 35 },
   { "MESSAGE_TYPE_REPLICATION_STATUS", 29 },
@@ -401,9 +405,9 @@ const ProtobufCEnumDescriptor slipway__v1__message_type__descriptor =
   "MessageType",
   "Slipway__V1__MessageType",
   "slipway.v1",
-  54,
+  56,
   slipway__v1__message_type__enum_values_by_number,
-  54,
+  56,
   slipway__v1__message_type__enum_values_by_name,
   4,
   slipway__v1__message_type__value_ranges,

@@ -20,6 +20,8 @@ typedef struct Slipway__V1__ManifestRequest Slipway__V1__ManifestRequest;
 typedef struct Slipway__V1__PieceRequest Slipway__V1__PieceRequest;
 typedef struct Slipway__V1__PieceData Slipway__V1__PieceData;
 typedef struct Slipway__V1__PieceHave Slipway__V1__PieceHave;
+typedef struct Slipway__V1__PieceInterest Slipway__V1__PieceInterest;
+typedef struct Slipway__V1__PieceChoke Slipway__V1__PieceChoke;
 typedef struct Slipway__V1__UploadBegin Slipway__V1__UploadBegin;
 typedef struct Slipway__V1__UploadCommit Slipway__V1__UploadCommit;
 typedef struct Slipway__V1__UploadAck Slipway__V1__UploadAck;
@@ -104,10 +106,16 @@ struct  Slipway__V1__PieceRequest
   char *digest;
   uint32_t first_piece;
   uint32_t count;
+  /*
+   * Agent -> agent: the sender heeds `PieceChoke`, so the peer may keep it waiting
+   * for an upload slot. Without it (an agent older than choking) the peer serves
+   * it as it asks.
+   */
+  protobuf_c_boolean heeds_choke;
 };
 #define SLIPWAY__V1__PIECE_REQUEST__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&slipway__v1__piece_request__descriptor) \
-    , (char *)protobuf_c_empty_string, 0, 0 }
+    , (char *)protobuf_c_empty_string, 0, 0, 0 }
 
 
 /*
@@ -151,10 +159,51 @@ struct  Slipway__V1__PieceHave
    * The sender holds the whole artifact (`pieces` may then be empty).
    */
   protobuf_c_boolean complete;
+  /*
+   * From a downloader: it heeds `PieceChoke` (as in `PieceRequest`).
+   */
+  protobuf_c_boolean heeds_choke;
 };
 #define SLIPWAY__V1__PIECE_HAVE__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&slipway__v1__piece_have__descriptor) \
-    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0,NULL, 0 }
+    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0,NULL, 0, 0 }
+
+
+/*
+ * Agent -> agent, from a downloader that heeds `PieceChoke`: whether the peer
+ * holds pieces the sender lacks (BitTorrent's interested and not interested).
+ * Only interested downloaders are given upload slots. Sent when it changes,
+ * and again after each greeting.
+ */
+struct  Slipway__V1__PieceInterest
+{
+  ProtobufCMessage base;
+  char *digest;
+  protobuf_c_boolean interested;
+};
+#define SLIPWAY__V1__PIECE_INTEREST__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&slipway__v1__piece_interest__descriptor) \
+    , (char *)protobuf_c_empty_string, 0 }
+
+
+/*
+ * Agent -> agent, over a peer's piece socket: whether the sender will take the
+ * receiver's requests for an artifact (BitTorrent's choke and unchoke). An
+ * uploader serves a few peers at a time so each piece it sends lands soon and
+ * is forwarded; a choked downloader keeps what it knows the uploader holds and
+ * asks it again once unchoked. Only downloaders that said they are interested
+ * (`PieceInterest`) or asked for a piece are given a slot. Sent only to downloaders that said they heed it;
+ * as the answer to a request (`in_reply_to`), the request was not taken.
+ */
+struct  Slipway__V1__PieceChoke
+{
+  ProtobufCMessage base;
+  char *digest;
+  protobuf_c_boolean choked;
+};
+#define SLIPWAY__V1__PIECE_CHOKE__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&slipway__v1__piece_choke__descriptor) \
+    , (char *)protobuf_c_empty_string, 0 }
 
 
 /*
@@ -381,6 +430,44 @@ Slipway__V1__PieceHave *
 void   slipway__v1__piece_have__free_unpacked
                      (Slipway__V1__PieceHave *message,
                       ProtobufCAllocator *allocator);
+/* Slipway__V1__PieceInterest methods */
+void   slipway__v1__piece_interest__init
+                     (Slipway__V1__PieceInterest         *message);
+size_t slipway__v1__piece_interest__get_packed_size
+                     (const Slipway__V1__PieceInterest   *message);
+size_t slipway__v1__piece_interest__pack
+                     (const Slipway__V1__PieceInterest   *message,
+                      uint8_t             *out);
+size_t slipway__v1__piece_interest__pack_to_buffer
+                     (const Slipway__V1__PieceInterest   *message,
+                      ProtobufCBuffer     *buffer);
+Slipway__V1__PieceInterest *
+       slipway__v1__piece_interest__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   slipway__v1__piece_interest__free_unpacked
+                     (Slipway__V1__PieceInterest *message,
+                      ProtobufCAllocator *allocator);
+/* Slipway__V1__PieceChoke methods */
+void   slipway__v1__piece_choke__init
+                     (Slipway__V1__PieceChoke         *message);
+size_t slipway__v1__piece_choke__get_packed_size
+                     (const Slipway__V1__PieceChoke   *message);
+size_t slipway__v1__piece_choke__pack
+                     (const Slipway__V1__PieceChoke   *message,
+                      uint8_t             *out);
+size_t slipway__v1__piece_choke__pack_to_buffer
+                     (const Slipway__V1__PieceChoke   *message,
+                      ProtobufCBuffer     *buffer);
+Slipway__V1__PieceChoke *
+       slipway__v1__piece_choke__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   slipway__v1__piece_choke__free_unpacked
+                     (Slipway__V1__PieceChoke *message,
+                      ProtobufCAllocator *allocator);
 /* Slipway__V1__UploadBegin methods */
 void   slipway__v1__upload_begin__init
                      (Slipway__V1__UploadBegin         *message);
@@ -531,6 +618,12 @@ typedef void (*Slipway__V1__PieceData_Closure)
 typedef void (*Slipway__V1__PieceHave_Closure)
                  (const Slipway__V1__PieceHave *message,
                   void *closure_data);
+typedef void (*Slipway__V1__PieceInterest_Closure)
+                 (const Slipway__V1__PieceInterest *message,
+                  void *closure_data);
+typedef void (*Slipway__V1__PieceChoke_Closure)
+                 (const Slipway__V1__PieceChoke *message,
+                  void *closure_data);
 typedef void (*Slipway__V1__UploadBegin_Closure)
                  (const Slipway__V1__UploadBegin *message,
                   void *closure_data);
@@ -564,6 +657,8 @@ extern const ProtobufCMessageDescriptor slipway__v1__manifest_request__descripto
 extern const ProtobufCMessageDescriptor slipway__v1__piece_request__descriptor;
 extern const ProtobufCMessageDescriptor slipway__v1__piece_data__descriptor;
 extern const ProtobufCMessageDescriptor slipway__v1__piece_have__descriptor;
+extern const ProtobufCMessageDescriptor slipway__v1__piece_interest__descriptor;
+extern const ProtobufCMessageDescriptor slipway__v1__piece_choke__descriptor;
 extern const ProtobufCMessageDescriptor slipway__v1__upload_begin__descriptor;
 extern const ProtobufCMessageDescriptor slipway__v1__upload_commit__descriptor;
 extern const ProtobufCMessageDescriptor slipway__v1__upload_ack__descriptor;
