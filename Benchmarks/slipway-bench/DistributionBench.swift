@@ -28,6 +28,7 @@ struct DistributionBench: AsyncParsableCommand {
     @Option(help: "Scratch folder (needs about 2 × (agents + 2) × the artifact size).") var directory: String?
     @Option(help: "Keep the region's and agents' logs in this folder.") var logs: String?
     @Flag(help: "Agents log every piece (with --logs: a timeline per agent).") var verbose = false
+    @Option(help: "Peers each agent uploads to at once (--upload-slots; 0: the agent's default).") var uploadSlots = 0
 
     private var modes: [String] { mode.split(separator: ",").map { String($0) } }
 
@@ -35,6 +36,7 @@ struct DistributionBench: AsyncParsableCommand {
         guard sizeMib >= 1, (1...200).contains(agents), rateMbit >= 1, pieceKib == 0 || (64...65_536).contains(pieceKib), (16...65_536).contains(btPieceKib) else {
             throw ValidationError("--size-mib and --rate-mbit must be at least 1, --agents 1…200, --piece-kib 0 or 64…65536, --bt-piece-kib 16…65536")
         }
+        guard (0...64).contains(uploadSlots) else { throw ValidationError("--upload-slots is 0 (the agent's default) or 1…64") }
         guard !modes.isEmpty, modes.allSatisfy(["p2p", "seed", "bittorrent"].contains) else {
             throw ValidationError("--mode is a comma-separated list of p2p, seed and bittorrent")
         }
@@ -152,6 +154,7 @@ struct DistributionBench: AsyncParsableCommand {
                              "--listen", "tcp://\(host):7730", "--root", run.appendingPathComponent("a\(index)").path,
                              "--service", "bench", "--run", "bench=exec sleep 100000", "--heartbeat", "1s", "--insecure"]
             if seedOnly { arguments.append("--seed-only") }
+            if uploadSlots > 0 { arguments += ["--upload-slots", "\(uploadSlots)"] }
             if verbose { arguments += ["--log-level", "debug"] }
             processes.append(try launchLogged(arguments, log: logs[index - 1]))
         }
