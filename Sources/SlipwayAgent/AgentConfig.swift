@@ -57,8 +57,10 @@ public struct AgentConfig: Sendable {
     /// benchmarks; machines that must not depend on their neighbours). Pieces
     /// held are still served to peers that ask.
     public var seedOnly = false
-    /// Peers this machine uploads to at once (``UploadChoker``); the others wait their turn.
-    public var uploadSlots = 4
+    /// Peers this machine uploads to at once (``UploadChoker``); the others wait their
+    /// turn. 0: every downloader is served as it asks (measured the better default on
+    /// CPU-bound machines, docs/benchmarks.md).
+    public var uploadSlots = 0
     /// This process's name on the wire.
     public var id: String
 

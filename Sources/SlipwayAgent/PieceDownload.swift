@@ -77,6 +77,14 @@ final class PieceDownload {
     private var greetedAt: ContinuousClock.Instant?
     /// What each connected peer was last told of this download's interest in its pieces.
     private var interestTold: [String: Bool] = [:]
+    private var interestToldAt: ContinuousClock.Instant?
+    /// When each peer that chokes this download said so. After ``chokeLapse`` it is
+    /// asked again as if it had never choked: one that still has no slot for this
+    /// download answers with a choke, one that does (its unchoke was lost) or an
+    /// older agent in its place serves, and a dead one lets the request time out
+    /// and is dropped.
+    private var chokedAt: [String: ContinuousClock.Instant] = [:]
+    static let chokeLapse: Duration = .seconds(12)
 
     init(digest: String, machineID: String, store: BlobStore, context: ZMQContext, sender: String, seedEndpoint: Endpoint,
          seedSecurity: ClientSecurity, logger: Logger, maxBytesPerSecond: UInt64 = 0, seedOnly: Bool = false, requestTimeout: Duration = .seconds(30),
@@ -185,7 +193,6 @@ final class PieceDownload {
         let message = codec.encode(WireMessage(hello, sender: sender))
         for machine in Set(machines) where connections[.peer(machine)] != nil || connections.count < Self.maxPeerConnections {
             _ = try? connection(.peer(machine)).send(message, wait: .never)
-            interestTold[machine] = nil  // said again after each greeting
         }
     }
 
@@ -220,7 +227,11 @@ final class PieceDownload {
                 for (other, pending) in sent where pending.source == request.source { sent[other] = nil }
             }
         }
-        tellInterest(picker)
+        for (machine, at) in chokedAt where now - at >= Self.chokeLapse {
+            chokedAt[machine] = nil
+            picker.chokeLapsed(machine)
+        }
+        tellInterest(picker, now: now)
         if maxBytesPerSecond > 0 {
             let allowed = Double(maxBytesPerSecond) * Self.seconds(now - startedAt) + Double(manifest!.pieceSize)
             guard Double(requestedBytes) < allowed else { return self.picker = picker }
@@ -245,8 +256,13 @@ final class PieceDownload {
     }
 
     /// Tells each connected peer whether it holds pieces this download lacks, when
-    /// that changed: only interested downloaders are given its upload slots.
-    private func tellInterest(_ picker: PiecePicker) {
+    /// that changed and every ``greetingInterval``: only interested downloaders are
+    /// given its upload slots, and a peer forgets one it has not heard from.
+    private func tellInterest(_ picker: PiecePicker, now: ContinuousClock.Instant) {
+        if interestToldAt.map({ now - $0 >= Self.greetingInterval }) ?? true {
+            interestToldAt = now
+            interestTold = [:]
+        }
         for case .peer(let machine) in connections.keys {
             let wants = picker.wants(from: machine)
             guard interestTold[machine] != wants else { continue }
@@ -287,12 +303,14 @@ final class PieceDownload {
                     continue
                 }
                 if choke.choked {
+                    chokedAt[machine] = now
                     SlipwayMetrics.choke("received")
                     // In reply to a request: that one was not taken. Others it took are still coming.
                     let refused = requestIDs.removeValue(forKey: message.envelope.inReplyTo)
                     if let refused, sent[refused]?.source == source { sent[refused] = nil }
                     picker.choked(by: machine, refused: refused)
                 } else {
+                    chokedAt[machine] = nil
                     picker.unchoked(by: machine)
                 }
                 self.picker = picker
@@ -339,10 +357,10 @@ final class PieceDownload {
         self.manifest = manifest
         self.manifestAt = .now
         self.resumedPieces = held.count
-        // One request per peer, two to a peer that gave this downloader an upload
-        // slot (the next waits there while one is sent). Alone with the store, two
-        // requests in flight keep its link busy between pieces.
-        picker = PiecePicker(pieceCount: manifest.pieceSha256.count, held: held, perPeerLimit: 1, unchokedLimit: 2, seedLimit: seedOnly ? 2 : 1)
+        // One request per peer (measured: two, even only to peers that gave this
+        // downloader a slot, were no faster). Alone with the store, two requests in
+        // flight keep its link busy between pieces.
+        picker = PiecePicker(pieceCount: manifest.pieceSha256.count, held: held, perPeerLimit: 1, seedLimit: seedOnly ? 2 : 1)
         let taken = store.takeReused(digest)
         if taken.pieces > 0 {
             SlipwayMetrics.piecesReused(by: "agent", pieces: taken.pieces, bytes: taken.bytes)

@@ -59,10 +59,6 @@ public struct PiecePicker: Sendable {
     public let pieceCount: Int
     /// Requests in flight per peer.
     public let perPeerLimit: Int
-    /// Requests in flight to a peer that gave this downloader one of its upload
-    /// slots (`PieceChoke{choked: false}`): the next waits there while one is sent,
-    /// so the slot's share of the peer's link does not idle between pieces.
-    public let unchokedLimit: Int
     /// Requests in flight to the regional store.
     public let seedLimit: Int
     /// Requests in flight in all. Pieces are large (up to 4 MiB): a deep queue at
@@ -76,10 +72,6 @@ public struct PiecePicker: Sendable {
     /// Peers that told this downloader to wait (`PieceChoke`): not asked until they
     /// unchoke it; what they hold is still known and counted.
     public private(set) var chokedBy: Set<String> = [] {
-        didSet { quiet = false }
-    }
-    /// Peers that said this downloader holds one of their upload slots.
-    public private(set) var unchokedBy: Set<String> = [] {
         didSet { quiet = false }
     }
     /// Peers that served a corrupt piece, never asked again.
@@ -117,11 +109,10 @@ public struct PiecePicker: Sendable {
     private var quiet = false
 
     /// A picker for `pieceCount` pieces, `held` of which are already verified on disk (a resumed download).
-    public init(pieceCount: Int, held: Set<Int> = [], perPeerLimit: Int = 4, unchokedLimit: Int? = nil, seedLimit: Int = 1, totalLimit: Int = .max) {
+    public init(pieceCount: Int, held: Set<Int> = [], perPeerLimit: Int = 4, seedLimit: Int = 1, totalLimit: Int = .max) {
         self.pieceCount = pieceCount
         self.held = held.filter { (0..<pieceCount).contains($0) }
         self.perPeerLimit = max(1, perPeerLimit)
-        self.unchokedLimit = max(1, unchokedLimit ?? perPeerLimit)
         self.seedLimit = max(1, seedLimit)
         self.totalLimit = max(1, totalLimit)
     }
@@ -168,7 +159,6 @@ public struct PiecePicker: Sendable {
         available[peer] = nil
         wanted[peer] = nil
         chokedBy.remove(peer)
-        unchokedBy.remove(peer)
         returnRequests(of: .peer(peer))
     }
 
@@ -184,7 +174,7 @@ public struct PiecePicker: Sendable {
             case .seed: seedLoad += 1
             }
         }
-        var open = available.keys.filter { !banned.contains($0) && !chokedBy.contains($0) && load[$0, default: 0] < limit($0) }
+        var open = available.keys.filter { !banned.contains($0) && !chokedBy.contains($0) && load[$0, default: 0] < perPeerLimit }
         var requests: [Request] = []
         var seedCandidates: [Int] = []
         var ownCandidates = 0
@@ -201,7 +191,7 @@ public struct PiecePicker: Sendable {
                 guard let peer = open.filter({ available[$0]!.contains(piece) })
                     .min(by: { (load[$0, default: 0], $0) < (load[$1, default: 0], $1) }) else { continue }
                 load[peer, default: 0] += 1
-                if load[peer]! >= limit(peer) { open.removeAll { $0 == peer } }
+                if load[peer]! >= perPeerLimit { open.removeAll { $0 == peer } }
                 total += 1
                 inFlight[piece] = .peer(peer)
                 requests.append(Request(piece: piece, source: .peer(peer)))
@@ -273,17 +263,18 @@ public struct PiecePicker: Sendable {
     /// served; `refused`, the request it answered with the choke, goes back to missing.
     public mutating func choked(by peer: String, refused: Int? = nil) {
         chokedBy.insert(peer)
-        unchokedBy.remove(peer)
         if let refused, inFlight[refused] == .peer(peer) { inFlight[refused] = nil }
+    }
+
+    /// `peer`'s choke was not renewed: it is asked again as if it had never choked.
+    public mutating func chokeLapsed(_ peer: String) {
+        chokedBy.remove(peer)
     }
 
     /// `peer` takes this downloader's requests again.
     public mutating func unchoked(by peer: String) {
         chokedBy.remove(peer)
-        unchokedBy.insert(peer)
     }
-
-    private func limit(_ peer: String) -> Int { unchokedBy.contains(peer) ? unchokedLimit : perPeerLimit }
 
     /// A request failed (timeout, "not here"): the piece may be asked for again.
     public mutating func failed(_ piece: Int, from source: PieceSource) {

@@ -60,17 +60,20 @@ final class PieceServer {
     static let indicesPerHave = 8_192
     /// Which downloaders that heed `PieceChoke` are served now.
     private var choker: UploadChoker<[UInt8]>
+    /// Upload slots are used (`--upload-slots` above 0); else every downloader is served as it asks.
+    let choking: Bool
     /// The artifact each of them downloads, for its `PieceChoke`s.
     private var heeding: [[UInt8]: String] = [:]
 
     /// Binds a ROUTER at `endpoint` serving from `store`.
     init(context: ZMQContext, endpoint: Endpoint, store: BlobStore, machineID: String, sender: String, logger: Logger,
-         maxQueued: Int = 2, uploadSlots: Int = 4) throws {
+         maxQueued: Int = 2, uploadSlots: Int = 0) throws {
         self.store = store
         self.machineID = machineID
         self.sender = sender
         self.maxQueued = maxQueued
         self.choker = UploadChoker(slots: uploadSlots)
+        self.choking = uploadSlots > 0
         // One piece in each peer's pipe beyond the one being sent, and a small kernel buffer.
         (socket, connections) = try ZMQSocket.boundedRouter(context: context, endpoint: endpoint,
                                                             limits: ServerLimits(largestMessage: 64 << 10, receiveQueue: 16, sendQueue: 1),
@@ -114,7 +117,7 @@ final class PieceServer {
                 }
                 if let held = holdings(have.digest) {
                     subscribe(peer, to: have.digest, telling: held)
-                    if have.heedsChoke { heeding[peer] = have.digest }
+                    if choking, have.heedsChoke { heeding[peer] = have.digest }
                 }
                 continue
             }
@@ -123,7 +126,9 @@ final class PieceServer {
                     rejected += 1
                     continue
                 }
-                guard holdings(interest.digest) != nil else { continue }
+                guard choking else { continue }
+                // Wherever its requests would be served: held, being fetched, or asked of before.
+                guard holdings(interest.digest) != nil || manifests[interest.digest] != nil else { continue }
                 heeding[peer] = interest.digest
                 apply(interest.interested ? choker.interested(peer, now: .now) : choker.notInterested(peer, now: .now))
                 continue
@@ -139,7 +144,7 @@ final class PieceServer {
                 reply(peer, to: message, error: .notFound, "no such artifact or piece here")
                 continue
             }
-            if request.heedsChoke {
+            if choking, request.heedsChoke {
                 guard queues[peer, default: []].count < Self.maxQueuedPerPeer else {
                     reply(peer, to: message, error: .busy, "too many requests waiting; ask another peer")
                     continue
@@ -235,7 +240,7 @@ final class PieceServer {
     func flush() {
         defer { for peer in Array(untold.keys) where queues[peer] == nil && !unsent.isWaiting(for: peer) { tell(peer) } }
         let now = ContinuousClock.now
-        apply(choker.tick(now: now))
+        apply(choker.tick(now: now) { self.queues[$0]?.count ?? 0 })
         if heeding.count > choker.maxWaiting + choker.slots {
             // Peers the choker forgot (not heard from lately) need no digest kept.
             let known = choker.served.union(choker.waiting)

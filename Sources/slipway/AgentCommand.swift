@@ -32,7 +32,7 @@ struct AgentCommand: AsyncParsableCommand {
     @Option(help: "Without --health: how long a new build must stay up to count as healthy.", transform: parseDuration) var healthGrace = DurationArgument(argument: "2s")!
     @Option(help: "Cap on download bandwidth in MiB/s (0: none).") var maxDownloadMibps = 0.0
     @Flag(help: "Fetch from the regional store only, never from peers (for comparisons).") var seedOnly = false
-    @Option(help: "Peers this machine uploads pieces to at once; the others wait their turn (1-64).") var uploadSlots = 4
+    @Option(help: "Peers this machine uploads pieces to at once, the others waiting their turn (1-64); 0: every peer is served as it asks.") var uploadSlots = 0
     @Option(help: "Apply a signed target new to this machine only if it was set, or the coordinator vouched for it, within this long; 0: no limit.",
             transform: parseDuration)
     var targetMaxAge = DurationArgument(argument: "24h")!
@@ -58,7 +58,7 @@ struct AgentCommand: AsyncParsableCommand {
             throw ValidationError("--target-max-age must be 0 (no limit) or at least 1s")
         }
         guard maxDownloadMibps >= 0, maxDownloadMibps < 1e6 else { throw ValidationError("--max-download-mibps must be 0 or positive") }
-        guard (1...64).contains(uploadSlots) else { throw ValidationError("--upload-slots must be between 1 and 64") }
+        guard (0...64).contains(uploadSlots) else { throw ValidationError("--upload-slots must be between 0 (none) and 64") }
     }
 
     func run() async throws {

@@ -76,6 +76,23 @@ struct PieceChokeTests {
         return try message.body(as: Slipway_V1_PieceChoke.self).choked
     }
 
+    @Test("without upload slots (--upload-slots 0, the default) a downloader that heeds chokes is served as it asks")
+    func noSlots() throws {
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("piece-choke-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: folder) }
+        let (store, digest) = try Self.artifact(in: folder)
+        let context = try ZMQContext()
+        let (server, address) = try PieceHaveTests.server(in: folder, context: context, store: store, uploadSlots: 0)
+        let client = try ZMQSocket.requestDealer(context: context, connectedTo: address)
+        defer { client.close() }
+        _ = try client.send(Self.interest(digest), wait: .never)
+        for piece in [UInt32(0), 1] {
+            _ = try client.send(WireCodec().encode(Self.request(digest, piece: piece)), wait: .never)
+            #expect(try Self.next(client, from: server, digest)?.type == .pieceData)
+        }
+        #expect(server.uploadingTo == 0)
+    }
+
     @Test("one slot: the first downloader is served, the second told to wait, then they trade places when the first asks for nothing")
     func oneSlotGoesRound() throws {
         let folder = FileManager.default.temporaryDirectory.appendingPathComponent("piece-choke-\(UUID().uuidString)")
@@ -118,7 +135,8 @@ struct PieceChokeTests {
         _ = try second.send(codec.encode(Self.request(digest, piece: 3)), wait: .never)
         #expect(try Self.next(second, from: server, digest)?.type == .pieceData)
 
-        // The first wants pieces again and waits; the second wants nothing more: the slot goes back at once.
+        // The first says again that it wants pieces (it waits); the second wants nothing more:
+        // the slot goes back at once.
         _ = try first.send(Self.interest(digest), wait: .never)
         _ = try second.send(Self.interest(digest, false), wait: .never)
         #expect(try Self.choked(Self.next(second, from: server, digest)) == true)

@@ -14,6 +14,7 @@ struct UploadChokerTests {
         #expect(choker.interested("b", now: at(1)) == [.unchoke("b")])
         #expect(choker.interested("c", now: at(2)) == [.choke("c")])
         #expect(choker.interested("c", now: at(3)) == [], "told once")
+        #expect(choker.interested("a", now: at(3)) == [])
         #expect(choker.request(from: "a", now: at(4)) == (true, []))
         #expect(choker.request(from: "c", now: at(5)) == (false, [.choke("c")]), "the answer to the request")
         // A request from a peer never heard of takes a free slot, or waits.
@@ -31,27 +32,27 @@ struct UploadChokerTests {
         // a keeps asking, so it is not idle: its slot is kept until the turn is over.
         for time in stride(from: 500, to: 4_000, by: 500) {
             #expect(choker.request(from: "a", now: at(time)).taken)
-            #expect(choker.tick(now: at(time + 1)) == [])
+            #expect(choker.tick(now: at(time + 1)) { _ in 1 } == [])
             choker.answered("a", now: at(time + 2))
         }
-        #expect(choker.tick(now: at(4_000)) == [.choke("a"), .unchoke("b")])
+        #expect(choker.tick(now: at(4_000)) { _ in 0 } == [.choke("a"), .unchoke("b")])
         #expect(choker.waiting == ["c", "a"])
         #expect(choker.request(from: "b", now: at(4_100)).taken)
-        #expect(choker.tick(now: at(8_000)) == [.choke("b"), .unchoke("c")])
+        #expect(choker.tick(now: at(8_000)) { _ in 1 } == [.choke("b"), .unchoke("c")])
         #expect(choker.waiting == ["a", "b"])
     }
 
-    @Test("a peer that asks for nothing gives its slot up to one that waits; alone, it keeps it; one with a request pending keeps it")
+    @Test("a peer that asks for nothing gives its slot up to one that waits; alone, it keeps it; one with pieces queued keeps it")
     func idlePeersMakeWay() {
         var choker = UploadChoker<String>(slots: 1, turn: .seconds(60), idleGrace: .seconds(1))
         _ = choker.interested("a", now: at(0))
-        #expect(choker.tick(now: at(5_000)) == [], "nobody waits")
+        #expect(choker.tick(now: at(5_000)) { _ in 0 } == [], "nobody waits")
         #expect(choker.request(from: "a", now: at(5_000)).taken)
         _ = choker.interested("b", now: at(5_100))
-        #expect(choker.tick(now: at(7_000)) == [], "a's request is still being served")
+        #expect(choker.tick(now: at(7_000)) { $0 == "a" ? 2 : 0 } == [], "a's pieces are still queued")
         choker.answered("a", now: at(7_000))
-        #expect(choker.tick(now: at(7_999)) == [])
-        #expect(choker.tick(now: at(8_000)) == [.choke("a"), .unchoke("b")])
+        #expect(choker.tick(now: at(7_999)) { _ in 0 } == [])
+        #expect(choker.tick(now: at(8_000)) { _ in 0 } == [.choke("a"), .unchoke("b")])
     }
 
     @Test("a peer that wants nothing more leaves its slot or its place in line; its slot goes to the longest waiting")
@@ -78,10 +79,28 @@ struct UploadChokerTests {
         _ = choker.interested("d", now: at(2_000))
         _ = choker.interested("c", now: at(14_000))
         #expect(choker.request(from: "b", now: at(16_500)).taken)
-        #expect(choker.tick(now: at(17_000)) == [])
+        #expect(choker.tick(now: at(17_000)) { _ in 1 } == [])
         #expect(choker.waiting == ["c"], "d was not heard from for 15 s; c greeted again")
-        for peer in ["e", "f", "g"] { _ = choker.interested(peer, now: at(17_000)) }
-        #expect(choker.waiting == ["e", "f", "g"], "the longest waiting made way")
+        for peer in ["e", "f"] { _ = choker.interested(peer, now: at(17_000)) }
+        #expect(choker.interested("g", now: at(17_000)) == [.choke("g")])
+        #expect(choker.waiting == ["c", "e", "f"], "the line is full: g is told to wait, and not queued")
+    }
+
+    @Test("a slot holder not heard from loses its slot; one whose turn ended waits as last heard, and is forgotten in time")
+    func silentHoldersAreForgotten() {
+        var choker = UploadChoker<String>(slots: 1, turn: .seconds(60), idleGrace: .seconds(1), forgetAfter: .seconds(15))
+        _ = choker.interested("a", now: at(0))
+        #expect(choker.tick(now: at(15_000)) { _ in 1 } == [.choke("a")], "silent for 15 s, pieces queued or not")
+        #expect(choker.served.isEmpty && choker.waiting.isEmpty)
+        _ = choker.interested("b", now: at(15_000))
+        _ = choker.interested("c", now: at(15_000))
+        #expect(choker.request(from: "b", now: at(16_000)).taken)
+        #expect(choker.tick(now: at(19_000)) { _ in 0 } == [.choke("b"), .unchoke("c")])
+        for time in stride(from: 20_000, through: 29_000, by: 1_000) { _ = choker.interested("c", now: at(time)) }
+        #expect(choker.tick(now: at(30_999)) { _ in 1 } == [], "b was last heard at 16 s; c keeps its slot")
+        #expect(choker.waiting == ["b"])
+        _ = choker.tick(now: at(31_000)) { _ in 1 }
+        #expect(choker.waiting.isEmpty, "forgotten 15 s after it was last heard, though it had a turn since")
     }
 
     @Test("no peer is served by two slots, and every waiting peer is served within a few turns")
@@ -92,7 +111,7 @@ struct UploadChokerTests {
         for time in stride(from: 0, through: 10_000, by: 100) {
             for peer in choker.served where servedAt[peer] == nil { servedAt[peer] = time }
             for peer in choker.served { _ = choker.request(from: peer, now: at(time)); choker.answered(peer, now: at(time)) }
-            _ = choker.tick(now: at(time))
+            _ = choker.tick(now: at(time)) { _ in 0 }
             for peer in 0..<15 where time % 5_000 == 0 { _ = choker.interested(peer, now: at(time)) }
             #expect(choker.served.count == 4)
             #expect(choker.served.isDisjoint(with: choker.waiting))
