@@ -229,7 +229,7 @@ final class PieceDownload {
         }
         for (machine, at) in chokedAt where now - at >= Self.chokeLapse {
             chokedAt[machine] = nil
-            picker.chokeLapsed(machine)
+            picker.unchoked(by: machine)
         }
         tellInterest(picker, now: now)
         if maxBytesPerSecond > 0 {

@@ -266,12 +266,7 @@ public struct PiecePicker: Sendable {
         if let refused, inFlight[refused] == .peer(peer) { inFlight[refused] = nil }
     }
 
-    /// `peer`'s choke was not renewed: it is asked again as if it had never choked.
-    public mutating func chokeLapsed(_ peer: String) {
-        chokedBy.remove(peer)
-    }
-
-    /// `peer` takes this downloader's requests again.
+    /// `peer` takes this downloader's requests again (it said so, or its choke lapsed).
     public mutating func unchoked(by peer: String) {
         chokedBy.remove(peer)
     }

@@ -57,9 +57,6 @@ public struct UploadChoker<Peer: Hashable & Sendable>: Sendable {
         self.maxWaiting = max(1, maxWaiting)
     }
 
-    /// Whether `peer`'s requests are taken now.
-    public func isUnchoked(_ peer: Peer) -> Bool { unchoked[peer] != nil }
-
     /// Peers with a slot.
     public var served: Set<Peer> { Set(unchoked.keys) }
 

@@ -113,7 +113,7 @@ struct SplitMix64: RandomNumberGenerator {
         picker.unchoked(by: "a")
         #expect(picker.next(using: &random).contains(.init(piece: refused.piece, source: .peer("a"))), "asked again once unchoked")
         picker.choked(by: "a")
-        picker.chokeLapsed("a")
+        picker.unchoked(by: "a")  // the choke lapsed
         #expect(!picker.chokedBy.contains("a"), "a choke lapses: a is asked again")
         picker.choked(by: "a")
         picker.remove("a")
