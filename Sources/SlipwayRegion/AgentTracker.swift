@@ -1,13 +1,14 @@
 import SlipwayAuth
-import SlipwayProto
+package import SlipwayProto
 
 /// What a region controller knows about its machines: who is alive, where each
 /// service stands on each machine, and which artifact pieces each one can serve.
 /// It answers peer-list requests and folds every machine into the counts the
 /// coordinator gets (``report(region:)``); per-machine state never leaves the region.
 ///
-/// Pure: no sockets, no clock; the tracker loop feeds it messages and the time.
-struct AgentTracker {
+/// Pure: no sockets, no clock; the tracker loop feeds it messages and the time
+/// (the distribution simulator feeds it virtual time).
+package struct AgentTracker {
     /// One machine, as it last reported.
     struct Machine {
         var endpoint: String
@@ -32,13 +33,17 @@ struct AgentTracker {
     /// Most failing machines named in one report.
     let failureLimit: Int
     private(set) var machines: [String: Machine] = [:]
+    /// Per artifact, the machines that hold it or are fetching it: a peer list
+    /// samples these instead of visiting every machine of the region, since
+    /// every downloading machine asks for one each second.
+    private var holders: [String: SampledSet<String>] = [:]
     /// Artifacts in progress remembered per machine.
     static let maxPartialDigests = 8
     /// Piece indices remembered per artifact per machine (a 256 GiB artifact of 4 MiB pieces).
-    static let maxHave = 65_536
+    package static let maxHave = 65_536
 
     /// A tracker that forgets silent machines after `timeout`.
-    init(timeout: Duration, forgetAfter: Duration = .seconds(900), peerLimit: Int = 20, failureLimit: Int = 100) {
+    package init(timeout: Duration, forgetAfter: Duration = .seconds(900), peerLimit: Int = 20, failureLimit: Int = 100) {
         self.timeout = timeout
         self.forgetAfter = max(forgetAfter, timeout)
         self.peerLimit = peerLimit
@@ -46,7 +51,7 @@ struct AgentTracker {
     }
 
     /// Records a registration or heartbeat (already validated).
-    mutating func register(_ message: Slipway_V1_AgentRegister, now: ContinuousClock.Instant) {
+    package mutating func register(_ message: Slipway_V1_AgentRegister, now: ContinuousClock.Instant) {
         var machine = machines[message.machineID]
             ?? Machine(endpoint: message.peerEndpoint, statuses: [:], complete: [], partial: [:], lastSeen: now)
         machine.endpoint = message.peerEndpoint
@@ -62,12 +67,12 @@ struct AgentTracker {
         machine.complete = Set(message.completeDigests)
         for digest in machine.complete { machine.partial[digest] = nil }
         machine.lastSeen = now
-        machines[message.machineID] = machine
+        store(machine, as: message.machineID)
     }
 
     /// Records which pieces of `digest` a downloading machine holds. Unknown
     /// machines are ignored: they register first.
-    mutating func noteHave(_ request: Slipway_V1_PeerListRequest, now: ContinuousClock.Instant) {
+    package mutating func noteHave(_ request: Slipway_V1_PeerListRequest, now: ContinuousClock.Instant) {
         guard var machine = machines[request.machineID], !machine.silent else { return }
         // Bounded per machine: a few downloads at a time is all an agent does.
         if machine.partial[request.digest] == nil, machine.partial.count >= Self.maxPartialDigests {
@@ -75,36 +80,48 @@ struct AgentTracker {
         }
         machine.partial[request.digest] = Set(request.have.prefix(Self.maxHave).map(Int.init))
         machine.lastSeen = now
-        machines[request.machineID] = machine
+        store(machine, as: request.machineID)
     }
 
-    /// Up to ``peerLimit`` live machines other than `asking` that hold or are fetching `digest`, in random order.
-    func peers(for digest: String, asking: String, using random: inout some RandomNumberGenerator) -> [Slipway_V1_Peer] {
-        var candidates: [Slipway_V1_Peer] = []
-        for (id, machine) in machines where id != asking && !machine.endpoint.isEmpty && !machine.silent {
+    /// Saves `machine` (nil: forgets it) and keeps ``holders`` in step.
+    private mutating func store(_ machine: Machine?, as id: String) {
+        let before = machines[id].map { $0.complete.union($0.partial.keys) } ?? []
+        let after = machine.map { $0.complete.union($0.partial.keys) } ?? []
+        machines[id] = machine
+        for digest in before.subtracting(after) {
+            holders[digest]?.remove(id)
+            if holders[digest]?.isEmpty == true { holders[digest] = nil }
+        }
+        for digest in after.subtracting(before) { holders[digest, default: SampledSet()].insert(id) }
+    }
+
+    /// Up to ``peerLimit`` live machines other than `asking` that hold or are fetching `digest`, chosen at random.
+    package func peers(for digest: String, asking: String, using random: inout some RandomNumberGenerator) -> [Slipway_V1_Peer] {
+        guard let holders = holders[digest] else { return [] }
+        let chosen = holders.sample(peerLimit, where: { id in
+            id != asking && machines[id].map { !$0.endpoint.isEmpty && !$0.silent } ?? false
+        }, using: &random)
+        return chosen.map { id in
+            let machine = machines[id]!
             var peer = Slipway_V1_Peer()
             peer.machineID = id
             peer.endpoint = machine.endpoint
             if machine.complete.contains(digest) {
                 peer.complete = true
-            } else if let have = machine.partial[digest] {
-                // Also when it holds nothing yet: downloaders split the seed's pieces among themselves.
-                peer.have = have.sorted().map(UInt32.init)
             } else {
-                continue
+                // Also when it holds nothing yet: downloaders split the seed's pieces among themselves.
+                peer.have = (machine.partial[digest] ?? []).sorted().map(UInt32.init)
             }
-            candidates.append(peer)
+            return peer
         }
-        candidates.shuffle(using: &random)
-        return Array(candidates.prefix(peerLimit))
     }
 
     /// Marks machines not heard from within ``timeout`` silent, and forgets
     /// those silent for ``forgetAfter``.
     /// - Returns: the machines that went silent now, and those forgotten.
-    mutating func expire(now: ContinuousClock.Instant) -> (silenced: [String], forgotten: [String]) {
+    package mutating func expire(now: ContinuousClock.Instant) -> (silenced: [String], forgotten: [String]) {
         let forgotten = machines.filter { now - $0.value.lastSeen > forgetAfter }.map(\.key).sorted()
-        for id in forgotten { machines[id] = nil }
+        for id in forgotten { store(nil, as: id) }
         let silenced = machines.filter { !$0.value.silent && now - $0.value.lastSeen > timeout }.map(\.key).sorted()
         for id in silenced { machines[id]?.silent = true }
         return (silenced, forgotten)

@@ -129,3 +129,57 @@ extension Slipway_V1_AgentRegister {
         return copy
     }
 }
+
+@Suite struct AgentTrackerSamplingTests {
+    let digest = String(repeating: "c", count: 64)
+    let start = ContinuousClock.now
+
+    func machine(_ id: String, tracker: inout AgentTracker, complete: Bool) {
+        var register = Slipway_V1_AgentRegister()
+        register.machineID = id
+        register.region = "eu"
+        register.peerEndpoint = "tcp://127.0.0.1:1"
+        register.completeDigests = complete ? [digest] : []
+        tracker.register(register, now: start)
+        if !complete {
+            var have = Slipway_V1_PeerListRequest()
+            have.digest = digest
+            have.machineID = id
+            have.have = [1]
+            tracker.noteHave(have, now: start)
+        }
+    }
+
+    @Test("a peer list of a large swarm is a random sample of live holders, never the asker, and follows who holds what")
+    func sample() {
+        var tracker = AgentTracker(timeout: .seconds(10))
+        var random = SystemRandomNumberGenerator()
+        for index in 0..<1_000 { machine("m\(index)", tracker: &tracker, complete: index % 2 == 0) }
+        let list = tracker.peers(for: digest, asking: "m0", using: &random)
+        #expect(list.count == 20 && Set(list.map(\.machineID)).count == 20 && !list.contains { $0.machineID == "m0" })
+        #expect(list.allSatisfy { $0.complete == (Int($0.machineID.dropFirst())! % 2 == 0) && ($0.complete || $0.have == [1]) })
+        let seen = Set((0..<20).flatMap { _ in tracker.peers(for: digest, asking: "m0", using: &random).map(\.machineID) })
+        #expect(seen.count > 200, "lists differ from request to request")
+
+        // Only three stay live: random probes find almost nothing; the full pass finds exactly them.
+        var register = Slipway_V1_AgentRegister()
+        register.region = "eu"
+        register.peerEndpoint = "tcp://127.0.0.1:1"
+        register.completeDigests = [digest]
+        for id in ["m1", "m2", "m3"] {
+            register.machineID = id
+            tracker.register(register, now: start + .seconds(8))
+        }
+        #expect(tracker.expire(now: start + .seconds(11)).silenced.count == 997)
+        #expect(Set(tracker.peers(for: digest, asking: "x", using: &random).map(\.machineID)) == ["m1", "m2", "m3"])
+        // Forgotten machines leave the index; a machine that drops the artifact leaves its holders.
+        var forgetting = AgentTracker(timeout: .seconds(10), forgetAfter: .seconds(60))
+        machine("gone", tracker: &forgetting, complete: true)
+        machine("dropped", tracker: &forgetting, complete: true)
+        register.machineID = "dropped"
+        register.completeDigests = []
+        forgetting.register(register, now: start + .seconds(50))
+        _ = forgetting.expire(now: start + .seconds(61))
+        #expect(forgetting.peers(for: digest, asking: "x", using: &random).isEmpty)
+    }
+}
