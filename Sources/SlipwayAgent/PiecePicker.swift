@@ -86,8 +86,11 @@ public struct PiecePicker: Sendable {
     public var seedStripe: (index: Int, count: Int)? {
         didSet { quiet = false }
     }
+    /// What each peer holds. A change that can lower a piece's rarity marks the
+    /// order stale; pieces a peer adds (its haves, the common case: one per piece
+    /// per connected peer) only raise rarities, counted in place.
     private var available: [String: Set<Int>] = [:] {
-        didSet { orderIsStale = true; quiet = false }
+        didSet { quiet = false }
     }
     /// Per peer, how many pieces it holds that are not held here; kept as pieces
     /// arrive, so ``wants(from:)`` costs nothing however many pieces there are.
@@ -102,6 +105,9 @@ public struct PiecePicker: Sendable {
     private var order: [Int] = []
     /// Every piece of `order` before this one is held.
     private var orderStart = 0
+    /// Where the pieces no peer held when `order` was built end: rarities only
+    /// grow until it is rebuilt, so no piece past this one can be rarity 0.
+    private var zeroEnd = 0
     private var rarity: [Int] = []
     private var orderIsStale = true
     /// Nothing changed since a call that found nothing to ask for: the next call
@@ -135,11 +141,20 @@ public struct PiecePicker: Sendable {
     public mutating func peer(_ peer: String, has pieces: Set<Int>) {
         guard !banned.contains(peer) else { return }
         let usable = pieces.filter { (0..<pieceCount).contains($0) }
-        // Refreshed lists often say nothing new: the order stands.
-        if available[peer] != usable {
+        // Refreshed lists often say nothing new, or only that the peer holds more: the order stands.
+        guard let known = available[peer] else {
             available[peer] = usable
+            orderIsStale = true
             wanted[peer] = usable.count { !held.contains($0) }
+            return
         }
+        guard known != usable else { return }
+        if usable.count > known.count, usable.isSuperset(of: known) {
+            return self.peer(peer, adds: usable.subtracting(known))
+        }
+        available[peer] = usable
+        orderIsStale = true
+        wanted[peer] = usable.count { !held.contains($0) }
     }
 
     /// Adds pieces `peer` says it has just verified (its `have` messages) to what it
@@ -150,13 +165,14 @@ public struct PiecePicker: Sendable {
         let new = pieces.filter { (0..<pieceCount).contains($0) && !known.contains($0) }
         if !new.isEmpty {
             available[peer] = known.union(new)
+            if !orderIsStale { for piece in new { rarity[piece] += 1 } }
             wanted[peer, default: 0] += new.count { !held.contains($0) }
         }
     }
 
     /// Forgets a peer that went away; its requests go back to missing.
     public mutating func remove(_ peer: String) {
-        available[peer] = nil
+        if available.removeValue(forKey: peer) != nil { orderIsStale = true }
         wanted[peer] = nil
         chokedBy.remove(peer)
         returnRequests(of: .peer(peer))
@@ -182,11 +198,15 @@ public struct PiecePicker: Sendable {
         let seedRoom = seedLimit - seedLoad
         var total = inFlight.count
         while orderStart < order.count, held.contains(order[orderStart]) { orderStart += 1 }
-        for piece in order[orderStart...] where total < totalLimit {
+        for position in orderStart..<order.count where total < totalLimit {
+            let piece = order[position]
             guard !held.contains(piece), inFlight[piece] == nil else { continue }
             // Pieces no peer has come first in the order: past them, with every peer
             // busy, nothing is left to find.
-            if open.isEmpty, rarity[piece] > 0 || seedRoom <= 0 || ownCandidates >= seedRoom { break }
+            if open.isEmpty {
+                if position >= zeroEnd || seedRoom <= 0 || ownCandidates >= seedRoom { break }
+                if rarity[piece] > 0 { continue }
+            }
             if rarity[piece] > 0 {
                 guard let peer = open.filter({ available[$0]!.contains(piece) })
                     .min(by: { (load[$0, default: 0], $0) < (load[$1, default: 0], $1) }) else { continue }
@@ -223,6 +243,7 @@ public struct PiecePicker: Sendable {
         // Stable sort keeps the shuffle as the tie-break between equally rare pieces.
         order = wanted.enumerated().sorted { (rarity[$0.element], $0.offset) < (rarity[$1.element], $1.offset) }.map(\.element)
         orderStart = 0
+        zeroEnd = order.firstIndex { rarity[$0] > 0 } ?? order.count
         orderIsStale = false
     }
 
@@ -233,6 +254,7 @@ public struct PiecePicker: Sendable {
             if case .peer(let machine) = source {
                 banned.insert(machine)
                 available[machine] = nil
+                orderIsStale = true
                 wanted[machine] = nil
                 returnRequests(of: source)
             }
@@ -253,9 +275,9 @@ public struct PiecePicker: Sendable {
     /// availability is next reported.
     public mutating func declined(_ piece: Int, from source: PieceSource) {
         if inFlight[piece] == source { inFlight[piece] = nil }
-        if case .peer(let machine) = source {
-            available[machine] = nil
+        if case .peer(let machine) = source, available.removeValue(forKey: machine) != nil {
             wanted[machine] = nil
+            orderIsStale = true
         }
     }
 
@@ -274,8 +296,9 @@ public struct PiecePicker: Sendable {
     /// A request failed (timeout, "not here"): the piece may be asked for again.
     public mutating func failed(_ piece: Int, from source: PieceSource) {
         if inFlight[piece] == source { inFlight[piece] = nil }
-        if case .peer(let machine) = source, available[machine]?.remove(piece) != nil, !held.contains(piece) {
-            wanted[machine, default: 1] -= 1
+        if case .peer(let machine) = source, available[machine]?.remove(piece) != nil {
+            orderIsStale = true
+            if !held.contains(piece) { wanted[machine, default: 1] -= 1 }
         }
     }
 

@@ -196,3 +196,22 @@ struct SplitMix64: RandomNumberGenerator {
                 "nothing left for peers to give: the rest comes from the seed")
     }
 }
+
+@Suite struct PiecePickerRarityTests {
+    @Test("haves raise rarities in place: a piece no peer holds still goes to the store while every peer is busy")
+    func havesKeepOrder() {
+        var random = SplitMix64(state: 7)
+        var picker = PiecePicker(pieceCount: 11, perPeerLimit: 1, seedLimit: 1)
+        picker.peer("a", has: [10])
+        let first = picker.next(using: &random)
+        #expect(first.contains(.init(piece: 10, source: .peer("a"))) && first.count == 2)
+        let fromSeed = first.first { $0.source == .seed }!.piece
+        // The peer now holds every piece but one, learned from its haves and then from a list.
+        let lacking = (0..<10).first { $0 != fromSeed }!
+        picker.peer("a", adds: Set(0..<10).subtracting([lacking]).subtracting([fromSeed]))
+        picker.peer("a", has: Set(0...10).subtracting([lacking]))
+        #expect(picker.availability(lacking) == 0 && picker.availability(fromSeed) == 1)
+        #expect(picker.received(fromSeed, from: .seed, valid: true) == .accepted)
+        #expect(picker.next(using: &random) == [.init(piece: lacking, source: .seed)])
+    }
+}
