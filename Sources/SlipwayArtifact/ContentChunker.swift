@@ -1,3 +1,4 @@
+import SlipwayCore
 /// Cuts bytes into pieces where their content says, so that an edit moves only
 /// the boundaries near it and two builds that differ a little share most pieces.
 ///
@@ -61,13 +62,7 @@ public struct ContentChunker: Sendable, Equatable {
 
     /// 256 pseudo-random words from SplitMix64 with a fixed seed (see the type's note).
     static let gear: [UInt64] = {
-        var state: UInt64 = 0x534c_4950_5741_5931  // "SLIPWAY1"
-        return (0..<256).map { _ in
-            state &+= 0x9e37_79b9_7f4a_7c15
-            var mixed = state
-            mixed = (mixed ^ (mixed >> 30)) &* 0xbf58_476d_1ce4_e5b9
-            mixed = (mixed ^ (mixed >> 27)) &* 0x94d0_49bb_1331_11eb
-            return mixed ^ (mixed >> 31)
-        }
+        var generator = SplitMix64(seed: 0x534c_4950_5741_5931)  // "SLIPWAY1"
+        return (0..<256).map { _ in generator.next() }
     }()
 }

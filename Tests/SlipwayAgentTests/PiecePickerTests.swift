@@ -1,21 +1,10 @@
 import SlipwayAgent
+import SlipwayCore
 import Testing
-
-/// Deterministic randomness for tests.
-struct SplitMix64: RandomNumberGenerator {
-    var state: UInt64
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}
 
 @Suite struct PiecePickerTests {
     @Test func asksPeersForTheRarestPieceFirst() {
-        var random = SplitMix64(state: 1)
+        var random = SplitMix64(seed: 1)
         var picker = PiecePicker(pieceCount: 4, perPeerLimit: 1, seedLimit: 1)
         picker.peer("a", has: [0, 1, 2, 3])
         picker.peer("b", has: [0, 1, 2])
@@ -27,7 +16,7 @@ struct SplitMix64: RandomNumberGenerator {
     }
 
     @Test func aPeersHaveMessagesAddToWhatItIsKnownToHold() throws {
-        var random = SplitMix64(state: 9)
+        var random = SplitMix64(seed: 9)
         var picker = PiecePicker(pieceCount: 4, perPeerLimit: 4, seedLimit: 1)
         picker.peer("a", has: [0])
         picker.peer("a", adds: [2, 7, -1])
@@ -51,7 +40,7 @@ struct SplitMix64: RandomNumberGenerator {
     }
 
     @Test func theSeedServesOnlyPiecesNoPeerHasWithinItsBound() {
-        var random = SplitMix64(state: 2)
+        var random = SplitMix64(seed: 2)
         var picker = PiecePicker(pieceCount: 10, perPeerLimit: 4, seedLimit: 2)
         picker.peer("a", has: [0, 1])
         let requests = picker.next(using: &random)
@@ -62,7 +51,7 @@ struct SplitMix64: RandomNumberGenerator {
     }
 
     @Test func aPeerServingABadPieceIsBannedAndThePieceAskedElsewhere() {
-        var random = SplitMix64(state: 3)
+        var random = SplitMix64(seed: 3)
         var picker = PiecePicker(pieceCount: 2, perPeerLimit: 2, seedLimit: 1)
         picker.peer("liar", has: [0, 1])
         #expect(picker.next(using: &random).allSatisfy { $0.source == .peer("liar") })
@@ -75,7 +64,7 @@ struct SplitMix64: RandomNumberGenerator {
     }
 
     @Test func aResumedDownloadAsksOnlyForMissingPiecesAndIgnoresDuplicates() {
-        var random = SplitMix64(state: 4)
+        var random = SplitMix64(seed: 4)
         var picker = PiecePicker(pieceCount: 3, held: [0, 2], perPeerLimit: 4)
         picker.peer("a", has: [0, 1, 2])
         #expect(picker.next(using: &random) == [.init(piece: 1, source: .peer("a"))])
@@ -85,7 +74,7 @@ struct SplitMix64: RandomNumberGenerator {
     }
 
     @Test func aFailedRequestOrAVanishedPeerReturnsThePiece() {
-        var random = SplitMix64(state: 5)
+        var random = SplitMix64(seed: 5)
         var picker = PiecePicker(pieceCount: 2, perPeerLimit: 2, seedLimit: 1)
         picker.peer("a", has: [0])
         picker.peer("b", has: [1])
@@ -99,7 +88,7 @@ struct SplitMix64: RandomNumberGenerator {
     }
 
     @Test func aChokingPeerIsNotAskedUntilItUnchokesAndStillCountsAsAHolder() throws {
-        var random = SplitMix64(state: 8)
+        var random = SplitMix64(seed: 8)
         var picker = PiecePicker(pieceCount: 3, perPeerLimit: 2, seedLimit: 1)
         picker.peer("a", has: [0, 1, 2])
         picker.peer("b", has: [2])
@@ -139,7 +128,7 @@ struct SplitMix64: RandomNumberGenerator {
     }
 
     @Test func aLateAnswerFromAnotherSourceFreesTheSlotOfTheRetry() {
-        var random = SplitMix64(state: 6)
+        var random = SplitMix64(seed: 6)
         var picker = PiecePicker(pieceCount: 2, perPeerLimit: 1, seedLimit: 1)
         picker.peer("a", has: [0])
         #expect(Set(picker.next(using: &random)) == [.init(piece: 0, source: .peer("a")), .init(piece: 1, source: .seed)])
@@ -156,7 +145,7 @@ struct SplitMix64: RandomNumberGenerator {
     /// serves each piece about once, not once per agent (measured: 96 pieces of
     /// 64 with one seed request per agent; 128 with two).
     @Test func sixteenAgentsTakeLittleMoreThanOneCopyFromTheStore() {
-        var random = SplitMix64(state: 42)
+        var random = SplitMix64(seed: 42)
         let pieces = 64, agents = (0..<16).map { "m\($0)" }
         var pickers = Dictionary(uniqueKeysWithValues: agents.map { ($0, PiecePicker(pieceCount: pieces, perPeerLimit: 4, seedLimit: 1)) })
         var seedServed = 0, rounds = 0
@@ -200,7 +189,7 @@ struct SplitMix64: RandomNumberGenerator {
 @Suite struct PiecePickerRarityTests {
     @Test("haves raise rarities in place: a piece no peer holds still goes to the store while every peer is busy")
     func havesKeepOrder() {
-        var random = SplitMix64(state: 7)
+        var random = SplitMix64(seed: 7)
         var picker = PiecePicker(pieceCount: 11, perPeerLimit: 1, seedLimit: 1)
         picker.peer("a", has: [10])
         let first = picker.next(using: &random)
