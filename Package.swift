@@ -243,12 +243,19 @@ let package = Package(
             swiftSettings: strict
         ),
 
+        // Distribution over a modelled network in virtual time, deciding with the agents' and regions' real code.
+        .target(
+            name: "SlipwaySimulation",
+            dependencies: ["SlipwayAgent", "SlipwayRegion", "SlipwayProto", "SlipwayCore"],
+            swiftSettings: strict
+        ),
+
         // Benchmarks: the Swift wrapper vs libzmq driven directly from C, same socket layout.
         .executableTarget(
             name: "slipway-bench",
             dependencies: [
                 "SlipwayCore", "SlipwayWire", "SlipwayStore", "SlipwayProducer", "SlipwayProto", "SlipwayThreads", "SlipwayArtifact", "SlipwayRegion",
-                "SlipwayRegionStore", "SlipwayAuth", "SlipwayAgent",
+                "SlipwayRegionStore", "SlipwayAuth", "SlipwayAgent", "SlipwaySimulation",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
@@ -262,6 +269,11 @@ let package = Package(
             linkerSettings: [.linkedLibrary("zmq"), .linkedLibrary("pthread")]
         ),
 
+        .testTarget(
+            name: "SlipwaySimulationTests",
+            dependencies: ["SlipwaySimulation"],
+            swiftSettings: strict
+        ),
         .testTarget(
             name: "SlipwayJSONTests",
             dependencies: ["SlipwayJSON", "SlipwayProto"],

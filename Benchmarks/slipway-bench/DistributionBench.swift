@@ -109,9 +109,10 @@ struct DistributionBench: AsyncParsableCommand {
     private func report(_ outcome: SwarmOutcome, bytes: Double, bound: Double) {
         let times = outcome.seconds.sorted()
         say(String(format: "   per downloader (s): %@", times.map { String(format: "%.1f", $0) }.joined(separator: " ")))
-        say(String(format: "   p50 %.1f s = %.2f × bound, p99 %.1f s = %.2f × bound; origin egress %.2f F; uplink use %.0f %%; downloaders' CPU %.1f s (%.0f %% of a core, %.0f %% in the kernel)",
+        say(String(format: "   p50 %.1f s = %.2f × bound, p99 %.1f s = %.2f × bound; origin egress %.2f F; uplink use %.0f %%; downloaders' CPU %.1f s (%.0f %% of a core, %.0f %% in the kernel, %.1f ns per byte received)",
                      percentile(times, 0.5), percentile(times, 0.5) / bound, percentile(times, 0.99), percentile(times, 0.99) / bound,
-                     Double(outcome.sent[0]) / bytes, uplinkUse(outcome) * 100, outcome.cpuSeconds, outcome.cpuSeconds / outcome.window * 100, outcome.cpu.system / outcome.cpuSeconds * 100))
+                     Double(outcome.sent[0]) / bytes, uplinkUse(outcome) * 100, outcome.cpuSeconds, outcome.cpuSeconds / outcome.window * 100, outcome.cpu.system / outcome.cpuSeconds * 100,
+                     outcome.cpuSeconds / (bytes * Double(times.count)) * 1e9))
     }
 
     /// What every machine sent until the last downloader finished, over what their links could have carried meanwhile.

@@ -23,7 +23,7 @@ struct SlipwayBench: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "slipway-bench",
         abstract: "Slipway benchmarks; each prints a ratio against a baseline from the same run.",
-        subcommands: [WireBench.self, PipelineBench.self, ReplicationBench.self, DistributionBench.self, RolloutBench.self, DeltaBench.self, TrackerBench.self, TrackerFleetCommand.self, PickerBench.self])
+        subcommands: [WireBench.self, PipelineBench.self, ReplicationBench.self, DistributionBench.self, RolloutBench.self, DeltaBench.self, TrackerBench.self, TrackerFleetCommand.self, PickerBench.self, SimulateBench.self])
 }
 
 struct WireBench: AsyncParsableCommand {

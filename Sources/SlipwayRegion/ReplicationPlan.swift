@@ -13,12 +13,12 @@
 ///   its outstanding pieces go back to the missing set.
 /// - A source that serves a piece failing verification is never asked again
 ///   for this artifact; the piece is requested elsewhere.
-struct ReplicationPlan {
+package struct ReplicationPlan {
     /// One request to send: pieces `first ..< first + count` from source `source`.
-    struct Request: Equatable {
-        let source: Int
-        let first: Int
-        let count: Int
+    package struct Request: Equatable {
+        package let source: Int
+        package let first: Int
+        package let count: Int
     }
 
     /// Where a source stands for this artifact.
@@ -29,7 +29,7 @@ struct ReplicationPlan {
     }
 
     /// What a received piece did.
-    enum Receipt: Equatable {
+    package enum Receipt: Equatable {
         /// New and verified: store it.
         case accepted
         /// Already had it, or nobody asked this source for it: ignore.
@@ -50,7 +50,7 @@ struct ReplicationPlan {
     private var lastProgress: [ContinuousClock.Instant?]
 
     /// A plan for `pieceCount` pieces, `alreadyHeld` of which survived an earlier attempt.
-    init(pieceCount: Int, sourceCount: Int, alreadyHeld: Set<Int> = [], window: Int = 16, batch: Int = 8,
+    package init(pieceCount: Int, sourceCount: Int, alreadyHeld: Set<Int> = [], window: Int = 16, batch: Int = 8,
          requestTimeout: Duration = .seconds(15), restAfterMissing: Duration = .seconds(2)) {
         self.pieceCount = pieceCount
         self.window = max(1, window)
@@ -64,7 +64,7 @@ struct ReplicationPlan {
     }
 
     /// Every piece is held.
-    var isComplete: Bool { held.count == pieceCount }
+    package var isComplete: Bool { held.count == pieceCount }
 
     /// No source can be asked again: every one served corrupt data.
     var isHopeless: Bool { !isComplete && sources.allSatisfy { if case .bad = $0 { true } else { false } } }
@@ -76,7 +76,7 @@ struct ReplicationPlan {
     func outstanding(from source: Int) -> Int { inFlight.values.count { $0.source == source } }
 
     /// The requests to send now, lowest missing pieces first, to usable sources in preference order.
-    mutating func nextRequests(now: ContinuousClock.Instant) -> [Request] {
+    package mutating func nextRequests(now: ContinuousClock.Instant) -> [Request] {
         var requests: [Request] = []
         for source in sources.indices {
             if case .resting(let until) = sources[source] {
@@ -100,7 +100,7 @@ struct ReplicationPlan {
     }
 
     /// A piece arrived from `source` and passed verification.
-    mutating func received(_ index: Int, from source: Int, now: ContinuousClock.Instant) -> Receipt {
+    package mutating func received(_ index: Int, from source: Int, now: ContinuousClock.Instant) -> Receipt {
         guard (0..<pieceCount).contains(index), !held.contains(index) else { return .ignored }
         // Every piece not held is missing or in flight. The bytes are verified, so a
         // late answer from a source we had given up on counts too.
@@ -122,7 +122,7 @@ struct ReplicationPlan {
     }
 
     /// `source` does not have the artifact (yet): ask again after a rest.
-    mutating func lacking(_ source: Int, now: ContinuousClock.Instant) {
+    package mutating func lacking(_ source: Int, now: ContinuousClock.Instant) {
         if case .bad = sources[source] { return }
         sources[source] = .resting(until: now + restAfterMissing)
         returnPieces(of: source)
@@ -131,7 +131,7 @@ struct ReplicationPlan {
     /// Sources whose oldest request has gone unanswered for `requestTimeout` and
     /// that delivered nothing since: they rest, their pieces go back to missing.
     /// - Returns: the sources that timed out (the caller reconnects them).
-    mutating func expire(now: ContinuousClock.Instant) -> [Int] {
+    package mutating func expire(now: ContinuousClock.Instant) -> [Int] {
         var expired: [Int] = []
         for source in sources.indices {
             let sent = inFlight.values.filter { $0.source == source }.map(\.sentAt)

@@ -1,0 +1,259 @@
+import SlipwayAgent
+import SlipwayProto
+
+/// What each simulated agent does with a message, a turn of its loop, and a
+/// verified piece: `PieceDownload`, `PieceServer` and the agent loop's
+/// download and tracker calls, over virtual time.
+extension DistributionSimulation {
+    func receive(_ message: Message, at agent: SimulatedAgent) {
+        switch message {
+        case .greet(let from, let heedsChoke):
+            guard agent.isInSwarm else { return }
+            subscribe(agents[from].name, to: agent, heedsChoke: heedsChoke)
+        case .request(let from, let piece, let heedsChoke):
+            serve(piece, to: agents[from], by: agent, heedsChoke: heedsChoke)
+        case .interest(let from, let interested):
+            guard config.uploadSlots > 0, agent.isInSwarm else { return }
+            let peer = agents[from].name
+            agent.heeding.insert(peer)
+            apply(interested ? agent.choker.interested(peer, now: instant(now)) : agent.choker.notInterested(peer, now: instant(now)), by: agent)
+        case .have(let from, let holding):
+            let peer = agents[from].name
+            guard !agent.isComplete, agent.picker != nil, agent.known.contains(peer), agent.connections.contains(peer),
+                  agent.coolingDown[peer] == nil, !agent.picker!.banned.contains(peer) else { return }
+            agent.picker!.peer(peer, adds: holding.complete ? Array(everything) : Array(holding.pieces))
+            pump(agent)
+        case .choke(let from, let choked, let refused):
+            let peer = agents[from].name
+            guard !agent.isComplete, agent.picker != nil, agent.connections.contains(peer) else { return }
+            if choked {
+                agent.chokedAt[peer] = now
+                if let refused, agent.sent[refused]?.source == .peer(peer) { agent.sent[refused] = nil }
+                agent.picker!.choked(by: peer, refused: refused)
+            } else {
+                agent.chokedAt[peer] = nil
+                agent.picker!.unchoked(by: peer)
+            }
+            pump(agent)
+        case .notFound(let from):
+            let peer = agents[from].name
+            guard !agent.isComplete, agent.picker != nil else { return }
+            for (piece, request) in agent.sent where request.source == .peer(peer) {
+                agent.sent[piece] = nil
+                agent.picker!.failed(piece, from: .peer(peer))
+            }
+            agent.picker!.remove(peer)
+            agent.connections.remove(peer)
+            pump(agent)
+        case .manifest:
+            guard agent.picker == nil else { return }
+            agent.picker = PiecePicker(pieceCount: config.pieceCount, perPeerLimit: 1, seedLimit: 1)
+            agent.manifestAt = now
+            agent.seedConnected = true
+            turn(agent)
+        case .peerList(let peers):
+            update(agent, peers: peers)
+            pump(agent)
+        }
+    }
+
+    func receive(_ message: RegionMessage, inRegion region: Int) {
+        switch message {
+        case .storeRequest(let from, let piece):
+            if config.storeSlots > 0, network.hosts[storeHosts[region]].sending.count >= config.storeSlots {
+                return storeWaiting[region].append((from, piece))
+            }
+            sendFromStore(piece, to: from, region: region)
+        case .register(let from):
+            var register = Slipway_V1_AgentRegister()
+            register.machineID = agents[from].name
+            register.region = "r\(region)"
+            register.services = ["service"]
+            register.peerEndpoint = "tcp://192.0.2.1:7847"
+            register.completeDigests = agents[from].isComplete ? [digest] : []
+            trackers[region].register(register, now: instant(now))
+        case .peerListRequest(let from, let have):
+            var request = Slipway_V1_PeerListRequest()
+            request.digest = digest
+            request.machineID = agents[from].name
+            request.have = have
+            trackers[region].noteHave(request, now: instant(now))
+            let peers = trackers[region].peers(for: digest, asking: agents[from].name, using: &random)
+            send(.toAgent(from, .peerList(peers)), after: config.latency)
+        }
+    }
+
+    func sendFromStore(_ piece: Int, to agent: Int, region: Int) {
+        let (id, completions) = network.start(from: storeHosts[region], to: agent, bytes: config.pieceLength(piece), now: now)
+        purposes[id] = .piece(to: agent, piece: piece, source: .seed, uploader: nil)
+        schedule(completions)
+    }
+
+    /// One turn of the agent's loop: the download's pump, its peer-list
+    /// refresh and heartbeat, and the server's slot hand-over.
+    func turn(_ agent: SimulatedAgent) {
+        pump(agent)
+        if !agent.isComplete, agent.picker != nil {
+            let refresh = agent.sent.isEmpty ? 0.25 : 1
+            if agent.lastPeerList.map({ now - $0 >= refresh }) ?? true {
+                agent.lastPeerList = now
+                let have = agent.picker!.held.sorted().map(UInt32.init)
+                send(.toRegion(agent.region, .peerListRequest(from: agent.index, have: have)), after: config.latency)
+            }
+        }
+        if agent.lastHeartbeat.map({ now - $0 >= Self.heartbeatInterval }) ?? true { heartbeat(agent) }
+        if config.uploadSlots > 0 {
+            apply(agent.choker.tick(now: instant(now)) { _ in 0 }, by: agent)
+        }
+    }
+
+    func heartbeat(_ agent: SimulatedAgent) {
+        agent.lastHeartbeat = now
+        send(.toRegion(agent.region, .register(from: agent.index)), after: config.latency)
+    }
+
+    /// `PieceDownload.pump`: timeouts, lapsed chokes, interest, then the picker's requests.
+    func pump(_ agent: SimulatedAgent) {
+        guard agent.alive, !agent.isComplete, agent.picker != nil else { return }
+        if !agent.peersKnown, let manifestAt = agent.manifestAt, now - manifestAt < 2 { return }
+        for (piece, request) in agent.sent where now - request.at >= Self.requestTimeout {
+            agent.sent[piece] = nil
+            agent.timeouts += 1
+            agent.picker!.failed(piece, from: request.source)
+            if case .peer(let peer) = request.source {
+                agent.picker!.remove(peer)
+                agent.connections.remove(peer)
+                agent.coolingDown[peer] = now + Self.coolDown
+                for (other, pending) in agent.sent where pending.source == request.source { agent.sent[other] = nil }
+            }
+        }
+        for (peer, at) in agent.chokedAt where now - at >= Self.chokeLapse {
+            agent.chokedAt[peer] = nil
+            agent.picker!.unchoked(by: peer)
+        }
+        tellInterest(agent)
+        for request in agent.picker!.next(using: &random) {
+            agent.sent[request.piece] = (request.source, now)
+            switch request.source {
+            case .seed:
+                send(.toRegion(agent.region, .storeRequest(from: agent.index, piece: request.piece)), after: config.latency)
+            case .peer(let peer):
+                connect(agent, to: peer)
+                send(.toAgent(names[peer]!, .request(from: agent.index, piece: request.piece, heedsChoke: true)), after: config.latency)
+            }
+        }
+    }
+
+    private func connect(_ agent: SimulatedAgent, to peer: String) {
+        if agent.connections.insert(peer).inserted { agent.interestTold[peer] = nil }
+    }
+
+    private func tellInterest(_ agent: SimulatedAgent) {
+        if agent.interestToldAt.map({ now - $0 >= Self.greetingInterval }) ?? true {
+            agent.interestToldAt = now
+            agent.interestTold = [:]
+        }
+        for peer in agent.connections {
+            let wants = agent.picker!.wants(from: peer)
+            guard agent.interestTold[peer] != wants else { continue }
+            agent.interestTold[peer] = wants
+            send(.toAgent(names[peer]!, .interest(from: agent.index, interested: wants)), after: config.latency)
+        }
+    }
+
+    /// `PieceDownload.update(peers:)`: who holds what, the seed stripe, greetings.
+    private func update(_ agent: SimulatedAgent, peers list: [Slipway_V1_Peer]) {
+        guard !agent.isComplete, agent.picker != nil else { return }
+        agent.peersKnown = true
+        agent.coolingDown = agent.coolingDown.filter { $0.value > now }
+        for peer in list where !agent.picker!.banned.contains(peer.machineID) && agent.coolingDown[peer.machineID] == nil {
+            agent.known.insert(peer.machineID)
+            agent.picker!.peer(peer.machineID, has: peer.complete ? everything : Set(peer.have.map(Int.init)))
+            if !peer.complete { agent.swarm.insert(peer.machineID) }
+        }
+        let members = agent.swarm.sorted()
+        agent.picker!.seedStripe = (members.firstIndex(of: agent.name)!, members.count)
+        let listed = list.map(\.machineID).filter { agent.known.contains($0) && agent.coolingDown[$0] == nil && !agent.picker!.banned.contains($0) }
+        let again = agent.greetedAt.map { now - $0 >= Self.greetingInterval } ?? true
+        if again { agent.greetedAt = now }
+        var greeting = Set(listed.filter { !agent.connections.contains($0) })
+        if again { greeting.formUnion(agent.connections) }
+        for peer in greeting where agent.connections.contains(peer) || agent.connections.count + 1 < Self.maxPeerConnections {
+            connect(agent, to: peer)
+            send(.toAgent(names[peer]!, .greet(from: agent.index, heedsChoke: true)), after: config.latency)
+        }
+    }
+
+    /// `PieceServer.serve` for one request.
+    private func serve(_ piece: Int, to downloader: SimulatedAgent, by server: SimulatedAgent, heedsChoke: Bool) {
+        guard server.isInSwarm, server.isComplete || server.picker?.held.contains(piece) == true else {
+            return send(.toAgent(downloader.index, .notFound(from: server.index)), after: config.latency)
+        }
+        let peer = downloader.name
+        if config.uploadSlots > 0, heedsChoke {
+            server.heeding.insert(peer)
+            let (taken, actions) = server.choker.request(from: peer, now: instant(now))
+            guard taken else {
+                return send(.toAgent(downloader.index, .choke(from: server.index, choked: true, refused: piece)), after: config.latency)
+            }
+            apply(actions, by: server)
+        }
+        let (id, completions) = network.start(from: server.index, to: downloader.index, bytes: config.pieceLength(piece), now: now)
+        purposes[id] = .piece(to: downloader.index, piece: piece, source: .peer(server.name), uploader: server.index)
+        server.sending[peer, default: 0] += 1
+        schedule(completions)
+        if config.uploadSlots > 0 { server.choker.answered(peer, now: instant(now)) }
+    }
+
+    private func apply(_ actions: [UploadChoker<String>.Action], by server: SimulatedAgent) {
+        for action in actions {
+            switch action {
+            case .unchoke(let peer): send(.toAgent(names[peer]!, .choke(from: server.index, choked: false, refused: nil)), after: config.latency)
+            case .choke(let peer): send(.toAgent(names[peer]!, .choke(from: server.index, choked: true, refused: nil)), after: config.latency)
+            }
+        }
+    }
+
+    private func subscribe(_ peer: String, to server: SimulatedAgent, heedsChoke: Bool) {
+        if server.subscribers[peer] == nil, server.subscribers.count >= Self.maxSubscribers,
+           let oldest = server.subscribers.min(by: { $0.value < $1.value })?.key {
+            server.subscribers[oldest] = nil
+            server.untold[oldest] = nil
+        }
+        server.subscribers[peer] = now
+        server.untold[peer, default: SimulatedAgent.Holding()].merge(server.holding)
+        if config.uploadSlots > 0, heedsChoke { server.heeding.insert(peer) }
+        if server.sending[peer] == nil { tell(server, peer) }
+    }
+
+    /// Sends a subscriber what it was not told yet; a piece being sent to it goes first.
+    func tell(_ server: SimulatedAgent, _ peer: String) {
+        guard let holding = server.untold.removeValue(forKey: peer) else { return }
+        send(.toAgent(names[peer]!, .have(from: server.index, holding)), after: config.latency)
+    }
+
+    private func announce(_ holding: SimulatedAgent.Holding, by server: SimulatedAgent) {
+        for peer in server.subscribers.keys {
+            server.untold[peer, default: SimulatedAgent.Holding()].merge(holding)
+            if server.sending[peer] == nil { tell(server, peer) }
+        }
+    }
+
+    func verified(_ agent: SimulatedAgent, piece: Int, from source: PieceSource) {
+        guard agent.alive, !agent.isComplete, agent.picker != nil else { return }
+        if agent.sent[piece]?.source == source { agent.sent[piece] = nil }
+        guard agent.picker!.received(piece, from: source, valid: true) == .accepted else { return pump(agent) }
+        if source == .seed { agent.fromSeed += 1 } else { agent.fromPeers += 1 }
+        guard agent.picker!.isComplete else {
+            announce(SimulatedAgent.Holding(pieces: [piece]), by: agent)
+            return pump(agent)
+        }
+        agent.completeAt = now
+        remaining -= 1
+        announce(SimulatedAgent.Holding(complete: true), by: agent)
+        // The download closes its connections; the state change goes to the tracker at once.
+        agent.connections = []
+        agent.sent = [:]
+        heartbeat(agent)
+    }
+}

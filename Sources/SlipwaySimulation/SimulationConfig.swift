@@ -1,0 +1,86 @@
+/// What a distribution simulation models: the fleet, the artifact, the links.
+public struct SimulationConfig: Sendable {
+    /// Regions; the first is where the build lands. With more than one, the
+    /// artifact is replicated to every region before it is deployed.
+    public var regions = 1
+    /// Agents in each region.
+    public var agentsPerRegion = 16
+    /// The artifact's size, bytes.
+    public var artifactBytes: Int64 = 256 << 20
+    /// Every piece's size, bytes (the last one may be shorter).
+    public var pieceBytes = 1 << 20
+    /// Each machine's upload and download cap, bits per second.
+    public var hostUpBits: Double = 80e6
+    public var hostDownBits: Double = 10e9
+    /// The regional store's upload cap towards its agents, bits per second.
+    public var storeUpBits: Double = 80e6
+    /// Each region's link to the other regions (both ways), bits per second.
+    public var interRegionBits: Double = 10e9
+    /// One-way delay inside a region and between regions, seconds.
+    public var latency = 0.0002
+    public var interRegionLatency = 0.04
+    /// `--upload-slots` of every agent (0: serve every downloader as it asks).
+    public var uploadSlots = 0
+    /// A what-if, not what the regional store does today (it sends to every
+    /// agent that asks at once): the store sends to at most this many agents at
+    /// a time, the others waiting in order (0: as today).
+    public var storeSlots = 0
+    /// Share of agents that fail (stop for good) during the download, at random times.
+    public var failShare = 0.0
+    /// How fast an agent verifies and writes a piece that arrived (SHA-256 and
+    /// a page-cache write), bytes per second; pieces are verified one at a time.
+    public var verifyBytesPerSecond: Double = 1.2e9
+    /// Cores every agent of a region shares (0: each machine has its own, not
+    /// modelled), and the CPU time an agent spends per byte it receives (and
+    /// sends on): what bounds the distribution benchmark, whose agents all run
+    /// on one machine.
+    public var sharedCores = 0.0
+    public var cpuSecondsPerByte = 0.0
+    /// The target reaches the agents spread evenly over this many seconds.
+    public var targetSpread = 0.05
+    /// Seeds the random choices (the picker's ties, peer lists, failures).
+    public var seed: UInt64 = 1
+
+    public init() {}
+
+    /// Pieces in the artifact.
+    public var pieceCount: Int { Int((artifactBytes + Int64(pieceBytes) - 1) / Int64(pieceBytes)) }
+
+    /// No schedule finishes before the store has sent every byte once: F/u.
+    public var boundSeconds: Double { Double(artifactBytes) * 8 / min(hostUpBits, storeUpBits) }
+
+    func pieceLength(_ index: Int) -> Double {
+        Double(min(Int64(pieceBytes), artifactBytes - Int64(index) * Int64(pieceBytes)))
+    }
+}
+
+/// What a simulation measured, in virtual seconds.
+public struct SimulationResult: Sendable {
+    /// Per region, when the artifact was whole in its store (0 for the first).
+    public var replicatedAt: [Double] = []
+    /// When the deploy began (every region held the artifact).
+    public var deployedAt = 0.0
+    /// Per agent that did not fail, from the target reaching it to the artifact complete.
+    public var downloadSeconds: [Double] = []
+    /// When the last live agent completed, from the deploy.
+    public var lastCompleteAfterDeploy = 0.0
+    /// Agents that failed on purpose, and live agents that never completed.
+    public var failedAgents = 0, incomplete = 0
+    /// Bytes the regional stores sent to agents, in all.
+    public var storeEgressBytes = 0.0
+    /// Bytes every agent and store sent to agents, in all.
+    public var agentBytesSent = 0.0
+    /// Pieces from the store and from peers; requests that timed out.
+    public var fromSeed = 0, fromPeers = 0, timeouts = 0
+    /// Events processed.
+    public var events = 0
+}
+
+extension SimulationResult {
+    /// The nearest-rank percentile of the download times (`share` 0.5: p50), as
+    /// the distribution benchmark computes it from real agents.
+    public func downloadPercentile(_ share: Double) -> Double {
+        guard !downloadSeconds.isEmpty else { return .nan }
+        return downloadSeconds[min(downloadSeconds.count - 1, max(0, Int((Double(downloadSeconds.count) * share).rounded(.up)) - 1))]
+    }
+}

@@ -1,0 +1,70 @@
+@testable import SlipwaySimulation
+import Testing
+
+@Suite struct DistributionSimulationTests {
+    func config(agents: Int = 8, mib: Int64 = 32) -> SimulationConfig {
+        var config = SimulationConfig()
+        config.agentsPerRegion = agents
+        config.artifactBytes = mib << 20
+        config.pieceBytes = 1 << 20
+        return config
+    }
+
+    @Test("every agent gets every piece, never sooner than the bound, and the store sends each byte at least once")
+    func completes() {
+        let config = config()
+        let result = DistributionSimulation(config).run()
+        #expect(result.incomplete == 0 && result.failedAgents == 0)
+        #expect(result.downloadSeconds.count == 8)
+        #expect(result.fromSeed + result.fromPeers == 8 * config.pieceCount)
+        #expect(result.downloadSeconds.first! >= config.boundSeconds)
+        #expect(result.storeEgressBytes >= Double(config.artifactBytes))
+        // Peers carry most of it: far less than every agent fetching from the store.
+        #expect(result.storeEgressBytes < 2 * Double(config.artifactBytes))
+        #expect(result.downloadPercentile(0.99) < 3 * config.boundSeconds)
+    }
+
+    @Test("agents that fail mid-download time out at their downloaders, who finish from others")
+    func failures() {
+        var config = config(agents: 12)
+        config.failShare = 0.25
+        let result = DistributionSimulation(config).run()
+        #expect(result.failedAgents == 3)
+        #expect(result.incomplete == 0 && result.downloadSeconds.count == 9)
+    }
+
+    @Test("with upload slots the agents' real UploadChoker decides, and everyone still finishes")
+    func uploadSlots() {
+        var config = config()
+        config.uploadSlots = 2
+        let result = DistributionSimulation(config).run()
+        #expect(result.incomplete == 0 && result.downloadSeconds.count == 8)
+        #expect(result.downloadSeconds.first! >= config.boundSeconds)
+    }
+
+    @Test("other regions replicate the build through the real ReplicationPlan before it is deployed")
+    func regions() {
+        var config = config(agents: 4, mib: 16)
+        config.regions = 3
+        config.interRegionBits = 400e6
+        let result = DistributionSimulation(config).run()
+        let oneCopy = Double(config.artifactBytes) * 8 / config.interRegionBits
+        #expect(result.replicatedAt[0] == 0 && result.replicatedAt[1] >= oneCopy && result.replicatedAt[2] >= oneCopy)
+        #expect(result.deployedAt == result.replicatedAt.max()!)
+        #expect(result.incomplete == 0 && result.downloadSeconds.count == 12)
+    }
+
+    @Test("transfers leaving one host share its upload; each runs at the smaller of its two shares")
+    func fluidSharing() {
+        var network = FluidNetwork()
+        let a = network.addHost(up: 1_000, down: 1_000), b = network.addHost(up: 1_000, down: 1_000), c = network.addHost(up: 1_000, down: 250)
+        let first = network.start(from: a, to: b, bytes: 1_000, now: 0)
+        #expect(first.completions.map(\.at) == [1])
+        let second = network.start(from: a, to: c, bytes: 500, now: 0)
+        // a's upload is split in two (500 each); c takes only 250.
+        let ends = Dictionary(uniqueKeysWithValues: second.completions.map { ($0.transfer, $0.at) })
+        #expect(ends[first.id] == 2 && ends[second.id] == 2)
+        let done = network.finish(FluidNetwork.Completion(transfer: first.id, version: 1, at: 1), now: 1)
+        #expect(done == nil, "a completion from before a rate change is stale")
+    }
+}
