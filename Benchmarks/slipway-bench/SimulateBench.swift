@@ -72,10 +72,10 @@ struct SimulateBench: ParsableCommand {
             let window = result.lastCompleteAfterDeploy
             let linkSeconds = Double(regions * (agents + 1)) * rateMbit * 1e6 / 8 * window
             let size = Double(config.artifactBytes)
-            say(String(format: "seed %llu: download p50 / p99 / last × bound = %.2f / %.2f / %.2f; store egress %.2f F per region; uplink use %.0f %%; pieces from store %d, from peers %d; timeouts %d; failed %d, incomplete %d",
+            say(String(format: "seed %llu: download p50 / p99 / last × bound = %.2f / %.2f / %.2f; store egress %.2f F per region; uplink use %.0f %%; pieces from store %d, from peers %d; slow requests %d, timeouts %d; failed %d, incomplete %d",
                        seed, result.downloadPercentile(0.5) / bound, result.downloadPercentile(0.99) / bound, (result.downloadSeconds.last ?? .nan) / bound,
                        result.storeEgressBytes / size / Double(regions), linkSeconds > 0 ? 100 * result.agentBytesSent / linkSeconds : 0,
-                       result.fromSeed, result.fromPeers, result.timeouts, result.failedAgents, result.incomplete))
+                       result.fromSeed, result.fromPeers, result.slowRequests, result.timeouts, result.failedAgents, result.incomplete))
             if regions > 1 {
                 say(String(format: "  replicated to every region after %.1f s (slowest region; one copy at the region link: %.1f s); every live machine holds it %.1f s after the build landed",
                            result.deployedAt, size * 8 / (regionMbit * 1e6), result.deployedAt + window))

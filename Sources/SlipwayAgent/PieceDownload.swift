@@ -85,9 +85,21 @@ final class PieceDownload {
     /// and is dropped.
     private var chokedAt: [String: ContinuousClock.Instant] = [:]
     static let chokeLapse: Duration = .seconds(12)
+    /// How long the last pieces from peers took, request to arrival (at most 16).
+    private var pieceTimes: [Duration] = []
+    /// Until pieces have been timed: how long a request to a peer may take before it is slow.
+    private let slowAfterDefault: Duration
+    /// Requests to peers given up as slow: the piece is asked elsewhere and the peer
+    /// left out (its pieces not counted, peer lists not heeded for it) until its
+    /// piece arrives after all (it is alive: the next list brings it back) or
+    /// ``requestTimeout`` passes (then it is dropped, as a peer whose request timed
+    /// out). Measured in the simulator: a dead peer held each of its pieces for the
+    /// whole 30 s timeout, and the last pieces of every download waited for it.
+    private var slow: [Int: (source: PieceSource, at: ContinuousClock.Instant)] = [:]
 
     init(digest: String, machineID: String, store: BlobStore, context: ZMQContext, sender: String, seedEndpoint: Endpoint,
          seedSecurity: ClientSecurity, logger: Logger, maxBytesPerSecond: UInt64 = 0, seedOnly: Bool = false, requestTimeout: Duration = .seconds(30),
+         slowAfter: Duration = .seconds(10),
          now: ContinuousClock.Instant = .now) {
         self.digest = digest
         self.store = store
@@ -98,6 +110,7 @@ final class PieceDownload {
         self.logger = logger
         self.maxBytesPerSecond = maxBytesPerSecond
         self.requestTimeout = requestTimeout
+        self.slowAfterDefault = slowAfter
         self.seedOnly = seedOnly
         self.machineID = machineID
         self.swarm = [machineID]
@@ -144,6 +157,14 @@ final class PieceDownload {
         request.machineID = machineID
         request.have = heldPieces
         return request
+    }
+
+    /// How long a request to a peer may take before the piece is asked elsewhere: four
+    /// times the median of the last pieces' times (at least 2 s, at most the request
+    /// timeout), or the default until three have been timed.
+    private var slowAfter: Duration {
+        guard pieceTimes.count >= 3 else { return slowAfterDefault }
+        return min(max(pieceTimes.sorted()[pieceTimes.count / 2] * 4, .seconds(2)), requestTimeout)
     }
 
     /// Nothing is in flight: every known source is drained, so a fresh peer list is worth asking for now.
@@ -213,8 +234,21 @@ final class PieceDownload {
             return
         }
         if !peersKnown, let manifestAt, now - manifestAt < .seconds(2) { return }
-        for (piece, request) in sent where now - request.at >= requestTimeout {
+        let slowAfter = self.slowAfter
+        for (piece, request) in sent where now - request.at >= slowAfter {
+            guard case .peer(let machine) = request.source else { continue }
             sent[piece] = nil
+            slow[piece] = request
+            // Its pieces stop counting (they may come from others or the store) and peer
+            // lists do not bring it back while it is waited for.
+            picker.remove(machine)
+            coolingDown[machine] = request.at + requestTimeout
+            logger.info("piece request slow; asking elsewhere", metadata: [
+                "digest": "\(digest)", "piece": "\(piece)", "source": "\(request.source)", "after": "\(slowAfter)"])
+        }
+        for (piece, request) in sent.merging(slow, uniquingKeysWith: { first, _ in first }) where now - request.at >= requestTimeout {
+            sent[piece] = nil
+            slow[piece] = nil
             requestIDs = requestIDs.filter { $0.value != piece }
             picker.failed(piece, from: request.source)
             logger.info("piece request timed out", metadata: ["digest": "\(digest)", "piece": "\(piece)", "source": "\(request.source)"])
@@ -225,6 +259,7 @@ final class PieceDownload {
                 connections.removeValue(forKey: request.source)?.close()
                 coolingDown[machine] = now + .seconds(60)
                 for (other, pending) in sent where pending.source == request.source { sent[other] = nil }
+                for (other, pending) in slow where pending.source == request.source { slow[other] = nil }
             }
         }
         for (machine, at) in chokedAt where now - at >= Self.chokeLapse {
@@ -329,6 +364,7 @@ final class PieceDownload {
                     sent[piece] = nil
                     picker.failed(piece, from: source)
                 }
+                for (piece, request) in slow where request.source == source { slow[piece] = nil }
                 picker.remove(machine)
                 self.picker = picker
                 connections.removeValue(forKey: source)?.close()
@@ -379,7 +415,15 @@ final class PieceDownload {
             return
         }
         let index = Int(header.index)
-        if sent[index]?.source == source { sent[index] = nil }
+        if let request = sent[index], request.source == source {
+            sent[index] = nil
+            if source != .seed { pieceTimes = (pieceTimes + [.now - request.at]).suffix(16) }
+        }
+        if case .peer(let machine) = source, slow.contains(where: { $0.value.source == source }) {
+            // Slow, not dead: the next peer list brings it back.
+            slow = slow.filter { $0.value.source != source }
+            coolingDown[machine] = nil
+        }
         requestIDs.removeValue(forKey: message.envelope.inReplyTo)
         var valid = true
         if !picker.held.contains(index), (0..<picker.pieceCount).contains(index) {
@@ -402,6 +446,7 @@ final class PieceDownload {
                 logger.warning("peer served a corrupt piece; banned for this artifact", metadata: [
                     "digest": "\(digest)", "peer": "\(machine)", "piece": "\(index)"])
                 for (piece, request) in sent where request.source == source { sent[piece] = nil }
+                for (piece, request) in slow where request.source == source { slow[piece] = nil }
                 connections.removeValue(forKey: source)?.close()
             } else {
                 logger.error("the regional store served a corrupt piece", metadata: ["digest": "\(digest)", "piece": "\(index)"])

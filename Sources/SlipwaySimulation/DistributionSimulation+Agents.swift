@@ -42,6 +42,7 @@ extension DistributionSimulation {
                 agent.sent[piece] = nil
                 agent.picker!.failed(piece, from: .peer(peer))
             }
+            for (piece, request) in agent.slow where request.source == .peer(peer) { agent.slow[piece] = nil }
             agent.picker!.remove(peer)
             agent.connections.remove(peer)
             pump(agent)
@@ -116,8 +117,20 @@ extension DistributionSimulation {
     func pump(_ agent: SimulatedAgent) {
         guard agent.alive, !agent.isComplete, agent.picker != nil else { return }
         if !agent.peersKnown, let manifestAt = agent.manifestAt, now - manifestAt < 2 { return }
-        for (piece, request) in agent.sent where now - request.at >= Self.requestTimeout {
+        let slowAfter = agent.pieceTimes.count >= 3
+            ? min(max(agent.pieceTimes.sorted()[agent.pieceTimes.count / 2] * 4, 2), Self.requestTimeout) : Self.slowAfter
+        for (piece, request) in agent.sent where now - request.at >= slowAfter {
+            guard case .peer(let peer) = request.source else { continue }
             agent.sent[piece] = nil
+            agent.slow[piece] = request
+            agent.slowRequests += 1
+            agent.picker!.remove(peer)
+            agent.coolingDown[peer] = request.at + Self.requestTimeout
+        }
+        for (piece, request) in agent.sent.merging(agent.slow, uniquingKeysWith: { first, _ in first })
+        where now - request.at >= Self.requestTimeout {
+            agent.sent[piece] = nil
+            agent.slow[piece] = nil
             agent.timeouts += 1
             agent.picker!.failed(piece, from: request.source)
             if case .peer(let peer) = request.source {
@@ -125,6 +138,7 @@ extension DistributionSimulation {
                 agent.connections.remove(peer)
                 agent.coolingDown[peer] = now + Self.coolDown
                 for (other, pending) in agent.sent where pending.source == request.source { agent.sent[other] = nil }
+                for (other, pending) in agent.slow where pending.source == request.source { agent.slow[other] = nil }
             }
         }
         for (peer, at) in agent.chokedAt where now - at >= Self.chokeLapse {
@@ -241,7 +255,14 @@ extension DistributionSimulation {
 
     func verified(_ agent: SimulatedAgent, piece: Int, from source: PieceSource) {
         guard agent.alive, !agent.isComplete, agent.picker != nil else { return }
-        if agent.sent[piece]?.source == source { agent.sent[piece] = nil }
+        if let request = agent.sent[piece], request.source == source {
+            agent.sent[piece] = nil
+            if source != .seed { agent.pieceTimes = (agent.pieceTimes + [now - request.at]).suffix(16) }
+        }
+        if case .peer(let peer) = source, agent.slow.contains(where: { $0.value.source == source }) {
+            agent.slow = agent.slow.filter { $0.value.source != source }
+            agent.coolingDown[peer] = nil
+        }
         guard agent.picker!.received(piece, from: source, valid: true) == .accepted else { return pump(agent) }
         if source == .seed { agent.fromSeed += 1 } else { agent.fromPeers += 1 }
         guard agent.picker!.isComplete else {

@@ -57,6 +57,8 @@ public final class DistributionSimulation {
     static let turn = 0.05
     /// `PieceDownload`'s request timeout, peer cool-down, greeting interval and choke lapse.
     static let requestTimeout = 30.0, coolDown = 60.0, greetingInterval = 5.0, chokeLapse = 12.0
+    /// `PieceDownload`'s slow-request time until three pieces have been timed.
+    static let slowAfter = 10.0
     /// Connections a download keeps (`PieceDownload.maxPeerConnections`); subscribers a server tells (`PieceServer.maxSubscribers`).
     static let maxPeerConnections = 24, maxSubscribers = 64
     /// The agent's heartbeat interval.
@@ -140,6 +142,7 @@ public final class DistributionSimulation {
             result.fromSeed += agent.fromSeed
             result.fromPeers += agent.fromPeers
             result.timeouts += agent.timeouts
+            result.slowRequests += agent.slowRequests
             result.agentBytesSent += network.hosts[agent.index].sent
         }
         result.storeEgressBytes = storeHosts.reduce(0) { $0 + network.hosts[$1].sent }

@@ -36,6 +36,8 @@ final class SimulatedAgent {
     var connections: Set<String> = []
     var seedConnected = false
     var sent: [Int: (source: PieceSource, at: Double)] = [:]
+    var slow: [Int: (source: PieceSource, at: Double)] = [:]
+    var pieceTimes: [Double] = []
     var chokedAt: [String: Double] = [:]
     var interestTold: [String: Bool] = [:]
     var interestToldAt: Double?
@@ -44,7 +46,7 @@ final class SimulatedAgent {
     var lastHeartbeat: Double?
     /// Pieces are verified one at a time, on the agent's own thread.
     var verifyingUntil = 0.0
-    var fromSeed = 0, fromPeers = 0, timeouts = 0
+    var fromSeed = 0, fromPeers = 0, timeouts = 0, slowRequests = 0
 
     // The server (PieceServer).
     var subscribers: [String: Double] = [:]

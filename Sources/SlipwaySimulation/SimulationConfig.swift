@@ -70,8 +70,9 @@ public struct SimulationResult: Sendable {
     public var storeEgressBytes = 0.0
     /// Bytes every agent and store sent to agents, in all.
     public var agentBytesSent = 0.0
-    /// Pieces from the store and from peers; requests that timed out.
-    public var fromSeed = 0, fromPeers = 0, timeouts = 0
+    /// Pieces from the store and from peers; requests that timed out, and requests
+    /// given up as slow (their pieces asked elsewhere).
+    public var fromSeed = 0, fromPeers = 0, timeouts = 0, slowRequests = 0
     /// Events processed.
     public var events = 0
 }
