@@ -90,12 +90,13 @@ final class PieceDownload {
     /// Until pieces have been timed: how long a request to a peer may take before it is slow.
     private let slowAfterDefault: Duration
     /// Requests to peers given up as slow: the piece is asked elsewhere and the peer
-    /// left out (its pieces not counted, peer lists not heeded for it) until its
-    /// piece arrives after all (it is alive: the next list brings it back) or
-    /// ``requestTimeout`` passes (then it is dropped, as a peer whose request timed
-    /// out). Measured in the simulator: a dead peer held each of its pieces for the
+    /// left out (its pieces not counted, peer lists not heeded for it) until it
+    /// answers anything (it is alive: the next list brings it back) or its oldest
+    /// such request reaches ``requestTimeout`` (then it is dropped, as a peer whose
+    /// request timed out). Measured in the simulator: a dead peer held each of its pieces for the
     /// whole 30 s timeout, and the last pieces of every download waited for it.
-    private var slow: [Int: (source: PieceSource, at: ContinuousClock.Instant)] = [:]
+    /// Per peer, the pieces so given up and when each was asked.
+    private var slow: [String: [Int: ContinuousClock.Instant]] = [:]
 
     init(digest: String, machineID: String, store: BlobStore, context: ZMQContext, sender: String, seedEndpoint: Endpoint,
          seedSecurity: ClientSecurity, logger: Logger, maxBytesPerSecond: UInt64 = 0, seedOnly: Bool = false, requestTimeout: Duration = .seconds(30),
@@ -238,29 +239,24 @@ final class PieceDownload {
         for (piece, request) in sent where now - request.at >= slowAfter {
             guard case .peer(let machine) = request.source else { continue }
             sent[piece] = nil
-            slow[piece] = request
+            slow[machine, default: [:]][piece] = request.at
             // Its pieces stop counting (they may come from others or the store) and peer
             // lists do not bring it back while it is waited for.
             picker.remove(machine)
-            coolingDown[machine] = request.at + requestTimeout
+            coolingDown[machine] = slow[machine]!.values.min()! + requestTimeout
             logger.info("piece request slow; asking elsewhere", metadata: [
                 "digest": "\(digest)", "piece": "\(piece)", "source": "\(request.source)", "after": "\(slowAfter)"])
         }
-        for (piece, request) in sent.merging(slow, uniquingKeysWith: { first, _ in first }) where now - request.at >= requestTimeout {
+        for (piece, request) in sent where now - request.at >= requestTimeout {
             sent[piece] = nil
-            slow[piece] = nil
             requestIDs = requestIDs.filter { $0.value != piece }
             picker.failed(piece, from: request.source)
             logger.info("piece request timed out", metadata: ["digest": "\(digest)", "piece": "\(piece)", "source": "\(request.source)"])
-            if case .peer(let machine) = request.source {
-                // Gone, or unreachable at the address it advertises: its pieces are not
-                // really available, so stop counting them (they may come from the seed).
-                picker.remove(machine)
-                connections.removeValue(forKey: request.source)?.close()
-                coolingDown[machine] = now + .seconds(60)
-                for (other, pending) in sent where pending.source == request.source { sent[other] = nil }
-                for (other, pending) in slow where pending.source == request.source { slow[other] = nil }
-            }
+            if case .peer(let machine) = request.source { drop(machine, picker: &picker, now: now) }
+        }
+        for (machine, requests) in slow where requests.values.contains(where: { now - $0 >= requestTimeout }) {
+            logger.info("piece request timed out", metadata: ["digest": "\(digest)", "pieces": "\(requests.keys.sorted())", "source": "peer \(machine)"])
+            drop(machine, picker: &picker, now: now)
         }
         for (machine, at) in chokedAt where now - at >= Self.chokeLapse {
             chokedAt[machine] = nil
@@ -288,6 +284,28 @@ final class PieceDownload {
             }
         }
         self.picker = picker
+    }
+
+    /// Gone, or unreachable at the address it advertises: its pieces are not really
+    /// available, so they stop counting (they may come from the seed), and it is left
+    /// out for a minute.
+    private func drop(_ machine: String, picker: inout PiecePicker, now: ContinuousClock.Instant) {
+        picker.remove(machine)
+        connections.removeValue(forKey: .peer(machine))?.close()
+        coolingDown[machine] = now + .seconds(60)
+        for (piece, pending) in sent where pending.source == .peer(machine) { sent[piece] = nil }
+        slow[machine] = nil
+    }
+
+    /// Any answer from `machine` shows it alive: if it was given up as slow, the next peer
+    /// list brings it back (a late piece is timed with the others).
+    private func heard(from machine: String, _ message: WireMessage) {
+        guard let requests = slow.removeValue(forKey: machine) else { return }
+        coolingDown[machine] = nil
+        if message.type == .pieceData, let header = try? message.body(as: Slipway_V1_PieceData.self),
+           let at = requests[Int(header.index)] {
+            pieceTimes = (pieceTimes + [.now - at]).suffix(16)
+        }
     }
 
     /// Tells each connected peer whether it holds pieces this download lacks, when
@@ -318,6 +336,7 @@ final class PieceDownload {
                 rejected += 1
                 continue
             }
+            if case .peer(let machine) = source { heard(from: machine, message) }
             switch message.type {
             case .artifactManifest where source == .seed && picker == nil:
                 try accept(manifest: message)
@@ -364,7 +383,6 @@ final class PieceDownload {
                     sent[piece] = nil
                     picker.failed(piece, from: source)
                 }
-                for (piece, request) in slow where request.source == source { slow[piece] = nil }
                 picker.remove(machine)
                 self.picker = picker
                 connections.removeValue(forKey: source)?.close()
@@ -419,11 +437,6 @@ final class PieceDownload {
             sent[index] = nil
             if source != .seed { pieceTimes = (pieceTimes + [.now - request.at]).suffix(16) }
         }
-        if case .peer(let machine) = source, slow.contains(where: { $0.value.source == source }) {
-            // Slow, not dead: the next peer list brings it back.
-            slow = slow.filter { $0.value.source != source }
-            coolingDown[machine] = nil
-        }
         requestIDs.removeValue(forKey: message.envelope.inReplyTo)
         var valid = true
         if !picker.held.contains(index), (0..<picker.pieceCount).contains(index) {
@@ -446,7 +459,6 @@ final class PieceDownload {
                 logger.warning("peer served a corrupt piece; banned for this artifact", metadata: [
                     "digest": "\(digest)", "peer": "\(machine)", "piece": "\(index)"])
                 for (piece, request) in sent where request.source == source { sent[piece] = nil }
-                for (piece, request) in slow where request.source == source { slow[piece] = nil }
                 connections.removeValue(forKey: source)?.close()
             } else {
                 logger.error("the regional store served a corrupt piece", metadata: ["digest": "\(digest)", "piece": "\(index)"])

@@ -162,7 +162,7 @@ public struct PiecePicker: Sendable {
     /// declined or gone: those wait for the next list.
     public mutating func peer(_ peer: String, adds pieces: some Sequence<Int>) {
         guard !banned.contains(peer), let known = available[peer] else { return }
-        let new = pieces.filter { (0..<pieceCount).contains($0) && !known.contains($0) }
+        let new = Set(pieces.filter { (0..<pieceCount).contains($0) && !known.contains($0) })
         if !new.isEmpty {
             available[peer] = known.union(new)
             if !orderIsStale { for piece in new { rarity[piece] += 1 } }

@@ -19,6 +19,7 @@ extension DistributionSimulation {
             apply(interested ? agent.choker.interested(peer, now: instant(now)) : agent.choker.notInterested(peer, now: instant(now)), by: agent)
         case .have(let from, let holding):
             let peer = agents[from].name
+            if !agent.isComplete, agent.connections.contains(peer) { heard(from: peer, by: agent) }
             guard !agent.isComplete, agent.picker != nil, agent.known.contains(peer), agent.connections.contains(peer),
                   agent.coolingDown[peer] == nil, !agent.picker!.banned.contains(peer) else { return }
             agent.picker!.peer(peer, adds: holding.complete ? Array(everything) : Array(holding.pieces))
@@ -26,6 +27,7 @@ extension DistributionSimulation {
         case .choke(let from, let choked, let refused):
             let peer = agents[from].name
             guard !agent.isComplete, agent.picker != nil, agent.connections.contains(peer) else { return }
+            heard(from: peer, by: agent)
             if choked {
                 agent.chokedAt[peer] = now
                 if let refused, agent.sent[refused]?.source == .peer(peer) { agent.sent[refused] = nil }
@@ -42,7 +44,7 @@ extension DistributionSimulation {
                 agent.sent[piece] = nil
                 agent.picker!.failed(piece, from: .peer(peer))
             }
-            for (piece, request) in agent.slow where request.source == .peer(peer) { agent.slow[piece] = nil }
+            heard(from: peer, by: agent)
             agent.picker!.remove(peer)
             agent.connections.remove(peer)
             pump(agent)
@@ -61,6 +63,7 @@ extension DistributionSimulation {
     func receive(_ message: RegionMessage, inRegion region: Int) {
         switch message {
         case .storeRequest(let from, let piece):
+            guard agents[from].alive else { return }
             if config.storeSlots > 0, network.hosts[storeHosts[region]].sending.count >= config.storeSlots {
                 return storeWaiting[region].append((from, piece))
             }
@@ -122,24 +125,20 @@ extension DistributionSimulation {
         for (piece, request) in agent.sent where now - request.at >= slowAfter {
             guard case .peer(let peer) = request.source else { continue }
             agent.sent[piece] = nil
-            agent.slow[piece] = request
+            agent.slow[peer, default: [:]][piece] = request.at
             agent.slowRequests += 1
             agent.picker!.remove(peer)
-            agent.coolingDown[peer] = request.at + Self.requestTimeout
+            agent.coolingDown[peer] = agent.slow[peer]!.values.min()! + Self.requestTimeout
         }
-        for (piece, request) in agent.sent.merging(agent.slow, uniquingKeysWith: { first, _ in first })
-        where now - request.at >= Self.requestTimeout {
+        for (piece, request) in agent.sent where now - request.at >= Self.requestTimeout {
             agent.sent[piece] = nil
-            agent.slow[piece] = nil
             agent.timeouts += 1
             agent.picker!.failed(piece, from: request.source)
-            if case .peer(let peer) = request.source {
-                agent.picker!.remove(peer)
-                agent.connections.remove(peer)
-                agent.coolingDown[peer] = now + Self.coolDown
-                for (other, pending) in agent.sent where pending.source == request.source { agent.sent[other] = nil }
-                for (other, pending) in agent.slow where pending.source == request.source { agent.slow[other] = nil }
-            }
+            if case .peer(let peer) = request.source { drop(peer, by: agent) }
+        }
+        for (peer, requests) in agent.slow where requests.values.contains(where: { now - $0 >= Self.requestTimeout }) {
+            agent.timeouts += 1
+            drop(peer, by: agent)
         }
         for (peer, at) in agent.chokedAt where now - at >= Self.chokeLapse {
             agent.chokedAt[peer] = nil
@@ -173,6 +172,22 @@ extension DistributionSimulation {
             agent.interestTold[peer] = wants
             send(.toAgent(names[peer]!, .interest(from: agent.index, interested: wants)), after: config.latency)
         }
+    }
+
+    /// `PieceDownload.drop`: a peer whose request timed out is left out for a minute.
+    private func drop(_ peer: String, by agent: SimulatedAgent) {
+        agent.picker!.remove(peer)
+        agent.connections.remove(peer)
+        agent.coolingDown[peer] = now + Self.coolDown
+        for (piece, pending) in agent.sent where pending.source == .peer(peer) { agent.sent[piece] = nil }
+        agent.slow[peer] = nil
+    }
+
+    /// `PieceDownload.heard(from:)`: any answer shows a peer given up as slow alive.
+    private func heard(from peer: String, by agent: SimulatedAgent, piece: Int? = nil) {
+        guard let requests = agent.slow.removeValue(forKey: peer) else { return }
+        agent.coolingDown[peer] = nil
+        if let piece, let at = requests[piece] { agent.pieceTimes = (agent.pieceTimes + [now - at]).suffix(16) }
     }
 
     /// `PieceDownload.update(peers:)`: who holds what, the seed stripe, greetings.
@@ -259,10 +274,7 @@ extension DistributionSimulation {
             agent.sent[piece] = nil
             if source != .seed { agent.pieceTimes = (agent.pieceTimes + [now - request.at]).suffix(16) }
         }
-        if case .peer(let peer) = source, agent.slow.contains(where: { $0.value.source == source }) {
-            agent.slow = agent.slow.filter { $0.value.source != source }
-            agent.coolingDown[peer] = nil
-        }
+        if case .peer(let peer) = source { heard(from: peer, by: agent, piece: piece) }
         guard agent.picker!.received(piece, from: source, valid: true) == .accepted else { return pump(agent) }
         if source == .seed { agent.fromSeed += 1 } else { agent.fromPeers += 1 }
         guard agent.picker!.isComplete else {

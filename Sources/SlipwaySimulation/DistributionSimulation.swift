@@ -45,6 +45,8 @@ public final class DistributionSimulation {
         case verified(agent: Int, piece: Int, source: PieceSource)
         case targetArrives(Int)
         case tick(Int)
+        /// A heartbeat of an agent with no target yet: agents register when they start, long before a deploy.
+        case idleHeartbeat(Int)
         case fail(Int)
         case regionTick(Int)
         case replicaRequest(region: Int, source: Int, first: Int, count: Int)
@@ -108,6 +110,7 @@ public final class DistributionSimulation {
             trackers.append(AgentTracker(timeout: .seconds(20)))
         }
         for region in 0..<config.regions { queue.schedule(.regionTick(region), at: 0) }
+        for agent in agents { queue.schedule(.idleHeartbeat(agent.index), at: Double.random(in: 0..<Self.heartbeatInterval, using: &random)) }
         remaining = total
         regionHeld = [everything] + Array(repeating: [], count: config.regions - 1)
         plans = Array(repeating: nil, count: config.regions)
@@ -185,7 +188,13 @@ public final class DistributionSimulation {
             let agent = agents[index]
             guard agent.alive else { return }
             turn(agent)
-            if !agent.isComplete || config.uploadSlots > 0 { send(.tick(index), after: Self.turn) }
+            // Done, it serves and heartbeats on; with upload slots its choker hands them on every turn.
+            send(.tick(index), after: !agent.isComplete || config.uploadSlots > 0 ? Self.turn : Self.heartbeatInterval)
+        case .idleHeartbeat(let index):
+            let agent = agents[index]
+            guard agent.alive, agent.startedAt == nil else { return }
+            heartbeat(agent)
+            send(.idleHeartbeat(index), after: Self.heartbeatInterval)
         case .fail(let index):
             fail(agents[index])
         case .regionTick(let region):
@@ -245,11 +254,7 @@ public final class DistributionSimulation {
         case .replica(let region, let source, let piece):
             send(.replicaPiece(region: region, source: source, piece: piece), after: config.interRegionLatency)
         case .piece(let to, let piece, let source, let uploader):
-            if source == .seed, config.storeSlots > 0, !storeWaiting[agents[to].region].isEmpty {
-                let region = agents[to].region
-                let (next, nextPiece) = storeWaiting[region].removeFirst()
-                sendFromStore(nextPiece, to: next, region: region)
-            }
+            if source == .seed { freeStoreSlot(in: agents[to].region) }
             if let uploader {
                 let server = agents[uploader]
                 server.sending[agents[to].name, default: 1] -= 1
@@ -267,14 +272,23 @@ public final class DistributionSimulation {
         }
     }
 
+    /// A store transfer ended: with ``SimulationConfig/storeSlots``, the longest waiting request goes next.
+    private func freeStoreSlot(in region: Int) {
+        guard config.storeSlots > 0, !storeWaiting[region].isEmpty else { return }
+        let (next, piece) = storeWaiting[region].removeFirst()
+        sendFromStore(piece, to: next, region: region)
+    }
+
     private func fail(_ agent: SimulatedAgent) {
         guard agent.alive else { return }
         agent.alive = false
         remaining -= agent.isComplete ? 0 : 1
         let (ended, completions) = network.cut(agent.index, now: now)
         schedule(completions)
+        storeWaiting[agent.region].removeAll { $0.agent == agent.index }
         for (id, _) in ended {
-            guard case .piece(let to, _, _, let uploader)? = purposes.removeValue(forKey: id) else { continue }
+            guard case .piece(let to, _, let source, let uploader)? = purposes.removeValue(forKey: id) else { continue }
+            if source == .seed { freeStoreSlot(in: agent.region) }
             if let uploader, uploader != agent.index {
                 agents[uploader].sending[agents[to].name, default: 1] -= 1
                 if agents[uploader].sending[agents[to].name] == 0 { agents[uploader].sending[agents[to].name] = nil }

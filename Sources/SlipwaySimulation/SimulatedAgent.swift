@@ -36,7 +36,7 @@ final class SimulatedAgent {
     var connections: Set<String> = []
     var seedConnected = false
     var sent: [Int: (source: PieceSource, at: Double)] = [:]
-    var slow: [Int: (source: PieceSource, at: Double)] = [:]
+    var slow: [String: [Int: Double]] = [:]
     var pieceTimes: [Double] = []
     var chokedAt: [String: Double] = [:]
     var interestTold: [String: Bool] = [:]
