@@ -273,6 +273,7 @@ final class PieceDownload {
             message.firstPiece = UInt32(request.piece)
             message.count = 1
             message.heedsChoke = request.source != .seed
+            message.alternatives = request.alternatives.map(UInt32.init)
             do {
                 let wire = WireMessage(message, sender: sender)
                 _ = try connection(request.source).send(codec.encode(wire), wait: .never)
@@ -437,7 +438,12 @@ final class PieceDownload {
             sent[index] = nil
             if source != .seed { pieceTimes = (pieceTimes + [.now - request.at]).suffix(16) }
         }
-        requestIDs.removeValue(forKey: message.envelope.inReplyTo)
+        let asked = requestIDs.removeValue(forKey: message.envelope.inReplyTo)
+        if source == .seed, let asked, asked != index, sent[asked]?.source == .seed {
+            // The store sent one of the request's alternatives.
+            sent[asked] = nil
+            picker.storeChose(index, insteadOf: asked)
+        }
         var valid = true
         if !picker.held.contains(index), (0..<picker.pieceCount).contains(index) {
             do {

@@ -37,13 +37,22 @@ public struct PiecePicker: Sendable {
         public let piece: Int
         /// Who to ask.
         public let source: PieceSource
+        /// To the store only: other pieces, none held by a known peer, that would
+        /// serve as well. The store sends whichever of `piece` and these it has
+        /// sent least, so agents that each know only part of the swarm do not all
+        /// pull the same pieces from it (``storeChose(_:insteadOf:)``).
+        public let alternatives: [Int]
 
-        /// A request for `piece` from `source`.
-        public init(piece: Int, source: PieceSource) {
+        /// A request for `piece` from `source`; the store may send one of `alternatives` instead.
+        public init(piece: Int, source: PieceSource, alternatives: [Int] = []) {
             self.piece = piece
             self.source = source
+            self.alternatives = alternatives
         }
     }
+
+    /// The most alternatives a store request offers.
+    public static let storeChoices = 32
 
     /// What a received piece did.
     public enum Receipt: Equatable, Sendable {
@@ -196,6 +205,7 @@ public struct PiecePicker: Sendable {
         var ownCandidates = 0
         let stripe = seedStripe
         let seedRoom = seedLimit - seedLoad
+        let choiceRoom = seedRoom * (Self.storeChoices + 1)
         var total = inFlight.count
         while orderStart < order.count, held.contains(order[orderStart]) { orderStart += 1 }
         for position in orderStart..<order.count where total < totalLimit {
@@ -204,7 +214,7 @@ public struct PiecePicker: Sendable {
             // Pieces no peer has come first in the order: past them, with every peer
             // busy, nothing is left to find.
             if open.isEmpty {
-                if position >= zeroEnd || seedRoom <= 0 || ownCandidates >= seedRoom { break }
+                if position >= zeroEnd || seedRoom <= 0 || (ownCandidates >= seedRoom && seedCandidates.count >= choiceRoom) { break }
                 if rarity[piece] > 0 { continue }
             }
             if rarity[piece] > 0 {
@@ -215,19 +225,24 @@ public struct PiecePicker: Sendable {
                 total += 1
                 inFlight[piece] = .peer(peer)
                 requests.append(Request(piece: piece, source: .peer(peer)))
-            } else if seedRoom > 0, ownCandidates < seedRoom || seedCandidates.count < seedRoom {
+            } else if seedRoom > 0, ownCandidates < seedRoom || seedCandidates.count < choiceRoom {
                 seedCandidates.append(piece)
                 if stripe.map({ piece % max(1, $0.count) == $0.index }) ?? true { ownCandidates += 1 }
             }
         }
         let peersBusy = !requests.isEmpty || inFlight.values.contains { $0 != .seed }
         let own = seedCandidates.filter { piece in stripe.map { piece % max(1, $0.count) == $0.index } ?? true }
-        var room = seedRoom
-        for piece in own.isEmpty && !peersBusy ? seedCandidates : own where room > 0 && total < totalLimit {
-            total += 1
-            room -= 1
-            inFlight[piece] = .seed
-            requests.append(Request(piece: piece, source: .seed))
+        let asked = own.isEmpty && !peersBusy ? seedCandidates : own
+        let room = min(seedRoom, totalLimit - total)
+        if room > 0, !asked.isEmpty {
+            // Each request gets its own share of the choices, the rest of its stripe first.
+            let others = seedCandidates.filter { !asked.contains($0) }
+            let choices = asked + others
+            for slot in 0..<min(room, asked.count) {
+                let mine = stride(from: slot, to: choices.count, by: min(room, asked.count)).map { choices[$0] }
+                inFlight[mine[0]] = .seed
+                requests.append(Request(piece: mine[0], source: .seed, alternatives: Array(mine.dropFirst().prefix(Self.storeChoices))))
+            }
         }
         if requests.isEmpty { quiet = true }
         return requests
@@ -291,6 +306,14 @@ public struct PiecePicker: Sendable {
     /// `peer` takes this downloader's requests again (it said so, or its choke lapsed).
     public mutating func unchoked(by peer: String) {
         chokedBy.remove(peer)
+    }
+
+    /// The store answered a request for `asked` with `piece`, one of the
+    /// request's alternatives: `asked` may be asked for again. Call it before
+    /// ``received(_:from:valid:)`` for `piece`.
+    public mutating func storeChose(_ piece: Int, insteadOf asked: Int) {
+        guard piece != asked, inFlight[asked] == .seed else { return }
+        inFlight[asked] = nil
     }
 
     /// A request failed (timeout, "not here"): the piece may be asked for again.

@@ -138,6 +138,13 @@ public nonisolated struct Slipway_V1_PieceRequest: Sendable {
   /// it as it asks.
   public var heedsChoke: Bool = false
 
+  /// Agent -> store, with count 1 only: other pieces the agent would take as
+  /// well (it knows no peer holding them), at most 64. The store sends whichever
+  /// of first_piece and these it has sent least, and the PieceData says which, so
+  /// agents that each see only part of their swarm do not all pull the same
+  /// pieces from it. A store older than this field sends first_piece.
+  public var alternatives: [UInt32] = []
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -491,7 +498,7 @@ nonisolated extension Slipway_V1_ManifestRequest: SwiftProtobuf.Message, SwiftPr
 
 nonisolated extension Slipway_V1_PieceRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".PieceRequest"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}digest\0\u{3}first_piece\0\u{1}count\0\u{3}heeds_choke\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}digest\0\u{3}first_piece\0\u{1}count\0\u{3}heeds_choke\0\u{1}alternatives\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -503,6 +510,7 @@ nonisolated extension Slipway_V1_PieceRequest: SwiftProtobuf.Message, SwiftProto
       case 2: try { try decoder.decodeSingularUInt32Field(value: &self.firstPiece) }()
       case 3: try { try decoder.decodeSingularUInt32Field(value: &self.count) }()
       case 4: try { try decoder.decodeSingularBoolField(value: &self.heedsChoke) }()
+      case 5: try { try decoder.decodeRepeatedUInt32Field(value: &self.alternatives) }()
       default: break
       }
     }
@@ -521,6 +529,9 @@ nonisolated extension Slipway_V1_PieceRequest: SwiftProtobuf.Message, SwiftProto
     if self.heedsChoke != false {
       try visitor.visitSingularBoolField(value: self.heedsChoke, fieldNumber: 4)
     }
+    if !self.alternatives.isEmpty {
+      try visitor.visitPackedUInt32Field(value: self.alternatives, fieldNumber: 5)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -529,6 +540,7 @@ nonisolated extension Slipway_V1_PieceRequest: SwiftProtobuf.Message, SwiftProto
     if lhs.firstPiece != rhs.firstPiece {return false}
     if lhs.count != rhs.count {return false}
     if lhs.heedsChoke != rhs.heedsChoke {return false}
+    if lhs.alternatives != rhs.alternatives {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

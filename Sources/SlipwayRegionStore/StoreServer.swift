@@ -61,6 +61,7 @@ public final class StoreServer: ServingLoop {
     private let zap: ZAPHandler?
     private var rejections = RejectionLog(daemon: "region", socket: "store")
     private var owed = PieceQueue()
+    private var sendCounts = PieceSendCounts()
     /// The bytes of a peer's next piece, kept while its send queue is full.
     private var loaded: [[UInt8]: (entry: PieceQueue.Entry, bytes: [UInt8])] = [:]
     /// Answers waiting for a peer's full send queue: 16 per peer, 64 MiB for all (a
@@ -181,11 +182,21 @@ public final class StoreServer: ServingLoop {
             let first = Int(request.firstPiece)
             let end = min(manifest.pieceSha256.count, first + Int(min(request.count, 64)))
             guard first < end else { return reply(peer, error: "no pieces in the requested range", code: .invalidArgument) }
-            let entries = (first..<end).map { PieceQueue.Entry(requestID: message.envelope.messageID, digest: request.digest, index: $0) }
+            var pieces = first..<end
+            let offered = pieces.count == 1 && !request.alternatives.isEmpty
+            if offered {
+                // An agent's piece: of those it offers, the one the store has sent least.
+                let chosen = sendCounts.choose(request.digest, asked: first, alternatives: request.alternatives,
+                                               pieceCount: manifest.pieceSha256.count)
+                pieces = chosen..<(chosen + 1)
+            }
+            let entries = pieces.map { PieceQueue.Entry(requestID: message.envelope.messageID, digest: request.digest, index: $0) }
             guard owed.enqueue(entries, for: peer, now: .now) else {
                 SlipwayMetrics.busy(server: "store")
                 return reply(peer, error: "\(owed.perPeer) pieces already wait for you; ask again when they have arrived", code: .busy)
             }
+            // Only pieces agents let the store choose are counted: a replica's pieces leave the region.
+            if offered { sendCounts.count(request.digest, piece: pieces.lowerBound) }
             sendOwedPieces()
         default:
             reply(peer, error: "the store does not handle \(message.type)", code: .unsupported)

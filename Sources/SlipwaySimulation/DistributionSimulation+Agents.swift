@@ -1,5 +1,6 @@
 import SlipwayAgent
 import SlipwayProto
+import SlipwayRegionStore
 
 /// What each simulated agent does with a message, a turn of its loop, and a
 /// verified piece: `PieceDownload`, `PieceServer` and the agent loop's
@@ -62,12 +63,12 @@ extension DistributionSimulation {
 
     func receive(_ message: RegionMessage, inRegion region: Int) {
         switch message {
-        case .storeRequest(let from, let piece):
+        case .storeRequest(let from, let piece, let alternatives):
             guard agents[from].alive else { return }
             if config.storeSlots > 0, network.hosts[storeHosts[region]].sending.count >= config.storeSlots {
-                return storeWaiting[region].append((from, piece))
+                return storeWaiting[region].append((from, piece, alternatives))
             }
-            sendFromStore(piece, to: from, region: region)
+            sendFromStore(piece, alternatives: alternatives, to: from, region: region)
         case .register(let from):
             var register = Slipway_V1_AgentRegister()
             register.machineID = agents[from].name
@@ -87,9 +88,12 @@ extension DistributionSimulation {
         }
     }
 
-    func sendFromStore(_ piece: Int, to agent: Int, region: Int) {
+    /// The store sends whichever of the asked piece and its alternatives it has sent least, as `StoreServer` does.
+    func sendFromStore(_ asked: Int, alternatives: [Int], to agent: Int, region: Int) {
+        let piece = storeSent[region].choose(digest, asked: asked, alternatives: alternatives.map(UInt32.init), pieceCount: config.pieceCount)
+        storeSent[region].count(digest, piece: piece)
         let (id, completions) = network.start(from: storeHosts[region], to: agent, bytes: config.pieceLength(piece), now: now)
-        purposes[id] = .piece(to: agent, piece: piece, source: .seed, uploader: nil)
+        purposes[id] = .piece(to: agent, piece: piece, source: .seed, uploader: nil, asked: asked)
         schedule(completions)
     }
 
@@ -149,7 +153,7 @@ extension DistributionSimulation {
             agent.sent[request.piece] = (request.source, now)
             switch request.source {
             case .seed:
-                send(.toRegion(agent.region, .storeRequest(from: agent.index, piece: request.piece)), after: config.latency)
+                send(.toRegion(agent.region, .storeRequest(from: agent.index, piece: request.piece, alternatives: request.alternatives)), after: config.latency)
             case .peer(let peer):
                 connect(agent, to: peer)
                 send(.toAgent(names[peer]!, .request(from: agent.index, piece: request.piece, heedsChoke: true)), after: config.latency)
@@ -268,8 +272,12 @@ extension DistributionSimulation {
         }
     }
 
-    func verified(_ agent: SimulatedAgent, piece: Int, from source: PieceSource) {
+    func verified(_ agent: SimulatedAgent, piece: Int, from source: PieceSource, asked: Int?) {
         guard agent.alive, !agent.isComplete, agent.picker != nil else { return }
+        if let asked, asked != piece, agent.sent[asked]?.source == .seed {
+            agent.sent[asked] = nil
+            agent.picker!.storeChose(piece, insteadOf: asked)
+        }
         if let request = agent.sent[piece], request.source == source {
             agent.sent[piece] = nil
             if source != .seed { agent.pieceTimes = (agent.pieceTimes + [now - request.at]).suffix(16) }

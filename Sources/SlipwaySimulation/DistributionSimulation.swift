@@ -2,6 +2,7 @@ import SlipwayAgent
 import SlipwayCore
 import SlipwayProto
 import SlipwayRegion
+import SlipwayRegionStore
 
 /// Distributes one artifact over a modelled network in virtual time, with the
 /// code the real processes decide with: each agent's ``PiecePicker`` and
@@ -28,13 +29,13 @@ public final class DistributionSimulation {
     }
 
     enum RegionMessage {
-        case storeRequest(from: Int, piece: Int)
+        case storeRequest(from: Int, piece: Int, alternatives: [Int])
         case register(from: Int)
         case peerListRequest(from: Int, have: [UInt32])
     }
 
     enum Purpose {
-        case piece(to: Int, piece: Int, source: PieceSource, uploader: Int?)
+        case piece(to: Int, piece: Int, source: PieceSource, uploader: Int?, asked: Int? = nil)
         case replica(region: Int, source: Int, piece: Int)
     }
 
@@ -42,7 +43,7 @@ public final class DistributionSimulation {
         case toAgent(Int, Message)
         case toRegion(Int, RegionMessage)
         case transfer(FluidNetwork.Completion)
-        case verified(agent: Int, piece: Int, source: PieceSource)
+        case verified(agent: Int, piece: Int, source: PieceSource, asked: Int?)
         case targetArrives(Int)
         case tick(Int)
         /// A heartbeat of an agent with no target yet: agents register when they start, long before a deploy.
@@ -80,7 +81,9 @@ public final class DistributionSimulation {
     private var result = SimulationResult()
     var storeHosts: [Int] = [], linkHosts: [Int] = []
     /// Per region, requests waiting for one of the store's ``SimulationConfig/storeSlots``.
-    var storeWaiting: [[(agent: Int, piece: Int)]] = []
+    var storeWaiting: [[(agent: Int, piece: Int, alternatives: [Int])]] = []
+    /// Per region, how often its store sent each piece (the store's own bookkeeping).
+    var storeSent: [PieceSendCounts] = []
     private var plans: [ReplicationPlan?] = []
     private var replicaSources: [[Int]] = []
     private var regionHeld: [Set<Int>] = []
@@ -115,6 +118,7 @@ public final class DistributionSimulation {
         regionHeld = [everything] + Array(repeating: [], count: config.regions - 1)
         plans = Array(repeating: nil, count: config.regions)
         storeWaiting = Array(repeating: [], count: config.regions)
+        storeSent = Array(repeating: PieceSendCounts(), count: config.regions)
         replicaSources = Array(repeating: [], count: config.regions)
         result.replicatedAt = Array(repeating: 0, count: config.regions)
         if config.regions == 1 { deploy() }
@@ -175,8 +179,8 @@ public final class DistributionSimulation {
             guard let (transfer, sped) = network.finish(completion, now: now) else { return }
             schedule(sped)
             arrived(purposes.removeValue(forKey: completion.transfer)!, bytes: transfer.bytes)
-        case .verified(let index, let piece, let source):
-            verified(agents[index], piece: piece, from: source)
+        case .verified(let index, let piece, let source, let asked):
+            verified(agents[index], piece: piece, from: source, asked: asked)
         case .targetArrives(let index):
             let agent = agents[index]
             guard agent.alive else { return }
@@ -253,7 +257,7 @@ public final class DistributionSimulation {
         switch purpose {
         case .replica(let region, let source, let piece):
             send(.replicaPiece(region: region, source: source, piece: piece), after: config.interRegionLatency)
-        case .piece(let to, let piece, let source, let uploader):
+        case .piece(let to, let piece, let source, let uploader, let asked):
             if source == .seed { freeStoreSlot(in: agents[to].region) }
             if let uploader {
                 let server = agents[uploader]
@@ -268,15 +272,15 @@ public final class DistributionSimulation {
             // Verified one at a time on the agent's thread, then kept, counted and announced.
             let done = max(now + config.latency, agent.verifyingUntil) + bytes / config.verifyBytesPerSecond
             agent.verifyingUntil = done
-            queue.schedule(.verified(agent: to, piece: piece, source: source), at: done)
+            queue.schedule(.verified(agent: to, piece: piece, source: source, asked: asked), at: done)
         }
     }
 
     /// A store transfer ended: with ``SimulationConfig/storeSlots``, the longest waiting request goes next.
     private func freeStoreSlot(in region: Int) {
         guard config.storeSlots > 0, !storeWaiting[region].isEmpty else { return }
-        let (next, piece) = storeWaiting[region].removeFirst()
-        sendFromStore(piece, to: next, region: region)
+        let (next, piece, alternatives) = storeWaiting[region].removeFirst()
+        sendFromStore(piece, alternatives: alternatives, to: next, region: region)
     }
 
     private func fail(_ agent: SimulatedAgent) {
@@ -287,7 +291,7 @@ public final class DistributionSimulation {
         schedule(completions)
         storeWaiting[agent.region].removeAll { $0.agent == agent.index }
         for (id, _) in ended {
-            guard case .piece(let to, _, let source, let uploader)? = purposes.removeValue(forKey: id) else { continue }
+            guard case .piece(let to, _, let source, let uploader, _)? = purposes.removeValue(forKey: id) else { continue }
             if source == .seed { freeStoreSlot(in: agent.region) }
             if let uploader, uploader != agent.index {
                 agents[uploader].sending[agents[to].name, default: 1] -= 1
@@ -296,3 +300,4 @@ public final class DistributionSimulation {
         }
     }
 }
+

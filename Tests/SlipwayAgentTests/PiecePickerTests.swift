@@ -186,6 +186,31 @@ import Testing
     }
 }
 
+@Suite struct PiecePickerStoreChoiceTests {
+    @Test("a store request offers the other pieces no peer holds, its stripe's first; the store's choice frees the asked piece")
+    func offersAlternatives() throws {
+        var random = SplitMix64(seed: 3)
+        var picker = PiecePicker(pieceCount: 8, perPeerLimit: 1, seedLimit: 1)
+        picker.seedStripe = (index: 1, count: 4)
+        picker.peer("p", has: [0])
+        let requests = picker.next(using: &random)
+        let store = try #require(requests.first { $0.source == .seed })
+        #expect(requests.contains(.init(piece: 0, source: .peer("p"))))
+        #expect([1, 5].contains(store.piece), "its own share first")
+        #expect(Set([store.piece] + store.alternatives) == Set(1..<8), "every piece no peer holds, each once")
+        #expect(Set(store.alternatives.prefix(1)).isSubset(of: [1, 5]), "the rest of its share before the others")
+
+        let chosen = store.alternatives.last!
+        picker.storeChose(chosen, insteadOf: store.piece)
+        #expect(picker.received(chosen, from: .seed, valid: true) == .accepted)
+        #expect(picker.outstanding(.seed) == 0, "the asked piece is free again")
+        let next = picker.next(using: &random)
+        #expect(next.count == 1 && next[0].source == .seed && !next[0].alternatives.contains(chosen))
+        picker.storeChose(4, insteadOf: 0)  // not asked of the store: nothing changes
+        #expect(picker.outstanding(.peer("p")) == 1)
+    }
+}
+
 @Suite struct PiecePickerRarityTests {
     @Test("haves raise rarities in place: a piece no peer holds still goes to the store while every peer is busy")
     func havesKeepOrder() {

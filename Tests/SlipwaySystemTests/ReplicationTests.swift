@@ -141,6 +141,20 @@ struct ReplicationTests {
         #expect(try await errorCode(stores["b"]!, ask, security: agentInB) == "not_found")
         info = try await artifact(client, digest)
         #expect(info.deployableAtUnixMicros > 0 && info.replicas.allSatisfy { $0.state == .complete })
+
+        // Offered a choice, the store sends the piece it has sent least: every piece once before any twice.
+        var offer = Slipway_V1_PieceRequest()
+        offer.digest = digest
+        offer.firstPiece = 0
+        offer.count = 1
+        offer.alternatives = (1..<UInt32(info.pieceCount)).map { $0 } + [1_000_000]
+        var chosen: [UInt32] = []
+        for _ in 0...info.pieceCount {
+            let reply = try await request(stores["b"]!, offer, security: agentInB)
+            chosen.append(try reply.body(as: Slipway_V1_PieceData.self).index)
+        }
+        #expect(chosen.dropLast().sorted() == Array(0..<UInt32(info.pieceCount)), "each piece once: \(chosen)")
+        #expect(chosen.last == 0, "then the asked piece again, the first of equals")
     }
 
     static func resumeAfterKill(_ cluster: Cluster) async throws {

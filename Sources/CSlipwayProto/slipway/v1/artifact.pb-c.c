@@ -804,7 +804,7 @@ const ProtobufCMessageDescriptor slipway__v1__manifest_request__descriptor =
   (ProtobufCMessageInit) slipway__v1__manifest_request__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor slipway__v1__piece_request__field_descriptors[4] =
+static const ProtobufCFieldDescriptor slipway__v1__piece_request__field_descriptors[5] =
 {
   {
     "digest",
@@ -854,8 +854,21 @@ static const ProtobufCFieldDescriptor slipway__v1__piece_request__field_descript
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "alternatives",
+    5,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_UINT32,
+    offsetof(Slipway__V1__PieceRequest, n_alternatives),
+    offsetof(Slipway__V1__PieceRequest, alternatives),
+    NULL,
+    NULL,
+    0 | PROTOBUF_C_FIELD_FLAG_PACKED,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned slipway__v1__piece_request__field_indices_by_name[] = {
+  4,   /* field[4] = alternatives */
   2,   /* field[2] = count */
   0,   /* field[0] = digest */
   1,   /* field[1] = first_piece */
@@ -864,7 +877,7 @@ static const unsigned slipway__v1__piece_request__field_indices_by_name[] = {
 static const ProtobufCIntRange slipway__v1__piece_request__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 4 }
+  { 0, 5 }
 };
 const ProtobufCMessageDescriptor slipway__v1__piece_request__descriptor =
 {
@@ -874,7 +887,7 @@ const ProtobufCMessageDescriptor slipway__v1__piece_request__descriptor =
   "Slipway__V1__PieceRequest",
   "slipway.v1",
   sizeof(Slipway__V1__PieceRequest),
-  4,
+  5,
   slipway__v1__piece_request__field_descriptors,
   slipway__v1__piece_request__field_indices_by_name,
   1,  slipway__v1__piece_request__number_ranges,

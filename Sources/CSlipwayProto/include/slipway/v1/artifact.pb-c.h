@@ -112,10 +112,19 @@ struct  Slipway__V1__PieceRequest
    * it as it asks.
    */
   protobuf_c_boolean heeds_choke;
+  /*
+   * Agent -> store, with count 1 only: other pieces the agent would take as
+   * well (it knows no peer holding them), at most 64. The store sends whichever
+   * of first_piece and these it has sent least, and the PieceData says which, so
+   * agents that each see only part of their swarm do not all pull the same
+   * pieces from it. A store older than this field sends first_piece.
+   */
+  size_t n_alternatives;
+  uint32_t *alternatives;
 };
 #define SLIPWAY__V1__PIECE_REQUEST__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&slipway__v1__piece_request__descriptor) \
-    , (char *)protobuf_c_empty_string, 0, 0, 0 }
+    , (char *)protobuf_c_empty_string, 0, 0, 0, 0,NULL }
 
 
 /*
