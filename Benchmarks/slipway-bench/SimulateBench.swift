@@ -21,7 +21,7 @@ struct SimulateBench: ParsableCommand {
     @Option(help: "One-way delay inside a region, ms.") var latencyMs = 0.2
     @Option(help: "One-way delay between regions, ms.") var regionLatencyMs: Double = 40
     @Option(help: "Agents' --upload-slots (0: off).") var uploadSlots = 0
-    @Option(help: "What if the regional store sent to at most N agents at a time (0: every agent that asks at once, as it does).") var storeSlots = 0
+    @Option(help: "What if the regional store gave N upload slots, as agents' --upload-slots do (0: it sends to every agent that asks at once, as it does).") var storeSlots = 0
     @Option(help: "Share of agents that fail for good during the download.") var failShare = 0.0
     @Option(help: "An agent's piece verification and write rate, MB/s.") var verifyMbps: Double = 1_200
     @Option(help: "Cores a region's agents share (0: one machine each, CPU not modelled); the distribution benchmark's agents share 2.") var sharedCores = 0.0
@@ -62,7 +62,7 @@ struct SimulateBench: ParsableCommand {
         let bound = config.boundSeconds
         say(String(format: "%d region(s) × %d agents, %d MiB in %d pieces, %.0f Mbit/s up per machine, bound F/u = %.1f s%@",
                    regions, agents, sizeMib, config.pieceCount, rateMbit, bound, uploadSlots > 0 ? ", \(uploadSlots) upload slots" : "")
-            + (storeSlots > 0 ? ", what if the store sent to \(storeSlots) agents at a time" : "")
+            + (storeSlots > 0 ? ", what if the store gave \(storeSlots) upload slots" : "")
             + (sharedCores > 0 ? String(format: ", agents sharing %.1f cores at %.1f ns per byte received", sharedCores, cpuNsPerByte) : ""))
         for seed in seedList {
             config.seed = seed
@@ -72,9 +72,9 @@ struct SimulateBench: ParsableCommand {
             let window = result.lastCompleteAfterDeploy
             let linkSeconds = Double(regions * (agents + 1)) * rateMbit * 1e6 / 8 * window
             let size = Double(config.artifactBytes)
-            say(String(format: "seed %llu: download p50 / p99 / last × bound = %.2f / %.2f / %.2f; store egress %.2f F per region; uplink use %.0f %%; pieces from store %d, from peers %d; slow requests %d, timeouts %d; failed %d, incomplete %d",
+            say(String(format: "seed %llu: download p50 / p99 / last × bound = %.2f / %.2f / %.2f; store egress %.2f F per region (%d pieces sent again); uplink use %.0f %%; pieces from store %d, from peers %d; slow requests %d, timeouts %d; failed %d, incomplete %d",
                        seed, result.downloadPercentile(0.5) / bound, result.downloadPercentile(0.99) / bound, (result.downloadSeconds.last ?? .nan) / bound,
-                       result.storeEgressBytes / size / Double(regions), linkSeconds > 0 ? 100 * result.agentBytesSent / linkSeconds : 0,
+                       result.storeEgressBytes / size / Double(regions), result.storeRepeats, linkSeconds > 0 ? 100 * result.agentBytesSent / linkSeconds : 0,
                        result.fromSeed, result.fromPeers, result.slowRequests, result.timeouts, result.failedAgents, result.incomplete))
             if regions > 1 {
                 say(String(format: "  replicated to every region after %.1f s (slowest region; one copy at the region link: %.1f s); every live machine holds it %.1f s after the build landed",

@@ -95,6 +95,13 @@ public struct PiecePicker: Sendable {
     public var seedStripe: (index: Int, count: Int)? {
         didSet { quiet = false }
     }
+    /// The store told this downloader to wait for one of its upload slots, as a
+    /// peer's `PieceChoke` does: nothing is asked of it until this is cleared
+    /// (its unchoke, or the choke lapsing). Pieces no peer holds wait meanwhile.
+    /// Only the simulator's store-slot what-if sets it so far.
+    public var seedChoked = false {
+        didSet { quiet = false }
+    }
     /// What each peer holds. A change that can lower a piece's rarity marks the
     /// order stale; pieces a peer adds (its haves, the common case: one per piece
     /// per connected peer) only raise rarities, counted in place.
@@ -204,7 +211,7 @@ public struct PiecePicker: Sendable {
         var seedCandidates: [Int] = []
         var ownCandidates = 0
         let stripe = seedStripe
-        let seedRoom = seedLimit - seedLoad
+        let seedRoom = seedChoked ? 0 : seedLimit - seedLoad
         let choiceRoom = seedRoom * (Self.storeChoices + 1)
         var total = inFlight.count
         while orderStart < order.count, held.contains(order[orderStart]) { orderStart += 1 }

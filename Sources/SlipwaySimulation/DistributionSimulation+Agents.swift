@@ -55,6 +55,15 @@ extension DistributionSimulation {
             agent.manifestAt = now
             agent.seedConnected = true
             turn(agent)
+        case .storeChoke(let choked, let refused):
+            guard !agent.isComplete, agent.picker != nil else { return }
+            agent.storeChokedAt = choked ? now : nil
+            if let refused, agent.sent[refused]?.source == .seed {
+                agent.sent[refused] = nil
+                agent.picker!.failed(refused, from: .seed)
+            }
+            agent.picker!.seedChoked = choked
+            pump(agent)
         case .peerList(let peers):
             update(agent, peers: peers)
             pump(agent)
@@ -65,10 +74,15 @@ extension DistributionSimulation {
         switch message {
         case .storeRequest(let from, let piece, let alternatives):
             guard agents[from].alive else { return }
-            if config.storeSlots > 0, network.hosts[storeHosts[region]].sending.count >= config.storeSlots {
-                return storeWaiting[region].append((from, piece, alternatives))
+            if config.storeSlots > 0 {
+                let (taken, actions) = storeChokers[region].request(from: from, now: instant(now))
+                guard taken else {
+                    return send(.toAgent(from, .storeChoke(choked: true, refused: piece)), after: config.latency)
+                }
+                applyStore(actions, region: region)
             }
             sendFromStore(piece, alternatives: alternatives, to: from, region: region)
+            if config.storeSlots > 0 { storeChokers[region].answered(from, now: instant(now)) }
         case .register(let from):
             var register = Slipway_V1_AgentRegister()
             register.machineID = agents[from].name
@@ -91,10 +105,21 @@ extension DistributionSimulation {
     /// The store sends whichever of the asked piece and its alternatives it has sent least, as `StoreServer` does.
     func sendFromStore(_ asked: Int, alternatives: [Int], to agent: Int, region: Int) {
         let piece = storeSent[region].choose(digest, asked: asked, alternatives: alternatives.map(UInt32.init), pieceCount: config.pieceCount)
+        if storeSent[region].timesSent(digest, piece: piece) > 0 { storeRepeats += 1 }
         storeSent[region].count(digest, piece: piece)
         let (id, completions) = network.start(from: storeHosts[region], to: agent, bytes: config.pieceLength(piece), now: now)
         purposes[id] = .piece(to: agent, piece: piece, source: .seed, uploader: nil, asked: asked)
+        storeSending[region][agent, default: 0] += 1
         schedule(completions)
+    }
+
+    func applyStore(_ actions: [UploadChoker<Int>.Action], region: Int) {
+        for action in actions {
+            switch action {
+            case .unchoke(let agent): send(.toAgent(agent, .storeChoke(choked: false, refused: nil)), after: config.latency)
+            case .choke(let agent): send(.toAgent(agent, .storeChoke(choked: true, refused: nil)), after: config.latency)
+            }
+        }
     }
 
     /// One turn of the agent's loop: the download's pump, its peer-list
@@ -143,6 +168,10 @@ extension DistributionSimulation {
         for (peer, requests) in agent.slow where requests.values.contains(where: { now - $0 >= Self.requestTimeout }) {
             agent.timeouts += 1
             drop(peer, by: agent)
+        }
+        if let at = agent.storeChokedAt, now - at >= Self.chokeLapse {
+            agent.storeChokedAt = nil
+            agent.picker!.seedChoked = false
         }
         for (peer, at) in agent.chokedAt where now - at >= Self.chokeLapse {
             agent.chokedAt[peer] = nil

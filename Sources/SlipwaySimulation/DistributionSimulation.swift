@@ -24,6 +24,8 @@ public final class DistributionSimulation {
         case have(from: Int, SimulatedAgent.Holding)
         case choke(from: Int, choked: Bool, refused: Int?)
         case notFound(from: Int)
+        /// The store's choke or unchoke (its upload slots, a what-if); `refused`: the request it answered.
+        case storeChoke(choked: Bool, refused: Int?)
         case manifest
         case peerList([Slipway_V1_Peer])
     }
@@ -50,6 +52,8 @@ public final class DistributionSimulation {
         case idleHeartbeat(Int)
         case fail(Int)
         case regionTick(Int)
+        /// A turn of a store's loop: its upload slots handed on.
+        case storeTick(Int)
         case replicaRequest(region: Int, source: Int, first: Int, count: Int)
         case replicaLacking(region: Int, source: Int)
         case replicaPiece(region: Int, source: Int, piece: Int)
@@ -80,10 +84,13 @@ public final class DistributionSimulation {
     var now = 0.0
     private var result = SimulationResult()
     var storeHosts: [Int] = [], linkHosts: [Int] = []
-    /// Per region, requests waiting for one of the store's ``SimulationConfig/storeSlots``.
-    var storeWaiting: [[(agent: Int, piece: Int, alternatives: [Int])]] = []
+    /// Per region, the store's upload slots (``SimulationConfig/storeSlots``) and what it is sending to each agent.
+    var storeChokers: [UploadChoker<Int>] = []
+    var storeSending: [[Int: Int]] = []
     /// Per region, how often its store sent each piece (the store's own bookkeeping).
     var storeSent: [PieceSendCounts] = []
+    /// Pieces a store sent again (it had sent them before).
+    var storeRepeats = 0
     private var plans: [ReplicationPlan?] = []
     private var replicaSources: [[Int]] = []
     private var regionHeld: [Set<Int>] = []
@@ -112,12 +119,16 @@ public final class DistributionSimulation {
             linkHosts.append(network.addHost(up: config.interRegionBits / 8, down: config.interRegionBits / 8))
             trackers.append(AgentTracker(timeout: .seconds(20)))
         }
-        for region in 0..<config.regions { queue.schedule(.regionTick(region), at: 0) }
+        for region in 0..<config.regions {
+            queue.schedule(.regionTick(region), at: 0)
+            if config.storeSlots > 0 { queue.schedule(.storeTick(region), at: 0) }
+        }
         for agent in agents { queue.schedule(.idleHeartbeat(agent.index), at: Double.random(in: 0..<Self.heartbeatInterval, using: &random)) }
         remaining = total
         regionHeld = [everything] + Array(repeating: [], count: config.regions - 1)
         plans = Array(repeating: nil, count: config.regions)
-        storeWaiting = Array(repeating: [], count: config.regions)
+        storeChokers = Array(repeating: UploadChoker(slots: max(1, config.storeSlots)), count: config.regions)
+        storeSending = Array(repeating: [:], count: config.regions)
         storeSent = Array(repeating: PieceSendCounts(), count: config.regions)
         replicaSources = Array(repeating: [], count: config.regions)
         result.replicatedAt = Array(repeating: 0, count: config.regions)
@@ -153,6 +164,7 @@ public final class DistributionSimulation {
             result.agentBytesSent += network.hosts[agent.index].sent
         }
         result.storeEgressBytes = storeHosts.reduce(0) { $0 + network.hosts[$1].sent }
+        result.storeRepeats = storeRepeats
         result.agentBytesSent += result.storeEgressBytes
         result.downloadSeconds.sort()
         return result
@@ -207,6 +219,10 @@ public final class DistributionSimulation {
                 if !(plans[region]!.expire(now: instant(now))).isEmpty { pumpReplication(region) }
             }
             send(.regionTick(region), after: 1)
+        case .storeTick(let region):
+            let sending = storeSending[region]
+            applyStore(storeChokers[region].tick(now: instant(now)) { sending[$0, default: 0] }, region: region)
+            send(.storeTick(region), after: Self.turn)
         case .replicaRequest(let region, let source, let first, let count):
             let from = replicaSources[region][source]
             guard (first..<(first + count)).allSatisfy({ regionHeld[from].contains($0) }) else {
@@ -258,7 +274,7 @@ public final class DistributionSimulation {
         case .replica(let region, let source, let piece):
             send(.replicaPiece(region: region, source: source, piece: piece), after: config.interRegionLatency)
         case .piece(let to, let piece, let source, let uploader, let asked):
-            if source == .seed { freeStoreSlot(in: agents[to].region) }
+            if source == .seed { storeSent(to: to, region: agents[to].region) }
             if let uploader {
                 let server = agents[uploader]
                 server.sending[agents[to].name, default: 1] -= 1
@@ -276,11 +292,10 @@ public final class DistributionSimulation {
         }
     }
 
-    /// A store transfer ended: with ``SimulationConfig/storeSlots``, the longest waiting request goes next.
-    private func freeStoreSlot(in region: Int) {
-        guard config.storeSlots > 0, !storeWaiting[region].isEmpty else { return }
-        let (next, piece, alternatives) = storeWaiting[region].removeFirst()
-        sendFromStore(piece, alternatives: alternatives, to: next, region: region)
+    /// A store transfer to `agent` ended (or was cut).
+    private func storeSent(to agent: Int, region: Int) {
+        storeSending[region][agent, default: 1] -= 1
+        if storeSending[region][agent] == 0 { storeSending[region][agent] = nil }
     }
 
     private func fail(_ agent: SimulatedAgent) {
@@ -289,10 +304,9 @@ public final class DistributionSimulation {
         remaining -= agent.isComplete ? 0 : 1
         let (ended, completions) = network.cut(agent.index, now: now)
         schedule(completions)
-        storeWaiting[agent.region].removeAll { $0.agent == agent.index }
         for (id, _) in ended {
             guard case .piece(let to, _, let source, let uploader, _)? = purposes.removeValue(forKey: id) else { continue }
-            if source == .seed { freeStoreSlot(in: agent.region) }
+            if source == .seed { storeSent(to: to, region: agent.region) }
             if let uploader, uploader != agent.index {
                 agents[uploader].sending[agents[to].name, default: 1] -= 1
                 if agents[uploader].sending[agents[to].name] == 0 { agents[uploader].sending[agents[to].name] = nil }

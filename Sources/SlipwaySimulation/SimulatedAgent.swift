@@ -39,6 +39,7 @@ final class SimulatedAgent {
     var slow: [String: [Int: Double]] = [:]
     var pieceTimes: [Double] = []
     var chokedAt: [String: Double] = [:]
+    var storeChokedAt: Double?
     var interestTold: [String: Bool] = [:]
     var interestToldAt: Double?
     var greetedAt: Double?

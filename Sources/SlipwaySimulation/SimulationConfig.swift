@@ -22,8 +22,9 @@ public struct SimulationConfig: Sendable {
     /// `--upload-slots` of every agent (0: serve every downloader as it asks).
     public var uploadSlots = 0
     /// A what-if, not what the regional store does today (it sends to every
-    /// agent that asks at once): the store sends to at most this many agents at
-    /// a time, the others waiting in order (0: as today).
+    /// agent that asks at once): the store gives N upload slots to the agents
+    /// that ask, with the agents' own ``UploadChoker`` and `PieceChoke` rules, so
+    /// a waiting agent asks afresh when its turn comes (0: as today).
     public var storeSlots = 0
     /// Share of agents that fail (stop for good) during the download, at random times.
     public var failShare = 0.0
@@ -68,6 +69,8 @@ public struct SimulationResult: Sendable {
     public var failedAgents = 0, incomplete = 0
     /// Bytes the regional stores sent to agents, in all.
     public var storeEgressBytes = 0.0
+    /// Pieces a regional store sent that it had sent before, in all regions.
+    public var storeRepeats = 0
     /// Bytes every agent and store sent to agents, in all.
     public var agentBytesSent = 0.0
     /// Pieces from the store and from peers; requests that timed out, and requests

@@ -209,6 +209,19 @@ import Testing
         picker.storeChose(4, insteadOf: 0)  // not asked of the store: nothing changes
         #expect(picker.outstanding(.peer("p")) == 1)
     }
+
+    @Test("a store that chokes the downloader is asked nothing until it unchokes it")
+    func storeChoke() {
+        var random = SplitMix64(seed: 4)
+        var picker = PiecePicker(pieceCount: 4, perPeerLimit: 1, seedLimit: 1)
+        picker.peer("p", has: [])
+        picker.seedChoked = true
+        #expect(picker.next(using: &random).isEmpty)
+        picker.peer("p", adds: [2])
+        #expect(picker.next(using: &random) == [.init(piece: 2, source: .peer("p"))], "peers are still asked")
+        picker.seedChoked = false
+        #expect(picker.next(using: &random).map(\.source) == [.seed])
+    }
 }
 
 @Suite struct PiecePickerRarityTests {

@@ -45,6 +45,16 @@ import Testing
         #expect(result.downloadSeconds.first! >= config.boundSeconds)
     }
 
+    @Test("with the store's upload slots (a what-if) waiting agents ask afresh: it sends next to nothing twice, and everyone finishes")
+    func storeSlots() {
+        var config = config(agents: 16)
+        config.storeSlots = 2
+        let result = DistributionSimulation(config).run()
+        #expect(result.incomplete == 0 && result.downloadSeconds.count == 16)
+        #expect(result.storeRepeats <= 3 && result.storeEgressBytes <= 1.1 * Double(config.artifactBytes),
+                "\(result.storeRepeats) pieces sent again, \(result.storeEgressBytes / Double(config.artifactBytes)) F")
+    }
+
     @Test("other regions replicate the build through the real ReplicationPlan before it is deployed")
     func regions() {
         var config = config(agents: 4, mib: 16)
