@@ -348,7 +348,7 @@ let package = Package(
         ),
         .testTarget(
             name: "SlipwayAgentTests",
-            dependencies: ["SlipwayAgent", "SlipwayProto", "SlipwayAuth", "SlipwayArtifact", "SlipwayCore", "SlipwayWire",
+            dependencies: ["SlipwayAgent", "SlipwayProto", "SlipwayAuth", "SlipwayArtifact", "SlipwayCore", "SlipwayWire", "SlipwayRegionStore", "SlipwayThreads",
                            .product(name: "Crypto", package: "swift-crypto"), .product(name: "Logging", package: "swift-log")],
             swiftSettings: strict
         ),

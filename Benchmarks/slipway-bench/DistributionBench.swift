@@ -29,6 +29,7 @@ struct DistributionBench: AsyncParsableCommand {
     @Option(help: "Keep the region's and agents' logs in this folder.") var logs: String?
     @Flag(help: "Agents log every piece (with --logs: a timeline per agent).") var verbose = false
     @Option(help: "Peers each agent uploads to at once (--upload-slots; 0: the agent's default).") var uploadSlots = 0
+    @Option(help: "Agents the store sends to at once (the region's --store-upload-slots; 0: its default).") var storeSlots = 0
 
     private var modes: [String] { mode.split(separator: ",").map { String($0) } }
 
@@ -37,6 +38,7 @@ struct DistributionBench: AsyncParsableCommand {
             throw ValidationError("--size-mib and --rate-mbit must be at least 1, --agents 1…200, --piece-kib 0 or 64…65536, --bt-piece-kib 16…65536")
         }
         guard (0...64).contains(uploadSlots) else { throw ValidationError("--upload-slots is 0 (the agent's default) or 1…64") }
+        guard (0...64).contains(storeSlots) else { throw ValidationError("--store-slots is 0 (the region's default) or 1…64") }
         guard !modes.isEmpty, modes.allSatisfy(["p2p", "seed", "bittorrent"].contains) else {
             throw ValidationError("--mode is a comma-separated list of p2p, seed and bittorrent")
         }
@@ -140,12 +142,13 @@ struct DistributionBench: AsyncParsableCommand {
         let unused = { "tcp://127.0.0.1:\(freeLoopbackPort())" }
         var processes: [Process] = []
         defer { stopAll(processes, grace: 20) }
-        processes.append(try launchLogged(["/usr/sbin/ip", "netns", "exec", network.namespace(0), binary, "region", "--name", "bench",
-                                           "--store-dir", store.path, "--store", "tcp://\(storeHost):7710",
-                                           "--tracker", "tcp://\(storeHost):7720", "--targets", "tcp://\(storeHost):7721",
-                                           "--coordinator-intake", unused(), "--coordinator-events", unused(),
-                                           "--coordinator-snapshot", unused(), "--log-level", "warning", "--insecure"],
-                                          log: run.appendingPathComponent("region.log")))
+        var region = ["/usr/sbin/ip", "netns", "exec", network.namespace(0), binary, "region", "--name", "bench",
+                      "--store-dir", store.path, "--store", "tcp://\(storeHost):7710",
+                      "--tracker", "tcp://\(storeHost):7720", "--targets", "tcp://\(storeHost):7721",
+                      "--coordinator-intake", unused(), "--coordinator-events", unused(),
+                      "--coordinator-snapshot", unused(), "--log-level", "warning", "--insecure"]
+        if storeSlots > 0 { region += ["--store-upload-slots", "\(storeSlots)"] }
+        processes.append(try launchLogged(region, log: run.appendingPathComponent("region.log")))
         usleep(500_000)
         let logs = (1...agents).map { run.appendingPathComponent("agent-\($0).log") }
         for index in 1...agents {

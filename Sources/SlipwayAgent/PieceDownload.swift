@@ -27,6 +27,8 @@ final class PieceDownload {
     private(set) var manifest: Slipway_V1_ArtifactManifest?
     /// Pieces taken from the seed and from peers by this run.
     private(set) var fromSeed = 0, fromPeers = 0
+    /// Times the store told this download to wait for one of its upload slots.
+    private(set) var storeChokes = 0
     /// Pieces held when this run started (resumed from disk).
     private(set) var resumedPieces = 0
     /// Pieces that failed verification.
@@ -85,6 +87,8 @@ final class PieceDownload {
     /// and is dropped.
     private var chokedAt: [String: ContinuousClock.Instant] = [:]
     static let chokeLapse: Duration = .seconds(12)
+    /// When the store (with `--store-upload-slots`) said to wait; it lapses as a peer's choke does.
+    private var storeChokedAt: ContinuousClock.Instant?
     /// How long the last pieces from peers took, request to arrival (at most 16).
     private var pieceTimes: [Duration] = []
     /// Until pieces have been timed: how long a request to a peer may take before it is slow.
@@ -258,6 +262,10 @@ final class PieceDownload {
             logger.info("piece request timed out", metadata: ["digest": "\(digest)", "pieces": "\(requests.keys.sorted())", "source": "peer \(machine)"])
             drop(machine, picker: &picker, now: now)
         }
+        if let at = storeChokedAt, now - at >= Self.chokeLapse {
+            storeChokedAt = nil
+            picker.seedChoked = false
+        }
         for (machine, at) in chokedAt where now - at >= Self.chokeLapse {
             chokedAt[machine] = nil
             picker.unchoked(by: machine)
@@ -272,7 +280,7 @@ final class PieceDownload {
             message.digest = digest
             message.firstPiece = UInt32(request.piece)
             message.count = 1
-            message.heedsChoke = request.source != .seed
+            message.heedsChoke = true
             message.alternatives = request.alternatives.map(UInt32.init)
             do {
                 let wire = WireMessage(message, sender: sender)
@@ -351,6 +359,23 @@ final class PieceDownload {
                     continue
                 }
                 learned(have, from: machine)
+            case .pieceChoke where source == .seed:
+                guard var picker, let choke = try? message.body(as: Slipway_V1_PieceChoke.self), choke.digest == digest else {
+                    rejected += 1
+                    continue
+                }
+                // The store's upload slots: wait for its unchoke, then ask afresh; peers meanwhile.
+                storeChokedAt = choke.choked ? now : nil
+                if choke.choked {
+                    storeChokes += 1
+                    SlipwayMetrics.choke("received")
+                }
+                if choke.choked, let refused = requestIDs.removeValue(forKey: message.envelope.inReplyTo), sent[refused]?.source == .seed {
+                    sent[refused] = nil
+                    picker.failed(refused, from: .seed)
+                }
+                picker.seedChoked = choke.choked
+                self.picker = picker
             case .pieceChoke:
                 guard case .peer(let machine) = source, var picker, let choke = try? message.body(as: Slipway_V1_PieceChoke.self),
                       choke.digest == digest else {

@@ -98,7 +98,6 @@ public struct PiecePicker: Sendable {
     /// The store told this downloader to wait for one of its upload slots, as a
     /// peer's `PieceChoke` does: nothing is asked of it until this is cleared
     /// (its unchoke, or the choke lapsing). Pieces no peer holds wait meanwhile.
-    /// Only the simulator's store-slot what-if sets it so far.
     public var seedChoked = false {
         didSet { quiet = false }
     }

@@ -39,6 +39,8 @@ public struct RegionConfig: Sendable {
     public var coordinatorSnapshot = Endpoint(host: "127.0.0.1", port: 7703)
     /// Pieces in flight per source region (credit); times the piece size bounds memory.
     public var replicationWindow: Int = 16
+    /// Agents the store sends pieces to at once (`--store-upload-slots`; 0: every agent as it asks).
+    public var storeUploadSlots = 0
     /// Pieces asked for in one request.
     public var replicationBatch: Int = 8
     /// Cap on replication bandwidth into this region (bytes per second, 0 = none):

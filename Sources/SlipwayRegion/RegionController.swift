@@ -16,7 +16,7 @@ public enum RegionController {
         let mailbox = try BlobStoreMailbox()
         let board = RegionTargetBoard()
         let store = StoreServer.Settings(region: config.region, id: config.id, endpoint: config.storeEndpoint, path: config.storePath,
-                                           security: config.security, refusals: config.refusals)
+                                           security: config.security, refusals: config.refusals, uploadSlots: config.storeUploadSlots)
         return [
             LoopService(name: "region-store") { stop in
                 try StoreServer(config: store, mailbox: mailbox, logger: logger, stop: stop)

@@ -25,6 +25,9 @@ struct PieceQueue {
     /// Pieces waiting, for all peers.
     var count: Int { queues.values.reduce(0) { $0 + $1.entries.count } }
 
+    /// Pieces waiting for `peer`.
+    func count(for peer: [UInt8]) -> Int { queues[peer]?.entries.count ?? 0 }
+
     /// Peers with pieces waiting.
     var peers: [[UInt8]] { Array(queues.keys) }
 

@@ -35,16 +35,21 @@ public final class StoreServer: ServingLoop {
         public var security: DaemonSecurity
         /// Where refusals wait for the region's report to the coordinator's audit log.
         public var refusals: RefusalJournal
+        /// Agents sent pieces at once, as agents' `--upload-slots` do: an agent that
+        /// heeds `PieceChoke` waits for a slot and asks afresh when its turn comes
+        /// (0: every agent is served as it asks).
+        public var uploadSlots: Int
 
         /// Settings for the store of `region` in `path`, bound at `endpoint` with `security`.
         public init(region: String, id: String, endpoint: Endpoint, path: String, security: DaemonSecurity,
-                    refusals: RefusalJournal = RefusalJournal()) {
+                    refusals: RefusalJournal = RefusalJournal(), uploadSlots: Int = 0) {
             self.region = region
             self.id = id
             self.endpoint = endpoint
             self.path = path
             self.security = security
             self.refusals = refusals
+            self.uploadSlots = uploadSlots
         }
     }
 
@@ -62,6 +67,10 @@ public final class StoreServer: ServingLoop {
     private var rejections = RejectionLog(daemon: "region", socket: "store")
     private var owed = PieceQueue()
     private var sendCounts = PieceSendCounts()
+    /// Which agents that heed `PieceChoke` are sent pieces now (``Settings/uploadSlots``),
+    /// and the artifact each asked for last, for its `PieceChoke`s.
+    private var choker: UploadChoker<[UInt8]>
+    private var heeding: [[UInt8]: String] = [:]
     /// The bytes of a peer's next piece, kept while its send queue is full.
     private var loaded: [[UInt8]: (entry: PieceQueue.Entry, bytes: [UInt8])] = [:]
     /// Answers waiting for a peer's full send queue: 16 per peer, 64 MiB for all (a
@@ -77,6 +86,7 @@ public final class StoreServer: ServingLoop {
         self.mailbox = mailbox
         self.logger = logger
         self.stop = stop
+        self.choker = UploadChoker(slots: config.uploadSlots)
         self.context = try ZMQContext()
         do {
             self.store = try BlobStore(root: URL(fileURLWithPath: config.path))
@@ -183,6 +193,13 @@ public final class StoreServer: ServingLoop {
             let end = min(manifest.pieceSha256.count, first + Int(min(request.count, 64)))
             guard first < end else { return reply(peer, error: "no pieces in the requested range", code: .invalidArgument) }
             var pieces = first..<end
+            if config.uploadSlots > 0, request.heedsChoke, pieces.count == 1 {
+                heeding[peer] = request.digest
+                let (taken, actions) = choker.request(from: peer, now: .now)
+                // The answer to this request: it was not taken; the agent waits for an unchoke and asks afresh.
+                guard taken else { return choke(peer, digest: request.digest, choked: true, inReplyTo: message) }
+                apply(actions)
+            }
             let offered = pieces.count == 1 && !request.alternatives.isEmpty
             if offered {
                 // An agent's piece: of those it offers, the one the store has sent least.
@@ -206,6 +223,13 @@ public final class StoreServer: ServingLoop {
     /// Sends waiting answers, then owed pieces, while each peer's send queue takes them.
     private func sendOwedPieces() {
         let now = ContinuousClock.now
+        if config.uploadSlots > 0 {
+            apply(choker.tick(now: now) { self.owed.count(for: $0) })
+            if heeding.count > choker.maxWaiting + choker.slots {
+                let known = choker.served.union(choker.waiting)
+                heeding = heeding.filter { known.contains($0.key) }
+            }
+        }
         unsent.flush(on: socket, now: now)
         for (peer, entries) in owed.stale(now: now) {
             loaded[peer] = nil
@@ -224,9 +248,12 @@ public final class StoreServer: ServingLoop {
                 } catch {
                     owed.drop(peer)  // gone
                     loaded[peer] = nil
+                    heeding[peer] = nil
+                    apply(choker.gone(peer, now: now))
                     break
                 }
                 owed.sent(to: peer, now: now)
+                choker.answered(peer, now: now)
                 loaded[peer] = nil
                 SlipwayMetrics.pieceServed(by: "store")
             }
@@ -252,6 +279,23 @@ public final class StoreServer: ServingLoop {
         return WireMessage(header, sender: config.id, inReplyTo: entry.requestID, payload: bytes)
     }
 
+    /// Sends the choker's decisions.
+    private func apply(_ actions: [UploadChoker<[UInt8]>.Action]) {
+        for action in actions {
+            switch action {
+            case .unchoke(let peer): choke(peer, digest: heeding[peer] ?? "", choked: false)
+            case .choke(let peer): choke(peer, digest: heeding[peer] ?? "", choked: true)
+            }
+        }
+    }
+
+    private func choke(_ peer: [UInt8], digest: String, choked: Bool, inReplyTo request: WireMessage? = nil) {
+        var message = Slipway_V1_PieceChoke()
+        message.digest = digest
+        message.choked = choked
+        send(peer, message, inReplyTo: request)
+    }
+
     private func ack(_ peer: [UInt8], digest: String, next: Int, error: String = "", held: PieceBitmap? = nil) {
         var ack = Slipway_V1_UploadAck()
         ack.digest = digest
@@ -268,8 +312,9 @@ public final class StoreServer: ServingLoop {
     /// Answers at once, or as soon as the peer's send queue has room: an answer lost to a
     /// full queue (a `busy` to a peer still reading its pieces) left its asker waiting out
     /// its request timeout.
-    private func send(_ peer: [UInt8], _ body: some WireBody, payload: [UInt8]? = nil) {
-        switch unsent.send(codec.encode(WireMessage(body, sender: config.id, payload: payload), to: peer), to: peer, on: socket) {
+    private func send(_ peer: [UInt8], _ body: some WireBody, payload: [UInt8]? = nil, inReplyTo request: WireMessage? = nil) {
+        let message = WireMessage(body, sender: config.id, inReplyTo: request?.envelope.messageID ?? "", payload: payload)
+        switch unsent.send(codec.encode(message, to: peer), to: peer, on: socket) {
         case .sent, .queued: break
         case .gone: logger.info("could not reply; peer gone")
         case .dropped: rejections.record(reason: "reply_dropped", detail: "a peer's send queue stayed full", logger: logger)

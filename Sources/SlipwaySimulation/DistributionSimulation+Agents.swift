@@ -1,4 +1,5 @@
 import SlipwayAgent
+import SlipwayCore
 import SlipwayProto
 import SlipwayRegionStore
 
@@ -109,7 +110,6 @@ extension DistributionSimulation {
         storeSent[region].count(digest, piece: piece)
         let (id, completions) = network.start(from: storeHosts[region], to: agent, bytes: config.pieceLength(piece), now: now)
         purposes[id] = .piece(to: agent, piece: piece, source: .seed, uploader: nil, asked: asked)
-        storeSending[region][agent, default: 0] += 1
         schedule(completions)
     }
 

@@ -84,9 +84,8 @@ public final class DistributionSimulation {
     var now = 0.0
     private var result = SimulationResult()
     var storeHosts: [Int] = [], linkHosts: [Int] = []
-    /// Per region, the store's upload slots (``SimulationConfig/storeSlots``) and what it is sending to each agent.
+    /// Per region, the store's upload slots (``SimulationConfig/storeSlots``).
     var storeChokers: [UploadChoker<Int>] = []
-    var storeSending: [[Int: Int]] = []
     /// Per region, how often its store sent each piece (the store's own bookkeeping).
     var storeSent: [PieceSendCounts] = []
     /// Pieces a store sent again (it had sent them before).
@@ -128,7 +127,6 @@ public final class DistributionSimulation {
         regionHeld = [everything] + Array(repeating: [], count: config.regions - 1)
         plans = Array(repeating: nil, count: config.regions)
         storeChokers = Array(repeating: UploadChoker(slots: max(1, config.storeSlots)), count: config.regions)
-        storeSending = Array(repeating: [:], count: config.regions)
         storeSent = Array(repeating: PieceSendCounts(), count: config.regions)
         replicaSources = Array(repeating: [], count: config.regions)
         result.replicatedAt = Array(repeating: 0, count: config.regions)
@@ -220,8 +218,8 @@ public final class DistributionSimulation {
             }
             send(.regionTick(region), after: 1)
         case .storeTick(let region):
-            let sending = storeSending[region]
-            applyStore(storeChokers[region].tick(now: instant(now)) { sending[$0, default: 0] }, region: region)
+            // As `StoreServer`: a piece handed to the agent's pipe is no longer queued, though it is still on its way.
+            applyStore(storeChokers[region].tick(now: instant(now)) { _ in 0 }, region: region)
             send(.storeTick(region), after: Self.turn)
         case .replicaRequest(let region, let source, let first, let count):
             let from = replicaSources[region][source]
@@ -274,7 +272,6 @@ public final class DistributionSimulation {
         case .replica(let region, let source, let piece):
             send(.replicaPiece(region: region, source: source, piece: piece), after: config.interRegionLatency)
         case .piece(let to, let piece, let source, let uploader, let asked):
-            if source == .seed { storeSent(to: to, region: agents[to].region) }
             if let uploader {
                 let server = agents[uploader]
                 server.sending[agents[to].name, default: 1] -= 1
@@ -292,12 +289,6 @@ public final class DistributionSimulation {
         }
     }
 
-    /// A store transfer to `agent` ended (or was cut).
-    private func storeSent(to agent: Int, region: Int) {
-        storeSending[region][agent, default: 1] -= 1
-        if storeSending[region][agent] == 0 { storeSending[region][agent] = nil }
-    }
-
     private func fail(_ agent: SimulatedAgent) {
         guard agent.alive else { return }
         agent.alive = false
@@ -305,8 +296,7 @@ public final class DistributionSimulation {
         let (ended, completions) = network.cut(agent.index, now: now)
         schedule(completions)
         for (id, _) in ended {
-            guard case .piece(let to, _, let source, let uploader, _)? = purposes.removeValue(forKey: id) else { continue }
-            if source == .seed { storeSent(to: to, region: agent.region) }
+            guard case .piece(let to, _, _, let uploader, _)? = purposes.removeValue(forKey: id) else { continue }
             if let uploader, uploader != agent.index {
                 agents[uploader].sending[agents[to].name, default: 1] -= 1
                 if agents[uploader].sending[agents[to].name] == 0 { agents[uploader].sending[agents[to].name] = nil }

@@ -1,3 +1,4 @@
+import SlipwayCore
 import SlipwayAgent
 
 /// One machine of the simulated fleet: the download side of `PieceDownload` and

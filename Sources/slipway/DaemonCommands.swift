@@ -304,6 +304,7 @@ struct RegionCommand: AsyncParsableCommand {
             transform: parseDuration)
     var vouchInterval = DurationArgument(argument: "10m")!
     @Option(help: "Pieces in flight per peer region while replicating.") var replicationWindow = 16
+    @Option(help: "Agents the store sends pieces to at once, the others waiting their turn (1-64); 0: every agent is served as it asks.") var storeUploadSlots = 0
     @Option(help: "Cap on replication bandwidth into this region, in MiB/s (0: none).") var replicationMaxMibps = 0.0
     @Option(help: "A copy with no new piece for this long steps aside for the rest of the queue.", transform: parseDuration)
     var replicationStallTimeout = DurationArgument(argument: "60s")!
@@ -324,6 +325,7 @@ struct RegionCommand: AsyncParsableCommand {
             }
         }
         guard (1...256).contains(replicationWindow) else { throw ValidationError("--replication-window must be 1…256") }
+        guard (0...64).contains(storeUploadSlots) else { throw ValidationError("--store-upload-slots must be between 0 (none) and 64") }
         _ = try coordinatorAddress(coordinator)
         guard replicationMaxMibps >= 0, replicationMaxMibps < 1e6 else { throw ValidationError("--replication-max-mibps must be 0 or positive") }
     }
@@ -346,6 +348,7 @@ struct RegionCommand: AsyncParsableCommand {
         config.agentTimeout = max(agentTimeout.duration, .seconds(1))
         config.vouchInterval = max(vouchInterval.duration, .seconds(1))
         config.replicationWindow = replicationWindow
+        config.storeUploadSlots = storeUploadSlots
         config.replicationBatch = min(8, replicationWindow)
         config.replicationMaxBytesPerSecond = UInt64(replicationMaxMibps * 1_048_576)
         config.stallTimeout = max(replicationStallTimeout.duration, .seconds(1))

@@ -1,4 +1,4 @@
-@testable import SlipwayAgent
+import SlipwayCore
 import Testing
 
 @Suite("Upload slots go round")
