@@ -21,7 +21,7 @@ struct SimulateBench: ParsableCommand {
     @Option(help: "One-way delay inside a region, ms.") var latencyMs = 0.2
     @Option(help: "One-way delay between regions, ms.") var regionLatencyMs: Double = 40
     @Option(help: "Agents' --upload-slots (0: off).") var uploadSlots = 0
-    @Option(help: "What if the regional store gave N upload slots, as agents' --upload-slots do (0: it sends to every agent that asks at once, as it does).") var storeSlots = 0
+    @Option(help: "The regional store's --store-upload-slots (0: off, every agent that asks is sent to at once).") var storeSlots = 0
     @Option(help: "Share of agents that fail for good during the download.") var failShare = 0.0
     @Option(help: "An agent's piece verification and write rate, MB/s.") var verifyMbps: Double = 1_200
     @Option(help: "Cores a region's agents share (0: one machine each, CPU not modelled); the distribution benchmark's agents share 2.") var sharedCores = 0.0
@@ -62,7 +62,7 @@ struct SimulateBench: ParsableCommand {
         let bound = config.boundSeconds
         say(String(format: "%d region(s) × %d agents, %d MiB in %d pieces, %.0f Mbit/s up per machine, bound F/u = %.1f s%@",
                    regions, agents, sizeMib, config.pieceCount, rateMbit, bound, uploadSlots > 0 ? ", \(uploadSlots) upload slots" : "")
-            + (storeSlots > 0 ? ", what if the store gave \(storeSlots) upload slots" : "")
+            + (storeSlots > 0 ? ", \(storeSlots) store upload slots" : "")
             + (sharedCores > 0 ? String(format: ", agents sharing %.1f cores at %.1f ns per byte received", sharedCores, cpuNsPerByte) : ""))
         for seed in seedList {
             config.seed = seed

@@ -24,7 +24,7 @@ public final class DistributionSimulation {
         case have(from: Int, SimulatedAgent.Holding)
         case choke(from: Int, choked: Bool, refused: Int?)
         case notFound(from: Int)
-        /// The store's choke or unchoke (its upload slots, a what-if); `refused`: the request it answered.
+        /// The store's choke or unchoke (`--store-upload-slots`); `refused`: the request it answered.
         case storeChoke(choked: Bool, refused: Int?)
         case manifest
         case peerList([Slipway_V1_Peer])

@@ -21,10 +21,10 @@ public struct SimulationConfig: Sendable {
     public var interRegionLatency = 0.04
     /// `--upload-slots` of every agent (0: serve every downloader as it asks).
     public var uploadSlots = 0
-    /// A what-if, not what the regional store does today (it sends to every
-    /// agent that asks at once): the store gives N upload slots to the agents
-    /// that ask, with the agents' own ``UploadChoker`` and `PieceChoke` rules, so
-    /// a waiting agent asks afresh when its turn comes (0: as today).
+    /// The regional store's `--store-upload-slots` (0: off, it sends to every
+    /// agent that asks at once): it gives N upload slots to the agents that ask,
+    /// with the agents' ``UploadChoker`` and `PieceChoke` rules, so a waiting
+    /// agent asks afresh when its turn comes.
     public var storeSlots = 0
     /// Share of agents that fail (stop for good) during the download, at random times.
     public var failShare = 0.0

@@ -45,7 +45,7 @@ import Testing
         #expect(result.downloadSeconds.first! >= config.boundSeconds)
     }
 
-    @Test("with the store's upload slots (a what-if) waiting agents ask afresh: it sends next to nothing twice, and everyone finishes")
+    @Test("with the store's upload slots waiting agents ask afresh: it sends next to nothing twice, and everyone finishes")
     func storeSlots() {
         var config = config(agents: 16)
         config.storeSlots = 2
