@@ -459,11 +459,12 @@ final class PieceDownload {
             return
         }
         let index = Int(header.index)
-        if let request = sent[index], request.source == source {
+        let asked = requestIDs.removeValue(forKey: message.envelope.inReplyTo)
+        // A piece the store chose answers the request for `asked`; another store request asking for `index` is still to be answered.
+        if let request = sent[index], request.source == source, source != .seed || asked == nil || asked == index {
             sent[index] = nil
             if source != .seed { pieceTimes = (pieceTimes + [.now - request.at]).suffix(16) }
         }
-        let asked = requestIDs.removeValue(forKey: message.envelope.inReplyTo)
         if source == .seed, let asked, asked != index, sent[asked]?.source == .seed {
             // The store sent one of the request's alternatives.
             sent[asked] = nil

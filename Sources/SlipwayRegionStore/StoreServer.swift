@@ -71,6 +71,10 @@ public final class StoreServer: ServingLoop {
     /// and the artifact each asked for last, for its `PieceChoke`s.
     private var choker: UploadChoker<[UInt8]>
     private var heeding: [[UInt8]: String] = [:]
+    /// Slot holders handed a piece that have not asked again: the piece may still be
+    /// on its way (4 MiB at a slot's share of the link takes seconds), so the slot
+    /// is not idle; their next request, or the end of their turn, ends it.
+    private var awaitingNext: Set<[UInt8]> = []
     /// The bytes of a peer's next piece, kept while its send queue is full.
     private var loaded: [[UInt8]: (entry: PieceQueue.Entry, bytes: [UInt8])] = [:]
     /// Answers waiting for a peer's full send queue: 16 per peer, 64 MiB for all (a
@@ -193,6 +197,7 @@ public final class StoreServer: ServingLoop {
             let end = min(manifest.pieceSha256.count, first + Int(min(request.count, 64)))
             guard first < end else { return reply(peer, error: "no pieces in the requested range", code: .invalidArgument) }
             var pieces = first..<end
+            awaitingNext.remove(peer)
             if config.uploadSlots > 0, request.heedsChoke, pieces.count == 1 {
                 heeding[peer] = request.digest
                 let (taken, actions) = choker.request(from: peer, now: .now)
@@ -224,11 +229,12 @@ public final class StoreServer: ServingLoop {
     private func sendOwedPieces() {
         let now = ContinuousClock.now
         if config.uploadSlots > 0 {
-            apply(choker.tick(now: now) { self.owed.count(for: $0) })
+            apply(choker.tick(now: now) { self.owed.count(for: $0) + (self.awaitingNext.contains($0) ? 1 : 0) })
             if heeding.count > choker.maxWaiting + choker.slots {
                 let known = choker.served.union(choker.waiting)
                 heeding = heeding.filter { known.contains($0.key) }
             }
+            awaitingNext.formIntersection(choker.served)
         }
         unsent.flush(on: socket, now: now)
         for (peer, entries) in owed.stale(now: now) {
@@ -249,11 +255,13 @@ public final class StoreServer: ServingLoop {
                     owed.drop(peer)  // gone
                     loaded[peer] = nil
                     heeding[peer] = nil
+                    awaitingNext.remove(peer)
                     apply(choker.gone(peer, now: now))
                     break
                 }
                 owed.sent(to: peer, now: now)
                 choker.answered(peer, now: now)
+                if config.uploadSlots > 0, heeding[peer] != nil { awaitingNext.insert(peer) }
                 loaded[peer] = nil
                 SlipwayMetrics.pieceServed(by: "store")
             }

@@ -75,6 +75,7 @@ extension DistributionSimulation {
         switch message {
         case .storeRequest(let from, let piece, let alternatives):
             guard agents[from].alive else { return }
+            storeAwaitingNext[region].remove(from)
             if config.storeSlots > 0 {
                 let (taken, actions) = storeChokers[region].request(from: from, now: instant(now))
                 guard taken else {
@@ -83,7 +84,10 @@ extension DistributionSimulation {
                 applyStore(actions, region: region)
             }
             sendFromStore(piece, alternatives: alternatives, to: from, region: region)
-            if config.storeSlots > 0 { storeChokers[region].answered(from, now: instant(now)) }
+            if config.storeSlots > 0 {
+                storeChokers[region].answered(from, now: instant(now))
+                storeAwaitingNext[region].insert(from)
+            }
         case .register(let from):
             var register = Slipway_V1_AgentRegister()
             register.machineID = agents[from].name

