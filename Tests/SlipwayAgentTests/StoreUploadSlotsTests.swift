@@ -79,7 +79,15 @@ struct StoreUploadSlotsTests {
     }
 
     @Test("one slot: the second agent is told to wait in reply to its request, and unchoked when the first's turn ends; older agents are served as they ask")
-    func oneSlot() throws {
+    func oneSlot() async throws {
+        // The test blocks while it waits for sockets: on a thread of its own, not Swift's shared pool,
+        // which other suites' tasks need (two blocked pool threads starve them on a 2-core machine).
+        let runner = OwnedThread(name: "one-slot")
+        defer { runner.shutdown() }
+        try await runner.run { try Self.oneSlotBody() }
+    }
+
+    static func oneSlotBody() throws {
         let (folder, manifest) = try Self.seededStore(pieces: 4)
         defer { try? FileManager.default.removeItem(at: folder) }
         let stop = StopSignal(), thread = OwnedThread(name: "store")
@@ -120,7 +128,13 @@ struct StoreUploadSlotsTests {
     }
 
     @Test("downloads that heed the store's chokes all complete through one slot")
-    func downloadsComplete() throws {
+    func downloadsComplete() async throws {
+        let runner = OwnedThread(name: "downloads")
+        defer { runner.shutdown() }
+        try await runner.run { try Self.downloadsCompleteBody() }
+    }
+
+    static func downloadsCompleteBody() throws {
         let (folder, manifest) = try Self.seededStore(pieces: 8)
         defer { try? FileManager.default.removeItem(at: folder) }
         let stop = StopSignal(), thread = OwnedThread(name: "store")
