@@ -30,6 +30,11 @@ public struct AgentConfig: Sendable {
     /// How the agent proves itself to its region (its `agent` key, named after
     /// the machine, and the region's key pinned): tracker, target PUB and store.
     public var regionSecurity: ClientSecurity = .plain
+    /// The machine's own key and the folder of the keys its piece server admits
+    /// (`--key`, `--trust-dir`): peers connect to it over CURVE, pinning the key
+    /// the tracker saw it register with, and it serves only `agent` keys in the
+    /// folder. `.insecure`: it serves whoever connects.
+    public var security: DaemonSecurity = .insecure
     /// The coordinator's target-signing keys: with any, a target change is applied
     /// only if one of them signed it (two during a rotation of the coordinator's
     /// key; empty: `--insecure`, nothing is checked).

@@ -13,7 +13,7 @@ extension AgentLoop {
     func startDownload(_ digest: String) {
         guard downloads[digest] == nil, let seedEndpoint else { return }
         downloads[digest] = PieceDownload(digest: digest, machineID: config.machineID, store: store, context: context, sender: config.id,
-                                          seedEndpoint: seedEndpoint, seedSecurity: config.regionSecurity, logger: logger,
+                                          seedEndpoint: seedEndpoint, seedSecurity: config.regionSecurity, peerSecurity: config.security, logger: logger,
                                           maxBytesPerSecond: config.maxDownloadBytesPerSecond, seedOnly: config.seedOnly)
         downloadStarted[digest] = .now
         lastPeerList[digest] = nil

@@ -27,6 +27,7 @@ extension AgentLoop {
         register.region = config.region
         register.services = config.services.map(\.name)
         register.peerEndpoint = "\(config.advertisedEndpoint ?? config.listenEndpoint)"
+        register.peerEndpointCurve = config.security.isAuthenticated
         register.statuses = statuses
         register.completeDigests = Array(((try? store.committedDigests()) ?? []).prefix(256))
         send(toTracker: register)

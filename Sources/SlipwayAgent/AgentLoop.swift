@@ -40,6 +40,8 @@ final class AgentLoop: ServingLoop {
     var lastPeerList: [String: ContinuousClock.Instant] = [:]
     var reported: [Slipway_V1_AgentStatus] = []
     var gate: TargetGate
+    /// Admits peers to the piece server by the trust folder (nil: insecure).
+    let zap: ZAPHandler?
     var rejected = 0 {
         didSet { SlipwayMetrics.rejected(daemon: "agent", socket: "tracker+targets", reason: "bad_message") }
     }
@@ -68,8 +70,9 @@ final class AgentLoop: ServingLoop {
                                     runner: ServiceRunner(spec: spec, folder: installer.folder, environment: environment),
                                     installer: installer)
         }
+        zap = try config.security.startZAP(context: context, daemon: "agent", logger: logger)
         server = try PieceServer(context: context, endpoint: config.listenEndpoint, store: store, machineID: config.machineID,
-                                 sender: config.id, logger: logger, uploadSlots: config.uploadSlots)
+                                 sender: config.id, logger: logger, security: config.security, uploadSlots: config.uploadSlots)
         targets = try ZMQSocket(context: context, type: .sub)
         try targets.set(.subscribe(Array("target.".utf8)))
         for option in config.regionSecurity.options { try targets.set(option) }

@@ -1,6 +1,8 @@
 import SlipwayCore
+import Foundation
 import Logging
 import SlipwayArtifact
+import SlipwayAuth
 import SlipwayProto
 import SlipwayWire
 import SlipwayMetrics
@@ -44,6 +46,10 @@ final class PieceDownload {
     private let seedEndpoint: Endpoint
     /// How the agent proves itself to the region's store (the region's key pinned).
     private let seedSecurity: ClientSecurity
+    /// The agent's own key, to reach peers whose piece servers run CURVE (the key the tracker gives pinned).
+    private let peerSecurity: DaemonSecurity
+    /// Each peer's piece server key, from the tracker (absent: it serves without CURVE).
+    private var peerKeys: [String: CurveKey] = [:]
     private let logger: Logger
     private let maxBytesPerSecond: UInt64
     private let requestTimeout: Duration
@@ -103,7 +109,7 @@ final class PieceDownload {
     private var slow: [String: [Int: ContinuousClock.Instant]] = [:]
 
     init(digest: String, machineID: String, store: BlobStore, context: ZMQContext, sender: String, seedEndpoint: Endpoint,
-         seedSecurity: ClientSecurity, logger: Logger, maxBytesPerSecond: UInt64 = 0, seedOnly: Bool = false, requestTimeout: Duration = .seconds(30),
+         seedSecurity: ClientSecurity, peerSecurity: DaemonSecurity = .insecure, logger: Logger, maxBytesPerSecond: UInt64 = 0, seedOnly: Bool = false, requestTimeout: Duration = .seconds(30),
          slowAfter: Duration = .seconds(10),
          now: ContinuousClock.Instant = .now) {
         self.digest = digest
@@ -112,6 +118,7 @@ final class PieceDownload {
         self.sender = sender
         self.seedEndpoint = seedEndpoint
         self.seedSecurity = seedSecurity
+        self.peerSecurity = peerSecurity
         self.logger = logger
         self.maxBytesPerSecond = maxBytesPerSecond
         self.requestTimeout = requestTimeout
@@ -190,10 +197,12 @@ final class PieceDownload {
         for peer in list.peers where SafeText.isName(peer.machineID, max: 128) && !picker.banned.contains(peer.machineID)
             && coolingDown[peer.machineID] == nil {
             guard let endpoint = try? Endpoint(parsing: peer.endpoint, origin: "peer \(SafeText.printable(peer.machineID))") else { continue }
-            if let known = endpoints[peer.machineID], known != endpoint {
+            let key = CurveKey(bytes: [UInt8](peer.curveKey))
+            if let known = endpoints[peer.machineID], known != endpoint || peerKeys[peer.machineID] != key {
                 connections.removeValue(forKey: .peer(peer.machineID))?.close()
             }
             endpoints[peer.machineID] = endpoint
+            peerKeys[peer.machineID] = key
             let pieces = peer.complete ? Set(0..<picker.pieceCount) : Set(peer.have.map(Int.init))
             picker.peer(peer.machineID, has: pieces)
             if !peer.complete { swarm.insert(peer.machineID) }
@@ -519,9 +528,10 @@ final class PieceDownload {
             endpoint = seedEndpoint
             security = seedSecurity
         case .peer(let machine):
-            // Agents' piece servers do not authenticate yet (issue 12): pieces are verified, not secret.
             guard let known = endpoints[machine] else { throw Failure("no endpoint known for peer \(machine)") }
             endpoint = known
+            // A peer without a key (older, or an --insecure region) is asked in the clear: its pieces are checked all the same.
+            if let key = peerKeys[machine] { security = peerSecurity.client(server: key) }
         }
         // Pieces are 4 MiB; a few in flight per source, so the default queue bounds are ample.
         let socket = try ZMQSocket.requestDealer(context: context, connectedTo: endpoint, options: security.options)

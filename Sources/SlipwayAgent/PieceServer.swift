@@ -2,6 +2,7 @@ import SlipwayCore
 import Foundation
 import Logging
 import SlipwayArtifact
+import SlipwayAuth
 import SlipwayProto
 import SlipwayWire
 import SlipwayMetrics
@@ -64,11 +65,19 @@ final class PieceServer {
     let choking: Bool
     /// The artifact each of them downloads, for its `PieceChoke`s.
     private var heeding: [[UInt8]: String] = [:]
+    /// Who may ask (``DaemonSecurity/refusal(_:from:on:)``: `agent` keys in the trust folder).
+    private let security: DaemonSecurity
+    /// Messages refused by role or revoked key, summarised in the log at most once a minute.
+    private var refusals = RejectionLog(daemon: "agent", socket: "pieces")
+    private let logger: Logger
 
     /// Binds a ROUTER at `endpoint` serving from `store`.
+    /// With `security` authenticated, peers connect over CURVE and only the keys of its trust folder are admitted.
     init(context: ZMQContext, endpoint: Endpoint, store: BlobStore, machineID: String, sender: String, logger: Logger,
-         maxQueued: Int = 2, uploadSlots: Int = 0) throws {
+         security: DaemonSecurity = .insecure, maxQueued: Int = 2, uploadSlots: Int = 0) throws {
         self.store = store
+        self.security = security
+        self.logger = logger
         self.machineID = machineID
         self.sender = sender
         self.maxQueued = maxQueued
@@ -77,7 +86,7 @@ final class PieceServer {
         // One piece in each peer's pipe beyond the one being sent, and a small kernel buffer.
         (socket, connections) = try ZMQSocket.boundedRouter(context: context, endpoint: endpoint,
                                                             limits: ServerLimits(largestMessage: 64 << 10, receiveQueue: 16, sendQueue: 1),
-                                                            security: .plain, daemon: "agent", name: "pieces", logger: logger) {
+                                                            security: security.server, daemon: "agent", name: "pieces", logger: logger) {
             try $0.set(.sendBuffer(256 << 10))
         }
     }
@@ -105,9 +114,17 @@ final class PieceServer {
     /// to the address the tracker gave.
     /// - Parameter holdings: what this machine holds of an artifact (nil: nothing, and not downloading it).
     func serve(holdings: (String) -> PieceHolding? = { _ in nil }) throws {
+        refusals.flush(logger: logger)
         for _ in 0..<256 {
             guard let (peer, message) = try codec.receiveRouted(from: socket, wait: .never, maxFrames: 4, dropped: { _ in rejected += 1 }) else {
                 break
+            }
+            let asker = DaemonSecurity.sender(of: socket)
+            if let refusal = security.refusal(message.type, from: asker, on: socket) {
+                DaemonSecurity.countRefusal(daemon: "agent", message.type, from: asker)
+                refusals.record(reason: "permission_denied", detail: refusal, logger: logger)
+                reply(peer, to: message, error: .permissionDenied, refusal)
+                continue
             }
             if message.type == .pieceHave {
                 guard let have = try? message.body(as: Slipway_V1_PieceHave.self), Manifest.isDigest(have.digest),

@@ -379,6 +379,10 @@ public nonisolated struct Slipway_V1_AgentRegister: Sendable {
   /// Artifacts this machine holds whole and serves to its peers.
   public var completeDigests: [String] = []
 
+  /// The piece server at peer_endpoint runs CURVE with the key this agent
+  /// registers with: the tracker hands that key to the peers it names it to.
+  public var peerEndpointCurve: Bool = false
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -468,6 +472,11 @@ public nonisolated struct Slipway_V1_Peer: Sendable {
 
   /// The peer holds the whole artifact.
   public var complete: Bool = false
+
+  /// The public CURVE key (32 bytes) of the peer's piece server, as its
+  /// authenticated registration showed it: connect with it pinned. Empty: the
+  /// peer's server runs without CURVE (an older agent, or an --insecure region).
+  public var curveKey: Data = Data()
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -1312,7 +1321,7 @@ nonisolated extension Slipway_V1_WaveShare: SwiftProtobuf.Message, SwiftProtobuf
 
 nonisolated extension Slipway_V1_AgentRegister: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".AgentRegister"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}machine_id\0\u{1}region\0\u{1}services\0\u{3}peer_endpoint\0\u{1}statuses\0\u{3}complete_digests\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}machine_id\0\u{1}region\0\u{1}services\0\u{3}peer_endpoint\0\u{1}statuses\0\u{3}complete_digests\0\u{3}peer_endpoint_curve\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -1326,6 +1335,7 @@ nonisolated extension Slipway_V1_AgentRegister: SwiftProtobuf.Message, SwiftProt
       case 4: try { try decoder.decodeSingularStringField(value: &self.peerEndpoint) }()
       case 5: try { try decoder.decodeRepeatedMessageField(value: &self.statuses) }()
       case 6: try { try decoder.decodeRepeatedStringField(value: &self.completeDigests) }()
+      case 7: try { try decoder.decodeSingularBoolField(value: &self.peerEndpointCurve) }()
       default: break
       }
     }
@@ -1350,6 +1360,9 @@ nonisolated extension Slipway_V1_AgentRegister: SwiftProtobuf.Message, SwiftProt
     if !self.completeDigests.isEmpty {
       try visitor.visitRepeatedStringField(value: self.completeDigests, fieldNumber: 6)
     }
+    if self.peerEndpointCurve != false {
+      try visitor.visitSingularBoolField(value: self.peerEndpointCurve, fieldNumber: 7)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -1360,6 +1373,7 @@ nonisolated extension Slipway_V1_AgentRegister: SwiftProtobuf.Message, SwiftProt
     if lhs.peerEndpoint != rhs.peerEndpoint {return false}
     if lhs.statuses != rhs.statuses {return false}
     if lhs.completeDigests != rhs.completeDigests {return false}
+    if lhs.peerEndpointCurve != rhs.peerEndpointCurve {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -1522,7 +1536,7 @@ nonisolated extension Slipway_V1_PeerListRequest: SwiftProtobuf.Message, SwiftPr
 
 nonisolated extension Slipway_V1_Peer: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".Peer"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}machine_id\0\u{1}endpoint\0\u{1}have\0\u{1}complete\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}machine_id\0\u{1}endpoint\0\u{1}have\0\u{1}complete\0\u{3}curve_key\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -1534,6 +1548,7 @@ nonisolated extension Slipway_V1_Peer: SwiftProtobuf.Message, SwiftProtobuf._Mes
       case 2: try { try decoder.decodeSingularStringField(value: &self.endpoint) }()
       case 3: try { try decoder.decodeRepeatedUInt32Field(value: &self.have) }()
       case 4: try { try decoder.decodeSingularBoolField(value: &self.complete) }()
+      case 5: try { try decoder.decodeSingularBytesField(value: &self.curveKey) }()
       default: break
       }
     }
@@ -1552,6 +1567,9 @@ nonisolated extension Slipway_V1_Peer: SwiftProtobuf.Message, SwiftProtobuf._Mes
     if self.complete != false {
       try visitor.visitSingularBoolField(value: self.complete, fieldNumber: 4)
     }
+    if !self.curveKey.isEmpty {
+      try visitor.visitSingularBytesField(value: self.curveKey, fieldNumber: 5)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -1560,6 +1578,7 @@ nonisolated extension Slipway_V1_Peer: SwiftProtobuf.Message, SwiftProtobuf._Mes
     if lhs.endpoint != rhs.endpoint {return false}
     if lhs.have != rhs.have {return false}
     if lhs.complete != rhs.complete {return false}
+    if lhs.curveKey != rhs.curveKey {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

@@ -1,5 +1,6 @@
 import SlipwayAuth
 package import SlipwayProto
+import Foundation
 
 /// What a region controller knows about its machines: who is alive, where each
 /// service stands on each machine, and which artifact pieces each one can serve.
@@ -21,6 +22,8 @@ package struct AgentTracker {
         var services: [String] = []
         /// Unheard of for longer than the timeout: reported missing, never handed out as a peer.
         var silent = false
+        /// Its piece server's CURVE public key, from its authenticated registration (nil: it serves without CURVE).
+        var curveKey: [UInt8]?
     }
 
     /// A machine unheard of for this long is silent: not counted as running
@@ -51,10 +54,13 @@ package struct AgentTracker {
     }
 
     /// Records a registration or heartbeat (already validated).
-    package mutating func register(_ message: Slipway_V1_AgentRegister, now: ContinuousClock.Instant) {
+    /// - Parameter curveKey: the key the registration was authenticated with, when the
+    ///   agent says its piece server runs CURVE with it (peers pin it); nil otherwise.
+    package mutating func register(_ message: Slipway_V1_AgentRegister, curveKey: [UInt8]? = nil, now: ContinuousClock.Instant) {
         var machine = machines[message.machineID]
             ?? Machine(endpoint: message.peerEndpoint, statuses: [:], complete: [], partial: [:], lastSeen: now)
         machine.endpoint = message.peerEndpoint
+        machine.curveKey = curveKey
         machine.services = message.services
         machine.silent = false
         // Statuses speak for the registering machine only, whatever they say.
@@ -106,6 +112,7 @@ package struct AgentTracker {
             var peer = Slipway_V1_Peer()
             peer.machineID = id
             peer.endpoint = machine.endpoint
+            if let key = machine.curveKey { peer.curveKey = Data(key) }
             if machine.complete.contains(digest) {
                 peer.complete = true
             } else {

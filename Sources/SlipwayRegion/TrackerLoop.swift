@@ -228,7 +228,9 @@ final class TrackerLoop: ServingLoop {
             if tracker.machines[register.machineID] == nil {
                 logger.info("machine registered", metadata: ["machine": "\(register.machineID)", "services": "\(register.services.joined(separator: ","))"])
             }
-            tracker.register(register, now: now)
+            // The key the handshake proved, not one the message names: peers pin it to reach this agent.
+            let key = register.peerEndpointCurve ? router.peerCurveKey.flatMap(CurveKey.init(z85:))?.bytes : nil
+            tracker.register(register, curveKey: key, now: now)
             reply(peer, to: message, targets(for: register.services))
         case .peerListRequest:
             let request = try message.body(as: Slipway_V1_PeerListRequest.self)

@@ -84,6 +84,7 @@ struct AgentCommand: AsyncParsableCommand {
         config.targetMaxAge = targetMaxAge.duration == .zero ? nil : targetMaxAge.duration
         let security: DaemonSecurity
         (security, config.regionSecurity, config.targetVerifiers) = try keys.load(machine: machine, logger: daemon.logger("agent"))
+        config.security = security
         await DaemonRunner.run("agent", services: [Agent.service(config: config, logger: daemon.logger("agent"))], options: daemon,
                                insecure: !security.isAuthenticated)
     }

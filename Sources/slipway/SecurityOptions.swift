@@ -69,10 +69,13 @@ struct WorkerKeyOptions: ParsableArguments {
     }
 }
 
-/// `--key`, `--region-key` and `--insecure` for an agent.
+/// `--key`, `--trust-dir`, `--region-key` and `--insecure` for an agent.
 struct AgentKeyOptions: ParsableArguments {
     @Option(help: ArgumentHelp("This machine's secret key file (an agent key named after its machine id).", valueName: "file"))
     var key: String?
+    @Option(help: ArgumentHelp("Folder of the keys its piece server admits: the other agents' certificates (its region's trust folder serves).",
+                               valueName: "dir"))
+    var trustDir: String?
     @Option(help: ArgumentHelp("Its region's public key (the region certificate or Z85 key): tracker, targets and store.", valueName: "file"))
     var regionKey: String?
     @Option(help: ArgumentHelp("The coordinator's certificate: its target-signing key, which every target must be signed with (repeat it for the next key during a rotation).",
@@ -83,7 +86,7 @@ struct AgentKeyOptions: ParsableArguments {
 
     /// The agent's security, how it reaches its region, and the key targets must be signed with.
     func load(machine: String, logger: Logger) throws -> (DaemonSecurity, ClientSecurity, [Certificate.SigningKey]) {
-        let security = try loadKeys(key: key, trustDir: nil, insecure: insecure, role: .agent, needsTrust: false, logger: logger)
+        let security = try loadKeys(key: key, trustDir: trustDir, insecure: insecure, role: .agent, needsTrust: true, logger: logger)
         if let identity = security.identity, identity.name != machine {
             throw ValidationError("--key: is the key of machine \(identity.name); this agent is --machine-id \(machine)")
         }

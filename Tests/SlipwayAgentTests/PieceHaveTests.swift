@@ -2,6 +2,7 @@ import Foundation
 import Logging
 @testable import SlipwayAgent
 import SlipwayArtifact
+import SlipwayAuth
 import SlipwayCore
 import SlipwayProto
 import SlipwayWire
@@ -17,13 +18,15 @@ struct PieceHaveTests {
     static let digest = String(repeating: "d", count: 64)
 
     /// A server for machine m1 on a free loopback port, and its address.
-    static func server(in folder: URL, context: ZMQContext, store: BlobStore? = nil, uploadSlots: Int = 4) throws -> (PieceServer, String) {
+    static func server(in folder: URL, context: ZMQContext, store: BlobStore? = nil, security: DaemonSecurity = .insecure,
+                       uploadSlots: Int = 4) throws -> (PieceServer, String) {
         let store = try store ?? BlobStore(root: folder.appendingPathComponent("store"))
         for _ in 0..<20 {
             let port = Int.random(in: 20_000..<60_000)
             let address = "tcp://127.0.0.1:\(port)"
             if let server = try? PieceServer(context: context, endpoint: Endpoint(parsing: address, origin: "test"), store: store,
-                                             machineID: "m1", sender: "agent-m1", logger: Logger(label: "test"), uploadSlots: uploadSlots) {
+                                             machineID: "m1", sender: "agent-m1", logger: Logger(label: "test"), security: security,
+                                             uploadSlots: uploadSlots) {
                 return (server, address)
             }
         }

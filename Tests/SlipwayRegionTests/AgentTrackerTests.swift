@@ -1,3 +1,4 @@
+import Foundation
 import SlipwayAuth
 import SlipwayProto
 @testable import SlipwayRegion
@@ -45,6 +46,21 @@ import Testing
         tracker.register(register("m2"), now: start + .seconds(8))
         #expect(tracker.expire(now: start + .seconds(11)).silenced == ["m1", "m3"])
         #expect(tracker.peers(for: digest, asking: "x", using: &random).map(\.machineID) == ["m2"])
+    }
+
+    @Test("a peer list carries the key a machine registered its CURVE piece server with, and none for one without")
+    func peerKeys() {
+        var tracker = AgentTracker(timeout: .seconds(10))
+        var random = SystemRandomNumberGenerator()
+        let key = [UInt8](repeating: 7, count: 32)
+        tracker.register(register("m1", complete: [digest]), curveKey: key, now: start)
+        tracker.register(register("m2", complete: [digest]), now: start)
+        let list = tracker.peers(for: digest, asking: "m3", using: &random).sorted { $0.machineID < $1.machineID }
+        #expect(list.map(\.machineID) == ["m1", "m2"])
+        #expect([UInt8](list[0].curveKey) == key && list[1].curveKey.isEmpty)
+        // A machine that registers again without a CURVE server no longer has a key handed out.
+        tracker.register(register("m1", complete: [digest]), now: start + .seconds(1))
+        #expect(tracker.peers(for: digest, asking: "m3", using: &random).allSatisfy { $0.curveKey.isEmpty })
     }
 
     @Test("the report counts machines per service, build and state, and names the failing ones")

@@ -180,7 +180,10 @@ struct AgentTests {
             // The tracker's garbage comes from a trusted agent key: what a stolen key could send past the handshake.
             let probe = try cluster.security(.agent, "probe", region: "local")
             try await BuildPipelineTests.sendGarbage(to: [tracker], security: probe)
-            try await BuildPipelineTests.sendGarbage(to: [agent])
+            // The agent's piece server runs CURVE with the machine's own key and admits the agent keys of its trust folder.
+            let agentKey = try cluster.certificate(.agent, "m1").publicKey
+            let asAgent = ClientSecurity.curve(try cluster.certificate(.agent, "probe").keyPair, server: agentKey)
+            try await BuildPipelineTests.sendGarbage(to: [agent], security: asAgent)
 
             func register(_ change: (inout Slipway_V1_AgentRegister) -> Void) -> Slipway_V1_AgentRegister {
                 var message = Slipway_V1_AgentRegister()
@@ -211,8 +214,14 @@ struct AgentTests {
             var piece = Slipway_V1_PieceRequest()
             piece.digest = String(repeating: "0", count: 64)
             piece.count = 1_000_000
-            #expect(try await ReplicationTests.errorCode(agent, piece) == "not_found")
-            #expect(try await ReplicationTests.errorCode(agent, Slipway_V1_JobQuery()) == "unsupported")
+            #expect(try await ReplicationTests.errorCode(agent, piece, security: asAgent) == "not_found")
+            #expect(try await ReplicationTests.errorCode(agent, Slipway_V1_JobQuery(), security: asAgent) == "permission_denied")
+            let asWorker = ClientSecurity.curve(try cluster.certificate(.worker, "w9").keyPair, server: agentKey)
+            #expect(try await ReplicationTests.errorCode(agent, piece, security: asWorker) == "permission_denied", "pieces are for agents")
+            let stranger = ClientSecurity.curve(try cluster.certificate(.agent, "stranger", trusted: false).keyPair, server: agentKey)
+            for (security, who) in [(stranger, "a key outside its trust folder"), (.plain, "a client without CURVE")] {
+                #expect(try await AuthenticationTests.code(AuthenticationTests.reply(agent, piece, security: security)) == "silence", "\(who)")
+            }
 
             var report = Slipway_V1_RegionReport()
             report.region = ""

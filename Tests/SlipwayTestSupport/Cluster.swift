@@ -154,7 +154,8 @@ public final class Cluster: @unchecked Sendable {
                                 "--targets", endpoints.targets, "--listen", listen,
                                 "--root", agentDirectory(name).path, "--service", service, "--heartbeat", heartbeat,
                                 "--health-grace", "500ms"]
-                  + (insecure ? ["--insecure"] : ["--key", try keyFile(.agent, name), "--region-key", try publicCertificate(.region, region),
+                  + (insecure ? ["--insecure"] : ["--key", try keyFile(.agent, name), "--trust-dir", trustDirectory.path,
+                                                  "--region-key", try publicCertificate(.region, region),
                                                   "--coordinator-key", try coordinatorCertificate()])
                   + extra)
     }

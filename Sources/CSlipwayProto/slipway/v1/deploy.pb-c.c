@@ -1545,7 +1545,7 @@ const ProtobufCMessageDescriptor slipway__v1__wave_share__descriptor =
   (ProtobufCMessageInit) slipway__v1__wave_share__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor slipway__v1__agent_register__field_descriptors[6] =
+static const ProtobufCFieldDescriptor slipway__v1__agent_register__field_descriptors[7] =
 {
   {
     "machine_id",
@@ -1619,11 +1619,24 @@ static const ProtobufCFieldDescriptor slipway__v1__agent_register__field_descrip
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "peer_endpoint_curve",
+    7,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_BOOL,
+    0,   /* quantifier_offset */
+    offsetof(Slipway__V1__AgentRegister, peer_endpoint_curve),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned slipway__v1__agent_register__field_indices_by_name[] = {
   5,   /* field[5] = complete_digests */
   0,   /* field[0] = machine_id */
   3,   /* field[3] = peer_endpoint */
+  6,   /* field[6] = peer_endpoint_curve */
   1,   /* field[1] = region */
   2,   /* field[2] = services */
   4,   /* field[4] = statuses */
@@ -1631,7 +1644,7 @@ static const unsigned slipway__v1__agent_register__field_indices_by_name[] = {
 static const ProtobufCIntRange slipway__v1__agent_register__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 6 }
+  { 0, 7 }
 };
 const ProtobufCMessageDescriptor slipway__v1__agent_register__descriptor =
 {
@@ -1641,7 +1654,7 @@ const ProtobufCMessageDescriptor slipway__v1__agent_register__descriptor =
   "Slipway__V1__AgentRegister",
   "slipway.v1",
   sizeof(Slipway__V1__AgentRegister),
-  6,
+  7,
   slipway__v1__agent_register__field_descriptors,
   slipway__v1__agent_register__field_indices_by_name,
   1,  slipway__v1__agent_register__number_ranges,
@@ -1931,7 +1944,7 @@ const ProtobufCMessageDescriptor slipway__v1__peer_list_request__descriptor =
   (ProtobufCMessageInit) slipway__v1__peer_list_request__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor slipway__v1__peer__field_descriptors[4] =
+static const ProtobufCFieldDescriptor slipway__v1__peer__field_descriptors[5] =
 {
   {
     "machine_id",
@@ -1981,9 +1994,22 @@ static const ProtobufCFieldDescriptor slipway__v1__peer__field_descriptors[4] =
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "curve_key",
+    5,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_BYTES,
+    0,   /* quantifier_offset */
+    offsetof(Slipway__V1__Peer, curve_key),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned slipway__v1__peer__field_indices_by_name[] = {
   3,   /* field[3] = complete */
+  4,   /* field[4] = curve_key */
   1,   /* field[1] = endpoint */
   2,   /* field[2] = have */
   0,   /* field[0] = machine_id */
@@ -1991,7 +2017,7 @@ static const unsigned slipway__v1__peer__field_indices_by_name[] = {
 static const ProtobufCIntRange slipway__v1__peer__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 4 }
+  { 0, 5 }
 };
 const ProtobufCMessageDescriptor slipway__v1__peer__descriptor =
 {
@@ -2001,7 +2027,7 @@ const ProtobufCMessageDescriptor slipway__v1__peer__descriptor =
   "Slipway__V1__Peer",
   "slipway.v1",
   sizeof(Slipway__V1__Peer),
-  4,
+  5,
   slipway__v1__peer__field_descriptors,
   slipway__v1__peer__field_indices_by_name,
   1,  slipway__v1__peer__number_ranges,

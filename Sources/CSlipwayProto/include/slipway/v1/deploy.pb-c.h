@@ -234,10 +234,15 @@ struct  Slipway__V1__AgentRegister
    */
   size_t n_complete_digests;
   char **complete_digests;
+  /*
+   * The piece server at peer_endpoint runs CURVE with the key this agent
+   * registers with: the tracker hands that key to the peers it names it to.
+   */
+  protobuf_c_boolean peer_endpoint_curve;
 };
 #define SLIPWAY__V1__AGENT_REGISTER__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&slipway__v1__agent_register__descriptor) \
-    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0,NULL, (char *)protobuf_c_empty_string, 0,NULL, 0,NULL }
+    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0,NULL, (char *)protobuf_c_empty_string, 0,NULL, 0,NULL, 0 }
 
 
 /*
@@ -319,10 +324,16 @@ struct  Slipway__V1__Peer
    * The peer holds the whole artifact.
    */
   protobuf_c_boolean complete;
+  /*
+   * The public CURVE key (32 bytes) of the peer's piece server, as its
+   * authenticated registration showed it: connect with it pinned. Empty: the
+   * peer's server runs without CURVE (an older agent, or an --insecure region).
+   */
+  ProtobufCBinaryData curve_key;
 };
 #define SLIPWAY__V1__PEER__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&slipway__v1__peer__descriptor) \
-    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0,NULL, 0 }
+    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0,NULL, 0, {0,NULL} }
 
 
 struct  Slipway__V1__PeerList
