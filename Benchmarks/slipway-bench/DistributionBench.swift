@@ -1,12 +1,16 @@
 import ArgumentParser
 import Foundation
 import SlipwayArtifact
+import SlipwayAuth
+import SlipwayProto
 
 /// One artifact to N agents, each in its own network namespace with its upload
 /// capped by `tc` (the store's too), so links, not CPUs, set the pace.
 /// Peer-to-peer distribution is compared, in the same run, with a stock
 /// BitTorrent swarm over the same namespaces, caps and file (``BitTorrentSwarm``),
-/// optionally with every agent fetching from the regional store only, and with
+/// optionally with every agent fetching from the regional store only or with
+/// CURVE on every socket (keys, trust folder and a signed target, as in
+/// production; the other Slipway modes run `--insecure`), and with
 /// the lower bound F/u (with a seed and N peers all uploading at u, no schedule
 /// finishes before the seed has sent every byte once).
 ///
@@ -22,7 +26,7 @@ struct DistributionBench: AsyncParsableCommand {
     @Option(help: "Agents, one namespace each.") var agents = 16
     @Option(help: "Upload cap of every namespace (agents and store), in Mbit/s.") var rateMbit = 80
     @Option(help: "Fixed piece size in KiB; 0: cut by content as workers cut (256 KiB average).") var pieceKib = 0
-    @Option(help: "What to run, comma-separated: p2p (Slipway), bittorrent (aria2c and opentracker), seed (Slipway, store only).")
+    @Option(help: "What to run, comma-separated: p2p (Slipway), curve (p2p with CURVE on every socket), bittorrent (aria2c and opentracker), seed (Slipway, store only).")
     var mode = "p2p,bittorrent"
     @Option(help: "Piece size of the BitTorrent baseline in KiB (its best here: 256).") var btPieceKib = 256
     @Option(help: "Scratch folder (needs about 2 × (agents + 2) × the artifact size).") var directory: String?
@@ -39,8 +43,8 @@ struct DistributionBench: AsyncParsableCommand {
         }
         guard (0...64).contains(uploadSlots) else { throw ValidationError("--upload-slots is 0 (the agent's default) or 1…64") }
         guard (0...64).contains(storeSlots) else { throw ValidationError("--store-slots is 0 (the region's default) or 1…64") }
-        guard !modes.isEmpty, modes.allSatisfy(["p2p", "seed", "bittorrent"].contains) else {
-            throw ValidationError("--mode is a comma-separated list of p2p, seed and bittorrent")
+        guard !modes.isEmpty, modes.allSatisfy(["p2p", "curve", "seed", "bittorrent"].contains) else {
+            throw ValidationError("--mode is a comma-separated list of p2p, curve, seed and bittorrent")
         }
         guard btPieceKib.nonzeroBitCount == 1 else { throw ValidationError("--bt-piece-kib must be a power of two") }
     }
@@ -65,9 +69,9 @@ struct DistributionBench: AsyncParsableCommand {
                                           cutting: pieceKib == 0 ? .standard : .fixed(UInt32(pieceKib) << 10))
         let store = scratch.appendingPathComponent("store")
         try seed(manifest, from: source, into: store)
-        // The region serves this target to its agents; no coordinator is needed.
-        let targets = #"{"appliedThrough":0,"targets":{"global":{"bench":{"digest":"\#(manifest.digest)","version":1,"setBy":"bench","setAtUnixMicros":0}},"regional":{}}}"#
-        try targets.write(to: store.appendingPathComponent("targets.json"), atomically: true, encoding: .utf8)
+        // The region serves this target to its agents; no coordinator is needed. Signed, for agents with keys.
+        let keys = try BenchKeys(in: scratch.appendingPathComponent("keys"), agents: agents)
+        try keys.writeSignedTarget(digest: manifest.digest, into: store)
 
         let network = Network(agents: agents, rateMbit: rateMbit)
         defer { network.tearDown() }
@@ -87,9 +91,10 @@ struct DistributionBench: AsyncParsableCommand {
                 defer { keepLogs(of: run) }
                 outcome = try await BitTorrentSwarm(network: network, pieceKib: btPieceKib).distribute(file: source, run: run, timeout: timeout)
             } else {
-                say("== \(name == "seed" ? "store only" : "p2p") (Slipway, \(manifest.pieceSha256.count) pieces, \(pieceKib == 0 ? "cut by content" : "\(pieceKib) KiB"))")
+                let title = ["seed": "store only", "p2p": "p2p", "curve": "p2p, CURVE on every socket"][name]!
+                say("== \(title) (Slipway, \(manifest.pieceSha256.count) pieces, \(pieceKib == 0 ? "cut by content" : "\(pieceKib) KiB"))")
                 outcome = try await distribute(binary: binary, scratch: scratch, store: store, network: network,
-                                               seedOnly: name == "seed", timeout: timeout)
+                                               mode: name, keys: keys, timeout: timeout)
             }
             report(outcome, bytes: bytes, bound: bound)
             results[name] = outcome
@@ -105,6 +110,10 @@ struct DistributionBench: AsyncParsableCommand {
         }
         if let seed = results["seed"] {
             say(String(format: "ratio store-only p50 / p2p p50 = %.2f", percentile(seed.seconds.sorted(), 0.5) / p50))
+        }
+        if let curve = results["curve"] {
+            say(String(format: "ratio CURVE / plain: p50 %.2f, p99 %.2f, downloaders' CPU %.2f",
+                       percentile(curve.seconds.sorted(), 0.5) / p50, percentile(curve.seconds.sorted(), 0.99) / p99, curve.cpuSeconds / p2p.cpuSeconds))
         }
     }
 
@@ -133,9 +142,10 @@ struct DistributionBench: AsyncParsableCommand {
     }
 
     /// Starts the region in its namespace and every agent in theirs; waits until each has the artifact.
-    private func distribute(binary: String, scratch: URL, store: URL, network: Network, seedOnly: Bool,
+    private func distribute(binary: String, scratch: URL, store: URL, network: Network, mode: String, keys: BenchKeys,
                             timeout: Double) async throws -> SwarmOutcome {
-        let run = scratch.appendingPathComponent(seedOnly ? "run-seed" : "run-p2p")
+        let run = scratch.appendingPathComponent("run-\(mode)")
+        let curve = mode == "curve"
         try FileManager.default.createDirectory(at: run, withIntermediateDirectories: true)
         defer { keepLogs(of: run) }
         let storeHost = network.address(of: 0)
@@ -146,7 +156,7 @@ struct DistributionBench: AsyncParsableCommand {
                       "--store-dir", store.path, "--store", "tcp://\(storeHost):7710",
                       "--tracker", "tcp://\(storeHost):7720", "--targets", "tcp://\(storeHost):7721",
                       "--coordinator-intake", unused(), "--coordinator-events", unused(),
-                      "--coordinator-snapshot", unused(), "--log-level", "warning", "--insecure"]
+                      "--coordinator-snapshot", unused(), "--log-level", "warning"] + (curve ? keys.regionFlags : ["--insecure"])
         if storeSlots > 0 { region += ["--store-upload-slots", "\(storeSlots)"] }
         processes.append(try launchLogged(region, log: run.appendingPathComponent("region.log")))
         usleep(500_000)
@@ -156,8 +166,9 @@ struct DistributionBench: AsyncParsableCommand {
             var arguments = ["/usr/sbin/ip", "netns", "exec", network.namespace(index), binary, "agent", "--machine-id", "a\(index)",
                              "--region", "bench", "--tracker", "tcp://\(storeHost):7720", "--targets", "tcp://\(storeHost):7721",
                              "--listen", "tcp://\(host):7730", "--root", run.appendingPathComponent("a\(index)").path,
-                             "--service", "bench", "--run", "bench=exec sleep 100000", "--heartbeat", "1s", "--insecure"]
-            if seedOnly { arguments.append("--seed-only") }
+                             "--service", "bench", "--run", "bench=exec sleep 100000", "--heartbeat", "1s"]
+                + (curve ? keys.agentFlags(index) : ["--insecure"])
+            if mode == "seed" { arguments.append("--seed-only") }
             if uploadSlots > 0 { arguments += ["--upload-slots", "\(uploadSlots)"] }
             if verbose { arguments += ["--log-level", "debug"] }
             processes.append(try launchLogged(arguments, log: logs[index - 1]))
