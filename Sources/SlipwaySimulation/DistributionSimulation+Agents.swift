@@ -153,8 +153,7 @@ extension DistributionSimulation {
     func pump(_ agent: SimulatedAgent) {
         guard agent.alive, !agent.isComplete, agent.picker != nil else { return }
         if !agent.peersKnown, let manifestAt = agent.manifestAt, now - manifestAt < 2 { return }
-        let slowAfter = agent.pieceTimes.count >= 3
-            ? min(max(agent.pieceTimes.sorted()[agent.pieceTimes.count / 2] * 4, 2), Self.requestTimeout) : Self.slowAfter
+        let slowAfter = agent.pieceTimes.slowAfter(fallback: Self.slowAfter, timeout: Self.requestTimeout)
         for (piece, request) in agent.sent where now - request.at >= slowAfter {
             guard case .peer(let peer) = request.source else { continue }
             agent.sent[piece] = nil
@@ -224,7 +223,7 @@ extension DistributionSimulation {
     private func heard(from peer: String, by agent: SimulatedAgent, piece: Int? = nil) {
         guard let requests = agent.slow.removeValue(forKey: peer) else { return }
         agent.coolingDown[peer] = nil
-        if let piece, let at = requests[piece] { agent.pieceTimes = (agent.pieceTimes + [now - at]).suffix(16) }
+        if let piece, let at = requests[piece] { agent.pieceTimes.timed(now - at) }
     }
 
     /// `PieceDownload.update(peers:)`: who holds what, the seed stripe, greetings.
@@ -313,7 +312,7 @@ extension DistributionSimulation {
         }
         if let request = agent.sent[piece], request.source == source {
             agent.sent[piece] = nil
-            if source != .seed { agent.pieceTimes = (agent.pieceTimes + [now - request.at]).suffix(16) }
+            if source != .seed { agent.pieceTimes.timed(now - request.at) }
         }
         if case .peer(let peer) = source { heard(from: peer, by: agent, piece: piece) }
         guard agent.picker!.received(piece, from: source, valid: true) == .accepted else { return pump(agent) }

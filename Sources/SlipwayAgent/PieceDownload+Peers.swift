@@ -1,0 +1,106 @@
+import SlipwayCore
+import Foundation
+import Logging
+import SlipwayArtifact
+import SlipwayAuth
+import SlipwayProto
+import SlipwayWire
+import SlipwayMetrics
+
+/// What a download learns of its peers and tells them: the tracker's lists,
+/// greetings and `PieceHave`s, interest, and peers dropped or heard from again.
+extension PieceDownload {
+    /// A peer's `PieceHave`, on this download's own connection to it (so the sender is
+    /// the machine at the address the tracker gave, whatever the message says).
+    func learned(_ have: Slipway_V1_PieceHave, from machine: String) {
+        guard have.digest == digest, var picker, endpoints[machine] != nil, coolingDown[machine] == nil,
+              !picker.banned.contains(machine) else { return }
+        picker.peer(machine, adds: have.complete ? Array(0..<picker.pieceCount) : have.pieces.map(Int.init))
+        self.picker = picker
+    }
+
+    /// Takes in the tracker's peer list.
+    func update(peers list: Slipway_V1_PeerList) {
+        guard list.digest == digest, var picker else { return }
+        peersKnown = true
+        let now = ContinuousClock.now
+        coolingDown = coolingDown.filter { $0.value > now }
+        for peer in list.peers where SafeText.isName(peer.machineID, max: 128) && !picker.banned.contains(peer.machineID)
+            && coolingDown[peer.machineID] == nil {
+            guard let endpoint = try? Endpoint(parsing: peer.endpoint, origin: "peer \(SafeText.printable(peer.machineID))") else { continue }
+            let key = CurveKey(bytes: [UInt8](peer.curveKey))
+            if let known = endpoints[peer.machineID], known != endpoint || peerKeys[peer.machineID] != key {
+                connections.removeValue(forKey: .peer(peer.machineID))?.close()
+            }
+            endpoints[peer.machineID] = endpoint
+            peerKeys[peer.machineID] = key
+            let pieces = peer.complete ? Set(0..<picker.pieceCount) : Set(peer.have.map(Int.init))
+            picker.peer(peer.machineID, has: pieces)
+            if !peer.complete { swarm.insert(peer.machineID) }
+        }
+        let members = swarm.sorted()
+        picker.seedStripe = (members.firstIndex(of: machineID)!, members.count)
+        self.picker = picker
+        let listed = list.peers.map(\.machineID).filter { endpoints[$0] != nil && coolingDown[$0] == nil && !picker.banned.contains($0) }
+        let again = greetedAt.map { now - $0 >= Self.greetingInterval } ?? true
+        if again { greetedAt = now }
+        greet(listed.filter { connections[.peer($0)] == nil } + (again ? connections.keys.compactMap(\.machine) : []))
+    }
+
+    /// Tells each of `machines` what is held here (connecting first, within
+    /// ``maxPeerConnections``), which also asks it for its pieces as it verifies them.
+    func greet(_ machines: [String]) {
+        guard !machines.isEmpty else { return }
+        var hello = Slipway_V1_PieceHave()
+        hello.digest = digest
+        hello.machineID = machineID
+        hello.pieces = Array(heldPieces.prefix(PieceServer.indicesPerHave))
+        hello.heedsChoke = true
+        let message = codec.encode(WireMessage(hello, sender: sender))
+        for machine in Set(machines) where connections[.peer(machine)] != nil || connections.count < Self.maxPeerConnections {
+            _ = try? connection(.peer(machine)).send(message, wait: .never)
+        }
+    }
+
+    /// Gone, or unreachable at the address it advertises: its pieces are not really
+    /// available, so they stop counting (they may come from the seed), and it is left
+    /// out for a minute.
+    func drop(_ machine: String, picker: inout PiecePicker, now: ContinuousClock.Instant) {
+        picker.remove(machine)
+        connections.removeValue(forKey: .peer(machine))?.close()
+        coolingDown[machine] = now + .seconds(60)
+        for (piece, pending) in sent where pending.source == .peer(machine) { sent[piece] = nil }
+        slow[machine] = nil
+    }
+
+    /// Any answer from `machine` shows it alive: if it was given up as slow, the next peer
+    /// list brings it back (a late piece is timed with the others).
+    func heard(from machine: String, _ message: WireMessage) {
+        guard let requests = slow.removeValue(forKey: machine) else { return }
+        coolingDown[machine] = nil
+        if message.type == .pieceData, let header = try? message.body(as: Slipway_V1_PieceData.self),
+           let at = requests[Int(header.index)] {
+            pieceTimes.timed(Self.seconds(.now - at))
+        }
+    }
+
+    /// Tells each connected peer whether it holds pieces this download lacks, when
+    /// that changed and every ``greetingInterval``: only interested downloaders are
+    /// given its upload slots, and a peer forgets one it has not heard from.
+    func tellInterest(_ picker: PiecePicker, now: ContinuousClock.Instant) {
+        if interestToldAt.map({ now - $0 >= Self.greetingInterval }) ?? true {
+            interestToldAt = now
+            interestTold = [:]
+        }
+        for case .peer(let machine) in connections.keys {
+            let wants = picker.wants(from: machine)
+            guard interestTold[machine] != wants else { continue }
+            var interest = Slipway_V1_PieceInterest()
+            interest.digest = digest
+            interest.interested = wants
+            if (try? connections[.peer(machine)]?.send(codec.encode(WireMessage(interest, sender: sender)), wait: .never)) == true {
+                interestTold[machine] = wants
+            }
+        }
+    }
+}

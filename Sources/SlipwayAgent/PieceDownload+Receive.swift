@@ -1,0 +1,179 @@
+import SlipwayCore
+import Foundation
+import Logging
+import SlipwayArtifact
+import SlipwayAuth
+import SlipwayProto
+import SlipwayWire
+import SlipwayMetrics
+
+/// What comes back: the manifest, pieces (verified before they are kept),
+/// refusals, chokes and haves; and the commit once every piece is here.
+extension PieceDownload {
+    /// Reads every message waiting from `source`.
+    func receive(from source: PieceSource, now: ContinuousClock.Instant) throws {
+        guard let socket = connections[source] else { return }
+        while let frames = try socket.receive(wait: .never, maxFrames: 4, droppingOversize: { rejected += 1 }) {
+            guard let message = try? codec.decode(frames) else {
+                rejected += 1
+                continue
+            }
+            if case .peer(let machine) = source { heard(from: machine, message) }
+            switch message.type {
+            case .artifactManifest where source == .seed && picker == nil:
+                try accept(manifest: message)
+            case .pieceData:
+                try accept(piece: message, from: source)
+                // A banned source's socket is closed by now.
+                if connections[source] == nil { return }
+            case .pieceHave:
+                guard case .peer(let machine) = source, let have = try? message.body(as: Slipway_V1_PieceHave.self) else {
+                    rejected += 1
+                    continue
+                }
+                learned(have, from: machine)
+            case .pieceChoke where source == .seed:
+                guard var picker, let choke = try? message.body(as: Slipway_V1_PieceChoke.self), choke.digest == digest else {
+                    rejected += 1
+                    continue
+                }
+                // The store's upload slots: wait for its unchoke, then ask afresh; peers meanwhile.
+                storeChokedAt = choke.choked ? now : nil
+                if choke.choked {
+                    storeChokes += 1
+                    SlipwayMetrics.choke("received")
+                }
+                if choke.choked, let refused = requestIDs.removeValue(forKey: message.envelope.inReplyTo), sent[refused]?.source == .seed {
+                    sent[refused] = nil
+                    picker.failed(refused, from: .seed)
+                }
+                picker.seedChoked = choke.choked
+                self.picker = picker
+            case .pieceChoke:
+                guard case .peer(let machine) = source, var picker, let choke = try? message.body(as: Slipway_V1_PieceChoke.self),
+                      choke.digest == digest else {
+                    rejected += 1
+                    continue
+                }
+                if choke.choked {
+                    chokedAt[machine] = now
+                    SlipwayMetrics.choke("received")
+                    // In reply to a request: that one was not taken. Others it took are still coming.
+                    let refused = requestIDs.removeValue(forKey: message.envelope.inReplyTo)
+                    if let refused, sent[refused]?.source == source { sent[refused] = nil }
+                    picker.choked(by: machine, refused: refused)
+                } else {
+                    chokedAt[machine] = nil
+                    picker.unchoked(by: machine)
+                }
+                self.picker = picker
+            case .errorReply:
+                guard case .peer(let machine) = source, var picker else { continue }
+                let code = (try? message.body(as: Slipway_V1_ErrorReply.self))?.code
+                if code == .busy, let piece = requestIDs.removeValue(forKey: message.envelope.inReplyTo) {
+                    // Its upload is taken: ask another holder; it is back with the next peer list.
+                    if sent[piece]?.source == source { sent[piece] = nil }
+                    picker.declined(piece, from: source)
+                    self.picker = picker
+                    continue
+                }
+                // "Not here": its piece set changed (it restarted, or collected the artifact).
+                for (piece, request) in sent where request.source == source {
+                    sent[piece] = nil
+                    picker.failed(piece, from: source)
+                }
+                picker.remove(machine)
+                self.picker = picker
+                connections.removeValue(forKey: source)?.close()
+                return
+            default:
+                rejected += 1
+            }
+            if isComplete { return }
+        }
+    }
+
+    func accept(manifest message: WireMessage) throws {
+        let manifest = try message.body(as: Slipway_V1_ArtifactManifest.self)
+        guard manifest.digest == digest, (try? Manifest.validate(manifest)) != nil else {
+            logger.warning("the store sent a manifest for another artifact or a malformed one", metadata: ["digest": "\(digest)"])
+            return
+        }
+        _ = try store.begin(manifest)
+        let held = store.receivedPieces(digest)
+        self.manifest = manifest
+        self.manifestAt = .now
+        self.resumedPieces = held.count
+        // One request per peer (measured: two, even only to peers that gave this
+        // downloader a slot, were no faster). Alone with the store, two requests in
+        // flight keep its link busy between pieces.
+        picker = PiecePicker(pieceCount: manifest.pieceSha256.count, held: held, perPeerLimit: 1, seedLimit: seedOnly ? 2 : 1)
+        let taken = store.takeReused(digest)
+        if taken.pieces > 0 {
+            SlipwayMetrics.piecesReused(by: "agent", pieces: taken.pieces, bytes: taken.bytes)
+            logger.info("download shares pieces with earlier builds", metadata: [
+                "digest": "\(digest)", "reused": "\(taken.pieces)", "bytes": "\(taken.bytes)", "pieces": "\(manifest.pieceSha256.count)"])
+        }
+        if held.count > taken.pieces {
+            logger.info("download resumed", metadata: ["digest": "\(digest)", "held": "\(held.count)", "pieces": "\(manifest.pieceSha256.count)"])
+        }
+        try commitIfComplete()
+    }
+
+    func accept(piece message: WireMessage, from source: PieceSource) throws {
+        guard var picker, let header = try? message.body(as: Slipway_V1_PieceData.self), header.digest == digest else {
+            rejected += 1
+            return
+        }
+        let index = Int(header.index)
+        let asked = requestIDs.removeValue(forKey: message.envelope.inReplyTo)
+        // A piece the store chose answers the request for `asked`; another store request asking for `index` is still to be answered.
+        if let request = sent[index], request.source == source, source != .seed || asked == nil || asked == index {
+            sent[index] = nil
+            if source != .seed { pieceTimes.timed(Self.seconds(.now - request.at)) }
+        }
+        if source == .seed, let asked, asked != index, sent[asked]?.source == .seed {
+            // The store sent one of the request's alternatives.
+            sent[asked] = nil
+            picker.storeChose(index, insteadOf: asked)
+        }
+        var valid = true
+        if !picker.held.contains(index), (0..<picker.pieceCount).contains(index) {
+            do {
+                try store.store(digest, index: index, bytes: message.payload ?? [])
+            } catch let error as ArtifactError where error.code == .pieceMismatch {
+                valid = false
+            }
+        }
+        switch picker.received(index, from: source, valid: valid) {
+        case .accepted:
+            arrived.append(index)
+            if source == .seed { fromSeed += 1 } else { fromPeers += 1 }
+            SlipwayMetrics.pieceDownloaded(from: source == .seed ? "seed" : "peer")
+            logger.debug("piece", metadata: ["digest": "\(digest)", "piece": "\(index)", "source": "\(source)",
+                                             "held": "\(picker.held.count)", "seconds": "\(Self.seconds(.now - startedAt))"])
+        case .rejected:
+            rejected += 1
+            if case .peer(let machine) = source {
+                logger.warning("peer served a corrupt piece; banned for this artifact", metadata: [
+                    "digest": "\(digest)", "peer": "\(machine)", "piece": "\(index)"])
+                for (piece, request) in sent where request.source == source { sent[piece] = nil }
+                connections.removeValue(forKey: source)?.close()
+            } else {
+                logger.error("the regional store served a corrupt piece", metadata: ["digest": "\(digest)", "piece": "\(index)"])
+            }
+        case .ignored:
+            break
+        }
+        self.picker = picker
+        try commitIfComplete()
+    }
+
+    /// Commits once every piece is here and the store's digest queue has checked
+    /// the whole artifact; until then the loop goes on serving peers.
+    func commitIfComplete() throws {
+        guard picker?.isComplete == true, !isComplete, try store.commitIfVerified(digest) else { return }
+        isComplete = true
+        close()
+    }
+}
