@@ -70,6 +70,10 @@ final class AgentLoop: ServingLoop {
                                     runner: ServiceRunner(spec: spec, folder: installer.folder, environment: environment),
                                     installer: installer)
         }
+        if case .curve(let regionKeys, _) = config.regionSecurity, case .authenticated(let own, _) = config.security, own.keyPair != regionKeys {
+            // The tracker hands peers the key the registration proved: the piece server must hold the same.
+            throw StartupError(setting: "--key", reason: "the piece server's key differs from the one the agent registers with")
+        }
         zap = try config.security.startZAP(context: context, daemon: "agent", logger: logger)
         server = try PieceServer(context: context, endpoint: config.listenEndpoint, store: store, machineID: config.machineID,
                                  sender: config.id, logger: logger, security: config.security, uploadSlots: config.uploadSlots)

@@ -30,7 +30,12 @@ extension PieceDownload {
             guard let endpoint = try? Endpoint(parsing: peer.endpoint, origin: "peer \(SafeText.printable(peer.machineID))") else { continue }
             let key = CurveKey(bytes: [UInt8](peer.curveKey))
             if let known = endpoints[peer.machineID], known != endpoint || peerKeys[peer.machineID] != key {
+                // Moved or re-keyed: what it was asked over the old connection will never be answered.
                 connections.removeValue(forKey: .peer(peer.machineID))?.close()
+                picker.remove(peer.machineID)
+                for (piece, pending) in sent where pending.source == .peer(peer.machineID) { sent[piece] = nil }
+                slow[peer.machineID] = nil
+                chokedAt[peer.machineID] = nil
             }
             endpoints[peer.machineID] = endpoint
             peerKeys[peer.machineID] = key

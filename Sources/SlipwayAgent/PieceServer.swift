@@ -120,7 +120,7 @@ final class PieceServer {
                 break
             }
             let asker = DaemonSecurity.sender(of: socket)
-            if let refusal = security.refusal(message.type, from: asker, on: socket) {
+            if let refusal = security.refusal(message.type, from: asker, on: socket) ?? regionRefusal(asker) {
                 DaemonSecurity.countRefusal(daemon: "agent", message.type, from: asker)
                 refusals.record(reason: "permission_denied", detail: refusal, logger: logger)
                 reply(peer, to: message, error: .permissionDenied, refusal)
@@ -322,6 +322,13 @@ final class PieceServer {
             heeding[peer] = nil
             apply(choker.gone(peer, now: .now))
         }
+    }
+
+    /// The permission table lets regions read pieces (from stores); an agent's are for
+    /// other agents only, though its trust folder (its region's) also holds region keys.
+    private func regionRefusal(_ asker: Identity?) -> String? {
+        guard security.isAuthenticated, let asker, asker.role != .agent else { return nil }
+        return "\(asker): an agent serves its pieces to other agents only"
     }
 
     /// Answers at once, or as soon as the peer's pipe has room: an answer lost to a

@@ -102,10 +102,13 @@ package struct AgentTracker {
     }
 
     /// Up to ``peerLimit`` live machines other than `asking` that hold or are fetching `digest`, chosen at random.
+    /// A machine whose piece server runs CURVE is named only to askers that run it too: one
+    /// that registered without (an agent older than that) could not reach it.
     package func peers(for digest: String, asking: String, using random: inout some RandomNumberGenerator) -> [Slipway_V1_Peer] {
         guard let holders = holders[digest] else { return [] }
+        let askerHasKey = machines[asking]?.curveKey != nil
         let chosen = holders.sample(peerLimit, where: { id in
-            id != asking && machines[id].map { !$0.endpoint.isEmpty && !$0.silent } ?? false
+            id != asking && machines[id].map { !$0.endpoint.isEmpty && !$0.silent && (askerHasKey || $0.curveKey == nil) } ?? false
         }, using: &random)
         return chosen.map { id in
             let machine = machines[id]!

@@ -17,7 +17,7 @@ import Glibc
 /// Real sockets on 127.0.0.1, in this process.
 @Suite("The agent's piece server over CURVE")
 struct PieceServerCurveTests {
-    @Test("a trusted agent pinning the server's key is served; a trusted worker is refused by role; an untrusted key, a client without CURVE and a wrong pin get nothing")
+    @Test("a trusted agent pinning the server's key is served; a trusted worker or region is refused by role; an untrusted key, a client without CURVE and a wrong pin get nothing")
     func admission() async throws {
         let runner = OwnedThread(name: "curve-pieces")
         defer { runner.shutdown() }
@@ -34,8 +34,8 @@ struct PieceServerCurveTests {
             if trusted { _ = try made.publicPart.write(to: trust) }
             return made
         }
-        let (own, peer, worker, stranger) = (try certificate(.agent, "m1"), try certificate(.agent, "m2"), try certificate(.worker, "w1"),
-                                             try certificate(.agent, "m3", trusted: false))
+        let (own, peer, worker, region, stranger) = (try certificate(.agent, "m1"), try certificate(.agent, "m2"), try certificate(.worker, "w1"),
+                                                     try certificate(.region, "eu"), try certificate(.agent, "m3", trusted: false))
         let logger = Logger(label: "test")
         let security = DaemonSecurity.authenticated(own: own, trust: try TrustDirectory(path: trust, logger: logger))
         let context = try ZMQContext()
@@ -48,6 +48,7 @@ struct PieceServerCurveTests {
         let clients: [(name: String, security: ClientSecurity)] = [
             ("trusted agent", .curve(peer.keyPair, server: own.publicKey)),
             ("trusted worker", .curve(worker.keyPair, server: own.publicKey)),
+            ("trusted region", .curve(region.keyPair, server: own.publicKey)),
             ("untrusted agent", .curve(stranger.keyPair, server: own.publicKey)),
             ("no CURVE", .plain),
             ("trusted agent pinning another key", .curve(peer.keyPair, server: stranger.publicKey)),
@@ -58,7 +59,7 @@ struct PieceServerCurveTests {
 
         var answers: [Int: WireMessage] = [:]
         let deadline = ContinuousClock.now + .seconds(3)
-        while ContinuousClock.now < deadline, answers.count < 2 {
+        while ContinuousClock.now < deadline, answers.count < 3 {
             try server.serve()
             server.flush()
             for (index, socket) in sockets.enumerated() where answers[index] == nil {
@@ -69,16 +70,18 @@ struct PieceServerCurveTests {
         let served = try #require(answers[0], "the trusted agent got no answer")
         #expect(served.type == .pieceData)
         #expect(try served.body(as: Slipway_V1_PieceData.self).index == 0)
-        let refused = try #require(answers[1], "the worker got no answer")
-        #expect(refused.type == .errorReply)
-        #expect(try refused.body(as: Slipway_V1_ErrorReply.self).code == .permissionDenied)
+        for index in [1, 2] {
+            let refused = try #require(answers[index], "\(clients[index].name) got no answer")
+            #expect(refused.type == .errorReply)
+            #expect(try refused.body(as: Slipway_V1_ErrorReply.self).code == .permissionDenied, "\(clients[index].name)")
+        }
         // Those the handshake turned away never reached the server: give them a moment more, then nothing.
         for _ in 0..<40 {
             try server.serve()
             server.flush()
             usleep(5_000)
         }
-        for index in 2..<clients.count {
+        for index in 3..<clients.count {
             #expect(try sockets[index].receive(wait: .never, maxFrames: 4) == nil, "\(clients[index].name)")
         }
         #expect(server.piecesServed == 1)

@@ -55,11 +55,16 @@ import Testing
         let key = [UInt8](repeating: 7, count: 32)
         tracker.register(register("m1", complete: [digest]), curveKey: key, now: start)
         tracker.register(register("m2", complete: [digest]), now: start)
+        tracker.register(register("m3"), curveKey: [UInt8](repeating: 9, count: 32), now: start)
         let list = tracker.peers(for: digest, asking: "m3", using: &random).sorted { $0.machineID < $1.machineID }
         #expect(list.map(\.machineID) == ["m1", "m2"])
         #expect([UInt8](list[0].curveKey) == key && list[1].curveKey.isEmpty)
+        // An asker that registered without a CURVE server (an older agent) is named only peers it can reach.
+        tracker.register(register("m3"), now: start)
+        #expect(tracker.peers(for: digest, asking: "m3", using: &random).map(\.machineID) == ["m2"])
         // A machine that registers again without a CURVE server no longer has a key handed out.
         tracker.register(register("m1", complete: [digest]), now: start + .seconds(1))
+        #expect(tracker.peers(for: digest, asking: "m3", using: &random).count == 2)
         #expect(tracker.peers(for: digest, asking: "m3", using: &random).allSatisfy { $0.curveKey.isEmpty })
     }
 
