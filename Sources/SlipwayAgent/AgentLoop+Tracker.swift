@@ -30,7 +30,13 @@ extension AgentLoop {
         register.peerEndpointCurve = config.security.isAuthenticated
         register.statuses = statuses
         register.completeDigests = Array(((try? store.committedDigests()) ?? []).prefix(256))
-        send(toTracker: register)
+        let refusals = server.refusalJournal.pending(limit: RefusalJournal.perRegistration)
+        if !refusals.entries.isEmpty || refusals.notListed > 0 {
+            (register.refusals, register.refusalsThrough) = (refusals.entries, refusals.through)
+            (register.refusalsEpoch, register.refusalsNotListed) = (refusals.epoch, refusals.notListed)
+        }
+        let sent = send(toTracker: register)
+        if !refusals.entries.isEmpty, let sent { refusalsSent = (sent, refusals.through) }
         reported = statuses
         lastHeartbeat = now
     }
@@ -43,14 +49,18 @@ extension AgentLoop {
         }
     }
 
-    func send(toTracker body: some WireBody) {
+    /// Sends `body` to the tracker. - Returns: its message id, if the socket took it.
+    @discardableResult
+    func send(toTracker body: some WireBody) -> String? {
         do {
             let socket = try tracker ?? ZMQSocket.requestDealer(context: context, connectedTo: config.trackerEndpoint,
                                                                         options: config.regionSecurity.options)
             tracker = socket
-            _ = try socket.send(codec.encode(WireMessage(body, sender: config.id)), wait: .never)
+            let message = WireMessage(body, sender: config.id)
+            return try socket.send(codec.encode(message), wait: .never) ? message.envelope.messageID : nil
         } catch {
             logger.warning("cannot reach the region tracker", metadata: ["error": "\(error)"])
+            return nil
         }
     }
 
@@ -65,6 +75,10 @@ extension AgentLoop {
             switch message.type {
             case .agentTargets:
                 guard let reply = try? message.body(as: Slipway_V1_AgentTargets.self) else { continue }
+                if let sent = refusalsSent, message.envelope.inReplyTo == sent.messageID {
+                    server.refusalJournal.acknowledge(through: sent.through)
+                    refusalsSent = nil
+                }
                 if let seed = try? Endpoint(parsing: reply.seedEndpoint, origin: "the tracker's seed") { seedEndpoint = seed }
                 for target in reply.targets { apply(target) }
             case .peerList:

@@ -42,6 +42,8 @@ final class AgentLoop: ServingLoop {
     var gate: TargetGate
     /// Admits peers to the piece server by the trust folder (nil: insecure).
     let zap: ZAPHandler?
+    /// The registration that carried the piece server's refusals, and the last of them: acknowledged by its reply.
+    var refusalsSent: (messageID: String, through: UInt64)?
     var rejected = 0 {
         didSet { SlipwayMetrics.rejected(daemon: "agent", socket: "tracker+targets", reason: "bad_message") }
     }

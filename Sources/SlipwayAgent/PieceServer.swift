@@ -69,6 +69,8 @@ final class PieceServer {
     private let security: DaemonSecurity
     /// Messages refused by role or revoked key, summarised in the log at most once a minute.
     private var refusals = RejectionLog(daemon: "agent", socket: "pieces")
+    /// The same refusals, until the region has passed them on to the audit log.
+    let refusalJournal = RefusalJournal()
     private let logger: Logger
 
     /// Binds a ROUTER at `endpoint` serving from `store`.
@@ -123,6 +125,7 @@ final class PieceServer {
             if let refusal = security.refusal(message.type, from: asker, on: socket) ?? regionRefusal(asker) {
                 DaemonSecurity.countRefusal(daemon: "agent", message.type, from: asker)
                 refusals.record(reason: "permission_denied", detail: refusal, logger: logger)
+                refusalJournal.record(message.type, from: asker, at: "piece server of machine \(machineID)", reason: refusal)
                 reply(peer, to: message, error: .permissionDenied, refusal)
                 continue
             }

@@ -10,6 +10,8 @@ public final class RefusalJournal: Sendable {
     public static let capacity = 1_000
     /// Refusals one report carries at most.
     public static let perReport = 100
+    /// Refusals an agent's registration carries at most (its piece server's, which its region passes on).
+    public static let perRegistration = 16
 
     /// What the next report carries.
     public struct Batch: Equatable, Sendable {
@@ -44,6 +46,11 @@ public final class RefusalJournal: Sendable {
         entry.object = place
         entry.outcome = "refused"
         entry.detail = String(reason.prefix(300))
+        record(entry)
+    }
+
+    /// Keeps one refusal as another daemon recorded it (an agent's, passed on by its region).
+    public func record(_ entry: Slipway_V1_AuditEntry) {
         state.withLock { state in
             guard state.entries.count < Self.capacity else {
                 state.notListed += 1
@@ -54,10 +61,16 @@ public final class RefusalJournal: Sendable {
         }
     }
 
-    /// The oldest refusals not yet acknowledged, for the next report.
-    public func pending() -> Batch {
+    /// Counts refusals another daemon counted but did not keep.
+    public func countUnlisted(_ count: UInt64) {
+        guard count > 0 else { return }
+        state.withLock { $0.notListed += count }
+    }
+
+    /// The oldest refusals not yet acknowledged, for the next report (at most `limit`).
+    public func pending(limit: Int = perReport) -> Batch {
         state.withLock { state in
-            let carried = state.entries.prefix(Self.perReport)
+            let carried = state.entries.prefix(limit)
             // With nothing waiting, every number so far was acknowledged.
             return Batch(entries: carried.map(\.entry), through: carried.last?.number ?? state.last, notListed: state.notListed, epoch: epoch)
         }

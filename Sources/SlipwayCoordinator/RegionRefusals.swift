@@ -1,3 +1,4 @@
+import SlipwayCore
 import SlipwayProto
 
 /// The refusals a region's report brings to the audit log: pure. A report is
@@ -5,17 +6,17 @@ import SlipwayProto
 /// region's previous report (same epoch, numbered at or below its `through`)
 /// already brought are skipped; counted-only refusals become one summary row.
 /// What a region reports is its word: the detail says which region said it,
-/// and the place is one of that region's own sockets.
+/// and the place is one of that region's own sockets or one of its machines'
+/// piece servers (an agent's refusals travel with its region's report).
 enum RegionRefusals {
     static func audits(_ report: Slipway_V1_RegionReport, previous: Slipway_V1_RegionReport?) -> [AuditRecord] {
         let sameRun = previous.map { $0.refusalsEpoch == report.refusalsEpoch && report.refusalsEpoch != 0 } ?? false
         let recorded = sameRun ? previous!.refusalsThrough : 0
         let first = report.refusalsThrough &- UInt64(report.refusals.count) &+ 1
         var audits: [AuditRecord] = []
-        let places: Set<String> = ["store of region \(report.region)", "tracker of region \(report.region)"]
         for (offset, entry) in report.refusals.enumerated() where first &+ UInt64(offset) > recorded {
             audits.append(AuditRecord(identityText: entry.identity, action: entry.action,
-                                      object: places.contains(entry.object) ? entry.object : "region \(report.region)", outcome: .refused,
+                                      object: place(entry.object, region: report.region), outcome: .refused,
                                       detail: "reported by region \(report.region): \(entry.detail)", source: "region/\(report.region)"))
         }
         let alreadyCounted = sameRun ? previous!.refusalsNotListed : 0
@@ -27,6 +28,15 @@ enum RegionRefusals {
                                       counts: Int(clamping: more)))
         }
         return audits
+    }
+
+    /// `object` if it names a place in `region`, else the region itself.
+    static func place(_ object: String, region: String) -> String {
+        if object == "store of region \(region)" || object == "tracker of region \(region)" { return object }
+        let (prefix, suffix) = ("piece server of machine ", " in region \(region)")
+        guard object.hasPrefix(prefix), object.hasSuffix(suffix),
+              SafeText.isName(String(object.dropFirst(prefix.count).dropLast(suffix.count)), max: 128) else { return "region \(region)" }
+        return object
     }
 
     /// What is stored as the region's latest report: the refusals are in the audit log,

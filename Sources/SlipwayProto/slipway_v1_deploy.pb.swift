@@ -383,6 +383,20 @@ public nonisolated struct Slipway_V1_AgentRegister: Sendable {
   /// registers with: the tracker hands that key to the peers it names it to.
   public var peerEndpointCurve: Bool = false
 
+  /// Requests this machine's piece server refused, for the region to pass on to
+  /// the coordinator's audit log: oldest first, at most 16, numbered from 1 within
+  /// refusals_epoch (a random number per agent process), the last one
+  /// refusals_through. A registration resent after a lost reply carries them
+  /// again; the region passes each number on once.
+  public var refusals: [Slipway_V1_AuditEntry] = []
+
+  public var refusalsThrough: UInt64 = 0
+
+  public var refusalsEpoch: UInt64 = 0
+
+  /// Refusals counted, not kept, since the agent started.
+  public var refusalsNotListed: UInt64 = 0
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -1321,7 +1335,7 @@ nonisolated extension Slipway_V1_WaveShare: SwiftProtobuf.Message, SwiftProtobuf
 
 nonisolated extension Slipway_V1_AgentRegister: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".AgentRegister"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}machine_id\0\u{1}region\0\u{1}services\0\u{3}peer_endpoint\0\u{1}statuses\0\u{3}complete_digests\0\u{3}peer_endpoint_curve\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}machine_id\0\u{1}region\0\u{1}services\0\u{3}peer_endpoint\0\u{1}statuses\0\u{3}complete_digests\0\u{3}peer_endpoint_curve\0\u{1}refusals\0\u{3}refusals_through\0\u{3}refusals_epoch\0\u{3}refusals_not_listed\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -1336,6 +1350,10 @@ nonisolated extension Slipway_V1_AgentRegister: SwiftProtobuf.Message, SwiftProt
       case 5: try { try decoder.decodeRepeatedMessageField(value: &self.statuses) }()
       case 6: try { try decoder.decodeRepeatedStringField(value: &self.completeDigests) }()
       case 7: try { try decoder.decodeSingularBoolField(value: &self.peerEndpointCurve) }()
+      case 8: try { try decoder.decodeRepeatedMessageField(value: &self.refusals) }()
+      case 9: try { try decoder.decodeSingularUInt64Field(value: &self.refusalsThrough) }()
+      case 10: try { try decoder.decodeSingularUInt64Field(value: &self.refusalsEpoch) }()
+      case 11: try { try decoder.decodeSingularUInt64Field(value: &self.refusalsNotListed) }()
       default: break
       }
     }
@@ -1363,6 +1381,18 @@ nonisolated extension Slipway_V1_AgentRegister: SwiftProtobuf.Message, SwiftProt
     if self.peerEndpointCurve != false {
       try visitor.visitSingularBoolField(value: self.peerEndpointCurve, fieldNumber: 7)
     }
+    if !self.refusals.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.refusals, fieldNumber: 8)
+    }
+    if self.refusalsThrough != 0 {
+      try visitor.visitSingularUInt64Field(value: self.refusalsThrough, fieldNumber: 9)
+    }
+    if self.refusalsEpoch != 0 {
+      try visitor.visitSingularUInt64Field(value: self.refusalsEpoch, fieldNumber: 10)
+    }
+    if self.refusalsNotListed != 0 {
+      try visitor.visitSingularUInt64Field(value: self.refusalsNotListed, fieldNumber: 11)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -1374,6 +1404,10 @@ nonisolated extension Slipway_V1_AgentRegister: SwiftProtobuf.Message, SwiftProt
     if lhs.statuses != rhs.statuses {return false}
     if lhs.completeDigests != rhs.completeDigests {return false}
     if lhs.peerEndpointCurve != rhs.peerEndpointCurve {return false}
+    if lhs.refusals != rhs.refusals {return false}
+    if lhs.refusalsThrough != rhs.refusalsThrough {return false}
+    if lhs.refusalsEpoch != rhs.refusalsEpoch {return false}
+    if lhs.refusalsNotListed != rhs.refusalsNotListed {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

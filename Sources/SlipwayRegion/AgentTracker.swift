@@ -24,6 +24,8 @@ package struct AgentTracker {
         var silent = false
         /// Its piece server's CURVE public key, from its authenticated registration (nil: it serves without CURVE).
         var curveKey: [UInt8]?
+        /// The last of its refusals passed on: the agent's epoch, number, and count of those it did not keep.
+        var refusalsPassed: (epoch: UInt64, through: UInt64, notListed: UInt64) = (0, 0, 0)
     }
 
     /// A machine unheard of for this long is silent: not counted as running
@@ -74,6 +76,24 @@ package struct AgentTracker {
         for digest in machine.complete { machine.partial[digest] = nil }
         machine.lastSeen = now
         store(machine, as: message.machineID)
+    }
+
+    /// The refusals a registration (already recorded with ``register(_:curveKey:now:)``)
+    /// carries that were not passed on before, at most `RefusalJournal.perRegistration`, and
+    /// how many more to count as not listed: those carried past that limit, and those
+    /// its agent counted without keeping since the last registration.
+    package mutating func newRefusals(_ message: Slipway_V1_AgentRegister) -> (fresh: [Slipway_V1_AuditEntry], unlisted: UInt64) {
+        guard var machine = machines[message.machineID], !message.refusals.isEmpty || message.refusalsNotListed > 0,
+              message.refusalsThrough >= UInt64(message.refusals.count) else { return ([], 0) }
+        let sameEpoch = machine.refusalsPassed.epoch == message.refusalsEpoch
+        let passed = sameEpoch ? machine.refusalsPassed.through : 0
+        let counted = sameEpoch ? machine.refusalsPassed.notListed : 0
+        let first = message.refusalsThrough - UInt64(message.refusals.count) + 1
+        let fresh = message.refusals.enumerated().filter { first + UInt64($0.offset) > passed }.map(\.element)
+        let kept = Array(fresh.prefix(RefusalJournal.perRegistration))
+        machine.refusalsPassed = (message.refusalsEpoch, max(passed, message.refusalsThrough), max(counted, message.refusalsNotListed))
+        machines[message.machineID] = machine
+        return (kept, UInt64(fresh.count - kept.count) + (message.refusalsNotListed > counted ? message.refusalsNotListed - counted : 0))
     }
 
     /// Records which pieces of `digest` a downloading machine holds. Unknown

@@ -231,6 +231,7 @@ final class TrackerLoop: ServingLoop {
             // The key the handshake proved, not one the message names: peers pin it to reach this agent.
             let key = register.peerEndpointCurve ? router.peerCurveKey.flatMap(CurveKey.init(z85:))?.bytes : nil
             tracker.register(register, curveKey: key, now: now)
+            passOn(tracker.newRefusals(register), of: register.machineID)
             reply(peer, to: message, targets(for: register.services))
         case .peerListRequest:
             let request = try message.body(as: Slipway_V1_PeerListRequest.self)
@@ -249,6 +250,25 @@ final class TrackerLoop: ServingLoop {
         default:
             reply(peer, to: message, error: .unsupported, "the tracker does not handle \(message.type)")
         }
+    }
+
+    /// Puts the refusals an agent's piece server reported in the region's journal (the
+    /// coordinator's audit log gets them with the next report), as that machine's: the
+    /// place is the tracker's to name, the rest is cut to size and checked.
+    private func passOn(_ refusals: (fresh: [Slipway_V1_AuditEntry], unlisted: UInt64), of machine: String) {
+        let now = WireMessage.nowUnixMicros()
+        for reported in refusals.fresh {
+            var entry = Slipway_V1_AuditEntry()
+            // An agent's clock may be off, not by more than a day.
+            entry.atUnixMicros = abs(reported.atUnixMicros - now) < 86_400_000_000 ? reported.atUnixMicros : now
+            entry.identity = Identity(userID: reported.identity)?.userID ?? ""
+            entry.action = SafeText.printable(reported.action, limit: 64)
+            entry.object = "piece server of machine \(machine) in region \(config.region)"
+            entry.outcome = "refused"
+            entry.detail = SafeText.printable(reported.detail, limit: 300)
+            config.refusals.record(entry)
+        }
+        config.refusals.countUnlisted(refusals.unlisted)
     }
 
     /// An agent key speaks only for the machine it is named after: why `message`

@@ -21,6 +21,16 @@ struct RegionRefusalsTests {
         return report
     }
 
+    @Test("a refusal is placed at one of the region's sockets or machines' piece servers, else at the region")
+    func places() {
+        for (object, placed) in [("store of region eu", "store of region eu"), ("tracker of region eu", "tracker of region eu"),
+                                 ("piece server of machine web-1 in region eu", "piece server of machine web-1 in region eu"),
+                                 ("piece server of machine web-1 in region us", "region eu"), ("store of region us", "region eu"),
+                                 ("piece server of machine ../x in region eu", "region eu"), ("coordinator", "region eu")] {
+            #expect(RegionRefusals.place(object, region: "eu") == placed, "\(object)")
+        }
+    }
+
     @Test("a resent report brings only the refusals its region's previous report did not")
     func skipsRecorded() {
         let first = Self.report(epoch: 7, through: 2, refusals: ["agent/a", "agent/b"])

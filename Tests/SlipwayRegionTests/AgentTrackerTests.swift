@@ -68,6 +68,36 @@ import Testing
         #expect(tracker.peers(for: digest, asking: "m3", using: &random).allSatisfy { $0.curveKey.isEmpty })
     }
 
+    @Test("an agent's refusals are passed on once per number, at most 16 a registration, and its uncounted ones by how many grew")
+    func refusalsPassedOnce() {
+        var tracker = AgentTracker(timeout: .seconds(10))
+        func registration(_ numbers: ClosedRange<Int>, epoch: UInt64 = 7, notListed: UInt64 = 0) -> Slipway_V1_AgentRegister {
+            var message = register("m1")
+            message.refusals = numbers.map { number in
+                var entry = Slipway_V1_AuditEntry()
+                entry.detail = "\(number)"
+                return entry
+            }
+            (message.refusalsThrough, message.refusalsEpoch, message.refusalsNotListed) = (UInt64(numbers.upperBound), epoch, notListed)
+            return message
+        }
+        func passed(_ message: Slipway_V1_AgentRegister) -> ([String], UInt64) {
+            tracker.register(message, now: start)
+            let (fresh, unlisted) = tracker.newRefusals(message)
+            return (fresh.map(\.detail), unlisted)
+        }
+        #expect(passed(registration(1...3)) == (["1", "2", "3"], 0))
+        #expect(passed(registration(1...3)) == ([], 0), "a resent registration passes nothing again")
+        #expect(passed(registration(2...5)) == (["4", "5"], 0))
+        let (many, over) = passed(registration(6...25, notListed: 4))
+        #expect(many.count == 16 && many.first == "6" && over == 4 + 4, "16 passed on; 4 more carried and 4 the agent only counted")
+        #expect(passed(registration(26...26, notListed: 4)) == (["26"], 0), "the agent's count did not grow")
+        #expect(passed(registration(1...2, epoch: 8)) == (["1", "2"], 0), "a restarted agent numbers afresh")
+        var unknown = registration(1...1)
+        unknown.machineID = "m9"
+        #expect(tracker.newRefusals(unknown).fresh.isEmpty, "only registered machines' refusals")
+    }
+
     @Test("the report counts machines per service, build and state, and names the failing ones")
     func report() {
         var tracker = AgentTracker(timeout: .seconds(10), failureLimit: 1)

@@ -222,6 +222,17 @@ struct AgentTests {
             for (security, who) in [(stranger, "a key outside its trust folder"), (.plain, "a client without CURVE")] {
                 #expect(try await AuthenticationTests.code(AuthenticationTests.reply(agent, piece, security: security)) == "silence", "\(who)")
             }
+            // The agent's refusals reach the coordinator's audit log through its region.
+            let expected: Set<String> = ["agent/probe jobQuery", "worker/w9 pieceRequest"]
+            var refused: Set<String> = []
+            let deadline = ContinuousClock.now + .seconds(20)
+            while ContinuousClock.now < deadline, !refused.isSuperset(of: expected) {
+                refused = Set(try await AuthenticationTests.auditEntries(cluster)
+                    .filter { $0.object == "piece server of machine m1 in region local" && $0.outcome == "refused" }
+                    .map { "\($0.identity) \($0.action)" })
+                try await Task.sleep(for: .milliseconds(250))
+            }
+            #expect(refused.isSuperset(of: expected), "\(refused)")
 
             var report = Slipway_V1_RegionReport()
             report.region = ""

@@ -1545,7 +1545,7 @@ const ProtobufCMessageDescriptor slipway__v1__wave_share__descriptor =
   (ProtobufCMessageInit) slipway__v1__wave_share__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor slipway__v1__agent_register__field_descriptors[7] =
+static const ProtobufCFieldDescriptor slipway__v1__agent_register__field_descriptors[11] =
 {
   {
     "machine_id",
@@ -1631,12 +1631,64 @@ static const ProtobufCFieldDescriptor slipway__v1__agent_register__field_descrip
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "refusals",
+    8,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Slipway__V1__AgentRegister, n_refusals),
+    offsetof(Slipway__V1__AgentRegister, refusals),
+    &slipway__v1__audit_entry__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "refusals_through",
+    9,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Slipway__V1__AgentRegister, refusals_through),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "refusals_epoch",
+    10,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Slipway__V1__AgentRegister, refusals_epoch),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "refusals_not_listed",
+    11,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Slipway__V1__AgentRegister, refusals_not_listed),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned slipway__v1__agent_register__field_indices_by_name[] = {
   5,   /* field[5] = complete_digests */
   0,   /* field[0] = machine_id */
   3,   /* field[3] = peer_endpoint */
   6,   /* field[6] = peer_endpoint_curve */
+  7,   /* field[7] = refusals */
+  9,   /* field[9] = refusals_epoch */
+  10,   /* field[10] = refusals_not_listed */
+  8,   /* field[8] = refusals_through */
   1,   /* field[1] = region */
   2,   /* field[2] = services */
   4,   /* field[4] = statuses */
@@ -1644,7 +1696,7 @@ static const unsigned slipway__v1__agent_register__field_indices_by_name[] = {
 static const ProtobufCIntRange slipway__v1__agent_register__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 7 }
+  { 0, 11 }
 };
 const ProtobufCMessageDescriptor slipway__v1__agent_register__descriptor =
 {
@@ -1654,7 +1706,7 @@ const ProtobufCMessageDescriptor slipway__v1__agent_register__descriptor =
   "Slipway__V1__AgentRegister",
   "slipway.v1",
   sizeof(Slipway__V1__AgentRegister),
-  7,
+  11,
   slipway__v1__agent_register__field_descriptors,
   slipway__v1__agent_register__field_indices_by_name,
   1,  slipway__v1__agent_register__number_ranges,

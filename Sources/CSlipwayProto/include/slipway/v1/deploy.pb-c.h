@@ -239,10 +239,25 @@ struct  Slipway__V1__AgentRegister
    * registers with: the tracker hands that key to the peers it names it to.
    */
   protobuf_c_boolean peer_endpoint_curve;
+  /*
+   * Requests this machine's piece server refused, for the region to pass on to
+   * the coordinator's audit log: oldest first, at most 16, numbered from 1 within
+   * refusals_epoch (a random number per agent process), the last one
+   * refusals_through. A registration resent after a lost reply carries them
+   * again; the region passes each number on once.
+   */
+  size_t n_refusals;
+  Slipway__V1__AuditEntry **refusals;
+  uint64_t refusals_through;
+  uint64_t refusals_epoch;
+  /*
+   * Refusals counted, not kept, since the agent started.
+   */
+  uint64_t refusals_not_listed;
 };
 #define SLIPWAY__V1__AGENT_REGISTER__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&slipway__v1__agent_register__descriptor) \
-    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0,NULL, (char *)protobuf_c_empty_string, 0,NULL, 0,NULL, 0 }
+    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0,NULL, (char *)protobuf_c_empty_string, 0,NULL, 0,NULL, 0, 0,NULL, 0, 0, 0 }
 
 
 /*
