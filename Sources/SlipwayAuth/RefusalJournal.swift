@@ -53,7 +53,7 @@ public final class RefusalJournal: Sendable {
     public func record(_ entry: Slipway_V1_AuditEntry) {
         state.withLock { state in
             guard state.entries.count < Self.capacity else {
-                state.notListed += 1
+                state.notListed = state.notListed.addingSaturated(1)
                 return
             }
             state.last += 1
@@ -64,7 +64,7 @@ public final class RefusalJournal: Sendable {
     /// Counts refusals another daemon counted but did not keep.
     public func countUnlisted(_ count: UInt64) {
         guard count > 0 else { return }
-        state.withLock { $0.notListed += count }
+        state.withLock { $0.notListed = $0.notListed.addingSaturated(count) }
     }
 
     /// The oldest refusals not yet acknowledged, for the next report (at most `limit`).
@@ -79,5 +79,13 @@ public final class RefusalJournal: Sendable {
     /// Forgets every refusal up to `through`: a report that carried them was recorded.
     public func acknowledge(through: UInt64) {
         state.withLock { state in state.entries.removeAll { $0.number <= through } }
+    }
+}
+
+extension UInt64 {
+    /// The sum, or `.max` where it would overflow: counts a peer reports must not trap.
+    func addingSaturated(_ other: UInt64) -> UInt64 {
+        let (sum, overflow) = addingReportingOverflow(other)
+        return overflow ? .max : sum
     }
 }

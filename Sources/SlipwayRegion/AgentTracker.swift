@@ -26,6 +26,8 @@ package struct AgentTracker {
         var curveKey: [UInt8]?
         /// The last of its refusals passed on: the agent's epoch, number, and count of those it did not keep.
         var refusalsPassed: (epoch: UInt64, through: UInt64, notListed: UInt64) = (0, 0, 0)
+        /// Refusals passed on in the minute-long window that began at `since`.
+        var refusalWindow: (since: ContinuousClock.Instant, passed: Int)?
     }
 
     /// A machine unheard of for this long is silent: not counted as running
@@ -78,11 +80,17 @@ package struct AgentTracker {
         store(machine, as: message.machineID)
     }
 
+    /// Refusals one machine passes on in a minute at most: what an agent reports is its
+    /// word, and one agent must not crowd out its region's other refusals.
+    package static let refusalsPerMachinePerMinute = 100
+
     /// The refusals a registration (already recorded with ``register(_:curveKey:now:)``)
-    /// carries that were not passed on before, at most `RefusalJournal.perRegistration`, and
-    /// how many more to count as not listed: those carried past that limit, and those
-    /// its agent counted without keeping since the last registration.
-    package mutating func newRefusals(_ message: Slipway_V1_AgentRegister) -> (fresh: [Slipway_V1_AuditEntry], unlisted: UInt64) {
+    /// carries that were not passed on before, at most `RefusalJournal.perRegistration`
+    /// and ``refusalsPerMachinePerMinute``, and how many more to count as not listed:
+    /// those past either limit, and those its agent counted without keeping since the
+    /// last registration.
+    package mutating func newRefusals(_ message: Slipway_V1_AgentRegister,
+                                      now: ContinuousClock.Instant) -> (fresh: [Slipway_V1_AuditEntry], unlisted: UInt64) {
         guard var machine = machines[message.machineID], !message.refusals.isEmpty || message.refusalsNotListed > 0,
               message.refusalsThrough >= UInt64(message.refusals.count) else { return ([], 0) }
         let sameEpoch = machine.refusalsPassed.epoch == message.refusalsEpoch
@@ -90,10 +98,16 @@ package struct AgentTracker {
         let counted = sameEpoch ? machine.refusalsPassed.notListed : 0
         let first = message.refusalsThrough - UInt64(message.refusals.count) + 1
         let fresh = message.refusals.enumerated().filter { first + UInt64($0.offset) > passed }.map(\.element)
-        let kept = Array(fresh.prefix(RefusalJournal.perRegistration))
+        var window = machine.refusalWindow.flatMap { now - $0.since < .seconds(60) ? $0 : nil } ?? (since: now, passed: 0)
+        let kept = Array(fresh.prefix(min(RefusalJournal.perRegistration, max(0, Self.refusalsPerMachinePerMinute - window.passed))))
+        window.passed += kept.count
+        machine.refusalWindow = window
         machine.refusalsPassed = (message.refusalsEpoch, max(passed, message.refusalsThrough), max(counted, message.refusalsNotListed))
         machines[message.machineID] = machine
-        return (kept, UInt64(fresh.count - kept.count) + (message.refusalsNotListed > counted ? message.refusalsNotListed - counted : 0))
+        // Counts an agent sends may be anything: they saturate rather than trap.
+        let grown = message.refusalsNotListed > counted ? message.refusalsNotListed - counted : 0
+        let (unlisted, overflow) = grown.addingReportingOverflow(UInt64(fresh.count - kept.count))
+        return (kept, overflow ? .max : unlisted)
     }
 
     /// Records which pieces of `digest` a downloading machine holds. Unknown

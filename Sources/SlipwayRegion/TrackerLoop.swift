@@ -231,7 +231,7 @@ final class TrackerLoop: ServingLoop {
             // The key the handshake proved, not one the message names: peers pin it to reach this agent.
             let key = register.peerEndpointCurve ? router.peerCurveKey.flatMap(CurveKey.init(z85:))?.bytes : nil
             tracker.register(register, curveKey: key, now: now)
-            passOn(tracker.newRefusals(register), of: register.machineID)
+            passOn(tracker.newRefusals(register, now: now), of: register.machineID)
             reply(peer, to: message, targets(for: register.services))
         case .peerListRequest:
             let request = try message.body(as: Slipway_V1_PeerListRequest.self)
@@ -259,13 +259,15 @@ final class TrackerLoop: ServingLoop {
         let now = WireMessage.nowUnixMicros()
         for reported in refusals.fresh {
             var entry = Slipway_V1_AuditEntry()
-            // An agent's clock may be off, not by more than a day.
-            entry.atUnixMicros = abs(reported.atUnixMicros - now) < 86_400_000_000 ? reported.atUnixMicros : now
+            // An agent's clock may be off, not by more than a day (compared without arithmetic on its number).
+            let day: Int64 = 86_400_000_000
+            entry.atUnixMicros = reported.atUnixMicros > now - day && reported.atUnixMicros < now + day ? reported.atUnixMicros : now
             entry.identity = Identity(userID: reported.identity)?.userID ?? ""
             entry.action = SafeText.printable(reported.action, limit: 64)
             entry.object = "piece server of machine \(machine) in region \(config.region)"
             entry.outcome = "refused"
-            entry.detail = SafeText.printable(reported.detail, limit: 300)
+            // The machine's word: who it says it refused is not checked by anyone else.
+            entry.detail = "reported by machine \(machine): " + SafeText.printable(reported.detail, limit: 300)
             config.refusals.record(entry)
         }
         config.refusals.countUnlisted(refusals.unlisted)
@@ -309,6 +311,9 @@ final class TrackerLoop: ServingLoop {
             return "artifact digests must be 64 lowercase hex characters"
         }
         guard register.statuses.allSatisfy({ $0.reason.utf8.count <= 1_024 }) else { return "a status reason is limited to 1024 bytes" }
+        guard register.refusals.count <= RefusalJournal.perRegistration else {
+            return "at most \(RefusalJournal.perRegistration) refusals per registration"
+        }
         return nil
     }
 

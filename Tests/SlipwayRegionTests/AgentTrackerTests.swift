@@ -83,7 +83,7 @@ import Testing
         }
         func passed(_ message: Slipway_V1_AgentRegister) -> ([String], UInt64) {
             tracker.register(message, now: start)
-            let (fresh, unlisted) = tracker.newRefusals(message)
+            let (fresh, unlisted) = tracker.newRefusals(message, now: start)
             return (fresh.map(\.detail), unlisted)
         }
         #expect(passed(registration(1...3)) == (["1", "2", "3"], 0))
@@ -95,7 +95,18 @@ import Testing
         #expect(passed(registration(1...2, epoch: 8)) == (["1", "2"], 0), "a restarted agent numbers afresh")
         var unknown = registration(1...1)
         unknown.machineID = "m9"
-        #expect(tracker.newRefusals(unknown).fresh.isEmpty, "only registered machines' refusals")
+        #expect(tracker.newRefusals(unknown, now: start).fresh.isEmpty, "only registered machines' refusals")
+        // A hostile agent's counts saturate instead of trapping, and one machine passes on at most 100 a minute.
+        #expect(passed(registration(27...43, epoch: 9, notListed: .max)).1 == .max)
+        var passedThisMinute = 3 + 2 + 16 + 1 + 2 + 16  // all of the above, in the minute that began at `start`
+        for round in 0..<8 {
+            let numbers = (100 + round * 16)...(115 + round * 16)
+            tracker.register(registration(numbers, epoch: 9), now: start)
+            passedThisMinute += tracker.newRefusals(registration(numbers, epoch: 9), now: start + .seconds(30)).fresh.count
+        }
+        #expect(passedThisMinute == AgentTracker.refusalsPerMachinePerMinute)
+        tracker.register(registration(300...301, epoch: 9), now: start)
+        #expect(tracker.newRefusals(registration(300...301, epoch: 9), now: start + .seconds(61)).fresh.count == 2, "a new minute")
     }
 
     @Test("the report counts machines per service, build and state, and names the failing ones")

@@ -203,6 +203,20 @@ struct AgentTests {
                 status.reason = String(repeating: "x", count: 5_000)
                 $0.statuses = [status]
             }, security: probe) == "invalid_argument")
+            // Refusals an agent reports: numbers chosen to overflow are taken without harm; too many are refused.
+            #expect(try await ReplicationTests.request(tracker, register {
+                var entry = Slipway_V1_AuditEntry()
+                entry.atUnixMicros = .min
+                entry.identity = "operator/alice"
+                $0.refusals = [entry]
+                $0.refusalsThrough = 1
+                $0.refusalsEpoch = 1
+                $0.refusalsNotListed = .max
+            }, security: probe).type == .agentTargets)
+            #expect(try await ReplicationTests.errorCode(tracker, register {
+                $0.refusals = Array(repeating: Slipway_V1_AuditEntry(), count: 17)
+                $0.refusalsThrough = 17
+            }, security: probe) == "invalid_argument")
             var peers = Slipway_V1_PeerListRequest()
             peers.digest = "not-a-digest"
             peers.machineID = "probe"
