@@ -31,10 +31,7 @@ extension PieceDownload {
             let key = CurveKey(bytes: [UInt8](peer.curveKey))
             if let known = endpoints[peer.machineID], known != endpoint || peerKeys[peer.machineID] != key {
                 // Moved or re-keyed: what it was asked over the old connection will never be answered.
-                connections.removeValue(forKey: .peer(peer.machineID))?.close()
-                picker.remove(peer.machineID)
-                for (piece, pending) in sent where pending.source == .peer(peer.machineID) { sent[piece] = nil }
-                slow[peer.machineID] = nil
+                disconnect(peer.machineID, picker: &picker)
                 chokedAt[peer.machineID] = nil
             }
             endpoints[peer.machineID] = endpoint
@@ -71,9 +68,15 @@ extension PieceDownload {
     /// available, so they stop counting (they may come from the seed), and it is left
     /// out for a minute.
     func drop(_ machine: String, picker: inout PiecePicker, now: ContinuousClock.Instant) {
+        disconnect(machine, picker: &picker)
+        coolingDown[machine] = now + .seconds(60)
+    }
+
+    /// Closes the connection to `machine` and forgets what was asked over it: those
+    /// pieces go back to missing, and its pieces stop counting until it is listed again.
+    func disconnect(_ machine: String, picker: inout PiecePicker) {
         picker.remove(machine)
         connections.removeValue(forKey: .peer(machine))?.close()
-        coolingDown[machine] = now + .seconds(60)
         for (piece, pending) in sent where pending.source == .peer(machine) { sent[piece] = nil }
         slow[machine] = nil
     }

@@ -123,9 +123,8 @@ final class PieceServer {
             }
             let asker = DaemonSecurity.sender(of: socket)
             if let refusal = security.refusal(message.type, from: asker, on: socket) ?? regionRefusal(asker) {
-                DaemonSecurity.countRefusal(daemon: "agent", message.type, from: asker)
-                refusals.record(reason: "permission_denied", detail: refusal, logger: logger)
-                refusalJournal.record(message.type, from: asker, at: "piece server of machine \(machineID)", reason: refusal)
+                refusalJournal.refused(message.type, from: asker, daemon: "agent", at: "piece server of machine \(machineID)", reason: refusal,
+                                       log: &refusals, logger: logger)
                 reply(peer, to: message, error: .permissionDenied, refusal)
                 continue
             }

@@ -1,5 +1,7 @@
+public import Logging
+import SlipwayCore
 public import SlipwayProto
-import SlipwayWire
+public import SlipwayWire
 import Synchronization
 
 /// The requests a daemon refused for want of permission, kept until a report
@@ -49,6 +51,16 @@ public final class RefusalJournal: Sendable {
         record(entry)
     }
 
+    /// One refusal by `daemon`, in full: counted in `slipway_permission_denied_total` by
+    /// role and message type, summarised in `log` (at most once a minute), and kept here
+    /// for the audit log. The caller answers `permission_denied` and changes nothing.
+    public func refused(_ type: Slipway_V1_MessageType, from sender: Identity?, daemon: String, at place: String, reason: String,
+                        log: inout RejectionLog, logger: Logger) {
+        DaemonSecurity.countRefusal(daemon: daemon, type, from: sender)
+        log.record(reason: "permission_denied", detail: reason, logger: logger)
+        record(type, from: sender, at: place, reason: reason)
+    }
+
     /// Keeps one refusal as another daemon recorded it (an agent's, passed on by its region).
     public func record(_ entry: Slipway_V1_AuditEntry) {
         state.withLock { state in
@@ -79,13 +91,5 @@ public final class RefusalJournal: Sendable {
     /// Forgets every refusal up to `through`: a report that carried them was recorded.
     public func acknowledge(through: UInt64) {
         state.withLock { state in state.entries.removeAll { $0.number <= through } }
-    }
-}
-
-extension UInt64 {
-    /// The sum, or `.max` where it would overflow: counts a peer reports must not trap.
-    func addingSaturated(_ other: UInt64) -> UInt64 {
-        let (sum, overflow) = addingReportingOverflow(other)
-        return overflow ? .max : sum
     }
 }

@@ -1,4 +1,5 @@
 import SlipwayAuth
+import SlipwayCore
 package import SlipwayProto
 import Foundation
 
@@ -106,8 +107,7 @@ package struct AgentTracker {
         machines[message.machineID] = machine
         // Counts an agent sends may be anything: they saturate rather than trap.
         let grown = message.refusalsNotListed > counted ? message.refusalsNotListed - counted : 0
-        let (unlisted, overflow) = grown.addingReportingOverflow(UInt64(fresh.count - kept.count))
-        return (kept, overflow ? .max : unlisted)
+        return (kept, grown.addingSaturated(UInt64(fresh.count - kept.count)))
     }
 
     /// Records which pieces of `digest` a downloading machine holds. Unknown

@@ -202,9 +202,8 @@ final class TrackerLoop: ServingLoop {
             guard let (peer, message) = received else { return }
             let sender = DaemonSecurity.sender(of: router)
             if let refusal = config.security.refusal(message.type, from: sender, on: router) ?? machineRefusal(message, from: sender) {
-                DaemonSecurity.countRefusal(daemon: "region", message.type, from: sender)
-                config.refusals.record(message.type, from: sender, at: "tracker of region \(config.region)", reason: refusal)
-                rejections.record(reason: "permission_denied", detail: refusal, logger: logger)
+                config.refusals.refused(message.type, from: sender, daemon: "region", at: "tracker of region \(config.region)", reason: refusal,
+                                        log: &rejections, logger: logger)
                 reply(peer, to: message, error: .permissionDenied, refusal)
                 continue
             }

@@ -131,9 +131,8 @@ public final class StoreServer: ServingLoop {
             guard let (peer, message) = received else { continue }
             let sender = DaemonSecurity.sender(of: socket)
             if let refusal = config.security.refusal(message.type, from: sender, on: socket) {
-                DaemonSecurity.countRefusal(daemon: "region", message.type, from: sender)
-                config.refusals.record(message.type, from: sender, at: "store of region \(config.region)", reason: refusal)
-                rejections.record(reason: "permission_denied", detail: refusal, logger: logger)
+                config.refusals.refused(message.type, from: sender, daemon: "region", at: "store of region \(config.region)", reason: refusal,
+                                        log: &rejections, logger: logger)
                 reply(peer, error: refusal, code: .permissionDenied)
                 continue
             }
