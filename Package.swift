@@ -309,7 +309,7 @@ let package = Package(
         ),
         .testTarget(
             name: "SlipwayWireTests",
-            dependencies: ["SlipwayCore", "SlipwayWire", "SlipwayProto", "SlipwayThreads"],
+            dependencies: ["CSystemShims", "SlipwayCore", "SlipwayWire", "SlipwayProto", "SlipwayThreads"],
             swiftSettings: strict
         ),
         .testTarget(

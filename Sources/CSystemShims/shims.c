@@ -7,6 +7,8 @@
 #include <unistd.h>
 #include <malloc.h>
 #include <stdint.h>
+#include <stdlib.h>
+#include <fcntl.h>
 #include <sys/eventfd.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
@@ -75,13 +77,28 @@ int slipway_raise_thread_priority(void) {
     return pthread_setschedparam(pthread_self(), SCHED_FIFO, &param);
 }
 
+static int statm_descriptor = -1;
+
+static void open_statm(void) {
+    statm_descriptor = open("/proc/self/statm", O_RDONLY | O_CLOEXEC);
+}
+
 long long slipway_resident_bytes(void) {
-    FILE *statm = fopen("/proc/self/statm", "re");
-    if (statm == NULL) return -1;
-    long long size = 0, resident = 0;
-    int read = fscanf(statm, "%lld %lld", &size, &resident);
-    fclose(statm);
-    if (read != 2) return -1;
+    /* Opened once and read from the start each time: one system call a look,
+       for a thread that looks every 20 ms in every process. */
+    static pthread_once_t once = PTHREAD_ONCE_INIT;
+    pthread_once(&once, open_statm);
+    if (statm_descriptor < 0) return -1;
+    char text[128];
+    ssize_t length = pread(statm_descriptor, text, sizeof(text) - 1, 0);
+    if (length <= 0) return -1;
+    text[length] = 0;
+    char *end = NULL;
+    (void)strtoll(text, &end, 10);
+    if (end == text) return -1;
+    char *residentStart = end;
+    long long resident = strtoll(residentStart, &end, 10);
+    if (end == residentStart) return -1;
     return resident * (long long)sysconf(_SC_PAGESIZE);
 }
 

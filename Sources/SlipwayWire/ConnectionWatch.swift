@@ -11,16 +11,20 @@ import Glibc
 /// The one thread per process that looks after every ``ConnectionGuard``'s
 /// connections (system calls only: it touches no libzmq socket).
 ///
-/// Every 20 ms it reads how much memory the allocator has handed out (which,
-/// unlike the resident set, grows also when freed memory is reused); while no
-/// guarded socket has a connection open, nothing can flood it, so it looks four
-/// times a second instead, and at once when a connection is accepted (an idle
-/// agent's whole cost was this thread: 6 ms of CPU a second at 50 looks). Once a
-/// second, or at once when that grew by 16 MiB since the last look or is past
-/// the ceiling, it computes what libzmq holds for each guarded connection and
-/// cuts those past their socket's bound, and, past the ceiling, the connection
-/// holding the most. The ceiling is ``ceiling`` above what was in use when the
-/// first guard was made, plus ``allowancePerConnection`` per open connection. Freed memory is returned to the system within a second
+/// Every 20 ms it reads the process's resident set (one system call); while
+/// no guarded socket has a connection open, nothing can flood it, so it looks
+/// four times a second instead, and at once when a connection is accepted (an
+/// idle agent's whole cost was this thread: 6 ms of CPU a second at 50 looks).
+/// Once a second, or at once when the resident set grew by 16 MiB since the
+/// last look or may be past the ceiling, it reads how much memory the allocator
+/// has handed out (which, unlike the resident set, grows also when freed memory
+/// is reused, but costs a walk of the whole heap), computes what libzmq holds
+/// for each guarded connection and cuts those past their socket's bound, and,
+/// past the ceiling, the connection holding the most. A flood into freed
+/// memory the allocator kept (at most 64 MiB, see below) is therefore seen at
+/// the next regular look, not at once. The ceiling is ``ceiling`` above what
+/// was in use when the first guard was made, plus ``allowancePerConnection``
+/// per open connection. Freed memory is returned to the system within a second
 /// of a cut or a disconnect, and whenever the allocator keeps 64 MiB it does not use.
 ///
 /// A look costs two system calls per connection, and a region's tracker holds a
@@ -71,6 +75,8 @@ final class ConnectionWatch: Sendable {
     static let quietTick: Duration = .milliseconds(250)
     static let scanInterval: Duration = .seconds(1)
     static let growthTrigger: Int64 = 16 << 20
+    /// Freed memory the allocator may keep before it is given back to the system.
+    static let keptTrigger: Int64 = 64 << 20
 
     private let state = Mutex(State())
     /// Signalled when a guarded socket accepts a connection while the watch sleeps a quiet tick.
@@ -115,9 +121,10 @@ final class ConnectionWatch: Sendable {
         _ = slipway_raise_thread_priority()
         var lastScan = ContinuousClock.now
         var lastTrim = ContinuousClock.now
-        var inUseAtScan = slipway_heap_in_use()
+        var inUse = slipway_heap_in_use()
         // Code, stacks and the like: resident memory the allocator does not account for.
-        let keptAtStart = slipway_resident_bytes() - inUseAtScan
+        let keptAtStart = slipway_resident_bytes() - inUse
+        var residentAtScan = slipway_resident_bytes()
         while true {
             // The flag goes up before the look at the ledgers: a connection accepted after
             // the look finds it up and wakes the watch.
@@ -131,21 +138,33 @@ final class ConnectionWatch: Sendable {
             _ = accepted.wait(timeout: .now() + .milliseconds(Int((quiet ? Self.quietTick : Self.tick) / .milliseconds(1))))
             state.withLock { $0.sleepingQuiet = false }
             let now = ContinuousClock.now
-            let inUse = slipway_heap_in_use()
             let (baseline, trimsOwed) = state.withLock { ($0.baseline, $0.trimsOwed) }
-            let overCeiling = inUse - baseline > Self.ceiling + Int64(connections) * Self.allowancePerConnection
+            let ceiling = Self.ceiling + Int64(connections) * Self.allowancePerConnection
+            // A tick reads only the resident set (one system call); the allocator's count walks
+            // every arena under its lock (a tenth of a millisecond in a busy agent, 50 times a
+            // second in every process was 4.6 % of the distribution benchmark's CPU), so it is
+            // read only when a look is due or the resident set says one may be.
+            let resident = slipway_resident_bytes()
             // Growth counts from the lowest point since the last look (a cut frees a lot at once).
-            inUseAtScan = min(inUseAtScan, inUse)
+            residentAtScan = min(residentAtScan, resident)
             let (interval, growthGap) = Self.spacing(connections: connections)
-            if now - lastScan >= interval || (inUse - inUseAtScan > Self.growthTrigger && now - lastScan >= growthGap) || overCeiling {
+            let lookDue = now - lastScan >= interval
+            let grew = resident - residentAtScan > Self.growthTrigger && now - lastScan >= growthGap
+            // What the heap holds is at most what is resident beyond the process's start, plus
+            // what it has allocated and not yet touched, which costs nothing until it is.
+            let mayBeOverCeiling = resident - keptAtStart - baseline > ceiling
+            // Freed memory goes back to the system: after cuts and disconnects, and whenever
+            // the allocator keeps 64 MiB more than it has handed out (judged by the last count).
+            let trimDue = now - lastTrim >= .seconds(1) && (trimsOwed > 0 || resident - inUse - keptAtStart > Self.keptTrigger)
+            guard lookDue || grew || mayBeOverCeiling || trimDue else { continue }
+            inUse = slipway_heap_in_use()
+            let overCeiling = inUse - baseline > ceiling
+            if lookDue || grew || overCeiling {
                 if scan(overCeiling: overCeiling) { trimSoon() }
                 lastScan = now
-                inUseAtScan = slipway_heap_in_use()
+                residentAtScan = slipway_resident_bytes()
             }
-            // Freed memory goes back to the system: after cuts and disconnects, and whenever
-            // the allocator keeps 64 MiB more than it has handed out.
-            let kept = slipway_resident_bytes() - inUse - keptAtStart
-            if trimsOwed > 0 || kept > 64 << 20, now - lastTrim >= .seconds(1) {
+            if trimDue, trimsOwed > 0 || resident - inUse - keptAtStart > Self.keptTrigger {
                 _ = slipway_trim_memory()
                 state.withLock { $0.trimsOwed = max(0, $0.trimsOwed - 1) }
                 lastTrim = now
