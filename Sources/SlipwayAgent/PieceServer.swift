@@ -59,12 +59,10 @@ final class PieceServer {
     private var unsent = ReplyBacklog(perPeer: 16)
     /// Indices per `PieceHave`, so one stays well inside a peer's 64 KiB frame limit.
     static let indicesPerHave = 8_192
-    /// Which downloaders that heed `PieceChoke` are served now.
-    private var choker: UploadChoker<[UInt8]>
+    /// Which downloaders that heed `PieceChoke` are served now, and the artifact each downloads.
+    private var slots: UploadSlots<[UInt8]>
     /// Upload slots are used (`--upload-slots` above 0); else every downloader is served as it asks.
     let choking: Bool
-    /// The artifact each of them downloads, for its `PieceChoke`s.
-    private var heeding: [[UInt8]: String] = [:]
     /// Who may ask (``DaemonSecurity/refusal(_:from:on:)``: `agent` keys in the trust folder).
     private let security: DaemonSecurity
     /// Messages refused by role or revoked key, summarised in the log at most once a minute.
@@ -83,7 +81,7 @@ final class PieceServer {
         self.machineID = machineID
         self.sender = sender
         self.maxQueued = maxQueued
-        self.choker = UploadChoker(slots: uploadSlots)
+        self.slots = UploadSlots(slots: uploadSlots)
         self.choking = uploadSlots > 0
         // One piece in each peer's pipe beyond the one being sent, and a small kernel buffer.
         (socket, connections) = try ZMQSocket.boundedRouter(context: context, endpoint: endpoint,
@@ -97,10 +95,10 @@ final class PieceServer {
     var queued: Int { queues.values.reduce(0) { $0 + $1.count } }
 
     /// Requests of downloaders that do not heed `PieceChoke` waiting.
-    private var queuedForOlderPeers: Int { queues.reduce(0) { $0 + (heeding[$1.key] == nil ? $1.value.count : 0) } }
+    private var queuedForOlderPeers: Int { queues.reduce(0) { $0 + (slots.heeding[$1.key] == nil ? $1.value.count : 0) } }
 
     /// Downloaders being uploaded to now, of those that heed `PieceChoke`.
-    var uploadingTo: Int { choker.served.count }
+    var uploadingTo: Int { slots.served.count }
 
     /// Forgets what it knew about `digest` (deleted from the store).
     func forget(_ digest: String) {
@@ -136,7 +134,7 @@ final class PieceServer {
                 }
                 if let held = holdings(have.digest) {
                     subscribe(peer, to: have.digest, telling: held)
-                    if choking, have.heedsChoke { heeding[peer] = have.digest }
+                    if choking, have.heedsChoke { slots.heed(peer, digest: have.digest) }
                 }
                 continue
             }
@@ -148,8 +146,7 @@ final class PieceServer {
                 guard choking else { continue }
                 // Wherever its requests would be served: held, being fetched, or asked of before.
                 guard holdings(interest.digest) != nil || manifests[interest.digest] != nil else { continue }
-                heeding[peer] = interest.digest
-                apply(interest.interested ? choker.interested(peer, now: .now) : choker.notInterested(peer, now: .now))
+                apply(slots.interest(peer, digest: interest.digest, interested: interest.interested, now: .now))
                 continue
             }
             guard message.type == .pieceRequest, let request = try? message.body(as: Slipway_V1_PieceRequest.self) else {
@@ -168,14 +165,13 @@ final class PieceServer {
                     reply(peer, to: message, error: .busy, "too many requests waiting; ask another peer")
                     continue
                 }
-                heeding[peer] = request.digest
-                let (taken, actions) = choker.request(from: peer, now: .now)
+                let (taken, notices) = slots.request(from: peer, digest: request.digest, now: .now)
                 guard taken else {
                     // The answer to this request: it was not taken; wait for an unchoke.
                     choke(peer, digest: request.digest, choked: true, inReplyTo: message)
                     continue
                 }
-                apply(actions)
+                apply(notices)
             } else if queuedForOlderPeers >= maxQueued {
                 reply(peer, to: message, error: .busy, "uploading to others; ask another peer")
                 continue
@@ -235,8 +231,7 @@ final class PieceServer {
             } catch {
                 // Gone: it is told nothing more.
                 untold[peer] = nil
-                heeding[peer] = nil
-                apply(choker.gone(peer, now: .now))
+                apply(slots.gone(peer, now: .now))
                 for digest in subscribers.keys {
                     subscribers[digest]?[peer] = nil
                     if subscribers[digest]?.isEmpty == true { subscribers[digest] = nil }
@@ -259,24 +254,19 @@ final class PieceServer {
     func flush() {
         defer { for peer in Array(untold.keys) where queues[peer] == nil && !unsent.isWaiting(for: peer) { tell(peer) } }
         let now = ContinuousClock.now
-        apply(choker.tick(now: now) { self.queues[$0]?.count ?? 0 })
-        if heeding.count > choker.maxWaiting + choker.slots {
-            // Peers the choker forgot (not heard from lately) need no digest kept.
-            let known = choker.served.union(choker.waiting)
-            heeding = heeding.filter { known.contains($0.key) }
-        }
+        apply(slots.tick(now: now) { self.queues[$0]?.count ?? 0 })
         unsent.flush(on: socket, now: now)
         for peer in Array(queues.keys) {
             guard !unsent.isWaiting(for: peer) else { continue }
             for stale in queues[peer]!.filter({ now - $0.at >= queueTimeout }) {
                 reply(peer, to: stale.request, error: .busy, "queued too long; ask another peer")
-                choker.answered(peer, now: now)
+                slots.answered(peer, now: now)
             }
             queues[peer]!.removeAll { now - $0.at >= queueTimeout }
             while let next = queues[peer]?.first {
                 guard let manifest = manifests[next.digest], let bytes = next.bytes ?? store.heldPiece(next.digest, index: next.index) else {
                     queues[peer]!.removeFirst()
-                    choker.answered(peer, now: now)
+                    slots.answered(peer, now: now)
                     reply(peer, to: next.request, error: .notFound, "piece \(next.index) is not here")
                     continue
                 }
@@ -288,13 +278,12 @@ final class PieceServer {
                         break
                     }
                     queues[peer]!.removeFirst()
-                    choker.answered(peer, now: now)
+                    slots.answered(peer, now: now)
                     piecesServed += 1
                     SlipwayMetrics.pieceServed(by: "agent")
                 } catch {
                     queues[peer] = nil  // the peer went away
-                    heeding[peer] = nil
-                    apply(choker.gone(peer, now: now))
+                    apply(slots.gone(peer, now: now))
                     break
                 }
             }
@@ -303,15 +292,10 @@ final class PieceServer {
     }
 
     /// Sends the choker's decisions, each as soon as its peer's pipe has room.
-    private func apply(_ actions: [UploadChoker<[UInt8]>.Action]) {
-        guard !actions.isEmpty else { return }
-        for action in actions {
-            switch action {
-            case .unchoke(let peer): choke(peer, digest: heeding[peer] ?? "", choked: false)
-            case .choke(let peer): choke(peer, digest: heeding[peer] ?? "", choked: true)
-            }
-        }
-        SlipwayMetrics.uploadSlots(inUse: choker.served.count, waiting: choker.waiting.count)
+    private func apply(_ notices: [UploadSlots<[UInt8]>.Notice]) {
+        guard !notices.isEmpty else { return }
+        for notice in notices { choke(notice.peer, digest: notice.digest, choked: notice.choked) }
+        SlipwayMetrics.uploadSlots(inUse: slots.served.count, waiting: slots.waiting.count)
     }
 
     private func choke(_ peer: [UInt8], digest: String, choked: Bool, inReplyTo request: WireMessage? = nil) {
@@ -321,8 +305,7 @@ final class PieceServer {
         if choked { SlipwayMetrics.choke("sent") }
         let wire = WireMessage(message, sender: sender, inReplyTo: request?.envelope.messageID ?? "")
         if unsent.send(codec.encode(wire, to: peer), to: peer, on: socket) == .gone {
-            heeding[peer] = nil
-            apply(choker.gone(peer, now: .now))
+            apply(slots.gone(peer, now: .now))
         }
     }
 

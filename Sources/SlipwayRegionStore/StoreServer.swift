@@ -69,8 +69,7 @@ public final class StoreServer: ServingLoop {
     private var sendCounts = PieceSendCounts()
     /// Which agents that heed `PieceChoke` are sent pieces now (``Settings/uploadSlots``),
     /// and the artifact each asked for last, for its `PieceChoke`s.
-    private var choker: UploadChoker<[UInt8]>
-    private var heeding: [[UInt8]: String] = [:]
+    private var slots: UploadSlots<[UInt8]>
     /// Slot holders handed a piece that have not asked again: the piece may still be
     /// on its way (4 MiB at a slot's share of the link takes seconds), so the slot
     /// is not idle; their next request, or the end of their turn, ends it.
@@ -90,7 +89,7 @@ public final class StoreServer: ServingLoop {
         self.mailbox = mailbox
         self.logger = logger
         self.stop = stop
-        self.choker = UploadChoker(slots: config.uploadSlots)
+        self.slots = UploadSlots(slots: config.uploadSlots)
         self.context = try ZMQContext()
         do {
             self.store = try BlobStore(root: URL(fileURLWithPath: config.path))
@@ -198,11 +197,10 @@ public final class StoreServer: ServingLoop {
             var pieces = first..<end
             awaitingNext.remove(peer)
             if config.uploadSlots > 0, request.heedsChoke, pieces.count == 1 {
-                heeding[peer] = request.digest
-                let (taken, actions) = choker.request(from: peer, now: .now)
+                let (taken, notices) = slots.request(from: peer, digest: request.digest, now: .now)
                 // The answer to this request: it was not taken; the agent waits for an unchoke and asks afresh.
                 guard taken else { return choke(peer, digest: request.digest, choked: true, inReplyTo: message) }
-                apply(actions)
+                apply(notices)
             }
             let offered = pieces.count == 1 && !request.alternatives.isEmpty
             if offered {
@@ -228,12 +226,8 @@ public final class StoreServer: ServingLoop {
     private func sendOwedPieces() {
         let now = ContinuousClock.now
         if config.uploadSlots > 0 {
-            apply(choker.tick(now: now) { self.owed.count(for: $0) + (self.awaitingNext.contains($0) ? 1 : 0) })
-            if heeding.count > choker.maxWaiting + choker.slots {
-                let known = choker.served.union(choker.waiting)
-                heeding = heeding.filter { known.contains($0.key) }
-            }
-            awaitingNext.formIntersection(choker.served)
+            apply(slots.tick(now: now) { self.owed.count(for: $0) + (self.awaitingNext.contains($0) ? 1 : 0) })
+            awaitingNext.formIntersection(slots.served)
         }
         unsent.flush(on: socket, now: now)
         for (peer, entries) in owed.stale(now: now) {
@@ -253,14 +247,13 @@ public final class StoreServer: ServingLoop {
                 } catch {
                     owed.drop(peer)  // gone
                     loaded[peer] = nil
-                    heeding[peer] = nil
                     awaitingNext.remove(peer)
-                    apply(choker.gone(peer, now: now))
+                    apply(slots.gone(peer, now: now))
                     break
                 }
                 owed.sent(to: peer, now: now)
-                choker.answered(peer, now: now)
-                if config.uploadSlots > 0, heeding[peer] != nil { awaitingNext.insert(peer) }
+                slots.answered(peer, now: now)
+                if config.uploadSlots > 0, slots.heeding[peer] != nil { awaitingNext.insert(peer) }
                 loaded[peer] = nil
                 SlipwayMetrics.pieceServed(by: "store")
             }
@@ -286,14 +279,9 @@ public final class StoreServer: ServingLoop {
         return WireMessage(header, sender: config.id, inReplyTo: entry.requestID, payload: bytes)
     }
 
-    /// Sends the choker's decisions.
-    private func apply(_ actions: [UploadChoker<[UInt8]>.Action]) {
-        for action in actions {
-            switch action {
-            case .unchoke(let peer): choke(peer, digest: heeding[peer] ?? "", choked: false)
-            case .choke(let peer): choke(peer, digest: heeding[peer] ?? "", choked: true)
-            }
-        }
+    /// Sends the slots' decisions.
+    private func apply(_ notices: [UploadSlots<[UInt8]>.Notice]) {
+        for notice in notices { choke(notice.peer, digest: notice.digest, choked: notice.choked) }
     }
 
     private func choke(_ peer: [UInt8], digest: String, choked: Bool, inReplyTo request: WireMessage? = nil) {

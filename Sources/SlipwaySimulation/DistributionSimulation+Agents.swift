@@ -17,8 +17,7 @@ extension DistributionSimulation {
         case .interest(let from, let interested):
             guard config.uploadSlots > 0, agent.isInSwarm else { return }
             let peer = agents[from].name
-            agent.heeding.insert(peer)
-            apply(interested ? agent.choker.interested(peer, now: instant(now)) : agent.choker.notInterested(peer, now: instant(now)), by: agent)
+            apply(agent.slots.interest(peer, digest: digest, interested: interested, now: instant(now)), by: agent)
         case .have(let from, let holding):
             let peer = agents[from].name
             if !agent.isComplete, agent.connections.contains(peer) { heard(from: peer, by: agent) }
@@ -77,15 +76,15 @@ extension DistributionSimulation {
             guard agents[from].alive else { return }
             storeAwaitingNext[region].remove(from)
             if config.storeSlots > 0 {
-                let (taken, actions) = storeChokers[region].request(from: from, now: instant(now))
+                let (taken, notices) = storeSlots[region].request(from: from, digest: digest, now: instant(now))
                 guard taken else {
                     return send(.toAgent(from, .storeChoke(choked: true, refused: piece)), after: config.latency)
                 }
-                applyStore(actions, region: region)
+                applyStore(notices, region: region)
             }
             sendFromStore(piece, alternatives: alternatives, to: from, region: region)
             if config.storeSlots > 0 {
-                storeChokers[region].answered(from, now: instant(now))
+                storeSlots[region].answered(from, now: instant(now))
                 storeAwaitingNext[region].insert(from)
             }
         case .register(let from):
@@ -117,13 +116,8 @@ extension DistributionSimulation {
         schedule(completions)
     }
 
-    func applyStore(_ actions: [UploadChoker<Int>.Action], region: Int) {
-        for action in actions {
-            switch action {
-            case .unchoke(let agent): send(.toAgent(agent, .storeChoke(choked: false, refused: nil)), after: config.latency)
-            case .choke(let agent): send(.toAgent(agent, .storeChoke(choked: true, refused: nil)), after: config.latency)
-            }
-        }
+    func applyStore(_ notices: [UploadSlots<Int>.Notice], region: Int) {
+        for notice in notices { send(.toAgent(notice.peer, .storeChoke(choked: notice.choked, refused: nil)), after: config.latency) }
     }
 
     /// One turn of the agent's loop: the download's pump, its peer-list
@@ -140,7 +134,7 @@ extension DistributionSimulation {
         }
         if agent.lastHeartbeat.map({ now - $0 >= Self.heartbeatInterval }) ?? true { heartbeat(agent) }
         if config.uploadSlots > 0 {
-            apply(agent.choker.tick(now: instant(now)) { _ in 0 }, by: agent)
+            apply(agent.slots.tick(now: instant(now)) { _ in 0 }, by: agent)
         }
     }
 
@@ -256,26 +250,22 @@ extension DistributionSimulation {
         }
         let peer = downloader.name
         if config.uploadSlots > 0, heedsChoke {
-            server.heeding.insert(peer)
-            let (taken, actions) = server.choker.request(from: peer, now: instant(now))
+            let (taken, notices) = server.slots.request(from: peer, digest: digest, now: instant(now))
             guard taken else {
                 return send(.toAgent(downloader.index, .choke(from: server.index, choked: true, refused: piece)), after: config.latency)
             }
-            apply(actions, by: server)
+            apply(notices, by: server)
         }
         let (id, completions) = network.start(from: server.index, to: downloader.index, bytes: config.pieceLength(piece), now: now)
         purposes[id] = .piece(to: downloader.index, piece: piece, source: .peer(server.name), uploader: server.index)
         server.sending[peer, default: 0] += 1
         schedule(completions)
-        if config.uploadSlots > 0 { server.choker.answered(peer, now: instant(now)) }
+        if config.uploadSlots > 0 { server.slots.answered(peer, now: instant(now)) }
     }
 
-    private func apply(_ actions: [UploadChoker<String>.Action], by server: SimulatedAgent) {
-        for action in actions {
-            switch action {
-            case .unchoke(let peer): send(.toAgent(names[peer]!, .choke(from: server.index, choked: false, refused: nil)), after: config.latency)
-            case .choke(let peer): send(.toAgent(names[peer]!, .choke(from: server.index, choked: true, refused: nil)), after: config.latency)
-            }
+    private func apply(_ notices: [UploadSlots<String>.Notice], by server: SimulatedAgent) {
+        for notice in notices {
+            send(.toAgent(names[notice.peer]!, .choke(from: server.index, choked: notice.choked, refused: nil)), after: config.latency)
         }
     }
 
@@ -287,7 +277,7 @@ extension DistributionSimulation {
         }
         server.subscribers[peer] = now
         server.untold[peer, default: SimulatedAgent.Holding()].merge(server.holding)
-        if config.uploadSlots > 0, heedsChoke { server.heeding.insert(peer) }
+        if config.uploadSlots > 0, heedsChoke { server.slots.heed(peer, digest: digest) }
         if server.sending[peer] == nil { tell(server, peer) }
     }
 

@@ -5,8 +5,8 @@ import SlipwayRegion
 import SlipwayRegionStore
 
 /// Distributes one artifact over a modelled network in virtual time, with the
-/// code the real processes decide with: each agent's ``PiecePicker`` and
-/// ``UploadChoker``, each region's `AgentTracker` (peer lists, heartbeats,
+/// code the real processes decide with: each agent's ``PiecePicker``, the
+/// ``UploadSlots`` of agents and stores, each region's `AgentTracker` (peer lists, heartbeats,
 /// silent machines) and, between regions, the region controller's
 /// `ReplicationPlan`. Messages take a fixed delay; transfers share links as
 /// ``FluidNetwork`` models them.
@@ -85,7 +85,7 @@ public final class DistributionSimulation {
     private var result = SimulationResult()
     var storeHosts: [Int] = [], linkHosts: [Int] = []
     /// Per region, the store's upload slots (``SimulationConfig/storeSlots``).
-    var storeChokers: [UploadChoker<Int>] = []
+    var storeSlots: [UploadSlots<Int>] = []
     /// Per region, slot holders handed a piece that have not asked again (`StoreServer.awaitingNext`).
     var storeAwaitingNext: [Set<Int>] = []
     /// Per region, how often its store sent each piece (the store's own bookkeeping).
@@ -128,7 +128,7 @@ public final class DistributionSimulation {
         remaining = total
         regionHeld = [everything] + Array(repeating: [], count: config.regions - 1)
         plans = Array(repeating: nil, count: config.regions)
-        storeChokers = Array(repeating: UploadChoker(slots: max(1, config.storeSlots)), count: config.regions)
+        storeSlots = Array(repeating: UploadSlots(slots: max(1, config.storeSlots)), count: config.regions)
         storeAwaitingNext = Array(repeating: [], count: config.regions)
         storeSent = Array(repeating: PieceSendCounts(), count: config.regions)
         replicaSources = Array(repeating: [], count: config.regions)
@@ -205,7 +205,7 @@ public final class DistributionSimulation {
             let agent = agents[index]
             guard agent.alive else { return }
             turn(agent)
-            // Done, it serves and heartbeats on; with upload slots its choker hands them on every turn.
+            // Done, it serves and heartbeats on; with upload slots it hands them on every turn.
             send(.tick(index), after: !agent.isComplete || config.uploadSlots > 0 ? Self.turn : Self.heartbeatInterval)
         case .idleHeartbeat(let index):
             let agent = agents[index]
@@ -223,8 +223,8 @@ public final class DistributionSimulation {
         case .storeTick(let region):
             // As `StoreServer`: a slot holder handed a piece counts as busy until it asks again.
             let awaiting = storeAwaitingNext[region]
-            applyStore(storeChokers[region].tick(now: instant(now)) { awaiting.contains($0) ? 1 : 0 }, region: region)
-            storeAwaitingNext[region].formIntersection(storeChokers[region].served)
+            applyStore(storeSlots[region].tick(now: instant(now)) { awaiting.contains($0) ? 1 : 0 }, region: region)
+            storeAwaitingNext[region].formIntersection(storeSlots[region].served)
             send(.storeTick(region), after: Self.turn)
         case .replicaRequest(let region, let source, let first, let count):
             let from = replicaSources[region][source]

@@ -3,7 +3,7 @@ import SlipwayAgent
 
 /// One machine of the simulated fleet: the download side of `PieceDownload` and
 /// the serving side of `PieceServer`, with the agent's real ``PiecePicker`` and
-/// ``UploadChoker`` deciding, and the message handling of those two I/O shells
+/// ``UploadSlots`` deciding, and the message handling of those two I/O shells
 /// written again here over virtual time instead of sockets (see
 /// `docs/benchmarks.md` for what is and is not modelled).
 final class SimulatedAgent {
@@ -53,8 +53,7 @@ final class SimulatedAgent {
     // The server (PieceServer).
     var subscribers: [String: Double] = [:]
     var untold: [String: Holding] = [:]
-    var choker: UploadChoker<String>
-    var heeding: Set<String> = []
+    var slots: UploadSlots<String>
     /// Pieces being sent to each downloader now.
     var sending: [String: Int] = [:]
 
@@ -63,7 +62,7 @@ final class SimulatedAgent {
         self.name = "m\(index)"
         self.region = region
         self.swarm = [name]
-        self.choker = UploadChoker(slots: max(1, uploadSlots))
+        self.slots = UploadSlots(slots: max(1, uploadSlots))
     }
 
     /// Whether it holds the artifact or is fetching it (its server answers for it).
