@@ -132,14 +132,14 @@ public final class StoreServer: ServingLoop {
             if let refusal = config.security.refusal(message.type, from: sender, on: socket) {
                 config.refusals.refused(message.type, from: sender, daemon: "region", at: "store of region \(config.region)", reason: refusal,
                                         log: &rejections, logger: logger)
-                reply(peer, error: refusal, code: .permissionDenied)
+                reply(peer, to: message.envelope.messageID, error: refusal, code: .permissionDenied)
                 continue
             }
             do {
                 try handle(peer, message)
             } catch {
                 logger.warning("request failed", metadata: ["type": "\(message.type)", "error": "\(error)"])
-                reply(peer, error: "\(error)")
+                reply(peer, to: message.envelope.messageID, error: "\(error)")
             }
         }
     }
@@ -183,17 +183,17 @@ public final class StoreServer: ServingLoop {
         case .manifestRequest:
             let request = try message.body(as: Slipway_V1_ManifestRequest.self)
             guard let manifest = try store.manifest(request.digest) else {
-                return reply(peer, error: "artifact \(SafeText.printable(request.digest, limit: 80)) is not in region \(config.region)", code: .notFound)
+                return reply(peer, to: message.envelope.messageID, error: "artifact \(SafeText.printable(request.digest, limit: 80)) is not in region \(config.region)", code: .notFound)
             }
             send(peer, manifest)
         case .pieceRequest:
             let request = try message.body(as: Slipway_V1_PieceRequest.self)
             guard let manifest = try store.manifest(request.digest) else {
-                return reply(peer, error: "artifact \(SafeText.printable(request.digest, limit: 80)) is not in region \(config.region)", code: .notFound)
+                return reply(peer, to: message.envelope.messageID, error: "artifact \(SafeText.printable(request.digest, limit: 80)) is not in region \(config.region)", code: .notFound)
             }
             let first = Int(request.firstPiece)
             let end = min(manifest.pieceSha256.count, first + Int(min(request.count, 64)))
-            guard first < end else { return reply(peer, error: "no pieces in the requested range", code: .invalidArgument) }
+            guard first < end else { return reply(peer, to: message.envelope.messageID, error: "no pieces in the requested range", code: .invalidArgument) }
             var pieces = first..<end
             awaitingNext.remove(peer)
             if config.uploadSlots > 0, request.heedsChoke, pieces.count == 1 {
@@ -212,13 +212,13 @@ public final class StoreServer: ServingLoop {
             let entries = pieces.map { PieceQueue.Entry(requestID: message.envelope.messageID, digest: request.digest, index: $0) }
             guard owed.enqueue(entries, for: peer, now: .now) else {
                 SlipwayMetrics.busy(server: "store")
-                return reply(peer, error: "\(owed.perPeer) pieces already wait for you; ask again when they have arrived", code: .busy)
+                return reply(peer, to: message.envelope.messageID, error: "\(owed.perPeer) pieces already wait for you; ask again when they have arrived", code: .busy)
             }
             // Only pieces agents let the store choose are counted: a replica's pieces leave the region.
             if offered { sendCounts.count(request.digest, piece: pieces.lowerBound) }
             sendOwedPieces()
         default:
-            reply(peer, error: "the store does not handle \(message.type)", code: .unsupported)
+            reply(peer, to: message.envelope.messageID, error: "the store does not handle \(message.type)", code: .unsupported)
         }
     }
 
@@ -238,7 +238,7 @@ public final class StoreServer: ServingLoop {
             while let entry = owed.next(for: peer) {
                 guard let message = pieceMessage(entry, for: peer) else {
                     owed.sent(to: peer, now: now)
-                    reply(peer, error: "piece \(entry.index) of \(entry.digest) is not in region \(config.region)", code: .notFound)
+                    reply(peer, to: entry.requestID, error: "piece \(entry.index) of \(entry.digest) is not in region \(config.region)", code: .notFound)
                     continue
                 }
                 do {
@@ -300,15 +300,20 @@ public final class StoreServer: ServingLoop {
         send(peer, ack)
     }
 
-    private func reply(_ peer: [UInt8], error text: String, code: Slipway_V1_ErrorCode = .internal) {
-        send(peer, Slipway_V1_ErrorReply(code, text))
+    /// Answers the request `requestID` with an error, so its asker knows which request failed.
+    private func reply(_ peer: [UInt8], to requestID: String, error text: String, code: Slipway_V1_ErrorCode = .internal) {
+        send(peer, Slipway_V1_ErrorReply(code, text), inReplyTo: requestID)
     }
 
     /// Answers at once, or as soon as the peer's send queue has room: an answer lost to a
     /// full queue (a `busy` to a peer still reading its pieces) left its asker waiting out
     /// its request timeout.
     private func send(_ peer: [UInt8], _ body: some WireBody, payload: [UInt8]? = nil, inReplyTo request: WireMessage? = nil) {
-        let message = WireMessage(body, sender: config.id, inReplyTo: request?.envelope.messageID ?? "", payload: payload)
+        send(peer, body, payload: payload, inReplyTo: request?.envelope.messageID ?? "")
+    }
+
+    private func send(_ peer: [UInt8], _ body: some WireBody, payload: [UInt8]? = nil, inReplyTo requestID: String) {
+        let message = WireMessage(body, sender: config.id, inReplyTo: requestID, payload: payload)
         switch unsent.send(codec.encode(message, to: peer), to: peer, on: socket) {
         case .sent, .queued: break
         case .gone: logger.info("could not reply; peer gone")
