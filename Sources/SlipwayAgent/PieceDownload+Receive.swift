@@ -67,6 +67,19 @@ extension PieceDownload {
                     picker.unchoked(by: machine)
                 }
                 self.picker = picker
+            case .errorReply where source == .seed:
+                // The store could not serve a request (busy, or it lacks the piece): the piece
+                // goes back to missing, and the store rests as if it had choked this download,
+                // rather than being asked again at once or waited on until the request times out.
+                guard var picker, let refused = requestIDs.removeValue(forKey: message.envelope.inReplyTo) else { continue }
+                if sent[refused]?.source == .seed { sent[refused] = nil }
+                picker.failed(refused, from: .seed)
+                storeChokedAt = now
+                picker.seedChoked = true
+                self.picker = picker
+                logger.info("the store could not serve a piece; asking peers, and the store again later", metadata: [
+                    "digest": "\(digest)", "piece": "\(refused)",
+                    "error": "\(SafeText.printable((try? message.body(as: Slipway_V1_ErrorReply.self))?.message ?? "", limit: 200))"])
             case .errorReply:
                 guard case .peer(let machine) = source, var picker else { continue }
                 let code = (try? message.body(as: Slipway_V1_ErrorReply.self))?.code
