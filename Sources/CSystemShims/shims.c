@@ -8,6 +8,7 @@
 #include <malloc.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <stdatomic.h>
 #include <fcntl.h>
 #include <sys/eventfd.h>
 #include <sys/ioctl.h>
@@ -77,20 +78,26 @@ int slipway_raise_thread_priority(void) {
     return pthread_setschedparam(pthread_self(), SCHED_FIFO, &param);
 }
 
-static int statm_descriptor = -1;
-
-static void open_statm(void) {
-    statm_descriptor = open("/proc/self/statm", O_RDONLY | O_CLOEXEC);
-}
+static _Atomic int statm_descriptor = -1;
 
 long long slipway_resident_bytes(void) {
     /* Opened once and read from the start each time: one system call a look,
-       for a thread that looks every 20 ms in every process. */
-    static pthread_once_t once = PTHREAD_ONCE_INIT;
-    pthread_once(&once, open_statm);
-    if (statm_descriptor < 0) return -1;
+       for a thread that looks every 20 ms in every process. An open that
+       failed is tried again on the next call. */
+    int descriptor = atomic_load(&statm_descriptor);
+    if (descriptor < 0) {
+        int opened = open("/proc/self/statm", O_RDONLY | O_CLOEXEC);
+        if (opened < 0) return -1;
+        int expected = -1;
+        if (atomic_compare_exchange_strong(&statm_descriptor, &expected, opened)) {
+            descriptor = opened;
+        } else {
+            close(opened);
+            descriptor = expected;
+        }
+    }
     char text[128];
-    ssize_t length = pread(statm_descriptor, text, sizeof(text) - 1, 0);
+    ssize_t length = pread(descriptor, text, sizeof(text) - 1, 0);
     if (length <= 0) return -1;
     text[length] = 0;
     char *end = NULL;

@@ -15,17 +15,20 @@ import Glibc
 /// no guarded socket has a connection open, nothing can flood it, so it looks
 /// four times a second instead, and at once when a connection is accepted (an
 /// idle agent's whole cost was this thread: 6 ms of CPU a second at 50 looks).
-/// Once a second, or at once when the resident set grew by 16 MiB since the
-/// last look or may be past the ceiling, it reads how much memory the allocator
-/// has handed out (which, unlike the resident set, grows also when freed memory
-/// is reused, but costs a walk of the whole heap), computes what libzmq holds
-/// for each guarded connection and cuts those past their socket's bound, and,
-/// past the ceiling, the connection holding the most. A flood into freed
-/// memory the allocator kept (at most 64 MiB, see below) is therefore seen at
-/// the next regular look, not at once. The ceiling is ``ceiling`` above what
-/// was in use when the first guard was made, plus ``allowancePerConnection``
-/// per open connection. Freed memory is returned to the system within a second
-/// of a cut or a disconnect, and whenever the allocator keeps 64 MiB it does not use.
+/// A look computes what libzmq holds for each guarded connection and cuts
+/// those past their socket's bound, and, past the ceiling, the connection
+/// holding the most. It comes once a second, and at once when the resident set
+/// grew by 16 MiB since the last look. The heap in use (what the allocator has
+/// handed out: unlike the resident set it grows also when freed memory is
+/// reused or allocated memory is not touched yet, but reading it walks the
+/// whole heap) is read at each look, and on every tick once the process is past
+/// half its ceiling, where its growth by 16 MiB or its passing the ceiling
+/// brings a look at once, as every tick did before. Below half the ceiling, a
+/// flood into freed memory the allocator kept is seen at the next regular
+/// look. The ceiling is ``ceiling`` above what was in use when the first guard
+/// was made, plus ``allowancePerConnection`` per open connection. Freed memory
+/// is returned to the system within a second of a cut or a disconnect, and
+/// whenever the allocator keeps 64 MiB it does not use.
 ///
 /// A look costs two system calls per connection, and a region's tracker holds a
 /// connection per agent: past 1,000 connections the regular looks are spaced a
@@ -123,8 +126,10 @@ final class ConnectionWatch: Sendable {
         var lastTrim = ContinuousClock.now
         var inUse = slipway_heap_in_use()
         // Code, stacks and the like: resident memory the allocator does not account for.
-        let keptAtStart = slipway_resident_bytes() - inUse
-        var residentAtScan = slipway_resident_bytes()
+        // Unknown until the resident set can be read (-1 means it could not).
+        var keptAtStart = Self.known(slipway_resident_bytes()).map { $0 - inUse }
+        var residentAtScan = Self.known(slipway_resident_bytes())
+        var inUseAtScan = inUse
         while true {
             // The flag goes up before the look at the ledgers: a connection accepted after
             // the look finds it up and wakes the watch.
@@ -143,34 +148,46 @@ final class ConnectionWatch: Sendable {
             // A tick reads only the resident set (one system call); the allocator's count walks
             // every arena under its lock (a tenth of a millisecond in a busy agent, 50 times a
             // second in every process was 4.6 % of the distribution benchmark's CPU), so it is
-            // read only when a look is due or the resident set says one may be.
-            let resident = slipway_resident_bytes()
+            // read only when a look or a trim is due, the resident set grew, or it is past half the ceiling.
+            let resident = Self.known(slipway_resident_bytes())
+            if let resident, keptAtStart == nil { keptAtStart = resident - inUse }
             // Growth counts from the lowest point since the last look (a cut frees a lot at once).
-            residentAtScan = min(residentAtScan, resident)
+            if let resident { residentAtScan = min(residentAtScan ?? resident, resident) }
             let (interval, growthGap) = Self.spacing(connections: connections)
             let lookDue = now - lastScan >= interval
-            let grew = resident - residentAtScan > Self.growthTrigger && now - lastScan >= growthGap
-            // What the heap holds is at most what is resident beyond the process's start, plus
-            // what it has allocated and not yet touched, which costs nothing until it is.
-            let mayBeOverCeiling = resident - keptAtStart - baseline > ceiling
+            let grew = now - lastScan >= growthGap && resident.map { $0 - (residentAtScan ?? $0) > Self.growthTrigger } == true
+            // What the heap holds is what is resident beyond the process's start, plus what it
+            // has allocated and not yet touched (libzmq sizes a large frame's buffer up front:
+            // 37 connections each filling a 4 MiB frame hold up to 148 MiB of it). So from half
+            // the ceiling on, and whenever the resident set cannot be read, the heap is counted
+            // every tick, as before: a flood meets the same cuts at the same counts.
+            let heapBeyondStart = resident.flatMap { resident in keptAtStart.map { resident - $0 } }
+            let nearCeiling = heapBeyondStart.map { $0 - baseline > ceiling / 2 } ?? true
             // Freed memory goes back to the system: after cuts and disconnects, and whenever
             // the allocator keeps 64 MiB more than it has handed out (judged by the last count).
-            let trimDue = now - lastTrim >= .seconds(1) && (trimsOwed > 0 || resident - inUse - keptAtStart > Self.keptTrigger)
-            guard lookDue || grew || mayBeOverCeiling || trimDue else { continue }
+            let keptUnused = { heapBeyondStart.map { $0 - inUse > Self.keptTrigger } == true }
+            let trimDue = now - lastTrim >= .seconds(1) && (trimsOwed > 0 || keptUnused())
+            guard lookDue || grew || nearCeiling || trimDue else { continue }
             inUse = slipway_heap_in_use()
+            inUseAtScan = min(inUseAtScan, inUse)
+            let heapGrew = inUse - inUseAtScan > Self.growthTrigger && now - lastScan >= growthGap
             let overCeiling = inUse - baseline > ceiling
-            if lookDue || grew || overCeiling {
+            if lookDue || grew || heapGrew || overCeiling {
                 if scan(overCeiling: overCeiling) { trimSoon() }
                 lastScan = now
-                residentAtScan = slipway_resident_bytes()
+                residentAtScan = Self.known(slipway_resident_bytes())
+                inUseAtScan = slipway_heap_in_use()
             }
-            if trimDue, trimsOwed > 0 || resident - inUse - keptAtStart > Self.keptTrigger {
+            if trimDue, trimsOwed > 0 || keptUnused() {
                 _ = slipway_trim_memory()
                 state.withLock { $0.trimsOwed = max(0, $0.trimsOwed - 1) }
                 lastTrim = now
             }
         }
     }
+
+    /// A reading, or nil for -1 (it could not be read).
+    private static func known(_ bytes: Int64) -> Int64? { bytes >= 0 ? bytes : nil }
 
     /// How far apart regular looks, and looks for growth, are with `connections` open.
     static func spacing(connections: Int) -> (regular: Duration, growth: Duration) {

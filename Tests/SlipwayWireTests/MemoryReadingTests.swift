@@ -6,8 +6,8 @@ import Glibc
 
 /// What the connection watch reads every tick and at every look: the resident
 /// set through a `/proc/self/statm` descriptor kept open, and the heap in use.
-/// Each check sits in a window of microseconds, so other tests of the process
-/// allocating meanwhile cannot move the figures by the margins asserted.
+/// Other tests of the process allocate and free meanwhile (one sends 100 MiB
+/// frames), so each check leaves a quarter or half of 256 MiB as margin.
 @Suite("Memory readings")
 struct MemoryReadingTests {
     static let size = 256 << 20
@@ -23,7 +23,7 @@ struct MemoryReadingTests {
         munmap(region, Self.size)
         let released = slipway_resident_bytes()
         // A stale read (the same text again) or a failed one would show no difference.
-        #expect(touched - released > Int64(Self.size) * 3 / 4, "resident \(touched) with 256 MiB touched, \(released) after it was unmapped")
+        #expect(touched - released > Int64(Self.size) / 2, "resident \(touched) with 256 MiB touched, \(released) after it was unmapped")
         #expect(released > 0)
     }
 
@@ -34,7 +34,7 @@ struct MemoryReadingTests {
         let during = slipway_heap_in_use()
         free(block)
         let after = slipway_heap_in_use()
-        #expect(during - before >= Int64(Self.size), "heap in use \(before) → \(during) with 256 MiB allocated")
+        #expect(during - before >= Int64(Self.size) * 3 / 4, "heap in use \(before) → \(during) with 256 MiB allocated")
         #expect(during - after >= Int64(Self.size) * 3 / 4, "heap in use \(during) → \(after) after the free")
     }
 }
