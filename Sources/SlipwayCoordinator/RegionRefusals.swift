@@ -1,3 +1,4 @@
+import SlipwayAuth
 import SlipwayCore
 import SlipwayProto
 
@@ -32,10 +33,8 @@ enum RegionRefusals {
 
     /// `object` if it names a place in `region`, else the region itself.
     static func place(_ object: String, region: String) -> String {
-        if object == "store of region \(region)" || object == "tracker of region \(region)" { return object }
-        let (prefix, suffix) = ("piece server of machine ", " in region \(region)")
-        guard object.hasPrefix(prefix), object.hasSuffix(suffix),
-              SafeText.isName(String(object.dropFirst(prefix.count).dropLast(suffix.count)), max: 128) else { return "region \(region)" }
+        if object == RefusalPlace.store(region: region) || object == RefusalPlace.tracker(region: region) { return object }
+        guard let machine = RefusalPlace.pieceServerMachine(object, region: region), SafeText.isName(machine, max: 128) else { return "region \(region)" }
         return object
     }
 

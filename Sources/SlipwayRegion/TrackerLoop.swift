@@ -202,7 +202,7 @@ final class TrackerLoop: ServingLoop {
             guard let (peer, message) = received else { return }
             let sender = DaemonSecurity.sender(of: router)
             if let refusal = config.security.refusal(message.type, from: sender, on: router) ?? machineRefusal(message, from: sender) {
-                config.refusals.refused(message.type, from: sender, daemon: "region", at: "tracker of region \(config.region)", reason: refusal,
+                config.refusals.refused(message.type, from: sender, daemon: "region", at: RefusalPlace.tracker(region: config.region), reason: refusal,
                                         log: &rejections, logger: logger)
                 reply(peer, to: message, error: .permissionDenied, refusal)
                 continue
@@ -263,7 +263,7 @@ final class TrackerLoop: ServingLoop {
             entry.atUnixMicros = reported.atUnixMicros > now - day && reported.atUnixMicros < now + day ? reported.atUnixMicros : now
             entry.identity = Identity(userID: reported.identity)?.userID ?? ""
             entry.action = SafeText.printable(reported.action, limit: 64)
-            entry.object = "piece server of machine \(machine) in region \(config.region)"
+            entry.object = RefusalPlace.pieceServer(machine: machine, region: config.region)
             entry.outcome = "refused"
             // The machine's word: who it says it refused is not checked by anyone else.
             entry.detail = "reported by machine \(machine): " + SafeText.printable(reported.detail, limit: 300)

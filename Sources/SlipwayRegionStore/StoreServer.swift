@@ -130,7 +130,7 @@ public final class StoreServer: ServingLoop {
             guard let (peer, message) = received else { continue }
             let sender = DaemonSecurity.sender(of: socket)
             if let refusal = config.security.refusal(message.type, from: sender, on: socket) {
-                config.refusals.refused(message.type, from: sender, daemon: "region", at: "store of region \(config.region)", reason: refusal,
+                config.refusals.refused(message.type, from: sender, daemon: "region", at: RefusalPlace.store(region: config.region), reason: refusal,
                                         log: &rejections, logger: logger)
                 reply(peer, to: message.envelope.messageID, error: refusal, code: .permissionDenied)
                 continue
