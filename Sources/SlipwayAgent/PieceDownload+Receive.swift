@@ -38,16 +38,14 @@ extension PieceDownload {
                     continue
                 }
                 // The store's upload slots: wait for its unchoke, then ask afresh; peers meanwhile.
-                storeChokedAt = choke.choked ? now : nil
                 if choke.choked {
                     storeChokes += 1
                     SlipwayMetrics.choke("received")
+                    restStore(refusing: message.envelope.inReplyTo, picker: &picker, now: now)
+                } else {
+                    storeChokedAt = nil
+                    picker.seedChoked = false
                 }
-                if choke.choked, let refused = requestIDs.removeValue(forKey: message.envelope.inReplyTo), sent[refused]?.source == .seed {
-                    sent[refused] = nil
-                    picker.failed(refused, from: .seed)
-                }
-                picker.seedChoked = choke.choked
                 self.picker = picker
             case .pieceChoke:
                 guard case .peer(let machine) = source, var picker, let choke = try? message.body(as: Slipway_V1_PieceChoke.self),
@@ -71,11 +69,8 @@ extension PieceDownload {
                 // The store could not serve a request (busy, or it lacks the piece): the piece
                 // goes back to missing, and the store rests as if it had choked this download,
                 // rather than being asked again at once or waited on until the request times out.
-                guard var picker, let refused = requestIDs.removeValue(forKey: message.envelope.inReplyTo) else { continue }
-                if sent[refused]?.source == .seed { sent[refused] = nil }
-                picker.failed(refused, from: .seed)
-                storeChokedAt = now
-                picker.seedChoked = true
+                guard var picker, let refused = requestIDs[message.envelope.inReplyTo] else { continue }
+                restStore(refusing: message.envelope.inReplyTo, picker: &picker, now: now)
                 self.picker = picker
                 logger.info("the store could not serve a piece; asking peers, and the store again later", metadata: [
                     "digest": "\(digest)", "piece": "\(refused)",
@@ -103,6 +98,18 @@ extension PieceDownload {
                 rejected += 1
             }
             if isComplete { return }
+        }
+    }
+
+    /// The store turned this download away (a choke, or an error answering
+    /// `requestID`): the piece that request asked for goes back to missing, and
+    /// the store is not asked again until it unchokes or ``chokeLapse`` passes.
+    func restStore(refusing requestID: String, picker: inout PiecePicker, now: ContinuousClock.Instant) {
+        storeChokedAt = now
+        picker.seedChoked = true
+        if let refused = requestIDs.removeValue(forKey: requestID), sent[refused]?.source == .seed {
+            sent[refused] = nil
+            picker.failed(refused, from: .seed)
         }
     }
 
