@@ -288,7 +288,7 @@ public final class StoreServer: ServingLoop {
         var message = Slipway_V1_PieceChoke()
         message.digest = digest
         message.choked = choked
-        send(peer, message, inReplyTo: request)
+        send(peer, message, inReplyTo: request?.envelope.messageID ?? "")
     }
 
     private func ack(_ peer: [UInt8], digest: String, next: Int, error: String = "", held: PieceBitmap? = nil) {
@@ -308,12 +308,8 @@ public final class StoreServer: ServingLoop {
     /// Answers at once, or as soon as the peer's send queue has room: an answer lost to a
     /// full queue (a `busy` to a peer still reading its pieces) left its asker waiting out
     /// its request timeout.
-    private func send(_ peer: [UInt8], _ body: some WireBody, payload: [UInt8]? = nil, inReplyTo request: WireMessage? = nil) {
-        send(peer, body, payload: payload, inReplyTo: request?.envelope.messageID ?? "")
-    }
-
-    private func send(_ peer: [UInt8], _ body: some WireBody, payload: [UInt8]? = nil, inReplyTo requestID: String) {
-        let message = WireMessage(body, sender: config.id, inReplyTo: requestID, payload: payload)
+    private func send(_ peer: [UInt8], _ body: some WireBody, inReplyTo requestID: String = "") {
+        let message = WireMessage(body, sender: config.id, inReplyTo: requestID)
         switch unsent.send(codec.encode(message, to: peer), to: peer, on: socket) {
         case .sent, .queued: break
         case .gone: logger.info("could not reply; peer gone")

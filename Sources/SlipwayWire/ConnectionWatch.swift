@@ -127,8 +127,8 @@ final class ConnectionWatch: Sendable {
         var inUse = slipway_heap_in_use()
         // Code, stacks and the like: resident memory the allocator does not account for.
         // Unknown until the resident set can be read (-1 means it could not).
-        var keptAtStart = Self.known(slipway_resident_bytes()).map { $0 - inUse }
         var residentAtScan = Self.known(slipway_resident_bytes())
+        var keptAtStart = residentAtScan.map { $0 - inUse }
         var inUseAtScan = inUse
         while true {
             // The flag goes up before the look at the ledgers: a connection accepted after
