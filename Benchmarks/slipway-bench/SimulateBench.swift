@@ -28,11 +28,12 @@ struct SimulateBench: ParsableCommand {
     @Option(help: "With --shared-cores: an agent's CPU time per byte it receives, ns (the distribution benchmark prints it).") var cpuNsPerByte = 0.0
     @Option(help: "Seconds over which the target reaches the agents.") var targetSpread = 0.05
     @Option(help: "Random seeds: one run each.") var seeds = "1"
+    @Option(help: "Print the first region's state every this many virtual seconds from the deploy (0: never).") var sampleEvery = 0.0
 
     func validate() throws {
         guard (1...100).contains(regions), (1...100_000).contains(agents), sizeMib >= 1, pieceKib >= 16, rateMbit > 0, downMbit > 0,
               regionMbit > 0, latencyMs >= 0, regionLatencyMs >= 0, (0...64).contains(uploadSlots), storeSlots >= 0, (0..<1).contains(failShare),
-              verifyMbps > 0, targetSpread >= 0, sharedCores >= 0, cpuNsPerByte >= 0 else {
+              verifyMbps > 0, targetSpread >= 0, sampleEvery >= 0, sharedCores >= 0, cpuNsPerByte >= 0 else {
             throw ValidationError("--regions 1…100, --agents 1…100000, --size-mib ≥ 1, --piece-kib ≥ 16, rates > 0, delays ≥ 0, --upload-slots 0…64, --fail-share in [0, 1), --shared-cores and --cpu-ns-per-byte ≥ 0")
         }
         guard !seedList.isEmpty else { throw ValidationError("--seeds: comma-separated unsigned integers") }
@@ -59,6 +60,7 @@ struct SimulateBench: ParsableCommand {
         config.targetSpread = targetSpread
         config.sharedCores = sharedCores
         config.cpuSecondsPerByte = cpuNsPerByte / 1e9
+        config.sampleEvery = sampleEvery
         let bound = config.boundSeconds
         say(String(format: "%d region(s) × %d agents, %d MiB in %d pieces, %.0f Mbit/s up per machine, bound F/u = %.1f s%@",
                    regions, agents, sizeMib, config.pieceCount, rateMbit, bound, uploadSlots > 0 ? ", \(uploadSlots) upload slots" : "")
@@ -80,7 +82,20 @@ struct SimulateBench: ParsableCommand {
                 say(String(format: "  replicated to every region after %.1f s (slowest region; one copy at the region link: %.1f s); every live machine holds it %.1f s after the build landed",
                            result.deployedAt, size * 8 / (regionMbit * 1e6), result.deployedAt + window))
             }
+            printSamples(result.samples, pieceCount: config.pieceCount)
             say(String(format: "  %d events, %.1f s of wall time (%.0f virtual s per wall s)", result.events, wall, (result.deployedAt + window) / max(wall, 1e-9)))
+        }
+    }
+
+    private func printSamples(_ samples: [SimulationResult.Sample], pieceCount: Int) {
+        guard !samples.isEmpty else { return }
+        say("  t (s)  started  uploading  agent sends  store sends  held (mean %)  distinct %  complete  requests (store)  idle downloaders")
+        for sample in samples {
+            let held = sample.started > 0 ? 100 * Double(sample.piecesHeld) / Double(sample.started * pieceCount) : 0
+            say(String(format: "  %5.1f  %7d  %9d  %11d  %11d  %13.0f  %10.0f  %8d  %9d (%d)  %16d",
+                       sample.at, sample.started, sample.uploading, sample.agentTransfers, sample.storeTransfers, held,
+                       100 * Double(sample.distinctHeld) / Double(pieceCount), sample.complete, sample.requests, sample.storeRequests,
+                       sample.idleDownloaders))
         }
     }
 }

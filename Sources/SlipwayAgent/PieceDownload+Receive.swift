@@ -45,6 +45,7 @@ extension PieceDownload {
                 } else {
                     storeChokedAt = nil
                     picker.seedChoked = false
+                    picker.seedSlotHeld = true
                 }
                 self.picker = picker
             case .pieceChoke:
@@ -107,6 +108,7 @@ extension PieceDownload {
     func restStore(refusing requestID: String, picker: inout PiecePicker, now: ContinuousClock.Instant) {
         storeChokedAt = now
         picker.seedChoked = true
+        picker.seedSlotHeld = false
         if let refused = requestIDs.removeValue(forKey: requestID), sent[refused]?.source == .seed {
             sent[refused] = nil
             picker.failed(refused, from: .seed)

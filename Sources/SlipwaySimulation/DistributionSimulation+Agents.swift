@@ -63,6 +63,7 @@ extension DistributionSimulation {
                 agent.picker!.failed(refused, from: .seed)
             }
             agent.picker!.seedChoked = choked
+            agent.picker!.seedSlotHeld = !choked
             pump(agent)
         case .peerList(let peers):
             update(agent, peers: peers)

@@ -58,6 +58,7 @@ public final class DistributionSimulation {
         case replicaLacking(region: Int, source: Int)
         case replicaPiece(region: Int, source: Int, piece: Int)
         case replicationPump(Int)
+        case sample
     }
 
     /// An agent's loop turn while it downloads: its poll timeout then.
@@ -250,11 +251,41 @@ public final class DistributionSimulation {
             }
         case .replicationPump(let region):
             pumpReplication(region)
+        case .sample:
+            result.samples.append(sample())
+            send(.sample, after: config.sampleEvery)
         }
+    }
+
+    private func sample() -> SimulationResult.Sample {
+        var sample = SimulationResult.Sample()
+        sample.at = now - result.deployedAt
+        var distinct = Set<Int>()
+        for agent in agents.prefix(config.agentsPerRegion) where agent.alive && agent.isInSwarm {
+            sample.started += 1
+            let sending = network.hosts[agent.index].sending.count
+            sample.agentTransfers += sending
+            if sending > 0 { sample.uploading += 1 }
+            if agent.isComplete {
+                sample.complete += 1
+                sample.piecesHeld += config.pieceCount
+                distinct = everything
+            } else if let picker = agent.picker {
+                sample.piecesHeld += picker.held.count
+                if distinct.count < config.pieceCount { distinct.formUnion(picker.held) }
+                sample.requests += agent.sent.count
+                sample.storeRequests += agent.sent.values.count { $0.source == .seed }
+                if agent.sent.isEmpty { sample.idleDownloaders += 1 }
+            }
+        }
+        sample.distinctHeld = distinct.count
+        sample.storeTransfers = network.hosts[storeHosts[0]].sending.count
+        return sample
     }
 
     private func deploy() {
         result.deployedAt = now
+        if config.sampleEvery > 0 { queue.schedule(.sample, at: now) }
         let failing = Set(agents.indices.shuffled(using: &random).prefix(Int((Double(agents.count) * config.failShare).rounded())))
         for agent in agents {
             send(.targetArrives(agent.index), after: Double.random(in: 0...config.targetSpread, using: &random))

@@ -41,6 +41,9 @@ public struct SimulationConfig: Sendable {
     public var targetSpread = 0.05
     /// Seeds the random choices (the picker's ties, peer lists, failures).
     public var seed: UInt64 = 1
+    /// Take a ``SimulationResult/Sample`` of the first region every this many
+    /// virtual seconds from the deploy (0: none).
+    public var sampleEvery = 0.0
 
     public init() {}
 
@@ -78,6 +81,26 @@ public struct SimulationResult: Sendable {
     public var fromSeed = 0, fromPeers = 0, timeouts = 0, slowRequests = 0
     /// Events processed.
     public var events = 0
+    /// The first region's state over time (``SimulationConfig/sampleEvery``).
+    public var samples: [Sample] = []
+
+    /// The first region at one instant: where its links' time goes.
+    public struct Sample: Sendable {
+        /// Virtual seconds since the deploy.
+        public var at = 0.0
+        /// Agents sending at least one piece, of those that started.
+        public var uploading = 0, started = 0
+        /// Pieces being sent by agents, and by the store.
+        public var agentTransfers = 0, storeTransfers = 0
+        /// Pieces held, summed over the agents; distinct pieces held by at least one agent.
+        public var piecesHeld = 0, distinctHeld = 0
+        /// Agents complete.
+        public var complete = 0
+        /// Requests in flight, summed over the downloading agents, and how many of them are to the store.
+        public var requests = 0, storeRequests = 0
+        /// Downloading agents with no request in flight.
+        public var idleDownloaders = 0
+    }
 }
 
 extension SimulationResult {

@@ -222,6 +222,27 @@ import Testing
         picker.seedChoked = false
         #expect(picker.next(using: &random).map(\.source) == [.seed])
     }
+
+    @Test("a downloader holding a store slot keeps the store sending pieces no peer holds, outside its stripe and while peers are busy")
+    func storeSlotHolder() throws {
+        var random = SplitMix64(seed: 5)
+        var picker = PiecePicker(pieceCount: 8, perPeerLimit: 1, seedLimit: 1)
+        picker.seedStripe = (index: 0, count: 8)
+        picker.peer("p", has: [1, 2])
+        _ = picker.received(0, from: .seed, valid: true)
+        // Its stripe (piece 0) is held and its peer is busy: without a slot the store is left alone.
+        let first = picker.next(using: &random)
+        #expect(first.count == 1 && first[0].source == .peer("p"))
+
+        picker.seedSlotHeld = true
+        let store = try #require(picker.next(using: &random).first)
+        #expect(store.source == .seed && (3..<8).contains(store.piece), "a piece no peer holds, though outside its stripe")
+        #expect(Set([store.piece] + store.alternatives) == Set(3..<8), "every piece no peer holds is a choice; those its busy peer holds are not")
+
+        // What is left only its busy peer holds: the store is not asked for that.
+        for piece in 3..<8 { _ = picker.received(piece, from: .seed, valid: true) }
+        #expect(picker.next(using: &random).isEmpty)
+    }
 }
 
 @Suite struct PiecePickerRarityTests {

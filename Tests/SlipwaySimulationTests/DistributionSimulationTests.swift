@@ -45,15 +45,18 @@ import Testing
         #expect(result.downloadSeconds.first! >= config.boundSeconds)
     }
 
-    @Test("with the store's upload slots waiting agents ask afresh: it sends next to nothing twice, and everyone finishes")
+    @Test("with the store's upload slots and the agents', the store keeps sending new pieces: it repeats few, and everyone finishes")
     func storeSlots() {
         var config = config(agents: 16)
-        config.storeSlots = 2
+        config.storeSlots = 4
+        config.uploadSlots = 4
         let result = DistributionSimulation(config).run()
         #expect(result.incomplete == 0 && result.downloadSeconds.count == 16)
-        // Without slots the store repeats itself (5–6 of 32 pieces here), with them 0–2: the bound leaves room for runs' variance.
-        #expect(result.storeRepeats <= 4 && result.storeEgressBytes <= 1.15 * Double(config.artifactBytes),
+        // Measured over seeds 1-8: 4 of 32 pieces sent again, p99 1.55-1.69 x bound. Before slot holders
+        // asked outside their stripes the store idled between them: 1.69-1.94 x bound.
+        #expect(result.storeRepeats <= 6 && result.storeEgressBytes <= 1.2 * Double(config.artifactBytes),
                 "\(result.storeRepeats) pieces sent again, \(result.storeEgressBytes / Double(config.artifactBytes)) F")
+        #expect(result.downloadPercentile(0.99) < 1.8 * config.boundSeconds)
     }
 
     @Test("other regions replicate the build through the real ReplicationPlan before it is deployed")
