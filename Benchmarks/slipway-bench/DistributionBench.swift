@@ -32,8 +32,8 @@ struct DistributionBench: AsyncParsableCommand {
     @Option(help: "Scratch folder (needs about 2 × (agents + 2) × the artifact size).") var directory: String?
     @Option(help: "Keep the region's and agents' logs in this folder.") var logs: String?
     @Flag(help: "Agents log every piece (with --logs: a timeline per agent).") var verbose = false
-    @Option(help: "Peers each agent uploads to at once (--upload-slots; 0: the agent's default).") var uploadSlots = 0
-    @Option(help: "Agents the store sends to at once (the region's --store-upload-slots; 0: its default).") var storeSlots = 0
+    @Option(help: "Peers each agent uploads to at once (--upload-slots; 0: every asker at once; unset: the agent's default).") var uploadSlots: Int?
+    @Option(help: "Agents the store sends to at once (the region's --store-upload-slots; 0: every asker at once; unset: its default).") var storeSlots: Int?
 
     private var modes: [String] { mode.split(separator: ",").map { String($0) } }
 
@@ -41,8 +41,8 @@ struct DistributionBench: AsyncParsableCommand {
         guard sizeMib >= 1, (1...200).contains(agents), rateMbit >= 1, pieceKib == 0 || (64...65_536).contains(pieceKib), (16...65_536).contains(btPieceKib) else {
             throw ValidationError("--size-mib and --rate-mbit must be at least 1, --agents 1…200, --piece-kib 0 or 64…65536, --bt-piece-kib 16…65536")
         }
-        guard (0...64).contains(uploadSlots) else { throw ValidationError("--upload-slots is 0 (the agent's default) or 1…64") }
-        guard (0...64).contains(storeSlots) else { throw ValidationError("--store-slots is 0 (the region's default) or 1…64") }
+        guard (0...64).contains(uploadSlots ?? 0) else { throw ValidationError("--upload-slots is 0 (none) or 1…64") }
+        guard (0...64).contains(storeSlots ?? 0) else { throw ValidationError("--store-slots is 0 (none) or 1…64") }
         guard !modes.isEmpty, modes.allSatisfy(["p2p", "curve", "seed", "bittorrent"].contains) else {
             throw ValidationError("--mode is a comma-separated list of p2p, curve, seed and bittorrent")
         }
@@ -157,7 +157,7 @@ struct DistributionBench: AsyncParsableCommand {
                       "--tracker", "tcp://\(storeHost):7720", "--targets", "tcp://\(storeHost):7721",
                       "--coordinator-intake", unused(), "--coordinator-events", unused(),
                       "--coordinator-snapshot", unused(), "--log-level", "warning"] + (curve ? keys.regionFlags : ["--insecure"])
-        if storeSlots > 0 { region += ["--store-upload-slots", "\(storeSlots)"] }
+        if let storeSlots { region += ["--store-upload-slots", "\(storeSlots)"] }
         processes.append(try launchLogged(region, log: run.appendingPathComponent("region.log")))
         usleep(500_000)
         let logs = (1...agents).map { run.appendingPathComponent("agent-\($0).log") }
@@ -169,7 +169,7 @@ struct DistributionBench: AsyncParsableCommand {
                              "--service", "bench", "--run", "bench=exec sleep 100000", "--heartbeat", "1s"]
                 + (curve ? keys.agentFlags(index) : ["--insecure"])
             if mode == "seed" { arguments.append("--seed-only") }
-            if uploadSlots > 0 { arguments += ["--upload-slots", "\(uploadSlots)"] }
+            if let uploadSlots { arguments += ["--upload-slots", "\(uploadSlots)"] }
             if verbose { arguments += ["--log-level", "debug"] }
             processes.append(try launchLogged(arguments, log: logs[index - 1]))
         }

@@ -19,13 +19,13 @@ public struct SimulationConfig: Sendable {
     /// One-way delay inside a region and between regions, seconds.
     public var latency = 0.0002
     public var interRegionLatency = 0.04
-    /// `--upload-slots` of every agent (0: serve every downloader as it asks).
-    public var uploadSlots = 0
+    /// `--upload-slots` of every agent (0: serve every downloader as it asks), the agent's default.
+    public var uploadSlots = 4
     /// The regional store's `--store-upload-slots` (0: off, it sends to every
     /// agent that asks at once): it gives N upload slots to the agents that ask,
     /// with the agents' ``UploadChoker`` and `PieceChoke` rules, so a waiting
     /// agent asks afresh when its turn comes.
-    public var storeSlots = 0
+    public var storeSlots = 4
     /// Share of agents that fail (stop for good) during the download, at random times.
     public var failShare = 0.0
     /// How fast an agent verifies and writes a piece that arrived (SHA-256 and

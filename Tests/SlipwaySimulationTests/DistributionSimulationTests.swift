@@ -28,12 +28,22 @@ import Testing
     func failures() {
         var config = config(agents: 12)
         config.failShare = 0.25
-        let result = DistributionSimulation(config).run()
-        #expect(result.failedAgents == 3)
-        #expect(result.incomplete == 0 && result.downloadSeconds.count == 9)
-        // Requests held by dead peers are given up as slow and asked elsewhere, long before the 30 s timeout.
-        #expect(result.slowRequests > 0 && result.timeouts == 0)
-        #expect(result.downloadPercentile(0.99) < config.boundSeconds + 15)
+        // Without upload slots every downloader asks every peer, so the dead hold the most requests.
+        config.uploadSlots = 0
+        config.storeSlots = 0
+        var slowRequests = 0
+        // Whether a dead peer holds a request when it dies is chance (0-18 per seed measured): three seeds.
+        for seed: UInt64 in 1...3 {
+            config.seed = seed
+            let result = DistributionSimulation(config).run()
+            #expect(result.failedAgents == 3)
+            #expect(result.incomplete == 0 && result.downloadSeconds.count == 9)
+            // Requests held by dead peers are given up as slow and asked elsewhere, long before the 30 s timeout.
+            #expect(result.timeouts == 0)
+            #expect(result.downloadPercentile(0.99) < config.boundSeconds + 15)
+            slowRequests += result.slowRequests
+        }
+        #expect(slowRequests > 0)
     }
 
     @Test("with upload slots the agents' real UploadChoker decides, and everyone still finishes")
