@@ -157,7 +157,8 @@ struct DistributionBench: AsyncParsableCommand {
                       "--tracker", "tcp://\(storeHost):7720", "--targets", "tcp://\(storeHost):7721",
                       "--coordinator-intake", unused(), "--coordinator-events", unused(),
                       "--coordinator-snapshot", unused(), "--log-level", "warning"] + (curve ? keys.regionFlags : ["--insecure"])
-        if let storeSlots { region += ["--store-upload-slots", "\(storeSlots)"] }
+        // The store-only baseline is every agent fetching from the store at once, as before slots.
+        if let storeSlots = storeSlots ?? (mode == "seed" ? 0 : nil) { region += ["--store-upload-slots", "\(storeSlots)"] }
         processes.append(try launchLogged(region, log: run.appendingPathComponent("region.log")))
         usleep(500_000)
         let logs = (1...agents).map { run.appendingPathComponent("agent-\($0).log") }

@@ -76,7 +76,7 @@ struct PieceChokeTests {
         return try message.body(as: Slipway_V1_PieceChoke.self).choked
     }
 
-    @Test("without upload slots (--upload-slots 0, the default) a downloader that heeds chokes is served as it asks")
+    @Test("without upload slots (--upload-slots 0) a downloader that heeds chokes is served as it asks")
     func noSlots() throws {
         let folder = FileManager.default.temporaryDirectory.appendingPathComponent("piece-choke-\(UUID().uuidString)")
         defer { try? FileManager.default.removeItem(at: folder) }
