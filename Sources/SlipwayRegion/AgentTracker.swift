@@ -171,6 +171,15 @@ package struct AgentTracker {
         return (silenced, forgotten)
     }
 
+    /// The tracker could not listen for `gap` (a frozen process, a paused VM, a
+    /// starved host): nobody's silence during it counts. Machines that gave up
+    /// on it reconnect only once it runs again; without this, a tracker waking
+    /// from a gap longer than ``timeout`` would report every machine missing and
+    /// pause every rollout judging its region.
+    package mutating func stalled(for gap: Duration, now: ContinuousClock.Instant) {
+        for id in machines.keys { machines[id]!.lastSeen = min(now, machines[id]!.lastSeen + gap) }
+    }
+
     /// For a rollout's target of `service`: the cutoff that puts this region's
     /// share of its machines (silent ones included: they keep their place) in
     /// the waves, and how those machines stand on the new build.

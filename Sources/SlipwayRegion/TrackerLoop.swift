@@ -47,6 +47,10 @@ final class TrackerLoop: ServingLoop {
     private let startedAt = ContinuousClock.now
     private var knowsItsMachines: Bool { ContinuousClock.now - startedAt >= config.agentTimeout }
 
+    /// A turn of the loop takes a little over its 100 ms wait; a gap this long
+    /// between turns is a stall of the process, not a silence of its machines.
+    private let stallLimit: Duration = .seconds(2)
+
     /// Reports go out when the counts change, at most this often...
     private let reportInterval: Duration = .seconds(1)
     /// ...and at least this often, so the coordinator sees the region is alive.
@@ -93,6 +97,7 @@ final class TrackerLoop: ServingLoop {
             reports.socket?.close()
         }
         var nextReport = ContinuousClock.now
+        var lastTurn = ContinuousClock.now
         while !stop.isStopped {
             connections.poll()
             rejections.flush(logger: logger)
@@ -100,6 +105,13 @@ final class TrackerLoop: ServingLoop {
             try serve(wait: .timeout(.milliseconds(100)))
             try reports.receive()
             let now = ContinuousClock.now
+            // Looked at just before expiry: a stall anywhere in the turn (even inside the wait) is caught before it counts.
+            if now - lastTurn > stallLimit {
+                tracker.stalled(for: now - lastTurn, now: now)
+                logger.warning("tracker stalled; the stall is not counted against its machines",
+                               metadata: ["seconds": "\((now - lastTurn).components.seconds)"])
+            }
+            lastTurn = now
             if now >= nextReport {
                 nextReport = now + reportInterval
                 let (silenced, forgotten) = tracker.expire(now: now)

@@ -25,6 +25,17 @@ import Testing
         return message
     }
 
+    @Test("a stall of the tracker itself is not counted against its machines; what it heard on waking is not pushed past it")
+    func stall() {
+        var tracker = AgentTracker(timeout: .seconds(10))
+        tracker.register(register("m1"), now: start)
+        tracker.register(register("m2"), now: start + .seconds(23))  // heard as the tracker woke
+        tracker.stalled(for: .seconds(20), now: start + .seconds(24))
+        #expect(tracker.expire(now: start + .seconds(25)).silenced.isEmpty, "m1 was last heard 5 s of listening ago")
+        #expect(tracker.expire(now: start + .seconds(31)).silenced == ["m1"])
+        #expect(tracker.expire(now: start + .seconds(35)).silenced == ["m2"], "m2's silence counts from when it was heard")
+    }
+
     @Test("peer lists name machines holding pieces, never the asker, and forget silent machines")
     func peers() {
         var tracker = AgentTracker(timeout: .seconds(10))
