@@ -46,7 +46,7 @@ extension CoordinatorLoop {
             snapshotRejections.flush(logger: logger)
             database.report(logger: logger)
         }
-        if timers.due(.rollouts, now) || rolloutsDue, database.isUsable() {
+        if now >= judgeWavesFrom, timers.due(.rollouts, now) || rolloutsDue, database.isUsable() {
             rolloutsDue = false
             try run([.task("rollouts") { [rollouts, config] batch in try rollouts.tick(staleAfter: config.plans.reportStaleAfter, in: &batch) }])
         }

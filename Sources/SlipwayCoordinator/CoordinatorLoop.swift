@@ -47,6 +47,15 @@ final class CoordinatorLoop: ServingLoop {
     /// than at the next tick, so each wave waits on the gate as little as possible.
     var rolloutsDue = false
     var lastTurn = ContinuousClock.now
+    /// Waves are not judged before this: a leader that just took over, or woke
+    /// from a stall, holds region reports as old as the gap, and regions whose
+    /// unanswered reports timed out re-send them only on a fresh connection.
+    /// Judged at once, they would look stale and pause every rollout.
+    var judgeWavesFrom = ContinuousClock.now
+    /// How long the regions get to report again: their report timeout (3 s) and a turn, with room.
+    static let reportCatchUp: Duration = .seconds(6)
+    /// A turn takes a little over its 100 ms wait; a gap this long is a stall.
+    static let stallLimit: Duration = .seconds(2)
     /// Refusals made before a transaction (role checks), written with the next batch.
     var pendingAudit = PendingAudit()
     /// What each source may still add to the audit log this minute.
@@ -153,13 +162,9 @@ final class CoordinatorLoop: ServingLoop {
         for watch in sockets.guards { try poller.add(watch.events) }
         var timers = CoordinatorTimers(now: .now, config: config)
         lastTurn = .now
+        judgeWavesFrom = lastTurn + Self.reportCatchUp
         while !stop.isStopped {
             sockets.pollGuards()
-            // A turn that took long (a slow commit, a paused process): heartbeats may be
-            // waiting unread, so nobody's silence during it counts.
-            let turnStart = ContinuousClock.now
-            if turnStart - lastTurn > .seconds(1) { registry.stalled(for: turnStart - lastTurn, now: turnStart) }
-            lastTurn = turnStart
             let ready = try poller.poll(wait: .timeout(min(timers.tick, .milliseconds(100))))
             var work: [CoordinatorWork] = []
             if ready[0].contains(.readable) { try receiveIntake(sockets.intake, into: &work) }
@@ -172,8 +177,23 @@ final class CoordinatorLoop: ServingLoop {
                 do { try snapshots.serve(sockets.snapshots, db: db, authorization: authorization, rejections: &snapshotRejections,
                                              audit: &pendingAudit) } catch { noteDatabase(error) }
             }
+            noteStall(now: .now)
             try onTimers(&timers, sockets)
         }
+    }
+
+    /// A turn that took long (a slow commit, a paused process): heartbeats may be
+    /// waiting unread, so nobody's silence during it counts, and after a stall
+    /// waves wait for fresh region reports. Looked at just before the timers, so a
+    /// stall anywhere in the turn (even inside the wait) is caught before it counts.
+    private func noteStall(now: ContinuousClock.Instant) {
+        let gap = now - lastTurn
+        lastTurn = now
+        if gap > .seconds(1) { registry.stalled(for: gap, now: now) }
+        guard gap > Self.stallLimit else { return }
+        judgeWavesFrom = max(judgeWavesFrom, now + Self.reportCatchUp)
+        logger.warning("leader stalled; waves are judged again once the regions have reported",
+                       metadata: ["seconds": "\(gap.components.seconds)", "judging_in": "\(Self.reportCatchUp)"])
     }
 
     /// Migrates and adopts the running jobs' workers, retrying while the database is briefly away.

@@ -214,6 +214,39 @@ struct RolloutTests {
         try await AgentTests.waitUntilEvery(machines.map(\.name), cluster, runs: "hello v2")
     }
 
+    @Test("a leader frozen mid-wave for longer than the staleness limit wakes, lets the regions report again, and carries on")
+    func frozenLeader() async throws {
+        let (_, statuses) = try await Cluster.with { try await Self.frozenLeader($0) }
+        #expect(statuses.values.allSatisfy { $0 == 0 }, "\(statuses)")
+    }
+
+    static func frozenLeader(_ cluster: Cluster) async throws {
+        let plan = "frozen=a:100% bake=24s; *:100% bake=1s"
+        let machines = try fleet(cluster, perRegion: 1, coordinator: ["--rollout-plan", plan])
+        let client = try SlipwayClient(endpoint: cluster.intake, security: cluster.security())
+        defer { Task { await client.close() } }
+        let v1 = try await build(client, cluster, "v1")
+        let v2 = try await build(client, cluster, "v2")
+        try await deployEverywhere(client, v1)
+        let started = try await deploy(client, v2, plan: "frozen")
+        try await ReplicationTests.waitFor("wave 1 healthy in a", timeout: .seconds(60)) {
+            let rollout = try await client.rollout(service: "hello")
+            return rollout.wave == 0 && rollout.progress.contains { $0.region == "a" && $0.healthy == 1 }
+        }
+        // Longer than --report-stale-after (16 s): on waking, every region's last stored report is old.
+        let leader = cluster.processes["coordinator"]!
+        leader.signal(SIGSTOP)
+        try await Task.sleep(for: .seconds(20))
+        leader.signal(SIGCONT)
+        try await ReplicationTests.waitFor("the rollout to end", timeout: .seconds(60)) {
+            try await client.rollout(service: "hello", id: started.id).state != .progressing
+        }
+        let rollout = try await client.rollout(service: "hello", id: started.id)
+        #expect(rollout.state == .succeeded && rollout.waves.map(\.result) == ["passed", "passed"], "\(rollout)")
+        #expect(cluster.logText("coordinator").contains("stalled"), "the leader saw its own stall")
+        try await AgentTests.waitUntilEvery(machines.map(\.name), cluster, runs: "hello v2")
+    }
+
     @Test("a region whose reports stop mid-wave pauses the rollout; resumed after it is back, it continues; abort rolls back")
     func staleRegion() async throws {
         let (_, statuses) = try await Cluster.with { try await Self.staleRegion($0) }
@@ -245,6 +278,10 @@ struct RolloutTests {
             let report = try await client.status(service: "hello").regions.first { $0.region == "b" }
             return report.map { Date().timeIntervalSince1970 - Double($0.receivedAtUnixMicros) / 1e6 < 5 } ?? false
         }
+        // Its machines were never silent, only the controller was: it wakes reporting them, not missing them.
+        #expect(cluster.logText("region-b").contains("tracker stalled"))
+        let awake = try await client.rollout(service: "hello").progress.filter { $0.region == "b" }
+        #expect(awake.count == 1 && awake.allSatisfy { $0.missing == 0 }, "\(awake)")
         let resumed = try await shellOutput("'\(Cluster.binary!)' rollout resume hello --by oncall --coordinator \(cluster.intake) \(try cluster.clientKeyFlags(.operator, "tester").joined(separator: " "))")
         #expect(resumed.contains("progressing"), "\(resumed)")
         try await ReplicationTests.waitFor("the rollout to continue into wave 2's bake", timeout: .seconds(30)) {
