@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import SlipwayCore
 import SlipwaySimulation
 
 /// Distribution of one artifact to a whole fleet, simulated in virtual time
@@ -20,8 +21,8 @@ struct SimulateBench: ParsableCommand {
     @Option(help: "Each region's link to the others, Mbit/s.") var regionMbit: Double = 10_000
     @Option(help: "One-way delay inside a region, ms.") var latencyMs = 0.2
     @Option(help: "One-way delay between regions, ms.") var regionLatencyMs: Double = 40
-    @Option(help: "Agents' --upload-slots (0: off; the agent's default is 4).") var uploadSlots = 4
-    @Option(help: "The regional store's --store-upload-slots (0: off, every agent that asks is sent to at once; the region's default is 4).") var storeSlots = 4
+    @Option(help: "Agents' --upload-slots (0: off; the agent's default is \(UploadSlotDefaults.agent)).") var uploadSlots = UploadSlotDefaults.agent
+    @Option(help: "The regional store's --store-upload-slots (0: off, every agent that asks is sent to at once; the region's default is \(UploadSlotDefaults.store)).") var storeSlots = UploadSlotDefaults.store
     @Option(help: "Share of agents that fail for good during the download.") var failShare = 0.0
     @Option(help: "An agent's piece verification and write rate, MB/s.") var verifyMbps: Double = 1_200
     @Option(help: "Cores a region's agents share (0: one machine each, CPU not modelled); the distribution benchmark's agents share 2.") var sharedCores = 0.0

@@ -66,7 +66,7 @@ public struct AgentConfig: Sendable {
     /// turn. 0: every downloader is served as it asks. 4 measured best where links set
     /// the pace (simulated up to 128 agents a region, and 16 real agents at 20 Mbit/s;
     /// docs/benchmarks.md); on machines whose CPU is the limit slots gain nothing.
-    public var uploadSlots = 4
+    public var uploadSlots = UploadSlotDefaults.agent
     /// This process's name on the wire.
     public var id: String
 

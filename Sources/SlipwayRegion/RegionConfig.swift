@@ -41,7 +41,7 @@ public struct RegionConfig: Sendable {
     public var replicationWindow: Int = 16
     /// Agents the store sends pieces to at once (`--store-upload-slots`; 0: every agent as it asks).
     /// With the agents' own slots, 4 kept the time flat from 16 to 128 agents a region (docs/benchmarks.md).
-    public var storeUploadSlots = 4
+    public var storeUploadSlots = UploadSlotDefaults.store
     /// Pieces asked for in one request.
     public var replicationBatch: Int = 8
     /// Cap on replication bandwidth into this region (bytes per second, 0 = none):

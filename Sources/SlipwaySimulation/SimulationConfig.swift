@@ -1,3 +1,5 @@
+import SlipwayCore
+
 /// What a distribution simulation models: the fleet, the artifact, the links.
 public struct SimulationConfig: Sendable {
     /// Regions; the first is where the build lands. With more than one, the
@@ -20,12 +22,12 @@ public struct SimulationConfig: Sendable {
     public var latency = 0.0002
     public var interRegionLatency = 0.04
     /// `--upload-slots` of every agent (0: serve every downloader as it asks), the agent's default.
-    public var uploadSlots = 4
+    public var uploadSlots = UploadSlotDefaults.agent
     /// The regional store's `--store-upload-slots` (0: off, it sends to every
     /// agent that asks at once): it gives N upload slots to the agents that ask,
     /// with the agents' ``UploadChoker`` and `PieceChoke` rules, so a waiting
     /// agent asks afresh when its turn comes.
-    public var storeSlots = 4
+    public var storeSlots = UploadSlotDefaults.store
     /// Share of agents that fail (stop for good) during the download, at random times.
     public var failShare = 0.0
     /// How fast an agent verifies and writes a piece that arrived (SHA-256 and

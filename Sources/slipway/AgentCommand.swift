@@ -32,7 +32,7 @@ struct AgentCommand: AsyncParsableCommand {
     @Option(help: "Without --health: how long a new build must stay up to count as healthy.", transform: parseDuration) var healthGrace = DurationArgument(argument: "2s")!
     @Option(help: "Cap on download bandwidth in MiB/s (0: none).") var maxDownloadMibps = 0.0
     @Flag(help: "Fetch from the regional store only, never from peers (for comparisons).") var seedOnly = false
-    @Option(help: "Peers this machine uploads pieces to at once, the others waiting their turn (1-64); 0: every peer is served as it asks.") var uploadSlots = 4
+    @Option(help: "Peers this machine uploads pieces to at once, the others waiting their turn (1-64); 0: every peer is served as it asks.") var uploadSlots = UploadSlotDefaults.agent
     @Option(help: "Apply a signed target new to this machine only if it was set, or the coordinator vouched for it, within this long; 0: no limit.",
             transform: parseDuration)
     var targetMaxAge = DurationArgument(argument: "24h")!

@@ -304,7 +304,7 @@ struct RegionCommand: AsyncParsableCommand {
             transform: parseDuration)
     var vouchInterval = DurationArgument(argument: "10m")!
     @Option(help: "Pieces in flight per peer region while replicating.") var replicationWindow = 16
-    @Option(help: "Agents the store sends pieces to at once, the others waiting their turn (1-64); 0: every agent is served as it asks.") var storeUploadSlots = 4
+    @Option(help: "Agents the store sends pieces to at once, the others waiting their turn (1-64); 0: every agent is served as it asks.") var storeUploadSlots = UploadSlotDefaults.store
     @Option(help: "Cap on replication bandwidth into this region, in MiB/s (0: none).") var replicationMaxMibps = 0.0
     @Option(help: "A copy with no new piece for this long steps aside for the rest of the queue.", transform: parseDuration)
     var replicationStallTimeout = DurationArgument(argument: "60s")!
