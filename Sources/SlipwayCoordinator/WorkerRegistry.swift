@@ -149,9 +149,15 @@ public struct WorkerRegistry: Sendable {
     }
 
     /// The shell could not listen for `gap` (a long transaction, a paused
-    /// process): nobody's silence during it counts.
+    /// process): nobody's silence during it counts, and an assignment sent
+    /// before it may have left only now, so it gets its full time to show up.
     public mutating func stalled(for gap: Duration, now: ContinuousClock.Instant) {
-        for id in workers.keys { workers[id]!.lastSeen = min(now, workers[id]!.lastSeen + gap) }
+        for id in workers.keys {
+            workers[id]!.lastSeen = min(now, workers[id]!.lastSeen + gap)
+            for (job, holding) in workers[id]!.running {
+                if case .sent(let at) = holding { workers[id]!.running[job] = .sent(min(now, at + gap)) }
+            }
+        }
     }
 
     /// Takes in a work request or heartbeat: registers the worker (again, after

@@ -102,6 +102,19 @@ struct WorkerRegistryTests {
         #expect(registry.expire(now: start + .milliseconds(13_001)).lost == ["w"])
     }
 
+    @Test("an assignment sent just before a stall is not taken for lost by the heartbeats that were waiting behind it")
+    func stallKeepsAssignments() {
+        var registry = WorkerRegistry(heartbeatInterval: .seconds(1), liveness: 3)
+        _ = registry.report(report(free: 1), now: start)
+        registry.assigned(job(1), to: "w", now: start)
+        registry.stalled(for: .seconds(10), now: start + .seconds(10))
+        // Heartbeats queued during the stall, read on waking, predate the assignment's arrival.
+        #expect(registry.report(report(free: 1, running: []), now: start + .milliseconds(10_500)).isEmpty)
+        #expect(registry.holder(of: job(1))?.id == "w")
+        #expect(registry.report(report(free: 1, running: []), now: start + .milliseconds(13_001))
+                == [.requeue([job(1)], reason: "the assignment never reached worker w", used: false)])
+    }
+
     @Test("adopted and tracked attempts: silence kept from the database, lost track of attempts come back as sent")
     func adoption() {
         var registry = WorkerRegistry(heartbeatInterval: .seconds(1), liveness: 3)
