@@ -56,7 +56,9 @@ extension CoordinatorLoop {
             database.deferred += work.filter { if case .dispatch = $0 { true } else { false } }.count
             return false
         }
-        database.succeeded(logger: logger)
+        if let outage = database.succeeded(logger: logger) {
+            couldNotRecordReports(for: outage, now: .now, cause: "the database was unavailable")
+        }
         registry = batch.registry
         auditBudget = budget
         try deliver(batch)

@@ -46,7 +46,11 @@ extension CoordinatorLoop {
             snapshotRejections.flush(logger: logger)
             database.report(logger: logger)
         }
-        if now >= judgeWavesFrom, timers.due(.rollouts, now) || rolloutsDue, database.isUsable() {
+        // The timers above may have blocked (a slow sweep): a stall there counts before waves are judged.
+        let judging = ContinuousClock.now
+        noteStall(now: judging)
+        // After a database outage, waves wait until another transaction has shown it back (and set the hold).
+        if judging >= judgeWavesFrom, timers.due(.rollouts, now) || rolloutsDue, database.isHealthy, database.isUsable() {
             rolloutsDue = false
             try run([.task("rollouts") { [rollouts, config] batch in try rollouts.tick(staleAfter: config.plans.reportStaleAfter, in: &batch) }])
         }

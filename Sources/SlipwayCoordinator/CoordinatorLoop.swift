@@ -47,15 +47,14 @@ final class CoordinatorLoop: ServingLoop {
     /// than at the next tick, so each wave waits on the gate as little as possible.
     var rolloutsDue = false
     var lastTurn = ContinuousClock.now
-    /// Waves are not judged before this: a leader that just took over, or woke
-    /// from a stall, holds region reports as old as the gap, and regions whose
-    /// unanswered reports timed out re-send them only on a fresh connection.
-    /// Judged at once, they would look stale and pause every rollout.
+    /// Waves are not judged before this: see ``couldNotRecordReports(for:now:cause:)``.
     var judgeWavesFrom = ContinuousClock.now
-    /// How long the regions get to report again: their report timeout (3 s) and a turn, with room.
+    /// How long the regions take to report again once they can: a report that went
+    /// unanswered is re-sent after 3 s, on a fresh connection; with room.
     static let reportCatchUp: Duration = .seconds(6)
-    /// A turn takes a little over its 100 ms wait; a gap this long is a stall.
-    static let stallLimit: Duration = .seconds(2)
+    /// How old a live region's latest report can be when the leader stops recording:
+    /// regions refresh every 5 s, and a report sent into the gap times out after 3 s.
+    static let reportLag: Duration = .seconds(8)
     /// Refusals made before a transaction (role checks), written with the next batch.
     var pendingAudit = PendingAudit()
     /// What each source may still add to the audit log this minute.
@@ -183,17 +182,27 @@ final class CoordinatorLoop: ServingLoop {
     }
 
     /// A turn that took long (a slow commit, a paused process): heartbeats may be
-    /// waiting unread, so nobody's silence during it counts, and after a stall
-    /// waves wait for fresh region reports. Looked at just before the timers, so a
-    /// stall anywhere in the turn (even inside the wait) is caught before it counts.
-    private func noteStall(now: ContinuousClock.Instant) {
+    /// waiting unread, so nobody's silence during it counts, and region reports
+    /// went unrecorded. Looked at just before anything that judges silence, so a
+    /// stall anywhere before it (even inside the wait) is caught before it counts.
+    func noteStall(now: ContinuousClock.Instant) {
         let gap = now - lastTurn
         lastTurn = now
         if gap > .seconds(1) { registry.stalled(for: gap, now: now) }
-        guard gap > Self.stallLimit else { return }
+        couldNotRecordReports(for: gap, now: now, cause: "the leader's loop stalled")
+    }
+
+    /// The leader could not record region reports for `gap` (its loop stalled,
+    /// its database was away). The reports it holds are older by that much, and
+    /// regions whose reports went unanswered re-send them only on a fresh
+    /// connection: judged at once, a wave could find every region stale and
+    /// pause. So when the gap could have made a live region's report look stale,
+    /// waves wait ``reportCatchUp``; shorter gaps hold nothing back.
+    func couldNotRecordReports(for gap: Duration, now: ContinuousClock.Instant, cause: String) {
+        guard gap > config.plans.reportStaleAfter - Self.reportLag else { return }
         judgeWavesFrom = max(judgeWavesFrom, now + Self.reportCatchUp)
-        logger.warning("leader stalled; waves are judged again once the regions have reported",
-                       metadata: ["seconds": "\(gap.components.seconds)", "judging_in": "\(Self.reportCatchUp)"])
+        logger.warning("region reports went unrecorded; waves are judged again once the regions have reported",
+                       metadata: ["cause": "\(cause)", "seconds": "\(gap.components.seconds)", "judging_in": "\(Self.reportCatchUp)"])
     }
 
     /// Migrates and adopts the running jobs' workers, retrying while the database is briefly away.

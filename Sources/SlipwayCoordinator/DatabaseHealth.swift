@@ -16,6 +16,8 @@ struct DatabaseHealth {
     private var retryAt: ContinuousClock.Instant?
     private var trouble = RepeatedEvent(interval: .seconds(60))
     private var lastError = ""
+    /// The first failure since the last commit.
+    private var failingSince: ContinuousClock.Instant?
     /// Worker messages not handled because the database was unavailable since the last line.
     var deferred = 0
 
@@ -24,8 +26,12 @@ struct DatabaseHealth {
         retryAt.map { now >= $0 } ?? true
     }
 
+    /// Whether nothing failed since the last commit.
+    var isHealthy: Bool { failingSince == nil }
+
     /// A statement or commit failed: wait before the next try.
     mutating func failed(_ error: PGError, logger: Logger, now: ContinuousClock.Instant = .now) {
+        failingSince = failingSince ?? now
         let delay = backoff.failed()
         retryAt = now + delay
         lastError = error.oneLine
@@ -33,13 +39,17 @@ struct DatabaseHealth {
     }
 
     /// A transaction committed: the database is back.
-    mutating func succeeded(logger: Logger) {
-        guard backoff.failures > 0 else { return }
+    /// - Returns: how long it was unavailable, when this commit ends an outage.
+    @discardableResult
+    mutating func succeeded(logger: Logger, now: ContinuousClock.Instant = .now) -> Duration? {
+        guard let since = failingSince else { return nil }
+        failingSince = nil
         logger.notice("database available again", metadata: ["failed_attempts": "\(backoff.failures)", "deferred_worker_messages": "\(deferred)"])
         backoff.succeeded()
         trouble.reset()
         retryAt = nil
         deferred = 0
+        return now - since
     }
 
     /// Writes the pending summary if a minute has passed.

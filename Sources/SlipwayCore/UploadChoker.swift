@@ -48,7 +48,7 @@ public struct UploadChoker<Peer: Hashable & Sendable>: Sendable {
     private var line: [(peer: Peer, heard: ContinuousClock.Instant)] = []
 
     /// A choker with `slots` upload slots.
-    public init(slots: Int = 4, turn: Duration = .seconds(4), idleGrace: Duration = .seconds(1),
+    public init(slots: Int = UploadSlotDefaults.agent, turn: Duration = .seconds(4), idleGrace: Duration = .seconds(1),
                 forgetAfter: Duration = .seconds(15), maxWaiting: Int = 256) {
         self.slots = max(1, slots)
         self.turn = turn
