@@ -46,11 +46,11 @@ extension CoordinatorLoop {
             snapshotRejections.flush(logger: logger)
             database.report(logger: logger)
         }
-        // The timers above may have blocked (a slow sweep): a stall there counts before waves are judged.
+        // The turn so far may have blocked (a slow run or sweep): the intake went unread meanwhile.
         let judging = ContinuousClock.now
-        noteStall(now: judging)
+        couldNotRecordReports(for: judging - intakeReadAt, now: judging, cause: "the leader's loop stalled")
         // After a database outage, waves wait until another transaction has shown it back (and set the hold).
-        if judging >= judgeWavesFrom, timers.due(.rollouts, now) || rolloutsDue, database.isHealthy, database.isUsable() {
+        if judging >= judgeWavesFrom, database.isHealthy, timers.due(.rollouts, now) || rolloutsDue, database.isUsable() {
             rolloutsDue = false
             try run([.task("rollouts") { [rollouts, config] batch in try rollouts.tick(staleAfter: config.plans.reportStaleAfter, in: &batch) }])
         }

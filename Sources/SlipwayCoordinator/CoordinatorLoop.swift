@@ -49,6 +49,8 @@ final class CoordinatorLoop: ServingLoop {
     var lastTurn = ContinuousClock.now
     /// Waves are not judged before this: see ``couldNotRecordReports(for:now:cause:)``.
     var judgeWavesFrom = ContinuousClock.now
+    /// When the loop last read its intake.
+    var intakeReadAt = ContinuousClock.now
     /// How long the regions take to report again once they can: a report that went
     /// unanswered is re-sent after 3 s, on a fresh connection; with room.
     static let reportCatchUp: Duration = .seconds(6)
@@ -123,6 +125,7 @@ final class CoordinatorLoop: ServingLoop {
             } catch let lost as Leadership.Lost {
                 logger.error("stepping down to standby", metadata: ["reason": "\(lost)"])
                 registry = WorkerRegistry(heartbeatInterval: config.heartbeatInterval, liveness: config.liveness)
+                database = DatabaseHealth()  // an outage it led through is not the next leadership's
             } catch let held as CoordinatorSockets.PortHeld {
                 // In a row: a failure long after the last one (another leader served between) starts the count again.
                 if let lastHeld, ContinuousClock.now - lastHeld > .seconds(60) { portsHeld = 0 }
@@ -161,10 +164,12 @@ final class CoordinatorLoop: ServingLoop {
         for watch in sockets.guards { try poller.add(watch.events) }
         var timers = CoordinatorTimers(now: .now, config: config)
         lastTurn = .now
+        intakeReadAt = lastTurn
         judgeWavesFrom = lastTurn + Self.reportCatchUp
         while !stop.isStopped {
             sockets.pollGuards()
             let ready = try poller.poll(wait: .timeout(min(timers.tick, .milliseconds(100))))
+            readingIntake(now: .now)
             var work: [CoordinatorWork] = []
             if ready[0].contains(.readable) { try receiveIntake(sockets.intake, into: &work) }
             if ready[1].contains(.readable) { try receiveDispatch(sockets.dispatch, into: &work) }
@@ -182,25 +187,34 @@ final class CoordinatorLoop: ServingLoop {
     }
 
     /// A turn that took long (a slow commit, a paused process): heartbeats may be
-    /// waiting unread, so nobody's silence during it counts, and region reports
-    /// went unrecorded. Looked at just before anything that judges silence, so a
-    /// stall anywhere before it (even inside the wait) is caught before it counts.
+    /// waiting unread, so nobody's silence during it counts. Looked at just before
+    /// the timers that judge silence, so a stall anywhere in the turn (even inside
+    /// the wait) is caught before it counts.
     func noteStall(now: ContinuousClock.Instant) {
         let gap = now - lastTurn
         lastTurn = now
         if gap > .seconds(1) { registry.stalled(for: gap, now: now) }
-        couldNotRecordReports(for: gap, now: now, cause: "the leader's loop stalled")
     }
 
-    /// The leader could not record region reports for `gap` (its loop stalled,
-    /// its database was away). The reports it holds are older by that much, and
-    /// regions whose reports went unanswered re-send them only on a fresh
-    /// connection: judged at once, a wave could find every region stale and
-    /// pause. So when the gap could have made a live region's report look stale,
-    /// waves wait ``reportCatchUp``; shorter gaps hold nothing back.
+    /// The intake (where region reports arrive) is read at `now`: a long time
+    /// since the last read (a stall anywhere in the loop, inside the wait too)
+    /// left reports unrecorded.
+    func readingIntake(now: ContinuousClock.Instant) {
+        couldNotRecordReports(for: now - intakeReadAt, now: now, cause: "the leader's loop stalled")
+        intakeReadAt = now
+    }
+
+    /// The leader could not record region reports for `gap` (its intake went
+    /// unread, its database was away). The reports it holds are older by that
+    /// much, and regions whose reports went unanswered re-send them only on a
+    /// fresh connection: judged at once, a wave could find every region stale
+    /// and pause. So when the gap could have made a live region's report look
+    /// stale, waves wait ``reportCatchUp``; shorter gaps hold nothing back.
     func couldNotRecordReports(for gap: Duration, now: ContinuousClock.Instant, cause: String) {
-        guard gap > config.plans.reportStaleAfter - Self.reportLag else { return }
+        guard gap > max(Self.reportLag, config.plans.reportStaleAfter - Self.reportLag) else { return }
+        let holding = judgeWavesFrom > now
         judgeWavesFrom = max(judgeWavesFrom, now + Self.reportCatchUp)
+        guard !holding else { return }
         logger.warning("region reports went unrecorded; waves are judged again once the regions have reported",
                        metadata: ["cause": "\(cause)", "seconds": "\(gap.components.seconds)", "judging_in": "\(Self.reportCatchUp)"])
     }
