@@ -216,7 +216,15 @@ public struct PiecePicker: Sendable {
             case .seed: seedLoad += 1
             }
         }
-        var open = available.keys.filter { !banned.contains($0) && !chokedBy.contains($0) && load[$0, default: 0] < perPeerLimit }
+        // The peers that may be asked now, each with what it holds and its load, looked up once
+        // per call rather than once per piece and peer: hashing their names was most of a call.
+        // Peers holding nothing missing here are left out: in a large swarm most are, and each
+        // would be looked at for every piece still missing, on every call.
+        var open: [(peer: String, pieces: Set<Int>, load: Int)] = available.compactMap { peer, pieces in
+            let peerLoad = load[peer, default: 0]
+            guard peerLoad < perPeerLimit, wanted[peer, default: 0] > 0, !banned.contains(peer), !chokedBy.contains(peer) else { return nil }
+            return (peer, pieces, peerLoad)
+        }
         var requests: [Request] = []
         var seedCandidates: [Int] = []
         var ownCandidates = 0
@@ -235,10 +243,16 @@ public struct PiecePicker: Sendable {
                 if rarity[piece] > 0 { continue }
             }
             if rarity[piece] > 0 {
-                guard let peer = open.filter({ available[$0]!.contains(piece) })
-                    .min(by: { (load[$0, default: 0], $0) < (load[$1, default: 0], $1) }) else { continue }
-                load[peer, default: 0] += 1
-                if load[peer]! >= perPeerLimit { open.removeAll { $0 == peer } }
+                // The least loaded holder, by name among equals.
+                var chosen: Int?
+                for index in open.indices where open[index].pieces.contains(piece) {
+                    if let best = chosen, (open[best].load, open[best].peer) < (open[index].load, open[index].peer) { continue }
+                    chosen = index
+                }
+                guard let chosen else { continue }
+                let peer = open[chosen].peer
+                open[chosen].load += 1
+                if open[chosen].load >= perPeerLimit { open.remove(at: chosen) }
                 total += 1
                 inFlight[piece] = .peer(peer)
                 requests.append(Request(piece: piece, source: .peer(peer)))

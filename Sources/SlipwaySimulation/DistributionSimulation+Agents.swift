@@ -197,8 +197,9 @@ extension DistributionSimulation {
             agent.interestToldAt = now
             agent.interestTold = [:]
         }
+        guard let picker = agent.picker else { return }  // one copy of it, not one per peer
         for peer in agent.connections {
-            let wants = agent.picker!.wants(from: peer)
+            let wants = picker.wants(from: peer)
             guard agent.interestTold[peer] != wants else { continue }
             agent.interestTold[peer] = wants
             send(.toAgent(names[peer]!, .interest(from: agent.index, interested: wants)), after: config.latency)
