@@ -246,7 +246,7 @@ let package = Package(
         // Distribution over a modelled network in virtual time, deciding with the agents' and regions' real code.
         .target(
             name: "SlipwaySimulation",
-            dependencies: ["SlipwayAgent", "SlipwayRegion", "SlipwayRegionStore", "SlipwayProto", "SlipwayCore"],
+            dependencies: ["SlipwayAgent", "SlipwayArtifact", "SlipwayRegion", "SlipwayRegionStore", "SlipwayProto", "SlipwayCore"],
             swiftSettings: strict
         ),
 

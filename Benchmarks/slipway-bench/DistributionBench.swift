@@ -25,7 +25,7 @@ struct DistributionBench: AsyncParsableCommand {
     @Option(help: "Artifact size in MiB.") var sizeMib = 256
     @Option(help: "Agents, one namespace each.") var agents = 16
     @Option(help: "Upload cap of every namespace (agents and store), in Mbit/s.") var rateMbit = 80
-    @Option(help: "Fixed piece size in KiB; 0: cut by content as workers cut (256 KiB average).") var pieceKib = 0
+    @Option(help: "Fixed piece size in KiB; 0: cut by content as workers cut (1 MiB average, a quarter to four times that).") var pieceKib = 0
     @Option(help: "What to run, comma-separated: p2p (Slipway), curve (p2p with CURVE on every socket), bittorrent (aria2c and opentracker), seed (Slipway, store only).")
     var mode = "p2p,bittorrent"
     @Option(help: "Piece size of the BitTorrent baseline in KiB (its best here: 256).") var btPieceKib = 256

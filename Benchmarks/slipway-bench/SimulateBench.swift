@@ -16,6 +16,7 @@ struct SimulateBench: ParsableCommand {
     @Option(help: "Agents per region.") var agents = 16
     @Option(help: "Artifact size, MiB.") var sizeMib = 256
     @Option(help: "Piece size, KiB (workers cut pieces of 1 MiB on average).") var pieceKib = 1_024
+    @Flag(help: "Cut pieces by content as workers do (lengths from a quarter to four times --piece-kib), not in equal pieces.") var byContent = false
     @Option(help: "Every machine's upload cap (the store's too), Mbit/s.") var rateMbit: Double = 80
     @Option(help: "Every machine's download cap, Mbit/s.") var downMbit: Double = 10_000
     @Option(help: "Each region's link to the others, Mbit/s.") var regionMbit: Double = 10_000
@@ -62,9 +63,10 @@ struct SimulateBench: ParsableCommand {
         config.sharedCores = sharedCores
         config.cpuSecondsPerByte = cpuNsPerByte / 1e9
         config.sampleEvery = sampleEvery
+        if byContent { config.cutByContent() }
         let bound = config.boundSeconds
-        say(String(format: "%d region(s) × %d agents, %d MiB in %d pieces, %.0f Mbit/s up per machine, bound F/u = %.1f s%@",
-                   regions, agents, sizeMib, config.pieceCount, rateMbit, bound, uploadSlots > 0 ? ", \(uploadSlots) upload slots" : "")
+        say(String(format: "%d region(s) × %d agents, %d MiB in %d pieces%@, %.0f Mbit/s up per machine, bound F/u = %.1f s%@",
+                   regions, agents, sizeMib, config.pieceCount, byContent ? " cut by content" : "", rateMbit, bound, uploadSlots > 0 ? ", \(uploadSlots) upload slots" : "")
             + (storeSlots > 0 ? ", \(storeSlots) store upload slots" : "")
             + (sharedCores > 0 ? String(format: ", agents sharing %.1f cores at %.1f ns per byte received", sharedCores, cpuNsPerByte) : ""))
         for seed in seedList {

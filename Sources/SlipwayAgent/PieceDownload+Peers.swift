@@ -87,8 +87,8 @@ extension PieceDownload {
         guard let requests = slow.removeValue(forKey: machine) else { return }
         coolingDown[machine] = nil
         if message.type == .pieceData, let header = try? message.body(as: Slipway_V1_PieceData.self),
-           let at = requests[Int(header.index)] {
-            pieceTimes.timed(Self.seconds(.now - at))
+           let at = requests[Int(header.index)], let manifest {
+            pieceTimes.timed(Self.seconds(.now - at), bytes: Manifest.pieceLength(manifest, index: Int(header.index)))
         }
     }
 

@@ -130,6 +130,7 @@ extension PieceDownload {
         // downloader a slot, were no faster). Alone with the store, two requests in
         // flight keep its link busy between pieces.
         picker = PiecePicker(pieceCount: manifest.pieceSha256.count, held: held, perPeerLimit: 1, seedLimit: seedOnly ? 2 : 1)
+        pieceTimes.typicalBytes = Double(manifest.size) / Double(max(1, manifest.pieceSha256.count))
         let taken = store.takeReused(digest)
         if taken.pieces > 0 {
             SlipwayMetrics.piecesReused(by: "agent", pieces: taken.pieces, bytes: taken.bytes)
@@ -152,7 +153,7 @@ extension PieceDownload {
         // A piece the store chose answers the request for `asked`; another store request asking for `index` is still to be answered.
         if let request = sent[index], request.source == source, source != .seed || asked == nil || asked == index {
             sent[index] = nil
-            if source != .seed { pieceTimes.timed(Self.seconds(.now - request.at)) }
+            if source != .seed { pieceTimes.timed(Self.seconds(.now - request.at), bytes: Manifest.pieceLength(manifest!, index: index)) }
         }
         if source == .seed, let asked, asked != index, sent[asked]?.source == .seed {
             // The store sent one of the request's alternatives.

@@ -52,7 +52,6 @@ final class PieceDownload {
     var peerKeys: [String: CurveKey] = [:]
     let logger: Logger
     let maxBytesPerSecond: UInt64
-    let requestTimeout: Duration
     let seedOnly: Bool
     let machineID: String
     var swarm: Set<String> = []
@@ -95,14 +94,12 @@ final class PieceDownload {
     static let chokeLapse: Duration = .seconds(12)
     /// When the store (with `--store-upload-slots`) said to wait; it lapses as a peer's choke does.
     var storeChokedAt: ContinuousClock.Instant?
-    /// How long the last pieces from peers took, and what that makes slow.
-    var pieceTimes = SlowRequestRule()
-    /// Until pieces have been timed: how long a request to a peer may take before it is slow.
-    let slowAfterDefault: Duration
+    /// How long the last pieces from peers took, and what that makes slow or timed out.
+    var pieceTimes: SlowRequestRule
     /// Requests to peers given up as slow: the piece is asked elsewhere and the peer
     /// left out (its pieces not counted, peer lists not heeded for it) until it
-    /// answers anything (it is alive: the next list brings it back) or its oldest
-    /// such request reaches ``requestTimeout`` (then it is dropped, as a peer whose
+    /// answers anything (it is alive: the next list brings it back) or one of those
+    /// requests reaches its timeout (then it is dropped, as a peer whose
     /// request timed out). Measured in the simulator: a dead peer held each of its pieces for the
     /// whole 30 s timeout, and the last pieces of every download waited for it.
     /// Per peer, the pieces so given up and when each was asked.
@@ -121,8 +118,7 @@ final class PieceDownload {
         self.peerSecurity = peerSecurity
         self.logger = logger
         self.maxBytesPerSecond = maxBytesPerSecond
-        self.requestTimeout = requestTimeout
-        self.slowAfterDefault = slowAfter
+        self.pieceTimes = SlowRequestRule(fallback: Self.seconds(slowAfter), timeout: Self.seconds(requestTimeout))
         self.seedOnly = seedOnly
         self.machineID = machineID
         self.swarm = [machineID]
@@ -162,10 +158,11 @@ final class PieceDownload {
         return request
     }
 
-    /// How long a request to a peer may take before the piece is asked elsewhere (``SlowRequestRule``).
-    var slowAfter: Duration {
-        .seconds(pieceTimes.slowAfter(fallback: Self.seconds(slowAfterDefault), timeout: Self.seconds(requestTimeout)))
-    }
+    /// How long a request for `piece` may take before it is asked elsewhere (``SlowRequestRule``).
+    func slowAfter(_ piece: Int) -> Duration { .seconds(pieceTimes.slowAfter(bytes: Manifest.pieceLength(manifest!, index: piece))) }
+
+    /// How long a request for `piece` may go unanswered before its peer is dropped.
+    func timeout(_ piece: Int) -> Duration { .seconds(pieceTimes.timeout(bytes: Manifest.pieceLength(manifest!, index: piece))) }
 
     /// Nothing is in flight: every known source is drained, so a fresh peer list is worth asking for now.
     var isIdle: Bool { sent.isEmpty }
@@ -193,26 +190,27 @@ final class PieceDownload {
             return
         }
         if !peersKnown, let manifestAt, now - manifestAt < .seconds(2) { return }
-        let slowAfter = self.slowAfter
-        for (piece, request) in sent where now - request.at >= slowAfter {
+        for (piece, request) in sent {
             guard case .peer(let machine) = request.source else { continue }
+            let slowAfter = slowAfter(piece)
+            guard now - request.at >= slowAfter else { continue }
             sent[piece] = nil
             slow[machine, default: [:]][piece] = request.at
             // Its pieces stop counting (they may come from others or the store) and peer
             // lists do not bring it back while it is waited for.
             picker.remove(machine)
-            coolingDown[machine] = slow[machine]!.values.min()! + requestTimeout
+            coolingDown[machine] = slow[machine]!.map { $0.value + timeout($0.key) }.min()!
             logger.info("piece request slow; asking elsewhere", metadata: [
                 "digest": "\(digest)", "piece": "\(piece)", "source": "\(request.source)", "after": "\(slowAfter)"])
         }
-        for (piece, request) in sent where now - request.at >= requestTimeout {
+        for (piece, request) in sent where now - request.at >= timeout(piece) {
             sent[piece] = nil
             requestIDs = requestIDs.filter { $0.value != piece }
             picker.failed(piece, from: request.source)
             logger.info("piece request timed out", metadata: ["digest": "\(digest)", "piece": "\(piece)", "source": "\(request.source)"])
             if case .peer(let machine) = request.source { drop(machine, picker: &picker, now: now) }
         }
-        for (machine, requests) in slow where requests.values.contains(where: { now - $0 >= requestTimeout }) {
+        for (machine, requests) in slow where requests.contains(where: { now - $0.value >= timeout($0.key) }) {
             logger.info("piece request timed out", metadata: ["digest": "\(digest)", "pieces": "\(requests.keys.sorted())", "source": "peer \(machine)"])
             drop(machine, picker: &picker, now: now)
         }

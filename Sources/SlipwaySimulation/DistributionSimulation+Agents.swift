@@ -52,6 +52,7 @@ extension DistributionSimulation {
         case .manifest:
             guard agent.picker == nil else { return }
             agent.picker = PiecePicker(pieceCount: config.pieceCount, perPeerLimit: 1, seedLimit: 1)
+            agent.pieceTimes.typicalBytes = Double(config.artifactBytes) / Double(config.pieceCount)
             agent.manifestAt = now
             agent.seedConnected = true
             turn(agent)
@@ -148,22 +149,23 @@ extension DistributionSimulation {
     func pump(_ agent: SimulatedAgent) {
         guard agent.alive, !agent.isComplete, agent.picker != nil else { return }
         if !agent.peersKnown, let manifestAt = agent.manifestAt, now - manifestAt < 2 { return }
-        let slowAfter = agent.pieceTimes.slowAfter(fallback: Self.slowAfter, timeout: Self.requestTimeout)
-        for (piece, request) in agent.sent where now - request.at >= slowAfter {
-            guard case .peer(let peer) = request.source else { continue }
+        let rule = agent.pieceTimes
+        let timeout = { (piece: Int) in rule.timeout(bytes: self.config.lengthOfPiece(piece)) }
+        for (piece, request) in agent.sent {
+            guard case .peer(let peer) = request.source, now - request.at >= rule.slowAfter(bytes: config.lengthOfPiece(piece)) else { continue }
             agent.sent[piece] = nil
             agent.slow[peer, default: [:]][piece] = request.at
             agent.slowRequests += 1
             agent.picker!.remove(peer)
-            agent.coolingDown[peer] = agent.slow[peer]!.values.min()! + Self.requestTimeout
+            agent.coolingDown[peer] = agent.slow[peer]!.map { $0.value + timeout($0.key) }.min()!
         }
-        for (piece, request) in agent.sent where now - request.at >= Self.requestTimeout {
+        for (piece, request) in agent.sent where now - request.at >= timeout(piece) {
             agent.sent[piece] = nil
             agent.timeouts += 1
             agent.picker!.failed(piece, from: request.source)
             if case .peer(let peer) = request.source { drop(peer, by: agent) }
         }
-        for (peer, requests) in agent.slow where requests.values.contains(where: { now - $0 >= Self.requestTimeout }) {
+        for (peer, requests) in agent.slow where requests.contains(where: { now - $0.value >= timeout($0.key) }) {
             agent.timeouts += 1
             drop(peer, by: agent)
         }
@@ -219,7 +221,7 @@ extension DistributionSimulation {
     private func heard(from peer: String, by agent: SimulatedAgent, piece: Int? = nil) {
         guard let requests = agent.slow.removeValue(forKey: peer) else { return }
         agent.coolingDown[peer] = nil
-        if let piece, let at = requests[piece] { agent.pieceTimes.timed(now - at) }
+        if let piece, let at = requests[piece] { agent.pieceTimes.timed(now - at, bytes: config.lengthOfPiece(piece)) }
     }
 
     /// `PieceDownload.update(peers:)`: who holds what, the seed stripe, greetings.
@@ -304,7 +306,7 @@ extension DistributionSimulation {
         }
         if let request = agent.sent[piece], request.source == source {
             agent.sent[piece] = nil
-            if source != .seed { agent.pieceTimes.timed(now - request.at) }
+            if source != .seed { agent.pieceTimes.timed(now - request.at, bytes: config.lengthOfPiece(piece)) }
         }
         if case .peer(let peer) = source { heard(from: peer, by: agent, piece: piece) }
         guard agent.picker!.received(piece, from: source, valid: true) == .accepted else { return pump(agent) }

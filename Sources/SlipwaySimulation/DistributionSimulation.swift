@@ -63,9 +63,9 @@ public final class DistributionSimulation {
 
     /// An agent's loop turn while it downloads: its poll timeout then.
     static let turn = 0.05
-    /// `PieceDownload`'s request timeout, peer cool-down, greeting interval and choke lapse.
+    /// `PieceDownload`'s request timeout (for a piece of average length), peer cool-down, greeting interval and choke lapse.
     static let requestTimeout = 30.0, coolDown = 60.0, greetingInterval = 5.0, chokeLapse = 12.0
-    /// `PieceDownload`'s slow-request time until three pieces have been timed.
+    /// `PieceDownload`'s slow-request time (for a piece of average length) until three pieces have been timed.
     static let slowAfter = 10.0
     /// Connections a download keeps (`PieceDownload.maxPeerConnections`); subscribers a server tells (`PieceServer.maxSubscribers`).
     static let maxPeerConnections = 24, maxSubscribers = 64

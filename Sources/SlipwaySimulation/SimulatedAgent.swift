@@ -38,7 +38,7 @@ final class SimulatedAgent {
     var seedConnected = false
     var sent: [Int: (source: PieceSource, at: Double)] = [:]
     var slow: [String: [Int: Double]] = [:]
-    var pieceTimes = SlowRequestRule()
+    var pieceTimes = SlowRequestRule(fallback: DistributionSimulation.slowAfter, timeout: DistributionSimulation.requestTimeout)
     var chokedAt: [String: Double] = [:]
     var storeChokedAt: Double?
     var interestTold: [String: Bool] = [:]

@@ -1,3 +1,4 @@
+import SlipwayArtifact
 import SlipwayCore
 
 /// What a distribution simulation models: the fleet, the artifact, the links.
@@ -9,8 +10,11 @@ public struct SimulationConfig: Sendable {
     public var agentsPerRegion = 16
     /// The artifact's size, bytes.
     public var artifactBytes: Int64 = 256 << 20
-    /// Every piece's size, bytes (the last one may be shorter).
+    /// Every piece's size, bytes (the last one may be shorter), unless ``pieceLengths`` says otherwise.
     public var pieceBytes = 1 << 20
+    /// Each piece's length, when pieces are cut by content (empty: every piece is ``pieceBytes``).
+    /// ``cutByContent()`` sets it as the agents' artifacts are cut.
+    public var pieceLengths: [Int] = []
     /// Each machine's upload and download cap, bits per second.
     public var hostUpBits: Double = 80e6
     public var hostDownBits: Double = 10e9
@@ -50,13 +54,50 @@ public struct SimulationConfig: Sendable {
     public init() {}
 
     /// Pieces in the artifact.
-    public var pieceCount: Int { Int((artifactBytes + Int64(pieceBytes) - 1) / Int64(pieceBytes)) }
+    public var pieceCount: Int {
+        pieceLengths.isEmpty ? Int((artifactBytes + Int64(pieceBytes) - 1) / Int64(pieceBytes)) : pieceLengths.count
+    }
 
     /// No schedule finishes before the store has sent every byte once: F/u.
     public var boundSeconds: Double { Double(artifactBytes) * 8 / min(hostUpBits, storeUpBits) }
 
-    func pieceLength(_ index: Int) -> Double {
-        Double(min(Int64(pieceBytes), artifactBytes - Int64(index) * Int64(pieceBytes)))
+    func pieceLength(_ index: Int) -> Double { Double(lengthOfPiece(index)) }
+
+    func lengthOfPiece(_ index: Int) -> Int {
+        guard pieceLengths.isEmpty else { return pieceLengths[index] }
+        return Int(min(Int64(pieceBytes), artifactBytes - Int64(index) * Int64(pieceBytes)))
+    }
+
+    /// Cuts the artifact into pieces as a build's is cut (``ContentChunker``, averaging
+    /// ``pieceBytes``), its content random bytes from `content` (the distribution
+    /// benchmark's artifact is random): lengths from a quarter to four times the average.
+    public mutating func cutByContent(content: UInt64 = 1) {
+        let chunker = ContentChunker(average: pieceBytes)
+        var generator = SplitMix64(seed: content)
+        var buffer: [UInt8] = []
+        var generated: Int64 = 0
+        var lengths: [Int] = []
+        var start = 0
+        while true {
+            let atEnd = generated == artifactBytes
+            let cut = buffer.withUnsafeBytes { chunker.cut(UnsafeRawBufferPointer(rebasing: $0[start...]), atEnd: atEnd) }
+            if let cut, cut > 0 {
+                lengths.append(cut)
+                start += cut
+                continue
+            }
+            if atEnd { break }
+            buffer.removeFirst(start)
+            start = 0
+            let more = Int(min(Int64(chunker.maximum * 4), artifactBytes - generated))
+            var word: UInt64 = 0
+            for index in 0..<more {
+                if index % 8 == 0 { word = generator.next() }
+                buffer.append(UInt8(truncatingIfNeeded: word >> (8 * UInt64(index % 8))))
+            }
+            generated += Int64(more)
+        }
+        pieceLengths = lengths
     }
 }
 

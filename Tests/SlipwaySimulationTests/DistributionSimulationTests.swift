@@ -27,6 +27,32 @@ import Testing
         #expect(result.downloadPercentile(0.99) < 3 * config.boundSeconds)
     }
 
+    @Test("pieces cut by content as workers cut them: a quarter to four times the average, covering the artifact, the same for the same content")
+    func cutByContent() {
+        var config = config(mib: 24)
+        config.cutByContent()
+        let lengths = config.pieceLengths
+        #expect(lengths.reduce(0, +) == 24 << 20)
+        #expect(lengths.dropLast().allSatisfy { (256 << 10...4 << 20).contains($0) })
+        #expect(Set(lengths).count > lengths.count / 2, "lengths vary: \(lengths)")
+        var again = self.config(mib: 24)
+        again.cutByContent()
+        #expect(again.pieceLengths == lengths)
+        again.cutByContent(content: 2)
+        #expect(again.pieceLengths != lengths)
+    }
+
+    @Test("with pieces cut by content, and agents failing, everyone left gets every piece")
+    func contentDefinedPieces() {
+        var config = config()
+        config.cutByContent()
+        config.failShare = 0.25
+        let result = DistributionSimulation(config).run()
+        #expect(result.incomplete == 0)
+        #expect(result.downloadSeconds.count == 8 - result.failedAgents)
+        #expect(result.downloadSeconds.first! >= config.boundSeconds)
+    }
+
     @Test("agents that fail mid-download are given up as slow by their downloaders, who finish from others")
     func failures() {
         var config = config(agents: 12)
