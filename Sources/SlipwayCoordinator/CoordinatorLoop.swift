@@ -190,7 +190,7 @@ final class CoordinatorLoop: ServingLoop {
     /// waiting unread, so nobody's silence during it counts. Looked at just before
     /// the timers that judge silence, so a stall anywhere in the turn (even inside
     /// the wait) is caught before it counts.
-    func noteStall(now: ContinuousClock.Instant) {
+    private func noteStall(now: ContinuousClock.Instant) {
         let gap = now - lastTurn
         lastTurn = now
         if gap > .seconds(1) { registry.stalled(for: gap, now: now) }
@@ -199,7 +199,7 @@ final class CoordinatorLoop: ServingLoop {
     /// The intake (where region reports arrive) is read at `now`: a long time
     /// since the last read (a stall anywhere in the loop, inside the wait too)
     /// left reports unrecorded.
-    func readingIntake(now: ContinuousClock.Instant) {
+    private func readingIntake(now: ContinuousClock.Instant) {
         couldNotRecordReports(for: now - intakeReadAt, now: now, cause: "the leader's loop stalled")
         intakeReadAt = now
     }

@@ -65,6 +65,14 @@ struct RolloutTests {
         }
     }
 
+    /// Builds v1 and v2 of `hello` and puts v1 on every machine: where the rollout tests that replace a running build start.
+    static func v1RunningV2Built(_ client: SlipwayClient, _ cluster: Cluster) async throws -> (v1: String, v2: String) {
+        let v1 = try await build(client, cluster, "v1")
+        let v2 = try await build(client, cluster, "v2")
+        try await deployEverywhere(client, v1)
+        return (v1, v2)
+    }
+
     /// `slipway deploy hello DIGEST --wait` as a separate process (the CI job), its output in `deploy-LABEL.log`.
     static func deployWaiting(_ cluster: Cluster, _ digest: String, plan: String, label: String, timeout: String = "5m") throws -> SpawnedProcess {
         try SpawnedProcess([Cluster.binary!, "deploy", "hello", digest, "--plan", plan, "--wait", "--timeout", timeout, "--by", "ci",
@@ -196,9 +204,7 @@ struct RolloutTests {
         try await cluster.waitForLog("standby", "standby", timeout: .seconds(30))
         let client = try SlipwayClient(endpoint: cluster.intake, security: cluster.security())
         defer { Task { await client.close() } }
-        let v1 = try await build(client, cluster, "v1")
-        let v2 = try await build(client, cluster, "v2")
-        try await deployEverywhere(client, v1)
+        let (_, v2) = try await v1RunningV2Built(client, cluster)
         let started = try await deploy(client, v2, plan: "three")
         try await ReplicationTests.waitFor("wave 2", timeout: .seconds(60)) { try await client.rollout(service: "hello").wave >= 1 }
         cluster.processes["coordinator"]!.signal(SIGKILL)
@@ -225,9 +231,7 @@ struct RolloutTests {
         let machines = try fleet(cluster, perRegion: 1, coordinator: ["--rollout-plan", plan])
         let client = try SlipwayClient(endpoint: cluster.intake, security: cluster.security())
         defer { Task { await client.close() } }
-        let v1 = try await build(client, cluster, "v1")
-        let v2 = try await build(client, cluster, "v2")
-        try await deployEverywhere(client, v1)
+        let (_, v2) = try await v1RunningV2Built(client, cluster)
         let started = try await deploy(client, v2, plan: "frozen")
         try await ReplicationTests.waitFor("wave 1 healthy in a", timeout: .seconds(60)) {
             let rollout = try await client.rollout(service: "hello")
@@ -258,9 +262,7 @@ struct RolloutTests {
         let machines = try fleet(cluster, perRegion: 2, coordinator: ["--rollout-plan", plan])
         let client = try SlipwayClient(endpoint: cluster.intake, security: cluster.security())
         defer { Task { await client.close() } }
-        let v1 = try await build(client, cluster, "v1")
-        let v2 = try await build(client, cluster, "v2")
-        try await deployEverywhere(client, v1)
+        let (v1, v2) = try await v1RunningV2Built(client, cluster)
         try await deploy(client, v2, plan: "slow")
         try await ReplicationTests.waitFor("wave 2 healthy in b", timeout: .seconds(60)) {
             let rollout = try await client.rollout(service: "hello")
