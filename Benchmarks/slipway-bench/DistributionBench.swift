@@ -25,6 +25,7 @@ struct DistributionBench: AsyncParsableCommand {
     @Option(help: "Artifact size in MiB.") var sizeMib = 256
     @Option(help: "Agents, one namespace each.") var agents = 16
     @Option(help: "Upload cap of every namespace (agents and store), in Mbit/s.") var rateMbit = 80
+    @Option(help: "How each uplink is shared among its connections: per-peer (a queue per destination, as a flow-fair qdisc shares it) or drop-tail (one tbf queue).") var egress: EgressQueue = .perPeer
     @Option(help: "Fixed piece size in KiB; 0: cut by content as workers cut (1 MiB average, a quarter to four times that).") var pieceKib = 0
     @Option(help: "What to run, comma-separated: p2p (Slipway), curve (p2p with CURVE on every socket), bittorrent (aria2c and opentracker), seed (Slipway, store only).")
     var mode = "p2p,bittorrent"
@@ -73,13 +74,13 @@ struct DistributionBench: AsyncParsableCommand {
         let keys = try BenchKeys(in: scratch.appendingPathComponent("keys"), agents: agents)
         try keys.writeSignedTarget(digest: manifest.digest, into: store)
 
-        let network = Network(agents: agents, rateMbit: rateMbit)
+        let network = Network(agents: agents, rateMbit: rateMbit, egress: egress)
         defer { network.tearDown() }
         try network.setUp()
 
         let bytes = Double(UInt64(sizeMib) << 20)
         let bound = bytes * 8 / (Double(rateMbit) * 1e6)
-        say(String(format: "%d agents, upload cap %d Mbit/s everywhere: lower bound F/u = %.1f s", agents, rateMbit, bound))
+        say(String(format: "%d agents, upload cap %d Mbit/s everywhere (%@ queue): lower bound F/u = %.1f s", agents, rateMbit, egress.rawValue, bound))
         let timeout = bound * Double(agents) * 2 + 120
         var results: [String: SwarmOutcome] = [:]
         for name in modes {

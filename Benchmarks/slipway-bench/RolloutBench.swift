@@ -28,6 +28,7 @@ struct RolloutBench: AsyncParsableCommand {
     @Option(help: "Artifact size in MiB.") var sizeMib = 128
     @Option(help: "Agents, one namespace each.") var agents = 16
     @Option(help: "Upload cap of every namespace (agents and store), in Mbit/s.") var rateMbit = 80
+    @Option(help: "How each uplink is shared among its connections: per-peer (a queue per destination, as a flow-fair qdisc shares it) or drop-tail (one tbf queue).") var egress: EgressQueue = .perPeer
     @Option(help: "Piece size in KiB.") var pieceKib = 4_096
     @Option(help: "Rounds of the three plans (each round deploys three new artifacts).") var rounds = 1
     @Option(help: "Scratch folder (needs about (agents + 1) × 3 × rounds × the artifact size).") var directory: String?
@@ -69,12 +70,12 @@ struct RolloutBench: AsyncParsableCommand {
             digests.append(manifest.digest)
         }
 
-        let network = Network(agents: agents, rateMbit: rateMbit)
+        let network = Network(agents: agents, rateMbit: rateMbit, egress: egress)
         defer { network.tearDown() }
         try network.setUp()
         let bytes = Double(UInt64(sizeMib) << 20)
         let bound = bytes * 8 / (Double(rateMbit) * 1e6)
-        print(String(format: "%d agents, %d KiB pieces, upload cap %d Mbit/s everywhere: lower bound F/u = %.1f s", agents, pieceKib, rateMbit, bound))
+        print(String(format: "%d agents, %d KiB pieces, upload cap %d Mbit/s everywhere (%@ queue): lower bound F/u = %.1f s", agents, pieceKib, rateMbit, egress.rawValue, bound))
 
         let coordinatorHost = "10.77.0.1", storeHost = network.address(of: 0)
         let endpoints = (intake: "tcp://\(coordinatorHost):7800", dispatch: "tcp://\(coordinatorHost):7801",

@@ -1,8 +1,10 @@
 /// Hosts whose links are capped per direction, carrying transfers as fluid:
 /// the transfers leaving one host share its upload cap equally, those arriving
 /// share its download cap, and each runs at the smaller of its two shares (as
-/// TCP flows through one token-bucket qdisc roughly do; a max-min fair share
-/// would give a little more where one side is idle). Rates change only when a
+/// a host's flow-fair qdisc shares its uplink, and the distribution benchmark's
+/// `--egress per-peer` does; through one drop-tail queue BBR flows get far less
+/// even shares; a max-min fair share would give a little more where one side
+/// is idle). Rates change only when a
 /// transfer starts or ends, so a run costs a few operations per transfer.
 ///
 /// Hosts may also share a CPU pool (the distribution benchmark runs every
