@@ -471,7 +471,11 @@ struct AuthenticationTests {
             #expect(await c1.stopped() == 0)
             try await cluster.waitForLog("c2", "coordinator active")
             let newTraffic = traffic(onNew, "next key", while: { newRunning.isSet })
-            try await Task.sleep(for: .seconds(2))
+            // Answers counted, not a fixed sleep: the traffic tasks run on a pool a loaded machine may starve.
+            try await ReplicationTests.waitFor("answers under both keys", timeout: .seconds(30)) {
+                let counts = tally.counts
+                return (counts["old key"] ?? 0) > 10 && (counts["next key"] ?? 0) > 10
+            }
 
             // 2. Every client has moved: the old key goes, with a standby that has only the next one.
             oldRunning.clear()
@@ -480,7 +484,10 @@ struct AuthenticationTests {
             try await cluster.waitForLog("c3", "standby")
             #expect(await c2.stopped() == 0)
             try await cluster.waitForLog("c3", "coordinator active")
-            try await Task.sleep(for: .seconds(2))
+            let beforeC3 = tally.counts["next key"] ?? 0
+            try await ReplicationTests.waitFor("answers from the standby with only the next key", timeout: .seconds(30)) {
+                (tally.counts["next key"] ?? 0) > beforeC3 + 10
+            }
             newRunning.clear()
             await newTraffic.value
             _ = c3

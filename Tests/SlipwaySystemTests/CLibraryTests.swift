@@ -65,6 +65,7 @@ struct CLibraryTests {
             try cluster.startCoordinator()
             try cluster.startRegion()
             try cluster.startWorker("w1")
+            try await cluster.waitForLog("w1", "] serving")
             // It prints without pause until cancelled: a wait that follows its log must still end at its timeout.
             let (slow, commit) = try TestRepository.make(in: cluster.directory, recipe: "#!/bin/sh\nwhile true; do echo tick; sleep 0.01; done\n")
             let silent = "tcp://127.0.0.1:\(freeLoopbackPort())"
@@ -109,7 +110,7 @@ struct CLibraryTests {
             slipway_job job;
             memset(&job, 0, sizeof job);
             size_t logged = 0;
-            int code = slipway_wait(client, ack.job_id, 3000, count, &logged, &job, &error);
+            int code = slipway_wait(client, ack.job_id, 10000, count, &logged, &job, &error);
             printf("%s: %s\\nas last seen: %s\\n", kind(code), error.message, job.status);
             if (code == SLIPWAY_TIMED_OUT && logged > 0) printf("with the log: %zu bytes\\n", logged);
             char status[16];

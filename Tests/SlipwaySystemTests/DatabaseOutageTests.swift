@@ -98,11 +98,12 @@ struct DatabaseOutageTests {
             defer { Task { await client.close() } }
             let (repo, commit) = try TestRepository.make(in: cluster.directory)
             // A first job proves the worker registered (half a second after "serving" was not always enough
-            // on a loaded machine); it asks for more work as it reports, so a moment later it has credit.
+            // on a loaded machine); it asks for more work as it reports, so it has credit a moment later
+            // (given 2 s: the credit crosses two processes a loaded machine may be slow to schedule).
             let warmUp = try await client.submit(BuildPipelineTests.submission(repo, commit, recipe: "mkdir -p out && echo warm > out/app",
                                                                                path: "out/app"))
             #expect(try await client.wait(for: warmUp.jobID, timeout: .seconds(30)).status == .succeeded)
-            try await Task.sleep(for: .milliseconds(500))
+            try await Task.sleep(for: .seconds(2))
 
             // Frozen, the worker cannot read: the assignment is sent but never received. Then it dies.
             doomed.signal(SIGSTOP)

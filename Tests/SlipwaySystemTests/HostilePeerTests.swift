@@ -216,7 +216,7 @@ struct HostilePeerTests {
                 var types: [String] = []
                 let deadline = ContinuousClock.now + .seconds(20)
                 while ContinuousClock.now < deadline, !types.contains("busy") {
-                    guard let frames = try socket.receive(wait: .timeout(.seconds(2))) else { break }
+                    guard let frames = try socket.receive(wait: .timeout(.seconds(2))) else { continue }
                     guard let message = try? WireCodec().decode(frames) else { continue }
                     types.append(message.type == .errorReply ? (try message.body(as: Slipway_V1_ErrorReply.self)).code.name : "\(message.type)")
                 }
