@@ -461,6 +461,8 @@ struct AuthenticationTests {
                 }
             }
             let oldRunning = Flag(), newRunning = Flag()
+            // A wait that times out must not leave the traffic running for the rest of the suite.
+            defer { oldRunning.clear(); newRunning.clear() }
             let oldTraffic = traffic(onOld, "old key", while: { oldRunning.isSet })
 
             // 1. A standby with both keys takes over: the old endpoints keep the old key, the new ones have the next.
@@ -470,11 +472,13 @@ struct AuthenticationTests {
             try await cluster.waitForLog("c2", "standby")
             #expect(await c1.stopped() == 0)
             try await cluster.waitForLog("c2", "coordinator active")
+            let oldBeforeC2 = tally.counts["old key"] ?? 0
             let newTraffic = traffic(onNew, "next key", while: { newRunning.isSet })
             // Answers counted, not a fixed sleep: the traffic tasks run on a pool a loaded machine may starve.
-            try await ReplicationTests.waitFor("answers under both keys", timeout: .seconds(30)) {
+            // A failure ends the wait; the expectations below report it.
+            try await ReplicationTests.waitFor("answers from the standby under both keys", timeout: .seconds(30)) {
                 let counts = tally.counts
-                return (counts["old key"] ?? 0) > 10 && (counts["next key"] ?? 0) > 10
+                return !tally.failures.isEmpty || ((counts["old key"] ?? 0) > oldBeforeC2 + 10 && (counts["next key"] ?? 0) > 10)
             }
 
             // 2. Every client has moved: the old key goes, with a standby that has only the next one.
@@ -486,7 +490,7 @@ struct AuthenticationTests {
             try await cluster.waitForLog("c3", "coordinator active")
             let beforeC3 = tally.counts["next key"] ?? 0
             try await ReplicationTests.waitFor("answers from the standby with only the next key", timeout: .seconds(30)) {
-                (tally.counts["next key"] ?? 0) > beforeC3 + 10
+                !tally.failures.isEmpty || (tally.counts["next key"] ?? 0) > beforeC3 + 10
             }
             newRunning.clear()
             await newTraffic.value
