@@ -7,9 +7,10 @@ enum EgressQueue: String, ExpressibleByArgument, CaseIterable {
     /// BBR, this VM's setting): one connection of sixteen got 9 KB/s for 19 s while the
     /// others got 40–270 KB/s; its piece request timed out.
     case dropTail = "drop-tail"
-    /// A queue per destination, served in turn (`htb`, one class per address, a `bfifo` each,
-    /// as deep as `drop-tail`'s whole queue): what a host's flow-fair qdisc (`fq`, `fq_codel`,
-    /// the usual defaults; this VM's kernel has neither) gives each connection.
+    /// A queue per destination, served in turn (`htb`, one class per address, a `bfifo` each
+    /// of up to 400 ms at the whole rate, as `drop-tail`'s): the shares a host's flow-fair
+    /// qdisc (`fq`, `fq_codel`, the usual defaults; this VM's kernel has neither) gives its
+    /// connections, though deeper than those keep them.
     case perPeer = "per-peer"
 }
 
@@ -77,7 +78,7 @@ struct Network {
         if input != nil { process.standardInput = stdin }
         try process.run()
         if let input {
-            stdin.fileHandleForWriting.write(Data(input.utf8))
+            try stdin.fileHandleForWriting.write(contentsOf: Data(input.utf8))
             try stdin.fileHandleForWriting.close()
         }
         process.waitUntilExit()

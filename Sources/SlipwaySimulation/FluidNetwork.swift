@@ -4,8 +4,8 @@
 /// a host's flow-fair qdisc shares its uplink, and the distribution benchmark's
 /// `--egress per-peer` does; through one drop-tail queue BBR flows get far less
 /// even shares; a max-min fair share would give a little more where one side
-/// is idle). Rates change only when a
-/// transfer starts or ends, so a run costs a few operations per transfer.
+/// is idle). Rates change only when a transfer starts or ends, so a run costs
+/// a few operations per transfer.
 ///
 /// Hosts may also share a CPU pool (the distribution benchmark runs every
 /// agent on one machine's cores): the transfers arriving at a pool's hosts
