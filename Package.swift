@@ -88,7 +88,7 @@ let package = Package(
         .target(
             name: "SlipwayAuth",
             dependencies: [
-                "SlipwayCore", "SlipwayWire", "SlipwayThreads", "SlipwayProto", "SlipwayMetrics",
+                "SlipwayCore", "SlipwayWire", "SlipwayThreads", "SlipwayProto", "SlipwayMetrics", "CSystemShims",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Logging", package: "swift-log"),
             ],

@@ -17,6 +17,8 @@ extension AgentLoop {
         if let tracker { _ = try poller.add(tracker) }
         // New connections wake the loop too: the guard must know them at once.
         _ = try poller.add(server.connections.events)
+        // A handshake waiting for the tracker's word on its key wakes the loop to ask.
+        if let vouches { _ = poller.add(fileDescriptor: vouches.wakeDescriptor) }
         var sources: [(digest: String, source: PieceSource, index: Int)] = []
         for (digest, download) in downloads {
             for (source, socket) in download.sockets { sources.append((digest, source, try poller.add(socket))) }

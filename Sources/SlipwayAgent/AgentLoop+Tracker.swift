@@ -41,6 +41,21 @@ extension AgentLoop {
         lastHeartbeat = now
     }
 
+    /// Keys that peers' handshakes carried and the piece server's trust folder does not
+    /// hold: the tracker says which of them are its region's agents (``VouchedKeys``).
+    var vouches: VouchedKeys? {
+        if case .authenticated(_, let trust?) = config.security { trust.vouches } else { nil }
+    }
+
+    func askAboutPeerKeys(now: ContinuousClock.Instant) {
+        guard let vouches else { return }
+        let keys = vouches.questions(now: now)
+        guard !keys.isEmpty else { return }
+        var query = Slipway_V1_PeerKeyQuery()
+        query.curveKeys = keys.map { Data($0.bytes) }
+        send(toTracker: query)
+    }
+
     func currentStatuses() -> [Slipway_V1_AgentStatus] {
         slots.keys.sorted().map { name in
             let rollout = slots[name]!.rollout
@@ -84,6 +99,12 @@ extension AgentLoop {
             case .peerList:
                 guard let list = try? message.body(as: Slipway_V1_PeerList.self) else { continue }
                 downloads[list.digest]?.update(peers: list)
+            case .peerKeyAnswer:
+                guard let answer = try? message.body(as: Slipway_V1_PeerKeyAnswer.self), let vouches else { continue }
+                for verdict in answer.verdicts {
+                    guard let key = CurveKey(bytes: Array(verdict.curveKey)) else { continue }
+                    vouches.answered(key, vouchedFor: verdict.trusted ? try? Identity(role: .agent, name: verdict.name) : nil)
+                }
             case .errorReply:
                 let error = try? message.body(as: Slipway_V1_ErrorReply.self)
                 logger.error("the region tracker refused a request", metadata: ["code": "\(error?.code.name ?? "?")", "error": "\(SafeText.printable(error?.message ?? "", limit: 300))"])

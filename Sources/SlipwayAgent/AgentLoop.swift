@@ -104,6 +104,7 @@ final class AgentLoop: ServingLoop {
             server.connections.poll()
             let now = ContinuousClock.now
             try heartbeat(now: now)
+            askAboutPeerKeys(now: now)
             try pumpDownloads(now: now)
             superviseServices(now: now)
             try poll(wait: .timeout(isIdle ? .milliseconds(500) : .milliseconds(50)))

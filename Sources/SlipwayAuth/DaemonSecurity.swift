@@ -20,8 +20,9 @@ public enum DaemonSecurity: Sendable {
     /// `--trust-dir`, checking the key's role; `--insecure` with neither.
     /// - Throws: ``AuthError`` naming the flag when a file is missing or
     ///   wrong, or when neither keys nor `--insecure` were given.
+    /// With `vouched`, the trust folder also admits the agent keys the region's tracker vouches for (``VouchedKeys``).
     public static func load(keyPath: String?, trustDirectory: String?, insecure: Bool, role: Role,
-                            needsTrust: Bool, logger: Logger) throws(AuthError) -> DaemonSecurity {
+                            needsTrust: Bool, vouched: Bool = false, logger: Logger) throws(AuthError) -> DaemonSecurity {
         if insecure {
             guard keyPath == nil, trustDirectory == nil else {
                 throw AuthError("--insecure cannot be combined with --key or --trust-dir")
@@ -45,7 +46,7 @@ public enum DaemonSecurity: Sendable {
         }
         var trust: TrustDirectory?
         if let trustDirectory {
-            do { trust = try TrustDirectory(path: trustDirectory, logger: logger) } catch { throw AuthError("--trust-dir: \(error.message)") }
+            do { trust = try TrustDirectory(path: trustDirectory, vouches: vouched ? try VouchedKeys() : nil, logger: logger) } catch { throw AuthError("--trust-dir: \(error.message)") }
         } else if needsTrust {
             throw AuthError("no --trust-dir: a daemon that serves needs the folder of the keys it admits")
         }
@@ -107,8 +108,14 @@ public enum DaemonSecurity: Sendable {
         guard let text = socket.peerCurveKey, let key = CurveKey(z85: text) else {
             return "\(sender): the handshake recorded no key for this connection"
         }
-        guard trust.identity(of: key) == sender else { return "\(sender): its key was revoked (it is no longer in the trust folder)" }
-        return nil
+        switch trust.admission(of: key) {
+        case .trusted(let identity) where identity == sender: return nil
+        // Admitted at the handshake, and being asked about again (a verdict dropped at capacity).
+        case .asking: return nil
+        default:
+            let place = trust.vouches == nil ? "the trust folder" : "the trust folder, nor vouched for by the region's tracker"
+            return "\(sender): its key was revoked (it is no longer in \(place))"
+        }
     }
 
     /// Counts a refusal in `slipway_permission_denied_total` by role and message type.

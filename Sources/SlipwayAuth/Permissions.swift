@@ -33,13 +33,13 @@ public enum Permissions {
         case .logChunk, .buildResult: ([.worker], .assignedWorker)
         case .uploadBegin, .uploadCommit, .pieceData, .artifactManifest: ([.worker], nil)
         case .manifestRequest, .pieceRequest: ([.agent, .region], nil)
-        case .pieceHave, .pieceInterest: ([.agent], nil)
+        case .pieceHave, .pieceInterest, .peerKeyQuery: ([.agent], nil)
         case .replicationStatus, .regionReport: ([.region], .ownRegion)
         case .agentRegister, .agentStatus, .peerListRequest: ([.agent], .boundMachine)
         case .snapshotRequest: ([.region, .ci, .operator], nil)
         case .unspecified, .submitBuildAck, .cancelBuildAck, .errorReply, .jobInfo, .jobList, .logData, .logAck,
              .workAssignment, .coordinatorHeartbeat, .abortJob, .resultAck, .uploadAck, .artifactList, .targetChange,
-             .peerList, .pieceChoke, .deployReply, .serviceStatus, .serviceList, .agentTargets, .event, .snapshotEnd, .auditList, .rolloutStatus,
+             .peerList, .peerKeyAnswer, .pieceChoke, .deployReply, .serviceStatus, .serviceList, .agentTargets, .event, .snapshotEnd, .auditList, .rolloutStatus,
              .UNRECOGNIZED:
             ([], nil)
         }

@@ -55,10 +55,13 @@ public final class TrustDirectory: Sendable {
 
     private let state = Mutex(State())
     private let logger: Logger
+    /// Agent keys the region's tracker vouched for, admitted besides the folder's (an agent's piece server); nil elsewhere.
+    public let vouches: VouchedKeys?
 
     /// Opens the folder and reads it once. - Throws: if it is not a readable folder.
-    public init(path: String, logger: Logger) throws(AuthError) {
+    public init(path: String, vouches: VouchedKeys? = nil, logger: Logger) throws(AuthError) {
         self.path = path
+        self.vouches = vouches
         self.logger = logger
         var info = stat()
         guard stat(path, &info) == 0 else { throw AuthError("\(path): \(String(cString: strerror(errno)))") }
@@ -79,6 +82,13 @@ public final class TrustDirectory: Sendable {
             rescan(&state)
             return current(key, &state)
         }
+    }
+
+    /// Whether `key` is admitted: by the folder, else by the tracker's word when
+    /// this folder takes it (``vouches``), which may still be coming.
+    public func admission(of key: CurveKey) -> VouchedKeys.Verdict {
+        if let identity = identity(of: key) { return .trusted(identity) }
+        return vouches?.verdict(key) ?? .refused
     }
 
     /// The public key of `identity`'s certificate in the folder (the first by file

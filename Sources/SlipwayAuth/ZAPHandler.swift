@@ -76,15 +76,29 @@ public final class ZAPHandler: Sendable {
 
     deinit { stop() }
 
+    /// Handshakes waiting for the region tracker's word on their key, at most.
+    static let maxWaiting = 1_000
+    /// How long a handshake waits for that word before it is refused.
+    static let waitLimit: Duration = .seconds(5)
+
+    /// A handshake whose key the tracker has not vouched for or refused yet.
+    private struct Waiting {
+        let routingID: [UInt8]
+        let request: ZAPRequest
+        let since: ContinuousClock.Instant
+    }
+
     private static func serve(_ socket: ZMQSocket, domains: [String: TrustDirectory], log: RejectionLog, logger: Logger,
                               stopped: StopSignal) {
         var log = log
+        var waiting: [Waiting] = []
         let poller = ZMQPoller()
         _ = try? poller.add(socket)
         while !stopped.isStopped {
             let frames: [[UInt8]]?
             do {
-                let ready = try poller.poll(wait: .timeout(.milliseconds(100)))
+                // While handshakes wait, look at the answers often: each costs a peer its first request's time.
+                let ready = try poller.poll(wait: .timeout(waiting.isEmpty ? .milliseconds(100) : .milliseconds(5)))
                 frames = ready[0].contains(.readable) ? try socket.receive(wait: .never, maxFrames: 18) : nil
             } catch {
                 // The context is ending: nothing more will come, and the socket must close for it to end.
@@ -93,23 +107,46 @@ public final class ZAPHandler: Sendable {
                 usleep(100_000)
                 continue
             }
+            let now = ContinuousClock.now
+            var still: [Waiting] = []
+            for entry in waiting {
+                if let decision = entry.request.decide(domains, vouchedOnly: true) {
+                    answer(socket, entry.routingID, decision, log: &log, logger: logger)
+                } else if now - entry.since >= waitLimit {
+                    answer(socket, entry.routingID, entry.request.refused("vouch_timeout", "the region's tracker did not answer for the key"),
+                           log: &log, logger: logger)
+                } else {
+                    still.append(entry)
+                }
+            }
+            waiting = still
             guard let frames else {
                 log.flush(logger: logger)
                 continue
             }
             // Routing id, the empty delimiter libzmq's ZAP client sends, then the request.
             guard frames.count >= 2, frames[1].isEmpty else { continue }
-            let decision = ZAPRequest(frames: Array(frames.dropFirst(2))).map { $0.decide(domains) }
-                ?? .refused(requestID: frames.count > 3 ? frames[3] : [], reason: "malformed_request", detail: "not a ZAP 1.0 request")
-            if case .refused(_, let reason, let detail) = decision {
-                log.record(reason: reason, detail: detail, logger: logger)
+            guard let request = ZAPRequest(frames: Array(frames.dropFirst(2))) else {
+                answer(socket, frames[0], .refused(requestID: frames.count > 3 ? frames[3] : [], reason: "malformed_request", detail: "not a ZAP 1.0 request"),
+                       log: &log, logger: logger)
+                continue
             }
-            do {
-                _ = try socket.send([frames[0], []] + decision.replyFrames, wait: .timeout(.seconds(1)))
-            } catch {
-                if error.code == .contextTerminated { return }
+            if let decision = request.decide(domains) {
+                answer(socket, frames[0], decision, log: &log, logger: logger)
+            } else if waiting.count < maxWaiting {
+                waiting.append(Waiting(routingID: frames[0], request: request, since: now))
+            } else {
+                answer(socket, frames[0], request.refused("busy", "\(maxWaiting) handshakes already wait for the region's tracker"), log: &log, logger: logger)
             }
         }
+    }
+
+    private static func answer(_ socket: ZMQSocket, _ routingID: [UInt8], _ decision: ZAPDecision, log: inout RejectionLog, logger: Logger) {
+        if case .refused(_, let reason, let detail) = decision {
+            log.record(reason: reason, detail: detail, logger: logger)
+        }
+        // The context ending is seen by the next poll.
+        _ = try? socket.send([routingID, []] + decision.replyFrames, wait: .timeout(.seconds(1)))
     }
 }
 
@@ -131,18 +168,28 @@ struct ZAPRequest: Equatable {
         credentials = Array(frames.dropFirst(6))
     }
 
-    /// Admits a CURVE client whose key the domain's trust folder holds; refuses anything else.
-    func decide(_ domains: [String: TrustDirectory]) -> ZAPDecision {
+    /// Admits a CURVE client whose key the domain's trust folder holds, or that the
+    /// region's tracker vouched for where the folder takes its word; refuses
+    /// anything else. - Returns: nil while the tracker has not answered for the key.
+    /// With `vouchedOnly`, the folder already missed: only the tracker's answer is looked at.
+    func decide(_ domains: [String: TrustDirectory], vouchedOnly: Bool = false) -> ZAPDecision? {
         guard let trust = domains[domain] else {
-            return .refused(requestID: requestID, reason: "unknown_domain", detail: "ZAP domain \"\(domain)\" from \(address)")
+            return refused("unknown_domain", "ZAP domain \"\(domain)\" from \(address)")
         }
         guard mechanism == "CURVE", credentials.count == 1, let key = CurveKey(bytes: credentials[0]) else {
-            return .refused(requestID: requestID, reason: "not_curve", detail: "mechanism \(mechanism) from \(address)")
+            return refused("not_curve", "mechanism \(mechanism) from \(address)")
         }
-        guard let identity = trust.identity(of: key) else {
-            return .refused(requestID: requestID, reason: "untrusted_key", detail: "key \(key.z85) from \(address) is not in \(trust.path)")
+        switch vouchedOnly ? trust.vouches?.verdict(key) ?? .refused : trust.admission(of: key) {
+        case .trusted(let identity): return .admitted(requestID: requestID, identity, key: key)
+        case .asking: return nil
+        case .refused:
+            let place = trust.vouches == nil ? trust.path : "\(trust.path), nor vouched for by the region's tracker"
+            return refused("untrusted_key", "key \(key.z85) from \(address) is not in \(place)")
         }
-        return .admitted(requestID: requestID, identity, key: key)
+    }
+
+    func refused(_ reason: String, _ detail: String) -> ZAPDecision {
+        .refused(requestID: requestID, reason: reason, detail: detail)
     }
 }
 

@@ -258,9 +258,34 @@ final class TrackerLoop: ServingLoop {
             list.peers = tracker.peers(for: request.digest, asking: request.machineID, using: &random)
             list.seedEndpoint = "\(config.advertisedStoreEndpoint ?? config.storeEndpoint)"
             reply(peer, to: message, list)
+        case .peerKeyQuery:
+            let query = try message.body(as: Slipway_V1_PeerKeyQuery.self)
+            let keys = query.curveKeys.compactMap { CurveKey(bytes: Array($0)) }
+            guard keys.count == query.curveKeys.count, keys.count <= VouchedKeys.perQuery else {
+                return reply(peer, to: message, error: .invalidArgument, "a peer key query holds at most \(VouchedKeys.perQuery) keys of 32 bytes")
+            }
+            guard case .authenticated(_, let trust?) = config.security else {
+                return reply(peer, to: message, error: .unsupported, "this region runs --insecure: it vouches for no key")
+            }
+            reply(peer, to: message, Self.verdicts(on: keys, by: trust))
         default:
             reply(peer, to: message, error: .unsupported, "the tracker does not handle \(message.type)")
         }
+    }
+
+    /// The tracker's word on each key: whether the region's trust folder holds it as an agent key.
+    static func verdicts(on keys: [CurveKey], by trust: TrustDirectory) -> Slipway_V1_PeerKeyAnswer {
+        var answer = Slipway_V1_PeerKeyAnswer()
+        answer.verdicts = keys.map { key in
+            var verdict = Slipway_V1_PeerKeyVerdict()
+            verdict.curveKey = Data(key.bytes)
+            if let identity = trust.identity(of: key), identity.role == .agent {
+                verdict.trusted = true
+                verdict.name = identity.name
+            }
+            return verdict
+        }
+        return answer
     }
 
     /// Puts the refusals an agent's piece server reported in the region's journal (the

@@ -27,7 +27,7 @@ public enum WireRegistry {
             Slipway_V1_ReplicationStatus.self,
             Slipway_V1_TargetChange.self, Slipway_V1_AgentStatus.self,
             Slipway_V1_AgentRegister.self, Slipway_V1_AgentTargets.self, Slipway_V1_PeerListRequest.self,
-            Slipway_V1_PeerList.self, Slipway_V1_RegionReport.self,
+            Slipway_V1_PeerList.self, Slipway_V1_PeerKeyQuery.self, Slipway_V1_PeerKeyAnswer.self, Slipway_V1_RegionReport.self,
             Slipway_V1_DeployRequest.self, Slipway_V1_DeployReply.self, Slipway_V1_RollbackRequest.self,
             Slipway_V1_ServiceStatusQuery.self, Slipway_V1_ServiceStatus.self,
             Slipway_V1_ServiceListQuery.self, Slipway_V1_ServiceList.self,
@@ -91,6 +91,8 @@ extension Slipway_V1_TargetChange: WireBody { public static var messageType: Sli
 extension Slipway_V1_AgentStatus: WireBody { public static var messageType: Slipway_V1_MessageType { .agentStatus } }
 extension Slipway_V1_AgentRegister: WireBody { public static var messageType: Slipway_V1_MessageType { .agentRegister } }
 extension Slipway_V1_PeerListRequest: WireBody { public static var messageType: Slipway_V1_MessageType { .peerListRequest } }
+extension Slipway_V1_PeerKeyQuery: WireBody { public static var messageType: Slipway_V1_MessageType { .peerKeyQuery } }
+extension Slipway_V1_PeerKeyAnswer: WireBody { public static var messageType: Slipway_V1_MessageType { .peerKeyAnswer } }
 extension Slipway_V1_PeerList: WireBody { public static var messageType: Slipway_V1_MessageType { .peerList } }
 extension Slipway_V1_AgentTargets: WireBody { public static var messageType: Slipway_V1_MessageType { .agentTargets } }
 extension Slipway_V1_RegionReport: WireBody { public static var messageType: Slipway_V1_MessageType { .regionReport } }

@@ -73,7 +73,7 @@ struct WorkerKeyOptions: ParsableArguments {
 struct AgentKeyOptions: ParsableArguments {
     @Option(help: ArgumentHelp("This machine's secret key file (an agent key named after its machine id).", valueName: "file"))
     var key: String?
-    @Option(help: ArgumentHelp("Folder of the keys its piece server admits: the other agents' certificates (its region's trust folder serves).",
+    @Option(help: ArgumentHelp("Folder of keys its piece server admits at once; it may be empty: the agent keys of its region's trust folder are admitted on the region tracker's word.",
                                valueName: "dir"))
     var trustDir: String?
     @Option(help: ArgumentHelp("Its region's public key (the region certificate or Z85 key): tracker, targets and store.", valueName: "file"))
@@ -86,7 +86,8 @@ struct AgentKeyOptions: ParsableArguments {
 
     /// The agent's security, how it reaches its region, and the key targets must be signed with.
     func load(machine: String, logger: Logger) throws -> (DaemonSecurity, ClientSecurity, [Certificate.SigningKey]) {
-        let security = try loadKeys(key: key, trustDir: trustDir, insecure: insecure, role: .agent, needsTrust: true, logger: logger)
+        // Its region's tracker vouches for the agent keys its folder does not hold (docs/protocol.md).
+        let security = try loadKeys(key: key, trustDir: trustDir, insecure: insecure, role: .agent, needsTrust: true, vouched: true, logger: logger)
         if let identity = security.identity, identity.name != machine {
             throw ValidationError("--key: is the key of machine \(identity.name); this agent is --machine-id \(machine)")
         }
@@ -144,12 +145,12 @@ struct UserKeyOptions: ParsableArguments {
 }
 
 /// Loads a daemon's own key (and trust folder), announcing how it runs.
-private func loadKeys(key: String?, trustDir: String?, insecure: Bool, role: Role, needsTrust: Bool,
+private func loadKeys(key: String?, trustDir: String?, insecure: Bool, role: Role, needsTrust: Bool, vouched: Bool = false,
                       logger: Logger) throws -> DaemonSecurity {
     let security: DaemonSecurity
     do {
         security = try DaemonSecurity.load(keyPath: key, trustDirectory: trustDir, insecure: insecure, role: role,
-                                           needsTrust: needsTrust, logger: logger)
+                                           needsTrust: needsTrust, vouched: vouched, logger: logger)
     } catch {
         throw ValidationError(error.message)
     }

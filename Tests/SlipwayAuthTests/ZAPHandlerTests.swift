@@ -3,7 +3,11 @@ import Logging
 import SlipwayAuth
 import SlipwayThreads
 import SlipwayWire
+import Synchronization
 import Testing
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// Real CURVE sockets over TCP on 127.0.0.1, with the ZAP handler and a trust folder.
 @Suite("ZAP handler: who gets in")
@@ -123,6 +127,57 @@ struct ZAPHandlerTests {
             handler.stop()
             #expect(try bench.ask(as: trusted) == nil, "with the handler gone, a client still got in")
         }
+    }
+
+    /// Keys a test's stand-in tracker was asked about.
+    final class Asked: Sendable {
+        let keys = Mutex<[CurveKey]>([])
+    }
+
+    @Test("where the folder takes the tracker's word, an agent key it vouches for gets in after its answer; others never")
+    func vouched() async throws {
+        let vouches = try VouchedKeys()
+        let agent = try Certificate.generate(for: try Identity(role: .agent, name: "m2"))
+        let refused = try Certificate.generate(for: try Identity(role: .agent, name: "m3"))
+        let unanswered = try Certificate.generate(for: try Identity(role: .agent, name: "m4"))
+        let asked = Asked()
+        // The agent loop and its tracker, in one: woken by a question, it vouches for m2, refuses m3, never answers for m4.
+        let tracker = OwnedThread(name: "tracker")
+        let stop = StopSignal()
+        defer {
+            stop.stop()
+            tracker.shutdown()
+        }
+        _ = tracker.execute {
+            while !stop.isStopped {
+                var entry = pollfd(fd: vouches.wakeDescriptor, events: Int16(POLLIN), revents: 0)
+                _ = poll(&entry, 1, 20)
+                for key in vouches.questions() {
+                    asked.keys.withLock { $0.append(key) }
+                    if key == agent.publicKey { vouches.answered(key, vouchedFor: agent.identity) }
+                    if key == refused.publicKey { vouches.answered(key, vouchedFor: nil) }
+                }
+            }
+        }
+        let thread = OwnedThread(name: "zap-test")
+        defer { thread.shutdown() }
+        let inFolder = try await thread.run {
+            let bench = try Bench()
+            defer { bench.close() }
+            let trust = try TrustDirectory(path: bench.trustFolder, vouches: vouches, logger: Self.logger)
+            let handler = try ZAPHandler(context: bench.context, domains: ["slipway": trust], daemon: "test", logger: Self.logger)
+            defer { handler.stop() }
+            let inFolder = try bench.key("w1", trusted: true)
+            #expect(try bench.ask(as: inFolder) == "worker/w1", "the folder's keys need no word from the tracker")
+            #expect(try bench.ask(as: agent) == "agent/m2")
+            #expect(try bench.ask(as: refused) == nil, "a key the tracker refused got in")
+            #expect(try bench.ask(as: unanswered) == nil, "a key nobody vouched for got in")
+            #expect(try bench.ask(as: nil) == nil)
+            return inFolder.publicKey
+        }
+        let keys = asked.keys.withLock { $0 }
+        #expect(!keys.contains(inFolder), "a key of the folder was asked about")
+        #expect(Set(keys).isSuperset(of: [agent.publicKey, refused.publicKey, unanswered.publicKey]), "\(keys)")
     }
 
     @Test("a trust folder that is missing or not a folder is an error naming it")

@@ -167,13 +167,44 @@ struct AgentTests {
         #expect(statuses.values.allSatisfy { $0 == 0 }, "\(statuses)")
     }
 
+    @Test("an agent whose own trust folder is empty admits its region's agent keys on the tracker's word, and nobody else")
+    func vouchedPeers() async throws {
+        let (_, statuses) = try await Cluster.with { cluster in
+            try cluster.startCoordinator()
+            try cluster.startRegion("region", region: "local", store: cluster.store)
+            try cluster.startAgent("m1", region: "local", regionProcess: "region")
+            try await cluster.waitForLog("region", "machine registered")
+            #expect(try FileManager.default.contentsOfDirectory(atPath: cluster.agentTrustDirectory.path).isEmpty)
+            let agent = cluster.agentListenEndpoints["m1"]!
+            let agentKey = try cluster.certificate(.agent, "m1").publicKey
+            var piece = Slipway_V1_PieceRequest()
+            piece.digest = String(repeating: "0", count: 64)
+            piece.count = 1
+            // In the region's trust folder as an agent: vouched for, so the request gets an answer.
+            let peer = ClientSecurity.curve(try cluster.certificate(.agent, "m2").keyPair, server: agentKey)
+            #expect(try await AuthenticationTests.code(AuthenticationTests.reply(agent, piece, security: peer)) == "not_found")
+            #expect(try await AuthenticationTests.code(AuthenticationTests.reply(agent, piece, security: peer)) == "not_found",
+                    "and again, from the verdict it keeps")
+            // In the region's trust folder, but not as an agent; and in no folder at all.
+            let worker = ClientSecurity.curve(try cluster.certificate(.worker, "w9").keyPair, server: agentKey)
+            let stranger = ClientSecurity.curve(try cluster.certificate(.agent, "stranger", trusted: false).keyPair, server: agentKey)
+            for (security, who) in [(worker, "a worker key"), (stranger, "a key of no trust folder")] {
+                #expect(try await AuthenticationTests.code(AuthenticationTests.reply(agent, piece, security: security)) == "silence", "\(who)")
+            }
+            #expect(cluster.logText("m1").contains("untrusted_key"), "the refusals are logged")
+        }
+        #expect(statuses.values.allSatisfy { $0 == 0 }, "\(statuses)")
+    }
+
     @Test("the tracker, an agent and the report intake answer malformed input with errors and keep serving")
     func hostileInput() async throws {
         let (_, statuses) = try await Cluster.with { cluster in
             let metrics = (coordinator: freeLoopbackPort(), region: freeLoopbackPort(), agent: freeLoopbackPort())
             try cluster.startCoordinator(extra: ["--metrics-listen", "127.0.0.1:\(metrics.coordinator)"])
             try cluster.startRegion("region", region: "local", store: cluster.store, extra: ["--metrics-listen", "127.0.0.1:\(metrics.region)"])
-            try cluster.startAgent("m1", region: "local", regionProcess: "region", extra: ["--metrics-listen", "127.0.0.1:\(metrics.agent)"])
+            // The region's trust folder as the agent's own: a worker key gets past the handshake, to be refused by role.
+            try cluster.startAgent("m1", region: "local", regionProcess: "region", trustFolder: cluster.trustDirectory,
+                                   extra: ["--metrics-listen", "127.0.0.1:\(metrics.agent)"])
             try await cluster.waitForLog("region", "machine registered")
             let tracker = cluster.agentEndpoints["region"]!.tracker
             let agent = cluster.agentListenEndpoints["m1"]!

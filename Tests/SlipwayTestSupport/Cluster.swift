@@ -32,6 +32,8 @@ public final class Cluster: @unchecked Sendable {
     /// and the coordinator admits the certificates in `trust/`.
     public let keyDirectory: URL
     public let trustDirectory: URL
+    /// The agents' own trust folder, empty: their piece servers admit other agents on the region tracker's word.
+    public let agentTrustDirectory: URL
     /// Every daemon runs `--insecure` instead (for tests of what happens past the handshake).
     public let insecure: Bool
     private var certificates: [Identity: Certificate] = [:]
@@ -52,8 +54,10 @@ public final class Cluster: @unchecked Sendable {
         self.heartbeat = heartbeat
         keyDirectory = directory.appendingPathComponent("keys")
         trustDirectory = directory.appendingPathComponent("trust")
-        try FileManager.default.createDirectory(at: keyDirectory, withIntermediateDirectories: true)
-        try FileManager.default.createDirectory(at: trustDirectory, withIntermediateDirectories: true)
+        agentTrustDirectory = directory.appendingPathComponent("agent-trust")
+        for folder in [keyDirectory, trustDirectory, agentTrustDirectory] {
+            try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        }
     }
 
     /// The key pair of `role`/`name`, made (and, unless `trusted` is false, put in the
@@ -143,10 +147,12 @@ public final class Cluster: @unchecked Sendable {
     }
 
     /// Starts an agent for `service` in the region run by process `regionProcess`,
-    /// with its folder at ``agentDirectory(_:)`` (kept across restarts of the same name).
+    /// with its folder at ``agentDirectory(_:)`` (kept across restarts of the same name); its
+    /// piece server admits the keys of `trustFolder` (default ``agentTrustDirectory``) and the
+    /// agent keys its region's tracker vouches for.
     @discardableResult
     public func startAgent(_ name: String, region: String, regionProcess: String, service: String = "hello",
-                           extra: [String] = []) throws -> SpawnedProcess {
+                           trustFolder: URL? = nil, extra: [String] = []) throws -> SpawnedProcess {
         let endpoints = try require_(agentEndpoints[regionProcess])
         let listen = "tcp://127.0.0.1:\(freeLoopbackPort())"
         agentListenEndpoints[name] = listen
@@ -154,7 +160,7 @@ public final class Cluster: @unchecked Sendable {
                                 "--targets", endpoints.targets, "--listen", listen,
                                 "--root", agentDirectory(name).path, "--service", service, "--heartbeat", heartbeat,
                                 "--health-grace", "500ms"]
-                  + (insecure ? ["--insecure"] : ["--key", try keyFile(.agent, name), "--trust-dir", trustDirectory.path,
+                  + (insecure ? ["--insecure"] : ["--key", try keyFile(.agent, name), "--trust-dir", (trustFolder ?? agentTrustDirectory).path,
                                                   "--region-key", try publicCertificate(.region, region),
                                                   "--coordinator-key", try coordinatorCertificate()])
                   + extra)

@@ -367,6 +367,141 @@ void   slipway__v1__peer_list__free_unpacked
   assert(message->base.descriptor == &slipway__v1__peer_list__descriptor);
   protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
 }
+void   slipway__v1__peer_key_query__init
+                     (Slipway__V1__PeerKeyQuery         *message)
+{
+  static const Slipway__V1__PeerKeyQuery init_value = SLIPWAY__V1__PEER_KEY_QUERY__INIT;
+  *message = init_value;
+}
+size_t slipway__v1__peer_key_query__get_packed_size
+                     (const Slipway__V1__PeerKeyQuery *message)
+{
+  assert(message->base.descriptor == &slipway__v1__peer_key_query__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t slipway__v1__peer_key_query__pack
+                     (const Slipway__V1__PeerKeyQuery *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &slipway__v1__peer_key_query__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t slipway__v1__peer_key_query__pack_to_buffer
+                     (const Slipway__V1__PeerKeyQuery *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &slipway__v1__peer_key_query__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Slipway__V1__PeerKeyQuery *
+       slipway__v1__peer_key_query__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Slipway__V1__PeerKeyQuery *)
+     protobuf_c_message_unpack (&slipway__v1__peer_key_query__descriptor,
+                                allocator, len, data);
+}
+void   slipway__v1__peer_key_query__free_unpacked
+                     (Slipway__V1__PeerKeyQuery *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &slipway__v1__peer_key_query__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   slipway__v1__peer_key_verdict__init
+                     (Slipway__V1__PeerKeyVerdict         *message)
+{
+  static const Slipway__V1__PeerKeyVerdict init_value = SLIPWAY__V1__PEER_KEY_VERDICT__INIT;
+  *message = init_value;
+}
+size_t slipway__v1__peer_key_verdict__get_packed_size
+                     (const Slipway__V1__PeerKeyVerdict *message)
+{
+  assert(message->base.descriptor == &slipway__v1__peer_key_verdict__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t slipway__v1__peer_key_verdict__pack
+                     (const Slipway__V1__PeerKeyVerdict *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &slipway__v1__peer_key_verdict__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t slipway__v1__peer_key_verdict__pack_to_buffer
+                     (const Slipway__V1__PeerKeyVerdict *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &slipway__v1__peer_key_verdict__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Slipway__V1__PeerKeyVerdict *
+       slipway__v1__peer_key_verdict__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Slipway__V1__PeerKeyVerdict *)
+     protobuf_c_message_unpack (&slipway__v1__peer_key_verdict__descriptor,
+                                allocator, len, data);
+}
+void   slipway__v1__peer_key_verdict__free_unpacked
+                     (Slipway__V1__PeerKeyVerdict *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &slipway__v1__peer_key_verdict__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   slipway__v1__peer_key_answer__init
+                     (Slipway__V1__PeerKeyAnswer         *message)
+{
+  static const Slipway__V1__PeerKeyAnswer init_value = SLIPWAY__V1__PEER_KEY_ANSWER__INIT;
+  *message = init_value;
+}
+size_t slipway__v1__peer_key_answer__get_packed_size
+                     (const Slipway__V1__PeerKeyAnswer *message)
+{
+  assert(message->base.descriptor == &slipway__v1__peer_key_answer__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t slipway__v1__peer_key_answer__pack
+                     (const Slipway__V1__PeerKeyAnswer *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &slipway__v1__peer_key_answer__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t slipway__v1__peer_key_answer__pack_to_buffer
+                     (const Slipway__V1__PeerKeyAnswer *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &slipway__v1__peer_key_answer__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Slipway__V1__PeerKeyAnswer *
+       slipway__v1__peer_key_answer__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Slipway__V1__PeerKeyAnswer *)
+     protobuf_c_message_unpack (&slipway__v1__peer_key_answer__descriptor,
+                                allocator, len, data);
+}
+void   slipway__v1__peer_key_answer__free_unpacked
+                     (Slipway__V1__PeerKeyAnswer *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &slipway__v1__peer_key_answer__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
 void   slipway__v1__build_count__init
                      (Slipway__V1__BuildCount         *message)
 {
@@ -2148,6 +2283,146 @@ const ProtobufCMessageDescriptor slipway__v1__peer_list__descriptor =
   slipway__v1__peer_list__field_indices_by_name,
   1,  slipway__v1__peer_list__number_ranges,
   (ProtobufCMessageInit) slipway__v1__peer_list__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor slipway__v1__peer_key_query__field_descriptors[1] =
+{
+  {
+    "curve_keys",
+    1,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_BYTES,
+    offsetof(Slipway__V1__PeerKeyQuery, n_curve_keys),
+    offsetof(Slipway__V1__PeerKeyQuery, curve_keys),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned slipway__v1__peer_key_query__field_indices_by_name[] = {
+  0,   /* field[0] = curve_keys */
+};
+static const ProtobufCIntRange slipway__v1__peer_key_query__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 1 }
+};
+const ProtobufCMessageDescriptor slipway__v1__peer_key_query__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "slipway.v1.PeerKeyQuery",
+  "PeerKeyQuery",
+  "Slipway__V1__PeerKeyQuery",
+  "slipway.v1",
+  sizeof(Slipway__V1__PeerKeyQuery),
+  1,
+  slipway__v1__peer_key_query__field_descriptors,
+  slipway__v1__peer_key_query__field_indices_by_name,
+  1,  slipway__v1__peer_key_query__number_ranges,
+  (ProtobufCMessageInit) slipway__v1__peer_key_query__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor slipway__v1__peer_key_verdict__field_descriptors[3] =
+{
+  {
+    "curve_key",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_BYTES,
+    0,   /* quantifier_offset */
+    offsetof(Slipway__V1__PeerKeyVerdict, curve_key),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "trusted",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_BOOL,
+    0,   /* quantifier_offset */
+    offsetof(Slipway__V1__PeerKeyVerdict, trusted),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "name",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Slipway__V1__PeerKeyVerdict, name),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned slipway__v1__peer_key_verdict__field_indices_by_name[] = {
+  0,   /* field[0] = curve_key */
+  2,   /* field[2] = name */
+  1,   /* field[1] = trusted */
+};
+static const ProtobufCIntRange slipway__v1__peer_key_verdict__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 3 }
+};
+const ProtobufCMessageDescriptor slipway__v1__peer_key_verdict__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "slipway.v1.PeerKeyVerdict",
+  "PeerKeyVerdict",
+  "Slipway__V1__PeerKeyVerdict",
+  "slipway.v1",
+  sizeof(Slipway__V1__PeerKeyVerdict),
+  3,
+  slipway__v1__peer_key_verdict__field_descriptors,
+  slipway__v1__peer_key_verdict__field_indices_by_name,
+  1,  slipway__v1__peer_key_verdict__number_ranges,
+  (ProtobufCMessageInit) slipway__v1__peer_key_verdict__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor slipway__v1__peer_key_answer__field_descriptors[1] =
+{
+  {
+    "verdicts",
+    1,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Slipway__V1__PeerKeyAnswer, n_verdicts),
+    offsetof(Slipway__V1__PeerKeyAnswer, verdicts),
+    &slipway__v1__peer_key_verdict__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned slipway__v1__peer_key_answer__field_indices_by_name[] = {
+  0,   /* field[0] = verdicts */
+};
+static const ProtobufCIntRange slipway__v1__peer_key_answer__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 1 }
+};
+const ProtobufCMessageDescriptor slipway__v1__peer_key_answer__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "slipway.v1.PeerKeyAnswer",
+  "PeerKeyAnswer",
+  "Slipway__V1__PeerKeyAnswer",
+  "slipway.v1",
+  sizeof(Slipway__V1__PeerKeyAnswer),
+  1,
+  slipway__v1__peer_key_answer__field_descriptors,
+  slipway__v1__peer_key_answer__field_indices_by_name,
+  1,  slipway__v1__peer_key_answer__number_ranges,
+  (ProtobufCMessageInit) slipway__v1__peer_key_answer__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
 static const ProtobufCFieldDescriptor slipway__v1__build_count__field_descriptors[4] =

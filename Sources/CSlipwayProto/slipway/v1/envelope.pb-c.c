@@ -277,7 +277,7 @@ const ProtobufCMessageDescriptor slipway__v1__error_reply__descriptor =
   (ProtobufCMessageInit) slipway__v1__error_reply__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCEnumValue slipway__v1__message_type__enum_values_by_number[56] =
+static const ProtobufCEnumValue slipway__v1__message_type__enum_values_by_number[58] =
 {
   { "MESSAGE_TYPE_UNSPECIFIED", "SLIPWAY__V1__MESSAGE_TYPE__MESSAGE_TYPE_UNSPECIFIED", 0 },
   { "MESSAGE_TYPE_SUBMIT_BUILD", "SLIPWAY__V1__MESSAGE_TYPE__MESSAGE_TYPE_SUBMIT_BUILD", 1 },
@@ -335,11 +335,13 @@ static const ProtobufCEnumValue slipway__v1__message_type__enum_values_by_number
   { "MESSAGE_TYPE_PIECE_HAVE", "SLIPWAY__V1__MESSAGE_TYPE__MESSAGE_TYPE_PIECE_HAVE", 64 },
   { "MESSAGE_TYPE_PIECE_CHOKE", "SLIPWAY__V1__MESSAGE_TYPE__MESSAGE_TYPE_PIECE_CHOKE", 65 },
   { "MESSAGE_TYPE_PIECE_INTEREST", "SLIPWAY__V1__MESSAGE_TYPE__MESSAGE_TYPE_PIECE_INTEREST", 66 },
+  { "MESSAGE_TYPE_PEER_KEY_QUERY", "SLIPWAY__V1__MESSAGE_TYPE__MESSAGE_TYPE_PEER_KEY_QUERY", 67 },
+  { "MESSAGE_TYPE_PEER_KEY_ANSWER", "SLIPWAY__V1__MESSAGE_TYPE__MESSAGE_TYPE_PEER_KEY_ANSWER", 68 },
 };
 static const ProtobufCIntRange slipway__v1__message_type__value_ranges[] = {
-{0, 0},{30, 29},{40, 30},{57, 46},{0, 56}
+{0, 0},{30, 29},{40, 30},{57, 46},{0, 58}
 };
-static const ProtobufCEnumValueIndex slipway__v1__message_type__enum_values_by_name[56] =
+static const ProtobufCEnumValueIndex slipway__v1__message_type__enum_values_by_name[58] =
 {
   { "MESSAGE_TYPE_ABORT_JOB", 16 },
   { "MESSAGE_TYPE_AGENT_REGISTER", 32 },
@@ -367,6 +369,8 @@ static const ProtobufCEnumValueIndex slipway__v1__message_type__enum_values_by_n
   { "MESSAGE_TYPE_LOG_DATA", 19 },
   { "MESSAGE_TYPE_LOG_QUERY", 18 },
   { "MESSAGE_TYPE_MANIFEST_REQUEST", 23 },
+  { "MESSAGE_TYPE_PEER_KEY_ANSWER", 57 },
+  { "MESSAGE_TYPE_PEER_KEY_QUERY", 56 },
   { "MESSAGE_TYPE_PEER_LIST", 34 },
   { "MESSAGE_TYPE_PEER_LIST_REQUEST", 33 },
   { "MESSAGE_TYPE_PIECE_CHOKE", 54 },
@@ -405,9 +409,9 @@ const ProtobufCEnumDescriptor slipway__v1__message_type__descriptor =
   "MessageType",
   "Slipway__V1__MessageType",
   "slipway.v1",
-  56,
+  58,
   slipway__v1__message_type__enum_values_by_number,
-  56,
+  58,
   slipway__v1__message_type__enum_values_by_name,
   4,
   slipway__v1__message_type__value_ranges,

@@ -23,6 +23,9 @@ typedef struct Slipway__V1__AgentStatus Slipway__V1__AgentStatus;
 typedef struct Slipway__V1__PeerListRequest Slipway__V1__PeerListRequest;
 typedef struct Slipway__V1__Peer Slipway__V1__Peer;
 typedef struct Slipway__V1__PeerList Slipway__V1__PeerList;
+typedef struct Slipway__V1__PeerKeyQuery Slipway__V1__PeerKeyQuery;
+typedef struct Slipway__V1__PeerKeyVerdict Slipway__V1__PeerKeyVerdict;
+typedef struct Slipway__V1__PeerKeyAnswer Slipway__V1__PeerKeyAnswer;
 typedef struct Slipway__V1__BuildCount Slipway__V1__BuildCount;
 typedef struct Slipway__V1__RegionReport Slipway__V1__RegionReport;
 typedef struct Slipway__V1__TargetVouch Slipway__V1__TargetVouch;
@@ -365,6 +368,58 @@ struct  Slipway__V1__PeerList
 #define SLIPWAY__V1__PEER_LIST__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&slipway__v1__peer_list__descriptor) \
     , (char *)protobuf_c_empty_string, 0,NULL, (char *)protobuf_c_empty_string }
+
+
+/*
+ * Agent -> tracker: do you admit these keys as agents of this region? An agent's
+ * piece server asks about a client key its own trust folder does not hold, and
+ * admits it once the tracker vouches for it (the region's trust folder is the
+ * one list of its machines' keys).
+ */
+struct  Slipway__V1__PeerKeyQuery
+{
+  ProtobufCMessage base;
+  /*
+   * Public CURVE keys, 32 bytes each; at most 64.
+   */
+  size_t n_curve_keys;
+  ProtobufCBinaryData *curve_keys;
+};
+#define SLIPWAY__V1__PEER_KEY_QUERY__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&slipway__v1__peer_key_query__descriptor) \
+    , 0,NULL }
+
+
+struct  Slipway__V1__PeerKeyVerdict
+{
+  ProtobufCMessage base;
+  ProtobufCBinaryData curve_key;
+  /*
+   * The region's trust folder holds the key as an agent key.
+   */
+  protobuf_c_boolean trusted;
+  /*
+   * The agent's name (its machine id) when trusted.
+   */
+  char *name;
+};
+#define SLIPWAY__V1__PEER_KEY_VERDICT__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&slipway__v1__peer_key_verdict__descriptor) \
+    , {0,NULL}, 0, (char *)protobuf_c_empty_string }
+
+
+/*
+ * Tracker -> agent: one verdict per key asked about.
+ */
+struct  Slipway__V1__PeerKeyAnswer
+{
+  ProtobufCMessage base;
+  size_t n_verdicts;
+  Slipway__V1__PeerKeyVerdict **verdicts;
+};
+#define SLIPWAY__V1__PEER_KEY_ANSWER__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&slipway__v1__peer_key_answer__descriptor) \
+    , 0,NULL }
 
 
 /*
@@ -1074,6 +1129,63 @@ Slipway__V1__PeerList *
 void   slipway__v1__peer_list__free_unpacked
                      (Slipway__V1__PeerList *message,
                       ProtobufCAllocator *allocator);
+/* Slipway__V1__PeerKeyQuery methods */
+void   slipway__v1__peer_key_query__init
+                     (Slipway__V1__PeerKeyQuery         *message);
+size_t slipway__v1__peer_key_query__get_packed_size
+                     (const Slipway__V1__PeerKeyQuery   *message);
+size_t slipway__v1__peer_key_query__pack
+                     (const Slipway__V1__PeerKeyQuery   *message,
+                      uint8_t             *out);
+size_t slipway__v1__peer_key_query__pack_to_buffer
+                     (const Slipway__V1__PeerKeyQuery   *message,
+                      ProtobufCBuffer     *buffer);
+Slipway__V1__PeerKeyQuery *
+       slipway__v1__peer_key_query__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   slipway__v1__peer_key_query__free_unpacked
+                     (Slipway__V1__PeerKeyQuery *message,
+                      ProtobufCAllocator *allocator);
+/* Slipway__V1__PeerKeyVerdict methods */
+void   slipway__v1__peer_key_verdict__init
+                     (Slipway__V1__PeerKeyVerdict         *message);
+size_t slipway__v1__peer_key_verdict__get_packed_size
+                     (const Slipway__V1__PeerKeyVerdict   *message);
+size_t slipway__v1__peer_key_verdict__pack
+                     (const Slipway__V1__PeerKeyVerdict   *message,
+                      uint8_t             *out);
+size_t slipway__v1__peer_key_verdict__pack_to_buffer
+                     (const Slipway__V1__PeerKeyVerdict   *message,
+                      ProtobufCBuffer     *buffer);
+Slipway__V1__PeerKeyVerdict *
+       slipway__v1__peer_key_verdict__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   slipway__v1__peer_key_verdict__free_unpacked
+                     (Slipway__V1__PeerKeyVerdict *message,
+                      ProtobufCAllocator *allocator);
+/* Slipway__V1__PeerKeyAnswer methods */
+void   slipway__v1__peer_key_answer__init
+                     (Slipway__V1__PeerKeyAnswer         *message);
+size_t slipway__v1__peer_key_answer__get_packed_size
+                     (const Slipway__V1__PeerKeyAnswer   *message);
+size_t slipway__v1__peer_key_answer__pack
+                     (const Slipway__V1__PeerKeyAnswer   *message,
+                      uint8_t             *out);
+size_t slipway__v1__peer_key_answer__pack_to_buffer
+                     (const Slipway__V1__PeerKeyAnswer   *message,
+                      ProtobufCBuffer     *buffer);
+Slipway__V1__PeerKeyAnswer *
+       slipway__v1__peer_key_answer__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   slipway__v1__peer_key_answer__free_unpacked
+                     (Slipway__V1__PeerKeyAnswer *message,
+                      ProtobufCAllocator *allocator);
 /* Slipway__V1__BuildCount methods */
 void   slipway__v1__build_count__init
                      (Slipway__V1__BuildCount         *message);
@@ -1461,6 +1573,15 @@ typedef void (*Slipway__V1__Peer_Closure)
 typedef void (*Slipway__V1__PeerList_Closure)
                  (const Slipway__V1__PeerList *message,
                   void *closure_data);
+typedef void (*Slipway__V1__PeerKeyQuery_Closure)
+                 (const Slipway__V1__PeerKeyQuery *message,
+                  void *closure_data);
+typedef void (*Slipway__V1__PeerKeyVerdict_Closure)
+                 (const Slipway__V1__PeerKeyVerdict *message,
+                  void *closure_data);
+typedef void (*Slipway__V1__PeerKeyAnswer_Closure)
+                 (const Slipway__V1__PeerKeyAnswer *message,
+                  void *closure_data);
 typedef void (*Slipway__V1__BuildCount_Closure)
                  (const Slipway__V1__BuildCount *message,
                   void *closure_data);
@@ -1535,6 +1656,9 @@ extern const ProtobufCMessageDescriptor slipway__v1__agent_status__descriptor;
 extern const ProtobufCMessageDescriptor slipway__v1__peer_list_request__descriptor;
 extern const ProtobufCMessageDescriptor slipway__v1__peer__descriptor;
 extern const ProtobufCMessageDescriptor slipway__v1__peer_list__descriptor;
+extern const ProtobufCMessageDescriptor slipway__v1__peer_key_query__descriptor;
+extern const ProtobufCMessageDescriptor slipway__v1__peer_key_verdict__descriptor;
+extern const ProtobufCMessageDescriptor slipway__v1__peer_key_answer__descriptor;
 extern const ProtobufCMessageDescriptor slipway__v1__build_count__descriptor;
 extern const ProtobufCMessageDescriptor slipway__v1__region_report__descriptor;
 extern const ProtobufCMessageDescriptor slipway__v1__target_vouch__descriptor;
