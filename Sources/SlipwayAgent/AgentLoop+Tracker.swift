@@ -53,7 +53,22 @@ extension AgentLoop {
         guard !keys.isEmpty else { return }
         var query = Slipway_V1_PeerKeyQuery()
         query.curveKeys = keys.map { Data($0.bytes) }
-        send(toTracker: query)
+        // Unsent, the keys are asked again when their handshakes look again (2 s).
+        guard let sent = send(toTracker: query) else { return }
+        keyQueries.append((sent, keys))
+        if keyQueries.count > 16 { keyQueries.removeFirst() }
+    }
+
+    /// The tracker refused a question about keys (a tracker older than `PeerKeyQuery`):
+    /// their handshakes are refused now rather than after the wait, and it is logged once a minute.
+    func keyQueryRefused(_ messageID: String, _ error: Slipway_V1_ErrorReply?) -> Bool {
+        guard let index = keyQueries.firstIndex(where: { $0.messageID == messageID }) else { return false }
+        for key in keyQueries.remove(at: index).keys { vouches?.answered(key, vouchedFor: nil) }
+        if keyQueryErrors.occurred(now: .now) != nil {
+            logger.warning("the region tracker does not vouch for peer keys; only the keys of --trust-dir are admitted",
+                           metadata: ["code": "\(error?.code.name ?? "?")", "error": "\(SafeText.printable(error?.message ?? "", limit: 300))"])
+        }
+        return true
     }
 
     func currentStatuses() -> [Slipway_V1_AgentStatus] {
@@ -100,6 +115,7 @@ extension AgentLoop {
                 guard let list = try? message.body(as: Slipway_V1_PeerList.self) else { continue }
                 downloads[list.digest]?.update(peers: list)
             case .peerKeyAnswer:
+                keyQueries.removeAll { $0.messageID == message.envelope.inReplyTo }
                 guard let answer = try? message.body(as: Slipway_V1_PeerKeyAnswer.self), let vouches else { continue }
                 for verdict in answer.verdicts {
                     guard let key = CurveKey(bytes: Array(verdict.curveKey)) else { continue }
@@ -107,6 +123,7 @@ extension AgentLoop {
                 }
             case .errorReply:
                 let error = try? message.body(as: Slipway_V1_ErrorReply.self)
+                if keyQueryRefused(message.envelope.inReplyTo, error) { continue }
                 logger.error("the region tracker refused a request", metadata: ["code": "\(error?.code.name ?? "?")", "error": "\(SafeText.printable(error?.message ?? "", limit: 300))"])
             default:
                 rejected += 1

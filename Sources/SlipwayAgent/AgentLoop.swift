@@ -42,6 +42,9 @@ final class AgentLoop: ServingLoop {
     var gate: TargetGate
     /// Admits peers to the piece server by the trust folder (nil: insecure).
     let zap: ZAPHandler?
+    /// The last questions about peer keys sent to the tracker, by message id: an error reply refuses their keys.
+    var keyQueries: [(messageID: String, keys: [CurveKey])] = []
+    var keyQueryErrors = RepeatedEvent(interval: .seconds(60))
     /// The registration that carried the piece server's refusals, and the last of them: acknowledged by its reply.
     var refusalsSent: (messageID: String, through: UInt64)?
     var rejected = 0 {

@@ -108,14 +108,11 @@ public enum DaemonSecurity: Sendable {
         guard let text = socket.peerCurveKey, let key = CurveKey(z85: text) else {
             return "\(sender): the handshake recorded no key for this connection"
         }
-        switch trust.admission(of: key) {
-        case .trusted(let identity) where identity == sender: return nil
-        // Admitted at the handshake, and being asked about again (a verdict dropped at capacity).
-        case .asking: return nil
-        default:
+        guard trust.stillAdmits(key, as: sender) else {
             let place = trust.vouches == nil ? "the trust folder" : "the trust folder, nor vouched for by the region's tracker"
             return "\(sender): its key was revoked (it is no longer in \(place))"
         }
+        return nil
     }
 
     /// Counts a refusal in `slipway_permission_denied_total` by role and message type.

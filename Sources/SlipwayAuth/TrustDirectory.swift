@@ -91,6 +91,14 @@ public final class TrustDirectory: Sendable {
         return vouches?.verdict(key) ?? .refused
     }
 
+    /// Whether what comes from `identity` over a connection opened with `key` is still
+    /// admitted: the folder still holds the key as that identity, or the tracker's
+    /// trust in it still holds (``VouchedKeys/admits(_:as:now:)``).
+    public func stillAdmits(_ key: CurveKey, as identity: Identity) -> Bool {
+        if let found = self.identity(of: key) { return found == identity }
+        return vouches?.admits(key, as: identity) ?? false
+    }
+
     /// The public key of `identity`'s certificate in the folder (the first by file
     /// name if several), read again first if the folder changed; nil if none.
     public func publicKey(of identity: Identity) -> CurveKey? {

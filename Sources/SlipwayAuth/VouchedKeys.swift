@@ -12,11 +12,18 @@ import Glibc
 ///
 /// A client key the agent's own trust folder does not hold is looked up here;
 /// an unknown key is queued for the agent loop to ask the tracker about
-/// (``PeerKeyQuery``), and its handshake waits for the answer (``ZAPHandler``).
-/// A verdict is kept ``freshFor``; a trusted key whose verdict went stale
-/// stays admitted while it is asked about again, so a key removed from the
-/// region's trust folder is refused within about that long, for new
-/// handshakes and for what comes over connections already open.
+/// (`PeerKeyQuery`), and its handshake waits for the answer (``ZAPHandler``).
+/// A trust is fresh for ``trustedFor``; then it is asked again and holds
+/// meanwhile, up to ``trustHoldsFor``, after which nothing is admitted on it
+/// (handshakes wait, messages over open connections are refused) until the
+/// tracker vouches again. A refusal holds ``refusedFor``, so a machine that
+/// connected before its certificate reached the region is soon served.
+///
+/// Bounded against a peer that shows a new random key in every handshake: at
+/// most ``maxQuestions`` keys wait for an answer and ``capacity`` verdicts are
+/// kept (4,096 and 65,536 by default); past either, a new key is refused at once as ``Verdict/busy``
+/// (verdicts in use are never dropped for it), and the tracker is asked at most
+/// ``perQuery`` keys per ``queryInterval``.
 public final class VouchedKeys: Sendable {
     /// What is known about a key.
     public enum Verdict: Sendable, Equatable {
@@ -26,20 +33,25 @@ public final class VouchedKeys: Sendable {
         case refused
         /// Not answered yet: asked, or about to be.
         case asking
+        /// Too many keys wait for an answer, or too many verdicts are kept: refuse it now.
+        case busy
     }
 
-    /// How long a verdict holds before the tracker is asked again.
-    public static let freshFor: Duration = .seconds(60)
+    /// How long a trust is fresh.
+    public static let trustedFor: Duration = .seconds(60)
+    /// How long a trust holds while it is asked again, when the tracker does not answer.
+    public static let trustHoldsFor: Duration = .seconds(90)
+    /// How long a refusal holds.
+    public static let refusedFor: Duration = .seconds(10)
     /// How long an unanswered question waits before it is asked again (the tracker may have lost it).
     public static let askAgainAfter: Duration = .seconds(2)
     /// Keys asked about in one query, as the tracker accepts them.
     public static let perQuery = 64
-    /// Verdicts kept at most (the oldest go first): past this, a flood of
-    /// unknown keys costs the agent questions, not memory.
-    public static let capacity = 65_536
+    /// Queries at most this often: 640 keys a second at most per agent to its tracker.
+    public static let queryInterval: Duration = .milliseconds(100)
 
     private struct Entry {
-        var verdict: Verdict
+        var verdict: Verdict = .asking
         var answeredAt: ContinuousClock.Instant?
         var askedAt: ContinuousClock.Instant?
         var queued = false
@@ -47,85 +59,153 @@ public final class VouchedKeys: Sendable {
 
     private struct State {
         var entries: [CurveKey: Entry] = [:]
-        /// Keys to ask about, oldest first, each once.
+        /// Keys to ask about, oldest first (an entry answered meanwhile is skipped).
         var queue: [CurveKey] = []
+        /// Keys queued or asked, and not answered yet.
+        var outstanding: Set<CurveKey> = []
+        var lastQuery: ContinuousClock.Instant?
         var lastSweep: ContinuousClock.Instant?
+        var generation = 0
     }
 
     private let state = Mutex(State())
+    /// Verdicts kept at most.
+    public let capacity: Int
+    /// Keys waiting for an answer at most.
+    public let maxQuestions: Int
     /// Readable while questions wait: the agent loop polls it with its sockets, so a
     /// handshake waits for one round trip to the tracker, not for the loop's next turn.
     public let wakeDescriptor: Int32
 
     /// - Throws: if the wake descriptor cannot be made (the agent must not serve then).
-    public init() throws(AuthError) {
+    public init(capacity: Int = 65_536, maxQuestions: Int = 4_096) throws(AuthError) {
+        self.capacity = capacity
+        self.maxQuestions = maxQuestions
         wakeDescriptor = slipway_wake_open()
         guard wakeDescriptor >= 0 else { throw AuthError("eventfd failed: \(String(cString: strerror(errno)))") }
     }
 
     deinit { _ = Glibc.close(wakeDescriptor) }
 
-    /// What is known about `key`; queues a question when nothing is, or when a verdict went stale.
+    /// What a handshake with `key` gets; queues a question when nothing is known,
+    /// or when what is known is going stale.
     public func verdict(_ key: CurveKey, now: ContinuousClock.Instant = .now) -> Verdict {
         state.withLock { state in
-            guard var entry = state.entries[key] else {
-                if state.entries.count >= Self.capacity { Self.sweep(&state, now: now) }
-                guard state.entries.count < Self.capacity else { return .refused }
-                state.entries[key] = Entry(verdict: .asking, queued: true)
-                state.queue.append(key)
-                slipway_wake_signal(wakeDescriptor)
+            guard let entry = state.entries[key] else {
+                if state.entries.count >= capacity { sweep(&state, now: now) }
+                guard state.entries.count < capacity, state.outstanding.count < maxQuestions else { return .busy }
+                state.entries[key] = Entry()
+                ask(key, &state, now: now)
                 return .asking
             }
-            let stale = entry.answeredAt.map { now - $0 >= Self.freshFor } ?? false
-            let notAskedLately = entry.askedAt.map { now - $0 >= Self.askAgainAfter } ?? true
-            if stale || entry.answeredAt == nil, notAskedLately, !entry.queued {
-                entry.queued = true
-                state.entries[key] = entry
-                state.queue.append(key)
-                slipway_wake_signal(wakeDescriptor)
+            switch (entry.verdict, entry.answeredAt.map { now - $0 }) {
+            case (.trusted, let age?) where age < Self.trustedFor:
+                return entry.verdict
+            case (.trusted, let age?) where age < Self.trustHoldsFor:
+                ask(key, &state, now: now)
+                return entry.verdict
+            case (.refused, let age?) where age < Self.refusedFor:
+                return .refused
+            default:
+                ask(key, &state, now: now)
+                return .asking
             }
-            // A stale refusal is asked again before anyone is admitted on it; a stale trust holds meanwhile.
-            if stale, entry.verdict == .refused { return .asking }
-            return entry.verdict
         }
     }
 
-    /// The keys to ask the tracker about now, at most ``perQuery``, marked asked.
+    /// Whether a message from `identity`, over a connection its handshake opened with
+    /// `key` on the tracker's word, is still admitted: only while that trust holds.
+    public func admits(_ key: CurveKey, as identity: Identity, now: ContinuousClock.Instant = .now) -> Bool {
+        state.withLock { state in
+            guard let entry = state.entries[key], case .trusted(identity) = entry.verdict, let answeredAt = entry.answeredAt,
+                  now - answeredAt < Self.trustHoldsFor else {
+                // Revoked, expired or dropped: asked again, so a trust that comes back admits again.
+                if state.entries[key] == nil, state.entries.count < capacity, state.outstanding.count < maxQuestions {
+                    state.entries[key] = Entry()
+                }
+                if state.entries[key] != nil { ask(key, &state, now: now) }
+                return false
+            }
+            if now - answeredAt >= Self.trustedFor { ask(key, &state, now: now) }
+            return true
+        }
+    }
+
+    /// The keys to ask the tracker about now: at most ``perQuery``, none within
+    /// ``queryInterval`` of the last query.
     public func questions(now: ContinuousClock.Instant = .now) -> [CurveKey] {
         state.withLock { state in
-            if state.queue.count <= Self.perQuery { slipway_wake_clear(wakeDescriptor) }
-            let asked = Array(state.queue.prefix(Self.perQuery))
-            state.queue.removeFirst(asked.count)
-            for key in asked {
-                state.entries[key]?.askedAt = now
-                state.entries[key]?.queued = false
+            // Cleared first: what stays queued is asked at the loop's next turn, which comes within half a second.
+            slipway_wake_clear(wakeDescriptor)
+            if let last = state.lastQuery, now - last < Self.queryInterval { return [] }
+            var asked: [CurveKey] = []
+            var taken = 0
+            for key in state.queue {
+                guard asked.count < Self.perQuery else { break }
+                taken += 1
+                guard state.entries[key]?.queued == true else { continue }
+                state.entries[key]!.queued = false
+                state.entries[key]!.askedAt = now
+                asked.append(key)
             }
+            state.queue.removeFirst(taken)
+            if !asked.isEmpty { state.lastQuery = now }
+            if !state.queue.isEmpty { slipway_wake_signal(wakeDescriptor) }
             return asked
         }
     }
 
-    /// The tracker's verdict on `key`: `identity` when it vouched for it. A verdict on a key
-    /// nobody asked about is ignored, and so is one that vouches for anything but an agent.
+    /// The tracker's verdict on `key`: `identity` when it vouched for it, nil when it
+    /// did not (or refused the question). The latest answer wins; an answer about a
+    /// key nobody asked about is ignored, and so is a vouch for anything but an agent.
     public func answered(_ key: CurveKey, vouchedFor identity: Identity?, now: ContinuousClock.Instant = .now) {
         state.withLock { state in
-            guard var entry = state.entries[key], entry.askedAt != nil else { return }
+            guard var entry = state.entries[key] else { return }
             entry.verdict = if let identity, identity.role == .agent { .trusted(identity) } else { .refused }
             entry.answeredAt = now
             entry.askedAt = nil
+            entry.queued = false
             state.entries[key] = entry
+            state.outstanding.remove(key)
+            state.generation += 1
         }
     }
+
+    /// Counts the answers taken: a waiting handshake needs a fresh look only when it moved.
+    public var generation: Int { state.withLock { $0.generation } }
 
     /// Keys with a verdict or a question, for metrics and tests.
     public var count: Int { state.withLock { $0.entries.count } }
 
-    /// At capacity, at most once per ``freshFor``: drops every stale verdict and every
-    /// question unanswered that long (a tracker that never answers must not fill the table).
-    private static func sweep(_ state: inout State, now: ContinuousClock.Instant) {
-        if let last = state.lastSweep, now - last < freshFor { return }
+    /// Queues `key` for the tracker unless it is queued already or was asked lately.
+    private func ask(_ key: CurveKey, _ state: inout State, now: ContinuousClock.Instant) {
+        guard var entry = state.entries[key], !entry.queued else { return }
+        if let askedAt = entry.askedAt, now - askedAt < Self.askAgainAfter { return }
+        guard state.outstanding.contains(key) || state.outstanding.count < maxQuestions else { return }
+        entry.queued = true
+        state.entries[key] = entry
+        state.outstanding.insert(key)
+        state.queue.append(key)
+        slipway_wake_signal(wakeDescriptor)
+    }
+
+    /// At capacity, at most once a second: drops the verdicts that no longer hold
+    /// and the questions unanswered for as long as a trust holds.
+    private func sweep(_ state: inout State, now: ContinuousClock.Instant) {
+        if let last = state.lastSweep, now - last < .seconds(1) { return }
         state.lastSweep = now
-        state.entries = state.entries.filter { _, entry in
-            entry.queued || (entry.answeredAt ?? entry.askedAt).map { now - $0 < freshFor } ?? true
+        var dropped: [CurveKey] = []
+        for (key, entry) in state.entries {
+            let expired = switch entry.verdict {
+            case .trusted: entry.answeredAt.map { now - $0 >= Self.trustHoldsFor } ?? true
+            case .refused: entry.answeredAt.map { now - $0 >= Self.refusedFor } ?? true
+            case .asking, .busy: entry.askedAt.map { now - $0 >= Self.trustHoldsFor } ?? false
+            }
+            if expired, !entry.queued { dropped.append(key) }
+        }
+        for key in dropped {
+            state.entries[key] = nil
+            state.outstanding.remove(key)
         }
     }
 }

@@ -30,7 +30,9 @@ public final class ZAPHandler: Sendable {
     ///   - domains: the trust folder for each ZAP domain (a socket's `ZMQ_ZAP_DOMAIN`).
     ///   - daemon: the daemon's name, for metrics and logs.
     /// - Throws: ``AuthError`` if the endpoint cannot be bound (another handler has it).
-    public init(context: ZMQContext, domains: [String: TrustDirectory], daemon: String, logger: Logger) throws(AuthError) {
+    ///   - summaryInterval: how often refusals are summarised in the log (each is counted in metrics at once).
+    public init(context: ZMQContext, domains: [String: TrustDirectory], daemon: String, summaryInterval: Duration = .seconds(60),
+                logger: Logger) throws(AuthError) {
         thread = OwnedThread(name: "zap")
         let bound = DispatchSemaphore(value: 0)
         let failure = Mutex<String?>(nil)
@@ -50,7 +52,7 @@ public final class ZAPHandler: Sendable {
                 return
             }
             bound.signal()
-            Self.serve(socket, domains: domains, log: RejectionLog(daemon: daemon, socket: "zap"), logger: logger, stopped: stopped)
+            Self.serve(socket, domains: domains, log: RejectionLog(daemon: daemon, socket: "zap", interval: summaryInterval), logger: logger, stopped: stopped)
             socket.close()
             finished.signal()
         }
@@ -77,9 +79,9 @@ public final class ZAPHandler: Sendable {
     deinit { stop() }
 
     /// Handshakes waiting for the region tracker's word on their key, at most.
-    static let maxWaiting = 1_000
+    public static let maxWaiting = 1_000
     /// How long a handshake waits for that word before it is refused.
-    static let waitLimit: Duration = .seconds(5)
+    public static let waitLimit: Duration = .seconds(5)
 
     /// A handshake whose key the tracker has not vouched for or refused yet.
     private struct Waiting {
@@ -92,6 +94,7 @@ public final class ZAPHandler: Sendable {
                               stopped: StopSignal) {
         var log = log
         var waiting: [Waiting] = []
+        var lookedAt = (generation: 0, time: ContinuousClock.now)
         let poller = ZMQPoller()
         _ = try? poller.add(socket)
         while !stopped.isStopped {
@@ -108,18 +111,21 @@ public final class ZAPHandler: Sendable {
                 continue
             }
             let now = ContinuousClock.now
-            var still: [Waiting] = []
-            for entry in waiting {
-                if let decision = entry.request.decide(domains, vouchedOnly: true) {
-                    answer(socket, entry.routingID, decision, log: &log, logger: logger)
-                } else if now - entry.since >= waitLimit {
+            // Waiting handshakes are looked at again when an answer came, and every 100 ms (timeouts, questions to ask again).
+            let generation = domains.values.reduce(0) { $0 + ($1.vouches?.generation ?? 0) }
+            if !waiting.isEmpty, generation != lookedAt.generation || now - lookedAt.time >= .milliseconds(100) {
+                lookedAt = (generation, now)
+                waiting = waiting.filter { entry in
+                    if let decision = entry.request.decide(domains, vouchedOnly: true) {
+                        answer(socket, entry.routingID, decision, log: &log, logger: logger)
+                        return false
+                    }
+                    guard now - entry.since >= waitLimit else { return true }
                     answer(socket, entry.routingID, entry.request.refused("vouch_timeout", "the region's tracker did not answer for the key"),
                            log: &log, logger: logger)
-                } else {
-                    still.append(entry)
+                    return false
                 }
             }
-            waiting = still
             guard let frames else {
                 log.flush(logger: logger)
                 continue
@@ -182,6 +188,7 @@ struct ZAPRequest: Equatable {
         switch vouchedOnly ? trust.vouches?.verdict(key) ?? .refused : trust.admission(of: key) {
         case .trusted(let identity): return .admitted(requestID: requestID, identity, key: key)
         case .asking: return nil
+        case .busy: return refused("busy", "key \(key.z85) from \(address): too many keys wait for the region's tracker")
         case .refused:
             let place = trust.vouches == nil ? trust.path : "\(trust.path), nor vouched for by the region's tracker"
             return refused("untrusted_key", "key \(key.z85) from \(address) is not in \(place)")

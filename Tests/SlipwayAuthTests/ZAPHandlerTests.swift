@@ -134,13 +134,35 @@ struct ZAPHandlerTests {
         let keys = Mutex<[CurveKey]>([])
     }
 
-    @Test("where the folder takes the tracker's word, an agent key it vouches for gets in after its answer; others never")
+    /// The lines a logger wrote, with their metadata.
+    final class Lines: Sendable {
+        let lines = Mutex<[String]>([])
+        var text: String { lines.withLock { $0.joined(separator: "\n") } }
+
+        struct Handler: LogHandler {
+            let sink: Lines
+            var metadata: Logger.Metadata = [:]
+            var logLevel: Logger.Level = .trace
+            subscript(metadataKey key: String) -> Logger.Metadata.Value? {
+                get { metadata[key] }
+                set { metadata[key] = newValue }
+            }
+            func log(event: LogEvent) {
+                sink.lines.withLock { $0.append("\(event.message) \(event.metadata ?? [:])") }
+            }
+        }
+
+        var logger: Logger { Logger(label: "slipway.test.zap") { _ in Handler(sink: self) } }
+    }
+
+    @Test("where the folder takes the tracker's word, an agent key it vouches for gets in after its answer; others are refused")
     func vouched() async throws {
         let vouches = try VouchedKeys()
         let agent = try Certificate.generate(for: try Identity(role: .agent, name: "m2"))
         let refused = try Certificate.generate(for: try Identity(role: .agent, name: "m3"))
         let unanswered = try Certificate.generate(for: try Identity(role: .agent, name: "m4"))
         let asked = Asked()
+        let lines = Lines()
         // The agent loop and its tracker, in one: woken by a question, it vouches for m2, refuses m3, never answers for m4.
         let tracker = OwnedThread(name: "tracker")
         let stop = StopSignal()
@@ -165,19 +187,29 @@ struct ZAPHandlerTests {
             let bench = try Bench()
             defer { bench.close() }
             let trust = try TrustDirectory(path: bench.trustFolder, vouches: vouches, logger: Self.logger)
-            let handler = try ZAPHandler(context: bench.context, domains: ["slipway": trust], daemon: "test", logger: Self.logger)
+            // Every refusal logged at once, with its reason and key.
+            let handler = try ZAPHandler(context: bench.context, domains: ["slipway": trust], daemon: "test", summaryInterval: .zero,
+                                         logger: lines.logger)
             defer { handler.stop() }
             let inFolder = try bench.key("w1", trusted: true)
             #expect(try bench.ask(as: inFolder) == "worker/w1", "the folder's keys need no word from the tracker")
             #expect(try bench.ask(as: agent) == "agent/m2")
+            #expect(try bench.ask(as: agent) == "agent/m2", "and again, on the verdict kept")
             #expect(try bench.ask(as: refused) == nil, "a key the tracker refused got in")
+            #expect(lines.text.contains("untrusted_key") && lines.text.contains(refused.publicKey.z85), "\(lines.text)")
             #expect(try bench.ask(as: unanswered) == nil, "a key nobody vouched for got in")
+            #expect(!lines.text.contains("vouch_timeout"), "refused before the wait ended")
+            // Past the wait, the handshake is refused, not left hanging.
+            let deadline = ContinuousClock.now + ZAPHandler.waitLimit + .seconds(3)
+            while !lines.text.contains("vouch_timeout"), ContinuousClock.now < deadline { usleep(50_000) }
+            #expect(lines.text.contains("vouch_timeout"), "\(lines.text)")
             #expect(try bench.ask(as: nil) == nil)
             return inFolder.publicKey
         }
         let keys = asked.keys.withLock { $0 }
         #expect(!keys.contains(inFolder), "a key of the folder was asked about")
         #expect(Set(keys).isSuperset(of: [agent.publicKey, refused.publicKey, unanswered.publicKey]), "\(keys)")
+        #expect(keys.filter { $0 == agent.publicKey }.count == 1, "a trusted key was asked about again within its freshness")
     }
 
     @Test("a trust folder that is missing or not a folder is an error naming it")

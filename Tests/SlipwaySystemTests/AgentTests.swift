@@ -172,7 +172,8 @@ struct AgentTests {
         let (_, statuses) = try await Cluster.with { cluster in
             try cluster.startCoordinator()
             try cluster.startRegion("region", region: "local", store: cluster.store)
-            try cluster.startAgent("m1", region: "local", regionProcess: "region")
+            let metrics = freeLoopbackPort()
+            try cluster.startAgent("m1", region: "local", regionProcess: "region", extra: ["--metrics-listen", "127.0.0.1:\(metrics)"])
             try await cluster.waitForLog("region", "machine registered")
             #expect(try FileManager.default.contentsOfDirectory(atPath: cluster.agentTrustDirectory.path).isEmpty)
             let agent = cluster.agentListenEndpoints["m1"]!
@@ -188,8 +189,14 @@ struct AgentTests {
             // In the region's trust folder, but not as an agent; and in no folder at all.
             let worker = ClientSecurity.curve(try cluster.certificate(.worker, "w9").keyPair, server: agentKey)
             let stranger = ClientSecurity.curve(try cluster.certificate(.agent, "stranger", trusted: false).keyPair, server: agentKey)
+            // Each refused in the handshake, not left waiting: the refusal is counted, by reason, before the client gives up.
+            var refusals = 0.0
             for (security, who) in [(worker, "a worker key"), (stranger, "a key of no trust folder")] {
                 #expect(try await AuthenticationTests.code(AuthenticationTests.reply(agent, piece, security: security)) == "silence", "\(who)")
+                let now = Self.sum(of: #"slipway_messages_rejected_total{daemon="agent",socket="zap",reason="untrusted_key""#,
+                                   in: try Self.scrape(metrics))
+                #expect(now > refusals, "\(who): no refusal counted")
+                refusals = now
             }
             #expect(cluster.logText("m1").contains("untrusted_key"), "the refusals are logged")
         }
