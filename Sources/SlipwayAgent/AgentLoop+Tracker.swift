@@ -114,6 +114,12 @@ extension AgentLoop {
             case .peerList:
                 guard let list = try? message.body(as: Slipway_V1_PeerList.self) else { continue }
                 downloads[list.digest]?.update(peers: list)
+                // The peers listed will mostly ask this machine too: their keys need no question then.
+                for peer in list.peers {
+                    guard let vouches, let key = CurveKey(bytes: Array(peer.curveKey)),
+                          let identity = try? Identity(role: .agent, name: peer.machineID) else { continue }
+                    vouches.listed(key, as: identity)
+                }
             case .peerKeyAnswer:
                 keyQueries.removeAll { $0.messageID == message.envelope.inReplyTo }
                 guard let answer = try? message.body(as: Slipway_V1_PeerKeyAnswer.self), let vouches else { continue }

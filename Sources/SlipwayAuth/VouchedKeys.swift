@@ -10,7 +10,8 @@ import Glibc
 /// every machine's trust folder, but its tracker already admits them all (the
 /// region's trust folder is the one list of its agents).
 ///
-/// A client key the agent's own trust folder does not hold is looked up here;
+/// A client key the agent's own trust folder does not hold is looked up here
+/// (keys the tracker named in peer lists are already known, see ``listed(_:as:now:)``);
 /// an unknown key is queued for the agent loop to ask the tracker about
 /// (`PeerKeyQuery`), and its handshake waits for the answer (``ZAPHandler``).
 /// A trust is fresh for ``trustedFor``; then it is asked again and holds
@@ -160,15 +161,31 @@ public final class VouchedKeys: Sendable {
     /// key nobody asked about is ignored, and so is a vouch for anything but an agent.
     public func answered(_ key: CurveKey, vouchedFor identity: Identity?, now: ContinuousClock.Instant = .now) {
         state.withLock { state in
-            guard var entry = state.entries[key] else { return }
-            entry.verdict = if let identity, identity.role == .agent { .trusted(identity) } else { .refused }
-            entry.answeredAt = now
-            entry.askedAt = nil
-            entry.queued = false
-            state.entries[key] = entry
-            state.outstanding.remove(key)
-            state.generation += 1
+            guard state.entries[key] != nil else { return }
+            record(key, identity, &state, now: now)
         }
+    }
+
+    /// The tracker named `key` as agent `identity`'s in a peer list: it lists only
+    /// agents whose registration proved their key, so this is its word as much as
+    /// an answer is. The peers a downloader is given are mostly the ones that
+    /// download from it, so their first handshakes need no question.
+    public func listed(_ key: CurveKey, as identity: Identity, now: ContinuousClock.Instant = .now) {
+        state.withLock { state in
+            guard identity.role == .agent, state.entries[key] != nil || state.entries.count < capacity else { return }
+            record(key, identity, &state, now: now)
+        }
+    }
+
+    private func record(_ key: CurveKey, _ identity: Identity?, _ state: inout State, now: ContinuousClock.Instant) {
+        var entry = state.entries[key] ?? Entry()
+        entry.verdict = if let identity, identity.role == .agent { .trusted(identity) } else { .refused }
+        entry.answeredAt = now
+        entry.askedAt = nil
+        entry.queued = false
+        state.entries[key] = entry
+        state.outstanding.remove(key)
+        state.generation += 1
     }
 
     /// Counts the answers taken: a waiting handshake needs a fresh look only when it moved.

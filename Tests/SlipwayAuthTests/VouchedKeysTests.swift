@@ -63,6 +63,24 @@ struct VouchedKeysTests {
         #expect(vouches.verdict(Self.key(2), now: t + .seconds(3)) == .refused, "a late trust must not hide a newer refusal")
     }
 
+    @Test("a key the tracker listed as an agent's is trusted without a question; a refusal after it wins")
+    func listed() throws {
+        let vouches = try VouchedKeys()
+        let key = Self.key(10), t = Self.start
+        let agent = try Identity(role: .agent, name: "m10")
+        vouches.listed(key, as: agent, now: t)
+        vouches.listed(Self.key(11), as: try Identity(role: .worker, name: "w11"), now: t)
+        #expect(vouches.verdict(key, now: t) == .trusted(agent))
+        #expect(vouches.admits(key, as: agent, now: t))
+        #expect(vouches.verdict(Self.key(11), now: t) == .asking, "only agents are listed")
+        #expect(vouches.questions(now: t) == [Self.key(11)])
+        // Asked again once stale, like any trust, and the newer refusal stands.
+        #expect(vouches.verdict(key, now: t + VouchedKeys.trustedFor) == .trusted(agent))
+        #expect(vouches.questions(now: t + VouchedKeys.trustedFor) == [key])
+        vouches.answered(key, vouchedFor: nil, now: t + VouchedKeys.trustedFor)
+        #expect(!vouches.admits(key, as: agent, now: t + VouchedKeys.trustedFor))
+    }
+
     @Test("a stale trust holds while it is asked again, up to its limit; a revocation ends it, for messages too")
     func staleTrust() throws {
         let vouches = try VouchedKeys()
