@@ -4,17 +4,20 @@ import SlipwayProto
 
 /// The keys of a benchmark's region (`bench`), its agents (`a1`…) and a
 /// coordinator whose only job is to sign the target, with one trust folder
-/// holding the region's and the agents' certificates, as production runs them.
+/// holding the region's and the agents' certificates, and an empty one for
+/// agents that admit each other on the tracker's word, as production runs them.
 struct BenchKeys {
     let folder: URL
     let trust: URL
+    let emptyTrust: URL
     private let coordinator: Certificate
 
     /// Writes every key pair into `folder` and the public halves the daemons admit into `folder/trust`.
     init(in folder: URL, agents: Int) throws {
         self.folder = folder
         trust = folder.appendingPathComponent("trust")
-        try FileManager.default.createDirectory(at: trust, withIntermediateDirectories: true)
+        emptyTrust = folder.appendingPathComponent("agent-trust")
+        for directory in [trust, emptyTrust] { try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true) }
         coordinator = try Certificate.generate(for: Identity(role: .coordinator, name: "main"))
         _ = try coordinator.write(to: folder.path)
         let identities = try [Identity(role: .region, name: "bench")] + (1...agents).map { try Identity(role: .agent, name: "a\($0)") }
@@ -32,9 +35,9 @@ struct BenchKeys {
         ["--key", path("region-bench.secret"), "--trust-dir", trust.path, "--coordinator-key", path("coordinator-main.cert")]
     }
 
-    /// Agent `a<index>`'s flags.
-    func agentFlags(_ index: Int) -> [String] {
-        ["--key", path("agent-a\(index).secret"), "--trust-dir", trust.path, "--region-key", path("region-bench.cert"),
+    /// Agent `a<index>`'s flags; `vouched`: its own trust folder is empty.
+    func agentFlags(_ index: Int, vouched: Bool = false) -> [String] {
+        ["--key", path("agent-a\(index).secret"), "--trust-dir", (vouched ? emptyTrust : trust).path, "--region-key", path("region-bench.cert"),
          "--coordinator-key", path("coordinator-main.cert")]
     }
 

@@ -9,8 +9,10 @@ import SlipwayProto
 /// Peer-to-peer distribution is compared, in the same run, with a stock
 /// BitTorrent swarm over the same namespaces, caps and file (``BitTorrentSwarm``),
 /// optionally with every agent fetching from the regional store only or with
-/// CURVE on every socket (keys, trust folder and a signed target, as in
-/// production; the other Slipway modes run `--insecure`), and with
+/// CURVE on every socket (keys, trust folder and a signed target; in mode
+/// `vouched` the agents' own trust folder is empty and they admit each other
+/// on the tracker's word, as production runs them; the other Slipway modes run
+/// `--insecure`), and with
 /// the lower bound F/u (with a seed and N peers all uploading at u, no schedule
 /// finishes before the seed has sent every byte once).
 ///
@@ -27,7 +29,7 @@ struct DistributionBench: AsyncParsableCommand {
     @Option(help: "Upload cap of every namespace (agents and store), in Mbit/s.") var rateMbit = 80
     @Option(help: "How each uplink is shared among its connections: per-peer (a queue per destination, as a flow-fair qdisc shares it) or drop-tail (one tbf queue).") var egress: EgressQueue = .perPeer
     @Option(help: "Fixed piece size in KiB; 0: cut by content as workers cut (1 MiB average, a quarter to four times that).") var pieceKib = 0
-    @Option(help: "What to run, comma-separated: p2p (Slipway), curve (p2p with CURVE on every socket), bittorrent (aria2c and opentracker), seed (Slipway, store only).")
+    @Option(help: "What to run, comma-separated: p2p (Slipway), curve (p2p with CURVE on every socket, the agents admitting the keys of the region's trust folder), vouched (curve, each agent's own trust folder empty: peers admitted on the tracker's word), bittorrent (aria2c and opentracker), seed (Slipway, store only).")
     var mode = "p2p,bittorrent"
     @Option(help: "Piece size of the BitTorrent baseline in KiB (its best here: 256).") var btPieceKib = 256
     @Option(help: "Scratch folder (needs about 2 × (agents + 2) × the artifact size).") var directory: String?
@@ -44,8 +46,8 @@ struct DistributionBench: AsyncParsableCommand {
         }
         guard (0...64).contains(uploadSlots ?? 0) else { throw ValidationError("--upload-slots is 0 (none) or 1…64") }
         guard (0...64).contains(storeSlots ?? 0) else { throw ValidationError("--store-slots is 0 (none) or 1…64") }
-        guard !modes.isEmpty, modes.allSatisfy(["p2p", "curve", "seed", "bittorrent"].contains) else {
-            throw ValidationError("--mode is a comma-separated list of p2p, curve, seed and bittorrent")
+        guard !modes.isEmpty, modes.allSatisfy(["p2p", "curve", "vouched", "seed", "bittorrent"].contains) else {
+            throw ValidationError("--mode is a comma-separated list of p2p, curve, vouched, seed and bittorrent")
         }
         guard btPieceKib.nonzeroBitCount == 1 else { throw ValidationError("--bt-piece-kib must be a power of two") }
     }
@@ -92,13 +94,19 @@ struct DistributionBench: AsyncParsableCommand {
                 defer { keepLogs(of: run) }
                 outcome = try await BitTorrentSwarm(network: network, pieceKib: btPieceKib).distribute(file: source, run: run, timeout: timeout)
             } else {
-                let title = ["seed": "store only", "p2p": "p2p", "curve": "p2p, CURVE on every socket"][name]!
+                let title = ["seed": "store only", "p2p": "p2p", "curve": "p2p, CURVE on every socket",
+                             "vouched": "p2p, CURVE on every socket, peers admitted on the tracker's word"][name]!
                 say("== \(title) (Slipway, \(manifest.pieceSha256.count) pieces, \(pieceKib == 0 ? "cut by content" : "\(pieceKib) KiB"))")
                 outcome = try await distribute(binary: binary, scratch: scratch, store: store, network: network,
                                                mode: name, keys: keys, timeout: timeout)
             }
             report(outcome, bytes: bytes, bound: bound)
             results[name] = outcome
+        }
+        if let curve = results["curve"], let vouched = results["vouched"] {
+            say(String(format: "ratio vouched / curve: p50 %.2f, p99 %.2f, downloaders' CPU %.2f",
+                       percentile(vouched.seconds.sorted(), 0.5) / percentile(curve.seconds.sorted(), 0.5),
+                       percentile(vouched.seconds.sorted(), 0.99) / percentile(curve.seconds.sorted(), 0.99), vouched.cpuSeconds / curve.cpuSeconds))
         }
         guard let p2p = results["p2p"] else { return }
         let p50 = percentile(p2p.seconds.sorted(), 0.5), p99 = percentile(p2p.seconds.sorted(), 0.99)
@@ -146,7 +154,7 @@ struct DistributionBench: AsyncParsableCommand {
     private func distribute(binary: String, scratch: URL, store: URL, network: Network, mode: String, keys: BenchKeys,
                             timeout: Double) async throws -> SwarmOutcome {
         let run = scratch.appendingPathComponent("run-\(mode)")
-        let curve = mode == "curve"
+        let curve = mode == "curve" || mode == "vouched"
         try FileManager.default.createDirectory(at: run, withIntermediateDirectories: true)
         defer { keepLogs(of: run) }
         let storeHost = network.address(of: 0)
@@ -169,7 +177,7 @@ struct DistributionBench: AsyncParsableCommand {
                              "--region", "bench", "--tracker", "tcp://\(storeHost):7720", "--targets", "tcp://\(storeHost):7721",
                              "--listen", "tcp://\(host):7730", "--root", run.appendingPathComponent("a\(index)").path,
                              "--service", "bench", "--run", "bench=exec sleep 100000", "--heartbeat", "1s"]
-                + (curve ? keys.agentFlags(index) : ["--insecure"])
+                + (curve ? keys.agentFlags(index, vouched: mode == "vouched") : ["--insecure"])
             if mode == "seed" { arguments.append("--seed-only") }
             if let uploadSlots { arguments += ["--upload-slots", "\(uploadSlots)"] }
             if verbose { arguments += ["--log-level", "debug"] }
