@@ -39,6 +39,7 @@ extension AgentLoop {
         if !refusals.entries.isEmpty, let sent { refusalsSent = (sent, refusals.through) }
         reported = statuses
         lastHeartbeat = now
+        if let tally = vouches?.tally { SlipwayMetrics.peerKeys(trusted: tally.trusted, refused: tally.refused, asking: tally.asking) }
     }
 
     /// Keys that peers' handshakes carried and the piece server's trust folder does not

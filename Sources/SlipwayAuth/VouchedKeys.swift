@@ -194,6 +194,19 @@ public final class VouchedKeys: Sendable {
     /// Keys with a verdict or a question, for metrics and tests.
     public var count: Int { state.withLock { $0.entries.count } }
 
+    /// How many keys stand trusted, refused, or asked about, however old their verdict: for metrics.
+    public var tally: (trusted: Int, refused: Int, asking: Int) {
+        state.withLock { state in
+            state.entries.values.reduce(into: (trusted: 0, refused: 0, asking: 0)) { tally, entry in
+                switch entry.verdict {
+                case .trusted: tally.trusted += 1
+                case .refused: tally.refused += 1
+                case .asking, .busy: tally.asking += 1
+                }
+            }
+        }
+    }
+
     /// Queues `key` for the tracker unless it is queued already or was asked lately.
     private func ask(_ key: CurveKey, _ state: inout State, now: ContinuousClock.Instant) {
         guard var entry = state.entries[key], !entry.queued else { return }

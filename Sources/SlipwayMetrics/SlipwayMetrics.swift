@@ -44,6 +44,13 @@ public enum SlipwayMetrics {
         Gauge(label: "slipway_target_current_as_of_timestamp_seconds", dimensions: [("service", service)]).record(seconds)
     }
 
+    /// An agent's piece server: the peer keys its region's tracker vouched for, refused, or is being asked about.
+    public static func peerKeys(trusted: Int, refused: Int, asking: Int) {
+        for (verdict, keys) in [("trusted", trusted), ("refused", refused), ("asking", asking)] {
+            Gauge(label: "slipway_agent_peer_keys", dimensions: [("verdict", verdict)]).record(keys)
+        }
+    }
+
     /// 1 when the daemon runs `--insecure` (no CURVE, nobody authenticated), 0 otherwise.
     public static func insecure(daemon: String, _ on: Bool) {
         Gauge(label: "slipway_insecure", dimensions: [("daemon", daemon)]).record(on ? 1 : 0)

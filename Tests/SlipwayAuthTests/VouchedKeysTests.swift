@@ -45,6 +45,9 @@ struct VouchedKeysTests {
         vouches.answered(key, vouchedFor: agent, now: t + .seconds(1))
         #expect(vouches.generation > before, "waiting handshakes must hear of the answer")
         #expect(vouches.verdict(key, now: t + .seconds(2)) == .trusted(agent))
+        _ = vouches.verdict(Self.key(2), now: t + .seconds(2))
+        let tally = vouches.tally
+        #expect(tally.trusted == 1 && tally.refused == 0 && tally.asking == 1, "\(tally)")
         #expect(vouches.admits(key, as: agent, now: t + .seconds(2)))
         #expect(!vouches.admits(key, as: try Identity(role: .agent, name: "m8"), now: t + .seconds(2)), "only as the agent named")
     }

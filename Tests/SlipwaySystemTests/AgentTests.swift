@@ -199,6 +199,10 @@ struct AgentTests {
                 refusals = now
             }
             #expect(cluster.logText("m1").contains("untrusted_key"), "the refusals are logged")
+            // The tracker's verdicts, as the agent counts them (at each heartbeat).
+            let scraped = try Self.scrape(metrics)
+            #expect(try Self.value(of: #"slipway_agent_peer_keys{verdict="trusted"}"#, in: scraped) == 1, "m2")
+            #expect(try Self.value(of: #"slipway_agent_peer_keys{verdict="refused"}"#, in: scraped) == 2, "w9 and the stranger")
         }
         #expect(statuses.values.allSatisfy { $0 == 0 }, "\(statuses)")
     }
