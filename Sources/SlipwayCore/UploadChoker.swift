@@ -29,6 +29,8 @@ public struct UploadChoker<Peer: Hashable & Sendable>: Sendable {
 
     private struct Slot: Sendable {
         var since: ContinuousClock.Instant
+        /// Which grant this is: among slots granted at the same instant, the first granted is the longest served.
+        var grant: UInt64
         var active: ContinuousClock.Instant
         var heard: ContinuousClock.Instant
     }
@@ -44,6 +46,7 @@ public struct UploadChoker<Peer: Hashable & Sendable>: Sendable {
     /// Peers waiting for a slot, at most this many (more are told to wait, and not queued).
     public let maxWaiting: Int
     private var unchoked: [Peer: Slot] = [:]
+    private var grants: UInt64 = 0
     /// In the order they began to wait, with when each was last heard from.
     private var line: [(peer: Peer, heard: ContinuousClock.Instant)] = []
 
@@ -78,7 +81,7 @@ public struct UploadChoker<Peer: Hashable & Sendable>: Sendable {
             return []
         }
         if unchoked.count < slots {
-            unchoked[peer] = Slot(since: now, active: now, heard: now)
+            grant(peer, now: now, heard: now)
             return [.unchoke(peer)]
         }
         if line.count < maxWaiting { line.append((peer, now)) }
@@ -124,12 +127,14 @@ public struct UploadChoker<Peer: Hashable & Sendable>: Sendable {
     public mutating func tick(now: ContinuousClock.Instant, queued: (Peer) -> Int) -> [Action] {
         line.removeAll { now - $0.heard >= forgetAfter }
         var actions: [Action] = []
-        for (peer, slot) in unchoked where now - slot.heard >= forgetAfter {
+        // Every choice below goes by grant order, never by the dictionary's (hash-seeded, per-process)
+        // order: the same events give the same actions, which the seeded simulation relies on.
+        for (peer, slot) in unchoked.sorted(by: { $0.value.grant < $1.value.grant }) where now - slot.heard >= forgetAfter {
             unchoked[peer] = nil
             actions.append(.choke(peer))
         }
         // Longest served first, so that turns go round in order.
-        for (peer, slot) in unchoked.sorted(by: { $0.value.since < $1.value.since }) where !line.isEmpty {
+        for (peer, slot) in unchoked.sorted(by: { $0.value.grant < $1.value.grant }) where !line.isEmpty {
             let idle = queued(peer) == 0 && now - slot.active >= idleGrace
             guard idle || now - slot.since >= turn else { continue }
             unchoked[peer] = nil
@@ -145,9 +150,14 @@ public struct UploadChoker<Peer: Hashable & Sendable>: Sendable {
         var actions: [Action] = []
         while unchoked.count < slots, !line.isEmpty {
             let next = line.removeFirst()
-            unchoked[next.peer] = Slot(since: now, active: now, heard: next.heard)
+            grant(next.peer, now: now, heard: next.heard)
             actions.append(.unchoke(next.peer))
         }
         return actions
+    }
+
+    private mutating func grant(_ peer: Peer, now: ContinuousClock.Instant, heard: ContinuousClock.Instant) {
+        grants += 1
+        unchoked[peer] = Slot(since: now, grant: grants, active: now, heard: heard)
     }
 }

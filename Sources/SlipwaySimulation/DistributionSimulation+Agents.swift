@@ -23,7 +23,7 @@ extension DistributionSimulation {
             if !agent.isComplete, agent.connections.contains(peer) { heard(from: peer, by: agent) }
             guard !agent.isComplete, agent.picker != nil, agent.known.contains(peer), agent.connections.contains(peer),
                   agent.coolingDown[peer] == nil, !agent.picker!.banned.contains(peer) else { return }
-            agent.picker!.peer(peer, adds: holding.complete ? Array(everything) : Array(holding.pieces))
+            agent.picker!.peer(peer, adds: (holding.complete ? everything : holding.pieces).sorted())
             pump(agent)
         case .choke(let from, let choked, let refused):
             let peer = agents[from].name
@@ -41,7 +41,7 @@ extension DistributionSimulation {
         case .notFound(let from):
             let peer = agents[from].name
             guard !agent.isComplete, agent.picker != nil else { return }
-            for (piece, request) in agent.sent where request.source == .peer(peer) {
+            for (piece, request) in agent.sent.sorted(by: { $0.key < $1.key }) where request.source == .peer(peer) {
                 agent.sent[piece] = nil
                 agent.picker!.failed(piece, from: .peer(peer))
             }
@@ -151,7 +151,7 @@ extension DistributionSimulation {
         if !agent.peersKnown, let manifestAt = agent.manifestAt, now - manifestAt < 2 { return }
         let rule = agent.pieceTimes
         let timeout = { (piece: Int) in rule.timeout(bytes: self.config.lengthOfPiece(piece)) }
-        for (piece, request) in agent.sent {
+        for (piece, request) in agent.sent.sorted(by: { $0.key < $1.key }) {
             guard case .peer(let peer) = request.source, now - request.at >= rule.slowAfter(bytes: config.lengthOfPiece(piece)) else { continue }
             agent.sent[piece] = nil
             agent.slow[peer, default: [:]][piece] = request.at
@@ -159,13 +159,13 @@ extension DistributionSimulation {
             agent.picker!.remove(peer)
             agent.coolingDown[peer] = agent.slow[peer]!.map { $0.value + timeout($0.key) }.min()!
         }
-        for (piece, request) in agent.sent where now - request.at >= timeout(piece) {
+        for (piece, request) in agent.sent.sorted(by: { $0.key < $1.key }) where now - request.at >= timeout(piece) {
             agent.sent[piece] = nil
             agent.timeouts += 1
             agent.picker!.failed(piece, from: request.source)
             if case .peer(let peer) = request.source { drop(peer, by: agent) }
         }
-        for (peer, requests) in agent.slow where requests.contains(where: { now - $0.value >= timeout($0.key) }) {
+        for (peer, requests) in agent.slow.sorted(by: { $0.key < $1.key }) where requests.contains(where: { now - $0.value >= timeout($0.key) }) {
             agent.timeouts += 1
             drop(peer, by: agent)
         }
@@ -173,7 +173,7 @@ extension DistributionSimulation {
             agent.storeChokedAt = nil
             agent.picker!.seedChoked = false
         }
-        for (peer, at) in agent.chokedAt where now - at >= Self.chokeLapse {
+        for (peer, at) in agent.chokedAt.sorted(by: { $0.key < $1.key }) where now - at >= Self.chokeLapse {
             agent.chokedAt[peer] = nil
             agent.picker!.unchoked(by: peer)
         }
@@ -200,7 +200,7 @@ extension DistributionSimulation {
             agent.interestTold = [:]
         }
         guard let picker = agent.picker else { return }  // one copy of it, not one per peer
-        for peer in agent.connections {
+        for peer in agent.connections.sorted() {
             let wants = picker.wants(from: peer)
             guard agent.interestTold[peer] != wants else { continue }
             agent.interestTold[peer] = wants
@@ -241,7 +241,7 @@ extension DistributionSimulation {
         if again { agent.greetedAt = now }
         var greeting = Set(listed.filter { !agent.connections.contains($0) })
         if again { greeting.formUnion(agent.connections) }
-        for peer in greeting where agent.connections.contains(peer) || agent.connections.count + 1 < Self.maxPeerConnections {
+        for peer in greeting.sorted() where agent.connections.contains(peer) || agent.connections.count + 1 < Self.maxPeerConnections {
             connect(agent, to: peer)
             send(.toAgent(names[peer]!, .greet(from: agent.index, heedsChoke: true)), after: config.latency)
         }
@@ -275,7 +275,7 @@ extension DistributionSimulation {
 
     private func subscribe(_ peer: String, to server: SimulatedAgent, heedsChoke: Bool) {
         if server.subscribers[peer] == nil, server.subscribers.count >= Self.maxSubscribers,
-           let oldest = server.subscribers.min(by: { $0.value < $1.value })?.key {
+           let oldest = server.subscribers.min(by: { ($0.value, $0.key) < ($1.value, $1.key) })?.key {
             server.subscribers[oldest] = nil
             server.untold[oldest] = nil
         }
@@ -292,7 +292,7 @@ extension DistributionSimulation {
     }
 
     private func announce(_ holding: SimulatedAgent.Holding, by server: SimulatedAgent) {
-        for peer in server.subscribers.keys {
+        for peer in server.subscribers.keys.sorted() {
             server.untold[peer, default: SimulatedAgent.Holding()].merge(holding)
             if server.sending[peer] == nil { tell(server, peer) }
         }

@@ -95,7 +95,7 @@ struct FluidNetwork {
         let ids = hosts[host].sending.union(hosts[host].receiving)
         var ended: [(Int, Transfer)] = []
         var touched: Set<Int> = []
-        for id in ids {
+        for id in ids.sorted() {
             var transfer = transfers[id]!
             settle(&transfer, now: now)
             hosts[transfer.from].sent += transfer.bytes - transfer.remaining
@@ -120,7 +120,7 @@ struct FluidNetwork {
 
     private mutating func rerate(_ ids: Set<Int>, now: Double) -> [Completion] {
         var completions: [Completion] = []
-        for id in ids {
+        for id in ids.sorted() {
             guard var transfer = transfers[id] else { continue }
             settle(&transfer, now: now)
             let from = hosts[transfer.from], to = hosts[transfer.to]

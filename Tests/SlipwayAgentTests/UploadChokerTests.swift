@@ -42,6 +42,20 @@ struct UploadChokerTests {
         #expect(choker.waiting == ["a", "b"])
     }
 
+    @Test("slots granted at the same instant end in the order they were granted, whatever the peers' names hash to")
+    func sameInstantGoesByGrantOrder() {
+        // Twelve peers unchoked at one instant (as in a simulation's virtual time): the dictionary
+        // that holds them orders them by hash, which is seeded per process.
+        let peers = (0..<12).map { "peer-\($0)" }
+        var choker = UploadChoker<String>(slots: 12, turn: .seconds(4), idleGrace: .seconds(60))
+        for peer in peers.reversed() { #expect(choker.interested(peer, now: at(0)) == [.unchoke(peer)]) }
+        for waiting in ["x", "y", "z"] { _ = choker.interested(waiting, now: at(1)) }
+        // Every turn is over: each makes way in grant order and waits at the back in that order.
+        #expect(choker.tick(now: at(4_000)) { _ in 1 }.filter { if case .choke = $0 { true } else { false } }
+                == peers.reversed().map { .choke($0) })
+        #expect(choker.waiting == Array(peers.reversed().suffix(3)))
+    }
+
     @Test("a peer that asks for nothing gives its slot up to one that waits; alone, it keeps it; one with pieces queued keeps it")
     func idlePeersMakeWay() {
         var choker = UploadChoker<String>(slots: 1, turn: .seconds(60), idleGrace: .seconds(1))

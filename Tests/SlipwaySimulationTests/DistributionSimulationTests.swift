@@ -106,9 +106,23 @@ import Testing
         // Before slot holders asked outside their stripes it was, in 1-10 of these samples (seeds 1-8); now in none.
         let idle = result.samples.filter { $0.at >= 0.5 && $0.storeTransfers == 0 && $0.distinctHeld < config.pieceCount }
         #expect(idle.isEmpty, "the store sent nothing at \(idle.map(\.at)) s")
-        // Seeds 1-8: 4 of 32 pieces sent again, p99 1.55-1.69 x bound (before: 1.69-1.94).
+        // Seeds 1-8: 4-6 of 32 pieces sent again, p99 1.63-1.74 x bound. Seed 1 (this run): 4, in every process:
+        // before the simulation stopped following hash order it was 4-5 here and 7 on CI's machine.
         #expect(result.storeRepeats <= 6 && result.storeEgressBytes <= 1.2 * Double(config.artifactBytes),
                 "\(result.storeRepeats) pieces sent again, \(result.storeEgressBytes / Double(config.artifactBytes)) F")
+    }
+
+    @Test("a seed decides a run: the same seed gives the same times and counts, another seed other ones")
+    func reproducible() {
+        var config = config(agents: 12)
+        config.storeSlots = 4
+        config.uploadSlots = 4
+        config.failShare = 0.25
+        let first = DistributionSimulation(config).run(), again = DistributionSimulation(config).run()
+        #expect(first.downloadSeconds == again.downloadSeconds)
+        #expect(first.storeRepeats == again.storeRepeats && first.slowRequests == again.slowRequests && first.fromPeers == again.fromPeers)
+        config.seed += 1
+        #expect(DistributionSimulation(config).run().downloadSeconds != first.downloadSeconds)
     }
 
     @Test("other regions replicate the build through the real ReplicationPlan before it is deployed")
