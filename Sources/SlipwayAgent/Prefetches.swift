@@ -19,9 +19,9 @@ struct Prefetches {
     /// Every build fetched ahead (kept on disk).
     var digests: Set<String> { Set(ahead.values) }
 
-    /// The builds to fetch now: those not paused after a failure.
+    /// The builds to fetch now, those not paused after a failure, by digest (not in hash order).
     func due(now: ContinuousClock.Instant) -> [String] {
-        ahead.values.filter { retryAt[$0].map { now >= $0 } ?? true }
+        ahead.values.filter { retryAt[$0].map { now >= $0 } ?? true }.sorted()
     }
 
     /// A fetch of `digest` failed: if it is fetched ahead, it waits before the next try.

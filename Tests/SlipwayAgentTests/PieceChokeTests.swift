@@ -57,9 +57,9 @@ struct PieceChokeTests {
     }
 
     /// Serves and flushes, as the agent loop does, until `client` gets a message
-    /// that is not a `PieceHave` (those come too), or 3 s passed.
-    static func next(_ client: ZMQSocket, from server: PieceServer, _ digest: String) throws -> WireMessage? {
-        let deadline = ContinuousClock.now + .seconds(3)
+    /// that is not a `PieceHave` (those come too), or `wait` passed.
+    static func next(_ client: ZMQSocket, from server: PieceServer, _ digest: String, wait: Duration = .seconds(10)) throws -> WireMessage? {
+        let deadline = ContinuousClock.now + wait
         while ContinuousClock.now < deadline {
             try server.serve { $0 == digest ? PieceHolding(complete: true) : nil }
             while let frames = try client.receive(wait: .never, maxFrames: 4, droppingOversize: {}) {
@@ -107,7 +107,7 @@ struct PieceChokeTests {
         let codec = WireCodec()
 
         _ = try first.send(Self.greeting(digest, machine: "m2"), wait: .never)
-        #expect(try Self.next(first, from: server, digest) == nil, "a greeting alone asks for no slot")
+        #expect(try Self.next(first, from: server, digest, wait: .seconds(2)) == nil, "a greeting alone asks for no slot")
         _ = try first.send(Self.interest(digest), wait: .never)
         #expect(try Self.choked(Self.next(first, from: server, digest)) == false, "interested, and a free slot: unchoked")
         _ = try second.send(Self.greeting(digest, machine: "m3"), wait: .never)

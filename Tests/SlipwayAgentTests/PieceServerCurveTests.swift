@@ -58,7 +58,7 @@ struct PieceServerCurveTests {
         for socket in sockets { _ = try StoreUploadSlotsTests.ask(socket, manifest.digest, piece: 0, heedsChoke: false) }
 
         var answers: [Int: WireMessage] = [:]
-        let deadline = ContinuousClock.now + .seconds(3)
+        let deadline = ContinuousClock.now + .seconds(10)
         while ContinuousClock.now < deadline, answers.count < 3 {
             try server.serve()
             server.flush()

@@ -192,7 +192,7 @@ struct AgentTests {
             // Each refused in the handshake, not left waiting: the refusal is counted, by reason, before the client gives up.
             var refusals = 0.0
             for (security, who) in [(worker, "a worker key"), (stranger, "a key of no trust folder")] {
-                #expect(try await AuthenticationTests.code(AuthenticationTests.reply(agent, piece, security: security)) == "silence", "\(who)")
+                #expect(try await AuthenticationTests.code(AuthenticationTests.reply(agent, piece, security: security, timeout: AuthenticationTests.silence)) == "silence", "\(who)")
                 let now = Self.sum(of: #"slipway_messages_rejected_total{daemon="agent",socket="zap",reason="untrusted_key""#,
                                    in: try Self.scrape(metrics))
                 #expect(now > refusals, "\(who): no refusal counted")
@@ -276,7 +276,7 @@ struct AgentTests {
             #expect(try await ReplicationTests.errorCode(agent, piece, security: asWorker) == "permission_denied", "pieces are for agents")
             let stranger = ClientSecurity.curve(try cluster.certificate(.agent, "stranger", trusted: false).keyPair, server: agentKey)
             for (security, who) in [(stranger, "a key outside its trust folder"), (.plain, "a client without CURVE")] {
-                #expect(try await AuthenticationTests.code(AuthenticationTests.reply(agent, piece, security: security)) == "silence", "\(who)")
+                #expect(try await AuthenticationTests.code(AuthenticationTests.reply(agent, piece, security: security, timeout: AuthenticationTests.silence)) == "silence", "\(who)")
             }
             // The agent's refusals reach the coordinator's audit log through its region.
             let expected: Set<String> = ["agent/probe jobQuery", "worker/w9 pieceRequest"]

@@ -266,7 +266,7 @@ struct DaemonLifecycleTests {
         #expect(statuses["standby"] == 0)
     }
 
-    @Test("a leader that lost its lock while its database was unreachable releases all four ports within 3 s of the database returning, clients connected, and waits as a standby")
+    @Test("a leader that lost its lock while its database was unreachable releases all four ports within 5 s of the database returning, clients connected, and waits as a standby")
     func leaderLosingItsLockDuringAnOutage() async throws {
         let (_, statuses) = try await Cluster.with { cluster in
             try cluster.startCoordinator()
@@ -307,7 +307,9 @@ struct DaemonLifecycleTests {
             _ = try admin.query("ALTER DATABASE \(database) ALLOW_CONNECTIONS true")
             let returned = ContinuousClock.now
             try await cluster.waitForLog("coordinator", "stepping down to standby", timeout: .seconds(15))
-            #expect(ContinuousClock.now - returned < .seconds(3), "stepped down \(ContinuousClock.now - returned) after the database returned")
+            // 5 s: how long a new leader tries a port in use (CoordinatorSockets.takeOverWait). Measured ~1-2 s;
+            // it has to back off, tick, reconnect and fail the lock, which a loaded 2-core machine may stretch.
+            #expect(ContinuousClock.now - returned < .seconds(5), "stepped down \(ContinuousClock.now - returned) after the database returned")
             for endpoint in [cluster.intake, cluster.dispatch, cluster.events, cluster.snapshot] {
                 let port = try #require(Int(endpoint.split(separator: ":").last!))
                 var free = false
