@@ -116,8 +116,9 @@ extension AgentLoop {
                 guard let list = try? message.body(as: Slipway_V1_PeerList.self) else { continue }
                 downloads[list.digest]?.update(peers: list)
                 // The peers listed will mostly ask this machine too: their keys need no question then.
+                guard let vouches else { continue }
                 for peer in list.peers {
-                    guard let vouches, let key = CurveKey(bytes: Array(peer.curveKey)),
+                    guard let key = CurveKey(bytes: Array(peer.curveKey)),
                           let identity = try? Identity(role: .agent, name: peer.machineID) else { continue }
                     vouches.listed(key, as: identity)
                 }

@@ -51,8 +51,15 @@ public final class VouchedKeys: Sendable {
     /// Queries at most this often: 640 keys a second at most per agent to its tracker.
     public static let queryInterval: Duration = .milliseconds(100)
 
+    /// What is kept about a key: ``Verdict/busy`` is an answer to a handshake, never kept.
+    private enum Standing {
+        case trusted(Identity)
+        case refused
+        case unanswered
+    }
+
     private struct Entry {
-        var verdict: Verdict = .asking
+        var standing: Standing = .unanswered
         var answeredAt: ContinuousClock.Instant?
         var askedAt: ContinuousClock.Instant?
         var queued = false
@@ -99,12 +106,12 @@ public final class VouchedKeys: Sendable {
                 ask(key, &state, now: now)
                 return .asking
             }
-            switch (entry.verdict, entry.answeredAt.map { now - $0 }) {
-            case (.trusted, let age?) where age < Self.trustedFor:
-                return entry.verdict
-            case (.trusted, let age?) where age < Self.trustHoldsFor:
+            switch (entry.standing, entry.answeredAt.map { now - $0 }) {
+            case (.trusted(let identity), let age?) where age < Self.trustedFor:
+                return .trusted(identity)
+            case (.trusted(let identity), let age?) where age < Self.trustHoldsFor:
                 ask(key, &state, now: now)
-                return entry.verdict
+                return .trusted(identity)
             case (.refused, let age?) where age < Self.refusedFor:
                 return .refused
             default:
@@ -118,7 +125,7 @@ public final class VouchedKeys: Sendable {
     /// `key` on the tracker's word, is still admitted: only while that trust holds.
     public func admits(_ key: CurveKey, as identity: Identity, now: ContinuousClock.Instant = .now) -> Bool {
         state.withLock { state in
-            guard let entry = state.entries[key], case .trusted(identity) = entry.verdict, let answeredAt = entry.answeredAt,
+            guard let entry = state.entries[key], case .trusted(identity) = entry.standing, let answeredAt = entry.answeredAt,
                   now - answeredAt < Self.trustHoldsFor else {
                 // Revoked, expired or dropped: asked again, so a trust that comes back admits again.
                 if state.entries[key] == nil, state.entries.count < capacity, state.outstanding.count < maxQuestions {
@@ -179,7 +186,7 @@ public final class VouchedKeys: Sendable {
 
     private func record(_ key: CurveKey, _ identity: Identity?, _ state: inout State, now: ContinuousClock.Instant) {
         var entry = state.entries[key] ?? Entry()
-        entry.verdict = if let identity, identity.role == .agent { .trusted(identity) } else { .refused }
+        entry.standing = if let identity, identity.role == .agent { .trusted(identity) } else { .refused }
         entry.answeredAt = now
         entry.askedAt = nil
         entry.queued = false
@@ -198,10 +205,10 @@ public final class VouchedKeys: Sendable {
     public var tally: (trusted: Int, refused: Int, asking: Int) {
         state.withLock { state in
             state.entries.values.reduce(into: (trusted: 0, refused: 0, asking: 0)) { tally, entry in
-                switch entry.verdict {
+                switch entry.standing {
                 case .trusted: tally.trusted += 1
                 case .refused: tally.refused += 1
-                case .asking, .busy: tally.asking += 1
+                case .unanswered: tally.asking += 1
                 }
             }
         }
@@ -226,10 +233,10 @@ public final class VouchedKeys: Sendable {
         state.lastSweep = now
         var dropped: [CurveKey] = []
         for (key, entry) in state.entries {
-            let expired = switch entry.verdict {
+            let expired = switch entry.standing {
             case .trusted: entry.answeredAt.map { now - $0 >= Self.trustHoldsFor } ?? true
             case .refused: entry.answeredAt.map { now - $0 >= Self.refusedFor } ?? true
-            case .asking, .busy: entry.askedAt.map { now - $0 >= Self.trustHoldsFor } ?? false
+            case .unanswered: entry.askedAt.map { now - $0 >= Self.trustHoldsFor } ?? false
             }
             if expired, !entry.queued { dropped.append(key) }
         }

@@ -116,7 +116,7 @@ public final class ZAPHandler: Sendable {
             if !waiting.isEmpty, generation != lookedAt.generation || now - lookedAt.time >= .milliseconds(100) {
                 lookedAt = (generation, now)
                 waiting = waiting.filter { entry in
-                    if let decision = entry.request.decide(domains, vouchedOnly: true) {
+                    if let decision = entry.request.decideWaiting(domains) {
                         answer(socket, entry.routingID, decision, log: &log, logger: logger)
                         return false
                     }
@@ -177,15 +177,24 @@ struct ZAPRequest: Equatable {
     /// Admits a CURVE client whose key the domain's trust folder holds, or that the
     /// region's tracker vouched for where the folder takes its word; refuses
     /// anything else. - Returns: nil while the tracker has not answered for the key.
-    /// With `vouchedOnly`, the folder already missed: only the tracker's answer is looked at.
-    func decide(_ domains: [String: TrustDirectory], vouchedOnly: Bool = false) -> ZAPDecision? {
+    func decide(_ domains: [String: TrustDirectory]) -> ZAPDecision? {
+        decision(domains) { trust, key in trust.admission(of: key) }
+    }
+
+    /// ``decide(_:)`` for a handshake that waits for the tracker: the folder already
+    /// missed, so only the tracker's answer is looked at (no `stat` of the folder per look).
+    func decideWaiting(_ domains: [String: TrustDirectory]) -> ZAPDecision? {
+        decision(domains) { trust, key in trust.vouches?.verdict(key) ?? .refused }
+    }
+
+    private func decision(_ domains: [String: TrustDirectory], verdict: (TrustDirectory, CurveKey) -> VouchedKeys.Verdict) -> ZAPDecision? {
         guard let trust = domains[domain] else {
             return refused("unknown_domain", "ZAP domain \"\(domain)\" from \(address)")
         }
         guard mechanism == "CURVE", credentials.count == 1, let key = CurveKey(bytes: credentials[0]) else {
             return refused("not_curve", "mechanism \(mechanism) from \(address)")
         }
-        switch vouchedOnly ? trust.vouches?.verdict(key) ?? .refused : trust.admission(of: key) {
+        switch verdict(trust, key) {
         case .trusted(let identity): return .admitted(requestID: requestID, identity, key: key)
         case .asking: return nil
         case .busy: return refused("busy", "key \(key.z85) from \(address): too many keys wait for the region's tracker")
