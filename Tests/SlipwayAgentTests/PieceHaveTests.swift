@@ -22,7 +22,7 @@ struct PieceHaveTests {
                        uploadSlots: Int = 4) throws -> (PieceServer, String) {
         let store = try store ?? BlobStore(root: folder.appendingPathComponent("store"))
         for _ in 0..<20 {
-            let port = Int.random(in: 20_000..<60_000)
+            let port = scratchPort()
             let address = "tcp://127.0.0.1:\(port)"
             if let server = try? PieceServer(context: context, endpoint: Endpoint(parsing: address, origin: "test"), store: store,
                                              machineID: "m1", sender: "agent-m1", logger: Logger(label: "test"), security: security,

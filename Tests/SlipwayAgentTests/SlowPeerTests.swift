@@ -18,7 +18,7 @@ struct SlowPeerTests {
     /// A ROUTER on a free loopback port, and its address.
     static func router(_ context: ZMQContext) throws -> (ZMQSocket, String) {
         for _ in 0..<20 {
-            let address = "tcp://127.0.0.1:\(Int.random(in: 20_000..<60_000))"
+            let address = "tcp://127.0.0.1:\(scratchPort())"
             let socket = try ZMQSocket(context: context, type: .router)
             if (try? socket.bind(address)) != nil { return (socket, address) }
             socket.close()

@@ -35,7 +35,7 @@ struct StoreUploadSlotsTests {
     /// returns its address and a signal raised when it has stopped. The tests block
     /// their own threads while they wait, so the server must not need Swift's pool.
     static func serve(_ folder: URL, slots: Int, stop: StopSignal, on thread: OwnedThread) throws -> (String, DispatchSemaphore) {
-        let address = "tcp://127.0.0.1:\(Int.random(in: 20_000..<60_000))"
+        let address = "tcp://127.0.0.1:\(scratchPort())"
         let settings = StoreServer.Settings(region: "eu", id: "store-eu", endpoint: try Endpoint(parsing: address),
                                             path: folder.appendingPathComponent("store").path, security: .insecure, uploadSlots: slots)
         let mailbox = try BlobStoreMailbox()

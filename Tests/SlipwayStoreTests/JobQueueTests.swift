@@ -18,10 +18,16 @@ struct JobQueueTests {
         try await setup.transaction { db in
             for index in 0..<1_000 { _ = try JobQueue.enqueue(db, Self.job("job-\(index)")) }
         }
+        // Connected before anyone claims: one claimer alone could otherwise drain the queue while the rest connect.
+        var clients: [PGClient] = []
+        for claimer in 0..<8 {
+            let client = PGClient(url: url, name: "claimer-\(claimer)", logger: TestDatabase.logger)
+            _ = try await client.query("SELECT 1 AS one")
+            clients.append(client)
+        }
         let claims = try await withThrowingTaskGroup(of: [ClaimedJob].self) { group in
-            for claimer in 0..<8 {
+            for (claimer, client) in clients.enumerated() {
                 group.addTask {
-                    let client = PGClient(url: url, name: "claimer-\(claimer)", logger: TestDatabase.logger)
                     var mine: [ClaimedJob] = []
                     while true {
                         let batch = try await client.withConnection { db in
