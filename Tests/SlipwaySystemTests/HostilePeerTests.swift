@@ -91,16 +91,7 @@ struct HostilePeerTests {
             let (most, dropped, peers, sentMiB) = try await flood(target, kind, seconds: 3)
             print("memory: \(target.name) \(kind): +\(most - baseline) MiB over \(baseline) MiB, \(peers) connections")
             let lastCuts = target.log().split(separator: "\n").filter { $0.contains("cut a connection") }.suffix(5).joined(separator: "\n")
-            let bound = { #expect(most - baseline < boundMiB, "\(target.name) \(kind): \(baseline) → \(most) MiB, \(peers) connections; last cuts:\n\(lastCuts)") }
-            if target.name == "region store", kind == .bigFrames {
-                // Known, intermittent (docs/operations.md, "What a peer can make a daemon hold"): now and then a
-                // 4 MiB-frame flood on the region store reaches 0.5-1 GiB before its connections are cut. It is
-                // printed above and reported as a known issue on every run where it happens; everything else here
-                // (the cut, the memory given back, still serving) stays strict.
-                withKnownIssue("region store under 4 MiB frames: bound not yet reliable", isIntermittent: true) { bound() }
-            } else {
-                bound()
-            }
+            #expect(most - baseline < boundMiB, "\(target.name) \(kind): \(baseline) → \(most) MiB, \(peers) connections; last cuts:\n\(lastCuts)")
             // Cut by the guard, or (a frame past the socket's limit) dropped by libzmq.
             #expect(target.cuts > cutBefore || dropped > 0,
                     "\(target.name) \(kind): the endless message was never cut (\(peers) connections, \(sentMiB) MiB sent)")
