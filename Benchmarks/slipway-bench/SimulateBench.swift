@@ -86,7 +86,7 @@ struct SimulateBench: ParsableCommand {
                            result.deployedAt, size * 8 / (regionMbit * 1e6), result.deployedAt + window))
             }
             printSamples(result.samples, pieceCount: config.pieceCount)
-            say(String(format: "  %d events, %.1f s of wall time (%.2g virtual s per wall s)", result.events, wall, (result.deployedAt + window) / max(wall, 1e-9)))
+            say(String(format: "  %d events, %.1f s of wall time (%.1f virtual s per wall s)", result.events, wall, (result.deployedAt + window) / max(wall, 1e-9)))
         }
     }
 

@@ -116,7 +116,8 @@ package struct AgentTracker {
         guard var machine = machines[request.machineID], !machine.silent else { return }
         // Bounded per machine: a few downloads at a time is all an agent does.
         if machine.partial[request.digest] == nil, machine.partial.count >= Self.maxPartialDigests {
-            machine.partial.remove(at: machine.partial.startIndex)
+            // The least digest, not the dictionary's first: its order is seeded per process.
+            machine.partial[machine.partial.keys.min()!] = nil
         }
         machine.partial[request.digest] = Set(request.have.prefix(Self.maxHave).map(Int.init))
         machine.lastSeen = now
