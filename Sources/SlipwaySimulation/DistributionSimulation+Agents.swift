@@ -41,7 +41,7 @@ extension DistributionSimulation {
         case .notFound(let from):
             let peer = agents[from].name
             guard !agent.isComplete, agent.picker != nil else { return }
-            for (piece, request) in agent.sent.sorted(by: { $0.key < $1.key }) where request.source == .peer(peer) {
+            for (piece, request) in agent.sent.inKeyOrder where request.source == .peer(peer) {
                 agent.sent[piece] = nil
                 agent.picker!.failed(piece, from: .peer(peer))
             }
@@ -151,7 +151,7 @@ extension DistributionSimulation {
         if !agent.peersKnown, let manifestAt = agent.manifestAt, now - manifestAt < 2 { return }
         let rule = agent.pieceTimes
         let timeout = { (piece: Int) in rule.timeout(bytes: self.config.lengthOfPiece(piece)) }
-        for (piece, request) in agent.sent.sorted(by: { $0.key < $1.key }) {
+        for (piece, request) in agent.sent.inKeyOrder {
             guard case .peer(let peer) = request.source, now - request.at >= rule.slowAfter(bytes: config.lengthOfPiece(piece)) else { continue }
             agent.sent[piece] = nil
             agent.slow[peer, default: [:]][piece] = request.at
@@ -159,13 +159,13 @@ extension DistributionSimulation {
             agent.picker!.remove(peer)
             agent.coolingDown[peer] = agent.slow[peer]!.map { $0.value + timeout($0.key) }.min()!
         }
-        for (piece, request) in agent.sent.sorted(by: { $0.key < $1.key }) where now - request.at >= timeout(piece) {
+        for (piece, request) in agent.sent.inKeyOrder where now - request.at >= timeout(piece) {
             agent.sent[piece] = nil
             agent.timeouts += 1
             agent.picker!.failed(piece, from: request.source)
             if case .peer(let peer) = request.source { drop(peer, by: agent) }
         }
-        for (peer, requests) in agent.slow.sorted(by: { $0.key < $1.key }) where requests.contains(where: { now - $0.value >= timeout($0.key) }) {
+        for (peer, requests) in agent.slow.inKeyOrder where requests.contains(where: { now - $0.value >= timeout($0.key) }) {
             agent.timeouts += 1
             drop(peer, by: agent)
         }
@@ -173,7 +173,7 @@ extension DistributionSimulation {
             agent.storeChokedAt = nil
             agent.picker!.seedChoked = false
         }
-        for (peer, at) in agent.chokedAt.sorted(by: { $0.key < $1.key }) where now - at >= Self.chokeLapse {
+        for (peer, at) in agent.chokedAt.inKeyOrder where now - at >= Self.chokeLapse {
             agent.chokedAt[peer] = nil
             agent.picker!.unchoked(by: peer)
         }
