@@ -24,13 +24,15 @@ public enum MetricsEndpoint {
         return (String(listen[..<colon]), port)
     }
 
-    /// Refuses to serve metrics to other hosts without a token: a daemon that
-    /// runs authenticated (not `--insecure`) and listens beyond 127.0.0.0/8 needs a token file.
+    /// Refuses to serve metrics without a token: a daemon that runs authenticated
+    /// (not `--insecure`) needs a token file on any address, loopback included, because
+    /// nothing else it serves answers without a key and any local process can reach
+    /// 127.0.0.1. An `--insecure` daemon answers anyone, as its sockets do.
     public static func checkExposure(listen: String, tokenGiven: Bool, insecure: Bool) throws {
-        let (host, _) = try parse(listen)
-        guard !tokenGiven, !insecure, !host.hasPrefix("127.") else { return }
-        throw Failure(description: "\(listen) is reachable from other hosts, and nothing else a daemon serves is without a key: "
-                      + "give --metrics-token-file FILE (Prometheus sends it with authorization.credentials_file), or listen on 127.0.0.1")
+        _ = try parse(listen)
+        guard !tokenGiven, !insecure else { return }
+        throw Failure(description: "\(listen) would serve metrics without a key, and nothing else an authenticated daemon serves does: "
+                      + "give --metrics-token-file FILE (Prometheus sends it with authorization.credentials_file)")
     }
 
     /// The daemon part that binds `listen` (from `--metrics-listen`) and serves what

@@ -57,7 +57,7 @@ struct DaemonOptions: ParsableArguments {
     @Option(help: "Serve Prometheus metrics on GET /metrics at IPV4:PORT (e.g. 127.0.0.1:9100; default: off).")
     var metricsListen: String?
 
-    @Option(help: ArgumentHelp("Serve /metrics only to requests with `Authorization: Bearer` and this file's token (mode 600, at least 32 characters; re-read on every scrape). Needed when --metrics-listen is not on 127.0.0.1, unless --insecure.",
+    @Option(help: ArgumentHelp("Serve /metrics only to requests with `Authorization: Bearer` and this file's token (mode 600, at least 32 characters; re-read on every scrape). Needed with --metrics-listen, unless --insecure.",
                                valueName: "file"))
     var metricsTokenFile: String?
 
@@ -79,7 +79,7 @@ struct DaemonOptions: ParsableArguments {
         do { return try MetricsToken(path: metricsTokenFile) } catch { throw ValidationError("--metrics-token-file \(error)") }
     }
 
-    /// Refuses `--metrics-listen` beyond 127.0.0.0/8 without `--metrics-token-file`,
+    /// Refuses `--metrics-listen` without `--metrics-token-file`,
     /// unless the daemon runs `insecure` anyway: call from the daemon's `validate()`.
     /// The file itself is read when the daemon starts, as key files are (`config check` runs elsewhere).
     /// `servesMetricsAnyway`: the console, whose own port has `/metrics` too.

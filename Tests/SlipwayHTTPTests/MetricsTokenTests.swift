@@ -68,14 +68,15 @@ struct MetricsTokenTests {
         }
     }
 
-    @Test("metrics on other hosts' reach need a token unless the daemon runs --insecure")
+    @Test("metrics need a token on every address, loopback too, unless the daemon runs --insecure")
     func exposure() throws {
         defer { try? FileManager.default.removeItem(at: folder) }
-        #expect(throws: MetricsEndpoint.Failure.self) { try MetricsEndpoint.checkExposure(listen: "0.0.0.0:9100", tokenGiven: false, insecure: false) }
-        #expect(throws: MetricsEndpoint.Failure.self) { try MetricsEndpoint.checkExposure(listen: "10.1.2.3:9100", tokenGiven: false, insecure: false) }
-        try MetricsEndpoint.checkExposure(listen: "0.0.0.0:9100", tokenGiven: true, insecure: false)
-        try MetricsEndpoint.checkExposure(listen: "0.0.0.0:9100", tokenGiven: false, insecure: true)
-        try MetricsEndpoint.checkExposure(listen: "127.0.0.1:9100", tokenGiven: false, insecure: false)
-        try MetricsEndpoint.checkExposure(listen: "127.0.0.2:9100", tokenGiven: false, insecure: false)
+        for listen in ["0.0.0.0:9100", "10.1.2.3:9100", "127.0.0.1:9100", "127.0.0.2:9100"] {
+            let error = #expect(throws: MetricsEndpoint.Failure.self) { try MetricsEndpoint.checkExposure(listen: listen, tokenGiven: false, insecure: false) }
+            #expect(error?.description.contains("--metrics-token-file") == true, "\(listen): \(String(describing: error))")
+            try MetricsEndpoint.checkExposure(listen: listen, tokenGiven: true, insecure: false)
+            try MetricsEndpoint.checkExposure(listen: listen, tokenGiven: false, insecure: true)
+        }
+        #expect(throws: MetricsEndpoint.Failure.self) { try MetricsEndpoint.checkExposure(listen: "localhost:9100", tokenGiven: true, insecure: false) }
     }
 }

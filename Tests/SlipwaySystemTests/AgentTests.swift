@@ -173,7 +173,7 @@ struct AgentTests {
             try cluster.startCoordinator()
             try cluster.startRegion("region", region: "local", store: cluster.store)
             let metrics = freeLoopbackPort()
-            try cluster.startAgent("m1", region: "local", regionProcess: "region", extra: ["--metrics-listen", "127.0.0.1:\(metrics)"])
+            try cluster.startAgent("m1", region: "local", regionProcess: "region", extra: cluster.metricsFlags(metrics))
             try await cluster.waitForLog("region", "machine registered")
             #expect(try FileManager.default.contentsOfDirectory(atPath: cluster.agentTrustDirectory.path).isEmpty)
             let agent = cluster.agentListenEndpoints["m1"]!
@@ -194,13 +194,13 @@ struct AgentTests {
             for (security, who) in [(worker, "a worker key"), (stranger, "a key of no trust folder")] {
                 #expect(try await AuthenticationTests.code(AuthenticationTests.reply(agent, piece, security: security, timeout: AuthenticationTests.silence)) == "silence", "\(who)")
                 let now = Self.sum(of: #"slipway_messages_rejected_total{daemon="agent",socket="zap",reason="untrusted_key""#,
-                                   in: try Self.scrape(metrics))
+                                   in: try Self.scrape(metrics, token: cluster.metricsToken))
                 #expect(now > refusals, "\(who): no refusal counted")
                 refusals = now
             }
             #expect(cluster.logText("m1").contains("untrusted_key"), "the refusals are logged")
             // The tracker's verdicts, as the agent counts them (at each heartbeat).
-            let scraped = try Self.scrape(metrics)
+            let scraped = try Self.scrape(metrics, token: cluster.metricsToken)
             #expect(try Self.value(of: #"slipway_agent_peer_keys{verdict="trusted"}"#, in: scraped) == 1, "m2")
             #expect(try Self.value(of: #"slipway_agent_peer_keys{verdict="refused"}"#, in: scraped) == 2, "w9 and the stranger")
         }
@@ -211,11 +211,11 @@ struct AgentTests {
     func hostileInput() async throws {
         let (_, statuses) = try await Cluster.with { cluster in
             let metrics = (coordinator: freeLoopbackPort(), region: freeLoopbackPort(), agent: freeLoopbackPort())
-            try cluster.startCoordinator(extra: ["--metrics-listen", "127.0.0.1:\(metrics.coordinator)"])
-            try cluster.startRegion("region", region: "local", store: cluster.store, extra: ["--metrics-listen", "127.0.0.1:\(metrics.region)"])
+            try cluster.startCoordinator(extra: cluster.metricsFlags(metrics.coordinator))
+            try cluster.startRegion("region", region: "local", store: cluster.store, extra: cluster.metricsFlags(metrics.region))
             // The region's trust folder as the agent's own: a worker key gets past the handshake, to be refused by role.
             try cluster.startAgent("m1", region: "local", regionProcess: "region", trustFolder: cluster.trustDirectory,
-                                   extra: ["--metrics-listen", "127.0.0.1:\(metrics.agent)"])
+                                   extra: cluster.metricsFlags(metrics.agent))
             try await cluster.waitForLog("region", "machine registered")
             let tracker = cluster.agentEndpoints["region"]!.tracker
             let agent = cluster.agentListenEndpoints["m1"]!
@@ -298,25 +298,28 @@ struct AgentTests {
             #expect(try await ReplicationTests.request(cluster.intake, report, security: regionKey).type == .regionReport)
 
             // Each daemon counts what it dropped, and serves its metrics over HTTP.
-            let region = try Self.scrape(metrics.region), agentMetrics = try Self.scrape(metrics.agent)
+            let token = cluster.metricsToken
+            let region = try Self.scrape(metrics.region, token: token), agentMetrics = try Self.scrape(metrics.agent, token: token)
             #expect(Self.sum(of: #"slipway_messages_rejected_total{daemon="region",socket="tracker","#, in: region) >= 1, "\(region)")
             #expect(Self.sum(of: #"slipway_messages_rejected_total{daemon="agent",socket="pieces","#, in: agentMetrics) >= 1, "\(agentMetrics)")
-            #expect(try Self.value(of: #"slipway_jobs{state="queued"}"#, in: try Self.scrape(metrics.coordinator)) == 0)
-            #expect(Self.status(of: try Self.scrape(metrics.agent, request: "GET /other HTTP/1.0")) == 404)
+            #expect(try Self.value(of: #"slipway_jobs{state="queued"}"#, in: try Self.scrape(metrics.coordinator, token: token)) == 0)
+            #expect(Self.status(of: try Self.scrape(metrics.agent)) == 401, "no token, no metrics, on 127.0.0.1 too")
+            #expect(Self.status(of: try Self.scrape(metrics.agent, request: "GET /other HTTP/1.0", token: token)) == 404)
             let garbage = try Self.scrape(metrics.agent, request: "\u{1}garbage")
             #expect(Self.status(of: garbage) == 400 || garbage.isEmpty, "not HTTP: 400, or the connection closed: \(garbage.prefix(200))")
-            #expect(Self.status(of: try Self.scrape(metrics.agent)) == 200, "and it keeps serving")
+            #expect(Self.status(of: try Self.scrape(metrics.agent, token: token)) == 200, "and it keeps serving")
         }
         #expect(statuses.values.allSatisfy { $0 == 0 }, "every daemon survived and stopped cleanly: \(statuses)")
     }
 
     // MARK: helpers
 
-    /// The whole HTTP response of a daemon's metrics endpoint.
+    /// The whole HTTP response of a daemon's metrics endpoint, asked with `token` as a bearer token if given.
     /// One request on its own connection, `Connection: close` so the answer ends it (Hummingbird keeps
     /// an HTTP/1.0 connection open without it, until its 30 s idle timeout).
-    static func scrape(_ port: Int, request: String = "GET /metrics HTTP/1.0") throws -> String {
-        try shellOutput("bash -c 'exec 3<>/dev/tcp/127.0.0.1/\(port); printf \"\(request)\\r\\nConnection: close\\r\\n\\r\\n\" >&3; cat <&3'")
+    static func scrape(_ port: Int, request: String = "GET /metrics HTTP/1.0", token: String? = nil) throws -> String {
+        let authorization = token.map { "\\r\\nAuthorization: Bearer \($0)" } ?? ""
+        return try shellOutput("bash -c 'exec 3<>/dev/tcp/127.0.0.1/\(port); printf \"\(request)\(authorization)\\r\\nConnection: close\\r\\n\\r\\n\" >&3; cat <&3'")
     }
 
     /// The status code of an HTTP response (`HTTP/1.0 200 OK` or `HTTP/1.1 200 OK`), or nil.

@@ -149,6 +149,10 @@ struct DaemonLifecycleTests {
             ("agent with a key, metrics on every interface without a token",
              agent().dropLast() + ["--machine-id", "m1", "--key", try cluster.keyFile(.agent, "m1"), "--region-key", try cluster.publicCertificate(.region, "eu"),
                                    "--trust-dir", cluster.trustDirectory.path, "--metrics-listen", "0.0.0.0:\(freeLoopbackPort())"], "give --metrics-token-file"),
+            ("region with a key, metrics on 127.0.0.1 without a token: any local process could read them",
+             region().dropLast() + ["--name", "eu", "--key", try cluster.keyFile(.region, "eu"), "--coordinator-key", publicCertificate,
+                                    "--trust-dir", cluster.trustDirectory.path, "--metrics-listen", "127.0.0.1:\(freeLoopbackPort())"],
+             "--metrics-listen 127.0.0.1:"),
             ("worker, a metrics token with no metrics to guard", worker() + ["--metrics-token-file", looseToken], "there is no --metrics-listen"),
             ("worker, metrics token file others can read", worker() + ["--metrics-listen", "127.0.0.1:\(freeLoopbackPort())", "--metrics-token-file", looseToken],
              "--metrics-token-file \(looseToken): holds a secret but its mode is 644"),
@@ -179,8 +183,7 @@ struct DaemonLifecycleTests {
             try cluster.startCoordinator(extra: ["--metrics-listen", "0.0.0.0:\(port)", "--metrics-token-file", file])
             try await cluster.waitForLog("coordinator", "coordinator active")
             func scrape(_ token: String?) throws -> (status: Int?, body: String) {
-                let header = token.map { "\\r\\nAuthorization: Bearer \($0)" } ?? ""
-                let reply = try AgentTests.scrape(port, request: "GET /metrics HTTP/1.0\(header)")
+                let reply = try AgentTests.scrape(port, token: token)
                 return (AgentTests.status(of: reply), reply)
             }
             let anonymous = try scrape(nil)
@@ -217,7 +220,7 @@ struct DaemonLifecycleTests {
             let standby = try cluster.start("standby", ["coordinator", "--database-url", cluster.databaseURL, "--intake", cluster.intake,
                                                         "--dispatch", cluster.dispatch, "--events", "tcp://127.0.0.1:\(taken.port)",
                                                         "--snapshot", cluster.snapshot, "--heartbeat", cluster.heartbeat,
-                                                        "--metrics-listen", "127.0.0.1:\(metrics)",
+                                                        "--metrics-listen", "127.0.0.1:\(metrics)", "--metrics-token-file", cluster.metricsTokenFile,
                                                         "--key", try cluster.keyFile(.coordinator, "main"), "--trust-dir", cluster.trustDirectory.path])
             try await cluster.waitForLog("standby", "standby")
             leader.signal(SIGKILL)
@@ -337,7 +340,7 @@ struct DaemonLifecycleTests {
     @Test("SIGTERM stops every daemon while it works, within the documented 15 s, with exit 0")
     func sigtermWhileWorking() async throws {
         let (_, statuses) = try await Cluster.with { cluster in
-            try cluster.startCoordinator(extra: ["--metrics-listen", "127.0.0.1:\(freeLoopbackPort())"])
+            try cluster.startCoordinator(extra: cluster.metricsFlags(freeLoopbackPort()))
             try cluster.startRegion()
             try cluster.startWorker("w1")
             try cluster.startAgent("m1", region: "local", regionProcess: "region")
@@ -372,7 +375,7 @@ extension DaemonLifecycleTests {
             let metrics = freeLoopbackPort()
             // The service lists its shell's descriptors, then runs the build (a script: the shell that runs it
             // opens it as a descriptor of its own, so the listing comes first).
-            let agentArguments = ["--metrics-listen", "127.0.0.1:\(metrics)",
+            let agentArguments = cluster.metricsFlags(metrics) + [
                                   "--run", "hello=echo service-begin; ls /proc/$$/fd; echo service-end; exec \"$SLIPWAY_BINARY\""]
             try cluster.startAgent("m1", region: "local", regionProcess: "region", extra: agentArguments)
             let client = try SlipwayClient(endpoint: cluster.intake, security: cluster.security())
@@ -406,7 +409,7 @@ extension DaemonLifecycleTests {
                 cluster.logText("m1").components(separatedBy: "] serving").count == 3 || cluster.processes["m1"]!.hasExited
             }
             #expect(!cluster.processes["m1"]!.hasExited, "\(cluster.logText("m1").split(separator: "\n").suffix(3))")
-            #expect(AgentTests.status(of: try AgentTests.scrape(metrics)) == 200)
+            #expect(AgentTests.status(of: try AgentTests.scrape(metrics, token: cluster.metricsToken)) == 200)
         }
         #expect(statuses.values.allSatisfy { $0 == 0 }, "\(statuses)")
     }

@@ -36,6 +36,8 @@ public final class Cluster: @unchecked Sendable {
     public let agentTrustDirectory: URL
     /// Every daemon runs `--insecure` instead (for tests of what happens past the handshake).
     public let insecure: Bool
+    /// The bearer token every daemon's `/metrics` asks for (from ``metricsFlags(_:)``' file), as Prometheus sends it.
+    public let metricsToken = (0..<32).map { _ in String(format: "%02x", UInt8.random(in: 0...255)) }.joined()
     private var certificates: [Identity: Certificate] = [:]
 
     /// Creates the folder, database (on `server`, default the shared test server) and endpoints; starts nothing.
@@ -58,6 +60,16 @@ public final class Cluster: @unchecked Sendable {
         for folder in [keyDirectory, trustDirectory, agentTrustDirectory] {
             try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
         }
+        try Data((metricsToken + "\n").utf8).write(to: URL(fileURLWithPath: metricsTokenFile))
+        try FileManager.default.setAttributes([.posixPermissions: 0o600], ofItemAtPath: metricsTokenFile)
+    }
+
+    /// The file holding ``metricsToken``, mode 600.
+    public var metricsTokenFile: String { directory.appendingPathComponent("metrics.token").path }
+
+    /// Serve `/metrics` on 127.0.0.1:`port`, guarded by ``metricsToken`` as an authenticated daemon must be.
+    public func metricsFlags(_ port: Int) -> [String] {
+        ["--metrics-listen", "127.0.0.1:\(port)"] + (insecure ? [] : ["--metrics-token-file", metricsTokenFile])
     }
 
     /// The key pair of `role`/`name`, made (and, unless `trusted` is false, put in the
