@@ -225,7 +225,14 @@ struct WorkerCommand: AsyncParsableCommand {
         config.coordinatorEndpoint = try coordinatorDispatch?.named("--coordinator-dispatch") ?? coordinatorAddress(coordinator).dispatch
         config.coordinatorSecurity = coordinatorSecurity
         config.storeSecurity = storeSecurity
-        if let buildUser { config.buildUser = try Self.resolve(buildUser) }
+        if let buildUser {
+            config.buildUser = try Self.resolve(buildUser)
+        } else if security.isAuthenticated {
+            daemon.logger("worker").warning("""
+                recipes run as this worker's own user (uid \(geteuid())) and can read its secret key: \
+                give --build-user USER (the worker running as root) so that they cannot
+                """)
+        }
         config.buildEnvironment = try buildEnvironment()
         config.storeEndpoint = store.named("--store")
         config.slots = slots

@@ -425,6 +425,7 @@ struct AuthenticationTests {
             #expect(log.contains("worker key: unreadable") && !log.contains("worker key: READ"), "\(log)")
             #expect(log.contains("uid: 65534"), "\(log)")
             #expect(log.contains("running recipe at \(commit) as nobody"), "\(log)")
+            #expect(!cluster.logText("w1").contains("can read its secret key"), "no warning when recipes cannot")
         }
         #expect(statuses.values.allSatisfy { $0 == 0 }, "\(statuses)")
     }

@@ -345,6 +345,8 @@ struct DaemonLifecycleTests {
             try cluster.startWorker("w1")
             try cluster.startAgent("m1", region: "local", regionProcess: "region")
             for name in ["coordinator", "region", "w1", "m1"] { try await cluster.waitForLog(name, "] serving") }
+            #expect(cluster.logText("w1").contains("can read its secret key: give --build-user"),
+                    "a keyed worker without --build-user says what its recipes can read")
             for (name, process) in cluster.processes.sorted(by: { $0.key < $1.key }) {
                 let started = ContinuousClock.now
                 process.signal(SIGTERM)
