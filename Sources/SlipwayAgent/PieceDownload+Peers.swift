@@ -13,7 +13,7 @@ extension PieceDownload {
     /// A peer's `PieceHave`, on this download's own connection to it (so the sender is
     /// the machine at the address the tracker gave, whatever the message says).
     func learned(_ have: Slipway_V1_PieceHave, from machine: String) {
-        guard have.digest == digest, var picker, endpoints[machine] != nil, coolingDown[machine] == nil,
+        guard have.digest == digest, var picker, endpoints[machine] != nil, !requests.isCoolingDown(machine),
               !picker.banned.contains(machine) else { return }
         picker.peer(machine, adds: have.complete ? Array(0..<picker.pieceCount) : have.pieces.map(Int.init))
         self.picker = picker
@@ -24,15 +24,15 @@ extension PieceDownload {
         guard list.digest == digest, var picker else { return }
         peersKnown = true
         let now = ContinuousClock.now
-        coolingDown = coolingDown.filter { $0.value > now }
+        requests.endCoolDowns(now: clock(now))
         for peer in list.peers where SafeText.isName(peer.machineID, max: 128) && !picker.banned.contains(peer.machineID)
-            && coolingDown[peer.machineID] == nil {
+            && !requests.isCoolingDown(peer.machineID) {
             guard let endpoint = try? Endpoint(parsing: peer.endpoint, origin: "peer \(SafeText.printable(peer.machineID))") else { continue }
             let key = CurveKey(bytes: [UInt8](peer.curveKey))
             if let known = endpoints[peer.machineID], known != endpoint || peerKeys[peer.machineID] != key {
                 // Moved or re-keyed: what it was asked over the old connection will never be answered.
                 disconnect(peer.machineID, picker: &picker)
-                chokedAt[peer.machineID] = nil
+                requests.unchoked(by: peer.machineID, picker: &picker)
             }
             endpoints[peer.machineID] = endpoint
             peerKeys[peer.machineID] = key
@@ -43,7 +43,7 @@ extension PieceDownload {
         let members = swarm.sorted()
         picker.seedStripe = (members.firstIndex(of: machineID)!, members.count)
         self.picker = picker
-        let listed = list.peers.map(\.machineID).filter { endpoints[$0] != nil && coolingDown[$0] == nil && !picker.banned.contains($0) }
+        let listed = list.peers.map(\.machineID).filter { endpoints[$0] != nil && !requests.isCoolingDown($0) && !picker.banned.contains($0) }
         let again = greetedAt.map { now - $0 >= Self.greetingInterval } ?? true
         if again { greetedAt = now }
         greet(listed.filter { connections[.peer($0)] == nil } + (again ? connections.keys.compactMap(\.machine) : []))
@@ -64,32 +64,17 @@ extension PieceDownload {
         }
     }
 
-    /// Gone, or unreachable at the address it advertises: its pieces are not really
-    /// available, so they stop counting (they may come from the seed), and it is left
-    /// out for a minute.
-    func drop(_ machine: String, picker: inout PiecePicker, now: ContinuousClock.Instant) {
-        disconnect(machine, picker: &picker)
-        coolingDown[machine] = now + .seconds(60)
-    }
-
-    /// Closes the connection to `machine` and forgets what was asked over it: those
-    /// pieces go back to missing, and its pieces stop counting until it is listed again.
+    /// Closes the connection to `machine` and forgets what was asked over it (``PieceRequests/disconnect(_:picker:)``).
     func disconnect(_ machine: String, picker: inout PiecePicker) {
-        picker.remove(machine)
+        requests.disconnect(machine, picker: &picker)
         connections.removeValue(forKey: .peer(machine))?.close()
-        for (piece, pending) in sent where pending.source == .peer(machine) { sent[piece] = nil }
-        slow[machine] = nil
     }
 
-    /// Any answer from `machine` shows it alive: if it was given up as slow, the next peer
-    /// list brings it back (a late piece is timed with the others).
+    /// Any answer from `machine` shows it alive (``PieceRequests/heard(from:piece:now:)``).
     func heard(from machine: String, _ message: WireMessage) {
-        guard let requests = slow.removeValue(forKey: machine) else { return }
-        coolingDown[machine] = nil
-        if message.type == .pieceData, let header = try? message.body(as: Slipway_V1_PieceData.self),
-           let at = requests[Int(header.index)], let manifest {
-            pieceTimes.timed(Self.seconds(.now - at), bytes: Manifest.pieceLength(manifest, index: Int(header.index)))
-        }
+        guard requests.slow[machine] != nil else { return }
+        let piece = message.type == .pieceData ? (try? message.body(as: Slipway_V1_PieceData.self)).map { Int($0.index) } : nil
+        requests.heard(from: machine, piece: piece, now: clock(.now))
     }
 
     /// Tells each connected peer whether it holds pieces this download lacks, when

@@ -43,9 +43,7 @@ extension PieceDownload {
                     SlipwayMetrics.choke("received")
                     restStore(refusing: message.envelope.inReplyTo, picker: &picker, now: now)
                 } else {
-                    storeChokedAt = nil
-                    picker.seedChoked = false
-                    picker.seedSlotHeld = true
+                    requests.storeUnchoked(picker: &picker)
                 }
                 self.picker = picker
             case .pieceChoke:
@@ -55,15 +53,12 @@ extension PieceDownload {
                     continue
                 }
                 if choke.choked {
-                    chokedAt[machine] = now
                     SlipwayMetrics.choke("received")
                     // In reply to a request: that one was not taken. Others it took are still coming.
                     let refused = requestIDs.removeValue(forKey: message.envelope.inReplyTo)
-                    if let refused, sent[refused]?.source == source { sent[refused] = nil }
-                    picker.choked(by: machine, refused: refused)
+                    requests.choked(by: machine, refused: refused, now: clock(now), picker: &picker)
                 } else {
-                    chokedAt[machine] = nil
-                    picker.unchoked(by: machine)
+                    requests.unchoked(by: machine, picker: &picker)
                 }
                 self.picker = picker
             case .errorReply where source == .seed:
@@ -81,17 +76,12 @@ extension PieceDownload {
                 let code = (try? message.body(as: Slipway_V1_ErrorReply.self))?.code
                 if code == .busy, let piece = requestIDs.removeValue(forKey: message.envelope.inReplyTo) {
                     // Its upload is taken: ask another holder; it is back with the next peer list.
-                    if sent[piece]?.source == source { sent[piece] = nil }
-                    picker.declined(piece, from: source)
+                    requests.declined(piece, by: machine, picker: &picker)
                     self.picker = picker
                     continue
                 }
                 // "Not here": its piece set changed (it restarted, or collected the artifact).
-                for (piece, request) in sent where request.source == source {
-                    sent[piece] = nil
-                    picker.failed(piece, from: source)
-                }
-                picker.remove(machine)
+                requests.notHeld(by: machine, picker: &picker)
                 self.picker = picker
                 connections.removeValue(forKey: source)?.close()
                 return
@@ -103,16 +93,9 @@ extension PieceDownload {
     }
 
     /// The store turned this download away (a choke, or an error answering
-    /// `requestID`): the piece that request asked for goes back to missing, and
-    /// the store is not asked again until it unchokes or ``chokeLapse`` passes.
+    /// `requestID`): ``PieceRequests/storeRested(refused:now:picker:)``.
     func restStore(refusing requestID: String, picker: inout PiecePicker, now: ContinuousClock.Instant) {
-        storeChokedAt = now
-        picker.seedChoked = true
-        picker.seedSlotHeld = false
-        if let refused = requestIDs.removeValue(forKey: requestID), sent[refused]?.source == .seed {
-            sent[refused] = nil
-            picker.failed(refused, from: .seed)
-        }
+        requests.storeRested(refused: requestIDs.removeValue(forKey: requestID), now: clock(now), picker: &picker)
     }
 
     func accept(manifest message: WireMessage) throws {
@@ -130,7 +113,8 @@ extension PieceDownload {
         // downloader a slot, were no faster). Alone with the store, two requests in
         // flight keep its link busy between pieces.
         picker = PiecePicker(pieceCount: manifest.pieceSha256.count, held: held, perPeerLimit: 1, seedLimit: seedOnly ? 2 : 1)
-        pieceTimes.typicalBytes = Double(manifest.size) / Double(max(1, manifest.pieceSha256.count))
+        requests = PieceRequests(lengths: (0..<manifest.pieceSha256.count).map { Manifest.pieceLength(manifest, index: $0) },
+                                 slowAfter: slowAfterSeconds, timeout: requestTimeoutSeconds)
         let taken = store.takeReused(digest)
         if taken.pieces > 0 {
             SlipwayMetrics.piecesReused(by: "agent", pieces: taken.pieces, bytes: taken.bytes)
@@ -150,16 +134,7 @@ extension PieceDownload {
         }
         let index = Int(header.index)
         let asked = requestIDs.removeValue(forKey: message.envelope.inReplyTo)
-        // A piece the store chose answers the request for `asked`; another store request asking for `index` is still to be answered.
-        if let request = sent[index], request.source == source, source != .seed || asked == nil || asked == index {
-            sent[index] = nil
-            if source != .seed { pieceTimes.timed(Self.seconds(.now - request.at), bytes: Manifest.pieceLength(manifest!, index: index)) }
-        }
-        if source == .seed, let asked, asked != index, sent[asked]?.source == .seed {
-            // The store sent one of the request's alternatives.
-            sent[asked] = nil
-            picker.storeChose(index, insteadOf: asked)
-        }
+        requests.arrived(index, from: source, asked: asked, now: clock(.now), picker: &picker)
         var valid = true
         if !picker.held.contains(index), (0..<picker.pieceCount).contains(index) {
             do {
@@ -180,7 +155,7 @@ extension PieceDownload {
             if case .peer(let machine) = source {
                 logger.warning("peer served a corrupt piece; banned for this artifact", metadata: [
                     "digest": "\(digest)", "peer": "\(machine)", "piece": "\(index)"])
-                for (piece, request) in sent where request.source == source { sent[piece] = nil }
+                requests.banned(machine)
                 connections.removeValue(forKey: source)?.close()
             } else {
                 logger.error("the regional store served a corrupt piece", metadata: ["digest": "\(digest)", "piece": "\(index)"])

@@ -55,14 +55,14 @@ final class PieceDownload {
     let seedOnly: Bool
     let machineID: String
     var swarm: Set<String> = []
-    /// Peers that let a request time out: left alone until then, whatever the tracker says.
-    var coolingDown: [String: ContinuousClock.Instant] = [:]
     let codec = WireCodec()
     var picker: PiecePicker?
     var random = SystemRandomNumberGenerator()
     var connections: [PieceSource: ZMQSocket] = [:]
     var endpoints: [String: Endpoint] = [:]
-    var sent: [Int: (source: PieceSource, at: ContinuousClock.Instant)] = [:]
+    /// The requests out and what their answers say of the peers asked (``PieceRequests``), in
+    /// seconds since ``startedAt``; made again with the piece lengths when the manifest comes.
+    var requests: PieceRequests
     /// Request message id → piece, to match "busy" answers.
     var requestIDs: [String: Int] = [:]
     var manifestAskedAt: ContinuousClock.Instant?
@@ -85,25 +85,8 @@ final class PieceDownload {
     /// What each connected peer was last told of this download's interest in its pieces.
     var interestTold: [String: Bool] = [:]
     var interestToldAt: ContinuousClock.Instant?
-    /// When each peer that chokes this download said so. After ``chokeLapse`` it is
-    /// asked again as if it had never choked: one that still has no slot for this
-    /// download answers with a choke, one that does (its unchoke was lost) or an
-    /// older agent in its place serves, and a dead one lets the request time out
-    /// and is dropped.
-    var chokedAt: [String: ContinuousClock.Instant] = [:]
-    static let chokeLapse: Duration = .seconds(12)
-    /// When the store (with `--store-upload-slots`) said to wait; it lapses as a peer's choke does.
-    var storeChokedAt: ContinuousClock.Instant?
-    /// How long the last pieces from peers took, and what that makes slow or timed out.
-    var pieceTimes: SlowRequestRule
-    /// Requests to peers given up as slow: the piece is asked elsewhere and the peer
-    /// left out (its pieces not counted, peer lists not heeded for it) until it
-    /// answers anything (it is alive: the next list brings it back) or one of those
-    /// requests reaches its timeout (then it is dropped, as a peer whose
-    /// request timed out). Measured in the simulator: a dead peer held each of its pieces for the
-    /// whole 30 s timeout, and the last pieces of every download waited for it.
-    /// Per peer, the pieces so given up and when each was asked.
-    var slow: [String: [Int: ContinuousClock.Instant]] = [:]
+    /// A typical piece's slow limit and timeout, in seconds (``SlowRequestRule``).
+    let slowAfterSeconds: Double, requestTimeoutSeconds: Double
 
     init(digest: String, machineID: String, store: BlobStore, context: ZMQContext, sender: String, seedEndpoint: Endpoint,
          seedSecurity: ClientSecurity, peerSecurity: DaemonSecurity = .insecure, logger: Logger, maxBytesPerSecond: UInt64 = 0,
@@ -118,7 +101,9 @@ final class PieceDownload {
         self.peerSecurity = peerSecurity
         self.logger = logger
         self.maxBytesPerSecond = maxBytesPerSecond
-        self.pieceTimes = SlowRequestRule(fallback: Self.seconds(slowAfter), timeout: Self.seconds(requestTimeout))
+        self.slowAfterSeconds = Self.seconds(slowAfter)
+        self.requestTimeoutSeconds = Self.seconds(requestTimeout)
+        self.requests = PieceRequests(lengths: [], slowAfter: slowAfterSeconds, timeout: requestTimeoutSeconds)
         self.seedOnly = seedOnly
         self.machineID = machineID
         self.swarm = [machineID]
@@ -158,14 +143,11 @@ final class PieceDownload {
         return request
     }
 
-    /// How long a request for `piece` may take before it is asked elsewhere (``SlowRequestRule``).
-    func slowAfter(_ piece: Int) -> Duration { .seconds(pieceTimes.slowAfter(bytes: Manifest.pieceLength(manifest!, index: piece))) }
-
-    /// How long a request for `piece` may go unanswered before its peer is dropped.
-    func timeout(_ piece: Int) -> Duration { .seconds(pieceTimes.timeout(bytes: Manifest.pieceLength(manifest!, index: piece))) }
+    /// `instant` as ``requests`` keeps time: seconds since the download started.
+    func clock(_ instant: ContinuousClock.Instant) -> Double { Self.seconds(instant - startedAt) }
 
     /// Nothing is in flight: every known source is drained, so a fresh peer list is worth asking for now.
-    var isIdle: Bool { sent.isEmpty }
+    var isIdle: Bool { requests.isIdle }
 
     /// Peers banned for serving corrupt pieces.
     var banned: Set<String> { picker?.banned ?? [] }
@@ -190,37 +172,18 @@ final class PieceDownload {
             return
         }
         if !peersKnown, let manifestAt, now - manifestAt < .seconds(2) { return }
-        for (piece, request) in sent {
-            guard case .peer(let machine) = request.source else { continue }
-            let slowAfter = slowAfter(piece)
-            guard now - request.at >= slowAfter else { continue }
-            sent[piece] = nil
-            slow[machine, default: [:]][piece] = request.at
-            // Its pieces stop counting (they may come from others or the store) and peer
-            // lists do not bring it back while it is waited for.
-            picker.remove(machine)
-            coolingDown[machine] = slow[machine]!.map { $0.value + timeout($0.key) }.min()!
-            logger.info("piece request slow; asking elsewhere", metadata: [
-                "digest": "\(digest)", "piece": "\(piece)", "source": "\(request.source)", "after": "\(slowAfter)"])
-        }
-        for (piece, request) in sent where now - request.at >= timeout(piece) {
-            sent[piece] = nil
-            requestIDs = requestIDs.filter { $0.value != piece }
-            picker.failed(piece, from: request.source)
-            logger.info("piece request timed out", metadata: ["digest": "\(digest)", "piece": "\(piece)", "source": "\(request.source)"])
-            if case .peer(let machine) = request.source { drop(machine, picker: &picker, now: now) }
-        }
-        for (machine, requests) in slow where requests.contains(where: { now - $0.value >= timeout($0.key) }) {
-            logger.info("piece request timed out", metadata: ["digest": "\(digest)", "pieces": "\(requests.keys.sorted())", "source": "peer \(machine)"])
-            drop(machine, picker: &picker, now: now)
-        }
-        if let at = storeChokedAt, now - at >= Self.chokeLapse {
-            storeChokedAt = nil
-            picker.seedChoked = false
-        }
-        for (machine, at) in chokedAt where now - at >= Self.chokeLapse {
-            chokedAt[machine] = nil
-            picker.unchoked(by: machine)
+        for expiry in requests.expire(now: clock(now), picker: &picker) {
+            switch expiry {
+            case .slow(let piece, let machine, let after):
+                logger.info("piece request slow; asking elsewhere", metadata: [
+                    "digest": "\(digest)", "piece": "\(piece)", "source": "peer \(machine)", "after": "\(after)s"])
+            case .timedOut(let piece, let source):
+                requestIDs = requestIDs.filter { $0.value != piece }
+                logger.info("piece request timed out", metadata: ["digest": "\(digest)", "piece": "\(piece)", "source": "\(source)"])
+            case .peerTimedOut(let machine, let pieces):
+                logger.info("piece request timed out", metadata: ["digest": "\(digest)", "pieces": "\(pieces)", "source": "peer \(machine)"])
+            }
+            if let machine = expiry.dropped { connections.removeValue(forKey: .peer(machine))?.close() }
         }
         tellInterest(picker, now: now)
         if maxBytesPerSecond > 0 {
@@ -237,7 +200,7 @@ final class PieceDownload {
             do {
                 let wire = WireMessage(message, sender: sender)
                 _ = try connection(request.source).send(codec.encode(wire), wait: .never)
-                sent[request.piece] = (request.source, now)
+                requests.asked(request.piece, of: request.source, now: clock(now))
                 requestIDs[wire.envelope.messageID] = request.piece
                 requestedBytes += UInt64(Manifest.pieceLength(manifest!, index: request.piece))
             } catch {

@@ -22,7 +22,7 @@ extension DistributionSimulation {
             let peer = agents[from].name
             if !agent.isComplete, agent.connections.contains(peer) { heard(from: peer, by: agent) }
             guard !agent.isComplete, agent.picker != nil, agent.known.contains(peer), agent.connections.contains(peer),
-                  agent.coolingDown[peer] == nil, !agent.picker!.banned.contains(peer) else { return }
+                  !agent.requests.isCoolingDown(peer), !agent.picker!.banned.contains(peer) else { return }
             agent.picker!.peer(peer, adds: (holding.complete ? everything : holding.pieces).sorted())
             pump(agent)
         case .choke(let from, let choked, let refused):
@@ -30,41 +30,33 @@ extension DistributionSimulation {
             guard !agent.isComplete, agent.picker != nil, agent.connections.contains(peer) else { return }
             heard(from: peer, by: agent)
             if choked {
-                agent.chokedAt[peer] = now
-                if let refused, agent.sent[refused]?.source == .peer(peer) { agent.sent[refused] = nil }
-                agent.picker!.choked(by: peer, refused: refused)
+                agent.requests.choked(by: peer, refused: refused, now: now, picker: &agent.picker!)
             } else {
-                agent.chokedAt[peer] = nil
-                agent.picker!.unchoked(by: peer)
+                agent.requests.unchoked(by: peer, picker: &agent.picker!)
             }
             pump(agent)
         case .notFound(let from):
             let peer = agents[from].name
             guard !agent.isComplete, agent.picker != nil else { return }
-            for (piece, request) in agent.sent.inKeyOrder where request.source == .peer(peer) {
-                agent.sent[piece] = nil
-                agent.picker!.failed(piece, from: .peer(peer))
-            }
             heard(from: peer, by: agent)
-            agent.picker!.remove(peer)
+            agent.requests.notHeld(by: peer, picker: &agent.picker!)
             agent.connections.remove(peer)
             pump(agent)
         case .manifest:
             guard agent.picker == nil else { return }
             agent.picker = PiecePicker(pieceCount: config.pieceCount, perPeerLimit: 1, seedLimit: 1)
-            agent.pieceTimes.typicalBytes = Double(config.artifactBytes) / Double(config.pieceCount)
+            agent.requests = PieceRequests(lengths: (0..<config.pieceCount).map(config.lengthOfPiece),
+                                           slowAfter: Self.slowAfter, timeout: Self.requestTimeout)
             agent.manifestAt = now
             agent.seedConnected = true
             turn(agent)
         case .storeChoke(let choked, let refused):
             guard !agent.isComplete, agent.picker != nil else { return }
-            agent.storeChokedAt = choked ? now : nil
-            if let refused, agent.sent[refused]?.source == .seed {
-                agent.sent[refused] = nil
-                agent.picker!.failed(refused, from: .seed)
+            if choked {
+                agent.requests.storeRested(refused: refused, now: now, picker: &agent.picker!)
+            } else {
+                agent.requests.storeUnchoked(picker: &agent.picker!)
             }
-            agent.picker!.seedChoked = choked
-            agent.picker!.seedSlotHeld = !choked
             pump(agent)
         case .peerList(let peers):
             update(agent, peers: peers)
@@ -127,7 +119,7 @@ extension DistributionSimulation {
     func turn(_ agent: SimulatedAgent) {
         pump(agent)
         if !agent.isComplete, agent.picker != nil {
-            let refresh = agent.sent.isEmpty ? 0.25 : 1
+            let refresh = agent.requests.isIdle ? 0.25 : 1
             if agent.lastPeerList.map({ now - $0 >= refresh }) ?? true {
                 agent.lastPeerList = now
                 let have = agent.picker!.held.sorted().map(UInt32.init)
@@ -149,37 +141,13 @@ extension DistributionSimulation {
     func pump(_ agent: SimulatedAgent) {
         guard agent.alive, !agent.isComplete, agent.picker != nil else { return }
         if !agent.peersKnown, let manifestAt = agent.manifestAt, now - manifestAt < 2 { return }
-        let rule = agent.pieceTimes
-        let timeout = { (piece: Int) in rule.timeout(bytes: self.config.lengthOfPiece(piece)) }
-        for (piece, request) in agent.sent.inKeyOrder {
-            guard case .peer(let peer) = request.source, now - request.at >= rule.slowAfter(bytes: config.lengthOfPiece(piece)) else { continue }
-            agent.sent[piece] = nil
-            agent.slow[peer, default: [:]][piece] = request.at
-            agent.slowRequests += 1
-            agent.picker!.remove(peer)
-            agent.coolingDown[peer] = agent.slow[peer]!.map { $0.value + timeout($0.key) }.min()!
-        }
-        for (piece, request) in agent.sent.inKeyOrder where now - request.at >= timeout(piece) {
-            agent.sent[piece] = nil
-            agent.timeouts += 1
-            agent.picker!.failed(piece, from: request.source)
-            if case .peer(let peer) = request.source { drop(peer, by: agent) }
-        }
-        for (peer, requests) in agent.slow.inKeyOrder where requests.contains(where: { now - $0.value >= timeout($0.key) }) {
-            agent.timeouts += 1
-            drop(peer, by: agent)
-        }
-        if let at = agent.storeChokedAt, now - at >= Self.chokeLapse {
-            agent.storeChokedAt = nil
-            agent.picker!.seedChoked = false
-        }
-        for (peer, at) in agent.chokedAt.inKeyOrder where now - at >= Self.chokeLapse {
-            agent.chokedAt[peer] = nil
-            agent.picker!.unchoked(by: peer)
+        for expiry in agent.requests.expire(now: now, picker: &agent.picker!) {
+            if case .slow = expiry { agent.slowRequests += 1 } else { agent.timeouts += 1 }
+            if let peer = expiry.dropped { agent.connections.remove(peer) }
         }
         tellInterest(agent)
         for request in agent.picker!.next(using: &random) {
-            agent.sent[request.piece] = (request.source, now)
+            agent.requests.asked(request.piece, of: request.source, now: now)
             switch request.source {
             case .seed:
                 send(.toRegion(agent.region, .storeRequest(from: agent.index, piece: request.piece, alternatives: request.alternatives)), after: config.latency)
@@ -208,35 +176,24 @@ extension DistributionSimulation {
         }
     }
 
-    /// `PieceDownload.drop`: a peer whose request timed out is left out for a minute.
-    private func drop(_ peer: String, by agent: SimulatedAgent) {
-        agent.picker!.remove(peer)
-        agent.connections.remove(peer)
-        agent.coolingDown[peer] = now + Self.coolDown
-        for (piece, pending) in agent.sent where pending.source == .peer(peer) { agent.sent[piece] = nil }
-        agent.slow[peer] = nil
-    }
-
     /// `PieceDownload.heard(from:)`: any answer shows a peer given up as slow alive.
-    private func heard(from peer: String, by agent: SimulatedAgent, piece: Int? = nil) {
-        guard let requests = agent.slow.removeValue(forKey: peer) else { return }
-        agent.coolingDown[peer] = nil
-        if let piece, let at = requests[piece] { agent.pieceTimes.timed(now - at, bytes: config.lengthOfPiece(piece)) }
+    private func heard(from peer: String, by agent: SimulatedAgent) {
+        agent.requests.heard(from: peer, piece: nil, now: now)
     }
 
     /// `PieceDownload.update(peers:)`: who holds what, the seed stripe, greetings.
     private func update(_ agent: SimulatedAgent, peers list: [Slipway_V1_Peer]) {
         guard !agent.isComplete, agent.picker != nil else { return }
         agent.peersKnown = true
-        agent.coolingDown = agent.coolingDown.filter { $0.value > now }
-        for peer in list where !agent.picker!.banned.contains(peer.machineID) && agent.coolingDown[peer.machineID] == nil {
+        agent.requests.endCoolDowns(now: now)
+        for peer in list where !agent.picker!.banned.contains(peer.machineID) && !agent.requests.isCoolingDown(peer.machineID) {
             agent.known.insert(peer.machineID)
             agent.picker!.peer(peer.machineID, has: peer.complete ? everything : Set(peer.have.map(Int.init)))
             if !peer.complete { agent.swarm.insert(peer.machineID) }
         }
         let members = agent.swarm.sorted()
         agent.picker!.seedStripe = (members.firstIndex(of: agent.name)!, members.count)
-        let listed = list.map(\.machineID).filter { agent.known.contains($0) && agent.coolingDown[$0] == nil && !agent.picker!.banned.contains($0) }
+        let listed = list.map(\.machineID).filter { agent.known.contains($0) && !agent.requests.isCoolingDown($0) && !agent.picker!.banned.contains($0) }
         let again = agent.greetedAt.map { now - $0 >= Self.greetingInterval } ?? true
         if again { agent.greetedAt = now }
         var greeting = Set(listed.filter { !agent.connections.contains($0) })
@@ -300,15 +257,7 @@ extension DistributionSimulation {
 
     func verified(_ agent: SimulatedAgent, piece: Int, from source: PieceSource, asked: Int?) {
         guard agent.alive, !agent.isComplete, agent.picker != nil else { return }
-        if let asked, asked != piece, agent.sent[asked]?.source == .seed {
-            agent.sent[asked] = nil
-            agent.picker!.storeChose(piece, insteadOf: asked)
-        }
-        if let request = agent.sent[piece], request.source == source {
-            agent.sent[piece] = nil
-            if source != .seed { agent.pieceTimes.timed(now - request.at, bytes: config.lengthOfPiece(piece)) }
-        }
-        if case .peer(let peer) = source { heard(from: peer, by: agent, piece: piece) }
+        agent.requests.arrived(piece, from: source, asked: asked, now: now, picker: &agent.picker!)
         guard agent.picker!.received(piece, from: source, valid: true) == .accepted else { return pump(agent) }
         if source == .seed { agent.fromSeed += 1 } else { agent.fromPeers += 1 }
         guard agent.picker!.isComplete else {
@@ -320,7 +269,7 @@ extension DistributionSimulation {
         announce(SimulatedAgent.Holding(complete: true), by: agent)
         // The download closes its connections; the state change goes to the tracker at once.
         agent.connections = []
-        agent.sent = [:]
+        agent.requests.closedAll()
         heartbeat(agent)
     }
 }

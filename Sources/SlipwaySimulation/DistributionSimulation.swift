@@ -63,8 +63,9 @@ public final class DistributionSimulation {
 
     /// An agent's loop turn while it downloads: its poll timeout then.
     static let turn = 0.05
-    /// `PieceDownload`'s request timeout (for a piece of average length), peer cool-down, greeting interval and choke lapse.
-    static let requestTimeout = 30.0, coolDown = 60.0, greetingInterval = 5.0, chokeLapse = 12.0
+    /// `PieceDownload`'s request timeout (for a piece of average length) and greeting interval
+    /// (its cool-down and choke lapse are ``PieceRequests``').
+    static let requestTimeout = 30.0, greetingInterval = 5.0
     /// `PieceDownload`'s slow-request time (for a piece of average length) until three pieces have been timed.
     static let slowAfter = 10.0
     /// Connections a download keeps (`PieceDownload.maxPeerConnections`); subscribers a server tells (`PieceServer.maxSubscribers`).
@@ -273,9 +274,9 @@ public final class DistributionSimulation {
             } else if let picker = agent.picker {
                 sample.piecesHeld += picker.held.count
                 if distinct.count < config.pieceCount { distinct.formUnion(picker.held) }
-                sample.requests += agent.sent.count
-                sample.storeRequests += agent.sent.values.count { $0.source == .seed }
-                if agent.sent.isEmpty { sample.idleDownloaders += 1 }
+                sample.requests += agent.requests.sent.count
+                sample.storeRequests += agent.requests.sent.values.count { $0.source == .seed }
+                if agent.requests.isIdle { sample.idleDownloaders += 1 }
             }
         }
         sample.distinctHeld = distinct.count

@@ -2,9 +2,9 @@ import SlipwayCore
 import SlipwayAgent
 
 /// One machine of the simulated fleet: the download side of `PieceDownload` and
-/// the serving side of `PieceServer`, with the agent's real ``PiecePicker`` and
-/// ``UploadSlots`` deciding, and the message handling of those two I/O shells
-/// written again here over virtual time instead of sockets (see
+/// the serving side of `PieceServer`, with the agent's real ``PiecePicker``,
+/// ``PieceRequests`` and ``UploadSlots`` deciding, and the message handling of
+/// those two I/O shells written again here over virtual time instead of sockets (see
 /// `docs/benchmarks.md` for what is and is not modelled).
 final class SimulatedAgent {
     /// What a machine holds of the artifact, as a `PieceHave` says it.
@@ -31,16 +31,12 @@ final class SimulatedAgent {
     var manifestAt: Double?
     var peersKnown = false
     var swarm: Set<String>
-    var coolingDown: [String: Double] = [:]
+    /// The requests out, made with the piece lengths when the manifest comes.
+    var requests = PieceRequests(lengths: [], slowAfter: DistributionSimulation.slowAfter, timeout: DistributionSimulation.requestTimeout)
     var known: Set<String> = []
     /// Peers this download holds a connection to (it hears their haves on it).
     var connections: Set<String> = []
     var seedConnected = false
-    var sent: [Int: (source: PieceSource, at: Double)] = [:]
-    var slow: [String: [Int: Double]] = [:]
-    var pieceTimes = SlowRequestRule(fallback: DistributionSimulation.slowAfter, timeout: DistributionSimulation.requestTimeout)
-    var chokedAt: [String: Double] = [:]
-    var storeChokedAt: Double?
     var interestTold: [String: Bool] = [:]
     var interestToldAt: Double?
     var greetedAt: Double?

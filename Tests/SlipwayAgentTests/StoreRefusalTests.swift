@@ -45,7 +45,7 @@ struct StoreRefusalTests {
         while ContinuousClock.now - start < .seconds(5), refusedAt.map({ ContinuousClock.now - $0 < .seconds(1) }) ?? true {
             try download.pump(now: ContinuousClock.now)
             for (source, _) in download.sockets { try download.receive(from: source, now: ContinuousClock.now) }
-            if let refused, refusedAt == nil, download.sent[refused] == nil {
+            if let refused, refusedAt == nil, download.requests.sent[refused] == nil {
                 refusedAt = ContinuousClock.now
                 sentBefore = Set(download.requestIDs.keys)
                 #expect(download.picker?.seedChoked == true, "the store rests after its refusal")
