@@ -78,21 +78,14 @@ extension PieceDownload {
     }
 
     /// Tells each connected peer whether it holds pieces this download lacks, when
-    /// that changed and every ``greetingInterval``: only interested downloaders are
-    /// given its upload slots, and a peer forgets one it has not heard from.
+    /// that changed and every ``PeerInterest/refresh`` (``PeerInterest``).
     func tellInterest(_ picker: PiecePicker, now: ContinuousClock.Instant) {
-        if interestToldAt.map({ now - $0 >= Self.greetingInterval }) ?? true {
-            interestToldAt = now
-            interestTold = [:]
-        }
-        for case .peer(let machine) in connections.keys {
-            let wants = picker.wants(from: machine)
-            guard interestTold[machine] != wants else { continue }
-            var interest = Slipway_V1_PieceInterest()
-            interest.digest = digest
-            interest.interested = wants
-            if (try? connections[.peer(machine)]?.send(codec.encode(WireMessage(interest, sender: sender)), wait: .never)) == true {
-                interestTold[machine] = wants
+        for (machine, wants) in interest.due(connected: connections.keys.compactMap(\.machine), picker: picker, now: clock(now)) {
+            var message = Slipway_V1_PieceInterest()
+            message.digest = digest
+            message.interested = wants
+            if (try? connections[.peer(machine)]?.send(codec.encode(WireMessage(message, sender: sender)), wait: .never)) == true {
+                interest.told(machine, interested: wants)
             }
         }
     }

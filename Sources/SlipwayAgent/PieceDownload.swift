@@ -83,8 +83,7 @@ final class PieceDownload {
     static let greetingInterval: Duration = .seconds(5)
     var greetedAt: ContinuousClock.Instant?
     /// What each connected peer was last told of this download's interest in its pieces.
-    var interestTold: [String: Bool] = [:]
-    var interestToldAt: ContinuousClock.Instant?
+    var interest = PeerInterest()
     /// A typical piece's slow limit and timeout, in seconds (``SlowRequestRule``).
     let slowAfterSeconds: Double, requestTimeoutSeconds: Double
 
@@ -233,7 +232,7 @@ final class PieceDownload {
         // Pieces are 4 MiB; a few in flight per source, so the default queue bounds are ample.
         let socket = try ZMQSocket.requestDealer(context: context, connectedTo: endpoint, options: security.options)
         connections[source] = socket
-        if let machine = source.machine { interestTold[machine] = nil }
+        if let machine = source.machine { interest.connected(machine) }
         return socket
     }
 

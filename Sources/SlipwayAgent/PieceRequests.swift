@@ -19,7 +19,9 @@ public struct PieceRequests: Sendable {
     public enum Expiry: Equatable, Sendable {
         /// `piece` took longer than `after` seconds from `machine`: asked elsewhere, the peer left out until it answers.
         case slow(piece: Int, machine: String, after: Double)
-        /// `piece` went unanswered past its timeout; a peer source is dropped.
+        /// `piece` went unanswered past its timeout. In practice the store's: a request to
+        /// a peer is given up as slow first (the slow limit never passes the timeout) and
+        /// times out as ``peerTimedOut(machine:pieces:)``; were one to time out here, its peer is dropped.
         case timedOut(piece: Int, source: PieceSource)
         /// Requests given up as slow reached their timeout: `machine` is dropped.
         case peerTimedOut(machine: String, pieces: [Int])

@@ -159,19 +159,13 @@ extension DistributionSimulation {
     }
 
     private func connect(_ agent: SimulatedAgent, to peer: String) {
-        if agent.connections.insert(peer).inserted { agent.interestTold[peer] = nil }
+        if agent.connections.insert(peer).inserted { agent.interest.connected(peer) }
     }
 
     private func tellInterest(_ agent: SimulatedAgent) {
-        if agent.interestToldAt.map({ now - $0 >= Self.greetingInterval }) ?? true {
-            agent.interestToldAt = now
-            agent.interestTold = [:]
-        }
         guard let picker = agent.picker else { return }  // one copy of it, not one per peer
-        for peer in agent.connections.sorted() {
-            let wants = picker.wants(from: peer)
-            guard agent.interestTold[peer] != wants else { continue }
-            agent.interestTold[peer] = wants
+        for (peer, wants) in agent.interest.due(connected: agent.connections, picker: picker, now: now) {
+            agent.interest.told(peer, interested: wants)
             send(.toAgent(names[peer]!, .interest(from: agent.index, interested: wants)), after: config.latency)
         }
     }

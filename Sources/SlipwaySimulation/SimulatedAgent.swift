@@ -37,8 +37,7 @@ final class SimulatedAgent {
     /// Peers this download holds a connection to (it hears their haves on it).
     var connections: Set<String> = []
     var seedConnected = false
-    var interestTold: [String: Bool] = [:]
-    var interestToldAt: Double?
+    var interest = PeerInterest()
     var greetedAt: Double?
     var lastPeerList: Double?
     var lastHeartbeat: Double?
