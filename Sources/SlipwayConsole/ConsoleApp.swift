@@ -37,12 +37,14 @@ public struct ConsoleApp: Sendable {
         router.add(middleware: SecurityHeaders())
         router.add(middleware: ErrorRenderer())
         router.add(middleware: Authenticator(access: access))
-        router.get("/healthz") { _, _ in Response.json(.object(["status": "ok", "watchers": .count(hub.watcherCount)])) }
+        // Liveness only: it answers anyone, so it says nothing else (the watcher count is a metric).
+        router.get("/healthz") { _, _ in Response.json(.object(["status": "ok"])) }
         router.get("/metrics") { request, context in
             // A signed-in user, or Prometheus with the --metrics-token-file token; never anyone.
-            guard context.viewer == nil else { return MetricsEndpoint.response(metrics()) }
-            let verdict = metricsToken?.check(authorization: request.headers[.authorization]) ?? .refused
-            return MetricsEndpoint.refusal(verdict, logger: logger, warnings: metricsWarnings) ?? MetricsEndpoint.response(metrics())
+            let verdict: MetricsToken.Verdict = context.viewer != nil ? .admitted : metricsToken?.check(authorization: request.headers[.authorization]) ?? .refused
+            if let refusal = MetricsEndpoint.refusal(verdict, logger: logger, warnings: metricsWarnings) { return refusal }
+            ConsoleMetrics.watchers(hub.watcherCount)
+            return MetricsEndpoint.response(metrics())
         }
         router.get("/static/console.css") { _, _ in StaticAssets.response(StaticAssets.css, type: "text/css; charset=utf-8") }
         router.get("/static/console.js") { _, _ in StaticAssets.response(StaticAssets.script, type: "text/javascript; charset=utf-8") }

@@ -10,6 +10,11 @@ enum ConsoleMetrics {
         Counter(label: "slipway_console_actions_total", dimensions: [("action", word), ("outcome", outcome)]).increment()
     }
 
+    /// Browsers following live events, recorded at each scrape.
+    static func watchers(_ count: Int) {
+        Gauge(label: "slipway_console_live_watchers").record(count)
+    }
+
     static func signIn(_ outcome: String) {
         Counter(label: "slipway_console_sign_ins_total", dimensions: [("outcome", outcome)]).increment()
     }

@@ -48,7 +48,8 @@ struct ConsoleAPITests {
             let api = console.base + "/api/v1"
 
             // No credentials, a wrong token: refused before anything is read.
-            #expect(try await HTTPReply.call("GET", console.base + "/healthz").status == 200)
+            let health = try await HTTPReply.call("GET", console.base + "/healthz")
+            #expect(health.status == 200 && health.json.keys.sorted() == ["status"], "liveness and nothing else: \(health.body)")
             let anonymous = try await HTTPReply.call("GET", api + "/jobs")
             #expect(anonymous.status == 401 && anonymous.errorCode == "not_signed_in")
             let forged = try await HTTPReply.call("GET", api + "/jobs", token: "slw_" + String(repeating: "0", count: 64))
@@ -76,7 +77,8 @@ struct ConsoleAPITests {
             #expect((byPrefix.json["artifact"] as? [String: Any])?["digest"] as? String == digests[1])
             #expect(try await HTTPReply.call("GET", api + "/services", token: viewer).status == 200)
             // Metrics are for signed-in users (or Prometheus with --metrics-token-file), never anonymous.
-            #expect(try await HTTPReply.call("GET", console.base + "/metrics", token: viewer).body.contains("slipway_console_requests_total"))
+            let scraped = try await HTTPReply.call("GET", console.base + "/metrics", token: viewer).body
+            #expect(scraped.contains("slipway_console_requests_total") && scraped.contains("slipway_console_live_watchers"), "\(scraped.prefix(400))")
             let anonymousScrape = try await HTTPReply.call("GET", console.base + "/metrics")
             #expect(anonymousScrape.status == 401 && !anonymousScrape.body.contains("slipway_"), "\(anonymousScrape.body)")
             #expect(try await HTTPReply.call("GET", console.base + "/metrics", token: String(repeating: "f", count: 64)).status == 401)
