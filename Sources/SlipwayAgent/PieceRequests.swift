@@ -1,3 +1,5 @@
+import SlipwayCore
+
 /// The piece requests one download has out, and what their answers (or their
 /// silence) say of the peers asked: a slow request is asked elsewhere, a request
 /// left unanswered drops its peer for a minute, a choke rests a peer (or the
@@ -92,7 +94,7 @@ public struct PieceRequests: Sendable {
     /// Gives up slow and silent requests and lets chokes lapse.
     public mutating func expire(now: Double, picker: inout PiecePicker) -> [Expiry] {
         var concluded: [Expiry] = []
-        for (piece, request) in sent.sorted(by: { $0.key < $1.key }) {
+        for (piece, request) in sent.inKeyOrder {
             guard case .peer(let machine) = request.source else { continue }
             let after = slowAfter(piece)
             guard now - request.at >= after else { continue }
@@ -104,13 +106,13 @@ public struct PieceRequests: Sendable {
             coolingDown[machine] = slow[machine]!.map { $0.value + timeout($0.key) }.min()!
             concluded.append(.slow(piece: piece, machine: machine, after: after))
         }
-        for (piece, request) in sent.sorted(by: { $0.key < $1.key }) where now - request.at >= timeout(piece) {
+        for (piece, request) in sent.inKeyOrder where now - request.at >= timeout(piece) {
             sent[piece] = nil
             picker.failed(piece, from: request.source)
             concluded.append(.timedOut(piece: piece, source: request.source))
             if let machine = request.source.machine { drop(machine, picker: &picker, now: now) }
         }
-        for (machine, requests) in slow.sorted(by: { $0.key < $1.key })
+        for (machine, requests) in slow.inKeyOrder
         where requests.contains(where: { now - $0.value >= timeout($0.key) }) {
             concluded.append(.peerTimedOut(machine: machine, pieces: requests.keys.sorted()))
             drop(machine, picker: &picker, now: now)
@@ -119,7 +121,7 @@ public struct PieceRequests: Sendable {
             storeChokedAt = nil
             picker.seedChoked = false
         }
-        for (machine, at) in chokedAt.sorted(by: { $0.key < $1.key }) where now - at >= Self.chokeLapse {
+        for (machine, at) in chokedAt.inKeyOrder where now - at >= Self.chokeLapse {
             chokedAt[machine] = nil
             picker.unchoked(by: machine)
         }
@@ -184,7 +186,7 @@ public struct PieceRequests: Sendable {
 
     /// `machine` no longer holds the artifact ("not here"): what was asked of it goes back to missing.
     public mutating func notHeld(by machine: String, picker: inout PiecePicker) {
-        for (piece, request) in sent.sorted(by: { $0.key < $1.key }) where request.source == .peer(machine) {
+        for (piece, request) in sent.inKeyOrder where request.source == .peer(machine) {
             sent[piece] = nil
             picker.failed(piece, from: request.source)
         }
