@@ -113,8 +113,7 @@ extension PieceDownload {
         // downloader a slot, were no faster). Alone with the store, two requests in
         // flight keep its link busy between pieces.
         picker = PiecePicker(pieceCount: manifest.pieceSha256.count, held: held, perPeerLimit: 1, seedLimit: seedOnly ? 2 : 1)
-        requests = PieceRequests(lengths: (0..<manifest.pieceSha256.count).map { Manifest.pieceLength(manifest, index: $0) },
-                                 slowAfter: slowAfterSeconds, timeout: requestTimeoutSeconds)
+        requests = requests.forPieces((0..<manifest.pieceSha256.count).map { Manifest.pieceLength(manifest, index: $0) })
         let taken = store.takeReused(digest)
         if taken.pieces > 0 {
             SlipwayMetrics.piecesReused(by: "agent", pieces: taken.pieces, bytes: taken.bytes)

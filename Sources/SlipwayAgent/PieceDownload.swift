@@ -61,7 +61,7 @@ final class PieceDownload {
     var connections: [PieceSource: ZMQSocket] = [:]
     var endpoints: [String: Endpoint] = [:]
     /// The requests out and what their answers say of the peers asked (``PieceRequests``), in
-    /// seconds since ``startedAt``; made again with the piece lengths when the manifest comes.
+    /// seconds since ``startedAt``; made again for the pieces' lengths when the manifest comes.
     var requests: PieceRequests
     /// Request message id → piece, to match "busy" answers.
     var requestIDs: [String: Int] = [:]
@@ -84,8 +84,6 @@ final class PieceDownload {
     var greetedAt: ContinuousClock.Instant?
     /// What each connected peer was last told of this download's interest in its pieces.
     var interest = PeerInterest()
-    /// A typical piece's slow limit and timeout, in seconds (``SlowRequestRule``).
-    let slowAfterSeconds: Double, requestTimeoutSeconds: Double
 
     init(digest: String, machineID: String, store: BlobStore, context: ZMQContext, sender: String, seedEndpoint: Endpoint,
          seedSecurity: ClientSecurity, peerSecurity: DaemonSecurity = .insecure, logger: Logger, maxBytesPerSecond: UInt64 = 0,
@@ -100,9 +98,7 @@ final class PieceDownload {
         self.peerSecurity = peerSecurity
         self.logger = logger
         self.maxBytesPerSecond = maxBytesPerSecond
-        self.slowAfterSeconds = Self.seconds(slowAfter)
-        self.requestTimeoutSeconds = Self.seconds(requestTimeout)
-        self.requests = PieceRequests(lengths: [], slowAfter: slowAfterSeconds, timeout: requestTimeoutSeconds)
+        self.requests = PieceRequests(lengths: [], slowAfter: Self.seconds(slowAfter), timeout: Self.seconds(requestTimeout))
         self.seedOnly = seedOnly
         self.machineID = machineID
         self.swarm = [machineID]

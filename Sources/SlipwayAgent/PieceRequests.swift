@@ -74,6 +74,12 @@ public struct PieceRequests: Sendable {
         pieceTimes.typicalBytes = Double(lengths.reduce(0, +)) / Double(max(1, lengths.count))
     }
 
+    /// The same slow limit and timeout for an artifact of pieces of `lengths` bytes,
+    /// with nothing asked yet: made when the manifest comes.
+    public func forPieces(_ lengths: [Int]) -> PieceRequests {
+        PieceRequests(lengths: lengths, slowAfter: pieceTimes.fallback, timeout: pieceTimes.timeout)
+    }
+
     /// Nothing is in flight.
     public var isIdle: Bool { sent.isEmpty }
 

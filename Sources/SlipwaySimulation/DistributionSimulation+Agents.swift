@@ -45,8 +45,7 @@ extension DistributionSimulation {
         case .manifest:
             guard agent.picker == nil else { return }
             agent.picker = PiecePicker(pieceCount: config.pieceCount, perPeerLimit: 1, seedLimit: 1)
-            agent.requests = PieceRequests(lengths: (0..<config.pieceCount).map(config.lengthOfPiece),
-                                           slowAfter: Self.slowAfter, timeout: Self.requestTimeout)
+            agent.requests = agent.requests.forPieces((0..<config.pieceCount).map(config.lengthOfPiece))
             agent.manifestAt = now
             agent.seedConnected = true
             turn(agent)

@@ -31,7 +31,7 @@ final class SimulatedAgent {
     var manifestAt: Double?
     var peersKnown = false
     var swarm: Set<String>
-    /// The requests out, made with the piece lengths when the manifest comes.
+    /// The requests out, made again for the pieces' lengths when the manifest comes.
     var requests = PieceRequests(lengths: [], slowAfter: DistributionSimulation.slowAfter, timeout: DistributionSimulation.requestTimeout)
     var known: Set<String> = []
     /// Peers this download holds a connection to (it hears their haves on it).

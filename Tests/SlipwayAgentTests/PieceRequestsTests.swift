@@ -44,6 +44,15 @@ import Testing
         }
     }
 
+    @Test("the manifest's piece lengths keep the slow limit and timeout, and start with nothing asked")
+    func forPieces() {
+        var requests = PieceRequests(lengths: [], slowAfter: 7, timeout: 21)
+        requests.asked(0, of: .seed, now: 0)
+        let fresh = requests.forPieces([Self.mib, 3 * Self.mib])
+        #expect(fresh.isIdle && fresh.pieceTimes.fallback == 7 && fresh.pieceTimes.timeout == 21)
+        #expect(fresh.pieceTimes.typicalBytes == Double(2 * Self.mib) && fresh.timeout(1) == 21 * 1.5)
+    }
+
     @Test("requests time out in piece order, whatever order they were asked in; the store is never dropped")
     func timeoutsInPieceOrder() {
         var requests = requests()
