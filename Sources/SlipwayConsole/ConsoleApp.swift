@@ -41,10 +41,9 @@ public struct ConsoleApp: Sendable {
         router.get("/healthz") { _, _ in Response.json(.object(["status": "ok"])) }
         router.get("/metrics") { request, context in
             // A signed-in user, or Prometheus with the --metrics-token-file token; never anyone.
-            let verdict: MetricsToken.Verdict = context.viewer != nil ? .admitted : metricsToken?.check(authorization: request.headers[.authorization]) ?? .refused
-            if let refusal = MetricsEndpoint.refusal(verdict, logger: logger, warnings: metricsWarnings) { return refusal }
-            ConsoleMetrics.watchers(hub.watcherCount)
-            return MetricsEndpoint.response(metrics())
+            guard context.viewer == nil else { return MetricsEndpoint.response(metrics()) }
+            let verdict = metricsToken?.check(authorization: request.headers[.authorization]) ?? .refused
+            return MetricsEndpoint.refusal(verdict, logger: logger, warnings: metricsWarnings) ?? MetricsEndpoint.response(metrics())
         }
         router.get("/static/console.css") { _, _ in StaticAssets.response(StaticAssets.css, type: "text/css; charset=utf-8") }
         router.get("/static/console.js") { _, _ in StaticAssets.response(StaticAssets.script, type: "text/javascript; charset=utf-8") }

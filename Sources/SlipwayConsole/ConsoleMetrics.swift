@@ -10,7 +10,7 @@ enum ConsoleMetrics {
         Counter(label: "slipway_console_actions_total", dimensions: [("action", word), ("outcome", outcome)]).increment()
     }
 
-    /// Browsers following live events, recorded at each scrape.
+    /// Browsers following live events, recorded as they come and go.
     static func watchers(_ count: Int) {
         Gauge(label: "slipway_console_live_watchers").record(count)
     }

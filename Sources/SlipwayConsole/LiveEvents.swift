@@ -39,11 +39,15 @@ public final class LiveEventHub: Sendable {
                   state.watchers.values.filter({ $0.owner == owner }).count < watcherLimitPerAccount else { return nil }
             defer { state.nextID += 1 }
             state.watchers[state.nextID] = (owner, continuation)
+            ConsoleMetrics.watchers(state.watchers.count)
             return state.nextID
         }
         guard let id else { return nil }
         continuation.onTermination = { [weak self] _ in
-            _ = self?.state.withLock { $0.watchers.removeValue(forKey: id) }
+            self?.state.withLock { state in
+                state.watchers[id] = nil
+                ConsoleMetrics.watchers(state.watchers.count)
+            }
         }
         return stream
     }
@@ -61,7 +65,10 @@ public final class LiveEventHub: Sendable {
     /// Ends every watcher's stream (the console is stopping).
     public func finishAll() {
         let watchers = state.withLock { state in
-            defer { state.watchers.removeAll() }
+            defer {
+                state.watchers.removeAll()
+                ConsoleMetrics.watchers(0)
+            }
             return state.watchers.values.map(\.continuation)
         }
         for watcher in watchers { watcher.finish() }
@@ -83,6 +90,8 @@ final class LiveEventLoop: ServingLoop {
         self.hub = hub
         self.stop = stop
         opened = ["events": "\(events)"]
+        // The hub is made before the metrics backend is up, so its gauge starts here.
+        ConsoleMetrics.watchers(hub.watcherCount)
     }
 
     func serve() throws {
