@@ -135,6 +135,27 @@ struct BlobStoreTests {
         #expect(try fixture.exported(from: store) == fixture.bytes)
     }
 
+    @Test("a piece that cannot be written is refused with the cause, leaves nothing behind, and is taken once the store can write again")
+    func pieceWriteFailure() throws {
+        let fixture = try Fixture(size: 12_000)
+        defer { try? FileManager.default.removeItem(at: fixture.folder) }
+        let store = try fixture.store()
+        _ = try store.begin(fixture.manifest)
+        let temporaries = fixture.folder.appendingPathComponent("store/tmp")
+        try FileManager.default.removeItem(at: temporaries)
+        let error = #expect(throws: ArtifactError.self) { try store.store(fixture.manifest.digest, index: 1, bytes: fixture.piece(1)) }
+        #expect(error?.code == .io)
+        #expect(error?.detail.contains("tmp folder") == true)
+        #expect(error?.detail.contains("errno \(ENOENT)") == true)
+        #expect(!store.receivedPieces(fixture.manifest.digest).contains(1))
+
+        try FileManager.default.createDirectory(at: temporaries, withIntermediateDirectories: true)
+        for index in 0..<3 { try store.store(fixture.manifest.digest, index: index, bytes: fixture.piece(index)) }
+        try store.commit(fixture.manifest.digest)
+        #expect(try fixture.exported(from: store) == fixture.bytes)
+        #expect(try FileManager.default.contentsOfDirectory(atPath: temporaries.path).isEmpty)
+    }
+
     @Test("commitIfVerified never waits: incomplete throws, then it commits once the queue has checked the artifact")
     func commitWithoutWaiting() async throws {
         let fixture = try Fixture(size: 1 << 20, pieceSize: 16_384)
