@@ -99,6 +99,10 @@ public struct PieceRequests: Sendable {
 
     /// Gives up slow and silent requests and lets chokes lapse.
     public mutating func expire(now: Double, picker: inout PiecePicker) -> [Expiry] {
+        // Called on every turn of an agent's loop, and nearly always with nothing due: the
+        // requests are put in order only when something is (measured: sorting them each
+        // turn took 7 % of a downloading agent's loop thread at 256 KiB pieces).
+        guard isAnythingDue(now: now) else { return [] }
         var concluded: [Expiry] = []
         for (piece, request) in sent.inKeyOrder {
             guard case .peer(let machine) = request.source else { continue }
@@ -132,6 +136,14 @@ public struct PieceRequests: Sendable {
             picker.unchoked(by: machine)
         }
         return concluded
+    }
+
+    /// Whether ``expire(now:picker:)`` has anything to give up or let lapse.
+    private func isAnythingDue(now: Double) -> Bool {
+        sent.contains { piece, request in now - request.at >= (request.source == .seed ? timeout(piece) : min(slowAfter(piece), timeout(piece))) }
+            || slow.values.contains { requests in requests.contains { now - $0.value >= timeout($0.key) } }
+            || storeChokedAt.map { now - $0 >= Self.chokeLapse } == true
+            || chokedAt.values.contains { now - $0 >= Self.chokeLapse }
     }
 
     /// Gone, or unreachable at the address it advertises: its pieces are not really
