@@ -15,6 +15,12 @@ public enum Manifest {
     /// The largest piece a manifest may have: one piece travels as one frame,
     /// and the wire codec takes payload frames up to 16 MiB.
     public static let maxPieceSize: UInt32 = 16 << 20
+    /// The blocks pieces travel in, each checked on arrival against its piece's root
+    /// (``pieceRoot(of:blockSize:)``): 64 KiB, so a piece of 1 MiB has 16, and its
+    /// list of block digests (sent with its first block) stays within 2 KiB for the longest pieces.
+    public static let defaultBlockSize: UInt32 = 64 << 10
+    /// Block sizes a manifest may name: powers of two from 16 KiB to 1 MiB.
+    public static let blockSizes: ClosedRange<UInt32> = (16 << 10)...(1 << 20)
 
     /// How a manifest cuts an artifact into pieces.
     public enum Cutting: Sendable, Equatable {
@@ -29,12 +35,19 @@ public enum Manifest {
 
     /// Reads `path` once, a few pieces at a time (bounded memory for any size),
     /// in fixed pieces of `pieceSize`.
-    public static func build(fileAt path: String, name: String, pieceSize: UInt32) throws -> Slipway_V1_ArtifactManifest {
-        try build(fileAt: path, name: name, cutting: .fixed(pieceSize))
+    public static func build(fileAt path: String, name: String, pieceSize: UInt32,
+                             blockSize: UInt32 = defaultBlockSize) throws -> Slipway_V1_ArtifactManifest {
+        try build(fileAt: path, name: name, cutting: .fixed(pieceSize), blockSize: blockSize)
     }
 
     /// Reads `path` once, a few pieces at a time (bounded memory for any size).
-    public static func build(fileAt path: String, name: String, cutting: Cutting = .standard) throws -> Slipway_V1_ArtifactManifest {
+    /// - Parameter blockSize: the blocks every piece's root covers (one of ``blockSizes``),
+    ///   or 0 for a manifest without roots, as workers older than blocks made.
+    public static func build(fileAt path: String, name: String, cutting: Cutting = .standard,
+                             blockSize: UInt32 = defaultBlockSize) throws -> Slipway_V1_ArtifactManifest {
+        guard blockSize == 0 || isBlockSize(blockSize) else {
+            throw ArtifactError(.invalidManifest, "block size \(blockSize) is not a power of two from 16 KiB to 1 MiB")
+        }
         let descriptor = open(path, O_RDONLY | O_CLOEXEC)
         guard descriptor >= 0 else { throw ArtifactError(.io, "cannot open \(path): errno \(errno)") }
         defer { close(descriptor) }
@@ -45,6 +58,7 @@ public enum Manifest {
         }
         var whole = SHA256()
         var pieces: [Data] = []
+        var roots: [Data] = []
         var lengths: [UInt32] = []
         var size: UInt64 = 0
         var buffer = [UInt8](repeating: 0, count: 2 * longest)
@@ -67,6 +81,7 @@ public enum Manifest {
                 let piece = UnsafeRawBufferPointer(rebasing: bytes[start..<start + length])
                 whole.update(bufferPointer: piece)
                 pieces.append(Data(SHA256.hash(data: piece)))
+                if blockSize > 0 { roots.append(pieceRoot(of: piece, blockSize: Int(blockSize))) }
             }
             lengths.append(UInt32(length))
             size += UInt64(length)
@@ -76,6 +91,8 @@ public enum Manifest {
         manifest.digest = hex(whole.finalize())
         manifest.size = size
         manifest.pieceSha256 = pieces
+        manifest.blockSize = blockSize
+        manifest.pieceRoot = roots
         manifest.name = name
         switch cutting {
         case .fixed(let pieceSize):
@@ -170,12 +187,51 @@ public enum Manifest {
         guard manifest.pieceSha256.allSatisfy({ $0.count == 32 }) else {
             throw ArtifactError(.invalidManifest, "a piece digest is not 32 bytes")
         }
+        if manifest.blockSize == 0 {
+            guard manifest.pieceRoot.isEmpty else { throw ArtifactError(.invalidManifest, "piece roots without a block size") }
+        } else {
+            guard isBlockSize(manifest.blockSize) else {
+                throw ArtifactError(.invalidManifest, "block size \(manifest.blockSize) is not a power of two from 16 KiB to 1 MiB")
+            }
+            guard manifest.pieceRoot.count == manifest.pieceSha256.count else {
+                throw ArtifactError(.invalidManifest, "\(manifest.pieceRoot.count) piece roots for \(manifest.pieceSha256.count) pieces")
+            }
+            guard manifest.pieceRoot.allSatisfy({ $0.count == 32 }) else {
+                throw ArtifactError(.invalidManifest, "a piece root is not 32 bytes")
+            }
+        }
     }
 
-    /// Whether `bytes` are piece `index` of `manifest`.
+    /// Whether `size` is one of ``blockSizes`` and a power of two.
+    static func isBlockSize(_ size: UInt32) -> Bool {
+        blockSizes.contains(size) && size & (size - 1) == 0
+    }
+
+    /// A piece's root: the SHA-256 of the SHA-256s of its `blockSize` blocks (the
+    /// last one shorter), concatenated.
+    public static func pieceRoot(of piece: UnsafeRawBufferPointer, blockSize: Int) -> Data {
+        var list = SHA256()
+        var start = 0
+        repeat {
+            let end = min(piece.count, start + blockSize)
+            SHA256.hash(data: UnsafeRawBufferPointer(rebasing: piece[start..<end])).withUnsafeBytes { list.update(bufferPointer: $0) }
+            start = end
+        } while start < piece.count
+        return Data(list.finalize())
+    }
+
+    /// Whether `bytes` are piece `index` of `manifest`: its SHA-256 and, when the
+    /// manifest has them, its root (so a manifest whose roots do not match its pieces
+    /// is refused by the first store or agent it reaches, before anyone checks a block against them).
     public static func verify(piece bytes: some DataProtocol, index: Int, of manifest: Slipway_V1_ArtifactManifest) -> Bool {
-        guard index >= 0, index < manifest.pieceSha256.count, bytes.count == pieceLength(manifest, index: index) else { return false }
-        return Data(SHA256.hash(data: bytes)) == manifest.pieceSha256[index]
+        guard index >= 0, index < manifest.pieceSha256.count, bytes.count == pieceLength(manifest, index: index),
+              Data(SHA256.hash(data: bytes)) == manifest.pieceSha256[index] else { return false }
+        guard manifest.blockSize > 0 else { return true }
+        guard index < manifest.pieceRoot.count, isBlockSize(manifest.blockSize) else { return false }
+        let blockSize = Int(manifest.blockSize)
+        let root = bytes.withContiguousStorageIfAvailable { pieceRoot(of: UnsafeRawBufferPointer($0), blockSize: blockSize) }
+            ?? Array(bytes).withUnsafeBytes { pieceRoot(of: $0, blockSize: blockSize) }
+        return root == manifest.pieceRoot[index]
     }
 
     /// True for 64 lowercase hex characters: the only digest form Slipway accepts.

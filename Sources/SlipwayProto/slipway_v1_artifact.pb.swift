@@ -103,6 +103,20 @@ public nonisolated struct Slipway_V1_ArtifactManifest: Sendable {
   /// shares most pieces with the one before). Empty for fixed-size pieces.
   public var pieceLength: [UInt32] = []
 
+  /// Pieces travel in blocks of this many bytes (a piece's last block may be
+  /// shorter), so that each block can be checked as it arrives and passed on
+  /// before its piece is whole. 0 when the manifest carries no piece_root (made
+  /// by a worker older than blocks): its pieces are checked whole.
+  public var blockSize: UInt32 = 0
+
+  /// Per piece, in order, 32 bytes each: the SHA-256 of the SHA-256s of its
+  /// blocks, concatenated (a hash list, BitTorrent v2's per-piece root in spirit).
+  /// A receiver checks a piece's block digests against this root, then each block
+  /// against its digest. Stores check every piece against both piece_sha256 and
+  /// this before they take it, so a manifest whose roots lie is refused at its
+  /// first piece.
+  public var pieceRoot: [Data] = []
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -403,7 +417,7 @@ nonisolated extension Slipway_V1_ReplicaState: SwiftProtobuf._ProtoNameProviding
 
 nonisolated extension Slipway_V1_ArtifactManifest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".ArtifactManifest"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}digest\0\u{1}size\0\u{3}piece_size\0\u{3}piece_sha256\0\u{1}name\0\u{3}job_id\0\u{3}origin_region\0\u{3}piece_length\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}digest\0\u{1}size\0\u{3}piece_size\0\u{3}piece_sha256\0\u{1}name\0\u{3}job_id\0\u{3}origin_region\0\u{3}piece_length\0\u{3}block_size\0\u{3}piece_root\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -419,6 +433,8 @@ nonisolated extension Slipway_V1_ArtifactManifest: SwiftProtobuf.Message, SwiftP
       case 6: try { try decoder.decodeSingularStringField(value: &self.jobID) }()
       case 7: try { try decoder.decodeSingularStringField(value: &self.originRegion) }()
       case 8: try { try decoder.decodeRepeatedUInt32Field(value: &self.pieceLength) }()
+      case 9: try { try decoder.decodeSingularUInt32Field(value: &self.blockSize) }()
+      case 10: try { try decoder.decodeRepeatedBytesField(value: &self.pieceRoot) }()
       default: break
       }
     }
@@ -449,6 +465,12 @@ nonisolated extension Slipway_V1_ArtifactManifest: SwiftProtobuf.Message, SwiftP
     if !self.pieceLength.isEmpty {
       try visitor.visitPackedUInt32Field(value: self.pieceLength, fieldNumber: 8)
     }
+    if self.blockSize != 0 {
+      try visitor.visitSingularUInt32Field(value: self.blockSize, fieldNumber: 9)
+    }
+    if !self.pieceRoot.isEmpty {
+      try visitor.visitRepeatedBytesField(value: self.pieceRoot, fieldNumber: 10)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -461,6 +483,8 @@ nonisolated extension Slipway_V1_ArtifactManifest: SwiftProtobuf.Message, SwiftP
     if lhs.jobID != rhs.jobID {return false}
     if lhs.originRegion != rhs.originRegion {return false}
     if lhs.pieceLength != rhs.pieceLength {return false}
+    if lhs.blockSize != rhs.blockSize {return false}
+    if lhs.pieceRoot != rhs.pieceRoot {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

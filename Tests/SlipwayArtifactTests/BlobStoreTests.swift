@@ -69,8 +69,58 @@ struct BlobStoreTests {
         try Manifest.validate(manifest)
     }
 
+    @Test("piece roots are the SHA-256 of each piece's block digests, as Python's hashlib computes them")
+    func pieceRoots() throws {
+        let folder = try Self.scratch()
+        defer { try? FileManager.default.removeItem(at: folder) }
+        let (file, bytes) = try Self.artifact(in: folder, size: 100_000)
+        let manifest = try Manifest.build(fileAt: file.path, name: "svc", pieceSize: 64 << 10, blockSize: 16 << 10)
+        #expect(manifest.blockSize == 16 << 10)
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/python3")
+        process.arguments = ["-c", """
+            import hashlib, sys
+            data = open(sys.argv[1], 'rb').read()
+            for start in range(0, len(data), 65536):
+                piece = data[start:start + 65536]
+                blocks = b''.join(hashlib.sha256(piece[b:b + 16384]).digest() for b in range(0, len(piece), 16384))
+                print(hashlib.sha256(blocks).hexdigest())
+            """, file.path]
+        let pipe = Pipe()
+        process.standardOutput = pipe
+        try process.run()
+        let output = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        process.waitUntilExit()
+        #expect(output.split(separator: "\n").map(String.init) == manifest.pieceRoot.map { Manifest.hex($0) })
+        #expect(manifest.pieceRoot.count == 2)
+        try Manifest.validate(manifest)
+        #expect(Manifest.verify(piece: bytes[65_536...], index: 1, of: manifest))
+
+        // A manifest as workers older than blocks made it: no roots, pieces checked whole.
+        let plain = try Manifest.build(fileAt: file.path, name: "svc", pieceSize: 64 << 10, blockSize: 0)
+        #expect(plain.blockSize == 0 && plain.pieceRoot.isEmpty && plain.pieceSha256 == manifest.pieceSha256)
+        try Manifest.validate(plain)
+        #expect(Manifest.verify(piece: bytes[65_536...], index: 1, of: plain))
+        #expect(throws: ArtifactError.self) { try Manifest.build(fileAt: file.path, name: "svc", pieceSize: 64 << 10, blockSize: 3_000) }
+    }
+
+    @Test("a store refuses a piece whose SHA-256 matches but whose root does not: a manifest's lying root is caught at its piece")
+    func lyingRoot() throws {
+        let fixture = try Fixture(size: 12_000)
+        defer { try? FileManager.default.removeItem(at: fixture.folder) }
+        var manifest = fixture.manifest
+        #expect(manifest.pieceRoot.count == 3)
+        manifest.pieceRoot[1] = Data(repeating: 7, count: 32)
+        let store = try fixture.store()
+        _ = try store.begin(manifest)
+        try store.store(manifest.digest, index: 0, bytes: fixture.piece(0))
+        let error = #expect(throws: ArtifactError.self) { try store.store(manifest.digest, index: 1, bytes: fixture.piece(1)) }
+        #expect(error?.code == .pieceMismatch)
+        #expect(store.receivedPieces(manifest.digest) == [0])
+    }
+
     @Test("hostile manifests are refused before anything is written", arguments: [
-        "digest", "pieces", "pieceSize", "hashLength",
+        "digest", "pieces", "pieceSize", "hashLength", "rootsWithoutBlockSize", "blockSize", "rootCount", "rootLength",
     ])
     func invalidManifest(fault: String) throws {
         var manifest = Slipway_V1_ArtifactManifest()
@@ -82,6 +132,10 @@ struct BlobStoreTests {
         case "digest": manifest.digest = "../../etc/passwd"
         case "pieces": manifest.pieceSha256.append(Data(count: 32))
         case "pieceSize": manifest.pieceSize = 0
+        case "rootsWithoutBlockSize": manifest.pieceRoot = [Data(count: 32), Data(count: 32)]
+        case "blockSize": (manifest.blockSize, manifest.pieceRoot) = (48 << 10, [Data(count: 32), Data(count: 32)])
+        case "rootCount": (manifest.blockSize, manifest.pieceRoot) = (16 << 10, [Data(count: 32)])
+        case "rootLength": (manifest.blockSize, manifest.pieceRoot) = (16 << 10, [Data(count: 32), Data(count: 33)])
         default: manifest.pieceSha256[1] = Data(count: 31)
         }
         let folder = try Self.scratch()

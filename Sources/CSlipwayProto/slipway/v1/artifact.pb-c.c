@@ -637,7 +637,7 @@ void   slipway__v1__artifact_list__free_unpacked
   assert(message->base.descriptor == &slipway__v1__artifact_list__descriptor);
   protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
 }
-static const ProtobufCFieldDescriptor slipway__v1__artifact_manifest__field_descriptors[8] =
+static const ProtobufCFieldDescriptor slipway__v1__artifact_manifest__field_descriptors[10] =
 {
   {
     "digest",
@@ -735,13 +735,39 @@ static const ProtobufCFieldDescriptor slipway__v1__artifact_manifest__field_desc
     0 | PROTOBUF_C_FIELD_FLAG_PACKED,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "block_size",
+    9,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT32,
+    0,   /* quantifier_offset */
+    offsetof(Slipway__V1__ArtifactManifest, block_size),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "piece_root",
+    10,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_BYTES,
+    offsetof(Slipway__V1__ArtifactManifest, n_piece_root),
+    offsetof(Slipway__V1__ArtifactManifest, piece_root),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned slipway__v1__artifact_manifest__field_indices_by_name[] = {
+  8,   /* field[8] = block_size */
   0,   /* field[0] = digest */
   5,   /* field[5] = job_id */
   4,   /* field[4] = name */
   6,   /* field[6] = origin_region */
   7,   /* field[7] = piece_length */
+  9,   /* field[9] = piece_root */
   3,   /* field[3] = piece_sha256 */
   2,   /* field[2] = piece_size */
   1,   /* field[1] = size */
@@ -749,7 +775,7 @@ static const unsigned slipway__v1__artifact_manifest__field_indices_by_name[] = 
 static const ProtobufCIntRange slipway__v1__artifact_manifest__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 8 }
+  { 0, 10 }
 };
 const ProtobufCMessageDescriptor slipway__v1__artifact_manifest__descriptor =
 {
@@ -759,7 +785,7 @@ const ProtobufCMessageDescriptor slipway__v1__artifact_manifest__descriptor =
   "Slipway__V1__ArtifactManifest",
   "slipway.v1",
   sizeof(Slipway__V1__ArtifactManifest),
-  8,
+  10,
   slipway__v1__artifact_manifest__field_descriptors,
   slipway__v1__artifact_manifest__field_indices_by_name,
   1,  slipway__v1__artifact_manifest__number_ranges,

@@ -78,10 +78,27 @@ struct  Slipway__V1__ArtifactManifest
    */
   size_t n_piece_length;
   uint32_t *piece_length;
+  /*
+   * Pieces travel in blocks of this many bytes (a piece's last block may be
+   * shorter), so that each block can be checked as it arrives and passed on
+   * before its piece is whole. 0 when the manifest carries no piece_root (made
+   * by a worker older than blocks): its pieces are checked whole.
+   */
+  uint32_t block_size;
+  /*
+   * Per piece, in order, 32 bytes each: the SHA-256 of the SHA-256s of its
+   * blocks, concatenated (a hash list, BitTorrent v2's per-piece root in spirit).
+   * A receiver checks a piece's block digests against this root, then each block
+   * against its digest. Stores check every piece against both piece_sha256 and
+   * this before they take it, so a manifest whose roots lie is refused at its
+   * first piece.
+   */
+  size_t n_piece_root;
+  ProtobufCBinaryData *piece_root;
 };
 #define SLIPWAY__V1__ARTIFACT_MANIFEST__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&slipway__v1__artifact_manifest__descriptor) \
-    , (char *)protobuf_c_empty_string, 0, 0, 0,NULL, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0,NULL }
+    , (char *)protobuf_c_empty_string, 0, 0, 0,NULL, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0,NULL, 0, 0,NULL }
 
 
 /*
