@@ -27,8 +27,10 @@ extension CoordinatorQueries {
                 RETURNING \(Self.infoColumns)
             ),
             stored AS (
-                INSERT INTO artifacts (digest, name, size, piece_size, piece_sha256, piece_lengths, job_id, origin_region, deployable_at)
-                SELECT $3::text, $4::text, $5::bigint, $6::integer, $7::bytea, $14::bytea, $1::uuid, $8::text, CASE WHEN $9::boolean THEN now() END
+                INSERT INTO artifacts (digest, name, size, piece_size, piece_sha256, piece_lengths, block_size, piece_roots, job_id,
+                                       origin_region, deployable_at)
+                SELECT $3::text, $4::text, $5::bigint, $6::integer, $7::bytea, $14::bytea, $15::integer, $16::bytea, $1::uuid,
+                       $8::text, CASE WHEN $9::boolean THEN now() END
                 FROM done
                 ON CONFLICT (digest) DO NOTHING
                 RETURNING deployable_at IS NOT NULL AS deployable
@@ -51,7 +53,7 @@ extension CoordinatorQueries {
                   .int(manifest.pieceSize), .bytes(manifest.pieceSha256.flatMap { Array($0) }), .text(origin),
                   .bool(deployableAtOnce), .int(manifest.pieceSha256.count), PGBind.textArray(everywhere),
                   .optional(SubmissionValidator.isFullSHA(result.commit) ? result.commit : nil), .optional(Self.environmentJSON(result)),
-                  Self.packedLengths(manifest)])
+                  Self.packedLengths(manifest), .int(manifest.blockSize), Self.packedRoots(manifest)])
         guard let row = rows.first else { return (false, []) }
         var published = manifest
         if try row.int("inserted") == 0, let recorded = try self.manifest(db, digest: manifest.digest) {
@@ -59,6 +61,8 @@ extension CoordinatorQueries {
             published.pieceSize = recorded.pieceSize
             published.pieceSha256 = recorded.pieceSha256
             published.pieceLength = recorded.pieceLength
+            published.blockSize = recorded.blockSize
+            published.pieceRoot = recorded.pieceRoot
         }
         published.jobID = result.jobID
         published.originRegion = origin
@@ -122,7 +126,8 @@ extension CoordinatorQueries {
               AND NOT EXISTS (
                 SELECT 1 FROM unnest(CASE WHEN $2 = '' THEN ARRAY[a.origin_region] ELSE string_to_array($2, ',') END) AS r(region)
                 WHERE NOT EXISTS (SELECT 1 FROM replicas p WHERE p.artifact_digest = a.digest AND p.region = r.region AND p.status = 'complete'))
-            RETURNING a.digest, a.name, a.size, a.piece_size, a.piece_sha256, a.piece_lengths, coalesce(a.job_id::text, '') AS job_id, a.origin_region
+            RETURNING a.digest, a.name, a.size, a.piece_size, a.piece_sha256, a.piece_lengths, a.block_size, a.piece_roots,
+                      coalesce(a.job_id::text, '') AS job_id, a.origin_region
             """, [.text(digest), .text(regions.joined(separator: ","))])
         guard let row = updated.first else { return [] }
         let manifest = try Self.manifest(row)
@@ -132,13 +137,15 @@ extension CoordinatorQueries {
     /// The manifest of a recorded artifact, rebuilt from its row.
     func manifest(_ db: PGConnection, digest: String) throws -> Slipway_V1_ArtifactManifest? {
         guard let row = try db.query("""
-            SELECT digest, name, size, piece_size, piece_sha256, piece_lengths, coalesce(job_id::text, '') AS job_id, origin_region
+            SELECT digest, name, size, piece_size, piece_sha256, piece_lengths, block_size, piece_roots,
+                   coalesce(job_id::text, '') AS job_id, origin_region
             FROM artifacts WHERE digest = $1
             """, [.text(digest)]).first else { return nil }
         return try Self.manifest(row)
     }
 
-    /// A manifest from an `artifacts` row (digest, name, size, piece_size, piece_sha256, piece_lengths, job_id, origin_region).
+    /// A manifest from an `artifacts` row (digest, name, size, piece_size, piece_sha256, piece_lengths, block_size,
+    /// piece_roots, job_id, origin_region).
     static func manifest(_ row: PGRow) throws -> Slipway_V1_ArtifactManifest {
         var manifest = Slipway_V1_ArtifactManifest()
         manifest.digest = try row.string("digest")
@@ -151,6 +158,9 @@ extension CoordinatorQueries {
         manifest.pieceLength = stride(from: 0, to: lengths.count - 3, by: 4).map { at in
             lengths[at..<at + 4].reduce(UInt32(0)) { $0 << 8 | UInt32($1) }
         }
+        manifest.blockSize = UInt32(try row.int("block_size"))
+        let roots = try row.optionalBytes("piece_roots") ?? []
+        manifest.pieceRoot = stride(from: 0, to: roots.count, by: 32).map { Data(roots[$0..<min($0 + 32, roots.count)]) }
         manifest.jobID = try row.string("job_id")
         manifest.originRegion = try row.string("origin_region")
         return manifest
@@ -161,6 +171,11 @@ extension CoordinatorQueries {
     static func packedLengths(_ manifest: Slipway_V1_ArtifactManifest) -> PGBind {
         guard !manifest.pieceLength.isEmpty else { return .null }
         return .bytes(manifest.pieceLength.flatMap { length in (0..<4).map { UInt8(truncatingIfNeeded: length >> (24 - 8 * $0)) } })
+    }
+
+    /// The `piece_roots` column for a manifest: its pieces' roots end to end, or NULL without blocks.
+    static func packedRoots(_ manifest: Slipway_V1_ArtifactManifest) -> PGBind {
+        manifest.blockSize == 0 ? .null : .bytes(manifest.pieceRoot.flatMap { Array($0) })
     }
 
     /// Deletes up to `limit` artifacts older than `retentionSeconds` that are neither

@@ -1,7 +1,7 @@
 /// Slipway's schema, as an ordered list of migrations. Append; never edit a released one.
 public enum SlipwaySchema {
     /// Every migration, oldest first.
-    public static let migrations: [Migration] = [v1, v2, v3, v4, v5, v6, v7, v8, v9]
+    public static let migrations: [Migration] = [v1, v2, v3, v4, v5, v6, v7, v8, v9, v10]
 
     /// Schema v1: the whole system's durable state.
     ///
@@ -263,5 +263,14 @@ public enum SlipwaySchema {
     static let v9 = Migration(version: 9, name: "content-defined pieces", sql: """
         ALTER TABLE artifacts ADD COLUMN piece_lengths bytea
             CHECK (piece_lengths IS NULL OR length(piece_lengths) * 8 = length(piece_sha256));
+        """)
+
+    /// Schema v10: pieces checked block by block. The manifest's block size (0: none)
+    /// and each piece's root, 32 bytes each in order (NULL without blocks), so a
+    /// manifest the coordinator rebuilds from its row is the one the worker made.
+    static let v10 = Migration(version: 10, name: "block roots of pieces", sql: """
+        ALTER TABLE artifacts ADD COLUMN block_size integer NOT NULL DEFAULT 0 CHECK (block_size >= 0);
+        ALTER TABLE artifacts ADD COLUMN piece_roots bytea
+            CHECK ((piece_roots IS NULL) = (block_size = 0) AND (piece_roots IS NULL OR length(piece_roots) = length(piece_sha256)));
         """)
 }

@@ -107,6 +107,12 @@ struct BuildPipelineTests {
         // (uncharged: the attempt stays 1, checked above); such pairs are the only extras allowed.
         let database = PGClient(url: cluster.databaseURL, logger: TestDatabase.logger)
         let eventCount = try await database.query("SELECT count(*) AS n FROM events").first!.int("n")
+        // The worker's manifest carries a root per piece, and the coordinator keeps them.
+        let recorded = try #require(try await database.query("""
+            SELECT block_size, length(piece_roots) AS roots, length(piece_sha256) AS hashes FROM artifacts WHERE digest = $1
+            """, [.text(digest)]).first)
+        #expect(try recorded.int("block_size") == 64 << 10)
+        #expect(try recorded.int("roots") == recorded.int("hashes"))
         await database.close()
         let events = try await lateSubscriber(cluster, count: eventCount)
         #expect(events.map(\.sequence) == Array(1...UInt64(max(eventCount, 1))))
