@@ -46,6 +46,13 @@ public final class ZMQSocket {
     var zap = (curveServer: false, domain: false, enforced: false)
     /// Inside a multipart message (the user id is the first one its frames carry).
     var receivingMessage = false
+    /// Its `ZMQ_EVENTS` as ``ZMQPoller`` last read them, valid until ``eventsUnknown``:
+    /// any call on the socket may run libzmq's pending commands, which changes its
+    /// events without its notification descriptor saying so.
+    var polledEvents: Int16 = 0
+    var eventsUnknown = true
+    /// libzmq's `ZMQ_FD`: readable when commands wait for the socket (read once, when first polled).
+    var notificationDescriptor: Int32?
 
     /// Creates a socket on `context`, owned by the calling thread.
     public init(context: ZMQContext, type: ZMQSocketType) throws(ZMQError) {
@@ -124,9 +131,34 @@ public final class ZMQSocket {
     public var isOpen: Bool { handle != nil }
 
     func checkedHandle() throws(ZMQError) -> UnsafeMutableRawPointer {
+        eventsUnknown = true
+        return try pollingHandle()
+    }
+
+    /// The handle, for ``ZMQPoller``'s own calls: those read the events, so they leave them known.
+    func pollingHandle() throws(ZMQError) -> UnsafeMutableRawPointer {
         checkOwner()
         guard let handle else { throw ZMQError(errno: ENOTSOCK, operation: "socket", context: "closed") }
         return handle
+    }
+
+    /// Reads `ZMQ_EVENTS` (running the socket's pending commands, which quiets its notification descriptor).
+    func refreshEvents(_ handle: UnsafeMutableRawPointer) throws(ZMQError) {
+        var value: Int32 = 0
+        var size = MemoryLayout<Int32>.size
+        try ZMQError.check("zmq_poll", context: "ZMQ_EVENTS") { zmq_getsockopt(handle, ZMQ_EVENTS, &value, &size) }
+        polledEvents = Int16(truncatingIfNeeded: value)
+        eventsUnknown = false
+    }
+
+    /// `ZMQ_FD`, read once.
+    func notificationDescriptor(_ handle: UnsafeMutableRawPointer) throws(ZMQError) -> Int32 {
+        if let notificationDescriptor { return notificationDescriptor }
+        var value: Int32 = -1
+        var size = MemoryLayout<Int32>.size
+        try ZMQError.check("zmq_getsockopt", context: "ZMQ_FD") { zmq_getsockopt(handle, ZMQ_FD, &value, &size) }
+        notificationDescriptor = value
+        return value
     }
 
     func checkOwner() {

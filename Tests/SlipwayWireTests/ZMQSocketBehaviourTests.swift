@@ -1,3 +1,6 @@
+#if canImport(Glibc)
+import Glibc
+#endif
 import SlipwayThreads
 import SlipwayWire
 import Testing
@@ -151,6 +154,47 @@ struct ZMQSocketBehaviourTests {
         try push.connect(try pull.lastEndpointOrInproc())
         #expect(try push.send([bytes("a"), bytes("b"), bytes("c")], wait: .never))
         #expect(try pull.receive(wait: .never) == [bytes("a"), bytes("b"), bytes("c")])
+    }
+
+    @Test("the poller reports a message that arrives while it waits, keeps reporting one not read, and times out when nothing comes")
+    func pollerWakesAndTimesOut() async throws {
+        let context = try ZMQContext()
+        let thread = OwnedThread(name: "poller-test")
+        defer { thread.shutdown() }
+        try await thread.run {
+            let pull = try ZMQSocket(context: context, type: .pull), quiet = try ZMQSocket(context: context, type: .pull)
+            let push = try ZMQSocket(context: context, type: .push)
+            try pull.bind("tcp://127.0.0.1:*")
+            try quiet.bind("tcp://127.0.0.1:*")
+            try push.connect(try pull.lastEndpointOrInproc())
+            var pipe: [Int32] = [0, 0]
+            #expect(Glibc.pipe(&pipe) == 0)
+            defer { close(pipe[0]); close(pipe[1]) }
+            let poller = ZMQPoller()
+            try poller.add(pull)
+            try poller.add(quiet)
+            poller.add(fileDescriptor: pipe[0])
+
+            let started = ContinuousClock.now
+            #expect(try poller.poll(wait: .timeout(.milliseconds(100))).allSatisfy(\.isEmpty))
+            #expect(ContinuousClock.now - started >= .milliseconds(95))
+
+            // Arrives while the poller waits, on a socket whose events it already knows are empty.
+            for round in 0..<200 {
+                #expect(try push.send([bytes("\(round)")], wait: .never))
+                let ready = try poller.poll(wait: .timeout(.seconds(5)))
+                #expect(ready == [.readable, [], []], "round \(round)")
+                if round == 0 {
+                    // Not read: still ready, at once.
+                    #expect(try poller.poll(wait: .never) == [.readable, [], []])
+                }
+                #expect(try pull.receive(wait: .never) == [bytes("\(round)")])
+                #expect(try pull.receive(wait: .never) == nil)
+            }
+            #expect(try poller.poll(wait: .timeout(.milliseconds(20))).allSatisfy(\.isEmpty))
+            #expect(Glibc.write(pipe[1], "x", 1) == 1)
+            #expect(try poller.poll(wait: .timeout(.seconds(5))) == [[], [], .readable])
+        }
     }
 
     @Test("polling a socket closed after it was added fails cleanly")
