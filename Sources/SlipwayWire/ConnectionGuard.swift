@@ -158,7 +158,7 @@ public final class ConnectionGuard {
     /// Takes in connections accepted and closed since the last call, and notes
     /// whether complete messages wait on the socket.
     public func poll() {
-        if ((try? socket.intOption(ZMQ_EVENTS)) ?? ZMQ_POLLIN) & ZMQ_POLLIN == 0 { ledger.foundNothing() }
+        if ((try? socket.currentEvents()) ?? ZMQ_POLLIN) & ZMQ_POLLIN == 0 { ledger.foundNothing() }
         while let frames = try? monitor.receive(wait: .never, maxFrames: 2), let event = frames.first, event.count >= 6 {
             let kind = Int32(UInt16(event[0]) | UInt16(event[1]) << 8)
             let descriptor = Int32(bitPattern: UInt32(event[2]) | UInt32(event[3]) << 8 | UInt32(event[4]) << 16 | UInt32(event[5]) << 24)

@@ -85,7 +85,7 @@ public final class ZMQPoller {
                 timeout = 0
             } else if let deadline {
                 let left = deadline - .now
-                timeout = left <= .zero ? 0 : Int32(clamping: (left + .nanoseconds(999_999)).wholeMilliseconds)
+                timeout = left <= .zero ? 0 : Int32(clamping: left.wholeMilliseconds)
             }
             let found = descriptors.withUnsafeMutableBufferPointer { Glibc.poll($0.baseAddress, nfds_t(count), timeout) }
             if found < 0 {

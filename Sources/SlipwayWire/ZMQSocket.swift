@@ -146,9 +146,17 @@ public final class ZMQSocket {
     func refreshEvents(_ handle: UnsafeMutableRawPointer) throws(ZMQError) {
         var value: Int32 = 0
         var size = MemoryLayout<Int32>.size
+        // Until read, unknown: a poll after a failed read (the context ending) reads again and fails again.
+        eventsUnknown = true
         try ZMQError.check("zmq_poll", context: "ZMQ_EVENTS") { zmq_getsockopt(handle, ZMQ_EVENTS, &value, &size) }
         polledEvents = Int16(truncatingIfNeeded: value)
         eventsUnknown = false
+    }
+
+    /// `ZMQ_EVENTS` now, kept for ``ZMQPoller`` (which then need not read them again this turn).
+    func currentEvents() throws(ZMQError) -> Int32 {
+        try refreshEvents(pollingHandle())
+        return Int32(polledEvents)
     }
 
     /// `ZMQ_FD`, read once.
