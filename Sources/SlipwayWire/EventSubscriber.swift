@@ -94,7 +94,9 @@ public final class EventSubscriber {
 
     private func drainSnapshot() throws {
         guard let socket = snapshot else { return }
-        while let frames = try socket.receive(wait: .never) {
+        // A held event that shows a gap, or a capped reply, asks again on a new socket and
+        // closes this one: what is left on it answers the old request, so draining stops there.
+        while snapshot === socket, let frames = try socket.receive(wait: .never) {
             guard let message = try? codec.decode(frames), message.envelope.inReplyTo == requestID else { continue }
             switch message.type {
             case .event:

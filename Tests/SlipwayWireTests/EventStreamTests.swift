@@ -75,6 +75,40 @@ struct EventStreamTests {
     }
 }
 
+extension EventStreamTests {
+    @Test("a subscriber far behind follows capped snapshot replies, each asked for again on a new socket, and gets every event")
+    func cappedSnapshots() async throws {
+        let context = try ZMQContext()
+        let publisher = FakePublisher(context, snapshotCap: 3)
+        let (pubEndpoint, snapshotEndpoint) = try await publisher.open()
+        for sequence in 1...10 { try await publisher.publish(sequence, live: false) }
+        let serving = Task {
+            while !Task.isCancelled {
+                try await publisher.serveSnapshots()
+                try await Task.sleep(for: .milliseconds(5))
+            }
+        }
+        let subscriberThread = OwnedThread(name: "subscriber")
+        let (sequences, requests) = try await subscriberThread.run {
+            let subscriber = try EventSubscriber(context: context, publisher: Endpoint(parsing: pubEndpoint), snapshot: Endpoint(parsing: snapshotEndpoint),
+                                                 sender: "test", security: .plain)
+            defer { subscriber.close() }
+            var sequences: [UInt64] = []
+            let deadline = ContinuousClock.now + .seconds(30)
+            while sequences.count < 10, ContinuousClock.now < deadline {
+                if let event = try subscriber.next(wait: .timeout(.milliseconds(100))) { sequences.append(event.sequence) }
+            }
+            return (sequences, subscriber.snapshotRequests)
+        }
+        serving.cancel()
+        subscriberThread.shutdown()
+        #expect(sequences == Array(1...10))
+        // 1–3, 4–6, 7–9, 10: each reply ends behind the stream, so the next is asked for.
+        #expect(requests == 4)
+        await publisher.close()
+    }
+}
+
 /// A publisher under the test's control: PUB for live events (some "lost" on
 /// purpose), ROUTER answering snapshot requests from its full log.
 actor FakePublisher {
@@ -86,8 +120,13 @@ actor FakePublisher {
     private var log: [Slipway_V1_Event] = []
     private(set) var snapshotsServed = 0
     private let codec = WireCodec()
+    /// Events per snapshot reply at most, as the coordinator pages them.
+    private let snapshotCap: Int
 
-    init(_ context: ZMQContext) { self.context = context }
+    init(_ context: ZMQContext, snapshotCap: Int = .max) {
+        self.context = context
+        self.snapshotCap = snapshotCap
+    }
 
     func open() throws -> (String, String) {
         let pub = try ZMQSocket(context: context, type: .pub)
@@ -119,7 +158,7 @@ actor FakePublisher {
         while let frames = try router.receive(wait: .never) {
             let (peer, message) = try codec.decodeRouted(frames)
             let request = try message.body(as: Slipway_V1_SnapshotRequest.self)
-            for event in log where event.sequence > request.afterSequence {
+            for event in log.filter({ $0.sequence > request.afterSequence }).prefix(snapshotCap) {
                 try router.send(codec.encode(WireMessage(event, sender: "fake", inReplyTo: message.envelope.messageID), to: peer), wait: .never)
             }
             var end = Slipway_V1_SnapshotEnd()
