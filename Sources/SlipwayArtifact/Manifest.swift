@@ -210,6 +210,7 @@ public enum Manifest {
     /// A piece's root: the SHA-256 of the SHA-256s of its `blockSize` blocks (the
     /// last one shorter), concatenated.
     public static func pieceRoot(of piece: UnsafeRawBufferPointer, blockSize: Int) -> Data {
+        precondition(blockSize > 0, "a block has at least one byte")
         var list = SHA256()
         var start = 0
         repeat {

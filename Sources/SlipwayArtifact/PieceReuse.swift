@@ -40,12 +40,14 @@ struct PieceReuse {
         guard !receiveWhole.contains(manifest.digest) else { return ReusedPieces() }
         let missing = (0..<manifest.pieceSha256.count).filter { !has($0) }
         guard !missing.isEmpty else { return ReusedPieces() }
-        var held: [Data: (file: URL, length: Int)] = [:]
+        var held: [Data: (file: URL, length: Int, blockSize: UInt32, root: Data?)] = [:]
         for digest in earlierBuilds(named: manifest.name, excluding: manifest.digest, in: store) {
             guard let earlier = try? store.manifest(digest) else { continue }
             let pieces = store.committed(digest).appendingPathComponent("pieces")
-            for (index, sha) in earlier.pieceSha256.enumerated() where held[sha] == nil {
-                held[sha] = (pieces.appendingPathComponent("\(index)"), Manifest.pieceLength(earlier, index: index))
+            let rooted = earlier.blockSize > 0 && earlier.pieceRoot.count == earlier.pieceSha256.count
+            for (index, sha) in earlier.pieceSha256.enumerated() where held[sha] == nil || (held[sha]!.root == nil && rooted) {
+                held[sha] = (pieces.appendingPathComponent("\(index)"), Manifest.pieceLength(earlier, index: index),
+                             earlier.blockSize, rooted ? earlier.pieceRoot[index] : nil)
             }
         }
         var taken = ReusedPieces()
@@ -55,6 +57,10 @@ struct PieceReuse {
             guard let source = held[manifest.pieceSha256[index]], source.length == Manifest.pieceLength(manifest, index: index) else {
                 continue
             }
+            // Linked pieces are not checked again one by one, so a root must be one an earlier
+            // build's piece was checked against: a manifest whose root lies for a shared piece
+            // then has that piece received, and refused.
+            if manifest.blockSize > 0, source.blockSize != manifest.blockSize || source.root != manifest.pieceRoot[index] { continue }
             // A failed link (the piece is gone, the file system cannot) only means receiving it.
             guard Glibc.link(source.file.path, folder.appendingPathComponent("\(index)").path) == 0 else { continue }
             landed(index)

@@ -163,6 +163,29 @@ struct PieceReuseTests {
         #expect(!builds.store.receivedPieces(moved.digest).contains(0) && !builds.store.receivedPieces(moved.digest).contains(1))
     }
 
+    @Test("a piece is linked only under the root it was checked against; a manifest without roots links by SHA-256")
+    func rootsMustMatch() throws {
+        let builds = try TwoBuilds()
+        defer { try? FileManager.default.removeItem(at: builds.folder) }
+        var lying = builds.old
+        lying.digest = String(repeating: "c", count: 64)
+        lying.pieceRoot[2] = Data(repeating: 9, count: 32)
+        try Manifest.validate(lying)
+        _ = try builds.store.begin(lying)
+        #expect(builds.store.takeReused(lying.digest).pieces == lying.pieceSha256.count - 1)
+        #expect(!builds.store.receivedPieces(lying.digest).contains(2))
+        let refused = #expect(throws: ArtifactError.self) {
+            try builds.store.store(lying.digest, index: 2, bytes: builds.piece(lying, PieceReuseTests.random(2 << 20, seed: 4), 2))
+        }
+        #expect(refused?.code == .pieceMismatch)
+
+        var plain = builds.old
+        plain.digest = String(repeating: "d", count: 64)
+        (plain.blockSize, plain.pieceRoot) = (0, [])
+        _ = try builds.store.begin(plain)
+        #expect(builds.store.takeReused(plain.digest).pieces == plain.pieceSha256.count)
+    }
+
     @Test("an artifact of another name takes nothing")
     func otherNameTakesNothing() throws {
         let builds = try TwoBuilds(newName: "other")
