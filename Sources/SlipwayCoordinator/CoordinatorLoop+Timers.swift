@@ -52,7 +52,10 @@ extension CoordinatorLoop {
         // After a database outage, waves wait until another transaction has shown it back (and set the hold).
         if judging >= judgeWavesFrom, database.isHealthy, timers.due(.rollouts, now) || rolloutsDue, database.isUsable() {
             rolloutsDue = false
-            try run([.task("rollouts") { [rollouts, config] batch in try rollouts.tick(staleAfter: config.plans.reportStaleAfter, in: &batch) }])
+            let (readAt, unrecordedLimit) = (intakeReadAt, reportsGoUnrecordedAfter)
+            try run([.task("rollouts") { [rollouts, config] batch in
+                try rollouts.tick(staleAfter: config.plans.reportStaleAfter, readRecently: { ContinuousClock.now - readAt <= unrecordedLimit }, in: &batch)
+            }])
         }
         if timers.due(.collection, now), database.isUsable() {
             _ = try collectInBatches("garbage collection", full: Replicas.batchSize) { [replicas] batch in

@@ -204,6 +204,9 @@ final class CoordinatorLoop: ServingLoop {
         intakeReadAt = now
     }
 
+    /// A gap in reading the intake longer than this could make a live region's report look stale.
+    var reportsGoUnrecordedAfter: Duration { max(Self.reportLag, config.plans.reportStaleAfter - Self.reportLag) }
+
     /// The leader could not record region reports for `gap` (its intake went
     /// unread, its database was away). The reports it holds are older by that
     /// much, and regions whose reports went unanswered re-send them only on a
@@ -211,7 +214,7 @@ final class CoordinatorLoop: ServingLoop {
     /// and pause. So when the gap could have made a live region's report look
     /// stale, waves wait ``reportCatchUp``; shorter gaps hold nothing back.
     func couldNotRecordReports(for gap: Duration, now: ContinuousClock.Instant, cause: String) {
-        guard gap > max(Self.reportLag, config.plans.reportStaleAfter - Self.reportLag) else { return }
+        guard gap > reportsGoUnrecordedAfter else { return }
         let holding = judgeWavesFrom > now
         judgeWavesFrom = max(judgeWavesFrom, now + Self.reportCatchUp)
         guard !holding else { return }

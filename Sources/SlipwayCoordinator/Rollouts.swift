@@ -184,11 +184,17 @@ struct Rollouts {
     }
 
     /// Judges every progressing rollout on the regions' latest reports.
-    func tick(staleAfter: Duration, in batch: inout Batch) throws {
+    /// - Parameter readRecently: asked once the judging time is read, whether the leader has
+    ///   read its intake recently enough for the reports it holds to be fresh at that time.
+    ///   A leader paused after it decided to judge (a stopped process, a stalled VM) finds
+    ///   every report old on waking; it judges nothing then, and its loop holds judging
+    ///   until the regions have reported again.
+    func tick(staleAfter: Duration, readRecently: () -> Bool = { true }, in batch: inout Batch) throws {
         let db = batch.db
         let progressing = try queries.progressingRollouts(db, logger: logger)
         guard !progressing.isEmpty else { return }
         let now = try queries.databaseNow(db)
+        guard readRecently() else { return }
         let known = try queries.knownRegions(db)
         for var stored in progressing {
             let before = stored.machine
