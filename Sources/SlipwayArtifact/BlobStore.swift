@@ -1,4 +1,3 @@
-import CSystemShims
 public import Foundation
 public import SlipwayProto
 #if canImport(Glibc)
@@ -43,9 +42,9 @@ public final class BlobStore {
     private var reusedPieces: [String: ReusedPieces] = [:]
     /// `root`'s path: the per-piece calls build their paths as strings (measured: building
     /// them as `URL`s took 3 % of a downloading agent's loop thread at 256 KiB pieces).
-    private let rootPath: String
-    /// Names this process's temporary piece files apart.
-    private var temporaries: UInt64 = 0
+    let rootPath: String
+    /// Names this process's temporary files apart.
+    var temporaries: UInt64 = 0
 
     /// Opens (creating if needed) a store under `root`, deleting what a crashed
     /// process left half-written. Each transfer keeps up to `earlyPieceMemory`
@@ -132,7 +131,7 @@ public final class BlobStore {
         }
         try files.createDirectory(at: folder.appendingPathComponent("pieces"), withIntermediateDirectories: true)
         if !files.fileExists(atPath: manifestFile.path) {
-            try writeAtomically(encoded, to: manifestFile)
+            try writeAtomically([UInt8](encoded), to: manifestFile.path, sync: true)
         }
         incoming[manifest.digest] = manifest
         let transfer = try takeUp(manifest.digest)
@@ -166,7 +165,7 @@ public final class BlobStore {
         // A piece sent twice (a retried upload, two peers) is written and hashed once.
         guard !transfer.has(index) else { return }
         // Not synced here: the digest's queue syncs each piece after hashing it, off this thread.
-        try writePiece(bytes, to: piecePath(stagingPath(digest), index))
+        try writeAtomically(bytes, to: piecePath(stagingPath(digest), index), sync: false)
         transfer.landed(index, bytes: bytes)
     }
 
@@ -217,7 +216,7 @@ public final class BlobStore {
         }
         // The name alone, so a later process finds earlier builds without parsing every manifest.
         let name = incoming[digest]?.name ?? ""
-        try writeAtomically(Data(name.utf8), to: staging(digest).appendingPathComponent(PieceReuse.nameFile))
+        try writeAtomically(Array(name.utf8), to: stagingPath(digest) + "/" + PieceReuse.nameFile, sync: true)
         try syncDirectory(staging(digest).appendingPathComponent("pieces"))
         try syncDirectory(staging(digest))
         try files.moveItem(at: staging(digest), to: committed(digest))
@@ -260,37 +259,6 @@ public final class BlobStore {
         guard fsync(output) == 0 else { throw ArtifactError(.io, "fsync of \(destination.lastPathComponent) failed: errno \(errno)") }
     }
 
-    /// Appends one piece file to `output` inside the kernel (no copy through this
-    /// process), or through a buffer where the file systems cannot do that.
-    private func copy(piece file: URL, length: Int, to output: Int32) throws {
-        let input = open(file.path, O_RDONLY | O_CLOEXEC)
-        guard input >= 0 else { throw ArtifactError(.notFound, "piece \(file.lastPathComponent) is not in this store") }
-        defer { close(input) }
-        var left = Int64(length)
-        while left > 0 {
-            let copied = slipway_copy_file_range(input, output, left)
-            if copied < 0, errno == EINTR { continue }
-            if copied < 0, [EXDEV, ENOSYS, EOPNOTSUPP, EINVAL].contains(errno) {
-                guard let bytes = Self.read(file), bytes.count == length else { throw ArtifactError(.io, "cannot read piece \(file.lastPathComponent)") }
-                return try write(bytes.suffix(Int(left)), to: output)
-            }
-            guard copied > 0 else { throw ArtifactError(.io, "piece \(file.lastPathComponent) ended early or could not be copied: errno \(errno)") }
-            left -= copied
-        }
-    }
-
-    private func write(_ bytes: ArraySlice<UInt8>, to output: Int32) throws {
-        try bytes.withUnsafeBytes { buffer in
-            var done = 0
-            while done < buffer.count {
-                let wrote = Glibc.write(output, buffer.baseAddress! + done, buffer.count - done)
-                if wrote < 0, errno == EINTR { continue }
-                guard wrote > 0 else { throw ArtifactError(.io, "write failed: errno \(errno)") }
-                done += wrote
-            }
-        }
-    }
-
     private func incomingManifest(_ digest: String) throws -> Slipway_V1_ArtifactManifest {
         if let manifest = incoming[digest] { return manifest }
         guard Manifest.isDigest(digest),
@@ -325,90 +293,9 @@ public final class BlobStore {
     }
 
     /// Where a committed artifact's manifest and pieces live.
-    func committed(_ digest: String) -> URL { root.appendingPathComponent("artifacts/\(digest)") }
-    private func staging(_ digest: String) -> URL { root.appendingPathComponent("incoming/\(digest)") }
+    func committed(_ digest: String) -> URL { URL(fileURLWithPath: committedPath(digest), isDirectory: true) }
+    private func staging(_ digest: String) -> URL { URL(fileURLWithPath: stagingPath(digest), isDirectory: true) }
     private func committedPath(_ digest: String) -> String { rootPath + "/artifacts/" + digest }
     private func stagingPath(_ digest: String) -> String { rootPath + "/incoming/" + digest }
     private func piecePath(_ folder: String, _ index: Int) -> String { folder + "/pieces/" + String(index) }
-
-    /// A whole file's bytes, read into one buffer (no intermediate `Data`: pieces are
-    /// megabytes, and every extra copy is a fresh allocation the kernel must zero).
-    static func read(_ file: URL) -> [UInt8]? { read(path: file.path) }
-
-    static func read(path: String) -> [UInt8]? {
-        let descriptor = open(path, O_RDONLY | O_CLOEXEC)
-        guard descriptor >= 0 else { return nil }
-        defer { close(descriptor) }
-        var status = stat()
-        guard fstat(descriptor, &status) == 0 else { return nil }
-        let size = Int(status.st_size)
-        var complete = false
-        let bytes = [UInt8](unsafeUninitializedCapacity: size) { buffer, count in
-            while count < size {
-                let got = Glibc.read(descriptor, buffer.baseAddress! + count, size - count)
-                if got < 0, errno == EINTR { continue }
-                guard got > 0 else { break }
-                count += got
-            }
-            complete = count == size
-        }
-        return complete ? bytes : nil
-    }
-
-    /// Writes a verified piece under a temporary name and renames it into place, unsynced
-    /// (``IncomingDigest`` syncs it after hashing it), with system calls only: one piece
-    /// file is written for every piece an agent or store receives.
-    private func writePiece(_ bytes: [UInt8], to destination: String) throws {
-        var temporary: String
-        var descriptor: Int32
-        repeat {
-            temporaries += 1
-            temporary = rootPath + "/tmp/piece-" + String(temporaries)
-            descriptor = open(temporary, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o644)
-        } while descriptor < 0 && errno == EEXIST
-        guard descriptor >= 0 else {
-            throw ArtifactError(.io, "cannot create a piece file in the store's tmp folder: errno \(errno)")
-        }
-        do {
-            defer { close(descriptor) }
-            try write(bytes[...], to: descriptor)
-        } catch {
-            unlink(temporary)
-            throw error
-        }
-        guard rename(temporary, destination) == 0 else {
-            let code = errno
-            unlink(temporary)
-            throw ArtifactError(.io, "rename into piece \(destination.split(separator: "/").last ?? "") failed: errno \(code)")
-        }
-    }
-
-    private func writeAtomically(_ data: some DataProtocol, to destination: URL) throws {
-        let temporary = root.appendingPathComponent("tmp/\(UUID().uuidString)")
-        guard files.createFile(atPath: temporary.path, contents: nil) else {
-            throw ArtifactError(.io, "cannot create \(temporary.lastPathComponent) in the store's tmp folder")
-        }
-        let handle = try FileHandle(forWritingTo: temporary)
-        do {
-            try handle.write(contentsOf: data)
-            try handle.synchronize()
-            try handle.close()
-        } catch {
-            try? handle.close()
-            try? files.removeItem(at: temporary)
-            throw error
-        }
-        if rename(temporary.path, destination.path) != 0 {
-            let code = errno
-            try? files.removeItem(at: temporary)
-            throw ArtifactError(.io, "rename into \(destination.lastPathComponent) failed: errno \(code)")
-        }
-    }
-
-    private func syncDirectory(_ url: URL) throws {
-        let descriptor = open(url.path, O_RDONLY | O_DIRECTORY)
-        guard descriptor >= 0 else { throw ArtifactError(.io, "cannot open folder \(url.lastPathComponent): errno \(errno)") }
-        defer { close(descriptor) }
-        guard fsync(descriptor) == 0 else { throw ArtifactError(.io, "fsync of folder \(url.lastPathComponent) failed: errno \(errno)") }
-    }
 }
