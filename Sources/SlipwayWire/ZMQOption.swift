@@ -95,10 +95,14 @@ extension ZMQSocket {
 
     /// Reads an integer option, e.g. `ZMQ_SNDHWM` (for tests and diagnostics).
     public func intOption(_ option: Int32) throws(ZMQError) -> Int32 {
-        let handle = try checkedHandle()
+        try Self.intOption(checkedHandle(), option, operation: "zmq_getsockopt", context: "\(option)")
+    }
+
+    /// One `getsockopt` of an integer option on `handle`; errors name `operation` and `context`.
+    static func intOption(_ handle: UnsafeMutableRawPointer, _ option: Int32, operation: String, context: String) throws(ZMQError) -> Int32 {
         var value: Int32 = 0
         var size = MemoryLayout<Int32>.size
-        try ZMQError.check("zmq_getsockopt", context: "\(option)") { zmq_getsockopt(handle, option, &value, &size) }
+        try ZMQError.check(operation, context: context) { zmq_getsockopt(handle, option, &value, &size) }
         return value
     }
 

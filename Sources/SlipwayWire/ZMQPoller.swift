@@ -19,8 +19,14 @@ public struct ZMQPollEvents: OptionSet, Sendable, Hashable {
 ///
 /// Like the sockets it holds, a poller belongs to one thread.
 public final class ZMQPoller {
-    private var sockets: [ZMQSocket?] = []
-    private var items: [zmq_pollitem_t] = []
+    /// A socket (its events read through libzmq) or a plain file descriptor, and what to wait for.
+    private struct Item {
+        let socket: ZMQSocket?
+        let fd: Int32
+        let events: Int16
+    }
+
+    private var items: [Item] = []
 
     /// An empty poller.
     public init() {}
@@ -28,18 +34,16 @@ public final class ZMQPoller {
     /// Adds a socket; returns its index in ``poll(wait:)``'s result.
     @discardableResult
     public func add(_ socket: ZMQSocket, _ events: ZMQPollEvents = .readable) throws(ZMQError) -> Int {
-        // Not `checkedHandle`: adding a socket does not change its events.
-        let handle = try socket.pollingHandle()
-        sockets.append(socket)
-        items.append(zmq_pollitem_t(socket: handle, fd: 0, events: events.rawValue, revents: 0))
+        // Refused if closed; not `checkedHandle`: adding a socket does not change its events.
+        _ = try socket.pollingHandle()
+        items.append(Item(socket: socket, fd: -1, events: events.rawValue))
         return items.count - 1
     }
 
     /// Adds a file descriptor; returns its index in ``poll(wait:)``'s result.
     @discardableResult
     public func add(fileDescriptor: Int32, _ events: ZMQPollEvents = .readable) -> Int {
-        sockets.append(nil)
-        items.append(zmq_pollitem_t(socket: nil, fd: fileDescriptor, events: events.rawValue, revents: 0))
+        items.append(Item(socket: nil, fd: fileDescriptor, events: events.rawValue))
         return items.count - 1
     }
 
@@ -58,26 +62,29 @@ public final class ZMQPoller {
         var descriptors: [pollfd] = []
         handles.reserveCapacity(count)
         descriptors.reserveCapacity(count)
-        for (index, socket) in sockets.enumerated() {
-            if let socket {
+        for item in items {
+            if let socket = item.socket {
                 let handle = try socket.pollingHandle()
                 handles.append(handle)
                 descriptors.append(pollfd(fd: try socket.notificationDescriptor(handle), events: Int16(POLLIN), revents: 0))
             } else {
                 handles.append(nil)
                 var events: Int16 = 0
-                if items[index].events & Int16(ZMQ_POLLIN) != 0 { events |= Int16(POLLIN) }
-                if items[index].events & Int16(ZMQ_POLLOUT) != 0 { events |= Int16(POLLOUT) }
-                descriptors.append(pollfd(fd: items[index].fd, events: events, revents: 0))
+                if item.events & Int16(ZMQ_POLLIN) != 0 { events |= Int16(POLLIN) }
+                if item.events & Int16(ZMQ_POLLOUT) != 0 { events |= Int16(POLLOUT) }
+                descriptors.append(pollfd(fd: item.fd, events: events, revents: 0))
             }
         }
-        if let socket = sockets.first(where: { $0 != nil }) { socket?.checkMayBlock(wait) }
-        var ready = [Int16](repeating: 0, count: count)
-        for index in 0..<count {
-            guard let socket = sockets[index] else { continue }
-            if socket.eventsUnknown { try socket.refreshEvents(handles[index]!) }
-            ready[index] = socket.polledEvents & items[index].events
+        if let socket = items.first(where: { $0.socket != nil })?.socket { socket.checkMayBlock(wait) }
+        for (index, item) in items.enumerated() where item.socket?.eventsUnknown == true {
+            try item.socket!.refreshEvents(handles[index]!)
         }
+        var ready = [Int16](repeating: 0, count: count)
+        // A socket's entry is read from the socket, so one polled twice reads the same, fresh events.
+        func readSockets() {
+            for (index, item) in items.enumerated() { if let socket = item.socket { ready[index] = socket.polledEvents & item.events } }
+        }
+        readSockets()
         let deadline: ContinuousClock.Instant? = if case .timeout(let duration) = wait { .now + duration } else { nil }
         while true {
             var timeout: Int32 = -1
@@ -92,10 +99,9 @@ public final class ZMQPoller {
                 guard errno == EINTR else { throw ZMQError(errno: errno, operation: "zmq_poll", context: "poll") }
                 continue
             }
-            for index in 0..<count where descriptors[index].revents != 0 {
-                if let socket = sockets[index] {
+            for (index, item) in items.enumerated() where descriptors[index].revents != 0 {
+                if let socket = item.socket {
                     try socket.refreshEvents(handles[index]!)
-                    ready[index] = socket.polledEvents & items[index].events
                 } else {
                     let revents = descriptors[index].revents
                     var events: Int16 = 0
@@ -105,8 +111,7 @@ public final class ZMQPoller {
                     ready[index] = events
                 }
             }
-            // A socket polled twice: the second item's events are as fresh as the first's.
-            for index in 0..<count { if let socket = sockets[index] { ready[index] = socket.polledEvents & items[index].events } }
+            readSockets()
             if timeout == 0 || ready.contains(where: { $0 != 0 }) { break }
             if let deadline, ContinuousClock.now >= deadline { break }
         }

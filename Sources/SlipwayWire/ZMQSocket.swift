@@ -144,12 +144,9 @@ public final class ZMQSocket {
 
     /// Reads `ZMQ_EVENTS` (running the socket's pending commands, which quiets its notification descriptor).
     func refreshEvents(_ handle: UnsafeMutableRawPointer) throws(ZMQError) {
-        var value: Int32 = 0
-        var size = MemoryLayout<Int32>.size
         // Until read, unknown: a poll after a failed read (the context ending) reads again and fails again.
         eventsUnknown = true
-        try ZMQError.check("zmq_poll", context: "ZMQ_EVENTS") { zmq_getsockopt(handle, ZMQ_EVENTS, &value, &size) }
-        polledEvents = Int16(truncatingIfNeeded: value)
+        polledEvents = Int16(truncatingIfNeeded: try Self.intOption(handle, ZMQ_EVENTS, operation: "zmq_poll", context: "ZMQ_EVENTS"))
         eventsUnknown = false
     }
 
@@ -162,9 +159,7 @@ public final class ZMQSocket {
     /// `ZMQ_FD`, read once.
     func notificationDescriptor(_ handle: UnsafeMutableRawPointer) throws(ZMQError) -> Int32 {
         if let notificationDescriptor { return notificationDescriptor }
-        var value: Int32 = -1
-        var size = MemoryLayout<Int32>.size
-        try ZMQError.check("zmq_getsockopt", context: "ZMQ_FD") { zmq_getsockopt(handle, ZMQ_FD, &value, &size) }
+        let value = try Self.intOption(handle, ZMQ_FD, operation: "zmq_getsockopt", context: "ZMQ_FD")
         notificationDescriptor = value
         return value
     }
