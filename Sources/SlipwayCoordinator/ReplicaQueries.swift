@@ -50,7 +50,7 @@ extension CoordinatorQueries {
                    (SELECT count(*) FROM copies) AS copies
             FROM done
             """, [.text(result.jobID), .int(Int(result.attempt)), .text(manifest.digest), .text(manifest.name), .int(manifest.size),
-                  .int(manifest.pieceSize), .bytes(manifest.pieceSha256.flatMap { Array($0) }), .text(origin),
+                  .int(manifest.pieceSize), .bytes(Self.packed(manifest.pieceSha256)), .text(origin),
                   .bool(deployableAtOnce), .int(manifest.pieceSha256.count), PGBind.textArray(everywhere),
                   .optional(SubmissionValidator.isFullSHA(result.commit) ? result.commit : nil), .optional(Self.environmentJSON(result)),
                   Self.packedLengths(manifest), .int(manifest.blockSize), Self.packedRoots(manifest)])
@@ -152,15 +152,13 @@ extension CoordinatorQueries {
         manifest.name = try row.string("name")
         manifest.size = UInt64(try row.int("size"))
         manifest.pieceSize = UInt32(try row.int("piece_size"))
-        let hashes = try row.bytes("piece_sha256")
-        manifest.pieceSha256 = stride(from: 0, to: hashes.count, by: 32).map { Data(hashes[$0..<min($0 + 32, hashes.count)]) }
+        manifest.pieceSha256 = Self.digests(try row.bytes("piece_sha256"))
         let lengths = try row.optionalBytes("piece_lengths") ?? []
         manifest.pieceLength = stride(from: 0, to: lengths.count - 3, by: 4).map { at in
             lengths[at..<at + 4].reduce(UInt32(0)) { $0 << 8 | UInt32($1) }
         }
         manifest.blockSize = UInt32(try row.int("block_size"))
-        let roots = try row.optionalBytes("piece_roots") ?? []
-        manifest.pieceRoot = stride(from: 0, to: roots.count, by: 32).map { Data(roots[$0..<min($0 + 32, roots.count)]) }
+        manifest.pieceRoot = Self.digests(try row.optionalBytes("piece_roots") ?? [])
         manifest.jobID = try row.string("job_id")
         manifest.originRegion = try row.string("origin_region")
         return manifest
@@ -175,7 +173,15 @@ extension CoordinatorQueries {
 
     /// The `piece_roots` column for a manifest: its pieces' roots end to end, or NULL without blocks.
     static func packedRoots(_ manifest: Slipway_V1_ArtifactManifest) -> PGBind {
-        manifest.blockSize == 0 ? .null : .bytes(manifest.pieceRoot.flatMap { Array($0) })
+        manifest.blockSize == 0 ? .null : .bytes(packed(manifest.pieceRoot))
+    }
+
+    /// 32-byte digests end to end, as `piece_sha256` and `piece_roots` hold them.
+    static func packed(_ digests: [Data]) -> [UInt8] { digests.flatMap { Array($0) } }
+
+    /// The 32-byte digests of a `piece_sha256` or `piece_roots` column, in order.
+    static func digests(_ bytes: [UInt8]) -> [Data] {
+        stride(from: 0, to: bytes.count, by: 32).map { Data(bytes[$0..<min($0 + 32, bytes.count)]) }
     }
 
     /// Deletes up to `limit` artifacts older than `retentionSeconds` that are neither

@@ -189,7 +189,7 @@ struct Rollouts {
     ///   A leader paused after it decided to judge (a stopped process, a stalled VM) finds
     ///   every report old on waking; it judges nothing then, and its loop holds judging
     ///   until the regions have reported again.
-    func tick(staleAfter: Duration, readRecently: () -> Bool = { true }, in batch: inout Batch) throws {
+    func tick(staleAfter: Duration, readRecently: () -> Bool, in batch: inout Batch) throws {
         let db = batch.db
         let progressing = try queries.progressingRollouts(db, logger: logger)
         guard !progressing.isEmpty else { return }

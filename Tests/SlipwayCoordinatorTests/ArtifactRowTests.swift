@@ -35,7 +35,7 @@ struct ArtifactRowTests {
                 INSERT INTO artifacts (digest, name, size, piece_size, piece_sha256, piece_lengths, block_size, piece_roots, origin_region)
                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
                 """, [.text(manifest.digest), .text(manifest.name), .int(manifest.size), .int(manifest.pieceSize),
-                      .bytes(manifest.pieceSha256.flatMap { Array($0) }), CoordinatorQueries.packedLengths(manifest),
+                      .bytes(CoordinatorQueries.packed(manifest.pieceSha256)), CoordinatorQueries.packedLengths(manifest),
                       .int(manifest.blockSize), CoordinatorQueries.packedRoots(manifest), .text(manifest.originRegion)])
             #expect(try queries.manifest(db, digest: manifest.digest) == manifest)
         }
