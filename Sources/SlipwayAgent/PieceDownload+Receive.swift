@@ -132,10 +132,17 @@ extension PieceDownload {
             return
         }
         let index = Int(header.index)
+        var valid = true, reason = "it does not match its manifest digest"
+        if header.blocks {
+            switch try take(run: header, payload: message.payload ?? [], from: source, held: picker.held.contains(index)) {
+            case .more: return
+            case .complete: break
+            case .corrupt(let why): (valid, reason) = (false, why)
+            }
+        }
         let asked = requestIDs.removeValue(forKey: message.envelope.inReplyTo)
         requests.arrived(index, from: source, asked: asked, now: clock(.now), picker: &picker)
-        var valid = true
-        if !picker.held.contains(index), (0..<picker.pieceCount).contains(index) {
+        if !header.blocks, !picker.held.contains(index), (0..<picker.pieceCount).contains(index) {
             do {
                 try store.store(digest, index: index, bytes: message.payload ?? [])
             } catch let error as ArtifactError where error.code == .pieceMismatch {
@@ -153,17 +160,52 @@ extension PieceDownload {
             rejected += 1
             if case .peer(let machine) = source {
                 logger.warning("peer served a corrupt piece; banned for this artifact", metadata: [
-                    "digest": "\(digest)", "peer": "\(machine)", "piece": "\(index)"])
+                    "digest": "\(digest)", "peer": "\(machine)", "piece": "\(index)", "reason": "\(reason)"])
                 requests.banned(machine)
                 connections.removeValue(forKey: source)?.close()
             } else {
-                logger.error("the regional store served a corrupt piece", metadata: ["digest": "\(digest)", "piece": "\(index)"])
+                logger.error("the regional store served a corrupt piece", metadata: [
+                    "digest": "\(digest)", "piece": "\(index)", "reason": "\(reason)"])
             }
         case .ignored:
             break
         }
         self.picker = picker
         try commitIfComplete()
+    }
+
+    /// Takes one run of a piece sent in blocks (``BlockAssembly``): `more` until its
+    /// last run, which stores the piece if it is still needed. A piece held meanwhile
+    /// (another source was faster) is no longer assembled; its runs only count down to
+    /// the last, which answers the request.
+    func take(run header: Slipway_V1_PieceData, payload: [UInt8], from source: PieceSource, held: Bool) throws -> BlockAssembly.Outcome {
+        let index = Int(header.index)
+        if held || !(0..<(picker?.pieceCount ?? 0)).contains(index) {
+            if assemblies[source]?.index == index { assemblies[source] = nil }
+            let end = UInt64(header.firstBlock) * UInt64(manifest?.blockSize ?? 0) + UInt64(payload.count)
+            return end >= UInt64(header.length) ? .complete(index: index) : .more
+        }
+        if header.firstBlock == 0 {
+            do {
+                assemblies[source] = try BlockAssembly(header: header, of: manifest!)
+            } catch {
+                assemblies[source] = nil
+                return .corrupt(error.description)
+            }
+        }
+        guard var assembly = assemblies.removeValue(forKey: source), assembly.index == index else {
+            return .corrupt("a run of piece \(index) came without its first block")
+        }
+        let outcome = assembly.take(firstBlock: Int(header.firstBlock), payload: payload)
+        switch outcome {
+        case .more:
+            assemblies[source] = assembly
+        case .complete:
+            try store.store(assembly.piece()!)
+        case .corrupt:
+            break
+        }
+        return outcome
     }
 
     /// Commits once every piece is here and the store's digest queue has checked

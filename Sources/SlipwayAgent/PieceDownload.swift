@@ -63,6 +63,8 @@ final class PieceDownload {
     /// The requests out and what their answers say of the peers asked (``PieceRequests``), in
     /// seconds since ``startedAt``; made again for the pieces' lengths when the manifest comes.
     var requests: PieceRequests
+    /// Pieces arriving in runs of blocks, one per source at a time (a source sends its pieces in order).
+    var assemblies: [PieceSource: BlockAssembly] = [:]
     /// Request message id → piece, to match "busy" answers.
     var requestIDs: [String: Int] = [:]
     var manifestAskedAt: ContinuousClock.Instant?
@@ -167,6 +169,8 @@ final class PieceDownload {
             return
         }
         if !peersKnown, let manifestAt, now - manifestAt < .seconds(2) { return }
+        // A dropped connection's half-sent pieces will not be finished.
+        if !assemblies.isEmpty { assemblies = assemblies.filter { connections[$0.key] != nil } }
         for expiry in requests.expire(now: clock(now), picker: &picker) {
             switch expiry {
             case .slow(let piece, let machine, let after):
@@ -191,6 +195,7 @@ final class PieceDownload {
             message.firstPiece = UInt32(request.piece)
             message.count = 1
             message.heedsChoke = true
+            message.blocks = request.source != .seed
             message.alternatives = request.alternatives.map(UInt32.init)
             do {
                 let wire = WireMessage(message, sender: sender)
@@ -209,6 +214,7 @@ final class PieceDownload {
     func close() {
         for socket in connections.values { socket.close() }
         connections = [:]
+        assemblies = [:]
     }
 
     func connection(_ source: PieceSource) throws -> ZMQSocket {

@@ -13,8 +13,10 @@ import SlipwayMetrics
 /// Pieces are up to 4 MiB and uploads are the scarce resource of a swarm: a
 /// peer that accepted every request would build a queue minutes long, holding
 /// pieces other peers could send at once. So each peer's pipe holds at most one
-/// piece beyond the one being sent (send high-water mark, small kernel buffer),
-/// and the rest wait here in order. Downloaders that heed `PieceChoke` are
+/// message beyond the one being sent (send high-water mark, small kernel buffer),
+/// and the rest wait here in order. A downloader that asks for blocks gets each
+/// piece as runs of them (``QueuedPiece``), so the message is a quarter of a
+/// typical piece and each block is checked as it lands. Downloaders that heed `PieceChoke` are
 /// served a few at a time (``UploadChoker``), each with at most
 /// ``maxQueuedPerPeer`` pieces waiting; an older downloader's requests past
 /// ``maxQueued`` are answered `ErrorReply{busy}` at once (ask another holder).
@@ -39,10 +41,11 @@ final class PieceServer {
     private let codec = WireCodec()
     private var manifests: [String: Slipway_V1_ArtifactManifest] = [:]
     /// Per peer, in order; a head's bytes stay loaded while its pipe is full.
-    private var queues: [[UInt8]: [(request: WireMessage, digest: String, index: Int, bytes: [UInt8]?, at: ContinuousClock.Instant)]] = [:]
-    /// A request still queued after this long is answered `busy` and dropped: a
-    /// peer that stopped reading must not hold the queue for everyone.
-    private let queueTimeout: Duration = .seconds(10)
+    private var queues: [[UInt8]: [QueuedPiece]] = [:]
+    /// A request still queued after this long, or a piece sent in runs whose peer took
+    /// none for this long, is answered `busy` and dropped: a peer that stopped reading
+    /// must not hold the queue for everyone.
+    static let queueTimeout: Duration = .seconds(10)
     /// Per artifact, the peers that asked for this machine's pieces as they arrive
     /// (routing id → when they asked), at most ``maxSubscribers`` each.
     private var subscribers: [String: [[UInt8]: ContinuousClock.Instant]] = [:]
@@ -182,8 +185,10 @@ final class PieceServer {
                 reply(peer, to: message, error: .busy, "uploading to others; ask another peer")
                 continue
             }
+            let inBlocks = request.blocks && manifest.blockSize > 0
             for index in first..<min(first + min(Int(request.count), 4), manifest.pieceSha256.count) {
-                queues[peer, default: []].append((message, request.digest, index, nil, .now))
+                queues[peer, default: []].append(QueuedPiece(request: message, digest: request.digest, index: index, inBlocks: inBlocks,
+                                                             waitingSince: .now))
             }
         }
         flush()
@@ -267,24 +272,30 @@ final class PieceServer {
         unsent.flush(on: socket, now: now)
         for peer in Array(queues.keys) {
             guard !unsent.isWaiting(for: peer) else { continue }
-            for stale in queues[peer]!.filter({ now - $0.at >= queueTimeout }) {
-                reply(peer, to: stale.request, error: .busy, "queued too long; ask another peer")
+            let isStale = { (queued: QueuedPiece) in now - queued.waitingSince >= Self.queueTimeout }
+            for stale in queues[peer]!.filter(isStale) {
+                reply(peer, to: stale.request, error: .busy, stale.isStarted ? "stopped reading; ask another peer" : "queued too long; ask another peer")
                 slots.answered(peer, now: now)
             }
-            queues[peer]!.removeAll { now - $0.at >= queueTimeout }
-            while let next = queues[peer]?.first {
+            queues[peer]!.removeAll(where: isStale)
+            while var next = queues[peer]?.first {
                 guard let manifest = manifests[next.digest], let bytes = next.bytes ?? store.heldPiece(next.digest, index: next.index) else {
                     queues[peer]!.removeFirst()
                     slots.answered(peer, now: now)
                     reply(peer, to: next.request, error: .notFound, "piece \(next.index) is not here")
                     continue
                 }
-                let header = Manifest.pieceHeader(manifest, index: next.index, length: bytes.count)
-                let message = WireMessage(header, sender: sender, inReplyTo: next.request.envelope.messageID, payload: bytes)
+                let (message, following) = next.nextMessage(manifest, bytes: bytes, sender: sender)
                 do {
                     guard try socket.send(codec.encode(message, to: peer), wait: .never) else {
-                        queues[peer]![0].bytes = bytes  // pipe full: try again next turn without rereading
+                        queues[peer]![0] = next  // pipe full: try again next turn without rereading or rehashing
                         break
+                    }
+                    if let following {
+                        next.nextBlock = following
+                        next.waitingSince = now
+                        queues[peer]![0] = next
+                        continue
                     }
                     queues[peer]!.removeFirst()
                     slots.answered(peer, now: now)

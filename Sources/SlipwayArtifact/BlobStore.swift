@@ -161,6 +161,17 @@ public final class BlobStore {
         guard Manifest.verify(piece: bytes, index: index, of: manifest) else {
             throw ArtifactError(.pieceMismatch, "piece \(index) of \(digest) does not match its manifest digest")
         }
+        try write(digest, index: index, bytes: bytes)
+    }
+
+    /// Stores a piece whose blocks were checked as they arrived (``BlockAssembly``),
+    /// without hashing it whole again.
+    public func store(_ piece: VerifiedPiece) throws {
+        _ = try incomingManifest(piece.digest)
+        try write(piece.digest, index: piece.index, bytes: piece.bytes)
+    }
+
+    private func write(_ digest: String, index: Int, bytes: [UInt8]) throws {
         let transfer = try takeUp(digest)
         // A piece sent twice (a retried upload, two peers) is written and hashed once.
         guard !transfer.has(index) else { return }

@@ -159,6 +159,12 @@ public nonisolated struct Slipway_V1_PieceRequest: Sendable {
   /// pieces from it. A store older than this field sends first_piece.
   public var alternatives: [UInt32] = []
 
+  /// Agent -> agent: the sender takes a piece in runs of blocks (`PieceData.blocks`)
+  /// when the manifest has piece roots, so each block is checked as it lands and a
+  /// corrupt one is pinned on its sender at once. A peer older than this field sends
+  /// the piece whole, which the receiver takes too.
+  public var blocks: Bool = false
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -178,8 +184,21 @@ public nonisolated struct Slipway_V1_PieceData: Sendable {
 
   public var length: UInt32 = 0
 
-  /// SHA-256 of the payload, 32 bytes; the receiver checks it against the manifest too.
+  /// SHA-256 of the piece, 32 bytes; the receiver checks it against the manifest too.
   public var sha256: Data = Data()
+
+  /// The payload is not the whole piece but a run of its blocks (manifest
+  /// `block_size`), in order from block `first_block`; only the piece's last block
+  /// may be shorter. `index`, `offset`, `length` and `sha256` still describe the
+  /// whole piece. Runs of one piece follow each other, from block 0, on one connection.
+  public var blocks: Bool = false
+
+  public var firstBlock: UInt32 = 0
+
+  /// With block 0: the SHA-256 of every block of the piece, in order. Their
+  /// SHA-256, concatenated, must be the manifest's `piece_root`; then each block
+  /// must match its own.
+  public var blockSha256: [Data] = []
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -522,7 +541,7 @@ nonisolated extension Slipway_V1_ManifestRequest: SwiftProtobuf.Message, SwiftPr
 
 nonisolated extension Slipway_V1_PieceRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".PieceRequest"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}digest\0\u{3}first_piece\0\u{1}count\0\u{3}heeds_choke\0\u{1}alternatives\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}digest\0\u{3}first_piece\0\u{1}count\0\u{3}heeds_choke\0\u{1}alternatives\0\u{1}blocks\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -535,6 +554,7 @@ nonisolated extension Slipway_V1_PieceRequest: SwiftProtobuf.Message, SwiftProto
       case 3: try { try decoder.decodeSingularUInt32Field(value: &self.count) }()
       case 4: try { try decoder.decodeSingularBoolField(value: &self.heedsChoke) }()
       case 5: try { try decoder.decodeRepeatedUInt32Field(value: &self.alternatives) }()
+      case 6: try { try decoder.decodeSingularBoolField(value: &self.blocks) }()
       default: break
       }
     }
@@ -556,6 +576,9 @@ nonisolated extension Slipway_V1_PieceRequest: SwiftProtobuf.Message, SwiftProto
     if !self.alternatives.isEmpty {
       try visitor.visitPackedUInt32Field(value: self.alternatives, fieldNumber: 5)
     }
+    if self.blocks != false {
+      try visitor.visitSingularBoolField(value: self.blocks, fieldNumber: 6)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -565,6 +588,7 @@ nonisolated extension Slipway_V1_PieceRequest: SwiftProtobuf.Message, SwiftProto
     if lhs.count != rhs.count {return false}
     if lhs.heedsChoke != rhs.heedsChoke {return false}
     if lhs.alternatives != rhs.alternatives {return false}
+    if lhs.blocks != rhs.blocks {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -572,7 +596,7 @@ nonisolated extension Slipway_V1_PieceRequest: SwiftProtobuf.Message, SwiftProto
 
 nonisolated extension Slipway_V1_PieceData: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".PieceData"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}digest\0\u{1}index\0\u{1}offset\0\u{1}length\0\u{1}sha256\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}digest\0\u{1}index\0\u{1}offset\0\u{1}length\0\u{1}sha256\0\u{1}blocks\0\u{3}first_block\0\u{3}block_sha256\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -585,6 +609,9 @@ nonisolated extension Slipway_V1_PieceData: SwiftProtobuf.Message, SwiftProtobuf
       case 3: try { try decoder.decodeSingularUInt64Field(value: &self.offset) }()
       case 4: try { try decoder.decodeSingularUInt32Field(value: &self.length) }()
       case 5: try { try decoder.decodeSingularBytesField(value: &self.sha256) }()
+      case 6: try { try decoder.decodeSingularBoolField(value: &self.blocks) }()
+      case 7: try { try decoder.decodeSingularUInt32Field(value: &self.firstBlock) }()
+      case 8: try { try decoder.decodeRepeatedBytesField(value: &self.blockSha256) }()
       default: break
       }
     }
@@ -606,6 +633,15 @@ nonisolated extension Slipway_V1_PieceData: SwiftProtobuf.Message, SwiftProtobuf
     if !self.sha256.isEmpty {
       try visitor.visitSingularBytesField(value: self.sha256, fieldNumber: 5)
     }
+    if self.blocks != false {
+      try visitor.visitSingularBoolField(value: self.blocks, fieldNumber: 6)
+    }
+    if self.firstBlock != 0 {
+      try visitor.visitSingularUInt32Field(value: self.firstBlock, fieldNumber: 7)
+    }
+    if !self.blockSha256.isEmpty {
+      try visitor.visitRepeatedBytesField(value: self.blockSha256, fieldNumber: 8)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -615,6 +651,9 @@ nonisolated extension Slipway_V1_PieceData: SwiftProtobuf.Message, SwiftProtobuf
     if lhs.offset != rhs.offset {return false}
     if lhs.length != rhs.length {return false}
     if lhs.sha256 != rhs.sha256 {return false}
+    if lhs.blocks != rhs.blocks {return false}
+    if lhs.firstBlock != rhs.firstBlock {return false}
+    if lhs.blockSha256 != rhs.blockSha256 {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

@@ -26,12 +26,12 @@ struct BlobStoreTests {
         let manifest: Slipway_V1_ArtifactManifest
         let pieceSize: Int
 
-        init(size: Int, pieceSize: Int = 4_096) throws {
+        init(size: Int, pieceSize: Int = 4_096, blockSize: UInt32 = Manifest.defaultBlockSize) throws {
             folder = try BlobStoreTests.scratch()
             let (file, bytes) = try BlobStoreTests.artifact(in: folder, size: size)
             self.bytes = bytes
             self.pieceSize = pieceSize
-            manifest = try Manifest.build(fileAt: file.path, name: "svc", pieceSize: UInt32(pieceSize))
+            manifest = try Manifest.build(fileAt: file.path, name: "svc", pieceSize: UInt32(pieceSize), blockSize: blockSize)
         }
 
         func piece(_ index: Int) -> [UInt8] { Array(bytes[(index * pieceSize)..<min(bytes.count, (index + 1) * pieceSize)]) }

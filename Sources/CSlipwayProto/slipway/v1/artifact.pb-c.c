@@ -830,7 +830,7 @@ const ProtobufCMessageDescriptor slipway__v1__manifest_request__descriptor =
   (ProtobufCMessageInit) slipway__v1__manifest_request__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor slipway__v1__piece_request__field_descriptors[5] =
+static const ProtobufCFieldDescriptor slipway__v1__piece_request__field_descriptors[6] =
 {
   {
     "digest",
@@ -892,9 +892,22 @@ static const ProtobufCFieldDescriptor slipway__v1__piece_request__field_descript
     0 | PROTOBUF_C_FIELD_FLAG_PACKED,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "blocks",
+    6,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_BOOL,
+    0,   /* quantifier_offset */
+    offsetof(Slipway__V1__PieceRequest, blocks),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned slipway__v1__piece_request__field_indices_by_name[] = {
   4,   /* field[4] = alternatives */
+  5,   /* field[5] = blocks */
   2,   /* field[2] = count */
   0,   /* field[0] = digest */
   1,   /* field[1] = first_piece */
@@ -903,7 +916,7 @@ static const unsigned slipway__v1__piece_request__field_indices_by_name[] = {
 static const ProtobufCIntRange slipway__v1__piece_request__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 5 }
+  { 0, 6 }
 };
 const ProtobufCMessageDescriptor slipway__v1__piece_request__descriptor =
 {
@@ -913,14 +926,14 @@ const ProtobufCMessageDescriptor slipway__v1__piece_request__descriptor =
   "Slipway__V1__PieceRequest",
   "slipway.v1",
   sizeof(Slipway__V1__PieceRequest),
-  5,
+  6,
   slipway__v1__piece_request__field_descriptors,
   slipway__v1__piece_request__field_indices_by_name,
   1,  slipway__v1__piece_request__number_ranges,
   (ProtobufCMessageInit) slipway__v1__piece_request__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor slipway__v1__piece_data__field_descriptors[5] =
+static const ProtobufCFieldDescriptor slipway__v1__piece_data__field_descriptors[8] =
 {
   {
     "digest",
@@ -982,9 +995,48 @@ static const ProtobufCFieldDescriptor slipway__v1__piece_data__field_descriptors
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "blocks",
+    6,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_BOOL,
+    0,   /* quantifier_offset */
+    offsetof(Slipway__V1__PieceData, blocks),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "first_block",
+    7,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT32,
+    0,   /* quantifier_offset */
+    offsetof(Slipway__V1__PieceData, first_block),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "block_sha256",
+    8,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_BYTES,
+    offsetof(Slipway__V1__PieceData, n_block_sha256),
+    offsetof(Slipway__V1__PieceData, block_sha256),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned slipway__v1__piece_data__field_indices_by_name[] = {
+  7,   /* field[7] = block_sha256 */
+  5,   /* field[5] = blocks */
   0,   /* field[0] = digest */
+  6,   /* field[6] = first_block */
   1,   /* field[1] = index */
   3,   /* field[3] = length */
   2,   /* field[2] = offset */
@@ -993,7 +1045,7 @@ static const unsigned slipway__v1__piece_data__field_indices_by_name[] = {
 static const ProtobufCIntRange slipway__v1__piece_data__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 5 }
+  { 0, 8 }
 };
 const ProtobufCMessageDescriptor slipway__v1__piece_data__descriptor =
 {
@@ -1003,7 +1055,7 @@ const ProtobufCMessageDescriptor slipway__v1__piece_data__descriptor =
   "Slipway__V1__PieceData",
   "slipway.v1",
   sizeof(Slipway__V1__PieceData),
-  5,
+  8,
   slipway__v1__piece_data__field_descriptors,
   slipway__v1__piece_data__field_indices_by_name,
   1,  slipway__v1__piece_data__number_ranges,

@@ -138,10 +138,17 @@ struct  Slipway__V1__PieceRequest
    */
   size_t n_alternatives;
   uint32_t *alternatives;
+  /*
+   * Agent -> agent: the sender takes a piece in runs of blocks (`PieceData.blocks`)
+   * when the manifest has piece roots, so each block is checked as it lands and a
+   * corrupt one is pinned on its sender at once. A peer older than this field sends
+   * the piece whole, which the receiver takes too.
+   */
+  protobuf_c_boolean blocks;
 };
 #define SLIPWAY__V1__PIECE_REQUEST__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&slipway__v1__piece_request__descriptor) \
-    , (char *)protobuf_c_empty_string, 0, 0, 0, 0,NULL }
+    , (char *)protobuf_c_empty_string, 0, 0, 0, 0,NULL, 0 }
 
 
 /*
@@ -155,13 +162,28 @@ struct  Slipway__V1__PieceData
   uint64_t offset;
   uint32_t length;
   /*
-   * SHA-256 of the payload, 32 bytes; the receiver checks it against the manifest too.
+   * SHA-256 of the piece, 32 bytes; the receiver checks it against the manifest too.
    */
   ProtobufCBinaryData sha256;
+  /*
+   * The payload is not the whole piece but a run of its blocks (manifest
+   * `block_size`), in order from block `first_block`; only the piece's last block
+   * may be shorter. `index`, `offset`, `length` and `sha256` still describe the
+   * whole piece. Runs of one piece follow each other, from block 0, on one connection.
+   */
+  protobuf_c_boolean blocks;
+  uint32_t first_block;
+  /*
+   * With block 0: the SHA-256 of every block of the piece, in order. Their
+   * SHA-256, concatenated, must be the manifest's `piece_root`; then each block
+   * must match its own.
+   */
+  size_t n_block_sha256;
+  ProtobufCBinaryData *block_sha256;
 };
 #define SLIPWAY__V1__PIECE_DATA__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&slipway__v1__piece_data__descriptor) \
-    , (char *)protobuf_c_empty_string, 0, 0, 0, {0,NULL} }
+    , (char *)protobuf_c_empty_string, 0, 0, 0, {0,NULL}, 0, 0, 0,NULL }
 
 
 /*

@@ -1,0 +1,179 @@
+import Foundation
+import Logging
+@testable import SlipwayAgent
+import SlipwayArtifact
+import SlipwayCore
+import SlipwayProto
+import SlipwayThreads
+import SlipwayWire
+import Testing
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Pieces between agents in runs of blocks: real sockets on 127.0.0.1, a real
+/// piece server or a hand-driven peer, in this process.
+@Suite("Pieces in runs of blocks")
+struct BlockTransferTests {
+    /// `size` random bytes in `folder`, cut into pieces of `pieceSize` with 64 KiB blocks.
+    static func artifact(in folder: URL, size: Int, pieceSize: UInt32) throws -> ([UInt8], Slipway_V1_ArtifactManifest) {
+        let bytes = (0..<size).map { _ in UInt8.random(in: 0...255) }
+        let file = folder.appendingPathComponent("app")
+        try Data(bytes).write(to: file)
+        return (bytes, try Manifest.build(fileAt: file.path, name: "app", pieceSize: pieceSize))
+    }
+
+    static func request(_ manifest: Slipway_V1_ArtifactManifest, piece: Int, blocks: Bool) -> [[UInt8]] {
+        var request = Slipway_V1_PieceRequest()
+        request.digest = manifest.digest
+        request.firstPiece = UInt32(piece)
+        request.count = 1
+        request.blocks = blocks
+        return WireCodec().encode(WireMessage(request, sender: "agent-m2"))
+    }
+
+    @Test("a piece asked for in blocks comes as runs of four whole blocks, the first with digests that make its root; asked plainly, whole")
+    func serverSendsRuns() async throws {
+        let runner = OwnedThread(name: "block-runs")
+        defer { runner.shutdown() }
+        try await runner.run { try Self.serverSendsRunsBody() }
+    }
+
+    static func serverSendsRunsBody() throws {
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("block-runs-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: folder) }
+        // Piece 0 is 1 MiB (sixteen blocks), piece 1 is 320 KiB (five).
+        let (bytes, manifest) = try artifact(in: folder, size: (1 << 20) + (320 << 10), pieceSize: 1 << 20)
+        let store = try BlobStore(root: folder.appendingPathComponent("store"))
+        _ = try store.begin(manifest)
+        for index in 0..<2 { try store.store(manifest.digest, index: index, bytes: Array(bytes[(index << 20)..<min(bytes.count, (index + 1) << 20)])) }
+        try store.commit(manifest.digest)
+        let context = try ZMQContext()
+        let (server, address) = try PieceHaveTests.server(in: folder, context: context, store: store, uploadSlots: 0)
+        let client = try ZMQSocket.requestDealer(context: context, connectedTo: Endpoint(parsing: address))
+        defer { client.close() }
+        let codec = WireCodec()
+
+        /// Serves until the client has `count` piece messages.
+        func collect(_ count: Int) throws -> [(Slipway_V1_PieceData, [UInt8])] {
+            var got: [(Slipway_V1_PieceData, [UInt8])] = []
+            let deadline = ContinuousClock.now + .seconds(10)
+            while got.count < count, ContinuousClock.now < deadline {
+                try server.serve()
+                while let frames = try client.receive(wait: .never, maxFrames: 4, droppingOversize: {}) {
+                    let message = try codec.decode(frames)
+                    got.append((try message.body(as: Slipway_V1_PieceData.self), message.payload ?? []))
+                }
+                usleep(1_000)
+            }
+            return got
+        }
+
+        _ = try client.send(request(manifest, piece: 0, blocks: true), wait: .never)
+        let runs = try collect(4)
+        #expect(runs.map { $0.0.blocks } == [true, true, true, true])
+        #expect(runs.map { $0.0.firstBlock } == [0, 4, 8, 12])
+        #expect(runs.map { $0.1.count } == [256 << 10, 256 << 10, 256 << 10, 256 << 10])
+        #expect(runs.map { $0.0.blockSha256.count } == [16, 0, 0, 0], "only the first run carries the digests")
+        var assembly = try BlockAssembly(header: runs[0].0, of: manifest)
+        let outcomes = runs.map { assembly.take(firstBlock: Int($0.0.firstBlock), payload: $0.1) }
+        #expect(outcomes.last == .complete(index: 0))
+        #expect(assembly.piece()?.bytes == Array(bytes[0..<(1 << 20)]))
+
+        // The short piece ends with a run of one block; asked plainly, it comes whole.
+        _ = try client.send(request(manifest, piece: 1, blocks: true), wait: .never)
+        #expect(try collect(2).map { $0.1.count } == [256 << 10, 64 << 10])
+        _ = try client.send(request(manifest, piece: 1, blocks: false), wait: .never)
+        let whole = try collect(1)
+        #expect(whole.map { $0.0.blocks } == [false])
+        #expect(whole.first?.1 == Array(bytes[(1 << 20)...]))
+        #expect(server.piecesServed == 3)
+    }
+
+    @Test("a peer whose block is corrupt is banned at that run, before the rest of its piece, and the piece comes from the store")
+    func corruptBlockBansItsSender() async throws {
+        let runner = OwnedThread(name: "corrupt-block")
+        defer { runner.shutdown() }
+        try await runner.run { try Self.corruptBlockBody() }
+    }
+
+    static func corruptBlockBody() throws {
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("corrupt-block-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: folder) }
+        // Two pieces of 768 KiB: three runs of four blocks each.
+        let (bytes, manifest) = try artifact(in: folder, size: 1536 << 10, pieceSize: 768 << 10)
+        let piece = { (index: Int) in Array(bytes[(index * (768 << 10))..<((index + 1) * (768 << 10))]) }
+        let context = try ZMQContext()
+        let (seed, seedAddress) = try SlowPeerTests.router(context)
+        let (peer, peerAddress) = try SlowPeerTests.router(context)
+        defer { seed.close(); peer.close() }
+        let download = PieceDownload(digest: manifest.digest, machineID: "m1", store: try BlobStore(root: folder.appendingPathComponent("store")),
+                                     context: context, sender: "agent-m1", seedEndpoint: try Endpoint(parsing: seedAddress),
+                                     seedSecurity: .plain, logger: Logger(label: "test"))
+        defer { download.close() }
+        let codec = WireCodec()
+        var peerRequests: [Slipway_V1_PieceRequest] = [], seedAskedInBlocks = false, runsSent = 0, listed = false
+        let start = ContinuousClock.now
+        while !download.isComplete, ContinuousClock.now - start < .seconds(10) {
+            try download.pump(now: ContinuousClock.now)
+            for (source, _) in download.sockets { try download.receive(from: source, now: ContinuousClock.now) }
+            while let (asker, message) = try codec.receiveRouted(from: seed, wait: .never, maxFrames: 4, dropped: { _ in }) {
+                switch message.type {
+                case .manifestRequest:
+                    _ = try seed.send(codec.encode(WireMessage(manifest, sender: "region-eu", inReplyTo: message.envelope.messageID), to: asker), wait: .never)
+                case .pieceRequest:
+                    let request = try message.body(as: Slipway_V1_PieceRequest.self)
+                    seedAskedInBlocks = seedAskedInBlocks || request.blocks
+                    let bytes = piece(Int(request.firstPiece))
+                    let header = Manifest.pieceHeader(manifest, index: Int(request.firstPiece), length: bytes.count)
+                    _ = try seed.send(codec.encode(WireMessage(header, sender: "region-eu", inReplyTo: message.envelope.messageID, payload: bytes), to: asker), wait: .never)
+                default:
+                    break
+                }
+            }
+            // The peer sends true digests and a first run that matches them, then a run whose block 5 is rotten, and
+            // never the last: only a check of each block as it lands can catch it.
+            while let (asker, message) = try codec.receiveRouted(from: peer, wait: .never, maxFrames: 4, dropped: { _ in }) {
+                guard message.type == .pieceRequest else { continue }
+                let request = try message.body(as: Slipway_V1_PieceRequest.self)
+                peerRequests.append(request)
+                let index = Int(request.firstPiece)
+                var bytes = piece(index)
+                let digests = Manifest.blockDigests(of: bytes, blockSize: 64 << 10)
+                bytes[5 * (64 << 10) + 100] ^= 0xFF
+                for first in [0, 4] {
+                    let header = Manifest.blockRunHeader(manifest, index: index, length: bytes.count, firstBlock: first, blockDigests: digests)
+                    let run = Array(bytes[(first << 16)..<((first + 4) << 16)])
+                    if try peer.send(codec.encode(WireMessage(header, sender: "agent-m2", inReplyTo: message.envelope.messageID, payload: run), to: asker),
+                                     wait: .never) {
+                        runsSent += 1
+                    }
+                }
+            }
+            if download.manifest != nil, !listed {
+                var list = Slipway_V1_PeerList()
+                list.digest = manifest.digest
+                var holder = Slipway_V1_Peer()
+                holder.machineID = "m2"
+                holder.endpoint = peerAddress
+                holder.complete = true
+                list.peers = [holder]
+                download.update(peers: list)
+                listed = true
+            }
+            usleep(2_000)
+        }
+        #expect(download.isComplete, "the store served what the banned peer could not")
+        #expect(download.banned == ["m2"])
+        #expect(download.rejected == 1, "one rejection: the run with the rotten block")
+        #expect(peerRequests.count == 1 && peerRequests.allSatisfy(\.blocks), "the peer was asked once, in blocks: \(peerRequests)")
+        #expect(runsSent == 2)
+        #expect(!seedAskedInBlocks, "the store is asked for whole pieces")
+        #expect(download.fromPeers == 0 && download.fromSeed == 2)
+        #expect(download.assemblies.isEmpty)
+        let store = try BlobStore(root: folder.appendingPathComponent("store"))
+        #expect(try store.piece(manifest.digest, index: 0) + store.piece(manifest.digest, index: 1) == bytes)
+    }
+}
