@@ -34,8 +34,10 @@ extension AgentLoop {
         }
         if !ready[1].isEmpty { try handleTargets() }
         if tracker != nil, !ready[2].isEmpty { try handleTracker() }
+        var received = false
         for entry in sources where !ready[entry.index].isEmpty {
             guard let download = downloads[entry.digest] else { continue }
+            received = true
             do {
                 try download.receive(from: entry.source, now: .now)
             } catch {
@@ -50,7 +52,8 @@ extension AgentLoop {
             server.announce(digest, arrived)
             told = true
         }
-        if told { server.flush() }
+        // And blocks just received go on to the peers waiting for them now, not next turn.
+        if told || received { server.flush() }
     }
 
     func shutdown() {

@@ -82,6 +82,7 @@ final class AgentLoop: ServingLoop {
         zap = try config.security.startZAP(context: context, daemon: "agent", logger: logger)
         server = try PieceServer(context: context, endpoint: config.listenEndpoint, store: store, machineID: config.machineID,
                                  sender: config.id, logger: logger, security: config.security, uploadSlots: config.uploadSlots)
+        server.arriving = { [unowned self] digest, index in downloads[digest]?.arriving(index) }
         targets = try ZMQSocket(context: context, type: .sub)
         try targets.set(.subscribe(Array("target.".utf8)))
         for option in config.regionSecurity.options { try targets.set(option) }

@@ -15,7 +15,8 @@ extension PieceDownload {
     func learned(_ have: Slipway_V1_PieceHave, from machine: String) {
         guard have.digest == digest, var picker, endpoints[machine] != nil, !requests.isCoolingDown(machine),
               !picker.banned.contains(machine) else { return }
-        picker.peer(machine, adds: have.complete ? Array(0..<picker.pieceCount) : have.pieces.map(Int.init))
+        // Pieces it is receiving count as held: asked for in blocks, it sends them on as they arrive.
+        picker.peer(machine, adds: have.complete ? Array(0..<picker.pieceCount) : (have.pieces + have.arriving).map(Int.init))
         self.picker = picker
     }
 

@@ -199,6 +199,7 @@ extension PieceDownload {
         let outcome = assembly.take(firstBlock: Int(header.firstBlock), payload: payload)
         switch outcome {
         case .more:
+            if header.firstBlock == 0 { startedArriving.append(index) }
             assemblies[source] = assembly
         case .complete:
             try store.store(assembly.piece()!)

@@ -75,8 +75,10 @@ final class PieceDownload {
     /// would take its first pieces from the store.
     var manifestAt: ContinuousClock.Instant?
     var peersKnown = false
-    /// Pieces verified since ``takeArrived()`` last ran, and whether the whole artifact was announced.
+    /// Pieces verified since ``takeArrived()`` last ran, pieces whose first blocks came in
+    /// since (served on as they arrive), and whether the whole artifact was announced.
     var arrived: [Int] = []
+    var startedArriving: [Int] = []
     var completionAnnounced = false
     /// Connections this download keeps (the store's included), to hear peers' `PieceHave`s; more open only as requests need them.
     static let maxPeerConnections = 24
@@ -126,9 +128,17 @@ final class PieceDownload {
             completionAnnounced = true
             return PieceHolding(complete: true)
         }
-        guard !arrived.isEmpty else { return nil }
-        defer { arrived = [] }
-        return PieceHolding(pieces: Set(arrived))
+        guard !arrived.isEmpty || !startedArriving.isEmpty else { return nil }
+        defer { (arrived, startedArriving) = ([], []) }
+        let pieces = Set(arrived)
+        return PieceHolding(pieces: pieces, arriving: Set(startedArriving).subtracting(pieces).intersection(assemblies.values.map(\.index)))
+    }
+
+    /// What has arrived of piece `index` in blocks, checked, for peers that asked for it
+    /// in blocks: its block digests and its first blocks (the most any source sent).
+    func arriving(_ index: Int) -> (blockDigests: [Data], bytes: [UInt8])? {
+        guard let assembly = assemblies.values.filter({ $0.index == index }).max(by: { $0.bytes.count < $1.bytes.count }) else { return nil }
+        return (assembly.blockDigests, assembly.bytes)
     }
 
     /// Asks the tracker for this artifact's peers, telling it the pieces held.

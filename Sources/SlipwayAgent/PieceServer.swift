@@ -72,6 +72,9 @@ final class PieceServer {
     static let slotTickInterval: Duration = .milliseconds(50)
     /// Upload slots are used (`--upload-slots` above 0); else every downloader is served as it asks.
     let choking: Bool
+    /// What this machine's downloads have received of a piece it does not hold yet
+    /// (``PieceDownload/arriving(_:)``), to send on to peers that asked for it in blocks.
+    var arriving: (_ digest: String, _ index: Int) -> (blockDigests: [Data], bytes: [UInt8])? = { _, _ in nil }
     /// Who may ask (``DaemonSecurity/refusal(_:from:on:)``: `agent` keys in the trust folder).
     private let security: DaemonSecurity
     /// Messages refused by role or revoked key, summarised in the log at most once a minute.
@@ -237,6 +240,8 @@ final class PieceServer {
             have.complete = held.complete
             let pieces = held.complete ? [] : held.pieces.sorted()
             have.pieces = pieces.prefix(Self.indicesPerHave).map(UInt32.init)
+            // As many as its downloads have sources: a few dozen at most.
+            have.arriving = held.arriving.sorted().map(UInt32.init)
             do {
                 guard try socket.send(codec.encode(WireMessage(have, sender: sender), to: peer), wait: .never) else { return }
             } catch {
@@ -251,6 +256,7 @@ final class PieceServer {
             }
             if pieces.count > Self.indicesPerHave {
                 untold[peer]![digest]!.pieces.subtract(pieces.prefix(Self.indicesPerHave))
+                untold[peer]![digest]!.arriving = []
             } else {
                 untold[peer]![digest] = nil
             }
@@ -279,13 +285,23 @@ final class PieceServer {
             }
             queues[peer]!.removeAll(where: isStale)
             while var next = queues[peer]?.first {
-                guard let manifest = manifests[next.digest], let bytes = next.bytes ?? store.heldPiece(next.digest, index: next.index) else {
+                // Memory first: a piece waiting for its next blocks is looked for every turn.
+                let source = next.bytes.map { PieceBytes.held($0) }
+                    ?? arriving(next.digest, next.index).map { .arriving(blockDigests: $0.blockDigests, bytes: $0.bytes) }
+                    ?? store.heldPiece(next.digest, index: next.index).map { .held($0) }
+                guard let manifest = manifests[next.digest], let source else {
+                    // Started: its download here lost its source, and its blocks may come again from another (or it goes stale).
+                    if next.isStarted { break }
                     queues[peer]!.removeFirst()
                     slots.answered(peer, now: now)
-                    reply(peer, to: next.request, error: .notFound, "piece \(next.index) is not here")
+                    if store.incomingManifestIfAny(next.digest) != nil {
+                        reply(peer, to: next.request, error: .busy, "piece \(next.index) is not here yet; ask another peer")
+                    } else {
+                        reply(peer, to: next.request, error: .notFound, "piece \(next.index) is not here")
+                    }
                     continue
                 }
-                let (message, following) = next.nextMessage(manifest, bytes: bytes, sender: sender)
+                guard let (message, following) = next.nextMessage(manifest, from: source, sender: sender) else { break }
                 do {
                     guard try socket.send(codec.encode(message, to: peer), wait: .never) else {
                         queues[peer]![0] = next  // pipe full: try again next turn without rereading or rehashing
@@ -345,14 +361,17 @@ final class PieceServer {
     }
 }
 
-/// Pieces of one artifact a machine holds (or all of it), as `PieceHave` says it.
+/// Pieces of one artifact a machine holds (or all of it), and those it is
+/// receiving in blocks, as `PieceHave` says it.
 struct PieceHolding: Equatable {
     var pieces: Set<Int> = []
     var complete = false
+    var arriving: Set<Int> = []
 
     /// Adds what `other` says.
     mutating func merge(_ other: PieceHolding) {
         complete = complete || other.complete
         pieces = complete ? [] : pieces.union(other.pieces)
+        arriving = complete ? [] : arriving.union(other.arriving).subtracting(pieces)
     }
 }

@@ -28,19 +28,42 @@ struct QueuedPiece {
     /// Some of it went out: the rest follows before anything else is sent to its peer.
     var isStarted: Bool { nextBlock > 0 }
 
-    /// The next message for the peer, and the block after it (nil: the piece is done once it is sent).
-    mutating func nextMessage(_ manifest: Slipway_V1_ArtifactManifest, bytes: [UInt8], sender: String) -> (WireMessage, next: Int?) {
-        self.bytes = bytes
-        guard inBlocks, !bytes.isEmpty else {
-            let header = Manifest.pieceHeader(manifest, index: index, length: bytes.count)
-            return (WireMessage(header, sender: sender, inReplyTo: request.envelope.messageID, payload: bytes), nil)
+    /// The next message for the peer, and the block after it (nil: the piece is done once
+    /// it is sent); nil while the blocks it needs have not arrived here. A piece held here
+    /// is kept between runs; one still arriving is not (its download appends to those bytes,
+    /// and a second reference would make every append copy them).
+    mutating func nextMessage(_ manifest: Slipway_V1_ArtifactManifest, from source: PieceBytes, sender: String) -> (WireMessage, next: Int?)? {
+        var length = Manifest.pieceLength(manifest, index: index)
+        let bytes: [UInt8]
+        switch source {
+        case .held(let whole):
+            // As read: a piece damaged on disk fails its receiver's checks and bans this machine, as it should.
+            (self.bytes, bytes, length) = (whole, whole, whole.count)
+            guard inBlocks, !whole.isEmpty else {
+                let header = Manifest.pieceHeader(manifest, index: index, length: whole.count)
+                return (WireMessage(header, sender: sender, inReplyTo: request.envelope.messageID, payload: whole), nil)
+            }
+            if blockDigests.isEmpty { blockDigests = Manifest.blockDigests(of: whole, blockSize: Int(manifest.blockSize)) }
+        case .arriving(let digests, let partial):
+            guard inBlocks else { return nil }
+            bytes = partial
+            blockDigests = digests
         }
         let blockSize = Int(manifest.blockSize)
-        if blockDigests.isEmpty { blockDigests = Manifest.blockDigests(of: bytes, blockSize: blockSize) }
         let start = nextBlock * blockSize
-        let end = min(bytes.count, start + max(1, Self.runBytes / blockSize) * blockSize)
-        let header = Manifest.blockRunHeader(manifest, index: index, length: bytes.count, firstBlock: nextBlock, blockDigests: blockDigests)
+        let ready = bytes.count >= length ? length : bytes.count / blockSize * blockSize
+        let end = min(ready, start + max(1, Self.runBytes / blockSize) * blockSize)
+        guard end > start else { return nil }
+        let header = Manifest.blockRunHeader(manifest, index: index, length: length, firstBlock: nextBlock, blockDigests: blockDigests)
         let message = WireMessage(header, sender: sender, inReplyTo: request.envelope.messageID, payload: Array(bytes[start..<end]))
-        return (message, end < bytes.count ? end / blockSize : nil)
+        return (message, end < length ? end / blockSize : nil)
     }
+}
+
+/// Where ``PieceServer`` sends a piece from.
+enum PieceBytes {
+    /// Verified and stored here.
+    case held([UInt8])
+    /// Still arriving in blocks: its digests, and the blocks checked so far.
+    case arriving(blockDigests: [Data], bytes: [UInt8])
 }

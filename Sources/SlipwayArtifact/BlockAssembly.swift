@@ -34,7 +34,8 @@ public struct BlockAssembly: Sendable {
     /// The piece's length and its manifest's block size.
     public let length: Int
     public let blockSize: Int
-    private let blockDigests: [Data]
+    /// Every block's SHA-256, checked against the piece's root.
+    public let blockDigests: [Data]
     /// The blocks taken so far, in order.
     public private(set) var bytes: [UInt8] = []
 

@@ -228,6 +228,11 @@ public nonisolated struct Slipway_V1_PieceHave: Sendable {
   /// From a downloader: it heeds `PieceChoke` (as in `PieceRequest`).
   public var heedsChoke: Bool = false
 
+  /// Pieces the sender is receiving in blocks now: asked for in blocks, it sends
+  /// each block on as soon as it has checked it (cut-through), so a piece crosses
+  /// several hops at once. A hint: it answers `busy` if the piece stops arriving.
+  public var arriving: [UInt32] = []
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -661,7 +666,7 @@ nonisolated extension Slipway_V1_PieceData: SwiftProtobuf.Message, SwiftProtobuf
 
 nonisolated extension Slipway_V1_PieceHave: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".PieceHave"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}digest\0\u{3}machine_id\0\u{1}pieces\0\u{1}complete\0\u{3}heeds_choke\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}digest\0\u{3}machine_id\0\u{1}pieces\0\u{1}complete\0\u{3}heeds_choke\0\u{1}arriving\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -674,6 +679,7 @@ nonisolated extension Slipway_V1_PieceHave: SwiftProtobuf.Message, SwiftProtobuf
       case 3: try { try decoder.decodeRepeatedUInt32Field(value: &self.pieces) }()
       case 4: try { try decoder.decodeSingularBoolField(value: &self.complete) }()
       case 5: try { try decoder.decodeSingularBoolField(value: &self.heedsChoke) }()
+      case 6: try { try decoder.decodeRepeatedUInt32Field(value: &self.arriving) }()
       default: break
       }
     }
@@ -695,6 +701,9 @@ nonisolated extension Slipway_V1_PieceHave: SwiftProtobuf.Message, SwiftProtobuf
     if self.heedsChoke != false {
       try visitor.visitSingularBoolField(value: self.heedsChoke, fieldNumber: 5)
     }
+    if !self.arriving.isEmpty {
+      try visitor.visitPackedUInt32Field(value: self.arriving, fieldNumber: 6)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -704,6 +713,7 @@ nonisolated extension Slipway_V1_PieceHave: SwiftProtobuf.Message, SwiftProtobuf
     if lhs.pieces != rhs.pieces {return false}
     if lhs.complete != rhs.complete {return false}
     if lhs.heedsChoke != rhs.heedsChoke {return false}
+    if lhs.arriving != rhs.arriving {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

@@ -176,4 +176,116 @@ struct BlockTransferTests {
         let store = try BlobStore(root: folder.appendingPathComponent("store"))
         #expect(try store.piece(manifest.digest, index: 0) + store.piece(manifest.digest, index: 1) == bytes)
     }
+
+    @Test("cut-through: a piece arriving in blocks is announced and its checked blocks are sent on before the rest has come; asked too soon, busy")
+    func cutThrough() async throws {
+        let runner = OwnedThread(name: "cut-through")
+        defer { runner.shutdown() }
+        try await runner.run { try Self.cutThroughBody() }
+    }
+
+    static func cutThroughBody() throws {
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("cut-through-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: folder) }
+        // One piece of 1 MiB: four runs of four blocks.
+        let (bytes, manifest) = try artifact(in: folder, size: 1 << 20, pieceSize: 1 << 20)
+        let context = try ZMQContext()
+        // Machine A downloads from an upstream peer and serves machine B, a raw client here.
+        let store = try BlobStore(root: folder.appendingPathComponent("store"))
+        let (server, serverAddress) = try PieceHaveTests.server(in: folder, context: context, store: store, uploadSlots: 0)
+        let (seed, seedAddress) = try SlowPeerTests.router(context)
+        let (upstream, upstreamAddress) = try SlowPeerTests.router(context)
+        defer { seed.close(); upstream.close() }
+        let download = PieceDownload(digest: manifest.digest, machineID: "m1", store: store, context: context, sender: "agent-m1",
+                                     seedEndpoint: try Endpoint(parsing: seedAddress), seedSecurity: .plain, logger: Logger(label: "test"))
+        defer { download.close() }
+        server.arriving = { digest, index in digest == manifest.digest ? download.arriving(index) : nil }
+        let b = try ZMQSocket.requestDealer(context: context, connectedTo: Endpoint(parsing: serverAddress))
+        defer { b.close() }
+        let codec = WireCodec()
+        var upstreamAsk: (peer: [UInt8], id: String)?, runsReleased = 0, runsSent = 0, listed = false
+        var heardArriving: [UInt32] = [], runs: [(Slipway_V1_PieceData, [UInt8])] = [], busy = 0
+
+        /// One turn of machine A, its upstream (which sends `runsReleased` runs) and B's reading.
+        func turn() throws {
+            try download.pump(now: .now)
+            for (source, _) in download.sockets { try download.receive(from: source, now: .now) }
+            if let arrived = download.takeArrived() { server.announce(manifest.digest, arrived) }
+            try server.serve { $0 == manifest.digest ? PieceHolding(pieces: download.heldSet) : nil }
+            while let (asker, message) = try codec.receiveRouted(from: seed, wait: .never, maxFrames: 4, dropped: { _ in }) {
+                if message.type == .manifestRequest {
+                    _ = try seed.send(codec.encode(WireMessage(manifest, sender: "region-eu", inReplyTo: message.envelope.messageID), to: asker), wait: .never)
+                }
+            }
+            while let (asker, message) = try codec.receiveRouted(from: upstream, wait: .never, maxFrames: 4, dropped: { _ in }) {
+                if message.type == .pieceRequest { upstreamAsk = (asker, message.envelope.messageID) }
+            }
+            if let ask = upstreamAsk {
+                let digests = Manifest.blockDigests(of: bytes, blockSize: 64 << 10)
+                while runsSent < runsReleased {
+                    let first = runsSent * 4
+                    let header = Manifest.blockRunHeader(manifest, index: 0, length: bytes.count, firstBlock: first, blockDigests: digests)
+                    let run = Array(bytes[(first << 16)..<((first + 4) << 16)])
+                    guard try upstream.send(codec.encode(WireMessage(header, sender: "agent-m2", inReplyTo: ask.id, payload: run), to: ask.peer),
+                                            wait: .never) else { break }
+                    runsSent += 1
+                }
+            }
+            if download.manifest != nil, !listed {
+                var list = Slipway_V1_PeerList()
+                list.digest = manifest.digest
+                var holder = Slipway_V1_Peer()
+                holder.machineID = "m2"
+                holder.endpoint = upstreamAddress
+                holder.complete = true
+                list.peers = [holder]
+                download.update(peers: list)
+                listed = true
+            }
+            while let frames = try b.receive(wait: .never, maxFrames: 4, droppingOversize: {}) {
+                let message = try codec.decode(frames)
+                switch message.type {
+                case .pieceHave: heardArriving += try message.body(as: Slipway_V1_PieceHave.self).arriving
+                case .pieceData: runs.append((try message.body(as: Slipway_V1_PieceData.self), message.payload ?? []))
+                case .errorReply where try message.body(as: Slipway_V1_ErrorReply.self).code == .busy: busy += 1
+                default: break
+                }
+            }
+            usleep(2_000)
+        }
+        func turn(until done: () -> Bool) throws {
+            let deadline = ContinuousClock.now + .seconds(10)
+            while !done(), ContinuousClock.now < deadline { try turn() }
+        }
+
+        // B subscribes to A's pieces, and asks for the piece before any of it is here: busy.
+        _ = try b.send(PieceHaveTests.have(manifest.digest), wait: .never)
+        try turn { upstreamAsk != nil }
+        #expect(upstreamAsk != nil, "A asked its upstream for the piece")
+        _ = try b.send(request(manifest, piece: 0, blocks: true), wait: .never)
+        try turn { busy > 0 }
+        #expect(busy == 1, "a piece not here yet is answered busy, so the asker tries elsewhere")
+
+        // Two runs come: A tells B the piece is arriving, and B, asking, gets both at once.
+        runsReleased = 2
+        try turn { !heardArriving.isEmpty }
+        #expect(heardArriving == [0])
+        _ = try b.send(request(manifest, piece: 0, blocks: true), wait: .never)
+        try turn { runs.count >= 2 }
+        for _ in 0..<20 { try turn() }
+        #expect(runs.map(\.0.firstBlock) == [0, 4], "only the blocks A has checked go on")
+        #expect(!download.isComplete)
+
+        // The rest comes; B gets it, and the runs make the piece.
+        runsReleased = 4
+        try turn { runs.count >= 4 && download.isComplete }
+        #expect(runs.map(\.0.firstBlock) == [0, 4, 8, 12])
+        #expect(download.isComplete)
+        var assembly = try BlockAssembly(header: try #require(runs.first).0, of: manifest)
+        let outcomes = runs.map { assembly.take(firstBlock: Int($0.0.firstBlock), payload: $0.1) }
+        #expect(outcomes == [.more, .more, .more, .complete(index: 0)])
+        #expect(assembly.piece()?.bytes == bytes)
+        #expect(server.piecesServed == 1)
+    }
 }

@@ -1062,7 +1062,7 @@ const ProtobufCMessageDescriptor slipway__v1__piece_data__descriptor =
   (ProtobufCMessageInit) slipway__v1__piece_data__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor slipway__v1__piece_have__field_descriptors[5] =
+static const ProtobufCFieldDescriptor slipway__v1__piece_have__field_descriptors[6] =
 {
   {
     "digest",
@@ -1124,8 +1124,21 @@ static const ProtobufCFieldDescriptor slipway__v1__piece_have__field_descriptors
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "arriving",
+    6,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_UINT32,
+    offsetof(Slipway__V1__PieceHave, n_arriving),
+    offsetof(Slipway__V1__PieceHave, arriving),
+    NULL,
+    NULL,
+    0 | PROTOBUF_C_FIELD_FLAG_PACKED,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned slipway__v1__piece_have__field_indices_by_name[] = {
+  5,   /* field[5] = arriving */
   3,   /* field[3] = complete */
   0,   /* field[0] = digest */
   4,   /* field[4] = heeds_choke */
@@ -1135,7 +1148,7 @@ static const unsigned slipway__v1__piece_have__field_indices_by_name[] = {
 static const ProtobufCIntRange slipway__v1__piece_have__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 5 }
+  { 0, 6 }
 };
 const ProtobufCMessageDescriptor slipway__v1__piece_have__descriptor =
 {
@@ -1145,7 +1158,7 @@ const ProtobufCMessageDescriptor slipway__v1__piece_have__descriptor =
   "Slipway__V1__PieceHave",
   "slipway.v1",
   sizeof(Slipway__V1__PieceHave),
-  5,
+  6,
   slipway__v1__piece_have__field_descriptors,
   slipway__v1__piece_have__field_indices_by_name,
   1,  slipway__v1__piece_have__number_ranges,

@@ -211,10 +211,17 @@ struct  Slipway__V1__PieceHave
    * From a downloader: it heeds `PieceChoke` (as in `PieceRequest`).
    */
   protobuf_c_boolean heeds_choke;
+  /*
+   * Pieces the sender is receiving in blocks now: asked for in blocks, it sends
+   * each block on as soon as it has checked it (cut-through), so a piece crosses
+   * several hops at once. A hint: it answers `busy` if the piece stops arriving.
+   */
+  size_t n_arriving;
+  uint32_t *arriving;
 };
 #define SLIPWAY__V1__PIECE_HAVE__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&slipway__v1__piece_have__descriptor) \
-    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0,NULL, 0, 0 }
+    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0,NULL, 0, 0, 0,NULL }
 
 
 /*
