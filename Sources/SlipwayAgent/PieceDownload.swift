@@ -205,7 +205,7 @@ final class PieceDownload {
             message.firstPiece = UInt32(request.piece)
             message.count = 1
             message.heedsChoke = true
-            message.blocks = request.source != .seed
+            message.blocks = true
             message.alternatives = request.alternatives.map(UInt32.init)
             do {
                 let wire = WireMessage(message, sender: sender)

@@ -6,11 +6,6 @@ import SlipwayWire
 /// A piece a peer asked for, waiting in its queue at ``PieceServer`` or being sent
 /// to it, whole or in runs of blocks (`PieceRequest.blocks`).
 struct QueuedPiece {
-    /// Bytes per run of blocks: a few blocks per message, so a piece of 1 MiB is four
-    /// messages, not sixteen (an agent's work is mostly per message), while each
-    /// peer's pipe still holds a quarter of it rather than all of it.
-    static let runBytes = 256 << 10
-
     let request: WireMessage
     let digest: String
     let index: Int
@@ -49,14 +44,9 @@ struct QueuedPiece {
             bytes = partial
             blockDigests = digests
         }
-        let blockSize = Int(manifest.blockSize)
-        let start = nextBlock * blockSize
-        let ready = bytes.count >= length ? length : bytes.count / blockSize * blockSize
-        let end = min(ready, start + max(1, Self.runBytes / blockSize) * blockSize)
-        guard end > start else { return nil }
-        let header = Manifest.blockRunHeader(manifest, index: index, length: length, firstBlock: nextBlock, blockDigests: blockDigests)
-        let message = WireMessage(header, sender: sender, inReplyTo: request.envelope.messageID, payload: Array(bytes[start..<end]))
-        return (message, end < length ? end / blockSize : nil)
+        guard let run = Manifest.blockRun(manifest, index: index, length: length, available: bytes, firstBlock: nextBlock,
+                                          blockDigests: blockDigests) else { return nil }
+        return (WireMessage(run.header, sender: sender, inReplyTo: request.envelope.messageID, payload: run.payload), run.next)
     }
 }
 

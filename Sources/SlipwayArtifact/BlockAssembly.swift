@@ -116,8 +116,28 @@ extension Manifest {
         }
     }
 
-    /// The header of one run of a piece sent in blocks: blocks from `firstBlock`,
-    /// `runLength` bytes; the first run carries `blockDigests`.
+    /// Bytes per run of blocks senders use: a few blocks per message, so a piece of
+    /// 1 MiB is four messages, not sixteen (a peer's work is mostly per message),
+    /// while each peer's pipe holds a quarter of it rather than all of it.
+    public static let runBytes = 256 << 10
+
+    /// The next run of piece `index` (`length` bytes) from block `firstBlock`: at most
+    /// ``runBytes`` (one block at least) of the whole blocks in `available`, or its end
+    /// once `available` is the whole piece. Nil while no block past `firstBlock` is there.
+    /// - Returns: the header, the payload, and the block after it (nil: the piece is done).
+    public static func blockRun(_ manifest: Slipway_V1_ArtifactManifest, index: Int, length: Int, available: [UInt8], firstBlock: Int,
+                                blockDigests: [Data]) -> (header: Slipway_V1_PieceData, payload: [UInt8], next: Int?)? {
+        let blockSize = Int(manifest.blockSize)
+        let start = firstBlock * blockSize
+        let ready = available.count >= length ? length : available.count / blockSize * blockSize
+        let end = min(ready, start + max(1, runBytes / blockSize) * blockSize)
+        guard end > start else { return nil }
+        let header = blockRunHeader(manifest, index: index, length: length, firstBlock: firstBlock, blockDigests: blockDigests)
+        return (header, Array(available[start..<end]), end < length ? end / blockSize : nil)
+    }
+
+    /// The header of one run of a piece sent in blocks, from block `firstBlock`;
+    /// the first run carries `blockDigests`.
     public static func blockRunHeader(_ manifest: Slipway_V1_ArtifactManifest, index: Int, length: Int, firstBlock: Int,
                                       blockDigests: [Data]) -> Slipway_V1_PieceData {
         var header = pieceHeader(manifest, index: index, length: length)

@@ -159,10 +159,11 @@ public nonisolated struct Slipway_V1_PieceRequest: Sendable {
   /// pieces from it. A store older than this field sends first_piece.
   public var alternatives: [UInt32] = []
 
-  /// Agent -> agent: the sender takes a piece in runs of blocks (`PieceData.blocks`)
-  /// when the manifest has piece roots, so each block is checked as it lands and a
-  /// corrupt one is pinned on its sender at once. A peer older than this field sends
-  /// the piece whole, which the receiver takes too.
+  /// Agent -> agent or store: the sender takes a piece in runs of blocks
+  /// (`PieceData.blocks`) when the manifest has piece roots, so each block is checked
+  /// as it lands, a corrupt one is pinned on its sender at once, and the receiver can
+  /// send checked blocks on before the piece is whole. A peer or store older than
+  /// this field sends the piece whole, which the receiver takes too.
   public var blocks: Bool = false
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()

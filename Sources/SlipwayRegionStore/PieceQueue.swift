@@ -1,3 +1,5 @@
+import Foundation
+
 /// Pieces a store owes its peers, in order per peer: a pure bookkeeping type.
 ///
 /// A peer's share of the socket's send queue holds a few pieces (the socket's
@@ -11,6 +13,8 @@ struct PieceQueue {
         let requestID: String
         let digest: String
         let index: Int
+        /// Sent in runs of blocks (`PieceRequest.blocks`, and the manifest has roots).
+        var inBlocks = false
     }
 
     let perPeer: Int
@@ -52,6 +56,11 @@ struct PieceQueue {
         queues[peer] = queue.entries.isEmpty ? nil : queue
     }
 
+    /// Part of the head piece (a run of its blocks) left for `peer`.
+    mutating func progressed(_ peer: [UInt8], now: ContinuousClock.Instant) {
+        queues[peer]?.progress = now
+    }
+
     /// Forgets everything owed to `peer` (it went away).
     mutating func drop(_ peer: [UInt8]) { queues[peer] = nil }
 
@@ -61,4 +70,13 @@ struct PieceQueue {
         for peer in stale.keys { queues[peer] = nil }
         return stale.map { ($0.key, $0.value.entries) }
     }
+}
+
+/// The piece a store is sending a peer: read once, and for a piece sent in runs,
+/// its block digests and the next block.
+struct LoadedPiece {
+    let entry: PieceQueue.Entry
+    let bytes: [UInt8]
+    var blockDigests: [Data] = []
+    var nextBlock = 0
 }

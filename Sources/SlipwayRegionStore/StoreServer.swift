@@ -74,8 +74,9 @@ public final class StoreServer: ServingLoop {
     /// on its way (4 MiB at a slot's share of the link takes seconds), so the slot
     /// is not idle; their next request, or the end of their turn, ends it.
     private var awaitingNext: Set<[UInt8]> = []
-    /// The bytes of a peer's next piece, kept while its send queue is full.
-    private var loaded: [[UInt8]: (entry: PieceQueue.Entry, bytes: [UInt8])] = [:]
+    /// The bytes of a peer's next piece, kept while its send queue is full; for a piece
+    /// sent in runs, its block digests and next block too, kept until its last run is sent.
+    private var loaded: [[UInt8]: LoadedPiece] = [:]
     /// Answers waiting for a peer's full send queue: 16 per peer, 64 MiB for all (a
     /// manifest can be 1 MiB); a peer that reads none for as long as owed pieces are kept loses them.
     private lazy var unsent = ReplyBacklog(perPeer: 16, maxBytes: 64 << 20, staleAfter: owed.staleAfter)
@@ -209,7 +210,8 @@ public final class StoreServer: ServingLoop {
                                                pieceCount: manifest.pieceSha256.count)
                 pieces = chosen..<(chosen + 1)
             }
-            let entries = pieces.map { PieceQueue.Entry(requestID: message.envelope.messageID, digest: request.digest, index: $0) }
+            let inBlocks = request.blocks && manifest.blockSize > 0
+            let entries = pieces.map { PieceQueue.Entry(requestID: message.envelope.messageID, digest: request.digest, index: $0, inBlocks: inBlocks) }
             guard owed.enqueue(entries, for: peer, now: .now) else {
                 SlipwayMetrics.busy(server: "store")
                 return reply(peer, to: message.envelope.messageID, error: "\(owed.perPeer) pieces already wait for you; ask again when they have arrived", code: .busy)
@@ -236,7 +238,7 @@ public final class StoreServer: ServingLoop {
         }
         for peer in owed.peers where !unsent.isWaiting(for: peer) {
             while let entry = owed.next(for: peer) {
-                guard let message = pieceMessage(entry, for: peer) else {
+                guard let (message, following) = pieceMessage(entry, for: peer) else {
                     owed.sent(to: peer, now: now)
                     reply(peer, to: entry.requestID, error: "piece \(entry.index) of \(entry.digest) is not in region \(config.region)", code: .notFound)
                     continue
@@ -251,6 +253,11 @@ public final class StoreServer: ServingLoop {
                     apply(slots.gone(peer, now: now))
                     break
                 }
+                if let following {
+                    loaded[peer]!.nextBlock = following
+                    owed.progressed(peer, now: now)
+                    continue
+                }
                 owed.sent(to: peer, now: now)
                 slots.answered(peer, now: now)
                 if config.uploadSlots > 0, slots.heeding[peer] != nil { awaitingNext.insert(peer) }
@@ -260,23 +267,28 @@ public final class StoreServer: ServingLoop {
         }
     }
 
-    /// The `PieceData` for `entry`, its bytes read once and kept while they wait.
-    private func pieceMessage(_ entry: PieceQueue.Entry, for peer: [UInt8]) -> WireMessage? {
+    /// The next `PieceData` for `entry`, whole or the next run of its blocks, and the
+    /// block after that run (nil: the piece is done once it is sent); its bytes are read
+    /// once and kept while they wait.
+    private func pieceMessage(_ entry: PieceQueue.Entry, for peer: [UInt8]) -> (WireMessage, next: Int?)? {
         guard let manifest = manifests[entry.digest] ?? (try? store.manifest(entry.digest)), entry.index < manifest.pieceSha256.count else {
             return nil
         }
         if manifests.count > 64 { manifests.removeAll() }
         manifests[entry.digest] = manifest
-        let bytes: [UInt8]
-        if let kept = loaded[peer], kept.entry == entry {
-            bytes = kept.bytes
-        } else {
+        if loaded[peer]?.entry != entry {
             guard let read = try? store.piece(entry.digest, index: entry.index) else { return nil }
-            bytes = read
-            loaded[peer] = (entry, read)
+            let digests = entry.inBlocks && !read.isEmpty ? Manifest.blockDigests(of: read, blockSize: Int(manifest.blockSize)) : []
+            loaded[peer] = LoadedPiece(entry: entry, bytes: read, blockDigests: digests)
         }
-        let header = Manifest.pieceHeader(manifest, index: entry.index, length: bytes.count)
-        return WireMessage(header, sender: config.id, inReplyTo: entry.requestID, payload: bytes)
+        let kept = loaded[peer]!
+        if !kept.blockDigests.isEmpty,
+           let run = Manifest.blockRun(manifest, index: entry.index, length: kept.bytes.count, available: kept.bytes,
+                                       firstBlock: kept.nextBlock, blockDigests: kept.blockDigests) {
+            return (WireMessage(run.header, sender: config.id, inReplyTo: entry.requestID, payload: run.payload), run.next)
+        }
+        let header = Manifest.pieceHeader(manifest, index: entry.index, length: kept.bytes.count)
+        return (WireMessage(header, sender: config.id, inReplyTo: entry.requestID, payload: kept.bytes), nil)
     }
 
     /// Sends the slots' decisions.

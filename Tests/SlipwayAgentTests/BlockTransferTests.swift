@@ -4,6 +4,7 @@ import Logging
 import SlipwayArtifact
 import SlipwayCore
 import SlipwayProto
+import SlipwayRegionStore
 import SlipwayThreads
 import SlipwayWire
 import Testing
@@ -170,7 +171,7 @@ struct BlockTransferTests {
         #expect(download.rejected == 1, "one rejection: the run with the rotten block")
         #expect(peerRequests.count == 1 && peerRequests.allSatisfy(\.blocks), "the peer was asked once, in blocks: \(peerRequests)")
         #expect(runsSent == 2)
-        #expect(!seedAskedInBlocks, "the store is asked for whole pieces")
+        #expect(seedAskedInBlocks, "the store is asked for blocks too (this one, like an older store, sends pieces whole)")
         #expect(download.fromPeers == 0 && download.fromSeed == 2)
         #expect(download.assemblies.isEmpty)
         let store = try BlobStore(root: folder.appendingPathComponent("store"))
@@ -287,5 +288,42 @@ struct BlockTransferTests {
         #expect(outcomes == [.more, .more, .more, .complete(index: 0)])
         #expect(assembly.piece()?.bytes == bytes)
         #expect(server.piecesServed == 1)
+    }
+
+    @Test("the regional store sends a piece asked for in blocks as runs whose blocks check out; asked plainly, whole")
+    func storeSendsRuns() async throws {
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("store-runs-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: folder) }
+        // Piece 0 is 768 KiB: three runs.
+        let (bytes, manifest) = try Self.artifact(in: folder, size: 1 << 20, pieceSize: 768 << 10)
+        let store = try BlobStore(root: folder.appendingPathComponent("store"))
+        _ = try store.begin(manifest)
+        for index in 0..<2 { try store.store(manifest.digest, index: index, bytes: Array(bytes[(index * (768 << 10))..<min(bytes.count, (index + 1) * (768 << 10))])) }
+        try store.commit(manifest.digest)
+        let thread = OwnedThread(name: "store-runs")
+        defer { thread.shutdown() }
+        let stop = StopSignal()
+        let (address, stopped) = try StoreUploadSlotsTests.serve(folder, slots: 0, stop: stop, on: thread)
+        defer { stop.stop(); stopped.wait() }
+        let context = try ZMQContext()
+        let client = try ZMQSocket.requestDealer(context: context, connectedTo: Endpoint(parsing: address))
+        defer { client.close() }
+        while try !client.send(Self.request(manifest, piece: 0, blocks: true), wait: .never) { usleep(5_000) }
+        var assembly: BlockAssembly?
+        var firstBlocks: [UInt32] = [], outcome = BlockAssembly.Outcome.more
+        while outcome == .more, let message = try StoreUploadSlotsTests.next(client) {
+            let header = try message.body(as: Slipway_V1_PieceData.self)
+            firstBlocks.append(header.firstBlock)
+            if assembly == nil { assembly = try BlockAssembly(header: header, of: manifest) }
+            outcome = assembly!.take(firstBlock: Int(header.firstBlock), payload: message.payload ?? [])
+        }
+        #expect(firstBlocks == [0, 4, 8])
+        #expect(outcome == .complete(index: 0))
+        #expect(assembly?.piece()?.bytes == Array(bytes[0..<(768 << 10)]))
+        _ = try client.send(Self.request(manifest, piece: 1, blocks: false), wait: .never)
+        let whole = try #require(try StoreUploadSlotsTests.next(client))
+        #expect(try whole.body(as: Slipway_V1_PieceData.self).blocks == false)
+        #expect(whole.payload == Array(bytes[(768 << 10)...]))
     }
 }

@@ -139,10 +139,11 @@ struct  Slipway__V1__PieceRequest
   size_t n_alternatives;
   uint32_t *alternatives;
   /*
-   * Agent -> agent: the sender takes a piece in runs of blocks (`PieceData.blocks`)
-   * when the manifest has piece roots, so each block is checked as it lands and a
-   * corrupt one is pinned on its sender at once. A peer older than this field sends
-   * the piece whole, which the receiver takes too.
+   * Agent -> agent or store: the sender takes a piece in runs of blocks
+   * (`PieceData.blocks`) when the manifest has piece roots, so each block is checked
+   * as it lands, a corrupt one is pinned on its sender at once, and the receiver can
+   * send checked blocks on before the piece is whole. A peer or store older than
+   * this field sends the piece whole, which the receiver takes too.
    */
   protobuf_c_boolean blocks;
 };
