@@ -154,14 +154,7 @@ struct BlockTransferTests {
                 }
             }
             if download.manifest != nil, !listed {
-                var list = Slipway_V1_PeerList()
-                list.digest = manifest.digest
-                var holder = Slipway_V1_Peer()
-                holder.machineID = "m2"
-                holder.endpoint = peerAddress
-                holder.complete = true
-                list.peers = [holder]
-                download.update(peers: list)
+                download.update(peers: SlowPeerTests.completeHolder(manifest.digest, at: peerAddress))
                 listed = true
             }
             usleep(2_000)
@@ -234,14 +227,7 @@ struct BlockTransferTests {
                 }
             }
             if download.manifest != nil, !listed {
-                var list = Slipway_V1_PeerList()
-                list.digest = manifest.digest
-                var holder = Slipway_V1_Peer()
-                holder.machineID = "m2"
-                holder.endpoint = upstreamAddress
-                holder.complete = true
-                list.peers = [holder]
-                download.update(peers: list)
+                download.update(peers: SlowPeerTests.completeHolder(manifest.digest, at: upstreamAddress))
                 listed = true
             }
             while let frames = try b.receive(wait: .never, maxFrames: 4, droppingOversize: {}) {

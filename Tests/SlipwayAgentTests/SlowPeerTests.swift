@@ -26,6 +26,18 @@ struct SlowPeerTests {
         throw CancellationError()
     }
 
+    /// A tracker's list naming one peer, `machine` at `endpoint`, that holds all of `digest`.
+    static func completeHolder(_ digest: String, machine: String = "m2", at endpoint: String) -> Slipway_V1_PeerList {
+        var list = Slipway_V1_PeerList()
+        list.digest = digest
+        var holder = Slipway_V1_Peer()
+        holder.machineID = machine
+        holder.endpoint = endpoint
+        holder.complete = true
+        list.peers = [holder]
+        return list
+    }
+
     @Test("a piece asked of a peer that went silent is asked of the store after the slow time, not the 30 s timeout")
     func silentPeer() async throws {
         // It waits up to 10 s on sockets: on a thread of its own, not one of Swift's few pool threads.
@@ -75,14 +87,7 @@ struct SlowPeerTests {
                 if message.type == .pieceRequest { askedOfSilent.insert(Int(try message.body(as: Slipway_V1_PieceRequest.self).firstPiece)) }
             }
             if download.manifest != nil, !listed {
-                var list = Slipway_V1_PeerList()
-                list.digest = manifest.digest
-                var peer = Slipway_V1_Peer()
-                peer.machineID = "m2"
-                peer.endpoint = silentAddress
-                peer.complete = true
-                list.peers = [peer]
-                download.update(peers: list)
+                download.update(peers: completeHolder(manifest.digest, at: silentAddress))
                 listed = true
             }
             usleep(5_000)
