@@ -27,7 +27,7 @@ extension AgentLoop {
         if !ready[0].isEmpty {
             try server.serve { digest in
                 if store.has(digest) { return PieceHolding(complete: true) }
-                return downloads[digest].map { PieceHolding(pieces: $0.heldSet) }
+                return downloads[digest].map { PieceHolding(pieces: $0.heldSet, arriving: $0.arrivingSet) }
             }
         } else {
             server.flush()

@@ -74,8 +74,10 @@ extension PieceDownload {
     /// Any answer from `machine` shows it alive (``PieceRequests/heard(from:piece:now:)``).
     func heard(from machine: String, _ message: WireMessage) {
         guard requests.slow[machine] != nil else { return }
-        let piece = message.type == .pieceData ? (try? message.body(as: Slipway_V1_PieceData.self)).map { Int($0.index) } : nil
-        requests.heard(from: machine, piece: piece, now: clock(.now))
+        // A piece's time is sampled when all of it has come: its last run, if it comes in runs.
+        let header = message.type == .pieceData ? try? message.body(as: Slipway_V1_PieceData.self) : nil
+        let isWhole = header.map { !$0.blocks || UInt64($0.firstBlock) * UInt64(manifest?.blockSize ?? 0) + UInt64(message.payload?.count ?? 0) >= UInt64($0.length) }
+        requests.heard(from: machine, piece: isWhole == true ? header.map { Int($0.index) } : nil, now: clock(.now))
     }
 
     /// Tells each connected peer whether it holds pieces this download lacks, when

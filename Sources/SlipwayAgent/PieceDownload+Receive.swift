@@ -75,7 +75,9 @@ extension PieceDownload {
                 guard case .peer(let machine) = source, var picker else { continue }
                 let code = (try? message.body(as: Slipway_V1_ErrorReply.self))?.code
                 if code == .busy, let piece = requestIDs.removeValue(forKey: message.envelope.inReplyTo) {
-                    // Its upload is taken: ask another holder; it is back with the next peer list.
+                    // Its upload is taken, or a piece it was passing on stopped arriving: ask
+                    // another holder; it is back with the next peer list.
+                    dropAssembly(of: piece, from: source)
                     requests.declined(piece, by: machine, picker: &picker)
                     self.picker = picker
                     continue
@@ -134,7 +136,8 @@ extension PieceDownload {
         let index = Int(header.index)
         var valid = true, reason = "it does not match its manifest digest"
         if header.blocks {
-            switch try take(run: header, payload: message.payload ?? [], from: source, held: picker.held.contains(index)) {
+            switch try take(run: header, payload: message.payload ?? [], from: source, asked: requestIDs[message.envelope.inReplyTo],
+                            held: picker.held.contains(index)) {
             case .more: return
             case .complete: break
             case .corrupt(let why): (valid, reason) = (false, why)
@@ -152,6 +155,8 @@ extension PieceDownload {
         switch picker.received(index, from: source, valid: valid) {
         case .accepted:
             arrived.append(index)
+            // Other sources' copies in assembly are moot; peers are served this one from disk.
+            if !assemblies.isEmpty { assemblies = assemblies.filter { $0.value.index != index } }
             if source == .seed { fromSeed += 1 } else { fromPeers += 1 }
             SlipwayMetrics.pieceDownloaded(from: source == .seed ? "seed" : "peer")
             logger.debug("piece", metadata: ["digest": "\(digest)", "piece": "\(index)", "source": "\(source)",
@@ -177,15 +182,29 @@ extension PieceDownload {
     /// Takes one run of a piece sent in blocks (``BlockAssembly``): `more` until its
     /// last run, which stores the piece if it is still needed. A piece held meanwhile
     /// (another source was faster) is no longer assembled; its runs only count down to
-    /// the last, which answers the request.
-    func take(run header: Slipway_V1_PieceData, payload: [UInt8], from source: PieceSource, held: Bool) throws -> BlockAssembly.Outcome {
+    /// the last, which answers the request. A piece nobody asked this source for
+    /// (`asked` is the piece its request named), or one already found corrupt, is
+    /// dropped quietly until the source starts another piece.
+    func take(run header: Slipway_V1_PieceData, payload: [UInt8], from source: PieceSource, asked: Int?,
+              held: Bool) throws -> BlockAssembly.Outcome {
         let index = Int(header.index)
+        if header.firstBlock == 0 {
+            discarding[source] = nil
+        } else if discarding[source] == index {
+            return .more
+        }
         if held || !(0..<(picker?.pieceCount ?? 0)).contains(index) {
             if assemblies[source]?.index == index { assemblies[source] = nil }
             let end = UInt64(header.firstBlock) * UInt64(manifest?.blockSize ?? 0) + UInt64(payload.count)
             return end >= UInt64(header.length) ? .complete(index: index) : .more
         }
         if header.firstBlock == 0 {
+            // The store may send one of the request's alternatives instead of the piece it names.
+            guard asked == index || (source == .seed && asked != nil) else {
+                assemblies[source] = nil
+                discarding[source] = index
+                return .more
+            }
             do {
                 assemblies[source] = try BlockAssembly(header: header, of: manifest!)
             } catch {
@@ -204,9 +223,14 @@ extension PieceDownload {
         case .complete:
             try store.store(assembly.piece()!)
         case .corrupt:
-            break
+            discarding[source] = index
         }
         return outcome
+    }
+
+    /// Forgets what `source` had sent of `piece` (its request was refused or timed out).
+    func dropAssembly(of piece: Int, from source: PieceSource) {
+        if assemblies[source]?.index == piece { assemblies[source] = nil }
     }
 
     /// Commits once every piece is here and the store's digest queue has checked

@@ -63,8 +63,10 @@ final class PieceDownload {
     /// The requests out and what their answers say of the peers asked (``PieceRequests``), in
     /// seconds since ``startedAt``; made again for the pieces' lengths when the manifest comes.
     var requests: PieceRequests
-    /// Pieces arriving in runs of blocks, one per source at a time (a source sends its pieces in order).
+    /// Pieces arriving in runs of blocks, one per source at a time (a source sends its pieces in order),
+    /// and per source the piece whose further runs are dropped (refused as corrupt, or not asked for).
     var assemblies: [PieceSource: BlockAssembly] = [:]
+    var discarding: [PieceSource: Int] = [:]
     /// Request message id → piece, to match "busy" answers.
     var requestIDs: [String: Int] = [:]
     var manifestAskedAt: ContinuousClock.Instant?
@@ -120,6 +122,11 @@ final class PieceDownload {
     /// Pieces held.
     var heldSet: Set<Int> { picker?.held ?? [] }
 
+    /// Pieces being received in blocks and not held yet (``arriving(_:)``).
+    var arrivingSet: Set<Int> {
+        Set(assemblies.values.lazy.map(\.index).filter { self.picker?.held.contains($0) == false })
+    }
+
     /// What was verified since the last call, for the peers that asked; the whole
     /// artifact once, when committed; nil when nothing is new.
     func takeArrived() -> PieceHolding? {
@@ -137,7 +144,8 @@ final class PieceDownload {
     /// What has arrived of piece `index` in blocks, checked, for peers that asked for it
     /// in blocks: its block digests and its first blocks (the most any source sent).
     func arriving(_ index: Int) -> (blockDigests: [Data], bytes: [UInt8])? {
-        guard let assembly = assemblies.values.filter({ $0.index == index }).max(by: { $0.bytes.count < $1.bytes.count }) else { return nil }
+        guard picker?.held.contains(index) == false,
+              let assembly = assemblies.values.filter({ $0.index == index }).max(by: { $0.bytes.count < $1.bytes.count }) else { return nil }
         return (assembly.blockDigests, assembly.bytes)
     }
 
@@ -181,6 +189,7 @@ final class PieceDownload {
         if !peersKnown, let manifestAt, now - manifestAt < .seconds(2) { return }
         // A dropped connection's half-sent pieces will not be finished.
         if !assemblies.isEmpty { assemblies = assemblies.filter { connections[$0.key] != nil } }
+        if !discarding.isEmpty { discarding = discarding.filter { connections[$0.key] != nil } }
         for expiry in requests.expire(now: clock(now), picker: &picker) {
             switch expiry {
             case .slow(let piece, let machine, let after):
@@ -188,6 +197,7 @@ final class PieceDownload {
                     "digest": "\(digest)", "piece": "\(piece)", "source": "peer \(machine)", "after": "\(after)s"])
             case .timedOut(let piece, let source):
                 requestIDs = requestIDs.filter { $0.value != piece }
+                dropAssembly(of: piece, from: source)
                 logger.info("piece request timed out", metadata: ["digest": "\(digest)", "piece": "\(piece)", "source": "\(source)"])
             case .peerTimedOut(let machine, let pieces):
                 logger.info("piece request timed out", metadata: ["digest": "\(digest)", "pieces": "\(pieces)", "source": "peer \(machine)"])
@@ -225,6 +235,7 @@ final class PieceDownload {
         for socket in connections.values { socket.close() }
         connections = [:]
         assemblies = [:]
+        discarding = [:]
     }
 
     func connection(_ source: PieceSource) throws -> ZMQSocket {

@@ -285,9 +285,10 @@ final class PieceServer {
             }
             queues[peer]!.removeAll(where: isStale)
             while var next = queues[peer]?.first {
-                // Memory first: a piece waiting for its next blocks is looked for every turn.
+                // Memory first: a piece waiting for its next blocks is looked for every turn. One
+                // still arriving is only for a peer that asked in blocks; others are told busy.
                 let source = next.bytes.map { PieceBytes.held($0) }
-                    ?? arriving(next.digest, next.index).map { .arriving(blockDigests: $0.blockDigests, bytes: $0.bytes) }
+                    ?? (next.inBlocks ? arriving(next.digest, next.index).map { .arriving(blockDigests: $0.blockDigests, bytes: $0.bytes) } : nil)
                     ?? store.heldPiece(next.digest, index: next.index).map { .held($0) }
                 guard let manifest = manifests[next.digest], let source else {
                     // Started: its download here lost its source, and its blocks may come again from another (or it goes stale).

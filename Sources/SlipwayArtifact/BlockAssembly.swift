@@ -106,11 +106,12 @@ public struct BlockAssembly: Sendable {
 
 extension Manifest {
     /// The SHA-256 of each `blockSize` block of `piece` (the last one shorter):
-    /// what the first run of a piece sent in blocks carries.
+    /// what the first run of a piece sent in blocks carries. None for an empty piece,
+    /// which is only ever sent whole.
     public static func blockDigests(of piece: [UInt8], blockSize: Int) -> [Data] {
         precondition(blockSize > 0, "a block has at least one byte")
         return piece.withUnsafeBytes { raw in
-            stride(from: 0, to: max(raw.count, 1), by: blockSize).map { start in
+            stride(from: 0, to: raw.count, by: blockSize).map { start in
                 Data(SHA256.hash(data: UnsafeRawBufferPointer(rebasing: raw[start..<min(raw.count, start + blockSize)])))
             }
         }

@@ -240,6 +240,7 @@ public final class StoreServer: ServingLoop {
             while let entry = owed.next(for: peer) {
                 guard let (message, following) = pieceMessage(entry, for: peer) else {
                     owed.sent(to: peer, now: now)
+                    loaded[peer] = nil
                     reply(peer, to: entry.requestID, error: "piece \(entry.index) of \(entry.digest) is not in region \(config.region)", code: .notFound)
                     continue
                 }

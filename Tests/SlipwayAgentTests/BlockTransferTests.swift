@@ -312,4 +312,55 @@ struct BlockTransferTests {
         #expect(try whole.body(as: Slipway_V1_PieceData.self).blocks == false)
         #expect(whole.payload == Array(bytes[(768 << 10)...]))
     }
+
+    @Test("runs nobody asked for, and the rest of a corrupt piece, are dropped quietly; a piece held meanwhile is counted down, not assembled")
+    func runBookkeeping() throws {
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("run-bookkeeping-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: folder) }
+        // One piece of 768 KiB: three runs.
+        let (bytes, manifest) = try Self.artifact(in: folder, size: 768 << 10, pieceSize: 768 << 10)
+        let download = PieceDownload(digest: manifest.digest, machineID: "m1", store: try BlobStore(root: folder.appendingPathComponent("store")),
+                                     context: try ZMQContext(), sender: "agent-m1", seedEndpoint: try Endpoint(parsing: "tcp://127.0.0.1:9"),
+                                     seedSecurity: .plain, logger: Logger(label: "test"))
+        defer { download.close() }
+        try download.accept(manifest: WireMessage(manifest, sender: "region-eu"))
+        let digests = Manifest.blockDigests(of: bytes, blockSize: 64 << 10)
+        let peer = PieceSource.peer("m2")
+        func run(_ first: Int, rotten: Bool = false, asked: Int?, held: Bool = false) throws -> BlockAssembly.Outcome {
+            var payload = Array(bytes[(first << 16)..<((first + 4) << 16)])
+            if rotten { payload[7] ^= 1 }
+            let header = Manifest.blockRunHeader(manifest, index: 0, length: bytes.count, firstBlock: first, blockDigests: digests)
+            return try download.take(run: header, payload: payload, from: peer, asked: asked, held: held)
+        }
+
+        // Pushed without a request: nothing kept, nothing announced, its rest dropped too.
+        #expect(try run(0, asked: nil) == .more)
+        #expect(try run(4, asked: nil) == .more)
+        #expect(download.assemblies.isEmpty && download.arrivingSet.isEmpty && download.arriving(0) == nil)
+
+        // Asked for: assembled and offered to peers as it arrives; a rotten run ends it, and its rest is dropped.
+        #expect(try run(0, asked: 0) == .more)
+        #expect(download.arrivingSet == [0])
+        #expect(download.arriving(0)?.bytes == Array(bytes[0..<(256 << 10)]))
+        #expect(download.arriving(0)?.blockDigests == digests)
+        guard case .corrupt = try run(4, rotten: true, asked: 0) else {
+            Issue.record("a rotten run was taken")
+            return
+        }
+        #expect(try run(8, asked: 0) == .more, "the rest of a corrupt piece is not a second corrupt piece")
+        #expect(download.assemblies.isEmpty && download.arriving(0) == nil)
+
+        // Asked again and held meanwhile from elsewhere: counted down to its last run, which answers the request.
+        #expect(try run(0, asked: 0, held: true) == .more)
+        #expect(try run(4, asked: 0, held: true) == .more)
+        #expect(try run(8, asked: 0, held: true) == .complete(index: 0))
+        #expect(download.assemblies.isEmpty)
+
+        // And a clean one completes and stores the piece.
+        #expect(try run(0, asked: 0) == .more)
+        #expect(try run(4, asked: 0) == .more)
+        #expect(try run(8, asked: 0) == .complete(index: 0))
+        #expect(download.store.heldPiece(manifest.digest, index: 0) == bytes)
+    }
 }
