@@ -71,13 +71,15 @@ extension PieceDownload {
         connections.removeValue(forKey: .peer(machine))?.close()
     }
 
-    /// Any answer from `machine` shows it alive (``PieceRequests/heard(from:piece:now:)``).
+    /// Any answer from `machine` shows it alive (``PieceRequests/heard(from:piece:now:)``),
+    /// but a piece's first runs do not: a slow peer is heard from with the last run, which
+    /// times the whole piece (the time the slow-request rule learns from).
     func heard(from machine: String, _ message: WireMessage) {
         guard requests.slow[machine] != nil else { return }
-        // A piece's time is sampled when all of it has come: its last run, if it comes in runs.
         let header = message.type == .pieceData ? try? message.body(as: Slipway_V1_PieceData.self) : nil
-        let isWhole = header.map { !$0.blocks || UInt64($0.firstBlock) * UInt64(manifest?.blockSize ?? 0) + UInt64(message.payload?.count ?? 0) >= UInt64($0.length) }
-        requests.heard(from: machine, piece: isWhole == true ? header.map { Int($0.index) } : nil, now: clock(.now))
+        if let header, header.blocks,
+           UInt64(header.firstBlock) * UInt64(manifest?.blockSize ?? 0) + UInt64(message.payload?.count ?? 0) < UInt64(header.length) { return }
+        requests.heard(from: machine, piece: header.map { Int($0.index) }, now: clock(.now))
     }
 
     /// Tells each connected peer whether it holds pieces this download lacks, when

@@ -66,6 +66,7 @@ extension PieceDownload {
                 // goes back to missing, and the store rests as if it had choked this download,
                 // rather than being asked again at once or waited on until the request times out.
                 guard var picker, let refused = requestIDs[message.envelope.inReplyTo] else { continue }
+                dropAssembly(of: refused, from: .seed)
                 restStore(refusing: message.envelope.inReplyTo, picker: &picker, now: now)
                 self.picker = picker
                 logger.info("the store could not serve a piece; asking peers, and the store again later", metadata: [
@@ -183,16 +184,12 @@ extension PieceDownload {
     /// last run, which stores the piece if it is still needed. A piece held meanwhile
     /// (another source was faster) is no longer assembled; its runs only count down to
     /// the last, which answers the request. A piece nobody asked this source for
-    /// (`asked` is the piece its request named), or one already found corrupt, is
-    /// dropped quietly until the source starts another piece.
+    /// (`asked` is the piece its request named) is not assembled, and the runs of a
+    /// piece no longer assembled (not asked for, found corrupt, or its request timed
+    /// out) are dropped quietly: its request was settled when that happened.
     func take(run header: Slipway_V1_PieceData, payload: [UInt8], from source: PieceSource, asked: Int?,
               held: Bool) throws -> BlockAssembly.Outcome {
         let index = Int(header.index)
-        if header.firstBlock == 0 {
-            discarding[source] = nil
-        } else if discarding[source] == index {
-            return .more
-        }
         if held || !(0..<(picker?.pieceCount ?? 0)).contains(index) {
             if assemblies[source]?.index == index { assemblies[source] = nil }
             let end = UInt64(header.firstBlock) * UInt64(manifest?.blockSize ?? 0) + UInt64(payload.count)
@@ -202,7 +199,6 @@ extension PieceDownload {
             // The store may send one of the request's alternatives instead of the piece it names.
             guard asked == index || (source == .seed && asked != nil) else {
                 assemblies[source] = nil
-                discarding[source] = index
                 return .more
             }
             do {
@@ -212,9 +208,7 @@ extension PieceDownload {
                 return .corrupt(error.description)
             }
         }
-        guard var assembly = assemblies.removeValue(forKey: source), assembly.index == index else {
-            return .corrupt("a run of piece \(index) came without its first block")
-        }
+        guard assemblies[source]?.index == index, var assembly = assemblies.removeValue(forKey: source) else { return .more }
         let outcome = assembly.take(firstBlock: Int(header.firstBlock), payload: payload)
         switch outcome {
         case .more:
@@ -223,7 +217,7 @@ extension PieceDownload {
         case .complete:
             try store.store(assembly.piece()!)
         case .corrupt:
-            discarding[source] = index
+            break
         }
         return outcome
     }

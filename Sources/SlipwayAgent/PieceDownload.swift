@@ -63,10 +63,8 @@ final class PieceDownload {
     /// The requests out and what their answers say of the peers asked (``PieceRequests``), in
     /// seconds since ``startedAt``; made again for the pieces' lengths when the manifest comes.
     var requests: PieceRequests
-    /// Pieces arriving in runs of blocks, one per source at a time (a source sends its pieces in order),
-    /// and per source the piece whose further runs are dropped (refused as corrupt, or not asked for).
+    /// Pieces arriving in runs of blocks, one per source at a time (a source sends its pieces in order).
     var assemblies: [PieceSource: BlockAssembly] = [:]
-    var discarding: [PieceSource: Int] = [:]
     /// Request message id → piece, to match "busy" answers.
     var requestIDs: [String: Int] = [:]
     var manifestAskedAt: ContinuousClock.Instant?
@@ -189,7 +187,6 @@ final class PieceDownload {
         if !peersKnown, let manifestAt, now - manifestAt < .seconds(2) { return }
         // A dropped connection's half-sent pieces will not be finished.
         if !assemblies.isEmpty { assemblies = assemblies.filter { connections[$0.key] != nil } }
-        if !discarding.isEmpty { discarding = discarding.filter { connections[$0.key] != nil } }
         for expiry in requests.expire(now: clock(now), picker: &picker) {
             switch expiry {
             case .slow(let piece, let machine, let after):
@@ -235,7 +232,6 @@ final class PieceDownload {
         for socket in connections.values { socket.close() }
         connections = [:]
         assemblies = [:]
-        discarding = [:]
     }
 
     func connection(_ source: PieceSource) throws -> ZMQSocket {

@@ -327,11 +327,11 @@ struct BlockTransferTests {
         try download.accept(manifest: WireMessage(manifest, sender: "region-eu"))
         let digests = Manifest.blockDigests(of: bytes, blockSize: 64 << 10)
         let peer = PieceSource.peer("m2")
-        func run(_ first: Int, rotten: Bool = false, asked: Int?, held: Bool = false) throws -> BlockAssembly.Outcome {
+        func run(_ first: Int, rotten: Bool = false, asked: Int?, held: Bool = false, from source: PieceSource = peer) throws -> BlockAssembly.Outcome {
             var payload = Array(bytes[(first << 16)..<((first + 4) << 16)])
             if rotten { payload[7] ^= 1 }
             let header = Manifest.blockRunHeader(manifest, index: 0, length: bytes.count, firstBlock: first, blockDigests: digests)
-            return try download.take(run: header, payload: payload, from: peer, asked: asked, held: held)
+            return try download.take(run: header, payload: payload, from: source, asked: asked, held: held)
         }
 
         // Pushed without a request: nothing kept, nothing announced, its rest dropped too.
@@ -356,6 +356,17 @@ struct BlockTransferTests {
         #expect(try run(4, asked: 0, held: true) == .more)
         #expect(try run(8, asked: 0, held: true) == .complete(index: 0))
         #expect(download.assemblies.isEmpty)
+
+        // A request that timed out (or was refused) while its runs came: the rest is dropped quietly.
+        #expect(try run(0, asked: 0) == .more)
+        download.dropAssembly(of: 0, from: peer)
+        #expect(try run(4, asked: 0) == .more)
+        #expect(try run(8, asked: 0) == .more, "no corrupt piece, no answer: that request was settled when it timed out")
+
+        // The store may send one of the request's alternatives: a run of another piece than the one asked is taken from it.
+        #expect(try run(0, asked: 5, from: .seed) == .more)
+        #expect(download.assemblies[.seed]?.index == 0)
+        download.dropAssembly(of: 0, from: .seed)
 
         // And a clean one completes and stores the piece.
         #expect(try run(0, asked: 0) == .more)
