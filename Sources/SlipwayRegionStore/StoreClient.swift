@@ -41,6 +41,7 @@ public final class StoreClient {
     /// Pieces the store already holds (an interrupted upload, or pieces an earlier
     /// build shares) are not sent.
     public func upload(_ file: URL, manifest: Slipway_V1_ArtifactManifest, cancelled: () -> Bool = { false }) throws {
+        try checkFits(manifest)
         guard let handle = FileHandle(forReadingAtPath: file.path) else { throw Failure(description: "cannot read \(file.lastPathComponent)") }
         defer { try? handle.close() }
         var begin = Slipway_V1_UploadBegin()
@@ -85,6 +86,21 @@ public final class StoreClient {
         commit.digest = manifest.digest
         let done = try request(commit, expecting: Slipway_V1_UploadAck.self)
         guard done.committed else { throw Failure(description: "store did not commit \(manifest.digest): \(done.error)") }
+    }
+
+    /// Refuses, before anything is sent, a manifest that its `UploadBegin` could not
+    /// carry: every message travels in one envelope of at most
+    /// ``WireCodec/maxEnvelopeBytes`` (1 MiB), which at about 70 bytes per piece
+    /// holds some 14,000 pieces, about 14 GB in the standard 1 MiB pieces. A store
+    /// would drop the larger message unread, and the upload would time out saying nothing.
+    public func checkFits(_ manifest: Slipway_V1_ArtifactManifest) throws {
+        var begin = Slipway_V1_UploadBegin()
+        begin.manifest = manifest
+        let envelope = try WireMessage(begin, sender: sender).envelope.serializedBytes() as [UInt8]
+        guard envelope.count <= codec.maxEnvelopeBytes else {
+            throw Failure(description: "the manifest of \(manifest.digest) (\(manifest.size) bytes in \(manifest.pieceSha256.count) pieces) "
+                + "takes \(envelope.count) bytes, over the \(codec.maxEnvelopeBytes) one message may carry: artifacts this large are not supported yet")
+        }
     }
 
     /// Begins (or resumes) the upload: the pieces the store lacks, in order.

@@ -130,6 +130,8 @@ struct BuildJob {
             log.system("uploading \(manifest.size) bytes (sha256 \(manifest.digest)) to \(config.storeEndpoint)\n")
             let client = StoreClient(context: context, endpoint: config.storeEndpoint, sender: config.id, security: config.storeSecurity)
             defer { client.close() }
+            // Too large for one message: every attempt would fail the same way, so the job fails now.
+            do { try client.checkFits(manifest) } catch { return outcome(.failed, "\(error)") }
             try client.upload(artifact, manifest: manifest, cancelled: { control.aborted != nil })
             var result = outcome(.succeeded, "")
             result.artifactDigest = manifest.digest
