@@ -77,8 +77,7 @@ extension PieceDownload {
     func heard(from machine: String, _ message: WireMessage) {
         guard requests.slow[machine] != nil else { return }
         let header = message.type == .pieceData ? try? message.body(as: Slipway_V1_PieceData.self) : nil
-        if let header, header.blocks,
-           UInt64(header.firstBlock) * UInt64(manifest?.blockSize ?? 0) + UInt64(message.payload?.count ?? 0) < UInt64(header.length) { return }
+        if let header, !endsItsPiece(header, payloadCount: message.payload?.count ?? 0) { return }
         requests.heard(from: machine, piece: header.map { Int($0.index) }, now: clock(.now))
     }
 

@@ -192,8 +192,7 @@ extension PieceDownload {
         let index = Int(header.index)
         if held || !(0..<(picker?.pieceCount ?? 0)).contains(index) {
             if assemblies[source]?.index == index { assemblies[source] = nil }
-            let end = UInt64(header.firstBlock) * UInt64(manifest?.blockSize ?? 0) + UInt64(payload.count)
-            return end >= UInt64(header.length) ? .complete(index: index) : .more
+            return endsItsPiece(header, payloadCount: payload.count) ? .complete(index: index) : .more
         }
         if header.firstBlock == 0 {
             // The store may send one of the request's alternatives instead of the piece it names.
@@ -220,6 +219,11 @@ extension PieceDownload {
             break
         }
         return outcome
+    }
+
+    /// Whether a `PieceData` carries the end of its piece: the whole piece, or its last run.
+    func endsItsPiece(_ header: Slipway_V1_PieceData, payloadCount: Int) -> Bool {
+        !header.blocks || UInt64(header.firstBlock) * UInt64(manifest?.blockSize ?? 0) + UInt64(payloadCount) >= UInt64(header.length)
     }
 
     /// Forgets what `source` had sent of `piece` (its request was refused or timed out).

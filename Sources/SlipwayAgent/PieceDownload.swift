@@ -135,8 +135,7 @@ final class PieceDownload {
         }
         guard !arrived.isEmpty || !startedArriving.isEmpty else { return nil }
         defer { (arrived, startedArriving) = ([], []) }
-        let pieces = Set(arrived)
-        return PieceHolding(pieces: pieces, arriving: Set(startedArriving).subtracting(pieces).intersection(assemblies.values.map(\.index)))
+        return PieceHolding(pieces: Set(arrived), arriving: Set(startedArriving).intersection(arrivingSet))
     }
 
     /// What has arrived of piece `index` in blocks, checked, for peers that asked for it
