@@ -16,6 +16,12 @@ public final class StoreClient {
         public let description: String
     }
 
+    /// A manifest its `UploadBegin` could not carry (``checkFits(_:)``): no retry can help.
+    public struct ManifestTooLarge: Error, CustomStringConvertible, Sendable {
+        /// One line for logs and build results.
+        public let description: String
+    }
+
     private let context: ZMQContext
     private let endpoint: Endpoint
     private let sender: String
@@ -98,7 +104,7 @@ public final class StoreClient {
         begin.manifest = manifest
         let envelope = try WireMessage(begin, sender: sender).envelope.serializedBytes() as [UInt8]
         guard envelope.count <= codec.maxEnvelopeBytes else {
-            throw Failure(description: "the manifest of \(manifest.digest) (\(manifest.size) bytes in \(manifest.pieceSha256.count) pieces) "
+            throw ManifestTooLarge(description: "the manifest of \(manifest.digest) (\(manifest.size) bytes in \(manifest.pieceSha256.count) pieces) "
                 + "takes \(envelope.count) bytes, over the \(codec.maxEnvelopeBytes) one message may carry: artifacts this large are not supported yet")
         }
     }

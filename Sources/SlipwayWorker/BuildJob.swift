@@ -130,14 +130,15 @@ struct BuildJob {
             log.system("uploading \(manifest.size) bytes (sha256 \(manifest.digest)) to \(config.storeEndpoint)\n")
             let client = StoreClient(context: context, endpoint: config.storeEndpoint, sender: config.id, security: config.storeSecurity)
             defer { client.close() }
-            // Too large for one message: every attempt would fail the same way, so the job fails now.
-            do { try client.checkFits(manifest) } catch { return outcome(.failed, "\(error)") }
             try client.upload(artifact, manifest: manifest, cancelled: { control.aborted != nil })
             var result = outcome(.succeeded, "")
             result.artifactDigest = manifest.digest
             result.artifactSize = manifest.size
             result.manifest = manifest
             return result
+        } catch let tooLarge as StoreClient.ManifestTooLarge {
+            // Every attempt would fail the same way, so the job fails now.
+            return outcome(.failed, "\(tooLarge)")
         } catch {
             if let stopped = stoppedOutcome() { return stopped }
             return outcome(.retryable, "upload failed: \(error)")

@@ -33,7 +33,7 @@ struct StoreClientLimitTests {
         do {
             try client.upload(URL(fileURLWithPath: "/nonexistent"), manifest: Self.manifest(pieces: 16 << 10))
             Issue.record("a 16 GiB manifest was taken")
-        } catch let failure as StoreClient.Failure {
+        } catch let failure as StoreClient.ManifestTooLarge {
             #expect(failure.description.contains("17179869184 bytes in 16384 pieces"), "\(failure)")
             #expect(failure.description.contains("over the 1048576 one message may carry"), "\(failure)")
         }
