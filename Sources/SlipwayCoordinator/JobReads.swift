@@ -194,9 +194,12 @@ extension CoordinatorQueries {
         info.repoURL = try row.string("repo_url")
         info.commit = try row.string("commit_sha")
         info.requestedCommit = try row.string("requested_commit")
-        info.environment = (try? JSONDecoder().decode([String].self, from: Data(try row.string("build_env").utf8))) ?? []
+        // Most jobs have neither labels nor a recorded environment yet, and a JSONDecoder costs more than the rest of the row.
+        let environment = try row.string("build_env")
+        info.environment = environment == "[]" ? [] : (try? JSONDecoder().decode([String].self, from: Data(environment.utf8))) ?? []
         info.submittedBy = try row.string("submitted_by")
-        let labels = (try? JSONDecoder().decode([String: String].self, from: Data(try row.string("labels").utf8))) ?? [:]
+        let labelsText = try row.string("labels")
+        let labels = labelsText == "{}" ? [:] : (try? JSONDecoder().decode([String: String].self, from: Data(labelsText.utf8))) ?? [:]
         info.labels = labels.keys.sorted().map { "\($0)=\(labels[$0]!)" }
         info.artifactName = try row.string("artifact_name")
         info.attempt = UInt32(try row.int("attempts_used"))

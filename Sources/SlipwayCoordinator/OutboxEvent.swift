@@ -63,6 +63,6 @@ struct OutboxEvent: Sendable {
 
     /// The name stored in `events.type`.
     static func name(of type: Slipway_V1_EventType) -> String {
-        topic(for: type).replacingOccurrences(of: ".", with: "_")
+        String(topic(for: type).map { $0 == "." ? "_" : $0 })
     }
 }

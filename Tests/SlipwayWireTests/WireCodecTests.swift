@@ -31,6 +31,17 @@ struct WireCodecTests {
         #expect((try decoded.anyBody()) as? Slipway_V1_PieceData == body)
     }
 
+    @Test("message ids: 32 lowercase hex digits, each of the 16 used, none repeated")
+    func messageIDs() {
+        let ids = (0..<2_000).map { _ in WireMessage.newMessageID() }
+        #expect(Set(ids).count == ids.count)
+        #expect(ids.allSatisfy { $0.utf8.count == 32 && $0.utf8.allSatisfy { (48...57).contains($0) || (97...102).contains($0) } })
+        // A wrong digit table would leave some digit out (or put a letter past f in).
+        #expect(Set(ids.joined()) == Set("0123456789abcdef"))
+        // Both halves are random: the first and last 16 digits differ across ids.
+        #expect(Set(ids.map { $0.prefix(16) }).count == ids.count && Set(ids.map { $0.suffix(16) }).count == ids.count)
+    }
+
     @Test("ROUTER framing: routing id first, then the message")
     func routed() throws {
         let frames = codec.encode(sampleMessage(), to: Array("peer-7".utf8))
