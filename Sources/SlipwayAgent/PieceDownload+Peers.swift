@@ -69,6 +69,7 @@ extension PieceDownload {
     func disconnect(_ machine: String, picker: inout PiecePicker) {
         requests.disconnect(machine, picker: &picker)
         connections.removeValue(forKey: .peer(machine))?.close()
+        outstanding.forget(.peer(machine))
     }
 
     /// Any answer from `machine` shows it alive (``PieceRequests/heard(from:piece:now:)``),

@@ -55,7 +55,7 @@ extension PieceDownload {
                 if choke.choked {
                     SlipwayMetrics.choke("received")
                     // In reply to a request: that one was not taken. Others it took are still coming.
-                    let refused = requestIDs.removeValue(forKey: message.envelope.inReplyTo)
+                    let refused = outstanding.settle(message.envelope.inReplyTo, from: source)
                     requests.choked(by: machine, refused: refused, now: clock(now), picker: &picker)
                 } else {
                     requests.unchoked(by: machine, picker: &picker)
@@ -65,7 +65,7 @@ extension PieceDownload {
                 // The store could not serve a request (busy, or it lacks the piece): the piece
                 // goes back to missing, and the store rests as if it had choked this download,
                 // rather than being asked again at once or waited on until the request times out.
-                guard var picker, let refused = requestIDs[message.envelope.inReplyTo] else { continue }
+                guard var picker, let refused = outstanding.piece(answering: message.envelope.inReplyTo, from: .seed) else { continue }
                 dropAssembly(of: refused, from: .seed)
                 restStore(refusing: message.envelope.inReplyTo, picker: &picker, now: now)
                 self.picker = picker
@@ -75,7 +75,7 @@ extension PieceDownload {
             case .errorReply:
                 guard case .peer(let machine) = source, var picker else { continue }
                 let code = (try? message.body(as: Slipway_V1_ErrorReply.self))?.code
-                if code == .busy, let piece = requestIDs.removeValue(forKey: message.envelope.inReplyTo) {
+                if code == .busy, let piece = outstanding.settle(message.envelope.inReplyTo, from: source) {
                     // Its upload is taken, or a piece it was passing on stopped arriving: ask
                     // another holder; it is back with the next peer list.
                     dropAssembly(of: piece, from: source)
@@ -87,6 +87,7 @@ extension PieceDownload {
                 requests.notHeld(by: machine, picker: &picker)
                 self.picker = picker
                 connections.removeValue(forKey: source)?.close()
+                outstanding.forget(source)
                 return
             default:
                 rejected += 1
@@ -98,7 +99,7 @@ extension PieceDownload {
     /// The store turned this download away (a choke, or an error answering
     /// `requestID`): ``PieceRequests/storeRested(refused:now:picker:)``.
     func restStore(refusing requestID: String, picker: inout PiecePicker, now: ContinuousClock.Instant) {
-        requests.storeRested(refused: requestIDs.removeValue(forKey: requestID), now: clock(now), picker: &picker)
+        requests.storeRested(refused: outstanding.settle(requestID, from: .seed), now: clock(now), picker: &picker)
     }
 
     func accept(manifest message: WireMessage) throws {
@@ -137,14 +138,14 @@ extension PieceDownload {
         let index = Int(header.index)
         var valid = true, reason = "it does not match its manifest digest"
         if header.blocks {
-            switch try take(run: header, payload: message.payload ?? [], from: source, asked: requestIDs[message.envelope.inReplyTo],
+            switch try take(run: header, payload: message.payload ?? [], from: source, asked: outstanding.piece(answering: message.envelope.inReplyTo, from: source),
                             held: picker.held.contains(index)) {
             case .more: return
             case .complete: break
             case .corrupt(let why): (valid, reason) = (false, why)
             }
         }
-        let asked = requestIDs.removeValue(forKey: message.envelope.inReplyTo)
+        let asked = outstanding.settle(message.envelope.inReplyTo, from: source)
         requests.arrived(index, from: source, asked: asked, now: clock(.now), picker: &picker)
         if !header.blocks, !picker.held.contains(index), (0..<picker.pieceCount).contains(index) {
             do {
@@ -169,6 +170,7 @@ extension PieceDownload {
                     "digest": "\(digest)", "peer": "\(machine)", "piece": "\(index)", "reason": "\(reason)"])
                 requests.banned(machine)
                 connections.removeValue(forKey: source)?.close()
+                outstanding.forget(source)
             } else {
                 logger.error("the regional store served a corrupt piece", metadata: [
                     "digest": "\(digest)", "piece": "\(index)", "reason": "\(reason)"])

@@ -65,8 +65,8 @@ final class PieceDownload {
     var requests: PieceRequests
     /// Pieces arriving in runs of blocks, one per source at a time (a source sends its pieces in order).
     var assemblies: [PieceSource: BlockAssembly] = [:]
-    /// Request message id → piece, to match "busy" answers.
-    var requestIDs: [String: Int] = [:]
+    /// The piece requests in flight, to match their answers.
+    var outstanding = OutstandingRequests()
     var manifestAskedAt: ContinuousClock.Instant?
     let startedAt: ContinuousClock.Instant
     var requestedBytes: UInt64 = 0
@@ -192,13 +192,16 @@ final class PieceDownload {
                 logger.info("piece request slow; asking elsewhere", metadata: [
                     "digest": "\(digest)", "piece": "\(piece)", "source": "peer \(machine)", "after": "\(after)s"])
             case .timedOut(let piece, let source):
-                requestIDs = requestIDs.filter { $0.value != piece }
+                outstanding.forget(piece: piece, askedOf: source)
                 dropAssembly(of: piece, from: source)
                 logger.info("piece request timed out", metadata: ["digest": "\(digest)", "piece": "\(piece)", "source": "\(source)"])
             case .peerTimedOut(let machine, let pieces):
                 logger.info("piece request timed out", metadata: ["digest": "\(digest)", "pieces": "\(pieces)", "source": "peer \(machine)"])
             }
-            if let machine = expiry.dropped { connections.removeValue(forKey: .peer(machine))?.close() }
+            if let machine = expiry.dropped {
+                connections.removeValue(forKey: .peer(machine))?.close()
+                outstanding.forget(.peer(machine))
+            }
         }
         tellInterest(picker, now: now)
         if maxBytesPerSecond > 0 {
@@ -217,7 +220,7 @@ final class PieceDownload {
                 let wire = WireMessage(message, sender: sender)
                 _ = try connection(request.source).send(codec.encode(wire), wait: .never)
                 requests.asked(request.piece, of: request.source, now: clock(now))
-                requestIDs[wire.envelope.messageID] = request.piece
+                outstanding.record(wire.envelope.messageID, piece: request.piece, source: request.source)
                 requestedBytes += UInt64(Manifest.pieceLength(manifest!, index: request.piece))
             } catch {
                 picker.failed(request.piece, from: request.source)
@@ -231,6 +234,7 @@ final class PieceDownload {
         for socket in connections.values { socket.close() }
         connections = [:]
         assemblies = [:]
+        outstanding = OutstandingRequests()
     }
 
     func connection(_ source: PieceSource) throws -> ZMQSocket {

@@ -47,7 +47,7 @@ struct StoreRefusalTests {
             for (source, _) in download.sockets { try download.receive(from: source, now: ContinuousClock.now) }
             if let refused, refusedAt == nil, download.requests.sent[refused] == nil {
                 refusedAt = ContinuousClock.now
-                sentBefore = Set(download.requestIDs.keys)
+                sentBefore = download.outstanding.ids
                 #expect(download.picker?.seedChoked == true, "the store rests after its refusal")
             }
             while let (peer, message) = try codec.receiveRouted(from: seed, wait: .never, maxFrames: 4, dropped: { _ in }) {
