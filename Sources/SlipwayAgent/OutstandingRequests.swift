@@ -1,7 +1,9 @@
 /// A download's piece requests in flight, by message id: the piece each asked
 /// for and the source it was asked of. An answer counts only when it comes from
 /// that source, and a request is forgotten once it is answered, times out or
-/// loses its connection, so the table holds the requests in flight and no more.
+/// loses its connection. What else stays is bounded by the download: a request
+/// to a slow peer that has spoken since (so it no longer times out) stays until
+/// that peer's connection closes or the download ends.
 struct OutstandingRequests {
     struct Request: Equatable {
         let piece: Int
