@@ -2,14 +2,16 @@
 public enum Hex {
     /// `bytes` as lowercase hex, two digits each.
     public static func encode(_ bytes: some Sequence<UInt8>) -> String {
-        let digits = Array("0123456789abcdef".utf8)
         var out: [UInt8] = []
+        out.reserveCapacity(bytes.underestimatedCount * 2)
         for byte in bytes {
             out.append(digits[Int(byte >> 4)])
             out.append(digits[Int(byte & 0x0F)])
         }
         return String(decoding: out, as: UTF8.self)
     }
+
+    private static let digits = Array("0123456789abcdef".utf8)
 
     /// The bytes `text` spells (upper or lower case), or nil if it is not an even number of hex digits.
     public static func decode(_ text: some StringProtocol) -> [UInt8]? {

@@ -1,3 +1,4 @@
+import SlipwayCore
 public import SlipwayProto
 #if canImport(Glibc)
 import Glibc
@@ -64,15 +65,8 @@ public struct WireMessage: Sendable {
     /// A random 128-bit id as 32 hex characters.
     public static func newMessageID() -> String {
         var generator = SystemRandomNumberGenerator()
-        let high = generator.next() as UInt64, low = generator.next() as UInt64
-        // Every message the coordinator sends gets one: written straight into the string's storage.
-        return String(unsafeUninitializedCapacity: 32) { buffer in
-            for index in 0..<32 {
-                let value = UInt8(truncatingIfNeeded: (index < 16 ? high : low) >> UInt64(60 - 4 * (index % 16))) & 0xF
-                buffer[index] = value < 10 ? UInt8(ascii: "0") + value : UInt8(ascii: "a") + value - 10
-            }
-            return 32
-        }
+        let words = (generator.next() as UInt64, generator.next() as UInt64)
+        return withUnsafeBytes(of: words) { Hex.encode($0) }
     }
 
     /// Microseconds since the Unix epoch from the real-time clock.
