@@ -68,8 +68,7 @@ extension PieceDownload {
     /// Closes the connection to `machine` and forgets what was asked over it (``PieceRequests/disconnect(_:picker:)``).
     func disconnect(_ machine: String, picker: inout PiecePicker) {
         requests.disconnect(machine, picker: &picker)
-        connections.removeValue(forKey: .peer(machine))?.close()
-        outstanding.forget(.peer(machine))
+        closeConnection(.peer(machine))
     }
 
     /// Any answer from `machine` shows it alive (``PieceRequests/heard(from:piece:now:)``),

@@ -86,8 +86,7 @@ extension PieceDownload {
                 // "Not here": its piece set changed (it restarted, or collected the artifact).
                 requests.notHeld(by: machine, picker: &picker)
                 self.picker = picker
-                connections.removeValue(forKey: source)?.close()
-                outstanding.forget(source)
+                closeConnection(source)
                 return
             default:
                 rejected += 1
@@ -169,8 +168,7 @@ extension PieceDownload {
                 logger.warning("peer served a corrupt piece; banned for this artifact", metadata: [
                     "digest": "\(digest)", "peer": "\(machine)", "piece": "\(index)", "reason": "\(reason)"])
                 requests.banned(machine)
-                connections.removeValue(forKey: source)?.close()
-                outstanding.forget(source)
+                closeConnection(source)
             } else {
                 logger.error("the regional store served a corrupt piece", metadata: [
                     "digest": "\(digest)", "piece": "\(index)", "reason": "\(reason)"])

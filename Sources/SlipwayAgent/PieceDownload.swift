@@ -175,7 +175,7 @@ final class PieceDownload {
         guard var picker else {
             if manifestAskedAt.map({ now - $0 >= .seconds(3) }) ?? true {
                 // A fresh socket each time: a request lost to a restarting store is not waited on forever.
-                connections.removeValue(forKey: .seed)?.close()
+                closeConnection(.seed)
                 var request = Slipway_V1_ManifestRequest()
                 request.digest = digest
                 _ = try connection(.seed).send(codec.encode(WireMessage(request, sender: sender)), wait: .never)
@@ -198,10 +198,7 @@ final class PieceDownload {
             case .peerTimedOut(let machine, let pieces):
                 logger.info("piece request timed out", metadata: ["digest": "\(digest)", "pieces": "\(pieces)", "source": "peer \(machine)"])
             }
-            if let machine = expiry.dropped {
-                connections.removeValue(forKey: .peer(machine))?.close()
-                outstanding.forget(.peer(machine))
-            }
+            if let machine = expiry.dropped { closeConnection(.peer(machine)) }
         }
         tellInterest(picker, now: now)
         if maxBytesPerSecond > 0 {
@@ -235,6 +232,12 @@ final class PieceDownload {
         connections = [:]
         assemblies = [:]
         outstanding = OutstandingRequests()
+    }
+
+    /// Closes the connection to `source`; what was asked over it will not be answered.
+    func closeConnection(_ source: PieceSource) {
+        connections.removeValue(forKey: source)?.close()
+        outstanding.forget(source)
     }
 
     func connection(_ source: PieceSource) throws -> ZMQSocket {
