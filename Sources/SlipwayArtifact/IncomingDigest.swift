@@ -14,9 +14,10 @@ import Glibc
 /// Pieces are hashed in order. One that lands ahead of the next in line is kept
 /// in memory while the kept bytes stay under ``memoryLimit``, else read back from
 /// the store's folder (most often from the page cache) when its turn comes.
-/// Each piece is made durable (`fsync`) on the queue right after it is hashed,
-/// while later pieces still travel; when the last one is done the queue compares
-/// the digest, so the owner's commit is left only the renames. (One `syncfs` at
+/// Each piece is made durable (`fsync`) on the queue as it lands, whatever its
+/// turn to be hashed, while later pieces still travel; once the last one lands the
+/// queue is left the hashing of pieces that waited behind a hole and the digest
+/// comparison, so the owner's commit is left only the renames. (One `syncfs` at
 /// the end was tried: it also writes whatever every other process left dirty on
 /// the file system, and made commits slow and unpredictable on a shared disk.)
 final class IncomingDigest: Sendable {
@@ -86,7 +87,14 @@ final class IncomingDigest: Sendable {
             }
             return true
         }
-        if fresh { queue.async { self.advance() } }
+        guard fresh else { return }
+        queue.async {
+            // Made durable as it lands, not when its turn to be hashed comes: pieces land
+            // out of order, and syncing them in order left every piece past the last hole
+            // to be synced after the last one landed.
+            if let error = self.sync(index) { return self.fail(error) }
+            self.advance()
+        }
     }
 
     /// Blocks until every piece landed so far is hashed, then tells where it stands.
@@ -108,7 +116,6 @@ final class IncomingDigest: Sendable {
                     return fail(ArtifactError(.io, "piece \(index) of \(digest) vanished before it was hashed"))
                 }
                 running.hash.update(data: bytes)
-                if let error = sync(index) { return fail(error) }
                 running.next += 1
             }
             guard running.next == pieceCount, case .hashing = state else { return }
