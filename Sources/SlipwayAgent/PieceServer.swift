@@ -357,6 +357,7 @@ final class PieceServer {
     /// full pipe left its asker waiting out its 30 s request timeout (measured: several
     /// per agent per download once peers heard of pieces as they arrived).
     private func reply(_ peer: [UInt8], to request: WireMessage, error code: Slipway_V1_ErrorCode, _ text: String) {
+        if code == .busy { SlipwayMetrics.busy(server: "agent") }
         let error = Slipway_V1_ErrorReply(code, text)
         _ = unsent.send(codec.encode(WireMessage(error, sender: sender, inReplyTo: request.envelope.messageID), to: peer), to: peer, on: socket)
     }
