@@ -34,7 +34,7 @@ struct DistributionBench: AsyncParsableCommand {
     @Option(help: "Piece size of the BitTorrent baseline in KiB (its best here: 256).") var btPieceKib = 256
     @Option(help: "Scratch folder (needs about 2 × (agents + 2) × the artifact size).") var directory: String?
     @Option(help: "Keep the region's and agents' logs in this folder.") var logs: String?
-    @Flag(help: "Agents log every piece (with --logs: a timeline per agent).") var verbose = false
+    @Flag(help: "Agents log every piece and store request, the store every agent request, slot and piece sent (with --logs: a timeline per agent and one of the store).") var verbose = false
     @Option(help: "Peers each agent uploads to at once (--upload-slots; 0: every asker at once; unset: the agent's default).") var uploadSlots: Int?
     @Option(help: "Agents the store sends to at once (the region's --store-upload-slots; 0: every asker at once; unset: its default).") var storeSlots: Int?
 
@@ -170,7 +170,7 @@ struct DistributionBench: AsyncParsableCommand {
                       "--store-dir", store.path, "--store", "tcp://\(storeHost):7710",
                       "--tracker", "tcp://\(storeHost):7720", "--targets", "tcp://\(storeHost):7721",
                       "--coordinator-intake", unused(), "--coordinator-events", unused(),
-                      "--coordinator-snapshot", unused(), "--log-level", "warning"] + (curve ? keys.regionFlags : ["--insecure"])
+                      "--coordinator-snapshot", unused(), "--log-level", verbose ? "debug" : "warning"] + (curve ? keys.regionFlags : ["--insecure"])
         // The store-only baseline is every agent fetching from the store at once, as before slots.
         if let storeSlots = storeSlots ?? (mode == "seed" ? 0 : nil) { region += ["--store-upload-slots", "\(storeSlots)"] }
         processes.append(try launchLogged(region, log: run.appendingPathComponent("region.log")))

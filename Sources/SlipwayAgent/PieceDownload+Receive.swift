@@ -38,6 +38,7 @@ extension PieceDownload {
                     continue
                 }
                 // The store's upload slots: wait for its unchoke, then ask afresh; peers meanwhile.
+                logger.debug("store slot", metadata: ["digest": "\(digest)", "choked": "\(choke.choked)", "seconds": "\(clock(now))"])
                 if choke.choked {
                     storeChokes += 1
                     SlipwayMetrics.choke("received")

@@ -217,6 +217,10 @@ final class PieceDownload {
                 let wire = WireMessage(message, sender: sender)
                 _ = try connection(request.source).send(codec.encode(wire), wait: .never)
                 requests.asked(request.piece, of: request.source, now: clock(now))
+                if request.source == .seed {
+                    logger.debug("store asked", metadata: ["digest": "\(digest)", "piece": "\(request.piece)",
+                                                           "choices": "\(request.alternatives.count)", "seconds": "\(clock(now))"])
+                }
                 outstanding.record(wire.envelope.messageID, piece: request.piece, source: request.source)
                 requestedBytes += UInt64(Manifest.pieceLength(manifest!, index: request.piece))
             } catch {

@@ -67,6 +67,7 @@ public final class StoreServer: ServingLoop {
     private var rejections = RejectionLog(daemon: "region", socket: "store")
     private var owed = PieceQueue()
     private var sendCounts = PieceSendCounts()
+    private var timeline: StoreTimeline
     /// Which agents that heed `PieceChoke` are sent pieces now (``Settings/uploadSlots``),
     /// and the artifact each asked for last, for its `PieceChoke`s.
     private var slots: UploadSlots<[UInt8]>
@@ -91,6 +92,7 @@ public final class StoreServer: ServingLoop {
         self.logger = logger
         self.stop = stop
         self.slots = UploadSlots(slots: config.uploadSlots)
+        self.timeline = StoreTimeline(logger: logger)
         self.context = try ZMQContext()
         do {
             self.store = try BlobStore(root: URL(fileURLWithPath: config.path))
@@ -196,11 +198,15 @@ public final class StoreServer: ServingLoop {
             let end = min(manifest.pieceSha256.count, first + Int(min(request.count, 64)))
             guard first < end else { return reply(peer, to: message.envelope.messageID, error: "no pieces in the requested range", code: .invalidArgument) }
             var pieces = first..<end
+            timeline.heard(peer, as: message.envelope.sender)
             awaitingNext.remove(peer)
             if config.uploadSlots > 0, request.heedsChoke, pieces.count == 1 {
                 let (taken, notices) = slots.request(from: peer, digest: request.digest, now: .now)
                 // The answer to this request: it was not taken; the agent waits for an unchoke and asks afresh.
-                guard taken else { return choke(peer, digest: request.digest, choked: true, inReplyTo: message) }
+                guard taken else {
+                    timeline.requested(peer, piece: first, chosen: nil, taken: false)
+                    return choke(peer, digest: request.digest, choked: true, inReplyTo: message)
+                }
                 apply(notices)
             }
             let offered = pieces.count == 1 && !request.alternatives.isEmpty
@@ -217,7 +223,10 @@ public final class StoreServer: ServingLoop {
                 return reply(peer, to: message.envelope.messageID, error: "\(owed.perPeer) pieces already wait for you; ask again when they have arrived", code: .busy)
             }
             // Only pieces agents let the store choose are counted: a replica's pieces leave the region.
-            if offered { sendCounts.count(request.digest, piece: pieces.lowerBound) }
+            if offered {
+                sendCounts.count(request.digest, piece: pieces.lowerBound)
+                timeline.requested(peer, piece: first, chosen: pieces.lowerBound, taken: true)
+            }
             sendOwedPieces()
         default:
             reply(peer, to: message.envelope.messageID, error: "the store does not handle \(message.type)", code: .unsupported)
@@ -260,6 +269,7 @@ public final class StoreServer: ServingLoop {
                     continue
                 }
                 owed.sent(to: peer, now: now)
+                timeline.sent(peer, piece: entry.index)
                 slots.answered(peer, now: now)
                 if config.uploadSlots > 0, slots.heeding[peer] != nil { awaitingNext.insert(peer) }
                 loaded[peer] = nil
@@ -294,7 +304,10 @@ public final class StoreServer: ServingLoop {
 
     /// Sends the slots' decisions.
     private func apply(_ notices: [UploadSlots<[UInt8]>.Notice]) {
-        for notice in notices { choke(notice.peer, digest: notice.digest, choked: notice.choked) }
+        for notice in notices {
+            timeline.slot(notice.peer, choked: notice.choked)
+            choke(notice.peer, digest: notice.digest, choked: notice.choked)
+        }
     }
 
     private func choke(_ peer: [UInt8], digest: String, choked: Bool, inReplyTo request: WireMessage? = nil) {
