@@ -34,7 +34,7 @@ extension BlobStore {
     /// Writes `bytes` under a temporary name in `tmp/` and renames the file into place,
     /// with system calls only (one piece file is written for every piece an agent or
     /// store receives). `sync`: made durable before the rename (manifests, names);
-    /// pieces are not, ``IncomingDigest`` syncs each after hashing it.
+    /// pieces are not, ``IncomingDigest`` syncs each as it lands.
     func writeAtomically(_ bytes: [UInt8], to destination: String, sync: Bool) throws {
         var temporary: String
         var descriptor: Int32

@@ -17,7 +17,7 @@ import Glibc
 /// Every piece is verified against the manifest before it is written, and is
 /// written to a temporary name and renamed. The whole-artifact digest is built
 /// on a queue of its own as pieces land (``IncomingDigest``), which also makes
-/// each piece durable after hashing it; commit then renames the
+/// each piece durable as it lands, before hashing it; commit then renames the
 /// incoming folder into `artifacts/`. A crash at any point leaves either nothing
 /// or a complete artifact visible, and an interrupted transfer resumes from the
 /// pieces already on disk, each checked again when the transfer is taken up by
@@ -175,7 +175,7 @@ public final class BlobStore {
         let transfer = try takeUp(digest)
         // A piece sent twice (a retried upload, two peers) is written and hashed once.
         guard !transfer.has(index) else { return }
-        // Not synced here: the digest's queue syncs each piece after hashing it, off this thread.
+        // Not synced here: the digest's queue syncs each piece as it lands, off this thread.
         try writeAtomically(bytes, to: piecePath(stagingPath(digest), index), sync: false)
         transfer.landed(index, bytes: bytes)
     }

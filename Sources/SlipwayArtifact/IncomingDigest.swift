@@ -30,7 +30,7 @@ final class IncomingDigest: Sendable {
     }
 
     private struct Landed {
-        /// Pieces landed and not hashed yet; nil bytes mean "read it back".
+        /// Pieces landed and synced, not hashed yet; nil bytes mean "read it back".
         var waiting: [Int: [UInt8]?] = [:]
         var seen: Set<Int> = []
         /// Every piece below this has landed.
@@ -74,25 +74,27 @@ final class IncomingDigest: Sendable {
     /// Takes in piece `index`, verified and written: hashed now if it is next, else
     /// when its turn comes. Without `bytes` it is read back from its file then.
     func landed(_ index: Int, bytes: [UInt8]?) {
-        let fresh = landed.withLock { shared -> Bool in
-            guard shared.seen.insert(index).inserted else { return false }
+        // Whether to keep its bytes is decided now, so the bound holds while syncs queue up.
+        let (fresh, kept) = landed.withLock { shared -> (Bool, [UInt8]?) in
+            guard shared.seen.insert(index).inserted else { return (false, nil) }
             while shared.seen.contains(shared.contiguous) { shared.contiguous += 1 }
             // After a failure nothing is hashed any more: keep no bytes for it.
-            guard case .hashing = shared.state else { return false }
-            if let bytes, shared.keptBytes + bytes.count <= memoryLimit {
-                shared.waiting[index] = bytes
-                shared.keptBytes += bytes.count
-            } else {
-                shared.waiting[index] = .some(nil)
-            }
-            return true
+            guard case .hashing = shared.state else { return (false, nil) }
+            guard let bytes, shared.keptBytes + bytes.count <= memoryLimit else { return (true, nil) }
+            shared.keptBytes += bytes.count
+            return (true, bytes)
         }
         guard fresh else { return }
         queue.async {
             // Made durable as it lands, not when its turn to be hashed comes: pieces land
             // out of order, and syncing them in order left every piece past the last hole
-            // to be synced after the last one landed.
-            if let error = self.sync(index) { return self.fail(error) }
+            // to be synced after the last one landed. A piece waits to be hashed only once
+            // it is synced, so `.verified` still means every piece is on stable storage.
+            if case .hashing = self.state, let error = self.sync(index) { return self.fail(error) }
+            self.landed.withLock { shared in
+                guard case .hashing = shared.state else { return }
+                shared.waiting[index] = .some(kept)
+            }
             self.advance()
         }
     }

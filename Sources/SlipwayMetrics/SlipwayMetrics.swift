@@ -94,7 +94,7 @@ public enum SlipwayMetrics {
         Counter(label: "slipway_agent_chokes_total", dimensions: [("direction", direction)]).increment()
     }
 
-    /// Requests a server answered `busy` because the asker's queue was full, by server.
+    /// Piece requests a server answered `busy` (the asker's queue was full, or, at an agent, it uploads to others or the piece stopped arriving), by server.
     public static func busy(server: String) {
         Counter(label: "slipway_busy_replies_total", dimensions: [("server", server)]).increment()
     }

@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import SlipwayCore
 
 /// The store's side of a distribution at debug level: each agent's piece
 /// request, each slot handed out or taken back, and each piece handed to its
@@ -18,18 +19,31 @@ struct StoreTimeline {
 
     var isOn: Bool { logger.logLevel <= .debug }
 
-    /// `peer` called itself `name` in a message.
-    mutating func heard(_ peer: [UInt8], as name: String) {
-        guard isOn, names[peer] != name else { return }
-        if names.count >= Self.maxNames { names.removeAll() }
-        names[peer] = name
+    /// How a request stood with the store's upload slots.
+    enum Slot: String {
+        /// Taken on a slot the asker holds.
+        case taken
+        /// Not taken: the asker waits for a slot.
+        case refused
+        /// Served outside the slots (no slots, an older agent, a replica, several pieces).
+        case none
     }
 
-    func requested(_ peer: [UInt8], piece: Int, chosen: Int?, taken: Bool) {
+    /// `peer` called itself `name` in a message (kept printable and at most 64 characters).
+    mutating func heard(_ peer: [UInt8], as name: String) {
+        guard isOn else { return }
+        let printable = SafeText.printable(name, limit: 64)
+        guard names[peer] != printable else { return }
+        if names.count >= Self.maxNames { names.removeAll() }
+        names[peer] = printable
+    }
+
+    /// `peer` asked for `piece`; `sent` is what was queued for it (nil: nothing, turned away).
+    func requested(_ peer: [UInt8], piece: Int, sent: Int?, slot: Slot) {
         guard isOn else { return }
         logger.debug("store piece request", metadata: [
-            "peer": "\(name(peer))", "asked": "\(piece)", "sent": "\(chosen.map(String.init) ?? "-")",
-            "slot": "\(taken)", "seconds": "\(seconds)"])
+            "peer": "\(name(peer))", "asked": "\(piece)", "sent": "\(sent.map(String.init) ?? "-")",
+            "slot": "\(slot.rawValue)", "seconds": "\(seconds)"])
     }
 
     func slot(_ peer: [UInt8], choked: Bool) {
