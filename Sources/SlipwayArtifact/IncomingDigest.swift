@@ -137,9 +137,16 @@ final class IncomingDigest: Sendable {
     }
 
     private func sync(_ index: Int) -> ArtifactError? {
-        let descriptor = open(pieces.appendingPathComponent("\(index)").path, O_RDONLY | O_CLOEXEC)
+        let path = pieces.appendingPathComponent("\(index)").path
+        let descriptor = open(path, O_RDONLY | O_CLOEXEC)
         guard descriptor >= 0 else { return ArtifactError(.io, "cannot open piece \(index) of \(digest) to sync it: errno \(errno)") }
         defer { close(descriptor) }
-        return fsync(descriptor) == 0 ? nil : ArtifactError(.io, "fsync of piece \(index) of \(digest) failed: errno \(errno)")
+        guard fsync(descriptor) != 0 else { return nil }
+        let code = errno
+        // Linux marks pages whose write-back failed clean, so a later fsync of this file
+        // would succeed with the data never on disk: the file goes, and a transfer taken
+        // up again fetches the piece afresh instead of trusting the page cache's copy.
+        unlink(path)
+        return ArtifactError(.io, "fsync of piece \(index) of \(digest) failed: errno \(code)")
     }
 }
