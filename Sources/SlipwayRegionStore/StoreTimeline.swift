@@ -4,8 +4,9 @@ import SlipwayCore
 
 /// The store's side of a distribution at debug level: each agent's piece
 /// request, each slot handed out or taken back, and each piece handed to its
-/// socket, timed from the store's start, with the asker's name. Agents log the pieces they receive; this is
-/// what the store decided meanwhile (who asked, who waited, who was sent what).
+/// socket, timed from the store's start, with the asker's name. Agents log the
+/// pieces they receive; this is what the store decided meanwhile (who asked,
+/// who waited, who was sent what).
 struct StoreTimeline {
     private let logger: Logger
     private let started = ContinuousClock.now
