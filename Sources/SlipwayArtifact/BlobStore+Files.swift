@@ -68,6 +68,14 @@ extension BlobStore {
         guard fsync(descriptor) == 0 else { throw ArtifactError(.io, "fsync of folder \(url.lastPathComponent) failed: errno \(errno)") }
     }
 
+    /// The most one `write` call hands the kernel. A call of a megabyte or more lets
+    /// the page cache take large folios, and on the development VM (Linux 6.18,
+    /// freed memory reported back to the host) each one is memory the host must
+    /// fault in again: measured with `dd` to a fresh file, 2.0–4.3 s of system time
+    /// per GiB in 1 MiB calls and 10 s in 2 MiB ones, against 0.31–0.34 s in 256 or
+    /// 512 KiB calls. Writing pieces whole took 29 % of a distribution run's CPU.
+    public static let writeChunk = 256 << 10
+
     /// Appends one piece file to `output` inside the kernel (no copy through this
     /// process), or through a buffer where the file systems cannot do that.
     func copy(piece file: URL, length: Int, to output: Int32) throws {
@@ -87,11 +95,12 @@ extension BlobStore {
         }
     }
 
+    /// Writes `bytes` at most ``writeChunk`` per call.
     func write(_ bytes: ArraySlice<UInt8>, to output: Int32) throws {
         try bytes.withUnsafeBytes { buffer in
             var done = 0
             while done < buffer.count {
-                let wrote = Glibc.write(output, buffer.baseAddress! + done, buffer.count - done)
+                let wrote = Glibc.write(output, buffer.baseAddress! + done, min(buffer.count - done, Self.writeChunk))
                 if wrote < 0, errno == EINTR { continue }
                 guard wrote > 0 else { throw ArtifactError(.io, "write failed: errno \(errno)") }
                 done += wrote
