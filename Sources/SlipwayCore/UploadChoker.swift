@@ -133,17 +133,21 @@ public struct UploadChoker<Peer: Hashable & Sendable>: Sendable {
             unchoked[peer] = nil
             actions.append(.choke(peer))
         }
-        // Longest served first, so that turns go round in order.
-        for (peer, slot) in unchoked.sorted(by: { $0.value.grant < $1.value.grant }) where !line.isEmpty {
+        actions += fill(now: now)
+        // Longest served first, so that turns go round in order; only as many make way
+        // as were waiting, so no peer is choked and given its slot back in the same tick.
+        var waiters = line.count
+        for (peer, slot) in unchoked.sorted(by: { $0.value.grant < $1.value.grant }) where waiters > 0 {
             let idle = queued(peer) == 0 && now - slot.active >= idleGrace
             guard idle || now - slot.since >= turn else { continue }
             unchoked[peer] = nil
             actions.append(.choke(peer))
             actions += fill(now: now)
+            waiters -= 1
             // At the back, still as last heard: one that went silent is forgotten in time.
             line.append((peer, slot.heard))
         }
-        return actions + fill(now: now)
+        return actions
     }
 
     private mutating func fill(now: ContinuousClock.Instant) -> [Action] {

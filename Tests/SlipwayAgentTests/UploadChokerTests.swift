@@ -50,10 +50,32 @@ struct UploadChokerTests {
         var choker = UploadChoker<String>(slots: 12, turn: .seconds(4), idleGrace: .seconds(60))
         for peer in peers.reversed() { #expect(choker.interested(peer, now: at(0)) == [.unchoke(peer)]) }
         for waiting in ["x", "y", "z"] { _ = choker.interested(waiting, now: at(1)) }
-        // Every turn is over: each makes way in grant order and waits at the back in that order.
-        #expect(choker.tick(now: at(4_000)) { _ in 1 }.filter { if case .choke = $0 { true } else { false } }
-                == peers.reversed().map { .choke($0) })
-        #expect(choker.waiting == Array(peers.reversed().suffix(3)))
+        // Every turn is over: as many as wait make way, in grant order, and wait at the back in that order.
+        let first = Array(peers.reversed().prefix(3))
+        #expect(choker.tick(now: at(4_000)) { _ in 1 }
+                == [.choke(first[0]), .unchoke("x"), .choke(first[1]), .unchoke("y"), .choke(first[2]), .unchoke("z")])
+        #expect(choker.waiting == first)
+    }
+
+    @Test("a tick chokes no peer it gives a slot back to: with one waiting, one slot holder makes way")
+    func noChokeAndUnchokeInOneTick() {
+        var choker = UploadChoker<String>(slots: 2, turn: .seconds(4), idleGrace: .seconds(60))
+        _ = choker.interested("a", now: at(0))
+        _ = choker.interested("b", now: at(1))
+        _ = choker.interested("c", now: at(2))
+        // Both turns are over and one peer waits: a makes way for c; b keeps its slot.
+        #expect(choker.tick(now: at(4_100)) { _ in 1 } == [.choke("a"), .unchoke("c")])
+        #expect(choker.served == ["b", "c"])
+        #expect(choker.waiting == ["a"])
+        // A slot freed by a forgotten holder goes to the longest waiting, and no one else makes way for it.
+        var forgetting = UploadChoker<String>(slots: 2, turn: .seconds(4), idleGrace: .seconds(60), forgetAfter: .seconds(15))
+        _ = forgetting.interested("a", now: at(0))
+        _ = forgetting.interested("b", now: at(0))
+        _ = forgetting.interested("c", now: at(14_000))
+        _ = forgetting.request(from: "b", now: at(14_000))
+        #expect(forgetting.tick(now: at(15_000)) { _ in 1 } == [.choke("a"), .unchoke("c")])
+        #expect(forgetting.served == ["b", "c"])
+        #expect(forgetting.waiting == [])
     }
 
     @Test("a peer that asks for nothing gives its slot up to one that waits; alone, it keeps it; one with pieces queued keeps it")
