@@ -73,7 +73,8 @@ extension BlobStore {
     /// freed memory reported back to the host) each one is memory the host must
     /// fault in again: measured with `dd` to a fresh file, 2.0–4.3 s of system time
     /// per GiB in 1 MiB calls and 10 s in 2 MiB ones, against 0.31–0.34 s in 256 or
-    /// 512 KiB calls. Writing pieces whole took 29 % of a distribution run's CPU.
+    /// 512 KiB calls. Replication, writing pieces of up to 4 MiB whole, was 2.7–3.3 ×
+    /// slower for it (docs/benchmarks.md).
     public static let writeChunk = 256 << 10
 
     /// Appends one piece file to `output` inside the kernel (no copy through this

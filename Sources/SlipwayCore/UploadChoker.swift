@@ -122,7 +122,8 @@ public struct UploadChoker<Peer: Hashable & Sendable>: Sendable {
 
     /// Hands slots on: a peer whose turn is over, or with nothing queued that asks
     /// for nothing, makes way for the longest waiting; peers not heard from lately
-    /// are forgotten, and their slots given to others.
+    /// are forgotten, and their slots given to others. At most as many make way as
+    /// wait, idle ones first, so no peer is choked and unchoked in the same tick.
     /// - Parameter queued: pieces waiting to be sent to a peer.
     public mutating func tick(now: ContinuousClock.Instant, queued: (Peer) -> Int) -> [Action] {
         line.removeAll { now - $0.heard >= forgetAfter }
@@ -133,13 +134,20 @@ public struct UploadChoker<Peer: Hashable & Sendable>: Sendable {
             unchoked[peer] = nil
             actions.append(.choke(peer))
         }
+        guard !line.isEmpty else { return actions }
+        // Due to make way: idle holders first (they lose nothing), then the longest served,
+        // so that turns go round in order. Listed before this tick grants anything.
+        let due = unchoked.map { (peer: $0.key, slot: $0.value, idle: queued($0.key) == 0 && now - $0.value.active >= idleGrace) }
+            .filter { $0.idle || now - $0.slot.since >= turn }
+            .sorted { ($0.idle ? 0 : 1, $0.slot.grant) < ($1.idle ? 0 : 1, $1.slot.grant) }
         actions += fill(now: now)
-        // Longest served first, so that turns go round in order; only as many make way
-        // as were waiting, so no peer is choked and given its slot back in the same tick.
+        guard !line.isEmpty else { return actions }
+        // Only as many make way as wait. One passed over makes way on a later tick, perhaps for
+        // a peer that made way on this one. Measured: restarting its turn instead made the
+        // simulator's p50 worse (seeds 1-6 of the 16-agent bench: 1.17-1.24 against 1.16-1.20).
         var waiters = line.count
-        for (peer, slot) in unchoked.sorted(by: { $0.value.grant < $1.value.grant }) where waiters > 0 {
-            let idle = queued(peer) == 0 && now - slot.active >= idleGrace
-            guard idle || now - slot.since >= turn else { continue }
+        for (peer, slot, _) in due {
+            guard waiters > 0 else { break }
             unchoked[peer] = nil
             actions.append(.choke(peer))
             actions += fill(now: now)

@@ -67,6 +67,9 @@ struct UploadChokerTests {
         #expect(choker.tick(now: at(4_100)) { _ in 1 } == [.choke("a"), .unchoke("c")])
         #expect(choker.served == ["b", "c"])
         #expect(choker.waiting == ["a"])
+        // b's turn is over too: it makes way on the next tick, for a (its turn is not restarted).
+        #expect(choker.tick(now: at(4_150)) { _ in 1 } == [.choke("b"), .unchoke("a")])
+        #expect(choker.waiting == ["b"])
         // A slot freed by a forgotten holder goes to the longest waiting, and no one else makes way for it.
         var forgetting = UploadChoker<String>(slots: 2, turn: .seconds(4), idleGrace: .seconds(60), forgetAfter: .seconds(15))
         _ = forgetting.interested("a", now: at(0))
@@ -89,6 +92,18 @@ struct UploadChokerTests {
         choker.answered("a", now: at(7_000))
         #expect(choker.tick(now: at(7_999)) { _ in 0 } == [])
         #expect(choker.tick(now: at(8_000)) { _ in 0 } == [.choke("a"), .unchoke("b")])
+    }
+
+    @Test("an idle holder makes way before a busy one whose turn is over")
+    func idleMakesWayFirst() {
+        var choker = UploadChoker<String>(slots: 2, turn: .seconds(4), idleGrace: .seconds(1))
+        _ = choker.interested("a", now: at(0))
+        _ = choker.interested("b", now: at(1))
+        _ = choker.interested("c", now: at(2))
+        // a was granted first and is busy; b, granted later, has asked for nothing.
+        #expect(choker.request(from: "a", now: at(4_000)).taken)
+        #expect(choker.tick(now: at(4_100)) { $0 == "a" ? 1 : 0 } == [.choke("b"), .unchoke("c")])
+        #expect(choker.served == ["a", "c"])
     }
 
     @Test("a peer that wants nothing more leaves its slot or its place in line; its slot goes to the longest waiting")
