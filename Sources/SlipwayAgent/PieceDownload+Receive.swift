@@ -162,7 +162,7 @@ extension PieceDownload {
             if source == .seed { fromSeed += 1 } else { fromPeers += 1 }
             SlipwayMetrics.pieceDownloaded(from: source == .seed ? "seed" : "peer")
             logger.debug("piece", metadata: ["digest": "\(digest)", "piece": "\(index)", "source": "\(source)",
-                                             "held": "\(picker.held.count)", "seconds": "\(Self.seconds(.now - startedAt))"])
+                                             "held": "\(picker.held.count)", "seconds": "\((.now - startedAt).inSeconds)"])
         case .rejected:
             rejected += 1
             if case .peer(let machine) = source {

@@ -102,7 +102,7 @@ final class PieceDownload {
         self.peerSecurity = peerSecurity
         self.logger = logger
         self.maxBytesPerSecond = maxBytesPerSecond
-        self.requests = PieceRequests(lengths: [], slowAfter: Self.seconds(slowAfter), timeout: Self.seconds(requestTimeout))
+        self.requests = PieceRequests(lengths: [], slowAfter: slowAfter.inSeconds, timeout: requestTimeout.inSeconds)
         self.seedOnly = seedOnly
         self.machineID = machineID
         self.swarm = [machineID]
@@ -156,7 +156,7 @@ final class PieceDownload {
     }
 
     /// `instant` as ``requests`` keeps time: seconds since the download started.
-    func clock(_ instant: ContinuousClock.Instant) -> Double { Self.seconds(instant - startedAt) }
+    func clock(_ instant: ContinuousClock.Instant) -> Double { (instant - startedAt).inSeconds }
 
     /// Nothing is in flight: every known source is drained, so a fresh peer list is worth asking for now.
     var isIdle: Bool { requests.isIdle }
@@ -202,7 +202,7 @@ final class PieceDownload {
         }
         tellInterest(picker, now: now)
         if maxBytesPerSecond > 0 {
-            let allowed = Double(maxBytesPerSecond) * Self.seconds(now - startedAt) + Double(manifest!.pieceSize)
+            let allowed = Double(maxBytesPerSecond) * (now - startedAt).inSeconds + Double(manifest!.pieceSize)
             guard Double(requestedBytes) < allowed else { return self.picker = picker }
         }
         for request in picker.next(using: &random) {
@@ -263,9 +263,5 @@ final class PieceDownload {
         connections[source] = socket
         if let machine = source.machine { interest.connected(machine) }
         return socket
-    }
-
-    static func seconds(_ duration: Duration) -> Double {
-        Double(duration.components.seconds) + Double(duration.components.attoseconds) / 1e18
     }
 }

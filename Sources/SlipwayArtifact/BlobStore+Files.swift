@@ -48,7 +48,7 @@ extension BlobStore {
         }
         do {
             defer { close(descriptor) }
-            try write(bytes[...], to: descriptor)
+            try Self.write(bytes[...], to: descriptor)
             if sync, fsync(descriptor) != 0 { throw ArtifactError(.io, "fsync before renaming into \(destination.split(separator: "/").last ?? "") failed: errno \(errno)") }
         } catch {
             unlink(temporary)
@@ -75,7 +75,7 @@ extension BlobStore {
     /// per GiB in 1 MiB calls and 10 s in 2 MiB ones, against 0.31–0.34 s in 256 or
     /// 512 KiB calls. Replication, writing pieces of up to 4 MiB whole, was 2.7–3.3 ×
     /// slower for it (docs/benchmarks.md).
-    public static let writeChunk = 256 << 10
+    static let writeChunk = 256 << 10
 
     /// Appends one piece file to `output` inside the kernel (no copy through this
     /// process), or through a buffer where the file systems cannot do that.
@@ -89,15 +89,15 @@ extension BlobStore {
             if copied < 0, errno == EINTR { continue }
             if copied < 0, [EXDEV, ENOSYS, EOPNOTSUPP, EINVAL].contains(errno) {
                 guard let bytes = Self.read(file), bytes.count == length else { throw ArtifactError(.io, "cannot read piece \(file.lastPathComponent)") }
-                return try write(bytes.suffix(Int(left)), to: output)
+                return try Self.write(bytes.suffix(Int(left)), to: output)
             }
             guard copied > 0 else { throw ArtifactError(.io, "piece \(file.lastPathComponent) ended early or could not be copied: errno \(errno)") }
             left -= copied
         }
     }
 
-    /// Writes `bytes` at most ``writeChunk`` per call.
-    func write(_ bytes: ArraySlice<UInt8>, to output: Int32) throws {
+    /// Writes all of `bytes` to the open file `output`, at most ``writeChunk`` per call.
+    public static func write(_ bytes: ArraySlice<UInt8>, to output: Int32) throws {
         try bytes.withUnsafeBytes { buffer in
             var done = 0
             while done < buffer.count {

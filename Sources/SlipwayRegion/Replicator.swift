@@ -303,8 +303,7 @@ final class Replicator: ServingLoop {
         if fetcher.isComplete {
             do {
                 try fetcher.commit()
-                let elapsed = (now - fetcher.startedAt).components
-                let seconds = Double(elapsed.seconds) + Double(elapsed.attoseconds) / 1e18
+                let seconds = (now - fetcher.startedAt).inSeconds
                 logger.info("replica committed", metadata: [
                     "digest": "\(manifest.digest)", "region": "\(config.region)", "bytes": "\(fetcher.bytesReceived)",
                     "seconds": "\(String(format: "%.2f", seconds))"])

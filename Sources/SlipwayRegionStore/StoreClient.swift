@@ -154,9 +154,7 @@ public final class StoreClient {
                 guard index == next, let bytes = message.payload, Manifest.verify(piece: bytes, index: index, of: manifest) else {
                     throw Failure(description: "piece \(index) of \(manifest.digest) failed verification")
                 }
-                for start in stride(from: 0, to: bytes.count, by: BlobStore.writeChunk) {
-                    try out.write(contentsOf: bytes[start..<min(start + BlobStore.writeChunk, bytes.count)])
-                }
+                try BlobStore.write(bytes[...], to: out.fileDescriptor)
                 next += 1
             }
         }

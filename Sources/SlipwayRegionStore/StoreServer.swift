@@ -201,6 +201,7 @@ public final class StoreServer: ServingLoop {
             timeline.heard(peer, as: message.envelope.sender)
             awaitingNext.remove(peer)
             let throughSlots = config.uploadSlots > 0 && request.heedsChoke && pieces.count == 1
+            let standing: StoreTimeline.Slot = throughSlots ? .taken : .none
             if throughSlots {
                 let (taken, notices) = slots.request(from: peer, digest: request.digest, now: .now)
                 // The answer to this request: it was not taken; the agent waits for an unchoke and asks afresh.
@@ -220,13 +221,13 @@ public final class StoreServer: ServingLoop {
             let inBlocks = request.blocks && manifest.blockSize > 0
             let entries = pieces.map { PieceQueue.Entry(requestID: message.envelope.messageID, digest: request.digest, index: $0, inBlocks: inBlocks) }
             guard owed.enqueue(entries, for: peer, now: .now) else {
-                timeline.requested(peer, piece: first, sent: nil, slot: throughSlots ? .taken : .none)
+                timeline.requested(peer, piece: first, sent: nil, slot: standing)
                 SlipwayMetrics.busy(server: "store")
                 return reply(peer, to: message.envelope.messageID, error: "\(owed.perPeer) pieces already wait for you; ask again when they have arrived", code: .busy)
             }
             // Only pieces agents let the store choose are counted: a replica's pieces leave the region.
             if offered { sendCounts.count(request.digest, piece: pieces.lowerBound) }
-            timeline.requested(peer, piece: first, sent: pieces.lowerBound, slot: throughSlots ? .taken : .none)
+            timeline.requested(peer, piece: first, sent: pieces.lowerBound, slot: standing)
             sendOwedPieces()
         default:
             reply(peer, to: message.envelope.messageID, error: "the store does not handle \(message.type)", code: .unsupported)

@@ -58,8 +58,7 @@ struct StoreTimeline {
     }
 
     private var seconds: String {
-        let elapsed = (ContinuousClock.now - started).components
-        return String(format: "%.3f", Double(elapsed.seconds) + Double(elapsed.attoseconds) / 1e18)
+        String(format: "%.3f", (ContinuousClock.now - started).inSeconds)
     }
 
     private func name(_ peer: [UInt8]) -> String { names[peer] ?? "?" }

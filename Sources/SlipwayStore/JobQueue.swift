@@ -261,7 +261,6 @@ public enum JobQueue {
     }
 
     static func seconds(_ duration: Duration) -> String {
-        let (seconds, attoseconds) = duration.components
-        return String(Double(seconds) + Double(attoseconds) / 1e18)
+        String(duration.inSeconds)
     }
 }
