@@ -11,6 +11,8 @@
 #include <stdatomic.h>
 #include <fcntl.h>
 #include <sys/eventfd.h>
+#include <sys/random.h>
+#include <errno.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <arpa/inet.h>
@@ -122,6 +124,18 @@ void slipway_wake_signal(int fd) {
 void slipway_wake_clear(int fd) {
     uint64_t count;
     (void)!read(fd, &count, sizeof(count));
+}
+
+int slipway_random_bytes(void *buffer, unsigned long length) {
+    unsigned char *next = buffer;
+    while (length > 0) {
+        ssize_t got = getrandom(next, length, 0);
+        if (got < 0 && errno == EINTR) continue;
+        if (got <= 0) return -1;
+        next += got;
+        length -= (unsigned long)got;
+    }
+    return 0;
 }
 
 long long slipway_copy_file_range(int in, int out, long long length) {

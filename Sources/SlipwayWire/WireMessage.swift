@@ -62,10 +62,9 @@ public struct WireMessage: Sendable {
         try WireRegistry.decodeBody(envelope.body, type: envelope.type)
     }
 
-    /// A random 128-bit id as 32 hex characters.
+    /// A random 128-bit id as 32 hex characters (kernel randomness, ``RandomPool``).
     public static func newMessageID() -> String {
-        var generator = SystemRandomNumberGenerator()
-        let words = (generator.next() as UInt64, generator.next() as UInt64)
+        let words = RandomPool.next128()
         return withUnsafeBytes(of: words) { Hex.encode($0) }
     }
 

@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 import SlipwayProto
 import SlipwayWire
 import Testing
@@ -40,6 +41,19 @@ struct WireCodecTests {
         #expect(Set(ids.joined()) == Set("0123456789abcdef"))
         // Both halves are random: the first and last 16 digits differ across ids.
         #expect(Set(ids.map { $0.prefix(16) }).count == ids.count && Set(ids.map { $0.suffix(16) }).count == ids.count)
+    }
+
+    @Test("message ids drawn by several threads at once never repeat (the ids come from one shared page of randomness)")
+    func messageIDsAcrossThreads() {
+        let perThread = 3_000
+        let ids = Mutex<[String]>([])
+        DispatchQueue.concurrentPerform(iterations: 4) { _ in
+            let mine = (0..<perThread).map { _ in WireMessage.newMessageID() }
+            ids.withLock { $0 += mine }
+        }
+        let all = ids.withLock { $0 }
+        #expect(all.count == 4 * perThread)
+        #expect(Set(all).count == all.count)
     }
 
     @Test("ROUTER framing: routing id first, then the message")

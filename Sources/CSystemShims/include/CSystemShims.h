@@ -26,6 +26,11 @@ int slipway_socket_identity(int fd, int *local_port, char *peer, int peer_capaci
    of `in`, or -1 with errno set. */
 long long slipway_copy_file_range(int in, int out, long long length);
 
+/* Fills `buffer` with `length` bytes from the kernel's random source
+   (getrandom(2), blocking only until it is first seeded at boot). Returns 0,
+   or -1 with errno set. */
+int slipway_random_bytes(void *buffer, unsigned long length);
+
 /* Hands memory the allocator keeps but does not use back to the system
    (malloc_trim(0), every arena). */
 int slipway_trim_memory(void);
