@@ -37,12 +37,14 @@ public struct UploadSlots<Peer: Hashable & Sendable>: Sendable {
     public var waiting: [Peer] { choker.waiting }
 
     /// `peer` heeds chokes and is after `digest` now (its greeting, its interest, its request).
+    @_specialize(exported: true, where Peer == [UInt8])
     public mutating func heed(_ peer: Peer, digest: String) {
         heeding[peer] = digest
     }
 
     /// `peer` asked for a piece of `digest`: taken if it holds a slot; if not,
     /// the caller answers the request itself with a choke (in reply to it).
+    @_specialize(exported: true, where Peer == [UInt8])
     public mutating func request(from peer: Peer, digest: String, now: ContinuousClock.Instant) -> (taken: Bool, notices: [Notice]) {
         heed(peer, digest: digest)
         let (taken, actions) = choker.request(from: peer, now: now)
@@ -50,17 +52,20 @@ public struct UploadSlots<Peer: Hashable & Sendable>: Sendable {
     }
 
     /// `peer` says whether it wants something of `digest` held here.
+    @_specialize(exported: true, where Peer == [UInt8])
     public mutating func interest(_ peer: Peer, digest: String, interested: Bool, now: ContinuousClock.Instant) -> [Notice] {
         heed(peer, digest: digest)
         return notices(interested ? choker.interested(peer, now: now) : choker.notInterested(peer, now: now))
     }
 
     /// A piece queued for `peer` was handed to its socket (or dropped).
+    @_specialize(exported: true, where Peer == [UInt8])
     public mutating func answered(_ peer: Peer, now: ContinuousClock.Instant) {
         choker.answered(peer, now: now)
     }
 
     /// `peer` is gone: its slot goes to the longest waiting.
+    @_specialize(exported: true, where Peer == [UInt8])
     public mutating func gone(_ peer: Peer, now: ContinuousClock.Instant) -> [Notice] {
         let handedOn = notices(choker.gone(peer, now: now))
         heeding[peer] = nil
@@ -70,6 +75,7 @@ public struct UploadSlots<Peer: Hashable & Sendable>: Sendable {
     /// Hands slots on (``UploadChoker/tick(now:queued:)``), and forgets the
     /// artifacts of peers the choker no longer knows once they outnumber what it keeps.
     /// - Parameter queued: pieces waiting to be sent to a peer.
+    @_specialize(exported: true, where Peer == [UInt8])
     public mutating func tick(now: ContinuousClock.Instant, queued: (Peer) -> Int) -> [Notice] {
         let handedOn = notices(choker.tick(now: now, queued: queued))
         if heeding.count > choker.maxWaiting + choker.slots {
