@@ -1,6 +1,7 @@
 /// SplitMix64 (Steele, Lea and Flood, 2014): a small, fast generator whose
 /// sequence follows from its seed alone. For fixed tables (the content
-/// chunker's gear), tests and simulations; never for anything secret.
+/// chunker's gear), tests, simulations and the agent's piece picker
+/// tie-break; never for anything secret.
 public struct SplitMix64: RandomNumberGenerator, Sendable {
     private var state: UInt64
 

@@ -71,7 +71,6 @@ public struct UploadChoker<Peer: Hashable & Sendable>: Sendable {
     /// Measured: telling known peers again where they stand, every 5 s, slowed the
     /// 80 Mbit/s bench from 1.31–1.42 to 1.60–1.72 × bound (a small message ahead
     /// of each slot holder's next piece).
-    @_specialize(exported: true, where Peer == [UInt8])
     public mutating func interested(_ peer: Peer, now: ContinuousClock.Instant) -> [Action] {
         if unchoked[peer] != nil {
             unchoked[peer]!.heard = now
@@ -90,7 +89,6 @@ public struct UploadChoker<Peer: Hashable & Sendable>: Sendable {
     }
 
     /// `peer` asked for a piece. Taken if it holds a slot; else it is told (again) to wait.
-    @_specialize(exported: true, where Peer == [UInt8])
     public mutating func request(from peer: Peer, now: ContinuousClock.Instant) -> (taken: Bool, actions: [Action]) {
         var actions: [Action] = []
         if unchoked[peer] == nil {
@@ -104,13 +102,11 @@ public struct UploadChoker<Peer: Hashable & Sendable>: Sendable {
     }
 
     /// A piece queued for `peer` was handed to its socket (or dropped).
-    @_specialize(exported: true, where Peer == [UInt8])
     public mutating func answered(_ peer: Peer, now: ContinuousClock.Instant) {
         unchoked[peer]?.active = now
     }
 
     /// `peer` wants nothing held here now: it leaves the line, and its slot goes to the longest waiting.
-    @_specialize(exported: true, where Peer == [UInt8])
     public mutating func notInterested(_ peer: Peer, now: ContinuousClock.Instant) -> [Action] {
         line.removeAll { $0.peer == peer }
         guard unchoked.removeValue(forKey: peer) != nil else { return [] }
@@ -118,7 +114,6 @@ public struct UploadChoker<Peer: Hashable & Sendable>: Sendable {
     }
 
     /// `peer` is gone (its connection failed): its slot goes to the longest waiting.
-    @_specialize(exported: true, where Peer == [UInt8])
     public mutating func gone(_ peer: Peer, now: ContinuousClock.Instant) -> [Action] {
         line.removeAll { $0.peer == peer }
         guard unchoked.removeValue(forKey: peer) != nil else { return [] }
@@ -130,7 +125,6 @@ public struct UploadChoker<Peer: Hashable & Sendable>: Sendable {
     /// are forgotten, and their slots given to others. At most as many make way as
     /// wait, idle ones first, so no peer is choked and unchoked in the same tick.
     /// - Parameter queued: pieces waiting to be sent to a peer.
-    @_specialize(exported: true, where Peer == [UInt8])
     public mutating func tick(now: ContinuousClock.Instant, queued: (Peer) -> Int) -> [Action] {
         line.removeAll { now - $0.heard >= forgetAfter }
         var actions: [Action] = []

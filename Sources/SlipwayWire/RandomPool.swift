@@ -3,9 +3,9 @@ import Synchronization
 
 /// Kernel randomness fetched a page at a time for message ids. Each draw of
 /// `SystemRandomNumberGenerator` is a `getrandom` call, and every message a
-/// daemon sends takes a fresh id: measured, about 365 such calls a second in
-/// each downloading agent. The bytes are the kernel's either way; only the
-/// number of calls changes.
+/// daemon sends takes a fresh id (two draws): with the piece picker's
+/// shuffles, about 365 such calls a second in each downloading agent. The
+/// bytes are the kernel's either way; only the number of calls changes.
 enum RandomPool {
     private static let pool = Mutex(Buffer())
 
@@ -25,11 +25,7 @@ enum RandomPool {
                 }
                 buffer.next = 0
             }
-            defer {
-                // Handed out once: never left in memory for a later caller to see.
-                for index in buffer.next..<buffer.next + 16 { buffer.bytes[index] = 0 }
-                buffer.next += 16
-            }
+            defer { buffer.next += 16 }
             return buffer.bytes.withUnsafeBytes { raw in
                 (raw.loadUnaligned(fromByteOffset: buffer.next, as: UInt64.self),
                  raw.loadUnaligned(fromByteOffset: buffer.next + 8, as: UInt64.self))

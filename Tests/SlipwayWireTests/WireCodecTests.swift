@@ -41,9 +41,11 @@ struct WireCodecTests {
         #expect(Set(ids.joined()) == Set("0123456789abcdef"))
         // Both halves are random: the first and last 16 digits differ across ids.
         #expect(Set(ids.map { $0.prefix(16) }).count == ids.count && Set(ids.map { $0.suffix(16) }).count == ids.count)
+        // And they are drawn apart: no half repeats the other, in this id or any other.
+        #expect(Set(ids.flatMap { [$0.prefix(16), $0.suffix(16)] }).count == 2 * ids.count)
     }
 
-    @Test("message ids drawn by several threads at once never repeat (the ids come from one shared page of randomness)")
+    @Test("message ids drawn by several threads at once are all distinct (they share one page of randomness)")
     func messageIDsAcrossThreads() {
         let perThread = 3_000
         let ids = Mutex<[String]>([])
