@@ -284,30 +284,25 @@ final class PieceServer {
                 slots.answered(peer, now: now)
             }
             queues[peer]!.removeAll(where: isStale)
-            while var next = queues[peer]?.first {
-                // Memory first: a piece waiting for its next blocks is looked for every turn. One
-                // still arriving is only for a peer that asked in blocks; others are told busy.
-                let source = next.bytes.map { PieceBytes.held($0) }
-                    ?? (next.inBlocks ? arriving(next.digest, next.index).map { .arriving(blockDigests: $0.blockDigests, bytes: $0.bytes) } : nil)
-                    ?? store.heldPiece(next.digest, index: next.index).map { .held($0) }
-                guard let manifest = manifests[next.digest], let source else {
-                    // Started: its download here lost its source, and its blocks may come again from another (or it goes stale).
-                    if next.isStarted { break }
-                    queues[peer]!.removeFirst()
-                    slots.answered(peer, now: now)
-                    if store.incomingManifestIfAny(next.digest) != nil {
-                        reply(peer, to: next.request, error: .busy, "piece \(next.index) is not here yet; ask another peer")
-                    } else {
-                        reply(peer, to: next.request, error: .notFound, "piece \(next.index) is not here")
+            pieces: while var next = queues[peer]?.first {
+                let frames: [[UInt8]], following: Int?
+                if let encoded = next.encoded {
+                    (frames, following) = encoded
+                } else {
+                    switch headMessage(&next, to: peer, now: now) {
+                    case .dropped: continue pieces
+                    case .waiting: break pieces
+                    case .ready(let message, let after): (frames, following) = (codec.encode(message, to: peer), after)
                     }
-                    continue
                 }
-                guard let (message, following) = next.nextMessage(manifest, from: source, sender: sender) else { break }
                 do {
-                    guard try socket.send(codec.encode(message, to: peer), wait: .never) else {
-                        queues[peer]![0] = next  // pipe full: try again next turn without rereading or rehashing
+                    guard try socket.send(frames, wait: .never) else {
+                        // Pipe full: the same frames go next turn, without rereading, rehashing or copying.
+                        next.encoded = (frames, following)
+                        queues[peer]![0] = next
                         break
                     }
+                    next.encoded = nil
                     if let following {
                         next.nextBlock = following
                         next.waitingSince = now
@@ -326,6 +321,38 @@ final class PieceServer {
             }
             if queues[peer]?.isEmpty == true { queues[peer] = nil }
         }
+    }
+
+    /// What the piece at the head of a peer's queue has to send.
+    private enum HeadMessage {
+        /// It was answered (`busy` or `notFound`) and dropped: look at the next one.
+        case dropped
+        /// Its next blocks have not arrived here yet.
+        case waiting
+        /// Its next message, and the block after it (nil: the piece is done once it is sent).
+        case ready(WireMessage, next: Int?)
+    }
+
+    private func headMessage(_ next: inout QueuedPiece, to peer: [UInt8], now: ContinuousClock.Instant) -> HeadMessage {
+        // Memory first: a piece waiting for its next blocks is looked for every turn. One
+        // still arriving is only for a peer that asked in blocks; others are told busy.
+        let source = next.bytes.map { PieceBytes.held($0) }
+            ?? (next.inBlocks ? arriving(next.digest, next.index).map { .arriving(blockDigests: $0.blockDigests, bytes: $0.bytes) } : nil)
+            ?? store.heldPiece(next.digest, index: next.index).map { .held($0) }
+        guard let manifest = manifests[next.digest], let source else {
+            // Started: its download here lost its source, and its blocks may come again from another (or it goes stale).
+            if next.isStarted { return .waiting }
+            queues[peer]!.removeFirst()
+            slots.answered(peer, now: now)
+            if store.incomingManifestIfAny(next.digest) != nil {
+                reply(peer, to: next.request, error: .busy, "piece \(next.index) is not here yet; ask another peer")
+            } else {
+                reply(peer, to: next.request, error: .notFound, "piece \(next.index) is not here")
+            }
+            return .dropped
+        }
+        guard let (message, following) = next.nextMessage(manifest, from: source, sender: sender) else { return .waiting }
+        return .ready(message, next: following)
     }
 
     /// Sends the choker's decisions, each as soon as its peer's pipe has room.

@@ -19,6 +19,11 @@ struct QueuedPiece {
     /// For runs: every block's SHA-256 (computed when the first run is built) and the next block to send.
     var blockDigests: [Data] = []
     var nextBlock = 0
+    /// The next message, encoded, while the peer's pipe is too full to take it,
+    /// and the block after it. Kept, not built again every turn: measured, most
+    /// runs were built several times over (their payload copied each time)
+    /// before one went out.
+    var encoded: (frames: [[UInt8]], next: Int?)?
 
     /// Some of it went out: the rest follows before anything else is sent to its peer.
     var isStarted: Bool { nextBlock > 0 }

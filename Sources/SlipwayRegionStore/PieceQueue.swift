@@ -79,4 +79,8 @@ struct LoadedPiece {
     let bytes: [UInt8]
     var blockDigests: [Data] = []
     var nextBlock = 0
+    /// The next message, encoded, while the peer's pipe is too full to take it,
+    /// and the block after it: sent as it is once there is room, not built (and
+    /// its payload copied) again every turn.
+    var encoded: (frames: [[UInt8]], next: Int?)?
 }

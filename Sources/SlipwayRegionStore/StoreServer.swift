@@ -248,15 +248,24 @@ public final class StoreServer: ServingLoop {
         }
         for peer in owed.peers where !unsent.isWaiting(for: peer) {
             while let entry = owed.next(for: peer) {
-                guard let (message, following) = pieceMessage(entry, for: peer) else {
-                    owed.sent(to: peer, now: now)
-                    loaded[peer] = nil
-                    reply(peer, to: entry.requestID, error: "piece \(entry.index) of \(entry.digest) is not in region \(config.region)", code: .notFound)
-                    continue
+                let frames: [[UInt8]], following: Int?
+                if let encoded = loaded[peer]?.encoded, loaded[peer]?.entry == entry {
+                    (frames, following) = encoded
+                } else {
+                    guard let (message, after) = pieceMessage(entry, for: peer) else {
+                        owed.sent(to: peer, now: now)
+                        loaded[peer] = nil
+                        reply(peer, to: entry.requestID, error: "piece \(entry.index) of \(entry.digest) is not in region \(config.region)", code: .notFound)
+                        continue
+                    }
+                    (frames, following) = (codec.encode(message, to: peer), after)
                 }
                 do {
-                    // Its send queue is full: the bytes stay loaded until it has room.
-                    guard try socket.send(codec.encode(message, to: peer), wait: .never) else { break }
+                    // Its send queue is full: the message stays loaded, encoded, until it has room.
+                    guard try socket.send(frames, wait: .never) else {
+                        loaded[peer]?.encoded = (frames, following)
+                        break
+                    }
                 } catch {
                     owed.drop(peer)  // gone
                     loaded[peer] = nil
@@ -264,6 +273,7 @@ public final class StoreServer: ServingLoop {
                     apply(slots.gone(peer, now: now))
                     break
                 }
+                loaded[peer]?.encoded = nil
                 if let following {
                     loaded[peer]!.nextBlock = following
                     owed.progressed(peer, now: now)
