@@ -116,6 +116,10 @@ final class PieceServer {
     func forget(_ digest: String) {
         manifests[digest] = nil
         unsubscribe(from: digest)
+        // A message kept for a full pipe is looked at again like any other: not here now.
+        for peer in Array(queues.keys) {
+            for index in queues[peer]!.indices where queues[peer]![index].digest == digest { queues[peer]![index].encoded = nil }
+        }
     }
 
     /// Reads waiting requests (queueing or refusing them), then sends what the pipes take.

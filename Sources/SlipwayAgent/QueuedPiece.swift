@@ -51,7 +51,13 @@ struct QueuedPiece {
         }
         guard let run = Manifest.blockRun(manifest, index: index, length: length, available: bytes, firstBlock: nextBlock,
                                           blockDigests: blockDigests) else { return nil }
-        return (WireMessage(run.header, sender: sender, inReplyTo: request.envelope.messageID, payload: run.payload), run.next)
+        var payload = run.payload
+        if case .arriving = source, payload.count == bytes.count {
+            // A run of every block received so far shares the download's buffer, and the message
+            // may wait for the pipe (``encoded``): its own copy keeps the download's appends in place.
+            payload = payload.withUnsafeBufferPointer { Array($0) }
+        }
+        return (WireMessage(run.header, sender: sender, inReplyTo: request.envelope.messageID, payload: payload), run.next)
     }
 }
 
