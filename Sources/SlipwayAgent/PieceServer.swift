@@ -393,18 +393,3 @@ final class PieceServer {
         _ = unsent.send(codec.encode(WireMessage(error, sender: sender, inReplyTo: request.envelope.messageID), to: peer), to: peer, on: socket)
     }
 }
-
-/// Pieces of one artifact a machine holds (or all of it), and those it is
-/// receiving in blocks, as `PieceHave` says it.
-struct PieceHolding: Equatable {
-    var pieces: Set<Int> = []
-    var complete = false
-    var arriving: Set<Int> = []
-
-    /// Adds what `other` says.
-    mutating func merge(_ other: PieceHolding) {
-        complete = complete || other.complete
-        pieces = complete ? [] : pieces.union(other.pieces)
-        arriving = complete ? [] : arriving.union(other.arriving).subtracting(pieces)
-    }
-}
