@@ -74,7 +74,9 @@ extension BlobStore {
     /// fault in again: measured with `dd` to a fresh file, 2.0–4.3 s of system time
     /// per GiB in 1 MiB calls and 10 s in 2 MiB ones, against 0.31–0.34 s in 256 or
     /// 512 KiB calls. Replication, writing pieces of up to 4 MiB whole, was 2.7–3.3 ×
-    /// slower for it (docs/benchmarks.md).
+    /// slower for it. Later runs saw the same cost come in episodes after large frees
+    /// (the first run after a Swift build), at 32 KiB calls as at 256 KiB ones, so
+    /// the size is one trigger, not the whole cause (docs/benchmarks.md).
     static let writeChunk = 256 << 10
 
     /// Appends one piece file to `output` inside the kernel (no copy through this
